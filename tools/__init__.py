@@ -1,0 +1,1 @@
+"""Developer tooling for Isotope (local infrastructure, builds). Not imported by the portal."""

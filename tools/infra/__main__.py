@@ -1,0 +1,43 @@
+"""``python3 -m tools.infra [PART] up|down|status``.
+
+PART is one of ``libvirt``, ``image``, ``k8s``; without it the command applies to all of
+them in dependency order (down in reverse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+PARTS = ("libvirt", "image", "k8s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m tools.infra")
+    parser.add_argument("part", nargs="?", choices=PARTS, help="one part (default: all)")
+    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument(
+        "--strict", action="store_true", help="exit non-zero when a part is not ok"
+    )
+    args = parser.parse_args(argv)
+    parts = [args.part] if args.part else list(PARTS)
+    if args.command == "down":
+        parts.reverse()
+    failed = False
+    for part in parts:
+        module = importlib.import_module(f"tools.infra.{part}")
+        result = getattr(module, args.command)()
+        if args.command != "down":
+            ok = bool(result.get("ok"))
+            failed |= not ok
+            mark = "ok " if ok else "NOT OK"
+            print(f"[{mark}] {part}: {result.get('reason', '')}", flush=True)
+            if not ok or "-v" in sys.argv:
+                print(json.dumps(result, indent=2, sort_keys=True), flush=True)
+    return 1 if (failed and args.strict) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
