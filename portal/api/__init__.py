@@ -1,0 +1,1 @@
+"""Shared REST API pieces: token auth, problem+json errors, pagination, resource shape."""

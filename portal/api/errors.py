@@ -1,0 +1,118 @@
+"""Errors as ``application/problem+json`` (RFC 9457) with field ``errors``."""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from portal.exceptions import ApplicationError, QuotaExceeded
+
+logger = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+TYPE_BASE = "https://isotope.dev/problems/"
+
+_TITLES = {
+    400: ("invalid", "Invalid input"),
+    401: ("unauthenticated", "Authentication required"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    409: ("conflict", "Conflict"),
+    412: ("precondition-failed", "Precondition failed"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    428: ("precondition-required", "Precondition required"),
+    429: ("throttled", "Too many requests"),
+}
+
+
+def problem(
+    status_code: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    title: str | None = None,
+    errors: dict | None = None,
+    extra: dict | None = None,
+    headers: dict | None = None,
+) -> Response:
+    default_slug, default_title = _TITLES.get(status_code, ("error", "Error"))
+    body = {
+        "type": TYPE_BASE + (slug or default_slug),
+        "title": title or default_title,
+        "status": status_code,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    if extra:
+        body.update(extra)
+    response = Response(body, status=status_code, headers=headers)
+    response.content_type = PROBLEM
+    return response
+
+
+def _flatten(detail) -> dict[str, list[str]]:
+    """DRF's nested error detail → ``{"field": ["message", ...]}`` (dotted for nesting)."""
+    out: dict[str, list[str]] = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        elif isinstance(value, list) and value and not all(isinstance(v, str) for v in value):
+            for index, inner in enumerate(value):
+                walk(f"{prefix}.{index}" if prefix else str(index), inner)
+        else:
+            items = value if isinstance(value, list) else [value]
+            out.setdefault(prefix or "non_field_errors", []).extend(str(v) for v in items)
+
+    walk("", detail)
+    return out
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, ApplicationError):
+        set_rollback()
+        extra = None
+        if isinstance(exc, QuotaExceeded):
+            extra = {
+                "resource": exc.resource,
+                "requested": str(exc.requested),
+                "left": str(exc.left),
+                "limit": str(exc.limit),
+            }
+        return problem(
+            exc.status,
+            exc.message,
+            slug=exc.slug,
+            title=exc.title,
+            errors=exc.errors or None,
+            extra=extra,
+        )
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if isinstance(exc, exceptions.APIException):
+        set_rollback()
+        headers = {}
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        if isinstance(exc, exceptions.ValidationError):
+            return problem(
+                status.HTTP_400_BAD_REQUEST,
+                "The request has invalid fields.",
+                errors=_flatten(exc.detail),
+                headers=headers,
+            )
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return problem(exc.status_code, detail, headers=headers)
+    return None

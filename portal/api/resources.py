@@ -1,0 +1,38 @@
+"""Helpers for the ``{"metadata", "spec", "status"}`` resource shape and concurrency."""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+
+from portal.exceptions import PreconditionFailed
+
+
+def metadata(obj, *, name: str, tenant: str | None = None, labels: dict | None = None) -> dict:
+    """The ``metadata`` block of a resource that derives from ``portal.models.Resource``."""
+    data = {
+        "name": name,
+        "uid": str(obj.uid),
+        "created": obj.created.isoformat().replace("+00:00", "Z"),
+        "resourceVersion": str(obj.resource_version),
+        "labels": labels or {},
+    }
+    if tenant is not None:
+        data["tenant"] = tenant
+    return data
+
+
+def etag(obj) -> str:
+    return f'"{obj.resource_version}"'
+
+
+def check_if_match(request: Request, obj) -> None:
+    """Raise ``PreconditionFailed`` when ``If-Match`` names another resourceVersion."""
+    header = request.headers.get("If-Match")
+    if not header or header.strip() == "*":
+        return
+    wanted = {part.strip().removeprefix("W/").strip('"') for part in header.split(",")}
+    if str(obj.resource_version) not in wanted:
+        raise PreconditionFailed(
+            f"resourceVersion is {obj.resource_version}, not {header.strip()}: "
+            "the resource changed since you read it. Fetch it again and retry."
+        )

@@ -1,0 +1,22 @@
+"""Template context for the base layout: the tenant switcher and navigation."""
+
+from __future__ import annotations
+
+from tenants.permissions import ROLE_ACTIONS
+
+
+def navigation(request) -> dict:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    from tenants.selectors import tenants_for_user
+
+    tenant = getattr(request, "tenant", None)
+    role = getattr(request, "role", None)
+    return {
+        "nav_tenants": list(tenants_for_user(user).only("slug", "name")),
+        "current_tenant": tenant,
+        "current_role": role,
+        # ``perms_in_tenant.vm_create`` etc. for templates: what the role allows here.
+        "allowed": {a.replace(".", "_"): True for a in ROLE_ACTIONS.get(role, ())},
+    }

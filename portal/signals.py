@@ -1,0 +1,8 @@
+"""Project-wide signals that let apps react to each other without imports both ways."""
+
+from django.dispatch import Signal
+
+# Sent (after commit) when a user's membership of a tenant changed or was removed.
+membership_changed = Signal()  # kwargs: tenant, user
+# Sent (after commit) when a tenant's quota limits changed.
+quota_changed = Signal()  # kwargs: tenant

@@ -1,0 +1,58 @@
+"""URL map. Web UI paths and ``/api/v1/`` are stable (see SPEC)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from compute import views as compute_views
+from monitoring import views as monitoring_views
+from portal import views
+from tenants import api as tenants_api
+from tenants import views as tenants_views
+
+api_v1 = [
+    path("tenants/", tenants_api.TenantListView.as_view(), name="tenant-list"),
+    path("tenants/<slug:tenant>/", tenants_api.TenantDetailView.as_view(), name="tenant-detail"),
+    path("tenants/<slug:tenant>/quota/", tenants_api.QuotaView.as_view(), name="tenant-quota"),
+    path(
+        "tenants/<slug:tenant>/members/",
+        tenants_api.MemberListView.as_view(),
+        name="tenant-member-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/members/<str:username>/",
+        tenants_api.MemberDetailView.as_view(),
+        name="tenant-member-detail",
+    ),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+tenant_pages = [
+    path("", tenants_views.overview, name="tenant-overview"),
+    path("vms/", compute_views.vm_list, name="vm-list"),
+    path("workloads/", compute_views.workload_list, name="workload-list"),
+    path("events/", monitoring_views.event_list, name="event-list"),
+    path("members/", tenants_views.members, name="tenant-members"),
+    path("members/add/", tenants_views.member_add, name="tenant-member-add"),
+    path("members/<str:username>/", tenants_views.member_update, name="tenant-member-update"),
+]
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("profile/", views.profile, name="profile"),
+    path("profile/tokens/<str:key_id>/revoke/", views.token_revoke, name="token-revoke"),
+    path("healthz", views.healthz, name="healthz"),
+    path("t/<slug:tenant>/", include(tenant_pages)),
+    path("api/v1/", include(api_v1)),
+    path("admin/", admin.site.urls),
+]

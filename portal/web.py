@@ -1,0 +1,51 @@
+"""Helpers for server-rendered views: tenant resolution and error translation."""
+
+from __future__ import annotations
+
+import functools
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+
+from portal.exceptions import ApplicationError, NotFound, PermissionDenied
+from tenants import selectors, services
+
+
+def tenant_view(action: str):
+    """Decorate a view taking ``tenant`` (slug): it receives the Tenant and the role.
+
+    A tenant the user is not a member of is a 404; a role lacking ``action`` is a 403
+    (and audited when the action is not a read).
+    """
+
+    def decorator(view):
+        @login_required
+        @functools.wraps(view)
+        def wrapper(request, tenant: str, *args, **kwargs):
+            try:
+                obj = selectors.tenant_get(request.user, tenant, action)
+            except NotFound as error:
+                raise Http404(error.message) from None
+            except PermissionDenied as error:
+                if not action.endswith(".view"):
+                    services.audit_record(
+                        actor=request.user,
+                        action=action,
+                        tenant=selectors.tenant_by_slug(tenant),
+                        target=request.path,
+                        outcome="denied",
+                    )
+                raise DjangoPermissionDenied(error.message) from None
+            request.tenant = obj
+            request.role = selectors.role_of(request.user, obj)
+            return view(request, obj, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def flash_error(request, error: ApplicationError) -> None:
+    messages.error(request, error.message)

@@ -1,0 +1,326 @@
+"""Tenants, memberships, the quota and its ledger, audit log and API tokens."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+from portal.models import Resource
+from tenants.choices import AuditOutcome, ReservationKind, Role
+
+DNS_LABEL = RegexValidator(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    "Use lowercase letters, digits and hyphens; start and end with a letter or digit.",
+)
+
+# Resources the quota limits, with their unit, in display order.
+QUOTA_RESOURCES: dict[str, str] = {
+    "cpu": "cores",
+    "memory": "MiB",
+    "storage": "GiB",
+    "vms": "VMs",
+    "pods": "pods",
+}
+
+
+class Tenant(Resource):
+    slug = models.SlugField(
+        max_length=40,
+        unique=True,
+        validators=[DNS_LABEL],
+        help_text="Short name used in URLs and the Kubernetes namespace (isotope-<slug>).",
+    )
+    name = models.CharField(
+        max_length=100,
+    )
+    description = models.TextField(
+        blank=True,
+    )
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def namespace(self) -> str:
+        return f"isotope-{self.slug}"
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+    )
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+    )
+    role = models.CharField(
+        max_length=16,
+        choices=Role.choices,
+        default=Role.VIEWER,
+    )
+    created = models.DateTimeField(
+        auto_now_add=True,
+    )
+
+    class Meta:
+        ordering = ["tenant__slug", "user__username"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "tenant"],
+                name="%(app_label)s_%(class)s_unique_user_tenant",
+                violation_error_message="This user is already a member of the tenant.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.tenant} ({self.role})"
+
+
+class Quota(Resource):
+    """Limits of one tenant and the running totals of its live reservations.
+
+    ``used_*`` are kept equal to the sum of the tenant's unreleased reservations by
+    ``quota_reserve``/``quota_release`` under a row lock, so a check costs the same
+    whatever the number of resources.
+    """
+
+    tenant = models.OneToOneField(
+        Tenant,
+        on_delete=models.CASCADE,
+        related_name="quota",
+    )
+    cpu = models.DecimalField(
+        max_digits=10,
+        decimal_places=3,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="CPU cores (VM vCPUs and pod CPU requests together).",
+    )
+    memory = models.PositiveBigIntegerField(
+        help_text="Memory in MiB.",
+    )
+    storage = models.PositiveBigIntegerField(
+        help_text="Disk storage in GiB.",
+    )
+    vms = models.PositiveIntegerField(
+        help_text="Number of virtual machines.",
+    )
+    pods = models.PositiveIntegerField(
+        help_text="Number of pods (replicas count one each).",
+    )
+    used_cpu = models.DecimalField(
+        max_digits=10,
+        decimal_places=3,
+        default=Decimal(0),
+        editable=False,
+    )
+    used_memory = models.BigIntegerField(
+        default=0,
+        editable=False,
+    )
+    used_storage = models.BigIntegerField(
+        default=0,
+        editable=False,
+    )
+    used_vms = models.IntegerField(
+        default=0,
+        editable=False,
+    )
+    used_pods = models.IntegerField(
+        default=0,
+        editable=False,
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(used_cpu__gte=0)
+                & Q(used_memory__gte=0)
+                & Q(used_storage__gte=0)
+                & Q(used_vms__gte=0)
+                & Q(used_pods__gte=0),
+                name="%(app_label)s_%(class)s_used_not_negative",
+                violation_error_message="Quota usage cannot be negative.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"quota of {self.tenant}"
+
+    def limit(self, resource: str):
+        return getattr(self, resource)
+
+    def used(self, resource: str):
+        return getattr(self, f"used_{resource}")
+
+
+class Reservation(models.Model):
+    """One resource's charge against its tenant's quota (the usage ledger)."""
+
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.CASCADE,
+        related_name="reservations",
+    )
+    ref = models.CharField(
+        max_length=200,
+        help_text="Who holds it, e.g. vm:<uid>. One live reservation per ref.",
+    )
+    kind = models.CharField(
+        max_length=16,
+        choices=ReservationKind.choices,
+        default=ReservationKind.OTHER,
+    )
+    object_id = models.CharField(
+        max_length=64,
+        blank=True,
+    )
+    cpu = models.DecimalField(
+        max_digits=10,
+        decimal_places=3,
+        default=Decimal(0),
+    )
+    memory = models.BigIntegerField(
+        default=0,
+    )
+    storage = models.BigIntegerField(
+        default=0,
+    )
+    vms = models.IntegerField(
+        default=0,
+    )
+    pods = models.IntegerField(
+        default=0,
+    )
+    created = models.DateTimeField(
+        auto_now_add=True,
+    )
+    released = models.DateTimeField(
+        null=True,
+        blank=True,
+    )
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ref"],
+                condition=Q(released__isnull=True),
+                name="%(app_label)s_%(class)s_unique_live_ref",
+                violation_error_message="This object already holds a reservation.",
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "released"])]
+
+    def __str__(self) -> str:
+        return self.ref
+
+
+class AuditLog(models.Model):
+    """Who did what to which object, from where, and how it ended. Append-only."""
+
+    time = models.DateTimeField(
+        auto_now_add=True,
+        db_index=True,
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    actor_name = models.CharField(
+        max_length=150,
+        blank=True,
+        help_text="Kept when the user is deleted.",
+    )
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    tenant_slug = models.CharField(
+        max_length=40,
+        blank=True,
+    )
+    action = models.CharField(
+        max_length=64,
+        db_index=True,
+    )
+    target = models.CharField(
+        max_length=255,
+        blank=True,
+    )
+    outcome = models.CharField(
+        max_length=16,
+        choices=AuditOutcome.choices,
+        default=AuditOutcome.SUCCESS,
+    )
+    source_ip = models.GenericIPAddressField(
+        null=True,
+        blank=True,
+    )
+    detail = models.JSONField(
+        default=dict,
+        blank=True,
+    )
+
+    class Meta:
+        ordering = ["-time", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.time:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.target}"
+
+
+class ApiToken(models.Model):
+    """A per-user API token. Only a SHA-256 of the secret is stored."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="api_tokens",
+    )
+    name = models.CharField(
+        max_length=100,
+    )
+    key_id = models.CharField(
+        max_length=16,
+        unique=True,
+        help_text="Public part of the token, used to find it.",
+    )
+    key_hash = models.CharField(
+        max_length=64,
+    )
+    created = models.DateTimeField(
+        auto_now_add=True,
+    )
+    expires = models.DateTimeField(
+        null=True,
+        blank=True,
+    )
+    last_used = models.DateTimeField(
+        null=True,
+        blank=True,
+    )
+    revoked = models.DateTimeField(
+        null=True,
+        blank=True,
+    )
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.user} / {self.name}"

@@ -1,0 +1,143 @@
+"""Reads for tenants, with tenant isolation in one place.
+
+Every tenant-owned queryset goes through :func:`restrict`, and every tenant lookup from
+a URL through :func:`tenant_get`: a tenant the user is not a member of does not exist
+for them (``NotFound``), a member whose role lacks the action gets ``PermissionDenied``.
+Superusers act as admins of every tenant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import QuerySet
+
+from portal.exceptions import NotFound, PermissionDenied
+from tenants.choices import Role
+from tenants.models import QUOTA_RESOURCES, AuditLog, Membership, Quota, Tenant
+from tenants.permissions import role_allows, roles_allowing
+
+
+def role_of(user, tenant: Tenant) -> str | None:
+    """The user's role in ``tenant`` (``admin`` for superusers), or None."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return None
+    if user.is_superuser:
+        return Role.ADMIN
+    cache = getattr(user, "_isotope_roles", None)
+    if cache is None:
+        cache = dict(Membership.objects.filter(user=user).values_list("tenant_id", "role"))
+        user._isotope_roles = cache
+    return cache.get(tenant.pk)
+
+
+def can(user, tenant: Tenant, action: str) -> bool:
+    """True when ``user`` may do ``action`` in ``tenant``."""
+    return role_allows(role_of(user, tenant), action)
+
+
+def tenants_for_user(user, action: str = "tenant.view") -> QuerySet[Tenant]:
+    """The tenants in which ``user`` may do ``action``."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return Tenant.objects.none()
+    if user.is_superuser:
+        return Tenant.objects.all()
+    return Tenant.objects.filter(
+        memberships__user=user, memberships__role__in=roles_allowing(action)
+    ).distinct()
+
+
+def restrict(user, action: str, queryset: QuerySet, *, tenant_field: str = "tenant") -> QuerySet:
+    """Narrow a tenant-owned queryset to what ``user`` may ``action``."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return queryset.none()
+    if user.is_superuser:
+        return queryset
+    return queryset.filter(
+        **{
+            f"{tenant_field}__memberships__user": user,
+            f"{tenant_field}__memberships__role__in": roles_allowing(action),
+        }
+    )
+
+
+def tenant_get(user, slug: str, action: str = "tenant.view") -> Tenant:
+    """The tenant named ``slug`` if ``user`` is a member; 404 otherwise, 403 for the role."""
+    tenant = Tenant.objects.filter(slug=slug).first()
+    role = role_of(user, tenant) if tenant else None
+    if tenant is None or role is None:
+        raise NotFound(f"Tenant {slug!r} not found.")
+    if not role_allows(role, action):
+        raise PermissionDenied(f"Your role ({role}) does not allow {action} in {slug}.")
+    return tenant
+
+
+def memberships_of(tenant: Tenant) -> QuerySet[Membership]:
+    return (
+        Membership.objects.filter(tenant=tenant).select_related("user").order_by("user__username")
+    )
+
+
+def user_memberships(user) -> QuerySet[Membership]:
+    return Membership.objects.filter(user=user).select_related("tenant").order_by("tenant__slug")
+
+
+@dataclass(frozen=True)
+class ResourceUsage:
+    resource: str
+    unit: str
+    used: int | Decimal
+    limit: int | Decimal
+
+    @property
+    def left(self) -> int | Decimal:
+        return max(self.limit - self.used, 0)
+
+    @property
+    def percent(self) -> int:
+        if not self.limit:
+            return 100 if self.used else 0
+        return min(int(self.used * 100 / self.limit), 100)
+
+    @property
+    def over(self) -> bool:
+        return self.used > self.limit
+
+    @property
+    def level(self) -> str:
+        """A severity for display: ok, warn (≥ 80 %), full (≥ 100 % or over)."""
+        if self.over or (self.limit and self.used >= self.limit):
+            return "full"
+        return "warn" if self.percent >= 80 else "ok"
+
+
+def quota_usage(tenant: Tenant) -> list[ResourceUsage]:
+    """Used and limit per quota resource, in display order."""
+    quota = Quota.objects.get(tenant=tenant)
+    return [
+        ResourceUsage(
+            resource=r,
+            unit=unit,
+            used=_plain(quota.used(r)),
+            limit=_plain(quota.limit(r)),
+        )
+        for r, unit in QUOTA_RESOURCES.items()
+    ]
+
+
+def _plain(value):
+    """Decimal('4.000') → 4, Decimal('0.500') → Decimal('0.5'); ints unchanged."""
+    if isinstance(value, Decimal):
+        value = value.normalize()
+        return int(value) if value == value.to_integral_value() else value
+    return value
+
+
+def audit_for_tenant(tenant: Tenant) -> QuerySet[AuditLog]:
+    return AuditLog.objects.filter(tenant=tenant)
+
+
+def tenant_by_slug(slug: str) -> Tenant | None:
+    """Unrestricted lookup, for audit records of refused requests only."""
+    return Tenant.objects.filter(slug=slug).first()

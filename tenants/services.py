@@ -1,0 +1,355 @@
+"""Writes for tenants, memberships, quota, audit and API tokens.
+
+Every privileged action records an :class:`~tenants.models.AuditLog` row. Quota
+reservations lock the tenant's quota row inside the caller's transaction, so two
+concurrent creates can never both take the last unit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
+from portal.middleware import source_ip
+from tenants.choices import AuditOutcome, ReservationKind, Role
+from tenants.models import (
+    DNS_LABEL,
+    QUOTA_RESOURCES,
+    ApiToken,
+    AuditLog,
+    Membership,
+    Quota,
+    Reservation,
+    Tenant,
+)
+
+logger = logging.getLogger(__name__)
+User = get_user_model()
+
+
+# --- Audit -----------------------------------------------------------------------------
+def audit_record(
+    *,
+    actor,
+    action: str,
+    tenant: Tenant | None = None,
+    target: str = "",
+    outcome: str = AuditOutcome.SUCCESS,
+    detail: dict | None = None,
+    ip: str | None = None,
+) -> AuditLog:
+    """Append one audit entry. ``ip`` defaults to the current request's client."""
+    user = actor if getattr(actor, "is_authenticated", False) else None
+    return AuditLog.objects.create(
+        actor=user,
+        actor_name=user.get_username() if user else (str(actor) if actor else "system"),
+        tenant=tenant,
+        tenant_slug=tenant.slug if tenant else "",
+        action=action,
+        target=target,
+        outcome=outcome,
+        source_ip=ip or source_ip.get(),
+        detail=detail or {},
+    )
+
+
+# --- Tenants and memberships -----------------------------------------------------------
+@transaction.atomic
+def tenant_create(
+    *, actor, slug: str, name: str = "", description: str = "", quota: dict | None = None
+) -> Tenant:
+    """Create a tenant with its quota (settings ``ISOTOPE_DEFAULT_QUOTA`` unless given)."""
+    slug = (slug or "").strip()
+    errors: dict[str, list[str]] = {}
+    try:
+        DNS_LABEL(slug)
+    except Exception:  # noqa: BLE001 - Django's ValidationError, reported as a field error
+        errors["slug"] = ["Use lowercase letters, digits and hyphens (e.g. acme)."]
+    if len(slug) > 40:
+        errors["slug"] = ["At most 40 characters."]
+    if errors:
+        raise ValidationError("Invalid tenant.", errors=errors)
+    if Tenant.objects.filter(slug=slug).exists():
+        raise Conflict(f"A tenant named {slug!r} exists already.", errors={"slug": ["Taken."]})
+    tenant = Tenant.objects.create(slug=slug, name=name or slug, description=description)
+    limits = {**settings.ISOTOPE_DEFAULT_QUOTA, **(quota or {})}
+    _validate_limits(limits)
+    Quota.objects.create(tenant=tenant, **limits)
+    audit_record(actor=actor, action="tenant.create", tenant=tenant, target=slug)
+    return tenant
+
+
+def _user_for(username_or_user) -> User:
+    if isinstance(username_or_user, User):
+        return username_or_user
+    try:
+        return User.objects.get(username=username_or_user)
+    except User.DoesNotExist:
+        raise ValidationError(
+            f"No user named {username_or_user!r}.", errors={"user": ["Unknown user."]}
+        ) from None
+
+
+def _check_role(role: str) -> None:
+    if role not in Role.values:
+        raise ValidationError(
+            f"Unknown role {role!r}.", errors={"role": [f"Choose one of {', '.join(Role.values)}."]}
+        )
+
+
+@transaction.atomic
+def membership_add(*, actor, tenant: Tenant, user, role: str = Role.VIEWER) -> Membership:
+    """Make ``user`` a member of ``tenant`` with ``role``."""
+    _check_role(role)
+    member = _user_for(user)
+    try:
+        with transaction.atomic():
+            membership = Membership.objects.create(user=member, tenant=tenant, role=role)
+    except IntegrityError:
+        raise Conflict(
+            f"{member.username} is already a member of {tenant.slug}.",
+            errors={"user": ["Already a member."]},
+        ) from None
+    audit_record(
+        actor=actor,
+        action="member.add",
+        tenant=tenant,
+        target=member.username,
+        detail={"role": role},
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_set_role(*, actor, tenant: Tenant, user, role: str) -> Membership:
+    """Change a member's role."""
+    _check_role(role)
+    member = _user_for(user)
+    membership = Membership.objects.select_for_update().filter(tenant=tenant, user=member).first()
+    if membership is None:
+        raise NotFound(f"{member.username} is not a member of {tenant.slug}.")
+    old = membership.role
+    membership.role = role
+    membership.save(update_fields=["role"])
+    audit_record(
+        actor=actor,
+        action="member.set_role",
+        tenant=tenant,
+        target=member.username,
+        detail={"from": old, "to": role},
+    )
+    _membership_changed(tenant, member)
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, actor, tenant: Tenant, user) -> None:
+    """Remove a member. Removing the tenant's last admin is refused."""
+    member = _user_for(user)
+    membership = Membership.objects.select_for_update().filter(tenant=tenant, user=member).first()
+    if membership is None:
+        raise NotFound(f"{member.username} is not a member of {tenant.slug}.")
+    if (
+        membership.role == Role.ADMIN
+        and not Membership.objects.filter(tenant=tenant, role=Role.ADMIN)
+        .exclude(pk=membership.pk)
+        .exists()
+    ):
+        raise Conflict("A tenant keeps at least one admin.", errors={"user": ["Last admin."]})
+    membership.delete()
+    audit_record(actor=actor, action="member.remove", tenant=tenant, target=member.username)
+    _membership_changed(tenant, member)
+
+
+def _membership_changed(tenant: Tenant, user) -> None:
+    """Tell live sessions (websockets) to re-check access once the change is committed."""
+    from portal import signals
+
+    transaction.on_commit(
+        lambda: signals.membership_changed.send(sender=Membership, tenant=tenant, user=user)
+    )
+
+
+# --- Quota -----------------------------------------------------------------------------
+def _validate_limits(limits: dict) -> dict:
+    clean: dict = {}
+    errors: dict[str, list[str]] = {}
+    for resource, value in limits.items():
+        if resource not in QUOTA_RESOURCES:
+            errors[resource] = ["Unknown quota resource."]
+            continue
+        try:
+            number = Decimal(str(value)) if resource == "cpu" else int(value)
+            if resource != "cpu" and Decimal(str(value)) != number:
+                raise ValueError
+        except (ValueError, ArithmeticError, TypeError):
+            errors[resource] = ["Enter a whole number." if resource != "cpu" else "Enter a number."]
+            continue
+        if number < 0:
+            errors[resource] = ["Must be zero or more."]
+        elif number > 10**9:
+            errors[resource] = ["Too large."]
+        elif resource == "cpu" and number != number.quantize(Decimal("0.001")):
+            errors[resource] = ["At most three decimals (millicores)."]
+        else:
+            clean[resource] = number
+    if errors:
+        raise ValidationError("Invalid quota.", errors=errors)
+    return clean
+
+
+@dataclass(frozen=True)
+class QuotaChange:
+    quota: Quota
+    below_use: list[str]
+    """Resources whose new limit is below current use: allowed, new reservations refused."""
+
+
+@transaction.atomic
+def quota_set(*, actor, tenant: Tenant, limits: dict) -> QuotaChange:
+    """Change a tenant's limits (platform staff). Lowering below use is allowed."""
+    clean = _validate_limits(limits)
+    quota = Quota.objects.select_for_update().get(tenant=tenant)
+    before = {r: str(quota.limit(r)) for r in clean}
+    for resource, value in clean.items():
+        setattr(quota, resource, value)
+    quota.save()
+    below = [r for r in QUOTA_RESOURCES if quota.used(r) > quota.limit(r)]
+    audit_record(
+        actor=actor,
+        action="quota.set",
+        tenant=tenant,
+        target=f"quota/{tenant.slug}",
+        detail={
+            "from": before,
+            "to": {r: str(v) for r, v in clean.items()},
+            "below_use": below,
+        },
+    )
+    from portal import signals
+
+    transaction.on_commit(lambda: signals.quota_changed.send(sender=Quota, tenant=tenant))
+    return QuotaChange(quota=quota, below_use=below)
+
+
+def quota_reserve(
+    *,
+    tenant: Tenant,
+    ref: str,
+    cpu: int | Decimal = 0,
+    memory: int = 0,
+    storage: int = 0,
+    vms: int = 0,
+    pods: int = 0,
+    kind: str = ReservationKind.OTHER,
+    object_id: str = "",
+) -> Reservation:
+    """Charge a resource to the tenant's quota, or raise ``QuotaExceeded``.
+
+    Must run inside the caller's transaction (the one that creates the resource): it
+    locks the quota row until that transaction ends. Reserving a ``ref`` that already
+    holds a live reservation returns that reservation unchanged.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("quota_reserve must run inside the transaction creating the resource")
+    request = {
+        "cpu": Decimal(str(cpu)),
+        "memory": int(memory),
+        "storage": int(storage),
+        "vms": int(vms),
+        "pods": int(pods),
+    }
+    for resource, amount in request.items():
+        if amount < 0:
+            raise ValidationError(f"{resource} cannot be negative.", errors={resource: ["< 0"]})
+    quota = Quota.objects.select_for_update().get(tenant=tenant)
+    existing = Reservation.objects.filter(ref=ref, released__isnull=True).first()
+    if existing is not None:
+        return existing
+    for resource, amount in request.items():
+        if amount <= 0:
+            continue
+        limit, used = quota.limit(resource), quota.used(resource)
+        if used + amount > limit:
+            raise QuotaExceeded(
+                resource=resource,
+                requested=amount,
+                left=max(limit - used, 0),
+                limit=limit,
+                unit=QUOTA_RESOURCES[resource],
+            )
+    Quota.objects.filter(pk=quota.pk).update(
+        **{f"used_{r}": F(f"used_{r}") + a for r, a in request.items()}
+    )
+    return Reservation.objects.create(
+        tenant=tenant, ref=ref, kind=kind, object_id=object_id, **request
+    )
+
+
+@transaction.atomic
+def quota_release(ref: str) -> bool:
+    """Give a reservation back. Idempotent: returns False when nothing was held."""
+    found = Reservation.objects.filter(ref=ref, released__isnull=True).values("tenant_id").first()
+    if found is None:
+        return False
+    # Lock order quota → reservation, the same as quota_reserve, so they cannot deadlock.
+    quota = Quota.objects.select_for_update().get(tenant_id=found["tenant_id"])
+    reservation = (
+        Reservation.objects.select_for_update().filter(ref=ref, released__isnull=True).first()
+    )
+    if reservation is None:
+        return False
+    Quota.objects.filter(pk=quota.pk).update(
+        **{f"used_{r}": F(f"used_{r}") - getattr(reservation, r) for r in QUOTA_RESOURCES}
+    )
+    reservation.released = timezone.now()
+    reservation.save(update_fields=["released"])
+    return True
+
+
+# --- API tokens -----------------------------------------------------------------------
+TOKEN_PREFIX = "iso"
+
+
+def token_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@transaction.atomic
+def token_create(*, user, name: str, expires: datetime | None = None) -> tuple[ApiToken, str]:
+    """Create an API token. Returns the row and the full key, shown to the user once."""
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise ValidationError("Give the token a name.", errors={"name": ["1 to 100 characters."]})
+    if expires is not None and expires <= timezone.now():
+        raise ValidationError("Expiry is in the past.", errors={"expires": ["In the past."]})
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        user=user, name=name, key_id=key_id, key_hash=token_hash(secret), expires=expires
+    )
+    audit_record(actor=user, action="token.create", target=f"token/{key_id}", detail={"name": name})
+    return token, f"{TOKEN_PREFIX}_{key_id}_{secret}"
+
+
+@transaction.atomic
+def token_revoke(*, user, key_id: str) -> ApiToken:
+    """Revoke one of ``user``'s tokens."""
+    token = ApiToken.objects.filter(user=user, key_id=key_id, revoked__isnull=True).first()
+    if token is None:
+        raise NotFound("No such token.")
+    token.revoked = timezone.now()
+    token.save(update_fields=["revoked"])
+    audit_record(actor=user, action="token.revoke", target=f"token/{key_id}")
+    return token

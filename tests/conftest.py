@@ -1,0 +1,184 @@
+"""Shared fixtures: demo tenants and users, API clients, an ASGI live server, Chromium.
+
+The suite runs against PostgreSQL and Redis started by ``make test`` (DATABASE_URL,
+REDIS_URL). Infrastructure tiers read ``var/infra/*.json`` written by ``tools.infra``;
+when ``ISOTOPE_REQUIRE_INFRA`` is set (CI), a missing piece fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from tenants import services
+from tenants.choices import Role
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artifacts"
+PASSWORD = "correct-horse-battery-staple"
+CHROMIUM = os.environ.get("ISOTOPE_CHROMIUM", "/usr/bin/chromium")
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip a test whose infrastructure is missing; fail instead in CI."""
+    if condition:
+        return
+    if os.environ.get("ISOTOPE_REQUIRE_INFRA") or os.environ.get("CI"):
+        pytest.fail(f"required infrastructure missing: {reason}")
+    pytest.skip(reason)
+
+
+def postgres_only() -> None:
+    from django.db import connection
+
+    require(connection.vendor == "postgresql", "needs PostgreSQL (set DATABASE_URL)")
+
+
+# --- Data ------------------------------------------------------------------------------
+@pytest.fixture
+def demo(db):
+    """Tenants acme and globex with the demo users; returns a namespace of objects."""
+    User = get_user_model()
+
+    class Demo:
+        pass
+
+    d = Demo()
+    d.acme = services.tenant_create(actor=None, slug="acme", name="ACME Corporation")
+    d.globex = services.tenant_create(actor=None, slug="globex", name="Globex")
+    d.admin = User.objects.create_superuser("admin", "admin@example.com", PASSWORD)
+    for username, tenant, role in [
+        ("alice", d.acme, Role.ADMIN),
+        ("bob", d.acme, Role.OPERATOR),
+        ("carol", d.acme, Role.VIEWER),
+        ("dave", d.globex, Role.ADMIN),
+    ]:
+        user = User.objects.create_user(
+            username, f"{username}@example.com", PASSWORD, first_name=username.title()
+        )
+        services.membership_add(actor=None, tenant=tenant, user=user, role=role)
+        setattr(d, username, user)
+    d.outsider = User.objects.create_user("erin", "erin@example.com", PASSWORD)
+    return d
+
+
+@pytest.fixture
+def api():
+    """An API client factory: ``api(user)`` is logged in as ``user`` (or anonymous)."""
+
+    def make(user=None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            client.force_authenticate(user)
+        return client
+
+    return make
+
+
+# --- Live ASGI server -------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_url(transactional_db):
+    """The portal's ASGI application served by uvicorn in a thread; yields its base URL.
+
+    Uses the test database (transactional, so the server thread sees committed rows).
+    """
+    import uvicorn
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    from portal.asgi import application
+
+    port = _free_port()
+    config = uvicorn.Config(
+        ASGIStaticFilesHandler(application),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ws="websockets",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+# --- Browser ----------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def browser():
+    require(Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def new_page(browser, request):
+    """``new_page()`` opens a page in a fresh context (its own cookies).
+
+    Each page gets a screenshot saved under var/test-artifacts/ when the test fails.
+    """
+    contexts = []
+
+    def make(viewport=None):
+        context = browser.new_context(viewport=viewport or {"width": 1360, "height": 860})
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for index, context in enumerate(contexts):
+        if failed:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            for n, page in enumerate(context.pages):
+                page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{index}-{n}.png"))
+        context.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def login(page, base_url: str, username: str, password: str = PASSWORD) -> None:
+    """Sign in through the login form as a person would."""
+    page.goto(f"{base_url}/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base_url}/")
