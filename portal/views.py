@@ -33,7 +33,6 @@ def dashboard(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def profile(request):
-    new_key = None
     if request.method == "POST":
         days = request.POST.get("expires_days", "").strip()
         try:
@@ -44,19 +43,21 @@ def profile(request):
                         "Expiry must be a whole number of days between 1 and 3650."
                     )
                 expires = timezone.now() + timedelta(days=int(days))
-            token, new_key = services.token_create(
+            token, key = services.token_create(
                 user=request.user, name=request.POST.get("name", ""), expires=expires
             )
+            # Post/redirect/get: the key is shown once, and a reload cannot mint another.
+            request.session["isotope_new_token"] = key
             messages.success(request, f"Token “{token.name}” created. Copy it now.")
         except ApplicationError as error:
             messages.error(request, error.message)
-    tokens = request.user.api_tokens.all()
+        return redirect("profile")
     return render(
         request,
         "portal/profile.html",
         {
-            "tokens": tokens,
-            "new_key": new_key,
+            "tokens": request.user.api_tokens.all(),
+            "new_key": request.session.pop("isotope_new_token", None),
             "memberships": selectors.user_memberships(request.user),
         },
     )

@@ -27,6 +27,15 @@ QUOTA_RESOURCES: dict[str, str] = {
 }
 
 
+QUOTA_LABELS: dict[str, str] = {
+    "cpu": "CPU",
+    "memory": "Memory",
+    "storage": "Storage",
+    "vms": "Virtual machines",
+    "pods": "Pods",
+}
+
+
 class Tenant(Resource):
     slug = models.SlugField(
         max_length=40,

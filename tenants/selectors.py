@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 
 from portal.exceptions import NotFound, PermissionDenied
 from tenants.choices import Role
-from tenants.models import QUOTA_RESOURCES, AuditLog, Membership, Quota, Tenant
+from tenants.models import QUOTA_LABELS, QUOTA_RESOURCES, AuditLog, Membership, Quota, Tenant
 from tenants.permissions import role_allows, roles_allowing
 
 
@@ -89,6 +89,10 @@ class ResourceUsage:
     unit: str
     used: int | Decimal
     limit: int | Decimal
+
+    @property
+    def label(self) -> str:
+        return QUOTA_LABELS[self.resource]
 
     @property
     def left(self) -> int | Decimal:

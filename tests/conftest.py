@@ -20,6 +20,10 @@ from rest_framework.test import APIClient
 from tenants import services
 from tenants.choices import Role
 
+# Playwright's sync API runs an event loop in the test thread; Django's ORM calls made by
+# the test itself are still synchronous and safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artifacts"
 PASSWORD = "correct-horse-battery-staple"
 CHROMIUM = os.environ.get("ISOTOPE_CHROMIUM", "/usr/bin/chromium")
@@ -105,7 +109,7 @@ def live_url(transactional_db):
         host="127.0.0.1",
         port=port,
         log_level="warning",
-        ws="websockets",
+        ws="websockets-sansio",
         lifespan="off",
     )
     server = uvicorn.Server(config)

@@ -1,0 +1,171 @@
+"""quota_reserve / quota_release: limits, messages, idempotency, and no overshoot."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import close_old_connections, connection, transaction
+from django.db.models import Sum
+
+from portal.exceptions import QuotaExceeded
+from tenants import selectors, services
+from tenants.models import Quota, Reservation
+from tests.conftest import postgres_only
+
+pytestmark = pytest.mark.unit
+
+
+def reserve(tenant, ref, **amounts):
+    with transaction.atomic():
+        return services.quota_reserve(tenant=tenant, ref=ref, **amounts)
+
+
+def usage(tenant) -> dict:
+    return {u.resource: u.used for u in selectors.quota_usage(tenant)}
+
+
+def test_a_reservation_charges_every_resource_and_release_gives_it_back(demo):
+    reserve(demo.acme, "vm:a", cpu=2, memory=1024, storage=10, vms=1)
+    reserve(demo.acme, "pod:b", cpu=Decimal("0.5"), memory=256, pods=3)
+    assert usage(demo.acme) == {
+        "cpu": Decimal("2.5"),
+        "memory": 1280,
+        "storage": 10,
+        "vms": 1,
+        "pods": 3,
+    }
+    assert services.quota_release("vm:a") is True
+    assert usage(demo.acme) == {
+        "cpu": Decimal("0.5"),
+        "memory": 256,
+        "storage": 0,
+        "vms": 0,
+        "pods": 3,
+    }
+
+
+def test_release_twice_gives_back_once(demo):
+    reserve(demo.acme, "vm:x", cpu=4, vms=1)
+    assert services.quota_release("vm:x") is True
+    assert services.quota_release("vm:x") is False
+    assert usage(demo.acme)["cpu"] == 0
+    assert usage(demo.acme)["vms"] == 0
+
+
+def test_reserving_the_same_ref_again_does_not_charge_twice(demo):
+    first = reserve(demo.acme, "vm:same", cpu=1, vms=1)
+    second = reserve(demo.acme, "vm:same", cpu=1, vms=1)
+    assert first.pk == second.pk
+    assert usage(demo.acme)["vms"] == 1
+
+
+def test_exceeding_names_the_resource_the_request_and_what_is_left(demo):
+    services.quota_set(actor=demo.admin, tenant=demo.acme, limits={"memory": 2048})
+    reserve(demo.acme, "vm:1", memory=1536)
+    with pytest.raises(QuotaExceeded) as caught:
+        reserve(demo.acme, "vm:2", memory=1024)
+    error = caught.value
+    assert error.resource == "memory"
+    assert error.requested == 1024
+    assert error.left == 512
+    assert "memory" in error.message and "1024" in error.message and "512" in error.message
+    assert "memory" in error.errors
+
+
+def test_a_refused_reservation_changes_nothing(demo):
+    services.quota_set(actor=demo.admin, tenant=demo.acme, limits={"vms": 1})
+    reserve(demo.acme, "vm:1", cpu=1, memory=512, vms=1)
+    before = usage(demo.acme)
+    with pytest.raises(QuotaExceeded):
+        reserve(demo.acme, "vm:2", cpu=1, memory=512, vms=1)
+    assert usage(demo.acme) == before
+    assert not Reservation.objects.filter(ref="vm:2").exists()
+
+
+def test_lowering_a_limit_below_use_is_allowed_then_new_reservations_are_refused(demo):
+    reserve(demo.acme, "vm:1", cpu=4, vms=1)
+    change = services.quota_set(actor=demo.admin, tenant=demo.acme, limits={"cpu": 2})
+    assert change.below_use == ["cpu"]
+    assert usage(demo.acme)["cpu"] == 4  # running resources stay
+    with pytest.raises(QuotaExceeded) as caught:
+        reserve(demo.acme, "vm:2", cpu=1)
+    assert caught.value.left == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reserve_outside_a_transaction_is_a_programming_error(demo):
+    with pytest.raises(RuntimeError):
+        services.quota_reserve(tenant=demo.acme, ref="vm:loose", vms=1)
+
+
+def test_quota_check_reads_counters_not_the_ledger(demo, django_assert_max_num_queries):
+    for n in range(30):
+        reserve(demo.acme, f"pod:{n}", pods=1)
+    # Lock quota row, look up the ref, update counters, insert: constant whatever the
+    # number of existing reservations.
+    with django_assert_max_num_queries(6):
+        reserve(demo.acme, "pod:last", pods=1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_200_concurrent_reservations_against_50_vms_never_overshoot(demo):
+    postgres_only()
+    services.quota_set(actor=demo.admin, tenant=demo.acme, limits={"vms": 50})
+    results: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(20)
+
+    def worker(start: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            for n in range(start, start + 10):
+                try:
+                    reserve(demo.acme, f"vm:race-{n}", cpu=0, vms=1)
+                    outcome = "ok"
+                except QuotaExceeded:
+                    outcome = "refused"
+                with lock:
+                    results.append(outcome)
+        finally:
+            close_old_connections()
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i * 10,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert len(results) == 200
+    assert results.count("ok") == 50
+    assert results.count("refused") == 150
+    live = Reservation.objects.filter(tenant=demo.acme, released__isnull=True)
+    assert live.count() == 50
+    quota = Quota.objects.get(tenant=demo.acme)
+    assert quota.used_vms == live.aggregate(total=Sum("vms"))["total"] == 50
+
+    # Release every reservation twice, concurrently: each gives back exactly once.
+    refs = list(live.values_list("ref", flat=True))
+    released: list[bool] = []
+
+    def releaser(chunk: list[str]) -> None:
+        try:
+            for ref in chunk:
+                outcome = services.quota_release(ref)
+                with lock:
+                    released.append(outcome)
+        finally:
+            connection.close()
+
+    chunks = [refs[i::5] for i in range(5)] * 2
+    threads = [threading.Thread(target=releaser, args=(chunk,)) for chunk in chunks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert released.count(True) == 50
+    assert released.count(False) == 50
+    quota.refresh_from_db()
+    assert quota.used_vms == 0
