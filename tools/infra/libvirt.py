@@ -1,0 +1,585 @@
+"""Two real libvirt/QEMU nodes on this one machine.
+
+- **node1** is this machine's own ``virtlogd`` + ``libvirtd`` at ``qemu:///system``. If
+  they already run they are used as they are (and never stopped by ``down``); otherwise
+  ``up`` starts them and ``down`` stops them again.
+- **node2** is a second ``virtlogd`` + ``libvirtd`` in their own mount and UTS
+  namespaces (``unshare --mount --uts --fork``): hostname ``node2``, tmpfs over
+  ``/run``, ``/var/lib/libvirt``, ``/var/cache/libvirt`` and ``/var/log/libvirt``, its
+  own ``/etc/libvirt/{qemu,storage,secrets}`` (bind-mounted from ``VAR/infra/node2/etc``
+  so that node2's persistent domains neither clash with node1's nor vanish on restart),
+  a distinct ``host_uuid``, listening on ``qemu+tcp://127.0.0.1:16510/system`` without
+  authentication (loopback only). libvirt refuses to migrate between hosts with the same
+  hostname or host UUID, hence the namespaces.
+
+``up`` also decides the domain type for guests: ``qemu`` (TCG) unless a probe guest (the
+tiny image of ``tools.infra.image``) really boots under KVM within a few seconds; the
+probe's answer is cached per host kernel, CPU, QEMU and image. ``ISOTOPE_VIRT_TYPE``
+(``qemu``/``kvm``) forces the answer.
+
+Daemons run in their own sessions so that they outlive the shell that started them;
+logs go to ``VAR/infra/logs/``, pid files to ``VAR/infra/run/``. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from . import CACHE, STATE, read_state, write_state
+from .image import ensure_packages, is_root, log, run
+
+PART = "libvirt"
+NODE1_URI = "qemu:///system"
+NODE2_PORT = 16510
+NODE2_URI = f"qemu+tcp://127.0.0.1:{NODE2_PORT}/system"
+NODE2_HOSTNAME = "node2"
+# Fixed so that node2 keeps its identity across restarts; differs from any real host.
+NODE2_UUID = str(uuid.uuid5(uuid.NAMESPACE_URL, "isotope:libvirt:node2"))
+PACKAGES = [
+    "libvirt-daemon-system",
+    "libvirt-daemon-driver-qemu",
+    "libvirt-clients",
+    "qemu-system-x86",
+    "qemu-utils",
+    "libvirt-dev",
+    "pkg-config",
+]
+LOGS = STATE / "logs"
+RUN = STATE / "run"
+NODE2_DIR = STATE / "node2"
+SERIAL_DIR = Path(os.environ.get("ISOTOPE_SERIAL_DIR", "/var/lib/isotope/serial"))
+NODE1_PIDS = {"virtlogd": Path("/run/virtlogd.pid"), "libvirtd": Path("/run/libvirtd.pid")}
+NODE2_PIDS = {"virtlogd": RUN / "node2-virtlogd.pid", "libvirtd": RUN / "node2-libvirtd.pid"}
+OWNED = RUN / "owned.json"  # which node1 daemons this module started
+TMPFS_DIRS = ("/run", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt")
+ETC_DIRS = ("qemu", "storage", "secrets")
+TEST_PREFIXES = ("isotope-smoke-", "isotope-probe-")
+PROBE_CACHE = CACHE / "kvm-probe.json"
+PROBE_SECONDS = float(os.environ.get("ISOTOPE_KVM_PROBE_SECONDS", "6"))
+START_TIMEOUT = 30.0
+
+
+# -- processes ------------------------------------------------------------------------
+
+
+def _read_pid(path: Path) -> int:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _alive(pid: int, name: str = "") -> bool:
+    """Is ``pid`` a live process (and, when ``name`` is given, running that program)?"""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if name:
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            return False
+        if comm != name:
+            return False
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                return False
+        except (OSError, IndexError):
+            pass
+    return True
+
+
+def _daemon_pid(path: Path, name: str) -> int:
+    pid = _read_pid(path)
+    return pid if _alive(pid, name) else 0
+
+
+def _stop(pid: int, name: str, timeout: float = 10.0) -> None:
+    if not _alive(pid, name):
+        return
+    log(f"stopping {name} (pid {pid})")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid, name):
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+
+
+def _daemon_env(logname: str) -> dict:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, LC_ALL="C")
+    env["LIBVIRT_LOG_OUTPUTS"] = f"3:file:{LOGS / logname}"
+    return env
+
+
+def _spawn(cmd: list[str], logname: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """Run a daemonizing command in a new session; its output goes to a log file."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with open(LOGS / f"{logname}.out", "ab") as out:
+        out.write(f"--- {time.ctime()}: {' '.join(cmd)}\n".encode())
+        out.flush()
+        proc = subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=_daemon_env(f"{logname}.log"),
+            start_new_session=True,
+            timeout=timeout,
+            check=False,
+        )
+    return proc
+
+
+def _tail(logname: str, lines: int = 8) -> str:
+    text = ""
+    for suffix in (".out", ".log"):
+        try:
+            text += (LOGS / f"{logname}{suffix}").read_text(errors="replace")
+        except OSError:
+            pass
+    return " | ".join(text.strip().splitlines()[-lines:])
+
+
+# -- virsh ----------------------------------------------------------------------------
+
+
+def virsh(uri: str, *args: str, timeout: float = 15.0) -> subprocess.CompletedProcess:
+    try:
+        return run(["virsh", "-q", "-c", uri, *args], timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(args, 124, "", f"virsh {args} timed out")
+
+
+def _probe(uri: str) -> dict:
+    res = virsh(uri, "hostname", timeout=5)
+    ok = res.returncode == 0 and bool(res.stdout.strip())
+    return {
+        "reachable": ok,
+        "hostname": res.stdout.strip() if ok else "",
+        "error": "" if ok else (res.stderr.strip() or f"exit {res.returncode}")[-300:],
+    }
+
+
+def _wait(uri: str, timeout: float = START_TIMEOUT) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        info = _probe(uri)
+        if info["reachable"] or time.monotonic() > deadline:
+            return info
+        time.sleep(0.3)
+
+
+# -- node1 ----------------------------------------------------------------------------
+
+
+def _owned() -> dict:
+    try:
+        return json.loads(OWNED.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _start_node1() -> str:
+    """Start this machine's virtlogd/libvirtd when they are not running."""
+    owned = _owned()
+    for name, cmd in (("virtlogd", ["virtlogd", "-d"]), ("libvirtd", ["libvirtd", "-d"])):
+        if _daemon_pid(NODE1_PIDS[name], name):
+            continue
+        if name == "libvirtd" and _probe(NODE1_URI)["reachable"]:
+            continue  # e.g. socket-activated by systemd: not ours to manage
+        log(f"node1: starting {name}")
+        res = _spawn(cmd, f"node1-{name}")
+        pid = 0
+        deadline = time.monotonic() + 10
+        while not pid and time.monotonic() < deadline:
+            pid = _daemon_pid(NODE1_PIDS[name], name)
+            time.sleep(0.1)
+        if not pid:
+            return f"node1 {name} did not start (exit {res.returncode}): {_tail(f'node1-{name}')}"
+        owned[name] = pid
+    RUN.mkdir(parents=True, exist_ok=True)
+    OWNED.write_text(json.dumps(owned))
+    return ""
+
+
+# -- node2 ----------------------------------------------------------------------------
+
+
+def _node2_conf() -> Path:
+    NODE2_DIR.mkdir(parents=True, exist_ok=True)
+    conf = NODE2_DIR / "libvirtd.conf"
+    conf.write_text(
+        "# node2 of the Isotope local infrastructure (tools/infra/libvirt.py)\n"
+        "listen_tls = 0\n"
+        "listen_tcp = 1\n"
+        f'tcp_port = "{NODE2_PORT}"\n'
+        'listen_addr = "127.0.0.1"\n'
+        'auth_tcp = "none"\n'
+        'auth_unix_rw = "none"\n'
+        f'host_uuid = "{NODE2_UUID}"\n'
+    )
+    return conf
+
+
+def _dir_entries(top: str) -> list[tuple[str, int, int, int]]:
+    """Directories under ``top`` (two levels) with mode/uid/gid, to recreate on tmpfs."""
+    found = []
+    base = Path(top)
+    if top == "/run":
+        return [("/run/libvirt", 0o755, 0, 0), ("/run/lock", 0o1777, 0, 0)]
+    for path in [base, *base.glob("*"), *base.glob("*/*")]:
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if path.name.startswith("domain-"):
+            continue  # node1's per-domain runtime dirs
+        if path.is_dir() and not path.is_symlink():
+            found.append((str(path), st.st_mode & 0o7777, st.st_uid, st.st_gid))
+    return found
+
+
+def _node2_setup_script() -> str:
+    """Shell run inside the new namespaces: hostname, private mounts."""
+    lines = ["set -e", f"hostname {NODE2_HOSTNAME}", "mount --make-rprivate /"]
+    for top in TMPFS_DIRS:
+        entries = _dir_entries(top)
+        lines.append(f"mount -t tmpfs -o mode=0755 isotope-node2 {top}")
+        for path, mode, uid, gid in entries:
+            q = shlex.quote(path)
+            lines.append(f"mkdir -p {q} && chmod {mode:o} {q} && chown {uid}:{gid} {q}")
+    for sub in ETC_DIRS:
+        src = NODE2_DIR / "etc" / sub
+        src.mkdir(parents=True, exist_ok=True)
+        os.chmod(src, 0o700 if sub == "secrets" else 0o755)
+        target = f"/etc/libvirt/{sub}"
+        lines.append(f"mkdir -p {target} && mount --bind {shlex.quote(str(src))} {target}")
+    return "\n".join(lines)
+
+
+def _node2_start_script(names: list[str]) -> str:
+    """Shell that starts the given node2 daemons (run inside node2's namespaces)."""
+    conf = shlex.quote(str(_node2_conf()))
+    pid = {n: shlex.quote(str(NODE2_PIDS[n])) for n in ("virtlogd", "libvirtd")}
+    commands = {
+        "virtlogd": f"virtlogd -d -p {pid['virtlogd']}",
+        "libvirtd": f"libvirtd -d --listen -f {conf} -p {pid['libvirtd']}",
+    }
+    return "\n".join(["set -e", *(commands[n] for n in ("virtlogd", "libvirtd") if n in names)])
+
+
+def _start_node2() -> str:
+    RUN.mkdir(parents=True, exist_ok=True)
+    pids = {name: _daemon_pid(path, name) for name, path in NODE2_PIDS.items()}
+    if all(pids.values()):
+        return ""
+    holder = pids["libvirtd"] or pids["virtlogd"]
+    if not holder and _probe(NODE2_URI)["reachable"]:
+        log(f"node2: {NODE2_URI} already answers (started elsewhere): using it as it is")
+        return ""
+    if holder:
+        log(f"node2: restarting dead daemons inside the namespace of pid {holder}")
+        dead = [name for name, pid in pids.items() if not pid]
+        script = _node2_start_script(dead)
+        cmd = ["nsenter", "-t", str(holder), "-m", "-u", "sh", "-c", script]
+    else:
+        if not Path("/usr/bin/unshare").exists() and not _which("unshare"):
+            return "unshare (util-linux) is missing: cannot create node2's namespaces"
+        log("node2: new mount+UTS namespace, starting virtlogd and libvirtd")
+        script = _node2_setup_script() + "\n" + _node2_start_script(list(NODE2_PIDS))
+        cmd = [
+            "unshare",
+            "--mount",
+            "--uts",
+            "--fork",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+        ]
+    res = _spawn(cmd, "node2-libvirtd")
+    if res.returncode != 0:
+        return f"node2 did not start (exit {res.returncode}): {_tail('node2-libvirtd')}"
+    return ""
+
+
+def _which(name: str) -> str:
+    for d in os.environ.get("PATH", "/usr/sbin:/usr/bin").split(":"):
+        if os.access(os.path.join(d, name), os.X_OK):
+            return os.path.join(d, name)
+    return ""
+
+
+# -- virtualisation type ----------------------------------------------------------------
+
+
+def domain_xml(
+    name: str,
+    virt_type: str,
+    image: dict,
+    serial_log: str,
+    memory_mib: int = 256,
+    hostname: str = "",
+) -> str:
+    """XML of a tiny-guest domain: direct kernel boot, serial to a file, VNC on loopback."""
+    cmdline = f"console=ttyS0 console=tty0 quiet isotope.hostname={hostname or name}"
+    return f"""<domain type='{virt_type}'>
+  <name>{name}</name>
+  <memory unit='MiB'>{memory_mib}</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{image["kernel"]}</kernel>
+    <initrd>{image["initrd"]}</initrd>
+    <cmdline>{cmdline}</cmdline>
+  </os>
+  <features><acpi/></features>
+  <on_poweroff>destroy</on_poweroff>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <serial type='file'>
+      <source path='{serial_log}' append='on'/>
+      <target port='0'/>
+    </serial>
+    <graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'/>
+    <video><model type='vga'/></video>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"""
+
+
+def _probe_key(image: dict) -> str:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line
+                break
+    except OSError:
+        pass
+    qemu = run(["qemu-system-x86_64", "--version"]).stdout.splitlines()[:1]
+    raw = json.dumps([platform.release(), cpu, qemu, image.get("hash", "")])
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _kvm_boots(image: dict) -> tuple[bool, str]:
+    name = f"isotope-probe-kvm-{os.getpid()}"
+    serial = SERIAL_DIR / f"{name}.log"
+    serial.unlink(missing_ok=True)
+    xml = NODE2_DIR.parent / f"{name}.xml"
+    xml.write_text(domain_xml(name, "kvm", image, str(serial), memory_mib=192))
+    try:
+        res = virsh(NODE1_URI, "create", str(xml), timeout=30)
+        if res.returncode != 0:
+            return False, f"KVM probe guest did not start: {res.stderr.strip()[-300:]}"
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < PROBE_SECONDS:
+            try:
+                if "ISOTOPE-GUEST-BOOTED" in serial.read_text(errors="replace"):
+                    return True, f"KVM probe guest booted in {time.monotonic() - t0:.1f} s"
+            except OSError:
+                pass
+            time.sleep(0.2)
+        return False, f"KVM probe guest showed no banner within {PROBE_SECONDS:.0f} s"
+    finally:
+        virsh(NODE1_URI, "destroy", name, timeout=30)
+        xml.unlink(missing_ok=True)
+        serial.unlink(missing_ok=True)
+
+
+def _virt_type() -> tuple[str, str]:
+    forced = os.environ.get("ISOTOPE_VIRT_TYPE", "")
+    if forced in ("qemu", "kvm"):
+        return forced, f"forced by ISOTOPE_VIRT_TYPE={forced}"
+    if not os.path.exists("/dev/kvm"):
+        return "qemu", "no /dev/kvm: TCG"
+    caps = virsh(NODE1_URI, "domcapabilities", "--virttype", "kvm", timeout=30)
+    if caps.returncode != 0:
+        return "qemu", "libvirt offers no KVM domains: TCG"
+    from . import image as image_part
+
+    img = image_part.status()
+    if not img.get("ok"):
+        img = image_part.up()
+    if not img.get("ok"):
+        return "qemu", f"no probe image ({img.get('reason')}): TCG"
+    key = _probe_key(img)
+    try:
+        cached = json.loads(PROBE_CACHE.read_text())
+        if cached.get("key") == key:
+            return cached["virt_type"], cached["reason"] + " (cached probe)"
+    except (OSError, ValueError, KeyError):
+        pass
+    log("probing KVM with the tiny guest")
+    ok, why = _kvm_boots(img)
+    virt_type = "kvm" if ok else "qemu"
+    reason = why if ok else why + ": TCG"
+    PROBE_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    PROBE_CACHE.write_text(json.dumps({"key": key, "virt_type": virt_type, "reason": reason}))
+    return virt_type, reason
+
+
+# -- the contract -----------------------------------------------------------------------
+
+
+def _nodes() -> list[dict]:
+    nodes = []
+    for name, uri in (("node1", NODE1_URI), ("node2", NODE2_URI)):
+        nodes.append({"name": name, "uri": uri, **_probe(uri)})
+    return nodes
+
+
+def _fail(reason: str, **extra) -> dict:
+    log(f"libvirt: {reason}")
+    return write_state(
+        PART,
+        {
+            "ok": False,
+            "reason": reason,
+            "fallback_uri": "test:///default",
+            "nodes": extra.pop("nodes", []),
+            "virt_type": "",
+            **extra,
+        },
+    )
+
+
+def up() -> dict:
+    t0 = time.monotonic()
+    if not is_root():
+        nodes = _nodes()
+        if all(n["reachable"] for n in nodes):
+            prev = read_state(PART)
+            return write_state(
+                PART,
+                {
+                    **prev,
+                    "nodes": nodes,
+                    "ok": True,
+                    "reason": "both nodes answer (not root: started nothing)",
+                },
+            )
+        return _fail(
+            "not root: cannot start libvirtd (run: sudo python3 -m tools.infra libvirt up)",
+            nodes=nodes,
+        )
+    why = ensure_packages(PACKAGES)
+    if why:
+        return _fail(why)
+    if not _which("unshare"):
+        return _fail("unshare (util-linux) is missing: cannot create node2")
+    SERIAL_DIR.mkdir(parents=True, exist_ok=True)
+    os.chmod(SERIAL_DIR.parent, 0o755)
+    os.chmod(SERIAL_DIR, 0o1777)
+    why = _start_node1()
+    if why:
+        return _fail(why)
+    n1 = _wait(NODE1_URI)
+    if not n1["reachable"]:
+        return _fail(f"node1 does not answer: {n1['error']} | {_tail('node1-libvirtd')}")
+    why = _start_node2()
+    if why:
+        return _fail(why)
+    n2 = _wait(NODE2_URI)
+    if not n2["reachable"]:
+        return _fail(f"node2 does not answer: {n2['error']} | {_tail('node2-libvirtd')}")
+    started = time.monotonic() - t0
+    virt_type, virt_reason = _virt_type()
+    nodes = _nodes()
+    ok = all(n["reachable"] for n in nodes) and nodes[0]["hostname"] != nodes[1]["hostname"]
+    reason = (
+        f"node1 {nodes[0]['hostname']} ({NODE1_URI}) and node2 {nodes[1]['hostname']} "
+        f"({NODE2_URI}); virt_type {virt_type}: {virt_reason}"
+        if ok
+        else "nodes unreachable or with the same hostname"
+    )
+    return write_state(
+        PART,
+        {
+            "ok": ok,
+            "reason": reason,
+            "nodes": nodes,
+            "virt_type": virt_type,
+            "virt_type_reason": virt_reason,
+            "serial_dir": str(SERIAL_DIR),
+            "migration_host": "127.0.0.1",
+            "fallback_uri": "test:///default",
+            "logs": str(LOGS),
+            "start_seconds": round(started, 2),
+            "seconds": round(time.monotonic() - t0, 2),
+        },
+    )
+
+
+def status() -> dict:
+    prev = read_state(PART)
+    nodes = _nodes()
+    ok = all(n["reachable"] for n in nodes)
+    reason = (
+        prev.get("reason", "") if ok else "not running (run: python3 -m tools.infra libvirt up)"
+    )
+    if ok and not prev.get("virt_type"):
+        prev["virt_type"] = "qemu"
+    return write_state(
+        PART,
+        {**prev, "ok": ok, "reason": reason, "nodes": nodes, "fallback_uri": "test:///default"},
+    )
+
+
+def _destroy_domains(uri: str, everything: bool) -> None:
+    res = virsh(uri, "list", "--all", "--name", timeout=10)
+    if res.returncode != 0:
+        return
+    for name in res.stdout.split():
+        if everything or name.startswith(TEST_PREFIXES):
+            log(f"{uri}: removing domain {name}")
+            virsh(uri, "destroy", name, timeout=30)
+            if name.startswith(TEST_PREFIXES):
+                virsh(uri, "undefine", name, timeout=30)
+
+
+def down() -> None:
+    # node2 is entirely ours: stop its guests first, or their QEMUs would outlive it.
+    if _daemon_pid(NODE2_PIDS["libvirtd"], "libvirtd"):
+        _destroy_domains(NODE2_URI, everything=True)
+    for name in ("libvirtd", "virtlogd"):
+        _stop(_daemon_pid(NODE2_PIDS[name], name), name)
+        NODE2_PIDS[name].unlink(missing_ok=True)
+    # node1: remove test leftovers; stop its daemons only if this module started them.
+    owned = _owned()
+    if _daemon_pid(NODE1_PIDS["libvirtd"], "libvirtd"):
+        _destroy_domains(NODE1_URI, everything=False)
+    for name in ("libvirtd", "virtlogd"):
+        pid = _daemon_pid(NODE1_PIDS[name], name)
+        if pid and owned.get(name) == pid:
+            _stop(pid, name)
+    OWNED.unlink(missing_ok=True)
+    write_state(
+        PART,
+        {
+            "ok": False,
+            "reason": "stopped (run: python3 -m tools.infra libvirt up)",
+            "nodes": [],
+            "virt_type": "",
+            "fallback_uri": "test:///default",
+        },
+    )
