@@ -533,12 +533,16 @@ def up() -> dict:
 def status() -> dict:
     prev = read_state(PART)
     nodes = _nodes()
-    ok = all(n["reachable"] for n in nodes)
-    reason = (
-        prev.get("reason", "") if ok else "not running (run: python3 -m tools.infra libvirt up)"
-    )
+    ok = all(n["reachable"] for n in nodes) and nodes[0]["hostname"] != nodes[1]["hostname"]
+    if not ok:
+        reason = "nodes not running (run: python3 -m tools.infra libvirt up)"
+    elif prev.get("ok"):
+        reason = prev.get("reason", "")
+    else:
+        reason = "both nodes answer: " + ", ".join(f"{n['name']} {n['hostname']}" for n in nodes)
     if ok and not prev.get("virt_type"):
         prev["virt_type"] = "qemu"
+        prev["virt_type_reason"] = "not probed (run: python3 -m tools.infra libvirt up)"
     return write_state(
         PART,
         {**prev, "ok": ok, "reason": reason, "nodes": nodes, "fallback_uri": "test:///default"},
