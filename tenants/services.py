@@ -139,6 +139,8 @@ def membership_set_role(*, actor, tenant: Tenant, user, role: str) -> Membership
     membership = Membership.objects.select_for_update().filter(tenant=tenant, user=member).first()
     if membership is None:
         raise NotFound(f"{member.username} is not a member of {tenant.slug}.")
+    if membership.role == Role.ADMIN and role != Role.ADMIN and _is_last_admin(membership):
+        raise Conflict("A tenant keeps at least one admin.", errors={"role": ["Last admin."]})
     old = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
@@ -160,16 +162,22 @@ def membership_remove(*, actor, tenant: Tenant, user) -> None:
     membership = Membership.objects.select_for_update().filter(tenant=tenant, user=member).first()
     if membership is None:
         raise NotFound(f"{member.username} is not a member of {tenant.slug}.")
-    if (
-        membership.role == Role.ADMIN
-        and not Membership.objects.filter(tenant=tenant, role=Role.ADMIN)
-        .exclude(pk=membership.pk)
-        .exists()
-    ):
+    if membership.role == Role.ADMIN and _is_last_admin(membership):
         raise Conflict("A tenant keeps at least one admin.", errors={"user": ["Last admin."]})
     membership.delete()
     audit_record(actor=actor, action="member.remove", tenant=tenant, target=member.username)
     _membership_changed(tenant, member)
+
+
+def _is_last_admin(membership: Membership) -> bool:
+    """True when the tenant has no other admin. Locks the tenant row first, so two
+    concurrent demotions or removals of its last two admins cannot both pass."""
+    list(Tenant.objects.select_for_update().filter(pk=membership.tenant_id).values("pk"))
+    return (
+        not Membership.objects.filter(tenant_id=membership.tenant_id, role=Role.ADMIN)
+        .exclude(pk=membership.pk)
+        .exists()
+    )
 
 
 def _membership_changed(tenant: Tenant, user) -> None:
