@@ -75,13 +75,15 @@ class QuotaHardSerializer(serializers.Serializer):
     vms = serializers.IntegerField(min_value=0, max_value=10**9, required=False)
     pods = serializers.IntegerField(min_value=0, max_value=10**9, required=False)
 
-    def validate(self, attrs):
-        unknown = set(self.initial_data) - set(self.fields)
-        if unknown:
-            raise serializers.ValidationError(
-                {name: ["Unknown quota resource."] for name in sorted(unknown)}
-            )
-        return attrs
+    def to_internal_value(self, data):
+        # A nested serializer has no ``initial_data``: look at the raw mapping here.
+        if isinstance(data, dict):
+            unknown = set(data) - set(self.fields)
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["Unknown quota resource."] for name in sorted(unknown)}
+                )
+        return super().to_internal_value(data)
 
 
 class QuotaSpecSerializer(serializers.Serializer):

@@ -1,0 +1,466 @@
+"""Role × action × tenant matrix over every web view and API endpoint.
+
+One table (``ALLOWED``) says which standing may do what; every request in the matrix is
+checked against it, so an unauthorised success anywhere fails the suite. Writes are also
+checked for their effect: a refused write changes nothing, an allowed one changes what
+it should and leaves an audit row naming the actor, tenant and client address.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from tenants import services
+from tenants.choices import AuditOutcome, Role
+from tenants.models import ApiToken, AuditLog, Membership, Quota, Tenant
+
+pytestmark = pytest.mark.unit
+
+ACTORS = ["anonymous", "erin", "carol", "bob", "alice", "dave", "admin"]
+# acme and globex exist; initech does not (a missing tenant must look like a foreign one).
+TENANTS = ["acme", "globex", "initech"]
+MEMBERS = {
+    "acme": {"alice": Role.ADMIN, "bob": Role.OPERATOR, "carol": Role.VIEWER},
+    "globex": {"dave": Role.ADMIN, "gus": Role.VIEWER},
+    "initech": {},
+}
+# The member each tenant's member-detail requests act on.
+TARGET = {"acme": "carol", "globex": "gus", "initech": "carol"}
+DISPLAY_NAME = {"acme": "ACME Corporation", "globex": "Globex"}
+
+MEMBER_STANDINGS = {Role.VIEWER, Role.OPERATOR, Role.ADMIN, "superuser"}
+# The single permission table: which standings may use an endpoint of each kind.
+ALLOWED: dict[str, set[str]] = {
+    "public": {"anonymous", "user", "outsider", *MEMBER_STANDINGS},
+    "login": {"user", *MEMBER_STANDINGS},
+    "read": MEMBER_STANDINGS,
+    "manage": {Role.ADMIN, "superuser"},
+    "staff": {"superuser"},
+}
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    """Hashing the demo users' passwords with PBKDF2 would make the matrix take minutes."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def standing(actor: str, tenant: str | None) -> str:
+    """What ``actor`` is with respect to ``tenant``: the row of ``ALLOWED`` to use."""
+    if actor == "anonymous":
+        return "anonymous"
+    if tenant is None:
+        return "superuser" if actor == "admin" else "user"
+    if tenant not in DISPLAY_NAME:
+        return "absent"  # even a superuser cannot see a tenant that does not exist
+    if actor == "admin":
+        return "superuser"
+    return MEMBERS[tenant].get(actor, "outsider")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str  # the URL name in portal/urls.py
+    surface: str  # "web" or "api"
+    method: str
+    path: str  # formatted with tenant= and target=
+    needs: str  # a key of ALLOWED
+    ok: int  # the status of a success
+    data: dict = field(default_factory=dict)
+    # For writes: the audit action of a success, and how to see that it happened.
+    audit: str = ""
+    done: object = None
+
+    @property
+    def scoped(self) -> bool:
+        return "{tenant}" in self.path
+
+    def url(self, tenant: str | None) -> str:
+        return self.path.format(tenant=tenant, target=TARGET.get(tenant, ""))
+
+
+def _role(tenant: str, username: str) -> str | None:
+    return (
+        Membership.objects.filter(tenant__slug=tenant, user__username=username)
+        .values_list("role", flat=True)
+        .first()
+    )
+
+
+def erin_added(tenant: str) -> bool:
+    return _role(tenant, "erin") == Role.VIEWER
+
+
+def target_promoted(tenant: str) -> bool:
+    return _role(tenant, TARGET[tenant]) == Role.OPERATOR
+
+
+def target_removed(tenant: str) -> bool:
+    return _role(tenant, TARGET[tenant]) is None
+
+
+def quota_changed(tenant: str) -> bool:
+    return Quota.objects.get(tenant__slug=tenant).vms == 7
+
+
+ENDPOINTS = [
+    # --- web ---
+    Endpoint("dashboard", "web", "get", "/", "login", 200),
+    Endpoint("profile", "web", "get", "/profile/", "login", 200),
+    Endpoint("tenant-overview", "web", "get", "/t/{tenant}/", "read", 200),
+    Endpoint("vm-list", "web", "get", "/t/{tenant}/vms/", "read", 200),
+    Endpoint("workload-list", "web", "get", "/t/{tenant}/workloads/", "read", 200),
+    Endpoint("event-list", "web", "get", "/t/{tenant}/events/", "read", 200),
+    Endpoint("tenant-members", "web", "get", "/t/{tenant}/members/", "read", 200),
+    Endpoint(
+        "tenant-member-add",
+        "web",
+        "post",
+        "/t/{tenant}/members/add/",
+        "manage",
+        302,
+        data={"username": "erin", "role": "viewer"},
+        audit="member.add",
+        done=erin_added,
+    ),
+    Endpoint(
+        "tenant-member-update",
+        "web",
+        "post",
+        "/t/{tenant}/members/{target}/",
+        "manage",
+        302,
+        data={"role": "operator"},
+        audit="member.set_role",
+        done=target_promoted,
+    ),
+    Endpoint(
+        "tenant-member-update:remove",
+        "web",
+        "post",
+        "/t/{tenant}/members/{target}/",
+        "manage",
+        302,
+        data={"remove": "1"},
+        audit="member.remove",
+        done=target_removed,
+    ),
+    # --- API ---
+    Endpoint("api-schema", "api", "get", "/api/v1/schema/", "public", 200),
+    Endpoint("api-docs", "api", "get", "/api/v1/docs/", "public", 200),
+    Endpoint("tenant-list", "api", "get", "/api/v1/tenants/", "login", 200),
+    Endpoint("tenant-detail", "api", "get", "/api/v1/tenants/{tenant}/", "read", 200),
+    Endpoint("tenant-quota", "api", "get", "/api/v1/tenants/{tenant}/quota/", "read", 200),
+    Endpoint(
+        "tenant-quota:patch",
+        "api",
+        "patch",
+        "/api/v1/tenants/{tenant}/quota/",
+        "staff",
+        200,
+        data={"spec": {"hard": {"vms": 7}}},
+        audit="quota.set",
+        done=quota_changed,
+    ),
+    Endpoint("tenant-member-list", "api", "get", "/api/v1/tenants/{tenant}/members/", "read", 200),
+    Endpoint(
+        "tenant-member-list:post",
+        "api",
+        "post",
+        "/api/v1/tenants/{tenant}/members/",
+        "manage",
+        201,
+        data={"metadata": {"name": "erin"}, "spec": {"role": "viewer"}},
+        audit="member.add",
+        done=erin_added,
+    ),
+    Endpoint(
+        "tenant-member-detail",
+        "api",
+        "get",
+        "/api/v1/tenants/{tenant}/members/{target}/",
+        "read",
+        200,
+    ),
+    Endpoint(
+        "tenant-member-detail:patch",
+        "api",
+        "patch",
+        "/api/v1/tenants/{tenant}/members/{target}/",
+        "manage",
+        200,
+        data={"spec": {"role": "operator"}},
+        audit="member.set_role",
+        done=target_promoted,
+    ),
+    Endpoint(
+        "tenant-member-detail:delete",
+        "api",
+        "delete",
+        "/api/v1/tenants/{tenant}/members/{target}/",
+        "manage",
+        204,
+        audit="member.remove",
+        done=target_removed,
+    ),
+]
+
+
+def expected(endpoint: Endpoint, who: str) -> int | str:
+    """The outcome the table demands: a status, or "login" for a redirect to sign in."""
+    if who in ALLOWED[endpoint.needs]:
+        return endpoint.ok
+    if who == "anonymous":
+        return "login" if endpoint.surface == "web" else 401
+    if who in {"outsider", "absent"}:
+        return 404  # another tenant's things do not exist for you; never 403
+    return 403
+
+
+CASES = [
+    pytest.param(endpoint, actor, tenant, id=f"{endpoint.name}-{actor}-{tenant or 'none'}")
+    for endpoint in ENDPOINTS
+    for tenant in (TENANTS if endpoint.scoped else [None])
+    for actor in ACTORS
+]
+
+
+@pytest.fixture
+def matrix(demo):
+    """The demo data plus gus, a viewer of globex (a member the globex requests act on)."""
+    User = get_user_model()
+    demo.gus = User.objects.create_user("gus", "gus@example.com", "x")
+    services.membership_add(actor=None, tenant=demo.globex, user=demo.gus, role=Role.VIEWER)
+    return demo
+
+
+def client_for(surface: str, user) -> Client:
+    client = Client() if surface == "web" else APIClient()
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+def user_of(demo, actor: str):
+    return {
+        "anonymous": None,
+        "erin": demo.outsider,
+        "carol": demo.carol,
+        "bob": demo.bob,
+        "alice": demo.alice,
+        "dave": demo.dave,
+        "admin": demo.admin,
+    }[actor]
+
+
+def send(client, endpoint: Endpoint, url: str):
+    call = getattr(client, endpoint.method)
+    if endpoint.method == "get":
+        return call(url)
+    if endpoint.surface == "web":
+        return call(url, endpoint.data)
+    if endpoint.data:
+        return call(url, json.dumps(endpoint.data), content_type="application/json")
+    return call(url)
+
+
+def snapshot() -> dict:
+    """Everything a write in the matrix could touch."""
+    return {
+        "members": sorted(Membership.objects.values_list("tenant__slug", "user__username", "role")),
+        "quotas": sorted(
+            Quota.objects.values_list("tenant__slug", "cpu", "memory", "storage", "vms", "pods")
+        ),
+        "tenants": sorted(Tenant.objects.values_list("slug", flat=True)),
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("endpoint", "actor", "tenant"), CASES)
+def test_every_actor_gets_exactly_what_the_permission_table_allows(matrix, endpoint, actor, tenant):
+    user = user_of(matrix, actor)
+    url = endpoint.url(tenant)
+    want = expected(endpoint, standing(actor, tenant))
+    before = snapshot()
+    audit_before = set(AuditLog.objects.values_list("pk", flat=True))
+
+    response = send(client_for(endpoint.surface, user), endpoint, url)
+
+    if want == "login":
+        assert response.status_code == 302, response.content[:300]
+        assert response.url.startswith("/login/?next=")
+    else:
+        assert response.status_code == want, (
+            f"{actor} {endpoint.method.upper()} {url}: "
+            f"{response.status_code} {response.content[:300]!r}"
+        )
+    if want == 302:
+        assert response.url == f"/t/{tenant}/members/"
+    if want == 404 and tenant in DISPLAY_NAME:
+        # Not even the tenant's display name leaks through the error page.
+        assert DISPLAY_NAME[tenant].encode() not in response.content
+    if endpoint.surface == "api" and want in {401, 403, 404}:
+        assert response["Content-Type"] == "application/problem+json"
+
+    new_audit = AuditLog.objects.exclude(pk__in=audit_before)
+    if not endpoint.audit:
+        assert snapshot() == before, "a read changed something"
+        assert not new_audit.filter(outcome=AuditOutcome.SUCCESS).exists()
+    elif want == endpoint.ok:
+        assert endpoint.done(tenant), "the request succeeded but its effect is missing"
+        row = new_audit.get(action=endpoint.audit, outcome=AuditOutcome.SUCCESS)
+        assert row.actor == user
+        assert row.actor_name == user.username
+        assert row.tenant.slug == tenant
+        assert row.source_ip == "127.0.0.1"
+    else:
+        assert snapshot() == before, "a refused write changed something"
+        assert not new_audit.filter(outcome=AuditOutcome.SUCCESS).exists()
+
+
+def _route_names(patterns, prefix: str = "") -> set[str]:
+    names: set[str] = set()
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            if pattern.namespace == "admin":
+                continue
+            names |= _route_names(pattern.url_patterns)
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            names.add(pattern.name)
+    return names
+
+
+# Routes outside the tenant role model, each covered by its own test below or elsewhere.
+OUTSIDE_MATRIX = {
+    "login": "sign-in page, public",
+    "logout": "sign-out, public",
+    "healthz": "load balancer probe, public",
+    "token-revoke": "owner-only; test_only_the_owner_can_revoke_a_token",
+}
+
+
+def test_the_matrix_covers_every_named_route_in_the_url_map():
+    routes = _route_names(get_resolver().url_patterns)
+    covered = {e.name.split(":")[0] for e in ENDPOINTS} | set(OUTSIDE_MATRIX)
+    assert routes - covered == set(), "add the new routes to ENDPOINTS in this matrix"
+    assert covered - routes == set(), "the matrix names routes that no longer exist"
+
+
+# --- What each actor sees in lists ----------------------------------------------------
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("actor", "slugs"),
+    [
+        ("erin", []),
+        ("carol", ["acme"]),
+        ("bob", ["acme"]),
+        ("alice", ["acme"]),
+        ("dave", ["globex"]),
+        ("admin", ["acme", "globex"]),
+    ],
+)
+def test_tenant_list_and_dashboard_show_only_the_tenants_you_belong_to(matrix, actor, slugs):
+    user = user_of(matrix, actor)
+    body = client_for("api", user).get("/api/v1/tenants/").json()
+    assert [item["metadata"]["name"] for item in body["items"]] == slugs
+    assert body["count"] == len(slugs)
+
+    page = client_for("web", user).get("/").content.decode()
+    for slug, name in DISPLAY_NAME.items():
+        assert (f'data-testid="tenant-card-{slug}"' in page) is (slug in slugs)
+        assert (name in page) is (slug in slugs)
+
+
+@pytest.mark.django_db
+def test_another_tenant_looks_exactly_like_a_tenant_that_does_not_exist(matrix):
+    client = client_for("api", matrix.dave)
+    for path in ["/", "/quota/", "/members/", "/members/carol/"]:
+        foreign = client.get(f"/api/v1/tenants/acme{path}")
+        missing = client.get(f"/api/v1/tenants/initech{path}")
+        assert foreign.status_code == missing.status_code == 404
+        assert json.loads(foreign.content.decode().replace("acme", "initech")) == missing.json()
+
+
+# --- Refusals are audited ---------------------------------------------------------------
+@pytest.mark.django_db
+def test_a_viewer_refused_a_member_change_in_the_browser_leaves_a_denied_audit_row(matrix):
+    response = client_for("web", matrix.carol).post("/t/acme/members/bob/", {"remove": "1"})
+    assert response.status_code == 403
+    row = AuditLog.objects.get(outcome=AuditOutcome.DENIED)
+    assert (row.actor, row.tenant, row.action) == (matrix.carol, matrix.acme, "member.manage")
+    assert row.source_ip == "127.0.0.1"
+    assert _role("acme", "bob") == Role.OPERATOR
+
+
+@pytest.mark.django_db
+def test_a_tenant_admin_refused_a_quota_change_leaves_a_denied_audit_row(matrix):
+    response = client_for("api", matrix.alice).patch(
+        "/api/v1/tenants/acme/quota/", {"spec": {"hard": {"vms": 500}}}, format="json"
+    )
+    assert response.status_code == 403
+    assert Quota.objects.get(tenant=matrix.acme).vms != 500
+    row = AuditLog.objects.get(outcome=AuditOutcome.DENIED)
+    assert (row.actor, row.tenant, row.action) == (matrix.alice, matrix.acme, "quota.set")
+    assert row.source_ip == "127.0.0.1"
+
+
+# --- Role changes apply to the very next request --------------------------------------
+@pytest.mark.django_db
+def test_a_removed_member_loses_access_on_the_next_request(matrix):
+    carol = client_for("web", matrix.carol)
+    assert carol.get("/t/acme/").status_code == 200
+    admin = client_for("api", matrix.alice)
+    assert admin.delete("/api/v1/tenants/acme/members/carol/").status_code == 204
+    assert carol.get("/t/acme/").status_code == 404
+    assert carol.get("/t/acme/members/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_viewer_promoted_to_admin_can_manage_members_on_the_next_request(matrix):
+    carol = client_for("web", matrix.carol)
+    assert carol.post("/t/acme/members/add/", {"username": "erin"}).status_code == 403
+    admin = client_for("api", matrix.alice)
+    response = admin.patch(
+        "/api/v1/tenants/acme/members/carol/", {"spec": {"role": "admin"}}, format="json"
+    )
+    assert response.status_code == 200
+    assert carol.post("/t/acme/members/add/", {"username": "erin"}).status_code == 302
+    assert _role("acme", "erin") == Role.VIEWER
+
+
+# --- Pages outside the tenant model ------------------------------------------------------
+@pytest.mark.django_db
+@pytest.mark.parametrize("actor", ["erin", "carol", "bob", "alice", "dave"])
+def test_django_admin_is_closed_to_everyone_but_platform_staff(matrix, actor):
+    client = client_for("web", user_of(matrix, actor))
+    for url in ["/admin/", "/admin/tenants/tenant/", "/admin/tenants/auditlog/"]:
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response.url.startswith("/admin/login/")
+    assert client_for("web", matrix.admin).get("/admin/tenants/tenant/").status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("actor", ["anonymous", "erin", "carol", "bob", "dave", "admin"])
+def test_only_the_owner_can_revoke_a_token(matrix, actor):
+    token, _ = services.token_create(user=matrix.alice, name="ci")
+    client = client_for("web", user_of(matrix, actor))
+    response = client.post(f"/profile/tokens/{token.key_id}/revoke/")
+    assert response.status_code == 302
+    token.refresh_from_db()
+    assert token.revoked is None
+    assert not AuditLog.objects.filter(action="token.revoke").exists()
+
+    owner = client_for("web", matrix.alice)
+    assert owner.post(f"/profile/tokens/{token.key_id}/revoke/").status_code == 302
+    assert ApiToken.objects.get(pk=token.pk).revoked is not None
+    row = AuditLog.objects.get(action="token.revoke")
+    assert row.actor == matrix.alice
+    assert row.source_ip == "127.0.0.1"
