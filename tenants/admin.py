@@ -143,6 +143,8 @@ class TenantAdmin(admin.ModelAdmin):
         if formset.model is not Membership:
             return super().save_formset(request, form, formset, change)
         tenant = form.instance
+        # The admin's change message reads these; formset.save() is not called here.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         for inline_form in formset.forms:
             if not inline_form.has_changed() and not formset._should_delete_form(inline_form):
                 continue
@@ -155,14 +157,17 @@ class TenantAdmin(admin.ModelAdmin):
                     services.membership_remove(
                         actor=request.user, tenant=tenant, user=inline_form.instance.user
                     )
+                    formset.deleted_objects.append(inline_form.instance)
                 elif existing:
-                    services.membership_set_role(
+                    membership = services.membership_set_role(
                         actor=request.user, tenant=tenant, user=data["user"], role=data["role"]
                     )
+                    formset.changed_objects.append((membership, inline_form.changed_data))
                 else:
-                    services.membership_add(
+                    membership = services.membership_add(
                         actor=request.user, tenant=tenant, user=data["user"], role=data["role"]
                     )
+                    formset.new_objects.append(membership)
             except ApplicationError as error:
                 self.message_user(request, error.message, messages.ERROR)
 
