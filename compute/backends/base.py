@@ -1,0 +1,137 @@
+"""The contract between Isotope and a VM hypervisor backend.
+
+Terms:
+- A *domain* is one VM on one host, named by Isotope (``<tenant>--<vm>``). Callers only
+  ever pass names; backend ids (libvirt UUIDs) are returned for record keeping but never
+  needed to address a domain.
+- All calls block until the hypervisor has answered; none waits for a guest to finish
+  booting or shutting down (``shutdown`` only asks the guest).
+- Errors: :class:`TransientBackendError` when the host cannot be reached or the call
+  may succeed if repeated (tasks retry with backoff); :class:`DomainNotFound` when the
+  domain does not exist; :class:`BackendError` for everything permanent, with a message
+  fit for users.
+- Every mutating call is idempotent where the hypervisor allows it: starting a running
+  domain, stopping a stopped one or deleting a missing one succeeds.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+
+class BackendError(Exception):
+    """A permanent failure; ``str(error)`` is shown to users."""
+
+
+class TransientBackendError(BackendError):
+    """The host is unreachable or busy; the same call may succeed later."""
+
+
+class DomainNotFound(BackendError):
+    """No domain by that name on this host."""
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    hostname: str
+    cpus: int
+    memory_mib: int
+    virt_type: str
+    """Domain type guests get here: ``kvm``, ``qemu`` or ``test``."""
+    capabilities: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """What a domain should look like; built by the services from a VirtualMachine."""
+
+    name: str
+    vcpus: int
+    memory_mib: int
+    tenant: str
+    vm_name: str
+    vm_uid: str
+    kernel: str = ""
+    initrd: str = ""
+    cmdline: str = ""
+    disk_gib: int = 0
+    base_image: str = ""
+    base_format: str = "qcow2"
+
+
+@dataclass(frozen=True)
+class DomainStatus:
+    """The observed state of a domain, from one bulk call per host."""
+
+    name: str
+    state: str
+    """One of: running, paused, shutoff, crashed, shutdown (in progress), migrating,
+    blocked, pmsuspended, nostate."""
+    reason: str = ""
+    backend_id: str = ""
+
+
+class ComputeBackend(ABC):
+    """One host's hypervisor. Instances are cheap; connections are pooled per process."""
+
+    #: What this backend supports on this host. Keys: ``live_migration``, ``console``,
+    #: ``metrics``, ``acpi_shutdown``. The UI and API consult these instead of types.
+    capabilities: dict[str, bool] = {}
+
+    @abstractmethod
+    def facts(self) -> HostFacts:
+        """Read the host's identity and capacity. Raises TransientBackendError."""
+
+    @abstractmethod
+    def define(self, spec: DomainSpec) -> str:
+        """Create the domain's volumes and define it (not started). Returns its backend
+        id. Defining an existing domain of that name returns its id unchanged."""
+
+    @abstractmethod
+    def start(self, name: str) -> None:
+        """Power on. A running domain stays as it is."""
+
+    @abstractmethod
+    def shutdown(self, name: str) -> None:
+        """Ask the guest to power off (ACPI). Returns at once."""
+
+    @abstractmethod
+    def destroy(self, name: str) -> None:
+        """Force off. A stopped domain stays as it is."""
+
+    @abstractmethod
+    def suspend(self, name: str) -> None:
+        """Pause the guest's vCPUs."""
+
+    @abstractmethod
+    def resume(self, name: str) -> None:
+        """Continue a paused guest."""
+
+    @abstractmethod
+    def reboot(self, name: str) -> None:
+        """Restart the guest (reset when it does not answer ACPI)."""
+
+    @abstractmethod
+    def delete(self, name: str) -> None:
+        """Force off, undefine and remove the domain's volumes. Missing is fine."""
+
+    @abstractmethod
+    def undefine_keep_volumes(self, name: str) -> None:
+        """Undefine a stopped domain but keep its volumes (to redefine it resized)."""
+
+    @abstractmethod
+    def status(self, name: str) -> DomainStatus:
+        """One domain's state. Raises DomainNotFound."""
+
+    @abstractmethod
+    def list_statuses(self) -> dict[str, DomainStatus]:
+        """Every domain on the host, by name, from one bulk call."""
+
+    def console_endpoint(self, name: str) -> tuple[str, int] | None:
+        """``(host, port)`` of the running domain's VNC server, or None (default: none)."""
+        return None
+
+    def serial_log(self, name: str) -> str | None:
+        """Path of the serial console log file, when the backend writes one."""
+        return None

@@ -1,0 +1,115 @@
+"""Translation of a DomainSpec into libvirt domain and volume XML."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from compute.backends.base import DomainSpec
+
+ISOTOPE_NS = "https://isotope.dev/xmlns/vm/1"
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs) -> ET.Element:
+    element = ET.SubElement(parent, tag, {k.rstrip("_"): str(v) for k, v in attrs.items()})
+    if text is not None:
+        element.text = text
+    return element
+
+
+def domain_xml(
+    spec: DomainSpec,
+    *,
+    domain_type: str,
+    disk_path: str | None,
+    disk_format: str = "qcow2",
+    serial_log: str | None,
+) -> str:
+    """The domain definition: direct kernel boot or a disk, virtio devices, VNC on
+    127.0.0.1 (the console proxy is the only way in), serial port to a log file."""
+    domain = ET.Element("domain", {"type": domain_type})
+    _sub(domain, "name", spec.name)
+    metadata = _sub(domain, "metadata")
+    ET.register_namespace("isotope", ISOTOPE_NS)
+    info = ET.SubElement(metadata, f"{{{ISOTOPE_NS}}}vm")
+    for key, value in (("tenant", spec.tenant), ("name", spec.vm_name), ("uid", spec.vm_uid)):
+        ET.SubElement(info, f"{{{ISOTOPE_NS}}}{key}").text = value
+    _sub(domain, "memory", str(spec.memory_mib), unit="MiB")
+    _sub(domain, "vcpu", str(spec.vcpus))
+    os_el = _sub(domain, "os")
+    _sub(os_el, "type", "hvm", arch="x86_64")
+    if spec.kernel:
+        _sub(os_el, "kernel", spec.kernel)
+        if spec.initrd:
+            _sub(os_el, "initrd", spec.initrd)
+        cmdline = f"{spec.cmdline} isotope.hostname={spec.vm_name}".strip()
+        _sub(os_el, "cmdline", cmdline)
+    else:
+        _sub(os_el, "boot", dev="hd")
+    features = _sub(domain, "features")
+    _sub(features, "acpi")
+    _sub(domain, "on_poweroff", "destroy")
+    _sub(domain, "on_reboot", "restart")
+    _sub(domain, "on_crash", "destroy")
+    devices = _sub(domain, "devices")
+    if disk_path:
+        disk = _sub(devices, "disk", type="file", device="disk")
+        _sub(disk, "driver", name="qemu", type=disk_format)
+        _sub(disk, "source", file=disk_path)
+        _sub(disk, "target", dev="vda", bus="virtio")
+    iface = _sub(devices, "interface", type="user")
+    _sub(iface, "model", type="virtio")
+    if serial_log:
+        serial = _sub(devices, "serial", type="file")
+        _sub(serial, "source", path=serial_log)
+        _sub(serial, "target", port="0")
+    graphics = _sub(devices, "graphics", type="vnc", port="-1", autoport="yes", listen="127.0.0.1")
+    _sub(graphics, "listen", type="address", address="127.0.0.1")
+    video = _sub(devices, "video")
+    _sub(video, "model", type="vga")
+    _sub(devices, "memballoon", model="virtio")
+    return ET.tostring(domain, encoding="unicode")
+
+
+def volume_xml(
+    name: str, *, capacity_gib: int, backing: str | None = None, backing_format: str = "qcow2"
+) -> str:
+    """A qcow2 volume, optionally a copy-on-write overlay over ``backing``."""
+    volume = ET.Element("volume")
+    _sub(volume, "name", name)
+    _sub(volume, "capacity", str(capacity_gib), unit="GiB")
+    target = _sub(volume, "target")
+    _sub(target, "format", type="qcow2")
+    if backing:
+        store = _sub(volume, "backingStore")
+        _sub(store, "path", backing)
+        _sub(store, "format", type=backing_format)
+    return ET.tostring(volume, encoding="unicode")
+
+
+def vnc_port(live_xml: str) -> int | None:
+    """The VNC port of a running domain, read from its live XML."""
+    root = ET.fromstring(live_xml)  # noqa: S314 - XML from our own libvirtd
+    for graphics in root.iter("graphics"):
+        if graphics.get("type") == "vnc":
+            port = int(graphics.get("port", "-1"))
+            return port if port > 0 else None
+    return None
+
+
+def serial_path(xml_text: str) -> str | None:
+    root = ET.fromstring(xml_text)  # noqa: S314 - XML from our own libvirtd
+    for serial in root.iter("serial"):
+        source = serial.find("source")
+        if serial.get("type") == "file" and source is not None:
+            return source.get("path")
+    return None
+
+
+def disk_paths(xml_text: str) -> list[str]:
+    root = ET.fromstring(xml_text)  # noqa: S314 - XML from our own libvirtd
+    paths = []
+    for disk in root.iter("disk"):
+        source = disk.find("source")
+        if source is not None and source.get("file"):
+            paths.append(source.get("file"))
+    return paths

@@ -1,0 +1,55 @@
+"""Choices for hosts, images and virtual machines (SPEC's lifecycle vocabulary)."""
+
+from django.db import models
+
+
+class VirtType(models.TextChoices):
+    AUTO = "auto", "Auto (KVM only where a probe guest boots)"
+    KVM = "kvm", "KVM"
+    QEMU = "qemu", "QEMU (TCG)"
+
+
+class ImageKind(models.TextChoices):
+    KERNEL = "kernel", "Kernel + initrd (direct boot)"
+    DISK = "disk", "Disk base image (copy-on-write)"
+
+
+class Phase(models.TextChoices):
+    PENDING = "Pending"
+    PROVISIONING = "Provisioning"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    PAUSED = "Paused"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    MIGRATING = "Migrating"
+    DELETING = "Deleting"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+
+class DesiredState(models.TextChoices):
+    RUNNING = "running", "Running"
+    STOPPED = "stopped", "Stopped"
+    PAUSED = "paused", "Paused"
+    DELETED = "deleted", "Deleted"
+
+
+class RestartPolicy(models.TextChoices):
+    ALWAYS = "Always", "Always"
+    ON_FAILURE = "OnFailure", "On failure"
+    NEVER = "Never", "Never"
+
+
+# Phases in which the portal is waiting on a task: the reconciler leaves them alone
+# unless they are stuck for longer than a task could take.
+TRANSITIONAL_PHASES = frozenset(
+    {
+        Phase.PENDING,
+        Phase.PROVISIONING,
+        Phase.STARTING,
+        Phase.STOPPING,
+        Phase.MIGRATING,
+        Phase.DELETING,
+    }
+)

@@ -1,0 +1,120 @@
+"""Guest images and named sizes."""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from compute.choices import ImageKind
+
+
+class Image(models.Model):
+    """A bootable guest: a kernel + initrd pair, or a disk base image to overlay."""
+
+    name = models.SlugField(
+        max_length=63,
+    )
+    display_name = models.CharField(
+        max_length=100,
+        blank=True,
+    )
+    kind = models.CharField(
+        max_length=8,
+        choices=ImageKind.choices,
+    )
+    kernel_path = models.CharField(
+        max_length=500,
+        blank=True,
+    )
+    initrd_path = models.CharField(
+        max_length=500,
+        blank=True,
+    )
+    cmdline = models.CharField(
+        max_length=500,
+        blank=True,
+        default="console=ttyS0 console=tty0",
+        help_text="Kernel command line; isotope.hostname=<vm name> is appended.",
+    )
+    disk_path = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Base image for copy-on-write disks (qcow2 or raw).",
+    )
+    disk_format = models.CharField(
+        max_length=8,
+        default="qcow2",
+        blank=True,
+    )
+    min_memory_mib = models.PositiveIntegerField(
+        default=128,
+    )
+    os_label = models.CharField(
+        max_length=100,
+        blank=True,
+    )
+    public = models.BooleanField(
+        default=True,
+    )
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="images",
+        help_text="Owner of a private image; empty for public images.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name"],
+                condition=Q(tenant__isnull=True),
+                name="%(app_label)s_%(class)s_unique_public_name",
+                violation_error_message="A public image with this name exists.",
+            ),
+            models.UniqueConstraint(
+                fields=["name", "tenant"],
+                name="%(app_label)s_%(class)s_unique_name_tenant",
+                violation_error_message="This tenant has an image with this name.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name or self.name
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        if self.kind == ImageKind.KERNEL and not (self.kernel_path and self.initrd_path):
+            raise ValidationError("A kernel image needs a kernel and an initrd path.")
+        if self.kind == ImageKind.DISK and not self.disk_path:
+            raise ValidationError("A disk image needs a base disk path.")
+        if not self.public and self.tenant_id is None:
+            raise ValidationError("A private image belongs to a tenant.")
+
+
+class Flavor(models.Model):
+    """A named VM size offered on the create form."""
+
+    name = models.SlugField(
+        max_length=40,
+        unique=True,
+    )
+    vcpus = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(64)],
+    )
+    memory_mib = models.PositiveIntegerField(
+        validators=[MinValueValidator(64)],
+    )
+    disk_gib = models.PositiveIntegerField(
+        default=0,
+    )
+
+    class Meta:
+        ordering = ["vcpus", "memory_mib", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.vcpus} vCPU, {self.memory_mib} MiB, {self.disk_gib} GiB)"

@@ -1,0 +1,116 @@
+"""Virtual machines: desired spec and observed status."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from compute.choices import DesiredState, Phase, RestartPolicy
+from portal.models import Resource
+from tenants.models import DNS_LABEL
+
+
+class VirtualMachine(Resource):
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        on_delete=models.PROTECT,
+        related_name="vms",
+    )
+    name = models.CharField(
+        max_length=63,
+        validators=[DNS_LABEL],
+    )
+    vcpus = models.PositiveSmallIntegerField()
+    memory_mib = models.PositiveIntegerField()
+    disk_gib = models.PositiveIntegerField(
+        default=0,
+    )
+    image = models.ForeignKey(
+        "compute.Image",
+        on_delete=models.PROTECT,
+        related_name="vms",
+    )
+    host = models.ForeignKey(
+        "compute.Host",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="vms",
+    )
+    desired_state = models.CharField(
+        max_length=8,
+        choices=DesiredState.choices,
+        default=DesiredState.RUNNING,
+    )
+    phase = models.CharField(
+        max_length=16,
+        choices=Phase.choices,
+        default=Phase.PENDING,
+        db_index=True,
+    )
+    message = models.CharField(
+        max_length=1000,
+        blank=True,
+    )
+    phase_changed = models.DateTimeField(
+        auto_now_add=True,
+    )
+    restart_policy = models.CharField(
+        max_length=10,
+        choices=RestartPolicy.choices,
+        default=RestartPolicy.ON_FAILURE,
+    )
+    labels = models.JSONField(
+        default=dict,
+        blank=True,
+    )
+    node_selector = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Host labels the VM requires.",
+    )
+    backend_id = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="libvirt UUID of the domain.",
+    )
+    vnc_port = models.IntegerField(
+        null=True,
+        blank=True,
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"],
+                name="%(app_label)s_%(class)s_unique_name_tenant",
+                violation_error_message="A VM with this name exists in the tenant.",
+            ),
+            models.CheckConstraint(
+                condition=Q(vcpus__gte=1) & Q(memory_mib__gte=64),
+                name="%(app_label)s_%(class)s_minimum_size",
+                violation_error_message="A VM needs at least 1 vCPU and 64 MiB.",
+            ),
+        ]
+        indexes = [models.Index(fields=["host", "phase"])]
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug}/{self.name}"
+
+    @property
+    def domain_name(self) -> str:
+        """The libvirt domain name: ``<tenant>--<vm>`` (unique per host)."""
+        return f"{self.tenant.slug}--{self.name}"
+
+    @property
+    def quota_ref(self) -> str:
+        return f"vm:{self.uid}"

@@ -1,0 +1,106 @@
+"""VM placement, after kube-scheduler: filter hosts by predicates, then score them.
+
+Filters: enabled, not in maintenance, reachable, labels match the VM's node selector,
+fits after overcommit (vCPUs and memory already placed + requested ≤ capacity × ratio).
+Scores: least requested (free fraction after placement, averaged over CPU and memory)
+plus balanced allocation (1 − |cpu fraction − memory fraction|). The best total wins;
+ties go to the host name for stable results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import Count, Q, Sum
+
+from compute.models import Host, VirtualMachine
+from portal.exceptions import Conflict
+
+
+class NoHostAvailable(Conflict):
+    title = "No host available"
+    slug = "no-host-available"
+
+
+@dataclass(frozen=True)
+class Placement:
+    host: Host
+    score: float
+
+
+def host_usage(hosts) -> dict[int, tuple[int, int]]:
+    """vCPUs and MiB placed on each host by VMs that still exist."""
+    rows = (
+        VirtualMachine.objects.filter(host__in=hosts)
+        .values("host_id")
+        .annotate(cpu=Sum("vcpus"), mem=Sum("memory_mib"), n=Count("id"))
+    )
+    return {r["host_id"]: (r["cpu"] or 0, r["mem"] or 0) for r in rows}
+
+
+def schedule(
+    *,
+    vcpus: int,
+    memory_mib: int,
+    node_selector: dict | None = None,
+    exclude: tuple[int, ...] = (),
+    lock: bool = True,
+) -> Placement:
+    """Choose a host or raise ``NoHostAvailable`` saying why each host was filtered.
+
+    With ``lock`` the candidate host rows are locked until the caller's transaction
+    ends, so concurrent placements see each other's VMs and never overcommit.
+    """
+    hosts = Host.objects.exclude(pk__in=exclude).order_by("pk")
+    if lock:
+        hosts = hosts.select_for_update()
+    hosts = list(hosts)
+    if not hosts:
+        raise NoHostAvailable("No hosts are registered. Ask a platform admin to add one.")
+    usage = host_usage(hosts)
+    reasons: dict[str, int] = {}
+    candidates: list[Placement] = []
+    selector = node_selector or {}
+    for host in hosts:
+        reason = _filter(host, selector, vcpus, memory_mib, usage.get(host.pk, (0, 0)))
+        if reason:
+            reasons[reason] = reasons.get(reason, 0) + 1
+            continue
+        candidates.append(Placement(host, _score(host, vcpus, memory_mib, usage)))
+    if not candidates:
+        detail = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
+        raise NoHostAvailable(f"0/{len(hosts)} hosts can take this VM: {detail}.")
+    return max(candidates, key=lambda p: (p.score, [-ord(c) for c in p.host.name]))
+
+
+def _filter(host: Host, selector: dict, vcpus: int, memory: int, used: tuple[int, int]) -> str:
+    if not host.enabled:
+        return "disabled"
+    if host.maintenance:
+        return "in maintenance"
+    if not host.reachable:
+        return "unreachable"
+    if any(str(host.labels.get(k)) != str(v) for k, v in selector.items()):
+        return "not matching the node selector"
+    if used[0] + vcpus > host.vcpu_capacity:
+        return "with too few free vCPUs"
+    if used[1] + memory > host.memory_capacity:
+        return "with too little free memory"
+    return ""
+
+
+def _score(host: Host, vcpus: int, memory: int, usage: dict) -> float:
+    used_cpu, used_mem = usage.get(host.pk, (0, 0))
+    cpu_capacity = host.vcpu_capacity or Decimal(1)
+    mem_capacity = host.memory_capacity or Decimal(1)
+    cpu_fraction = float((used_cpu + vcpus) / cpu_capacity)
+    mem_fraction = float((used_mem + memory) / mem_capacity)
+    least_requested = ((1 - cpu_fraction) + (1 - mem_fraction)) / 2
+    balanced = 1 - abs(cpu_fraction - mem_fraction)
+    return round(least_requested + balanced, 6)
+
+
+def hosts_filter_q() -> Q:
+    """Hosts that may take new VMs at all (for the UI's capacity summary)."""
+    return Q(enabled=True, maintenance=False, reachable=True)

@@ -1,0 +1,1 @@
+"""Writes for compute resources. Import from the submodules."""

@@ -1,0 +1,216 @@
+"""The reconciler: the database's VMs against what one host really runs.
+
+One bulk call per host (``list_statuses``). Settled VMs get the observed phase; a
+domain that vanished, stopped or started outside the portal is reported as a Warning
+event and handled by the VM's restart policy; an unreachable host marks its VMs
+``Unknown`` without losing them; VMs stuck in a transitional phase (their task was lost)
+are driven again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from compute.backends import BackendError, DomainSpec, DomainStatus, backend_for_host
+from compute.choices import TRANSITIONAL_PHASES, DesiredState, ImageKind, Phase, RestartPolicy
+from compute.models import Host, VirtualMachine
+from compute.services.vms import vm_observe
+
+logger = logging.getLogger(__name__)
+
+# libvirt states → phase, when the state agrees with what the user asked for.
+_STATE_PHASE = {
+    "running": Phase.RUNNING,
+    "blocked": Phase.RUNNING,
+    "paused": Phase.PAUSED,
+    "pmsuspended": Phase.PAUSED,
+    "shutdown": Phase.STOPPING,
+    "shutoff": Phase.STOPPED,
+    "crashed": Phase.FAILED,
+    "migrating": Phase.MIGRATING,
+    "nostate": Phase.UNKNOWN,
+}
+
+
+def domain_spec(vm: VirtualMachine) -> DomainSpec:
+    image = vm.image
+    return DomainSpec(
+        name=vm.domain_name,
+        vcpus=vm.vcpus,
+        memory_mib=vm.memory_mib,
+        tenant=vm.tenant.slug,
+        vm_name=vm.name,
+        vm_uid=str(vm.uid),
+        kernel=image.kernel_path if image.kind == ImageKind.KERNEL else "",
+        initrd=image.initrd_path if image.kind == ImageKind.KERNEL else "",
+        cmdline=image.cmdline if image.kind == ImageKind.KERNEL else "",
+        disk_gib=vm.disk_gib,
+        base_image=image.disk_path if image.kind == ImageKind.DISK else "",
+        base_format=image.disk_format or "qcow2",
+    )
+
+
+def phase_for(vm: VirtualMachine, status: DomainStatus) -> str:
+    """The phase a domain state shows, given what the VM is asked to be."""
+    if status.state == "crashed":
+        return Phase.FAILED
+    if status.state == "shutoff" and vm.desired_state == DesiredState.RUNNING:
+        return Phase.STOPPED if status.reason in {"shutdown", ""} else Phase.FAILED
+    return _STATE_PHASE.get(status.state, Phase.UNKNOWN)
+
+
+def reconcile_host(host: Host) -> dict:
+    """Reconcile every VM placed on ``host``. Returns counts for logs and tests."""
+    backend = backend_for_host(host)
+    vms = list(VirtualMachine.objects.filter(host=host).select_related("tenant", "image", "host"))
+    try:
+        statuses = backend.list_statuses()
+    except BackendError as error:
+        _host_unreachable(host, vms, str(error))
+        return {"unreachable": len(vms)}
+    Host.objects.filter(pk=host.pk).update(reachable=True, last_seen=timezone.now(), message="")
+    stuck_before = timezone.now() - timedelta(seconds=settings.ISOTOPE_STUCK_SECONDS)
+    counts = {"ok": 0, "changed": 0, "drift": 0, "redriven": 0}
+    for vm in vms:
+        status = statuses.get(vm.domain_name)
+        if vm.phase in TRANSITIONAL_PHASES:
+            if vm.phase_changed < stuck_before and not _locked(vm):
+                counts["redriven"] += 1
+                _redrive(vm)
+            continue
+        outcome = _reconcile_vm(vm, status)
+        counts[outcome] += 1
+    return counts
+
+
+def _locked(vm: VirtualMachine) -> bool:
+    from django.core.cache import cache
+
+    return cache.get(f"isotope:vm-lock:{vm.pk}") is not None
+
+
+def _redrive(vm: VirtualMachine) -> None:
+    from compute.tasks import libvirt as tasks
+
+    logger.warning("VM %s stuck in %s since %s: driving it again", vm, vm.phase, vm.phase_changed)
+    task = tasks.vm_provision if vm.phase in (Phase.PENDING, Phase.PROVISIONING) else tasks.vm_apply
+    transaction.on_commit(lambda: task.delay(vm.pk))
+
+
+def _host_unreachable(host: Host, vms: list[VirtualMachine], error: str) -> None:
+    Host.objects.filter(pk=host.pk).update(reachable=False, message=error[:500])
+    for vm in vms:
+        if vm.phase != Phase.UNKNOWN and vm.desired_state != DesiredState.DELETED:
+            vm_observe(
+                vm,
+                Phase.UNKNOWN,
+                f"Host {host.name} is unreachable; last known phase {vm.phase}.",
+                reason="HostUnreachable",
+                event_type="Warning",
+            )
+
+
+def _reconcile_vm(vm: VirtualMachine, status: DomainStatus | None) -> str:
+    from compute.tasks import libvirt as tasks
+
+    if status is None:
+        if vm.desired_state == DesiredState.DELETED:
+            return "ok"
+        policy = vm.restart_policy
+        if policy == RestartPolicy.NEVER:
+            vm_observe(
+                vm,
+                Phase.FAILED,
+                "The domain disappeared outside the portal.",
+                reason="DomainVanished",
+                event_type="Warning",
+            )
+        else:
+            vm_observe(
+                vm,
+                Phase.PROVISIONING,
+                "",
+                reason="DomainVanished",
+                event_type="Warning",
+                event_message="The domain disappeared outside the portal; "
+                f"restart policy {policy}: recreating it.",
+            )
+            transaction.on_commit(lambda: tasks.vm_provision.delay(vm.pk))
+        return "drift"
+
+    observed = phase_for(vm, status)
+    desired = vm.desired_state
+    if desired == DesiredState.RUNNING and status.state in {"shutoff", "crashed"}:
+        failure = observed == Phase.FAILED
+        restart = vm.restart_policy == RestartPolicy.ALWAYS or (
+            vm.restart_policy == RestartPolicy.ON_FAILURE and failure
+        )
+        why = status.reason or status.state
+        if restart:
+            vm_observe(
+                vm,
+                Phase.STARTING,
+                "",
+                reason="StoppedOutsidePortal",
+                event_type="Warning",
+                event_message=f"The guest stopped outside the portal ({why}); "
+                f"restart policy {vm.restart_policy}: starting it again.",
+            )
+            transaction.on_commit(lambda: tasks.vm_apply.delay(vm.pk))
+        else:
+            VirtualMachine.objects.filter(pk=vm.pk).update(desired_state=DesiredState.STOPPED)
+            vm.desired_state = DesiredState.STOPPED
+            vm_observe(
+                vm,
+                observed,
+                f"The guest stopped outside the portal ({why})." if failure else "",
+                reason="StoppedOutsidePortal",
+                event_type="Warning",
+                event_message=f"The guest stopped outside the portal ({why}); "
+                f"restart policy {vm.restart_policy}: leaving it stopped.",
+            )
+        return "drift"
+    if desired == DesiredState.STOPPED and status.state in {"running", "paused"}:
+        _adopt(vm, DesiredState.RUNNING if status.state == "running" else DesiredState.PAUSED)
+        vm_observe(
+            vm,
+            observed,
+            reason="StartedOutsidePortal",
+            event_type="Warning",
+            event_message="The domain was started outside the portal; the portal follows it.",
+        )
+        return "drift"
+    if desired == DesiredState.RUNNING and status.state == "paused":
+        _adopt(vm, DesiredState.PAUSED)
+        vm_observe(
+            vm,
+            observed,
+            reason="PausedOutsidePortal",
+            event_type="Warning",
+            event_message="The domain was paused outside the portal.",
+        )
+        return "drift"
+    if desired == DesiredState.PAUSED and status.state == "running":
+        _adopt(vm, DesiredState.RUNNING)
+        vm_observe(
+            vm,
+            observed,
+            reason="ResumedOutsidePortal",
+            event_type="Warning",
+            event_message="The domain was resumed outside the portal.",
+        )
+        return "drift"
+    if vm.phase != observed:
+        vm_observe(vm, observed, backend_id=status.backend_id)
+        return "changed"
+    return "ok"
+
+
+def _adopt(vm: VirtualMachine, desired: str) -> None:
+    VirtualMachine.objects.filter(pk=vm.pk).update(desired_state=desired)
+    vm.desired_state = desired

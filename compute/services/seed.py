@@ -1,0 +1,60 @@
+"""Register what this machine provides (hosts, the tiny guest image, flavors)."""
+
+from __future__ import annotations
+
+from compute.choices import ImageKind, VirtType
+from compute.models import Flavor, Host, Image
+from compute.services.hosts import host_check
+
+FLAVORS = [
+    ("tiny", 1, 256, 0),
+    ("small", 1, 512, 1),
+    ("medium", 2, 1024, 10),
+    ("large", 4, 4096, 20),
+]
+
+
+def seed_local_infrastructure() -> list[str]:
+    """Hosts from ``tools.infra``'s state (node1/node2, else libvirt's test driver), the
+    tiny guest images and default flavors. Idempotent; returns lines to print."""
+    from tools.infra import read_state
+
+    lines = []
+    libvirt_state = read_state("libvirt")
+    nodes = [n for n in libvirt_state.get("nodes", []) if n.get("reachable")]
+    if libvirt_state.get("ok") and nodes:
+        for node in nodes:
+            host, _ = Host.objects.update_or_create(
+                name=node["name"], defaults={"uri": node["uri"], "virt_type": VirtType.AUTO}
+            )
+            host_check(host)
+            lines.append(f"host {host.name}: {host.uri} ({'up' if host.reachable else 'down'})")
+    else:
+        host, _ = Host.objects.update_or_create(
+            name="test", defaults={"uri": "test:///default", "virt_type": VirtType.QEMU}
+        )
+        host_check(host)
+        reason = libvirt_state.get("reason", "libvirt nodes are not running")
+        lines.append(f"host test: libvirt's test driver ({reason})")
+    image = read_state("image")
+    if image.get("ok"):
+        Image.objects.update_or_create(
+            name="tiny",
+            tenant=None,
+            defaults={
+                "display_name": "Tiny guest (busybox)",
+                "kind": ImageKind.KERNEL,
+                "kernel_path": image["kernel"],
+                "initrd_path": image["initrd"],
+                "cmdline": "console=ttyS0 console=tty0",
+                "min_memory_mib": 128,
+                "os_label": "Linux (busybox initramfs)",
+                "public": True,
+            },
+        )
+        lines.append(f"image tiny: {image['kernel']}")
+    for name, vcpus, memory, disk in FLAVORS:
+        Flavor.objects.update_or_create(
+            name=name, defaults={"vcpus": vcpus, "memory_mib": memory, "disk_gib": disk}
+        )
+    return lines

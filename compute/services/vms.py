@@ -1,0 +1,497 @@
+"""Virtual machine services: create, act, update, delete, and status changes.
+
+Each user action validates, records the desired state and an audit entry in one
+transaction, then enqueues a Celery task on commit; tasks and the reconciler report what
+they observe through :func:`vm_observe`, which is the only writer of ``phase``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from monitoring.services import event_publish, resource_forget, resource_publish
+
+from compute.choices import DesiredState, ImageKind, Phase, RestartPolicy
+from compute.models import Flavor, Image, VirtualMachine
+from compute.scheduler import schedule
+from portal.exceptions import Conflict, PermissionDenied, QuotaExceeded, ValidationError
+from tenants import selectors as tenant_selectors
+from tenants.choices import AuditOutcome, ReservationKind
+from tenants.models import Tenant
+from tenants.services import audit_record, quota_release, quota_reserve
+
+logger = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+MAX_VCPUS = 64
+MAX_MEMORY_MIB = 512 * 1024
+MAX_DISK_GIB = 4096
+
+
+@dataclass(frozen=True)
+class ActionRule:
+    permission: str
+    phases: frozenset[str]
+    desired: str | None
+    phase: str | None
+    verb: str
+
+
+# Which phases allow which action, what it asks for, and the phase it shows meanwhile.
+ACTIONS: dict[str, ActionRule] = {
+    "start": ActionRule(
+        "vm.operate",
+        frozenset({Phase.STOPPED, Phase.FAILED}),
+        DesiredState.RUNNING,
+        Phase.STARTING,
+        "Starting",
+    ),
+    "stop": ActionRule(
+        "vm.operate",
+        frozenset({Phase.RUNNING, Phase.PAUSED}),
+        DesiredState.STOPPED,
+        Phase.STOPPING,
+        "Stopping",
+    ),
+    "force-stop": ActionRule(
+        "vm.operate",
+        frozenset(
+            {
+                Phase.RUNNING,
+                Phase.PAUSED,
+                Phase.STOPPING,
+                Phase.STARTING,
+                Phase.FAILED,
+                Phase.UNKNOWN,
+            }
+        ),
+        DesiredState.STOPPED,
+        Phase.STOPPING,
+        "ForceStopping",
+    ),
+    "pause": ActionRule(
+        "vm.operate", frozenset({Phase.RUNNING}), DesiredState.PAUSED, None, "Pausing"
+    ),
+    "resume": ActionRule(
+        "vm.operate", frozenset({Phase.PAUSED}), DesiredState.RUNNING, None, "Resuming"
+    ),
+    "reboot": ActionRule("vm.operate", frozenset({Phase.RUNNING}), None, None, "Rebooting"),
+    "delete": ActionRule(
+        "vm.delete",
+        frozenset(set(Phase.values) - {Phase.DELETING, Phase.MIGRATING}),
+        DesiredState.DELETED,
+        Phase.DELETING,
+        "Deleting",
+    ),
+}
+
+
+def allowed_actions(vm: VirtualMachine, role: str | None) -> list[str]:
+    """The actions whose buttons a user with ``role`` sees for ``vm`` right now."""
+    from tenants.permissions import role_allows
+
+    return [
+        name
+        for name, rule in ACTIONS.items()
+        if vm.phase in rule.phases and role_allows(role, rule.permission)
+    ]
+
+
+def _authorize(actor, tenant: Tenant, permission: str, target: str) -> None:
+    """Services re-check the role (views do too): no path around the permission map."""
+    if actor is None or getattr(actor, "is_system", False):
+        return
+    if not tenant_selectors.can(actor, tenant, permission):
+        audit_record(
+            actor=actor,
+            action=permission,
+            tenant=tenant,
+            target=target,
+            outcome=AuditOutcome.DENIED,
+        )
+        raise PermissionDenied(f"Your role does not allow {permission}.")
+
+
+# --- Create ---------------------------------------------------------------------------
+def visible_images(tenant: Tenant):
+    return Image.objects.filter(Q(public=True) | Q(tenant=tenant))
+
+
+def _validate_create(
+    *, tenant: Tenant, name: str, image, vcpus, memory_mib, disk_gib, restart_policy: str
+) -> tuple[Image, int, int, int]:
+    errors: dict[str, list[str]] = {}
+    name = name or ""
+    if not name:
+        errors["name"] = ["A name is required."]
+    elif len(name) > 63 or not NAME_RE.match(name):
+        errors["name"] = [
+            "Use at most 63 lowercase letters, digits and hyphens, starting and ending "
+            "with a letter or digit (a DNS label)."
+        ]
+    elif VirtualMachine.objects.filter(tenant=tenant, name=name).exists():
+        errors["name"] = [f"A VM named {name!r} exists already in {tenant.slug}."]
+
+    def number(field: str, value, low: int, high: int, unit: str) -> int:
+        try:
+            if isinstance(value, bool) or value is None or str(value).strip() == "":
+                raise ValueError
+            parsed = int(str(value).strip())
+        except (TypeError, ValueError):
+            errors[field] = ["Enter a whole number."]
+            return 0
+        if not low <= parsed <= high:
+            errors[field] = [f"Must be between {low} and {high} {unit}."]
+        return parsed
+
+    vcpus = number("vcpus", vcpus, 1, MAX_VCPUS, "vCPUs")
+    memory_mib = number("memory_mib", memory_mib, 64, MAX_MEMORY_MIB, "MiB")
+    disk_gib = number("disk_gib", disk_gib if disk_gib is not None else 0, 0, MAX_DISK_GIB, "GiB")
+    image_obj = None
+    if isinstance(image, Image):
+        image_obj = image if visible_images(tenant).filter(pk=image.pk).exists() else None
+    elif image:
+        image_obj = visible_images(tenant).filter(name=str(image)).order_by("public").first()
+    if image_obj is None:
+        errors["image"] = ["Choose one of the images available to this tenant."]
+    elif "memory_mib" not in errors and memory_mib < image_obj.min_memory_mib:
+        errors["memory_mib"] = [f"{image_obj} needs at least {image_obj.min_memory_mib} MiB."]
+    if image_obj is not None and image_obj.kind == ImageKind.DISK and "disk_gib" not in errors:
+        if disk_gib < 1:
+            errors["disk_gib"] = ["A disk image needs a disk of at least 1 GiB."]
+    if restart_policy not in RestartPolicy.values:
+        errors["restart_policy"] = [f"Choose one of {', '.join(RestartPolicy.values)}."]
+    if errors:
+        raise ValidationError("The virtual machine is not valid.", errors=errors)
+    return image_obj, vcpus, memory_mib, disk_gib
+
+
+def vm_create(
+    *,
+    actor,
+    tenant: Tenant,
+    name: str,
+    image,
+    vcpus=None,
+    memory_mib=None,
+    disk_gib=None,
+    flavor: Flavor | str | None = None,
+    start: bool = True,
+    restart_policy: str = RestartPolicy.ON_FAILURE,
+    labels: dict | None = None,
+    node_selector: dict | None = None,
+) -> VirtualMachine:
+    """Validate, reserve quota, place, save ``Pending`` and provision after commit.
+
+    Nothing is created and nothing is reserved when any step fails. A quota refusal is
+    recorded as a Warning event for the tenant.
+    """
+    _authorize(actor, tenant, "vm.create", f"vm/{name}")
+    if flavor is not None:
+        flavor_obj = (
+            flavor if isinstance(flavor, Flavor) else Flavor.objects.filter(name=flavor).first()
+        )
+        if flavor_obj is None:
+            raise ValidationError("Unknown flavor.", errors={"flavor": ["Unknown flavor."]})
+        vcpus = vcpus or flavor_obj.vcpus
+        memory_mib = memory_mib or flavor_obj.memory_mib
+        disk_gib = disk_gib if disk_gib is not None else flavor_obj.disk_gib
+    for field, value in (("labels", labels), ("node_selector", node_selector)):
+        if value is not None and (
+            not isinstance(value, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        ):
+            raise ValidationError("Invalid labels.", errors={field: ["A map of strings."]})
+    image_obj, vcpus, memory_mib, disk_gib = _validate_create(
+        tenant=tenant,
+        name=name,
+        image=image,
+        vcpus=vcpus,
+        memory_mib=memory_mib,
+        disk_gib=disk_gib,
+        restart_policy=restart_policy,
+    )
+    uid = uuid.uuid4()
+    try:
+        with transaction.atomic():
+            quota_reserve(
+                tenant=tenant,
+                ref=f"vm:{uid}",
+                cpu=vcpus,
+                memory=memory_mib,
+                storage=disk_gib,
+                vms=1,
+                kind=ReservationKind.VM,
+                object_id=str(uid),
+            )
+            placement = schedule(
+                vcpus=vcpus, memory_mib=memory_mib, node_selector=node_selector or {}
+            )
+            vm = VirtualMachine.objects.create(
+                uid=uid,
+                tenant=tenant,
+                name=name,
+                vcpus=vcpus,
+                memory_mib=memory_mib,
+                disk_gib=disk_gib,
+                image=image_obj,
+                host=placement.host,
+                desired_state=DesiredState.RUNNING if start else DesiredState.STOPPED,
+                phase=Phase.PENDING,
+                restart_policy=restart_policy,
+                labels=labels or {},
+                node_selector=node_selector or {},
+                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+            )
+            audit_record(
+                actor=actor,
+                action="vm.create",
+                tenant=tenant,
+                target=f"vm/{name}",
+                detail={
+                    "vcpus": vcpus,
+                    "memory_mib": memory_mib,
+                    "disk_gib": disk_gib,
+                    "image": image_obj.name,
+                    "host": placement.host.name,
+                },
+            )
+            event_publish(
+                tenant=tenant,
+                kind="vm",
+                name=name,
+                uid=str(uid),
+                reason="Scheduled",
+                message=f"Accepted: {vcpus} vCPU, {memory_mib} MiB, image {image_obj.name}.",
+            )
+            _publish(vm)
+            transaction.on_commit(lambda: _enqueue("vm_provision", vm.pk))
+    except IntegrityError:
+        raise ValidationError(
+            "A VM with this name exists already.", errors={"name": ["Taken."]}
+        ) from None
+    except QuotaExceeded as error:
+        event_publish(
+            tenant=tenant,
+            kind="vm",
+            name=name,
+            type="Warning",
+            reason="QuotaExceeded",
+            message=error.message,
+        )
+        raise
+    return vm
+
+
+# --- Actions --------------------------------------------------------------------------
+def vm_action(*, actor, vm: VirtualMachine, action: str) -> VirtualMachine:
+    """Ask for ``action`` (start, stop, force-stop, pause, resume, reboot, delete)."""
+    rule = ACTIONS.get(action)
+    if rule is None:
+        raise ValidationError(f"Unknown action {action!r}.", errors={"action": ["Unknown."]})
+    _authorize(actor, vm.tenant, rule.permission, f"vm/{vm.name}")
+    with transaction.atomic():
+        vm = (
+            VirtualMachine.objects.select_for_update()
+            .select_related("tenant", "host")
+            .get(pk=vm.pk)
+        )
+        if vm.phase not in rule.phases:
+            raise Conflict(
+                f"Cannot {action} {vm.name} while it is {vm.phase}.",
+                errors={"phase": [f"{action} is not possible in phase {vm.phase}."]},
+            )
+        fields = ["updated", "resource_version"]
+        if rule.desired:
+            vm.desired_state = rule.desired
+            fields.append("desired_state")
+        if rule.phase:
+            vm.phase = rule.phase
+            vm.message = ""
+            vm.phase_changed = timezone.now()
+            fields += ["phase", "message", "phase_changed"]
+        vm.save(update_fields=fields)
+        audit_record(actor=actor, action=f"vm.{action}", tenant=vm.tenant, target=f"vm/{vm.name}")
+        event_publish(
+            tenant=vm.tenant,
+            kind="vm",
+            name=vm.name,
+            uid=str(vm.uid),
+            reason=rule.verb,
+            message=f"{rule.verb} requested by {_who(actor)}.",
+        )
+        _publish(vm)
+        task = {"reboot": "vm_reboot"}.get(action, "vm_apply")
+        extra = {"force": True} if action == "force-stop" else {}
+        transaction.on_commit(lambda: _enqueue(task, vm.pk, **extra))
+
+    return vm
+
+
+def vm_update(
+    *, actor, vm: VirtualMachine, vcpus=None, memory_mib=None, desired_state: str | None = None
+) -> VirtualMachine:
+    """Change the desired state, or resize a stopped VM (quota re-charged)."""
+    _authorize(actor, vm.tenant, "vm.update", f"vm/{vm.name}")
+    if desired_state is not None:
+        mapping = {
+            DesiredState.RUNNING: "start" if vm.phase != Phase.PAUSED else "resume",
+            DesiredState.STOPPED: "stop",
+            DesiredState.PAUSED: "pause",
+        }
+        if desired_state not in mapping:
+            raise ValidationError(
+                "Invalid desired state.",
+                errors={"desired_state": ["Choose running, stopped or paused."]},
+            )
+        if vm.desired_state != desired_state:
+            vm = vm_action(actor=actor, vm=vm, action=mapping[desired_state])
+    if vcpus is None and memory_mib is None:
+        return vm
+    with transaction.atomic():
+        vm = VirtualMachine.objects.select_for_update().select_related("tenant").get(pk=vm.pk)
+        if vm.phase != Phase.STOPPED:
+            raise Conflict(
+                "Stop the VM before resizing it.", errors={"phase": ["Resize needs Stopped."]}
+            )
+        _, new_vcpus, new_memory, _ = _validate_create(
+            tenant=vm.tenant,
+            name=f"{vm.name}-resize-check",
+            image=vm.image,
+            vcpus=vcpus if vcpus is not None else vm.vcpus,
+            memory_mib=memory_mib if memory_mib is not None else vm.memory_mib,
+            disk_gib=vm.disk_gib,
+            restart_policy=vm.restart_policy,
+        )
+        quota_release(vm.quota_ref)
+        quota_reserve(
+            tenant=vm.tenant,
+            ref=vm.quota_ref,
+            cpu=new_vcpus,
+            memory=new_memory,
+            storage=vm.disk_gib,
+            vms=1,
+            kind=ReservationKind.VM,
+            object_id=str(vm.uid),
+        )
+        old = (vm.vcpus, vm.memory_mib)
+        vm.vcpus, vm.memory_mib = new_vcpus, new_memory
+        vm.save(update_fields=["vcpus", "memory_mib", "updated", "resource_version"])
+        audit_record(
+            actor=actor,
+            action="vm.resize",
+            tenant=vm.tenant,
+            target=f"vm/{vm.name}",
+            detail={"from": list(old), "to": [new_vcpus, new_memory]},
+        )
+        event_publish(
+            tenant=vm.tenant,
+            kind="vm",
+            name=vm.name,
+            uid=str(vm.uid),
+            reason="Resized",
+            message=f"Resized to {new_vcpus} vCPU, {new_memory} MiB.",
+        )
+        transaction.on_commit(lambda: _enqueue("vm_redefine", vm.pk))
+    return vm
+
+
+def vm_delete(*, actor, vm: VirtualMachine) -> VirtualMachine:
+    return vm_action(actor=actor, vm=vm, action="delete")
+
+
+# --- Observed state (tasks and reconciler) --------------------------------------------
+def vm_observe(
+    vm: VirtualMachine,
+    phase: str,
+    message: str = "",
+    *,
+    reason: str | None = None,
+    event_type: str = "Normal",
+    event_message: str | None = None,
+    **fields,
+) -> VirtualMachine:
+    """Record an observed phase (and backend fields). Emits an event on change."""
+    changed = vm.phase != phase or vm.message != message
+    updates = dict(fields)
+    if changed:
+        updates.update(phase=phase, message=message[:1000], phase_changed=timezone.now())
+    if not updates:
+        return vm
+    with transaction.atomic():
+        VirtualMachine.objects.filter(pk=vm.pk).update(
+            **updates,
+            updated=timezone.now(),
+            resource_version=vm.resource_version + 1,
+        )
+        for key, value in updates.items():
+            setattr(vm, key, value)
+        vm.resource_version += 1
+        if changed:
+            event_publish(
+                tenant=vm.tenant,
+                kind="vm",
+                name=vm.name,
+                uid=str(vm.uid),
+                type=event_type,
+                reason=reason or phase,
+                message=event_message or message or f"Phase is now {phase}.",
+            )
+            _publish(vm)
+    return vm
+
+
+def vm_fail(vm: VirtualMachine, message: str) -> VirtualMachine:
+    """A permanent error: phase Failed with a readable message."""
+    return vm_observe(vm, Phase.FAILED, message, reason="Failed", event_type="Warning")
+
+
+def vm_finalize_delete(vm: VirtualMachine) -> None:
+    """The domain and its volumes are gone: release quota (once) and drop the row."""
+    with transaction.atomic():
+        released = quota_release(vm.quota_ref)
+        VirtualMachine.objects.filter(pk=vm.pk).delete()
+        event_publish(
+            tenant=vm.tenant,
+            kind="vm",
+            name=vm.name,
+            uid=str(vm.uid),
+            reason="Deleted",
+            message="Deleted; its quota was released." if released else "Deleted.",
+        )
+        resource_forget(tenant=vm.tenant, kind="vm", name=vm.name)
+
+
+def vm_state(vm: VirtualMachine) -> dict:
+    """What live pages need to redraw a VM (phase badge, message, buttons by role)."""
+    return {
+        "phase": vm.phase,
+        "message": vm.message,
+        "desiredState": vm.desired_state,
+        "resourceVersion": str(vm.resource_version),
+        "actionsByRole": {
+            role: allowed_actions(vm, role) for role in ("viewer", "operator", "admin")
+        },
+    }
+
+
+def _publish(vm: VirtualMachine) -> None:
+    resource_publish(tenant=vm.tenant, kind="vm", name=vm.name, data=vm_state(vm))
+
+
+def _who(actor) -> str:
+    if getattr(actor, "is_authenticated", False):
+        return actor.get_username()
+    return str(actor or "the system")
+
+
+def _enqueue(task_name: str, vm_id: int, **kwargs) -> None:
+    from compute.tasks import libvirt as tasks
+
+    getattr(tasks, task_name).delay(vm_id, **kwargs)

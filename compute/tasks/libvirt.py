@@ -1,0 +1,214 @@
+"""Tasks that drive libvirt (queue ``libvirt``).
+
+Every task takes ids, loads fresh state, converges towards the VM's desired state and is
+safe to run twice: a worker killed mid-task is redelivered (late ack) or the reconciler
+re-enqueues the work, and neither doubles anything. One task at a time per VM (a Redis
+lock); connection errors are retried with backoff, permanent errors set ``Failed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from contextlib import contextmanager
+
+from celery import shared_task
+from django.conf import settings
+from django.core.cache import cache
+
+from compute.backends import BackendError, DomainNotFound, TransientBackendError, backend_for_host
+from compute.choices import DesiredState, Phase
+from compute.models import Host, VirtualMachine
+from compute.services import hosts as host_services
+from compute.services import reconcile
+from compute.services.vms import vm_fail, vm_finalize_delete, vm_observe
+
+logger = logging.getLogger(__name__)
+
+RETRY = {"max_retries": 6}
+
+
+class Busy(Exception):
+    """Another task holds this VM's lock."""
+
+
+@contextmanager
+def vm_lock(vm_id: int, seconds: int = 300):
+    key, token = f"isotope:vm-lock:{vm_id}", secrets.token_hex(8)
+    if not cache.add(key, token, timeout=seconds):
+        raise Busy
+    try:
+        yield
+    finally:
+        if cache.get(key) == token:
+            cache.delete(key)
+
+
+def _load(vm_id: int) -> VirtualMachine | None:
+    return VirtualMachine.objects.select_related("tenant", "host", "image").filter(pk=vm_id).first()
+
+
+def _run(task, vm_id: int, body) -> None:
+    """Common shell: lock, load, run ``body(vm, backend)``, retry or fail."""
+    try:
+        with vm_lock(vm_id):
+            vm = _load(vm_id)
+            if vm is None:
+                return
+            if vm.host is None:
+                vm_fail(vm, "The VM has no host.")
+                return
+            body(vm, backend_for_host(vm.host))
+    except Busy:
+        raise task.retry(countdown=1, max_retries=120) from None
+    except TransientBackendError as error:
+        if task.request.retries < RETRY["max_retries"]:
+            delay = min(2 ** (task.request.retries + 1), 60)
+            logger.warning("retrying %s for VM %s in %ss: %s", task.name, vm_id, delay, error)
+            raise task.retry(countdown=delay) from error
+        vm = _load(vm_id)
+        if vm is not None:
+            vm_fail(vm, f"The host did not answer after {task.request.retries} retries: {error}")
+    except BackendError as error:
+        vm = _load(vm_id)
+        if vm is not None:
+            vm_fail(vm, str(error))
+
+
+def _converge(vm: VirtualMachine, backend, *, force: bool = False) -> None:
+    """Bring the domain to the desired state and record what is observed."""
+    name = vm.domain_name
+    if vm.desired_state == DesiredState.DELETED:
+        backend.delete(name)
+        vm_finalize_delete(vm)
+        return
+    try:
+        status = backend.status(name)
+    except DomainNotFound:
+        _provision(vm, backend)
+        return
+    if vm.desired_state == DesiredState.RUNNING:
+        if status.state == "paused":
+            backend.resume(name)
+        elif status.state != "running":
+            vm_observe(vm, Phase.STARTING)
+            backend.start(name)
+    elif vm.desired_state == DesiredState.PAUSED:
+        if status.state == "running":
+            backend.suspend(name)
+    elif vm.desired_state == DesiredState.STOPPED:
+        if status.state in {"running", "paused", "blocked", "shutdown"}:
+            if force or not backend.capabilities.get("acpi_shutdown"):
+                backend.destroy(name)
+            else:
+                backend.shutdown(name)
+                vm_stop_enforce.apply_async(
+                    (vm.pk, vm.resource_version), countdown=settings.ISOTOPE_VM_STOP_TIMEOUT
+                )
+    _record(vm, backend)
+
+
+def _record(vm: VirtualMachine, backend) -> None:
+    status = backend.status(vm.domain_name)
+    phase = reconcile.phase_for(vm, status)
+    fields = {"backend_id": status.backend_id}
+    if phase == Phase.RUNNING and backend.capabilities.get("console"):
+        endpoint = backend.console_endpoint(vm.domain_name)
+        fields["vnc_port"] = endpoint[1] if endpoint else None
+    elif phase == Phase.STOPPED:
+        fields["vnc_port"] = None
+    vm_observe(vm, phase, **fields)
+
+
+def _provision(vm: VirtualMachine, backend) -> None:
+    vm_observe(vm, Phase.PROVISIONING)
+    backend_id = backend.define(reconcile.domain_spec(vm))
+    vm_observe(vm, Phase.PROVISIONING, backend_id=backend_id)
+    if vm.desired_state in (DesiredState.RUNNING, DesiredState.PAUSED):
+        vm_observe(vm, Phase.STARTING)
+        backend.start(vm.domain_name)
+        if vm.desired_state == DesiredState.PAUSED:
+            backend.suspend(vm.domain_name)
+    _record(vm, backend)
+
+
+@shared_task(bind=True, acks_late=True)
+def vm_provision(self, vm_id: int) -> None:
+    """Create the VM's volume and domain and start it if desired (idempotent)."""
+    _run(self, vm_id, _converge)
+
+
+@shared_task(bind=True, acks_late=True)
+def vm_apply(self, vm_id: int, force: bool = False) -> None:
+    """Converge the domain to the VM's desired state (start/stop/pause/delete)."""
+    _run(self, vm_id, lambda vm, backend: _converge(vm, backend, force=force))
+
+
+@shared_task(bind=True, acks_late=True)
+def vm_reboot(self, vm_id: int) -> None:
+    def body(vm, backend):
+        backend.reboot(vm.domain_name)
+        _record(vm, backend)
+
+    _run(self, vm_id, body)
+
+
+@shared_task(bind=True, acks_late=True)
+def vm_redefine(self, vm_id: int) -> None:
+    """Apply a new size to a stopped VM's definition."""
+
+    def body(vm, backend):
+        status = backend.status(vm.domain_name)
+        if status.state != "shutoff":
+            vm_fail(vm, "The VM must be stopped to apply a new size.")
+            return
+        backend.undefine_keep_volumes(vm.domain_name)
+        backend.define(reconcile.domain_spec(vm))
+        _record(vm, backend)
+
+    _run(self, vm_id, body)
+
+
+@shared_task(bind=True, acks_late=True)
+def vm_stop_enforce(self, vm_id: int, resource_version: int) -> None:
+    """After the stop timeout: force off a guest that ignored the ACPI request."""
+
+    def body(vm, backend):
+        if vm.desired_state != DesiredState.STOPPED or vm.resource_version < resource_version:
+            return
+        status = backend.status(vm.domain_name)
+        if status.state in {"running", "paused", "blocked", "shutdown"}:
+            backend.destroy(vm.domain_name)
+            vm_observe(
+                vm,
+                Phase.STOPPING,
+                reason="ForcedOff",
+                event_type="Warning",
+                event_message="The guest ignored the shutdown request; forced off.",
+            )
+        _record(vm, backend)
+
+    _run(self, vm_id, body)
+
+
+@shared_task(acks_late=True)
+def host_reconcile(host_id: int) -> None:
+    """Compare one host's domains (one bulk call) with the database and repair drift."""
+    host = Host.objects.filter(pk=host_id).first()
+    if host is not None:
+        reconcile.reconcile_host(host)
+
+
+@shared_task
+def reconcile_all() -> None:
+    """Beat entry point: one reconcile task per enabled host."""
+    for host_id in Host.objects.filter(enabled=True).values_list("pk", flat=True):
+        host_reconcile.delay(host_id)
+
+
+@shared_task(acks_late=True)
+def host_check(host_id: int) -> None:
+    """Read a host's facts (capacity, capabilities) and mark it reachable or not."""
+    host = Host.objects.filter(pk=host_id).first()
+    if host is not None:
+        host_services.host_check(host)

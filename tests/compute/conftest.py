@@ -1,0 +1,53 @@
+"""Compute fixtures: an isolated libvirt test-driver host per test, images, flavors."""
+
+from __future__ import annotations
+
+import pytest
+
+from compute.choices import ImageKind
+from compute.models import Flavor, Host, Image
+from compute.services.hosts import host_check
+
+NODE_XML = """<node>
+  <cpu><nodes>1</nodes><sockets>1</sockets><cores>{cpus}</cores><threads>1</threads>
+    <active>{cpus}</active><mhz>2000</mhz><model>i686</model></cpu>
+  <memory>{memory_kib}</memory>
+  <pool type='dir'><name>default-pool</name>
+    <uuid>35bb2ad9-388a-cdfe-461a-b8907f6e53fe</uuid>
+    <target><path>/default-pool</path></target></pool>
+</node>
+"""
+
+
+@pytest.fixture
+def make_host(tmp_path):
+    """``make_host(name, cpus=8, memory_mib=16384)``: a Host on its own test-driver
+    instance (``test:///<file>``), checked so that it is reachable."""
+
+    def make(name: str = "test1", *, cpus: int = 8, memory_mib: int = 16384, **fields) -> Host:
+        path = tmp_path / f"{name}.xml"
+        path.write_text(NODE_XML.format(cpus=cpus, memory_kib=memory_mib * 1024))
+        host = Host.objects.create(name=name, uri=f"test://{path}", **fields)
+        return host_check(host)
+
+    return make
+
+
+@pytest.fixture
+def tiny_image(db):
+    return Image.objects.create(
+        name="tiny",
+        display_name="Tiny guest",
+        kind=ImageKind.KERNEL,
+        kernel_path="/var/lib/isotope/images/test/vmlinux",
+        initrd_path="/var/lib/isotope/images/test/initrd.img",
+        min_memory_mib=128,
+    )
+
+
+@pytest.fixture
+def flavors(db):
+    return {
+        name: Flavor.objects.create(name=name, vcpus=v, memory_mib=m, disk_gib=d)
+        for name, v, m, d in [("tiny", 1, 256, 0), ("small", 1, 512, 1), ("medium", 2, 1024, 10)]
+    }
