@@ -214,7 +214,12 @@ CELERY_TASK_ROUTES = {
     "monitoring.tasks.*": {"queue": "monitoring"},
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER")
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    "reconcile-vms": {
+        "task": "compute.tasks.libvirt.reconcile_all",
+        "schedule": float(os.environ.get("ISOTOPE_RECONCILE_SECONDS", "10")),
+    },
+}
 
 # --- Isotope --------------------------------------------------------------------------
 # Limits a new tenant's quota starts with; platform admins change them per tenant.
@@ -225,6 +230,12 @@ ISOTOPE_DEFAULT_QUOTA = {
     "vms": int(os.environ.get("ISOTOPE_DEFAULT_QUOTA_VMS", "20")),
     "pods": int(os.environ.get("ISOTOPE_DEFAULT_QUOTA_PODS", "50")),
 }
+
+# Seconds a guest gets to honour an ACPI shutdown before it is forced off.
+ISOTOPE_VM_STOP_TIMEOUT = int(os.environ.get("ISOTOPE_VM_STOP_TIMEOUT", "20"))
+# A VM in a transitional phase for longer than this is re-driven by the reconciler
+# (its task was lost, e.g. the worker was killed).
+ISOTOPE_STUCK_SECONDS = int(os.environ.get("ISOTOPE_STUCK_SECONDS", "60"))
 
 LOGGING = {
     "version": 1,

@@ -56,3 +56,5 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
 ]
+
+handler404 = "portal.views.not_found"

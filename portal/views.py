@@ -79,3 +79,16 @@ def healthz(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+def not_found(request, exception=None):
+    """404: problem+json under /api/, the portal's page elsewhere."""
+    if request.path.startswith("/api/"):
+        body = {
+            "type": "https://isotope.dev/problems/not-found",
+            "title": "Not found",
+            "status": 404,
+            "detail": f"No API resource at {request.path}.",
+        }
+        return JsonResponse(body, status=404, content_type="application/problem+json")
+    return render(request, "404.html", {"exception": exception}, status=404)

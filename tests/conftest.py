@@ -186,3 +186,46 @@ def login(page, base_url: str, username: str, password: str = PASSWORD) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{base_url}/")
+
+
+# --- Celery -----------------------------------------------------------------------------
+@pytest.fixture
+def celery_worker(transactional_db):
+    """A real Celery worker (threads) consuming every queue from the test Redis.
+
+    Tasks see the test database, so tests that use it are transactional.
+    """
+    from celery.contrib.testing.worker import start_worker
+
+    from portal.celery import app
+
+    app.conf.task_always_eager = False
+    queues = "default,libvirt,kubernetes,monitoring"
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=2,
+        perform_ping_check=False,
+        shutdown_timeout=30,
+        queues=queues.split(","),
+    ) as worker:
+        yield worker
+
+
+def wait_for(predicate, timeout: float = 15, interval: float = 0.05, message: str = ""):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(message or f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def pytest_configure(config):
+    """Fast password hashing: the suite creates many users; security is not under test."""
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -59,6 +59,10 @@ class Command(BaseCommand):
                 services.membership_add(
                     actor="seed_demo", tenant=tenants[slug], user=user, role=role
                 )
+        from compute.services.seed import seed_local_infrastructure
+
+        for line in seed_local_infrastructure():
+            self.stdout.write(f"  {line}")
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(
             "Logins (password for all: " + password + "):\n"
