@@ -236,6 +236,8 @@ ISOTOPE_VM_STOP_TIMEOUT = int(os.environ.get("ISOTOPE_VM_STOP_TIMEOUT", "20"))
 # A VM in a transitional phase for longer than this is re-driven by the reconciler
 # (its task was lost, e.g. the worker was killed).
 ISOTOPE_STUCK_SECONDS = int(os.environ.get("ISOTOPE_STUCK_SECONDS", "60"))
+# How long one task may hold a VM's lock (a killed worker's lock expires after this).
+ISOTOPE_VM_LOCK_SECONDS = int(os.environ.get("ISOTOPE_VM_LOCK_SECONDS", "120"))
 
 LOGGING = {
     "version": 1,

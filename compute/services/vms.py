@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
-from monitoring.services import event_publish, resource_forget, resource_publish
 
 from compute.choices import DesiredState, ImageKind, Phase, RestartPolicy
 from compute.models import Flavor, Image, VirtualMachine
 from compute.scheduler import schedule
+from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, PermissionDenied, QuotaExceeded, ValidationError
 from tenants import selectors as tenant_selectors
 from tenants.choices import AuditOutcome, ReservationKind

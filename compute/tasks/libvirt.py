@@ -22,6 +22,7 @@ from compute.models import Host, VirtualMachine
 from compute.services import hosts as host_services
 from compute.services import reconcile
 from compute.services.vms import vm_fail, vm_finalize_delete, vm_observe
+from portal.failpoints import failpoint
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,10 @@ class Busy(Exception):
 
 
 @contextmanager
-def vm_lock(vm_id: int, seconds: int = 300):
+def vm_lock(vm_id: int, seconds: int | None = None):
+    """One task at a time per VM. The lock expires, so a killed worker's lock does not
+    block the reconciler's repair for longer than ``ISOTOPE_VM_LOCK_SECONDS``."""
+    seconds = seconds or settings.ISOTOPE_VM_LOCK_SECONDS
     key, token = f"isotope:vm-lock:{vm_id}", secrets.token_hex(8)
     if not cache.add(key, token, timeout=seconds):
         raise Busy
@@ -124,6 +128,7 @@ def _provision(vm: VirtualMachine, backend) -> None:
     vm_observe(vm, Phase.PROVISIONING)
     backend_id = backend.define(reconcile.domain_spec(vm))
     vm_observe(vm, Phase.PROVISIONING, backend_id=backend_id)
+    failpoint("provision.after_define")
     if vm.desired_state in (DesiredState.RUNNING, DesiredState.PAUSED):
         vm_observe(vm, Phase.STARTING)
         backend.start(vm.domain_name)
