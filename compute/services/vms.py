@@ -298,7 +298,7 @@ def vm_action(*, actor, vm: VirtualMachine, action: str) -> VirtualMachine:
     _authorize(actor, vm.tenant, rule.permission, f"vm/{vm.name}")
     with transaction.atomic():
         vm = (
-            VirtualMachine.objects.select_for_update()
+            VirtualMachine.objects.select_for_update(of=("self",))
             .select_related("tenant", "host")
             .get(pk=vm.pk)
         )
@@ -355,7 +355,11 @@ def vm_update(
     if vcpus is None and memory_mib is None:
         return vm
     with transaction.atomic():
-        vm = VirtualMachine.objects.select_for_update().select_related("tenant").get(pk=vm.pk)
+        vm = (
+            VirtualMachine.objects.select_for_update(of=("self",))
+            .select_related("tenant")
+            .get(pk=vm.pk)
+        )
         if vm.phase != Phase.STOPPED:
             raise Conflict(
                 "Stop the VM before resizing it.", errors={"phase": ["Resize needs Stopped."]}

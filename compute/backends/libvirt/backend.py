@@ -68,7 +68,8 @@ _lock = threading.Lock()
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 
-def _connection(uri: str) -> libvirt.virConnect:
+def shared_connection(uri: str) -> libvirt.virConnect:
+    """This process's connection to ``uri`` (a test-driver URI names one instance here)."""
     with _lock:
         conn = _connections.get(uri)
         if conn is not None:
@@ -117,7 +118,7 @@ class LibvirtBackend(ComputeBackend):
     # --- plumbing -------------------------------------------------------------------
     @property
     def conn(self) -> libvirt.virConnect:
-        return _connection(self.uri)
+        return shared_connection(self.uri)
 
     def _call(self, what: str, fn, *args):
         try:
