@@ -1,0 +1,175 @@
+"""VMs as real QEMU guests on libvirt node1: boot, stop, start, delete, and a worker
+killed mid-provisioning (qemu tier)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from django.db import connection
+
+from compute.backends.libvirt.backend import SERIAL_DIR, shared_connection
+from compute.choices import ImageKind, Phase
+from compute.models import Host, Image, VirtualMachine
+from compute.services import reconcile
+from compute.services import vms as vm_services
+from compute.services.hosts import host_check
+from monitoring.models import Event
+from tenants.models import Quota, Reservation
+from tests.compute.services.test_vm_lifecycle import wait_phase
+from tests.conftest import require, wait_for
+from tools.infra import read_state
+
+pytestmark = pytest.mark.qemu
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def node1(db):
+    state = read_state("libvirt")
+    image = read_state("image")
+    require(state.get("ok"), f"libvirt nodes: {state.get('reason')}")
+    require(image.get("ok"), f"tiny guest image: {image.get('reason')}")
+    host = host_check(Host.objects.create(name="node1", uri="qemu:///system"))
+    assert host.reachable, host.message
+    Image.objects.create(
+        name="tiny",
+        kind=ImageKind.KERNEL,
+        kernel_path=image["kernel"],
+        initrd_path=image["initrd"],
+        min_memory_mib=128,
+    )
+    yield host
+    conn = shared_connection(host.uri)
+    for domain in conn.listAllDomains():
+        if domain.name().startswith("acme--qt-"):
+            if domain.isActive():
+                domain.destroy()
+            domain.undefine()
+
+
+def vm_name() -> str:
+    return f"qt-{secrets.token_hex(3)}"
+
+
+def serial(vm) -> str:
+    path = Path(SERIAL_DIR) / f"{vm.domain_name}.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def test_a_tiny_guest_boots_stops_starts_and_is_deleted_without_leftovers(
+    demo, node1, celery_worker
+):
+    name = vm_name()
+    vm = vm_services.vm_create(
+        actor=demo.bob,
+        tenant=demo.acme,
+        name=name,
+        image="tiny",
+        vcpus=1,
+        memory_mib=256,
+        disk_gib=1,
+    )
+    vm = wait_phase(vm, Phase.RUNNING, timeout=60)
+    assert vm.vnc_port and vm.vnc_port >= 5900
+    banner = f"ISOTOPE-GUEST-BOOTED hostname={name}"
+    wait_for(lambda: banner in serial(vm), 30, message="no boot banner on the serial port")
+
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="stop")
+    vm = wait_phase(vm, Phase.STOPPED, timeout=60)
+    assert vm.vnc_port is None
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="start")
+    vm = wait_phase(vm, Phase.RUNNING, timeout=60)
+
+    conn = shared_connection(node1.uri)
+    domain = conn.lookupByName(vm.domain_name)
+    assert domain.isActive()
+    pool = conn.storagePoolLookupByName("isotope")
+    pool.refresh(0)
+    assert f"{vm.domain_name}.qcow2" in pool.listVolumes()
+
+    vm_services.vm_delete(actor=demo.bob, vm=vm)
+    wait_for(lambda: not VirtualMachine.objects.filter(pk=vm.pk).exists(), 60)
+    assert vm.domain_name not in [d.name() for d in conn.listAllDomains()]
+    pool.refresh(0)
+    assert f"{vm.domain_name}.qcow2" not in pool.listVolumes()
+    assert Quota.objects.get(tenant=demo.acme).used_vms == 0
+
+
+def _worker(env_extra: dict) -> subprocess.Popen:
+    url = urlsplit(os.environ["DATABASE_URL"])
+    test_db = connection.settings_dict["NAME"]
+    env = {
+        **os.environ,
+        "DATABASE_URL": urlunsplit(url._replace(path=f"/{test_db}")),
+        "ISOTOPE_DEBUG": "1",
+        **env_extra,
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", "libvirt,default"]
+        + ["-P", "solo", "-c", "1", "-l", "info", "--without-heartbeat", "--without-gossip"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _kill(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_while_provisioning_loses_nothing_and_doubles_nothing(
+    demo, node1, settings
+):
+    settings.ISOTOPE_STUCK_SECONDS = 1
+    first = _worker(
+        {"ISOTOPE_FAILPOINTS": "provision.after_define=sleep:60", "ISOTOPE_VM_LOCK_SECONDS": "3"}
+    )
+    second = None
+    try:
+        name = vm_name()
+        vm = vm_services.vm_create(
+            actor=demo.bob, tenant=demo.acme, name=name, image="tiny", vcpus=1, memory_mib=256
+        )
+        # The worker defined the domain and now sleeps at the failpoint: kill it there.
+        wait_for(
+            lambda: VirtualMachine.objects.filter(pk=vm.pk).exclude(backend_id="").exists(),
+            60,
+            message="the first worker never defined the domain",
+        )
+        _kill(first)
+        conn = shared_connection(node1.uri)
+        assert not conn.lookupByName(vm.domain_name).isActive()
+
+        second = _worker({})
+        time.sleep(3.5)  # the killed worker's VM lock expires
+        vm.refresh_from_db()
+        assert vm.phase == Phase.PROVISIONING
+        counts = reconcile.reconcile_host(node1)
+        assert counts["redriven"] == 1
+        vm = wait_phase(vm, Phase.RUNNING, timeout=60)
+
+        domains = [d.name() for d in conn.listAllDomains() if d.name() == vm.domain_name]
+        assert domains == [vm.domain_name]
+        assert conn.lookupByName(vm.domain_name).isActive()
+        live = Reservation.objects.filter(ref=vm.quota_ref, released__isnull=True)
+        assert live.count() == 1
+        assert Quota.objects.get(tenant=demo.acme).used_vms == 1
+        assert Event.objects.filter(name=name, reason="Scheduled").count() == 1
+    finally:
+        _kill(first)
+        if second is not None:
+            _kill(second)
