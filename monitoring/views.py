@@ -1,12 +1,100 @@
-"""The tenant's event timeline."""
+"""Monitoring pages: the tenant's event timeline and its webhooks (admins)."""
 
 from __future__ import annotations
 
-from django.shortcuts import render
+import logging
 
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from monitoring import live, selectors, services
+from monitoring.choices import EventType
+from monitoring.filters import EventFilter
+from monitoring.groups import tenant_group
+from portal.exceptions import ApplicationError
 from portal.web import tenant_view
+
+logger = logging.getLogger(__name__)
+PAGE_SIZE = 50
+NEW_SECRET = "monitoring.webhook_secret"
+
+
+def _baseline(stream: str) -> dict[str, int]:
+    """The stream's seq as of rendering, so live.js can tell what it missed since."""
+    try:
+        return {stream: live.seq_current(stream)}
+    except Exception:  # noqa: BLE001 - the page renders without live updates
+        logger.warning("no sequence number for %s (Redis down?)", stream, exc_info=True)
+        return {}
 
 
 @tenant_view("event.view")
+@require_GET
 def event_list(request, tenant):
-    return render(request, "monitoring/event_list.html", {"tenant": tenant})
+    stream = tenant_group(tenant.slug)
+    baseline = _baseline(stream)  # before the query: anything newer arrives live
+    events = EventFilter(request.GET, queryset=selectors.events_visible(request.user, tenant))
+    page = Paginator(events.qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "monitoring/event_list.html",
+        {
+            "tenant": tenant,
+            "filter": events,
+            "page": page,
+            "query": query.urlencode(),
+            "stream": stream,
+            "live_baseline": baseline,
+            "page_size": PAGE_SIZE,
+            "event_types": EventType.choices,
+        },
+    )
+
+
+@tenant_view("webhook.manage")
+@require_GET
+def webhook_list(request, tenant):
+    return render(
+        request,
+        "monitoring/webhook_list.html",
+        {
+            "tenant": tenant,
+            "webhooks": selectors.webhooks_of(tenant),
+            "deliveries": selectors.deliveries_recent(tenant),
+            "new_secret": request.session.pop(NEW_SECRET, None),
+        },
+    )
+
+
+@tenant_view("webhook.manage")
+@require_POST
+def webhook_add(request, tenant):
+    try:
+        webhook, secret = services.webhook_create(
+            actor=request.user,
+            tenant=tenant,
+            url=request.POST.get("url", ""),
+            description=request.POST.get("description", ""),
+        )
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        # Shown once on the next page (post/redirect/get), then gone from the session.
+        request.session[NEW_SECRET] = {"uid": str(webhook.uid), "secret": secret}
+        messages.success(request, f"Webhook added for {webhook.url}.")
+    return redirect("webhook-list", tenant=tenant.slug)
+
+
+@tenant_view("webhook.manage")
+@require_POST
+def webhook_delete(request, tenant, uid):
+    try:
+        services.webhook_delete(actor=request.user, tenant=tenant, webhook_uid=str(uid))
+        messages.success(request, "Webhook deleted.")
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    return redirect("webhook-list", tenant=tenant.slug)

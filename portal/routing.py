@@ -2,4 +2,10 @@
 
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from monitoring.consumers import LiveConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/", LiveConsumer.as_asgi(), name="ws-live"),
+]

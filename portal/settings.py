@@ -221,6 +221,24 @@ CELERY_BEAT_SCHEDULE: dict = {
     },
 }
 
+# --- Monitoring: events and webhooks (monitoring/services.py) -------------------------
+ISOTOPE_EVENT_FOLD_SECONDS = int(os.environ.get("ISOTOPE_EVENT_FOLD_SECONDS", "600"))
+ISOTOPE_EVENT_RETENTION_DAYS = int(os.environ.get("ISOTOPE_EVENT_RETENTION_DAYS", "30"))
+ISOTOPE_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("ISOTOPE_WEBHOOK_MAX_ATTEMPTS", "6"))
+ISOTOPE_WEBHOOK_RETRY_BASE = float(os.environ.get("ISOTOPE_WEBHOOK_RETRY_BASE", "10"))
+ISOTOPE_WEBHOOK_TIMEOUT = float(os.environ.get("ISOTOPE_WEBHOOK_TIMEOUT", "5"))
+# Webhooks to loopback/private addresses: allowed in development only, unless set.
+ISOTOPE_WEBHOOK_ALLOW_PRIVATE = env_bool("ISOTOPE_WEBHOOK_ALLOW_PRIVATE", DEBUG)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "monitoring-webhook-requeue": {
+            "task": "monitoring.tasks.webhook_deliveries_requeue",
+            "schedule": 60.0,
+        },
+        "monitoring-events-prune": {"task": "monitoring.tasks.events_prune", "schedule": 3600.0},
+    }
+)
+
 # --- Isotope --------------------------------------------------------------------------
 # Limits a new tenant's quota starts with; platform admins change them per tenant.
 ISOTOPE_DEFAULT_QUOTA = {

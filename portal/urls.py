@@ -8,6 +8,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from compute import views as compute_views
+from monitoring import api as monitoring_api
 from monitoring import views as monitoring_views
 from portal import views
 from tenants import api as tenants_api
@@ -27,6 +28,11 @@ api_v1 = [
         tenants_api.MemberDetailView.as_view(),
         name="tenant-member-detail",
     ),
+    path(
+        "tenants/<slug:tenant>/events/",
+        monitoring_api.EventListView.as_view(),
+        name="tenant-event-list",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
@@ -36,6 +42,9 @@ tenant_pages = [
     path("vms/", compute_views.vm_list, name="vm-list"),
     path("workloads/", compute_views.workload_list, name="workload-list"),
     path("events/", monitoring_views.event_list, name="event-list"),
+    path("webhooks/", monitoring_views.webhook_list, name="webhook-list"),
+    path("webhooks/add/", monitoring_views.webhook_add, name="webhook-add"),
+    path("webhooks/<uuid:uid>/delete/", monitoring_views.webhook_delete, name="webhook-delete"),
     path("members/", tenants_views.members, name="tenant-members"),
     path("members/add/", tenants_views.member_add, name="tenant-member-add"),
     path("members/<str:username>/", tenants_views.member_update, name="tenant-member-update"),

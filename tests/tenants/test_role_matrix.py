@@ -118,6 +118,7 @@ ENDPOINTS = [
     Endpoint("vm-list", "web", "get", "/t/{tenant}/vms/", "read", 200),
     Endpoint("workload-list", "web", "get", "/t/{tenant}/workloads/", "read", 200),
     Endpoint("event-list", "web", "get", "/t/{tenant}/events/", "read", 200),
+    Endpoint("webhook-list", "web", "get", "/t/{tenant}/webhooks/", "manage", 200),
     Endpoint("tenant-members", "web", "get", "/t/{tenant}/members/", "read", 200),
     Endpoint(
         "tenant-member-add",
@@ -181,6 +182,7 @@ ENDPOINTS = [
         audit="member.add",
         done=erin_added,
     ),
+    Endpoint("tenant-event-list", "api", "get", "/api/v1/tenants/{tenant}/events/", "read", 200),
     Endpoint(
         "tenant-member-detail",
         "api",
@@ -343,6 +345,8 @@ OUTSIDE_MATRIX = {
     "logout": "sign-out, public",
     "healthz": "load balancer probe, public",
     "token-revoke": "owner-only; test_only_the_owner_can_revoke_a_token",
+    "webhook-add": "own role matrix in tests/monitoring/test_webhook_views.py",
+    "webhook-delete": "own role matrix in tests/monitoring/test_webhook_views.py",
 }
 
 

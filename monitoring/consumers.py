@@ -1,0 +1,234 @@
+"""The one websocket endpoint, ``/ws/``: live events and resource states.
+
+Protocol (JSON text frames, at most 4 KiB from the client):
+
+client → server
+  ``{"type": "subscribe", "tenant": "acme"}``                      the tenant stream
+  ``{"type": "subscribe", "tenant": "acme", "kind": "vm", "name": "web1"}``  one object
+  ``{"type": "unsubscribe", "stream": "tenant.acme"}`` (or the same fields as subscribe)
+  ``{"type": "resync", "stream": "tenant.acme"}``  current state, to recover from a gap
+
+server → client
+  ``{"type": "subscribed", "stream": s, "seq": n}``   n = last seq sent on s before you
+  joined: later messages have seq > n (a jump means you missed some: resync)
+  ``{"type": "unsubscribed", "stream": s, "reason": "client"|"access"}``
+  ``{"type": "event", "stream": s, "seq": n, "data": <event>}``  (monitoring.formats)
+  ``{"type": "resource", "stream": s, "seq": n, "data": {"tenant", "kind", "name",
+  "state"}}``
+  ``{"type": "resync", "stream": s, "seq": n, "data": {"events": [...], "resources":
+  [{"kind", "name", "data"}]}}``  state as of seq n: apply, then drop messages ≤ n
+  ``{"type": "error", "code": c, "message": m, "request": <client's type>}``; codes
+  ``invalid`` (malformed frame), ``not_found`` (unknown tenant, or one you may not
+  watch: the same answer), ``not_subscribed``, ``limit``.
+
+Anonymous sockets are accepted and closed at once with code 4401 so the browser can
+tell "signed out" from a network error. Access is checked on every subscribe and
+resync and re-checked when ``portal.signals.membership_changed`` fires for the user;
+subscriptions no longer allowed are dropped with an ``unsubscribed`` message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.contrib.auth import get_user_model
+
+from monitoring import live, selectors
+from monitoring.formats import event_data
+from monitoring.groups import object_group, tenant_group, user_group
+from monitoring.services import KIND, NAME_MAX
+from portal.exceptions import NotFound, PermissionDenied
+from tenants import selectors as tenant_selectors
+
+logger = logging.getLogger(__name__)
+
+MAX_FRAME = 4096
+MAX_SUBSCRIPTIONS = 50
+SLUG = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
+CLOSE_UNAUTHENTICATED = 4401
+NOT_FOUND = "No such tenant or object, or you may not watch it."
+
+
+class FrameError(Exception):
+    """A malformed client frame; ``str`` is the message for the client."""
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    """Subscriptions to tenant and object streams for one signed-in browser tab."""
+
+    HANDLERS = {"subscribe": "on_subscribe", "unsubscribe": "on_unsubscribe", "resync": "on_resync"}
+
+    async def connect(self):
+        user = self.scope.get("user")
+        self.subscriptions: dict[str, dict] = {}
+        self.user_id = None
+        await self.accept()
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.user_id = user.pk
+        session = self.scope.get("session")
+        self.session_key = getattr(session, "session_key", None)
+        await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
+
+    async def disconnect(self, code):
+        if self.user_id is None:
+            return
+        for stream in list(self.subscriptions):
+            await self.channel_layer.group_discard(stream, self.channel_name)
+        await self.channel_layer.group_discard(user_group(self.user_id), self.channel_name)
+        self.subscriptions = {}
+
+    # --- Client frames -------------------------------------------------------------
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        if self.user_id is None:
+            return
+        request = None
+        try:
+            if text_data is None:
+                raise FrameError("Send JSON text frames, not binary.")
+            if len(text_data.encode()) > MAX_FRAME:
+                raise FrameError(f"Frame too large (at most {MAX_FRAME} bytes).")
+            try:
+                content = json.loads(text_data)
+            except ValueError:
+                raise FrameError("Frame is not valid JSON.") from None
+            if not isinstance(content, dict):
+                raise FrameError("Frame must be a JSON object.")
+            request = content.get("type")
+            if not isinstance(request, str) or request not in self.HANDLERS:
+                raise FrameError("Unknown type: use subscribe, unsubscribe or resync.")
+            await getattr(self, self.HANDLERS[request])(content)
+        except FrameError as error:
+            await self.error("invalid", str(error), request)
+
+    async def error(self, code: str, message: str, request=None, **extra) -> None:
+        frame = {"type": "error", "code": code, "message": message}
+        if isinstance(request, str) and len(request) <= 32:
+            frame["request"] = request
+        await self.send_json({**frame, **extra})
+
+    @staticmethod
+    def target(content: dict) -> dict:
+        """Validate ``tenant`` (+ optional ``kind`` and ``name``) of a frame."""
+        tenant, kind, name = content.get("tenant"), content.get("kind"), content.get("name")
+        if not isinstance(tenant, str) or not tenant:
+            raise FrameError("'tenant' must be a non-empty string.")
+        if (kind is None) != (name is None):
+            raise FrameError("Give both 'kind' and 'name', or neither.")
+        if kind is not None:
+            if not isinstance(kind, str) or not KIND.match(kind):
+                raise FrameError("'kind' must be lowercase letters, digits and hyphens.")
+            if not isinstance(name, str) or not name or len(name) > NAME_MAX:
+                raise FrameError(f"'name' must be a string of 1 to {NAME_MAX} characters.")
+        return {"tenant": tenant, "kind": kind or "", "name": name or ""}
+
+    @staticmethod
+    def stream_of(target: dict) -> str:
+        if target["kind"]:
+            return object_group(target["tenant"], target["kind"], target["name"])
+        return tenant_group(target["tenant"])
+
+    async def on_subscribe(self, content: dict) -> None:
+        target = self.target(content)
+        stream = self.stream_of(target)
+        if stream not in self.subscriptions and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+            await self.error("limit", f"At most {MAX_SUBSCRIPTIONS} subscriptions.", "subscribe")
+            return
+        if not await self.allowed(target["tenant"]):
+            await self.error("not_found", NOT_FOUND, "subscribe", tenant=target["tenant"])
+            return
+        # Read seq before joining: whatever is sent later either reaches us or shows up
+        # as a gap. If something was sent while we joined, follow with a snapshot.
+        current = sync_to_async(live.seq_current, thread_sensitive=False)
+        before = await current(stream)
+        await self.channel_layer.group_add(stream, self.channel_name)
+        self.subscriptions[stream] = target
+        await self.send_json({"type": "subscribed", "stream": stream, "seq": before})
+        if await current(stream) != before:
+            await self.send_resync(stream, target)
+
+    async def on_unsubscribe(self, content: dict) -> None:
+        stream = content.get("stream")
+        if stream is None:
+            stream = self.stream_of(self.target(content))
+        if not isinstance(stream, str):
+            raise FrameError("'stream' must be a string.")
+        if stream not in self.subscriptions:
+            await self.error("not_subscribed", "Not subscribed to that stream.", "unsubscribe")
+            return
+        await self.drop(stream, "client")
+
+    async def on_resync(self, content: dict) -> None:
+        stream = content.get("stream")
+        if not isinstance(stream, str):
+            raise FrameError("'stream' must be a string.")
+        target = self.subscriptions.get(stream)
+        if target is None:
+            await self.error("not_subscribed", "Subscribe to the stream first.", "resync")
+            return
+        if not await self.allowed(target["tenant"]):
+            await self.drop(stream, "access")
+            return
+        await self.send_resync(stream, target)
+
+    async def send_resync(self, stream: str, target: dict) -> None:
+        seq, data = await self.snapshot(stream, target)
+        await self.send_json({"type": "resync", "stream": stream, "seq": seq, "data": data})
+
+    async def drop(self, stream: str, reason: str) -> None:
+        self.subscriptions.pop(stream, None)
+        await self.channel_layer.group_discard(stream, self.channel_name)
+        await self.send_json({"type": "unsubscribed", "stream": stream, "reason": reason})
+
+    # --- Access and state (database, Redis) ------------------------------------------
+    @database_sync_to_async
+    def allowed(self, slug: str) -> bool:
+        """May the user (reloaded: roles and is_active may have changed) watch ``slug``?"""
+        if not SLUG.match(slug):
+            return False
+        user = get_user_model().objects.filter(pk=self.user_id).first()
+        if user is None:
+            return False
+        try:
+            tenant_selectors.tenant_get(user, slug, "event.view")
+        except (NotFound, PermissionDenied):
+            return False
+        return True
+
+    @database_sync_to_async
+    def snapshot(self, stream: str, target: dict) -> tuple[int, dict]:
+        from tenants.models import Tenant
+
+        seq = live.seq_current(stream)
+        tenant = Tenant.objects.get(slug=target["tenant"])
+        events = selectors.events_recent(tenant, kind=target["kind"], name=target["name"])
+        return seq, {
+            "events": [event_data(e, tenant_slug=tenant.slug) for e in events],
+            "resources": live.state_snapshot(tenant.slug, target["kind"], target["name"]),
+        }
+
+    # --- Channel-layer messages ------------------------------------------------------
+    async def live_message(self, message: dict) -> None:
+        """An event or resource state for one of our streams (``monitoring.live``)."""
+        body = message["message"]
+        if body["stream"] in self.subscriptions:
+            await self.send_json(body)
+
+    async def live_control(self, message: dict) -> None:
+        """Access changed (re-check subscriptions) or the session ended (close)."""
+        if message.get("action") == "close":
+            if message.get("session_key") and message["session_key"] == self.session_key:
+                await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        tenant = message.get("tenant") or ""
+        for stream, target in list(self.subscriptions.items()):
+            if tenant and target["tenant"] != tenant:
+                continue
+            if not await self.allowed(target["tenant"]):
+                await self.drop(stream, "access")

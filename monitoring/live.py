@@ -1,0 +1,134 @@
+"""Transport to websocket subscribers: sequence numbers, the channel layer, snapshots.
+
+Internal to ``monitoring``: other apps publish through ``monitoring.services``. Every
+message sent to a group carries that group's next sequence number (Redis ``INCR`` on
+``isotope:live:seq:<group>``), so a client that sees ``seq`` jump knows it missed
+something and resyncs. The last published state of each resource is kept in a Redis
+hash per tenant so a resync can return it without asking the resource's app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import redis
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+SEQ_KEY = "isotope:live:seq:{group}"
+STATE_KEY = "isotope:live:state:{slug}"
+# The channel-layer message type the consumer handles (``LiveConsumer.live_message``).
+LIVE_MESSAGE = "live.message"
+CONTROL_MESSAGE = "live.control"
+
+_client: redis.Redis | None = None
+_client_url: str | None = None
+_lock = threading.Lock()
+
+
+def redis_client() -> redis.Redis:
+    """A shared, thread-safe Redis client for ``settings.REDIS_URL``."""
+    global _client, _client_url
+    with _lock:
+        if _client is None or _client_url != settings.REDIS_URL:
+            _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+            _client_url = settings.REDIS_URL
+        return _client
+
+
+def seq_current(group: str) -> int:
+    """The last sequence number sent to ``group`` (0 before the first message)."""
+    value = redis_client().get(SEQ_KEY.format(group=group))
+    return int(value or 0)
+
+
+def _run(coro_factory) -> None:
+    """Run ``coro_factory()`` to completion from synchronous code.
+
+    ``async_to_sync`` refuses to run in a thread that already has a running event loop
+    (Playwright's sync API in tests, some embedding servers); send from a helper thread
+    there instead.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        async_to_sync(coro_factory)()
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(async_to_sync(coro_factory)).result()
+
+
+def broadcast(groups: list[str], message_type: str, data: dict) -> dict[str, int]:
+    """Send ``data`` as a ``message_type`` message to each group; returns the seqs used."""
+    pipe = redis_client().pipeline(transaction=False)
+    for group in groups:
+        pipe.incr(SEQ_KEY.format(group=group))
+    seqs = dict(zip(groups, pipe.execute(), strict=True))
+    layer = get_channel_layer()
+
+    async def send() -> None:
+        await asyncio.gather(
+            *(
+                layer.group_send(
+                    group,
+                    {
+                        "type": LIVE_MESSAGE,
+                        "message": {
+                            "type": message_type,
+                            "stream": group,
+                            "seq": seq,
+                            "data": data,
+                        },
+                    },
+                )
+                for group, seq in seqs.items()
+            )
+        )
+
+    _run(send)
+    return seqs
+
+
+def control(group: str, payload: dict) -> None:
+    """Send a control message (no sequence number) to the sockets in ``group``."""
+    layer = get_channel_layer()
+
+    async def send() -> None:
+        await layer.group_send(group, {"type": CONTROL_MESSAGE, **payload})
+
+    _run(send)
+
+
+# --- Resource state snapshots ------------------------------------------------------------
+def _field(kind: str, name: str) -> str:
+    return f"{kind}/{name}"
+
+
+def state_store(slug: str, kind: str, name: str, data: dict) -> None:
+    """Remember the last published state of one resource."""
+    redis_client().hset(STATE_KEY.format(slug=slug), _field(kind, name), json.dumps(data))
+
+
+def state_forget(slug: str, kind: str, name: str) -> None:
+    """Drop a resource that is gone from the snapshot."""
+    redis_client().hdel(STATE_KEY.format(slug=slug), _field(kind, name))
+
+
+def state_snapshot(slug: str, kind: str = "", name: str = "") -> list[dict]:
+    """``[{"kind", "name", "data"}]`` for the tenant, or only for one object."""
+    key = STATE_KEY.format(slug=slug)
+    if kind:
+        raw = redis_client().hget(key, _field(kind, name))
+        return [{"kind": kind, "name": name, "data": json.loads(raw)}] if raw else []
+    items = []
+    for field, raw in sorted(redis_client().hgetall(key).items()):
+        obj_kind, _, obj_name = field.decode().partition("/")
+        items.append({"kind": obj_kind, "name": obj_name, "data": json.loads(raw)})
+    return items

@@ -1,0 +1,35 @@
+"""Signal receivers: tell live sockets when a user's access changes or ends."""
+
+from __future__ import annotations
+
+import logging
+
+from django.contrib.auth.signals import user_logged_out
+from django.dispatch import receiver
+
+from monitoring import services
+from portal.signals import membership_changed
+
+logger = logging.getLogger(__name__)
+
+
+@receiver(membership_changed, dispatch_uid="monitoring.membership_changed")
+def on_membership_changed(sender, tenant, user, **kwargs) -> None:
+    """Sockets of ``user`` re-check their subscriptions to ``tenant`` and drop the ones
+    no longer allowed (sent after commit by ``tenants.services``)."""
+    try:
+        services.access_recheck(user_id=user.pk, tenant_slug=tenant.slug)
+    except Exception:  # noqa: BLE001 - a dead channel layer must not break membership writes
+        logger.exception("could not ask %s's sockets to re-check access", user)
+
+
+@receiver(user_logged_out, dispatch_uid="monitoring.user_logged_out")
+def on_logged_out(sender, request, user, **kwargs) -> None:
+    """Close the sockets opened with the session that just signed out."""
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    if user is None or not session_key:
+        return
+    try:
+        services.sessions_close(user_id=user.pk, session_key=session_key)
+    except Exception:  # noqa: BLE001 - signing out must work without the channel layer
+        logger.exception("could not close %s's sockets", user)

@@ -1,0 +1,528 @@
+"""Writes for monitoring: publishing events and resource states, tenant webhooks.
+
+Publishing is the only way anything reaches websocket subscribers or webhooks:
+
+- :func:`event_publish` records (or folds) an event and, once the caller's transaction
+  commits, sends it to the tenant's stream and the object's stream and enqueues one
+  webhook delivery per active webhook of the tenant.
+- :func:`resource_publish` pushes a resource's current state (for live badges) to the
+  same streams without writing an event; :func:`resource_forget` says it is gone.
+
+Both return before anything is sent: sending happens in ``transaction.on_commit`` and
+never raises into the caller (failures are logged). When the caller's transaction rolls
+back, nothing is sent and the event row is rolled back too: publish a failure that
+makes the caller roll back (e.g. a refused quota) after leaving the atomic block.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import ipaddress
+import json
+import logging
+import re
+import secrets
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import URLValidator
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from monitoring import crypto, live
+from monitoring.choices import DeliveryStatus, EventType, LiveMessageType
+from monitoring.formats import event_data
+from monitoring.groups import object_group, tenant_group, user_group
+from monitoring.models import Event, Webhook, WebhookDelivery
+from portal.exceptions import Conflict, NotFound, PermissionDenied, ValidationError
+from tenants import selectors as tenant_selectors
+from tenants.models import Tenant
+from tenants.services import audit_record
+
+logger = logging.getLogger(__name__)
+
+REASON = re.compile(r"^[A-Z][A-Za-z0-9]{0,63}$")
+KIND = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+MESSAGE_MAX = 1024  # like Kubernetes: longer messages are cut, not refused
+SOURCE_MAX = 64
+NAME_MAX = 253
+WEBHOOKS_PER_TENANT = 10
+WEBHOOK_URL_MAX = 500
+SIGNATURE_HEADER = "X-Isotope-Signature"
+TIMESTAMP_HEADER = "X-Isotope-Timestamp"
+DELIVERY_HEADER = "X-Isotope-Delivery"
+
+
+def _setting(name: str, default):
+    return getattr(settings, name, default)
+
+
+# --- Validation ------------------------------------------------------------------------
+def _check_object(kind: str, name: str) -> None:
+    errors: dict[str, list[str]] = {}
+    if not isinstance(kind, str) or not KIND.match(kind):
+        errors["kind"] = ["Lowercase letters, digits and hyphens, e.g. vm or workload."]
+    if not isinstance(name, str) or not name or len(name) > NAME_MAX or not name.isprintable():
+        errors["name"] = [f"1 to {NAME_MAX} printable characters."]
+    if errors:
+        raise ValidationError("Invalid object reference.", errors=errors)
+
+
+def _check_event(reason: str, type: str, source: str, uid: str) -> None:
+    errors: dict[str, list[str]] = {}
+    if not isinstance(reason, str) or not REASON.match(reason):
+        errors["reason"] = ["CamelCase, starting with a capital, e.g. FailedScheduling."]
+    if type not in EventType.values:
+        errors["type"] = [f"One of {', '.join(EventType.values)}."]
+    if not isinstance(source, str) or not source or len(source) > SOURCE_MAX:
+        errors["source"] = [f"1 to {SOURCE_MAX} characters."]
+    if not isinstance(uid, str) or len(uid) > 64:
+        errors["uid"] = ["At most 64 characters."]
+    if errors:
+        raise ValidationError("Invalid event.", errors=errors)
+
+
+# --- Events ----------------------------------------------------------------------------
+def event_publish(
+    *,
+    tenant: Tenant,
+    kind: str,
+    name: str,
+    reason: str,
+    message: str,
+    type: str = EventType.NORMAL,
+    source: str = "isotope",
+    uid: str = "",
+) -> Event:
+    """Record that ``reason`` happened to ``kind``/``name`` of ``tenant``; push it live.
+
+    A repeat of the same (tenant, kind, name, type, reason, message) within
+    ``ISOTOPE_EVENT_FOLD_SECONDS`` (default 600) folds into the existing row: ``count``
+    + 1 and ``last_seen`` = now. After the caller's transaction commits, the event goes
+    to ``tenant_group(slug)`` and ``object_group(slug, kind, name)`` as a websocket
+    message ``{"type": "event", "stream", "seq", "data": event_data(event)}``, and one
+    webhook delivery per active webhook is enqueued on the ``monitoring`` queue.
+
+    Raises ``ValidationError`` for a malformed kind, name, reason, type or source.
+    """
+    _check_object(kind, name)
+    _check_event(reason, type, source, uid)
+    message = str(message or "")
+    if len(message) > MESSAGE_MAX:
+        message = message[: MESSAGE_MAX - 1] + "…"
+    now = timezone.now()
+    window = timedelta(seconds=_setting("ISOTOPE_EVENT_FOLD_SECONDS", 600))
+    with transaction.atomic():
+        event = (
+            Event.objects.select_for_update()
+            .filter(
+                tenant=tenant,
+                kind=kind,
+                name=name,
+                type=type,
+                reason=reason,
+                message=message,
+                last_seen__gte=now - window,
+            )
+            .order_by("-last_seen", "-id")
+            .first()
+        )
+        if event is not None:
+            updates = {"count": F("count") + 1, "last_seen": max(now, event.last_seen)}
+            if uid and not event.object_uid:
+                updates["object_uid"] = uid
+            Event.objects.filter(pk=event.pk).update(**updates)
+            event.refresh_from_db()
+        else:
+            event = Event.objects.create(
+                tenant=tenant,
+                kind=kind,
+                name=name,
+                object_uid=uid,
+                type=type,
+                reason=reason,
+                message=message,
+                source=source,
+                first_seen=now,
+                last_seen=now,
+            )
+        data = event_data(event, tenant_slug=tenant.slug)
+        delivery_ids = _deliveries_create(tenant, event, data)
+        groups = [tenant_group(tenant.slug), object_group(tenant.slug, kind, name)]
+        transaction.on_commit(lambda: _event_announce(groups, data, delivery_ids), robust=True)
+    return event
+
+
+def _deliveries_create(tenant: Tenant, event: Event, data: dict) -> list[int]:
+    """One pending delivery per active webhook, in the event's transaction."""
+    hooks = list(Webhook.objects.filter(tenant=tenant, active=True).values_list("pk", flat=True))
+    if not hooks:
+        return []
+    payload = {"type": "event", "tenant": tenant.slug, "event": data}
+    now = timezone.now()
+    rows = WebhookDelivery.objects.bulk_create(
+        [
+            WebhookDelivery(webhook_id=pk, event=event, payload=payload, next_attempt=now)
+            for pk in hooks
+        ]
+    )
+    return [row.pk for row in rows]
+
+
+def _event_announce(groups: list[str], data: dict, delivery_ids: list[int]) -> None:
+    try:
+        live.broadcast(groups, LiveMessageType.EVENT, data)
+    except Exception:  # noqa: BLE001 - a dead channel layer must not lose the webhooks
+        logger.exception("could not push event %s to %s", data.get("uid"), groups)
+    for delivery_id in delivery_ids:
+        webhook_delivery_enqueue(delivery_id)
+
+
+# --- Resource states -------------------------------------------------------------------
+def resource_publish(*, tenant: Tenant, kind: str, name: str, data: dict) -> None:
+    """Push the current state of ``kind``/``name`` (e.g. ``{"phase": "Running",
+    "message": "", "actions": ["stop", "pause"]}``) to the tenant's and the object's
+    streams after commit, as ``{"type": "resource", "stream", "seq", "data": {"tenant",
+    "kind", "name", "state": data}}``. No event row is written. The state is also kept
+    as the object's entry in the resync snapshot.
+
+    ``data`` must be a JSON-serialisable dict (``ValidationError`` otherwise).
+    """
+    _check_object(kind, name)
+    if not isinstance(data, dict):
+        raise ValidationError("Resource state must be a mapping.", errors={"data": ["Not a dict."]})
+    try:
+        state = json.loads(json.dumps(data))
+    except (TypeError, ValueError):
+        raise ValidationError(
+            "Resource state must be JSON.", errors={"data": ["Not JSON-serialisable."]}
+        ) from None
+    slug = tenant.slug
+    message = {"tenant": slug, "kind": kind, "name": name, "state": state}
+
+    def send() -> None:
+        live.state_store(slug, kind, name, state)
+        live.broadcast(
+            [tenant_group(slug), object_group(slug, kind, name)],
+            LiveMessageType.RESOURCE,
+            message,
+        )
+
+    transaction.on_commit(send, robust=True)
+
+
+def resource_forget(*, tenant: Tenant, kind: str, name: str) -> None:
+    """Say that ``kind``/``name`` is gone: drop it from the resync snapshot and push
+    ``{"type": "resource", ..., "data": {"tenant", "kind", "name", "state": null,
+    "deleted": true}}`` after commit."""
+    _check_object(kind, name)
+    slug = tenant.slug
+    message = {"tenant": slug, "kind": kind, "name": name, "state": None, "deleted": True}
+
+    def send() -> None:
+        live.state_forget(slug, kind, name)
+        live.broadcast(
+            [tenant_group(slug), object_group(slug, kind, name)],
+            LiveMessageType.RESOURCE,
+            message,
+        )
+
+    transaction.on_commit(send, robust=True)
+
+
+def access_recheck(*, user_id: int, tenant_slug: str = "") -> None:
+    """Ask every socket of the user to re-validate its subscriptions (now)."""
+    live.control(user_group(user_id), {"action": "recheck", "tenant": tenant_slug})
+
+
+def sessions_close(*, user_id: int, session_key: str) -> None:
+    """Close the user's sockets that were opened with ``session_key`` (signed out)."""
+    live.control(user_group(user_id), {"action": "close", "session_key": session_key})
+
+
+def events_prune(*, older_than: datetime) -> int:
+    """Delete events last seen before ``older_than`` (and their deliveries)."""
+    deleted, _ = Event.objects.filter(last_seen__lt=older_than).delete()
+    return deleted
+
+
+# --- Webhooks --------------------------------------------------------------------------
+def _allow_private() -> bool:
+    return bool(_setting("ISOTOPE_WEBHOOK_ALLOW_PRIVATE", settings.DEBUG))
+
+
+def _destination_refusal(host: str, port: int | None) -> str:
+    """Why ``host`` may not receive webhooks ("" when it may).
+
+    Refuses loopback, private, link-local and other non-global addresses unless
+    ``ISOTOPE_WEBHOOK_ALLOW_PRIVATE`` (default: on in development) allows them, so a
+    tenant cannot make the portal call its own infrastructure.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return f"{host} does not resolve."
+    if _allow_private():
+        return ""
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not address.is_global:
+            return f"{host} resolves to a non-public address ({address})."
+    return ""
+
+
+def _check_url(url: str) -> str:
+    url = (url or "").strip()
+    problem = ""
+    if not url or len(url) > WEBHOOK_URL_MAX:
+        problem = f"Enter a URL of at most {WEBHOOK_URL_MAX} characters."
+    else:
+        try:
+            URLValidator(schemes=["http", "https"])(url)
+        except DjangoValidationError:
+            problem = "Enter a valid http:// or https:// URL."
+    if not problem:
+        parts = urllib.parse.urlsplit(url)
+        if parts.username or parts.password:
+            problem = "Credentials in the URL are not allowed; use the signature instead."
+        else:
+            problem = _destination_refusal(parts.hostname or "", parts.port)
+    if problem:
+        raise ValidationError(problem, errors={"url": [problem]})
+    return url
+
+
+def _require_manage(actor, tenant: Tenant) -> None:
+    if actor is not None and not tenant_selectors.can(actor, tenant, "webhook.manage"):
+        raise PermissionDenied("Only the tenant's admins manage webhooks.")
+
+
+@transaction.atomic
+def webhook_create(
+    *, actor, tenant: Tenant, url: str, description: str = ""
+) -> tuple[Webhook, str]:
+    """Register ``url`` to receive the tenant's events. Returns the webhook and its
+    signing secret, which is stored encrypted and shown to the user only this once.
+
+    Refuses (``ValidationError``, field ``url``) non-http(s) URLs, URLs with credentials,
+    hosts that do not resolve and, in production, non-public addresses; ``Conflict`` for
+    a URL the tenant already has; ``PermissionDenied`` unless ``actor`` is an admin.
+    """
+    _require_manage(actor, tenant)
+    url = _check_url(url)
+    description = (description or "").strip()
+    if len(description) > 200:
+        raise ValidationError("Description too long.", errors={"description": ["≤ 200."]})
+    if Webhook.objects.filter(tenant=tenant).count() >= WEBHOOKS_PER_TENANT:
+        raise Conflict(
+            f"A tenant has at most {WEBHOOKS_PER_TENANT} webhooks.",
+            errors={"url": ["Delete one first."]},
+        )
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    try:
+        with transaction.atomic():
+            webhook = Webhook.objects.create(
+                tenant=tenant,
+                url=url,
+                description=description,
+                secret_encrypted=crypto.encrypt(secret),
+                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+            )
+    except IntegrityError:
+        raise Conflict(
+            "This tenant already has a webhook for that URL.",
+            errors={"url": ["Already registered."]},
+        ) from None
+    audit_record(
+        actor=actor,
+        action="webhook.create",
+        tenant=tenant,
+        target=f"webhook/{webhook.uid}",
+        detail={"url": url},
+    )
+    return webhook, secret
+
+
+@transaction.atomic
+def webhook_delete(*, actor, tenant: Tenant, webhook_uid: str) -> None:
+    """Delete one of the tenant's webhooks (and its delivery history)."""
+    _require_manage(actor, tenant)
+    webhook = Webhook.objects.filter(tenant=tenant, uid=webhook_uid).first()
+    if webhook is None:
+        raise NotFound("No such webhook.")
+    url = webhook.url
+    webhook.delete()
+    audit_record(
+        actor=actor,
+        action="webhook.delete",
+        tenant=tenant,
+        target=f"webhook/{webhook_uid}",
+        detail={"url": url},
+    )
+
+
+def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """``sha256=<hex>`` of HMAC-SHA256(secret, ``<timestamp>.`` + body).
+
+    Receivers recompute it from the ``X-Isotope-Timestamp`` header and the raw body,
+    compare in constant time, and reject old timestamps to stop replays.
+    """
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def webhook_delivery_enqueue(delivery_id: int) -> None:
+    """Hand a delivery to Celery without ever blocking or failing the caller."""
+    from monitoring.tasks import webhook_deliver
+
+    try:
+        webhook_deliver.apply_async((delivery_id,), retry=False)
+    except Exception:  # noqa: BLE001 - the sweeper re-enqueues what the broker lost
+        logger.exception("could not enqueue webhook delivery %s", delivery_id)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+# Direct connections only: no environment proxies, no redirects to elsewhere.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status_code: int | None
+    error: str
+    permanent: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> _Outcome:
+    parts = urllib.parse.urlsplit(url)
+    refusal = _destination_refusal(parts.hostname or "", parts.port)
+    if refusal:
+        return _Outcome(None, refusal, permanent=not refusal.endswith("does not resolve."))
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+    timeout = _setting("ISOTOPE_WEBHOOK_TIMEOUT", 5)
+    try:
+        with _opener.open(request, timeout=timeout) as response:
+            response.read(65536)
+            return _Outcome(response.status, "")
+    except urllib.error.HTTPError as error:
+        note = " (redirects are not followed)" if 300 <= error.code < 400 else ""
+        return _Outcome(error.code, f"HTTP {error.code} {error.reason}{note}"[:500])
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+        reason = getattr(error, "reason", error)
+        return _Outcome(None, f"{type(reason).__name__}: {reason}"[:500])
+
+
+def _backoff(attempts: int) -> float:
+    base = float(_setting("ISOTOPE_WEBHOOK_RETRY_BASE", 10))
+    cap = float(_setting("ISOTOPE_WEBHOOK_RETRY_MAX", 900))
+    return min(base * 2 ** (attempts - 1), cap)
+
+
+def webhook_delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
+    """Make one attempt at a pending delivery and record how it went.
+
+    Idempotent: a delivery that has succeeded or failed is returned untouched, and a
+    delivery another worker is attempting right now (row locked) returns None. A
+    non-2xx answer or a network error leaves it ``pending`` with ``next_attempt`` set by
+    exponential backoff until ``ISOTOPE_WEBHOOK_MAX_ATTEMPTS`` (default 6); then it is
+    ``failed``. Refused destinations and unreadable secrets fail at once.
+    """
+    with transaction.atomic():
+        delivery = (
+            WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("webhook")
+            .filter(pk=delivery_id)
+            .first()
+        )
+        if delivery is None or delivery.status != DeliveryStatus.PENDING:
+            return delivery
+        webhook = delivery.webhook
+        now = timezone.now()
+        if not webhook.active:
+            outcome = _Outcome(None, "The webhook is disabled.", permanent=True)
+        else:
+            try:
+                secret = crypto.decrypt(webhook.secret_encrypted)
+            except crypto.SecretUnreadable as error:
+                outcome = _Outcome(None, f"{error}; re-create the webhook.", permanent=True)
+            else:
+                body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True)
+                stamp = str(int(time.time()))
+                outcome = _post(
+                    webhook.url,
+                    body.encode(),
+                    {
+                        "Content-Type": "application/json",
+                        "User-Agent": "Isotope-Webhook/1",
+                        DELIVERY_HEADER: str(delivery.uid),
+                        TIMESTAMP_HEADER: stamp,
+                        SIGNATURE_HEADER: webhook_signature(secret, stamp, body.encode()),
+                    },
+                )
+        delivery.attempts += 1
+        delivery.last_attempt = now
+        delivery.last_status_code = outcome.status_code
+        delivery.last_error = outcome.error
+        max_attempts = int(_setting("ISOTOPE_WEBHOOK_MAX_ATTEMPTS", 6))
+        if outcome.ok:
+            delivery.status = DeliveryStatus.SUCCEEDED
+            delivery.finished = now
+            delivery.next_attempt = None
+        elif outcome.permanent or delivery.attempts >= max_attempts:
+            delivery.status = DeliveryStatus.FAILED
+            delivery.finished = now
+            delivery.next_attempt = None
+            logger.warning(
+                "webhook delivery %s failed after %s attempts: %s",
+                delivery.uid,
+                delivery.attempts,
+                outcome.error or outcome.status_code,
+            )
+        else:
+            delivery.next_attempt = now + timedelta(seconds=_backoff(delivery.attempts))
+        delivery.save(
+            update_fields=[
+                "status",
+                "attempts",
+                "last_attempt",
+                "last_status_code",
+                "last_error",
+                "next_attempt",
+                "finished",
+            ]
+        )
+        return delivery
+
+
+def webhook_deliveries_requeue(*, overdue: timedelta = timedelta(minutes=2)) -> int:
+    """Re-enqueue pending deliveries whose attempt is overdue (a lost task or broker
+    message); returns how many. Safe to run any time: attempts are idempotent."""
+    cutoff = timezone.now() - overdue
+    due = list(
+        WebhookDelivery.objects.filter(
+            status=DeliveryStatus.PENDING, next_attempt__lt=cutoff
+        ).values_list("pk", flat=True)[:1000]
+    )
+    # Push next_attempt out so the next sweep does not enqueue them again meanwhile.
+    WebhookDelivery.objects.filter(pk__in=due).update(next_attempt=timezone.now())
+    for pk in due:
+        webhook_delivery_enqueue(pk)
+    return len(due)

@@ -1,0 +1,281 @@
+/*
+ * Isotope live updates: one websocket to /ws/ per tab (see monitoring/consumers.py).
+ *
+ * What a page declares:
+ *   <body data-live-tenant="acme">               subscribe to the tenant's stream
+ *   <meta name="isotope-live" content="acme/vm/web1">   (any number) one object's stream
+ *   <script id="isotope-live-baseline" type="application/json">{"tenant.acme": 12}</script>
+ *       the streams' seq when the page was rendered: anything newer triggers a resync
+ *
+ * What it does:
+ *   - reconnects with exponential backoff (0.5 s … 15 s, jitter) and re-subscribes;
+ *     a 4401 close (signed out) stops it;
+ *   - tracks seq per stream; on a gap, a reconnect that missed messages, or a seq
+ *     behind the baseline, dispatches `isotope:resync` and asks the server for a
+ *     snapshot (resource states in it are applied like live messages);
+ *   - dispatches on document: `isotope:event`, `isotope:resource` (detail = {stream,
+ *     seq, data, resync?}), `isotope:resync` ({stream, reason}), `isotope:snapshot`
+ *     ({stream, seq, data}), `isotope:live-status` ({state: connecting|live|offline});
+ *   - patches generic DOM for resource states: inside every element with
+ *     data-live-kind="vm" data-live-name="web1" (or on it), elements with
+ *     data-live-field="phase" get the phase as text and a badge class, data-live-field=
+ *     "message" the message; elements with data-live-action="stop" are hidden unless
+ *     "stop" is in state.actions; a deleted resource gets data-live-deleted;
+ *   - shows a Bootstrap toast for Warning events.
+ * API: window.Isotope.live.subscribe({tenant, kind, name}), .unsubscribe(stream), .streams
+ */
+(function () {
+  "use strict";
+
+  const PHASE_BADGES = {
+    Running: "text-bg-success",
+    Pending: "text-bg-info", Provisioning: "text-bg-info", Starting: "text-bg-info",
+    Stopping: "text-bg-warning", Migrating: "text-bg-primary", Deleting: "text-bg-warning",
+    Paused: "text-bg-warning", Stopped: "text-bg-secondary",
+    Failed: "text-bg-danger", Unknown: "text-bg-dark",
+  };
+  const BADGE_CLASSES = ["text-bg-success", "text-bg-info", "text-bg-warning", "text-bg-primary",
+    "text-bg-secondary", "text-bg-danger", "text-bg-dark", "text-bg-light"];
+
+  const wanted = new Map(); // stream key → {tenant, kind, name}
+  const keyToStream = new Map(); // key → stream name the server confirmed
+  const lastSeq = new Map(); // stream → last seq applied
+  const toasted = new Set();
+  let pending = []; // keys of subscribes sent and not yet answered, oldest first
+  let socket = null;
+  let attempt = 0;
+  let stopped = false;
+  let timer = null;
+
+  function emit(name, detail) {
+    document.dispatchEvent(new CustomEvent(name, { detail: detail }));
+  }
+
+  function status(state) {
+    document.querySelectorAll("[data-live-status]").forEach(function (el) {
+      el.textContent = { connecting: "connecting…", live: "live", offline: "offline — reconnecting" }[state] || state;
+      el.dataset.liveState = state;
+    });
+    emit("isotope:live-status", { state: state });
+  }
+
+  function keyOf(target) {
+    return target.kind ? target.tenant + "/" + target.kind + "/" + target.name : target.tenant;
+  }
+
+  function send(frame) {
+    if (!socket || socket.readyState !== WebSocket.OPEN) return false;
+    socket.send(JSON.stringify(frame));
+    return true;
+  }
+
+  function subscribe(target) {
+    const key = keyOf(target);
+    if (!wanted.has(key)) wanted.set(key, target);
+    const frame = { type: "subscribe", tenant: target.tenant };
+    if (target.kind) { frame.kind = target.kind; frame.name = target.name; }
+    if (send(frame)) pending.push(key);
+  }
+
+  function unsubscribe(stream) {
+    keyToStream.forEach(function (s, key) { if (s === stream) { wanted.delete(key); keyToStream.delete(key); } });
+    lastSeq.delete(stream);
+    send({ type: "unsubscribe", stream: stream });
+  }
+
+  function resync(stream, reason) {
+    emit("isotope:resync", { stream: stream, reason: reason });
+    send({ type: "resync", stream: stream });
+  }
+
+  function baseline() {
+    const el = document.getElementById("isotope-live-baseline");
+    if (!el) return {};
+    try { return JSON.parse(el.textContent) || {}; } catch (e) { return {}; }
+  }
+
+  // --- Generic DOM patching -------------------------------------------------------
+  function phaseBadge(el, phase) {
+    el.textContent = phase;
+    el.dataset.phase = phase;
+    if (el.classList.contains("badge") || el.dataset.liveBadge !== undefined) {
+      BADGE_CLASSES.forEach(function (c) { el.classList.remove(c); });
+      el.classList.add(PHASE_BADGES[phase] || "text-bg-secondary");
+    }
+  }
+
+  function objectsOf(data) {
+    const sel = '[data-live-kind="' + CSS.escape(data.kind) + '"][data-live-name="' + CSS.escape(data.name) + '"]';
+    return document.querySelectorAll(sel);
+  }
+
+  function within(root, selector) {
+    const found = Array.from(root.querySelectorAll(selector));
+    if (root.matches(selector)) found.push(root);
+    return found;
+  }
+
+  function patchResource(data) {
+    const state = data.state || {};
+    objectsOf(data).forEach(function (root) {
+      if (data.deleted) { root.dataset.liveDeleted = "1"; }
+      if (state.phase !== undefined) within(root, '[data-live-field="phase"]').forEach(function (el) { phaseBadge(el, state.phase); });
+      if (state.message !== undefined) within(root, '[data-live-field="message"]').forEach(function (el) { el.textContent = state.message || ""; });
+      if (Array.isArray(state.actions)) {
+        within(root, "[data-live-action]").forEach(function (el) {
+          el.hidden = state.actions.indexOf(el.dataset.liveAction) === -1;
+        });
+      }
+    });
+  }
+
+  function toast(event) {
+    const key = event.uid + ":" + event.count;
+    if (toasted.has(key)) return;
+    toasted.add(key);
+    let box = document.getElementById("iso-toasts");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "iso-toasts";
+      box.className = "toast-container position-fixed bottom-0 end-0 p-3";
+      box.setAttribute("aria-live", "polite");
+      document.body.appendChild(box);
+    }
+    const el = document.createElement("div");
+    el.className = "toast text-bg-warning border-0";
+    el.setAttribute("role", "alert");
+    el.dataset.testid = "live-toast";
+    const body = document.createElement("div");
+    body.className = "toast-body";
+    const title = document.createElement("strong");
+    title.textContent = event.reason + " · " + event.involvedObject.kind + "/" + event.involvedObject.name;
+    const text = document.createElement("div");
+    text.className = "small";
+    text.textContent = event.message;
+    body.append(title, text);
+    el.appendChild(body);
+    box.appendChild(el);
+    if (window.bootstrap && window.bootstrap.Toast) {
+      el.addEventListener("hidden.bs.toast", function () { el.remove(); });
+      new window.bootstrap.Toast(el, { delay: 8000 }).show();
+    } else {
+      el.classList.add("show");
+      setTimeout(function () { el.remove(); }, 8000);
+    }
+  }
+
+  // --- Messages ---------------------------------------------------------------------
+  function onMessage(frame) {
+    switch (frame.type) {
+      case "subscribed": {
+        // The server answers subscribes in order: the oldest pending one is this.
+        const key = pending.shift();
+        if (key !== undefined) keyToStream.set(key, frame.stream);
+        const known = lastSeq.has(frame.stream) ? lastSeq.get(frame.stream) : baseline()[frame.stream];
+        lastSeq.set(frame.stream, frame.seq);
+        if (known !== undefined && frame.seq !== known) resync(frame.stream, known > frame.seq ? "reset" : "missed");
+        return;
+      }
+      case "event":
+      case "resource": {
+        const last = lastSeq.get(frame.stream);
+        if (last !== undefined && frame.seq <= last && frame.seq !== 1) return; // already covered
+        lastSeq.set(frame.stream, frame.seq);
+        deliver(frame, false);
+        if (last !== undefined && frame.seq > last + 1) resync(frame.stream, "gap");
+        else if (last !== undefined && frame.seq === 1 && last > 1) resync(frame.stream, "reset");
+        return;
+      }
+      case "resync": {
+        lastSeq.set(frame.stream, frame.seq);
+        (frame.data.resources || []).forEach(function (r) {
+          deliver({ type: "resource", stream: frame.stream, seq: frame.seq, data: { tenant: frame.stream.split(".")[1], kind: r.kind, name: r.name, state: r.data } }, true);
+        });
+        emit("isotope:snapshot", frame);
+        return;
+      }
+      case "unsubscribed":
+        lastSeq.delete(frame.stream);
+        keyToStream.forEach(function (s, key) { if (s === frame.stream) { wanted.delete(key); keyToStream.delete(key); } });
+        emit("isotope:unsubscribed", frame);
+        return;
+      case "error":
+        if (frame.request === "subscribe") {
+          const refused = pending.shift();
+          if (refused !== undefined) wanted.delete(refused);
+        }
+        if (window.console) console.warn("isotope live:", frame.code, frame.message);
+        emit("isotope:live-error", frame);
+        return;
+    }
+  }
+
+  function deliver(frame, fromResync) {
+    const detail = { stream: frame.stream, seq: frame.seq, data: frame.data, resync: fromResync };
+    if (frame.type === "resource") {
+      patchResource(frame.data);
+      emit("isotope:resource", detail);
+    } else {
+      if (frame.data.type === "Warning") toast(frame.data);
+      emit("isotope:event", detail);
+    }
+  }
+
+  // --- Connection -------------------------------------------------------------------
+  function connect() {
+    if (stopped) return;
+    status("connecting");
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + location.host + "/ws/");
+    socket.onopen = function () {
+      attempt = 0;
+      pending = [];
+      status("live");
+      wanted.forEach(function (target) { subscribe(target); });
+    };
+    socket.onmessage = function (message) {
+      let frame;
+      try { frame = JSON.parse(message.data); } catch (e) { return; }
+      onMessage(frame);
+    };
+    socket.onclose = function (event) {
+      socket = null;
+      if (event.code === 4401) { stopped = true; status("offline"); return; }
+      status("offline");
+      const delay = Math.min(15000, 500 * Math.pow(2, attempt++)) * (0.75 + Math.random() * 0.5);
+      clearTimeout(timer);
+      timer = setTimeout(connect, delay);
+    };
+  }
+
+  function declared() {
+    const tenant = document.body.dataset.liveTenant;
+    if (tenant) wanted.set(tenant, { tenant: tenant });
+    document.querySelectorAll('meta[name="isotope-live"]').forEach(function (meta) {
+      const parts = (meta.content || "").split("/");
+      if (parts.length >= 3) {
+        const target = { tenant: parts[0], kind: parts[1], name: parts.slice(2).join("/") };
+        wanted.set(keyOf(target), target);
+      }
+    });
+  }
+
+  function start() {
+    document.querySelectorAll('[data-live-field="phase"]').forEach(function (el) {
+      phaseBadge(el, (el.dataset.phase || el.textContent).trim());
+    });
+    declared();
+    if (wanted.size) connect();
+  }
+
+  window.Isotope = window.Isotope || {};
+  window.Isotope.live = {
+    subscribe: function (target) { subscribe(target); if (!socket && !stopped) connect(); },
+    unsubscribe: unsubscribe,
+    resync: resync,
+    get streams() { return new Map(lastSeq); },
+    PHASE_BADGES: PHASE_BADGES,
+  };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

@@ -1,0 +1,23 @@
+"""Fixtures for monitoring tests: a clean Redis for sequence numbers and snapshots."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitoring import live
+
+
+@pytest.fixture(autouse=True)
+def clean_live_keys():
+    """Sequence numbers and snapshots of a previous test must not leak into this one."""
+
+    def wipe() -> None:
+        client = live.redis_client()
+        for pattern in ("isotope:live:*",):
+            keys = list(client.scan_iter(pattern, count=500))
+            if keys:
+                client.delete(*keys)
+
+    wipe()
+    yield
+    wipe()

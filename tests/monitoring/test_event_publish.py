@@ -1,0 +1,136 @@
+"""event_publish: validation, folding of repeats, and what it sends after commit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from monitoring import live
+from monitoring.groups import object_group, tenant_group
+from monitoring.models import Event
+from monitoring.services import event_publish, resource_forget, resource_publish
+from portal.exceptions import ValidationError
+
+pytestmark = pytest.mark.unit
+
+
+def publish(tenant, **overrides):
+    fields = {
+        "tenant": tenant,
+        "kind": "vm",
+        "name": "web1",
+        "reason": "Started",
+        "message": "Guest is running.",
+    }
+    return event_publish(**{**fields, **overrides})
+
+
+def test_a_repeat_within_the_window_folds_into_one_row_with_a_count(demo):
+    first = publish(demo.acme)
+    again = publish(demo.acme)
+    third = publish(demo.acme)
+    assert first.pk == again.pk == third.pk
+    assert Event.objects.count() == 1
+    third.refresh_from_db()
+    assert third.count == 3
+    assert third.last_seen >= third.first_seen == first.first_seen
+
+
+def test_a_different_message_type_object_or_tenant_is_a_new_event(demo):
+    publish(demo.acme)
+    publish(demo.acme, message="Guest is running again.")
+    publish(demo.acme, type="Warning")
+    publish(demo.acme, name="web2")
+    publish(demo.acme, kind="workload")
+    publish(demo.globex)
+    assert Event.objects.count() == 6
+    assert set(Event.objects.values_list("count", flat=True)) == {1}
+
+
+def test_a_repeat_after_the_window_starts_a_new_row(demo, settings):
+    settings.ISOTOPE_EVENT_FOLD_SECONDS = 600
+    old = publish(demo.acme)
+    Event.objects.filter(pk=old.pk).update(
+        first_seen=timezone.now() - timedelta(minutes=30),
+        last_seen=timezone.now() - timedelta(minutes=11),
+    )
+    new = publish(demo.acme)
+    assert new.pk != old.pk
+    assert Event.objects.get(pk=old.pk).count == 1
+
+
+def test_the_object_uid_is_kept_and_long_messages_are_cut(demo):
+    event = publish(demo.acme, uid="1b4e28ba-2fa1-11d2-883f-0016d3cca427", message="x" * 5000)
+    assert event.object_uid == "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+    assert len(event.message) == 1024
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("reason", "started"),
+        ("reason", "Not CamelCase"),
+        ("reason", ""),
+        ("type", "Error"),
+        ("kind", "VM"),
+        ("kind", ""),
+        ("name", ""),
+        ("name", "x" * 254),
+        ("source", ""),
+    ],
+)
+def test_malformed_events_are_refused_with_a_field_error_and_change_nothing(demo, field, value):
+    with pytest.raises(ValidationError) as caught:
+        publish(demo.acme, **{field: value})
+    assert field in caught.value.errors
+    assert Event.objects.count() == 0
+
+
+def test_nothing_is_sent_when_the_callers_transaction_rolls_back(transactional_db, demo):
+    stream = tenant_group("acme")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        publish(demo.acme)
+        raise RuntimeError("the caller failed")
+    assert Event.objects.count() == 0
+    assert live.seq_current(stream) == 0
+
+
+def test_each_publish_after_commit_takes_the_next_seq_of_both_streams(transactional_db, demo):
+    publish(demo.acme)
+    publish(demo.acme, name="web2")
+    resource_publish(tenant=demo.acme, kind="vm", name="web1", data={"phase": "Running"})
+    assert live.seq_current(tenant_group("acme")) == 3
+    assert live.seq_current(object_group("acme", "vm", "web1")) == 2
+    assert live.seq_current(object_group("acme", "vm", "web2")) == 1
+    assert live.seq_current(tenant_group("globex")) == 0
+
+
+def test_resource_states_are_kept_for_resyncs_until_forgotten(transactional_db, demo):
+    resource_publish(tenant=demo.acme, kind="vm", name="web1", data={"phase": "Starting"})
+    resource_publish(tenant=demo.acme, kind="vm", name="web1", data={"phase": "Running"})
+    resource_publish(tenant=demo.acme, kind="vm", name="db", data={"phase": "Stopped"})
+    assert live.state_snapshot("acme") == [
+        {"kind": "vm", "name": "db", "data": {"phase": "Stopped"}},
+        {"kind": "vm", "name": "web1", "data": {"phase": "Running"}},
+    ]
+    resource_forget(tenant=demo.acme, kind="vm", name="db")
+    assert [item["name"] for item in live.state_snapshot("acme")] == ["web1"]
+    assert live.state_snapshot("globex") == []
+
+
+def test_a_resource_state_must_be_a_json_mapping(demo):
+    with pytest.raises(ValidationError):
+        resource_publish(tenant=demo.acme, kind="vm", name="web1", data=["Running"])
+    with pytest.raises(ValidationError):
+        resource_publish(tenant=demo.acme, kind="vm", name="web1", data={"at": object()})
+
+
+def test_object_groups_are_valid_channel_names_even_for_odd_names():
+    assert object_group("acme", "vm", "web1") == "object.acme.vm.web1"
+    odd = object_group("acme", "workload", "ünïcode name/" + "x" * 200)
+    assert len(odd) < 100
+    assert odd.startswith("object.acme.workload.h-")
+    assert odd == object_group("acme", "workload", "ünïcode name/" + "x" * 200)
