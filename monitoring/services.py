@@ -261,17 +261,18 @@ def _allow_private() -> bool:
     return bool(_setting("ISOTOPE_WEBHOOK_ALLOW_PRIVATE", settings.DEBUG))
 
 
-def _destination_refusal(host: str, port: int | None) -> str:
+def _destination_refusal(host: str, port: int | None, *, unresolved_ok: bool = False) -> str:
     """Why ``host`` may not receive webhooks ("" when it may).
 
     Refuses loopback, private, link-local and other non-global addresses unless
     ``ISOTOPE_WEBHOOK_ALLOW_PRIVATE`` (default: on in development) allows them, so a
-    tenant cannot make the portal call its own infrastructure.
+    tenant cannot make the portal call its own infrastructure. Checked when the webhook
+    is created and again before every attempt (DNS answers change).
     """
     try:
         infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
-        return f"{host} does not resolve."
+        return "" if unresolved_ok else f"{host} does not resolve."
     if _allow_private():
         return ""
     for info in infos:
@@ -296,7 +297,8 @@ def _check_url(url: str) -> str:
         if parts.username or parts.password:
             problem = "Credentials in the URL are not allowed; use the signature instead."
         else:
-            problem = _destination_refusal(parts.hostname or "", parts.port)
+            # A name that does not resolve yet is accepted: attempts retry it later.
+            problem = _destination_refusal(parts.hostname or "", parts.port, unresolved_ok=True)
     if problem:
         raise ValidationError(problem, errors={"url": [problem]})
     return url

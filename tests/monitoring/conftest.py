@@ -9,11 +9,12 @@ from monitoring import live
 
 @pytest.fixture(autouse=True)
 def clean_live_keys():
-    """Sequence numbers and snapshots of a previous test must not leak into this one."""
+    """Sequence numbers, snapshots and channel-layer groups of a previous test must not
+    leak into this one (the suite owns its Redis database)."""
 
     def wipe() -> None:
         client = live.redis_client()
-        for pattern in ("isotope:live:*",):
+        for pattern in ("isotope:live:*", "isotope:ch*"):
             keys = list(client.scan_iter(pattern, count=500))
             if keys:
                 client.delete(*keys)

@@ -1,0 +1,304 @@
+"""The /ws/ consumer through portal.asgi.application, with the real Redis channel layer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing.websocket import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+
+from monitoring.services import event_publish, resource_publish
+from portal.asgi import application
+from tenants import services as tenant_services
+from tenants.choices import Role
+
+pytestmark = [pytest.mark.unit, pytest.mark.django_db(transaction=True)]
+
+ORIGIN = "http://testserver"
+
+
+def session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+def socket(cookie: str | None = None, origin: str = ORIGIN) -> WebsocketCommunicator:
+    headers = [(b"origin", origin.encode()), (b"host", b"testserver")]
+    if cookie:
+        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))
+    return WebsocketCommunicator(application, "/ws/", headers=headers)
+
+
+def run(scenario):
+    """Run an async scenario from a sync test (ORM calls go back to this thread)."""
+    async_to_sync(scenario)()
+
+
+async def connected(cookie: str) -> WebsocketCommunicator:
+    ws = socket(cookie)
+    ok, _ = await ws.connect()
+    assert ok
+    return ws
+
+
+async def subscribe(ws, **target) -> dict:
+    await ws.send_json_to({"type": "subscribe", **target})
+    return await ws.receive_json_from()
+
+
+publish = sync_to_async(event_publish)
+
+
+def test_an_anonymous_socket_is_closed_with_4401(demo):
+    async def scenario():
+        ws = socket()
+        ok, _ = await ws.connect()
+        assert ok  # accepted only to say why it closes
+        closing = await ws.receive_output()
+        assert closing == {"type": "websocket.close", "code": 4401}
+
+    run(scenario)
+
+
+def test_a_socket_from_a_foreign_origin_is_refused(demo, monkeypatch):
+    # Production's ALLOWED_HOSTS (development allows "*"), on the real validator.
+    validator = application.application_mapping["websocket"]
+    monkeypatch.setattr(validator, "allowed_origins", ["testserver", "portal.example.com"])
+    cookie = session_cookie(demo.alice)
+
+    async def scenario():
+        evil = socket(cookie, origin="http://evil.example")
+        ok, _ = await evil.connect()
+        assert not ok
+        missing = WebsocketCommunicator(application, "/ws/", headers=[(b"host", b"testserver")])
+        ok, _ = await missing.connect()
+        assert not ok
+        good = socket(cookie, origin="https://portal.example.com")
+        ok, _ = await good.connect()
+        assert ok
+        await good.disconnect()
+
+    run(scenario)
+
+
+def test_another_tenant_is_refused_exactly_like_a_tenant_that_does_not_exist(demo):
+    cookie = session_cookie(demo.alice)
+
+    async def scenario():
+        ws = await connected(cookie)
+        foreign = await subscribe(ws, tenant="globex")
+        missing = await subscribe(ws, tenant="initech")
+        assert foreign["type"] == "error" and foreign["code"] == "not_found"
+        assert json.loads(json.dumps(foreign).replace("globex", "initech")) == missing
+        foreign_object = await subscribe(ws, tenant="globex", kind="vm", name="db")
+        assert foreign_object["message"] == foreign["message"]
+        await publish(tenant=demo.globex, kind="vm", name="db", reason="Started", message="up")
+        assert await ws.receive_nothing(timeout=0.3)
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_subscribers_get_events_and_states_with_a_sequence_number_per_stream(demo):
+    cookie = session_cookie(demo.carol)
+
+    async def scenario():
+        ws = await connected(cookie)
+        assert await subscribe(ws, tenant="acme") == {
+            "type": "subscribed",
+            "stream": "tenant.acme",
+            "seq": 0,
+        }
+        assert await subscribe(ws, tenant="acme", kind="vm", name="web1") == {
+            "type": "subscribed",
+            "stream": "object.acme.vm.web1",
+            "seq": 0,
+        }
+        await publish(tenant=demo.acme, kind="vm", name="web1", reason="Started", message="up")
+        got = [await ws.receive_json_from(), await ws.receive_json_from()]
+        assert sorted((m["stream"], m["seq"]) for m in got) == [
+            ("object.acme.vm.web1", 1),
+            ("tenant.acme", 1),
+        ]
+        assert {m["type"] for m in got} == {"event"}
+        assert got[0]["data"]["reason"] == "Started"
+        assert got[0]["data"]["involvedObject"] == {"kind": "vm", "name": "web1", "uid": ""}
+
+        await publish(tenant=demo.acme, kind="vm", name="web2", reason="Started", message="up")
+        other = await ws.receive_json_from()
+        assert (other["stream"], other["seq"]) == ("tenant.acme", 2)
+        assert await ws.receive_nothing(timeout=0.2)
+
+        await sync_to_async(resource_publish)(
+            tenant=demo.acme, kind="vm", name="web1", data={"phase": "Running", "actions": []}
+        )
+        states = [await ws.receive_json_from(), await ws.receive_json_from()]
+        assert sorted((m["stream"], m["seq"]) for m in states) == [
+            ("object.acme.vm.web1", 2),
+            ("tenant.acme", 3),
+        ]
+        assert states[0]["type"] == "resource"
+        assert states[0]["data"] == {
+            "tenant": "acme",
+            "kind": "vm",
+            "name": "web1",
+            "state": {"phase": "Running", "actions": []},
+        }
+
+        await ws.send_json_to({"type": "unsubscribe", "stream": "object.acme.vm.web1"})
+        assert await ws.receive_json_from() == {
+            "type": "unsubscribed",
+            "stream": "object.acme.vm.web1",
+            "reason": "client",
+        }
+        await publish(tenant=demo.acme, kind="vm", name="web1", reason="Stopped", message="down")
+        only = await ws.receive_json_from()
+        assert (only["stream"], only["seq"]) == ("tenant.acme", 4)
+        assert await ws.receive_nothing(timeout=0.2)
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_a_removed_member_is_dropped_live_and_gets_nothing_more(demo):
+    cookie = session_cookie(demo.carol)
+
+    async def scenario():
+        ws = await connected(cookie)
+        await subscribe(ws, tenant="acme")
+        await subscribe(ws, tenant="acme", kind="vm", name="web1")
+        await sync_to_async(tenant_services.membership_remove)(
+            actor=demo.alice, tenant=demo.acme, user=demo.carol
+        )
+        dropped = [await ws.receive_json_from(), await ws.receive_json_from()]
+        assert sorted(m["stream"] for m in dropped) == ["object.acme.vm.web1", "tenant.acme"]
+        assert {(m["type"], m["reason"]) for m in dropped} == {("unsubscribed", "access")}
+        await publish(tenant=demo.acme, kind="vm", name="web1", reason="Started", message="up")
+        assert await ws.receive_nothing(timeout=0.3)
+        again = await subscribe(ws, tenant="acme")
+        assert again["code"] == "not_found"
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_a_role_change_that_still_allows_viewing_keeps_the_subscription(demo):
+    cookie = session_cookie(demo.carol)
+
+    async def scenario():
+        ws = await connected(cookie)
+        await subscribe(ws, tenant="acme")
+        await sync_to_async(tenant_services.membership_set_role)(
+            actor=demo.alice, tenant=demo.acme, user=demo.carol, role=Role.OPERATOR
+        )
+        await publish(tenant=demo.acme, kind="vm", name="web1", reason="Started", message="up")
+        message = await ws.receive_json_from()
+        assert (message["type"], message["seq"]) == ("event", 1)
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_resync_returns_the_current_state_as_of_the_latest_seq(demo):
+    cookie = session_cookie(demo.bob)
+    event_publish(tenant=demo.acme, kind="vm", name="web1", reason="Started", message="up")
+    event_publish(tenant=demo.acme, kind="vm", name="web2", reason="Failed", message="x")
+    resource_publish(tenant=demo.acme, kind="vm", name="web1", data={"phase": "Running"})
+    event_publish(tenant=demo.globex, kind="vm", name="db", reason="Started", message="up")
+
+    async def scenario():
+        ws = await connected(cookie)
+        await ws.send_json_to({"type": "resync", "stream": "tenant.acme"})
+        refused = await ws.receive_json_from()
+        assert (refused["type"], refused["code"]) == ("error", "not_subscribed")
+
+        assert (await subscribe(ws, tenant="acme"))["seq"] == 3
+        await ws.send_json_to({"type": "resync", "stream": "tenant.acme"})
+        snapshot = await ws.receive_json_from()
+        assert snapshot["type"] == "resync"
+        assert snapshot["seq"] == 3
+        assert [e["involvedObject"]["name"] for e in snapshot["data"]["events"]] == [
+            "web2",
+            "web1",
+        ]
+        assert snapshot["data"]["resources"] == [
+            {"kind": "vm", "name": "web1", "data": {"phase": "Running"}}
+        ]
+
+        await subscribe(ws, tenant="acme", kind="vm", name="web2")
+        await ws.send_json_to({"type": "resync", "stream": "object.acme.vm.web2"})
+        one = await ws.receive_json_from()
+        assert [e["reason"] for e in one["data"]["events"]] == ["Failed"]
+        assert one["data"]["resources"] == []
+        await ws.disconnect()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("frame", "says"),
+    [
+        ("not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"type": "shout"}', "Unknown type"),
+        ('{"no": "type"}', "Unknown type"),
+        ('{"type": "subscribe", "tenant": 5}', "'tenant' must be"),
+        ('{"type": "subscribe", "tenant": "acme", "kind": "vm"}', "both 'kind' and 'name'"),
+        ('{"type": "subscribe", "tenant": "acme", "kind": "VM!", "name": "a"}', "'kind'"),
+        ('{"type": "subscribe", "tenant": "acme", "kind": "vm", "name": 7}', "'name'"),
+        ('{"type": "resync", "stream": ["tenant.acme"]}', "'stream'"),
+        ('{"type": "subscribe", "tenant": "acme", "pad": "' + "x" * 5000 + '"}', "too large"),
+    ],
+)
+def test_a_malformed_frame_gets_a_clear_error_and_changes_nothing(demo, frame, says):
+    cookie = session_cookie(demo.alice)
+
+    async def scenario():
+        ws = await connected(cookie)
+        await ws.send_to(text_data=frame)
+        error = await ws.receive_json_from()
+        assert error["type"] == "error"
+        assert error["code"] == "invalid"
+        assert says in error["message"]
+        # Still connected, and subscribed to nothing.
+        await publish(tenant=demo.acme, kind="vm", name="a", reason="Started", message="up")
+        assert await ws.receive_nothing(timeout=0.3)
+        assert (await subscribe(ws, tenant="acme"))["type"] == "subscribed"
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_a_binary_frame_gets_an_error(demo):
+    cookie = session_cookie(demo.alice)
+
+    async def scenario():
+        ws = await connected(cookie)
+        await ws.send_to(bytes_data=b"\x00\x01")
+        error = await ws.receive_json_from()
+        assert (error["code"], "binary" in error["message"]) == ("invalid", True)
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_signing_out_closes_the_sockets_of_that_session_only(demo):
+    browser = Client()
+    browser.force_login(demo.alice)
+    cookie = browser.cookies[settings.SESSION_COOKIE_NAME].value
+    other_cookie = session_cookie(demo.alice)
+
+    async def scenario():
+        ws = await connected(cookie)
+        other = await connected(other_cookie)
+        await sync_to_async(browser.post)("/logout/")
+        closing = await ws.receive_output(timeout=2)
+        assert closing == {"type": "websocket.close", "code": 4401}
+        assert (await subscribe(other, tenant="acme"))["type"] == "subscribed"
+        await other.disconnect()
+
+    run(scenario)
