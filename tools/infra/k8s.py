@@ -1,0 +1,896 @@
+"""A real local Kubernetes control plane with simulated nodes.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler are built from Go
+modules (``tools/k8s/go.mod``), KWOK from its own module (``tools/k8s/kwok/go.mod``).
+KWOK plays the kubelets of three fake nodes, so scheduled pods reach Running without
+containers.
+
+- ``build()``  compile the binaries into ``CACHE/k8s/<hash>/bin`` (once per go.mod+sum)
+- ``up()``     build if needed, make certificates, start the daemons, wait until ready
+- ``down()``   stop the daemons (state under ``VAR/k8s`` is kept for the next ``up``)
+- ``status()`` check the processes, ``/readyz`` and the nodes
+
+Everything listens on 127.0.0.1 only. The admin kubeconfig is ``VAR/kubeconfig``.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tools.infra import CACHE, ROOT, VAR, read_state, write_state
+
+PART = "k8s"
+SRC = ROOT / "tools" / "k8s"
+KWOK_SRC = SRC / "kwok"
+STAGES = KWOK_SRC / "stages.yaml"
+HOME = VAR / "k8s"
+PKI = HOME / "pki"
+RUN = HOME / "run"
+LOGS = HOME / "logs"
+ETCD_DATA = HOME / "etcd"
+KUBECONFIG = VAR / "kubeconfig"
+
+HOST = "127.0.0.1"
+ETCD_PORT = 12379
+ETCD_PEER_PORT = 12380
+APISERVER_PORT = 16443
+CONTROLLER_MANAGER_PORT = 16257
+SCHEDULER_PORT = 16259
+KWOK_PORT = 16247
+SERVER = f"https://{HOST}:{APISERVER_PORT}"
+SERVICE_CIDR = "10.96.0.0/16"
+KUBERNETES_SERVICE_IP = "10.96.0.1"  # the first address of SERVICE_CIDR
+POD_CIDR = "10.244.0.0/16"
+
+NODES = tuple(f"isotope-node-{i}" for i in (1, 2, 3))
+NODE_CPU = "8"
+NODE_MEMORY = "32Gi"
+NODE_PODS = "110"
+
+# Bump when the build command changes in a way that go.mod/go.sum do not show.
+BUILD_REVISION = "1"
+KUBE_MAINS = (
+    "k8s.io/kubernetes/cmd/kube-apiserver",
+    "k8s.io/kubernetes/cmd/kube-controller-manager",
+    "k8s.io/kubernetes/cmd/kube-scheduler",
+    "go.etcd.io/etcd/server/v3",  # its main package; go names the binary "server"
+)
+BINARIES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+)
+# Start order; down() stops them in reverse.
+COMPONENTS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+)
+
+START_TIMEOUT = 120.0
+
+
+def log(message: str) -> None:
+    print(f"[k8s] {message}", flush=True)
+
+
+# --------------------------------------------------------------------------- versions
+
+
+def _module_version(gomod: Path, module: str) -> str:
+    match = re.search(
+        rf"^[ \t]*(?:require[ \t]+)?{re.escape(module)}[ \t]+(v\S+)", gomod.read_text(), re.M
+    )
+    return match.group(1) if match else "unknown"
+
+
+def versions() -> dict:
+    """Pinned versions, read from the go.mod files so that they are stated once."""
+    return {
+        "kubernetes": _module_version(SRC / "go.mod", "k8s.io/kubernetes"),
+        "etcd": _module_version(SRC / "go.mod", "go.etcd.io/etcd/server/v3"),
+        "kwok": _module_version(KWOK_SRC / "go.mod", "sigs.k8s.io/kwok"),
+    }
+
+
+# --------------------------------------------------------------------------- build
+
+
+def _go() -> str | None:
+    found = shutil.which("go")
+    if found:
+        return found
+    for candidate in ("/usr/local/go/bin/go", "/usr/lib/go/bin/go"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _go_env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("GOTOOLCHAIN", "local")  # never fetch a toolchain at build time
+    env["CGO_ENABLED"] = "0"
+    env["GOFLAGS"] = "-buildvcs=false -mod=readonly"
+    env.setdefault("GOMAXPROCS", str(os.cpu_count() or 2))
+    return env
+
+
+def build_key() -> str:
+    """Hash of every input of the build: both modules' go.mod/go.sum, Go, the recipe."""
+    digest = hashlib.sha256()
+    for path in (
+        SRC / "go.mod",
+        SRC / "go.sum",
+        KWOK_SRC / "go.mod",
+        KWOK_SRC / "go.sum",
+    ):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    go = _go()
+    if go:
+        out = subprocess.run([go, "version"], capture_output=True, text=True, check=False)
+        digest.update(out.stdout.strip().encode())
+    digest.update(f"rev={BUILD_REVISION} arch={platform.machine()}".encode())
+    return digest.hexdigest()[:16]
+
+
+def bin_dir() -> Path:
+    return CACHE / "k8s" / build_key() / "bin"
+
+
+def _built(directory: Path) -> bool:
+    return (
+        all(os.access(directory / name, os.X_OK) for name in BINARIES)
+        and (directory.parent / "build.json").exists()
+    )
+
+
+def _run_build(cmd: list[str], cwd: Path, logfile: Path) -> None:
+    log(f"$ (cd {cwd.relative_to(ROOT)} && {' '.join(cmd)})")
+    with logfile.open("a") as out:
+        out.write(f"\n$ {' '.join(cmd)}\n")
+        out.flush()
+        proc = subprocess.run(
+            ["nice", "-n", "10", *cmd],
+            cwd=cwd,
+            env=_go_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    if proc.returncode != 0:
+        tail = logfile.read_text().splitlines()[-30:]
+        raise RuntimeError(f"go build failed ({logfile}):\n" + "\n".join(tail))
+
+
+def build(force: bool = False) -> dict:
+    """Compile the binaries into ``CACHE/k8s/<hash>/bin`` unless they are there."""
+    go = _go()
+    if not go:
+        raise RuntimeError("the Go toolchain (go) is not installed; see tools/k8s/README.md")
+    target = bin_dir()
+    root = target.parent
+    if _built(target) and not force:
+        return json.loads((root / "build.json").read_text())
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build per key, even with parallel callers
+        if _built(target) and not force:
+            return json.loads((root / "build.json").read_text())
+        vers = versions()
+        staging = root / "bin.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        logfile = root / "build.log"
+        logfile.write_text("")
+        log(f"building Kubernetes {vers['kubernetes']}, etcd {vers['etcd']}, KWOK {vers['kwok']}")
+        log(f"into {target} (nice -n 10; a cold build takes ~8 min on 2 cores)")
+        kube = vers["kubernetes"]
+        major, minor = kube.lstrip("v").split(".")[:2]
+        pkg = "k8s.io/component-base/version"
+        ldflags = " ".join(
+            [
+                "-s -w",
+                f"-X {pkg}.gitVersion={kube}",
+                f"-X {pkg}.gitMajor={major}",
+                f"-X {pkg}.gitMinor={minor}",
+                f"-X {pkg}.gitTreeState=clean",
+            ]
+        )
+        started = time.monotonic()
+        _run_build(
+            [
+                go,
+                "build",
+                "-trimpath",
+                "-ldflags",
+                ldflags,
+                "-o",
+                f"{staging}/",
+                *KUBE_MAINS,
+            ],
+            SRC,
+            logfile,
+        )
+        (staging / "server").rename(staging / "etcd")
+        kube_seconds = time.monotonic() - started
+        log(f"control plane built in {kube_seconds:.0f}s")
+        _run_build(
+            [
+                go,
+                "build",
+                "-trimpath",
+                "-ldflags",
+                "-s -w",
+                "-o",
+                f"{staging}/",
+                "sigs.k8s.io/kwok/cmd/kwok",
+            ],
+            KWOK_SRC,
+            logfile,
+        )
+        seconds = time.monotonic() - started
+        go_version = subprocess.run([go, "version"], capture_output=True, text=True).stdout
+        info = {
+            "key": root.name,
+            "bin": str(target),
+            "versions": vers,
+            "go": go_version.strip(),
+            "seconds": round(seconds, 1),
+            "seconds_control_plane": round(kube_seconds, 1),
+            "cpus": os.cpu_count(),
+            "sizes_mib": {
+                name: round((staging / name).stat().st_size / 2**20, 1) for name in BINARIES
+            },
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        (root / "build.json").write_text(json.dumps(info, indent=2, sort_keys=True))
+        log(f"built in {seconds:.0f}s: {info['sizes_mib']} MiB")
+        return info
+
+
+# ---------------------------------------------------------------------- certificates
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def _ensure_openssl() -> None:
+    if shutil.which("openssl"):
+        return
+    if os.geteuid() != 0:
+        raise RuntimeError("openssl is missing; install it: apt-get install -y openssl")
+    log("installing openssl (apt-get)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "openssl"]
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True)
+        subprocess.run(install, env=env, check=True, capture_output=True)
+
+
+def _ca(name: str, cn: str) -> None:
+    key, crt = PKI / f"{name}.key", PKI / f"{name}.crt"
+    if key.exists() and crt.exists():
+        return
+    _openssl("genrsa", "-out", str(key), "2048")
+    subject = f"/CN={cn}"
+    _openssl("req", "-x509", "-new", "-key", str(key), "-subj", subject, "-days", "3650",
+             "-out", str(crt))  # fmt: skip
+
+
+def _cert(name: str, subject: str, usage: str, ca: str = "ca", alt_names: str = "") -> None:
+    """A key and a certificate signed by ``ca``, unless both exist."""
+    key, crt = PKI / f"{name}.key", PKI / f"{name}.crt"
+    if key.exists() and crt.exists():
+        return
+    ext, csr = PKI / f"{name}.ext", PKI / f"{name}.csr"
+    lines = ["keyUsage=critical,digitalSignature,keyEncipherment", f"extendedKeyUsage={usage}"]
+    if alt_names:
+        lines.append(f"subjectAltName={alt_names}")
+    ext.write_text("\n".join(lines) + "\n")
+    _openssl("genrsa", "-out", str(key), "2048")
+    _openssl("req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr))
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(PKI / f"{ca}.crt"),
+             "-CAkey", str(PKI / f"{ca}.key"), "-CAcreateserial", "-days", "3650",
+             "-extfile", str(ext), "-out", str(crt))  # fmt: skip
+    csr.unlink()
+    ext.unlink()
+
+
+def ensure_pki() -> None:
+    """CAs, the API server's serving cert, the service-account keys, client certs."""
+    _ensure_openssl()
+    PKI.mkdir(parents=True, exist_ok=True)
+    os.chmod(PKI, 0o700)
+    if not ((PKI / "ca.key").exists() and (PKI / "ca.crt").exists()):
+        log("generating certificates")
+        for path in PKI.iterdir():  # a new CA invalidates everything signed before
+            path.unlink()
+    _ca("ca", "isotope-kubernetes-ca")
+    _ca("front-proxy-ca", "isotope-front-proxy-ca")
+    names = [
+        "DNS:localhost",
+        "DNS:kubernetes",
+        "DNS:kubernetes.default",
+        "DNS:kubernetes.default.svc",
+        "DNS:kubernetes.default.svc.cluster.local",
+        f"IP:{HOST}",
+        f"IP:{KUBERNETES_SERVICE_IP}",
+    ]
+    _cert("apiserver", "/CN=kube-apiserver", "serverAuth", alt_names=",".join(names))
+    if not ((PKI / "sa.key").exists() and (PKI / "sa.pub").exists()):
+        _openssl("genrsa", "-out", str(PKI / "sa.key"), "2048")
+        _openssl("rsa", "-in", str(PKI / "sa.key"), "-pubout", "-out", str(PKI / "sa.pub"))
+    _cert("admin", "/CN=isotope-admin/O=system:masters", "clientAuth")
+    _cert("controller-manager", "/CN=system:kube-controller-manager", "clientAuth")
+    _cert("scheduler", "/CN=system:kube-scheduler", "clientAuth")
+    _cert("kwok", "/CN=isotope-kwok/O=system:masters", "clientAuth")
+    _cert("front-proxy-client", "/CN=front-proxy-client", "clientAuth", ca="front-proxy-ca")
+    for path in PKI.glob("*.key"):
+        os.chmod(path, 0o600)
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def _write_kubeconfig(path: Path, user: str, cert: str) -> None:
+    text = f"""apiVersion: v1
+kind: Config
+clusters:
+- name: isotope
+  cluster:
+    server: {SERVER}
+    certificate-authority-data: {_b64(PKI / "ca.crt")}
+users:
+- name: {user}
+  user:
+    client-certificate-data: {_b64(PKI / f"{cert}.crt")}
+    client-key-data: {_b64(PKI / f"{cert}.key")}
+contexts:
+- name: isotope
+  context:
+    cluster: isotope
+    user: {user}
+current-context: isotope
+"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def write_kubeconfigs() -> None:
+    _write_kubeconfig(KUBECONFIG, "isotope-admin", "admin")
+    _write_kubeconfig(
+        HOME / "controller-manager.kubeconfig",
+        "controller-manager",
+        "controller-manager",
+    )
+    _write_kubeconfig(HOME / "scheduler.kubeconfig", "scheduler", "scheduler")
+    _write_kubeconfig(HOME / "kwok.kubeconfig", "kwok", "kwok")
+
+
+# --------------------------------------------------------------------------- daemons
+
+
+def _command(name: str, bin_path: Path) -> list[str]:
+    binary = str(bin_path / name)
+    if name == "etcd":
+        return [
+            binary,
+            "--name=isotope",
+            f"--data-dir={ETCD_DATA}",
+            f"--listen-client-urls=http://{HOST}:{ETCD_PORT}",
+            f"--advertise-client-urls=http://{HOST}:{ETCD_PORT}",
+            f"--listen-peer-urls=http://{HOST}:{ETCD_PEER_PORT}",
+            f"--initial-advertise-peer-urls=http://{HOST}:{ETCD_PEER_PORT}",
+            f"--initial-cluster=isotope=http://{HOST}:{ETCD_PEER_PORT}",
+            "--initial-cluster-state=new",
+            "--quota-backend-bytes=2147483648",
+            # A throw-away development cluster: speed over durability on slow disks.
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+        ]
+    if name == "kube-apiserver":
+        return [
+            binary,
+            f"--bind-address={HOST}",
+            f"--advertise-address={HOST}",
+            f"--secure-port={APISERVER_PORT}",
+            f"--etcd-servers=http://{HOST}:{ETCD_PORT}",
+            f"--tls-cert-file={PKI / 'apiserver.crt'}",
+            f"--tls-private-key-file={PKI / 'apiserver.key'}",
+            f"--client-ca-file={PKI / 'ca.crt'}",
+            f"--service-account-key-file={PKI / 'sa.pub'}",
+            f"--service-account-signing-key-file={PKI / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=RBAC",
+            "--enable-admission-plugins="
+            + ",".join(
+                [
+                    "NamespaceLifecycle",
+                    "LimitRanger",
+                    "ServiceAccount",
+                    "DefaultTolerationSeconds",
+                    "Priority",
+                    "PodSecurity",
+                    "MutatingAdmissionWebhook",
+                    "ValidatingAdmissionPolicy",
+                    "ValidatingAdmissionWebhook",
+                    "ResourceQuota",
+                ]
+            ),
+            "--allow-privileged=true",
+            # Aggregated API servers: the front proxy's CA and client certificate.
+            f"--requestheader-client-ca-file={PKI / 'front-proxy-ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={PKI / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={PKI / 'front-proxy-client.key'}",
+            # The loopback address may not be an endpoint of the "kubernetes" service.
+            "--endpoint-reconciler-type=none",
+            "--profiling=false",
+            "--v=1",
+        ]
+    if name == "kube-controller-manager":
+        kubeconfig = HOME / "controller-manager.kubeconfig"
+        return [
+            binary,
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            f"--bind-address={HOST}",
+            f"--secure-port={CONTROLLER_MANAGER_PORT}",
+            "--leader-elect=false",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={PKI / 'sa.key'}",
+            f"--root-ca-file={PKI / 'ca.crt'}",
+            f"--cluster-signing-cert-file={PKI / 'ca.crt'}",
+            f"--cluster-signing-key-file={PKI / 'ca.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--cluster-cidr={POD_CIDR}",
+            "--profiling=false",
+            "--v=1",
+        ]
+    if name == "kube-scheduler":
+        kubeconfig = HOME / "scheduler.kubeconfig"
+        return [
+            binary,
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            f"--bind-address={HOST}",
+            f"--secure-port={SCHEDULER_PORT}",
+            "--leader-elect=false",
+            "--profiling=false",
+            "--v=1",
+        ]
+    if name == "kwok":
+        return [
+            binary,
+            f"--kubeconfig={HOME / 'kwok.kubeconfig'}",
+            f"--config={STAGES}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--node-lease-duration-seconds=40",
+            f"--cidr={POD_CIDR.replace('.0.0/16', '.0.1/16')}",
+            f"--node-ip={HOST}",
+            f"--server-address={HOST}:{KWOK_PORT}",
+            "--v=WARN",  # INFO logs every lease renewal
+        ]
+    raise ValueError(name)
+
+
+def _pidfile(name: str) -> Path:
+    return RUN / f"{name}.json"
+
+
+def _cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
+        return None  # a zombie is dead
+    return raw.decode(errors="replace").split("\0")[:-1]
+
+
+def _running(name: str) -> dict | None:
+    """The pid-file record of a live process that is the one we started, else None."""
+    try:
+        record = json.loads(_pidfile(name).read_text())
+    except (OSError, ValueError):
+        return None
+    argv = _cmdline(int(record.get("pid", 0)))
+    if argv is None or argv != record.get("argv"):
+        return None
+    return record
+
+
+def _stop(name: str, timeout: float = 15.0) -> bool:
+    record = _running(name)
+    _pidfile(name).unlink(missing_ok=True)
+    if record is None:
+        return False
+    pid = int(record["pid"])
+    try:
+        os.killpg(pid, signal.SIGTERM)  # started as a session leader: pgid == pid
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _cmdline(pid) is None:
+            return True
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return True
+
+
+def _config_digest(name: str) -> str:
+    """Hash of the files a daemon reads at start that its command line does not show."""
+    files = [STAGES] if name == "kwok" else []
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _start(name: str, argv: list[str], restart: bool = False) -> tuple[dict, bool]:
+    """Start a daemon unless the same one runs already. -> (record, started)
+
+    ``restart`` restarts a running daemon anyway: its clients come back cleanly from a
+    restart of the server they watch, whose RBAC caches start empty.
+    """
+    record = _running(name)
+    digest = _config_digest(name)
+    same = record is not None and record["argv"] == argv and record.get("config") == digest
+    if same and not restart:
+        return record, False
+    if record is not None:
+        why = "its server restarted" if same else "its command or configuration changed"
+        log(f"restarting {name} ({why})")
+        _stop(name)
+    RUN.mkdir(parents=True, exist_ok=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    logfile = LOGS / f"{name}.log"
+    with logfile.open("a") as out:
+        out.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n")
+        out.flush()
+        proc = subprocess.Popen(
+            argv,
+            cwd=HOME,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlive the shell that ran `up`
+            close_fds=True,
+        )
+    record = {
+        "pid": proc.pid,
+        "argv": argv,
+        "config": digest,
+        "started": time.time(),
+        "log": str(logfile),
+    }
+    _pidfile(name).write_text(json.dumps(record, indent=2))
+    shown = logfile.relative_to(ROOT) if logfile.is_relative_to(ROOT) else logfile
+    log(f"started {name} (pid {proc.pid}, log {shown})")
+    return record, True
+
+
+def _log_tail(name: str, lines: int = 15) -> str:
+    try:
+        return "\n".join((LOGS / f"{name}.log").read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------------------- API access
+
+
+def _ssl_context() -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(PKI / "ca.crt"))
+    context.load_cert_chain(str(PKI / "admin.crt"), str(PKI / "admin.key"))
+    return context
+
+
+def _api(
+    method: str, path: str, body: dict | None = None, timeout: float = 5.0
+) -> tuple[int, dict | str]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(SERVER + path, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, context=_ssl_context(), timeout=timeout) as response:
+            payload = response.read().decode()
+            status = response.status
+    except urllib.error.HTTPError as error:
+        payload, status = error.read().decode(errors="replace"), error.code
+    try:
+        return status, json.loads(payload)
+    except ValueError:
+        return status, payload
+
+
+def _readyz() -> tuple[bool, str]:
+    try:
+        code, body = _api("GET", "/readyz", timeout=3.0)
+    except (OSError, ssl.SSLError) as error:
+        return False, f"/readyz unreachable: {error}"
+    return code == 200, f"/readyz {code}: {str(body).strip()[:300]}"
+
+
+def _etcd_healthy() -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{ETCD_PORT}/health", timeout=2.0) as response:
+            return json.loads(response.read()).get("health") == "true"
+    except (OSError, ValueError):
+        return False
+
+
+def _healthz(port: int) -> bool:
+    """/healthz of a component's own serving port (self-signed, always allowed)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        url = f"https://{HOST}:{port}/healthz"
+        with urllib.request.urlopen(url, context=context, timeout=2.0) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _node_body(name: str) -> dict:
+    resources = {"cpu": NODE_CPU, "memory": NODE_MEMORY, "pods": NODE_PODS}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {
+                "kwok.x-k8s.io/node": "fake",
+                "node.alpha.kubernetes.io/ttl": "0",
+            },
+            "labels": {
+                "type": "kwok",
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "node-role.kubernetes.io/agent": "",
+            },
+        },
+        "spec": {},
+        "status": {"allocatable": resources, "capacity": dict(resources)},
+    }
+
+
+def ensure_nodes() -> None:
+    for name in NODES:
+        code, _ = _api("GET", f"/api/v1/nodes/{name}")
+        if code == 404:
+            code, body = _api("POST", "/api/v1/nodes", _node_body(name))
+            if code not in (200, 201, 409):
+                raise RuntimeError(f"could not create node {name}: {code} {body}")
+            size = f"{NODE_CPU} CPU, {NODE_MEMORY}, {NODE_PODS} pods"
+            log(f"created fake node {name} ({size})")
+
+
+def _ready_nodes() -> list[str]:
+    try:
+        code, body = _api("GET", "/api/v1/nodes?labelSelector=type%3Dkwok")
+    except (OSError, ssl.SSLError):
+        return []
+    if code != 200 or not isinstance(body, dict):
+        return []
+    ready = []
+    for item in body.get("items", []):
+        for condition in item.get("status", {}).get("conditions") or []:
+            if condition.get("type") == "Ready" and condition.get("status") == "True":
+                ready.append(item["metadata"]["name"])
+    return sorted(ready)
+
+
+def _wait(what: str, check, timeout: float, watch: tuple[str, ...] = ()) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return
+        for name in watch:
+            if _running(name) is None:
+                print(f"--- {LOGS / name}.log\n{_log_tail(name)}", file=sys.stderr)
+                raise RuntimeError(
+                    f"{name} exited while waiting for {what} (see {LOGS / name}.log)"
+                )
+        if time.monotonic() > deadline:
+            for name in watch:
+                print(f"--- {LOGS / name}.log\n{_log_tail(name, 5)}", file=sys.stderr)
+            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what} (logs: {LOGS})")
+        time.sleep(0.5)
+
+
+# --------------------------------------------------------------------------- contract
+
+
+def _base_state() -> dict:
+    return {
+        "kubeconfig": str(KUBECONFIG),
+        "server": SERVER,
+        "versions": versions(),
+        "nodes": list(NODES),
+        "ports": {
+            "apiserver": APISERVER_PORT,
+            "etcd": ETCD_PORT,
+            "etcd_peer": ETCD_PEER_PORT,
+            "controller_manager": CONTROLLER_MANAGER_PORT,
+            "scheduler": SCHEDULER_PORT,
+            "kwok": KWOK_PORT,
+        },
+        "logs": str(LOGS),
+    }
+
+
+def up() -> dict:
+    started_at = time.monotonic()
+    state = _base_state()
+    try:
+        info = build()
+        state["build"] = info
+        bins = Path(info["bin"])
+        for directory in (HOME, RUN, LOGS):
+            directory.mkdir(parents=True, exist_ok=True)
+        ETCD_DATA.mkdir(mode=0o700, exist_ok=True)
+        ensure_pki()
+        write_kubeconfigs()
+
+        _, restarted = _start("etcd", _command("etcd", bins))
+        _wait("etcd /health", _etcd_healthy, 60, ("etcd",))
+
+        _, restarted = _start("kube-apiserver", _command("kube-apiserver", bins), restarted)
+        if restarted:
+            log("waiting for kube-apiserver /readyz")
+        _wait(
+            "kube-apiserver /readyz",
+            lambda: _readyz()[0],
+            START_TIMEOUT,
+            ("etcd", "kube-apiserver"),
+        )
+
+        for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            _start(name, _command(name, bins), restarted)
+        for name, port in (
+            ("kube-controller-manager", CONTROLLER_MANAGER_PORT),
+            ("kube-scheduler", SCHEDULER_PORT),
+        ):
+            _wait(f"{name} /healthz", lambda port=port: _healthz(port), 60, (name,))
+        ensure_nodes()
+        _wait(
+            f"{len(NODES)} Ready nodes",
+            lambda: len(_ready_nodes()) >= len(NODES),
+            60,
+            COMPONENTS,
+        )
+    except (RuntimeError, OSError, subprocess.CalledProcessError, ValueError) as error:
+        detail = getattr(error, "stderr", None)
+        reason = f"cannot start: {error}" + (
+            f" {detail.decode(errors='replace')}" if detail else ""
+        )
+        state.update(ok=False, reason=reason.strip())
+        print(reason, file=sys.stderr, flush=True)
+        return write_state(PART, state)
+    seconds = time.monotonic() - started_at
+    state.update(
+        ok=True,
+        reason=f"Kubernetes {state['versions']['kubernetes']} at {SERVER}, "
+        f"{len(NODES)} KWOK nodes Ready (up in {seconds:.1f}s)",
+        startup_seconds=round(seconds, 1),
+        processes={name: (_running(name) or {}).get("pid") for name in COMPONENTS},
+    )
+    return write_state(PART, state)
+
+
+def down() -> None:
+    stopped = [name for name in reversed(COMPONENTS) if _stop(name)]
+    if stopped:
+        log("stopped " + ", ".join(stopped))
+    previous = read_state(PART)
+    state = _base_state()
+    if "build" in previous:
+        state["build"] = previous["build"]
+    state.update(ok=False, reason="stopped (run: python3 -m tools.infra k8s up)")
+    write_state(PART, state)
+
+
+def status() -> dict:
+    state = _base_state()
+    previous = read_state(PART)
+    if "build" in previous:
+        state["build"] = previous["build"]
+    processes = {name: (_running(name) or {}).get("pid") for name in COMPONENTS}
+    state["processes"] = processes
+    dead = [name for name, pid in processes.items() if pid is None]
+    if dead:
+        state.update(
+            ok=False,
+            reason=f"not running: {', '.join(dead)} (run: python3 -m tools.infra k8s up)",
+        )
+        return write_state(PART, state)
+    if not (PKI / "admin.crt").exists():
+        state.update(ok=False, reason="no certificates under var/k8s/pki")
+        return write_state(PART, state)
+    ready, detail = _readyz()
+    if not ready:
+        state.update(ok=False, reason=detail)
+        return write_state(PART, state)
+    nodes = _ready_nodes()
+    state["ready_nodes"] = nodes
+    if len(nodes) < len(NODES):
+        state.update(ok=False, reason=f"only {len(nodes)}/{len(NODES)} nodes Ready")
+        return write_state(PART, state)
+    state.update(
+        ok=True,
+        reason=f"Kubernetes {state['versions']['kubernetes']} at {SERVER}, "
+        f"{len(nodes)} nodes Ready",
+    )
+    return write_state(PART, state)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python3 -m tools.infra.k8s build|up|down|status``: ``build`` only compiles."""
+    args = sys.argv[1:] if argv is None else argv
+    command = args[0] if args else "status"
+    if command == "build":
+        try:
+            info = build(force="--force" in args)
+        except RuntimeError as error:
+            print(error, file=sys.stderr)
+            return 1
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return 0
+    if command not in ("up", "down", "status"):
+        print(
+            "usage: python3 -m tools.infra.k8s build [--force]|up|down|status",
+            file=sys.stderr,
+        )
+        return 2
+    result = globals()[command]()
+    if result is not None:
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return 0 if result.get("ok") else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
