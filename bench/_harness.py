@@ -1,0 +1,101 @@
+"""Shared pieces for benchmarks: a private database, the portal and a worker as
+subprocesses, percentiles. Benchmarks print one JSON document on stdout."""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+    return {
+        "n": len(ordered),
+        "p50_ms": round(pick(0.50) * 1000, 2),
+        "p95_ms": round(pick(0.95) * 1000, 2),
+        "p99_ms": round(pick(0.99) * 1000, 2),
+        "max_ms": round(ordered[-1] * 1000, 2),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 2),
+    }
+
+
+def bench_database(name: str) -> str:
+    """A fresh PostgreSQL database next to ``DATABASE_URL``'s; returns its URL."""
+    base = os.environ.get("DATABASE_URL", "")
+    if not base.startswith("postgres"):
+        sys.exit("benchmarks need DATABASE_URL pointing at PostgreSQL (see bench/README.md)")
+    url = urlsplit(base)
+    admin = urlunsplit(url._replace(path="/postgres"))
+    import psycopg
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(url._replace(path=f"/{name}"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def django_env(database_url: str, **extra: str) -> dict:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "ISOTOPE_DEBUG": "1",
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        **extra,
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    return env
+
+
+def spawn(args: list[str], env: dict, log: str) -> subprocess.Popen:
+    logdir = ROOT / "var" / "bench"
+    logdir.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=env,
+        stdout=open(logdir / log, "w"),  # noqa: SIM115 - lives as long as the process
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_http(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    import signal
+
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
