@@ -1,0 +1,145 @@
+"""Live events in the browser: two people watch acme's timeline while things happen."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from monitoring.services import event_publish
+from tests.conftest import ARTIFACTS, login
+
+pytestmark = pytest.mark.e2e
+
+
+def open_timeline(new_page, live_url, username, **route):
+    page = new_page()
+    login(page, live_url, username)
+    if route:
+        page.route_web_socket(re.compile(r".*/ws/$"), route["handler"])
+    page.goto(f"{live_url}/t/acme/events/")
+    expect(page.get_by_test_id("live-status")).to_contain_text("live")
+    return page
+
+
+def test_an_event_appears_on_both_timelines_within_two_seconds_without_reload(
+    demo, live_url, new_page
+):
+    alice = open_timeline(new_page, live_url, "alice")
+    carol = open_timeline(new_page, live_url, "carol")
+    carol.evaluate("window.__loadedAt = performance.timeOrigin")
+    for page in (alice, carol):
+        expect(page.get_by_test_id("event-timeline").locator("tbody tr")).to_have_count(0)
+
+    event_publish(
+        tenant=demo.acme,
+        kind="vm",
+        name="web1",
+        type="Warning",
+        reason="FailedStart",
+        message="Guest did not boot: no bootable device.",
+    )
+    for page in (alice, carol):
+        row = page.get_by_test_id("event-timeline").locator("tbody tr").first
+        expect(row).to_contain_text("FailedStart", timeout=2000)
+        expect(row).to_contain_text("vm/web1")
+        expect(row).to_contain_text("no bootable device")
+        expect(row).to_contain_text("×1")
+    # Warnings also pop a toast.
+    expect(carol.get_by_test_id("live-toast")).to_contain_text("FailedStart")
+
+    # A repeat folds: same row, count 2, no second row.
+    event_publish(
+        tenant=demo.acme,
+        kind="vm",
+        name="web1",
+        type="Warning",
+        reason="FailedStart",
+        message="Guest did not boot: no bootable device.",
+    )
+    rows = carol.get_by_test_id("event-timeline").locator("tbody tr")
+    expect(rows.first).to_contain_text("×2", timeout=2000)
+    expect(rows).to_have_count(1)
+    # Another tenant's event never shows up.
+    event_publish(tenant=demo.globex, kind="vm", name="db", reason="Started", message="up")
+    event_publish(tenant=demo.acme, kind="vm", name="web2", reason="Started", message="up")
+    expect(rows.first).to_contain_text("vm/web2", timeout=2000)
+    expect(rows).to_have_count(2)
+    assert carol.evaluate("window.__loadedAt === performance.timeOrigin"), "page reloaded"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    carol.screenshot(path=str(ARTIFACTS / "events-live-carol.png"), full_page=True)
+
+
+def test_events_missed_while_disconnected_arrive_after_the_reconnect(demo, live_url, new_page):
+    sockets = []
+
+    def relay(ws):
+        ws.connect_to_server()
+        sockets.append(ws)
+
+    carol = open_timeline(new_page, live_url, "carol", handler=relay)
+    event_publish(tenant=demo.acme, kind="vm", name="web1", reason="Started", message="up")
+    rows = carol.get_by_test_id("event-timeline").locator("tbody tr")
+    expect(rows).to_have_count(1, timeout=2000)
+
+    sockets[-1].close(code=4000, reason="network blip")  # the page's side drops
+    event_publish(tenant=demo.acme, kind="vm", name="web2", reason="Stopped", message="down")
+    expect(carol.get_by_test_id("live-status")).to_contain_text("offline")
+
+    expect(rows.first).to_contain_text("vm/web2", timeout=5000)
+    expect(rows).to_have_count(2)
+    assert len(sockets) >= 2, "the page reconnected"
+
+
+def test_filters_apply_to_live_events(demo, live_url, new_page):
+    carol = new_page()
+    login(carol, live_url, "carol")
+    carol.goto(f"{live_url}/t/acme/events/?type=Warning")
+    expect(carol.get_by_test_id("live-status")).to_contain_text("live")
+    event_publish(tenant=demo.acme, kind="vm", name="web1", reason="Started", message="up")
+    event_publish(
+        tenant=demo.acme, kind="vm", name="web1", type="Warning", reason="Failed", message="x"
+    )
+    rows = carol.get_by_test_id("event-timeline").locator("tbody tr")
+    expect(rows.first).to_contain_text("Failed", timeout=2000)
+    expect(rows).to_have_count(1)
+
+
+def test_resource_states_patch_phase_badges_and_action_buttons_in_place(demo, live_url, new_page):
+    from monitoring.services import resource_publish
+
+    bob = open_timeline(new_page, live_url, "bob")
+    # What a VM row declares (compute's templates use the same attributes).
+    bob.evaluate(
+        """() => document.querySelector("main").insertAdjacentHTML("afterbegin",
+        '<div data-testid="vm-web1" data-live-kind="vm" data-live-name="web1">' +
+        '<span class="badge text-bg-info" data-live-field="phase">Starting</span>' +
+        '<span data-live-field="message"></span>' +
+        '<button data-live-action="stop">Stop</button>' +
+        '<button data-live-action="start">Start</button></div>')"""
+    )
+    resource_publish(
+        tenant=demo.acme,
+        kind="vm",
+        name="web1",
+        data={"phase": "Running", "message": "", "actions": ["stop"]},
+    )
+    vm = bob.get_by_test_id("vm-web1")
+    badge = vm.locator("[data-live-field=phase]")
+    expect(badge).to_have_text("Running", timeout=2000)
+    expect(badge).to_have_class(re.compile(r"text-bg-success"))
+    expect(vm.get_by_role("button", name="Stop")).to_be_visible()
+    expect(vm.get_by_role("button", name="Start")).to_be_hidden()
+
+    resource_publish(
+        tenant=demo.acme,
+        kind="vm",
+        name="web1",
+        data={"phase": "Failed", "message": "Guest crashed.", "actions": ["start"]},
+    )
+    expect(badge).to_have_text("Failed", timeout=2000)
+    expect(badge).to_have_class(re.compile(r"text-bg-danger"))
+    expect(vm.locator("[data-live-field=message]")).to_have_text("Guest crashed.")
+    expect(vm.get_by_role("button", name="Start")).to_be_visible()
+    expect(vm.get_by_role("button", name="Stop")).to_be_hidden()
