@@ -83,6 +83,8 @@ class QuotaExceeded(PermissionDenied):
 
 
 def _fmt(value: int | Decimal) -> str:
+    """Decimal('2.500') → '2.5', Decimal('0.000') → '0'."""
     if isinstance(value, Decimal):
-        return f"{value.normalize():f}"
+        text = f"{value.normalize():f}"
+        return text
     return str(value)

@@ -10,7 +10,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from portal.exceptions import ApplicationError, QuotaExceeded
+from portal.exceptions import ApplicationError, QuotaExceeded, _fmt
 
 logger = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -83,9 +83,10 @@ def exception_handler(exc, context):
         if isinstance(exc, QuotaExceeded):
             extra = {
                 "resource": exc.resource,
-                "requested": str(exc.requested),
-                "left": str(exc.left),
-                "limit": str(exc.limit),
+                "requested": _fmt(exc.requested),
+                "left": _fmt(exc.left),
+                "limit": _fmt(exc.limit),
+                "unit": exc.unit,
             }
         return problem(
             exc.status,
