@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -34,8 +36,19 @@ def socket(cookie: str | None = None, origin: str = ORIGIN) -> WebsocketCommunic
 
 
 def run(scenario):
-    """Run an async scenario from a sync test (ORM calls go back to this thread)."""
-    async_to_sync(scenario)()
+    """Run an async scenario from a sync test.
+
+    Playwright's sync API (browser tests earlier in the session) leaves an event loop
+    running in the main thread, where ``async_to_sync`` refuses to run: use a helper
+    thread then. The database is transactional, so every thread sees the same rows.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        async_to_sync(scenario)()
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(async_to_sync(scenario)).result()
 
 
 async def connected(cookie: str) -> WebsocketCommunicator:
