@@ -1,15 +1,225 @@
-"""Pages for virtual machines and container workloads."""
+"""Pages for virtual machines and container workloads.
+
+Thin: ``tenant_view`` resolves the tenant (404 for non-members, 403 for the role),
+selectors read, ``compute.services.vms`` writes and decides; refusals become messages
+or field errors.
+"""
 
 from __future__ import annotations
 
-from django.shortcuts import render
+import logging
 
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods
+
+from compute import selectors
+from compute.forms import VMCreateForm
+from compute.services import vms as vm_services
+from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from portal.web import tenant_view
+from tenants import selectors as tenant_selectors
+from tenants import services as tenant_services
+from tenants.choices import AuditOutcome
+from tenants.permissions import role_allows
+
+logger = logging.getLogger(__name__)
+
+# Actions that cannot be undone or lose guest state: confirmed before they are sent.
+CONFIRM = {
+    "delete": "Delete {name}? Its disk is removed and this cannot be undone.",
+    "force-stop": "Power off {name} at once? Unsaved data in the guest is lost.",
+}
+ACTION_LABELS = {
+    "start": ("Start", "play-fill", "success"),
+    "stop": ("Stop", "stop-fill", "secondary"),
+    "force-stop": ("Force stop", "power", "warning"),
+    "pause": ("Pause", "pause-fill", "secondary"),
+    "resume": ("Resume", "play-fill", "success"),
+    "reboot": ("Reboot", "arrow-repeat", "secondary"),
+    "delete": ("Delete", "trash", "danger"),
+}
+
+
+def _vm_or_404(request, tenant, name: str):
+    try:
+        return selectors.vm_get(request.user, tenant, name)
+    except NotFound as error:
+        raise Http404(error.message) from None
+
+
+def _buttons(vm, role: str | None) -> list[dict]:
+    """The action buttons of ``vm`` for ``role``: every action the role may ever take,
+    ``hidden`` unless the current phase allows it (``allowed_actions`` decides), so live
+    updates can show and hide them as the phase changes. A viewer gets none."""
+    allowed = vm_services.allowed_actions(vm, role)
+    return [
+        {
+            "action": action,
+            "label": ACTION_LABELS[action][0],
+            "icon": ACTION_LABELS[action][1],
+            "tone": ACTION_LABELS[action][2],
+            "confirm": CONFIRM[action].format(name=vm.name) if action in CONFIRM else "",
+            "hidden": action not in allowed,
+        }
+        for action, rule in vm_services.ACTIONS.items()
+        if role_allows(role, rule.permission)
+    ]
+
+
+def _live_baseline(tenant) -> dict[str, int]:
+    """The tenant stream's seq as of rendering, so live.js resyncs what it missed since."""
+    from monitoring import live
+    from monitoring.groups import tenant_group
+
+    stream = tenant_group(tenant.slug)
+    try:
+        return {stream: live.seq_current(stream)}
+    except Exception:  # noqa: BLE001 - the page still renders, without live updates
+        logger.warning("no live sequence for %s (Redis down?)", stream, exc_info=True)
+        return {}
 
 
 @tenant_view("vm.view")
+@require_GET
 def vm_list(request, tenant):
-    return render(request, "compute/vm_list.html", {"tenant": tenant})
+    baseline = _live_baseline(tenant)  # before the query: anything newer arrives live
+    vms = list(selectors.vms_for_tenant(request.user, tenant))
+    for vm in vms:
+        vm.buttons = _buttons(vm, request.role)
+    return render(
+        request,
+        "compute/vm_list.html",
+        {
+            "tenant": tenant,
+            "vms": vms,
+            "counts": selectors.vm_phase_counts(request.user, tenant),
+            "show_host": request.user.is_staff,
+            "can_create": tenant_selectors.can(request.user, tenant, "vm.create"),
+            "live_baseline": baseline,
+        },
+    )
+
+
+@tenant_view("vm.create")
+@require_http_methods(["GET", "POST"])
+def vm_create(request, tenant):
+    images = selectors.images_for_tenant(tenant)
+    form = VMCreateForm(request.POST or None, images=images, flavors=selectors.flavors())
+    if request.method == "POST" and form.is_valid():
+        try:
+            vm = vm_services.vm_create(actor=request.user, tenant=tenant, **form.service_kwargs())
+        except PermissionDenied as error:
+            if error.__class__ is PermissionDenied:
+                raise DjangoPermissionDenied(error.message) from None
+            form.add_service_error(error)  # QuotaExceeded
+        except ApplicationError as error:
+            form.add_service_error(error)
+        else:
+            messages.success(request, f"{vm.name} accepted: it is being provisioned.")
+            return redirect("vm-detail", tenant=tenant.slug, name=vm.name)
+    usage = tenant_selectors.quota_usage(tenant)
+    return render(
+        request,
+        "compute/vm_form.html",
+        {
+            "tenant": tenant,
+            "form": form,
+            "usage": {u.resource: u for u in usage},
+            "usage_list": [u for u in usage if u.resource != "pods"],
+            "has_images": images.exists(),
+        },
+        status=400 if form.errors else 200,
+    )
+
+
+@tenant_view("vm.view")
+@require_GET
+def vm_detail(request, tenant, name: str):
+    baseline = _live_baseline(tenant)
+    vm = _vm_or_404(request, tenant, name)
+    return render(
+        request,
+        "compute/vm_detail.html",
+        {
+            "tenant": tenant,
+            "vm": vm,
+            "buttons": _buttons(vm, request.role),
+            "show_host": request.user.is_staff,
+            "events": _recent_events(request.user, tenant, vm),
+            "live_baseline": baseline,
+        },
+    )
+
+
+def _recent_events(user, tenant, vm, limit: int = 15) -> list:
+    from monitoring import selectors as monitoring_selectors
+
+    return list(
+        monitoring_selectors.events_visible(user, tenant).filter(kind="vm", name=vm.name)[:limit]
+    )
+
+
+@tenant_view("vm.view")
+@require_http_methods(["GET", "POST"])
+def vm_action(request, tenant, name: str, action: str):
+    """POST runs ``action``; GET (or a POST without ``confirm`` for a destructive action)
+    shows a confirmation page, so no click removes a VM by accident, with or without JS."""
+    if action not in vm_services.ACTIONS:
+        raise Http404("Unknown action.")
+    vm = _vm_or_404(request, tenant, name)
+    rule = vm_services.ACTIONS[action]
+    if not tenant_selectors.can(request.user, tenant, rule.permission):
+        tenant_services.audit_record(
+            actor=request.user,
+            action=rule.permission,
+            tenant=tenant,
+            target=f"vm/{vm.name}",
+            outcome=AuditOutcome.DENIED,
+        )
+        raise DjangoPermissionDenied(f"Your role does not allow {rule.permission}.")
+    back = _back(request, tenant, vm)
+    if request.method == "GET" or (action in CONFIRM and request.POST.get("confirm") != "yes"):
+        label, icon, tone = ACTION_LABELS[action]
+        return render(
+            request,
+            "compute/vm_confirm.html",
+            {
+                "tenant": tenant,
+                "vm": vm,
+                "action": action,
+                "label": label,
+                "icon": icon,
+                "tone": tone,
+                "question": CONFIRM.get(action, f"{label} {vm.name}?"),
+                "back": back,
+            },
+        )
+    try:
+        vm_services.vm_action(actor=request.user, vm=vm, action=action)
+    except Conflict as error:
+        messages.warning(request, error.message)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"{ACTION_LABELS[action][0]} requested for {vm.name}.")
+        if action == "delete":
+            return redirect("vm-list", tenant=tenant.slug)
+    return redirect(back)
+
+
+def _back(request, tenant, vm) -> str:
+    """Where to return after an action: the page it was sent from, if it is ours."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse("vm-detail", kwargs={"tenant": tenant.slug, "name": vm.name})
 
 
 @tenant_view("workload.view")

@@ -7,6 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from compute import urls as compute_urls
 from compute import views as compute_views
 from monitoring import api as monitoring_api
 from monitoring import views as monitoring_views
@@ -33,13 +34,14 @@ api_v1 = [
         monitoring_api.EventListView.as_view(),
         name="tenant-event-list",
     ),
+    *compute_urls.vm_api,
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
 tenant_pages = [
     path("", tenants_views.overview, name="tenant-overview"),
-    path("vms/", compute_views.vm_list, name="vm-list"),
+    *compute_urls.vm_pages,
     path("workloads/", compute_views.workload_list, name="workload-list"),
     path("events/", monitoring_views.event_list, name="event-list"),
     path("webhooks/", monitoring_views.webhook_list, name="webhook-list"),

@@ -1,7 +1,8 @@
-"""Compute models: hosts, images, flavors, virtual machines."""
+"""Compute models: hosts, images, flavors, virtual machines, idempotency keys."""
 
 from compute.models.hosts import Host
+from compute.models.idempotency import IdempotencyKey
 from compute.models.images import Flavor, Image
 from compute.models.vms import VirtualMachine
 
-__all__ = ["Flavor", "Host", "Image", "VirtualMachine"]
+__all__ = ["Flavor", "Host", "IdempotencyKey", "Image", "VirtualMachine"]

@@ -347,6 +347,17 @@ OUTSIDE_MATRIX = {
     "token-revoke": "owner-only; test_only_the_owner_can_revoke_a_token",
     "webhook-add": "own role matrix in tests/monitoring/test_webhook_views.py",
     "webhook-delete": "own role matrix in tests/monitoring/test_webhook_views.py",
+    **{
+        name: "own role matrix in tests/compute/test_views_vms.py and test_api_vms.py"
+        for name in (
+            "vm-create",
+            "vm-detail",
+            "vm-action",
+            "vm-api-list",
+            "vm-api-detail",
+            *(f"vm-api-{a}" for a in ("start", "stop", "force-stop", "pause", "resume", "reboot")),
+        )
+    },
 }
 
 

@@ -1,0 +1,420 @@
+"""REST API for virtual machines (``/api/v1/tenants/<t>/virtualmachines/...``).
+
+Thin: serializers check types and shape, services decide. Service field errors are
+renamed to the API's dotted paths (``memory_mib`` → ``spec.memoryMiB``) so a client sees
+the names it sent.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from compute import selectors
+from compute.choices import DesiredState, Phase, RestartPolicy
+from compute.models import VirtualMachine
+from compute.services import idempotency
+from compute.services import vms as vm_services
+from portal.api.errors import PROBLEM, exception_handler
+from portal.api.resources import check_if_match, etag, metadata
+from portal.exceptions import ApplicationError, PermissionDenied, QuotaExceeded, ValidationError
+from tenants import selectors as tenant_selectors
+from tenants import services as tenant_services
+from tenants.api import MetadataSerializer, TenantScopedView
+from tenants.choices import AuditOutcome
+from tenants.models import Tenant
+
+ACTION_NAMES = ("start", "stop", "force-stop", "pause", "resume", "reboot")
+
+# Service field names → the API's dotted paths.
+API_FIELDS = {
+    "name": "metadata.name",
+    "labels": "metadata.labels",
+    "image": "spec.image",
+    "flavor": "spec.flavor",
+    "vcpus": "spec.vcpus",
+    "memory_mib": "spec.memoryMiB",
+    "disk_gib": "spec.diskGiB",
+    "restart_policy": "spec.restartPolicy",
+    "node_selector": "spec.nodeSelector",
+    "desired_state": "spec.desiredState",
+    "phase": "status.phase",
+}
+
+
+def _api_errors(error: ApplicationError) -> ApplicationError:
+    """Rename a service error's fields to API paths (quota errors keep the resource)."""
+    if not isinstance(error, QuotaExceeded):
+        error.errors = {API_FIELDS.get(k, k): v for k, v in error.errors.items()}
+    return error
+
+
+def vm_representation(vm: VirtualMachine, user) -> dict:
+    """The VM as the API shows it to ``user`` (host for staff only, actions by role)."""
+    role = tenant_selectors.role_of(user, vm.tenant)
+    vm_status = {
+        "phase": vm.phase,
+        "message": vm.message,
+        "phaseChanged": vm.phase_changed.isoformat().replace("+00:00", "Z"),
+        "actions": vm_services.allowed_actions(vm, role),
+    }
+    if getattr(user, "is_staff", False):
+        vm_status["host"] = vm.host.name if vm.host else None
+    return {
+        "metadata": metadata(vm, name=vm.name, tenant=vm.tenant.slug, labels=vm.labels),
+        "spec": {
+            "vcpus": vm.vcpus,
+            "memoryMiB": vm.memory_mib,
+            "diskGiB": vm.disk_gib,
+            "image": vm.image.name,
+            "desiredState": vm.desired_state,
+            "restartPolicy": vm.restart_policy,
+            "nodeSelector": vm.node_selector,
+        },
+        "status": vm_status,
+    }
+
+
+# --- Serializers -----------------------------------------------------------------------
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know, naming them, instead of ignoring them."""
+
+    unknown_message = "Unknown field."
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({k: [self.unknown_message] for k in unknown})
+        return super().to_internal_value(data)
+
+
+class VMSpecSerializer(serializers.Serializer):
+    vcpus = serializers.IntegerField()
+    memoryMiB = serializers.IntegerField()  # noqa: N815
+    diskGiB = serializers.IntegerField()  # noqa: N815
+    image = serializers.CharField()
+    desiredState = serializers.ChoiceField(choices=DesiredState.choices)  # noqa: N815
+    restartPolicy = serializers.ChoiceField(choices=RestartPolicy.choices)  # noqa: N815
+    nodeSelector = serializers.DictField(child=serializers.CharField())  # noqa: N815
+
+
+class VMStatusSerializer(serializers.Serializer):
+    phase = serializers.ChoiceField(choices=Phase.choices)
+    message = serializers.CharField()
+    phaseChanged = serializers.DateTimeField()  # noqa: N815
+    actions = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(vm_services.ACTIONS)),
+        help_text="The actions your role may take in this phase.",
+    )
+    host = serializers.CharField(required=False, allow_null=True, help_text="Platform staff only.")
+
+
+class VMSerializer(serializers.Serializer):
+    metadata = MetadataSerializer()
+    spec = VMSpecSerializer()
+    status = VMStatusSerializer()
+
+    def to_representation(self, vm: VirtualMachine) -> dict:
+        return vm_representation(vm, self.context["request"].user)
+
+
+class VMMetadataIn(StrictSerializer):
+    name = serializers.CharField(help_text="A DNS label: lowercase letters, digits, hyphens.")
+    labels = serializers.DictField(child=serializers.CharField(), required=False)
+
+
+class VMCreateSpecIn(StrictSerializer):
+    image = serializers.CharField(help_text="Name of a public image or one of the tenant's.")
+    flavor = serializers.CharField(
+        required=False, help_text="A named size; explicit vcpus/memoryMiB/diskGiB win."
+    )
+    vcpus = serializers.IntegerField(required=False)
+    memoryMiB = serializers.IntegerField(required=False)  # noqa: N815
+    diskGiB = serializers.IntegerField(required=False)  # noqa: N815
+    desiredState = serializers.ChoiceField(  # noqa: N815
+        choices=[DesiredState.RUNNING, DesiredState.STOPPED], default=DesiredState.RUNNING
+    )
+    restartPolicy = serializers.ChoiceField(  # noqa: N815
+        choices=RestartPolicy.choices, default=RestartPolicy.ON_FAILURE
+    )
+    nodeSelector = serializers.DictField(child=serializers.CharField(), required=False)  # noqa: N815
+
+    def validate(self, attrs):
+        if "flavor" not in attrs and ("vcpus" not in attrs or "memoryMiB" not in attrs):
+            raise serializers.ValidationError({"vcpus": ["Give a flavor, or vcpus and memoryMiB."]})
+        return attrs
+
+
+class VMCreateSerializer(StrictSerializer):
+    metadata = VMMetadataIn()
+    spec = VMCreateSpecIn()
+
+
+class VMPatchSpecIn(StrictSerializer):
+    unknown_message = "This field cannot be changed; only desiredState, vcpus and memoryMiB."
+
+    desiredState = serializers.ChoiceField(  # noqa: N815
+        choices=[DesiredState.RUNNING, DesiredState.STOPPED, DesiredState.PAUSED],
+        required=False,
+    )
+    vcpus = serializers.IntegerField(required=False, help_text="Only while Stopped.")
+    memoryMiB = serializers.IntegerField(required=False, help_text="Only while Stopped.")  # noqa: N815
+
+
+class VMPatchSerializer(StrictSerializer):
+    spec = VMPatchSpecIn()
+
+
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description='The resourceVersion you read (the ETag, e.g. "7"); 412 when it changed.',
+)
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="A unique key per create: a retry with the same key and body returns the "
+    "first result (within 24 h) and never creates a twin.",
+)
+PROBLEM_RESPONSE = inline_serializer(
+    "Problem",
+    {
+        "type": serializers.URLField(),
+        "title": serializers.CharField(),
+        "status": serializers.IntegerField(),
+        "detail": serializers.CharField(),
+        "errors": serializers.DictField(
+            child=serializers.ListField(child=serializers.CharField()), required=False
+        ),
+    },
+)
+
+
+# --- Views -----------------------------------------------------------------------------
+class VMView(TenantScopedView):
+    serializer_class = VMSerializer
+
+    def require(self, tenant: Tenant, action: str) -> None:
+        """403 (audited) when the user's role in ``tenant`` does not allow ``action``."""
+        user = self.request.user
+        if not tenant_selectors.can(user, tenant, action):
+            tenant_services.audit_record(
+                actor=user,
+                action=action,
+                tenant=tenant,
+                target=self.request.path,
+                outcome=AuditOutcome.DENIED,
+            )
+            role = tenant_selectors.role_of(user, tenant)
+            raise PermissionDenied(f"Your role ({role}) does not allow {action} in {tenant.slug}.")
+
+    def respond(self, vm: VirtualMachine, code: int = status.HTTP_200_OK) -> Response:
+        return Response(self.get_serializer(vm).data, status=code, headers={"ETag": etag(vm)})
+
+    def allowed_tenant(self, action: str) -> Tenant:
+        """The URL's tenant (404 for non-members), with ``action`` allowed (403)."""
+        tenant = self.tenant("vm.view")
+        self.require(tenant, action)
+        return tenant
+
+    def change(self, tenant: Tenant, change) -> Response:
+        """Lock the VM, honour ``If-Match``, apply ``change(vm)`` and answer 202."""
+        try:
+            with transaction.atomic():
+                vm = selectors.vm_get(self.request.user, tenant, self.kwargs["name"], lock=True)
+                check_if_match(self.request, vm)
+                vm = change(vm)
+        except ApplicationError as error:
+            raise _api_errors(error) from None
+        return self.respond(vm, status.HTTP_202_ACCEPTED)
+
+
+class VMListView(VMView):
+    @extend_schema(
+        operation_id="virtualmachines_list",
+        summary="List the tenant's virtual machines",
+        parameters=[
+            OpenApiParameter("phase", OpenApiTypes.STR, enum=Phase.values, description="Filter.")
+        ],
+    )
+    def get(self, request, tenant):
+        obj = self.tenant("vm.view")
+        queryset = selectors.vms_for_tenant(request.user, obj)
+        phase = request.query_params.get("phase")
+        if phase:
+            if phase not in Phase.values:
+                raise ValidationError(
+                    "Unknown phase.", errors={"phase": [f"One of {', '.join(Phase.values)}."]}
+                )
+            queryset = queryset.filter(phase=phase)
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="virtualmachines_create",
+        summary="Create a virtual machine (accepted; it is provisioned asynchronously)",
+        request=VMCreateSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            202: VMSerializer,
+            400: PROBLEM_RESPONSE,
+            403: PROBLEM_RESPONSE,
+            409: PROBLEM_RESPONSE,
+            422: PROBLEM_RESPONSE,
+        },
+    )
+    def post(self, request, tenant):
+        obj = self.allowed_tenant("vm.create")
+        serializer = VMCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            return self.respond(self._create(obj, data), status.HTTP_202_ACCEPTED)
+
+        def execute() -> tuple[int, dict]:
+            try:
+                vm = self._create(obj, data)
+            except ValidationError:
+                raise  # invalid input: nothing started, nothing to remember
+            except ApplicationError as error:  # a refusal (quota, placement) is the answer
+                response = exception_handler(error, {"request": request, "view": self})
+                return response.status_code, response.data
+            return status.HTTP_202_ACCEPTED, self.get_serializer(vm).data
+
+        outcome = idempotency.idempotent_run(
+            user=request.user,
+            scope=f"{obj.slug}/virtualmachines",
+            key=key,
+            fingerprint=idempotency.fingerprint(request.data),
+            execute=execute,
+        )
+        response = Response(outcome.body, status=outcome.status_code)
+        if outcome.status_code >= 400:
+            response.content_type = PROBLEM
+        else:
+            response["ETag"] = f'"{outcome.body["metadata"]["resourceVersion"]}"'
+        if outcome.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    def _create(self, tenant: Tenant, data: dict) -> VirtualMachine:
+        spec, meta = data["spec"], data["metadata"]
+        try:
+            return vm_services.vm_create(
+                actor=self.request.user,
+                tenant=tenant,
+                name=meta["name"],
+                image=spec["image"],
+                flavor=spec.get("flavor"),
+                vcpus=spec.get("vcpus"),
+                memory_mib=spec.get("memoryMiB"),
+                disk_gib=spec.get("diskGiB"),
+                start=spec["desiredState"] == DesiredState.RUNNING,
+                restart_policy=spec["restartPolicy"],
+                labels=meta.get("labels"),
+                node_selector=spec.get("nodeSelector"),
+            )
+        except ApplicationError as error:
+            raise _api_errors(error) from None
+
+
+class VMDetailView(VMView):
+    @extend_schema(operation_id="virtualmachines_get", summary="One virtual machine")
+    def get(self, request, tenant, name):
+        obj = self.tenant("vm.view")
+        return self.respond(selectors.vm_get(request.user, obj, name))
+
+    @extend_schema(
+        operation_id="virtualmachines_patch",
+        summary="Change the desired state, or resize a stopped VM",
+        request=VMPatchSerializer,
+        parameters=[IF_MATCH],
+        responses={
+            202: VMSerializer,
+            400: PROBLEM_RESPONSE,
+            403: PROBLEM_RESPONSE,
+            409: PROBLEM_RESPONSE,
+            412: PROBLEM_RESPONSE,
+        },
+    )
+    def patch(self, request, tenant, name):
+        obj = self.allowed_tenant("vm.update")
+        serializer = VMPatchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        spec = serializer.validated_data["spec"]
+        return self.change(
+            obj,
+            lambda vm: vm_services.vm_update(
+                actor=request.user,
+                vm=vm,
+                vcpus=spec.get("vcpus"),
+                memory_mib=spec.get("memoryMiB"),
+                desired_state=spec.get("desiredState"),
+            ),
+        )
+
+    @extend_schema(
+        operation_id="virtualmachines_delete",
+        summary="Delete a virtual machine (accepted; phase Deleting until it is gone)",
+        parameters=[IF_MATCH],
+        responses={202: VMSerializer, 403: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE},
+    )
+    def delete(self, request, tenant, name):
+        obj = self.allowed_tenant("vm.delete")
+        return self.change(obj, lambda vm: vm_services.vm_delete(actor=request.user, vm=vm))
+
+
+class VMActionView(VMView):
+    """``POST .../virtualmachines/<name>/<action>/``; subclassed once per action."""
+
+    action_name = ""
+
+    def act(self, request) -> Response:
+        obj = self.allowed_tenant(vm_services.ACTIONS[self.action_name].permission)
+        return self.change(
+            obj,
+            lambda vm: vm_services.vm_action(actor=request.user, vm=vm, action=self.action_name),
+        )
+
+
+def _action_view(action: str) -> type[VMActionView]:
+    summaries = {
+        "start": "Start a stopped or failed VM",
+        "stop": "Shut down gracefully (ACPI), forced off after a timeout",
+        "force-stop": "Power off at once",
+        "pause": "Freeze a running VM",
+        "resume": "Unfreeze a paused VM",
+        "reboot": "Reboot a running VM",
+    }
+    decorate = extend_schema(
+        operation_id=f"virtualmachines_{action.replace('-', '_')}",
+        summary=summaries[action],
+        request=None,
+        parameters=[IF_MATCH],
+        responses={
+            202: VMSerializer,
+            403: PROBLEM_RESPONSE,
+            404: PROBLEM_RESPONSE,
+            409: PROBLEM_RESPONSE,
+            412: PROBLEM_RESPONSE,
+        },
+    )
+
+    @decorate
+    def post(self, request, tenant, name):
+        return self.act(request)
+
+    name = "VM" + "".join(part.title() for part in action.split("-")) + "View"
+    return type(name, (VMActionView,), {"action_name": action, "post": post})
+
+
+ACTION_VIEWS: dict[str, type[VMActionView]] = {
+    action: _action_view(action) for action in ACTION_NAMES
+}

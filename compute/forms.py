@@ -1,0 +1,115 @@
+"""Forms for the VM pages. They parse input; ``compute.services.vms`` decides validity."""
+
+from __future__ import annotations
+
+from django import forms
+
+from compute.choices import RestartPolicy
+from compute.models import Flavor, Image
+from portal.exceptions import ApplicationError, QuotaExceeded
+
+CUSTOM = "custom"
+
+# Which form field a quota refusal belongs to; ``None`` is the form as a whole.
+QUOTA_FIELDS = {"cpu": "vcpus", "memory": "memory_mib", "storage": "disk_gib"}
+
+
+class VMCreateForm(forms.Form):
+    name = forms.CharField(
+        max_length=200,  # the service enforces the DNS label (63); this only bounds input
+        help_text="Lowercase letters, digits and hyphens, e.g. web-1.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    image = forms.ModelChoiceField(
+        queryset=Image.objects.none(),
+        empty_label=None,
+    )
+    size = forms.ChoiceField(
+        label="Size",
+        initial=CUSTOM,
+    )
+    vcpus = forms.IntegerField(
+        label="vCPUs",
+        required=False,
+        initial=1,
+    )
+    memory_mib = forms.IntegerField(
+        label="Memory (MiB)",
+        required=False,
+        initial=512,
+    )
+    disk_gib = forms.IntegerField(
+        label="Disk (GiB)",
+        required=False,
+        initial=0,
+    )
+    start = forms.BooleanField(
+        label="Start the VM once it is created",
+        required=False,
+        initial=True,
+    )
+    restart_policy = forms.ChoiceField(
+        choices=RestartPolicy.choices,
+        initial=RestartPolicy.ON_FAILURE,
+        help_text="What the reconciler does when the VM stops outside the portal.",
+    )
+
+    def __init__(self, *args, images, flavors, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["image"].queryset = images
+        self.flavors = {f.name: f for f in flavors}
+        self.fields["size"].choices = [
+            *((f.name, _flavor_label(f)) for f in self.flavors.values()),
+            (CUSTOM, "Custom size…"),
+        ]
+        if self.flavors and not self.is_bound:
+            self.initial.setdefault("size", next(iter(self.flavors)))
+
+    @property
+    def custom(self) -> bool:
+        return self.cleaned_data.get("size") == CUSTOM
+
+    def service_kwargs(self) -> dict:
+        """The arguments for ``vm_create`` (a flavor, or the custom numbers)."""
+        data = self.cleaned_data
+        kwargs = {
+            "name": data["name"].strip(),
+            "image": data["image"],
+            "start": data["start"],
+            "restart_policy": data["restart_policy"],
+        }
+        if self.custom:
+            kwargs.update(
+                vcpus=data["vcpus"], memory_mib=data["memory_mib"], disk_gib=data["disk_gib"]
+            )
+        else:
+            kwargs["flavor"] = self.flavors[data["size"]]
+        return kwargs
+
+    def add_service_error(self, error: ApplicationError) -> None:
+        """Show a service refusal on the fields it is about."""
+        if isinstance(error, QuotaExceeded):
+            field = QUOTA_FIELDS.get(error.resource)
+            if field and not self.custom:
+                field = "size"
+            self.add_error(field, error.message)
+            return
+        if not error.errors:
+            self.add_error(None, error.message)
+            return
+        for field, messages in error.errors.items():
+            target = field if field in self.fields else None
+            if target in {"vcpus", "memory_mib", "disk_gib"} and not self.custom:
+                target = "size"
+            for message in messages:
+                self.add_error(target, message)
+
+
+def _flavor_label(flavor: Flavor) -> str:
+    memory = (
+        f"{flavor.memory_mib // 1024} GiB"
+        if flavor.memory_mib % 1024 == 0
+        else (f"{flavor.memory_mib} MiB")
+    )
+    disk = f", {flavor.disk_gib} GiB disk" if flavor.disk_gib else ""
+    return f"{flavor.name} — {flavor.vcpus} vCPU, {memory}{disk}"

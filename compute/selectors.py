@@ -1,0 +1,75 @@
+"""Reads for compute. Tenant isolation goes through ``tenants.selectors.restrict``.
+
+A VM of another tenant, or of a tenant the user is not a member of, does not exist for
+the caller (``NotFound``); a member whose role lacks the action gets ``PermissionDenied``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Q, QuerySet
+
+from compute.choices import Phase
+from compute.models import Flavor, Image, VirtualMachine
+from portal.exceptions import NotFound, PermissionDenied
+from tenants.models import Tenant
+from tenants.selectors import can, restrict, role_of
+
+
+def vms_for_tenant(user, tenant: Tenant, action: str = "vm.view") -> QuerySet[VirtualMachine]:
+    """The tenant's VMs that ``user`` may ``action`` (none for non-members), by name."""
+    return (
+        restrict(user, action, VirtualMachine.objects.filter(tenant=tenant))
+        .select_related("tenant", "image", "host")
+        .order_by("name")
+    )
+
+
+def vm_get(
+    user, tenant: Tenant, name: str, action: str = "vm.view", *, lock: bool = False
+) -> VirtualMachine:
+    """The VM ``name`` of ``tenant``: ``NotFound`` when the user cannot see it,
+    ``PermissionDenied`` when the user's role does not allow ``action``.
+
+    With ``lock`` the VM row (only) is locked until the caller's transaction ends, so an
+    ``If-Match`` check and the change it guards see the same version.
+    """
+    queryset = vms_for_tenant(user, tenant).filter(name=name)
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    vm = queryset.first()
+    if vm is None:
+        raise NotFound(f"Virtual machine {name!r} not found in {tenant.slug}.")
+    if action != "vm.view" and not can(user, tenant, action):
+        raise PermissionDenied(
+            f"Your role ({role_of(user, tenant)}) does not allow {action} in {tenant.slug}."
+        )
+    return vm
+
+
+def images_for_tenant(tenant: Tenant) -> QuerySet[Image]:
+    """Public images and the tenant's private ones, for the create form and the API."""
+    return Image.objects.filter(Q(public=True) | Q(tenant=tenant)).order_by("name")
+
+
+def flavors() -> QuerySet[Flavor]:
+    return Flavor.objects.all()
+
+
+@dataclass(frozen=True)
+class PhaseCount:
+    phase: str
+    count: int
+
+
+def vm_phase_counts(user, tenant: Tenant) -> list[PhaseCount]:
+    """How many of the tenant's VMs are in each phase, in lifecycle order, non-zero only."""
+    rows = dict(
+        vms_for_tenant(user, tenant)
+        .order_by()
+        .values_list("phase")
+        .annotate(n=Count("id"))
+        .values_list("phase", "n")
+    )
+    return [PhaseCount(phase, rows[phase]) for phase in Phase.values if rows.get(phase)]

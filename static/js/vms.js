@@ -1,0 +1,86 @@
+// VM pages: confirm destructive actions in a modal; show the custom size fields only when
+// "Custom size" is chosen; apply the parts of live VM states that live.js leaves to the
+// page (buttons by role, message visibility, desired state, deletion). Without JavaScript
+// the server asks for confirmation and every size field stays visible.
+(function () {
+  "use strict";
+
+  const modalEl = document.getElementById("vm-confirm");
+  if (modalEl && window.bootstrap) {
+    const modal = new bootstrap.Modal(modalEl);
+    let pending = null;
+    document.addEventListener("submit", (event) => {
+      const form = event.target;
+      if (!(form instanceof HTMLFormElement) || !form.dataset.confirm) return;
+      if (form.querySelector("input[name=confirm]")) return; // confirmed already
+      event.preventDefault();
+      pending = form;
+      modalEl.querySelector("[data-confirm-title]").textContent =
+        (form.dataset.confirmLabel || "Confirm") + "?";
+      modalEl.querySelector("[data-confirm-text]").textContent = form.dataset.confirm;
+      modalEl.querySelector("[data-confirm-ok]").textContent = form.dataset.confirmLabel || "Confirm";
+      modal.show();
+    });
+    modalEl.querySelector("[data-confirm-ok]").addEventListener("click", () => {
+      if (!pending) return;
+      const input = document.createElement("input");
+      input.type = "hidden";
+      input.name = "confirm";
+      input.value = "yes";
+      pending.appendChild(input);
+      modal.hide();
+      pending.submit();
+    });
+  }
+
+  // live.js patches phase and message text; the VM state carries the actions per role
+  // (compute.services.vms.vm_state), so buttons are shown or hidden here for our role.
+  const DESIRED = { running: "Running", stopped: "Stopped", paused: "Paused", deleted: "Deleted" };
+  document.addEventListener("isotope:resource", (event) => {
+    const data = event.detail && event.detail.data;
+    if (!data || data.kind !== "vm") return;
+    const sel = '[data-live-kind="vm"][data-live-name="' + CSS.escape(data.name) + '"]';
+    document.querySelectorAll(sel).forEach((root) => {
+      if (data.deleted) {
+        if (root.dataset.testid === "vm-detail") {
+          document.querySelectorAll("[data-live-show-when-deleted]").forEach((el) => { el.hidden = false; });
+        }
+        return;
+      }
+      const state = data.state || {};
+      const scope = root.closest("[data-live-role]") || root;
+      const byRole = state.actionsByRole || {};
+      const actions = byRole[scope.dataset.liveRole] || [];
+      root.querySelectorAll("[data-live-action]").forEach((el) => {
+        el.hidden = actions.indexOf(el.dataset.liveAction) === -1;
+      });
+      const message = state.message || "";
+      root.querySelectorAll("[data-live-hide-empty]").forEach((el) => {
+        el.hidden = !message;
+        el.title = message;
+      });
+      root.querySelectorAll('[data-live-show-with="message"]').forEach((el) => { el.hidden = !message; });
+      if (state.desiredState) {
+        root.querySelectorAll('[data-live-field="desiredState"]').forEach((el) => {
+          el.textContent = DESIRED[state.desiredState] || state.desiredState;
+        });
+      }
+      if (state.resourceVersion) {
+        root.querySelectorAll('[data-live-field="resourceVersion"]').forEach((el) => {
+          el.textContent = state.resourceVersion;
+        });
+      }
+    });
+  });
+
+  const choices = document.querySelector("[data-size-choices]");
+  const custom = document.querySelector("[data-custom-size]");
+  if (choices && custom) {
+    const sync = () => {
+      const checked = choices.querySelector("input[type=radio]:checked");
+      custom.hidden = !!checked && checked.value !== "custom";
+    };
+    choices.addEventListener("change", sync);
+    sync();
+  }
+})();
