@@ -13,10 +13,8 @@ import asyncio
 import json
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import redis
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -49,20 +47,33 @@ def seq_current(group: str) -> int:
     return int(value or 0)
 
 
-def _run(coro_factory) -> None:
-    """Run ``coro_factory()`` to completion from synchronous code.
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
 
-    ``async_to_sync`` refuses to run in a thread that already has a running event loop
-    (Playwright's sync API in tests, some embedding servers); send from a helper thread
-    there instead.
+
+def _publisher_loop() -> asyncio.AbstractEventLoop:
+    """One event loop per process, in a daemon thread, for sends from sync code.
+
+    ``async_to_sync`` would start a fresh loop per call, and channels-redis keeps its
+    connection pools per loop: every publish paid for new Redis connections. A
+    long-lived loop keeps them warm.
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        async_to_sync(coro_factory)()
-        return
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(async_to_sync(coro_factory)).result()
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=loop.run_forever, name="isotope-live-publisher", daemon=True
+            )
+            thread.start()
+            _loop = loop
+        return _loop
+
+
+def _run(coro_factory, timeout: float = 10) -> None:
+    """Run ``coro_factory()`` to completion from synchronous code (any thread)."""
+    future = asyncio.run_coroutine_threadsafe(coro_factory(), _publisher_loop())
+    future.result(timeout=timeout)
 
 
 def broadcast(groups: list[str], message_type: str, data: dict) -> dict[str, int]:
