@@ -130,7 +130,6 @@ def _go_env() -> dict:
     env.setdefault("GOTOOLCHAIN", "local")  # never fetch a toolchain at build time
     env["CGO_ENABLED"] = "0"
     env["GOFLAGS"] = "-buildvcs=false -mod=readonly"
-    env.setdefault("GOMAXPROCS", str(os.cpu_count() or 2))
     return env
 
 
@@ -201,7 +200,7 @@ def build(force: bool = False) -> dict:
         logfile = root / "build.log"
         logfile.write_text("")
         log(f"building Kubernetes {vers['kubernetes']}, etcd {vers['etcd']}, KWOK {vers['kwok']}")
-        log(f"into {target} (nice -n 10; a cold build takes ~8 min on 2 cores)")
+        log(f"into {target} (nice -n 10; a cold build takes 7-12 min on 2 cores)")
         kube = vers["kubernetes"]
         major, minor = kube.lstrip("v").split(".")[:2]
         pkg = "k8s.io/component-base/version"
