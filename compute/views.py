@@ -34,6 +34,8 @@ CONFIRM = {
     "delete": "Delete {name}? Its disk is removed and this cannot be undone.",
     "force-stop": "Power off {name} at once? Unsaved data in the guest is lost.",
 }
+# Shown with their label in the list; the others are icon buttons there (named by aria-label).
+PRIMARY = frozenset({"start", "stop", "resume"})
 ACTION_LABELS = {
     "start": ("Start", "play-fill", "success"),
     "stop": ("Stop", "stop-fill", "secondary"),
@@ -65,6 +67,7 @@ def _buttons(vm, role: str | None) -> list[dict]:
             "tone": ACTION_LABELS[action][2],
             "confirm": CONFIRM[action].format(name=vm.name) if action in CONFIRM else "",
             "hidden": action not in allowed,
+            "primary": action in PRIMARY,
         }
         for action, rule in vm_services.ACTIONS.items()
         if role_allows(role, rule.permission)
@@ -131,6 +134,7 @@ def vm_create(request, tenant):
             "form": form,
             "usage": {u.resource: u for u in usage},
             "usage_list": [u for u in usage if u.resource != "pods"],
+            "flavors": list(form.flavors.values()),
             "has_images": images.exists(),
         },
         status=400 if form.errors else 200,

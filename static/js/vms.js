@@ -42,9 +42,7 @@
     const sel = '[data-live-kind="vm"][data-live-name="' + CSS.escape(data.name) + '"]';
     document.querySelectorAll(sel).forEach((root) => {
       if (data.deleted) {
-        if (root.dataset.testid === "vm-detail") {
-          document.querySelectorAll("[data-live-show-when-deleted]").forEach((el) => { el.hidden = false; });
-        }
+        markDeleted(root);
         return;
       }
       const state = data.state || {};
@@ -70,6 +68,33 @@
           el.textContent = state.resourceVersion;
         });
       }
+    });
+  });
+
+  function markDeleted(root) {
+    root.dataset.liveDeleted = "1";
+    if (root.dataset.testid === "vm-detail") {
+      document.querySelectorAll("[data-live-show-when-deleted]").forEach((el) => { el.hidden = false; });
+    }
+  }
+
+  // A resync snapshot lists the resources that exist; a VM on the page missing from it
+  // may have been deleted while we were not listening: ask the API to be sure.
+  document.addEventListener("isotope:snapshot", (event) => {
+    const frame = event.detail || {};
+    const tenant = document.body.dataset.liveTenant;
+    if (!tenant || frame.stream !== "tenant." + tenant) return;
+    const known = new Set(
+      ((frame.data && frame.data.resources) || []).filter((r) => r.kind === "vm").map((r) => r.name)
+    );
+    document.querySelectorAll('[data-live-kind="vm"][data-live-name]').forEach((root) => {
+      const name = root.dataset.liveName;
+      if (known.has(name) || root.dataset.liveDeleted) return;
+      const url = "/api/v1/tenants/" + encodeURIComponent(tenant) + "/virtualmachines/" +
+        encodeURIComponent(name) + "/";
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then((response) => { if (response.status === 404) markDeleted(root); })
+        .catch(() => {});
     });
   });
 

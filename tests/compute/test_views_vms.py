@@ -134,7 +134,11 @@ def test_the_form_shows_images_flavors_and_the_quota_left(world):
     make_vm(world, "w1")
     html = client_for(world.bob).get(NEW).content.decode()
     assert "Tiny guest" in html
-    assert "small — 1 vCPU, 512 MiB, 1 GiB disk" in html
+    assert re.search(
+        r'for="size-small"><span class="fw-semibold">small</span>\s*'
+        r'<span class="d-block small text-body-secondary">1 vCPU · 512 MiB · 1 GiB disk',
+        html,
+    )
     assert "2 of 3 VMs left" in html
     assert "7 of 8 cores left" in html
     assert "3,840 of 4,096 MiB left" in html

@@ -1,0 +1,3 @@
+"""Browser tests use the compute fixtures too (an isolated libvirt host, the tiny image)."""
+
+from tests.compute.conftest import flavors, make_host, tiny_image  # noqa: F401

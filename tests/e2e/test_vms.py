@@ -1,0 +1,151 @@
+"""VMs in the browser against a real Celery worker and libvirt's test driver."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from compute.choices import Phase
+from compute.models import VirtualMachine
+from compute.services import vms as vm_services
+from tests.conftest import ARTIFACTS, login
+
+pytestmark = pytest.mark.e2e
+
+# Long enough for provisioning on a busy machine; live updates usually take well under 1 s.
+PHASE_TIMEOUT = 20_000
+
+
+def row(page, name: str):
+    return page.locator(f'tr[data-live-kind="vm"][data-live-name="{name}"]')
+
+
+def test_bob_creates_a_vm_watches_it_run_stops_and_starts_it(
+    demo, make_host, tiny_image, flavors, celery_worker, live_url, new_page
+):
+    make_host("node-a")
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vms/")
+    expect(page.get_by_test_id("vm-empty")).to_be_visible()
+    page.get_by_role("link", name="Create VM").click()
+    page.wait_for_url(f"{live_url}/t/acme/vms/new/")
+    expect(page.get_by_test_id("left-vms")).to_contain_text("20 of 20 VMs left")
+
+    page.get_by_label("Name").fill("web-1")
+    page.get_by_label("Image").select_option(label="Tiny guest")
+    page.get_by_label(re.compile(r"^small")).check()
+    expect(page.get_by_label("vCPUs", exact=True)).to_be_hidden()  # custom fields only for "Custom"
+    page.get_by_label("Restart policy").select_option("Always")
+    expect(page.get_by_label("Start the VM once it is created")).to_be_checked()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "vm-form-bob.png"), full_page=True)
+    page.get_by_role("button", name="Create VM").click()
+
+    page.wait_for_url(f"{live_url}/t/acme/vms/web-1/")
+    expect(page.get_by_test_id("messages")).to_contain_text("web-1 accepted")
+    expect(page.get_by_test_id("vm-spec")).to_contain_text("512 MiB")
+
+    # The list follows the VM to Running by itself (live update, no reload).
+    page.get_by_role("link", name="Virtual machines").first.click()
+    page.wait_for_url(f"{live_url}/t/acme/vms/")
+    web1 = row(page, "web-1")
+    expect(web1.get_by_test_id("phase")).to_have_text("Running", timeout=PHASE_TIMEOUT)
+    expect(web1.get_by_role("button", name="Stop", exact=True)).to_be_visible()
+    expect(web1.get_by_role("button", name="Start", exact=True)).to_be_hidden()
+    page.screenshot(path=str(ARTIFACTS / "vm-list-bob.png"), full_page=True)
+
+    web1.get_by_role("button", name="Stop", exact=True).click()
+    expect(page.get_by_test_id("messages")).to_contain_text("Stop requested for web-1")
+    web1 = row(page, "web-1")
+    expect(web1.get_by_test_id("phase")).to_have_text("Stopped", timeout=PHASE_TIMEOUT)
+    expect(web1.get_by_role("button", name="Start", exact=True)).to_be_visible()
+    assert VirtualMachine.objects.get(name="web-1").phase == Phase.STOPPED
+
+    web1.get_by_role("button", name="Start", exact=True).click()
+    web1 = row(page, "web-1")
+    expect(web1.get_by_test_id("phase")).to_have_text("Running", timeout=PHASE_TIMEOUT)
+
+    page.get_by_role("link", name="web-1").click()
+    detail = page.get_by_test_id("vm-detail")
+    expect(detail.get_by_test_id("vm-events")).to_contain_text("Scheduled")
+    expect(detail.get_by_test_id("vm-events")).to_contain_text("Stopping")
+    page.screenshot(path=str(ARTIFACTS / "vm-detail-bob.png"), full_page=True)
+
+    page.goto(f"{live_url}/t/acme/")
+    summary = page.get_by_test_id("vm-summary")
+    expect(summary).to_contain_text("1 VM")
+    expect(summary.get_by_test_id("phase")).to_have_text("Running")
+    page.screenshot(path=str(ARTIFACTS / "vm-overview-bob.png"), full_page=True)
+
+
+def test_deleting_asks_first_and_then_the_vm_goes_away(
+    demo, make_host, tiny_image, celery_worker, live_url, new_page
+):
+    make_host("node-a")
+    vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="old", image="tiny", vcpus=1, memory_mib=256
+    )
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vms/old/")
+    expect(page.get_by_test_id("vm-detail").get_by_test_id("phase").first).to_have_text(
+        "Running", timeout=PHASE_TIMEOUT
+    )
+    page.get_by_role("button", name="Delete").click()
+    dialog = page.locator("#vm-confirm")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("cannot be undone")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    assert VirtualMachine.objects.get(name="old").phase == Phase.RUNNING
+
+    page.get_by_role("button", name="Delete").click()
+    dialog.get_by_role("button", name="Delete").click()
+    page.wait_for_url(f"{live_url}/t/acme/vms/")
+    expect(page.get_by_test_id("messages")).to_contain_text("Delete requested for old")
+    page.wait_for_function(
+        "() => !document.querySelector('tr[data-live-name=\"old\"]') || "
+        "document.querySelector('tr[data-live-name=\"old\"]').dataset.liveDeleted",
+        timeout=PHASE_TIMEOUT,
+    )
+    assert not VirtualMachine.objects.filter(name="old").exists()
+
+
+def test_carol_the_viewer_sees_vms_but_no_action_buttons(
+    demo, make_host, tiny_image, live_url, new_page
+):
+    make_host("node-a")
+    vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="web-1", image="tiny", vcpus=1, memory_mib=256
+    )
+    page = new_page()
+    login(page, live_url, "carol")
+    page.goto(f"{live_url}/t/acme/vms/")
+    expect(row(page, "web-1")).to_be_visible()
+    expect(page.get_by_role("link", name="Create VM")).to_have_count(0)
+    expect(page.get_by_test_id("vm-actions")).to_have_count(0)
+    expect(page.locator("[data-live-action]")).to_have_count(0)
+    page.goto(f"{live_url}/t/acme/vms/web-1/")
+    expect(page.get_by_test_id("vm-detail")).to_be_visible()
+    expect(page.get_by_test_id("vm-actions")).to_have_count(0)
+    expect(page.locator("[data-live-action]")).to_have_count(0)
+    response = page.goto(f"{live_url}/t/acme/vms/new/")
+    assert response.status == 403
+
+
+def test_dave_gets_404_on_acmes_vm(demo, make_host, tiny_image, live_url, new_page):
+    make_host("node-a")
+    vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="web-1", image="tiny", vcpus=1, memory_mib=256
+    )
+    page = new_page()
+    login(page, live_url, "dave")
+    for url in ("/t/acme/vms/web-1/", "/t/acme/vms/", "/t/globex/vms/web-1/"):
+        response = page.goto(f"{live_url}{url}")
+        assert response.status == 404, url
+        expect(page.get_by_text("does not exist, or you do not have access")).to_be_visible()
+        expect(page.get_by_test_id("vm-detail")).to_have_count(0)
+        expect(page.get_by_text("Tiny guest")).to_have_count(0)
