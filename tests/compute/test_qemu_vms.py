@@ -47,9 +47,11 @@ def node1(db):
         min_memory_mib=128,
     )
     yield host
+    # Remove only this test's guests: other test runs may share node1.
+    ours = {vm.domain_name for vm in VirtualMachine.objects.select_related("tenant")}
     conn = shared_connection(host.uri)
     for domain in conn.listAllDomains():
-        if domain.name().startswith("acme--qt-"):
+        if domain.name() in ours:
             if domain.isActive():
                 domain.destroy()
             domain.undefine()
