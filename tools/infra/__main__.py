@@ -18,9 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m tools.infra")
     parser.add_argument("part", nargs="?", choices=PARTS, help="one part (default: all)")
     parser.add_argument("command", choices=("up", "down", "status"))
-    parser.add_argument(
-        "--strict", action="store_true", help="exit non-zero when a part is not ok"
-    )
+    parser.add_argument("--strict", action="store_true", help="exit non-zero when a part is not ok")
     args = parser.parse_args(argv)
     parts = [args.part] if args.part else list(PARTS)
     if args.command == "down":
