@@ -8,6 +8,7 @@ the names it sent.
 from __future__ import annotations
 
 from django.db import transaction
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -276,7 +277,9 @@ class VMListView(VMView):
         data = serializer.validated_data
         key = request.headers.get("Idempotency-Key")
         if key is None:
-            return self.respond(self._create(obj, data), status.HTTP_202_ACCEPTED)
+            response = self.respond(self._create(obj, data), status.HTTP_202_ACCEPTED)
+            response["Location"] = self._location(obj, data)
+            return response
 
         def execute() -> tuple[int, dict]:
             try:
@@ -300,9 +303,17 @@ class VMListView(VMView):
             response.content_type = PROBLEM
         else:
             response["ETag"] = f'"{outcome.body["metadata"]["resourceVersion"]}"'
+            response["Location"] = self._location(obj, data)
         if outcome.replayed:
             response["Idempotent-Replayed"] = "true"
         return response
+
+    def _location(self, tenant: Tenant, data: dict) -> str:
+        return self.request.build_absolute_uri(
+            reverse(
+                "vm-api-detail", kwargs={"tenant": tenant.slug, "name": data["metadata"]["name"]}
+            )
+        )
 
     def _create(self, tenant: Tenant, data: dict) -> VirtualMachine:
         spec, meta = data["spec"], data["metadata"]

@@ -29,6 +29,8 @@ from tenants.services import audit_record, quota_release, quota_reserve
 logger = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Names the web UI uses as path segments next to VM names (/t/<t>/vms/new/).
+RESERVED_NAMES = frozenset({"new"})
 MAX_VCPUS = 64
 MAX_MEMORY_MIB = 512 * 1024
 MAX_DISK_GIB = 4096
@@ -135,6 +137,8 @@ def _validate_create(
             "Use at most 63 lowercase letters, digits and hyphens, starting and ending "
             "with a letter or digit (a DNS label)."
         ]
+    elif name in RESERVED_NAMES:
+        errors["name"] = [f"{name!r} is reserved; choose another name."]
     elif VirtualMachine.objects.filter(tenant=tenant, name=name).exists():
         errors["name"] = [f"A VM named {name!r} exists already in {tenant.slug}."]
 

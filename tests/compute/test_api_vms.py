@@ -112,6 +112,7 @@ def test_create_is_accepted_with_the_resource_in_metadata_spec_status_shape(worl
     assert data["status"]["actions"] == ["delete"]
     assert "host" not in data["status"]
     assert response["ETag"] == f'"{vm.resource_version}"'
+    assert response["Location"] == f"http://testserver{BASE}web1/"
     assert vm.created_by == world.bob and vm.desired_state == "stopped"
 
 
@@ -238,6 +239,7 @@ def test_anonymous_requests_are_refused(world):
         (body("-x"), "metadata.name"),
         (body("x-"), "metadata.name"),
         (body("a_b"), "metadata.name"),
+        (body("new"), "metadata.name"),  # reserved: /t/<t>/vms/new/ is the create form
         (body(""), "metadata.name"),
         (body(vcpus=0), "spec.vcpus"),
         (body(vcpus=65), "spec.vcpus"),
