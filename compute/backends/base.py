@@ -135,3 +135,20 @@ class ComputeBackend(ABC):
     def serial_log(self, name: str) -> str | None:
         """Path of the serial console log file, when the backend writes one."""
         return None
+
+    def domain_stats(self) -> dict[str, dict]:
+        """Resource counters of every domain on the host, by name, from one bulk call.
+
+        Each value may hold (absent when the hypervisor does not report it, e.g. on a
+        stopped domain or libvirt's test driver, which reports only the state):
+        ``state`` (as in :class:`DomainStatus`), ``cpu_time_ns`` (cumulative guest CPU
+        time), ``memory_max_kib``, ``memory_used_kib`` (guest-reported used memory, or
+        the process' resident size when the guest has no balloon driver),
+        ``disk_read_bytes`` / ``disk_write_bytes`` and ``net_rx_bytes`` / ``net_tx_bytes``
+        (cumulative, summed over all disks and interfaces). Counters only grow while the
+        domain runs and restart from zero when it starts again.
+
+        Optional (``capabilities["metrics"]``); the default reports nothing. Raises
+        TransientBackendError when the host cannot be reached.
+        """
+        return {}
