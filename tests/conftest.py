@@ -201,6 +201,8 @@ def celery_worker(transactional_db):
 
     app.conf.task_always_eager = False
     queues = "default,libvirt,kubernetes,monitoring"
+    # Tasks left by an earlier test (e.g. a delayed stop enforcement) must not run here.
+    app.control.purge()
     with start_worker(
         app,
         pool="threads",

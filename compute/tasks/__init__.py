@@ -1,3 +1,3 @@
 """Celery tasks of the compute app (one module per backend queue)."""
 
-from compute.tasks import libvirt  # noqa: F401  (registers the tasks)
+from compute.tasks import housekeeping, libvirt  # noqa: F401  (registers the tasks)
