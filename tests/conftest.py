@@ -202,7 +202,9 @@ def celery_worker(transactional_db):
     app.conf.task_always_eager = False
     queues = "default,libvirt,kubernetes,monitoring"
     # Tasks left by an earlier test (e.g. a delayed stop enforcement) must not run here.
-    app.control.purge()
+    with app.connection_for_write() as conn:
+        for queue in queues.split(","):
+            conn.default_channel.queue_purge(queue)
     with start_worker(
         app,
         pool="threads",
