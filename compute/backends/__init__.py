@@ -9,6 +9,8 @@ from compute.backends.base import (
     DomainSpec,
     DomainStatus,
     HostFacts,
+    MigrationOptions,
+    MigrationProgress,
     TransientBackendError,
 )
 
@@ -28,6 +30,8 @@ __all__ = [
     "DomainSpec",
     "DomainStatus",
     "HostFacts",
+    "MigrationOptions",
+    "MigrationProgress",
     "TransientBackendError",
     "backend_for_host",
 ]

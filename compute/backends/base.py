@@ -152,3 +152,62 @@ class ComputeBackend(ABC):
         TransientBackendError when the host cannot be reached.
         """
         return {}
+
+    # --- Live migration (optional: ``capabilities["live_migration"]``) ----------------
+    def migrate(self, name: str, target: ComputeBackend, options: MigrationOptions) -> None:
+        """Live-migrate the running domain to ``target``'s host; blocks until the guest
+        runs there (defined persistently there, undefined here) or the job failed.
+
+        Meant to run in its own thread while another polls :meth:`migration_progress`
+        and may call :meth:`migration_abort`. Raises BackendError with the hypervisor's
+        reason when the job fails or is aborted; the guest then still runs here.
+        The default refuses: the backend has no live migration.
+        """
+        raise BackendError("This host's backend does not support live migration.")
+
+    def migration_progress(self, name: str, *, completed: bool = False) -> MigrationProgress | None:
+        """The running migration job's counters, or None when no job runs (default).
+        With ``completed``: the last finished job's (e.g. its real downtime)."""
+        return None
+
+    def migration_abort(self, name: str) -> None:
+        """Abort the domain's running migration job; no job is fine (default: nothing)."""
+        return None
+
+    def migration_postcopy(self, name: str) -> None:
+        """Switch a running migration started with ``post_copy`` to post-copy."""
+        raise BackendError("This host's backend does not support post-copy.")
+
+
+@dataclass(frozen=True)
+class MigrationOptions:
+    """How one live migration runs (from the migration policy)."""
+
+    bandwidth_mib: int = 0
+    """MiB/s; 0 = unlimited."""
+    max_downtime_ms: int = 500
+    auto_converge: bool = False
+    post_copy: bool = False
+    shared_storage_unsafe: bool = False
+    """Allow disks whose cache mode is not safe for migration (shared pool path)."""
+
+
+@dataclass(frozen=True)
+class MigrationProgress:
+    """One sample of a running migration job (bytes, bytes/s, ms)."""
+
+    memory_processed: int = 0
+    memory_remaining: int = 0
+    memory_total: int = 0
+    disk_processed: int = 0
+    disk_remaining: int = 0
+    disk_total: int = 0
+    transfer_rate: int = 0
+    dirty_rate: int = 0
+    iteration: int = 0
+    elapsed_ms: int = 0
+    downtime_ms: int | None = None
+
+    @property
+    def remaining(self) -> int:
+        return self.memory_remaining + self.disk_remaining

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import libvirt
 
@@ -21,6 +23,8 @@ from compute.backends.base import (
     DomainSpec,
     DomainStatus,
     HostFacts,
+    MigrationOptions,
+    MigrationProgress,
     TransientBackendError,
 )
 from compute.backends.libvirt import xml
@@ -394,3 +398,107 @@ class LibvirtBackend(ComputeBackend):
         if self.is_test:
             return None
         return str(Path(SERIAL_DIR) / f"{name}.log")
+
+    # --- Live migration -------------------------------------------------------------
+    def migrate(self, name: str, target: ComputeBackend, options: MigrationOptions) -> None:
+        """``migrate3`` with LIVE | PERSIST_DEST | UNDEFINE_SOURCE on connections of its
+        own (it blocks for the whole job), data over ``tcp://<target address>``."""
+        if self.is_test or not isinstance(target, LibvirtBackend) or target.is_test:
+            raise BackendError("libvirt's test driver does not support live migration.")
+        try:
+            source_conn = libvirt.open(self.uri)
+        except libvirt.libvirtError as error:
+            raise TransientBackendError(f"connect to {self.uri}: {_text(error)}") from error
+        try:
+            target_conn = libvirt.open(target.uri)
+        except libvirt.libvirtError as error:
+            source_conn.close()
+            raise TransientBackendError(f"connect to the target: {_text(error)}") from error
+        try:
+            domain = source_conn.lookupByName(name)
+            try:
+                domain.migrateSetMaxDowntime(max(1, options.max_downtime_ms), 0)
+            except libvirt.libvirtError as error:
+                logger.warning("max downtime for %s not set: %s", name, _text(error))
+            params = {libvirt.VIR_MIGRATE_PARAM_URI: _migration_uri(target.uri)}
+            if options.bandwidth_mib:
+                params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(options.bandwidth_mib)
+            flags = (
+                libvirt.VIR_MIGRATE_LIVE
+                | libvirt.VIR_MIGRATE_PERSIST_DEST
+                | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+            )
+            if options.auto_converge:
+                flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
+            if options.post_copy:
+                flags |= libvirt.VIR_MIGRATE_POSTCOPY
+            if options.shared_storage_unsafe:
+                flags |= libvirt.VIR_MIGRATE_UNSAFE
+            domain.migrate3(target_conn, params, flags)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                raise DomainNotFound(f"migrate {name}: {_text(error)}") from error
+            raise BackendError(_text(error)) from error
+        finally:
+            for conn in (target_conn, source_conn):
+                try:
+                    conn.close()
+                except libvirt.libvirtError:
+                    pass
+
+    def migration_progress(self, name: str, *, completed: bool = False) -> MigrationProgress | None:
+        """``jobStats()`` of the running job (or, with ``completed``, of the last one
+        finished here: the destination keeps it after an incoming migration)."""
+        if self.is_test:
+            return None
+        try:
+            domain = self.conn.lookupByName(name)
+            flags = libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED if completed else 0
+            stats = domain.jobStats(flags)
+        except libvirt.libvirtError:
+            return None
+        if stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE:
+            return None
+        page = int(stats.get("memory_page_size") or 4096)
+        return MigrationProgress(
+            memory_processed=int(stats.get("memory_processed", 0)),
+            memory_remaining=int(stats.get("memory_remaining", 0)),
+            memory_total=int(stats.get("memory_total", 0)),
+            disk_processed=int(stats.get("disk_processed", 0)),
+            disk_remaining=int(stats.get("disk_remaining", 0)),
+            disk_total=int(stats.get("disk_total", 0)),
+            transfer_rate=int(stats.get("memory_bps", 0)) + int(stats.get("disk_bps", 0)),
+            dirty_rate=int(stats.get("memory_dirty_rate", 0)) * page,
+            iteration=int(stats.get("memory_iteration", 0)),
+            elapsed_ms=int(stats.get("time_elapsed", 0)),
+            downtime_ms=int(stats["downtime"]) if "downtime" in stats else None,
+        )
+
+    def migration_abort(self, name: str) -> None:
+        if self.is_test:
+            return
+        try:
+            self.conn.lookupByName(name).abortJob()
+        except libvirt.libvirtError as error:
+            # No job (it just ended) or no domain (it just left): nothing to abort.
+            if error.get_error_code() not in {
+                libvirt.VIR_ERR_OPERATION_INVALID,
+                libvirt.VIR_ERR_NO_DOMAIN,
+            }:
+                raise BackendError(f"abort migration of {name}: {_text(error)}") from error
+
+    def migration_postcopy(self, name: str) -> None:
+        self._call(f"switch {name} to post-copy", self._domain(name).migrateStartPostCopy, 0)
+
+
+def _migration_uri(target_uri: str) -> str:
+    """Where QEMU sends the guest's memory: the target host's address; on loopback (two
+    libvirt nodes on one machine, sharing the network namespace) a free port too, as the
+    two daemons' port allocators do not know of each other."""
+    address = urlsplit(target_uri).hostname or "127.0.0.1"
+    if address not in {"127.0.0.1", "localhost", "::1"}:
+        return f"tcp://{address}"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"tcp://127.0.0.1:{port}"

@@ -60,7 +60,8 @@ def domain_xml(
     _sub(iface, "model", type="virtio")
     if serial_log:
         serial = _sub(devices, "serial", type="file")
-        _sub(serial, "source", path=serial_log)
+        # append: the destination of a live migration must not truncate the log.
+        _sub(serial, "source", path=serial_log, append="on")
         _sub(serial, "target", port="0")
     graphics = _sub(devices, "graphics", type="vnc", port="-1", autoport="yes", listen="127.0.0.1")
     _sub(graphics, "listen", type="address", address="127.0.0.1")
