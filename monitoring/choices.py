@@ -23,3 +23,4 @@ class LiveMessageType(models.TextChoices):
 
     EVENT = "event", "Event"
     RESOURCE = "resource", "Resource state"
+    METRICS = "metrics", "Metric points"

@@ -8,6 +8,8 @@ object name that does not is replaced by a stable hash of itself.
 - ``tenant.<slug>``: everything published in the tenant (events and resource states).
 - ``object.<slug>.<kind>.<name>``: what concerns one object.
 - ``user.<id>``: control messages to one user's sockets (access re-checks, sign-out).
+- ``object.<slug>.vm-metrics.<vm>``: one VM's metric points (kept apart from the VM's
+  own stream so pages that do not chart do not receive them).
 """
 
 from __future__ import annotations
@@ -36,3 +38,11 @@ def object_group(slug: str, kind: str, name: str) -> str:
 def user_group(user_id: int) -> str:
     """Control messages for every socket of one user."""
     return f"user.{user_id}"
+
+
+METRICS_KIND = "vm-metrics"
+
+
+def metrics_group(slug: str, vm_name: str) -> str:
+    """The stream of one VM's metric points (``kind`` ``vm-metrics`` for subscribers)."""
+    return object_group(slug, METRICS_KIND, vm_name)

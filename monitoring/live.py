@@ -78,33 +78,35 @@ def _run(coro_factory, timeout: float = 10) -> None:
 
 def broadcast(groups: list[str], message_type: str, data: dict) -> dict[str, int]:
     """Send ``data`` as a ``message_type`` message to each group; returns the seqs used."""
+    return broadcast_many([(groups, message_type, data)])[0]
+
+
+def broadcast_many(messages: list[tuple[list[str], str, dict]]) -> list[dict[str, int]]:
+    """Send many ``(groups, message_type, data)`` messages with one Redis round trip for
+    their sequence numbers and one batch of channel-layer sends (metrics publish one
+    message per VM per collection). Returns the seqs used, per message."""
+    if not messages:
+        return []
     pipe = redis_client().pipeline(transaction=False)
-    for group in groups:
-        pipe.incr(SEQ_KEY.format(group=group))
-    seqs = dict(zip(groups, pipe.execute(), strict=True))
+    for groups, _, _ in messages:
+        for group in groups:
+            pipe.incr(SEQ_KEY.format(group=group))
+    numbers = iter(pipe.execute())
+    sends = []
+    used = []
+    for groups, message_type, data in messages:
+        seqs = {group: next(numbers) for group in groups}
+        used.append(seqs)
+        for group, seq in seqs.items():
+            body = {"type": message_type, "stream": group, "seq": seq, "data": data}
+            sends.append((group, {"type": LIVE_MESSAGE, "message": body}))
     layer = get_channel_layer()
 
     async def send() -> None:
-        await asyncio.gather(
-            *(
-                layer.group_send(
-                    group,
-                    {
-                        "type": LIVE_MESSAGE,
-                        "message": {
-                            "type": message_type,
-                            "stream": group,
-                            "seq": seq,
-                            "data": data,
-                        },
-                    },
-                )
-                for group, seq in seqs.items()
-            )
-        )
+        await asyncio.gather(*(layer.group_send(group, message) for group, message in sends))
 
-    _run(send)
-    return seqs
+    _run(send, timeout=max(10, len(sends) / 100))
+    return used
 
 
 def control(group: str, payload: dict) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Q, QuerySet
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.utils import timezone
 
 from monitoring.choices import DeliveryStatus
 from monitoring.models import Event, Webhook, WebhookDelivery
@@ -47,3 +51,63 @@ def deliveries_recent(tenant: Tenant, *, limit: int = 50) -> list[WebhookDeliver
         .select_related("webhook", "event")
         .order_by("-created", "-id")[:limit]
     )
+
+
+# --- Metrics -----------------------------------------------------------------------------
+# Chart ranges: (seconds, source). One hour of raw 10-second samples; longer ranges
+# read the 5-minute rollups.
+METRIC_RANGES = {
+    "1h": (3600, "raw"),
+    "6h": (6 * 3600, "rollup"),
+    "24h": (24 * 3600, "rollup"),
+    "7d": (7 * 24 * 3600, "rollup"),
+}
+
+
+def vm_metric_series(vm, *, window: str = "1h", now=None) -> dict:
+    """One VM's metric points over ``window`` (a key of ``METRIC_RANGES``), oldest first:
+    ``{"range", "step", "points": [{"t": ms, "cpu", "mem", "rd", "wr", "rx", "tx"}]}``.
+    Unrestricted: the caller has resolved ``vm`` through ``compute.selectors.vm_get``."""
+    from monitoring.collector import ROLLUP_SECONDS, point_of
+    from monitoring.models import VMRollup, VMSample
+
+    seconds, source = METRIC_RANGES[window]
+    now = now or timezone.now()
+    model = VMSample if source == "raw" else VMRollup
+    rows = model.objects.filter(vm=vm, time__gte=now - timedelta(seconds=seconds)).order_by("time")
+    step = settings.ISOTOPE_METRICS_SECONDS if source == "raw" else ROLLUP_SECONDS
+    return {"range": window, "step": step, "points": [point_of(row) for row in rows]}
+
+
+def tenant_metric_totals(tenant: Tenant, *, now=None) -> dict:
+    """The tenant's VMs right now: how many run, their vCPUs and how busy they are,
+    memory in use and disk/network throughput, from each VM's latest collection (only
+    reads younger than three collection intervals count)."""
+    from compute.choices import Phase
+    from compute.models import VirtualMachine
+    from monitoring.models import VMCounters
+
+    now = now or timezone.now()
+    running = VirtualMachine.objects.filter(tenant=tenant, phase=Phase.RUNNING).aggregate(
+        vms=Count("id"), vcpus=Sum("vcpus")
+    )
+    fresh = now - timedelta(seconds=3 * settings.ISOTOPE_METRICS_SECONDS)
+    usage = VMCounters.objects.filter(
+        vm__tenant=tenant, time__gte=fresh, state__in=["running", "blocked"]
+    ).aggregate(
+        busy=Sum(F("cpu_percent") * F("vm__vcpus") / 100.0),
+        memory_kib=Sum("memory_used_kib"),
+        disk=Sum(F("disk_read_bps") + F("disk_write_bps")),
+        net=Sum(F("net_rx_bps") + F("net_tx_bps")),
+    )
+    vcpus = running["vcpus"] or 0
+    busy = float(usage["busy"] or 0)
+    return {
+        "vmsRunning": running["vms"],
+        "vcpus": vcpus,
+        "cpuBusyVcpus": round(busy, 2),
+        "cpuPercent": round(busy / vcpus * 100, 1) if vcpus else 0.0,
+        "memoryUsedMib": round((usage["memory_kib"] or 0) / 1024, 1),
+        "diskBps": round(float(usage["disk"] or 0), 1),
+        "netBps": round(float(usage["net"] or 0), 1),
+    }

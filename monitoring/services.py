@@ -7,6 +7,8 @@ Publishing is the only way anything reaches websocket subscribers or webhooks:
   webhook delivery per active webhook of the tenant.
 - :func:`resource_publish` pushes a resource's current state (for live badges) to the
   same streams without writing an event; :func:`resource_forget` says it is gone.
+- :func:`metrics_publish` pushes new metric points of VMs (to each VM's metrics stream)
+  and tenant totals (to the tenant stream); nothing is written.
 
 Both return before anything is sent: sending happens in ``transaction.on_commit`` and
 never raises into the caller (failures are logged). When the caller's transaction rolls
@@ -42,7 +44,7 @@ from django.utils import timezone
 from monitoring import crypto, live
 from monitoring.choices import DeliveryStatus, EventType, LiveMessageType
 from monitoring.formats import event_data
-from monitoring.groups import object_group, tenant_group, user_group
+from monitoring.groups import metrics_group, object_group, tenant_group, user_group
 from monitoring.models import Event, Webhook, WebhookDelivery
 from portal.exceptions import Conflict, NotFound, PermissionDenied, ValidationError
 from tenants import selectors as tenant_selectors
@@ -238,6 +240,32 @@ def resource_forget(*, tenant: Tenant, kind: str, name: str) -> None:
         )
 
     transaction.on_commit(send, robust=True)
+
+
+def metrics_publish(*, points: list[dict], totals: dict[str, dict] | None = None) -> None:
+    """Push new metric points live, after the caller's transaction commits.
+
+    ``points``: ``[{"tenant": slug, "vm": name, "point": {"t": ms, "cpu", "mem", "rd",
+    "wr", "rx", "tx"}}]``; each goes to ``metrics_group(slug, vm)`` as ``{"type":
+    "metrics", "stream", "seq", "data": {"tenant", "kind": "vm", "name", "point"}}``.
+    ``totals``: ``{slug: {...}}`` (``monitoring.selectors.tenant_metric_totals``); each
+    goes to the tenant stream as ``data: {"tenant", "totals"}``. All messages of one
+    call share one Redis round trip and one batch of sends; failures are logged.
+    """
+    messages = [
+        (
+            [metrics_group(item["tenant"], item["vm"])],
+            LiveMessageType.METRICS,
+            {"tenant": item["tenant"], "kind": "vm", "name": item["vm"], "point": item["point"]},
+        )
+        for item in points
+    ]
+    for slug, data in (totals or {}).items():
+        messages.append(
+            ([tenant_group(slug)], LiveMessageType.METRICS, {"tenant": slug, "totals": data})
+        )
+    if messages:
+        transaction.on_commit(lambda: live.broadcast_many(messages), robust=True)
 
 
 def access_recheck(*, user_id: int, tenant_slug: str = "") -> None:

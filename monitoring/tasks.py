@@ -41,3 +41,48 @@ def events_prune() -> int:
     deleted = services.events_prune(older_than=timezone.now() - timedelta(days=days))
     logger.info("pruned %s events older than %s days", deleted, days)
     return deleted
+
+
+@shared_task(ignore_result=True)
+def metrics_collect_all() -> int:
+    """Beat (every ``ISOTOPE_METRICS_SECONDS``): one collection task per host. A task
+    not started within one interval expires, so a slow host does not pile them up."""
+    from monitoring.collector import metrics_hosts
+
+    hosts = metrics_hosts()
+    for host_id in hosts:
+        metrics_collect.apply_async((host_id,), expires=settings.ISOTOPE_METRICS_SECONDS)
+    return len(hosts)
+
+
+@shared_task(ignore_result=True)
+def metrics_collect(host_id: int) -> int:
+    """Collect one host's counters into samples and publish them (see
+    ``monitoring.collector.metrics_collect``). An unreachable host is skipped: the
+    next interval tries again, so no retry."""
+    from compute.backends import TransientBackendError
+    from compute.models import Host
+    from monitoring.collector import metrics_collect as collect
+
+    host = Host.objects.filter(pk=host_id).first()
+    if host is None:
+        return 0
+    try:
+        return collect(host=host).samples
+    except TransientBackendError as error:
+        logger.warning("no metrics from %s this time: %s", host, error)
+        return 0
+
+
+@shared_task(ignore_result=True)
+def metrics_rollup() -> int:
+    """Beat (5 min): average raw samples into 5-minute rollups, then apply retention."""
+    from monitoring.collector import metrics_prune
+    from monitoring.collector import metrics_rollup as rollup
+
+    written = rollup()
+    samples, rollups = metrics_prune()
+    logger.info(
+        "metrics: %s rollups written, %s samples and %s rollups pruned", written, samples, rollups
+    )
+    return written

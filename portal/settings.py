@@ -243,6 +243,27 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# --- Monitoring: VM metrics (monitoring/collector.py, monitoring/prometheus.py) -------
+ISOTOPE_METRICS_SECONDS = float(os.environ.get("ISOTOPE_METRICS_SECONDS", "10"))
+ISOTOPE_METRICS_RAW_HOURS = int(os.environ.get("ISOTOPE_METRICS_RAW_HOURS", "24"))
+ISOTOPE_METRICS_ROLLUP_DAYS = int(os.environ.get("ISOTOPE_METRICS_ROLLUP_DAYS", "30"))
+# /metrics: a bearer token, or a client address in the allow-list (CIDRs, comma separated).
+ISOTOPE_METRICS_TOKEN = os.environ.get("ISOTOPE_METRICS_TOKEN", "")
+ISOTOPE_METRICS_ALLOW = [
+    net.strip()
+    for net in os.environ.get("ISOTOPE_METRICS_ALLOW", "127.0.0.1/32,::1/128").split(",")
+    if net.strip()
+]
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "monitoring-metrics-collect": {
+            "task": "monitoring.tasks.metrics_collect_all",
+            "schedule": ISOTOPE_METRICS_SECONDS,
+        },
+        "monitoring-metrics-rollup": {"task": "monitoring.tasks.metrics_rollup", "schedule": 300.0},
+    }
+)
+
 # --- Isotope --------------------------------------------------------------------------
 # Limits a new tenant's quota starts with; platform admins change them per tenant.
 ISOTOPE_DEFAULT_QUOTA = {

@@ -1,0 +1,124 @@
+"""VM metrics: raw samples every collection, 5-minute averages, the latest counters.
+
+Rates are derived from counter deltas between two collections: ``VMCounters`` keeps
+the last counters read per VM (one row, upserted each collection), which is also what
+``/metrics`` exports as Prometheus counters. ``VMSample`` rows live
+``ISOTOPE_METRICS_RAW_HOURS`` (24 h); ``VMRollup`` rows (5-minute averages of the
+samples) live ``ISOTOPE_METRICS_ROLLUP_DAYS`` (30 days).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class MetricPoint(models.Model):
+    """The measured rates at one time; shared by samples and rollups."""
+
+    vm = models.ForeignKey(
+        "compute.VirtualMachine",
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    time = models.DateTimeField()
+    cpu_percent = models.FloatField(
+        help_text="Busy share of the VM's vCPUs: 100 = every vCPU fully busy.",
+    )
+    memory_used_mib = models.FloatField()
+    disk_read_bps = models.FloatField()
+    disk_write_bps = models.FloatField()
+    net_rx_bps = models.FloatField()
+    net_tx_bps = models.FloatField()
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"vm {self.vm_id} at {self.time:%Y-%m-%d %H:%M:%S}"
+
+
+class VMSample(MetricPoint):
+    """One collection's rates for one VM (raw, 10-second resolution)."""
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["vm", "time"], name="monitoring_sample_vm_time"),
+            models.Index(fields=["time"], name="monitoring_sample_time"),
+        ]
+
+
+class VMRollup(MetricPoint):
+    """The average of one VM's samples over a 5-minute bucket starting at ``time``."""
+
+    samples = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["vm", "time"],
+                name="%(app_label)s_%(class)s_unique_vm_time",
+                violation_error_message="One rollup per VM and bucket.",
+            ),
+        ]
+        indexes = [models.Index(fields=["time"], name="monitoring_rollup_time")]
+
+
+class VMCounters(models.Model):
+    """The last counters read for one VM, and the rates derived at that read."""
+
+    vm = models.OneToOneField(
+        "compute.VirtualMachine",
+        on_delete=models.CASCADE,
+        related_name="+",
+        primary_key=True,
+    )
+    host = models.ForeignKey(
+        "compute.Host",
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+    )
+    time = models.DateTimeField()
+    state = models.CharField(
+        max_length=16,
+        help_text="The domain state at the read (running, shutoff, ...).",
+    )
+    cpu_time_ns = models.PositiveBigIntegerField(
+        default=0,
+    )
+    memory_used_kib = models.PositiveBigIntegerField(
+        default=0,
+    )
+    disk_read_bytes = models.PositiveBigIntegerField(
+        default=0,
+    )
+    disk_write_bytes = models.PositiveBigIntegerField(
+        default=0,
+    )
+    net_rx_bytes = models.PositiveBigIntegerField(
+        default=0,
+    )
+    net_tx_bytes = models.PositiveBigIntegerField(
+        default=0,
+    )
+    cpu_percent = models.FloatField(
+        default=0,
+    )
+    disk_read_bps = models.FloatField(
+        default=0,
+    )
+    disk_write_bps = models.FloatField(
+        default=0,
+    )
+    net_rx_bps = models.FloatField(
+        default=0,
+    )
+    net_tx_bps = models.FloatField(
+        default=0,
+    )
+
+    class Meta:
+        verbose_name_plural = "VM counters"
+
+    def __str__(self) -> str:
+        return f"vm {self.vm_id} counters at {self.time:%Y-%m-%d %H:%M:%S}"
