@@ -37,6 +37,32 @@ _STATE_PHASE = {
 }
 
 
+# A domain found in another live state than desired, changed outside the portal: the
+# portal adopts it (it does not fight the operator) and says so.
+_FOLLOWED = {
+    (DesiredState.STOPPED, "running"): (
+        DesiredState.RUNNING,
+        "StartedOutsidePortal",
+        "The domain was started outside the portal; the portal follows it.",
+    ),
+    (DesiredState.STOPPED, "paused"): (
+        DesiredState.PAUSED,
+        "StartedOutsidePortal",
+        "The domain was started (paused) outside the portal; the portal follows it.",
+    ),
+    (DesiredState.RUNNING, "paused"): (
+        DesiredState.PAUSED,
+        "PausedOutsidePortal",
+        "The domain was paused outside the portal.",
+    ),
+    (DesiredState.PAUSED, "running"): (
+        DesiredState.RUNNING,
+        "ResumedOutsidePortal",
+        "The domain was resumed outside the portal.",
+    ),
+}
+
+
 def domain_spec(vm: VirtualMachine) -> DomainSpec:
     image = vm.image
     return DomainSpec(
@@ -175,35 +201,11 @@ def _reconcile_vm(vm: VirtualMachine, status: DomainStatus | None) -> str:
                 f"restart policy {vm.restart_policy}: leaving it stopped.",
             )
         return "drift"
-    if desired == DesiredState.STOPPED and status.state in {"running", "paused"}:
-        _adopt(vm, DesiredState.RUNNING if status.state == "running" else DesiredState.PAUSED)
-        vm_observe(
-            vm,
-            observed,
-            reason="StartedOutsidePortal",
-            event_type="Warning",
-            event_message="The domain was started outside the portal; the portal follows it.",
-        )
-        return "drift"
-    if desired == DesiredState.RUNNING and status.state == "paused":
-        _adopt(vm, DesiredState.PAUSED)
-        vm_observe(
-            vm,
-            observed,
-            reason="PausedOutsidePortal",
-            event_type="Warning",
-            event_message="The domain was paused outside the portal.",
-        )
-        return "drift"
-    if desired == DesiredState.PAUSED and status.state == "running":
-        _adopt(vm, DesiredState.RUNNING)
-        vm_observe(
-            vm,
-            observed,
-            reason="ResumedOutsidePortal",
-            event_type="Warning",
-            event_message="The domain was resumed outside the portal.",
-        )
+    followed = _FOLLOWED.get((desired, status.state))
+    if followed is not None:
+        adopt, reason, message = followed
+        _adopt(vm, adopt)
+        vm_observe(vm, observed, reason=reason, event_type="Warning", event_message=message)
         return "drift"
     if vm.phase != observed:
         vm_observe(vm, observed, backend_id=status.backend_id)
