@@ -25,18 +25,12 @@ def tenant_view(action: str):
         @functools.wraps(view)
         def wrapper(request, tenant: str, *args, **kwargs):
             try:
-                obj = selectors.tenant_get(request.user, tenant, action)
+                obj = services.tenant_access(
+                    user=request.user, slug=tenant, action=action, target=request.path
+                )
             except NotFound as error:
                 raise Http404(error.message) from None
             except PermissionDenied as error:
-                if not action.endswith(".view"):
-                    services.audit_record(
-                        actor=request.user,
-                        action=action,
-                        tenant=selectors.tenant_by_slug(tenant),
-                        target=request.path,
-                        outcome="denied",
-                    )
                 raise DjangoPermissionDenied(error.message) from None
             request.tenant = obj
             request.role = selectors.role_of(request.user, obj)

@@ -171,7 +171,12 @@ class TenantScopedView(GenericAPIView):
     """Base for ``/tenants/<tenant>/...`` views: resolves the tenant with its action."""
 
     def tenant(self, action: str) -> Tenant:
-        return selectors.tenant_get(self.request.user, self.kwargs["tenant"], action)
+        return services.tenant_access(
+            user=self.request.user,
+            slug=self.kwargs["tenant"],
+            action=action,
+            target=self.request.path,
+        )
 
 
 class TenantListView(GenericAPIView):

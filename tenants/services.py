@@ -20,7 +20,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
+from portal.exceptions import (
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    ValidationError,
+)
 from portal.middleware import source_ip
 from tenants.choices import AuditOutcome, ReservationKind, Role
 from tenants.models import (
@@ -62,6 +68,24 @@ def audit_record(
         source_ip=ip or source_ip.get(),
         detail=detail or {},
     )
+
+
+def tenant_access(*, user, slug: str, action: str, target: str = "") -> Tenant:
+    """``selectors.tenant_get`` for a request: a refused non-read action is audited."""
+    from tenants import selectors
+
+    try:
+        return selectors.tenant_get(user, slug, action)
+    except PermissionDenied:
+        if not action.endswith(".view"):
+            audit_record(
+                actor=user,
+                action=action,
+                tenant=selectors.tenant_by_slug(slug),
+                target=target,
+                outcome=AuditOutcome.DENIED,
+            )
+        raise
 
 
 # --- Tenants and memberships -----------------------------------------------------------
