@@ -1,13 +1,15 @@
-"""Signal receivers: tell live sockets when a user's access changes or ends."""
+"""Signal receivers: tell live sockets when a user's access changes or ends; count Celery
+task runs and durations for ``/metrics``."""
 
 from __future__ import annotations
 
 import logging
 
+from celery.signals import task_postrun, task_prerun
 from django.contrib.auth.signals import user_logged_out
 from django.dispatch import receiver
 
-from monitoring import services
+from monitoring import prometheus, services
 from portal.signals import membership_changed
 
 logger = logging.getLogger(__name__)
@@ -33,3 +35,17 @@ def on_logged_out(sender, request, user, **kwargs) -> None:
         services.sessions_close(user_id=user.pk, session_key=session_key)
     except Exception:  # noqa: BLE001 - signing out must work without the channel layer
         logger.exception("could not close %s's sockets", user)
+
+
+@task_prerun.connect(dispatch_uid="monitoring.task_prerun")
+def on_task_prerun(sender=None, task_id=None, **kwargs) -> None:
+    """Start timing a task run in this worker (for ``/metrics``)."""
+    if task_id:
+        prometheus.task_started(task_id)
+
+
+@task_postrun.connect(dispatch_uid="monitoring.task_postrun")
+def on_task_postrun(sender=None, task_id=None, state=None, **kwargs) -> None:
+    """Count the run by its final state and add its duration (Redis, shared by workers)."""
+    if task_id and sender is not None:
+        prometheus.task_record(task_id, sender.name, state or "UNKNOWN")

@@ -1,4 +1,5 @@
-"""Monitoring pages: the tenant's event timeline and its webhooks (admins)."""
+"""Monitoring pages: the tenant's event timeline, its webhooks (admins), and the JSON
+series behind the VM metric charts."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -13,7 +15,7 @@ from monitoring import live, selectors, services
 from monitoring.choices import EventType
 from monitoring.filters import EventFilter
 from monitoring.groups import tenant_group
-from portal.exceptions import ApplicationError
+from portal.exceptions import ApplicationError, NotFound
 from portal.web import tenant_view
 
 logger = logging.getLogger(__name__)
@@ -98,3 +100,21 @@ def webhook_delete(request, tenant, uid):
     except ApplicationError as error:
         messages.error(request, error.message)
     return redirect("webhook-list", tenant=tenant.slug)
+
+
+@tenant_view("vm.view")
+@require_GET
+def vm_metrics(request, tenant, name: str):
+    """JSON series for the VM detail charts: ``?range=1h|6h|24h|7d`` (default 1h)."""
+    from compute import selectors as compute_selectors
+
+    window = request.GET.get("range", "1h")
+    if window not in selectors.METRIC_RANGES:
+        return JsonResponse(
+            {"detail": f"range must be one of {', '.join(selectors.METRIC_RANGES)}."}, status=400
+        )
+    try:
+        vm = compute_selectors.vm_get(request.user, tenant, name)
+    except NotFound as error:
+        raise Http404(error.message) from None
+    return JsonResponse(selectors.vm_metric_series(vm, window=window))

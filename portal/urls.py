@@ -10,6 +10,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from compute import urls as compute_urls
 from compute import views as compute_views
 from monitoring import api as monitoring_api
+from monitoring import prometheus
 from monitoring import views as monitoring_views
 from portal import views
 from tenants import api as tenants_api
@@ -42,6 +43,7 @@ api_v1 = [
 tenant_pages = [
     path("", tenants_views.overview, name="tenant-overview"),
     *compute_urls.vm_pages,
+    path("vms/<slug:name>/metrics/", monitoring_views.vm_metrics, name="vm-metrics"),
     path("workloads/", compute_views.workload_list, name="workload-list"),
     path("events/", monitoring_views.event_list, name="event-list"),
     path("webhooks/", monitoring_views.webhook_list, name="webhook-list"),
@@ -63,6 +65,7 @@ urlpatterns = [
     path("profile/", views.profile, name="profile"),
     path("profile/tokens/<str:key_id>/revoke/", views.token_revoke, name="token-revoke"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", prometheus.metrics_view, name="metrics"),
     path("t/<slug:tenant>/", include(tenant_pages)),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),

@@ -13,8 +13,8 @@
  *   - tracks seq per stream; on a gap, a reconnect that missed messages, or a seq
  *     behind the baseline, dispatches `isotope:resync` and asks the server for a
  *     snapshot (resource states in it are applied like live messages);
- *   - dispatches on document: `isotope:event`, `isotope:resource` (detail = {stream,
- *     seq, data, resync?}), `isotope:resync` ({stream, reason}), `isotope:snapshot`
+ *   - dispatches on document: `isotope:event`, `isotope:resource`, `isotope:metrics`
+ *     (detail = {stream, seq, data, resync?}), `isotope:resync` ({stream, reason}), `isotope:snapshot`
  *     ({stream, seq, data}), `isotope:live-status` ({state: connecting|live|offline});
  *   - patches generic DOM for resource states: inside every element with
  *     data-live-kind="vm" data-live-name="web1" (or on it), elements with
@@ -177,7 +177,8 @@
         return;
       }
       case "event":
-      case "resource": {
+      case "resource":
+      case "metrics": {
         const last = lastSeq.get(frame.stream);
         if (last !== undefined && frame.seq <= last && frame.seq !== 1) return; // already covered
         lastSeq.set(frame.stream, frame.seq);
@@ -215,6 +216,8 @@
     if (frame.type === "resource") {
       patchResource(frame.data);
       emit("isotope:resource", detail);
+    } else if (frame.type === "metrics") {
+      emit("isotope:metrics", detail);
     } else {
       if (frame.data.type === "Warning") toast(frame.data);
       emit("isotope:event", detail);

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from monitoring import live
+from tests.compute.conftest import make_host, tiny_image  # noqa: F401 - metrics tests use them
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,6 @@ from compute.services.reconcile import domain_spec
 from monitoring import collector, live, selectors
 from monitoring.groups import metrics_group, tenant_group
 from monitoring.models import VMCounters, VMRollup, VMSample
-from tests.compute.conftest import make_host, tiny_image  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.libvirt_test_driver
 
@@ -70,7 +69,8 @@ def test_a_collection_reads_every_domain_with_one_bulk_call_and_stores_rows_in_b
     assert samples.count() == 3
     # The test driver reports only states: rates are zero, not errors.
     assert {s.cpu_percent for s in samples} == {0.0}
-    inserts = [q["sql"] for q in queries if q["sql"].startswith('INSERT INTO "monitoring_vmsample"')]
+    sample_insert = 'INSERT INTO "monitoring_vmsample"'
+    inserts = [q["sql"] for q in queries if q["sql"].startswith(sample_insert)]
     assert len(inserts) == 1, "samples must be stored with one bulk insert"
     # Each VM's metrics stream and the tenant stream got one message.
     assert live.seq_current(metrics_group("acme", "web0")) == 1
