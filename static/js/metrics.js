@@ -91,7 +91,7 @@
           },
           scales: {
             x: { type: "linear", ticks: { maxTicksLimit: 6, callback: function (v) { return clock(v, range); } } },
-            y: { beginAtZero: true, suggestedMax: max, ticks: { maxTicksLimit: 5, callback: function (v) { return spec.bytes ? bytes(v) : v; } } },
+            y: { beginAtZero: true, suggestedMax: spec.bytes ? 1024 : max, ticks: { maxTicksLimit: 5, callback: function (v) { return spec.bytes ? bytes(v) : v; } } },
           },
         },
       });
@@ -113,7 +113,8 @@
       root.dataset.points = String(points.length);
       if (status) {
         const live = range === "1h" ? " · live" : " · 5-minute averages";
-        status.textContent = points.length ? "— " + points.length + " points" + live : "— no data yet (collected every few seconds while the VM runs)";
+        const none = range === "1h" ? "— no data yet (collected every few seconds while the VM runs)" : "— no 5-minute averages yet";
+        status.textContent = points.length ? "— " + points.length + " points" + live : none;
       }
     }
 
