@@ -25,6 +25,8 @@ STATE_KEY = "isotope:live:state:{slug}"
 # The channel-layer message type the consumer handles (``LiveConsumer.live_message``).
 LIVE_MESSAGE = "live.message"
 CONTROL_MESSAGE = "live.control"
+# Channel-layer sends in flight at once from one publisher (see broadcast_many).
+SEND_CONCURRENCY = 16
 
 _client: redis.Redis | None = None
 _client_url: str | None = None
@@ -102,8 +104,16 @@ def broadcast_many(messages: list[tuple[list[str], str, dict]]) -> list[dict[str
             sends.append((group, {"type": LIVE_MESSAGE, "message": body}))
     layer = get_channel_layer()
 
+    # Bounded: channels-redis takes a pooled connection per send in flight, and its
+    # pool refuses (MaxConnectionsError) past its limit.
+    gate = asyncio.Semaphore(SEND_CONCURRENCY)
+
+    async def one(group: str, message: dict) -> None:
+        async with gate:
+            await layer.group_send(group, message)
+
     async def send() -> None:
-        await asyncio.gather(*(layer.group_send(group, message) for group, message in sends))
+        await asyncio.gather(*(one(group, message) for group, message in sends))
 
     _run(send, timeout=max(10, len(sends) / 100))
     return used
