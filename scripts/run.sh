@@ -20,12 +20,14 @@ trap cleanup EXIT
 say "local infrastructure (libvirt, guest image, Kubernetes) — best effort"
 python3 -m tools.infra up || warn "some infrastructure is missing; the portal will say what"
 
-new_db=0
-[ -n "${DATABASE_URL:-}" ] || [ -f "$VAR/isotope.sqlite3" ] || new_db=1
 "$VENV/bin/python" manage.py migrate --noinput >/dev/null
-if [ "$new_db" = 1 ]; then
+# Seed the demo tenants and users when the database has no users yet.
+if [ "$("$VENV/bin/python" manage.py shell --no-imports -c 'from django.contrib.auth.models import User; print(User.objects.exists())' | tail -1)" = "False" ]; then
   password=${ISOTOPE_DEMO_PASSWORD:-$(python3 -c 'import secrets; print(secrets.token_urlsafe(9))')}
-  "$VENV/bin/python" manage.py seed_demo --password "$password" | tee "$VAR/demo-logins.txt"
+  "$VENV/bin/python" manage.py seed_demo --password "$password" > "$VAR/demo-logins.txt"
+else
+  # Hosts, images and flavors follow what this machine runs today.
+  "$VENV/bin/python" manage.py shell --no-imports -c 'from compute.services.seed import seed_local_infrastructure as s; print("\n".join(s()))'
 fi
 [ "$ISOTOPE_DEBUG" = 1 ] || "$VENV/bin/python" manage.py collectstatic --noinput >/dev/null
 
