@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from compute.models import Flavor, Host, Image, VirtualMachine
+from compute.models import Flavor, Host, Image, Migration, MigrationPolicy, VirtualMachine
 from compute.services.hosts import host_check
 
 
@@ -90,3 +90,35 @@ class VirtualMachineAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # deletion goes through vm_delete (volumes, quota)
+
+
+@admin.register(MigrationPolicy)
+class MigrationPolicyAdmin(admin.ModelAdmin):
+    """Cluster defaults (no host) and per-host overrides of live-migration limits."""
+
+    list_display = [
+        "__str__",
+        "bandwidth_mib",
+        "completion_timeout_per_gib",
+        "progress_timeout",
+        "max_downtime_ms",
+        "auto_converge",
+        "post_copy",
+        "max_parallel",
+        "max_outbound",
+    ]
+
+
+@admin.register(Migration)
+class MigrationAdmin(admin.ModelAdmin):
+    """Read-only history of live migrations."""
+
+    list_display = ["vm_name", "tenant", "source", "target", "phase", "created", "reason"]
+    list_filter = ["phase", "source", "target"]
+    search_fields = ["vm_name", "tenant__slug"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -53,3 +53,22 @@ TRANSITIONAL_PHASES = frozenset(
         Phase.DELETING,
     }
 )
+
+
+class MigrationPhase(models.TextChoices):
+    """Where one live migration stands (``Pending`` waits for a free slot)."""
+
+    PENDING = "Pending"
+    SCHEDULING = "Scheduling"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+# Migrations that hold (or wait for) a slot; the others are history.
+ACTIVE_MIGRATION_PHASES = frozenset(
+    {MigrationPhase.PENDING, MigrationPhase.SCHEDULING, MigrationPhase.RUNNING}
+)
+# Migrations that occupy a parallel slot (the cluster's and their source host's).
+SLOT_MIGRATION_PHASES = frozenset({MigrationPhase.SCHEDULING, MigrationPhase.RUNNING})

@@ -14,7 +14,8 @@ from decimal import Decimal
 
 from django.db.models import Count, Q, Sum
 
-from compute.models import Host, VirtualMachine
+from compute.choices import SLOT_MIGRATION_PHASES
+from compute.models import Host, Migration, VirtualMachine
 from portal.exceptions import Conflict
 
 
@@ -30,13 +31,24 @@ class Placement:
 
 
 def host_usage(hosts) -> dict[int, tuple[int, int]]:
-    """vCPUs and MiB placed on each host by VMs that still exist."""
+    """vCPUs and MiB placed on each host by VMs that still exist (and by VMs migrating
+    to it)."""
     rows = (
         VirtualMachine.objects.filter(host__in=hosts)
         .values("host_id")
         .annotate(cpu=Sum("vcpus"), mem=Sum("memory_mib"), n=Count("id"))
     )
-    return {r["host_id"]: (r["cpu"] or 0, r["mem"] or 0) for r in rows}
+    usage = {r["host_id"]: (r["cpu"] or 0, r["mem"] or 0) for r in rows}
+    # A VM being live-migrated counts on its target too until it has arrived.
+    inbound = (
+        Migration.objects.filter(target__in=hosts, phase__in=SLOT_MIGRATION_PHASES)
+        .values("target_id")
+        .annotate(cpu=Sum("vm__vcpus"), mem=Sum("vm__memory_mib"))
+    )
+    for r in inbound:
+        cpu, mem = usage.get(r["target_id"], (0, 0))
+        usage[r["target_id"]] = (cpu + (r["cpu"] or 0), mem + (r["mem"] or 0))
+    return usage
 
 
 def schedule(

@@ -73,3 +73,29 @@ def vm_phase_counts(user, tenant: Tenant) -> list[PhaseCount]:
         .values_list("phase", "n")
     )
     return [PhaseCount(phase, rows[phase]) for phase in Phase.values if rows.get(phase)]
+
+
+def migrations_for_tenant(user, tenant: Tenant, *, vm_name: str = ""):
+    """The tenant's live migrations ``user`` may view (newest first)."""
+    from compute.models import Migration
+
+    queryset = restrict(user, "migration.view", Migration.objects.filter(tenant=tenant))
+    if vm_name:
+        queryset = queryset.filter(vm_name=vm_name)
+    return queryset.select_related("tenant", "source", "target", "requested_by").order_by(
+        "-created", "-pk"
+    )
+
+
+def migration_get(user, tenant: Tenant, uid: str):
+    """One migration of ``tenant`` by uid (``NotFound`` when the user cannot see it)."""
+    import uuid
+
+    try:
+        key = uuid.UUID(str(uid))
+    except ValueError:
+        raise NotFound("No such migration.") from None
+    migration = migrations_for_tenant(user, tenant).filter(uid=key).first()
+    if migration is None:
+        raise NotFound("No such migration.")
+    return migration

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from compute import api, views
+from compute import api, migration_api, migration_views, views
 from compute.services.vms import ACTIONS
 
 _ACTIONS = "|".join(ACTIONS)
@@ -16,6 +16,10 @@ vm_pages = [
     path("vms/", views.vm_list, name="vm-list"),
     path("vms/new/", views.vm_create, name="vm-create"),
     path("vms/<slug:name>/", views.vm_detail, name="vm-detail"),
+    path("vms/<slug:name>/migrate/", migration_views.vm_migrate, name="vm-migrate"),
+    path(
+        "migrations/<uuid:uid>/cancel/", migration_views.migration_cancel, name="migration-cancel"
+    ),
     re_path(
         rf"^vms/(?P<name>[-a-zA-Z0-9_]+)/(?P<action>{_ACTIONS})/$",
         views.vm_action,
@@ -42,4 +46,33 @@ vm_api = [
         )
         for action, view in api.ACTION_VIEWS.items()
     ),
+    path(
+        "tenants/<slug:tenant>/virtualmachines/<slug:name>/migrate/",
+        migration_api.VMMigrateView.as_view(),
+        name="vm-api-migrate",
+    ),
+    path(
+        "tenants/<slug:tenant>/migrations/",
+        migration_api.MigrationListView.as_view(),
+        name="migration-api-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/migrations/<uuid:uid>/",
+        migration_api.MigrationDetailView.as_view(),
+        name="migration-api-detail",
+    ),
+    path(
+        "tenants/<slug:tenant>/migrations/<uuid:uid>/cancel/",
+        migration_api.MigrationCancelView.as_view(),
+        name="migration-api-cancel",
+    ),
+]
+
+# Platform staff pages (outside any tenant).
+staff_pages = [
+    path("migrations/", migration_views.staff_migrations, name="staff-migrations"),
+    path(
+        "migrations/state/", migration_views.staff_migrations_state, name="staff-migrations-state"
+    ),
+    path("hosts/<slug:host>/drain/", migration_views.host_drain, name="host-drain"),
 ]

@@ -67,6 +67,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("metrics", prometheus.metrics_view, name="metrics"),
     path("t/<slug:tenant>/", include(tenant_pages)),
+    path("staff/", include(compute_urls.staff_pages)),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
 ]

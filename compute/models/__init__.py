@@ -1,8 +1,18 @@
-"""Compute models: hosts, images, flavors, virtual machines, idempotency keys."""
+"""Compute models: hosts, images, flavors, virtual machines, idempotency keys, migrations."""
 
 from compute.models.hosts import Host
 from compute.models.idempotency import IdempotencyKey
 from compute.models.images import Flavor, Image
+from compute.models.migrations import HostDrain, Migration, MigrationPolicy
 from compute.models.vms import VirtualMachine
 
-__all__ = ["Flavor", "Host", "IdempotencyKey", "Image", "VirtualMachine"]
+__all__ = [
+    "Flavor",
+    "Host",
+    "HostDrain",
+    "IdempotencyKey",
+    "Image",
+    "Migration",
+    "MigrationPolicy",
+    "VirtualMachine",
+]

@@ -4,7 +4,7 @@ One bulk call per host (``list_statuses``). Settled VMs get the observed phase; 
 domain that vanished, stopped or started outside the portal is reported as a Warning
 event and handled by the VM's restart policy; an unreachable host marks its VMs
 ``Unknown`` without losing them; VMs stuck in a transitional phase (their task was lost)
-are driven again.
+are driven again. VMs in a live migration are left to the migration task.
 """
 
 from __future__ import annotations
@@ -17,8 +17,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from compute.backends import BackendError, DomainSpec, DomainStatus, backend_for_host
-from compute.choices import TRANSITIONAL_PHASES, DesiredState, ImageKind, Phase, RestartPolicy
-from compute.models import Host, VirtualMachine
+from compute.choices import (
+    SLOT_MIGRATION_PHASES,
+    TRANSITIONAL_PHASES,
+    DesiredState,
+    ImageKind,
+    Phase,
+    RestartPolicy,
+)
+from compute.models import Host, Migration, VirtualMachine
 from compute.services.vms import vm_observe
 
 logger = logging.getLogger(__name__)
@@ -93,16 +100,32 @@ def phase_for(vm: VirtualMachine, status: DomainStatus) -> str:
 def reconcile_host(host: Host) -> dict:
     """Reconcile every VM placed on ``host``. Returns counts for logs and tests."""
     backend = backend_for_host(host)
-    vms = list(VirtualMachine.objects.filter(host=host).select_related("tenant", "image", "host"))
+
+    def placed() -> list[VirtualMachine]:
+        queryset = VirtualMachine.objects.filter(host=host)
+        return list(queryset.select_related("tenant", "image", "host"))
+
     try:
         statuses = backend.list_statuses()
     except BackendError as error:
+        vms = placed()
         _host_unreachable(host, vms, str(error))
         return {"unreachable": len(vms)}
+    # Read the VMs after the domains: a VM that a live migration moved away in between
+    # is then no longer listed here, instead of looking vanished from this host.
+    vms = placed()
+    migrating = set(
+        Migration.objects.filter(
+            vm__in=[vm.pk for vm in vms], phase__in=SLOT_MIGRATION_PHASES
+        ).values_list("vm_id", flat=True)
+    )
     Host.objects.filter(pk=host.pk).update(reachable=True, last_seen=timezone.now(), message="")
     stuck_before = timezone.now() - timedelta(seconds=settings.ISOTOPE_STUCK_SECONDS)
     counts = {"ok": 0, "changed": 0, "drift": 0, "redriven": 0}
     for vm in vms:
+        if vm.pk in migrating:  # the migration task owns it until the job has ended
+            counts["ok"] += 1
+            continue
         status = statuses.get(vm.domain_name)
         if vm.phase in TRANSITIONAL_PHASES:
             if vm.phase_changed < stuck_before and not _locked(vm):

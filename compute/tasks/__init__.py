@@ -1,3 +1,5 @@
 """Celery tasks of the compute app (one module per backend queue)."""
 
+# Live migration (task named under compute.tasks.libvirt, so queue libvirt).
+import compute.tasks.migration  # noqa: F401
 from compute.tasks import housekeeping, libvirt  # noqa: F401  (registers the tasks)

@@ -1,0 +1,265 @@
+"""Live migrations of VMs between hosts, the policy that bounds them, and host drains."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Coalesce
+
+from compute.choices import MigrationPhase
+from portal.models import Resource
+
+
+class MigrationPolicy(models.Model):
+    """Limits and tuning of live migrations.
+
+    The row without a host is the cluster default (there is exactly one); a row with a
+    host overrides the tuning for migrations *leaving* that host. ``max_parallel`` is
+    read from the cluster row only, ``max_outbound`` from the source host's row.
+    """
+
+    host = models.OneToOneField(
+        "compute.Host",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="migration_policy",
+        help_text="Empty: the cluster defaults. Set: overrides for migrations leaving it.",
+    )
+    bandwidth_mib = models.PositiveIntegerField(
+        default=0,
+        help_text="Bandwidth cap in MiB/s; 0 = unlimited.",
+    )
+    completion_timeout_per_gib = models.PositiveIntegerField(
+        default=150,
+        validators=[MinValueValidator(1)],
+        help_text="Abort when the migration takes longer than this many seconds per GiB "
+        "of guest memory (and disk).",
+    )
+    progress_timeout = models.PositiveIntegerField(
+        default=150,
+        validators=[MinValueValidator(1)],
+        help_text="Abort when the remaining data has not shrunk for this many seconds.",
+    )
+    max_downtime_ms = models.PositiveIntegerField(
+        default=500,
+        validators=[MinValueValidator(1)],
+        help_text="Longest pause of the guest allowed when switching over.",
+    )
+    auto_converge = models.BooleanField(
+        default=False,
+        help_text="Throttle the guest's vCPUs when memory is dirtied faster than sent.",
+    )
+    post_copy = models.BooleanField(
+        default=False,
+        help_text="Switch to post-copy when pre-copy does not converge (third iteration).",
+    )
+    max_parallel = models.PositiveIntegerField(
+        default=5,
+        validators=[MinValueValidator(1)],
+        help_text="Migrations running at once in the cluster (cluster row only).",
+    )
+    max_outbound = models.PositiveIntegerField(
+        default=2,
+        validators=[MinValueValidator(1)],
+        help_text="Migrations leaving one host at once.",
+    )
+
+    class Meta:
+        verbose_name_plural = "migration policies"
+        constraints = [
+            models.UniqueConstraint(
+                Coalesce("host", 0),
+                name="%(app_label)s_%(class)s_one_per_scope",
+                violation_error_message="There is one cluster policy and one per host.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Migration policy of {self.host.name}" if self.host_id else "Cluster defaults"
+
+
+class HostDrain(models.Model):
+    """A request to empty a host: maintenance on, every VM migrated away."""
+
+    host = models.ForeignKey(
+        "compute.Host",
+        on_delete=models.CASCADE,
+        related_name="drains",
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created = models.DateTimeField(
+        auto_now_add=True,
+    )
+    unmovable = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='VMs left behind: [{"tenant", "vm", "reason"}].',
+    )
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"Drain of {self.host.name} at {self.created:%Y-%m-%d %H:%M}"
+
+
+class Migration(Resource):
+    """One live migration of a VM, with the last progress sample of its job."""
+
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        on_delete=models.CASCADE,
+        related_name="migrations",
+    )
+    vm = models.ForeignKey(
+        "compute.VirtualMachine",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="migrations",
+    )
+    vm_name = models.CharField(
+        max_length=63,
+        help_text="Kept when the VM is deleted later.",
+    )
+    source = models.ForeignKey(
+        "compute.Host",
+        on_delete=models.PROTECT,
+        related_name="outbound_migrations",
+    )
+    target = models.ForeignKey(
+        "compute.Host",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="inbound_migrations",
+    )
+    target_pinned = models.BooleanField(
+        default=False,
+        help_text="Staff chose the target; otherwise the scheduler does.",
+    )
+    drain = models.ForeignKey(
+        HostDrain,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="migrations",
+    )
+    phase = models.CharField(
+        max_length=12,
+        choices=MigrationPhase.choices,
+        default=MigrationPhase.PENDING,
+        db_index=True,
+    )
+    reason = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Why it waits, failed or was cancelled.",
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    request_note = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Why the requester wanted it.",
+    )
+    cancel_requested = models.BooleanField(
+        default=False,
+    )
+    started = models.DateTimeField(
+        null=True,
+        blank=True,
+    )
+    finished = models.DateTimeField(
+        null=True,
+        blank=True,
+    )
+    memory_processed = models.PositiveBigIntegerField(
+        default=0,
+    )
+    memory_remaining = models.PositiveBigIntegerField(
+        default=0,
+    )
+    memory_total = models.PositiveBigIntegerField(
+        default=0,
+    )
+    disk_processed = models.PositiveBigIntegerField(
+        default=0,
+    )
+    disk_remaining = models.PositiveBigIntegerField(
+        default=0,
+    )
+    disk_total = models.PositiveBigIntegerField(
+        default=0,
+    )
+    transfer_rate = models.PositiveBigIntegerField(
+        default=0,
+        help_text="Bytes per second.",
+    )
+    dirty_rate = models.PositiveBigIntegerField(
+        default=0,
+        help_text="Bytes of guest memory dirtied per second.",
+    )
+    iteration = models.PositiveIntegerField(
+        default=0,
+    )
+    eta_seconds = models.FloatField(
+        null=True,
+        blank=True,
+    )
+    downtime_ms = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+    )
+    samples = models.PositiveIntegerField(
+        default=0,
+        help_text="How many progress samples were taken.",
+    )
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["vm"],
+                condition=Q(phase__in=["Pending", "Scheduling", "Running"]),
+                name="%(app_label)s_%(class)s_one_active_per_vm",
+                violation_error_message="This VM has a migration in progress already.",
+            ),
+        ]
+        indexes = [models.Index(fields=["source", "phase"])]
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug}/{self.vm_name} migration {self.uid}"
+
+    @property
+    def percent(self) -> float:
+        """Share of memory (and disk) sent, for progress bars."""
+        total = self.memory_total + self.disk_total
+        if self.phase == MigrationPhase.SUCCEEDED:
+            return 100.0
+        if not total:
+            return 0.0
+        done = total - min(total, self.memory_remaining + self.disk_remaining)
+        return round(100.0 * done / total, 1)
+
+    @property
+    def active(self) -> bool:
+        return self.phase in {
+            MigrationPhase.PENDING,
+            MigrationPhase.SCHEDULING,
+            MigrationPhase.RUNNING,
+        }

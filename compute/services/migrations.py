@@ -1,0 +1,560 @@
+"""Live migration services: request, queue, start, progress, finish, cancel, drain.
+
+A requested migration is ``Pending`` until :func:`migrations_dispatch` gives it a slot
+(at most ``max_parallel`` running in the cluster and ``max_outbound`` leaving one host,
+from :class:`~compute.models.MigrationPolicy`); it is then ``Scheduling`` and the
+``migration_run`` task picks the target (the scheduler, unless staff pinned one), runs
+the job (``Running``) and ends it ``Succeeded``, ``Failed`` or ``Cancelled``. Every
+change is published as the ``migration`` resource ``<uid>`` of the tenant (progress
+samples too, several per second) through ``monitoring.services``.
+
+The VM's phase is still written only by :func:`compute.services.vms.vm_observe`:
+``Migrating`` while the job runs, then ``Running`` with the new host and VNC port in the
+same transaction as the migration's ``Succeeded``, or ``Running`` on the source with
+the reason when it failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from django.db import transaction
+from django.utils import timezone
+
+from compute.backends import MigrationOptions, MigrationProgress
+from compute.choices import ACTIVE_MIGRATION_PHASES, SLOT_MIGRATION_PHASES, DesiredState, Phase
+from compute.choices import MigrationPhase as MP
+from compute.models import Host, HostDrain, Migration, MigrationPolicy, VirtualMachine
+from compute.scheduler import NoHostAvailable, schedule
+from compute.services.vms import vm_observe
+from monitoring.services import event_publish, resource_publish
+from portal.exceptions import ApplicationError, Conflict, PermissionDenied, ValidationError
+from tenants import selectors as tenant_selectors
+from tenants.choices import AuditOutcome
+from tenants.services import audit_record
+
+logger = logging.getLogger(__name__)
+
+KIND = "migration"
+GIB = 1024**3
+
+
+# --- Policy ------------------------------------------------------------------------------
+def policy_cluster() -> MigrationPolicy:
+    """The cluster defaults (created with the documented defaults on first use)."""
+    policy = MigrationPolicy.objects.filter(host__isnull=True).first()
+    if policy is None:
+        policy, _ = MigrationPolicy.objects.get_or_create(host=None)
+    return policy
+
+
+def policy_for(host: Host | None) -> MigrationPolicy:
+    """The policy for migrations leaving ``host``: its override, else the cluster's."""
+    if host is not None:
+        override = MigrationPolicy.objects.filter(host=host).first()
+        if override is not None:
+            return override
+    return policy_cluster()
+
+
+def migration_options(migration: Migration, vm: VirtualMachine) -> MigrationOptions:
+    """Backend options of one migration from its source host's policy."""
+    policy = policy_for(migration.source)
+    return MigrationOptions(
+        bandwidth_mib=policy.bandwidth_mib,
+        max_downtime_ms=policy.max_downtime_ms,
+        auto_converge=policy.auto_converge,
+        post_copy=policy.post_copy,
+        shared_storage_unsafe=vm.disk_gib > 0,
+    )
+
+
+def completion_timeout(migration: Migration, vm: VirtualMachine) -> float:
+    """Seconds the whole job may take: the per-GiB timeout × the guest's memory and
+    disk in GiB (like Nova's ``live_migration_completion_timeout``)."""
+    policy = policy_for(migration.source)
+    gib = (vm.memory_mib / 1024) + (vm.disk_gib if vm.disk_gib else 0)
+    return max(1.0, policy.completion_timeout_per_gib * gib)
+
+
+# --- Checks ------------------------------------------------------------------------------
+def _is_staff(actor) -> bool:
+    return bool(getattr(actor, "is_staff", False))
+
+
+def migration_refusal(vm: VirtualMachine, *, staff: bool = False) -> str:
+    """Why ``vm`` cannot be live-migrated now ("" when it can). Hosts are named to
+    staff only: tenants never learn where their VMs run."""
+    host = vm.host
+    if host is None:
+        return "The VM is not placed on a host yet."
+    if not host.can("live_migration"):
+        where = f"Host {host.name}" if staff else "This VM's host"
+        return (
+            f"{where} does not support live migration (its backend, e.g. libvirt's test "
+            "driver, cannot move running guests)."
+        )
+    if vm.phase != Phase.RUNNING:
+        return f"Only running VMs migrate live; {vm.name} is {vm.phase}."
+    return ""
+
+
+def _authorize(actor, vm_or_tenant, permission: str, target: str) -> None:
+    tenant = getattr(vm_or_tenant, "tenant", vm_or_tenant)
+    if actor is None or getattr(actor, "is_system", False) or _is_staff(actor):
+        return
+    if not tenant_selectors.can(actor, tenant, permission):
+        audit_record(
+            actor=actor,
+            action=permission,
+            tenant=tenant,
+            target=target,
+            outcome=AuditOutcome.DENIED,
+        )
+        raise PermissionDenied(f"Your role does not allow {permission}.")
+
+
+def _resolve_target(vm: VirtualMachine, target) -> Host:
+    host = target if isinstance(target, Host) else Host.objects.filter(name=str(target)).first()
+    problem = ""
+    if host is None:
+        problem = f"No host named {target!r}."
+    elif host.pk == vm.host_id:
+        problem = "The target must be another host than the VM's."
+    elif not host.can("live_migration"):
+        problem = f"Host {host.name} does not support live migration."
+    elif not (host.enabled and host.reachable) or host.maintenance:
+        problem = f"Host {host.name} is disabled, unreachable or in maintenance."
+    if problem:
+        raise ValidationError(problem, errors={"target": [problem]})
+    return host
+
+
+def _who(actor) -> str:
+    if getattr(actor, "is_authenticated", False):
+        return actor.get_username()
+    return "the system"
+
+
+# --- Request -----------------------------------------------------------------------------
+def migration_request(
+    *,
+    actor,
+    vm: VirtualMachine,
+    target: Host | str | None = None,
+    note: str = "",
+    drain: HostDrain | None = None,
+) -> Migration:
+    """Ask for a live migration of ``vm``; it is queued (``Pending``) and started when
+    the policy's parallel limits allow.
+
+    Tenant admins (``vm.migrate``) let the scheduler choose the target; only platform
+    staff may pin ``target``. Refuses with ``Conflict`` (409) when the VM is not
+    running, its host's backend cannot migrate, it is migrating already, or no other
+    host could take it; ``ValidationError`` for a bad target.
+    """
+    _authorize(actor, vm, "vm.migrate", f"vm/{vm.name}")
+    if target not in (None, "") and not _is_staff(actor):
+        raise PermissionDenied("Only platform staff choose the target host.")
+    note = (note or "").strip()
+    if len(note) > 200:
+        raise ValidationError("The reason is too long.", errors={"reason": ["≤ 200 chars."]})
+    with transaction.atomic():
+        vm = (
+            VirtualMachine.objects.select_for_update(of=("self",))
+            .select_related("tenant", "host")
+            .get(pk=vm.pk)
+        )
+        refusal = migration_refusal(vm, staff=_is_staff(actor))
+        if refusal:
+            raise Conflict(refusal, errors={"phase": [refusal]})
+        if Migration.objects.filter(vm=vm, phase__in=ACTIVE_MIGRATION_PHASES).exists():
+            raise Conflict(f"{vm.name} is being migrated already.", errors={"vm": ["Busy."]})
+        pinned = None
+        if target not in (None, ""):
+            pinned = _resolve_target(vm, target)
+        else:
+            try:  # fail now, not late, when no other host could take the VM
+                schedule(
+                    vcpus=vm.vcpus,
+                    memory_mib=vm.memory_mib,
+                    node_selector=vm.node_selector,
+                    exclude=(vm.host_id,),
+                    lock=False,
+                )
+            except NoHostAvailable as error:
+                raise Conflict(
+                    f"No other host can take {vm.name} now: {error.message}",
+                    errors={"target": [error.message]},
+                ) from None
+        migration = Migration.objects.create(
+            tenant=vm.tenant,
+            vm=vm,
+            vm_name=vm.name,
+            source=vm.host,
+            target=pinned,
+            target_pinned=pinned is not None,
+            drain=drain,
+            phase=MP.PENDING,
+            reason="Waiting for a free migration slot.",
+            requested_by=actor if getattr(actor, "is_authenticated", False) else None,
+            request_note=note,
+        )
+        audit_record(
+            actor=actor,
+            action="vm.migrate",
+            tenant=vm.tenant,
+            target=f"vm/{vm.name}",
+            detail={
+                "migration": str(migration.uid),
+                "source": vm.host.name,
+                "target": pinned.name if pinned else None,
+                "drain": drain.pk if drain else None,
+            },
+        )
+        event_publish(
+            tenant=vm.tenant,
+            kind="vm",
+            name=vm.name,
+            uid=str(vm.uid),
+            reason="MigrationRequested",
+            message=f"Live migration requested by {_who(actor)}.",
+        )
+        _publish(migration)
+        transaction.on_commit(migrations_dispatch)
+    return migration
+
+
+# --- Queue -------------------------------------------------------------------------------
+def migrations_dispatch() -> list[int]:
+    """Give free slots to ``Pending`` migrations, oldest first, and enqueue them.
+
+    Serialised by a lock on the cluster policy row, so two dispatchers never hand out
+    the same slot. Migrations that must wait get the reason. Returns the ids started.
+    """
+    from compute.tasks.migration import migration_run
+
+    policy_cluster()
+    started: list[int] = []
+    with transaction.atomic():
+        cluster = MigrationPolicy.objects.select_for_update().get(host__isnull=True)
+        busy = list(
+            Migration.objects.filter(phase__in=SLOT_MIGRATION_PHASES).values_list(
+                "source_id", flat=True
+            )
+        )
+        running, outbound = len(busy), Counter(busy)
+        limits: dict[int, int] = {}
+        pending = (
+            Migration.objects.select_for_update(of=("self",))
+            .filter(phase=MP.PENDING)
+            .select_related("tenant", "source")
+            .order_by("created", "pk")
+        )
+        for migration in pending:
+            source = migration.source_id
+            if source not in limits:
+                limits[source] = policy_for(migration.source).max_outbound
+            if running >= cluster.max_parallel:
+                reason = (
+                    f"Queued: {running} migrations are running in the cluster "
+                    f"(at most {cluster.max_parallel} at once)."
+                )
+            elif outbound[source] >= limits[source]:
+                reason = (
+                    f"Queued: {outbound[source]} migrations are leaving this VM's host "
+                    f"(at most {limits[source]} at once)."
+                )
+            else:
+                migration.phase, reason = MP.SCHEDULING, ""
+                running += 1
+                outbound[source] += 1
+                started.append(migration.pk)
+            if migration.phase == MP.SCHEDULING or reason != migration.reason:
+                migration.reason = reason
+                migration.save(update_fields=["phase", "reason"])
+                _publish(migration)
+        transaction.on_commit(lambda: [migration_run.delay(pk) for pk in started])
+    return started
+
+
+# --- The job (called by the task) --------------------------------------------------------
+def migration_begin(migration: Migration) -> Migration | None:
+    """Choose the target and mark the job ``Running`` and the VM ``Migrating``.
+
+    Returns None (and records why) when the migration cannot start any more: it was
+    cancelled, or the VM stopped or moved meanwhile, or no host can take it.
+    """
+    with transaction.atomic():
+        migration = (
+            Migration.objects.select_for_update(of=("self",))
+            .select_related("tenant", "source", "target")
+            .get(pk=migration.pk)
+        )
+        if migration.phase != MP.SCHEDULING:
+            return None
+        if migration.cancel_requested:
+            _finish(migration, MP.CANCELLED, "Cancelled before it started.")
+            return None
+        vm = (
+            VirtualMachine.objects.select_for_update(of=("self",))
+            .select_related("tenant", "host")
+            .filter(pk=migration.vm_id)
+            .first()
+        )
+        problem = ""
+        if vm is None:
+            problem = "The VM was deleted."
+        elif vm.host_id != migration.source_id or vm.phase != Phase.RUNNING:
+            problem = f"The VM is no longer running where it was (phase {vm.phase})."
+        target = migration.target
+        if not problem and target is None:
+            try:
+                target = schedule(
+                    vcpus=vm.vcpus,
+                    memory_mib=vm.memory_mib,
+                    node_selector=vm.node_selector,
+                    exclude=(migration.source_id,),
+                ).host
+            except NoHostAvailable as error:
+                problem = f"No other host can take the VM: {error.message}"
+        if problem:
+            _finish(migration, MP.FAILED, problem)
+            return None
+        migration.target = target
+        migration.phase = MP.RUNNING
+        migration.started = timezone.now()
+        migration.reason = ""
+        migration.save(update_fields=["target", "phase", "started", "reason"])
+        vm_observe(
+            vm,
+            Phase.MIGRATING,
+            "",
+            reason="Migrating",
+            event_message="Live migration started: memory is being copied while it runs.",
+        )
+        _publish(migration)
+    return migration
+
+
+def migration_progress(migration: Migration, sample: MigrationProgress) -> Migration:
+    """Record one progress sample and push it live. ``memory_processed`` never goes
+    backwards (libvirt's counter is cumulative; a late sample is not)."""
+    rate = sample.transfer_rate
+    remaining = sample.remaining
+    eta = round(remaining / rate, 1) if rate and remaining else None
+    fields = {
+        "memory_processed": max(migration.memory_processed, sample.memory_processed),
+        "memory_remaining": sample.memory_remaining,
+        "memory_total": sample.memory_total,
+        "disk_processed": max(migration.disk_processed, sample.disk_processed),
+        "disk_remaining": sample.disk_remaining,
+        "disk_total": sample.disk_total,
+        "transfer_rate": rate,
+        "dirty_rate": sample.dirty_rate,
+        "iteration": sample.iteration,
+        "eta_seconds": eta,
+        "downtime_ms": sample.downtime_ms,
+        "samples": migration.samples + 1,
+    }
+    Migration.objects.filter(pk=migration.pk).update(**fields)
+    for key, value in fields.items():
+        setattr(migration, key, value)
+    _publish(migration)
+    return migration
+
+
+def migration_note(migration: Migration, reason: str) -> None:
+    """Show why the job is being aborted while the abort is under way."""
+    Migration.objects.filter(pk=migration.pk).update(reason=reason[:500])
+    migration.reason = reason[:500]
+    _publish(migration)
+
+
+def cancel_requested(migration: Migration) -> bool:
+    return Migration.objects.filter(pk=migration.pk, cancel_requested=True).exists()
+
+
+def migration_succeed(
+    migration: Migration,
+    *,
+    vnc_port: int | None,
+    backend_id: str = "",
+    final: MigrationProgress | None = None,
+) -> Migration:
+    """The guest runs on the target: in one transaction the migration is
+    ``Succeeded`` and the VM ``Running`` there with its new VNC port (capacity is
+    accounted per VM host, so it moves with it)."""
+    with transaction.atomic():
+        migration = Migration.objects.select_for_update(of=("self",)).get(pk=migration.pk)
+        vm = VirtualMachine.objects.select_related("tenant").get(pk=migration.vm_id)
+        if final is not None and final.downtime_ms is not None:
+            migration.downtime_ms = final.downtime_ms
+        migration.memory_remaining = migration.disk_remaining = 0
+        migration.memory_processed = max(
+            migration.memory_processed, final.memory_processed if final else 0
+        )
+        migration.eta_seconds = 0
+        fields = {"host": migration.target, "vnc_port": vnc_port}
+        if backend_id:
+            fields["backend_id"] = backend_id
+        seconds = (timezone.now() - migration.started).total_seconds()
+        vm_observe(
+            vm,
+            Phase.RUNNING,
+            "",
+            reason="Migrated",
+            event_message=f"Live migration finished in {seconds:.1f} s; the guest kept running.",
+            **fields,
+        )
+        _finish(migration, MP.SUCCEEDED, "")
+    return migration
+
+
+def migration_fail(
+    migration: Migration, reason: str, *, cancelled: bool = False, vm_phase: str = Phase.RUNNING
+) -> Migration:
+    """The job failed or was cancelled: the guest stays on the source (its observed
+    ``vm_phase``); a failure's reason is shown on the VM too."""
+    with transaction.atomic():
+        migration = (
+            Migration.objects.select_for_update(of=("self",))
+            .select_related("tenant")
+            .get(pk=migration.pk)
+        )
+        vm = VirtualMachine.objects.select_related("tenant").filter(pk=migration.vm_id).first()
+        phase = MP.CANCELLED if cancelled else MP.FAILED
+        if vm is not None:
+            vm_observe(
+                vm,
+                vm_phase,
+                "" if cancelled else f"Live migration failed: {reason}",
+                reason="MigrationCancelled" if cancelled else "MigrationFailed",
+                event_type="Normal" if cancelled else "Warning",
+                event_message=(
+                    f"Live migration cancelled: {reason}"
+                    if cancelled
+                    else f"Live migration failed; the VM keeps running where it was: {reason}"
+                ),
+            )
+        _finish(migration, phase, reason)
+    return migration
+
+
+def _finish(migration: Migration, phase: str, reason: str) -> None:
+    migration.phase = phase
+    migration.reason = reason[:500]
+    migration.finished = timezone.now()
+    migration.save()
+    _publish(migration)
+    transaction.on_commit(migrations_dispatch)
+
+
+# --- Cancel ------------------------------------------------------------------------------
+def migration_cancel(*, actor, migration: Migration) -> Migration:
+    """Cancel a queued migration at once, or ask the running job to abort
+    (``abortJob``); the guest stays where it was. ``Conflict`` when it has ended."""
+    _authorize(actor, migration.tenant, "migration.cancel", f"migration/{migration.uid}")
+    with transaction.atomic():
+        migration = (
+            Migration.objects.select_for_update(of=("self",))
+            .select_related("tenant", "source", "target")
+            .get(pk=migration.pk)
+        )
+        if migration.phase not in ACTIVE_MIGRATION_PHASES:
+            raise Conflict(
+                f"The migration has ended ({migration.phase}); there is nothing to cancel.",
+                errors={"phase": [migration.phase]},
+            )
+        audit_record(
+            actor=actor,
+            action="migration.cancel",
+            tenant=migration.tenant,
+            target=f"vm/{migration.vm_name}",
+            detail={"migration": str(migration.uid)},
+        )
+        if migration.phase == MP.PENDING:
+            _finish(migration, MP.CANCELLED, f"Cancelled by {_who(actor)} while queued.")
+            return migration
+        migration.cancel_requested = True
+        migration.reason = f"Cancelling (requested by {_who(actor)})…"
+        migration.save(update_fields=["cancel_requested", "reason"])
+        _publish(migration)
+    return migration
+
+
+# --- Drain -------------------------------------------------------------------------------
+def host_drain(*, actor, host: Host) -> HostDrain:
+    """Put ``host`` in maintenance and migrate every running VM away (platform staff).
+
+    VMs that cannot move (stopped, no host can take them, migrating already) are
+    recorded in ``HostDrain.unmovable`` with the reason; they stay.
+    """
+    if actor is not None and not _is_staff(actor):
+        raise PermissionDenied("Only platform staff drain hosts.")
+    with transaction.atomic():
+        Host.objects.filter(pk=host.pk).update(maintenance=True)
+        host.maintenance = True
+        drain = HostDrain.objects.create(
+            host=host,
+            requested_by=actor if getattr(actor, "is_authenticated", False) else None,
+        )
+        audit_record(actor=actor, action="host.drain", target=f"host/{host.name}")
+    unmovable = []
+    vms = (
+        VirtualMachine.objects.filter(host=host)
+        .exclude(desired_state=DesiredState.DELETED)
+        .select_related("tenant", "host")
+        .order_by("tenant__slug", "name")
+    )
+    for vm in vms:
+        try:
+            migration_request(actor=actor, vm=vm, drain=drain, note=f"Drain of {host.name}")
+        except ApplicationError as error:
+            unmovable.append({"tenant": vm.tenant.slug, "vm": vm.name, "reason": error.message})
+    if unmovable:
+        HostDrain.objects.filter(pk=drain.pk).update(unmovable=unmovable)
+        drain.unmovable = unmovable
+    return drain
+
+
+# --- Representation ----------------------------------------------------------------------
+def migration_state(migration: Migration) -> dict:
+    """What live pages need to draw a migration (no host names: tenants see this)."""
+
+    def when(value):
+        return value.isoformat().replace("+00:00", "Z") if value else None
+
+    return {
+        "uid": str(migration.uid),
+        "vm": migration.vm_name,
+        "phase": migration.phase,
+        "reason": migration.reason,
+        "active": migration.active,
+        "percent": migration.percent,
+        "memoryProcessed": migration.memory_processed,
+        "memoryRemaining": migration.memory_remaining,
+        "memoryTotal": migration.memory_total,
+        "diskProcessed": migration.disk_processed,
+        "diskRemaining": migration.disk_remaining,
+        "diskTotal": migration.disk_total,
+        "transferRate": migration.transfer_rate,
+        "dirtyRate": migration.dirty_rate,
+        "iteration": migration.iteration,
+        "etaSeconds": migration.eta_seconds,
+        "downtimeMs": migration.downtime_ms,
+        "samples": migration.samples,
+        "created": when(migration.created),
+        "started": when(migration.started),
+        "finished": when(migration.finished),
+    }
+
+
+def _publish(migration: Migration) -> None:
+    resource_publish(
+        tenant=migration.tenant,
+        kind=KIND,
+        name=str(migration.uid),
+        data=migration_state(migration),
+    )

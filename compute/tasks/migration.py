@@ -1,0 +1,206 @@
+"""The live-migration task (queue ``libvirt``; named under ``compute.tasks.libvirt``).
+
+``migration_run`` takes a migration id the dispatcher gave a slot, holds the VM's lock
+for the whole job (so neither other tasks nor the reconciler touch the VM meanwhile),
+runs the backend's blocking ``migrate`` in a thread and, in this one, polls the job's
+progress every :data:`POLL_SECONDS` (4×/s), publishing each sample. It aborts the job on
+a user's cancel, on the completion timeout and on the progress timeout (the remaining
+data has not reached a new low for that long). A redelivered task (the worker died)
+finds the migration ``Running`` and settles it from where the guest really is.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from celery import shared_task
+
+from compute.backends import BackendError, DomainNotFound, backend_for_host
+from compute.choices import MigrationPhase as MP
+from compute.choices import Phase
+from compute.models import Migration, VirtualMachine
+from compute.services import migrations as services
+from compute.services import reconcile
+from compute.tasks.libvirt import Busy, vm_lock
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.25
+# After an abort, ask again this often until the job has really ended.
+ABORT_REPEAT_SECONDS = 2.0
+
+
+def _load(migration_id: int) -> Migration | None:
+    return (
+        Migration.objects.select_related("tenant", "source", "target", "vm")
+        .filter(pk=migration_id)
+        .first()
+    )
+
+
+@shared_task(bind=True, acks_late=True, name="compute.tasks.libvirt.migration_run")
+def migration_run(self, migration_id: int) -> None:
+    """Run one live migration that holds a slot (``Scheduling``); idempotent."""
+    migration = _load(migration_id)
+    if migration is None or migration.vm_id is None:
+        return
+    if migration.phase not in (MP.SCHEDULING, MP.RUNNING):
+        return
+    vm = migration.vm
+    seconds = int(services.completion_timeout(migration, vm)) + 120
+    try:
+        with vm_lock(vm.pk, seconds=seconds):
+            migration = _load(migration_id)
+            if migration.phase == MP.RUNNING:
+                _settle_lost(migration)
+            elif migration.phase == MP.SCHEDULING:
+                _run(migration)
+    except Busy:
+        raise self.retry(countdown=1, max_retries=120) from None
+
+
+def _run(migration: Migration) -> None:
+    migration = services.migration_begin(migration)
+    if migration is None:
+        return
+    vm = VirtualMachine.objects.select_related("tenant").get(pk=migration.vm_id)
+    name = vm.domain_name
+    source = backend_for_host(migration.source)
+    target = backend_for_host(migration.target)
+    options = services.migration_options(migration, vm)
+    policy = services.policy_for(migration.source)
+    timeout = services.completion_timeout(migration, vm)
+
+    outcome: dict = {}
+
+    def job() -> None:
+        try:
+            source.migrate(name, target, options)
+        except BackendError as error:
+            outcome["error"] = error
+        except Exception as error:  # noqa: BLE001 - reported as the migration's failure
+            logger.exception("migration of %s crashed", name)
+            outcome["error"] = error
+
+    thread = threading.Thread(target=job, name=f"migrate-{name}", daemon=True)
+    started = last_progress = time.monotonic()
+    best_remaining: int | None = None
+    abort_reason = ""
+    cancelled = False
+    aborted_at = 0.0
+    post_copy = False
+    thread.start()
+    while True:
+        thread.join(POLL_SECONDS)
+        if not thread.is_alive():
+            break
+        now = time.monotonic()
+        sample = source.migration_progress(name)
+        if sample is not None and sample.memory_total:
+            migration = services.migration_progress(migration, sample)
+            if best_remaining is None or sample.remaining < best_remaining:
+                best_remaining, last_progress = sample.remaining, now
+            if options.post_copy and not post_copy and sample.iteration >= 3:
+                post_copy = True
+                try:
+                    source.migration_postcopy(name)
+                except BackendError as error:
+                    logger.warning("post-copy switch of %s failed: %s", name, error)
+        if abort_reason:
+            if now - aborted_at >= ABORT_REPEAT_SECONDS:
+                aborted_at = now
+                _abort(source, name)
+            continue
+        if services.cancel_requested(migration):
+            cancelled = True
+            who = Migration.objects.filter(pk=migration.pk).values_list("reason", flat=True)
+            abort_reason = (who.first() or "").replace("Cancelling", "Cancelled").rstrip("…")
+            abort_reason = abort_reason or "Cancelled on request"
+        elif now - started > timeout:
+            abort_reason = (
+                f"Completion timeout: not finished after {timeout:.0f} s "
+                f"({policy.completion_timeout_per_gib} s per GiB of the guest)"
+            )
+        elif now - last_progress > policy.progress_timeout:
+            abort_reason = (
+                f"Progress timeout: the remaining data did not shrink for "
+                f"{policy.progress_timeout} s"
+            )
+        if abort_reason:
+            logger.info("aborting migration of %s: %s", name, abort_reason)
+            services.migration_note(migration, f"Aborting — {abort_reason}.")
+            aborted_at = now
+            _abort(source, name)
+    error = outcome.get("error")
+    if error is None:
+        _succeed(migration, vm, target)
+        return
+    reason = f"{abort_reason}." if abort_reason else str(error) or type(error).__name__
+    if not abort_reason and _running_on(target, name):
+        _succeed(migration, vm, target)  # the job reported an error after the switch-over
+        return
+    services.migration_fail(
+        migration, reason, cancelled=cancelled, vm_phase=_phase_on(vm, source, name)
+    )
+
+
+def _abort(source, name: str) -> None:
+    try:
+        source.migration_abort(name)
+    except BackendError as error:
+        logger.warning("abort of %s's migration failed: %s", name, error)
+
+
+def _succeed(migration: Migration, vm: VirtualMachine, target) -> None:
+    name = vm.domain_name
+    endpoint = None
+    backend_id = ""
+    try:
+        backend_id = target.status(name).backend_id
+        if target.capabilities.get("console"):
+            endpoint = target.console_endpoint(name)
+    except Exception as error:  # noqa: BLE001 - the guest moved; the port is a detail
+        logger.warning("reading %s on the target failed: %s", name, error)
+    final = target.migration_progress(name, completed=True)
+    services.migration_succeed(
+        migration,
+        vnc_port=endpoint[1] if endpoint else None,
+        backend_id=backend_id,
+        final=final,
+    )
+
+
+def _running_on(backend, name: str) -> bool:
+    try:
+        return backend.status(name).state in {"running", "blocked", "paused"}
+    except BackendError:
+        return False
+
+
+def _phase_on(vm: VirtualMachine, backend, name: str) -> str:
+    """The VM's phase as its source host shows it after a failed job."""
+    try:
+        return reconcile.phase_for(vm, backend.status(name))
+    except DomainNotFound:
+        return Phase.FAILED
+    except BackendError:
+        return Phase.UNKNOWN
+
+
+def _settle_lost(migration: Migration) -> None:
+    """The worker running this job died: settle it from where the guest is now."""
+    vm = VirtualMachine.objects.select_related("tenant").get(pk=migration.vm_id)
+    name = vm.domain_name
+    source = backend_for_host(migration.source)
+    target = backend_for_host(migration.target)
+    _abort(source, name)
+    if _running_on(target, name) and not _running_on(source, name):
+        _succeed(migration, vm, target)
+        return
+    services.migration_fail(
+        migration,
+        "The worker running this migration was lost; the job was abandoned.",
+        vm_phase=_phase_on(vm, source, name),
+    )

@@ -1,0 +1,55 @@
+// Live migration panel of the VM page: draws the "migration" resource states that
+// live.js receives on the tenant stream (several per second while a job runs) as a
+// progress bar with bytes, speed and ETA; reloads once a migration ends, so the
+// history and the VM's host are redrawn by the server.
+(function () {
+  "use strict";
+  const panel = document.querySelector("[data-migration-vm]");
+  if (!panel) return;
+  const vmName = panel.dataset.migrationVm;
+  const current = panel.querySelector("[data-migration-current]");
+  const form = panel.querySelector("[data-migrate-form]");
+  const cancel = panel.querySelector("[data-cancel-form]");
+
+  function bytes(n) {
+    if (!n) return "0 B";
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return n.toFixed(i ? 1 : 0) + " " + units[i];
+  }
+  function set(field, text) {
+    const el = current.querySelector('[data-m-field="' + field + '"]');
+    if (el) el.textContent = text;
+  }
+
+  function draw(uid, s) {
+    current.hidden = false;
+    current.dataset.uid = uid;
+    if (cancel) cancel.action = cancel.dataset.base + uid + "/cancel/";
+    if (form) form.hidden = true;
+    set("phase", s.phase);
+    set("reason", s.reason || "");
+    const bar = current.querySelector('[data-m-field="bar"]');
+    bar.style.width = s.percent + "%";
+    bar.textContent = s.percent + "%";
+    bar.closest("[role=progressbar]").setAttribute("aria-valuenow", s.percent);
+    set("memory", s.memoryTotal ? bytes(s.memoryProcessed) + " sent, " + bytes(s.memoryRemaining) + " of " + bytes(s.memoryTotal) + " left" : "—");
+    set("disk", s.diskTotal ? bytes(s.diskProcessed) + " sent, " + bytes(s.diskRemaining) + " of " + bytes(s.diskTotal) + " left" : "none");
+    set("speed", s.transferRate ? bytes(s.transferRate) + "/s" : "—");
+    set("dirty", s.dirtyRate ? bytes(s.dirtyRate) + "/s" : "—");
+    set("iteration", s.iteration || "—");
+    set("eta", s.etaSeconds != null ? s.etaSeconds.toFixed(1) + " s" : "—");
+  }
+
+  document.addEventListener("isotope:resource", function (event) {
+    const data = event.detail && event.detail.data;
+    if (!data || data.kind !== "migration" || !data.state || data.state.vm !== vmName) return;
+    const s = data.state;
+    draw(data.name, s);
+    if (!s.active && !event.detail.resync) {
+      current.dataset.finished = s.phase;
+      setTimeout(function () { location.reload(); }, 600);
+    }
+  });
+})();

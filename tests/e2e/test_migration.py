@@ -1,0 +1,50 @@
+"""Browser: a tenant admin live-migrates a VM and watches the progress bar advance
+(real QEMU guests on node1 and node2; migration tier)."""
+
+from __future__ import annotations
+
+import pytest
+
+from compute.models import Migration, VirtualMachine
+from tests.compute.test_migration_qemu import boot, nodes, policy, worker  # noqa: F401
+from tests.conftest import ARTIFACTS, login, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.qemu, pytest.mark.migration]
+
+
+@pytest.mark.usefixtures("nodes", "worker")
+def test_alice_migrates_a_vm_and_the_progress_bar_advances_live(demo, live_url, new_page):
+    policy(bandwidth_mib=4)
+    (vm,) = boot(demo)
+    page = new_page()
+    login(page, live_url, "alice")
+    page.goto(f"{live_url}/t/acme/vms/{vm.name}/")
+    panel = page.get_by_test_id("migration-panel")
+    panel.get_by_role("button", name="Migrate").click()
+    bar = panel.get_by_test_id("migration-progress")
+    bar.wait_for(state="visible", timeout=20_000)
+    seen = []
+
+    def advanced():
+        value = float(bar.get_attribute("aria-valuenow") or 0)
+        if not seen or value != seen[-1]:
+            seen.append(value)
+        return len([v for v in seen if v > 0]) >= 3
+
+    wait_for(advanced, 60, interval=0.1, message=f"the bar did not advance: {seen}")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "migration-progress.png"), full_page=True)
+    assert seen == sorted(seen), seen
+    wait_for(lambda: Migration.objects.filter(phase="Succeeded").exists(), 120)
+    history = panel.get_by_test_id("migration-history")
+    history.get_by_text("Succeeded").wait_for(timeout=15_000)
+    page.screenshot(path=str(ARTIFACTS / "migration-done.png"), full_page=True)
+
+    staff = new_page()
+    login(staff, live_url, "admin")
+    staff.goto(f"{live_url}/t/acme/vms/{vm.name}/")
+    assert staff.get_by_test_id("vm-host").inner_text().strip() == "node2"
+    assert "node1 → node2" in staff.get_by_test_id("migration-hosts").first.inner_text()
+    staff.goto(f"{live_url}/staff/migrations/")
+    staff.screenshot(path=str(ARTIFACTS / "migration-staff.png"), full_page=True)
+    assert VirtualMachine.objects.get(pk=vm.pk).host.name == "node2"
