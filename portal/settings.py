@@ -124,10 +124,18 @@ CACHES = {
     }
 }
 
+# ``pubsub`` publishes a group message once and lets each process's subscription fan it
+# out (far cheaper with many sockets per group); ``core`` is the classic list-based layer.
+_LAYERS = {
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "core": "channels_redis.core.RedisChannelLayer",
+}
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "isotope:ch"},
+        "BACKEND": _LAYERS[os.environ.get("ISOTOPE_CHANNEL_LAYER", "pubsub")],
+        # redis-py 8 reads with a 5 s socket timeout by default, the same as the layer's
+        # 5 s BZPOPMIN: an idle consumer's receive then races it and crashes the socket.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "prefix": "isotope:ch"},
     }
 }
 
@@ -281,6 +289,24 @@ ISOTOPE_VM_STOP_TIMEOUT = int(os.environ.get("ISOTOPE_VM_STOP_TIMEOUT", "20"))
 ISOTOPE_STUCK_SECONDS = int(os.environ.get("ISOTOPE_STUCK_SECONDS", "60"))
 # How long one task may hold a VM's lock (a killed worker's lock expires after this).
 ISOTOPE_VM_LOCK_SECONDS = int(os.environ.get("ISOTOPE_VM_LOCK_SECONDS", "120"))
+
+# --- Kubernetes workloads (compute/services/workloads.py, clusters.py) ----------------
+# Namespace ResourceQuota: limits.cpu/limits.memory = the tenant's cpu/memory × this.
+ISOTOPE_K8S_LIMIT_RATIO = float(os.environ.get("ISOTOPE_K8S_LIMIT_RATIO", "2"))
+# The watch marks a cluster's workloads Unknown after this long without the API server.
+ISOTOPE_K8S_UNKNOWN_AFTER = float(os.environ.get("ISOTOPE_K8S_UNKNOWN_AFTER", "5"))
+# A workload Pending for longer than this is applied again by the reconciler.
+ISOTOPE_K8S_STUCK_SECONDS = int(os.environ.get("ISOTOPE_K8S_STUCK_SECONDS", "120"))
+CELERY_BEAT_SCHEDULE["reconcile-clusters"] = {
+    "task": "compute.tasks.kubernetes.reconcile_clusters",
+    "schedule": float(os.environ.get("ISOTOPE_K8S_RECONCILE_SECONDS", "30")),
+}
+# In-page VM console (compute.services.console): ticket lifetime (capped at 30 s),
+# concurrent sessions per user per VM and per VM, idle timeout without user input.
+ISOTOPE_CONSOLE_TICKET_SECONDS = int(os.environ.get("ISOTOPE_CONSOLE_TICKET_SECONDS", "30"))
+ISOTOPE_CONSOLE_SESSIONS_PER_USER = int(os.environ.get("ISOTOPE_CONSOLE_SESSIONS_PER_USER", "2"))
+ISOTOPE_CONSOLE_SESSIONS_PER_VM = int(os.environ.get("ISOTOPE_CONSOLE_SESSIONS_PER_VM", "8"))
+ISOTOPE_CONSOLE_IDLE_SECONDS = int(os.environ.get("ISOTOPE_CONSOLE_IDLE_SECONDS", "900"))
 
 LOGGING = {
     "version": 1,
