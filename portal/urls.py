@@ -7,6 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from compute import console_api, console_views
 from compute import urls as compute_urls
 from compute import views as compute_views
 from monitoring import api as monitoring_api
@@ -36,6 +37,11 @@ api_v1 = [
         name="tenant-event-list",
     ),
     *compute_urls.vm_api,
+    path(
+        "tenants/<slug:tenant>/virtualmachines/<slug:name>/console/",
+        console_api.VMConsoleView.as_view(),
+        name="vm-api-console",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
@@ -43,6 +49,8 @@ api_v1 = [
 tenant_pages = [
     path("", tenants_views.overview, name="tenant-overview"),
     *compute_urls.vm_pages,
+    path("vms/<slug:name>/console/", console_views.vm_console, name="vm-console"),
+    path("vms/<slug:name>/console/serial/", console_views.vm_console_serial, name="vm-serial"),
     path("vms/<slug:name>/metrics/", monitoring_views.vm_metrics, name="vm-metrics"),
     path("workloads/", compute_views.workload_list, name="workload-list"),
     path("events/", monitoring_views.event_list, name="event-list"),

@@ -1,5 +1,6 @@
 """Compute models: hosts, images, flavors, virtual machines, idempotency keys, migrations."""
 
+from compute.models.console import ConsoleTicket
 from compute.models.hosts import Host
 from compute.models.idempotency import IdempotencyKey
 from compute.models.images import Flavor, Image
@@ -7,6 +8,7 @@ from compute.models.migrations import HostDrain, Migration, MigrationPolicy
 from compute.models.vms import VirtualMachine
 
 __all__ = [
+    "ConsoleTicket",
     "Flavor",
     "Host",
     "HostDrain",

@@ -348,6 +348,10 @@ OUTSIDE_MATRIX = {
     "webhook-add": "own role matrix in tests/monitoring/test_webhook_views.py",
     "webhook-delete": "own role matrix in tests/monitoring/test_webhook_views.py",
     **{
+        name: "own role matrix in tests/compute/test_console_tickets.py"
+        for name in ("vm-console", "vm-serial", "vm-api-console")
+    },
+    **{
         name: "own role matrix in tests/compute/test_views_vms.py and test_api_vms.py"
         for name in (
             "vm-create",

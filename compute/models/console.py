@@ -1,0 +1,52 @@
+"""Console tickets: single-use, short-lived permissions to open one VM console.
+
+Only a SHA-256 digest of the ticket is stored: a database dump or a log of queries
+cannot be replayed into a console session.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class ConsoleTicket(models.Model):
+    """One ticket for one user, one VM and (for browsers) one session."""
+
+    digest = models.CharField(
+        max_length=64,
+        unique=True,
+        help_text="SHA-256 (hex) of the ticket; the ticket itself is never stored.",
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    vm = models.ForeignKey(
+        "compute.VirtualMachine",
+        on_delete=models.CASCADE,
+        related_name="console_tickets",
+    )
+    session_key = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="The browser session it was issued to; empty for API-token clients.",
+    )
+    view_only = models.BooleanField(
+        default=True,
+    )
+    created = models.DateTimeField(
+        auto_now_add=True,
+    )
+    expires = models.DateTimeField()
+    used = models.DateTimeField(
+        null=True,
+        blank=True,
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["expires"], name="compute_consoleticket_expires")]
+
+    def __str__(self) -> str:
+        return f"console ticket {self.pk} for {self.vm_id}"
