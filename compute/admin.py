@@ -1,10 +1,23 @@
-"""Django admin for hosts, images, flavors and (read-mostly) virtual machines."""
+"""Django admin for hosts, images, flavors, (read-mostly) virtual machines, Kubernetes
+clusters, tenant namespaces and (read-only) workloads."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 
-from compute.models import Flavor, Host, Image, Migration, MigrationPolicy, VirtualMachine
+from compute.models import (
+    Flavor,
+    Host,
+    Image,
+    KubernetesCluster,
+    Migration,
+    MigrationPolicy,
+    TenantNamespace,
+    VirtualMachine,
+    Workload,
+)
+from compute.services.clusters import cluster_check, cluster_set_kubeconfig
 from compute.services.hosts import host_check
 
 
@@ -122,3 +135,138 @@ class MigrationAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+# --- Kubernetes -------------------------------------------------------------------------
+class KubernetesClusterForm(forms.ModelForm):
+    """The kubeconfig is write-only: typed in to set or replace it, never shown back."""
+
+    kubeconfig = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "autocomplete": "off"}),
+        help_text="Paste a kubeconfig to set or replace the stored one (kept encrypted; "
+        "referenced certificate files are embedded). Leave empty to keep the current one.",
+    )
+
+    class Meta:
+        model = KubernetesCluster
+        fields = ["name", "default", "enabled"]
+
+    def clean(self):
+        data = super().clean()
+        text = data.get("kubeconfig") or ""
+        if not text and not (self.instance and self.instance.kubeconfig_encrypted):
+            self.add_error("kubeconfig", "A new cluster needs its kubeconfig.")
+        elif text:
+            from portal.exceptions import ValidationError as AppValidationError
+
+            try:
+                cluster_set_kubeconfig(self.instance, text)
+            except (AppValidationError, OSError) as error:
+                self.add_error("kubeconfig", getattr(error, "message", str(error)))
+        return data
+
+
+@admin.register(KubernetesCluster)
+class KubernetesClusterAdmin(admin.ModelAdmin):
+    form = KubernetesClusterForm
+    list_display = [
+        "name",
+        "server",
+        "default",
+        "enabled",
+        "reachable",
+        "version",
+        "capacity_summary",
+        "workload_count",
+        "last_seen",
+    ]
+    list_filter = ["enabled", "reachable", "default"]
+    search_fields = ["name", "server"]
+    readonly_fields = [
+        "server",
+        "reachable",
+        "last_seen",
+        "message",
+        "version",
+        "capacity",
+        "capabilities",
+    ]
+    actions = ["check_now"]
+
+    @admin.display(description="Capacity (Ready nodes)")
+    def capacity_summary(self, obj: KubernetesCluster) -> str:
+        c = obj.capacity or {}
+        if not c:
+            return "—"
+        return (
+            f"{c.get('nodes', 0)} nodes · {c.get('cpu', 0)} cores · "
+            f"{c.get('memory_mib', 0)} MiB · {c.get('pods', 0)} pods"
+        )
+
+    @admin.display(description="Workloads")
+    def workload_count(self, obj: KubernetesCluster) -> int:
+        return obj.workloads.count()
+
+    @admin.action(description="Check now (read version, nodes and reachability)")
+    def check_now(self, request, queryset):
+        for cluster in queryset:
+            cluster = cluster_check(cluster, actor=request.user)
+            if cluster.reachable:
+                self.message_user(
+                    request,
+                    f"{cluster.name}: reachable, Kubernetes {cluster.version}, "
+                    f"{self.capacity_summary(cluster)}.",
+                    messages.SUCCESS,
+                )
+            else:
+                self.message_user(request, f"{cluster.name}: {cluster.message}", messages.ERROR)
+
+    def save_model(self, request, obj, form, change):
+        if obj.default:
+            KubernetesCluster.objects.filter(default=True).exclude(pk=obj.pk).update(default=False)
+        super().save_model(request, obj, form, change)
+        cluster_check(obj, actor=request.user)
+
+
+@admin.register(TenantNamespace)
+class TenantNamespaceAdmin(admin.ModelAdmin):
+    list_display = ["name", "tenant", "cluster", "ready", "provisioned", "message"]
+    list_filter = ["cluster", "ready"]
+    readonly_fields = ["tenant", "cluster", "name", "ready", "message", "provisioned"]
+    actions = ["provision_now"]
+
+    def has_add_permission(self, request):
+        return False  # made when a tenant's first workload lands on a cluster
+
+    @admin.action(description="Provision now (create or repair the namespace's objects)")
+    def provision_now(self, request, queryset):
+        from compute.backends.base import BackendError
+        from compute.services.clusters import tenant_provision
+
+        for row in queryset.select_related("tenant", "cluster"):
+            try:
+                report = tenant_provision(tenant=row.tenant, cluster=row.cluster)
+            except BackendError as error:
+                self.message_user(request, f"{row}: {error}", messages.ERROR)
+                continue
+            self.message_user(
+                request,
+                f"{row}: {len(report.created)} created, {len(report.repaired)} repaired, "
+                f"{len(report.unchanged)} unchanged.",
+                messages.SUCCESS,
+            )
+
+
+@admin.register(Workload)
+class WorkloadAdmin(admin.ModelAdmin):
+    list_display = ["name", "tenant", "kind", "phase", "replicas", "ready_replicas", "cluster"]
+    list_filter = ["phase", "kind", "cluster", "tenant"]
+    search_fields = ["name", "tenant__slug", "image"]
+    readonly_fields = [f.name for f in Workload._meta.fields]
+
+    def has_add_permission(self, request):
+        return False  # workloads are created by tenants, through the quota
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # deletion goes through workload_delete (objects, quota)

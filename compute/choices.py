@@ -72,3 +72,18 @@ ACTIVE_MIGRATION_PHASES = frozenset(
 )
 # Migrations that occupy a parallel slot (the cluster's and their source host's).
 SLOT_MIGRATION_PHASES = frozenset({MigrationPhase.SCHEDULING, MigrationPhase.RUNNING})
+
+
+class WorkloadKind(models.TextChoices):
+    DEPLOYMENT = "Deployment", "Deployment (replicas, rolling restart)"
+    POD = "Pod", "Single pod"
+
+
+class ServiceType(models.TextChoices):
+    NONE = "", "No service"
+    CLUSTER_IP = "ClusterIP", "ClusterIP (inside the cluster)"
+    NODE_PORT = "NodePort", "NodePort (on every node)"
+
+
+# The phases a workload can show (SPEC's pod column; the VM-only ones never occur).
+WORKLOAD_PHASES = (Phase.PENDING, Phase.RUNNING, Phase.DELETING, Phase.FAILED, Phase.UNKNOWN)

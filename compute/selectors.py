@@ -75,6 +75,56 @@ def vm_phase_counts(user, tenant: Tenant) -> list[PhaseCount]:
     return [PhaseCount(phase, rows[phase]) for phase in Phase.values if rows.get(phase)]
 
 
+# --- Workloads -------------------------------------------------------------------------
+def workloads_for_tenant(user, tenant: Tenant, action: str = "workload.view"):
+    """The tenant's container workloads that ``user`` may ``action``, by name."""
+    from compute.models import Workload
+
+    return (
+        restrict(user, action, Workload.objects.filter(tenant=tenant))
+        .select_related("tenant", "cluster")
+        .order_by("name")
+    )
+
+
+def workload_get(user, tenant: Tenant, name: str, action: str = "workload.view", *, lock=False):
+    """The workload ``name`` of ``tenant``: ``NotFound`` when the user cannot see it,
+    ``PermissionDenied`` when the role does not allow ``action``; ``lock`` as vm_get."""
+    queryset = workloads_for_tenant(user, tenant).filter(name=name)
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    workload = queryset.first()
+    if workload is None:
+        raise NotFound(f"Workload {name!r} not found in {tenant.slug}.")
+    if action != "workload.view" and not can(user, tenant, action):
+        raise PermissionDenied(
+            f"Your role ({role_of(user, tenant)}) does not allow {action} in {tenant.slug}."
+        )
+    return workload
+
+
+def workload_phase_counts(user, tenant: Tenant) -> list[PhaseCount]:
+    """How many of the tenant's workloads are in each phase (non-zero, lifecycle order)."""
+    rows = dict(
+        workloads_for_tenant(user, tenant)
+        .order_by()
+        .values_list("phase")
+        .annotate(n=Count("id"))
+        .values_list("phase", "n")
+    )
+    return [PhaseCount(phase, rows[phase]) for phase in Phase.values if rows.get(phase)]
+
+
+def workload_pod_totals(user, tenant: Tenant) -> dict:
+    """Desired and ready pods over the tenant's workloads (overview and dashboard)."""
+    from django.db.models import Sum
+
+    totals = workloads_for_tenant(user, tenant).aggregate(
+        replicas=Sum("replicas"), ready=Sum("ready_replicas")
+    )
+    return {"replicas": totals["replicas"] or 0, "ready": totals["ready"] or 0}
+
+
 def migrations_for_tenant(user, tenant: Tenant, *, vm_name: str = ""):
     """The tenant's live migrations ``user`` may view (newest first)."""
     from compute.models import Migration

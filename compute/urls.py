@@ -1,4 +1,5 @@
-"""URL patterns for VM pages (under ``/t/<tenant>/``) and the VM API (under ``/api/v1/``).
+"""URL patterns for VM and workload pages (under ``/t/<tenant>/``) and their APIs
+(under ``/api/v1/``).
 
 ``portal.urls`` includes both lists; the paths are SPEC's and stay stable.
 """
@@ -7,8 +8,16 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from compute import api, migration_api, migration_views, views
+from compute import (  # live migration
+    api,
+    migration_api,
+    migration_views,
+    views,
+    workload_api,
+    workload_views,
+)
 from compute.services.vms import ACTIONS
+from compute.services.workloads import ACTIONS as WORKLOAD_ACTIONS
 
 _ACTIONS = "|".join(ACTIONS)
 
@@ -45,6 +54,41 @@ vm_api = [
             name=f"vm-api-{action}",
         )
         for action, view in api.ACTION_VIEWS.items()
+    ),
+]
+
+workload_pages = [
+    path("workloads/", workload_views.workload_list, name="workload-list"),
+    path("workloads/new/", workload_views.workload_create, name="workload-create"),
+    path("workloads/<slug:name>/", workload_views.workload_detail, name="workload-detail"),
+    path("workloads/<slug:name>/logs/", workload_views.workload_logs, name="workload-logs"),
+    re_path(
+        rf"^workloads/(?P<name>[-a-z0-9]+)/(?P<action>{'|'.join(WORKLOAD_ACTIONS)})/$",
+        workload_views.workload_action,
+        name="workload-action",
+    ),
+]
+
+workload_api_urls = [
+    path(
+        "tenants/<slug:tenant>/workloads/",
+        workload_api.WorkloadListView.as_view(),
+        name="workload-api-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/workloads/<slug:name>/",
+        workload_api.WorkloadDetailView.as_view(),
+        name="workload-api-detail",
+    ),
+    path(
+        "tenants/<slug:tenant>/workloads/<slug:name>/scale/",
+        workload_api.WorkloadScaleView.as_view(),
+        name="workload-api-scale",
+    ),
+    path(
+        "tenants/<slug:tenant>/workloads/<slug:name>/restart/",
+        workload_api.WorkloadRestartView.as_view(),
+        name="workload-api-restart",
     ),
     path(
         "tenants/<slug:tenant>/virtualmachines/<slug:name>/migrate/",

@@ -224,8 +224,3 @@ def _back(request, tenant, vm) -> str:
     ):
         return target
     return reverse("vm-detail", kwargs={"tenant": tenant.slug, "name": vm.name})
-
-
-@tenant_view("workload.view")
-def workload_list(request, tenant):
-    return render(request, "compute/workload_list.html", {"tenant": tenant})

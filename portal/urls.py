@@ -9,7 +9,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from compute import console_api, console_views
 from compute import urls as compute_urls
-from compute import views as compute_views
 from monitoring import api as monitoring_api
 from monitoring import prometheus
 from monitoring import views as monitoring_views
@@ -37,6 +36,7 @@ api_v1 = [
         name="tenant-event-list",
     ),
     *compute_urls.vm_api,
+    *compute_urls.workload_api_urls,
     path(
         "tenants/<slug:tenant>/virtualmachines/<slug:name>/console/",
         console_api.VMConsoleView.as_view(),
@@ -52,7 +52,7 @@ tenant_pages = [
     path("vms/<slug:name>/console/", console_views.vm_console, name="vm-console"),
     path("vms/<slug:name>/console/serial/", console_views.vm_console_serial, name="vm-serial"),
     path("vms/<slug:name>/metrics/", monitoring_views.vm_metrics, name="vm-metrics"),
-    path("workloads/", compute_views.workload_list, name="workload-list"),
+    *compute_urls.workload_pages,
     path("events/", monitoring_views.event_list, name="event-list"),
     path("webhooks/", monitoring_views.webhook_list, name="webhook-list"),
     path("webhooks/add/", monitoring_views.webhook_add, name="webhook-add"),

@@ -4,6 +4,7 @@ from compute.models.console import ConsoleTicket
 from compute.models.hosts import Host
 from compute.models.idempotency import IdempotencyKey
 from compute.models.images import Flavor, Image
+from compute.models.kubernetes import KubernetesCluster, TenantNamespace, Workload
 from compute.models.migrations import HostDrain, Migration, MigrationPolicy
 from compute.models.vms import VirtualMachine
 
@@ -14,7 +15,10 @@ __all__ = [
     "HostDrain",
     "IdempotencyKey",
     "Image",
+    "KubernetesCluster",
     "Migration",
     "MigrationPolicy",
+    "TenantNamespace",
     "VirtualMachine",
+    "Workload",
 ]

@@ -1,6 +1,9 @@
-"""Register what this machine provides (hosts, the tiny guest image, flavors)."""
+"""Register what this machine provides (hosts, the tiny guest image, flavors, the
+local Kubernetes cluster)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from compute.choices import ImageKind, VirtType
 from compute.models import Flavor, Host, Image
@@ -57,4 +60,26 @@ def seed_local_infrastructure() -> list[str]:
         Flavor.objects.update_or_create(
             name=name, defaults={"vcpus": vcpus, "memory_mib": memory, "disk_gib": disk}
         )
+    lines += seed_local_cluster()
     return lines
+
+
+def seed_local_cluster() -> list[str]:
+    """Register the local Kubernetes control plane (``tools.infra`` state ``k8s``) as the
+    default cluster when it is up. Idempotent; returns lines to print."""
+    from compute.services.clusters import cluster_check, cluster_register
+    from tools.infra import read_state
+
+    state = read_state("k8s")
+    if not state.get("ok"):
+        return [f"kubernetes: not registered ({state.get('reason', 'not running')})"]
+    path = Path(state["kubeconfig"])
+    cluster = cluster_register(
+        actor=None, name="local", kubeconfig=path.read_text(), default=True, base=path.parent
+    )
+    cluster = cluster_check(cluster)
+    capacity = cluster.capacity or {}
+    return [
+        f"cluster local: {cluster.server} ({'up' if cluster.reachable else 'down'}, "
+        f"{capacity.get('nodes', 0)} nodes, {capacity.get('cpu', 0)} cores)"
+    ]

@@ -25,3 +25,49 @@ def vm_summary(context, tenant):
         "recent": list(vms.order_by("-created", "-id")[:SUMMARY_ROWS]),
         "can_create": tenant_selectors.can(request.user, tenant, "vm.create"),
     }
+
+
+@register.filter
+def cpu(millicores: int) -> str:
+    """Millicores as a Kubernetes quantity: 500 → 500m, 2000 → 2."""
+    from compute.quantities import format_cpu
+
+    return format_cpu(int(millicores))
+
+
+@register.filter
+def memory(size: int) -> str:
+    """Bytes as a Kubernetes quantity: 268435456 → 256Mi."""
+    from compute.quantities import format_memory
+
+    return format_memory(int(size))
+
+
+@register.inclusion_tag("compute/_workload_summary.html", takes_context=True)
+def workload_summary(context, tenant):
+    """The tenant's workloads: how many per phase, pods ready, the newest few."""
+    request = context["request"]
+    workloads = selectors.workloads_for_tenant(request.user, tenant)
+    return {
+        "request": request,
+        "tenant": tenant,
+        "counts": selectors.workload_phase_counts(request.user, tenant),
+        "pods": selectors.workload_pod_totals(request.user, tenant),
+        "total": workloads.count(),
+        "recent": list(workloads.order_by("-created", "-id")[:SUMMARY_ROWS]),
+        "can_create": tenant_selectors.can(request.user, tenant, "workload.create"),
+    }
+
+
+@register.inclusion_tag("compute/_dashboard_line.html", takes_context=True)
+def compute_line(context, tenant):
+    """One line for a dashboard card: the tenant's VMs and workloads side by side."""
+    request = context["request"]
+    return {
+        "tenant": tenant,
+        "vms": selectors.vms_for_tenant(request.user, tenant).count(),
+        "vm_counts": selectors.vm_phase_counts(request.user, tenant),
+        "workloads": selectors.workloads_for_tenant(request.user, tenant).count(),
+        "workload_counts": selectors.workload_phase_counts(request.user, tenant),
+        "pods": selectors.workload_pod_totals(request.user, tenant),
+    }

@@ -362,6 +362,19 @@ OUTSIDE_MATRIX = {
             *(f"vm-api-{a}" for a in ("start", "stop", "force-stop", "pause", "resume", "reboot")),
         )
     },
+    **{
+        name: "own role matrix in tests/compute/test_views_workloads.py and test_api_workloads.py"
+        for name in (
+            "workload-create",
+            "workload-detail",
+            "workload-logs",
+            "workload-action",
+            "workload-api-list",
+            "workload-api-detail",
+            "workload-api-scale",
+            "workload-api-restart",
+        )
+    },
 }
 
 

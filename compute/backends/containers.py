@@ -1,0 +1,183 @@
+"""The contract between Isotope and a container cluster backend (Kubernetes).
+
+Terms:
+- A *cluster* is one API server, addressed through the credentials of its
+  ``KubernetesCluster`` record. A tenant owns one *namespace* on it; a *workload* is a
+  Deployment or a single Pod in that namespace, with an optional Service. Callers pass
+  namespace and workload names only: backend ids (Kubernetes UIDs) stay inside the
+  backend and never appear in the specs, statuses and observations it returns.
+- Every call blocks until the API server has answered; none waits for pods to run.
+  Status arrives by watches (:mod:`compute.backends.kubernetes.watch`), not polling.
+- Errors: :class:`~compute.backends.base.TransientBackendError` when the API server
+  cannot be reached or answers 429/5xx (retry with backoff); :class:`QuotaRefused`
+  when the API server's ResourceQuota admission refused an object (403);
+  :class:`WorkloadNotFound` for a missing workload; ``BackendError`` for everything
+  else that is permanent, with a message fit for users.
+- Every mutating call is idempotent: applying the same spec twice changes nothing
+  (server-side apply; resourceVersions stay), deleting a missing object succeeds.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from compute.backends.base import BackendError
+
+
+class QuotaRefused(BackendError):
+    """The cluster's own ResourceQuota refused an object (HTTP 403 "exceeded quota")."""
+
+
+class WorkloadNotFound(BackendError):
+    """No such workload (Deployment or Pod) in the namespace."""
+
+
+class LogsUnavailable(BackendError):
+    """The node cannot provide container logs (e.g. KWOK's fake nodes run nothing)."""
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    version: str
+    nodes: int
+    cpu: Decimal
+    """Allocatable cores of the Ready nodes."""
+    memory_mib: int
+    pods: int
+    capabilities: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TenantSpec:
+    """What a tenant's namespace holds; built from the tenant and its quota."""
+
+    tenant: str
+    namespace: str
+    cpu: Decimal
+    """Cores the namespace's pods may request in total."""
+    memory_mib: int
+    pods: int
+    limit_ratio: Decimal = Decimal(2)
+    """limits.cpu/limits.memory of the namespace quota = requests × this ratio."""
+
+
+@dataclass(frozen=True)
+class ProvisionReport:
+    """What ``ensure_tenant`` did, object by object (``Kind/name``)."""
+
+    created: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.repaired)
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """The desired state of one workload; built by the services from a Workload row."""
+
+    tenant: str
+    namespace: str
+    name: str
+    kind: str
+    """``Deployment`` or ``Pod``."""
+    image: str
+    replicas: int
+    cpu_request_m: int
+    cpu_limit_m: int
+    memory_request: int
+    memory_limit: int
+    command: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    ports: list[int] = field(default_factory=list)
+    service_type: str = ""
+    restarted_at: str = ""
+    """An RFC 3339 time: a new value rolls the Deployment's pods (rollout restart)."""
+    portal_uid: str = ""
+    """Isotope's own uid of the workload (not a Kubernetes UID), kept as an annotation."""
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    namespace: str
+    name: str
+    workload: str
+    phase: str
+    node: str = ""
+    restarts: int = 0
+    ready: bool = False
+    terminating: bool = False
+    reason: str = ""
+    """Why a container waits or ended (e.g. ImagePullBackOff), when it does."""
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    namespace: str
+    name: str
+    replicas: int
+    """spec.replicas"""
+    current: int
+    """status.replicas: pods that exist (not terminated)."""
+    ready: int
+    available: int
+    updated: int
+    up_to_date: bool
+    """The controller has seen the latest spec (observedGeneration ≥ generation)."""
+    failure: str = ""
+    """Why the rollout is stuck (ReplicaFailure or ProgressDeadlineExceeded), if it is."""
+    terminating: bool = False
+
+
+@dataclass(frozen=True)
+class ClusterEvent:
+    """A Kubernetes Event about an object in a tenant namespace."""
+
+    namespace: str
+    object_kind: str
+    object_name: str
+    type: str
+    reason: str
+    message: str
+    last_seen: datetime | None = None
+
+
+class ContainerBackend(ABC):
+    """One cluster. Instances are cheap; API clients are pooled per process."""
+
+    #: Keys: ``logs`` (nodes provide container logs), ``scale``, ``rollout_restart``,
+    #: ``services``. The UI and API consult these instead of backend types.
+    capabilities: dict[str, bool] = {}
+
+    @abstractmethod
+    def facts(self) -> ClusterFacts:
+        """Version and Ready-node capacity. Raises TransientBackendError."""
+
+    @abstractmethod
+    def ensure_tenant(self, spec: TenantSpec) -> ProvisionReport:
+        """Create or repair the tenant's namespace and its fixed objects (quota, limit
+        range, network policies, service account, role binding). Idempotent."""
+
+    @abstractmethod
+    def apply_workload(self, spec: WorkloadSpec) -> None:
+        """Create or update the workload's objects. Raises QuotaRefused."""
+
+    @abstractmethod
+    def delete_workload(self, namespace: str, name: str, kind: str) -> bool:
+        """Ask for the workload's objects to go. True while any of them (or its pods)
+        still exists, False once everything is gone."""
+
+    @abstractmethod
+    def pods(self, namespace: str, workload: str) -> list[PodInfo]:
+        """The workload's pods, by name."""
+
+    def logs(self, namespace: str, pod: str, *, tail: int = 200) -> Iterator[str]:
+        """Stream the pod's log lines (follows). Default: ``LogsUnavailable``."""
+        raise LogsUnavailable("This cluster's nodes provide no container logs.")

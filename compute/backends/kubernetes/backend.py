@@ -1,0 +1,342 @@
+"""Kubernetes implementation of the container backend contract.
+
+One API client per cluster (kubeconfig) per process. Objects are written with
+server-side apply (field manager ``isotope``, forced), so re-applying an unchanged spec
+is a no-op on the server and keeps every resourceVersion. Clusters whose nodes are all
+KWOK fake nodes provide no container logs, which ``capabilities`` says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+
+import urllib3
+import yaml
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.rest import ApiException
+
+from compute.backends.base import BackendError, TransientBackendError
+from compute.backends.containers import (
+    ClusterFacts,
+    ContainerBackend,
+    LogsUnavailable,
+    PodInfo,
+    ProvisionReport,
+    QuotaRefused,
+    TenantSpec,
+    WorkloadNotFound,
+    WorkloadSpec,
+)
+from compute.backends.kubernetes import manifests
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT = 10  # seconds per API call (the watches use their own)
+FIELD_MANAGER = "isotope"
+KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+
+# apiVersion → URL prefix; kind → plural.
+_GROUPS = {
+    "v1": "/api/v1",
+    "apps/v1": "/apis/apps/v1",
+    "networking.k8s.io/v1": "/apis/networking.k8s.io/v1",
+    "rbac.authorization.k8s.io/v1": "/apis/rbac.authorization.k8s.io/v1",
+}
+_PLURALS = {
+    "Namespace": "namespaces",
+    "ResourceQuota": "resourcequotas",
+    "LimitRange": "limitranges",
+    "NetworkPolicy": "networkpolicies",
+    "ServiceAccount": "serviceaccounts",
+    "RoleBinding": "rolebindings",
+    "Deployment": "deployments",
+    "Pod": "pods",
+    "Service": "services",
+}
+
+_clients: dict[str, k8s.ApiClient] = {}
+_lock = threading.Lock()
+
+
+def api_client(kubeconfig: str) -> k8s.ApiClient:
+    """This process's API client for ``kubeconfig`` (YAML text), made once."""
+    key = hashlib.sha256(kubeconfig.encode()).hexdigest()
+    with _lock:
+        found = _clients.get(key)
+        if found is None:
+            configuration = k8s.Configuration()
+            try:
+                k8s_config.load_kube_config_from_dict(
+                    yaml.safe_load(kubeconfig), client_configuration=configuration
+                )
+            except (yaml.YAMLError, k8s_config.ConfigException, TypeError, ValueError) as error:
+                raise BackendError(f"The kubeconfig is not usable: {error}") from None
+            configuration.retries = 1  # our tasks retry with backoff; fail fast here
+            found = _clients[key] = k8s.ApiClient(configuration)
+        return found
+
+
+def path_of(obj: dict) -> str:
+    """The REST path of a manifest's object."""
+    prefix = _GROUPS[obj["apiVersion"]]
+    plural = _PLURALS[obj["kind"]]
+    meta = obj["metadata"]
+    if obj["kind"] == "Namespace":
+        return f"{prefix}/namespaces/{meta['name']}"
+    return f"{prefix}/namespaces/{meta['namespace']}/{plural}/{meta['name']}"
+
+
+def translate(error: Exception, what: str) -> BackendError:
+    """An API or connection error as the contract's exception."""
+    if isinstance(error, ApiException):
+        status = error.status or 0
+        detail = _reason(error)
+        if status == 403 and "exceeded quota" in detail:
+            return QuotaRefused(f"The cluster refused {what}: {detail}")
+        if status == 404:
+            return WorkloadNotFound(f"{what} does not exist.")
+        if status in (0, 429) or status >= 500:
+            return TransientBackendError(f"The API server could not {what} ({status}): {detail}")
+        return BackendError(f"The cluster refused {what} ({status}): {detail}")
+    return TransientBackendError(f"The API server is unreachable: {error}")
+
+
+def _reason(error: ApiException) -> str:
+    import json
+
+    try:
+        return json.loads(error.body).get("message") or error.reason or ""
+    except (TypeError, ValueError, AttributeError):
+        return str(error.reason or error.body or "")
+
+
+TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+
+
+class KubernetesBackend(ContainerBackend):
+    """One Kubernetes cluster, reached with the kubeconfig it is given."""
+
+    capabilities = {"logs": True, "scale": True, "rollout_restart": True, "services": True}
+
+    def __init__(self, *, kubeconfig: str, capabilities: dict | None = None):
+        self.api = api_client(kubeconfig)
+        if capabilities is not None:
+            self.capabilities = {**self.capabilities, **capabilities}
+
+    # --- plumbing --------------------------------------------------------------------
+    def _call(self, method: str, path: str, *, body=None, query=None, headers=None, what=""):
+        try:
+            data, status, _ = self.api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Accept": "application/json", **(headers or {})},
+                body=body,
+                response_types_map={200: "object", 201: "object", 202: "object"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=False,
+                _request_timeout=TIMEOUT,
+            )
+        except ApiException as error:
+            raise translate(error, what or f"{method} {path}") from None
+        except TRANSPORT_ERRORS as error:
+            raise translate(error, what or path) from None
+        return data, status
+
+    def _get(self, path: str) -> dict | None:
+        try:
+            data, _ = self._call("GET", path)
+        except WorkloadNotFound:
+            return None
+        return data
+
+    def apply(self, obj: dict) -> dict:
+        """Server-side apply one manifest (creates it when missing)."""
+        what = f"{obj['kind']} {obj['metadata']['name']}"
+        data, _ = self._call(
+            "PATCH",
+            path_of(obj),
+            body=obj,
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            headers={"Content-Type": "application/apply-patch+yaml"},
+            what=f"to apply {what}",
+        )
+        return data
+
+    def _delete(self, path: str, what: str, propagation: str = "Background") -> None:
+        try:
+            self._call(
+                "DELETE",
+                path,
+                body={"propagationPolicy": propagation},
+                headers={"Content-Type": "application/json"},
+                what=f"to delete {what}",
+            )
+        except WorkloadNotFound:
+            pass
+
+    # --- the contract ----------------------------------------------------------------
+    def facts(self) -> ClusterFacts:
+        version, _ = self._call("GET", "/version", what="read the version")
+        nodes, _ = self._call("GET", "/api/v1/nodes", what="list nodes")
+        cpu, memory, pods, ready, fake = Decimal(0), 0, 0, 0, 0
+        for node in nodes.get("items", []):
+            conditions = node.get("status", {}).get("conditions") or []
+            if not any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                continue
+            ready += 1
+            allocatable = node["status"].get("allocatable", {})
+            cpu += _cores(allocatable.get("cpu", "0"))
+            memory += _bytes(allocatable.get("memory", "0")) // manifests.MIB
+            pods += int(allocatable.get("pods", "0"))
+            annotations = node["metadata"].get("annotations") or {}
+            fake += annotations.get(KWOK_ANNOTATION) == "fake"
+        return ClusterFacts(
+            version=version.get("gitVersion", ""),
+            nodes=ready,
+            cpu=cpu,
+            memory_mib=memory,
+            pods=pods,
+            capabilities={**self.capabilities, "logs": ready > 0 and fake < ready},
+        )
+
+    def ensure_tenant(self, spec: TenantSpec) -> ProvisionReport:
+        report = ProvisionReport()
+        for obj in manifests.tenant_objects(spec):
+            label = f"{obj['kind']}/{obj['metadata']['name']}"
+            before = self._get(path_of(obj))
+            after = self.apply(obj)
+            if before is None:
+                report.created.append(label)
+            elif before["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"]:
+                report.repaired.append(label)
+            else:
+                report.unchanged.append(label)
+        return report
+
+    def apply_workload(self, spec: WorkloadSpec) -> None:
+        for obj in manifests.workload_objects(spec):
+            if obj["kind"] == "Pod" and self._get(path_of(obj)) is not None:
+                continue  # a pod's spec is immutable: it exists, so it is as created
+            self.apply(obj)
+        if not spec.service_type:
+            self._delete(f"/api/v1/namespaces/{spec.namespace}/services/{spec.name}", "the service")
+        if spec.service_type != "NodePort":
+            self._delete(
+                f"/apis/networking.k8s.io/v1/namespaces/{spec.namespace}/networkpolicies/"
+                f"{spec.name}-ingress",
+                "the service's network policy",
+            )
+
+    def delete_workload(self, namespace: str, name: str, kind: str) -> bool:
+        main = (
+            f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+            if kind == "Deployment"
+            else f"/api/v1/namespaces/{namespace}/pods/{name}"
+        )
+        # Foreground: the Deployment stays until its ReplicaSets and pods are gone.
+        self._delete(main, f"{kind} {name}", propagation="Foreground")
+        self._delete(f"/api/v1/namespaces/{namespace}/services/{name}", f"Service {name}")
+        self._delete(
+            f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies/{name}-ingress",
+            f"NetworkPolicy {name}-ingress",
+        )
+        return self._get(main) is not None or bool(self.pods(namespace, name))
+
+    def workload_exists(self, namespace: str, name: str, kind: str) -> bool:
+        plural = "deployments" if kind == "Deployment" else "pods"
+        group = "/apis/apps/v1" if kind == "Deployment" else "/api/v1"
+        return self._get(f"{group}/namespaces/{namespace}/{plural}/{name}") is not None
+
+    def pods(self, namespace: str, workload: str) -> list[PodInfo]:
+        data, _ = self._call(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/pods",
+            query=[("labelSelector", f"{manifests.WORKLOAD_LABEL}={workload}")],
+            what="list pods",
+        )
+        return sorted((pod_info(item) for item in data.get("items", [])), key=lambda p: p.name)
+
+    def logs(self, namespace: str, pod: str, *, tail: int = 200) -> Iterator[str]:
+        if not self.capabilities.get("logs"):
+            raise LogsUnavailable(
+                "The nodes of this cluster are KWOK fake nodes: no container runs on them, "
+                "so there are no logs to show."
+            )
+        try:
+            response = k8s.CoreV1Api(self.api).read_namespaced_pod_log(
+                pod,
+                namespace,
+                container=manifests.CONTAINER,
+                follow=True,
+                tail_lines=tail,
+                _preload_content=False,
+                _request_timeout=(5, 300),
+            )
+        except ApiException as error:
+            raise LogsUnavailable(f"The node gave no logs: {_reason(error)}") from None
+        except TRANSPORT_ERRORS as error:
+            raise translate(error, "read logs") from None
+        try:
+            for chunk in response.stream(4096):
+                yield chunk.decode(errors="replace")
+        except TRANSPORT_ERRORS:
+            return
+        finally:
+            response.release_conn()
+
+
+# --- Object readers (shared with the watches) --------------------------------------------
+def pod_info(raw: dict) -> PodInfo:
+    meta, status = raw.get("metadata", {}), raw.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    reason = ""
+    for cs in statuses:
+        state = cs.get("state") or {}
+        waiting = state.get("waiting") or state.get("terminated") or {}
+        reason = reason or waiting.get("reason", "")
+    return PodInfo(
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        workload=(meta.get("labels") or {}).get(manifests.WORKLOAD_LABEL, ""),
+        phase=status.get("phase") or "Pending",
+        node=(raw.get("spec") or {}).get("nodeName") or "",
+        restarts=sum(int(cs.get("restartCount") or 0) for cs in statuses),
+        ready=bool(statuses) and all(cs.get("ready") for cs in statuses),
+        terminating=bool(meta.get("deletionTimestamp")),
+        reason=reason,
+    )
+
+
+_SUFFIXES = {
+    "Ki": 1024,
+    "Mi": 1024**2,
+    "Gi": 1024**3,
+    "Ti": 1024**4,
+    "Pi": 1024**5,
+    "Ei": 1024**6,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+}
+
+
+def _bytes(text: str) -> int:
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if text.endswith(suffix):
+            return int(Decimal(text[: -len(suffix)]) * _SUFFIXES[suffix])
+    return int(Decimal(text))
+
+
+def _cores(text: str) -> Decimal:
+    if text.endswith("m"):
+        return Decimal(text[:-1]) / 1000
+    return Decimal(text)

@@ -1,0 +1,304 @@
+"""Translation of Isotope specs into Kubernetes manifests (plain dicts).
+
+Pure functions, no API calls: what a tenant namespace and a workload look like on the
+cluster. Every object carries ``app.kubernetes.io/managed-by: isotope`` and the tenant;
+workload objects also carry ``isotope.dev/workload``, which the watches select on.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from compute.backends.containers import TenantSpec, WorkloadSpec
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "isotope"
+TENANT_LABEL = "isotope.dev/tenant"
+WORKLOAD_LABEL = "isotope.dev/workload"
+UID_ANNOTATION = "isotope.dev/uid"
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+QUOTA_NAME = "isotope-quota"
+LIMITS_NAME = "isotope-defaults"
+DENY_POLICY = "default-deny"
+SAME_NAMESPACE_POLICY = "allow-same-namespace"
+SERVICE_ACCOUNT = "isotope-workload"
+ROLE_BINDING = "isotope-workload-view"
+CONTAINER = "main"
+
+# Defaults for containers created without requests/limits (outside the portal).
+DEFAULT_REQUEST = {"cpu": "100m", "memory": "128Mi"}
+DEFAULT_LIMIT = {"cpu": "500m", "memory": "256Mi"}
+
+MIB = 1024 * 1024
+
+
+def cpu_quantity(millicores: int) -> str:
+    """``1500`` → ``1500m``; whole cores as plain numbers (``2000`` → ``2``)."""
+    return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"
+
+
+def memory_quantity(size: int) -> str:
+    """Bytes as ``Gi``/``Mi``/``Ki`` when exact, else plain bytes."""
+    for suffix, factor in (("Gi", 1024**3), ("Mi", MIB), ("Ki", 1024)):
+        if size and size % factor == 0:
+            return f"{size // factor}{suffix}"
+    return str(size)
+
+
+def cores_quantity(cores: Decimal) -> str:
+    return cpu_quantity(int(cores * 1000))
+
+
+def tenant_labels(tenant: str) -> dict[str, str]:
+    return {MANAGED_BY: MANAGER, TENANT_LABEL: tenant}
+
+
+def _meta(name: str, spec: TenantSpec, namespaced: bool = True) -> dict:
+    meta = {"name": name, "labels": tenant_labels(spec.tenant)}
+    if namespaced:
+        meta["namespace"] = spec.namespace
+    return meta
+
+
+def namespace(spec: TenantSpec) -> dict:
+    meta = _meta(spec.namespace, spec, namespaced=False)
+    # Pod Security "baseline": no privileged pods, host namespaces or host paths.
+    meta["labels"] = {
+        **meta["labels"],
+        "pod-security.kubernetes.io/enforce": "baseline",
+        "kubernetes.io/metadata.name": spec.namespace,
+    }
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def resource_quota(spec: TenantSpec) -> dict:
+    """The tenant's limits as the namespace's backstop (Isotope's ledger decides first)."""
+    memory_mib = int(spec.memory_mib)
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": _meta(QUOTA_NAME, spec),
+        "spec": {
+            "hard": {
+                "requests.cpu": cores_quantity(spec.cpu),
+                "requests.memory": memory_quantity(memory_mib * MIB),
+                "limits.cpu": cores_quantity(spec.cpu * spec.limit_ratio),
+                "limits.memory": memory_quantity(int(memory_mib * spec.limit_ratio) * MIB),
+                "count/pods": str(spec.pods),
+            }
+        },
+    }
+
+
+def limit_range(spec: TenantSpec) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": _meta(LIMITS_NAME, spec),
+        "spec": {
+            "limits": [
+                {
+                    "type": "Container",
+                    "default": dict(DEFAULT_LIMIT),
+                    "defaultRequest": dict(DEFAULT_REQUEST),
+                }
+            ]
+        },
+    }
+
+
+def deny_policy(spec: TenantSpec) -> dict:
+    """Nothing in, nothing out, unless another policy allows it."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(DENY_POLICY, spec),
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+    }
+
+
+def same_namespace_policy(spec: TenantSpec) -> dict:
+    """Pods of the tenant talk to each other, and resolve names through cluster DNS."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(SAME_NAMESPACE_POLICY, spec),
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [{"podSelector": {}}]}],
+            "egress": [
+                {"to": [{"podSelector": {}}]},
+                {
+                    "to": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                            }
+                        }
+                    ],
+                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                },
+            ],
+        },
+    }
+
+
+def service_account(spec: TenantSpec) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(SERVICE_ACCOUNT, spec),
+        "automountServiceAccountToken": False,
+    }
+
+
+def role_binding(spec: TenantSpec) -> dict:
+    """The workloads' service account may read (only) its own namespace."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(ROLE_BINDING, spec),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [
+            {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": spec.namespace}
+        ],
+    }
+
+
+def tenant_objects(spec: TenantSpec) -> list[dict]:
+    """Everything a tenant namespace holds, namespace first."""
+    return [
+        namespace(spec),
+        resource_quota(spec),
+        limit_range(spec),
+        deny_policy(spec),
+        same_namespace_policy(spec),
+        service_account(spec),
+        role_binding(spec),
+    ]
+
+
+# --- Workloads -------------------------------------------------------------------------
+def workload_labels(spec: WorkloadSpec) -> dict[str, str]:
+    return {MANAGED_BY: MANAGER, TENANT_LABEL: spec.tenant, WORKLOAD_LABEL: spec.name}
+
+
+def _workload_meta(spec: WorkloadSpec, name: str | None = None) -> dict:
+    meta = {
+        "name": name or spec.name,
+        "namespace": spec.namespace,
+        "labels": workload_labels(spec),
+    }
+    if spec.portal_uid:
+        meta["annotations"] = {UID_ANNOTATION: spec.portal_uid}
+    return meta
+
+
+def container(spec: WorkloadSpec) -> dict:
+    body: dict = {
+        "name": CONTAINER,
+        "image": spec.image,
+        "resources": {
+            "requests": {
+                "cpu": cpu_quantity(spec.cpu_request_m),
+                "memory": memory_quantity(spec.memory_request),
+            },
+            "limits": {
+                "cpu": cpu_quantity(spec.cpu_limit_m),
+                "memory": memory_quantity(spec.memory_limit),
+            },
+        },
+    }
+    if spec.command:
+        body["command"] = list(spec.command)
+    if spec.args:
+        body["args"] = list(spec.args)
+    if spec.env:
+        body["env"] = [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
+    if spec.ports:
+        body["ports"] = [
+            {"name": f"p{port}", "containerPort": port, "protocol": "TCP"} for port in spec.ports
+        ]
+    return body
+
+
+def pod_spec(spec: WorkloadSpec) -> dict:
+    return {
+        "serviceAccountName": SERVICE_ACCOUNT,
+        "automountServiceAccountToken": False,
+        "containers": [container(spec)],
+    }
+
+
+def deployment(spec: WorkloadSpec) -> dict:
+    labels = workload_labels(spec)
+    template_meta: dict = {"labels": labels}
+    if spec.restarted_at:
+        template_meta["annotations"] = {RESTARTED_AT: spec.restarted_at}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _workload_meta(spec),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": {WORKLOAD_LABEL: spec.name}},
+            # No surge: a rollout never needs more quota than the replicas charged.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+            },
+            "template": {"metadata": template_meta, "spec": pod_spec(spec)},
+        },
+    }
+
+
+def pod(spec: WorkloadSpec) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _workload_meta(spec),
+        "spec": {**pod_spec(spec), "restartPolicy": "Always"},
+    }
+
+
+def service(spec: WorkloadSpec) -> dict | None:
+    """A Service for the workload's ports, when it asks for one."""
+    if not spec.service_type or not spec.ports:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _workload_meta(spec),
+        "spec": {
+            "type": spec.service_type,
+            "selector": {WORKLOAD_LABEL: spec.name},
+            "ports": [
+                {"name": f"p{port}", "port": port, "targetPort": port, "protocol": "TCP"}
+                for port in spec.ports
+            ],
+        },
+    }
+
+
+def service_policy(spec: WorkloadSpec) -> dict | None:
+    """A NodePort service is reached from outside the namespace: allow its ports in."""
+    if spec.service_type != "NodePort" or not spec.ports:
+        return None
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _workload_meta(spec, f"{spec.name}-ingress"),
+        "spec": {
+            "podSelector": {"matchLabels": {WORKLOAD_LABEL: spec.name}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"ports": [{"protocol": "TCP", "port": p} for p in spec.ports]}],
+        },
+    }
+
+
+def workload_objects(spec: WorkloadSpec) -> list[dict]:
+    """The workload's objects in apply order (the main object first)."""
+    main = deployment(spec) if spec.kind == "Deployment" else pod(spec)
+    return [obj for obj in (main, service(spec), service_policy(spec)) if obj is not None]

@@ -1,0 +1,886 @@
+"""Container workload services: create, scale, restart, delete, and observed status.
+
+Each user action validates, charges the tenant's one quota (cpu = CPU request ×
+replicas in cores, memory = memory request × replicas in MiB rounded up per pod,
+pods = replicas) and records the desired state, an audit entry and an event in one
+transaction, then enqueues ``compute.tasks.kubernetes.workload_apply`` on commit.
+What the cluster does arrives from the watch (``manage.py watch_kubernetes``) through
+the ``workload_seen_*`` functions; :func:`workload_observe` is the only writer of
+``phase``. Phases follow SPEC's pod column: Pending, Running, Failed, Deleting, Unknown.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from compute.backends.containers import ClusterEvent, DeploymentInfo, PodInfo, WorkloadSpec
+from compute.choices import Phase, ServiceType, WorkloadKind
+from compute.models import KubernetesCluster, TenantNamespace, Workload
+from compute.quantities import check_image, format_cpu, format_memory, parse_cpu, parse_memory
+from monitoring.services import event_publish, resource_forget, resource_publish
+from portal.exceptions import Conflict, PermissionDenied, QuotaExceeded, ValidationError
+from tenants import selectors as tenant_selectors
+from tenants.choices import AuditOutcome, ReservationKind
+from tenants.models import Tenant
+from tenants.services import audit_record, quota_release, quota_reserve
+
+logger = logging.getLogger(__name__)
+
+# DNS-1035 label: a Service may carry the workload's name, so it starts with a letter.
+NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# A Deployment's pods are named <name>-<pod-template-hash (≤ 10)>-<5 random>; 46 keeps
+# them within 63 characters (longer names get truncated by Kubernetes).
+MAX_NAME = {WorkloadKind.DEPLOYMENT: 46, WorkloadKind.POD: 63}
+RESERVED_NAMES = frozenset({"new"})
+MAX_REPLICAS = 100
+MAX_PORTS = 10
+MAX_ARGS = 50
+ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+MIB = 2**20
+EVENT_KIND = "workload"
+
+
+@dataclass(frozen=True)
+class ActionRule:
+    permission: str
+    phases: frozenset[str]
+    kinds: frozenset[str]
+
+
+_LIVE = frozenset({Phase.PENDING, Phase.RUNNING, Phase.FAILED, Phase.UNKNOWN})
+ACTIONS: dict[str, ActionRule] = {
+    "scale": ActionRule("workload.operate", _LIVE, frozenset({WorkloadKind.DEPLOYMENT})),
+    "restart": ActionRule(
+        "workload.operate",
+        frozenset({Phase.PENDING, Phase.RUNNING, Phase.FAILED}),
+        frozenset({WorkloadKind.DEPLOYMENT}),
+    ),
+    "delete": ActionRule("workload.delete", _LIVE, frozenset(WorkloadKind.values)),
+}
+
+
+def allowed_actions(workload: Workload, role: str | None) -> list[str]:
+    """The actions whose buttons a user with ``role`` sees for ``workload`` right now."""
+    from tenants.permissions import role_allows
+
+    return [
+        name
+        for name, rule in ACTIONS.items()
+        if workload.phase in rule.phases
+        and workload.kind in rule.kinds
+        and not workload.deleting
+        and role_allows(role, rule.permission)
+    ]
+
+
+def _authorize(actor, tenant: Tenant, permission: str, target: str) -> None:
+    if actor is None or getattr(actor, "is_system", False):
+        return
+    if not tenant_selectors.can(actor, tenant, permission):
+        audit_record(
+            actor=actor,
+            action=permission,
+            tenant=tenant,
+            target=target,
+            outcome=AuditOutcome.DENIED,
+        )
+        raise PermissionDenied(f"Your role does not allow {permission}.")
+
+
+# --- Validation -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class CleanSpec:
+    name: str
+    kind: str
+    image: str
+    replicas: int
+    cpu_request_m: int
+    cpu_limit_m: int
+    memory_request: int
+    memory_limit: int
+    command: list[str]
+    args: list[str]
+    env: dict[str, str]
+    ports: list[int]
+    service_type: str
+
+
+def _strings(value, field: str, errors: dict) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        errors[field] = ["A list of strings."]
+        return []
+    if len(value) > MAX_ARGS or any(len(v) > 1024 for v in value):
+        errors[field] = [f"At most {MAX_ARGS} items of at most 1024 characters."]
+    return list(value)
+
+
+def validate_workload(
+    *,
+    tenant: Tenant,
+    name,
+    kind,
+    image,
+    replicas,
+    cpu_request,
+    cpu_limit,
+    memory_request,
+    memory_limit,
+    command=None,
+    args=None,
+    env=None,
+    ports=None,
+    service_type="",
+) -> CleanSpec:
+    """Check every field; raise one ``ValidationError`` naming all the bad ones."""
+    errors: dict[str, list[str]] = {}
+    name = str(name or "").strip()
+    if kind not in WorkloadKind.values:
+        errors["kind"] = [f"Choose one of {', '.join(WorkloadKind.values)}."]
+        kind = WorkloadKind.DEPLOYMENT
+    limit = MAX_NAME[kind]
+    if not name:
+        errors["name"] = ["A name is required."]
+    elif len(name) > limit:
+        errors["name"] = [
+            f"At most {limit} characters for a {kind}"
+            + (" (its pods add a suffix and must fit in 63)." if limit < 63 else ".")
+        ]
+    elif not NAME_RE.match(name):
+        errors["name"] = [
+            "Use lowercase letters, digits and hyphens, starting with a letter and ending "
+            "with a letter or digit (a DNS label)."
+        ]
+    elif name in RESERVED_NAMES:
+        errors["name"] = [f"{name!r} is reserved; choose another name."]
+    elif Workload.objects.filter(tenant=tenant, name=name).exists():
+        errors["name"] = [f"A workload named {name!r} exists already in {tenant.slug}."]
+    try:
+        image = check_image(image)
+    except ValueError as error:
+        errors["image"] = [str(error)]
+    try:
+        if isinstance(replicas, bool) or replicas is None or str(replicas).strip() == "":
+            raise ValueError
+        replicas = int(str(replicas).strip())
+    except (TypeError, ValueError):
+        errors["replicas"] = ["Enter a whole number."]
+        replicas = 1
+    if "replicas" not in errors:
+        if kind == WorkloadKind.POD and replicas != 1:
+            errors["replicas"] = ["A single pod has exactly one replica."]
+        elif not 0 <= replicas <= MAX_REPLICAS:
+            errors["replicas"] = [f"Between 0 and {MAX_REPLICAS}."]
+
+    def quantity(field: str, value, parse, fallback):
+        if value is None or str(value).strip() == "":
+            return fallback
+        try:
+            return parse(str(value))
+        except ValueError as error:
+            errors[field] = [str(error)]
+            return None
+
+    cpu_request_m = quantity("cpu_request", cpu_request, parse_cpu, None)
+    if cpu_request is None or str(cpu_request).strip() == "":
+        errors["cpu_request"] = ["A CPU request is required, e.g. 250m."]
+    memory_request_b = quantity("memory_request", memory_request, parse_memory, None)
+    if memory_request is None or str(memory_request).strip() == "":
+        errors["memory_request"] = ["A memory request is required, e.g. 128Mi."]
+    cpu_limit_m = quantity("cpu_limit", cpu_limit, parse_cpu, cpu_request_m)
+    memory_limit_b = quantity("memory_limit", memory_limit, parse_memory, memory_request_b)
+    if cpu_request_m and cpu_limit_m and cpu_limit_m < cpu_request_m:
+        errors["cpu_limit"] = ["The limit must be at least the request."]
+    if memory_request_b and memory_limit_b and memory_limit_b < memory_request_b:
+        errors["memory_limit"] = ["The limit must be at least the request."]
+    command = _strings(command, "command", errors)
+    args = _strings(args, "args", errors)
+    env = env or {}
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        errors["env"] = ["A map of names to string values."]
+        env = {}
+    else:
+        bad = [k for k in env if not ENV_NAME.match(k) or len(k) > 253]
+        if bad:
+            errors["env"] = [f"Invalid variable name {bad[0]!r}: letters, digits, - . _"]
+        elif len(env) > 100 or any(len(v) > 4096 for v in env.values()):
+            errors["env"] = ["At most 100 variables of at most 4096 characters."]
+    clean_ports: list[int] = []
+    if ports:
+        if not isinstance(ports, list | tuple):
+            errors["ports"] = ["A list of port numbers."]
+        else:
+            for port in ports:
+                try:
+                    number = int(port)
+                    if isinstance(port, bool) or str(number) != str(port).strip():
+                        raise ValueError
+                except (TypeError, ValueError):
+                    errors["ports"] = [f"{port!r} is not a port number."]
+                    break
+                if not 1 <= number <= 65535:
+                    errors["ports"] = [f"{number} is not between 1 and 65535."]
+                    break
+                if number not in clean_ports:
+                    clean_ports.append(number)
+            if len(clean_ports) > MAX_PORTS:
+                errors["ports"] = [f"At most {MAX_PORTS} ports."]
+    service_type = service_type or ""
+    if service_type not in ServiceType.values:
+        errors["service_type"] = ["Choose ClusterIP, NodePort or none."]
+    elif service_type and not clean_ports and "ports" not in errors:
+        errors["ports"] = ["A service needs at least one port."]
+    if errors:
+        raise ValidationError("The workload is not valid.", errors=errors)
+    return CleanSpec(
+        name=name,
+        kind=kind,
+        image=image,
+        replicas=replicas,
+        cpu_request_m=cpu_request_m,
+        cpu_limit_m=cpu_limit_m,
+        memory_request=memory_request_b,
+        memory_limit=memory_limit_b,
+        command=command,
+        args=args,
+        env=dict(env),
+        ports=clean_ports,
+        service_type=service_type,
+    )
+
+
+def charge(*, cpu_request_m: int, memory_request: int, replicas: int) -> dict:
+    """What ``replicas`` pods cost the tenant's quota: cores (Decimal), MiB, pods."""
+    return {
+        "cpu": Decimal(cpu_request_m * replicas) / 1000,
+        "memory": math.ceil(memory_request / MIB) * replicas,
+        "pods": replicas,
+    }
+
+
+def default_cluster() -> KubernetesCluster | None:
+    return KubernetesCluster.objects.filter(enabled=True).order_by("-default", "name").first()
+
+
+# --- Create ---------------------------------------------------------------------------
+def workload_create(
+    *,
+    actor,
+    tenant: Tenant,
+    name: str,
+    image: str,
+    kind: str = WorkloadKind.DEPLOYMENT,
+    replicas=1,
+    cpu_request="100m",
+    cpu_limit=None,
+    memory_request="128Mi",
+    memory_limit=None,
+    command=None,
+    args=None,
+    env=None,
+    ports=None,
+    service_type: str = "",
+    labels: dict | None = None,
+    cluster: KubernetesCluster | None = None,
+) -> Workload:
+    """Validate, reserve quota, save ``Pending`` and create the objects after commit.
+
+    Nothing is created and nothing is reserved when any step fails; a quota refusal is
+    recorded as a Warning event for the tenant.
+    """
+    _authorize(actor, tenant, "workload.create", f"workload/{name}")
+    if labels is not None and (
+        not isinstance(labels, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
+    ):
+        raise ValidationError("Invalid labels.", errors={"labels": ["A map of strings."]})
+    spec = validate_workload(
+        tenant=tenant,
+        name=name,
+        kind=kind,
+        image=image,
+        replicas=replicas,
+        cpu_request=cpu_request,
+        cpu_limit=cpu_limit,
+        memory_request=memory_request,
+        memory_limit=memory_limit,
+        command=command,
+        args=args,
+        env=env,
+        ports=ports,
+        service_type=service_type,
+    )
+    cluster = cluster or default_cluster()
+    if cluster is None:
+        raise Conflict(
+            "No Kubernetes cluster is registered; ask a platform admin to add one.",
+            errors={"cluster": ["No cluster available."]},
+        )
+    uid = uuid.uuid4()
+    amounts = charge(
+        cpu_request_m=spec.cpu_request_m,
+        memory_request=spec.memory_request,
+        replicas=spec.replicas,
+    )
+    try:
+        with transaction.atomic():
+            quota_reserve(
+                tenant=tenant,
+                ref=f"workload:{uid}",
+                kind=ReservationKind.WORKLOAD,
+                object_id=str(uid),
+                **amounts,
+            )
+            TenantNamespace.objects.get_or_create(
+                tenant=tenant, cluster=cluster, defaults={"name": tenant.namespace}
+            )
+            workload = Workload.objects.create(
+                uid=uid,
+                tenant=tenant,
+                cluster=cluster,
+                name=spec.name,
+                kind=spec.kind,
+                image=spec.image,
+                command=spec.command,
+                args=spec.args,
+                env=spec.env,
+                ports=spec.ports,
+                cpu_request_m=spec.cpu_request_m,
+                cpu_limit_m=spec.cpu_limit_m,
+                memory_request=spec.memory_request,
+                memory_limit=spec.memory_limit,
+                replicas=spec.replicas,
+                service_type=spec.service_type,
+                labels=labels or {},
+                phase=Phase.PENDING,
+                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+            )
+            audit_record(
+                actor=actor,
+                action="workload.create",
+                tenant=tenant,
+                target=f"workload/{spec.name}",
+                detail={
+                    "kind": spec.kind,
+                    "image": spec.image,
+                    "replicas": spec.replicas,
+                    "cpu_request": format_cpu(spec.cpu_request_m),
+                    "memory_request": format_memory(spec.memory_request),
+                    "cluster": cluster.name,
+                },
+            )
+            event_publish(
+                tenant=tenant,
+                kind=EVENT_KIND,
+                name=spec.name,
+                uid=str(uid),
+                reason="Accepted",
+                message=f"Accepted: {spec.kind} of {spec.replicas} × "
+                f"{format_cpu(spec.cpu_request_m)} CPU, {format_memory(spec.memory_request)}, "
+                f"image {spec.image}.",
+            )
+            _publish(workload)
+            transaction.on_commit(lambda: _enqueue(workload.pk))
+    except IntegrityError:
+        raise ValidationError(
+            "A workload with this name exists already.", errors={"name": ["Taken."]}
+        ) from None
+    except QuotaExceeded as error:
+        event_publish(
+            tenant=tenant,
+            kind=EVENT_KIND,
+            name=spec.name,
+            type="Warning",
+            reason="QuotaExceeded",
+            message=error.message,
+        )
+        raise
+    return workload
+
+
+# --- Actions --------------------------------------------------------------------------
+def _locked(workload: Workload, action: str) -> Workload:
+    workload = (
+        Workload.objects.select_for_update(of=("self",))
+        .select_related("tenant", "cluster")
+        .get(pk=workload.pk)
+    )
+    rule = ACTIONS[action]
+    if workload.deleting or workload.phase not in rule.phases:
+        raise Conflict(
+            f"Cannot {action} {workload.name} while it is {workload.phase}.",
+            errors={"phase": [f"{action} is not possible in phase {workload.phase}."]},
+        )
+    if workload.kind not in rule.kinds:
+        raise Conflict(
+            f"A single pod cannot {action}; use a Deployment.",
+            errors={"kind": [f"{action} needs a Deployment."]},
+        )
+    return workload
+
+
+def workload_scale(*, actor, workload: Workload, replicas) -> Workload:
+    """Change the number of replicas; the quota is re-checked for the new number (the
+    old charge released and the new one reserved in one transaction)."""
+    _authorize(actor, workload.tenant, "workload.operate", f"workload/{workload.name}")
+    try:
+        if isinstance(replicas, bool) or replicas is None:
+            raise ValueError
+        replicas = int(str(replicas).strip())
+    except (TypeError, ValueError):
+        raise ValidationError(
+            "Enter a whole number.", errors={"replicas": ["Enter a whole number."]}
+        ) from None
+    if not 0 <= replicas <= MAX_REPLICAS:
+        raise ValidationError(
+            "Replicas out of range.", errors={"replicas": [f"Between 0 and {MAX_REPLICAS}."]}
+        )
+    try:
+        with transaction.atomic():
+            workload = _locked(workload, "scale")
+            old = workload.replicas
+            quota_release(workload.quota_ref)
+            quota_reserve(
+                tenant=workload.tenant,
+                ref=workload.quota_ref,
+                kind=ReservationKind.WORKLOAD,
+                object_id=str(workload.uid),
+                **charge(
+                    cpu_request_m=workload.cpu_request_m,
+                    memory_request=workload.memory_request,
+                    replicas=replicas,
+                ),
+            )
+            workload.replicas = replicas
+            workload.save(update_fields=["replicas"])
+            audit_record(
+                actor=actor,
+                action="workload.scale",
+                tenant=workload.tenant,
+                target=f"workload/{workload.name}",
+                detail={"from": old, "to": replicas},
+            )
+            event_publish(
+                tenant=workload.tenant,
+                kind=EVENT_KIND,
+                name=workload.name,
+                uid=str(workload.uid),
+                reason="Scaling",
+                message=f"Scale from {old} to {replicas} replicas requested by {_who(actor)}.",
+            )
+            if workload.phase == Phase.RUNNING and replicas != old:
+                _set_phase(workload, Phase.PENDING, "")
+            _publish(workload)
+            transaction.on_commit(lambda: _enqueue(workload.pk))
+    except QuotaExceeded as error:
+        event_publish(
+            tenant=workload.tenant,
+            kind=EVENT_KIND,
+            name=workload.name,
+            type="Warning",
+            reason="QuotaExceeded",
+            message=error.message,
+        )
+        raise
+    return workload
+
+
+def workload_restart(*, actor, workload: Workload) -> Workload:
+    """Roll the Deployment's pods (a new ``restartedAt`` on its pod template)."""
+    _authorize(actor, workload.tenant, "workload.operate", f"workload/{workload.name}")
+    with transaction.atomic():
+        workload = _locked(workload, "restart")
+        workload.restarted_at = timezone.now()
+        workload.save(update_fields=["restarted_at"])
+        audit_record(
+            actor=actor,
+            action="workload.restart",
+            tenant=workload.tenant,
+            target=f"workload/{workload.name}",
+        )
+        event_publish(
+            tenant=workload.tenant,
+            kind=EVENT_KIND,
+            name=workload.name,
+            uid=str(workload.uid),
+            reason="Restarting",
+            message=f"Rollout restart requested by {_who(actor)}.",
+        )
+        _set_phase(workload, Phase.PENDING, "")
+        _publish(workload)
+        transaction.on_commit(lambda: _enqueue(workload.pk))
+    return workload
+
+
+def workload_delete(*, actor, workload: Workload) -> Workload:
+    """Mark the workload Deleting; the task removes its objects, then the quota is
+    released (once) and the row dropped by :func:`workload_finalize_delete`."""
+    _authorize(actor, workload.tenant, "workload.delete", f"workload/{workload.name}")
+    with transaction.atomic():
+        workload = _locked(workload, "delete")
+        workload.deleting = True
+        workload.save(update_fields=["deleting"])
+        audit_record(
+            actor=actor,
+            action="workload.delete",
+            tenant=workload.tenant,
+            target=f"workload/{workload.name}",
+        )
+        event_publish(
+            tenant=workload.tenant,
+            kind=EVENT_KIND,
+            name=workload.name,
+            uid=str(workload.uid),
+            reason="Deleting",
+            message=f"Deletion requested by {_who(actor)}.",
+        )
+        _set_phase(workload, Phase.DELETING, "")
+        _publish(workload)
+        transaction.on_commit(lambda: _enqueue(workload.pk))
+    return workload
+
+
+def workload_action(*, actor, workload: Workload, action: str, **kwargs) -> Workload:
+    """Dispatch one of :data:`ACTIONS` (views and the API call this)."""
+    handlers = {"scale": workload_scale, "restart": workload_restart, "delete": workload_delete}
+    if action not in handlers:
+        raise ValidationError(f"Unknown action {action!r}.", errors={"action": ["Unknown."]})
+    return handlers[action](actor=actor, workload=workload, **kwargs)
+
+
+# --- Observed state (tasks and the watch) ---------------------------------------------
+def _set_phase(workload: Workload, phase: str, message: str) -> None:
+    """Inside an action's transaction: the phase the portal shows while it waits."""
+    Workload.objects.filter(pk=workload.pk).update(
+        phase=phase, message=message, phase_changed=timezone.now()
+    )
+    workload.phase, workload.message = phase, message
+
+
+def workload_observe(
+    workload: Workload,
+    phase: str,
+    message: str = "",
+    *,
+    reason: str | None = None,
+    event_type: str = "Normal",
+    event_message: str | None = None,
+    **fields,
+) -> Workload:
+    """Record an observed phase (and counts, pods). Emits an event when the phase or
+    message changes, and always pushes the state to live pages when anything changed."""
+    if workload.deleting and phase not in (Phase.DELETING, Phase.FAILED):
+        phase, message = Phase.DELETING, ""
+    changed = workload.phase != phase or workload.message != message[:1000]
+    updates = {k: v for k, v in fields.items() if getattr(workload, k) != v}
+    if changed:
+        updates.update(phase=phase, message=message[:1000], phase_changed=timezone.now())
+    if not updates:
+        return workload
+    with transaction.atomic():
+        Workload.objects.filter(pk=workload.pk).update(
+            **updates, updated=timezone.now(), resource_version=workload.resource_version + 1
+        )
+        for key, value in updates.items():
+            setattr(workload, key, value)
+        workload.resource_version += 1
+        if changed:
+            event_publish(
+                tenant=workload.tenant,
+                kind=EVENT_KIND,
+                name=workload.name,
+                uid=str(workload.uid),
+                type=event_type,
+                reason=reason or phase,
+                message=event_message or message or f"Phase is now {phase}.",
+            )
+        _publish(workload)
+    return workload
+
+
+def workload_refused(workload: Workload, message: str) -> Workload:
+    """The API server refused the workload (its quota): release the reservation and
+    show Failed with the cluster's reason. Deleting it later releases nothing twice."""
+    with transaction.atomic():
+        quota_release(workload.quota_ref)
+        return workload_observe(
+            workload,
+            Phase.FAILED,
+            f"{message} Its quota reservation was released.",
+            reason="QuotaRefused",
+            event_type="Warning",
+        )
+
+
+def workload_fail(workload: Workload, message: str) -> Workload:
+    return workload_observe(workload, Phase.FAILED, message, reason="Failed", event_type="Warning")
+
+
+def workload_finalize_delete(workload: Workload) -> None:
+    """Everything is gone from the cluster: release quota (once) and drop the row."""
+    with transaction.atomic():
+        deleted, _ = Workload.objects.filter(pk=workload.pk).delete()
+        if not deleted:
+            return
+        released = quota_release(workload.quota_ref)
+        event_publish(
+            tenant=workload.tenant,
+            kind=EVENT_KIND,
+            name=workload.name,
+            uid=str(workload.uid),
+            reason="Deleted",
+            message="Deleted; its quota was released." if released else "Deleted.",
+        )
+        resource_forget(tenant=workload.tenant, kind=EVENT_KIND, name=workload.name)
+
+
+def workload_spec(workload: Workload) -> WorkloadSpec:
+    return WorkloadSpec(
+        tenant=workload.tenant.slug,
+        namespace=workload.namespace,
+        name=workload.name,
+        kind=workload.kind,
+        image=workload.image,
+        replicas=workload.replicas,
+        cpu_request_m=workload.cpu_request_m,
+        cpu_limit_m=workload.cpu_limit_m,
+        memory_request=workload.memory_request,
+        memory_limit=workload.memory_limit,
+        command=list(workload.command),
+        args=list(workload.args),
+        env=dict(workload.env),
+        ports=list(workload.ports),
+        service_type=workload.service_type,
+        restarted_at=workload.restarted_at.isoformat() if workload.restarted_at else "",
+        portal_uid=str(workload.uid),
+    )
+
+
+def deployment_phase(workload: Workload, info: DeploymentInfo) -> tuple[str, str]:
+    """The phase and message a Deployment's status shows, given the desired replicas."""
+    if info.failure:
+        return Phase.FAILED, f"The cluster cannot create its pods: {info.failure}"
+    want = workload.replicas
+    settled = (
+        info.up_to_date
+        and info.replicas == want
+        and info.current == want
+        and info.ready == want
+        and info.available == want
+        and info.updated == want
+    )
+    return (Phase.RUNNING, "") if settled else (Phase.PENDING, "")
+
+
+def pod_phase(info: PodInfo) -> tuple[str, str]:
+    if info.terminating:
+        return Phase.PENDING, "The pod is terminating."
+    if info.phase == "Running" and info.ready:
+        return Phase.RUNNING, ""
+    if info.phase in ("Failed", "Succeeded"):
+        return (
+            Phase.FAILED,
+            f"The pod ended ({info.phase}{', ' + info.reason if info.reason else ''}).",
+        )
+    return Phase.PENDING, info.reason
+
+
+# --- Watch observations ---------------------------------------------------------------
+def _by_namespace(cluster: KubernetesCluster, namespace: str, name: str) -> Workload | None:
+    return (
+        Workload.objects.select_related("tenant", "cluster")
+        .filter(cluster=cluster, tenant__slug=namespace.removeprefix("isotope-"), name=name)
+        .first()
+    )
+
+
+def workload_seen_deployment(
+    cluster: KubernetesCluster, info: DeploymentInfo, *, deleted: bool = False
+) -> Workload | None:
+    """The watch saw a Deployment change (or vanish)."""
+    workload = _by_namespace(cluster, info.namespace, info.name)
+    if workload is None or workload.kind != WorkloadKind.DEPLOYMENT:
+        return None
+    if deleted or info.terminating:
+        if workload.deleting:
+            _enqueue(workload.pk)  # finish: release quota once everything is gone
+        else:
+            _vanished(workload, "Deployment")
+        return workload
+    phase, message = deployment_phase(workload, info)
+    return workload_observe(
+        workload,
+        phase,
+        message,
+        event_type="Warning" if phase == Phase.FAILED else "Normal",
+        ready_replicas=info.ready,
+        available_replicas=info.available,
+    )
+
+
+def workload_seen_pod(
+    cluster: KubernetesCluster, info: PodInfo, *, deleted: bool = False
+) -> Workload | None:
+    """The watch saw one of a workload's pods change (or vanish): update its pod list,
+    and for a single-Pod workload its phase."""
+    workload_name = info.workload or info.name
+    workload = _by_namespace(cluster, info.namespace, workload_name)
+    if workload is None and not info.workload:
+        workload = _by_namespace(cluster, info.namespace, info.name.rsplit("-", 2)[0])
+    if workload is None:
+        return None
+    with transaction.atomic():
+        workload = (
+            Workload.objects.select_for_update(of=("self",))
+            .select_related("tenant", "cluster")
+            .get(pk=workload.pk)
+        )
+        pods = [p for p in workload.pods if p.get("name") != info.name]
+        if not deleted:
+            pods.append(
+                {
+                    "name": info.name,
+                    "phase": "Terminating" if info.terminating else info.phase,
+                    "node": info.node,
+                    "restarts": info.restarts,
+                    "ready": info.ready,
+                    "reason": info.reason,
+                }
+            )
+        pods.sort(key=lambda p: p["name"])
+        if workload.kind != WorkloadKind.POD:
+            return workload_observe(workload, workload.phase, workload.message, pods=pods)
+        if deleted:
+            if workload.deleting:
+                transaction.on_commit(lambda: _enqueue(workload.pk))
+                return workload_observe(workload, Phase.DELETING, pods=pods)
+            _vanished(workload, "Pod", pods=pods)
+            return workload
+        phase, message = pod_phase(info)
+        return workload_observe(
+            workload,
+            phase,
+            message,
+            event_type="Warning" if phase == Phase.FAILED else "Normal",
+            pods=pods,
+            ready_replicas=int(info.ready),
+            available_replicas=int(info.ready),
+        )
+
+
+def _vanished(workload: Workload, what: str, **fields) -> None:
+    """Deleted outside the portal: recreate it (the spec is the portal's)."""
+    workload_observe(
+        workload,
+        Phase.PENDING,
+        "",
+        reason="DeletedOutsidePortal",
+        event_type="Warning",
+        event_message=f"The {what} was deleted outside the portal: recreating it.",
+        **fields,
+    )
+    transaction.on_commit(lambda: _enqueue(workload.pk))
+
+
+_REASON_CLEAN = re.compile(r"[^A-Za-z0-9]")
+
+
+def workload_seen_event(cluster: KubernetesCluster, event: ClusterEvent) -> None:
+    """A Kubernetes Event about a workload's Deployment, ReplicaSet or pods: it joins
+    the portal's timeline as an event of the workload (source ``kubernetes``)."""
+    name = event.object_name
+    candidates = {
+        "Deployment": [name],
+        "ReplicaSet": [name.rsplit("-", 1)[0]],
+        "Pod": [name, name.rsplit("-", 2)[0]],
+        "Service": [name],
+    }.get(event.object_kind)
+    if not candidates:
+        return
+    workload = None
+    for candidate in candidates:
+        workload = _by_namespace(cluster, event.namespace, candidate)
+        if workload is not None:
+            break
+    if workload is None:
+        return
+    reason = _REASON_CLEAN.sub("", event.reason)[:64] or "Event"
+    if not reason[0].isupper():
+        reason = reason[0].upper() + reason[1:]
+    event_publish(
+        tenant=workload.tenant,
+        kind=EVENT_KIND,
+        name=workload.name,
+        uid=str(workload.uid),
+        type="Warning" if event.type == "Warning" else "Normal",
+        reason=reason,
+        message=f"{event.object_kind} {event.object_name}: {event.message}",
+        source="kubernetes",
+    )
+
+
+def cluster_workloads_unknown(cluster: KubernetesCluster, detail: str) -> int:
+    """The API server has been unreachable for a while: every live workload on it is
+    Unknown (the watch relists and corrects them once it is back)."""
+    count = 0
+    for workload in (
+        Workload.objects.filter(cluster=cluster, deleting=False)
+        .exclude(phase=Phase.UNKNOWN)
+        .select_related("tenant", "cluster")
+    ):
+        workload_observe(
+            workload,
+            Phase.UNKNOWN,
+            f"Cluster {cluster.name} is unreachable; last known phase {workload.phase}.",
+            reason="ClusterUnreachable",
+            event_type="Warning",
+        )
+        count += 1
+    return count
+
+
+# --- Live state -----------------------------------------------------------------------
+def workload_state(workload: Workload) -> dict:
+    """What live pages need to redraw a workload (phase, counts, pods, buttons by role)."""
+    return {
+        "phase": workload.phase,
+        "message": workload.message,
+        "replicas": workload.replicas,
+        "readyReplicas": workload.ready_replicas,
+        "availableReplicas": workload.available_replicas,
+        "ready": f"{workload.ready_replicas}/{workload.replicas}",
+        "pods": workload.pods,
+        "resourceVersion": str(workload.resource_version),
+        "actionsByRole": {
+            role: allowed_actions(workload, role) for role in ("viewer", "operator", "admin")
+        },
+    }
+
+
+def _publish(workload: Workload) -> None:
+    resource_publish(
+        tenant=workload.tenant, kind=EVENT_KIND, name=workload.name, data=workload_state(workload)
+    )
+
+
+def _who(actor) -> str:
+    if getattr(actor, "is_authenticated", False):
+        return actor.get_username()
+    return str(actor or "the system")
+
+
+def _enqueue(workload_id: int) -> None:
+    from compute.tasks import kubernetes as tasks
+
+    tasks.workload_apply.delay(workload_id)

@@ -1,0 +1,194 @@
+"""Tasks that drive Kubernetes clusters (queue ``kubernetes``).
+
+Every task takes ids, loads fresh state and converges: ``workload_apply`` server-side
+applies the workload's whole desired spec (so running it twice changes nothing), or
+removes its objects when it is being deleted and finalises once they are gone.
+One task at a time per workload (a Redis lock); transient API errors are retried with
+backoff, the API server's quota refusal releases the reservation, other permanent
+errors set ``Failed``. Status comes from the watch, not from these tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from contextlib import contextmanager
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Q
+from django.utils import timezone
+
+from compute.backends.base import BackendError, TransientBackendError
+from compute.backends.containers import QuotaRefused
+from compute.choices import Phase
+from compute.models import KubernetesCluster, TenantNamespace, Workload
+from compute.services import clusters as cluster_services
+from compute.services import workloads as workload_services
+from monitoring.services import event_publish
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+MAX_RETRIES = 6
+DELETE_POLLS = 90  # × 2 s: how long a deletion waits for its pods to go
+
+
+class Busy(Exception):
+    """Another task holds this workload's lock."""
+
+
+@contextmanager
+def workload_lock(workload_id: int, seconds: int = 120):
+    key, token = f"isotope:workload-lock:{workload_id}", secrets.token_hex(8)
+    if not cache.add(key, token, timeout=seconds):
+        raise Busy
+    try:
+        yield
+    finally:
+        if cache.get(key) == token:
+            cache.delete(key)
+
+
+def _load(workload_id: int) -> Workload | None:
+    return Workload.objects.select_related("tenant", "cluster").filter(pk=workload_id).first()
+
+
+def _ensure_namespace(workload: Workload) -> None:
+    row = TenantNamespace.objects.filter(tenant=workload.tenant, cluster=workload.cluster).first()
+    if row is None or not row.ready:
+        cluster_services.tenant_provision(tenant=workload.tenant, cluster=workload.cluster)
+
+
+@shared_task(bind=True, acks_late=True)
+def workload_apply(self, workload_id: int) -> None:
+    """Converge one workload's objects to its spec (create, scale, restart, delete)."""
+    try:
+        with workload_lock(workload_id):
+            workload = _load(workload_id)
+            if workload is None:
+                return
+            backend = cluster_services.cluster_backend(workload.cluster)
+            if workload.deleting:
+                remaining = backend.delete_workload(
+                    workload.namespace, workload.name, workload.kind
+                )
+                if not remaining:
+                    workload_services.workload_finalize_delete(workload)
+                    return
+                raise self.retry(countdown=2, max_retries=DELETE_POLLS)
+            _ensure_namespace(workload)
+            try:
+                backend.apply_workload(workload_services.workload_spec(workload))
+            except QuotaRefused as error:
+                workload_services.workload_refused(workload, str(error))
+    except Busy:
+        raise self.retry(countdown=1, max_retries=120) from None
+    except TransientBackendError as error:
+        if self.request.retries < MAX_RETRIES:
+            delay = min(2 ** (self.request.retries + 1), 60)
+            logger.warning("retrying workload %s in %ss: %s", workload_id, delay, error)
+            raise self.retry(countdown=delay) from error
+        workload = _load(workload_id)
+        if workload is not None:
+            workload_services.workload_fail(
+                workload, f"The cluster did not answer after {self.request.retries} retries."
+            )
+    except BackendError as error:
+        workload = _load(workload_id)
+        if workload is not None:
+            workload_services.workload_fail(workload, str(error))
+
+
+@shared_task(bind=True, acks_late=True)
+def tenant_provision(self, tenant_id: int, cluster_id: int | None = None) -> None:
+    """Create or repair a tenant's namespace objects on one cluster, or on every cluster
+    where it has a namespace (idempotent)."""
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    if tenant is None:
+        return
+    rows = TenantNamespace.objects.filter(tenant=tenant).select_related("cluster")
+    if cluster_id is not None:
+        rows = rows.filter(cluster_id=cluster_id)
+    try:
+        for row in rows:
+            cluster_services.tenant_provision(tenant=tenant, cluster=row.cluster)
+    except TransientBackendError as error:
+        if self.request.retries < MAX_RETRIES:
+            raise self.retry(countdown=min(2 ** (self.request.retries + 1), 60)) from error
+        logger.error("provisioning %s failed: %s", tenant, error)
+    except BackendError as error:
+        logger.error("provisioning %s failed: %s", tenant, error)
+
+
+@shared_task(acks_late=True)
+def cluster_check(cluster_id: int) -> None:
+    cluster = KubernetesCluster.objects.filter(pk=cluster_id).first()
+    if cluster is not None:
+        cluster_services.cluster_check(cluster)
+
+
+@shared_task(acks_late=True)
+def cluster_reconcile(cluster_id: int) -> dict:
+    """Repair drift on one cluster: re-provision every tenant namespace (a deleted or
+    edited object comes back, with a Warning event), re-apply workloads whose objects
+    vanished or that are stuck, and finish deletions."""
+    cluster = KubernetesCluster.objects.filter(pk=cluster_id, enabled=True).first()
+    if cluster is None:
+        return {}
+    cluster = cluster_services.cluster_check(cluster)
+    if not cluster.reachable:
+        return {"unreachable": True}
+    counts = {"namespaces": 0, "repaired": 0, "reapplied": 0}
+    for row in TenantNamespace.objects.filter(cluster=cluster).select_related("tenant"):
+        try:
+            report = cluster_services.tenant_provision(tenant=row.tenant, cluster=cluster)
+        except BackendError as error:
+            logger.warning("reconcile of %s failed: %s", row, error)
+            continue
+        counts["namespaces"] += 1
+        counts["repaired"] += report.changed
+    backend = cluster_services.cluster_backend(cluster)
+    stuck = timezone.now() - timedelta(seconds=settings.ISOTOPE_K8S_STUCK_SECONDS)
+    for workload in Workload.objects.filter(cluster=cluster).select_related("tenant"):
+        if workload.deleting or (
+            workload.phase == Phase.PENDING and workload.phase_changed < stuck
+        ):
+            workload_apply.delay(workload.pk)
+            counts["reapplied"] += 1
+            continue
+        if workload.phase == Phase.FAILED and "quota reservation was released" in workload.message:
+            continue  # refused by the cluster: stays failed until deleted
+        try:
+            exists = backend.workload_exists(workload.namespace, workload.name, workload.kind)
+        except BackendError:
+            continue
+        if not exists:
+            event_publish(
+                tenant=workload.tenant,
+                kind=workload_services.EVENT_KIND,
+                name=workload.name,
+                uid=str(workload.uid),
+                type="Warning",
+                reason="DriftRepaired",
+                message=f"The {workload.kind} was missing from {cluster.name}: recreating it.",
+            )
+            workload_apply.delay(workload.pk)
+            counts["reapplied"] += 1
+    return counts
+
+
+@shared_task
+def reconcile_clusters() -> None:
+    """Beat entry point: one reconcile task per enabled cluster."""
+    for cluster_id in KubernetesCluster.objects.filter(enabled=True).values_list("pk", flat=True):
+        cluster_reconcile.delay(cluster_id)
+
+
+@shared_task
+def quota_changed(tenant_id: int) -> None:
+    """The tenant's limits changed: re-apply its namespace quota on every cluster."""
+    if TenantNamespace.objects.filter(Q(tenant_id=tenant_id)).exists():
+        tenant_provision.delay(tenant_id)

@@ -1,0 +1,373 @@
+"""REST API for container workloads (``/api/v1/tenants/<t>/workloads/...``).
+
+The same conventions as the VM API (``compute.api``): the metadata/spec/status shape,
+``Idempotency-Key`` on create, ``If-Match`` on changes, actions as POST subresources
+answering 202, problem+json errors whose fields carry the API's dotted paths.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from compute import selectors
+from compute.api import IDEMPOTENCY_KEY, IF_MATCH, PROBLEM_RESPONSE, StrictSerializer
+from compute.choices import Phase, ServiceType, WorkloadKind
+from compute.models import Workload
+from compute.quantities import format_cpu, format_memory
+from compute.services import idempotency
+from compute.services import workloads as workload_services
+from portal.api.errors import PROBLEM, exception_handler
+from portal.api.resources import check_if_match, etag, metadata
+from portal.exceptions import ApplicationError, PermissionDenied, QuotaExceeded, ValidationError
+from tenants import selectors as tenant_selectors
+from tenants import services as tenant_services
+from tenants.api import MetadataSerializer, TenantScopedView
+from tenants.choices import AuditOutcome
+from tenants.models import Tenant
+
+# Service field names → the API's dotted paths.
+API_FIELDS = {
+    "name": "metadata.name",
+    "labels": "metadata.labels",
+    "kind": "spec.kind",
+    "image": "spec.image",
+    "replicas": "spec.replicas",
+    "cpu_request": "spec.resources.requests.cpu",
+    "memory_request": "spec.resources.requests.memory",
+    "cpu_limit": "spec.resources.limits.cpu",
+    "memory_limit": "spec.resources.limits.memory",
+    "command": "spec.command",
+    "args": "spec.args",
+    "env": "spec.env",
+    "ports": "spec.ports",
+    "service_type": "spec.service.type",
+    "phase": "status.phase",
+}
+# Which spec field a quota refusal is about.
+QUOTA_FIELDS = {
+    "cpu": "spec.resources.requests.cpu",
+    "memory": "spec.resources.requests.memory",
+    "pods": "spec.replicas",
+}
+
+
+def _api_errors(error: ApplicationError) -> ApplicationError:
+    """Rename a service error's fields to API paths; a quota refusal also names the
+    spec field that asked for too much (besides the quota resource)."""
+    if isinstance(error, QuotaExceeded):
+        field = QUOTA_FIELDS.get(error.resource)
+        if field:
+            error.errors = {**error.errors, field: [error.message]}
+    else:
+        error.errors = {API_FIELDS.get(k, k): v for k, v in error.errors.items()}
+    return error
+
+
+def workload_representation(workload: Workload, user) -> dict:
+    role = tenant_selectors.role_of(user, workload.tenant)
+    resources = {
+        "requests": {
+            "cpu": format_cpu(workload.cpu_request_m),
+            "memory": format_memory(workload.memory_request),
+        },
+        "limits": {
+            "cpu": format_cpu(workload.cpu_limit_m),
+            "memory": format_memory(workload.memory_limit),
+        },
+    }
+    data_status = {
+        "phase": workload.phase,
+        "message": workload.message,
+        "phaseChanged": workload.phase_changed.isoformat().replace("+00:00", "Z"),
+        "replicas": workload.replicas,
+        "readyReplicas": workload.ready_replicas,
+        "availableReplicas": workload.available_replicas,
+        "pods": [
+            {k: p.get(k) for k in ("name", "phase", "node", "restarts", "ready")}
+            for p in workload.pods
+        ],
+        "actions": workload_services.allowed_actions(workload, role),
+    }
+    if getattr(user, "is_staff", False):
+        data_status["cluster"] = workload.cluster.name
+    return {
+        "metadata": metadata(
+            workload, name=workload.name, tenant=workload.tenant.slug, labels=workload.labels
+        ),
+        "spec": {
+            "kind": workload.kind,
+            "image": workload.image,
+            "replicas": workload.replicas,
+            "command": workload.command,
+            "args": workload.args,
+            "env": workload.env,
+            "ports": workload.ports,
+            "resources": resources,
+            "service": {"type": workload.service_type} if workload.service_type else None,
+        },
+        "status": data_status,
+    }
+
+
+# --- Serializers -----------------------------------------------------------------------
+class QuantitiesSerializer(StrictSerializer):
+    cpu = serializers.CharField(required=False, help_text="e.g. 250m or 0.5")
+    memory = serializers.CharField(required=False, help_text="e.g. 128Mi or 1Gi")
+
+
+class ResourcesIn(StrictSerializer):
+    requests = QuantitiesSerializer(required=False)
+    limits = QuantitiesSerializer(required=False, help_text="Default: the requests.")
+
+
+class ServiceIn(StrictSerializer):
+    type = serializers.ChoiceField(choices=[ServiceType.CLUSTER_IP, ServiceType.NODE_PORT])
+
+
+class WorkloadMetadataIn(StrictSerializer):
+    name = serializers.CharField(
+        help_text="A DNS label starting with a letter (≤ 46 for a Deployment)."
+    )
+    labels = serializers.DictField(child=serializers.CharField(), required=False)
+
+
+class WorkloadSpecIn(StrictSerializer):
+    kind = serializers.ChoiceField(choices=WorkloadKind.choices, default=WorkloadKind.DEPLOYMENT)
+    image = serializers.CharField(help_text="[registry/]name[:tag][@digest]")
+    replicas = serializers.IntegerField(default=1)
+    command = serializers.ListField(child=serializers.CharField(), required=False)
+    args = serializers.ListField(child=serializers.CharField(), required=False)
+    env = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+    ports = serializers.ListField(child=serializers.IntegerField(), required=False)
+    resources = ResourcesIn(required=False)
+    service = ServiceIn(required=False, allow_null=True)
+
+
+class WorkloadCreateSerializer(StrictSerializer):
+    metadata = WorkloadMetadataIn()
+    spec = WorkloadSpecIn()
+
+
+class ScaleIn(StrictSerializer):
+    replicas = serializers.IntegerField()
+
+
+class WorkloadSerializer(serializers.Serializer):
+    metadata = MetadataSerializer()
+    spec = serializers.DictField()
+    status = serializers.DictField()
+
+    def to_representation(self, workload: Workload) -> dict:
+        return workload_representation(workload, self.context["request"].user)
+
+
+# --- Views -----------------------------------------------------------------------------
+class WorkloadView(TenantScopedView):
+    serializer_class = WorkloadSerializer
+
+    def require(self, tenant: Tenant, action: str) -> None:
+        user = self.request.user
+        if not tenant_selectors.can(user, tenant, action):
+            tenant_services.audit_record(
+                actor=user,
+                action=action,
+                tenant=tenant,
+                target=self.request.path,
+                outcome=AuditOutcome.DENIED,
+            )
+            role = tenant_selectors.role_of(user, tenant)
+            raise PermissionDenied(f"Your role ({role}) does not allow {action} in {tenant.slug}.")
+
+    def allowed_tenant(self, action: str) -> Tenant:
+        tenant = self.tenant("workload.view")
+        self.require(tenant, action)
+        return tenant
+
+    def respond(self, workload: Workload, code: int = status.HTTP_200_OK) -> Response:
+        return Response(
+            self.get_serializer(workload).data, status=code, headers={"ETag": etag(workload)}
+        )
+
+    def change(self, tenant: Tenant, change) -> Response:
+        """Lock the workload, honour ``If-Match``, apply ``change`` and answer 202."""
+        try:
+            with transaction.atomic():
+                workload = selectors.workload_get(
+                    self.request.user, tenant, self.kwargs["name"], lock=True
+                )
+                check_if_match(self.request, workload)
+                workload = change(workload)
+        except ApplicationError as error:
+            raise _api_errors(error) from None
+        return self.respond(workload, status.HTTP_202_ACCEPTED)
+
+
+class WorkloadListView(WorkloadView):
+    @extend_schema(
+        operation_id="workloads_list",
+        summary="List the tenant's container workloads",
+        parameters=[
+            OpenApiParameter("phase", OpenApiTypes.STR, enum=Phase.values, description="Filter.")
+        ],
+    )
+    def get(self, request, tenant):
+        obj = self.tenant("workload.view")
+        queryset = selectors.workloads_for_tenant(request.user, obj)
+        phase = request.query_params.get("phase")
+        if phase:
+            if phase not in Phase.values:
+                raise ValidationError(
+                    "Unknown phase.", errors={"phase": [f"One of {', '.join(Phase.values)}."]}
+                )
+            queryset = queryset.filter(phase=phase)
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="workloads_create",
+        summary="Create a Deployment or a Pod (accepted; created asynchronously)",
+        request=WorkloadCreateSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            202: WorkloadSerializer,
+            400: PROBLEM_RESPONSE,
+            403: PROBLEM_RESPONSE,
+            409: PROBLEM_RESPONSE,
+        },
+    )
+    def post(self, request, tenant):
+        obj = self.allowed_tenant("workload.create")
+        serializer = WorkloadCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        location = request.build_absolute_uri(
+            reverse(
+                "workload-api-detail",
+                kwargs={"tenant": obj.slug, "name": data["metadata"]["name"]},
+            )
+        )
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            response = self.respond(self._create(obj, data), status.HTTP_202_ACCEPTED)
+            response["Location"] = location
+            return response
+
+        def execute() -> tuple[int, dict]:
+            try:
+                workload = self._create(obj, data)
+            except ValidationError:
+                raise
+            except ApplicationError as error:
+                response = exception_handler(error, {"request": request, "view": self})
+                return response.status_code, response.data
+            return status.HTTP_202_ACCEPTED, self.get_serializer(workload).data
+
+        outcome = idempotency.idempotent_run(
+            user=request.user,
+            scope=f"{obj.slug}/workloads",
+            key=key,
+            fingerprint=idempotency.fingerprint(request.data),
+            execute=execute,
+        )
+        response = Response(outcome.body, status=outcome.status_code)
+        if outcome.status_code >= 400:
+            response.content_type = PROBLEM
+        else:
+            response["ETag"] = f'"{outcome.body["metadata"]["resourceVersion"]}"'
+            response["Location"] = location
+        if outcome.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    def _create(self, tenant: Tenant, data: dict) -> Workload:
+        spec, meta = data["spec"], data["metadata"]
+        resources = spec.get("resources") or {}
+        requests = resources.get("requests") or {}
+        limits = resources.get("limits") or {}
+        try:
+            return workload_services.workload_create(
+                actor=self.request.user,
+                tenant=tenant,
+                name=meta["name"],
+                kind=spec["kind"],
+                image=spec["image"],
+                replicas=spec["replicas"],
+                cpu_request=requests.get("cpu", "100m"),
+                memory_request=requests.get("memory", "128Mi"),
+                cpu_limit=limits.get("cpu"),
+                memory_limit=limits.get("memory"),
+                command=spec.get("command"),
+                args=spec.get("args"),
+                env=spec.get("env"),
+                ports=spec.get("ports"),
+                service_type=(spec.get("service") or {}).get("type", ""),
+                labels=meta.get("labels"),
+            )
+        except ApplicationError as error:
+            raise _api_errors(error) from None
+
+
+class WorkloadDetailView(WorkloadView):
+    @extend_schema(operation_id="workloads_get", summary="One workload")
+    def get(self, request, tenant, name):
+        obj = self.tenant("workload.view")
+        return self.respond(selectors.workload_get(request.user, obj, name))
+
+    @extend_schema(
+        operation_id="workloads_delete",
+        summary="Delete a workload (accepted; phase Deleting until its pods are gone)",
+        parameters=[IF_MATCH],
+        responses={202: WorkloadSerializer, 403: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE},
+    )
+    def delete(self, request, tenant, name):
+        obj = self.allowed_tenant("workload.delete")
+        return self.change(
+            obj, lambda w: workload_services.workload_delete(actor=request.user, workload=w)
+        )
+
+
+class WorkloadScaleView(WorkloadView):
+    @extend_schema(
+        operation_id="workloads_scale",
+        summary="Scale a Deployment (the quota is checked for the new replicas)",
+        request=ScaleIn,
+        parameters=[IF_MATCH],
+        responses={
+            202: WorkloadSerializer,
+            400: PROBLEM_RESPONSE,
+            403: PROBLEM_RESPONSE,
+            409: PROBLEM_RESPONSE,
+            412: PROBLEM_RESPONSE,
+        },
+    )
+    def post(self, request, tenant, name):
+        obj = self.allowed_tenant("workload.operate")
+        serializer = ScaleIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        replicas = serializer.validated_data["replicas"]
+        return self.change(
+            obj,
+            lambda w: workload_services.workload_scale(
+                actor=request.user, workload=w, replicas=replicas
+            ),
+        )
+
+
+class WorkloadRestartView(WorkloadView):
+    @extend_schema(
+        operation_id="workloads_restart",
+        summary="Rollout restart of a Deployment's pods",
+        request=None,
+        parameters=[IF_MATCH],
+        responses={202: WorkloadSerializer, 403: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE},
+    )
+    def post(self, request, tenant, name):
+        obj = self.allowed_tenant("workload.operate")
+        return self.change(
+            obj, lambda w: workload_services.workload_restart(actor=request.user, workload=w)
+        )

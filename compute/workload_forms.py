@@ -1,0 +1,142 @@
+"""Forms for the workload pages. They parse text into lists and maps;
+``compute.services.workloads`` decides validity."""
+
+from __future__ import annotations
+
+import shlex
+
+from django import forms
+
+from compute.choices import ServiceType, WorkloadKind
+from portal.exceptions import ApplicationError, QuotaExceeded
+
+# Which form field a quota refusal belongs to.
+QUOTA_FIELDS = {"cpu": "cpu_request", "memory": "memory_request", "pods": "replicas"}
+
+
+class WorkloadCreateForm(forms.Form):
+    name = forms.CharField(
+        max_length=200,  # the service enforces the DNS label; this only bounds input
+        help_text="Lowercase letters, digits and hyphens, starting with a letter, e.g. web.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    kind = forms.ChoiceField(
+        choices=WorkloadKind.choices,
+        initial=WorkloadKind.DEPLOYMENT,
+    )
+    image = forms.CharField(
+        max_length=300,
+        help_text="[registry/]name[:tag][@digest], e.g. nginx:1.27",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    replicas = forms.CharField(
+        initial="1",
+        required=False,
+    )
+    cpu_request = forms.CharField(
+        label="CPU request",
+        initial="100m",
+        required=False,
+        help_text="Per pod, e.g. 250m or 0.5",
+    )
+    memory_request = forms.CharField(
+        label="Memory request",
+        initial="128Mi",
+        required=False,
+        help_text="Per pod, e.g. 128Mi or 1Gi",
+    )
+    cpu_limit = forms.CharField(
+        label="CPU limit",
+        required=False,
+        help_text="Empty: the request",
+    )
+    memory_limit = forms.CharField(
+        label="Memory limit",
+        required=False,
+        help_text="Empty: the request",
+    )
+    command = forms.CharField(
+        required=False,
+        help_text='Overrides the image\'s entrypoint, shell-quoted, e.g. /bin/sh -c "sleep 1d"',
+    )
+    args = forms.CharField(
+        required=False,
+        help_text="Arguments, shell-quoted",
+    )
+    env = forms.CharField(
+        label="Environment",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+        help_text="One NAME=value per line",
+    )
+    ports = forms.CharField(
+        required=False,
+        help_text="Container ports, comma separated, e.g. 80, 8443",
+    )
+    service_type = forms.ChoiceField(
+        label="Service",
+        choices=ServiceType.choices,
+        required=False,
+    )
+
+    def clean_command(self) -> list[str]:
+        return self._split("command")
+
+    def clean_args(self) -> list[str]:
+        return self._split("args")
+
+    def _split(self, field: str) -> list[str]:
+        try:
+            return shlex.split(self.cleaned_data.get(field) or "")
+        except ValueError as error:
+            raise forms.ValidationError(f"Cannot split it like a shell would: {error}.") from None
+
+    def clean_env(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for number, line in enumerate((self.cleaned_data.get("env") or "").splitlines(), 1):
+            if not line.strip():
+                continue
+            if "=" not in line:
+                raise forms.ValidationError(f"Line {number}: write NAME=value.")
+            name, value = line.split("=", 1)
+            env[name.strip()] = value
+        return env
+
+    def clean_ports(self) -> list[str]:
+        text = self.cleaned_data.get("ports") or ""
+        return [part.strip() for part in text.replace(" ", ",").split(",") if part.strip()]
+
+    def service_kwargs(self) -> dict:
+        """The arguments for ``workload_create``."""
+        data = self.cleaned_data
+        return {
+            "name": data["name"].strip(),
+            "kind": data["kind"],
+            "image": data["image"].strip(),
+            "replicas": data["replicas"] or ("1" if data["kind"] == WorkloadKind.POD else ""),
+            "cpu_request": data["cpu_request"],
+            "memory_request": data["memory_request"],
+            "cpu_limit": data["cpu_limit"] or None,
+            "memory_limit": data["memory_limit"] or None,
+            "command": data["command"],
+            "args": data["args"],
+            "env": data["env"],
+            "ports": data["ports"],
+            "service_type": data["service_type"] or "",
+        }
+
+    def add_service_error(self, error: ApplicationError) -> None:
+        """Show a service refusal on the fields it is about."""
+        if isinstance(error, QuotaExceeded):
+            self.add_error(QUOTA_FIELDS.get(error.resource), error.message)
+            return
+        if not error.errors:
+            self.add_error(None, error.message)
+            return
+        for field, messages in error.errors.items():
+            for message in messages:
+                self.add_error(field if field in self.fields else None, message)
+
+
+class ScaleForm(forms.Form):
+    replicas = forms.IntegerField(min_value=0)

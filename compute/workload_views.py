@@ -1,0 +1,254 @@
+"""Pages for container workloads: list, create form, detail (pods, events), actions, logs.
+
+Thin, like the VM pages: ``tenant_view`` resolves the tenant and role, selectors read,
+``compute.services.workloads`` writes and decides; refusals become messages or field
+errors.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods
+
+from compute import selectors
+from compute.backends.base import BackendError
+from compute.backends.containers import LogsUnavailable
+from compute.services import clusters as cluster_services
+from compute.services import workloads as workload_services
+from compute.views import _live_baseline
+from compute.workload_forms import WorkloadCreateForm
+from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
+from portal.web import tenant_view
+from tenants import selectors as tenant_selectors
+from tenants import services as tenant_services
+from tenants.choices import AuditOutcome
+from tenants.permissions import role_allows
+
+CONFIRM = {
+    "delete": "Delete {name}? Its pods and service are removed and this cannot be undone.",
+    "restart": "Restart every pod of {name}, one at a time?",
+}
+ACTION_LABELS = {
+    "scale": ("Scale", "arrows-expand", "secondary"),
+    "restart": ("Restart", "arrow-repeat", "secondary"),
+    "delete": ("Delete", "trash", "danger"),
+}
+
+
+def _workload_or_404(request, tenant, name: str):
+    try:
+        return selectors.workload_get(request.user, tenant, name)
+    except NotFound as error:
+        raise Http404(error.message) from None
+
+
+def _buttons(workload, role: str | None) -> list[dict]:
+    """Every action the role may take on this kind of workload, hidden unless allowed in
+    the current phase (live updates show and hide them). A viewer gets none."""
+    allowed = workload_services.allowed_actions(workload, role)
+    return [
+        {
+            "action": action,
+            "label": ACTION_LABELS[action][0],
+            "icon": ACTION_LABELS[action][1],
+            "tone": ACTION_LABELS[action][2],
+            "confirm": CONFIRM[action].format(name=workload.name) if action in CONFIRM else "",
+            "hidden": action not in allowed,
+        }
+        for action, rule in workload_services.ACTIONS.items()
+        if role_allows(role, rule.permission) and workload.kind in rule.kinds
+    ]
+
+
+@tenant_view("workload.view")
+@require_GET
+def workload_list(request, tenant):
+    baseline = _live_baseline(tenant)
+    workloads = list(selectors.workloads_for_tenant(request.user, tenant))
+    for workload in workloads:
+        workload.buttons = _buttons(workload, request.role)
+    return render(
+        request,
+        "compute/workload_list.html",
+        {
+            "tenant": tenant,
+            "workloads": workloads,
+            "counts": selectors.workload_phase_counts(request.user, tenant),
+            "show_cluster": request.user.is_staff,
+            "can_create": tenant_selectors.can(request.user, tenant, "workload.create"),
+            "live_baseline": baseline,
+        },
+    )
+
+
+@tenant_view("workload.create")
+@require_http_methods(["GET", "POST"])
+def workload_create(request, tenant):
+    form = WorkloadCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            workload = workload_services.workload_create(
+                actor=request.user, tenant=tenant, **form.service_kwargs()
+            )
+        except PermissionDenied as error:
+            if error.__class__ is PermissionDenied:
+                raise DjangoPermissionDenied(error.message) from None
+            form.add_service_error(error)  # QuotaExceeded
+        except ApplicationError as error:
+            form.add_service_error(error)
+        else:
+            messages.success(request, f"{workload.name} accepted: its pods are being created.")
+            return redirect("workload-detail", tenant=tenant.slug, name=workload.name)
+    usage = tenant_selectors.quota_usage(tenant)
+    return render(
+        request,
+        "compute/workload_form.html",
+        {
+            "tenant": tenant,
+            "form": form,
+            "usage": {u.resource: u for u in usage},
+            "usage_list": [u for u in usage if u.resource in ("cpu", "memory", "pods")],
+            "cluster": workload_services.default_cluster(),
+        },
+        status=400 if form.errors else 200,
+    )
+
+
+@tenant_view("workload.view")
+@require_GET
+def workload_detail(request, tenant, name: str):
+    from monitoring import selectors as monitoring_selectors
+
+    baseline = _live_baseline(tenant)
+    workload = _workload_or_404(request, tenant, name)
+    events = list(
+        monitoring_selectors.events_visible(request.user, tenant).filter(
+            kind=workload_services.EVENT_KIND, name=workload.name
+        )[:20]
+    )
+    return render(
+        request,
+        "compute/workload_detail.html",
+        {
+            "tenant": tenant,
+            "workload": workload,
+            "buttons": _buttons(workload, request.role),
+            "show_cluster": request.user.is_staff,
+            "events": events,
+            "live_baseline": baseline,
+        },
+    )
+
+
+@tenant_view("workload.view")
+@require_http_methods(["GET", "POST"])
+def workload_action(request, tenant, name: str, action: str):
+    """POST runs ``action`` (scale takes ``replicas``); GET, or a POST without
+    ``confirm`` for a confirmed action, shows a confirmation page first."""
+    if action not in workload_services.ACTIONS:
+        raise Http404("Unknown action.")
+    workload = _workload_or_404(request, tenant, name)
+    rule = workload_services.ACTIONS[action]
+    if not tenant_selectors.can(request.user, tenant, rule.permission):
+        tenant_services.audit_record(
+            actor=request.user,
+            action=rule.permission,
+            tenant=tenant,
+            target=f"workload/{workload.name}",
+            outcome=AuditOutcome.DENIED,
+        )
+        raise DjangoPermissionDenied(f"Your role does not allow {rule.permission}.")
+    back = _back(request, tenant, workload)
+    needs_confirm = action in CONFIRM and request.POST.get("confirm") != "yes"
+    if request.method == "GET" or needs_confirm:
+        label, icon, tone = ACTION_LABELS[action]
+        return render(
+            request,
+            "compute/workload_confirm.html",
+            {
+                "tenant": tenant,
+                "workload": workload,
+                "action": action,
+                "label": label,
+                "icon": icon,
+                "tone": tone,
+                "question": CONFIRM.get(action, f"{label} {workload.name}?").format(
+                    name=workload.name
+                ),
+                "back": back,
+            },
+        )
+    kwargs = {"replicas": request.POST.get("replicas", "")} if action == "scale" else {}
+    try:
+        workload_services.workload_action(
+            actor=request.user, workload=workload, action=action, **kwargs
+        )
+    except Conflict as error:
+        messages.warning(request, error.message)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        done = {"scale": f"Scaling {workload.name} to {kwargs.get('replicas')} replicas."}
+        messages.success(
+            request, done.get(action, f"{ACTION_LABELS[action][0]} requested for {workload.name}.")
+        )
+        if action == "delete":
+            return redirect("workload-list", tenant=tenant.slug)
+    return redirect(back)
+
+
+@tenant_view("workload.view")
+@require_GET
+def workload_logs(request, tenant, name: str):
+    """The pod's log: streamed as text when the cluster can (``?follow=1``), otherwise
+    a page that says plainly why there is none (KWOK's fake nodes run no containers)."""
+    workload = _workload_or_404(request, tenant, name)
+    pods = [p["name"] for p in workload.pods]
+    pod = request.GET.get("pod") or (pods[0] if pods else "")
+    if pod and pod not in pods:
+        raise Http404("No such pod in this workload.")
+    reason = ""
+    if not workload.cluster.can("logs"):
+        reason = (
+            f"The nodes of cluster {workload.cluster.name} are KWOK fake nodes: no container "
+            "runs on them, so there are no logs to show."
+        )
+    elif not pod:
+        reason = "The workload has no pods yet."
+    elif request.GET.get("follow"):
+        backend = cluster_services.cluster_backend(workload.cluster)
+        try:
+            lines = backend.logs(workload.namespace, pod)
+            first = next(lines, "")
+        except (LogsUnavailable, BackendError) as error:
+            reason = str(error)
+        else:
+            response = StreamingHttpResponse(
+                _chain(first, lines), content_type="text/plain; charset=utf-8"
+            )
+            response["X-Accel-Buffering"] = "no"
+            return response
+    return render(
+        request,
+        "compute/workload_logs.html",
+        {"tenant": tenant, "workload": workload, "pod": pod, "pods": pods, "reason": reason},
+    )
+
+
+def _chain(first: str, rest):
+    yield first
+    yield from rest
+
+
+def _back(request, tenant, workload) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse("workload-detail", kwargs={"tenant": tenant.slug, "name": workload.name})

@@ -1,0 +1,158 @@
+"""Workloads on the real API server with KWOK nodes, status from the watch: a
+Deployment's pods run, scale up and down, delete releases quota once; VMs and pods
+share one quota; the API server's own quota refusal is surfaced and released."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from compute.choices import Phase
+from compute.models import Workload
+from compute.services import vms as vm_services
+from compute.services import workloads as services
+from monitoring.models import Event
+from portal.exceptions import QuotaExceeded
+from tenants.models import Quota, Reservation
+from tests.conftest import wait_for
+
+pytestmark = [pytest.mark.kubernetes, pytest.mark.django_db(transaction=True)]
+
+RUNNING = 60
+
+
+def phase_of(name: str, tenant) -> tuple:
+    w = Workload.objects.filter(tenant=tenant, name=name).first()
+    return (w.phase, w.ready_replicas, len(w.pods)) if w else None
+
+
+def running_pods(kube, tenant, name: str) -> list:
+    pods = kube.core.list_namespaced_pod(
+        tenant.namespace, label_selector=f"isotope.dev/workload={name}"
+    ).items
+    return [p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+
+
+def used(tenant) -> tuple:
+    q = Quota.objects.get(tenant=tenant)
+    return (q.used_cpu, q.used_memory, q.used_pods)
+
+
+def test_deployment_runs_scales_to_five_and_zero_and_delete_releases_quota_once(
+    make_tenant, kube, celery_worker, watcher
+):
+    tenant = make_tenant()
+    workload = services.workload_create(
+        actor=None,
+        tenant=tenant,
+        name="web",
+        image="registry.invalid/isotope/web:1",
+        replicas=3,
+        cpu_request="250m",
+        memory_request="64Mi",
+        ports=[8080],
+        service_type="ClusterIP",
+    )
+    assert used(tenant) == (Decimal("0.750"), 192, 3)
+
+    wait_for(lambda: phase_of("web", tenant) == (Phase.RUNNING, 3, 3), RUNNING, 0.2)
+    assert len(running_pods(kube, tenant, "web")) == 3
+    workload.refresh_from_db()
+    assert {p["phase"] for p in workload.pods} == {"Running"}
+    assert all(p["node"].startswith("isotope-node-") for p in workload.pods)
+    assert kube.core.read_namespaced_service("web", tenant.namespace).spec.ports[0].port == 8080
+    # Kubernetes' own events joined the portal's timeline.
+    wait_for(
+        lambda: Event.objects.filter(tenant=tenant, name="web", source="kubernetes").exists(),
+        20,
+    )
+
+    services.workload_scale(actor=None, workload=workload, replicas=5)
+    assert used(tenant) == (Decimal("1.250"), 320, 5)
+    wait_for(lambda: phase_of("web", tenant) == (Phase.RUNNING, 5, 5), RUNNING, 0.2)
+
+    services.workload_scale(actor=None, workload=workload, replicas=0)
+    assert used(tenant) == (Decimal("0"), 0, 0)
+    wait_for(lambda: phase_of("web", tenant) == (Phase.RUNNING, 0, 0), RUNNING, 0.2)
+    assert running_pods(kube, tenant, "web") == []
+
+    services.workload_scale(actor=None, workload=workload, replicas=2)
+    wait_for(lambda: phase_of("web", tenant) == (Phase.RUNNING, 2, 2), RUNNING, 0.2)
+    workload.refresh_from_db()
+    services.workload_delete(actor=None, workload=workload)
+    wait_for(lambda: not Workload.objects.filter(pk=workload.pk).exists(), RUNNING, 0.2)
+
+    assert used(tenant) == (Decimal("0"), 0, 0)
+    reservations = Reservation.objects.filter(ref=workload.quota_ref)
+    assert reservations.filter(released__isnull=True).count() == 0
+    deployments = kube.apps.list_namespaced_deployment(tenant.namespace).items
+    assert deployments == [] and running_pods(kube, tenant, "web") == []
+    assert kube.core.list_namespaced_service(tenant.namespace).items == []
+    deleted = Event.objects.get(tenant=tenant, name="web", reason="Deleted")
+    assert deleted.message == "Deleted; its quota was released." and deleted.count == 1
+
+
+def test_vms_and_pods_share_one_cpu_quota(
+    make_tenant, make_host, tiny_image, celery_worker, watcher, kube
+):
+    tenant = make_tenant(quota={"cpu": 4, "memory": 8192, "pods": 10})
+    make_host("k8s-quota-host", cpus=16, memory_mib=65536)
+    vm_services.vm_create(
+        actor=None, tenant=tenant, name="db", image="tiny", vcpus=2, memory_mib=512, start=False
+    )
+
+    services.workload_create(
+        actor=None, tenant=tenant, name="api", image="nginx:1.27", replicas=2, cpu_request="750m"
+    )
+    services.workload_create(
+        actor=None, tenant=tenant, name="worker", image="nginx:1.27", cpu_request="500m"
+    )
+    assert used(tenant)[0] == Decimal("4.000")
+    with pytest.raises(QuotaExceeded) as refused:
+        services.workload_create(
+            actor=None, tenant=tenant, name="one-more", image="nginx:1.27", cpu_request="1m"
+        )
+    assert refused.value.resource == "cpu" and refused.value.left == 0
+    assert not Workload.objects.filter(name="one-more").exists()
+
+    wait_for(lambda: phase_of("api", tenant) == (Phase.RUNNING, 2, 2), RUNNING, 0.2)
+    wait_for(lambda: phase_of("worker", tenant) == (Phase.RUNNING, 1, 1), RUNNING, 0.2)
+    assert len(running_pods(kube, tenant, "api")) == 2
+
+
+def test_the_api_servers_quota_refusal_is_shown_and_releases_the_reservation(
+    make_tenant, cluster, kube, celery_worker
+):
+    from compute.services.clusters import tenant_provision
+
+    tenant = make_tenant(quota={"pods": 2})
+    tenant_provision(tenant=tenant, cluster=cluster)
+    # Someone uses the namespace's quota outside the portal (the ledger does not see it).
+    for index in range(2):
+        kube.core.create_namespaced_pod(
+            tenant.namespace,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"outside-{index}"},
+                "spec": {"containers": [{"name": "c", "image": "registry.invalid/x:1"}]},
+            },
+        )
+    workload = services.workload_create(
+        actor=None, tenant=tenant, name="single", kind="Pod", image="nginx:1.27"
+    )
+    assert used(tenant)[2] == 1
+
+    wait_for(lambda: phase_of("single", tenant)[0] == Phase.FAILED, 30, 0.2)
+    workload.refresh_from_db()
+    assert "exceeded quota" in workload.message
+    assert "quota reservation was released" in workload.message
+    assert used(tenant) == (Decimal("0"), 0, 0)
+    event = Event.objects.get(tenant=tenant, name="single", reason="QuotaRefused")
+    assert event.type == "Warning"
+
+    services.workload_delete(actor=None, workload=workload)
+    wait_for(lambda: not Workload.objects.filter(pk=workload.pk).exists(), 30, 0.2)
+    assert used(tenant) == (Decimal("0"), 0, 0)  # released once, not twice
+    assert Event.objects.get(tenant=tenant, name="single", reason="Deleted").message == "Deleted."

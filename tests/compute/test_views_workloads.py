@@ -1,0 +1,208 @@
+"""Workload pages: list, create form with quota left and field errors, detail with pods
+and events, actions by role, logs that say plainly why there are none, the overview
+and dashboard panels, isolation."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from compute.choices import Phase
+from compute.models import KubernetesCluster, Workload
+from compute.services import workloads as services
+from monitoring import crypto
+from tenants import services as tenant_services
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.unit
+
+LIST = "/t/acme/workloads/"
+NEW = "/t/acme/workloads/new/"
+
+
+@pytest.fixture
+def world(demo):
+    KubernetesCluster.objects.create(
+        name="fake",
+        kubeconfig_encrypted=crypto.encrypt("clusters: []", context=crypto.KUBECONFIG),
+        default=True,
+        capabilities={"logs": False},
+    )
+    return demo
+
+
+def client_for(user) -> Client:
+    client = Client()
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+def form_data(**overrides) -> dict:
+    data = {
+        "name": "web",
+        "kind": "Deployment",
+        "image": "nginx:1.27",
+        "replicas": "3",
+        "cpu_request": "250m",
+        "memory_request": "128Mi",
+        "cpu_limit": "",
+        "memory_limit": "",
+        "command": "",
+        "args": "",
+        "env": "",
+        "ports": "",
+        "service_type": "",
+    }
+    data.update(overrides)
+    return data
+
+
+def make(world, name="web", phase=Phase.RUNNING, **kwargs) -> Workload:
+    workload = services.workload_create(
+        actor=None, tenant=world.acme, name=name, image="nginx:1.27", **kwargs
+    )
+    Workload.objects.filter(pk=workload.pk).update(
+        phase=phase,
+        ready_replicas=workload.replicas,
+        pods=[
+            {
+                "name": f"{name}-abc-{i}",
+                "phase": "Running",
+                "node": "isotope-node-1",
+                "restarts": i,
+                "ready": True,
+                "reason": "",
+            }
+            for i in range(workload.replicas)
+        ],
+    )
+    workload.refresh_from_db()
+    return workload
+
+
+def test_the_form_shows_the_quota_left_shared_with_vms(world):
+    tenant_services.quota_set(actor=None, tenant=world.acme, limits={"cpu": 8, "pods": 10})
+    make(world, replicas=2, cpu_request="500m")
+    html = client_for(world.bob).get(NEW).content.decode()
+    assert "7 of 8 cores left" in html
+    assert "8 of 10 pods left" in html
+    assert "shared with VMs" in html
+
+
+def test_creating_from_the_form_redirects_to_the_workload(world):
+    response = client_for(world.bob).post(
+        NEW,
+        form_data(
+            env="A=1\nB=two words",
+            ports="80, 443",
+            service_type="NodePort",
+            command='/bin/sh -c "sleep 1d"',
+        ),
+    )
+    assert response.status_code == 302 and response["Location"] == "/t/acme/workloads/web/"
+    workload = Workload.objects.get(name="web")
+    assert workload.env == {"A": "1", "B": "two words"} and workload.ports == [80, 443]
+    assert workload.command == ["/bin/sh", "-c", "sleep 1d"]
+    assert (workload.replicas, workload.cpu_request_m, workload.memory_request) == (
+        3,
+        250,
+        128 * 2**20,
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"image": "Not An Image"}, "image"),
+        ({"cpu_request": "half"}, "cpu_request"),
+        ({"memory_request": "12m"}, "memory_request"),
+        ({"name": "n" * 47}, "name"),
+        ({"env": "NOEQUALS"}, "env"),
+        ({"command": '"unbalanced'}, "command"),
+        ({"ports": "http"}, "ports"),
+        ({"replicas": "1000"}, "replicas"),
+    ],
+)
+def test_bad_input_is_shown_on_its_field(world, overrides, field):
+    response = client_for(world.bob).post(NEW, form_data(**overrides))
+    assert response.status_code == 400
+    assert f'data-testid="error-{field}"' in response.content.decode()
+    assert Workload.objects.count() == 0
+
+
+def test_a_quota_refusal_is_shown_on_the_cpu_field(world):
+    tenant_services.quota_set(actor=None, tenant=world.acme, limits={"cpu": 1})
+    response = client_for(world.bob).post(NEW, form_data(replicas="5"))
+    html = response.content.decode()
+    assert response.status_code == 400 and 'data-testid="error-cpu_request"' in html
+    assert "Quota exceeded for cpu: requested 1.25 cores, 1 cores left of 1 cores." in html
+
+
+def test_the_list_and_detail_show_phase_ready_pods_and_buttons_by_role(world):
+    make(world, replicas=2)
+    bob = client_for(world.bob)
+    html = bob.get(LIST).content.decode()
+    assert 'data-live-kind="workload" data-live-name="web"' in html
+    assert "2/2" in html and "250m" not in html  # default request is 100m
+    detail = bob.get(f"{LIST}web/").content.decode()
+    assert "web-abc-0" in detail and "isotope-node-1" in detail
+    assert 'data-live-action="scale"' in detail and 'data-live-action="delete"' in detail
+    carol = client_for(world.carol).get(f"{LIST}web/").content.decode()
+    assert "web-abc-1" in carol and "data-live-action" not in carol
+
+
+def test_actions_from_the_page(world):
+    make(world, replicas=2)
+    bob = client_for(world.bob)
+    response = bob.post(f"{LIST}web/scale/", {"replicas": "4"})
+    assert response.status_code == 302 and Workload.objects.get().replicas == 4
+    confirm = bob.post(f"{LIST}web/delete/")
+    assert (
+        confirm.status_code == 200
+        and 'data-testid="workload-confirm-page"' in confirm.content.decode()
+    )
+    done = bob.post(f"{LIST}web/delete/", {"confirm": "yes"})
+    assert done.status_code == 302 and Workload.objects.get().deleting
+    assert (
+        client_for(world.carol).post(f"{LIST}web/restart/", {"confirm": "yes"}).status_code == 403
+    )
+
+
+def test_logs_say_plainly_that_kwok_nodes_have_none(world):
+    make(world, replicas=1)
+    html = client_for(world.carol).get(f"{LIST}web/logs/").content.decode()
+    assert "KWOK fake nodes: no container runs on them, so there are no logs" in html
+
+
+def test_the_overview_and_dashboard_show_vms_and_workloads_together(world):
+    make(world, replicas=3)
+    bob = client_for(world.bob)
+    overview = bob.get("/t/acme/").content.decode()
+    assert 'data-testid="workload-summary-counts"' in overview and "3/3" in overview
+    dashboard = bob.get("/").content.decode()
+    assert 'data-testid="compute-line-acme"' in dashboard
+    assert "1</span> workload · 3/3 pods ready" in dashboard
+
+
+def test_other_tenants_workload_pages_are_404_and_viewers_cannot_create(world):
+    make(world, "secret")
+    dave = client_for(world.dave)
+    for url in (LIST, NEW, f"{LIST}secret/", f"{LIST}secret/logs/"):
+        assert dave.get(url).status_code == 404
+    assert dave.post(f"{LIST}secret/delete/", {"confirm": "yes"}).status_code == 404
+    carol = client_for(world.carol)
+    assert carol.get(NEW).status_code == 403
+    assert "Create workload" not in carol.get(LIST).content.decode()
+    assert Client().get(LIST).status_code == 302
+
+
+def test_the_admin_never_shows_the_kubeconfig_back(world):
+    cluster = KubernetesCluster.objects.get(name="fake")
+    admin = client_for(world.admin)
+    assert admin.get("/admin/compute/kubernetescluster/").status_code == 200
+    page = admin.get(f"/admin/compute/kubernetescluster/{cluster.pk}/change/").content.decode()
+    assert "kubeconfig" in page and cluster.kubeconfig_encrypted not in page
+    assert "clusters: []" not in page
+    assert crypto.decrypt(cluster.kubeconfig_encrypted, context=crypto.KUBECONFIG) == "clusters: []"
+    with pytest.raises(crypto.SecretUnreadable):
+        crypto.decrypt(cluster.kubeconfig_encrypted)  # the webhook key is another key

@@ -1,0 +1,72 @@
+"""Workloads in the browser: bob creates a Deployment from the form and watches its
+replicas become ready, live, from the cluster watch (real API server, KWOK nodes)."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.compute.kubernetes import conftest as k8s
+from tests.conftest import ARTIFACTS, login
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kubernetes]
+
+# The kubernetes tier's fixtures, used here too.
+cluster, kube, make_tenant, watcher = k8s.cluster, k8s.kube, k8s.make_tenant, k8s.watcher
+
+READY_TIMEOUT = 60_000
+
+
+def test_bob_creates_a_deployment_and_watches_its_replicas_become_ready(
+    make_tenant,
+    celery_worker,
+    watcher,
+    live_url,
+    new_page,
+):
+    tenant = make_tenant(quota={"cpu": 4, "memory": 4096, "pods": 10}, prefix="e2e")
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/{tenant.slug}/workloads/")
+    expect(page.get_by_test_id("workload-empty")).to_be_visible()
+    page.get_by_role("link", name="Create workload").click()
+    page.wait_for_url(f"{live_url}/t/{tenant.slug}/workloads/new/")
+    expect(page.get_by_test_id("left-pods")).to_contain_text("10 of 10 pods left")
+    expect(page.get_by_test_id("left-cpu")).to_contain_text("4 of 4 cores left")
+
+    page.get_by_label("Name").fill("shop")
+    page.get_by_label("Image").fill("registry.invalid/acme/shop:1.0")
+    page.get_by_label("Replicas", exact=True).fill("3")
+    page.get_by_label("CPU request").fill("250m")
+    page.get_by_label("Memory request").fill("64Mi")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "workload-form-bob.png"), full_page=True)
+    page.get_by_role("button", name="Create workload").click()
+
+    page.wait_for_url(f"{live_url}/t/{tenant.slug}/workloads/shop/")
+    expect(page.get_by_test_id("messages")).to_contain_text("shop accepted")
+    # No reload from here on: the watch pushes every change to the page.
+    expect(page.get_by_test_id("workload-ready")).to_have_text("3/3", timeout=READY_TIMEOUT)
+    detail = page.get_by_test_id("workload-detail")
+    expect(detail.get_by_test_id("phase").first).to_have_text("Running")
+    expect(page.get_by_test_id("workload-pods").locator("tbody tr")).to_have_count(3)
+    expect(page.get_by_test_id("workload-pods")).to_contain_text("isotope-node-")
+    expect(page.get_by_test_id("workload-events")).to_contain_text("Scheduled")
+    page.screenshot(path=str(ARTIFACTS / "workload-detail-bob.png"), full_page=True)
+
+    # Scale from the page: the count follows live.
+    page.get_by_test_id("scale-replicas").fill("5")
+    page.get_by_role("button", name="Scale").click()
+    expect(page.get_by_test_id("workload-ready")).to_have_text("5/5", timeout=READY_TIMEOUT)
+    expect(page.get_by_test_id("workload-pods").locator("tbody tr")).to_have_count(5)
+
+    page.goto(f"{live_url}/t/{tenant.slug}/workloads/")
+    expect(page.locator('tr[data-live-name="shop"]').get_by_test_id("workload-ready")).to_have_text(
+        "5/5"
+    )
+    page.screenshot(path=str(ARTIFACTS / "workload-list-bob.png"), full_page=True)
+    page.goto(f"{live_url}/t/{tenant.slug}/workloads/shop/logs/")
+    expect(page.get_by_test_id("logs-reason")).to_contain_text("KWOK fake nodes")
+    page.goto(f"{live_url}/t/{tenant.slug}/")
+    expect(page.get_by_test_id("workload-summary")).to_contain_text("5/5")
+    page.screenshot(path=str(ARTIFACTS / "tenant-overview-bob.png"), full_page=True)
