@@ -70,3 +70,8 @@ def test_bob_creates_a_deployment_and_watches_its_replicas_become_ready(
     page.goto(f"{live_url}/t/{tenant.slug}/")
     expect(page.get_by_test_id("workload-summary")).to_contain_text("5/5")
     page.screenshot(path=str(ARTIFACTS / "tenant-overview-bob.png"), full_page=True)
+    page.goto(f"{live_url}/")
+    expect(page.get_by_test_id(f"compute-line-{tenant.slug}")).to_contain_text(
+        "1 workload · 5/5 pods ready"
+    )
+    page.screenshot(path=str(ARTIFACTS / "dashboard-bob.png"), full_page=True)

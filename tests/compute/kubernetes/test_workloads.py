@@ -156,3 +156,39 @@ def test_the_api_servers_quota_refusal_is_shown_and_releases_the_reservation(
     wait_for(lambda: not Workload.objects.filter(pk=workload.pk).exists(), 30, 0.2)
     assert used(tenant) == (Decimal("0"), 0, 0)  # released once, not twice
     assert Event.objects.get(tenant=tenant, name="single", reason="Deleted").message == "Deleted."
+
+
+def test_restart_rolls_every_pod_and_comes_back_running(make_tenant, kube, celery_worker, watcher):
+    tenant = make_tenant()
+    workload = services.workload_create(
+        actor=None, tenant=tenant, name="roll", image="nginx:1.27", replicas=2
+    )
+    wait_for(lambda: phase_of("roll", tenant) == (Phase.RUNNING, 2, 2), RUNNING, 0.2)
+    before = {p.metadata.name for p in running_pods(kube, tenant, "roll")}
+
+    workload.refresh_from_db()
+    services.workload_restart(actor=None, workload=workload)
+
+    def rolled():
+        now = {p.metadata.name for p in running_pods(kube, tenant, "roll")}
+        return len(now) == 2 and not (now & before) and phase_of("roll", tenant)[0] == "Running"
+
+    wait_for(rolled, RUNNING, 0.2)
+    template = kube.apps.read_namespaced_deployment("roll", tenant.namespace).spec.template
+    assert "kubectl.kubernetes.io/restartedAt" in template.metadata.annotations
+
+
+def test_a_deployment_deleted_outside_the_portal_is_recreated(
+    make_tenant, kube, celery_worker, watcher
+):
+    tenant = make_tenant()
+    services.workload_create(actor=None, tenant=tenant, name="keep", image="nginx:1.27")
+    wait_for(lambda: phase_of("keep", tenant) == (Phase.RUNNING, 1, 1), RUNNING, 0.2)
+
+    kube.apps.delete_namespaced_deployment("keep", tenant.namespace)
+
+    wait_for(
+        lambda: Event.objects.filter(tenant=tenant, reason="DeletedOutsidePortal").exists(), 30
+    )
+    wait_for(lambda: phase_of("keep", tenant) == (Phase.RUNNING, 1, 1), RUNNING, 0.2)
+    assert kube.apps.read_namespaced_deployment("keep", tenant.namespace)
