@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from contextlib import contextmanager
 
 from celery import shared_task
@@ -27,6 +28,8 @@ from portal.failpoints import failpoint
 logger = logging.getLogger(__name__)
 
 RETRY = {"max_retries": 6}
+# How often a stopping guest is checked until it is off or its deadline passes.
+STOP_POLL_SECONDS = 1
 
 
 class Busy(Exception):
@@ -105,10 +108,12 @@ def _converge(vm: VirtualMachine, backend, *, force: bool = False) -> None:
             if force or not backend.capabilities.get("acpi_shutdown"):
                 backend.destroy(name)
             else:
+                # The guest powers off in its own time: stay Stopping, watch it, and
+                # force it off at the deadline (vm_stop_enforce).
                 backend.shutdown(name)
-                vm_stop_enforce.apply_async(
-                    (vm.pk, vm.resource_version), countdown=settings.ISOTOPE_VM_STOP_TIMEOUT
-                )
+                deadline = time.time() + settings.ISOTOPE_VM_STOP_TIMEOUT
+                vm_stop_enforce.apply_async((vm.pk, deadline), countdown=STOP_POLL_SECONDS)
+                return
     _record(vm, backend)
 
 
@@ -174,15 +179,20 @@ def vm_redefine(self, vm_id: int) -> None:
     _run(self, vm_id, body)
 
 
-@shared_task(bind=True, acks_late=True)
-def vm_stop_enforce(self, vm_id: int, resource_version: int) -> None:
-    """After the stop timeout: force off a guest that ignored the ACPI request."""
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def vm_stop_enforce(self, vm_id: int, deadline: float) -> None:
+    """Watch a guest asked to shut down: record Stopped once it is off, or force it off
+    when it ignores the request past ``deadline`` (epoch seconds)."""
+    waiting = []
 
     def body(vm, backend):
-        if vm.desired_state != DesiredState.STOPPED or vm.resource_version < resource_version:
-            return
+        if vm.desired_state != DesiredState.STOPPED:
+            return  # someone asked for something else meanwhile
         status = backend.status(vm.domain_name)
         if status.state in {"running", "paused", "blocked", "shutdown"}:
+            if time.time() < deadline:
+                waiting.append(True)
+                return
             backend.destroy(vm.domain_name)
             vm_observe(
                 vm,
@@ -194,6 +204,9 @@ def vm_stop_enforce(self, vm_id: int, resource_version: int) -> None:
         _record(vm, backend)
 
     _run(self, vm_id, body)
+    if waiting:
+        # Bounded by the deadline, not by a retry count.
+        raise self.retry(countdown=STOP_POLL_SECONDS)
 
 
 @shared_task(acks_late=True)

@@ -85,7 +85,15 @@ def test_a_tiny_guest_boots_stops_starts_and_is_deleted_without_leftovers(
     wait_for(lambda: banner in serial(vm), 30, message="no boot banner on the serial port")
 
     vm_services.vm_action(actor=demo.bob, vm=vm, action="stop")
-    vm = wait_phase(vm, Phase.STOPPED, timeout=60)
+    seen = set()
+    wait_for(
+        lambda: seen.add(VirtualMachine.objects.get(pk=vm.pk).phase) or Phase.STOPPED in seen,
+        60,
+        interval=0.02,
+        message="the guest never stopped",
+    )
+    assert Phase.RUNNING not in seen, f"phase flickered back to Running while stopping: {seen}"
+    vm.refresh_from_db()
     assert vm.vnc_port is None
     vm_services.vm_action(actor=demo.bob, vm=vm, action="start")
     vm = wait_phase(vm, Phase.RUNNING, timeout=60)
