@@ -47,7 +47,9 @@ def seed_local_infrastructure() -> list[str]:
             defaults={
                 "display_name": "Tiny guest (busybox)",
                 "kind": ImageKind.KERNEL,
-                "kernel_path": image["kernel"],
+                # The compressed kernel: it sets up the VGA console, so the shell shows
+                # in the browser console (the ELF vmlinux boots faster but stays blank).
+                "kernel_path": image.get("kernel_bzimage") or image["kernel"],
                 "initrd_path": image["initrd"],
                 "cmdline": "console=ttyS0 console=tty0",
                 "min_memory_mib": 128,

@@ -363,6 +363,27 @@ OUTSIDE_MATRIX = {
         )
     },
     **{
+        name: "own role matrix in tests/compute/test_views_migrations_access.py"
+        for name in (
+            "vm-migrate",
+            "migration-cancel",
+            "staff-migrations",
+            "staff-migrations-state",
+            "host-drain",
+        )
+    },
+    **{
+        name: "own role matrix in tests/compute/test_api_migrations.py"
+        for name in (
+            "vm-api-migrate",
+            "migration-api-list",
+            "migration-api-detail",
+            "migration-api-cancel",
+        )
+    },
+    "vm-metrics": "own role matrix in tests/monitoring/test_metrics_views.py",
+    "metrics": "token / allow-list, tests/monitoring/test_metrics_views.py",
+    **{
         name: "own role matrix in tests/compute/test_views_workloads.py and test_api_workloads.py"
         for name in (
             "workload-create",
