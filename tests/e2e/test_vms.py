@@ -149,3 +149,35 @@ def test_dave_gets_404_on_acmes_vm(demo, make_host, tiny_image, live_url, new_pa
         expect(page.get_by_text("does not exist, or you do not have access")).to_be_visible()
         expect(page.get_by_test_id("vm-detail")).to_have_count(0)
         expect(page.get_by_text("Tiny guest")).to_have_count(0)
+
+
+def test_a_stop_in_one_browser_shows_in_another_within_two_seconds(
+    demo, make_host, tiny_image, celery_worker, live_url, new_page
+):
+    import time
+
+    from tests.conftest import wait_for
+
+    make_host("node-a")
+    vm = vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="shared", image="tiny", vcpus=1, memory_mib=256
+    )
+    wait_for(lambda: VirtualMachine.objects.get(pk=vm.pk).phase == Phase.RUNNING, 20)
+
+    watcher = new_page()
+    login(watcher, live_url, "carol")
+    watcher.goto(f"{live_url}/t/acme/vms/")
+    badge = row(watcher, "shared").get_by_test_id("phase")
+    expect(badge).to_have_text("Running")
+    watcher.evaluate("window.__sameDocument = true")  # gone if the page reloads
+
+    actor = new_page()
+    login(actor, live_url, "bob")
+    actor.goto(f"{live_url}/t/acme/vms/")
+    row(actor, "shared").get_by_role("button", name="Stop", exact=True).click()
+
+    wait_for(lambda: VirtualMachine.objects.get(pk=vm.pk).phase == Phase.STOPPED, 20, interval=0.01)
+    stopped_at = time.monotonic()
+    expect(badge).to_have_text("Stopped", timeout=2_000)
+    assert time.monotonic() - stopped_at <= 2.0
+    assert watcher.evaluate("window.__sameDocument === true"), "the page reloaded"
