@@ -728,7 +728,10 @@ def _wait(what: str, check, timeout: float, watch: tuple[str, ...] = ()) -> None
         if check():
             return
         for name in watch:
-            if _running(name) is None:
+            # Look twice: right after exec the kernel may not have set the new
+            # process's argument area yet, so /proc/<pid>/cmdline reads empty and the
+            # daemon looks gone (seen once on a busy machine).
+            if _running(name) is None and (time.sleep(0.5) or _running(name) is None):
                 print(f"--- {LOGS / name}.log\n{_log_tail(name)}", file=sys.stderr)
                 raise RuntimeError(
                     f"{name} exited while waiting for {what} (see {LOGS / name}.log)"
