@@ -26,7 +26,10 @@ REDIS_URL=$(scripts/services.sh start redis redistest "$REDIS_PORT" | tail -1)
 export DATABASE_URL REDIS_URL
 
 say "starting local infrastructure (libvirt nodes, guest image, Kubernetes)"
-python3 -m tools.infra up || warn "some infrastructure is missing; its tests will say why"
+if ! python3 -m tools.infra up --strict; then
+  warn "some infrastructure did not come up; trying once more"
+  python3 -m tools.infra up || warn "some infrastructure is missing; its tests will say why"
+fi
 
 # In CI every tier must run: a tier that cannot start its infrastructure fails.
 if [ -n "${CI:-}" ]; then export ISOTOPE_REQUIRE_INFRA=1; fi
