@@ -198,8 +198,18 @@ PROBLEM_RESPONSE = inline_serializer(
 
 
 # --- Views -----------------------------------------------------------------------------
-class VMView(TenantScopedView):
-    serializer_class = VMSerializer
+class TenantResourceView(TenantScopedView):
+    """Plumbing shared by the VM and workload APIs: role checks, ``If-Match`` changes,
+    the phase filter and responses with an ``ETag``. Subclasses name their read action,
+    their locked lookup and how service errors map to API field paths."""
+
+    view_action = ""
+
+    def lookup(self, tenant: Tenant, name: str, *, lock: bool = False):
+        raise NotImplementedError
+
+    def api_errors(self, error: ApplicationError) -> ApplicationError:
+        return error
 
     def require(self, tenant: Tenant, action: str) -> None:
         """403 (audited) when the user's role in ``tenant`` does not allow ``action``."""
@@ -215,25 +225,48 @@ class VMView(TenantScopedView):
             role = tenant_selectors.role_of(user, tenant)
             raise PermissionDenied(f"Your role ({role}) does not allow {action} in {tenant.slug}.")
 
-    def respond(self, vm: VirtualMachine, code: int = status.HTTP_200_OK) -> Response:
-        return Response(self.get_serializer(vm).data, status=code, headers={"ETag": etag(vm)})
+    def respond(self, obj, code: int = status.HTTP_200_OK) -> Response:
+        return Response(self.get_serializer(obj).data, status=code, headers={"ETag": etag(obj)})
 
     def allowed_tenant(self, action: str) -> Tenant:
         """The URL's tenant (404 for non-members), with ``action`` allowed (403)."""
-        tenant = self.tenant("vm.view")
+        tenant = self.tenant(self.view_action)
         self.require(tenant, action)
         return tenant
 
     def change(self, tenant: Tenant, change) -> Response:
-        """Lock the VM, honour ``If-Match``, apply ``change(vm)`` and answer 202."""
+        """Lock the object, honour ``If-Match``, apply ``change(obj)`` and answer 202."""
         try:
             with transaction.atomic():
-                vm = selectors.vm_get(self.request.user, tenant, self.kwargs["name"], lock=True)
-                check_if_match(self.request, vm)
-                vm = change(vm)
+                obj = self.lookup(tenant, self.kwargs["name"], lock=True)
+                check_if_match(self.request, obj)
+                obj = change(obj)
         except ApplicationError as error:
-            raise _api_errors(error) from None
-        return self.respond(vm, status.HTTP_202_ACCEPTED)
+            raise self.api_errors(error) from None
+        return self.respond(obj, status.HTTP_202_ACCEPTED)
+
+    def phase_page(self, queryset) -> Response:
+        """One page of ``queryset``, narrowed by ``?phase=`` when given."""
+        phase = self.request.query_params.get("phase")
+        if phase:
+            if phase not in Phase.values:
+                raise ValidationError(
+                    "Unknown phase.", errors={"phase": [f"One of {', '.join(Phase.values)}."]}
+                )
+            queryset = queryset.filter(phase=phase)
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+
+class VMView(TenantResourceView):
+    serializer_class = VMSerializer
+    view_action = "vm.view"
+
+    def lookup(self, tenant: Tenant, name: str, *, lock: bool = False) -> VirtualMachine:
+        return selectors.vm_get(self.request.user, tenant, name, lock=lock)
+
+    def api_errors(self, error: ApplicationError) -> ApplicationError:
+        return _api_errors(error)
 
 
 class VMListView(VMView):
@@ -246,16 +279,7 @@ class VMListView(VMView):
     )
     def get(self, request, tenant):
         obj = self.tenant("vm.view")
-        queryset = selectors.vms_for_tenant(request.user, obj)
-        phase = request.query_params.get("phase")
-        if phase:
-            if phase not in Phase.values:
-                raise ValidationError(
-                    "Unknown phase.", errors={"phase": [f"One of {', '.join(Phase.values)}."]}
-                )
-            queryset = queryset.filter(phase=phase)
-        page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        return self.phase_page(selectors.vms_for_tenant(request.user, obj))
 
     @extend_schema(
         operation_id="virtualmachines_create",

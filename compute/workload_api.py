@@ -7,7 +7,6 @@ answering 202, problem+json errors whose fields carry the API's dotted paths.
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -15,19 +14,23 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from compute import selectors
-from compute.api import IDEMPOTENCY_KEY, IF_MATCH, PROBLEM_RESPONSE, StrictSerializer
+from compute.api import (
+    IDEMPOTENCY_KEY,
+    IF_MATCH,
+    PROBLEM_RESPONSE,
+    StrictSerializer,
+    TenantResourceView,
+)
 from compute.choices import Phase, ServiceType, WorkloadKind
 from compute.models import Workload
 from compute.quantities import format_cpu, format_memory
 from compute.services import idempotency
 from compute.services import workloads as workload_services
 from portal.api.errors import PROBLEM, exception_handler
-from portal.api.resources import check_if_match, etag, metadata
-from portal.exceptions import ApplicationError, PermissionDenied, QuotaExceeded, ValidationError
+from portal.api.resources import metadata
+from portal.exceptions import ApplicationError, QuotaExceeded, ValidationError
 from tenants import selectors as tenant_selectors
-from tenants import services as tenant_services
-from tenants.api import MetadataSerializer, TenantScopedView
-from tenants.choices import AuditOutcome
+from tenants.api import MetadataSerializer
 from tenants.models import Tenant
 
 # Service field names → the API's dotted paths.
@@ -167,44 +170,15 @@ class WorkloadSerializer(serializers.Serializer):
 
 
 # --- Views -----------------------------------------------------------------------------
-class WorkloadView(TenantScopedView):
+class WorkloadView(TenantResourceView):
     serializer_class = WorkloadSerializer
+    view_action = "workload.view"
 
-    def require(self, tenant: Tenant, action: str) -> None:
-        user = self.request.user
-        if not tenant_selectors.can(user, tenant, action):
-            tenant_services.audit_record(
-                actor=user,
-                action=action,
-                tenant=tenant,
-                target=self.request.path,
-                outcome=AuditOutcome.DENIED,
-            )
-            role = tenant_selectors.role_of(user, tenant)
-            raise PermissionDenied(f"Your role ({role}) does not allow {action} in {tenant.slug}.")
+    def lookup(self, tenant: Tenant, name: str, *, lock: bool = False) -> Workload:
+        return selectors.workload_get(self.request.user, tenant, name, lock=lock)
 
-    def allowed_tenant(self, action: str) -> Tenant:
-        tenant = self.tenant("workload.view")
-        self.require(tenant, action)
-        return tenant
-
-    def respond(self, workload: Workload, code: int = status.HTTP_200_OK) -> Response:
-        return Response(
-            self.get_serializer(workload).data, status=code, headers={"ETag": etag(workload)}
-        )
-
-    def change(self, tenant: Tenant, change) -> Response:
-        """Lock the workload, honour ``If-Match``, apply ``change`` and answer 202."""
-        try:
-            with transaction.atomic():
-                workload = selectors.workload_get(
-                    self.request.user, tenant, self.kwargs["name"], lock=True
-                )
-                check_if_match(self.request, workload)
-                workload = change(workload)
-        except ApplicationError as error:
-            raise _api_errors(error) from None
-        return self.respond(workload, status.HTTP_202_ACCEPTED)
+    def api_errors(self, error: ApplicationError) -> ApplicationError:
+        return _api_errors(error)
 
 
 class WorkloadListView(WorkloadView):
@@ -217,16 +191,7 @@ class WorkloadListView(WorkloadView):
     )
     def get(self, request, tenant):
         obj = self.tenant("workload.view")
-        queryset = selectors.workloads_for_tenant(request.user, obj)
-        phase = request.query_params.get("phase")
-        if phase:
-            if phase not in Phase.values:
-                raise ValidationError(
-                    "Unknown phase.", errors={"phase": [f"One of {', '.join(Phase.values)}."]}
-                )
-            queryset = queryset.filter(phase=phase)
-        page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        return self.phase_page(selectors.workloads_for_tenant(request.user, obj))
 
     @extend_schema(
         operation_id="workloads_create",
