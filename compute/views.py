@@ -20,8 +20,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 from compute import selectors
 from compute.forms import VMCreateForm
 from compute.services import vms as vm_services
-from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
-from portal.web import tenant_view
+from portal.exceptions import ApplicationError, Conflict, NotFound
+from portal.web import form_service_call, tenant_view
 from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
 from tenants.choices import AuditOutcome
@@ -114,15 +114,13 @@ def vm_create(request, tenant):
     images = selectors.images_for_tenant(tenant)
     form = VMCreateForm(request.POST or None, images=images, flavors=selectors.flavors())
     if request.method == "POST" and form.is_valid():
-        try:
-            vm = vm_services.vm_create(actor=request.user, tenant=tenant, **form.service_kwargs())
-        except PermissionDenied as error:
-            if error.__class__ is PermissionDenied:
-                raise DjangoPermissionDenied(error.message) from None
-            form.add_service_error(error)  # QuotaExceeded
-        except ApplicationError as error:
-            form.add_service_error(error)
-        else:
+        vm = form_service_call(
+            form,
+            lambda: vm_services.vm_create(
+                actor=request.user, tenant=tenant, **form.service_kwargs()
+            ),
+        )
+        if vm is not None:
             messages.success(request, f"{vm.name} accepted: it is being provisioned.")
             return redirect("vm-detail", tenant=tenant.slug, name=vm.name)
     usage = tenant_selectors.quota_usage(tenant)

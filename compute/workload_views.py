@@ -22,8 +22,8 @@ from compute.services import clusters as cluster_services
 from compute.services import workloads as workload_services
 from compute.views import _live_baseline
 from compute.workload_forms import WorkloadCreateForm
-from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
-from portal.web import tenant_view
+from portal.exceptions import ApplicationError, Conflict, NotFound
+from portal.web import form_service_call, tenant_view
 from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
 from tenants.choices import AuditOutcome
@@ -91,17 +91,13 @@ def workload_list(request, tenant):
 def workload_create(request, tenant):
     form = WorkloadCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
-            workload = workload_services.workload_create(
+        workload = form_service_call(
+            form,
+            lambda: workload_services.workload_create(
                 actor=request.user, tenant=tenant, **form.service_kwargs()
-            )
-        except PermissionDenied as error:
-            if error.__class__ is PermissionDenied:
-                raise DjangoPermissionDenied(error.message) from None
-            form.add_service_error(error)  # QuotaExceeded
-        except ApplicationError as error:
-            form.add_service_error(error)
-        else:
+            ),
+        )
+        if workload is not None:
             messages.success(request, f"{workload.name} accepted: its pods are being created.")
             return redirect("workload-detail", tenant=tenant.slug, name=workload.name)
     usage = tenant_selectors.quota_usage(tenant)

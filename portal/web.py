@@ -9,7 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 
-from portal.exceptions import ApplicationError, NotFound, PermissionDenied
+from portal.exceptions import ApplicationError, NotFound, PermissionDenied, QuotaExceeded
 from tenants import selectors, services
 
 
@@ -39,6 +39,21 @@ def tenant_view(action: str):
         return wrapper
 
     return decorator
+
+
+def form_service_call(form, call):
+    """Run ``call()`` (a service) for a valid form. Field errors of the service go back
+    onto the form (``form.add_service_error``) and None is returned; a role refusal is a
+    403; a quota refusal is a field error like any other."""
+    try:
+        return call()
+    except QuotaExceeded as error:
+        form.add_service_error(error)
+    except PermissionDenied as error:
+        raise DjangoPermissionDenied(error.message) from None
+    except ApplicationError as error:
+        form.add_service_error(error)
+    return None
 
 
 def flash_error(request, error: ApplicationError) -> None:
