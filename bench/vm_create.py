@@ -182,6 +182,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--vms", type=int, default=200)
     parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--web-workers", type=int, default=1, help="uvicorn processes")
     args = parser.parse_args()
 
     database_url = bench_database("isotope_bench_vm")
@@ -192,7 +193,7 @@ def main() -> None:
     python = sys.executable
     web = spawn(
         [python, "-m", "uvicorn", "portal.asgi:application", "--port", str(port)]
-        + ["--log-level", "warning", "--workers", "1"],
+        + ["--log-level", "warning", "--workers", str(args.web_workers)],
         env,
         "vm_create-web.log",
     )
@@ -220,6 +221,7 @@ def main() -> None:
                 "benchmark": "vm_create",
                 "vms": args.vms,
                 "clients": args.clients,
+                "web_workers": args.web_workers,
                 "api_accept": accept,
                 "api_accept_throughput_per_s": round(len(accepted) / accept_wall, 1),
                 "create_to_running": running,
