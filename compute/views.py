@@ -11,6 +11,7 @@ import logging
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -87,17 +88,25 @@ def _live_baseline(tenant) -> dict[str, int]:
         return {}
 
 
+# Rows per page of the VM list (the API pages separately, with limit/offset).
+VM_PAGE_SIZE = 100
+
+
 @tenant_view("vm.view")
 @require_GET
 def vm_list(request, tenant):
     baseline = _live_baseline(tenant)  # before the query: anything newer arrives live
-    vms = list(selectors.vms_for_tenant(request.user, tenant))
+    page = Paginator(selectors.vms_for_tenant(request.user, tenant), VM_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    vms = list(page.object_list)
     for vm in vms:
         vm.buttons = _buttons(vm, request.role)
     return render(
         request,
         "compute/vm_list.html",
         {
+            "page": page,
             "tenant": tenant,
             "vms": vms,
             "counts": selectors.vm_phase_counts(request.user, tenant),

@@ -366,3 +366,37 @@ def test_the_role_matrix_for_every_vm_page(world, who):
     allowed = WEB_MATRIX[who][3] == 302 and who != "anonymous"
     assert VirtualMachine.objects.filter(name="new1").exists() == allowed
     assert (VirtualMachine.objects.get(pk=vm.pk).phase == Phase.STOPPING) == allowed
+
+
+def test_the_vm_list_pages_long_lists(client, demo, make_host, tiny_image):
+    import uuid
+
+    from compute.choices import Phase
+    from compute.models import Host, Image, VirtualMachine
+
+    make_host()
+    host, image = Host.objects.get(), Image.objects.get()
+    VirtualMachine.objects.bulk_create(
+        VirtualMachine(
+            uid=uuid.uuid4(),
+            tenant=demo.acme,
+            name=f"vm-{n:03d}",
+            vcpus=1,
+            memory_mib=256,
+            image=image,
+            host=host,
+            phase=Phase.RUNNING,
+        )
+        for n in range(130)
+    )
+    client.force_login(demo.carol)
+    first = client.get("/t/acme/vms/")
+    assert first.status_code == 200
+    body = first.content.decode()
+    assert body.count('data-vm="') == 100
+    assert 'data-vm="vm-000"' in body and 'data-vm="vm-100"' not in body
+    assert "1–100 of 130" in body
+    second = client.get("/t/acme/vms/?page=2").content.decode()
+    assert second.count('data-vm="') == 30 and 'data-vm="vm-129"' in second
+    # A page number past the end shows the last page rather than an error.
+    assert client.get("/t/acme/vms/?page=99").content.decode().count('data-vm="') == 30
