@@ -227,6 +227,10 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "compute.tasks.libvirt.reconcile_all",
         "schedule": float(os.environ.get("ISOTOPE_RECONCILE_SECONDS", "10")),
     },
+    "migrations-sweep": {
+        "task": "compute.tasks.libvirt.migrations_sweep",
+        "schedule": float(os.environ.get("ISOTOPE_RECONCILE_SECONDS", "10")),
+    },
     "idempotency-keys-prune": {
         "task": "compute.tasks.housekeeping.idempotency_keys_prune",
         "schedule": 3600.0,

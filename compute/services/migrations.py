@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -277,6 +279,21 @@ def migrations_dispatch() -> list[int]:
                 _publish(migration)
         transaction.on_commit(lambda: [migration_run.delay(pk) for pk in started])
     return started
+
+
+def migrations_stale() -> list[int]:
+    """Migrations holding a slot whose job nobody runs: no task holds the VM's lock and
+    nothing changed for ``ISOTOPE_STUCK_SECONDS`` (the worker was killed, or its task
+    was lost). Running the task again settles them from where the guest is."""
+    from django.core.cache import cache
+
+    cutoff = timezone.now() - timedelta(seconds=settings.ISOTOPE_STUCK_SECONDS)
+    rows = Migration.objects.filter(phase__in=SLOT_MIGRATION_PHASES, updated__lt=cutoff)
+    return [
+        pk
+        for pk, vm_id in rows.values_list("pk", "vm_id")
+        if vm_id is not None and cache.get(f"isotope:vm-lock:{vm_id}") is None
+    ]
 
 
 # --- The job (called by the task) --------------------------------------------------------

@@ -16,6 +16,7 @@ import threading
 import time
 
 from celery import shared_task
+from django.conf import settings
 
 from compute.backends import BackendError, DomainNotFound, backend_for_host
 from compute.choices import MigrationPhase as MP
@@ -30,6 +31,15 @@ logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.25
 # After an abort, ask again this often until the job has really ended.
 ABORT_REPEAT_SECONDS = 2.0
+
+
+@shared_task(name="compute.tasks.libvirt.migrations_sweep")
+def migrations_sweep() -> list[int]:
+    """Beat: settle migrations whose worker was lost (see services.migrations_stale)."""
+    stale = services.migrations_stale()
+    for migration_id in stale:
+        migration_run.delay(migration_id)
+    return stale
 
 
 def _load(migration_id: int) -> Migration | None:
@@ -49,7 +59,9 @@ def migration_run(self, migration_id: int) -> None:
     if migration.phase not in (MP.SCHEDULING, MP.RUNNING):
         return
     vm = migration.vm
-    seconds = int(services.completion_timeout(migration, vm)) + 120
+    # Held for the whole job; a dead worker's lock expires this long after the job's
+    # own deadline, and then migrations_sweep() settles the job.
+    seconds = int(services.completion_timeout(migration, vm)) + settings.ISOTOPE_VM_LOCK_SECONDS
     try:
         with vm_lock(vm.pk, seconds=seconds):
             migration = _load(migration_id)

@@ -365,3 +365,44 @@ def test_draining_node1_moves_both_guests_to_node2_and_leaves_it_in_maintenance(
         assert vm.host.name == "node2" and vm.phase == Phase.RUNNING
         assert active_on(nodes["node2"], vm)
         assert serial(vm).count(BANNER) == booted[vm.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_migration_whose_worker_is_killed_is_settled_and_the_guest_keeps_running(
+    demo, nodes, settings
+):
+    """SIGKILL the worker in the middle of the transfer: the sweep notices the job has
+    nobody running it once its lock expires, and settles it from where the guest is."""
+    from compute.tasks.migration import migrations_sweep
+    from tests.compute.test_qemu_vms import _kill, _worker
+
+    settings.ISOTOPE_STUCK_SECONDS = 1
+    first = _worker({"ISOTOPE_VM_LOCK_SECONDS": "3"})
+    second = None
+    try:
+        (vm,) = boot(demo)
+        booted = serial(vm).count(BANNER)  # once (twice when the kernel log shares ttyS0)
+        # Slow enough to be caught mid-transfer; its own deadline is 10 s (40 s/GiB).
+        policy(bandwidth_mib=1, completion_timeout_per_gib=40)
+        migration = migration_services.migration_request(actor=demo.alice, vm=vm)
+        wait_for(
+            lambda: Migration.objects.get(pk=migration.pk).memory_processed > 0,
+            30,
+            message="the transfer never started",
+        )
+        _kill(first)
+        second = _worker({})
+        # The killed job's lock lasts its deadline (10 s) plus 3 s; the sweep waits it out.
+        wait_for(lambda: migrations_sweep() == [migration.pk], 30, interval=0.5)
+        done = finished(migration, 60)
+        assert done.phase == MigrationPhase.FAILED
+        assert "worker" in done.reason and "lost" in done.reason
+        vm.refresh_from_db()
+        assert vm.host == nodes["node1"]
+        wait_for(lambda: phase(vm) == Phase.RUNNING, 30)
+        assert active_on(nodes["node1"], vm) and not active_on(nodes["node2"], vm)
+        assert serial(vm).count(BANNER) == booted, "the guest rebooted"
+    finally:
+        _kill(first)
+        if second is not None:
+            _kill(second)
