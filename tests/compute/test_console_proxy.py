@@ -284,3 +284,35 @@ def test_sessions_are_limited_and_close_when_access_is_revoked_or_the_vm_stops(
     closes = AuditLog.objects.filter(action="vm.console.close")
     reasons = sorted((e.actor_name, e.detail["reason"]) for e in closes)
     assert reasons == [("bob", "client"), ("bob", "vm-stopped"), ("carol", "access-lost")]
+
+
+def test_a_session_without_input_closes_after_the_idle_timeout_and_input_keeps_it(
+    demo, guest, settings
+):
+    settings.ISOTOPE_CONSOLE_IDLE_SECONDS = 3
+    cookie, session_key = session_cookie(demo.bob)
+
+    async def scenario():
+        quiet = socket(cookie, await sync_to_async(ticket_for)(demo.bob, guest, session_key))
+        busy = socket(cookie, await sync_to_async(ticket_for)(demo.bob, guest, session_key))
+        for ws in (quiet, busy):
+            connected, _ = await ws.connect(timeout=10)
+            assert connected
+        await Rfb(quiet).handshake()
+        typist = Rfb(busy)
+        await typist.handshake()
+        started = asyncio.get_running_loop().time()
+        # The busy session moves the pointer every second; the quiet one does nothing.
+        closing = asyncio.ensure_future(closed_with(quiet, 15))
+        while not closing.done():
+            await typist.pointer()
+            await asyncio.sleep(1)
+        assert closing.result() == 4408
+        assert 3 <= asyncio.get_running_loop().time() - started < 12
+        await typist.pointer()
+        assert await busy.receive_nothing(1.5), "the session with input was closed too"
+        await busy.disconnect()
+
+    run(scenario)
+    close = AuditLog.objects.filter(action="vm.console.close").order_by("time").first()
+    assert close is not None and close.detail.get("reason") == "idle"
