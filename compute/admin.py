@@ -19,10 +19,12 @@ from compute.models import (
 )
 from compute.services.clusters import cluster_check, cluster_set_kubeconfig
 from compute.services.hosts import host_check
+from portal.admin import AuditedModelAdmin
 
 
 @admin.register(Host)
-class HostAdmin(admin.ModelAdmin):
+class HostAdmin(AuditedModelAdmin):
+    audit_noun = "host"
     list_display = [
         "name",
         "uri",
@@ -72,7 +74,8 @@ class HostAdmin(admin.ModelAdmin):
 
 
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
+class ImageAdmin(AuditedModelAdmin):
+    audit_noun = "image"
     list_display = [
         "name",
         "display_name",
@@ -87,7 +90,8 @@ class ImageAdmin(admin.ModelAdmin):
 
 
 @admin.register(Flavor)
-class FlavorAdmin(admin.ModelAdmin):
+class FlavorAdmin(AuditedModelAdmin):
+    audit_noun = "flavor"
     list_display = ["name", "vcpus", "memory_mib", "disk_gib"]
 
 
@@ -106,7 +110,8 @@ class VirtualMachineAdmin(admin.ModelAdmin):
 
 
 @admin.register(MigrationPolicy)
-class MigrationPolicyAdmin(admin.ModelAdmin):
+class MigrationPolicyAdmin(AuditedModelAdmin):
+    audit_noun = "migrationpolicy"
     """Cluster defaults (no host) and per-host overrides of live-migration limits."""
 
     list_display = [
@@ -168,7 +173,8 @@ class KubernetesClusterForm(forms.ModelForm):
 
 
 @admin.register(KubernetesCluster)
-class KubernetesClusterAdmin(admin.ModelAdmin):
+class KubernetesClusterAdmin(AuditedModelAdmin):
+    audit_noun = "cluster"
     form = KubernetesClusterForm
     list_display = [
         "name",
