@@ -41,7 +41,7 @@ def seed_local_infrastructure() -> list[str]:
         lines.append(f"host test: libvirt's test driver ({reason})")
     image = read_state("image")
     if image.get("ok"):
-        Image.objects.update_or_create(
+        tiny, _ = Image.objects.update_or_create(
             name="tiny",
             tenant=None,
             defaults={
@@ -57,7 +57,7 @@ def seed_local_infrastructure() -> list[str]:
                 "public": True,
             },
         )
-        lines.append(f"image tiny: {image['kernel']}")
+        lines.append(f"image tiny: {tiny.kernel_path}")
     for name, vcpus, memory, disk in FLAVORS:
         Flavor.objects.update_or_create(
             name=name, defaults={"vcpus": vcpus, "memory_mib": memory, "disk_gib": disk}
