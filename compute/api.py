@@ -21,11 +21,10 @@ from compute.services import idempotency
 from compute.services import vms as vm_services
 from portal.api.errors import PROBLEM, exception_handler
 from portal.api.resources import check_if_match, etag, metadata
-from portal.exceptions import ApplicationError, PermissionDenied, QuotaExceeded, ValidationError
+from portal.exceptions import ApplicationError, QuotaExceeded, ValidationError
 from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
 from tenants.api import MetadataSerializer, TenantScopedView
-from tenants.choices import AuditOutcome
 from tenants.models import Tenant
 
 ACTION_NAMES = ("start", "stop", "force-stop", "pause", "resume", "reboot")
@@ -213,17 +212,9 @@ class TenantResourceView(TenantScopedView):
 
     def require(self, tenant: Tenant, action: str) -> None:
         """403 (audited) when the user's role in ``tenant`` does not allow ``action``."""
-        user = self.request.user
-        if not tenant_selectors.can(user, tenant, action):
-            tenant_services.audit_record(
-                actor=user,
-                action=action,
-                tenant=tenant,
-                target=self.request.path,
-                outcome=AuditOutcome.DENIED,
-            )
-            role = tenant_selectors.role_of(user, tenant)
-            raise PermissionDenied(f"Your role ({role}) does not allow {action} in {tenant.slug}.")
+        tenant_services.authorize(
+            actor=self.request.user, tenant=tenant, permission=action, target=self.request.path
+        )
 
     def respond(self, obj, code: int = status.HTTP_200_OK) -> Response:
         return Response(self.get_serializer(obj).data, status=code, headers={"ETag": etag(obj)})

@@ -21,11 +21,10 @@ from django.views.decorators.http import require_GET, require_http_methods
 from compute import selectors
 from compute.forms import VMCreateForm
 from compute.services import vms as vm_services
-from portal.exceptions import ApplicationError, Conflict, NotFound
+from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from portal.web import form_service_call, tenant_view
 from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
-from tenants.choices import AuditOutcome
 from tenants.permissions import role_allows
 
 logger = logging.getLogger(__name__)
@@ -184,15 +183,12 @@ def vm_action(request, tenant, name: str, action: str):
         raise Http404("Unknown action.")
     vm = _vm_or_404(request, tenant, name)
     rule = vm_services.ACTIONS[action]
-    if not tenant_selectors.can(request.user, tenant, rule.permission):
-        tenant_services.audit_record(
-            actor=request.user,
-            action=rule.permission,
-            tenant=tenant,
-            target=f"vm/{vm.name}",
-            outcome=AuditOutcome.DENIED,
+    try:
+        tenant_services.authorize(
+            actor=request.user, tenant=tenant, permission=rule.permission, target=f"vm/{vm.name}"
         )
-        raise DjangoPermissionDenied(f"Your role does not allow {rule.permission}.")
+    except PermissionDenied as error:
+        raise DjangoPermissionDenied(error.message) from None
     back = _back(request, tenant, vm)
     if request.method == "GET" or (action in CONFIRM and request.POST.get("confirm") != "yes"):
         label, icon, tone = ACTION_LABELS[action]

@@ -22,11 +22,10 @@ from compute.services import clusters as cluster_services
 from compute.services import workloads as workload_services
 from compute.views import _live_baseline
 from compute.workload_forms import WorkloadCreateForm
-from portal.exceptions import ApplicationError, Conflict, NotFound
+from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from portal.web import form_service_call, tenant_view
 from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
-from tenants.choices import AuditOutcome
 from tenants.permissions import role_allows
 
 CONFIRM = {
@@ -150,15 +149,15 @@ def workload_action(request, tenant, name: str, action: str):
         raise Http404("Unknown action.")
     workload = _workload_or_404(request, tenant, name)
     rule = workload_services.ACTIONS[action]
-    if not tenant_selectors.can(request.user, tenant, rule.permission):
-        tenant_services.audit_record(
+    try:
+        tenant_services.authorize(
             actor=request.user,
-            action=rule.permission,
             tenant=tenant,
+            permission=rule.permission,
             target=f"workload/{workload.name}",
-            outcome=AuditOutcome.DENIED,
         )
-        raise DjangoPermissionDenied(f"Your role does not allow {rule.permission}.")
+    except PermissionDenied as error:
+        raise DjangoPermissionDenied(error.message) from None
     back = _back(request, tenant, workload)
     needs_confirm = action in CONFIRM and request.POST.get("confirm") != "yes"
     if request.method == "GET" or needs_confirm:

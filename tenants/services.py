@@ -70,6 +70,27 @@ def audit_record(
     )
 
 
+def authorize(*, actor, tenant: Tenant, permission: str, target: str = "") -> None:
+    """Raise ``PermissionDenied`` (and audit the refusal) unless ``actor``'s role in
+    ``tenant`` allows ``permission``. Services call it too, so no path goes around the
+    permission map; ``None`` (or an ``is_system`` actor) is the system itself."""
+    from tenants import selectors
+
+    if actor is None or getattr(actor, "is_system", False):
+        return
+    if selectors.can(actor, tenant, permission):
+        return
+    audit_record(
+        actor=actor,
+        action=permission,
+        tenant=tenant,
+        target=target,
+        outcome=AuditOutcome.DENIED,
+    )
+    role = selectors.role_of(actor, tenant)
+    raise PermissionDenied(f"Your role ({role}) does not allow {permission} in {tenant.slug}.")
+
+
 def tenant_access(*, user, slug: str, action: str, target: str = "") -> Tenant:
     """``selectors.tenant_get`` for a request: a refused non-read action is audited."""
     from tenants import selectors

@@ -32,9 +32,7 @@ from compute.scheduler import NoHostAvailable, schedule
 from compute.services.vms import vm_observe
 from monitoring.services import event_publish, resource_publish
 from portal.exceptions import ApplicationError, Conflict, PermissionDenied, ValidationError
-from tenants import selectors as tenant_selectors
-from tenants.choices import AuditOutcome
-from tenants.services import audit_record
+from tenants.services import audit_record, authorize
 
 logger = logging.getLogger(__name__)
 
@@ -103,18 +101,11 @@ def migration_refusal(vm: VirtualMachine, *, staff: bool = False) -> str:
 
 
 def _authorize(actor, vm_or_tenant, permission: str, target: str) -> None:
-    tenant = getattr(vm_or_tenant, "tenant", vm_or_tenant)
-    if actor is None or getattr(actor, "is_system", False) or _is_staff(actor):
+    """Platform staff may migrate any VM; tenant members need ``permission``."""
+    if _is_staff(actor):
         return
-    if not tenant_selectors.can(actor, tenant, permission):
-        audit_record(
-            actor=actor,
-            action=permission,
-            tenant=tenant,
-            target=target,
-            outcome=AuditOutcome.DENIED,
-        )
-        raise PermissionDenied(f"Your role does not allow {permission}.")
+    tenant = getattr(vm_or_tenant, "tenant", vm_or_tenant)
+    authorize(actor=actor, tenant=tenant, permission=permission, target=target)
 
 
 def _resolve_target(vm: VirtualMachine, target) -> Host:

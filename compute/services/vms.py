@@ -20,11 +20,10 @@ from compute.choices import DesiredState, ImageKind, Phase, RestartPolicy
 from compute.models import Flavor, Image, VirtualMachine
 from compute.scheduler import schedule
 from monitoring.services import event_publish, resource_forget, resource_publish
-from portal.exceptions import Conflict, PermissionDenied, QuotaExceeded, ValidationError
-from tenants import selectors as tenant_selectors
-from tenants.choices import AuditOutcome, ReservationKind
+from portal.exceptions import Conflict, QuotaExceeded, ValidationError
+from tenants.choices import ReservationKind
 from tenants.models import Tenant
-from tenants.services import audit_record, quota_release, quota_reserve
+from tenants.services import audit_record, authorize, quota_release, quota_reserve
 
 logger = logging.getLogger(__name__)
 
@@ -105,21 +104,6 @@ def allowed_actions(vm: VirtualMachine, role: str | None) -> list[str]:
     ]
 
 
-def _authorize(actor, tenant: Tenant, permission: str, target: str) -> None:
-    """Services re-check the role (views do too): no path around the permission map."""
-    if actor is None or getattr(actor, "is_system", False):
-        return
-    if not tenant_selectors.can(actor, tenant, permission):
-        audit_record(
-            actor=actor,
-            action=permission,
-            tenant=tenant,
-            target=target,
-            outcome=AuditOutcome.DENIED,
-        )
-        raise PermissionDenied(f"Your role does not allow {permission}.")
-
-
 # --- Create ---------------------------------------------------------------------------
 def visible_images(tenant: Tenant):
     return Image.objects.filter(Q(public=True) | Q(tenant=tenant))
@@ -196,7 +180,7 @@ def vm_create(
     Nothing is created and nothing is reserved when any step fails. A quota refusal is
     recorded as a Warning event for the tenant.
     """
-    _authorize(actor, tenant, "vm.create", f"vm/{name}")
+    authorize(actor=actor, tenant=tenant, permission="vm.create", target=f"vm/{name}")
     if flavor is not None:
         flavor_obj = (
             flavor if isinstance(flavor, Flavor) else Flavor.objects.filter(name=flavor).first()
@@ -299,7 +283,7 @@ def vm_action(*, actor, vm: VirtualMachine, action: str) -> VirtualMachine:
     rule = ACTIONS.get(action)
     if rule is None:
         raise ValidationError(f"Unknown action {action!r}.", errors={"action": ["Unknown."]})
-    _authorize(actor, vm.tenant, rule.permission, f"vm/{vm.name}")
+    authorize(actor=actor, tenant=vm.tenant, permission=rule.permission, target=f"vm/{vm.name}")
     with transaction.atomic():
         vm = (
             VirtualMachine.objects.select_for_update(of=("self",))
@@ -342,7 +326,7 @@ def vm_update(
     *, actor, vm: VirtualMachine, vcpus=None, memory_mib=None, desired_state: str | None = None
 ) -> VirtualMachine:
     """Change the desired state, or resize a stopped VM (quota re-charged)."""
-    _authorize(actor, vm.tenant, "vm.update", f"vm/{vm.name}")
+    authorize(actor=actor, tenant=vm.tenant, permission="vm.update", target=f"vm/{vm.name}")
     if desired_state is not None:
         mapping = {
             DesiredState.RUNNING: "start" if vm.phase != Phase.PAUSED else "resume",

@@ -26,11 +26,10 @@ from compute.choices import Phase, ServiceType, WorkloadKind
 from compute.models import KubernetesCluster, TenantNamespace, Workload
 from compute.quantities import check_image, format_cpu, format_memory, parse_cpu, parse_memory
 from monitoring.services import event_publish, resource_forget, resource_publish
-from portal.exceptions import Conflict, PermissionDenied, QuotaExceeded, ValidationError
-from tenants import selectors as tenant_selectors
-from tenants.choices import AuditOutcome, ReservationKind
+from portal.exceptions import Conflict, QuotaExceeded, ValidationError
+from tenants.choices import ReservationKind
 from tenants.models import Tenant
-from tenants.services import audit_record, quota_release, quota_reserve
+from tenants.services import audit_record, authorize, quota_release, quota_reserve
 
 logger = logging.getLogger(__name__)
 
@@ -79,20 +78,6 @@ def allowed_actions(workload: Workload, role: str | None) -> list[str]:
         and not workload.deleting
         and role_allows(role, rule.permission)
     ]
-
-
-def _authorize(actor, tenant: Tenant, permission: str, target: str) -> None:
-    if actor is None or getattr(actor, "is_system", False):
-        return
-    if not tenant_selectors.can(actor, tenant, permission):
-        audit_record(
-            actor=actor,
-            action=permission,
-            tenant=tenant,
-            target=target,
-            outcome=AuditOutcome.DENIED,
-        )
-        raise PermissionDenied(f"Your role does not allow {permission}.")
 
 
 # --- Validation -----------------------------------------------------------------------
@@ -299,7 +284,7 @@ def workload_create(
     Nothing is created and nothing is reserved when any step fails; a quota refusal is
     recorded as a Warning event for the tenant.
     """
-    _authorize(actor, tenant, "workload.create", f"workload/{name}")
+    authorize(actor=actor, tenant=tenant, permission="workload.create", target=f"workload/{name}")
     if labels is not None and (
         not isinstance(labels, dict)
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
@@ -433,7 +418,12 @@ def _locked(workload: Workload, action: str) -> Workload:
 def workload_scale(*, actor, workload: Workload, replicas) -> Workload:
     """Change the number of replicas; the quota is re-checked for the new number (the
     old charge released and the new one reserved in one transaction)."""
-    _authorize(actor, workload.tenant, "workload.operate", f"workload/{workload.name}")
+    authorize(
+        actor=actor,
+        tenant=workload.tenant,
+        permission="workload.operate",
+        target=f"workload/{workload.name}",
+    )
     try:
         if isinstance(replicas, bool) or replicas is None:
             raise ValueError
@@ -498,7 +488,12 @@ def workload_scale(*, actor, workload: Workload, replicas) -> Workload:
 
 def workload_restart(*, actor, workload: Workload) -> Workload:
     """Roll the Deployment's pods (a new ``restartedAt`` on its pod template)."""
-    _authorize(actor, workload.tenant, "workload.operate", f"workload/{workload.name}")
+    authorize(
+        actor=actor,
+        tenant=workload.tenant,
+        permission="workload.operate",
+        target=f"workload/{workload.name}",
+    )
     with transaction.atomic():
         workload = _locked(workload, "restart")
         workload.restarted_at = timezone.now()
@@ -526,7 +521,12 @@ def workload_restart(*, actor, workload: Workload) -> Workload:
 def workload_delete(*, actor, workload: Workload) -> Workload:
     """Mark the workload Deleting; the task removes its objects, then the quota is
     released (once) and the row dropped by :func:`workload_finalize_delete`."""
-    _authorize(actor, workload.tenant, "workload.delete", f"workload/{workload.name}")
+    authorize(
+        actor=actor,
+        tenant=workload.tenant,
+        permission="workload.delete",
+        target=f"workload/{workload.name}",
+    )
     with transaction.atomic():
         workload = _locked(workload, "delete")
         workload.deleting = True
