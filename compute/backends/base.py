@@ -1,7 +1,8 @@
 """The contract between Isotope and a VM hypervisor backend.
 
 Terms:
-- A *domain* is one VM on one host, named by Isotope (``<tenant>--<vm>``). Callers only
+- A *domain* is one VM on one host, named by Isotope (``isotope-<vm uid>``,
+  with the tenant and VM in its metadata). Callers only
   ever pass names; backend ids (libvirt UUIDs) are returned for record keeping but never
   needed to address a domain.
 - All calls block until the hypervisor has answered; none waits for a guest to finish

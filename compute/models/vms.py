@@ -75,6 +75,12 @@ class VirtualMachine(Resource):
         blank=True,
         help_text="libvirt UUID of the domain.",
     )
+    legacy_domain_name = models.CharField(
+        max_length=130,
+        blank=True,
+        editable=False,
+        help_text="Domain name of a VM created before domains were named by uid.",
+    )
     vnc_port = models.IntegerField(
         null=True,
         blank=True,
@@ -108,8 +114,10 @@ class VirtualMachine(Resource):
 
     @property
     def domain_name(self) -> str:
-        """The libvirt domain name: ``<tenant>--<vm>`` (unique per host)."""
-        return f"{self.tenant.slug}--{self.name}"
+        """The libvirt domain name, ``isotope-<uid>``: two VMs (of any tenants, or a VM
+        deleted and created again under its old name) never share a domain. The domain's
+        metadata and title name the tenant and the VM for operators."""
+        return self.legacy_domain_name or f"isotope-{self.uid}"
 
     @property
     def quota_ref(self) -> str:

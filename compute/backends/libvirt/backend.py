@@ -211,10 +211,18 @@ class LibvirtBackend(ComputeBackend):
     def define(self, spec: DomainSpec) -> str:
         try:
             existing = self.conn.lookupByName(spec.name)
-            return existing.UUIDString()
         except libvirt.libvirtError as error:
             if error.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                 raise TransientBackendError(f"look up {spec.name}: {_text(error)}") from error
+        else:
+            # Adopt a domain only when its metadata says it is this VM's.
+            owner = xml.owner_uid(existing.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+            if owner != spec.vm_uid:
+                raise BackendError(
+                    f"A domain named {spec.name} exists on this host and belongs to "
+                    f"{'another VM' if owner else 'nobody in Isotope'}; it was left alone."
+                )
+            return existing.UUIDString()
         disk_path = None
         disk_format = "qcow2"
         if spec.base_image or spec.disk_gib:

@@ -28,6 +28,7 @@ def domain_xml(
     127.0.0.1 (the console proxy is the only way in), serial port to a log file."""
     domain = ET.Element("domain", {"type": domain_type})
     _sub(domain, "name", spec.name)
+    _sub(domain, "title", f"{spec.tenant}/{spec.vm_name}")
     metadata = _sub(domain, "metadata")
     ET.register_namespace("isotope", ISOTOPE_NS)
     info = ET.SubElement(metadata, f"{{{ISOTOPE_NS}}}vm")
@@ -95,6 +96,13 @@ def vnc_port(live_xml: str) -> int | None:
             port = int(graphics.get("port", "-1"))
             return port if port > 0 else None
     return None
+
+
+def owner_uid(xml_text: str) -> str | None:
+    """The uid of the Isotope VM a domain belongs to (from its metadata), if any."""
+    root = ET.fromstring(xml_text)  # noqa: S314 - XML from our own libvirtd
+    uid = root.find(f"metadata/{{{ISOTOPE_NS}}}vm/{{{ISOTOPE_NS}}}uid")
+    return uid.text if uid is not None and uid.text else None
 
 
 def serial_path(xml_text: str) -> str | None:

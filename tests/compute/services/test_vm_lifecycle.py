@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import libvirt  # noqa: F401
+import libvirt
 import pytest
 
 from compute.backends.libvirt.backend import shared_connection
 from compute.choices import Phase
 from compute.models import VirtualMachine
 from compute.services import vms as vm_services
+from tenants import services
+from tenants.choices import Role
 from tenants.models import Quota
 from tests.conftest import wait_for
 
@@ -109,3 +111,49 @@ def test_viewers_cannot_act_even_through_the_service(demo, make_host, tiny_image
             actor=demo.carol, tenant=demo.acme, name="nope", image="tiny", vcpus=1, memory_mib=256
         )
     assert not VirtualMachine.objects.exists()
+
+
+def test_vms_whose_old_domain_names_collided_get_domains_of_their_own(
+    demo, make_host, tiny_image, celery_worker
+):
+    """``<tenant>--<vm>`` named acme--x/web and acme/x--web alike; uid names never collide."""
+    host = make_host()
+    dashed = services.tenant_create(actor=None, slug="acme--x", name="Dashed")
+    services.membership_add(actor=None, tenant=dashed, user=demo.bob, role=Role.OPERATOR)
+    first = vm_services.vm_create(
+        actor=demo.bob, tenant=dashed, name="web", image="tiny", vcpus=1, memory_mib=256
+    )
+    second = vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="x--web", image="tiny", vcpus=1, memory_mib=256
+    )
+    wait_phase(first, Phase.RUNNING)
+    wait_phase(second, Phase.RUNNING)
+    assert first.domain_name != second.domain_name
+    conn = shared_connection(host.uri)
+    assert {conn.lookupByName(vm.domain_name).UUIDString() for vm in (first, second)} == {
+        VirtualMachine.objects.get(pk=first.pk).backend_id,
+        VirtualMachine.objects.get(pk=second.pk).backend_id,
+    }
+    assert (
+        conn.lookupByName(first.domain_name).metadata(libvirt.VIR_DOMAIN_METADATA_TITLE, None)
+        == "acme--x/web"
+    )
+
+
+def test_a_domain_of_another_vm_under_its_name_is_never_adopted(db, make_host):
+    from compute.backends import BackendError, DomainSpec, backend_for_host
+
+    backend = backend_for_host(make_host())
+    spec = DomainSpec(
+        name="isotope-shared", vcpus=1, memory_mib=128, tenant="acme", vm_name="a", vm_uid="1"
+    )
+    backend_id = backend.define(spec)
+    assert backend.define(spec) == backend_id  # its own domain: adopted (idempotent)
+    other = DomainSpec(
+        name="isotope-shared", vcpus=2, memory_mib=256, tenant="globex", vm_name="b", vm_uid="2"
+    )
+    with pytest.raises(BackendError, match="belongs to another VM"):
+        backend.define(other)
+    conn = shared_connection(backend.uri)
+    assert conn.lookupByName("isotope-shared").UUIDString() == backend_id
+    assert conn.lookupByName("isotope-shared").info()[3] == 1
