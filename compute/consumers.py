@@ -23,9 +23,10 @@ code  meaning                                                      page does
 4503  the VNC server went away while the VM runs (migrated)        reconnects
 ====  ===========================================================  ===============
 
-Origin: ``AllowedHostsOriginValidator`` (``portal.asgi``) already refuses foreign
-origins; this consumer also requires the Origin to be the page's own host (or one of
-``CSRF_TRUSTED_ORIGINS``) so a development ``ALLOWED_HOSTS = *`` is not a hole.
+Origin: ``portal.websockets.SameOriginValidator`` (``portal.asgi``) refuses every
+handshake whose Origin is not the page's own host and port (or one of
+``CSRF_TRUSTED_ORIGINS``); the consumer checks it again before accepting, because a
+console socket carries keyboard input to a VM.
 """
 
 from __future__ import annotations
@@ -35,17 +36,16 @@ import json
 import logging
 import secrets
 import time
-from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
 
 from compute.rfb import ClientStreamFilter, RfbProtocolError
 from compute.services import console as console_services
 from monitoring.groups import object_group, user_group
 from portal.exceptions import NotFound, PermissionDenied
+from portal.websockets import origin_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -67,18 +67,6 @@ def _close_code(error: Exception) -> int:
     if isinstance(error, PermissionDenied):
         return 4403
     return 4400
-
-
-def origin_allowed(scope: dict) -> bool:
-    """The Origin header names the host the socket was opened on (or a trusted origin)."""
-    headers = dict(scope.get("headers") or [])
-    origin = headers.get(b"origin", b"").decode("latin-1")
-    host = headers.get(b"host", b"").decode("latin-1").lower()
-    if not origin or origin == "null":
-        return False
-    if origin in getattr(settings, "CSRF_TRUSTED_ORIGINS", []):
-        return True
-    return bool(host) and urlsplit(origin).netloc.lower() == host
 
 
 class ConsoleConsumer(AsyncWebsocketConsumer):

@@ -77,23 +77,25 @@ def test_an_anonymous_socket_is_closed_with_4401(demo):
     run(scenario)
 
 
-def test_a_socket_from_a_foreign_origin_is_refused(demo, monkeypatch):
-    # Production's ALLOWED_HOSTS (development allows "*"), on the real validator.
-    validator = application.application_mapping["websocket"]
-    monkeypatch.setattr(validator, "allowed_origins", ["testserver", "portal.example.com"])
+def test_a_socket_from_a_foreign_origin_is_refused(demo, settings):
+    # ALLOWED_HOSTS = * as in development: only the exact origin (or a trusted one) passes.
+    settings.ALLOWED_HOSTS = ["*"]
+    settings.CSRF_TRUSTED_ORIGINS = ["https://portal.example.com"]
     cookie = session_cookie(demo.alice)
 
     async def scenario():
-        evil = socket(cookie, origin="http://evil.example")
-        ok, _ = await evil.connect()
-        assert not ok
+        for origin in ("http://evil.example", "http://testserver:8001", "null"):
+            evil = socket(cookie, origin=origin)
+            ok, _ = await evil.connect()
+            assert not ok, origin
         missing = WebsocketCommunicator(application, "/ws/", headers=[(b"host", b"testserver")])
         ok, _ = await missing.connect()
         assert not ok
-        good = socket(cookie, origin="https://portal.example.com")
-        ok, _ = await good.connect()
-        assert ok
-        await good.disconnect()
+        for origin in (ORIGIN, "https://portal.example.com"):
+            good = socket(cookie, origin=origin)
+            ok, _ = await good.connect()
+            assert ok, origin
+            await good.disconnect()
 
     run(scenario)
 
