@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from compute import selectors
 from compute.api import PROBLEM_RESPONSE
 from compute.services import console as console_services
+from portal.api.throttles import ConsoleTicketThrottle
 from tenants.api import TenantScopedView
 
 
@@ -30,6 +31,7 @@ class ConsoleTicketSerializer(serializers.Serializer):
 
 class VMConsoleView(TenantScopedView):
     serializer_class = ConsoleTicketSerializer
+    throttle_classes = [ConsoleTicketThrottle]
 
     @extend_schema(
         operation_id="virtualmachines_console",
@@ -40,6 +42,7 @@ class VMConsoleView(TenantScopedView):
             403: PROBLEM_RESPONSE,
             404: PROBLEM_RESPONSE,
             409: PROBLEM_RESPONSE,
+            429: PROBLEM_RESPONSE,
         },
     )
     def post(self, request, tenant, name):

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET
 
 from compute import selectors
 from compute.services import console as console_services
+from portal.api.throttles import ConsoleTicketThrottle
 from portal.exceptions import NotFound
 from portal.web import tenant_view
 
@@ -31,6 +32,11 @@ def vm_console(request, tenant, name: str):
     vm = _vm(request, tenant, name)
     unavailable = console_services.console_unavailable_reason(vm)
     first = None
+    throttle = ConsoleTicketThrottle()
+    wait = None
+    if not unavailable and not throttle.allow_request(request, None):
+        wait = int(throttle.wait())
+        unavailable = f"Too many console connections were opened; try again in {wait} seconds."
     if not unavailable:
         if not request.session.session_key:
             request.session.save()
@@ -38,7 +44,7 @@ def vm_console(request, tenant, name: str):
             actor=request.user, vm=vm, session_key=request.session.session_key
         )
         first = {"ticket": issued.ticket, "viewOnly": issued.view_only}
-    return render(
+    response = render(
         request,
         "compute/vm_console.html",
         {
@@ -49,7 +55,11 @@ def vm_console(request, tenant, name: str):
             "first_ticket": first,
             "has_serial": bool(vm.host and vm.host.can("serial_log")),
         },
+        status=429 if wait else 200,
     )
+    if wait:
+        response["Retry-After"] = str(wait)
+    return response
 
 
 @tenant_view("vm.console")

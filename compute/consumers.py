@@ -299,7 +299,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         if self.grant is None:
             return
         if message.get("action") == "close":
-            if message.get("session_key") and message["session_key"] == self.session_key:
+            if message.get("all") or (
+                message.get("session_key") and message["session_key"] == self.session_key
+            ):
                 await self.shut(4401, "signed-out", "Signed out.")
             return
         tenant = message.get("tenant") or ""

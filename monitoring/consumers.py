@@ -24,7 +24,8 @@ server → client
 Anonymous sockets are accepted and closed at once with code 4401 so the browser can
 tell "signed out" from a network error. Access is checked on every subscribe and
 resync and re-checked when ``portal.signals.membership_changed`` fires for the user;
-subscriptions no longer allowed are dropped with an ``unsubscribed`` message.
+subscriptions no longer allowed are dropped with an ``unsubscribed`` message. A socket
+closes with 4401 when its session signs out or its user is deactivated or deleted.
 """
 
 from __future__ import annotations
@@ -223,7 +224,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def live_control(self, message: dict) -> None:
         """Access changed (re-check subscriptions) or the session ended (close)."""
         if message.get("action") == "close":
-            if message.get("session_key") and message["session_key"] == self.session_key:
+            if message.get("all") or (
+                message.get("session_key") and message["session_key"] == self.session_key
+            ):
                 await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         tenant = message.get("tenant") or ""

@@ -10,7 +10,7 @@ from django.contrib.auth.signals import user_logged_out
 from django.dispatch import receiver
 
 from monitoring import prometheus, services
-from portal.signals import membership_changed
+from portal.signals import membership_changed, user_signed_out
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,15 @@ def on_logged_out(sender, request, user, **kwargs) -> None:
         services.sessions_close(user_id=user.pk, session_key=session_key)
     except Exception:  # noqa: BLE001 - signing out must work without the channel layer
         logger.exception("could not close %s's sockets", user)
+
+
+@receiver(user_signed_out, dispatch_uid="monitoring.user_signed_out")
+def on_user_signed_out(sender, user_id, **kwargs) -> None:
+    """Close every socket of a user who was deactivated or deleted."""
+    try:
+        services.sessions_close(user_id=user_id)
+    except Exception:  # noqa: BLE001 - the account change stands without the channel layer
+        logger.exception("could not close the sockets of user %s", user_id)
 
 
 @task_prerun.connect(dispatch_uid="monitoring.task_prerun")

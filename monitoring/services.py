@@ -273,9 +273,13 @@ def access_recheck(*, user_id: int, tenant_slug: str = "") -> None:
     live.control(user_group(user_id), {"action": "recheck", "tenant": tenant_slug})
 
 
-def sessions_close(*, user_id: int, session_key: str) -> None:
-    """Close the user's sockets that were opened with ``session_key`` (signed out)."""
-    live.control(user_group(user_id), {"action": "close", "session_key": session_key})
+def sessions_close(*, user_id: int, session_key: str = "") -> None:
+    """Close the user's sockets that were opened with ``session_key`` (signed out), or
+    every socket of the user without one (deactivated or deleted)."""
+    message = {"action": "close", "session_key": session_key}
+    if not session_key:
+        message = {"action": "close", "all": True}
+    live.control(user_group(user_id), message)
 
 
 def events_prune(*, older_than: datetime) -> int:

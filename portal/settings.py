@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -66,6 +67,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "django_filters",
+    "axes",
     "portal",
     "tenants",
     "compute",
@@ -82,6 +84,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.middleware.RequestContextMiddleware",
+    # Last, as django-axes asks: turns a sign-in lockout into the 429 login page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -146,6 +150,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# django-axes refuses sign-ins (web and admin) that are locked out before the password
+# is even checked; it must come first.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -183,6 +194,26 @@ if not DEBUG and env_bool("ISOTOPE_HTTPS", True):
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
+# Reverse proxies whose X-Forwarded-For is believed (client address for audit, throttles
+# and sign-in lockouts); anyone else's header is ignored.
+ISOTOPE_TRUSTED_PROXIES = env_list("ISOTOPE_TRUSTED_PROXIES")
+
+# --- Sign-in lockout (django-axes) ------------------------------------------------------
+# Failed sign-ins are counted per username and per client address, in PostgreSQL (every
+# web process sees them; admins list and reset them in Django admin, "Sign-in lockouts").
+# After ISOTOPE_LOGIN_FAILURE_LIMIT failures, either one is locked out until
+# ISOTOPE_LOGIN_COOLOFF_MINUTES pass without another failure.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_FAILURE_LIMIT = int(os.environ.get("ISOTOPE_LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("ISOTOPE_LOGIN_COOLOFF_MINUTES", "15")))
+# A success must not clear the address's count: an attacker's own account would reset it.
+AXES_RESET_ON_SUCCESS = False
+AXES_CLIENT_IP_CALLABLE = "portal.middleware.client_ip"
+AXES_LOCKOUT_CALLABLE = "portal.views.login_locked_out"
+AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins: the audit log is the record
+AXES_ENABLE_ADMIN = False  # tenants.admin registers an audited view of the attempts
+
 # --- REST API -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -197,6 +228,12 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Cache-backed (Redis) rates of portal.api.throttles: failed token authentications
+    # per client address, console tickets per user (page and API together).
+    "DEFAULT_THROTTLE_RATES": {
+        "token_failure": os.environ.get("ISOTOPE_THROTTLE_TOKEN_FAILURES", "10/min"),
+        "console_ticket": os.environ.get("ISOTOPE_THROTTLE_CONSOLE_TICKETS", "30/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Isotope API",

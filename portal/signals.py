@@ -6,3 +6,5 @@ from django.dispatch import Signal
 membership_changed = Signal()  # kwargs: tenant, user
 # Sent (after commit) when a tenant's quota limits changed.
 quota_changed = Signal()  # kwargs: tenant
+# Sent (after commit) when a user is deactivated or deleted: close all their sockets.
+user_signed_out = Signal()  # kwargs: user_id

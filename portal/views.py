@@ -1,11 +1,14 @@
-"""Project-level pages: dashboard, profile (API tokens), health check."""
+"""Project-level pages: dashboard, profile (API tokens), sign-in lockout, health check."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from django.contrib import messages
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
@@ -72,6 +75,40 @@ def token_revoke(request, key_id: str):
     except ApplicationError as error:
         messages.error(request, error.message)
     return redirect("profile")
+
+
+def login_locked_out(request, original_response=None, credentials=None):
+    """The sign-in page again (the portal's or the admin's), answered 429 with
+    ``Retry-After``: too many failures for this username or from this address
+    (django-axes' ``AXES_LOCKOUT_CALLABLE``)."""
+    seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    minutes = max(1, round(seconds / 60))
+    lockout = (
+        "Too many failed sign-in attempts for this username or from your address. "
+        f"Try again in {minutes} minute{'s' if minutes != 1 else ''}, "
+        "or ask a platform admin to unlock it."
+    )
+    username = (credentials or {}).get("username") or request.POST.get("username", "")
+    if request.path.startswith("/admin/"):
+        context = {
+            **admin.site.each_context(request),
+            "title": "Log in",
+            "app_path": request.get_full_path(),
+            "form": AdminAuthenticationForm(request, initial={"username": username}),
+            "username": request.user.get_username(),
+            "lockout": lockout,
+        }
+        template = "admin/login.html"
+    else:
+        context = {
+            "form": AuthenticationForm(request, initial={"username": username}),
+            "next": request.POST.get("next", ""),
+            "lockout": lockout,
+        }
+        template = "registration/login.html"
+    response = render(request, template, context, status=429)
+    response["Retry-After"] = str(seconds)
+    return response
 
 
 def healthz(request):

@@ -1,16 +1,22 @@
 """Django admin: the platform admin's home for tenants, members, quota and audit.
 
-Quota and membership edits go through the services so that they are validated the same
-way as in the API and always audited.
+Quota, membership and account edits (deactivate, delete) go through the services so
+that they are validated the same way as in the API, keep each tenant's last admin,
+close the affected websockets and console sessions, and are always audited. Sign-in
+lockouts (django-axes) are listed and lifted here too.
 """
 
 from __future__ import annotations
 
+from axes.models import AccessAttempt
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from portal.exceptions import ApplicationError
@@ -174,15 +180,57 @@ class TenantAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
+    """Memberships across tenants. Removing one goes through ``membership_remove``
+    (last-admin rule, audit, the user's sockets for that tenant re-checked)."""
+
     list_display = ["user", "tenant", "role", "created"]
     list_filter = ["role", "tenant"]
     search_fields = ["user__username", "tenant__slug"]
+    actions = ["remove_selected"]
 
     def has_add_permission(self, request):
         return False  # add members on the tenant page, where it is audited
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # Django's bulk delete bypasses the service
+        return actions
+
+    def _remove(self, request, membership: Membership) -> bool:
+        try:
+            services.membership_remove(
+                actor=request.user, tenant=membership.tenant, user=membership.user
+            )
+        except ApplicationError as error:
+            who = f"{membership.user} in {membership.tenant}"
+            self.message_user(request, f"{who}: {error.message}", messages.ERROR)
+            return False
+        return True
+
+    def delete_model(self, request, obj):
+        request._isotope_refused = not self._remove(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset.select_related("user", "tenant"):
+            self._remove(request, membership)
+
+    def response_delete(self, request, obj_display, obj_id):
+        if getattr(request, "_isotope_refused", False):
+            # The service refused (e.g. the last admin): say so, not "deleted".
+            return HttpResponseRedirect(reverse("admin:tenants_membership_changelist"))
+        return super().response_delete(request, obj_display, obj_id)
+
+    @admin.action(description="Remove selected memberships", permissions=["delete"])
+    def remove_selected(self, request, queryset):
+        removed = sum(
+            self._remove(request, membership)
+            for membership in queryset.select_related("user", "tenant")
+        )
+        if removed:
+            self.message_user(request, f"Removed {removed} membership(s).", messages.SUCCESS)
 
 
 @admin.register(AuditLog)
@@ -245,8 +293,20 @@ admin.site.unregister(User)
 
 @admin.register(User)
 class IsotopeUserAdmin(UserAdmin):
+    """Accounts. Deactivating or deleting one goes through ``user_set_active`` /
+    ``user_delete``: audited, last-admin rule, every open socket of the user closed."""
+
     inlines = [UserMembershipInline]
-    list_display = ["username", "email", "is_staff", "is_superuser", "tenants", "last_login"]
+    list_display = [
+        "username",
+        "email",
+        "is_active",
+        "is_staff",
+        "is_superuser",
+        "tenants",
+        "last_login",
+    ]
+    actions = ["deactivate", "unlock_sign_in"]
 
     @admin.display(description="Tenants")
     def tenants(self, obj) -> str:
@@ -254,6 +314,98 @@ class IsotopeUserAdmin(UserAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("memberships__tenant")
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # Django's bulk delete bypasses the service
+        return actions
+
+    def save_model(self, request, obj, form, change):
+        active = obj.is_active
+        toggled = change and "is_active" in form.changed_data
+        if toggled:
+            obj.is_active = not active  # the service makes (and audits) this change
+        super().save_model(request, obj, form, change)
+        if toggled:
+            try:
+                services.user_set_active(actor=request.user, user=obj, active=active)
+            except ApplicationError as error:
+                self.message_user(request, error.message, messages.ERROR)
+
+    def delete_model(self, request, obj):
+        try:
+            services.user_delete(actor=request.user, user=obj)
+        except ApplicationError as error:
+            self.message_user(request, error.message, messages.ERROR)
+            request._isotope_refused = True
+
+    def delete_queryset(self, request, queryset):
+        for user in queryset:
+            self.delete_model(request, user)
+
+    def response_delete(self, request, obj_display, obj_id):
+        if getattr(request, "_isotope_refused", False):
+            return HttpResponseRedirect(reverse("admin:auth_user_change", args=[obj_id]))
+        return super().response_delete(request, obj_display, obj_id)
+
+    @admin.action(description="Deactivate selected users (closes their sessions)")
+    def deactivate(self, request, queryset):
+        done = 0
+        for user in queryset.filter(is_active=True):
+            try:
+                services.user_set_active(actor=request.user, user=user, active=False)
+                done += 1
+            except ApplicationError as error:
+                self.message_user(request, f"{user}: {error.message}", messages.ERROR)
+        if done:
+            self.message_user(request, f"Deactivated {done} user(s).", messages.SUCCESS)
+
+    @admin.action(description="Unlock sign-in of selected users")
+    def unlock_sign_in(self, request, queryset):
+        for user in queryset:
+            services.login_lockout_reset(actor=request.user, username=user.get_username())
+        self.message_user(request, "Sign-in unlocked.", messages.SUCCESS)
+
+
+@admin.register(AccessAttempt)
+class SignInFailureAdmin(admin.ModelAdmin):
+    """Failed sign-ins counted by django-axes (per username and per address). Lifting a
+    lockout goes through ``login_lockout_reset`` (audited)."""
+
+    list_display = [
+        "username",
+        "ip_address",
+        "failures_since_start",
+        "locked_out",
+        "attempt_time",
+        "path_info",
+    ]
+    search_fields = ["username", "ip_address"]
+    list_filter = ["attempt_time"]
+    ordering = ["-attempt_time"]
+    fields = ["username", "ip_address", "user_agent", "path_info", "failures_since_start"]
+    readonly_fields = fields
+    actions = ["unlock"]
+
+    @admin.display(boolean=True, description="Locked out")
+    def locked_out(self, obj: AccessAttempt) -> bool:
+        return obj.failures_since_start >= settings.AXES_FAILURE_LIMIT
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # "unlock" below: audited, and it clears the username's other rows
+
+    @admin.action(description="Unlock the usernames and addresses of the selected rows")
+    def unlock(self, request, queryset):
+        pairs = {(a.username or "", a.ip_address or "") for a in queryset}
+        for username, ip in sorted(pairs):
+            services.login_lockout_reset(actor=request.user, username=username, ip=ip)
+        self.message_user(request, f"Unlocked {len(pairs)} sign-in record(s).", messages.SUCCESS)
 
 
 admin.site.site_header = "Isotope administration"

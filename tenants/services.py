@@ -234,6 +234,94 @@ def _membership_changed(tenant: Tenant, user) -> None:
     )
 
 
+# --- User accounts (platform staff) ---------------------------------------------------
+@transaction.atomic
+def user_set_active(*, actor, user, active: bool) -> User:
+    """Activate or deactivate an account. Deactivating signs the user out everywhere:
+    once committed, every open websocket of theirs (live updates, consoles) closes, and
+    their sessions and API tokens stop authenticating. Audited; a no-op when unchanged.
+    Staff cannot deactivate themselves (``Conflict``)."""
+    member = _user_for(user)
+    if not active and getattr(actor, "pk", None) == member.pk:
+        raise Conflict("You cannot deactivate your own account.", errors={"is_active": ["You."]})
+    changed = User.objects.filter(pk=member.pk, is_active=not active).update(is_active=active)
+    member.is_active = active
+    if not changed:
+        return member
+    audit_record(
+        actor=actor,
+        action="user.activate" if active else "user.deactivate",
+        target=f"user/{member.username}",
+    )
+    if not active:
+        _user_signed_out(member.pk)
+    return member
+
+
+@transaction.atomic
+def user_delete(*, actor, user) -> None:
+    """Delete an account with its memberships (platform staff). Refused (``Conflict``)
+    while it is a tenant's last admin; audited; its open websockets close."""
+    member = _user_for(user)
+    memberships = list(
+        Membership.objects.select_for_update().filter(user=member).select_related("tenant")
+    )
+    for membership in memberships:
+        if membership.role == Role.ADMIN and _is_last_admin(membership):
+            raise Conflict(
+                f"{member.username} is the last admin of {membership.tenant.slug}: "
+                "make someone else its admin first.",
+                errors={"user": ["Last admin."]},
+            )
+    user_id, username = member.pk, member.username
+    member.delete()
+    audit_record(
+        actor=actor,
+        action="user.delete",
+        target=f"user/{username}",
+        detail={"tenants": sorted(m.tenant.slug for m in memberships)},
+    )
+    _user_signed_out(user_id)
+
+
+def _user_signed_out(user_id: int) -> None:
+    """Close every live session (websocket) of the user once the change is committed."""
+    from portal import signals
+
+    transaction.on_commit(lambda: signals.user_signed_out.send(sender=User, user_id=user_id))
+
+
+# --- Sign-in lockouts (django-axes) ---------------------------------------------------
+def login_lockout_record(*, username: str, ip: str | None, path: str, failures: int) -> None:
+    """Audit that sign-in is locked out for ``username`` and/or from ``ip`` (called once
+    per lockout, when the failure that reaches the limit is counted)."""
+    audit_record(
+        actor=username or "anonymous",
+        action="auth.lockout",
+        target=f"user/{username}" if username else "",
+        outcome=AuditOutcome.DENIED,
+        detail={"username": username, "failures": failures, "path": path[:200]},
+        ip=ip,
+    )
+
+
+def login_lockout_reset(*, actor, username: str = "", ip: str = "") -> int:
+    """Forget the failed sign-ins of ``username`` and of ``ip`` (either or both), which
+    lifts their lockout at once (platform staff). Returns how many records went; audited."""
+    from axes.utils import reset
+
+    if not username and not ip:
+        raise ValidationError("Say which username or address to unlock.")
+    count = reset(ip=ip or None, username=username or None, ip_or_username=bool(username and ip))
+    audit_record(
+        actor=actor,
+        action="auth.unlock",
+        target=f"user/{username}" if username else f"ip/{ip}",
+        detail={"username": username, "ip": ip, "records": count},
+    )
+    return count
+
+
 # --- Quota -----------------------------------------------------------------------------
 def _validate_limits(limits: dict) -> dict:
     clean: dict = {}

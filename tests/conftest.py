@@ -85,6 +85,25 @@ def api():
     return make
 
 
+@pytest.fixture(autouse=True)
+def clean_throttles():
+    """Rate-limit counters live in the real Redis cache and outlast a test's database:
+    one test's failed tokens or console tickets must not throttle the next."""
+    from django.core.cache import cache
+
+    from monitoring.live import redis_client
+
+    def wipe() -> None:
+        client = redis_client()
+        keys = list(client.scan_iter(cache.make_key("throttle_*"), count=500))
+        if keys:
+            client.delete(*keys)
+
+    wipe()
+    yield
+    wipe()
+
+
 # --- Live ASGI server -------------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:

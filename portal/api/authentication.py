@@ -1,4 +1,9 @@
-"""``Authorization: Token iso_<id>_<secret>`` authentication against hashed tokens."""
+"""``Authorization: Token iso_<id>_<secret>`` authentication against hashed tokens.
+
+Failures are counted per client address (``TokenFailureThrottle``, Redis): past the
+limit every token request from that address is answered 429 with ``Retry-After`` until
+the window passes, and the lockout is audited once (``api.token.lockout``).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,11 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from portal.api.throttles import TokenFailureThrottle
+from portal.middleware import client_ip
+from tenants.choices import AuditOutcome
 from tenants.models import ApiToken
-from tenants.services import TOKEN_PREFIX, token_hash
+from tenants.services import TOKEN_PREFIX, audit_record, token_hash
 
 
 class TokenAuthentication(authentication.BaseAuthentication):
@@ -19,15 +27,26 @@ class TokenAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None
+        throttle = TokenFailureThrottle()
+        wait = throttle.refused(request)
+        if wait is not None:
+            raise exceptions.Throttled(
+                wait,
+                detail="Too many failed token authentications from your address; "
+                f"try again in {int(wait)} seconds.",
+            )
         if len(header) != 2:
+            self._failed(request, throttle, "")
             raise exceptions.AuthenticationFailed("Malformed Authorization header.")
         try:
             key = header[1].decode("ascii")
         except UnicodeError:
+            self._failed(request, throttle, "")
             raise exceptions.AuthenticationFailed("Malformed token.") from None
         prefix, _, rest = key.partition("_")
         key_id, _, secret = rest.partition("_")
         if prefix != TOKEN_PREFIX or not key_id or not secret:
+            self._failed(request, throttle, "")
             raise exceptions.AuthenticationFailed("Malformed token.")
         token = ApiToken.objects.select_related("user").filter(key_id=key_id).first()
         now = timezone.now()
@@ -38,10 +57,24 @@ class TokenAuthentication(authentication.BaseAuthentication):
             or (token.expires is not None and token.expires <= now)
             or not token.user.is_active
         ):
+            self._failed(request, throttle, key_id)
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked token.")
         if token.last_used is None or (now - token.last_used).total_seconds() > 60:
             ApiToken.objects.filter(pk=token.pk).update(last_used=now)
         return token.user, token
+
+    @staticmethod
+    def _failed(request, throttle: TokenFailureThrottle, key_id: str) -> None:
+        """Count the failure; audit the one that locks the address out."""
+        if throttle.failure(request):
+            audit_record(
+                actor="anonymous",
+                action="api.token.lockout",
+                target=f"token/{key_id[:32]}" if key_id else "",
+                outcome=AuditOutcome.DENIED,
+                detail={"failures": throttle.num_requests, "windowSeconds": throttle.duration},
+                ip=client_ip(request),
+            )
 
     def authenticate_header(self, request):
         return self.keyword

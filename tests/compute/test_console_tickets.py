@@ -11,7 +11,6 @@ from django.utils import timezone
 from compute.choices import Phase
 from compute.models import ConsoleTicket, Host, VirtualMachine
 from compute.services import console as console_services
-from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
@@ -120,12 +119,12 @@ def test_the_console_page_says_why_there_is_no_console_and_issues_no_ticket(demo
     vm.host = make_host("testhost")
     vm.save()
     client = Client()
-    client.login(username="carol", password=PASSWORD)
+    client.force_login(demo.carol)
     response = client.get("/t/acme/vms/web/console/")
     assert response.status_code == 200
     assert b"no graphical console (libvirt test driver)" in response.content
     assert not ConsoleTicket.objects.exists()
-    client.login(username="dave", password=PASSWORD)
+    client.force_login(demo.dave)
     assert client.get("/t/acme/vms/web/console/").status_code == 404
 
 

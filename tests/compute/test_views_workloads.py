@@ -12,7 +12,6 @@ from compute.models import KubernetesCluster, Workload
 from compute.services import workloads as services
 from monitoring import crypto
 from tenants import services as tenant_services
-from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.unit
 
@@ -33,7 +32,7 @@ def world(demo):
 
 def client_for(user) -> Client:
     client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
+    client.force_login(user)
     return client
 
 

@@ -11,7 +11,6 @@ from compute.models import VirtualMachine
 from compute.services import vms as vm_services
 from monitoring import prometheus
 from monitoring.models import VMCounters, VMSample
-from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.unit
 TOKEN = "s3cret-scrape-token"
@@ -100,19 +99,19 @@ def test_metrics_from_an_allowed_address_needs_no_token(client, settings, measur
 
 def test_the_series_endpoint_follows_tenant_access(client, measured_vm, demo):
     url = "/t/acme/vms/web1/metrics/"
-    client.login(username="carol", password=PASSWORD)  # a viewer may watch
+    client.force_login(demo.carol)  # a viewer may watch
     body = client.get(url).json()
     assert body["range"] == "1h" and body["step"] == 10
     assert body["points"][0]["cpu"] == 12.5 and body["points"][0]["mem"] == 100
     assert client.get(url + "?range=7d").json()["points"] == []
     assert client.get(url + "?range=1y").status_code == 400
     assert client.get("/t/acme/vms/nope/metrics/").status_code == 404
-    client.login(username="dave", password=PASSWORD)  # another tenant's admin
+    client.force_login(demo.dave)  # another tenant's admin
     assert client.get(url).status_code == 404
 
 
 def test_vm_detail_has_the_chart_card_and_the_overview_the_totals(client, measured_vm, demo):
-    client.login(username="bob", password=PASSWORD)
+    client.force_login(demo.bob)
     page = client.get("/t/acme/vms/web1/").content.decode()
     assert 'data-testid="vm-metrics"' in page
     assert '<meta name="isotope-live" content="acme/vm-metrics/web1">' in page
