@@ -20,18 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
-import ipaddress
 import json
 import logging
 import re
 import secrets
-import socket
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -41,7 +36,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from monitoring import crypto, live
+from monitoring import crypto, delivery, live
 from monitoring.choices import DeliveryStatus, EventType, LiveMessageType
 from monitoring.formats import event_data
 from monitoring.groups import metrics_group, object_group, tenant_group, user_group
@@ -289,31 +284,6 @@ def events_prune(*, older_than: datetime) -> int:
 
 
 # --- Webhooks --------------------------------------------------------------------------
-def _allow_private() -> bool:
-    return bool(_setting("ISOTOPE_WEBHOOK_ALLOW_PRIVATE", settings.DEBUG))
-
-
-def _destination_refusal(host: str, port: int | None, *, unresolved_ok: bool = False) -> str:
-    """Why ``host`` may not receive webhooks ("" when it may).
-
-    Refuses loopback, private, link-local and other non-global addresses unless
-    ``ISOTOPE_WEBHOOK_ALLOW_PRIVATE`` (default: on in development) allows them, so a
-    tenant cannot make the portal call its own infrastructure. Checked when the webhook
-    is created and again before every attempt (DNS answers change).
-    """
-    try:
-        infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return "" if unresolved_ok else f"{host} does not resolve."
-    if _allow_private():
-        return ""
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not address.is_global:
-            return f"{host} resolves to a non-public address ({address})."
-    return ""
-
-
 def _check_url(url: str) -> str:
     url = (url or "").strip()
     problem = ""
@@ -329,8 +299,10 @@ def _check_url(url: str) -> str:
         if parts.username or parts.password:
             problem = "Credentials in the URL are not allowed; use the signature instead."
         else:
-            # A name that does not resolve yet is accepted: attempts retry it later.
-            problem = _destination_refusal(parts.hostname or "", parts.port, unresolved_ok=True)
+            # A name that does not resolve yet is accepted: attempts retry it later. Every
+            # attempt checks again (DNS answers change) and connects only where it checked.
+            addresses, refusal = delivery.resolve(parts.hostname or "", parts.port)
+            problem = refusal if addresses else ""
     if problem:
         raise ValidationError(problem, errors={"url": [problem]})
     return url
@@ -425,125 +397,128 @@ def webhook_delivery_enqueue(delivery_id: int) -> None:
         logger.exception("could not enqueue webhook delivery %s", delivery_id)
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-# Direct connections only: no environment proxies, no redirects to elsewhere.
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects)
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    status_code: int | None
-    error: str
-    permanent: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-
-def _post(url: str, body: bytes, headers: dict[str, str]) -> _Outcome:
-    parts = urllib.parse.urlsplit(url)
-    refusal = _destination_refusal(parts.hostname or "", parts.port)
-    if refusal:
-        return _Outcome(None, refusal, permanent=not refusal.endswith("does not resolve."))
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
-    timeout = _setting("ISOTOPE_WEBHOOK_TIMEOUT", 5)
-    try:
-        with _opener.open(request, timeout=timeout) as response:
-            response.read(65536)
-            return _Outcome(response.status, "")
-    except urllib.error.HTTPError as error:
-        note = " (redirects are not followed)" if 300 <= error.code < 400 else ""
-        return _Outcome(error.code, f"HTTP {error.code} {error.reason}{note}"[:500])
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
-        reason = getattr(error, "reason", error)
-        return _Outcome(None, f"{type(reason).__name__}: {reason}"[:500])
-
-
 def _backoff(attempts: int) -> float:
     base = float(_setting("ISOTOPE_WEBHOOK_RETRY_BASE", 10))
     cap = float(_setting("ISOTOPE_WEBHOOK_RETRY_MAX", 900))
     return min(base * 2 ** (attempts - 1), cap)
 
 
-def webhook_delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
-    """Make one attempt at a pending delivery and record how it went.
+@dataclass(frozen=True)
+class _Claim:
+    """One attempt a worker took on: what to send, or the outcome decided without it."""
 
-    Idempotent: a delivery that has succeeded or failed is returned untouched, and a
-    delivery another worker is attempting right now (row locked) returns None. A
-    non-2xx answer or a network error leaves it ``pending`` with ``next_attempt`` set by
-    exponential backoff until ``ISOTOPE_WEBHOOK_MAX_ATTEMPTS`` (default 6); then it is
-    ``failed``. Refused destinations and unreadable secrets fail at once.
-    """
+    delivery_id: int
+    attempt: int
+    url: str = ""
+    body: bytes = b""
+    headers: dict | None = None
+    outcome: delivery.Outcome | None = None
+
+
+def _lease_seconds() -> float:
+    """How long an attempt may take before another worker may try again."""
+    return max(60.0, 4 * float(_setting("ISOTOPE_WEBHOOK_TIMEOUT", 5)))
+
+
+def _delivery_claim(delivery_id: int) -> _Claim | WebhookDelivery | None:
+    """Take the next attempt of a due delivery (a short transaction, row locked only for
+    it): count the attempt and push ``next_attempt`` past a lease, so another worker
+    neither sends it meanwhile nor waits on a lock. Returns the delivery itself when
+    there is nothing to do (finished, or not due: another worker has it or a retry is
+    scheduled), None when it is gone or locked right now."""
     with transaction.atomic():
-        delivery = (
+        row = (
             WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("webhook")
             .filter(pk=delivery_id)
             .first()
         )
-        if delivery is None or delivery.status != DeliveryStatus.PENDING:
-            return delivery
-        webhook = delivery.webhook
+        if row is None or row.status != DeliveryStatus.PENDING:
+            return row
         now = timezone.now()
+        if row.next_attempt is not None and row.next_attempt > now:
+            return row
+        row.attempts += 1
+        row.last_attempt = now
+        row.next_attempt = now + timedelta(seconds=_lease_seconds())
+        row.save(update_fields=["attempts", "last_attempt", "next_attempt"])
+        webhook = row.webhook
+        claim = _Claim(delivery_id=row.pk, attempt=row.attempts)
         if not webhook.active:
-            outcome = _Outcome(None, "The webhook is disabled.", permanent=True)
-        else:
-            try:
-                secret = crypto.decrypt(webhook.secret_encrypted)
-            except crypto.SecretUnreadable as error:
-                outcome = _Outcome(None, f"{error}; re-create the webhook.", permanent=True)
-            else:
-                body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True)
-                stamp = str(int(time.time()))
-                outcome = _post(
-                    webhook.url,
-                    body.encode(),
-                    {
-                        "Content-Type": "application/json",
-                        "User-Agent": "Isotope-Webhook/1",
-                        DELIVERY_HEADER: str(delivery.uid),
-                        TIMESTAMP_HEADER: stamp,
-                        SIGNATURE_HEADER: webhook_signature(secret, stamp, body.encode()),
-                    },
-                )
-        delivery.attempts += 1
-        delivery.last_attempt = now
-        delivery.last_status_code = outcome.status_code
-        delivery.last_error = outcome.error
+            return replace(claim, outcome=delivery.Outcome(None, "The webhook is disabled.", True))
+        try:
+            secret = crypto.decrypt(webhook.secret_encrypted)
+        except crypto.SecretUnreadable as error:
+            message = f"{error}; re-create the webhook."
+            return replace(claim, outcome=delivery.Outcome(None, message, permanent=True))
+        body = json.dumps(row.payload, separators=(",", ":"), sort_keys=True).encode()
+        stamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "Isotope-Webhook/1",
+            DELIVERY_HEADER: str(row.uid),
+            TIMESTAMP_HEADER: stamp,
+            SIGNATURE_HEADER: webhook_signature(secret, stamp, body),
+        }
+        return replace(claim, url=webhook.url, body=body, headers=headers)
+
+
+def _delivery_record(claim: _Claim, outcome: delivery.Outcome) -> WebhookDelivery | None:
+    """Write how the claimed attempt went, unless another worker has taken the delivery
+    over since (its lease ran out): then that worker's attempt is the one recorded."""
+    with transaction.atomic():
+        row = (
+            WebhookDelivery.objects.select_for_update()
+            .filter(pk=claim.delivery_id, attempts=claim.attempt, status=DeliveryStatus.PENDING)
+            .first()
+        )
+        if row is None:
+            return WebhookDelivery.objects.filter(pk=claim.delivery_id).first()
+        now = timezone.now()
+        row.last_status_code = outcome.status_code
+        row.last_error = outcome.error
         max_attempts = int(_setting("ISOTOPE_WEBHOOK_MAX_ATTEMPTS", 6))
         if outcome.ok:
-            delivery.status = DeliveryStatus.SUCCEEDED
-            delivery.finished = now
-            delivery.next_attempt = None
-        elif outcome.permanent or delivery.attempts >= max_attempts:
-            delivery.status = DeliveryStatus.FAILED
-            delivery.finished = now
-            delivery.next_attempt = None
+            row.status = DeliveryStatus.SUCCEEDED
+            row.finished = now
+            row.next_attempt = None
+        elif outcome.permanent or row.attempts >= max_attempts:
+            row.status = DeliveryStatus.FAILED
+            row.finished = now
+            row.next_attempt = None
             logger.warning(
                 "webhook delivery %s failed after %s attempts: %s",
-                delivery.uid,
-                delivery.attempts,
+                row.uid,
+                row.attempts,
                 outcome.error or outcome.status_code,
             )
         else:
-            delivery.next_attempt = now + timedelta(seconds=_backoff(delivery.attempts))
-        delivery.save(
-            update_fields=[
-                "status",
-                "attempts",
-                "last_attempt",
-                "last_status_code",
-                "last_error",
-                "next_attempt",
-                "finished",
-            ]
+            row.next_attempt = now + timedelta(seconds=_backoff(row.attempts))
+        row.save(
+            update_fields=["status", "last_status_code", "last_error", "next_attempt", "finished"]
         )
-        return delivery
+        return row
+
+
+def webhook_delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
+    """Make one attempt at a pending delivery and record how it went.
+
+    Idempotent: a delivery that has succeeded or failed, or is not due (another worker
+    is sending it, or its retry is later), is returned untouched; one locked this very
+    moment returns None. The HTTP request is sent outside any transaction and holds no
+    row lock. A non-2xx answer or a network error leaves it ``pending`` with
+    ``next_attempt`` set by exponential backoff until ``ISOTOPE_WEBHOOK_MAX_ATTEMPTS``
+    (default 6); then it is ``failed``. Refused destinations and unreadable secrets fail
+    at once.
+    """
+    claim = _delivery_claim(delivery_id)
+    if not isinstance(claim, _Claim):
+        return claim
+    outcome = claim.outcome
+    if outcome is None:
+        timeout = float(_setting("ISOTOPE_WEBHOOK_TIMEOUT", 5))
+        outcome = delivery.post(claim.url, claim.body, claim.headers or {}, timeout=timeout)
+    return _delivery_record(claim, outcome)
 
 
 def webhook_deliveries_requeue(*, overdue: timedelta = timedelta(minutes=2)) -> int:
