@@ -18,13 +18,30 @@ from compute.models import (
     Workload,
 )
 from compute.services.clusters import cluster_check, cluster_set_kubeconfig
-from compute.services.hosts import host_check
+from compute.services.hosts import host_check, host_uri_check
 from portal.admin import AuditedModelAdmin
+from portal.exceptions import ValidationError as AppValidationError
+
+
+class HostAdminForm(forms.ModelForm):
+    """The URI is checked by ``host_uri_check``: no transport that runs commands or
+    reads files on the portal host."""
+
+    class Meta:
+        model = Host
+        fields = "__all__"  # noqa: DJ007 - HostAdmin (readonly_fields) decides what is shown
+
+    def clean_uri(self) -> str:
+        try:
+            return host_uri_check(self.cleaned_data.get("uri", ""))
+        except AppValidationError as error:
+            raise forms.ValidationError(error.errors["uri"][0]) from None
 
 
 @admin.register(Host)
 class HostAdmin(AuditedModelAdmin):
     audit_noun = "host"
+    form = HostAdminForm
     list_display = [
         "name",
         "uri",
@@ -163,8 +180,6 @@ class KubernetesClusterForm(forms.ModelForm):
         if not text and not (self.instance and self.instance.kubeconfig_encrypted):
             self.add_error("kubeconfig", "A new cluster needs its kubeconfig.")
         elif text:
-            from portal.exceptions import ValidationError as AppValidationError
-
             try:
                 cluster_set_kubeconfig(self.instance, text)
             except (AppValidationError, OSError) as error:

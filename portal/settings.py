@@ -342,6 +342,16 @@ CELERY_BEAT_SCHEDULE["reconcile-clusters"] = {
     "task": "compute.tasks.kubernetes.reconcile_clusters",
     "schedule": float(os.environ.get("ISOTOPE_K8S_RECONCILE_SECONDS", "30")),
 }
+# Libvirt sockets a host URI may name with ?socket= (compute.services.hosts).
+ISOTOPE_LIBVIRT_SOCKETS = env_list(
+    "ISOTOPE_LIBVIRT_SOCKETS",
+    ",".join(
+        f"{run}/libvirt/{name}{ro}"
+        for run in ("/run", "/var/run")
+        for name in ("libvirt-sock", "virtqemud-sock")
+        for ro in ("", "-ro")
+    ),
+)
 # In-page VM console (compute.services.console): ticket lifetime (capped at 30 s),
 # concurrent sessions per user per VM and per VM, idle timeout without user input.
 ISOTOPE_CONSOLE_TICKET_SECONDS = int(os.environ.get("ISOTOPE_CONSOLE_TICKET_SECONDS", "30"))

@@ -39,17 +39,71 @@ from tenants.services import audit_record
 
 logger = logging.getLogger(__name__)
 
-# kubeconfig keys that name files, and the inline key each becomes.
+# kubeconfig keys that name files on the portal host, and the inline key each becomes.
 _FILE_KEYS = {
-    "certificate-authority": "certificate-authority-data",
-    "client-certificate": "client-certificate-data",
-    "client-key": "client-key-data",
+    "cluster": {"certificate-authority": "certificate-authority-data"},
+    "user": {
+        "client-certificate": "client-certificate-data",
+        "client-key": "client-key-data",
+        "tokenFile": "token",
+    },
+}
+# User entries the Kubernetes client turns into a program run on the portal host.
+_COMMAND_KEYS = {
+    "exec": "runs a credential plugin command",
+    "auth-provider": "runs an auth-provider plugin (which may run a command)",
 }
 
 
+def _invalid(message: str) -> ValidationError:
+    return ValidationError(f"Refused kubeconfig: {message}", errors={"kubeconfig": [message]})
+
+
+def _entries(data: dict, section: str, inner: str) -> list[tuple[str, dict]]:
+    """``(name, body)`` of each entry of ``clusters``/``users``/``contexts``."""
+    entries = data.get(section) or []
+    if not isinstance(entries, list):
+        raise _invalid(f"'{section}' must be a list.")
+    out = []
+    for entry in entries:
+        body = entry.get(inner) if isinstance(entry, dict) else None
+        if isinstance(entry, dict) and body is None:
+            body = entry[inner] = {}
+        if not isinstance(body, dict):
+            raise _invalid(f"each of '{section}' needs a name and a '{inner}' mapping.")
+        out.append((str(entry.get("name", "")), body))
+    return out
+
+
+def _embed(body: dict, key: str, inline: str, where: str, base: Path | None) -> None:
+    """Replace the file reference ``body[key]`` by its content under ``inline``: only
+    for the portal's own seeding (``base``: the folder the kubeconfig came from, which
+    the file must be inside); typed-in kubeconfigs must embed their credentials."""
+    if base is None:
+        raise _invalid(
+            f"{where} '{key}' names a file on the portal host; embed it as '{inline}' "
+            "(kubectl config view --raw --flatten)."
+        )
+    root = base.resolve()
+    path = (root / str(body.pop(key))).resolve()
+    if not path.is_relative_to(root):
+        raise _invalid(f"{where} '{key}' points outside {root}.")
+    content = path.read_bytes()
+    body[inline] = (
+        content.decode().strip() if inline == "token" else base64.b64encode(content).decode()
+    )
+
+
 def kubeconfig_inline(text: str, *, base: Path | None = None) -> tuple[str, str]:
-    """The kubeconfig with every referenced file embedded (so the stored copy is the
-    whole credential), and its current context's server URL."""
+    """The kubeconfig as stored (every credential embedded) and its current context's
+    server URL; ``ValidationError`` (field ``kubeconfig``) for anything else.
+
+    Refused, because the Kubernetes client would act on the portal host: ``exec``
+    credential plugins and ``auth-provider`` entries (commands), and references to files
+    (``client-certificate``, ``client-key``, ``tokenFile``, ``certificate-authority``)
+    unless ``base`` is given: the portal's own local cluster is seeded from a kubeconfig
+    whose files sit next to it, under ``base``.
+    """
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -60,21 +114,24 @@ def kubeconfig_inline(text: str, *, base: Path | None = None) -> tuple[str, str]
         raise ValidationError(
             "Not a kubeconfig.", errors={"kubeconfig": ["It has no clusters section."]}
         )
+    clusters = _entries(data, "clusters", "cluster")
+    for name, body in _entries(data, "users", "user"):
+        for key, why in _COMMAND_KEYS.items():
+            if key in body:
+                raise _invalid(
+                    f"user '{name}' uses '{key}', which {why} on the portal host; use a "
+                    "client certificate or a token embedded in the kubeconfig."
+                )
     for section, inner in (("clusters", "cluster"), ("users", "user")):
-        for entry in data.get(section) or []:
-            body = entry.get(inner) or {}
-            for key, inline in _FILE_KEYS.items():
+        for name, body in _entries(data, section, inner):
+            for key, inline in _FILE_KEYS[inner].items():
                 if key in body:
-                    path = Path(body.pop(key))
-                    if not path.is_absolute() and base is not None:
-                        path = base / path
-                    body[inline] = base64.b64encode(path.read_bytes()).decode()
-    current = data.get("current-context")
-    contexts = {c["name"]: c.get("context", {}) for c in data.get("contexts") or []}
-    cluster_name = contexts.get(current, {}).get("cluster") or data["clusters"][0]["name"]
+                    _embed(body, key, inline, f"{inner} '{name}'", base)
+    contexts = {name: body for name, body in _entries(data, "contexts", "context")}
+    current = contexts.get(str(data.get("current-context", "")), {})
+    cluster_name = current.get("cluster") or clusters[0][0]
     server = next(
-        (c["cluster"].get("server", "") for c in data["clusters"] if c["name"] == cluster_name),
-        "",
+        (str(body.get("server", "")) for name, body in clusters if name == cluster_name), ""
     )
     return yaml.safe_dump(data), server
 

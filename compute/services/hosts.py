@@ -1,9 +1,21 @@
-"""Host services: register hosts and read their facts."""
+"""Host services: register hosts, validate their libvirt URIs, read their facts.
+
+A host's URI is typed by platform staff, but it is opened by the portal's own processes,
+and some libvirt transports run programs on the portal host: ``+ext`` runs
+``?command=``, ``+ssh`` runs ``ssh`` (``?command=`` picks the binary, ``?netcat=`` the
+remote command, and a host or user name starting with ``-`` becomes an ``ssh`` option),
+and ``?socket=``, ``?keyfile=``, ``?pkipath=`` name local files. :func:`host_uri_check`
+allows only what a hypervisor host needs and says why anything else is refused.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
+from urllib.parse import parse_qsl, urlsplit
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -11,13 +23,124 @@ from compute.backends import BackendError, backend_for_host
 from compute.backends.libvirt.backend import LibvirtBackend
 from compute.choices import VirtType
 from compute.models import Host
+from portal.exceptions import ValidationError
 from tenants.services import audit_record
 
 logger = logging.getLogger(__name__)
 
+DRIVERS = frozenset({"qemu", "test"})
+# "" and "unix": the local daemon's socket; tcp/tls: a remote daemon; ssh/libssh*: a
+# tunnel (the ssh binary, or libssh in process) to a remote host's socket.
+TRANSPORTS = frozenset({"", "unix", "tcp", "tls", "ssh", "libssh", "libssh2"})
+REMOTE = frozenset({"tcp", "tls", "ssh", "libssh", "libssh2"})
+# Parameters with a fixed set of values (None: any value of safe characters).
+PARAMETERS: dict[str, frozenset[str] | None] = {
+    "no_verify": frozenset({"0", "1"}),
+    "no_tty": frozenset({"0", "1"}),
+    "mode": frozenset({"auto", "legacy", "direct"}),
+    "proxy": frozenset({"auto", "netcat", "native"}),
+    "known_hosts_verify": frozenset({"normal", "auto", "ignore"}),
+    "sshauth": None,
+    "tls_priority": None,
+    "name": None,
+}
+COMMAND_PARAMETERS = {
+    "command": "names a program for the portal host to run",
+    "netcat": "names a program to run",
+}
+FILE_PARAMETERS = frozenset({"keyfile", "known_hosts", "pkipath"})
+SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:+!%/=-]{1,200}$")
+HOST_NAME = re.compile(r"^(?!-)[a-z0-9.-]{1,253}$")
+USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+def _refuse(message: str) -> ValidationError:
+    return ValidationError(f"Refused libvirt URI: {message}", errors={"uri": [message]})
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def host_uri_check(uri: str) -> str:
+    """``uri`` (stripped) when the portal may open it; ``ValidationError`` (field
+    ``uri``) saying why not otherwise.
+
+    Allowed: drivers ``qemu`` and ``test``; transports none/``unix`` (local daemon),
+    ``tcp``, ``tls``, ``ssh``, ``libssh``, ``libssh2``; a host and user name that cannot
+    be read as options; ``?socket=`` only from ``ISOTOPE_LIBVIRT_SOCKETS``; a few
+    parameters with harmless values. Refused: ``+ext`` and every other transport,
+    ``?command=``, ``?netcat=``, parameters naming files on the portal host (configure
+    ssh and TLS there instead), and anything unknown.
+    """
+    uri = (uri or "").strip()
+    if not uri or len(uri) > 255:
+        raise _refuse("enter a libvirt URI of at most 255 characters.")
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        raise _refuse("it is not a valid URI.") from None
+    driver, _, transport = parts.scheme.lower().partition("+")
+    if driver not in DRIVERS:
+        raise _refuse(f"driver {driver!r} is not supported (use qemu or test).")
+    if transport == "ext":
+        raise _refuse("the ext transport runs an arbitrary command on the portal host.")
+    if transport not in TRANSPORTS:
+        raise _refuse(f"transport {transport!r} is not allowed.")
+    if parts.fragment:
+        raise _refuse("a fragment (#...) has no meaning here.")
+    host = parts.hostname or ""
+    if transport in REMOTE:
+        if not host or not (_is_address(host) or HOST_NAME.match(host)):
+            raise _refuse("a remote transport needs a host name or address (not starting '-').")
+        if parts.username is not None and not USER_NAME.match(parts.username):
+            raise _refuse("the user name may only hold letters, digits, '.', '_' and '-'.")
+        if parts.password is not None:
+            raise _refuse("passwords do not belong in the URI.")
+    elif parts.netloc:
+        raise _refuse(
+            "name the transport for a remote host (qemu+tls://, qemu+tcp://, qemu+ssh://)."
+        )
+    if driver == "test" and transport:
+        raise _refuse("the test driver is local only (test:///default).")
+    if port is not None and not 0 < port < 65536:
+        raise _refuse("the port is out of range.")
+    try:
+        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise _refuse("the parameters cannot be read.") from None
+    sockets = set(settings.ISOTOPE_LIBVIRT_SOCKETS)
+    for name, value in query:
+        if name in COMMAND_PARAMETERS:
+            raise _refuse(f"?{name}= {COMMAND_PARAMETERS[name]}.")
+        if name in FILE_PARAMETERS:
+            raise _refuse(f"?{name}= names a file on the portal host; configure it there.")
+        if name == "socket":
+            if value not in sockets:
+                raise _refuse(f"?socket= must be one of {', '.join(sorted(sockets))}.")
+            continue
+        if name not in PARAMETERS:
+            raise _refuse(f"unknown parameter ?{name}=.")
+        allowed = PARAMETERS[name]
+        if (allowed is not None and value not in allowed) or not SAFE_VALUE.match(value):
+            raise _refuse(f"?{name}={value[:40]} is not allowed.")
+    return uri
+
 
 def host_check(host: Host, *, actor=None) -> Host:
-    """Read capacity and capabilities from the host; record reachability."""
+    """Read capacity and capabilities from the host; record reachability. A URI that
+    :func:`host_uri_check` refuses is never opened: the host is recorded unreachable."""
+    try:
+        host_uri_check(host.uri)
+    except ValidationError as error:
+        Host.objects.filter(pk=host.pk).update(reachable=False, message=error.message[:500])
+        host.reachable, host.message = False, error.message[:500]
+        return host
     backend = backend_for_host(host)
     try:
         facts = backend.facts()
@@ -55,7 +178,9 @@ def _probed_virt_type() -> str:
 
 @transaction.atomic
 def host_register(*, actor, name: str, uri: str, **fields) -> Host:
-    """Add a host (or update its URI) and read its facts."""
+    """Add a host (or update its URI) and read its facts. ``ValidationError`` for a URI
+    :func:`host_uri_check` refuses."""
+    uri = host_uri_check(uri)
     host, _ = Host.objects.update_or_create(name=name, defaults={"uri": uri, **fields})
     audit_record(actor=actor, action="host.register", target=f"host/{name}", detail={"uri": uri})
     transaction.on_commit(lambda: host_check(host))
