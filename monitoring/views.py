@@ -16,11 +16,12 @@ from monitoring.choices import EventType
 from monitoring.filters import EventFilter
 from monitoring.groups import tenant_group
 from portal.exceptions import ApplicationError, NotFound
+from portal.reveal import reveal_done, reveal_stash, reveal_take
 from portal.web import tenant_view
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 50
-NEW_SECRET = "monitoring.webhook_secret"
+NEW_SECRET = "webhook_secret"
 
 
 def _baseline(stream: str) -> dict[str, int]:
@@ -60,16 +61,20 @@ def event_list(request, tenant):
 @tenant_view("webhook.manage")
 @require_GET
 def webhook_list(request, tenant):
-    return render(
+    secret = reveal_take(request, name=NEW_SECRET)
+    response = render(
         request,
         "monitoring/webhook_list.html",
         {
             "tenant": tenant,
             "webhooks": selectors.webhooks_of(tenant),
             "deliveries": selectors.deliveries_recent(tenant),
-            "new_secret": request.session.pop(NEW_SECRET, None),
+            "new_secret": {"secret": secret} if secret else None,
         },
     )
+    response["Cache-Control"] = "no-store"
+    reveal_done(request, response, name=NEW_SECRET)
+    return response
 
 
 @tenant_view("webhook.manage")
@@ -84,11 +89,12 @@ def webhook_add(request, tenant):
         )
     except ApplicationError as error:
         messages.error(request, error.message)
-    else:
-        # Shown once on the next page (post/redirect/get), then gone from the session.
-        request.session[NEW_SECRET] = {"uid": str(webhook.uid), "secret": secret}
-        messages.success(request, f"Webhook added for {webhook.url}.")
-    return redirect("webhook-list", tenant=tenant.slug)
+        return redirect("webhook-list", tenant=tenant.slug)
+    messages.success(request, f"Webhook added for {webhook.url}.")
+    # Shown once on the next page (post/redirect/get), never readable in the session.
+    response = redirect("webhook-list", tenant=tenant.slug)
+    reveal_stash(request, response, name=NEW_SECRET, secret=secret)
+    return response
 
 
 @tenant_view("webhook.manage")

@@ -16,7 +16,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.exceptions import ApplicationError, ValidationError
+from portal.reveal import reveal_done, reveal_stash, reveal_take
 from tenants import selectors, services
+
+NEW_TOKEN = "api_token"
 
 
 @login_required
@@ -49,21 +52,27 @@ def profile(request):
             token, key = services.token_create(
                 user=request.user, name=request.POST.get("name", ""), expires=expires
             )
-            # Post/redirect/get: the key is shown once, and a reload cannot mint another.
-            request.session["isotope_new_token"] = key
-            messages.success(request, f"Token “{token.name}” created. Copy it now.")
         except ApplicationError as error:
             messages.error(request, error.message)
-        return redirect("profile")
-    return render(
+            return redirect("profile")
+        messages.success(request, f"Token “{token.name}” created. Copy it now.")
+        # Post/redirect/get: the key is shown once, a reload cannot mint another, and
+        # it never sits readable in the session store (portal.reveal).
+        response = redirect("profile")
+        reveal_stash(request, response, name=NEW_TOKEN, secret=key)
+        return response
+    response = render(
         request,
         "portal/profile.html",
         {
             "tokens": request.user.api_tokens.all(),
-            "new_key": request.session.pop("isotope_new_token", None),
+            "new_key": reveal_take(request, name=NEW_TOKEN),
             "memberships": selectors.user_memberships(request.user),
         },
     )
+    response["Cache-Control"] = "no-store"
+    reveal_done(request, response, name=NEW_TOKEN)
+    return response
 
 
 @login_required
