@@ -200,7 +200,7 @@ ISOTOPE_TRUSTED_PROXIES = env_list("ISOTOPE_TRUSTED_PROXIES")
 
 # --- Sign-in lockout (django-axes) ------------------------------------------------------
 # Failed sign-ins are counted per username and per client address, in PostgreSQL (every
-# web process sees them; admins list and reset them in Django admin, "Sign-in lockouts").
+# web process sees them; staff list and lift them in Django admin, "Access attempts").
 # After ISOTOPE_LOGIN_FAILURE_LIMIT failures, either one is locked out until
 # ISOTOPE_LOGIN_COOLOFF_MINUTES pass without another failure.
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
