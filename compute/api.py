@@ -45,9 +45,19 @@ API_FIELDS = {
 }
 
 
+# Which spec field a quota refusal is about.
+QUOTA_FIELDS = {"cpu": "spec.vcpus", "memory": "spec.memoryMiB", "storage": "spec.diskGiB"}
+
+
 def _api_errors(error: ApplicationError) -> ApplicationError:
-    """Rename a service error's fields to API paths (quota errors keep the resource)."""
-    if not isinstance(error, QuotaExceeded):
+    """Rename a service error's fields to API paths; a quota refusal keeps each resource
+    and also names the spec field that asked for too much."""
+    if isinstance(error, QuotaExceeded):
+        for shortfall in error.shortfalls:
+            field = QUOTA_FIELDS.get(shortfall.resource)
+            if field:
+                error.errors = {**error.errors, field: [shortfall.message]}
+    else:
         error.errors = {API_FIELDS.get(k, k): v for k, v in error.errors.items()}
     return error
 

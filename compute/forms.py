@@ -89,10 +89,12 @@ class VMCreateForm(forms.Form):
     def add_service_error(self, error: ApplicationError) -> None:
         """Show a service refusal on the fields it is about."""
         if isinstance(error, QuotaExceeded):
-            field = QUOTA_FIELDS.get(error.resource)
-            if field and not self.custom:
-                field = "size"
-            self.add_error(field, error.message)
+            # Each resource over its limit on its own field (the size, for a flavor).
+            for shortfall in error.shortfalls:
+                field = QUOTA_FIELDS.get(shortfall.resource)
+                if field and not self.custom:
+                    field = "size"
+                self.add_error(field, shortfall.message)
             return
         if not error.errors:
             self.add_error(None, error.message)

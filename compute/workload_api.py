@@ -63,9 +63,10 @@ def _api_errors(error: ApplicationError) -> ApplicationError:
     """Rename a service error's fields to API paths; a quota refusal also names the
     spec field that asked for too much (besides the quota resource)."""
     if isinstance(error, QuotaExceeded):
-        field = QUOTA_FIELDS.get(error.resource)
-        if field:
-            error.errors = {**error.errors, field: [error.message]}
+        for shortfall in error.shortfalls:
+            field = QUOTA_FIELDS.get(shortfall.resource)
+            if field:
+                error.errors = {**error.errors, field: [shortfall.message]}
     else:
         error.errors = {API_FIELDS.get(k, k): v for k, v in error.errors.items()}
     return error

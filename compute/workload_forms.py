@@ -128,7 +128,8 @@ class WorkloadCreateForm(forms.Form):
     def add_service_error(self, error: ApplicationError) -> None:
         """Show a service refusal on the fields it is about."""
         if isinstance(error, QuotaExceeded):
-            self.add_error(QUOTA_FIELDS.get(error.resource), error.message)
+            for shortfall in error.shortfalls:
+                self.add_error(QUOTA_FIELDS.get(shortfall.resource), shortfall.message)
             return
         if not error.errors:
             self.add_error(None, error.message)

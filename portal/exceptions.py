@@ -2,12 +2,13 @@
 
 Views, the API and consumers translate them: ``NotFound`` → 404 (also for another
 tenant's objects, so nothing leaks), ``PermissionDenied`` → 403, ``QuotaExceeded`` → 403
-naming the resource, ``Conflict`` → 409, ``PreconditionFailed`` → 412,
+naming every resource over its limit, ``Conflict`` → 409, ``PreconditionFailed`` → 412,
 ``ValidationError`` → 400 with field errors.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 
@@ -54,32 +55,76 @@ class PreconditionFailed(ApplicationError):
     slug = "precondition-failed"
 
 
+@dataclass(frozen=True)
+class Shortfall:
+    """One quota resource that a request does not fit in."""
+
+    resource: str
+    requested: int | Decimal
+    left: int | Decimal
+    limit: int | Decimal
+    unit: str = ""
+
+    @property
+    def amounts(self) -> str:
+        """"requested 4 cores, 1 core left of 1 core"."""
+        return (
+            f"requested {_quantity(self.requested, self.unit)}, "
+            f"{_quantity(self.left, self.unit)} left of {_quantity(self.limit, self.unit)}"
+        )
+
+    @property
+    def message(self) -> str:
+        return f"Quota exceeded for {self.resource}: {self.amounts}."
+
+    def as_dict(self) -> dict:
+        """The API's shape (numbers as strings: CPU is fractional)."""
+        return {
+            "resource": self.resource,
+            "requested": _fmt(self.requested),
+            "left": _fmt(self.left),
+            "limit": _fmt(self.limit),
+            "unit": self.unit,
+        }
+
+
 class QuotaExceeded(PermissionDenied):
-    """A reservation would take a resource past the tenant's limit."""
+    """A reservation would take one or more resources past the tenant's limits.
+
+    ``shortfalls`` names every resource that does not fit (so a person fixes them all at
+    once); ``resource``, ``requested``, ``left``, ``limit`` and ``unit`` are the first
+    one's. ``errors`` has one message per resource.
+    """
 
     title = "Quota exceeded"
     slug = "quota-exceeded"
 
-    def __init__(
-        self,
-        *,
-        resource: str,
-        requested: int | Decimal,
-        left: int | Decimal,
-        limit: int | Decimal,
-        unit: str = "",
-    ):
-        self.resource = resource
-        self.requested = requested
-        self.left = left
-        self.limit = limit
-        self.unit = unit
-        suffix = f" {unit}" if unit else ""
+    def __init__(self, shortfalls: list[Shortfall] | tuple[Shortfall, ...]):
+        if not shortfalls:
+            raise ValueError("QuotaExceeded needs at least one shortfall")
+        self.shortfalls = tuple(shortfalls)
+        first = self.shortfalls[0]
+        self.resource = first.resource
+        self.requested = first.requested
+        self.left = first.left
+        self.limit = first.limit
+        self.unit = first.unit
         message = (
-            f"Quota exceeded for {resource}: requested {_fmt(requested)}{suffix}, "
-            f"{_fmt(left)}{suffix} left of {_fmt(limit)}{suffix}."
+            "Quota exceeded for "
+            + "; ".join(f"{s.resource}: {s.amounts}" for s in self.shortfalls)
+            + "."
         )
-        super().__init__(message, errors={resource: [message]})
+        super().__init__(message, errors={s.resource: [s.message] for s in self.shortfalls})
+
+
+# Units counted in things read singular for one ("1 core", "1 VM").
+_SINGULAR = {"cores": "core", "VMs": "VM", "pods": "pod"}
+
+
+def _quantity(value: int | Decimal, unit: str) -> str:
+    if not unit:
+        return _fmt(value)
+    return f"{_fmt(value)} {_SINGULAR.get(unit, unit) if value == 1 else unit}"
 
 
 def _fmt(value: int | Decimal) -> str:

@@ -25,6 +25,7 @@ from portal.exceptions import (
     NotFound,
     PermissionDenied,
     QuotaExceeded,
+    Shortfall,
     ValidationError,
 )
 from portal.middleware import source_ip
@@ -396,7 +397,8 @@ def quota_reserve(
     kind: str = ReservationKind.OTHER,
     object_id: str = "",
 ) -> Reservation:
-    """Charge a resource to the tenant's quota, or raise ``QuotaExceeded``.
+    """Charge a resource to the tenant's quota, or raise ``QuotaExceeded`` naming every
+    resource the request does not fit in.
 
     Must run inside the caller's transaction (the one that creates the resource): it
     locks the quota row until that transaction ends. Reserving a ``ref`` that already
@@ -418,18 +420,20 @@ def quota_reserve(
     existing = Reservation.objects.filter(ref=ref, released__isnull=True).first()
     if existing is not None:
         return existing
-    for resource, amount in request.items():
-        if amount <= 0:
-            continue
-        limit, used = quota.limit(resource), quota.used(resource)
-        if used + amount > limit:
-            raise QuotaExceeded(
-                resource=resource,
-                requested=amount,
-                left=max(limit - used, 0),
-                limit=limit,
-                unit=QUOTA_RESOURCES[resource],
-            )
+    # Every resource that does not fit, so the refusal names them all at once.
+    shortfalls = [
+        Shortfall(
+            resource=resource,
+            requested=amount,
+            left=max(quota.limit(resource) - quota.used(resource), 0),
+            limit=quota.limit(resource),
+            unit=QUOTA_RESOURCES[resource],
+        )
+        for resource, amount in request.items()
+        if amount > 0 and quota.used(resource) + amount > quota.limit(resource)
+    ]
+    if shortfalls:
+        raise QuotaExceeded(shortfalls)
     Quota.objects.filter(pk=quota.pk).update(
         **{f"used_{r}": F(f"used_{r}") + a for r, a in request.items()}
     )

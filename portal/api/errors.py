@@ -10,7 +10,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from portal.exceptions import ApplicationError, QuotaExceeded, _fmt
+from portal.exceptions import ApplicationError, QuotaExceeded
 
 logger = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -81,12 +81,11 @@ def exception_handler(exc, context):
         set_rollback()
         extra = None
         if isinstance(exc, QuotaExceeded):
+            # Every resource over its limit in ``exceeded``; the first one's figures also
+            # at the top level, as before several were reported.
             extra = {
-                "resource": exc.resource,
-                "requested": _fmt(exc.requested),
-                "left": _fmt(exc.left),
-                "limit": _fmt(exc.limit),
-                "unit": exc.unit,
+                **exc.shortfalls[0].as_dict(),
+                "exceeded": [s.as_dict() for s in exc.shortfalls],
             }
         return problem(
             exc.status,

@@ -331,6 +331,31 @@ def test_quota_exceeded_is_a_403_naming_the_resource_and_what_is_left(world, api
     assert quota_used(world.acme)[:2] == (1, 1)
 
 
+def test_quota_exceeded_lists_every_resource_over_its_limit_each_on_its_field(world, api):
+    tenant_services.quota_set(
+        actor=world.admin, tenant=world.acme, limits={"cpu": 2, "memory": 1024, "storage": 5}
+    )
+    response = api(world.bob).post(
+        BASE, body("big", vcpus=4, memoryMiB=2048, diskGiB=10), format="json"
+    )
+    data = problem(response, 403, "quota-exceeded")
+    assert [(e["resource"], e["requested"], e["left"], e["limit"]) for e in data["exceeded"]] == [
+        ("cpu", "4", "2", "2"),
+        ("memory", "2048", "1024", "1024"),
+        ("storage", "10", "5", "5"),
+    ]
+    for resource, field in (
+        ("cpu", "spec.vcpus"),
+        ("memory", "spec.memoryMiB"),
+        ("storage", "spec.diskGiB"),
+    ):
+        assert data["errors"][resource] == data["errors"][field], resource
+        assert resource in data["errors"][field][0]
+    assert "vms" not in data["errors"]
+    assert "cpu" in data["detail"] and "memory" in data["detail"] and "storage" in data["detail"]
+    assert not VirtualMachine.objects.filter(name="big").exists()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_100_concurrent_creates_against_a_quota_of_10_vms_make_exactly_10(
     demo, make_host, tiny_image, monkeypatch

@@ -134,7 +134,7 @@ def test_a_quota_refusal_is_shown_on_the_cpu_field(world):
     response = client_for(world.bob).post(NEW, form_data(replicas="5"))
     html = response.content.decode()
     assert response.status_code == 400 and 'data-testid="error-cpu_request"' in html
-    assert "Quota exceeded for cpu: requested 1.25 cores, 1 cores left of 1 cores." in html
+    assert "Quota exceeded for cpu: requested 1.25 cores, 1 core left of 1 core." in html
 
 
 def test_the_list_and_detail_show_phase_ready_pods_and_buttons_by_role(world):

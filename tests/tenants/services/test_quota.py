@@ -74,6 +74,30 @@ def test_exceeding_names_the_resource_the_request_and_what_is_left(demo):
     assert "memory" in error.errors
 
 
+def test_a_refusal_names_every_resource_that_does_not_fit_not_only_the_first(demo):
+    services.quota_set(
+        actor=demo.admin, tenant=demo.acme, limits={"cpu": 4, "memory": 2048, "storage": 10}
+    )
+    reserve(demo.acme, "vm:1", cpu=2, memory=1024, storage=5, vms=1)
+    with pytest.raises(QuotaExceeded) as caught:
+        reserve(demo.acme, "vm:2", cpu=4, memory=2048, storage=20, vms=1)
+    error = caught.value
+    assert [(s.resource, s.requested, s.left, s.limit) for s in error.shortfalls] == [
+        ("cpu", 4, 2, 4),
+        ("memory", 2048, 1024, 2048),
+        ("storage", 20, 5, 10),
+    ]
+    assert set(error.errors) == {"cpu", "memory", "storage"}  # vms still fits
+    assert error.errors["memory"] == [
+        "Quota exceeded for memory: requested 2048 MiB, 1024 MiB left of 2048 MiB."
+    ]
+    assert error.message == (
+        "Quota exceeded for cpu: requested 4 cores, 2 cores left of 4 cores; memory: requested "
+        "2048 MiB, 1024 MiB left of 2048 MiB; storage: requested 20 GiB, 5 GiB left of 10 GiB."
+    )
+    assert (error.resource, error.left) == ("cpu", 2)  # the first, as before
+
+
 def test_a_refused_reservation_changes_nothing(demo):
     services.quota_set(actor=demo.admin, tenant=demo.acme, limits={"vms": 1})
     reserve(demo.acme, "vm:1", cpu=1, memory=512, vms=1)
