@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from compute import selectors
 from compute.forms import VMCreateForm
 from compute.services import vms as vm_services
+from monitoring import selectors as monitoring_selectors
 from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from portal.web import form_service_call, tenant_view
 from tenants import selectors as tenant_selectors
@@ -160,17 +161,11 @@ def vm_detail(request, tenant, name: str):
             "vm": vm,
             "buttons": _buttons(vm, request.role),
             "show_host": request.user.is_staff,
-            "events": _recent_events(request.user, tenant, vm),
+            "events": monitoring_selectors.events_of_object(
+                request.user, tenant, kind="vm", name=vm.name
+            ),
             "live_baseline": baseline,
         },
-    )
-
-
-def _recent_events(user, tenant, vm, limit: int = 15) -> list:
-    from monitoring import selectors as monitoring_selectors
-
-    return list(
-        monitoring_selectors.events_visible(user, tenant).filter(kind="vm", name=vm.name)[:limit]
     )
 
 

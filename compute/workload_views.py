@@ -121,10 +121,8 @@ def workload_detail(request, tenant, name: str):
 
     baseline = _live_baseline(tenant)
     workload = _workload_or_404(request, tenant, name)
-    events = list(
-        monitoring_selectors.events_visible(request.user, tenant).filter(
-            kind=workload_services.EVENT_KIND, name=workload.name
-        )[:20]
+    events = monitoring_selectors.events_of_object(
+        request.user, tenant, kind=workload_services.EVENT_KIND, name=workload.name
     )
     return render(
         request,

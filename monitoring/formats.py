@@ -1,4 +1,5 @@
-"""The one JSON shape of an event: websocket messages, the API and webhooks share it.
+"""Formats shared by the API, websockets, webhooks and pages: the one JSON shape of an
+event (websocket messages, the API and webhooks share it) and human times.
 
 Modelled on Kubernetes' core/v1 Event::
 
@@ -11,6 +12,8 @@ Modelled on Kubernetes' core/v1 Event::
 from __future__ import annotations
 
 from datetime import datetime
+
+from django.utils import timezone
 
 from monitoring.models import Event
 
@@ -34,3 +37,37 @@ def event_data(event: Event, *, tenant_slug: str | None = None) -> dict:
         "firstTimestamp": timestamp(event.first_seen),
         "lastTimestamp": timestamp(event.last_seen),
     }
+
+
+# Human times: static/js/live.js (Isotope.time) words them the same way, so a page that
+# refreshes them live does not change their style.
+_AGO_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+def ago(value: datetime, now: datetime | None = None) -> str:
+    """How long ago ``value`` was: "just now", "12 seconds ago", "1 minute ago",
+    "3 hours ago", "2 days ago"."""
+    seconds = max(0, int(((now or timezone.now()) - value).total_seconds()))
+    if seconds < 5:
+        return "just now"
+    unit, size = next((u, s) for u, s in _AGO_UNITS if seconds >= s)
+    count = seconds // size
+    return f"{count} {unit}{'' if count == 1 else 's'} ago"
+
+
+def duration(seconds: float | None) -> str:
+    """A duration for people: "0.4 s", "2.6 s", "42 s", "1 min 5 s", "2 h 3 min"."""
+    if seconds is None:
+        return "—"
+    seconds = max(0.0, float(seconds))
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        minutes, rest = divmod(whole, 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    hours, rest = divmod(whole, 3600)
+    minutes = rest // 60
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"

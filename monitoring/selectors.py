@@ -21,6 +21,15 @@ def events_visible(user, tenant: Tenant) -> QuerySet[Event]:
     )
 
 
+# Rows of an object's "Recent events" table (its page links to the whole timeline).
+RECENT_EVENTS = 15
+
+
+def events_of_object(user, tenant: Tenant, *, kind: str, name: str) -> list[Event]:
+    """The latest events of one object (a VM's or a workload's page), newest first."""
+    return list(events_visible(user, tenant).filter(kind=kind, name=name)[:RECENT_EVENTS])
+
+
 def events_recent(tenant: Tenant, *, kind: str = "", name: str = "", limit: int = 50) -> list:
     """The latest events of the tenant, or of one object (for resyncs). Unrestricted:
     callers have checked access already."""

@@ -19,6 +19,7 @@ from django.utils import timezone
 from compute.choices import DesiredState, ImageKind, Phase, RestartPolicy
 from compute.models import Flavor, Image, VirtualMachine
 from compute.scheduler import schedule
+from monitoring.formats import timestamp
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, QuotaExceeded, ValidationError
 from tenants.choices import ReservationKind
@@ -465,6 +466,7 @@ def vm_state(vm: VirtualMachine) -> dict:
     return {
         "phase": vm.phase,
         "message": vm.message,
+        "phaseChanged": timestamp(vm.phase_changed),
         "desiredState": vm.desired_state,
         "resourceVersion": str(vm.resource_version),
         "actionsByRole": {

@@ -1,10 +1,11 @@
-"""Template tags for metrics: the VM detail charts and the tenant usage totals."""
+"""Template tags for monitoring: event tables, the VM detail charts, tenant usage totals."""
 
 from __future__ import annotations
 
 from django import template
 
 from monitoring import selectors
+from monitoring.groups import tenant_group
 
 register = template.Library()
 
@@ -15,6 +16,37 @@ CHARTS = [
     ("disk", "Disk (bytes/s)"),
     ("net", "Network (bytes/s)"),
 ]
+
+
+@register.inclusion_tag("monitoring/_event_table.html")
+def event_table(
+    tenant,
+    events,
+    *,
+    kind: str = "",
+    name: str = "",
+    filters: dict | None = None,
+    live: bool = True,
+    page_size: int = selectors.RECENT_EVENTS,
+    testid: str = "event-timeline",
+    empty_text: str = "No events yet. They appear here as they happen.",
+):
+    """A live event table: the tenant's timeline, or (``kind``/``name``) the recent
+    events of one object, compact. ``events`` were read by the view (visible to the
+    user); static/js/events.js adds what arrives on the tenant's stream."""
+    compact = bool(kind)
+    return {
+        "events": events,
+        "stream": tenant_group(tenant.slug),
+        "object": f"{kind}/{name}" if compact else "",
+        "compact": compact,
+        "filters": filters or {},
+        "live": live,
+        "page_size": page_size,
+        "testid": testid,
+        "table_id": testid,
+        "empty_text": empty_text,
+    }
 
 
 @register.inclusion_tag("monitoring/_vm_metrics.html")

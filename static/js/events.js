@@ -1,31 +1,53 @@
 /*
- * The event timeline (/t/<tenant>/events/): new events from live.js are prepended (or,
- * when an event folds, its row is updated and moved to the top) if they match the
- * page's filters and this is the first page. On `isotope:resync` the page refetches
- * itself and swaps the table body, so nothing is lost after a gap or a reconnect.
+ * Live event tables (templates/monitoring/_event_table.html): the tenant's timeline
+ * (/t/<tenant>/events/) and the "Recent events" of a VM or a workload page share this.
+ *
+ * Each table[data-event-table] declares its stream, whether it takes live rows (the
+ * timeline's first page does, older pages do not), how many rows it keeps, and either
+ * the timeline's filters or one object (data-object="vm/web-1", exact). New events from
+ * live.js that match are prepended; a folded repeat updates its row and moves it to the
+ * top. On `isotope:resync` the page refetches itself and swaps the table's rows, so
+ * nothing is lost after a gap or a reconnect.
+ *
+ * Long messages are clamped to two lines with the full text on hover; a click (or
+ * Enter) on a clamped message expands it.
  */
 (function () {
   "use strict";
 
-  const table = document.getElementById("event-timeline");
-  const template = document.getElementById("event-row-template");
-  if (!table || !template) return;
-  const tbody = table.tBodies[0];
-  const stream = table.dataset.stream;
-  const live = table.dataset.livePrepend === "1";
-  const pageSize = parseInt(table.dataset.pageSize || "50", 10);
-  const filters = {
-    type: table.dataset.filterType || "",
-    kind: table.dataset.filterKind || "",
-    name: (table.dataset.filterName || "").toLowerCase(),
-    reason: (table.dataset.filterReason || "").toLowerCase(),
-  };
+  const tables = Array.from(document.querySelectorAll("table[data-event-table]")).map(setup);
+  if (!tables.length) return;
 
-  function matches(e) {
-    return (!filters.type || e.type === filters.type)
-      && (!filters.kind || e.involvedObject.kind === filters.kind)
-      && (!filters.name || e.involvedObject.name.toLowerCase().indexOf(filters.name) !== -1)
-      && (!filters.reason || e.reason.toLowerCase() === filters.reason);
+  function setup(table) {
+    const object = (table.dataset.object || "").split("/");
+    return {
+      table: table,
+      tbody: table.tBodies[0],
+      template: table.parentElement.querySelector("template[data-event-row-template]"),
+      empty: table.closest(".card, body").querySelector("[data-event-empty]"),
+      stream: table.dataset.stream,
+      live: table.dataset.livePrepend === "1",
+      pageSize: parseInt(table.dataset.pageSize || "50", 10),
+      object: table.dataset.object ? { kind: object[0], name: object.slice(1).join("/") } : null,
+      filters: {
+        type: table.dataset.filterType || "",
+        kind: table.dataset.filterKind || "",
+        name: (table.dataset.filterName || "").toLowerCase(),
+        reason: (table.dataset.filterReason || "").toLowerCase(),
+      },
+      refetching: null,
+      arrived: [], // events that came in while a refetch was on its way
+    };
+  }
+
+  function matches(t, e) {
+    const target = e.involvedObject;
+    if (t.object) return target.kind === t.object.kind && target.name === t.object.name;
+    const f = t.filters;
+    return (!f.type || e.type === f.type)
+      && (!f.kind || target.kind === f.kind)
+      && (!f.name || target.name.toLowerCase().indexOf(f.name) !== -1)
+      && (!f.reason || e.reason.toLowerCase() === f.reason);
   }
 
   function formatTime(iso) {
@@ -47,66 +69,114 @@
     row.dataset.kind = e.involvedObject.kind;
     row.dataset.name = e.involvedObject.name;
     row.dataset.reason = e.reason;
-    const badge = set("type", e.type);
-    badge.classList.remove("text-bg-warning", "text-bg-light", "border");
-    if (e.type === "Warning") badge.classList.add("text-bg-warning");
-    else badge.classList.add("text-bg-light", "border");
+    // Warnings carry a badge; Normal events go without (most events are Normal).
+    row.querySelector('[data-field="type"]').hidden = e.type !== "Warning";
     set("reason", e.reason);
     set("kind", e.involvedObject.kind);
-    set("name", e.involvedObject.name);
-    set("message", e.message);
-    set("count", "×" + e.count);
+    const name = set("name", e.involvedObject.name);
+    if (name) name.title = e.involvedObject.name;
+    const message = set("message", e.message);
+    message.title = e.message;
+    delete message.dataset.expanded;
+    const count = set("count", "×" + e.count);
+    count.dataset.count = String(e.count);
+    count.title = "Seen " + e.count + " times";
+    count.hidden = e.count < 2;
     set("source", e.source);
-    const time = set("last_seen", formatTime(e.lastTimestamp));
+    const time = set("last_seen", window.Isotope.time.ago(e.lastTimestamp));
     time.setAttribute("datetime", e.lastTimestamp);
-    time.title = "first seen " + formatTime(e.firstTimestamp) + " UTC";
+    time.title = formatTime(e.lastTimestamp) + " UTC, first seen " + formatTime(e.firstTimestamp) + " UTC";
   }
 
-  function markEmpty() {
-    const empty = document.querySelector("#event-timeline-card [data-empty]");
-    if (empty) empty.hidden = tbody.rows.length > 0;
+  function markEmpty(t) {
+    if (t.empty) t.empty.hidden = t.tbody.rows.length > 0;
   }
 
-  let refetching = null;
-  let arrived = []; // events that came in while a refetch was on its way
-
-  document.addEventListener("isotope:event", function (ev) {
-    if (refetching) arrived.push(ev.detail);
-    show(ev.detail);
-  });
-
-  function show(detail) {
-    if (!live || detail.stream !== stream || !matches(detail.data)) return;
+  function show(t, detail) {
+    if (!t.live || detail.stream !== t.stream || !matches(t, detail.data)) return;
     const e = detail.data;
-    let row = tbody.querySelector('tr[data-event-uid="' + CSS.escape(e.uid) + '"]');
+    let row = t.tbody.querySelector('tr[data-event-uid="' + CSS.escape(e.uid) + '"]');
     if (row) {
       // A fold arrives with a higher count; an older copy (out of order) is ignored.
-      const shown = parseInt((row.querySelector('[data-field="count"]').textContent || "×0").slice(1), 10);
+      const shown = parseInt(row.querySelector('[data-field="count"]').dataset.count || "0", 10);
       if (shown > e.count) return;
     } else {
-      row = template.content.firstElementChild.cloneNode(true);
+      row = t.template.content.firstElementChild.cloneNode(true);
     }
     fill(row, e);
     row.classList.add("iso-event-new");
-    tbody.insertBefore(row, tbody.firstChild);
+    t.tbody.insertBefore(row, t.tbody.firstChild);
     setTimeout(function () { row.classList.remove("iso-event-new"); }, 2000);
-    while (tbody.rows.length > pageSize) tbody.deleteRow(tbody.rows.length - 1);
-    markEmpty();
+    while (t.tbody.rows.length > t.pageSize) t.tbody.deleteRow(t.tbody.rows.length - 1);
+    markEmpty(t);
+    clamp(row);
   }
 
+  document.addEventListener("isotope:event", function (ev) {
+    tables.forEach(function (t) {
+      if (t.refetching) t.arrived.push(ev.detail);
+      show(t, ev.detail);
+    });
+  });
+
   document.addEventListener("isotope:resync", function (ev) {
-    if (ev.detail.stream !== stream || refetching) return;
-    refetching = fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
-      .then(function (response) { return response.ok ? response.text() : null; })
-      .then(function (html) {
-        if (!html) return;
-        const doc = new DOMParser().parseFromString(html, "text/html");
-        const fresh = doc.querySelector("#event-timeline tbody");
-        if (fresh) tbody.replaceChildren.apply(tbody, Array.from(fresh.childNodes).map(function (n) { return document.importNode(n, true); }));
-        arrived.forEach(show); // newer than the page we fetched, or already in it (no-op)
-        markEmpty();
-      })
-      .catch(function () { /* the next resync or reload repairs it */ })
-      .finally(function () { refetching = null; arrived = []; });
+    tables.forEach(function (t) {
+      if (ev.detail.stream !== t.stream || t.refetching) return;
+      t.refetching = fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (response) { return response.ok ? response.text() : null; })
+        .then(function (html) {
+          if (!html) return;
+          const doc = new DOMParser().parseFromString(html, "text/html");
+          const fresh = doc.querySelector("#" + CSS.escape(t.table.id) + " tbody");
+          if (fresh) t.tbody.replaceChildren.apply(t.tbody, Array.from(fresh.childNodes).map(function (n) { return document.importNode(n, true); }));
+          t.arrived.forEach(function (detail) { show(t, detail); }); // newer than the page, or in it already (no-op)
+          markEmpty(t);
+          t.tbody.querySelectorAll("[data-clamp]").forEach(clampOne);
+        })
+        .catch(function () { /* the next resync or reload repairs it */ })
+        .finally(function () { t.refetching = null; t.arrived = []; });
+    });
+  });
+
+  // --- Long messages: two lines, the rest on hover or on click -------------------------
+  function clampOne(el) {
+    if (el.dataset.expanded) return;
+    const clipped = el.scrollHeight > el.clientHeight + 1;
+    el.classList.toggle("iso-clamped", clipped);
+    if (clipped) {
+      el.tabIndex = 0;
+      el.setAttribute("role", "button");
+      el.setAttribute("aria-expanded", "false");
+    } else {
+      el.removeAttribute("tabindex");
+      el.removeAttribute("role");
+      el.removeAttribute("aria-expanded");
+    }
+  }
+
+  function clamp(root) { root.querySelectorAll("[data-clamp]").forEach(clampOne); }
+
+  function toggle(el) {
+    if (!el.classList.contains("iso-clamped") && !el.dataset.expanded) return;
+    const open = !el.dataset.expanded;
+    if (open) el.dataset.expanded = "1"; else delete el.dataset.expanded;
+    el.setAttribute("aria-expanded", open ? "true" : "false");
+  }
+
+  tables.forEach(function (t) {
+    clamp(t.tbody);
+    t.tbody.addEventListener("click", function (ev) {
+      const el = ev.target.closest("[data-clamp]");
+      if (el && !window.getSelection().toString()) toggle(el);
+    });
+    t.tbody.addEventListener("keydown", function (ev) {
+      const el = ev.target.closest("[data-clamp]");
+      if (el && (ev.key === "Enter" || ev.key === " ")) { ev.preventDefault(); toggle(el); }
+    });
+  });
+  let resized = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resized);
+    resized = setTimeout(function () { tables.forEach(function (t) { clamp(t.tbody); }); }, 150);
   });
 })();

@@ -21,8 +21,12 @@
  *     data-live-field="phase" get the phase as text and a badge class, data-live-field=
  *     "message" the message; elements with data-live-action="stop" are hidden unless
  *     "stop" is in state.actions; a deleted resource gets data-live-deleted;
+ *     "phaseChanged" elements (<time>) get the new datetime;
+ *   - keeps every <time data-ago datetime="…"> current ("3 minutes ago"), worded like
+ *     the server's ``ago`` filter (monitoring/formats.py);
  *   - shows a Bootstrap toast for Warning events.
- * API: window.Isotope.live.subscribe({tenant, kind, name}), .unsubscribe(stream), .streams
+ * API: window.Isotope.live.subscribe({tenant, kind, name}), .unsubscribe(stream), .streams;
+ *      window.Isotope.time.ago(date), .duration(seconds), .refresh(root)
  */
 (function () {
   "use strict";
@@ -94,6 +98,39 @@
     try { return JSON.parse(el.textContent) || {}; } catch (e) { return {}; }
   }
 
+  // --- Human times (monitoring/formats.py words them the same way) -----------------
+  const AGO_UNITS = [["day", 86400], ["hour", 3600], ["minute", 60], ["second", 1]];
+
+  function ago(date) {
+    const seconds = Math.max(0, Math.floor((Date.now() - new Date(date).getTime()) / 1000));
+    if (!isFinite(seconds)) return "";
+    if (seconds < 5) return "just now";
+    const unit = AGO_UNITS.find(function (u) { return seconds >= u[1]; });
+    const count = Math.floor(seconds / unit[1]);
+    return count + " " + unit[0] + (count === 1 ? "" : "s") + " ago";
+  }
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined || !isFinite(seconds)) return "—";
+    seconds = Math.max(0, Number(seconds));
+    if (seconds < 10) return seconds.toFixed(1) + " s";
+    const whole = Math.round(seconds);
+    if (whole < 60) return whole + " s";
+    if (whole < 3600) {
+      const rest = whole % 60;
+      return Math.floor(whole / 60) + " min" + (rest ? " " + rest + " s" : "");
+    }
+    const minutes = Math.floor((whole % 3600) / 60);
+    return Math.floor(whole / 3600) + " h" + (minutes ? " " + minutes + " min" : "");
+  }
+
+  function refreshTimes(root) {
+    (root || document).querySelectorAll("time[data-ago]").forEach(function (el) {
+      const when = el.getAttribute("datetime");
+      if (when) el.textContent = ago(when);
+    });
+  }
+
   // --- Generic DOM patching -------------------------------------------------------
   function phaseBadge(el, phase) {
     el.textContent = phase;
@@ -121,6 +158,13 @@
       if (data.deleted) { root.dataset.liveDeleted = "1"; }
       if (state.phase !== undefined) within(root, '[data-live-field="phase"]').forEach(function (el) { phaseBadge(el, state.phase); });
       if (state.message !== undefined) within(root, '[data-live-field="message"]').forEach(function (el) { el.textContent = state.message || ""; });
+      if (state.phaseChanged) {
+        within(root, '[data-live-field="phaseChanged"]').forEach(function (el) {
+          el.setAttribute("datetime", state.phaseChanged);
+          el.title = state.phaseChanged.replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC");
+          if (el.dataset.ago !== undefined) el.textContent = ago(state.phaseChanged);
+        });
+      }
       if (Array.isArray(state.actions)) {
         within(root, "[data-live-action]").forEach(function (el) {
           el.hidden = state.actions.indexOf(el.dataset.liveAction) === -1;
@@ -269,9 +313,12 @@
     });
     declared();
     if (wanted.size) connect();
+    refreshTimes();
+    setInterval(refreshTimes, 5000);
   }
 
   window.Isotope = window.Isotope || {};
+  window.Isotope.time = { ago: ago, duration: duration, refresh: refreshTimes };
   window.Isotope.live = {
     subscribe: function (target) { subscribe(target); if (!socket && !stopped) connect(); },
     unsubscribe: unsubscribe,

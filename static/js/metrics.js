@@ -32,9 +32,11 @@
     return (i === 0 ? v.toFixed(0) : v.toFixed(1)) + " " + units[i];
   }
 
-  function clock(ms, range) {
+  function clock(ms, range, span) {
     const d = new Date(ms);
-    const hm = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    // A short axis (a VM minutes old) needs seconds to tell its ticks apart.
+    const parts = span < 15 * 60e3 ? { hour: "2-digit", minute: "2-digit", second: "2-digit" } : { hour: "2-digit", minute: "2-digit" };
+    const hm = d.toLocaleTimeString([], parts);
     return range === "7d" ? d.toLocaleDateString([], { month: "short", day: "numeric" }) + " " + hm : hm;
   }
 
@@ -52,9 +54,13 @@
     const tenant = root.dataset.metricsTenant;
     const vm = root.dataset.metricsVm;
     const memory = Number(root.dataset.metricsMemory) || undefined;
+    // The VM's creation: a VM younger than the range is charted from its start, not as
+    // a sliver at the right edge of an empty hour.
+    const since = Date.parse(root.dataset.metricsSince || "") || 0;
     const status = root.querySelector("[data-metrics-status]");
     const charts = {};
     let range = "1h";
+    let span = WINDOWS[range]; // of the x axis, for its tick labels
     let points = [];
     let request = 0;
 
@@ -90,7 +96,7 @@
             },
           },
           scales: {
-            x: { type: "linear", ticks: { maxTicksLimit: 6, callback: function (v) { return clock(v, range); } } },
+            x: { type: "linear", ticks: { maxTicksLimit: 6, callback: function (v) { return clock(v, range, span); } } },
             y: { beginAtZero: true, suggestedMax: spec.bytes ? 1024 : max, ticks: { maxTicksLimit: 5, callback: function (v) { return spec.bytes ? bytes(v) : v; } } },
           },
         },
@@ -99,8 +105,11 @@
 
     function draw() {
       const now = Date.now();
-      const from = now - WINDOWS[range];
-      points = points.filter(function (p) { return p.t >= from; });
+      const start = now - WINDOWS[range];
+      points = points.filter(function (p) { return p.t >= start; });
+      // Start at the VM's creation when it is younger than the range.
+      const from = Math.min(Math.max(start, since), now - 10e3);
+      span = now - from;
       Object.keys(charts).forEach(function (key) {
         const chart = charts[key];
         CHARTS[key].series.forEach(function (s, i) {
@@ -114,7 +123,7 @@
       if (status) {
         const live = range === "1h" ? " · live" : " · 5-minute averages";
         const none = range === "1h" ? "— no data yet (collected every few seconds while the VM runs)" : "— no 5-minute averages yet";
-        status.textContent = points.length ? "— " + points.length + " points" + live : none;
+        status.textContent = points.length ? "— " + points.length + (points.length === 1 ? " point" : " points") + live : none;
       }
     }
 

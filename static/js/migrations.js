@@ -1,15 +1,20 @@
 // Live migration panel of the VM page: draws the "migration" resource states that
 // live.js receives on the tenant stream (several per second while a job runs) as a
 // progress bar with bytes, speed and ETA; reloads once a migration ends, so the
-// history and the VM's host are redrawn by the server.
+// history and the VM's host are redrawn by the server. The Migrate form follows the
+// VM's live phase: shown while the VM is Running and no migration of it is under way.
 (function () {
   "use strict";
   const panel = document.querySelector("[data-migration-vm]");
   if (!panel) return;
   const vmName = panel.dataset.migrationVm;
+  const diskGib = parseInt(panel.dataset.vmDiskGib || "0", 10);
   const current = panel.querySelector("[data-migration-current]");
   const form = panel.querySelector("[data-migrate-form]");
+  const idle = panel.querySelector("[data-migrate-idle]");
   const cancel = panel.querySelector("[data-cancel-form]");
+  let phase = panel.dataset.vmPhase;
+  let migrating = !current.hidden;
 
   function bytes(n) {
     if (!n) return "0 B";
@@ -22,12 +27,21 @@
     const el = current.querySelector('[data-m-field="' + field + '"]');
     if (el) el.textContent = text;
   }
+  function syncForm() {
+    if (form) form.hidden = migrating || phase !== "Running";
+    if (idle) idle.hidden = migrating || phase === "Running";
+  }
+
+  function disk(s) {
+    if (s.diskTotal) return bytes(s.diskProcessed) + " sent, " + bytes(s.diskRemaining) + " of " + bytes(s.diskTotal) + " left";
+    // Volumes live on storage both hosts see: only memory travels.
+    return diskGib ? diskGib + " GiB on shared storage — not copied" : "none";
+  }
 
   function draw(uid, s) {
     current.hidden = false;
     current.dataset.uid = uid;
     if (cancel) cancel.action = cancel.dataset.base + uid + "/cancel/";
-    if (form) form.hidden = true;
     set("phase", s.phase);
     set("reason", s.reason || "");
     const bar = current.querySelector('[data-m-field="bar"]');
@@ -35,18 +49,27 @@
     bar.textContent = s.percent + "%";
     bar.closest("[role=progressbar]").setAttribute("aria-valuenow", s.percent);
     set("memory", s.memoryTotal ? bytes(s.memoryProcessed) + " sent, " + bytes(s.memoryRemaining) + " of " + bytes(s.memoryTotal) + " left" : "—");
-    set("disk", s.diskTotal ? bytes(s.diskProcessed) + " sent, " + bytes(s.diskRemaining) + " of " + bytes(s.diskTotal) + " left" : "none");
+    set("disk", disk(s));
     set("speed", s.transferRate ? bytes(s.transferRate) + "/s" : "—");
     set("dirty", s.dirtyRate ? bytes(s.dirtyRate) + "/s" : "—");
     set("iteration", s.iteration || "—");
-    set("eta", s.etaSeconds != null ? s.etaSeconds.toFixed(1) + " s" : "—");
+    set("eta", s.etaSeconds != null ? window.Isotope.time.duration(s.etaSeconds) : "—");
   }
 
   document.addEventListener("isotope:resource", function (event) {
     const data = event.detail && event.detail.data;
-    if (!data || data.kind !== "migration" || !data.state || data.state.vm !== vmName) return;
+    if (!data || !data.state) return;
+    if (data.kind === "vm" && data.name === vmName && data.state.phase) {
+      phase = data.state.phase;
+      panel.dataset.vmPhase = phase;
+      syncForm();
+      return;
+    }
+    if (data.kind !== "migration" || data.state.vm !== vmName) return;
     const s = data.state;
     draw(data.name, s);
+    migrating = !!s.active;
+    syncForm();
     if (!s.active && !event.detail.resync) {
       current.dataset.finished = s.phase;
       setTimeout(function () { location.reload(); }, 600);

@@ -76,35 +76,6 @@
     });
   });
 
-  // The detail page's event table: new events (the portal's and Kubernetes') go on top,
-  // a folded repeat updates its row's count and time.
-  document.addEventListener("isotope:event", (event) => {
-    const e = event.detail && event.detail.data;
-    const target = e && e.involvedObject;
-    if (!target || target.kind !== "workload") return;
-    const table = document.querySelector('[data-live-events="workload/' + CSS.escape(target.name) + '"]');
-    if (!table) return;
-    const body = table.querySelector("tbody");
-    let row = body.querySelector('tr[data-event-uid="' + CSS.escape(e.uid) + '"]');
-    if (!row) {
-      row = document.createElement("tr");
-      row.dataset.eventUid = e.uid;
-      body.prepend(row);
-    }
-    row.replaceChildren();
-    const badge = document.createElement("span");
-    badge.className = "badge rounded-pill " + (e.type === "Warning" ? "text-bg-warning" : "text-bg-light border");
-    badge.textContent = e.type;
-    cell(row, badge);
-    cell(row, e.reason, "fw-semibold");
-    cell(row, e.message);
-    const count = document.createElement("span");
-    if (e.count > 1) { count.className = "badge text-bg-secondary"; count.textContent = "×" + e.count; }
-    cell(row, count, "text-end");
-    cell(row, (e.lastTimestamp || "").replace("T", " ").slice(0, 19), "text-nowrap small text-body-secondary");
-    while (body.children.length > 20) body.lastElementChild.remove();
-  });
-
   const kinds = document.querySelectorAll('input[name="kind"]');
   const replicas = document.querySelector("[data-replicas]");
   if (kinds.length && replicas) {

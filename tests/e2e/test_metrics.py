@@ -48,8 +48,17 @@ def test_the_vm_chart_renders_and_gains_points_as_collections_run(
     page.goto(f"{live_url}/t/acme/vms/chart1/")
     card = page.get_by_test_id("vm-metrics")
     expect(card).to_have_attribute("data-points", "1")
-    expect(card.get_by_test_id("metrics-status")).to_contain_text("1 points · live")
+    expect(card.get_by_test_id("metrics-status")).to_contain_text("— 1 point · live")
     expect(card.locator("canvas")).to_have_count(4)
+    # A VM younger than the hour is charted from its creation, not as a sliver at the
+    # right edge of an empty hour.
+    axis = page.evaluate(
+        """() => { const s = Chart.getChart(document.querySelector('[data-metrics-chart=cpu]'))
+        .scales.x; return [s.min, s.max]; }"""
+    )
+    created_ms = VirtualMachine.objects.get(pk=vm.pk).created.timestamp() * 1000
+    assert abs(axis[0] - created_ms) < 15_000, (axis, created_ms)
+    assert axis[1] - axis[0] < 5 * 60_000, axis
 
     # New collections arrive over the websocket, through the worker, without a reload.
     for expected in (2, 3):
