@@ -67,7 +67,7 @@ class Shortfall:
 
     @property
     def amounts(self) -> str:
-        """"requested 4 cores, 1 core left of 1 core"."""
+        """The amounts, e.g. "requested 4 cores, 1 core left of 1 core"."""
         return (
             f"requested {_quantity(self.requested, self.unit)}, "
             f"{_quantity(self.left, self.unit)} left of {_quantity(self.limit, self.unit)}"
