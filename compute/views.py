@@ -26,6 +26,7 @@ from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDe
 from portal.web import form_service_call, tenant_view
 from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
+from tenants.choices import Confirmation
 from tenants.permissions import role_allows
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,11 @@ logger = logging.getLogger(__name__)
 CONFIRM = {
     "delete": "Delete {name}? Its disk is removed and this cannot be undone.",
     "force-stop": "Power off {name} at once? Unsaved data in the guest is lost.",
+    "reboot": "Reboot {name}? The guest restarts; unsaved work in it is lost.",
 }
+# The confirmations a user may turn off ("Don't ask again", or on the profile page);
+# deleting always asks.
+SKIPPABLE = {"force-stop": Confirmation.VM_FORCE_STOP, "reboot": Confirmation.VM_REBOOT}
 # Shown with their label in the list; the others are icon buttons there (named by aria-label).
 PRIMARY = frozenset({"start", "stop", "resume"})
 ACTION_LABELS = {
@@ -55,10 +60,16 @@ def _vm_or_404(request, tenant, name: str):
         raise Http404(error.message) from None
 
 
-def _buttons(vm, role: str | None) -> list[dict]:
+def _asks(action: str, skipped: frozenset[str]) -> bool:
+    """Whether ``action`` is confirmed first for a user who turned off ``skipped``."""
+    return action in CONFIRM and SKIPPABLE.get(action) not in skipped
+
+
+def _buttons(vm, role: str | None, skipped: frozenset[str] = frozenset()) -> list[dict]:
     """The action buttons of ``vm`` for ``role``: every action the role may ever take,
     ``hidden`` unless the current phase allows it (``allowed_actions`` decides), so live
-    updates can show and hide them as the phase changes. A viewer gets none."""
+    updates can show and hide them as the phase changes. A viewer gets none. ``skipped``
+    are the confirmations the user turned off."""
     allowed = vm_services.allowed_actions(vm, role)
     return [
         {
@@ -66,7 +77,8 @@ def _buttons(vm, role: str | None) -> list[dict]:
             "label": ACTION_LABELS[action][0],
             "icon": ACTION_LABELS[action][1],
             "tone": ACTION_LABELS[action][2],
-            "confirm": CONFIRM[action].format(name=vm.name) if action in CONFIRM else "",
+            "confirm": CONFIRM[action].format(name=vm.name) if _asks(action, skipped) else "",
+            "skippable": SKIPPABLE.get(action, ""),
             "hidden": action not in allowed,
             "primary": action in PRIMARY,
         }
@@ -100,8 +112,9 @@ def vm_list(request, tenant):
         request.GET.get("page")
     )
     vms = list(page.object_list)
+    skipped = tenant_selectors.confirmations_skipped(request.user)
     for vm in vms:
-        vm.buttons = _buttons(vm, request.role)
+        vm.buttons = _buttons(vm, request.role, skipped)
     return render(
         request,
         "compute/vm_list.html",
@@ -159,7 +172,9 @@ def vm_detail(request, tenant, name: str):
         {
             "tenant": tenant,
             "vm": vm,
-            "buttons": _buttons(vm, request.role),
+            "buttons": _buttons(
+                vm, request.role, tenant_selectors.confirmations_skipped(request.user)
+            ),
             "show_host": request.user.is_staff,
             "events": monitoring_selectors.events_of_object(
                 request.user, tenant, kind="vm", name=vm.name
@@ -185,7 +200,9 @@ def vm_action(request, tenant, name: str, action: str):
     except PermissionDenied as error:
         raise DjangoPermissionDenied(error.message) from None
     back = _back(request, tenant, vm)
-    if request.method == "GET" or (action in CONFIRM and request.POST.get("confirm") != "yes"):
+    skipped = tenant_selectors.confirmations_skipped(request.user)
+    confirmed = request.POST.get("confirm") == "yes"
+    if request.method == "GET" or (_asks(action, skipped) and not confirmed):
         label, icon, tone = ACTION_LABELS[action]
         return render(
             request,
@@ -197,9 +214,14 @@ def vm_action(request, tenant, name: str, action: str):
                 "label": label,
                 "icon": icon,
                 "tone": tone,
-                "question": CONFIRM.get(action, f"{label} {vm.name}?"),
+                "question": CONFIRM.get(action, f"{label} {vm.name}?").format(name=vm.name),
+                "skippable": SKIPPABLE.get(action, ""),
                 "back": back,
             },
+        )
+    if confirmed and action in SKIPPABLE and request.POST.get("dont_ask_again") == "1":
+        tenant_services.preference_set_confirmation(
+            user=request.user, confirmation=SKIPPABLE[action], ask=False
         )
     try:
         vm_services.vm_action(actor=request.user, vm=vm, action=action)

@@ -72,6 +72,11 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("profile/", views.profile, name="profile"),
     path("profile/tokens/<str:key_id>/revoke/", views.token_revoke, name="token-revoke"),
+    path(
+        "profile/confirmations/",
+        views.preferences_confirmations,
+        name="preferences-confirmations",
+    ),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", prometheus.metrics_view, name="metrics"),
     path("t/<slug:tenant>/", include(tenant_pages)),

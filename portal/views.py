@@ -120,6 +120,21 @@ def login_locked_out(request, original_response=None, credentials=None):
     return response
 
 
+@login_required
+@require_POST
+def preferences_confirmations(request):
+    """The profile page's confirmation switches: every listed one that is checked asks."""
+    from tenants.choices import Confirmation
+
+    asked = set(request.POST.getlist("ask"))
+    for confirmation in Confirmation.values:
+        services.preference_set_confirmation(
+            user=request.user, confirmation=confirmation, ask=confirmation in asked
+        )
+    messages.success(request, "Confirmation settings saved.")
+    return redirect("profile")
+
+
 def healthz(request):
     """Liveness and database reachability, for load balancers."""
     with connection.cursor() as cursor:

@@ -19,3 +19,11 @@ class AuditOutcome(models.TextChoices):
     SUCCESS = "success", "Success"
     DENIED = "denied", "Denied"
     FAILED = "failed", "Failed"
+
+
+class Confirmation(models.TextChoices):
+    """Destructive actions that ask first, and that a user may tell not to ask again
+    (deleting always asks)."""
+
+    VM_FORCE_STOP = "vm.force-stop", "Force-stopping a VM"
+    VM_REBOOT = "vm.reboot", "Rebooting a VM"

@@ -333,3 +333,24 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} / {self.name}"
+
+
+class UserPreference(models.Model):
+    """A user's own settings for the portal (one row per user, created on first change)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="portal_preference",
+    )
+    skip_confirmations = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Confirmations (tenants.choices.Confirmation) this user asked not to see.",
+    )
+    updated = models.DateTimeField(
+        auto_now=True,
+    )
+
+    def __str__(self) -> str:
+        return f"Preferences of {self.user}"

@@ -15,7 +15,15 @@ from django.db.models import QuerySet
 
 from portal.exceptions import NotFound, PermissionDenied
 from tenants.choices import Role
-from tenants.models import QUOTA_LABELS, QUOTA_RESOURCES, AuditLog, Membership, Quota, Tenant
+from tenants.models import (
+    QUOTA_LABELS,
+    QUOTA_RESOURCES,
+    AuditLog,
+    Membership,
+    Quota,
+    Tenant,
+    UserPreference,
+)
 from tenants.permissions import role_allows, roles_allowing
 
 
@@ -145,3 +153,15 @@ def audit_for_tenant(tenant: Tenant) -> QuerySet[AuditLog]:
 def tenant_by_slug(slug: str) -> Tenant | None:
     """Unrestricted lookup, for audit records of refused requests only."""
     return Tenant.objects.filter(slug=slug).first()
+
+
+def confirmations_skipped(user) -> frozenset[str]:
+    """The confirmations (``tenants.choices.Confirmation``) ``user`` asked not to see."""
+    if not getattr(user, "is_authenticated", False):
+        return frozenset()
+    skipped = (
+        UserPreference.objects.filter(user=user)
+        .values_list("skip_confirmations", flat=True)
+        .first()
+    )
+    return frozenset(skipped or ())

@@ -29,7 +29,7 @@ from portal.exceptions import (
     ValidationError,
 )
 from portal.middleware import source_ip
-from tenants.choices import AuditOutcome, ReservationKind, Role
+from tenants.choices import AuditOutcome, Confirmation, ReservationKind, Role
 from tenants.models import (
     DNS_LABEL,
     QUOTA_RESOURCES,
@@ -39,6 +39,7 @@ from tenants.models import (
     Quota,
     Reservation,
     Tenant,
+    UserPreference,
 )
 
 logger = logging.getLogger(__name__)
@@ -498,3 +499,35 @@ def token_revoke(*, user, key_id: str) -> ApiToken:
     token.save(update_fields=["revoked"])
     audit_record(actor=user, action="token.revoke", target=f"token/{key_id}")
     return token
+
+
+# --- User preferences -----------------------------------------------------------------
+@transaction.atomic
+def preference_set_confirmation(*, user, confirmation: str, ask: bool) -> UserPreference:
+    """Ask ``user`` before ``confirmation``'s action again (``ask``), or stop asking.
+
+    Only the skippable confirmations (``Confirmation``) may be turned off; the row is
+    locked while it changes, so two tabs changing different ones keep both."""
+    if confirmation not in Confirmation.values:
+        raise ValidationError(
+            f"Unknown confirmation {confirmation!r}.",
+            errors={"confirmation": [f"Choose one of {', '.join(Confirmation.values)}."]},
+        )
+    UserPreference.objects.get_or_create(user=user)
+    preference = UserPreference.objects.select_for_update().get(user=user)
+    skipped = set(preference.skip_confirmations)
+    before = confirmation not in skipped
+    if ask:
+        skipped.discard(confirmation)
+    else:
+        skipped.add(confirmation)
+    if before != ask:
+        preference.skip_confirmations = sorted(skipped)
+        preference.save(update_fields=["skip_confirmations", "updated"])
+        audit_record(
+            actor=user,
+            action="preference.set",
+            target=f"user/{user.get_username()}",
+            detail={"confirmation": confirmation, "ask": ask},
+        )
+    return preference

@@ -1,4 +1,5 @@
-"""Template tags for compute panels shown on other apps' pages (the tenant overview)."""
+"""Template tags for compute panels shown on other apps' pages (the tenant overview,
+the profile page's confirmation settings)."""
 
 from __future__ import annotations
 
@@ -70,4 +71,21 @@ def compute_line(context, tenant):
         "workloads": selectors.workloads_for_tenant(request.user, tenant).count(),
         "workload_counts": selectors.workload_phase_counts(request.user, tenant),
         "pods": selectors.workload_pod_totals(request.user, tenant),
+    }
+
+
+@register.inclusion_tag("compute/_confirm_preferences.html", takes_context=True)
+def confirm_preferences(context):
+    """The profile page's switches: which destructive VM actions ask first."""
+    from tenants.choices import Confirmation
+
+    request = context["request"]
+    skipped = tenant_selectors.confirmations_skipped(request.user)
+    return {
+        "request": request,
+        "csrf_token": context.get("csrf_token"),
+        "confirmations": [
+            {"value": value, "label": label, "ask": value not in skipped}
+            for value, label in Confirmation.choices
+        ],
     }

@@ -1,4 +1,5 @@
-// VM pages: confirm destructive actions in a modal; show the custom size fields only when
+// VM pages: confirm destructive actions in a modal (with "Don't ask again" where the
+// user may turn the question off); show the custom size fields only when
 // "Custom size" is chosen; apply the parts of live VM states that live.js leaves to the
 // page (buttons by role, message visibility, desired state, deletion). Without JavaScript
 // the server asks for confirmation and every size field stays visible.
@@ -8,6 +9,8 @@
   const modalEl = document.getElementById("vm-confirm");
   if (modalEl && window.bootstrap) {
     const modal = new bootstrap.Modal(modalEl);
+    const skip = modalEl.querySelector("[data-confirm-skip]");
+    const skipBox = skip.querySelector("input");
     let pending = null;
     document.addEventListener("submit", (event) => {
       const form = event.target;
@@ -19,15 +22,23 @@
         (form.dataset.confirmLabel || "Confirm") + "?";
       modalEl.querySelector("[data-confirm-text]").textContent = form.dataset.confirm;
       modalEl.querySelector("[data-confirm-ok]").textContent = form.dataset.confirmLabel || "Confirm";
+      skip.hidden = form.dataset.confirmSkippable === undefined;
+      skipBox.checked = false;
       modal.show();
     });
     modalEl.querySelector("[data-confirm-ok]").addEventListener("click", () => {
       if (!pending) return;
-      const input = document.createElement("input");
-      input.type = "hidden";
-      input.name = "confirm";
-      input.value = "yes";
-      pending.appendChild(input);
+      const hidden = (name, value) => {
+        const input = document.createElement("input");
+        input.type = "hidden";
+        input.name = name;
+        input.value = value;
+        pending.appendChild(input);
+      };
+      hidden("confirm", "yes");
+      // "Don't ask again": the server records it for this user (the page that comes
+      // back renders this action's buttons without data-confirm).
+      if (!skip.hidden && skipBox.checked) hidden("dont_ask_again", "1");
       modal.hide();
       pending.submit();
     });

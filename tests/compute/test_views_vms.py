@@ -14,6 +14,7 @@ from django.test import Client
 from compute.choices import Phase
 from compute.models import Image, VirtualMachine
 from compute.services import vms as vm_services
+from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
 from tenants.choices import AuditOutcome
 from tenants.models import AuditLog, Quota
@@ -288,7 +289,7 @@ def test_an_action_in_the_wrong_phase_is_a_message_and_changes_nothing(world):
     assert fresh.resource_version == vm.resource_version
 
 
-@pytest.mark.parametrize("action", ["delete", "force-stop"])
+@pytest.mark.parametrize("action", ["delete", "force-stop", "reboot"])
 def test_destructive_actions_need_a_confirmation(world, action):
     vm = make_vm(world, "web1", phase=Phase.RUNNING)
     bob = client_for(world.bob)
@@ -298,8 +299,29 @@ def test_destructive_actions_need_a_confirmation(world, action):
     assert VirtualMachine.objects.get(pk=vm.pk).phase == Phase.RUNNING
     response = bob.post(f"{LIST}web1/{action}/", {"confirm": "yes"})
     assert response.status_code == 302
-    expected = Phase.DELETING if action == "delete" else Phase.STOPPING
+    expected = {"delete": Phase.DELETING, "force-stop": Phase.STOPPING}.get(action, Phase.RUNNING)
     assert VirtualMachine.objects.get(pk=vm.pk).phase == expected
+    assert AuditLog.objects.filter(action=f"vm.{action}", outcome=AuditOutcome.SUCCESS).exists()
+
+
+def test_without_javascript_the_confirmation_page_names_the_vm_and_can_stop_asking(world):
+    vm = make_vm(world, "web1", phase=Phase.RUNNING)
+    bob = client_for(world.bob)
+    html = bob.get(f"{LIST}web1/reboot/").content.decode()
+    assert "Reboot web1? The guest restarts" in html and "{name}" not in html
+    assert 'name="dont_ask_again"' in html
+    assert 'name="dont_ask_again"' not in bob.get(f"{LIST}web1/delete/").content.decode()
+
+    response = bob.post(f"{LIST}web1/reboot/", {"confirm": "yes", "dont_ask_again": "1"})
+    assert response.status_code == 302
+    assert tenant_selectors.confirmations_skipped(world.bob) == {"vm.reboot"}
+    # From now on bob's reboot goes straight through; the buttons carry no question.
+    detail = bob.get(f"{LIST}web1/").content.decode()
+    assert 'data-confirm="Reboot' not in detail and 'data-confirm="Power off' in detail
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING)
+    assert bob.post(f"{LIST}web1/reboot/").status_code == 302
+    # Deleting still asks.
+    assert 'data-testid="vm-confirm-page"' in bob.post(f"{LIST}web1/delete/").content.decode()
 
 
 def test_a_viewer_cannot_act_and_the_refusal_is_audited(world):

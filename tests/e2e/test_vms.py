@@ -181,3 +181,72 @@ def test_a_stop_in_one_browser_shows_in_another_within_two_seconds(
     expect(badge).to_have_text("Stopped", timeout=2_000)
     assert time.monotonic() - stopped_at <= 2.0
     assert watcher.evaluate("window.__sameDocument === true"), "the page reloaded"
+
+
+def test_force_stop_and_reboot_ask_first_unless_the_user_said_not_to_ask_again(
+    demo, make_host, tiny_image, celery_worker, live_url, new_page
+):
+    from tests.conftest import wait_for
+
+    make_host("node-a")
+    vm = vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="web-1", image="tiny", vcpus=1, memory_mib=256
+    )
+    wait_for(lambda: VirtualMachine.objects.get(pk=vm.pk).phase == Phase.RUNNING, 20)
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vms/web-1/")
+    actions = page.get_by_test_id("vm-actions")
+    dialog = page.locator("#vm-confirm")
+
+    # Reboot asks; cancelling sends nothing.
+    actions.get_by_role("button", name="Reboot").click()
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Reboot web-1? The guest restarts")
+    expect(dialog.get_by_label("Don't ask again")).to_be_visible()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(400)  # the modal's fade-in, for the screenshot
+    page.screenshot(path=str(ARTIFACTS / "vm-confirm-reboot.png"))
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+
+    # Force stop asks; "Don't ask again" is remembered for bob.
+    actions.get_by_role("button", name="Force stop").click()
+    expect(dialog).to_contain_text("Power off web-1 at once?")
+    dialog.get_by_label("Don't ask again").check()
+    dialog.get_by_role("button", name="Force stop").click()
+    expect(page.get_by_test_id("messages")).to_contain_text("Force stop requested for web-1")
+    wait_for(lambda: VirtualMachine.objects.get(pk=vm.pk).phase == Phase.STOPPED, 20)
+    page.reload()
+    page.get_by_test_id("vm-actions").get_by_role("button", name="Start").click()
+    expect(page.get_by_test_id("vm-detail").get_by_test_id("phase").first).to_have_text(
+        "Running", timeout=PHASE_TIMEOUT
+    )
+    page.get_by_test_id("vm-actions").get_by_role("button", name="Force stop").click()
+    expect(page.get_by_test_id("messages")).to_contain_text("Force stop requested for web-1")
+    expect(dialog).to_be_hidden()
+    # alice never said so: her force stop still asks.
+    wait_for(lambda: VirtualMachine.objects.get(pk=vm.pk).phase == Phase.STOPPED, 20)
+    alice = new_page()
+    login(alice, live_url, "alice")
+    alice.goto(f"{live_url}/t/acme/vms/web-1/")
+    alice.get_by_test_id("vm-actions").get_by_role("button", name="Start").click()
+    expect(alice.get_by_test_id("vm-detail").get_by_test_id("phase").first).to_have_text(
+        "Running", timeout=PHASE_TIMEOUT
+    )
+    alice.get_by_test_id("vm-actions").get_by_role("button", name="Force stop").click()
+    expect(alice.locator("#vm-confirm")).to_be_visible()
+    alice.locator("#vm-confirm").get_by_role("button", name="Cancel").click()
+
+    # Bob turns the question back on from his profile page.
+    page.goto(f"{live_url}/profile/")
+    switches = page.get_by_test_id("confirm-preferences")
+    expect(switches.get_by_label("Ask before force-stopping a VM")).not_to_be_checked()
+    expect(switches.get_by_label("Ask before rebooting a VM")).to_be_checked()
+    page.screenshot(path=str(ARTIFACTS / "profile-confirmations.png"), full_page=True)
+    switches.get_by_label("Ask before force-stopping a VM").check()
+    switches.get_by_role("button", name="Save").click()
+    expect(page.get_by_test_id("messages")).to_contain_text("Confirmation settings saved")
+    page.goto(f"{live_url}/t/acme/vms/web-1/")
+    page.get_by_test_id("vm-actions").get_by_role("button", name="Force stop").click()
+    expect(dialog).to_be_visible()

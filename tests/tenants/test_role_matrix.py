@@ -345,6 +345,7 @@ OUTSIDE_MATRIX = {
     "logout": "sign-out, public",
     "healthz": "load balancer probe, public",
     "token-revoke": "owner-only; test_only_the_owner_can_revoke_a_token",
+    "preferences-confirmations": "the user's own settings; tests/tenants/test_preferences.py",
     "webhook-add": "own role matrix in tests/monitoring/test_webhook_views.py",
     "webhook-delete": "own role matrix in tests/monitoring/test_webhook_views.py",
     **{
