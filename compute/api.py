@@ -15,10 +15,11 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from compute import selectors
-from compute.choices import DesiredState, Phase, RestartPolicy
+from compute.choices import ConditionStatus, DesiredState, Phase, RestartPolicy
 from compute.models import VirtualMachine
 from compute.services import idempotency
 from compute.services import vms as vm_services
+from compute.services.readiness import ready_condition
 from portal.api.errors import PROBLEM, exception_handler
 from portal.api.resources import check_if_match, etag, metadata
 from portal.exceptions import ApplicationError, QuotaExceeded, ValidationError
@@ -69,6 +70,7 @@ def vm_representation(vm: VirtualMachine, user) -> dict:
         "phase": vm.phase,
         "message": vm.message,
         "phaseChanged": vm.phase_changed.isoformat().replace("+00:00", "Z"),
+        "conditions": [ready_condition(vm)],
         "actions": vm_services.allowed_actions(vm, role),
     }
     if getattr(user, "is_staff", False):
@@ -112,10 +114,25 @@ class VMSpecSerializer(serializers.Serializer):
     nodeSelector = serializers.DictField(child=serializers.CharField())  # noqa: N815
 
 
+class ConditionSerializer(serializers.Serializer):
+    """A Kubernetes-style condition; VMs and workloads have ``Ready``."""
+
+    type = serializers.CharField()
+    status = serializers.ChoiceField(choices=ConditionStatus.choices)
+    reason = serializers.CharField()
+    message = serializers.CharField()
+    lastTransitionTime = serializers.DateTimeField(allow_null=True)  # noqa: N815
+
+
 class VMStatusSerializer(serializers.Serializer):
     phase = serializers.ChoiceField(choices=Phase.choices)
     message = serializers.CharField()
     phaseChanged = serializers.DateTimeField()  # noqa: N815
+    conditions = ConditionSerializer(
+        many=True,
+        help_text="Ready: the guest is up (its boot banner or guest agent answered), which "
+        "comes seconds after the Running phase (the domain started).",
+    )
     actions = serializers.ListField(
         child=serializers.ChoiceField(choices=list(vm_services.ACTIONS)),
         help_text="The actions your role may take in this phase.",

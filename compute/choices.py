@@ -28,6 +28,14 @@ class Phase(models.TextChoices):
     UNKNOWN = "Unknown"
 
 
+class ConditionStatus(models.TextChoices):
+    """A condition's status, as Kubernetes spells it."""
+
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
 class DesiredState(models.TextChoices):
     RUNNING = "running", "Running"
     STOPPED = "stopped", "Stopped"

@@ -26,6 +26,7 @@ from compute.models import Workload
 from compute.quantities import format_cpu, format_memory
 from compute.services import idempotency
 from compute.services import workloads as workload_services
+from compute.services.readiness import workload_ready_condition
 from portal.api.errors import PROBLEM, exception_handler
 from portal.api.resources import metadata
 from portal.exceptions import ApplicationError, QuotaExceeded, ValidationError
@@ -88,6 +89,7 @@ def workload_representation(workload: Workload, user) -> dict:
         "phase": workload.phase,
         "message": workload.message,
         "phaseChanged": workload.phase_changed.isoformat().replace("+00:00", "Z"),
+        "conditions": [workload_ready_condition(workload)],
         "replicas": workload.replicas,
         "readyReplicas": workload.ready_replicas,
         "availableReplicas": workload.available_replicas,

@@ -268,6 +268,10 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "compute.tasks.libvirt.migrations_sweep",
         "schedule": float(os.environ.get("ISOTOPE_RECONCILE_SECONDS", "10")),
     },
+    "vm-ready-sweep": {
+        "task": "compute.tasks.libvirt.vm_ready_sweep",
+        "schedule": float(os.environ.get("ISOTOPE_RECONCILE_SECONDS", "10")),
+    },
     "idempotency-keys-prune": {
         "task": "compute.tasks.housekeeping.idempotency_keys_prune",
         "schedule": 3600.0,
@@ -325,6 +329,8 @@ ISOTOPE_DEFAULT_QUOTA = {
 
 # Seconds a guest gets to honour an ACPI shutdown before it is forced off.
 ISOTOPE_VM_STOP_TIMEOUT = int(os.environ.get("ISOTOPE_VM_STOP_TIMEOUT", "20"))
+# How long a started guest is watched for its Ready signal before the sweep takes over.
+ISOTOPE_VM_READY_TIMEOUT = int(os.environ.get("ISOTOPE_VM_READY_TIMEOUT", "300"))
 # A VM in a transitional phase for longer than this is re-driven by the reconciler
 # (its task was lost, e.g. the worker was killed).
 ISOTOPE_STUCK_SECONDS = int(os.environ.get("ISOTOPE_STUCK_SECONDS", "60"))

@@ -73,6 +73,21 @@ class DomainStatus:
     backend_id: str = ""
 
 
+@dataclass(frozen=True)
+class Readiness:
+    """What a readiness probe saw inside a guest (the VM's Ready condition)."""
+
+    ready: bool
+    reason: str
+    """CamelCase, e.g. GuestBooted, GuestAgentResponds, GuestBooting, NoReadinessProbe."""
+    message: str
+
+
+NO_PROBE = Readiness(
+    True, "NoReadinessProbe", "Nothing to probe inside this guest: Ready follows Running."
+)
+
+
 class ComputeBackend(ABC):
     """One host's hypervisor. Instances are cheap; connections are pooled per process."""
 
@@ -136,6 +151,19 @@ class ComputeBackend(ABC):
     def serial_log(self, name: str) -> str | None:
         """Path of the serial console log file, when the backend writes one."""
         return None
+
+    def boot_mark(self, name: str) -> int | None:
+        """Where the guest's next console output will start (the serial log's size now),
+        taken before a start or reboot so that a readiness probe only counts what that
+        boot prints. None when the backend keeps no log (default)."""
+        return None
+
+    def guest_ready(self, name: str, *, banner: str = "", since: int | None = None) -> Readiness:
+        """Probe whether the guest of running domain ``name`` is up: a QEMU guest agent
+        that answers a ping, else ``banner`` printed on the serial console after byte
+        ``since`` of its log. Never blocks on the guest for more than a few seconds.
+        Default: nothing to probe, so Ready follows Running (:data:`NO_PROBE`)."""
+        return NO_PROBE
 
     def domain_stats(self) -> dict[str, dict]:
         """Resource counters of every domain on the host, by name, from one bulk call.

@@ -47,6 +47,13 @@ class Image(models.Model):
         default="qcow2",
         blank=True,
     )
+    ready_banner = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Text the guest prints on its serial console once it has booted: its VMs "
+        "turn Ready when it appears. Empty: Ready follows Running, unless a QEMU guest "
+        "agent channel is present (then the agent must answer a ping).",
+    )
     min_memory_mib = models.PositiveIntegerField(
         default=128,
     )

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from compute.choices import DesiredState, Phase, RestartPolicy
+from compute.choices import ConditionStatus, DesiredState, Phase, RestartPolicy
 from portal.models import Resource
 from tenants.models import DNS_LABEL
 
@@ -55,6 +55,32 @@ class VirtualMachine(Resource):
     )
     phase_changed = models.DateTimeField(
         auto_now_add=True,
+    )
+    ready = models.CharField(
+        max_length=7,
+        choices=ConditionStatus.choices,
+        default=ConditionStatus.FALSE,
+        help_text="The Ready condition: the guest is up (not only its domain running).",
+    )
+    ready_reason = models.CharField(
+        max_length=64,
+        blank=True,
+    )
+    ready_message = models.CharField(
+        max_length=300,
+        blank=True,
+    )
+    ready_changed = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the Ready condition's status last changed.",
+    )
+    boot_log_offset = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Where this boot's output starts in the serial console log: a ready "
+        "banner counts only after it.",
     )
     restart_policy = models.CharField(
         max_length=10,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 import threading
 import time
@@ -52,6 +53,17 @@ OPEN_PHASES = frozenset({Phase.RUNNING, Phase.PAUSED, Phase.MIGRATING})
 # so a crashed web process frees its slots within a minute.
 LEASE_SECONDS = 60
 SERIAL_TAIL_BYTES = 64 * 1024
+# What a terminal would act on rather than print: escape sequences (CSI such as the
+# shell's cursor query "ESC [6n" or colours, OSC titles, two-byte escapes) and the other
+# C0 controls but tab and newline. Backspaces are applied before, carriage returns
+# dropped.
+_TERMINAL_CONTROLS = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC, ended by BEL or ST
+    r"|\x1b[ -/]*[0-~]"  # other escapes (charset selection, keypad modes, ...)
+    r"|[\x00-\x08\x0b-\x1f\x7f]"
+)
+_BACKSPACED = re.compile(r"[^\x08\n]\x08")
 
 
 class TicketRefused(PermissionDenied):
@@ -393,4 +405,16 @@ def console_serial_tail(*, vm: VirtualMachine, max_bytes: int = SERIAL_TAIL_BYTE
         return ""
     if len(data) == max_bytes and b"\n" in data:
         data = data[data.index(b"\n") + 1 :]
-    return data.decode("utf-8", errors="replace").replace("\r", "")
+    return terminal_text(data.decode("utf-8", errors="replace"))
+
+
+def terminal_text(text: str) -> str:
+    """What a terminal shows of ``text``, as plain text: escape sequences and control
+    characters removed, backspaces applied."""
+    text = text.replace("\r\n", "\n").replace("\r", "")
+    while "\x08" in text:
+        applied = _BACKSPACED.sub("", text)
+        if applied == text:
+            break
+        text = applied
+    return _TERMINAL_CONTROLS.sub("", text)

@@ -19,6 +19,7 @@ from django.utils import timezone
 from compute.choices import DesiredState, ImageKind, Phase, RestartPolicy
 from compute.models import Flavor, Image, VirtualMachine
 from compute.scheduler import schedule
+from compute.services.readiness import ready_condition, ready_on_phase
 from monitoring.formats import timestamp
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, QuotaExceeded, ValidationError
@@ -305,6 +306,9 @@ def vm_action(*, actor, vm: VirtualMachine, action: str) -> VirtualMachine:
             vm.message = ""
             vm.phase_changed = timezone.now()
             fields += ["phase", "message", "phase_changed"]
+            for key, value in ready_on_phase(vm, rule.phase, vm.phase_changed).items():
+                setattr(vm, key, value)
+                fields.append(key)
         vm.save(update_fields=fields)
         audit_record(actor=actor, action=f"vm.{action}", tenant=vm.tenant, target=f"vm/{vm.name}")
         event_publish(
@@ -415,6 +419,7 @@ def vm_observe(
     updates = dict(fields)
     if changed:
         updates.update(phase=phase, message=message[:1000], phase_changed=timezone.now())
+        updates.update(ready_on_phase(vm, phase, updates["phase_changed"]))
     if not updates:
         return vm
     with transaction.atomic():
@@ -467,6 +472,7 @@ def vm_state(vm: VirtualMachine) -> dict:
         "phase": vm.phase,
         "message": vm.message,
         "phaseChanged": timestamp(vm.phase_changed),
+        "conditions": [ready_condition(vm)],
         "desiredState": vm.desired_state,
         "resourceVersion": str(vm.resource_version),
         "actionsByRole": {

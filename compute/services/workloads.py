@@ -25,6 +25,7 @@ from compute.backends.containers import ClusterEvent, DeploymentInfo, PodInfo, W
 from compute.choices import Phase, ServiceType, WorkloadKind
 from compute.models import KubernetesCluster, TenantNamespace, Workload
 from compute.quantities import check_image, format_cpu, format_memory, parse_cpu, parse_memory
+from compute.services.readiness import workload_ready_condition
 from monitoring.formats import timestamp
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, QuotaExceeded, ValidationError
@@ -858,6 +859,7 @@ def workload_state(workload: Workload) -> dict:
         "phase": workload.phase,
         "message": workload.message,
         "phaseChanged": timestamp(workload.phase_changed),
+        "conditions": [workload_ready_condition(workload)],
         "replicas": workload.replicas,
         "readyReplicas": workload.ready_replicas,
         "availableReplicas": workload.available_replicas,

@@ -18,10 +18,11 @@ from django.conf import settings
 from django.core.cache import cache
 
 from compute.backends import BackendError, DomainNotFound, TransientBackendError, backend_for_host
-from compute.choices import DesiredState, Phase
+from compute.choices import ConditionStatus, DesiredState, Phase
 from compute.models import Host, VirtualMachine
 from compute.services import hosts as host_services
 from compute.services import reconcile
+from compute.services.readiness import vm_boot_begin, vm_ready_probe
 from compute.services.vms import vm_fail, vm_finalize_delete, vm_observe
 from portal.failpoints import failpoint
 
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 RETRY = {"max_retries": 6}
 # How often a stopping guest is checked until it is off or its deadline passes.
 STOP_POLL_SECONDS = 1
+# How often a booting guest is probed until it is Ready (a file read, or an agent ping).
+READY_POLL_SECONDS = 0.5
 
 
 class Busy(Exception):
@@ -99,6 +102,7 @@ def _converge(vm: VirtualMachine, backend, *, force: bool = False) -> None:
             backend.resume(name)
         elif status.state != "running":
             vm_observe(vm, Phase.STARTING)
+            vm_boot_begin(vm, mark=backend.boot_mark(name))
             backend.start(name)
     elif vm.desired_state == DesiredState.PAUSED:
         if status.state == "running":
@@ -127,6 +131,18 @@ def _record(vm: VirtualMachine, backend) -> None:
     elif phase == Phase.STOPPED:
         fields["vnc_port"] = None
     vm_observe(vm, phase, **fields)
+    _watch_ready(vm)
+
+
+def _watch_ready(vm: VirtualMachine) -> None:
+    """Running is the domain; Ready is the guest. Probe once now (a backend with nothing
+    to probe answers at once) and leave the rest to the watcher."""
+    if vm.phase != Phase.RUNNING or vm.ready == ConditionStatus.TRUE:
+        return
+    readiness = vm_ready_probe(vm)
+    if readiness is not None and not readiness.ready:
+        deadline = time.time() + settings.ISOTOPE_VM_READY_TIMEOUT
+        vm_ready_watch.apply_async((vm.pk, deadline), countdown=READY_POLL_SECONDS)
 
 
 def _provision(vm: VirtualMachine, backend) -> None:
@@ -136,6 +152,7 @@ def _provision(vm: VirtualMachine, backend) -> None:
     failpoint("provision.after_define")
     if vm.desired_state in (DesiredState.RUNNING, DesiredState.PAUSED):
         vm_observe(vm, Phase.STARTING)
+        vm_boot_begin(vm, mark=backend.boot_mark(vm.domain_name))
         backend.start(vm.domain_name)
         if vm.desired_state == DesiredState.PAUSED:
             backend.suspend(vm.domain_name)
@@ -157,6 +174,7 @@ def vm_apply(self, vm_id: int, force: bool = False) -> None:
 @shared_task(bind=True, acks_late=True)
 def vm_reboot(self, vm_id: int) -> None:
     def body(vm, backend):
+        vm_boot_begin(vm, mark=backend.boot_mark(vm.domain_name), rebooting=True)
         backend.reboot(vm.domain_name)
         _record(vm, backend)
 
@@ -207,6 +225,33 @@ def vm_stop_enforce(self, vm_id: int, deadline: float) -> None:
     if waiting:
         # Bounded by the deadline, not by a retry count.
         raise self.retry(countdown=STOP_POLL_SECONDS)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def vm_ready_watch(self, vm_id: int, deadline: float) -> None:
+    """Probe a Running VM's guest until it is Ready or ``deadline`` (epoch seconds)
+    passes; the readiness sweep keeps probing after that. No VM lock: it only reads the
+    guest and writes the Ready condition (conditionally), so actions are never delayed."""
+    vm = _load(vm_id)
+    if vm is None or vm.phase != Phase.RUNNING or vm.ready == ConditionStatus.TRUE:
+        return
+    readiness = vm_ready_probe(vm)
+    if readiness is not None and not readiness.ready and time.time() < deadline:
+        raise self.retry(countdown=READY_POLL_SECONDS)
+
+
+@shared_task
+def vm_ready_sweep() -> int:
+    """Beat entry point: probe every Running VM that is not Ready (its watcher gave up,
+    the host came back, the portal restarted). Returns how many were probed."""
+    waiting = list(
+        VirtualMachine.objects.filter(phase=Phase.RUNNING)
+        .exclude(ready=ConditionStatus.TRUE)
+        .values_list("pk", flat=True)
+    )
+    for vm_id in waiting:
+        vm_ready_watch.delay(vm_id, 0)
+    return len(waiting)
 
 
 @shared_task(acks_late=True)

@@ -28,6 +28,31 @@ def vm_summary(context, tenant):
     }
 
 
+def ready_display(phase: str, condition: dict) -> dict:
+    """How the Ready condition reads next to the phase: "Ready" once the guest (or every
+    pod) is up, "Booting…" while a running VM's guest is not yet, nothing otherwise (the
+    phase says it). static/js/live.js (readyDisplay) words it the same way."""
+    if condition["status"] == "True" and phase in ("Running", "Migrating"):
+        return {"state": "ready", "label": "Ready"}
+    if phase == "Running":
+        label = "Rebooting…" if condition["reason"] == "Rebooting" else "Booting…"
+        return {"state": "waiting", "label": label}
+    return {"state": "none", "label": ""}
+
+
+@register.inclusion_tag("compute/_ready.html")
+def ready_badge(obj):
+    """The Ready badge of a VM or a workload."""
+    from compute.models import VirtualMachine
+    from compute.services.readiness import ready_condition, workload_ready_condition
+
+    if isinstance(obj, VirtualMachine):
+        condition = ready_condition(obj)
+    else:
+        condition = workload_ready_condition(obj)
+    return {"condition": condition, "display": ready_display(obj.phase, condition)}
+
+
 @register.filter
 def cpu(millicores: int) -> str:
     """Millicores as a Kubernetes quantity: 500 → 500m, 2000 → 2."""

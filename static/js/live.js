@@ -21,7 +21,8 @@
  *     data-live-field="phase" get the phase as text and a badge class, data-live-field=
  *     "message" the message; elements with data-live-action="stop" are hidden unless
  *     "stop" is in state.actions; a deleted resource gets data-live-deleted;
- *     "phaseChanged" elements (<time>) get the new datetime;
+ *     "phaseChanged" elements (<time>) get the new datetime, "readyCondition" ones the Ready
+ *     condition (state.conditions) as a badge, "readyMessage" its message;
  *   - keeps every <time data-ago datetime="…"> current ("3 minutes ago"), worded like
  *     the server's ``ago`` filter (monitoring/formats.py);
  *   - shows a Bootstrap toast for Warning events.
@@ -141,6 +142,21 @@
     }
   }
 
+  // The Ready condition next to the phase; compute_tags.ready_display words it the same.
+  function readyDisplay(phase, condition) {
+    if (condition.status === "True" && (phase === "Running" || phase === "Migrating")) return { state: "ready", label: "Ready" };
+    if (phase === "Running") return { state: "waiting", label: condition.reason === "Rebooting" ? "Rebooting…" : "Booting…" };
+    return { state: "none", label: "" };
+  }
+
+  function patchReady(el, phase, condition) {
+    const shown = readyDisplay(phase, condition);
+    el.dataset.ready = shown.state;
+    el.textContent = shown.label;
+    el.title = condition.message || "";
+    el.hidden = !shown.label;
+  }
+
   function objectsOf(data) {
     const sel = '[data-live-kind="' + CSS.escape(data.kind) + '"][data-live-name="' + CSS.escape(data.name) + '"]';
     return document.querySelectorAll(sel);
@@ -158,6 +174,11 @@
       if (data.deleted) { root.dataset.liveDeleted = "1"; }
       if (state.phase !== undefined) within(root, '[data-live-field="phase"]').forEach(function (el) { phaseBadge(el, state.phase); });
       if (state.message !== undefined) within(root, '[data-live-field="message"]').forEach(function (el) { el.textContent = state.message || ""; });
+      const ready = Array.isArray(state.conditions) && state.conditions.find(function (c) { return c.type === "Ready"; });
+      if (ready && state.phase !== undefined) {
+        within(root, '[data-live-field="readyCondition"]').forEach(function (el) { patchReady(el, state.phase, ready); });
+        within(root, '[data-live-field="readyMessage"]').forEach(function (el) { el.textContent = ready.message || ""; });
+      }
       if (state.phaseChanged) {
         within(root, '[data-live-field="phaseChanged"]').forEach(function (el) {
           el.setAttribute("datetime", state.phaseChanged);

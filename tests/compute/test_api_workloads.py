@@ -100,6 +100,20 @@ def test_create_is_accepted_in_the_metadata_spec_status_shape_and_charges_the_qu
     workload = Workload.objects.get(name="web")
     assert workload.created_by == world.bob and workload.cpu_limit_m == 1000
     assert api(world.carol).get(f"{BASE}web/").json()["status"]["actions"] == []
+    # Ready, like a VM's: from pod readiness (every desired pod ready is the Running phase).
+    (condition,) = data["status"]["conditions"]
+    assert (condition["type"], condition["status"], condition["reason"]) == (
+        "Ready",
+        "False",
+        "PodsNotReady",
+    )
+    assert condition["message"] == "0/2 pods ready; Pending."
+    Workload.objects.filter(pk=workload.pk).update(
+        phase="Running", ready_replicas=2, available_replicas=2
+    )
+    (condition,) = api(world.carol).get(f"{BASE}web/").json()["status"]["conditions"]
+    assert condition["status"] == "True" and condition["message"] == "2/2 pods ready"
+    assert condition["lastTransitionTime"].endswith("Z")
 
 
 def test_a_retried_create_with_the_same_idempotency_key_returns_the_first_result(world, api):

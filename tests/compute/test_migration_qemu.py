@@ -27,6 +27,7 @@ from compute.services import vms as vm_services
 from compute.services.hosts import host_check
 from monitoring.groups import tenant_group
 from monitoring.models import Event
+from tests.compute.services.test_vm_lifecycle import wait_ready
 from tests.conftest import require, wait_for
 from tools.infra import read_state
 
@@ -54,6 +55,7 @@ def nodes(transactional_db):
         kernel_path=image["kernel"],
         initrd_path=image["initrd"],
         min_memory_mib=128,
+        ready_banner="ISOTOPE-GUEST-BOOTED",
     )
     yield hosts
     ours = {vm.domain_name for vm in VirtualMachine.objects.select_related("tenant")}
@@ -106,7 +108,7 @@ def serial(vm) -> str:
 
 def boot(demo, count: int = 1) -> list[VirtualMachine]:
     """``count`` running tiny guests on node1 (the scheduler's pick is pinned by
-    putting node2 in maintenance meanwhile), each past its boot banner."""
+    putting node2 in maintenance meanwhile), each Ready (past its boot banner)."""
     Host.objects.filter(name="node2").update(maintenance=True)
     vms = [
         vm_services.vm_create(
@@ -121,10 +123,7 @@ def boot(demo, count: int = 1) -> list[VirtualMachine]:
         for _ in range(count)
     ]
     Host.objects.filter(name="node2").update(maintenance=False)
-    for vm in vms:
-        wait_for(lambda vm=vm: phase(vm) == Phase.RUNNING, 90, message=f"{vm} never ran")
-        wait_for(lambda vm=vm: f"{BANNER} hostname={vm.name}" in serial(vm), 60)
-    return [VirtualMachine.objects.select_related("tenant", "host").get(pk=v.pk) for v in vms]
+    return [wait_ready(vm, timeout=120) for vm in vms]
 
 
 def phase(vm) -> str:
@@ -201,6 +200,7 @@ def test_a_running_guest_migrates_to_node2_and_back_without_rebooting_with_live_
     assert vm.host.name == "node1"
     booted = serial(vm).count(BANNER)  # once (twice when the kernel log shares ttyS0)
     assert booted in (1, 2)
+    ready_since = vm.ready_changed
     timings = []
     for source, target in (("node1", "node2"), ("node2", "node1")):
         with LiveTap("acme") as tap:
@@ -214,6 +214,8 @@ def test_a_running_guest_migrates_to_node2_and_back_without_rebooting_with_live_
         assert migration.phase == MigrationPhase.SUCCEEDED, migration.reason
         vm = VirtualMachine.objects.select_related("tenant", "host").get(pk=vm.pk)
         assert vm.phase == Phase.RUNNING
+        # The guest never stopped: it stayed Ready throughout, since its boot.
+        assert (vm.ready, vm.ready_changed) == ("True", ready_since), vm.ready_reason
         assert vm.host.name == target and migration.target.name == target
         assert active_on(nodes[target], vm) and not active_on(nodes[source], vm)
         assert vm.vnc_port and vm.vnc_port >= 5900

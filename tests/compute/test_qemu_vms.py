@@ -23,7 +23,7 @@ from compute.services import vms as vm_services
 from compute.services.hosts import host_check
 from monitoring.models import Event
 from tenants.models import Quota, Reservation
-from tests.compute.services.test_vm_lifecycle import wait_phase
+from tests.compute.services.test_vm_lifecycle import wait_phase, wait_ready
 from tests.conftest import require, wait_for
 from tools.infra import read_state
 
@@ -45,6 +45,7 @@ def node1(db):
         kernel_path=image["kernel"],
         initrd_path=image["initrd"],
         min_memory_mib=128,
+        ready_banner="ISOTOPE-GUEST-BOOTED",
     )
     yield host
     # Remove only this test's guests: other test runs may share node1.
@@ -79,10 +80,9 @@ def test_a_tiny_guest_boots_stops_starts_and_is_deleted_without_leftovers(
         memory_mib=256,
         disk_gib=1,
     )
-    vm = wait_phase(vm, Phase.RUNNING, timeout=60)
+    vm = wait_ready(vm, timeout=120)
     assert vm.vnc_port and vm.vnc_port >= 5900
-    banner = f"ISOTOPE-GUEST-BOOTED hostname={name}"
-    wait_for(lambda: banner in serial(vm), 30, message="no boot banner on the serial port")
+    assert f"ISOTOPE-GUEST-BOOTED hostname={name}" in serial(vm)
 
     vm_services.vm_action(actor=demo.bob, vm=vm, action="stop")
     seen = set()
@@ -183,3 +183,60 @@ def test_a_worker_killed_while_provisioning_loses_nothing_and_doubles_nothing(
         _kill(first)
         if second is not None:
             _kill(second)
+
+
+def test_ready_follows_the_guest_not_the_domain_and_resets_on_reboot_and_stop(
+    demo, node1, celery_worker, api
+):
+    name = vm_name()
+    banner = f"ISOTOPE-GUEST-BOOTED hostname={name}"
+    vm = vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name=name, image="tiny", vcpus=1, memory_mib=256
+    )
+    seen: list[tuple] = []
+
+    def ready_seen() -> bool:
+        row = (
+            VirtualMachine.objects.filter(pk=vm.pk)
+            .values_list("phase", "ready", "ready_reason")
+            .first()
+        )
+        if not seen or seen[-1] != row:
+            seen.append(row)
+        return row[1] == "True"
+
+    wait_for(ready_seen, 120, interval=0.02, message=f"never Ready: {seen}")
+    # The domain ran before the guest was up: Running was reported not Ready first.
+    assert (Phase.RUNNING, "False", "GuestBooting") in seen, seen
+    assert seen[-1] == (Phase.RUNNING, "True", "GuestBooted"), seen
+    vm = VirtualMachine.objects.select_related("tenant", "host", "image").get(pk=vm.pk)
+    assert banner in serial(vm)
+    assert vm.ready_changed > vm.phase_changed
+    event = Event.objects.get(kind="vm", name=name, reason="Ready")
+    assert "after Running" in event.message
+    status = api(demo.carol).get(f"/api/v1/tenants/acme/virtualmachines/{name}/").json()["status"]
+    assert status["conditions"] == [
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "GuestBooted",
+            "message": "The guest printed ISOTOPE-GUEST-BOOTED on its serial console.",
+            "lastTransitionTime": vm.ready_changed.isoformat().replace("+00:00", "Z"),
+        }
+    ]
+
+    # A reboot: not Ready until the guest has booted again (its banner a second time).
+    printed = serial(vm).count(banner)
+    seen.clear()
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="reboot")
+    wait_for(lambda: not ready_seen(), 30, interval=0.02, message=f"Ready never reset: {seen}")
+    wait_for(ready_seen, 120, interval=0.02, message=f"not Ready after the reboot: {seen}")
+    assert serial(vm).count(banner) > printed
+    assert (Phase.RUNNING, "False", "Rebooting") in seen or any(
+        r[1] == "False" and r[0] == Phase.RUNNING for r in seen
+    ), seen
+
+    # A stop: not Ready, the phase says why.
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="stop")
+    vm = wait_phase(vm, Phase.STOPPED, timeout=60)
+    assert (vm.ready, vm.ready_reason) == ("False", Phase.STOPPED)

@@ -49,6 +49,7 @@ def test_bob_creates_a_deployment_and_watches_its_replicas_become_ready(
     expect(page.get_by_test_id("workload-ready")).to_have_text("3/3", timeout=READY_TIMEOUT)
     detail = page.get_by_test_id("workload-detail")
     expect(detail.get_by_test_id("phase").first).to_have_text("Running")
+    expect(detail.get_by_test_id("ready").first).to_have_text("Ready")
     expect(page.get_by_test_id("workload-pods").locator("tbody tr")).to_have_count(3)
     expect(page.get_by_test_id("workload-pods")).to_contain_text("isotope-node-")
     expect(page.get_by_test_id("workload-events")).to_contain_text("Scheduled")

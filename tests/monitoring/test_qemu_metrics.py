@@ -15,14 +15,14 @@ from playwright.sync_api import expect
 
 from compute.backends import backend_for_host
 from compute.backends.libvirt.backend import shared_connection
-from compute.choices import ImageKind, Phase
+from compute.choices import ImageKind
 from compute.models import Host, Image, VirtualMachine
 from compute.services import vms as vm_services
 from compute.services.hosts import host_check
 from monitoring import collector
 from monitoring.models import VMCounters, VMSample
 from monitoring.tasks import metrics_collect
-from tests.compute.services.test_vm_lifecycle import wait_phase
+from tests.compute.services.test_vm_lifecycle import wait_ready
 from tests.conftest import ARTIFACTS, login, require
 from tools.infra import read_state
 
@@ -44,6 +44,7 @@ def node1(db):
         kernel_path=image["kernel"],
         initrd_path=image["initrd"],
         min_memory_mib=128,
+        ready_banner="ISOTOPE-GUEST-BOOTED",
     )
     yield host
     ours = {vm.domain_name for vm in VirtualMachine.objects.select_related("tenant")}
@@ -63,7 +64,7 @@ def running_guest(demo) -> VirtualMachine:
         vcpus=1,
         memory_mib=256,
     )
-    return wait_phase(vm, Phase.RUNNING, timeout=90)
+    return wait_ready(vm, timeout=120)
 
 
 def test_a_running_guest_s_cpu_time_grows_between_two_collections(demo, node1, celery_worker):

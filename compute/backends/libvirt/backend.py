@@ -15,8 +15,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import libvirt
+import libvirt_qemu
 
 from compute.backends.base import (
+    NO_PROBE,
     BackendError,
     ComputeBackend,
     DomainNotFound,
@@ -25,6 +27,7 @@ from compute.backends.base import (
     HostFacts,
     MigrationOptions,
     MigrationProgress,
+    Readiness,
     TransientBackendError,
 )
 from compute.backends.libvirt import xml
@@ -407,6 +410,53 @@ class LibvirtBackend(ComputeBackend):
             return None
         return str(Path(SERIAL_DIR) / f"{name}.log")
 
+    # --- Guest readiness --------------------------------------------------------------
+    def boot_mark(self, name: str) -> int | None:
+        path = self.serial_log(name)
+        if path is None:
+            return None
+        try:
+            return os.stat(path).st_size
+        except FileNotFoundError:
+            return 0  # the first boot creates it
+        except OSError:
+            return None
+
+    def guest_ready(self, name: str, *, banner: str = "", since: int | None = None) -> Readiness:
+        """The guest agent's ping where the domain has an agent channel, else the banner
+        on the serial console (the log file the domain appends to)."""
+        if self.is_test:
+            return Readiness(
+                True,
+                "NoReadinessProbe",
+                "libvirt's test driver runs no guest: Ready follows Running.",
+            )
+        domain = self._domain(name)
+        if xml.has_guest_agent(self._call(f"read {name}", domain.XMLDesc, 0)):
+            try:
+                libvirt_qemu.qemuAgentCommand(
+                    domain, '{"execute": "guest-ping"}', AGENT_TIMEOUT_SECONDS, 0
+                )
+                return Readiness(True, "GuestAgentResponds", "The QEMU guest agent answers.")
+            except libvirt.libvirtError as error:
+                if not banner:
+                    return Readiness(
+                        False,
+                        "GuestAgentNotResponding",
+                        f"Waiting for the QEMU guest agent: {_text(error)}",
+                    )
+        if banner:
+            if _printed_since(self.serial_log(name), banner, since):
+                return Readiness(
+                    True, "GuestBooted", f"The guest printed {banner} on its serial console."
+                )
+            return Readiness(
+                False,
+                "GuestBooting",
+                f"Waiting for the guest to print {banner} on its serial console.",
+            )
+        return NO_PROBE
+
     # --- Live migration -------------------------------------------------------------
     def migrate(self, name: str, target: ComputeBackend, options: MigrationOptions) -> None:
         """``migrate3`` with LIVE | PERSIST_DEST | UNDEFINE_SOURCE on connections of its
@@ -497,6 +547,31 @@ class LibvirtBackend(ComputeBackend):
 
     def migration_postcopy(self, name: str) -> None:
         self._call(f"switch {name} to post-copy", self._domain(name).migrateStartPostCopy, 0)
+
+
+AGENT_TIMEOUT_SECONDS = 2
+# How much of a boot's console output is searched for the ready banner: a guest prints
+# it when it is up, long before this much; a log without a boot mark is searched from
+# its tail.
+BANNER_SEARCH_BYTES = 4 * 1024 * 1024
+BANNER_TAIL_BYTES = 256 * 1024
+
+
+def _printed_since(path: str | None, banner: str, since: int | None) -> bool:
+    """Whether ``banner`` is in the log at ``path`` after byte ``since`` (a log shorter
+    than that was replaced: search it all; no mark: search its tail)."""
+    if not path:
+        return False
+    needle = banner.encode()
+    try:
+        with open(path, "rb") as log:
+            size = log.seek(0, os.SEEK_END)
+            start = max(0, size - BANNER_TAIL_BYTES) if since is None else since
+            log.seek(start if start <= size else 0)
+            data = log.read(BANNER_SEARCH_BYTES)
+    except OSError:
+        return False
+    return needle in data
 
 
 def _migration_uri(target_uri: str) -> str:

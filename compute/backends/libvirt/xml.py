@@ -122,3 +122,15 @@ def disk_paths(xml_text: str) -> list[str]:
         if source is not None and source.get("file"):
             paths.append(source.get("file"))
     return paths
+
+
+GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
+
+
+def has_guest_agent(xml_text: str) -> bool:
+    """Whether the domain has a QEMU guest agent channel (virtio-serial)."""
+    root = ET.fromstring(xml_text)  # noqa: S314 - XML from our own libvirtd
+    return any(
+        target.get("name") == GUEST_AGENT_CHANNEL
+        for target in root.iterfind("./devices/channel/target")
+    )

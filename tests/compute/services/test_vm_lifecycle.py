@@ -30,6 +30,24 @@ def wait_phase(vm, phase: str, timeout: float = 15) -> VirtualMachine:
     return VirtualMachine.objects.get(pk=vm.pk)
 
 
+def wait_ready(vm, timeout: float = 90) -> VirtualMachine:
+    """Wait until ``vm``'s guest is up (its Ready condition), not only its domain
+    running: what every test that talks to a guest needs before it starts."""
+
+    def ready():
+        fresh = VirtualMachine.objects.get(pk=vm.pk)
+        return fresh.phase == Phase.RUNNING and fresh.ready == "True"
+
+    wait_for(
+        ready,
+        timeout,
+        interval=0.1,
+        message=f"{vm.name} did not turn Ready (is {phase_of(vm)}, "
+        f"{VirtualMachine.objects.get(pk=vm.pk).ready_reason})",
+    )
+    return VirtualMachine.objects.select_related("tenant", "host").get(pk=vm.pk)
+
+
 def domain_state(host, name: str):
     conn = shared_connection(host.uri)
     try:
@@ -157,3 +175,46 @@ def test_a_domain_of_another_vm_under_its_name_is_never_adopted(db, make_host):
     conn = shared_connection(backend.uri)
     assert conn.lookupByName("isotope-shared").UUIDString() == backend_id
     assert conn.lookupByName("isotope-shared").info()[3] == 1
+
+
+def test_ready_follows_running_where_there_is_nothing_to_probe_and_resets_on_stop(
+    demo, make_host, tiny_image, celery_worker
+):
+    make_host()
+    vm = vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="web1", image="tiny", vcpus=1, memory_mib=256
+    )
+    vm = wait_ready(vm, timeout=15)
+    # libvirt's test driver runs no guest: nothing to wait for beyond the domain.
+    assert vm.ready_reason == "NoReadinessProbe"
+    ready_at = vm.ready_changed
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="stop")
+    vm = wait_phase(vm, Phase.STOPPED)
+    assert (vm.ready, vm.ready_reason) == ("False", Phase.STOPPED)
+    assert vm.ready_changed > ready_at  # when it went (Stopping), not when it stopped
+
+
+def test_a_probe_answer_for_an_older_boot_is_not_written(demo, make_host, tiny_image):
+    from compute.services import readiness
+
+    make_host()
+    vm = vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="web1", image="tiny", vcpus=1, memory_mib=256
+    )
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING, boot_log_offset=100)
+    stale = VirtualMachine.objects.select_related("tenant", "host", "image").get(pk=vm.pk)
+    # A reboot begins after the prober read the VM and before it writes.
+    readiness.vm_boot_begin(stale, mark=900, rebooting=True)
+    stale.boot_log_offset = 100
+    version = VirtualMachine.objects.get(pk=vm.pk).resource_version
+    answer = readiness.vm_ready_probe(stale)
+    assert answer is not None and answer.ready  # the test driver has nothing to probe
+    fresh = VirtualMachine.objects.get(pk=vm.pk)
+    assert (fresh.ready, fresh.ready_reason, fresh.boot_log_offset) == ("False", "Rebooting", 900)
+    assert fresh.resource_version == version
+    # The prober of the current boot writes it, once.
+    assert readiness.vm_ready_probe(fresh).ready
+    assert VirtualMachine.objects.get(pk=vm.pk).ready == "True"
+    assert VirtualMachine.objects.get(pk=vm.pk).resource_version == version + 1
+    readiness.vm_ready_probe(fresh)
+    assert VirtualMachine.objects.get(pk=vm.pk).resource_version == version + 1
