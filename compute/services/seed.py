@@ -54,6 +54,8 @@ def seed_local_infrastructure() -> list[str]:
                 "cmdline": "console=ttyS0 console=tty0",
                 "min_memory_mib": 128,
                 "os_label": "Linux (busybox initramfs)",
+                # /init prints it once the shell is up: the VM's Ready condition.
+                "ready_banner": "ISOTOPE-GUEST-BOOTED",
                 "public": True,
             },
         )
