@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from compute.models import Migration, VirtualMachine
 from tests.compute.test_migration_qemu import boot, nodes, policy, worker  # noqa: F401
@@ -48,3 +49,47 @@ def test_alice_migrates_a_vm_and_the_progress_bar_advances_live(demo, live_url, 
     staff.goto(f"{live_url}/staff/migrations/")
     staff.screenshot(path=str(ARTIFACTS / "migration-staff.png"), full_page=True)
     assert VirtualMachine.objects.get(pk=vm.pk).host.name == "node2"
+
+
+@pytest.mark.usefixtures("nodes", "worker")
+def test_the_migrate_button_appears_when_a_vm_turns_running_without_a_reload(
+    demo, live_url, new_page
+):
+    import secrets
+
+    from compute.models import Host
+    from compute.services import vms as vm_services
+
+    Host.objects.filter(name="node2").update(maintenance=True)  # place it on node1
+    vm = vm_services.vm_create(
+        actor=demo.alice,
+        tenant=demo.acme,
+        name=f"mg-{secrets.token_hex(3)}",
+        image="tiny",
+        vcpus=1,
+        memory_mib=256,
+        start=False,
+    )
+    Host.objects.filter(name="node2").update(maintenance=False)
+    wait_for(lambda: VirtualMachine.objects.get(pk=vm.pk).phase == "Stopped", 90)
+    page = new_page()
+    login(page, live_url, "alice")
+    page.goto(f"{live_url}/t/acme/vms/{vm.name}/")
+    panel = page.get_by_test_id("migration-panel")
+    migrate = panel.get_by_role("button", name="Migrate")
+    expect(migrate).to_be_hidden()
+    expect(panel.get_by_test_id("migrate-idle")).to_be_visible()
+    page.evaluate("window.__sameDocument = true")
+    page.wait_for_function("() => window.Isotope.live.streams.has('tenant.acme')")
+
+    vm_services.vm_action(actor=demo.alice, vm=vm, action="start")
+    expect(migrate).to_be_visible(timeout=90_000)
+    expect(panel.get_by_test_id("migrate-idle")).to_be_hidden()
+    assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    panel.screenshot(path=str(ARTIFACTS / "migration-panel-running.png"))
+    # And it goes again while the VM is not running.
+    vm_services.vm_action(
+        actor=demo.alice, vm=VirtualMachine.objects.get(pk=vm.pk), action="force-stop"
+    )
+    expect(migrate).to_be_hidden(timeout=60_000)
