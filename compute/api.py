@@ -20,9 +20,9 @@ from compute.models import VirtualMachine
 from compute.services import idempotency
 from compute.services import vms as vm_services
 from compute.services.readiness import ready_condition
-from portal.api.errors import PROBLEM, exception_handler
+from portal.api.errors import PROBLEM, api_field_errors, exception_handler
 from portal.api.resources import check_if_match, etag, metadata
-from portal.exceptions import ApplicationError, QuotaExceeded, ValidationError
+from portal.exceptions import ApplicationError, ValidationError
 from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
 from tenants.api import MetadataSerializer, TenantScopedView
@@ -51,16 +51,7 @@ QUOTA_FIELDS = {"cpu": "spec.vcpus", "memory": "spec.memoryMiB", "storage": "spe
 
 
 def _api_errors(error: ApplicationError) -> ApplicationError:
-    """Rename a service error's fields to API paths; a quota refusal keeps each resource
-    and also names the spec field that asked for too much."""
-    if isinstance(error, QuotaExceeded):
-        for shortfall in error.shortfalls:
-            field = QUOTA_FIELDS.get(shortfall.resource)
-            if field:
-                error.errors = {**error.errors, field: [shortfall.message]}
-    else:
-        error.errors = {API_FIELDS.get(k, k): v for k, v in error.errors.items()}
-    return error
+    return api_field_errors(error, fields=API_FIELDS, quota_fields=QUOTA_FIELDS)
 
 
 def vm_representation(vm: VirtualMachine, user) -> dict:

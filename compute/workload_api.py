@@ -27,9 +27,9 @@ from compute.quantities import format_cpu, format_memory
 from compute.services import idempotency
 from compute.services import workloads as workload_services
 from compute.services.readiness import workload_ready_condition
-from portal.api.errors import PROBLEM, exception_handler
+from portal.api.errors import PROBLEM, api_field_errors, exception_handler
 from portal.api.resources import metadata
-from portal.exceptions import ApplicationError, QuotaExceeded, ValidationError
+from portal.exceptions import ApplicationError, ValidationError
 from tenants import selectors as tenant_selectors
 from tenants.api import MetadataSerializer
 from tenants.models import Tenant
@@ -61,16 +61,7 @@ QUOTA_FIELDS = {
 
 
 def _api_errors(error: ApplicationError) -> ApplicationError:
-    """Rename a service error's fields to API paths; a quota refusal also names the
-    spec field that asked for too much (besides the quota resource)."""
-    if isinstance(error, QuotaExceeded):
-        for shortfall in error.shortfalls:
-            field = QUOTA_FIELDS.get(shortfall.resource)
-            if field:
-                error.errors = {**error.errors, field: [shortfall.message]}
-    else:
-        error.errors = {API_FIELDS.get(k, k): v for k, v in error.errors.items()}
-    return error
+    return api_field_errors(error, fields=API_FIELDS, quota_fields=QUOTA_FIELDS)
 
 
 def workload_representation(workload: Workload, user) -> dict:

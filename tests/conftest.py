@@ -207,6 +207,13 @@ def login(page, base_url: str, username: str, password: str = PASSWORD) -> None:
     page.wait_for_url(f"{base_url}/")
 
 
+def live_subscribed(page, tenant: str = "acme") -> None:
+    """Wait until the page's websocket follows the tenant's stream (live.js)."""
+    page.wait_for_function(
+        "tenant => window.Isotope.live.streams.has('tenant.' + tenant)", arg=tenant
+    )
+
+
 # --- Celery -----------------------------------------------------------------------------
 @pytest.fixture
 def celery_worker(transactional_db):

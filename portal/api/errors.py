@@ -57,6 +57,22 @@ def problem(
     return response
 
 
+def api_field_errors(
+    error: ApplicationError, *, fields: dict[str, str], quota_fields: dict[str, str]
+) -> ApplicationError:
+    """Rename a service error's fields to the API's paths (``fields``: service name →
+    dotted path). A quota refusal keeps each resource over its limit and also names the
+    spec field that asked for too much (``quota_fields``: resource → dotted path)."""
+    if isinstance(error, QuotaExceeded):
+        for shortfall in error.shortfalls:
+            field = quota_fields.get(shortfall.resource)
+            if field:
+                error.errors = {**error.errors, field: [shortfall.message]}
+    else:
+        error.errors = {fields.get(k, k): v for k, v in error.errors.items()}
+    return error
+
+
 def _flatten(detail) -> dict[str, list[str]]:
     """DRF's nested error detail → ``{"field": ["message", ...]}`` (dotted for nesting)."""
     out: dict[str, list[str]] = {}

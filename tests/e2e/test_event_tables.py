@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from compute.services import vms as vm_services
 from monitoring.services import event_publish
-from tests.conftest import ARTIFACTS, login
+from tests.conftest import ARTIFACTS, live_subscribed, login
 
 pytestmark = pytest.mark.e2e
 
@@ -25,11 +25,6 @@ MESSAGES = [
     "image: failed to resolve reference: unexpected status from HEAD request: 401 "
     "Unauthorized. Check the image name and the pull secret of the namespace.",
 ]
-
-
-def subscribed(page) -> None:
-    """Wait until the page's websocket is subscribed to the tenant's stream."""
-    page.wait_for_function("() => window.Isotope.live.streams.has('tenant.acme')")
 
 
 REASONS = ["Scheduled", "Running", "Stopping", "StoppedOutsidePortal", "QuotaExceeded", "BackOff"]
@@ -109,7 +104,7 @@ def test_a_vm_page_s_recent_events_update_live_like_a_workload_page_s(
     page.evaluate("window.__sameDocument = true")
     table = page.get_by_test_id("vm-events")
     expect(table.locator("tbody tr")).to_have_count(1)  # Scheduled, from vm_create
-    subscribed(page)
+    live_subscribed(page)
 
     event_publish(
         tenant=demo.acme,
@@ -163,7 +158,7 @@ def test_a_vm_page_without_events_loses_its_empty_note_when_the_first_arrives(
     page = new_page()
     login(page, live_url, "bob")
     page.goto(f"{live_url}/t/acme/vms/quiet/")
-    subscribed(page)
+    live_subscribed(page)
     card = page.get_by_test_id("vm-events").locator("xpath=ancestor::div[contains(@class,'card')]")
     expect(card.get_by_text("No events for this VM yet.")).to_be_visible()
     event_publish(tenant=demo.acme, kind="vm", name="quiet", reason="Started", message="up")

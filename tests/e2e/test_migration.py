@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from compute.models import Migration, VirtualMachine
 from tests.compute.test_migration_qemu import boot, nodes, policy, worker  # noqa: F401
-from tests.conftest import ARTIFACTS, login, wait_for
+from tests.conftest import ARTIFACTS, live_subscribed, login, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.qemu, pytest.mark.migration]
 
@@ -80,7 +80,7 @@ def test_the_migrate_button_appears_when_a_vm_turns_running_without_a_reload(
     expect(migrate).to_be_hidden()
     expect(panel.get_by_test_id("migrate-idle")).to_be_visible()
     page.evaluate("window.__sameDocument = true")
-    page.wait_for_function("() => window.Isotope.live.streams.has('tenant.acme')")
+    live_subscribed(page)
 
     vm_services.vm_action(actor=demo.alice, vm=vm, action="start")
     expect(migrate).to_be_visible(timeout=90_000)

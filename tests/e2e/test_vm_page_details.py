@@ -15,13 +15,9 @@ from compute.models import Migration, VirtualMachine
 from compute.services import vms as vm_services
 from compute.services.migrations import migration_state
 from monitoring.services import resource_publish
-from tests.conftest import ARTIFACTS, login
+from tests.conftest import ARTIFACTS, live_subscribed, login
 
 pytestmark = pytest.mark.e2e
-
-
-def subscribed(page) -> None:
-    page.wait_for_function("() => window.Isotope.live.streams.has('tenant.acme')")
 
 
 def test_since_follows_the_phase_live_and_keeps_counting(
@@ -39,7 +35,7 @@ def test_since_follows_the_phase_live_and_keeps_counting(
     page.goto(f"{live_url}/t/acme/vms/web-1/")
     since = page.get_by_test_id("vm-status").get_by_test_id("phase-since")
     expect(since).to_have_text("2 hours ago")
-    subscribed(page)
+    live_subscribed(page)
 
     vm.refresh_from_db()
     vm_services.vm_observe(vm, Phase.RUNNING)  # what a task reports: a new phase, now
@@ -80,7 +76,7 @@ def test_migration_history_says_how_long_it_took_and_a_shared_disk_is_not_copied
     panel = page.get_by_test_id("migration-panel")
     took = panel.get_by_test_id("migration-history").locator("[data-h-field=took]")
     expect(took).to_have_text(["1 min 5 s", "2.6 s"])
-    subscribed(page)
+    live_subscribed(page)
 
     # A running migration of a VM whose 1 GiB disk is on shared storage: only memory
     # travels, and the panel says so instead of "Disk: none".
