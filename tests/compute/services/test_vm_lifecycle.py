@@ -218,3 +218,21 @@ def test_a_probe_answer_for_an_older_boot_is_not_written(demo, make_host, tiny_i
     assert VirtualMachine.objects.get(pk=vm.pk).resource_version == version + 1
     readiness.vm_ready_probe(fresh)
     assert VirtualMachine.objects.get(pk=vm.pk).resource_version == version + 1
+
+
+def test_the_readiness_sweep_probes_running_vms_that_are_not_ready(
+    demo, make_host, tiny_image, celery_worker
+):
+    from compute.tasks.libvirt import vm_ready_sweep
+
+    make_host()
+    vm = vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="web1", image="tiny", vcpus=1, memory_mib=256
+    )
+    vm = wait_ready(vm, timeout=15)
+    # As after a host outage: Running again, readiness not known (no watcher running).
+    VirtualMachine.objects.filter(pk=vm.pk).update(ready="Unknown", ready_reason="HostUnreachable")
+    assert vm_ready_sweep() == 1
+    vm = wait_ready(vm, timeout=15)
+    assert vm.ready_reason == "NoReadinessProbe"
+    assert vm_ready_sweep() == 0
