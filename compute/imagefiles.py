@@ -368,14 +368,14 @@ def inspect(path: Path, *, min_raw_bytes: int, max_virtual_bytes: int) -> ImageI
                 f"The file has {size:,} bytes: too small to be a disk image "
                 f"(raw images start at {min_raw_bytes:,} bytes)."
             )
+        if _looks_like_text(path):
+            raise ImageRefused(
+                "The file is text (e.g. an HTML page), not a disk image; upload qcow2 or raw."
+            )
         if size % SECTOR:
             raise ImageRefused(
                 f"The file is not a disk image: {size:,} bytes is not a whole number of "
                 "512-byte sectors."
-            )
-        if _looks_like_text(path):
-            raise ImageRefused(
-                "The file is text (e.g. an HTML page), not a disk image; upload qcow2 or raw."
             )
     virtual = int(info.get("virtual-size") or 0)
     if virtual <= 0:
