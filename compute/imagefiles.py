@@ -252,7 +252,7 @@ def fetch(url: str, dest: Path, *, limit: int, on_progress: Progress) -> Fetched
         with os.fdopen(fd, "wb") as out:
             while True:
                 try:
-                    block = response.read(BLOCK)
+                    block = response.read1(BLOCK)
                 except (OSError, http.client.HTTPException) as error:
                     raise TransientFetchError(
                         f"The transfer broke off after {received:,} bytes: {error}"
