@@ -828,7 +828,8 @@ def images_sweep() -> dict:
         if image.attempts >= settings.ISOTOPE_IMAGE_MAX_ATTEMPTS:
             if image_fail(
                 image,
-                f"The import was interrupted {image.attempts} times (workers stopped); try again.",
+                f"The import was interrupted {image.attempts} "
+                f"time{'s' if image.attempts != 1 else ''} (its worker stopped); try again.",
             ):
                 counts["failed"] += 1
         else:

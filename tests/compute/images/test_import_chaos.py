@@ -130,7 +130,7 @@ def test_an_import_killed_on_its_last_attempt_fails_and_leaves_nothing(
     wait_for(lambda: image_services.images_sweep()["failed"] == 1, 15, interval=0.5)
     image.refresh_from_db()
     assert image.phase == ImagePhase.FAILED
-    assert "interrupted 1 times" in image.message
+    assert "interrupted 1 time (its worker stopped)" in image.message
     assert files(image_dir) == []
     assert not Reservation.objects.filter(ref=image.quota_ref, released__isnull=True).exists()
     assert Quota.objects.get(tenant=demo.acme).used_storage == 0
