@@ -32,7 +32,9 @@ def _page(request, tenant, form: ImageImportForm | None = None, status: int = 20
         image.percent = image_services.progress_percent(image)
     usage = {u.resource: u for u in tenant_selectors.quota_usage(tenant)}
     # The row images.js clones for images that appear while the page is open.
-    template_image = Image(name=TEMPLATE_NAME, tenant=tenant, phase=ImagePhase.PENDING)
+    template_image = Image(
+        name=TEMPLATE_NAME, tenant=tenant, phase=ImagePhase.PENDING, public=False, source="url"
+    )
     template_image.own, template_image.percent = True, 0
     return render(
         request,

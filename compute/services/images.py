@@ -72,6 +72,7 @@ def image_state(image: Image) -> dict:
         "phase": image.phase,
         "message": image.message,
         "public": image.public,
+        "source": image.source,
         "resourceVersion": str(image.resource_version),
         "progress": {
             "bytes": image.progress_bytes,
@@ -410,7 +411,9 @@ def image_upload_append(*, actor, image: Image, offset: int, stream, length: int
             "updated": timezone.now(),
             "resource_version": F("resource_version") + 1,
         }
-        if complete:
+        if not complete:
+            updates["message"] = "Receiving the upload."
+        else:
             updates.update(
                 phase=ImagePhase.PENDING,
                 message="Uploaded; waiting for a worker to check and convert it.",

@@ -42,7 +42,17 @@
     return row;
   }
 
+  // A row cloned from the template says "URL"; an uploaded image says "Upload".
+  function showSource(row, state) {
+    const icon = row.querySelector("[data-image-source] i");
+    if (state.source === "upload" && icon && icon.classList.contains("bi-cloud-download")) {
+      icon.className = "bi bi-upload";
+      icon.nextSibling.textContent = " Upload";
+    }
+  }
+
   function showProgress(row, state) {
+    showSource(row, state);
     const bar = row.querySelector("[data-image-progress]");
     const text = row.querySelector("[data-image-progress-text]");
     const progress = state.progress || {};
@@ -82,8 +92,11 @@
       if (row) row.remove();
       return;
     }
-    const row = ensureRow(data.name);
+    // Rows are added for images that appear live, never from a resync snapshot (which may
+    // hold images this page's list does not show).
+    const row = event.detail.resync ? rowOf(data.name) : ensureRow(data.name);
     if (!row) return;
+
     const phase = row.querySelector('[data-live-field="phase"]');
     if (phase && data.state && phase.dataset.phase !== data.state.phase) {
       // A row created here after live.js patched the others: set the badge ourselves.
@@ -105,6 +118,7 @@
   const text = form.querySelector("[data-upload-text]");
   const rateText = form.querySelector("[data-upload-rate]");
   const errorBox = form.querySelector("[data-upload-error]");
+  const note = form.querySelector("[data-upload-note]");
   const submit = form.querySelector("[type=submit]");
   const cancel = form.querySelector("[data-upload-cancel]");
   const chunkSize = parseInt(form.dataset.chunkBytes, 10) || 8 * 1024 * 1024;
@@ -154,6 +168,8 @@
     bar.classList.add("progress-bar-animated");
     busy(true);
     let last = { t: performance.now(), bytes: 0 };
+    let resumes = 0;
+    note.hidden = true;
     const upload = new window.tus.Upload(file, {
       uploadUrl: new URL(uploadUrl, location.href).href,
       chunkSize: chunkSize,
@@ -165,7 +181,10 @@
         const status = error.originalResponse ? error.originalResponse.getStatus() : 0;
         // Refusals (bad size, permission, gone) are final; network trouble and conflicts retry.
         if (status === 409 || status === 423 || status === 0 || status >= 500) {
-          text.textContent = "Connection lost — resuming (attempt " + (attempt + 1) + ")…";
+          resumes += 1;
+          note.textContent = "The connection dropped; resumed from the server's offset" +
+            (resumes > 1 ? " (" + resumes + " times)." : ".");
+          note.hidden = false;
           return true;
         }
         return false;
@@ -230,7 +249,7 @@
       }
       const image = result.data;
       const row = ensureRow(image.metadata.name);
-      if (row) showProgress(row, { phase: image.status.phase, message: image.status.message, progress: image.status.progress });
+      if (row) showProgress(row, { phase: image.status.phase, message: image.status.message, progress: image.status.progress, source: "upload" });
       sendFile(file, image.status.upload.url, image.metadata.name);
     }).catch(function (error) { fail("The upload could not start: " + error.message); });
   });
