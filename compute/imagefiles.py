@@ -20,7 +20,6 @@ import os
 import re
 import resource
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -30,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+
+from monitoring.delivery import PinnedHTTPConnection, PinnedHTTPSConnection
 
 logger = logging.getLogger(__name__)
 
@@ -158,40 +159,18 @@ def allowed_networks() -> list:
 
 def url_addresses(parts: urllib.parse.SplitResult) -> list[str]:
     """Resolve the URL's host with the portal's one destination check (the webhooks'):
-    internal addresses are refused unless allow-listed."""
-    from monitoring.services import DestinationRefused, destination_addresses
+    internal addresses are refused unless ``ISOTOPE_IMAGE_URL_ALLOW`` lists them. The
+    download connects to these very addresses (no second lookup to rebind)."""
+    from monitoring.delivery import resolve
 
-    try:
-        return destination_addresses(
-            parts.hostname, parts.port, allowed_networks=allowed_networks()
-        )
-    except DestinationRefused as refusal:
-        if refusal.unresolved:
-            raise TransientFetchError(str(refusal)) from None
-        raise ImageRefused(f"{refusal} Images are imported from public addresses only.") from None
-
-
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Connects to the address that passed the destination check, not to whatever the
-    name resolves to a moment later."""
-
-    def __init__(self, host: str, port: int | None, *, address: str, timeout: float):
-        super().__init__(host, port, timeout=timeout)
-        self._address = address
-
-    def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
-
-
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int | None, *, address: str, timeout: float):
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self._address = address
-
-    def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        # Certificate and SNI for the name in the URL, connection to the checked address.
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+    addresses, refusal = resolve(
+        parts.hostname, parts.port, allow_private=False, allowed_networks=allowed_networks()
+    )
+    if refusal and not addresses:
+        raise TransientFetchError(refusal)
+    if refusal:
+        raise ImageRefused(f"{refusal} Images are imported from public addresses only.")
+    return addresses
 
 
 def _open(url: str) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
@@ -199,9 +178,11 @@ def _open(url: str) -> tuple[http.client.HTTPConnection, http.client.HTTPRespons
     timeout = settings.ISOTOPE_IMAGE_DOWNLOAD_TIMEOUT
     for _ in range(MAX_REDIRECTS + 1):
         parts = check_url(url)
-        address = url_addresses(parts)[0]
-        kind = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
-        conn = kind(parts.hostname, parts.port, address=address, timeout=timeout)
+        addresses = url_addresses(parts)
+        https = parts.scheme == "https"
+        kind = PinnedHTTPSConnection if https else PinnedHTTPConnection
+        port = parts.port or (http.client.HTTPS_PORT if https else http.client.HTTP_PORT)
+        conn = kind(parts.hostname, port, addresses=addresses, timeout=timeout)
         target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
         try:
             conn.request("GET", target, headers={"User-Agent": "Isotope image import"})

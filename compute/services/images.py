@@ -796,8 +796,13 @@ def _finish(image: Image, paths, converted: imagefiles.ImageInfo, received: int)
 
 def image_fail(image: Image, message: str) -> Image | None:
     """A refused or broken import: ``Failed`` with ``message``, its quota released
-    (once) and every file of it removed. A no-op for an image that is gone or settled."""
+    (once) and every file of it removed. A no-op for an image that is gone or settled.
+
+    The staging files go before the row says ``Failed``, so nobody sees a failed image
+    with files still around; the final path only once the row is known to be failed
+    (a settled image keeps its file)."""
     paths = imagefiles.paths_for(image.tenant.slug, str(image.uid))
+    imagefiles.remove(paths.upload, paths.download, paths.converting)
     with transaction.atomic():
         try:
             image = _cas(
@@ -809,10 +814,10 @@ def image_fail(image: Image, message: str) -> Image | None:
             )
         except ImportStopped:
             return None
+        imagefiles.remove(paths.final)
         quota_release(image.quota_ref)
         _event(image, "ImportFailed", message, warning=True)
         _publish(image)
-    imagefiles.remove(*paths.leftovers())
     return image
 
 

@@ -60,7 +60,7 @@ def test_an_imported_image_boots_a_vm_on_the_test_driver(
     vm = vm_services.vm_create(
         actor=demo.bob, tenant=demo.acme, name="vm1", image="base", flavor="small"
     )
-    vm = wait_phase(vm, Phase.RUNNING)
+    vm = wait_phase(vm, Phase.RUNNING, timeout=45)
     domain = shared_connection(host.uri).lookupByName(vm.domain_name)
     assert "<disk" in domain.XMLDesc(0)
     assert Quota.objects.get(tenant=demo.acme).used_storage == 1 + 1  # image + VM disk

@@ -38,7 +38,7 @@ def shared_image_dir(settings):
 
 def test_a_vm_runs_on_an_imported_copy_of_the_tiny_guest_disk(
     demo,
-    node1,
+    node1,  # noqa: F811 - the fixture imported above
     shared_image_dir,
     file_server,
     celery_worker,  # noqa: F811
