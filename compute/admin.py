@@ -92,18 +92,80 @@ class HostAdmin(AuditedModelAdmin):
 
 @admin.register(Image)
 class ImageAdmin(AuditedModelAdmin):
+    """Platform images are edited here; tenants' imported images are read-only apart
+    from publishing (audited) and deletion, which go through ``compute.services.images``
+    (file removed, storage released)."""
+
     audit_noun = "image"
     list_display = [
         "name",
         "display_name",
         "kind",
-        "public",
         "tenant",
-        "min_memory_mib",
+        "public",
+        "phase",
+        "source",
+        "size_bytes",
         "os_label",
     ]
-    list_filter = ["kind", "public"]
-    search_fields = ["name", "display_name", "os_label"]
+    list_filter = ["kind", "public", "phase", "source"]
+    search_fields = ["name", "display_name", "os_label", "tenant__slug"]
+    actions = ["publish", "unpublish"]
+    IMPORT_FIELDS = [
+        "phase",
+        "message",
+        "source",
+        "source_url",
+        "expected_sha256",
+        "sha256",
+        "declared_bytes",
+        "upload_offset",
+        "source_format",
+        "size_bytes",
+        "virtual_size_bytes",
+        "attempts",
+        "created_by",
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.imported:
+            # The file and its checks are the import's; only the labels may change.
+            editable = {"display_name", "os_label", "min_memory_mib"}
+            return [f.name for f in Image._meta.fields if f.name not in editable]
+        return self.IMPORT_FIELDS
+
+    def _set_public(self, request, queryset, public: bool) -> None:
+        from compute.services.images import image_publish
+        from portal.exceptions import ApplicationError
+
+        for image in queryset:
+            try:
+                image = image_publish(actor=request.user, image=image, public=public)
+            except ApplicationError as error:
+                self.message_user(request, f"{image.name}: {error.message}", messages.ERROR)
+            else:
+                state = "public" if image.public else "private to its tenant"
+                self.message_user(request, f"{image.name} is {state}.", messages.SUCCESS)
+
+    @admin.action(description="Publish to every tenant (tenant images, Ready)")
+    def publish(self, request, queryset):
+        self._set_public(request, queryset, True)
+
+    @admin.action(description="Make private to its tenant again")
+    def unpublish(self, request, queryset):
+        self._set_public(request, queryset, False)
+
+    def delete_model(self, request, obj):
+        if not obj.imported:
+            return super().delete_model(request, obj)
+        from compute.services.images import image_delete
+        from portal.exceptions import ApplicationError
+
+        try:
+            image_delete(actor=request.user, image=obj)
+        except ApplicationError as error:
+            self.message_user(request, f"{obj.name}: {error.message}", messages.ERROR)
+        return None
 
 
 @admin.register(Flavor)

@@ -14,6 +14,27 @@ class ImageKind(models.TextChoices):
     DISK = "disk", "Disk base image (copy-on-write)"
 
 
+class ImagePhase(models.TextChoices):
+    """Where an image stands (CDI's DataVolume phases, simplified)."""
+
+    UPLOADING = "Uploading"
+    PENDING = "Pending"
+    IMPORTING = "Importing"
+    CONVERTING = "Converting"
+    READY = "Ready"
+    FAILED = "Failed"
+
+
+# Image phases in which an import task (or the uploader) still works on the image.
+IMAGE_IMPORT_PHASES = frozenset({ImagePhase.PENDING, ImagePhase.IMPORTING, ImagePhase.CONVERTING})
+
+
+class ImageSource(models.TextChoices):
+    PLATFORM = "", "Platform (registered by staff)"
+    UPLOAD = "upload", "Uploaded from the browser or a tus client"
+    URL = "url", "Imported from an HTTP(S) URL"
+
+
 class Phase(models.TextChoices):
     PENDING = "Pending"
     PROVISIONING = "Provisioning"

@@ -115,3 +115,51 @@ def _flavor_label(flavor: Flavor) -> str:
     )
     disk = f", {flavor.disk_gib} GiB disk" if flavor.disk_gib else ""
     return f"{flavor.name} — {flavor.vcpus} vCPU, {memory}{disk}"
+
+
+class ImageImportForm(forms.Form):
+    """Import an image from a URL. Parses input; ``compute.services.images`` decides."""
+
+    url = forms.CharField(
+        label="URL",
+        max_length=2000,
+        help_text="An http:// or https:// address of a qcow2 or raw image.",
+        widget=forms.URLInput(attrs={"placeholder": "https://…/disk.qcow2", "spellcheck": "false"}),
+    )
+    name = forms.CharField(
+        max_length=200,
+        help_text="Lowercase letters, digits and hyphens.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    size_bytes = forms.IntegerField(
+        label="Size in bytes",
+        required=False,
+        help_text="Optional: reserves only this much storage; a larger download is refused.",
+    )
+    sha256 = forms.CharField(
+        label="SHA-256",
+        required=False,
+        max_length=200,
+        help_text="Optional: the import fails unless the file matches.",
+        widget=forms.TextInput(attrs={"spellcheck": "false", "class": "font-monospace"}),
+    )
+
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "url": data["url"].strip(),
+            "name": data["name"].strip(),
+            "size_bytes": data["size_bytes"],
+            "sha256": data["sha256"],
+        }
+
+    def add_service_error(self, error: ApplicationError) -> None:
+        if isinstance(error, QuotaExceeded):
+            self.add_error("size_bytes", error.message)
+            return
+        if not error.errors:
+            self.add_error(None, error.message)
+            return
+        for field, messages in error.errors.items():
+            for message in messages:
+                self.add_error(field if field in self.fields else None, message)

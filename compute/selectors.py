@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Case, Count, Q, QuerySet, When
 
-from compute.choices import Phase
+from compute.choices import ImagePhase, Phase
 from compute.models import Flavor, Image, VirtualMachine
 from portal.exceptions import NotFound, PermissionDenied
 from tenants.models import Tenant
@@ -49,8 +49,45 @@ def vm_get(
 
 
 def images_for_tenant(tenant: Tenant) -> QuerySet[Image]:
-    """Public images and the tenant's private ones, for the create form and the API."""
-    return Image.objects.filter(Q(public=True) | Q(tenant=tenant)).order_by("name")
+    """The images a VM of ``tenant`` can start from: public and the tenant's own, Ready."""
+    return Image.objects.filter(Q(public=True) | Q(tenant=tenant), phase=ImagePhase.READY).order_by(
+        "name"
+    )
+
+
+def images_visible(user, tenant: Tenant) -> QuerySet[Image]:
+    """The Images page and API list: the tenant's own images in every phase (none for
+    users who may not view the tenant) and the public Ready ones, the tenant's first."""
+    own = restrict(user, "image.view", Image.objects.filter(tenant=tenant))
+    public = Image.objects.filter(public=True, phase=ImagePhase.READY).exclude(tenant=tenant)
+    if not can(user, tenant, "image.view"):
+        return Image.objects.none()
+    return (
+        (own | public)
+        .select_related("tenant")
+        .annotate(foreign=Case(When(tenant=tenant, then=0), default=1))
+        .order_by("foreign", "name", "pk")
+    )
+
+
+def image_get(user, tenant: Tenant, name: str, *, own: bool = False, lock: bool = False) -> Image:
+    """An image by name: the tenant's own first, else a public one (``own`` only the
+    tenant's, e.g. to delete or upload). ``NotFound`` when the user cannot see it;
+    ``lock`` locks the row until the caller's transaction ends."""
+    queryset = restrict(user, "image.view", Image.objects.filter(tenant=tenant, name=name))
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    image = queryset.select_related("tenant").first()
+    if image is None and not own and can(user, tenant, "image.view"):
+        image = (
+            Image.objects.filter(name=name, public=True, phase=ImagePhase.READY)
+            .select_related("tenant")
+            .order_by("tenant_id")
+            .first()
+        )
+    if image is None:
+        raise NotFound(f"Image {name!r} not found in {tenant.slug}.")
+    return image
 
 
 def flavors() -> QuerySet[Flavor]:

@@ -10,6 +10,8 @@ from django.urls import path, re_path
 
 from compute import (  # live migration
     api,
+    image_api,
+    image_views,
     migration_api,
     migration_views,
     views,
@@ -54,6 +56,30 @@ vm_api = [
             name=f"vm-api-{action}",
         )
         for action, view in api.ACTION_VIEWS.items()
+    ),
+]
+
+image_pages = [
+    path("images/", image_views.image_list, name="image-list"),
+    path("images/import/", image_views.image_import, name="image-import"),
+    path("images/<slug:name>/delete/", image_views.image_delete, name="image-delete"),
+]
+
+image_api_urls = [
+    path(
+        "tenants/<slug:tenant>/images/",
+        image_api.ImageListView.as_view(),
+        name="image-api-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/images/<slug:name>/",
+        image_api.ImageDetailView.as_view(),
+        name="image-api-detail",
+    ),
+    path(
+        "tenants/<slug:tenant>/images/<slug:name>/upload/",
+        image_api.ImageUploadView.as_view(),
+        name="image-api-upload",
     ),
 ]
 

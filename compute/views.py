@@ -134,7 +134,14 @@ def vm_list(request, tenant):
 @require_http_methods(["GET", "POST"])
 def vm_create(request, tenant):
     images = selectors.images_for_tenant(tenant)
-    form = VMCreateForm(request.POST or None, images=images, flavors=selectors.flavors())
+    # ?image=<name> (the Images page's "VM" button) preselects that image, the tenant's own first.
+    chosen = images.filter(name=request.GET.get("image", "")).order_by("public").first()
+    form = VMCreateForm(
+        request.POST or None,
+        images=images,
+        flavors=selectors.flavors(),
+        initial={"image": chosen.pk} if chosen else None,
+    )
     if request.method == "POST" and form.is_valid():
         vm = form_service_call(
             form,

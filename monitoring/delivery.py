@@ -44,18 +44,24 @@ def private_allowed() -> bool:
     return bool(getattr(settings, "ISOTOPE_WEBHOOK_ALLOW_PRIVATE", settings.DEBUG))
 
 
-def resolve(host: str, port: int | None) -> tuple[list[str], str]:
-    """The addresses ``host`` resolves to now, and why they may not receive webhooks
-    ("" when they may; any non-global address refuses the whole name)."""
+def resolve(
+    host: str, port: int | None, *, allow_private: bool | None = None, allowed_networks=()
+) -> tuple[list[str], str]:
+    """The addresses ``host`` resolves to now, and why they may not be contacted
+    ("" when they may; any non-global address refuses the whole name).
+
+    ``allow_private`` defaults to the webhooks' setting; addresses inside one of
+    ``allowed_networks`` (``ipaddress`` networks) pass anyway. Image imports use the
+    same check with their own allow-list (``compute.imagefiles``)."""
     try:
         infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         return [], f"{host} does not resolve."
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
-    if not private_allowed():
+    if not (private_allowed() if allow_private is None else allow_private):
         for raw in addresses:
             address = ipaddress.ip_address(raw.split("%")[0])
-            if not address.is_global:
+            if not address.is_global and not any(address in net for net in allowed_networks):
                 return addresses, f"{host} resolves to a non-public address ({address})."
     return addresses, ""
 

@@ -1,8 +1,10 @@
 """Fault injection for chaos tests, off unless ``ISOTOPE_FAILPOINTS`` names a point.
 
-``ISOTOPE_FAILPOINTS="provision.after_define=sleep:5,other=sleep:1"`` makes
-``failpoint("provision.after_define")`` sleep 5 s, so a test can kill a worker at a
-known moment. Reading the variable costs one dict lookup when it is unset.
+``ISOTOPE_FAILPOINTS="provision.after_define=sleep:5,image.after_fetch=raise"`` makes
+``failpoint("provision.after_define")`` sleep 5 s (so a test can kill a worker at a known
+moment) and ``failpoint("image.after_fetch")`` raise :class:`FailpointError` (an
+unexpected error in the middle of an operation). Tests in one process use
+:func:`armed`. Reading the table costs one dict lookup when nothing is armed.
 """
 
 from __future__ import annotations
@@ -10,17 +12,22 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 logger = logging.getLogger(__name__)
 
 
-def _parse(spec: str) -> dict[str, float]:
-    points: dict[str, float] = {}
+class FailpointError(RuntimeError):
+    """Raised by a failpoint armed with ``raise``."""
+
+
+def _parse(spec: str) -> dict[str, str]:
+    points: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         name, _, action = item.partition("=")
-        kind, _, value = action.partition(":")
-        if kind == "sleep":
-            points[name] = float(value or 0)
+        if action.startswith("sleep") or action == "raise":
+            points[name] = action
     return points
 
 
@@ -28,7 +35,28 @@ _POINTS = _parse(os.environ.get("ISOTOPE_FAILPOINTS", ""))
 
 
 def failpoint(name: str) -> None:
-    delay = _POINTS.get(name)
+    action = _POINTS.get(name)
+    if not action:
+        return
+    kind, _, value = action.partition(":")
+    if kind == "raise":
+        logger.warning("failpoint %s: raising", name)
+        raise FailpointError(f"failpoint {name}")
+    delay = float(value or 0)
     if delay:
         logger.warning("failpoint %s: sleeping %ss", name, delay)
         time.sleep(delay)
+
+
+@contextmanager
+def armed(name: str, action: str) -> Iterator[None]:
+    """Arm ``name`` with ``action`` (``raise`` or ``sleep:<s>``) in this process."""
+    previous = _POINTS.get(name)
+    _POINTS[name] = action
+    try:
+        yield
+    finally:
+        if previous is None:
+            _POINTS.pop(name, None)
+        else:
+            _POINTS[name] = previous

@@ -257,6 +257,7 @@ CELERY_TASK_ROUTES = {
     "compute.tasks.libvirt.*": {"queue": "libvirt"},
     "compute.tasks.kubernetes.*": {"queue": "kubernetes"},
     "monitoring.tasks.*": {"queue": "monitoring"},
+    "compute.tasks.images.*": {"queue": "storage"},
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER")
 CELERY_BEAT_SCHEDULE: dict = {
@@ -358,6 +359,33 @@ ISOTOPE_LIBVIRT_SOCKETS = env_list(
         for ro in ("", "-ro")
     ),
 )
+
+# --- Image import (compute/services/images.py, compute/imagefiles.py) -----------------
+# Where imported images live (<dir>/tenants/<tenant>/<uid>.qcow2, staging in <dir>/.staging):
+# a path every libvirt host reads (the tiny guest from tools.infra lives here too).
+ISOTOPE_IMAGE_DIR = os.environ.get("ISOTOPE_IMAGE_DIR", "/var/lib/isotope/images")
+# The largest file a tenant may upload or download (bytes; 20 GiB).
+ISOTOPE_IMAGE_MAX_BYTES = int(os.environ.get("ISOTOPE_IMAGE_MAX_BYTES", str(20 * 1024**3)))
+# A raw file smaller than this is not taken for a disk image (bytes; 1 MiB).
+ISOTOPE_IMAGE_MIN_RAW_BYTES = int(os.environ.get("ISOTOPE_IMAGE_MIN_RAW_BYTES", str(1024**2)))
+# Non-public networks an import URL may point at anyway (CIDRs, comma separated): none.
+ISOTOPE_IMAGE_URL_ALLOW = env_list("ISOTOPE_IMAGE_URL_ALLOW")
+# Chunk size of browser uploads (each PATCH), and how long an idle upload is kept.
+ISOTOPE_IMAGE_UPLOAD_CHUNK_BYTES = int(
+    os.environ.get("ISOTOPE_IMAGE_UPLOAD_CHUNK_BYTES", str(8 * 1024**2))
+)
+ISOTOPE_IMAGE_UPLOAD_EXPIRE_HOURS = float(os.environ.get("ISOTOPE_IMAGE_UPLOAD_EXPIRE_HOURS", "24"))
+# Seconds without network progress before a download is given up.
+ISOTOPE_IMAGE_DOWNLOAD_TIMEOUT = float(os.environ.get("ISOTOPE_IMAGE_DOWNLOAD_TIMEOUT", "30"))
+# An import task renews its lock while it works; a lock not renewed for this long means
+# its worker died and the sweep starts the import again (at most MAX_ATTEMPTS times).
+ISOTOPE_IMAGE_LOCK_SECONDS = int(os.environ.get("ISOTOPE_IMAGE_LOCK_SECONDS", "60"))
+ISOTOPE_IMAGE_MAX_ATTEMPTS = int(os.environ.get("ISOTOPE_IMAGE_MAX_ATTEMPTS", "3"))
+CELERY_BEAT_SCHEDULE["images-sweep"] = {
+    "task": "compute.tasks.images.images_sweep",
+    "schedule": float(os.environ.get("ISOTOPE_RECONCILE_SECONDS", "10")) * 3,
+}
+
 # In-page VM console (compute.services.console): ticket lifetime (capped at 30 s),
 # concurrent sessions per user per VM and per VM, idle timeout without user input.
 ISOTOPE_CONSOLE_TICKET_SECONDS = int(os.environ.get("ISOTOPE_CONSOLE_TICKET_SECONDS", "30"))

@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-apt_ensure redis-server postgresql libvirt-dev pkg-config gcc
+apt_ensure redis-server postgresql libvirt-dev pkg-config gcc qemu-utils
 command -v npm >/dev/null || apt_ensure nodejs npm
 if [ "${1:-}" = "--test" ]; then
   apt_ensure chromium fonts-dejavu-core

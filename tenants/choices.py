@@ -12,6 +12,7 @@ class Role(models.TextChoices):
 class ReservationKind(models.TextChoices):
     VM = "vm", "Virtual machine"
     WORKLOAD = "workload", "Workload"
+    IMAGE = "image", "Image"
     OTHER = "other", "Other"
 
 

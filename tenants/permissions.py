@@ -19,6 +19,7 @@ VIEW_ACTIONS = frozenset(
         "workload.view",
         "event.view",
         "migration.view",
+        "image.view",
     }
 )
 
@@ -33,6 +34,7 @@ OPERATE_ACTIONS = frozenset(
         "workload.operate",
         "workload.update",
         "workload.delete",
+        "image.create",
     }
 )
 
@@ -43,6 +45,7 @@ ADMIN_ACTIONS = frozenset(
         "migration.cancel",
         "webhook.manage",
         "audit.view",
+        "image.delete",
     }
 )
 

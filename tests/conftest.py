@@ -226,7 +226,7 @@ def celery_worker(transactional_db):
     from portal.celery import app
 
     app.conf.task_always_eager = False
-    queues = "default,libvirt,kubernetes,monitoring"
+    queues = "default,libvirt,kubernetes,monitoring,storage"
     # Tasks left by an earlier test (e.g. a delayed stop enforcement) must not run here.
     with app.connection_for_write() as conn:
         for queue in queues.split(","):

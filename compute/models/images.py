@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from compute.choices import ImageKind
+from compute.choices import ImageKind, ImagePhase, ImageSource
+from portal.models import Resource
 
 
-class Image(models.Model):
-    """A bootable guest: a kernel + initrd pair, or a disk base image to overlay."""
+class Image(Resource):
+    """A bootable guest: a kernel + initrd pair, or a disk base image to overlay.
+
+    Platform images are registered by staff and are ``Ready`` from the start. Tenants
+    import their own (``source`` upload or url): the row is created ``Uploading`` or
+    ``Pending`` with its storage charged, a Celery task fetches, verifies and converts
+    the file to qcow2 and the image turns ``Ready`` (``disk_path`` set) or ``Failed``
+    (``message`` says why, nothing else is kept).
+    """
 
     name = models.SlugField(
         max_length=63,
@@ -72,6 +81,79 @@ class Image(models.Model):
         related_name="images",
         help_text="Owner of a private image; empty for public images.",
     )
+    phase = models.CharField(
+        max_length=16,
+        choices=ImagePhase.choices,
+        default=ImagePhase.READY,
+        db_index=True,
+    )
+    message = models.CharField(
+        max_length=1000,
+        blank=True,
+    )
+    phase_changed = models.DateTimeField(
+        auto_now_add=True,
+    )
+    source = models.CharField(
+        max_length=8,
+        choices=ImageSource.choices,
+        default=ImageSource.PLATFORM,
+        blank=True,
+    )
+    source_url = models.CharField(
+        max_length=2000,
+        blank=True,
+    )
+    expected_sha256 = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The checksum the importer gave; the file must match it.",
+    )
+    sha256 = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Checksum of the file as received (before conversion).",
+    )
+    declared_bytes = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Size announced by the uploader (Upload-Length) or the importer.",
+    )
+    upload_offset = models.BigIntegerField(
+        default=0,
+    )
+    progress_bytes = models.BigIntegerField(
+        default=0,
+    )
+    progress_total = models.BigIntegerField(
+        null=True,
+        blank=True,
+    )
+    source_format = models.CharField(
+        max_length=16,
+        blank=True,
+        help_text="Format detected by qemu-img (qcow2 or raw).",
+    )
+    size_bytes = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Size of the stored qcow2 file.",
+    )
+    virtual_size_bytes = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The disk size a guest sees.",
+    )
+    attempts = models.PositiveSmallIntegerField(
+        default=0,
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -91,6 +173,15 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return self.display_name or self.name
+
+    @property
+    def quota_ref(self) -> str:
+        return f"image:{self.uid}"
+
+    @property
+    def imported(self) -> bool:
+        """A tenant's own image (uploaded or imported), as opposed to a platform one."""
+        return bool(self.source)
 
     def clean(self):
         from django.core.exceptions import ValidationError

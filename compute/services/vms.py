@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from compute.choices import DesiredState, ImageKind, Phase, RestartPolicy
+from compute.choices import DesiredState, ImageKind, ImagePhase, Phase, RestartPolicy
 from compute.models import Flavor, Image, VirtualMachine
 from compute.scheduler import schedule
 from compute.services.readiness import ready_condition, ready_on_phase
@@ -108,7 +108,7 @@ def allowed_actions(vm: VirtualMachine, role: str | None) -> list[str]:
 
 # --- Create ---------------------------------------------------------------------------
 def visible_images(tenant: Tenant):
-    return Image.objects.filter(Q(public=True) | Q(tenant=tenant))
+    return Image.objects.filter(Q(public=True) | Q(tenant=tenant), phase=ImagePhase.READY)
 
 
 def _validate_create(
@@ -153,8 +153,9 @@ def _validate_create(
     elif "memory_mib" not in errors and memory_mib < image_obj.min_memory_mib:
         errors["memory_mib"] = [f"{image_obj} needs at least {image_obj.min_memory_mib} MiB."]
     if image_obj is not None and image_obj.kind == ImageKind.DISK and "disk_gib" not in errors:
-        if disk_gib < 1:
-            errors["disk_gib"] = ["A disk image needs a disk of at least 1 GiB."]
+        needed = max(1, -(-(image_obj.virtual_size_bytes or 0) // 1024**3))
+        if disk_gib < needed:
+            errors["disk_gib"] = [f"{image_obj} needs a disk of at least {needed} GiB."]
     if restart_policy not in RestartPolicy.values:
         errors["restart_policy"] = [f"Choose one of {', '.join(RestartPolicy.values)}."]
     if errors:

@@ -2,4 +2,4 @@
 
 # Live migration (task named under compute.tasks.libvirt, so queue libvirt).
 import compute.tasks.migration  # noqa: F401
-from compute.tasks import housekeeping, kubernetes, libvirt  # noqa: F401  (registers the tasks)
+from compute.tasks import housekeeping, images, kubernetes, libvirt  # noqa: F401  (registers the tasks)

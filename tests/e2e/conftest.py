@@ -1,3 +1,4 @@
 """Browser tests use the compute fixtures too (an isolated libvirt host, the tiny image)."""
 
 from tests.compute.conftest import flavors, make_host, tiny_image  # noqa: F401
+from tests.compute.images.conftest import file_server, image_dir  # noqa: F401, E402

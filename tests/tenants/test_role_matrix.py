@@ -17,6 +17,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
+from compute.models import Image
 from tenants import services
 from tenants.choices import AuditOutcome, Role
 from tenants.models import ApiToken, AuditLog, Membership, Quota, Tenant
@@ -41,6 +42,7 @@ ALLOWED: dict[str, set[str]] = {
     "public": {"anonymous", "user", "outsider", *MEMBER_STANDINGS},
     "login": {"user", *MEMBER_STANDINGS},
     "read": MEMBER_STANDINGS,
+    "operate": {Role.OPERATOR, Role.ADMIN, "superuser"},
     "manage": {Role.ADMIN, "superuser"},
     "staff": {"superuser"},
 }
@@ -77,6 +79,7 @@ class Endpoint:
     # For writes: the audit action of a success, and how to see that it happened.
     audit: str = ""
     done: object = None
+    redirect: str = "/t/{tenant}/members/"  # where a web write that succeeded goes
 
     @property
     def scoped(self) -> bool:
@@ -104,6 +107,17 @@ def target_promoted(tenant: str) -> bool:
 
 def target_removed(tenant: str) -> bool:
     return _role(tenant, TARGET[tenant]) is None
+
+
+def image_imported(tenant: str) -> bool:
+    return Image.objects.filter(tenant__slug=tenant, name="imported", phase="Pending").exists()
+
+
+def golden_deleted(tenant: str) -> bool:
+    return not Image.objects.filter(tenant__slug=tenant, name="golden").exists()
+
+
+IMPORT = {"url": "https://images.example.invalid/disk.qcow2", "name": "imported"}
 
 
 def quota_changed(tenant: str) -> bool:
@@ -153,6 +167,31 @@ ENDPOINTS = [
         audit="member.remove",
         done=target_removed,
     ),
+    Endpoint("image-list", "web", "get", "/t/{tenant}/images/", "read", 200),
+    Endpoint(
+        "image-import",
+        "web",
+        "post",
+        "/t/{tenant}/images/import/",
+        "operate",
+        302,
+        data=IMPORT,
+        audit="image.import",
+        done=image_imported,
+        redirect="/t/{tenant}/images/",
+    ),
+    Endpoint(
+        "image-delete",
+        "web",
+        "post",
+        "/t/{tenant}/images/golden/delete/",
+        "manage",
+        302,
+        data={"confirm": "yes"},
+        audit="image.delete",
+        done=golden_deleted,
+        redirect="/t/{tenant}/images/",
+    ),
     # --- API ---
     Endpoint("api-schema", "api", "get", "/api/v1/schema/", "public", 200),
     Endpoint("api-docs", "api", "get", "/api/v1/docs/", "public", 200),
@@ -183,6 +222,31 @@ ENDPOINTS = [
         done=erin_added,
     ),
     Endpoint("tenant-event-list", "api", "get", "/api/v1/tenants/{tenant}/events/", "read", 200),
+    Endpoint("image-api-list", "api", "get", "/api/v1/tenants/{tenant}/images/", "read", 200),
+    Endpoint(
+        "image-api-list:post",
+        "api",
+        "post",
+        "/api/v1/tenants/{tenant}/images/",
+        "operate",
+        202,
+        data={"metadata": {"name": "imported"}, "spec": {"source": {"url": IMPORT["url"]}}},
+        audit="image.import",
+        done=image_imported,
+    ),
+    Endpoint(
+        "image-api-detail", "api", "get", "/api/v1/tenants/{tenant}/images/golden/", "read", 200
+    ),
+    Endpoint(
+        "image-api-detail:delete",
+        "api",
+        "delete",
+        "/api/v1/tenants/{tenant}/images/golden/",
+        "manage",
+        204,
+        audit="image.delete",
+        done=golden_deleted,
+    ),
     Endpoint(
         "tenant-member-detail",
         "api",
@@ -240,6 +304,10 @@ def matrix(demo):
     User = get_user_model()
     demo.gus = User.objects.create_user("gus", "gus@example.com", "x")
     services.membership_add(actor=None, tenant=demo.globex, user=demo.gus, role=Role.VIEWER)
+    for tenant in (demo.acme, demo.globex):  # an imported image each, for image endpoints
+        Image.objects.create(
+            name="golden", tenant=tenant, public=False, kind="disk", disk_path="/x", source="url"
+        )
     return demo
 
 
@@ -281,6 +349,8 @@ def snapshot() -> dict:
             Quota.objects.values_list("tenant__slug", "cpu", "memory", "storage", "vms", "pods")
         ),
         "tenants": sorted(Tenant.objects.values_list("slug", flat=True)),
+        "images": sorted(Image.objects.values_list("tenant__slug", "name", "phase")),
+        "storage_used": sorted(Quota.objects.values_list("tenant__slug", "used_storage")),
     }
 
 
@@ -304,7 +374,7 @@ def test_every_actor_gets_exactly_what_the_permission_table_allows(matrix, endpo
             f"{response.status_code} {response.content[:300]!r}"
         )
     if want == 302:
-        assert response.url == f"/t/{tenant}/members/"
+        assert response.url == endpoint.redirect.format(tenant=tenant)
     if want == 404 and tenant in DISPLAY_NAME:
         # Not even the tenant's display name leaks through the error page.
         assert DISPLAY_NAME[tenant].encode() not in response.content
@@ -384,6 +454,7 @@ OUTSIDE_MATRIX = {
     },
     "vm-metrics": "own role matrix in tests/monitoring/test_metrics_views.py",
     "metrics": "token / allow-list, tests/monitoring/test_metrics_views.py",
+    "image-api-upload": "tus upload roles in tests/compute/images/test_api_images.py",
     **{
         name: "own role matrix in tests/compute/test_views_workloads.py and test_api_workloads.py"
         for name in (
