@@ -7,6 +7,9 @@ the names it sent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.db import transaction
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -221,6 +224,9 @@ class TenantResourceView(TenantScopedView):
     their locked lookup and how service errors map to API field paths."""
 
     view_action = ""
+    # The URL name of one resource and the collection's name (the idempotency scope).
+    detail_url_name = ""
+    collection = ""
 
     def lookup(self, tenant: Tenant, name: str, *, lock: bool = False):
         raise NotImplementedError
@@ -254,6 +260,52 @@ class TenantResourceView(TenantScopedView):
             raise self.api_errors(error) from None
         return self.respond(obj, status.HTTP_202_ACCEPTED)
 
+    def create(self, tenant: Tenant, create: Callable[[], Any]) -> Response:
+        """Run ``create()`` (which validates and saves) and answer 202 with ``Location``.
+
+        With an ``Idempotency-Key`` the first answer (the resource, or a refusal such as
+        quota) is remembered and replayed; invalid input is never remembered. The
+        ``Location`` is built from the saved resource's name, never from raw input, so a
+        name that is no URL segment is the service's field error instead of a crash.
+        """
+        key = self.request.headers.get("Idempotency-Key")
+        if key is None:
+            response = self.respond(create(), status.HTTP_202_ACCEPTED)
+            response["Location"] = self.location(tenant, response.data["metadata"]["name"])
+            return response
+
+        def execute() -> tuple[int, dict]:
+            try:
+                obj = create()
+            except ValidationError:
+                raise  # invalid input: nothing started, nothing to remember
+            except ApplicationError as error:  # a refusal (quota, placement) is the answer
+                response = exception_handler(error, {"request": self.request, "view": self})
+                return response.status_code, response.data
+            return status.HTTP_202_ACCEPTED, self.get_serializer(obj).data
+
+        outcome = idempotency.idempotent_run(
+            user=self.request.user,
+            scope=f"{tenant.slug}/{self.collection}",
+            key=key,
+            fingerprint=idempotency.fingerprint(self.request.data),
+            execute=execute,
+        )
+        response = Response(outcome.body, status=outcome.status_code)
+        if outcome.status_code >= 400:
+            response.content_type = PROBLEM
+        else:
+            metadata = outcome.body["metadata"]
+            response["ETag"] = f'"{metadata["resourceVersion"]}"'
+            response["Location"] = self.location(tenant, metadata["name"])
+        if outcome.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    def location(self, tenant: Tenant, name: str) -> str:
+        url = reverse(self.detail_url_name, kwargs={"tenant": tenant.slug, "name": name})
+        return self.request.build_absolute_uri(url)
+
     def phase_page(self, queryset) -> Response:
         """One page of ``queryset``, narrowed by ``?phase=`` when given."""
         phase = self.request.query_params.get("phase")
@@ -270,6 +322,8 @@ class TenantResourceView(TenantScopedView):
 class VMView(TenantResourceView):
     serializer_class = VMSerializer
     view_action = "vm.view"
+    detail_url_name = "vm-api-detail"
+    collection = "virtualmachines"
 
     def lookup(self, tenant: Tenant, name: str, *, lock: bool = False) -> VirtualMachine:
         return selectors.vm_get(self.request.user, tenant, name, lock=lock)
@@ -307,46 +361,7 @@ class VMListView(VMView):
         obj = self.allowed_tenant("vm.create")
         serializer = VMCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        key = request.headers.get("Idempotency-Key")
-        if key is None:
-            response = self.respond(self._create(obj, data), status.HTTP_202_ACCEPTED)
-            response["Location"] = self._location(obj, data)
-            return response
-
-        def execute() -> tuple[int, dict]:
-            try:
-                vm = self._create(obj, data)
-            except ValidationError:
-                raise  # invalid input: nothing started, nothing to remember
-            except ApplicationError as error:  # a refusal (quota, placement) is the answer
-                response = exception_handler(error, {"request": request, "view": self})
-                return response.status_code, response.data
-            return status.HTTP_202_ACCEPTED, self.get_serializer(vm).data
-
-        outcome = idempotency.idempotent_run(
-            user=request.user,
-            scope=f"{obj.slug}/virtualmachines",
-            key=key,
-            fingerprint=idempotency.fingerprint(request.data),
-            execute=execute,
-        )
-        response = Response(outcome.body, status=outcome.status_code)
-        if outcome.status_code >= 400:
-            response.content_type = PROBLEM
-        else:
-            response["ETag"] = f'"{outcome.body["metadata"]["resourceVersion"]}"'
-            response["Location"] = self._location(obj, data)
-        if outcome.replayed:
-            response["Idempotent-Replayed"] = "true"
-        return response
-
-    def _location(self, tenant: Tenant, data: dict) -> str:
-        return self.request.build_absolute_uri(
-            reverse(
-                "vm-api-detail", kwargs={"tenant": tenant.slug, "name": data["metadata"]["name"]}
-            )
-        )
+        return self.create(obj, lambda: self._create(obj, serializer.validated_data))
 
     def _create(self, tenant: Tenant, data: dict) -> VirtualMachine:
         spec, meta = data["spec"], data["metadata"]
