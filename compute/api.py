@@ -24,7 +24,7 @@ from compute.services import idempotency
 from compute.services import vms as vm_services
 from compute.services.readiness import ready_condition
 from portal.api.errors import PROBLEM, api_field_errors, exception_handler
-from portal.api.resources import check_if_match, etag, metadata
+from portal.api.resources import check_if_match, etag, label_map_field, metadata
 from portal.exceptions import ApplicationError, ValidationError
 from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
@@ -105,7 +105,7 @@ class VMSpecSerializer(serializers.Serializer):
     image = serializers.CharField()
     desiredState = serializers.ChoiceField(choices=DesiredState.choices)  # noqa: N815
     restartPolicy = serializers.ChoiceField(choices=RestartPolicy.choices)  # noqa: N815
-    nodeSelector = serializers.DictField(child=serializers.CharField())  # noqa: N815
+    nodeSelector = label_map_field()  # noqa: N815
 
 
 class ConditionSerializer(serializers.Serializer):
@@ -145,7 +145,7 @@ class VMSerializer(serializers.Serializer):
 
 class VMMetadataIn(StrictSerializer):
     name = serializers.CharField(help_text="A DNS label: lowercase letters, digits, hyphens.")
-    labels = serializers.DictField(child=serializers.CharField(), required=False)
+    labels = label_map_field(required=False)
 
 
 class VMCreateSpecIn(StrictSerializer):
@@ -162,7 +162,7 @@ class VMCreateSpecIn(StrictSerializer):
     restartPolicy = serializers.ChoiceField(  # noqa: N815
         choices=RestartPolicy.choices, default=RestartPolicy.ON_FAILURE
     )
-    nodeSelector = serializers.DictField(child=serializers.CharField(), required=False)  # noqa: N815
+    nodeSelector = label_map_field(required=False)  # noqa: N815
 
     def validate(self, attrs):
         if "flavor" not in attrs and ("vcpus" not in attrs or "memoryMiB" not in attrs):

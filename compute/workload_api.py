@@ -25,7 +25,7 @@ from compute.quantities import format_cpu, format_memory
 from compute.services import workloads as workload_services
 from compute.services.readiness import workload_ready_condition
 from portal.api.errors import api_field_errors
-from portal.api.resources import metadata
+from portal.api.resources import label_map_field, metadata
 from portal.exceptions import ApplicationError
 from tenants import selectors as tenant_selectors
 from tenants.api import MetadataSerializer
@@ -127,7 +127,7 @@ class WorkloadMetadataIn(StrictSerializer):
     name = serializers.CharField(
         help_text="A DNS label starting with a letter (≤ 46 for a Deployment)."
     )
-    labels = serializers.DictField(child=serializers.CharField(), required=False)
+    labels = label_map_field(required=False)
 
 
 class WorkloadSpecIn(StrictSerializer):

@@ -8,7 +8,7 @@ from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from portal.api.resources import check_if_match, etag, metadata
+from portal.api.resources import check_if_match, etag, label_map_field, metadata
 from portal.exceptions import NotFound, PermissionDenied
 from tenants import selectors, services
 from tenants.choices import Role
@@ -24,7 +24,7 @@ class MetadataSerializer(serializers.Serializer):
     tenant = serializers.CharField(required=False)
     created = serializers.DateTimeField()
     resourceVersion = serializers.CharField(required=False)  # noqa: N815
-    labels = serializers.DictField(child=serializers.CharField(), required=False)
+    labels = label_map_field(required=False)
 
 
 class TenantSpecSerializer(serializers.Serializer):

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from rest_framework import serializers
 from rest_framework.request import Request
 
 from portal.exceptions import PreconditionFailed
+
+
+def label_map_field(**kwargs) -> serializers.DictField:
+    """A ``labels``/``nodeSelector`` map as serializers declare it (values may be empty,
+    as in Kubernetes; the services check the syntax and limits)."""
+    kwargs.setdefault(
+        "help_text",
+        "At most 64 entries in Kubernetes label syntax: keys `[dns-prefix/]name`, names and "
+        "values at most 63 letters, digits, `-`, `_`, `.` (values may be empty).",
+    )
+    return serializers.DictField(child=serializers.CharField(allow_blank=True), **kwargs)
 
 
 def metadata(obj, *, name: str, tenant: str | None = None, labels: dict | None = None) -> dict:
