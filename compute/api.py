@@ -13,7 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -23,8 +23,15 @@ from compute.models import VirtualMachine
 from compute.services import idempotency
 from compute.services import vms as vm_services
 from compute.services.readiness import ready_condition
-from portal.api.errors import PROBLEM, api_field_errors, exception_handler
-from portal.api.resources import check_if_match, etag, label_map_field, metadata
+from portal.api.errors import PROBLEM, ProblemSerializer, api_field_errors, exception_handler
+from portal.api.resources import (
+    IF_MATCH,
+    StrictSerializer,
+    check_if_match,
+    etag,
+    label_map_field,
+    metadata,
+)
 from portal.exceptions import ApplicationError, ValidationError
 from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
@@ -85,19 +92,6 @@ def vm_representation(vm: VirtualMachine, user) -> dict:
 
 
 # --- Serializers -----------------------------------------------------------------------
-class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know, naming them, instead of ignoring them."""
-
-    unknown_message = "Unknown field."
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({k: [self.unknown_message] for k in unknown})
-        return super().to_internal_value(data)
-
-
 class VMSpecSerializer(serializers.Serializer):
     vcpus = serializers.IntegerField()
     memoryMiB = serializers.IntegerField()  # noqa: N815
@@ -149,6 +143,8 @@ class VMMetadataIn(StrictSerializer):
 
 
 class VMCreateSpecIn(StrictSerializer):
+    required_any_of = (("flavor",), ("vcpus", "memoryMiB"))
+
     image = serializers.CharField(help_text="Name of a public image or one of the tenant's.")
     flavor = serializers.CharField(
         required=False, help_text="A named size; explicit vcpus/memoryMiB/diskGiB win."
@@ -190,12 +186,6 @@ class VMPatchSerializer(StrictSerializer):
     spec = VMPatchSpecIn()
 
 
-IF_MATCH = OpenApiParameter(
-    "If-Match",
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    description='The resourceVersion you read (the ETag, e.g. "7"); 412 when it changed.',
-)
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
     OpenApiTypes.STR,
@@ -203,18 +193,7 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     description="A unique key per create: a retry with the same key and body returns the "
     "first result (within 24 h) and never creates a twin.",
 )
-PROBLEM_RESPONSE = inline_serializer(
-    "Problem",
-    {
-        "type": serializers.URLField(),
-        "title": serializers.CharField(),
-        "status": serializers.IntegerField(),
-        "detail": serializers.CharField(),
-        "errors": serializers.DictField(
-            child=serializers.ListField(child=serializers.CharField()), required=False
-        ),
-    },
-)
+PROBLEM_RESPONSE = ProblemSerializer
 
 
 # --- Views -----------------------------------------------------------------------------
@@ -309,7 +288,7 @@ class TenantResourceView(TenantScopedView):
     def phase_page(self, queryset) -> Response:
         """One page of ``queryset``, narrowed by ``?phase=`` when given."""
         phase = self.request.query_params.get("phase")
-        if phase:
+        if phase is not None:
             if phase not in Phase.values:
                 raise ValidationError(
                     "Unknown phase.", errors={"phase": [f"One of {', '.join(Phase.values)}."]}
@@ -336,6 +315,7 @@ class VMListView(VMView):
     @extend_schema(
         operation_id="virtualmachines_list",
         summary="List the tenant's virtual machines",
+        responses=VMSerializer(many=True),
         parameters=[
             OpenApiParameter("phase", OpenApiTypes.STR, enum=Phase.values, description="Filter.")
         ],

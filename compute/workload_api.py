@@ -16,7 +16,6 @@ from compute.api import (
     IDEMPOTENCY_KEY,
     IF_MATCH,
     PROBLEM_RESPONSE,
-    StrictSerializer,
     TenantResourceView,
 )
 from compute.choices import Phase, ServiceType, WorkloadKind
@@ -25,7 +24,7 @@ from compute.quantities import format_cpu, format_memory
 from compute.services import workloads as workload_services
 from compute.services.readiness import workload_ready_condition
 from portal.api.errors import api_field_errors
-from portal.api.resources import label_map_field, metadata
+from portal.api.resources import StrictSerializer, label_map_field, metadata
 from portal.exceptions import ApplicationError
 from tenants import selectors as tenant_selectors
 from tenants.api import MetadataSerializer
@@ -178,6 +177,7 @@ class WorkloadListView(WorkloadView):
     @extend_schema(
         operation_id="workloads_list",
         summary="List the tenant's container workloads",
+        responses=WorkloadSerializer(many=True),
         parameters=[
             OpenApiParameter("phase", OpenApiTypes.STR, enum=Phase.values, description="Filter.")
         ],

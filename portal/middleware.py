@@ -33,3 +33,39 @@ class RequestContextMiddleware:
             return self.get_response(request)
         finally:
             source_ip.reset(token)
+
+
+class RejectNulMiddleware:
+    """Answers 400 to a request with a NUL character in its path, query, cookies or
+    headers. PostgreSQL text cannot hold NUL, so such a value reaching any lookup
+    (a member's username in the path, ``?vm=``, a session cookie) would be a 500; no
+    meaningful request contains one. API paths get problem+json."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if _has_nul(request):
+            from django.http import HttpResponseBadRequest
+
+            from portal.api.errors import problem_response
+
+            detail = "The request contains a NUL character."
+            if request.path_info.startswith("/api/"):
+                return problem_response(400, detail)
+            return HttpResponseBadRequest(detail, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
+
+
+def _has_nul(request) -> bool:
+    if "\x00" in request.path_info:
+        return True
+    if any("\x00" in key or "\x00" in value for key, value in request.COOKIES.items()):
+        return True
+    if any(
+        "\x00" in key or "\x00" in value for key, values in request.GET.lists() for value in values
+    ):
+        return True
+    return any(
+        "\x00" in str(value) for key, value in request.META.items() if key.startswith("HTTP_")
+    )

@@ -11,13 +11,15 @@ import json
 
 import pytest
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.test import Client
+from rest_framework.test import APIClient
 
 from compute.models import IdempotencyKey, KubernetesCluster, VirtualMachine, Workload
 from compute.services import vms as vm_services
 from monitoring import crypto, groups
 from monitoring.services import event_publish
 from portal.exceptions import ValidationError
-from tenants.models import DNS_LABEL, Quota, Tenant
+from tenants.models import DNS_LABEL, Membership, Quota, Tenant
 
 pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
@@ -167,3 +169,116 @@ def test_labels_in_kubernetes_syntax_are_kept(world, api):
     assert vm.status_code == workload.status_code == 202, (vm.content, workload.content)
     assert vm.json()["metadata"]["labels"] == GOOD_LABELS
     assert workload.json()["metadata"]["labels"] == GOOD_LABELS
+
+
+# --- NUL characters: PostgreSQL text cannot hold them ---------------------------------------
+@pytest.mark.parametrize(
+    ("method", "url", "headers"),
+    [
+        ("get", "/api/v1/tenants/acme/members/a%00b/", {}),
+        ("patch", "/api/v1/tenants/acme/members/a%00b/", {}),
+        ("get", "/api/v1/tenants/acme/migrations/?vm=a%00b", {}),
+        ("get", "/api/v1/tenants/a%00/quota/", {}),
+        ("get", "/api/v1/tenants/", {"HTTP_AUTHORIZATION": "Token iso_ab\x00c_secret"}),
+        ("delete", "/api/v1/tenants/acme/virtualmachines/web1/", {"HTTP_IF_MATCH": '"1\x00"'}),
+    ],
+)
+def test_a_nul_in_the_path_query_or_a_header_is_a_400_problem(world, method, url, headers):
+    client = APIClient(raise_request_exception=False)
+    client.force_authenticate(world.alice)
+    body = '{"spec": {"role": "viewer"}}' if method == "patch" else ""
+    response = client.generic(method.upper(), url, body, "application/json", **headers)
+    assert "NUL" in problem(response)["detail"]
+    assert Membership.objects.filter(tenant=world.acme).count() == 3
+
+
+@pytest.mark.parametrize(
+    "url", ["/t/acme/members/a%00b/", "/profile/tokens/a%00b/revoke/", "/t/acme/vms/?phase=%00"]
+)
+def test_a_nul_in_a_page_url_is_a_400(world, url):
+    client = Client(raise_request_exception=False)
+    client.force_login(world.alice)
+    response = client.post(url, {"role": "viewer"})
+    assert response.status_code == 400
+    assert b"NUL" in response.content
+
+
+def test_adding_a_member_whose_name_holds_a_nul_is_unknown_not_a_500(world):
+    client = Client(raise_request_exception=False)
+    client.force_login(world.alice)
+    response = client.post("/t/acme/members/add/", {"username": "bo\x00b", "role": "viewer"})
+    assert response.status_code == 302
+    page = client.get(response["Location"])
+    assert "No user named" in page.content.decode()
+    assert Membership.objects.filter(tenant=world.acme).count() == 3
+
+
+# --- Bodies ---------------------------------------------------------------------------------
+def test_a_deeply_nested_json_body_is_a_400_problem(world, api):
+    deep = "[" * 100_000 + "]" * 100_000
+    response = api(world.bob).generic("POST", WORKLOADS, deep, content_type="application/json")
+    assert "nested too deeply" in problem(response)["detail"]
+    nothing_changed(world.acme)
+
+
+def test_a_body_over_the_upload_limit_is_a_413_problem(world, api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    body = workload_body(args=["x" * 1000] * 20)
+    response = api(world.bob).post(WORKLOADS, body, format="json")
+    assert problem(response, 413)["title"] == "Request body too large"
+    nothing_changed(world.acme)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "detail"),
+    [
+        (b'{"metadata": {"name": "w\xe9b"}}', "application/json", "JSON parse error"),
+        (b"[1, 2]", "application/json", "The request has invalid fields."),
+        (b'"web"', "application/json", "The request has invalid fields."),
+        (b"null", "application/json", "The request has invalid fields."),
+        (b"name=web&image=nginx", "application/x-www-form-urlencoded", "Unsupported media"),
+        (b"metadata:\n  name: web\n", "application/yaml", "Unsupported media"),
+    ],
+)
+def test_bodies_of_the_wrong_type_or_encoding_are_clear_4xx_problems(
+    world, api, body, content_type, detail
+):
+    response = api(world.bob).generic("POST", WORKLOADS, body, content_type=content_type)
+    assert response.status_code in (400, 415)
+    assert detail in problem(response, response.status_code)["detail"]
+    nothing_changed(world.acme)
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("limit=ten", "limit"),
+        ("offset=-1", "offset"),
+        ("offset=99999999999999999999999", "offset"),
+        ("phase=", "phase"),
+        ("phase=Sleeping", "phase"),
+    ],
+)
+def test_bad_list_parameters_are_a_400_naming_the_parameter(world, api, query, field):
+    response = api(world.bob).get(f"{VMS}?{query}")
+    assert list(problem(response)["errors"]) == [field]
+
+
+def test_a_malformed_token_id_is_a_401_without_a_lookup(world, django_assert_num_queries):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token iso_" + "z" * 5000 + "_secret")
+    with django_assert_num_queries(0):
+        response = client.get("/api/v1/tenants/")
+    assert problem(response, 401)["detail"] == "Malformed token."
+
+
+def test_unknown_fields_in_a_member_body_are_refused(world, api):
+    response = api(world.alice).post(
+        "/api/v1/tenants/acme/members/",
+        {"metadata": {"name": "erin", "admin": True}, "spec": {"role": "viewer"}},
+        format="json",
+    )
+    assert problem(response)["errors"] == {"metadata.admin": ["Unknown field."]}
+    assert not Membership.objects.filter(user=world.outsider).exists()
