@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.test import Client
 from rest_framework.test import APIClient
 
 from compute.models import IdempotencyKey, KubernetesCluster, VirtualMachine, Workload
 from compute.services import vms as vm_services
+from compute.services.clusters import kubeconfig_inline
 from monitoring import crypto, groups
 from monitoring.services import event_publish
 from portal.exceptions import ValidationError
@@ -282,3 +284,46 @@ def test_unknown_fields_in_a_member_body_are_refused(world, api):
     )
     assert problem(response)["errors"] == {"metadata.admin": ["Unknown field."]}
     assert not Membership.objects.filter(user=world.outsider).exists()
+
+
+# --- YAML (the kubeconfig a platform admin pastes) ----------------------------------------
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+    for i in range(8)
+)
+
+
+@pytest.mark.parametrize(
+    ("kubeconfig", "message"),
+    [
+        ("clusters: [\n", "not YAML"),
+        ("- just\n- a list\n", "no clusters section"),
+        ("clusters: 5\n", "'clusters' must be a list"),
+        ("clusters: [1, 2]\n", "needs a name and a 'cluster' mapping"),
+        ("clusters: [{name: c, cluster: {certificate-authority: 7}}]\n", "names a file"),
+        ("clusters: [{name: c, cluster: {}}]\nusers: {a: b}\n", "'users' must be a list"),
+        (BILLION_LAUGHS + "clusters: [{name: c, cluster: {}}]\n", "aliases"),
+        ("[" * 5000 + "]" * 5000, "not YAML"),
+        ("a:\n" + "".join(" " * (i + 1) + "a:\n" for i in range(100)), "too deeply"),
+        ("clusters: []\n" + "#" * 300_000, "KiB"),
+    ],
+)
+def test_a_malformed_kubeconfig_is_a_form_error_and_adds_no_cluster(db, kubeconfig, message):
+    admin = Client(raise_request_exception=False)
+    admin.force_login(get_user_model().objects.create_superuser("root", "r@example.com", "pw"))
+    response = admin.post(
+        "/admin/compute/kubernetescluster/add/",
+        {"name": "bad", "enabled": "on", "kubeconfig": kubeconfig},
+    )
+    assert response.status_code == 200, response.content[:500]
+    errors = " ".join(response.context["adminform"].form.errors["kubeconfig"])
+    assert message in errors
+    assert not KubernetesCluster.objects.exists()
+
+
+def test_a_kubeconfig_with_a_null_context_still_finds_its_server(db):
+    text, server = kubeconfig_inline(
+        "clusters: [{name: c, cluster: {server: 'https://k8s.example:6443'}}]\n"
+        "contexts: [{name: ctx, context: null}]\ncurrent-context: ctx\n"
+    )
+    assert server == "https://k8s.example:6443"
