@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from django.db import transaction
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
@@ -76,10 +78,31 @@ def quota_representation(tenant: Tenant, quota: Quota) -> dict:
     }
 
 
+CORES_TEXT = r"[0-9]{1,7}(\.[0-9]{1,3})?"
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "number", "minimum": 0, "maximum": 9999999.999},
+            {"type": "string", "pattern": f"^{CORES_TEXT}$"},
+        ]
+    }
+)
+class CoresField(serializers.DecimalField):
+    """Cores as a JSON number or a plain decimal string ("2.5"); no exponents, spaces or
+    signs, so that what the schema documents is exactly what is accepted."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or (isinstance(data, str) and not re.fullmatch(CORES_TEXT, data)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class QuotaHardSerializer(StrictSerializer):
     unknown_message = "Unknown quota resource."
 
-    cpu = serializers.DecimalField(max_digits=10, decimal_places=3, min_value=0, required=False)
+    cpu = CoresField(max_digits=10, decimal_places=3, min_value=0, required=False)
     memory = serializers.IntegerField(min_value=0, max_value=10**9, required=False)
     storage = serializers.IntegerField(min_value=0, max_value=10**9, required=False)
     vms = serializers.IntegerField(min_value=0, max_value=10**9, required=False)

@@ -327,3 +327,23 @@ def test_a_kubeconfig_with_a_null_context_still_finds_its_server(db):
         "contexts: [{name: ctx, context: null}]\ncurrent-context: ctx\n"
     )
     assert server == "https://k8s.example:6443"
+
+
+# --- Quota amounts: exactly what the schema documents ---------------------------------------
+@pytest.mark.parametrize("cpu", ["1e3", " 2", "+2", "2.", True, "0x10"])
+def test_a_quota_cpu_outside_the_documented_forms_is_a_field_error(world, api, cpu):
+    before = Quota.objects.get(tenant=world.acme).cpu
+    response = api(world.admin).patch(
+        "/api/v1/tenants/acme/quota/", {"spec": {"hard": {"cpu": cpu}}}, format="json"
+    )
+    assert list(problem(response)["errors"]) == ["spec.hard.cpu"]
+    assert Quota.objects.get(tenant=world.acme).cpu == before
+
+
+@pytest.mark.parametrize(("cpu", "cores"), [(2.5, "2.500"), ("2.5", "2.500"), (3, "3.000")])
+def test_a_quota_cpu_may_be_a_number_or_a_decimal_string(world, api, cpu, cores):
+    response = api(world.admin).patch(
+        "/api/v1/tenants/acme/quota/", {"spec": {"hard": {"cpu": cpu}}}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert str(Quota.objects.get(tenant=world.acme).cpu) == cores
