@@ -347,3 +347,63 @@ def test_a_quota_cpu_may_be_a_number_or_a_decimal_string(world, api, cpu, cores)
     )
     assert response.status_code == 200, response.content
     assert str(Quota.objects.get(tenant=world.acme).cpu) == cores
+
+
+# --- The same names through the web forms -------------------------------------------------
+def _page_client(user) -> Client:
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("name", MARKUP)
+@pytest.mark.parametrize(
+    ("url", "form"),
+    [
+        (
+            "/t/acme/vms/new/",
+            lambda tiny, name: {
+                "name": name,
+                "image": str(tiny.pk),
+                "size": "custom",
+                "vcpus": "1",
+                "memory_mib": "256",
+                "disk_gib": "0",
+                "restart_policy": "OnFailure",
+            },
+        ),
+        (
+            "/t/acme/workloads/new/",
+            lambda tiny, name: {
+                "name": name,
+                "kind": "Deployment",
+                "image": "nginx:1.27",
+                "replicas": "1",
+                "cpu_request": "100m",
+                "memory_request": "128Mi",
+                "env": f"{name}=x",
+            },
+        ),
+    ],
+)
+def test_a_create_form_shows_markup_in_a_name_as_an_escaped_field_error(
+    world, tiny_image, name, url, form
+):
+    response = _page_client(world.bob).post(url, form(tiny_image, name))
+    assert response.status_code == 400
+    assert response.context["form"].errors["name"]
+    html = response.content.decode()
+    assert "<script>alert(1)</script>" not in html and "<img src=x" not in html
+    nothing_changed(world.acme)
+
+
+@pytest.mark.parametrize("name", MARKUP)
+def test_adding_a_member_named_with_markup_says_unknown_user_escaped(world, name):
+    client = _page_client(world.alice)
+    response = client.post(
+        "/t/acme/members/add/", {"username": name, "role": "viewer"}, follow=True
+    )
+    html = response.content.decode()
+    assert response.status_code == 200 and "No user named" in html
+    assert "<script>alert(1)</script>" not in html and "<img src=x" not in html
+    assert Membership.objects.filter(tenant=world.acme).count() == 3
