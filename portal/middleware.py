@@ -36,10 +36,11 @@ class RequestContextMiddleware:
 
 
 class RejectNulMiddleware:
-    """Answers 400 to a request with a NUL character in its path, query, cookies or
-    headers. PostgreSQL text cannot hold NUL, so such a value reaching any lookup
-    (a member's username in the path, ``?vm=``, a session cookie) would be a 500; no
-    meaningful request contains one. API paths get problem+json."""
+    """Answers 400 to a request with a NUL character in its path, query, form fields,
+    cookies or headers. PostgreSQL text cannot hold NUL, so such a value reaching any
+    lookup or write (a member's username in the path, ``?vm=``, a token's name, a session
+    cookie) would be a 500; no meaningful request contains one. API paths get
+    problem+json."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -57,15 +58,20 @@ class RejectNulMiddleware:
         return self.get_response(request)
 
 
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 def _has_nul(request) -> bool:
     if "\x00" in request.path_info:
         return True
     if any("\x00" in key or "\x00" in value for key, value in request.COOKIES.items()):
         return True
-    if any(
-        "\x00" in key or "\x00" in value for key, values in request.GET.lists() for value in values
-    ):
-        return True
+    # Form fields too (JSON bodies are DRF's: its fields refuse NUL with a field error).
+    fields = [request.GET, *([request.POST] if request.content_type in _FORM_TYPES else [])]
+    for query in fields:
+        for key, values in query.lists():
+            if "\x00" in key or any("\x00" in value for value in values):
+                return True
     return any(
         "\x00" in str(value) for key, value in request.META.items() if key.startswith("HTTP_")
     )
