@@ -421,3 +421,18 @@ def test_adding_a_member_named_with_markup_says_unknown_user_escaped(world, name
     assert response.status_code == 200 and "No user named" in html
     assert "<script>alert(1)</script>" not in html and "<img src=x" not in html
     assert Membership.objects.filter(tenant=world.acme).count() == 3
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "qemu+ssh://node2/system?sshauth=agent%0A",
+        "qemu+tls://node2/system?name=qemu%3A%2F%2F%0A",
+    ],
+)
+def test_a_host_uri_parameter_ending_in_a_newline_is_refused(uri):
+    from compute.services.hosts import host_uri_check
+
+    with pytest.raises(ValidationError) as caught:
+        host_uri_check(uri)
+    assert "is not allowed" in caught.value.errors["uri"][0]
