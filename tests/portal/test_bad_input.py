@@ -436,3 +436,24 @@ def test_a_host_uri_parameter_ending_in_a_newline_is_refused(uri):
     with pytest.raises(ValidationError) as caught:
         host_uri_check(uri)
     assert "is not allowed" in caught.value.errors["uri"][0]
+
+
+# --- Garbage in the concurrency headers -----------------------------------------------------
+@pytest.mark.parametrize("if_match", ['"abc"', "W/", '"8", "9", ' * 500, "\u00e9\u00e9", '""'])
+def test_an_if_match_that_names_no_version_is_a_412_and_changes_nothing(world, api, if_match):
+    vm = vm_services.vm_create(
+        actor=world.bob, tenant=world.acme, name="web1", image="tiny", vcpus=1, memory_mib=256
+    )
+    response = api(world.bob).delete(f"{VMS}web1/", HTTP_IF_MATCH=if_match)
+    assert problem(response, 412)["title"] == "Precondition failed"
+    vm.refresh_from_db()
+    assert vm.desired_state != "deleted" and vm.phase == "Pending"
+
+
+@pytest.mark.parametrize("key", ["", " ", "k\u00e9y", "k\tey", "k" * 256])
+def test_a_garbage_idempotency_key_is_a_400_and_creates_nothing(world, api, key):
+    response = api(world.bob).post(
+        WORKLOADS, workload_body(), format="json", HTTP_IDEMPOTENCY_KEY=key
+    )
+    assert list(problem(response)["errors"]) == ["Idempotency-Key"]
+    nothing_changed(world.acme)
