@@ -7,10 +7,13 @@ the names it sent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.db import transaction
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -20,8 +23,15 @@ from compute.models import VirtualMachine
 from compute.services import idempotency
 from compute.services import vms as vm_services
 from compute.services.readiness import ready_condition
-from portal.api.errors import PROBLEM, api_field_errors, exception_handler
-from portal.api.resources import check_if_match, etag, metadata
+from portal.api.errors import PROBLEM, ProblemSerializer, api_field_errors, exception_handler
+from portal.api.resources import (
+    IF_MATCH,
+    StrictSerializer,
+    check_if_match,
+    etag,
+    label_map_field,
+    metadata,
+)
 from portal.exceptions import ApplicationError, ValidationError
 from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
@@ -82,19 +92,6 @@ def vm_representation(vm: VirtualMachine, user) -> dict:
 
 
 # --- Serializers -----------------------------------------------------------------------
-class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know, naming them, instead of ignoring them."""
-
-    unknown_message = "Unknown field."
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({k: [self.unknown_message] for k in unknown})
-        return super().to_internal_value(data)
-
-
 class VMSpecSerializer(serializers.Serializer):
     vcpus = serializers.IntegerField()
     memoryMiB = serializers.IntegerField()  # noqa: N815
@@ -102,7 +99,7 @@ class VMSpecSerializer(serializers.Serializer):
     image = serializers.CharField()
     desiredState = serializers.ChoiceField(choices=DesiredState.choices)  # noqa: N815
     restartPolicy = serializers.ChoiceField(choices=RestartPolicy.choices)  # noqa: N815
-    nodeSelector = serializers.DictField(child=serializers.CharField())  # noqa: N815
+    nodeSelector = label_map_field()  # noqa: N815
 
 
 class ConditionSerializer(serializers.Serializer):
@@ -142,10 +139,12 @@ class VMSerializer(serializers.Serializer):
 
 class VMMetadataIn(StrictSerializer):
     name = serializers.CharField(help_text="A DNS label: lowercase letters, digits, hyphens.")
-    labels = serializers.DictField(child=serializers.CharField(), required=False)
+    labels = label_map_field(required=False)
 
 
 class VMCreateSpecIn(StrictSerializer):
+    required_any_of = (("flavor",), ("vcpus", "memoryMiB"))
+
     image = serializers.CharField(help_text="Name of a public image or one of the tenant's.")
     flavor = serializers.CharField(
         required=False, help_text="A named size; explicit vcpus/memoryMiB/diskGiB win."
@@ -159,7 +158,7 @@ class VMCreateSpecIn(StrictSerializer):
     restartPolicy = serializers.ChoiceField(  # noqa: N815
         choices=RestartPolicy.choices, default=RestartPolicy.ON_FAILURE
     )
-    nodeSelector = serializers.DictField(child=serializers.CharField(), required=False)  # noqa: N815
+    nodeSelector = label_map_field(required=False)  # noqa: N815
 
     def validate(self, attrs):
         if "flavor" not in attrs and ("vcpus" not in attrs or "memoryMiB" not in attrs):
@@ -187,12 +186,6 @@ class VMPatchSerializer(StrictSerializer):
     spec = VMPatchSpecIn()
 
 
-IF_MATCH = OpenApiParameter(
-    "If-Match",
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    description='The resourceVersion you read (the ETag, e.g. "7"); 412 when it changed.',
-)
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
     OpenApiTypes.STR,
@@ -200,18 +193,7 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     description="A unique key per create: a retry with the same key and body returns the "
     "first result (within 24 h) and never creates a twin.",
 )
-PROBLEM_RESPONSE = inline_serializer(
-    "Problem",
-    {
-        "type": serializers.URLField(),
-        "title": serializers.CharField(),
-        "status": serializers.IntegerField(),
-        "detail": serializers.CharField(),
-        "errors": serializers.DictField(
-            child=serializers.ListField(child=serializers.CharField()), required=False
-        ),
-    },
-)
+PROBLEM_RESPONSE = ProblemSerializer
 
 
 # --- Views -----------------------------------------------------------------------------
@@ -221,6 +203,9 @@ class TenantResourceView(TenantScopedView):
     their locked lookup and how service errors map to API field paths."""
 
     view_action = ""
+    # The URL name of one resource and the collection's name (the idempotency scope).
+    detail_url_name = ""
+    collection = ""
 
     def lookup(self, tenant: Tenant, name: str, *, lock: bool = False):
         raise NotImplementedError
@@ -254,10 +239,56 @@ class TenantResourceView(TenantScopedView):
             raise self.api_errors(error) from None
         return self.respond(obj, status.HTTP_202_ACCEPTED)
 
+    def create(self, tenant: Tenant, create: Callable[[], Any]) -> Response:
+        """Run ``create()`` (which validates and saves) and answer 202 with ``Location``.
+
+        With an ``Idempotency-Key`` the first answer (the resource, or a refusal such as
+        quota) is remembered and replayed; invalid input is never remembered. The
+        ``Location`` is built from the saved resource's name, never from raw input, so a
+        name that is no URL segment is the service's field error instead of a crash.
+        """
+        key = self.request.headers.get("Idempotency-Key")
+        if key is None:
+            response = self.respond(create(), status.HTTP_202_ACCEPTED)
+            response["Location"] = self.location(tenant, response.data["metadata"]["name"])
+            return response
+
+        def execute() -> tuple[int, dict]:
+            try:
+                obj = create()
+            except ValidationError:
+                raise  # invalid input: nothing started, nothing to remember
+            except ApplicationError as error:  # a refusal (quota, placement) is the answer
+                response = exception_handler(error, {"request": self.request, "view": self})
+                return response.status_code, response.data
+            return status.HTTP_202_ACCEPTED, self.get_serializer(obj).data
+
+        outcome = idempotency.idempotent_run(
+            user=self.request.user,
+            scope=f"{tenant.slug}/{self.collection}",
+            key=key,
+            fingerprint=idempotency.fingerprint(self.request.data),
+            execute=execute,
+        )
+        response = Response(outcome.body, status=outcome.status_code)
+        if outcome.status_code >= 400:
+            response.content_type = PROBLEM
+        else:
+            metadata = outcome.body["metadata"]
+            response["ETag"] = f'"{metadata["resourceVersion"]}"'
+            response["Location"] = self.location(tenant, metadata["name"])
+        if outcome.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    def location(self, tenant: Tenant, name: str) -> str:
+        url = reverse(self.detail_url_name, kwargs={"tenant": tenant.slug, "name": name})
+        return self.request.build_absolute_uri(url)
+
     def phase_page(self, queryset) -> Response:
         """One page of ``queryset``, narrowed by ``?phase=`` when given."""
         phase = self.request.query_params.get("phase")
-        if phase:
+        if phase is not None:
             if phase not in Phase.values:
                 raise ValidationError(
                     "Unknown phase.", errors={"phase": [f"One of {', '.join(Phase.values)}."]}
@@ -270,6 +301,8 @@ class TenantResourceView(TenantScopedView):
 class VMView(TenantResourceView):
     serializer_class = VMSerializer
     view_action = "vm.view"
+    detail_url_name = "vm-api-detail"
+    collection = "virtualmachines"
 
     def lookup(self, tenant: Tenant, name: str, *, lock: bool = False) -> VirtualMachine:
         return selectors.vm_get(self.request.user, tenant, name, lock=lock)
@@ -282,6 +315,7 @@ class VMListView(VMView):
     @extend_schema(
         operation_id="virtualmachines_list",
         summary="List the tenant's virtual machines",
+        responses=VMSerializer(many=True),
         parameters=[
             OpenApiParameter("phase", OpenApiTypes.STR, enum=Phase.values, description="Filter.")
         ],
@@ -307,46 +341,7 @@ class VMListView(VMView):
         obj = self.allowed_tenant("vm.create")
         serializer = VMCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        key = request.headers.get("Idempotency-Key")
-        if key is None:
-            response = self.respond(self._create(obj, data), status.HTTP_202_ACCEPTED)
-            response["Location"] = self._location(obj, data)
-            return response
-
-        def execute() -> tuple[int, dict]:
-            try:
-                vm = self._create(obj, data)
-            except ValidationError:
-                raise  # invalid input: nothing started, nothing to remember
-            except ApplicationError as error:  # a refusal (quota, placement) is the answer
-                response = exception_handler(error, {"request": request, "view": self})
-                return response.status_code, response.data
-            return status.HTTP_202_ACCEPTED, self.get_serializer(vm).data
-
-        outcome = idempotency.idempotent_run(
-            user=request.user,
-            scope=f"{obj.slug}/virtualmachines",
-            key=key,
-            fingerprint=idempotency.fingerprint(request.data),
-            execute=execute,
-        )
-        response = Response(outcome.body, status=outcome.status_code)
-        if outcome.status_code >= 400:
-            response.content_type = PROBLEM
-        else:
-            response["ETag"] = f'"{outcome.body["metadata"]["resourceVersion"]}"'
-            response["Location"] = self._location(obj, data)
-        if outcome.replayed:
-            response["Idempotent-Replayed"] = "true"
-        return response
-
-    def _location(self, tenant: Tenant, data: dict) -> str:
-        return self.request.build_absolute_uri(
-            reverse(
-                "vm-api-detail", kwargs={"tenant": tenant.slug, "name": data["metadata"]["name"]}
-            )
-        )
+        return self.create(obj, lambda: self._create(obj, serializer.validated_data))
 
     def _create(self, tenant: Tenant, data: dict) -> VirtualMachine:
         spec, meta = data["spec"], data["metadata"]

@@ -182,6 +182,7 @@ class ImageListView(ImageView):
                 "phase", OpenApiTypes.STR, enum=ImagePhase.values, description="Filter."
             )
         ],
+        responses=ImageSerializer(many=True),
     )
     def get(self, request, tenant):
         obj = self.tenant("image.view")
@@ -298,6 +299,16 @@ class ImageDetailView(ImageView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+TUS_RESUMABLE = OpenApiParameter(
+    "Tus-Resumable",
+    OpenApiTypes.STR,
+    location=OpenApiParameter.HEADER,
+    required=True,
+    enum=[TUS_VERSION],
+    description="The tus protocol version; any other value is answered 412.",
+)
+
+
 class ImageUploadView(ImageView):
     """tus 1.0.0 for one image's upload (``Tus-Resumable: 1.0.0`` on every request but
     OPTIONS). Every answer carries ``Tus-Resumable``; errors are problem+json."""
@@ -346,7 +357,8 @@ class ImageUploadView(ImageView):
     @extend_schema(
         operation_id="images_upload_offset",
         summary="tus HEAD: how many bytes of the upload arrived (Upload-Offset)",
-        responses={200: None, 404: PROBLEM_RESPONSE, 410: PROBLEM_RESPONSE},
+        parameters=[TUS_RESUMABLE],
+        responses={200: None, 404: PROBLEM_RESPONSE, 410: PROBLEM_RESPONSE, 412: PROBLEM_RESPONSE},
     )
     def head(self, request, tenant, name):
         obj = self.tenant("image.view")
@@ -361,7 +373,14 @@ class ImageUploadView(ImageView):
         summary="tus PATCH: append a chunk at Upload-Offset "
         "(Content-Type: application/offset+octet-stream)",
         request={OFFSET_TYPE: OpenApiTypes.BINARY},
-        responses={204: None, 400: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE, 415: PROBLEM_RESPONSE},
+        parameters=[TUS_RESUMABLE],
+        responses={
+            204: None,
+            400: PROBLEM_RESPONSE,
+            409: PROBLEM_RESPONSE,
+            412: PROBLEM_RESPONSE,
+            415: PROBLEM_RESPONSE,
+        },
     )
     def patch(self, request, tenant, name):
         obj = self.allowed_tenant("image.create")
@@ -388,7 +407,8 @@ class ImageUploadView(ImageView):
     @extend_schema(
         operation_id="images_upload_cancel",
         summary="tus DELETE: give the upload up (the image, its bytes and charge go)",
-        responses={204: None, 404: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE},
+        parameters=[TUS_RESUMABLE],
+        responses={204: None, 404: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE, 412: PROBLEM_RESPONSE},
     )
     def delete(self, request, tenant, name):
         obj = self.allowed_tenant("image.create")

@@ -8,15 +8,16 @@ staff only; a tenant admin's request lets the scheduler choose the target.
 from __future__ import annotations
 
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from compute import selectors
-from compute.api import PROBLEM_RESPONSE, StrictSerializer, VMView
+from compute.api import PROBLEM_RESPONSE, VMView
 from compute.models import Migration
 from compute.services import migrations as services
-from portal.api.resources import metadata
+from portal.api.resources import StrictSerializer, metadata
 
 
 def migration_representation(migration: Migration, user) -> dict:
@@ -96,7 +97,14 @@ class VMMigrateView(MigrationView):
 
 
 class MigrationListView(MigrationView):
-    @extend_schema(operation_id="migrations_list", summary="The tenant's live migrations")
+    @extend_schema(
+        operation_id="migrations_list",
+        summary="The tenant's live migrations",
+        responses=MigrationSerializer(many=True),
+        parameters=[
+            OpenApiParameter("vm", OpenApiTypes.STR, description="Only this VM's migrations.")
+        ],
+    )
     def get(self, request, tenant):
         obj = self.tenant("migration.view")
         queryset = selectors.migrations_for_tenant(

@@ -12,7 +12,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 _NUMBER = r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
-_QUANTITY = re.compile(_NUMBER + r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][-+]?[0-9]+)?$")
+_QUANTITY = re.compile(_NUMBER + r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][-+]?[0-9]+)?")
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {"m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _DECIMAL |= {"P": 10**15, "E": 10**18}
@@ -20,7 +20,7 @@ _DECIMAL |= {"P": 10**15, "E": 10**18}
 
 def _parse(text: str) -> Decimal:
     text = str(text or "").strip()
-    match = _QUANTITY.match(text)
+    match = _QUANTITY.fullmatch(text)
     if not text or match is None:
         raise ValueError(
             f"{text!r} is not a quantity: use a number with an optional suffix, "
@@ -85,8 +85,8 @@ _DOMAIN = rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[0-9a-fA-F:]+\])(?::[0-9
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 IMAGE_REFERENCE = re.compile(
-    rf"^(?P<name>(?:(?P<domain>{_DOMAIN})/)?{_COMPONENT}(?:/{_COMPONENT})*)"
-    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+    rf"(?P<name>(?:(?P<domain>{_DOMAIN})/)?{_COMPONENT}(?:/{_COMPONENT})*)"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?"
 )
 
 
@@ -98,7 +98,7 @@ def check_image(reference: str) -> str:
         raise ValueError("An image is required, e.g. nginx:1.27.")
     if len(reference) > 255:
         raise ValueError("At most 255 characters.")
-    match = IMAGE_REFERENCE.match(reference)
+    match = IMAGE_REFERENCE.fullmatch(reference)
     if match is None:
         if any(c.isupper() for c in reference.split("/")[-1].split(":")[0].split("@")[0]):
             raise ValueError("Repository names are lowercase (e.g. library/nginx).")

@@ -7,29 +7,25 @@ answering 202, problem+json errors whose fields carry the API's dotted paths.
 
 from __future__ import annotations
 
-from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
-from rest_framework.response import Response
+from rest_framework import serializers
 
 from compute import selectors
 from compute.api import (
     IDEMPOTENCY_KEY,
     IF_MATCH,
     PROBLEM_RESPONSE,
-    StrictSerializer,
     TenantResourceView,
 )
 from compute.choices import Phase, ServiceType, WorkloadKind
 from compute.models import Workload
 from compute.quantities import format_cpu, format_memory
-from compute.services import idempotency
 from compute.services import workloads as workload_services
 from compute.services.readiness import workload_ready_condition
-from portal.api.errors import PROBLEM, api_field_errors, exception_handler
-from portal.api.resources import metadata
-from portal.exceptions import ApplicationError, ValidationError
+from portal.api.errors import api_field_errors
+from portal.api.resources import StrictSerializer, label_map_field, metadata
+from portal.exceptions import ApplicationError
 from tenants import selectors as tenant_selectors
 from tenants.api import MetadataSerializer
 from tenants.models import Tenant
@@ -130,7 +126,7 @@ class WorkloadMetadataIn(StrictSerializer):
     name = serializers.CharField(
         help_text="A DNS label starting with a letter (≤ 46 for a Deployment)."
     )
-    labels = serializers.DictField(child=serializers.CharField(), required=False)
+    labels = label_map_field(required=False)
 
 
 class WorkloadSpecIn(StrictSerializer):
@@ -167,6 +163,8 @@ class WorkloadSerializer(serializers.Serializer):
 class WorkloadView(TenantResourceView):
     serializer_class = WorkloadSerializer
     view_action = "workload.view"
+    detail_url_name = "workload-api-detail"
+    collection = "workloads"
 
     def lookup(self, tenant: Tenant, name: str, *, lock: bool = False) -> Workload:
         return selectors.workload_get(self.request.user, tenant, name, lock=lock)
@@ -179,6 +177,7 @@ class WorkloadListView(WorkloadView):
     @extend_schema(
         operation_id="workloads_list",
         summary="List the tenant's container workloads",
+        responses=WorkloadSerializer(many=True),
         parameters=[
             OpenApiParameter("phase", OpenApiTypes.STR, enum=Phase.values, description="Filter.")
         ],
@@ -203,45 +202,7 @@ class WorkloadListView(WorkloadView):
         obj = self.allowed_tenant("workload.create")
         serializer = WorkloadCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        location = request.build_absolute_uri(
-            reverse(
-                "workload-api-detail",
-                kwargs={"tenant": obj.slug, "name": data["metadata"]["name"]},
-            )
-        )
-        key = request.headers.get("Idempotency-Key")
-        if key is None:
-            response = self.respond(self._create(obj, data), status.HTTP_202_ACCEPTED)
-            response["Location"] = location
-            return response
-
-        def execute() -> tuple[int, dict]:
-            try:
-                workload = self._create(obj, data)
-            except ValidationError:
-                raise
-            except ApplicationError as error:
-                response = exception_handler(error, {"request": request, "view": self})
-                return response.status_code, response.data
-            return status.HTTP_202_ACCEPTED, self.get_serializer(workload).data
-
-        outcome = idempotency.idempotent_run(
-            user=request.user,
-            scope=f"{obj.slug}/workloads",
-            key=key,
-            fingerprint=idempotency.fingerprint(request.data),
-            execute=execute,
-        )
-        response = Response(outcome.body, status=outcome.status_code)
-        if outcome.status_code >= 400:
-            response.content_type = PROBLEM
-        else:
-            response["ETag"] = f'"{outcome.body["metadata"]["resourceVersion"]}"'
-            response["Location"] = location
-        if outcome.replayed:
-            response["Idempotent-Replayed"] = "true"
-        return response
+        return self.create(obj, lambda: self._create(obj, serializer.validated_data))
 
     def _create(self, tenant: Tenant, data: dict) -> Workload:
         spec, meta = data["spec"], data["metadata"]

@@ -7,7 +7,7 @@ filters ``type``, ``kind``, ``name``, ``reason`` as on the timeline page; pagina
 from __future__ import annotations
 
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 
@@ -58,7 +58,15 @@ class EventListView(GenericAPIView):
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "tenant": getattr(self, "tenant_obj", None)}
 
-    @extend_schema(operation_id="events_list", summary="Events of the tenant (filterable)")
+    @extend_schema(
+        operation_id="events_list",
+        summary="Events of the tenant (filterable)",
+        responses=EventSerializer(many=True),
+        parameters=[
+            # As on the timeline page, an empty type means any type.
+            OpenApiParameter("type", str, enum=["", *EventType.values], description="Filter.")
+        ],
+    )
     def get(self, request, tenant):
         queryset = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(queryset)

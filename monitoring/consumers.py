@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 MAX_FRAME = 4096
 MAX_SUBSCRIPTIONS = 50
-SLUG = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
+SLUG = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
 CLOSE_UNAUTHENTICATED = 4401
 NOT_FOUND = "No such tenant or object, or you may not watch it."
 
@@ -123,7 +123,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if (kind is None) != (name is None):
             raise FrameError("Give both 'kind' and 'name', or neither.")
         if kind is not None:
-            if not isinstance(kind, str) or not KIND.match(kind):
+            if not isinstance(kind, str) or not KIND.fullmatch(kind):
                 raise FrameError("'kind' must be lowercase letters, digits and hyphens.")
             if not isinstance(name, str) or not name or len(name) > NAME_MAX:
                 raise FrameError(f"'name' must be a string of 1 to {NAME_MAX} characters.")
@@ -191,7 +191,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     @database_sync_to_async
     def allowed(self, slug: str) -> bool:
         """May the user (reloaded: roles and is_active may have changed) watch ``slug``?"""
-        if not SLUG.match(slug):
+        if not SLUG.fullmatch(slug):
             return False
         user = get_user_model().objects.filter(pk=self.user_id).first()
         if user is None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-_SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_SAFE = re.compile(r"[A-Za-z0-9_.-]+")
 MAX_GROUP = 99
 
 
@@ -29,7 +29,7 @@ def tenant_group(slug: str) -> str:
 def object_group(slug: str, kind: str, name: str) -> str:
     """The stream of one object (``kind``/``name``) of tenant ``slug``."""
     group = f"object.{slug}.{kind}.{name}"
-    if _SAFE.match(name) and len(group) <= MAX_GROUP:
+    if _SAFE.fullmatch(name) and len(group) <= MAX_GROUP:
         return group
     digest = hashlib.sha256(name.encode()).hexdigest()[:32]
     return f"object.{slug}.{kind}.h-{digest}"

@@ -48,8 +48,8 @@ from tenants.services import audit_record
 
 logger = logging.getLogger(__name__)
 
-REASON = re.compile(r"^[A-Z][A-Za-z0-9]{0,63}$")
-KIND = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+REASON = re.compile(r"[A-Z][A-Za-z0-9]{0,63}")
+KIND = re.compile(r"[a-z][a-z0-9-]{0,31}")
 MESSAGE_MAX = 1024  # like Kubernetes: longer messages are cut, not refused
 SOURCE_MAX = 64
 NAME_MAX = 253
@@ -67,7 +67,7 @@ def _setting(name: str, default):
 # --- Validation ------------------------------------------------------------------------
 def _check_object(kind: str, name: str) -> None:
     errors: dict[str, list[str]] = {}
-    if not isinstance(kind, str) or not KIND.match(kind):
+    if not isinstance(kind, str) or not KIND.fullmatch(kind):
         errors["kind"] = ["Lowercase letters, digits and hyphens, e.g. vm or workload."]
     if not isinstance(name, str) or not name or len(name) > NAME_MAX or not name.isprintable():
         errors["name"] = [f"1 to {NAME_MAX} printable characters."]
@@ -77,7 +77,7 @@ def _check_object(kind: str, name: str) -> None:
 
 def _check_event(reason: str, type: str, source: str, uid: str) -> None:
     errors: dict[str, list[str]] = {}
-    if not isinstance(reason, str) or not REASON.match(reason):
+    if not isinstance(reason, str) or not REASON.fullmatch(reason):
         errors["reason"] = ["CamelCase, starting with a capital, e.g. FailedScheduling."]
     if type not in EventType.values:
         errors["type"] = [f"One of {', '.join(EventType.values)}."]

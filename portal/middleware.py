@@ -33,3 +33,45 @@ class RequestContextMiddleware:
             return self.get_response(request)
         finally:
             source_ip.reset(token)
+
+
+class RejectNulMiddleware:
+    """Answers 400 to a request with a NUL character in its path, query, form fields,
+    cookies or headers. PostgreSQL text cannot hold NUL, so such a value reaching any
+    lookup or write (a member's username in the path, ``?vm=``, a token's name, a session
+    cookie) would be a 500; no meaningful request contains one. API paths get
+    problem+json."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if _has_nul(request):
+            from django.http import HttpResponseBadRequest
+
+            from portal.api.errors import problem_response
+
+            detail = "The request contains a NUL character."
+            if request.path_info.startswith("/api/"):
+                return problem_response(400, detail)
+            return HttpResponseBadRequest(detail, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
+
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _has_nul(request) -> bool:
+    if "\x00" in request.path_info:
+        return True
+    if any("\x00" in key or "\x00" in value for key, value in request.COOKIES.items()):
+        return True
+    # Form fields too (JSON bodies are DRF's: its fields refuse NUL with a field error).
+    fields = [request.GET, *([request.POST] if request.content_type in _FORM_TYPES else [])]
+    for query in fields:
+        for key, values in query.lists():
+            if "\x00" in key or any("\x00" in value for value in values):
+                return True
+    return any(
+        "\x00" in str(value) for key, value in request.META.items() if key.startswith("HTTP_")
+    )

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import re
+
 from django.db import transaction
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from portal.api.resources import check_if_match, etag, metadata
+from portal.api.errors import ProblemSerializer
+from portal.api.resources import (
+    IF_MATCH,
+    StrictSerializer,
+    check_if_match,
+    etag,
+    label_map_field,
+    metadata,
+)
 from portal.exceptions import NotFound, PermissionDenied
 from tenants import selectors, services
 from tenants.choices import Role
@@ -24,7 +34,7 @@ class MetadataSerializer(serializers.Serializer):
     tenant = serializers.CharField(required=False)
     created = serializers.DateTimeField()
     resourceVersion = serializers.CharField(required=False)  # noqa: N815
-    labels = serializers.DictField(child=serializers.CharField(), required=False)
+    labels = label_map_field(required=False)
 
 
 class TenantSpecSerializer(serializers.Serializer):
@@ -68,29 +78,42 @@ def quota_representation(tenant: Tenant, quota: Quota) -> dict:
     }
 
 
-class QuotaHardSerializer(serializers.Serializer):
-    cpu = serializers.DecimalField(max_digits=10, decimal_places=3, min_value=0, required=False)
+CORES_TEXT = r"[0-9]{1,7}(\.[0-9]{1,3})?"
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "number", "minimum": 0, "maximum": 9999999.999},
+            {"type": "string", "pattern": f"^{CORES_TEXT}$"},
+        ]
+    }
+)
+class CoresField(serializers.DecimalField):
+    """Cores as a JSON number or a plain decimal string ("2.5"); no exponents, spaces or
+    signs, so that what the schema documents is exactly what is accepted."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or (isinstance(data, str) and not re.fullmatch(CORES_TEXT, data)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class QuotaHardSerializer(StrictSerializer):
+    unknown_message = "Unknown quota resource."
+
+    cpu = CoresField(max_digits=10, decimal_places=3, min_value=0, required=False)
     memory = serializers.IntegerField(min_value=0, max_value=10**9, required=False)
     storage = serializers.IntegerField(min_value=0, max_value=10**9, required=False)
     vms = serializers.IntegerField(min_value=0, max_value=10**9, required=False)
     pods = serializers.IntegerField(min_value=0, max_value=10**9, required=False)
 
-    def to_internal_value(self, data):
-        # A nested serializer has no ``initial_data``: look at the raw mapping here.
-        if isinstance(data, dict):
-            unknown = set(data) - set(self.fields)
-            if unknown:
-                raise serializers.ValidationError(
-                    {name: ["Unknown quota resource."] for name in sorted(unknown)}
-                )
-        return super().to_internal_value(data)
 
-
-class QuotaSpecSerializer(serializers.Serializer):
+class QuotaSpecSerializer(StrictSerializer):
     hard = QuotaHardSerializer()
 
 
-class QuotaPatchSerializer(serializers.Serializer):
+class QuotaPatchSerializer(StrictSerializer):
     spec = QuotaSpecSerializer()
 
 
@@ -149,20 +172,20 @@ class MemberSerializer(serializers.Serializer):
         }
 
 
-class MemberMetadataIn(serializers.Serializer):
+class MemberMetadataIn(StrictSerializer):
     name = serializers.CharField(max_length=150)
 
 
-class MemberSpecIn(serializers.Serializer):
+class MemberSpecIn(StrictSerializer):
     role = serializers.ChoiceField(choices=Role.choices)
 
 
-class MemberCreateSerializer(serializers.Serializer):
+class MemberCreateSerializer(StrictSerializer):
     metadata = MemberMetadataIn()
     spec = MemberSpecIn()
 
 
-class MemberPatchSerializer(serializers.Serializer):
+class MemberPatchSerializer(StrictSerializer):
     spec = MemberSpecIn()
 
 
@@ -185,7 +208,11 @@ class TenantListView(GenericAPIView):
     def get_queryset(self):
         return selectors.tenants_for_user(self.request.user)
 
-    @extend_schema(operation_id="tenants_list", summary="List the tenants you are a member of")
+    @extend_schema(
+        operation_id="tenants_list",
+        summary="List the tenants you are a member of",
+        responses=TenantSerializer(many=True),
+    )
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
@@ -223,7 +250,8 @@ class QuotaView(TenantScopedView):
     @extend_schema(
         summary="Change the quota (platform staff only)",
         request=QuotaPatchSerializer,
-        responses=QuotaSerializer,
+        parameters=[IF_MATCH],
+        responses={200: QuotaSerializer, 412: ProblemSerializer},
     )
     def patch(self, request, tenant):
         obj = self._tenant_for_staff_or_member("quota.view")
@@ -256,7 +284,11 @@ class QuotaView(TenantScopedView):
 class MemberListView(TenantScopedView):
     serializer_class = MemberSerializer
 
-    @extend_schema(operation_id="members_list", summary="Members of the tenant and their roles")
+    @extend_schema(
+        operation_id="members_list",
+        summary="Members of the tenant and their roles",
+        responses=MemberSerializer(many=True),
+    )
     def get(self, request, tenant):
         obj = self.tenant("member.view")
         page = self.paginate_queryset(selectors.memberships_of(obj))
@@ -265,7 +297,7 @@ class MemberListView(TenantScopedView):
     @extend_schema(
         summary="Add a member (tenant admins)",
         request=MemberCreateSerializer,
-        responses={201: MemberSerializer},
+        responses={201: MemberSerializer, 409: ProblemSerializer},
     )
     def post(self, request, tenant):
         obj = self.tenant("member.manage")
@@ -298,9 +330,9 @@ class MemberDetailView(TenantScopedView):
         return Response(MemberSerializer(self._membership(obj)).data)
 
     @extend_schema(
-        summary="Change a member's role (tenant admins)",
+        summary="Change a member's role (tenant admins; never the last admin)",
         request=MemberPatchSerializer,
-        responses=MemberSerializer,
+        responses={200: MemberSerializer, 409: ProblemSerializer},
     )
     def patch(self, request, tenant, username):
         obj = self.tenant("member.manage")
@@ -315,7 +347,10 @@ class MemberDetailView(TenantScopedView):
         )
         return Response(MemberSerializer(membership).data)
 
-    @extend_schema(summary="Remove a member (tenant admins)", responses={204: None})
+    @extend_schema(
+        summary="Remove a member (tenant admins; never the last admin)",
+        responses={204: None, 409: ProblemSerializer},
+    )
     def delete(self, request, tenant, username):
         obj = self.tenant("member.manage")
         membership = self._membership(obj)

@@ -13,7 +13,7 @@ from portal.models import Resource
 from tenants.choices import AuditOutcome, ReservationKind, Role
 
 DNS_LABEL = RegexValidator(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z",  # \Z: "$" accepts a trailing newline
     "Use lowercase letters, digits and hyphens; start and end with a letter or digit.",
 )
 

@@ -141,6 +141,9 @@ def _user_for(username_or_user) -> User:
     if isinstance(username_or_user, User):
         return username_or_user
     try:
+        # PostgreSQL cannot compare text holding NUL: such a name is nobody's.
+        if not isinstance(username_or_user, str) or "\x00" in username_or_user:
+            raise User.DoesNotExist
         return User.objects.get(username=username_or_user)
     except User.DoesNotExist:
         raise ValidationError(

@@ -94,6 +94,37 @@ def _embed(body: dict, key: str, inline: str, where: str, base: Path | None) -> 
     )
 
 
+MAX_KUBECONFIG = 256 * 1024
+MAX_DEPTH = 20
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in: fast
+
+
+def _kubeconfig_load(text: str) -> dict:
+    """The kubeconfig as a mapping with clusters, else ``ValidationError``: not YAML,
+    too large, nested too deeply, or with aliases (never a crash or a memory blow-up)."""
+    if len(text) > MAX_KUBECONFIG:
+        raise _invalid(f"at most {MAX_KUBECONFIG // 1024} KiB.")
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=_LOADER):
+            # Aliases could expand to gigabytes when the copy is written back, and deep
+            # nesting costs time and stack; a kubeconfig needs neither.
+            if isinstance(event, yaml.AliasEvent):
+                raise _invalid("YAML aliases are not allowed; write it without anchors.")
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _invalid(f"nested too deeply (at most {MAX_DEPTH} levels).")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 - CSafeLoader or SafeLoader
+    except yaml.YAMLError as error:
+        raise _invalid(f"not YAML ({str(error)[:200]}).") from None
+    if not isinstance(data, dict) or not data.get("clusters"):
+        raise _invalid("it has no clusters section.")
+    return data
+
+
 def kubeconfig_inline(text: str, *, base: Path | None = None) -> tuple[str, str]:
     """The kubeconfig as stored (every credential embedded) and its current context's
     server URL; ``ValidationError`` (field ``kubeconfig``) for anything else.
@@ -104,16 +135,7 @@ def kubeconfig_inline(text: str, *, base: Path | None = None) -> tuple[str, str]
     unless ``base`` is given: the portal's own local cluster is seeded from a kubeconfig
     whose files sit next to it, under ``base``.
     """
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ValidationError(
-            "The kubeconfig is not YAML.", errors={"kubeconfig": [str(error)[:200]]}
-        ) from None
-    if not isinstance(data, dict) or not data.get("clusters"):
-        raise ValidationError(
-            "Not a kubeconfig.", errors={"kubeconfig": ["It has no clusters section."]}
-        )
+    data = _kubeconfig_load(text)
     clusters = _entries(data, "clusters", "cluster")
     for name, body in _entries(data, "users", "user"):
         for key, why in _COMMAND_KEYS.items():

@@ -49,9 +49,10 @@ COMMAND_PARAMETERS = {
     "netcat": "names a program to run",
 }
 FILE_PARAMETERS = frozenset({"keyfile", "known_hosts", "pkipath"})
-SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:+!%/=-]{1,200}$")
-HOST_NAME = re.compile(r"^(?!-)[a-z0-9.-]{1,253}$")
-USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+# Matched with fullmatch: "$" would also accept a value ending in a newline (%0A).
+SAFE_VALUE = re.compile(r"[A-Za-z0-9_.,:+!%/=-]{1,200}")
+HOST_NAME = re.compile(r"(?!-)[a-z0-9.-]{1,253}")
+USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
 def _refuse(message: str) -> ValidationError:
@@ -96,9 +97,9 @@ def host_uri_check(uri: str) -> str:
         raise _refuse("a fragment (#...) has no meaning here.")
     host = parts.hostname or ""
     if transport in REMOTE:
-        if not host or not (_is_address(host) or HOST_NAME.match(host)):
+        if not host or not (_is_address(host) or HOST_NAME.fullmatch(host)):
             raise _refuse("a remote transport needs a host name or address (not starting '-').")
-        if parts.username is not None and not USER_NAME.match(parts.username):
+        if parts.username is not None and not USER_NAME.fullmatch(parts.username):
             raise _refuse("the user name may only hold letters, digits, '.', '_' and '-'.")
         if parts.password is not None:
             raise _refuse("passwords do not belong in the URI.")
@@ -127,7 +128,7 @@ def host_uri_check(uri: str) -> str:
         if name not in PARAMETERS:
             raise _refuse(f"unknown parameter ?{name}=.")
         allowed = PARAMETERS[name]
-        if (allowed is not None and value not in allowed) or not SAFE_VALUE.match(value):
+        if (allowed is not None and value not in allowed) or not SAFE_VALUE.fullmatch(value):
             raise _refuse(f"?{name}={value[:40]} is not allowed.")
     return uri
 

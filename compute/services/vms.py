@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from compute.choices import DesiredState, ImageKind, ImagePhase, Phase, RestartPolicy
+from compute.labels import label_map_errors
 from compute.models import Flavor, Image, VirtualMachine
 from compute.scheduler import schedule
 from compute.services.readiness import ready_condition, ready_on_phase
@@ -29,7 +30,8 @@ from tenants.services import audit_record, authorize, quota_release, quota_reser
 
 logger = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Matched with fullmatch: "$" would also accept a trailing newline.
+NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 # Names the web UI uses as path segments next to VM names (/t/<t>/vms/new/).
 RESERVED_NAMES = frozenset({"new"})
 MAX_VCPUS = 64
@@ -118,7 +120,7 @@ def _validate_create(
     name = name or ""
     if not name:
         errors["name"] = ["A name is required."]
-    elif len(name) > 63 or not NAME_RE.match(name):
+    elif len(name) > 63 or not NAME_RE.fullmatch(name):
         errors["name"] = [
             "Use at most 63 lowercase letters, digits and hyphens, starting and ending "
             "with a letter or digit (a DNS label)."
@@ -193,12 +195,13 @@ def vm_create(
         vcpus = vcpus or flavor_obj.vcpus
         memory_mib = memory_mib or flavor_obj.memory_mib
         disk_gib = disk_gib if disk_gib is not None else flavor_obj.disk_gib
-    for field, value in (("labels", labels), ("node_selector", node_selector)):
-        if value is not None and (
-            not isinstance(value, dict)
-            or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
-        ):
-            raise ValidationError("Invalid labels.", errors={field: ["A map of strings."]})
+    label_errors = {
+        field: messages
+        for field, value in (("labels", labels), ("node_selector", node_selector))
+        if (messages := label_map_errors(value))
+    }
+    if label_errors:
+        raise ValidationError("Invalid labels.", errors=label_errors)
     image_obj, vcpus, memory_mib, disk_gib = _validate_create(
         tenant=tenant,
         name=name,

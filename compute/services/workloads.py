@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from compute.backends.containers import ClusterEvent, DeploymentInfo, PodInfo, WorkloadSpec
 from compute.choices import Phase, ServiceType, WorkloadKind
+from compute.labels import label_map_errors
 from compute.models import KubernetesCluster, TenantNamespace, Workload
 from compute.quantities import check_image, format_cpu, format_memory, parse_cpu, parse_memory
 from compute.services.readiness import workload_ready_condition
@@ -36,7 +37,7 @@ from tenants.services import audit_record, authorize, quota_release, quota_reser
 logger = logging.getLogger(__name__)
 
 # DNS-1035 label: a Service may carry the workload's name, so it starts with a letter.
-NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+NAME_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 # A Deployment's pods are named <name>-<pod-template-hash (≤ 10)>-<5 random>; 46 keeps
 # them within 63 characters (longer names get truncated by Kubernetes).
 MAX_NAME = {WorkloadKind.DEPLOYMENT: 46, WorkloadKind.POD: 63}
@@ -44,7 +45,8 @@ RESERVED_NAMES = frozenset({"new"})
 MAX_REPLICAS = 100
 MAX_PORTS = 10
 MAX_ARGS = 50
-ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+# Matched with fullmatch (as every name here): "$" would accept a trailing newline.
+ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 MIB = 2**20
 EVENT_KIND = "workload"
 
@@ -142,7 +144,7 @@ def validate_workload(
             f"At most {limit} characters for a {kind}"
             + (" (its pods add a suffix and must fit in 63)." if limit < 63 else ".")
         ]
-    elif not NAME_RE.match(name):
+    elif not NAME_RE.fullmatch(name):
         errors["name"] = [
             "Use lowercase letters, digits and hyphens, starting with a letter and ending "
             "with a letter or digit (a DNS label)."
@@ -198,7 +200,7 @@ def validate_workload(
         errors["env"] = ["A map of names to string values."]
         env = {}
     else:
-        bad = [k for k in env if not ENV_NAME.match(k) or len(k) > 253]
+        bad = [k for k in env if not ENV_NAME.fullmatch(k) or len(k) > 253]
         if bad:
             errors["env"] = [f"Invalid variable name {bad[0]!r}: letters, digits, - . _"]
         elif len(env) > 100 or any(len(v) > 4096 for v in env.values()):
@@ -287,11 +289,8 @@ def workload_create(
     recorded as a Warning event for the tenant.
     """
     authorize(actor=actor, tenant=tenant, permission="workload.create", target=f"workload/{name}")
-    if labels is not None and (
-        not isinstance(labels, dict)
-        or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
-    ):
-        raise ValidationError("Invalid labels.", errors={"labels": ["A map of strings."]})
+    if label_errors := label_map_errors(labels):
+        raise ValidationError("Invalid labels.", errors={"labels": label_errors})
     spec = validate_workload(
         tenant=tenant,
         name=name,

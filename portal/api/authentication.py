@@ -8,6 +8,7 @@ the window passes, and the lockout is audited once (``api.token.lockout``).
 from __future__ import annotations
 
 import hmac
+import re
 
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -18,6 +19,8 @@ from portal.middleware import client_ip
 from tenants.choices import AuditOutcome
 from tenants.models import ApiToken
 from tenants.services import TOKEN_PREFIX, audit_record, token_hash
+
+KEY_ID = re.compile(r"[0-9a-f]{1,64}")
 
 
 class TokenAuthentication(authentication.BaseAuthentication):
@@ -45,7 +48,8 @@ class TokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Malformed token.") from None
         prefix, _, rest = key.partition("_")
         key_id, _, secret = rest.partition("_")
-        if prefix != TOKEN_PREFIX or not key_id or not secret:
+        # The id is looked up in the database: only the characters token_create uses.
+        if prefix != TOKEN_PREFIX or not KEY_ID.fullmatch(key_id) or not secret:
             self._failed(request, throttle, "")
             raise exceptions.AuthenticationFailed("Malformed token.")
         token = ApiToken.objects.select_related("user").filter(key_id=key_id).first()

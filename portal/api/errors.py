@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
-from rest_framework import exceptions, status
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpResponse, JsonResponse
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from portal.api.parsers import BodyTooLarge
 from portal.exceptions import ApplicationError, QuotaExceeded
 
 logger = logging.getLogger(__name__)
@@ -25,10 +27,46 @@ _TITLES = {
     406: ("not-acceptable", "Not acceptable"),
     409: ("conflict", "Conflict"),
     412: ("precondition-failed", "Precondition failed"),
+    413: ("too-large", "Request body too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
     428: ("precondition-required", "Precondition required"),
     429: ("throttled", "Too many requests"),
 }
+
+
+class ShortfallSerializer(serializers.Serializer):
+    resource = serializers.CharField()
+    requested = serializers.CharField()
+    left = serializers.CharField()
+    limit = serializers.CharField()
+    unit = serializers.CharField()
+
+
+class ProblemSerializer(serializers.Serializer):
+    """An error (RFC 9457), as documented in the OpenAPI schema."""
+
+    type = serializers.URLField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Field path → messages.",
+    )
+    resource = serializers.CharField(required=False, help_text="Quota refusals: the resource.")
+    requested = serializers.CharField(required=False)
+    left = serializers.CharField(required=False)
+    limit = serializers.CharField(required=False)
+    unit = serializers.CharField(required=False)
+    exceeded = serializers.ListField(
+        child=ShortfallSerializer(),
+        required=False,
+        help_text="Quota refusals: every resource over its limit.",
+    )
+
+    class Meta:
+        ref_name = "Problem"
 
 
 def problem(
@@ -73,6 +111,13 @@ def api_field_errors(
     return error
 
 
+def problem_response(status_code: int, detail: str) -> HttpResponse:
+    """A problem+json answer outside DRF (middleware, plain Django views)."""
+    slug, title = _TITLES.get(status_code, ("error", "Error"))
+    body = {"type": TYPE_BASE + slug, "title": title, "status": status_code, "detail": detail}
+    return JsonResponse(body, status=status_code, content_type=PROBLEM)
+
+
 def _flatten(detail) -> dict[str, list[str]]:
     """DRF's nested error detail → ``{"field": ["message", ...]}`` (dotted for nesting)."""
     out: dict[str, list[str]] = {}
@@ -113,6 +158,8 @@ def exception_handler(exc, context):
         )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = BodyTooLarge()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     if isinstance(exc, exceptions.APIException):

@@ -2,9 +2,50 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import serializers
 from rest_framework.request import Request
 
 from portal.exceptions import PreconditionFailed
+
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description='The resourceVersion you read (the ETag, e.g. "7"); 412 when it changed.',
+)
+
+
+# An input serializer that refuses fields it does not know, naming them, instead of
+# ignoring them (documented as ``additionalProperties: false``). A comment, not a
+# docstring: drf-spectacular would show a docstring on every input schema.
+class StrictSerializer(serializers.Serializer):
+    unknown_message = "Unknown field."
+
+    def to_internal_value(self, data):
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        errors = {key: [self.unknown_message] for key in unknown}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as error:
+            if not isinstance(error.detail, dict):
+                raise
+            errors = {**error.detail, **errors}  # missing and unknown fields, together
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+def label_map_field(**kwargs) -> serializers.DictField:
+    """A ``labels``/``nodeSelector`` map as serializers declare it (values may be empty,
+    as in Kubernetes; the services check the syntax and limits)."""
+    kwargs.setdefault(
+        "help_text",
+        "At most 64 entries in Kubernetes label syntax: keys `[dns-prefix/]name`, names and "
+        "values at most 63 letters, digits, `-`, `_`, `.` (values may be empty).",
+    )
+    return serializers.DictField(child=serializers.CharField(allow_blank=True), **kwargs)
 
 
 def metadata(obj, *, name: str, tenant: str | None = None, labels: dict | None = None) -> dict:

@@ -84,10 +84,11 @@ def test_a_bad_quota_patch_is_a_400_naming_the_field_and_changes_nothing(demo, a
     assert not AuditLog.objects.filter(action="quota.set").exists()
 
 
-def test_a_quota_patch_without_a_spec_is_a_400_naming_the_missing_field(demo, api):
+def test_a_quota_patch_without_a_spec_is_a_400_naming_the_missing_and_the_unknown_field(demo, api):
     response = api(demo.admin).patch(QUOTA, {"hard": {"vms": 3}}, format="json")
     assert assert_problem(response, 400, "invalid")["errors"] == {
-        "spec": ["This field is required."]
+        "spec": ["This field is required."],
+        "hard": ["Unknown field."],
     }
 
 
