@@ -10,7 +10,9 @@ from django.db import models
 class Resource(models.Model):
     """A user-visible resource: stable uid, timestamps and a resourceVersion.
 
-    ``resource_version`` grows on every save; the API uses it for ``If-Match``.
+    ``resource_version`` grows on every write and is the API's ``ETag``/``If-Match``.
+    Writes increment it in the database (``F("resource_version") + 1``), never from the
+    value a copy in memory holds, so two writers can never produce the same version.
     """
 
     uid = models.UUIDField(
@@ -33,9 +35,16 @@ class Resource(models.Model):
         abstract = True
 
     def save(self, *args, **kwargs):
-        if self.pk is not None:
-            self.resource_version = (self.resource_version or 0) + 1
-            update_fields = kwargs.get("update_fields")
-            if update_fields is not None:
-                kwargs["update_fields"] = {*update_fields, "resource_version", "updated"}
+        if self._state.adding:
+            super().save(*args, **kwargs)
+            return
+        self.resource_version = models.F("resource_version") + 1
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None:
+            kwargs["update_fields"] = {*update_fields, "resource_version", "updated"}
         super().save(*args, **kwargs)
+        # The version this write produced (exact when the caller holds the row lock,
+        # as every service that saves a resource does).
+        self.resource_version = (
+            type(self)._base_manager.filter(pk=self.pk).values_list("resource_version", flat=True)
+        ).get()

@@ -8,10 +8,12 @@ the job (``Running``) and ends it ``Succeeded``, ``Failed`` or ``Cancelled``. Ev
 change is published as the ``migration`` resource ``<uid>`` of the tenant (progress
 samples too, several per second) through ``monitoring.services``.
 
-The VM's phase is still written only by :func:`compute.services.vms.vm_observe`:
-``Migrating`` while the job runs, then ``Running`` with the new host and VNC port in the
-same transaction as the migration's ``Succeeded``, or ``Running`` on the source with
-the reason when it failed.
+The VM's phase is written through :func:`compute.services.vms.vm_observe`, like every
+observed phase: ``Migrating`` while the job runs, then ``Running`` with the new host and
+VNC port in the same transaction as the migration's ``Succeeded``, or the phase it shows
+on the source, with the reason, when it failed. Every write of a migration locks its
+row and increments ``resource_version`` in the database (progress samples too), so a
+sample never overwrites a cancel that arrived meanwhile.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from compute.backends import MigrationOptions, MigrationProgress
@@ -352,32 +355,51 @@ def migration_progress(migration: Migration, sample: MigrationProgress) -> Migra
     rate = sample.transfer_rate
     remaining = sample.remaining
     eta = round(remaining / rate, 1) if rate and remaining else None
-    fields = {
-        "memory_processed": max(migration.memory_processed, sample.memory_processed),
-        "memory_remaining": sample.memory_remaining,
-        "memory_total": sample.memory_total,
-        "disk_processed": max(migration.disk_processed, sample.disk_processed),
-        "disk_remaining": sample.disk_remaining,
-        "disk_total": sample.disk_total,
-        "transfer_rate": rate,
-        "dirty_rate": sample.dirty_rate,
-        "iteration": sample.iteration,
-        "eta_seconds": eta,
-        "downtime_ms": sample.downtime_ms,
-        "samples": migration.samples + 1,
-    }
-    Migration.objects.filter(pk=migration.pk).update(**fields)
-    for key, value in fields.items():
-        setattr(migration, key, value)
-    _publish(migration)
+    with transaction.atomic():
+        row = (
+            Migration.objects.select_for_update(of=("self",))
+            .select_related("tenant")
+            .get(pk=migration.pk)
+        )
+        fields = {
+            "memory_processed": max(row.memory_processed, sample.memory_processed),
+            "memory_remaining": sample.memory_remaining,
+            "memory_total": sample.memory_total,
+            "disk_processed": max(row.disk_processed, sample.disk_processed),
+            "disk_remaining": sample.disk_remaining,
+            "disk_total": sample.disk_total,
+            "transfer_rate": rate,
+            "dirty_rate": sample.dirty_rate,
+            "iteration": sample.iteration,
+            "eta_seconds": eta,
+            "downtime_ms": sample.downtime_ms,
+            "samples": row.samples + 1,
+        }
+        _write(row, migration, fields)
     return migration
 
 
 def migration_note(migration: Migration, reason: str) -> None:
     """Show why the job is being aborted while the abort is under way."""
-    Migration.objects.filter(pk=migration.pk).update(reason=reason[:500])
-    migration.reason = reason[:500]
-    _publish(migration)
+    with transaction.atomic():
+        row = (
+            Migration.objects.select_for_update(of=("self",))
+            .select_related("tenant")
+            .get(pk=migration.pk)
+        )
+        _write(row, migration, {"reason": reason[:500]})
+
+
+def _write(row: Migration, copy: Migration, fields: dict) -> None:
+    """Inside a transaction holding ``row``'s lock: write ``fields``, increment the
+    version, update the caller's ``copy`` and publish the row."""
+    fields = {**fields, "updated": timezone.now()}
+    Migration.objects.filter(pk=row.pk).update(**fields, resource_version=F("resource_version") + 1)
+    fields["resource_version"] = row.resource_version + 1
+    for key, value in fields.items():
+        setattr(row, key, value)
+        setattr(copy, key, value)
+    _publish(row)
 
 
 def cancel_requested(migration: Migration) -> bool:
