@@ -21,7 +21,8 @@ from compute.models import VirtualMachine
 from compute.services import reconcile
 from compute.services import vms as vm_services
 from compute.tasks import libvirt as libvirt_tasks
-from tests.conftest import postgres_only
+from tests.compute.services.test_vm_lifecycle import wait_phase
+from tests.conftest import postgres_only, wait_for
 from tests.races import race
 
 pytestmark = [pytest.mark.libvirt_test_driver, pytest.mark.django_db(transaction=True)]
@@ -179,3 +180,47 @@ def test_concurrent_observations_each_get_their_own_resource_version(demo, make_
     row = VirtualMachine.objects.get(pk=vm.pk)
     assert sorted(produced) == list(range(vm.resource_version + 1, vm.resource_version + 9))
     assert row.resource_version == vm.resource_version + 8
+
+
+def test_with_a_real_worker_a_delete_racing_the_reconciler_always_deletes_the_vm(
+    demo, make_host, tiny_image, celery_worker
+):
+    """End to end: each round a running VM's guest is destroyed outside the portal
+    (policy Never), the reconciler runs while the user deletes the VM, and the worker
+    carries out whatever was decided. The VM and its domain are always gone at the end."""
+    postgres_only()
+    host = make_host()
+    conn = shared_connection(host.uri)
+    names = iter(range(1000))
+
+    def setup() -> dict:
+        vm = vm_services.vm_create(
+            actor=demo.bob,
+            tenant=demo.acme,
+            name=f"gone-{next(names)}",
+            image="tiny",
+            vcpus=1,
+            memory_mib=256,
+            restart_policy=RestartPolicy.NEVER,
+        )
+        vm = wait_phase(vm, Phase.RUNNING)
+        conn.lookupByName(vm.domain_name).destroy()
+        return {"vm": vm}
+
+    def observer(state: dict) -> None:
+        reconcile.reconcile_host(host)
+
+    def user(state: dict) -> None:
+        vm_services.vm_delete(actor=demo.bob, vm=state["vm"])
+
+    def check(state: dict) -> None:
+        vm = state["vm"]
+
+        def gone() -> bool:
+            return not VirtualMachine.objects.filter(pk=vm.pk).exists()
+
+        left = VirtualMachine.objects.filter(pk=vm.pk).values("phase", "desired_state")
+        wait_for(gone, 20, message=f"{vm.name} was not deleted: {left.first()}")
+        assert vm.domain_name not in conn.listDefinedDomains()
+
+    race(40, setup, observer, user, check)
