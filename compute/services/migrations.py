@@ -24,7 +24,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from compute.backends import MigrationOptions, MigrationProgress
@@ -356,11 +355,7 @@ def migration_progress(migration: Migration, sample: MigrationProgress) -> Migra
     remaining = sample.remaining
     eta = round(remaining / rate, 1) if rate and remaining else None
     with transaction.atomic():
-        row = (
-            Migration.objects.select_for_update(of=("self",))
-            .select_related("tenant")
-            .get(pk=migration.pk)
-        )
+        row = Migration.locked(migration.pk, "tenant")
         fields = {
             "memory_processed": max(row.memory_processed, sample.memory_processed),
             "memory_remaining": sample.memory_remaining,
@@ -375,31 +370,17 @@ def migration_progress(migration: Migration, sample: MigrationProgress) -> Migra
             "downtime_ms": sample.downtime_ms,
             "samples": row.samples + 1,
         }
-        _write(row, migration, fields)
+        row.write_locked(fields, copies=(migration,))
+        _publish(row)
     return migration
 
 
 def migration_note(migration: Migration, reason: str) -> None:
     """Show why the job is being aborted while the abort is under way."""
     with transaction.atomic():
-        row = (
-            Migration.objects.select_for_update(of=("self",))
-            .select_related("tenant")
-            .get(pk=migration.pk)
-        )
-        _write(row, migration, {"reason": reason[:500]})
-
-
-def _write(row: Migration, copy: Migration, fields: dict) -> None:
-    """Inside a transaction holding ``row``'s lock: write ``fields``, increment the
-    version, update the caller's ``copy`` and publish the row."""
-    fields = {**fields, "updated": timezone.now()}
-    Migration.objects.filter(pk=row.pk).update(**fields, resource_version=F("resource_version") + 1)
-    fields["resource_version"] = row.resource_version + 1
-    for key, value in fields.items():
-        setattr(row, key, value)
-        setattr(copy, key, value)
-    _publish(row)
+        row = Migration.locked(migration.pk, "tenant")
+        row.write_locked({"reason": reason[:500]}, copies=(migration,))
+        _publish(row)
 
 
 def cancel_requested(migration: Migration) -> bool:

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from compute.choices import DesiredState, ImageKind, ImagePhase, Phase, RestartPolicy
@@ -35,6 +35,7 @@ from compute.services.readiness import ready_condition, ready_on_phase
 from monitoring.formats import timestamp
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, QuotaExceeded, ValidationError
+from portal.models import observation_current
 from tenants.choices import ReservationKind
 from tenants.models import Tenant
 from tenants.services import audit_record, authorize, quota_release, quota_reserve
@@ -480,49 +481,22 @@ def vm_observe(
     """
     message = message[:1000]
     with transaction.atomic():
-        row = (
-            VirtualMachine.objects.select_for_update(of=("self",))
-            .select_related("tenant")
-            .filter(pk=vm.pk)
-            .first()
-        )
+        row = VirtualMachine.locked(vm.pk, "tenant")
         if row is None:
             return False
-        current = row.generation == vm.generation
-        if not current:
-            logger.info(
-                "%s: %s was observed against generation %s, superseded by %s; "
-                "the phase is left to the newer action",
-                row,
-                phase,
-                vm.generation,
-                row.generation,
-            )
+        current = observation_current(row, vm, phase)
         updates = {name: value for name, value in fields.items() if _differs(row, name, value)}
         changed = current and (row.phase != phase or row.message != message)
         if changed:
             now = timezone.now()
             updates.update(phase=phase, message=message, phase_changed=now)
             updates.update(ready_on_phase(row, phase, now))
-        followed = current and follow is not None and follow != row.desired_state
-        if followed:
-            updates["desired_state"] = follow
+        if current and follow is not None and follow != row.desired_state:
+            # A new intent, decided by the observer: its later observations count.
+            updates.update(desired_state=follow, generation=row.generation + 1)
         if not updates:
             return current
-        now = timezone.now()
-        VirtualMachine.objects.filter(pk=row.pk).update(
-            **updates,
-            **({"generation": F("generation") + 1} if followed else {}),
-            updated=now,
-            resource_version=F("resource_version") + 1,
-        )
-        # The row is locked: these are exactly the values just written.
-        updates.update(updated=now, resource_version=row.resource_version + 1)
-        if followed:
-            updates["generation"] = row.generation + 1
-        for key, value in updates.items():
-            setattr(row, key, value)
-            setattr(vm, key, value)
+        row.write_locked(updates, copies=(vm,))
         if changed:
             event_publish(
                 tenant=row.tenant,

@@ -43,6 +43,7 @@ from compute.services.readiness import workload_ready_condition
 from monitoring.formats import timestamp
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, QuotaExceeded, ValidationError
+from portal.models import observation_current
 from tenants.choices import ReservationKind
 from tenants.models import Tenant
 from tenants.services import audit_record, authorize, quota_release, quota_reserve
@@ -605,23 +606,10 @@ def workload_observe(
     observation was current.
     """
     with transaction.atomic():
-        row = (
-            Workload.objects.select_for_update(of=("self",))
-            .select_related("tenant", "cluster")
-            .filter(pk=workload.pk)
-            .first()
-        )
+        row = Workload.locked(workload.pk, "tenant", "cluster")
         if row is None:
             return False
-        current = row.generation == workload.generation
-        if not current:
-            logger.info(
-                "%s: %s was observed against generation %s, superseded by %s",
-                row,
-                phase,
-                workload.generation,
-                row.generation,
-            )
+        current = observation_current(row, workload, phase)
         if row.deleting and phase not in (Phase.DELETING, Phase.FAILED):
             phase, message = Phase.DELETING, ""
         message = message[:1000]
@@ -631,15 +619,7 @@ def workload_observe(
             updates.update(phase=phase, message=message, phase_changed=timezone.now())
         if not updates:
             return current
-        updates["updated"] = timezone.now()
-        Workload.objects.filter(pk=row.pk).update(
-            **updates, resource_version=F("resource_version") + 1
-        )
-        # The row is locked: this is exactly the version just written.
-        updates["resource_version"] = row.resource_version + 1
-        for key, value in updates.items():
-            setattr(row, key, value)
-            setattr(workload, key, value)
+        row.write_locked(updates, copies=(workload,))
         if changed:
             event_publish(
                 tenant=row.tenant,
@@ -661,12 +641,7 @@ def workload_refused(workload: Workload, message: str) -> bool:
     quota), the refusal concerns a spec that is no longer wanted: nothing is released
     and the newer spec's own apply runs. Returns whether the refusal was recorded."""
     with transaction.atomic():
-        row = (
-            Workload.objects.select_for_update(of=("self",))
-            .select_related("tenant", "cluster")
-            .filter(pk=workload.pk)
-            .first()
-        )
+        row = Workload.locked(workload.pk, "tenant", "cluster")
         if row is None or row.generation != workload.generation or row.deleting:
             logger.info("%s: refusal of generation %s is superseded", workload, workload.generation)
             return False
@@ -915,14 +890,8 @@ def cluster_workloads_unknown(cluster: KubernetesCluster, detail: str) -> int:
     )
     for pk in list(candidates):
         with transaction.atomic():
-            workload = (
-                Workload.objects.select_for_update(of=("self",))
-                .select_related("tenant", "cluster")
-                .filter(pk=pk, deleting=False)
-                .exclude(phase=Phase.UNKNOWN)
-                .first()
-            )
-            if workload is None:
+            workload = Workload.locked(pk, "tenant", "cluster")
+            if workload is None or workload.deleting or workload.phase == Phase.UNKNOWN:
                 continue
             workload_observe(
                 workload,
