@@ -15,7 +15,7 @@ def mark_refused(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('compute', '0006_vm_domain_by_uid'),
+        ('compute', '0007_vm_ready_condition'),
     ]
 
     operations = [
