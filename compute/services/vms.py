@@ -494,6 +494,8 @@ def vm_observe(
         if current and follow is not None and follow != row.desired_state:
             # A new intent, decided by the observer: its later observations count.
             updates.update(desired_state=follow, generation=row.generation + 1)
+        if current:  # the copy now shows the phase it observed, written or not
+            vm.phase, vm.message = phase, message
         if not updates:
             return current
         row.write_locked(updates, copies=(vm,))

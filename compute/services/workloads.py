@@ -617,6 +617,8 @@ def workload_observe(
         changed = current and (row.phase != phase or row.message != message)
         if changed:
             updates.update(phase=phase, message=message, phase_changed=timezone.now())
+        if current:  # the copy now shows the phase it observed, written or not
+            workload.phase, workload.message = phase, message
         if not updates:
             return current
         row.write_locked(updates, copies=(workload,))
