@@ -134,9 +134,34 @@ def _field(kind: str, name: str) -> str:
     return f"{kind}/{name}"
 
 
-def state_store(slug: str, kind: str, name: str, data: dict) -> None:
-    """Remember the last published state of one resource."""
-    redis_client().hset(STATE_KEY.format(slug=slug), _field(kind, name), json.dumps(data))
+# Store a state unless the one kept has a higher resourceVersion: publishes run after
+# their transactions commit, in threads and processes of their own, so an older state
+# can arrive last; the snapshot must still show the newest.
+_STORE_NEWEST = """
+local kept = redis.call('HGET', KEYS[1], ARGV[1])
+local version = tonumber(ARGV[3])
+if kept and version then
+  local ok, old = pcall(cjson.decode, kept)
+  if ok and type(old) == 'table' then
+    local old_version = tonumber(old['resourceVersion'])
+    if old_version and old_version > version then
+      return 0
+    end
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+def state_store(slug: str, kind: str, name: str, data: dict) -> bool:
+    """Remember the last published state of one resource; a state older than the one
+    kept (lower ``resourceVersion``) is ignored. Returns whether it was stored."""
+    version = str(data.get("resourceVersion") or "")
+    stored = redis_client().eval(
+        _STORE_NEWEST, 1, STATE_KEY.format(slug=slug), _field(kind, name), json.dumps(data), version
+    )
+    return bool(stored)
 
 
 def state_forget(slug: str, kind: str, name: str) -> None:

@@ -539,6 +539,7 @@ def migration_state(migration: Migration) -> dict:
 
     return {
         "uid": str(migration.uid),
+        "resourceVersion": str(migration.resource_version),
         "vm": migration.vm_name,
         "phase": migration.phase,
         "reason": migration.reason,

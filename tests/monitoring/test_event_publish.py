@@ -121,6 +121,24 @@ def test_resource_states_are_kept_for_resyncs_until_forgotten(transactional_db, 
     assert live.state_snapshot("globex") == []
 
 
+def test_a_state_published_late_never_replaces_a_newer_one_in_the_snapshot(transactional_db, demo):
+    """Publishes run after their own commits, in threads and processes of their own: an
+    older state can arrive last. A resyncing page must still get the newest."""
+    resource_publish(
+        tenant=demo.acme, kind="vm", name="web1", data={"phase": "Stopping", "resourceVersion": "7"}
+    )
+    resource_publish(
+        tenant=demo.acme, kind="vm", name="web1", data={"phase": "Running", "resourceVersion": "6"}
+    )
+    [kept] = live.state_snapshot("acme", "vm", "web1")
+    assert kept["data"] == {"phase": "Stopping", "resourceVersion": "7"}
+    resource_publish(
+        tenant=demo.acme, kind="vm", name="web1", data={"phase": "Stopped", "resourceVersion": "8"}
+    )
+    [kept] = live.state_snapshot("acme", "vm", "web1")
+    assert kept["data"]["phase"] == "Stopped"
+
+
 def test_a_resource_state_must_be_a_json_mapping(demo):
     with pytest.raises(ValidationError):
         resource_publish(tenant=demo.acme, kind="vm", name="web1", data=["Running"])

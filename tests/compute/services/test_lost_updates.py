@@ -21,6 +21,7 @@ from compute.models import VirtualMachine
 from compute.services import reconcile
 from compute.services import vms as vm_services
 from compute.tasks import libvirt as libvirt_tasks
+from monitoring import live
 from tests.compute.services.test_vm_lifecycle import wait_phase
 from tests.conftest import postgres_only, wait_for
 from tests.races import race
@@ -180,6 +181,9 @@ def test_concurrent_observations_each_get_their_own_resource_version(demo, make_
     row = VirtualMachine.objects.get(pk=vm.pk)
     assert sorted(produced) == list(range(vm.resource_version + 1, vm.resource_version + 9))
     assert row.resource_version == vm.resource_version + 8
+    # A page that resyncs now is given the newest of the eight states.
+    [shown] = live.state_snapshot("acme", "vm", vm.name)
+    assert shown["data"]["resourceVersion"] == str(row.resource_version)
 
 
 def test_with_a_real_worker_a_delete_racing_the_reconciler_always_deletes_the_vm(
