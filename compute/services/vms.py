@@ -549,6 +549,7 @@ def vm_state(vm: VirtualMachine) -> dict:
         "phaseChanged": timestamp(vm.phase_changed),
         "conditions": [ready_condition(vm)],
         "desiredState": vm.desired_state,
+        "uid": str(vm.uid),
         "resourceVersion": str(vm.resource_version),
         "actionsByRole": {
             role: allowed_actions(vm, role) for role in ("viewer", "operator", "admin")

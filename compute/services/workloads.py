@@ -919,6 +919,7 @@ def workload_state(workload: Workload) -> dict:
         "availableReplicas": workload.available_replicas,
         "ready": f"{workload.ready_replicas}/{workload.replicas}",
         "pods": workload.pods,
+        "uid": str(workload.uid),
         "resourceVersion": str(workload.resource_version),
         "actionsByRole": {
             role: allowed_actions(workload, role) for role in ("viewer", "operator", "admin")
