@@ -15,7 +15,7 @@ def mark_refused(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('compute', '0007_vm_ready_condition'),
+        ('compute', '0008_image_import'),
     ]
 
     operations = [
