@@ -86,7 +86,14 @@ class HostAdmin(AuditedModelAdmin):
                 self.message_user(request, f"{host.name}: {host.message}", messages.ERROR)
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
+        if change:
+            # Write only what the admin changed: reachability and capacity are observed
+            # by tasks, and maintenance is set by drains, while this form is open.
+            if form.changed_data:
+                obj.save(update_fields=form.changed_data)
+            self._audit(request, obj, "update", list(form.changed_data))
+        else:
+            super().save_model(request, obj, form, change)
         host_check(obj, actor=request.user)
 
 

@@ -5,6 +5,9 @@ fits after overcommit (vCPUs and memory already placed + requested ≤ capacity 
 Scores: least requested (free fraction after placement, averaged over CPU and memory)
 plus balanced allocation (1 − |cpu fraction − memory fraction|). The best total wins;
 ties go to the host name for stable results.
+
+:func:`schedule` places a new VM; :func:`check_host` runs the same filter for one host
+(growing a stopped VM where it is) and refuses with the same reason.
 """
 
 from __future__ import annotations
@@ -81,9 +84,45 @@ def schedule(
             continue
         candidates.append(Placement(host, _score(host, vcpus, memory_mib, usage)))
     if not candidates:
-        detail = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
-        raise NoHostAvailable(f"0/{len(hosts)} hosts can take this VM: {detail}.")
+        raise NoHostAvailable(_refusal(reasons, len(hosts)))
     return max(candidates, key=lambda p: (p.score, [-ord(c) for c in p.host.name]))
+
+
+# Which request field a capacity refusal is about (for field errors).
+_REASON_FIELD = {
+    "with too few free vCPUs": "vcpus",
+    "with too little free memory": "memory_mib",
+}
+
+
+def check_host(
+    *,
+    host: Host,
+    vcpus: int,
+    memory_mib: int,
+    node_selector: dict | None = None,
+    resident: VirtualMachine | None = None,
+) -> None:
+    """Raise ``NoHostAvailable`` unless ``host`` passes the filter for a VM of this size,
+    with the reason :func:`schedule` would give.
+
+    ``resident`` is a VM placed on ``host`` already whose current size is not counted
+    (it is the one being resized). Locks the host row until the caller's transaction
+    ends, like ``schedule``, so concurrent placements and resizes see each other.
+    """
+    host = Host.objects.select_for_update().get(pk=host.pk)
+    used_cpu, used_mem = host_usage([host]).get(host.pk, (0, 0))
+    if resident is not None and resident.host_id == host.pk:
+        used_cpu, used_mem = used_cpu - resident.vcpus, used_mem - resident.memory_mib
+    reason = _filter(host, node_selector or {}, vcpus, memory_mib, (used_cpu, used_mem))
+    if reason:
+        message = _refusal({reason: 1}, 1)
+        raise NoHostAvailable(message, errors={_REASON_FIELD.get(reason, "host"): [message]})
+
+
+def _refusal(reasons: dict[str, int], hosts: int) -> str:
+    detail = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
+    return f"0/{hosts} hosts can take this VM: {detail}."
 
 
 def _filter(host: Host, selector: dict, vcpus: int, memory: int, used: tuple[int, int]) -> str:

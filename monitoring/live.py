@@ -134,9 +134,42 @@ def _field(kind: str, name: str) -> str:
     return f"{kind}/{name}"
 
 
-def state_store(slug: str, kind: str, name: str, data: dict) -> None:
-    """Remember the last published state of one resource."""
-    redis_client().hset(STATE_KEY.format(slug=slug), _field(kind, name), json.dumps(data))
+# Store a state unless the one kept is of the same object (``uid``) at a higher
+# ``resourceVersion``: publishes run after their transactions commit, in threads and
+# processes of their own, so an older state can arrive last; the snapshot must still
+# show the newest. (Another object under the same name, e.g. one deleted and created
+# again, always replaces it.)
+_STORE_NEWEST = """
+local kept = redis.call('HGET', KEYS[1], ARGV[1])
+local version = tonumber(ARGV[3])
+if kept and version and ARGV[4] ~= '' then
+  local ok, old = pcall(cjson.decode, kept)
+  if ok and type(old) == 'table' and old['uid'] == ARGV[4] then
+    local old_version = tonumber(old['resourceVersion'])
+    if old_version and old_version > version then
+      return 0
+    end
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+def state_store(slug: str, kind: str, name: str, data: dict) -> bool:
+    """Remember the last published state of one resource; a state of the same object
+    (``uid``) older than the one kept (lower ``resourceVersion``) is ignored. Returns
+    whether it was stored."""
+    stored = redis_client().eval(
+        _STORE_NEWEST,
+        1,
+        STATE_KEY.format(slug=slug),
+        _field(kind, name),
+        json.dumps(data),
+        str(data.get("resourceVersion") or ""),
+        str(data.get("uid") or ""),
+    )
+    return bool(stored)
 
 
 def state_forget(slug: str, kind: str, name: str) -> None:

@@ -92,6 +92,15 @@ class TenantAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("quota")
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ApplicationError:
+            # save_model showed the service's refusal (e.g. the slug was taken by a
+            # create that committed after this form was validated). The admin's
+            # transaction has rolled back: nothing was saved. Show the form again.
+            return HttpResponseRedirect(request.get_full_path())
+
     @admin.display(description="Members")
     def member_count(self, obj: Tenant) -> int:
         return obj.memberships.count()

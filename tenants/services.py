@@ -116,7 +116,11 @@ def tenant_access(*, user, slug: str, action: str, target: str = "") -> Tenant:
 def tenant_create(
     *, actor, slug: str, name: str = "", description: str = "", quota: dict | None = None
 ) -> Tenant:
-    """Create a tenant with its quota (settings ``ISOTOPE_DEFAULT_QUOTA`` unless given)."""
+    """Create a tenant with its quota (settings ``ISOTOPE_DEFAULT_QUOTA`` unless given).
+
+    ``Conflict`` when the slug is taken — also when another request creates the same
+    slug at the same moment (the unique constraint decides; nothing is left behind).
+    """
     slug = (slug or "").strip()
     errors: dict[str, list[str]] = {}
     try:
@@ -127,11 +131,16 @@ def tenant_create(
         errors["slug"] = ["At most 40 characters."]
     if errors:
         raise ValidationError("Invalid tenant.", errors=errors)
+    limits = _validate_limits({**settings.ISOTOPE_DEFAULT_QUOTA, **(quota or {})})
+    taken = Conflict(f"A tenant named {slug!r} exists already.", errors={"slug": ["Taken."]})
     if Tenant.objects.filter(slug=slug).exists():
-        raise Conflict(f"A tenant named {slug!r} exists already.", errors={"slug": ["Taken."]})
-    tenant = Tenant.objects.create(slug=slug, name=name or slug, description=description)
-    limits = {**settings.ISOTOPE_DEFAULT_QUOTA, **(quota or {})}
-    _validate_limits(limits)
+        raise taken
+    try:
+        with transaction.atomic():
+            tenant = Tenant.objects.create(slug=slug, name=name or slug, description=description)
+    except IntegrityError:
+        # A concurrent create won between the check above and the insert.
+        raise taken from None
     Quota.objects.create(tenant=tenant, **limits)
     audit_record(actor=actor, action="tenant.create", tenant=tenant, target=slug)
     return tenant
@@ -439,7 +448,9 @@ def quota_reserve(
     if shortfalls:
         raise QuotaExceeded(shortfalls)
     Quota.objects.filter(pk=quota.pk).update(
-        **{f"used_{r}": F(f"used_{r}") + a for r, a in request.items()}
+        **{f"used_{r}": F(f"used_{r}") + a for r, a in request.items()},
+        resource_version=F("resource_version") + 1,
+        updated=timezone.now(),
     )
     return Reservation.objects.create(
         tenant=tenant, ref=ref, kind=kind, object_id=object_id, **request
@@ -460,7 +471,9 @@ def quota_release(ref: str) -> bool:
     if reservation is None:
         return False
     Quota.objects.filter(pk=quota.pk).update(
-        **{f"used_{r}": F(f"used_{r}") - getattr(reservation, r) for r in QUOTA_RESOURCES}
+        **{f"used_{r}": F(f"used_{r}") - getattr(reservation, r) for r in QUOTA_RESOURCES},
+        resource_version=F("resource_version") + 1,
+        updated=timezone.now(),
     )
     reservation.released = timezone.now()
     reservation.save(update_fields=["released"])

@@ -102,6 +102,9 @@ class WorkloadSpec:
     """An RFC 3339 time: a new value rolls the Deployment's pods (rollout restart)."""
     portal_uid: str = ""
     """Isotope's own uid of the workload (not a Kubernetes UID), kept as an annotation."""
+    portal_generation: int = 0
+    """Isotope's generation of this spec, kept as an annotation so that the watch can
+    tell whether what it sees was applied from the newest spec."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,8 @@ class DeploymentInfo:
     failure: str = ""
     """Why the rollout is stuck (ReplicaFailure or ProgressDeadlineExceeded), if it is."""
     terminating: bool = False
+    portal_generation: int = 0
+    """The portal's generation of the spec it was applied from (0: not annotated)."""
 
 
 @dataclass(frozen=True)

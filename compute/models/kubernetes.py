@@ -202,6 +202,19 @@ class Workload(Resource):
     deleting = models.BooleanField(
         default=False,
     )
+    generation = models.PositiveBigIntegerField(
+        default=1,
+        editable=False,
+        help_text="Grows whenever the spec changes (scale, restart, delete); applied "
+        "objects carry it, so an observation of an older spec is recognised.",
+    )
+    refused_generation = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The generation the API server refused for quota (its reservation was "
+        "released then); a later spec change is tried again.",
+    )
     phase = models.CharField(
         max_length=16,
         choices=Phase.choices,

@@ -43,6 +43,12 @@ class VirtualMachine(Resource):
         choices=DesiredState.choices,
         default=DesiredState.RUNNING,
     )
+    generation = models.PositiveBigIntegerField(
+        default=1,
+        editable=False,
+        help_text="Grows whenever what the VM should be (desired state, size) changes; "
+        "an observation made against an older generation does not set the phase.",
+    )
     phase = models.CharField(
         max_length=16,
         choices=Phase.choices,

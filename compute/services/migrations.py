@@ -8,10 +8,12 @@ the job (``Running``) and ends it ``Succeeded``, ``Failed`` or ``Cancelled``. Ev
 change is published as the ``migration`` resource ``<uid>`` of the tenant (progress
 samples too, several per second) through ``monitoring.services``.
 
-The VM's phase is still written only by :func:`compute.services.vms.vm_observe`:
-``Migrating`` while the job runs, then ``Running`` with the new host and VNC port in the
-same transaction as the migration's ``Succeeded``, or ``Running`` on the source with
-the reason when it failed.
+The VM's phase is written through :func:`compute.services.vms.vm_observe`, like every
+observed phase: ``Migrating`` while the job runs, then ``Running`` with the new host and
+VNC port in the same transaction as the migration's ``Succeeded``, or the phase it shows
+on the source, with the reason, when it failed. Every write of a migration locks its
+row and increments ``resource_version`` in the database (progress samples too), so a
+sample never overwrites a cancel that arrived meanwhile.
 """
 
 from __future__ import annotations
@@ -352,32 +354,33 @@ def migration_progress(migration: Migration, sample: MigrationProgress) -> Migra
     rate = sample.transfer_rate
     remaining = sample.remaining
     eta = round(remaining / rate, 1) if rate and remaining else None
-    fields = {
-        "memory_processed": max(migration.memory_processed, sample.memory_processed),
-        "memory_remaining": sample.memory_remaining,
-        "memory_total": sample.memory_total,
-        "disk_processed": max(migration.disk_processed, sample.disk_processed),
-        "disk_remaining": sample.disk_remaining,
-        "disk_total": sample.disk_total,
-        "transfer_rate": rate,
-        "dirty_rate": sample.dirty_rate,
-        "iteration": sample.iteration,
-        "eta_seconds": eta,
-        "downtime_ms": sample.downtime_ms,
-        "samples": migration.samples + 1,
-    }
-    Migration.objects.filter(pk=migration.pk).update(**fields)
-    for key, value in fields.items():
-        setattr(migration, key, value)
-    _publish(migration)
+    with transaction.atomic():
+        row = Migration.locked(migration.pk, "tenant")
+        fields = {
+            "memory_processed": max(row.memory_processed, sample.memory_processed),
+            "memory_remaining": sample.memory_remaining,
+            "memory_total": sample.memory_total,
+            "disk_processed": max(row.disk_processed, sample.disk_processed),
+            "disk_remaining": sample.disk_remaining,
+            "disk_total": sample.disk_total,
+            "transfer_rate": rate,
+            "dirty_rate": sample.dirty_rate,
+            "iteration": sample.iteration,
+            "eta_seconds": eta,
+            "downtime_ms": sample.downtime_ms,
+            "samples": row.samples + 1,
+        }
+        row.write_locked(fields, copies=(migration,))
+        _publish(row)
     return migration
 
 
 def migration_note(migration: Migration, reason: str) -> None:
     """Show why the job is being aborted while the abort is under way."""
-    Migration.objects.filter(pk=migration.pk).update(reason=reason[:500])
-    migration.reason = reason[:500]
-    _publish(migration)
+    with transaction.atomic():
+        row = Migration.locked(migration.pk, "tenant")
+        row.write_locked({"reason": reason[:500]}, copies=(migration,))
+        _publish(row)
 
 
 def cancel_requested(migration: Migration) -> bool:
@@ -536,6 +539,7 @@ def migration_state(migration: Migration) -> dict:
 
     return {
         "uid": str(migration.uid),
+        "resourceVersion": str(migration.resource_version),
         "vm": migration.vm_name,
         "phase": migration.phase,
         "reason": migration.reason,

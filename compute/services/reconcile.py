@@ -5,6 +5,11 @@ domain that vanished, stopped or started outside the portal is reported as a War
 event and handled by the VM's restart policy; an unreachable host marks its VMs
 ``Unknown`` without losing them; VMs stuck in a transitional phase (their task was lost)
 are driven again. VMs in a live migration are left to the migration task.
+
+The VM rows are read once per pass, without locks; every write goes through
+:func:`~compute.services.vms.vm_observe`, which locks the row and drops an observation
+(and a desired state the reconciler would adopt) when a user acted after the read. The
+next pass, or the task of the user's action, then looks again.
 """
 
 from __future__ import annotations
@@ -179,16 +184,15 @@ def _reconcile_vm(vm: VirtualMachine, status: DomainStatus | None) -> str:
                 reason="DomainVanished",
                 event_type="Warning",
             )
-        else:
-            vm_observe(
-                vm,
-                Phase.PROVISIONING,
-                "",
-                reason="DomainVanished",
-                event_type="Warning",
-                event_message="The domain disappeared outside the portal; "
-                f"restart policy {policy}: recreating it.",
-            )
+        elif vm_observe(
+            vm,
+            Phase.PROVISIONING,
+            "",
+            reason="DomainVanished",
+            event_type="Warning",
+            event_message="The domain disappeared outside the portal; "
+            f"restart policy {policy}: recreating it.",
+        ):
             transaction.on_commit(lambda: tasks.vm_provision.delay(vm.pk))
         return "drift"
 
@@ -201,7 +205,7 @@ def _reconcile_vm(vm: VirtualMachine, status: DomainStatus | None) -> str:
         )
         why = status.reason or status.state
         if restart:
-            vm_observe(
+            if vm_observe(
                 vm,
                 Phase.STARTING,
                 "",
@@ -209,11 +213,9 @@ def _reconcile_vm(vm: VirtualMachine, status: DomainStatus | None) -> str:
                 event_type="Warning",
                 event_message=f"The guest stopped outside the portal ({why}); "
                 f"restart policy {vm.restart_policy}: starting it again.",
-            )
-            transaction.on_commit(lambda: tasks.vm_apply.delay(vm.pk))
+            ):
+                transaction.on_commit(lambda: tasks.vm_apply.delay(vm.pk))
         else:
-            VirtualMachine.objects.filter(pk=vm.pk).update(desired_state=DesiredState.STOPPED)
-            vm.desired_state = DesiredState.STOPPED
             vm_observe(
                 vm,
                 observed,
@@ -222,20 +224,17 @@ def _reconcile_vm(vm: VirtualMachine, status: DomainStatus | None) -> str:
                 event_type="Warning",
                 event_message=f"The guest stopped outside the portal ({why}); "
                 f"restart policy {vm.restart_policy}: leaving it stopped.",
+                follow=DesiredState.STOPPED,
             )
         return "drift"
     followed = _FOLLOWED.get((desired, status.state))
     if followed is not None:
         adopt, reason, message = followed
-        _adopt(vm, adopt)
-        vm_observe(vm, observed, reason=reason, event_type="Warning", event_message=message)
+        vm_observe(
+            vm, observed, reason=reason, event_type="Warning", event_message=message, follow=adopt
+        )
         return "drift"
     if vm.phase != observed:
         vm_observe(vm, observed, backend_id=status.backend_id)
         return "changed"
     return "ok"
-
-
-def _adopt(vm: VirtualMachine, desired: str) -> None:
-    VirtualMachine.objects.filter(pk=vm.pk).update(desired_state=desired)
-    vm.desired_state = desired

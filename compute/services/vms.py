@@ -1,8 +1,20 @@
 """Virtual machine services: create, act, update, delete, and status changes.
 
 Each user action validates, records the desired state and an audit entry in one
-transaction, then enqueues a Celery task on commit; tasks and the reconciler report what
-they observe through :func:`vm_observe`, which is the only writer of ``phase``.
+transaction, then enqueues a Celery task on commit; tasks, the reconciler and the
+migration task report what they observe through :func:`vm_observe`.
+
+Who writes ``phase``: :func:`vm_create` writes ``Pending``; :func:`vm_action` writes the
+transitional phase a user's action shows while its task runs (``Starting``,
+``Stopping``, ``Deleting``) together with the new desired state; every other phase is
+observed and written by :func:`vm_observe` (from the libvirt tasks, the reconciler and
+the live-migration services). Nothing else writes it.
+
+Concurrency: every write locks the VM's row and increments ``resource_version`` in the
+database. A user's action (or a resize) also increments ``generation``; an observer's
+copy carries the generation its observation was made against, and :func:`vm_observe`
+does not write the phase of an observation that a newer action superseded, so a stale
+"Running" can never undo a stop that was asked for after it was read.
 """
 
 from __future__ import annotations
@@ -19,11 +31,12 @@ from django.utils import timezone
 from compute.choices import DesiredState, ImageKind, ImagePhase, Phase, RestartPolicy
 from compute.labels import label_map_errors
 from compute.models import Flavor, Image, VirtualMachine
-from compute.scheduler import schedule
+from compute.scheduler import check_host, schedule
 from compute.services.readiness import ready_condition, ready_on_phase
 from monitoring.formats import timestamp
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, QuotaExceeded, ValidationError
+from portal.models import observation_current
 from tenants.choices import ReservationKind
 from tenants.models import Tenant
 from tenants.services import audit_record, authorize, quota_release, quota_reserve
@@ -113,11 +126,7 @@ def visible_images(tenant: Tenant):
     return Image.objects.filter(Q(public=True) | Q(tenant=tenant), phase=ImagePhase.READY)
 
 
-def _validate_create(
-    *, tenant: Tenant, name: str, image, vcpus, memory_mib, disk_gib, restart_policy: str
-) -> tuple[Image, int, int, int]:
-    errors: dict[str, list[str]] = {}
-    name = name or ""
+def _validate_name(tenant: Tenant, name: str, errors: dict[str, list[str]]) -> None:
     if not name:
         errors["name"] = ["A name is required."]
     elif len(name) > 63 or not NAME_RE.fullmatch(name):
@@ -129,6 +138,13 @@ def _validate_create(
         errors["name"] = [f"{name!r} is reserved; choose another name."]
     elif VirtualMachine.objects.filter(tenant=tenant, name=name).exists():
         errors["name"] = [f"A VM named {name!r} exists already in {tenant.slug}."]
+
+
+def _validate_size(
+    errors: dict[str, list[str]], *, image: Image | None, vcpus, memory_mib, disk_gib
+) -> tuple[int, int, int]:
+    """vCPUs, MiB and GiB as numbers within bounds and enough for ``image`` (when it is
+    known); problems are added to ``errors``."""
 
     def number(field: str, value, low: int, high: int, unit: str) -> int:
         try:
@@ -145,6 +161,21 @@ def _validate_create(
     vcpus = number("vcpus", vcpus, 1, MAX_VCPUS, "vCPUs")
     memory_mib = number("memory_mib", memory_mib, 64, MAX_MEMORY_MIB, "MiB")
     disk_gib = number("disk_gib", disk_gib if disk_gib is not None else 0, 0, MAX_DISK_GIB, "GiB")
+    if image is not None:
+        if "memory_mib" not in errors and memory_mib < image.min_memory_mib:
+            errors["memory_mib"] = [f"{image} needs at least {image.min_memory_mib} MiB."]
+        if image.kind == ImageKind.DISK and "disk_gib" not in errors:
+            needed = max(1, -(-(image.virtual_size_bytes or 0) // 1024**3))
+            if disk_gib < needed:
+                errors["disk_gib"] = [f"{image} needs a disk of at least {needed} GiB."]
+    return vcpus, memory_mib, disk_gib
+
+
+def _validate_create(
+    *, tenant: Tenant, name: str, image, vcpus, memory_mib, disk_gib, restart_policy: str
+) -> tuple[Image, int, int, int]:
+    errors: dict[str, list[str]] = {}
+    _validate_name(tenant, name or "", errors)
     image_obj = None
     if isinstance(image, Image):
         image_obj = image if visible_images(tenant).filter(pk=image.pk).exists() else None
@@ -152,12 +183,9 @@ def _validate_create(
         image_obj = visible_images(tenant).filter(name=str(image)).order_by("public").first()
     if image_obj is None:
         errors["image"] = ["Choose one of the images available to this tenant."]
-    elif "memory_mib" not in errors and memory_mib < image_obj.min_memory_mib:
-        errors["memory_mib"] = [f"{image_obj} needs at least {image_obj.min_memory_mib} MiB."]
-    if image_obj is not None and image_obj.kind == ImageKind.DISK and "disk_gib" not in errors:
-        needed = max(1, -(-(image_obj.virtual_size_bytes or 0) // 1024**3))
-        if disk_gib < needed:
-            errors["disk_gib"] = [f"{image_obj} needs a disk of at least {needed} GiB."]
+    vcpus, memory_mib, disk_gib = _validate_size(
+        errors, image=image_obj, vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib
+    )
     if restart_policy not in RestartPolicy.values:
         errors["restart_policy"] = [f"Choose one of {', '.join(RestartPolicy.values)}."]
     if errors:
@@ -302,6 +330,10 @@ def vm_action(*, actor, vm: VirtualMachine, action: str) -> VirtualMachine:
                 errors={"phase": [f"{action} is not possible in phase {vm.phase}."]},
             )
         fields = ["updated", "resource_version"]
+        if rule.desired or rule.phase:
+            # A new intent: observations made against the old one no longer set the phase.
+            vm.generation += 1
+            fields.append("generation")
         if rule.desired:
             vm.desired_state = rule.desired
             fields.append("desired_state")
@@ -354,22 +386,27 @@ def vm_update(
     with transaction.atomic():
         vm = (
             VirtualMachine.objects.select_for_update(of=("self",))
-            .select_related("tenant")
+            .select_related("tenant", "image", "host")
             .get(pk=vm.pk)
         )
         if vm.phase != Phase.STOPPED:
             raise Conflict(
                 "Stop the VM before resizing it.", errors={"phase": ["Resize needs Stopped."]}
             )
-        _, new_vcpus, new_memory, _ = _validate_create(
-            tenant=vm.tenant,
-            name=f"{vm.name}-resize-check",
+        errors: dict[str, list[str]] = {}
+        new_vcpus, new_memory, _ = _validate_size(
+            errors,
             image=vm.image,
             vcpus=vcpus if vcpus is not None else vm.vcpus,
             memory_mib=memory_mib if memory_mib is not None else vm.memory_mib,
             disk_gib=vm.disk_gib,
-            restart_policy=vm.restart_policy,
         )
+        if errors:
+            raise ValidationError("The new size is not valid.", errors=errors)
+        old = (vm.vcpus, vm.memory_mib)
+        if (new_vcpus, new_memory) == old:
+            return vm
+        # Lock order quota → host, the same as vm_create, so the two cannot deadlock.
         quota_release(vm.quota_ref)
         quota_reserve(
             tenant=vm.tenant,
@@ -381,9 +418,18 @@ def vm_update(
             kind=ReservationKind.VM,
             object_id=str(vm.uid),
         )
-        old = (vm.vcpus, vm.memory_mib)
+        if vm.host is not None and (new_vcpus > vm.vcpus or new_memory > vm.memory_mib):
+            # Growing: the VM's host must still pass the scheduler's filter.
+            check_host(
+                host=vm.host,
+                vcpus=new_vcpus,
+                memory_mib=new_memory,
+                node_selector=vm.node_selector,
+                resident=vm,
+            )
         vm.vcpus, vm.memory_mib = new_vcpus, new_memory
-        vm.save(update_fields=["vcpus", "memory_mib", "updated", "resource_version"])
+        vm.generation += 1
+        vm.save(update_fields=["vcpus", "memory_mib", "generation"])
         audit_record(
             actor=actor,
             action="vm.resize",
@@ -399,6 +445,7 @@ def vm_update(
             reason="Resized",
             message=f"Resized to {new_vcpus} vCPU, {new_memory} MiB.",
         )
+        _publish(vm)
         transaction.on_commit(lambda: _enqueue("vm_redefine", vm.pk))
     return vm
 
@@ -416,41 +463,68 @@ def vm_observe(
     reason: str | None = None,
     event_type: str = "Normal",
     event_message: str | None = None,
+    follow: str | None = None,
     **fields,
-) -> VirtualMachine:
-    """Record an observed phase (and backend fields). Emits an event on change."""
-    changed = vm.phase != phase or vm.message != message
-    updates = dict(fields)
-    if changed:
-        updates.update(phase=phase, message=message[:1000], phase_changed=timezone.now())
-        updates.update(ready_on_phase(vm, phase, updates["phase_changed"]))
-    if not updates:
-        return vm
+) -> bool:
+    """Record what an observer saw: ``phase`` and facts about the domain in ``fields``
+    (``backend_id``, ``vnc_port``, ``host``). Emits an event when the phase or message
+    changes and pushes the new state to live pages.
+
+    ``vm`` is the observer's copy; its ``generation`` is the intent the observation was
+    made against. The row is locked and compared: when a user's action made a newer
+    generation since, the phase is *not* written (that action's own task records what
+    comes of it) — the facts in ``fields`` still are. ``follow`` adopts a new desired
+    state together with the phase (the reconciler following a change made outside the
+    portal); it makes a new generation, and is likewise dropped when superseded.
+
+    Every write increments ``resource_version`` in the database. The copy receives the
+    values written and its new version but keeps its generation, so the rest of the same
+    observer's run is measured against the same intent. Returns whether the observation
+    was current (False: superseded, or the VM is gone).
+    """
+    message = message[:1000]
     with transaction.atomic():
-        VirtualMachine.objects.filter(pk=vm.pk).update(
-            **updates,
-            updated=timezone.now(),
-            resource_version=vm.resource_version + 1,
-        )
-        for key, value in updates.items():
-            setattr(vm, key, value)
-        vm.resource_version += 1
+        row = VirtualMachine.locked(vm.pk, "tenant")
+        if row is None:
+            return False
+        current = observation_current(row, vm, phase)
+        updates = {name: value for name, value in fields.items() if _differs(row, name, value)}
+        changed = current and (row.phase != phase or row.message != message)
+        if changed:
+            now = timezone.now()
+            updates.update(phase=phase, message=message, phase_changed=now)
+            updates.update(ready_on_phase(row, phase, now))
+        if current and follow is not None and follow != row.desired_state:
+            # A new intent, decided by the observer: its later observations count.
+            updates.update(desired_state=follow, generation=row.generation + 1)
+        if current:  # the copy now shows the phase it observed, written or not
+            vm.phase, vm.message = phase, message
+        if not updates:
+            return current
+        row.write_locked(updates, copies=(vm,))
         if changed:
             event_publish(
-                tenant=vm.tenant,
+                tenant=row.tenant,
                 kind="vm",
-                name=vm.name,
-                uid=str(vm.uid),
+                name=row.name,
+                uid=str(row.uid),
                 type=event_type,
                 reason=reason or phase,
                 message=event_message or message or f"Phase is now {phase}.",
             )
-            _publish(vm)
-    return vm
+        _publish(row)
+    return current
 
 
-def vm_fail(vm: VirtualMachine, message: str) -> VirtualMachine:
-    """A permanent error: phase Failed with a readable message."""
+def _differs(row: VirtualMachine, name: str, value) -> bool:
+    field = VirtualMachine._meta.get_field(name)
+    if field.is_relation:
+        return getattr(row, field.attname) != (value.pk if value is not None else None)
+    return getattr(row, name) != value
+
+
+def vm_fail(vm: VirtualMachine, message: str) -> bool:
+    """A permanent error: phase Failed with a readable message (unless superseded)."""
     return vm_observe(vm, Phase.FAILED, message, reason="Failed", event_type="Warning")
 
 
@@ -478,6 +552,7 @@ def vm_state(vm: VirtualMachine) -> dict:
         "phaseChanged": timestamp(vm.phase_changed),
         "conditions": [ready_condition(vm)],
         "desiredState": vm.desired_state,
+        "uid": str(vm.uid),
         "resourceVersion": str(vm.resource_version),
         "actionsByRole": {
             role: allowed_actions(vm, role) for role in ("viewer", "operator", "admin")

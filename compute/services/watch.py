@@ -6,6 +6,10 @@ thread per resource type (Deployments and pods with Isotope's labels, Events in
 When the API server is gone for longer than ``ISOTOPE_K8S_UNKNOWN_AFTER`` seconds the
 cluster's workloads turn ``Unknown``; after reconnecting each watch relists, so every
 phase is derived again from what the server holds.
+
+The watch writes only through ``compute.services.workloads`` (``workload_seen_*``,
+``cluster_workloads_unknown``), which lock each workload's row before deriving its phase,
+and through ``cluster_reachability``, which records the API server's reachability.
 """
 
 from __future__ import annotations

@@ -5,8 +5,21 @@ replicas in cores, memory = memory request × replicas in MiB rounded up per pod
 pods = replicas) and records the desired state, an audit entry and an event in one
 transaction, then enqueues ``compute.tasks.kubernetes.workload_apply`` on commit.
 What the cluster does arrives from the watch (``manage.py watch_kubernetes``) through
-the ``workload_seen_*`` functions; :func:`workload_observe` is the only writer of
-``phase``. Phases follow SPEC's pod column: Pending, Running, Failed, Deleting, Unknown.
+the ``workload_seen_*`` functions. Phases follow SPEC's pod column: Pending, Running,
+Failed, Deleting, Unknown.
+
+Who writes ``phase``: :func:`workload_create` writes ``Pending``; the actions write the
+phase the portal shows while their change is applied (``Pending`` after a scale of a
+running Deployment or a restart, ``Deleting``) together with the spec change; every
+other phase is observed and written by :func:`workload_observe` (from the watch, the
+``workload_apply`` task and the unreachable-cluster monitor). Nothing else writes it.
+
+Concurrency: every write locks the workload's row and increments ``resource_version``
+in the database. A spec change also increments ``generation``, which the applied
+objects carry (annotation ``isotope.dev/generation``): the watch locks the row before
+it derives a phase, and a Deployment applied from an older generation shows
+``Pending``. A task's observation made against an older generation does not write the
+phase, and a quota refusal only concerns (and releases) the generation it refused.
 """
 
 from __future__ import annotations
@@ -19,6 +32,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from compute.backends.containers import ClusterEvent, DeploymentInfo, PodInfo, WorkloadSpec
@@ -30,6 +44,7 @@ from compute.services.readiness import workload_ready_condition
 from monitoring.formats import timestamp
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, QuotaExceeded, ValidationError
+from portal.models import observation_current
 from tenants.choices import ReservationKind
 from tenants.models import Tenant
 from tenants.services import audit_record, authorize, quota_release, quota_reserve
@@ -454,7 +469,8 @@ def workload_scale(*, actor, workload: Workload, replicas) -> Workload:
                 ),
             )
             workload.replicas = replicas
-            workload.save(update_fields=["replicas"])
+            waiting = Phase.PENDING if workload.phase == Phase.RUNNING and replicas != old else None
+            _change_spec(workload, ["replicas"], waiting)
             audit_record(
                 actor=actor,
                 action="workload.scale",
@@ -470,8 +486,6 @@ def workload_scale(*, actor, workload: Workload, replicas) -> Workload:
                 reason="Scaling",
                 message=f"Scale from {old} to {replicas} replicas requested by {_who(actor)}.",
             )
-            if workload.phase == Phase.RUNNING and replicas != old:
-                _set_phase(workload, Phase.PENDING, "")
             _publish(workload)
             transaction.on_commit(lambda: _enqueue(workload.pk))
     except QuotaExceeded as error:
@@ -498,7 +512,7 @@ def workload_restart(*, actor, workload: Workload) -> Workload:
     with transaction.atomic():
         workload = _locked(workload, "restart")
         workload.restarted_at = timezone.now()
-        workload.save(update_fields=["restarted_at"])
+        _change_spec(workload, ["restarted_at"], Phase.PENDING)
         audit_record(
             actor=actor,
             action="workload.restart",
@@ -513,7 +527,6 @@ def workload_restart(*, actor, workload: Workload) -> Workload:
             reason="Restarting",
             message=f"Rollout restart requested by {_who(actor)}.",
         )
-        _set_phase(workload, Phase.PENDING, "")
         _publish(workload)
         transaction.on_commit(lambda: _enqueue(workload.pk))
     return workload
@@ -531,7 +544,7 @@ def workload_delete(*, actor, workload: Workload) -> Workload:
     with transaction.atomic():
         workload = _locked(workload, "delete")
         workload.deleting = True
-        workload.save(update_fields=["deleting"])
+        _change_spec(workload, ["deleting"], Phase.DELETING)
         audit_record(
             actor=actor,
             action="workload.delete",
@@ -546,7 +559,6 @@ def workload_delete(*, actor, workload: Workload) -> Workload:
             reason="Deleting",
             message=f"Deletion requested by {_who(actor)}.",
         )
-        _set_phase(workload, Phase.DELETING, "")
         _publish(workload)
         transaction.on_commit(lambda: _enqueue(workload.pk))
     return workload
@@ -560,15 +572,18 @@ def workload_action(*, actor, workload: Workload, action: str, **kwargs) -> Work
     return handlers[action](actor=actor, workload=workload, **kwargs)
 
 
+def _change_spec(workload: Workload, fields: list[str], phase: str | None) -> None:
+    """Inside an action's transaction, with the row locked: save the changed ``fields``
+    as a new generation, with the ``phase`` the portal shows while it is applied."""
+    workload.generation += 1
+    fields = [*fields, "generation"]
+    if phase is not None:
+        workload.phase, workload.message, workload.phase_changed = phase, "", timezone.now()
+        fields += ["phase", "message", "phase_changed"]
+    workload.save(update_fields=fields)
+
+
 # --- Observed state (tasks and the watch) ---------------------------------------------
-def _set_phase(workload: Workload, phase: str, message: str) -> None:
-    """Inside an action's transaction: the phase the portal shows while it waits."""
-    Workload.objects.filter(pk=workload.pk).update(
-        phase=phase, message=message, phase_changed=timezone.now()
-    )
-    workload.phase, workload.message = phase, message
-
-
 def workload_observe(
     workload: Workload,
     phase: str,
@@ -578,45 +593,65 @@ def workload_observe(
     event_type: str = "Normal",
     event_message: str | None = None,
     **fields,
-) -> Workload:
-    """Record an observed phase (and counts, pods). Emits an event when the phase or
-    message changes, and always pushes the state to live pages when anything changed."""
-    if workload.deleting and phase not in (Phase.DELETING, Phase.FAILED):
-        phase, message = Phase.DELETING, ""
-    changed = workload.phase != phase or workload.message != message[:1000]
-    updates = {k: v for k, v in fields.items() if getattr(workload, k) != v}
-    if changed:
-        updates.update(phase=phase, message=message[:1000], phase_changed=timezone.now())
-    if not updates:
-        return workload
+) -> bool:
+    """Record an observed phase and facts (``ready_replicas``, ``available_replicas``,
+    ``pods``). Emits an event when the phase or message changes, and pushes the state to
+    live pages whenever anything changed.
+
+    ``workload`` is the observer's copy; its ``generation`` is the spec the observation
+    was made against. The row is locked and compared: after a newer spec change the
+    phase is not written (the facts are). Every write increments ``resource_version``
+    in the database; the copy receives the values written. Returns whether the
+    observation was current.
+    """
     with transaction.atomic():
-        Workload.objects.filter(pk=workload.pk).update(
-            **updates, updated=timezone.now(), resource_version=workload.resource_version + 1
-        )
-        for key, value in updates.items():
-            setattr(workload, key, value)
-        workload.resource_version += 1
+        row = Workload.locked(workload.pk, "tenant", "cluster")
+        if row is None:
+            return False
+        current = observation_current(row, workload, phase)
+        if row.deleting and phase not in (Phase.DELETING, Phase.FAILED):
+            phase, message = Phase.DELETING, ""
+        message = message[:1000]
+        updates = {k: v for k, v in fields.items() if getattr(row, k) != v}
+        changed = current and (row.phase != phase or row.message != message)
+        if changed:
+            updates.update(phase=phase, message=message, phase_changed=timezone.now())
+        if current:  # the copy now shows the phase it observed, written or not
+            workload.phase, workload.message = phase, message
+        if not updates:
+            return current
+        row.write_locked(updates, copies=(workload,))
         if changed:
             event_publish(
-                tenant=workload.tenant,
+                tenant=row.tenant,
                 kind=EVENT_KIND,
-                name=workload.name,
-                uid=str(workload.uid),
+                name=row.name,
+                uid=str(row.uid),
                 type=event_type,
                 reason=reason or phase,
                 message=event_message or message or f"Phase is now {phase}.",
             )
-        _publish(workload)
-    return workload
+        _publish(row)
+    return current
 
 
-def workload_refused(workload: Workload, message: str) -> Workload:
-    """The API server refused the workload (its quota): release the reservation and
-    show Failed with the cluster's reason. Deleting it later releases nothing twice."""
+def workload_refused(workload: Workload, message: str) -> bool:
+    """The API server refused the spec of ``workload``'s generation (its quota): release
+    the reservation and show Failed with the cluster's reason, recording the refusal
+    against that generation. When the spec changed meanwhile (a scale re-charged the
+    quota), the refusal concerns a spec that is no longer wanted: nothing is released
+    and the newer spec's own apply runs. Returns whether the refusal was recorded."""
     with transaction.atomic():
-        quota_release(workload.quota_ref)
+        row = Workload.locked(workload.pk, "tenant", "cluster")
+        if row is None or row.generation != workload.generation or row.deleting:
+            logger.info("%s: refusal of generation %s is superseded", workload, workload.generation)
+            return False
+        quota_release(row.quota_ref)
+        row.refused_generation = row.generation
+        row.save(update_fields=["refused_generation"])
+        workload.refused_generation = row.refused_generation
         return workload_observe(
-            workload,
+            row,
             Phase.FAILED,
             f"{message} Its quota reservation was released.",
             reason="QuotaRefused",
@@ -624,7 +659,7 @@ def workload_refused(workload: Workload, message: str) -> Workload:
         )
 
 
-def workload_fail(workload: Workload, message: str) -> Workload:
+def workload_fail(workload: Workload, message: str) -> bool:
     return workload_observe(workload, Phase.FAILED, message, reason="Failed", event_type="Warning")
 
 
@@ -665,11 +700,15 @@ def workload_spec(workload: Workload) -> WorkloadSpec:
         service_type=workload.service_type,
         restarted_at=workload.restarted_at.isoformat() if workload.restarted_at else "",
         portal_uid=str(workload.uid),
+        portal_generation=workload.generation,
     )
 
 
 def deployment_phase(workload: Workload, info: DeploymentInfo) -> tuple[str, str]:
-    """The phase and message a Deployment's status shows, given the desired replicas."""
+    """The phase and message a Deployment's status shows, given the desired spec: an
+    object applied from an older generation of the spec is still ``Pending``."""
+    if info.portal_generation and info.portal_generation < workload.generation:
+        return Phase.PENDING, ""
     if info.failure:
         return Phase.FAILED, f"The cluster cannot create its pods: {info.failure}"
     want = workload.replicas
@@ -698,36 +737,45 @@ def pod_phase(info: PodInfo) -> tuple[str, str]:
 
 
 # --- Watch observations ---------------------------------------------------------------
-def _by_namespace(cluster: KubernetesCluster, namespace: str, name: str) -> Workload | None:
-    return (
-        Workload.objects.select_related("tenant", "cluster")
-        .filter(cluster=cluster, tenant__slug=namespace.removeprefix("isotope-"), name=name)
-        .first()
+def _by_namespace(
+    cluster: KubernetesCluster, namespace: str, name: str, *, lock: bool = False
+) -> Workload | None:
+    """The workload ``name`` in ``namespace``; with ``lock`` its row is locked until the
+    caller's transaction ends (the watch derives phases from the locked row)."""
+    queryset = Workload.objects.select_related("tenant", "cluster").filter(
+        cluster=cluster, tenant__slug=namespace.removeprefix("isotope-"), name=name
     )
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    return queryset.first()
 
 
 def workload_seen_deployment(
     cluster: KubernetesCluster, info: DeploymentInfo, *, deleted: bool = False
 ) -> Workload | None:
-    """The watch saw a Deployment change (or vanish)."""
-    workload = _by_namespace(cluster, info.namespace, info.name)
-    if workload is None or workload.kind != WorkloadKind.DEPLOYMENT:
-        return None
-    if deleted or info.terminating:
-        if workload.deleting:
-            _enqueue(workload.pk)  # finish: release quota once everything is gone
-        else:
-            _vanished(workload, "Deployment")
-        return workload
-    phase, message = deployment_phase(workload, info)
-    return workload_observe(
-        workload,
-        phase,
-        message,
-        event_type="Warning" if phase == Phase.FAILED else "Normal",
-        ready_replicas=info.ready,
-        available_replicas=info.available,
-    )
+    """The watch saw a Deployment change (or vanish). The phase is derived from the
+    workload's locked row, so it always measures the newest spec."""
+    with transaction.atomic():
+        workload = _by_namespace(cluster, info.namespace, info.name, lock=True)
+        if workload is None or workload.kind != WorkloadKind.DEPLOYMENT:
+            return None
+        if deleted or info.terminating:
+            if workload.deleting:
+                # finish: release quota once everything is gone
+                transaction.on_commit(lambda: _enqueue(workload.pk))
+            else:
+                _vanished(workload, "Deployment")
+            return workload
+        phase, message = deployment_phase(workload, info)
+        workload_observe(
+            workload,
+            phase,
+            message,
+            event_type="Warning" if phase == Phase.FAILED else "Normal",
+            ready_replicas=info.ready,
+            available_replicas=info.available,
+        )
+    return workload
 
 
 def workload_seen_pod(
@@ -736,17 +784,14 @@ def workload_seen_pod(
     """The watch saw one of a workload's pods change (or vanish): update its pod list,
     and for a single-Pod workload its phase."""
     workload_name = info.workload or info.name
-    workload = _by_namespace(cluster, info.namespace, workload_name)
-    if workload is None and not info.workload:
-        workload = _by_namespace(cluster, info.namespace, info.name.rsplit("-", 2)[0])
-    if workload is None:
-        return None
     with transaction.atomic():
-        workload = (
-            Workload.objects.select_for_update(of=("self",))
-            .select_related("tenant", "cluster")
-            .get(pk=workload.pk)
-        )
+        workload = _by_namespace(cluster, info.namespace, workload_name, lock=True)
+        if workload is None and not info.workload:
+            workload = _by_namespace(
+                cluster, info.namespace, info.name.rsplit("-", 2)[0], lock=True
+            )
+        if workload is None:
+            return None
         pods = [p for p in workload.pods if p.get("name") != info.name]
         if not deleted:
             pods.append(
@@ -761,28 +806,30 @@ def workload_seen_pod(
             )
         pods.sort(key=lambda p: p["name"])
         if workload.kind != WorkloadKind.POD:
-            return workload_observe(workload, workload.phase, workload.message, pods=pods)
-        if deleted:
+            workload_observe(workload, workload.phase, workload.message, pods=pods)
+        elif deleted:
             if workload.deleting:
                 transaction.on_commit(lambda: _enqueue(workload.pk))
-                return workload_observe(workload, Phase.DELETING, pods=pods)
-            _vanished(workload, "Pod", pods=pods)
-            return workload
-        phase, message = pod_phase(info)
-        return workload_observe(
-            workload,
-            phase,
-            message,
-            event_type="Warning" if phase == Phase.FAILED else "Normal",
-            pods=pods,
-            ready_replicas=int(info.ready),
-            available_replicas=int(info.ready),
-        )
+                workload_observe(workload, Phase.DELETING, pods=pods)
+            else:
+                _vanished(workload, "Pod", pods=pods)
+        else:
+            phase, message = pod_phase(info)
+            workload_observe(
+                workload,
+                phase,
+                message,
+                event_type="Warning" if phase == Phase.FAILED else "Normal",
+                pods=pods,
+                ready_replicas=int(info.ready),
+                available_replicas=int(info.ready),
+            )
+    return workload
 
 
 def _vanished(workload: Workload, what: str, **fields) -> None:
     """Deleted outside the portal: recreate it (the spec is the portal's)."""
-    workload_observe(
+    if workload_observe(
         workload,
         Phase.PENDING,
         "",
@@ -790,8 +837,8 @@ def _vanished(workload: Workload, what: str, **fields) -> None:
         event_type="Warning",
         event_message=f"The {what} was deleted outside the portal: recreating it.",
         **fields,
-    )
-    transaction.on_commit(lambda: _enqueue(workload.pk))
+    ):
+        transaction.on_commit(lambda: _enqueue(workload.pk))
 
 
 _REASON_CLEAN = re.compile(r"[^A-Za-z0-9]")
@@ -833,21 +880,28 @@ def workload_seen_event(cluster: KubernetesCluster, event: ClusterEvent) -> None
 
 def cluster_workloads_unknown(cluster: KubernetesCluster, detail: str) -> int:
     """The API server has been unreachable for a while: every live workload on it is
-    Unknown (the watch relists and corrects them once it is back)."""
+    Unknown (the watch relists and corrects them once it is back). A workload the
+    cluster refused has nothing there to be unknown about and stays Failed."""
     count = 0
-    for workload in (
+    candidates = (
         Workload.objects.filter(cluster=cluster, deleting=False)
         .exclude(phase=Phase.UNKNOWN)
-        .select_related("tenant", "cluster")
-    ):
-        workload_observe(
-            workload,
-            Phase.UNKNOWN,
-            f"Cluster {cluster.name} is unreachable; last known phase {workload.phase}.",
-            reason="ClusterUnreachable",
-            event_type="Warning",
-        )
-        count += 1
+        .exclude(refused_generation=F("generation"))
+        .values_list("pk", flat=True)
+    )
+    for pk in list(candidates):
+        with transaction.atomic():
+            workload = Workload.locked(pk, "tenant", "cluster")
+            if workload is None or workload.deleting or workload.phase == Phase.UNKNOWN:
+                continue
+            workload_observe(
+                workload,
+                Phase.UNKNOWN,
+                f"Cluster {cluster.name} is unreachable; last known phase {workload.phase}.",
+                reason="ClusterUnreachable",
+                event_type="Warning",
+            )
+            count += 1
     return count
 
 
@@ -864,6 +918,7 @@ def workload_state(workload: Workload) -> dict:
         "availableReplicas": workload.available_replicas,
         "ready": f"{workload.ready_replicas}/{workload.replicas}",
         "pods": workload.pods,
+        "uid": str(workload.uid),
         "resourceVersion": str(workload.resource_version),
         "actionsByRole": {
             role: allowed_actions(workload, role) for role in ("viewer", "operator", "admin")

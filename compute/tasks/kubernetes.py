@@ -4,8 +4,10 @@ Every task takes ids, loads fresh state and converges: ``workload_apply`` server
 applies the workload's whole desired spec (so running it twice changes nothing), or
 removes its objects when it is being deleted and finalises once they are gone.
 One task at a time per workload (a Redis lock); transient API errors are retried with
-backoff, the API server's quota refusal releases the reservation, other permanent
-errors set ``Failed``. Status comes from the watch, not from these tasks.
+backoff, the API server's quota refusal releases the reservation of the generation it
+refused, other permanent errors set ``Failed`` (both recorded against the copy the task
+applied, so a spec changed meanwhile is not reported as failed). Status comes from the
+watch, not from these tasks.
 """
 
 from __future__ import annotations
@@ -65,11 +67,13 @@ def _ensure_namespace(workload: Workload) -> None:
 @shared_task(bind=True, acks_late=True)
 def workload_apply(self, workload_id: int) -> None:
     """Converge one workload's objects to its spec (create, scale, restart, delete)."""
+    loaded: list[Workload] = []
     try:
         with workload_lock(workload_id):
             workload = _load(workload_id)
             if workload is None:
                 return
+            loaded.append(workload)
             backend = cluster_services.cluster_backend(workload.cluster)
             if workload.deleting:
                 remaining = backend.delete_workload(
@@ -91,15 +95,13 @@ def workload_apply(self, workload_id: int) -> None:
             delay = min(2 ** (self.request.retries + 1), 60)
             logger.warning("retrying workload %s in %ss: %s", workload_id, delay, error)
             raise self.retry(countdown=delay) from error
-        workload = _load(workload_id)
-        if workload is not None:
+        if loaded:
             workload_services.workload_fail(
-                workload, f"The cluster did not answer after {self.request.retries} retries."
+                loaded[0], f"The cluster did not answer after {self.request.retries} retries."
             )
     except BackendError as error:
-        workload = _load(workload_id)
-        if workload is not None:
-            workload_services.workload_fail(workload, str(error))
+        if loaded:
+            workload_services.workload_fail(loaded[0], str(error))
 
 
 @shared_task(bind=True, acks_late=True)
@@ -159,8 +161,8 @@ def cluster_reconcile(cluster_id: int) -> dict:
             workload_apply.delay(workload.pk)
             counts["reapplied"] += 1
             continue
-        if workload.phase == Phase.FAILED and "quota reservation was released" in workload.message:
-            continue  # refused by the cluster: stays failed until deleted
+        if workload.refused_generation == workload.generation:
+            continue  # refused by the cluster: stays failed until its spec changes
         try:
             exists = backend.workload_exists(workload.namespace, workload.name, workload.kind)
         except BackendError:

@@ -59,12 +59,17 @@ def _load(vm_id: int) -> VirtualMachine | None:
 
 
 def _run(task, vm_id: int, body) -> None:
-    """Common shell: lock, load, run ``body(vm, backend)``, retry or fail."""
+    """Common shell: lock, load, run ``body(vm, backend)``, retry or fail.
+
+    A failure is recorded against the copy the body worked on: if the user asked for
+    something else meanwhile, ``vm_fail`` leaves the phase to that newer action."""
+    loaded: list[VirtualMachine] = []
     try:
         with vm_lock(vm_id):
             vm = _load(vm_id)
             if vm is None:
                 return
+            loaded.append(vm)
             if vm.host is None:
                 vm_fail(vm, "The VM has no host.")
                 return
@@ -76,13 +81,13 @@ def _run(task, vm_id: int, body) -> None:
             delay = min(2 ** (task.request.retries + 1), 60)
             logger.warning("retrying %s for VM %s in %ss: %s", task.name, vm_id, delay, error)
             raise task.retry(countdown=delay) from error
-        vm = _load(vm_id)
-        if vm is not None:
-            vm_fail(vm, f"The host did not answer after {task.request.retries} retries: {error}")
+        if loaded:
+            vm_fail(
+                loaded[0], f"The host did not answer after {task.request.retries} retries: {error}"
+            )
     except BackendError as error:
-        vm = _load(vm_id)
-        if vm is not None:
-            vm_fail(vm, str(error))
+        if loaded:
+            vm_fail(loaded[0], str(error))
 
 
 def _converge(vm: VirtualMachine, backend, *, force: bool = False) -> None:

@@ -121,6 +121,27 @@ def test_resource_states_are_kept_for_resyncs_until_forgotten(transactional_db, 
     assert live.state_snapshot("globex") == []
 
 
+def test_a_state_published_late_never_replaces_a_newer_one_in_the_snapshot(transactional_db, demo):
+    """Publishes run after their own commits, in threads and processes of their own: an
+    older state can arrive last. A resyncing page must still get the newest."""
+
+    def state(phase: str, version: int, uid: str = "u-1") -> dict:
+        return {"uid": uid, "phase": phase, "resourceVersion": str(version)}
+
+    def kept() -> dict:
+        [item] = live.state_snapshot("acme", "vm", "web1")
+        return item["data"]
+
+    resource_publish(tenant=demo.acme, kind="vm", name="web1", data=state("Stopping", 7))
+    resource_publish(tenant=demo.acme, kind="vm", name="web1", data=state("Running", 6))
+    assert kept() == state("Stopping", 7)
+    resource_publish(tenant=demo.acme, kind="vm", name="web1", data=state("Stopped", 8))
+    assert kept() == state("Stopped", 8)
+    # Another VM under the same name (deleted and created again) starts from 1.
+    resource_publish(tenant=demo.acme, kind="vm", name="web1", data=state("Pending", 1, "u-2"))
+    assert kept() == state("Pending", 1, "u-2")
+
+
 def test_a_resource_state_must_be_a_json_mapping(demo):
     with pytest.raises(ValidationError):
         resource_publish(tenant=demo.acme, kind="vm", name="web1", data=["Running"])

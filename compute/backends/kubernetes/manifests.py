@@ -16,6 +16,7 @@ MANAGER = "isotope"
 TENANT_LABEL = "isotope.dev/tenant"
 WORKLOAD_LABEL = "isotope.dev/workload"
 UID_ANNOTATION = "isotope.dev/uid"
+GENERATION_ANNOTATION = "isotope.dev/generation"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 QUOTA_NAME = "isotope-quota"
@@ -191,8 +192,13 @@ def _workload_meta(spec: WorkloadSpec, name: str | None = None) -> dict:
         "namespace": spec.namespace,
         "labels": workload_labels(spec),
     }
+    annotations = {}
     if spec.portal_uid:
-        meta["annotations"] = {UID_ANNOTATION: spec.portal_uid}
+        annotations[UID_ANNOTATION] = spec.portal_uid
+    if spec.portal_generation:
+        annotations[GENERATION_ANNOTATION] = str(spec.portal_generation)
+    if annotations:
+        meta["annotations"] = annotations
     return meta
 
 

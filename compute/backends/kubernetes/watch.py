@@ -38,6 +38,7 @@ Handler = Callable[[str, object], None]
 
 def deployment_info(raw: dict) -> DeploymentInfo:
     meta, spec, status = raw.get("metadata", {}), raw.get("spec", {}), raw.get("status") or {}
+    annotations = meta.get("annotations") or {}
     failure = ""
     for condition in status.get("conditions") or []:
         if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
@@ -58,7 +59,15 @@ def deployment_info(raw: dict) -> DeploymentInfo:
         up_to_date=int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0),
         failure=failure,
         terminating=bool(meta.get("deletionTimestamp")),
+        portal_generation=_int(annotations.get(manifests.GENERATION_ANNOTATION)),
     )
+
+
+def _int(value) -> int:
+    try:
+        return max(int(value), 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def event_info(raw: dict) -> ClusterEvent | None:
