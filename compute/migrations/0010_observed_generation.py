@@ -15,7 +15,7 @@ def mark_refused(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('compute', '0008_image_import'),
+        ('compute', '0009_names_end_at_end_of_string'),
     ]
 
     operations = [
