@@ -8,7 +8,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -165,7 +164,11 @@ def test_a_worker_killed_while_provisioning_loses_nothing_and_doubles_nothing(
         assert not conn.lookupByName(vm.domain_name).isActive()
 
         second = _worker({})
-        time.sleep(3.5)  # the killed worker's VM lock expires
+        # The killed worker's VM lock (3 s) must have expired in Redis before the repair:
+        # wait for that, not for a fixed time that a busy machine can outrun.
+        wait_for(
+            lambda: not reconcile._locked(vm), 30, 0.1, message="the killed worker's lock stayed"
+        )
         vm.refresh_from_db()
         assert vm.phase == Phase.PROVISIONING
         counts = reconcile.reconcile_host(node1)
