@@ -34,6 +34,10 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artifacts"
 PASSWORD = "correct-horse-battery-staple"
+# How long a tiny TCG guest may take from start to its shell prompt before a test gives
+# up. Only a bound that ends a broken run, never a goal: measured 30.8 s at load average
+# 19 on this 2-core machine (tests/infra/test_libvirt_smoke.py prints it), 2-3 s idle.
+GUEST_BOOT_TIMEOUT = 180.0
 CHROMIUM = os.environ.get("ISOTOPE_CHROMIUM", "/usr/bin/chromium")
 # True in the live server's thread and everything it spawns (see ``live_server``).
 _SERVING: contextvars.ContextVar[bool] = contextvars.ContextVar("isotope_serving", default=False)

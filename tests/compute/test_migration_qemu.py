@@ -210,7 +210,13 @@ def test_a_running_guest_migrates_to_node2_and_back_without_rebooting_with_live_
             wait_for(lambda: phase(moving) == Phase.MIGRATING, 30, interval=0.02)  # noqa: B023
             migration = finished(migration)
             timings.append(time.monotonic() - started)
-            time.sleep(0.3)  # the last messages in flight
+            # The last messages may still be in flight: wait for the final one.
+            final = migration.phase
+            wait_for(
+                lambda: any(s["phase"] == final for _, s in tap.progress(migration.uid)),  # noqa: B023
+                30,
+                message=f"the {final} progress message never arrived",
+            )
         assert migration.phase == MigrationPhase.SUCCEEDED, migration.reason
         vm = VirtualMachine.objects.select_related("tenant", "host").get(pk=vm.pk)
         assert vm.phase == Phase.RUNNING

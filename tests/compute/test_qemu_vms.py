@@ -23,7 +23,7 @@ from compute.services.hosts import host_check
 from monitoring.models import Event
 from tenants.models import Quota, Reservation
 from tests.compute.services.test_vm_lifecycle import wait_phase, wait_ready
-from tests.conftest import require, wait_for
+from tests.conftest import GUEST_BOOT_TIMEOUT, require, wait_for
 from tools.infra import read_state
 
 pytestmark = pytest.mark.qemu
@@ -79,7 +79,7 @@ def test_a_tiny_guest_boots_stops_starts_and_is_deleted_without_leftovers(
         memory_mib=256,
         disk_gib=1,
     )
-    vm = wait_ready(vm, timeout=120)
+    vm = wait_ready(vm, timeout=GUEST_BOOT_TIMEOUT)
     assert vm.vnc_port and vm.vnc_port >= 5900
     assert f"ISOTOPE-GUEST-BOOTED hostname={name}" in serial(vm)
 
