@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,6 +58,38 @@ def postgres_only() -> None:
     from django.db import connection
 
     require(connection.vendor == "postgresql", "needs PostgreSQL (set DATABASE_URL)")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, plus a last check before it is dropped.
+
+    PostgreSQL refuses to drop a database another session still uses, which pytest-django
+    only reports as a warning at the very end. Sessions left open by a thread the suite
+    started (a server, a watch, a worker that outlived its test) are named in a warning
+    here, with their last query, then ended so that the drop succeeds.
+    """
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor != "postgresql":
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid, state, left(query, 200), pg_terminate_backend(pid)"
+                " FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            leftovers = cursor.fetchall()
+    if leftovers:
+        names = "; ".join(f"pid {pid} ({state}): {query!r}" for pid, state, query, _ in leftovers)
+        warnings.warn(
+            f"{len(leftovers)} database session(s) left open at the end of the run, ended so "
+            f"that the test database can be dropped: {names}",
+            pytest.PytestWarning,
+            stacklevel=1,
+        )
 
 
 # --- Data ------------------------------------------------------------------------------
