@@ -16,7 +16,8 @@ from compute.choices import Phase
 from compute.models import KubernetesCluster, Workload
 from compute.services import workloads as services
 from compute.services.clusters import cluster_check, cluster_kubeconfig, cluster_register
-from tests.conftest import wait_for
+from tests.compute.kubernetes.conftest import k8s_state
+from tests.conftest import require, wait_for
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.django_db(transaction=True)]
@@ -28,10 +29,10 @@ def state(tenant, name: str) -> tuple:
 
 
 @pytest.fixture
-def proxy(db):
-    from tests.compute.kubernetes.conftest import k8s_state
-
-    server = urlsplit(k8s_state().get("server") or "https://127.0.0.1:16443")
+def proxy():
+    """A proxy in front of the shared API server that only this test cuts."""
+    server = urlsplit(k8s_state().get("server", ""))
+    require(bool(server.port), f"local Kubernetes is not ready: {k8s_state().get('reason')}")
     proxy = TcpProxy(server.hostname, server.port)
     yield proxy
     proxy.close()
