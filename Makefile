@@ -13,8 +13,8 @@ bootstrap:      ## install system packages, the virtualenv and npm libraries
 assets:
 	scripts/assets.sh
 
-lint:
-	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+lint:           ## ruff check + ruff format --check (fails on either)
+	scripts/lint.sh
 
 format:
 	.venv/bin/ruff check --fix . && .venv/bin/ruff format .

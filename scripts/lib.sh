@@ -8,6 +8,22 @@ say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
 warn() { printf '\033[1;33mwarning:\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
+# env_flag NAME: true when the variable NAME says yes. Unset, empty, 0, false, no and off
+# (any case, surrounding spaces ignored) say no; anything else says yes. The same rule as
+# tools.infra.env_flag in Python: read CI and ISOTOPE_REQUIRE_INFRA only through these.
+env_flag() {
+  local value="${!1:-}"
+  value="${value#"${value%%[![:space:]]*}"}"
+  value="${value%"${value##*[![:space:]]}"}"
+  case "${value,,}" in
+    "" | 0 | false | no | off) return 1 ;;
+    *) return 0 ;;
+  esac
+}
+
+# infra_required: missing infrastructure must fail (CI, or ISOTOPE_REQUIRE_INFRA says yes).
+infra_required() { env_flag CI || env_flag ISOTOPE_REQUIRE_INFRA; }
+
 # apt_ensure PKG...: install the Debian packages that are missing (root), else say how.
 apt_ensure() {
   local missing=()

@@ -28,7 +28,7 @@ from compute.services.hosts import host_check
 from monitoring.groups import tenant_group
 from monitoring.models import Event
 from tests.compute.services.test_vm_lifecycle import wait_ready
-from tests.conftest import require, wait_for
+from tests.conftest import GUEST_BOOT_TIMEOUT, require, wait_for
 from tools.infra import read_state
 
 pytestmark = [pytest.mark.qemu, pytest.mark.migration]
@@ -108,7 +108,7 @@ def serial(vm) -> str:
 
 def boot(demo, count: int = 1) -> list[VirtualMachine]:
     """``count`` running tiny guests on node1 (the scheduler's pick is pinned by
-    putting node2 in maintenance meanwhile), each Ready (past its boot banner)."""
+    putting node2 in maintenance meanwhile), each Ready and at its shell prompt."""
     Host.objects.filter(name="node2").update(maintenance=True)
     vms = [
         vm_services.vm_create(
@@ -123,7 +123,16 @@ def boot(demo, count: int = 1) -> list[VirtualMachine]:
         for _ in range(count)
     ]
     Host.objects.filter(name="node2").update(maintenance=False)
-    return [wait_ready(vm, timeout=120) for vm in vms]
+    ready = [wait_ready(vm, timeout=GUEST_BOOT_TIMEOUT) for vm in vms]
+    # Ready follows the boot banner, which the kernel log may echo on ttyS0 a moment later;
+    # tests count banners to tell a reboot, so wait for the prompt, printed after both.
+    for vm in ready:
+        wait_for(
+            lambda vm=vm: f"{vm.name}:/# " in serial(vm),
+            GUEST_BOOT_TIMEOUT,
+            message=f"{vm.name}: no shell prompt on ttyS0",
+        )
+    return ready
 
 
 def phase(vm) -> str:
@@ -210,7 +219,13 @@ def test_a_running_guest_migrates_to_node2_and_back_without_rebooting_with_live_
             wait_for(lambda: phase(moving) == Phase.MIGRATING, 30, interval=0.02)  # noqa: B023
             migration = finished(migration)
             timings.append(time.monotonic() - started)
-            time.sleep(0.3)  # the last messages in flight
+            # The last messages may still be in flight: wait for the final one.
+            final = migration.phase
+            wait_for(
+                lambda: any(s["phase"] == final for _, s in tap.progress(migration.uid)),  # noqa: B023
+                30,
+                message=f"the {final} progress message never arrived",
+            )
         assert migration.phase == MigrationPhase.SUCCEEDED, migration.reason
         vm = VirtualMachine.objects.select_related("tenant", "host").get(pk=vm.pk)
         assert vm.phase == Phase.RUNNING

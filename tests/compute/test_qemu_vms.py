@@ -8,7 +8,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,7 +23,7 @@ from compute.services.hosts import host_check
 from monitoring.models import Event
 from tenants.models import Quota, Reservation
 from tests.compute.services.test_vm_lifecycle import wait_phase, wait_ready
-from tests.conftest import require, wait_for
+from tests.conftest import GUEST_BOOT_TIMEOUT, require, wait_for
 from tools.infra import read_state
 
 pytestmark = pytest.mark.qemu
@@ -80,7 +79,7 @@ def test_a_tiny_guest_boots_stops_starts_and_is_deleted_without_leftovers(
         memory_mib=256,
         disk_gib=1,
     )
-    vm = wait_ready(vm, timeout=120)
+    vm = wait_ready(vm, timeout=GUEST_BOOT_TIMEOUT)
     assert vm.vnc_port and vm.vnc_port >= 5900
     assert f"ISOTOPE-GUEST-BOOTED hostname={name}" in serial(vm)
 
@@ -165,7 +164,11 @@ def test_a_worker_killed_while_provisioning_loses_nothing_and_doubles_nothing(
         assert not conn.lookupByName(vm.domain_name).isActive()
 
         second = _worker({})
-        time.sleep(3.5)  # the killed worker's VM lock expires
+        # The killed worker's VM lock (3 s) must have expired in Redis before the repair:
+        # wait for that, not for a fixed time that a busy machine can outrun.
+        wait_for(
+            lambda: not reconcile._locked(vm), 30, 0.1, message="the killed worker's lock stayed"
+        )
         vm.refresh_from_db()
         assert vm.phase == Phase.PROVISIONING
         counts = reconcile.reconcile_host(node1)

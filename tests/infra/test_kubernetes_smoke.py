@@ -1,25 +1,19 @@
 """Smoke test of the local Kubernetes control plane (``python3 -m tools.infra k8s up``).
 
 Talks to the real kube-apiserver through the official client and VAR/kubeconfig; the
-pods "run" on KWOK's fake nodes. Skipped when the cluster is not up, unless CI or
-ISOTOPE_REQUIRE_INFRA=1 demands it.
+pods "run" on KWOK's fake nodes. Skipped when the cluster is not up, unless
+infrastructure is required (CI or ISOTOPE_REQUIRE_INFRA: ``tests.conftest.require``).
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tools.infra import k8s  # noqa: E402
+from tests.conftest import require
+from tools.infra import k8s
 
 pytestmark = pytest.mark.kubernetes
 
@@ -28,12 +22,8 @@ RUNNING_TIMEOUT = 30.0
 
 def _require_cluster() -> dict:
     state = k8s.status()
-    if state.get("ok"):
-        return state
-    reason = f"local Kubernetes is not ready: {state.get('reason', 'unknown')}"
-    if os.environ.get("CI") or os.environ.get("ISOTOPE_REQUIRE_INFRA") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    require(bool(state.get("ok")), f"local Kubernetes is not ready: {state.get('reason')}")
+    return state
 
 
 def _wait_for(what: str, check, timeout: float, interval: float = 0.5):
@@ -171,7 +161,6 @@ def test_deployment_pods_run_on_fake_nodes(api, core, namespace):
             },
         },
     }
-    started = time.monotonic()
     client.AppsV1Api(api).create_namespaced_deployment(namespace, deployment)
 
     def running():
@@ -181,9 +170,9 @@ def test_deployment_pods_run_on_fake_nodes(api, core, namespace):
         ]
         return live if len(live) == 3 else None
 
+    # _wait_for fails the test after RUNNING_TIMEOUT. How fast pods start is measured by
+    # bench/workloads.py (its raw baseline), not asserted on a shared 2-core machine.
     pods = _wait_for("3 Running pods", running, RUNNING_TIMEOUT)
-    elapsed = time.monotonic() - started
-    assert elapsed < RUNNING_TIMEOUT
     assert {p.spec.node_name for p in pods} <= set(k8s.NODES)
     for pod in pods:
         assert all(c.ready for c in pod.status.container_statuses)

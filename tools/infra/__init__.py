@@ -22,6 +22,27 @@ VAR = Path(os.environ.get("ISOTOPE_VAR", ROOT / "var"))
 STATE = VAR / "infra"
 CACHE = Path(os.environ.get("ISOTOPE_CACHE", Path.home() / ".cache" / "isotope"))
 
+# How a yes/no environment variable is read, here and in scripts/lib.sh (``env_flag``):
+# unset, empty or one of these words (any case, spaces ignored) is "no", anything else
+# "yes" — an unexpected value errs on the strict side.
+FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
+
+
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` says yes (see ``FALSE_WORDS``)."""
+    return os.environ.get(name, "").strip().lower() not in FALSE_WORDS
+
+
+def in_ci() -> bool:
+    """``CI`` says yes: the whole suite runs and every tier must pass (``.ci/run``)."""
+    return env_flag("CI")
+
+
+def infra_required() -> bool:
+    """Missing infrastructure fails instead of skipping: in CI, or when
+    ``ISOTOPE_REQUIRE_INFRA`` says yes. The one place tests, tools and scripts ask."""
+    return in_ci() or env_flag("ISOTOPE_REQUIRE_INFRA")
+
 
 def write_state(part: str, data: dict) -> dict:
     """Record a part's status for other processes (tests, make run) to read."""

@@ -1,7 +1,9 @@
 """``python3 -m tools.infra [PART] up|down|status``.
 
 PART is one of ``libvirt``, ``image``, ``k8s``; without it the command applies to all of
-them in dependency order (down in reverse).
+them in dependency order (down in reverse). ``up``/``status`` exit non-zero when a part
+is not ok with ``--strict``, which is the default in CI or with ISOTOPE_REQUIRE_INFRA
+(``tools.infra.infra_required``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import importlib
 import json
 import sys
 
+from tools.infra import infra_required
+
 PARTS = ("libvirt", "image", "k8s")
 
 
@@ -18,7 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m tools.infra")
     parser.add_argument("part", nargs="?", choices=PARTS, help="one part (default: all)")
     parser.add_argument("command", choices=("up", "down", "status"))
-    parser.add_argument("--strict", action="store_true", help="exit non-zero when a part is not ok")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        default=infra_required(),
+        help="exit non-zero when a part is not ok (default in CI / ISOTOPE_REQUIRE_INFRA)",
+    )
     args = parser.parse_args(argv)
     parts = [args.part] if args.part else list(PARTS)
     if args.command == "down":

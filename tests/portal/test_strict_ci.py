@@ -1,0 +1,213 @@
+"""CI is strict: one reading of CI / ISOTOPE_REQUIRE_INFRA (Python and shell agree), and
+tests/strict.py fails skipped tests and missing tiers. Each case runs pytest (or bash) in
+a subprocess with a controlled environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.strict import TIERS
+from tools.infra import env_flag
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+VALUES = ["", "0", "false", "FALSE", " no ", "off", "Off", "1", "true", "True", "yes", "on"]
+VALUES += ["github-actions", " TRUE\n"]
+
+
+def clean_env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "ISOTOPE_REQUIRE_INFRA")}
+    env.pop("PYTEST_ADDOPTS", None)
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_python_and_shell_read_a_flag_the_same_way(value, monkeypatch):
+    monkeypatch.setenv("ISOTOPE_X", value)
+    shell = subprocess.run(
+        ["bash", "-c", "source scripts/lib.sh && env_flag ISOTOPE_X && echo yes || echo no"],
+        cwd=ROOT,
+        env=clean_env(ISOTOPE_X=value, ISOTOPE_VAR=str(ROOT / "var")),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    expected = value.strip().lower() not in ("", "0", "false", "no", "off")
+    assert env_flag("ISOTOPE_X") is expected
+    assert shell == ("yes" if expected else "no")
+
+
+def run_suite(tmp_path: Path, body: str, **env: str) -> subprocess.CompletedProcess:
+    markers = "\n".join(f"    {tier}: tier" for tier in TIERS)
+    (tmp_path / "pytest.ini").write_text(f"[pytest]\nmarkers =\n{markers}\n")
+    (tmp_path / "test_sample.py").write_text("import pytest\n\n" + textwrap.dedent(body))
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.strict", "-p", "no:django"]
+        + ["-p", "no:cacheprovider", "-q", "-rA", str(tmp_path)],
+        cwd=tmp_path,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+SKIPPING = """
+    @pytest.mark.unit
+    def test_runs():
+        pass
+
+    @pytest.mark.unit
+    def test_skips():
+        pytest.skip("no cluster here")
+
+    @pytest.mark.unit
+    @pytest.mark.skipif(True, reason="marked away")
+    def test_marked():
+        pass
+"""
+
+
+def test_without_requirements_a_skip_is_a_skip(tmp_path):
+    result = run_suite(tmp_path, SKIPPING, CI="false", ISOTOPE_REQUIRE_INFRA="0")
+    assert result.returncode == 0, result.stdout
+    assert "1 passed, 2 skipped" in result.stdout
+
+
+@pytest.mark.parametrize("env", [{"ISOTOPE_REQUIRE_INFRA": "1"}, {"CI": "true"}])
+def test_when_infrastructure_is_required_every_skip_fails_with_its_reason(tmp_path, env):
+    result = run_suite(tmp_path, SKIPPING, **env)
+    assert result.returncode == 1, result.stdout
+    out = result.stdout
+    assert "requires every test to run: no cluster here" in out
+    assert "requires every test to run: marked away" in out
+    assert "1 passed" in out and "skipped" not in out.splitlines()[-1]
+
+
+def test_in_ci_a_tier_without_tests_fails_the_run(tmp_path):
+    result = run_suite(
+        tmp_path,
+        """
+        @pytest.mark.unit
+        def test_runs():
+            pass
+        """,
+        CI="true",
+    )
+    assert result.returncode == 1, result.stdout
+    assert "CI: tiers without a passing test" in result.stdout
+    assert "kubernetes               0 collected     0 passed   <- FAILS the run" in result.stdout
+    assert "unit                     1 collected     1 passed\n" in result.stdout
+
+
+def test_in_ci_a_tier_whose_tests_all_fail_or_skip_is_missing_too(tmp_path):
+    body = "".join(
+        f"""
+        @pytest.mark.{tier}
+        def test_{tier}():
+            {"pytest.skip('down')" if tier == "qemu" else "pass"}
+        """
+        for tier in TIERS
+    )
+    result = run_suite(tmp_path, body, CI="true")
+    assert result.returncode == 1, result.stdout
+    assert "qemu                     1 collected     0 passed   <- FAILS the run" in result.stdout
+
+
+def test_in_ci_every_tier_passing_is_green(tmp_path):
+    body = "".join(
+        f"""
+        @pytest.mark.{tier}
+        def test_{tier}():
+            pass
+        """
+        for tier in TIERS
+    )
+    result = run_suite(tmp_path, body, CI="1")
+    assert result.returncode == 0, result.stdout
+    assert "CI: every tier ran" in result.stdout
+
+
+def test_ci_run_exports_ci_itself_whatever_the_caller_says():
+    script = (ROOT / ".ci" / "run").read_text()
+    # Run .ci/run's own environment lines with `make` replaced by a probe of what
+    # scripts/test.sh would see, under a caller that tries to weaken it.
+    probe = script.replace(
+        "exec make test",
+        'source scripts/lib.sh; infra_required && echo "required CI=$CI '
+        'REQ=$ISOTOPE_REQUIRE_INFRA ADDOPTS=${PYTEST_ADDOPTS-unset}"',
+    )
+    assert probe != script, ".ci/run no longer ends with `exec make test`"
+    result = subprocess.run(
+        ["bash", "-c", probe],
+        cwd=ROOT / ".ci",
+        env=clean_env(CI="false", ISOTOPE_REQUIRE_INFRA="0", PYTEST_ADDOPTS="-m unit"),
+        capture_output=True,
+        text=True,
+    )
+    assert result.stdout.strip() == "required CI=true REQ=1 ADDOPTS=unset", result.stderr
+
+
+def fake_checkout(tmp_path: Path, *, ruff_check_fails: bool) -> Path:
+    """scripts/{test,lint,lib}.sh in a throwaway tree whose every other piece is a fake
+    that records being called: bootstrap, services, tools.infra, ruff, the venv python."""
+    tree = tmp_path / "checkout"
+    (tree / "scripts").mkdir(parents=True)
+    for name in ("test.sh", "lint.sh", "lib.sh"):
+        (tree / "scripts" / name).write_text((ROOT / "scripts" / name).read_text())
+    fakes = {
+        "scripts/bootstrap.sh": "exit 0",
+        "scripts/services.sh": 'echo "$*" >> "$(dirname "$0")/../calls"; echo fake://url',
+        ".venv/bin/ruff": (
+            'echo "ruff $*" >> calls\n'
+            + (
+                '[ "$1" = check ] && { echo "F401 unused import"; exit 1; }\n'
+                if ruff_check_fails
+                else ""
+            )
+            + "exit 0"
+        ),
+        ".venv/bin/python": 'echo "python $*" >> calls',
+    }
+    for path, body in fakes.items():
+        target = tree / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(f"#!/usr/bin/env bash\n{body}\n")
+        target.chmod(0o755)
+    infra = tree / "tools" / "infra"
+    infra.mkdir(parents=True)
+    (tree / "tools" / "__init__.py").write_text("")
+    (infra / "__init__.py").write_text("")
+    (infra / "__main__.py").write_text(
+        "import sys\nopen('calls', 'a').write('infra ' + ' '.join(sys.argv[1:]) + '\\n')\n"
+    )
+    for script in (tree / "scripts").glob("*.sh"):
+        script.chmod(0o755)
+    return tree
+
+
+@pytest.mark.parametrize("fails", [True, False])
+def test_make_test_stops_on_a_lint_failure_before_starting_anything(tmp_path, fails):
+    tree = fake_checkout(tmp_path, ruff_check_fails=fails)
+    env = clean_env(ISOTOPE_KEEP_INFRA="1", ISOTOPE_VAR=str(tree / "var"))
+    env.pop("PYTHONPATH")  # the fake tools.infra, never the real one
+    result = subprocess.run(
+        ["bash", "scripts/test.sh"], cwd=tree, env=env, capture_output=True, text=True
+    )
+    calls = (tree / "calls").read_text()
+    if fails:
+        assert result.returncode == 1
+        assert "lint failed: ruff check reported problems" in result.stderr
+        assert "ruff format --check ." in calls, "both checks run, so one report shows all"
+        assert "start postgres" not in calls and "python -m pytest" not in calls
+    else:
+        assert result.returncode == 0, result.stderr
+        assert "infra up --strict" in calls and "python -m pytest" in calls
