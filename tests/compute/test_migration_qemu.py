@@ -62,7 +62,7 @@ def nodes(transactional_db):
     for host in hosts.values():
         conn = shared_connection(host.uri)
         for domain in conn.listAllDomains():
-            if domain.name() in ours and domain.name().split("--")[-1].startswith("mg-"):
+            if domain.name() in ours:
                 try:
                     if domain.isActive():
                         domain.destroy()
