@@ -22,6 +22,7 @@ from compute.choices import ConditionStatus, DesiredState, Phase
 from compute.models import Host, VirtualMachine
 from compute.services import hosts as host_services
 from compute.services import reconcile
+from compute.services import volumes as volume_services
 from compute.services.readiness import vm_boot_begin, vm_ready_probe
 from compute.services.vms import vm_fail, vm_finalize_delete, vm_observe
 from portal.failpoints import failpoint
@@ -95,6 +96,7 @@ def _converge(vm: VirtualMachine, backend, *, force: bool = False) -> None:
     name = vm.domain_name
     if vm.desired_state == DesiredState.DELETED:
         backend.delete(name)
+        volume_services.vm_volumes_release(vm, backend)
         vm_finalize_delete(vm)
         return
     try:
@@ -152,7 +154,9 @@ def _watch_ready(vm: VirtualMachine) -> None:
 
 def _provision(vm: VirtualMachine, backend) -> None:
     vm_observe(vm, Phase.PROVISIONING)
+    volume_services.vm_volumes_prepare(vm, backend)
     backend_id = backend.define(reconcile.domain_spec(vm))
+    volume_services.vm_volumes_attached(vm)
     vm_observe(vm, Phase.PROVISIONING, backend_id=backend_id)
     failpoint("provision.after_define")
     if vm.desired_state in (DesiredState.RUNNING, DesiredState.PAUSED):
@@ -196,6 +200,7 @@ def vm_redefine(self, vm_id: int) -> None:
             vm_fail(vm, "The VM must be stopped to apply a new size.")
             return
         backend.undefine_keep_volumes(vm.domain_name)
+        volume_services.vm_volumes_prepare(vm, backend)
         backend.define(reconcile.domain_spec(vm))
         _record(vm, backend)
 
