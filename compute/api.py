@@ -206,6 +206,8 @@ class TenantResourceView(TenantScopedView):
     # The URL name of one resource and the collection's name (the idempotency scope).
     detail_url_name = ""
     collection = ""
+    #: The phases ``?phase=`` accepts.
+    phases: tuple[str, ...] = tuple(Phase.values)
 
     def lookup(self, tenant: Tenant, name: str, *, lock: bool = False):
         raise NotImplementedError
@@ -289,9 +291,9 @@ class TenantResourceView(TenantScopedView):
         """One page of ``queryset``, narrowed by ``?phase=`` when given."""
         phase = self.request.query_params.get("phase")
         if phase is not None:
-            if phase not in Phase.values:
+            if phase not in self.phases:
                 raise ValidationError(
-                    "Unknown phase.", errors={"phase": [f"One of {', '.join(Phase.values)}."]}
+                    "Unknown phase.", errors={"phase": [f"One of {', '.join(self.phases)}."]}
                 )
             queryset = queryset.filter(phase=phase)
         page = self.paginate_queryset(queryset)

@@ -260,6 +260,14 @@ def vm_create(
     uid = uuid.uuid4()
     try:
         with transaction.atomic():
+            boot = None
+            elsewhere: tuple[int, ...] = ()
+            if root_volume not in (None, ""):
+                # Locked before the quota row, in the order a volume resize takes them.
+                boot = volume_services.boot_volume(tenant, root_volume)
+                elsewhere = tuple(
+                    Host.objects.exclude(pk=boot.host_id).values_list("pk", flat=True)
+                )
             # The root disk's storage is charged on its volume (below), not here.
             quota_reserve(
                 tenant=tenant,
@@ -270,13 +278,6 @@ def vm_create(
                 kind=ReservationKind.VM,
                 object_id=str(uid),
             )
-            boot = None
-            elsewhere: tuple[int, ...] = ()
-            if root_volume not in (None, ""):
-                boot = volume_services.boot_volume(tenant, root_volume)
-                elsewhere = tuple(
-                    Host.objects.exclude(pk=boot.host_id).values_list("pk", flat=True)
-                )
             placement = schedule(
                 vcpus=vcpus,
                 memory_mib=memory_mib,

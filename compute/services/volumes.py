@@ -171,10 +171,12 @@ def volume_create(
     format: str = "",  # noqa: A002 - the volume's format, as the API names it
     image=None,
     vm: VirtualMachine | None = None,
+    device: str = "",
     labels: dict | None = None,
 ) -> Volume:
     """Validate, reserve ``storage`` quota, place and save ``Pending``; the task creates
-    the storage after commit (and attaches it to ``vm`` when one is given).
+    the storage after commit (and attaches it to ``vm`` at ``device``, or its first free
+    one, when a VM is given).
 
     A local volume is placed on ``vm``'s host, else on the host with the fewest GiB of
     volumes; a ``cluster`` volume becomes a claim on the default Kubernetes cluster.
@@ -208,6 +210,7 @@ def volume_create(
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
     ):
         errors["labels"] = ["A map of strings."]
+    device = _check_device(device, errors)
     if vm is not None and storage_class != StorageClass.LOCAL:
         errors["vm"] = ["Kubernetes volumes are mounted by workloads, not attached to VMs."]
     if errors:
@@ -225,10 +228,16 @@ def volume_create(
     uid = uuid.uuid4()
     try:
         with transaction.atomic():
-            device, host = "", None
+            host = None
             if vm is not None:
                 vm = _attachable_vm(vm, tenant)
-                device, host = next_device(vm), vm.host
+                if device and Volume.objects.filter(vm=vm, device=device).exists():
+                    raise Conflict(
+                        f"{device} of {vm.name} is taken.", errors={"device": ["Taken."]}
+                    )
+                device, host = device or next_device(vm), vm.host
+            else:
+                device = ""
             quota_reserve(
                 tenant=tenant,
                 ref=f"volume:{uid}",
@@ -567,8 +576,9 @@ def volume_attach(*, actor, volume: Volume, vm: VirtualMachine, device: str = ""
     if errors:
         raise ValidationError("Invalid device.", errors=errors)
     with transaction.atomic():
-        vm = _attachable_vm(vm, volume.tenant)
+        # Lock order volume → VM, as the API (which locks the volume for If-Match).
         volume = _locked(volume)
+        vm = _attachable_vm(vm, volume.tenant)
         if volume.vm_id is not None:
             raise Conflict(
                 f"{volume.name} is attached to {volume.vm.name} already.",
