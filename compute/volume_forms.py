@@ -42,7 +42,7 @@ class VolumeCreateForm(ServiceErrorsMixin, forms.Form):
         initial=StorageClass.LOCAL,
     )
     format = forms.ChoiceField(
-        choices=[(VolumeFormat.QCOW2, "qcow2 (thin, the default)"), (VolumeFormat.RAW, "raw")],
+        choices=[(VolumeFormat.QCOW2, "qcow2 (thin)"), (VolumeFormat.RAW, "raw")],
         initial=VolumeFormat.QCOW2,
         required=False,
         help_text="For local volumes; Kubernetes claims hold a filesystem.",
@@ -62,7 +62,7 @@ class VolumeCreateForm(ServiceErrorsMixin, forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["image"].choices = [("", "Blank"), *((i.name, str(i)) for i in images)]
         self.vms = {vm.name: vm for vm in vms}
-        self.fields["vm"].choices = [("", "No VM (attach it later)"), *((n, n) for n in self.vms)]
+        self.fields["vm"].choices = [("", "None (attach later)"), *((n, n) for n in self.vms)]
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data

@@ -82,6 +82,12 @@
     row.querySelectorAll('[data-volume-field="message"]').forEach((el) => { el.textContent = state.message || ""; });
     const actions = actionsFor(row, state);
     row.querySelectorAll("[data-volume-action]").forEach((el) => {
+      if (el.tagName === "FORM" && !el.getAttribute("action")) {
+        // A row made here from the template: point its form at this volume.
+        el.action = volumeUrl(name) + el.dataset.volumeAction + "/";
+        el.dataset.confirm = "Detach " + name + " from " + state.vm + "? A running guest " +
+          "loses the disk at once: unmount it in the guest first.";
+      }
       el.hidden = actions.indexOf(el.dataset.volumeAction) === -1;
     });
   }
