@@ -501,10 +501,6 @@ class LibvirtBackend(ComputeBackend):
                 f"define pool {name}", self.conn.storagePoolDefineXML, xml.pool_xml(name, path), 0
             )
             if not self.is_test:
-                # Makes the directory on the host itself (which may be another machine).
-                self._call(
-                    f"build pool {name}", pool.build, libvirt.VIR_STORAGE_POOL_BUILD_NO_OVERWRITE
-                )
                 try:
                     pool.setAutostart(1)
                 except libvirt.libvirtError:
@@ -516,7 +512,9 @@ class LibvirtBackend(ComputeBackend):
                 f"{path}; fix the host's storage path or the pool."
             )
         if not pool.isActive():
-            self._call(f"start pool {name}", pool.create, 0)
+            # WITH_BUILD makes the directory on the host itself (maybe another machine).
+            flags = 0 if self.is_test else libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD
+            self._call(f"start pool {name}", pool.create, flags)
         return pool
 
     def storage_pool(self, path: str) -> PoolInfo:
