@@ -228,6 +228,12 @@ def volume_create(
     uid = uuid.uuid4()
     try:
         with transaction.atomic():
+            if cluster is not None:
+                from compute.models import TenantNamespace
+
+                TenantNamespace.objects.get_or_create(
+                    tenant=tenant, cluster=cluster, defaults={"name": tenant.namespace}
+                )
             host = None
             if vm is not None:
                 vm = _attachable_vm(vm, tenant)
@@ -956,6 +962,92 @@ def volume_attach_failed(volume: Volume, message: str) -> Volume:
         vm=None,
         device="",
     )
+
+
+# --- Kubernetes volume claims ------------------------------------------------------------
+def claim_spec(volume: Volume):
+    from compute.backends.containers import ClaimSpec
+
+    return ClaimSpec(
+        tenant=volume.tenant.slug,
+        namespace=volume.tenant.namespace,
+        name=volume.backend_name,
+        size_gib=volume.size_gib,
+        storage_class=settings.ISOTOPE_K8S_STORAGE_CLASS,
+        portal_uid=str(volume.uid),
+        volume_root=settings.ISOTOPE_K8S_VOLUME_ROOT,
+    )
+
+
+def claim_bound(volume: Volume, status) -> Volume:
+    """The cluster bound the claim to a volume: Ready for pods to mount."""
+    return volume_observe(
+        volume,
+        VolumePhase.READY,
+        "",
+        reason="Bound",
+        event_message=f"Claim {volume.backend_name} bound ({status.capacity_gib} GiB).",
+        capacity_gib=status.capacity_gib,
+    )
+
+
+def volume_refused(volume: Volume, message: str) -> Volume:
+    """The API server refused the claim (its namespace quota): Failed, and its
+    reservation released (deleting it later releases nothing twice)."""
+    with transaction.atomic():
+        quota_release(volume.quota_ref)
+        return volume_observe(
+            volume,
+            VolumePhase.FAILED,
+            f"{message} Its quota reservation was released.",
+            reason="QuotaRefused",
+            event_type="Warning",
+        )
+
+
+MAX_MOUNTS = 8
+MOUNT_PATH_RE = re.compile(r"^/[-._a-zA-Z0-9/]{0,254}$")
+
+
+def clean_mounts(tenant: Tenant, mounts, errors: dict) -> list[dict]:
+    """A workload's volume mounts ``[{"volume", "mountPath", "readOnly"}]`` checked:
+    Kubernetes volumes of ``tenant`` that exist and are not being deleted, absolute
+    paths, each volume and path once. Problems go to ``errors["volumes"]``."""
+    if mounts in (None, ""):
+        return []
+    if not isinstance(mounts, list | tuple) or len(mounts) > MAX_MOUNTS:
+        errors["volumes"] = [f"A list of at most {MAX_MOUNTS} mounts."]
+        return []
+    clean, problems, paths = [], [], set()
+    names = [m.get("volume") for m in mounts if isinstance(m, dict)]
+    found = {
+        v.name: v for v in Volume.objects.filter(tenant=tenant, name__in=[n for n in names if n])
+    }
+    for mount in mounts:
+        if not isinstance(mount, dict) or set(mount) - {"volume", "mountPath", "readOnly"}:
+            problems.append('Each mount is {"volume", "mountPath", "readOnly"}.')
+            continue
+        name, path = str(mount.get("volume") or ""), str(mount.get("mountPath") or "")
+        read_only = mount.get("readOnly", False)
+        volume = found.get(name)
+        if volume is None:
+            problems.append(f"No volume named {name!r} in {tenant.slug}.")
+        elif volume.local:
+            problems.append(f"{name} is a local VM disk; pods mount Kubernetes volumes.")
+        elif volume.phase in (VolumePhase.DELETING, VolumePhase.FAILED):
+            problems.append(f"{name} is {volume.phase}.")
+        elif not MOUNT_PATH_RE.match(path) or "/../" in f"{path}/":
+            problems.append(f"{path!r} is not an absolute path (letters, digits, - . _ /).")
+        elif path in paths or any(c["volume"] == name for c in clean):
+            problems.append(f"{name} or {path} is mounted twice.")
+        elif not isinstance(read_only, bool):
+            problems.append("readOnly is true or false.")
+        else:
+            paths.add(path)
+            clean.append({"volume": name, "mountPath": path, "readOnly": read_only})
+    if problems:
+        errors["volumes"] = problems
+    return clean
 
 
 # --- Live migration ----------------------------------------------------------------------

@@ -220,3 +220,62 @@ def _grow(volume: Volume, backend) -> Volume:
         event_message=f"Grown to {capacity} GiB{how}.",
         capacity_gib=capacity,
     )
+
+
+# --- Kubernetes volume claims ----------------------------------------------------------
+CLAIM_POLLS = 60  # × 1 s: how long a new claim may take to be bound
+DELETE_POLLS = 90  # × 2 s: how long a deletion waits for the pods using it to go
+
+
+@shared_task(
+    bind=True, acks_late=True, max_retries=None, name="compute.tasks.kubernetes.claim_apply"
+)
+def claim_apply(self, volume_id: int) -> None:
+    """Converge one Kubernetes volume: its claim exists and is bound (Ready), or it is
+    deleted with the volume the portal made for it, then finalised."""
+    from compute.backends.containers import QuotaRefused
+    from compute.services import clusters as cluster_services
+
+    try:
+        with volume_lock(volume_id):
+            volume = _load(volume_id)
+            if volume is None:
+                return
+            backend = cluster_services.cluster_backend(volume.cluster)
+            namespace = volume.tenant.namespace
+            if volume.phase == VolumePhase.DELETING:
+                if backend.claim_delete(namespace, volume.backend_name):
+                    if self.request.retries >= DELETE_POLLS:
+                        services.volume_fail(volume, "The claim is still in use by a pod.")
+                        return
+                    raise self.retry(countdown=2)
+                services.volume_finalize_delete(volume)
+                return
+            if volume.phase == VolumePhase.FAILED:
+                return
+            cluster_services.namespace_ready(tenant=volume.tenant, cluster=volume.cluster)
+            backend.claim_apply(services.claim_spec(volume))
+            status = backend.claim_status(namespace, volume.backend_name)
+            if status is not None and status.phase == "Bound":
+                services.claim_bound(volume, status)
+                return
+            if self.request.retries >= CLAIM_POLLS:
+                services.volume_fail(
+                    volume,
+                    f"The claim is still {status.phase if status else 'missing'} after "
+                    f"{CLAIM_POLLS} s: no volume of its StorageClass was bound to it.",
+                )
+                return
+            raise self.retry(countdown=1)
+    except Busy:
+        raise self.retry(countdown=1) from None
+    except QuotaRefused as error:
+        volume = _load(volume_id)
+        if volume is not None:
+            services.volume_refused(volume, str(error))
+    except TransientBackendError as error:
+        _retry_or_record(self, volume_id, error, services.volume_fail)
+    except BackendError as error:
+        volume = _load(volume_id)
+        if volume is not None:
+            services.volume_fail(volume, str(error))

@@ -310,3 +310,57 @@ def test_token_authentication_works_for_the_volume_api(world):
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert client.post(BASE, body(), format="json").status_code == 202
     assert client.get(BASE).json()["count"] == 1
+
+
+# --- Kubernetes volumes and workload mounts (no cluster reached: the tier covers it) ----
+@pytest.fixture
+def cluster(db):
+    from compute.models import KubernetesCluster
+    from monitoring import crypto
+
+    return KubernetesCluster.objects.create(
+        name="fake",
+        server="https://127.0.0.1:1",
+        kubeconfig_encrypted=crypto.encrypt("clusters: []", context=crypto.KUBECONFIG),
+        default=True,
+    )
+
+
+def test_a_cluster_volume_is_a_claim_that_workloads_mount(world, cluster, api):
+    client = api(world.bob)
+    data = client.post(BASE, body("pgdata", storageClass="cluster"), format="json").json()
+    assert data["spec"]["storageClass"] == "cluster" and data["spec"]["format"] == "filesystem"
+    assert data["status"]["claimName"] == "pgdata"
+    assert used_storage(world.acme) == 5
+    problem(client.post(BASE, body("x", storageClass="cluster", image="tiny"), format="json"), 400)
+    mount = {"volume": "pgdata", "mountPath": "/var/lib/postgresql", "readOnly": True}
+    workload = {
+        "metadata": {"name": "db"},
+        "spec": {"image": "postgres:16", "volumes": [mount]},
+    }
+    response = client.post("/api/v1/tenants/acme/workloads/", workload, format="json")
+    assert response.status_code == 202, response.content
+    assert response.json()["spec"]["volumes"] == [mount]
+    # In use by a workload: the volume cannot be deleted.
+    Volume.objects.filter(name="pgdata").update(phase=VolumePhase.READY)
+    data = problem(api(world.alice).delete(f"{BASE}pgdata/"), 409)
+    assert "mounted by db" in data["detail"]
+
+
+@pytest.mark.parametrize(
+    "mounts",
+    [
+        [{"volume": "nope", "mountPath": "/d"}],
+        [{"volume": "pgdata", "mountPath": "d"}],
+        [{"volume": "pgdata"}],
+        [{"volume": "pgdata", "mountPath": "/d", "extra": 1}],
+        "pgdata:/d",
+    ],
+)
+def test_bad_workload_mounts_are_field_errors(world, cluster, api, mounts):
+    api(world.bob).post(BASE, body("pgdata", storageClass="cluster"), format="json")
+    workload = {"metadata": {"name": "db"}, "spec": {"image": "postgres:16", "volumes": mounts}}
+    data = problem(
+        api(world.bob).post("/api/v1/tenants/acme/workloads/", workload, format="json"), 400
+    )
+    assert any(key.startswith("spec.volumes") or key == "volumes" for key in data["errors"]), data

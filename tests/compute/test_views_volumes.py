@@ -244,3 +244,63 @@ def test_the_role_matrix_for_every_volume_page(world, who):
     assert Volume.objects.filter(name="new1").exists() == allowed
     assert (Volume.objects.get(name="a").vm_id is not None) == allowed
     assert (Volume.objects.get(name="b").size_gib == 8) == allowed
+
+
+# --- The workload form mounts Kubernetes volumes ------------------------------------------
+@pytest.fixture
+def cluster(db):
+    from compute.models import KubernetesCluster
+    from monitoring import crypto
+
+    return KubernetesCluster.objects.create(
+        name="fake",
+        server="https://127.0.0.1:1",
+        kubeconfig_encrypted=crypto.encrypt("clusters: []", context=crypto.KUBECONFIG),
+        default=True,
+    )
+
+
+def workload_form(**overrides) -> dict:
+    data = {
+        "name": "db",
+        "kind": "Deployment",
+        "image": "postgres:16",
+        "replicas": "1",
+        "cpu_request": "250m",
+        "memory_request": "128Mi",
+        "service_type": "",
+    }
+    return {**data, **overrides}
+
+
+def test_the_workload_form_lists_the_claims_and_mounts_one(world, cluster):
+    from compute.models import Workload
+
+    volume_services.volume_create(
+        actor=None, tenant=world.acme, name="pgdata", size_gib=2, storage_class="cluster"
+    )
+    bob = client_for(world.bob)
+    page = bob.get("/t/acme/workloads/new/").content.decode()
+    assert '<span class="font-monospace">pgdata</span> (2 GiB' in page
+    response = bob.post(
+        "/t/acme/workloads/new/", workload_form(volumes="pgdata:/var/lib/postgresql:ro")
+    )
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    assert Workload.objects.get(name="db").volumes == [
+        {"volume": "pgdata", "mountPath": "/var/lib/postgresql", "readOnly": True}
+    ]
+    detail = bob.get("/t/acme/workloads/db/").content.decode()
+    assert 'data-testid="workload-volumes"' in detail and "/var/lib/postgresql" in detail
+
+
+@pytest.mark.parametrize("text", ["pgdata", "pgdata:/a:rw", "nope:/a", "pgdata:rel"])
+def test_a_bad_mount_line_is_a_field_error(world, cluster, text):
+    from compute.models import Workload
+
+    volume_services.volume_create(
+        actor=None, tenant=world.acme, name="pgdata", size_gib=2, storage_class="cluster"
+    )
+    response = client_for(world.bob).post("/t/acme/workloads/new/", workload_form(volumes=text))
+    assert response.status_code == 400
+    assert 'data-testid="error-volumes"' in response.content.decode()
+    assert not Workload.objects.exists()
