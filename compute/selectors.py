@@ -22,6 +22,7 @@ def vms_for_tenant(user, tenant: Tenant, action: str = "vm.view") -> QuerySet[Vi
     return (
         restrict(user, action, VirtualMachine.objects.filter(tenant=tenant))
         .select_related("tenant", "image", "host")
+        .prefetch_related("volumes")  # the root disk's volume, shown with each VM
         .order_by("name")
     )
 

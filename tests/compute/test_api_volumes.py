@@ -364,3 +364,30 @@ def test_bad_workload_mounts_are_field_errors(world, cluster, api, mounts):
         api(world.bob).post("/api/v1/tenants/acme/workloads/", workload, format="json"), 400
     )
     assert any(key.startswith("spec.volumes") or key == "volumes" for key in data["errors"]), data
+
+
+# --- Boot from volume ----------------------------------------------------------------------
+def test_a_vm_is_created_from_an_existing_volume_through_the_api(world, api):
+    make_volume(world, "system", size=6)
+    client = api(world.bob)
+    vm_body = {
+        "metadata": {"name": "fromvol"},
+        "spec": {"image": "tiny", "vcpus": 1, "memoryMiB": 256, "rootVolume": "system"},
+    }
+    response = client.post("/api/v1/tenants/acme/virtualmachines/", vm_body, format="json")
+    assert response.status_code == 202, response.content
+    spec = response.json()["spec"]
+    assert (spec["rootVolume"], spec["diskGiB"]) == ("system", 6)
+    volume = Volume.objects.get(name="system")
+    assert (volume.vm.name, volume.device, volume.delete_with_vm) == ("fromvol", "vda", False)
+    assert used_storage(world.acme) == 6  # the volume's, charged once
+    vm_body["metadata"]["name"] = "twin"
+    problem(client.post("/api/v1/tenants/acme/virtualmachines/", vm_body, format="json"), 409)
+    vm_body["spec"]["rootVolume"] = "nope"
+    data = problem(
+        client.post("/api/v1/tenants/acme/virtualmachines/", vm_body, format="json"), 400
+    )
+    assert "spec.rootVolume" in data["errors"]
+    assert not VirtualMachine.objects.filter(name="twin").exists()
+    listed = client.get("/api/v1/tenants/acme/virtualmachines/").json()["items"]
+    assert [v["spec"]["rootVolume"] for v in listed] == ["system"]

@@ -304,3 +304,31 @@ def test_a_bad_mount_line_is_a_field_error(world, cluster, text):
     assert response.status_code == 400
     assert 'data-testid="error-volumes"' in response.content.decode()
     assert not Workload.objects.exists()
+
+
+def test_the_vm_form_boots_from_a_ready_volume(world):
+    from compute.models import Image
+
+    make_volume(world, "system", size=6)
+    make_volume(world, "busy", phase=VolumePhase.PENDING)
+    bob = client_for(world.bob)
+    page = bob.get("/t/acme/vms/new/").content.decode()
+    assert '<option value="system"' in page and '<option value="busy"' not in page
+    response = bob.post(
+        "/t/acme/vms/new/",
+        {
+            "name": "fromvol",
+            "image": str(Image.objects.get(name="tiny").pk),
+            "size": "custom",
+            "vcpus": "1",
+            "memory_mib": "256",
+            "disk_gib": "0",
+            "root_volume": "system",
+            "restart_policy": "OnFailure",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[-1500:]
+    volume = Volume.objects.get(name="system")
+    assert volume.vm.name == "fromvol" and volume.device == "vda"
+    html = bob.get("/t/acme/vms/fromvol/").content.decode()
+    assert 'data-testid="vm-volume-system"' in html
