@@ -1092,6 +1092,36 @@ def migration_volumes_cleanup(vm: VirtualMachine, backend) -> None:
             logger.warning("could not remove %s's copy of %s: %s", vm, volume, error)
 
 
+# --- Lost tasks ----------------------------------------------------------------------------
+def volumes_stale() -> list[Volume]:
+    """Volumes whose spec and status still differ after ``ISOTOPE_STUCK_SECONDS``
+    without a task holding them (their task was lost, e.g. the worker was killed):
+    to be driven again. Failed ones wait for a person."""
+    from datetime import timedelta
+
+    from django.core.cache import cache
+    from django.db.models import Q
+
+    cutoff = timezone.now() - timedelta(seconds=settings.ISOTOPE_STUCK_SECONDS)
+    differing = (
+        Q(phase__in=[VolumePhase.PENDING, VolumePhase.DELETING])
+        | Q(vm__isnull=False, attached_domain="", phase=VolumePhase.READY)
+        | Q(vm__isnull=True, phase=VolumePhase.ATTACHED)
+        | Q(capacity_gib__lt=F("size_gib"), phase__in=[VolumePhase.READY, VolumePhase.ATTACHED])
+    )
+    rows = Volume.objects.filter(differing, updated__lt=cutoff).select_related("tenant")
+    return [v for v in rows if cache.get(f"isotope:volume-lock:{v.pk}") is None]
+
+
+def volumes_redrive() -> list[int]:
+    """Enqueue the task of every stale volume (beat); returns their ids."""
+    stale = volumes_stale()
+    for volume in stale:
+        logger.warning("volume %s stuck (%s): driving it again", volume, volume.phase)
+        _enqueue(volume)
+    return [v.pk for v in stale]
+
+
 # --- Live state ------------------------------------------------------------------------
 GIB = 1024**3
 

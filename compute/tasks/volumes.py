@@ -222,6 +222,12 @@ def _grow(volume: Volume, backend) -> Volume:
     )
 
 
+@shared_task(name="compute.tasks.libvirt.volumes_sweep")
+def volumes_sweep() -> list[int]:
+    """Beat: drive again the volumes whose task was lost."""
+    return services.volumes_redrive()
+
+
 # --- Kubernetes volume claims ----------------------------------------------------------
 CLAIM_POLLS = 60  # × 1 s: how long a new claim may take to be bound
 DELETE_POLLS = 90  # × 2 s: how long a deletion waits for the pods using it to go

@@ -363,3 +363,28 @@ def test_volume_storage_quota_adds_up_with_vm_disks(demo, make_host, tiny_image,
     volume_services.volume_create(actor=demo.bob, tenant=demo.acme, name="x", size_gib=3)
     live = Reservation.objects.filter(tenant=demo.acme, released__isnull=True)
     assert live.aggregate(s=Sum("storage"))["s"] == used_storage(demo.acme) == 5
+
+
+def test_a_volume_whose_task_was_lost_is_driven_again_by_the_sweep(
+    demo, make_host, settings, celery_worker
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    make_host()
+    settings.ISOTOPE_STUCK_SECONDS = 1
+    volume = volume_services.volume_create(
+        actor=demo.bob, tenant=demo.acme, name="lost", size_gib=1
+    )
+    volume = wait_volume(volume, VolumePhase.READY)
+    # Pretend its worker died: back to Pending, as if the task never ran, long ago.
+    old = timezone.now() - timedelta(seconds=30)
+    Volume.objects.filter(pk=volume.pk).update(phase=VolumePhase.PENDING, updated=old)
+    fresh_one = volume_services.volume_create(
+        actor=demo.bob, tenant=demo.acme, name="fresh", size_gib=1
+    )
+    assert volume_services.volumes_redrive() == [volume.pk]  # not the one just made
+    wait_volume(volume, VolumePhase.READY)
+    wait_volume(fresh_one, VolumePhase.READY)
+    assert volume_services.volumes_stale() == []
