@@ -3,7 +3,8 @@
 etcd, kube-apiserver, kube-controller-manager and kube-scheduler are built from Go
 modules (``tools/k8s/go.mod``), KWOK from its own module (``tools/k8s/kwok/go.mod``).
 KWOK plays the kubelets of three fake nodes, so scheduled pods reach Running without
-containers.
+containers. ``up`` also makes the StorageClass of the portal's volume claims
+(``isotope-local``, no provisioner, Immediate binding).
 
 - ``build()``  compile the binaries into ``CACHE/k8s/<hash>/bin`` (once per go.mod+sum)
 - ``up()``     build if needed, make certificates, start the daemons, wait until ready
