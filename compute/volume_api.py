@@ -23,8 +23,9 @@ from compute.api import (
 from compute.choices import StorageClass, VolumeFormat, VolumePhase
 from compute.models import Volume
 from compute.services import volumes as volume_services
+from portal.api.errors import api_field_errors
 from portal.api.resources import metadata
-from portal.exceptions import ApplicationError, QuotaExceeded
+from portal.exceptions import ApplicationError
 from tenants import selectors as tenant_selectors
 from tenants.api import MetadataSerializer
 from tenants.models import Tenant
@@ -44,13 +45,8 @@ API_FIELDS = {
 
 
 def _api_errors(error: ApplicationError) -> ApplicationError:
-    """Rename a service error's fields to API paths; a storage quota refusal also names
-    ``spec.sizeGiB``."""
-    if isinstance(error, QuotaExceeded):
-        error.errors = {**error.errors, "spec.sizeGiB": [error.message]}
-    else:
-        error.errors = {API_FIELDS.get(k, k): v for k, v in error.errors.items()}
-    return error
+    """Service fields as API paths; a storage quota refusal also names ``spec.sizeGiB``."""
+    return api_field_errors(error, fields=API_FIELDS, quota_fields={"storage": "spec.sizeGiB"})
 
 
 def volume_representation(volume: Volume, user) -> dict:

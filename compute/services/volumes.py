@@ -512,15 +512,20 @@ def vm_volumes_attached(vm: VirtualMachine) -> None:
     ):
         if volume.attached_domain == vm.domain_name and volume.phase == VolumePhase.ATTACHED:
             continue
-        volume_observe(
-            volume,
-            VolumePhase.ATTACHED,
-            "",
-            reason="Attached",
-            event_message=f"Attached to {vm.name} as {volume.device}.",
-            attached_domain=vm.domain_name,
-            attached_device=volume.device,
-        )
+        volume_attached(volume, vm)
+
+
+def volume_attached(volume: Volume, vm: VirtualMachine) -> Volume:
+    """The backend has the volume on ``vm``'s domain at its device."""
+    return volume_observe(
+        volume,
+        VolumePhase.ATTACHED,
+        "",
+        reason="Attached",
+        event_message=f"Attached to {vm.name} as {volume.device}.",
+        attached_domain=vm.domain_name,
+        attached_device=volume.device,
+    )
 
 
 def vm_volumes_release(vm: VirtualMachine, backend) -> None:
@@ -556,6 +561,30 @@ def _locked(volume: Volume) -> Volume:
     if found is None:
         raise NotFound(f"Volume {volume.name!r} not found.")
     return found
+
+
+def _requested(
+    actor, volume: Volume, *, action: str, reason: str, message: str, detail: dict | None = None
+) -> None:
+    """Inside a change's transaction: audit it, say it on the volume's timeline, push
+    the new state, and converge after commit."""
+    audit_record(
+        actor=actor,
+        action=action,
+        tenant=volume.tenant,
+        target=f"volume/{volume.name}",
+        detail=detail,
+    )
+    event_publish(
+        tenant=volume.tenant,
+        kind=EVENT_KIND,
+        name=volume.name,
+        uid=str(volume.uid),
+        reason=reason,
+        message=f"{message} requested by {_who(actor)}.",
+    )
+    _publish(volume)
+    transaction.on_commit(lambda: _enqueue(volume))
 
 
 def _save(volume: Volume, **fields) -> Volume:
@@ -610,23 +639,14 @@ def volume_attach(*, actor, volume: Volume, vm: VirtualMachine, device: str = ""
             raise Conflict(f"{device} of {vm.name} is taken.", errors={"device": ["Taken."]})
         device = device or next_device(vm)
         volume = _save(volume, vm=vm, device=device, message=f"Attaching to {vm.name} as {device}…")
-        audit_record(
-            actor=actor,
+        _requested(
+            actor,
+            volume,
             action="volume.attach",
-            tenant=volume.tenant,
-            target=f"volume/{volume.name}",
+            reason="Attaching",
+            message=f"Attach to {vm.name} as {device}",
             detail={"vm": vm.name, "device": device},
         )
-        event_publish(
-            tenant=volume.tenant,
-            kind=EVENT_KIND,
-            name=volume.name,
-            uid=str(volume.uid),
-            reason="Attaching",
-            message=f"Attach to {vm.name} as {device} requested by {_who(actor)}.",
-        )
-        _publish(volume)
-        transaction.on_commit(lambda: _enqueue(volume))
     return volume
 
 
@@ -659,23 +679,14 @@ def volume_detach(*, actor, volume: Volume) -> Volume:
             )
         device = volume.device
         volume = _save(volume, vm=None, device="", message=f"Detaching from {vm.name}…")
-        audit_record(
-            actor=actor,
+        _requested(
+            actor,
+            volume,
             action="volume.detach",
-            tenant=volume.tenant,
-            target=f"volume/{volume.name}",
+            reason="Detaching",
+            message=f"Detach from {vm.name} ({device})",
             detail={"vm": vm.name, "device": device},
         )
-        event_publish(
-            tenant=volume.tenant,
-            kind=EVENT_KIND,
-            name=volume.name,
-            uid=str(volume.uid),
-            reason="Detaching",
-            message=f"Detach from {vm.name} ({device}) requested by {_who(actor)}.",
-        )
-        _publish(volume)
-        transaction.on_commit(lambda: _enqueue(volume))
     return volume
 
 
@@ -714,14 +725,7 @@ def volume_resize(*, actor, volume: Volume, size_gib) -> Volume:
                     errors={"phase": [f"resize is not possible in phase {volume.phase}."]},
                 )
             old = volume.size_gib
-            quota_release(volume.quota_ref)
-            quota_reserve(
-                tenant=volume.tenant,
-                ref=volume.quota_ref,
-                storage=size,
-                kind=ReservationKind.VOLUME,
-                object_id=str(volume.uid),
-            )
+            _recharge(volume, size)
             volume = _save(volume, size_gib=size, message=f"Growing to {size} GiB…")
             if volume.is_root and volume.vm_id:
                 # The VM's spec shows its root disk's size.
@@ -730,23 +734,14 @@ def volume_resize(*, actor, volume: Volume, size_gib) -> Volume:
                     updated=timezone.now(),
                     resource_version=F("resource_version") + 1,
                 )
-            audit_record(
-                actor=actor,
+            _requested(
+                actor,
+                volume,
                 action="volume.resize",
-                tenant=volume.tenant,
-                target=f"volume/{volume.name}",
+                reason="Resizing",
+                message=f"Grow from {old} to {size} GiB",
                 detail={"from": old, "to": size},
             )
-            event_publish(
-                tenant=volume.tenant,
-                kind=EVENT_KIND,
-                name=volume.name,
-                uid=str(volume.uid),
-                reason="Resizing",
-                message=f"Grow from {old} to {size} GiB requested by {_who(actor)}.",
-            )
-            _publish(volume)
-            transaction.on_commit(lambda: _enqueue(volume))
     except QuotaExceeded as error:
         event_publish(
             tenant=volume.tenant,
@@ -760,6 +755,19 @@ def volume_resize(*, actor, volume: Volume, size_gib) -> Volume:
     return volume
 
 
+def _recharge(volume: Volume, size_gib: int) -> None:
+    """Charge the volume's reservation for ``size_gib`` instead (in the caller's
+    transaction; ``QuotaExceeded`` rolls the release back with it)."""
+    quota_release(volume.quota_ref)
+    quota_reserve(
+        tenant=volume.tenant,
+        ref=volume.quota_ref,
+        storage=size_gib,
+        kind=ReservationKind.VOLUME,
+        object_id=str(volume.uid),
+    )
+
+
 def volume_resize_failed(volume: Volume, message: str) -> Volume:
     """The backend could not grow the volume: the spec and the quota go back to the
     size it really has."""
@@ -767,14 +775,7 @@ def volume_resize_failed(volume: Volume, message: str) -> Volume:
         volume = _locked(volume)
         size = max(volume.capacity_gib, 1)
         if volume.size_gib != size:
-            quota_release(volume.quota_ref)
-            quota_reserve(
-                tenant=volume.tenant,
-                ref=volume.quota_ref,
-                storage=size,
-                kind=ReservationKind.VOLUME,
-                object_id=str(volume.uid),
-            )
+            _recharge(volume, size)
             volume = _save(volume, size_gib=size)
         return volume_observe(
             volume,
@@ -817,22 +818,7 @@ def volume_delete(*, actor, volume: Volume) -> Volume:
                     errors={"workloads": users},
                 )
         volume = _save(volume, phase=VolumePhase.DELETING, message="", phase_changed=timezone.now())
-        audit_record(
-            actor=actor,
-            action="volume.delete",
-            tenant=volume.tenant,
-            target=f"volume/{volume.name}",
-        )
-        event_publish(
-            tenant=volume.tenant,
-            kind=EVENT_KIND,
-            name=volume.name,
-            uid=str(volume.uid),
-            reason="Deleting",
-            message=f"Deletion requested by {_who(actor)}.",
-        )
-        _publish(volume)
-        transaction.on_commit(lambda: _enqueue(volume))
+        _requested(actor, volume, action="volume.delete", reason="Deleting", message="Deletion")
     return volume
 
 

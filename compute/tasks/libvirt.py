@@ -9,13 +9,10 @@ lock); connection errors are retried with backoff, permanent errors set ``Failed
 from __future__ import annotations
 
 import logging
-import secrets
 import time
-from contextlib import contextmanager
 
 from celery import shared_task
 from django.conf import settings
-from django.core.cache import cache
 
 from compute.backends import BackendError, DomainNotFound, TransientBackendError, backend_for_host
 from compute.choices import ConditionStatus, DesiredState, Phase
@@ -25,6 +22,7 @@ from compute.services import reconcile
 from compute.services import volumes as volume_services
 from compute.services.readiness import vm_boot_begin, vm_ready_probe
 from compute.services.vms import vm_fail, vm_finalize_delete, vm_observe
+from compute.tasks.locks import Busy, task_lock
 from portal.failpoints import failpoint
 
 logger = logging.getLogger(__name__)
@@ -36,23 +34,10 @@ STOP_POLL_SECONDS = 1
 READY_POLL_SECONDS = 0.5
 
 
-class Busy(Exception):
-    """Another task holds this VM's lock."""
-
-
-@contextmanager
 def vm_lock(vm_id: int, seconds: int | None = None):
     """One task at a time per VM. The lock expires, so a killed worker's lock does not
     block the reconciler's repair for longer than ``ISOTOPE_VM_LOCK_SECONDS``."""
-    seconds = seconds or settings.ISOTOPE_VM_LOCK_SECONDS
-    key, token = f"isotope:vm-lock:{vm_id}", secrets.token_hex(8)
-    if not cache.add(key, token, timeout=seconds):
-        raise Busy
-    try:
-        yield
-    finally:
-        if cache.get(key) == token:
-            cache.delete(key)
+    return task_lock(f"isotope:vm-lock:{vm_id}", seconds or settings.ISOTOPE_VM_LOCK_SECONDS)
 
 
 def _load(vm_id: int) -> VirtualMachine | None:

@@ -12,11 +12,9 @@ permanent ones are recorded on the volume (Failed, or the step undone).
 from __future__ import annotations
 
 import logging
-import secrets
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 from celery import shared_task
-from django.core.cache import cache
 
 from compute.backends import (
     BackendError,
@@ -28,7 +26,8 @@ from compute.backends import (
 from compute.choices import VolumePhase
 from compute.models import VirtualMachine, Volume
 from compute.services import volumes as services
-from compute.tasks.libvirt import Busy, vm_lock
+from compute.tasks.libvirt import vm_lock
+from compute.tasks.locks import Busy, task_lock
 
 logger = logging.getLogger(__name__)
 
@@ -36,16 +35,8 @@ MAX_RETRIES = 6
 GIB = 1024**3
 
 
-@contextmanager
 def volume_lock(volume_id: int, seconds: int = 120):
-    key, token = f"isotope:volume-lock:{volume_id}", secrets.token_hex(8)
-    if not cache.add(key, token, timeout=seconds):
-        raise Busy
-    try:
-        yield
-    finally:
-        if cache.get(key) == token:
-            cache.delete(key)
+    return task_lock(f"isotope:volume-lock:{volume_id}", seconds)
 
 
 def _load(volume_id: int) -> Volume | None:
@@ -185,15 +176,7 @@ def _attach(volume: Volume, backend) -> Volume:
             # Not defined yet: its provisioning defines it with this disk and says so.
             return volume
         backend.disk_attach(vm.domain_name, services.disk_spec(volume))
-    return services.volume_observe(
-        volume,
-        VolumePhase.ATTACHED,
-        "",
-        reason="Attached",
-        event_message=f"Attached to {vm.name} as {volume.device}.",
-        attached_domain=vm.domain_name,
-        attached_device=volume.device,
-    )
+    return services.volume_attached(volume, vm)
 
 
 def _grow(volume: Volume, backend) -> Volume:

@@ -313,20 +313,7 @@ def test_token_authentication_works_for_the_volume_api(world):
 
 
 # --- Kubernetes volumes and workload mounts (no cluster reached: the tier covers it) ----
-@pytest.fixture
-def cluster(db):
-    from compute.models import KubernetesCluster
-    from monitoring import crypto
-
-    return KubernetesCluster.objects.create(
-        name="fake",
-        server="https://127.0.0.1:1",
-        kubeconfig_encrypted=crypto.encrypt("clusters: []", context=crypto.KUBECONFIG),
-        default=True,
-    )
-
-
-def test_a_cluster_volume_is_a_claim_that_workloads_mount(world, cluster, api):
+def test_a_cluster_volume_is_a_claim_that_workloads_mount(world, fake_cluster, api):
     client = api(world.bob)
     data = client.post(BASE, body("pgdata", storageClass="cluster"), format="json").json()
     assert data["spec"]["storageClass"] == "cluster" and data["spec"]["format"] == "filesystem"
@@ -357,7 +344,7 @@ def test_a_cluster_volume_is_a_claim_that_workloads_mount(world, cluster, api):
         "pgdata:/d",
     ],
 )
-def test_bad_workload_mounts_are_field_errors(world, cluster, api, mounts):
+def test_bad_workload_mounts_are_field_errors(world, fake_cluster, api, mounts):
     api(world.bob).post(BASE, body("pgdata", storageClass="cluster"), format="json")
     workload = {"metadata": {"name": "db"}, "spec": {"image": "postgres:16", "volumes": mounts}}
     data = problem(

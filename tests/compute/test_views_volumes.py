@@ -9,12 +9,12 @@ import pytest
 from django.test import Client
 
 from compute.choices import Phase, VolumePhase
-from compute.models import VirtualMachine, Volume
-from compute.services import vms as vm_services
+from compute.models import Volume
 from compute.services import volumes as volume_services
 from tenants import services as tenant_services
 from tenants.choices import AuditOutcome
-from tenants.models import AuditLog, Quota
+from tenants.models import AuditLog
+from tests.compute.test_api_volumes import make_vm, make_volume, used_storage
 
 pytestmark = [pytest.mark.unit, pytest.mark.libvirt_test_driver]
 
@@ -32,26 +32,6 @@ def client_for(user) -> Client:
     client = Client()
     client.force_login(user)
     return client
-
-
-def make_volume(demo, name="data1", phase=VolumePhase.READY, tenant=None, size=5) -> Volume:
-    volume = volume_services.volume_create(
-        actor=None, tenant=tenant or demo.acme, name=name, size_gib=size
-    )
-    Volume.objects.filter(pk=volume.pk).update(phase=phase, capacity_gib=size)
-    return Volume.objects.get(pk=volume.pk)
-
-
-def make_vm(demo, name="web1", phase=Phase.RUNNING, tenant=None) -> VirtualMachine:
-    vm = vm_services.vm_create(
-        actor=None, tenant=tenant or demo.acme, name=name, image="tiny", vcpus=1, memory_mib=256
-    )
-    VirtualMachine.objects.filter(pk=vm.pk).update(phase=phase)
-    return VirtualMachine.objects.get(pk=vm.pk)
-
-
-def used_storage(tenant) -> int:
-    return Quota.objects.get(tenant=tenant).used_storage
 
 
 def test_the_list_shows_phase_size_attachment_and_the_storage_left(world):
@@ -247,19 +227,6 @@ def test_the_role_matrix_for_every_volume_page(world, who):
 
 
 # --- The workload form mounts Kubernetes volumes ------------------------------------------
-@pytest.fixture
-def cluster(db):
-    from compute.models import KubernetesCluster
-    from monitoring import crypto
-
-    return KubernetesCluster.objects.create(
-        name="fake",
-        server="https://127.0.0.1:1",
-        kubeconfig_encrypted=crypto.encrypt("clusters: []", context=crypto.KUBECONFIG),
-        default=True,
-    )
-
-
 def workload_form(**overrides) -> dict:
     data = {
         "name": "db",
@@ -273,7 +240,7 @@ def workload_form(**overrides) -> dict:
     return {**data, **overrides}
 
 
-def test_the_workload_form_lists_the_claims_and_mounts_one(world, cluster):
+def test_the_workload_form_lists_the_claims_and_mounts_one(world, fake_cluster):
     from compute.models import Workload
 
     volume_services.volume_create(
@@ -294,7 +261,7 @@ def test_the_workload_form_lists_the_claims_and_mounts_one(world, cluster):
 
 
 @pytest.mark.parametrize("text", ["pgdata", "pgdata:/a:rw", "nope:/a", "pgdata:rel"])
-def test_a_bad_mount_line_is_a_field_error(world, cluster, text):
+def test_a_bad_mount_line_is_a_field_error(world, fake_cluster, text):
     from compute.models import Workload
 
     volume_services.volume_create(
