@@ -40,7 +40,13 @@ from portal.exceptions import Conflict, QuotaExceeded, ValidationError
 from portal.models import observation_current
 from tenants.choices import ReservationKind
 from tenants.models import Tenant
-from tenants.services import audit_record, authorize, quota_release, quota_reserve
+from tenants.services import (
+    audit_record,
+    authorize,
+    quota_check,
+    quota_release,
+    quota_reserve,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -268,7 +274,15 @@ def vm_create(
                 elsewhere = tuple(
                     Host.objects.exclude(pk=boot.host_id).values_list("pk", flat=True)
                 )
-            # The root disk's storage is charged on its volume (below), not here.
+            # The root disk's storage is charged on its volume (below), not here; checked
+            # together first, so a refusal names every resource that does not fit.
+            quota_check(
+                tenant=tenant,
+                cpu=vcpus,
+                memory=memory_mib,
+                storage=disk_gib if boot is None else 0,
+                vms=1,
+            )
             quota_reserve(
                 tenant=tenant,
                 ref=f"vm:{uid}",
