@@ -51,9 +51,10 @@ class Guest:
     def type(self, text: str) -> None:
         type_keys(self.domain(), text)
 
-    def until(self, command: str, expected: str, timeout: float = 90, every: float = 4) -> str:
+    def until(self, command: str, expected: str, timeout: float = 300, every: float = 5) -> str:
         """Type ``command`` (again every ``every`` s) until ``expected`` appears in the
-        serial log after the first try; returns the log from there."""
+        serial log after the first try; returns the log from there. The timeout is
+        generous: TCG guests crawl when the machine is busy, and this is no benchmark."""
         start = len(self.log())
         deadline = time.monotonic() + timeout
         while True:
@@ -75,5 +76,5 @@ class Guest:
         (its output is marked with an echo that follows it)."""
         mark = f"checked{int(time.monotonic() * 1000)}"
         start = len(self.log())
-        self.until(f"{command} > /dev/ttyS0 ; echo {mark} > /dev/ttyS0", mark, timeout=settle * 10)
+        self.until(f"{command} > /dev/ttyS0 ; echo {mark} > /dev/ttyS0", mark)
         assert unexpected not in self.log()[start:], self.log()[start:][-400:]
