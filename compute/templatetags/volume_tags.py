@@ -33,3 +33,9 @@ def vm_volumes_panel(context, vm):
         else [],
         "vm_takes_volumes": vm.phase in volume_services.ATTACHABLE_VM_PHASES,
     }
+
+
+@register.filter
+def copied_gib(vm) -> int:
+    """GiB of ``vm``'s volumes a live migration copies (those in its host's own pool)."""
+    return sum(v.size_gib for v in volume_services.migrating_volumes(vm))

@@ -10,6 +10,7 @@ from django.test import Client
 
 from compute.choices import Phase, VolumePhase
 from compute.models import Volume
+from compute.services import vms as vm_services
 from compute.services import volumes as volume_services
 from tenants import services as tenant_services
 from tenants.choices import AuditOutcome
@@ -299,3 +300,21 @@ def test_the_vm_form_boots_from_a_ready_volume(world):
     assert volume.vm.name == "fromvol" and volume.device == "vda"
     html = bob.get("/t/acme/vms/fromvol/").content.decode()
     assert 'data-testid="vm-volume-system"' in html
+
+
+def test_the_migration_panel_says_local_volumes_are_copied_and_shared_disks_not(world):
+    vm = vm_services.vm_create(
+        actor=None,
+        tenant=world.acme,
+        name="disky",
+        image="tiny",
+        vcpus=1,
+        memory_mib=256,
+        disk_gib=2,
+    )
+    bob = client_for(world.alice)
+    html = bob.get("/t/acme/vms/disky/").content.decode()
+    assert "2 GiB of local volumes, copied with the guest" in html
+    Volume.objects.filter(vm=vm).update(pool="isotope")  # a root disk from before volumes
+    html = bob.get("/t/acme/vms/disky/").content.decode()
+    assert "2 GiB on shared storage — not copied" in html
