@@ -1,4 +1,4 @@
-"""Migration 0008: every existing VM's root disk becomes a Volume, charged once."""
+"""Migration 0009: every existing VM's root disk becomes a Volume, charged once."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from django.db.migrations.executor import MigrationExecutor
 
 pytestmark = pytest.mark.unit
 
-BEFORE = [("compute", "0007_vm_ready_condition"), ("tenants", "0002_user_preference")]
-AFTER = [("compute", "0008_volumes"), ("tenants", "0003_reservation_kind_volume")]
+BEFORE = [("compute", "0008_image_import"), ("tenants", "0003_reservation_kind_image")]
+AFTER = [("compute", "0009_volumes"), ("tenants", "0004_reservation_kind_volume")]
 
 
 def migrate(targets):

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tenants", "0002_user_preference"),
+        ("tenants", "0003_reservation_kind_image"),
     ]
 
     operations = [
@@ -16,6 +16,7 @@ class Migration(migrations.Migration):
                 choices=[
                     ("vm", "Virtual machine"),
                     ("workload", "Workload"),
+                    ("image", "Image"),
                     ("volume", "Volume"),
                     ("other", "Other"),
                 ],

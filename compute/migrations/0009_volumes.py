@@ -77,8 +77,8 @@ def root_volumes_back_to_vms(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("compute", "0007_vm_ready_condition"),
-        ("tenants", "0003_reservation_kind_volume"),
+        ("compute", "0008_image_import"),
+        ("tenants", "0004_reservation_kind_volume"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
