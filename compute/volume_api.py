@@ -13,18 +13,12 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 
 from compute import selectors
-from compute.api import (
-    IDEMPOTENCY_KEY,
-    IF_MATCH,
-    PROBLEM_RESPONSE,
-    StrictSerializer,
-    TenantResourceView,
-)
+from compute.api import IDEMPOTENCY_KEY, IF_MATCH, PROBLEM_RESPONSE, TenantResourceView
 from compute.choices import StorageClass, VolumeFormat, VolumePhase
 from compute.models import Volume
 from compute.services import volumes as volume_services
 from portal.api.errors import api_field_errors
-from portal.api.resources import metadata
+from portal.api.resources import StrictSerializer, label_map_field, metadata
 from portal.exceptions import ApplicationError
 from tenants import selectors as tenant_selectors
 from tenants.api import MetadataSerializer
@@ -92,7 +86,7 @@ def volume_representation(volume: Volume, user) -> dict:
 # --- Serializers -----------------------------------------------------------------------
 class VolumeMetadataIn(StrictSerializer):
     name = serializers.CharField(help_text="A DNS label: lowercase letters, digits, hyphens.")
-    labels = serializers.DictField(child=serializers.CharField(), required=False)
+    labels = label_map_field(required=False)
 
 
 class AttachmentIn(StrictSerializer):

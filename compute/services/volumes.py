@@ -10,7 +10,7 @@ Quota: a volume holds one reservation, ``volume:<uid>``, of ``storage`` = its si
 GiB, taken in the transaction that creates it, re-taken for the new size in the one
 that grows it, released once when it is gone. A VM's root disk is such a volume: the
 VM's own reservation holds cpu, memory and the VM count only, so the disk is charged
-once, on the volume (VMs from before volumes were moved over by migration 0009).
+once, on the volume (VMs from before volumes were moved over by migration 0010).
 
 Placement: a local volume lives in one host's pool (``ISOTOPE_VOLUME_POOL``) and
 attaches to VMs on that host; it moves with its VM in a live migration. A Kubernetes
@@ -41,6 +41,7 @@ from compute.choices import (
     VolumePhase,
     VolumeSource,
 )
+from compute.labels import label_map_errors
 from compute.models import Host, Image, Migration, VirtualMachine, Volume
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
@@ -51,7 +52,7 @@ from tenants.services import audit_record, authorize, quota_release, quota_reser
 logger = logging.getLogger(__name__)
 
 EVENT_KIND = "volume"
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # fullmatch: "$" allows a "\n"
 RESERVED_NAMES = frozenset({"new"})
 ROOT_DEVICE = "vda"
 DATA_DEVICES = tuple(f"vd{letter}" for letter in "bcdefghijklmnopqrstuvwxyz")
@@ -101,7 +102,7 @@ def _check_name(tenant: Tenant, name, errors: dict) -> str:
     name = str(name or "").strip()
     if not name:
         errors["name"] = ["A name is required."]
-    elif len(name) > 63 or not NAME_RE.match(name):
+    elif len(name) > 63 or not NAME_RE.fullmatch(name):
         errors["name"] = [
             "Use at most 63 lowercase letters, digits and hyphens, starting and ending "
             "with a letter or digit (a DNS label)."
@@ -205,11 +206,9 @@ def volume_create(
             errors["image"] = [f"{image_obj} is a kernel image: it has no disk to copy."]
         elif storage_class != StorageClass.LOCAL:
             errors["image"] = ["Only local volumes are made from images."]
-    if labels is not None and (
-        not isinstance(labels, dict)
-        or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
-    ):
-        errors["labels"] = ["A map of strings."]
+    label_errors = label_map_errors(labels)
+    if label_errors:
+        errors["labels"] = label_errors
     device = _check_device(device, errors)
     if vm is not None and storage_class != StorageClass.LOCAL:
         errors["vm"] = ["Kubernetes volumes are mounted by workloads, not attached to VMs."]
@@ -992,7 +991,7 @@ def volume_refused(volume: Volume, message: str) -> Volume:
 
 
 MAX_MOUNTS = 8
-MOUNT_PATH_RE = re.compile(r"^/[-._a-zA-Z0-9/]{0,254}$")
+MOUNT_PATH_RE = re.compile(r"/[-._a-zA-Z0-9/]{0,254}")
 
 
 def clean_mounts(tenant: Tenant, mounts, errors: dict) -> list[dict]:
@@ -1022,7 +1021,7 @@ def clean_mounts(tenant: Tenant, mounts, errors: dict) -> list[dict]:
             problems.append(f"{name} is a local VM disk; pods mount Kubernetes volumes.")
         elif volume.phase in (VolumePhase.DELETING, VolumePhase.FAILED):
             problems.append(f"{name} is {volume.phase}.")
-        elif not MOUNT_PATH_RE.match(path) or "/../" in f"{path}/":
+        elif not MOUNT_PATH_RE.fullmatch(path) or "/../" in f"{path}/":
             problems.append(f"{path!r} is not an absolute path (letters, digits, - . _ /).")
         elif path in paths or any(c["volume"] == name for c in clean):
             problems.append(f"{name} or {path} is mounted twice.")

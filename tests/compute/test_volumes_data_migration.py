@@ -1,4 +1,4 @@
-"""Migration 0009: every existing VM's root disk becomes a Volume, charged once."""
+"""Migration 0010: every existing VM's root disk becomes a Volume, charged once."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from django.db.migrations.executor import MigrationExecutor
 
 pytestmark = pytest.mark.unit
 
-BEFORE = [("compute", "0008_image_import"), ("tenants", "0003_reservation_kind_image")]
-AFTER = [("compute", "0009_volumes"), ("tenants", "0004_reservation_kind_volume")]
+BEFORE = [
+    ("compute", "0009_names_end_at_end_of_string"),
+    ("tenants", "0004_slug_ends_at_end_of_string"),
+]
+AFTER = [("compute", "0010_volumes"), ("tenants", "0005_reservation_kind_volume")]
 
 
 def migrate(targets):

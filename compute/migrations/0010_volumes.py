@@ -77,8 +77,8 @@ def root_volumes_back_to_vms(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("compute", "0008_image_import"),
-        ("tenants", "0004_reservation_kind_volume"),
+        ("compute", "0009_names_end_at_end_of_string"),
+        ("tenants", "0005_reservation_kind_volume"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -129,7 +129,7 @@ class Migration(migrations.Migration):
                         max_length=63,
                         validators=[
                             django.core.validators.RegexValidator(
-                                "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                                "\\A[a-z0-9]([-a-z0-9]*[a-z0-9])?\\Z",
                                 "Use lowercase letters, digits and hyphens; start and end with a letter or digit.",
                             )
                         ],

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tenants", "0003_reservation_kind_image"),
+        ("tenants", "0004_slug_ends_at_end_of_string"),
     ]
 
     operations = [
