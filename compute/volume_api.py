@@ -165,6 +165,7 @@ class VolumeListView(VolumeView):
     @extend_schema(
         operation_id="volumes_list",
         summary="List the tenant's volumes",
+        responses=VolumeSerializer(many=True),
         parameters=[
             OpenApiParameter(
                 "phase", OpenApiTypes.STR, enum=VolumePhase.values, description="Filter."
