@@ -10,7 +10,7 @@ Quota: a volume holds one reservation, ``volume:<uid>``, of ``storage`` = its si
 GiB, taken in the transaction that creates it, re-taken for the new size in the one
 that grows it, released once when it is gone. A VM's root disk is such a volume: the
 VM's own reservation holds cpu, memory and the VM count only, so the disk is charged
-once, on the volume (VMs from before volumes were moved over by migration 0010).
+once, on the volume (VMs from before volumes were moved over by migration 0011).
 
 Placement: a local volume lives in one host's pool (``ISOTOPE_VOLUME_POOL``) and
 attaches to VMs on that host; it moves with its VM in a live migration. A Kubernetes

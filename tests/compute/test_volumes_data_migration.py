@@ -1,4 +1,4 @@
-"""Migration 0010: every existing VM's root disk becomes a Volume, charged once."""
+"""Migration 0011: every existing VM's root disk becomes a Volume, charged once."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from django.db.migrations.executor import MigrationExecutor
 pytestmark = pytest.mark.unit
 
 BEFORE = [
-    ("compute", "0009_names_end_at_end_of_string"),
+    ("compute", "0010_observed_generation"),
     ("tenants", "0004_slug_ends_at_end_of_string"),
 ]
-AFTER = [("compute", "0010_volumes"), ("tenants", "0005_reservation_kind_volume")]
+AFTER = [("compute", "0011_volumes"), ("tenants", "0005_reservation_kind_volume")]
 
 
 def migrate(targets):

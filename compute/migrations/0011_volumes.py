@@ -77,7 +77,7 @@ def root_volumes_back_to_vms(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("compute", "0009_names_end_at_end_of_string"),
+        ("compute", "0010_observed_generation"),
         ("tenants", "0005_reservation_kind_volume"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
