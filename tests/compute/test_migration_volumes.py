@@ -125,7 +125,12 @@ def test_a_local_data_volume_follows_its_vm_through_live_migration_with_its_data
         volume = Volume.objects.get(pk=volume.pk)
         assert volume.host.name == "node2" and volume.phase == VolumePhase.ATTACHED
         assert volume.backend_name in pool_files(nodes["node2"])
-        assert volume.backend_name not in pool_files(nodes["node1"])  # the source copy went
+        # The source copy goes right after the migration is marked Succeeded.
+        wait_for(
+            lambda v=volume: v.backend_name not in pool_files(nodes["node1"]),
+            60,
+            message=f"the source copy of {volume.name} stayed on node1",
+        )
     # The guest on node2 reads the marker back from the disk, not from its page cache.
     guest.until("echo 3 > /proc/sys/vm/drop_caches ; head -c 15 /dev/vdb > /dev/ttyS0", marker)
     assert guest.log().count("ISOTOPE-GUEST-BOOTED") in (1, 2)  # no reboot on the way
