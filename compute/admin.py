@@ -15,6 +15,7 @@ from compute.models import (
     MigrationPolicy,
     TenantNamespace,
     VirtualMachine,
+    Volume,
     Workload,
 )
 from compute.services.clusters import cluster_check, cluster_set_kubeconfig
@@ -64,6 +65,7 @@ class HostAdmin(AuditedModelAdmin):
         "message",
         "capabilities",
         "effective_virt_type",
+        "storage_gib",
     ]
     actions = ["check_now"]
 
@@ -71,7 +73,7 @@ class HostAdmin(AuditedModelAdmin):
     def vm_count(self, obj: Host) -> int:
         return obj.vms.count()
 
-    @admin.action(description="Check now (read capacity and reachability)")
+    @admin.action(description="Check now (capacity, reachability, the volume pool)")
     def check_now(self, request, queryset):
         for host in queryset:
             host = host_check(host, actor=request.user)
@@ -79,8 +81,13 @@ class HostAdmin(AuditedModelAdmin):
                 self.message_user(
                     request,
                     f"{host.name}: reachable, {host.cpus} CPUs, {host.memory_mib} MiB, "
-                    f"guests run as {host.effective_virt_type}.",
-                    messages.SUCCESS,
+                    f"guests run as {host.effective_virt_type}; "
+                    + (
+                        f"volume pool at {host.volume_path} ({host.storage_gib} GiB)."
+                        if host.can("volumes")
+                        else (host.message or "no volume storage.")
+                    ),
+                    messages.SUCCESS if host.can("volumes") else messages.WARNING,
                 )
             else:
                 self.message_user(request, f"{host.name}: {host.message}", messages.ERROR)
@@ -360,3 +367,33 @@ class WorkloadAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # deletion goes through workload_delete (objects, quota)
+
+
+@admin.register(Volume)
+class VolumeAdmin(admin.ModelAdmin):
+    """Volumes are the tenants': read-only here (placement included), changed through
+    the portal's services only."""
+
+    list_display = [
+        "name",
+        "tenant",
+        "phase",
+        "size_gib",
+        "storage_class",
+        "vm",
+        "device",
+        "host",
+        "pool",
+        "backend_name",
+    ]
+    list_filter = ["phase", "storage_class", "host"]
+    search_fields = ["name", "tenant__slug", "backend_name"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -51,6 +51,7 @@ API_FIELDS = {
     "disk_gib": "spec.diskGiB",
     "restart_policy": "spec.restartPolicy",
     "node_selector": "spec.nodeSelector",
+    "root_volume": "spec.rootVolume",
     "desired_state": "spec.desiredState",
     "phase": "status.phase",
 }
@@ -86,9 +87,16 @@ def vm_representation(vm: VirtualMachine, user) -> dict:
             "desiredState": vm.desired_state,
             "restartPolicy": vm.restart_policy,
             "nodeSelector": vm.node_selector,
+            "rootVolume": root_volume_name(vm),
         },
         "status": vm_status,
     }
+
+
+def root_volume_name(vm: VirtualMachine) -> str | None:
+    """The name of the volume the VM boots from (its ``vda``), if it has one."""
+    root = next((v for v in vm.volumes.all() if v.device == "vda"), None)
+    return root.name if root else None
 
 
 # --- Serializers -----------------------------------------------------------------------
@@ -100,6 +108,7 @@ class VMSpecSerializer(serializers.Serializer):
     desiredState = serializers.ChoiceField(choices=DesiredState.choices)  # noqa: N815
     restartPolicy = serializers.ChoiceField(choices=RestartPolicy.choices)  # noqa: N815
     nodeSelector = label_map_field()  # noqa: N815
+    rootVolume = serializers.CharField(allow_null=True, help_text="Its root disk's volume.")  # noqa: N815
 
 
 class ConditionSerializer(serializers.Serializer):
@@ -159,6 +168,11 @@ class VMCreateSpecIn(StrictSerializer):
         choices=RestartPolicy.choices, default=RestartPolicy.ON_FAILURE
     )
     nodeSelector = label_map_field(required=False)  # noqa: N815
+    rootVolume = serializers.CharField(  # noqa: N815
+        required=False,
+        help_text="Boot from this Ready volume of the tenant (it stays when the VM is deleted); "
+        "diskGiB is then its size.",
+    )
 
     def validate(self, attrs):
         if "flavor" not in attrs and ("vcpus" not in attrs or "memoryMiB" not in attrs):
@@ -206,6 +220,8 @@ class TenantResourceView(TenantScopedView):
     # The URL name of one resource and the collection's name (the idempotency scope).
     detail_url_name = ""
     collection = ""
+    #: The phases ``?phase=`` accepts.
+    phases: tuple[str, ...] = tuple(Phase.values)
 
     def lookup(self, tenant: Tenant, name: str, *, lock: bool = False):
         raise NotImplementedError
@@ -289,9 +305,9 @@ class TenantResourceView(TenantScopedView):
         """One page of ``queryset``, narrowed by ``?phase=`` when given."""
         phase = self.request.query_params.get("phase")
         if phase is not None:
-            if phase not in Phase.values:
+            if phase not in self.phases:
                 raise ValidationError(
-                    "Unknown phase.", errors={"phase": [f"One of {', '.join(Phase.values)}."]}
+                    "Unknown phase.", errors={"phase": [f"One of {', '.join(self.phases)}."]}
                 )
             queryset = queryset.filter(phase=phase)
         page = self.paginate_queryset(queryset)
@@ -359,6 +375,7 @@ class VMListView(VMView):
                 restart_policy=spec["restartPolicy"],
                 labels=meta.get("labels"),
                 node_selector=spec.get("nodeSelector"),
+                root_volume=spec.get("rootVolume"),
             )
         except ApplicationError as error:
             raise _api_errors(error) from None

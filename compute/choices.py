@@ -116,3 +116,49 @@ class ServiceType(models.TextChoices):
 
 # The phases a workload can show (SPEC's pod column; the VM-only ones never occur).
 WORKLOAD_PHASES = (Phase.PENDING, Phase.RUNNING, Phase.DELETING, Phase.FAILED, Phase.UNKNOWN)
+
+
+# --- Volumes ---------------------------------------------------------------------------
+class VolumePhase(models.TextChoices):
+    """Where a volume stands (issue 12's vocabulary).
+
+    ``Pending`` until its storage exists, ``Importing`` while data is copied in,
+    ``Ready`` (exists, attached to nothing), ``Attached`` (a VM's disk), ``Failed``
+    (``message`` says why), ``Deleting``.
+    """
+
+    PENDING = "Pending"
+    IMPORTING = "Importing"
+    READY = "Ready"
+    ATTACHED = "Attached"
+    FAILED = "Failed"
+    DELETING = "Deleting"
+
+
+class StorageClass(models.TextChoices):
+    """Where a volume's data lives: a VM host's libvirt pool, or a Kubernetes claim."""
+
+    LOCAL = "local", "Local disk (libvirt pool on a VM host)"
+    CLUSTER = "cluster", "Kubernetes volume claim (for pods)"
+
+
+class VolumeFormat(models.TextChoices):
+    QCOW2 = "qcow2", "qcow2"
+    RAW = "raw", "raw"
+    FILESYSTEM = "filesystem", "Filesystem (PersistentVolumeClaim)"
+
+
+class VolumeSource(models.TextChoices):
+    """What a volume was created from."""
+
+    BLANK = "blank", "Blank"
+    IMAGE = "image", "Image"
+    SNAPSHOT = "snapshot", "Snapshot"
+    VOLUME = "volume", "Another volume"
+
+
+# Formats each storage class supports (the first is the default).
+STORAGE_CLASS_FORMATS = {
+    StorageClass.LOCAL: (VolumeFormat.QCOW2, VolumeFormat.RAW),
+    StorageClass.CLUSTER: (VolumeFormat.FILESYSTEM,),
+}

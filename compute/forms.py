@@ -43,6 +43,12 @@ class VMCreateForm(forms.Form):
         required=False,
         initial=0,
     )
+    root_volume = forms.ChoiceField(
+        label="Boot disk",
+        required=False,
+        help_text="A new disk of the chosen size (deleted with the VM), or one of the "
+        "tenant's Ready volumes (kept when the VM is deleted).",
+    )
     start = forms.BooleanField(
         label="Start the VM once it is created",
         required=False,
@@ -54,9 +60,13 @@ class VMCreateForm(forms.Form):
         help_text="What the reconciler does when the VM stops outside the portal.",
     )
 
-    def __init__(self, *args, images, flavors, **kwargs):
+    def __init__(self, *args, images, flavors, volumes=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["image"].queryset = images
+        self.fields["root_volume"].choices = [
+            ("", "A new disk (the size's disk GiB)"),
+            *((v.name, f"Volume {v.name} ({v.size_gib} GiB)") for v in volumes),
+        ]
         self.flavors = {f.name: f for f in flavors}
         self.fields["size"].choices = [
             *((f.name, _flavor_label(f)) for f in self.flavors.values()),
@@ -78,6 +88,8 @@ class VMCreateForm(forms.Form):
             "start": data["start"],
             "restart_policy": data["restart_policy"],
         }
+        if data.get("root_volume"):
+            kwargs["root_volume"] = data["root_volume"]
         if self.custom:
             kwargs.update(
                 vcpus=data["vcpus"], memory_mib=data["memory_mib"], disk_gib=data["disk_gib"]

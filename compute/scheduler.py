@@ -152,6 +152,30 @@ def _score(host: Host, vcpus: int, memory: int, usage: dict) -> float:
     return round(least_requested + balanced, 6)
 
 
+def schedule_volume(*, size_gib: int) -> Host:
+    """The host for a new local volume that no VM asked for: among the hosts that may
+    take new work and have volume storage, the one with the fewest GiB provisioned in
+    volumes (thin volumes: the pool's capacity bounds a single volume only)."""
+    from compute.models import Volume
+
+    hosts = [h for h in Host.objects.filter(hosts_filter_q()).order_by("name") if h.can("volumes")]
+    if not hosts:
+        raise NoHostAvailable(
+            "No host with volume storage can take a volume now. Ask a platform admin."
+        )
+    fitting = [h for h in hosts if not h.storage_gib or size_gib <= h.storage_gib]
+    if not fitting:
+        largest = max(h.storage_gib for h in hosts)
+        raise NoHostAvailable(f"No host's storage holds {size_gib} GiB (at most {largest} GiB).")
+    provisioned = dict(
+        Volume.objects.filter(host__in=fitting)
+        .values("host_id")
+        .annotate(gib=Sum("size_gib"))
+        .values_list("host_id", "gib")
+    )
+    return min(fitting, key=lambda h: (provisioned.get(h.pk) or 0, h.name))
+
+
 def hosts_filter_q() -> Q:
     """Hosts that may take new VMs at all (for the UI's capacity summary)."""
     return Q(enabled=True, maintenance=False, reachable=True)

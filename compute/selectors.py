@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.db.models import Case, Count, Q, QuerySet, When
 
 from compute.choices import ImagePhase, Phase
-from compute.models import Flavor, Image, VirtualMachine
+from compute.models import Flavor, Image, VirtualMachine, Volume
 from portal.exceptions import NotFound, PermissionDenied
 from tenants.models import Tenant
 from tenants.selectors import can, restrict, role_of
@@ -22,6 +22,7 @@ def vms_for_tenant(user, tenant: Tenant, action: str = "vm.view") -> QuerySet[Vi
     return (
         restrict(user, action, VirtualMachine.objects.filter(tenant=tenant))
         .select_related("tenant", "image", "host")
+        .prefetch_related("volumes")  # the root disk's volume, shown with each VM
         .order_by("name")
     )
 
@@ -186,3 +187,62 @@ def migration_get(user, tenant: Tenant, uid: str):
     if migration is None:
         raise NotFound("No such migration.")
     return migration
+
+
+# --- Volumes ---------------------------------------------------------------------------
+def volumes_for_tenant(user, tenant: Tenant, action: str = "volume.view") -> QuerySet[Volume]:
+    """The tenant's volumes that ``user`` may ``action``, by name."""
+    return (
+        restrict(user, action, Volume.objects.filter(tenant=tenant))
+        .select_related("tenant", "vm", "host", "source_image", "cluster")
+        .order_by("name")
+    )
+
+
+def volume_get(
+    user, tenant: Tenant, name: str, action: str = "volume.view", *, lock: bool = False
+) -> Volume:
+    """The volume ``name`` of ``tenant``: ``NotFound`` when the user cannot see it,
+    ``PermissionDenied`` when the role does not allow ``action``; ``lock`` as vm_get."""
+    queryset = volumes_for_tenant(user, tenant).filter(name=name)
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    volume = queryset.first()
+    if volume is None:
+        raise NotFound(f"Volume {name!r} not found in {tenant.slug}.")
+    if action != "volume.view" and not can(user, tenant, action):
+        raise PermissionDenied(
+            f"Your role ({role_of(user, tenant)}) does not allow {action} in {tenant.slug}."
+        )
+    return volume
+
+
+def vm_volumes(user, tenant: Tenant, vm: VirtualMachine) -> QuerySet[Volume]:
+    """The volumes attached (or being attached) to ``vm``, root disk first."""
+    return volumes_for_tenant(user, tenant).filter(vm=vm).order_by("device")
+
+
+def attachable_volumes(user, tenant: Tenant, vm: VirtualMachine) -> QuerySet[Volume]:
+    """Ready, unattached local volumes on ``vm``'s host: what the VM page offers."""
+    from compute.choices import StorageClass, VolumePhase
+
+    return volumes_for_tenant(user, tenant).filter(
+        vm__isnull=True,
+        phase=VolumePhase.READY,
+        storage_class=StorageClass.LOCAL,
+        host_id=vm.host_id,
+    )
+
+
+def volume_phase_counts(user, tenant: Tenant) -> list[PhaseCount]:
+    """How many of the tenant's volumes are in each phase (non-zero, lifecycle order)."""
+    from compute.choices import VolumePhase
+
+    rows = dict(
+        volumes_for_tenant(user, tenant)
+        .order_by()
+        .values_list("phase")
+        .annotate(n=Count("id"))
+        .values_list("phase", "n")
+    )
+    return [PhaseCount(phase, rows[phase]) for phase in VolumePhase.values if rows.get(phase)]

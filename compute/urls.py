@@ -15,6 +15,8 @@ from compute import (  # live migration
     migration_api,
     migration_views,
     views,
+    volume_api,
+    volume_views,
     workload_api,
     workload_views,
 )
@@ -135,6 +137,43 @@ workload_api_urls = [
         "tenants/<slug:tenant>/migrations/<uuid:uid>/cancel/",
         migration_api.MigrationCancelView.as_view(),
         name="migration-api-cancel",
+    ),
+]
+
+volume_pages = [
+    path("volumes/", volume_views.volume_list, name="volume-list"),
+    path("volumes/new/", volume_views.volume_create, name="volume-create"),
+    path("volumes/<slug:name>/", volume_views.volume_detail, name="volume-detail"),
+    re_path(
+        r"^volumes/(?P<name>[-a-z0-9]+)/(?P<action>attach|detach|resize|delete)/$",
+        volume_views.volume_action,
+        name="volume-action",
+    ),
+    path("vms/<slug:name>/volumes/", volume_views.vm_volume_attach, name="vm-volume-attach"),
+]
+
+volume_api_urls = [
+    path(
+        "tenants/<slug:tenant>/volumes/",
+        volume_api.VolumeListView.as_view(),
+        name="volume-api-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/volumes/<slug:name>/",
+        volume_api.VolumeDetailView.as_view(),
+        name="volume-api-detail",
+    ),
+    *(
+        path(
+            f"tenants/<slug:tenant>/volumes/<slug:name>/{action}/",
+            view.as_view(),
+            name=f"volume-api-{action}",
+        )
+        for action, view in (
+            ("attach", volume_api.VolumeAttachView),
+            ("detach", volume_api.VolumeDetachView),
+            ("resize", volume_api.VolumeResizeView),
+        )
     ),
 ]
 

@@ -19,6 +19,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
 from compute import selectors
+from compute.choices import StorageClass, VolumePhase
 from compute.forms import VMCreateForm
 from compute.services import vms as vm_services
 from monitoring import selectors as monitoring_selectors
@@ -136,10 +137,14 @@ def vm_create(request, tenant):
     images = selectors.images_for_tenant(tenant)
     # ?image=<name> (the Images page's "VM" button) preselects that image, the tenant's own first.
     chosen = images.filter(name=request.GET.get("image", "")).order_by("public").first()
+    volumes = selectors.volumes_for_tenant(request.user, tenant).filter(
+        vm__isnull=True, phase=VolumePhase.READY, storage_class=StorageClass.LOCAL
+    )
     form = VMCreateForm(
         request.POST or None,
         images=images,
         flavors=selectors.flavors(),
+        volumes=volumes,
         initial={"image": chosen.pk} if chosen else None,
     )
     if request.method == "POST" and form.is_valid():

@@ -46,6 +46,7 @@ API_FIELDS = {
     "env": "spec.env",
     "ports": "spec.ports",
     "service_type": "spec.service.type",
+    "volumes": "spec.volumes",
     "phase": "status.phase",
 }
 # Which spec field a quota refusal is about.
@@ -102,6 +103,7 @@ def workload_representation(workload: Workload, user) -> dict:
             "ports": workload.ports,
             "resources": resources,
             "service": {"type": workload.service_type} if workload.service_type else None,
+            "volumes": workload.volumes,
         },
         "status": data_status,
     }
@@ -122,6 +124,12 @@ class ServiceIn(StrictSerializer):
     type = serializers.ChoiceField(choices=[ServiceType.CLUSTER_IP, ServiceType.NODE_PORT])
 
 
+class MountIn(StrictSerializer):
+    volume = serializers.CharField(help_text="A Kubernetes volume (claim) of the tenant.")
+    mountPath = serializers.CharField(help_text="Absolute path in the container.")  # noqa: N815
+    readOnly = serializers.BooleanField(default=False)  # noqa: N815
+
+
 class WorkloadMetadataIn(StrictSerializer):
     name = serializers.CharField(
         help_text="A DNS label starting with a letter (≤ 46 for a Deployment)."
@@ -139,6 +147,7 @@ class WorkloadSpecIn(StrictSerializer):
     ports = serializers.ListField(child=serializers.IntegerField(), required=False)
     resources = ResourcesIn(required=False)
     service = ServiceIn(required=False, allow_null=True)
+    volumes = MountIn(many=True, required=False, help_text="Volume claims the pods mount.")
 
 
 class WorkloadCreateSerializer(StrictSerializer):
@@ -226,6 +235,7 @@ class WorkloadListView(WorkloadView):
                 env=spec.get("env"),
                 ports=spec.get("ports"),
                 service_type=(spec.get("service") or {}).get("type", ""),
+                volumes=[dict(m) for m in spec.get("volumes") or []],
                 labels=meta.get("labels"),
             )
         except ApplicationError as error:

@@ -78,6 +78,13 @@ class WorkloadCreateForm(forms.Form):
         choices=ServiceType.choices,
         required=False,
     )
+    volumes = forms.CharField(
+        label="Volume claims",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
+        help_text="One volume:/mount/path per line (:ro at the end for read-only), "
+        "e.g. data:/var/lib/data",
+    )
 
     def clean_command(self) -> list[str]:
         return self._split("command")
@@ -106,6 +113,20 @@ class WorkloadCreateForm(forms.Form):
         text = self.cleaned_data.get("ports") or ""
         return [part.strip() for part in text.replace(" ", ",").split(",") if part.strip()]
 
+    def clean_volumes(self) -> list[dict]:
+        mounts = []
+        for number, line in enumerate((self.cleaned_data.get("volumes") or "").splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.strip().split(":")
+            read_only = len(parts) == 3 and parts[2] == "ro"
+            if len(parts) not in (2, 3) or (len(parts) == 3 and not read_only):
+                raise forms.ValidationError(
+                    f"Line {number}: write volume:/path or volume:/path:ro."
+                )
+            mounts.append({"volume": parts[0], "mountPath": parts[1], "readOnly": read_only})
+        return mounts
+
     def service_kwargs(self) -> dict:
         """The arguments for ``workload_create``."""
         data = self.cleaned_data
@@ -123,6 +144,7 @@ class WorkloadCreateForm(forms.Form):
             "env": data["env"],
             "ports": data["ports"],
             "service_type": data["service_type"] or "",
+            "volumes": data["volumes"],
         }
 
     def add_service_error(self, error: ApplicationError) -> None:

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from compute import selectors
 from compute.backends.base import BackendError
 from compute.backends.containers import LogsUnavailable
+from compute.choices import StorageClass
 from compute.services import clusters as cluster_services
 from compute.services import workloads as workload_services
 from compute.views import _live_baseline
@@ -109,6 +110,9 @@ def workload_create(request, tenant):
             "usage": {u.resource: u for u in usage},
             "usage_list": [u for u in usage if u.resource in ("cpu", "memory", "pods")],
             "cluster": workload_services.default_cluster(),
+            "claim_volumes": selectors.volumes_for_tenant(request.user, tenant).filter(
+                storage_class=StorageClass.CLUSTER
+            ),
         },
         status=400 if form.errors else 200,
     )

@@ -280,6 +280,10 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "compute.tasks.libvirt.vm_ready_sweep",
         "schedule": float(os.environ.get("ISOTOPE_RECONCILE_SECONDS", "10")),
     },
+    "volumes-sweep": {
+        "task": "compute.tasks.libvirt.volumes_sweep",
+        "schedule": float(os.environ.get("ISOTOPE_RECONCILE_SECONDS", "10")),
+    },
     "idempotency-keys-prune": {
         "task": "compute.tasks.housekeeping.idempotency_keys_prune",
         "schedule": 3600.0,
@@ -344,6 +348,18 @@ ISOTOPE_VM_READY_TIMEOUT = int(os.environ.get("ISOTOPE_VM_READY_TIMEOUT", "300")
 ISOTOPE_STUCK_SECONDS = int(os.environ.get("ISOTOPE_STUCK_SECONDS", "60"))
 # How long one task may hold a VM's lock (a killed worker's lock expires after this).
 ISOTOPE_VM_LOCK_SECONDS = int(os.environ.get("ISOTOPE_VM_LOCK_SECONDS", "120"))
+
+# --- Volumes (compute/services/volumes.py) ----------------------------------------------
+# A host's volume pool: a libvirt dir pool named ISOTOPE_VOLUME_POOL in the host's
+# storage path (Host.storage_path, else ISOTOPE_STORAGE_ROOT/<host name>).
+ISOTOPE_STORAGE_ROOT = os.environ.get("ISOTOPE_STORAGE_ROOT", "/var/lib/isotope/volumes")
+ISOTOPE_VOLUME_POOL = os.environ.get("ISOTOPE_VOLUME_POOL", "isotope-volumes")
+ISOTOPE_MAX_VOLUME_GIB = int(os.environ.get("ISOTOPE_MAX_VOLUME_GIB", "4096"))
+# Kubernetes volume claims: their StorageClass; when it has no provisioner
+# (kubernetes.io/no-provisioner) the portal creates one hostPath PV per claim under
+# ISOTOPE_K8S_VOLUME_ROOT, pre-bound to it.
+ISOTOPE_K8S_STORAGE_CLASS = os.environ.get("ISOTOPE_K8S_STORAGE_CLASS", "isotope-local")
+ISOTOPE_K8S_VOLUME_ROOT = os.environ.get("ISOTOPE_K8S_VOLUME_ROOT", "/var/lib/isotope/k8s-volumes")
 
 # --- Kubernetes workloads (compute/services/workloads.py, clusters.py) ----------------
 # Namespace ResourceQuota: limits.cpu/limits.memory = the tenant's cpu/memory × this.

@@ -38,6 +38,7 @@ api_v1 = [
     *compute_urls.vm_api,
     *compute_urls.workload_api_urls,
     *compute_urls.image_api_urls,
+    *compute_urls.volume_api_urls,
     path(
         "tenants/<slug:tenant>/virtualmachines/<slug:name>/console/",
         console_api.VMConsoleView.as_view(),
@@ -55,6 +56,7 @@ tenant_pages = [
     path("vms/<slug:name>/metrics/", monitoring_views.vm_metrics, name="vm-metrics"),
     *compute_urls.workload_pages,
     *compute_urls.image_pages,
+    *compute_urls.volume_pages,
     path("events/", monitoring_views.event_list, name="event-list"),
     path("webhooks/", monitoring_views.webhook_list, name="webhook-list"),
     path("webhooks/add/", monitoring_views.webhook_add, name="webhook-add"),

@@ -13,6 +13,7 @@ class ReservationKind(models.TextChoices):
     VM = "vm", "Virtual machine"
     WORKLOAD = "workload", "Workload"
     IMAGE = "image", "Image"
+    VOLUME = "volume", "Volume"
     OTHER = "other", "Other"
 
 

@@ -20,6 +20,7 @@ VIEW_ACTIONS = frozenset(
         "event.view",
         "migration.view",
         "image.view",
+        "volume.view",
     }
 )
 
@@ -35,6 +36,9 @@ OPERATE_ACTIONS = frozenset(
         "workload.update",
         "workload.delete",
         "image.create",
+        "volume.create",
+        "volume.attach",
+        "volume.resize",
     }
 )
 
@@ -46,6 +50,7 @@ ADMIN_ACTIONS = frozenset(
         "webhook.manage",
         "audit.view",
         "image.delete",
+        "volume.delete",
     }
 )
 

@@ -398,6 +398,34 @@ def quota_set(*, actor, tenant: Tenant, limits: dict) -> QuotaChange:
     return QuotaChange(quota=quota, below_use=below)
 
 
+def _refuse_shortfalls(quota: Quota, request: dict) -> None:
+    """Every resource that does not fit, so the refusal names them all at once."""
+    shortfalls = [
+        Shortfall(
+            resource=resource,
+            requested=amount,
+            left=max(quota.limit(resource) - quota.used(resource), 0),
+            limit=quota.limit(resource),
+            unit=QUOTA_RESOURCES[resource],
+        )
+        for resource, amount in request.items()
+        if amount > 0 and quota.used(resource) + amount > quota.limit(resource)
+    ]
+    if shortfalls:
+        raise QuotaExceeded(shortfalls)
+
+
+def quota_check(*, tenant: Tenant, **amounts) -> None:
+    """Raise ``QuotaExceeded`` naming every resource ``amounts`` (cpu, memory, storage,
+    vms, pods) would take past the limit. For a create charged on several reservations
+    (a VM and its root disk's volume): checked together first, under the quota row's
+    lock, so the refusal names all of them. Inside the caller's transaction."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("quota_check must run inside the transaction creating the resource")
+    request = {r: Decimal(str(amounts.get(r, 0))) for r in QUOTA_RESOURCES}
+    _refuse_shortfalls(Quota.objects.select_for_update().get(tenant=tenant), request)
+
+
 def quota_reserve(
     *,
     tenant: Tenant,
@@ -433,20 +461,7 @@ def quota_reserve(
     existing = Reservation.objects.filter(ref=ref, released__isnull=True).first()
     if existing is not None:
         return existing
-    # Every resource that does not fit, so the refusal names them all at once.
-    shortfalls = [
-        Shortfall(
-            resource=resource,
-            requested=amount,
-            left=max(quota.limit(resource) - quota.used(resource), 0),
-            limit=quota.limit(resource),
-            unit=QUOTA_RESOURCES[resource],
-        )
-        for resource, amount in request.items()
-        if amount > 0 and quota.used(resource) + amount > quota.limit(resource)
-    ]
-    if shortfalls:
-        raise QuotaExceeded(shortfalls)
+    _refuse_shortfalls(quota, request)
     Quota.objects.filter(pk=quota.pk).update(
         **{f"used_{r}": F(f"used_{r}") + a for r, a in request.items()},
         resource_version=F("resource_version") + 1,

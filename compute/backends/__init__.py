@@ -5,13 +5,18 @@ from __future__ import annotations
 from compute.backends.base import (
     BackendError,
     ComputeBackend,
+    DiskSpec,
     DomainNotFound,
     DomainSpec,
     DomainStatus,
     HostFacts,
     MigrationOptions,
     MigrationProgress,
+    PoolInfo,
     TransientBackendError,
+    VolumeInfo,
+    VolumeNotFound,
+    VolumeSpec,
 )
 
 
@@ -20,18 +25,36 @@ def backend_for_host(host) -> ComputeBackend:
     (``qemu``, ``qemu+tcp``, ``test``) selects the libvirt driver, not our code."""
     from compute.backends.libvirt import LibvirtBackend
 
-    return LibvirtBackend(uri=host.uri, virt_type=host.effective_virt_type or None)
+    return LibvirtBackend(
+        uri=host.uri,
+        virt_type=host.effective_virt_type or None,
+        storage_path=host.volume_path,
+    )
+
+
+def pool_name() -> str:
+    """The name of every host's volume pool (the same on each, so a domain's volume
+    disks resolve on whichever host it runs)."""
+    from django.conf import settings
+
+    return settings.ISOTOPE_VOLUME_POOL
 
 
 __all__ = [
     "BackendError",
     "ComputeBackend",
+    "DiskSpec",
     "DomainNotFound",
     "DomainSpec",
     "DomainStatus",
     "HostFacts",
     "MigrationOptions",
     "MigrationProgress",
+    "PoolInfo",
     "TransientBackendError",
+    "VolumeInfo",
+    "VolumeNotFound",
+    "VolumeSpec",
     "backend_for_host",
+    "pool_name",
 ]

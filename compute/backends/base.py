@@ -13,6 +13,10 @@ Terms:
   fit for users.
 - Every mutating call is idempotent where the hypervisor allows it: starting a running
   domain, stopping a stopped one or deleting a missing one succeeds.
+- *Volumes* (optional, ``capabilities["volumes"]``) live in a *pool* of the host, named
+  by Isotope (``pool``, ``name``); a domain's disks refer to them by pool and name, so
+  the same definition works on any host whose pool holds a volume of that name (live
+  migration pre-creates it there). :class:`VolumeNotFound` when one is missing.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ class TransientBackendError(BackendError):
 
 class DomainNotFound(BackendError):
     """No domain by that name on this host."""
+
+
+class VolumeNotFound(BackendError):
+    """No volume by that name in the pool."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,58 @@ class DomainSpec:
     disk_gib: int = 0
     base_image: str = ""
     base_format: str = "qcow2"
+    disks: tuple[DiskSpec, ...] = ()
+    """The domain's disks (root ``vda`` first); when given, ``define`` creates no
+    volume of its own: the volumes exist already (``volume_create``)."""
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    """One disk of a domain: a volume of the host's pool at a virtio target device."""
+
+    device: str
+    """``vda`` (the root disk), ``vdb``, …: the target the hypervisor uses. The guest
+    names disks in the order it finds them, so it may call it otherwise."""
+    pool: str
+    volume: str
+    format: str = "qcow2"
+    serial: str = ""
+    """What the guest reads in ``/sys/block/<disk>/serial`` (≤ 20 characters)."""
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """A volume to create in the host's pool: blank, or a copy-on-write overlay of a
+    ``backing`` file (an image base) that must exist on the host."""
+
+    pool: str
+    name: str
+    size_gib: int
+    format: str = "qcow2"
+    backing: str = ""
+    backing_format: str = "qcow2"
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """A volume as the host reports it (sizes in bytes)."""
+
+    pool: str
+    name: str
+    path: str
+    capacity: int
+    allocation: int
+    format: str = ""
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    """The host's volume pool (sizes in bytes)."""
+
+    name: str
+    path: str
+    capacity: int
+    available: int
 
 
 @dataclass(frozen=True)
@@ -92,7 +152,9 @@ class ComputeBackend(ABC):
     """One host's hypervisor. Instances are cheap; connections are pooled per process."""
 
     #: What this backend supports on this host. Keys: ``live_migration``, ``console``,
-    #: ``metrics``, ``acpi_shutdown``. The UI and API consult these instead of types.
+    #: ``metrics``, ``acpi_shutdown``, ``volumes`` (the storage calls below),
+    #: ``disk_hotplug`` (attach/detach reach a running guest), ``online_resize``.
+    #: The UI and API consult these instead of types.
     capabilities: dict[str, bool] = {}
 
     @abstractmethod
@@ -130,7 +192,8 @@ class ComputeBackend(ABC):
 
     @abstractmethod
     def delete(self, name: str) -> None:
-        """Force off, undefine and remove the domain's volumes. Missing is fine."""
+        """Force off and undefine the domain. Missing is fine. Volumes outlive it
+        (``volume_delete``), except a pre-volume root disk named after the domain."""
 
     @abstractmethod
     def undefine_keep_volumes(self, name: str) -> None:
@@ -182,6 +245,57 @@ class ComputeBackend(ABC):
         """
         return {}
 
+    # --- Volumes (optional: ``capabilities["volumes"]``) ------------------------------
+    # Defaults refuse: the backend has no storage. All calls are idempotent.
+    def storage_pool(self, path: str) -> PoolInfo:
+        """Make sure the host's volume pool exists at ``path`` (a directory on the
+        host) and is active; report its size. Raises BackendError when a pool of that
+        name exists elsewhere."""
+        raise BackendError("This host's backend has no volume storage.")
+
+    def volume_create(self, spec: VolumeSpec) -> VolumeInfo:
+        """Create the volume (blank, or an overlay of ``spec.backing``); an existing
+        volume of that name is returned as it is."""
+        raise BackendError("This host's backend has no volume storage.")
+
+    def volume_clone(self, source: VolumeSpec, spec: VolumeSpec) -> VolumeInfo:
+        """Create ``spec`` as a full, independent copy of ``source`` (same host), at
+        least as large as ``spec.size_gib``. Blocks for the copy."""
+        raise BackendError("This host's backend cannot clone volumes.")
+
+    def volume_resize(self, pool: str, name: str, size_gib: int) -> VolumeInfo:
+        """Grow a volume that no running domain uses (``disk_resize`` for those).
+        A volume at least that large is left as it is; nothing ever shrinks."""
+        raise BackendError("This host's backend cannot resize volumes.")
+
+    def volume_delete(self, pool: str, name: str) -> None:
+        """Remove the volume and its data; a missing one is fine."""
+        raise BackendError("This host's backend has no volume storage.")
+
+    def volume_info(self, pool: str, name: str) -> VolumeInfo:
+        """The volume's path and sizes. Raises VolumeNotFound."""
+        raise BackendError("This host's backend has no volume storage.")
+
+    def disk_attach(self, name: str, disk: DiskSpec) -> bool:
+        """Attach ``disk`` to domain ``name``: hot-plugged into the running guest and
+        kept in its definition (a stopped domain gets it in its definition only).
+        Returns False when that device already holds this volume (nothing done)."""
+        raise BackendError("This host's backend cannot attach disks.")
+
+    def disk_detach(self, name: str, device: str) -> bool:
+        """Detach the disk at ``device`` from the guest and its definition. Returns
+        False when no disk is there. Blocks until the guest let go (or raises)."""
+        raise BackendError("This host's backend cannot detach disks.")
+
+    def disk_resize(self, name: str, device: str, size_gib: int) -> None:
+        """Grow the disk at ``device`` of the running domain ``name`` online, so the
+        guest sees the new size at once."""
+        raise BackendError("This host's backend cannot resize disks online.")
+
+    def disks(self, name: str) -> list[DiskSpec]:
+        """The volume disks in the domain's definition."""
+        return []
+
     # --- Live migration (optional: ``capabilities["live_migration"]``) ----------------
     def migrate(self, name: str, target: ComputeBackend, options: MigrationOptions) -> None:
         """Live-migrate the running domain to ``target``'s host; blocks until the guest
@@ -219,6 +333,9 @@ class MigrationOptions:
     post_copy: bool = False
     shared_storage_unsafe: bool = False
     """Allow disks whose cache mode is not safe for migration (shared pool path)."""
+    copy_disks: tuple[str, ...] = ()
+    """Devices whose volumes are local to the source: their data is copied to volumes
+    of the same pool and name that the caller pre-created on the target."""
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,8 @@ class TenantSpec:
     pods: int
     limit_ratio: Decimal = Decimal(2)
     """limits.cpu/limits.memory of the namespace quota = requests × this ratio."""
+    storage_gib: int | None = None
+    """GiB the namespace's volume claims may request in total (``requests.storage``)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,41 @@ class WorkloadSpec:
     portal_generation: int = 0
     """Isotope's generation of this spec, kept as an annotation so that the watch can
     tell whether what it sees was applied from the newest spec."""
+    mounts: list[VolumeMount] = field(default_factory=list)
+    """Volume claims of the namespace its pods mount."""
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    claim: str
+    """A PersistentVolumeClaim of the workload's namespace."""
+    mount_path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """A volume claim (PVC) in a tenant's namespace."""
+
+    tenant: str
+    namespace: str
+    name: str
+    size_gib: int
+    storage_class: str
+    portal_uid: str
+    volume_root: str = ""
+    """Where a hostPath PersistentVolume made for the claim keeps its data, when its
+    StorageClass has no provisioner (``<root>/<namespace>/<name>``)."""
+
+
+@dataclass(frozen=True)
+class ClaimStatus:
+    phase: str
+    """``Pending``, ``Bound`` or ``Lost`` (Kubernetes' PVC phases)."""
+    capacity_gib: int = 0
+    volume: str = ""
+    """The PersistentVolume it is bound to."""
+    terminating: bool = False
 
 
 @dataclass(frozen=True)
@@ -186,3 +223,21 @@ class ContainerBackend(ABC):
     def logs(self, namespace: str, pod: str, *, tail: int = 200) -> Iterator[str]:
         """Stream the pod's log lines (follows). Default: ``LogsUnavailable``."""
         raise LogsUnavailable("This cluster's nodes provide no container logs.")
+
+    # --- Volume claims (optional: ``capabilities["volume_claims"]``) ------------------
+    def claim_apply(self, spec: ClaimSpec) -> None:
+        """Create the claim (idempotent). When its StorageClass has no provisioner
+        (``kubernetes.io/no-provisioner``), also a hostPath PersistentVolume of that
+        size pre-bound to it, so the cluster's own binder binds them. Raises
+        QuotaRefused when the namespace's ResourceQuota refuses the claim, BackendError
+        when the StorageClass does not exist."""
+        raise BackendError("This cluster's backend has no volume claims.")
+
+    def claim_status(self, namespace: str, name: str) -> ClaimStatus | None:
+        """The claim's phase and bound size, or None when it does not exist."""
+        raise BackendError("This cluster's backend has no volume claims.")
+
+    def claim_delete(self, namespace: str, name: str) -> bool:
+        """Ask for the claim (and a PersistentVolume made for it) to go. True while the
+        claim still exists (a pod using it holds it), False once it is gone."""
+        raise BackendError("This cluster's backend has no volume claims.")

@@ -1,4 +1,5 @@
-"""Compute models: hosts, images, flavors, virtual machines, idempotency keys, migrations."""
+"""Compute models: hosts, images, flavors, virtual machines, volumes, idempotency keys,
+migrations."""
 
 from compute.models.console import ConsoleTicket
 from compute.models.hosts import Host
@@ -7,6 +8,7 @@ from compute.models.images import Flavor, Image
 from compute.models.kubernetes import KubernetesCluster, TenantNamespace, Workload
 from compute.models.migrations import HostDrain, Migration, MigrationPolicy
 from compute.models.vms import VirtualMachine
+from compute.models.volumes import Volume
 
 __all__ = [
     "ConsoleTicket",
@@ -20,5 +22,6 @@ __all__ = [
     "MigrationPolicy",
     "TenantNamespace",
     "VirtualMachine",
+    "Volume",
     "Workload",
 ]

@@ -80,6 +80,17 @@ class Host(models.Model):
         editable=False,
         help_text="What the backend can do here (live_migration, console, metrics).",
     )
+    storage_path = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Directory of this host's volume pool (a libvirt dir pool); empty: "
+        "ISOTOPE_STORAGE_ROOT/<host name>.",
+    )
+    storage_gib = models.PositiveBigIntegerField(
+        default=0,
+        editable=False,
+        help_text="Capacity of the volume pool in GiB, read by 'check now'.",
+    )
     effective_virt_type = models.CharField(
         max_length=8,
         blank=True,
@@ -100,6 +111,13 @@ class Host(models.Model):
     @property
     def memory_capacity(self) -> Decimal:
         return Decimal(self.memory_mib) * self.memory_ratio
+
+    @property
+    def volume_path(self) -> str:
+        """Where this host's volume pool lives (on the host's own filesystem)."""
+        from django.conf import settings
+
+        return self.storage_path or f"{settings.ISOTOPE_STORAGE_ROOT.rstrip('/')}/{self.name}"
 
     def can(self, capability: str) -> bool:
         return bool(self.capabilities.get(capability))

@@ -194,6 +194,11 @@ class Workload(Resource):
         default=ServiceType.NONE,
         blank=True,
     )
+    volumes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Volume claims its pods mount: [{"volume", "mountPath", "readOnly"}].',
+    )
     restarted_at = models.DateTimeField(
         null=True,
         blank=True,

@@ -10,7 +10,8 @@ How the tenant's one quota maps to its namespace: Isotope's ledger
 (``tenants.services.quota_reserve``) is the source of truth and charges VMs and pods
 together before anything reaches a cluster. The namespace's ResourceQuota mirrors the
 tenant's *limits* (``requests.cpu`` = cpu cores, ``requests.memory`` = memory MiB,
-``limits.*`` = requests × ``ISOTOPE_K8S_LIMIT_RATIO``, ``count/pods`` = pods) as a
+``limits.*`` = requests × ``ISOTOPE_K8S_LIMIT_RATIO``, ``count/pods`` = pods,
+``requests.storage`` = storage GiB, shared with VM disks in the ledger) as a
 backstop: it stops anything that bypasses the portal, and its refusals surface as
 errors. It is re-applied whenever the tenant's limits change (``quota_changed``).
 """
@@ -246,6 +247,7 @@ def tenant_spec(tenant: Tenant) -> TenantSpec:
         memory_mib=int(quota.memory),
         pods=int(quota.pods),
         limit_ratio=Decimal(str(settings.ISOTOPE_K8S_LIMIT_RATIO)),
+        storage_gib=int(quota.storage),
     )
 
 
@@ -255,6 +257,13 @@ def namespace_for(tenant: Tenant, cluster: KubernetesCluster) -> TenantNamespace
         tenant=tenant, cluster=cluster, defaults={"name": tenant.namespace}
     )
     return row
+
+
+def namespace_ready(*, tenant: Tenant, cluster: KubernetesCluster) -> None:
+    """Provision the tenant's namespace on ``cluster`` unless it is ready already."""
+    row = TenantNamespace.objects.filter(tenant=tenant, cluster=cluster).first()
+    if row is None or not row.ready:
+        tenant_provision(tenant=tenant, cluster=cluster)
 
 
 def tenant_provision(*, tenant: Tenant, cluster: KubernetesCluster) -> ProvisionReport:

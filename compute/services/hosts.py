@@ -134,8 +134,9 @@ def host_uri_check(uri: str) -> str:
 
 
 def host_check(host: Host, *, actor=None) -> Host:
-    """Read capacity and capabilities from the host; record reachability. A URI that
-    :func:`host_uri_check` refuses is never opened: the host is recorded unreachable."""
+    """Read capacity and capabilities from the host, make sure its volume pool exists;
+    record reachability. A URI that :func:`host_uri_check` refuses is never opened: the
+    host is recorded unreachable."""
     try:
         host_uri_check(host.uri)
     except ValidationError as error:
@@ -152,14 +153,23 @@ def host_check(host: Host, *, actor=None) -> Host:
     virt = facts.virt_type
     if isinstance(backend, LibvirtBackend) and not backend.is_test:
         virt = host.virt_type if host.virt_type != VirtType.AUTO else _probed_virt_type()
+    capabilities, storage_gib, note = dict(facts.capabilities), 0, ""
+    if capabilities.get("volumes"):
+        # The host's volume pool: made here when missing (a dir pool at its path).
+        try:
+            storage_gib = backend.storage_pool(host.volume_path).capacity // 1024**3
+        except BackendError as error:
+            capabilities["volumes"] = False
+            note = f"No volume storage: {error}"
     Host.objects.filter(pk=host.pk).update(
         cpus=facts.cpus,
         memory_mib=facts.memory_mib,
-        capabilities=facts.capabilities,
+        capabilities=capabilities,
+        storage_gib=storage_gib,
         effective_virt_type=virt,
         reachable=True,
         last_seen=timezone.now(),
-        message="",
+        message=note[:500],
     )
     host.refresh_from_db()
     if actor is not None:

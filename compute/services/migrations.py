@@ -31,6 +31,7 @@ from compute.choices import ACTIVE_MIGRATION_PHASES, SLOT_MIGRATION_PHASES, Desi
 from compute.choices import MigrationPhase as MP
 from compute.models import Host, HostDrain, Migration, MigrationPolicy, VirtualMachine
 from compute.scheduler import NoHostAvailable, schedule
+from compute.services import volumes as volume_services
 from compute.services.vms import vm_observe
 from monitoring.services import event_publish, resource_publish
 from portal.exceptions import ApplicationError, Conflict, PermissionDenied, ValidationError
@@ -77,6 +78,7 @@ def completion_timeout(migration: Migration, vm: VirtualMachine) -> float:
     disk in GiB (like Nova's ``live_migration_completion_timeout``)."""
     policy = policy_for(migration.source)
     gib = (vm.memory_mib / 1024) + (vm.disk_gib if vm.disk_gib else 0)
+    gib += volume_services.migration_volumes_gib(vm)  # data volumes copied along
     return max(1.0, policy.completion_timeout_per_gib * gib)
 
 
@@ -411,6 +413,7 @@ def migration_succeed(
         if backend_id:
             fields["backend_id"] = backend_id
         seconds = (timezone.now() - migration.started).total_seconds()
+        volume_services.volumes_follow_vm(vm, migration.target)
         vm_observe(
             vm,
             Phase.RUNNING,

@@ -32,6 +32,7 @@ from compute.choices import (
 )
 from compute.models import Host, Migration, VirtualMachine
 from compute.services.vms import vm_observe
+from compute.services.volumes import vm_disks
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ def domain_spec(vm: VirtualMachine) -> DomainSpec:
         disk_gib=vm.disk_gib,
         base_image=image.disk_path if image.kind == ImageKind.DISK else "",
         base_format=image.disk_format or "qcow2",
+        disks=vm_disks(vm),
     )
 
 

@@ -30,8 +30,9 @@ from django.utils import timezone
 
 from compute.choices import DesiredState, ImageKind, ImagePhase, Phase, RestartPolicy
 from compute.labels import label_map_errors
-from compute.models import Flavor, Image, VirtualMachine
+from compute.models import Flavor, Host, Image, VirtualMachine
 from compute.scheduler import check_host, schedule
+from compute.services import volumes as volume_services
 from compute.services.readiness import ready_condition, ready_on_phase
 from monitoring.formats import timestamp
 from monitoring.services import event_publish, resource_forget, resource_publish
@@ -39,7 +40,13 @@ from portal.exceptions import Conflict, QuotaExceeded, ValidationError
 from portal.models import observation_current
 from tenants.choices import ReservationKind
 from tenants.models import Tenant
-from tenants.services import audit_record, authorize, quota_release, quota_reserve
+from tenants.services import (
+    audit_record,
+    authorize,
+    quota_check,
+    quota_release,
+    quota_reserve,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -207,11 +214,15 @@ def vm_create(
     restart_policy: str = RestartPolicy.ON_FAILURE,
     labels: dict | None = None,
     node_selector: dict | None = None,
+    root_volume=None,
 ) -> VirtualMachine:
     """Validate, reserve quota, place, save ``Pending`` and provision after commit.
 
-    Nothing is created and nothing is reserved when any step fails. A quota refusal is
-    recorded as a Warning event for the tenant.
+    The root disk (``disk_gib``, or the image's disk) becomes a volume deleted with the
+    VM and charged on that volume; with ``root_volume`` (a Ready volume of the tenant)
+    the VM boots from it instead, on the host that holds it, and it stays when the VM
+    goes. Nothing is created and nothing is reserved when any step fails. A quota
+    refusal is recorded as a Warning event for the tenant.
     """
     authorize(actor=actor, tenant=tenant, permission="vm.create", target=f"vm/{name}")
     if flavor is not None:
@@ -230,6 +241,19 @@ def vm_create(
     }
     if label_errors:
         raise ValidationError("Invalid labels.", errors=label_errors)
+    if root_volume not in (None, ""):
+        from compute.models import Volume
+
+        boot_name = root_volume.name if isinstance(root_volume, Volume) else str(root_volume)
+        found = Volume.objects.filter(tenant=tenant, name=boot_name).first()
+        if found is None:
+            raise ValidationError(
+                f"No volume named {boot_name!r} in {tenant.slug}.",
+                errors={"root_volume": ["Choose one of the tenant's volumes."]},
+            )
+        disk_gib = found.size_gib
+        if image in (None, "") and found.source_image_id:
+            image = found.source_image
     image_obj, vcpus, memory_mib, disk_gib = _validate_create(
         tenant=tenant,
         name=name,
@@ -242,18 +266,37 @@ def vm_create(
     uid = uuid.uuid4()
     try:
         with transaction.atomic():
+            boot = None
+            elsewhere: tuple[int, ...] = ()
+            if root_volume not in (None, ""):
+                # Locked before the quota row, in the order a volume resize takes them.
+                boot = volume_services.boot_volume(tenant, root_volume)
+                elsewhere = tuple(
+                    Host.objects.exclude(pk=boot.host_id).values_list("pk", flat=True)
+                )
+            # The root disk's storage is charged on its volume (below), not here; checked
+            # together first, so a refusal names every resource that does not fit.
+            quota_check(
+                tenant=tenant,
+                cpu=vcpus,
+                memory=memory_mib,
+                storage=disk_gib if boot is None else 0,
+                vms=1,
+            )
             quota_reserve(
                 tenant=tenant,
                 ref=f"vm:{uid}",
                 cpu=vcpus,
                 memory=memory_mib,
-                storage=disk_gib,
                 vms=1,
                 kind=ReservationKind.VM,
                 object_id=str(uid),
             )
             placement = schedule(
-                vcpus=vcpus, memory_mib=memory_mib, node_selector=node_selector or {}
+                vcpus=vcpus,
+                memory_mib=memory_mib,
+                node_selector=node_selector or {},
+                exclude=elsewhere,
             )
             vm = VirtualMachine.objects.create(
                 uid=uid,
@@ -271,6 +314,12 @@ def vm_create(
                 node_selector=node_selector or {},
                 created_by=actor if getattr(actor, "is_authenticated", False) else None,
             )
+            if boot is not None:
+                volume_services.boot_volume_take(actor=actor, volume=boot, vm=vm)
+            elif disk_gib:
+                volume_services.root_volume_create(
+                    actor=actor, vm=vm, size_gib=disk_gib, image=image_obj
+                )
             audit_record(
                 actor=actor,
                 action="vm.create",
@@ -282,6 +331,7 @@ def vm_create(
                     "disk_gib": disk_gib,
                     "image": image_obj.name,
                     "host": placement.host.name,
+                    **({"root_volume": boot.name} if boot is not None else {}),
                 },
             )
             event_publish(
@@ -413,7 +463,6 @@ def vm_update(
             ref=vm.quota_ref,
             cpu=new_vcpus,
             memory=new_memory,
-            storage=vm.disk_gib,
             vms=1,
             kind=ReservationKind.VM,
             object_id=str(vm.uid),

@@ -35,7 +35,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from compute.backends.containers import ClusterEvent, DeploymentInfo, PodInfo, WorkloadSpec
+from compute.backends.containers import (
+    ClusterEvent,
+    DeploymentInfo,
+    PodInfo,
+    VolumeMount,
+    WorkloadSpec,
+)
 from compute.choices import Phase, ServiceType, WorkloadKind
 from compute.labels import label_map_errors
 from compute.models import KubernetesCluster, TenantNamespace, Workload
@@ -115,6 +121,7 @@ class CleanSpec:
     env: dict[str, str]
     ports: list[int]
     service_type: str
+    volumes: list[dict] = ()
 
 
 def _strings(value, field: str, errors: dict) -> list[str]:
@@ -144,6 +151,7 @@ def validate_workload(
     env=None,
     ports=None,
     service_type="",
+    volumes=None,
 ) -> CleanSpec:
     """Check every field; raise one ``ValidationError`` naming all the bad ones."""
     errors: dict[str, list[str]] = {}
@@ -245,6 +253,9 @@ def validate_workload(
         errors["service_type"] = ["Choose ClusterIP, NodePort or none."]
     elif service_type and not clean_ports and "ports" not in errors:
         errors["ports"] = ["A service needs at least one port."]
+    from compute.services.volumes import clean_mounts
+
+    mounts = clean_mounts(tenant, volumes, errors)
     if errors:
         raise ValidationError("The workload is not valid.", errors=errors)
     return CleanSpec(
@@ -261,6 +272,7 @@ def validate_workload(
         env=dict(env),
         ports=clean_ports,
         service_type=service_type,
+        volumes=mounts,
     )
 
 
@@ -297,6 +309,7 @@ def workload_create(
     service_type: str = "",
     labels: dict | None = None,
     cluster: KubernetesCluster | None = None,
+    volumes: list | None = None,
 ) -> Workload:
     """Validate, reserve quota, save ``Pending`` and create the objects after commit.
 
@@ -321,6 +334,7 @@ def workload_create(
         env=env,
         ports=ports,
         service_type=service_type,
+        volumes=volumes,
     )
     cluster = cluster or default_cluster()
     if cluster is None:
@@ -363,6 +377,7 @@ def workload_create(
                 memory_limit=spec.memory_limit,
                 replicas=spec.replicas,
                 service_type=spec.service_type,
+                volumes=list(spec.volumes),
                 labels=labels or {},
                 phase=Phase.PENDING,
                 created_by=actor if getattr(actor, "is_authenticated", False) else None,
@@ -698,10 +713,19 @@ def workload_spec(workload: Workload) -> WorkloadSpec:
         env=dict(workload.env),
         ports=list(workload.ports),
         service_type=workload.service_type,
+        mounts=mounts_of(workload),
         restarted_at=workload.restarted_at.isoformat() if workload.restarted_at else "",
         portal_uid=str(workload.uid),
         portal_generation=workload.generation,
     )
+
+
+def mounts_of(workload: Workload) -> list[VolumeMount]:
+    """The claims the workload's pods mount (a volume's claim is named like it)."""
+    return [
+        VolumeMount(claim=m["volume"], mount_path=m["mountPath"], read_only=bool(m.get("readOnly")))
+        for m in workload.volumes or []
+    ]
 
 
 def deployment_phase(workload: Workload, info: DeploymentInfo) -> tuple[str, str]:

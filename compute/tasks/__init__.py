@@ -2,4 +2,10 @@
 
 # Live migration (task named under compute.tasks.libvirt, so queue libvirt).
 import compute.tasks.migration  # noqa: F401
-from compute.tasks import housekeeping, images, kubernetes, libvirt  # noqa: F401  (registers the tasks)
+from compute.tasks import (  # noqa: F401  (registers the tasks)
+    housekeeping,
+    images,
+    kubernetes,
+    libvirt,
+    volumes,
+)

@@ -13,13 +13,10 @@ watch, not from these tasks.
 from __future__ import annotations
 
 import logging
-import secrets
-from contextlib import contextmanager
 from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import Q
 from django.utils import timezone
 
@@ -29,6 +26,7 @@ from compute.choices import Phase
 from compute.models import KubernetesCluster, TenantNamespace, Workload
 from compute.services import clusters as cluster_services
 from compute.services import workloads as workload_services
+from compute.tasks.locks import Busy, task_lock
 from monitoring.services import event_publish
 from tenants.models import Tenant
 
@@ -38,20 +36,8 @@ MAX_RETRIES = 6
 DELETE_POLLS = 90  # × 2 s: how long a deletion waits for its pods to go
 
 
-class Busy(Exception):
-    """Another task holds this workload's lock."""
-
-
-@contextmanager
 def workload_lock(workload_id: int, seconds: int = 120):
-    key, token = f"isotope:workload-lock:{workload_id}", secrets.token_hex(8)
-    if not cache.add(key, token, timeout=seconds):
-        raise Busy
-    try:
-        yield
-    finally:
-        if cache.get(key) == token:
-            cache.delete(key)
+    return task_lock(f"isotope:workload-lock:{workload_id}", seconds)
 
 
 def _load(workload_id: int) -> Workload | None:

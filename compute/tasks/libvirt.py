@@ -9,21 +9,20 @@ lock); connection errors are retried with backoff, permanent errors set ``Failed
 from __future__ import annotations
 
 import logging
-import secrets
 import time
-from contextlib import contextmanager
 
 from celery import shared_task
 from django.conf import settings
-from django.core.cache import cache
 
 from compute.backends import BackendError, DomainNotFound, TransientBackendError, backend_for_host
 from compute.choices import ConditionStatus, DesiredState, Phase
 from compute.models import Host, VirtualMachine
 from compute.services import hosts as host_services
 from compute.services import reconcile
+from compute.services import volumes as volume_services
 from compute.services.readiness import vm_boot_begin, vm_ready_probe
 from compute.services.vms import vm_fail, vm_finalize_delete, vm_observe
+from compute.tasks.locks import Busy, task_lock
 from portal.failpoints import failpoint
 
 logger = logging.getLogger(__name__)
@@ -35,23 +34,10 @@ STOP_POLL_SECONDS = 1
 READY_POLL_SECONDS = 0.5
 
 
-class Busy(Exception):
-    """Another task holds this VM's lock."""
-
-
-@contextmanager
 def vm_lock(vm_id: int, seconds: int | None = None):
     """One task at a time per VM. The lock expires, so a killed worker's lock does not
     block the reconciler's repair for longer than ``ISOTOPE_VM_LOCK_SECONDS``."""
-    seconds = seconds or settings.ISOTOPE_VM_LOCK_SECONDS
-    key, token = f"isotope:vm-lock:{vm_id}", secrets.token_hex(8)
-    if not cache.add(key, token, timeout=seconds):
-        raise Busy
-    try:
-        yield
-    finally:
-        if cache.get(key) == token:
-            cache.delete(key)
+    return task_lock(f"isotope:vm-lock:{vm_id}", seconds or settings.ISOTOPE_VM_LOCK_SECONDS)
 
 
 def _load(vm_id: int) -> VirtualMachine | None:
@@ -95,6 +81,7 @@ def _converge(vm: VirtualMachine, backend, *, force: bool = False) -> None:
     name = vm.domain_name
     if vm.desired_state == DesiredState.DELETED:
         backend.delete(name)
+        volume_services.vm_volumes_release(vm, backend)
         vm_finalize_delete(vm)
         return
     try:
@@ -152,7 +139,9 @@ def _watch_ready(vm: VirtualMachine) -> None:
 
 def _provision(vm: VirtualMachine, backend) -> None:
     vm_observe(vm, Phase.PROVISIONING)
+    volume_services.vm_volumes_prepare(vm, backend)
     backend_id = backend.define(reconcile.domain_spec(vm))
+    volume_services.vm_volumes_attached(vm)
     vm_observe(vm, Phase.PROVISIONING, backend_id=backend_id)
     failpoint("provision.after_define")
     if vm.desired_state in (DesiredState.RUNNING, DesiredState.PAUSED):
@@ -196,6 +185,7 @@ def vm_redefine(self, vm_id: int) -> None:
             vm_fail(vm, "The VM must be stopped to apply a new size.")
             return
         backend.undefine_keep_volumes(vm.domain_name)
+        volume_services.vm_volumes_prepare(vm, backend)
         backend.define(reconcile.domain_spec(vm))
         _record(vm, backend)
 

@@ -11,6 +11,7 @@ finds the migration ``Running`` and settles it from where the guest really is.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -24,6 +25,7 @@ from compute.choices import Phase
 from compute.models import Migration, VirtualMachine
 from compute.services import migrations as services
 from compute.services import reconcile
+from compute.services import volumes as volume_services
 from compute.tasks.libvirt import Busy, vm_lock
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,18 @@ def _run(migration: Migration) -> None:
     options = services.migration_options(migration, vm)
     policy = services.policy_for(migration.source)
     timeout = services.completion_timeout(migration, vm)
+    try:
+        # Local volumes follow the guest: same-named volumes wait on the target.
+        copy = volume_services.migration_volumes_prepare(vm, target)
+    except BackendError as error:
+        volume_services.migration_volumes_cleanup(vm, target)
+        services.migration_fail(
+            migration,
+            f"The target host could not make room for the VM's volumes: {error}",
+            vm_phase=_phase_on(vm, source, name),
+        )
+        return
+    options = dataclasses.replace(options, copy_disks=copy)
 
     outcome: dict = {}
 
@@ -110,7 +124,8 @@ def _run(migration: Migration) -> None:
             break
         now = time.monotonic()
         sample = source.migration_progress(name)
-        if sample is not None and sample.memory_total:
+        # Disks are copied first (memory_total is still 0 then): their progress counts.
+        if sample is not None and (sample.memory_total or sample.disk_total):
             migration = services.migration_progress(migration, sample)
             if best_remaining is None or sample.remaining < best_remaining:
                 best_remaining, last_progress = sample.remaining, now
@@ -147,15 +162,16 @@ def _run(migration: Migration) -> None:
             _abort(source, name)
     error = outcome.get("error")
     if error is None:
-        _succeed(migration, vm, target)
+        _succeed(migration, vm, target, source)
         return
     reason = f"{abort_reason}." if abort_reason else str(error) or type(error).__name__
     if not abort_reason and _running_on(target, name):
-        _succeed(migration, vm, target)  # the job reported an error after the switch-over
+        _succeed(migration, vm, target, source)  # an error reported after the switch-over
         return
     services.migration_fail(
         migration, reason, cancelled=cancelled, vm_phase=_phase_on(vm, source, name)
     )
+    volume_services.migration_volumes_cleanup(vm, target)
 
 
 def _abort(source, name: str) -> None:
@@ -165,7 +181,7 @@ def _abort(source, name: str) -> None:
         logger.warning("abort of %s's migration failed: %s", name, error)
 
 
-def _succeed(migration: Migration, vm: VirtualMachine, target) -> None:
+def _succeed(migration: Migration, vm: VirtualMachine, target, source=None) -> None:
     name = vm.domain_name
     endpoint = None
     backend_id = ""
@@ -182,6 +198,9 @@ def _succeed(migration: Migration, vm: VirtualMachine, target) -> None:
         backend_id=backend_id,
         final=final,
     )
+    if source is not None:
+        # The guest's local volumes live on the target now: the source's copies go.
+        volume_services.migration_volumes_cleanup(vm, source)
 
 
 def _running_on(backend, name: str) -> bool:
@@ -209,10 +228,11 @@ def _settle_lost(migration: Migration) -> None:
     target = backend_for_host(migration.target)
     _abort(source, name)
     if _running_on(target, name) and not _running_on(source, name):
-        _succeed(migration, vm, target)
+        _succeed(migration, vm, target, source)
         return
     services.migration_fail(
         migration,
         "The worker running this migration was lost; the job was abandoned.",
         vm_phase=_phase_on(vm, source, name),
     )
+    volume_services.migration_volumes_cleanup(vm, target)

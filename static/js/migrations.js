@@ -9,6 +9,7 @@
   if (!panel) return;
   const vmName = panel.dataset.migrationVm;
   const diskGib = parseInt(panel.dataset.vmDiskGib || "0", 10);
+  const copiedGib = parseInt(panel.dataset.vmCopiedGib || "0", 10);
   const current = panel.querySelector("[data-migration-current]");
   const form = panel.querySelector("[data-migrate-form]");
   const idle = panel.querySelector("[data-migrate-idle]");
@@ -34,7 +35,8 @@
 
   function disk(s) {
     if (s.diskTotal) return bytes(s.diskProcessed) + " sent, " + bytes(s.diskRemaining) + " of " + bytes(s.diskTotal) + " left";
-    // Volumes live on storage both hosts see: only memory travels.
+    // Local volumes are copied before memory; disks on storage both hosts see are not.
+    if (copiedGib) return copiedGib + " GiB of local volumes, copied with the guest";
     return diskGib ? diskGib + " GiB on shared storage — not copied" : "none";
   }
 

@@ -51,3 +51,18 @@ def flavors(db):
         name: Flavor.objects.create(name=name, vcpus=v, memory_mib=m, disk_gib=d)
         for name, v, m, d in [("tiny", 1, 256, 0), ("small", 1, 512, 1), ("medium", 2, 1024, 10)]
     }
+
+
+@pytest.fixture
+def fake_cluster(db):
+    """A default Kubernetes cluster nobody reaches (its kubeconfig lists none): for tests
+    of what the portal accepts, not of what the cluster does."""
+    from compute.models import KubernetesCluster
+    from monitoring import crypto
+
+    return KubernetesCluster.objects.create(
+        name="fake",
+        server="https://127.0.0.1:1",
+        kubeconfig_encrypted=crypto.encrypt("clusters: []", context=crypto.KUBECONFIG),
+        default=True,
+    )

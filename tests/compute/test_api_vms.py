@@ -107,6 +107,7 @@ def test_create_is_accepted_with_the_resource_in_metadata_spec_status_shape(worl
         "desiredState": "stopped",
         "restartPolicy": "Always",
         "nodeSelector": {},
+        "rootVolume": None,  # no disk: it boots from its image
     }
     assert data["status"]["phase"] == "Pending"
     assert data["status"]["actions"] == ["delete"]

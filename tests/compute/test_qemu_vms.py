@@ -16,7 +16,7 @@ from django.db import connection
 
 from compute.backends.libvirt.backend import SERIAL_DIR, shared_connection
 from compute.choices import ImageKind, Phase
-from compute.models import Host, Image, VirtualMachine
+from compute.models import Host, Image, VirtualMachine, Volume
 from compute.services import reconcile
 from compute.services import vms as vm_services
 from compute.services.hosts import host_check
@@ -100,16 +100,20 @@ def test_a_tiny_guest_boots_stops_starts_and_is_deleted_without_leftovers(
     conn = shared_connection(node1.uri)
     domain = conn.lookupByName(vm.domain_name)
     assert domain.isActive()
-    pool = conn.storagePoolLookupByName("isotope")
+    # Its disk is its root volume, in node1's volume pool.
+    root = Volume.objects.get(vm=vm, device="vda")
+    pool = conn.storagePoolLookupByName("isotope-volumes")
     pool.refresh(0)
-    assert f"{vm.domain_name}.qcow2" in pool.listVolumes()
+    assert root.backend_name in pool.listVolumes()
 
     vm_services.vm_delete(actor=demo.bob, vm=vm)
     wait_for(lambda: not VirtualMachine.objects.filter(pk=vm.pk).exists(), 60)
     assert vm.domain_name not in [d.name() for d in conn.listAllDomains()]
     pool.refresh(0)
-    assert f"{vm.domain_name}.qcow2" not in pool.listVolumes()
-    assert Quota.objects.get(tenant=demo.acme).used_vms == 0
+    assert root.backend_name not in pool.listVolumes()
+    assert not Volume.objects.filter(pk=root.pk).exists()
+    quota = Quota.objects.get(tenant=demo.acme)
+    assert (quota.used_vms, quota.used_storage) == (0, 0)
 
 
 def _worker(env_extra: dict) -> subprocess.Popen:

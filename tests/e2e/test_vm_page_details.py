@@ -11,7 +11,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from compute.choices import MigrationPhase, Phase
-from compute.models import Migration, VirtualMachine
+from compute.models import Migration, VirtualMachine, Volume
 from compute.services import vms as vm_services
 from compute.services.migrations import migration_state
 from monitoring.services import resource_publish
@@ -58,6 +58,8 @@ def test_migration_history_says_how_long_it_took_and_a_shared_disk_is_not_copied
         memory_mib=256,
         disk_gib=1,
     )
+    # Its root disk from before volumes: in the old pool every host sees (not copied).
+    Volume.objects.filter(vm=vm).update(pool="isotope")
     started = timezone.now() - timedelta(minutes=10)
     for took in (2.6, 65):
         Migration.objects.create(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.compute.guest import type_keys
 from tests.conftest import GUEST_BOOT_TIMEOUT
 from tools.infra import infra_required
 
@@ -123,25 +124,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-# Linux input keycodes for typing on the guest's VGA console with virDomainSendKey.
-_KEYS = {c: code for code, c in enumerate("1234567890-", start=2)}
-_KEYS.update({c: code for code, c in enumerate("qwertyuiop", start=16)})
-_KEYS.update({c: code for code, c in enumerate("asdfghjkl", start=30)})
-_KEYS.update({c: code for code, c in enumerate("zxcvbnm", start=44)})
-_KEYS.update({" ": 57, "/": 53, ".": 52, "\n": 28})
-_SHIFTED = {">": 52}
-_SHIFT = 42
-
-
-def _type(dom, text: str) -> None:
-    for ch in text:
-        if ch in _SHIFTED:
-            codes = [_SHIFT, _SHIFTED[ch]]
-        elif ch.isupper():
-            codes = [_SHIFT, _KEYS[ch.lower()]]
-        else:
-            codes = [_KEYS[ch]]
-        dom.sendKey(libvirt.VIR_KEYCODE_SET_LINUX, 20, codes, len(codes), 0)
+# Typing on the guest's VGA console with virDomainSendKey.
+_type = type_keys
 
 
 def _echo_via_vga(dom, serial_log: Path, word: str, timeout: float = 15.0) -> bool:

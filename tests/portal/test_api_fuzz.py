@@ -25,8 +25,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from compute.choices import MigrationPhase
-from compute.models import KubernetesCluster, Migration, VirtualMachine
+from compute.models import KubernetesCluster, Migration, VirtualMachine, Volume
 from compute.services import vms as vm_services
+from compute.services import volumes as volume_services
 from compute.services import workloads as workload_services
 from monitoring import crypto
 from tenants import services as tenant_services
@@ -82,6 +83,11 @@ def fuzz_world(demo, live_url, make_host, tiny_image, flavors):
     workload_services.workload_create(
         actor=demo.alice, tenant=demo.acme, name="web", image="nginx:1.27", replicas=1
     )
+    # A Ready volume under a known name, so that volume writes reach the services.
+    volume = volume_services.volume_create(
+        actor=demo.alice, tenant=demo.acme, name="web1", size_gib=1
+    )
+    Volume.objects.filter(pk=volume.pk).update(phase="Ready", capacity_gib=1)
     _, key = tenant_services.token_create(user=demo.alice, name="fuzz")
     _, staff_key = tenant_services.token_create(user=demo.admin, name="fuzz")
     return {"url": live_url, "token": key, "staff_token": staff_key}

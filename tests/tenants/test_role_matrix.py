@@ -131,6 +131,7 @@ ENDPOINTS = [
     Endpoint("tenant-overview", "web", "get", "/t/{tenant}/", "read", 200),
     Endpoint("vm-list", "web", "get", "/t/{tenant}/vms/", "read", 200),
     Endpoint("workload-list", "web", "get", "/t/{tenant}/workloads/", "read", 200),
+    Endpoint("volume-list", "web", "get", "/t/{tenant}/volumes/", "read", 200),
     Endpoint("event-list", "web", "get", "/t/{tenant}/events/", "read", 200),
     Endpoint("webhook-list", "web", "get", "/t/{tenant}/webhooks/", "manage", 200),
     Endpoint("tenant-members", "web", "get", "/t/{tenant}/members/", "read", 200),
@@ -247,6 +248,7 @@ ENDPOINTS = [
         audit="image.delete",
         done=golden_deleted,
     ),
+    Endpoint("volume-api-list", "api", "get", "/api/v1/tenants/{tenant}/volumes/", "read", 200),
     Endpoint(
         "tenant-member-detail",
         "api",
@@ -450,6 +452,20 @@ OUTSIDE_MATRIX = {
             "migration-api-list",
             "migration-api-detail",
             "migration-api-cancel",
+        )
+    },
+    **{
+        name: "own role matrix (volumes need a host) in tests/compute/test_api_volumes.py "
+        "and test_views_volumes.py"
+        for name in (
+            "volume-create",
+            "volume-detail",
+            "volume-action",
+            "vm-volume-attach",
+            "volume-api-detail",
+            "volume-api-attach",
+            "volume-api-detach",
+            "volume-api-resize",
         )
     },
     "vm-metrics": "own role matrix in tests/monitoring/test_metrics_views.py",

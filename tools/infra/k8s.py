@@ -3,7 +3,8 @@
 etcd, kube-apiserver, kube-controller-manager and kube-scheduler are built from Go
 modules (``tools/k8s/go.mod``), KWOK from its own module (``tools/k8s/kwok/go.mod``).
 KWOK plays the kubelets of three fake nodes, so scheduled pods reach Running without
-containers.
+containers. ``up`` also makes the StorageClass of the portal's volume claims
+(``isotope-local``, no provisioner, Immediate binding).
 
 - ``build()``  compile the binaries into ``CACHE/k8s/<hash>/bin`` (once per go.mod+sum)
 - ``up()``     build if needed, make certificates, start the daemons, wait until ready
@@ -707,6 +708,33 @@ def ensure_nodes() -> None:
             log(f"created fake node {name} ({size})")
 
 
+STORAGE_CLASS = os.environ.get("ISOTOPE_K8S_STORAGE_CLASS", "isotope-local")
+
+
+def ensure_storage_class() -> None:
+    """The StorageClass of the portal's volume claims: no provisioner, immediate binding
+    (the portal makes one hostPath PersistentVolume per claim, pre-bound to it; the
+    cluster's own PV controller binds them). Same fields as the portal's manifest."""
+    body = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": STORAGE_CLASS,
+            "labels": {"app.kubernetes.io/managed-by": "isotope"},
+        },
+        "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "Immediate",
+        "reclaimPolicy": "Retain",
+        "allowVolumeExpansion": False,
+    }
+    code, _ = _api("GET", f"/apis/storage.k8s.io/v1/storageclasses/{STORAGE_CLASS}")
+    if code == 404:
+        code, answer = _api("POST", "/apis/storage.k8s.io/v1/storageclasses", body)
+        if code not in (200, 201, 409):
+            raise RuntimeError(f"could not create StorageClass {STORAGE_CLASS}: {code} {answer}")
+        log(f"created StorageClass {STORAGE_CLASS} (no provisioner, Immediate binding)")
+
+
 def _ready_nodes() -> list[str]:
     try:
         code, body = _api("GET", "/api/v1/nodes?labelSelector=type%3Dkwok")
@@ -761,6 +789,7 @@ def _base_state() -> dict:
             "kwok": KWOK_PORT,
         },
         "logs": str(LOGS),
+        "storage_class": STORAGE_CLASS,
     }
 
 
@@ -798,6 +827,7 @@ def up() -> dict:
         ):
             _wait(f"{name} /healthz", lambda port=port: _healthz(port), 60, (name,))
         ensure_nodes()
+        ensure_storage_class()
         _wait(
             f"{len(NODES)} Ready nodes",
             lambda: len(_ready_nodes()) >= len(NODES),

@@ -66,6 +66,11 @@ TEST_PREFIXES = ("isotope-smoke-", "isotope-probe-")
 PROBE_CACHE = CACHE / "kvm-probe.json"
 PROBE_SECONDS = float(os.environ.get("ISOTOPE_KVM_PROBE_SECONDS", "6"))
 START_TIMEOUT = 30.0
+# Each node's volume pool: a dir pool of this name at <storage root>/<node name>, the
+# same as the portal's Host.storage_path default (settings ISOTOPE_STORAGE_ROOT,
+# ISOTOPE_VOLUME_POOL), so that volumes of node1 and node2 are really apart.
+STORAGE_ROOT = Path(os.environ.get("ISOTOPE_STORAGE_ROOT", "/var/lib/isotope/volumes"))
+VOLUME_POOL = os.environ.get("ISOTOPE_VOLUME_POOL", "isotope-volumes")
 
 
 # -- processes ------------------------------------------------------------------------
@@ -441,6 +446,31 @@ def _virt_type() -> tuple[str, str]:
 # -- the contract -----------------------------------------------------------------------
 
 
+def _ensure_volume_pools() -> dict:
+    """Define, build, autostart and start each node's volume pool (idempotent).
+    Returns ``{node: path}``, or ``{node: "error: …"}`` for a pool that would not start."""
+    pools = {}
+    STORAGE_ROOT.mkdir(parents=True, exist_ok=True)
+    os.chmod(STORAGE_ROOT, 0o755)
+    for name, uri in (("node1", NODE1_URI), ("node2", NODE2_URI)):
+        path = STORAGE_ROOT / name
+        if virsh(uri, "pool-info", VOLUME_POOL, timeout=10).returncode != 0:
+            res = virsh(uri, "pool-define-as", VOLUME_POOL, "dir", "--target", str(path))
+            if res.returncode != 0:
+                pools[name] = f"error: {res.stderr.strip()}"
+                continue
+            virsh(uri, "pool-build", VOLUME_POOL)
+            virsh(uri, "pool-autostart", VOLUME_POOL)
+        info = virsh(uri, "pool-info", VOLUME_POOL, timeout=10).stdout
+        if "running" not in info:
+            res = virsh(uri, "pool-start", VOLUME_POOL, "--build")
+            if res.returncode != 0:
+                pools[name] = f"error: {res.stderr.strip()}"
+                continue
+        pools[name] = str(path)
+    return pools
+
+
 def _nodes() -> list[dict]:
     nodes = []
     for name, uri in (("node1", NODE1_URI), ("node2", NODE2_URI)):
@@ -503,6 +533,7 @@ def up() -> dict:
     if not n2["reachable"]:
         return _fail(f"node2 does not answer: {n2['error']} | {_tail('node2-libvirtd')}")
     started = time.monotonic() - t0
+    pools = _ensure_volume_pools()
     virt_type, virt_reason = _virt_type()
     nodes = _nodes()
     ok = all(n["reachable"] for n in nodes) and nodes[0]["hostname"] != nodes[1]["hostname"]
@@ -521,6 +552,8 @@ def up() -> dict:
             "virt_type": virt_type,
             "virt_type_reason": virt_reason,
             "serial_dir": str(SERIAL_DIR),
+            "volume_pool": VOLUME_POOL,
+            "volume_pools": pools,
             "migration_host": "127.0.0.1",
             "fallback_uri": "test:///default",
             "logs": str(LOGS),

@@ -22,6 +22,8 @@ from kubernetes.client.rest import ApiException
 
 from compute.backends.base import BackendError, TransientBackendError
 from compute.backends.containers import (
+    ClaimSpec,
+    ClaimStatus,
     ClusterFacts,
     ContainerBackend,
     LogsUnavailable,
@@ -46,6 +48,7 @@ _GROUPS = {
     "apps/v1": "/apis/apps/v1",
     "networking.k8s.io/v1": "/apis/networking.k8s.io/v1",
     "rbac.authorization.k8s.io/v1": "/apis/rbac.authorization.k8s.io/v1",
+    "storage.k8s.io/v1": "/apis/storage.k8s.io/v1",
 }
 _PLURALS = {
     "Namespace": "namespaces",
@@ -57,7 +60,12 @@ _PLURALS = {
     "Deployment": "deployments",
     "Pod": "pods",
     "Service": "services",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "PersistentVolume": "persistentvolumes",
+    "StorageClass": "storageclasses",
 }
+# Kinds outside any namespace.
+_CLUSTER_SCOPED = {"Namespace", "PersistentVolume", "StorageClass"}
 
 _clients: dict[str, k8s.ApiClient] = {}
 _lock = threading.Lock()
@@ -86,8 +94,8 @@ def path_of(obj: dict) -> str:
     prefix = _GROUPS[obj["apiVersion"]]
     plural = _PLURALS[obj["kind"]]
     meta = obj["metadata"]
-    if obj["kind"] == "Namespace":
-        return f"{prefix}/namespaces/{meta['name']}"
+    if obj["kind"] in _CLUSTER_SCOPED:
+        return f"{prefix}/{plural}/{meta['name']}"
     return f"{prefix}/namespaces/{meta['namespace']}/{plural}/{meta['name']}"
 
 
@@ -121,7 +129,13 @@ TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 class KubernetesBackend(ContainerBackend):
     """One Kubernetes cluster, reached with the kubeconfig it is given."""
 
-    capabilities = {"logs": True, "scale": True, "rollout_restart": True, "services": True}
+    capabilities = {
+        "logs": True,
+        "scale": True,
+        "rollout_restart": True,
+        "services": True,
+        "volume_claims": True,
+    }
 
     def __init__(self, *, kubeconfig: str, capabilities: dict | None = None):
         self.api = api_client(kubeconfig)
@@ -289,6 +303,61 @@ class KubernetesBackend(ContainerBackend):
             return
         finally:
             response.release_conn()
+
+    # --- Volume claims ----------------------------------------------------------------
+    def claim_apply(self, spec: ClaimSpec) -> None:
+        storage = self._get(f"/apis/storage.k8s.io/v1/storageclasses/{spec.storage_class}")
+        if storage is None:
+            raise BackendError(
+                f"The cluster has no StorageClass {spec.storage_class}: ask a platform admin."
+            )
+        claim_path = f"/api/v1/namespaces/{spec.namespace}/persistentvolumeclaims/{spec.name}"
+        if self._get(claim_path) is not None:
+            return  # a claim's spec is immutable (but its size): it is as created
+        volume_name = ""
+        if storage.get("provisioner") == manifests.NO_PROVISIONER:
+            # Nothing makes volumes for this class: the portal does, one per claim.
+            volume = manifests.persistent_volume(spec)
+            self.apply(volume)
+            volume_name = volume["metadata"]["name"]
+        self.apply(manifests.persistent_volume_claim(spec, volume_name=volume_name))
+
+    def claim_status(self, namespace: str, name: str) -> ClaimStatus | None:
+        raw = self._get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}")
+        if raw is None:
+            return None
+        status = raw.get("status") or {}
+        capacity = (status.get("capacity") or {}).get("storage", "0")
+        return ClaimStatus(
+            phase=status.get("phase") or "Pending",
+            capacity_gib=_bytes(capacity) // 1024**3,
+            volume=(raw.get("spec") or {}).get("volumeName") or "",
+            terminating=bool(raw["metadata"].get("deletionTimestamp")),
+        )
+
+    def claim_delete(self, namespace: str, name: str) -> bool:
+        path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
+        self._delete(path, f"PersistentVolumeClaim {name}")
+        if self._get(path) is not None:
+            return True  # kubernetes.io/pvc-protection: a pod still uses it
+        # The volumes the portal made for this claim (bound or not) go with it.
+        volumes, _ = self._call(
+            "GET",
+            "/api/v1/persistentvolumes",
+            query=[
+                (
+                    "labelSelector",
+                    f"{manifests.MANAGED_BY}={manifests.MANAGER},{manifests.VOLUME_LABEL}={name}",
+                )
+            ],
+            what="list persistent volumes",
+        )
+        for volume in volumes.get("items", []):
+            claim = (volume.get("spec") or {}).get("claimRef") or {}
+            if claim.get("namespace") == namespace and claim.get("name") == name:
+                pv = volume["metadata"]["name"]
+                self._delete(f"/api/v1/persistentvolumes/{pv}", f"PersistentVolume {pv}")
+        return False
 
 
 # --- Object readers (shared with the watches) --------------------------------------------

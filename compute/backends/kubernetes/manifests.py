@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from compute.backends.containers import TenantSpec, WorkloadSpec
+from compute.backends.containers import ClaimSpec, TenantSpec, WorkloadSpec
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "isotope"
@@ -76,19 +76,21 @@ def namespace(spec: TenantSpec) -> dict:
 def resource_quota(spec: TenantSpec) -> dict:
     """The tenant's limits as the namespace's backstop (Isotope's ledger decides first)."""
     memory_mib = int(spec.memory_mib)
+    hard = {
+        "requests.cpu": cores_quantity(spec.cpu),
+        "requests.memory": memory_quantity(memory_mib * MIB),
+        "limits.cpu": cores_quantity(spec.cpu * spec.limit_ratio),
+        "limits.memory": memory_quantity(int(memory_mib * spec.limit_ratio) * MIB),
+        "count/pods": str(spec.pods),
+    }
+    if spec.storage_gib is not None:
+        # The tenant's one storage limit; VM disks share it in Isotope's ledger.
+        hard["requests.storage"] = f"{int(spec.storage_gib)}Gi"
     return {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
         "metadata": _meta(QUOTA_NAME, spec),
-        "spec": {
-            "hard": {
-                "requests.cpu": cores_quantity(spec.cpu),
-                "requests.memory": memory_quantity(memory_mib * MIB),
-                "limits.cpu": cores_quantity(spec.cpu * spec.limit_ratio),
-                "limits.memory": memory_quantity(int(memory_mib * spec.limit_ratio) * MIB),
-                "count/pods": str(spec.pods),
-            }
-        },
+        "spec": {"hard": hard},
     }
 
 
@@ -231,11 +233,29 @@ def container(spec: WorkloadSpec) -> dict:
 
 
 def pod_spec(spec: WorkloadSpec) -> dict:
-    return {
+    body = {
         "serviceAccountName": SERVICE_ACCOUNT,
         "automountServiceAccountToken": False,
         "containers": [container(spec)],
     }
+    if spec.mounts:
+        body["volumes"], body["containers"][0]["volumeMounts"] = claim_mounts(spec)
+    return body
+
+
+def claim_mounts(spec: WorkloadSpec) -> tuple[list[dict], list[dict]]:
+    """The pod's volumes (one per claim) and the container's mounts of them."""
+    volumes, mounts = [], []
+    for index, mount in enumerate(spec.mounts):
+        name = f"claim-{index}"
+        volumes.append(
+            {
+                "name": name,
+                "persistentVolumeClaim": {"claimName": mount.claim, "readOnly": mount.read_only},
+            }
+        )
+        mounts.append({"name": name, "mountPath": mount.mount_path, "readOnly": mount.read_only})
+    return volumes, mounts
 
 
 def deployment(spec: WorkloadSpec) -> dict:
@@ -308,3 +328,84 @@ def workload_objects(spec: WorkloadSpec) -> list[dict]:
     """The workload's objects in apply order (the main object first)."""
     main = deployment(spec) if spec.kind == "Deployment" else pod(spec)
     return [obj for obj in (main, service(spec), service_policy(spec)) if obj is not None]
+
+
+# --- Volume claims ---------------------------------------------------------------------
+NO_PROVISIONER = "kubernetes.io/no-provisioner"
+PV_PREFIX = "isotope-"
+
+
+def storage_class(name: str) -> dict:
+    """Local volumes bound at once to PersistentVolumes the portal makes per claim."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": name, "labels": {MANAGED_BY: MANAGER}},
+        "provisioner": NO_PROVISIONER,
+        "volumeBindingMode": "Immediate",
+        "reclaimPolicy": "Retain",
+        "allowVolumeExpansion": False,
+    }
+
+
+def claim_labels(spec: ClaimSpec) -> dict[str, str]:
+    return {MANAGED_BY: MANAGER, TENANT_LABEL: spec.tenant, VOLUME_LABEL: spec.name}
+
+
+VOLUME_LABEL = "isotope.dev/volume"
+
+
+def persistent_volume_name(spec: ClaimSpec) -> str:
+    return f"{PV_PREFIX}{spec.portal_uid}"
+
+
+def persistent_volume_claim(spec: ClaimSpec, *, volume_name: str = "") -> dict:
+    body = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": f"{spec.size_gib}Gi"}},
+        "storageClassName": spec.storage_class,
+    }
+    if volume_name:
+        body["volumeName"] = volume_name
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": spec.name,
+            "namespace": spec.namespace,
+            "labels": claim_labels(spec),
+            "annotations": {UID_ANNOTATION: spec.portal_uid},
+        },
+        "spec": body,
+    }
+
+
+def persistent_volume(spec: ClaimSpec) -> dict:
+    """A hostPath volume of the claim's size, reserved for that claim (claimRef), for a
+    StorageClass without a provisioner. Retained: the portal deletes it with the claim."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {
+            "name": persistent_volume_name(spec),
+            "labels": claim_labels(spec),
+            "annotations": {UID_ANNOTATION: spec.portal_uid},
+        },
+        "spec": {
+            "capacity": {"storage": f"{spec.size_gib}Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": spec.storage_class,
+            "volumeMode": "Filesystem",
+            "hostPath": {
+                "path": f"{spec.volume_root.rstrip('/')}/{spec.namespace}/{spec.name}",
+                "type": "DirectoryOrCreate",
+            },
+            "claimRef": {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "namespace": spec.namespace,
+                "name": spec.name,
+            },
+        },
+    }

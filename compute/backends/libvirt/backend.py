@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,14 +22,19 @@ from compute.backends.base import (
     NO_PROBE,
     BackendError,
     ComputeBackend,
+    DiskSpec,
     DomainNotFound,
     DomainSpec,
     DomainStatus,
     HostFacts,
     MigrationOptions,
     MigrationProgress,
+    PoolInfo,
     Readiness,
     TransientBackendError,
+    VolumeInfo,
+    VolumeNotFound,
+    VolumeSpec,
 )
 from compute.backends.libvirt import xml
 
@@ -37,6 +43,9 @@ logger = logging.getLogger(__name__)
 POOL_NAME = "isotope"
 POOL_PATH = os.environ.get("ISOTOPE_POOL_PATH", "/var/lib/isotope/pool")
 SERIAL_DIR = os.environ.get("ISOTOPE_SERIAL_DIR", "/var/lib/isotope/serial")
+GIB = 1024**3
+# How long disk_detach waits for a guest to release a hot-plugged disk.
+DETACH_WAIT_SECONDS = 10
 
 _STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: "nostate",
@@ -144,16 +153,22 @@ def _text(error: libvirt.libvirtError) -> str:
 
 
 class LibvirtBackend(ComputeBackend):
-    def __init__(self, *, uri: str, virt_type: str | None = None):
+    def __init__(self, *, uri: str, virt_type: str | None = None, storage_path: str = ""):
         self.uri = uri
         self.is_test = uri.startswith("test:")
         self.virt_type = "test" if self.is_test else (virt_type or "qemu")
+        self.storage_path = storage_path
         self.capabilities = {
             "live_migration": not self.is_test,
             "console": not self.is_test,
             "metrics": True,
             "acpi_shutdown": True,
             "serial_log": not self.is_test,
+            "volumes": True,
+            # The test driver implements neither device hot-plug nor blockResize: the
+            # backend edits the domain's definition there (all that driver models).
+            "disk_hotplug": not self.is_test,
+            "online_resize": not self.is_test,
         }
 
     # --- plumbing -------------------------------------------------------------------
@@ -166,6 +181,8 @@ class LibvirtBackend(ComputeBackend):
             return fn(*args)
         except libvirt.libvirtError as error:
             code = error.get_error_code()
+            if code == libvirt.VIR_ERR_NO_STORAGE_VOL:
+                raise VolumeNotFound(f"{what}: {_text(error)}") from error
             if code in _NOT_FOUND_CODES:
                 raise DomainNotFound(f"{what}: {_text(error)}") from error
             if code in _TRANSIENT_CODES:
@@ -228,7 +245,10 @@ class LibvirtBackend(ComputeBackend):
             return existing.UUIDString()
         disk_path = None
         disk_format = "qcow2"
-        if spec.base_image or spec.disk_gib:
+        if spec.disks:
+            for pool in {disk.pool for disk in spec.disks}:
+                self._volume_pool(pool)  # the disks resolve through active pools
+        elif spec.base_image or spec.disk_gib:
             disk_path = self._volume(spec)
         serial_log = None
         if not self.is_test:
@@ -316,14 +336,13 @@ class LibvirtBackend(ComputeBackend):
                 raise TransientBackendError(f"look up {name}: {_text(error)}") from error
             domain = None
         if domain is not None:
-            disks = xml.disk_paths(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
             if domain.isActive():
                 self.destroy(name)
             flags = libvirt.VIR_DOMAIN_UNDEFINE_NVRAM if not self.is_test else 0
             self._call(f"undefine {name}", domain.undefineFlags, flags)
-        else:
-            disks = []
-        self._delete_volume(name, disks)
+        # Volumes outlive their domain (the volume services delete the ones that go);
+        # only a root disk from before volumes, named after the domain, goes with it.
+        self._delete_volume(name, [])
         if not self.is_test:
             Path(SERIAL_DIR, f"{name}.log").unlink(missing_ok=True)
 
@@ -457,6 +476,247 @@ class LibvirtBackend(ComputeBackend):
             )
         return NO_PROBE
 
+    # --- Volumes ----------------------------------------------------------------------
+    def _volume_pool(self, name: str) -> libvirt.virStoragePool:
+        """The active pool ``name``: the host's volume pool (made at its storage path
+        when missing), the legacy root-disk pool, or any other pool defined there."""
+        from compute.backends import pool_name
+
+        if name == pool_name() and self.storage_path:
+            return self._ensure_pool(name, self.storage_path)
+        if name in (POOL_NAME, "default-pool"):
+            return self._pool()
+        pool = self._call(f"find pool {name}", self.conn.storagePoolLookupByName, name)
+        if not pool.isActive():
+            self._call(f"start pool {name}", pool.create, 0)
+        return pool
+
+    def _ensure_pool(self, name: str, path: str) -> libvirt.virStoragePool:
+        try:
+            pool = self.conn.storagePoolLookupByName(name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
+                raise TransientBackendError(f"look up pool {name}: {_text(error)}") from error
+            pool = self._call(
+                f"define pool {name}", self.conn.storagePoolDefineXML, xml.pool_xml(name, path), 0
+            )
+            if not self.is_test:
+                try:
+                    pool.setAutostart(1)
+                except libvirt.libvirtError:
+                    pass
+        defined = xml.pool_path(pool.XMLDesc(0)).rstrip("/")
+        if defined != path.rstrip("/"):
+            raise BackendError(
+                f"Pool {name} on this host is at {defined}, not at the host's storage path "
+                f"{path}; fix the host's storage path or the pool."
+            )
+        if not pool.isActive():
+            # WITH_BUILD makes the directory on the host itself (maybe another machine).
+            flags = 0 if self.is_test else libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD
+            self._call(f"start pool {name}", pool.create, flags)
+        return pool
+
+    def storage_pool(self, path: str) -> PoolInfo:
+        from compute.backends import pool_name
+
+        name = pool_name()
+        pool = self._ensure_pool(name, path)
+        self._call(f"refresh pool {name}", pool.refresh, 0)
+        _state, capacity, _allocation, available = self._call(f"read pool {name}", pool.info)
+        return PoolInfo(name=name, path=path, capacity=int(capacity), available=int(available))
+
+    def _find_volume(self, pool: libvirt.virStoragePool, name: str) -> libvirt.virStorageVol | None:
+        try:
+            return pool.storageVolLookupByName(name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                raise TransientBackendError(f"look up volume {name}: {_text(error)}") from error
+        # Another libvirtd (or an operator) may have added files: look again, fresh.
+        try:
+            pool.refresh(0)
+            return pool.storageVolLookupByName(name)
+        except libvirt.libvirtError:
+            return None
+
+    @staticmethod
+    def _info(pool_name_: str, volume: libvirt.virStorageVol) -> VolumeInfo:
+        _type, capacity, allocation = volume.info()
+        return VolumeInfo(
+            pool=pool_name_,
+            name=volume.name(),
+            path=volume.path(),
+            capacity=int(capacity),
+            allocation=int(allocation),
+        )
+
+    def volume_create(self, spec: VolumeSpec) -> VolumeInfo:
+        pool = self._volume_pool(spec.pool)
+        volume = self._find_volume(pool, spec.name)
+        if volume is None:
+            volume = self._call(
+                f"create volume {spec.name}", pool.createXML, xml.pool_volume_xml(spec), 0
+            )
+        return self._info(spec.pool, volume)
+
+    def volume_clone(self, source: VolumeSpec, spec: VolumeSpec) -> VolumeInfo:
+        pool = self._volume_pool(spec.pool)
+        volume = self._find_volume(pool, spec.name)
+        if volume is None:
+            origin = self._find_volume(self._volume_pool(source.pool), source.name)
+            if origin is None:
+                raise VolumeNotFound(f"No volume {source.name} to clone.")
+            copy = VolumeSpec(
+                pool=spec.pool,
+                name=spec.name,
+                size_gib=max(spec.size_gib, source.size_gib),
+                format=spec.format,
+            )
+            volume = self._call(
+                f"clone volume {source.name}",
+                pool.createXMLFrom,
+                xml.pool_volume_xml(copy),
+                origin,
+                0,
+            )
+        return self._info(spec.pool, volume)
+
+    def volume_resize(self, pool: str, name: str, size_gib: int) -> VolumeInfo:
+        storage = self._volume_pool(pool)
+        volume = self._find_volume(storage, name)
+        if volume is None:
+            raise VolumeNotFound(f"No volume {name} in pool {pool}.")
+        wanted = size_gib * GIB
+        if volume.info()[1] >= wanted:
+            return self._info(pool, volume)
+        try:
+            volume.resize(wanted, 0)
+        except libvirt.libvirtError as error:
+            if not (self.is_test and error.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT):
+                raise self._error(f"resize volume {name}", error) from error
+            # The test driver cannot resize, and its volumes hold no data: a volume of
+            # the same name and the new capacity is the same volume there.
+            fmt = xml.volume_format(volume.XMLDesc(0)) or "qcow2"
+            self._call(f"delete volume {name}", volume.delete, 0)
+            spec = VolumeSpec(pool=pool, name=name, size_gib=size_gib, format=fmt)
+            volume = self._call(
+                f"create volume {name}", storage.createXML, xml.pool_volume_xml(spec), 0
+            )
+        return self._info(pool, volume)
+
+    def volume_delete(self, pool: str, name: str) -> None:
+        storage = self._volume_pool(pool)
+        volume = self._find_volume(storage, name)
+        if volume is not None:
+            self._call(f"delete volume {name}", volume.delete, 0)
+
+    def volume_info(self, pool: str, name: str) -> VolumeInfo:
+        volume = self._find_volume(self._volume_pool(pool), name)
+        if volume is None:
+            raise VolumeNotFound(f"No volume {name} in pool {pool}.")
+        info = self._info(pool, volume)
+        fmt = xml.volume_format(volume.XMLDesc(0))
+        return VolumeInfo(**{**info.__dict__, "format": fmt})
+
+    def _device_sets(self, domain: libvirt.virDomain) -> tuple[dict, dict]:
+        """The volume disks by device: (in the definition, in the running guest)."""
+        config = {
+            d.device: d for d in xml.volume_disks(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        }
+        live = {}
+        if domain.isActive():
+            live = {d.device: d for d in xml.volume_disks(domain.XMLDesc(0))}
+        return config, live
+
+    def disk_attach(self, name: str, disk: DiskSpec) -> bool:
+        domain = self._domain(name)
+        self._volume_pool(disk.pool)
+        config, live = self._device_sets(domain)
+        active = bool(domain.isActive())
+        flags = 0
+        for where, found, flag in (
+            ("definition", config, libvirt.VIR_DOMAIN_AFFECT_CONFIG),
+            ("running guest", live, libvirt.VIR_DOMAIN_AFFECT_LIVE),
+        ):
+            if flag == libvirt.VIR_DOMAIN_AFFECT_LIVE and (not active or self.is_test):
+                continue
+            held = found.get(disk.device)
+            if held is None:
+                flags |= flag
+            elif (held.pool, held.volume) != (disk.pool, disk.volume):
+                raise BackendError(f"{disk.device} of {name} holds another volume in its {where}.")
+        if not flags:
+            return False
+        if self.is_test:
+            self._redefine(domain, add=disk)
+            return True
+        self._call(
+            f"attach {disk.device} to {name}", domain.attachDeviceFlags, xml.disk_xml(disk), flags
+        )
+        return True
+
+    def disk_detach(self, name: str, device: str) -> bool:
+        domain = self._domain(name)
+        config, live = self._device_sets(domain)
+        if device not in config and device not in live:
+            return False
+        if self.is_test:
+            self._redefine(domain, remove=device)
+            return True
+        flags = 0
+        if device in config:
+            flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        if device in live:
+            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+        source = (
+            domain.XMLDesc(0) if device in live else domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        )
+        element = xml.disk_target_xml(source, device)
+        self._call(f"detach {device} from {name}", domain.detachDeviceFlags, element, flags)
+        if device in live:
+            # The guest has to let go of a hot-plugged disk (PCI unplug): wait a little,
+            # then report that it has not (the caller retries).
+            deadline = time.monotonic() + DETACH_WAIT_SECONDS
+            while device in self._device_sets(domain)[1]:
+                if time.monotonic() > deadline:
+                    raise TransientBackendError(
+                        f"The guest has not released {device} yet; trying again."
+                    )
+                time.sleep(0.2)
+        return True
+
+    def disk_resize(self, name: str, device: str, size_gib: int) -> None:
+        domain = self._domain(name)
+        if self.is_test:
+            raise BackendError("libvirt's test driver cannot resize a disk online.")
+        self._call(
+            f"resize {device} of {name}",
+            domain.blockResize,
+            device,
+            size_gib * GIB,
+            libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES,
+        )
+
+    def disks(self, name: str) -> list[DiskSpec]:
+        domain = self._domain(name)
+        return xml.volume_disks(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+
+    def _redefine(
+        self, domain: libvirt.virDomain, *, add: DiskSpec | None = None, remove: str = ""
+    ) -> None:
+        """Change the domain's definition (the test driver's stand-in for hot-plug)."""
+        text = xml.with_disk(
+            domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), add=add, remove=remove
+        )
+        self._call(f"redefine {domain.name()}", self.conn.defineXML, text)
+
+    def _error(self, what: str, error: libvirt.libvirtError) -> BackendError:
+        code = error.get_error_code()
+        if code in _TRANSIENT_CODES:
+            forget_connection(self.uri)
+            return TransientBackendError(f"{what}: {_text(error)}")
+        return BackendError(f"{what}: {_text(error)}")
+
     # --- Live migration -------------------------------------------------------------
     def migrate(self, name: str, target: ComputeBackend, options: MigrationOptions) -> None:
         """``migrate3`` with LIVE | PERSIST_DEST | UNDEFINE_SOURCE on connections of its
@@ -492,6 +752,15 @@ class LibvirtBackend(ComputeBackend):
                 flags |= libvirt.VIR_MIGRATE_POSTCOPY
             if options.shared_storage_unsafe:
                 flags |= libvirt.VIR_MIGRATE_UNSAFE
+            if options.copy_disks:
+                # Local volumes: their data follows the guest into volumes the caller
+                # pre-created on the target (a full copy: libvirt cannot pre-check
+                # volume disks for an incremental one).
+                flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
+                params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = list(options.copy_disks)
+                port = _free_loopback_port(target.uri)
+                if port:
+                    params[libvirt.VIR_MIGRATE_PARAM_DISKS_PORT] = port
             domain.migrate3(target_conn, params, flags)
         except libvirt.libvirtError as error:
             if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
@@ -572,6 +841,18 @@ def _printed_since(path: str | None, banner: str, since: int | None) -> bool:
     except OSError:
         return False
     return needle in data
+
+
+def _free_loopback_port(target_uri: str) -> int:
+    """A free port for the target's storage (NBD) server when both libvirt nodes share
+    this machine's network (their port allocators do not know of each other); 0 lets
+    a remote target choose."""
+    address = urlsplit(target_uri).hostname or "127.0.0.1"
+    if address not in {"127.0.0.1", "localhost", "::1"}:
+        return 0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _migration_uri(target_uri: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from compute.backends.base import DomainSpec
+from compute.backends.base import DiskSpec, DomainSpec, VolumeSpec
 
 ISOTOPE_NS = "https://isotope.dev/xmlns/vm/1"
 
@@ -57,6 +57,8 @@ def domain_xml(
         _sub(disk, "driver", name="qemu", type=disk_format)
         _sub(disk, "source", file=disk_path)
         _sub(disk, "target", dev="vda", bus="virtio")
+    for volume_disk in spec.disks:
+        devices.append(disk_element(volume_disk))
     iface = _sub(devices, "interface", type="user")
     _sub(iface, "model", type="virtio")
     if serial_log:
@@ -134,3 +136,103 @@ def has_guest_agent(xml_text: str) -> bool:
         target.get("name") == GUEST_AGENT_CHANNEL
         for target in root.iterfind("./devices/channel/target")
     )
+
+
+# --- Volumes and their disks -----------------------------------------------------------
+def pool_xml(name: str, path: str) -> str:
+    """A directory pool: each volume is a file in ``path`` on the host."""
+    pool = ET.Element("pool", {"type": "dir"})
+    _sub(pool, "name", name)
+    target = _sub(pool, "target")
+    _sub(target, "path", path)
+    return ET.tostring(pool, encoding="unicode")
+
+
+def pool_path(xml_text: str) -> str:
+    root = ET.fromstring(xml_text)  # noqa: S314 - XML from our own libvirtd
+    return root.findtext("target/path") or ""
+
+
+def pool_volume_xml(spec: VolumeSpec) -> str:
+    """A volume of ``spec.size_gib`` in ``spec.format``, optionally an overlay."""
+    volume = ET.Element("volume")
+    _sub(volume, "name", spec.name)
+    _sub(volume, "capacity", str(spec.size_gib), unit="GiB")
+    if spec.format == "raw":
+        _sub(volume, "allocation", "0")  # sparse
+    target = _sub(volume, "target")
+    _sub(target, "format", type=spec.format)
+    if spec.backing:
+        store = _sub(volume, "backingStore")
+        _sub(store, "path", spec.backing)
+        _sub(store, "format", type=spec.backing_format)
+    return ET.tostring(volume, encoding="unicode")
+
+
+def disk_element(disk: DiskSpec) -> ET.Element:
+    """A virtio disk backed by a pool volume (``type='volume'``: the host resolves the
+    pool's path, so the same XML is right on the source and the target of a
+    migration)."""
+    element = ET.Element("disk", {"type": "volume", "device": "disk"})
+    _sub(element, "driver", name="qemu", type=disk.format)
+    _sub(element, "source", pool=disk.pool, volume=disk.volume)
+    _sub(element, "target", dev=disk.device, bus="virtio")
+    if disk.serial:
+        _sub(element, "serial", disk.serial)
+    return element
+
+
+def disk_xml(disk: DiskSpec) -> str:
+    return ET.tostring(disk_element(disk), encoding="unicode")
+
+
+def volume_disks(xml_text: str) -> list[DiskSpec]:
+    """The pool-volume disks of a domain definition."""
+    root = ET.fromstring(xml_text)  # noqa: S314 - XML from our own libvirtd
+    found = []
+    for disk in root.iter("disk"):
+        source, target = disk.find("source"), disk.find("target")
+        if disk.get("type") != "volume" or source is None or target is None:
+            continue
+        driver = disk.find("driver")
+        found.append(
+            DiskSpec(
+                device=target.get("dev", ""),
+                pool=source.get("pool", ""),
+                volume=source.get("volume", ""),
+                format=driver.get("type", "raw") if driver is not None else "raw",
+                serial=disk.findtext("serial") or "",
+            )
+        )
+    return found
+
+
+def disk_target_xml(xml_text: str, device: str) -> str | None:
+    """The ``<disk>`` element at ``device`` as written in the definition (detaching
+    needs the disk as libvirt knows it), or None."""
+    root = ET.fromstring(xml_text)  # noqa: S314 - XML from our own libvirtd
+    for disk in root.iter("disk"):
+        target = disk.find("target")
+        if target is not None and target.get("dev") == device:
+            return ET.tostring(disk, encoding="unicode")
+    return None
+
+
+def volume_format(volume_xml_text: str) -> str:
+    """The format of a pool volume (``qcow2``, ``raw``) from its XML."""
+    root = ET.fromstring(volume_xml_text)  # noqa: S314 - XML from our own libvirtd
+    element = root.find("target/format")
+    return element.get("type", "") if element is not None else ""
+
+
+def with_disk(xml_text: str, *, add: DiskSpec | None = None, remove: str = "") -> str:
+    """A domain definition with the disk at ``remove`` taken out and ``add`` put in."""
+    root = ET.fromstring(xml_text)  # noqa: S314 - XML from our own libvirtd
+    devices = root.find("devices")
+    for disk in list(devices.iter("disk")):
+        target = disk.find("target")
+        if remove and target is not None and target.get("dev") == remove:
+            devices.remove(disk)
+    if add is not None:
+        devices.append(disk_element(add))
+    return ET.tostring(root, encoding="unicode")

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from compute.backends.libvirt.backend import shared_connection
-from compute.backends.libvirt.xml import disk_paths
 from compute.choices import ImagePhase, Phase
-from compute.models import Image
+from compute.models import Image, Volume
 from compute.services import images as image_services
 from compute.services import vms as vm_services
 from tests.compute.services.test_vm_lifecycle import wait_phase
@@ -68,7 +67,10 @@ def test_a_vm_runs_on_an_imported_copy_of_the_tiny_guest_disk(
     vm = wait_phase(vm, Phase.RUNNING, timeout=90)
     domain = shared_connection(node1.uri).lookupByName(vm.domain_name)
     assert domain.isActive()
-    overlay = disk_paths(domain.XMLDesc(0))[0]
+    # Its root disk is a volume in node1's pool: an overlay over the imported image.
+    root = Volume.objects.get(vm=vm, device="vda")
+    pool = shared_connection(node1.uri).storagePoolLookupByName(root.pool)
+    overlay = pool.storageVolLookupByName(root.backend_name).path()
     chain = json.loads(
         subprocess.run(
             ["qemu-img", "info", "-U", "--backing-chain", "--output=json", overlay],

@@ -59,6 +59,7 @@ def test_provisioning_creates_exactly_the_namespace_objects(make_tenant, cluster
         "limits.cpu": "8",
         "limits.memory": "16Gi",
         "count/pods": "20",
+        "requests.storage": "200Gi",  # the tenant's one storage limit (VM disks share it)
     }
     deny = kube.net.read_namespaced_network_policy("default-deny", tenant.namespace)
     assert deny.spec.pod_selector.match_labels is None

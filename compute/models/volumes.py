@@ -1,0 +1,187 @@
+"""Volumes: a tenant's block storage for VMs (a host's libvirt pool) and pods (a PVC).
+
+A volume has a desired spec (size, attachment to a VM at a device) and an observed
+status (phase, the capacity the backend reports, the domain and device it really is
+attached to). Where it lives (host, pool, the file name in the pool, the cluster) is
+platform detail: the API shows it to staff only.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from compute.choices import StorageClass, VolumeFormat, VolumePhase, VolumeSource
+from portal.models import Resource
+from tenants.models import DNS_LABEL
+
+
+class Volume(Resource):
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        on_delete=models.PROTECT,
+        related_name="volumes",
+    )
+    name = models.CharField(
+        max_length=63,
+        validators=[DNS_LABEL],
+    )
+    size_gib = models.PositiveIntegerField(
+        help_text="Desired size in GiB; volumes only grow.",
+    )
+    storage_class = models.CharField(
+        max_length=12,
+        choices=StorageClass.choices,
+        default=StorageClass.LOCAL,
+    )
+    format = models.CharField(
+        max_length=12,
+        choices=VolumeFormat.choices,
+        default=VolumeFormat.QCOW2,
+    )
+    phase = models.CharField(
+        max_length=12,
+        choices=VolumePhase.choices,
+        default=VolumePhase.PENDING,
+        db_index=True,
+    )
+    message = models.CharField(
+        max_length=1000,
+        blank=True,
+    )
+    phase_changed = models.DateTimeField(
+        auto_now_add=True,
+    )
+    created_from = models.CharField(
+        max_length=10,
+        choices=VolumeSource.choices,
+        default=VolumeSource.BLANK,
+    )
+    source_image = models.ForeignKey(
+        "compute.Image",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    source_volume = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="clones",
+    )
+    source_name = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="What it was created from, kept when the source is gone.",
+    )
+    vm = models.ForeignKey(
+        "compute.VirtualMachine",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="volumes",
+        help_text="The VM it is (to be) attached to.",
+    )
+    device = models.CharField(
+        max_length=8,
+        blank=True,
+        help_text="Its disk on that VM: vda is the root disk, vdb… data disks.",
+    )
+    delete_with_vm = models.BooleanField(
+        default=False,
+        help_text="A root disk made with its VM goes when the VM is deleted.",
+    )
+    host = models.ForeignKey(
+        "compute.Host",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="volumes",
+        help_text="The host whose pool holds a local volume.",
+    )
+    pool = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="libvirt storage pool on that host.",
+    )
+    backend_name = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="The volume's name in the pool (or the PVC's name).",
+    )
+    cluster = models.ForeignKey(
+        "compute.KubernetesCluster",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="volumes",
+    )
+    capacity_gib = models.PositiveIntegerField(
+        default=0,
+        help_text="Size the backend reports (observed).",
+    )
+    attached_domain = models.CharField(
+        max_length=130,
+        blank=True,
+        help_text="Domain the backend has it attached to (observed).",
+    )
+    attached_device = models.CharField(
+        max_length=8,
+        blank=True,
+    )
+    labels = models.JSONField(
+        default=dict,
+        blank=True,
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"],
+                name="%(app_label)s_%(class)s_unique_name_tenant",
+                violation_error_message="A volume with this name exists in the tenant.",
+            ),
+            models.UniqueConstraint(
+                fields=["vm", "device"],
+                condition=Q(vm__isnull=False),
+                name="%(app_label)s_%(class)s_one_per_device",
+                violation_error_message="That device of the VM holds another volume.",
+            ),
+            models.CheckConstraint(
+                condition=Q(size_gib__gte=1),
+                name="%(app_label)s_%(class)s_minimum_size",
+                violation_error_message="A volume holds at least 1 GiB.",
+            ),
+        ]
+        indexes = [models.Index(fields=["host", "phase"])]
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug}/{self.name}"
+
+    @property
+    def quota_ref(self) -> str:
+        return f"volume:{self.uid}"
+
+    @property
+    def serial(self) -> str:
+        """The disk serial the guest sees (``/sys/block/vdX/serial``): virtio allows 20."""
+        return self.uid.hex[:20]
+
+    @property
+    def is_root(self) -> bool:
+        return self.device == "vda"
+
+    @property
+    def local(self) -> bool:
+        return self.storage_class == StorageClass.LOCAL

@@ -1,0 +1,80 @@
+"""Drive the tiny guest from a test: type on its VGA console (virDomainSendKey, as a
+person at the console would), read what it writes to its serial log.
+
+The guest's tty1 shell runs what is typed; commands send their output to ``/dev/ttyS0``
+(a file on the host). Typing before the shell is up is lost, so :meth:`Guest.until`
+types a command again until its output shows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+# Linux input keycodes (US layout) for what the tests type.
+_KEYS = {c: code for code, c in enumerate("1234567890-=", start=2)}
+_KEYS.update({c: code for code, c in enumerate("qwertyuiop", start=16)})
+_KEYS.update({c: code for code, c in enumerate("asdfghjkl;", start=30)})
+_KEYS.update({c: code for code, c in enumerate("zxcvbnm,./", start=44)})
+_KEYS.update({" ": 57, "\n": 28})
+_SHIFTED = {">": 52, "_": 12, "&": 8, "|": 43, "*": 9, "$": 5}
+_SHIFT = 42
+
+
+def type_keys(dom, text: str) -> None:
+    """Type ``text`` on a libvirt domain's keyboard, one key (with shift) at a time."""
+    import libvirt  # here: the infra smoke test imports this module without it too
+
+    for ch in text:
+        if ch in _SHIFTED:
+            codes = [_SHIFT, _SHIFTED[ch]]
+        elif ch.isupper():
+            codes = [_SHIFT, _KEYS[ch.lower()]]
+        else:
+            codes = [_KEYS[ch]]
+        dom.sendKey(libvirt.VIR_KEYCODE_SET_LINUX, 20, codes, len(codes), 0)
+
+
+class Guest:
+    """One running guest: ``domain()`` finds its domain wherever it runs now."""
+
+    def __init__(self, domain: Callable, serial_log: Path):
+        self.domain = domain
+        self.serial_log = Path(serial_log)
+
+    def log(self) -> str:
+        return self.serial_log.read_text(errors="replace") if self.serial_log.exists() else ""
+
+    def type(self, text: str) -> None:
+        type_keys(self.domain(), text)
+
+    def until(self, command: str, expected: str, timeout: float = 300, every: float = 5) -> str:
+        """Type ``command`` (again every ``every`` s) until ``expected`` appears in the
+        serial log after the first try; returns the log from there. The timeout is
+        generous: TCG guests crawl when the machine is busy, and this is no benchmark."""
+        start = len(self.log())
+        deadline = time.monotonic() + timeout
+        while True:
+            self.type(command + "\n")
+            typed = time.monotonic()
+            while time.monotonic() - typed < every:
+                fresh = self.log()[start:]
+                if expected in fresh:
+                    return fresh
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"the guest never printed {expected!r} for {command!r}; "
+                        f"serial log since: {fresh[-800:]!r}"
+                    )
+                time.sleep(0.2)
+
+    def never(self, command: str, unexpected: str, settle: float = 6) -> None:
+        """Type ``command`` and check that ``unexpected`` does not show within ``settle`` s
+        (its output is marked with an echo that follows it)."""
+        mark = f"checked{int(time.monotonic() * 1000)}"
+        start = len(self.log())
+        self.until(f"{command} > /dev/ttyS0 ; echo {mark} > /dev/ttyS0", mark)
+        assert unexpected not in self.log()[start:], self.log()[start:][-400:]
