@@ -20,7 +20,11 @@ def backend_for_host(host) -> ComputeBackend:
     (``qemu``, ``qemu+tcp``, ``test``) selects the libvirt driver, not our code."""
     from compute.backends.libvirt import LibvirtBackend
 
-    return LibvirtBackend(uri=host.uri, virt_type=host.effective_virt_type or None)
+    return LibvirtBackend(
+        uri=host.uri,
+        virt_type=host.effective_virt_type or None,
+        vnc_ports=(host.vnc_port_min, host.vnc_port_max),
+    )
 
 
 __all__ = [

@@ -9,8 +9,9 @@ Terms:
   booting or shutting down (``shutdown`` only asks the guest).
 - Errors: :class:`TransientBackendError` when the host cannot be reached or the call
   may succeed if repeated (tasks retry with backoff); :class:`DomainNotFound` when the
-  domain does not exist; :class:`BackendError` for everything permanent, with a message
-  fit for users.
+  domain does not exist; :class:`BackendError` for everything permanent. Each carries a
+  plain reason fit for tenants (``str(error)``) and the hypervisor's own words in
+  ``detail``, which only platform staff see.
 - Every mutating call is idempotent where the hypervisor allows it: starting a running
   domain, stopping a stopped one or deleting a missing one succeeds.
 """
@@ -22,7 +23,12 @@ from dataclasses import dataclass, field
 
 
 class BackendError(Exception):
-    """A permanent failure; ``str(error)`` is shown to users."""
+    """A permanent failure. ``str(error)`` is a plain reason shown to tenants (never the
+    hypervisor's own words); ``detail`` holds those, for platform staff only."""
+
+    def __init__(self, message: str = "", *, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail or message
 
 
 class TransientBackendError(BackendError):

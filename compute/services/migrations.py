@@ -424,10 +424,16 @@ def migration_succeed(
 
 
 def migration_fail(
-    migration: Migration, reason: str, *, cancelled: bool = False, vm_phase: str = Phase.RUNNING
+    migration: Migration,
+    reason: str,
+    *,
+    cancelled: bool = False,
+    vm_phase: str = Phase.RUNNING,
+    detail: str = "",
 ) -> Migration:
     """The job failed or was cancelled: the guest stays on the source (its observed
-    ``vm_phase``); a failure's reason is shown on the VM too."""
+    ``vm_phase``); a failure's plain reason is shown on the VM too, and ``detail`` (the
+    hypervisor's own words) on both for platform staff only."""
     with transaction.atomic():
         migration = (
             Migration.objects.select_for_update(of=("self",))
@@ -448,14 +454,16 @@ def migration_fail(
                     if cancelled
                     else f"Live migration failed; the VM keeps running where it was: {reason}"
                 ),
+                detail=detail[:4000],
             )
-        _finish(migration, phase, reason)
+        _finish(migration, phase, reason, detail=detail)
     return migration
 
 
-def _finish(migration: Migration, phase: str, reason: str) -> None:
+def _finish(migration: Migration, phase: str, reason: str, *, detail: str = "") -> None:
     migration.phase = phase
     migration.reason = reason[:500]
+    migration.detail = detail[:4000]
     migration.finished = timezone.now()
     migration.save()
     _publish(migration)

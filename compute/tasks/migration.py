@@ -149,12 +149,20 @@ def _run(migration: Migration) -> None:
     if error is None:
         _succeed(migration, vm, target)
         return
-    reason = f"{abort_reason}." if abort_reason else str(error) or type(error).__name__
+    if isinstance(error, BackendError):
+        plain, detail = str(error), error.detail
+    else:  # our own bug: tenants get no traceback text
+        plain, detail = "The live migration failed unexpectedly.", repr(error)
+    reason = f"{abort_reason}." if abort_reason else plain
     if not abort_reason and _running_on(target, name):
         _succeed(migration, vm, target)  # the job reported an error after the switch-over
         return
     services.migration_fail(
-        migration, reason, cancelled=cancelled, vm_phase=_phase_on(vm, source, name)
+        migration,
+        reason,
+        cancelled=cancelled,
+        vm_phase=_phase_on(vm, source, name),
+        detail=detail,
     )
 
 

@@ -42,6 +42,8 @@ def test_putting_a_host_in_maintenance_in_admin_is_audited(client, demo, make_ho
         "enabled": "on",
         "maintenance": "on",
         "labels": "{}",
+        "vnc_port_min": host.vnc_port_min,
+        "vnc_port_max": host.vnc_port_max,
     }
     response = client.post(f"/admin/compute/host/{host.pk}/change/", data)
     assert response.status_code == 302, response.content.decode()[:2000]

@@ -125,6 +125,28 @@ console_shell /dev/tty1
 
 POWEROFF_SCRIPT = "#!/bin/sh\necho ISOTOPE-GUEST-POWEROFF > /dev/ttyS0\nsync\npoweroff -f\n"
 
+# Typing on the tiny guest's VGA console (its shell on tty1) with virDomainSendKey:
+# Linux input keycodes of a US keyboard; shifted characters share their key with SHIFT.
+_KEYS = {c: code for code, c in enumerate("1234567890-=", start=2)}
+_KEYS.update({c: code for code, c in enumerate("qwertyuiop[]", start=16)})
+_KEYS.update({c: code for code, c in enumerate("asdfghjkl;'", start=30)})
+_KEYS.update({c: code for code, c in enumerate("zxcvbnm,./", start=44)})
+_KEYS.update({" ": 57, "\n": 28, "\\": 43})
+_SHIFTED = dict(zip('!@#$%^&*()_+{}:"<>?|', "1234567890-=[];',./\\", strict=True))
+_SHIFT = 42
+
+
+def keystrokes(text: str) -> list[list[int]]:
+    """The key combinations that type ``text``, one list of Linux keycodes per
+    character (pass each to ``virDomain.sendKey`` with ``VIR_KEYCODE_SET_LINUX``)."""
+    strokes = []
+    for ch in text:
+        if ch in _SHIFTED or ch.isupper():
+            strokes.append([_SHIFT, _KEYS[_SHIFTED.get(ch, ch.lower())]])
+        else:
+            strokes.append([_KEYS[ch]])
+    return strokes
+
 
 # -- small helpers shared with tools.infra.libvirt ------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -123,7 +124,9 @@ def shared_connection(uri: str) -> libvirt.virConnect:
         try:
             conn = libvirt.open(uri)
         except libvirt.libvirtError as error:
-            raise TransientBackendError(f"cannot connect to {uri}: {_text(error)}") from error
+            raise TransientBackendError(
+                "The host did not answer; retrying.", detail=f"connect to {uri}: {_text(error)}"
+            ) from error
         _connections[uri] = conn
         return conn
 
@@ -143,11 +146,64 @@ def _text(error: libvirt.libvirtError) -> str:
     return (error.get_error_message() or str(error)).strip()
 
 
+# QEMU could not listen on the VNC port it was given: something else took the port
+# between its allocation and the start (another libvirt node on this machine, a
+# concurrent start, any other process).
+_PORT_CLASH = re.compile(
+    r"Failed to find an available port|Address already in use|Failed to reserve port|"
+    r"Unable to find an unused port",
+    re.IGNORECASE,
+)
+CONSOLE_PORT_REASON = "The host could not allocate a console port for this VM"
+# Ports tried per start or migration before the task's own retry takes over.
+PORT_ATTEMPTS = 4
+# QEMU before 9.0 loses guest writes while it live-migrates a TCG guest: the fast path
+# of its dirty-bitmap sync clears the bits without re-arming TCG's TLB dirty tracking,
+# so pages written afterwards through a cached TLB entry are never sent again and the
+# target runs with stale memory (QEMU's fix: "system/physmem: Fix migration dirty bitmap
+# coherency with TCG memory access", 9.0). Measured here: kernel panics after ~1 in 10
+# migrations of a guest that boots or writes memory (bench/migration_soak.py). Such
+# guests move paused: the transfer is their downtime, and no write can be lost.
+TCG_LIVE_MIGRATION_SAFE_FROM = 9_000_000  # QEMU 9.0.0 in libvirt's version numbers
+
+
+def _port_clash(error: BaseException) -> bool:
+    text = _text(error) if isinstance(error, libvirt.libvirtError) else str(error)
+    return bool(_PORT_CLASH.search(text))
+
+
+def _failure(
+    what: str, error: libvirt.libvirtError, *, name: str = "", plain: str = ""
+) -> BackendError:
+    """The backend error for a failed libvirt call: a plain reason for tenants (never
+    libvirt's words, which may name paths, hosts and QEMU's command line) and the
+    detail for staff."""
+    detail = f"{what}: {_text(error)}"
+    plain_what = plain or (what.replace(name, "the VM") if name else what)
+    code = error.get_error_code()
+    if code in _NOT_FOUND_CODES:
+        return DomainNotFound(f"The host has no such domain ({plain_what}).", detail=detail)
+    if _port_clash(error):
+        return TransientBackendError(f"{CONSOLE_PORT_REASON}; retrying.", detail=detail)
+    if code in _TRANSIENT_CODES:
+        return TransientBackendError(f"The host could not {plain_what}; retrying.", detail=detail)
+    return BackendError(f"The host could not {plain_what}.", detail=detail)
+
+
 class LibvirtBackend(ComputeBackend):
-    def __init__(self, *, uri: str, virt_type: str | None = None):
+    def __init__(
+        self,
+        *,
+        uri: str,
+        virt_type: str | None = None,
+        vnc_ports: tuple[int, int] | None = None,
+    ):
         self.uri = uri
         self.is_test = uri.startswith("test:")
         self.virt_type = "test" if self.is_test else (virt_type or "qemu")
+        # The host's console port range (inclusive): every start and every incoming
+        # migration gets a port from it. None: libvirt's autoport decides.
+        self.vnc_ports = vnc_ports if vnc_ports and not self.is_test else None
         self.capabilities = {
             "live_migration": not self.is_test,
             "console": not self.is_test,
@@ -161,26 +217,26 @@ class LibvirtBackend(ComputeBackend):
     def conn(self) -> libvirt.virConnect:
         return shared_connection(self.uri)
 
-    def _call(self, what: str, fn, *args):
+    def _call(self, what: str, fn, *args, name: str = "", plain: str = ""):
+        """``fn(*args)``; a libvirt error becomes a backend error (``what`` names the
+        action, with the domain's ``name`` in it, which tenants see as "the VM", or as
+        ``plain`` says)."""
         try:
             return fn(*args)
         except libvirt.libvirtError as error:
-            code = error.get_error_code()
-            if code in _NOT_FOUND_CODES:
-                raise DomainNotFound(f"{what}: {_text(error)}") from error
-            if code in _TRANSIENT_CODES:
+            failure = _failure(what, error, name=name, plain=plain)
+            if error.get_error_code() in _TRANSIENT_CODES:
                 forget_connection(self.uri)
-                raise TransientBackendError(f"{what}: {_text(error)}") from error
-            raise BackendError(f"{what}: {_text(error)}") from error
+            raise failure from error
 
     def _domain(self, name: str) -> libvirt.virDomain:
-        return self._call(f"look up {name}", self.conn.lookupByName, name)
+        return self._call(f"look up {name}", self.conn.lookupByName, name, name=name)
 
     # --- host -----------------------------------------------------------------------
     def facts(self) -> HostFacts:
         conn = self.conn
-        info = self._call("read host info", conn.getInfo)
-        hostname = self._call("read hostname", conn.getHostname)
+        info = self._call("read host info", conn.getInfo, plain="read its facts")
+        hostname = self._call("read hostname", conn.getHostname, plain="read its facts")
         return HostFacts(
             hostname=hostname,
             cpus=int(info[2]),
@@ -216,7 +272,7 @@ class LibvirtBackend(ComputeBackend):
             existing = self.conn.lookupByName(spec.name)
         except libvirt.libvirtError as error:
             if error.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                raise TransientBackendError(f"look up {spec.name}: {_text(error)}") from error
+                raise _failure(f"look up {spec.name}", error, name=spec.name) from error
         else:
             # Adopt a domain only when its metadata says it is this VM's.
             owner = xml.owner_uid(existing.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
@@ -244,7 +300,7 @@ class LibvirtBackend(ComputeBackend):
             disk_format=disk_format,
             serial_log=serial_log,
         )
-        domain = self._call(f"define {spec.name}", self.conn.defineXML, domain_xml)
+        domain = self._call(f"define {spec.name}", self.conn.defineXML, domain_xml, name=spec.name)
         return domain.UUIDString()
 
     def _volume(self, spec: DomainSpec) -> str:
@@ -261,22 +317,82 @@ class LibvirtBackend(ComputeBackend):
             backing=spec.base_image or None,
             backing_format=spec.base_format,
         )
-        created = self._call(f"create volume {name}", pool.createXML, volume, 0)
+        created = self._call(
+            f"create volume {name}", pool.createXML, volume, 0, plain="create the VM's disk"
+        )
         return created.path()
 
     def start(self, name: str) -> None:
+        """Power on, with the VNC server on a free port of this host's range (another
+        port when QEMU finds the one given taken, up to :data:`PORT_ATTEMPTS`)."""
         domain = self._domain(name)
         if domain.isActive():
             state, _ = domain.state()
             if state == libvirt.VIR_DOMAIN_PAUSED:
-                self._call(f"resume {name}", domain.resume)
+                self._call(f"resume {name}", domain.resume, name=name)
             return
-        self._call(f"start {name}", domain.create)
+        if not self.vnc_ports:
+            self._call(f"start {name}", domain.create, name=name)
+            return
+        tried: list[int] = []
+        for port in self._vnc_port_candidates():
+            config = domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
+            self._call(
+                f"set the console port of {name}",
+                self.conn.defineXML,
+                xml.with_vnc_port(config, port),
+                name=name,
+            )
+            try:
+                domain.create()
+                return
+            except libvirt.libvirtError as error:
+                if not _port_clash(error):
+                    raise _failure(f"start {name}", error, name=name) from error
+                tried.append(port)
+                logger.warning("%s: VNC port %s was taken, trying another", name, port)
+                last = error
+            if len(tried) >= PORT_ATTEMPTS:
+                break
+        raise self._no_console_port(name, tried, last if tried else None)
+
+    def _no_console_port(
+        self, name: str, tried: list[int], error: libvirt.libvirtError | None
+    ) -> BackendError:
+        """Every port tried was taken: a task retries later, unless the whole range was
+        tried (then the VM fails with the plain reason)."""
+        low, high = self.vnc_ports
+        detail = (
+            f"{name}: no free VNC port in {low}-{high} on {self.uri}; tried {tried or 'none'}"
+            + (f"; last error: {_text(error)}" if error is not None else "")
+        )
+        if len(tried) < high - low + 1 and tried:
+            return TransientBackendError(f"{CONSOLE_PORT_REASON}; retrying.", detail=detail)
+        return BackendError(f"{CONSOLE_PORT_REASON}.", detail=detail)
+
+    def _vnc_port_candidates(self):
+        """Free ports of this host's range, lowest first: not used by any domain running
+        here and, on a host on this machine, not accepting connections either (the
+        other libvirt node on this machine allocates from its own range but shares the
+        loopback; a connect probe, unlike a bind probe, never holds the port itself)."""
+        low, high = self.vnc_ports
+        used = set()
+        for domain in self._call("list domains", self.conn.listAllDomains, 0):
+            try:
+                if domain.isActive():
+                    used.add(xml.vnc_port(domain.XMLDesc(0)))
+            except libvirt.libvirtError:
+                continue  # it just went away
+        local = (urlsplit(self.uri).hostname or "127.0.0.1") in _LOOPBACK
+        for port in range(low, high + 1):
+            if port in used or (local and _accepts(port)):
+                continue
+            yield port
 
     def shutdown(self, name: str) -> None:
         domain = self._domain(name)
         if domain.isActive():
-            self._call(f"shut down {name}", domain.shutdown)
+            self._call(f"shut down {name}", domain.shutdown, name=name)
 
     def destroy(self, name: str) -> None:
         domain = self._domain(name)
@@ -285,42 +401,42 @@ class LibvirtBackend(ComputeBackend):
                 domain.destroy()
             except libvirt.libvirtError as error:
                 if domain.isActive():
-                    raise BackendError(f"force off {name}: {_text(error)}") from error
+                    raise _failure(f"force off {name}", error, name=name) from error
 
     def suspend(self, name: str) -> None:
         domain = self._domain(name)
         state, _ = domain.state()
         if state != libvirt.VIR_DOMAIN_PAUSED:
-            self._call(f"pause {name}", domain.suspend)
+            self._call(f"pause {name}", domain.suspend, name=name)
 
     def resume(self, name: str) -> None:
         domain = self._domain(name)
         state, _ = domain.state()
         if state == libvirt.VIR_DOMAIN_PAUSED:
-            self._call(f"resume {name}", domain.resume)
+            self._call(f"resume {name}", domain.resume, name=name)
 
     def reboot(self, name: str) -> None:
         domain = self._domain(name)
         if not domain.isActive():
-            raise BackendError(f"{name} is not running")
+            raise BackendError("The VM is not running.", detail=f"{name} is not running")
         try:
             domain.reset(0)
         except libvirt.libvirtError:
-            self._call(f"reboot {name}", domain.reboot, 0)
+            self._call(f"reboot {name}", domain.reboot, 0, name=name)
 
     def delete(self, name: str) -> None:
         try:
             domain = self.conn.lookupByName(name)
         except libvirt.libvirtError as error:
             if error.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                raise TransientBackendError(f"look up {name}: {_text(error)}") from error
+                raise _failure(f"look up {name}", error, name=name) from error
             domain = None
         if domain is not None:
             disks = xml.disk_paths(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
             if domain.isActive():
                 self.destroy(name)
             flags = libvirt.VIR_DOMAIN_UNDEFINE_NVRAM if not self.is_test else 0
-            self._call(f"undefine {name}", domain.undefineFlags, flags)
+            self._call(f"undefine {name}", domain.undefineFlags, flags, name=name)
         else:
             disks = []
         self._delete_volume(name, disks)
@@ -330,8 +446,8 @@ class LibvirtBackend(ComputeBackend):
     def undefine_keep_volumes(self, name: str) -> None:
         domain = self._domain(name)
         if domain.isActive():
-            raise BackendError(f"{name} is running")
-        self._call(f"undefine {name}", domain.undefine)
+            raise BackendError("The VM is running.", detail=f"{name} is running")
+        self._call(f"undefine {name}", domain.undefine, name=name)
 
     def _delete_volume(self, name: str, disks: list[str]) -> None:
         pool = self._pool()
@@ -348,7 +464,7 @@ class LibvirtBackend(ComputeBackend):
                     volume = pool.storageVolLookupByName(path)
             except libvirt.libvirtError:
                 continue
-            self._call(f"delete volume {path}", volume.delete, 0)
+            self._call(f"delete volume {path}", volume.delete, 0, plain="delete the VM's disk")
 
     def volume_exists(self, name: str) -> bool:
         pool = self._pool()
@@ -364,7 +480,7 @@ class LibvirtBackend(ComputeBackend):
 
     def status(self, name: str) -> DomainStatus:
         domain = self._domain(name)
-        state, reason = self._call(f"read state of {name}", domain.state)
+        state, reason = self._call(f"read the state of {name}", domain.state, name=name)
         return self._status(name, state, reason, domain.UUIDString())
 
     @staticmethod
@@ -460,18 +576,26 @@ class LibvirtBackend(ComputeBackend):
     # --- Live migration -------------------------------------------------------------
     def migrate(self, name: str, target: ComputeBackend, options: MigrationOptions) -> None:
         """``migrate3`` with LIVE | PERSIST_DEST | UNDEFINE_SOURCE on connections of its
-        own (it blocks for the whole job), data over ``tcp://<target address>``."""
+        own (it blocks for the whole job), data over ``tcp://<target address>``. The
+        guest's VNC server moves to a free port of the *target's* range (another one
+        when the target's QEMU finds it taken: the guest is still here then)."""
         if self.is_test or not isinstance(target, LibvirtBackend) or target.is_test:
             raise BackendError("libvirt's test driver does not support live migration.")
         try:
             source_conn = libvirt.open(self.uri)
         except libvirt.libvirtError as error:
-            raise TransientBackendError(f"connect to {self.uri}: {_text(error)}") from error
+            raise TransientBackendError(
+                "The source host did not answer; retrying.",
+                detail=f"connect to {self.uri}: {_text(error)}",
+            ) from error
         try:
             target_conn = libvirt.open(target.uri)
         except libvirt.libvirtError as error:
             source_conn.close()
-            raise TransientBackendError(f"connect to the target: {_text(error)}") from error
+            raise TransientBackendError(
+                "The target host did not answer; retrying.",
+                detail=f"connect to {target.uri}: {_text(error)}",
+            ) from error
         try:
             domain = source_conn.lookupByName(name)
             try:
@@ -481,22 +605,52 @@ class LibvirtBackend(ComputeBackend):
             params = {libvirt.VIR_MIGRATE_PARAM_URI: _migration_uri(target.uri)}
             if options.bandwidth_mib:
                 params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(options.bandwidth_mib)
-            flags = (
-                libvirt.VIR_MIGRATE_LIVE
-                | libvirt.VIR_MIGRATE_PERSIST_DEST
-                | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
-            )
-            if options.auto_converge:
-                flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
-            if options.post_copy:
-                flags |= libvirt.VIR_MIGRATE_POSTCOPY
+            flags = libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+            if _live_migration_safe(source_conn, domain):
+                flags |= libvirt.VIR_MIGRATE_LIVE
+                if options.auto_converge:
+                    flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
+                if options.post_copy:
+                    flags |= libvirt.VIR_MIGRATE_POSTCOPY
+            else:
+                logger.info("%s runs under TCG on QEMU < 9.0: migrating it paused", name)
             if options.shared_storage_unsafe:
                 flags |= libvirt.VIR_MIGRATE_UNSAFE
-            domain.migrate3(target_conn, params, flags)
+            if not target.vnc_ports:
+                domain.migrate3(target_conn, params, flags)
+                return
+            tried: list[int] = []
+            last = None
+            for port in target._vnc_port_candidates():
+                secure = libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE
+                params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = xml.with_vnc_port(
+                    domain.XMLDesc(secure), port
+                )
+                params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = xml.with_vnc_port(
+                    domain.XMLDesc(secure | libvirt.VIR_DOMAIN_XML_INACTIVE), port
+                )
+                try:
+                    domain.migrate3(target_conn, params, flags)
+                    return
+                except libvirt.libvirtError as error:
+                    if not _port_clash(error):
+                        raise
+                    tried.append(port)
+                    last = error
+                    logger.warning("%s: VNC port %s on the target was taken", name, port)
+                if len(tried) >= PORT_ATTEMPTS:
+                    break
+            raise target._no_console_port(name, tried, last)
         except libvirt.libvirtError as error:
             if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                raise DomainNotFound(f"migrate {name}: {_text(error)}") from error
-            raise BackendError(_text(error)) from error
+                raise DomainNotFound(
+                    "The VM's domain is not on the source host.",
+                    detail=f"migrate {name}: {_text(error)}",
+                ) from error
+            raise BackendError(
+                "The hosts could not complete the migration.",
+                detail=f"migrate {name} to {target.uri}: {_text(error)}",
+            ) from error
         finally:
             for conn in (target_conn, source_conn):
                 try:
@@ -543,10 +697,35 @@ class LibvirtBackend(ComputeBackend):
                 libvirt.VIR_ERR_OPERATION_INVALID,
                 libvirt.VIR_ERR_NO_DOMAIN,
             }:
-                raise BackendError(f"abort migration of {name}: {_text(error)}") from error
+                raise _failure(f"abort the migration of {name}", error, name=name) from error
 
     def migration_postcopy(self, name: str) -> None:
-        self._call(f"switch {name} to post-copy", self._domain(name).migrateStartPostCopy, 0)
+        self._call(
+            f"switch {name} to post-copy", self._domain(name).migrateStartPostCopy, 0, name=name
+        )
+
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _live_migration_safe(conn: libvirt.virConnect, domain: libvirt.virDomain) -> bool:
+    """Can this guest move while it runs? Not a TCG guest on a QEMU that loses its
+    writes meanwhile (see :data:`TCG_LIVE_MIGRATION_SAFE_FROM`)."""
+    if xml.domain_type(domain.XMLDesc(0)) != "qemu":
+        return True  # KVM tracks dirty pages in the kernel
+    try:
+        return conn.getVersion() >= TCG_LIVE_MIGRATION_SAFE_FROM
+    except libvirt.libvirtError:
+        return False
+
+
+def _accepts(port: int) -> bool:
+    """Does something listen on ``port`` on the loopback?"""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 AGENT_TIMEOUT_SECONDS = 2
@@ -579,7 +758,7 @@ def _migration_uri(target_uri: str) -> str:
     libvirt nodes on one machine, sharing the network namespace) a free port too, as the
     two daemons' port allocators do not know of each other."""
     address = urlsplit(target_uri).hostname or "127.0.0.1"
-    if address not in {"127.0.0.1", "localhost", "::1"}:
+    if address not in _LOOPBACK:
         return f"tcp://{address}"
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -7,6 +7,14 @@ import xml.etree.ElementTree as ET
 from compute.backends.base import DomainSpec
 
 ISOTOPE_NS = "https://isotope.dev/xmlns/vm/1"
+ET.register_namespace("isotope", ISOTOPE_NS)
+# Kernel arguments for directly booted guests under TCG. Early in boot Linux checks that
+# the PIT's timer interrupt arrives within a few ticks measured on the TSC and panics
+# ("IO-APIC + timer doesn't work!") when it does not. Under TCG the TSC follows the
+# host's clock while timer interrupts wait for QEMU's main loop, which a live migration
+# (or a loaded host) stalls: the check then fails on a healthy guest. Linux skips it by
+# itself on KVM (kvmclock sets no_timer_check); TCG has no paravirtual clock to do so.
+TCG_KERNEL_ARGS = "no_timer_check"
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs) -> ET.Element:
@@ -23,14 +31,15 @@ def domain_xml(
     disk_path: str | None,
     disk_format: str = "qcow2",
     serial_log: str | None,
+    vnc_port: int | None = None,
 ) -> str:
     """The domain definition: direct kernel boot or a disk, virtio devices, VNC on
-    127.0.0.1 (the console proxy is the only way in), serial port to a log file."""
+    127.0.0.1 (the console proxy is the only way in; on ``vnc_port`` when given, else
+    wherever libvirt's autoport puts it), serial port to a log file."""
     domain = ET.Element("domain", {"type": domain_type})
     _sub(domain, "name", spec.name)
     _sub(domain, "title", f"{spec.tenant}/{spec.vm_name}")
     metadata = _sub(domain, "metadata")
-    ET.register_namespace("isotope", ISOTOPE_NS)
     info = ET.SubElement(metadata, f"{{{ISOTOPE_NS}}}vm")
     for key, value in (("tenant", spec.tenant), ("name", spec.vm_name), ("uid", spec.vm_uid)):
         ET.SubElement(info, f"{{{ISOTOPE_NS}}}{key}").text = value
@@ -42,8 +51,10 @@ def domain_xml(
         _sub(os_el, "kernel", spec.kernel)
         if spec.initrd:
             _sub(os_el, "initrd", spec.initrd)
-        cmdline = f"{spec.cmdline} isotope.hostname={spec.vm_name}".strip()
-        _sub(os_el, "cmdline", cmdline)
+        cmdline = f"{spec.cmdline} isotope.hostname={spec.vm_name}"
+        if domain_type == "qemu" and "no_timer_check" not in cmdline.split():
+            cmdline += f" {TCG_KERNEL_ARGS}"
+        _sub(os_el, "cmdline", cmdline.strip())
     else:
         _sub(os_el, "boot", dev="hd")
     features = _sub(domain, "features")
@@ -64,7 +75,8 @@ def domain_xml(
         # append: the destination of a live migration must not truncate the log.
         _sub(serial, "source", path=serial_log, append="on")
         _sub(serial, "target", port="0")
-    graphics = _sub(devices, "graphics", type="vnc", port="-1", autoport="yes", listen="127.0.0.1")
+    graphics = _sub(devices, "graphics", type="vnc", listen="127.0.0.1")
+    _set_port(graphics, vnc_port)
     _sub(graphics, "listen", type="address", address="127.0.0.1")
     video = _sub(devices, "video")
     _sub(video, "model", type="vga")
@@ -88,6 +100,20 @@ def volume_xml(
     return ET.tostring(volume, encoding="unicode")
 
 
+def _set_port(graphics: ET.Element, port: int | None) -> None:
+    graphics.set("port", str(port) if port else "-1")
+    graphics.set("autoport", "no" if port else "yes")
+
+
+def with_vnc_port(xml_text: str, port: int) -> str:
+    """``xml_text`` (a domain definition) with its VNC server on ``port``."""
+    root = ET.fromstring(xml_text)  # noqa: S314 - XML from our own libvirtd
+    for graphics in root.iter("graphics"):
+        if graphics.get("type") == "vnc":
+            _set_port(graphics, port)
+    return ET.tostring(root, encoding="unicode")
+
+
 def vnc_port(live_xml: str) -> int | None:
     """The VNC port of a running domain, read from its live XML."""
     root = ET.fromstring(live_xml)  # noqa: S314 - XML from our own libvirtd
@@ -96,6 +122,11 @@ def vnc_port(live_xml: str) -> int | None:
             port = int(graphics.get("port", "-1"))
             return port if port > 0 else None
     return None
+
+
+def domain_type(xml_text: str) -> str:
+    """The domain's type (``kvm``, ``qemu`` for TCG, ``test``)."""
+    return ET.fromstring(xml_text).get("type", "")  # noqa: S314 - XML from our own libvirtd
 
 
 def owner_uid(xml_text: str) -> str | None:

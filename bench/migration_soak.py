@@ -1,0 +1,387 @@
+"""Live-migration soak: the tiny TCG guest node1 → node2 → node1, many times.
+
+Each round trip is two migrations through the product's own code path
+(``LibvirtBackend.define``/``start``/``migrate``, the product's domain XML from a
+``DomainSpec``). Round trips cycle through scenarios:
+
+- ``boot``: a fresh guest, migrated the moment its shell prompt appears (what
+  ``tests/infra/test_libvirt_smoke.py`` does, where the guest once panicked);
+- ``early``: a fresh guest, migrated 0.3–2.5 s after start, in the middle of booting;
+- ``idle``: a guest that has been idle for ``--idle`` seconds;
+- ``busy``: a guest that keeps rewriting and comparing 1 MiB of page cache;
+
+each once without and once with load (``+load``: one CPU burner process per core,
+started by this script for that round trip only).
+
+After every migration the guest must be ``running`` on the host it went to, its serial
+log must hold no panic/oops text (nor ``SOAKBAD``, a failed comparison), it must answer
+(``echo TOKEN > /dev/ttyS0`` typed on its VGA console shows up in the serial log) and it
+must not have rebooted. Anything else counts as a crash, with the log tail kept.
+
+Baseline, in the same run (``--baseline-round-trips``): the same scenarios migrated
+*live* whatever the guest, as the product did before TCG guests on QEMU < 9.0 were moved
+paused (``compute/backends/libvirt/backend.py``, ``TCG_LIVE_MIGRATION_SAFE_FROM``).
+
+    .venv/bin/python bench/migration_soak.py --round-trips 40 --baseline-round-trips 20
+
+Needs node1, node2 and the tiny image (``python3 -m tools.infra libvirt up && python3
+-m tools.infra image up``); domains are named ``isotope-smoke-soak-*`` and removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import re
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import libvirt  # noqa: E402
+
+from bench._harness import percentiles  # noqa: E402
+from compute.backends.base import DomainSpec, MigrationOptions  # noqa: E402
+from compute.backends.libvirt import backend as libvirt_backend  # noqa: E402
+from compute.backends.libvirt.backend import LibvirtBackend  # noqa: E402
+from tools.infra import read_state  # noqa: E402
+from tools.infra.image import keystrokes  # noqa: E402
+from tools.infra.libvirt import NODE_VNC_PORTS  # noqa: E402
+
+BANNER = "ISOTOPE-GUEST-BOOTED"
+# Kernel text that means the guest is broken, whatever it does next.
+PANIC = re.compile(
+    r"Kernel panic|Attempted to kill|BUG: |Oops|general protection fault|"
+    r"double fault|invalid opcode|RIP: |Call Trace|watchdog: BUG|rcu_sched self-detected|"
+    r"SOAKBAD"
+)
+SCENARIOS = ("boot", "early", "idle", "busy")
+LONG_LIVED = ("idle", "busy")
+
+# A guest that keeps rewriting and comparing 1 MiB of page cache: a page that reaches
+# the destination stale shows as SOAKBAD (or as a crash, when it is the kernel's).
+BUSY_LOOP = (
+    "while :; do dd if=/dev/urandom of=/tmp/a bs=4k count=256 2>/dev/null; "
+    "cp /tmp/a /tmp/b; cmp -s /tmp/a /tmp/b || echo SOAKBAD > /dev/ttyS0; done &\n"
+)
+
+
+_product_rule = libvirt_backend._live_migration_safe
+
+
+def _always_live(_conn, _domain) -> bool:
+    return True
+
+
+def _burn(stop) -> None:
+    while not stop.is_set():
+        for _ in range(100_000):
+            pass
+
+
+class Load:
+    """One busy-looping process per core while the block runs."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.procs: list[multiprocessing.Process] = []
+        self.stop = multiprocessing.Event()
+
+    def __enter__(self):
+        if self.enabled:
+            for _ in range(os.cpu_count() or 1):
+                proc = multiprocessing.Process(target=_burn, args=(self.stop,), daemon=True)
+                proc.start()
+                self.procs.append(proc)
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for proc in self.procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+
+
+class Guest:
+    """One tiny guest defined and started through the product's backend on node1."""
+
+    def __init__(self, nodes: dict[str, LibvirtBackend], image: dict, tag: str):
+        self.nodes = nodes
+        self.name = f"isotope-smoke-soak-{os.getpid()}-{tag}"
+        self.spec = DomainSpec(
+            name=self.name,
+            vcpus=1,
+            memory_mib=256,
+            tenant="bench",
+            vm_name=self.name.removeprefix("isotope-"),
+            vm_uid=str(uuid.uuid4()),
+            kernel=image["kernel"],
+            initrd=image["initrd"],
+            cmdline=image.get("cmdline", "").replace("isotope.hostname=NAME", "").strip(),
+        )
+        self.on = "node1"
+        self.started = 0.0
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.nodes["node1"].serial_log(self.name))
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def boots(self) -> int:
+        """Boot banners printed by /init itself (the kernel log's copy starts with a
+        timestamp)."""
+        return len(re.findall(rf"(?m)^{BANNER} ", self.log()))
+
+    def start(self) -> None:
+        self.nodes["node1"].define(self.spec)
+        self.nodes["node1"].start(self.name)
+        self.started = time.monotonic()
+
+    def wait(self, needle: str, timeout: float, count: int = 1) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log().count(needle) >= count:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def prompt(self) -> str:
+        return f"{self.spec.vm_name}:/# "
+
+    def migrate(self) -> tuple[float, int | None]:
+        """One migration to the other node: (seconds, the guest's downtime in ms)."""
+        source = self.on
+        target = "node2" if source == "node1" else "node1"
+        t0 = time.monotonic()
+        self.nodes[source].migrate(self.name, self.nodes[target], MigrationOptions())
+        seconds = time.monotonic() - t0
+        self.on = target
+        final = self.nodes[target].migration_progress(self.name, completed=True)
+        return seconds, final.downtime_ms if final else None
+
+    def answers(self, token: str, timeout: float) -> bool:
+        """Type ``echo TOKEN > /dev/ttyS0`` on the VGA console until TOKEN reaches the
+        serial log (typing again covers keys pressed before the tty1 shell was up)."""
+        conn = libvirt_backend.shared_connection(self.nodes[self.on].uri)
+        domain = conn.lookupByName(self.name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.type(domain, f"echo {token} > /dev/ttyS0\n")
+            if self.wait(token, min(10.0, max(0.0, deadline - time.monotonic()))):
+                return True
+        return False
+
+    @staticmethod
+    def type(domain, text: str) -> None:
+        for codes in keystrokes(text):
+            domain.sendKey(libvirt.VIR_KEYCODE_SET_LINUX, 20, codes, len(codes), 0)
+
+    def keep_busy(self) -> None:
+        conn = libvirt_backend.shared_connection(self.nodes[self.on].uri)
+        self.type(conn.lookupByName(self.name), BUSY_LOOP)
+
+    def remove(self) -> None:
+        for backend in self.nodes.values():
+            try:
+                backend.delete(self.name)
+            except Exception:  # noqa: BLE001 - best effort clean-up
+                pass
+
+
+def _check(guest: Guest, token: str, answer_timeout: float) -> str:
+    """'' when the guest is fine after a migration, else what is wrong."""
+    state = guest.nodes[guest.on].status(guest.name)
+    if state.state != "running":
+        return f"domain is {state.state} ({state.reason}) on {guest.on}"
+    log = guest.log()
+    if PANIC.search(log):
+        return "panic text in the serial log"
+    if not guest.answers(token, answer_timeout):
+        log = guest.log()
+        if PANIC.search(log):
+            return "panic text in the serial log"
+        return f"no answer on the serial port within {answer_timeout:.0f} s"
+    if guest.boots() > 1:
+        return "the guest rebooted"
+    return ""
+
+
+def _round_trip(guest: Guest, scenario: str, args, record: dict) -> None:
+    for leg in ("there", "back"):
+        uptime = time.monotonic() - guest.started
+        try:
+            seconds, downtime_ms = guest.migrate()
+        except Exception as error:  # noqa: BLE001 - a failed job is a result, not a crash
+            record["failed"].append(
+                {
+                    "scenario": scenario,
+                    "leg": leg,
+                    "uptime_s": round(uptime, 2),
+                    "error": str(error),
+                    "detail": getattr(error, "detail", ""),
+                }
+            )
+            continue
+        record["migrations"] += 1
+        record["seconds"].append(seconds)
+        if downtime_ms is not None:
+            record["downtimes"].append(downtime_ms / 1000)
+        token = f"soak{record['migrations']}x{random.randrange(10**6)}"  # noqa: S311
+        problem = _check(guest, token, args.answer_timeout)
+        if problem:
+            record["crashes"].append(
+                {
+                    "scenario": scenario,
+                    "leg": leg,
+                    "uptime_at_migration_s": round(uptime, 2),
+                    "problem": problem,
+                    "log_tail": guest.log()[-3000:],
+                }
+            )
+            raise RuntimeError(problem)
+
+
+def run_variant(variant: str, round_trips: int, nodes, image, args) -> dict:
+    record: dict = {
+        "variant": variant,
+        "migrations": 0,
+        "crashes": [],
+        "failed": [],
+        "seconds": [],
+        "downtimes": [],
+    }
+    # The baseline migrates every guest live, as the product did before the fix.
+    libvirt_backend._live_migration_safe = _always_live if variant == "live" else _product_rule
+    scenarios = args.scenarios
+    kept: dict[str, Guest] = {}  # the long-lived guests of "idle" and "busy"
+    per_scenario: dict[str, int] = {}
+    try:
+        for i in range(round_trips):
+            scenario = scenarios[(i // 2) % len(scenarios)]
+            label = scenario + ("+load" if i % 2 else "")
+            per_scenario[label] = per_scenario.get(label, 0) + 1
+            with Load(i % 2 == 1):
+                guest = kept.get(scenario)
+                if guest is None:
+                    guest = Guest(nodes, image, f"{variant[0]}{scenario}{i}")
+                    guest.remove()
+                    guest.start()
+                    if scenario == "early":
+                        time.sleep(random.uniform(0.3, 2.5))  # noqa: S311
+                    elif not guest.wait(guest.prompt(), args.boot_timeout):
+                        record["failed"].append({"scenario": label, "error": "no shell prompt"})
+                        guest.remove()
+                        continue
+                    if scenario in LONG_LIVED:
+                        kept[scenario] = guest
+                        if scenario == "busy":
+                            time.sleep(1)  # the tty1 shell comes up after the serial one
+                            guest.keep_busy()
+                if scenario in LONG_LIVED:
+                    time.sleep(args.idle)
+                try:
+                    _round_trip(guest, label, args, record)
+                    if scenario == "early" and not guest.wait(guest.prompt(), args.boot_timeout):
+                        raise RuntimeError("never reached the shell prompt after migrating")
+                except RuntimeError as problem:
+                    tail = record["crashes"][-1].get("log_tail", "") if record["crashes"] else ""
+                    print(
+                        f"[{variant}] CRASH in {label}: {problem}\n{tail[-4000:]}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    kept.pop(scenario, None)
+                    guest.remove()
+                    continue
+                if scenario not in LONG_LIVED:
+                    guest.remove()
+            print(
+                f"[{variant}] {i + 1}/{round_trips} {label}: {record['migrations']} migrations, "
+                f"{len(record['crashes'])} crashes, {len(record['failed'])} failed jobs",
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        for guest in kept.values():
+            guest.remove()
+        libvirt_backend._live_migration_safe = _product_rule
+    record["migration_seconds"] = percentiles(record.pop("seconds"))
+    record["downtime"] = percentiles(record.pop("downtimes"))
+    record["round_trips_by_scenario"] = per_scenario
+    record["crash_count"] = len(record["crashes"])
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--round-trips", type=int, default=30, help="the product's way")
+    parser.add_argument(
+        "--baseline-round-trips", type=int, default=0, help="migrating every guest live"
+    )
+    parser.add_argument("--idle", type=float, default=20.0, help="seconds idle before 'idle'")
+    parser.add_argument("--boot-timeout", type=float, default=120.0)
+    parser.add_argument("--answer-timeout", type=float, default=60.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        type=lambda text: [s for s in text.split(",") if s in SCENARIOS],
+        help=f"comma separated, of {', '.join(SCENARIOS)}",
+    )
+    args = parser.parse_args()
+    random.seed(args.seed or None)
+    state, image = read_state("libvirt"), read_state("image")
+    if not state.get("ok") or not image.get("ok"):
+        sys.exit(f"needs libvirt nodes and the tiny image: {state.get('reason')}")
+    virt_type = state.get("virt_type") or "qemu"
+    # As backend_for_host builds them from the seeded Host records (console port ranges).
+    nodes = {
+        n["name"]: LibvirtBackend(
+            uri=n["uri"],
+            virt_type=virt_type,
+            vnc_ports=tuple(n.get("vnc_ports") or NODE_VNC_PORTS[n["name"]]),
+        )
+        for n in state["nodes"]
+    }
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    started = time.monotonic()
+    results = {}
+    if args.baseline_round_trips:
+        results["baseline_live"] = run_variant(
+            "live", args.baseline_round_trips, nodes, image, args
+        )
+    results["product"] = run_variant("product", args.round_trips, nodes, image, args)
+    print(
+        json.dumps(
+            {
+                "benchmark": "migration_soak",
+                "virt_type": virt_type,
+                "cpus": os.cpu_count(),
+                "load_average": os.getloadavg(),
+                "idle_seconds": args.idle,
+                "scenarios": args.scenarios,
+                "qemu_version": nodes["node1"].conn.getVersion(),
+                "seconds": round(time.monotonic() - started, 1),
+                **results,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "soak"
+    main()
