@@ -14,7 +14,7 @@ each once without and once with load (``+load``: one CPU burner process per core
 started by this script for that round trip only).
 
 After every migration the guest must be ``running`` on the host it went to, its serial
-log must hold no panic/oops text (nor ``SOAKBAD``, a failed comparison), it must answer
+log must hold no panic/oops text (nor ``CHURN-MISMATCH``), it must answer
 (``echo TOKEN > /dev/ttyS0`` typed on its VGA console shows up in the serial log) and it
 must not have rebooted. Anything else counts as a crash, with the log tail kept.
 
@@ -52,25 +52,14 @@ from compute.backends.base import DomainSpec, MigrationOptions  # noqa: E402
 from compute.backends.libvirt import backend as libvirt_backend  # noqa: E402
 from compute.backends.libvirt.backend import LibvirtBackend  # noqa: E402
 from tools.infra import read_state  # noqa: E402
-from tools.infra.image import keystrokes  # noqa: E402
+from tools.infra.image import MEMORY_CHURN, PANIC_TEXT, type_keys  # noqa: E402
 from tools.infra.libvirt import NODE_VNC_PORTS  # noqa: E402
 
 BANNER = "ISOTOPE-GUEST-BOOTED"
 # Kernel text that means the guest is broken, whatever it does next.
-PANIC = re.compile(
-    r"Kernel panic|Attempted to kill|BUG: |Oops|general protection fault|"
-    r"double fault|invalid opcode|RIP: |Call Trace|watchdog: BUG|rcu_sched self-detected|"
-    r"SOAKBAD"
-)
+PANIC = re.compile(f"{PANIC_TEXT}|CHURN-MISMATCH")
 SCENARIOS = ("boot", "early", "idle", "busy")
 LONG_LIVED = ("idle", "busy")
-
-# A guest that keeps rewriting and comparing 1 MiB of page cache: a page that reaches
-# the destination stale shows as SOAKBAD (or as a crash, when it is the kernel's).
-BUSY_LOOP = (
-    "while :; do dd if=/dev/urandom of=/tmp/a bs=4k count=256 2>/dev/null; "
-    "cp /tmp/a /tmp/b; cmp -s /tmp/a /tmp/b || echo SOAKBAD > /dev/ttyS0; done &\n"
-)
 
 
 _product_rule = libvirt_backend._live_migration_safe
@@ -179,19 +168,14 @@ class Guest:
         domain = conn.lookupByName(self.name)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.type(domain, f"echo {token} > /dev/ttyS0\n")
+            type_keys(domain, f"echo {token} > /dev/ttyS0\n")
             if self.wait(token, min(10.0, max(0.0, deadline - time.monotonic()))):
                 return True
         return False
 
-    @staticmethod
-    def type(domain, text: str) -> None:
-        for codes in keystrokes(text):
-            domain.sendKey(libvirt.VIR_KEYCODE_SET_LINUX, 20, codes, len(codes), 0)
-
     def keep_busy(self) -> None:
         conn = libvirt_backend.shared_connection(self.nodes[self.on].uri)
-        self.type(conn.lookupByName(self.name), BUSY_LOOP)
+        type_keys(conn.lookupByName(self.name), MEMORY_CHURN)
 
     def remove(self) -> None:
         for backend in self.nodes.values():

@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import GUEST_BOOT_TIMEOUT
 from tools.infra import infra_required
-from tools.infra.image import keystrokes
+from tools.infra.image import type_keys
 from tools.infra.libvirt import NODE_VNC_PORTS, tiny_guest_xml
 
 try:
@@ -96,14 +96,9 @@ def _remove(conns, name: str) -> None:
             pass
 
 
-def _type(dom, text: str) -> None:
-    for codes in keystrokes(text):
-        dom.sendKey(libvirt.VIR_KEYCODE_SET_LINUX, 20, codes, len(codes), 0)
-
-
 def _echo_via_vga(dom, serial_log: Path, word: str, timeout: float = 15.0) -> bool:
     """Type ``echo WORD > /dev/ttyS0`` on the VGA console; True once WORD is logged."""
-    _type(dom, f"echo {word} > /dev/ttyS0\n")
+    type_keys(dom, f"echo {word} > /dev/ttyS0\n")
     return _wait_for(serial_log, word, timeout) is not None
 
 

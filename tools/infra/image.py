@@ -136,16 +136,29 @@ _SHIFTED = dict(zip('!@#$%^&*()_+{}:"<>?|', "1234567890-=[];',./\\", strict=True
 _SHIFT = 42
 
 
-def keystrokes(text: str) -> list[list[int]]:
-    """The key combinations that type ``text``, one list of Linux keycodes per
-    character (pass each to ``virDomain.sendKey`` with ``VIR_KEYCODE_SET_LINUX``)."""
-    strokes = []
+# What a broken guest kernel prints (a panic, an oops, a lockup), whatever it does next.
+PANIC_TEXT = (
+    r"Kernel panic|Attempted to kill|BUG: |Oops|general protection fault|double fault|"
+    r"invalid opcode|RIP: |Call Trace|watchdog: BUG|rcu_sched self-detected"
+)
+# Typed on the tiny guest's console: a loop that keeps rewriting 1 MiB of page cache and
+# comparing its two copies, printing CHURN-MISMATCH to the serial port when they differ
+# (a page that reached a migration's target stale shows there, or as a kernel crash).
+MEMORY_CHURN = (
+    "while :; do dd if=/dev/urandom of=/tmp/a bs=4k count=256 2>/dev/null; "
+    "cp /tmp/a /tmp/b; cmp -s /tmp/a /tmp/b || echo CHURN-MISMATCH > /dev/ttyS0; done &\n"
+)
+
+
+def type_keys(domain, text: str) -> None:
+    """Type ``text`` on a running guest's keyboard (a libvirt ``virDomain``)."""
+    linux_keycodes = 0  # libvirt.VIR_KEYCODE_SET_LINUX; tools.infra needs no bindings
     for ch in text:
         if ch in _SHIFTED or ch.isupper():
-            strokes.append([_SHIFT, _KEYS[_SHIFTED.get(ch, ch.lower())]])
+            codes = [_SHIFT, _KEYS[_SHIFTED.get(ch, ch.lower())]]
         else:
-            strokes.append([_KEYS[ch]])
-    return strokes
+            codes = [_KEYS[ch]]
+        domain.sendKey(linux_keycodes, 20, codes, len(codes), 0)
 
 
 # -- small helpers shared with tools.infra.libvirt ------------------------------------
