@@ -21,6 +21,9 @@ must not have rebooted. Anything else counts as a crash, with the log tail kept.
 Baseline, in the same run (``--baseline-round-trips``): the same scenarios migrated
 *live* whatever the guest, as the product did before TCG guests on QEMU < 9.0 were moved
 paused (``compute/backends/libvirt/backend.py``, ``TCG_LIVE_MIGRATION_SAFE_FROM``).
+Control (``--control-boots``): fresh guests never migrated, checked the same way: what
+the machine alone (its load) does to a booting guest. Crashed guests' serial logs are
+kept in ``var/bench/``.
 
     .venv/bin/python bench/migration_soak.py --round-trips 40 --baseline-round-trips 20
 
@@ -69,8 +72,9 @@ def _always_live(_conn, _domain) -> bool:
     return True
 
 
-def _burn(stop) -> None:
-    while not stop.is_set():
+def _burn(stop, parent: int) -> None:
+    # Also ends when this script dies without cleaning up (killed): no orphan burners.
+    while not stop.is_set() and os.getppid() == parent:
         for _ in range(100_000):
             pass
 
@@ -86,7 +90,9 @@ class Load:
     def __enter__(self):
         if self.enabled:
             for _ in range(os.cpu_count() or 1):
-                proc = multiprocessing.Process(target=_burn, args=(self.stop,), daemon=True)
+                proc = multiprocessing.Process(
+                    target=_burn, args=(self.stop, os.getpid()), daemon=True
+                )
                 proc.start()
                 self.procs.append(proc)
         return self
@@ -203,6 +209,14 @@ def _check(guest: Guest, token: str, answer_timeout: float) -> str:
     return ""
 
 
+def _keep_log(guest: Guest) -> Path:
+    """A copy of a crashed guest's whole serial log under var/bench/ (the guest goes)."""
+    kept = ROOT / "var" / "bench" / f"{guest.name}.log"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(guest.log())
+    return kept
+
+
 def _round_trip(guest: Guest, scenario: str, args, record: dict) -> None:
     for leg in ("there", "back"):
         uptime = time.monotonic() - guest.started
@@ -233,9 +247,39 @@ def _round_trip(guest: Guest, scenario: str, args, record: dict) -> None:
                     "uptime_at_migration_s": round(uptime, 2),
                     "problem": problem,
                     "log_tail": guest.log()[-3000:],
+                    "log": str(_keep_log(guest)),
                 }
             )
             raise RuntimeError(problem)
+
+
+def run_control(boots: int, nodes, image, args) -> dict:
+    """Control: fresh guests that are never migrated, checked the same way (prompt,
+    answer, no panic), half of them under load: what the machine alone does to a
+    booting TCG guest."""
+    record: dict = {"boots": boots, "crashes": []}
+    for i in range(boots):
+        with Load(i % 2 == 1):
+            guest = Guest(nodes, image, f"c{i}")
+            guest.remove()
+            guest.start()
+            problem = ""
+            if not guest.wait(guest.prompt(), args.boot_timeout):
+                problem = "no shell prompt"
+            else:
+                problem = _check(guest, f"ctl{i}x{random.randrange(10**6)}", args.answer_timeout)
+            if problem:
+                record["crashes"].append(
+                    {"load": i % 2 == 1, "problem": problem, "log": str(_keep_log(guest))}
+                )
+            guest.remove()
+        print(
+            f"[control] {i + 1}/{boots}: {len(record['crashes'])} failed boots",
+            file=sys.stderr,
+            flush=True,
+        )
+    record["crash_count"] = len(record["crashes"])
+    return record
 
 
 def run_variant(variant: str, round_trips: int, nodes, image, args) -> dict:
@@ -315,6 +359,7 @@ def main() -> None:
     parser.add_argument(
         "--baseline-round-trips", type=int, default=0, help="migrating every guest live"
     )
+    parser.add_argument("--control-boots", type=int, default=0, help="fresh guests never migrated")
     parser.add_argument("--idle", type=float, default=20.0, help="seconds idle before 'idle'")
     parser.add_argument("--boot-timeout", type=float, default=120.0)
     parser.add_argument("--answer-timeout", type=float, default=60.0)
@@ -347,6 +392,8 @@ def main() -> None:
         results["baseline_live"] = run_variant(
             "live", args.baseline_round_trips, nodes, image, args
         )
+    if args.control_boots:
+        results["control_no_migration"] = run_control(args.control_boots, nodes, image, args)
     results["product"] = run_variant("product", args.round_trips, nodes, image, args)
     print(
         json.dumps(
