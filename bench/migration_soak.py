@@ -191,14 +191,19 @@ class Guest:
                 pass
 
 
-def _check(guest: Guest, token: str, answer_timeout: float) -> str:
-    """'' when the guest is fine after a migration, else what is wrong."""
+def _check(guest: Guest, token: str, args) -> str:
+    """'' when the guest is fine after a migration, else what is wrong. A guest moved
+    while it booted is given ``--boot-timeout`` to reach its shell prompt first."""
     state = guest.nodes[guest.on].status(guest.name)
     if state.state != "running":
         return f"domain is {state.state} ({state.reason}) on {guest.on}"
-    log = guest.log()
-    if PANIC.search(log):
+    if PANIC.search(guest.log()):
         return "panic text in the serial log"
+    if not guest.wait(guest.prompt(), args.boot_timeout):
+        if PANIC.search(guest.log()):
+            return "panic text in the serial log"
+        return f"no shell prompt within {args.boot_timeout:.0f} s"
+    answer_timeout = args.answer_timeout
     if not guest.answers(token, answer_timeout):
         log = guest.log()
         if PANIC.search(log):
@@ -238,7 +243,7 @@ def _round_trip(guest: Guest, scenario: str, args, record: dict) -> None:
         if downtime_ms is not None:
             record["downtimes"].append(downtime_ms / 1000)
         token = f"soak{record['migrations']}x{random.randrange(10**6)}"  # noqa: S311
-        problem = _check(guest, token, args.answer_timeout)
+        problem = _check(guest, token, args)
         if problem:
             record["crashes"].append(
                 {
@@ -267,7 +272,7 @@ def run_control(boots: int, nodes, image, args) -> dict:
             if not guest.wait(guest.prompt(), args.boot_timeout):
                 problem = "no shell prompt"
             else:
-                problem = _check(guest, f"ctl{i}x{random.randrange(10**6)}", args.answer_timeout)
+                problem = _check(guest, f"ctl{i}x{random.randrange(10**6)}", args)
             if problem:
                 record["crashes"].append(
                     {"load": i % 2 == 1, "problem": problem, "log": str(_keep_log(guest))}

@@ -17,7 +17,8 @@ from tenants.models import AuditLog
 pytestmark = pytest.mark.unit
 
 
-def change(client, host: Host, **fields):
+def change_host(client, host: Host, **fields):
+    """POST Django admin's change form of ``host`` with its values and ``fields``."""
     data = {
         "name": host.name,
         "uri": host.uri,
@@ -50,7 +51,7 @@ def test_an_overlapping_range_on_the_same_machine_is_refused_and_nothing_changes
 ):
     node1, node2 = two_local
     client.force_login(demo.admin)
-    response = change(client, node2, vnc_port_min=6300, vnc_port_max=6899)
+    response = change_host(client, node2, vnc_port_min=6300, vnc_port_max=6899)
     assert response.status_code == 200
     text = response.content.decode()
     assert "Ports 6300–6899 overlap node1&#x27;s console ports (5900–6399)" in text
@@ -63,9 +64,9 @@ def test_an_overlapping_range_on_the_same_machine_is_refused_and_nothing_changes
 def test_a_reversed_or_out_of_bounds_range_is_refused(client, demo, two_local):
     _, node2 = two_local
     client.force_login(demo.admin)
-    reversed_range = change(client, node2, vnc_port_min=6800, vnc_port_max=6500)
+    reversed_range = change_host(client, node2, vnc_port_min=6800, vnc_port_max=6500)
     assert "The last console port must be at least 6800." in reversed_range.content.decode()
-    too_low = change(client, node2, vnc_port_min=5000)
+    too_low = change_host(client, node2, vnc_port_min=5000)
     assert "greater than or equal to 5900" in too_low.content.decode()
     node2.refresh_from_db()
     assert (node2.vnc_port_min, node2.vnc_port_max) == (6400, 6899)
@@ -75,8 +76,8 @@ def test_a_free_range_is_saved_and_audited_and_other_machines_may_overlap(client
     _, node2 = two_local
     remote = Host.objects.create(name="rack7", uri="qemu+tcp://10.0.0.7/system")
     client.force_login(demo.admin)
-    assert change(client, node2, vnc_port_min=7000, vnc_port_max=7099).status_code == 302
-    assert change(client, remote, vnc_port_min=6400, vnc_port_max=6899).status_code == 302
+    assert change_host(client, node2, vnc_port_min=7000, vnc_port_max=7099).status_code == 302
+    assert change_host(client, remote, vnc_port_min=6400, vnc_port_max=6899).status_code == 302
     assert Host.objects.get(name="node2").vnc_ports == (7000, 7099)
     assert Host.objects.get(name="rack7").vnc_ports == (6400, 6899)
     entry = AuditLog.objects.filter(action="host.update").first()
@@ -95,8 +96,8 @@ def test_hosts_on_one_machine_share_its_ports():
 @pytest.mark.django_db(transaction=True)
 def test_the_data_migration_gives_hosts_on_one_machine_separate_blocks():
     executor = MigrationExecutor(connection)
-    executor.migrate([("compute", "0006_vm_domain_by_uid")])
-    old = executor.loader.project_state([("compute", "0006_vm_domain_by_uid")]).apps
+    executor.migrate([("compute", "0008_image_import")])
+    old = executor.loader.project_state([("compute", "0008_image_import")]).apps
     OldHost = old.get_model("compute", "Host")
     for name, uri in [
         ("node1", "qemu:///system"),
