@@ -334,8 +334,8 @@ class LibvirtBackend(ComputeBackend):
         if not self.vnc_ports:
             self._call(f"start {name}", domain.create, name=name)
             return
-        tried: list[int] = []
-        for port in self._vnc_port_candidates():
+
+        def start_on(port: int) -> None:
             config = domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
             self._call(
                 f"set the console port of {name}",
@@ -343,18 +343,32 @@ class LibvirtBackend(ComputeBackend):
                 xml.with_vnc_port(config, port),
                 name=name,
             )
+            domain.create()
+
+        try:
+            self._on_free_port(name, start_on)
+        except libvirt.libvirtError as error:
+            raise _failure(f"start {name}", error, name=name) from error
+
+    def _on_free_port(self, name: str, attempt) -> None:
+        """``attempt(port)`` with the first free port of this host's range, and with the
+        next one while QEMU finds the port taken (up to :data:`PORT_ATTEMPTS`); any other
+        libvirt error is raised as it is."""
+        tried: list[int] = []
+        last = None
+        for port in self._vnc_port_candidates():
             try:
-                domain.create()
+                attempt(port)
                 return
             except libvirt.libvirtError as error:
                 if not _port_clash(error):
-                    raise _failure(f"start {name}", error, name=name) from error
+                    raise
                 tried.append(port)
-                logger.warning("%s: VNC port %s was taken, trying another", name, port)
                 last = error
+                logger.warning("%s: VNC port %s on %s was taken", name, port, self.uri)
             if len(tried) >= PORT_ATTEMPTS:
                 break
-        raise self._no_console_port(name, tried, last if tried else None)
+        raise self._no_console_port(name, tried, last)
 
     def _no_console_port(
         self, name: str, tried: list[int], error: libvirt.libvirtError | None
@@ -575,10 +589,11 @@ class LibvirtBackend(ComputeBackend):
 
     # --- Live migration -------------------------------------------------------------
     def migrate(self, name: str, target: ComputeBackend, options: MigrationOptions) -> None:
-        """``migrate3`` with LIVE | PERSIST_DEST | UNDEFINE_SOURCE on connections of its
-        own (it blocks for the whole job), data over ``tcp://<target address>``. The
-        guest's VNC server moves to a free port of the *target's* range (another one
-        when the target's QEMU finds it taken: the guest is still here then)."""
+        """``migrate3`` with PERSIST_DEST | UNDEFINE_SOURCE and LIVE (not for a TCG guest
+        on QEMU < 9.0: :data:`TCG_LIVE_MIGRATION_SAFE_FROM`) on connections of its own (it
+        blocks for the whole job), data over ``tcp://<target address>``. The guest's VNC
+        server moves to a free port of the *target's* range (another one when the
+        target's QEMU finds it taken: the guest is still here then)."""
         if self.is_test or not isinstance(target, LibvirtBackend) or target.is_test:
             raise BackendError("libvirt's test driver does not support live migration.")
         try:
@@ -619,9 +634,8 @@ class LibvirtBackend(ComputeBackend):
             if not target.vnc_ports:
                 domain.migrate3(target_conn, params, flags)
                 return
-            tried: list[int] = []
-            last = None
-            for port in target._vnc_port_candidates():
+
+            def migrate_to(port: int) -> None:
                 secure = libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE
                 params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = xml.with_vnc_port(
                     domain.XMLDesc(secure), port
@@ -629,18 +643,9 @@ class LibvirtBackend(ComputeBackend):
                 params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = xml.with_vnc_port(
                     domain.XMLDesc(secure | libvirt.VIR_DOMAIN_XML_INACTIVE), port
                 )
-                try:
-                    domain.migrate3(target_conn, params, flags)
-                    return
-                except libvirt.libvirtError as error:
-                    if not _port_clash(error):
-                        raise
-                    tried.append(port)
-                    last = error
-                    logger.warning("%s: VNC port %s on the target was taken", name, port)
-                if len(tried) >= PORT_ATTEMPTS:
-                    break
-            raise target._no_console_port(name, tried, last)
+                domain.migrate3(target_conn, params, flags)
+
+            target._on_free_port(name, migrate_to)
         except libvirt.libvirtError as error:
             if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 raise DomainNotFound(
