@@ -1,6 +1,6 @@
 """Each host's console (VNC) port range: edited in Django admin with a clear refusal when
 it overlaps another host's on the same machine, given to existing hosts by the data
-migration, and written into the domain definition."""
+migration, and counted by the scheduler."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from compute.backends.base import DomainSpec
-from compute.backends.libvirt import xml
 from compute.models import Host, VirtualMachine
 from compute.models.hosts import machine_of
 from tenants.models import AuditLog
@@ -116,39 +114,6 @@ def test_the_data_migration_gives_hosts_on_one_machine_separate_blocks():
         "rack7": (5900, 6399),
         "test": (5900, 6399),
     }
-
-
-def spec() -> DomainSpec:
-    return DomainSpec(
-        name="isotope-x",
-        vcpus=1,
-        memory_mib=256,
-        tenant="acme",
-        vm_name="web",
-        vm_uid="0a7e1c3e-7b4c-4d8e-9c51-2f3a1b2c3d4e",
-        kernel="/k",
-        initrd="/i",
-        cmdline="console=ttyS0",
-    )
-
-
-def test_a_tcg_guest_kernel_skips_the_timer_check_a_kvm_one_keeps_it():
-    tcg = xml.domain_xml(spec(), domain_type="qemu", disk_path=None, serial_log=None)
-    kvm = xml.domain_xml(spec(), domain_type="kvm", disk_path=None, serial_log=None)
-    assert "<cmdline>console=ttyS0 isotope.hostname=web no_timer_check</cmdline>" in tcg
-    assert "<cmdline>console=ttyS0 isotope.hostname=web</cmdline>" in kvm
-
-
-def test_the_console_port_is_explicit_when_given_and_can_be_moved():
-    auto = xml.domain_xml(spec(), domain_type="qemu", disk_path=None, serial_log=None)
-    assert '<graphics type="vnc" listen="127.0.0.1" port="-1" autoport="yes">' in auto
-    fixed = xml.domain_xml(
-        spec(), domain_type="qemu", disk_path=None, serial_log=None, vnc_port=6401
-    )
-    assert '<graphics type="vnc" listen="127.0.0.1" port="6401" autoport="no">' in fixed
-    moved = xml.with_vnc_port(fixed, 6502)
-    assert 'port="6502" autoport="no"' in moved
-    assert xml.owner_uid(moved) == spec().vm_uid  # the rest of the definition is kept
 
 
 def test_a_host_whose_console_ports_are_all_given_out_takes_no_new_vm(demo, tiny_image):

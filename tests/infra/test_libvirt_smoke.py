@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from compute.backends.libvirt.xml import host_tsc_khz
 from tests.conftest import GUEST_BOOT_TIMEOUT
 from tools.infra import infra_required
 from tools.infra.image import type_keys
@@ -202,6 +203,7 @@ def guest(infra, conns, request):
         infra["image"],
         str(serial_log),
         memory_mib=MEMORY_MIB,
+        tsc_khz=host_tsc_khz(conns[0].getCapabilities()),
     )
     dom = conns[0].createXML(xml, 0)
     started = time.monotonic()

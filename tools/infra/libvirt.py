@@ -388,10 +388,12 @@ def tiny_guest_xml(
     serial_log: str,
     memory_mib: int = 256,
     hostname: str = "",
+    tsc_khz: int | None = None,
 ) -> str:
     """The domain XML Isotope itself would define for a tiny guest
     (``compute.backends.libvirt.xml.domain_xml``), so that probes and smoke tests run
-    what the product runs: serial to ``serial_log``, VNC on the loopback (autoport)."""
+    what the product runs: serial to ``serial_log``, VNC on the loopback (autoport); a
+    TCG guest also gets the host's ``tsc_khz`` when given, as the product passes it."""
     from compute.backends.libvirt.xml import domain_xml
 
     return domain_xml(
@@ -399,6 +401,7 @@ def tiny_guest_xml(
         domain_type=virt_type,
         disk_path=None,
         serial_log=serial_log,
+        tsc_khz=tsc_khz,
     )
 
 

@@ -104,6 +104,7 @@ def _stats(raw: dict) -> dict:
 
 
 _connections: dict[str, libvirt.virConnect] = {}
+_tsc_khz: dict[str, int | None] = {}
 _lock = threading.Lock()
 
 # libvirt prints every error to stderr by default; we report them ourselves.
@@ -245,6 +246,16 @@ class LibvirtBackend(ComputeBackend):
             capabilities=dict(self.capabilities),
         )
 
+    def tsc_khz(self) -> int | None:
+        """This host's TSC frequency (kHz), which is also a TCG guest's (read once per
+        process; None when libvirt does not know it)."""
+        if self.uri not in _tsc_khz:
+            try:
+                _tsc_khz[self.uri] = xml.host_tsc_khz(self.conn.getCapabilities())
+            except libvirt.libvirtError:
+                return None
+        return _tsc_khz[self.uri]
+
     def _pool(self) -> libvirt.virStoragePool:
         conn = self.conn
         if self.is_test:
@@ -299,6 +310,7 @@ class LibvirtBackend(ComputeBackend):
             disk_path=disk_path,
             disk_format=disk_format,
             serial_log=serial_log,
+            tsc_khz=self.tsc_khz() if self.virt_type == "qemu" else None,
         )
         domain = self._call(f"define {spec.name}", self.conn.defineXML, domain_xml, name=spec.name)
         return domain.UUIDString()

@@ -8,12 +8,16 @@ from compute.backends.base import DomainSpec
 
 ISOTOPE_NS = "https://isotope.dev/xmlns/vm/1"
 ET.register_namespace("isotope", ISOTOPE_NS)
-# Kernel arguments for directly booted guests under TCG. Early in boot Linux checks that
-# the PIT's timer interrupt arrives within a few ticks measured on the TSC and panics
-# ("IO-APIC + timer doesn't work!") when it does not. Under TCG the TSC follows the
-# host's clock while timer interrupts wait for QEMU's main loop, which a live migration
-# (or a loaded host) stalls: the check then fails on a healthy guest. Linux skips it by
-# itself on KVM (kvmclock sets no_timer_check); TCG has no paravirtual clock to do so.
+# Kernel arguments for directly booted guests under TCG, where the guest's timers are
+# emulated by a QEMU process that a loaded host (or a migration) stalls at any moment:
+# - no_timer_check: early in boot Linux checks that the PIT's timer interrupt arrives
+#   within a few ticks measured on the TSC and panics ("IO-APIC + timer doesn't work!")
+#   when it does not; the TSC follows the host's clock while the interrupt waits for
+#   QEMU's main loop. Linux skips the check itself on KVM (kvmclock sets it).
+# - tsc_early_khz=<host TSC kHz>: a TCG guest's TSC runs at the host's TSC rate, but
+#   Linux calibrates it against the PIT and, when that disagrees with the HPET, believes
+#   the PIT: on a loaded host guests here came up with 43-880 MHz instead of 2596 MHz,
+#   their clock running 3-60x fast (soft lockups, timeouts, dead consoles).
 TCG_KERNEL_ARGS = "no_timer_check"
 
 
@@ -32,10 +36,13 @@ def domain_xml(
     disk_format: str = "qcow2",
     serial_log: str | None,
     vnc_port: int | None = None,
+    tsc_khz: int | None = None,
 ) -> str:
     """The domain definition: direct kernel boot or a disk, virtio devices, VNC on
     127.0.0.1 (the console proxy is the only way in; on ``vnc_port`` when given, else
-    wherever libvirt's autoport puts it), serial port to a log file."""
+    wherever libvirt's autoport puts it), serial port to a log file. A TCG guest's
+    kernel gets :data:`TCG_KERNEL_ARGS` and, with the host's ``tsc_khz``, its TSC
+    frequency."""
     domain = ET.Element("domain", {"type": domain_type})
     _sub(domain, "name", spec.name)
     _sub(domain, "title", f"{spec.tenant}/{spec.vm_name}")
@@ -51,10 +58,12 @@ def domain_xml(
         _sub(os_el, "kernel", spec.kernel)
         if spec.initrd:
             _sub(os_el, "initrd", spec.initrd)
-        cmdline = f"{spec.cmdline} isotope.hostname={spec.vm_name}"
-        if domain_type == "qemu" and "no_timer_check" not in cmdline.split():
-            cmdline += f" {TCG_KERNEL_ARGS}"
-        _sub(os_el, "cmdline", cmdline.strip())
+        args = [*spec.cmdline.split(), f"isotope.hostname={spec.vm_name}"]
+        if domain_type == "qemu":
+            args += [a for a in TCG_KERNEL_ARGS.split() if a not in args]
+            if tsc_khz and not any(a.startswith("tsc_early_khz=") for a in args):
+                args.append(f"tsc_early_khz={tsc_khz}")
+        _sub(os_el, "cmdline", " ".join(args))
     else:
         _sub(os_el, "boot", dev="hd")
     features = _sub(domain, "features")
@@ -121,6 +130,15 @@ def vnc_port(live_xml: str) -> int | None:
         if graphics.get("type") == "vnc":
             port = int(graphics.get("port", "-1"))
             return port if port > 0 else None
+    return None
+
+
+def host_tsc_khz(capabilities_xml: str) -> int | None:
+    """The host's TSC frequency in kHz, from libvirt's capabilities (when it says)."""
+    root = ET.fromstring(capabilities_xml)  # noqa: S314 - XML from our own libvirtd
+    for counter in root.iter("counter"):
+        if counter.get("name") == "tsc" and counter.get("frequency", "").isdigit():
+            return int(counter.get("frequency")) // 1000 or None
     return None
 
 
