@@ -200,6 +200,11 @@ class ComputeBackend(ABC):
         """
         raise BackendError("This host's backend does not support live migration.")
 
+    def migration_is_live(self, name: str) -> bool:
+        """Whether :meth:`migrate` keeps this domain running while its memory is copied
+        (False: it is paused for the transfer, which is then its downtime)."""
+        return True
+
     def migration_progress(self, name: str, *, completed: bool = False) -> MigrationProgress | None:
         """The running migration job's counters, or None when no job runs (default).
         With ``completed``: the last finished job's (e.g. its real downtime)."""

@@ -29,6 +29,10 @@ from compute.tasks.libvirt import Busy, vm_lock
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25
+PAUSED_NOTE = (
+    "The guest is paused while its memory is copied: this host's QEMU cannot copy an "
+    "emulated (TCG) guest's memory safely while it runs."
+)
 # After an abort, ask again this often until the job has really ended.
 ABORT_REPEAT_SECONDS = 2.0
 
@@ -96,6 +100,11 @@ def _run(migration: Migration) -> None:
             logger.exception("migration of %s crashed", name)
             outcome["error"] = error
 
+    try:
+        if not source.migration_is_live(name):
+            services.migration_note(migration, PAUSED_NOTE)
+    except BackendError as error:  # the job itself reports what is wrong
+        logger.warning("could not tell how %s migrates: %s", name, error)
     thread = threading.Thread(target=job, name=f"migrate-{name}", daemon=True)
     started = last_progress = time.monotonic()
     best_remaining: int | None = None

@@ -675,6 +675,12 @@ class LibvirtBackend(ComputeBackend):
                 except libvirt.libvirtError:
                     pass
 
+    def migration_is_live(self, name: str) -> bool:
+        """Not for a TCG guest on QEMU < 9.0 (:data:`TCG_LIVE_MIGRATION_SAFE_FROM`)."""
+        if self.is_test:
+            return True
+        return _live_migration_safe(self.conn, self._domain(name))
+
     def migration_progress(self, name: str, *, completed: bool = False) -> MigrationProgress | None:
         """``jobStats()`` of the running job (or, with ``completed``, of the last one
         finished here: the destination keeps it after an incoming migration)."""
