@@ -39,6 +39,7 @@ import multiprocessing
 import os
 import random
 import re
+import signal
 import sys
 import threading
 import time
@@ -301,6 +302,7 @@ def run_variant(variant: str, round_trips: int, nodes, image, args) -> dict:
     scenarios = args.scenarios
     kept: dict[str, Guest] = {}  # the long-lived guests of "idle" and "busy"
     per_scenario: dict[str, int] = {}
+    record["round_trips_done"] = 0
     try:
         for i in range(round_trips):
             scenario = scenarios[(i // 2) % len(scenarios)]
@@ -347,6 +349,10 @@ def run_variant(variant: str, round_trips: int, nodes, image, args) -> dict:
                 file=sys.stderr,
                 flush=True,
             )
+            record["round_trips_done"] = i + 1
+    except KeyboardInterrupt:
+        # Stopped (Ctrl-C or SIGTERM): what was done so far is still reported.
+        record["interrupted"] = True
     finally:
         for guest in kept.values():
             guest.remove()
@@ -392,14 +398,19 @@ def main() -> None:
     }
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     started = time.monotonic()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     results = {}
-    if args.baseline_round_trips:
+    # The product first: a run cut short still answers the question that matters.
+    results["product"] = run_variant("product", args.round_trips, nodes, image, args)
+    if args.baseline_round_trips and not results["product"].get("interrupted"):
         results["baseline_live"] = run_variant(
             "live", args.baseline_round_trips, nodes, image, args
         )
-    if args.control_boots:
-        results["control_no_migration"] = run_control(args.control_boots, nodes, image, args)
-    results["product"] = run_variant("product", args.round_trips, nodes, image, args)
+    if args.control_boots and not any(r.get("interrupted") for r in results.values()):
+        try:
+            results["control_no_migration"] = run_control(args.control_boots, nodes, image, args)
+        except KeyboardInterrupt:
+            results["control_no_migration"] = {"interrupted": True}
     print(
         json.dumps(
             {

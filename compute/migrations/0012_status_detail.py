@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("compute", "0009_host_vnc_ports"),
+        ("compute", "0011_host_vnc_ports"),
     ]
 
     operations = [

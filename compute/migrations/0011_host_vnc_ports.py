@@ -31,7 +31,7 @@ def separate_ranges(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("compute", "0008_image_import"),
+        ("compute", "0010_observed_generation"),
     ]
 
     operations = [
