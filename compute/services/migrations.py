@@ -342,7 +342,7 @@ def migration_begin(migration: Migration) -> Migration | None:
             Phase.MIGRATING,
             "",
             reason="Migrating",
-            event_message="Live migration started: memory is being copied while it runs.",
+            event_message="Live migration started: the VM's memory is being copied to the target.",
         )
         _publish(migration)
     return migration
@@ -375,11 +375,23 @@ def migration_progress(migration: Migration, sample: MigrationProgress) -> Migra
     return migration
 
 
-def migration_note(migration: Migration, reason: str) -> None:
-    """Show why the job is being aborted while the abort is under way."""
+def migration_note(migration: Migration, reason: str, *, event: str = "") -> None:
+    """Show a note on the running migration's panel (why the job is being aborted, or
+    that the guest is paused for the copy); with ``event``, also as a VM event of that
+    reason."""
     with transaction.atomic():
-        row = Migration.locked(migration.pk, "tenant")
+        row = Migration.locked(migration.pk, "tenant", "vm")
         row.write_locked({"reason": reason[:500]}, copies=(migration,))
+        if event:
+            event_publish(
+                tenant=row.tenant,
+                kind="vm",
+                name=row.vm.name,
+                uid=str(row.vm.uid),
+                type="Normal",
+                reason=event,
+                message=reason,
+            )
         _publish(row)
 
 

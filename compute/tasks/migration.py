@@ -102,7 +102,7 @@ def _run(migration: Migration) -> None:
 
     try:
         if not source.migration_is_live(name):
-            services.migration_note(migration, PAUSED_NOTE)
+            services.migration_note(migration, PAUSED_NOTE, event="MigratingPaused")
     except BackendError as error:  # the job itself reports what is wrong
         logger.warning("could not tell how %s migrates: %s", name, error)
     thread = threading.Thread(target=job, name=f"migrate-{name}", daemon=True)

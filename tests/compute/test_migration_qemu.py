@@ -268,6 +268,8 @@ def test_a_running_guest_migrates_to_node2_and_back_without_rebooting_with_live_
         Event.objects.filter(kind="vm", name=vm.name).values_list("reason").annotate(n=Sum("count"))
     )
     assert counts["Migrating"] == 2 and counts["Migrated"] == 2, counts
+    if paused:  # the VM's events say so too, not only the panel
+        assert counts["MigratingPaused"] == 2, counts
     log = serial(vm)
     assert log.count(BANNER) == booted, f"the guest rebooted: {log[-600:]!r}"
 
