@@ -16,7 +16,8 @@ started by this script for that round trip only).
 After every migration the guest must be ``running`` on the host it went to, its serial
 log must hold no panic/oops text (nor ``CHURN-MISMATCH``), it must answer
 (``echo TOKEN > /dev/ttyS0`` typed on its VGA console shows up in the serial log) and it
-must not have rebooted. Anything else counts as a crash, with the log tail kept.
+must not have rebooted. Anything else counts as a crash, with the log tail kept; a guest
+that answers only after Ctrl-C (a typed line left pending) counts as ``lost_input``.
 
 Baseline, in the same run (``--baseline-round-trips``): the same scenarios migrated
 *live* whatever the guest, as the product did before TCG guests on QEMU < 9.0 were moved
@@ -25,7 +26,8 @@ Control (``--control-boots``): fresh guests never migrated, checked the same way
 the machine alone (its load) does to a booting guest. Crashed guests' serial logs are
 kept in ``var/bench/``.
 
-    .venv/bin/python bench/migration_soak.py --round-trips 40 --baseline-round-trips 20
+    .venv/bin/python bench/migration_soak.py \
+        --round-trips 26 --baseline-round-trips 8 --control-boots 4
 
 Needs node1, node2 and the tiny image (``python3 -m tools.infra libvirt up && python3
 -m tools.infra image up``); domains are named ``isotope-smoke-soak-*`` and removed.
