@@ -95,6 +95,9 @@ def test_the_migrate_button_appears_when_a_vm_turns_running_without_a_reload(
         actor=demo.alice, vm=VirtualMachine.objects.get(pk=vm.pk), action="force-stop"
     )
     expect(migrate).to_be_hidden(timeout=60_000)
+    # The force-stop's task ends before the test does: a task still holding the VM's row
+    # lock deadlocked the database flush between tests (and the next test's setup failed).
+    wait_for(lambda: VirtualMachine.objects.get(pk=vm.pk).phase == "Stopped", 90)
 
 
 @pytest.mark.usefixtures("nodes", "worker")
