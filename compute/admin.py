@@ -52,6 +52,7 @@ class HostAdmin(AuditedModelAdmin):
         "cpus",
         "memory_mib",
         "effective_virt_type",
+        "console_ports",
         "vm_count",
         "last_seen",
     ]
@@ -72,6 +73,10 @@ class HostAdmin(AuditedModelAdmin):
     @admin.display(description="VMs")
     def vm_count(self, obj: Host) -> int:
         return obj.vms.count()
+
+    @admin.display(description="Console ports")
+    def console_ports(self, obj: Host) -> str:
+        return f"{obj.vnc_port_min}–{obj.vnc_port_max}"
 
     @admin.action(description="Check now (capacity, reachability, the volume pool)")
     def check_now(self, request, queryset):
@@ -227,6 +232,7 @@ class MigrationAdmin(admin.ModelAdmin):
     list_display = ["vm_name", "tenant", "source", "target", "phase", "created", "reason"]
     list_filter = ["phase", "source", "target"]
     search_fields = ["vm_name", "tenant__slug"]
+    readonly_fields = ["detail"]  # the hypervisor's words behind a failure (staff only)
 
     def has_add_permission(self, request) -> bool:
         return False

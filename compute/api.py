@@ -66,7 +66,8 @@ def _api_errors(error: ApplicationError) -> ApplicationError:
 
 
 def vm_representation(vm: VirtualMachine, user) -> dict:
-    """The VM as the API shows it to ``user`` (host for staff only, actions by role)."""
+    """The VM as the API shows it to ``user`` (host and the hypervisor's detail behind
+    the message for staff only, actions by role)."""
     role = tenant_selectors.role_of(user, vm.tenant)
     vm_status = {
         "phase": vm.phase,
@@ -77,6 +78,7 @@ def vm_representation(vm: VirtualMachine, user) -> dict:
     }
     if getattr(user, "is_staff", False):
         vm_status["host"] = vm.host.name if vm.host else None
+        vm_status["detail"] = vm.detail
     return {
         "metadata": metadata(vm, name=vm.name, tenant=vm.tenant.slug, labels=vm.labels),
         "spec": {

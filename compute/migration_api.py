@@ -21,13 +21,15 @@ from portal.api.resources import StrictSerializer, metadata
 
 
 def migration_representation(migration: Migration, user) -> dict:
-    """The migration as ``user`` sees it (source and target hosts for staff only)."""
+    """The migration as ``user`` sees it (hosts and the hypervisor's detail behind a
+    failure for platform staff only)."""
     state = services.migration_state(migration)
     spec = {"virtualMachine": migration.vm_name, "reason": migration.request_note}
     if getattr(user, "is_staff", False):
         spec["targetHost"] = migration.target.name if migration.target_pinned else None
         state["sourceHost"] = migration.source.name
         state["targetHost"] = migration.target.name if migration.target else None
+        state["detail"] = migration.detail
     for key in ("uid", "vm", "created"):
         state.pop(key)
     state["message"] = state.pop("reason")

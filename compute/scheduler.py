@@ -1,7 +1,8 @@
 """VM placement, after kube-scheduler: filter hosts by predicates, then score them.
 
 Filters: enabled, not in maintenance, reachable, labels match the VM's node selector,
-fits after overcommit (vCPUs and memory already placed + requested ≤ capacity × ratio).
+fits after overcommit (vCPUs and memory already placed + requested ≤ capacity × ratio),
+a console port left in the host's range (one per VM placed there).
 Scores: least requested (free fraction after placement, averaged over CPU and memory)
 plus balanced allocation (1 − |cpu fraction − memory fraction|). The best total wins;
 ties go to the host name for stable results.
@@ -33,24 +34,24 @@ class Placement:
     score: float
 
 
-def host_usage(hosts) -> dict[int, tuple[int, int]]:
-    """vCPUs and MiB placed on each host by VMs that still exist (and by VMs migrating
-    to it)."""
+def host_usage(hosts) -> dict[int, tuple[int, int, int]]:
+    """vCPUs, MiB and VMs placed on each host by VMs that still exist (and by VMs
+    migrating to it)."""
     rows = (
         VirtualMachine.objects.filter(host__in=hosts)
         .values("host_id")
         .annotate(cpu=Sum("vcpus"), mem=Sum("memory_mib"), n=Count("id"))
     )
-    usage = {r["host_id"]: (r["cpu"] or 0, r["mem"] or 0) for r in rows}
+    usage = {r["host_id"]: (r["cpu"] or 0, r["mem"] or 0, r["n"]) for r in rows}
     # A VM being live-migrated counts on its target too until it has arrived.
     inbound = (
         Migration.objects.filter(target__in=hosts, phase__in=SLOT_MIGRATION_PHASES)
         .values("target_id")
-        .annotate(cpu=Sum("vm__vcpus"), mem=Sum("vm__memory_mib"))
+        .annotate(cpu=Sum("vm__vcpus"), mem=Sum("vm__memory_mib"), n=Count("id"))
     )
     for r in inbound:
-        cpu, mem = usage.get(r["target_id"], (0, 0))
-        usage[r["target_id"]] = (cpu + (r["cpu"] or 0), mem + (r["mem"] or 0))
+        cpu, mem, n = usage.get(r["target_id"], (0, 0, 0))
+        usage[r["target_id"]] = (cpu + (r["cpu"] or 0), mem + (r["mem"] or 0), n + r["n"])
     return usage
 
 
@@ -78,7 +79,7 @@ def schedule(
     candidates: list[Placement] = []
     selector = node_selector or {}
     for host in hosts:
-        reason = _filter(host, selector, vcpus, memory_mib, usage.get(host.pk, (0, 0)))
+        reason = _filter(host, selector, vcpus, memory_mib, usage.get(host.pk, (0, 0, 0)))
         if reason:
             reasons[reason] = reasons.get(reason, 0) + 1
             continue
@@ -111,10 +112,12 @@ def check_host(
     ends, like ``schedule``, so concurrent placements and resizes see each other.
     """
     host = Host.objects.select_for_update().get(pk=host.pk)
-    used_cpu, used_mem = host_usage([host]).get(host.pk, (0, 0))
+    used_cpu, used_mem, placed = host_usage([host]).get(host.pk, (0, 0, 0))
     if resident is not None and resident.host_id == host.pk:
+        # The resident keeps its size's share out of the sum and its console port.
         used_cpu, used_mem = used_cpu - resident.vcpus, used_mem - resident.memory_mib
-    reason = _filter(host, node_selector or {}, vcpus, memory_mib, (used_cpu, used_mem))
+        placed -= 1
+    reason = _filter(host, node_selector or {}, vcpus, memory_mib, (used_cpu, used_mem, placed))
     if reason:
         message = _refusal({reason: 1}, 1)
         raise NoHostAvailable(message, errors={_REASON_FIELD.get(reason, "host"): [message]})
@@ -125,7 +128,7 @@ def _refusal(reasons: dict[str, int], hosts: int) -> str:
     return f"0/{hosts} hosts can take this VM: {detail}."
 
 
-def _filter(host: Host, selector: dict, vcpus: int, memory: int, used: tuple[int, int]) -> str:
+def _filter(host: Host, selector: dict, vcpus: int, memory: int, used: tuple[int, int, int]) -> str:
     if not host.enabled:
         return "disabled"
     if host.maintenance:
@@ -138,11 +141,13 @@ def _filter(host: Host, selector: dict, vcpus: int, memory: int, used: tuple[int
         return "with too few free vCPUs"
     if used[1] + memory > host.memory_capacity:
         return "with too little free memory"
+    if host.can("console") and used[2] >= host.vnc_port_max - host.vnc_port_min + 1:
+        return "with no free console port"
     return ""
 
 
 def _score(host: Host, vcpus: int, memory: int, usage: dict) -> float:
-    used_cpu, used_mem = usage.get(host.pk, (0, 0))
+    used_cpu, used_mem, _ = usage.get(host.pk, (0, 0, 0))
     cpu_capacity = host.vcpu_capacity or Decimal(1)
     mem_capacity = host.memory_capacity or Decimal(1)
     cpu_fraction = float((used_cpu + vcpus) / cpu_capacity)

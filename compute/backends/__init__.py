@@ -29,6 +29,7 @@ def backend_for_host(host) -> ComputeBackend:
         uri=host.uri,
         virt_type=host.effective_virt_type or None,
         storage_path=host.volume_path,
+        vnc_ports=(host.vnc_port_min, host.vnc_port_max),
     )
 
 

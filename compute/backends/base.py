@@ -9,8 +9,9 @@ Terms:
   booting or shutting down (``shutdown`` only asks the guest).
 - Errors: :class:`TransientBackendError` when the host cannot be reached or the call
   may succeed if repeated (tasks retry with backoff); :class:`DomainNotFound` when the
-  domain does not exist; :class:`BackendError` for everything permanent, with a message
-  fit for users.
+  domain does not exist; :class:`BackendError` for everything permanent. Each carries a
+  plain reason fit for tenants (``str(error)``) and the hypervisor's own words in
+  ``detail``, which only platform staff see.
 - Every mutating call is idempotent where the hypervisor allows it: starting a running
   domain, stopping a stopped one or deleting a missing one succeeds.
 - *Volumes* (optional, ``capabilities["volumes"]``) live in a *pool* of the host, named
@@ -26,7 +27,12 @@ from dataclasses import dataclass, field
 
 
 class BackendError(Exception):
-    """A permanent failure; ``str(error)`` is shown to users."""
+    """A permanent failure. ``str(error)`` is a plain reason shown to tenants (never the
+    hypervisor's own words); ``detail`` holds those, for platform staff only."""
+
+    def __init__(self, message: str = "", *, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail or message
 
 
 class TransientBackendError(BackendError):
@@ -307,6 +313,11 @@ class ComputeBackend(ABC):
         The default refuses: the backend has no live migration.
         """
         raise BackendError("This host's backend does not support live migration.")
+
+    def migration_is_live(self, name: str) -> bool:
+        """Whether :meth:`migrate` keeps this domain running while its memory is copied
+        (False: it is paused for the transfer, which is then its downtime)."""
+        return True
 
     def migration_progress(self, name: str, *, completed: bool = False) -> MigrationProgress | None:
         """The running migration job's counters, or None when no job runs (default).

@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from urllib.parse import urlsplit
 
-from django.core.validators import MinValueValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from compute.choices import VirtType
+
+# VNC display :0 is port 5900; QEMU cannot be given a port below it.
+VNC_PORT_FLOOR = 5900
+VNC_PORT_CEILING = 65535
+# The block a host gets by default, and the step between hosts on one machine.
+VNC_PORT_BLOCK = 500
+_LOCAL_ADDRESSES = {"", "localhost", "127.0.0.1", "::1", "localhost.localdomain"}
+
+
+def machine_of(uri: str) -> str:
+    """Which machine a libvirt URI's guests listen on: hosts whose libvirt runs on one
+    machine (e.g. node1 and node2 of the local infrastructure, both on the loopback)
+    share its TCP ports. ``""`` for libvirt's test driver, which opens no ports."""
+    if uri.startswith("test:"):
+        return ""
+    address = (urlsplit(uri).hostname or "").lower()
+    return "local" if address in _LOCAL_ADDRESSES else address
 
 
 class Host(models.Model):
@@ -97,9 +116,28 @@ class Host(models.Model):
         editable=False,
         help_text="Domain type used for guests: kvm, qemu, or test.",
     )
+    vnc_port_min = models.PositiveIntegerField(
+        "first console port",
+        default=VNC_PORT_FLOOR,
+        validators=[MinValueValidator(VNC_PORT_FLOOR), MaxValueValidator(VNC_PORT_CEILING)],
+        help_text="Guests on this host get their VNC console port from this range. Hosts "
+        "on one machine (the same libvirt address) need ranges that do not overlap.",
+    )
+    vnc_port_max = models.PositiveIntegerField(
+        "last console port",
+        default=VNC_PORT_FLOOR + VNC_PORT_BLOCK - 1,
+        validators=[MinValueValidator(VNC_PORT_FLOOR), MaxValueValidator(VNC_PORT_CEILING)],
+        help_text="Last port of the range (inclusive); it bounds how many guests run here.",
+    )
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(vnc_port_min__lte=models.F("vnc_port_max")),
+                name="host_vnc_port_range_ordered",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -121,3 +159,55 @@ class Host(models.Model):
 
     def can(self, capability: str) -> bool:
         return bool(self.capabilities.get(capability))
+
+    @property
+    def vnc_ports(self) -> tuple[int, int]:
+        return (self.vnc_port_min, self.vnc_port_max)
+
+    def clean(self) -> None:
+        """The console port range is ordered and overlaps no other host's on the same
+        machine (their QEMUs would race for the same ports)."""
+        super().clean()
+        low, high = self.vnc_port_min, self.vnc_port_max
+        if low is None or high is None:
+            return
+        if low > high:
+            raise ValidationError(
+                {"vnc_port_max": f"The last console port must be at least {low}."}
+            )
+        machine = machine_of(self.uri or "")
+        if not machine:
+            return
+        for other in Host.objects.exclude(pk=self.pk).only(
+            "name", "uri", "vnc_port_min", "vnc_port_max"
+        ):
+            if machine_of(other.uri) != machine:
+                continue
+            if low <= other.vnc_port_max and other.vnc_port_min <= high:
+                suggestion = "–".join(map(str, free_vnc_block(machine, exclude=self.pk)))
+                raise ValidationError(
+                    {
+                        "vnc_port_min": (
+                            f"Ports {low}–{high} overlap {other.name}'s console ports "
+                            f"({other.vnc_port_min}–{other.vnc_port_max}) on the same "
+                            f"machine; choose another range, e.g. {suggestion}."
+                        )
+                    }
+                )
+
+
+def free_vnc_block(
+    machine: str, *, exclude: int | None = None, size: int = VNC_PORT_BLOCK
+) -> tuple[int, int]:
+    """The lowest block of ``size`` console ports no host on ``machine`` uses."""
+    taken = sorted(
+        (h.vnc_port_min, h.vnc_port_max)
+        for h in Host.objects.exclude(pk=exclude).only("uri", "vnc_port_min", "vnc_port_max")
+        if machine_of(h.uri) == machine
+    )
+    low = VNC_PORT_FLOOR
+    for start, end in taken:
+        if low + size - 1 < start:
+            break
+        low = max(low, end + 1)
+    return low, min(low + size - 1, VNC_PORT_CEILING)

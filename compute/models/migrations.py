@@ -165,6 +165,11 @@ class Migration(Resource):
         blank=True,
         help_text="Why it waits, failed or was cancelled.",
     )
+    detail = models.TextField(
+        blank=True,
+        editable=False,
+        help_text="Platform staff only: the hypervisor's own words behind a failure.",
+    )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,

@@ -59,6 +59,11 @@ class VirtualMachine(Resource):
         max_length=1000,
         blank=True,
     )
+    detail = models.TextField(
+        blank=True,
+        editable=False,
+        help_text="Platform staff only: the hypervisor's own words behind the message.",
+    )
     phase_changed = models.DateTimeField(
         auto_now_add=True,
     )

@@ -344,7 +344,7 @@ def migration_begin(migration: Migration) -> Migration | None:
             Phase.MIGRATING,
             "",
             reason="Migrating",
-            event_message="Live migration started: memory is being copied while it runs.",
+            event_message="Live migration started: the VM's memory is being copied to the target.",
         )
         _publish(migration)
     return migration
@@ -377,11 +377,23 @@ def migration_progress(migration: Migration, sample: MigrationProgress) -> Migra
     return migration
 
 
-def migration_note(migration: Migration, reason: str) -> None:
-    """Show why the job is being aborted while the abort is under way."""
+def migration_note(migration: Migration, reason: str, *, event: str = "") -> None:
+    """Show a note on the running migration's panel (why the job is being aborted, or
+    that the guest is paused for the copy); with ``event``, also as a VM event of that
+    reason."""
     with transaction.atomic():
-        row = Migration.locked(migration.pk, "tenant")
+        row = Migration.locked(migration.pk, "tenant", "vm")
         row.write_locked({"reason": reason[:500]}, copies=(migration,))
+        if event:
+            event_publish(
+                tenant=row.tenant,
+                kind="vm",
+                name=row.vm.name,
+                uid=str(row.vm.uid),
+                type="Normal",
+                reason=event,
+                message=reason,
+            )
         _publish(row)
 
 
@@ -427,10 +439,16 @@ def migration_succeed(
 
 
 def migration_fail(
-    migration: Migration, reason: str, *, cancelled: bool = False, vm_phase: str = Phase.RUNNING
+    migration: Migration,
+    reason: str,
+    *,
+    cancelled: bool = False,
+    vm_phase: str = Phase.RUNNING,
+    detail: str = "",
 ) -> Migration:
     """The job failed or was cancelled: the guest stays on the source (its observed
-    ``vm_phase``); a failure's reason is shown on the VM too."""
+    ``vm_phase``); a failure's plain reason is shown on the VM too, and ``detail`` (the
+    hypervisor's own words) on both for platform staff only."""
     with transaction.atomic():
         migration = (
             Migration.objects.select_for_update(of=("self",))
@@ -451,14 +469,16 @@ def migration_fail(
                     if cancelled
                     else f"Live migration failed; the VM keeps running where it was: {reason}"
                 ),
+                detail=detail[:4000],
             )
-        _finish(migration, phase, reason)
+        _finish(migration, phase, reason, detail=detail)
     return migration
 
 
-def _finish(migration: Migration, phase: str, reason: str) -> None:
+def _finish(migration: Migration, phase: str, reason: str, *, detail: str = "") -> None:
     migration.phase = phase
     migration.reason = reason[:500]
+    migration.detail = detail[:4000]
     migration.finished = timezone.now()
     migration.save()
     _publish(migration)

@@ -26,12 +26,21 @@ def seed_local_infrastructure() -> list[str]:
     libvirt_state = read_state("libvirt")
     nodes = [n for n in libvirt_state.get("nodes", []) if n.get("reachable")]
     if libvirt_state.get("ok") and nodes:
+        from tools.infra.libvirt import NODE_VNC_PORTS
+
         for node in nodes:
-            host, _ = Host.objects.update_or_create(
-                name=node["name"], defaults={"uri": node["uri"], "virt_type": VirtType.AUTO}
-            )
+            # Each node's console ports, apart from the other's on the shared loopback
+            # (the state names them; an older state file does not, then tools.infra's).
+            low, high = node.get("vnc_ports") or NODE_VNC_PORTS.get(node["name"], (0, 0))
+            defaults = {"uri": node["uri"], "virt_type": VirtType.AUTO}
+            if low and high:
+                defaults.update(vnc_port_min=low, vnc_port_max=high)
+            host, _ = Host.objects.update_or_create(name=node["name"], defaults=defaults)
             host_check(host)
-            lines.append(f"host {host.name}: {host.uri} ({'up' if host.reachable else 'down'})")
+            lines.append(
+                f"host {host.name}: {host.uri} ({'up' if host.reachable else 'down'}), "
+                f"console ports {host.vnc_port_min}–{host.vnc_port_max}"
+            )
     else:
         host, _ = Host.objects.update_or_create(
             name="test", defaults={"uri": "test:///default", "virt_type": VirtType.QEMU}

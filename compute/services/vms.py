@@ -543,6 +543,9 @@ def vm_observe(
             now = timezone.now()
             updates.update(phase=phase, message=message, phase_changed=now)
             updates.update(ready_on_phase(row, phase, now))
+            if "detail" not in fields and row.detail:
+                # Staff's detail belongs to the message it explained.
+                updates["detail"] = ""
         if current and follow is not None and follow != row.desired_state:
             # A new intent, decided by the observer: its later observations count.
             updates.update(desired_state=follow, generation=row.generation + 1)
@@ -572,9 +575,12 @@ def _differs(row: VirtualMachine, name: str, value) -> bool:
     return getattr(row, name) != value
 
 
-def vm_fail(vm: VirtualMachine, message: str) -> bool:
-    """A permanent error: phase Failed with a readable message (unless superseded)."""
-    return vm_observe(vm, Phase.FAILED, message, reason="Failed", event_type="Warning")
+def vm_fail(vm: VirtualMachine, message: str, *, detail: str = "") -> bool:
+    """A permanent error: phase Failed with a plain message for the tenant (unless
+    superseded); ``detail`` (the hypervisor's own words) is kept for platform staff only."""
+    return vm_observe(
+        vm, Phase.FAILED, message, reason="Failed", event_type="Warning", detail=detail[:4000]
+    )
 
 
 def vm_finalize_delete(vm: VirtualMachine) -> None:

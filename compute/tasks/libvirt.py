@@ -68,12 +68,16 @@ def _run(task, vm_id: int, body) -> None:
             logger.warning("retrying %s for VM %s in %ss: %s", task.name, vm_id, delay, error)
             raise task.retry(countdown=delay) from error
         if loaded:
+            # The plain reason without "retrying": this was the last try.
+            reason = str(error).removesuffix("; retrying.").rstrip(".")
             vm_fail(
-                loaded[0], f"The host did not answer after {task.request.retries} retries: {error}"
+                loaded[0],
+                f"{reason} (gave up after {task.request.retries + 1} attempts).",
+                detail=error.detail,
             )
     except BackendError as error:
         if loaded:
-            vm_fail(loaded[0], str(error))
+            vm_fail(loaded[0], str(error), detail=error.detail)
 
 
 def _converge(vm: VirtualMachine, backend, *, force: bool = False) -> None:

@@ -31,6 +31,10 @@ from compute.tasks.libvirt import Busy, vm_lock
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25
+PAUSED_NOTE = (
+    "The guest is paused while its memory is copied: this host's QEMU cannot copy an "
+    "emulated (TCG) guest's memory safely while it runs."
+)
 # After an abort, ask again this often until the job has really ended.
 ABORT_REPEAT_SECONDS = 2.0
 
@@ -110,6 +114,11 @@ def _run(migration: Migration) -> None:
             logger.exception("migration of %s crashed", name)
             outcome["error"] = error
 
+    try:
+        if not source.migration_is_live(name):
+            services.migration_note(migration, PAUSED_NOTE, event="MigratingPaused")
+    except BackendError as error:  # the job itself reports what is wrong
+        logger.warning("could not tell how %s migrates: %s", name, error)
     thread = threading.Thread(target=job, name=f"migrate-{name}", daemon=True)
     started = last_progress = time.monotonic()
     best_remaining: int | None = None
@@ -164,12 +173,20 @@ def _run(migration: Migration) -> None:
     if error is None:
         _succeed(migration, vm, target, source)
         return
-    reason = f"{abort_reason}." if abort_reason else str(error) or type(error).__name__
+    if isinstance(error, BackendError):
+        plain, detail = str(error), error.detail
+    else:  # our own bug: tenants get no traceback text
+        plain, detail = "The live migration failed unexpectedly.", repr(error)
+    reason = f"{abort_reason}." if abort_reason else plain
     if not abort_reason and _running_on(target, name):
         _succeed(migration, vm, target, source)  # an error reported after the switch-over
         return
     services.migration_fail(
-        migration, reason, cancelled=cancelled, vm_phase=_phase_on(vm, source, name)
+        migration,
+        reason,
+        cancelled=cancelled,
+        vm_phase=_phase_on(vm, source, name),
+        detail=detail,
     )
     volume_services.migration_volumes_cleanup(vm, target)
 

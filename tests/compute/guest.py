@@ -14,28 +14,7 @@ from pathlib import Path
 
 import pytest
 
-# Linux input keycodes (US layout) for what the tests type.
-_KEYS = {c: code for code, c in enumerate("1234567890-=", start=2)}
-_KEYS.update({c: code for code, c in enumerate("qwertyuiop", start=16)})
-_KEYS.update({c: code for code, c in enumerate("asdfghjkl;", start=30)})
-_KEYS.update({c: code for code, c in enumerate("zxcvbnm,./", start=44)})
-_KEYS.update({" ": 57, "\n": 28})
-_SHIFTED = {">": 52, "_": 12, "&": 8, "|": 43, "*": 9, "$": 5}
-_SHIFT = 42
-
-
-def type_keys(dom, text: str) -> None:
-    """Type ``text`` on a libvirt domain's keyboard, one key (with shift) at a time."""
-    import libvirt  # here: the infra smoke test imports this module without it too
-
-    for ch in text:
-        if ch in _SHIFTED:
-            codes = [_SHIFT, _SHIFTED[ch]]
-        elif ch.isupper():
-            codes = [_SHIFT, _KEYS[ch.lower()]]
-        else:
-            codes = [_KEYS[ch]]
-        dom.sendKey(libvirt.VIR_KEYCODE_SET_LINUX, 20, codes, len(codes), 0)
+from tools.infra.image import type_keys
 
 
 class Guest:

@@ -6,6 +6,7 @@ import pytest
 
 from compute.models import Flavor, Host
 from tenants.models import AuditLog
+from tests.compute.test_host_console_ports import change_host
 
 pytestmark = pytest.mark.unit
 
@@ -33,17 +34,7 @@ def test_putting_a_host_in_maintenance_in_admin_is_audited(client, demo, make_ho
     client.force_login(demo.admin)
     page = client.get(f"/admin/compute/host/{host.pk}/change/")
     assert page.status_code == 200
-    data = {
-        "name": host.name,
-        "uri": host.uri,
-        "virt_type": host.virt_type,
-        "cpu_ratio": "4.00",
-        "memory_ratio": "1.00",
-        "enabled": "on",
-        "maintenance": "on",
-        "labels": "{}",
-    }
-    response = client.post(f"/admin/compute/host/{host.pk}/change/", data)
+    response = change_host(client, host, maintenance="on")
     assert response.status_code == 302, response.content.decode()[:2000]
     assert Host.objects.get(pk=host.pk).maintenance
     entry = AuditLog.objects.get(action="host.update")

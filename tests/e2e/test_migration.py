@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from compute.models import Migration, VirtualMachine
+from compute.backends.libvirt.backend import CONSOLE_PORT_REASON
+from compute.models import Host, Migration, VirtualMachine
+from tests.compute.test_console_ports import taken_port
 from tests.compute.test_migration_qemu import boot, nodes, policy, worker  # noqa: F401
 from tests.conftest import ARTIFACTS, live_subscribed, login, wait_for
 
@@ -93,3 +95,50 @@ def test_the_migrate_button_appears_when_a_vm_turns_running_without_a_reload(
         actor=demo.alice, vm=VirtualMachine.objects.get(pk=vm.pk), action="force-stop"
     )
     expect(migrate).to_be_hidden(timeout=60_000)
+    # The force-stop's task ends before the test does: a task still holding the VM's row
+    # lock deadlocked the database flush between tests (and the next test's setup failed).
+    wait_for(lambda: VirtualMachine.objects.get(pk=vm.pk).phase == "Stopped", 90)
+
+
+@pytest.mark.usefixtures("nodes", "worker")
+def test_a_failed_migration_reads_plainly_for_the_tenant_and_in_detail_for_staff(
+    demo, live_url, new_page
+):
+    """node2 cannot give the guest a console port (its only one is taken): the tenant
+    reads why in plain words, platform staff also see QEMU's own."""
+    policy(bandwidth_mib=64)
+    (vm,) = boot(demo)
+    plain = f"{CONSOLE_PORT_REASON}."
+    page = new_page()
+    login(page, live_url, "alice")
+    page.goto(f"{live_url}/t/acme/vms/{vm.name}/")
+    panel = page.get_by_test_id("migration-panel")
+    with taken_port() as port:
+        Host.objects.filter(name="node2").update(vnc_port_min=port, vnc_port_max=port)
+        panel.get_by_role("button", name="Migrate").click()
+        wait_for(lambda: Migration.objects.filter(phase="Failed").exists(), 120)
+    migration = Migration.objects.get()
+    assert migration.reason == plain
+    assert "Address already in use" in migration.detail or "available port" in migration.detail
+
+    page.reload()
+    message = page.get_by_test_id("vm-message")
+    assert message.inner_text().strip() == f"Live migration failed: {plain}"
+    history = page.get_by_test_id("migration-history")
+    assert plain in history.inner_text()
+    assert page.get_by_test_id("vm-detail-staff").count() == 0
+    assert page.get_by_test_id("migration-detail-staff").count() == 0
+    body = page.content()
+    for raw in ("Address already in use", "available port", "Failed to find", "-vnc "):
+        assert raw not in body, raw
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "migration-failed-tenant.png"), full_page=True)
+
+    staff = new_page()
+    login(staff, live_url, "admin")
+    staff.goto(f"{live_url}/t/acme/vms/{vm.name}/")
+    detail = staff.get_by_test_id("vm-detail-staff")
+    assert str(port) in detail.inner_text() and migration.detail in detail.inner_text()
+    assert migration.detail in staff.get_by_test_id("migration-detail-staff").inner_text()
+    staff.screenshot(path=str(ARTIFACTS / "migration-failed-staff.png"), full_page=True)
+    assert VirtualMachine.objects.get(pk=vm.pk).host.name == "node1"

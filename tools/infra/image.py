@@ -125,6 +125,41 @@ console_shell /dev/tty1
 
 POWEROFF_SCRIPT = "#!/bin/sh\necho ISOTOPE-GUEST-POWEROFF > /dev/ttyS0\nsync\npoweroff -f\n"
 
+# Typing on the tiny guest's VGA console (its shell on tty1) with virDomainSendKey:
+# Linux input keycodes of a US keyboard; shifted characters share their key with SHIFT.
+_KEYS = {c: code for code, c in enumerate("1234567890-=", start=2)}
+_KEYS.update({c: code for code, c in enumerate("qwertyuiop[]", start=16)})
+_KEYS.update({c: code for code, c in enumerate("asdfghjkl;'", start=30)})
+_KEYS.update({c: code for code, c in enumerate("zxcvbnm,./", start=44)})
+_KEYS.update({" ": 57, "\n": 28, "\\": 43})
+_SHIFTED = dict(zip('!@#$%^&*()_+{}:"<>?|', "1234567890-=[];',./\\", strict=True))
+_SHIFT = 42
+
+
+# What a broken guest kernel prints (a panic, an oops, a lockup), whatever it does next.
+PANIC_TEXT = (
+    r"Kernel panic|Attempted to kill|BUG: |Oops|general protection fault|double fault|"
+    r"invalid opcode|RIP: |Call Trace|watchdog: BUG|rcu_sched self-detected"
+)
+# Typed on the tiny guest's console: a loop that keeps rewriting 1 MiB of page cache and
+# comparing its two copies, printing CHURN-MISMATCH to the serial port when they differ
+# (a page that reached a migration's target stale shows there, or as a kernel crash).
+MEMORY_CHURN = (
+    "while :; do dd if=/dev/urandom of=/tmp/a bs=4k count=256 2>/dev/null; "
+    "cp /tmp/a /tmp/b; cmp -s /tmp/a /tmp/b || echo CHURN-MISMATCH > /dev/ttyS0; done &\n"
+)
+
+
+def type_keys(domain, text: str) -> None:
+    """Type ``text`` on a running guest's keyboard (a libvirt ``virDomain``)."""
+    linux_keycodes = 0  # libvirt.VIR_KEYCODE_SET_LINUX; tools.infra needs no bindings
+    for ch in text:
+        if ch in _SHIFTED or ch.isupper():
+            codes = [_SHIFT, _KEYS[_SHIFTED.get(ch, ch.lower())]]
+        else:
+            codes = [_KEYS[ch]]
+        domain.sendKey(linux_keycodes, 20, codes, len(codes), 0)
+
 
 # -- small helpers shared with tools.infra.libvirt ------------------------------------
 

@@ -44,6 +44,11 @@ NODE2_URI = f"qemu+tcp://127.0.0.1:{NODE2_PORT}/system"
 NODE2_HOSTNAME = "node2"
 # Fixed so that node2 keeps its identity across restarts; differs from any real host.
 NODE2_UUID = str(uuid.uuid5(uuid.NAMESPACE_URL, "isotope:libvirt:node2"))
+# Console (VNC) ports per node: both nodes listen on this machine's loopback, so their
+# QEMUs must never be handed the same port. Isotope gives each guest a port from its
+# host's range (the Host record, seeded from here); node2's libvirtd also allocates its
+# own autoport ports (guests defined outside Isotope) from its range (qemu.conf).
+NODE_VNC_PORTS = {"node1": (5900, 6399), "node2": (6400, 6899)}
 PACKAGES = [
     "libvirt-daemon-system",
     "libvirt-daemon-driver-qemu",
@@ -243,6 +248,28 @@ def _node2_conf() -> Path:
     return conf
 
 
+def _node2_qemu_conf() -> Path:
+    """This machine's qemu.conf with node2's own VNC port range (bind-mounted over
+    /etc/libvirt/qemu.conf in node2's namespace)."""
+    NODE2_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        base = Path("/etc/libvirt/qemu.conf").read_text()
+    except OSError:
+        base = ""
+    keys = ("remote_display_port_min", "remote_display_port_max")
+    lines = [line for line in base.splitlines() if not line.strip().startswith(keys)]
+    low, high = NODE_VNC_PORTS["node2"]
+    lines += [
+        "# node2 of the Isotope local infrastructure (tools/infra/libvirt.py): VNC ports",
+        "# of its own, apart from node1's on the shared loopback",
+        f"remote_display_port_min = {low}",
+        f"remote_display_port_max = {high}",
+    ]
+    conf = NODE2_DIR / "qemu.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    return conf
+
+
 def _dir_entries(top: str) -> list[tuple[str, int, int, int]]:
     """Directories under ``top`` (two levels) with mode/uid/gid, to recreate on tmpfs."""
     found = []
@@ -276,6 +303,8 @@ def _node2_setup_script() -> str:
         os.chmod(src, 0o700 if sub == "secrets" else 0o755)
         target = f"/etc/libvirt/{sub}"
         lines.append(f"mkdir -p {target} && mount --bind {shlex.quote(str(src))} {target}")
+    conf = shlex.quote(str(_node2_qemu_conf()))
+    lines.append(f"touch /etc/libvirt/qemu.conf && mount --bind {conf} /etc/libvirt/qemu.conf")
     return "\n".join(lines)
 
 
@@ -336,40 +365,49 @@ def _which(name: str) -> str:
 # -- virtualisation type ----------------------------------------------------------------
 
 
-def domain_xml(
+def tiny_guest_spec(name: str, image: dict, memory_mib: int = 256, hostname: str = ""):
+    """The product's description of a tiny-guest domain (a ``DomainSpec``): direct
+    kernel boot of the image's kernel and initramfs, 1 vCPU."""
+    from compute.backends.base import DomainSpec
+
+    cmdline = image.get("cmdline", "console=ttyS0 console=tty0").replace(
+        "isotope.hostname=NAME", ""
+    )
+    return DomainSpec(
+        name=name,
+        vcpus=1,
+        memory_mib=memory_mib,
+        tenant="infra",
+        vm_name=hostname or name,
+        vm_uid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"isotope:infra:{name}")),
+        kernel=image["kernel"],
+        initrd=image["initrd"],
+        cmdline=" ".join(cmdline.split()),
+    )
+
+
+def tiny_guest_xml(
     name: str,
     virt_type: str,
     image: dict,
     serial_log: str,
     memory_mib: int = 256,
     hostname: str = "",
+    tsc_khz: int | None = None,
 ) -> str:
-    """XML of a tiny-guest domain: direct kernel boot, serial to a file, VNC on loopback."""
-    cmdline = f"console=ttyS0 console=tty0 quiet isotope.hostname={hostname or name}"
-    return f"""<domain type='{virt_type}'>
-  <name>{name}</name>
-  <memory unit='MiB'>{memory_mib}</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{image["kernel"]}</kernel>
-    <initrd>{image["initrd"]}</initrd>
-    <cmdline>{cmdline}</cmdline>
-  </os>
-  <features><acpi/></features>
-  <on_poweroff>destroy</on_poweroff>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <serial type='file'>
-      <source path='{serial_log}' append='on'/>
-      <target port='0'/>
-    </serial>
-    <graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'/>
-    <video><model type='vga'/></video>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
+    """The domain XML Isotope itself would define for a tiny guest
+    (``compute.backends.libvirt.xml.domain_xml``), so that probes and smoke tests run
+    what the product runs: serial to ``serial_log``, VNC on the loopback (autoport); a
+    TCG guest also gets the host's ``tsc_khz`` when given, as the product passes it."""
+    from compute.backends.libvirt.xml import domain_xml
+
+    return domain_xml(
+        tiny_guest_spec(name, image, memory_mib, hostname),
+        domain_type=virt_type,
+        disk_path=None,
+        serial_log=serial_log,
+        tsc_khz=tsc_khz,
+    )
 
 
 def _probe_key(image: dict) -> str:
@@ -391,7 +429,7 @@ def _kvm_boots(image: dict) -> tuple[bool, str]:
     serial = SERIAL_DIR / f"{name}.log"
     serial.unlink(missing_ok=True)
     xml = NODE2_DIR.parent / f"{name}.xml"
-    xml.write_text(domain_xml(name, "kvm", image, str(serial), memory_mib=192))
+    xml.write_text(tiny_guest_xml(name, "kvm", image, str(serial), memory_mib=192))
     try:
         res = virsh(NODE1_URI, "create", str(xml), timeout=30)
         if res.returncode != 0:
@@ -474,7 +512,9 @@ def _ensure_volume_pools() -> dict:
 def _nodes() -> list[dict]:
     nodes = []
     for name, uri in (("node1", NODE1_URI), ("node2", NODE2_URI)):
-        nodes.append({"name": name, "uri": uri, **_probe(uri)})
+        nodes.append(
+            {"name": name, "uri": uri, "vnc_ports": list(NODE_VNC_PORTS[name]), **_probe(uri)}
+        )
     return nodes
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -112,6 +113,7 @@ def _stats(raw: dict) -> dict:
 
 
 _connections: dict[str, libvirt.virConnect] = {}
+_tsc_khz: dict[str, int | None] = {}
 _lock = threading.Lock()
 
 # libvirt prints every error to stderr by default; we report them ourselves.
@@ -132,7 +134,9 @@ def shared_connection(uri: str) -> libvirt.virConnect:
         try:
             conn = libvirt.open(uri)
         except libvirt.libvirtError as error:
-            raise TransientBackendError(f"cannot connect to {uri}: {_text(error)}") from error
+            raise TransientBackendError(
+                "The host did not answer; retrying.", detail=f"connect to {uri}: {_text(error)}"
+            ) from error
         _connections[uri] = conn
         return conn
 
@@ -152,12 +156,68 @@ def _text(error: libvirt.libvirtError) -> str:
     return (error.get_error_message() or str(error)).strip()
 
 
+# QEMU could not listen on the VNC port it was given: something else took the port
+# between its allocation and the start (another libvirt node on this machine, a
+# concurrent start, any other process).
+_PORT_CLASH = re.compile(
+    r"Failed to find an available port|Address already in use|Failed to reserve port|"
+    r"Unable to find an unused port",
+    re.IGNORECASE,
+)
+CONSOLE_PORT_REASON = "The host could not allocate a console port for this VM"
+# Ports tried per start or migration before the task's own retry takes over.
+PORT_ATTEMPTS = 4
+# QEMU before 9.0 loses guest writes while it live-migrates a TCG guest: the fast path
+# of its dirty-bitmap sync clears the bits without re-arming TCG's TLB dirty tracking,
+# so pages written afterwards through a cached TLB entry are never sent again and the
+# target runs with stale memory (QEMU's fix: "system/physmem: Fix migration dirty bitmap
+# coherency with TCG memory access", 9.0). Measured here: kernel panics after ~1 in 10
+# migrations of a guest that boots or writes memory (bench/migration_soak.py). Such
+# guests move paused: the transfer is their downtime, and no write can be lost.
+TCG_LIVE_MIGRATION_SAFE_FROM = 9_000_000  # QEMU 9.0.0 in libvirt's version numbers
+
+
+def _port_clash(error: BaseException) -> bool:
+    text = _text(error) if isinstance(error, libvirt.libvirtError) else str(error)
+    return bool(_PORT_CLASH.search(text))
+
+
+def _failure(
+    what: str, error: libvirt.libvirtError, *, name: str = "", plain: str = ""
+) -> BackendError:
+    """The backend error for a failed libvirt call: a plain reason for tenants (never
+    libvirt's words, which may name paths, hosts and QEMU's command line) and the
+    detail for staff."""
+    detail = f"{what}: {_text(error)}"
+    plain_what = plain or (what.replace(name, "the VM") if name else what)
+    code = error.get_error_code()
+    if code == libvirt.VIR_ERR_NO_STORAGE_VOL:
+        return VolumeNotFound(f"The host has no such volume ({plain_what}).", detail=detail)
+    if code in _NOT_FOUND_CODES:
+        return DomainNotFound(f"The host has no such domain ({plain_what}).", detail=detail)
+    if _port_clash(error):
+        return TransientBackendError(f"{CONSOLE_PORT_REASON}; retrying.", detail=detail)
+    if code in _TRANSIENT_CODES:
+        return TransientBackendError(f"The host could not {plain_what}; retrying.", detail=detail)
+    return BackendError(f"The host could not {plain_what}.", detail=detail)
+
+
 class LibvirtBackend(ComputeBackend):
-    def __init__(self, *, uri: str, virt_type: str | None = None, storage_path: str = ""):
+    def __init__(
+        self,
+        *,
+        uri: str,
+        virt_type: str | None = None,
+        storage_path: str = "",
+        vnc_ports: tuple[int, int] | None = None,
+    ):
         self.uri = uri
         self.is_test = uri.startswith("test:")
         self.virt_type = "test" if self.is_test else (virt_type or "qemu")
         self.storage_path = storage_path
+        # The host's console port range (inclusive): every start and every incoming
+        # migration gets a port from it. None: libvirt's autoport decides.
+        self.vnc_ports = vnc_ports if vnc_ports and not self.is_test else None
         self.capabilities = {
             "live_migration": not self.is_test,
             "console": not self.is_test,
@@ -176,28 +236,26 @@ class LibvirtBackend(ComputeBackend):
     def conn(self) -> libvirt.virConnect:
         return shared_connection(self.uri)
 
-    def _call(self, what: str, fn, *args):
+    def _call(self, what: str, fn, *args, name: str = "", plain: str = ""):
+        """``fn(*args)``; a libvirt error becomes a backend error (``what`` names the
+        action, with the domain's ``name`` in it, which tenants see as "the VM", or as
+        ``plain`` says)."""
         try:
             return fn(*args)
         except libvirt.libvirtError as error:
-            code = error.get_error_code()
-            if code == libvirt.VIR_ERR_NO_STORAGE_VOL:
-                raise VolumeNotFound(f"{what}: {_text(error)}") from error
-            if code in _NOT_FOUND_CODES:
-                raise DomainNotFound(f"{what}: {_text(error)}") from error
-            if code in _TRANSIENT_CODES:
+            failure = _failure(what, error, name=name, plain=plain)
+            if error.get_error_code() in _TRANSIENT_CODES:
                 forget_connection(self.uri)
-                raise TransientBackendError(f"{what}: {_text(error)}") from error
-            raise BackendError(f"{what}: {_text(error)}") from error
+            raise failure from error
 
     def _domain(self, name: str) -> libvirt.virDomain:
-        return self._call(f"look up {name}", self.conn.lookupByName, name)
+        return self._call(f"look up {name}", self.conn.lookupByName, name, name=name)
 
     # --- host -----------------------------------------------------------------------
     def facts(self) -> HostFacts:
         conn = self.conn
-        info = self._call("read host info", conn.getInfo)
-        hostname = self._call("read hostname", conn.getHostname)
+        info = self._call("read host info", conn.getInfo, plain="read its facts")
+        hostname = self._call("read hostname", conn.getHostname, plain="read its facts")
         return HostFacts(
             hostname=hostname,
             cpus=int(info[2]),
@@ -205,6 +263,16 @@ class LibvirtBackend(ComputeBackend):
             virt_type=self.virt_type,
             capabilities=dict(self.capabilities),
         )
+
+    def tsc_khz(self) -> int | None:
+        """This host's TSC frequency (kHz), which is also a TCG guest's (read once per
+        process; None when libvirt does not know it)."""
+        if self.uri not in _tsc_khz:
+            try:
+                _tsc_khz[self.uri] = xml.host_tsc_khz(self.conn.getCapabilities())
+            except libvirt.libvirtError:
+                return None
+        return _tsc_khz[self.uri]
 
     def _pool(self) -> libvirt.virStoragePool:
         conn = self.conn
@@ -233,7 +301,7 @@ class LibvirtBackend(ComputeBackend):
             existing = self.conn.lookupByName(spec.name)
         except libvirt.libvirtError as error:
             if error.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                raise TransientBackendError(f"look up {spec.name}: {_text(error)}") from error
+                raise _failure(f"look up {spec.name}", error, name=spec.name) from error
         else:
             # Adopt a domain only when its metadata says it is this VM's.
             owner = xml.owner_uid(existing.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
@@ -263,8 +331,9 @@ class LibvirtBackend(ComputeBackend):
             disk_path=disk_path,
             disk_format=disk_format,
             serial_log=serial_log,
+            tsc_khz=self.tsc_khz() if self.virt_type == "qemu" else None,
         )
-        domain = self._call(f"define {spec.name}", self.conn.defineXML, domain_xml)
+        domain = self._call(f"define {spec.name}", self.conn.defineXML, domain_xml, name=spec.name)
         return domain.UUIDString()
 
     def _volume(self, spec: DomainSpec) -> str:
@@ -281,22 +350,96 @@ class LibvirtBackend(ComputeBackend):
             backing=spec.base_image or None,
             backing_format=spec.base_format,
         )
-        created = self._call(f"create volume {name}", pool.createXML, volume, 0)
+        created = self._call(
+            f"create volume {name}", pool.createXML, volume, 0, plain="create the VM's disk"
+        )
         return created.path()
 
     def start(self, name: str) -> None:
+        """Power on, with the VNC server on a free port of this host's range (another
+        port when QEMU finds the one given taken, up to :data:`PORT_ATTEMPTS`)."""
         domain = self._domain(name)
         if domain.isActive():
             state, _ = domain.state()
             if state == libvirt.VIR_DOMAIN_PAUSED:
-                self._call(f"resume {name}", domain.resume)
+                self._call(f"resume {name}", domain.resume, name=name)
             return
-        self._call(f"start {name}", domain.create)
+        if not self.vnc_ports:
+            self._call(f"start {name}", domain.create, name=name)
+            return
+
+        def start_on(port: int) -> None:
+            config = domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
+            self._call(
+                f"set the console port of {name}",
+                self.conn.defineXML,
+                xml.with_vnc_port(config, port),
+                name=name,
+            )
+            domain.create()
+
+        try:
+            self._on_free_port(name, start_on)
+        except libvirt.libvirtError as error:
+            raise _failure(f"start {name}", error, name=name) from error
+
+    def _on_free_port(self, name: str, attempt) -> None:
+        """``attempt(port)`` with the first free port of this host's range, and with the
+        next one while QEMU finds the port taken (up to :data:`PORT_ATTEMPTS`); any other
+        libvirt error is raised as it is."""
+        tried: list[int] = []
+        last = None
+        for port in self._vnc_port_candidates():
+            try:
+                attempt(port)
+                return
+            except libvirt.libvirtError as error:
+                if not _port_clash(error):
+                    raise
+                tried.append(port)
+                last = error
+                logger.warning("%s: VNC port %s on %s was taken", name, port, self.uri)
+            if len(tried) >= PORT_ATTEMPTS:
+                break
+        raise self._no_console_port(name, tried, last)
+
+    def _no_console_port(
+        self, name: str, tried: list[int], error: libvirt.libvirtError | None
+    ) -> BackendError:
+        """Every port tried was taken: a task retries later, unless the whole range was
+        tried (then the VM fails with the plain reason)."""
+        low, high = self.vnc_ports
+        detail = (
+            f"{name}: no free VNC port in {low}-{high} on {self.uri}; tried {tried or 'none'}"
+            + (f"; last error: {_text(error)}" if error is not None else "")
+        )
+        if len(tried) < high - low + 1 and tried:
+            return TransientBackendError(f"{CONSOLE_PORT_REASON}; retrying.", detail=detail)
+        return BackendError(f"{CONSOLE_PORT_REASON}.", detail=detail)
+
+    def _vnc_port_candidates(self):
+        """Free ports of this host's range, lowest first: not used by any domain running
+        here and, on a host on this machine, not accepting connections either (the
+        other libvirt node on this machine allocates from its own range but shares the
+        loopback; a connect probe, unlike a bind probe, never holds the port itself)."""
+        low, high = self.vnc_ports
+        used = set()
+        for domain in self._call("list domains", self.conn.listAllDomains, 0):
+            try:
+                if domain.isActive():
+                    used.add(xml.vnc_port(domain.XMLDesc(0)))
+            except libvirt.libvirtError:
+                continue  # it just went away
+        local = (urlsplit(self.uri).hostname or "127.0.0.1") in _LOOPBACK
+        for port in range(low, high + 1):
+            if port in used or (local and _accepts(port)):
+                continue
+            yield port
 
     def shutdown(self, name: str) -> None:
         domain = self._domain(name)
         if domain.isActive():
-            self._call(f"shut down {name}", domain.shutdown)
+            self._call(f"shut down {name}", domain.shutdown, name=name)
 
     def destroy(self, name: str) -> None:
         domain = self._domain(name)
@@ -305,41 +448,41 @@ class LibvirtBackend(ComputeBackend):
                 domain.destroy()
             except libvirt.libvirtError as error:
                 if domain.isActive():
-                    raise BackendError(f"force off {name}: {_text(error)}") from error
+                    raise _failure(f"force off {name}", error, name=name) from error
 
     def suspend(self, name: str) -> None:
         domain = self._domain(name)
         state, _ = domain.state()
         if state != libvirt.VIR_DOMAIN_PAUSED:
-            self._call(f"pause {name}", domain.suspend)
+            self._call(f"pause {name}", domain.suspend, name=name)
 
     def resume(self, name: str) -> None:
         domain = self._domain(name)
         state, _ = domain.state()
         if state == libvirt.VIR_DOMAIN_PAUSED:
-            self._call(f"resume {name}", domain.resume)
+            self._call(f"resume {name}", domain.resume, name=name)
 
     def reboot(self, name: str) -> None:
         domain = self._domain(name)
         if not domain.isActive():
-            raise BackendError(f"{name} is not running")
+            raise BackendError("The VM is not running.", detail=f"{name} is not running")
         try:
             domain.reset(0)
         except libvirt.libvirtError:
-            self._call(f"reboot {name}", domain.reboot, 0)
+            self._call(f"reboot {name}", domain.reboot, 0, name=name)
 
     def delete(self, name: str) -> None:
         try:
             domain = self.conn.lookupByName(name)
         except libvirt.libvirtError as error:
             if error.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                raise TransientBackendError(f"look up {name}: {_text(error)}") from error
+                raise _failure(f"look up {name}", error, name=name) from error
             domain = None
         if domain is not None:
             if domain.isActive():
                 self.destroy(name)
             flags = libvirt.VIR_DOMAIN_UNDEFINE_NVRAM if not self.is_test else 0
-            self._call(f"undefine {name}", domain.undefineFlags, flags)
+            self._call(f"undefine {name}", domain.undefineFlags, flags, name=name)
         # Volumes outlive their domain (the volume services delete the ones that go);
         # only a root disk from before volumes, named after the domain, goes with it.
         self._delete_volume(name, [])
@@ -349,8 +492,8 @@ class LibvirtBackend(ComputeBackend):
     def undefine_keep_volumes(self, name: str) -> None:
         domain = self._domain(name)
         if domain.isActive():
-            raise BackendError(f"{name} is running")
-        self._call(f"undefine {name}", domain.undefine)
+            raise BackendError("The VM is running.", detail=f"{name} is running")
+        self._call(f"undefine {name}", domain.undefine, name=name)
 
     def _delete_volume(self, name: str, disks: list[str]) -> None:
         pool = self._pool()
@@ -367,7 +510,7 @@ class LibvirtBackend(ComputeBackend):
                     volume = pool.storageVolLookupByName(path)
             except libvirt.libvirtError:
                 continue
-            self._call(f"delete volume {path}", volume.delete, 0)
+            self._call(f"delete volume {path}", volume.delete, 0, plain="delete the VM's disk")
 
     def volume_exists(self, name: str) -> bool:
         pool = self._pool()
@@ -383,7 +526,7 @@ class LibvirtBackend(ComputeBackend):
 
     def status(self, name: str) -> DomainStatus:
         domain = self._domain(name)
-        state, reason = self._call(f"read state of {name}", domain.state)
+        state, reason = self._call(f"read the state of {name}", domain.state, name=name)
         return self._status(name, state, reason, domain.UUIDString())
 
     @staticmethod
@@ -457,12 +600,12 @@ class LibvirtBackend(ComputeBackend):
                     domain, '{"execute": "guest-ping"}', AGENT_TIMEOUT_SECONDS, 0
                 )
                 return Readiness(True, "GuestAgentResponds", "The QEMU guest agent answers.")
-            except libvirt.libvirtError as error:
+            except libvirt.libvirtError:
                 if not banner:
                     return Readiness(
                         False,
                         "GuestAgentNotResponding",
-                        f"Waiting for the QEMU guest agent: {_text(error)}",
+                        "Waiting for the QEMU guest agent to answer.",  # tenants read it
                     )
         if banner:
             if _printed_since(self.serial_log(name), banner, since):
@@ -719,19 +862,28 @@ class LibvirtBackend(ComputeBackend):
 
     # --- Live migration -------------------------------------------------------------
     def migrate(self, name: str, target: ComputeBackend, options: MigrationOptions) -> None:
-        """``migrate3`` with LIVE | PERSIST_DEST | UNDEFINE_SOURCE on connections of its
-        own (it blocks for the whole job), data over ``tcp://<target address>``."""
+        """``migrate3`` with PERSIST_DEST | UNDEFINE_SOURCE and LIVE (not for a TCG guest
+        on QEMU < 9.0: :data:`TCG_LIVE_MIGRATION_SAFE_FROM`) on connections of its own (it
+        blocks for the whole job), data over ``tcp://<target address>``. The guest's VNC
+        server moves to a free port of the *target's* range (another one when the
+        target's QEMU finds it taken: the guest is still here then)."""
         if self.is_test or not isinstance(target, LibvirtBackend) or target.is_test:
             raise BackendError("libvirt's test driver does not support live migration.")
         try:
             source_conn = libvirt.open(self.uri)
         except libvirt.libvirtError as error:
-            raise TransientBackendError(f"connect to {self.uri}: {_text(error)}") from error
+            raise TransientBackendError(
+                "The source host did not answer; retrying.",
+                detail=f"connect to {self.uri}: {_text(error)}",
+            ) from error
         try:
             target_conn = libvirt.open(target.uri)
         except libvirt.libvirtError as error:
             source_conn.close()
-            raise TransientBackendError(f"connect to the target: {_text(error)}") from error
+            raise TransientBackendError(
+                "The target host did not answer; retrying.",
+                detail=f"connect to {target.uri}: {_text(error)}",
+            ) from error
         try:
             domain = source_conn.lookupByName(name)
             try:
@@ -741,15 +893,15 @@ class LibvirtBackend(ComputeBackend):
             params = {libvirt.VIR_MIGRATE_PARAM_URI: _migration_uri(target.uri)}
             if options.bandwidth_mib:
                 params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(options.bandwidth_mib)
-            flags = (
-                libvirt.VIR_MIGRATE_LIVE
-                | libvirt.VIR_MIGRATE_PERSIST_DEST
-                | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
-            )
-            if options.auto_converge:
-                flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
-            if options.post_copy:
-                flags |= libvirt.VIR_MIGRATE_POSTCOPY
+            flags = libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+            if _live_migration_safe(source_conn, domain):
+                flags |= libvirt.VIR_MIGRATE_LIVE
+                if options.auto_converge:
+                    flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
+                if options.post_copy:
+                    flags |= libvirt.VIR_MIGRATE_POSTCOPY
+            else:
+                logger.info("%s runs under TCG on QEMU < 9.0: migrating it paused", name)
             if options.shared_storage_unsafe:
                 flags |= libvirt.VIR_MIGRATE_UNSAFE
             if options.copy_disks:
@@ -761,17 +913,43 @@ class LibvirtBackend(ComputeBackend):
                 port = _free_loopback_port(target.uri)
                 if port:
                     params[libvirt.VIR_MIGRATE_PARAM_DISKS_PORT] = port
-            domain.migrate3(target_conn, params, flags)
+            if not target.vnc_ports:
+                domain.migrate3(target_conn, params, flags)
+                return
+
+            def migrate_to(port: int) -> None:
+                secure = libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE
+                params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = xml.with_vnc_port(
+                    domain.XMLDesc(secure), port
+                )
+                params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = xml.with_vnc_port(
+                    domain.XMLDesc(secure | libvirt.VIR_DOMAIN_XML_INACTIVE), port
+                )
+                domain.migrate3(target_conn, params, flags)
+
+            target._on_free_port(name, migrate_to)
         except libvirt.libvirtError as error:
             if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                raise DomainNotFound(f"migrate {name}: {_text(error)}") from error
-            raise BackendError(_text(error)) from error
+                raise DomainNotFound(
+                    "The VM's domain is not on the source host.",
+                    detail=f"migrate {name}: {_text(error)}",
+                ) from error
+            raise BackendError(
+                "The hosts could not complete the migration.",
+                detail=f"migrate {name} to {target.uri}: {_text(error)}",
+            ) from error
         finally:
             for conn in (target_conn, source_conn):
                 try:
                     conn.close()
                 except libvirt.libvirtError:
                     pass
+
+    def migration_is_live(self, name: str) -> bool:
+        """Not for a TCG guest on QEMU < 9.0 (:data:`TCG_LIVE_MIGRATION_SAFE_FROM`)."""
+        if self.is_test:
+            return True
+        return _live_migration_safe(self.conn, self._domain(name))
 
     def migration_progress(self, name: str, *, completed: bool = False) -> MigrationProgress | None:
         """``jobStats()`` of the running job (or, with ``completed``, of the last one
@@ -812,10 +990,35 @@ class LibvirtBackend(ComputeBackend):
                 libvirt.VIR_ERR_OPERATION_INVALID,
                 libvirt.VIR_ERR_NO_DOMAIN,
             }:
-                raise BackendError(f"abort migration of {name}: {_text(error)}") from error
+                raise _failure(f"abort the migration of {name}", error, name=name) from error
 
     def migration_postcopy(self, name: str) -> None:
-        self._call(f"switch {name} to post-copy", self._domain(name).migrateStartPostCopy, 0)
+        self._call(
+            f"switch {name} to post-copy", self._domain(name).migrateStartPostCopy, 0, name=name
+        )
+
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _live_migration_safe(conn: libvirt.virConnect, domain: libvirt.virDomain) -> bool:
+    """Can this guest move while it runs? Not a TCG guest on a QEMU that loses its
+    writes meanwhile (see :data:`TCG_LIVE_MIGRATION_SAFE_FROM`)."""
+    if xml.domain_type(domain.XMLDesc(0)) != "qemu":
+        return True  # KVM tracks dirty pages in the kernel
+    try:
+        return conn.getVersion() >= TCG_LIVE_MIGRATION_SAFE_FROM
+    except libvirt.libvirtError:
+        return False
+
+
+def _accepts(port: int) -> bool:
+    """Does something listen on ``port`` on the loopback?"""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 AGENT_TIMEOUT_SECONDS = 2
@@ -860,7 +1063,7 @@ def _migration_uri(target_uri: str) -> str:
     libvirt nodes on one machine, sharing the network namespace) a free port too, as the
     two daemons' port allocators do not know of each other."""
     address = urlsplit(target_uri).hostname or "127.0.0.1"
-    if address not in {"127.0.0.1", "localhost", "::1"}:
+    if address not in _LOOPBACK:
         return f"tcp://{address}"
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -7,6 +7,18 @@ import xml.etree.ElementTree as ET
 from compute.backends.base import DiskSpec, DomainSpec, VolumeSpec
 
 ISOTOPE_NS = "https://isotope.dev/xmlns/vm/1"
+ET.register_namespace("isotope", ISOTOPE_NS)
+# Kernel arguments for directly booted guests under TCG, where the guest's timers are
+# emulated by a QEMU process that a loaded host (or a migration) stalls at any moment:
+# - no_timer_check: early in boot Linux checks that the PIT's timer interrupt arrives
+#   within a few ticks measured on the TSC and panics ("IO-APIC + timer doesn't work!")
+#   when it does not; the TSC follows the host's clock while the interrupt waits for
+#   QEMU's main loop. Linux skips the check itself on KVM (kvmclock sets it).
+# - tsc_early_khz=<host TSC kHz>: a TCG guest's TSC runs at the host's TSC rate, but
+#   Linux calibrates it against the PIT and, when that disagrees with the HPET, believes
+#   the PIT: on a loaded host guests here came up with 43-880 MHz instead of 2596 MHz,
+#   their clock running 3-60x fast (soft lockups, timeouts, dead consoles).
+TCG_KERNEL_ARGS = "no_timer_check"
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs) -> ET.Element:
@@ -23,14 +35,18 @@ def domain_xml(
     disk_path: str | None,
     disk_format: str = "qcow2",
     serial_log: str | None,
+    vnc_port: int | None = None,
+    tsc_khz: int | None = None,
 ) -> str:
     """The domain definition: direct kernel boot or a disk, virtio devices, VNC on
-    127.0.0.1 (the console proxy is the only way in), serial port to a log file."""
+    127.0.0.1 (the console proxy is the only way in; on ``vnc_port`` when given, else
+    wherever libvirt's autoport puts it), serial port to a log file. A TCG guest's
+    kernel gets :data:`TCG_KERNEL_ARGS` and, with the host's ``tsc_khz``, its TSC
+    frequency."""
     domain = ET.Element("domain", {"type": domain_type})
     _sub(domain, "name", spec.name)
     _sub(domain, "title", f"{spec.tenant}/{spec.vm_name}")
     metadata = _sub(domain, "metadata")
-    ET.register_namespace("isotope", ISOTOPE_NS)
     info = ET.SubElement(metadata, f"{{{ISOTOPE_NS}}}vm")
     for key, value in (("tenant", spec.tenant), ("name", spec.vm_name), ("uid", spec.vm_uid)):
         ET.SubElement(info, f"{{{ISOTOPE_NS}}}{key}").text = value
@@ -42,8 +58,12 @@ def domain_xml(
         _sub(os_el, "kernel", spec.kernel)
         if spec.initrd:
             _sub(os_el, "initrd", spec.initrd)
-        cmdline = f"{spec.cmdline} isotope.hostname={spec.vm_name}".strip()
-        _sub(os_el, "cmdline", cmdline)
+        args = [*spec.cmdline.split(), f"isotope.hostname={spec.vm_name}"]
+        if domain_type == "qemu":
+            args += [a for a in TCG_KERNEL_ARGS.split() if a not in args]
+            if tsc_khz and not any(a.startswith("tsc_early_khz=") for a in args):
+                args.append(f"tsc_early_khz={tsc_khz}")
+        _sub(os_el, "cmdline", " ".join(args))
     else:
         _sub(os_el, "boot", dev="hd")
     features = _sub(domain, "features")
@@ -66,7 +86,8 @@ def domain_xml(
         # append: the destination of a live migration must not truncate the log.
         _sub(serial, "source", path=serial_log, append="on")
         _sub(serial, "target", port="0")
-    graphics = _sub(devices, "graphics", type="vnc", port="-1", autoport="yes", listen="127.0.0.1")
+    graphics = _sub(devices, "graphics", type="vnc", listen="127.0.0.1")
+    _set_port(graphics, vnc_port)
     _sub(graphics, "listen", type="address", address="127.0.0.1")
     video = _sub(devices, "video")
     _sub(video, "model", type="vga")
@@ -90,6 +111,20 @@ def volume_xml(
     return ET.tostring(volume, encoding="unicode")
 
 
+def _set_port(graphics: ET.Element, port: int | None) -> None:
+    graphics.set("port", str(port) if port else "-1")
+    graphics.set("autoport", "no" if port else "yes")
+
+
+def with_vnc_port(xml_text: str, port: int) -> str:
+    """``xml_text`` (a domain definition) with its VNC server on ``port``."""
+    root = ET.fromstring(xml_text)  # noqa: S314 - XML from our own libvirtd
+    for graphics in root.iter("graphics"):
+        if graphics.get("type") == "vnc":
+            _set_port(graphics, port)
+    return ET.tostring(root, encoding="unicode")
+
+
 def vnc_port(live_xml: str) -> int | None:
     """The VNC port of a running domain, read from its live XML."""
     root = ET.fromstring(live_xml)  # noqa: S314 - XML from our own libvirtd
@@ -98,6 +133,20 @@ def vnc_port(live_xml: str) -> int | None:
             port = int(graphics.get("port", "-1"))
             return port if port > 0 else None
     return None
+
+
+def host_tsc_khz(capabilities_xml: str) -> int | None:
+    """The host's TSC frequency in kHz, from libvirt's capabilities (when it says)."""
+    root = ET.fromstring(capabilities_xml)  # noqa: S314 - XML from our own libvirtd
+    for counter in root.iter("counter"):
+        if counter.get("name") == "tsc" and counter.get("frequency", "").isdigit():
+            return int(counter.get("frequency")) // 1000 or None
+    return None
+
+
+def domain_type(xml_text: str) -> str:
+    """The domain's type (``kvm``, ``qemu`` for TCG, ``test``)."""
+    return ET.fromstring(xml_text).get("type", "")  # noqa: S314 - XML from our own libvirtd
 
 
 def owner_uid(xml_text: str) -> str | None:
