@@ -20,6 +20,7 @@ VIEW_ACTIONS = frozenset(
         "event.view",
         "migration.view",
         "image.view",
+        "usage.view",
     }
 )
 
@@ -46,6 +47,7 @@ ADMIN_ACTIONS = frozenset(
         "webhook.manage",
         "audit.view",
         "image.delete",
+        "quota.request",
     }
 )
 
