@@ -97,11 +97,11 @@ def describe_amounts(amounts: dict) -> str:
     )
 
 
-@transaction.atomic
 def quota_request_create(*, actor, tenant: Tenant, increase: dict, reason: str) -> QuotaRequest:
     """Ask for more quota for ``tenant`` (tenant admins). Refused (``Conflict``) while
     another request of the tenant is pending; approved at once when the tenant's
     auto-approval rule allows it."""
+    # Outside the transaction: a refusal's audit row must survive the refusal.
     authorize(actor=actor, tenant=tenant, permission="quota.request", target="quota-request")
     amounts = _amounts(increase, field="increase", allow_zero=False)
     reason = (reason or "").strip()
@@ -109,6 +109,11 @@ def quota_request_create(*, actor, tenant: Tenant, increase: dict, reason: str) 
         raise ValidationError("Say why you need it.", errors={"reason": ["Say why you need it."]})
     if len(reason) > REASON_MAX:
         raise ValidationError("Reason too long.", errors={"reason": [f"At most {REASON_MAX}."]})
+    with transaction.atomic():
+        return _create(actor, tenant, amounts, reason)
+
+
+def _create(actor, tenant: Tenant, amounts: dict, reason: str) -> QuotaRequest:
     quota = Quota.objects.select_for_update().get(tenant=tenant)
     user = actor if getattr(actor, "is_authenticated", False) else None
     try:
@@ -174,7 +179,6 @@ def _is_staff(actor) -> bool:
     return bool(getattr(actor, "is_authenticated", False) and actor.is_active and actor.is_staff)
 
 
-@transaction.atomic
 def quota_request_decide(
     *,
     actor,
@@ -195,6 +199,11 @@ def quota_request_decide(
             outcome="denied",
         )
         raise PermissionDenied("Only platform staff decide quota requests.")
+    with transaction.atomic():
+        return _decide_locked(actor, request, approve, granted, reason)
+
+
+def _decide_locked(actor, request: QuotaRequest, approve: bool, granted, reason: str):
     locked = QuotaRequest.objects.select_for_update().filter(pk=request.pk).first()
     if locked is None:
         raise NotFound("No such quota request.")
