@@ -9,10 +9,10 @@ import pytest
 
 from compute.services import vms as vm_services
 from monitoring.models import VMSample
+from tests.usage.conftest import at
 from usage import selectors
 from usage.models import UsageHourly
 from usage.services.metering import usage_rollup
-from tests.usage.conftest import at
 
 pytestmark = [pytest.mark.libvirt_test_driver, pytest.mark.django_db]
 
