@@ -213,6 +213,19 @@ def notification_data(notification: Notification) -> dict:
     }
 
 
+def notifications_recent(user_id: int, *, limit: int = 8) -> list[Notification]:
+    """The user's latest notifications shown in the portal, newest first."""
+    return list(Notification.objects.filter(user_id=user_id, in_app=True)[:limit])
+
+
+def notifications_snapshot(user_id: int) -> dict:
+    """What a resync of ``notify.<id>`` returns: the latest ones and the unread count."""
+    return {
+        "notifications": [notification_data(n) for n in notifications_recent(user_id)],
+        "unread": unread_count(user_id),
+    }
+
+
 def unread_count(user_id: int) -> int:
     return Notification.objects.filter(user_id=user_id, in_app=True, read__isnull=True).count()
 

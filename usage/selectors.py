@@ -278,7 +278,7 @@ def usage_report(
         line.labels = dict(subject.labels or {})
         by_subject.append(line)
     by_subject.sort(key=lambda line: line.weight, reverse=True)
-    totals = _sum_lines("total", "Total", days)
+    totals = sum_lines("total", "Total", days)
     by_kind = _group(by_subject, lambda line: [line.kind])
     by_label = _group(
         by_subject,
@@ -303,7 +303,8 @@ def usage_report(
     )
 
 
-def _sum_lines(key: str, label: str, lines: list[Line]) -> Line:
+def sum_lines(key: str, label: str, lines: list[Line]) -> Line:
+    """One line adding up ``lines`` (hours and cost per currency)."""
     hours = {m: Decimal(0) for m in METRICS}
     cost: dict[str, Decimal] = {}
     for line in lines:
@@ -319,7 +320,7 @@ def _group(lines: list[Line], keys) -> list[Line]:
     for line in lines:
         for key in keys(line):
             groups[key].append(line)
-    result = [_sum_lines(key, key, members) for key, members in groups.items()]
+    result = [sum_lines(key, key, members) for key, members in groups.items()]
     result.sort(key=lambda line: line.weight, reverse=True)
     return result
 
