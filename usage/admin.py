@@ -194,17 +194,14 @@ class QuotaRequestAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         # Pending requests are what staff come here for: they come first.
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                waiting=Case(
-                    When(state=QuotaRequestState.PENDING, then=Value(0)),
-                    default=Value(1),
-                    output_field=IntegerField(),
-                )
+        queryset = self.model._default_manager.get_queryset().annotate(
+            waiting=Case(
+                When(state=QuotaRequestState.PENDING, then=Value(0)),
+                default=Value(1),
+                output_field=IntegerField(),
             )
         )
+        return queryset.order_by(*self.get_ordering(request))
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         request_obj = get_object_or_404(QuotaRequest.objects.select_related("tenant"), pk=object_id)

@@ -263,8 +263,10 @@ def usage_report(
     cursor = start
     while cursor <= end:
         values = per_day.get(cursor, _zeros())
+        if cursor not in list_of_day:
+            list_of_day[cursor] = price_on(lists, cursor)
         days.append(
-            priced_line(cursor.isoformat(), cursor.isoformat(), [(values, list_of_day.get(cursor))])
+            priced_line(cursor.isoformat(), cursor.isoformat(), [(values, list_of_day[cursor])])
         )
         cursor += timedelta(days=1)
     grouped: dict[int, list[tuple[list[int], PriceList | None]]] = defaultdict(list)
