@@ -74,18 +74,18 @@ def _ms(moment: datetime) -> int:
 def interval_open(*, reservation: Reservation) -> UsageInterval:
     """Start metering ``reservation`` at its creation time, with its size."""
     subject = _subject_for(reservation)
-    interval, _ = UsageInterval.objects.get_or_create(
+    # A reservation opens once (quota_reserve returns a live one unchanged without
+    # signalling); the unique constraint on reservation_id backs that up.
+    interval = UsageInterval.objects.create(
         reservation_id=reservation.pk,
-        defaults={
-            "subject": subject,
-            "tenant_id": reservation.tenant_id,
-            "start": reservation.created,
-            "cpu": reservation.cpu,
-            "memory": reservation.memory,
-            "storage": reservation.storage,
-            "vms": reservation.vms,
-            "pods": reservation.pods,
-        },
+        subject=subject,
+        tenant_id=reservation.tenant_id,
+        start=reservation.created,
+        cpu=reservation.cpu,
+        memory=reservation.memory,
+        storage=reservation.storage,
+        vms=reservation.vms,
+        pods=reservation.pods,
     )
     # The object is usually created after its reservation, in the same transaction:
     # learn its name and labels once that has committed.
@@ -111,19 +111,17 @@ def interval_close(*, reservation: Reservation, at: datetime | None = None) -> i
 
 
 def _subject_for(reservation: Reservation) -> UsageSubject:
-    tenant = reservation.tenant
-    subject, created = UsageSubject.objects.get_or_create(
-        ref=reservation.ref,
-        defaults={
-            "tenant_id": reservation.tenant_id,
-            "tenant_slug": tenant.slug,
-            "kind": reservation.kind,
-            "object_id": reservation.object_id,
-        },
-    )
-    if not created and (subject.tenant_id is None and reservation.tenant_id is not None):
-        subject.tenant_id = reservation.tenant_id
-        subject.save(update_fields=["tenant"])
+    # No get_or_create (and its savepoint): two reservations of one ref are serialised
+    # by the quota row lock the ledger holds, so nobody else creates it meanwhile.
+    subject = UsageSubject.objects.filter(ref=reservation.ref).first()
+    if subject is None:
+        subject = UsageSubject.objects.create(
+            ref=reservation.ref,
+            tenant_id=reservation.tenant_id,
+            tenant_slug=reservation.tenant.slug,
+            kind=reservation.kind,
+            object_id=reservation.object_id,
+        )
     return subject
 
 
