@@ -29,7 +29,7 @@ from usage.models import (
     UsageHourly,
     UsageSubject,
 )
-from usage.services.metering import amounts_between, hours_to_days, rollup_through
+from usage.services.metering import DAY, HOUR, amounts_between, hours_to_days, rollup_through
 
 MS_PER_HOUR = 3_600_000
 # Metric → (amount field, divisor to unit-hours), in display order.
@@ -137,6 +137,7 @@ class Line:
     cost: dict[str, Decimal] = field(default_factory=dict)
     kind: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    amounts: list[int] = field(default_factory=list, repr=False)
 
     @property
     def weight(self) -> tuple:
@@ -159,6 +160,7 @@ class Line:
 @dataclass
 class UsageReport:
     tenant: str
+    tenant_id: int
     start: date
     end: date
     generated: datetime
@@ -169,8 +171,6 @@ class UsageReport:
     by_label: list[Line]
     currencies: list[str]
     priced: bool
-    rows: list[tuple[int, date, list[int]]] = field(default_factory=list, repr=False)
-    subjects: dict[int, UsageSubject] = field(default_factory=dict, repr=False)
     price_lists: list[PriceList] = field(default_factory=list, repr=False)
 
     def top(self, count: int = 10) -> list[Line]:
@@ -197,6 +197,37 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, datetime.min.time(), UTC)
 
 
+def _tail(
+    tenant_id: int, start: date, end: date, now: datetime
+) -> dict[tuple[int, date], list[int]]:
+    """Amounts per (subject, day) of the hours the rollup has not reached yet, computed
+    from the interval log (the rollup's own computation), up to ``now``."""
+    through = rollup_through()
+    begin = _day_start(start)
+    finish = min(_day_start(end + timedelta(days=1)), now)
+    tail_start = max(through, begin) if through is not None else begin
+    rows: dict[tuple[int, date], list[int]] = {}
+    if tail_start >= finish:
+        return rows
+    # A few hours normally; per day when long (a rollup that has not run for days).
+    bucket = HOUR if finish - tail_start <= timedelta(hours=48) else DAY
+    tail = hours_to_days(
+        amounts_between(tail_start, finish, now=now, tenant_id=tenant_id, bucket=bucket)
+    )
+    # Used figures a deleted VM left (used_flush) for hours not rolled up yet.
+    flushed = UsageHourly.objects.filter(
+        tenant_id=tenant_id, hour__gte=tail_start, hour__lt=finish, samples__gt=0
+    ).values_list("subject_id", "hour", *USED_FIELDS)
+    for subject_id, hour, *used in flushed:
+        values = tail[(subject_id, hour.date())]
+        if not values["samples"]:
+            for name, value in zip(USED_FIELDS, used, strict=True):
+                values[name] += value
+    for key, values in tail.items():
+        rows[key] = [values[name] for name in AMOUNT_FIELDS]
+    return rows
+
+
 def usage_rows(
     tenant_id: int, start: date, end: date, *, now: datetime | None = None
 ) -> dict[tuple[int, date], list[int]]:
@@ -207,25 +238,30 @@ def usage_rows(
     daily = UsageDaily.objects.filter(tenant_id=tenant_id, day__gte=start, day__lte=end)
     for subject_id, day, *values in daily.values_list("subject_id", "day", *AMOUNT_FIELDS):
         rows[(subject_id, day)] = list(values)
-    through = rollup_through()
-    begin = _day_start(start)
-    finish = min(_day_start(end + timedelta(days=1)), now)
-    tail_start = max(through, begin) if through is not None else begin
-    if tail_start < finish:
-        tail = hours_to_days(amounts_between(tail_start, finish, now=now, tenant_id=tenant_id))
-        # Used figures a deleted VM left (used_flush) for hours not rolled up yet.
-        flushed = UsageHourly.objects.filter(
-            tenant_id=tenant_id, hour__gte=tail_start, hour__lt=finish, samples__gt=0
-        ).values_list("subject_id", "hour", *USED_FIELDS)
-        for subject_id, hour, *used in flushed:
-            values = tail[(subject_id, hour.date())]
-            if not values["samples"]:
-                for name, value in zip(USED_FIELDS, used, strict=True):
-                    values[name] += value
-        for key, values in tail.items():
-            target = rows.setdefault(key, _zeros())
-            _add(target, [values[name] for name in AMOUNT_FIELDS])
+    for key, values in _tail(tenant_id, start, end, now).items():
+        _add(rows.setdefault(key, _zeros()), values)
     return rows
+
+
+SUMS = {f"s_{name}": Sum(name) for name in AMOUNT_FIELDS}
+
+
+def _summed(row: dict) -> list[int]:
+    return [row[f"s_{name}"] or 0 for name in AMOUNT_FIELDS]
+
+
+def _list_ranges(lists: list[PriceList], start: date, end: date):
+    """Consecutive days priced by the same list: ``[(first, last, list or None)]``."""
+    ranges: list[list] = []
+    cursor = start
+    while cursor <= end:
+        chosen = price_on(lists, cursor)
+        if ranges and ranges[-1][2] is chosen:
+            ranges[-1][1] = cursor
+        else:
+            ranges.append([cursor, cursor, chosen])
+        cursor += timedelta(days=1)
+    return [tuple(r) for r in ranges]
 
 
 def usage_report(
@@ -233,38 +269,54 @@ def usage_report(
 ) -> UsageReport:
     """The tenant's usage from ``start`` to ``end`` (inclusive, UTC days): totals, per
     day, per kind, per subject (top consumers first), per label; cost where a price
-    list applies."""
+    list applies. The database sums the daily rollups (per day, and per subject within
+    each stretch of days one price list covers); the hours not rolled up yet are added
+    from the interval log."""
     now = now or timezone.now()
-    rows = usage_rows(tenant.pk, start, end, now=now)
     lists = price_lists_for(tenant.pk, start, end)
-    list_of_day: dict[date, PriceList | None] = {}
-    per_day: dict[date, list[int]] = defaultdict(_zeros)
-    per_subject: dict[tuple[int, int | None], list[int]] = defaultdict(_zeros)
-    for (subject_id, day), values in rows.items():
-        if day not in list_of_day:
-            list_of_day[day] = price_on(lists, day)
-        chosen = list_of_day[day]
-        _add(per_day[day], values)
-        _add(per_subject[(subject_id, chosen.pk if chosen else None)], values)
+    ranges = _list_ranges(lists, start, end)
+    list_of_day = {}
+    for first, last, price_list in ranges:
+        cursor = first
+        while cursor <= last:
+            list_of_day[cursor] = price_list
+            cursor += timedelta(days=1)
+    daily = UsageDaily.objects.filter(tenant_id=tenant.pk, day__gte=start, day__lte=end)
+    per_day: dict[date, list[int]] = {
+        row["day"]: _summed(row) for row in daily.values("day").annotate(**SUMS)
+    }
+    per_subject: dict[tuple[int, int | None], list[int]] = {}
+    for first, last, price_list in ranges:
+        in_range = daily.filter(day__gte=first, day__lte=last).values("subject_id").annotate(**SUMS)
+        for row in in_range:
+            per_subject[(row["subject_id"], price_list.pk if price_list else None)] = _summed(row)
+    for (subject_id, day), values in _tail(tenant.pk, start, end, now).items():
+        _add(per_day.setdefault(day, _zeros()), values)
+        chosen = list_of_day.get(day)
+        _add(per_subject.setdefault((subject_id, chosen.pk if chosen else None), _zeros()), values)
+
     by_id = {p.pk: p for p in lists}
-    subjects = {s.pk: s for s in UsageSubject.objects.filter(pk__in={k[0] for k in per_subject})}
+    subjects = {
+        pk: (ref, name or ref, kind, labels or {})
+        for pk, ref, name, kind, labels in UsageSubject.objects.filter(
+            pk__in={key[0] for key in per_subject}
+        ).values_list("pk", "ref", "name", "kind", "labels")
+    }
 
     def priced_line(key: str, label: str, parts: list[tuple[list[int], PriceList | None]]):
         total = _zeros()
         cost: dict[str, Decimal] = {}
         for values, price_list in parts:
             _add(total, values)
-            amount = cost_of(to_hours(values), price_list)
-            if amount is not None:
+            if price_list is not None:
+                amount = cost_of(to_hours(values), price_list)
                 cost[price_list.currency] = cost.get(price_list.currency, Decimal(0)) + amount
-        return Line(key=key, label=label, hours=to_hours(total), cost=cost)
+        return Line(key=key, label=label, hours=to_hours(total), cost=cost, amounts=total)
 
     days = []
     cursor = start
     while cursor <= end:
         values = per_day.get(cursor, _zeros())
-        if cursor not in list_of_day:
-            list_of_day[cursor] = price_on(lists, cursor)
         days.append(
             priced_line(cursor.isoformat(), cursor.isoformat(), [(values, list_of_day[cursor])])
         )
@@ -274,10 +326,10 @@ def usage_report(
         grouped[subject_id].append((values, by_id.get(list_id)))
     by_subject = []
     for subject_id, parts in grouped.items():
-        subject = subjects[subject_id]
-        line = priced_line(subject.ref, subject.display_name, parts)
-        line.kind = subject.kind
-        line.labels = dict(subject.labels or {})
+        ref, name, kind, labels = subjects[subject_id]
+        line = priced_line(ref, name, parts)
+        line.kind = kind
+        line.labels = dict(labels)
         by_subject.append(line)
     by_subject.sort(key=lambda line: line.weight, reverse=True)
     totals = sum_lines("total", "Total", days)
@@ -289,6 +341,7 @@ def usage_report(
     currencies = sorted({c for line in days for c in line.cost})
     return UsageReport(
         tenant=tenant.slug,
+        tenant_id=tenant.pk,
         start=start,
         end=end,
         generated=now,
@@ -299,22 +352,20 @@ def usage_report(
         by_label=by_label,
         currencies=currencies,
         priced=bool(currencies),
-        rows=sorted(((s, d, v) for (s, d), v in rows.items()), key=lambda r: (r[1], r[0])),
-        subjects=subjects,
         price_lists=lists,
     )
 
 
 def sum_lines(key: str, label: str, lines: list[Line]) -> Line:
-    """One line adding up ``lines`` (hours and cost per currency)."""
-    hours = {m: Decimal(0) for m in METRICS}
+    """One line adding up ``lines``: their exact amounts (then rounded once) and their
+    cost per currency."""
+    amounts = _zeros()
     cost: dict[str, Decimal] = {}
     for line in lines:
-        for metric, value in line.hours.items():
-            hours[metric] += value
+        _add(amounts, line.amounts or _zeros())
         for currency, value in line.cost.items():
             cost[currency] = cost.get(currency, Decimal(0)) + value
-    return Line(key=key, label=label, hours=hours, cost=cost)
+    return Line(key=key, label=label, hours=to_hours(amounts), cost=cost, amounts=amounts)
 
 
 def _group(lines: list[Line], keys) -> list[Line]:
@@ -330,6 +381,8 @@ def _group(lines: list[Line], keys) -> list[Line]:
 def report_csv_rows(report: UsageReport):
     """One CSV row per subject and day (the header first), cost by that day's list."""
     lists = report.price_lists
+    rows = usage_rows(report.tenant_id, report.start, report.end, now=report.generated)
+    subjects = UsageSubject.objects.in_bulk({subject_id for subject_id, _ in rows})
     yield [
         "date",
         "tenant",
@@ -341,8 +394,8 @@ def report_csv_rows(report: UsageReport):
         "cost",
         "currency",
     ]
-    for subject_id, day, values in report.rows:
-        subject = report.subjects.get(subject_id)
+    for (subject_id, day), values in sorted(rows.items(), key=lambda item: item[0][::-1]):
+        subject = subjects.get(subject_id)
         hours = to_hours(values)
         price_list = price_on(lists, day)
         cost = cost_of(hours, price_list)

@@ -111,6 +111,7 @@ def test_granting_more_than_was_asked_is_refused(demo):
         ({"vms": 10**7}, "x", "increase.vms"),
         ({"vms": 1}, "   ", "reason"),
         ({"vms": 1}, "x" * 1001, "reason"),
+        ({"vms": 1}, "null\x00byte", "reason"),
     ],
 )
 def test_bad_requests_get_a_field_error_and_change_nothing(demo, increase, reason, field):

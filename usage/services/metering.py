@@ -30,7 +30,7 @@ from django.apps import apps
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Min, Q, Sum
-from django.db.models.functions import TruncHour
+from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from portal.failpoints import failpoint
@@ -49,6 +49,7 @@ from usage.models import (
 logger = logging.getLogger(__name__)
 
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 ROLLUP = "hourly"
 
 
@@ -61,6 +62,11 @@ def floor_hour(moment: datetime) -> datetime:
     """The start of the UTC clock hour containing ``moment``."""
     moment = moment.astimezone(UTC)
     return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def floor_day(moment: datetime) -> datetime:
+    """The start of the UTC day containing ``moment``."""
+    return floor_hour(moment).replace(hour=0)
 
 
 def _ms(moment: datetime) -> int:
@@ -200,9 +206,12 @@ def amounts_between(
     now: datetime | None = None,
     tenant_id: int | None = None,
     subject_ids: Iterable[int] | None = None,
+    bucket: timedelta = HOUR,
 ) -> dict[tuple[int, datetime], Amounts]:
-    """Allocated and used amounts per (subject, hour) for ``[start, end)``, from the
-    interval log and the raw VM samples; an open interval counts up to ``now``."""
+    """Allocated and used amounts per (subject, hour) — or per (subject, day) with
+    ``bucket=DAY`` — for ``[start, end)``, from the interval log and the raw VM samples;
+    an open interval counts up to ``now``."""
+    floor = floor_day if bucket == DAY else floor_hour
     now = now or timezone.now()
     end = min(end, now)
     result: dict[tuple[int, datetime], Amounts] = {}
@@ -226,16 +235,16 @@ def amounts_between(
         if hi <= lo:
             continue
         sizes = (int(cpu * 1000), memory, storage, vms, pods)
-        hour = floor_hour(lo)
-        while hour < hi:
-            piece = _ms(min(hour + HOUR, hi)) - _ms(max(hour, lo))
+        slot = floor(lo)
+        while slot < hi:
+            piece = _ms(min(slot + bucket, hi)) - _ms(max(slot, lo))
             if piece > 0:
-                amounts = result.setdefault((subject_id, hour), Amounts(tenant_id=owner))
+                amounts = result.setdefault((subject_id, slot), Amounts(tenant_id=owner))
                 values = amounts.values
                 for name, size in zip(ALLOCATED_FIELDS, sizes, strict=True):
                     values[name] += size * piece
-            hour += HOUR
-    _add_used(result, start, end, tenant_id=tenant_id, subject_ids=subject_ids)
+            slot += bucket
+    _add_used(result, start, end, tenant_id=tenant_id, subject_ids=subject_ids, bucket=bucket)
     return result
 
 
@@ -246,6 +255,7 @@ def _add_used(
     *,
     tenant_id: int | None,
     subject_ids: Iterable[int] | None,
+    bucket: timedelta = HOUR,
 ) -> None:
     """Add what the VMs' metric samples in ``[start, end)`` say they used.
 
@@ -266,7 +276,7 @@ def _add_used(
         }
         samples = samples.filter(vm__uid__in=list(subjects))
     per_hour = (
-        samples.annotate(bucket=TruncHour("time"))
+        samples.annotate(bucket=TruncDay("time") if bucket == DAY else TruncHour("time"))
         .values("vm__uid", "vm__vcpus", "vm__tenant_id", "bucket")
         .annotate(cpu=Sum("cpu_percent"), memory=Sum("memory_used_mib"), count=Count("id"))
     )
@@ -285,10 +295,10 @@ def _add_used(
         subject_id = subjects.get(str(row["vm__uid"]))
         if subject_id is None:
             continue
-        hour = floor_hour(row["bucket"])
-        amounts = result.setdefault((subject_id, hour), Amounts(tenant_id=row["vm__tenant_id"]))
+        slot = (floor_day if bucket == DAY else floor_hour)(row["bucket"])
+        amounts = result.setdefault((subject_id, slot), Amounts(tenant_id=row["vm__tenant_id"]))
         values = amounts.values
-        # The vCPUs the VM held during this hour (a resize changes them mid-hour).
+        # The vCPUs the VM held in this bucket (a resize changes them mid-way).
         millicores = (
             values["cpu_millicore_ms"] / values["vm_ms"]
             if values["vm_ms"]
@@ -331,6 +341,7 @@ def usage_rollup(*, now: datetime | None = None) -> RollupResult:
     lag = timedelta(seconds=float(_setting("ISOTOPE_USAGE_ROLLUP_LAG_SECONDS", 120)))
     again = timedelta(hours=int(_setting("ISOTOPE_USAGE_RECOMPUTE_HOURS", 3)))
     until = floor_hour(now - lag)
+    keep_hourly_from = now - timedelta(days=int(_setting("ISOTOPE_USAGE_HOURLY_DAYS", 35)))
     RollupState.objects.get_or_create(name=ROLLUP)
     through = rollup_through()
     if through is not None:
@@ -351,13 +362,15 @@ def usage_rollup(*, now: datetime | None = None) -> RollupResult:
         )
         with transaction.atomic():
             state = RollupState.objects.select_for_update().get(name=ROLLUP)
-            hour = day_start
-            while hour < day_end:
-                rows += _rollup_hour(hour, now=now)
-                hours += 1
+            if day_end <= keep_hourly_from:
+                # Older than hourly rows are kept: straight into the daily rows.
+                rows += _rollup_day_from_log(day_start, day_end, now=now)
                 failpoint("usage.rollup.after_hour")
-                hour += HOUR
-            _rollup_day(day_start.date())
+            else:
+                rows += _rollup_hours(day_start, day_end, now=now)
+                failpoint("usage.rollup.after_hour")
+                _rollup_day(day_start.date())
+            hours += int((day_end - day_start) / HOUR)
             if state.through is None or state.through < day_end:
                 state.through = day_end
                 state.save(update_fields=["through", "updated"])
@@ -381,12 +394,13 @@ def _describe_unnamed(limit: int = 500) -> None:
         subject_describe(subject_id=subject_id)
 
 
-def _rollup_hour(hour: datetime, *, now: datetime) -> int:
-    """Write the hourly rows of one closed hour (replacing what a run wrote before)."""
-    computed = amounts_between(hour, hour + HOUR, now=now)
+def _rollup_hours(start: datetime, end: datetime, *, now: datetime) -> int:
+    """Write the hourly rows of the closed hours in ``[start, end)`` (replacing what a
+    run wrote before): one pass over the log and the samples for all of them."""
+    computed = amounts_between(start, end, now=now)
     allocated = []
     used = []
-    for (subject_id, _), amounts in computed.items():
+    for (subject_id, hour), amounts in computed.items():
         values = amounts.values
         row = UsageHourly(subject_id=subject_id, tenant_id=amounts.tenant_id, hour=hour, **values)
         if any(values[name] for name in ALLOCATED_FIELDS):
@@ -412,6 +426,27 @@ def _rollup_hour(hour: datetime, *, now: datetime) -> int:
             update_fields=USED_FIELDS,
         )
     return len(computed)
+
+
+def _rollup_day_from_log(start: datetime, end: datetime, *, now: datetime) -> int:
+    """Daily rows of one whole day straight from the log (a catch-up of days older
+    than the hourly retention: their hourly rows would be pruned at once)."""
+    computed = amounts_between(start, end, now=now, bucket=DAY)
+    rows = [
+        UsageDaily(
+            subject_id=subject_id, tenant_id=amounts.tenant_id, day=slot.date(), **amounts.values
+        )
+        for (subject_id, slot), amounts in computed.items()
+    ]
+    if rows:
+        UsageDaily.objects.bulk_create(
+            rows,
+            batch_size=2000,
+            update_conflicts=True,
+            unique_fields=["subject", "day"],
+            update_fields=["tenant", *ALLOCATED_FIELDS],
+        )
+    return len(rows)
 
 
 def _rollup_day(day: date) -> int:

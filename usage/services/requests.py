@@ -77,6 +77,15 @@ def _amounts(raw, *, field: str, allow_zero: bool) -> dict[str, Decimal | int]:
     return clean
 
 
+def _printable(reason: str) -> None:
+    """Text people read: line breaks and tabs, but no other control characters (a NUL
+    would not even fit in a PostgreSQL text column)."""
+    if any(ord(c) < 32 and c not in "\n\r\t" for c in reason):
+        raise ValidationError(
+            "The reason has control characters.", errors={"reason": ["Plain text only."]}
+        )
+
+
 def _json_amounts(amounts: dict) -> dict:
     """Amounts as JSON keeps them: CPU as a string (exact), counts as ints."""
     return {r: (str(v) if isinstance(v, Decimal) else int(v)) for r, v in amounts.items() if v}
@@ -107,6 +116,7 @@ def quota_request_create(*, actor, tenant: Tenant, increase: dict, reason: str) 
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError("Say why you need it.", errors={"reason": ["Say why you need it."]})
+    _printable(reason)
     if len(reason) > REASON_MAX:
         raise ValidationError("Reason too long.", errors={"reason": [f"At most {REASON_MAX}."]})
     with transaction.atomic():
@@ -215,6 +225,7 @@ def _decide_locked(actor, request: QuotaRequest, approve: bool, granted, reason:
     reason = (reason or "").strip()
     if len(reason) > REASON_MAX:
         raise ValidationError("Reason too long.", errors={"reason": [f"At most {REASON_MAX}."]})
+    _printable(reason)
     amounts: dict = {}
     if approve:
         asked = {r: request_amount(v) for r, v in locked.increase.items()}
