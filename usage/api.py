@@ -77,7 +77,7 @@ class UsageView(TenantScopedView):
     def get(self, request, tenant):
         obj = self.tenant("usage.view")
         start, end, errors = selectors.parse_period(
-            request.query_params.get("start"), request.query_params.get("end")
+            request.query_params.get("start"), request.query_params.get("end"), strict=True
         )
         if errors:
             raise ValidationError("Invalid period.", errors=errors)
@@ -157,7 +157,11 @@ class QuotaRequestSerializer(serializers.Serializer):
 class QuotaRequestListView(TenantScopedView):
     serializer_class = QuotaRequestSerializer
 
-    @extend_schema(operation_id="quota_requests_list", summary="The tenant's quota requests")
+    @extend_schema(
+        operation_id="quota_requests_list",
+        summary="The tenant's quota requests, newest first",
+        responses=QuotaRequestSerializer(many=True),
+    )
     def get(self, request, tenant):
         obj = self.tenant("quota.view")
         queryset = selectors.quota_requests_visible(obj).select_related("tenant")

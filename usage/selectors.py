@@ -414,13 +414,17 @@ def report_csv_rows(report: UsageReport):
         ]
 
 
-def parse_period(start: str | None, end: str | None, *, today: date | None = None):
-    """``(start, end, errors)`` from ISO dates; defaults: this month so far."""
+def parse_period(
+    start: str | None, end: str | None, *, today: date | None = None, strict: bool = False
+):
+    """``(start, end, errors)`` from ISO dates; defaults: this month so far. An empty
+    value means the default on pages (a cleared date field), an error in the API
+    (``strict``)."""
     today = today or timezone.now().date()
     errors: dict[str, list[str]] = {}
 
     def one(name: str, value: str | None, default: date) -> date:
-        if value in (None, ""):
+        if value is None or (value == "" and not strict):
             return default
         try:
             return date.fromisoformat(str(value))

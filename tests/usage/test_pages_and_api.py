@@ -100,7 +100,12 @@ def test_exports_are_csv_and_json(metered):
 
 @pytest.mark.parametrize(
     "query",
-    ["start=yesterday", "start=2026-03-05&end=2026-03-01", "start=2020-01-01&end=2026-01-01"],
+    [
+        "start=yesterday",
+        "start=",
+        "start=2026-03-05&end=2026-03-01",
+        "start=2020-01-01&end=2026-01-01",
+    ],
 )
 def test_a_bad_period_is_a_field_error(metered, query):
     response = web(metered.alice).get(f"/api/v1/tenants/acme/usage/?{query}")

@@ -338,6 +338,8 @@ def _notify(request: QuotaRequest, message: str) -> None:
 def request_state(request: QuotaRequest) -> dict:
     """What live pages need to draw a request (its row on the overview)."""
     return {
+        "uid": str(request.uid),
+        "resourceVersion": str(request.resource_version),
         "name": request.name,
         "state": request.state,
         "stateLabel": request.get_state_display(),
@@ -366,7 +368,11 @@ def quota_state(tenant: Tenant) -> dict:
     """The quota bars' figures, for live overview pages (``resource`` ``quota/quota``)."""
     from tenants.selectors import quota_usage
 
+    quota = Quota.objects.get(tenant=tenant)
     return {
+        # The snapshot keeps the newest of out-of-order publishes (monitoring.live).
+        "uid": str(quota.uid),
+        "resourceVersion": str(quota.resource_version),
         "resources": {
             u.resource: {
                 "used": str(u.used),
@@ -378,7 +384,7 @@ def quota_state(tenant: Tenant) -> dict:
                 "label": QUOTA_LABELS[u.resource],
             }
             for u in quota_usage(tenant)
-        }
+        },
     }
 
 
