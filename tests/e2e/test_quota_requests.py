@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tenants.models import AuditLog, Quota
+from usage.models import QuotaRequest
 from tests.conftest import ARTIFACTS, live_subscribed, login
 
 pytestmark = pytest.mark.e2e
@@ -41,8 +42,9 @@ def test_alice_asks_for_two_vms_the_admin_approves_and_her_page_follows_live(
     alice.screenshot(path=str(ARTIFACTS / "quota-request-form.png"))
     form.get_by_role("button", name="Send request").click()
 
-    expect(alice.get_by_text("Quota request qr-1 sent")).to_be_visible()
-    row = alice.get_by_test_id("quota-request-qr-1")
+    expect(alice.get_by_text(re.compile(r"Quota request qr-\d+ sent"))).to_be_visible()
+    name = QuotaRequest.objects.get(tenant=demo.acme).name
+    row = alice.get_by_test_id(f"quota-request-{name}")
     expect(row).to_contain_text("+2 VMs")
     expect(row.locator('[data-request-field="state"]')).to_have_text("Pending")
     expect(alice.get_by_test_id("quota-request-open")).to_be_disabled()
@@ -53,7 +55,7 @@ def test_alice_asks_for_two_vms_the_admin_approves_and_her_page_follows_live(
     admin = new_page()
     login(admin, live_url, "admin")
     admin.goto(f"{live_url}/admin/usage/quotarequest/")
-    admin.get_by_role("link", name="qr-1").click()
+    admin.get_by_role("link", name=name).click()
     review = admin.get_by_test_id("quota-request-review")
     expect(review).to_contain_text("Two more web servers for the spring launch.")
     expect(review).to_contain_text("Usage, last 30 days")
@@ -61,7 +63,7 @@ def test_alice_asks_for_two_vms_the_admin_approves_and_her_page_follows_live(
     admin.get_by_label("Reason").fill("Enjoy the launch.")
     admin.screenshot(path=str(ARTIFACTS / "quota-request-admin-review.png"), full_page=True)
     admin.get_by_test_id("quota-request-approve").click()
-    expect(admin.get_by_text("qr-1 of acme: approved.")).to_be_visible()
+    expect(admin.get_by_text(f"{name} of acme: approved.")).to_be_visible()
 
     # Alice's page, untouched since: the limit, the request and the bell follow.
     expect(quota_vms).to_have_text("0 / 22 VMs", timeout=5000)

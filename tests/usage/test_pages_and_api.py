@@ -245,3 +245,14 @@ def test_price_list_changes_in_admin_are_audited(demo):
     )
     assert bad.status_code == 200
     assert PriceList.objects.count() == 1
+
+
+def test_the_demo_price_list_prices_every_tenant_and_is_seeded_once(metered):
+    from usage.services.prices import price_list_seed_demo
+
+    assert "Standard (demo)" in price_list_seed_demo()
+    assert price_list_seed_demo() == "price lists: kept"
+    assert PriceList.objects.count() == 1
+    body = web(metered.alice).get("/api/v1/tenants/acme/usage/?start=2026-03-01&end=2026-03-03")
+    # 4 vCPU-h × 0.03 + 4 GiB-h × 0.004 + 2 VM-h × 0.005 = 0.146
+    assert body.json()["totals"]["cost"] == {"EUR": "0.15"}

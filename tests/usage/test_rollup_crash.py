@@ -19,10 +19,10 @@ from django.utils import timezone
 
 from tenants import services as tenant_services
 from tenants.models import Reservation
+from tests.conftest import postgres_only, wait_for
 from usage import selectors
 from usage.models import RollupState, UsageDaily
 from usage.services.metering import floor_hour, usage_rollup
-from tests.conftest import postgres_only, wait_for
 
 pytestmark = [pytest.mark.unit, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]

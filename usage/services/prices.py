@@ -86,3 +86,27 @@ def auto_approval_delete(*, actor, rule: QuotaAutoApproval) -> None:
         tenant=tenant,
         target=f"quota-auto-approval/{tenant.slug}",
     )
+
+
+def price_list_seed_demo() -> str:
+    """A demo price list for every tenant (``seed_demo``), unless one exists: the usage
+    page then shows cost out of the box."""
+    from datetime import date
+
+    from django.utils import timezone
+
+    if PriceList.objects.exists():
+        return "price lists: kept"
+    today = timezone.now().date()
+    PriceList.objects.create(
+        name="Standard (demo)",
+        currency="EUR",
+        effective_from=date(today.year, 1, 1),
+        applies_to_all=True,
+        vcpu_hour="0.0300",
+        memory_gib_hour="0.0040",
+        storage_gib_hour="0.0001",
+        vm_hour="0.0050",
+        pod_hour="0.0020",
+    )
+    return "price list: Standard (demo), EUR, for every tenant"
