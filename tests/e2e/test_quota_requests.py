@@ -10,8 +10,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tenants.models import AuditLog, Quota
-from usage.models import QuotaRequest
 from tests.conftest import ARTIFACTS, live_subscribed, login
+from usage.models import QuotaRequest
 
 pytestmark = pytest.mark.e2e
 
