@@ -160,3 +160,28 @@ def test_the_bell_stream_delivers_new_notifications_and_a_resync_snapshot(demo):
         await ws.disconnect()
 
     run(scenario)
+
+
+@pytest.mark.libvirt_test_driver
+def test_a_vm_that_fails_and_a_migration_that_fails_notify_through_the_real_services(
+    demo, make_host, tiny_image
+):
+    from compute.models import Migration, VirtualMachine
+    from compute.services import migrations as migration_services
+    from compute.services import vms as vm_services
+
+    source, target = make_host("node-a"), make_host("node-b")
+    vm = vm_services.vm_create(
+        actor=demo.alice, tenant=demo.acme, name="web1", image=tiny_image, vcpus=1, memory_mib=256
+    )
+    vm_services.vm_fail(vm, "The host did not answer after 5 retries.")
+    assert titles(demo.carol) == ["VM failed: vm/web1"]
+
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase="Running", host=source)
+    migration = Migration.objects.create(
+        tenant=demo.acme, vm=vm, vm_name="web1", source=source, target=target, phase="Running"
+    )
+    migration_services.migration_fail(migration, "the target refused the connection")
+    notice = Notification.objects.get(user=demo.carol, kind="migration.failed")
+    assert notice.title == "Live migration failed: vm/web1"
+    assert "the target refused the connection" in notice.message
