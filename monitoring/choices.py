@@ -24,3 +24,24 @@ class LiveMessageType(models.TextChoices):
     EVENT = "event", "Event"
     RESOURCE = "resource", "Resource state"
     METRICS = "metrics", "Metric points"
+    NOTIFICATION = "notification", "Notification"
+
+
+class NotificationKind(models.TextChoices):
+    """What a user can be notified about (each can be turned off, in-app or by email)."""
+
+    QUOTA_REQUEST = "quota.request", "Quota request decisions"
+    QUOTA_THRESHOLD = "quota.threshold", "Quota nearly exhausted (80 %, 95 %)"
+    VM_FAILED = "vm.failed", "A VM failed"
+    WORKLOAD_FAILED = "workload.failed", "A workload failed"
+    MIGRATION_FAILED = "migration.failed", "A live migration failed"
+    SNAPSHOT_FAILED = "snapshot.failed", "A scheduled snapshot failed"
+
+
+class NotificationLevel(models.TextChoices):
+    """How a notification is shown (its colour and icon)."""
+
+    INFO = "info", "Info"
+    SUCCESS = "success", "Success"
+    WARNING = "warning", "Warning"
+    DANGER = "danger", "Danger"

@@ -5,6 +5,7 @@ Protocol (JSON text frames, at most 4 KiB from the client):
 client → server
   ``{"type": "subscribe", "tenant": "acme"}``                      the tenant stream
   ``{"type": "subscribe", "tenant": "acme", "kind": "vm", "name": "web1"}``  one object
+  ``{"type": "subscribe", "notifications": true}``  your own notifications (``notify.<id>``)
   ``{"type": "unsubscribe", "stream": "tenant.acme"}`` (or the same fields as subscribe)
   ``{"type": "resync", "stream": "tenant.acme"}``  current state, to recover from a gap
 
@@ -17,6 +18,9 @@ server → client
   "state"}}``
   ``{"type": "resync", "stream": s, "seq": n, "data": {"events": [...], "resources":
   [{"kind", "name", "data"}]}}``  state as of seq n: apply, then drop messages ≤ n
+  (for ``notify.<id>``: ``data: {"notifications": [...], "unread": n}``)
+  ``{"type": "notification", "stream": "notify.<id>", "seq": n, "data": {"notification":
+  {...} | null, "unread": n}}``  a new notification, or only a new unread count
   ``{"type": "error", "code": c, "message": m, "request": <client's type>}``; codes
   ``invalid`` (malformed frame), ``not_found`` (unknown tenant, or one you may not
   watch: the same answer), ``not_subscribed``, ``limit``.
@@ -41,7 +45,7 @@ from django.contrib.auth import get_user_model
 
 from monitoring import live, selectors
 from monitoring.formats import event_data
-from monitoring.groups import object_group, tenant_group, user_group
+from monitoring.groups import notify_group, object_group, tenant_group, user_group
 from monitoring.services import KIND, NAME_MAX
 from portal.exceptions import NotFound, PermissionDenied
 from tenants import selectors as tenant_selectors
@@ -114,9 +118,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             frame["request"] = request
         await self.send_json({**frame, **extra})
 
-    @staticmethod
-    def target(content: dict) -> dict:
-        """Validate ``tenant`` (+ optional ``kind`` and ``name``) of a frame."""
+    def target(self, content: dict) -> dict:
+        """Validate ``tenant`` (+ optional ``kind`` and ``name``) of a frame, or
+        ``notifications: true`` (the user's own stream)."""
+        if content.get("notifications") is True:
+            return {"tenant": "", "kind": "", "name": "", "notifications": True}
         tenant, kind, name = content.get("tenant"), content.get("kind"), content.get("name")
         if not isinstance(tenant, str) or not tenant:
             raise FrameError("'tenant' must be a non-empty string.")
@@ -129,8 +135,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 raise FrameError(f"'name' must be a string of 1 to {NAME_MAX} characters.")
         return {"tenant": tenant, "kind": kind or "", "name": name or ""}
 
-    @staticmethod
-    def stream_of(target: dict) -> str:
+    def stream_of(self, target: dict) -> str:
+        if target.get("notifications"):
+            return notify_group(self.user_id)
         if target["kind"]:
             return object_group(target["tenant"], target["kind"], target["name"])
         return tenant_group(target["tenant"])
@@ -141,7 +148,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if stream not in self.subscriptions and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
             await self.error("limit", f"At most {MAX_SUBSCRIPTIONS} subscriptions.", "subscribe")
             return
-        if not await self.allowed(target["tenant"]):
+        if not await self.may_watch(target):
             await self.error("not_found", NOT_FOUND, "subscribe", tenant=target["tenant"])
             return
         # Read seq before joining: whatever is sent later either reaches us or shows up
@@ -173,7 +180,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if target is None:
             await self.error("not_subscribed", "Subscribe to the stream first.", "resync")
             return
-        if not await self.allowed(target["tenant"]):
+        if not await self.may_watch(target):
             await self.drop(stream, "access")
             return
         await self.send_resync(stream, target)
@@ -188,6 +195,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "unsubscribed", "stream": stream, "reason": reason})
 
     # --- Access and state (database, Redis) ------------------------------------------
+    async def may_watch(self, target: dict) -> bool:
+        """A tenant stream needs membership; one's own notifications need nothing more
+        than being signed in (sign-out and deactivation close the socket)."""
+        if target.get("notifications"):
+            return True
+        return await self.allowed(target["tenant"])
+
     @database_sync_to_async
     def allowed(self, slug: str) -> bool:
         """May the user (reloaded: roles and is_active may have changed) watch ``slug``?"""
@@ -207,6 +221,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         from tenants.models import Tenant
 
         seq = live.seq_current(stream)
+        if target.get("notifications"):
+            from monitoring.notifications import notifications_snapshot
+
+            return seq, notifications_snapshot(self.user_id)
         tenant = Tenant.objects.get(slug=target["tenant"])
         events = selectors.events_recent(tenant, kind=target["kind"], name=target["name"])
         return seq, {
@@ -233,5 +251,5 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         for stream, target in list(self.subscriptions.items()):
             if tenant and target["tenant"] != tenant:
                 continue
-            if not await self.allowed(target["tenant"]):
+            if not await self.may_watch(target):
                 await self.drop(stream, "access")

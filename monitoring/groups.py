@@ -8,6 +8,7 @@ object name that does not is replaced by a stable hash of itself.
 - ``tenant.<slug>``: everything published in the tenant (events and resource states).
 - ``object.<slug>.<kind>.<name>``: what concerns one object.
 - ``user.<id>``: control messages to one user's sockets (access re-checks, sign-out).
+- ``notify.<id>``: one user's notifications (the bell), a stream like the others.
 - ``object.<slug>.vm-metrics.<vm>``: one VM's metric points (kept apart from the VM's
   own stream so pages that do not chart do not receive them).
 """
@@ -46,3 +47,8 @@ METRICS_KIND = "vm-metrics"
 def metrics_group(slug: str, vm_name: str) -> str:
     """The stream of one VM's metric points (``kind`` ``vm-metrics`` for subscribers)."""
     return object_group(slug, METRICS_KIND, vm_name)
+
+
+def notify_group(user_id: int) -> str:
+    """The stream of one user's notifications (only that user may subscribe)."""
+    return f"notify.{user_id}"

@@ -153,6 +153,10 @@ def event_publish(
                 first_seen=now,
                 last_seen=now,
             )
+            # A new event (not a fold of a repeat) may be worth telling people about.
+            from monitoring.notifications import notify_for_event
+
+            notify_for_event(tenant=tenant, event=event)
         data = event_data(event, tenant_slug=tenant.slug)
         delivery_ids = _deliveries_create(tenant, event, data)
         groups = [tenant_group(tenant.slug), object_group(tenant.slug, kind, name)]

@@ -86,3 +86,26 @@ def metrics_rollup() -> int:
         "metrics: %s rollups written, %s samples and %s rollups pruned", written, samples, rollups
     )
     return written
+
+
+@shared_task(bind=True, acks_late=True, max_retries=5, ignore_result=True)
+def notification_email(self, notification_id: int) -> None:
+    """Send one notification by email (once); retry a mail server that failed."""
+    from monitoring.notifications import notification_email_send
+
+    try:
+        notification_email_send(notification_id=notification_id)
+    except Exception as error:  # noqa: BLE001 - SMTP and socket errors alike: try later
+        logger.warning("email for notification %s failed: %s", notification_id, error)
+        raise self.retry(countdown=min(30 * 2**self.request.retries, 900)) from error
+
+
+@shared_task(ignore_result=True)
+def notification_emails_requeue() -> int:
+    """Beat (5 min): queue again the emails whose task was lost."""
+    from monitoring.notifications import notification_emails_pending
+
+    pending = notification_emails_pending()
+    for pk in pending:
+        notification_email.apply_async((pk,), retry=False)
+    return len(pending)

@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "tenants",
     "compute",
     "monitoring",
+    "usage",
 ]
 
 MIDDLEWARE = [
@@ -103,6 +104,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.navigation",
+                "monitoring.context_processors.notifications",
             ],
         },
     },
@@ -264,6 +266,7 @@ CELERY_TASK_ROUTES = {
     "compute.tasks.libvirt.*": {"queue": "libvirt"},
     "compute.tasks.kubernetes.*": {"queue": "kubernetes"},
     "monitoring.tasks.*": {"queue": "monitoring"},
+    "usage.tasks.*": {"queue": "monitoring"},
     "compute.tasks.images.*": {"queue": "storage"},
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER")
@@ -328,6 +331,47 @@ CELERY_BEAT_SCHEDULE.update(
         "monitoring-metrics-rollup": {"task": "monitoring.tasks.metrics_rollup", "schedule": 300.0},
     }
 )
+
+# --- Usage accounting and notifications (usage/, monitoring/notifications.py) ---------
+# An hour is rolled up this long after it ends (ledger transactions begun in it are done);
+# each run also recomputes the last few hours (idempotent).
+ISOTOPE_USAGE_ROLLUP_LAG_SECONDS = float(os.environ.get("ISOTOPE_USAGE_ROLLUP_LAG_SECONDS", "120"))
+ISOTOPE_USAGE_RECOMPUTE_HOURS = int(os.environ.get("ISOTOPE_USAGE_RECOMPUTE_HOURS", "3"))
+# Retention: hourly rows (detail of the last weeks) and daily rows (a year and more).
+ISOTOPE_USAGE_HOURLY_DAYS = int(os.environ.get("ISOTOPE_USAGE_HOURLY_DAYS", "35"))
+ISOTOPE_USAGE_DAILY_DAYS = int(os.environ.get("ISOTOPE_USAGE_DAILY_DAYS", "400"))
+# Quota use (percent of a limit) announced to the tenant's admins, once per crossing.
+ISOTOPE_QUOTA_ALERT_LEVELS = [
+    int(p) for p in env_list("ISOTOPE_QUOTA_ALERT_LEVELS", "80,95") if p.strip().isdigit()
+]
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "usage-rollup": {
+            "task": "usage.tasks.usage_rollup",
+            "schedule": float(os.environ.get("ISOTOPE_USAGE_ROLLUP_SECONDS", "300")),
+        },
+        "notification-emails-requeue": {
+            "task": "monitoring.tasks.notification_emails_requeue",
+            "schedule": 300.0,
+        },
+    }
+)
+# Email (notifications): Django's backends. Development prints mails on the console.
+EMAIL_BACKEND = os.environ.get(
+    "ISOTOPE_EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = os.environ.get("ISOTOPE_EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("ISOTOPE_EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("ISOTOPE_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("ISOTOPE_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("ISOTOPE_EMAIL_TLS")
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = os.environ.get("ISOTOPE_EMAIL_FROM", "Isotope <isotope@localhost>")
+# The portal's address as users reach it, for links in emails (e.g. https://portal.example.com).
+ISOTOPE_PUBLIC_URL = os.environ.get("ISOTOPE_PUBLIC_URL", "")
 
 # --- Isotope --------------------------------------------------------------------------
 # Limits a new tenant's quota starts with; platform admins change them per tenant.

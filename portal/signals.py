@@ -8,3 +8,7 @@ membership_changed = Signal()  # kwargs: tenant, user
 quota_changed = Signal()  # kwargs: tenant
 # Sent (after commit) when a user is deactivated or deleted: close all their sockets.
 user_signed_out = Signal()  # kwargs: user_id
+# Sent INSIDE the quota ledger's transaction (not after commit) each time a reservation
+# opens (``quota_reserve`` created it) or closes (``quota_release``): receivers write in
+# that transaction, so their rows commit or roll back with the ledger change itself.
+ledger_changed = Signal()  # kwargs: reservation, opened (bool)

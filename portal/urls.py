@@ -10,16 +10,24 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from compute import console_api, console_views
 from compute import urls as compute_urls
 from monitoring import api as monitoring_api
-from monitoring import prometheus
+from monitoring import notification_views, prometheus
 from monitoring import views as monitoring_views
 from portal import views
 from tenants import api as tenants_api
 from tenants import views as tenants_views
+from usage import api as usage_api
+from usage import views as usage_views
 
 api_v1 = [
     path("tenants/", tenants_api.TenantListView.as_view(), name="tenant-list"),
     path("tenants/<slug:tenant>/", tenants_api.TenantDetailView.as_view(), name="tenant-detail"),
     path("tenants/<slug:tenant>/quota/", tenants_api.QuotaView.as_view(), name="tenant-quota"),
+    path(
+        "tenants/<slug:tenant>/quota/requests/",
+        usage_api.QuotaRequestListView.as_view(),
+        name="quota-request-api-list",
+    ),
+    path("tenants/<slug:tenant>/usage/", usage_api.UsageView.as_view(), name="tenant-usage"),
     path(
         "tenants/<slug:tenant>/members/",
         tenants_api.MemberListView.as_view(),
@@ -58,6 +66,9 @@ tenant_pages = [
     *compute_urls.image_pages,
     *compute_urls.volume_pages,
     path("events/", monitoring_views.event_list, name="event-list"),
+    path("usage/", usage_views.usage_page, name="usage-page"),
+    path("usage/export/", usage_views.usage_export, name="usage-export"),
+    path("quota/requests/", usage_views.quota_request_create, name="quota-request-create"),
     path("webhooks/", monitoring_views.webhook_list, name="webhook-list"),
     path("webhooks/add/", monitoring_views.webhook_add, name="webhook-add"),
     path("webhooks/<uuid:uid>/delete/", monitoring_views.webhook_delete, name="webhook-delete"),
@@ -80,6 +91,18 @@ urlpatterns = [
         "profile/confirmations/",
         views.preferences_confirmations,
         name="preferences-confirmations",
+    ),
+    path(
+        "profile/notifications/",
+        notification_views.notification_preferences,
+        name="notification-preferences",
+    ),
+    path("notifications/", notification_views.notification_list, name="notification-list"),
+    path("notifications/read/", notification_views.notification_read, name="notification-read"),
+    path(
+        "notifications/<uuid:uid>/",
+        notification_views.notification_open,
+        name="notification-open",
     ),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", prometheus.metrics_view, name="metrics"),

@@ -21,6 +21,7 @@ VIEW_ACTIONS = frozenset(
         "migration.view",
         "image.view",
         "volume.view",
+        "usage.view",
     }
 )
 
@@ -51,6 +52,7 @@ ADMIN_ACTIONS = frozenset(
         "audit.view",
         "image.delete",
         "volume.delete",
+        "quota.request",
     }
 )
 

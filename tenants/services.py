@@ -467,9 +467,11 @@ def quota_reserve(
         resource_version=F("resource_version") + 1,
         updated=timezone.now(),
     )
-    return Reservation.objects.create(
+    reservation = Reservation.objects.create(
         tenant=tenant, ref=ref, kind=kind, object_id=object_id, **request
     )
+    _ledger_changed(reservation, opened=True)
+    return reservation
 
 
 @transaction.atomic
@@ -492,7 +494,16 @@ def quota_release(ref: str) -> bool:
     )
     reservation.released = timezone.now()
     reservation.save(update_fields=["released"])
+    _ledger_changed(reservation, opened=False)
     return True
+
+
+def _ledger_changed(reservation: Reservation, *, opened: bool) -> None:
+    """Tell the usage meter (``usage.receivers``) inside this transaction, so every
+    resource kind that reserves quota is metered without code of its own."""
+    from portal import signals
+
+    signals.ledger_changed.send(sender=Reservation, reservation=reservation, opened=opened)
 
 
 # --- API tokens -----------------------------------------------------------------------

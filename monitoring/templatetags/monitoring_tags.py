@@ -64,3 +64,36 @@ def vm_metrics(tenant, vm):
 def tenant_usage(tenant):
     """Totals of the tenant's running VMs (the page's view resolved the tenant)."""
     return {"tenant": tenant, "totals": selectors.tenant_metric_totals(tenant)}
+
+
+@register.inclusion_tag("monitoring/_notification_preferences.html", takes_context=True)
+def notification_preferences(context):
+    """The profile page's card: how the user hears about each kind of notification."""
+    from monitoring.choices import NotificationKind
+    from monitoring.notifications import preferences_of
+
+    request = context["request"]
+    chosen = preferences_of(request.user)
+    return {
+        "request": request,
+        "csrf_token": context.get("csrf_token"),
+        "has_email": bool(request.user.email),
+        "kinds": [
+            {"value": value, "label": label, **chosen[value]}
+            for value, label in NotificationKind.choices
+        ],
+    }
+
+
+NOTIFICATION_ICONS = {
+    "info": "bi-info-circle",
+    "success": "bi-check-circle",
+    "warning": "bi-exclamation-triangle",
+    "danger": "bi-x-octagon",
+}
+
+
+@register.filter
+def notification_icon(level: str) -> str:
+    """The Bootstrap icon of a notification level (notifications.js uses the same)."""
+    return NOTIFICATION_ICONS.get(level, "bi-info-circle")

@@ -4,6 +4,7 @@
  * What a page declares:
  *   <body data-live-tenant="acme">               subscribe to the tenant's stream
  *   <meta name="isotope-live" content="acme/vm/web1">   (any number) one object's stream
+ *   <body data-live-notifications>                the user's own notifications (the bell)
  *   <script id="isotope-live-baseline" type="application/json">{"tenant.acme": 12}</script>
  *       the streams' seq when the page was rendered: anything newer triggers a resync
  *
@@ -13,7 +14,8 @@
  *   - tracks seq per stream; on a gap, a reconnect that missed messages, or a seq
  *     behind the baseline, dispatches `isotope:resync` and asks the server for a
  *     snapshot (resource states in it are applied like live messages);
- *   - dispatches on document: `isotope:event`, `isotope:resource`, `isotope:metrics`
+ *   - dispatches on document: `isotope:event`, `isotope:resource`, `isotope:metrics`,
+ *     `isotope:notification`
  *     (detail = {stream, seq, data, resync?}), `isotope:resync` ({stream, reason}), `isotope:snapshot`
  *     ({stream, seq, data}), `isotope:live-status` ({state: connecting|live|offline});
  *   - patches generic DOM for resource states: inside every element with
@@ -65,6 +67,7 @@
   }
 
   function keyOf(target) {
+    if (target.notifications) return "notifications";
     return target.kind ? target.tenant + "/" + target.kind + "/" + target.name : target.tenant;
   }
 
@@ -77,7 +80,7 @@
   function subscribe(target) {
     const key = keyOf(target);
     if (!wanted.has(key)) wanted.set(key, target);
-    const frame = { type: "subscribe", tenant: target.tenant };
+    const frame = target.notifications ? { type: "subscribe", notifications: true } : { type: "subscribe", tenant: target.tenant };
     if (target.kind) { frame.kind = target.kind; frame.name = target.name; }
     if (send(frame)) pending.push(key);
   }
@@ -243,7 +246,8 @@
       }
       case "event":
       case "resource":
-      case "metrics": {
+      case "metrics":
+      case "notification": {
         const last = lastSeq.get(frame.stream);
         if (last !== undefined && frame.seq <= last && frame.seq !== 1) return; // already covered
         lastSeq.set(frame.stream, frame.seq);
@@ -283,6 +287,8 @@
       emit("isotope:resource", detail);
     } else if (frame.type === "metrics") {
       emit("isotope:metrics", detail);
+    } else if (frame.type === "notification") {
+      emit("isotope:notification", detail);
     } else {
       if (frame.data.type === "Warning") toast(frame.data);
       emit("isotope:event", detail);
@@ -319,6 +325,7 @@
   function declared() {
     const tenant = document.body.dataset.liveTenant;
     if (tenant) wanted.set(tenant, { tenant: tenant });
+    if (document.body.dataset.liveNotifications !== undefined) wanted.set("notifications", { notifications: true });
     document.querySelectorAll('meta[name="isotope-live"]').forEach(function (meta) {
       const parts = (meta.content || "").split("/");
       if (parts.length >= 3) {

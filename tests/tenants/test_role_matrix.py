@@ -21,6 +21,7 @@ from compute.models import Image
 from tenants import services
 from tenants.choices import AuditOutcome, Role
 from tenants.models import ApiToken, AuditLog, Membership, Quota, Tenant
+from usage.models import QuotaRequest
 
 pytestmark = pytest.mark.unit
 
@@ -124,6 +125,13 @@ def quota_changed(tenant: str) -> bool:
     return Quota.objects.get(tenant__slug=tenant).vms == 7
 
 
+def quota_requested(tenant: str) -> bool:
+    return QuotaRequest.objects.filter(tenant__slug=tenant, increase={"vms": 2}).exists()
+
+
+QUOTA_REQUEST = {"spec": {"increase": {"vms": 2}, "reason": "Two more for the launch."}}
+
+
 ENDPOINTS = [
     # --- web ---
     Endpoint("dashboard", "web", "get", "/", "login", 200),
@@ -169,6 +177,20 @@ ENDPOINTS = [
         done=target_removed,
     ),
     Endpoint("image-list", "web", "get", "/t/{tenant}/images/", "read", 200),
+    Endpoint("usage-page", "web", "get", "/t/{tenant}/usage/", "read", 200),
+    Endpoint("usage-export", "web", "get", "/t/{tenant}/usage/export/?format=csv", "read", 200),
+    Endpoint(
+        "quota-request-create",
+        "web",
+        "post",
+        "/t/{tenant}/quota/requests/",
+        "manage",
+        302,
+        data={"increase_vms": "2", "reason": "Two more for the launch."},
+        audit="quota_request.create",
+        done=quota_requested,
+        redirect="/t/{tenant}/",
+    ),
     Endpoint(
         "image-import",
         "web",
@@ -211,6 +233,26 @@ ENDPOINTS = [
         done=quota_changed,
     ),
     Endpoint("tenant-member-list", "api", "get", "/api/v1/tenants/{tenant}/members/", "read", 200),
+    Endpoint("tenant-usage", "api", "get", "/api/v1/tenants/{tenant}/usage/", "read", 200),
+    Endpoint(
+        "quota-request-api-list",
+        "api",
+        "get",
+        "/api/v1/tenants/{tenant}/quota/requests/",
+        "read",
+        200,
+    ),
+    Endpoint(
+        "quota-request-api-list:post",
+        "api",
+        "post",
+        "/api/v1/tenants/{tenant}/quota/requests/",
+        "manage",
+        201,
+        data=QUOTA_REQUEST,
+        audit="quota_request.create",
+        done=quota_requested,
+    ),
     Endpoint(
         "tenant-member-list:post",
         "api",
@@ -353,6 +395,7 @@ def snapshot() -> dict:
         "tenants": sorted(Tenant.objects.values_list("slug", flat=True)),
         "images": sorted(Image.objects.values_list("tenant__slug", "name", "phase")),
         "storage_used": sorted(Quota.objects.values_list("tenant__slug", "used_storage")),
+        "quota_requests": sorted(QuotaRequest.objects.values_list("tenant__slug", "state")),
     }
 
 
@@ -418,6 +461,15 @@ OUTSIDE_MATRIX = {
     "healthz": "load balancer probe, public",
     "token-revoke": "owner-only; test_only_the_owner_can_revoke_a_token",
     "preferences-confirmations": "the user's own settings; tests/tenants/test_preferences.py",
+    **{
+        name: "the user's own notifications; tests/monitoring/test_notifications.py"
+        for name in (
+            "notification-list",
+            "notification-read",
+            "notification-open",
+            "notification-preferences",
+        )
+    },
     "webhook-add": "own role matrix in tests/monitoring/test_webhook_views.py",
     "webhook-delete": "own role matrix in tests/monitoring/test_webhook_views.py",
     **{

@@ -63,6 +63,9 @@ class Command(BaseCommand):
 
         for line in seed_local_infrastructure():
             self.stdout.write(f"  {line}")
+        from usage.services.prices import price_list_seed_demo
+
+        self.stdout.write(f"  {price_list_seed_demo()}")
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(
             "Logins (password for all: " + password + "):\n"

@@ -125,12 +125,23 @@ def test_reserve_outside_a_transaction_is_a_programming_error(demo):
 
 
 def test_quota_check_reads_counters_not_the_ledger(demo, django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(ref: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            reserve(demo.acme, ref, pods=1)
+        return len(captured)
+
+    first = queries("pod:first")
     for n in range(30):
         reserve(demo.acme, f"pod:{n}", pods=1)
-    # Lock quota row, look up the ref, update counters, insert: constant whatever the
-    # number of existing reservations.
-    with django_assert_max_num_queries(6):
-        reserve(demo.acme, "pod:last", pods=1)
+    # Lock quota row, look up the ref, update counters, insert, plus the usage meter's
+    # constant share (usage.receivers: subject, interval, alert levels): the same
+    # whatever the number of existing reservations.
+    assert queries("pod:last") == first
+    with django_assert_max_num_queries(11):
+        reserve(demo.acme, "pod:one-more", pods=1)
 
 
 @pytest.mark.django_db(transaction=True)

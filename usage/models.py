@@ -1,0 +1,507 @@
+"""Usage accounting: what was metered, its rollups, prices, quota requests and alerts.
+
+Quantities are kept as exact integers: allocated sizes times milliseconds
+(``cpu_millicore_ms`` = millicores × ms, ``memory_mib_ms`` = MiB × ms, ...), so sums
+never drift; :mod:`usage.selectors` turns them into unit-hours for people.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import F, Q
+
+from portal.models import Resource
+from tenants.models import Tenant
+from usage.choices import QuotaRequestState
+
+CURRENCY = RegexValidator(r"^[A-Z]{3}$", "A three-letter ISO 4217 code, e.g. EUR.")
+
+
+class UsageSubject(models.Model):
+    """One metered thing (a VM, a workload, an image, ...): the holder of a ledger
+    ``ref``. Its name and labels are copied from the object while it exists, so usage
+    stays readable after the object, or its tenant, is gone."""
+
+    ref = models.CharField(
+        max_length=200,
+        unique=True,
+    )
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    tenant_slug = models.CharField(
+        max_length=40,
+    )
+    kind = models.CharField(
+        max_length=16,
+    )
+    object_id = models.CharField(
+        max_length=64,
+        blank=True,
+    )
+    name = models.CharField(
+        max_length=253,
+        blank=True,
+    )
+    labels = models.JSONField(
+        default=dict,
+        blank=True,
+    )
+    created = models.DateTimeField(
+        auto_now_add=True,
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["kind", "object_id"], name="usage_subject_kind_object")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name or self.ref}"
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.ref
+
+
+class UsageInterval(models.Model):
+    """A stretch of time during which one reservation held a constant size.
+
+    Append-only: a row is inserted when a reservation opens and its ``end`` is set once,
+    when it is released, in the same transaction as the ledger change. A resize is a
+    release and a new reservation: one interval ends, the next begins.
+    """
+
+    subject = models.ForeignKey(
+        UsageSubject,
+        on_delete=models.CASCADE,
+        related_name="intervals",
+    )
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    reservation_id = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The tenants.Reservation this interval meters (gone with its tenant).",
+    )
+    start = models.DateTimeField()
+    end = models.DateTimeField(
+        null=True,
+        blank=True,
+    )
+    cpu = models.DecimalField(
+        max_digits=10,
+        decimal_places=3,
+        default=Decimal(0),
+    )
+    memory = models.BigIntegerField(
+        default=0,
+        help_text="MiB",
+    )
+    storage = models.BigIntegerField(
+        default=0,
+        help_text="GiB",
+    )
+    vms = models.IntegerField(
+        default=0,
+    )
+    pods = models.IntegerField(
+        default=0,
+    )
+
+    class Meta:
+        ordering = ["start", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reservation_id"],
+                condition=Q(reservation_id__isnull=False),
+                name="%(app_label)s_%(class)s_unique_reservation",
+                violation_error_message="A reservation is metered by one interval.",
+            ),
+            models.CheckConstraint(
+                condition=Q(end__isnull=True) | Q(end__gte=F("start")),
+                name="%(app_label)s_%(class)s_end_after_start",
+                violation_error_message="An interval cannot end before it starts.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["start"], name="usage_interval_start"),
+            models.Index(fields=["end"], name="usage_interval_end"),
+            models.Index(
+                fields=["start"], condition=Q(end__isnull=True), name="usage_interval_open"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject_id} {self.start:%Y-%m-%d %H:%M}–{self.end or 'now'}"
+
+
+class UsageAmounts(models.Model):
+    """Allocated (from intervals) and used (from VM metrics) amounts over one period."""
+
+    subject = models.ForeignKey(
+        UsageSubject,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    cpu_millicore_ms = models.BigIntegerField(
+        default=0,
+    )
+    memory_mib_ms = models.BigIntegerField(
+        default=0,
+    )
+    storage_gib_ms = models.BigIntegerField(
+        default=0,
+    )
+    vm_ms = models.BigIntegerField(
+        default=0,
+    )
+    pod_ms = models.BigIntegerField(
+        default=0,
+    )
+    cpu_used_millicore_ms = models.BigIntegerField(
+        default=0,
+    )
+    memory_used_mib_ms = models.BigIntegerField(
+        default=0,
+    )
+    samples = models.IntegerField(
+        default=0,
+        help_text="Metric samples the used amounts come from.",
+    )
+
+    class Meta:
+        abstract = True
+
+
+AMOUNT_FIELDS = [
+    "cpu_millicore_ms",
+    "memory_mib_ms",
+    "storage_gib_ms",
+    "vm_ms",
+    "pod_ms",
+    "cpu_used_millicore_ms",
+    "memory_used_mib_ms",
+    "samples",
+]
+ALLOCATED_FIELDS = AMOUNT_FIELDS[:5]
+USED_FIELDS = AMOUNT_FIELDS[5:]
+
+
+class UsageHourly(UsageAmounts):
+    """One subject's usage in one clock hour (UTC) starting at ``hour``."""
+
+    hour = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "usage (hourly)"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subject", "hour"],
+                name="%(app_label)s_%(class)s_unique_subject_hour",
+                violation_error_message="One row per subject and hour.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["hour"], name="usage_hourly_hour"),
+            models.Index(fields=["tenant", "hour"], name="usage_hourly_tenant_hour"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject_id} at {self.hour:%Y-%m-%d %H:00}"
+
+
+class UsageDaily(UsageAmounts):
+    """One subject's usage in one UTC day: the sum of its hourly rows."""
+
+    day = models.DateField()
+
+    class Meta:
+        verbose_name = "usage"
+        verbose_name_plural = "usage"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subject", "day"],
+                name="%(app_label)s_%(class)s_unique_subject_day",
+                violation_error_message="One row per subject and day.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["day"], name="usage_daily_day"),
+            models.Index(fields=["tenant", "day"], name="usage_daily_tenant_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject_id} on {self.day}"
+
+
+class RollupState(models.Model):
+    """How far the hourly rollup has got: every hour before ``through`` is rolled up."""
+
+    name = models.CharField(
+        max_length=32,
+        primary_key=True,
+    )
+    through = models.DateTimeField(
+        null=True,
+        blank=True,
+    )
+    updated = models.DateTimeField(
+        auto_now=True,
+    )
+
+    def __str__(self) -> str:
+        return f"{self.name} through {self.through}"
+
+
+def _price_field(label: str) -> models.DecimalField:
+    return models.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        default=Decimal(0),
+        validators=[MinValueValidator(Decimal(0))],
+        verbose_name=label,
+    )
+
+
+class PriceList(models.Model):
+    """Prices per unit-hour in one currency, valid from one day to another (inclusive).
+
+    A tenant's usage on a day is priced by the list assigned to it that is in effect
+    that day, else by a list that ``applies_to_all`` in effect then, else not at all
+    (usage is still shown). Among several, the one that took effect last wins.
+    """
+
+    name = models.CharField(
+        max_length=100,
+    )
+    currency = models.CharField(
+        max_length=3,
+        validators=[CURRENCY],
+        default="EUR",
+    )
+    effective_from = models.DateField()
+    effective_to = models.DateField(
+        null=True,
+        blank=True,
+        help_text="Last day it applies; empty: until further notice.",
+    )
+    applies_to_all = models.BooleanField(
+        default=False,
+        help_text="Prices the usage of every tenant that has no list of its own.",
+    )
+    tenants = models.ManyToManyField(
+        Tenant,
+        blank=True,
+        related_name="price_lists",
+    )
+    vcpu_hour = _price_field("per vCPU-hour")
+    memory_gib_hour = _price_field("per memory GiB-hour")
+    storage_gib_hour = _price_field("per storage GiB-hour")
+    vm_hour = _price_field("per VM-hour")
+    pod_hour = _price_field("per pod-hour")
+    created = models.DateTimeField(
+        auto_now_add=True,
+    )
+    updated = models.DateTimeField(
+        auto_now=True,
+    )
+
+    class Meta:
+        ordering = ["-effective_from", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(effective_to__isnull=True) | Q(effective_to__gte=F("effective_from")),
+                name="%(app_label)s_%(class)s_to_after_from",
+                violation_error_message="A price list cannot end before it starts.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.currency}, from {self.effective_from})"
+
+    def rate(self, metric: str) -> Decimal:
+        """The price of one unit-hour of ``metric`` (``usage.choices.Metric``)."""
+        field = PRICED_METRICS.get(metric)
+        return getattr(self, field) if field else Decimal(0)
+
+
+# Metric → the PriceList field that prices it. Used amounts are shown, not priced.
+PRICED_METRICS = {
+    "vcpu_hours": "vcpu_hour",
+    "memory_gib_hours": "memory_gib_hour",
+    "storage_gib_hours": "storage_gib_hour",
+    "vm_hours": "vm_hour",
+    "pod_hours": "pod_hour",
+}
+
+
+class QuotaRequest(Resource):
+    """A tenant admin's request for more quota, and the platform's decision on it."""
+
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.CASCADE,
+        related_name="quota_requests",
+    )
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    requester_name = models.CharField(
+        max_length=150,
+        blank=True,
+    )
+    increase = models.JSONField(
+        default=dict,
+        help_text="Asked-for increase per quota resource, e.g. {'vms': 2}.",
+    )
+    reason = models.TextField(
+        max_length=1000,
+    )
+    state = models.CharField(
+        max_length=24,
+        choices=QuotaRequestState.choices,
+        default=QuotaRequestState.PENDING,
+    )
+    granted = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Increase granted per resource (may be less than asked).",
+    )
+    limits_before = models.JSONField(
+        default=dict,
+        blank=True,
+    )
+    limits_after = models.JSONField(
+        default=dict,
+        blank=True,
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    decided_by_name = models.CharField(
+        max_length=150,
+        blank=True,
+    )
+    decided = models.DateTimeField(
+        null=True,
+        blank=True,
+    )
+    decision_reason = models.TextField(
+        max_length=1000,
+        blank=True,
+    )
+    auto_approved = models.BooleanField(
+        default=False,
+    )
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant"],
+                condition=Q(state="Pending"),
+                name="%(app_label)s_%(class)s_one_pending_per_tenant",
+                violation_error_message="This tenant already has a pending quota request.",
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "created"], name="usage_request_state")]
+
+    def __str__(self) -> str:
+        return f"{self.name} of {self.tenant}"
+
+    @property
+    def name(self) -> str:
+        """The request's name in events and live updates (``qr-<id>``)."""
+        return f"qr-{self.pk}"
+
+    @property
+    def pending(self) -> bool:
+        return self.state == QuotaRequestState.PENDING
+
+
+class QuotaAutoApproval(models.Model):
+    """Approve a tenant's small requests without waiting for staff: each asked-for
+    increase at most ``max_percent`` % of the current limit, and at most one such
+    approval per ``period_days``."""
+
+    tenant = models.OneToOneField(
+        Tenant,
+        on_delete=models.CASCADE,
+        related_name="quota_auto_approval",
+    )
+    enabled = models.BooleanField(
+        default=True,
+    )
+    max_percent = models.PositiveIntegerField(
+        default=20,
+        validators=[MinValueValidator(1)],
+    )
+    period_days = models.PositiveIntegerField(
+        default=30,
+        validators=[MinValueValidator(1)],
+    )
+
+    class Meta:
+        verbose_name = "quota auto-approval rule"
+
+    def __str__(self) -> str:
+        return f"{self.tenant}: up to +{self.max_percent} % every {self.period_days} days"
+
+
+class QuotaAlert(models.Model):
+    """The highest "nearly exhausted" level last announced for one quota resource, so
+    each crossing is announced once; it falls back when usage drops below again."""
+
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    resource = models.CharField(
+        max_length=16,
+    )
+    level = models.PositiveSmallIntegerField(
+        default=0,
+    )
+    changed = models.DateTimeField(
+        auto_now=True,
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "resource"],
+                name="%(app_label)s_%(class)s_unique_tenant_resource",
+                violation_error_message="One alert state per tenant and resource.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.resource} ≥ {self.level} %"

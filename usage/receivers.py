@@ -1,0 +1,59 @@
+"""Signal receivers: meter every ledger change, keep a deleted VM's figures, follow
+limit changes (live quota bars, alert levels)."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db.models.signals import post_delete, pre_delete
+from django.dispatch import receiver
+from django.utils import timezone
+
+from portal.signals import ledger_changed, quota_changed
+from tenants.models import Reservation
+
+logger = logging.getLogger(__name__)
+
+
+@receiver(ledger_changed, dispatch_uid="usage.ledger_changed")
+def on_ledger_changed(sender, reservation: Reservation, opened: bool, **kwargs) -> None:
+    """Inside the ledger's transaction: open or close the reservation's interval, and
+    see whether the tenant's use crossed an alert level."""
+    from usage.services import alerts, metering
+
+    if opened:
+        metering.interval_open(reservation=reservation)
+    else:
+        metering.interval_close(reservation=reservation)
+    alerts.quota_alerts_check(tenant=reservation.tenant)
+
+
+@receiver(post_delete, sender=Reservation, dispatch_uid="usage.reservation_deleted")
+def on_reservation_deleted(sender, instance: Reservation, **kwargs) -> None:
+    """A live reservation deleted without a release (its tenant was deleted): its
+    usage stops now."""
+    if instance.released is None:
+        from usage.services import metering
+
+        metering.interval_close(reservation=instance, at=timezone.now())
+
+
+@receiver(pre_delete, sender="compute.VirtualMachine", dispatch_uid="usage.vm_deleted")
+def on_vm_deleted(sender, instance, **kwargs) -> None:
+    """Keep what the VM used since the last rollup: its samples go with its row."""
+    from usage.services import metering
+
+    metering.used_flush(vm=instance)
+
+
+@receiver(quota_changed, dispatch_uid="usage.quota_changed")
+def on_quota_changed(sender, tenant, **kwargs) -> None:
+    """After a limit change commits: live quota bars, and alert levels re-checked (a
+    lower limit can cross one, a higher one resets it)."""
+    from usage.services import alerts, requests
+
+    try:
+        requests.quota_publish(tenant=tenant)
+        alerts.quota_alerts_recheck(tenant=tenant)
+    except Exception:  # noqa: BLE001 - the limit change stands; the next change re-checks
+        logger.exception("could not follow the quota change of %s", tenant)

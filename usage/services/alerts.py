@@ -1,0 +1,121 @@
+"""Quota nearly exhausted: tell a tenant's admins once per crossing of 80 % and 95 %.
+
+:func:`quota_alerts_check` runs inside every ledger change (the quota row is locked by
+then, so two changes cannot both announce one crossing) and after every limit change.
+Each resource's last announced level is kept in ``QuotaAlert``: rising past a level
+announces it once; falling below lowers the kept level, so the next rise announces
+again.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+
+from monitoring.choices import EventType, NotificationKind, NotificationLevel
+from tenants.choices import Role
+from tenants.models import QUOTA_LABELS, QUOTA_RESOURCES, Membership, Quota, Tenant
+from usage.models import QuotaAlert
+
+logger = logging.getLogger(__name__)
+
+
+def alert_levels() -> list[int]:
+    """The percentages that are announced, ascending (``ISOTOPE_QUOTA_ALERT_LEVELS``)."""
+    return sorted(int(p) for p in getattr(settings, "ISOTOPE_QUOTA_ALERT_LEVELS", [80, 95]))
+
+
+def _percent(used, limit) -> Decimal:
+    if not limit:
+        return Decimal(100) if used > 0 else Decimal(0)
+    return Decimal(used) * 100 / Decimal(limit)
+
+
+def _plain(value) -> str:
+    if isinstance(value, Decimal):
+        value = value.normalize()
+        return str(int(value)) if value == value.to_integral_value() else str(value)
+    return str(value)
+
+
+def quota_alerts_check(*, tenant: Tenant) -> list[dict]:
+    """Compare each resource's use with the alert levels; announce new crossings
+    (event ``QuotaNearlyExhausted`` + a notification to the tenant's admins). Returns
+    the crossings announced. Must run in a transaction (it locks the quota row)."""
+    quota = Quota.objects.select_for_update().filter(tenant=tenant).first()
+    if quota is None:
+        return []
+    levels = alert_levels()
+    kept = {a.resource: a for a in QuotaAlert.objects.filter(tenant=tenant)}
+    crossed: list[dict] = []
+    for resource in QUOTA_RESOURCES:
+        used, limit = quota.used(resource), quota.limit(resource)
+        percent = _percent(used, limit)
+        level = max((p for p in levels if percent >= p), default=0)
+        alert = kept.get(resource)
+        before = alert.level if alert else 0
+        if level == before:
+            continue
+        if alert is None:
+            QuotaAlert.objects.create(tenant=tenant, resource=resource, level=level)
+        else:
+            QuotaAlert.objects.filter(pk=alert.pk).update(level=level)
+        if level > before:
+            crossed.append(
+                {
+                    "resource": resource,
+                    "level": level,
+                    "used": _plain(used),
+                    "limit": _plain(limit),
+                    "unit": QUOTA_RESOURCES[resource],
+                    "percent": int(percent),
+                }
+            )
+    if crossed:
+        _announce(tenant, crossed)
+    return crossed
+
+
+def _announce(tenant: Tenant, crossed: list[dict]) -> None:
+    from monitoring.notifications import notify
+    from monitoring.services import event_publish
+
+    parts = [
+        f"{QUOTA_LABELS[c['resource']]}: {c['used']} of {c['limit']} {c['unit']} "
+        f"({c['percent']} %, past {c['level']} %)"
+        for c in crossed
+    ]
+    message = "Quota nearly exhausted. " + "; ".join(parts) + "."
+    event_publish(
+        tenant=tenant,
+        kind="quota",
+        name="quota",
+        reason="QuotaNearlyExhausted",
+        type=EventType.WARNING,
+        message=message,
+    )
+    admins = [
+        m.user
+        for m in Membership.objects.filter(
+            tenant=tenant, role=Role.ADMIN, user__is_active=True
+        ).select_related("user")
+    ]
+    top = max(c["level"] for c in crossed)
+    notify(
+        users=admins,
+        kind=NotificationKind.QUOTA_THRESHOLD,
+        title=f"{tenant.name}: quota {top} % used",
+        message=message + " Request more from the tenant's overview.",
+        tenant=tenant,
+        link=f"/t/{tenant.slug}/",
+        level=NotificationLevel.WARNING if top < max(alert_levels()) else NotificationLevel.DANGER,
+    )
+
+
+def quota_alerts_recheck(*, tenant: Tenant) -> list[dict]:
+    """:func:`quota_alerts_check` in a transaction of its own (after a limit change)."""
+    with transaction.atomic():
+        return quota_alerts_check(tenant=tenant)
