@@ -14,10 +14,12 @@ from decimal import Decimal
 import pytest
 from django.db import transaction
 
+from compute.backends import backend_for_host
 from compute.choices import Phase
 from compute.models import Image, Migration, VirtualMachine
 from compute.services import migrations as migration_services
 from compute.services import vms as vm_services
+from compute.services import volumes as volume_services
 from portal.exceptions import QuotaExceeded
 from portal.failpoints import FailpointError, armed
 from tenants import services as tenant_services
@@ -37,6 +39,18 @@ def report(tenant, first="2026-03-02", last="2026-03-02", now=None):
         end=date.fromisoformat(last),
         now=at(now) if now else None,
     )
+
+
+def vm_intervals():
+    """The VMs' own intervals (a VM's root disk is metered on its volume's)."""
+    return UsageInterval.objects.filter(subject__kind="vm")
+
+
+def delete_vm(vm):
+    """What the delete task does once the domain is gone: the VM's root volume goes
+    (its storage charge ends), then the VM (its cpu/memory charge ends)."""
+    volume_services.vm_volumes_release(vm, backend_for_host(vm.host))
+    vm_services.vm_finalize_delete(vm)
 
 
 def hours(line, metric):
@@ -67,7 +81,7 @@ def test_a_vm_created_at_10_17_and_deleted_at_11_02_is_charged_45_minutes(
     clock("2026-03-02 10:17")
     vm = create_vm(demo, tiny_image, vcpus=2, memory=1024, disk=10, labels={"team": "web"})
     clock("2026-03-02 11:02")
-    vm_services.vm_finalize_delete(vm)
+    delete_vm(vm)
 
     clock("2026-03-02 12:30")
     usage_rollup()
@@ -77,7 +91,7 @@ def test_a_vm_created_at_10_17_and_deleted_at_11_02_is_charged_45_minutes(
     assert hours(day, "memory_gib_hours") == Decimal("0.75")
     assert hours(day, "storage_gib_hours") == Decimal("7.5")
     # Cut at the hour: 43 minutes in the 10 o'clock hour, 2 in the 11 o'clock one.
-    rows = dict(UsageHourly.objects.values_list("hour", "vm_ms"))
+    rows = dict(UsageHourly.objects.filter(subject__kind="vm").values_list("hour", "vm_ms"))
     assert rows == {at("2026-03-02 10:00"): 43 * 60_000, at("2026-03-02 11:00"): 2 * 60_000}
     line = report(demo.acme).by_subject[0]
     assert (line.label, line.kind, line.labels) == ("web1", "vm", {"team": "web"})
@@ -87,7 +101,7 @@ def test_the_report_is_exact_before_the_rollup_has_run(demo, host, tiny_image, c
     clock("2026-03-02 10:17")
     vm = create_vm(demo, tiny_image)
     clock("2026-03-02 11:02")
-    vm_services.vm_finalize_delete(vm)
+    delete_vm(vm)
     clock("2026-03-02 11:05")
     assert hours(report(demo.acme).totals, "vm_hours") == Decimal("0.75")
     assert not UsageHourly.objects.exists()
@@ -115,7 +129,7 @@ def test_a_resize_mid_hour_charges_each_size_for_its_half_and_the_vm_once(
     vm.refresh_from_db()
     vm_services.vm_update(actor=demo.alice, vm=vm, vcpus=4, memory_mib=2048)
     clock("2026-03-02 11:00")
-    vm_services.vm_finalize_delete(VirtualMachine.objects.get(pk=vm.pk))
+    delete_vm(VirtualMachine.objects.get(pk=vm.pk))
 
     clock("2026-03-02 13:00")
     usage_rollup()
@@ -123,9 +137,12 @@ def test_a_resize_mid_hour_charges_each_size_for_its_half_and_the_vm_once(
     assert hours(day, "vcpu_hours") == Decimal("3")  # 2 × ½ h + 4 × ½ h
     assert hours(day, "memory_gib_hours") == Decimal("1.5")
     assert hours(day, "vm_hours") == Decimal("1")  # one VM for one hour, not two
-    assert UsageInterval.objects.count() == 2
-    assert UsageSubject.objects.count() == 1
-    assert len(report(demo.acme).by_subject) == 1
+    assert vm_intervals().count() == 2
+    assert UsageSubject.objects.filter(kind="vm").count() == 1
+    assert sorted(line.kind for line in report(demo.acme).by_subject) == [
+        "vm",
+        "volume",
+    ]  # its root disk
 
 
 def test_a_live_migration_does_not_restart_or_double_the_charge(demo, make_host, tiny_image, clock):
@@ -147,12 +164,12 @@ def test_a_live_migration_does_not_restart_or_double_the_charge(demo, make_host,
     migration_services.migration_succeed(migration, vnc_port=5901)
     assert VirtualMachine.objects.get(pk=vm.pk).host == target
     clock("2026-03-02 12:00")
-    vm_services.vm_finalize_delete(VirtualMachine.objects.get(pk=vm.pk))
+    delete_vm(VirtualMachine.objects.get(pk=vm.pk))
     clock("2026-03-02 13:00")
     usage_rollup()
     assert hours(report(demo.acme).totals, "vm_hours") == Decimal("2")
     assert hours(report(demo.acme).totals, "vcpu_hours") == Decimal("4")
-    assert UsageInterval.objects.count() == 1
+    assert vm_intervals().count() == 1
 
 
 def test_stopping_and_starting_a_vm_keeps_one_continuous_charge(demo, host, tiny_image, clock):
@@ -167,18 +184,18 @@ def test_stopping_and_starting_a_vm_keeps_one_continuous_charge(demo, host, tiny
     clock("2026-03-02 11:00")
     # A stopped VM keeps its resources (and its charge): one interval, one hour.
     assert hours(report(demo.acme).totals, "vm_hours") == Decimal("1")
-    assert UsageInterval.objects.count() == 1
+    assert vm_intervals().count() == 1
 
 
 def test_a_delete_task_that_runs_twice_releases_and_charges_once(demo, host, tiny_image, clock):
     clock("2026-03-02 10:00")
     vm = create_vm(demo, tiny_image)
     clock("2026-03-02 10:30")
-    vm_services.vm_finalize_delete(vm)
+    delete_vm(vm)
     clock("2026-03-02 10:45")
-    vm_services.vm_finalize_delete(vm)  # a retried task: the VM row is gone already
+    delete_vm(vm)  # a retried task: the VM row is gone already
     assert tenant_services.quota_release(f"vm:{vm.uid}") is False
-    assert UsageInterval.objects.get().end == at("2026-03-02 10:30")
+    assert vm_intervals().get().end == at("2026-03-02 10:30")
     clock("2026-03-02 12:00")
     assert hours(report(demo.acme).totals, "vm_hours") == Decimal("0.5")
 
@@ -203,12 +220,12 @@ def test_a_release_that_fails_half_way_keeps_the_charge_running(demo, host, tiny
     vm = create_vm(demo, tiny_image)
     clock("2026-03-02 10:30")
     with armed("usage.interval.closed", "raise"), pytest.raises(FailpointError):
-        vm_services.vm_finalize_delete(vm)
+        delete_vm(vm)
     assert Reservation.objects.get(ref=f"vm:{vm.uid}").released is None
-    assert UsageInterval.objects.get().end is None
+    assert vm_intervals().get().end is None
     clock("2026-03-02 10:40")
-    vm_services.vm_finalize_delete(vm)  # the retry
-    assert UsageInterval.objects.get().end == at("2026-03-02 10:40")
+    delete_vm(vm)  # the retry
+    assert vm_intervals().get().end == at("2026-03-02 10:40")
 
 
 @pytest.mark.parametrize(
