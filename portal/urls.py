@@ -79,6 +79,7 @@ urlpatterns = [
         views.preferences_confirmations,
         name="preferences-confirmations",
     ),
+    path("profile/theme/", views.preferences_theme, name="preferences-theme"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", prometheus.metrics_view, name="metrics"),
     path("t/<slug:tenant>/", include(tenant_pages)),
