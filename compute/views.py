@@ -19,7 +19,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
 from compute import selectors
+from compute.choices import Phase
 from compute.forms import VMCreateForm
+from compute.listing import list_apply, list_query
 from compute.services import vms as vm_services
 from monitoring import selectors as monitoring_selectors
 from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
@@ -108,10 +110,12 @@ VM_PAGE_SIZE = 100
 @require_GET
 def vm_list(request, tenant):
     baseline = _live_baseline(tenant)  # before the query: anything newer arrives live
-    page = Paginator(selectors.vms_for_tenant(request.user, tenant), VM_PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
+    hosts = selectors.host_names() if request.user.is_staff else None
+    query = list_query(request.GET, phases=Phase.values, hosts=hosts)
+    everything = selectors.vms_for_tenant(request.user, tenant)
+    page = Paginator(list_apply(everything, query), VM_PAGE_SIZE).get_page(request.GET.get("page"))
     vms = list(page.object_list)
+    counts = selectors.vm_phase_counts(request.user, tenant)
     skipped = tenant_selectors.confirmations_skipped(request.user)
     for vm in vms:
         vm.buttons = _buttons(vm, request.role, skipped)
@@ -122,11 +126,17 @@ def vm_list(request, tenant):
             "page": page,
             "tenant": tenant,
             "vms": vms,
-            "counts": selectors.vm_phase_counts(request.user, tenant),
+            "any_vms": bool(counts),
+            "query": query,
+            "phases": Phase.values,
+            "hosts": hosts,
+            "counts": counts,
+            "counts_total": sum(c.count for c in counts),
             "show_host": request.user.is_staff,
             "can_create": tenant_selectors.can(request.user, tenant, "vm.create"),
             "live_baseline": baseline,
         },
+        status=400 if query.errors else 200,
     )
 
 
