@@ -18,6 +18,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 from compute import selectors
 from compute.backends.base import BackendError
 from compute.backends.containers import LogsUnavailable
+from compute.choices import Phase
+from compute.listing import list_apply, list_query
 from compute.services import clusters as cluster_services
 from compute.services import workloads as workload_services
 from compute.views import _live_baseline
@@ -68,7 +70,10 @@ def _buttons(workload, role: str | None) -> list[dict]:
 @require_GET
 def workload_list(request, tenant):
     baseline = _live_baseline(tenant)
-    workloads = list(selectors.workloads_for_tenant(request.user, tenant))
+    # Workloads run on clusters, not hosts: no host filter or sort here.
+    query = list_query(request.GET, phases=Phase.values, hosts=None)
+    workloads = list(list_apply(selectors.workloads_for_tenant(request.user, tenant), query))
+    counts = selectors.workload_phase_counts(request.user, tenant)
     for workload in workloads:
         workload.buttons = _buttons(workload, request.role)
     return render(
@@ -77,11 +82,17 @@ def workload_list(request, tenant):
         {
             "tenant": tenant,
             "workloads": workloads,
-            "counts": selectors.workload_phase_counts(request.user, tenant),
+            "any_workloads": bool(counts),
+            "query": query,
+            "phases": Phase.values,
+            "hosts": None,
+            "counts": counts,
+            "counts_total": sum(c.count for c in counts),
             "show_cluster": request.user.is_staff,
             "can_create": tenant_selectors.can(request.user, tenant, "workload.create"),
             "live_baseline": baseline,
         },
+        status=400 if query.errors else 200,
     )
 
 
