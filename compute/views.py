@@ -19,6 +19,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
 from compute import selectors
+from compute.bulk import BulkAction, bulk_view
 from compute.choices import Phase
 from compute.forms import VMCreateForm
 from compute.listing import list_apply, list_query
@@ -256,69 +257,24 @@ def vm_action(request, tenant, name: str, action: str):
     return redirect(back)
 
 
-# Actions the list offers on several VMs at once, and the most it takes in one request.
-BULK_ACTIONS = ("start", "stop", "delete")
-BULK_MAX = VM_PAGE_SIZE
+# Actions the VM list offers on several VMs at once (compute.bulk).
+BULK_ACTIONS = {
+    action: BulkAction(vm_services.ACTIONS[action].permission, *ACTION_LABELS[action])
+    for action in ("start", "stop", "delete")
+}
 
 
 def _vm_bulk(request, tenant):
-    """Start, stop or delete the ticked VMs: one confirmation for all of them, then each
-    goes through ``vm_action`` on its own and the page shows every result."""
-    action = request.POST.get("action", "")
-    names = list(dict.fromkeys(request.POST.getlist("vm")))
-    back = reverse("vm-list", kwargs={"tenant": tenant.slug})
-    error = None
-    if action not in BULK_ACTIONS:
-        error = f"Unknown bulk action {action!r}: choose one of {', '.join(BULK_ACTIONS)}."
-    elif not names:
-        error = "Tick the VMs to act on first."
-    elif len(names) > BULK_MAX:
-        error = f"At most {BULK_MAX} VMs at once."
-    if error:
-        messages.error(request, error)
-        return render(request, "compute/vm_bulk.html", {"tenant": tenant, "back": back}, status=400)
-    try:
-        tenant_services.authorize(
-            actor=request.user,
-            tenant=tenant,
-            permission=vm_services.ACTIONS[action].permission,
-            target=f"vm/{','.join(names)}"[:200],
-        )
-    except PermissionDenied as error:
-        raise DjangoPermissionDenied(error.message) from None
-    found = {
-        vm.name: vm for vm in selectors.vms_for_tenant(request.user, tenant).filter(name__in=names)
-    }
-    label, icon, tone = ACTION_LABELS[action]
-    context = {
-        "tenant": tenant,
-        "action": action,
-        "label": label,
-        "icon": icon,
-        "tone": tone,
-        "back": back,
-        "names": names,
-        "vms": [found.get(name) for name in names],
-    }
-    if request.POST.get("confirm") != "yes":
-        return render(request, "compute/vm_bulk.html", context)
-    results = []
-    for name in names:
-        vm = found.get(name)
-        if vm is None:
-            results.append((name, "error", f"No VM named {name} in this tenant."))
-            continue
-        try:
-            vm_services.vm_action(actor=request.user, vm=vm, action=action)
-        except Conflict as failure:
-            results.append((name, "skipped", failure.message))
-        except ApplicationError as failure:
-            results.append((name, "error", failure.message))
-        else:
-            results.append((name, "ok", f"{label} requested."))
-    context["results"] = results
-    context["succeeded"] = sum(1 for _, outcome, _ in results if outcome == "ok")
-    return render(request, "compute/vm_bulk.html", context)
+    """Start, stop or delete the ticked VMs: one confirmation, then ``vm_action`` each."""
+    return bulk_view(
+        request,
+        tenant,
+        actions=BULK_ACTIONS,
+        visible=selectors.vms_for_tenant(request.user, tenant),
+        run=lambda vm, action: vm_services.vm_action(actor=request.user, vm=vm, action=action),
+        noun="VM",
+        back=reverse("vm-list", kwargs={"tenant": tenant.slug}),
+    )
 
 
 def _back(request, tenant, vm) -> str:

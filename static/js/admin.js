@@ -1,7 +1,7 @@
 // Accessible names the Django admin's widgets leave out (axe-core, WCAG 4.1.2):
 // a tabular inline's fields are labelled only by their column header, select2 boxes and
-// filter_horizontal's search icons carry no usable name. Runs after the admin's own
-// widgets are built (window load) and again for every inline row added later.
+// filter_horizontal's search icons carry no usable name. Runs whenever the admin adds
+// widgets or inline rows.
 (function () {
   "use strict";
 
@@ -39,6 +39,14 @@
     });
   }
 
-  window.addEventListener("load", () => nameInlineFields(document));
-  document.addEventListener("formset:added", () => setTimeout(() => nameInlineFields(document)));
+  // The admin builds its widgets at different moments (jQuery's ready runs its callbacks
+  // asynchronously, inline rows come later): name whatever appears, once per batch.
+  let queued = false;
+  function soon() {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => { queued = false; nameInlineFields(document); });
+  }
+  new MutationObserver(soon).observe(document.documentElement, { childList: true, subtree: true });
+  window.addEventListener("load", soon);
 })();

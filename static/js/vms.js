@@ -120,11 +120,3 @@
     sync();
   }
 })();
-
-// The VM list's "tick every VM" box (templates/compute/vm_list.html).
-document.addEventListener("change", function (event) {
-  if (!event.target.matches("[data-bulk-all]")) return;
-  document.querySelectorAll('input[name="vm"][form="vm-bulk"]').forEach(function (box) {
-    box.checked = event.target.checked;
-  });
-});

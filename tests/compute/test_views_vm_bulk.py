@@ -43,25 +43,25 @@ def desired(name: str) -> str:
 
 
 def test_one_confirmation_then_each_vm_is_stopped_or_skipped_with_its_reason(world):
-    page = post(world.bob, {"action": "stop", "vm": ["a", "b", "c"]})
+    page = post(world.bob, {"action": "stop", "obj": ["a", "b", "c"]})
     html = page.content.decode()
     assert page.status_code == 200 and 'data-testid="bulk-confirm"' in html
     assert "Stop 3 VMs?" in html
     assert desired("a") == DesiredState.RUNNING  # nothing happens before the confirmation
 
-    html = post(world.bob, {"action": "stop", "vm": ["a", "b", "c"], "confirm": "yes"})
+    html = post(world.bob, {"action": "stop", "obj": ["a", "b", "c"], "confirm": "yes"})
     html = html.content.decode()
     assert "Stop: 2 of 3 requested" in html
-    assert 'data-vm="a" data-outcome="ok"' in html and 'data-vm="b" data-outcome="ok"' in html
-    assert 'data-vm="c" data-outcome="skipped"' in html
+    assert 'data-name="a" data-outcome="ok"' in html and 'data-name="b" data-outcome="ok"' in html
+    assert 'data-name="c" data-outcome="skipped"' in html
     assert "Cannot stop c while it is Stopped." in html
     assert (desired("a"), desired("b")) == (DesiredState.STOPPED, DesiredState.STOPPED)
 
 
 def test_another_tenants_vm_is_reported_not_found_and_left_alone(world):
-    html = post(world.alice, {"action": "delete", "vm": ["a", "g"], "confirm": "yes"})
+    html = post(world.alice, {"action": "delete", "obj": ["a", "g"], "confirm": "yes"})
     html = html.content.decode()
-    assert 'data-vm="a" data-outcome="ok"' in html
+    assert 'data-name="a" data-outcome="ok"' in html
     assert "No VM named g in this tenant." in html
     assert VirtualMachine.objects.get(tenant__slug="globex", name="g").desired_state != (
         DesiredState.DELETED
@@ -70,7 +70,7 @@ def test_another_tenants_vm_is_reported_not_found_and_left_alone(world):
 
 
 def test_a_viewer_cannot_and_the_refusal_is_audited(world):
-    response = post(world.carol, {"action": "stop", "vm": ["a"], "confirm": "yes"})
+    response = post(world.carol, {"action": "stop", "obj": ["a"], "confirm": "yes"})
     assert response.status_code == 403
     assert desired("a") == DesiredState.RUNNING
     assert AuditLog.objects.filter(actor=world.carol, outcome=AuditOutcome.DENIED).exists()
@@ -84,10 +84,10 @@ def test_a_viewer_cannot_and_the_refusal_is_audited(world):
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"action": "reboot", "vm": ["a"]}, "Unknown bulk action &#x27;reboot&#x27;"),
+        ({"action": "reboot", "obj": ["a"]}, "Unknown bulk action &#x27;reboot&#x27;"),
         ({"action": "stop"}, "Tick the VMs to act on first."),
-        ({"vm": ["a"]}, "Unknown bulk action &#x27;&#x27;"),
-        ({"action": "stop", "vm": [f"v{i}" for i in range(101)]}, "At most 100 VMs at once."),
+        ({"obj": ["a"]}, "Unknown bulk action &#x27;&#x27;"),
+        ({"action": "stop", "obj": [f"v{i}" for i in range(101)]}, "At most 100 VMs at once."),
     ],
 )
 def test_a_bad_bulk_request_is_a_clear_message_and_changes_nothing(world, data, message):

@@ -25,6 +25,8 @@ def axe_violations(page, *, include: str | None = None) -> list[dict]:
         page.add_script_tag(path=str(AXE))
     result = page.evaluate(
         """async ([tags, include]) => {
+            // Let work queued at load (timers, frames) finish: check the page as shown.
+            await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
             const context = include ? {include: [include]} : document;
             const r = await axe.run(context, {runOnly: {type: 'tag', values: tags},
                                               resultTypes: ['violations']});

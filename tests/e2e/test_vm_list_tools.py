@@ -73,8 +73,8 @@ def test_bob_filters_sorts_and_stops_two_vms_with_one_confirmation(
     confirm.get_by_role("button", name="Stop 2 VMs").click()
     results = page.get_by_test_id("bulk-results")
     expect(results).to_contain_text("Stop: 1 of 2 requested")
-    expect(results.locator('[data-vm="web-1"]')).to_contain_text("Stop requested.")
-    expect(results.locator('[data-vm="web-3"]')).to_contain_text(
+    expect(results.locator('[data-name="web-1"]')).to_contain_text("Stop requested.")
+    expect(results.locator('[data-name="web-3"]')).to_contain_text(
         "Cannot stop web-3 while it is Stopped."
     )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
