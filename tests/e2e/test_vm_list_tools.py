@@ -89,3 +89,26 @@ def test_bob_filters_sorts_and_stops_two_vms_with_one_confirmation(
     page.screenshot(path=str(ARTIFACTS / "vm-list-filtered.png"), full_page=True)
     page.goto(f"{live_url}/t/acme/vms/?phase=Sleeping")
     expect(page.get_by_test_id("list-errors")).to_contain_text("Unknown phase 'Sleeping'")
+
+
+def test_carol_reads_a_vm_as_yaml_and_json_from_its_page(
+    demo, make_host, tiny_image, live_url, new_page, axe
+):
+    make_host("node-a")
+    vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="web-1", image="tiny", vcpus=1, memory_mib=256
+    )
+    page = new_page()
+    login(page, live_url, "carol")
+    page.goto(f"{live_url}/t/acme/vms/web-1/")
+    page.get_by_test_id("vm-manifest-link").click()
+    manifest = page.get_by_test_id("manifest")
+    expect(manifest).to_have_attribute("data-format", "yaml")
+    expect(manifest).to_contain_text("metadata:")
+    expect(manifest).to_contain_text("name: web-1")
+    axe(page)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "vm-manifest-yaml.png"), full_page=True)
+    page.get_by_test_id("manifest-formats").get_by_role("link", name="JSON").click()
+    expect(manifest).to_have_attribute("data-format", "json")
+    expect(manifest).to_contain_text('"name": "web-1"')
