@@ -107,6 +107,9 @@ def test_an_empty_list_offers_create_to_operators_only(world):
     assert "Create VM" in client_for(world.bob).get(LIST).content.decode()
     html = client_for(world.carol).get(LIST).content.decode()
     assert 'data-testid="vm-empty"' in html and "Create VM" not in html
+    # ... and says what a viewer can do next instead.
+    assert "Your role here is viewer: ask an operator or admin of ACME Corporation" in html
+    assert 'href="/t/acme/members/">Members</a>' in html
 
 
 def test_other_tenants_vms_are_not_listed_and_their_pages_are_404(world):
