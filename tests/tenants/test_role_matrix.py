@@ -416,6 +416,11 @@ OUTSIDE_MATRIX = {
     "healthz": "load balancer probe, public",
     "token-revoke": "owner-only; test_only_the_owner_can_revoke_a_token",
     "preferences-confirmations": "the user's own settings; tests/tenants/test_preferences.py",
+    "preferences-theme": "the user's own settings; tests/tenants/test_preference_theme.py",
+    **{
+        name: "viewer reads, outsider 404: tests/compute/test_views_manifest.py"
+        for name in ("vm-manifest", "workload-manifest")
+    },
     "webhook-add": "own role matrix in tests/monitoring/test_webhook_views.py",
     "webhook-delete": "own role matrix in tests/monitoring/test_webhook_views.py",
     **{
