@@ -51,3 +51,8 @@ def label_map_errors(value: object) -> list[str]:
         if item and (len(item) > MAX_NAME or not _NAME.fullmatch(item)):
             return [f"Invalid value for {key!r}: empty, or {_NAME_RULE}."]
     return []
+
+
+def label_key_error(key: str) -> str | None:
+    """What is wrong with ``key`` as a label key (None when it is fine)."""
+    return _key_error(key)

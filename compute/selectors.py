@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.db.models import Case, Count, Q, QuerySet, When
 
 from compute.choices import ImagePhase, Phase
-from compute.models import Flavor, Image, VirtualMachine, Volume
+from compute.models import Flavor, Host, Image, VirtualMachine, Volume
 from portal.exceptions import NotFound, PermissionDenied
 from tenants.models import Tenant
 from tenants.selectors import can, restrict, role_of
@@ -25,6 +25,11 @@ def vms_for_tenant(user, tenant: Tenant, action: str = "vm.view") -> QuerySet[Vi
         .prefetch_related("volumes")  # the root disk's volume, shown with each VM
         .order_by("name")
     )
+
+
+def host_names() -> list[str]:
+    """Every libvirt host's name (the staff's host filter on lists)."""
+    return list(Host.objects.order_by("name").values_list("name", flat=True))
 
 
 def vm_get(

@@ -12,6 +12,7 @@ from compute import (  # live migration
     api,
     image_api,
     image_views,
+    manifest_views,
     migration_api,
     migration_views,
     views,
@@ -30,6 +31,7 @@ vm_pages = [
     path("vms/new/", views.vm_create, name="vm-create"),
     path("vms/<slug:name>/", views.vm_detail, name="vm-detail"),
     path("vms/<slug:name>/migrate/", migration_views.vm_migrate, name="vm-migrate"),
+    path("vms/<slug:name>/manifest/", manifest_views.vm_manifest, name="vm-manifest"),
     path(
         "migrations/<uuid:uid>/cancel/", migration_views.migration_cancel, name="migration-cancel"
     ),
@@ -90,6 +92,11 @@ workload_pages = [
     path("workloads/new/", workload_views.workload_create, name="workload-create"),
     path("workloads/<slug:name>/", workload_views.workload_detail, name="workload-detail"),
     path("workloads/<slug:name>/logs/", workload_views.workload_logs, name="workload-logs"),
+    path(
+        "workloads/<slug:name>/manifest/",
+        manifest_views.workload_manifest,
+        name="workload-manifest",
+    ),
     re_path(
         rf"^workloads/(?P<name>[-a-z0-9]+)/(?P<action>{'|'.join(WORKLOAD_ACTIONS)})/$",
         workload_views.workload_action,

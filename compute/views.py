@@ -19,8 +19,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
 from compute import selectors
-from compute.choices import StorageClass, VolumePhase
+from compute.bulk import BulkAction, bulk_view
+from compute.choices import Phase, StorageClass, VolumePhase
 from compute.forms import VMCreateForm
+from compute.listing import list_apply, list_query
 from compute.services import vms as vm_services
 from monitoring import selectors as monitoring_selectors
 from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
@@ -106,13 +108,18 @@ VM_PAGE_SIZE = 100
 
 
 @tenant_view("vm.view")
-@require_GET
+@require_http_methods(["GET", "POST"])
 def vm_list(request, tenant):
+    """The tenant's VMs; a POST is a bulk action on the ticked ones (``_vm_bulk``)."""
+    if request.method == "POST":
+        return _vm_bulk(request, tenant)
     baseline = _live_baseline(tenant)  # before the query: anything newer arrives live
-    page = Paginator(selectors.vms_for_tenant(request.user, tenant), VM_PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
+    hosts = selectors.host_names() if request.user.is_staff else None
+    query = list_query(request.GET, phases=Phase.values, hosts=hosts)
+    everything = selectors.vms_for_tenant(request.user, tenant)
+    page = Paginator(list_apply(everything, query), VM_PAGE_SIZE).get_page(request.GET.get("page"))
     vms = list(page.object_list)
+    counts = selectors.vm_phase_counts(request.user, tenant)
     skipped = tenant_selectors.confirmations_skipped(request.user)
     for vm in vms:
         vm.buttons = _buttons(vm, request.role, skipped)
@@ -123,11 +130,17 @@ def vm_list(request, tenant):
             "page": page,
             "tenant": tenant,
             "vms": vms,
-            "counts": selectors.vm_phase_counts(request.user, tenant),
+            "any_vms": bool(counts),
+            "query": query,
+            "phases": Phase.values,
+            "hosts": hosts,
+            "counts": counts,
+            "counts_total": sum(c.count for c in counts),
             "show_host": request.user.is_staff,
             "can_create": tenant_selectors.can(request.user, tenant, "vm.create"),
             "live_baseline": baseline,
         },
+        status=400 if query.errors else 200,
     )
 
 
@@ -246,6 +259,26 @@ def vm_action(request, tenant, name: str, action: str):
         if action == "delete":
             return redirect("vm-list", tenant=tenant.slug)
     return redirect(back)
+
+
+# Actions the VM list offers on several VMs at once (compute.bulk).
+BULK_ACTIONS = {
+    action: BulkAction(vm_services.ACTIONS[action].permission, *ACTION_LABELS[action])
+    for action in ("start", "stop", "delete")
+}
+
+
+def _vm_bulk(request, tenant):
+    """Start, stop or delete the ticked VMs: one confirmation, then ``vm_action`` each."""
+    return bulk_view(
+        request,
+        tenant,
+        actions=BULK_ACTIONS,
+        visible=selectors.vms_for_tenant(request.user, tenant),
+        run=lambda vm, action: vm_services.vm_action(actor=request.user, vm=vm, action=action),
+        noun="VM",
+        back=reverse("vm-list", kwargs={"tenant": tenant.slug}),
+    )
 
 
 def _back(request, tenant, vm) -> str:

@@ -18,7 +18,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 from compute import selectors
 from compute.backends.base import BackendError
 from compute.backends.containers import LogsUnavailable
-from compute.choices import StorageClass
+from compute.bulk import BulkAction, bulk_view
+from compute.choices import Phase, StorageClass
+from compute.listing import list_apply, list_query
 from compute.services import clusters as cluster_services
 from compute.services import workloads as workload_services
 from compute.views import _live_baseline
@@ -47,6 +49,14 @@ def _workload_or_404(request, tenant, name: str):
         raise Http404(error.message) from None
 
 
+# Actions the workload list offers on several workloads at once (compute.bulk); scaling
+# needs a number per workload, so it stays on each row.
+BULK_ACTIONS = {
+    action: BulkAction(workload_services.ACTIONS[action].permission, *ACTION_LABELS[action])
+    for action in ("restart", "delete")
+}
+
+
 def _buttons(workload, role: str | None) -> list[dict]:
     """Every action the role may take on this kind of workload, hidden unless allowed in
     the current phase (live updates show and hide them). A viewer gets none."""
@@ -66,10 +76,26 @@ def _buttons(workload, role: str | None) -> list[dict]:
 
 
 @tenant_view("workload.view")
-@require_GET
+@require_http_methods(["GET", "POST"])
 def workload_list(request, tenant):
+    """The tenant's workloads; a POST is a bulk action on the ticked ones."""
+    if request.method == "POST":
+        return bulk_view(
+            request,
+            tenant,
+            actions=BULK_ACTIONS,
+            visible=selectors.workloads_for_tenant(request.user, tenant),
+            run=lambda workload, action: workload_services.workload_action(
+                actor=request.user, workload=workload, action=action
+            ),
+            noun="workload",
+            back=reverse("workload-list", kwargs={"tenant": tenant.slug}),
+        )
     baseline = _live_baseline(tenant)
-    workloads = list(selectors.workloads_for_tenant(request.user, tenant))
+    # Workloads run on clusters, not hosts: no host filter or sort here.
+    query = list_query(request.GET, phases=Phase.values, hosts=None)
+    workloads = list(list_apply(selectors.workloads_for_tenant(request.user, tenant), query))
+    counts = selectors.workload_phase_counts(request.user, tenant)
     for workload in workloads:
         workload.buttons = _buttons(workload, request.role)
     return render(
@@ -78,11 +104,17 @@ def workload_list(request, tenant):
         {
             "tenant": tenant,
             "workloads": workloads,
-            "counts": selectors.workload_phase_counts(request.user, tenant),
+            "any_workloads": bool(counts),
+            "query": query,
+            "phases": Phase.values,
+            "hosts": None,
+            "counts": counts,
+            "counts_total": sum(c.count for c in counts),
             "show_cluster": request.user.is_staff,
             "can_create": tenant_selectors.can(request.user, tenant, "workload.create"),
             "live_baseline": baseline,
         },
+        status=400 if query.errors else 200,
     )
 
 

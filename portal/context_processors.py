@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from tenants.choices import Theme
 from tenants.permissions import ROLE_ACTIONS
 
 
 def navigation(request) -> dict:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
-        return {}
+        return {"theme": "auto"}
+    from tenants.models import UserPreference
     from tenants.selectors import tenants_for_user
 
     tenant = getattr(request, "tenant", None)
@@ -19,4 +21,8 @@ def navigation(request) -> dict:
         "current_role": role,
         # ``perms_in_tenant.vm_create`` etc. for templates: what the role allows here.
         "allowed": {a.replace(".", "_"): True for a in ROLE_ACTIONS.get(role, ())},
+        # The stored theme is rendered into <html> so the first paint is right (base.html).
+        "theme": UserPreference.objects.filter(user=user).values_list("theme", flat=True).first()
+        or "auto",
+        "theme_choices": Theme.choices,
     }

@@ -104,6 +104,7 @@ urlpatterns = [
         notification_views.notification_open,
         name="notification-open",
     ),
+    path("profile/theme/", views.preferences_theme, name="preferences-theme"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", prometheus.metrics_view, name="metrics"),
     path("t/<slug:tenant>/", include(tenant_pages)),

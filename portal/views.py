@@ -12,7 +12,9 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.exceptions import ApplicationError, ValidationError
@@ -133,6 +135,22 @@ def preferences_confirmations(request):
         )
     messages.success(request, "Confirmation settings saved.")
     return redirect("profile")
+
+
+@login_required
+@require_POST
+def preferences_theme(request):
+    """The top bar's theme switch: store the choice, go back to the page it was made on."""
+    try:
+        services.preference_set_theme(user=request.user, theme=request.POST.get("theme", ""))
+    except ValidationError as error:
+        messages.error(request, error.message)
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        back = reverse("profile")
+    return redirect(back)
 
 
 def healthz(request):

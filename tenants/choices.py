@@ -29,3 +29,11 @@ class Confirmation(models.TextChoices):
 
     VM_FORCE_STOP = "vm.force-stop", "Force-stopping a VM"
     VM_REBOOT = "vm.reboot", "Rebooting a VM"
+
+
+class Theme(models.TextChoices):
+    """The portal's colour theme for one user; ``auto`` follows the system setting."""
+
+    AUTO = "auto", "Follow the system"
+    LIGHT = "light", "Light"
+    DARK = "dark", "Dark"

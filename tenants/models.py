@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models import Q
 
 from portal.models import Resource
-from tenants.choices import AuditOutcome, ReservationKind, Role
+from tenants.choices import AuditOutcome, ReservationKind, Role, Theme
 
 DNS_LABEL = RegexValidator(
     r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z",  # \Z: "$" accepts a trailing newline
@@ -347,6 +347,12 @@ class UserPreference(models.Model):
         default=list,
         blank=True,
         help_text="Confirmations (tenants.choices.Confirmation) this user asked not to see.",
+    )
+    theme = models.CharField(
+        max_length=8,
+        choices=Theme.choices,
+        default=Theme.AUTO,
+        help_text="Colour theme; auto follows the browser's prefers-color-scheme.",
     )
     updated = models.DateTimeField(
         auto_now=True,

@@ -29,7 +29,7 @@ from portal.exceptions import (
     ValidationError,
 )
 from portal.middleware import source_ip
-from tenants.choices import AuditOutcome, Confirmation, ReservationKind, Role
+from tenants.choices import AuditOutcome, Confirmation, ReservationKind, Role, Theme
 from tenants.models import (
     DNS_LABEL,
     QUOTA_RESOURCES,
@@ -571,5 +571,31 @@ def preference_set_confirmation(*, user, confirmation: str, ask: bool) -> UserPr
             action="preference.set",
             target=f"user/{user.get_username()}",
             detail={"confirmation": confirmation, "ask": ask},
+        )
+    return preference
+
+
+@transaction.atomic
+def preference_set_theme(*, user, theme: str) -> UserPreference:
+    """Show the portal to ``user`` in ``theme`` (``Theme``: auto, light or dark).
+
+    An unknown theme is a ValidationError and changes nothing; the row is locked while it
+    changes, as for the confirmations."""
+    if theme not in Theme.values:
+        raise ValidationError(
+            f"Unknown theme {theme!r}.",
+            errors={"theme": [f"Choose one of {', '.join(Theme.values)}."]},
+        )
+    UserPreference.objects.get_or_create(user=user)
+    preference = UserPreference.objects.select_for_update().get(user=user)
+    if preference.theme != theme:
+        before = preference.theme
+        preference.theme = theme
+        preference.save(update_fields=["theme", "updated"])
+        audit_record(
+            actor=user,
+            action="preference.set",
+            target=f"user/{user.get_username()}",
+            detail={"theme": theme, "was": before},
         )
     return preference

@@ -114,3 +114,21 @@ def confirm_preferences(context):
             for value, label in Confirmation.choices
         ],
     }
+
+
+@register.filter
+def sort_link(query, column: str) -> str:
+    """The URL that sorts a list by ``column`` (compute.listing.ListQuery)."""
+    return query.sort_link(column)
+
+
+@register.filter
+def aria_sort(query, column: str) -> str:
+    """``ascending``, ``descending`` or ``none``: how the list is sorted by ``column``."""
+    return query.aria_sort(column)
+
+
+@register.simple_tag
+def page_link(query, number) -> str:
+    """A pagination link that keeps the list's search, filters and sort."""
+    return "?" + query.params(page=number)

@@ -69,6 +69,18 @@ class Console {
     this.ws = null;
     this.retries = 0;
     this.userClosed = false;
+    // The guest gets every key, Tab included, so keyboard users need a way out (WCAG
+    // 2.1.2): Ctrl+] (virsh console's escape) moves the focus to the toolbar. Captured on
+    // the way down, before noVNC sends it to the guest.
+    this.screen.addEventListener("keydown", (event) => {
+      if (event.ctrlKey && (event.code === "BracketRight" || event.key === "]")) {
+        event.preventDefault();
+        event.stopPropagation();
+        const bar = root.querySelector(".iso-console-bar");
+        const target = bar && Array.from(bar.querySelectorAll("button")).find((b) => !b.hidden && !b.disabled);
+        if (target) target.focus();
+      }
+    }, true);
     const first = document.getElementById("console-first-ticket");
     this.firstTicket = root.dataset.autoconnect === "true" && first ? JSON.parse(first.textContent) : null;
     this.bind();

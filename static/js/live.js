@@ -171,9 +171,32 @@
     return found;
   }
 
+  // Screen readers hear a phase change once per object, however many places show it
+  // (the polite live region in base.html; sighted users see the badges change).
+  const KIND_LABELS = { vm: "VM", workload: "Workload" };
+  function announce(text) {
+    const region = document.getElementById("iso-announcer");
+    if (!region) return;
+    // Clearing first makes a repeated message ("Running" again later) be read again.
+    region.textContent = "";
+    setTimeout(function () { region.textContent = text; }, 50);
+  }
+
+  function announcePhase(data, roots) {
+    const state = data.state || {};
+    if (!roots.length) return;
+    const label = (KIND_LABELS[data.kind] || data.kind) + " " + data.name;
+    if (data.deleted) { announce(label + " was deleted"); return; }
+    if (state.phase === undefined) return;
+    const badge = roots.map(function (root) { return within(root, '[data-live-field="phase"]')[0]; }).find(Boolean);
+    if (badge && (badge.dataset.phase || badge.textContent.trim()) !== state.phase) announce(label + " is now " + state.phase);
+  }
+
   function patchResource(data) {
     const state = data.state || {};
-    objectsOf(data).forEach(function (root) {
+    const roots = Array.from(objectsOf(data));
+    announcePhase(data, roots);
+    roots.forEach(function (root) {
       if (data.deleted) { root.dataset.liveDeleted = "1"; }
       if (state.phase !== undefined) within(root, '[data-live-field="phase"]').forEach(function (el) { phaseBadge(el, state.phase); });
       if (state.message !== undefined) within(root, '[data-live-field="message"]').forEach(function (el) { el.textContent = state.message || ""; });

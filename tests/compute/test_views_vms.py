@@ -100,13 +100,16 @@ def test_the_host_column_is_for_staff_only(world):
     make_vm(world, "run1")
     assert "node-a" not in client_for(world.alice).get(LIST).content.decode()
     html = client_for(world.admin).get(LIST).content.decode()
-    assert "<th>Host</th>" in html and "node-a" in html
+    assert 'data-testid="sort-host">Host' in html and "node-a" in html
 
 
 def test_an_empty_list_offers_create_to_operators_only(world):
     assert "Create VM" in client_for(world.bob).get(LIST).content.decode()
     html = client_for(world.carol).get(LIST).content.decode()
     assert 'data-testid="vm-empty"' in html and "Create VM" not in html
+    # ... and says what a viewer can do next instead.
+    assert "Your role here is viewer: ask an operator or admin of ACME Corporation" in html
+    assert 'href="/t/acme/members/">Members</a>' in html
 
 
 def test_other_tenants_vms_are_not_listed_and_their_pages_are_404(world):

@@ -4,6 +4,8 @@ and dashboard panels, isolation."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -205,3 +207,56 @@ def test_the_admin_never_shows_the_kubeconfig_back(world):
     assert crypto.decrypt(cluster.kubeconfig_encrypted, context=crypto.KUBECONFIG) == "clusters: []"
     with pytest.raises(crypto.SecretUnreadable):
         crypto.decrypt(cluster.kubeconfig_encrypted)  # the webhook key is another key
+
+
+def test_the_list_searches_filters_by_phase_and_label_and_sorts_from_the_url(world):
+    make(world, "shop", labels={"tier": "web"})
+    make(world, "cart", phase=Phase.PENDING, labels={"tier": "web"})
+    make(world, "queue", labels={"tier": "jobs"})
+    carol = client_for(world.carol)
+
+    def shown(query: str) -> list[str]:
+        html = carol.get(LIST + query).content.decode()
+        return re.findall(r'data-live-kind="workload" data-live-name="([^"]+)"', html)
+
+    assert shown("") == ["cart", "queue", "shop"]
+    assert shown("?q=SH") == ["shop"]
+    assert shown("?phase=Running") == ["queue", "shop"]
+    assert shown("?label=tier=web&sort=-name") == ["shop", "cart"]
+    html = carol.get(LIST + "?q=nothing").content.decode()
+    assert 'data-testid="workload-no-match"' in html
+    # Bad values: a 400 with the reason, the rest of the list still shown; no host here.
+    response = carol.get(LIST + "?phase=Asleep&sort=host")
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "Unknown phase &#x27;Asleep&#x27;" in html and "Cannot sort by &#x27;host&#x27;" in html
+    assert len(re.findall(r'data-live-kind="workload" ', html)) == 3
+
+
+def test_bulk_restart_and_delete_confirm_once_and_show_each_result(world):
+    make(world, "shop")
+    make(world, "cart")
+    bob = client_for(world.bob)
+    page = bob.post(LIST, {"action": "delete", "obj": ["shop", "cart", "ghost"]})
+    assert 'data-testid="bulk-confirm"' in page.content.decode()
+    assert not Workload.objects.filter(deleting=True).exists()  # nothing before confirming
+    html = bob.post(
+        LIST, {"action": "delete", "obj": ["shop", "cart", "ghost"], "confirm": "yes"}
+    ).content.decode()
+    assert "Delete: 2 of 3 requested" in html
+    assert "No workload named ghost in this tenant." in html
+    assert set(Workload.objects.filter(deleting=True).values_list("name", flat=True)) == {
+        "shop",
+        "cart",
+    }
+
+
+def test_a_viewer_gets_no_bulk_boxes_and_a_403(world):
+    make(world, "shop")
+    carol = client_for(world.carol)
+    assert 'data-testid="workload-bulk"' not in carol.get(LIST).content.decode()
+    response = carol.post(LIST, {"action": "restart", "obj": ["shop"], "confirm": "yes"})
+    assert response.status_code == 403
+    response = client_for(world.bob).post(LIST, {"action": "scale", "obj": ["shop"]})
+    assert response.status_code == 400
+    assert "Unknown bulk action &#x27;scale&#x27;" in response.content.decode()

@@ -1,4 +1,14 @@
 """Browser tests use the compute fixtures too (an isolated libvirt host, the tiny image)."""
 
+import pytest
+
 from tests.compute.conftest import flavors, make_host, tiny_image  # noqa: F401
 from tests.compute.images.conftest import file_server, image_dir  # noqa: F401, E402
+
+
+@pytest.fixture
+def axe():
+    """``axe(page, label)`` fails the test on a serious or critical axe-core violation."""
+    from tests.e2e.axe import assert_accessible
+
+    return assert_accessible

@@ -470,6 +470,11 @@ OUTSIDE_MATRIX = {
             "notification-preferences",
         )
     },
+    "preferences-theme": "the user's own settings; tests/tenants/test_preference_theme.py",
+    **{
+        name: "viewer reads, outsider 404: tests/compute/test_views_manifest.py"
+        for name in ("vm-manifest", "workload-manifest")
+    },
     "webhook-add": "own role matrix in tests/monitoring/test_webhook_views.py",
     "webhook-delete": "own role matrix in tests/monitoring/test_webhook_views.py",
     **{

@@ -1,0 +1,120 @@
+"""What a VM or workload list shows: search, filters and sort read from the URL query.
+
+``list_query`` turns ``request.GET`` into a ``ListQuery`` (so the state of a list lives
+in its URL and can be bookmarked or shared); a value it cannot use becomes an error
+message for the page and that one filter is left out, never a 500. ``list_apply`` narrows
+a queryset the selectors already restricted to what the user may see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from django.db.models import QuerySet
+
+from compute.labels import label_key_error
+
+MAX_SEARCH = 200
+# Sort keys people click on, and the ORM ordering behind each (name breaks ties).
+SORTS = {
+    "name": ("name",),
+    "phase": ("phase", "name"),
+    "created": ("created", "name"),
+    "host": ("host__name", "name"),
+}
+
+
+@dataclass
+class ListQuery:
+    """A list's search, filters and sort, as validated from the URL."""
+
+    q: str = ""
+    phase: str = ""
+    host: str = ""
+    label: str = ""
+    sort: str = "name"
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.q or self.phase or self.host or self.label)
+
+    def params(self, **changes) -> str:
+        """The URL query for this state with ``changes`` (empty values are left out)."""
+        state = {"q": self.q, "phase": self.phase, "host": self.host, "label": self.label}
+        state["sort"] = "" if self.sort == "name" else self.sort
+        state.update(changes)
+        return urlencode({k: v for k, v in state.items() if v not in ("", None)})
+
+    def sort_link(self, column: str) -> str:
+        """Clicking a column sorts by it; clicking the sorted column reverses it."""
+        return "?" + self.params(sort=f"-{column}" if self.sort == column else column, page="")
+
+    def aria_sort(self, column: str) -> str:
+        if self.sort == column:
+            return "ascending"
+        if self.sort == f"-{column}":
+            return "descending"
+        return "none"
+
+
+def list_query(get, *, phases: list[str], hosts: list[str] | None) -> ListQuery:
+    """Read ``q``, ``phase``, ``host`` (``hosts`` is None when the user may not filter by
+    host), ``label`` (``key`` or ``key=value``) and ``sort`` from ``get``."""
+    query = ListQuery()
+    query.q = get.get("q", "").strip()
+    if len(query.q) > MAX_SEARCH:
+        query.errors.append(f"The search is at most {MAX_SEARCH} characters.")
+        query.q = ""
+    phase = get.get("phase", "")
+    if phase and phase not in phases:
+        query.errors.append(f"Unknown phase {phase!r}: choose one of {', '.join(phases)}.")
+    else:
+        query.phase = phase
+    host = get.get("host", "")
+    if host and hosts is None:
+        query.errors.append("Only platform staff can filter by host.")
+    elif host and host not in hosts:
+        query.errors.append(f"Unknown host {host!r}.")
+    else:
+        query.host = host
+    label = get.get("label", "").strip()
+    if label:
+        key = label.partition("=")[0].strip()
+        problem = label_key_error(key) if key else "A label filter is key or key=value."
+        if problem:
+            query.errors.append(f"Label filter: {problem}")
+        else:
+            query.label = label
+    sort = get.get("sort", "") or "name"
+    column = sort.removeprefix("-")
+    if column not in SORTS or (column == "host" and hosts is None):
+        names = [s for s in SORTS if hosts is not None or s != "host"]
+        query.errors.append(f"Cannot sort by {sort!r}: choose one of {', '.join(names)}.")
+    else:
+        query.sort = sort
+    return query
+
+
+def list_apply(queryset: QuerySet, query: ListQuery) -> QuerySet:
+    """``queryset`` narrowed and ordered by ``query`` (already validated)."""
+    if query.q:
+        queryset = queryset.filter(name__icontains=query.q)
+    if query.phase:
+        queryset = queryset.filter(phase=query.phase)
+    if query.host:
+        queryset = queryset.filter(host__name=query.host)
+    if query.label:
+        key, equals, value = query.label.partition("=")
+        key = key.strip()
+        queryset = (
+            queryset.filter(labels__contains={key: value.strip()})
+            if equals
+            else queryset.filter(labels__has_key=key)
+        )
+    column = query.sort.removeprefix("-")
+    ordering = SORTS[column]
+    if query.sort.startswith("-"):
+        ordering = (f"-{ordering[0]}", *ordering[1:])
+    return queryset.order_by(*ordering)
