@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0004_slug_ends_at_end_of_string'),
+        ('tenants', '0005_reservation_kind_volume'),
     ]
 
     operations = [
