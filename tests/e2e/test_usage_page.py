@@ -13,7 +13,9 @@ from django.db import transaction
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from compute.backends import backend_for_host
 from compute.services import vms as vm_services
+from compute.services import volumes as volume_services
 from tenants import services as tenant_services
 from tests.conftest import ARTIFACTS, login
 from usage.models import PriceList
@@ -49,7 +51,12 @@ def month_of_usage(demo, make_host, tiny_image):
     at(start + timedelta(hours=8), lambda: vm("web1", 2, 2048, 20, "web"))
     at(start + timedelta(hours=9), lambda: vm("web2", 2, 2048, 20, "web"))
     db1 = at(start + timedelta(days=3), lambda: vm("db1", 4, 8192, 100, "data"))
-    at(start + timedelta(days=6), lambda: vm_services.vm_finalize_delete(db1))
+
+    def delete(vm):  # as the delete task does: the root volume goes, then the VM
+        volume_services.vm_volumes_release(vm, backend_for_host(vm.host))
+        vm_services.vm_finalize_delete(vm)
+
+    at(start + timedelta(days=6), lambda: delete(db1))
 
     def pods():
         with transaction.atomic():
@@ -87,7 +94,8 @@ def test_the_usage_page_charts_and_breaks_down_ten_days(demo, month_of_usage, li
     expect(totals).to_contain_text("vCPU-hours")
     expect(page.locator('[data-usage-total="cost"]')).to_contain_text("EUR")
     top = page.get_by_test_id("usage-top")
-    expect(top.locator("tbody tr")).to_have_count(4)
+    # 3 VMs, their 3 root volumes (a root disk is metered on its volume), the pods.
+    expect(top.locator("tbody tr")).to_have_count(7)
     expect(top.locator("tbody tr").first).to_contain_text("web1")  # the longest-running
     expect(top).to_contain_text("db1")
     labels = page.get_by_test_id("usage-by-label")
