@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db import transaction
 from django.db.models import Count, Q, Sum
 
 from compute.choices import SLOT_MIGRATION_PHASES
@@ -64,13 +65,18 @@ def schedule(
 ) -> Placement:
     """Choose a host or raise ``NoHostAvailable`` saying why each host was filtered.
 
-    With ``lock`` the candidate host rows are locked until the caller's transaction
-    ends, so concurrent placements see each other's VMs and never overcommit.
+    Hosts are filtered and scored from an unlocked read. With ``lock`` only the chosen
+    host's row is then locked (until the caller's transaction ends) and its usage read
+    again under the lock: a placement that committed meanwhile is counted, so concurrent
+    placements never overcommit a host. When the host no longer fits, its lock is given
+    back (a savepoint) and the next best candidate is tried, so one placement holds at
+    most one host lock at a time and placements on different hosts never wait for each
+    other.
     """
-    hosts = Host.objects.exclude(pk__in=exclude).order_by("pk")
-    if lock:
-        hosts = hosts.select_for_update()
-    hosts = list(hosts)
+    if lock and not transaction.get_connection().in_atomic_block:
+        # The lock would end with the statement: nothing would stop an overcommit.
+        raise transaction.TransactionManagementError("schedule(lock=True) needs a transaction.")
+    hosts = list(Host.objects.exclude(pk__in=exclude).order_by("pk"))
     if not hosts:
         raise NoHostAvailable("No hosts are registered. Ask a platform admin to add one.")
     usage = host_usage(hosts)
@@ -83,9 +89,30 @@ def schedule(
             reasons[reason] = reasons.get(reason, 0) + 1
             continue
         candidates.append(Placement(host, _score(host, vcpus, memory_mib, usage)))
-    if not candidates:
-        raise NoHostAvailable(_refusal(reasons, len(hosts)))
-    return max(candidates, key=lambda p: (p.score, [-ord(c) for c in p.host.name]))
+    candidates.sort(key=lambda p: (p.score, [-ord(c) for c in p.host.name]), reverse=True)
+    if not lock:
+        if not candidates:
+            raise NoHostAvailable(_refusal(reasons, len(hosts)))
+        return candidates[0]
+    for candidate in candidates:
+        try:
+            with transaction.atomic():  # a savepoint: a host that no longer fits is unlocked
+                host = Host.objects.select_for_update().get(pk=candidate.host.pk)
+                used = host_usage([host]).get(host.pk, (0, 0))
+                reason = _filter(host, selector, vcpus, memory_mib, used)
+                if reason:
+                    raise _Taken(reason)
+                return Placement(host, _score(host, vcpus, memory_mib, {host.pk: used}))
+        except _Taken as taken:
+            reasons[taken.reason] = reasons.get(taken.reason, 0) + 1
+    raise NoHostAvailable(_refusal(reasons, len(hosts)))
+
+
+class _Taken(Exception):
+    """The chosen host filled up between the unlocked read and its lock."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
 
 
 # Which request field a capacity refusal is about (for field errors).
