@@ -208,11 +208,15 @@ def resource_publish(*, tenant: Tenant, kind: str, name: str, data: dict) -> Non
     message = {"tenant": slug, "kind": kind, "name": name, "state": state}
 
     def send() -> None:
-        live.state_store(slug, kind, name, state)
-        live.broadcast(
-            [tenant_group(slug), object_group(slug, kind, name)],
-            LiveMessageType.RESOURCE,
-            message,
+        live.broadcast_many(
+            [
+                (
+                    [tenant_group(slug), object_group(slug, kind, name)],
+                    LiveMessageType.RESOURCE,
+                    message,
+                )
+            ],
+            states=[(slug, kind, name, state)],
         )
 
     transaction.on_commit(send, robust=True)
@@ -227,11 +231,15 @@ def resource_forget(*, tenant: Tenant, kind: str, name: str) -> None:
     message = {"tenant": slug, "kind": kind, "name": name, "state": None, "deleted": True}
 
     def send() -> None:
-        live.state_forget(slug, kind, name)
-        live.broadcast(
-            [tenant_group(slug), object_group(slug, kind, name)],
-            LiveMessageType.RESOURCE,
-            message,
+        live.broadcast_many(
+            [
+                (
+                    [tenant_group(slug), object_group(slug, kind, name)],
+                    LiveMessageType.RESOURCE,
+                    message,
+                )
+            ],
+            states=[(slug, kind, name, None)],
         )
 
     transaction.on_commit(send, robust=True)
