@@ -119,7 +119,9 @@ def event_publish(
         message = message[: MESSAGE_MAX - 1] + "…"
     now = timezone.now()
     window = timedelta(seconds=_setting("ISOTOPE_EVENT_FOLD_SECONDS", 600))
-    with transaction.atomic():
+    # Inside the caller's transaction no savepoint: a failure here rolls the caller back
+    # anyway, and two round trips per event are saved on every write path.
+    with transaction.atomic(savepoint=False):
         event = (
             Event.objects.select_for_update()
             .filter(

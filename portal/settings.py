@@ -114,6 +114,18 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
     )
 }
+# PostgreSQL connection pool per process (psycopg_pool, Django's "pool" option): with
+# ASGI every request runs in a thread of its own, so persistent connections cannot be
+# reused; a pool hands the same few connections from request to request instead of
+# opening one per request. ISOTOPE_DB_POOL_SIZE = the most a process keeps (0: off).
+ISOTOPE_DB_POOL_SIZE = int(os.environ.get("ISOTOPE_DB_POOL_SIZE", "0"))
+if ISOTOPE_DB_POOL_SIZE > 0 and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": ISOTOPE_DB_POOL_SIZE,
+        "timeout": float(os.environ.get("ISOTOPE_DB_POOL_TIMEOUT", "10")),
+    }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Concurrent Celery workers and the web process share the file: wait, don't fail.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
