@@ -227,3 +227,42 @@ def test_a_locking_placement_outside_a_transaction_is_a_programming_error(make_h
     make_host("node-a")
     with pytest.raises(transaction.TransactionManagementError):
         schedule(vcpus=1, memory_mib=128)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_vm_migrating_to_a_host_takes_its_room_there_until_the_migration_ends(
+    demo, make_host, tiny_image, no_worker
+):
+    from django.utils import timezone
+
+    from compute.choices import MigrationPhase
+    from compute.models import Migration
+
+    source = make_host("node-a", cpus=1, memory_mib=64 * 1024, cpu_ratio=Decimal("1"))
+    vm = vm_services.vm_create(
+        actor=None, tenant=demo.acme, name="web1", image="tiny", vcpus=1, memory_mib=256
+    )
+    target = make_host("node-b", cpus=1, memory_mib=64 * 1024, cpu_ratio=Decimal("1"))
+    migration = Migration.objects.create(
+        tenant=demo.acme,
+        vm=vm,
+        vm_name=vm.name,
+        source=source,
+        target=target,
+        phase=MigrationPhase.RUNNING,
+        started=timezone.now(),
+    )
+
+    def create(name: str):
+        with transaction.atomic():
+            return vm_services.vm_create(
+                actor=None, tenant=demo.acme, name=name, image="tiny", vcpus=1, memory_mib=256
+            )
+
+    # web1 fills node-a and, on its way, node-b: nothing else fits anywhere.
+    with pytest.raises(NoHostAvailable, match=FULL):
+        create("web2")
+    assert not VirtualMachine.objects.filter(name="web2").exists()
+
+    Migration.objects.filter(pk=migration.pk).update(phase=MigrationPhase.FAILED)
+    assert create("web2").host == target
