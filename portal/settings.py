@@ -365,6 +365,9 @@ ISOTOPE_VM_LOCK_SECONDS = int(os.environ.get("ISOTOPE_VM_LOCK_SECONDS", "120"))
 ISOTOPE_K8S_LIMIT_RATIO = float(os.environ.get("ISOTOPE_K8S_LIMIT_RATIO", "2"))
 # The watch marks a cluster's workloads Unknown after this long without the API server.
 ISOTOPE_K8S_UNKNOWN_AFTER = float(os.environ.get("ISOTOPE_K8S_UNKNOWN_AFTER", "5"))
+# manage.py watch_kubernetes: only the holder of this Redis lease watches (any number
+# may run; a standby takes over within one lease when the leader stops or dies).
+ISOTOPE_WATCHER_LEASE_SECONDS = float(os.environ.get("ISOTOPE_WATCHER_LEASE_SECONDS", "15"))
 # A workload Pending for longer than this is applied again by the reconciler.
 ISOTOPE_K8S_STUCK_SECONDS = int(os.environ.get("ISOTOPE_K8S_STUCK_SECONDS", "120"))
 CELERY_BEAT_SCHEDULE["reconcile-clusters"] = {
