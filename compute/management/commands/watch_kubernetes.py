@@ -7,8 +7,9 @@ added later are picked up within ``--rescan`` seconds.
 Leader election: any number of these may run (on different machines, for availability);
 only the holder of a lease in Redis (``ISOTOPE_WATCHER_LEASE_SECONDS``, renewed every
 third of it) watches, the others wait and take over within one lease when it stops or
-dies. A leader that cannot renew (Redis unreachable, lease expired) stops watching
-first, so two never watch at once for longer than a renewal interval.
+dies. A leader that cannot renew (Redis unreachable, lease expired and taken) stops
+watching at that renewal; its renewals come every third of a lease, so it stops before
+a standby can take the lease unless the process itself stalls for that long.
 """
 
 from __future__ import annotations
