@@ -157,7 +157,7 @@ class Browser:
     def __init__(self, url: str, cookie: str):
         self.url, self.cookie = url, cookie
         self.seen: set[int] = set()  # seqs of tenant.acme events seen live or by resync
-        self.last = 0
+        self.last: int | None = None  # the stream's seq we are up to
         self.reconnects = 0
         self.socket = None
         self.sockets = ExitStack()
@@ -175,7 +175,9 @@ class Browser:
         self.socket.send(json.dumps({"type": "subscribe", "tenant": "acme"}))
         frame = self.next()
         assert frame["type"] == "subscribed", frame
-        if frame["seq"] > self.last:  # sent while we were away: ask for the state
+        if self.last is None:
+            self.last = frame["seq"]
+        elif frame["seq"] > self.last:  # sent while we were away: ask for the state
             self.socket.send(json.dumps({"type": "resync", "stream": "tenant.acme"}))
             resync = self.next()
             assert resync["type"] == "resync", resync

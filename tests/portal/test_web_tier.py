@@ -119,10 +119,12 @@ def test_the_web_tier_runs_n_processes_that_all_serve_and_outlive_a_killed_one(d
         open_timeout=10,
     ) as ws:
         ws.send(json.dumps({"type": "subscribe", "tenant": "acme"}))
-        assert json.loads(ws.recv(timeout=10))["type"] == "subscribed"
+        subscribed = json.loads(ws.recv(timeout=10))
+        assert subscribed["type"] == "subscribed"
         event_publish(tenant=demo.acme, kind="vm", name="web1", reason="Started", message="up")
         message = json.loads(ws.recv(timeout=10))
-        assert (message["type"], message["stream"], message["seq"]) == ("event", "tenant.acme", 1)
+        assert (message["type"], message["stream"]) == ("event", "tenant.acme")
+        assert message["seq"] == subscribed["seq"] + 1
         assert message["data"]["reason"] == "Started"
 
     # One process dies mid-load: the other keeps answering (a request that was on the
