@@ -53,7 +53,7 @@ def site_config(tmp: Path, web_ports: list[int], http: int, https: int) -> str:
     text = (ROOT / "deploy" / "nginx" / "isotope.conf").read_text()
     servers = "".join(f"    server 127.0.0.1:{port} max_fails=0;\n" for port in web_ports)
     replacements = {
-        "    server 127.0.0.1:8000 max_fails=0;         # ISOTOPE_WEB_BIND of this machine\n": servers,
+        "    server 127.0.0.1:8000 max_fails=0;  # ISOTOPE_WEB_BIND\n": servers,
         "listen 80;": f"listen 127.0.0.1:{http};",
         "listen [::]:80;": "",
         "listen 443 ssl http2;": f"listen 127.0.0.1:{https} ssl http2;",
