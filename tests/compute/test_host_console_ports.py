@@ -5,7 +5,7 @@ migration, and counted by the scheduler."""
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
 from compute.models import Host, VirtualMachine
@@ -133,8 +133,9 @@ def test_a_host_whose_console_ports_are_all_given_out_takes_no_new_vm(demo, tiny
         VirtualMachine.objects.create(
             tenant=demo.acme, name=name, vcpus=1, memory_mib=256, image=tiny_image, host=full
         )
-    with pytest.raises(NoHostAvailable) as refused:
+    with pytest.raises(NoHostAvailable) as refused, transaction.atomic():
         schedule(vcpus=1, memory_mib=256)
     assert refused.value.message == "0/1 hosts can take this VM: 1 with no free console port."
     Host.objects.filter(pk=full.pk).update(vnc_port_max=6002)
-    assert schedule(vcpus=1, memory_mib=256).host == full
+    with transaction.atomic():
+        assert schedule(vcpus=1, memory_mib=256).host == full
