@@ -97,11 +97,17 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
             action="auth.sso.error",
             target=f"sso/{name}",
             outcome=AuditOutcome.FAILED,
-            detail={"provider": name, "error": str(error or ""), "reason": reason, "detail": detail},
+            detail={
+                "provider": name,
+                "error": str(error or ""),
+                "reason": reason,
+                "detail": detail,
+            },
         )
         logger.info("single sign-on via %s failed: %s (%s)", name, reason, detail)
         context = {"reason": reason, "detail": detail, "provider": provider}
-        response = render(request, "socialaccount/authentication_error.html", context, status=status)
+        template = "socialaccount/authentication_error.html"
+        response = render(request, template, context, status=status)
         raise ImmediateHttpResponse(response)
 
 
@@ -111,7 +117,8 @@ def _explain(request: HttpRequest, error, exception) -> tuple[str, str, int]:
     if refused:
         description = request.GET.get("error_description", "")[:300]
         if error == AuthError.CANCELLED:
-            return f"The sign-in was cancelled at the identity provider. {description}", refused, 401
+            reason = f"The sign-in was cancelled at the identity provider. {description}"
+            return reason, refused, 401
         return f"The identity provider refused the sign-in: {description or refused}", refused, 401
     if exception is not None:
         text = str(exception)[:500]

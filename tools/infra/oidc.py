@@ -231,7 +231,10 @@ def write_config() -> Path:
         "serve": {
             "public": {"host": HOST, "port": PUBLIC_PORT},
             "admin": {"host": HOST, "port": ADMIN_PORT, "tls": {"enabled": False}},
-            "tls": {"cert": {"path": str(PKI / "hydra.crt")}, "key": {"path": str(PKI / "hydra.key")}},
+            "tls": {
+                "cert": {"path": str(PKI / "hydra.crt")},
+                "key": {"path": str(PKI / "hydra.key")},
+            },
         },
         "urls": {
             "self": {"issuer": ISSUER, "public": ISSUER},

@@ -99,7 +99,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "isotope-oidc-login/1"
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base's name
-        sys.stderr.write("%s %s\n" % (self.log_date_time_string(), format % args))
+        sys.stderr.write(f"{self.log_date_time_string()} {format % args}\n")
 
     # -- plumbing
     def _query(self) -> dict:

@@ -27,7 +27,8 @@ class IsotopeOIDCAdapter(OpenIDConnectOAuth2Adapter):
             return super().openid_config
         except (RequestException, ValueError) as error:
             server = self.get_provider().server_url
-            raise OAuth2Error(f"The identity provider at {server} did not answer: {error}") from error
+            message = f"The identity provider at {server} did not answer: {error}"
+            raise OAuth2Error(message) from error
 
     def complete_login(self, request: HttpRequest, app, token, **kwargs):
         id_token = kwargs["response"].get("id_token")

@@ -19,7 +19,8 @@ def sign_in_security(context) -> dict:
     kinds = {a.type: a for a in Authenticator.objects.filter(user=user)}
     recovery = kinds.get(Authenticator.Type.RECOVERY_CODES)
     unused = len(recovery.wrap().get_unused_codes()) if recovery else 0
-    required_by = [m.tenant for m in user.memberships.select_related("tenant") if m.tenant.require_2fa]
+    memberships = user.memberships.select_related("tenant")
+    required_by = [m.tenant for m in memberships if m.tenant.require_2fa]
     return {
         "totp": Authenticator.Type.TOTP in kinds,
         "webauthn": Authenticator.Type.WEBAUTHN in kinds,
