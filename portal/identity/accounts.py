@@ -6,6 +6,8 @@ from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.forms import LoginForm as AllauthLoginForm
 from django.http import HttpRequest
 
+from portal.middleware import client_ip
+
 
 class LoginForm(AllauthLoginForm):
     """allauth's login form under the field names the portal always had (``username``,
@@ -20,6 +22,11 @@ class AccountAdapter(DefaultAccountAdapter):
         """No self-service sign-up: platform admins create local accounts, and single
         sign-on creates its users itself (``sso.SocialAccountAdapter``)."""
         return False
+
+    def get_client_ip(self, request: HttpRequest) -> str:
+        """The client's address as the rest of the portal reads it (only
+        ``ISOTOPE_TRUSTED_PROXIES`` may name it in ``X-Forwarded-For``)."""
+        return client_ip(request) or "0.0.0.0"
 
     def pre_authenticate(self, request: HttpRequest, **credentials) -> None:
         """Failed passwords are django-axes' to count and lock out (per username and per
