@@ -438,6 +438,24 @@ def client_create(
     return answer
 
 
+def apiserver_flags(client_id: str = KUBERNETES_CLIENT_ID) -> list[str]:
+    """kube-apiserver flags that accept this provider's ID tokens for ``client_id``:
+    user ``oidc:<preferred_username>``, groups ``oidc:<group>``. Empty until the
+    provider's CA exists (``up`` made it), so the API server never points at nothing."""
+    ca = PKI / "ca.crt"
+    if not ca.exists():
+        return []
+    return [
+        f"--oidc-issuer-url={ISSUER}",
+        f"--oidc-client-id={client_id}",
+        f"--oidc-ca-file={ca}",
+        "--oidc-username-claim=preferred_username",
+        "--oidc-username-prefix=oidc:",
+        "--oidc-groups-claim=groups",
+        "--oidc-groups-prefix=oidc:",
+    ]
+
+
 # --------------------------------------------------------------------------- contract
 
 
