@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from allauth.account.signals import user_logged_in
@@ -63,7 +64,8 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         session = super().get_requests_session()
         ca_file = settings.ISOTOPE_OIDC.get("ca_file")
         if ca_file:
-            session.verify = ca_file
+            # Per request: requests lets REQUESTS_CA_BUNDLE override a session's verify.
+            session.request = functools.partial(session.request, verify=ca_file)
         return session
 
     def populate_user(self, request: HttpRequest, sociallogin, data):

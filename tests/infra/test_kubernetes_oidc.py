@@ -110,7 +110,8 @@ def id_token_for(client: dict, username: str, password: str) -> str:
     """The authorisation code flow as kubectl's OIDC helpers run it, through the
     provider's real pages; returns the ID token."""
     browser = requests.Session()
-    browser.verify = provider.PKI / "ca.crt"
+    browser.verify = str(provider.PKI / "ca.crt")
+    browser.trust_env = False  # or REQUESTS_CA_BUNDLE would replace that CA
     query = urlencode(
         {
             "client_id": client["client_id"],

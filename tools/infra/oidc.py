@@ -65,7 +65,7 @@ DEV_REDIRECTS = (
 # ID tokens it accepts.
 KUBERNETES_CLIENT_ID = "kubernetes"
 
-BUILD_REVISION = "1"
+BUILD_REVISION = "2"
 MODULE = "github.com/ory/hydra/v2"
 START_TIMEOUT = 60.0
 
@@ -80,8 +80,8 @@ def log(message: str) -> None:
 def version() -> str:
     for line in (SRC / "go.mod").read_text().splitlines():
         parts = line.split()
-        if len(parts) >= 2 and parts[0] in (MODULE, "require") and MODULE in parts:
-            return parts[-1]
+        if MODULE in parts[:2] and parts.index(MODULE) + 1 < len(parts) and "=>" not in parts:
+            return parts[parts.index(MODULE) + 1]
     return "unknown"
 
 
@@ -227,11 +227,12 @@ def write_config() -> Path:
     """Hydra's configuration (JSON is YAML): loopback ports, TLS on the public port."""
     config = {
         "dsn": "memory",
-        "log": {"level": "warning", "leak_sensitive_values": False},
+        "log": {"level": "warn", "leak_sensitive_values": False},
         "serve": {
             "public": {"host": HOST, "port": PUBLIC_PORT},
             "admin": {"host": HOST, "port": ADMIN_PORT, "tls": {"enabled": False}},
             "tls": {
+                "enabled": True,
                 "cert": {"path": str(PKI / "hydra.crt")},
                 "key": {"path": str(PKI / "hydra.key")},
             },

@@ -45,6 +45,10 @@ class IsotopeOIDCAdapter(OpenIDConnectOAuth2Adapter):
         self.did_fetch_access_token = False
         try:
             claims = super()._decode_id_token(app, id_token)
+        except OAuth2Error as error:
+            # allauth says "Invalid id_token"; say why (expired, audience, signature).
+            cause = error.__cause__
+            raise OAuth2Error(f"Invalid id_token: {cause}" if cause else str(error)) from error
         except (KeyError, ValueError, TypeError) as error:
             # A header without "kid" or "alg" (an unsigned token), a malformed token.
             raise OAuth2Error(f"Invalid id_token: {error!r}") from error

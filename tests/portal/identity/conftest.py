@@ -78,6 +78,7 @@ class SSO:
     def session(self) -> requests.Session:
         browser = requests.Session()
         browser.verify = self.ca_file  # Hydra's public port: our own CA
+        browser.trust_env = False  # or REQUESTS_CA_BUNDLE would replace that CA
         return browser
 
     def start(self, browser: requests.Session, next_url: str = "") -> requests.Response:

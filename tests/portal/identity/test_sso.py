@@ -226,9 +226,10 @@ def test_an_unsigned_id_token_is_refused(demo, sso, token_proxy):
     name, password = sso.user()
     _, answer = sso.sign_in(name, password)
     assert_refused(answer, "could not be verified", name)
-    assert json.loads(base64.urlsafe_b64decode(token_proxy.seen[0].split(".")[0] + "=="))[
-        "alg"
-    ] == "RS256", "Hydra signed it; the proxy stripped the signature"
+    assert (
+        json.loads(base64.urlsafe_b64decode(token_proxy.seen[0].split(".")[0] + "=="))["alg"]
+        == "RS256"
+    ), "Hydra signed it; the proxy stripped the signature"
 
 
 def test_an_id_token_with_a_changed_claim_is_refused(demo, sso, token_proxy):
@@ -278,6 +279,8 @@ def test_a_provider_that_is_down_gives_a_clear_page_and_creates_nothing(demo, ss
     browser = sso.session()
     answer = sso.start(browser)
     assert_refused(answer, "The identity provider cannot be reached", status=502)
-    assert AuditLog.objects.get(action="auth.sso.error").detail["reason"].startswith(
-        "The identity provider cannot be reached"
+    assert (
+        AuditLog.objects.get(action="auth.sso.error")
+        .detail["reason"]
+        .startswith("The identity provider cannot be reached")
     )

@@ -73,9 +73,7 @@ def tolerant(settings):
     settings.MFA_TOTP_TOLERANCE = 1
 
 
-def test_after_enrolling_totp_sign_in_asks_for_a_code_and_only_the_right_one_works(
-    demo, tolerant
-):
+def test_after_enrolling_totp_sign_in_asks_for_a_code_and_only_the_right_one_works(demo, tolerant):
     own = password_session("bob")
     secret = enrol(own)
     assert Authenticator.objects.filter(user=demo.bob, type="totp").exists()
@@ -152,7 +150,9 @@ def test_a_tenant_requiring_2fa_sends_members_to_enrol_but_tokens_still_work(dem
     later = Client()
     later.force_login(demo.bob)
     again = later.get("/t/acme/")
-    assert again.status_code == 302 and again["Location"].startswith("/accounts/2fa/reauthenticate/")
+    assert again.status_code == 302 and again["Location"].startswith(
+        "/accounts/2fa/reauthenticate/"
+    )
 
 
 def test_staff_must_have_a_second_factor_when_the_platform_requires_it(demo, settings):
