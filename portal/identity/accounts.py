@@ -26,7 +26,7 @@ class AccountAdapter(DefaultAccountAdapter):
     def get_client_ip(self, request: HttpRequest) -> str:
         """The client's address as the rest of the portal reads it (only
         ``ISOTOPE_TRUSTED_PROXIES`` may name it in ``X-Forwarded-For``)."""
-        return client_ip(request) or "0.0.0.0"
+        return client_ip(request) or super().get_client_ip(request)
 
     def pre_authenticate(self, request: HttpRequest, **credentials) -> None:
         """Failed passwords are django-axes' to count and lock out (per username and per

@@ -13,11 +13,6 @@ from tenants import services
 from tenants.choices import Role
 from tenants.models import GroupMapping
 from tests.conftest import ARTIFACTS, PASSWORD, login
-from tests.portal.identity.conftest import (  # noqa: F401 - fixtures
-    clean_allauth_counters,
-    oidc_provider,
-    sso,
-)
 from tests.portal.identity.test_two_factor import totp
 
 pytestmark = pytest.mark.e2e

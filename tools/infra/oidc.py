@@ -231,6 +231,9 @@ def write_config() -> Path:
         "serve": {
             "public": {"host": HOST, "port": PUBLIC_PORT},
             "admin": {"host": HOST, "port": ADMIN_PORT, "tls": {"enabled": False}},
+            # Browsers drop SameSite=None cookies that are not Secure (--dev leaves
+            # them insecure): the public port is HTTPS, so mark them Secure and Lax.
+            "cookies": {"same_site_mode": "Lax", "secure": True},
             "tls": {
                 "enabled": True,
                 "cert": {"path": str(PKI / "hydra.crt")},

@@ -150,9 +150,8 @@ def test_a_tenant_requiring_2fa_sends_members_to_enrol_but_tokens_still_work(dem
     later = Client()
     later.force_login(demo.bob)
     again = later.get("/t/acme/")
-    assert again.status_code == 302 and again["Location"].startswith(
-        "/accounts/2fa/reauthenticate/"
-    )
+    assert again.status_code == 302
+    assert again["Location"].startswith("/accounts/2fa/reauthenticate/")
 
 
 def test_staff_must_have_a_second_factor_when_the_platform_requires_it(demo, settings):
