@@ -12,6 +12,7 @@ from monitoring import api as monitoring_api
 from monitoring import prometheus
 from monitoring import views as monitoring_views
 from portal import views
+from portal.identity import urls as identity_urls
 from portal.identity import views as identity_views
 from tenants import api as tenants_api
 from tenants import views as tenants_views
@@ -68,8 +69,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("login/", identity_views.LoginView.as_view(), name="login"),
     path("logout/", identity_views.LogoutView.as_view(), name="logout"),
-    # django-allauth: second factors (/accounts/2fa/), single sign-on (/accounts/oidc/).
-    path("accounts/", include("allauth.urls")),
+    path("accounts/", include(identity_urls.accounts)),
     path("profile/", views.profile, name="profile"),
     path("profile/tokens/<str:key_id>/revoke/", views.token_revoke, name="token-revoke"),
     path(

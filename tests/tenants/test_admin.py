@@ -257,7 +257,7 @@ def test_adding_a_member_through_the_inline_is_audited(demo, staff):
     assert Membership.objects.get(tenant=demo.acme, user=demo.outsider).role == Role.OPERATOR
     row = AuditLog.objects.get(action="member.add", target="erin")
     assert (row.actor, row.tenant) == (demo.admin, demo.acme)
-    assert row.detail == {"role": "operator"} and row.source_ip == "127.0.0.1"
+    assert row.detail == {"role": "operator", "source": "local"} and row.source_ip == "127.0.0.1"
     assert Quota.objects.get(tenant=demo.acme).vms == 20  # the unchanged quota stays
     history = LogEntry.objects.filter(object_id=str(demo.acme.pk)).latest("action_time")
     assert "Added membership" in history.get_change_message()
