@@ -30,7 +30,7 @@ from tests.conftest import require
 from tools.infra import k8s
 from tools.infra import oidc as provider
 
-pytestmark = pytest.mark.kubernetes
+pytestmark = [pytest.mark.kubernetes, pytest.mark.oidc]
 
 REDIRECT = "http://127.0.0.1:9/callback"  # never contacted: the flow stops at it
 
