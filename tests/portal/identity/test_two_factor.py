@@ -146,6 +146,12 @@ def test_a_tenant_requiring_2fa_sends_members_to_enrol_but_tokens_still_work(dem
 
     enrol(browser)  # typing a code while enrolling proves the factor for this session
     assert browser.get("/t/acme/").status_code == 200
+    # The profile lists the token with its last use (the request above), not "—".
+    row = re.search(
+        r"<tr[^>]*>\s*<td>ci</td>.*?</tr>", browser.get("/profile/").content.decode(), re.S
+    )
+    assert row and "iso_" in row.group(0)
+    assert re.search(r">(now|[^<]* ago)</td>", row.group(0)), row.group(0)
     # A later password-only session of an enrolled member is sent to type a code.
     later = Client()
     later.force_login(demo.bob)
