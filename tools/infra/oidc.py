@@ -136,7 +136,7 @@ def build(force: bool = False) -> dict:
         staging.mkdir()
         logfile = root / "build.log"
         hydra = version()
-        log(f"building Ory Hydra {hydra} into {target} (nice -n 10; 5-14 min cold on 2 cores, seconds warm)")
+        log(f"building Ory Hydra {hydra} into {target} (nice -n 10; 5-14 min cold)")
         cmd = [
             go,
             "build",
