@@ -68,7 +68,13 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_filters",
     "axes",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.mfa",
     "portal",
+    "portal.identity",
     "tenants",
     "compute",
     "monitoring",
@@ -86,6 +92,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.middleware.RequestContextMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    # After authentication: sessions that a 2FA requirement applies to go to enrolment.
+    "portal.identity.middleware.SecondFactorRequiredMiddleware",
     # Last, as django-axes asks: turns a sign-in lockout into the 429 login page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -173,6 +182,7 @@ AUTH_PASSWORD_VALIDATORS = [
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
 ]
 
 LOGIN_URL = "login"
@@ -231,6 +241,7 @@ AXES_CLIENT_IP_CALLABLE = "portal.middleware.client_ip"
 AXES_LOCKOUT_CALLABLE = "portal.views.login_locked_out"
 AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins: the audit log is the record
 AXES_ENABLE_ADMIN = False  # tenants.admin registers an audited view of the attempts
+AXES_USERNAME_CALLABLE = "portal.identity.accounts.axes_username"
 
 # --- REST API -------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -495,3 +506,82 @@ SPECTACULAR_SETTINGS.update(
     }
 )
 INSTALLED_APPS.append("drf_spectacular_sidecar")
+
+# --- Identity: sign-in, single sign-on (OIDC), two-factor (portal/identity/) ----------
+# django-allauth runs /login/ (the password form, then the second factor) and the OIDC
+# flow; django-axes keeps counting failed passwords (above). See README "Single sign-on".
+ACCOUNT_ADAPTER = "portal.identity.accounts.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "portal.identity.sso.SocialAccountAdapter"
+ACCOUNT_FORMS = {"login": "portal.identity.accounts.LoginForm"}
+ACCOUNT_LOGIN_METHODS = {"username"}
+ACCOUNT_SIGNUP_FIELDS = ["username*", "password1*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_UNIQUE_EMAIL = False
+ACCOUNT_SESSION_REMEMBER = False
+ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = False
+ACCOUNT_LOGOUT_REDIRECT_URL = "login"
+# Wrong second-factor codes: per user (and per address), ISOTOPE_MFA_FAILURE_LIMIT in
+# ISOTOPE_LOGIN_COOLOFF_MINUTES, then refused until the window passes. Wrong passwords
+# are django-axes' (the account adapter skips allauth's own count), so "login_failed"
+# only counts codes; allauth's limit on successful sign-ins per address is off.
+ISOTOPE_MFA_FAILURE_LIMIT = int(os.environ.get("ISOTOPE_MFA_FAILURE_LIMIT", "5"))
+ACCOUNT_RATE_LIMITS = {
+    "login": None,
+    "login_failed": f"{ISOTOPE_MFA_FAILURE_LIMIT * 4}/m/ip,"
+    f"{ISOTOPE_MFA_FAILURE_LIMIT}/{int(AXES_COOLOFF_TIME.total_seconds())}s/key",
+}
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # an SSO email never takes over a local account
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_LOGIN_ON_GET = False  # the SSO button POSTs (no sign-in by a crafted link)
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_ONLY = False
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
+MFA_PASSKEY_LOGIN_ENABLED = False
+MFA_TOTP_ISSUER = os.environ.get("ISOTOPE_MFA_ISSUER", "Isotope")
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = DEBUG  # http://127.0.0.1 in development and tests
+# Platform admins require a second factor from staff (every page) with this setting, and
+# per tenant in Django admin (Tenant "require 2FA"). API tokens are never asked for one.
+ISOTOPE_REQUIRE_2FA_STAFF = env_bool("ISOTOPE_REQUIRE_2FA_STAFF")
+
+# An OpenID Connect provider from the environment (another can be added in Django admin,
+# "Social applications", provider "OpenID Connect"). Its "settings" JSON takes the same
+# keys: server_url, scope, groups_claim, username_claim, ca_file.
+ISOTOPE_OIDC = {
+    "provider_id": os.environ.get("ISOTOPE_OIDC_ID", "sso"),
+    "name": os.environ.get("ISOTOPE_OIDC_NAME", "Single sign-on"),
+    "issuer": os.environ.get("ISOTOPE_OIDC_ISSUER", ""),
+    "client_id": os.environ.get("ISOTOPE_OIDC_CLIENT_ID", ""),
+    "secret": os.environ.get("ISOTOPE_OIDC_CLIENT_SECRET", ""),
+    "scope": env_list("ISOTOPE_OIDC_SCOPES", "openid,profile,email,groups"),
+    "groups_claim": os.environ.get("ISOTOPE_OIDC_GROUPS_CLAIM", "groups"),
+    "username_claim": os.environ.get("ISOTOPE_OIDC_USERNAME_CLAIM", "preferred_username"),
+    "ca_file": os.environ.get("ISOTOPE_OIDC_CA_FILE", ""),
+}
+SOCIALACCOUNT_PROVIDERS = {
+    "openid_connect": {
+        # allauth's provider with the checks we add (ID token signature always, nonce,
+        # PKCE, a provider that is down): portal/identity/oidc/.
+        "provider_class": "portal.identity.oidc.provider.IsotopeOIDCProvider",
+        "OAUTH_PKCE_ENABLED": True,
+        "APPS": [
+            {
+                "provider_id": ISOTOPE_OIDC["provider_id"],
+                "name": ISOTOPE_OIDC["name"],
+                "client_id": ISOTOPE_OIDC["client_id"],
+                "secret": ISOTOPE_OIDC["secret"],
+                "settings": {
+                    "server_url": ISOTOPE_OIDC["issuer"],
+                    "scope": ISOTOPE_OIDC["scope"],
+                    "groups_claim": ISOTOPE_OIDC["groups_claim"],
+                    "username_claim": ISOTOPE_OIDC["username_claim"],
+                    "ca_file": ISOTOPE_OIDC["ca_file"],
+                    "oauth_pkce_enabled": True,
+                },
+            }
+        ]
+        if ISOTOPE_OIDC["issuer"] and ISOTOPE_OIDC["client_id"]
+        else [],
+    }
+}

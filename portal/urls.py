@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -13,6 +12,8 @@ from monitoring import api as monitoring_api
 from monitoring import notification_views, prometheus
 from monitoring import views as monitoring_views
 from portal import views
+from portal.identity import urls as identity_urls
+from portal.identity import views as identity_views
 from tenants import api as tenants_api
 from tenants import views as tenants_views
 from usage import api as usage_api
@@ -79,12 +80,9 @@ tenant_pages = [
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
-    path(
-        "login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True),
-        name="login",
-    ),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/", identity_views.LoginView.as_view(), name="login"),
+    path("logout/", identity_views.LogoutView.as_view(), name="logout"),
+    path("accounts/", include(identity_urls.accounts)),
     path("profile/", views.profile, name="profile"),
     path("profile/tokens/<str:key_id>/revoke/", views.token_revoke, name="token-revoke"),
     path(

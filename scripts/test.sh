@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make test: install and start everything the suite needs (PostgreSQL, Redis, Chromium,
-# libvirt nodes, the tiny guest image, the Kubernetes control plane), lint, run pytest
+# libvirt nodes, the tiny guest image, the OIDC provider, the Kubernetes control plane), lint, run pytest
 # with every tier, and stop what it started. Extra arguments go to pytest.
 #
 # Strictness (read through env_flag/infra_required in lib.sh, as tools.infra reads it in
@@ -34,7 +34,7 @@ DATABASE_URL=$(scripts/services.sh start postgres pgtest "$PG_PORT" | tail -1)
 REDIS_URL=$(scripts/services.sh start redis redistest "$REDIS_PORT" | tail -1)
 export DATABASE_URL REDIS_URL
 
-say "starting local infrastructure (libvirt nodes, guest image, Kubernetes)"
+say "starting local infrastructure (libvirt nodes, guest image, OIDC provider, Kubernetes)"
 if ! python3 -m tools.infra up --strict; then
   warn "some infrastructure did not come up; trying once more"
   if ! python3 -m tools.infra up --strict; then

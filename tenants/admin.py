@@ -21,7 +21,15 @@ from django.utils import timezone
 
 from portal.exceptions import ApplicationError
 from tenants import services
-from tenants.models import QUOTA_RESOURCES, ApiToken, AuditLog, Membership, Quota, Tenant
+from tenants.models import (
+    QUOTA_RESOURCES,
+    ApiToken,
+    AuditLog,
+    GroupMapping,
+    Membership,
+    Quota,
+    Tenant,
+)
 from tenants.selectors import quota_usage
 
 User = get_user_model()
@@ -38,7 +46,7 @@ class TenantAdminForm(forms.ModelForm):
 
     class Meta:
         model = Tenant
-        fields = ["slug", "name", "description"]
+        fields = ["slug", "name", "description", "require_2fa"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -60,8 +68,8 @@ class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 1
     autocomplete_fields = ["user"]
-    fields = ["user", "role", "created"]
-    readonly_fields = ["created"]
+    fields = ["user", "role", "source", "created"]
+    readonly_fields = ["source", "created"]
 
 
 @admin.register(Tenant)
@@ -73,7 +81,7 @@ class TenantAdmin(admin.ModelAdmin):
     list_filter = ["created"]
     readonly_fields = ["quota_usage", "uid", "created"]
     fieldsets = [
-        (None, {"fields": ["slug", "name", "description"]}),
+        (None, {"fields": ["slug", "name", "description", "require_2fa"]}),
         (
             "Quota",
             {
@@ -139,7 +147,13 @@ class TenantAdmin(admin.ModelAdmin):
                 obj.uid = created.uid
                 obj.resource_version = created.resource_version
                 obj._state.adding = False
+                if obj.require_2fa:
+                    services.tenant_set_require_2fa(actor=request.user, tenant=obj, required=True)
                 return
+            if "require_2fa" in form.changed_data:
+                services.tenant_set_require_2fa(
+                    actor=request.user, tenant=obj, required=obj.require_2fa
+                )
             obj.save()
             result = services.quota_set(actor=request.user, tenant=obj, limits=form.limits())
         except ApplicationError as error:
@@ -192,8 +206,8 @@ class MembershipAdmin(admin.ModelAdmin):
     """Memberships across tenants. Removing one goes through ``membership_remove``
     (last-admin rule, audit, the user's sockets for that tenant re-checked)."""
 
-    list_display = ["user", "tenant", "role", "created"]
-    list_filter = ["role", "tenant"]
+    list_display = ["user", "tenant", "role", "source", "created"]
+    list_filter = ["role", "source", "tenant"]
     search_fields = ["user__username", "tenant__slug"]
     actions = ["remove_selected"]
 
@@ -240,6 +254,27 @@ class MembershipAdmin(admin.ModelAdmin):
         )
         if removed:
             self.message_user(request, f"Removed {removed} membership(s).", messages.SUCCESS)
+
+
+@admin.register(GroupMapping)
+class GroupMappingAdmin(admin.ModelAdmin):
+    """Single sign-on groups → tenant roles, applied at each user's next sign-on.
+    Every change is audited (``sso.mapping.*``)."""
+
+    list_display = ["group", "tenant", "role", "created"]
+    list_filter = ["role", "tenant"]
+    search_fields = ["group", "tenant__slug"]
+    autocomplete_fields = ["tenant"]
+
+    def save_model(self, request, obj, form, change):
+        services.group_mapping_save(actor=request.user, mapping=obj, created=not change)
+
+    def delete_model(self, request, obj):
+        services.group_mapping_delete(actor=request.user, mapping=obj)
+
+    def delete_queryset(self, request, queryset):
+        for mapping in queryset.select_related("tenant"):
+            services.group_mapping_delete(actor=request.user, mapping=mapping)
 
 
 @admin.register(AuditLog)

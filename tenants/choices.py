@@ -9,6 +9,14 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
 
 
+class MembershipSource(models.TextChoices):
+    """Who manages a membership: people (pages, API, admin) or the sign-in provider's
+    groups (``GroupMapping``, re-evaluated at each single sign-on)."""
+
+    LOCAL = "local", "Local"
+    OIDC = "oidc", "Single sign-on group"
+
+
 class ReservationKind(models.TextChoices):
     VM = "vm", "Virtual machine"
     WORKLOAD = "workload", "Workload"

@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models import Q
 
 from portal.models import Resource
-from tenants.choices import AuditOutcome, ReservationKind, Role, Theme
+from tenants.choices import AuditOutcome, MembershipSource, ReservationKind, Role, Theme
 
 DNS_LABEL = RegexValidator(
     r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z",  # \Z: "$" accepts a trailing newline
@@ -49,6 +49,13 @@ class Tenant(Resource):
     description = models.TextField(
         blank=True,
     )
+    require_2fa = models.BooleanField(
+        default=False,
+        verbose_name="require 2FA",
+        help_text="Members must have signed in with a second factor (or through single "
+        "sign-on) to open this tenant's pages or its API with a browser session. API "
+        "tokens are not asked for one.",
+    )
 
     class Meta:
         ordering = ["slug"]
@@ -77,6 +84,13 @@ class Membership(models.Model):
         choices=Role.choices,
         default=Role.VIEWER,
     )
+    source = models.CharField(
+        max_length=8,
+        choices=MembershipSource.choices,
+        default=MembershipSource.LOCAL,
+        help_text="Single sign-on memberships follow the provider's groups at each sign-in; "
+        "local ones are left alone by it.",
+    )
     created = models.DateTimeField(
         auto_now_add=True,
     )
@@ -93,6 +107,46 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.tenant} ({self.role})"
+
+
+class GroupMapping(models.Model):
+    """A group of the single sign-on provider grants a role in a tenant.
+
+    Evaluated at every single sign-on (``tenants.services.membership_sync_groups``): a
+    user in ``group`` gets ``role`` in ``tenant`` (the highest role when several of their
+    groups map to one tenant); a user no longer in any mapped group loses that membership.
+    """
+
+    group = models.CharField(
+        max_length=200,
+        help_text="The group's name exactly as the provider's groups claim lists it.",
+    )
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.CASCADE,
+        related_name="group_mappings",
+    )
+    role = models.CharField(
+        max_length=16,
+        choices=Role.choices,
+        default=Role.VIEWER,
+    )
+    created = models.DateTimeField(
+        auto_now_add=True,
+    )
+
+    class Meta:
+        ordering = ["group", "tenant__slug"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["group", "tenant"],
+                name="%(app_label)s_%(class)s_unique_group_tenant",
+                violation_error_message="This group is already mapped to the tenant.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.group} → {self.role} of {self.tenant}"
 
 
 class Quota(Resource):

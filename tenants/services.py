@@ -29,12 +29,20 @@ from portal.exceptions import (
     ValidationError,
 )
 from portal.middleware import source_ip
-from tenants.choices import AuditOutcome, Confirmation, ReservationKind, Role, Theme
+from tenants.choices import (
+    AuditOutcome,
+    Confirmation,
+    MembershipSource,
+    ReservationKind,
+    Role,
+    Theme,
+)
 from tenants.models import (
     DNS_LABEL,
     QUOTA_RESOURCES,
     ApiToken,
     AuditLog,
+    GroupMapping,
     Membership,
     Quota,
     Reservation,
@@ -168,13 +176,23 @@ def _check_role(role: str) -> None:
 
 
 @transaction.atomic
-def membership_add(*, actor, tenant: Tenant, user, role: str = Role.VIEWER) -> Membership:
-    """Make ``user`` a member of ``tenant`` with ``role``."""
+def membership_add(
+    *,
+    actor,
+    tenant: Tenant,
+    user,
+    role: str = Role.VIEWER,
+    source: str = MembershipSource.LOCAL,
+) -> Membership:
+    """Make ``user`` a member of ``tenant`` with ``role``. ``source`` says who manages
+    it: people (``local``) or the single sign-on groups (``oidc``)."""
     _check_role(role)
     member = _user_for(user)
     try:
         with transaction.atomic():
-            membership = Membership.objects.create(user=member, tenant=tenant, role=role)
+            membership = Membership.objects.create(
+                user=member, tenant=tenant, role=role, source=source
+            )
     except IntegrityError:
         raise Conflict(
             f"{member.username} is already a member of {tenant.slug}.",
@@ -185,7 +203,7 @@ def membership_add(*, actor, tenant: Tenant, user, role: str = Role.VIEWER) -> M
         action="member.add",
         tenant=tenant,
         target=member.username,
-        detail={"role": role},
+        detail={"role": role, "source": source},
     )
     return membership
 
@@ -208,7 +226,7 @@ def membership_set_role(*, actor, tenant: Tenant, user, role: str) -> Membership
         action="member.set_role",
         tenant=tenant,
         target=member.username,
-        detail={"from": old, "to": role},
+        detail={"from": old, "to": role, "source": membership.source},
     )
     _membership_changed(tenant, member)
     return membership
@@ -224,8 +242,140 @@ def membership_remove(*, actor, tenant: Tenant, user) -> None:
     if membership.role == Role.ADMIN and _is_last_admin(membership):
         raise Conflict("A tenant keeps at least one admin.", errors={"user": ["Last admin."]})
     membership.delete()
-    audit_record(actor=actor, action="member.remove", tenant=tenant, target=member.username)
+    audit_record(
+        actor=actor,
+        action="member.remove",
+        tenant=tenant,
+        target=member.username,
+        detail={"role": membership.role, "source": membership.source},
+    )
     _membership_changed(tenant, member)
+
+
+ROLE_RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+
+
+@transaction.atomic
+def tenant_set_require_2fa(*, actor, tenant: Tenant, required: bool) -> None:
+    """Require (or stop requiring) a second factor of the tenant's members for its
+    pages and session API (platform staff). Audited."""
+    Tenant.objects.filter(pk=tenant.pk).update(
+        require_2fa=required, resource_version=F("resource_version") + 1, updated=timezone.now()
+    )
+    tenant.require_2fa = required
+    audit_record(
+        actor=actor,
+        action="tenant.require_2fa",
+        tenant=tenant,
+        target=tenant.slug,
+        detail={"required": required},
+    )
+
+
+@transaction.atomic
+def group_mapping_save(*, actor, mapping: GroupMapping, created: bool) -> GroupMapping:
+    """Create or change a group → tenant role mapping (platform staff). Audited; it
+    applies at each member's next single sign-on."""
+    _check_role(mapping.role)
+    mapping.group = (mapping.group or "").strip()
+    if not mapping.group:
+        raise ValidationError("Name the group.", errors={"group": ["Required."]})
+    mapping.save()
+    audit_record(
+        actor=actor,
+        action="sso.mapping.add" if created else "sso.mapping.change",
+        tenant=mapping.tenant,
+        target=f"group/{mapping.group}",
+        detail={"group": mapping.group, "role": mapping.role},
+    )
+    return mapping
+
+
+@transaction.atomic
+def group_mapping_delete(*, actor, mapping: GroupMapping) -> None:
+    """Remove a mapping (platform staff). Audited; its members lose the membership at
+    their next single sign-on."""
+    tenant, group, role = mapping.tenant, mapping.group, mapping.role
+    mapping.delete()
+    audit_record(
+        actor=actor,
+        action="sso.mapping.delete",
+        tenant=tenant,
+        target=f"group/{group}",
+        detail={"group": group, "role": role},
+    )
+
+
+@dataclass(frozen=True)
+class GroupSync:
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    kept: list[str]
+    """Mapped memberships a rule kept (e.g. the tenant's last admin), with the reason."""
+
+
+@transaction.atomic
+def membership_sync_groups(*, user, groups, provider: str) -> GroupSync:
+    """Make ``user``'s single sign-on memberships match their provider ``groups``.
+
+    Every ``GroupMapping`` of one of the groups grants its role in its tenant (the
+    highest, when several do). Memberships this made earlier (source ``oidc``) that no
+    group grants any more are removed — which closes the user's live sessions and
+    consoles of that tenant (``membership_remove``) — or get the new role. Local
+    memberships are never touched, and a tenant where the user is a local member is
+    skipped. Each change is audited by the membership service with the actor
+    ``sso:<provider>``; a removal the last-admin rule refuses is audited as failed.
+    """
+    member = _user_for(user)
+    names = sorted({g for g in groups if isinstance(g, str) and g})
+    wanted: dict[int, GroupMapping] = {}
+    for mapping in GroupMapping.objects.filter(group__in=names).select_related("tenant"):
+        best = wanted.get(mapping.tenant_id)
+        if best is None or ROLE_RANK[mapping.role] > ROLE_RANK[best.role]:
+            wanted[mapping.tenant_id] = mapping
+    current = {
+        m.tenant_id: m
+        for m in Membership.objects.select_for_update().filter(user=member).select_related("tenant")
+    }
+    actor = f"sso:{provider}"
+    added, changed, removed, kept = [], [], [], []
+    for tenant_id, mapping in sorted(wanted.items(), key=lambda item: item[1].tenant.slug):
+        membership = current.get(tenant_id)
+        if membership is None:
+            membership_add(
+                actor=actor,
+                tenant=mapping.tenant,
+                user=member,
+                role=mapping.role,
+                source=MembershipSource.OIDC,
+            )
+            added.append(mapping.tenant.slug)
+        elif membership.source == MembershipSource.OIDC and membership.role != mapping.role:
+            try:
+                membership_set_role(
+                    actor=actor, tenant=mapping.tenant, user=member, role=mapping.role
+                )
+                changed.append(mapping.tenant.slug)
+            except Conflict as error:
+                kept.append(f"{mapping.tenant.slug}: {error.message}")
+    for tenant_id, membership in sorted(current.items(), key=lambda item: item[1].tenant.slug):
+        if membership.source != MembershipSource.OIDC or tenant_id in wanted:
+            continue
+        try:
+            membership_remove(actor=actor, tenant=membership.tenant, user=member)
+            removed.append(membership.tenant.slug)
+        except Conflict as error:
+            kept.append(f"{membership.tenant.slug}: {error.message}")
+            audit_record(
+                actor=actor,
+                action="member.remove",
+                tenant=membership.tenant,
+                target=member.username,
+                outcome=AuditOutcome.FAILED,
+                detail={"source": membership.source, "reason": error.message},
+            )
+    return GroupSync(added=added, changed=changed, removed=removed, kept=kept)
 
 
 def _is_last_admin(membership: Membership) -> bool:

@@ -19,7 +19,7 @@ import pytest
 
 from tools.infra import in_ci, infra_required
 
-TIERS = ("unit", "libvirt_test_driver", "qemu", "migration", "kubernetes", "e2e")
+TIERS = ("unit", "libvirt_test_driver", "qemu", "migration", "kubernetes", "oidc", "e2e")
 
 _collected: Counter = Counter()
 _passed: Counter = Counter()

@@ -4,6 +4,11 @@ import pytest
 
 from tests.compute.conftest import flavors, make_host, tiny_image  # noqa: F401
 from tests.compute.images.conftest import file_server, image_dir  # noqa: F401, E402
+from tests.portal.identity.conftest import (  # noqa: F401
+    clean_allauth_counters,
+    oidc_provider,
+    sso,
+)
 
 
 @pytest.fixture

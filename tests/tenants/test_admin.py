@@ -15,7 +15,7 @@ from django.test import Client
 
 from tenants import services
 from tenants.choices import AuditOutcome, Role
-from tenants.models import AuditLog, Membership, Quota, Tenant
+from tenants.models import AuditLog, GroupMapping, Membership, Quota, Tenant
 
 pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
@@ -257,7 +257,7 @@ def test_adding_a_member_through_the_inline_is_audited(demo, staff):
     assert Membership.objects.get(tenant=demo.acme, user=demo.outsider).role == Role.OPERATOR
     row = AuditLog.objects.get(action="member.add", target="erin")
     assert (row.actor, row.tenant) == (demo.admin, demo.acme)
-    assert row.detail == {"role": "operator"} and row.source_ip == "127.0.0.1"
+    assert row.detail == {"role": "operator", "source": "local"} and row.source_ip == "127.0.0.1"
     assert Quota.objects.get(tenant=demo.acme).vms == 20  # the unchanged quota stays
     history = LogEntry.objects.filter(object_id=str(demo.acme.pk)).latest("action_time")
     assert "Added membership" in history.get_change_message()
@@ -313,3 +313,59 @@ def test_the_audit_log_in_admin_can_be_read_but_never_added_changed_or_deleted(d
     )
     assert bulk.status_code in {200, 302}
     assert AuditLog.objects.filter(pk=row.pk, action="tenant.create").exists()
+
+
+# --- Single sign-on group mappings ----------------------------------------------------------
+MAPPINGS = "/admin/tenants/groupmapping/"
+
+
+def test_group_mappings_are_added_changed_and_deleted_in_admin_and_audited(demo, staff):
+    data = form_data(staff.get(f"{MAPPINGS}add/").content.decode(), "groupmapping_form")
+    data.update(group=" acme-operators ", tenant=str(demo.acme.pk), role=Role.OPERATOR)
+    response = staff.post(f"{MAPPINGS}add/", data)
+    assert response.status_code == 302, text(response.content.decode())[:2000]
+    mapping = GroupMapping.objects.get()
+    assert (mapping.group, mapping.tenant, mapping.role) == (
+        "acme-operators",
+        demo.acme,
+        "operator",
+    )
+    added = AuditLog.objects.get(action="sso.mapping.add")
+    assert (added.actor, added.tenant, added.target) == (
+        demo.admin,
+        demo.acme,
+        "group/acme-operators",
+    )
+    assert added.detail == {"group": "acme-operators", "role": "operator"}
+
+    url = f"{MAPPINGS}{mapping.pk}/change/"
+    data = form_data(staff.get(url).content.decode(), "groupmapping_form")
+    data["role"] = Role.ADMIN
+    assert staff.post(url, data).status_code == 302
+    changed = AuditLog.objects.get(action="sso.mapping.change")
+    assert changed.detail == {"group": "acme-operators", "role": "admin"}
+
+    response = staff.post(f"{MAPPINGS}{mapping.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not GroupMapping.objects.exists()
+    deleted = AuditLog.objects.get(action="sso.mapping.delete")
+    assert (deleted.tenant, deleted.target) == (demo.acme, "group/acme-operators")
+
+
+def test_a_duplicate_or_nameless_group_mapping_is_refused_in_admin_and_changes_nothing(demo, staff):
+    GroupMapping.objects.create(group="acme-viewers", tenant=demo.acme, role=Role.VIEWER)
+    for group in ("acme-viewers", "   "):
+        data = form_data(staff.get(f"{MAPPINGS}add/").content.decode(), "groupmapping_form")
+        data.update(group=group, tenant=str(demo.acme.pk), role=Role.ADMIN)
+        response = staff.post(f"{MAPPINGS}add/", data)
+        assert response.status_code == 200
+        assert "errornote" in response.content.decode()
+    assert list(GroupMapping.objects.values_list("group", "role")) == [("acme-viewers", "viewer")]
+    assert not AuditLog.objects.filter(action__startswith="sso.mapping").exists()
+
+
+def test_tenant_admins_cannot_edit_group_mappings(demo):
+    client = Client()
+    client.force_login(demo.alice)  # acme's admin, not platform staff
+    assert client.get(f"{MAPPINGS}add/").status_code == 302  # to the admin sign-in
+    assert not GroupMapping.objects.exists()

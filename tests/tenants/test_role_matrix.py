@@ -459,6 +459,34 @@ OUTSIDE_MATRIX = {
     "login": "sign-in page, public",
     "logout": "sign-out, public",
     "healthz": "load balancer probe, public",
+    **{
+        name: "sign-in flows and the user's own second factors (django-allauth); "
+        "tests/portal/identity/"
+        for name in (
+            "account_login",
+            "account_logout",
+            "account_inactive",
+            "account_reauthenticate",
+            "socialaccount_login_cancelled",
+            "socialaccount_login_error",
+            "socialaccount_signup",
+            "openid_connect_login",
+            "openid_connect_callback",
+            "mfa_index",
+            "mfa_authenticate",
+            "mfa_reauthenticate",
+            "mfa_activate_totp",
+            "mfa_deactivate_totp",
+            "mfa_view_recovery_codes",
+            "mfa_generate_recovery_codes",
+            "mfa_download_recovery_codes",
+            "mfa_add_webauthn",
+            "mfa_list_webauthn",
+            "mfa_remove_webauthn",
+            "mfa_edit_webauthn",
+            "mfa_reauthenticate_webauthn",
+        )
+    },
     "token-revoke": "owner-only; test_only_the_owner_can_revoke_a_token",
     "preferences-confirmations": "the user's own settings; tests/tenants/test_preferences.py",
     **{

@@ -119,7 +119,7 @@ def test_adding_a_member_gives_the_role_and_records_who_added_whom(demo):
     assert (membership.user, membership.role) == (demo.outsider, Role.OPERATOR)
     row = AuditLog.objects.get(action="member.add", target="erin")
     assert (row.actor, row.tenant, row.outcome) == (demo.alice, demo.acme, AuditOutcome.SUCCESS)
-    assert row.detail == {"role": "operator"}
+    assert row.detail == {"role": "operator", "source": "local"}
 
 
 @pytest.mark.django_db
@@ -164,7 +164,7 @@ def test_changing_a_role_is_audited_with_the_old_and_new_role(demo):
     assert roles(demo.acme)["carol"] == Role.ADMIN
     row = AuditLog.objects.get(action="member.set_role")
     assert (row.actor, row.tenant, row.target) == (demo.alice, demo.acme, "carol")
-    assert row.detail == {"from": "viewer", "to": "admin"}
+    assert row.detail == {"from": "viewer", "to": "admin", "source": "local"}
 
 
 @pytest.mark.django_db

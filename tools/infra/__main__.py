@@ -1,6 +1,6 @@
 """``python3 -m tools.infra [PART] up|down|status``.
 
-PART is one of ``libvirt``, ``image``, ``k8s``; without it the command applies to all of
+PART is one of ``libvirt``, ``image``, ``oidc``, ``k8s``; without it the command applies to all of
 them in dependency order (down in reverse). ``up``/``status`` exit non-zero when a part
 is not ok with ``--strict``, which is the default in CI or with ISOTOPE_REQUIRE_INFRA
 (``tools.infra.infra_required``).
@@ -15,7 +15,7 @@ import sys
 
 from tools.infra import infra_required
 
-PARTS = ("libvirt", "image", "k8s")
+PARTS = ("libvirt", "image", "oidc", "k8s")
 
 
 def main(argv: list[str] | None = None) -> int:

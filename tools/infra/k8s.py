@@ -33,7 +33,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tools.infra import CACHE, ROOT, VAR, read_state, write_state
+from tools.infra import CACHE, ROOT, VAR, oidc, read_state, write_state
 
 PART = "k8s"
 SRC = ROOT / "tools" / "k8s"
@@ -456,6 +456,9 @@ def _command(name: str, bin_path: Path) -> list[str]:
             f"--proxy-client-key-file={PKI / 'front-proxy-client.key'}",
             # The loopback address may not be an endpoint of the "kubernetes" service.
             "--endpoint-reconciler-type=none",
+            # ID tokens of the local OIDC provider (tools/infra/oidc.py) authenticate
+            # too: one identity for the portal and the cluster.
+            *oidc.apiserver_flags(),
             "--profiling=false",
             "--v=1",
         ]

@@ -1,0 +1,1 @@
+"""allauth's OpenID Connect provider with the checks Isotope adds (see ``provider``)."""
