@@ -33,6 +33,15 @@
         el.setAttribute("aria-label", name);
       });
     });
+    // A split date/time field's label points at no input (Django's MultiWidget has no
+    // single id for it): name each part after the field's label.
+    root.querySelectorAll("p.datetime input[id$='_0'], p.datetime input[id$='_1']").forEach((el) => {
+      if (el.labels?.length || el.getAttribute("aria-label")) return;
+      const row = el.closest(".form-row, .fieldBox, td");
+      const label = row?.querySelector("label")?.textContent.replace(/:\s*$/, "").trim();
+      if (!label) return;
+      el.setAttribute("aria-label", `${label} (${el.id.endsWith("_0") ? "date" : "time"})`);
+    });
     // A span may carry aria-label only with a role: the icon stands for "search".
     root.querySelectorAll("span.help-tooltip[aria-label]:not([role])").forEach((el) => {
       el.setAttribute("role", "img");
