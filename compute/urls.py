@@ -15,6 +15,7 @@ from compute import (  # live migration
     manifest_views,
     migration_api,
     migration_views,
+    snapshot_api,
     views,
     volume_api,
     volume_views,
@@ -180,7 +181,23 @@ volume_api_urls = [
             ("attach", volume_api.VolumeAttachView),
             ("detach", volume_api.VolumeDetachView),
             ("resize", volume_api.VolumeResizeView),
+            ("clone", snapshot_api.VolumeCloneView),
         )
+    ),
+    path(
+        "tenants/<slug:tenant>/volumes/<slug:name>/snapshots/",
+        snapshot_api.SnapshotListView.as_view(),
+        name="snapshot-api-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/volumes/<slug:name>/snapshots/<slug:snapshot>/",
+        snapshot_api.SnapshotDetailView.as_view(),
+        name="snapshot-api-detail",
+    ),
+    path(
+        "tenants/<slug:tenant>/volumes/<slug:name>/snapshots/<slug:snapshot>/restore/",
+        snapshot_api.SnapshotRestoreView.as_view(),
+        name="snapshot-api-restore",
     ),
 ]
 
