@@ -16,6 +16,7 @@ from compute import (  # live migration
     migration_api,
     migration_views,
     snapshot_api,
+    snapshot_views,
     views,
     volume_api,
     volume_views,
@@ -158,6 +159,14 @@ volume_pages = [
         name="volume-action",
     ),
     path("vms/<slug:name>/volumes/", volume_views.vm_volume_attach, name="vm-volume-attach"),
+    path("volumes/<slug:name>/clone/", snapshot_views.volume_clone, name="volume-clone"),
+    path("volumes/<slug:name>/snapshots/", snapshot_views.snapshot_take, name="snapshot-take"),
+    re_path(
+        r"^volumes/(?P<name>[-a-z0-9]+)/snapshots/(?P<snapshot>[-a-z0-9]+)/"
+        r"(?P<action>restore|delete)/$",
+        snapshot_views.snapshot_action,
+        name="snapshot-action",
+    ),
 ]
 
 volume_api_urls = [

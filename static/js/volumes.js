@@ -136,6 +136,22 @@
     syncPanels(data.name, data.state, data.deleted);
   });
 
+  // Snapshot rows of the volume page (compute.services.snapshots.snapshot_state):
+  // live.js sets phase and message; buttons follow the viewer's role, a deleted
+  // snapshot's row goes.
+  document.addEventListener("isotope:resource", (event) => {
+    const data = event.detail && event.detail.data;
+    if (!data || data.kind !== "snapshot") return;
+    const sel = '[data-live-kind="snapshot"][data-live-name="' + CSS.escape(data.name) + '"]';
+    document.querySelectorAll(sel).forEach((row) => {
+      if (data.deleted) { row.remove(); return; }
+      const actions = actionsFor(row, data.state || {});
+      row.querySelectorAll("[data-live-action]").forEach((el) => {
+        el.hidden = actions.indexOf(el.dataset.liveAction) === -1;
+      });
+    });
+  });
+
   // The create form: format, image and VM only mean something for local volumes.
   const classes = document.querySelector("[data-storage-class]");
   const localOnly = document.querySelector("[data-local-only]");

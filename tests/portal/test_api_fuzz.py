@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 from compute.choices import MigrationPhase
 from compute.models import KubernetesCluster, Migration, Snapshot, VirtualMachine, Volume
-from compute.services import vms as vm_services
 from compute.services import snapshots as snapshot_services
+from compute.services import vms as vm_services
 from compute.services import volumes as volume_services
 from compute.services import workloads as workload_services
 from monitoring import crypto
