@@ -424,6 +424,32 @@ def volume_clone(*, actor, volume: Volume, name: str) -> Volume:
     return clone
 
 
+# --- Lost tasks ------------------------------------------------------------------------
+def snapshots_stale() -> list[Snapshot]:
+    """Snapshots still Pending, Restoring or Deleting ``ISOTOPE_STUCK_SECONDS`` after
+    their last write with no task holding their volume (their task was lost): a lost
+    restore would otherwise leave the volume Restoring and its VM unable to start."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.core.cache import cache
+
+    cutoff = timezone.now() - timedelta(seconds=settings.ISOTOPE_STUCK_SECONDS)
+    rows = Snapshot.objects.filter(
+        phase__in=[SnapshotPhase.PENDING, SnapshotPhase.RESTORING, SnapshotPhase.DELETING],
+        updated__lt=cutoff,
+    ).select_related("tenant", "volume")
+    return [s for s in rows if cache.get(f"isotope:volume-lock:{s.volume_id}") is None]
+
+
+def snapshots_redrive() -> list[int]:
+    """Enqueue the task of every stale snapshot (beat, with the volume sweep)."""
+    stale = snapshots_stale()
+    for snapshot in stale:
+        _enqueue(snapshot)
+    return [s.pk for s in stale]
+
+
 # --- Live state ------------------------------------------------------------------------
 def _live_name(snapshot: Snapshot) -> str:
     return f"{snapshot.volume.name}/{snapshot.name}"

@@ -171,3 +171,30 @@ def test_bad_snapshot_input_changes_nothing(demo, make_host, celery_worker):
     assert Snapshot.objects.count() == 1 and Volume.objects.count() == 1
     assert used_storage(demo.acme) == 10
     wait_snapshot(first, SnapshotPhase.READY)
+
+
+def test_a_restore_whose_task_was_lost_is_driven_again_by_the_sweep(
+    demo, make_host, settings, celery_worker
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from compute.tasks.volumes import volumes_sweep
+
+    make_host()
+    settings.ISOTOPE_STUCK_SECONDS = 1
+    volume = ready_volume(demo)
+    snapshot = snapshot_services.snapshot_create(actor=demo.bob, volume=volume, name="s1")
+    snapshot = wait_snapshot(snapshot, SnapshotPhase.READY)
+    # A restore whose worker died before it ran, long ago: the volume would stay
+    # Restoring (and its VM unable to start) for ever.
+    old = timezone.now() - timedelta(seconds=30)
+    Volume.objects.filter(pk=volume.pk).update(phase=VolumePhase.RESTORING)
+    Snapshot.objects.filter(pk=snapshot.pk).update(phase=SnapshotPhase.RESTORING, updated=old)
+    assert snapshot_services.snapshots_stale() == [snapshot]
+    volumes_sweep()
+    wait_volume(volume, VolumePhase.READY)
+    snapshot = wait_snapshot(snapshot, SnapshotPhase.READY)
+    assert snapshot.restored is not None
+    assert snapshot_services.snapshots_stale() == []
