@@ -4,14 +4,16 @@
 (``Idempotency-Key``), ``.../snapshots/<s>/`` reads and deletes one (``If-Match``),
 ``.../snapshots/<s>/restore/`` copies it back over the volume (202; the body must
 confirm with the volume's name), and ``/volumes/<v>/clone/`` makes a new, independent
-volume (202 with its ``Location``). Errors are problem+json as everywhere.
+volume (202 with its ``Location``). ``/virtualmachines/<vm>/snapshots/[<s>/[restore/]]``
+does the same for all the disks of a stopped VM together. Errors are problem+json.
 """
 
 from __future__ import annotations
 
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, status
+from rest_framework.response import Response
 
 from compute import selectors
 from compute.api import IDEMPOTENCY_KEY, IF_MATCH, PROBLEM_RESPONSE, TenantResourceView
@@ -21,7 +23,7 @@ from compute.services import snapshots as snapshot_services
 from compute.volume_api import VolumeSerializer, VolumeView
 from portal.api.errors import api_field_errors
 from portal.api.resources import StrictSerializer, metadata
-from portal.exceptions import ApplicationError
+from portal.exceptions import ApplicationError, NotFound
 from tenants import selectors as tenant_selectors
 from tenants.api import MetadataSerializer
 from tenants.models import Tenant
@@ -231,3 +233,161 @@ class VolumeCloneView(VolumeView):
                 raise self.api_errors(error) from None
 
         return self.create(obj, clone)
+
+
+# --- Snapshots of a VM (its disks together) ----------------------------------------------
+def vm_snapshot_representation(group: snapshot_services.VMSnapshot, user) -> dict:
+    role = tenant_selectors.role_of(user, group.vm.tenant)
+    allowed = {a for s in group.disks for a in snapshot_services.snapshot_actions(s, role)}
+    return {
+        "metadata": {
+            "name": group.name,
+            "vm": group.vm.name,
+            "created": group.created.isoformat().replace("+00:00", "Z"),
+            "resourceVersion": str(group.resource_version),
+        },
+        "spec": {
+            "disks": [
+                {"volume": s.volume.name, "device": s.volume.device, "sizeGiB": s.size_gib}
+                for s in group.disks
+            ]
+        },
+        "status": {
+            "phase": group.phase,
+            "disks": [{"volume": s.volume.name, "phase": s.phase} for s in group.disks],
+            "actions": [a for a in ("restore", "delete") if a in allowed],
+        },
+    }
+
+
+class VMSnapshotSerializer(serializers.Serializer):
+    metadata = serializers.DictField()
+    spec = serializers.DictField()
+    status = serializers.DictField()
+
+    def to_representation(self, group) -> dict:
+        return vm_snapshot_representation(group, self.context["request"].user)
+
+
+VM_CHANGE_RESPONSES = {
+    202: VMSnapshotSerializer,
+    400: PROBLEM_RESPONSE,
+    403: PROBLEM_RESPONSE,
+    404: PROBLEM_RESPONSE,
+    409: PROBLEM_RESPONSE,
+}
+
+
+class VMSnapshotView(TenantResourceView):
+    """A VM's snapshots: the snapshots of its disks taken together under one name (no
+    ``If-Match``: they are several rows, each with its own resourceVersion)."""
+
+    serializer_class = VMSnapshotSerializer
+    view_action = "vm.view"
+    detail_url_name = "vm-snapshot-api-detail"
+
+    @property
+    def collection(self) -> str:
+        return f"virtualmachines/{self.kwargs['name']}/snapshots"
+
+    def vm(self, tenant: Tenant):
+        return selectors.vm_get(self.request.user, tenant, self.kwargs["name"])
+
+    def lookup(self, tenant: Tenant, name: str, *, lock: bool = False):
+        vm = self.vm(tenant)
+        found = snapshot_services.vm_snapshots(vm, self.kwargs["snapshot"])
+        if not found:
+            raise NotFound(f"Snapshot {self.kwargs['snapshot']!r} of {vm.name} not found.")
+        return found[0]
+
+    def api_errors(self, error: ApplicationError) -> ApplicationError:
+        return _api_errors(error)
+
+    def location(self, tenant: Tenant, name: str) -> str:
+        url = reverse(
+            self.detail_url_name,
+            kwargs={"tenant": tenant.slug, "name": self.kwargs["name"], "snapshot": name},
+        )
+        return self.request.build_absolute_uri(url)
+
+    def run(self, call) -> Response:
+        try:
+            group = call()
+        except ApplicationError as error:
+            raise self.api_errors(error) from None
+        return self.respond(group, status.HTTP_202_ACCEPTED)
+
+
+class VMSnapshotListView(VMSnapshotView):
+    @extend_schema(
+        operation_id="vm_snapshots_list",
+        summary="List a VM's snapshots (each: its disks' snapshots taken together)",
+        responses=VMSnapshotSerializer(many=True),
+    )
+    def get(self, request, tenant, name):
+        obj = self.tenant("vm.view")
+        page = self.paginate_queryset(snapshot_services.vm_snapshots(self.vm(obj)))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="vm_snapshots_create",
+        summary="Snapshot every disk of a stopped VM together",
+        request=SnapshotCreateSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses=VM_CHANGE_RESPONSES,
+    )
+    def post(self, request, tenant, name):
+        obj = self.allowed_tenant("snapshot.create")
+        vm = self.vm(obj)
+        serializer = SnapshotCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        snapshot_name = serializer.validated_data["metadata"]["name"]
+
+        def take():
+            try:
+                return snapshot_services.vm_snapshot_create(
+                    actor=request.user, vm=vm, name=snapshot_name
+                )
+            except ApplicationError as error:
+                raise _api_errors(error) from None
+
+        return self.create(obj, take)
+
+
+class VMSnapshotDetailView(VMSnapshotView):
+    @extend_schema(operation_id="vm_snapshots_get", summary="One snapshot of a VM")
+    def get(self, request, tenant, name, snapshot):
+        obj = self.tenant("vm.view")
+        return self.respond(self.lookup(obj, name))
+
+    @extend_schema(
+        operation_id="vm_snapshots_delete",
+        summary="Delete the snapshots of a VM's disks taken together",
+        responses=VM_CHANGE_RESPONSES,
+    )
+    def delete(self, request, tenant, name, snapshot):
+        obj = self.allowed_tenant("snapshot.delete")
+        vm = self.vm(obj)
+        return self.run(
+            lambda: snapshot_services.vm_snapshot_delete(actor=request.user, vm=vm, name=snapshot)
+        )
+
+
+class VMSnapshotRestoreView(VMSnapshotView):
+    @extend_schema(
+        operation_id="vm_snapshots_restore",
+        summary="Restore every disk of a stopped VM from the snapshot",
+        request=RestoreIn,
+        responses=VM_CHANGE_RESPONSES,
+    )
+    def post(self, request, tenant, name, snapshot):
+        obj = self.allowed_tenant("snapshot.restore")
+        vm = self.vm(obj)
+        serializer = RestoreIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        confirm = serializer.validated_data["confirm"]
+        return self.run(
+            lambda: snapshot_services.vm_snapshot_restore(
+                actor=request.user, vm=vm, name=snapshot, confirm=confirm
+            )
+        )

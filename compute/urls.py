@@ -194,6 +194,21 @@ volume_api_urls = [
         )
     ),
     path(
+        "tenants/<slug:tenant>/virtualmachines/<slug:name>/snapshots/",
+        snapshot_api.VMSnapshotListView.as_view(),
+        name="vm-snapshot-api-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/virtualmachines/<slug:name>/snapshots/<slug:snapshot>/",
+        snapshot_api.VMSnapshotDetailView.as_view(),
+        name="vm-snapshot-api-detail",
+    ),
+    path(
+        "tenants/<slug:tenant>/virtualmachines/<slug:name>/snapshots/<slug:snapshot>/restore/",
+        snapshot_api.VMSnapshotRestoreView.as_view(),
+        name="vm-snapshot-api-restore",
+    ),
+    path(
         "tenants/<slug:tenant>/volumes/<slug:name>/snapshots/",
         snapshot_api.SnapshotListView.as_view(),
         name="snapshot-api-list",

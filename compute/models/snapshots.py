@@ -35,6 +35,15 @@ class Snapshot(Resource):
         max_length=63,
         validators=[DNS_LABEL],
     )
+    vm = models.ForeignKey(
+        "compute.VirtualMachine",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="snapshots",
+        help_text="Set when taken as part of a snapshot of this VM: the snapshots of its "
+        "disks with the same name were taken together and restore together.",
+    )
     phase = models.CharField(
         max_length=12,
         choices=SnapshotPhase.choices,

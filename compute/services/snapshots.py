@@ -19,13 +19,14 @@ reports through :func:`snapshot_observe`.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from compute.backends import VolumeSpec
-from compute.choices import Phase, SnapshotPhase, VolumePhase, VolumeSource
+from compute.choices import Phase, SnapshotPhase, StorageClass, VolumePhase, VolumeSource
 from compute.models import Snapshot, VirtualMachine, Volume
 from compute.services import volumes as volume_services
 from monitoring.services import event_publish, resource_forget, resource_publish
@@ -119,41 +120,11 @@ def snapshot_create(*, actor, volume: Volume, name: str) -> Snapshot:
     name = _check_name(name, errors)
     if errors:
         raise ValidationError("The snapshot is not valid.", errors=errors)
-    uid = uuid.uuid4()
     try:
         with transaction.atomic():
             volume = volume_services._locked(volume)
             _quiet(volume, "snapshotted")
-            if Snapshot.objects.filter(volume=volume, name=name).exists():
-                raise ValidationError(
-                    f"{volume.name} has a snapshot named {name!r} already.",
-                    errors={"name": ["Taken."]},
-                )
-            quota_reserve(
-                tenant=volume.tenant,
-                ref=f"snapshot:{uid}",
-                storage=volume.size_gib,
-                kind=ReservationKind.VOLUME,
-                object_id=str(uid),
-            )
-            snapshot = Snapshot.objects.create(
-                uid=uid,
-                tenant=volume.tenant,
-                volume=volume,
-                name=name,
-                size_gib=volume.size_gib,
-                host=volume.host,
-                pool=volume.pool,
-                backend_name=_file_name(uid, volume.format),
-                created_by=actor if getattr(actor, "is_authenticated", False) else None,
-            )
-            _requested(
-                actor,
-                snapshot,
-                action="snapshot.create",
-                reason="SnapshotRequested",
-                message=f"Snapshot {name} ({volume.size_gib} GiB copy)",
-            )
+            snapshot = _take(actor, volume, name)
     except IntegrityError:
         raise ValidationError(
             "A snapshot with this name exists already.", errors={"name": ["Taken."]}
@@ -161,6 +132,44 @@ def snapshot_create(*, actor, volume: Volume, name: str) -> Snapshot:
     except QuotaExceeded as error:
         _refused(volume.tenant, volume.name, error)
         raise
+    return snapshot
+
+
+def _take(actor, volume: Volume, name: str, vm: VirtualMachine | None = None) -> Snapshot:
+    """Inside a transaction, ``volume`` locked and quiet: reserve, record, enqueue."""
+    if Snapshot.objects.filter(volume=volume, name=name).exists():
+        raise ValidationError(
+            f"{volume.name} has a snapshot named {name!r} already.",
+            errors={"name": ["Taken."]},
+        )
+    uid = uuid.uuid4()
+    quota_reserve(
+        tenant=volume.tenant,
+        ref=f"snapshot:{uid}",
+        storage=volume.size_gib,
+        kind=ReservationKind.VOLUME,
+        object_id=str(uid),
+    )
+    snapshot = Snapshot.objects.create(
+        uid=uid,
+        tenant=volume.tenant,
+        volume=volume,
+        vm=vm,
+        name=name,
+        size_gib=volume.size_gib,
+        host=volume.host,
+        pool=volume.pool,
+        backend_name=_file_name(uid, volume.format),
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+    )
+    with_vm = f" with {vm.name}'s other disks" if vm is not None else ""
+    _requested(
+        actor,
+        snapshot,
+        action="snapshot.create",
+        reason="SnapshotRequested",
+        message=f"Snapshot {name} ({volume.size_gib} GiB copy{with_vm})",
+    )
     return snapshot
 
 
@@ -188,27 +197,32 @@ def snapshot_restore(*, actor, snapshot: Snapshot, confirm: str) -> Snapshot:
         # Lock order volume → VM → snapshot.
         volume = volume_services._locked(volume)
         _quiet(volume, "restored")
-        snapshot = _locked(snapshot)
-        if snapshot.phase != SnapshotPhase.READY:
-            raise Conflict(
-                f"Snapshot {snapshot.name} is {snapshot.phase}: only a Ready one restores.",
-                errors={"phase": [f"restore is not possible in phase {snapshot.phase}."]},
-            )
-        volume_services._save(
-            volume,
-            phase=VolumePhase.RESTORING,
-            message=f"Restoring snapshot {snapshot.name}…",
-            phase_changed=timezone.now(),
+        snapshot = _restore(actor, volume, _locked(snapshot))
+    return snapshot
+
+
+def _restore(actor, volume: Volume, snapshot: Snapshot) -> Snapshot:
+    """Inside a transaction, ``volume`` and ``snapshot`` locked, ``volume`` quiet."""
+    if snapshot.phase != SnapshotPhase.READY:
+        raise Conflict(
+            f"Snapshot {snapshot.name} is {snapshot.phase}: only a Ready one restores.",
+            errors={"phase": [f"restore is not possible in phase {snapshot.phase}."]},
         )
-        volume_services._publish(volume)
-        snapshot = _save(snapshot, phase=SnapshotPhase.RESTORING, phase_changed=timezone.now())
-        _requested(
-            actor,
-            snapshot,
-            action="snapshot.restore",
-            reason="RestoreRequested",
-            message=f"Restore of snapshot {snapshot.name} (its current data is replaced)",
-        )
+    volume_services._save(
+        volume,
+        phase=VolumePhase.RESTORING,
+        message=f"Restoring snapshot {snapshot.name}…",
+        phase_changed=timezone.now(),
+    )
+    volume_services._publish(volume)
+    snapshot = _save(snapshot, phase=SnapshotPhase.RESTORING, phase_changed=timezone.now())
+    _requested(
+        actor,
+        snapshot,
+        action="snapshot.restore",
+        reason="RestoreRequested",
+        message=f"Restore of snapshot {snapshot.name} (its current data is replaced)",
+    )
     return snapshot
 
 
@@ -223,20 +237,23 @@ def snapshot_delete(*, actor, snapshot: Snapshot) -> Snapshot:
         target=f"volume/{snapshot.volume.name}/snapshot/{snapshot.name}",
     )
     with transaction.atomic():
-        snapshot = _locked(snapshot)
-        if snapshot.phase not in SNAPSHOT_ACTIONS["delete"][1]:
-            raise Conflict(
-                f"Cannot delete snapshot {snapshot.name} while it is {snapshot.phase}.",
-                errors={"phase": [f"delete is not possible in phase {snapshot.phase}."]},
-            )
-        snapshot = _save(snapshot, phase=SnapshotPhase.DELETING, phase_changed=timezone.now())
-        _requested(
-            actor,
-            snapshot,
-            action="snapshot.delete",
-            reason="SnapshotDeleting",
-            message=f"Deletion of snapshot {snapshot.name}",
+        return _delete(actor, _locked(snapshot))
+
+
+def _delete(actor, snapshot: Snapshot) -> Snapshot:
+    if snapshot.phase not in SNAPSHOT_ACTIONS["delete"][1]:
+        raise Conflict(
+            f"Cannot delete snapshot {snapshot.name} while it is {snapshot.phase}.",
+            errors={"phase": [f"delete is not possible in phase {snapshot.phase}."]},
         )
+    snapshot = _save(snapshot, phase=SnapshotPhase.DELETING, phase_changed=timezone.now())
+    _requested(
+        actor,
+        snapshot,
+        action="snapshot.delete",
+        reason="SnapshotDeleting",
+        message=f"Deletion of snapshot {snapshot.name}",
+    )
     return snapshot
 
 
@@ -257,6 +274,148 @@ def snapshot_finalize_delete(snapshot: Snapshot) -> None:
             message=f"Snapshot {snapshot.name} deleted; its quota was released.",
         )
         resource_forget(tenant=snapshot.tenant, kind="snapshot", name=_live_name(snapshot))
+
+
+# --- Snapshots of a VM (all its disks, taken and restored together) --------------------
+@dataclass
+class VMSnapshot:
+    """The snapshots of a VM's disks taken together under one name."""
+
+    vm: VirtualMachine
+    name: str
+    disks: list[Snapshot]
+
+    @property
+    def phase(self) -> str:
+        phases = {s.phase for s in self.disks}
+        for phase in (
+            SnapshotPhase.FAILED,
+            SnapshotPhase.DELETING,
+            SnapshotPhase.RESTORING,
+            SnapshotPhase.PENDING,
+        ):
+            if phase in phases:
+                return phase
+        return SnapshotPhase.READY
+
+    @property
+    def resource_version(self) -> int:
+        return max(s.resource_version for s in self.disks)
+
+    @property
+    def created(self):
+        return min(s.created for s in self.disks)
+
+
+def vm_snapshots(vm: VirtualMachine, name: str | None = None) -> list[VMSnapshot]:
+    """``vm``'s snapshots (newest first), or the one named ``name`` (or none)."""
+    rows = Snapshot.objects.filter(vm=vm).select_related("tenant", "volume", "volume__tenant")
+    if name is not None:
+        rows = rows.filter(name=name)
+    groups: dict[str, list[Snapshot]] = {}
+    for snapshot in rows.order_by("volume__device"):
+        groups.setdefault(snapshot.name, []).append(snapshot)
+    found = [VMSnapshot(vm=vm, name=n, disks=d) for n, d in groups.items()]
+    return sorted(found, key=lambda g: g.created, reverse=True)
+
+
+def _stopped_vm_disks(vm: VirtualMachine, what: str) -> tuple[VirtualMachine, list[Volume]]:
+    """Inside a transaction: the VM's local volumes, then the VM, locked (the order
+    every volume change locks them in); ``Conflict`` unless the VM is stopped and its
+    disks are quiet."""
+    volumes = list(
+        Volume.objects.select_for_update(of=("self",))
+        .select_related("tenant", "vm", "host")
+        .filter(vm=vm, storage_class=StorageClass.LOCAL)
+        .order_by("pk")
+    )
+    vm = (
+        VirtualMachine.objects.select_for_update(of=("self",))
+        .select_related("tenant")
+        .get(pk=vm.pk)
+    )
+    if vm.phase != Phase.STOPPED:
+        raise Conflict(
+            f"{vm.name} is {vm.phase}: stop it first so that its disks are {what} in a "
+            "consistent state.",
+            errors={"vm": [f"{vm.name} is {vm.phase}; stop it first."]},
+        )
+    if not volumes:
+        raise Conflict(f"{vm.name} has no disks to snapshot.", errors={"vm": ["No disks."]})
+    busy = [v.name for v in volumes if v.phase not in QUIET_VOLUME_PHASES]
+    if busy:
+        raise Conflict(
+            f"{', '.join(busy)} of {vm.name} cannot be {what} now (busy).",
+            errors={"phase": [f"{name} is busy." for name in busy]},
+        )
+    return vm, volumes
+
+
+def vm_snapshot_create(*, actor, vm: VirtualMachine, name: str) -> VMSnapshot:
+    """Snapshot every local disk of a stopped VM together, under one name, in one
+    transaction: all are recorded and charged, or none is."""
+    authorize(actor=actor, tenant=vm.tenant, permission="snapshot.create", target=f"vm/{vm.name}")
+    errors: dict[str, list[str]] = {}
+    name = _check_name(name, errors)
+    if errors:
+        raise ValidationError("The snapshot is not valid.", errors=errors)
+    try:
+        with transaction.atomic():
+            vm, volumes = _stopped_vm_disks(vm, "snapshotted")
+            disks = [_take(actor, volume, name, vm) for volume in volumes]
+    except IntegrityError:
+        raise ValidationError(
+            "A snapshot with this name exists already.", errors={"name": ["Taken."]}
+        ) from None
+    except QuotaExceeded as error:
+        _refused(vm.tenant, volumes[0].name if volumes else vm.name, error)
+        raise
+    return VMSnapshot(vm=vm, name=name, disks=disks)
+
+
+def _vm_snapshot(vm: VirtualMachine, name: str) -> list[Snapshot]:
+    disks = list(
+        Snapshot.objects.select_for_update(of=("self",))
+        .select_related("tenant", "volume", "volume__tenant")
+        .filter(vm=vm, name=name)
+        .order_by("pk")
+    )
+    if not disks:
+        raise NotFound(f"Snapshot {name!r} of {vm.name} not found.")
+    return disks
+
+
+def vm_snapshot_restore(*, actor, vm: VirtualMachine, name: str, confirm: str) -> VMSnapshot:
+    """Restore every disk of the stopped VM from its snapshot ``name``; ``confirm`` must
+    be the VM's name (what its disks hold now is lost)."""
+    authorize(actor=actor, tenant=vm.tenant, permission="snapshot.restore", target=f"vm/{vm.name}")
+    if str(confirm or "").strip() != vm.name:
+        raise ValidationError(
+            f"Type the VM's name, {vm.name}, to confirm: its disks' current data is "
+            "replaced by the snapshot's.",
+            errors={"confirm": [f"Type {vm.name} to confirm."]},
+        )
+    with transaction.atomic():
+        vm, volumes = _stopped_vm_disks(vm, "restored")
+        by_pk = {v.pk: v for v in volumes}
+        disks = _vm_snapshot(vm, name)
+        gone = [s.volume.name for s in disks if s.volume_id not in by_pk]
+        if gone:
+            raise Conflict(
+                f"{', '.join(gone)} is no longer a disk of {vm.name}: restore it from "
+                "its own page instead.",
+                errors={"volume": gone},
+            )
+        disks = [_restore(actor, by_pk[s.volume_id], s) for s in disks]
+    return VMSnapshot(vm=vm, name=name, disks=disks)
+
+
+def vm_snapshot_delete(*, actor, vm: VirtualMachine, name: str) -> VMSnapshot:
+    """Delete the snapshots of the VM's disks taken together as ``name``."""
+    authorize(actor=actor, tenant=vm.tenant, permission="snapshot.delete", target=f"vm/{vm.name}")
+    with transaction.atomic():
+        disks = [_delete(actor, s) for s in _vm_snapshot(vm, name)]
+    return VMSnapshot(vm=vm, name=name, disks=disks)
 
 
 # --- Observed state (task) -------------------------------------------------------------

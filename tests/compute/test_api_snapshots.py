@@ -187,3 +187,72 @@ def test_if_match_and_idempotency_key(world, api):
     )
     assert clone.status_code == 202
     assert clone["Location"].endswith("/api/v1/tenants/acme/volumes/copy/")
+
+
+# --- Snapshots of a VM ------------------------------------------------------------------
+VM_BASE = "/api/v1/tenants/acme/virtualmachines/"
+
+
+def stopped_vm_with_disk(world):
+    vm = make_vm(world, phase=Phase.STOPPED)
+    volume = make_volume(world)
+    Volume.objects.filter(pk=volume.pk).update(vm=vm, device="vdb", phase=VolumePhase.ATTACHED)
+    return vm
+
+
+VM_ROLE_STATUS = {
+    # who: (list, take, get, restore, delete)
+    "alice": (200, 202, 200, 202, 202),
+    "bob": (200, 202, 200, 202, 403),
+    "carol": (200, 403, 404, 403, 403),
+    "dave": (404, 404, 404, 404, 404),
+}
+
+
+@pytest.mark.parametrize("who", list(VM_ROLE_STATUS))
+def test_vm_snapshots_take_restore_delete_by_role(world, api, who):
+    vm = stopped_vm_with_disk(world)
+    for name in ("old", "gone"):
+        snapshot_services.vm_snapshot_create(actor=world.alice, vm=vm, name=name)
+    Snapshot.objects.update(phase=SnapshotPhase.READY)
+    client = api(getattr(world, who))
+    url = f"{VM_BASE}web1/snapshots/"
+    taken = client.post(url, {"metadata": {"name": "new"}}, format="json")
+    got = (
+        client.get(url).status_code,
+        taken.status_code,
+        client.get(f"{url}new/").status_code,
+        client.post(f"{url}old/restore/", {"confirm": "web1"}, format="json").status_code,
+        client.delete(f"{url}gone/").status_code,
+    )
+    assert got == VM_ROLE_STATUS[who]
+    if who == "bob":
+        data = taken.json()
+        assert taken["Location"].endswith("/virtualmachines/web1/snapshots/new/")
+        assert data["metadata"]["vm"] == "web1" and data["status"]["phase"] == "Pending"
+        assert data["spec"]["disks"] == [{"volume": "data1", "device": "vdb", "sizeGiB": 5}]
+        assert Volume.objects.get(name="data1").phase == VolumePhase.RESTORING
+    if who in ("carol", "dave"):
+        assert set(Snapshot.objects.values_list("name", "phase")) == {
+            ("old", "Ready"),
+            ("gone", "Ready"),
+        }
+
+
+def test_vm_snapshot_refusals_are_problems_that_change_nothing(world, api):
+    vm = stopped_vm_with_disk(world)
+    make_vm(world, "theirs", tenant=world.globex)
+    client = api(world.bob)
+    url = f"{VM_BASE}web1/snapshots/"
+    problem(client.post(url, {"metadata": {"name": "Bad"}}, format="json"), 400)
+    problem(client.get(f"{url}nope/"), 404)
+    problem(client.post(f"{url}nope/restore/", {"confirm": "web1"}, format="json"), 404)
+    problem(client.get("/api/v1/tenants/globex/virtualmachines/theirs/snapshots/"), 404)
+    snapshot_services.vm_snapshot_create(actor=world.bob, vm=vm, name="s1")
+    Snapshot.objects.update(phase=SnapshotPhase.READY)
+    problem(client.post(f"{url}s1/restore/", {"confirm": "web2"}, format="json"), 400)
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING)
+    problem(client.post(f"{url}s1/restore/", {"confirm": "web1"}, format="json"), 409)
+    problem(client.post(url, {"metadata": {"name": "s2"}}, format="json"), 409)
+    assert list(Snapshot.objects.values_list("name", "phase")) == [("s1", "Ready")]
+    assert Volume.objects.get().phase == VolumePhase.ATTACHED

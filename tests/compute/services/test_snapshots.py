@@ -12,7 +12,7 @@ from compute.services import snapshots as snapshot_services
 from compute.services import vms as vm_services
 from compute.services import volumes as volume_services
 from monitoring.models import Event
-from portal.exceptions import Conflict, PermissionDenied, ValidationError
+from portal.exceptions import Conflict, PermissionDenied, QuotaExceeded, ValidationError
 from tenants.models import AuditLog
 from tenants.services import quota_release
 from tests.compute.services.test_vm_lifecycle import wait_phase
@@ -198,3 +198,55 @@ def test_a_restore_whose_task_was_lost_is_driven_again_by_the_sweep(
     snapshot = wait_snapshot(snapshot, SnapshotPhase.READY)
     assert snapshot.restored is not None
     assert snapshot_services.snapshots_stale() == []
+
+
+def test_a_stopped_vms_disks_are_snapshotted_restored_and_deleted_together(
+    demo, make_host, tiny_image, celery_worker
+):
+    from compute.models import VirtualMachine
+
+    host = make_host()
+    vm = running_vm(demo, disk_gib=2)
+    data = volume_services.volume_create(
+        actor=demo.bob, tenant=demo.acme, name="data1", size_gib=3, vm=vm
+    )
+    wait_volume(data, VolumePhase.ATTACHED)
+    assert used_storage(demo.acme) == 5
+    with pytest.raises(Conflict) as running:
+        snapshot_services.vm_snapshot_create(actor=demo.bob, vm=vm, name="v1")
+    assert "stop it first" in running.value.message
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="force-stop")
+    vm = wait_phase(vm, Phase.STOPPED)
+
+    # All disks or none: a quota too small for both leaves nothing behind.
+    from tenants import services as tenant_services
+
+    tenant_services.quota_set(actor=None, tenant=demo.acme, limits={"storage": 8})
+    with pytest.raises(QuotaExceeded):
+        snapshot_services.vm_snapshot_create(actor=demo.bob, vm=vm, name="v1")
+    assert not Snapshot.objects.exists() and used_storage(demo.acme) == 5
+    tenant_services.quota_set(actor=None, tenant=demo.acme, limits={"storage": 100})
+
+    group = snapshot_services.vm_snapshot_create(actor=demo.bob, vm=vm, name="v1")
+    assert [s.volume.device for s in group.disks] == ["vda", "vdb"]
+    assert used_storage(demo.acme) == 10
+    for disk in group.disks:
+        wait_snapshot(disk, SnapshotPhase.READY)
+    (group,) = snapshot_services.vm_snapshots(vm)
+    assert group.name == "v1" and group.phase == SnapshotPhase.READY
+    assert {s.backend_name for s in group.disks} <= set(pool_volumes(host))
+
+    with pytest.raises(ValidationError):
+        snapshot_services.vm_snapshot_restore(actor=demo.bob, vm=vm, name="v1", confirm="x")
+    snapshot_services.vm_snapshot_restore(actor=demo.bob, vm=vm, name="v1", confirm="web1")
+    for disk in group.disks:
+        assert wait_snapshot(disk, SnapshotPhase.READY).restored is not None
+    for volume in Volume.objects.filter(vm=vm):
+        wait_volume(volume, VolumePhase.ATTACHED)
+    vm_services.vm_action(actor=demo.bob, vm=VirtualMachine.objects.get(pk=vm.pk), action="start")
+    wait_phase(vm, Phase.RUNNING)
+
+    snapshot_services.vm_snapshot_delete(actor=demo.alice, vm=vm, name="v1")
+    wait_for(lambda: not Snapshot.objects.exists(), 15, message="kept")
+    assert used_storage(demo.acme) == 5
+    assert not {s.backend_name for s in group.disks} & set(pool_volumes(host))
