@@ -92,7 +92,17 @@ def _converge(snapshot: Snapshot, backend) -> None:
             f"Snapshot {snapshot.name} taken: a {snapshot.size_gib} GiB copy of {volume.name}.",
             reason="SnapshotTaken",
         )
-    elif snapshot.phase == SnapshotPhase.RESTORING and volume.phase == VolumePhase.RESTORING:
+    elif snapshot.phase == SnapshotPhase.RESTORING and volume.phase != VolumePhase.RESTORING:
+        # The volume is no longer waiting for this copy (failed and handled): the
+        # snapshot is usable again instead of Restoring for ever.
+        services.snapshot_observe(
+            snapshot,
+            SnapshotPhase.READY,
+            f"Not restored: {volume.name} is {volume.phase}.",
+            reason="RestoreFailed",
+            event_type="Warning",
+        )
+    elif snapshot.phase == SnapshotPhase.RESTORING:
         # The copy must exist before the volume's data is dropped.
         backend.volume_info(snapshot.pool, snapshot.backend_name)
         target = services.restored_volume_spec(volume)

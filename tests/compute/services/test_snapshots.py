@@ -250,3 +250,20 @@ def test_a_stopped_vms_disks_are_snapshotted_restored_and_deleted_together(
     wait_for(lambda: not Snapshot.objects.exists(), 15, message="kept")
     assert used_storage(demo.acme) == 5
     assert not {s.backend_name for s in group.disks} & set(pool_volumes(host))
+
+
+def test_a_restore_whose_volume_stopped_waiting_gives_the_snapshot_back(
+    demo, make_host, celery_worker
+):
+    from compute.tasks.snapshots import snapshot_apply
+
+    make_host()
+    volume = ready_volume(demo)
+    snapshot = snapshot_services.snapshot_create(actor=demo.bob, volume=volume, name="s1")
+    snapshot = wait_snapshot(snapshot, SnapshotPhase.READY)
+    # Restoring, but its volume was failed in the meantime (e.g. by an admin's fix).
+    Snapshot.objects.filter(pk=snapshot.pk).update(phase=SnapshotPhase.RESTORING)
+    Volume.objects.filter(pk=volume.pk).update(phase=VolumePhase.FAILED)
+    snapshot_apply.delay(snapshot.pk)
+    snapshot = wait_snapshot(snapshot, SnapshotPhase.READY)
+    assert "Not restored" in snapshot.message and snapshot.restored is None
