@@ -123,14 +123,27 @@ class VolumePhase(models.TextChoices):
     """Where a volume stands (issue 12's vocabulary).
 
     ``Pending`` until its storage exists, ``Importing`` while data is copied in,
-    ``Ready`` (exists, attached to nothing), ``Attached`` (a VM's disk), ``Failed``
-    (``message`` says why), ``Deleting``.
+    ``Ready`` (exists, attached to nothing), ``Attached`` (a VM's disk), ``Restoring``
+    (a snapshot's data is copied back), ``Failed`` (``message`` says why), ``Deleting``.
     """
 
     PENDING = "Pending"
     IMPORTING = "Importing"
     READY = "Ready"
     ATTACHED = "Attached"
+    RESTORING = "Restoring"
+    FAILED = "Failed"
+    DELETING = "Deleting"
+
+
+class SnapshotPhase(models.TextChoices):
+    """Where a volume snapshot stands: ``Pending`` while its copy is made, ``Ready``,
+    ``Restoring`` while its data is copied back onto the volume, ``Failed``,
+    ``Deleting``."""
+
+    PENDING = "Pending"
+    READY = "Ready"
+    RESTORING = "Restoring"
     FAILED = "Failed"
     DELETING = "Deleting"
 

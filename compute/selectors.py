@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.db.models import Case, Count, Q, QuerySet, When
 
 from compute.choices import ImagePhase, Phase
-from compute.models import Flavor, Host, Image, VirtualMachine, Volume
+from compute.models import Flavor, Host, Image, Snapshot, VirtualMachine, Volume
 from portal.exceptions import NotFound, PermissionDenied
 from tenants.models import Tenant
 from tenants.selectors import can, restrict, role_of
@@ -251,3 +251,24 @@ def volume_phase_counts(user, tenant: Tenant) -> list[PhaseCount]:
         .values_list("phase", "n")
     )
     return [PhaseCount(phase, rows[phase]) for phase in VolumePhase.values if rows.get(phase)]
+
+
+def snapshots_for_volume(user, volume: Volume) -> QuerySet[Snapshot]:
+    """The snapshots of ``volume`` (which the caller got through :func:`volume_get`,
+    so the tenant check is done), newest first."""
+    return (
+        restrict(user, "volume.view", Snapshot.objects.filter(volume=volume))
+        .select_related("tenant", "volume", "volume__tenant", "host")
+        .order_by("-created", "name")
+    )
+
+
+def snapshot_get(user, volume: Volume, name: str, *, lock: bool = False) -> Snapshot:
+    """The snapshot ``name`` of ``volume``: ``NotFound`` when there is none."""
+    queryset = snapshots_for_volume(user, volume).filter(name=name)
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    snapshot = queryset.first()
+    if snapshot is None:
+        raise NotFound(f"Snapshot {name!r} of volume {volume.name!r} not found.")
+    return snapshot

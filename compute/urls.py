@@ -15,6 +15,8 @@ from compute import (  # live migration
     manifest_views,
     migration_api,
     migration_views,
+    snapshot_api,
+    snapshot_views,
     views,
     volume_api,
     volume_views,
@@ -157,6 +159,14 @@ volume_pages = [
         name="volume-action",
     ),
     path("vms/<slug:name>/volumes/", volume_views.vm_volume_attach, name="vm-volume-attach"),
+    path("volumes/<slug:name>/clone/", snapshot_views.volume_clone, name="volume-clone"),
+    path("volumes/<slug:name>/snapshots/", snapshot_views.snapshot_take, name="snapshot-take"),
+    re_path(
+        r"^volumes/(?P<name>[-a-z0-9]+)/snapshots/(?P<snapshot>[-a-z0-9]+)/"
+        r"(?P<action>restore|delete)/$",
+        snapshot_views.snapshot_action,
+        name="snapshot-action",
+    ),
 ]
 
 volume_api_urls = [
@@ -180,7 +190,38 @@ volume_api_urls = [
             ("attach", volume_api.VolumeAttachView),
             ("detach", volume_api.VolumeDetachView),
             ("resize", volume_api.VolumeResizeView),
+            ("clone", snapshot_api.VolumeCloneView),
         )
+    ),
+    path(
+        "tenants/<slug:tenant>/virtualmachines/<slug:name>/snapshots/",
+        snapshot_api.VMSnapshotListView.as_view(),
+        name="vm-snapshot-api-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/virtualmachines/<slug:name>/snapshots/<slug:snapshot>/",
+        snapshot_api.VMSnapshotDetailView.as_view(),
+        name="vm-snapshot-api-detail",
+    ),
+    path(
+        "tenants/<slug:tenant>/virtualmachines/<slug:name>/snapshots/<slug:snapshot>/restore/",
+        snapshot_api.VMSnapshotRestoreView.as_view(),
+        name="vm-snapshot-api-restore",
+    ),
+    path(
+        "tenants/<slug:tenant>/volumes/<slug:name>/snapshots/",
+        snapshot_api.SnapshotListView.as_view(),
+        name="snapshot-api-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/volumes/<slug:name>/snapshots/<slug:snapshot>/",
+        snapshot_api.SnapshotDetailView.as_view(),
+        name="snapshot-api-detail",
+    ),
+    path(
+        "tenants/<slug:tenant>/volumes/<slug:name>/snapshots/<slug:snapshot>/restore/",
+        snapshot_api.SnapshotRestoreView.as_view(),
+        name="snapshot-api-restore",
     ),
 ]
 

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from compute import selectors
 from compute.choices import ImageKind
+from compute.services import snapshots as snapshot_services
 from compute.services import volumes as volume_services
 from compute.views import _live_baseline
 from compute.volume_forms import VolumeAttachForm, VolumeCreateForm, VolumeResizeForm
@@ -169,6 +170,14 @@ def volume_detail(request, tenant, name: str):
             "show_host": request.user.is_staff,
             "events": events,
             "live_baseline": baseline,
+            "snapshots": [
+                (s, snapshot_services.snapshot_actions(s, request.role))
+                for s in selectors.snapshots_for_volume(request.user, volume)
+            ]
+            if volume.local
+            else [],
+            "can_snapshot": tenant_selectors.can(request.user, tenant, "snapshot.create"),
+            "can_clone": tenant_selectors.can(request.user, tenant, "volume.clone"),
         },
     )
 

@@ -40,6 +40,9 @@ OPERATE_ACTIONS = frozenset(
         "volume.create",
         "volume.attach",
         "volume.resize",
+        "volume.clone",
+        "snapshot.create",
+        "snapshot.restore",
     }
 )
 
@@ -53,6 +56,7 @@ ADMIN_ACTIONS = frozenset(
         "image.delete",
         "volume.delete",
         "quota.request",
+        "snapshot.delete",
     }
 )
 

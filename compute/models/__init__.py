@@ -7,6 +7,7 @@ from compute.models.idempotency import IdempotencyKey
 from compute.models.images import Flavor, Image
 from compute.models.kubernetes import KubernetesCluster, TenantNamespace, Workload
 from compute.models.migrations import HostDrain, Migration, MigrationPolicy
+from compute.models.snapshots import Snapshot
 from compute.models.vms import VirtualMachine
 from compute.models.volumes import Volume
 
@@ -20,6 +21,7 @@ __all__ = [
     "KubernetesCluster",
     "Migration",
     "MigrationPolicy",
+    "Snapshot",
     "TenantNamespace",
     "VirtualMachine",
     "Volume",

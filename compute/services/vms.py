@@ -28,9 +28,16 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from compute.choices import DesiredState, ImageKind, ImagePhase, Phase, RestartPolicy
+from compute.choices import (
+    DesiredState,
+    ImageKind,
+    ImagePhase,
+    Phase,
+    RestartPolicy,
+    VolumePhase,
+)
 from compute.labels import label_map_errors
-from compute.models import Flavor, Host, Image, VirtualMachine
+from compute.models import Flavor, Host, Image, VirtualMachine, Volume
 from compute.scheduler import check_host, schedule
 from compute.services import volumes as volume_services
 from compute.services.readiness import ready_condition, ready_on_phase
@@ -378,6 +385,14 @@ def vm_action(*, actor, vm: VirtualMachine, action: str) -> VirtualMachine:
             raise Conflict(
                 f"Cannot {action} {vm.name} while it is {vm.phase}.",
                 errors={"phase": [f"{action} is not possible in phase {vm.phase}."]},
+            )
+        restoring = Volume.objects.filter(vm=vm, phase=VolumePhase.RESTORING)
+        if action == "start" and restoring.exists():
+            # A restore holds this lock when it starts: the VM waits for its disks.
+            names = ", ".join(restoring.values_list("name", flat=True))
+            raise Conflict(
+                f"Cannot start {vm.name} while a snapshot is restored onto {names}.",
+                errors={"phase": ["A volume is being restored."]},
             )
         fields = ["updated", "resource_version"]
         if rule.desired or rule.phase:

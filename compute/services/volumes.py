@@ -89,7 +89,9 @@ def allowed_actions(volume: Volume, role: str | None) -> list[str]:
             continue
         if name == "detach" and (volume.is_root or volume.vm_id is None):
             continue
-        if name == "delete" and (volume.vm_id or volume.attached_domain):
+        if name == "delete" and (
+            volume.vm_id or volume.attached_domain or volume.snapshots.exists()
+        ):
             continue
         if name == "resize" and not volume.local:
             continue
@@ -529,19 +531,22 @@ def volume_attached(volume: Volume, vm: VirtualMachine) -> Volume:
 
 def vm_volumes_release(vm: VirtualMachine, backend) -> None:
     """The VM's domain is gone: its own root disk goes too (quota released once), the
-    other volumes stay, detached and Ready."""
+    other volumes stay, detached and Ready. A root disk with snapshots stays as well:
+    its snapshots are copies of it and are deleted by a person, not with the VM."""
     for volume in Volume.objects.filter(vm=vm).select_related("tenant", "vm"):
-        if volume.delete_with_vm:
+        kept = volume.snapshots.exists()
+        if volume.delete_with_vm and not kept:
             if volume.local and volume.host_id:
                 backend.volume_delete(volume.pool, volume.backend_name)
             volume_finalize_delete(volume, why=f"with its VM {vm.name}")
         else:
+            why = " (kept: it has snapshots)" if volume.delete_with_vm else ""
             volume_observe(
                 volume,
                 VolumePhase.READY,
                 "",
                 reason="Detached",
-                event_message=f"Detached: its VM {vm.name} was deleted.",
+                event_message=f"Detached: its VM {vm.name} was deleted{why}.",
                 vm=None,
                 device="",
                 attached_domain="",
@@ -807,6 +812,12 @@ def volume_delete(*, actor, volume: Volume) -> Volume:
             raise Conflict(
                 f"Cannot delete {volume.name} while it is {volume.phase}.",
                 errors={"phase": [f"delete is not possible in phase {volume.phase}."]},
+            )
+        if volume.snapshots.exists():
+            names = sorted(volume.snapshots.values_list("name", flat=True))
+            raise Conflict(
+                f"{volume.name} has snapshots ({', '.join(names)}): delete them first.",
+                errors={"snapshots": names},
             )
         if not volume.local:
             users = claim_users(volume)

@@ -7,5 +7,6 @@ from compute.tasks import (  # noqa: F401  (registers the tasks)
     images,
     kubernetes,
     libvirt,
+    snapshots,
     volumes,
 )

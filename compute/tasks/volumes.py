@@ -23,7 +23,7 @@ from compute.backends import (
     VolumeNotFound,
     backend_for_host,
 )
-from compute.choices import VolumePhase
+from compute.choices import VolumePhase, VolumeSource
 from compute.models import VirtualMachine, Volume
 from compute.services import volumes as services
 from compute.tasks.libvirt import vm_lock
@@ -41,7 +41,9 @@ def volume_lock(volume_id: int, seconds: int = 120):
 
 def _load(volume_id: int) -> Volume | None:
     return (
-        Volume.objects.select_related("tenant", "vm", "vm__host", "host", "source_image", "cluster")
+        Volume.objects.select_related(
+            "tenant", "vm", "vm__host", "host", "source_image", "source_volume", "cluster"
+        )
         .filter(pk=volume_id)
         .first()
     )
@@ -110,7 +112,7 @@ def _ensure(volume: Volume, backend) -> Volume:
     except VolumeNotFound:
         if volume.phase not in (VolumePhase.PENDING, VolumePhase.FAILED):
             raise BackendError("Its storage is gone from the host.") from None
-        info = backend.volume_create(services.volume_spec(volume))
+        info = _make(volume, backend)
     capacity = info.capacity // GIB
     if volume.phase in (VolumePhase.PENDING, VolumePhase.FAILED):
         return services.volume_observe(
@@ -125,6 +127,21 @@ def _ensure(volume: Volume, backend) -> Volume:
     if volume.capacity_gib != capacity and volume.capacity_gib >= volume.size_gib:
         return services.volume_observe(volume, capacity_gib=capacity)
     return volume
+
+
+def _make(volume: Volume, backend):
+    """Create the volume's storage: blank or on its image, or a full copy of the
+    volume it is a clone of (``createXMLFrom`` copies the data, backing chain
+    flattened, so the clone never depends on its source)."""
+    if volume.created_from != VolumeSource.VOLUME:
+        return backend.volume_create(services.volume_spec(volume))
+    source = volume.source_volume
+    if source is None:
+        raise BackendError(f"Its source volume {volume.source_name} is gone.")
+    try:
+        return backend.volume_clone(services.volume_spec(source), services.volume_spec(volume))
+    except VolumeNotFound as error:
+        raise BackendError(str(error)) from None
 
 
 def _vm_of_domain(domain: str) -> VirtualMachine | None:
@@ -207,7 +224,10 @@ def _grow(volume: Volume, backend) -> Volume:
 
 @shared_task(name="compute.tasks.libvirt.volumes_sweep")
 def volumes_sweep() -> list[int]:
-    """Beat: drive again the volumes whose task was lost."""
+    """Beat: drive again the volumes (and volume snapshots) whose task was lost."""
+    from compute.services.snapshots import snapshots_redrive
+
+    snapshots_redrive()
     return services.volumes_redrive()
 
 

@@ -136,6 +136,43 @@
     syncPanels(data.name, data.state, data.deleted);
   });
 
+  // Snapshot rows of the volume page (compute.services.snapshots.snapshot_state):
+  // live.js sets phase and message; buttons follow the viewer's role, a deleted
+  // snapshot's row goes.
+  document.addEventListener("isotope:resource", (event) => {
+    const data = event.detail && event.detail.data;
+    if (!data || data.kind !== "snapshot") return;
+    const sel = '[data-live-kind="snapshot"][data-live-name="' + CSS.escape(data.name) + '"]';
+    document.querySelectorAll(sel).forEach((row) => {
+      if (data.deleted) { row.remove(); return; }
+      const actions = actionsFor(row, data.state || {});
+      row.querySelectorAll("[data-live-action]").forEach((el) => {
+        el.hidden = actions.indexOf(el.dataset.liveAction) === -1;
+      });
+    });
+  });
+
+  // A resync snapshot lists the resources that exist: a snapshot row missing from it may
+  // have been deleted while the page was not listening (a deletion takes a second): ask
+  // the API, and drop the row on a 404.
+  document.addEventListener("isotope:snapshot", (event) => {
+    const frame = event.detail || {};
+    if (!tenant || frame.stream !== "tenant." + tenant) return;
+    const known = new Set(
+      ((frame.data && frame.data.resources) || []).filter((r) => r.kind === "snapshot").map((r) => r.name)
+    );
+    document.querySelectorAll('[data-live-kind="snapshot"][data-live-name]').forEach((row) => {
+      const name = row.dataset.liveName;
+      if (known.has(name)) return;
+      const [volume, snapshot] = name.split("/");
+      const url = "/api/v1/tenants/" + encodeURIComponent(tenant) + "/volumes/" +
+        encodeURIComponent(volume) + "/snapshots/" + encodeURIComponent(snapshot) + "/";
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then((response) => { if (response.status === 404) row.remove(); })
+        .catch(() => {});
+    });
+  });
+
   // The create form: format, image and VM only mean something for local volumes.
   const classes = document.querySelector("[data-storage-class]");
   const localOnly = document.querySelector("[data-local-only]");

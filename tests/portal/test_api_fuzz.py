@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from compute.choices import MigrationPhase
-from compute.models import KubernetesCluster, Migration, VirtualMachine, Volume
+from compute.models import KubernetesCluster, Migration, Snapshot, VirtualMachine, Volume
+from compute.services import snapshots as snapshot_services
 from compute.services import vms as vm_services
 from compute.services import volumes as volume_services
 from compute.services import workloads as workload_services
@@ -43,6 +44,7 @@ KNOWN = {
     "name": ["web1", "web", "stopped1"],
     "username": ["bob", "carol", "alice", "erin"],
     "uid": [MIGRATION_UID],
+    "snapshot": ["s1"],
     # Free names for new VMs and workloads; erin is a user who is no member yet.
     "new_name": ["fuzz-a", "fuzz-b", "fuzz-c", "erin"],
     "image": ["tiny", "nginx:1.27"],
@@ -88,6 +90,11 @@ def fuzz_world(demo, live_url, make_host, tiny_image, flavors):
         actor=demo.alice, tenant=demo.acme, name="web1", size_gib=1
     )
     Volume.objects.filter(pk=volume.pk).update(phase="Ready", capacity_gib=1)
+    # ... with a Ready snapshot, so that restore and delete reach theirs.
+    snapshot = snapshot_services.snapshot_create(
+        actor=demo.alice, volume=Volume.objects.get(pk=volume.pk), name="s1"
+    )
+    Snapshot.objects.filter(pk=snapshot.pk).update(phase="Ready")
     _, key = tenant_services.token_create(user=demo.alice, name="fuzz")
     _, staff_key = tenant_services.token_create(user=demo.admin, name="fuzz")
     return {"url": live_url, "token": key, "staff_token": staff_key}
@@ -125,6 +132,7 @@ def _load_schema() -> schemathesis.BaseSchema:
                 "path.name": {"dictionary": "name", "probability": 0.7},
                 "path.username": {"dictionary": "username", "probability": 0.7},
                 "path.uid": {"dictionary": "uid", "probability": 0.5},
+                "path.snapshot": {"dictionary": "snapshot", "probability": 0.7},
                 "body.metadata.name": {"dictionary": "new_name", "probability": 0.5},
                 "body.spec.image": {"dictionary": "image", "probability": 0.7},
                 "body.spec.flavor": {"dictionary": "flavor", "probability": 0.5},

@@ -553,6 +553,22 @@ OUTSIDE_MATRIX = {
             "volume-api-resize",
         )
     },
+    **{
+        name: "own role matrix (snapshots need a volume on a host) in "
+        "tests/compute/test_api_snapshots.py and test_views_snapshots.py"
+        for name in (
+            "volume-clone",
+            "snapshot-take",
+            "snapshot-action",
+            "volume-api-clone",
+            "snapshot-api-list",
+            "snapshot-api-detail",
+            "snapshot-api-restore",
+            "vm-snapshot-api-list",
+            "vm-snapshot-api-detail",
+            "vm-snapshot-api-restore",
+        )
+    },
     "vm-metrics": "own role matrix in tests/monitoring/test_metrics_views.py",
     "metrics": "token / allow-list, tests/monitoring/test_metrics_views.py",
     "image-api-upload": "tus upload roles in tests/compute/images/test_api_images.py",

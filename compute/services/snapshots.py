@@ -1,0 +1,666 @@
+"""Volume snapshots (take, restore, delete) and volume clones.
+
+A snapshot is an independent full copy of a local volume in its host's pool (see
+:mod:`compute.models.snapshots` for why a copy and not a qcow2 snapshot chain). It is
+taken only while nothing writes to the volume: the volume is detached, or its VM is
+stopped, so the copy is consistent without a guest agent. Restoring copies the data
+back over the volume, again only while its VM is stopped, and asks for the volume's
+name as confirmation: what the volume holds now is lost.
+
+Quota: a snapshot holds one reservation, ``snapshot:<uid>``, of ``storage`` = the
+volume's size when taken, reserved in the transaction that records it and released
+once when its copy is gone. A clone is a new volume (``volume:<uid>`` as any volume).
+
+Every write is a row-locked read-modify-write bumping ``resource_version``; the task
+:func:`compute.tasks.snapshots.snapshot_apply` does the backend work after commit and
+reports through :func:`snapshot_observe`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from compute.backends import VolumeSpec
+from compute.choices import Phase, SnapshotPhase, StorageClass, VolumePhase, VolumeSource
+from compute.models import Snapshot, VirtualMachine, Volume
+from compute.services import volumes as volume_services
+from monitoring.services import event_publish, resource_forget, resource_publish
+from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
+from tenants.choices import ReservationKind
+from tenants.services import audit_record, authorize, quota_release, quota_reserve
+
+EVENT_KIND = "volume"  # snapshots speak on their volume's timeline
+# A volume is copied (to a snapshot or a clone) or restored only in these phases.
+QUIET_VOLUME_PHASES = frozenset({VolumePhase.READY, VolumePhase.ATTACHED})
+
+SNAPSHOT_ACTIONS: dict[str, tuple[str, frozenset[str]]] = {
+    "restore": ("snapshot.restore", frozenset({SnapshotPhase.READY})),
+    "delete": ("snapshot.delete", frozenset({SnapshotPhase.READY, SnapshotPhase.FAILED})),
+}
+
+
+def snapshot_actions(snapshot: Snapshot, role: str | None) -> list[str]:
+    """The snapshot buttons a user with ``role`` sees right now."""
+    from tenants.permissions import role_allows
+
+    return [
+        name
+        for name, (permission, phases) in SNAPSHOT_ACTIONS.items()
+        if snapshot.phase in phases and role_allows(role, permission)
+    ]
+
+
+def _file_name(uid: uuid.UUID, fmt: str) -> str:
+    return f"snap-{uid}.{'img' if fmt == 'raw' else 'qcow2'}"
+
+
+def _check_name(name, errors: dict) -> str:
+    name = str(name or "").strip()
+    if not name:
+        errors["name"] = ["A name is required."]
+    elif len(name) > 63 or not volume_services.NAME_RE.fullmatch(name):
+        errors["name"] = [
+            "Use at most 63 lowercase letters, digits and hyphens, starting and ending "
+            "with a letter or digit (a DNS label)."
+        ]
+    return name
+
+
+def _quiet(volume: Volume, what: str) -> None:
+    """``Conflict`` unless nothing writes to ``volume`` now (call with it and its VM
+    locked): it is Ready, or attached to a VM that is stopped."""
+    if not volume.local:
+        raise Conflict(
+            f"{volume.name} is a Kubernetes volume: only local volumes can be {what}.",
+            errors={"storage_class": ["Not a local volume."]},
+        )
+    if volume.phase not in QUIET_VOLUME_PHASES:
+        raise Conflict(
+            f"{volume.name} is {volume.phase}: it can be {what} when Ready or Attached.",
+            errors={"phase": [f"Not possible in phase {volume.phase}."]},
+        )
+    if volume.vm_id is not None:
+        vm = VirtualMachine.objects.select_for_update(of=("self",)).get(pk=volume.vm_id)
+        if vm.phase != Phase.STOPPED:
+            raise Conflict(
+                f"{volume.name} is a disk of {vm.name}, which is {vm.phase}: stop the VM "
+                f"first so that its disk is {what} in a consistent state.",
+                errors={"vm": [f"{vm.name} is {vm.phase}; stop it first."]},
+            )
+
+
+def _refused(tenant, name: str, error: QuotaExceeded) -> None:
+    event_publish(
+        tenant=tenant,
+        kind=EVENT_KIND,
+        name=name,
+        type="Warning",
+        reason="QuotaExceeded",
+        message=error.message,
+    )
+
+
+# --- Take ------------------------------------------------------------------------------
+def snapshot_create(*, actor, volume: Volume, name: str) -> Snapshot:
+    """Record a snapshot of ``volume`` (Ready, or its VM stopped) and reserve its size
+    in ``storage``; the task copies the data after commit. Nothing is saved or reserved
+    when a check fails; a quota refusal is also a Warning event."""
+    authorize(
+        actor=actor,
+        tenant=volume.tenant,
+        permission="snapshot.create",
+        target=f"volume/{volume.name}",
+    )
+    errors: dict[str, list[str]] = {}
+    name = _check_name(name, errors)
+    if errors:
+        raise ValidationError("The snapshot is not valid.", errors=errors)
+    try:
+        with transaction.atomic():
+            volume = volume_services._locked(volume)
+            _quiet(volume, "snapshotted")
+            snapshot = _take(actor, volume, name)
+    except IntegrityError:
+        raise ValidationError(
+            "A snapshot with this name exists already.", errors={"name": ["Taken."]}
+        ) from None
+    except QuotaExceeded as error:
+        _refused(volume.tenant, volume.name, error)
+        raise
+    return snapshot
+
+
+def _take(actor, volume: Volume, name: str, vm: VirtualMachine | None = None) -> Snapshot:
+    """Inside a transaction, ``volume`` locked and quiet: reserve, record, enqueue."""
+    if Snapshot.objects.filter(volume=volume, name=name).exists():
+        raise ValidationError(
+            f"{volume.name} has a snapshot named {name!r} already.",
+            errors={"name": ["Taken."]},
+        )
+    uid = uuid.uuid4()
+    quota_reserve(
+        tenant=volume.tenant,
+        ref=f"snapshot:{uid}",
+        storage=volume.size_gib,
+        kind=ReservationKind.VOLUME,
+        object_id=str(uid),
+    )
+    snapshot = Snapshot.objects.create(
+        uid=uid,
+        tenant=volume.tenant,
+        volume=volume,
+        vm=vm,
+        name=name,
+        size_gib=volume.size_gib,
+        host=volume.host,
+        pool=volume.pool,
+        backend_name=_file_name(uid, volume.format),
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+    )
+    with_vm = f" with {vm.name}'s other disks" if vm is not None else ""
+    _requested(
+        actor,
+        snapshot,
+        action="snapshot.create",
+        reason="SnapshotRequested",
+        message=f"Snapshot {name} ({volume.size_gib} GiB copy{with_vm})",
+    )
+    return snapshot
+
+
+# --- Restore ---------------------------------------------------------------------------
+def snapshot_restore(*, actor, snapshot: Snapshot, confirm: str) -> Snapshot:
+    """Copy ``snapshot``'s data back over its volume, whose current data is lost.
+
+    ``confirm`` must be the volume's name. Refused while the volume's VM is not
+    stopped; the volume is ``Restoring`` (and its VM cannot start) until the copy is
+    back."""
+    volume = snapshot.volume
+    authorize(
+        actor=actor,
+        tenant=snapshot.tenant,
+        permission="snapshot.restore",
+        target=f"volume/{volume.name}/snapshot/{snapshot.name}",
+    )
+    if str(confirm or "").strip() != volume.name:
+        raise ValidationError(
+            f"Type the volume's name, {volume.name}, to confirm: its current data is "
+            "replaced by the snapshot's.",
+            errors={"confirm": [f"Type {volume.name} to confirm."]},
+        )
+    with transaction.atomic():
+        # Lock order volume → VM → snapshot.
+        volume = volume_services._locked(volume)
+        _quiet(volume, "restored")
+        snapshot = _restore(actor, volume, _locked(snapshot))
+    return snapshot
+
+
+def _restore(actor, volume: Volume, snapshot: Snapshot) -> Snapshot:
+    """Inside a transaction, ``volume`` and ``snapshot`` locked, ``volume`` quiet."""
+    if snapshot.phase != SnapshotPhase.READY:
+        raise Conflict(
+            f"Snapshot {snapshot.name} is {snapshot.phase}: only a Ready one restores.",
+            errors={"phase": [f"restore is not possible in phase {snapshot.phase}."]},
+        )
+    volume_services._save(
+        volume,
+        phase=VolumePhase.RESTORING,
+        message=f"Restoring snapshot {snapshot.name}…",
+        phase_changed=timezone.now(),
+    )
+    volume_services._publish(volume)
+    snapshot = _save(snapshot, phase=SnapshotPhase.RESTORING, phase_changed=timezone.now())
+    _requested(
+        actor,
+        snapshot,
+        action="snapshot.restore",
+        reason="RestoreRequested",
+        message=f"Restore of snapshot {snapshot.name} (its current data is replaced)",
+    )
+    return snapshot
+
+
+# --- Delete ----------------------------------------------------------------------------
+def snapshot_delete(*, actor, snapshot: Snapshot) -> Snapshot:
+    """Mark a snapshot Deleting; the task removes its copy, then the row goes and its
+    quota is released, once. Other snapshots and the volume are untouched."""
+    authorize(
+        actor=actor,
+        tenant=snapshot.tenant,
+        permission="snapshot.delete",
+        target=f"volume/{snapshot.volume.name}/snapshot/{snapshot.name}",
+    )
+    with transaction.atomic():
+        return _delete(actor, _locked(snapshot))
+
+
+def _delete(actor, snapshot: Snapshot) -> Snapshot:
+    if snapshot.phase not in SNAPSHOT_ACTIONS["delete"][1]:
+        raise Conflict(
+            f"Cannot delete snapshot {snapshot.name} while it is {snapshot.phase}.",
+            errors={"phase": [f"delete is not possible in phase {snapshot.phase}."]},
+        )
+    snapshot = _save(snapshot, phase=SnapshotPhase.DELETING, phase_changed=timezone.now())
+    _requested(
+        actor,
+        snapshot,
+        action="snapshot.delete",
+        reason="SnapshotDeleting",
+        message=f"Deletion of snapshot {snapshot.name}",
+    )
+    return snapshot
+
+
+def snapshot_finalize_delete(snapshot: Snapshot) -> None:
+    """The copy is gone: drop the row and release its quota, both exactly once."""
+    with transaction.atomic():
+        deleted, _ = Snapshot.objects.filter(pk=snapshot.pk).delete()
+        if not deleted:
+            return
+        quota_release(snapshot.quota_ref)
+        volume = snapshot.volume
+        event_publish(
+            tenant=snapshot.tenant,
+            kind=EVENT_KIND,
+            name=volume.name,
+            uid=str(volume.uid),
+            reason="SnapshotDeleted",
+            message=f"Snapshot {snapshot.name} deleted; its quota was released.",
+        )
+        resource_forget(tenant=snapshot.tenant, kind="snapshot", name=_live_name(snapshot))
+
+
+# --- Snapshots of a VM (all its disks, taken and restored together) --------------------
+@dataclass
+class VMSnapshot:
+    """The snapshots of a VM's disks taken together under one name."""
+
+    vm: VirtualMachine
+    name: str
+    disks: list[Snapshot]
+
+    @property
+    def phase(self) -> str:
+        phases = {s.phase for s in self.disks}
+        for phase in (
+            SnapshotPhase.FAILED,
+            SnapshotPhase.DELETING,
+            SnapshotPhase.RESTORING,
+            SnapshotPhase.PENDING,
+        ):
+            if phase in phases:
+                return phase
+        return SnapshotPhase.READY
+
+    @property
+    def resource_version(self) -> int:
+        return max(s.resource_version for s in self.disks)
+
+    @property
+    def created(self):
+        return min(s.created for s in self.disks)
+
+
+def vm_snapshots(vm: VirtualMachine, name: str | None = None) -> list[VMSnapshot]:
+    """``vm``'s snapshots (newest first), or the one named ``name`` (or none)."""
+    rows = Snapshot.objects.filter(vm=vm).select_related("tenant", "volume", "volume__tenant")
+    if name is not None:
+        rows = rows.filter(name=name)
+    groups: dict[str, list[Snapshot]] = {}
+    for snapshot in rows.order_by("volume__device"):
+        groups.setdefault(snapshot.name, []).append(snapshot)
+    found = [VMSnapshot(vm=vm, name=n, disks=d) for n, d in groups.items()]
+    return sorted(found, key=lambda g: g.created, reverse=True)
+
+
+def _stopped_vm_disks(vm: VirtualMachine, what: str) -> tuple[VirtualMachine, list[Volume]]:
+    """Inside a transaction: the VM's local volumes, then the VM, locked (the order
+    every volume change locks them in); ``Conflict`` unless the VM is stopped and its
+    disks are quiet."""
+    volumes = list(
+        Volume.objects.select_for_update(of=("self",))
+        .select_related("tenant", "vm", "host")
+        .filter(vm=vm, storage_class=StorageClass.LOCAL)
+        .order_by("pk")
+    )
+    vm = (
+        VirtualMachine.objects.select_for_update(of=("self",))
+        .select_related("tenant")
+        .get(pk=vm.pk)
+    )
+    if vm.phase != Phase.STOPPED:
+        raise Conflict(
+            f"{vm.name} is {vm.phase}: stop it first so that its disks are {what} in a "
+            "consistent state.",
+            errors={"vm": [f"{vm.name} is {vm.phase}; stop it first."]},
+        )
+    if not volumes:
+        raise Conflict(f"{vm.name} has no disks to snapshot.", errors={"vm": ["No disks."]})
+    busy = [v.name for v in volumes if v.phase not in QUIET_VOLUME_PHASES]
+    if busy:
+        raise Conflict(
+            f"{', '.join(busy)} of {vm.name} cannot be {what} now (busy).",
+            errors={"phase": [f"{name} is busy." for name in busy]},
+        )
+    return vm, volumes
+
+
+def vm_snapshot_create(*, actor, vm: VirtualMachine, name: str) -> VMSnapshot:
+    """Snapshot every local disk of a stopped VM together, under one name, in one
+    transaction: all are recorded and charged, or none is."""
+    authorize(actor=actor, tenant=vm.tenant, permission="snapshot.create", target=f"vm/{vm.name}")
+    errors: dict[str, list[str]] = {}
+    name = _check_name(name, errors)
+    if errors:
+        raise ValidationError("The snapshot is not valid.", errors=errors)
+    try:
+        with transaction.atomic():
+            vm, volumes = _stopped_vm_disks(vm, "snapshotted")
+            disks = [_take(actor, volume, name, vm) for volume in volumes]
+    except IntegrityError:
+        raise ValidationError(
+            "A snapshot with this name exists already.", errors={"name": ["Taken."]}
+        ) from None
+    except QuotaExceeded as error:
+        _refused(vm.tenant, volumes[0].name if volumes else vm.name, error)
+        raise
+    return VMSnapshot(vm=vm, name=name, disks=disks)
+
+
+def _vm_snapshot(vm: VirtualMachine, name: str) -> list[Snapshot]:
+    disks = list(
+        Snapshot.objects.select_for_update(of=("self",))
+        .select_related("tenant", "volume", "volume__tenant")
+        .filter(vm=vm, name=name)
+        .order_by("pk")
+    )
+    if not disks:
+        raise NotFound(f"Snapshot {name!r} of {vm.name} not found.")
+    return disks
+
+
+def vm_snapshot_restore(*, actor, vm: VirtualMachine, name: str, confirm: str) -> VMSnapshot:
+    """Restore every disk of the stopped VM from its snapshot ``name``; ``confirm`` must
+    be the VM's name (what its disks hold now is lost)."""
+    authorize(actor=actor, tenant=vm.tenant, permission="snapshot.restore", target=f"vm/{vm.name}")
+    if str(confirm or "").strip() != vm.name:
+        raise ValidationError(
+            f"Type the VM's name, {vm.name}, to confirm: its disks' current data is "
+            "replaced by the snapshot's.",
+            errors={"confirm": [f"Type {vm.name} to confirm."]},
+        )
+    with transaction.atomic():
+        vm, volumes = _stopped_vm_disks(vm, "restored")
+        by_pk = {v.pk: v for v in volumes}
+        disks = _vm_snapshot(vm, name)
+        gone = [s.volume.name for s in disks if s.volume_id not in by_pk]
+        if gone:
+            raise Conflict(
+                f"{', '.join(gone)} is no longer a disk of {vm.name}: restore it from "
+                "its own page instead.",
+                errors={"volume": gone},
+            )
+        disks = [_restore(actor, by_pk[s.volume_id], s) for s in disks]
+    return VMSnapshot(vm=vm, name=name, disks=disks)
+
+
+def vm_snapshot_delete(*, actor, vm: VirtualMachine, name: str) -> VMSnapshot:
+    """Delete the snapshots of the VM's disks taken together as ``name``."""
+    authorize(actor=actor, tenant=vm.tenant, permission="snapshot.delete", target=f"vm/{vm.name}")
+    with transaction.atomic():
+        disks = [_delete(actor, s) for s in _vm_snapshot(vm, name)]
+    return VMSnapshot(vm=vm, name=name, disks=disks)
+
+
+# --- Observed state (task) -------------------------------------------------------------
+def _locked(snapshot: Snapshot) -> Snapshot:
+    found = (
+        Snapshot.objects.select_for_update(of=("self",))
+        .select_related("tenant", "volume", "volume__tenant", "host")
+        .filter(pk=snapshot.pk)
+        .first()
+    )
+    if found is None:
+        raise NotFound(f"Snapshot {snapshot.name!r} not found.")
+    return found
+
+
+def _save(snapshot: Snapshot, **fields) -> Snapshot:
+    Snapshot.objects.filter(pk=snapshot.pk).update(
+        **fields, updated=timezone.now(), resource_version=F("resource_version") + 1
+    )
+    snapshot.refresh_from_db()
+    return snapshot
+
+
+def snapshot_observe(
+    snapshot: Snapshot,
+    phase: str,
+    message: str = "",
+    *,
+    reason: str,
+    event_type: str = "Normal",
+    **fields,
+) -> Snapshot:
+    """Record the task's outcome under the row lock, with an event on the volume's
+    timeline. A deleted snapshot is left alone."""
+    with transaction.atomic():
+        current = (
+            Snapshot.objects.select_for_update(of=("self",))
+            .select_related("tenant", "volume", "volume__tenant")
+            .filter(pk=snapshot.pk)
+            .first()
+        )
+        if current is None:
+            return snapshot
+        current = _save(
+            current, phase=phase, message=message[:1000], phase_changed=timezone.now(), **fields
+        )
+        event_publish(
+            tenant=current.tenant,
+            kind=EVENT_KIND,
+            name=current.volume.name,
+            uid=str(current.volume.uid),
+            type=event_type,
+            reason=reason,
+            message=message or f"Snapshot {current.name} is {phase}.",
+        )
+        _publish(current)
+        return current
+
+
+def snapshot_spec(snapshot: Snapshot) -> VolumeSpec:
+    """Where the snapshot's copy lives (same pool and format as its volume)."""
+    return VolumeSpec(
+        pool=snapshot.pool,
+        name=snapshot.backend_name,
+        size_gib=snapshot.size_gib,
+        format=snapshot.volume.format,
+    )
+
+
+def restored_volume_spec(volume: Volume) -> VolumeSpec:
+    """The volume rewritten from a snapshot: a standalone file, no backing image."""
+    spec = volume_services.volume_spec(volume)
+    return VolumeSpec(pool=spec.pool, name=spec.name, size_gib=spec.size_gib, format=spec.format)
+
+
+def volume_restored(volume: Volume, snapshot: Snapshot, capacity_gib: int) -> Volume:
+    """The snapshot's data is back on the volume: Attached (to its stopped VM) or Ready."""
+    return volume_services.volume_observe(
+        volume,
+        VolumePhase.ATTACHED if volume.attached_domain else VolumePhase.READY,
+        "",
+        reason="Restored",
+        event_message=f"Restored from snapshot {snapshot.name}.",
+        capacity_gib=capacity_gib,
+    )
+
+
+def restore_failed(volume: Volume, snapshot: Snapshot, message: str) -> None:
+    volume_services.volume_fail(volume, f"Restore from {snapshot.name} failed: {message}")
+    snapshot_observe(
+        snapshot,
+        SnapshotPhase.READY,
+        f"Restore onto {volume.name} failed: {message}",
+        reason="RestoreFailed",
+        event_type="Warning",
+    )
+
+
+# --- Clone a volume --------------------------------------------------------------------
+def volume_clone(*, actor, volume: Volume, name: str) -> Volume:
+    """A new volume ``name`` holding a full copy of ``volume``'s data, on the same host,
+    independent of it (deleting the source leaves the clone whole). The source must be
+    Ready or a disk of a stopped VM; the clone is charged its size in ``storage``."""
+    tenant = volume.tenant
+    authorize(actor=actor, tenant=tenant, permission="volume.clone", target=f"volume/{name}")
+    errors: dict[str, list[str]] = {}
+    name = volume_services._check_name(tenant, name, errors)
+    if errors:
+        raise ValidationError("The clone is not valid.", errors=errors)
+    uid = uuid.uuid4()
+    try:
+        with transaction.atomic():
+            source = volume_services._locked(volume)
+            _quiet(source, "cloned")
+            quota_reserve(
+                tenant=tenant,
+                ref=f"volume:{uid}",
+                storage=source.size_gib,
+                kind=ReservationKind.VOLUME,
+                object_id=str(uid),
+            )
+            clone = Volume.objects.create(
+                uid=uid,
+                tenant=tenant,
+                name=name,
+                size_gib=source.size_gib,
+                storage_class=source.storage_class,
+                format=source.format,
+                phase=VolumePhase.PENDING,
+                created_from=VolumeSource.VOLUME,
+                source_volume=source,
+                source_name=source.name,
+                host=source.host,
+                pool=source.pool,
+                backend_name=volume_services._file_name(uid, source.format),
+                labels=dict(source.labels),
+                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+            )
+            audit_record(
+                actor=actor,
+                action="volume.clone",
+                tenant=tenant,
+                target=f"volume/{name}",
+                detail={"source": source.name, "size_gib": source.size_gib},
+            )
+            for who, text in ((source, f"Clone {name} requested"), (clone, "Accepted")):
+                event_publish(
+                    tenant=tenant,
+                    kind=EVENT_KIND,
+                    name=who.name,
+                    uid=str(who.uid),
+                    reason="Cloning",
+                    message=f"{text}: a full copy of {source.name} "
+                    f"({source.size_gib} GiB) by {volume_services._who(actor)}.",
+                )
+            volume_services._publish(clone)
+            transaction.on_commit(lambda: volume_services._enqueue(clone))
+    except IntegrityError:
+        raise ValidationError(
+            "A volume with this name exists already.", errors={"name": ["Taken."]}
+        ) from None
+    except QuotaExceeded as error:
+        _refused(tenant, name, error)
+        raise
+    return clone
+
+
+# --- Lost tasks ------------------------------------------------------------------------
+def snapshots_stale() -> list[Snapshot]:
+    """Snapshots still Pending, Restoring or Deleting ``ISOTOPE_STUCK_SECONDS`` after
+    their last write with no task holding their volume (their task was lost): a lost
+    restore would otherwise leave the volume Restoring and its VM unable to start."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.core.cache import cache
+
+    cutoff = timezone.now() - timedelta(seconds=settings.ISOTOPE_STUCK_SECONDS)
+    rows = Snapshot.objects.filter(
+        phase__in=[SnapshotPhase.PENDING, SnapshotPhase.RESTORING, SnapshotPhase.DELETING],
+        updated__lt=cutoff,
+    ).select_related("tenant", "volume")
+    return [s for s in rows if cache.get(f"isotope:volume-lock:{s.volume_id}") is None]
+
+
+def snapshots_redrive() -> list[int]:
+    """Enqueue the task of every stale snapshot (beat, with the volume sweep)."""
+    stale = snapshots_stale()
+    for snapshot in stale:
+        _enqueue(snapshot)
+    return [s.pk for s in stale]
+
+
+# --- Live state ------------------------------------------------------------------------
+def _live_name(snapshot: Snapshot) -> str:
+    return f"{snapshot.volume.name}/{snapshot.name}"
+
+
+def snapshot_state(snapshot: Snapshot) -> dict:
+    """What the volume page needs to redraw one snapshot row."""
+    return {
+        "name": snapshot.name,
+        "volume": snapshot.volume.name,
+        "phase": snapshot.phase,
+        "message": snapshot.message,
+        "sizeGiB": snapshot.size_gib,
+        "created": snapshot.created.isoformat(),
+        "resourceVersion": str(snapshot.resource_version),
+        "actionsByRole": {
+            role: snapshot_actions(snapshot, role) for role in ("viewer", "operator", "admin")
+        },
+    }
+
+
+def _publish(snapshot: Snapshot) -> None:
+    resource_publish(
+        tenant=snapshot.tenant,
+        kind="snapshot",
+        name=_live_name(snapshot),
+        data=snapshot_state(snapshot),
+    )
+
+
+def _requested(actor, snapshot: Snapshot, *, action: str, reason: str, message: str) -> None:
+    volume = snapshot.volume
+    audit_record(
+        actor=actor,
+        action=action,
+        tenant=snapshot.tenant,
+        target=f"volume/{volume.name}/snapshot/{snapshot.name}",
+        detail={"size_gib": snapshot.size_gib},
+    )
+    event_publish(
+        tenant=snapshot.tenant,
+        kind=EVENT_KIND,
+        name=volume.name,
+        uid=str(volume.uid),
+        reason=reason,
+        message=f"{message} requested by {volume_services._who(actor)}.",
+    )
+    _publish(snapshot)
+    transaction.on_commit(lambda: _enqueue(snapshot))
+
+
+def _enqueue(snapshot: Snapshot) -> None:
+    from compute.tasks import snapshots as tasks
+
+    tasks.snapshot_apply.delay(snapshot.pk)

@@ -1,0 +1,393 @@
+"""REST API for volume snapshots and clones.
+
+``/api/v1/tenants/<t>/volumes/<v>/snapshots/`` lists and takes snapshots
+(``Idempotency-Key``), ``.../snapshots/<s>/`` reads and deletes one (``If-Match``),
+``.../snapshots/<s>/restore/`` copies it back over the volume (202; the body must
+confirm with the volume's name), and ``/volumes/<v>/clone/`` makes a new, independent
+volume (202 with its ``Location``). ``/virtualmachines/<vm>/snapshots/[<s>/[restore/]]``
+does the same for all the disks of a stopped VM together. Errors are problem+json.
+"""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from compute import selectors
+from compute.api import IDEMPOTENCY_KEY, IF_MATCH, PROBLEM_RESPONSE, TenantResourceView
+from compute.choices import SnapshotPhase
+from compute.models import Snapshot
+from compute.services import snapshots as snapshot_services
+from compute.volume_api import VolumeSerializer, VolumeView
+from portal.api.errors import api_field_errors
+from portal.api.resources import StrictSerializer, metadata
+from portal.exceptions import ApplicationError, NotFound
+from tenants import selectors as tenant_selectors
+from tenants.api import MetadataSerializer
+from tenants.models import Tenant
+
+API_FIELDS = {"name": "metadata.name", "confirm": "confirm", "phase": "status.phase"}
+
+
+def _api_errors(error: ApplicationError) -> ApplicationError:
+    return api_field_errors(error, fields=API_FIELDS, quota_fields={"storage": "metadata.name"})
+
+
+def snapshot_representation(snapshot: Snapshot, user) -> dict:
+    role = tenant_selectors.role_of(user, snapshot.tenant)
+    data_status = {
+        "phase": snapshot.phase,
+        "message": snapshot.message,
+        "phaseChanged": snapshot.phase_changed.isoformat().replace("+00:00", "Z"),
+        "restored": snapshot.restored.isoformat().replace("+00:00", "Z")
+        if snapshot.restored
+        else None,
+        "actions": snapshot_services.snapshot_actions(snapshot, role),
+    }
+    if getattr(user, "is_staff", False):
+        data_status["host"] = snapshot.host.name if snapshot.host_id else None
+        data_status["pool"] = snapshot.pool or None
+        data_status["backendName"] = snapshot.backend_name
+    return {
+        "metadata": metadata(snapshot, name=snapshot.name, tenant=snapshot.tenant.slug),
+        "spec": {"volume": snapshot.volume.name, "sizeGiB": snapshot.size_gib},
+        "status": data_status,
+    }
+
+
+class SnapshotMetadataIn(StrictSerializer):
+    name = serializers.CharField(help_text="A DNS label, unique among the volume's snapshots.")
+
+
+class SnapshotCreateSerializer(StrictSerializer):
+    metadata = SnapshotMetadataIn()
+
+
+class RestoreIn(StrictSerializer):
+    confirm = serializers.CharField(
+        help_text="The volume's name: its current data is replaced by the snapshot's."
+    )
+
+
+class CloneIn(StrictSerializer):
+    name = serializers.CharField(help_text="The new volume's name (a DNS label).")
+
+
+class SnapshotSerializer(serializers.Serializer):
+    metadata = MetadataSerializer()
+    spec = serializers.DictField()
+    status = serializers.DictField()
+
+    def to_representation(self, snapshot: Snapshot) -> dict:
+        return snapshot_representation(snapshot, self.context["request"].user)
+
+
+CHANGE_RESPONSES = {
+    202: SnapshotSerializer,
+    400: PROBLEM_RESPONSE,
+    403: PROBLEM_RESPONSE,
+    404: PROBLEM_RESPONSE,
+    409: PROBLEM_RESPONSE,
+    412: PROBLEM_RESPONSE,
+}
+
+
+class SnapshotView(TenantResourceView):
+    serializer_class = SnapshotSerializer
+    view_action = "volume.view"
+    detail_url_name = "snapshot-api-detail"
+    phases = tuple(SnapshotPhase.values)
+
+    @property
+    def collection(self) -> str:
+        return f"volumes/{self.kwargs['name']}/snapshots"
+
+    def volume(self, tenant: Tenant):
+        return selectors.volume_get(self.request.user, tenant, self.kwargs["name"])
+
+    def lookup(self, tenant: Tenant, name: str, *, lock: bool = False) -> Snapshot:
+        volume = self.volume(tenant)
+        return selectors.snapshot_get(self.request.user, volume, self.kwargs["snapshot"], lock=lock)
+
+    def api_errors(self, error: ApplicationError) -> ApplicationError:
+        return _api_errors(error)
+
+    def location(self, tenant: Tenant, name: str) -> str:
+        url = reverse(
+            self.detail_url_name,
+            kwargs={"tenant": tenant.slug, "name": self.kwargs["name"], "snapshot": name},
+        )
+        return self.request.build_absolute_uri(url)
+
+
+class SnapshotListView(SnapshotView):
+    @extend_schema(
+        operation_id="snapshots_list",
+        summary="List a volume's snapshots (newest first)",
+        responses=SnapshotSerializer(many=True),
+    )
+    def get(self, request, tenant, name):
+        obj = self.tenant("volume.view")
+        return self.phase_page(selectors.snapshots_for_volume(request.user, self.volume(obj)))
+
+    @extend_schema(
+        operation_id="snapshots_create",
+        summary="Take a snapshot: a full copy of the volume (detached, or its VM stopped)",
+        request=SnapshotCreateSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            202: SnapshotSerializer,
+            400: PROBLEM_RESPONSE,
+            403: PROBLEM_RESPONSE,
+            404: PROBLEM_RESPONSE,
+            409: PROBLEM_RESPONSE,
+        },
+    )
+    def post(self, request, tenant, name):
+        obj = self.allowed_tenant("snapshot.create")
+        volume = self.volume(obj)
+        serializer = SnapshotCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        snapshot_name = serializer.validated_data["metadata"]["name"]
+
+        def take() -> Snapshot:
+            try:
+                return snapshot_services.snapshot_create(
+                    actor=request.user, volume=volume, name=snapshot_name
+                )
+            except ApplicationError as error:
+                raise _api_errors(error) from None
+
+        return self.create(obj, take)
+
+
+class SnapshotDetailView(SnapshotView):
+    @extend_schema(operation_id="snapshots_get", summary="One snapshot")
+    def get(self, request, tenant, name, snapshot):
+        obj = self.tenant("volume.view")
+        return self.respond(self.lookup(obj, name))
+
+    @extend_schema(
+        operation_id="snapshots_delete",
+        summary="Delete a snapshot's copy (accepted; Deleting until gone)",
+        parameters=[IF_MATCH],
+        responses=CHANGE_RESPONSES,
+    )
+    def delete(self, request, tenant, name, snapshot):
+        obj = self.allowed_tenant("snapshot.delete")
+        return self.change(
+            obj, lambda s: snapshot_services.snapshot_delete(actor=request.user, snapshot=s)
+        )
+
+
+class SnapshotRestoreView(SnapshotView):
+    @extend_schema(
+        operation_id="snapshots_restore",
+        summary="Restore: copy the snapshot back over its volume (its VM stopped)",
+        request=RestoreIn,
+        parameters=[IF_MATCH],
+        responses=CHANGE_RESPONSES,
+    )
+    def post(self, request, tenant, name, snapshot):
+        obj = self.allowed_tenant("snapshot.restore")
+        serializer = RestoreIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        confirm = serializer.validated_data["confirm"]
+        return self.change(
+            obj,
+            lambda s: snapshot_services.snapshot_restore(
+                actor=request.user, snapshot=s, confirm=confirm
+            ),
+        )
+
+
+class VolumeCloneView(VolumeView):
+    @extend_schema(
+        operation_id="volumes_clone",
+        summary="Clone a volume: a new, independent full copy (source detached or stopped)",
+        request=CloneIn,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            202: VolumeSerializer,
+            400: PROBLEM_RESPONSE,
+            403: PROBLEM_RESPONSE,
+            404: PROBLEM_RESPONSE,
+            409: PROBLEM_RESPONSE,
+        },
+    )
+    def post(self, request, tenant, name):
+        obj = self.allowed_tenant("volume.clone")
+        source = self.lookup(obj, name)
+        serializer = CloneIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        new_name = serializer.validated_data["name"]
+
+        def clone():
+            try:
+                return snapshot_services.volume_clone(
+                    actor=request.user, volume=source, name=new_name
+                )
+            except ApplicationError as error:
+                raise self.api_errors(error) from None
+
+        return self.create(obj, clone)
+
+
+# --- Snapshots of a VM (its disks together) ----------------------------------------------
+def vm_snapshot_representation(group: snapshot_services.VMSnapshot, user) -> dict:
+    role = tenant_selectors.role_of(user, group.vm.tenant)
+    allowed = {a for s in group.disks for a in snapshot_services.snapshot_actions(s, role)}
+    return {
+        "metadata": {
+            "name": group.name,
+            "vm": group.vm.name,
+            "created": group.created.isoformat().replace("+00:00", "Z"),
+            "resourceVersion": str(group.resource_version),
+        },
+        "spec": {
+            "disks": [
+                {"volume": s.volume.name, "device": s.volume.device, "sizeGiB": s.size_gib}
+                for s in group.disks
+            ]
+        },
+        "status": {
+            "phase": group.phase,
+            "disks": [{"volume": s.volume.name, "phase": s.phase} for s in group.disks],
+            "actions": [a for a in ("restore", "delete") if a in allowed],
+        },
+    }
+
+
+class VMSnapshotSerializer(serializers.Serializer):
+    metadata = serializers.DictField()
+    spec = serializers.DictField()
+    status = serializers.DictField()
+
+    def to_representation(self, group) -> dict:
+        return vm_snapshot_representation(group, self.context["request"].user)
+
+
+VM_CHANGE_RESPONSES = {
+    202: VMSnapshotSerializer,
+    400: PROBLEM_RESPONSE,
+    403: PROBLEM_RESPONSE,
+    404: PROBLEM_RESPONSE,
+    409: PROBLEM_RESPONSE,
+}
+
+
+class VMSnapshotView(TenantResourceView):
+    """A VM's snapshots: the snapshots of its disks taken together under one name (no
+    ``If-Match``: they are several rows, each with its own resourceVersion)."""
+
+    serializer_class = VMSnapshotSerializer
+    view_action = "vm.view"
+    detail_url_name = "vm-snapshot-api-detail"
+
+    @property
+    def collection(self) -> str:
+        return f"virtualmachines/{self.kwargs['name']}/snapshots"
+
+    def vm(self, tenant: Tenant):
+        return selectors.vm_get(self.request.user, tenant, self.kwargs["name"])
+
+    def lookup(self, tenant: Tenant, name: str, *, lock: bool = False):
+        vm = self.vm(tenant)
+        found = snapshot_services.vm_snapshots(vm, self.kwargs["snapshot"])
+        if not found:
+            raise NotFound(f"Snapshot {self.kwargs['snapshot']!r} of {vm.name} not found.")
+        return found[0]
+
+    def api_errors(self, error: ApplicationError) -> ApplicationError:
+        return _api_errors(error)
+
+    def location(self, tenant: Tenant, name: str) -> str:
+        url = reverse(
+            self.detail_url_name,
+            kwargs={"tenant": tenant.slug, "name": self.kwargs["name"], "snapshot": name},
+        )
+        return self.request.build_absolute_uri(url)
+
+    def run(self, call) -> Response:
+        try:
+            group = call()
+        except ApplicationError as error:
+            raise self.api_errors(error) from None
+        return self.respond(group, status.HTTP_202_ACCEPTED)
+
+
+class VMSnapshotListView(VMSnapshotView):
+    @extend_schema(
+        operation_id="vm_snapshots_list",
+        summary="List a VM's snapshots (each: its disks' snapshots taken together)",
+        responses=VMSnapshotSerializer(many=True),
+    )
+    def get(self, request, tenant, name):
+        obj = self.tenant("vm.view")
+        page = self.paginate_queryset(snapshot_services.vm_snapshots(self.vm(obj)))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="vm_snapshots_create",
+        summary="Snapshot every disk of a stopped VM together",
+        request=SnapshotCreateSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses=VM_CHANGE_RESPONSES,
+    )
+    def post(self, request, tenant, name):
+        obj = self.allowed_tenant("snapshot.create")
+        vm = self.vm(obj)
+        serializer = SnapshotCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        snapshot_name = serializer.validated_data["metadata"]["name"]
+
+        def take():
+            try:
+                return snapshot_services.vm_snapshot_create(
+                    actor=request.user, vm=vm, name=snapshot_name
+                )
+            except ApplicationError as error:
+                raise _api_errors(error) from None
+
+        return self.create(obj, take)
+
+
+class VMSnapshotDetailView(VMSnapshotView):
+    @extend_schema(operation_id="vm_snapshots_get", summary="One snapshot of a VM")
+    def get(self, request, tenant, name, snapshot):
+        obj = self.tenant("vm.view")
+        return self.respond(self.lookup(obj, name))
+
+    @extend_schema(
+        operation_id="vm_snapshots_delete",
+        summary="Delete the snapshots of a VM's disks taken together",
+        responses=VM_CHANGE_RESPONSES,
+    )
+    def delete(self, request, tenant, name, snapshot):
+        obj = self.allowed_tenant("snapshot.delete")
+        vm = self.vm(obj)
+        return self.run(
+            lambda: snapshot_services.vm_snapshot_delete(actor=request.user, vm=vm, name=snapshot)
+        )
+
+
+class VMSnapshotRestoreView(VMSnapshotView):
+    @extend_schema(
+        operation_id="vm_snapshots_restore",
+        summary="Restore every disk of a stopped VM from the snapshot",
+        request=RestoreIn,
+        responses=VM_CHANGE_RESPONSES,
+    )
+    def post(self, request, tenant, name, snapshot):
+        obj = self.allowed_tenant("snapshot.restore")
+        vm = self.vm(obj)
+        serializer = RestoreIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        confirm = serializer.validated_data["confirm"]
+        return self.run(
+            lambda: snapshot_services.vm_snapshot_restore(
+                actor=request.user, vm=vm, name=snapshot, confirm=confirm
+            )
+        )

@@ -1,0 +1,121 @@
+"""The task that does a snapshot's backend work (queue ``libvirt``).
+
+``snapshot_apply`` copies a volume into its snapshot (Pending → Ready), copies a
+snapshot back over its volume (Restoring → Ready, the volume Ready/Attached again),
+or removes a snapshot's copy (Deleting → gone). It holds the volume's task lock, so it
+never interleaves with the volume's own task, and is safe to run twice: each step
+checks what already exists. Transient errors retry with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.utils import timezone
+
+from compute.backends import (
+    BackendError,
+    TransientBackendError,
+    VolumeNotFound,
+    backend_for_host,
+)
+from compute.choices import SnapshotPhase, VolumePhase
+from compute.models import Snapshot
+from compute.services import snapshots as services
+from compute.services import volumes as volume_services
+from compute.tasks.locks import Busy
+from compute.tasks.volumes import GIB, MAX_RETRIES, volume_lock
+
+logger = logging.getLogger(__name__)
+
+
+def _load(snapshot_id: int) -> Snapshot | None:
+    return (
+        Snapshot.objects.select_related(
+            "tenant", "volume", "volume__tenant", "volume__vm", "volume__host", "host"
+        )
+        .filter(pk=snapshot_id)
+        .first()
+    )
+
+
+def _failed(snapshot: Snapshot, message: str) -> None:
+    if snapshot.phase == SnapshotPhase.RESTORING:
+        services.restore_failed(snapshot.volume, snapshot, message)
+    elif snapshot.phase == SnapshotPhase.PENDING:
+        services.snapshot_observe(
+            snapshot, SnapshotPhase.FAILED, message, reason="SnapshotFailed", event_type="Warning"
+        )
+    else:
+        services.snapshot_observe(
+            snapshot, snapshot.phase, message, reason="SnapshotFailed", event_type="Warning"
+        )
+
+
+@shared_task(bind=True, acks_late=True, name="compute.tasks.libvirt.snapshot_apply")
+def snapshot_apply(self, snapshot_id: int) -> None:
+    """Converge one snapshot: take it, restore it, or delete it."""
+    snapshot = _load(snapshot_id)
+    if snapshot is None:
+        return
+    try:
+        with volume_lock(snapshot.volume_id):
+            snapshot = _load(snapshot_id)
+            if snapshot is None:
+                return
+            _converge(snapshot, backend_for_host(snapshot.host))
+    except Busy:
+        raise self.retry(countdown=1, max_retries=120) from None
+    except TransientBackendError as error:
+        if self.request.retries < MAX_RETRIES:
+            raise self.retry(countdown=min(2 ** (self.request.retries + 1), 60)) from error
+        snapshot = _load(snapshot_id)
+        if snapshot is not None:
+            _failed(snapshot, f"No answer after {self.request.retries} retries: {error}")
+    except BackendError as error:
+        snapshot = _load(snapshot_id)
+        if snapshot is not None:
+            _failed(snapshot, str(error))
+
+
+def _converge(snapshot: Snapshot, backend) -> None:
+    volume = snapshot.volume
+    if snapshot.phase == SnapshotPhase.DELETING:
+        backend.volume_delete(snapshot.pool, snapshot.backend_name)
+        services.snapshot_finalize_delete(snapshot)
+    elif snapshot.phase == SnapshotPhase.PENDING:
+        backend.volume_clone(volume_services.volume_spec(volume), services.snapshot_spec(snapshot))
+        services.snapshot_observe(
+            snapshot,
+            SnapshotPhase.READY,
+            f"Snapshot {snapshot.name} taken: a {snapshot.size_gib} GiB copy of {volume.name}.",
+            reason="SnapshotTaken",
+        )
+    elif snapshot.phase == SnapshotPhase.RESTORING and volume.phase != VolumePhase.RESTORING:
+        # The volume is no longer waiting for this copy (failed and handled): the
+        # snapshot is usable again instead of Restoring for ever.
+        services.snapshot_observe(
+            snapshot,
+            SnapshotPhase.READY,
+            f"Not restored: {volume.name} is {volume.phase}.",
+            reason="RestoreFailed",
+            event_type="Warning",
+        )
+    elif snapshot.phase == SnapshotPhase.RESTORING:
+        # The copy must exist before the volume's data is dropped.
+        backend.volume_info(snapshot.pool, snapshot.backend_name)
+        target = services.restored_volume_spec(volume)
+        backend.volume_delete(target.pool, target.name)
+        try:
+            info = backend.volume_clone(services.snapshot_spec(snapshot), target)
+        except VolumeNotFound as error:
+            raise BackendError(str(error)) from None
+        services.volume_restored(volume, snapshot, info.capacity // GIB)
+        services.snapshot_observe(
+            snapshot,
+            SnapshotPhase.READY,
+            f"Restored onto {volume.name}.",
+            reason="SnapshotRestored",
+            restored=timezone.now(),
+        )

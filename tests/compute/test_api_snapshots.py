@@ -1,0 +1,258 @@
+"""The snapshot and clone API: shape, the role matrix, other tenants, bad input,
+Idempotency-Key, If-Match and the restore confirmation.
+
+No Celery worker here: requests are accepted (202) and stay Pending; tests that need a
+Ready snapshot set the phase (what the worker would observe)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from compute.choices import Phase, SnapshotPhase, VolumePhase
+from compute.models import Snapshot, VirtualMachine, Volume
+from compute.services import snapshots as snapshot_services
+from tenants.choices import AuditOutcome
+from tenants.models import AuditLog
+from tests.compute.test_api_volumes import make_vm, make_volume, problem, used_storage
+
+pytestmark = [pytest.mark.unit, pytest.mark.libvirt_test_driver]
+
+BASE = "/api/v1/tenants/acme/volumes/"
+
+
+@pytest.fixture
+def world(demo, make_host, tiny_image):
+    demo.host = make_host("node-a")
+    return demo
+
+
+def make_snapshot(demo, volume, name="s1", phase=SnapshotPhase.READY) -> Snapshot:
+    snapshot = snapshot_services.snapshot_create(actor=None, volume=volume, name=name)
+    Snapshot.objects.filter(pk=snapshot.pk).update(phase=phase)
+    return Snapshot.objects.get(pk=snapshot.pk)
+
+
+def test_a_snapshot_is_accepted_in_the_metadata_spec_status_shape(world, api):
+    make_volume(world)
+    response = api(world.bob).post(
+        f"{BASE}data1/snapshots/", {"metadata": {"name": "s1"}}, format="json"
+    )
+    assert response.status_code == 202, response.content
+    assert response["Location"].endswith("/api/v1/tenants/acme/volumes/data1/snapshots/s1/")
+    data = response.json()
+    assert response["ETag"] == f'"{data["metadata"]["resourceVersion"]}"'
+    assert data["spec"] == {"volume": "data1", "sizeGiB": 5}
+    assert data["status"]["phase"] == "Pending" and "pool" not in data["status"]
+    assert used_storage(world.acme) == 10
+    listed = api(world.carol).get(f"{BASE}data1/snapshots/").json()["items"]
+    assert [s["metadata"]["name"] for s in listed] == ["s1"]
+    assert api(world.admin).get(f"{BASE}data1/snapshots/s1/").json()["status"]["backendName"]
+
+
+ROLE_STATUS = {
+    # who: (list, get, take, clone, restore, delete)
+    "alice": (200, 200, 202, 202, 202, 202),
+    "bob": (200, 200, 202, 202, 202, 403),
+    "carol": (200, 200, 403, 403, 403, 403),
+    "dave": (404, 404, 404, 404, 404, 404),
+    "outsider": (404, 404, 404, 404, 404, 404),
+}
+
+
+@pytest.mark.parametrize("who", list(ROLE_STATUS))
+def test_the_role_matrix_for_every_snapshot_endpoint(world, api, who):
+    client = api(getattr(world, who))
+    volume = make_volume(world)
+    make_snapshot(world, volume, "old")
+    make_snapshot(world, volume, "gone")
+    before = set(Snapshot.objects.values_list("name", "phase"))
+    got = (
+        client.get(f"{BASE}data1/snapshots/").status_code,
+        client.get(f"{BASE}data1/snapshots/old/").status_code,
+        client.post(
+            f"{BASE}data1/snapshots/", {"metadata": {"name": "new"}}, format="json"
+        ).status_code,
+        client.post(f"{BASE}data1/clone/", {"name": "copy"}, format="json").status_code,
+        client.post(
+            f"{BASE}data1/snapshots/old/restore/", {"confirm": "data1"}, format="json"
+        ).status_code,
+        client.delete(f"{BASE}data1/snapshots/gone/").status_code,
+    )
+    assert got == ROLE_STATUS[who]
+    if who in ("carol", "dave", "outsider"):
+        assert set(Snapshot.objects.values_list("name", "phase")) == before
+        assert Volume.objects.get(name="data1").phase == VolumePhase.READY
+        assert not Volume.objects.filter(name="copy").exists()
+    if who == "bob":
+        assert Snapshot.objects.get(name="gone").phase == SnapshotPhase.READY
+        assert AuditLog.objects.filter(
+            actor=world.bob, action="snapshot.delete", outcome=AuditOutcome.DENIED
+        ).exists()
+    if who == "alice":
+        assert Volume.objects.get(name="data1").phase == VolumePhase.RESTORING
+        assert Volume.objects.get(name="copy").source_name == "data1"
+
+
+def test_another_tenants_volume_and_snapshots_are_not_found(world, api):
+    theirs = make_volume(world, "secret", tenant=world.globex)
+    make_snapshot(world, theirs, "s1")
+    client = api(world.bob)
+    url = "/api/v1/tenants/globex/volumes/secret/"
+    for response in (
+        client.get(url + "snapshots/"),
+        client.get(url + "snapshots/s1/"),
+        client.post(url + "snapshots/", {"metadata": {"name": "x"}}, format="json"),
+        client.post(url + "snapshots/s1/restore/", {"confirm": "secret"}, format="json"),
+        client.delete(url + "snapshots/s1/"),
+        client.post(url + "clone/", {"name": "mine"}, format="json"),
+        client.get(f"{BASE}secret/snapshots/"),
+    ):
+        problem(response, 404, "not-found")
+    assert Snapshot.objects.get().phase == SnapshotPhase.READY
+    assert Volume.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "field"),
+    [
+        ("snapshots/", {"metadata": {"name": "Bad_Name"}}, "metadata.name"),
+        ("snapshots/", {"metadata": {"name": "s1"}, "spec": {}}, "spec"),
+        ("snapshots/", {}, "metadata"),
+        ("snapshots/s1/restore/", {}, "confirm"),
+        ("snapshots/s1/restore/", {"confirm": "other"}, "confirm"),
+        ("clone/", {"name": "data1"}, "name"),
+        ("clone/", {"name": "-x-"}, "name"),
+        ("clone/", {"name": "ok", "size": 3}, "size"),
+    ],
+)
+def test_bad_input_is_a_field_error_and_changes_nothing(world, api, path, payload, field):
+    volume = make_volume(world)
+    make_snapshot(world, volume, "s1")
+    data = problem(api(world.bob).post(f"{BASE}data1/{path}", payload, format="json"), 400)
+    assert field.split(".")[-1] in json.dumps(data["errors"]), data
+    assert Snapshot.objects.count() == 1 and Volume.objects.count() == 1
+    assert Volume.objects.get().phase == VolumePhase.READY
+    assert used_storage(world.acme) == 10
+
+
+def test_restore_of_a_running_vms_disk_is_a_409_and_changes_nothing(world, api):
+    vm = make_vm(world, phase=Phase.STOPPED)
+    volume = make_volume(world)
+    Volume.objects.filter(pk=volume.pk).update(vm=vm, device="vdb", phase=VolumePhase.ATTACHED)
+    make_snapshot(world, Volume.objects.get(pk=volume.pk), "s1")
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING)
+    client = api(world.bob)
+    data = problem(
+        client.post(f"{BASE}data1/snapshots/s1/restore/", {"confirm": "data1"}, format="json"),
+        409,
+    )
+    assert "stop" in data["detail"]
+    problem(
+        client.post(f"{BASE}data1/snapshots/", {"metadata": {"name": "s2"}}, format="json"), 409
+    )
+    problem(client.post(f"{BASE}data1/clone/", {"name": "copy"}, format="json"), 409)
+    assert Volume.objects.get(pk=volume.pk).phase == VolumePhase.ATTACHED
+    assert Snapshot.objects.get().phase == SnapshotPhase.READY and Volume.objects.count() == 1
+
+
+def test_if_match_and_idempotency_key(world, api):
+    volume = make_volume(world)
+    snapshot = make_snapshot(world, volume, "s1")
+    client = api(world.alice)
+    url = f"{BASE}data1/snapshots/s1/"
+    problem(client.delete(url, HTTP_IF_MATCH='"999"'), 412)
+    assert Snapshot.objects.get(pk=snapshot.pk).phase == SnapshotPhase.READY
+    response = client.delete(url, HTTP_IF_MATCH=f'"{snapshot.resource_version}"')
+    assert response.status_code == 202 and response.json()["status"]["phase"] == "Deleting"
+
+    first = client.post(
+        f"{BASE}data1/snapshots/",
+        {"metadata": {"name": "s2"}},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k1",
+    )
+    again = client.post(
+        f"{BASE}data1/snapshots/",
+        {"metadata": {"name": "s2"}},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k1",
+    )
+    assert first.status_code == again.status_code == 202
+    assert again["Idempotent-Replayed"] == "true"
+    assert Snapshot.objects.filter(name="s2").count() == 1
+    clone = client.post(
+        f"{BASE}data1/clone/", {"name": "copy"}, format="json", HTTP_IDEMPOTENCY_KEY="k2"
+    )
+    assert clone.status_code == 202
+    assert clone["Location"].endswith("/api/v1/tenants/acme/volumes/copy/")
+
+
+# --- Snapshots of a VM ------------------------------------------------------------------
+VM_BASE = "/api/v1/tenants/acme/virtualmachines/"
+
+
+def stopped_vm_with_disk(world):
+    vm = make_vm(world, phase=Phase.STOPPED)
+    volume = make_volume(world)
+    Volume.objects.filter(pk=volume.pk).update(vm=vm, device="vdb", phase=VolumePhase.ATTACHED)
+    return vm
+
+
+VM_ROLE_STATUS = {
+    # who: (list, take, get, restore, delete)
+    "alice": (200, 202, 200, 202, 202),
+    "bob": (200, 202, 200, 202, 403),
+    "carol": (200, 403, 404, 403, 403),
+    "dave": (404, 404, 404, 404, 404),
+}
+
+
+@pytest.mark.parametrize("who", list(VM_ROLE_STATUS))
+def test_vm_snapshots_take_restore_delete_by_role(world, api, who):
+    vm = stopped_vm_with_disk(world)
+    for name in ("old", "gone"):
+        snapshot_services.vm_snapshot_create(actor=world.alice, vm=vm, name=name)
+    Snapshot.objects.update(phase=SnapshotPhase.READY)
+    client = api(getattr(world, who))
+    url = f"{VM_BASE}web1/snapshots/"
+    taken = client.post(url, {"metadata": {"name": "new"}}, format="json")
+    got = (
+        client.get(url).status_code,
+        taken.status_code,
+        client.get(f"{url}new/").status_code,
+        client.post(f"{url}old/restore/", {"confirm": "web1"}, format="json").status_code,
+        client.delete(f"{url}gone/").status_code,
+    )
+    assert got == VM_ROLE_STATUS[who]
+    if who == "bob":
+        data = taken.json()
+        assert taken["Location"].endswith("/virtualmachines/web1/snapshots/new/")
+        assert data["metadata"]["vm"] == "web1" and data["status"]["phase"] == "Pending"
+        assert data["spec"]["disks"] == [{"volume": "data1", "device": "vdb", "sizeGiB": 5}]
+        assert Volume.objects.get(name="data1").phase == VolumePhase.RESTORING
+    if who in ("carol", "dave"):
+        assert set(Snapshot.objects.values_list("name", "phase")) == {
+            ("old", "Ready"),
+            ("gone", "Ready"),
+        }
+
+
+def test_vm_snapshot_refusals_are_problems_that_change_nothing(world, api):
+    vm = stopped_vm_with_disk(world)
+    make_vm(world, "theirs", tenant=world.globex)
+    client = api(world.bob)
+    url = f"{VM_BASE}web1/snapshots/"
+    problem(client.post(url, {"metadata": {"name": "Bad"}}, format="json"), 400)
+    problem(client.get(f"{url}nope/"), 404)
+    problem(client.post(f"{url}nope/restore/", {"confirm": "web1"}, format="json"), 404)
+    problem(client.get("/api/v1/tenants/globex/virtualmachines/theirs/snapshots/"), 404)
+    snapshot_services.vm_snapshot_create(actor=world.bob, vm=vm, name="s1")
+    Snapshot.objects.update(phase=SnapshotPhase.READY)
+    problem(client.post(f"{url}s1/restore/", {"confirm": "web2"}, format="json"), 400)
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING)
+    problem(client.post(f"{url}s1/restore/", {"confirm": "web1"}, format="json"), 409)
+    problem(client.post(url, {"metadata": {"name": "s2"}}, format="json"), 409)
+    assert list(Snapshot.objects.values_list("name", "phase")) == [("s1", "Ready")]
+    assert Volume.objects.get().phase == VolumePhase.ATTACHED

@@ -1,0 +1,131 @@
+"""Snapshots and clones on a real QEMU guest on libvirt node1 (qemu tier): data written
+in the guest is in the snapshot; after the volume is changed, a restore brings it back
+and the guest reads it; a clone keeps the data after its source is deleted."""
+
+from __future__ import annotations
+
+import secrets
+
+import libvirt
+import pytest
+
+from compute.backends.libvirt.backend import shared_connection
+from compute.choices import Phase, SnapshotPhase, VolumePhase
+from compute.models import Snapshot, Volume
+from compute.services import snapshots as snapshot_services
+from compute.services import vms as vm_services
+from compute.services import volumes as volume_services
+from tests.compute.services.test_vm_lifecycle import wait_phase, wait_ready
+from tests.compute.services.test_volumes import wait_volume
+from tests.compute.test_qemu_vms import node1  # noqa: F401 - the fixture
+from tests.compute.test_qemu_volumes import guest_of, pool_cleanup  # noqa: F401
+from tests.conftest import GUEST_BOOT_TIMEOUT, wait_for
+
+pytestmark = pytest.mark.qemu
+POOL = "isotope-volumes"
+
+
+def _volume(host, name: str) -> libvirt.virStorageVol:
+    pool = shared_connection(host.uri).storagePoolLookupByName(POOL)
+    pool.refresh(0)
+    return pool.storageVolLookupByName(name)
+
+
+def read_head(host, name: str, size: int) -> bytes:
+    """The first ``size`` bytes of a raw volume, read through libvirt's storage API."""
+    conn = shared_connection(host.uri)
+    stream = conn.newStream(0)
+    _volume(host, name).download(stream, 0, size, 0)
+    data = b""
+    while len(data) < size:
+        chunk = stream.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    stream.finish()
+    return data
+
+
+def write_head(host, name: str, data: bytes) -> None:
+    conn = shared_connection(host.uri)
+    stream = conn.newStream(0)
+    _volume(host, name).upload(stream, 0, len(data), 0)
+    stream.send(data)
+    stream.finish()
+
+
+def test_a_snapshot_restores_what_the_guest_wrote_and_a_clone_outlives_its_source(
+    demo,
+    node1,  # noqa: F811
+    pool_cleanup,  # noqa: F811
+    celery_worker,
+):
+    name = f"qs-{secrets.token_hex(3)}"
+    vm = vm_services.vm_create(
+        actor=demo.bob,
+        tenant=demo.acme,
+        name=name,
+        image="tiny",
+        vcpus=1,
+        memory_mib=256,
+        disk_gib=1,
+    )
+    vm = wait_ready(wait_phase(vm, Phase.RUNNING, timeout=300), timeout=GUEST_BOOT_TIMEOUT * 3)
+    # A raw volume: what the guest writes at /dev/vdb offset 0 is the file's first bytes.
+    volume = volume_services.volume_create(
+        actor=demo.bob, tenant=demo.acme, name=f"{name}-data", size_gib=1, format="raw", vm=vm
+    )
+    volume = wait_volume(volume, VolumePhase.ATTACHED, timeout=300)
+    guest = guest_of(vm)
+    original = f"orig{secrets.token_hex(4)}"
+    guest.until(
+        f"test -b /dev/vdb && echo {original} > /dev/vdb && sync && echo wrote{original} "
+        "> /dev/ttyS0",
+        f"wrote{original}",
+    )
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="force-stop")
+    vm = wait_phase(vm, Phase.STOPPED, timeout=300)
+
+    snapshot = snapshot_services.snapshot_create(
+        actor=demo.bob, volume=Volume.objects.get(pk=volume.pk), name="before"
+    )
+    wait_for(
+        lambda: Snapshot.objects.get(pk=snapshot.pk).phase == SnapshotPhase.READY,
+        300,
+        message="snapshot not Ready",
+    )
+    snapshot = Snapshot.objects.get(pk=snapshot.pk)
+    assert read_head(node1, snapshot.backend_name, len(original)) == original.encode()
+
+    # The volume changes after the snapshot (written through the storage API here, the
+    # VM being stopped): the snapshot does not.
+    changed = f"chng{secrets.token_hex(4)}"
+    write_head(node1, volume.backend_name, changed.encode() + b"\n")
+    assert read_head(node1, volume.backend_name, len(changed)) == changed.encode()
+    assert read_head(node1, snapshot.backend_name, len(original)) == original.encode()
+
+    snapshot_services.snapshot_restore(actor=demo.bob, snapshot=snapshot, confirm=volume.name)
+    volume = wait_volume(volume, VolumePhase.ATTACHED, timeout=300)
+    assert read_head(node1, volume.backend_name, len(original)) == original.encode()
+
+    # The guest boots with the restored disk and reads the original marker.
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="start")
+    vm = wait_ready(wait_phase(vm, Phase.RUNNING, timeout=300), timeout=GUEST_BOOT_TIMEOUT * 3)
+    guest.until("head -c 12 /dev/vdb > /dev/ttyS0", original)
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="force-stop")
+    wait_phase(vm, Phase.STOPPED, timeout=300)
+
+    # A clone holds the data after its source and the source's snapshot are gone.
+    clone = snapshot_services.volume_clone(
+        actor=demo.bob, volume=Volume.objects.get(pk=volume.pk), name=f"{name}-copy"
+    )
+    clone = wait_volume(clone, VolumePhase.READY, timeout=300)
+    volume_services.volume_detach(actor=demo.bob, volume=Volume.objects.get(pk=volume.pk))
+    wait_volume(volume, VolumePhase.READY, timeout=300, attached_domain="")
+    snapshot_services.snapshot_delete(actor=demo.alice, snapshot=snapshot)
+    wait_for(lambda: not Snapshot.objects.filter(pk=snapshot.pk).exists(), 300, message="kept")
+    volume_services.volume_delete(actor=demo.alice, volume=Volume.objects.get(pk=volume.pk))
+    wait_for(lambda: not Volume.objects.filter(pk=volume.pk).exists(), 300, message="kept")
+    with pytest.raises(libvirt.libvirtError):
+        _volume(node1, volume.backend_name)
+    assert read_head(node1, clone.backend_name, len(original)) == original.encode()
