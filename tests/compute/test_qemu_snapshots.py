@@ -5,6 +5,7 @@ and the guest reads it; a clone keeps the data after its source is deleted."""
 from __future__ import annotations
 
 import secrets
+import time
 
 import libvirt
 import pytest
@@ -54,6 +55,27 @@ def write_head(host, name: str, data: bytes) -> None:
     stream.finish()
 
 
+def write_in_guest(guest, host, name: str, text: str) -> None:
+    """The guest writes ``text`` at the start of /dev/vdb and syncs; done once the volume
+    file on the host holds it (what the snapshot is then taken of)."""
+
+    def arrived() -> bool:
+        return read_head(host, name, len(text)) == text.encode()
+
+    for _ in range(5):
+        guest.until(
+            f"echo {text} | dd of=/dev/vdb conv=fsync 2>/dev/null && sync && "
+            f"echo wrote{text} > /dev/ttyS0",
+            f"wrote{text}",
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if arrived():
+                return
+            time.sleep(1)
+    pytest.fail(f"the guest wrote {text!r} to /dev/vdb five times; the volume never held it")
+
+
 def test_a_snapshot_restores_what_the_guest_wrote_and_a_clone_outlives_its_source(
     demo,
     node1,  # noqa: F811
@@ -77,12 +99,11 @@ def test_a_snapshot_restores_what_the_guest_wrote_and_a_clone_outlives_its_sourc
     )
     volume = wait_volume(volume, VolumePhase.ATTACHED, timeout=300)
     guest = guest_of(vm)
+    # The guest has probed the hot-plugged disk (its partition scan would drop a write
+    # made meanwhile) once it reports the volume's serial.
+    guest.until("cat /sys/block/vdb/serial > /dev/ttyS0", volume.serial)
     original = f"orig{secrets.token_hex(4)}"
-    guest.until(
-        f"test -b /dev/vdb && echo {original} > /dev/vdb && sync && echo wrote{original} "
-        "> /dev/ttyS0",
-        f"wrote{original}",
-    )
+    write_in_guest(guest, node1, volume.backend_name, original)
     vm_services.vm_action(actor=demo.bob, vm=vm, action="force-stop")
     vm = wait_phase(vm, Phase.STOPPED, timeout=300)
 
