@@ -1,17 +1,18 @@
 """Choices for hosts, images and virtual machines (SPEC's lifecycle vocabulary)."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class VirtType(models.TextChoices):
-    AUTO = "auto", "Auto (KVM only where a probe guest boots)"
-    KVM = "kvm", "KVM"
-    QEMU = "qemu", "QEMU (TCG)"
+    AUTO = "auto", _("Auto (KVM only where a probe guest boots)")
+    KVM = "kvm", _("KVM")
+    QEMU = "qemu", _("QEMU (TCG)")
 
 
 class ImageKind(models.TextChoices):
-    KERNEL = "kernel", "Kernel + initrd (direct boot)"
-    DISK = "disk", "Disk base image (copy-on-write)"
+    KERNEL = "kernel", _("Kernel + initrd (direct boot)")
+    DISK = "disk", _("Disk base image (copy-on-write)")
 
 
 class ImagePhase(models.TextChoices):
@@ -30,9 +31,9 @@ IMAGE_IMPORT_PHASES = frozenset({ImagePhase.PENDING, ImagePhase.IMPORTING, Image
 
 
 class ImageSource(models.TextChoices):
-    PLATFORM = "", "Platform (registered by staff)"
-    UPLOAD = "upload", "Uploaded from the browser or a tus client"
-    URL = "url", "Imported from an HTTP(S) URL"
+    PLATFORM = "", _("Platform (registered by staff)")
+    UPLOAD = "upload", _("Uploaded from the browser or a tus client")
+    URL = "url", _("Imported from an HTTP(S) URL")
 
 
 class Phase(models.TextChoices):
@@ -58,16 +59,16 @@ class ConditionStatus(models.TextChoices):
 
 
 class DesiredState(models.TextChoices):
-    RUNNING = "running", "Running"
-    STOPPED = "stopped", "Stopped"
-    PAUSED = "paused", "Paused"
-    DELETED = "deleted", "Deleted"
+    RUNNING = "running", _("Running")
+    STOPPED = "stopped", _("Stopped")
+    PAUSED = "paused", _("Paused")
+    DELETED = "deleted", _("Deleted")
 
 
 class RestartPolicy(models.TextChoices):
-    ALWAYS = "Always", "Always"
-    ON_FAILURE = "OnFailure", "On failure"
-    NEVER = "Never", "Never"
+    ALWAYS = "Always", _("Always")
+    ON_FAILURE = "OnFailure", _("On failure")
+    NEVER = "Never", _("Never")
 
 
 # Phases in which the portal is waiting on a task: the reconciler leaves them alone
@@ -104,14 +105,14 @@ SLOT_MIGRATION_PHASES = frozenset({MigrationPhase.SCHEDULING, MigrationPhase.RUN
 
 
 class WorkloadKind(models.TextChoices):
-    DEPLOYMENT = "Deployment", "Deployment (replicas, rolling restart)"
-    POD = "Pod", "Single pod"
+    DEPLOYMENT = "Deployment", _("Deployment (replicas, rolling restart)")
+    POD = "Pod", _("Single pod")
 
 
 class ServiceType(models.TextChoices):
-    NONE = "", "No service"
-    CLUSTER_IP = "ClusterIP", "ClusterIP (inside the cluster)"
-    NODE_PORT = "NodePort", "NodePort (on every node)"
+    NONE = "", _("No service")
+    CLUSTER_IP = "ClusterIP", _("ClusterIP (inside the cluster)")
+    NODE_PORT = "NodePort", _("NodePort (on every node)")
 
 
 # The phases a workload can show (SPEC's pod column; the VM-only ones never occur).
@@ -151,27 +152,54 @@ class SnapshotPhase(models.TextChoices):
 class StorageClass(models.TextChoices):
     """Where a volume's data lives: a VM host's libvirt pool, or a Kubernetes claim."""
 
-    LOCAL = "local", "Local disk (libvirt pool on a VM host)"
-    CLUSTER = "cluster", "Kubernetes volume claim (for pods)"
+    LOCAL = "local", _("Local disk (libvirt pool on a VM host)")
+    CLUSTER = "cluster", _("Kubernetes volume claim (for pods)")
 
 
 class VolumeFormat(models.TextChoices):
-    QCOW2 = "qcow2", "qcow2"
-    RAW = "raw", "raw"
-    FILESYSTEM = "filesystem", "Filesystem (PersistentVolumeClaim)"
+    QCOW2 = "qcow2", _("qcow2")
+    RAW = "raw", _("raw")
+    FILESYSTEM = "filesystem", _("Filesystem (PersistentVolumeClaim)")
 
 
 class VolumeSource(models.TextChoices):
     """What a volume was created from."""
 
-    BLANK = "blank", "Blank"
-    IMAGE = "image", "Image"
-    SNAPSHOT = "snapshot", "Snapshot"
-    VOLUME = "volume", "Another volume"
+    BLANK = "blank", _("Blank")
+    IMAGE = "image", _("Image")
+    SNAPSHOT = "snapshot", _("Snapshot")
+    VOLUME = "volume", _("Another volume")
 
 
 # Formats each storage class supports (the first is the default).
 STORAGE_CLASS_FORMATS = {
     StorageClass.LOCAL: (VolumeFormat.QCOW2, VolumeFormat.RAW),
     StorageClass.CLUSTER: (VolumeFormat.FILESYSTEM,),
+}
+
+
+# Every phase word any resource shows, in the reader's language. The stored and API
+# value stays English (``data-phase`` in pages); only what is displayed is translated,
+# here for templates (``phase_label``) and in static/js/live.js for live updates.
+PHASE_LABELS = {
+    "Pending": _("Pending"),
+    "Provisioning": _("Provisioning"),
+    "Starting": _("Starting"),
+    "Running": _("Running"),
+    "Paused": _("Paused"),
+    "Stopping": _("Stopping"),
+    "Stopped": _("Stopped"),
+    "Migrating": _("Migrating"),
+    "Deleting": _("Deleting"),
+    "Failed": _("Failed"),
+    "Unknown": _("Unknown"),
+    "Scheduling": _("Scheduling"),
+    "Succeeded": _("Succeeded"),
+    "Cancelled": _("Cancelled"),
+    "Uploading": _("Uploading"),
+    "Importing": _("Importing"),
+    "Converting": _("Converting"),
+    "Ready": _("Ready"),
+    "Attached": _("Attached"),
+    "Restoring": _("Restoring"),
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tenants.choices import Theme
+from tenants.choices import Role, Theme
 from tenants.permissions import ROLE_ACTIONS
 
 
@@ -13,16 +13,23 @@ def navigation(request) -> dict:
     from tenants.models import UserPreference
     from tenants.selectors import tenants_for_user
 
+    if hasattr(request, "portal_preference"):
+        preference = request.portal_preference
+    else:
+        preference = UserPreference.objects.filter(user=user).first()
+
     tenant = getattr(request, "tenant", None)
     role = getattr(request, "role", None)
     return {
         "nav_tenants": list(tenants_for_user(user).only("slug", "name")),
         "current_tenant": tenant,
         "current_role": role,
+        "current_role_label": Role(role).label if role in Role.values else role,
         # ``perms_in_tenant.vm_create`` etc. for templates: what the role allows here.
         "allowed": {a.replace(".", "_"): True for a in ROLE_ACTIONS.get(role, ())},
         # The stored theme is rendered into <html> so the first paint is right (base.html).
-        "theme": UserPreference.objects.filter(user=user).values_list("theme", flat=True).first()
-        or "auto",
+        "theme": preference.theme if preference else "auto",
         "theme_choices": Theme.choices,
+        # "" (follow the browser) or the code the user chose in the language switch.
+        "language_choice": preference.language if preference else "",
     }

@@ -11,12 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
 
 class ApplicationError(Exception):
     """Base of every error a service raises on purpose. ``message`` is shown to users."""
 
     status = 400
-    title = "Bad request"
+    title = _("Bad request")
     slug = "bad-request"
 
     def __init__(self, message: str, *, errors: dict[str, list[str]] | None = None):
@@ -27,31 +30,31 @@ class ApplicationError(Exception):
 
 class ValidationError(ApplicationError):
     status = 400
-    title = "Invalid input"
+    title = _("Invalid input")
     slug = "invalid"
 
 
 class NotFound(ApplicationError):
     status = 404
-    title = "Not found"
+    title = _("Not found")
     slug = "not-found"
 
 
 class PermissionDenied(ApplicationError):
     status = 403
-    title = "Forbidden"
+    title = _("Forbidden")
     slug = "forbidden"
 
 
 class Conflict(ApplicationError):
     status = 409
-    title = "Conflict"
+    title = _("Conflict")
     slug = "conflict"
 
 
 class PreconditionFailed(ApplicationError):
     status = 412
-    title = "Precondition failed"
+    title = _("Precondition failed")
     slug = "precondition-failed"
 
 
@@ -68,14 +71,18 @@ class Shortfall:
     @property
     def amounts(self) -> str:
         """The amounts, e.g. "requested 4 cores, 1 core left of 1 core"."""
-        return (
-            f"requested {_quantity(self.requested, self.unit)}, "
-            f"{_quantity(self.left, self.unit)} left of {_quantity(self.limit, self.unit)}"
-        )
+        return gettext("requested %(requested)s, %(left)s left of %(limit)s") % {
+            "requested": _quantity(self.requested, self.unit),
+            "left": _quantity(self.left, self.unit),
+            "limit": _quantity(self.limit, self.unit),
+        }
 
     @property
     def message(self) -> str:
-        return f"Quota exceeded for {self.resource}: {self.amounts}."
+        return gettext("Quota exceeded for %(resource)s: %(amounts)s.") % {
+            "resource": self.resource,
+            "amounts": self.amounts,
+        }
 
     def as_dict(self) -> dict:
         """The API's shape (numbers as strings: CPU is fractional)."""
@@ -96,7 +103,7 @@ class QuotaExceeded(PermissionDenied):
     one's. ``errors`` has one message per resource.
     """
 
-    title = "Quota exceeded"
+    title = _("Quota exceeded")
     slug = "quota-exceeded"
 
     def __init__(self, shortfalls: list[Shortfall] | tuple[Shortfall, ...]):
@@ -109,22 +116,25 @@ class QuotaExceeded(PermissionDenied):
         self.left = first.left
         self.limit = first.limit
         self.unit = first.unit
-        message = (
-            "Quota exceeded for "
-            + "; ".join(f"{s.resource}: {s.amounts}" for s in self.shortfalls)
-            + "."
-        )
+        message = gettext("Quota exceeded for %(resources)s.") % {
+            "resources": "; ".join(f"{s.resource}: {s.amounts}" for s in self.shortfalls)
+        }
         super().__init__(message, errors={s.resource: [s.message] for s in self.shortfalls})
 
 
-# Units counted in things read singular for one ("1 core", "1 VM").
-_SINGULAR = {"cores": "core", "VMs": "VM", "pods": "pod"}
+# Units counted in things, singular for one ("1 core", "1 VM"), in the reader's language.
+_UNITS = {
+    "cores": (_("core"), _("cores")),
+    "VMs": (_("VM"), _("VMs")),
+    "pods": (_("pod"), _("pods")),
+}
 
 
 def _quantity(value: int | Decimal, unit: str) -> str:
     if not unit:
         return _fmt(value)
-    return f"{_fmt(value)} {_SINGULAR.get(unit, unit) if value == 1 else unit}"
+    one, many = _UNITS.get(unit, (unit, unit))
+    return f"{_fmt(value)} {one if value == 1 else many}"
 
 
 def _fmt(value: int | Decimal) -> str:

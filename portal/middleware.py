@@ -75,3 +75,28 @@ def _has_nul(request) -> bool:
     return any(
         "\x00" in str(value) for key, value in request.META.items() if key.startswith("HTTP_")
     )
+
+
+class UserLanguageMiddleware:
+    """A signed-in user's stored language (``UserPreference.language``) wins over the
+    browser's ``Accept-Language`` and the language cookie that ``LocaleMiddleware`` read;
+    an empty choice leaves theirs. The preference row is kept on the request
+    (``request.portal_preference``) for the layout's theme as well."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        from django.utils import translation
+
+        request.portal_preference = None
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            from tenants.models import UserPreference
+
+            request.portal_preference = UserPreference.objects.filter(user=user).first()
+            language = request.portal_preference and request.portal_preference.language
+            if language and translation.check_for_language(language):
+                translation.activate(language)
+                request.LANGUAGE_CODE = translation.get_language()
+        return self.get_response(request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from compute import console_api, console_views
@@ -83,6 +84,7 @@ urlpatterns = [
     path("login/", identity_views.LoginView.as_view(), name="login"),
     path("logout/", identity_views.LogoutView.as_view(), name="logout"),
     path("accounts/", include(identity_urls.accounts)),
+    path("search/", views.search, name="search"),
     path("profile/", views.profile, name="profile"),
     path("profile/tokens/<str:key_id>/revoke/", views.token_revoke, name="token-revoke"),
     path(
@@ -103,6 +105,9 @@ urlpatterns = [
         name="notification-open",
     ),
     path("profile/theme/", views.preferences_theme, name="preferences-theme"),
+    path("profile/language/", views.preferences_language, name="preferences-language"),
+    # The JavaScript half of the catalogue (djangojs.po) for static/js's gettext().
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", prometheus.metrics_view, name="metrics"),
     path("t/<slug:tenant>/", include(tenant_pages)),

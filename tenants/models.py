@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from portal.models import Resource
 from tenants.choices import AuditOutcome, MembershipSource, ReservationKind, Role, Theme
@@ -28,11 +29,11 @@ QUOTA_RESOURCES: dict[str, str] = {
 
 
 QUOTA_LABELS: dict[str, str] = {
-    "cpu": "CPU",
-    "memory": "Memory",
-    "storage": "Storage",
-    "vms": "Virtual machines",
-    "pods": "Pods",
+    "cpu": _("CPU"),
+    "memory": _("Memory"),
+    "storage": _("Storage"),
+    "vms": _("Virtual machines"),
+    "pods": _("Pods"),
 }
 
 
@@ -407,6 +408,12 @@ class UserPreference(models.Model):
         choices=Theme.choices,
         default=Theme.AUTO,
         help_text="Colour theme; auto follows the browser's prefers-color-scheme.",
+    )
+    language = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        help_text="A code from settings.LANGUAGES; empty follows the browser's Accept-Language.",
     )
     updated = models.DateTimeField(
         auto_now=True,

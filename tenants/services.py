@@ -19,6 +19,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from portal.exceptions import (
     Conflict,
@@ -736,16 +737,39 @@ def preference_set_theme(*, user, theme: str) -> UserPreference:
             f"Unknown theme {theme!r}.",
             errors={"theme": [f"Choose one of {', '.join(Theme.values)}."]},
         )
+    return _preference_set(user=user, field="theme", value=theme)
+
+
+def _preference_set(*, user, field: str, value: str) -> UserPreference:
+    """Set one field of ``user``'s preferences under a row lock; audit a change."""
     UserPreference.objects.get_or_create(user=user)
     preference = UserPreference.objects.select_for_update().get(user=user)
-    if preference.theme != theme:
-        before = preference.theme
-        preference.theme = theme
-        preference.save(update_fields=["theme", "updated"])
+    before = getattr(preference, field)
+    if before != value:
+        setattr(preference, field, value)
+        preference.save(update_fields=[field, "updated"])
         audit_record(
             actor=user,
             action="preference.set",
             target=f"user/{user.get_username()}",
-            detail={"theme": theme, "was": before},
+            detail={field: value, "was": before},
         )
     return preference
+
+
+@transaction.atomic
+def preference_set_language(*, user, language: str) -> UserPreference:
+    """Show the portal to ``user`` in ``language`` (a code from ``settings.LANGUAGES``, or
+    ``""`` to follow the browser's ``Accept-Language``).
+
+    An unknown code is a ValidationError and changes nothing; the row is locked while it
+    changes, as for the theme."""
+    codes = [code for code, _name in settings.LANGUAGES]
+    if language and language not in codes:
+        raise ValidationError(
+            gettext("Unknown language %(language)r.") % {"language": language},
+            errors={
+                "language": [gettext("Choose one of %(codes)s.") % {"codes": ", ".join(codes)}]
+            },
+        )
+    return _preference_set(user=user, field="language", value=language)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.exceptions import ApplicationError
@@ -49,7 +50,11 @@ def member_add(request, tenant):
             user=request.POST.get("username", "").strip(),
             role=request.POST.get("role", Role.VIEWER),
         )
-        messages.success(request, f"{membership.user.username} added as {membership.role}.")
+        messages.success(
+            request,
+            gettext("%(username)s added as %(role)s.")
+            % {"username": membership.user.username, "role": membership.role},
+        )
     except ApplicationError as error:
         messages.error(request, error.message)
     return redirect("tenant-members", tenant=tenant.slug)
@@ -61,12 +66,20 @@ def member_update(request, tenant, username: str):
     try:
         if request.POST.get("remove"):
             services.membership_remove(actor=request.user, tenant=tenant, user=username)
-            messages.success(request, f"{username} removed from {tenant.slug}.")
+            messages.success(
+                request,
+                gettext("%(username)s removed from %(slug)s.")
+                % {"username": username, "slug": tenant.slug},
+            )
         else:
             membership = services.membership_set_role(
                 actor=request.user, tenant=tenant, user=username, role=request.POST.get("role", "")
             )
-            messages.success(request, f"{username} is now {membership.role}.")
+            messages.success(
+                request,
+                gettext("%(username)s is now %(role)s.")
+                % {"username": username, "role": membership.role},
+            )
     except ApplicationError as error:
         messages.error(request, error.message)
     return redirect("tenant-members", tenant=tenant.slug)

@@ -7,6 +7,8 @@ import logging
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpResponse, JsonResponse
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -19,18 +21,18 @@ PROBLEM = "application/problem+json"
 TYPE_BASE = "https://isotope.dev/problems/"
 
 _TITLES = {
-    400: ("invalid", "Invalid input"),
-    401: ("unauthenticated", "Authentication required"),
-    403: ("forbidden", "Forbidden"),
-    404: ("not-found", "Not found"),
-    405: ("method-not-allowed", "Method not allowed"),
-    406: ("not-acceptable", "Not acceptable"),
-    409: ("conflict", "Conflict"),
-    412: ("precondition-failed", "Precondition failed"),
-    413: ("too-large", "Request body too large"),
-    415: ("unsupported-media-type", "Unsupported media type"),
-    428: ("precondition-required", "Precondition required"),
-    429: ("throttled", "Too many requests"),
+    400: ("invalid", _("Invalid input")),
+    401: ("unauthenticated", _("Authentication required")),
+    403: ("forbidden", _("Forbidden")),
+    404: ("not-found", _("Not found")),
+    405: ("method-not-allowed", _("Method not allowed")),
+    406: ("not-acceptable", _("Not acceptable")),
+    409: ("conflict", _("Conflict")),
+    412: ("precondition-failed", _("Precondition failed")),
+    413: ("too-large", _("Request body too large")),
+    415: ("unsupported-media-type", _("Unsupported media type")),
+    428: ("precondition-required", _("Precondition required")),
+    429: ("throttled", _("Too many requests")),
 }
 
 
@@ -79,10 +81,12 @@ def problem(
     extra: dict | None = None,
     headers: dict | None = None,
 ) -> Response:
-    default_slug, default_title = _TITLES.get(status_code, ("error", "Error"))
+    default_slug, default_title = _TITLES.get(status_code, ("error", _("Error")))
     body = {
         "type": TYPE_BASE + (slug or default_slug),
-        "title": title or default_title,
+        # Titles are lazy translations: the client's language (Accept-Language) or the
+        # signed-in user's choice.
+        "title": str(title or default_title),
         "status": status_code,
         "detail": detail,
     }
@@ -113,8 +117,8 @@ def api_field_errors(
 
 def problem_response(status_code: int, detail: str) -> HttpResponse:
     """A problem+json answer outside DRF (middleware, plain Django views)."""
-    slug, title = _TITLES.get(status_code, ("error", "Error"))
-    body = {"type": TYPE_BASE + slug, "title": title, "status": status_code, "detail": detail}
+    slug, title = _TITLES.get(status_code, ("error", _("Error")))
+    body = {"type": TYPE_BASE + slug, "title": str(title), "status": status_code, "detail": detail}
     return JsonResponse(body, status=status_code, content_type=PROBLEM)
 
 
@@ -172,7 +176,7 @@ def exception_handler(exc, context):
         if isinstance(exc, exceptions.ValidationError):
             return problem(
                 status.HTTP_400_BAD_REQUEST,
-                "The request has invalid fields.",
+                gettext("The request has invalid fields."),
                 errors=_flatten(exc.detail),
                 headers=headers,
             )

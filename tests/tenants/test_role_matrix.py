@@ -499,6 +499,10 @@ OUTSIDE_MATRIX = {
         )
     },
     "preferences-theme": "the user's own settings; tests/tenants/test_preference_theme.py",
+    "preferences-language": "the user's own settings (or a signed-out visitor's cookie); "
+    "tests/portal/test_i18n.py",
+    "search": "finds only the user's tenants' objects; tests/portal/test_search.py",
+    "javascript-catalog": "the translations static/js uses, public like static files",
     **{
         name: "viewer reads, outsider 404: tests/compute/test_views_manifest.py"
         for name in ("vm-manifest", "workload-manifest")
