@@ -16,12 +16,16 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import QuerySet
 from django.shortcuts import render
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from portal.exceptions import ApplicationError, Conflict, PermissionDenied
 from tenants import services as tenant_services
 
 # The most objects one request acts on (a list page's size).
 BULK_MAX = 100
+# The nouns the lists pass, as the page shows them (the audit target keeps the English).
+NOUNS = {"VM": _("VM"), "workload": _("workload")}
 
 
 @dataclass(frozen=True)
@@ -46,14 +50,18 @@ def bulk_view(
     confirmation page first, then each object's result (``confirm=yes``)."""
     action = request.POST.get("action", "")
     names = list(dict.fromkeys(request.POST.getlist("obj")))
-    context = {"tenant": tenant, "back": back, "noun": noun}
+    shown = NOUNS.get(noun, noun)
+    context = {"tenant": tenant, "back": back, "noun": shown}
     error = None
     if action not in actions:
-        error = f"Unknown bulk action {action!r}: choose one of {', '.join(actions)}."
+        error = gettext("Unknown bulk action %(action)s: choose one of %(actions)s.") % {
+            "action": repr(action),
+            "actions": ", ".join(actions),
+        }
     elif not names:
-        error = f"Tick the {noun}s to act on first."
+        error = gettext("Tick the %(noun)ss to act on first.") % {"noun": shown}
     elif len(names) > BULK_MAX:
-        error = f"At most {BULK_MAX} {noun}s at once."
+        error = gettext("At most %(max)s %(noun)ss at once.") % {"max": BULK_MAX, "noun": shown}
     if error:
         messages.error(request, error)
         return render(request, "compute/bulk.html", context, status=400)
@@ -80,7 +88,14 @@ def bulk_view(
     for name in names:
         obj = found.get(name)
         if obj is None:
-            results.append((name, "error", f"No {noun} named {name} in this tenant."))
+            results.append(
+                (
+                    name,
+                    "error",
+                    gettext("No %(noun)s named %(name)s in this tenant.")
+                    % {"noun": shown, "name": name},
+                )
+            )
             continue
         try:
             run(obj, action)
@@ -89,7 +104,7 @@ def bulk_view(
         except ApplicationError as failure:
             results.append((name, "error", failure.message))
         else:
-            results.append((name, "ok", f"{rule.label} requested."))
+            results.append((name, "ok", gettext("%(action)s requested.") % {"action": rule.label}))
     context["results"] = results
     context["succeeded"] = sum(1 for _, outcome, _ in results if outcome == "ok")
     return render(request, "compute/bulk.html", context)

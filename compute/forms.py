@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from compute.choices import RestartPolicy
 from compute.models import Flavor, Image
@@ -16,61 +18,73 @@ QUOTA_FIELDS = {"cpu": "vcpus", "memory": "memory_mib", "storage": "disk_gib"}
 
 class VMCreateForm(forms.Form):
     name = forms.CharField(
+        label=_("Name"),
         max_length=200,  # the service enforces the DNS label (63); this only bounds input
-        help_text="Lowercase letters, digits and hyphens, e.g. web-1.",
+        help_text=_("Lowercase letters, digits and hyphens, e.g. web-1."),
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
     image = forms.ModelChoiceField(
+        label=_("Image"),
         queryset=Image.objects.none(),
         empty_label=None,
     )
     size = forms.ChoiceField(
-        label="Size",
+        label=_("Size"),
         initial=CUSTOM,
     )
     vcpus = forms.IntegerField(
-        label="vCPUs",
+        label=_("vCPUs"),
         required=False,
         initial=1,
     )
     memory_mib = forms.IntegerField(
-        label="Memory (MiB)",
+        label=_("Memory (MiB)"),
         required=False,
         initial=512,
     )
     disk_gib = forms.IntegerField(
-        label="Disk (GiB)",
+        label=_("Disk (GiB)"),
         required=False,
         initial=0,
     )
     root_volume = forms.ChoiceField(
-        label="Boot disk",
+        label=_("Boot disk"),
         required=False,
-        help_text="A new disk of the chosen size (deleted with the VM), or one of the "
-        "tenant's Ready volumes (kept when the VM is deleted).",
+        help_text=_(
+            "A new disk of the chosen size (deleted with the VM), or one of the "
+            "tenant's Ready volumes (kept when the VM is deleted)."
+        ),
     )
     start = forms.BooleanField(
-        label="Start the VM once it is created",
+        label=_("Start the VM once it is created"),
         required=False,
         initial=True,
     )
     restart_policy = forms.ChoiceField(
+        label=_("Restart policy"),
         choices=RestartPolicy.choices,
         initial=RestartPolicy.ON_FAILURE,
-        help_text="What the reconciler does when the VM stops outside the portal.",
+        help_text=_("What the reconciler does when the VM stops outside the portal."),
     )
 
     def __init__(self, *args, images, flavors, volumes=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["image"].queryset = images
         self.fields["root_volume"].choices = [
-            ("", "A new disk (the size's disk GiB)"),
-            *((v.name, f"Volume {v.name} ({v.size_gib} GiB)") for v in volumes),
+            ("", gettext("A new disk (the size's disk GiB)")),
+            *(
+                (
+                    v.name,
+                    gettext("Volume %(name)s (%(size)s GiB)")
+                    % {"name": v.name, "size": v.size_gib},
+                )
+                for v in volumes
+            ),
         ]
         self.flavors = {f.name: f for f in flavors}
         self.fields["size"].choices = [
             *((f.name, _flavor_label(f)) for f in self.flavors.values()),
-            (CUSTOM, "Custom size…"),
+            (CUSTOM, gettext("Custom size…")),
         ]
         if self.flavors and not self.is_bound:
             self.initial.setdefault("size", next(iter(self.flavors)))
@@ -125,34 +139,40 @@ def _flavor_label(flavor: Flavor) -> str:
         if flavor.memory_mib % 1024 == 0
         else (f"{flavor.memory_mib} MiB")
     )
-    disk = f", {flavor.disk_gib} GiB disk" if flavor.disk_gib else ""
-    return f"{flavor.name} — {flavor.vcpus} vCPU, {memory}{disk}"
+    disk = gettext(", %(disk)s GiB disk") % {"disk": flavor.disk_gib} if flavor.disk_gib else ""
+    return gettext("%(name)s — %(vcpus)s vCPU, %(memory)s%(disk)s") % {
+        "name": flavor.name,
+        "vcpus": flavor.vcpus,
+        "memory": memory,
+        "disk": disk,
+    }
 
 
 class ImageImportForm(forms.Form):
     """Import an image from a URL. Parses input; ``compute.services.images`` decides."""
 
     url = forms.CharField(
-        label="URL",
+        label=_("URL"),
         max_length=2000,
-        help_text="An http:// or https:// address of a qcow2 or raw image.",
+        help_text=_("An http:// or https:// address of a qcow2 or raw image."),
         widget=forms.URLInput(attrs={"placeholder": "https://…/disk.qcow2", "spellcheck": "false"}),
     )
     name = forms.CharField(
+        label=_("Name"),
         max_length=200,
-        help_text="Lowercase letters, digits and hyphens.",
+        help_text=_("Lowercase letters, digits and hyphens."),
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
     size_bytes = forms.IntegerField(
-        label="Size in bytes",
+        label=_("Size in bytes"),
         required=False,
-        help_text="Optional: reserves only this much storage; a larger download is refused.",
+        help_text=_("Optional: reserves only this much storage; a larger download is refused."),
     )
     sha256 = forms.CharField(
-        label="SHA-256",
+        label=_("SHA-256"),
         required=False,
         max_length=200,
-        help_text="Optional: the import fails unless the file matches.",
+        help_text=_("Optional: the import fails unless the file matches."),
         widget=forms.TextInput(attrs={"spellcheck": "false", "class": "font-monospace"}),
     )
 

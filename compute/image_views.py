@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods
 
 from compute import selectors
@@ -75,7 +76,10 @@ def image_import(request, tenant):
             ),
         )
         if image is not None:
-            messages.success(request, f"{image.name}: import accepted; progress shows below.")
+            messages.success(
+                request,
+                gettext("%(name)s: import accepted; progress shows below.") % {"name": image.name},
+            )
             return redirect("image-list", tenant=tenant.slug)
     return _page(request, tenant, form, status=400)
 
@@ -97,5 +101,7 @@ def image_delete(request, tenant, name: str):
     except ApplicationError as error:
         messages.error(request, error.message)
     else:
-        messages.success(request, f"{image.name} deleted; its storage was released.")
+        messages.success(
+            request, gettext("%(name)s deleted; its storage was released.") % {"name": image.name}
+        )
     return redirect("image-list", tenant=tenant.slug)

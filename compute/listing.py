@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from django.db.models import QuerySet
+from django.utils.translation import gettext
 
 from compute.labels import label_key_error
 
@@ -65,33 +66,41 @@ def list_query(get, *, phases: list[str], hosts: list[str] | None) -> ListQuery:
     query = ListQuery()
     query.q = get.get("q", "").strip()
     if len(query.q) > MAX_SEARCH:
-        query.errors.append(f"The search is at most {MAX_SEARCH} characters.")
+        query.errors.append(
+            gettext("The search is at most %(max)s characters.") % {"max": MAX_SEARCH}
+        )
         query.q = ""
     phase = get.get("phase", "")
     if phase and phase not in phases:
-        query.errors.append(f"Unknown phase {phase!r}: choose one of {', '.join(phases)}.")
+        query.errors.append(
+            gettext("Unknown phase %(phase)s: choose one of %(phases)s.")
+            % {"phase": repr(phase), "phases": ", ".join(phases)}
+        )
     else:
         query.phase = phase
     host = get.get("host", "")
     if host and hosts is None:
-        query.errors.append("Only platform staff can filter by host.")
+        query.errors.append(gettext("Only platform staff can filter by host."))
     elif host and host not in hosts:
-        query.errors.append(f"Unknown host {host!r}.")
+        query.errors.append(gettext("Unknown host %(host)s.") % {"host": repr(host)})
     else:
         query.host = host
     label = get.get("label", "").strip()
     if label:
         key = label.partition("=")[0].strip()
-        problem = label_key_error(key) if key else "A label filter is key or key=value."
+        problem = label_key_error(key) if key else gettext("A label filter is key or key=value.")
         if problem:
-            query.errors.append(f"Label filter: {problem}")
+            query.errors.append(gettext("Label filter: %(problem)s") % {"problem": problem})
         else:
             query.label = label
     sort = get.get("sort", "") or "name"
     column = sort.removeprefix("-")
     if column not in SORTS or (column == "host" and hosts is None):
         names = [s for s in SORTS if hosts is not None or s != "host"]
-        query.errors.append(f"Cannot sort by {sort!r}: choose one of {', '.join(names)}.")
+        query.errors.append(
+            gettext("Cannot sort by %(sort)s: choose one of %(columns)s.")
+            % {"sort": repr(sort), "columns": ", ".join(names)}
+        )
     else:
         query.sort = sort
     return query

@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
 from compute import selectors
@@ -36,7 +37,9 @@ def vm_migrate(request, tenant, name: str):
     except ApplicationError as error:
         messages.error(request, error.message)
     else:
-        messages.success(request, f"Live migration of {vm.name} requested.")
+        messages.success(
+            request, gettext("Live migration of %(name)s requested.") % {"name": vm.name}
+        )
     return redirect("vm-detail", tenant=tenant.slug, name=vm.name)
 
 
@@ -53,7 +56,7 @@ def migration_cancel(request, tenant, uid):
     except ApplicationError as error:
         messages.warning(request, error.message)
     else:
-        messages.success(request, "Cancellation requested.")
+        messages.success(request, gettext("Cancellation requested."))
     return redirect("vm-detail", tenant=tenant.slug, name=migration.vm_name)
 
 

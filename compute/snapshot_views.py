@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from compute import selectors
@@ -25,17 +26,19 @@ from tenants import services as tenant_services
 SNAPSHOT_ACTIONS = {
     # action: (label, icon, tone, question)
     "restore": (
-        "Restore",
+        _("Restore"),
         "arrow-counterclockwise",
         "warning",
-        "Restore {volume} from snapshot {snapshot}? Everything written to {volume} since "
-        "the snapshot was taken is lost. Type the volume's name to confirm.",
+        _(
+            "Restore {volume} from snapshot {snapshot}? Everything written to {volume} since "
+            "the snapshot was taken is lost. Type the volume's name to confirm."
+        ),
     ),
     "delete": (
-        "Delete snapshot",
+        _("Delete snapshot"),
         "trash",
         "danger",
-        "Delete snapshot {snapshot} of {volume}? Its copy is removed; {volume} is not changed.",
+        _("Delete snapshot {snapshot} of {volume}? Its copy is removed; {volume} is not changed."),
     ),
 }
 

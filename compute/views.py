@@ -16,6 +16,8 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from compute import selectors
@@ -36,9 +38,9 @@ logger = logging.getLogger(__name__)
 
 # Actions that cannot be undone or lose guest state: confirmed before they are sent.
 CONFIRM = {
-    "delete": "Delete {name}? Its disk is removed and this cannot be undone.",
-    "force-stop": "Power off {name} at once? Unsaved data in the guest is lost.",
-    "reboot": "Reboot {name}? The guest restarts; unsaved work in it is lost.",
+    "delete": _("Delete {name}? Its disk is removed and this cannot be undone."),
+    "force-stop": _("Power off {name} at once? Unsaved data in the guest is lost."),
+    "reboot": _("Reboot {name}? The guest restarts; unsaved work in it is lost."),
 }
 # The confirmations a user may turn off ("Don't ask again", or on the profile page);
 # deleting always asks.
@@ -46,13 +48,13 @@ SKIPPABLE = {"force-stop": Confirmation.VM_FORCE_STOP, "reboot": Confirmation.VM
 # Shown with their label in the list; the others are icon buttons there (named by aria-label).
 PRIMARY = frozenset({"start", "stop", "resume"})
 ACTION_LABELS = {
-    "start": ("Start", "play-fill", "success"),
-    "stop": ("Stop", "stop-fill", "secondary"),
-    "force-stop": ("Force stop", "power", "warning"),
-    "pause": ("Pause", "pause-fill", "secondary"),
-    "resume": ("Resume", "play-fill", "success"),
-    "reboot": ("Reboot", "arrow-repeat", "secondary"),
-    "delete": ("Delete", "trash", "danger"),
+    "start": (_("Start"), "play-fill", "success"),
+    "stop": (_("Stop"), "stop-fill", "secondary"),
+    "force-stop": (_("Force stop"), "power", "warning"),
+    "pause": (_("Pause"), "pause-fill", "secondary"),
+    "resume": (_("Resume"), "play-fill", "success"),
+    "reboot": (_("Reboot"), "arrow-repeat", "secondary"),
+    "delete": (_("Delete"), "trash", "danger"),
 }
 
 
@@ -168,7 +170,9 @@ def vm_create(request, tenant):
             ),
         )
         if vm is not None:
-            messages.success(request, f"{vm.name} accepted: it is being provisioned.")
+            messages.success(
+                request, gettext("%(name)s accepted: it is being provisioned.") % {"name": vm.name}
+            )
             return redirect("vm-detail", tenant=tenant.slug, name=vm.name)
     usage = tenant_selectors.quota_usage(tenant)
     return render(
@@ -255,7 +259,11 @@ def vm_action(request, tenant, name: str, action: str):
     except ApplicationError as error:
         messages.error(request, error.message)
     else:
-        messages.success(request, f"{ACTION_LABELS[action][0]} requested for {vm.name}.")
+        messages.success(
+            request,
+            gettext("%(action)s requested for %(name)s.")
+            % {"action": ACTION_LABELS[action][0], "name": vm.name},
+        )
         if action == "delete":
             return redirect("vm-list", tenant=tenant.slug)
     return redirect(back)

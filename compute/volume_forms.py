@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from compute.choices import StorageClass, VolumeFormat
 from portal.exceptions import ApplicationError, QuotaExceeded
@@ -27,42 +28,44 @@ class ServiceErrorsMixin:
 
 class VolumeCreateForm(ServiceErrorsMixin, forms.Form):
     name = forms.CharField(
+        label=_("Name"),
         max_length=200,  # the service enforces the DNS label (63)
-        help_text="Lowercase letters, digits and hyphens, e.g. data-1.",
+        help_text=_("Lowercase letters, digits and hyphens, e.g. data-1."),
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
     size_gib = forms.IntegerField(
-        label="Size (GiB)",
+        label=_("Size (GiB)"),
         initial=10,
         required=False,
     )
     storage_class = forms.ChoiceField(
-        label="Storage class",
+        label=_("Storage class"),
         choices=StorageClass.choices,
         initial=StorageClass.LOCAL,
     )
     format = forms.ChoiceField(
-        choices=[(VolumeFormat.QCOW2, "qcow2 (thin)"), (VolumeFormat.RAW, "raw")],
+        label=_("Format"),
+        choices=[(VolumeFormat.QCOW2, _("qcow2 (thin)")), (VolumeFormat.RAW, "raw")],
         initial=VolumeFormat.QCOW2,
         required=False,
-        help_text="For local volumes; Kubernetes claims hold a filesystem.",
+        help_text=_("For local volumes; Kubernetes claims hold a filesystem."),
     )
     image = forms.ChoiceField(
-        label="Start from",
+        label=_("Start from"),
         required=False,
-        help_text="A blank volume, or a copy-on-write copy of a disk image.",
+        help_text=_("A blank volume, or a copy-on-write copy of a disk image."),
     )
     vm = forms.ChoiceField(
-        label="Attach to",
+        label=_("Attach to"),
         required=False,
-        help_text="Local volumes only: it is made on that VM's host and attached to it.",
+        help_text=_("Local volumes only: it is made on that VM's host and attached to it."),
     )
 
     def __init__(self, *args, images, vms, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["image"].choices = [("", "Blank"), *((i.name, str(i)) for i in images)]
+        self.fields["image"].choices = [("", _("Blank")), *((i.name, str(i)) for i in images)]
         self.vms = {vm.name: vm for vm in vms}
-        self.fields["vm"].choices = [("", "None (attach later)"), *((n, n) for n in self.vms)]
+        self.fields["vm"].choices = [("", _("None (attach later)")), *((n, n) for n in self.vms)]
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data
@@ -78,7 +81,7 @@ class VolumeCreateForm(ServiceErrorsMixin, forms.Form):
 
 
 class VolumeResizeForm(ServiceErrorsMixin, forms.Form):
-    size_gib = forms.IntegerField(label="New size (GiB)", required=False)
+    size_gib = forms.IntegerField(label=_("New size (GiB)"), required=False)
 
 
 class VolumeAttachForm(ServiceErrorsMixin, forms.Form):

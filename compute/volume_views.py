@@ -14,6 +14,8 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compute import selectors
@@ -29,15 +31,17 @@ from tenants import services as tenant_services
 from tenants.permissions import role_allows
 
 CONFIRM = {
-    "detach": "Detach {name} from {vm}? A running guest loses the disk at once: unmount "
-    "it in the guest first.",
-    "delete": "Delete {name}? Its data is removed and this cannot be undone.",
+    "detach": _(
+        "Detach {name} from {vm}? A running guest loses the disk at once: unmount "
+        "it in the guest first."
+    ),
+    "delete": _("Delete {name}? Its data is removed and this cannot be undone."),
 }
 ACTION_LABELS = {
-    "attach": ("Attach", "link-45deg", "primary"),
-    "detach": ("Detach", "eject", "warning"),
-    "resize": ("Grow", "arrows-angle-expand", "secondary"),
-    "delete": ("Delete", "trash", "danger"),
+    "attach": (_("Attach"), "link-45deg", "primary"),
+    "detach": (_("Detach"), "eject", "warning"),
+    "resize": (_("Grow"), "arrows-angle-expand", "secondary"),
+    "delete": (_("Delete"), "trash", "danger"),
 }
 
 
@@ -117,7 +121,10 @@ def volume_create(request, tenant):
             ),
         )
         if volume is not None:
-            messages.success(request, f"{volume.name} accepted: its storage is being made.")
+            messages.success(
+                request,
+                gettext("%(name)s accepted: its storage is being made.") % {"name": volume.name},
+            )
             return redirect("volume-detail", tenant=tenant.slug, name=volume.name)
     return render(
         request,
@@ -235,19 +242,25 @@ def volume_action(request, tenant, name: str, action: str):
                 vm=vm,
                 device=form.cleaned_data.get("device") or "",
             )
-            done = f"Attaching {volume.name} to {vm.name}."
+            done = gettext("Attaching %(name)s to %(name2)s.") % {
+                "name": volume.name,
+                "name2": vm.name,
+            }
         elif action == "resize":
             form = VolumeResizeForm(request.POST)
             form.is_valid()
             size = form.cleaned_data.get("size_gib")
             volume_services.volume_resize(actor=request.user, volume=volume, size_gib=size)
-            done = f"Growing {volume.name} to {size} GiB."
+            done = gettext("Growing %(name)s to %(size)s GiB.") % {
+                "name": volume.name,
+                "size": size,
+            }
         elif action == "detach":
             volume_services.volume_detach(actor=request.user, volume=volume)
-            done = f"Detaching {volume.name}."
+            done = gettext("Detaching %(name)s.") % {"name": volume.name}
         else:
             volume_services.volume_delete(actor=request.user, volume=volume)
-            messages.success(request, f"Deleting {volume.name}.")
+            messages.success(request, gettext("Deleting %(name)s.") % {"name": volume.name})
             return redirect("volume-list", tenant=tenant.slug)
     except Conflict as error:
         messages.warning(request, error.message)
@@ -273,13 +286,20 @@ def vm_volume_attach(request, tenant, name: str):
             actor=request.user, volume=volume, vm=vm, device=form.cleaned_data.get("device") or ""
         )
     except NotFound:
-        messages.error(request, f"No volume named {volume_name!r} in {tenant.name}.")
+        messages.error(
+            request,
+            gettext("No volume named %(volume_name)s in %(name)s.")
+            % {"volume_name": repr(volume_name), "name": tenant.name},
+        )
     except Conflict as error:
         messages.warning(request, error.message)
     except ApplicationError as error:
         messages.error(request, _with_fields(error))
     else:
-        messages.success(request, f"Attaching {volume.name} to {vm.name}.")
+        messages.success(
+            request,
+            gettext("Attaching %(name)s to %(name2)s.") % {"name": volume.name, "name2": vm.name},
+        )
     return redirect(f"{back}#volumes")
 
 

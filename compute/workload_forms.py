@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from compute.choices import ServiceType, WorkloadKind
 from portal.exceptions import ApplicationError, QuotaExceeded
@@ -16,74 +17,81 @@ QUOTA_FIELDS = {"cpu": "cpu_request", "memory": "memory_request", "pods": "repli
 
 class WorkloadCreateForm(forms.Form):
     name = forms.CharField(
+        label=_("Name"),
         max_length=200,  # the service enforces the DNS label; this only bounds input
-        help_text="Lowercase letters, digits and hyphens, starting with a letter, e.g. web.",
+        help_text=_("Lowercase letters, digits and hyphens, starting with a letter, e.g. web."),
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
     kind = forms.ChoiceField(
+        label=_("Kind"),
         choices=WorkloadKind.choices,
         initial=WorkloadKind.DEPLOYMENT,
     )
     image = forms.CharField(
+        label=_("Image"),
         max_length=300,
-        help_text="[registry/]name[:tag][@digest], e.g. nginx:1.27",
+        help_text=_("[registry/]name[:tag][@digest], e.g. nginx:1.27"),
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
     replicas = forms.CharField(
+        label=_("Replicas"),
         initial="1",
         required=False,
     )
     cpu_request = forms.CharField(
-        label="CPU request",
+        label=_("CPU request"),
         initial="100m",
         required=False,
-        help_text="Per pod, e.g. 250m or 0.5",
+        help_text=_("Per pod, e.g. 250m or 0.5"),
     )
     memory_request = forms.CharField(
-        label="Memory request",
+        label=_("Memory request"),
         initial="128Mi",
         required=False,
-        help_text="Per pod, e.g. 128Mi or 1Gi",
+        help_text=_("Per pod, e.g. 128Mi or 1Gi"),
     )
     cpu_limit = forms.CharField(
-        label="CPU limit",
+        label=_("CPU limit"),
         required=False,
-        help_text="Empty: the request",
+        help_text=_("Empty: the request"),
     )
     memory_limit = forms.CharField(
-        label="Memory limit",
+        label=_("Memory limit"),
         required=False,
-        help_text="Empty: the request",
+        help_text=_("Empty: the request"),
     )
     command = forms.CharField(
+        label=_("Command"),
         required=False,
-        help_text='Overrides the image\'s entrypoint, shell-quoted, e.g. /bin/sh -c "sleep 1d"',
+        help_text=_('Overrides the image\'s entrypoint, shell-quoted, e.g. /bin/sh -c "sleep 1d"'),
     )
     args = forms.CharField(
         required=False,
-        help_text="Arguments, shell-quoted",
+        help_text=_("Arguments, shell-quoted"),
     )
     env = forms.CharField(
-        label="Environment",
+        label=_("Environment"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
-        help_text="One NAME=value per line",
+        help_text=_("One NAME=value per line"),
     )
     ports = forms.CharField(
         required=False,
-        help_text="Container ports, comma separated, e.g. 80, 8443",
+        help_text=_("Container ports, comma separated, e.g. 80, 8443"),
     )
     service_type = forms.ChoiceField(
-        label="Service",
+        label=_("Service"),
         choices=ServiceType.choices,
         required=False,
     )
     volumes = forms.CharField(
-        label="Volume claims",
+        label=_("Volume claims"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
-        help_text="One volume:/mount/path per line (:ro at the end for read-only), "
-        "e.g. data:/var/lib/data",
+        help_text=_(
+            "One volume:/mount/path per line (:ro at the end for read-only), "
+            "e.g. data:/var/lib/data"
+        ),
     )
 
     def clean_command(self) -> list[str]:

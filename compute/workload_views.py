@@ -13,6 +13,8 @@ from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from compute import selectors
@@ -32,13 +34,13 @@ from tenants import services as tenant_services
 from tenants.permissions import role_allows
 
 CONFIRM = {
-    "delete": "Delete {name}? Its pods and service are removed and this cannot be undone.",
-    "restart": "Restart every pod of {name}, one at a time?",
+    "delete": _("Delete {name}? Its pods and service are removed and this cannot be undone."),
+    "restart": _("Restart every pod of {name}, one at a time?"),
 }
 ACTION_LABELS = {
-    "scale": ("Scale", "arrows-expand", "secondary"),
-    "restart": ("Restart", "arrow-repeat", "secondary"),
-    "delete": ("Delete", "trash", "danger"),
+    "scale": (_("Scale"), "arrows-expand", "secondary"),
+    "restart": (_("Restart"), "arrow-repeat", "secondary"),
+    "delete": (_("Delete"), "trash", "danger"),
 }
 
 
@@ -130,7 +132,10 @@ def workload_create(request, tenant):
             ),
         )
         if workload is not None:
-            messages.success(request, f"{workload.name} accepted: its pods are being created.")
+            messages.success(
+                request,
+                gettext("%(name)s accepted: its pods are being created.") % {"name": workload.name},
+            )
             return redirect("workload-detail", tenant=tenant.slug, name=workload.name)
     usage = tenant_selectors.quota_usage(tenant)
     return render(

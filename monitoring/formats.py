@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 
 from monitoring.models import Event
 
@@ -44,15 +45,24 @@ def event_data(event: Event, *, tenant_slug: str | None = None) -> dict:
 _AGO_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
 
 
+def _ago_words(unit: str, count: int) -> str:
+    if unit == "day":
+        return ngettext("%(count)s day ago", "%(count)s days ago", count) % {"count": count}
+    if unit == "hour":
+        return ngettext("%(count)s hour ago", "%(count)s hours ago", count) % {"count": count}
+    if unit == "minute":
+        return ngettext("%(count)s minute ago", "%(count)s minutes ago", count) % {"count": count}
+    return ngettext("%(count)s second ago", "%(count)s seconds ago", count) % {"count": count}
+
+
 def ago(value: datetime, now: datetime | None = None) -> str:
     """How long ago ``value`` was: "just now", "12 seconds ago", "1 minute ago",
     "3 hours ago", "2 days ago"."""
     seconds = max(0, int(((now or timezone.now()) - value).total_seconds()))
     if seconds < 5:
-        return "just now"
+        return gettext("just now")
     unit, size = next((u, s) for u, s in _AGO_UNITS if seconds >= s)
-    count = seconds // size
-    return f"{count} {unit}{'' if count == 1 else 's'} ago"
+    return _ago_words(unit, seconds // size)
 
 
 def duration(seconds: float | None) -> str:

@@ -9,6 +9,7 @@ from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext, ngettext
 from django.views.decorators.http import require_GET, require_POST
 
 from monitoring import notifications
@@ -55,7 +56,13 @@ def notification_read(request):
         raise Http404("No such notification.") from None
     if uid is None:
         messages.success(
-            request, f"{changed} notification{'s' if changed != 1 else ''} marked read."
+            request,
+            ngettext(
+                "%(changed)s notification marked read.",
+                "%(changed)s notifications marked read.",
+                changed,
+            )
+            % {"changed": changed},
         )
     return redirect(_safe_path(request, request.POST.get("next", ""), "/notifications/"))
 
@@ -85,5 +92,5 @@ def notification_preferences(request):
     except ApplicationError as error:
         messages.error(request, error.message)
     else:
-        messages.success(request, "Notification settings saved.")
+        messages.success(request, gettext("Notification settings saved."))
     return redirect("profile")

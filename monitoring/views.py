@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
 from monitoring import live, selectors, services
@@ -91,7 +92,7 @@ def webhook_add(request, tenant):
     except ApplicationError as error:
         messages.error(request, error.message)
         return redirect("webhook-list", tenant=tenant.slug)
-    messages.success(request, f"Webhook added for {webhook.url}.")
+    messages.success(request, gettext("Webhook added for %(url)s.") % {"url": webhook.url})
     # Shown once on the next page (post/redirect/get), never readable in the session.
     response = redirect("webhook-list", tenant=tenant.slug)
     reveal_stash(request, response, name=NEW_SECRET, secret=secret)
@@ -103,7 +104,7 @@ def webhook_add(request, tenant):
 def webhook_delete(request, tenant, uid):
     try:
         services.webhook_delete(actor=request.user, tenant=tenant, webhook_uid=str(uid))
-        messages.success(request, "Webhook deleted.")
+        messages.success(request, gettext("Webhook deleted."))
     except ApplicationError as error:
         messages.error(request, error.message)
     return redirect("webhook-list", tenant=tenant.slug)

@@ -15,6 +15,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.exceptions import ApplicationError, ValidationError
@@ -39,6 +41,76 @@ def dashboard(request):
 
 
 @login_required
+@require_http_methods(["GET"])
+def search(request):
+    """The top bar's search: the user's tenants' VMs, workloads, volumes and images by
+    name or label (``compute.selectors.search`` keeps every tenant's objects its own)."""
+    from compute.selectors import SEARCH_MAX_LENGTH
+    from compute.selectors import search as compute_search
+
+    q = request.GET.get("q", "")
+    error = ""
+    if len(q) > SEARCH_MAX_LENGTH:
+        error = gettext("The search is at most %(max)s characters.") % {"max": SEARCH_MAX_LENGTH}
+        q = ""
+    results = compute_search(request.user, q)
+    sections = []
+    for kind, heading, icon, detail, more in SEARCH_SECTIONS:
+        hits = [
+            {
+                "name": obj.name,
+                "phase": obj.phase,
+                "tenant": obj.tenant.name,
+                "labels": getattr(obj, "labels", None) or {},
+                "note": getattr(obj, "display_name", ""),
+                "href": reverse(detail, args=[obj.tenant.slug, obj.name])
+                if detail
+                else reverse("image-list", args=[obj.tenant.slug]),
+            }
+            for obj in getattr(results, kind)
+        ]
+        if hits:
+            more_text = more if kind in results.more else ""
+            sections.append(
+                {"kind": kind, "heading": heading, "icon": icon, "hits": hits, "more": more_text}
+            )
+    return render(
+        request,
+        "portal/search.html",
+        {"results": results, "sections": sections, "q": results.q, "error": error},
+        status=400 if error else 200,
+    )
+
+
+# What the search page shows per kind: heading, icon, the detail page's route (images
+# have none: their tenant's list) and what it says when a list was cut short.
+SEARCH_SECTIONS = (
+    (
+        "vms",
+        _("Virtual machines"),
+        "pc-display",
+        "vm-detail",
+        _("More VMs match: narrow the search."),
+    ),
+    (
+        "workloads",
+        _("Workloads"),
+        "boxes",
+        "workload-detail",
+        _("More workloads match: narrow the search."),
+    ),
+    (
+        "volumes",
+        _("Volumes"),
+        "device-hdd",
+        "volume-detail",
+        _("More volumes match: narrow the search."),
+    ),
+    ("images", _("Images"), "hdd-stack", None, _("More images match: narrow the search.")),
+)
+
+
+@login_required
 @require_http_methods(["GET", "POST"])
 def profile(request):
     if request.method == "POST":
@@ -57,7 +129,9 @@ def profile(request):
         except ApplicationError as error:
             messages.error(request, error.message)
             return redirect("profile")
-        messages.success(request, f"Token “{token.name}” created. Copy it now.")
+        messages.success(
+            request, gettext("Token “%(name)s” created. Copy it now.") % {"name": token.name}
+        )
         # Post/redirect/get: the key is shown once, a reload cannot mint another, and
         # it never sits readable in the session store (portal.reveal).
         response = redirect("profile")
@@ -82,7 +156,7 @@ def profile(request):
 def token_revoke(request, key_id: str):
     try:
         token = services.token_revoke(user=request.user, key_id=key_id)
-        messages.success(request, f"Token “{token.name}” revoked.")
+        messages.success(request, gettext("Token “%(name)s” revoked.") % {"name": token.name})
     except ApplicationError as error:
         messages.error(request, error.message)
     return redirect("profile")
@@ -133,7 +207,7 @@ def preferences_confirmations(request):
         services.preference_set_confirmation(
             user=request.user, confirmation=confirmation, ask=confirmation in asked
         )
-    messages.success(request, "Confirmation settings saved.")
+    messages.success(request, gettext("Confirmation settings saved."))
     return redirect("profile")
 
 
@@ -151,6 +225,46 @@ def preferences_theme(request):
     ):
         back = reverse("profile")
     return redirect(back)
+
+
+@require_POST
+def preferences_language(request):
+    """The top bar's language switch. A signed-in user's choice is stored (their language
+    on every device); everyone's is also kept in the language cookie, which is what a
+    signed-out visitor (the sign-in page) has. ``language=""`` follows the browser again."""
+    from django.conf import settings
+    from django.utils import translation
+
+    language = request.POST.get("language", "")
+    codes = [code for code, _name in settings.LANGUAGES]
+    if request.user.is_authenticated:
+        try:
+            services.preference_set_language(user=request.user, language=language)
+        except ValidationError as error:
+            messages.error(request, error.message)
+            language = None
+    elif language not in ("", *codes):
+        language = None
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        back = reverse("profile") if request.user.is_authenticated else reverse("login")
+    response = redirect(back)
+    if language:
+        response.set_cookie(
+            settings.LANGUAGE_COOKIE_NAME,
+            language,
+            max_age=settings.LANGUAGE_COOKIE_AGE,
+            path=settings.LANGUAGE_COOKIE_PATH,
+            secure=settings.LANGUAGE_COOKIE_SECURE,
+            httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+            samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+        )
+        translation.activate(language)
+    elif language == "":
+        response.delete_cookie(settings.LANGUAGE_COOKIE_NAME, path=settings.LANGUAGE_COOKIE_PATH)
+    return response
 
 
 def healthz(request):

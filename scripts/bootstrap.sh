@@ -9,7 +9,9 @@ cd "$ROOT"
 apt_ensure redis-server postgresql libvirt-dev pkg-config gcc qemu-utils
 command -v npm >/dev/null || apt_ensure nodejs npm
 if [ "${1:-}" = "--test" ]; then
-  apt_ensure chromium fonts-dejavu-core
+  # gettext: the catalogue tests run makemessages and msgfmt; a CJK font makes the
+  # Chinese screenshots readable.
+  apt_ensure chromium fonts-dejavu-core fonts-wqy-microhei gettext
 fi
 
 PY="${PYTHON:-python3}"

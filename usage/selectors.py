@@ -56,7 +56,7 @@ NO_LABELS = "(no labels)"
 
 
 def metric_label(metric: str) -> str:
-    return Metric(metric).label
+    return str(Metric(metric).label)
 
 
 def to_hours(amounts: list[int] | dict[str, int]) -> dict[str, Decimal]:
@@ -182,7 +182,7 @@ class UsageReport:
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "generated": self.generated.isoformat().replace("+00:00", "Z"),
-            "units": {m: Metric(m).label for m in METRICS},
+            "units": {m: str(Metric(m).label) for m in METRICS},
             "priced": self.priced,
             "currencies": self.currencies,
             "totals": self.totals.as_dict(),

@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
 from portal.exceptions import ApplicationError
@@ -43,7 +44,10 @@ def usage_page(request, tenant):
     start, end, errors = _period(request)
     if errors:
         for field, problems in errors.items():
-            messages.error(request, f"{field}: {' '.join(problems)}")
+            messages.error(
+                request,
+                f"{field}: {' '.join(problems)}",
+            )
         start, end, _ = selectors.parse_period(None, None)
     report = selectors.usage_report(tenant, start=start, end=end)
     chart = {
@@ -116,8 +120,13 @@ def quota_request_create(request, tenant):
         return redirect("tenant-overview", tenant=tenant.slug)
     if created.pending:
         messages.success(
-            request, f"Quota request {created.name} sent: platform admins will decide on it."
+            request,
+            gettext("Quota request %(name)s sent: platform admins will decide on it.")
+            % {"name": created.name},
         )
     else:
-        messages.success(request, f"Quota request {created.name} was approved automatically.")
+        messages.success(
+            request,
+            gettext("Quota request %(name)s was approved automatically.") % {"name": created.name},
+        )
     return redirect("tenant-overview", tenant=tenant.slug)

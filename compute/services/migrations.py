@@ -25,9 +25,16 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from compute.backends import MigrationOptions, MigrationProgress
-from compute.choices import ACTIVE_MIGRATION_PHASES, SLOT_MIGRATION_PHASES, DesiredState, Phase
+from compute.choices import (
+    ACTIVE_MIGRATION_PHASES,
+    PHASE_LABELS,
+    SLOT_MIGRATION_PHASES,
+    DesiredState,
+    Phase,
+)
 from compute.choices import MigrationPhase as MP
 from compute.models import Host, HostDrain, Migration, MigrationPolicy, VirtualMachine
 from compute.scheduler import NoHostAvailable, schedule
@@ -92,15 +99,22 @@ def migration_refusal(vm: VirtualMachine, *, staff: bool = False) -> str:
     staff only: tenants never learn where their VMs run."""
     host = vm.host
     if host is None:
-        return "The VM is not placed on a host yet."
+        return gettext("The VM is not placed on a host yet.")
     if not host.can("live_migration"):
-        where = f"Host {host.name}" if staff else "This VM's host"
-        return (
-            f"{where} does not support live migration (its backend, e.g. libvirt's test "
+        if staff:
+            return gettext(
+                "Host %(host)s does not support live migration (its backend, e.g. libvirt's "
+                "test driver, cannot move running guests)."
+            ) % {"host": host.name}
+        return gettext(
+            "This VM's host does not support live migration (its backend, e.g. libvirt's test "
             "driver, cannot move running guests)."
         )
     if vm.phase != Phase.RUNNING:
-        return f"Only running VMs migrate live; {vm.name} is {vm.phase}."
+        return gettext("Only running VMs migrate live; %(name)s is %(phase)s.") % {
+            "name": vm.name,
+            "phase": PHASE_LABELS.get(vm.phase, vm.phase),
+        }
     return ""
 
 

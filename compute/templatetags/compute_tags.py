@@ -4,6 +4,7 @@ the profile page's confirmation settings)."""
 from __future__ import annotations
 
 from django import template
+from django.utils.translation import gettext
 
 from compute import selectors
 from tenants import selectors as tenant_selectors
@@ -33,9 +34,9 @@ def ready_display(phase: str, condition: dict) -> dict:
     pod) is up, "Booting…" while a running VM's guest is not yet, nothing otherwise (the
     phase says it). static/js/live.js (readyDisplay) words it the same way."""
     if condition["status"] == "True" and phase in ("Running", "Migrating"):
-        return {"state": "ready", "label": "Ready"}
+        return {"state": "ready", "label": gettext("Ready")}
     if phase == "Running":
-        label = "Rebooting…" if condition["reason"] == "Rebooting" else "Booting…"
+        label = gettext("Rebooting…") if condition["reason"] == "Rebooting" else gettext("Booting…")
         return {"state": "waiting", "label": label}
     return {"state": "none", "label": ""}
 
@@ -51,6 +52,14 @@ def ready_badge(obj):
     else:
         condition = workload_ready_condition(obj)
     return {"condition": condition, "display": ready_display(obj.phase, condition)}
+
+
+@register.filter
+def phase_label(phase: str) -> str:
+    """A phase word in the reader's language (the value itself stays in ``data-phase``)."""
+    from compute.choices import PHASE_LABELS
+
+    return PHASE_LABELS.get(phase, phase)
 
 
 @register.filter

@@ -13,14 +13,14 @@ import keysyms from "../vendor/novnc/core/input/keysymdef.js";
 const RETRYABLE = new Set([4502, 4503]);
 const MAX_RETRIES = 8;
 const CLOSE_TEXT = {
-  1006: "The connection was lost.",
-  4400: "The console session could not start.",
-  4401: "The console ticket was refused (expired or already used). Reconnect for a new one.",
-  4403: "You no longer have access to this console.",
-  4404: "This VM no longer exists.",
-  4408: "Disconnected after a long time without input.",
-  4409: "Too many console sessions are open on this VM. Close one and reconnect.",
-  4410: "The VM is not running.",
+  1006: gettext("The connection was lost."),
+  4400: gettext("The console session could not start."),
+  4401: gettext("The console ticket was refused (expired or already used). Reconnect for a new one."),
+  4403: gettext("You no longer have access to this console."),
+  4404: gettext("This VM no longer exists."),
+  4408: gettext("Disconnected after a long time without input."),
+  4409: gettext("Too many console sessions are open on this VM. Close one and reconnect."),
+  4410: gettext("The VM is not running."),
 };
 
 // US layout: the physical key (KeyboardEvent.code) for each printable ASCII character,
@@ -85,12 +85,12 @@ class Console {
     this.firstTicket = root.dataset.autoconnect === "true" && first ? JSON.parse(first.textContent) : null;
     this.bind();
     if (!this.available) {
-      this.setState("unavailable", "No console");
+      this.setState("unavailable", gettext("No console"));
       this.button("connect").disabled = true;
     } else if (root.dataset.autoconnect === "true") {
       this.connect();
     } else {
-      this.setState("idle", "Not connected");
+      this.setState("idle", gettext("Not connected"));
     }
   }
 
@@ -130,12 +130,12 @@ class Console {
       if (running && !this.rfb && !this.available) {
         this.available = true;
         this.button("connect").disabled = false;
-        this.setState("idle", "Not connected");
+        this.setState("idle", gettext("Not connected"));
         this.message(`${this.root.dataset.vm} is ${phase}: connect to its console.`, "info");
       } else if (!running && !this.rfb) {
         this.available = false;
         this.button("connect").disabled = true;
-        this.setState("unavailable", "No console");
+        this.setState("unavailable", gettext("No console"));
         this.message(data.deleted ? "This VM was deleted." : `${this.root.dataset.vm} is ${phase}: the console is available while it runs.`);
       }
     });
@@ -216,13 +216,13 @@ class Console {
   async connect() {
     this.teardown();
     this.userClosed = false;
-    this.setState(this.retries ? "reconnecting" : "connecting", this.retries ? "Reconnecting…" : "Connecting…");
+    this.setState(this.retries ? "reconnecting" : "connecting", this.retries ? gettext("Reconnecting…") : gettext("Connecting…"));
     if (!this.retries) this.message("");
     let ticket;
     try {
       ticket = await this.ticket();
     } catch (error) {
-      this.setState("error", "Not connected");
+      this.setState("error", gettext("Not connected"));
       this.message(error.message, "warning");
       return;
     }
@@ -238,7 +238,7 @@ class Console {
     rfb.focusOnClick = !rfb.viewOnly;
     rfb.addEventListener("connect", () => {
       this.retries = 0;
-      this.setState("connected", rfb.viewOnly ? "Connected · view only" : "Connected");
+      this.setState("connected", rfb.viewOnly ? gettext("Connected · view only") : gettext("Connected"));
       this.message("");
       this.applyScale();
       if (!rfb.viewOnly) rfb.focus();
@@ -251,19 +251,19 @@ class Console {
     if (ws !== this.ws) return; // an older socket
     this.teardown();
     if (this.userClosed) {
-      this.setState("idle", "Not connected");
+      this.setState("idle", gettext("Not connected"));
       this.message("Disconnected.");
       return;
     }
     if (RETRYABLE.has(event.code) && this.retries < MAX_RETRIES) {
       this.retries += 1;
-      this.setState("reconnecting", "Reconnecting…");
-      this.message(event.reason || "The console moved; reconnecting…", "info");
+      this.setState("reconnecting", gettext("Reconnecting…"));
+      this.message(event.reason || gettext("The console moved; reconnecting…"), "info");
       setTimeout(() => this.connect(), Math.min(400 * 2 ** (this.retries - 1), 5000));
       return;
     }
     const final = event.code === 4410 || event.code === 4404;
-    this.setState(final ? "unavailable" : "error", "Disconnected");
+    this.setState(final ? "unavailable" : "error", gettext("Disconnected"));
     if (final) {
       this.available = false;
       this.button("connect").disabled = true;
@@ -285,7 +285,7 @@ class Console {
     this.userClosed = true;
     const ws = this.ws;
     this.teardown();
-    this.setState("idle", "Not connected");
+    this.setState("idle", gettext("Not connected"));
     this.message("Disconnected.");
     if (ws) ws.close();
   }

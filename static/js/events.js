@@ -80,12 +80,12 @@
     delete message.dataset.expanded;
     const count = set("count", "×" + e.count);
     count.dataset.count = String(e.count);
-    count.title = "Seen " + e.count + " times";
+    count.title = interpolate(ngettext("Seen %s time", "Seen %s times", e.count), [e.count]);
     count.hidden = e.count < 2;
     set("source", e.source);
     const time = set("last_seen", window.Isotope.time.ago(e.lastTimestamp));
     time.setAttribute("datetime", e.lastTimestamp);
-    time.title = formatTime(e.lastTimestamp) + " UTC, first seen " + formatTime(e.firstTimestamp) + " UTC";
+    time.title = interpolate(gettext("%(last)s UTC, first seen %(first)s UTC"), { last: formatTime(e.lastTimestamp), first: formatTime(e.firstTimestamp) }, true);
   }
 
   function markEmpty(t) {

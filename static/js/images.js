@@ -47,7 +47,7 @@
     const icon = row.querySelector("[data-image-source] i");
     if (state.source === "upload" && icon && icon.classList.contains("bi-cloud-download")) {
       icon.className = "bi bi-upload";
-      icon.nextSibling.textContent = " Upload";
+      icon.nextSibling.textContent = " " + gettext("Upload");
     }
   }
 
@@ -70,7 +70,7 @@
       if (state.sizeBytes) parts.push(size(state.sizeBytes) + " stored");
       text.textContent = parts.join(" · ");
     } else if (state.phase === "Converting") {
-      text.textContent = (progress.percent || 0) + " % converted";
+      text.textContent = interpolate(gettext("%s converted"), [(progress.percent || 0) + " %"]);
     } else if (busy && progress.bytes) {
       let line = size(progress.bytes) + (progress.total ? " of " + size(progress.total) : "");
       if (progress.rate) line += " · " + size(progress.rate) + "/s";
@@ -100,7 +100,7 @@
     const phase = row.querySelector('[data-live-field="phase"]');
     if (phase && data.state && phase.dataset.phase !== data.state.phase) {
       // A row created here after live.js patched the others: set the badge ourselves.
-      phase.textContent = data.state.phase;
+      phase.textContent = window.Isotope.phaseLabel ? window.Isotope.phaseLabel(data.state.phase) : data.state.phase;
       phase.dataset.phase = data.state.phase;
     }
     const message = row.querySelector('[data-live-field="message"]');
@@ -182,7 +182,7 @@
         // Refusals (bad size, permission, gone) are final; network trouble and conflicts retry.
         if (status === 409 || status === 423 || status === 0 || status >= 500) {
           resumes += 1;
-          note.textContent = "The connection dropped; resumed from the server's offset" +
+          note.textContent = gettext("The connection dropped; resumed from the server's offset") +
             (resumes > 1 ? " (" + resumes + " times)." : ".");
           note.hidden = false;
           return true;
@@ -193,7 +193,7 @@
         const percent = total ? Math.floor((sent / total) * 100) : 0;
         bar.style.width = percent + "%";
         statusBox.querySelector(".progress").setAttribute("aria-valuenow", String(percent));
-        text.textContent = label + ": " + size(sent) + " of " + size(total) + " (" + percent + " %)";
+        text.textContent = interpolate(gettext("%(label)s: %(sent)s of %(total)s (%(percent)s)"), { label: label, sent: size(sent), total: size(total), percent: percent + " %" }, true);
         const now = performance.now();
         if (now - last.t > 700) {
           rateText.textContent = size(((sent - last.bytes) * 1000) / (now - last.t)) + "/s";
@@ -203,7 +203,7 @@
       onSuccess: function () {
         bar.style.width = "100%";
         bar.classList.remove("progress-bar-animated");
-        text.textContent = label + ": uploaded — checking and converting (see the list).";
+        text.textContent = interpolate(gettext("%(label)s: uploaded — checking and converting (see the list)."), { label: label }, true);
         rateText.textContent = "";
         busy(false);
         form.reset();
@@ -211,7 +211,7 @@
       },
       onError: function (error) {
         const response = error.originalResponse;
-        fail(problemText(response && response.getBody(), "The upload failed: " + error.message));
+        fail(problemText(response && response.getBody(), gettext("The upload failed: ") + error.message));
         current = null;
       },
     });
@@ -224,7 +224,7 @@
     fieldErrors({});
     errorBox.hidden = true;
     const file = fileInput.files && fileInput.files[0];
-    if (!file) { fieldErrors({ file: ["Choose a file."] }); return; }
+    if (!file) { fieldErrors({ file: [gettext("Choose a file.")] }); return; }
     const name = nameInput.value.trim();
     const body = {
       metadata: { name: name },
@@ -244,7 +244,7 @@
       if (!result.ok) {
         busy(false);
         fieldErrors(result.data.errors);
-        if (!result.data.errors) fail(result.data.detail || "The upload was refused.");
+        if (!result.data.errors) fail(result.data.detail || gettext("The upload was refused."));
         return;
       }
       const image = result.data;
@@ -258,7 +258,7 @@
     if (!current) return;
     // Terminate: the server drops the image, its bytes and its storage charge.
     current.abort(true).then(function () {
-      text.textContent = "Upload cancelled.";
+      text.textContent = gettext("Upload cancelled.");
       busy(false);
     }).catch(function () { busy(false); });
     current = null;

@@ -104,14 +104,21 @@
 
   // --- Human times (monitoring/formats.py words them the same way) -----------------
   const AGO_UNITS = [["day", 86400], ["hour", 3600], ["minute", 60], ["second", 1]];
+  // Literal msgids, so makemessages finds them (djangojs.po).
+  const AGO_WORDS = {
+    day: function (n) { return ngettext("%(count)s day ago", "%(count)s days ago", n); },
+    hour: function (n) { return ngettext("%(count)s hour ago", "%(count)s hours ago", n); },
+    minute: function (n) { return ngettext("%(count)s minute ago", "%(count)s minutes ago", n); },
+    second: function (n) { return ngettext("%(count)s second ago", "%(count)s seconds ago", n); },
+  };
 
   function ago(date) {
     const seconds = Math.max(0, Math.floor((Date.now() - new Date(date).getTime()) / 1000));
     if (!isFinite(seconds)) return "";
-    if (seconds < 5) return "just now";
+    if (seconds < 5) return gettext("just now");
     const unit = AGO_UNITS.find(function (u) { return seconds >= u[1]; });
     const count = Math.floor(seconds / unit[1]);
-    return count + " " + unit[0] + (count === 1 ? "" : "s") + " ago";
+    return interpolate(AGO_WORDS[unit[0]](count), { count: count }, true);
   }
 
   function duration(seconds) {
@@ -136,8 +143,21 @@
   }
 
   // --- Generic DOM patching -------------------------------------------------------
+  // Phase words in the page's language (compute.choices.PHASE_LABELS says the same); the
+  // value stays in data-phase.
+  const PHASE_LABELS = {
+    Pending: gettext("Pending"), Provisioning: gettext("Provisioning"), Starting: gettext("Starting"),
+    Running: gettext("Running"), Paused: gettext("Paused"), Stopping: gettext("Stopping"),
+    Stopped: gettext("Stopped"), Migrating: gettext("Migrating"), Deleting: gettext("Deleting"),
+    Failed: gettext("Failed"), Unknown: gettext("Unknown"), Scheduling: gettext("Scheduling"),
+    Succeeded: gettext("Succeeded"), Cancelled: gettext("Cancelled"), Uploading: gettext("Uploading"),
+    Importing: gettext("Importing"), Converting: gettext("Converting"), Ready: gettext("Ready"),
+    Attached: gettext("Attached"), Restoring: gettext("Restoring"),
+  };
+  function phaseLabel(phase) { return PHASE_LABELS[phase] || phase; }
+
   function phaseBadge(el, phase) {
-    el.textContent = phase;
+    el.textContent = phaseLabel(phase);
     el.dataset.phase = phase;
     if (el.classList.contains("badge") || el.dataset.liveBadge !== undefined) {
       BADGE_CLASSES.forEach(function (c) { el.classList.remove(c); });
@@ -147,8 +167,8 @@
 
   // The Ready condition next to the phase; compute_tags.ready_display words it the same.
   function readyDisplay(phase, condition) {
-    if (condition.status === "True" && (phase === "Running" || phase === "Migrating")) return { state: "ready", label: "Ready" };
-    if (phase === "Running") return { state: "waiting", label: condition.reason === "Rebooting" ? "Rebooting…" : "Booting…" };
+    if (condition.status === "True" && (phase === "Running" || phase === "Migrating")) return { state: "ready", label: gettext("Ready") };
+    if (phase === "Running") return { state: "waiting", label: condition.reason === "Rebooting" ? gettext("Rebooting…") : gettext("Booting…") };
     return { state: "none", label: "" };
   }
 
@@ -173,7 +193,7 @@
 
   // Screen readers hear a phase change once per object, however many places show it
   // (the polite live region in base.html; sighted users see the badges change).
-  const KIND_LABELS = { vm: "VM", workload: "Workload" };
+  const KIND_LABELS = { vm: gettext("VM"), workload: gettext("Workload") };
   function announce(text) {
     const region = document.getElementById("iso-announcer");
     if (!region) return;
@@ -186,10 +206,10 @@
     const state = data.state || {};
     if (!roots.length) return;
     const label = (KIND_LABELS[data.kind] || data.kind) + " " + data.name;
-    if (data.deleted) { announce(label + " was deleted"); return; }
+    if (data.deleted) { announce(interpolate(gettext("%(object)s was deleted"), { object: label }, true)); return; }
     if (state.phase === undefined) return;
     const badge = roots.map(function (root) { return within(root, '[data-live-field="phase"]')[0]; }).find(Boolean);
-    if (badge && (badge.dataset.phase || badge.textContent.trim()) !== state.phase) announce(label + " is now " + state.phase);
+    if (badge && (badge.dataset.phase || badge.textContent.trim()) !== state.phase) announce(interpolate(gettext("%(object)s is now %(phase)s"), { object: label, phase: phaseLabel(state.phase) }, true));
   }
 
   function patchResource(data) {
@@ -370,6 +390,7 @@
 
   window.Isotope = window.Isotope || {};
   window.Isotope.time = { ago: ago, duration: duration, refresh: refreshTimes };
+  window.Isotope.phaseLabel = phaseLabel;
   window.Isotope.live = {
     subscribe: function (target) { subscribe(target); if (!socket && !stopped) connect(); },
     unsubscribe: unsubscribe,

@@ -19,9 +19,9 @@
   const WINDOWS = { "1h": 3600e3, "6h": 6 * 3600e3, "24h": 24 * 3600e3, "7d": 7 * 24 * 3600e3 };
   const CHARTS = {
     cpu: { series: [["cpu", "CPU %", "#4f46e5"]], max: 100 },
-    mem: { series: [["mem", "Used MiB", "#0891b2"]] },
-    disk: { series: [["rd", "Read", "#16a34a"], ["wr", "Write", "#ea580c"]], bytes: true },
-    net: { series: [["rx", "Receive", "#2563eb"], ["tx", "Transmit", "#db2777"]], bytes: true },
+    mem: { series: [["mem", gettext("Used MiB"), "#0891b2"]] },
+    disk: { series: [["rd", gettext("Read"), "#16a34a"], ["wr", gettext("Write"), "#ea580c"]], bytes: true },
+    net: { series: [["rx", gettext("Receive"), "#2563eb"], ["tx", gettext("Transmit"), "#db2777"]], bytes: true },
   };
 
   function bytes(value) {

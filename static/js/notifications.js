@@ -57,7 +57,7 @@
     if (!n.read) {
       const dot = document.createElement("span");
       dot.className = "iso-unread-dot";
-      dot.title = "Unread";
+      dot.title = gettext("Unread");
       row.appendChild(dot);
     }
     link.appendChild(row);
@@ -84,7 +84,7 @@
         const empty = document.createElement("div");
         empty.className = "px-3 py-3 small text-body-secondary";
         empty.dataset.notificationEmpty = "";
-        empty.textContent = "Nothing yet.";
+        empty.textContent = gettext("Nothing yet.");
         list.appendChild(empty);
       }
     });

@@ -12,7 +12,7 @@
 (function () {
   "use strict";
   const LEVELS = ["iso-level-ok", "iso-level-warn", "iso-level-full"];
-  const STATES = { Pending: "Pending", Approved: "Approved", PartiallyApproved: "Partially approved", Rejected: "Rejected" };
+  const STATES = { Pending: gettext("Pending"), Approved: gettext("Approved"), PartiallyApproved: gettext("Partially approved"), Rejected: gettext("Rejected") };
 
   function grouped(value) {
     const text = String(value);
@@ -77,7 +77,7 @@
       field(row, "reason", state.reason);
       let decision = "";
       if (state.state !== "Pending") {
-        if (state.grantedText) decision = "Granted " + state.grantedText + ". ";
+        if (state.grantedText) decision = interpolate(gettext("Granted %s. "), [state.grantedText]);
         decision += state.decisionReason || "";
       }
       field(row, "decision", decision);
@@ -90,7 +90,7 @@
     const pending = document.querySelector('[data-request-field="state"][data-state="Pending"]');
     document.querySelectorAll("[data-quota-request-open]").forEach(function (button) {
       button.disabled = Boolean(pending);
-      button.title = pending ? "A request is pending" : "";
+      button.title = pending ? gettext("A request is pending") : "";
     });
   }
 

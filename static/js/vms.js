@@ -21,7 +21,7 @@
       modalEl.querySelector("[data-confirm-title]").textContent =
         (form.dataset.confirmLabel || "Confirm") + "?";
       modalEl.querySelector("[data-confirm-text]").textContent = form.dataset.confirm;
-      modalEl.querySelector("[data-confirm-ok]").textContent = form.dataset.confirmLabel || "Confirm";
+      modalEl.querySelector("[data-confirm-ok]").textContent = form.dataset.confirmLabel || gettext("Confirm");
       skip.hidden = form.dataset.confirmSkippable === undefined;
       skipBox.checked = false;
       modal.show();
@@ -46,7 +46,7 @@
 
   // live.js patches phase and message text; the VM state carries the actions per role
   // (compute.services.vms.vm_state), so buttons are shown or hidden here for our role.
-  const DESIRED = { running: "Running", stopped: "Stopped", paused: "Paused", deleted: "Deleted" };
+  const DESIRED = { running: gettext("Running"), stopped: gettext("Stopped"), paused: gettext("Paused"), deleted: gettext("Deleted") };
   document.addEventListener("isotope:resource", (event) => {
     const data = event.detail && event.detail.data;
     if (!data || data.kind !== "vm") return;

@@ -17,7 +17,7 @@
   }
 
   function setPhase(el, phase) {
-    el.textContent = phase;
+    el.textContent = (window.Isotope && window.Isotope.phaseLabel) ? window.Isotope.phaseLabel(phase) : phase;
     el.dataset.phase = phase;
   }
 

@@ -381,7 +381,7 @@ def quota_state(tenant: Tenant) -> dict:
                 "level": u.level,
                 "over": u.over,
                 "unit": u.unit,
-                "label": QUOTA_LABELS[u.resource],
+                "label": str(QUOTA_LABELS[u.resource]),
             }
             for u in quota_usage(tenant)
         },

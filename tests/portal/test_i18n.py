@@ -1,0 +1,305 @@
+"""Chinese (zh-hans) and English: the catalogues are complete and compiled, the language
+comes from the browser or the user's stored choice, and pages, API errors, messages and
+the JavaScript catalogue speak it."""
+
+from __future__ import annotations
+
+import gettext
+import re
+import shutil
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.test import Client, override_settings
+
+from compute.models import Image
+from compute.services import vms as vm_services
+from tenants import services
+from tenants.models import AuditLog, UserPreference
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCALE = ROOT / "locale"
+CATALOGUES = [
+    LOCALE / "zh_Hans" / "LC_MESSAGES" / f"{domain}.po" for domain in ("django", "djangojs")
+]
+# What makemessages must not walk into: dependencies, build output, tests and tools.
+NOT_OURS = [
+    ".venv",
+    "node_modules",
+    "static/vendor",
+    "var",
+    "staticfiles",
+    "tests",
+    "tools",
+    "bench",
+]
+ZH = {"HTTP_ACCEPT_LANGUAGE": "zh-Hans,zh;q=0.9,en;q=0.5"}
+EN = {"HTTP_ACCEPT_LANGUAGE": "en-GB,en;q=0.9"}
+
+
+def untranslated(po: Path) -> str:
+    """The entries of ``po`` without a translation, or fuzzy ones ("" when none)."""
+    return "".join(
+        subprocess.run(
+            ["msgattrib", which, "--no-wrap", str(po)], capture_output=True, text=True, check=True
+        ).stdout
+        for which in ("--untranslated", "--only-fuzzy")
+    )
+
+
+@pytest.mark.parametrize("po", CATALOGUES, ids=lambda p: p.name)
+def test_every_msgid_of_the_zh_hans_catalogue_has_a_translation(po):
+    assert po.exists()
+    assert untranslated(po) == ""
+    # And every translation keeps the placeholders of its msgid (msgfmt's format check).
+    subprocess.run(["msgfmt", "--check", "-o", "/dev/null", str(po)], check=True)
+
+
+@pytest.mark.parametrize("po", CATALOGUES, ids=lambda p: p.name)
+def test_the_committed_mo_files_are_compiled_from_the_po_files(po, tmp_path):
+    compiled = tmp_path / "fresh.mo"
+    subprocess.run(["msgfmt", "-o", str(compiled), str(po)], check=True)
+    with compiled.open("rb") as fresh, po.with_suffix(".mo").open("rb") as committed:
+        expected = gettext.GNUTranslations(fresh)._catalog
+        assert gettext.GNUTranslations(committed)._catalog == expected, (
+            "run: python manage.py compilemessages -l zh_Hans --ignore .venv"
+        )
+
+
+def test_makemessages_finds_no_string_that_the_catalogue_does_not_translate(tmp_path):
+    """A string marked for translation anywhere (templates, Python, static/js) without a
+    zh_Hans translation fails here: run makemessages (README) and translate it."""
+    scratch = tmp_path / "locale"
+    shutil.copytree(LOCALE, scratch)
+    with override_settings(LOCALE_PATHS=[scratch]):
+        for domain in ("django", "djangojs"):
+            call_command(
+                "makemessages",
+                locale=["zh_Hans"],
+                domain=domain,
+                ignore_patterns=NOT_OURS,
+                no_obsolete=True,
+                verbosity=0,
+            )
+    for domain in ("django", "djangojs"):
+        assert untranslated(scratch / "zh_Hans" / "LC_MESSAGES" / f"{domain}.po") == ""
+
+
+# --- Templates: no literal left outside {% translate %} ---------------------------------
+# Words that read the same in every language: the product's name, units, formats.
+SAME_EVERYWHERE = {"Isotope", "GiB", "MiB", "KiB", "UTC", "qcow2", "raw", "JSON", "YAML", "CSV"}
+SAME_EVERYWHERE |= {"API", "vCPU", "CPU", "TCP", "HTTP", "GET"}
+CODE_LIKE = re.compile(r"^[\w\-.]*[=/_:<>@][\w\-.=/:<>@]*$")
+
+
+def untranslated_literals(source: str) -> list[str]:
+    """Visible English in a template outside the translation tags: text between tags and
+    aria-label, title and alt values. Code (<code>, <pre>, <kbd>, <script>), template
+    comments and variables are not words to translate."""
+    text = re.sub(r"{#.*?#}", " ", source, flags=re.S)
+    text = re.sub(r"{%\s*comment\s*%}.*?{%\s*endcomment\s*%}", " ", text, flags=re.S)
+    text = re.sub(r"{%\s*block body_class\s*%}.*?{%\s*endblock\s*%}", " ", text, flags=re.S)
+    text = re.sub(r"{%\s*blocktranslate\b.*?{%\s*endblocktranslate\s*%}", " ", text, flags=re.S)
+    text = re.sub(r"{%.*?%}|{{.*?}}", " ", text, flags=re.S)
+    text = re.sub(r"<!--.*?-->", " ", text, flags=re.S)
+    text = re.sub(
+        r"<(script|style|code|pre|kbd|samp)\b[^>]*>.*?</\1>", " ", text, flags=re.S | re.I
+    )
+    chunks = re.findall(r'\b(?:aria-label|title|alt)="([^"]*)"', text)
+    chunks += re.split(r"<[^>]*>", text)
+    left = []
+    for chunk in chunks:
+        chunk = re.sub(r"&[a-z]+;|&#\d+;", " ", chunk).strip()
+        if not re.search(r"[A-Za-z]{2,}", chunk) or CODE_LIKE.match(chunk):
+            continue
+        words = [w for w in re.split(r"[\s·—,()]+", chunk) if re.search(r"[A-Za-z]{2,}", w)]
+        if all(w in SAME_EVERYWHERE for w in words):
+            continue
+        left.append(re.sub(r"\s+", " ", chunk))
+    return left
+
+
+def test_the_literal_check_finds_text_and_labels_left_in_english():
+    page = '<p title="Remove it">{% translate "Delete" %} it <code>rm -rf</code></p>'
+    assert untranslated_literals(page) == ["Remove it", "it"]
+    assert (
+        untranslated_literals(
+            "<b>{% blocktranslate with n=x %}{{ n }} VMs{% endblocktranslate %}</b>"
+        )
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    "template", sorted((ROOT / "templates").rglob("*.html")), ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_no_template_has_an_untranslated_literal(template):
+    assert untranslated_literals(template.read_text()) == []
+
+
+# --- Which language -------------------------------------------------------------------
+@pytest.mark.django_db
+def test_a_signed_out_visitor_gets_the_language_of_accept_language():
+    chinese = Client().get("/login/", **ZH)
+    assert chinese["Content-Language"] == "zh-hans"
+    assert '<html lang="zh-hans"' in chinese.content.decode()
+    assert "登录" in chinese.content.decode()
+    english = Client().get("/login/", **EN)
+    assert english["Content-Language"] == "en"
+    assert "Sign in" in english.content.decode() and "登录" not in english.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_users_stored_language_wins_over_the_browser_and_empty_follows_it(demo):
+    client = Client()
+    client.force_login(demo.carol)
+    assert "Virtual machines" in client.get("/t/acme/vms/", **EN).content.decode()
+    services.preference_set_language(user=demo.carol, language="zh-hans")
+    page = client.get("/t/acme/vms/", **EN).content.decode()
+    assert '<html lang="zh-hans"' in page
+    assert "还没有虚拟机" in page and "No virtual machines yet" not in page
+    services.preference_set_language(user=demo.carol, language="")
+    assert "还没有虚拟机" in client.get("/t/acme/vms/", **ZH).content.decode()
+    assert "No virtual machines yet" in client.get("/t/acme/vms/", **EN).content.decode()
+
+
+@pytest.mark.django_db
+def test_setting_a_language_stores_it_and_audits_the_change(demo):
+    services.preference_set_language(user=demo.carol, language="zh-hans")
+    assert UserPreference.objects.get(user=demo.carol).language == "zh-hans"
+    entry = AuditLog.objects.filter(action="preference.set").latest("pk")
+    assert entry.detail == {"language": "zh-hans", "was": ""}
+
+
+@pytest.mark.django_db
+def test_an_unknown_language_is_refused_and_changes_nothing(demo):
+    from portal.exceptions import ValidationError
+
+    services.preference_set_language(user=demo.carol, language="en")
+    with pytest.raises(ValidationError) as error:
+        services.preference_set_language(user=demo.carol, language="klingon")
+    assert "en, zh-hans" in str(error.value.errors)
+    assert UserPreference.objects.get(user=demo.carol).language == "en"
+
+
+@pytest.mark.django_db
+def test_the_switch_stores_the_choice_sets_the_cookie_and_goes_back(demo):
+    client = Client()
+    client.force_login(demo.carol)
+    response = client.post("/profile/language/", {"language": "zh-hans", "next": "/t/acme/vms/"})
+    assert response.status_code == 302 and response["Location"] == "/t/acme/vms/"
+    assert response.cookies[settings.LANGUAGE_COOKIE_NAME].value == "zh-hans"
+    assert UserPreference.objects.get(user=demo.carol).language == "zh-hans"
+    page = client.get("/t/acme/vms/", **EN).content.decode()
+    assert 'data-testid="language-switch"' in page and 'value="zh-hans" lang="zh-hans"' in page
+    # The choice follows the user to another browser (no cookie there).
+    elsewhere = Client()
+    elsewhere.force_login(demo.carol)
+    assert "还没有虚拟机" in elsewhere.get("/t/acme/vms/", **EN).content.decode()
+
+
+@pytest.mark.django_db
+def test_a_bad_language_or_a_foreign_next_is_a_message_not_a_500(demo):
+    client = Client()
+    client.force_login(demo.carol)
+    response = client.post(
+        "/profile/language/",
+        {"language": "<script>", "next": "https://evil.example/"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert response.redirect_chain[-1][0] == "/profile/"
+    assert "Unknown language" in response.content.decode()
+    assert not UserPreference.objects.filter(user=demo.carol).exclude(language="").exists()
+    assert client.get("/profile/language/").status_code == 405
+
+
+@pytest.mark.django_db
+def test_a_signed_out_visitor_switches_with_the_cookie_only():
+    client = Client()
+    response = client.post("/profile/language/", {"language": "zh-hans", "next": "/login/"})
+    assert response.status_code == 302 and response["Location"] == "/login/"
+    assert "登录" in client.get("/login/", **EN).content.decode()
+    assert not UserPreference.objects.exists()
+    refused = client.post("/profile/language/", {"language": "xx"})
+    assert refused.status_code == 302 and refused["Location"] == "/login/"
+
+
+# --- What is translated ---------------------------------------------------------------
+@pytest.mark.django_db
+def test_the_create_form_messages_and_phases_speak_chinese(demo, make_host, tiny_image):
+    make_host("node-a")
+    client = Client()
+    client.force_login(demo.bob)
+    services.preference_set_language(user=demo.bob, language="zh-hans")
+    form = client.get("/t/acme/vms/new/").content.decode()
+    for words in ("创建虚拟机", "名称", "规格", "自定义", "小写字母、数字和连字符"):
+        assert words in form
+    response = client.post(
+        "/t/acme/vms/new/",
+        {
+            "name": "web-1",
+            "image": str(Image.objects.get(name="tiny").pk),
+            "size": "custom",
+            "vcpus": "1",
+            "memory_mib": "256",
+            "disk_gib": "0",
+            "restart_policy": "OnFailure",
+        },
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "web-1 已受理：正在配置。" in page
+    assert 'data-phase="Pending"' in page and ">等待中<" in page
+
+
+@pytest.mark.django_db
+def test_api_problem_titles_and_quota_refusals_follow_accept_language(demo, make_host, tiny_image):
+    from rest_framework.test import APIClient
+
+    make_host("node-a")
+    api = APIClient()
+    api.force_authenticate(demo.bob)
+    missing = api.get("/api/v1/tenants/acme/virtualmachines/nope/", **ZH)
+    assert missing.status_code == 404 and missing.json()["title"] == "未找到"
+    assert (
+        api.get("/api/v1/tenants/acme/virtualmachines/nope/", **EN).json()["title"] == "Not found"
+    )
+    body = {"metadata": {"name": "big"}, "spec": {"image": "tiny", "vcpus": 64, "memoryMiB": 256}}
+    refused = api.post("/api/v1/tenants/acme/virtualmachines/", body, format="json", **ZH)
+    assert refused.status_code == 403
+    problem = refused.json()
+    assert problem["title"] == "超出配额" and problem["type"].endswith("/quota-exceeded")
+    assert "cpu 超出配额：申请 64 核" in problem["errors"]["spec.vcpus"][0]
+    assert problem["exceeded"][0]["resource"] == "cpu"  # machine-readable parts stay as they are
+
+
+@pytest.mark.django_db
+def test_times_are_worded_in_the_readers_language(demo, make_host, tiny_image):
+    from django.utils import translation
+
+    from monitoring.formats import ago
+
+    make_host("node-a")
+    vm = vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="web-1", image="tiny", vcpus=1, memory_mib=256
+    )
+    with translation.override("zh-hans"):
+        assert ago(vm.created - timedelta(minutes=3), now=vm.created) == "3 分钟前"
+        assert ago(vm.created, now=vm.created) == "刚刚"
+    with translation.override("en"):
+        assert ago(vm.created - timedelta(minutes=1), now=vm.created) == "1 minute ago"
+
+
+def test_the_javascript_catalogue_serves_the_chosen_language():
+    chinese = Client().get("/jsi18n/", **ZH).content.decode("utf-8")
+    assert '"Running": "\\u8fd0\\u884c\\u4e2d"' in chinese or '"Running": "运行中"' in chinese
+    assert "Reconnecting" in chinese  # the console's states
+    english = Client().get("/jsi18n/", **EN).content.decode("utf-8")
+    assert "\\u8fd0\\u884c\\u4e2d" not in english and "运行中" not in english
