@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.db.models import Case, Count, Q, QuerySet, When
 
 from compute.choices import ImagePhase, Phase
-from compute.models import Flavor, Host, Image, Snapshot, VirtualMachine, Volume
+from compute.models import Flavor, Host, Image, Snapshot, VirtualMachine, Volume, Workload
 from portal.exceptions import NotFound, PermissionDenied
 from tenants.models import Tenant
 from tenants.selectors import can, restrict, role_of
@@ -272,3 +272,64 @@ def snapshot_get(user, volume: Volume, name: str, *, lock: bool = False) -> Snap
     if snapshot is None:
         raise NotFound(f"Snapshot {name!r} of volume {volume.name!r} not found.")
     return snapshot
+
+
+# --- Global search (the top bar) --------------------------------------------------------
+SEARCH_MAX_LENGTH = 200
+SEARCH_LIMIT = 25
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    """What the top bar's search found, per kind, each list at most ``SEARCH_LIMIT`` long
+    (``more`` names the kinds that had more)."""
+
+    q: str
+    vms: list
+    workloads: list
+    volumes: list
+    images: list
+    more: frozenset[str]
+
+    @property
+    def total(self) -> int:
+        return len(self.vms) + len(self.workloads) + len(self.volumes) + len(self.images)
+
+
+def _labelled(q: str) -> Q:
+    """``key=value`` matches that label; a bare word matches names and label keys."""
+    key, equals, value = q.partition("=")
+    if equals and key.strip():
+        return Q(labels__contains={key.strip(): value.strip()})
+    return Q(name__icontains=q) | Q(labels__has_key=q)
+
+
+def search(user, q: str, *, limit: int = SEARCH_LIMIT) -> SearchResults:
+    """VMs, workloads, volumes and images of the tenants ``user`` may view, whose name
+    contains ``q`` (case-insensitive) or whose labels match it (``key`` or ``key=value``;
+    images have no labels but a display name). Isolation is ``restrict``'s, per kind and
+    action, as for every list: another tenant's objects are never found."""
+    q = q.strip()[:SEARCH_MAX_LENGTH]
+    if not q:
+        return SearchResults(q="", vms=[], workloads=[], volumes=[], images=[], more=frozenset())
+    found = {
+        "vms": restrict(user, "vm.view", VirtualMachine.objects.filter(_labelled(q))),
+        "workloads": restrict(user, "workload.view", Workload.objects.filter(_labelled(q))),
+        "volumes": restrict(user, "volume.view", Volume.objects.filter(_labelled(q))),
+        "images": restrict(
+            user,
+            "image.view",
+            Image.objects.filter(Q(name__icontains=q) | Q(display_name__icontains=q)),
+        ),
+    }
+    lists = {
+        kind: list(
+            qs.select_related("tenant").distinct().order_by("tenant__slug", "name")[: limit + 1]
+        )
+        for kind, qs in found.items()
+    }
+    return SearchResults(
+        q=q,
+        more=frozenset(kind for kind, items in lists.items() if len(items) > limit),
+        **{kind: items[:limit] for kind, items in lists.items()},
+    )
