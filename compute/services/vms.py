@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from compute.choices import (
     DesiredState,
@@ -142,16 +143,23 @@ def visible_images(tenant: Tenant):
 
 def _validate_name(tenant: Tenant, name: str, errors: dict[str, list[str]]) -> None:
     if not name:
-        errors["name"] = ["A name is required."]
+        errors["name"] = [gettext("A name is required.")]
     elif len(name) > 63 or not NAME_RE.fullmatch(name):
         errors["name"] = [
-            "Use at most 63 lowercase letters, digits and hyphens, starting and ending "
-            "with a letter or digit (a DNS label)."
+            gettext(
+                "Use at most 63 lowercase letters, digits and hyphens, starting and ending "
+                "with a letter or digit (a DNS label)."
+            )
         ]
     elif name in RESERVED_NAMES:
-        errors["name"] = [f"{name!r} is reserved; choose another name."]
+        errors["name"] = [
+            gettext("%(name)s is reserved; choose another name.") % {"name": repr(name)}
+        ]
     elif VirtualMachine.objects.filter(tenant=tenant, name=name).exists():
-        errors["name"] = [f"A VM named {name!r} exists already in {tenant.slug}."]
+        errors["name"] = [
+            gettext("A VM named %(name)s exists already in %(tenant)s.")
+            % {"name": repr(name), "tenant": tenant.slug}
+        ]
 
 
 def _validate_size(
@@ -166,10 +174,13 @@ def _validate_size(
                 raise ValueError
             parsed = int(str(value).strip())
         except (TypeError, ValueError):
-            errors[field] = ["Enter a whole number."]
+            errors[field] = [gettext("Enter a whole number.")]
             return 0
         if not low <= parsed <= high:
-            errors[field] = [f"Must be between {low} and {high} {unit}."]
+            errors[field] = [
+                gettext("Must be between %(low)s and %(high)s %(unit)s.")
+                % {"low": low, "high": high, "unit": unit}
+            ]
         return parsed
 
     vcpus = number("vcpus", vcpus, 1, MAX_VCPUS, "vCPUs")
@@ -177,11 +188,17 @@ def _validate_size(
     disk_gib = number("disk_gib", disk_gib if disk_gib is not None else 0, 0, MAX_DISK_GIB, "GiB")
     if image is not None:
         if "memory_mib" not in errors and memory_mib < image.min_memory_mib:
-            errors["memory_mib"] = [f"{image} needs at least {image.min_memory_mib} MiB."]
+            errors["memory_mib"] = [
+                gettext("%(image)s needs at least %(memory)s MiB.")
+                % {"image": image, "memory": image.min_memory_mib}
+            ]
         if image.kind == ImageKind.DISK and "disk_gib" not in errors:
             needed = max(1, -(-(image.virtual_size_bytes or 0) // 1024**3))
             if disk_gib < needed:
-                errors["disk_gib"] = [f"{image} needs a disk of at least {needed} GiB."]
+                errors["disk_gib"] = [
+                    gettext("%(image)s needs a disk of at least %(disk)s GiB.")
+                    % {"image": image, "disk": needed}
+                ]
     return vcpus, memory_mib, disk_gib
 
 
@@ -196,14 +213,16 @@ def _validate_create(
     elif image:
         image_obj = visible_images(tenant).filter(name=str(image)).order_by("public").first()
     if image_obj is None:
-        errors["image"] = ["Choose one of the images available to this tenant."]
+        errors["image"] = [gettext("Choose one of the images available to this tenant.")]
     vcpus, memory_mib, disk_gib = _validate_size(
         errors, image=image_obj, vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib
     )
     if restart_policy not in RestartPolicy.values:
-        errors["restart_policy"] = [f"Choose one of {', '.join(RestartPolicy.values)}."]
+        errors["restart_policy"] = [
+            gettext("Choose one of %(codes)s.") % {"codes": ", ".join(RestartPolicy.values)}
+        ]
     if errors:
-        raise ValidationError("The virtual machine is not valid.", errors=errors)
+        raise ValidationError(gettext("The virtual machine is not valid."), errors=errors)
     return image_obj, vcpus, memory_mib, disk_gib
 
 
@@ -353,7 +372,7 @@ def vm_create(
             transaction.on_commit(lambda: _enqueue("vm_provision", vm.pk))
     except IntegrityError:
         raise ValidationError(
-            "A VM with this name exists already.", errors={"name": ["Taken."]}
+            gettext("A VM with this name exists already."), errors={"name": [gettext("Taken.")]}
         ) from None
     except QuotaExceeded as error:
         event_publish(

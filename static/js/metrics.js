@@ -12,6 +12,9 @@
  */
 (function () {
   "use strict";
+
+  // Times on the charts in the page's language (<html lang>), not the browser's.
+  const PAGE_LOCALE = [document.documentElement.lang || "en"];
   if (window.Isotope && window.Isotope.metricsLoaded) return;
   window.Isotope = window.Isotope || {};
   window.Isotope.metricsLoaded = true;
@@ -36,8 +39,8 @@
     const d = new Date(ms);
     // A short axis (a VM minutes old) needs seconds to tell its ticks apart.
     const parts = span < 15 * 60e3 ? { hour: "2-digit", minute: "2-digit", second: "2-digit" } : { hour: "2-digit", minute: "2-digit" };
-    const hm = d.toLocaleTimeString([], parts);
-    return range === "7d" ? d.toLocaleDateString([], { month: "short", day: "numeric" }) + " " + hm : hm;
+    const hm = d.toLocaleTimeString(PAGE_LOCALE, parts);
+    return range === "7d" ? d.toLocaleDateString(PAGE_LOCALE, { month: "short", day: "numeric" }) + " " + hm : hm;
   }
 
   // --- Tenant totals --------------------------------------------------------------
@@ -87,7 +90,7 @@
             legend: { display: spec.series.length > 1, labels: { boxWidth: 10 } },
             tooltip: {
               callbacks: {
-                title: function (items) { return items.length ? new Date(items[0].parsed.x).toLocaleString() : ""; },
+                title: function (items) { return items.length ? new Date(items[0].parsed.x).toLocaleString(PAGE_LOCALE) : ""; },
                 label: function (item) {
                   const v = item.parsed.y;
                   return item.dataset.label + ": " + (spec.bytes ? bytes(v) + "/s" : v.toFixed(1));

@@ -241,17 +241,21 @@ def test_the_create_form_messages_and_phases_speak_chinese(demo, make_host, tiny
     form = client.get("/t/acme/vms/new/").content.decode()
     for words in ("创建虚拟机", "名称", "规格", "自定义", "小写字母、数字和连字符"):
         assert words in form
+    fields = {
+        "image": str(Image.objects.get(name="tiny").pk),
+        "size": "custom",
+        "vcpus": "1",
+        "memory_mib": "256",
+        "disk_gib": "0",
+        "restart_policy": "OnFailure",
+    }
+    refused = client.post("/t/acme/vms/new/", {**fields, "name": "Web_1", "memory_mib": "9"})
+    assert refused.status_code == 400
+    assert "最多 63 个小写字母、数字和连字符" in refused.content.decode()
+    assert "必须在 64 到" in refused.content.decode()
     response = client.post(
         "/t/acme/vms/new/",
-        {
-            "name": "web-1",
-            "image": str(Image.objects.get(name="tiny").pk),
-            "size": "custom",
-            "vcpus": "1",
-            "memory_mib": "256",
-            "disk_gib": "0",
-            "restart_policy": "OnFailure",
-        },
+        {**fields, "name": "web-1"},
         follow=True,
     )
     page = response.content.decode()
