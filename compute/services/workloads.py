@@ -34,6 +34,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from compute.backends.containers import (
     ClusterEvent,
@@ -161,7 +162,7 @@ def validate_workload(
         kind = WorkloadKind.DEPLOYMENT
     limit = MAX_NAME[kind]
     if not name:
-        errors["name"] = ["A name is required."]
+        errors["name"] = [gettext("A name is required.")]
     elif len(name) > limit:
         errors["name"] = [
             f"At most {limit} characters for a {kind}"
@@ -169,13 +170,20 @@ def validate_workload(
         ]
     elif not NAME_RE.fullmatch(name):
         errors["name"] = [
-            "Use lowercase letters, digits and hyphens, starting with a letter and ending "
-            "with a letter or digit (a DNS label)."
+            gettext(
+                "Use lowercase letters, digits and hyphens, starting with a letter and ending "
+                "with a letter or digit (a DNS label)."
+            )
         ]
     elif name in RESERVED_NAMES:
-        errors["name"] = [f"{name!r} is reserved; choose another name."]
+        errors["name"] = [
+            gettext("%(name)s is reserved; choose another name.") % {"name": repr(name)}
+        ]
     elif Workload.objects.filter(tenant=tenant, name=name).exists():
-        errors["name"] = [f"A workload named {name!r} exists already in {tenant.slug}."]
+        errors["name"] = [
+            gettext("A workload named %(name)s exists already in %(tenant)s.")
+            % {"name": repr(name), "tenant": tenant.slug}
+        ]
     try:
         image = check_image(image)
     except ValueError as error:
@@ -185,13 +193,13 @@ def validate_workload(
             raise ValueError
         replicas = int(str(replicas).strip())
     except (TypeError, ValueError):
-        errors["replicas"] = ["Enter a whole number."]
+        errors["replicas"] = [gettext("Enter a whole number.")]
         replicas = 1
     if "replicas" not in errors:
         if kind == WorkloadKind.POD and replicas != 1:
-            errors["replicas"] = ["A single pod has exactly one replica."]
+            errors["replicas"] = [gettext("A single pod has exactly one replica.")]
         elif not 0 <= replicas <= MAX_REPLICAS:
-            errors["replicas"] = [f"Between 0 and {MAX_REPLICAS}."]
+            errors["replicas"] = [gettext("Between 0 and %(max)s.") % {"max": MAX_REPLICAS}]
 
     def quantity(field: str, value, parse, fallback):
         if value is None or str(value).strip() == "":
@@ -204,16 +212,16 @@ def validate_workload(
 
     cpu_request_m = quantity("cpu_request", cpu_request, parse_cpu, None)
     if cpu_request is None or str(cpu_request).strip() == "":
-        errors["cpu_request"] = ["A CPU request is required, e.g. 250m."]
+        errors["cpu_request"] = [gettext("A CPU request is required, e.g. 250m.")]
     memory_request_b = quantity("memory_request", memory_request, parse_memory, None)
     if memory_request is None or str(memory_request).strip() == "":
-        errors["memory_request"] = ["A memory request is required, e.g. 128Mi."]
+        errors["memory_request"] = [gettext("A memory request is required, e.g. 128Mi.")]
     cpu_limit_m = quantity("cpu_limit", cpu_limit, parse_cpu, cpu_request_m)
     memory_limit_b = quantity("memory_limit", memory_limit, parse_memory, memory_request_b)
     if cpu_request_m and cpu_limit_m and cpu_limit_m < cpu_request_m:
-        errors["cpu_limit"] = ["The limit must be at least the request."]
+        errors["cpu_limit"] = [gettext("The limit must be at least the request.")]
     if memory_request_b and memory_limit_b and memory_limit_b < memory_request_b:
-        errors["memory_limit"] = ["The limit must be at least the request."]
+        errors["memory_limit"] = [gettext("The limit must be at least the request.")]
     command = _strings(command, "command", errors)
     args = _strings(args, "args", errors)
     env = env or {}
@@ -250,14 +258,14 @@ def validate_workload(
                 errors["ports"] = [f"At most {MAX_PORTS} ports."]
     service_type = service_type or ""
     if service_type not in ServiceType.values:
-        errors["service_type"] = ["Choose ClusterIP, NodePort or none."]
+        errors["service_type"] = [gettext("Choose ClusterIP, NodePort or none.")]
     elif service_type and not clean_ports and "ports" not in errors:
-        errors["ports"] = ["A service needs at least one port."]
+        errors["ports"] = [gettext("A service needs at least one port.")]
     from compute.services.volumes import clean_mounts
 
     mounts = clean_mounts(tenant, volumes, errors)
     if errors:
-        raise ValidationError("The workload is not valid.", errors=errors)
+        raise ValidationError(gettext("The workload is not valid."), errors=errors)
     return CleanSpec(
         name=name,
         kind=kind,

@@ -307,3 +307,24 @@ def test_the_javascript_catalogue_serves_the_chosen_language():
     assert "Reconnecting" in chinese  # the console's states
     english = Client().get("/jsi18n/", **EN).content.decode("utf-8")
     assert "\\u8fd0\\u884c\\u4e2d" not in english and "运行中" not in english
+
+
+@pytest.mark.django_db
+def test_workload_checks_speak_the_readers_language(demo):
+    from django.utils import translation
+
+    from compute.services import workloads as workload_services
+    from portal.exceptions import ValidationError
+
+    def refusal(language: str) -> dict:
+        with translation.override(language), pytest.raises(ValidationError) as error:
+            workload_services.workload_create(
+                actor=None, tenant=demo.acme, name="Web", image="nginx:1.27", replicas="x"
+            )
+        return {"message": error.value.message, **error.value.errors}
+
+    chinese = refusal("zh-hans")
+    assert chinese["message"] == "工作负载参数无效。"
+    assert chinese["replicas"] == ["请输入整数。"]
+    assert "DNS 标签" in chinese["name"][0]
+    assert refusal("en")["replicas"] == ["Enter a whole number."]
