@@ -32,7 +32,7 @@ from compute.services import volumes as volume_services
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from tenants.choices import ReservationKind
-from tenants.services import audit_record, authorize, quota_release, quota_reserve
+from tenants.services import actor_name, audit_record, authorize, quota_release, quota_reserve
 
 EVENT_KIND = "volume"  # snapshots speak on their volume's timeline
 # A volume is copied (to a snapshot or a clone) or restored only in these phases.
@@ -569,7 +569,7 @@ def volume_clone(*, actor, volume: Volume, name: str) -> Volume:
                     uid=str(who.uid),
                     reason="Cloning",
                     message=f"{text}: a full copy of {source.name} "
-                    f"({source.size_gib} GiB) by {volume_services._who(actor)}.",
+                    f"({source.size_gib} GiB) by {actor_name(actor)}.",
                 )
             volume_services._publish(clone)
             transaction.on_commit(lambda: volume_services._enqueue(clone))
@@ -654,7 +654,7 @@ def _requested(actor, snapshot: Snapshot, *, action: str, reason: str, message: 
         name=volume.name,
         uid=str(volume.uid),
         reason=reason,
-        message=f"{message} requested by {volume_services._who(actor)}.",
+        message=f"{message} requested by {actor_name(actor)}.",
     )
     _publish(snapshot)
     transaction.on_commit(lambda: _enqueue(snapshot))

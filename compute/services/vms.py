@@ -48,6 +48,7 @@ from portal.models import observation_current
 from tenants.choices import ReservationKind
 from tenants.models import Tenant
 from tenants.services import (
+    actor_name,
     audit_record,
     authorize,
     quota_check,
@@ -418,7 +419,7 @@ def vm_action(*, actor, vm: VirtualMachine, action: str) -> VirtualMachine:
             name=vm.name,
             uid=str(vm.uid),
             reason=rule.verb,
-            message=f"{rule.verb} requested by {_who(actor)}.",
+            message=f"{rule.verb} requested by {actor_name(actor)}.",
         )
         _publish(vm)
         task = {"reboot": "vm_reboot"}.get(action, "vm_apply")
@@ -632,12 +633,6 @@ def vm_state(vm: VirtualMachine) -> dict:
 
 def _publish(vm: VirtualMachine) -> None:
     resource_publish(tenant=vm.tenant, kind="vm", name=vm.name, data=vm_state(vm))
-
-
-def _who(actor) -> str:
-    if getattr(actor, "is_authenticated", False):
-        return actor.get_username()
-    return str(actor or "the system")
 
 
 def _enqueue(task_name: str, vm_id: int, **kwargs) -> None:

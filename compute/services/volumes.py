@@ -47,7 +47,7 @@ from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from tenants.choices import ReservationKind
 from tenants.models import Tenant
-from tenants.services import audit_record, authorize, quota_release, quota_reserve
+from tenants.services import actor_name, audit_record, authorize, quota_release, quota_reserve
 
 logger = logging.getLogger(__name__)
 
@@ -585,7 +585,7 @@ def _requested(
         name=volume.name,
         uid=str(volume.uid),
         reason=reason,
-        message=f"{message} requested by {_who(actor)}.",
+        message=f"{message} requested by {actor_name(actor)}.",
     )
     _publish(volume)
     transaction.on_commit(lambda: _enqueue(volume))
@@ -1146,12 +1146,6 @@ def _publish(volume: Volume) -> None:
     resource_publish(
         tenant=volume.tenant, kind=EVENT_KIND, name=volume.name, data=volume_state(volume)
     )
-
-
-def _who(actor) -> str:
-    if getattr(actor, "is_authenticated", False):
-        return actor.get_username()
-    return str(actor or "the system")
 
 
 def _enqueue(volume: Volume) -> None:
