@@ -599,8 +599,10 @@ def vm_fail(vm: VirtualMachine, message: str, *, detail: str = "") -> bool:
     )
 
 
-def vm_finalize_delete(vm: VirtualMachine) -> None:
-    """The domain and its volumes are gone: release quota (once) and drop the row."""
+def vm_finalize_delete(vm: VirtualMachine, backend) -> None:
+    """The domain is gone: its volumes go with it (their storage charge ends), then its
+    quota is released (once) and the row dropped."""
+    volume_services.vm_volumes_release(vm, backend)
     with transaction.atomic():
         released = quota_release(vm.quota_ref)
         VirtualMachine.objects.filter(pk=vm.pk).delete()

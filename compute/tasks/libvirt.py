@@ -85,8 +85,7 @@ def _converge(vm: VirtualMachine, backend, *, force: bool = False) -> None:
     name = vm.domain_name
     if vm.desired_state == DesiredState.DELETED:
         backend.delete(name)
-        volume_services.vm_volumes_release(vm, backend)
-        vm_finalize_delete(vm)
+        vm_finalize_delete(vm, backend)
         return
     try:
         status = backend.status(name)
