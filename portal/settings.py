@@ -125,6 +125,18 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
     )
 }
+# PostgreSQL connection pool per process (psycopg_pool, Django's "pool" option): with
+# ASGI every request runs in a thread of its own, so persistent connections cannot be
+# reused; a pool hands the same few connections from request to request instead of
+# opening one per request. ISOTOPE_DB_POOL_SIZE = the most a process keeps (0: off).
+ISOTOPE_DB_POOL_SIZE = int(os.environ.get("ISOTOPE_DB_POOL_SIZE", "0"))
+if ISOTOPE_DB_POOL_SIZE > 0 and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": ISOTOPE_DB_POOL_SIZE,
+        "timeout": float(os.environ.get("ISOTOPE_DB_POOL_TIMEOUT", "10")),
+    }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Concurrent Celery workers and the web process share the file: wait, don't fail.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
@@ -146,6 +158,9 @@ _LAYERS = {
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
     "core": "channels_redis.core.RedisChannelLayer",
 }
+# /ws/ sockets opened with ?batch=1 (the browser's) get at most one frame per this many
+# milliseconds while messages arrive faster (monitoring/consumers.py); 0 turns it off.
+ISOTOPE_WS_BATCH_MS = int(os.environ.get("ISOTOPE_WS_BATCH_MS", "50"))
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": _LAYERS[os.environ.get("ISOTOPE_CHANNEL_LAYER", "pubsub")],
@@ -421,6 +436,9 @@ ISOTOPE_K8S_VOLUME_ROOT = os.environ.get("ISOTOPE_K8S_VOLUME_ROOT", "/var/lib/is
 ISOTOPE_K8S_LIMIT_RATIO = float(os.environ.get("ISOTOPE_K8S_LIMIT_RATIO", "2"))
 # The watch marks a cluster's workloads Unknown after this long without the API server.
 ISOTOPE_K8S_UNKNOWN_AFTER = float(os.environ.get("ISOTOPE_K8S_UNKNOWN_AFTER", "5"))
+# manage.py watch_kubernetes: only the holder of this Redis lease watches (any number
+# may run; a standby takes over within one lease when the leader stops or dies).
+ISOTOPE_WATCHER_LEASE_SECONDS = float(os.environ.get("ISOTOPE_WATCHER_LEASE_SECONDS", "15"))
 # A workload Pending for longer than this is applied again by the reconciler.
 ISOTOPE_K8S_STUCK_SECONDS = int(os.environ.get("ISOTOPE_K8S_STUCK_SECONDS", "120"))
 CELERY_BEAT_SCHEDULE["reconcile-clusters"] = {

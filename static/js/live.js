@@ -323,7 +323,8 @@
     if (stopped) return;
     status("connecting");
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + location.host + "/ws/");
+    // batch=1: when messages pile up the server sends them as one "batch" frame.
+    socket = new WebSocket(scheme + location.host + "/ws/?batch=1");
     socket.onopen = function () {
       attempt = 0;
       pending = [];
@@ -333,7 +334,8 @@
     socket.onmessage = function (message) {
       let frame;
       try { frame = JSON.parse(message.data); } catch (e) { return; }
-      onMessage(frame);
+      if (frame.type === "batch") (frame.messages || []).forEach(onMessage);
+      else onMessage(frame);
     };
     socket.onclose = function (event) {
       socket = null;
