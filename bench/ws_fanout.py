@@ -4,7 +4,7 @@ The real web tier (gunicorn with ``deploy/gunicorn.conf.py``, ``--web-processes`
 uvicorn processes, as a subprocess) serves ``/ws/``; ``--client-processes`` separate
 processes open the C websocket clients between them on loopback (``websockets``), each
 signed in with its own session (created directly in the database) and an allowed
-``Origin``, subscribed to the tenant ``bench`` (``--batch``: on ``/ws/?batch=1``). This
+``Origin``, subscribed to the tenant ``bench``. This
 process then publishes N events through ``monitoring.services.event_publish`` (database
 row, Redis sequence number, channel layer) and measures, for every client and event,
 publish→receive latency on the machine's monotonic clock (shared by all processes);
@@ -14,7 +14,7 @@ trip of a raw Redis pub/sub message on the same Redis.
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/ws_fanout.py \
         [--clients 1000] [--events 30] [--interval 0.5] [--web-processes 1] \
-        [--client-processes 2] [--batch]
+        [--client-processes 2]
 """
 
 from __future__ import annotations
@@ -113,14 +113,13 @@ class Client:
     async def listen(self) -> None:
         async for raw in self.socket:
             now = time.monotonic()
-            frame = json.loads(raw)
-            for message in frame["messages"] if frame.get("type") == "batch" else [frame]:
-                if message.get("type") != "event":
-                    continue
-                self.seqs.append(message["seq"])
-                text = message["data"]["message"]
-                if text.startswith("bench "):
-                    self.arrivals[int(text.split()[1])] = now
+            message = json.loads(raw)
+            if message.get("type") != "event":
+                continue
+            self.seqs.append(message["seq"])
+            text = message["data"]["message"]
+            if text.startswith("bench "):
+                self.arrivals[int(text.split()[1])] = now
 
 
 def client_process(url: str, origin: str, keys: list[str], first: int, pipe) -> None:
@@ -175,7 +174,7 @@ def run(args, port: int, keys: list[str], tenant) -> dict:
 
     from monitoring.services import event_publish
 
-    url = f"ws://127.0.0.1:{port}/ws/" + ("?batch=1" if args.batch else "")
+    url = f"ws://127.0.0.1:{port}/ws/"
     origin = f"http://127.0.0.1:{port}"
     context = multiprocessing.get_context("spawn")
     share = -(-len(keys) // args.client_processes)
@@ -239,7 +238,6 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=10, help="seconds to wait at the end")
     parser.add_argument("--web-processes", type=int, default=1)
     parser.add_argument("--client-processes", type=int, default=2)
-    parser.add_argument("--batch", action="store_true", help="clients use /ws/?batch=1")
     args = parser.parse_args()
     fd_limit = raise_fd_limit(args.clients * 2 + 512)
 
@@ -286,7 +284,6 @@ def main() -> None:
                 "server": f"gunicorn, {args.web_processes} uvicorn process(es), websockets-sansio",
                 "web_processes": args.web_processes,
                 "client_processes": args.client_processes,
-                "batch": args.batch,
                 "cores": os.cpu_count(),
                 "channel_layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
                 **result,

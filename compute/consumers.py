@@ -43,7 +43,6 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from compute.rfb import ClientStreamFilter, RfbProtocolError
 from compute.services import console as console_services
-from monitoring import live
 from monitoring.groups import object_group, user_group
 from portal.exceptions import NotFound, PermissionDenied
 from portal.websockets import origin_allowed
@@ -285,11 +284,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     # --- Channel-layer messages (monitoring.live) -------------------------------------
     async def live_message(self, message: dict) -> None:
         """A VM state published by compute: close when it no longer runs."""
-        if self.grant is None:
-            return
-        body = live.message_body(message)
+        body = message.get("message") or {}
         data = body.get("data") or {}
-        if body.get("type") != "resource":
+        if self.grant is None or body.get("type") != "resource":
             return
         if data.get("kind") != "vm" or data.get("name") != self.grant.vm_name:
             return

@@ -25,13 +25,6 @@ server → client
   ``invalid`` (malformed frame), ``not_found`` (unknown tenant, or one you may not
   watch: the same answer), ``not_subscribed``, ``limit``.
 
-Batching: a socket opened as ``/ws/?batch=1`` gets at most one frame per tick
-(``ISOTOPE_WS_BATCH_MS``, default 50 ms) while messages arrive faster than that:
-``{"type": "batch", "messages": [<frame>, ...]}`` holds the frames that piled up, in the
-order they would have been sent one by one (seqs unchanged). A message that arrives
-after a quiet tick goes out at once, and every other frame (``subscribed``, ``resync``,
-``error``, ...) is sent after the batched frames before it, so order is never changed.
-
 Anonymous sockets are accepted and closed at once with code 4401 so the browser can
 tell "signed out" from a network error. Access is checked on every subscribe and
 resync and re-checked when ``portal.signals.membership_changed`` fires for the user;
@@ -41,16 +34,13 @@ closes with 4401 when its session signs out or its user is deactivated or delete
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
-from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from monitoring import live, selectors
@@ -82,13 +72,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         user = self.scope.get("user")
         self.subscriptions: dict[str, dict] = {}
         self.user_id = None
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        self.tick = getattr(settings, "ISOTOPE_WS_BATCH_MS", 50) / 1000
-        self.batching = query.get("batch") == ["1"] and self.tick > 0
-        self.outbox: list[str] = []
-        self.flush_timer: asyncio.TimerHandle | None = None
-        self.last_frame = 0.0
-        self.frames = self.messages = 0
         await self.accept()
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -99,8 +82,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
 
     async def disconnect(self, code):
-        if self.flush_timer is not None:
-            self.flush_timer.cancel()
         if self.user_id is None:
             return
         for stream in list(self.subscriptions):
@@ -251,47 +232,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             "resources": live.state_snapshot(tenant.slug, target["kind"], target["name"]),
         }
 
-    # --- Frames out ---------------------------------------------------------------------
-    async def send_json(self, content, close=False):
-        """Every frame that is not a live message: after the live frames queued before it."""
-        await self.flush_outbox()
-        await super().send_json(content, close=close)
-
-    async def flush_outbox(self) -> None:
-        self.flush_timer = None
-        if not self.outbox:
-            return
-        texts, self.outbox = self.outbox, []
-        self.last_frame = asyncio.get_running_loop().time()
-        self.frames += 1
-        if len(texts) == 1:
-            await self.send(text_data=texts[0])
-        else:
-            await self.send(text_data='{"type":"batch","messages":[' + ",".join(texts) + "]}")
-
     # --- Channel-layer messages ------------------------------------------------------
     async def live_message(self, message: dict) -> None:
-        """An event or resource state for one of our streams (``monitoring.live``): its
-        frame, encoded once by the publisher, is forwarded as it is."""
-        stream, text = live.message_frame(message)
-        if stream not in self.subscriptions:
-            return
-        self.messages += 1
-        if not self.batching:
-            self.frames += 1
-            await self.send(text_data=text)
-            return
-        loop = asyncio.get_running_loop()
-        self.outbox.append(text)
-        if self.flush_timer is not None:
-            return  # a frame is due at the end of this tick
-        wait = self.last_frame + self.tick - loop.time()
-        if wait <= 0:
-            await self.flush_outbox()  # quiet until now: no reason to wait
-        else:
-            self.flush_timer = loop.call_later(
-                wait, lambda: asyncio.ensure_future(self.flush_outbox())
-            )
+        """An event or resource state for one of our streams (``monitoring.live``)."""
+        body = message["message"]
+        if body["stream"] in self.subscriptions:
+            await self.send_json(body)
 
     async def live_control(self, message: dict) -> None:
         """Access changed (re-check subscriptions) or the session ended (close)."""

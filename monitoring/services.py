@@ -119,9 +119,7 @@ def event_publish(
         message = message[: MESSAGE_MAX - 1] + "…"
     now = timezone.now()
     window = timedelta(seconds=_setting("ISOTOPE_EVENT_FOLD_SECONDS", 600))
-    # Inside the caller's transaction no savepoint: a failure here rolls the caller back
-    # anyway, and two round trips per event are saved on every write path.
-    with transaction.atomic(savepoint=False):
+    with transaction.atomic():
         event = (
             Event.objects.select_for_update()
             .filter(
@@ -214,15 +212,11 @@ def resource_publish(*, tenant: Tenant, kind: str, name: str, data: dict) -> Non
     message = {"tenant": slug, "kind": kind, "name": name, "state": state}
 
     def send() -> None:
-        live.broadcast_many(
-            [
-                (
-                    [tenant_group(slug), object_group(slug, kind, name)],
-                    LiveMessageType.RESOURCE,
-                    message,
-                )
-            ],
-            states=[(slug, kind, name, state)],
+        live.state_store(slug, kind, name, state)
+        live.broadcast(
+            [tenant_group(slug), object_group(slug, kind, name)],
+            LiveMessageType.RESOURCE,
+            message,
         )
 
     transaction.on_commit(send, robust=True)
@@ -237,15 +231,11 @@ def resource_forget(*, tenant: Tenant, kind: str, name: str) -> None:
     message = {"tenant": slug, "kind": kind, "name": name, "state": None, "deleted": True}
 
     def send() -> None:
-        live.broadcast_many(
-            [
-                (
-                    [tenant_group(slug), object_group(slug, kind, name)],
-                    LiveMessageType.RESOURCE,
-                    message,
-                )
-            ],
-            states=[(slug, kind, name, None)],
+        live.state_forget(slug, kind, name)
+        live.broadcast(
+            [tenant_group(slug), object_group(slug, kind, name)],
+            LiveMessageType.RESOURCE,
+            message,
         )
 
     transaction.on_commit(send, robust=True)

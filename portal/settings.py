@@ -158,9 +158,6 @@ _LAYERS = {
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
     "core": "channels_redis.core.RedisChannelLayer",
 }
-# /ws/ sockets opened with ?batch=1 (the browser's) get at most one frame per this many
-# milliseconds while messages arrive faster (monitoring/consumers.py); 0 turns it off.
-ISOTOPE_WS_BATCH_MS = int(os.environ.get("ISOTOPE_WS_BATCH_MS", "50"))
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": _LAYERS[os.environ.get("ISOTOPE_CHANNEL_LAYER", "pubsub")],

@@ -323,8 +323,7 @@
     if (stopped) return;
     status("connecting");
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    // batch=1: when messages pile up the server sends them as one "batch" frame.
-    socket = new WebSocket(scheme + location.host + "/ws/?batch=1");
+    socket = new WebSocket(scheme + location.host + "/ws/");
     socket.onopen = function () {
       attempt = 0;
       pending = [];
@@ -334,8 +333,7 @@
     socket.onmessage = function (message) {
       let frame;
       try { frame = JSON.parse(message.data); } catch (e) { return; }
-      if (frame.type === "batch") (frame.messages || []).forEach(onMessage);
-      else onMessage(frame);
+      onMessage(frame);
     };
     socket.onclose = function (event) {
       socket = null;
