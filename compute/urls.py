@@ -37,6 +37,13 @@ vm_pages = [
     path(
         "migrations/<uuid:uid>/cancel/", migration_views.migration_cancel, name="migration-cancel"
     ),
+    path("vms/<slug:name>/snapshots/", snapshot_views.vm_snapshot_take, name="vm-snapshot-take"),
+    re_path(
+        r"^vms/(?P<name>[-a-z0-9]+)/snapshots/(?P<snapshot>[-a-z0-9]+)/"
+        r"(?P<action>restore|delete)/$",
+        snapshot_views.vm_snapshot_action,
+        name="vm-snapshot-action",
+    ),
     re_path(
         rf"^vms/(?P<name>[-a-zA-Z0-9_]+)/(?P<action>{_ACTIONS})/$",
         views.vm_action,

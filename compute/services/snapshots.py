@@ -619,6 +619,7 @@ def snapshot_state(snapshot: Snapshot) -> dict:
     return {
         "name": snapshot.name,
         "volume": snapshot.volume.name,
+        "vm": snapshot.vm.name if snapshot.vm_id else None,
         "phase": snapshot.phase,
         "message": snapshot.message,
         "sizeGiB": snapshot.size_gib,

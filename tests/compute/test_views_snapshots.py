@@ -1,5 +1,5 @@
-"""The volume page's Snapshots panel and Clone form without JavaScript: confirmation
-pages, roles, other tenants, refusals as messages that change nothing."""
+"""The Snapshots panels (volume page, VM page) and Clone form without JavaScript:
+confirmation pages, roles, other tenants, refusals as messages that change nothing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 
 from compute.choices import Phase, SnapshotPhase, VolumePhase
 from compute.models import Snapshot, VirtualMachine, Volume
-from tests.compute.test_api_snapshots import make_snapshot
+from compute.services import snapshots as snapshot_services
+from tests.compute.test_api_snapshots import make_snapshot, stopped_vm_with_disk
 from tests.compute.test_api_volumes import make_vm, make_volume, used_storage
 from tests.compute.test_views_volumes import client_for
 
@@ -92,3 +93,81 @@ def test_delete_asks_first_and_clone_opens_the_new_volume(world):
     taken = alice.post(f"{PAGE}clone/", {"name": "data1-copy"}, follow=True)
     assert b"exists already" in taken.content
     assert Volume.objects.count() == 2
+
+
+# --- The VM page's Snapshots panel --------------------------------------------------------
+VM_PAGE = "/t/acme/vms/web1/"
+
+
+def test_the_vm_panel_lists_vm_and_disk_snapshots_with_the_buttons_the_role_allows(world):
+    vm = stopped_vm_with_disk(world)
+    snapshot_services.vm_snapshot_create(actor=world.bob, vm=vm, name="nightly")
+    make_snapshot(world, Volume.objects.get(name="data1"), "by-hand")
+    Snapshot.objects.update(phase=SnapshotPhase.READY)
+    for who, restore, delete in (("alice", True, True), ("bob", True, False), ("carol", 0, 0)):
+        html = client_for(getattr(world, who)).get(VM_PAGE).content.decode()
+        row = html.split('data-testid="vm-snapshot-nightly"')[1].split("</tr>")[0]
+        assert "data1" in row and "Ready" in row and "5</span> GiB" in row
+        assert ('data-snapshot-action="restore"' in row) and (
+            "hidden" not in row.split('data-snapshot-action="restore"')[1].split(">")[0]
+        ) == bool(restore), who
+        delete_link = row.split('data-snapshot-action="delete"')[1].split(">")[0]
+        assert ("hidden" not in delete_link) == bool(delete), who
+        assert 'data-testid="vm-disk-snapshot-data1-by-hand"' in html
+        assert ('data-testid="vm-snapshot-take-form"' in html) == (who != "carol")
+        note = html.split('data-testid="vm-snapshot-stopped"')[1].split(">")[0]
+        assert "hidden" in note  # stopped: no warning
+
+
+def test_a_running_vm_says_to_stop_it_and_a_take_is_refused_with_that_message(world):
+    vm = stopped_vm_with_disk(world)
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING)
+    client = client_for(world.bob)
+    html = client.get(VM_PAGE).content.decode()
+    note = html.split('data-testid="vm-snapshot-stopped"')[1].split("</div>")[0]
+    assert "hidden" not in note.split(">")[0] and "stop it to take or restore" in note
+    assert html.split('id="vm-snapshot-name"')[1].split(">")[0].rstrip().endswith("disabled")
+    response = client.post(f"{VM_PAGE}snapshots/", {"name": "s1"}, follow=True)
+    assert b"stop it first" in response.content
+    assert not Snapshot.objects.exists() and used_storage(world.acme) == 5
+
+
+def test_take_restore_and_delete_a_vm_snapshot_from_its_page(world):
+    vm = stopped_vm_with_disk(world)
+    bob, alice = client_for(world.bob), client_for(world.alice)
+    response = bob.post(f"{VM_PAGE}snapshots/", {"name": "s1"})
+    assert response["Location"] == f"{VM_PAGE}#snapshots"
+    assert Snapshot.objects.get().vm == vm and used_storage(world.acme) == 10
+    Snapshot.objects.update(phase=SnapshotPhase.READY)
+    url = f"{VM_PAGE}snapshots/s1/restore/"
+    page = bob.get(url)
+    assert page.status_code == 200 and b"Type <strong" in page.content
+    assert b"every disk of web1" in page.content
+    wrong = bob.post(url, {"confirm": "data1"}, follow=True)
+    assert b"Type the VM&#x27;s name" in wrong.content
+    assert Volume.objects.get().phase == VolumePhase.ATTACHED
+    done = bob.post(url, {"confirm": "web1"})
+    assert done["Location"] == f"{VM_PAGE}#snapshots"
+    assert Volume.objects.get().phase == VolumePhase.RESTORING
+    assert Snapshot.objects.get().phase == SnapshotPhase.RESTORING
+    Snapshot.objects.update(phase=SnapshotPhase.READY)
+    assert bob.post(f"{VM_PAGE}snapshots/s1/delete/", {"confirm": "yes"}).status_code == 403
+    assert alice.post(f"{VM_PAGE}snapshots/s1/delete/").status_code == 200  # the question
+    assert Snapshot.objects.get().phase == SnapshotPhase.READY
+    alice.post(f"{VM_PAGE}snapshots/s1/delete/", {"confirm": "yes"})
+    assert Snapshot.objects.get().phase == SnapshotPhase.DELETING
+
+
+def test_vm_snapshot_pages_for_other_roles_and_tenants(world):
+    vm = stopped_vm_with_disk(world)
+    snapshot_services.vm_snapshot_create(actor=world.bob, vm=vm, name="s1")
+    make_vm(world, "theirs", tenant=world.globex)
+    carol, dave = client_for(world.carol), client_for(world.dave)
+    assert carol.post(f"{VM_PAGE}snapshots/", {"name": "s2"}).status_code == 403
+    assert carol.get(f"{VM_PAGE}snapshots/s1/restore/").status_code == 403
+    assert carol.get(f"{VM_PAGE}snapshots/nope/restore/").status_code == 404
+    assert dave.get(f"{VM_PAGE}snapshots/s1/restore/").status_code == 404
+    assert dave.post(f"{VM_PAGE}snapshots/", {"name": "s2"}).status_code == 404
+    bob = client_for(world.bob)
+    assert bob.post("/t/globex/vms/theirs/snapshots/", {"name": "x"}).status_code == 404
+    assert list(Snapshot.objects.values_list("name", flat=True)) == ["s1"]

@@ -1,15 +1,18 @@
-"""Volume snapshots in the browser against a real Celery worker and libvirt's test
-driver: take one, see it become Ready live, restore it (typing the volume's name),
-delete it, and clone the volume."""
+"""Snapshots in the browser against a real Celery worker and libvirt's test driver:
+take one of a volume and of a whole (stopped) VM, see it become Ready live, restore it
+(typing the volume's or VM's name), delete it, and clone the volume."""
 
 from __future__ import annotations
 
 import pytest
 from playwright.sync_api import expect
 
-from compute.choices import VolumePhase
+from compute.choices import Phase, VolumePhase
 from compute.models import Snapshot
+from compute.services import snapshots as snapshot_services
+from compute.services import vms as vm_services
 from compute.services import volumes as volume_services
+from tests.compute.services.test_vm_lifecycle import wait_phase
 from tests.compute.services.test_volumes import wait_volume
 from tests.conftest import ARTIFACTS, login, wait_for
 
@@ -111,3 +114,86 @@ def test_a_viewer_sees_snapshots_without_buttons(demo, make_host, live_url, new_
     expect(page.get_by_test_id("snapshot-take-form")).to_have_count(0)
     expect(page.get_by_test_id("volume-clone-card")).to_have_count(0)
     assert page.goto(f"{live_url}/t/acme/volumes/data-1/snapshots/s1/restore/").status == 403
+
+
+def test_bob_snapshots_his_stopped_vm_from_its_page_restores_it_and_alice_deletes_it(
+    demo, make_host, tiny_image, celery_worker, live_url, new_page, axe
+):
+    make_host("node-a")
+    vm = vm_services.vm_create(
+        actor=demo.bob,
+        tenant=demo.acme,
+        name="web-1",
+        image="tiny",
+        vcpus=1,
+        memory_mib=256,
+        disk_gib=1,
+    )
+    wait_phase(vm, Phase.RUNNING)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vms/web-1/")
+    panel = page.get_by_test_id("vm-snapshots")
+    expect(panel).to_contain_text("No snapshots of this VM or its disks yet.")
+    # Running: the panel says to stop it, and the form is off.
+    note = panel.get_by_test_id("vm-snapshot-stopped")
+    expect(note).to_contain_text("web-1 is running: stop it to take or restore a snapshot")
+    expect(panel.get_by_role("button", name="Take VM snapshot")).to_be_disabled()
+    axe(page)
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="stop")
+    # Stopped arrives live: the note goes and the form turns on.
+    expect(note).to_be_hidden(timeout=PHASE_TIMEOUT)
+    panel.get_by_label("Snapshot name").fill("before-upgrade")
+    panel.get_by_role("button", name="Take VM snapshot").click()
+    expect(page.get_by_test_id("messages")).to_contain_text("Taking snapshot before-upgrade")
+    row = page.get_by_test_id("vm-snapshot-before-upgrade")
+    expect(row).to_contain_text("web-1-root")
+    expect(row).to_contain_text("1 GiB")
+    # Pending → Ready arrives live, and with it Restore (bob is an operator, not Delete).
+    expect(row.get_by_test_id("phase")).to_have_text("Ready", timeout=PHASE_TIMEOUT)
+    expect(row.get_by_test_id("snapshot-restore")).to_be_visible()
+    expect(row.get_by_test_id("snapshot-delete")).to_be_hidden()
+    axe(page)
+    page.screenshot(path=str(ARTIFACTS / "vm-snapshots-bob.png"), full_page=True)
+
+    row.get_by_test_id("snapshot-restore").click()
+    confirm = page.get_by_test_id("snapshot-confirm-page")
+    expect(confirm).to_contain_text("Restore every disk of web-1 from snapshot before-upgrade")
+    axe(page)
+    confirm.get_by_test_id("snapshot-confirm-name").fill("web-2")  # a typo refuses
+    confirm.get_by_test_id("snapshot-confirm").click()
+    expect(page.get_by_test_id("messages")).to_contain_text("Type the VM's name")
+    page.get_by_test_id("snapshot-confirm-name").fill("web-1")
+    page.get_by_test_id("snapshot-confirm").click()
+    page.wait_for_url(f"{live_url}/t/acme/vms/web-1/#snapshots")
+    expect(page.get_by_test_id("messages")).to_contain_text(
+        "Restoring web-1's disks from snapshot before-upgrade"
+    )
+    wait_for(
+        lambda: Snapshot.objects.get(name="before-upgrade").restored is not None,
+        20,
+        message="not restored",
+    )
+    expect(row.get_by_test_id("phase")).to_have_text("Ready", timeout=PHASE_TIMEOUT)
+
+    admin = new_page()
+    login(admin, live_url, "alice")
+    admin.goto(f"{live_url}/t/acme/vms/web-1/")
+    admin.get_by_test_id("vm-snapshot-before-upgrade").get_by_test_id("snapshot-delete").click()
+    expect(admin.get_by_test_id("snapshot-confirm-page")).to_contain_text("is not changed")
+    admin.get_by_test_id("snapshot-confirm").click()
+    expect(admin.get_by_test_id("messages")).to_contain_text("Deleting snapshot before-upgrade")
+    expect(admin.get_by_test_id("vm-snapshot-before-upgrade")).to_have_count(
+        0, timeout=PHASE_TIMEOUT
+    )
+    # bob's tab loses the row live, and shows the empty panel again.
+    expect(row).to_have_count(0, timeout=PHASE_TIMEOUT)
+    expect(panel).to_contain_text("No snapshots of this VM or its disks yet.")
+    # A VM snapshot taken elsewhere (the API, a schedule) appears live.
+    snapshot_services.vm_snapshot_create(actor=demo.alice, vm=vm, name="from-api")
+    fresh = page.get_by_test_id("vm-snapshot-from-api")
+    expect(fresh.get_by_test_id("phase")).to_have_text("Ready", timeout=PHASE_TIMEOUT)
+    expect(fresh.get_by_test_id("snapshot-restore")).to_be_visible()
+    axe(page)

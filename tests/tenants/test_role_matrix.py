@@ -567,6 +567,8 @@ OUTSIDE_MATRIX = {
             "vm-snapshot-api-list",
             "vm-snapshot-api-detail",
             "vm-snapshot-api-restore",
+            "vm-snapshot-take",
+            "vm-snapshot-action",
         )
     },
     "vm-metrics": "own role matrix in tests/monitoring/test_metrics_views.py",

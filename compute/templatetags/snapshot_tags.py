@@ -1,0 +1,42 @@
+"""Template tag for the Snapshots panel on the VM page."""
+
+from __future__ import annotations
+
+from django import template
+
+from compute import selectors
+from compute.choices import Phase
+from compute.services import snapshots as snapshot_services
+from tenants import selectors as tenant_selectors
+
+register = template.Library()
+
+
+@register.inclusion_tag("compute/_vm_snapshots.html", takes_context=True)
+def vm_snapshots_panel(context, vm):
+    """The VM's snapshots (its disks taken together, newest first), then snapshots of
+    its disks taken on their own, each with the buttons the user's role allows now."""
+    request = context["request"]
+    tenant = vm.tenant
+    role = tenant_selectors.role_of(request.user, tenant)
+    groups = []
+    for group in snapshot_services.vm_snapshots(vm):
+        for disk in group.disks:
+            disk.role_actions = snapshot_services.snapshot_actions(disk, role)
+        allowed = set.intersection(*(set(d.role_actions) for d in group.disks))
+        group.size_gib = sum(d.size_gib for d in group.disks)
+        groups.append((group, [a for a in ("restore", "delete") if a in allowed]))
+    disk_snapshots = [
+        (s, snapshot_services.snapshot_actions(s, role))
+        for s in selectors.vm_disk_snapshots(request.user, tenant, vm)
+    ]
+    return {
+        "request": request,
+        "tenant": tenant,
+        "vm": vm,
+        "groups": groups,
+        "disk_snapshots": disk_snapshots,
+        "disk_names": [v.name for v in selectors.vm_volumes(request.user, tenant, vm)],
+        "stopped": vm.phase == Phase.STOPPED,
+        "can_snapshot": tenant_selectors.can(request.user, tenant, "snapshot.create"),
+    }
