@@ -106,10 +106,11 @@ def _refused(tenant, name: str, error: QuotaExceeded) -> None:
 
 
 # --- Take ------------------------------------------------------------------------------
-def snapshot_create(*, actor, volume: Volume, name: str) -> Snapshot:
+def snapshot_create(*, actor, volume: Volume, name: str, schedule=None) -> Snapshot:
     """Record a snapshot of ``volume`` (Ready, or its VM stopped) and reserve its size
     in ``storage``; the task copies the data after commit. Nothing is saved or reserved
-    when a check fails; a quota refusal is also a Warning event."""
+    when a check fails; a quota refusal is also a Warning event. ``schedule``: the
+    :class:`~compute.models.SnapshotSchedule` taking it (its retention applies)."""
     authorize(
         actor=actor,
         tenant=volume.tenant,
@@ -124,7 +125,7 @@ def snapshot_create(*, actor, volume: Volume, name: str) -> Snapshot:
         with transaction.atomic():
             volume = volume_services._locked(volume)
             _quiet(volume, "snapshotted")
-            snapshot = _take(actor, volume, name)
+            snapshot = _take(actor, volume, name, schedule=schedule)
     except IntegrityError:
         raise ValidationError(
             "A snapshot with this name exists already.", errors={"name": ["Taken."]}
@@ -135,7 +136,9 @@ def snapshot_create(*, actor, volume: Volume, name: str) -> Snapshot:
     return snapshot
 
 
-def _take(actor, volume: Volume, name: str, vm: VirtualMachine | None = None) -> Snapshot:
+def _take(
+    actor, volume: Volume, name: str, vm: VirtualMachine | None = None, schedule=None
+) -> Snapshot:
     """Inside a transaction, ``volume`` locked and quiet: reserve, record, enqueue."""
     if Snapshot.objects.filter(volume=volume, name=name).exists():
         raise ValidationError(
@@ -155,6 +158,7 @@ def _take(actor, volume: Volume, name: str, vm: VirtualMachine | None = None) ->
         tenant=volume.tenant,
         volume=volume,
         vm=vm,
+        schedule=schedule,
         name=name,
         size_gib=volume.size_gib,
         host=volume.host,
@@ -351,9 +355,10 @@ def _stopped_vm_disks(vm: VirtualMachine, what: str) -> tuple[VirtualMachine, li
     return vm, volumes
 
 
-def vm_snapshot_create(*, actor, vm: VirtualMachine, name: str) -> VMSnapshot:
+def vm_snapshot_create(*, actor, vm: VirtualMachine, name: str, schedule=None) -> VMSnapshot:
     """Snapshot every local disk of a stopped VM together, under one name, in one
-    transaction: all are recorded and charged, or none is."""
+    transaction: all are recorded and charged, or none is (``schedule`` as in
+    :func:`snapshot_create`)."""
     authorize(actor=actor, tenant=vm.tenant, permission="snapshot.create", target=f"vm/{vm.name}")
     errors: dict[str, list[str]] = {}
     name = _check_name(name, errors)
@@ -362,7 +367,7 @@ def vm_snapshot_create(*, actor, vm: VirtualMachine, name: str) -> VMSnapshot:
     try:
         with transaction.atomic():
             vm, volumes = _stopped_vm_disks(vm, "snapshotted")
-            disks = [_take(actor, volume, name, vm) for volume in volumes]
+            disks = [_take(actor, volume, name, vm, schedule) for volume in volumes]
     except IntegrityError:
         raise ValidationError(
             "A snapshot with this name exists already.", errors={"name": ["Taken."]}

@@ -119,3 +119,15 @@ def _converge(snapshot: Snapshot, backend) -> None:
             reason="SnapshotRestored",
             restored=timezone.now(),
         )
+
+
+@shared_task(name="compute.tasks.libvirt.snapshot_schedules_run")
+def snapshot_schedules_run(now: str | None = None) -> dict:
+    """Beat: take the scheduled snapshots due at ``now`` (ISO 8601; default: the
+    present) and prune beyond ``keep``."""
+    from datetime import datetime
+
+    from compute.services import snapshot_schedules
+
+    when = datetime.fromisoformat(now) if now else None
+    return snapshot_schedules.snapshot_schedules_run(when)
