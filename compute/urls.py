@@ -216,6 +216,16 @@ volume_api_urls = [
         name="vm-snapshot-api-restore",
     ),
     path(
+        "tenants/<slug:tenant>/volumes/<slug:name>/snapshotschedule/",
+        snapshot_api.VolumeScheduleView.as_view(),
+        name="volume-snapshot-schedule-api",
+    ),
+    path(
+        "tenants/<slug:tenant>/virtualmachines/<slug:name>/snapshotschedule/",
+        snapshot_api.VMScheduleView.as_view(),
+        name="vm-snapshot-schedule-api",
+    ),
+    path(
         "tenants/<slug:tenant>/volumes/<slug:name>/snapshots/",
         snapshot_api.SnapshotListView.as_view(),
         name="snapshot-api-list",

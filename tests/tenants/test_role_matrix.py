@@ -569,6 +569,8 @@ OUTSIDE_MATRIX = {
             "vm-snapshot-api-restore",
             "vm-snapshot-take",
             "vm-snapshot-action",
+            "volume-snapshot-schedule-api",
+            "vm-snapshot-schedule-api",
         )
     },
     "vm-metrics": "own role matrix in tests/monitoring/test_metrics_views.py",
