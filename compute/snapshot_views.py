@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from compute import selectors
+from compute.services import snapshot_schedules as schedule_services
 from compute.services import snapshots as snapshot_services
 from compute.volume_views import _vm_or_404, _volume_or_404, _with_fields
 from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
@@ -228,3 +229,53 @@ def vm_snapshot_action(request, tenant, name: str, snapshot: str, action: str):
             f"Deleting snapshot {group.name} of {vm.name}.",
         ),
     )
+
+
+# --- Snapshot schedules (the volume page and the VM page) --------------------------------
+def _schedule(request, tenant, owner, kind: str, back: str):
+    """Save (or, with ``remove``, remove) ``owner``'s snapshot schedule; the result as a
+    message on the page it came from."""
+    from compute.models import SnapshotSchedule
+
+    if request.POST.get("remove"):
+        current = SnapshotSchedule.objects.filter(**{kind: owner}).first()
+        if current is None:
+            messages.info(request, f"{owner.name} has no snapshot schedule.")
+        else:
+            _report(
+                request,
+                lambda: schedule_services.snapshot_schedule_delete(
+                    actor=request.user, schedule=current
+                ),
+                f"Snapshot schedule of {owner.name} removed; its snapshots are kept.",
+            )
+        return redirect(back)
+    daily = request.POST.get("mode") == "daily"
+    _report(
+        request,
+        lambda: schedule_services.snapshot_schedule_set(
+            actor=request.user,
+            **{kind: owner},
+            interval_hours=None if daily else request.POST.get("interval_hours"),
+            daily_at=request.POST.get("daily_at") if daily else None,
+            keep=request.POST.get("keep"),
+            enabled=bool(request.POST.get("enabled")),
+        ),
+        f"Snapshot schedule of {owner.name} saved.",
+    )
+    return redirect(back)
+
+
+@tenant_view("snapshot.schedule")
+@require_POST
+def volume_snapshot_schedule(request, tenant, name: str):
+    volume = _volume_or_404(request, tenant, name)
+    return _schedule(request, tenant, volume, "volume", f"{_detail(tenant, volume)}#schedule")
+
+
+@tenant_view("snapshot.schedule")
+@require_POST
+def vm_snapshot_schedule(request, tenant, name: str):
+    vm = _vm_or_404(request, tenant, name)
+    back = reverse("vm-detail", kwargs={"tenant": tenant.slug, "name": vm.name}) + "#schedule"
+    return _schedule(request, tenant, vm, "vm", back)

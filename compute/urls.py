@@ -38,6 +38,11 @@ vm_pages = [
         "migrations/<uuid:uid>/cancel/", migration_views.migration_cancel, name="migration-cancel"
     ),
     path("vms/<slug:name>/snapshots/", snapshot_views.vm_snapshot_take, name="vm-snapshot-take"),
+    path(
+        "vms/<slug:name>/snapshot-schedule/",
+        snapshot_views.vm_snapshot_schedule,
+        name="vm-snapshot-schedule",
+    ),
     re_path(
         r"^vms/(?P<name>[-a-z0-9]+)/snapshots/(?P<snapshot>[-a-z0-9]+)/"
         r"(?P<action>restore|delete)/$",
@@ -168,6 +173,11 @@ volume_pages = [
     path("vms/<slug:name>/volumes/", volume_views.vm_volume_attach, name="vm-volume-attach"),
     path("volumes/<slug:name>/clone/", snapshot_views.volume_clone, name="volume-clone"),
     path("volumes/<slug:name>/snapshots/", snapshot_views.snapshot_take, name="snapshot-take"),
+    path(
+        "volumes/<slug:name>/snapshot-schedule/",
+        snapshot_views.volume_snapshot_schedule,
+        name="volume-snapshot-schedule",
+    ),
     re_path(
         r"^volumes/(?P<name>[-a-z0-9]+)/snapshots/(?P<snapshot>[-a-z0-9]+)/"
         r"(?P<action>restore|delete)/$",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import template
+from django.urls import reverse
 
 from compute import selectors
 from compute.choices import Phase
@@ -39,4 +40,22 @@ def vm_snapshots_panel(context, vm):
         "disk_names": [v.name for v in selectors.vm_volumes(request.user, tenant, vm)],
         "stopped": vm.phase == Phase.STOPPED,
         "can_snapshot": tenant_selectors.can(request.user, tenant, "snapshot.create"),
+    }
+
+
+@register.inclusion_tag("compute/_snapshot_schedule.html", takes_context=True)
+def snapshot_schedule_card(context, owner, kind: str):
+    """The snapshot schedule of ``owner`` (a volume or a VM, ``kind``) and its form."""
+    from compute.models import SnapshotSchedule
+
+    request = context["request"]
+    tenant = owner.tenant
+    name = "volume-snapshot-schedule" if kind == "volume" else "vm-snapshot-schedule"
+    return {
+        "request": request,
+        "owner": owner,
+        "kind": kind,
+        "schedule": SnapshotSchedule.objects.filter(**{kind: owner}).first(),
+        "can_schedule": tenant_selectors.can(request.user, tenant, "snapshot.schedule"),
+        "action_url": reverse(name, kwargs={"tenant": tenant.slug, "name": owner.name}),
     }

@@ -82,6 +82,10 @@
           .forEach((item) => item.remove());
         panel.querySelectorAll("[data-snapshot-group]").forEach(refreshGroup);
       } else if (state.vm === panel.dataset.vmSnapshots) {
+        // Only a new snapshot (Pending) gets a row: states can arrive out of order, and
+        // a late Deleting one must not bring back a row its deletion removed.
+        const known = panel.querySelector('[data-snapshot-group="' + CSS.escape(state.name) + '"]');
+        if (!known && state.phase !== "Pending") return;
         const row = groupRow(panel, state.name, state);
         const item = diskItem(panel, row, data.name, state);
         item.dataset.size = state.sizeGiB;
@@ -90,6 +94,17 @@
       }
       syncEmpty(panel);
     });
+  });
+
+  // volumes.js drops a disk's element when a resync finds the snapshot gone: recount.
+  document.querySelectorAll("[data-vm-snapshots]").forEach((panel) => {
+    const rows = panel.querySelector("[data-snapshot-rows]");
+    new MutationObserver((records) => {
+      const gone = records.some((r) => Array.from(r.removedNodes).some((n) => n.dataset && n.dataset.snapshotDisk !== undefined));
+      if (!gone) return;
+      rows.querySelectorAll("[data-snapshot-group]").forEach(refreshGroup);
+      syncEmpty(panel);
+    }).observe(rows, { childList: true, subtree: true });
   });
 
   // Snapshots are taken and restored only while the VM is stopped: the take form

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from compute.choices import Phase, SnapshotPhase, VolumePhase
-from compute.models import Snapshot, VirtualMachine, Volume
+from compute.models import Snapshot, SnapshotSchedule, VirtualMachine, Volume
 from compute.services import snapshots as snapshot_services
 from tests.compute.test_api_snapshots import make_snapshot, stopped_vm_with_disk
 from tests.compute.test_api_volumes import make_vm, make_volume, used_storage
@@ -171,3 +171,58 @@ def test_vm_snapshot_pages_for_other_roles_and_tenants(world):
     bob = client_for(world.bob)
     assert bob.post("/t/globex/vms/theirs/snapshots/", {"name": "x"}).status_code == 404
     assert list(Snapshot.objects.values_list("name", flat=True)) == ["s1"]
+
+
+# --- Snapshot schedule forms -------------------------------------------------------------
+def test_an_operator_sets_changes_and_removes_a_volume_schedule_from_its_page(world):
+    make_volume(world)
+    bob = client_for(world.bob)
+    url = f"{PAGE}snapshot-schedule/"
+    html = bob.get(PAGE).content.decode()
+    assert "No schedule: snapshots are taken by hand only." in html
+    response = bob.post(
+        url,
+        {
+            "mode": "interval",
+            "interval_hours": "6",
+            "keep": "4",
+            "enabled": "1",
+            "daily_at": "02:00",
+        },
+        follow=True,
+    )
+    assert b"Snapshot schedule of data1 saved." in response.content
+    assert b"Every 6 h</strong>, keeping the newest 4" in response.content
+    schedule = SnapshotSchedule.objects.get()
+    assert (schedule.interval_hours, schedule.daily_at, schedule.keep) == (6, None, 4)
+    bob.post(url, {"mode": "daily", "interval_hours": "6", "daily_at": "03:15", "keep": "2"})
+    schedule.refresh_from_db()
+    assert (schedule.interval_hours, str(schedule.daily_at), schedule.enabled) == (
+        None,
+        "03:15:00",
+        False,
+    )
+    refused = bob.post(url, {"mode": "interval", "interval_hours": "6", "keep": "0"}, follow=True)
+    assert b"Keep 1 to 50 snapshots." in refused.content
+    assert SnapshotSchedule.objects.get().keep == 2
+    removed = bob.post(url, {"remove": "1"}, follow=True)
+    assert b"removed; its snapshots are kept" in removed.content
+    assert not SnapshotSchedule.objects.exists()
+
+
+def test_the_vm_page_sets_a_vm_schedule_and_viewers_only_read_it(world):
+    stopped_vm_with_disk(world)
+    bob, carol = client_for(world.bob), client_for(world.carol)
+    bob.post(
+        f"{VM_PAGE}snapshot-schedule/",
+        {"mode": "daily", "daily_at": "01:30", "keep": "7", "enabled": "1"},
+    )
+    schedule = SnapshotSchedule.objects.get()
+    assert schedule.vm.name == "web1" and schedule.volume is None
+    html = carol.get(VM_PAGE).content.decode()
+    assert "Daily at 01:30 UTC</strong>, keeping the newest 7" in html
+    assert 'data-testid="snapshot-schedule-form"' not in html
+    assert carol.post(f"{VM_PAGE}snapshot-schedule/", {"remove": "1"}).status_code == 403
+    other = client_for(world.dave)
+    assert other.post(f"{VM_PAGE}snapshot-schedule/", {"remove": "1"}).status_code == 404
+    assert SnapshotSchedule.objects.count() == 1

@@ -8,10 +8,11 @@ import pytest
 from playwright.sync_api import expect
 
 from compute.choices import Phase, VolumePhase
-from compute.models import Snapshot
+from compute.models import Snapshot, SnapshotSchedule
 from compute.services import snapshots as snapshot_services
 from compute.services import vms as vm_services
 from compute.services import volumes as volume_services
+from compute.tasks.snapshots import snapshot_schedules_run
 from tests.compute.services.test_vm_lifecycle import wait_phase
 from tests.compute.services.test_volumes import wait_volume
 from tests.conftest import ARTIFACTS, login, wait_for
@@ -116,10 +117,8 @@ def test_a_viewer_sees_snapshots_without_buttons(demo, make_host, live_url, new_
     assert page.goto(f"{live_url}/t/acme/volumes/data-1/snapshots/s1/restore/").status == 403
 
 
-def test_bob_snapshots_his_stopped_vm_from_its_page_restores_it_and_alice_deletes_it(
-    demo, make_host, tiny_image, celery_worker, live_url, new_page, axe
-):
-    make_host("node-a")
+def vm_with_disk(demo, phase: str):
+    """web-1 with a 1 GiB root disk, Running or (never started) Stopped."""
     vm = vm_services.vm_create(
         actor=demo.bob,
         tenant=demo.acme,
@@ -128,8 +127,16 @@ def test_bob_snapshots_his_stopped_vm_from_its_page_restores_it_and_alice_delete
         vcpus=1,
         memory_mib=256,
         disk_gib=1,
+        start=phase == Phase.RUNNING,
     )
-    wait_phase(vm, Phase.RUNNING)
+    return wait_phase(vm, phase)
+
+
+def test_bob_snapshots_his_stopped_vm_from_its_page_restores_it_and_alice_deletes_it(
+    demo, make_host, tiny_image, celery_worker, live_url, new_page, axe
+):
+    make_host("node-a")
+    vm = vm_with_disk(demo, Phase.RUNNING)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     page = new_page()
@@ -197,3 +204,42 @@ def test_bob_snapshots_his_stopped_vm_from_its_page_restores_it_and_alice_delete
     expect(fresh.get_by_test_id("phase")).to_have_text("Ready", timeout=PHASE_TIMEOUT)
     expect(fresh.get_by_test_id("snapshot-restore")).to_be_visible()
     axe(page)
+
+
+def test_bob_schedules_snapshots_of_his_vm_and_the_beat_run_shows_up_live(
+    demo, make_host, tiny_image, celery_worker, live_url, new_page, axe
+):
+    make_host("node-a")
+    vm_with_disk(demo, Phase.STOPPED)
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vms/web-1/")
+    card = page.get_by_test_id("snapshot-schedule")
+    expect(card).to_contain_text("No schedule: snapshots are taken by hand only.")
+    card.get_by_label("daily at (UTC)").check()
+    card.get_by_label("Time of day, UTC").fill("03:15")
+    card.get_by_label("Keep").fill("3")
+    card.get_by_role("button", name="Save schedule").click()
+    expect(page.get_by_test_id("messages")).to_contain_text("Snapshot schedule of web-1 saved.")
+    card = page.get_by_test_id("snapshot-schedule")
+    expect(card.get_by_test_id("snapshot-schedule-summary")).to_contain_text(
+        "Daily at 03:15 UTC, keeping the newest 3"
+    )
+    axe(page)
+    page.screenshot(path=str(ARTIFACTS / "vm-snapshot-schedule-bob.png"), full_page=True)
+
+    # Beat's run at the scheduled time takes the snapshot; it appears on the page live.
+    schedule = SnapshotSchedule.objects.get()
+    snapshot_schedules_run(now=schedule.next_run.isoformat())
+    name = f"auto-{schedule.next_run:%Y%m%d-%H%M}"
+    row = page.get_by_test_id(f"vm-snapshot-{name}")
+    expect(row.get_by_test_id("phase")).to_have_text("Ready", timeout=PHASE_TIMEOUT)
+    page.reload()
+    expect(page.get_by_test_id("snapshot-schedule-last")).to_contain_text("Succeeded")
+    card = page.get_by_test_id("snapshot-schedule")
+    card.get_by_role("button", name="Remove schedule").click()
+    dialog = page.locator("#vm-confirm")
+    expect(dialog).to_contain_text("The snapshots it took are kept.")
+    dialog.get_by_role("button", name="Remove schedule").click()
+    expect(page.get_by_test_id("messages")).to_contain_text("its snapshots are kept")
+    expect(page.get_by_test_id(f"vm-snapshot-{name}")).to_be_visible()

@@ -571,6 +571,8 @@ OUTSIDE_MATRIX = {
             "vm-snapshot-action",
             "volume-snapshot-schedule-api",
             "vm-snapshot-schedule-api",
+            "volume-snapshot-schedule",
+            "vm-snapshot-schedule",
         )
     },
     "vm-metrics": "own role matrix in tests/monitoring/test_metrics_views.py",
