@@ -7,7 +7,8 @@ confirm with the volume's name), and ``/volumes/<v>/clone/`` makes a new, indepe
 volume (202 with its ``Location``). ``/virtualmachines/<vm>/snapshots/[<s>/[restore/]]``
 does the same for all the disks of a stopped VM together. ``.../snapshotschedule/`` of a
 volume or a VM reads, sets (``PUT``) and removes its snapshot schedule. Errors are
-problem+json.
+problem+json. ``/virtualmachines/<vm>/clone/`` makes a new VM with copies of all the
+disks of a stopped VM.
 """
 
 from __future__ import annotations
@@ -19,9 +20,17 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from compute import selectors
-from compute.api import IDEMPOTENCY_KEY, IF_MATCH, PROBLEM_RESPONSE, TenantResourceView
+from compute.api import (
+    IDEMPOTENCY_KEY,
+    IF_MATCH,
+    PROBLEM_RESPONSE,
+    TenantResourceView,
+    VMSerializer,
+    VMView,
+)
 from compute.choices import SnapshotPhase
 from compute.models import Snapshot, SnapshotSchedule
+from compute.services import clones as clone_services
 from compute.services import snapshot_schedules as schedule_services
 from compute.services import snapshots as snapshot_services
 from compute.volume_api import VolumeSerializer, VolumeView
@@ -584,3 +593,57 @@ class VMScheduleView(ScheduleView):
     @extend_schema(operation_id="vm_snapshot_schedule_delete")
     def delete(self, request, tenant, name):
         return super().delete(request, tenant, name)
+
+
+# --- Clone a whole VM --------------------------------------------------------------------
+class VMCloneIn(StrictSerializer):
+    name = serializers.CharField(help_text="The new VM's name (a DNS label).")
+    start = serializers.BooleanField(
+        required=False, default=False, help_text="Start the clone once its disks are copied."
+    )
+
+
+class VMCloneView(VMView):
+    """``POST .../virtualmachines/<vm>/clone/``: a new VM with copies of all the
+    stopped VM's disks (202 with the new VM's ``Location``)."""
+
+    @property
+    def collection(self) -> str:
+        return f"virtualmachines/{self.kwargs['name']}/clone"
+
+    def api_errors(self, error: ApplicationError) -> ApplicationError:
+        return api_field_errors(
+            error,
+            fields={"name": "name", "vm": "vm", "phase": "status.phase"},
+            quota_fields={"cpu": "name", "memory": "name", "storage": "name", "vms": "name"},
+        )
+
+    @extend_schema(
+        operation_id="virtualmachines_clone",
+        summary="Clone a stopped VM: a new VM with full copies of all its disks",
+        request=VMCloneIn,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            202: VMSerializer,
+            400: PROBLEM_RESPONSE,
+            403: PROBLEM_RESPONSE,
+            404: PROBLEM_RESPONSE,
+            409: PROBLEM_RESPONSE,
+        },
+    )
+    def post(self, request, tenant, name):
+        obj = self.allowed_tenant("vm.create")
+        source = self.lookup(obj, name)
+        serializer = VMCloneIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+
+        def clone():
+            try:
+                return clone_services.vm_clone(
+                    actor=request.user, vm=source, name=data["name"], start=data["start"]
+                )
+            except ApplicationError as error:
+                raise self.api_errors(error) from None
+
+        return self.create(obj, clone)

@@ -1,6 +1,6 @@
 """Pages for snapshots and clones: the volume page's Snapshots panel (take, restore,
-delete) and Clone form, and the VM page's Snapshots panel (a snapshot of all the VM's
-disks together: take, restore, delete).
+delete) and Clone form, the VM page's Snapshots panel (a snapshot of all the VM's disks
+together: take, restore, delete) and Clone form, and both pages' snapshot schedule.
 
 Thin, as the other views: the services check roles, phases and quota; refusals come
 back as messages on the volume page. Restore asks for the volume's name on a
@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from compute import selectors
+from compute.services import clones as clone_services
 from compute.services import snapshot_schedules as schedule_services
 from compute.services import snapshots as snapshot_services
 from compute.volume_views import _vm_or_404, _volume_or_404, _with_fields
@@ -279,3 +280,23 @@ def vm_snapshot_schedule(request, tenant, name: str):
     vm = _vm_or_404(request, tenant, name)
     back = reverse("vm-detail", kwargs={"tenant": tenant.slug, "name": vm.name}) + "#schedule"
     return _schedule(request, tenant, vm, "vm", back)
+
+
+# --- Clone a whole VM (the VM page) ------------------------------------------------------
+@tenant_view("vm.create")
+@require_POST
+def vm_clone(request, tenant, name: str):
+    """The VM page's "Clone" form: on success, the new VM's page."""
+    vm = _vm_or_404(request, tenant, name)
+    new_name = request.POST.get("name", "").strip()
+    if _report(
+        request,
+        lambda: clone_services.vm_clone(
+            actor=request.user, vm=vm, name=new_name, start=bool(request.POST.get("start"))
+        ),
+        f"Cloning {vm.name} into {new_name}: its disks are being copied.",
+    ):
+        return redirect("vm-detail", tenant=tenant.slug, name=new_name)
+    return redirect(
+        reverse("vm-detail", kwargs={"tenant": tenant.slug, "name": vm.name}) + "#clone"
+    )

@@ -38,6 +38,7 @@ vm_pages = [
         "migrations/<uuid:uid>/cancel/", migration_views.migration_cancel, name="migration-cancel"
     ),
     path("vms/<slug:name>/snapshots/", snapshot_views.vm_snapshot_take, name="vm-snapshot-take"),
+    path("vms/<slug:name>/clone/", snapshot_views.vm_clone, name="vm-clone"),
     path(
         "vms/<slug:name>/snapshot-schedule/",
         snapshot_views.vm_snapshot_schedule,
@@ -229,6 +230,11 @@ volume_api_urls = [
         "tenants/<slug:tenant>/volumes/<slug:name>/snapshotschedule/",
         snapshot_api.VolumeScheduleView.as_view(),
         name="volume-snapshot-schedule-api",
+    ),
+    path(
+        "tenants/<slug:tenant>/virtualmachines/<slug:name>/clone/",
+        snapshot_api.VMCloneView.as_view(),
+        name="vm-api-clone",
     ),
     path(
         "tenants/<slug:tenant>/virtualmachines/<slug:name>/snapshotschedule/",

@@ -323,10 +323,12 @@ def vm_snapshots(vm: VirtualMachine, name: str | None = None) -> list[VMSnapshot
     return sorted(found, key=lambda g: g.created, reverse=True)
 
 
-def _stopped_vm_disks(vm: VirtualMachine, what: str) -> tuple[VirtualMachine, list[Volume]]:
+def _stopped_vm_disks(
+    vm: VirtualMachine, what: str, *, need_disks: bool = True
+) -> tuple[VirtualMachine, list[Volume]]:
     """Inside a transaction: the VM's local volumes, then the VM, locked (the order
     every volume change locks them in); ``Conflict`` unless the VM is stopped and its
-    disks are quiet."""
+    disks are quiet (and, with ``need_disks``, it has some)."""
     volumes = list(
         Volume.objects.select_for_update(of=("self",))
         .select_related("tenant", "vm", "host")
@@ -344,7 +346,7 @@ def _stopped_vm_disks(vm: VirtualMachine, what: str) -> tuple[VirtualMachine, li
             "consistent state.",
             errors={"vm": [f"{vm.name} is {vm.phase}; stop it first."]},
         )
-    if not volumes:
+    if not volumes and need_disks:
         raise Conflict(f"{vm.name} has no disks to snapshot.", errors={"vm": ["No disks."]})
     busy = [v.name for v in volumes if v.phase not in QUIET_VOLUME_PHASES]
     if busy:

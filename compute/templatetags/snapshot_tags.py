@@ -59,3 +59,18 @@ def snapshot_schedule_card(context, owner, kind: str):
         "can_schedule": tenant_selectors.can(request.user, tenant, "snapshot.schedule"),
         "action_url": reverse(name, kwargs={"tenant": tenant.slug, "name": owner.name}),
     }
+
+
+@register.inclusion_tag("compute/_vm_clone.html", takes_context=True)
+def vm_clone_card(context, vm):
+    """The Clone form, for users who may create VMs."""
+    request = context["request"]
+    tenant = vm.tenant
+    disks = selectors.vm_volumes(request.user, tenant, vm)
+    return {
+        "request": request,
+        "tenant": tenant,
+        "vm": vm,
+        "stopped": vm.phase == Phase.STOPPED,
+        "storage_gib": sum(v.size_gib for v in disks if v.local),
+    }

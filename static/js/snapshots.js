@@ -2,8 +2,8 @@
 // each disk snapshot's phase and message; here a VM snapshot's row takes its phase and
 // buttons from its disks (compute.services.snapshots.VMSnapshot words the phase the
 // same way), a VM snapshot taken elsewhere (the API, a schedule) gets a row, a deleted
-// one loses it, and the take form follows the VM's phase: snapshots only of a stopped
-// VM. Without JavaScript the page still works (reload).
+// one loses it, and the take and clone forms follow the VM's phase: snapshots and
+// clones only of a stopped VM. Without JavaScript the page still works (reload).
 (function () {
   "use strict";
 
@@ -107,19 +107,17 @@
     }).observe(rows, { childList: true, subtree: true });
   });
 
-  // Snapshots are taken and restored only while the VM is stopped: the take form
-  // follows the VM's phase, and the note says why it is off.
+  // Snapshots and clones are made only while the VM is stopped: the forms follow the
+  // VM's phase, and the notes say why they are off.
   document.addEventListener("isotope:resource", (event) => {
     const data = event.detail && event.detail.data;
     if (!data || data.kind !== "vm" || data.deleted) return;
     const phase = (data.state || {}).phase;
     if (!phase) return;
-    document.querySelectorAll("[data-vm-snapshots]").forEach((panel) => {
-      if (panel.dataset.vmSnapshots !== data.name) return;
-      const stopped = phase === "Stopped";
-      panel.querySelectorAll("[data-snapshot-needs-stopped]").forEach((el) => { el.disabled = !stopped; });
-      panel.querySelectorAll("[data-snapshot-stopped-note]").forEach((el) => { el.hidden = stopped; });
-      panel.querySelectorAll("[data-snapshot-vm-phase]").forEach((el) => { el.textContent = phase.toLowerCase(); });
-    });
+    const stopped = phase === "Stopped";
+    const of = (attr) => document.querySelectorAll("[" + attr + '="' + CSS.escape(data.name) + '"]');
+    of("data-needs-stopped").forEach((el) => { el.disabled = !stopped; });
+    of("data-stopped-note").forEach((el) => { el.hidden = stopped; });
+    of("data-stopped-phase").forEach((el) => { el.textContent = phase.toLowerCase(); });
   });
 })();

@@ -359,3 +359,49 @@ def test_another_tenants_schedule_is_not_found(world, api):
     problem(
         client.put(f"{BASE}secret/snapshotschedule/", {"spec": {"keep": 1}}, format="json"), 404
     )
+
+
+# --- Clone a whole VM ----------------------------------------------------------------------
+CLONE_ROLE_STATUS = {"alice": 202, "bob": 202, "carol": 403, "dave": 404, "outsider": 404}
+
+
+@pytest.mark.parametrize("who", list(CLONE_ROLE_STATUS))
+def test_the_role_matrix_for_cloning_a_vm(world, api, who):
+    stopped_vm_with_disk(world)
+    response = api(getattr(world, who)).post(
+        f"{VM_BASE}web1/clone/", {"name": "web2"}, format="json"
+    )
+    assert response.status_code == CLONE_ROLE_STATUS[who], response.content
+    if response.status_code == 202:
+        assert response["Location"].endswith("/api/v1/tenants/acme/virtualmachines/web2/")
+        data = response.json()
+        assert data["metadata"]["name"] == "web2" and data["spec"]["desiredState"] == "Stopped"
+        (copy,) = Volume.objects.filter(vm__name="web2")
+        assert (copy.device, copy.source_name, copy.size_gib) == ("vdb", "data1", 5)
+        assert used_storage(world.acme) == 10
+    else:
+        assert not VirtualMachine.objects.filter(name="web2").exists()
+        assert Volume.objects.count() == 1 and used_storage(world.acme) == 5
+
+
+def test_cloning_a_running_vm_or_a_bad_name_is_a_problem_that_changes_nothing(world, api):
+    vm = stopped_vm_with_disk(world)
+    client = api(world.bob)
+    url = f"{VM_BASE}web1/clone/"
+    assert "name" in problem(client.post(url, {"name": "web1"}, format="json"), 400)["errors"]
+    assert "name" in problem(client.post(url, {"name": "Bad_"}, format="json"), 400)["errors"]
+    assert (
+        "size" in problem(client.post(url, {"name": "ok", "size": 1}, format="json"), 400)["errors"]
+    )
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING)
+    assert (
+        "stop it first" in problem(client.post(url, {"name": "web2"}, format="json"), 409)["detail"]
+    )
+    problem(
+        client.post(
+            "/api/v1/tenants/globex/virtualmachines/web1/clone/", {"name": "x"}, format="json"
+        ),
+        404,
+    )
+    assert VirtualMachine.objects.count() == 1 and Volume.objects.count() == 1
+    assert used_storage(world.acme) == 5

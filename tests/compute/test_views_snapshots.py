@@ -226,3 +226,24 @@ def test_the_vm_page_sets_a_vm_schedule_and_viewers_only_read_it(world):
     other = client_for(world.dave)
     assert other.post(f"{VM_PAGE}snapshot-schedule/", {"remove": "1"}).status_code == 404
     assert SnapshotSchedule.objects.count() == 1
+
+
+def test_the_clone_form_opens_the_new_vm_and_refusals_are_messages(world):
+    vm = stopped_vm_with_disk(world)
+    bob, carol = client_for(world.bob), client_for(world.carol)
+    assert 'data-testid="vm-clone-form"' not in carol.get(VM_PAGE).content.decode()
+    assert carol.post(f"{VM_PAGE}clone/", {"name": "web2"}).status_code == 403
+    html = bob.get(VM_PAGE).content.decode()
+    assert 'value="web1-copy"' in html and "5 GiB of storage" in html
+    response = bob.post(f"{VM_PAGE}clone/", {"name": "web2", "start": "1"})
+    assert response["Location"] == "/t/acme/vms/web2/"
+    clone = VirtualMachine.objects.get(name="web2")
+    assert clone.desired_state == "running" and clone.volumes.get().source_name == "data1"
+    taken = bob.post(f"{VM_PAGE}clone/", {"name": "web2"}, follow=True)
+    assert b"exists already" in taken.content
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING)
+    running = bob.post(f"{VM_PAGE}clone/", {"name": "web3"}, follow=True)
+    assert b"stop it first" in running.content
+    html = running.content.decode()
+    assert html.split('id="vm-clone-name"')[1].split(">")[0].rstrip().endswith("disabled")
+    assert VirtualMachine.objects.count() == 2

@@ -1,6 +1,7 @@
 """Snapshots in the browser against a real Celery worker and libvirt's test driver:
 take one of a volume and of a whole (stopped) VM, see it become Ready live, restore it
-(typing the volume's or VM's name), delete it, and clone the volume."""
+(typing the volume's or VM's name), delete it, schedule them, clone the volume and the
+whole VM."""
 
 from __future__ import annotations
 
@@ -204,6 +205,19 @@ def test_bob_snapshots_his_stopped_vm_from_its_page_restores_it_and_alice_delete
     expect(fresh.get_by_test_id("phase")).to_have_text("Ready", timeout=PHASE_TIMEOUT)
     expect(fresh.get_by_test_id("snapshot-restore")).to_be_visible()
     axe(page)
+
+    # Clone the whole (stopped) VM: a new VM with a copy of its disk.
+    clone = page.get_by_test_id("vm-clone-card")
+    expect(clone).to_contain_text("1 GiB of storage")
+    clone.get_by_label("New VM name").fill("web-2")
+    clone.get_by_role("button", name="Clone VM").click()
+    page.wait_for_url(f"{live_url}/t/acme/vms/web-2/")
+    expect(page.get_by_test_id("messages")).to_contain_text("Cloning web-1 into web-2")
+    detail = page.get_by_test_id("vm-detail")
+    expect(detail.get_by_test_id("phase").first).to_have_text("Stopped", timeout=PHASE_TIMEOUT)
+    expect(page.get_by_test_id("vm-volume-web-2-root")).to_contain_text("Attached")
+    axe(page)
+    page.screenshot(path=str(ARTIFACTS / "vm-clone-bob.png"), full_page=True)
 
 
 def test_bob_schedules_snapshots_of_his_vm_and_the_beat_run_shows_up_live(

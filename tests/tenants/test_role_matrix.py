@@ -573,6 +573,8 @@ OUTSIDE_MATRIX = {
             "vm-snapshot-schedule-api",
             "volume-snapshot-schedule",
             "vm-snapshot-schedule",
+            "vm-clone",
+            "vm-api-clone",
         )
     },
     "vm-metrics": "own role matrix in tests/monitoring/test_metrics_views.py",
