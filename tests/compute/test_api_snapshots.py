@@ -375,7 +375,7 @@ def test_the_role_matrix_for_cloning_a_vm(world, api, who):
     if response.status_code == 202:
         assert response["Location"].endswith("/api/v1/tenants/acme/virtualmachines/web2/")
         data = response.json()
-        assert data["metadata"]["name"] == "web2" and data["spec"]["desiredState"] == "Stopped"
+        assert data["metadata"]["name"] == "web2" and data["spec"]["desiredState"] == "stopped"
         (copy,) = Volume.objects.filter(vm__name="web2")
         assert (copy.device, copy.source_name, copy.size_gib) == ("vdb", "data1", 5)
         assert used_storage(world.acme) == 10
