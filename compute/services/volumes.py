@@ -515,7 +515,10 @@ def _volume_make(volume: Volume, backend):
     try:
         return backend.volume_info(volume.pool, volume.backend_name)
     except VolumeNotFound:
-        pass
+        if volume.phase != VolumePhase.PENDING:
+            # Copied once already: copying the source again now would not bring back
+            # what this disk held.
+            raise BackendError(f"{volume.name}: its storage is gone from the host.") from None
     source = volume.source_volume
     if source is None:
         raise BackendError(f"{volume.name}: its source volume {volume.source_name} is gone.")
