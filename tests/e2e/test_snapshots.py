@@ -257,3 +257,38 @@ def test_bob_schedules_snapshots_of_his_vm_and_the_beat_run_shows_up_live(
     dialog.get_by_role("button", name="Remove schedule").click()
     expect(page.get_by_test_id("messages")).to_contain_text("its snapshots are kept")
     expect(page.get_by_test_id(f"vm-snapshot-{name}")).to_be_visible()
+
+
+def test_bob_schedules_snapshots_of_a_volume_from_its_page(
+    demo, make_host, celery_worker, live_url, new_page, axe
+):
+    make_host("node-a")
+    volume = volume_services.volume_create(
+        actor=demo.bob, tenant=demo.acme, name="data-1", size_gib=2
+    )
+    wait_volume(volume, VolumePhase.READY)
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/volumes/data-1/")
+    card = page.get_by_test_id("snapshot-schedule")
+    card.get_by_label("Hours between snapshots").fill("6")
+    card.get_by_label("Keep").fill("2")
+    card.get_by_role("button", name="Save schedule").click()
+    expect(page.get_by_test_id("messages")).to_contain_text("Snapshot schedule of data-1 saved.")
+    summary = page.get_by_test_id("snapshot-schedule-summary")
+    expect(summary).to_contain_text("Every 6 h, keeping the newest 2")
+    axe(page)
+    # Three runs of beat: two snapshots are kept, the oldest is deleted.
+    schedule = SnapshotSchedule.objects.get()
+    for _ in range(3):
+        snapshot_schedules_run(now=schedule.next_run.isoformat())
+        schedule.refresh_from_db()
+        wait_for(
+            lambda: not Snapshot.objects.filter(phase__in=["Pending", "Deleting"]).exists(),
+            20,
+            message="snapshots in flight",
+        )
+    page.reload()
+    rows = page.get_by_test_id("snapshot-table").locator("tbody tr")
+    expect(rows).to_have_count(2)
+    expect(page.get_by_test_id("snapshot-schedule-last")).to_contain_text("Succeeded")
