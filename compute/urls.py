@@ -37,6 +37,19 @@ vm_pages = [
     path(
         "migrations/<uuid:uid>/cancel/", migration_views.migration_cancel, name="migration-cancel"
     ),
+    path("vms/<slug:name>/snapshots/", snapshot_views.vm_snapshot_take, name="vm-snapshot-take"),
+    path("vms/<slug:name>/clone/", snapshot_views.vm_clone, name="vm-clone"),
+    path(
+        "vms/<slug:name>/snapshot-schedule/",
+        snapshot_views.vm_snapshot_schedule,
+        name="vm-snapshot-schedule",
+    ),
+    re_path(
+        r"^vms/(?P<name>[-a-z0-9]+)/snapshots/(?P<snapshot>[-a-z0-9]+)/"
+        r"(?P<action>restore|delete)/$",
+        snapshot_views.vm_snapshot_action,
+        name="vm-snapshot-action",
+    ),
     re_path(
         rf"^vms/(?P<name>[-a-zA-Z0-9_]+)/(?P<action>{_ACTIONS})/$",
         views.vm_action,
@@ -161,6 +174,11 @@ volume_pages = [
     path("vms/<slug:name>/volumes/", volume_views.vm_volume_attach, name="vm-volume-attach"),
     path("volumes/<slug:name>/clone/", snapshot_views.volume_clone, name="volume-clone"),
     path("volumes/<slug:name>/snapshots/", snapshot_views.snapshot_take, name="snapshot-take"),
+    path(
+        "volumes/<slug:name>/snapshot-schedule/",
+        snapshot_views.volume_snapshot_schedule,
+        name="volume-snapshot-schedule",
+    ),
     re_path(
         r"^volumes/(?P<name>[-a-z0-9]+)/snapshots/(?P<snapshot>[-a-z0-9]+)/"
         r"(?P<action>restore|delete)/$",
@@ -207,6 +225,21 @@ volume_api_urls = [
         "tenants/<slug:tenant>/virtualmachines/<slug:name>/snapshots/<slug:snapshot>/restore/",
         snapshot_api.VMSnapshotRestoreView.as_view(),
         name="vm-snapshot-api-restore",
+    ),
+    path(
+        "tenants/<slug:tenant>/volumes/<slug:name>/snapshotschedule/",
+        snapshot_api.VolumeScheduleView.as_view(),
+        name="volume-snapshot-schedule-api",
+    ),
+    path(
+        "tenants/<slug:tenant>/virtualmachines/<slug:name>/clone/",
+        snapshot_api.VMCloneView.as_view(),
+        name="vm-api-clone",
+    ),
+    path(
+        "tenants/<slug:tenant>/virtualmachines/<slug:name>/snapshotschedule/",
+        snapshot_api.VMScheduleView.as_view(),
+        name="vm-snapshot-schedule-api",
     ),
     path(
         "tenants/<slug:tenant>/volumes/<slug:name>/snapshots/",

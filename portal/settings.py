@@ -474,6 +474,12 @@ ISOTOPE_IMAGE_DOWNLOAD_TIMEOUT = float(os.environ.get("ISOTOPE_IMAGE_DOWNLOAD_TI
 # its worker died and the sweep starts the import again (at most MAX_ATTEMPTS times).
 ISOTOPE_IMAGE_LOCK_SECONDS = int(os.environ.get("ISOTOPE_IMAGE_LOCK_SECONDS", "60"))
 ISOTOPE_IMAGE_MAX_ATTEMPTS = int(os.environ.get("ISOTOPE_IMAGE_MAX_ATTEMPTS", "3"))
+# Scheduled snapshots (compute.services.snapshot_schedules): due ones are taken within
+# this many seconds of their time.
+CELERY_BEAT_SCHEDULE["snapshot-schedules"] = {
+    "task": "compute.tasks.libvirt.snapshot_schedules_run",
+    "schedule": float(os.environ.get("ISOTOPE_SNAPSHOT_SCHEDULE_SECONDS", "60")),
+}
 CELERY_BEAT_SCHEDULE["images-sweep"] = {
     "task": "compute.tasks.images.images_sweep",
     "schedule": float(os.environ.get("ISOTOPE_RECONCILE_SECONDS", "10")) * 3,

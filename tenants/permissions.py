@@ -43,6 +43,7 @@ OPERATE_ACTIONS = frozenset(
         "volume.clone",
         "snapshot.create",
         "snapshot.restore",
+        "snapshot.schedule",
     }
 )
 

@@ -7,7 +7,7 @@ from compute.models.idempotency import IdempotencyKey
 from compute.models.images import Flavor, Image
 from compute.models.kubernetes import KubernetesCluster, TenantNamespace, Workload
 from compute.models.migrations import HostDrain, Migration, MigrationPolicy
-from compute.models.snapshots import Snapshot
+from compute.models.snapshots import Snapshot, SnapshotSchedule
 from compute.models.vms import VirtualMachine
 from compute.models.volumes import Volume
 
@@ -22,6 +22,7 @@ __all__ = [
     "Migration",
     "MigrationPolicy",
     "Snapshot",
+    "SnapshotSchedule",
     "TenantNamespace",
     "VirtualMachine",
     "Volume",
