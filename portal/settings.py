@@ -298,6 +298,10 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "compute.tasks.libvirt.volumes_sweep",
         "schedule": float(os.environ.get("ISOTOPE_RECONCILE_SECONDS", "10")),
     },
+    "pools-sweep": {
+        "task": "compute.tasks.pools.pools_sweep",
+        "schedule": float(os.environ.get("ISOTOPE_RECONCILE_SECONDS", "10")),
+    },
     "idempotency-keys-prune": {
         "task": "compute.tasks.housekeeping.idempotency_keys_prune",
         "schedule": 3600.0,

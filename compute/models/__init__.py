@@ -1,5 +1,5 @@
-"""Compute models: hosts, images, flavors, virtual machines, volumes, idempotency keys,
-migrations."""
+"""Compute models: hosts, images, flavors, virtual machines, VM pools, volumes,
+idempotency keys, migrations."""
 
 from compute.models.console import ConsoleTicket
 from compute.models.hosts import Host
@@ -7,6 +7,7 @@ from compute.models.idempotency import IdempotencyKey
 from compute.models.images import Flavor, Image
 from compute.models.kubernetes import KubernetesCluster, TenantNamespace, Workload
 from compute.models.migrations import HostDrain, Migration, MigrationPolicy
+from compute.models.pools import VMPool
 from compute.models.snapshots import Snapshot
 from compute.models.vms import VirtualMachine
 from compute.models.volumes import Volume
@@ -23,6 +24,7 @@ __all__ = [
     "MigrationPolicy",
     "Snapshot",
     "TenantNamespace",
+    "VMPool",
     "VirtualMachine",
     "Volume",
     "Workload",
