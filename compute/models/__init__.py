@@ -7,12 +7,13 @@ from compute.models.idempotency import IdempotencyKey
 from compute.models.images import Flavor, Image
 from compute.models.kubernetes import KubernetesCluster, TenantNamespace, Workload
 from compute.models.migrations import HostDrain, Migration, MigrationPolicy
-from compute.models.pools import VMPool
+from compute.models.pools import Autoscaler, VMPool
 from compute.models.snapshots import Snapshot
 from compute.models.vms import VirtualMachine
 from compute.models.volumes import Volume
 
 __all__ = [
+    "Autoscaler",
     "ConsoleTicket",
     "Flavor",
     "Host",

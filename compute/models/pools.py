@@ -15,7 +15,7 @@ from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 
-from compute.choices import PoolPhase, RestartPolicy
+from compute.choices import AutoscalerMetric, PoolPhase, RestartPolicy
 from portal.models import Resource
 from tenants.models import DNS_LABEL
 
@@ -136,3 +136,139 @@ class VMPool(Resource):
 
     def member_name(self, index: int) -> str:
         return f"{self.name}-{index}"
+
+
+class Autoscaler(Resource):
+    """Scales one VM pool on its members' utilisation, with the algorithm of the
+    Kubernetes HorizontalPodAutoscaler (v2): see ``compute.services.autoscalers``.
+
+    ``recommendations`` keeps the recent recommendations (``[{"t", "replicas"}]``, the
+    scale-down stabilisation window's worth) and ``scale_events`` the recent changes
+    (``[{"t", "delta"}]``, one rate-limit period's worth) that the algorithm needs from
+    one run to the next; ``decisions`` the last few changes made, for people."""
+
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        on_delete=models.PROTECT,
+        related_name="autoscalers",
+    )
+    name = models.CharField(
+        max_length=63,
+        validators=[DNS_LABEL],
+    )
+    pool = models.OneToOneField(
+        VMPool,
+        on_delete=models.CASCADE,
+        related_name="autoscaler",
+    )
+    min_replicas = models.PositiveIntegerField(
+        default=1,
+        validators=[MaxValueValidator(MAX_REPLICAS)],
+        help_text="0 allows scaling to zero (the pool then stays empty until scaled by hand).",
+    )
+    max_replicas = models.PositiveIntegerField(
+        validators=[MaxValueValidator(MAX_REPLICAS)],
+    )
+    metric = models.CharField(
+        max_length=8,
+        choices=AutoscalerMetric.choices,
+        default=AutoscalerMetric.CPU,
+    )
+    target = models.PositiveSmallIntegerField(
+        help_text="The wanted average utilisation of the members, in percent (1-100).",
+    )
+    scale_down_window_seconds = models.PositiveIntegerField(
+        default=300,
+        help_text="Scale down only to the highest recommendation of this window.",
+    )
+    scale_up_pods = models.PositiveIntegerField(
+        default=4,
+        help_text="Members that may be added per period (or scale_up_percent, the larger).",
+    )
+    scale_up_percent = models.PositiveIntegerField(
+        default=100,
+        help_text="Percent of the members that may be added per period.",
+    )
+    scale_down_percent = models.PositiveIntegerField(
+        default=100,
+        validators=[MaxValueValidator(100)],
+        help_text="Percent of the members that may be removed per period.",
+    )
+    generation = models.PositiveBigIntegerField(
+        default=1,
+        editable=False,
+    )
+    current_metric = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="The members' average utilisation at the last run (percent).",
+    )
+    desired_replicas = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+    )
+    reason = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="Why the last run decided as it did (HPA's condition reasons).",
+    )
+    message = models.CharField(
+        max_length=1000,
+        blank=True,
+    )
+    last_run = models.DateTimeField(
+        null=True,
+        blank=True,
+    )
+    last_scale_time = models.DateTimeField(
+        null=True,
+        blank=True,
+    )
+    recommendations = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+    )
+    scale_events = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+    )
+    decisions = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text="The last changes made: time, from, to, metric, reason.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"],
+                name="%(app_label)s_%(class)s_unique_name_tenant",
+                violation_error_message="An autoscaler with this name exists in the tenant.",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_replicas__lte=models.F("max_replicas"))
+                & Q(max_replicas__gte=1)
+                & Q(max_replicas__lte=MAX_REPLICAS),
+                name="%(app_label)s_%(class)s_min_at_most_max",
+                violation_error_message="min ≤ max, and max between 1 and the pool limit.",
+            ),
+            models.CheckConstraint(
+                condition=Q(target__gte=1) & Q(target__lte=100),
+                name="%(app_label)s_%(class)s_target_is_a_percentage",
+                violation_error_message="The target is a percentage (1-100).",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug}/{self.name}"

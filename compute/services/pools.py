@@ -400,7 +400,12 @@ def _record(pool: VMPool, members: list[VirtualMachine], *, blocked: str) -> Non
 
 def _finalize_delete(pool: VMPool) -> None:
     """Every member is gone: drop the pool (its autoscaler goes with it)."""
+    from compute.models import Autoscaler
+
+    autoscalers = list(Autoscaler.objects.filter(pool=pool).values_list("name", flat=True))
     VMPool.objects.filter(pk=pool.pk).delete()
+    for name in autoscalers:
+        resource_forget(tenant=pool.tenant, kind="autoscaler", name=name)
     _event(
         pool,
         reason="Deleted",

@@ -18,7 +18,7 @@ from compute.services import vms as vm_services
 from monitoring.models import Event
 from portal.exceptions import PermissionDenied, ValidationError
 from tenants.models import AuditLog, Quota
-from tests.conftest import postgres_only, wait_for
+from tests.conftest import wait_for
 
 
 def make_pool(demo, replicas=2, name="web", **kwargs) -> VMPool:
@@ -45,11 +45,6 @@ def names(pool) -> list[str]:
 def set_phase(vm: VirtualMachine, phase: str, message: str = "") -> None:
     with_lock = VirtualMachine.locked(vm.pk)
     with_lock.write_locked({"phase": phase, "message": message})
-
-
-@pytest.fixture
-def pg(db):
-    postgres_only()
 
 
 @pytest.mark.unit
