@@ -96,3 +96,46 @@ def test_carol_the_viewer_sees_the_pool_but_no_controls(
     expect(page.get_by_test_id("pool-delete")).to_have_count(0)
     expect(page.get_by_test_id("autoscaler-form")).to_have_count(0)
     expect(page.get_by_test_id("autoscaler-none")).to_be_visible()
+
+
+def test_an_autoscaler_added_on_the_pool_page_shows_its_decision_live(
+    demo, make_host, tiny_image, celery_worker, live_url, new_page, axe
+):
+    """bob adds an autoscaler to a busy pool of 2; its run (as beat starts it) scales
+    the pool to 4, and the decision and the new members appear without a reload."""
+    from compute.services import pools as pool_services
+    from compute.tasks.pools import autoscalers_sweep
+    from tests.compute.services.test_autoscalers import load
+
+    make_host("node-a")
+    pool = pool_services.pool_create(
+        actor=demo.bob,
+        tenant=demo.acme,
+        name="web",
+        image="tiny",
+        vcpus=1,
+        memory_mib=256,
+        replicas=2,
+    )
+    wait_for(lambda: VMPool.objects.get(pk=pool.pk).ready_replicas == 2, 30)
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vmpools/web/")
+    form = page.get_by_test_id("autoscaler-form")
+    form.get_by_label("Maximum").fill("4")
+    form.get_by_label("Target utilisation (%)").fill("50")
+    form.get_by_role("button", name="Add an autoscaler").click()
+    expect(page.get_by_test_id("messages")).to_contain_text("The autoscaler of web is saved")
+    panel = page.get_by_test_id("autoscaler-panel")
+    expect(panel.get_by_test_id("autoscaler-status")).to_contain_text("1–4 members")
+
+    from django.utils import timezone
+
+    load(VMPool.objects.get(pk=pool.pk), timezone.now(), 95, 95)
+    autoscalers_sweep.delay()
+    expect(panel.get_by_test_id("autoscaler-reason")).to_have_text("ScaleUp", timeout=PHASE_TIMEOUT)
+    expect(panel.get_by_test_id("autoscaler-decisions")).to_contain_text("2 → 4")
+    expect(member(page, "web-3")).to_be_visible(timeout=PHASE_TIMEOUT)
+    expect(page.get_by_test_id("pool-ready")).to_have_text("4/4", timeout=PHASE_TIMEOUT)
+    page.screenshot(path=str(ARTIFACTS / "pool-autoscaler-bob.png"), full_page=True)
+    axe(page, "the VM pool page with an autoscaler")
