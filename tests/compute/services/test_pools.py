@@ -207,3 +207,60 @@ def test_pool_end_to_end_through_workers(demo, make_host, tiny_image, celery_wor
     assert not VirtualMachine.objects.filter(name__startswith="web-").exists()
     quota = Quota.objects.get(tenant=demo.acme)
     assert (quota.used_vms, quota.used_cpu, quota.used_memory) == (0, 0, 0)
+
+
+@pytest.mark.unit
+class TestRaces:
+    """Controllers and users released together (PostgreSQL, a thread each)."""
+
+    @pytest.fixture
+    def roomy(self, transactional_db, demo, make_host, tiny_image):
+        from tests.conftest import postgres_only
+
+        postgres_only()
+        make_host(cpus=256, memory_mib=1024 * 1024)
+        Quota.objects.filter(tenant=demo.acme).update(vms=1000, cpu=1000, memory=10**7)
+        return demo
+
+    def test_two_controllers_at_once_make_each_member_once(self, roomy):
+        from tests.races import race
+
+        rounds = iter(range(100))
+
+        def setup():
+            return {"pool": make_pool(roomy, replicas=3, name=f"race{next(rounds)}")}
+
+        def check(state):
+            pool = state["pool"]
+            assert names(pool) == [f"{pool.name}-{n}" for n in range(3)]
+            assert VMPool.objects.get(pk=pool.pk).current_replicas == 3
+
+        race(
+            5,
+            setup,
+            lambda s: pool_services.pool_reconcile(s["pool"].pk),
+            lambda s: pool_services.pool_reconcile(s["pool"].pk),
+            check,
+        )
+
+    def test_a_scale_during_a_controller_run_is_never_lost(self, roomy):
+        from tests.races import race
+
+        rounds = iter(range(100))
+
+        def setup():
+            pool = make_pool(roomy, replicas=2, name=f"race{next(rounds)}")
+            return {"pool": pool_services.pool_reconcile(pool.pk)}
+
+        def check(state):
+            pool = pool_services.pool_reconcile(state["pool"].pk)  # the run the scale kicks
+            assert pool.replicas == 4 and len(names(pool)) == 4
+            assert pool.observed_generation == pool.generation
+
+        race(
+            5,
+            setup,
+            lambda s: pool_services.pool_reconcile(s["pool"].pk),
+            lambda s: pool_services.pool_scale(actor=roomy.bob, pool=s["pool"], replicas=4),
+            check,
+        )
