@@ -302,9 +302,13 @@ def _create(pool: VMPool) -> tuple[VirtualMachine | None, str]:
     return None, f"The names {pool.name}-<n> are taken by other VMs."
 
 
-def pool_reconcile(pool_id: int) -> VMPool | None:
+def pool_reconcile(pool_id: int, *, announce: bool = True) -> VMPool | None:
     """Converge one pool's members to its spec and record its status (the controller).
-    Returns the pool, or None when it is gone (deleted, or never existed)."""
+    Returns the pool, or None when it is gone (deleted, or never existed).
+
+    The pool's state goes to live pages when its status changed, or with ``announce``
+    (a run after a change: a member's phase may be new even when no count is); the
+    periodic sweep's runs pass False, so an idle pool is not pushed every interval."""
     with transaction.atomic():
         pool = VMPool.locked(pool_id, "tenant", "image")
         if pool is None:
@@ -316,7 +320,7 @@ def pool_reconcile(pool_id: int) -> VMPool | None:
             if not members:
                 _finalize_delete(pool)
                 return None
-            _record(pool, _members(pool), blocked="")
+            _record(pool, _members(pool), blocked="", announce=announce)
             return pool
         for vm in _live(members):
             if vm.phase == Phase.FAILED and _remove(pool, vm, f"it failed ({vm.message})"):
@@ -350,11 +354,13 @@ def pool_reconcile(pool_id: int) -> VMPool | None:
                 reason="SuccessfulCreate",
                 message=f"Created member {vm.name}.",
             )
-        _record(pool, _members(pool), blocked=blocked)
+        _record(pool, _members(pool), blocked=blocked, announce=announce)
         return pool
 
 
-def _record(pool: VMPool, members: list[VirtualMachine], *, blocked: str) -> None:
+def _record(
+    pool: VMPool, members: list[VirtualMachine], *, blocked: str, announce: bool = True
+) -> None:
     """Write the pool's counts, phase and message (only what changed)."""
     live = _live(members)
     running = [vm for vm in live if vm.phase == Phase.RUNNING]
@@ -383,7 +389,8 @@ def _record(pool: VMPool, members: list[VirtualMachine], *, blocked: str) -> Non
     }
     changed = {k: v for k, v in updates.items() if getattr(pool, k) != v}
     if not changed:
-        _publish(pool, members)  # a member's phase may have changed, not the counts
+        if announce:
+            _publish(pool, members)  # a member's phase may have changed, not the counts
         return
     if "phase" in changed:
         changed["phase_changed"] = timezone.now()

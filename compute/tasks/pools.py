@@ -12,10 +12,10 @@ from compute.services import pools as services
 
 
 @shared_task(acks_late=True)
-def pool_reconcile_task(pool_id: int) -> None:
+def pool_reconcile_task(pool_id: int, announce: bool = True) -> None:
     """Converge one pool (safe to run twice: the pool's row lock serialises runs, and a
     run with nothing to do writes nothing)."""
-    services.pool_reconcile(pool_id)
+    services.pool_reconcile(pool_id, announce=announce)
 
 
 @shared_task
@@ -23,7 +23,7 @@ def pools_sweep() -> int:
     """Beat entry point: one controller run per pool. Returns how many were queued."""
     ids = list(VMPool.objects.values_list("pk", flat=True))
     for pool_id in ids:
-        pool_reconcile_task.delay(pool_id)
+        pool_reconcile_task.delay(pool_id, announce=False)
     return len(ids)
 
 

@@ -64,6 +64,8 @@ def test_create_form_makes_a_pool_and_its_page_lists_the_members(world, tiny_ima
         assert f'data-member="{member}"' in detail
     assert 'data-testid="pool-scale"' in detail and 'data-testid="autoscaler-form"' in detail
     assert pool.created_by == world.bob
+    filtered = client.get("/t/acme/vms/?label=isotope.dev/pool=web")
+    assert filtered.status_code == 200 and b'data-live-name="web-1"' in filtered.content
     member = client.get("/t/acme/vms/web-0/").content.decode()
     assert 'data-testid="vm-pool"' in member and 'href="/t/acme/vmpools/web/"' in member
     listing = client.get(LIST).content.decode()
