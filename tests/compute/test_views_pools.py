@@ -155,3 +155,18 @@ def test_another_tenants_pool_is_not_found(world):
     assert client.get("/t/acme/vmpools/secret/").status_code == 404
     assert client.get("/t/globex/vmpools/secret/").status_code == 404
     assert client.post("/t/acme/vmpools/secret/scale/", {"replicas": "0"}).status_code == 404
+
+
+def test_staff_see_pools_and_autoscalers_in_admin_read_only(world):
+    pool = make_pool(world)
+    autoscaler = autoscaler_services.autoscaler_create(
+        actor=None, tenant=world.acme, pool=pool, max_replicas=3, target=50
+    )
+    client = client_for(world.admin)
+    listing = client.get("/admin/compute/vmpool/")
+    assert listing.status_code == 200 and b"web" in listing.content
+    assert client.get(f"/admin/compute/vmpool/{pool.pk}/change/").status_code == 200
+    assert client.get(f"/admin/compute/autoscaler/{autoscaler.pk}/change/").status_code == 200
+    assert client.get("/admin/compute/vmpool/add/").status_code == 403
+    deleted = client.post(f"/admin/compute/vmpool/{pool.pk}/delete/", {"post": "yes"})
+    assert deleted.status_code == 403 and VMPool.objects.filter(pk=pool.pk).exists()
