@@ -175,3 +175,23 @@ STORAGE_CLASS_FORMATS = {
     StorageClass.LOCAL: (VolumeFormat.QCOW2, VolumeFormat.RAW),
     StorageClass.CLUSTER: (VolumeFormat.FILESYSTEM,),
 }
+
+
+# --- VM pools and autoscalers ----------------------------------------------------------
+class PoolPhase(models.TextChoices):
+    """Where a VM pool stands: ``Scaling`` while members are created or removed,
+    ``Ready`` when every wanted member is Running and Ready, ``Degraded`` when the pool
+    cannot have what it wants (quota, no host: ``message`` says why), ``Deleting``."""
+
+    PENDING = "Pending"
+    SCALING = "Scaling"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    DELETING = "Deleting"
+
+
+class AutoscalerMetric(models.TextChoices):
+    """What an autoscaler measures: the members' average utilisation in percent."""
+
+    CPU = "cpu", "CPU utilisation (% of the vCPUs)"
+    MEMORY = "memory", "Memory utilisation (% of the memory)"

@@ -283,3 +283,63 @@ def snapshot_get(user, volume: Volume, name: str, *, lock: bool = False) -> Snap
     if snapshot is None:
         raise NotFound(f"Snapshot {name!r} of volume {volume.name!r} not found.")
     return snapshot
+
+
+def pools_for_tenant(user, tenant: Tenant, action: str = "vmpool.view"):
+    """The tenant's VM pools that ``user`` may ``action``, by name, with their
+    autoscaler."""
+    from compute.models import VMPool
+
+    return (
+        restrict(user, action, VMPool.objects.filter(tenant=tenant))
+        .select_related("tenant", "image", "autoscaler")
+        .order_by("name")
+    )
+
+
+def pool_members(pool) -> QuerySet[VirtualMachine]:
+    """A pool's members (oldest first; those being deleted too)."""
+    return VirtualMachine.objects.filter(pool=pool).select_related("tenant").order_by("pk")
+
+
+def _tenant_object(queryset, user, tenant: Tenant, action: str, view: str, what: str, lock: bool):
+    """One object of a restricted ``queryset``: ``NotFound`` when the user cannot see
+    it, ``PermissionDenied`` when the role does not allow ``action``; ``lock`` locks its
+    row (only) until the caller's transaction ends."""
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    obj = queryset.first()
+    if obj is None:
+        raise NotFound(f"{what} not found in {tenant.slug}.")
+    if action != view and not can(user, tenant, action):
+        raise PermissionDenied(
+            f"Your role ({role_of(user, tenant)}) does not allow {action} in {tenant.slug}."
+        )
+    return obj
+
+
+def pool_get(user, tenant: Tenant, name: str, action: str = "vmpool.view", *, lock=False):
+    """The VM pool ``name`` of ``tenant`` (``NotFound``/``PermissionDenied`` as vm_get)."""
+    queryset = pools_for_tenant(user, tenant).filter(name=name)
+    return _tenant_object(queryset, user, tenant, action, "vmpool.view", f"VM pool {name!r}", lock)
+
+
+def autoscalers_for_tenant(user, tenant: Tenant):
+    """The tenant's autoscalers ``user`` may see (members who may view pools), by name."""
+    from compute.models import Autoscaler
+
+    return (
+        restrict(user, "vmpool.view", Autoscaler.objects.filter(tenant=tenant))
+        .select_related("tenant", "pool")
+        .order_by("name")
+    )
+
+
+def autoscaler_get(
+    user, tenant: Tenant, name: str, action: str = "vmpool.view", *, lock: bool = False
+):
+    """The autoscaler ``name`` of ``tenant`` (``NotFound``/``PermissionDenied``)."""
+    queryset = autoscalers_for_tenant(user, tenant).filter(name=name)
+    return _tenant_object(
+        queryset, user, tenant, action, "vmpool.view", f"Autoscaler {name!r}", lock
+    )

@@ -15,6 +15,8 @@ from compute import (  # live migration
     manifest_views,
     migration_api,
     migration_views,
+    pool_api,
+    pool_views,
     snapshot_api,
     snapshot_views,
     views,
@@ -255,6 +257,43 @@ volume_api_urls = [
         "tenants/<slug:tenant>/volumes/<slug:name>/snapshots/<slug:snapshot>/restore/",
         snapshot_api.SnapshotRestoreView.as_view(),
         name="snapshot-api-restore",
+    ),
+]
+
+pool_pages = [
+    path("vmpools/", pool_views.pool_list, name="vmpool-list"),
+    path("vmpools/new/", pool_views.pool_create, name="vmpool-create"),
+    path("vmpools/<slug:name>/", pool_views.pool_detail, name="vmpool-detail"),
+    path("vmpools/<slug:name>/scale/", pool_views.pool_scale, name="vmpool-scale"),
+    path("vmpools/<slug:name>/delete/", pool_views.pool_delete, name="vmpool-delete"),
+    path("vmpools/<slug:name>/autoscaler/", pool_views.pool_autoscaler, name="vmpool-autoscaler"),
+]
+
+pool_api_urls = [
+    path(
+        "tenants/<slug:tenant>/vmpools/",
+        pool_api.PoolListView.as_view(),
+        name="vmpool-api-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/vmpools/<slug:name>/",
+        pool_api.PoolDetailView.as_view(),
+        name="vmpool-api-detail",
+    ),
+    path(
+        "tenants/<slug:tenant>/vmpools/<slug:name>/scale/",
+        pool_api.PoolScaleView.as_view(),
+        name="vmpool-api-scale",
+    ),
+    path(
+        "tenants/<slug:tenant>/autoscalers/",
+        pool_api.AutoscalerListView.as_view(),
+        name="autoscaler-api-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/autoscalers/<slug:name>/",
+        pool_api.AutoscalerDetailView.as_view(),
+        name="autoscaler-api-detail",
     ),
 ]
 

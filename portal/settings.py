@@ -310,6 +310,10 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "compute.tasks.libvirt.volumes_sweep",
         "schedule": float(os.environ.get("ISOTOPE_RECONCILE_SECONDS", "10")),
     },
+    "pools-sweep": {
+        "task": "compute.tasks.pools.pools_sweep",
+        "schedule": float(os.environ.get("ISOTOPE_RECONCILE_SECONDS", "10")),
+    },
     "idempotency-keys-prune": {
         "task": "compute.tasks.housekeeping.idempotency_keys_prune",
         "schedule": 3600.0,
@@ -345,6 +349,17 @@ ISOTOPE_METRICS_ALLOW = [
     for net in os.environ.get("ISOTOPE_METRICS_ALLOW", "127.0.0.1/32,::1/128").split(",")
     if net.strip()
 ]
+# --- VM pool autoscalers (compute/services/autoscalers.py) ---------------------------
+# How often every autoscaler runs (HPA's sync period), and how far back the members'
+# samples are averaged (three collections by default).
+ISOTOPE_AUTOSCALER_SECONDS = float(os.environ.get("ISOTOPE_AUTOSCALER_SECONDS", "15"))
+ISOTOPE_AUTOSCALER_METRIC_SECONDS = float(
+    os.environ.get("ISOTOPE_AUTOSCALER_METRIC_SECONDS", str(3 * ISOTOPE_METRICS_SECONDS))
+)
+CELERY_BEAT_SCHEDULE["autoscalers-sweep"] = {
+    "task": "compute.tasks.pools.autoscalers_sweep",
+    "schedule": ISOTOPE_AUTOSCALER_SECONDS,
+}
 CELERY_BEAT_SCHEDULE.update(
     {
         "monitoring-metrics-collect": {

@@ -22,6 +22,7 @@ VIEW_ACTIONS = frozenset(
         "image.view",
         "volume.view",
         "usage.view",
+        "vmpool.view",
     }
 )
 
@@ -44,6 +45,10 @@ OPERATE_ACTIONS = frozenset(
         "snapshot.create",
         "snapshot.restore",
         "snapshot.schedule",
+        "vmpool.create",
+        "vmpool.scale",
+        "vmpool.delete",
+        "autoscaler.manage",
     }
 )
 

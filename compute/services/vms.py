@@ -141,16 +141,24 @@ def visible_images(tenant: Tenant):
     return Image.objects.filter(Q(public=True) | Q(tenant=tenant), phase=ImagePhase.READY)
 
 
-def _validate_name(tenant: Tenant, name: str, errors: dict[str, list[str]]) -> None:
+def name_error(name: str, *, max_length: int = 63, why: str = "a DNS label") -> str | None:
+    """What is wrong with ``name`` as the name of a VM (or of what names VMs after
+    itself), before looking at what exists; None when it is fine."""
     if not name:
-        errors["name"] = ["A name is required."]
-    elif len(name) > 63 or not NAME_RE.fullmatch(name):
-        errors["name"] = [
-            "Use at most 63 lowercase letters, digits and hyphens, starting and ending "
-            "with a letter or digit (a DNS label)."
-        ]
-    elif name in RESERVED_NAMES:
-        errors["name"] = [f"{name!r} is reserved; choose another name."]
+        return "A name is required."
+    if len(name) > max_length or not NAME_RE.fullmatch(name):
+        return (
+            f"Use at most {max_length} lowercase letters, digits and hyphens, starting and "
+            f"ending with a letter or digit ({why})."
+        )
+    if name in RESERVED_NAMES:
+        return f"{name!r} is reserved; choose another name."
+    return None
+
+
+def _validate_name(tenant: Tenant, name: str, errors: dict[str, list[str]]) -> None:
+    if error := name_error(name):
+        errors["name"] = [error]
     elif VirtualMachine.objects.filter(tenant=tenant, name=name).exists():
         errors["name"] = [f"A VM named {name!r} exists already in {tenant.slug}."]
 
@@ -223,13 +231,15 @@ def vm_create(
     labels: dict | None = None,
     node_selector: dict | None = None,
     root_volume=None,
+    pool=None,
 ) -> VirtualMachine:
     """Validate, reserve quota, place, save ``Pending`` and provision after commit.
 
     The root disk (``disk_gib``, or the image's disk) becomes a volume deleted with the
     VM and charged on that volume; with ``root_volume`` (a Ready volume of the tenant)
     the VM boots from it instead, on the host that holds it, and it stays when the VM
-    goes. Nothing is created and nothing is reserved when any step fails. A quota
+    goes. ``pool`` (a VM pool's controller creating a member) makes the VM a member of
+    that pool. Nothing is created and nothing is reserved when any step fails. A quota
     refusal is recorded as a Warning event for the tenant.
     """
     authorize(actor=actor, tenant=tenant, permission="vm.create", target=f"vm/{name}")
@@ -320,6 +330,7 @@ def vm_create(
                 restart_policy=restart_policy,
                 labels=labels or {},
                 node_selector=node_selector or {},
+                pool=pool,
                 created_by=actor if getattr(actor, "is_authenticated", False) else None,
             )
             if boot is not None:
@@ -615,6 +626,9 @@ def vm_finalize_delete(vm: VirtualMachine, backend) -> None:
             message="Deleted; its quota was released." if released else "Deleted.",
         )
         resource_forget(tenant=vm.tenant, kind="vm", name=vm.name)
+        from compute.services.pools import member_changed
+
+        member_changed(vm)
 
 
 def vm_state(vm: VirtualMachine) -> dict:
@@ -634,7 +648,10 @@ def vm_state(vm: VirtualMachine) -> dict:
 
 
 def _publish(vm: VirtualMachine) -> None:
+    from compute.services.pools import member_changed
+
     resource_publish(tenant=vm.tenant, kind="vm", name=vm.name, data=vm_state(vm))
+    member_changed(vm)  # a pool member's state is its pool's too
 
 
 def _enqueue(task_name: str, vm_id: int, **kwargs) -> None:
