@@ -202,4 +202,26 @@ PHASE_LABELS = {
     "Ready": _("Ready"),
     "Attached": _("Attached"),
     "Restoring": _("Restoring"),
+    "Scaling": _("Scaling"),
+    "Degraded": _("Degraded"),
 }
+
+
+# --- VM pools and autoscalers ----------------------------------------------------------
+class PoolPhase(models.TextChoices):
+    """Where a VM pool stands: ``Scaling`` while members are created or removed,
+    ``Ready`` when every wanted member is Running and Ready, ``Degraded`` when the pool
+    cannot have what it wants (quota, no host: ``message`` says why), ``Deleting``."""
+
+    PENDING = "Pending"
+    SCALING = "Scaling"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    DELETING = "Deleting"
+
+
+class AutoscalerMetric(models.TextChoices):
+    """What an autoscaler measures: the members' average utilisation in percent."""
+
+    CPU = "cpu", _("CPU utilisation (% of the vCPUs)")
+    MEMORY = "memory", _("Memory utilisation (% of the memory)")

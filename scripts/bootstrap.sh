@@ -10,8 +10,8 @@ apt_ensure redis-server postgresql libvirt-dev pkg-config gcc qemu-utils
 command -v npm >/dev/null || apt_ensure nodejs npm
 if [ "${1:-}" = "--test" ]; then
   # gettext: the catalogue tests run makemessages and msgfmt; a CJK font makes the
-  # Chinese screenshots readable.
-  apt_ensure chromium fonts-dejavu-core fonts-wqy-microhei gettext
+  # Chinese screenshots readable. nginx: tests of deploy/nginx.
+  apt_ensure chromium fonts-dejavu-core fonts-wqy-microhei gettext nginx-light
 fi
 
 PY="${PYTHON:-python3}"

@@ -22,6 +22,7 @@ VIEW_ACTIONS = frozenset(
         "image.view",
         "volume.view",
         "usage.view",
+        "vmpool.view",
     }
 )
 
@@ -43,6 +44,11 @@ OPERATE_ACTIONS = frozenset(
         "volume.clone",
         "snapshot.create",
         "snapshot.restore",
+        "snapshot.schedule",
+        "vmpool.create",
+        "vmpool.scale",
+        "vmpool.delete",
+        "autoscaler.manage",
     }
 )
 
