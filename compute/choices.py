@@ -223,5 +223,7 @@ class PoolPhase(models.TextChoices):
 class AutoscalerMetric(models.TextChoices):
     """What an autoscaler measures: the members' average utilisation in percent."""
 
+    # xgettext:no-python-format
     CPU = "cpu", _("CPU utilisation (% of the vCPUs)")
+    # xgettext:no-python-format
     MEMORY = "memory", _("Memory utilisation (% of the memory)")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from compute.choices import AutoscalerMetric, RestartPolicy
 from compute.models import Image
@@ -25,34 +26,38 @@ class ServiceErrorsMixin:
 class PoolCreateForm(ServiceErrorsMixin, forms.Form):
     name = forms.CharField(
         max_length=200,  # the service enforces the DNS label (56); this only bounds input
-        help_text="Lowercase letters, digits and hyphens; members are named <name>-<n>.",
+        label=_("Name"),
+        help_text=_("Lowercase letters, digits and hyphens; members are named <name>-<n>."),
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
     replicas = forms.IntegerField(
+        label=_("Replicas"),
         initial=2,
-        help_text="How many member VMs (0-100). Beyond the quota, what fits is created.",
+        help_text=_("How many member VMs (0-100). Beyond the quota, what fits is created."),
     )
     image = forms.ModelChoiceField(
+        label=_("Image"),
         queryset=Image.objects.none(),
         empty_label=None,
     )
     vcpus = forms.IntegerField(
-        label="vCPUs per member",
+        label=_("vCPUs per member"),
         initial=1,
     )
     memory_mib = forms.IntegerField(
-        label="Memory per member (MiB)",
+        label=_("Memory per member (MiB)"),
         initial=256,
     )
     disk_gib = forms.IntegerField(
-        label="Disk per member (GiB)",
+        label=_("Disk per member (GiB)"),
         initial=0,
-        help_text="0 for an image that boots without a disk.",
+        help_text=_("0 for an image that boots without a disk."),
     )
     restart_policy = forms.ChoiceField(
+        label=_("Restart policy"),
         choices=RestartPolicy.choices,
         initial=RestartPolicy.ON_FAILURE,
-        help_text="Each member's; a member that fails is replaced by the pool.",
+        help_text=_("Each member's; a member that fails is replaced by the pool."),
     )
 
     def __init__(self, *args, images, **kwargs):
@@ -74,37 +79,38 @@ class PoolCreateForm(ServiceErrorsMixin, forms.Form):
 
 class AutoscalerForm(ServiceErrorsMixin, forms.Form):
     min_replicas = forms.IntegerField(
-        label="Minimum",
+        label=_("Minimum"),
         initial=1,
-        help_text="0 lets an idle pool scale to zero.",
+        help_text=_("0 lets an idle pool scale to zero."),
     )
     max_replicas = forms.IntegerField(
-        label="Maximum",
+        label=_("Maximum"),
         initial=4,
     )
     metric = forms.ChoiceField(
+        label=_("Metric"),
         choices=AutoscalerMetric.choices,
         initial=AutoscalerMetric.CPU,
     )
     target = forms.IntegerField(
-        label="Target utilisation (%)",
+        label=_("Target utilisation (%)"),
         initial=50,
     )
     scale_down_window_seconds = forms.IntegerField(
-        label="Scale-down window (s)",
+        label=_("Scale-down window (s)"),
         initial=300,
-        help_text="Shrink only to the highest recommendation of this window.",
+        help_text=_("Shrink only to the highest recommendation of this window."),
     )
     scale_up_pods = forms.IntegerField(
-        label="Add at most (members per 15 s)",
+        label=_("Add at most (members per 15 s)"),
         initial=4,
     )
     scale_up_percent = forms.IntegerField(
-        label="or (% per 15 s)",
+        label=_("or (% per 15 s)"),
         initial=100,
     )
     scale_down_percent = forms.IntegerField(
-        label="Remove at most (% per 15 s)",
+        label=_("Remove at most (% per 15 s)"),
         initial=100,
     )
 

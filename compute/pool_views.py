@@ -11,6 +11,8 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compute import selectors
@@ -23,8 +25,8 @@ from portal.web import form_service_call, tenant_view
 from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
 
-DELETE_QUESTION = (
-    "Delete {name} and every one of its member VMs? Their disks are deleted too and this "
+DELETE_QUESTION = _(
+    "Delete %(name)s and every one of its member VMs? Their disks are deleted too and this "
     "cannot be undone."
 )
 
@@ -73,7 +75,10 @@ def pool_create(request, tenant):
             ),
         )
         if pool is not None:
-            messages.success(request, f"{pool.name} accepted: its members are being created.")
+            messages.success(
+                request,
+                gettext("%(name)s accepted: its members are being created.") % {"name": pool.name},
+            )
             return redirect("vmpool-detail", tenant=tenant.slug, name=pool.name)
     usage = tenant_selectors.quota_usage(tenant)
     return render(
@@ -123,7 +128,7 @@ def _detail_context(request, tenant, pool, autoscaler, form, baseline, monitorin
         "autoscaler_form": form,
         "can_scale": tenant_selectors.can(request.user, tenant, "vmpool.scale"),
         "can_delete": tenant_selectors.can(request.user, tenant, "vmpool.delete"),
-        "delete_question": DELETE_QUESTION.format(name=pool.name),
+        "delete_question": DELETE_QUESTION % {"name": pool.name},
         "events": events,
         "live_baseline": baseline,
     }
@@ -140,7 +145,11 @@ def pool_scale(request, tenant, name: str):
     except ApplicationError as error:
         messages.error(request, _field_message(error, "replicas"))
     else:
-        messages.success(request, f"Scaling {pool.name} to {replicas} members.")
+        messages.success(
+            request,
+            gettext("Scaling %(name)s to %(replicas)s members.")
+            % {"name": pool.name, "replicas": replicas},
+        )
     return redirect("vmpool-detail", tenant=tenant.slug, name=pool.name)
 
 
@@ -154,14 +163,14 @@ def pool_delete(request, tenant, name: str):
         return render(
             request,
             "compute/pool_confirm.html",
-            {"tenant": tenant, "pool": pool, "question": DELETE_QUESTION.format(name=pool.name)},
+            {"tenant": tenant, "pool": pool, "question": DELETE_QUESTION % {"name": pool.name}},
         )
     try:
         pool_services.pool_delete(actor=request.user, pool=pool)
     except ApplicationError as error:
         messages.error(request, error.message)
         return redirect("vmpool-detail", tenant=tenant.slug, name=pool.name)
-    messages.success(request, f"Deleting {pool.name} and its members.")
+    messages.success(request, gettext("Deleting %(name)s and its members.") % {"name": pool.name})
     return redirect("vmpool-list", tenant=tenant.slug)
 
 
@@ -177,7 +186,9 @@ def pool_autoscaler(request, tenant, name: str):
     if request.POST.get("remove"):
         if autoscaler is not None:
             autoscaler_services.autoscaler_delete(actor=request.user, autoscaler=autoscaler)
-            messages.success(request, f"The autoscaler of {pool.name} is removed.")
+            messages.success(
+                request, gettext("The autoscaler of %(name)s is removed.") % {"name": pool.name}
+            )
         return redirect("vmpool-detail", tenant=tenant.slug, name=pool.name)
     form = AutoscalerForm(request.POST)
     if form.is_valid():
@@ -196,7 +207,9 @@ def pool_autoscaler(request, tenant, name: str):
                 ),
             )
         if saved is not None:
-            messages.success(request, f"The autoscaler of {pool.name} is saved.")
+            messages.success(
+                request, gettext("The autoscaler of %(name)s is saved.") % {"name": pool.name}
+            )
             return redirect("vmpool-detail", tenant=tenant.slug, name=pool.name)
     context = _detail_context(
         request, tenant, pool, autoscaler, form, _live_baseline(tenant), monitoring_selectors

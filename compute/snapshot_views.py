@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -74,7 +75,8 @@ def snapshot_take(request, tenant, name: str):
         lambda: snapshot_services.snapshot_create(
             actor=request.user, volume=volume, name=snapshot_name
         ),
-        f"Taking snapshot {snapshot_name.strip()} of {volume.name}.",
+        gettext("Taking snapshot %(snapshot)s of %(volume)s.")
+        % {"snapshot": snapshot_name.strip(), "volume": volume.name},
     )
     return redirect(f"{_detail(tenant, volume)}#snapshots")
 
@@ -102,11 +104,12 @@ def snapshot_action(request, tenant, name: str, snapshot: str, action: str):
             lambda confirm: snapshot_services.snapshot_restore(
                 actor=request.user, snapshot=found, confirm=confirm
             ),
-            f"Restoring {volume.name} from snapshot {found.name}.",
+            gettext("Restoring %(volume)s from snapshot %(snapshot)s.")
+            % {"volume": volume.name, "snapshot": found.name},
         ),
         delete=(
             lambda: snapshot_services.snapshot_delete(actor=request.user, snapshot=found),
-            f"Deleting snapshot {found.name}.",
+            gettext("Deleting snapshot %(snapshot)s.") % {"snapshot": found.name},
         ),
     )
 
@@ -163,7 +166,7 @@ def volume_clone(request, tenant, name: str):
     if _report(
         request,
         lambda: snapshot_services.volume_clone(actor=request.user, volume=volume, name=new_name),
-        f"Cloning {volume.name} into {new_name}.",
+        gettext("Cloning %(volume)s into %(name)s.") % {"volume": volume.name, "name": new_name},
     ):
         return redirect("volume-detail", tenant=tenant.slug, name=new_name)
     return redirect(f"{_detail(tenant, volume)}#clone")
@@ -171,10 +174,14 @@ def volume_clone(request, tenant, name: str):
 
 # --- Snapshots of a VM (the VM page's panel) ---------------------------------------------
 VM_SNAPSHOT_QUESTIONS = {
-    "restore": "Restore every disk of {vm} from snapshot {snapshot}? Everything written to "
-    "them since the snapshot was taken is lost. Type the VM's name to confirm.",
-    "delete": "Delete snapshot {snapshot} of {vm}? The copies of its disks are removed; "
-    "{vm} is not changed.",
+    "restore": _(
+        "Restore every disk of {vm} from snapshot {snapshot}? Everything written to "
+        "them since the snapshot was taken is lost. Type the VM's name to confirm."
+    ),
+    "delete": _(
+        "Delete snapshot {snapshot} of {vm}? The copies of its disks are removed; "
+        "{vm} is not changed."
+    ),
 }
 
 
@@ -191,7 +198,8 @@ def vm_snapshot_take(request, tenant, name: str):
     _report(
         request,
         lambda: snapshot_services.vm_snapshot_create(actor=request.user, vm=vm, name=snapshot_name),
-        f"Taking snapshot {snapshot_name.strip()} of {vm.name}'s disks.",
+        gettext("Taking snapshot %(snapshot)s of %(vm)s's disks.")
+        % {"snapshot": snapshot_name.strip(), "vm": vm.name},
     )
     return redirect(_vm_detail(tenant, vm))
 
@@ -224,13 +232,15 @@ def vm_snapshot_action(request, tenant, name: str, snapshot: str, action: str):
             lambda confirm: snapshot_services.vm_snapshot_restore(
                 actor=request.user, vm=vm, name=group.name, confirm=confirm
             ),
-            f"Restoring {vm.name}'s disks from snapshot {group.name}.",
+            gettext("Restoring %(vm)s's disks from snapshot %(snapshot)s.")
+            % {"vm": vm.name, "snapshot": group.name},
         ),
         delete=(
             lambda: snapshot_services.vm_snapshot_delete(
                 actor=request.user, vm=vm, name=group.name
             ),
-            f"Deleting snapshot {group.name} of {vm.name}.",
+            gettext("Deleting snapshot %(snapshot)s of %(vm)s.")
+            % {"snapshot": group.name, "vm": vm.name},
         ),
     )
 
@@ -244,14 +254,17 @@ def _schedule(request, tenant, owner, kind: str, back: str):
     if request.POST.get("remove"):
         current = SnapshotSchedule.objects.filter(**{kind: owner}).first()
         if current is None:
-            messages.info(request, f"{owner.name} has no snapshot schedule.")
+            messages.info(
+                request, gettext("%(name)s has no snapshot schedule.") % {"name": owner.name}
+            )
         else:
             _report(
                 request,
                 lambda: schedule_services.snapshot_schedule_delete(
                     actor=request.user, schedule=current
                 ),
-                f"Snapshot schedule of {owner.name} removed; its snapshots are kept.",
+                gettext("Snapshot schedule of %(name)s removed; its snapshots are kept.")
+                % {"name": owner.name},
             )
         return redirect(back)
     daily = request.POST.get("mode") == "daily"
@@ -265,7 +278,7 @@ def _schedule(request, tenant, owner, kind: str, back: str):
             keep=request.POST.get("keep"),
             enabled=bool(request.POST.get("enabled")),
         ),
-        f"Snapshot schedule of {owner.name} saved.",
+        gettext("Snapshot schedule of %(name)s saved.") % {"name": owner.name},
     )
     return redirect(back)
 
@@ -297,7 +310,8 @@ def vm_clone(request, tenant, name: str):
         lambda: clone_services.vm_clone(
             actor=request.user, vm=vm, name=new_name, start=bool(request.POST.get("start"))
         ),
-        f"Cloning {vm.name} into {new_name}: its disks are being copied.",
+        gettext("Cloning %(vm)s into %(name)s: its disks are being copied.")
+        % {"vm": vm.name, "name": new_name},
     ):
         return redirect("vm-detail", tenant=tenant.slug, name=new_name)
     return redirect(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from compute.choices import ConditionStatus, DesiredState, Phase, PoolPhase, RestartPolicy
 from compute.labels import label_map_errors
@@ -75,7 +76,7 @@ def _check_replicas(value, errors: dict[str, list[str]], field: str = "replicas"
 
 def _check_name(tenant: Tenant, name: str, errors: dict[str, list[str]]) -> None:
     if error := vm_services.name_error(
-        name, max_length=MAX_POOL_NAME, why="members are named <pool>-<n>"
+        name, max_length=MAX_POOL_NAME, why=gettext("members are named <pool>-<n>")
     ):
         errors["name"] = [error]
     elif VMPool.objects.filter(tenant=tenant, name=name).exists():

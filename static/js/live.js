@@ -152,7 +152,8 @@
     Failed: gettext("Failed"), Unknown: gettext("Unknown"), Scheduling: gettext("Scheduling"),
     Succeeded: gettext("Succeeded"), Cancelled: gettext("Cancelled"), Uploading: gettext("Uploading"),
     Importing: gettext("Importing"), Converting: gettext("Converting"), Ready: gettext("Ready"),
-    Attached: gettext("Attached"), Restoring: gettext("Restoring"),
+    Attached: gettext("Attached"), Restoring: gettext("Restoring"), Scaling: gettext("Scaling"),
+    Degraded: gettext("Degraded"),
   };
   function phaseLabel(phase) { return PHASE_LABELS[phase] || phase; }
 

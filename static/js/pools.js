@@ -30,12 +30,12 @@
       const badge = document.createElement("span");
       badge.className = "iso-phase";
       badge.dataset.phase = m.phase;
-      badge.textContent = m.phase;
+      badge.textContent = window.Isotope && window.Isotope.phaseLabel ? window.Isotope.phaseLabel(m.phase) : m.phase;
       cell(row, badge);
       const icon = document.createElement("i");
       icon.className = m.ready ? "bi bi-check-circle-fill text-success" : "bi bi-hourglass-split text-body-secondary";
       icon.setAttribute("role", "img");
-      icon.setAttribute("aria-label", m.ready ? "ready" : "not ready");
+      icon.setAttribute("aria-label", m.ready ? gettext("ready") : gettext("not ready"));
       cell(row, icon);
       body.appendChild(row);
     });
@@ -76,7 +76,7 @@
     const state = data.state || {};
     const set = (field, value) => panel.querySelectorAll('[data-as-field="' + field + '"]').forEach((el) => text(el, value));
     set("currentMetric", state.currentMetric === null || state.currentMetric === undefined ? "—" : state.currentMetric + "%");
-    set("reason", state.reason || "not run yet");
+    set("reason", state.reason || gettext("not run yet"));
     set("message", state.message || "");
     const body = panel.querySelector("[data-decisions]");
     if (!body || !Array.isArray(state.decisions)) return;

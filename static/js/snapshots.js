@@ -9,6 +9,7 @@
 
   const tenant = document.body.dataset.liveTenant;
   const PHASE_ORDER = ["Failed", "Deleting", "Restoring", "Pending"];
+  const label = (phase) => (window.Isotope && window.Isotope.phaseLabel ? window.Isotope.phaseLabel(phase) : phase);
 
   function groupPhase(disks) {
     const phases = disks.map((d) => d.querySelector('[data-live-field="phase"]').dataset.phase);
@@ -20,7 +21,7 @@
     if (!disks.length) { row.remove(); return; }
     const phase = groupPhase(disks);
     const badge = row.querySelector("[data-snapshot-group-phase]");
-    badge.textContent = phase;
+    badge.textContent = label(phase);
     badge.dataset.phase = phase;
     row.querySelector("[data-snapshot-size]").textContent =
       disks.reduce((sum, d) => sum + Number(d.dataset.size || 0), 0);
@@ -64,7 +65,7 @@
     item.dataset.liveName = liveName;
     item.querySelector("[data-snapshot-volume]").textContent = state.volume;
     const phase = item.querySelector('[data-live-field="phase"]');
-    phase.textContent = state.phase;
+    phase.textContent = label(state.phase);
     phase.dataset.phase = state.phase;
     row.querySelector("[data-snapshot-disks]").appendChild(item);
     return item;
@@ -118,6 +119,6 @@
     const of = (attr) => document.querySelectorAll("[" + attr + '="' + CSS.escape(data.name) + '"]');
     of("data-needs-stopped").forEach((el) => { el.disabled = !stopped; });
     of("data-stopped-note").forEach((el) => { el.hidden = stopped; });
-    of("data-stopped-phase").forEach((el) => { el.textContent = phase.toLowerCase(); });
+    of("data-stopped-phase").forEach((el) => { el.textContent = label(phase).toLowerCase(); });
   });
 })();
