@@ -147,7 +147,7 @@ class PoolCreateSerializer(StrictSerializer):
     spec = PoolSpecIn()
 
 
-class ScaleIn(StrictSerializer):
+class PoolScaleIn(StrictSerializer):
     replicas = serializers.IntegerField()
 
 
@@ -321,7 +321,7 @@ class PoolScaleView(PoolView):
     @extend_schema(
         operation_id="vmpools_scale",
         summary="Set the number of members (0-100); beyond the quota, what fits is created",
-        request=ScaleIn,
+        request=PoolScaleIn,
         parameters=[IF_MATCH],
         responses={
             202: PoolSerializer,
@@ -333,7 +333,7 @@ class PoolScaleView(PoolView):
     )
     def post(self, request, tenant, name):
         obj = self.allowed_tenant("vmpool.scale")
-        serializer = ScaleIn(data=request.data)
+        serializer = PoolScaleIn(data=request.data)
         serializer.is_valid(raise_exception=True)
         replicas = serializer.validated_data["replicas"]
         return self.change(
