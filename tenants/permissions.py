@@ -21,6 +21,7 @@ VIEW_ACTIONS = frozenset(
         "migration.view",
         "image.view",
         "volume.view",
+        "network.view",
         "usage.view",
     }
 )
@@ -43,6 +44,9 @@ OPERATE_ACTIONS = frozenset(
         "volume.clone",
         "snapshot.create",
         "snapshot.restore",
+        "network.create",
+        "nic.attach",
+        "nic.detach",
     }
 )
 
@@ -57,6 +61,7 @@ ADMIN_ACTIONS = frozenset(
         "volume.delete",
         "quota.request",
         "snapshot.delete",
+        "network.delete",
     }
 )
 

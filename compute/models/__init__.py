@@ -1,5 +1,5 @@
 """Compute models: hosts, images, flavors, virtual machines, volumes, idempotency keys,
-migrations."""
+migrations, networks."""
 
 from compute.models.console import ConsoleTicket
 from compute.models.hosts import Host
@@ -7,6 +7,7 @@ from compute.models.idempotency import IdempotencyKey
 from compute.models.images import Flavor, Image
 from compute.models.kubernetes import KubernetesCluster, TenantNamespace, Workload
 from compute.models.migrations import HostDrain, Migration, MigrationPolicy
+from compute.models.networks import Network, NetworkInterface
 from compute.models.snapshots import Snapshot
 from compute.models.vms import VirtualMachine
 from compute.models.volumes import Volume
@@ -21,6 +22,8 @@ __all__ = [
     "KubernetesCluster",
     "Migration",
     "MigrationPolicy",
+    "Network",
+    "NetworkInterface",
     "Snapshot",
     "TenantNamespace",
     "VirtualMachine",
