@@ -684,6 +684,12 @@ def nic_finalize_delete(nic: NetworkInterface) -> None:
         resource_forget(tenant=vm.tenant, kind="nic", name=_live_name(nic))
 
 
+def vm_nics_forget(vm: VirtualMachine) -> None:
+    """The VM's row (and with it its interfaces) is about to go: drop their live states."""
+    for name in NetworkInterface.objects.filter(vm=vm).values_list("name", flat=True):
+        resource_forget(tenant=vm.tenant, kind="nic", name=f"{vm.name}/{name}")
+
+
 def vm_addresses_observe(vm: VirtualMachine, addresses: dict[str, list[str]]) -> int:
     """Record the addresses the host reports (``{mac: ["ip/prefix"]}``) on the VM's
     interfaces; an interface the report does not name has none. Returns how many

@@ -613,6 +613,7 @@ def vm_finalize_delete(vm: VirtualMachine) -> None:
     """The domain and its volumes are gone: release quota (once) and drop the row."""
     with transaction.atomic():
         released = quota_release(vm.quota_ref)
+        network_services.vm_nics_forget(vm)  # its interfaces go with its row
         VirtualMachine.objects.filter(pk=vm.pk).delete()
         event_publish(
             tenant=vm.tenant,

@@ -990,6 +990,15 @@ class LibvirtBackend(ComputeBackend):
                 flag,
                 name=name,
             )
+        # The guest has to let go of a hot-plugged NIC (PCI unplug): wait a little,
+        # then report that it has not (the caller retries).
+        deadline = time.monotonic() + DETACH_WAIT_SECONDS
+        while mac in live and mac in self._interfaces(domain)[1]:
+            if time.monotonic() > deadline:
+                raise TransientBackendError(
+                    f"The guest has not released the interface {mac} yet; trying again."
+                )
+            time.sleep(0.2)
         return True
 
     def interface_addresses(self, name: str) -> dict[str, list[str]]:
