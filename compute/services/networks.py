@@ -57,10 +57,13 @@ FORBIDDEN = tuple(
 )
 
 NETWORK_ACTIONS: dict[str, tuple[str, frozenset[str]]] = {
-    "delete": ("network.delete", frozenset({NetworkPhase.READY, NetworkPhase.FAILED})),
+    "delete": (
+        "network.delete",
+        frozenset({NetworkPhase.READY, NetworkPhase.FAILED, NetworkPhase.DELETING}),
+    ),
 }
 NIC_ACTIONS: dict[str, tuple[str, frozenset[str]]] = {
-    "delete": ("nic.detach", frozenset({NicPhase.PENDING, NicPhase.ATTACHED, NicPhase.FAILED})),
+    "delete": ("nic.detach", frozenset(NicPhase.values)),
 }
 
 
@@ -341,6 +344,9 @@ def network_delete(*, actor, network: Network) -> Network:
                 errors={"nics": [f"{len(users)} interface(s) on this network."]},
             )
         if network.phase == NetworkPhase.DELETING:
+            # Asked again (a host did not answer before): the task runs again.
+            pk = network.pk
+            transaction.on_commit(lambda: _enqueue("network_remove", pk))
             return network
         network = _save(
             network, phase=NetworkPhase.DELETING, message="", phase_changed=timezone.now()
@@ -483,6 +489,27 @@ def _add_nic(vm: VirtualMachine, network: Network, *, name: str, fixed_ip: str |
     )
 
 
+def hosts_with_overlap(tenant: Tenant, networks: list) -> set[int]:
+    """Hosts running interfaces of other tenants on a network whose range overlaps one
+    of ``networks`` (the tenant's networks, or their names): Linux routes one range to
+    one bridge per host, so libvirt would refuse to start the second network there."""
+    names = {n.name if isinstance(n, Network) else str(n) for n in networks}
+    mine = [n.network for n in Network.objects.filter(tenant=tenant, name__in=names)]
+    if not mine:
+        return set()
+    placed = (
+        NetworkInterface.objects.exclude(tenant=tenant)
+        .filter(vm__host__isnull=False)
+        .values_list("vm__host_id", "network__cidr")
+        .distinct()
+    )
+    return {
+        host
+        for host, cidr in placed
+        if any(ipaddress.IPv4Network(cidr).overlaps(net) for net in mine)
+    }
+
+
 def vm_nics_create(*, vm: VirtualMachine, networks: list) -> list[NetworkInterface]:
     """Inside the VM's create transaction: one interface per network named (in that
     order; ``nic0``, ``nic1``, …). ``ValidationError`` on ``networks`` for a name the
@@ -538,6 +565,12 @@ def nic_create(
                     f"{vm.name} has {MAX_NICS} interfaces already.",
                     errors={"network": [f"At most {MAX_NICS} interfaces."]},
                 )
+            if vm.host_id and vm.host_id in hosts_with_overlap(tenant, [found]):
+                raise Conflict(
+                    f"{found.name} ({found.cidr}) overlaps a network of another tenant that "
+                    f"is active on {vm.name}'s host; use a network with another range.",
+                    errors={"network": ["Overlaps another tenant's network on this host."]},
+                )
             if name and NetworkInterface.objects.filter(vm=vm, name=name).exists():
                 raise ValidationError(
                     f"{vm.name} has an interface named {name!r}.", errors={"name": ["Taken."]}
@@ -588,6 +621,9 @@ def nic_delete(*, actor, nic: NetworkInterface) -> NetworkInterface:
                 errors={"vm": ["Migrating."]},
             )
         if nic.phase == NicPhase.DETACHING:
+            # Asked again (the guest had not let go): the task runs again.
+            pk = nic.pk
+            transaction.on_commit(lambda: _enqueue("nic_apply", pk))
             return nic
         nic = _save_nic(nic, phase=NicPhase.DETACHING, message="")
         audit_record(

@@ -306,11 +306,15 @@ def vm_create(
                 kind=ReservationKind.VM,
                 object_id=str(uid),
             )
+            network_services.network_default_ensure(actor=actor, tenant=tenant)
+            # A host where another tenant's overlapping network is active cannot run
+            # this VM's networks too (one route per range on a host).
+            clashing = network_services.hosts_with_overlap(tenant, list(networks or []))
             placement = schedule(
                 vcpus=vcpus,
                 memory_mib=memory_mib,
                 node_selector=node_selector or {},
-                exclude=elsewhere,
+                exclude=(*elsewhere, *clashing),
             )
             vm = VirtualMachine.objects.create(
                 uid=uid,
@@ -328,7 +332,6 @@ def vm_create(
                 node_selector=node_selector or {},
                 created_by=actor if getattr(actor, "is_authenticated", False) else None,
             )
-            network_services.network_default_ensure(actor=actor, tenant=tenant)
             if networks:
                 network_services.vm_nics_create(vm=vm, networks=list(networks))
             if boot is not None:

@@ -261,3 +261,33 @@ def test_a_stopped_vms_new_nic_is_in_its_definition_and_a_deleted_vm_frees_the_n
     assert not NetworkInterface.objects.filter(pk=added.pk).exists()
     network_services.network_delete(actor=demo.alice, network=lab)
     wait_for(lambda: not Network.objects.filter(pk=lab.pk).exists(), message="lab stays")
+
+
+@pytest.mark.libvirt_test_driver
+def test_tenants_with_the_same_range_are_placed_on_different_hosts(demo, make_host, tiny_image):
+    """One host routes a range to one bridge: another tenant's VM on an overlapping
+    network goes to another host, and gets no interface on one there."""
+    first, second = make_host("node-a"), make_host("node-b")
+    make(demo, name="lab", cidr="10.1.0.0/24")
+    make(demo, name="lab", cidr="10.1.0.0/24", tenant=demo.globex, actor=demo.dave)
+    mine = vm_on(demo, "web1", ["lab"])
+    theirs = vm_services.vm_create(
+        actor=demo.dave,
+        tenant=demo.globex,
+        name="web1",
+        image="tiny",
+        vcpus=1,
+        memory_mib=256,
+        networks=["lab"],
+    )
+    assert {mine.host_id, theirs.host_id} == {first.pk, second.pk}
+
+    plain = vm_services.vm_create(
+        actor=demo.dave, tenant=demo.globex, name="web2", image="tiny", vcpus=1, memory_mib=256
+    )
+    VirtualMachine.objects.filter(pk=plain.pk).update(host=mine.host)
+    plain.refresh_from_db()
+    with pytest.raises(Conflict) as clash:
+        network_services.nic_create(actor=demo.dave, vm=plain, network="lab")
+    assert "overlaps a network of another tenant" in clash.value.message
+    assert not NetworkInterface.objects.filter(vm=plain).exists()
