@@ -111,3 +111,26 @@ def test_a_guest_gets_a_nic_on_a_real_libvirt_network_and_a_hot_plugged_second_o
     wait_for(lambda: not Network.objects.filter(pk=lab.pk).exists(), 60)
     with pytest.raises(libvirt.libvirtError):
         conn.networkLookupByName(lab.backend_name)
+
+
+def test_a_second_tenants_overlapping_network_is_refused_by_the_host_in_plain_words(
+    demo,
+    node1,  # noqa: F811
+    networks_cleanup,
+):
+    from compute.backends import BackendError, backend_for_host
+
+    cidr = f"10.202.{secrets.randbelow(250) + 1}.0/24"
+    mine = network_services.network_create(actor=None, tenant=demo.acme, name="ov", cidr=cidr)
+    theirs = network_services.network_create(actor=None, tenant=demo.globex, name="ov", cidr=cidr)
+    backend = backend_for_host(node1)
+    backend.network_ensure(network_services.network_spec(mine))
+    backend.network_ensure(network_services.network_spec(mine))  # idempotent
+    with pytest.raises(BackendError) as refused:
+        backend.network_ensure(network_services.network_spec(theirs))
+    assert str(refused.value) == (
+        "Another network with an overlapping address range is active on this host."
+    )
+    assert "already in use" in refused.value.detail
+    assert backend.network_delete(mine.backend_name) is True
+    assert backend.network_delete(mine.backend_name) is False
