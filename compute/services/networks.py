@@ -659,10 +659,11 @@ def vm_nics(vm: VirtualMachine) -> tuple[NicSpec, ...]:
     )
 
 
-def vm_networks_prepare(vm: VirtualMachine, backend) -> None:
+def vm_networks_prepare(vm: VirtualMachine, backend, *, mark_failed: bool = True) -> None:
     """Make every network the VM has an interface on exist and run on ``backend``'s
-    host (before a define, start or an incoming migration). A host's refusal marks the
-    network Failed and raises."""
+    host (before a define, start or an incoming migration). A host's refusal raises and,
+    with ``mark_failed`` (not for a migration's target: the network still works where
+    the VM runs), marks the network Failed."""
     from compute.backends import BackendError, TransientBackendError
 
     networks = Network.objects.filter(nics__vm=vm).distinct().select_related("tenant")
@@ -670,7 +671,7 @@ def vm_networks_prepare(vm: VirtualMachine, backend) -> None:
         try:
             backend.network_ensure(network_spec(network))
         except BackendError as error:
-            if not isinstance(error, TransientBackendError):
+            if mark_failed and not isinstance(error, TransientBackendError):
                 network_fail(network, f"{vm.host or 'A host'}: {error}")
             raise
         if network.phase == NetworkPhase.FAILED:

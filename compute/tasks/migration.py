@@ -105,7 +105,7 @@ def _run(migration: Migration) -> None:
     options = dataclasses.replace(options, copy_disks=copy)
     try:
         # The guest's interfaces name networks that must run on the target first.
-        network_services.vm_networks_prepare(vm, target)
+        network_services.vm_networks_prepare(vm, target, mark_failed=False)
     except BackendError as error:
         volume_services.migration_volumes_cleanup(vm, target)
         services.migration_fail(

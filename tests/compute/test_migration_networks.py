@@ -65,3 +65,8 @@ def test_a_guest_whose_network_the_target_cannot_make_stays_running_on_its_sourc
     vm = VirtualMachine.objects.select_related("host").get(pk=vm.pk)
     assert (vm.phase, vm.host.name) == (Phase.RUNNING, "node1")
     assert active_on(nodes["node1"], vm) and not active_on(nodes["node2"], vm)
+    # The network still works where the guest runs, and node2 keeps nothing of it.
+    network = Network.objects.get(name=name)
+    assert network.phase == "Ready", network.message
+    node2 = [n.name() for n in shared_connection(nodes["node2"].uri).listAllNetworks()]
+    assert network.backend_name not in node2

@@ -876,6 +876,7 @@ class LibvirtBackend(ComputeBackend):
 
     def network_ensure(self, spec: NetworkSpec) -> None:
         network = self._network(spec.name)
+        defined_now = network is None
         if network is None:
             network = self._call(
                 f"define network {spec.name}",
@@ -887,6 +888,11 @@ class LibvirtBackend(ComputeBackend):
             try:
                 network.create()
             except libvirt.libvirtError as error:
+                if defined_now:  # leave the host as it was
+                    try:
+                        network.undefine()
+                    except libvirt.libvirtError:
+                        pass
                 raise _network_refused(spec, error) from error
         if not self.is_test:
             try:
