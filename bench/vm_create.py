@@ -1,13 +1,17 @@
 """VM create benchmark on libvirt's test driver.
 
-Measures, through the real stack (uvicorn + Django + PostgreSQL + Redis + a Celery
-worker): the API's accept latency (HTTP 202) with K concurrent clients, and
-create→Running per VM. Baseline in the same run: the same number of raw libvirt
+Measures, through the real stack (the web tier as ``make run`` starts it — gunicorn with
+``deploy/gunicorn.conf.py`` and N uvicorn processes — Django, PostgreSQL, Redis and a
+Celery worker): the API's accept latency (HTTP 202) with K concurrent clients and
+creates/s, for each N in ``--processes``, and create→Running per VM. Baselines in the
+same run: for each N, the same number of requests with the same body and token to a
+trivial DRF view in the same server (``bench/trivial_urls.py``: middleware, token auth,
+permission check, no database write), posted just before the creates; raw libvirt
 define+start calls on a test-driver connection. Also: the cost of one quota check with
 10 and with 10,000 existing reservations.
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/vm_create.py \
-        [--vms 200] [--clients 20]
+        [--vms 200] [--clients 20] [--processes 1,2,4]
 """
 
 from __future__ import annotations
@@ -84,20 +88,23 @@ def seed(vms: int) -> str:
     return key
 
 
-def api_creates(port: int, key: str, n: int, clients: int) -> tuple[dict, dict[str, float]]:
+def post_all(
+    port: int, key: str, path: str, names: list[str], clients: int
+) -> tuple[dict, dict[str, float], float]:
+    """POST one VM body per name to ``path`` from ``clients`` threads; returns latency
+    percentiles (accepted requests), name → accept time, and the wall time."""
     accepted: dict[str, float] = {}
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
-    names = iter(range(n))
+    pending = iter(names)
 
     def client() -> None:
         while True:
             with lock:
-                i = next(names, None)
-            if i is None:
+                name = next(pending, None)
+            if name is None:
                 return
-            name = f"vm-{i}"
             body = json.dumps(
                 {
                     "metadata": {"name": name},
@@ -105,7 +112,7 @@ def api_creates(port: int, key: str, n: int, clients: int) -> tuple[dict, dict[s
                 }
             ).encode()
             request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/api/v1/tenants/bench/virtualmachines/",
+                f"http://127.0.0.1:{port}{path}",
                 data=body,
                 headers={"Authorization": f"Token {key}", "Content-Type": "application/json"},
                 method="POST",
@@ -126,30 +133,31 @@ def api_creates(port: int, key: str, n: int, clients: int) -> tuple[dict, dict[s
                     accepted[name] = time.time()
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
+    wall = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    wall = time.perf_counter() - wall
     result = percentiles(latencies)
     result["errors"] = len(errors)
+    result["per_s"] = round(len(accepted) / wall, 1)
     if errors:
         result["first_error"] = errors[0][:200]
-    return result, accepted
+    return result, accepted, wall
 
 
 def time_to_running(accepted: dict[str, float], timeout: float = 120) -> dict:
     from compute.choices import Phase
     from compute.models import VirtualMachine
 
+    mine = VirtualMachine.objects.filter(name__in=list(accepted), phase=Phase.RUNNING)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        running = VirtualMachine.objects.filter(phase=Phase.RUNNING).count()
-        if running >= len(accepted):
+        if mine.count() >= len(accepted):
             break
         time.sleep(0.2)
-    rows = VirtualMachine.objects.filter(phase=Phase.RUNNING).values_list(
-        "name", "created", "phase_changed"
-    )
+    rows = mine.values_list("name", "created", "phase_changed")
     durations = [(changed - created).total_seconds() for _, created, changed in rows]
     result = percentiles(durations)
     result["not_running"] = len(accepted) - len(durations)
@@ -178,40 +186,70 @@ def quota_check_cost(existing: int, samples: int = 200) -> dict:
     return percentiles(timings)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--vms", type=int, default=200)
-    parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--web-workers", type=int, default=1, help="uvicorn processes")
-    args = parser.parse_args()
-
-    database_url = bench_database("isotope_bench_vm")
-    setup_django(database_url)
-    key = seed(args.vms)
-    env = django_env(database_url, ISOTOPE_LOG_LEVEL="WARNING")
-    port = free_port()
-    python = sys.executable
-    web = spawn(
-        [python, "-m", "uvicorn", "portal.asgi:application", "--port", str(port)]
-        + ["--log-level", "warning", "--workers", str(args.web_workers)],
-        env,
-        "vm_create-web.log",
+def one_tier(processes: int, database_url: str, key: str, vms: int, clients: int) -> dict:
+    """The web tier with ``processes`` processes: trivial-view baseline, then creates."""
+    env = django_env(
+        database_url,
+        DJANGO_SETTINGS_MODULE="bench.trivial_settings",
+        ISOTOPE_LOG_LEVEL="WARNING",
+        ISOTOPE_WEB_PROCESSES=str(processes),
     )
-    worker = spawn(
-        [python, "-m", "celery", "-A", "portal", "worker", "-Q", "libvirt,default"]
-        + ["-P", "threads", "-c", "4", "-l", "warning"],
+    port = free_port()
+    env["ISOTOPE_WEB_BIND"] = f"127.0.0.1:{port}"
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    web = spawn(
+        [gunicorn, "-c", "deploy/gunicorn.conf.py", "portal.asgi:application"],
         env,
-        "vm_create-worker.log",
+        f"vm_create-web-{processes}.log",
     )
     try:
-        wait_http(port)
-        time.sleep(2)  # the worker connects to Redis
-        wall = time.perf_counter()
-        accept, accepted = api_creates(port, key, args.vms, args.clients)
-        accept_wall = time.perf_counter() - wall
+        wait_http(port, timeout=60)
+        # Every process imports the app on its first request: warm them all up first.
+        post_all(port, key, "/bench/trivial/", [f"warm-{i}" for i in range(10 * processes)], 4)
+        trivial, _, _ = post_all(
+            port, key, "/bench/trivial/", [f"t{processes}-{i}" for i in range(vms)], clients
+        )
+        names = [f"vm{processes}-{i}" for i in range(vms)]
+        accept, accepted, _ = post_all(
+            port, key, "/api/v1/tenants/bench/virtualmachines/", names, clients
+        )
         running = time_to_running(accepted)
     finally:
         stop(web)
+    return {
+        "web_processes": processes,
+        "trivial_drf_view": trivial,
+        "api_accept": accept,
+        "creates_per_s": accept["per_s"],
+        "accept_p99_vs_trivial_p99": round(
+            accept.get("p99_ms", 0) / max(trivial.get("p99_ms", 0), 0.001), 2
+        ),
+        "create_to_running": running,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--vms", type=int, default=200, help="creates per web-tier size")
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--processes", default="1,2,4", help="web-tier sizes, comma separated")
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.processes.split(",")]
+
+    database_url = bench_database("isotope_bench_vm")
+    setup_django(database_url)
+    key = seed(args.vms * len(sizes))
+    python = sys.executable
+    worker = spawn(
+        [python, "-m", "celery", "-A", "portal", "worker", "-Q", "libvirt,default"]
+        + ["-P", "threads", "-c", "4", "-l", "warning"],
+        django_env(database_url, ISOTOPE_LOG_LEVEL="WARNING"),
+        "vm_create-worker.log",
+    )
+    try:
+        time.sleep(2)  # the worker connects to Redis
+        tiers = [one_tier(n, database_url, key, args.vms, args.clients) for n in sizes]
+    finally:
         stop(worker)
     baseline = raw_libvirt(args.vms)
     quota = {"10": quota_check_cost(10), "10000": quota_check_cost(10_000)}
@@ -221,14 +259,11 @@ def main() -> None:
                 "benchmark": "vm_create",
                 "vms": args.vms,
                 "clients": args.clients,
-                "web_workers": args.web_workers,
-                "api_accept": accept,
-                "api_accept_throughput_per_s": round(len(accepted) / accept_wall, 1),
-                "create_to_running": running,
+                "cores": os.cpu_count(),
+                "channel_layer": os.environ.get("ISOTOPE_CHANNEL_LAYER", "pubsub"),
+                "db_pool_size": int(os.environ.get("ISOTOPE_DB_POOL_SIZE", "0")),
+                "tiers": tiers,
                 "baseline_raw_libvirt_define_start": baseline,
-                "ratio_create_to_running_p50_vs_raw": round(
-                    running.get("p50_ms", 0) / max(baseline["p50_ms"], 0.001), 1
-                ),
                 "quota_check": quota,
                 "quota_check_p50_ratio_10000_vs_10": round(
                     quota["10000"]["p50_ms"] / max(quota["10"]["p50_ms"], 0.001), 2

@@ -1,16 +1,20 @@
 """Websocket fan-out benchmark: one tenant stream, many browsers.
 
-The real ASGI server (uvicorn, one process, as a subprocess) serves ``/ws/``; this
-process opens C websocket clients on loopback (``websockets``), each signed in with its
-own session (created directly in the database) and an allowed ``Origin``, subscribed to
-the tenant ``bench``. It then publishes N events through ``monitoring.services.
-event_publish`` (database row, Redis sequence number, channel layer) and measures, for
-every client and event, publish→receive latency; lost = expected − received, and each
-client checks that its sequence numbers have no gaps. Baseline in the same run: the
-round trip of a raw Redis pub/sub message on the same Redis.
+The real web tier (gunicorn with ``deploy/gunicorn.conf.py``, ``--web-processes``
+uvicorn processes, as a subprocess) serves ``/ws/``; ``--client-processes`` separate
+processes open the C websocket clients between them on loopback (``websockets``), each
+signed in with its own session (created directly in the database) and an allowed
+``Origin``, subscribed to the tenant ``bench``. This
+process then publishes N events through ``monitoring.services.event_publish`` (database
+row, Redis sequence number, channel layer) and measures, for every client and event,
+publish→receive latency on the machine's monotonic clock (shared by all processes);
+lost = expected − received, and each client checks that its sequence numbers have no
+gaps. The JSON names the channel layer that ran. Baseline in the same run: the round
+trip of a raw Redis pub/sub message on the same Redis.
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/ws_fanout.py \
-        [--clients 1000] [--events 30] [--interval 0.5]
+        [--clients 1000] [--events 30] [--interval 0.5] [--web-processes 1] \
+        [--client-processes 2]
 """
 
 from __future__ import annotations
@@ -108,14 +112,39 @@ class Client:
 
     async def listen(self) -> None:
         async for raw in self.socket:
-            now = time.perf_counter()
-            frame = json.loads(raw)
-            if frame.get("type") != "event":
+            now = time.monotonic()
+            message = json.loads(raw)
+            if message.get("type") != "event":
                 continue
-            self.seqs.append(frame["seq"])
-            message = frame["data"]["message"]
-            if message.startswith("bench "):
-                self.arrivals[int(message.split()[1])] = now
+            self.seqs.append(message["seq"])
+            text = message["data"]["message"]
+            if text.startswith("bench "):
+                self.arrivals[int(text.split()[1])] = now
+
+
+def client_process(url: str, origin: str, keys: list[str], first: int, pipe) -> None:
+    """A process of browsers: open and subscribe one socket per key, say "ready", record
+    arrivals until told to stop, send back each client's arrivals and sequence gaps."""
+    raise_fd_limit(len(keys) * 2 + 256)
+
+    async def browse() -> None:
+        clients = [Client(first + n) for n in range(len(keys))]
+        for batch in range(0, len(clients), 50):  # a browser-like arrival rate
+            await asyncio.gather(
+                *(c.open(url, origin, keys[c.index - first]) for c in clients[batch : batch + 50])
+            )
+        listeners = [asyncio.create_task(c.listen()) for c in clients]
+        pipe.send("ready")
+        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # "stop"
+        for task in listeners:
+            task.cancel()
+        await asyncio.gather(*(c.socket.close() for c in clients), return_exceptions=True)
+        gaps = sum(
+            1 for c in clients for a, b in zip(c.seqs, c.seqs[1:], strict=False) if b != a + 1
+        )
+        pipe.send({"arrivals": [c.arrivals for c in clients], "seq_gaps": gaps})
+
+    asyncio.run(browse())
 
 
 async def redis_baseline(url: str, rounds: int = 200) -> dict:
@@ -140,54 +169,60 @@ async def redis_baseline(url: str, rounds: int = 200) -> dict:
     return percentiles(timings)
 
 
-async def run(args, port: int, keys: list[str], tenant) -> dict:
+def run(args, port: int, keys: list[str], tenant) -> dict:
+    import multiprocessing
+
     from monitoring.services import event_publish
 
     url = f"ws://127.0.0.1:{port}/ws/"
     origin = f"http://127.0.0.1:{port}"
-    clients = [Client(i) for i in range(args.clients)]
-    started = time.perf_counter()
-    for batch in range(0, len(clients), 50):  # a browser-like arrival rate, not a stampede
-        await asyncio.gather(
-            *(c.open(url, origin, keys[c.index]) for c in clients[batch : batch + 50])
+    context = multiprocessing.get_context("spawn")
+    share = -(-len(keys) // args.client_processes)
+    pipes, processes = [], []
+    started = time.monotonic()
+    for first in range(0, len(keys), share):
+        ours, theirs = context.Pipe()
+        process = context.Process(
+            target=client_process, args=(url, origin, keys[first : first + share], first, theirs)
         )
-    connect_seconds = time.perf_counter() - started
-    listeners = [asyncio.create_task(c.listen()) for c in clients]
+        process.start()
+        pipes.append(ours)
+        processes.append(process)
+    for pipe in pipes:
+        if not pipe.poll(600) or pipe.recv() != "ready":
+            raise RuntimeError("a client process did not connect its sockets")
+    connect_seconds = time.monotonic() - started
 
     sent: dict[int, float] = {}
     publish_calls = []
-
-    def publish(i: int) -> None:
-        sent[i] = time.perf_counter()
-        event_publish(tenant=tenant, kind="vm", name="fanout", reason="Bench", message=f"bench {i}")
-        publish_calls.append(time.perf_counter() - sent[i])
-
     for i in range(args.events):
-        await asyncio.to_thread(publish, i)
-        await asyncio.sleep(args.interval)
-    expected = args.events * args.clients
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if sum(len(c.arrivals) for c in clients) >= expected:
-            break
-        await asyncio.sleep(0.1)
+        sent[i] = time.monotonic()
+        event_publish(tenant=tenant, kind="vm", name="fanout", reason="Bench", message=f"bench {i}")
+        publish_calls.append(time.monotonic() - sent[i])
+        time.sleep(args.interval)
+    time.sleep(args.settle)  # the last event's frames are still on their way
+    for pipe in pipes:
+        pipe.send("stop")
+    arrivals: list[dict[int, float]] = []
+    gaps = 0
+    for pipe, process in zip(pipes, processes, strict=True):
+        report = pipe.recv()
+        arrivals += report["arrivals"]
+        gaps += report["seq_gaps"]
+        process.join(timeout=30)
 
-    latencies = [t - sent[i] for c in clients for i, t in c.arrivals.items()]
+    expected = args.events * len(keys)
+    latencies = [t - sent[i] for client in arrivals for i, t in client.items()]
     per_event_last = [
-        max(c.arrivals[i] for c in clients if i in c.arrivals) - sent[i]
+        max(c[i] for c in arrivals if i in c) - sent[i]
         for i in range(args.events)
-        if any(i in c.arrivals for c in clients)
+        if any(i in c for c in arrivals)
     ]
-    gaps = sum(1 for c in clients for a, b in zip(c.seqs, c.seqs[1:], strict=False) if b != a + 1)
-    for task in listeners:
-        task.cancel()
-    await asyncio.gather(*(c.socket.close() for c in clients), return_exceptions=True)
-    received = len(latencies)
     return {
         "connect_and_subscribe_seconds": round(connect_seconds, 2),
         "expected": expected,
-        "received": received,
-        "lost": expected - received,
+        "received": len(latencies),
+        "lost": expected - len(latencies),
         "seq_gaps": gaps,
         "publish_to_receive": percentiles(latencies),
         "publish_to_last_client": percentiles(per_event_last),
@@ -200,6 +235,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--events", type=int, default=30)
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between events")
+    parser.add_argument("--settle", type=float, default=10, help="seconds to wait at the end")
+    parser.add_argument("--web-processes", type=int, default=1)
+    parser.add_argument("--client-processes", type=int, default=2)
     args = parser.parse_args()
     fd_limit = raise_fd_limit(args.clients * 2 + 512)
 
@@ -213,18 +251,26 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     tenant, keys = seed(args.clients)
 
+    from django.conf import settings
+
     port = free_port()
-    python = sys.executable
+    env = django_env(
+        database_url,
+        ISOTOPE_WEB_PROCESSES=str(args.web_processes),
+        ISOTOPE_WEB_BIND=f"127.0.0.1:{port}",
+        ISOTOPE_LOG_LEVEL="WARNING",
+    )
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     web = spawn(
-        [python, "-m", "uvicorn", "portal.asgi:application", "--port", str(port)]
-        + ["--ws", "websockets-sansio", "--log-level", "warning", "--lifespan", "off"],
-        django_env(database_url),
-        "ws_fanout-uvicorn.log",
+        [gunicorn, "-c", "deploy/gunicorn.conf.py", "portal.asgi:application"],
+        env,
+        "ws_fanout-web.log",
     )
     try:
-        wait_http(port)
+        wait_http(port, timeout=60)
+        time.sleep(5)  # every process imports the app before the first socket arrives
         baseline = asyncio.run(redis_baseline(os.environ["REDIS_URL"]))
-        result = asyncio.run(run(args, port, keys, tenant))
+        result = run(args, port, keys, tenant)
     finally:
         stop(web)
     print(
@@ -235,7 +281,11 @@ def main() -> None:
                 "events": args.events,
                 "interval_s": args.interval,
                 "fd_limit": fd_limit,
-                "server": "uvicorn, 1 process, websockets-sansio",
+                "server": f"gunicorn, {args.web_processes} uvicorn process(es), websockets-sansio",
+                "web_processes": args.web_processes,
+                "client_processes": args.client_processes,
+                "cores": os.cpu_count(),
+                "channel_layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
                 **result,
                 "redis_pubsub_round_trip": baseline,
             },

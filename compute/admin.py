@@ -7,6 +7,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from compute.models import (
+    Autoscaler,
     Flavor,
     Host,
     Image,
@@ -15,6 +16,7 @@ from compute.models import (
     MigrationPolicy,
     TenantNamespace,
     VirtualMachine,
+    VMPool,
     Volume,
     Workload,
 )
@@ -403,3 +405,32 @@ class VolumeAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """The tenants' objects that only the portal's services change: shown, not edited."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(VMPool)
+class VMPoolAdmin(ReadOnlyAdmin):
+    """VM pools: scaled and deleted through the portal (members, quota, events)."""
+
+    list_display = ["name", "tenant", "phase", "replicas", "ready_replicas", "vcpus", "memory_mib"]
+    list_filter = ["phase", "tenant"]
+    search_fields = ["name", "tenant__slug"]
+
+
+@admin.register(Autoscaler)
+class AutoscalerAdmin(ReadOnlyAdmin):
+    list_display = ["name", "tenant", "pool", "min_replicas", "max_replicas", "target", "reason"]
+    list_filter = ["metric", "tenant"]
+    search_fields = ["name", "tenant__slug", "pool__name"]

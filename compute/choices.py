@@ -204,3 +204,23 @@ class NicPhase(models.TextChoices):
     ATTACHED = "Attached"
     DETACHING = "Detaching"
     FAILED = "Failed"
+
+
+# --- VM pools and autoscalers ----------------------------------------------------------
+class PoolPhase(models.TextChoices):
+    """Where a VM pool stands: ``Scaling`` while members are created or removed,
+    ``Ready`` when every wanted member is Running and Ready, ``Degraded`` when the pool
+    cannot have what it wants (quota, no host: ``message`` says why), ``Deleting``."""
+
+    PENDING = "Pending"
+    SCALING = "Scaling"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    DELETING = "Deleting"
+
+
+class AutoscalerMetric(models.TextChoices):
+    """What an autoscaler measures: the members' average utilisation in percent."""
+
+    CPU = "cpu", "CPU utilisation (% of the vCPUs)"
+    MEMORY = "memory", "Memory utilisation (% of the memory)"

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Count, Q, Sum
+from django.db import connection, transaction
+from django.db.models import Q, Sum
 
 from compute.choices import SLOT_MIGRATION_PHASES
 from compute.models import Host, Migration, VirtualMachine
@@ -35,24 +36,40 @@ class Placement:
 
 
 def host_usage(hosts) -> dict[int, tuple[int, int, int]]:
-    """vCPUs, MiB and VMs placed on each host by VMs that still exist (and by VMs
-    migrating to it)."""
-    rows = (
-        VirtualMachine.objects.filter(host__in=hosts)
-        .values("host_id")
-        .annotate(cpu=Sum("vcpus"), mem=Sum("memory_mib"), n=Count("id"))
+    """vCPUs, MiB and VMs placed on each host by VMs that still exist, and by VMs being
+    live-migrated to it (they count on their target too until they have arrived).
+
+    One statement, written out: it runs on every placement, where the ORM's compiling
+    of the equivalent aggregate queries cost more CPU than the database did."""
+    ids = [getattr(host, "pk", host) for host in hosts]
+    if not ids:
+        return {}
+    vm, migration = VirtualMachine._meta, Migration._meta
+    hosts_in = ", ".join(["%s"] * len(ids))
+    phases_in = ", ".join(["%s"] * len(SLOT_MIGRATION_PHASES))
+    # Only table names and placeholders are formatted in; values are parameters.
+    sql = (
+        f"SELECT h, SUM(c), SUM(m), COUNT(*) FROM ("  # noqa: S608
+        f"SELECT host_id AS h, vcpus AS c, memory_mib AS m FROM {vm.db_table} "
+        f"WHERE host_id IN ({hosts_in}) "
+        f"UNION ALL SELECT g.target_id, v.vcpus, v.memory_mib FROM {migration.db_table} g "
+        f"JOIN {vm.db_table} v ON v.id = g.vm_id "
+        f"WHERE g.target_id IN ({hosts_in}) AND g.phase IN ({phases_in})"
+        f") u GROUP BY h"
     )
-    usage = {r["host_id"]: (r["cpu"] or 0, r["mem"] or 0, r["n"]) for r in rows}
-    # A VM being live-migrated counts on its target too until it has arrived.
-    inbound = (
-        Migration.objects.filter(target__in=hosts, phase__in=SLOT_MIGRATION_PHASES)
-        .values("target_id")
-        .annotate(cpu=Sum("vm__vcpus"), mem=Sum("vm__memory_mib"), n=Count("id"))
-    )
-    for r in inbound:
-        cpu, mem, n = usage.get(r["target_id"], (0, 0, 0))
-        usage[r["target_id"]] = (cpu + (r["cpu"] or 0), mem + (r["mem"] or 0), n + r["n"])
-    return usage
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*ids, *ids, *SLOT_MIGRATION_PHASES])
+        return {h: (int(c or 0), int(m or 0), int(n)) for h, c, m, n in cursor.fetchall()}
+
+
+def _lock(host_id: int) -> bool:
+    """Lock one host row until the transaction (or savepoint) ends; False if it is gone."""
+    if not connection.features.has_select_for_update:
+        return Host.objects.filter(pk=host_id).exists()  # SQLite: one writer at a time
+    with connection.cursor() as cursor:
+        table = Host._meta.db_table
+        cursor.execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE", [host_id])  # noqa: S608
+        return cursor.fetchone() is not None
 
 
 def schedule(
@@ -65,28 +82,75 @@ def schedule(
 ) -> Placement:
     """Choose a host or raise ``NoHostAvailable`` saying why each host was filtered.
 
-    With ``lock`` the candidate host rows are locked until the caller's transaction
-    ends, so concurrent placements see each other's VMs and never overcommit.
+    Hosts are filtered and scored from an unlocked read. With ``lock`` only the chosen
+    host's row is then locked (until the caller's transaction ends) and its usage read
+    again under the lock: a placement that committed meanwhile is counted, so concurrent
+    placements never overcommit a host. When the host no longer fits, its lock is given
+    back (a savepoint) and the next best candidate is tried, so one placement holds at
+    most one host lock at a time and placements on different hosts never wait for each
+    other.
     """
-    hosts = Host.objects.exclude(pk__in=exclude).order_by("pk")
-    if lock:
-        hosts = hosts.select_for_update()
-    hosts = list(hosts)
+    if lock and not transaction.get_connection().in_atomic_block:
+        # The lock would end with the statement: nothing would stop an overcommit.
+        raise transaction.TransactionManagementError("schedule(lock=True) needs a transaction.")
+    hosts = list(Host.objects.exclude(pk__in=exclude).order_by("pk"))
     if not hosts:
         raise NoHostAvailable("No hosts are registered. Ask a platform admin to add one.")
-    usage = host_usage(hosts)
     reasons: dict[str, int] = {}
-    candidates: list[Placement] = []
     selector = node_selector or {}
+    eligible = []
     for host in hosts:
-        reason = _filter(host, selector, vcpus, memory_mib, usage.get(host.pk, (0, 0, 0)))
+        reason = _eligibility(host, selector)
         if reason:
             reasons[reason] = reasons.get(reason, 0) + 1
-            continue
-        candidates.append(Placement(host, _score(host, vcpus, memory_mib, usage)))
-    if not candidates:
-        raise NoHostAvailable(_refusal(reasons, len(hosts)))
-    return max(candidates, key=lambda p: (p.score, [-ord(c) for c in p.host.name]))
+        else:
+            eligible.append(host)
+    if lock and len(eligible) == 1:
+        # One possible host: the unlocked read could only say what the locked one says.
+        candidates = [Placement(eligible[0], 0.0)]
+    else:
+        usage = host_usage(eligible)
+        candidates = []
+        for host in eligible:
+            reason = _capacity(host, vcpus, memory_mib, usage.get(host.pk, (0, 0, 0)))
+            if reason:
+                reasons[reason] = reasons.get(reason, 0) + 1
+                continue
+            candidates.append(Placement(host, _score(host, vcpus, memory_mib, usage)))
+        candidates.sort(key=lambda p: (p.score, [-ord(c) for c in p.host.name]), reverse=True)
+    if not lock:
+        if not candidates:
+            raise NoHostAvailable(_refusal(reasons, len(hosts)))
+        return candidates[0]
+    for number, candidate in enumerate(candidates):
+        last = number == len(candidates) - 1
+        try:
+            # A savepoint, so that a host that no longer fits is unlocked before the
+            # next is tried (the last one's lock is simply kept until the end).
+            with transaction.atomic(savepoint=not last):
+                return _place_locked(candidate.host, vcpus, memory_mib)
+        except _Taken as taken:
+            reasons[taken.reason] = reasons.get(taken.reason, 0) + 1
+    raise NoHostAvailable(_refusal(reasons, len(hosts)))
+
+
+def _place_locked(host: Host, vcpus: int, memory_mib: int) -> Placement:
+    if not _lock(host.pk):
+        raise _Taken("removed")
+    # A statement of its own after the lock: its snapshot includes whatever the lock's
+    # previous holder committed (the locking statement's own snapshot may not).
+    usage = host_usage([host])
+    reason = _capacity(host, vcpus, memory_mib, usage.get(host.pk, (0, 0, 0)))
+    if reason:
+        raise _Taken(reason)
+    return Placement(host, _score(host, vcpus, memory_mib, usage))
+
+
+class _Taken(Exception):
+    """The chosen host filled up between the unlocked read and its lock."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
 
 
 # Which request field a capacity refusal is about (for field errors).
@@ -129,6 +193,11 @@ def _refusal(reasons: dict[str, int], hosts: int) -> str:
 
 
 def _filter(host: Host, selector: dict, vcpus: int, memory: int, used: tuple[int, int, int]) -> str:
+    return _eligibility(host, selector) or _capacity(host, vcpus, memory, used)
+
+
+def _eligibility(host: Host, selector: dict) -> str:
+    """Why ``host`` takes no new VMs of this selector at all, whatever their size."""
     if not host.enabled:
         return "disabled"
     if host.maintenance:
@@ -137,6 +206,10 @@ def _filter(host: Host, selector: dict, vcpus: int, memory: int, used: tuple[int
         return "unreachable"
     if any(str(host.labels.get(k)) != str(v) for k, v in selector.items()):
         return "not matching the node selector"
+    return ""
+
+
+def _capacity(host: Host, vcpus: int, memory: int, used: tuple[int, int, int]) -> str:
     if used[0] + vcpus > host.vcpu_capacity:
         return "with too few free vCPUs"
     if used[1] + memory > host.memory_capacity:

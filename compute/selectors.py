@@ -272,6 +272,17 @@ def snapshots_for_volume(user, volume: Volume) -> QuerySet[Snapshot]:
     )
 
 
+def vm_disk_snapshots(user, tenant: Tenant, vm: VirtualMachine) -> QuerySet[Snapshot]:
+    """Snapshots of ``vm``'s current disks taken on their own (not as part of one of
+    ``vm``'s snapshots), newest first: what the VM page lists beside its VM snapshots."""
+    return (
+        restrict(user, "volume.view", Snapshot.objects.filter(tenant=tenant, volume__vm=vm))
+        .exclude(vm=vm)
+        .select_related("tenant", "volume", "volume__tenant")
+        .order_by("-created", "volume__device", "name")
+    )
+
+
 def snapshot_get(user, volume: Volume, name: str, *, lock: bool = False) -> Snapshot:
     """The snapshot ``name`` of ``volume``: ``NotFound`` when there is none."""
     queryset = snapshots_for_volume(user, volume).filter(name=name)
@@ -322,3 +333,63 @@ def nic_get(user, vm: VirtualMachine, name: str, *, lock: bool = False) -> Netwo
     if nic is None:
         raise NotFound(f"Interface {name!r} of {vm.name!r} not found.")
     return nic
+
+
+def pools_for_tenant(user, tenant: Tenant, action: str = "vmpool.view"):
+    """The tenant's VM pools that ``user`` may ``action``, by name, with their
+    autoscaler."""
+    from compute.models import VMPool
+
+    return (
+        restrict(user, action, VMPool.objects.filter(tenant=tenant))
+        .select_related("tenant", "image", "autoscaler")
+        .order_by("name")
+    )
+
+
+def pool_members(pool) -> QuerySet[VirtualMachine]:
+    """A pool's members (oldest first; those being deleted too)."""
+    return VirtualMachine.objects.filter(pool=pool).select_related("tenant").order_by("pk")
+
+
+def _tenant_object(queryset, user, tenant: Tenant, action: str, view: str, what: str, lock: bool):
+    """One object of a restricted ``queryset``: ``NotFound`` when the user cannot see
+    it, ``PermissionDenied`` when the role does not allow ``action``; ``lock`` locks its
+    row (only) until the caller's transaction ends."""
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    obj = queryset.first()
+    if obj is None:
+        raise NotFound(f"{what} not found in {tenant.slug}.")
+    if action != view and not can(user, tenant, action):
+        raise PermissionDenied(
+            f"Your role ({role_of(user, tenant)}) does not allow {action} in {tenant.slug}."
+        )
+    return obj
+
+
+def pool_get(user, tenant: Tenant, name: str, action: str = "vmpool.view", *, lock=False):
+    """The VM pool ``name`` of ``tenant`` (``NotFound``/``PermissionDenied`` as vm_get)."""
+    queryset = pools_for_tenant(user, tenant).filter(name=name)
+    return _tenant_object(queryset, user, tenant, action, "vmpool.view", f"VM pool {name!r}", lock)
+
+
+def autoscalers_for_tenant(user, tenant: Tenant):
+    """The tenant's autoscalers ``user`` may see (members who may view pools), by name."""
+    from compute.models import Autoscaler
+
+    return (
+        restrict(user, "vmpool.view", Autoscaler.objects.filter(tenant=tenant))
+        .select_related("tenant", "pool")
+        .order_by("name")
+    )
+
+
+def autoscaler_get(
+    user, tenant: Tenant, name: str, action: str = "vmpool.view", *, lock: bool = False
+):
+    """The autoscaler ``name`` of ``tenant`` (``NotFound``/``PermissionDenied``)."""
+    queryset = autoscalers_for_tenant(user, tenant).filter(name=name)
+    return _tenant_object(
+        queryset, user, tenant, action, "vmpool.view", f"Autoscaler {name!r}", lock
+    )

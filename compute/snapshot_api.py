@@ -5,24 +5,37 @@
 ``.../snapshots/<s>/restore/`` copies it back over the volume (202; the body must
 confirm with the volume's name), and ``/volumes/<v>/clone/`` makes a new, independent
 volume (202 with its ``Location``). ``/virtualmachines/<vm>/snapshots/[<s>/[restore/]]``
-does the same for all the disks of a stopped VM together. Errors are problem+json.
+does the same for all the disks of a stopped VM together. ``.../snapshotschedule/`` of a
+volume or a VM reads, sets (``PUT``) and removes its snapshot schedule. Errors are
+problem+json. ``/virtualmachines/<vm>/clone/`` makes a new VM with copies of all the
+disks of a stopped VM.
 """
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from compute import selectors
-from compute.api import IDEMPOTENCY_KEY, IF_MATCH, PROBLEM_RESPONSE, TenantResourceView
+from compute.api import (
+    IDEMPOTENCY_KEY,
+    IF_MATCH,
+    PROBLEM_RESPONSE,
+    TenantResourceView,
+    VMSerializer,
+    VMView,
+)
 from compute.choices import SnapshotPhase
-from compute.models import Snapshot
+from compute.models import Snapshot, SnapshotSchedule
+from compute.services import clones as clone_services
+from compute.services import snapshot_schedules as schedule_services
 from compute.services import snapshots as snapshot_services
 from compute.volume_api import VolumeSerializer, VolumeView
 from portal.api.errors import api_field_errors
-from portal.api.resources import StrictSerializer, metadata
+from portal.api.resources import StrictSerializer, check_if_match, metadata
 from portal.exceptions import ApplicationError, NotFound
 from tenants import selectors as tenant_selectors
 from tenants.api import MetadataSerializer
@@ -391,3 +404,246 @@ class VMSnapshotRestoreView(VMSnapshotView):
                 actor=request.user, vm=vm, name=snapshot, confirm=confirm
             )
         )
+
+
+# --- Snapshot schedules (of a volume, or of a VM's disks together) -----------------------
+SCHEDULE_FIELDS = {
+    "interval_hours": "spec.intervalHours",
+    "daily_at": "spec.dailyAt",
+    "keep": "spec.keep",
+    "volume": "spec.target",
+}
+
+
+def schedule_representation(schedule) -> dict:
+    owner = schedule.volume or schedule.vm
+    state = schedule_services.schedule_state(schedule)
+    return {
+        "metadata": metadata(schedule, name=owner.name, tenant=schedule.tenant.slug),
+        "spec": {
+            "target": {"kind": "volume" if schedule.volume_id else "vm", "name": owner.name},
+            **{k: state[k] for k in ("intervalHours", "dailyAt", "keep", "enabled")},
+        },
+        "status": {k: state[k] for k in ("nextRun", "lastRun", "lastResult", "lastMessage")},
+    }
+
+
+class ScheduleSpecIn(StrictSerializer):
+    intervalHours = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="Take one every this many hours (1–168); or dailyAt.",
+    )
+    dailyAt = serializers.CharField(
+        required=False,
+        allow_null=True,
+        help_text="Take one every day at this time, HH:MM UTC; or intervalHours.",
+    )
+    keep = serializers.IntegerField(
+        help_text="How many of this schedule's snapshots to keep (1–50); older ones are "
+        "deleted. Snapshots taken by hand are never deleted by a schedule."
+    )
+    enabled = serializers.BooleanField(required=False, default=True)
+
+
+class ScheduleIn(StrictSerializer):
+    spec = ScheduleSpecIn()
+
+
+class ScheduleSerializer(serializers.Serializer):
+    metadata = MetadataSerializer()
+    spec = serializers.DictField()
+    status = serializers.DictField()
+
+    def to_representation(self, schedule) -> dict:
+        return schedule_representation(schedule)
+
+
+class ScheduleView(TenantResourceView):
+    """``GET`` the schedule, ``PUT`` it (create or replace; ``If-Match`` when it exists),
+    ``DELETE`` it (the snapshots it took stay)."""
+
+    serializer_class = ScheduleSerializer
+    #: "volume" or "vm": what the URL's ``name`` is.
+    target = ""
+
+    @property
+    def view_action(self) -> str:
+        return f"{self.target}.view"
+
+    def owner(self, tenant: Tenant):
+        get = selectors.volume_get if self.target == "volume" else selectors.vm_get
+        return get(self.request.user, tenant, self.kwargs["name"])
+
+    def lookup(self, tenant: Tenant, name: str, *, lock: bool = False):
+        owner = self.owner(tenant)
+        queryset = SnapshotSchedule.objects.filter(**{self.target: owner}).select_related(
+            "tenant", "volume", "vm"
+        )
+        if lock:
+            queryset = queryset.select_for_update(of=("self",))
+        schedule = queryset.first()
+        if schedule is None:
+            raise NotFound(f"{owner.name} has no snapshot schedule.")
+        return schedule
+
+    def api_errors(self, error: ApplicationError) -> ApplicationError:
+        return api_field_errors(error, fields=SCHEDULE_FIELDS, quota_fields={})
+
+    def get_object(self):
+        # DRF's OPTIONS answer asks for the object a PUT would replace; a PUT may create
+        # it, and the answer describes the input either way.
+        return None
+
+    @extend_schema(
+        summary="The snapshot schedule", responses={200: ScheduleSerializer, 404: PROBLEM_RESPONSE}
+    )
+    def get(self, request, tenant, name):
+        obj = self.tenant(self.view_action)
+        return self.respond(self.lookup(obj, name))
+
+    @extend_schema(
+        summary="Set the snapshot schedule (create or replace)",
+        request=ScheduleIn,
+        parameters=[IF_MATCH],
+        responses={
+            200: ScheduleSerializer,
+            400: PROBLEM_RESPONSE,
+            403: PROBLEM_RESPONSE,
+            404: PROBLEM_RESPONSE,
+            412: PROBLEM_RESPONSE,
+        },
+    )
+    def put(self, request, tenant, name):
+        obj = self.allowed_tenant("snapshot.schedule")
+        owner = self.owner(obj)
+        serializer = ScheduleIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        spec = serializer.validated_data["spec"]
+        try:
+            with transaction.atomic():
+                current = (
+                    SnapshotSchedule.objects.select_for_update(of=("self",))
+                    .filter(**{self.target: owner})
+                    .first()
+                )
+                if current is not None:
+                    check_if_match(request, current)
+                schedule = schedule_services.snapshot_schedule_set(
+                    actor=request.user,
+                    **{self.target: owner},
+                    interval_hours=spec.get("intervalHours"),
+                    daily_at=spec.get("dailyAt"),
+                    keep=spec["keep"],
+                    enabled=spec.get("enabled", True),
+                )
+        except ApplicationError as error:
+            raise self.api_errors(error) from None
+        return self.respond(schedule)
+
+    @extend_schema(
+        summary="Remove the snapshot schedule (its snapshots stay)",
+        parameters=[IF_MATCH],
+        responses={
+            204: None,
+            403: PROBLEM_RESPONSE,
+            404: PROBLEM_RESPONSE,
+            412: PROBLEM_RESPONSE,
+        },
+    )
+    def delete(self, request, tenant, name):
+        obj = self.allowed_tenant("snapshot.schedule")
+        try:
+            with transaction.atomic():
+                schedule = self.lookup(obj, name, lock=True)
+                check_if_match(request, schedule)
+                schedule_services.snapshot_schedule_delete(actor=request.user, schedule=schedule)
+        except ApplicationError as error:
+            raise self.api_errors(error) from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class VolumeScheduleView(ScheduleView):
+    target = "volume"
+
+    @extend_schema(operation_id="volume_snapshot_schedule_get")
+    def get(self, request, tenant, name):
+        return super().get(request, tenant, name)
+
+    @extend_schema(operation_id="volume_snapshot_schedule_set")
+    def put(self, request, tenant, name):
+        return super().put(request, tenant, name)
+
+    @extend_schema(operation_id="volume_snapshot_schedule_delete")
+    def delete(self, request, tenant, name):
+        return super().delete(request, tenant, name)
+
+
+class VMScheduleView(ScheduleView):
+    target = "vm"
+
+    @extend_schema(operation_id="vm_snapshot_schedule_get")
+    def get(self, request, tenant, name):
+        return super().get(request, tenant, name)
+
+    @extend_schema(operation_id="vm_snapshot_schedule_set")
+    def put(self, request, tenant, name):
+        return super().put(request, tenant, name)
+
+    @extend_schema(operation_id="vm_snapshot_schedule_delete")
+    def delete(self, request, tenant, name):
+        return super().delete(request, tenant, name)
+
+
+# --- Clone a whole VM --------------------------------------------------------------------
+class VMCloneIn(StrictSerializer):
+    name = serializers.CharField(help_text="The new VM's name (a DNS label).")
+    start = serializers.BooleanField(
+        required=False, default=False, help_text="Start the clone once its disks are copied."
+    )
+
+
+class VMCloneView(VMView):
+    """``POST .../virtualmachines/<vm>/clone/``: a new VM with copies of all the
+    stopped VM's disks (202 with the new VM's ``Location``)."""
+
+    @property
+    def collection(self) -> str:
+        return f"virtualmachines/{self.kwargs['name']}/clone"
+
+    def api_errors(self, error: ApplicationError) -> ApplicationError:
+        return api_field_errors(
+            error,
+            fields={"name": "name", "vm": "vm", "phase": "status.phase"},
+            quota_fields={"cpu": "name", "memory": "name", "storage": "name", "vms": "name"},
+        )
+
+    @extend_schema(
+        operation_id="virtualmachines_clone",
+        summary="Clone a stopped VM: a new VM with full copies of all its disks",
+        request=VMCloneIn,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            202: VMSerializer,
+            400: PROBLEM_RESPONSE,
+            403: PROBLEM_RESPONSE,
+            404: PROBLEM_RESPONSE,
+            409: PROBLEM_RESPONSE,
+        },
+    )
+    def post(self, request, tenant, name):
+        obj = self.allowed_tenant("vm.create")
+        source = self.lookup(obj, name)
+        serializer = VMCloneIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+
+        def clone():
+            try:
+                return clone_services.vm_clone(
+                    actor=request.user, vm=source, name=data["name"], start=data["start"]
+                )
+            except ApplicationError as error:
+                raise self.api_errors(error) from None
+
+        return self.create(obj, clone)

@@ -1,5 +1,6 @@
-"""Pages for volume snapshots and clones: the Snapshots panel's take, restore and
-delete, and the Clone form, all on the volume page.
+"""Pages for snapshots and clones: the volume page's Snapshots panel (take, restore,
+delete) and Clone form, the VM page's Snapshots panel (a snapshot of all the VM's disks
+together: take, restore, delete) and Clone form, and both pages' snapshot schedule.
 
 Thin, as the other views: the services check roles, phases and quota; refusals come
 back as messages on the volume page. Restore asks for the volume's name on a
@@ -16,8 +17,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from compute import selectors
+from compute.services import clones as clone_services
+from compute.services import snapshot_schedules as schedule_services
 from compute.services import snapshots as snapshot_services
-from compute.volume_views import _volume_or_404, _with_fields
+from compute.volume_views import _vm_or_404, _volume_or_404, _with_fields
 from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from portal.web import tenant_view
 from tenants import services as tenant_services
@@ -82,52 +85,69 @@ def snapshot_action(request, tenant, name: str, snapshot: str, action: str):
         found = selectors.snapshot_get(request.user, volume, snapshot)
     except NotFound as error:
         raise Http404(error.message) from None
-    permission = snapshot_services.SNAPSHOT_ACTIONS[action][0]
+    back = f"{_detail(tenant, volume)}#snapshots"
+    return _ask_then_run(
+        request,
+        tenant,
+        action=action,
+        target=f"volume/{volume.name}/snapshot/{found.name}",
+        template="compute/snapshot_confirm.html",
+        context={"volume": volume, "snapshot": found, "size_gib": found.size_gib},
+        question=SNAPSHOT_ACTIONS[action][3].format(volume=volume.name, snapshot=found.name),
+        back=back,
+        restore=(
+            lambda confirm: snapshot_services.snapshot_restore(
+                actor=request.user, snapshot=found, confirm=confirm
+            ),
+            f"Restoring {volume.name} from snapshot {found.name}.",
+        ),
+        delete=(
+            lambda: snapshot_services.snapshot_delete(actor=request.user, snapshot=found),
+            f"Deleting snapshot {found.name}.",
+        ),
+    )
+
+
+def _ask_then_run(
+    request, tenant, *, action, target, template, context, question, back, restore, delete
+):
+    """The role check, then the confirmation page (GET, or a POST without the
+    confirmation), then the restore (``confirm`` typed) or the delete; a refused
+    restore asks again, with the reason as a message."""
     try:
         tenant_services.authorize(
             actor=request.user,
             tenant=tenant,
-            permission=permission,
-            target=f"volume/{volume.name}/snapshot/{found.name}",
+            permission=snapshot_services.SNAPSHOT_ACTIONS[action][0],
+            target=target,
         )
     except PermissionDenied as error:
         raise DjangoPermissionDenied(error.message) from None
-    back = f"{_detail(tenant, volume)}#snapshots"
-    label, icon, tone, question = SNAPSHOT_ACTIONS[action]
+    label, icon, tone, _ = SNAPSHOT_ACTIONS[action]
     confirm = request.POST.get("confirm", "")
     asked = confirm == "yes" if action == "delete" else bool(confirm)
     if request.method == "GET" or not asked:
         return render(
             request,
-            "compute/snapshot_confirm.html",
+            template,
             {
                 "tenant": tenant,
-                "volume": volume,
-                "snapshot": found,
+                **context,
                 "action": action,
                 "label": label,
                 "icon": icon,
                 "tone": tone,
-                "question": question.format(volume=volume.name, snapshot=found.name),
+                "question": question,
                 "back": back,
             },
         )
     if action == "restore":
-        ok = _report(
-            request,
-            lambda: snapshot_services.snapshot_restore(
-                actor=request.user, snapshot=found, confirm=confirm
-            ),
-            f"Restoring {volume.name} from snapshot {found.name}.",
-        )
-        if not ok and "confirm" in request.POST:
+        run, done = restore
+        if not _report(request, lambda: run(confirm), done):
             return redirect(request.path)
     else:
-        _report(
-            request,
-            lambda: snapshot_services.snapshot_delete(actor=request.user, snapshot=found),
-            f"Deleting snapshot {found.name}.",
-        )
+        run, done = delete
+        _report(request, run, done)
     return redirect(back)
 
 
@@ -144,3 +164,139 @@ def volume_clone(request, tenant, name: str):
     ):
         return redirect("volume-detail", tenant=tenant.slug, name=new_name)
     return redirect(f"{_detail(tenant, volume)}#clone")
+
+
+# --- Snapshots of a VM (the VM page's panel) ---------------------------------------------
+VM_SNAPSHOT_QUESTIONS = {
+    "restore": "Restore every disk of {vm} from snapshot {snapshot}? Everything written to "
+    "them since the snapshot was taken is lost. Type the VM's name to confirm.",
+    "delete": "Delete snapshot {snapshot} of {vm}? The copies of its disks are removed; "
+    "{vm} is not changed.",
+}
+
+
+def _vm_detail(tenant, vm) -> str:
+    return reverse("vm-detail", kwargs={"tenant": tenant.slug, "name": vm.name}) + "#snapshots"
+
+
+@tenant_view("snapshot.create")
+@require_POST
+def vm_snapshot_take(request, tenant, name: str):
+    """The VM page's "Take VM snapshot" form: all the VM's disks together."""
+    vm = _vm_or_404(request, tenant, name)
+    snapshot_name = request.POST.get("name", "")
+    _report(
+        request,
+        lambda: snapshot_services.vm_snapshot_create(actor=request.user, vm=vm, name=snapshot_name),
+        f"Taking snapshot {snapshot_name.strip()} of {vm.name}'s disks.",
+    )
+    return redirect(_vm_detail(tenant, vm))
+
+
+@tenant_view("vm.view")
+@require_http_methods(["GET", "POST"])
+def vm_snapshot_action(request, tenant, name: str, snapshot: str, action: str):
+    """GET (or a POST without the confirmation) asks first; POST restores or deletes
+    the VM's snapshot ``snapshot`` (all its disks)."""
+    vm = _vm_or_404(request, tenant, name)
+    found = snapshot_services.vm_snapshots(vm, snapshot)
+    if not found:
+        raise Http404(f"Snapshot {snapshot!r} of {vm.name} not found.")
+    group = found[0]
+    return _ask_then_run(
+        request,
+        tenant,
+        action=action,
+        target=f"vm/{vm.name}/snapshot/{group.name}",
+        template="compute/vm_snapshot_confirm.html",
+        context={
+            "vm": vm,
+            "group": group,
+            "snapshot": group.disks[0],
+            "size_gib": sum(d.size_gib for d in group.disks),
+        },
+        question=VM_SNAPSHOT_QUESTIONS[action].format(vm=vm.name, snapshot=group.name),
+        back=_vm_detail(tenant, vm),
+        restore=(
+            lambda confirm: snapshot_services.vm_snapshot_restore(
+                actor=request.user, vm=vm, name=group.name, confirm=confirm
+            ),
+            f"Restoring {vm.name}'s disks from snapshot {group.name}.",
+        ),
+        delete=(
+            lambda: snapshot_services.vm_snapshot_delete(
+                actor=request.user, vm=vm, name=group.name
+            ),
+            f"Deleting snapshot {group.name} of {vm.name}.",
+        ),
+    )
+
+
+# --- Snapshot schedules (the volume page and the VM page) --------------------------------
+def _schedule(request, tenant, owner, kind: str, back: str):
+    """Save (or, with ``remove``, remove) ``owner``'s snapshot schedule; the result as a
+    message on the page it came from."""
+    from compute.models import SnapshotSchedule
+
+    if request.POST.get("remove"):
+        current = SnapshotSchedule.objects.filter(**{kind: owner}).first()
+        if current is None:
+            messages.info(request, f"{owner.name} has no snapshot schedule.")
+        else:
+            _report(
+                request,
+                lambda: schedule_services.snapshot_schedule_delete(
+                    actor=request.user, schedule=current
+                ),
+                f"Snapshot schedule of {owner.name} removed; its snapshots are kept.",
+            )
+        return redirect(back)
+    daily = request.POST.get("mode") == "daily"
+    _report(
+        request,
+        lambda: schedule_services.snapshot_schedule_set(
+            actor=request.user,
+            **{kind: owner},
+            interval_hours=None if daily else request.POST.get("interval_hours"),
+            daily_at=request.POST.get("daily_at") if daily else None,
+            keep=request.POST.get("keep"),
+            enabled=bool(request.POST.get("enabled")),
+        ),
+        f"Snapshot schedule of {owner.name} saved.",
+    )
+    return redirect(back)
+
+
+@tenant_view("snapshot.schedule")
+@require_POST
+def volume_snapshot_schedule(request, tenant, name: str):
+    volume = _volume_or_404(request, tenant, name)
+    return _schedule(request, tenant, volume, "volume", f"{_detail(tenant, volume)}#schedule")
+
+
+@tenant_view("snapshot.schedule")
+@require_POST
+def vm_snapshot_schedule(request, tenant, name: str):
+    vm = _vm_or_404(request, tenant, name)
+    back = reverse("vm-detail", kwargs={"tenant": tenant.slug, "name": vm.name}) + "#schedule"
+    return _schedule(request, tenant, vm, "vm", back)
+
+
+# --- Clone a whole VM (the VM page) ------------------------------------------------------
+@tenant_view("vm.create")
+@require_POST
+def vm_clone(request, tenant, name: str):
+    """The VM page's "Clone" form: on success, the new VM's page."""
+    vm = _vm_or_404(request, tenant, name)
+    new_name = request.POST.get("name", "").strip()
+    if _report(
+        request,
+        lambda: clone_services.vm_clone(
+            actor=request.user, vm=vm, name=new_name, start=bool(request.POST.get("start"))
+        ),
+        f"Cloning {vm.name} into {new_name}: its disks are being copied.",
+    ):
+        return redirect("vm-detail", tenant=tenant.slug, name=new_name)
+    return redirect(
+        reverse("vm-detail", kwargs={"tenant": tenant.slug, "name": vm.name}) + "#clone"
+    )

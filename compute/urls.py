@@ -17,6 +17,8 @@ from compute import (  # live migration
     migration_views,
     network_api,
     network_views,
+    pool_api,
+    pool_views,
     snapshot_api,
     snapshot_views,
     views,
@@ -38,6 +40,19 @@ vm_pages = [
     path("vms/<slug:name>/manifest/", manifest_views.vm_manifest, name="vm-manifest"),
     path(
         "migrations/<uuid:uid>/cancel/", migration_views.migration_cancel, name="migration-cancel"
+    ),
+    path("vms/<slug:name>/snapshots/", snapshot_views.vm_snapshot_take, name="vm-snapshot-take"),
+    path("vms/<slug:name>/clone/", snapshot_views.vm_clone, name="vm-clone"),
+    path(
+        "vms/<slug:name>/snapshot-schedule/",
+        snapshot_views.vm_snapshot_schedule,
+        name="vm-snapshot-schedule",
+    ),
+    re_path(
+        r"^vms/(?P<name>[-a-z0-9]+)/snapshots/(?P<snapshot>[-a-z0-9]+)/"
+        r"(?P<action>restore|delete)/$",
+        snapshot_views.vm_snapshot_action,
+        name="vm-snapshot-action",
     ),
     re_path(
         rf"^vms/(?P<name>[-a-zA-Z0-9_]+)/(?P<action>{_ACTIONS})/$",
@@ -163,6 +178,11 @@ volume_pages = [
     path("vms/<slug:name>/volumes/", volume_views.vm_volume_attach, name="vm-volume-attach"),
     path("volumes/<slug:name>/clone/", snapshot_views.volume_clone, name="volume-clone"),
     path("volumes/<slug:name>/snapshots/", snapshot_views.snapshot_take, name="snapshot-take"),
+    path(
+        "volumes/<slug:name>/snapshot-schedule/",
+        snapshot_views.volume_snapshot_schedule,
+        name="volume-snapshot-schedule",
+    ),
     re_path(
         r"^volumes/(?P<name>[-a-z0-9]+)/snapshots/(?P<snapshot>[-a-z0-9]+)/"
         r"(?P<action>restore|delete)/$",
@@ -241,6 +261,21 @@ volume_api_urls = [
         name="vm-snapshot-api-restore",
     ),
     path(
+        "tenants/<slug:tenant>/volumes/<slug:name>/snapshotschedule/",
+        snapshot_api.VolumeScheduleView.as_view(),
+        name="volume-snapshot-schedule-api",
+    ),
+    path(
+        "tenants/<slug:tenant>/virtualmachines/<slug:name>/clone/",
+        snapshot_api.VMCloneView.as_view(),
+        name="vm-api-clone",
+    ),
+    path(
+        "tenants/<slug:tenant>/virtualmachines/<slug:name>/snapshotschedule/",
+        snapshot_api.VMScheduleView.as_view(),
+        name="vm-snapshot-schedule-api",
+    ),
+    path(
         "tenants/<slug:tenant>/volumes/<slug:name>/snapshots/",
         snapshot_api.SnapshotListView.as_view(),
         name="snapshot-api-list",
@@ -254,6 +289,43 @@ volume_api_urls = [
         "tenants/<slug:tenant>/volumes/<slug:name>/snapshots/<slug:snapshot>/restore/",
         snapshot_api.SnapshotRestoreView.as_view(),
         name="snapshot-api-restore",
+    ),
+]
+
+pool_pages = [
+    path("vmpools/", pool_views.pool_list, name="vmpool-list"),
+    path("vmpools/new/", pool_views.pool_create, name="vmpool-create"),
+    path("vmpools/<slug:name>/", pool_views.pool_detail, name="vmpool-detail"),
+    path("vmpools/<slug:name>/scale/", pool_views.pool_scale, name="vmpool-scale"),
+    path("vmpools/<slug:name>/delete/", pool_views.pool_delete, name="vmpool-delete"),
+    path("vmpools/<slug:name>/autoscaler/", pool_views.pool_autoscaler, name="vmpool-autoscaler"),
+]
+
+pool_api_urls = [
+    path(
+        "tenants/<slug:tenant>/vmpools/",
+        pool_api.PoolListView.as_view(),
+        name="vmpool-api-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/vmpools/<slug:name>/",
+        pool_api.PoolDetailView.as_view(),
+        name="vmpool-api-detail",
+    ),
+    path(
+        "tenants/<slug:tenant>/vmpools/<slug:name>/scale/",
+        pool_api.PoolScaleView.as_view(),
+        name="vmpool-api-scale",
+    ),
+    path(
+        "tenants/<slug:tenant>/autoscalers/",
+        pool_api.AutoscalerListView.as_view(),
+        name="autoscaler-api-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/autoscalers/<slug:name>/",
+        pool_api.AutoscalerDetailView.as_view(),
+        name="autoscaler-api-detail",
     ),
 ]
 

@@ -202,6 +202,7 @@ def vm_detail(request, tenant, name: str):
                 vm, request.role, tenant_selectors.confirmations_skipped(request.user)
             ),
             "show_host": request.user.is_staff,
+            "can_clone": tenant_selectors.can(request.user, tenant, "vm.create"),
             "events": monitoring_selectors.events_of_object(
                 request.user, tenant, kind="vm", name=vm.name
             ),

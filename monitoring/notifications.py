@@ -9,8 +9,9 @@ stream (the bell updates live) and each email is handed to Celery
 
 Events turn into notifications by rule (:data:`EVENT_RULES`): ``event_publish`` calls
 :func:`notify_for_event` for every new event, so a later feature gets notifications
-by publishing the agreed event. **Scheduled snapshots** (not built yet) must publish
-``event_publish(kind=..., reason="SnapshotFailed", type="Warning", ...)`` when one
+by publishing the agreed event. **Scheduled snapshots**
+(:mod:`compute.services.snapshot_schedules`) publish
+``event_publish(kind=..., reason="SnapshotFailed", type="Warning", ...)`` when a run
 fails: the tenant's members are then told (kind ``snapshot.failed``).
 """
 
@@ -66,7 +67,7 @@ EVENT_RULES: tuple[EventRule, ...] = (
         notify=NotificationKind.MIGRATION_FAILED,
         title="Live migration failed",
     ),
-    # The hook for scheduled snapshots (see the module docstring).
+    # Scheduled snapshots that fail (see the module docstring).
     EventRule(
         reason="SnapshotFailed",
         notify=NotificationKind.SNAPSHOT_FAILED,

@@ -125,6 +125,18 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
     )
 }
+# PostgreSQL connection pool per process (psycopg_pool, Django's "pool" option): with
+# ASGI every request runs in a thread of its own, so persistent connections cannot be
+# reused; a pool hands the same few connections from request to request instead of
+# opening one per request. ISOTOPE_DB_POOL_SIZE = the most a process keeps (0: off).
+ISOTOPE_DB_POOL_SIZE = int(os.environ.get("ISOTOPE_DB_POOL_SIZE", "0"))
+if ISOTOPE_DB_POOL_SIZE > 0 and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": ISOTOPE_DB_POOL_SIZE,
+        "timeout": float(os.environ.get("ISOTOPE_DB_POOL_TIMEOUT", "10")),
+    }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Concurrent Celery workers and the web process share the file: wait, don't fail.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
@@ -298,6 +310,10 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "compute.tasks.libvirt.volumes_sweep",
         "schedule": float(os.environ.get("ISOTOPE_RECONCILE_SECONDS", "10")),
     },
+    "pools-sweep": {
+        "task": "compute.tasks.pools.pools_sweep",
+        "schedule": float(os.environ.get("ISOTOPE_RECONCILE_SECONDS", "10")),
+    },
     "idempotency-keys-prune": {
         "task": "compute.tasks.housekeeping.idempotency_keys_prune",
         "schedule": 3600.0,
@@ -333,6 +349,17 @@ ISOTOPE_METRICS_ALLOW = [
     for net in os.environ.get("ISOTOPE_METRICS_ALLOW", "127.0.0.1/32,::1/128").split(",")
     if net.strip()
 ]
+# --- VM pool autoscalers (compute/services/autoscalers.py) ---------------------------
+# How often every autoscaler runs (HPA's sync period), and how far back the members'
+# samples are averaged (three collections by default).
+ISOTOPE_AUTOSCALER_SECONDS = float(os.environ.get("ISOTOPE_AUTOSCALER_SECONDS", "15"))
+ISOTOPE_AUTOSCALER_METRIC_SECONDS = float(
+    os.environ.get("ISOTOPE_AUTOSCALER_METRIC_SECONDS", str(3 * ISOTOPE_METRICS_SECONDS))
+)
+CELERY_BEAT_SCHEDULE["autoscalers-sweep"] = {
+    "task": "compute.tasks.pools.autoscalers_sweep",
+    "schedule": ISOTOPE_AUTOSCALER_SECONDS,
+}
 CELERY_BEAT_SCHEDULE.update(
     {
         "monitoring-metrics-collect": {
@@ -422,6 +449,9 @@ ISOTOPE_K8S_VOLUME_ROOT = os.environ.get("ISOTOPE_K8S_VOLUME_ROOT", "/var/lib/is
 ISOTOPE_K8S_LIMIT_RATIO = float(os.environ.get("ISOTOPE_K8S_LIMIT_RATIO", "2"))
 # The watch marks a cluster's workloads Unknown after this long without the API server.
 ISOTOPE_K8S_UNKNOWN_AFTER = float(os.environ.get("ISOTOPE_K8S_UNKNOWN_AFTER", "5"))
+# manage.py watch_kubernetes: only the holder of this Redis lease watches (any number
+# may run; a standby takes over within one lease when the leader stops or dies).
+ISOTOPE_WATCHER_LEASE_SECONDS = float(os.environ.get("ISOTOPE_WATCHER_LEASE_SECONDS", "15"))
 # A workload Pending for longer than this is applied again by the reconciler.
 ISOTOPE_K8S_STUCK_SECONDS = int(os.environ.get("ISOTOPE_K8S_STUCK_SECONDS", "120"))
 CELERY_BEAT_SCHEDULE["reconcile-clusters"] = {
@@ -460,6 +490,12 @@ ISOTOPE_IMAGE_DOWNLOAD_TIMEOUT = float(os.environ.get("ISOTOPE_IMAGE_DOWNLOAD_TI
 # its worker died and the sweep starts the import again (at most MAX_ATTEMPTS times).
 ISOTOPE_IMAGE_LOCK_SECONDS = int(os.environ.get("ISOTOPE_IMAGE_LOCK_SECONDS", "60"))
 ISOTOPE_IMAGE_MAX_ATTEMPTS = int(os.environ.get("ISOTOPE_IMAGE_MAX_ATTEMPTS", "3"))
+# Scheduled snapshots (compute.services.snapshot_schedules): due ones are taken within
+# this many seconds of their time.
+CELERY_BEAT_SCHEDULE["snapshot-schedules"] = {
+    "task": "compute.tasks.libvirt.snapshot_schedules_run",
+    "schedule": float(os.environ.get("ISOTOPE_SNAPSHOT_SCHEDULE_SECONDS", "60")),
+}
 CELERY_BEAT_SCHEDULE["images-sweep"] = {
     "task": "compute.tasks.images.images_sweep",
     "schedule": float(os.environ.get("ISOTOPE_RECONCILE_SECONDS", "10")) * 3,

@@ -9,7 +9,7 @@ cd "$ROOT"
 apt_ensure redis-server postgresql libvirt-dev pkg-config gcc qemu-utils
 command -v npm >/dev/null || apt_ensure nodejs npm
 if [ "${1:-}" = "--test" ]; then
-  apt_ensure chromium fonts-dejavu-core
+  apt_ensure chromium fonts-dejavu-core nginx-light  # nginx: tests of deploy/nginx
 fi
 
 PY="${PYTHON:-python3}"

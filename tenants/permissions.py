@@ -23,6 +23,7 @@ VIEW_ACTIONS = frozenset(
         "volume.view",
         "network.view",
         "usage.view",
+        "vmpool.view",
     }
 )
 
@@ -47,6 +48,11 @@ OPERATE_ACTIONS = frozenset(
         "network.create",
         "nic.attach",
         "nic.detach",
+        "snapshot.schedule",
+        "vmpool.create",
+        "vmpool.scale",
+        "vmpool.delete",
+        "autoscaler.manage",
     }
 )
 

@@ -55,6 +55,16 @@ User = get_user_model()
 
 
 # --- Audit -----------------------------------------------------------------------------
+def actor_name(actor) -> str:
+    """How messages and events name who asked: a user's username, a named system actor
+    (e.g. ``"reconciler"``) as given, else "the system"."""
+    if getattr(actor, "is_authenticated", False):
+        return actor.get_username()
+    if isinstance(actor, str) and actor:
+        return actor
+    return "the system"
+
+
 def audit_record(
     *,
     actor,

@@ -237,6 +237,10 @@ class ComputeBackend(ABC):
         """Undefine a stopped domain but keep its volumes (to redefine it resized)."""
 
     @abstractmethod
+    def defined_size(self, name: str) -> tuple[int, int]:
+        """(vCPUs, memory MiB) of the domain's definition. Raises DomainNotFound."""
+
+    @abstractmethod
     def status(self, name: str) -> DomainStatus:
         """One domain's state. Raises DomainNotFound."""
 

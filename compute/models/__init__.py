@@ -1,5 +1,5 @@
-"""Compute models: hosts, images, flavors, virtual machines, volumes, idempotency keys,
-migrations, networks."""
+"""Compute models: hosts, images, flavors, virtual machines, VM pools, volumes,
+idempotency keys, migrations, networks."""
 
 from compute.models.console import ConsoleTicket
 from compute.models.hosts import Host
@@ -8,11 +8,13 @@ from compute.models.images import Flavor, Image
 from compute.models.kubernetes import KubernetesCluster, TenantNamespace, Workload
 from compute.models.migrations import HostDrain, Migration, MigrationPolicy
 from compute.models.networks import Network, NetworkInterface
-from compute.models.snapshots import Snapshot
+from compute.models.pools import Autoscaler, VMPool
+from compute.models.snapshots import Snapshot, SnapshotSchedule
 from compute.models.vms import VirtualMachine
 from compute.models.volumes import Volume
 
 __all__ = [
+    "Autoscaler",
     "ConsoleTicket",
     "Flavor",
     "Host",
@@ -25,7 +27,9 @@ __all__ = [
     "Network",
     "NetworkInterface",
     "Snapshot",
+    "SnapshotSchedule",
     "TenantNamespace",
+    "VMPool",
     "VirtualMachine",
     "Volume",
     "Workload",

@@ -81,6 +81,14 @@ class Snapshot(Resource):
         blank=True,
         help_text="When it was last restored onto its volume.",
     )
+    schedule = models.ForeignKey(
+        "compute.SnapshotSchedule",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="snapshots",
+        help_text="The schedule that took it (its retention applies); none when by hand.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -105,3 +113,93 @@ class Snapshot(Resource):
     @property
     def quota_ref(self) -> str:
         return f"snapshot:{self.uid}"
+
+
+class SnapshotSchedule(Resource):
+    """Snapshots taken by Celery beat: of one volume, or of all a VM's disks together,
+    every ``interval_hours`` or daily at ``daily_at`` (UTC), keeping the newest ``keep``
+    of those this schedule took (older ones are deleted; snapshots taken by hand never
+    are). A run that fails is a Warning event and waits for the next period."""
+
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        on_delete=models.PROTECT,
+        related_name="snapshot_schedules",
+    )
+    volume = models.OneToOneField(
+        "compute.Volume",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="snapshot_schedule",
+    )
+    vm = models.OneToOneField(
+        "compute.VirtualMachine",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="snapshot_schedule",
+    )
+    interval_hours = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Take one every this many hours (or daily_at).",
+    )
+    daily_at = models.TimeField(
+        null=True,
+        blank=True,
+        help_text="Take one every day at this time, UTC (or interval_hours).",
+    )
+    keep = models.PositiveSmallIntegerField(
+        help_text="How many of this schedule's snapshots to keep; older ones are deleted.",
+    )
+    enabled = models.BooleanField(
+        default=True,
+    )
+    next_run = models.DateTimeField(
+        db_index=True,
+    )
+    last_run = models.DateTimeField(
+        null=True,
+        blank=True,
+    )
+    last_result = models.CharField(
+        max_length=12,
+        blank=True,
+        help_text="Succeeded or Failed (the last run), empty before the first.",
+    )
+    last_message = models.CharField(
+        max_length=1000,
+        blank=True,
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(volume__isnull=False, vm__isnull=True)
+                | models.Q(volume__isnull=True, vm__isnull=False),
+                name="%(app_label)s_%(class)s_volume_or_vm",
+                violation_error_message="A schedule is of one volume or of one VM.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(interval_hours__isnull=False, daily_at__isnull=True)
+                | models.Q(interval_hours__isnull=True, daily_at__isnull=False),
+                name="%(app_label)s_%(class)s_interval_or_daily",
+                violation_error_message="A schedule runs every N hours or daily at a time.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(keep__gte=1),
+                name="%(app_label)s_%(class)s_keep_positive",
+                violation_error_message="Keep at least one snapshot.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"schedule of {self.volume or self.vm}"

@@ -122,6 +122,14 @@ class VirtualMachine(Resource):
         null=True,
         blank=True,
     )
+    pool = models.ForeignKey(
+        "compute.VMPool",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="members",
+        help_text="The VM pool this VM is a member of (the pool created it).",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,

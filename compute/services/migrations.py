@@ -35,7 +35,7 @@ from compute.services import volumes as volume_services
 from compute.services.vms import vm_observe
 from monitoring.services import event_publish, resource_publish
 from portal.exceptions import ApplicationError, Conflict, PermissionDenied, ValidationError
-from tenants.services import audit_record, authorize
+from tenants.services import actor_name, audit_record, authorize
 
 logger = logging.getLogger(__name__)
 
@@ -128,12 +128,6 @@ def _resolve_target(vm: VirtualMachine, target) -> Host:
     return host
 
 
-def _who(actor) -> str:
-    if getattr(actor, "is_authenticated", False):
-        return actor.get_username()
-    return "the system"
-
-
 # --- Request -----------------------------------------------------------------------------
 def migration_request(
     *,
@@ -216,7 +210,7 @@ def migration_request(
             name=vm.name,
             uid=str(vm.uid),
             reason="MigrationRequested",
-            message=f"Live migration requested by {_who(actor)}.",
+            message=f"Live migration requested by {actor_name(actor)}.",
         )
         _publish(migration)
         transaction.on_commit(migrations_dispatch)
@@ -509,10 +503,10 @@ def migration_cancel(*, actor, migration: Migration) -> Migration:
             detail={"migration": str(migration.uid)},
         )
         if migration.phase == MP.PENDING:
-            _finish(migration, MP.CANCELLED, f"Cancelled by {_who(actor)} while queued.")
+            _finish(migration, MP.CANCELLED, f"Cancelled by {actor_name(actor)} while queued.")
             return migration
         migration.cancel_requested = True
-        migration.reason = f"Cancelling (requested by {_who(actor)})…"
+        migration.reason = f"Cancelling (requested by {actor_name(actor)})…"
         migration.save(update_fields=["cancel_requested", "reason"])
         _publish(migration)
     return migration

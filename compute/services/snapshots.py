@@ -32,11 +32,14 @@ from compute.services import volumes as volume_services
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from tenants.choices import ReservationKind
-from tenants.services import audit_record, authorize, quota_release, quota_reserve
+from tenants.services import actor_name, audit_record, authorize, quota_release, quota_reserve
 
 EVENT_KIND = "volume"  # snapshots speak on their volume's timeline
 # A volume is copied (to a snapshot or a clone) or restored only in these phases.
 QUIET_VOLUME_PHASES = frozenset({VolumePhase.READY, VolumePhase.ATTACHED})
+# A Failed volume (a restore that failed half-way, or any other failure) can be restored
+# from its snapshot: that is how it is repaired.
+RESTORABLE_VOLUME_PHASES = QUIET_VOLUME_PHASES | {VolumePhase.FAILED}
 
 SNAPSHOT_ACTIONS: dict[str, tuple[str, frozenset[str]]] = {
     "restore": ("snapshot.restore", frozenset({SnapshotPhase.READY})),
@@ -71,17 +74,23 @@ def _check_name(name, errors: dict) -> str:
     return name
 
 
-def _quiet(volume: Volume, what: str) -> None:
+def _quiet(volume: Volume, what: str, phases: frozenset = QUIET_VOLUME_PHASES) -> None:
     """``Conflict`` unless nothing writes to ``volume`` now (call with it and its VM
-    locked): it is Ready, or attached to a VM that is stopped."""
+    locked): it is in ``phases`` (Ready or Attached), attached to no VM or a stopped one."""
     if not volume.local:
         raise Conflict(
             f"{volume.name} is a Kubernetes volume: only local volumes can be {what}.",
             errors={"storage_class": ["Not a local volume."]},
         )
-    if volume.phase not in QUIET_VOLUME_PHASES:
+    if volume.phase not in phases:
         raise Conflict(
-            f"{volume.name} is {volume.phase}: it can be {what} when Ready or Attached.",
+            f"{volume.name} is {volume.phase}: it can be {what} when "
+            + " or ".join(
+                p
+                for p in (VolumePhase.READY, VolumePhase.ATTACHED, VolumePhase.FAILED)
+                if p in phases
+            )
+            + ".",
             errors={"phase": [f"Not possible in phase {volume.phase}."]},
         )
     if volume.vm_id is not None:
@@ -106,10 +115,11 @@ def _refused(tenant, name: str, error: QuotaExceeded) -> None:
 
 
 # --- Take ------------------------------------------------------------------------------
-def snapshot_create(*, actor, volume: Volume, name: str) -> Snapshot:
+def snapshot_create(*, actor, volume: Volume, name: str, schedule=None) -> Snapshot:
     """Record a snapshot of ``volume`` (Ready, or its VM stopped) and reserve its size
     in ``storage``; the task copies the data after commit. Nothing is saved or reserved
-    when a check fails; a quota refusal is also a Warning event."""
+    when a check fails; a quota refusal is also a Warning event. ``schedule``: the
+    :class:`~compute.models.SnapshotSchedule` taking it (its retention applies)."""
     authorize(
         actor=actor,
         tenant=volume.tenant,
@@ -124,7 +134,7 @@ def snapshot_create(*, actor, volume: Volume, name: str) -> Snapshot:
         with transaction.atomic():
             volume = volume_services._locked(volume)
             _quiet(volume, "snapshotted")
-            snapshot = _take(actor, volume, name)
+            snapshot = _take(actor, volume, name, schedule=schedule)
     except IntegrityError:
         raise ValidationError(
             "A snapshot with this name exists already.", errors={"name": ["Taken."]}
@@ -135,7 +145,9 @@ def snapshot_create(*, actor, volume: Volume, name: str) -> Snapshot:
     return snapshot
 
 
-def _take(actor, volume: Volume, name: str, vm: VirtualMachine | None = None) -> Snapshot:
+def _take(
+    actor, volume: Volume, name: str, vm: VirtualMachine | None = None, schedule=None
+) -> Snapshot:
     """Inside a transaction, ``volume`` locked and quiet: reserve, record, enqueue."""
     if Snapshot.objects.filter(volume=volume, name=name).exists():
         raise ValidationError(
@@ -155,6 +167,7 @@ def _take(actor, volume: Volume, name: str, vm: VirtualMachine | None = None) ->
         tenant=volume.tenant,
         volume=volume,
         vm=vm,
+        schedule=schedule,
         name=name,
         size_gib=volume.size_gib,
         host=volume.host,
@@ -196,7 +209,7 @@ def snapshot_restore(*, actor, snapshot: Snapshot, confirm: str) -> Snapshot:
     with transaction.atomic():
         # Lock order volume → VM → snapshot.
         volume = volume_services._locked(volume)
-        _quiet(volume, "restored")
+        _quiet(volume, "restored", RESTORABLE_VOLUME_PHASES)
         snapshot = _restore(actor, volume, _locked(snapshot))
     return snapshot
 
@@ -319,10 +332,16 @@ def vm_snapshots(vm: VirtualMachine, name: str | None = None) -> list[VMSnapshot
     return sorted(found, key=lambda g: g.created, reverse=True)
 
 
-def _stopped_vm_disks(vm: VirtualMachine, what: str) -> tuple[VirtualMachine, list[Volume]]:
+def _stopped_vm_disks(
+    vm: VirtualMachine,
+    what: str,
+    *,
+    need_disks: bool = True,
+    phases: frozenset = QUIET_VOLUME_PHASES,
+) -> tuple[VirtualMachine, list[Volume]]:
     """Inside a transaction: the VM's local volumes, then the VM, locked (the order
     every volume change locks them in); ``Conflict`` unless the VM is stopped and its
-    disks are quiet."""
+    disks are quiet (and, with ``need_disks``, it has some)."""
     volumes = list(
         Volume.objects.select_for_update(of=("self",))
         .select_related("tenant", "vm", "host")
@@ -340,9 +359,9 @@ def _stopped_vm_disks(vm: VirtualMachine, what: str) -> tuple[VirtualMachine, li
             "consistent state.",
             errors={"vm": [f"{vm.name} is {vm.phase}; stop it first."]},
         )
-    if not volumes:
+    if not volumes and need_disks:
         raise Conflict(f"{vm.name} has no disks to snapshot.", errors={"vm": ["No disks."]})
-    busy = [v.name for v in volumes if v.phase not in QUIET_VOLUME_PHASES]
+    busy = [v.name for v in volumes if v.phase not in phases]
     if busy:
         raise Conflict(
             f"{', '.join(busy)} of {vm.name} cannot be {what} now (busy).",
@@ -351,9 +370,10 @@ def _stopped_vm_disks(vm: VirtualMachine, what: str) -> tuple[VirtualMachine, li
     return vm, volumes
 
 
-def vm_snapshot_create(*, actor, vm: VirtualMachine, name: str) -> VMSnapshot:
+def vm_snapshot_create(*, actor, vm: VirtualMachine, name: str, schedule=None) -> VMSnapshot:
     """Snapshot every local disk of a stopped VM together, under one name, in one
-    transaction: all are recorded and charged, or none is."""
+    transaction: all are recorded and charged, or none is (``schedule`` as in
+    :func:`snapshot_create`)."""
     authorize(actor=actor, tenant=vm.tenant, permission="snapshot.create", target=f"vm/{vm.name}")
     errors: dict[str, list[str]] = {}
     name = _check_name(name, errors)
@@ -362,7 +382,7 @@ def vm_snapshot_create(*, actor, vm: VirtualMachine, name: str) -> VMSnapshot:
     try:
         with transaction.atomic():
             vm, volumes = _stopped_vm_disks(vm, "snapshotted")
-            disks = [_take(actor, volume, name, vm) for volume in volumes]
+            disks = [_take(actor, volume, name, vm, schedule) for volume in volumes]
     except IntegrityError:
         raise ValidationError(
             "A snapshot with this name exists already.", errors={"name": ["Taken."]}
@@ -396,7 +416,7 @@ def vm_snapshot_restore(*, actor, vm: VirtualMachine, name: str, confirm: str) -
             errors={"confirm": [f"Type {vm.name} to confirm."]},
         )
     with transaction.atomic():
-        vm, volumes = _stopped_vm_disks(vm, "restored")
+        vm, volumes = _stopped_vm_disks(vm, "restored", phases=RESTORABLE_VOLUME_PHASES)
         by_pk = {v.pk: v for v in volumes}
         disks = _vm_snapshot(vm, name)
         gone = [s.volume.name for s in disks if s.volume_id not in by_pk]
@@ -504,11 +524,38 @@ def volume_restored(volume: Volume, snapshot: Snapshot, capacity_gib: int) -> Vo
 
 
 def restore_failed(volume: Volume, snapshot: Snapshot, message: str) -> None:
-    volume_services.volume_fail(volume, f"Restore from {snapshot.name} failed: {message}")
+    """The copy back failed after the volume's data was dropped (or it cannot be told
+    whether it was): the volume is Failed (its VM's start would fail), the snapshot is
+    Ready again, and restoring it again repairs the volume."""
+    volume_services.volume_fail(
+        volume,
+        f"Restore from {snapshot.name} failed: {message} Its data may be incomplete: "
+        f"restore {snapshot.name} again.",
+    )
     snapshot_observe(
         snapshot,
         SnapshotPhase.READY,
         f"Restore onto {volume.name} failed: {message}",
+        reason="RestoreFailed",
+        event_type="Warning",
+    )
+
+
+def restore_refused(volume: Volume, snapshot: Snapshot, message: str) -> None:
+    """The restore stopped before the volume's data was touched (the snapshot's copy is
+    gone): the volume is as before, usable (Ready or Attached); the snapshot, which can
+    never be restored, is Failed (an admin deletes it)."""
+    volume_services.volume_observe(
+        volume,
+        VolumePhase.ATTACHED if volume.attached_domain else VolumePhase.READY,
+        f"Restore from {snapshot.name} failed: {message} {volume.name} was not changed.",
+        reason="RestoreFailed",
+        event_type="Warning",
+    )
+    snapshot_observe(
+        snapshot,
+        SnapshotPhase.FAILED,
+        f"Cannot be restored: {message}",
         reason="RestoreFailed",
         event_type="Warning",
     )
@@ -569,7 +616,7 @@ def volume_clone(*, actor, volume: Volume, name: str) -> Volume:
                     uid=str(who.uid),
                     reason="Cloning",
                     message=f"{text}: a full copy of {source.name} "
-                    f"({source.size_gib} GiB) by {volume_services._who(actor)}.",
+                    f"({source.size_gib} GiB) by {actor_name(actor)}.",
                 )
             volume_services._publish(clone)
             transaction.on_commit(lambda: volume_services._enqueue(clone))
@@ -619,6 +666,7 @@ def snapshot_state(snapshot: Snapshot) -> dict:
     return {
         "name": snapshot.name,
         "volume": snapshot.volume.name,
+        "vm": snapshot.vm.name if snapshot.vm_id else None,
         "phase": snapshot.phase,
         "message": snapshot.message,
         "sizeGiB": snapshot.size_gib,
@@ -654,7 +702,7 @@ def _requested(actor, snapshot: Snapshot, *, action: str, reason: str, message: 
         name=volume.name,
         uid=str(volume.uid),
         reason=reason,
-        message=f"{message} requested by {volume_services._who(actor)}.",
+        message=f"{message} requested by {actor_name(actor)}.",
     )
     _publish(snapshot)
     transaction.on_commit(lambda: _enqueue(snapshot))

@@ -49,6 +49,7 @@ from portal.models import observation_current
 from tenants.choices import ReservationKind
 from tenants.models import Tenant
 from tenants.services import (
+    actor_name,
     audit_record,
     authorize,
     quota_check,
@@ -141,16 +142,24 @@ def visible_images(tenant: Tenant):
     return Image.objects.filter(Q(public=True) | Q(tenant=tenant), phase=ImagePhase.READY)
 
 
-def _validate_name(tenant: Tenant, name: str, errors: dict[str, list[str]]) -> None:
+def name_error(name: str, *, max_length: int = 63, why: str = "a DNS label") -> str | None:
+    """What is wrong with ``name`` as the name of a VM (or of what names VMs after
+    itself), before looking at what exists; None when it is fine."""
     if not name:
-        errors["name"] = ["A name is required."]
-    elif len(name) > 63 or not NAME_RE.fullmatch(name):
-        errors["name"] = [
-            "Use at most 63 lowercase letters, digits and hyphens, starting and ending "
-            "with a letter or digit (a DNS label)."
-        ]
-    elif name in RESERVED_NAMES:
-        errors["name"] = [f"{name!r} is reserved; choose another name."]
+        return "A name is required."
+    if len(name) > max_length or not NAME_RE.fullmatch(name):
+        return (
+            f"Use at most {max_length} lowercase letters, digits and hyphens, starting and "
+            f"ending with a letter or digit ({why})."
+        )
+    if name in RESERVED_NAMES:
+        return f"{name!r} is reserved; choose another name."
+    return None
+
+
+def _validate_name(tenant: Tenant, name: str, errors: dict[str, list[str]]) -> None:
+    if error := name_error(name):
+        errors["name"] = [error]
     elif VirtualMachine.objects.filter(tenant=tenant, name=name).exists():
         errors["name"] = [f"A VM named {name!r} exists already in {tenant.slug}."]
 
@@ -224,6 +233,7 @@ def vm_create(
     node_selector: dict | None = None,
     root_volume=None,
     networks: list | None = None,
+    pool=None,
 ) -> VirtualMachine:
     """Validate, reserve quota, place, save ``Pending`` and provision after commit.
 
@@ -235,7 +245,8 @@ def vm_create(
     The root disk (``disk_gib``, or the image's disk) becomes a volume deleted with the
     VM and charged on that volume; with ``root_volume`` (a Ready volume of the tenant)
     the VM boots from it instead, on the host that holds it, and it stays when the VM
-    goes. Nothing is created and nothing is reserved when any step fails. A quota
+    goes. ``pool`` (a VM pool's controller creating a member) makes the VM a member of
+    that pool. Nothing is created and nothing is reserved when any step fails. A quota
     refusal is recorded as a Warning event for the tenant.
     """
     authorize(actor=actor, tenant=tenant, permission="vm.create", target=f"vm/{name}")
@@ -330,6 +341,7 @@ def vm_create(
                 restart_policy=restart_policy,
                 labels=labels or {},
                 node_selector=node_selector or {},
+                pool=pool,
                 created_by=actor if getattr(actor, "is_authenticated", False) else None,
             )
             if networks:
@@ -432,7 +444,7 @@ def vm_action(*, actor, vm: VirtualMachine, action: str) -> VirtualMachine:
             name=vm.name,
             uid=str(vm.uid),
             reason=rule.verb,
-            message=f"{rule.verb} requested by {_who(actor)}.",
+            message=f"{rule.verb} requested by {actor_name(actor)}.",
         )
         _publish(vm)
         task = {"reboot": "vm_reboot"}.get(action, "vm_apply")
@@ -612,8 +624,10 @@ def vm_fail(vm: VirtualMachine, message: str, *, detail: str = "") -> bool:
     )
 
 
-def vm_finalize_delete(vm: VirtualMachine) -> None:
-    """The domain and its volumes are gone: release quota (once) and drop the row."""
+def vm_finalize_delete(vm: VirtualMachine, backend) -> None:
+    """The domain is gone: its volumes go with it (their storage charge ends), then its
+    quota is released (once) and the row dropped."""
+    volume_services.vm_volumes_release(vm, backend)
     with transaction.atomic():
         released = quota_release(vm.quota_ref)
         network_services.vm_nics_forget(vm)  # its interfaces go with its row
@@ -627,6 +641,9 @@ def vm_finalize_delete(vm: VirtualMachine) -> None:
             message="Deleted; its quota was released." if released else "Deleted.",
         )
         resource_forget(tenant=vm.tenant, kind="vm", name=vm.name)
+        from compute.services.pools import member_changed
+
+        member_changed(vm)
 
 
 def vm_state(vm: VirtualMachine) -> dict:
@@ -646,13 +663,10 @@ def vm_state(vm: VirtualMachine) -> dict:
 
 
 def _publish(vm: VirtualMachine) -> None:
+    from compute.services.pools import member_changed
+
     resource_publish(tenant=vm.tenant, kind="vm", name=vm.name, data=vm_state(vm))
-
-
-def _who(actor) -> str:
-    if getattr(actor, "is_authenticated", False):
-        return actor.get_username()
-    return str(actor or "the system")
+    member_changed(vm)  # a pool member's state is its pool's too
 
 
 def _enqueue(task_name: str, vm_id: int, **kwargs) -> None:

@@ -29,7 +29,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from compute.backends import DiskSpec, VolumeSpec, pool_name
+from compute.backends import BackendError, DiskSpec, VolumeNotFound, VolumeSpec, pool_name
 from compute.choices import (
     ACTIVE_MIGRATION_PHASES,
     STORAGE_CLASS_FORMATS,
@@ -47,7 +47,7 @@ from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from tenants.choices import ReservationKind
 from tenants.models import Tenant
-from tenants.services import audit_record, authorize, quota_release, quota_reserve
+from tenants.services import actor_name, audit_record, authorize, quota_release, quota_reserve
 
 logger = logging.getLogger(__name__)
 
@@ -342,9 +342,10 @@ def _attachable_vm(vm: VirtualMachine, tenant: Tenant) -> VirtualMachine:
 
 
 # --- Root disks of VMs -----------------------------------------------------------------
-def root_volume_name(vm_name: str, tenant: Tenant) -> str:
-    """``<vm>-root``, or ``<vm>-root<n>`` when a volume has that name already."""
-    base = f"{vm_name[:58]}-root"
+def root_volume_name(vm_name: str, tenant: Tenant, disk: str = "root") -> str:
+    """``<vm>-root`` (or ``<vm>-<disk>``), with a number after it when a volume has
+    that name already."""
+    base = f"{vm_name[:58]}-{disk}"
     taken = set(
         Volume.objects.filter(tenant=tenant, name__startswith=vm_name[:55]).values_list(
             "name", flat=True
@@ -353,7 +354,7 @@ def root_volume_name(vm_name: str, tenant: Tenant) -> str:
     name, n = base, 1
     while name in taken:
         n += 1
-        name = f"{vm_name[:55]}-root{n}"
+        name = f"{vm_name[:55]}-{disk}{n}"
     return name
 
 
@@ -492,9 +493,9 @@ def vm_volumes_prepare(vm: VirtualMachine, backend) -> None:
     """Before the VM's domain is defined: every volume it is defined with exists in its
     host's pool (the provisioning task calls this; safe to repeat)."""
     for volume in Volume.objects.filter(vm=vm, storage_class=StorageClass.LOCAL).select_related(
-        "tenant", "source_image"
+        "tenant", "source_image", "source_volume"
     ):
-        info = backend.volume_create(volume_spec(volume))
+        info = _volume_make(volume, backend)
         if volume.phase == VolumePhase.PENDING:
             volume_observe(
                 volume,
@@ -504,6 +505,27 @@ def vm_volumes_prepare(vm: VirtualMachine, backend) -> None:
                 event_message=f"Created in the pool of {vm.name}'s host.",
                 capacity_gib=info.capacity // GIB,
             )
+
+
+def _volume_make(volume: Volume, backend):
+    """A VM's disk exists: made blank or on its image, or copied from the volume it is
+    a clone of (a cloned VM's disks; safe to repeat: an existing one is kept)."""
+    if volume.created_from != VolumeSource.VOLUME:
+        return backend.volume_create(volume_spec(volume))
+    try:
+        return backend.volume_info(volume.pool, volume.backend_name)
+    except VolumeNotFound:
+        if volume.phase != VolumePhase.PENDING:
+            # Copied once already: copying the source again now would not bring back
+            # what this disk held.
+            raise BackendError(f"{volume.name}: its storage is gone from the host.") from None
+    source = volume.source_volume
+    if source is None:
+        raise BackendError(f"{volume.name}: its source volume {volume.source_name} is gone.")
+    try:
+        return backend.volume_clone(volume_spec(source), volume_spec(volume))
+    except VolumeNotFound as error:
+        raise BackendError(str(error)) from None
 
 
 def vm_volumes_attached(vm: VirtualMachine) -> None:
@@ -585,7 +607,7 @@ def _requested(
         name=volume.name,
         uid=str(volume.uid),
         reason=reason,
-        message=f"{message} requested by {_who(actor)}.",
+        message=f"{message} requested by {actor_name(actor)}.",
     )
     _publish(volume)
     transaction.on_commit(lambda: _enqueue(volume))
@@ -1146,12 +1168,6 @@ def _publish(volume: Volume) -> None:
     resource_publish(
         tenant=volume.tenant, kind=EVENT_KIND, name=volume.name, data=volume_state(volume)
     )
-
-
-def _who(actor) -> str:
-    if getattr(actor, "is_authenticated", False):
-        return actor.get_username()
-    return str(actor or "the system")
 
 
 def _enqueue(volume: Volume) -> None:

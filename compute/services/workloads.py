@@ -53,7 +53,7 @@ from portal.exceptions import Conflict, QuotaExceeded, ValidationError
 from portal.models import observation_current
 from tenants.choices import ReservationKind
 from tenants.models import Tenant
-from tenants.services import audit_record, authorize, quota_release, quota_reserve
+from tenants.services import actor_name, audit_record, authorize, quota_release, quota_reserve
 
 logger = logging.getLogger(__name__)
 
@@ -499,7 +499,9 @@ def workload_scale(*, actor, workload: Workload, replicas) -> Workload:
                 name=workload.name,
                 uid=str(workload.uid),
                 reason="Scaling",
-                message=f"Scale from {old} to {replicas} replicas requested by {_who(actor)}.",
+                message=(
+                    f"Scale from {old} to {replicas} replicas requested by {actor_name(actor)}."
+                ),
             )
             _publish(workload)
             transaction.on_commit(lambda: _enqueue(workload.pk))
@@ -540,7 +542,7 @@ def workload_restart(*, actor, workload: Workload) -> Workload:
             name=workload.name,
             uid=str(workload.uid),
             reason="Restarting",
-            message=f"Rollout restart requested by {_who(actor)}.",
+            message=f"Rollout restart requested by {actor_name(actor)}.",
         )
         _publish(workload)
         transaction.on_commit(lambda: _enqueue(workload.pk))
@@ -572,7 +574,7 @@ def workload_delete(*, actor, workload: Workload) -> Workload:
             name=workload.name,
             uid=str(workload.uid),
             reason="Deleting",
-            message=f"Deletion requested by {_who(actor)}.",
+            message=f"Deletion requested by {actor_name(actor)}.",
         )
         _publish(workload)
         transaction.on_commit(lambda: _enqueue(workload.pk))
@@ -954,12 +956,6 @@ def _publish(workload: Workload) -> None:
     resource_publish(
         tenant=workload.tenant, kind=EVENT_KIND, name=workload.name, data=workload_state(workload)
     )
-
-
-def _who(actor) -> str:
-    if getattr(actor, "is_authenticated", False):
-        return actor.get_username()
-    return str(actor or "the system")
 
 
 def _enqueue(workload_id: int) -> None:

@@ -8,6 +8,7 @@ from compute.tasks import (  # noqa: F401  (registers the tasks)
     kubernetes,
     libvirt,
     networks,
+    pools,
     snapshots,
     volumes,
 )

@@ -86,8 +86,7 @@ def _converge(vm: VirtualMachine, backend, *, force: bool = False) -> None:
     name = vm.domain_name
     if vm.desired_state == DesiredState.DELETED:
         backend.delete(name)
-        volume_services.vm_volumes_release(vm, backend)
-        vm_finalize_delete(vm)
+        vm_finalize_delete(vm, backend)
         return
     try:
         status = backend.status(name)
@@ -98,6 +97,9 @@ def _converge(vm: VirtualMachine, backend, *, force: bool = False) -> None:
         if status.state == "paused":
             backend.resume(name)
         elif status.state != "running":
+            # A resize made while stopped is applied here too: its own task (vm_redefine)
+            # may run after this one.
+            _apply_size(vm, backend)
             vm_observe(vm, Phase.STARTING)
             network_services.vm_networks_prepare(vm, backend)
             vm_boot_begin(vm, mark=backend.boot_mark(name))
@@ -117,6 +119,17 @@ def _converge(vm: VirtualMachine, backend, *, force: bool = False) -> None:
                 vm_stop_enforce.apply_async((vm.pk, deadline), countdown=STOP_POLL_SECONDS)
                 return
     _record(vm, backend)
+
+
+def _apply_size(vm: VirtualMachine, backend) -> None:
+    """Redefine a shut-off domain whose definition has another size than the VM's."""
+    if backend.defined_size(vm.domain_name) == (vm.vcpus, vm.memory_mib):
+        return
+    backend.undefine_keep_volumes(vm.domain_name)
+    volume_services.vm_volumes_prepare(vm, backend)
+    network_services.vm_networks_prepare(vm, backend)
+    backend.define(reconcile.domain_spec(vm))
+    network_services.vm_nics_attached(vm)
 
 
 def _record(vm: VirtualMachine, backend) -> None:
@@ -199,13 +212,10 @@ def vm_redefine(self, vm_id: int) -> None:
     def body(vm, backend):
         status = backend.status(vm.domain_name)
         if status.state != "shutoff":
-            vm_fail(vm, "The VM must be stopped to apply a new size.")
-            return
-        backend.undefine_keep_volumes(vm.domain_name)
-        volume_services.vm_volumes_prepare(vm, backend)
-        network_services.vm_networks_prepare(vm, backend)
-        backend.define(reconcile.domain_spec(vm))
-        network_services.vm_nics_attached(vm)
+            if backend.defined_size(vm.domain_name) != (vm.vcpus, vm.memory_mib):
+                vm_fail(vm, "The VM must be stopped to apply a new size.")
+            return  # else a start got here first and applied the size
+        _apply_size(vm, backend)
         _record(vm, backend)
 
     _run(self, vm_id, body)

@@ -103,8 +103,15 @@ def _converge(snapshot: Snapshot, backend) -> None:
             event_type="Warning",
         )
     elif snapshot.phase == SnapshotPhase.RESTORING:
-        # The copy must exist before the volume's data is dropped.
-        backend.volume_info(snapshot.pool, snapshot.backend_name)
+        # The copy must exist before the volume's data is dropped: without it the
+        # volume is left as it was, usable.
+        try:
+            backend.volume_info(snapshot.pool, snapshot.backend_name)
+        except VolumeNotFound:
+            services.restore_refused(
+                volume, snapshot, f"its copy is gone from the host ({snapshot.backend_name})."
+            )
+            return
         target = services.restored_volume_spec(volume)
         backend.volume_delete(target.pool, target.name)
         try:
@@ -119,3 +126,15 @@ def _converge(snapshot: Snapshot, backend) -> None:
             reason="SnapshotRestored",
             restored=timezone.now(),
         )
+
+
+@shared_task(name="compute.tasks.libvirt.snapshot_schedules_run")
+def snapshot_schedules_run(now: str | None = None) -> dict:
+    """Beat: take the scheduled snapshots due at ``now`` (ISO 8601; default: the
+    present) and prune beyond ``keep``."""
+    from datetime import datetime
+
+    from compute.services import snapshot_schedules
+
+    when = datetime.fromisoformat(now) if now else None
+    return snapshot_schedules.snapshot_schedules_run(when)

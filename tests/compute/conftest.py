@@ -66,3 +66,11 @@ def fake_cluster(db):
         kubeconfig_encrypted=crypto.encrypt("clusters: []", context=crypto.KUBECONFIG),
         default=True,
     )
+
+
+@pytest.fixture
+def pg(db):
+    """The database, which must be PostgreSQL (row locks and concurrency as in production)."""
+    from tests.conftest import postgres_only
+
+    postgres_only()

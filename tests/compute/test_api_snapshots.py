@@ -11,7 +11,7 @@ import json
 import pytest
 
 from compute.choices import Phase, SnapshotPhase, VolumePhase
-from compute.models import Snapshot, VirtualMachine, Volume
+from compute.models import Snapshot, SnapshotSchedule, VirtualMachine, Volume
 from compute.services import snapshots as snapshot_services
 from tenants.choices import AuditOutcome
 from tenants.models import AuditLog
@@ -256,3 +256,152 @@ def test_vm_snapshot_refusals_are_problems_that_change_nothing(world, api):
     problem(client.post(url, {"metadata": {"name": "s2"}}, format="json"), 409)
     assert list(Snapshot.objects.values_list("name", "phase")) == [("s1", "Ready")]
     assert Volume.objects.get().phase == VolumePhase.ATTACHED
+
+
+# --- Snapshot schedules ------------------------------------------------------------------
+SCHEDULE_ROLE_STATUS = {
+    # who: (get before, put, get, put on the VM, delete)
+    "alice": (404, 200, 200, 200, 204),
+    "bob": (404, 200, 200, 200, 204),
+    "carol": (404, 403, 404, 403, 403),
+    "dave": (404, 404, 404, 404, 404),
+    "outsider": (404, 404, 404, 404, 404),
+}
+
+
+@pytest.mark.parametrize("who", list(SCHEDULE_ROLE_STATUS))
+def test_the_role_matrix_for_snapshot_schedules(world, api, who):
+    client = api(getattr(world, who))
+    make_volume(world)
+    make_vm(world, phase=Phase.STOPPED)
+    url = f"{BASE}data1/snapshotschedule/"
+    body = {"spec": {"intervalHours": 6, "keep": 4}}
+    got = (
+        client.get(url).status_code,
+        client.put(url, body, format="json").status_code,
+        client.get(url).status_code,
+        client.put(
+            f"{VM_BASE}web1/snapshotschedule/",
+            {"spec": {"dailyAt": "02:30", "keep": 7}},
+            format="json",
+        ).status_code,
+        client.delete(url).status_code,
+    )
+    assert got == SCHEDULE_ROLE_STATUS[who]
+    if who in ("alice", "bob"):
+        (left,) = SnapshotSchedule.objects.all()
+        assert left.vm.name == "web1" and left.keep == 7 and str(left.daily_at) == "02:30:00"
+        assert AuditLog.objects.filter(actor=getattr(world, who), action="snapshot.schedule")
+    else:
+        assert not SnapshotSchedule.objects.exists()
+
+
+def test_a_schedule_reads_back_in_the_resource_shape_and_if_match_guards_changes(world, api):
+    make_volume(world)
+    client = api(world.bob)
+    url = f"{BASE}data1/snapshotschedule/"
+    data = client.put(url, {"spec": {"intervalHours": 6, "keep": 4}}, format="json").json()
+    assert data["spec"] == {
+        "target": {"kind": "volume", "name": "data1"},
+        "intervalHours": 6,
+        "dailyAt": None,
+        "keep": 4,
+        "enabled": True,
+    }
+    assert data["status"]["nextRun"].endswith("Z") and data["status"]["lastRun"] is None
+    version = data["metadata"]["resourceVersion"]
+    problem(
+        client.put(
+            url, {"spec": {"dailyAt": "01:00", "keep": 2}}, format="json", HTTP_IF_MATCH='"999"'
+        ),
+        412,
+    )
+    changed = client.put(
+        url,
+        {"spec": {"dailyAt": "01:00", "keep": 2, "enabled": False}},
+        format="json",
+        HTTP_IF_MATCH=f'"{version}"',
+    ).json()
+    assert changed["spec"]["dailyAt"] == "01:00" and changed["spec"]["intervalHours"] is None
+    assert changed["spec"]["enabled"] is False and changed["metadata"]["resourceVersion"] != version
+    problem(client.delete(url, HTTP_IF_MATCH=f'"{version}"'), 412)
+    assert client.delete(url).status_code == 204
+    problem(client.get(url), 404)
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"keep": 3}, "spec.intervalHours"),
+        ({"intervalHours": 2, "dailyAt": "01:00", "keep": 3}, "spec.intervalHours"),
+        ({"intervalHours": 0, "keep": 3}, "spec.intervalHours"),
+        ({"dailyAt": "24:00", "keep": 3}, "spec.dailyAt"),
+        ({"intervalHours": 2, "keep": 0}, "spec.keep"),
+        ({"intervalHours": 2}, "spec.keep"),
+        ({"intervalHours": 2, "keep": 2, "every": 1}, "spec.every"),
+    ],
+)
+def test_bad_schedules_are_field_problems_that_change_nothing(world, api, spec, field):
+    make_volume(world)
+    data = problem(
+        api(world.bob).put(f"{BASE}data1/snapshotschedule/", {"spec": spec}, format="json"), 400
+    )
+    assert field in data["errors"], data
+    assert not SnapshotSchedule.objects.exists()
+
+
+def test_another_tenants_schedule_is_not_found(world, api):
+    make_volume(world, "secret", tenant=world.globex)
+    client = api(world.bob)
+    url = "/api/v1/tenants/globex/volumes/secret/snapshotschedule/"
+    problem(client.get(url), 404)
+    problem(client.put(url, {"spec": {"intervalHours": 1, "keep": 1}}, format="json"), 404)
+    problem(
+        client.put(f"{BASE}secret/snapshotschedule/", {"spec": {"keep": 1}}, format="json"), 404
+    )
+
+
+# --- Clone a whole VM ----------------------------------------------------------------------
+CLONE_ROLE_STATUS = {"alice": 202, "bob": 202, "carol": 403, "dave": 404, "outsider": 404}
+
+
+@pytest.mark.parametrize("who", list(CLONE_ROLE_STATUS))
+def test_the_role_matrix_for_cloning_a_vm(world, api, who):
+    stopped_vm_with_disk(world)
+    response = api(getattr(world, who)).post(
+        f"{VM_BASE}web1/clone/", {"name": "web2"}, format="json"
+    )
+    assert response.status_code == CLONE_ROLE_STATUS[who], response.content
+    if response.status_code == 202:
+        assert response["Location"].endswith("/api/v1/tenants/acme/virtualmachines/web2/")
+        data = response.json()
+        assert data["metadata"]["name"] == "web2" and data["spec"]["desiredState"] == "stopped"
+        (copy,) = Volume.objects.filter(vm__name="web2")
+        assert (copy.device, copy.source_name, copy.size_gib) == ("vdb", "data1", 5)
+        assert used_storage(world.acme) == 10
+    else:
+        assert not VirtualMachine.objects.filter(name="web2").exists()
+        assert Volume.objects.count() == 1 and used_storage(world.acme) == 5
+
+
+def test_cloning_a_running_vm_or_a_bad_name_is_a_problem_that_changes_nothing(world, api):
+    vm = stopped_vm_with_disk(world)
+    client = api(world.bob)
+    url = f"{VM_BASE}web1/clone/"
+    assert "name" in problem(client.post(url, {"name": "web1"}, format="json"), 400)["errors"]
+    assert "name" in problem(client.post(url, {"name": "Bad_"}, format="json"), 400)["errors"]
+    assert (
+        "size" in problem(client.post(url, {"name": "ok", "size": 1}, format="json"), 400)["errors"]
+    )
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING)
+    assert (
+        "stop it first" in problem(client.post(url, {"name": "web2"}, format="json"), 409)["detail"]
+    )
+    problem(
+        client.post(
+            "/api/v1/tenants/globex/virtualmachines/web1/clone/", {"name": "x"}, format="json"
+        ),
+        404,
+    )
+    assert VirtualMachine.objects.count() == 1 and Volume.objects.count() == 1
+    assert used_storage(world.acme) == 5

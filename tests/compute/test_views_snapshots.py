@@ -1,13 +1,14 @@
-"""The volume page's Snapshots panel and Clone form without JavaScript: confirmation
-pages, roles, other tenants, refusals as messages that change nothing."""
+"""The Snapshots panels (volume page, VM page) and Clone form without JavaScript:
+confirmation pages, roles, other tenants, refusals as messages that change nothing."""
 
 from __future__ import annotations
 
 import pytest
 
 from compute.choices import Phase, SnapshotPhase, VolumePhase
-from compute.models import Snapshot, VirtualMachine, Volume
-from tests.compute.test_api_snapshots import make_snapshot
+from compute.models import Snapshot, SnapshotSchedule, VirtualMachine, Volume
+from compute.services import snapshots as snapshot_services
+from tests.compute.test_api_snapshots import make_snapshot, stopped_vm_with_disk
 from tests.compute.test_api_volumes import make_vm, make_volume, used_storage
 from tests.compute.test_views_volumes import client_for
 
@@ -92,3 +93,157 @@ def test_delete_asks_first_and_clone_opens_the_new_volume(world):
     taken = alice.post(f"{PAGE}clone/", {"name": "data1-copy"}, follow=True)
     assert b"exists already" in taken.content
     assert Volume.objects.count() == 2
+
+
+# --- The VM page's Snapshots panel --------------------------------------------------------
+VM_PAGE = "/t/acme/vms/web1/"
+
+
+def test_the_vm_panel_lists_vm_and_disk_snapshots_with_the_buttons_the_role_allows(world):
+    vm = stopped_vm_with_disk(world)
+    snapshot_services.vm_snapshot_create(actor=world.bob, vm=vm, name="nightly")
+    make_snapshot(world, Volume.objects.get(name="data1"), "by-hand")
+    Snapshot.objects.update(phase=SnapshotPhase.READY)
+    for who, restore, delete in (("alice", True, True), ("bob", True, False), ("carol", 0, 0)):
+        html = client_for(getattr(world, who)).get(VM_PAGE).content.decode()
+        row = html.split('data-testid="vm-snapshot-nightly"')[1].split("</tr>")[0]
+        assert "data1" in row and "Ready" in row and "5</span> GiB" in row
+        assert ('data-snapshot-action="restore"' in row) and (
+            "hidden" not in row.split('data-snapshot-action="restore"')[1].split(">")[0]
+        ) == bool(restore), who
+        delete_link = row.split('data-snapshot-action="delete"')[1].split(">")[0]
+        assert ("hidden" not in delete_link) == bool(delete), who
+        assert 'data-testid="vm-disk-snapshot-data1-by-hand"' in html
+        assert ('data-testid="vm-snapshot-take-form"' in html) == (who != "carol")
+        note = html.split('data-testid="vm-snapshot-stopped"')[1].split(">")[0]
+        assert "hidden" in note  # stopped: no warning
+
+
+def test_a_running_vm_says_to_stop_it_and_a_take_is_refused_with_that_message(world):
+    vm = stopped_vm_with_disk(world)
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING)
+    client = client_for(world.bob)
+    html = client.get(VM_PAGE).content.decode()
+    note = html.split('data-testid="vm-snapshot-stopped"')[1].split("</div>")[0]
+    assert "hidden" not in note.split(">")[0] and "stop it to take or restore" in note
+    assert html.split('id="vm-snapshot-name"')[1].split(">")[0].rstrip().endswith("disabled")
+    response = client.post(f"{VM_PAGE}snapshots/", {"name": "s1"}, follow=True)
+    assert b"stop it first" in response.content
+    assert not Snapshot.objects.exists() and used_storage(world.acme) == 5
+
+
+def test_take_restore_and_delete_a_vm_snapshot_from_its_page(world):
+    vm = stopped_vm_with_disk(world)
+    bob, alice = client_for(world.bob), client_for(world.alice)
+    response = bob.post(f"{VM_PAGE}snapshots/", {"name": "s1"})
+    assert response["Location"] == f"{VM_PAGE}#snapshots"
+    assert Snapshot.objects.get().vm == vm and used_storage(world.acme) == 10
+    Snapshot.objects.update(phase=SnapshotPhase.READY)
+    url = f"{VM_PAGE}snapshots/s1/restore/"
+    page = bob.get(url)
+    assert page.status_code == 200 and b"Type <strong" in page.content
+    assert b"every disk of web1" in page.content
+    wrong = bob.post(url, {"confirm": "data1"}, follow=True)
+    assert b"Type the VM&#x27;s name" in wrong.content
+    assert Volume.objects.get().phase == VolumePhase.ATTACHED
+    done = bob.post(url, {"confirm": "web1"})
+    assert done["Location"] == f"{VM_PAGE}#snapshots"
+    assert Volume.objects.get().phase == VolumePhase.RESTORING
+    assert Snapshot.objects.get().phase == SnapshotPhase.RESTORING
+    Snapshot.objects.update(phase=SnapshotPhase.READY)
+    assert bob.post(f"{VM_PAGE}snapshots/s1/delete/", {"confirm": "yes"}).status_code == 403
+    assert alice.post(f"{VM_PAGE}snapshots/s1/delete/").status_code == 200  # the question
+    assert Snapshot.objects.get().phase == SnapshotPhase.READY
+    alice.post(f"{VM_PAGE}snapshots/s1/delete/", {"confirm": "yes"})
+    assert Snapshot.objects.get().phase == SnapshotPhase.DELETING
+
+
+def test_vm_snapshot_pages_for_other_roles_and_tenants(world):
+    vm = stopped_vm_with_disk(world)
+    snapshot_services.vm_snapshot_create(actor=world.bob, vm=vm, name="s1")
+    make_vm(world, "theirs", tenant=world.globex)
+    carol, dave = client_for(world.carol), client_for(world.dave)
+    assert carol.post(f"{VM_PAGE}snapshots/", {"name": "s2"}).status_code == 403
+    assert carol.get(f"{VM_PAGE}snapshots/s1/restore/").status_code == 403
+    assert carol.get(f"{VM_PAGE}snapshots/nope/restore/").status_code == 404
+    assert dave.get(f"{VM_PAGE}snapshots/s1/restore/").status_code == 404
+    assert dave.post(f"{VM_PAGE}snapshots/", {"name": "s2"}).status_code == 404
+    bob = client_for(world.bob)
+    assert bob.post("/t/globex/vms/theirs/snapshots/", {"name": "x"}).status_code == 404
+    assert list(Snapshot.objects.values_list("name", flat=True)) == ["s1"]
+
+
+# --- Snapshot schedule forms -------------------------------------------------------------
+def test_an_operator_sets_changes_and_removes_a_volume_schedule_from_its_page(world):
+    make_volume(world)
+    bob = client_for(world.bob)
+    url = f"{PAGE}snapshot-schedule/"
+    html = bob.get(PAGE).content.decode()
+    assert "No schedule: snapshots are taken by hand only." in html
+    response = bob.post(
+        url,
+        {
+            "mode": "interval",
+            "interval_hours": "6",
+            "keep": "4",
+            "enabled": "1",
+            "daily_at": "02:00",
+        },
+        follow=True,
+    )
+    assert b"Snapshot schedule of data1 saved." in response.content
+    assert b"Every 6 h</strong>, keeping the newest 4" in response.content
+    schedule = SnapshotSchedule.objects.get()
+    assert (schedule.interval_hours, schedule.daily_at, schedule.keep) == (6, None, 4)
+    bob.post(url, {"mode": "daily", "interval_hours": "6", "daily_at": "03:15", "keep": "2"})
+    schedule.refresh_from_db()
+    assert (schedule.interval_hours, str(schedule.daily_at), schedule.enabled) == (
+        None,
+        "03:15:00",
+        False,
+    )
+    refused = bob.post(url, {"mode": "interval", "interval_hours": "6", "keep": "0"}, follow=True)
+    assert b"Keep 1 to 50 snapshots." in refused.content
+    assert SnapshotSchedule.objects.get().keep == 2
+    removed = bob.post(url, {"remove": "1"}, follow=True)
+    assert b"removed; its snapshots are kept" in removed.content
+    assert not SnapshotSchedule.objects.exists()
+
+
+def test_the_vm_page_sets_a_vm_schedule_and_viewers_only_read_it(world):
+    stopped_vm_with_disk(world)
+    bob, carol = client_for(world.bob), client_for(world.carol)
+    bob.post(
+        f"{VM_PAGE}snapshot-schedule/",
+        {"mode": "daily", "daily_at": "01:30", "keep": "7", "enabled": "1"},
+    )
+    schedule = SnapshotSchedule.objects.get()
+    assert schedule.vm.name == "web1" and schedule.volume is None
+    html = carol.get(VM_PAGE).content.decode()
+    assert "Daily at 01:30 UTC</strong>, keeping the newest 7" in html
+    assert 'data-testid="snapshot-schedule-form"' not in html
+    assert carol.post(f"{VM_PAGE}snapshot-schedule/", {"remove": "1"}).status_code == 403
+    other = client_for(world.dave)
+    assert other.post(f"{VM_PAGE}snapshot-schedule/", {"remove": "1"}).status_code == 404
+    assert SnapshotSchedule.objects.count() == 1
+
+
+def test_the_clone_form_opens_the_new_vm_and_refusals_are_messages(world):
+    vm = stopped_vm_with_disk(world)
+    bob, carol = client_for(world.bob), client_for(world.carol)
+    assert 'data-testid="vm-clone-form"' not in carol.get(VM_PAGE).content.decode()
+    assert carol.post(f"{VM_PAGE}clone/", {"name": "web2"}).status_code == 403
+    html = bob.get(VM_PAGE).content.decode()
+    assert 'value="web1-copy"' in html and "5 GiB of storage" in html
+    response = bob.post(f"{VM_PAGE}clone/", {"name": "web2", "start": "1"})
+    assert response["Location"] == "/t/acme/vms/web2/"
+    clone = VirtualMachine.objects.get(name="web2")
+    assert clone.desired_state == "running" and clone.volumes.get().source_name == "data1"
+    taken = bob.post(f"{VM_PAGE}clone/", {"name": "web2"}, follow=True)
+    assert b"exists already" in taken.content
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING)
+    running = bob.post(f"{VM_PAGE}clone/", {"name": "web3"}, follow=True)
+    assert b"stop it first" in running.content
+    html = running.content.decode()
+    assert html.split('id="vm-clone-name"')[1].split(">")[0].rstrip().endswith("disabled")
+    assert VirtualMachine.objects.count() == 2

@@ -30,6 +30,8 @@ def tenant_pages(slug: str) -> list[str]:
         f"/t/{slug}/vms/?q=web&phase=Running&sort=-created",
         f"/t/{slug}/workloads/",
         f"/t/{slug}/workloads/new/",
+        f"/t/{slug}/vmpools/",
+        f"/t/{slug}/vmpools/new/",
         f"/t/{slug}/images/",
         f"/t/{slug}/events/",
         f"/t/{slug}/webhooks/",

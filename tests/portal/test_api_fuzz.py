@@ -26,7 +26,9 @@ from hypothesis import strategies as st
 
 from compute.choices import MigrationPhase
 from compute.models import KubernetesCluster, Migration, Snapshot, VirtualMachine, Volume
+from compute.services import autoscalers as autoscaler_services
 from compute.services import networks as network_services
+from compute.services import pools as pool_services
 from compute.services import snapshots as snapshot_services
 from compute.services import vms as vm_services
 from compute.services import volumes as volume_services
@@ -104,6 +106,13 @@ def fuzz_world(demo, live_url, make_host, tiny_image, flavors):
         actor=demo.alice, tenant=demo.acme, name="web1", cidr="10.77.0.0/24"
     )
     network_services.nic_create(actor=demo.alice, vm=web1, network="web1")
+    # A VM pool "web" with an autoscaler "web" (both reached through path.name).
+    pool = pool_services.pool_create(
+        actor=demo.alice, tenant=demo.acme, name="web", image="tiny", vcpus=1, memory_mib=256
+    )
+    autoscaler_services.autoscaler_create(
+        actor=demo.alice, tenant=demo.acme, pool=pool, max_replicas=3, target=50
+    )
     _, key = tenant_services.token_create(user=demo.alice, name="fuzz")
     _, staff_key = tenant_services.token_create(user=demo.admin, name="fuzz")
     return {"url": live_url, "token": key, "staff_token": staff_key}
@@ -147,6 +156,8 @@ def _load_schema() -> schemathesis.BaseSchema:
                 "body.spec.cidr": {"dictionary": "cidr", "probability": 0.5},
                 "body.metadata.name": {"dictionary": "new_name", "probability": 0.5},
                 "body.spec.image": {"dictionary": "image", "probability": 0.7},
+                "body.spec.template.image": {"dictionary": "image", "probability": 0.7},
+                "body.spec.scaleTargetRef.name": {"dictionary": "name", "probability": 0.7},
                 "body.spec.flavor": {"dictionary": "flavor", "probability": 0.5},
                 "body.spec.vcpus": {"dictionary": "vcpus", "probability": 0.5},
                 "body.spec.memoryMiB": {"dictionary": "memory", "probability": 0.5},

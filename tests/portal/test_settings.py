@@ -53,3 +53,38 @@ def test_development_generates_a_secret_once(tmp_path):
     assert len(key) >= 50
     manage("check", ISOTOPE_DEBUG="1", ISOTOPE_VAR=str(tmp_path))
     assert (tmp_path / "secret_key").read_text() == key
+
+
+POOL_PROBE = """
+import threading
+from django.db import connection
+
+pids = []
+
+def request():
+    # What an ASGI request does: a thread of its own, its connection closed at the end.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pids.append(cursor.fetchone()[0])
+    connection.close()
+
+for _ in range(6):
+    thread = threading.Thread(target=request)
+    thread.start()
+    thread.join()
+print(len(set(pids)))
+"""
+
+
+def test_the_database_pool_hands_its_connections_from_request_to_request():
+    """Six requests one after the other: with a pool of two they share at most two
+    server sessions; without one, each opens (and closes) its own."""
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        pytest.skip("needs PostgreSQL (set DATABASE_URL)")
+    sessions = {}
+    for size in ("2", "0"):
+        result = manage("shell", "-c", POOL_PROBE, ISOTOPE_DEBUG="1", ISOTOPE_DB_POOL_SIZE=size)
+        assert result.returncode == 0, result.stderr
+        sessions[size] = int(result.stdout.strip().splitlines()[-1])
+    assert sessions["2"] <= 2
+    assert sessions["0"] == 6

@@ -152,6 +152,7 @@ ENDPOINTS = [
     Endpoint("vm-list", "web", "get", "/t/{tenant}/vms/", "read", 200),
     Endpoint("workload-list", "web", "get", "/t/{tenant}/workloads/", "read", 200),
     Endpoint("volume-list", "web", "get", "/t/{tenant}/volumes/", "read", 200),
+    Endpoint("vmpool-list", "web", "get", "/t/{tenant}/vmpools/", "read", 200),
     Endpoint("event-list", "web", "get", "/t/{tenant}/events/", "read", 200),
     Endpoint("webhook-list", "web", "get", "/t/{tenant}/webhooks/", "manage", 200),
     Endpoint("tenant-members", "web", "get", "/t/{tenant}/members/", "read", 200),
@@ -352,6 +353,10 @@ ENDPOINTS = [
         done=golden_deleted,
     ),
     Endpoint("volume-api-list", "api", "get", "/api/v1/tenants/{tenant}/volumes/", "read", 200),
+    Endpoint("vmpool-api-list", "api", "get", "/api/v1/tenants/{tenant}/vmpools/", "read", 200),
+    Endpoint(
+        "autoscaler-api-list", "api", "get", "/api/v1/tenants/{tenant}/autoscalers/", "read", 200
+    ),
     Endpoint(
         "tenant-member-detail",
         "api",
@@ -635,6 +640,28 @@ OUTSIDE_MATRIX = {
             "vm-snapshot-api-list",
             "vm-snapshot-api-detail",
             "vm-snapshot-api-restore",
+            "vm-snapshot-take",
+            "vm-snapshot-action",
+            "volume-snapshot-schedule-api",
+            "vm-snapshot-schedule-api",
+            "volume-snapshot-schedule",
+            "vm-snapshot-schedule",
+            "vm-clone",
+            "vm-api-clone",
+        )
+    },
+    **{
+        name: "own role matrix (pools need a host and an image) in "
+        "tests/compute/test_api_pools.py and test_views_pools.py"
+        for name in (
+            "vmpool-create",
+            "vmpool-detail",
+            "vmpool-scale",
+            "vmpool-delete",
+            "vmpool-autoscaler",
+            "vmpool-api-detail",
+            "vmpool-api-scale",
+            "autoscaler-api-detail",
         )
     },
     "vm-metrics": "own role matrix in tests/monitoring/test_metrics_views.py",

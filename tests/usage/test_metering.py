@@ -19,7 +19,6 @@ from compute.choices import Phase
 from compute.models import Image, Migration, VirtualMachine
 from compute.services import migrations as migration_services
 from compute.services import vms as vm_services
-from compute.services import volumes as volume_services
 from portal.exceptions import QuotaExceeded
 from portal.failpoints import FailpointError, armed
 from tenants import services as tenant_services
@@ -47,10 +46,8 @@ def vm_intervals():
 
 
 def delete_vm(vm):
-    """What the delete task does once the domain is gone: the VM's root volume goes
-    (its storage charge ends), then the VM (its cpu/memory charge ends)."""
-    volume_services.vm_volumes_release(vm, backend_for_host(vm.host))
-    vm_services.vm_finalize_delete(vm)
+    """What the delete task does once the domain is gone."""
+    vm_services.vm_finalize_delete(vm, backend_for_host(vm.host))
 
 
 def hours(line, metric):

@@ -9,7 +9,6 @@ import pytest
 
 from compute.backends import backend_for_host
 from compute.services import vms as vm_services
-from compute.services import volumes as volume_services
 from monitoring.models import VMSample
 from tests.usage.conftest import at
 from usage import selectors
@@ -71,8 +70,7 @@ def test_used_cpu_and_memory_come_from_the_samples_beside_the_allocation(demo, v
 def test_a_vm_deleted_before_the_rollup_keeps_what_it_used(demo, vm, clock):
     samples(vm, "2026-03-02 10:00", 30, cpu=100.0, memory=1024.0)
     clock("2026-03-02 10:30")
-    volume_services.vm_volumes_release(vm, backend_for_host(vm.host))
-    vm_services.vm_finalize_delete(vm)
+    vm_services.vm_finalize_delete(vm, backend_for_host(vm.host))
     assert not VMSample.objects.exists()  # its samples went with it
     clock("2026-03-02 12:00")
     usage_rollup()

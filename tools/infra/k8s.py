@@ -24,7 +24,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -33,7 +32,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tools.infra import CACHE, ROOT, VAR, oidc, read_state, write_state
+from tools.infra import CACHE, ROOT, VAR, oidc, write_state
+from tools.infra.daemons import Daemons, files_digest, keep_build
 
 PART = "k8s"
 SRC = ROOT / "tools" / "k8s"
@@ -92,6 +92,10 @@ START_TIMEOUT = 120.0
 
 def log(message: str) -> None:
     print(f"[k8s] {message}", flush=True)
+
+
+DAEMONS = Daemons(RUN, LOGS, HOME, log)
+_running, _stop = DAEMONS.running, DAEMONS.stop
 
 
 # --------------------------------------------------------------------------- versions
@@ -511,62 +515,9 @@ def _command(name: str, bin_path: Path) -> list[str]:
     raise ValueError(name)
 
 
-def _pidfile(name: str) -> Path:
-    return RUN / f"{name}.json"
-
-
-def _cmdline(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
-        return None  # a zombie is dead
-    return raw.decode(errors="replace").split("\0")[:-1]
-
-
-def _running(name: str) -> dict | None:
-    """The pid-file record of a live process that is the one we started, else None."""
-    try:
-        record = json.loads(_pidfile(name).read_text())
-    except (OSError, ValueError):
-        return None
-    argv = _cmdline(int(record.get("pid", 0)))
-    if argv is None or argv != record.get("argv"):
-        return None
-    return record
-
-
-def _stop(name: str, timeout: float = 15.0) -> bool:
-    record = _running(name)
-    _pidfile(name).unlink(missing_ok=True)
-    if record is None:
-        return False
-    pid = int(record["pid"])
-    try:
-        os.killpg(pid, signal.SIGTERM)  # started as a session leader: pgid == pid
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _cmdline(pid) is None:
-            return True
-        time.sleep(0.2)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return True
-
-
 def _config_digest(name: str) -> str:
     """Hash of the files a daemon reads at start that its command line does not show."""
-    files = [STAGES] if name == "kwok" else []
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return files_digest([STAGES] if name == "kwok" else [])
 
 
 def _start(name: str, argv: list[str], restart: bool = False) -> tuple[dict, bool]:
@@ -575,41 +526,7 @@ def _start(name: str, argv: list[str], restart: bool = False) -> tuple[dict, boo
     ``restart`` restarts a running daemon anyway: its clients come back cleanly from a
     restart of the server they watch, whose RBAC caches start empty.
     """
-    record = _running(name)
-    digest = _config_digest(name)
-    same = record is not None and record["argv"] == argv and record.get("config") == digest
-    if same and not restart:
-        return record, False
-    if record is not None:
-        why = "its server restarted" if same else "its command or configuration changed"
-        log(f"restarting {name} ({why})")
-        _stop(name)
-    RUN.mkdir(parents=True, exist_ok=True)
-    LOGS.mkdir(parents=True, exist_ok=True)
-    logfile = LOGS / f"{name}.log"
-    with logfile.open("a") as out:
-        out.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n")
-        out.flush()
-        proc = subprocess.Popen(
-            argv,
-            cwd=HOME,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # outlive the shell that ran `up`
-            close_fds=True,
-        )
-    record = {
-        "pid": proc.pid,
-        "argv": argv,
-        "config": digest,
-        "started": time.time(),
-        "log": str(logfile),
-    }
-    _pidfile(name).write_text(json.dumps(record, indent=2))
-    shown = logfile.relative_to(ROOT) if logfile.is_relative_to(ROOT) else logfile
-    log(f"started {name} (pid {proc.pid}, log {shown})")
-    return record, True
+    return DAEMONS.start(name, argv, digest=_config_digest(name), restart=restart)
 
 
 def _log_tail(name: str, lines: int = 15) -> str:
@@ -851,7 +768,7 @@ def up() -> dict:
         reason=f"Kubernetes {state['versions']['kubernetes']} at {SERVER}, "
         f"{len(NODES)} KWOK nodes Ready (up in {seconds:.1f}s)",
         startup_seconds=round(seconds, 1),
-        processes={name: (_running(name) or {}).get("pid") for name in COMPONENTS},
+        processes=DAEMONS.pids(COMPONENTS),
     )
     return write_state(PART, state)
 
@@ -860,20 +777,14 @@ def down() -> None:
     stopped = [name for name in reversed(COMPONENTS) if _stop(name)]
     if stopped:
         log("stopped " + ", ".join(stopped))
-    previous = read_state(PART)
-    state = _base_state()
-    if "build" in previous:
-        state["build"] = previous["build"]
+    state = keep_build(PART, _base_state())
     state.update(ok=False, reason="stopped (run: python3 -m tools.infra k8s up)")
     write_state(PART, state)
 
 
 def status() -> dict:
-    state = _base_state()
-    previous = read_state(PART)
-    if "build" in previous:
-        state["build"] = previous["build"]
-    processes = {name: (_running(name) or {}).get("pid") for name in COMPONENTS}
+    state = keep_build(PART, _base_state())
+    processes = DAEMONS.pids(COMPONENTS)
     state["processes"] = processes
     dead = [name for name, pid in processes.items() if pid is None]
     if dead:

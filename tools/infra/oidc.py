@@ -27,7 +27,6 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -36,7 +35,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tools.infra import CACHE, ROOT, VAR, read_state, write_state
+from tools.infra import CACHE, ROOT, VAR, write_state
+from tools.infra.daemons import Daemons, files_digest, keep_build
 
 PART = "oidc"
 SRC = ROOT / "tools" / "oidc"
@@ -72,6 +72,10 @@ START_TIMEOUT = 60.0
 
 def log(message: str) -> None:
     print(f"[oidc] {message}", flush=True)
+
+
+DAEMONS = Daemons(RUN, LOGS, HOME, log)
+_running, _stop = DAEMONS.running, DAEMONS.stop
 
 
 # --------------------------------------------------------------------------- build
@@ -261,78 +265,9 @@ def write_config() -> Path:
 # --------------------------------------------------------------------------- daemons
 
 
-def _pidfile(name: str) -> Path:
-    return RUN / f"{name}.json"
-
-
-def _running(name: str) -> dict | None:
-    from tools.infra.k8s import _cmdline
-
-    try:
-        record = json.loads(_pidfile(name).read_text())
-    except (OSError, ValueError):
-        return None
-    if _cmdline(int(record.get("pid", 0))) != record.get("argv"):
-        return None
-    return record
-
-
-def _config_digest(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def _start(name: str, argv: list[str], config: list[Path], env: dict | None = None) -> bool:
     """Start ``name`` unless the same command with the same files runs. -> started"""
-    digest = _config_digest(config)
-    record = _running(name)
-    if record is not None and record["argv"] == argv and record.get("config") == digest:
-        return False
-    if record is not None:
-        log(f"restarting {name} (its command or configuration changed)")
-        _stop(name)
-    RUN.mkdir(parents=True, exist_ok=True)
-    LOGS.mkdir(parents=True, exist_ok=True)
-    logfile = LOGS / f"{name}.log"
-    with logfile.open("a") as out:
-        out.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n")
-        out.flush()
-        proc = subprocess.Popen(
-            argv,
-            cwd=HOME,
-            env={**os.environ, **(env or {})},
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # outlive the shell that ran `up`
-            close_fds=True,
-        )
-    record = {"pid": proc.pid, "argv": argv, "config": digest, "log": str(logfile)}
-    _pidfile(name).write_text(json.dumps(record, indent=2))
-    log(f"started {name} (pid {proc.pid}, log {logfile})")
-    return True
-
-
-def _stop(name: str, timeout: float = 10.0) -> bool:
-    from tools.infra.k8s import _cmdline
-
-    record = _running(name)
-    _pidfile(name).unlink(missing_ok=True)
-    if record is None:
-        return False
-    pid = int(record["pid"])
-    try:
-        os.killpg(pid, signal.SIGTERM)  # a session leader: pgid == pid
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _cmdline(pid) is not None:
-        time.sleep(0.1)
-    if _cmdline(pid) is not None:
-        os.killpg(pid, signal.SIGKILL)
-    return True
+    return DAEMONS.start(name, argv, digest=files_digest(config), env=env)[1]
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -541,7 +476,7 @@ def up() -> dict:
         reason=f"Ory Hydra {state['version']} at {ISSUER} (up in {seconds:.1f}s)",
         startup_seconds=round(seconds, 1),
         dev_client_secret_file=str(HOME / "client_secret"),
-        processes={name: (_running(name) or {}).get("pid") for name in ("hydra", "login")},
+        processes=DAEMONS.pids(("hydra", "login")),
     )
     return write_state(PART, state)
 
@@ -558,19 +493,13 @@ def down() -> None:
     stopped = [name for name in ("login", "hydra") if _stop(name)]
     if stopped:
         log("stopped " + ", ".join(stopped))
-    previous = read_state(PART)
-    state = _base_state()
-    if "build" in previous:
-        state["build"] = previous["build"]
+    state = keep_build(PART, _base_state())
     state.update(ok=False, reason="stopped (run: python3 -m tools.infra oidc up)")
     write_state(PART, state)
 
 
 def status() -> dict:
-    state = _base_state()
-    previous = read_state(PART)
-    if "build" in previous:
-        state["build"] = previous["build"]
+    state = keep_build(PART, _base_state())
     dead = [name for name in ("hydra", "login") if _running(name) is None]
     if dead:
         state.update(

@@ -494,6 +494,11 @@ class LibvirtBackend(ComputeBackend):
         if not self.is_test:
             Path(SERIAL_DIR, f"{name}.log").unlink(missing_ok=True)
 
+    def defined_size(self, name: str) -> tuple[int, int]:
+        domain = self._domain(name)
+        info = self._call(f"read the size of {name}", domain.info, name=name)
+        return int(info[3]), int(info[1]) // 1024
+
     def undefine_keep_volumes(self, name: str) -> None:
         domain = self._domain(name)
         if domain.isActive():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from compute.backends.libvirt.backend import shared_connection
 from compute.choices import Phase, SnapshotPhase, VolumePhase
 from compute.models import Snapshot, Volume
 from compute.services import snapshots as snapshot_services
@@ -267,3 +268,63 @@ def test_a_restore_whose_volume_stopped_waiting_gives_the_snapshot_back(
     snapshot_apply.delay(snapshot.pk)
     snapshot = wait_snapshot(snapshot, SnapshotPhase.READY)
     assert "Not restored" in snapshot.message and snapshot.restored is None
+
+
+# --- A restore that fails, then a retry ---------------------------------------------------
+def test_a_restore_whose_copy_is_gone_leaves_the_volume_as_it_was_and_usable(
+    demo, make_host, tiny_image, celery_worker
+):
+    host = make_host()
+    vm = running_vm(demo, disk_gib=1)
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="stop")
+    wait_phase(vm, Phase.STOPPED)
+    root = Volume.objects.get(vm=vm)
+    snapshot = snapshot_services.snapshot_create(actor=demo.bob, volume=root, name="s1")
+    snapshot = wait_snapshot(snapshot, SnapshotPhase.READY)
+    # The copy is lost on the host (removed by hand, a disk replaced…).
+    pool = shared_connection(host.uri).storagePoolLookupByName(snapshot.pool)
+    pool.storageVolLookupByName(snapshot.backend_name).delete(0)
+
+    snapshot_services.snapshot_restore(actor=demo.bob, snapshot=snapshot, confirm=root.name)
+    snapshot = wait_snapshot(snapshot, SnapshotPhase.FAILED)
+    assert "gone from the host" in snapshot.message
+    root = wait_volume(root, VolumePhase.ATTACHED)
+    assert "was not changed" in root.message and root.backend_name in pool_volumes(host)
+    assert Event.objects.filter(name=root.name, reason="RestoreFailed", type="Warning").exists()
+    # Usable: the VM starts on it, and a new snapshot of it is taken and restored.
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="start")
+    wait_phase(vm, Phase.RUNNING)
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="stop")
+    wait_phase(vm, Phase.STOPPED)
+    again = snapshot_services.snapshot_create(actor=demo.bob, volume=root, name="s2")
+    again = wait_snapshot(again, SnapshotPhase.READY)
+    snapshot_services.snapshot_restore(actor=demo.bob, snapshot=again, confirm=root.name)
+    wait_for(lambda: Snapshot.objects.get(pk=again.pk).restored, 15, message="not restored")
+    # The dead snapshot goes, its quota with it.
+    snapshot_services.snapshot_delete(actor=demo.alice, snapshot=snapshot)
+    wait_for(lambda: not Snapshot.objects.filter(pk=snapshot.pk).exists(), 15, message="kept")
+    assert used_storage(demo.acme) == 2
+
+
+def test_a_volume_a_restore_left_failed_is_repaired_by_restoring_again(
+    demo, make_host, celery_worker
+):
+    host = make_host()
+    volume = ready_volume(demo)
+    snapshot = snapshot_services.snapshot_create(actor=demo.bob, volume=volume, name="s1")
+    snapshot = wait_snapshot(snapshot, SnapshotPhase.READY)
+    # What the task records when the copy back fails after the volume's data was
+    # dropped: the volume is Failed, the snapshot Ready.
+    pool = shared_connection(host.uri).storagePoolLookupByName(volume.pool)
+    pool.storageVolLookupByName(volume.backend_name).delete(0)
+    snapshot_services.restore_failed(volume, snapshot, "The host's pool is full.")
+    volume = Volume.objects.get(pk=volume.pk)
+    assert volume.phase == VolumePhase.FAILED and "restore s1 again" in volume.message
+    with pytest.raises(Conflict):  # a Failed volume is not copied
+        snapshot_services.snapshot_create(actor=demo.bob, volume=volume, name="s2")
+
+    snapshot_services.snapshot_restore(actor=demo.bob, snapshot=snapshot, confirm="data1")
+    volume = wait_volume(volume, VolumePhase.READY)
+    assert volume.message == "" and volume.backend_name in pool_volumes(host)
+    assert wait_snapshot(snapshot, SnapshotPhase.READY).restored is not None
+    assert used_storage(demo.acme) == 10

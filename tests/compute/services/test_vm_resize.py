@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from compute.backends.libvirt.backend import shared_connection
 from compute.choices import Phase
 from compute.models import VirtualMachine
 from compute.scheduler import NoHostAvailable
@@ -154,3 +155,23 @@ def test_a_resize_that_breaks_a_size_rule_names_the_field_and_changes_nothing(
         vm_services.vm_update(actor=demo.bob, vm=vm, memory_mib=64)
     assert set(refused.value.errors) == {"memory_mib"}  # the image needs 128 MiB
     assert VirtualMachine.objects.get(pk=vm.pk).memory_mib == 256
+
+
+def test_a_start_that_runs_before_the_resize_task_boots_the_new_size_and_nothing_fails(
+    demo, make_host, tiny_image, roomy_quota
+):
+    """Resize then start at once: the two tasks may run in either order. A start that
+    comes first applies the size itself; the late resize task then finds nothing to do
+    (it used to mark the VM Failed: "must be stopped")."""
+    make_host()
+    vm = stopped_vm(demo, "quick")
+    vm = vm_services.vm_update(actor=demo.bob, vm=vm, vcpus=2, memory_mib=512)
+    vm = vm_services.vm_action(actor=demo.bob, vm=vm, action="start")
+
+    libvirt_tasks.vm_apply.apply(args=(vm.pk,))  # the start's task first
+    libvirt_tasks.vm_redefine.apply(args=(vm.pk,))  # then the resize's
+
+    vm = VirtualMachine.objects.select_related("host").get(pk=vm.pk)
+    assert vm.phase == Phase.RUNNING, vm.message
+    info = shared_connection(vm.host.uri).lookupByName(vm.domain_name).info()
+    assert (info[3], info[1]) == (2, 512 * 1024)

@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('compute', '0014_snapshots'),
+        ('compute', '0016_vm_pools'),
         ('tenants', '0008_quota_networks'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

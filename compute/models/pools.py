@@ -1,0 +1,274 @@
+"""VM pools: a template and a number of replicas; the members are ordinary VMs.
+
+A pool's members are :class:`~compute.models.VirtualMachine` rows with ``pool`` set,
+named ``<pool>-<n>`` (``n`` from ``next_index``, never reused while the pool lives) and
+labelled ``isotope.dev/pool=<pool>``. Each is created through ``vm_create``, so it is
+charged to the quota, scheduled and provisioned exactly as a single VM. The pool
+controller (``compute.services.pools.pool_reconcile``) converges the members to
+``replicas`` and records what it sees in the status fields.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator
+from django.db import models
+from django.db.models import Q
+
+from compute.choices import AutoscalerMetric, PoolPhase, RestartPolicy
+from portal.models import Resource
+from tenants.models import DNS_LABEL
+
+# The label every member carries (its value: the pool's name).
+POOL_LABEL = "isotope.dev/pool"
+MAX_REPLICAS = 100
+# A member's name is "<pool>-<n>" and must stay a DNS label (63 characters).
+MAX_POOL_NAME = 56
+
+
+class VMPool(Resource):
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        on_delete=models.PROTECT,
+        related_name="vm_pools",
+    )
+    name = models.CharField(
+        max_length=MAX_POOL_NAME,
+        validators=[DNS_LABEL],
+    )
+    image = models.ForeignKey(
+        "compute.Image",
+        on_delete=models.PROTECT,
+        related_name="pools",
+    )
+    vcpus = models.PositiveSmallIntegerField()
+    memory_mib = models.PositiveIntegerField()
+    disk_gib = models.PositiveIntegerField(
+        default=0,
+    )
+    labels = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Labels of the pool and of every member (beside isotope.dev/pool).",
+    )
+    restart_policy = models.CharField(
+        max_length=10,
+        choices=RestartPolicy.choices,
+        default=RestartPolicy.ON_FAILURE,
+    )
+    replicas = models.PositiveIntegerField(
+        default=1,
+        validators=[MaxValueValidator(MAX_REPLICAS)],
+    )
+    deleting = models.BooleanField(
+        default=False,
+    )
+    generation = models.PositiveBigIntegerField(
+        default=1,
+        editable=False,
+        help_text="Grows whenever the spec changes (scale, delete).",
+    )
+    observed_generation = models.PositiveBigIntegerField(
+        default=0,
+        editable=False,
+        help_text="The generation the controller last converged towards.",
+    )
+    next_index = models.PositiveIntegerField(
+        default=0,
+        editable=False,
+        help_text="The n of the next member's name <pool>-<n>.",
+    )
+    phase = models.CharField(
+        max_length=12,
+        choices=PoolPhase.choices,
+        default=PoolPhase.PENDING,
+        db_index=True,
+    )
+    message = models.CharField(
+        max_length=1000,
+        blank=True,
+    )
+    phase_changed = models.DateTimeField(
+        auto_now_add=True,
+    )
+    current_replicas = models.PositiveIntegerField(
+        default=0,
+        help_text="Members that exist and are not being deleted.",
+    )
+    available_replicas = models.PositiveIntegerField(
+        default=0,
+        help_text="Members whose domain is Running.",
+    )
+    ready_replicas = models.PositiveIntegerField(
+        default=0,
+        help_text="Members Running with their guest Ready.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"],
+                name="%(app_label)s_%(class)s_unique_name_tenant",
+                violation_error_message="A VM pool with this name exists in the tenant.",
+            ),
+            models.CheckConstraint(
+                condition=Q(vcpus__gte=1) & Q(memory_mib__gte=64),
+                name="%(app_label)s_%(class)s_minimum_size",
+                violation_error_message="A member needs at least 1 vCPU and 64 MiB.",
+            ),
+            models.CheckConstraint(
+                condition=Q(replicas__lte=MAX_REPLICAS),
+                name="%(app_label)s_%(class)s_replicas_at_most_max",
+                violation_error_message=f"A pool has at most {MAX_REPLICAS} replicas.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug}/{self.name}"
+
+    def member_name(self, index: int) -> str:
+        return f"{self.name}-{index}"
+
+
+class Autoscaler(Resource):
+    """Scales one VM pool on its members' utilisation, with the algorithm of the
+    Kubernetes HorizontalPodAutoscaler (v2): see ``compute.services.autoscalers``.
+
+    ``recommendations`` keeps the recent recommendations (``[{"t", "replicas"}]``, the
+    scale-down stabilisation window's worth) and ``scale_events`` the recent changes
+    (``[{"t", "delta"}]``, one rate-limit period's worth) that the algorithm needs from
+    one run to the next; ``decisions`` the last few changes made, for people."""
+
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        on_delete=models.PROTECT,
+        related_name="autoscalers",
+    )
+    name = models.CharField(
+        max_length=63,
+        validators=[DNS_LABEL],
+    )
+    pool = models.OneToOneField(
+        VMPool,
+        on_delete=models.CASCADE,
+        related_name="autoscaler",
+    )
+    min_replicas = models.PositiveIntegerField(
+        default=1,
+        validators=[MaxValueValidator(MAX_REPLICAS)],
+        help_text="0 allows scaling to zero (the pool then stays empty until scaled by hand).",
+    )
+    max_replicas = models.PositiveIntegerField(
+        validators=[MaxValueValidator(MAX_REPLICAS)],
+    )
+    metric = models.CharField(
+        max_length=8,
+        choices=AutoscalerMetric.choices,
+        default=AutoscalerMetric.CPU,
+    )
+    target = models.PositiveSmallIntegerField(
+        help_text="The wanted average utilisation of the members, in percent (1-100).",
+    )
+    scale_down_window_seconds = models.PositiveIntegerField(
+        default=300,
+        help_text="Scale down only to the highest recommendation of this window.",
+    )
+    scale_up_pods = models.PositiveIntegerField(
+        default=4,
+        help_text="Members that may be added per period (or scale_up_percent, the larger).",
+    )
+    scale_up_percent = models.PositiveIntegerField(
+        default=100,
+        help_text="Percent of the members that may be added per period.",
+    )
+    scale_down_percent = models.PositiveIntegerField(
+        default=100,
+        validators=[MaxValueValidator(100)],
+        help_text="Percent of the members that may be removed per period.",
+    )
+    generation = models.PositiveBigIntegerField(
+        default=1,
+        editable=False,
+    )
+    current_metric = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="The members' average utilisation at the last run (percent).",
+    )
+    desired_replicas = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+    )
+    reason = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="Why the last run decided as it did (HPA's condition reasons).",
+    )
+    message = models.CharField(
+        max_length=1000,
+        blank=True,
+    )
+    last_run = models.DateTimeField(
+        null=True,
+        blank=True,
+    )
+    last_scale_time = models.DateTimeField(
+        null=True,
+        blank=True,
+    )
+    recommendations = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+    )
+    scale_events = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+    )
+    decisions = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text="The last changes made: time, from, to, metric, reason.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"],
+                name="%(app_label)s_%(class)s_unique_name_tenant",
+                violation_error_message="An autoscaler with this name exists in the tenant.",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_replicas__lte=models.F("max_replicas"))
+                & Q(max_replicas__gte=1)
+                & Q(max_replicas__lte=MAX_REPLICAS),
+                name="%(app_label)s_%(class)s_min_at_most_max",
+                violation_error_message="min ≤ max, and max between 1 and the pool limit.",
+            ),
+            models.CheckConstraint(
+                condition=Q(target__gte=1) & Q(target__lte=100),
+                name="%(app_label)s_%(class)s_target_is_a_percentage",
+                violation_error_message="The target is a percentage (1-100).",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug}/{self.name}"

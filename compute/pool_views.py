@@ -1,0 +1,208 @@
+"""Pages for VM pools: list, create form, detail (members, scale, autoscaler), delete.
+
+Thin, like the VM pages: ``tenant_view`` resolves the tenant and role, selectors read,
+``compute.services.pools`` and ``compute.services.autoscalers`` write and decide;
+refusals become messages or field errors.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from compute import selectors
+from compute.pool_forms import AutoscalerForm, PoolCreateForm
+from compute.services import autoscalers as autoscaler_services
+from compute.services import pools as pool_services
+from compute.views import _live_baseline
+from portal.exceptions import ApplicationError, NotFound, PermissionDenied
+from portal.web import form_service_call, tenant_view
+from tenants import selectors as tenant_selectors
+from tenants import services as tenant_services
+
+DELETE_QUESTION = (
+    "Delete {name} and every one of its member VMs? Their disks are deleted too and this "
+    "cannot be undone."
+)
+
+
+def _pool_or_404(request, tenant, name: str):
+    try:
+        return selectors.pool_get(request.user, tenant, name)
+    except NotFound as error:
+        raise Http404(error.message) from None
+
+
+def _require(request, tenant, permission: str, target: str) -> None:
+    try:
+        tenant_services.authorize(
+            actor=request.user, tenant=tenant, permission=permission, target=target
+        )
+    except PermissionDenied as error:
+        raise DjangoPermissionDenied(error.message) from None
+
+
+@tenant_view("vmpool.view")
+@require_GET
+def pool_list(request, tenant):
+    pools = list(selectors.pools_for_tenant(request.user, tenant))
+    return render(
+        request,
+        "compute/pool_list.html",
+        {
+            "tenant": tenant,
+            "pools": pools,
+            "can_create": tenant_selectors.can(request.user, tenant, "vmpool.create"),
+            "live_baseline": _live_baseline(tenant),
+        },
+    )
+
+
+@tenant_view("vmpool.create")
+@require_http_methods(["GET", "POST"])
+def pool_create(request, tenant):
+    form = PoolCreateForm(request.POST or None, images=selectors.images_for_tenant(tenant))
+    if request.method == "POST" and form.is_valid():
+        pool = form_service_call(
+            form,
+            lambda: pool_services.pool_create(
+                actor=request.user, tenant=tenant, **form.service_kwargs()
+            ),
+        )
+        if pool is not None:
+            messages.success(request, f"{pool.name} accepted: its members are being created.")
+            return redirect("vmpool-detail", tenant=tenant.slug, name=pool.name)
+    usage = tenant_selectors.quota_usage(tenant)
+    return render(
+        request,
+        "compute/pool_form.html",
+        {
+            "tenant": tenant,
+            "form": form,
+            "usage_list": [u for u in usage if u.resource in ("cpu", "memory", "storage", "vms")],
+        },
+        status=400 if form.errors else 200,
+    )
+
+
+@tenant_view("vmpool.view")
+@require_GET
+def pool_detail(request, tenant, name: str):
+    from monitoring import selectors as monitoring_selectors
+
+    baseline = _live_baseline(tenant)
+    pool = _pool_or_404(request, tenant, name)
+    autoscaler = getattr(pool, "autoscaler", None)
+    form = None
+    if tenant_selectors.can(request.user, tenant, "autoscaler.manage"):
+        initial = (
+            {field: getattr(autoscaler, field) for field in autoscaler_services.FIELDS}
+            if autoscaler
+            else None
+        )
+        form = AutoscalerForm(initial=initial)
+    return render(
+        request,
+        "compute/pool_detail.html",
+        _detail_context(request, tenant, pool, autoscaler, form, baseline, monitoring_selectors),
+    )
+
+
+def _detail_context(request, tenant, pool, autoscaler, form, baseline, monitoring_selectors):
+    events = monitoring_selectors.events_of_object(
+        request.user, tenant, kind="vmpool", name=pool.name
+    )
+    return {
+        "tenant": tenant,
+        "pool": pool,
+        "members": list(selectors.pool_members(pool)),
+        "autoscaler": autoscaler,
+        "autoscaler_form": form,
+        "can_scale": tenant_selectors.can(request.user, tenant, "vmpool.scale"),
+        "can_delete": tenant_selectors.can(request.user, tenant, "vmpool.delete"),
+        "delete_question": DELETE_QUESTION.format(name=pool.name),
+        "events": events,
+        "live_baseline": baseline,
+    }
+
+
+@tenant_view("vmpool.view")
+@require_POST
+def pool_scale(request, tenant, name: str):
+    pool = _pool_or_404(request, tenant, name)
+    _require(request, tenant, "vmpool.scale", f"vmpool/{pool.name}")
+    replicas = request.POST.get("replicas", "")
+    try:
+        pool_services.pool_scale(actor=request.user, pool=pool, replicas=replicas)
+    except ApplicationError as error:
+        messages.error(request, _field_message(error, "replicas"))
+    else:
+        messages.success(request, f"Scaling {pool.name} to {replicas} members.")
+    return redirect("vmpool-detail", tenant=tenant.slug, name=pool.name)
+
+
+@tenant_view("vmpool.view")
+@require_http_methods(["GET", "POST"])
+def pool_delete(request, tenant, name: str):
+    """POST with ``confirm=yes`` deletes; GET (or a POST without it) asks first."""
+    pool = _pool_or_404(request, tenant, name)
+    _require(request, tenant, "vmpool.delete", f"vmpool/{pool.name}")
+    if request.method == "GET" or request.POST.get("confirm") != "yes":
+        return render(
+            request,
+            "compute/pool_confirm.html",
+            {"tenant": tenant, "pool": pool, "question": DELETE_QUESTION.format(name=pool.name)},
+        )
+    try:
+        pool_services.pool_delete(actor=request.user, pool=pool)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+        return redirect("vmpool-detail", tenant=tenant.slug, name=pool.name)
+    messages.success(request, f"Deleting {pool.name} and its members.")
+    return redirect("vmpool-list", tenant=tenant.slug)
+
+
+@tenant_view("vmpool.view")
+@require_POST
+def pool_autoscaler(request, tenant, name: str):
+    """Create, change (the form) or remove (``remove``) the pool's autoscaler."""
+    from monitoring import selectors as monitoring_selectors
+
+    pool = _pool_or_404(request, tenant, name)
+    _require(request, tenant, "autoscaler.manage", f"vmpool/{pool.name}")
+    autoscaler = getattr(pool, "autoscaler", None)
+    if request.POST.get("remove"):
+        if autoscaler is not None:
+            autoscaler_services.autoscaler_delete(actor=request.user, autoscaler=autoscaler)
+            messages.success(request, f"The autoscaler of {pool.name} is removed.")
+        return redirect("vmpool-detail", tenant=tenant.slug, name=pool.name)
+    form = AutoscalerForm(request.POST)
+    if form.is_valid():
+        if autoscaler is None:
+            saved = form_service_call(
+                form,
+                lambda: autoscaler_services.autoscaler_create(
+                    actor=request.user, tenant=tenant, pool=pool, **form.service_kwargs()
+                ),
+            )
+        else:
+            saved = form_service_call(
+                form,
+                lambda: autoscaler_services.autoscaler_update(
+                    actor=request.user, autoscaler=autoscaler, **form.service_kwargs()
+                ),
+            )
+        if saved is not None:
+            messages.success(request, f"The autoscaler of {pool.name} is saved.")
+            return redirect("vmpool-detail", tenant=tenant.slug, name=pool.name)
+    context = _detail_context(
+        request, tenant, pool, autoscaler, form, _live_baseline(tenant), monitoring_selectors
+    )
+    return render(request, "compute/pool_detail.html", context, status=400)
+
+
+def _field_message(error: ApplicationError, field: str) -> str:
+    return (error.errors.get(field) or [error.message])[0]

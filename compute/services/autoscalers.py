@@ -1,0 +1,570 @@
+"""Autoscalers for VM pools: the Kubernetes HorizontalPodAutoscaler (v2) algorithm
+applied to a pool's members and the VM metrics Isotope already collects.
+
+One run (:func:`autoscaler_reconcile`, from beat every ``ISOTOPE_AUTOSCALER_SECONDS``
+and after a change) does what the HPA controller does in one sync:
+
+1. Bounds first: a pool above ``max`` goes to ``max``, below ``min`` to ``min``; a pool
+   at 0 replicas with ``min > 0`` is not scaled (``ScalingDisabled``), and one at 0 with
+   ``min = 0`` has no member to measure, so it stays empty until scaled by hand.
+2. The metric: each member's average utilisation over the last
+   ``ISOTOPE_AUTOSCALER_METRIC_SECONDS`` of ``VMSample`` rows (the collector's): CPU is
+   ``cpu_percent`` (100 = every vCPU busy), memory ``memory_used_mib`` over the member's
+   memory. As the HPA's replica calculator: members Running and Ready with samples are
+   measured; Running and Ready ones without samples are *missing* (counted at 100 %
+   when the others ask to scale down, 0 % when they ask to scale up); members not yet
+   Ready are *unready* (counted at 0 % when scaling up); other members are ignored.
+   ``desired = ceil(measured × utilisation / target)``, unchanged when the ratio is
+   within 10 % of 1 (the tolerance), or when counting the missing and unready members
+   reverses or cancels the direction.
+3. Stabilisation: the recommendation is the *highest* of this window's
+   (``scale_down_window_seconds``, default 300 s) recommendations when it is below the
+   current size, so a pool only shrinks to what every run of the window agreed on.
+4. Rate limits per 15 s period (HPA's defaults, adjustable): at most
+   ``max(scale_up_pods, scale_up_percent %)`` members added, at most
+   ``scale_down_percent %`` removed; never above ``max`` or below ``min``.
+5. Guardrails: never above what the tenant's quota still holds for another member, and
+   no scale-up while the pool is ``Degraded`` (members failing, creations refused).
+
+Each decision and its reason is written on the autoscaler (``reason``, ``message``,
+``decisions``), recorded as an event of kind ``autoscaler`` (when it changes the pool,
+or the reason changes) and pushed live.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Avg
+from django.utils import timezone
+
+from compute.choices import AutoscalerMetric, ConditionStatus, Phase, PoolPhase
+from compute.models import Autoscaler, VirtualMachine, VMPool
+from compute.models.pools import MAX_REPLICAS
+from compute.services import vms as vm_services
+from compute.services.pools import SystemActor, _live, pool_scale
+from monitoring.formats import timestamp
+from monitoring.models import VMSample
+from monitoring.services import event_publish, resource_forget, resource_publish
+from portal.exceptions import Conflict, ValidationError
+from tenants.models import Quota, Tenant
+from tenants.services import audit_record, authorize
+
+TOLERANCE = 0.1
+# HPA's default scaling-policy period: the step limits count changes within it.
+PERIOD_SECONDS = 15
+MAX_WINDOW_SECONDS = 3600
+DECISIONS_KEPT = 10
+# Member phases that are on their way to Running (HPA's pending/unready pods).
+BOOTING = frozenset({Phase.PENDING, Phase.PROVISIONING, Phase.STARTING})
+# Reasons that are warnings (something stops the autoscaler from doing its job).
+WARNING_REASONS = frozenset({"FailedGetMetrics", "ScaleUpBlocked", "ScaleUpLimitedByQuota"})
+FIELDS = (
+    "min_replicas",
+    "max_replicas",
+    "metric",
+    "target",
+    "scale_down_window_seconds",
+    "scale_up_pods",
+    "scale_up_percent",
+    "scale_down_percent",
+)
+
+
+# --- The algorithm --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sample:
+    """What the replica calculator gets: the measured members' utilisations (percent),
+    how many members are missing a measurement, how many are not Ready yet."""
+
+    utilisations: tuple[float, ...]
+    missing: int = 0
+    unready: int = 0
+
+
+def metric_replicas(current: int, sample: Sample, target: float) -> tuple[int, float | None]:
+    """The HPA replica calculator for a utilisation target: (replicas, the measured
+    members' average utilisation). With nothing measured: (current, None)."""
+    if not sample.utilisations:
+        return current, None
+    measured = len(sample.utilisations)
+    utilisation = sum(sample.utilisations) / measured
+    ratio = utilisation / target
+    rebalance_unready = sample.unready > 0 and ratio > 1.0
+    if not rebalance_unready and sample.missing == 0:
+        if abs(1.0 - ratio) <= TOLERANCE:
+            return current, utilisation
+        return math.ceil(ratio * measured), utilisation
+    values = list(sample.utilisations)
+    # Missing members: as busy as asked of them when shrinking, idle when growing.
+    values += [100.0 if ratio < 1.0 else 0.0] * sample.missing
+    if rebalance_unready:
+        values += [0.0] * sample.unready
+    new_ratio = sum(values) / len(values) / target
+    if (
+        abs(1.0 - new_ratio) <= TOLERANCE
+        or (ratio < 1.0 and new_ratio > 1.0)
+        or (ratio > 1.0 and new_ratio < 1.0)
+    ):
+        return current, utilisation
+    replicas = math.ceil(new_ratio * len(values))
+    if (new_ratio < 1.0 and replicas > current) or (new_ratio > 1.0 and replicas < current):
+        return current, utilisation
+    return replicas, utilisation
+
+
+def stabilised(
+    recommendations: list[dict], *, desired: int, current: int, now: float, window: int
+) -> int:
+    """HPA's stabilisation: below the current size, the highest recommendation of the
+    last ``window`` seconds (this one included); scaling up is not delayed."""
+    down = desired
+    for recommendation in recommendations:
+        if recommendation["t"] > now - window:
+            down = max(down, recommendation["replicas"])
+    return min(max(current, desired), down)
+
+
+def step_limits(autoscaler: Autoscaler, *, current: int, now: float) -> tuple[int, int]:
+    """(most, fewest) replicas allowed this period by the step limits, from the size at
+    the period's start (the changes made within it undone)."""
+    recent = [e["delta"] for e in autoscaler.scale_events if e["t"] > now - PERIOD_SECONDS]
+    start_up = current - sum(d for d in recent if d > 0)
+    start_down = current - sum(d for d in recent if d < 0)
+    most = max(
+        start_up + autoscaler.scale_up_pods,
+        math.ceil(start_up * (1 + autoscaler.scale_up_percent / 100)),
+    )
+    fewest = int(start_down * (1 - autoscaler.scale_down_percent / 100))
+    return max(most, current), min(fewest, current)
+
+
+def quota_room(pool: VMPool) -> tuple[int, str]:
+    """How many more members the tenant's quota holds, and what limits it."""
+    quota = Quota.objects.get(tenant=pool.tenant)
+    need = {
+        "cpu": pool.vcpus,
+        "memory": pool.memory_mib,
+        "storage": pool.disk_gib,
+        "vms": 1,
+    }
+    room, limiting = MAX_REPLICAS, ""
+    for resource, amount in need.items():
+        if not amount:
+            continue
+        fits = int((quota.limit(resource) - quota.used(resource)) // amount)
+        if fits < room:
+            room, limiting = max(fits, 0), resource
+    return room, limiting
+
+
+def members_sample(pool: VMPool, metric: str, *, now: datetime) -> Sample:
+    """Classify the live members and measure the Ready ones from their samples."""
+    members = _live(list(VirtualMachine.objects.filter(pool=pool)))
+    measurable = [
+        vm
+        for vm in members
+        if vm.phase in (Phase.RUNNING, Phase.MIGRATING) and vm.ready == ConditionStatus.TRUE
+    ]
+    unready = sum(
+        1
+        for vm in members
+        if vm.phase in BOOTING or (vm.phase == Phase.RUNNING and vm.ready != ConditionStatus.TRUE)
+    )
+    since = now - timedelta(seconds=settings.ISOTOPE_AUTOSCALER_METRIC_SECONDS)
+    averages = {
+        row["vm_id"]: row
+        for row in VMSample.objects.filter(vm__in=measurable, time__gt=since, time__lte=now)
+        .values("vm_id")
+        .annotate(cpu=Avg("cpu_percent"), memory=Avg("memory_used_mib"))
+    }
+    utilisations = []
+    for vm in measurable:
+        row = averages.get(vm.pk)
+        if row is None:
+            continue
+        if metric == AutoscalerMetric.MEMORY:
+            utilisations.append(min(row["memory"] / vm.memory_mib * 100, 100.0))
+        else:
+            utilisations.append(row["cpu"])
+    return Sample(tuple(utilisations), missing=len(measurable) - len(utilisations), unready=unready)
+
+
+@dataclass(frozen=True)
+class Decision:
+    replicas: int
+    reason: str
+    message: str
+    utilisation: float | None
+
+
+def decide(autoscaler: Autoscaler, pool: VMPool, *, now: datetime) -> tuple[Decision, int | None]:
+    """One HPA sync for ``autoscaler`` (pool and autoscaler locked by the caller):
+    the decision, and the metric's recommendation to remember (None when there is
+    none)."""
+    current = pool.replicas
+    low, high = autoscaler.min_replicas, autoscaler.max_replicas
+    what = AutoscalerMetric(autoscaler.metric).label.split(" (")[0]
+    if current == 0 and low > 0:
+        return Decision(0, "ScalingDisabled", "The pool is at 0 replicas.", None), None
+    if current > high:
+        return Decision(high, "TooManyReplicas", f"Above the maximum {high}.", None), None
+    if current < low:
+        return Decision(low, "TooFewReplicas", f"Below the minimum {low}.", None), None
+    if current == 0:
+        return Decision(
+            0, "ScaledToZero", "No member to measure: scale the pool by hand to wake it.", None
+        ), None
+    sample = members_sample(pool, autoscaler.metric, now=now)
+    proposal, utilisation = metric_replicas(current, sample, autoscaler.target)
+    if utilisation is None:
+        return Decision(
+            current,
+            "FailedGetMetrics",
+            f"No {what.lower()} samples of Ready members in the last "
+            f"{settings.ISOTOPE_AUTOSCALER_METRIC_SECONDS:g} s.",
+            None,
+        ), None
+    measured = f"{what} {utilisation:.0f}% (target {autoscaler.target}%)"
+    epoch = now.timestamp()
+    desired = stabilised(
+        autoscaler.recommendations,
+        desired=proposal,
+        current=current,
+        now=epoch,
+        window=autoscaler.scale_down_window_seconds,
+    )
+    reason, message = "DesiredWithinRange", f"{measured}: {current} replicas are right."
+    if desired != proposal:
+        reason = "ScaleDownStabilized"
+        message = (
+            f"{measured} recommends {proposal}; keeping {desired}, the highest recommendation "
+            f"of the last {autoscaler.scale_down_window_seconds} s."
+        )
+    elif desired > current:
+        reason, message = "ScaleUp", f"{measured} above target: {current} → {desired}."
+    elif desired < current:
+        reason, message = "ScaleDown", f"{measured} below target: {current} → {desired}."
+    most, fewest = step_limits(autoscaler, current=current, now=epoch)
+    if desired > min(most, high):
+        limited = min(most, high)
+        reason = "ScaleUpLimit" if limited == most else "TooManyReplicas"
+        message += f" Limited to {limited} (" + ("step limit)." if limited == most else "maximum).")
+        desired = limited
+    elif desired < max(fewest, low):
+        limited = max(fewest, low)
+        reason = "ScaleDownLimit" if limited == fewest else "TooFewReplicas"
+        message += f" Limited to {limited} (" + (
+            "step limit)." if limited == fewest else "minimum)."
+        )
+        desired = limited
+    if desired > current:
+        if pool.phase == PoolPhase.DEGRADED:
+            return Decision(
+                current, "ScaleUpBlocked", f"Not scaling up: {pool.message}", utilisation
+            ), proposal
+        room, limiting = quota_room(pool)
+        cap = max(current, pool.current_replicas + room)
+        if desired > cap:
+            reason = "ScaleUpLimitedByQuota"
+            message += f" The quota holds {cap - current} more ({limiting} is the limit)."
+            desired = cap
+    return Decision(desired, reason, message, utilisation), proposal
+
+
+# --- The controller -------------------------------------------------------------------
+def autoscaler_reconcile(autoscaler_id: int, *, now: datetime | None = None) -> Autoscaler | None:
+    """One run of one autoscaler: decide, scale its pool when the decision says so,
+    record the decision. Returns the autoscaler (None when it is gone)."""
+    now = now or timezone.now()
+    pool_id = Autoscaler.objects.filter(pk=autoscaler_id).values_list("pool_id", flat=True)
+    with transaction.atomic():
+        # Lock order pool → autoscaler, as the pool controller's delete takes them.
+        pool = VMPool.locked(pool_id.first() or 0, "tenant")
+        autoscaler = Autoscaler.locked(autoscaler_id, "tenant")
+        if pool is None or autoscaler is None:
+            return None
+        if pool.deleting:
+            return autoscaler
+        decision, proposal = decide(autoscaler, pool, now=now)
+        epoch = now.timestamp()
+        keep = max(autoscaler.scale_down_window_seconds, PERIOD_SECONDS)
+        recommendations = [r for r in autoscaler.recommendations if r["t"] > epoch - keep]
+        if proposal is not None:
+            recommendations.append({"t": epoch, "replicas": proposal})
+        events = [e for e in autoscaler.scale_events if e["t"] > epoch - PERIOD_SECONDS]
+        decisions = autoscaler.decisions
+        updates = {
+            "current_metric": (
+                round(decision.utilisation, 1) if decision.utilisation is not None else None
+            ),
+            "desired_replicas": decision.replicas,
+            "reason": decision.reason,
+            "message": decision.message[:1000],
+            "last_run": now,
+            "recommendations": recommendations,
+            "scale_events": events,
+        }
+        before = pool.replicas
+        if decision.replicas != before:
+            pool_scale(
+                actor=SystemActor(f"autoscaler/{autoscaler.name}"),
+                pool=pool,
+                replicas=decision.replicas,
+                reason=decision.message,
+            )
+            entry = {
+                "time": timestamp(now),
+                "from": before,
+                "to": decision.replicas,
+                "metric": updates["current_metric"],
+                "reason": decision.reason,
+                "message": decision.message,
+            }
+            updates["decisions"] = [entry, *decisions][:DECISIONS_KEPT]
+            updates["scale_events"] = [*events, {"t": epoch, "delta": decision.replicas - before}]
+            updates["last_scale_time"] = now
+            _event(
+                autoscaler,
+                reason="SuccessfulRescale",
+                message=f"New size: {decision.replicas}; reason: {decision.message}",
+            )
+        elif decision.reason != autoscaler.reason:
+            _event(
+                autoscaler,
+                reason=decision.reason,
+                message=decision.message,
+                type="Warning" if decision.reason in WARNING_REASONS else "Normal",
+            )
+        autoscaler.write_locked(updates)
+        _publish(autoscaler)
+    return autoscaler
+
+
+# --- Create, change, delete -----------------------------------------------------------
+def _number(data: dict, field: str, low: int, high: int, errors: dict) -> int | None:
+    value = data.get(field)
+    try:
+        if isinstance(value, bool) or value is None or str(value).strip() == "":
+            raise ValueError
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        errors[field] = ["Enter a whole number."]
+        return None
+    if not low <= number <= high:
+        errors[field] = [f"Must be between {low} and {high}."]
+    return number
+
+
+def _validate(data: dict) -> dict:
+    """The settings as numbers within bounds, or ``ValidationError`` naming each field."""
+    errors: dict[str, list[str]] = {}
+    bounds = {
+        "min_replicas": (0, MAX_REPLICAS),
+        "max_replicas": (1, MAX_REPLICAS),
+        "target": (1, 100),
+        "scale_down_window_seconds": (0, MAX_WINDOW_SECONDS),
+        "scale_up_pods": (1, MAX_REPLICAS),
+        "scale_up_percent": (0, 1000),
+        "scale_down_percent": (1, 100),
+    }
+    clean = {field: _number(data, field, *bounds[field], errors) for field in bounds}
+    if data.get("metric") not in AutoscalerMetric.values:
+        errors["metric"] = [f"Choose one of {', '.join(AutoscalerMetric.values)}."]
+    clean["metric"] = data.get("metric")
+    if (
+        not errors
+        and clean["min_replicas"] is not None
+        and clean["min_replicas"] > clean["max_replicas"]
+    ):
+        errors["min_replicas"] = ["Must not be above the maximum."]
+    if errors:
+        raise ValidationError("The autoscaler is not valid.", errors=errors)
+    return clean
+
+
+DEFAULTS = {
+    "min_replicas": 1,
+    "metric": AutoscalerMetric.CPU,
+    "scale_down_window_seconds": 300,
+    "scale_up_pods": 4,
+    "scale_up_percent": 100,
+    "scale_down_percent": 100,
+}
+
+
+def autoscaler_create(*, actor, tenant: Tenant, pool: VMPool, name: str = "", **settings_in):
+    """Attach an autoscaler to ``pool`` (one per pool); its first run follows commit.
+    ``settings_in``: the fields of ``FIELDS`` (``max_replicas`` and ``target`` have no
+    default)."""
+    name = name or pool.name
+    authorize(
+        actor=actor, tenant=tenant, permission="autoscaler.manage", target=f"autoscaler/{name}"
+    )
+    data = {**DEFAULTS, **{k: v for k, v in settings_in.items() if v is not None}}
+    unknown = set(data) - set(FIELDS)
+    if unknown:
+        raise ValidationError(
+            "Unknown settings.", errors={field: ["Unknown."] for field in sorted(unknown)}
+        )
+    errors: dict[str, list[str]] = {}
+    if error := vm_services.name_error(name):
+        errors["name"] = [error]
+    elif Autoscaler.objects.filter(tenant=tenant, name=name).exists():
+        errors["name"] = [f"An autoscaler named {name!r} exists already in {tenant.slug}."]
+    try:
+        clean = _validate(data)
+    except ValidationError as error:
+        errors.update(error.errors)
+    if errors:
+        raise ValidationError("The autoscaler is not valid.", errors=errors)
+    try:
+        with transaction.atomic():
+            pool = VMPool.locked(pool.pk, "tenant")
+            if pool is None or pool.tenant_id != tenant.pk or pool.deleting:
+                raise Conflict("The VM pool is gone or being deleted.")
+            if Autoscaler.objects.filter(pool=pool).exists():
+                raise Conflict(
+                    f"{pool.name} has an autoscaler already.",
+                    errors={"pool": ["This pool has an autoscaler already."]},
+                )
+            autoscaler = Autoscaler.objects.create(
+                tenant=tenant,
+                name=name,
+                pool=pool,
+                # As the HPA controller seeds a new key: no scale-down before the pool's
+                # size now has left the stabilisation window.
+                recommendations=[{"t": timezone.now().timestamp(), "replicas": pool.replicas}],
+                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+                **clean,
+            )
+            audit_record(
+                actor=actor,
+                action="autoscaler.create",
+                tenant=tenant,
+                target=f"autoscaler/{name}",
+                detail={"pool": pool.name, **clean},
+            )
+            _event(autoscaler, reason="Created", message=_summary(autoscaler))
+            _publish(autoscaler)
+            transaction.on_commit(lambda: autoscaler_kick(autoscaler.pk))
+    except IntegrityError:
+        raise ValidationError(
+            "An autoscaler with this name exists already.", errors={"name": ["Taken."]}
+        ) from None
+    return autoscaler
+
+
+def autoscaler_update(*, actor, autoscaler: Autoscaler, **changes) -> Autoscaler:
+    """Change the settings (the fields of ``FIELDS`` given); a new generation."""
+    authorize(
+        actor=actor,
+        tenant=autoscaler.tenant,
+        permission="autoscaler.manage",
+        target=f"autoscaler/{autoscaler.name}",
+    )
+    unknown = set(changes) - set(FIELDS)
+    if unknown:
+        raise ValidationError(
+            "Unknown settings.", errors={field: ["Unknown."] for field in sorted(unknown)}
+        )
+    with transaction.atomic():
+        row = Autoscaler.locked(autoscaler.pk, "tenant")
+        if row is None:
+            raise Conflict("The autoscaler is gone.")
+        current = {field: getattr(row, field) for field in FIELDS}
+        clean = _validate({**current, **{k: v for k, v in changes.items() if v is not None}})
+        updates = {k: v for k, v in clean.items() if current[k] != v}
+        if not updates:
+            return row
+        row.write_locked({**updates, "generation": row.generation + 1})
+        audit_record(
+            actor=actor,
+            action="autoscaler.update",
+            tenant=row.tenant,
+            target=f"autoscaler/{row.name}",
+            detail=updates,
+        )
+        _event(row, reason="Updated", message=_summary(row))
+        _publish(row)
+        transaction.on_commit(lambda: autoscaler_kick(row.pk))
+    return row
+
+
+def autoscaler_delete(*, actor, autoscaler: Autoscaler) -> None:
+    """Detach the autoscaler; the pool keeps its current size."""
+    authorize(
+        actor=actor,
+        tenant=autoscaler.tenant,
+        permission="autoscaler.manage",
+        target=f"autoscaler/{autoscaler.name}",
+    )
+    with transaction.atomic():
+        row = Autoscaler.locked(autoscaler.pk, "tenant")
+        if row is None:
+            return
+        row.delete()
+        audit_record(
+            actor=actor,
+            action="autoscaler.delete",
+            tenant=row.tenant,
+            target=f"autoscaler/{row.name}",
+        )
+        _event(row, reason="Deleted", message="Deleted; the pool keeps its size.")
+        resource_forget(tenant=row.tenant, kind="autoscaler", name=row.name)
+
+
+def _summary(autoscaler: Autoscaler) -> str:
+    return (
+        f"{autoscaler.min_replicas}-{autoscaler.max_replicas} replicas of "
+        f"{autoscaler.pool.name} at {autoscaler.target}% {autoscaler.metric}, "
+        f"scale-down window {autoscaler.scale_down_window_seconds} s."
+    )
+
+
+def _event(autoscaler: Autoscaler, *, reason: str, message: str, type: str = "Normal") -> None:
+    event_publish(
+        tenant=autoscaler.tenant,
+        kind="autoscaler",
+        name=autoscaler.name,
+        uid=str(autoscaler.uid),
+        type=type,
+        reason=reason,
+        message=message,
+    )
+
+
+def autoscaler_state(autoscaler: Autoscaler) -> dict:
+    """What live pages need to redraw an autoscaler's status and decisions."""
+    return {
+        "uid": str(autoscaler.uid),
+        "resourceVersion": str(autoscaler.resource_version),
+        "currentMetric": autoscaler.current_metric,
+        "desiredReplicas": autoscaler.desired_replicas,
+        "reason": autoscaler.reason,
+        "message": autoscaler.message,
+        "lastRun": timestamp(autoscaler.last_run) if autoscaler.last_run else None,
+        "lastScaleTime": (
+            timestamp(autoscaler.last_scale_time) if autoscaler.last_scale_time else None
+        ),
+        "decisions": autoscaler.decisions,
+    }
+
+
+def _publish(autoscaler: Autoscaler) -> None:
+    resource_publish(
+        tenant=autoscaler.tenant,
+        kind="autoscaler",
+        name=autoscaler.name,
+        data=autoscaler_state(autoscaler),
+    )
+
+
+def autoscaler_kick(autoscaler_id: int) -> None:
+    from compute.tasks import pools as tasks
+
+    tasks.autoscaler_reconcile_task.delay(autoscaler_id)

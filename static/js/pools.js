@@ -1,0 +1,106 @@
+// VM pool pages: apply the parts of live pool and autoscaler states that live.js leaves
+// to the page (counts, the members table, the scale input, deletion; the autoscaler's
+// measurement, decision and last decisions). live.js patches the pool's phase and
+// message; the confirm modal for deleting comes from vms.js.
+(function () {
+  "use strict";
+
+  function text(el, value) { if (el) el.textContent = value; }
+
+  function cell(row, content) {
+    const td = document.createElement("td");
+    if (content instanceof Node) td.appendChild(content); else td.textContent = content;
+    row.appendChild(td);
+    return td;
+  }
+
+  function drawMembers(root, members) {
+    const body = root.querySelector("[data-members]");
+    if (!body) return;
+    const tenant = root.dataset.poolTenant;
+    body.replaceChildren();
+    members.forEach((m) => {
+      const row = document.createElement("tr");
+      row.dataset.member = m.name;
+      const link = document.createElement("a");
+      link.className = "font-monospace small";
+      link.href = "/t/" + encodeURIComponent(tenant) + "/vms/" + encodeURIComponent(m.name) + "/";
+      link.textContent = m.name;
+      cell(row, link);
+      const badge = document.createElement("span");
+      badge.className = "iso-phase";
+      badge.dataset.phase = m.phase;
+      badge.textContent = m.phase;
+      cell(row, badge);
+      const icon = document.createElement("i");
+      icon.className = m.ready ? "bi bi-check-circle-fill text-success" : "bi bi-hourglass-split text-body-secondary";
+      icon.setAttribute("role", "img");
+      icon.setAttribute("aria-label", m.ready ? "ready" : "not ready");
+      cell(row, icon);
+      body.appendChild(row);
+    });
+    const empty = root.querySelector("[data-members-empty]");
+    if (empty) empty.hidden = members.length > 0;
+  }
+
+  function applyPool(data) {
+    const sel = '[data-live-kind="vmpool"][data-live-name="' + CSS.escape(data.name) + '"]';
+    document.querySelectorAll(sel).forEach((root) => {
+      if (data.deleted) {
+        root.dataset.liveDeleted = "1";
+        if (root.dataset.testid === "pool-detail") {
+          document.querySelectorAll("[data-live-show-when-deleted]").forEach((el) => { el.hidden = false; });
+        }
+        return;
+      }
+      const state = data.state || {};
+      const set = (field, value) => root.querySelectorAll('[data-pool-field="' + field + '"]').forEach((el) => text(el, value));
+      set("ready", state.readyReplicas + "/" + state.replicas);
+      set("currentReplicas", state.currentReplicas);
+      set("availableReplicas", state.availableReplicas);
+      set("replicas", state.replicas);
+      set("resourceVersion", state.resourceVersion);
+      document.querySelectorAll('[data-testid="pool-scale-replicas"]').forEach((el) => {
+        if (root.dataset.testid === "pool-detail" && document.activeElement !== el) el.value = state.replicas;
+      });
+      const message = state.message || "";
+      root.querySelectorAll("[data-live-hide-empty]").forEach((el) => { el.hidden = !message; el.title = message; });
+      root.querySelectorAll('[data-live-show-with="message"]').forEach((el) => { el.hidden = !message; });
+      if (Array.isArray(state.members)) drawMembers(root, state.members);
+    });
+  }
+
+  function applyAutoscaler(data) {
+    const panel = document.querySelector('[data-autoscaler="' + CSS.escape(data.name) + '"]');
+    if (!panel || data.deleted) return;
+    const state = data.state || {};
+    const set = (field, value) => panel.querySelectorAll('[data-as-field="' + field + '"]').forEach((el) => text(el, value));
+    set("currentMetric", state.currentMetric === null || state.currentMetric === undefined ? "—" : state.currentMetric + "%");
+    set("reason", state.reason || "not run yet");
+    set("message", state.message || "");
+    const body = panel.querySelector("[data-decisions]");
+    if (!body || !Array.isArray(state.decisions)) return;
+    body.replaceChildren();
+    state.decisions.forEach((d) => {
+      const row = document.createElement("tr");
+      const when = document.createElement("time");
+      when.dataset.ago = "";
+      when.setAttribute("datetime", d.time);
+      when.textContent = window.Isotope && window.Isotope.time ? window.Isotope.time.ago(d.time) : d.time;
+      cell(row, when).className = "small text-nowrap";
+      cell(row, d.from + " → " + d.to).className = "font-monospace";
+      cell(row, d.metric === null || d.metric === undefined ? "—" : d.metric + "%").className = "font-monospace";
+      cell(row, d.message).className = "small";
+      body.appendChild(row);
+    });
+    const empty = panel.querySelector("[data-decisions-empty]");
+    if (empty) empty.hidden = state.decisions.length > 0;
+  }
+
+  document.addEventListener("isotope:resource", (event) => {
+    const data = event.detail && event.detail.data;
+    if (!data) return;
+    if (data.kind === "vmpool") applyPool(data);
+    else if (data.kind === "autoscaler") applyAutoscaler(data);
+  });
+})();

@@ -1,0 +1,266 @@
+"""VM pools: the controller scales, heals and deletes members that are ordinary VMs.
+
+The first tests run the controller (``pool_reconcile``) in the test's transaction on
+PostgreSQL rows (members stay where the controller leaves them: no worker provisions
+them); the last ones drive whole pools through real Celery workers on libvirt's test
+driver, as the portal does.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from compute.choices import Phase, PoolPhase
+from compute.models import VirtualMachine, VMPool
+from compute.models.pools import POOL_LABEL
+from compute.services import pools as pool_services
+from compute.services import vms as vm_services
+from monitoring.models import Event
+from portal.exceptions import PermissionDenied, ValidationError
+from tenants.models import AuditLog, Quota
+from tests.conftest import wait_for
+
+
+def make_pool(demo, replicas=2, name="web", **kwargs) -> VMPool:
+    return pool_services.pool_create(
+        actor=demo.bob,
+        tenant=demo.acme,
+        name=name,
+        image="tiny",
+        vcpus=kwargs.pop("vcpus", 1),
+        memory_mib=kwargs.pop("memory_mib", 256),
+        replicas=replicas,
+        **kwargs,
+    )
+
+
+def members(pool) -> list[VirtualMachine]:
+    return list(VirtualMachine.objects.filter(pool=pool).order_by("pk"))
+
+
+def names(pool) -> list[str]:
+    return [vm.name for vm in members(pool) if vm.phase != Phase.DELETING]
+
+
+def set_phase(vm: VirtualMachine, phase: str, message: str = "") -> None:
+    with_lock = VirtualMachine.locked(vm.pk)
+    with_lock.write_locked({"phase": phase, "message": message})
+
+
+@pytest.mark.unit
+class TestController:
+    def test_members_are_ordinary_vms_named_labelled_and_charged(
+        self, pg, demo, make_host, tiny_image
+    ):
+        make_host()
+        pool = make_pool(demo, replicas=2, labels={"tier": "web"})
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert names(pool) == ["web-0", "web-1"]
+        for vm in members(pool):
+            assert vm.labels == {"tier": "web", POOL_LABEL: "web"}
+            assert (vm.vcpus, vm.memory_mib, vm.phase) == (1, 256, Phase.PENDING)
+        quota = Quota.objects.get(tenant=demo.acme)
+        assert (quota.used_vms, quota.used_cpu, quota.used_memory) == (2, 2, 512)
+        assert (pool.current_replicas, pool.phase) == (2, PoolPhase.SCALING)
+        assert pool.observed_generation == pool.generation
+        assert AuditLog.objects.filter(action="vm.create", actor_name="vmpool/web").count() == 2
+
+    def test_a_second_run_with_nothing_to_do_writes_nothing(self, pg, demo, make_host, tiny_image):
+        make_host()
+        pool = pool_services.pool_reconcile(make_pool(demo).pk)
+        version = pool.resource_version
+        again = pool_services.pool_reconcile(pool.pk)
+        assert again.resource_version == version
+        assert len(members(pool)) == 2
+
+    def test_scale_up_then_down_removes_the_newest_first(self, pg, demo, make_host, tiny_image):
+        make_host()
+        pool = pool_services.pool_reconcile(make_pool(demo, replicas=2).pk)
+        pool = pool_services.pool_scale(actor=demo.bob, pool=pool, replicas=4)
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert names(pool) == ["web-0", "web-1", "web-2", "web-3"]
+        pool = pool_services.pool_scale(actor=demo.bob, pool=pool, replicas=1)
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert names(pool) == ["web-0"]
+        deleting = [vm.name for vm in members(pool) if vm.phase == Phase.DELETING]
+        assert deleting == ["web-1", "web-2", "web-3"]
+        assert pool.current_replicas == 1
+        assert Event.objects.filter(
+            kind="vmpool", name="web", reason="Scaled", message__contains="from 4 to 1 by bob"
+        ).exists()
+
+    def test_a_member_deleted_or_failed_outside_is_replaced(self, pg, demo, make_host, tiny_image):
+        make_host()
+        pool = pool_services.pool_reconcile(make_pool(demo, replicas=2).pk)
+        first, second = members(pool)
+        vm_services.vm_action(actor=demo.bob, vm=first, action="delete")
+        set_phase(second, Phase.FAILED, "The host could not start the VM.")
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert names(pool) == ["web-2", "web-3"]
+        assert VirtualMachine.objects.get(pk=second.pk).phase == Phase.DELETING
+        warning = Event.objects.get(kind="vmpool", name="web", reason="MemberFailed")
+        assert "web-1 failed: The host could not start the VM." in warning.message
+
+    def test_scale_up_beyond_quota_creates_what_fits_and_says_why(
+        self, pg, demo, make_host, tiny_image
+    ):
+        make_host()
+        Quota.objects.filter(tenant=demo.acme).update(vms=3)
+        pool = pool_services.pool_reconcile(make_pool(demo, replicas=5).pk)
+        assert names(pool) == ["web-0", "web-1", "web-2"]
+        assert pool.phase == PoolPhase.DEGRADED
+        assert pool.message.startswith("3 of 5 members. Quota:")
+        event = Event.objects.get(kind="vmpool", name="web", reason="FailedCreate")
+        assert event.type == "Warning" and "web-3" in event.message and "vms" in event.message
+        assert Quota.objects.get(tenant=demo.acme).used_vms == 3
+        # Quota raised: the next run creates the rest.
+        Quota.objects.filter(tenant=demo.acme).update(vms=10)
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert names(pool) == [f"web-{n}" for n in range(5)]
+        assert pool.phase == PoolPhase.SCALING
+
+    def test_a_name_taken_by_a_single_vm_is_skipped(self, pg, demo, make_host, tiny_image):
+        make_host()
+        vm_services.vm_create(
+            actor=demo.bob, tenant=demo.acme, name="web-0", image="tiny", vcpus=1, memory_mib=256
+        )
+        pool = pool_services.pool_reconcile(make_pool(demo, replicas=1).pk)
+        assert names(pool) == ["web-1"]
+
+    def test_delete_cascades_to_members_then_the_pool(self, pg, demo, make_host, tiny_image):
+        make_host()
+        pool = pool_services.pool_reconcile(make_pool(demo, replicas=2).pk)
+        pool_services.pool_delete(actor=demo.bob, pool=pool)
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert pool.phase == PoolPhase.DELETING
+        assert {vm.phase for vm in members(pool)} == {Phase.DELETING}
+        for vm in members(pool):
+            vm_services.vm_finalize_delete(vm)  # what the delete task does at the end
+        assert pool_services.pool_reconcile(pool.pk) is None
+        assert not VMPool.objects.filter(pk=pool.pk).exists()
+        assert Quota.objects.get(tenant=demo.acme).used_vms == 0
+
+    def test_scaling_a_deleting_pool_is_refused(self, pg, demo, make_host, tiny_image):
+        make_host()
+        pool = make_pool(demo)
+        pool_services.pool_delete(actor=demo.bob, pool=pool)
+        with pytest.raises(Exception, match="being deleted"):
+            pool_services.pool_scale(actor=demo.bob, pool=pool, replicas=3)
+
+    def test_bad_input_is_refused_with_field_errors_and_nothing_made(self, pg, demo, tiny_image):
+        with pytest.raises(ValidationError) as caught:
+            pool_services.pool_create(
+                actor=demo.bob,
+                tenant=demo.acme,
+                name="a" * 57,
+                image="nope",
+                vcpus=0,
+                memory_mib=256,
+                replicas=101,
+                labels={POOL_LABEL: "x"},
+            )
+        assert set(caught.value.errors) == {"name", "image", "vcpus", "replicas", "labels"}
+        assert not VMPool.objects.exists()
+
+    def test_a_viewer_may_not_create_or_scale(self, pg, demo, make_host, tiny_image):
+        with pytest.raises(PermissionDenied):
+            pool_services.pool_create(
+                actor=demo.carol, tenant=demo.acme, name="web", image="tiny", vcpus=1
+            )
+        pool = make_pool(demo)
+        with pytest.raises(PermissionDenied):
+            pool_services.pool_scale(actor=demo.carol, pool=pool, replicas=3)
+        assert VMPool.objects.get(pk=pool.pk).replicas == 2
+
+
+@pytest.mark.libvirt_test_driver
+def test_pool_end_to_end_through_workers(demo, make_host, tiny_image, celery_worker):
+    """Create 2 → both Running and Ready; scale to 3; a member deleted by hand comes
+    back as a new one; delete the pool → every member gone, the quota released."""
+    make_host()
+    pool = make_pool(demo, replicas=2)
+
+    def pool_now() -> VMPool | None:
+        return VMPool.objects.filter(pk=pool.pk).first()
+
+    wait_for(lambda: pool_now().phase == PoolPhase.READY, 30, message="pool never Ready")
+    assert pool_now().ready_replicas == 2
+    pool_services.pool_scale(actor=demo.bob, pool=pool_now(), replicas=3)
+    wait_for(
+        lambda: pool_now().phase == PoolPhase.READY and pool_now().ready_replicas == 3,
+        30,
+        message="pool never reached 3 ready members",
+    )
+    victim = VirtualMachine.objects.get(name="web-1")
+    vm_services.vm_delete(actor=demo.bob, vm=victim)
+    wait_for(
+        lambda: (
+            not VirtualMachine.objects.filter(pk=victim.pk).exists()
+            and pool_now().ready_replicas == 3
+        ),
+        30,
+        message="the deleted member was not replaced",
+    )
+    assert sorted(vm.name for vm in members(pool)) == ["web-0", "web-2", "web-3"]
+    pool_services.pool_delete(actor=demo.bob, pool=pool_now())
+    wait_for(lambda: pool_now() is None, 30, message="the pool was not deleted")
+    assert not VirtualMachine.objects.filter(name__startswith="web-").exists()
+    quota = Quota.objects.get(tenant=demo.acme)
+    assert (quota.used_vms, quota.used_cpu, quota.used_memory) == (0, 0, 0)
+
+
+@pytest.mark.unit
+class TestRaces:
+    """Controllers and users released together (PostgreSQL, a thread each)."""
+
+    @pytest.fixture
+    def roomy(self, transactional_db, demo, make_host, tiny_image):
+        from tests.conftest import postgres_only
+
+        postgres_only()
+        make_host(cpus=256, memory_mib=1024 * 1024)
+        Quota.objects.filter(tenant=demo.acme).update(vms=1000, cpu=1000, memory=10**7)
+        return demo
+
+    def test_two_controllers_at_once_make_each_member_once(self, roomy):
+        from tests.races import race
+
+        rounds = iter(range(100))
+
+        def setup():
+            return {"pool": make_pool(roomy, replicas=3, name=f"race{next(rounds)}")}
+
+        def check(state):
+            pool = state["pool"]
+            assert names(pool) == [f"{pool.name}-{n}" for n in range(3)]
+            assert VMPool.objects.get(pk=pool.pk).current_replicas == 3
+
+        race(
+            5,
+            setup,
+            lambda s: pool_services.pool_reconcile(s["pool"].pk),
+            lambda s: pool_services.pool_reconcile(s["pool"].pk),
+            check,
+        )
+
+    def test_a_scale_during_a_controller_run_is_never_lost(self, roomy):
+        from tests.races import race
+
+        rounds = iter(range(100))
+
+        def setup():
+            pool = make_pool(roomy, replicas=2, name=f"race{next(rounds)}")
+            return {"pool": pool_services.pool_reconcile(pool.pk)}
+
+        def check(state):
+            pool = pool_services.pool_reconcile(state["pool"].pk)  # the run the scale kicks
+            assert pool.replicas == 4 and len(names(pool)) == 4
+            assert pool.observed_generation == pool.generation
+
+        race(
+            5,
+            setup,
+            lambda s: pool_services.pool_reconcile(s["pool"].pk),
+            lambda s: pool_services.pool_scale(actor=roomy.bob, pool=s["pool"], replicas=4),
+            check,
+        )

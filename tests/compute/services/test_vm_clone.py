@@ -1,0 +1,100 @@
+"""Cloning a whole VM on libvirt's test driver with a real Celery worker: a stopped VM
+with a root and a data disk becomes a second VM with copies of both (same devices,
+sizes, image and labels), charged to the quota in one transaction, independent of its
+source; a running source, a taken name or a quota refusal changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from compute.choices import Phase, VolumePhase, VolumeSource
+from compute.models import VirtualMachine, Volume
+from compute.services import clones
+from compute.services import vms as vm_services
+from compute.services import volumes as volume_services
+from monitoring.models import Event
+from portal.exceptions import Conflict, PermissionDenied, QuotaExceeded, ValidationError
+from tenants.models import AuditLog, Quota
+from tests.compute.services.test_vm_lifecycle import wait_phase
+from tests.compute.services.test_volumes import pool_volumes, used_storage, wait_volume
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.libvirt_test_driver
+
+
+def stopped_vm_with_two_disks(demo) -> VirtualMachine:
+    vm = vm_services.vm_create(
+        actor=demo.bob,
+        tenant=demo.acme,
+        name="web1",
+        image="tiny",
+        vcpus=1,
+        memory_mib=256,
+        disk_gib=2,
+        start=False,
+        labels={"tier": "web"},
+    )
+    vm = wait_phase(vm, Phase.STOPPED)
+    data = volume_services.volume_create(
+        actor=demo.bob, tenant=demo.acme, name="data1", size_gib=3, vm=vm
+    )
+    wait_volume(data, VolumePhase.ATTACHED)
+    return VirtualMachine.objects.get(pk=vm.pk)
+
+
+def test_a_stopped_vm_is_cloned_with_copies_of_all_its_disks(
+    demo, make_host, tiny_image, celery_worker
+):
+    host = make_host()
+    vm = stopped_vm_with_two_disks(demo)
+    assert used_storage(demo.acme) == 5
+    clone = clones.vm_clone(actor=demo.bob, vm=vm, name="web2")
+    # Charged at once: its vCPU, memory and VM count, and both copies' storage.
+    quota = Quota.objects.get(tenant=demo.acme)
+    assert (quota.used_storage, quota.used_vms) == (10, 2)
+    clone = wait_phase(clone, Phase.STOPPED)
+    assert (clone.vcpus, clone.memory_mib, clone.disk_gib, clone.image.name) == (1, 256, 2, "tiny")
+    assert clone.labels == {"tier": "web"} and clone.host == vm.host
+    copies = {v.device: v for v in Volume.objects.filter(vm=clone)}
+    assert sorted(copies) == ["vda", "vdb"]
+    assert copies["vda"].name == "web2-root" and copies["vdb"].name == "web2-vdb"
+    for device, source in (("vda", "web1-root"), ("vdb", "data1")):
+        copy = wait_volume(copies[device], VolumePhase.ATTACHED)
+        assert copy.created_from == VolumeSource.VOLUME and copy.source_name == source
+        assert copy.size_gib == Volume.objects.get(name=source).size_gib
+        assert copy.backend_name in pool_volumes(host)
+    assert copies["vda"].delete_with_vm and not copies["vdb"].delete_with_vm
+    assert AuditLog.objects.filter(action="vm.clone", target="vm/web2").exists()
+    assert Event.objects.filter(kind="vm", name="web1", reason="Cloning").exists()
+
+    # Independent: the source and its disks go, the clone starts with its own copies.
+    vm_services.vm_action(actor=demo.alice, vm=vm, action="delete")
+    wait_for(lambda: not VirtualMachine.objects.filter(pk=vm.pk).exists(), 20, message="kept")
+    assert not Volume.objects.filter(name="web1-root").exists()
+    vm_services.vm_action(actor=demo.bob, vm=clone, action="start")
+    wait_phase(clone, Phase.RUNNING)
+    assert {copies["vda"].backend_name, copies["vdb"].backend_name} <= set(pool_volumes(host))
+
+
+def test_a_running_source_a_taken_name_or_no_quota_changes_nothing(
+    demo, make_host, tiny_image, celery_worker
+):
+    make_host()
+    vm = stopped_vm_with_two_disks(demo)
+    before = (VirtualMachine.objects.count(), Volume.objects.count(), used_storage(demo.acme))
+    with pytest.raises(ValidationError) as taken:
+        clones.vm_clone(actor=demo.bob, vm=vm, name="web1")
+    assert "name" in taken.value.errors
+    with pytest.raises(PermissionDenied):
+        clones.vm_clone(actor=demo.carol, vm=vm, name="web2")
+    Quota.objects.filter(tenant=demo.acme).update(storage=6)
+    with pytest.raises(QuotaExceeded):
+        clones.vm_clone(actor=demo.bob, vm=vm, name="web2")
+    Quota.objects.filter(tenant=demo.acme).update(storage=200)
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="start")
+    wait_phase(vm, Phase.RUNNING)
+    with pytest.raises(Conflict) as running:
+        clones.vm_clone(actor=demo.bob, vm=vm, name="web2")
+    assert "stop it first" in running.value.message
+    after = (VirtualMachine.objects.count(), Volume.objects.count(), used_storage(demo.acme))
+    assert after == before

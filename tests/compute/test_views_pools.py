@@ -1,0 +1,172 @@
+"""VM pool pages: list, create form with field errors, detail with members, the scale
+control, the confirmed delete and the autoscaler form, each by role; other tenants."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from compute.models import Autoscaler, VMPool
+from compute.services import autoscalers as autoscaler_services
+from compute.services import pools as pool_services
+from tenants.choices import AuditOutcome
+from tenants.models import AuditLog
+from tests.compute.test_api_pools import make_pool
+
+pytestmark = [pytest.mark.unit, pytest.mark.libvirt_test_driver]
+
+LIST = "/t/acme/vmpools/"
+NEW = "/t/acme/vmpools/new/"
+
+
+@pytest.fixture
+def world(demo, make_host, tiny_image):
+    demo.host = make_host("node-a")
+    return demo
+
+
+def client_for(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+FORM = {
+    "name": "web",
+    "replicas": "2",
+    "image": "",
+    "vcpus": "1",
+    "memory_mib": "256",
+    "disk_gib": "0",
+    "restart_policy": "OnFailure",
+}
+SCALER_FORM = {
+    "min_replicas": "1",
+    "max_replicas": "4",
+    "metric": "cpu",
+    "target": "50",
+    "scale_down_window_seconds": "300",
+    "scale_up_pods": "4",
+    "scale_up_percent": "100",
+    "scale_down_percent": "100",
+}
+
+
+def test_create_form_makes_a_pool_and_its_page_lists_the_members(world, tiny_image):
+    client = client_for(world.bob)
+    page = client.get(NEW)
+    assert page.status_code == 200 and b"vms" in page.content  # quota left is shown
+    response = client.post(NEW, {**FORM, "image": str(tiny_image.pk)})
+    assert response.status_code == 302 and response["Location"] == "/t/acme/vmpools/web/"
+    pool = pool_services.pool_reconcile(VMPool.objects.get(name="web").pk)
+    detail = client.get("/t/acme/vmpools/web/").content.decode()
+    for member in ("web-0", "web-1"):
+        assert f'data-member="{member}"' in detail
+    assert 'data-testid="pool-scale"' in detail and 'data-testid="autoscaler-form"' in detail
+    assert pool.created_by == world.bob
+    filtered = client.get("/t/acme/vms/?label=isotope.dev/pool=web")
+    assert filtered.status_code == 200 and b'data-live-name="web-1"' in filtered.content
+    member = client.get("/t/acme/vms/web-0/").content.decode()
+    assert 'data-testid="vm-pool"' in member and 'href="/t/acme/vmpools/web/"' in member
+    listing = client.get(LIST).content.decode()
+    assert 'data-pool="web"' in listing and "0/2" in listing
+
+
+def test_bad_input_comes_back_on_its_fields_and_creates_nothing(world, tiny_image):
+    response = client_for(world.bob).post(
+        NEW, {**FORM, "image": str(tiny_image.pk), "name": "Web!", "replicas": "500"}
+    )
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert 'data-testid="error-name"' in body and 'data-testid="error-replicas"' in body
+    assert not VMPool.objects.exists()
+
+
+def test_scale_delete_and_autoscaler_by_an_operator(world):
+    pool = make_pool(world)
+    client = client_for(world.bob)
+    response = client.post("/t/acme/vmpools/web/scale/", {"replicas": "3"})
+    assert response.status_code == 302
+    assert VMPool.objects.get(pk=pool.pk).replicas == 3
+    client.post("/t/acme/vmpools/web/scale/", {"replicas": "lots"})
+    assert VMPool.objects.get(pk=pool.pk).replicas == 3
+    assert client.post("/t/acme/vmpools/web/autoscaler/", SCALER_FORM).status_code == 302
+    assert Autoscaler.objects.get(pool=pool).max_replicas == 4
+    bad = client.post("/t/acme/vmpools/web/autoscaler/", {**SCALER_FORM, "min_replicas": "9"})
+    assert bad.status_code == 400 and b'data-testid="error-min_replicas"' in bad.content
+    client.post("/t/acme/vmpools/web/autoscaler/", {**SCALER_FORM, "max_replicas": "6"})
+    assert Autoscaler.objects.get(pool=pool).max_replicas == 6
+    detail = client.get("/t/acme/vmpools/web/").content.decode()
+    assert 'data-testid="autoscaler-decisions"' in detail and "Save the autoscaler" in detail
+    client.post("/t/acme/vmpools/web/autoscaler/", {"remove": "1"})
+    assert not Autoscaler.objects.exists()
+    # Delete asks first (a page without JavaScript), then deletes.
+    ask = client.post("/t/acme/vmpools/web/delete/")
+    assert ask.status_code == 200 and b'data-testid="pool-confirm-page"' in ask.content
+    assert not VMPool.objects.get(pk=pool.pk).deleting
+    done = client.post("/t/acme/vmpools/web/delete/", {"confirm": "yes"})
+    assert done.status_code == 302 and done["Location"] == LIST
+    assert VMPool.objects.get(pk=pool.pk).deleting
+
+
+@pytest.mark.parametrize(
+    "who, read, form, write",
+    [
+        ("alice", 200, 200, 302),
+        ("bob", 200, 200, 302),
+        ("carol", 200, 403, 403),
+        ("dave", 404, 404, 404),
+        ("outsider", 404, 404, 404),
+    ],
+)
+def test_pages_by_role(world, who, read, form, write):
+    pool = make_pool(world)
+    autoscaler_services.autoscaler_create(
+        actor=None, tenant=world.acme, pool=pool, max_replicas=3, target=50
+    )
+    client = client_for(getattr(world, who))
+    assert client.get(LIST).status_code == read
+    assert client.get("/t/acme/vmpools/web/").status_code == read
+    assert client.get(NEW).status_code == form
+    got = (
+        client.post("/t/acme/vmpools/web/scale/", {"replicas": "4"}).status_code,
+        client.post("/t/acme/vmpools/web/autoscaler/", SCALER_FORM).status_code,
+        client.post("/t/acme/vmpools/web/delete/", {"confirm": "yes"}).status_code,
+    )
+    assert got == (write, write, write)
+    pool.refresh_from_db()
+    if write == 302:
+        assert pool.replicas == 4 and pool.deleting
+        assert Autoscaler.objects.get(pool=pool).max_replicas == 4
+    else:
+        assert pool.replicas == 2 and not pool.deleting
+        assert Autoscaler.objects.get(pool=pool).max_replicas == 3
+    if who == "carol":
+        page = client.get("/t/acme/vmpools/web/").content.decode()
+        assert 'data-testid="pool-scale"' not in page and "autoscaler-form" not in page
+        assert AuditLog.objects.filter(
+            actor=world.carol, action="vmpool.scale", outcome=AuditOutcome.DENIED
+        ).exists()
+
+
+def test_another_tenants_pool_is_not_found(world):
+    make_pool(world, "secret", tenant=world.globex)
+    client = client_for(world.bob)
+    assert client.get("/t/acme/vmpools/secret/").status_code == 404
+    assert client.get("/t/globex/vmpools/secret/").status_code == 404
+    assert client.post("/t/acme/vmpools/secret/scale/", {"replicas": "0"}).status_code == 404
+
+
+def test_staff_see_pools_and_autoscalers_in_admin_read_only(world):
+    pool = make_pool(world)
+    autoscaler = autoscaler_services.autoscaler_create(
+        actor=None, tenant=world.acme, pool=pool, max_replicas=3, target=50
+    )
+    client = client_for(world.admin)
+    listing = client.get("/admin/compute/vmpool/")
+    assert listing.status_code == 200 and b"web" in listing.content
+    assert client.get(f"/admin/compute/vmpool/{pool.pk}/change/").status_code == 200
+    assert client.get(f"/admin/compute/autoscaler/{autoscaler.pk}/change/").status_code == 200
+    assert client.get("/admin/compute/vmpool/add/").status_code == 403
+    deleted = client.post(f"/admin/compute/vmpool/{pool.pk}/delete/", {"post": "yes"})
+    assert deleted.status_code == 403 and VMPool.objects.filter(pk=pool.pk).exists()

@@ -1,0 +1,141 @@
+"""VM pools in the browser against a real Celery worker and libvirt's test driver."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from compute.models import VirtualMachine, VMPool
+from tests.conftest import ARTIFACTS, login, wait_for
+
+pytestmark = pytest.mark.e2e
+
+# Long enough for provisioning on a busy machine; live updates usually take well under 1 s.
+PHASE_TIMEOUT = 30_000
+
+
+def member(page, name: str):
+    return page.get_by_test_id("pool-members").locator(f'tr[data-member="{name}"]')
+
+
+def test_bob_creates_a_pool_of_two_scales_it_to_three_and_deletes_it(
+    demo, make_host, tiny_image, celery_worker, live_url, new_page, axe
+):
+    make_host("node-a")
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vmpools/")
+    expect(page.get_by_test_id("pool-empty")).to_be_visible()
+    page.get_by_role("link", name="Create VM pool").click()
+    page.wait_for_url(f"{live_url}/t/acme/vmpools/new/")
+    expect(page.get_by_test_id("pool-quota-left")).to_contain_text("20 of 20")
+    axe(page, "the VM pool form")
+
+    page.get_by_label("Name").fill("web")
+    page.get_by_label("Replicas").fill("2")
+    page.get_by_label("Image").select_option(label="Tiny guest")
+    page.get_by_label("Memory per member (MiB)").fill("256")
+    page.get_by_role("button", name="Create pool").click()
+
+    page.wait_for_url(f"{live_url}/t/acme/vmpools/web/")
+    expect(page.get_by_test_id("messages")).to_contain_text("web accepted")
+    detail = page.get_by_test_id("pool-detail")
+    # The members appear and boot while the page is open (live updates, no reload).
+    expect(detail.get_by_test_id("pool-ready")).to_have_text("2/2", timeout=PHASE_TIMEOUT)
+    expect(detail.get_by_test_id("phase").first).to_have_text("Ready")
+    for name in ("web-0", "web-1"):
+        expect(member(page, name).locator(".iso-phase")).to_have_text("Running")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "pool-detail-bob.png"), full_page=True)
+    axe(page, "the VM pool page")
+
+    page.get_by_test_id("pool-scale-replicas").fill("3")
+    page.get_by_test_id("pool-scale").click()
+    expect(page.get_by_test_id("messages")).to_contain_text("Scaling web to 3 members")
+    # The new member shows up on the page by itself, and runs.
+    detail = page.get_by_test_id("pool-detail")
+    expect(member(page, "web-2")).to_be_visible(timeout=PHASE_TIMEOUT)
+    expect(member(page, "web-2").locator(".iso-phase")).to_have_text(
+        "Running", timeout=PHASE_TIMEOUT
+    )
+    expect(detail.get_by_test_id("pool-ready")).to_have_text("3/3", timeout=PHASE_TIMEOUT)
+    expect(page.get_by_test_id("pool-events")).to_contain_text("Created member web-2")
+
+    page.get_by_test_id("pool-delete").click()
+    dialog = page.locator("#vm-confirm")
+    expect(dialog).to_contain_text("every one of its member VMs")
+    dialog.get_by_role("button", name="Delete").click()
+    page.wait_for_url(f"{live_url}/t/acme/vmpools/")
+    expect(page.get_by_test_id("messages")).to_contain_text("Deleting web and its members")
+    wait_for(lambda: not VMPool.objects.filter(name="web").exists(), 30)
+    page.wait_for_function(
+        "() => !document.querySelector('tr[data-live-name=\"web\"]') || "
+        "document.querySelector('tr[data-live-name=\"web\"]').dataset.liveDeleted",
+        timeout=PHASE_TIMEOUT,
+    )
+    assert not VirtualMachine.objects.filter(name__startswith="web-").exists()
+
+
+def test_carol_the_viewer_sees_the_pool_but_no_controls(
+    demo, make_host, tiny_image, live_url, new_page
+):
+    from compute.services import pools as pool_services
+
+    make_host("node-a")
+    pool_services.pool_create(
+        actor=demo.bob, tenant=demo.acme, name="web", image="tiny", vcpus=1, memory_mib=256
+    )
+    page = new_page()
+    login(page, live_url, "carol")
+    page.goto(f"{live_url}/t/acme/vmpools/")
+    expect(page.locator('tr[data-pool="web"]')).to_be_visible()
+    expect(page.get_by_role("link", name="Create VM pool")).to_have_count(0)
+    page.goto(f"{live_url}/t/acme/vmpools/web/")
+    expect(page.get_by_test_id("pool-detail")).to_be_visible()
+    expect(page.get_by_test_id("pool-scale")).to_have_count(0)
+    expect(page.get_by_test_id("pool-delete")).to_have_count(0)
+    expect(page.get_by_test_id("autoscaler-form")).to_have_count(0)
+    expect(page.get_by_test_id("autoscaler-none")).to_be_visible()
+
+
+def test_an_autoscaler_added_on_the_pool_page_shows_its_decision_live(
+    demo, make_host, tiny_image, celery_worker, live_url, new_page, axe
+):
+    """bob adds an autoscaler to a busy pool of 2; its run (as beat starts it) scales
+    the pool to 4, and the decision and the new members appear without a reload."""
+    from compute.services import pools as pool_services
+    from compute.tasks.pools import autoscalers_sweep
+    from tests.compute.services.test_autoscalers import load
+
+    make_host("node-a")
+    pool = pool_services.pool_create(
+        actor=demo.bob,
+        tenant=demo.acme,
+        name="web",
+        image="tiny",
+        vcpus=1,
+        memory_mib=256,
+        replicas=2,
+    )
+    wait_for(lambda: VMPool.objects.get(pk=pool.pk).ready_replicas == 2, 30)
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vmpools/web/")
+    form = page.get_by_test_id("autoscaler-form")
+    form.get_by_label("Maximum").fill("4")
+    form.get_by_label("Target utilisation (%)").fill("50")
+    form.get_by_role("button", name="Add an autoscaler").click()
+    expect(page.get_by_test_id("messages")).to_contain_text("The autoscaler of web is saved")
+    panel = page.get_by_test_id("autoscaler-panel")
+    expect(panel.get_by_test_id("autoscaler-status")).to_contain_text("1–4 members")
+
+    from django.utils import timezone
+
+    load(VMPool.objects.get(pk=pool.pk), timezone.now(), 95, 95)
+    autoscalers_sweep.delay()
+    expect(panel.get_by_test_id("autoscaler-reason")).to_have_text("ScaleUp", timeout=PHASE_TIMEOUT)
+    expect(panel.get_by_test_id("autoscaler-decisions")).to_contain_text("2 → 4")
+    expect(member(page, "web-3")).to_be_visible(timeout=PHASE_TIMEOUT)
+    expect(page.get_by_test_id("pool-ready")).to_have_text("4/4", timeout=PHASE_TIMEOUT)
+    page.screenshot(path=str(ARTIFACTS / "pool-autoscaler-bob.png"), full_page=True)
+    axe(page, "the VM pool page with an autoscaler")

@@ -1,0 +1,246 @@
+"""The production layout on loopback: nginx with ``deploy/nginx/isotope.conf`` (TLS,
+websocket upgrade) in front of two web servers (each the Procfile's web command), one of
+which is killed mid-load. API reads keep answering through nginx, websockets on the
+killed server reconnect through nginx to the other one and recover what they missed by
+``resync``: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from websockets.sync.client import connect
+
+from monitoring.services import event_publish
+from tenants import services
+from tests.conftest import _free_port, postgres_only, require, wait_for
+from tests.portal.test_web_tier import database_url_here, procfile_command, workers_of
+from tests.portal.test_websocket_origin import session_cookie
+
+pytestmark = [pytest.mark.unit, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+NGINX_MAIN = """
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log {tmp}/access.log;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    include {tmp}/isotope.conf;
+}}
+"""
+
+
+def site_config(tmp: Path, web_ports: list[int], http: int, https: int) -> str:
+    """The shipped site file, pointed at this test's servers, ports and certificate."""
+    text = (ROOT / "deploy" / "nginx" / "isotope.conf").read_text()
+    servers = "".join(f"    server 127.0.0.1:{port} max_fails=0;\n" for port in web_ports)
+    replacements = {
+        "    server 127.0.0.1:8000 max_fails=0;  # ISOTOPE_WEB_BIND\n": servers,
+        "listen 80;": f"listen 127.0.0.1:{http};",
+        "listen [::]:80;": "",
+        "listen 443 ssl http2;": f"listen 127.0.0.1:{https} ssl http2;",
+        "listen [::]:443 ssl http2;": "",
+        "/etc/isotope/tls/fullchain.pem": str(tmp / "cert.pem"),
+        "/etc/isotope/tls/privkey.pem": str(tmp / "key.pem"),
+        "/var/lib/isotope/staticfiles/": str(ROOT / "static") + "/",
+    }
+    for old, new in replacements.items():
+        assert old in text, f"deploy/nginx/isotope.conf no longer has {old!r}"
+        text = text.replace(old, new)
+    return text
+
+
+def start_web(port: int, log: Path, origin: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "ISOTOPE_WEB_BIND": f"127.0.0.1:{port}",
+        "ISOTOPE_WEB_PROCESSES": "1",
+        "DATABASE_URL": database_url_here(),
+        "ISOTOPE_LOG_LEVEL": "WARNING",
+        # The browser's origin is nginx's https address, not the web server's.
+        "CSRF_TRUSTED_ORIGINS": origin,
+    }
+    return subprocess.Popen(
+        procfile_command("web"),
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture
+def layout(tmp_path):
+    """nginx on loopback in front of two web servers; yields (https url, [web servers])."""
+    postgres_only()
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    require(Path(nginx).exists(), "needs nginx (scripts/bootstrap.sh --test installs it)")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-subj", "/CN=127.0.0.1", "-keyout", str(tmp_path / "key.pem")]
+        + ["-out", str(tmp_path / "cert.pem")],
+        check=True,
+        capture_output=True,
+    )
+    web_ports, http, https = [_free_port(), _free_port()], _free_port(), _free_port()
+    url = f"https://127.0.0.1:{https}"
+    (tmp_path / "isotope.conf").write_text(site_config(tmp_path, web_ports, http, https))
+    (tmp_path / "nginx.conf").write_text(NGINX_MAIN.format(tmp=tmp_path))
+    webs = [start_web(port, tmp_path / f"web{port}.log", url) for port in web_ports]
+    proxy = subprocess.Popen(
+        [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "nginx.out").open("w"),
+        start_new_session=True,
+    )
+    try:
+        for web in webs:
+            wait_for(lambda web=web: len(workers_of(web.pid)) == 1, 60, message="web server")
+        wait_for(lambda: get(url, "/api/v1/schema/", None) == 200, 60, message="nginx → web")
+        yield url, webs
+    finally:
+        stop(proxy)
+        for web in webs:
+            stop(web)
+
+
+TLS = ssl.create_default_context()
+TLS.check_hostname = False
+TLS.verify_mode = ssl.CERT_NONE
+
+
+def get(base: str, path: str, token: str | None) -> int:
+    headers = {"Authorization": f"Token {token}"} if token else {}
+    request = urllib.request.Request(base + path, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=15, context=TLS) as response:
+            response.read()
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+class Browser:
+    """A tab's live socket through nginx: reconnects, re-subscribes, resyncs on a gap."""
+
+    def __init__(self, url: str, cookie: str):
+        self.url, self.cookie = url, cookie
+        self.seen: set[int] = set()  # seqs of tenant.acme events seen live or by resync
+        self.last: int | None = None  # the stream's seq we are up to
+        self.reconnects = 0
+        self.socket = None
+        self.sockets = ExitStack()
+
+    def open(self) -> None:
+        self.socket = self.sockets.enter_context(
+            connect(
+                self.url.replace("https://", "wss://") + "/ws/",
+                origin=self.url,
+                additional_headers={"Cookie": self.cookie},
+                ssl=TLS,
+                open_timeout=15,
+            )
+        )
+        self.socket.send(json.dumps({"type": "subscribe", "tenant": "acme"}))
+        frame = self.next()
+        assert frame["type"] == "subscribed", frame
+        if self.last is None:
+            self.last = frame["seq"]
+        elif frame["seq"] > self.last:  # sent while we were away: ask for the state
+            self.socket.send(json.dumps({"type": "resync", "stream": "tenant.acme"}))
+            resync = self.next()
+            assert resync["type"] == "resync", resync
+            self.seen.update(
+                int(event["message"].split()[1])
+                for event in resync["data"]["events"]
+                if event["message"].startswith("n ")
+            )
+            self.last = resync["seq"]
+
+    def next(self) -> dict:
+        return json.loads(self.socket.recv(timeout=15))
+
+    def receive(self, wanted: int) -> None:
+        """Read until event ``wanted`` has been seen, reconnecting when the socket drops."""
+        while wanted not in self.seen:
+            try:
+                frame = self.next()
+            except TimeoutError:
+                raise
+            except Exception:  # noqa: BLE001 - closed or reset: the server went away
+                self.reconnects += 1
+                self.open()
+                continue
+            if frame["type"] == "event" and frame["stream"] == "tenant.acme":
+                self.last = frame["seq"]
+                self.seen.add(int(frame["data"]["message"].split()[1]))
+
+
+def test_a_web_server_killed_behind_nginx_loses_no_request_and_no_event(demo, layout):
+    url, webs = layout
+    _, token = services.token_create(user=demo.carol, name="nginx")
+    cookie = f"{settings.SESSION_COOKIE_NAME}={session_cookie(demo.carol)}"
+    browsers = [Browser(url, cookie) for _ in range(4)]
+    for browser in browsers:  # nginx spreads them over both servers (round robin)
+        browser.open()
+
+    def publish(n: int) -> None:
+        event_publish(
+            tenant=demo.acme, kind="vm", name=f"vm{n}", reason=f"Tick{n}", message=f"n {n}"
+        )
+
+    publish(1)
+    for browser in browsers:
+        browser.receive(1)
+    assert all(b.reconnects == 0 for b in browsers)
+
+    listing = "/api/v1/tenants/acme/virtualmachines/"
+    answers = []
+    for n in range(30):
+        if n == 10:
+            stop(webs[0], signal.SIGKILL)  # the whole server: master and its process
+        answers.append(get(url, listing, token))
+        if n == 12:
+            publish(2)  # while half the sockets are gone
+    assert answers == [200] * 30  # nginx retried the reads that hit the dead server
+
+    publish(3)
+    for browser in browsers:
+        browser.receive(2)
+        browser.receive(3)
+    assert {n for b in browsers for n in b.seen} == {1, 2, 3}
+    assert all(b.seen == {1, 2, 3} for b in browsers)
+    assert sum(b.reconnects for b in browsers) >= 1  # some were on the killed server
+    for browser in browsers:
+        browser.sockets.close()
