@@ -29,7 +29,7 @@ from compute.services import volumes as volume_services
 from monitoring.services import event_publish
 from portal.exceptions import QuotaExceeded, ValidationError
 from tenants.choices import ReservationKind
-from tenants.services import audit_record, authorize, quota_check, quota_reserve
+from tenants.services import actor_name, audit_record, authorize, quota_check, quota_reserve
 
 
 def vm_clone(*, actor, vm: VirtualMachine, name: str, start: bool = False) -> VirtualMachine:
@@ -106,8 +106,7 @@ def vm_clone(*, actor, vm: VirtualMachine, name: str, start: bool = False) -> Vi
                     name=who.name,
                     uid=str(who.uid),
                     reason="Cloning",
-                    message=f"{text}: a copy of {source.name} ({listed}) by "
-                    f"{volume_services._who(actor)}.",
+                    message=f"{text}: a copy of {source.name} ({listed}) by {actor_name(actor)}.",
                 )
             vm_services._publish(clone)
             transaction.on_commit(lambda: vm_services._enqueue("vm_provision", clone.pk))

@@ -32,7 +32,7 @@ from monitoring.formats import timestamp
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import ApplicationError, Conflict, QuotaExceeded, ValidationError
 from tenants.models import Tenant
-from tenants.services import audit_record, authorize
+from tenants.services import actor_name, audit_record, authorize
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def pool_scale(*, actor, pool: VMPool, replicas, reason: str = "") -> VMPool:
         _event(
             pool,
             reason="Scaled",
-            message=f"Scaled from {before} to {replicas} by {vm_services._who(actor)}"
+            message=f"Scaled from {before} to {replicas} by {actor_name(actor)}"
             + (f": {reason}" if reason else "."),
         )
         _publish(pool)
@@ -235,7 +235,7 @@ def pool_delete(*, actor, pool: VMPool) -> VMPool:
         _event(
             pool,
             reason="Deleting",
-            message=f"Delete requested by {vm_services._who(actor)}.",
+            message=f"Delete requested by {actor_name(actor)}.",
         )
         _publish(pool)
         transaction.on_commit(lambda: pool_kick(pool.pk))

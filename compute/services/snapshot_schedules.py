@@ -30,10 +30,9 @@ from django.utils import timezone
 from compute.choices import SnapshotPhase
 from compute.models import Snapshot, SnapshotSchedule, VirtualMachine, Volume
 from compute.services import snapshots as snapshot_services
-from compute.services import volumes as volume_services
 from monitoring.services import event_publish
 from portal.exceptions import ApplicationError, NotFound, ValidationError
-from tenants.services import audit_record, authorize
+from tenants.services import actor_name, audit_record, authorize
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +187,7 @@ def snapshot_schedule_set(
             uid=str(owner.uid),
             reason="SnapshotScheduleSet",
             message=f"Snapshots scheduled {_describe(schedule)}{state} by "
-            f"{volume_services._who(actor)}; next at {schedule.next_run:%Y-%m-%d %H:%M} UTC.",
+            f"{actor_name(actor)}; next at {schedule.next_run:%Y-%m-%d %H:%M} UTC.",
         )
     return schedule
 
@@ -220,7 +219,7 @@ def snapshot_schedule_delete(*, actor, schedule: SnapshotSchedule) -> None:
             name=name,
             uid=str(owner.uid),
             reason="SnapshotScheduleRemoved",
-            message=f"Snapshot schedule removed by {volume_services._who(actor)}; the "
+            message=f"Snapshot schedule removed by {actor_name(actor)}; the "
             "snapshots it took are kept.",
         )
 
