@@ -49,6 +49,13 @@ class VMCreateForm(forms.Form):
         help_text="A new disk of the chosen size (deleted with the VM), or one of the "
         "tenant's Ready volumes (kept when the VM is deleted).",
     )
+    networks = forms.MultipleChoiceField(
+        label="Network interfaces",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="A virtio interface on each network chosen (nic0, nic1, …); none: one "
+        "user-mode interface that no other VM reaches.",
+    )
     start = forms.BooleanField(
         label="Start the VM once it is created",
         required=False,
@@ -60,9 +67,13 @@ class VMCreateForm(forms.Form):
         help_text="What the reconciler does when the VM stops outside the portal.",
     )
 
-    def __init__(self, *args, images, flavors, volumes=(), **kwargs):
+    def __init__(self, *args, images, flavors, volumes=(), networks=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["image"].queryset = images
+        # No network yet: the tenant's first VM makes "default" (NAT) with it.
+        self.fields["networks"].choices = [(n.name, f"{n.name} ({n.cidr})") for n in networks] or [
+            ("default", "default (made with this VM)")
+        ]
         self.fields["root_volume"].choices = [
             ("", "A new disk (the size's disk GiB)"),
             *((v.name, f"Volume {v.name} ({v.size_gib} GiB)") for v in volumes),
@@ -90,6 +101,8 @@ class VMCreateForm(forms.Form):
         }
         if data.get("root_volume"):
             kwargs["root_volume"] = data["root_volume"]
+        if data.get("networks"):
+            kwargs["networks"] = list(data["networks"])
         if self.custom:
             kwargs.update(
                 vcpus=data["vcpus"], memory_mib=data["memory_mib"], disk_gib=data["disk_gib"]

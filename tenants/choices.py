@@ -22,6 +22,7 @@ class ReservationKind(models.TextChoices):
     WORKLOAD = "workload", "Workload"
     IMAGE = "image", "Image"
     VOLUME = "volume", "Volume"
+    NETWORK = "network", "Network"
     OTHER = "other", "Other"
 
 
