@@ -52,6 +52,7 @@ API_FIELDS = {
     "restart_policy": "spec.restartPolicy",
     "node_selector": "spec.nodeSelector",
     "root_volume": "spec.rootVolume",
+    "networks": "spec.networks",
     "desired_state": "spec.desiredState",
     "phase": "status.phase",
 }
@@ -174,6 +175,14 @@ class VMCreateSpecIn(StrictSerializer):
         required=False,
         help_text="Boot from this Ready volume of the tenant (it stays when the VM is deleted); "
         "diskGiB is then its size.",
+    )
+
+    networks = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        max_length=8,
+        help_text="The tenant's networks to give the VM an interface on (nic0, nic1, … in this "
+        "order); without any, one user-mode interface. The first VM brings a 'default' one.",
     )
 
     def validate(self, attrs):
@@ -378,6 +387,7 @@ class VMListView(VMView):
                 labels=meta.get("labels"),
                 node_selector=spec.get("nodeSelector"),
                 root_volume=spec.get("rootVolume"),
+                networks=spec.get("networks"),
             )
         except ApplicationError as error:
             raise _api_errors(error) from None

@@ -204,7 +204,37 @@ PHASE_LABELS = {
     "Restoring": _("Restoring"),
     "Scaling": _("Scaling"),
     "Degraded": _("Degraded"),
+    "Detaching": _("Detaching"),
 }
+
+
+# --- Networks --------------------------------------------------------------------------
+class NetworkKind(models.TextChoices):
+    """What a tenant network reaches: only its own members (and the host), or also the
+    outside world through NAT on the host's uplink."""
+
+    ISOLATED = "isolated", _("Isolated (members only)")
+    NAT = "nat", _("NAT to the host's uplink")
+
+
+class NetworkPhase(models.TextChoices):
+    """A network is ``Ready`` once recorded (each host makes its libvirt network when a
+    VM attached to it is placed there), ``Deleting`` while it is removed from the hosts,
+    ``Failed`` when a host refused it (``message`` says why)."""
+
+    READY = "Ready"
+    DELETING = "Deleting"
+    FAILED = "Failed"
+
+
+class NicPhase(models.TextChoices):
+    """A VM's network interface: ``Pending`` until it is in the VM's domain,
+    ``Attached``, ``Detaching`` while it is taken out, ``Failed``."""
+
+    PENDING = "Pending"
+    ATTACHED = "Attached"
+    DETACHING = "Detaching"
+    FAILED = "Failed"
 
 
 # --- VM pools and autoscalers ----------------------------------------------------------

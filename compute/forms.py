@@ -55,6 +55,13 @@ class VMCreateForm(forms.Form):
             "tenant's Ready volumes (kept when the VM is deleted)."
         ),
     )
+    networks = forms.MultipleChoiceField(
+        label="Network interfaces",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="A virtio interface on each network chosen (nic0, nic1, …); none: one "
+        "user-mode interface that no other VM reaches.",
+    )
     start = forms.BooleanField(
         label=_("Start the VM once it is created"),
         required=False,
@@ -67,9 +74,13 @@ class VMCreateForm(forms.Form):
         help_text=_("What the reconciler does when the VM stops outside the portal."),
     )
 
-    def __init__(self, *args, images, flavors, volumes=(), **kwargs):
+    def __init__(self, *args, images, flavors, volumes=(), networks=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["image"].queryset = images
+        # No network yet: the tenant's first VM makes "default" (NAT) with it.
+        self.fields["networks"].choices = [(n.name, f"{n.name} ({n.cidr})") for n in networks] or [
+            ("default", "default (made with this VM)")
+        ]
         self.fields["root_volume"].choices = [
             ("", gettext("A new disk (the size's disk GiB)")),
             *(
@@ -104,6 +115,8 @@ class VMCreateForm(forms.Form):
         }
         if data.get("root_volume"):
             kwargs["root_volume"] = data["root_volume"]
+        if data.get("networks"):
+            kwargs["networks"] = list(data["networks"])
         if self.custom:
             kwargs.update(
                 vcpus=data["vcpus"], memory_mib=data["memory_mib"], disk_gib=data["disk_gib"]

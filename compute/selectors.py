@@ -11,7 +11,17 @@ from dataclasses import dataclass
 from django.db.models import Case, Count, Q, QuerySet, When
 
 from compute.choices import ImagePhase, Phase
-from compute.models import Flavor, Host, Image, Snapshot, VirtualMachine, Volume, Workload
+from compute.models import (
+    Flavor,
+    Host,
+    Image,
+    Network,
+    NetworkInterface,
+    Snapshot,
+    VirtualMachine,
+    Volume,
+    Workload,
+)
 from portal.exceptions import NotFound, PermissionDenied
 from tenants.models import Tenant
 from tenants.selectors import can, restrict, role_of
@@ -344,6 +354,47 @@ def search(user, q: str, *, limit: int = SEARCH_LIMIT) -> SearchResults:
         more=frozenset(kind for kind, items in lists.items() if len(items) > limit),
         **{kind: items[:limit] for kind, items in lists.items()},
     )
+
+
+# --- Networks --------------------------------------------------------------------------
+def networks_for_tenant(user, tenant: Tenant) -> QuerySet[Network]:
+    """The tenant's networks that ``user`` may see, by name."""
+    return (
+        restrict(user, "network.view", Network.objects.filter(tenant=tenant))
+        .select_related("tenant")
+        .order_by("name")
+    )
+
+
+def network_get(user, tenant: Tenant, name: str, *, lock: bool = False) -> Network:
+    """The network ``name`` of ``tenant``: ``NotFound`` when the user cannot see it."""
+    queryset = restrict(user, "network.view", Network.objects.filter(tenant=tenant, name=name))
+    queryset = queryset.select_related("tenant")
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    network = queryset.first()
+    if network is None:
+        raise NotFound(f"Network {name!r} not found in {tenant.slug}.")
+    return network
+
+
+def vm_nics(user, vm: VirtualMachine) -> QuerySet[NetworkInterface]:
+    """The interfaces of ``vm`` (which the caller got through :func:`vm_get`)."""
+    return (
+        restrict(user, "vm.view", NetworkInterface.objects.filter(vm=vm))
+        .select_related("tenant", "vm", "vm__tenant", "network")
+        .order_by("created", "id")
+    )
+
+
+def nic_get(user, vm: VirtualMachine, name: str, *, lock: bool = False) -> NetworkInterface:
+    queryset = vm_nics(user, vm).filter(name=name)
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    nic = queryset.first()
+    if nic is None:
+        raise NotFound(f"Interface {name!r} of {vm.name!r} not found.")
+    return nic
 
 
 def pools_for_tenant(user, tenant: Tenant, action: str = "vmpool.view"):

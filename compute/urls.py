@@ -15,6 +15,8 @@ from compute import (  # live migration
     manifest_views,
     migration_api,
     migration_views,
+    network_api,
+    network_views,
     pool_api,
     pool_views,
     snapshot_api,
@@ -186,6 +188,36 @@ volume_pages = [
         r"(?P<action>restore|delete)/$",
         snapshot_views.snapshot_action,
         name="snapshot-action",
+    ),
+]
+
+network_pages = [
+    path("networks/", network_views.network_list, name="network-list"),
+    path("networks/<slug:name>/delete/", network_views.network_delete, name="network-delete"),
+    path("vms/<slug:name>/nics/", network_views.nic_add, name="vm-nic-add"),
+    path("vms/<slug:name>/nics/<slug:nic>/remove/", network_views.nic_remove, name="vm-nic-remove"),
+]
+
+network_api_urls = [
+    path(
+        "tenants/<slug:tenant>/networks/",
+        network_api.NetworkListView.as_view(),
+        name="network-api-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/networks/<slug:name>/",
+        network_api.NetworkDetailView.as_view(),
+        name="network-api-detail",
+    ),
+    path(
+        "tenants/<slug:tenant>/virtualmachines/<slug:name>/nics/",
+        network_api.NicListView.as_view(),
+        name="nic-api-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/virtualmachines/<slug:name>/nics/<slug:nic>/",
+        network_api.NicDetailView.as_view(),
+        name="nic-api-detail",
     ),
 ]
 

@@ -160,6 +160,7 @@ def vm_create(request, tenant):
         images=images,
         flavors=selectors.flavors(),
         volumes=volumes,
+        networks=selectors.networks_for_tenant(request.user, tenant).filter(phase="Ready"),
         initial={"image": chosen.pk} if chosen else None,
     )
     if request.method == "POST" and form.is_valid():
@@ -182,7 +183,7 @@ def vm_create(request, tenant):
             "tenant": tenant,
             "form": form,
             "usage": {u.resource: u for u in usage},
-            "usage_list": [u for u in usage if u.resource != "pods"],
+            "usage_list": [u for u in usage if u.resource not in ("pods", "networks")],
             "flavors": list(form.flavors.values()),
             "has_images": images.exists(),
         },

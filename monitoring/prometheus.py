@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 TASK_COUNTS = "isotope:tasks:count"  # hash "<task>|<state>" → count
 TASK_SECONDS = "isotope:tasks:seconds"  # hash "<task>" → total seconds
-QUOTA_RESOURCES = ("cpu", "memory", "storage", "vms", "pods")
+QUOTA_RESOURCES = ("cpu", "memory", "storage", "vms", "pods", "networks")
 
 _started: dict[str, float] = {}
 _started_lock = threading.Lock()

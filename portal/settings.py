@@ -434,6 +434,7 @@ ISOTOPE_DEFAULT_QUOTA = {
     "storage": int(os.environ.get("ISOTOPE_DEFAULT_QUOTA_STORAGE", "200")),
     "vms": int(os.environ.get("ISOTOPE_DEFAULT_QUOTA_VMS", "20")),
     "pods": int(os.environ.get("ISOTOPE_DEFAULT_QUOTA_PODS", "50")),
+    "networks": int(os.environ.get("ISOTOPE_DEFAULT_QUOTA_NETWORKS", "10")),
 }
 
 # Seconds a guest gets to honour an ACPI shutdown before it is forced off.

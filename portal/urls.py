@@ -49,6 +49,7 @@ api_v1 = [
     *compute_urls.workload_api_urls,
     *compute_urls.image_api_urls,
     *compute_urls.volume_api_urls,
+    *compute_urls.network_api_urls,
     *compute_urls.pool_api_urls,
     path(
         "tenants/<slug:tenant>/virtualmachines/<slug:name>/console/",
@@ -68,6 +69,7 @@ tenant_pages = [
     *compute_urls.workload_pages,
     *compute_urls.image_pages,
     *compute_urls.volume_pages,
+    *compute_urls.network_pages,
     *compute_urls.pool_pages,
     path("events/", monitoring_views.event_list, name="event-list"),
     path("usage/", usage_views.usage_page, name="usage-page"),

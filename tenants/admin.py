@@ -43,6 +43,9 @@ class TenantAdminForm(forms.ModelForm):
     quota_storage = forms.IntegerField(label="Storage (GiB)", min_value=0)
     quota_vms = forms.IntegerField(label="Virtual machines", min_value=0)
     quota_pods = forms.IntegerField(label="Pods", min_value=0)
+    quota_networks = forms.IntegerField(
+        label="Networks", min_value=0, required=False, help_text="Empty: left as it is."
+    )
 
     class Meta:
         model = Tenant
@@ -61,7 +64,8 @@ class TenantAdminForm(forms.ModelForm):
             self.fields["slug"].help_text = "The slug names the namespace; it cannot change."
 
     def limits(self) -> dict:
-        return {r: self.cleaned_data[f"quota_{r}"] for r in QUOTA_RESOURCES}
+        values = {r: self.cleaned_data.get(f"quota_{r}") for r in QUOTA_RESOURCES}
+        return {r: v for r, v in values.items() if v is not None}
 
 
 class MembershipInline(admin.TabularInline):
@@ -90,7 +94,7 @@ class TenantAdmin(admin.ModelAdmin):
                 "fields": [
                     "quota_usage",
                     ("quota_cpu", "quota_memory", "quota_storage"),
-                    ("quota_vms", "quota_pods"),
+                    ("quota_vms", "quota_pods", "quota_networks"),
                 ],
             },
         ),

@@ -23,6 +23,7 @@ class ReservationKind(models.TextChoices):
     WORKLOAD = "workload", _("Workload")
     IMAGE = "image", _("Image")
     VOLUME = "volume", _("Volume")
+    NETWORK = "network", _("Network")
     OTHER = "other", _("Other")
 
 

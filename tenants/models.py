@@ -25,6 +25,7 @@ QUOTA_RESOURCES: dict[str, str] = {
     "storage": "GiB",
     "vms": "VMs",
     "pods": "pods",
+    "networks": "networks",
 }
 
 
@@ -34,6 +35,7 @@ QUOTA_LABELS: dict[str, str] = {
     "storage": _("Storage"),
     "vms": _("Virtual machines"),
     "pods": _("Pods"),
+    "networks": _("Networks"),
 }
 
 
@@ -181,6 +183,10 @@ class Quota(Resource):
     pods = models.PositiveIntegerField(
         help_text="Number of pods (replicas count one each).",
     )
+    networks = models.PositiveIntegerField(
+        default=10,
+        help_text="Number of tenant networks.",
+    )
     used_cpu = models.DecimalField(
         max_digits=10,
         decimal_places=3,
@@ -203,6 +209,10 @@ class Quota(Resource):
         default=0,
         editable=False,
     )
+    used_networks = models.IntegerField(
+        default=0,
+        editable=False,
+    )
 
     class Meta:
         constraints = [
@@ -211,7 +221,8 @@ class Quota(Resource):
                 & Q(used_memory__gte=0)
                 & Q(used_storage__gte=0)
                 & Q(used_vms__gte=0)
-                & Q(used_pods__gte=0),
+                & Q(used_pods__gte=0)
+                & Q(used_networks__gte=0),
                 name="%(app_label)s_%(class)s_used_not_negative",
                 violation_error_message="Quota usage cannot be negative.",
             ),
@@ -263,6 +274,9 @@ class Reservation(models.Model):
         default=0,
     )
     pods = models.IntegerField(
+        default=0,
+    )
+    networks = models.IntegerField(
         default=0,
     )
     created = models.DateTimeField(

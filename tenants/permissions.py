@@ -21,6 +21,7 @@ VIEW_ACTIONS = frozenset(
         "migration.view",
         "image.view",
         "volume.view",
+        "network.view",
         "usage.view",
         "vmpool.view",
     }
@@ -44,6 +45,9 @@ OPERATE_ACTIONS = frozenset(
         "volume.clone",
         "snapshot.create",
         "snapshot.restore",
+        "network.create",
+        "nic.attach",
+        "nic.detach",
         "snapshot.schedule",
         "vmpool.create",
         "vmpool.scale",
@@ -63,6 +67,7 @@ ADMIN_ACTIONS = frozenset(
         "volume.delete",
         "quota.request",
         "snapshot.delete",
+        "network.delete",
     }
 )
 

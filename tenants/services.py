@@ -578,7 +578,7 @@ def _refuse_shortfalls(quota: Quota, request: dict) -> None:
 
 def quota_check(*, tenant: Tenant, **amounts) -> None:
     """Raise ``QuotaExceeded`` naming every resource ``amounts`` (cpu, memory, storage,
-    vms, pods) would take past the limit. For a create charged on several reservations
+    vms, pods, networks) would take past the limit. For a create charged on several reservations
     (a VM and its root disk's volume): checked together first, under the quota row's
     lock, so the refusal names all of them. Inside the caller's transaction."""
     if not transaction.get_connection().in_atomic_block:
@@ -596,6 +596,7 @@ def quota_reserve(
     storage: int = 0,
     vms: int = 0,
     pods: int = 0,
+    networks: int = 0,
     kind: str = ReservationKind.OTHER,
     object_id: str = "",
 ) -> Reservation:
@@ -614,6 +615,7 @@ def quota_reserve(
         "storage": int(storage),
         "vms": int(vms),
         "pods": int(pods),
+        "networks": int(networks),
     }
     for resource, amount in request.items():
         if amount < 0:

@@ -21,7 +21,9 @@ def on_ledger_changed(sender, reservation: Reservation, opened: bool, **kwargs) 
     see whether the tenant's use crossed an alert level."""
     from usage.services import alerts, metering
 
-    if opened:
+    if not metering.metered(reservation):
+        pass  # e.g. a network's: the meter counts no network-hours
+    elif opened:
         metering.interval_open(reservation=reservation)
     else:
         metering.interval_close(reservation=reservation)

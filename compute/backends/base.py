@@ -18,6 +18,9 @@ Terms:
   by Isotope (``pool``, ``name``); a domain's disks refer to them by pool and name, so
   the same definition works on any host whose pool holds a volume of that name (live
   migration pre-creates it there). :class:`VolumeNotFound` when one is missing.
+- *Networks* (optional, ``capabilities["networks"]``) are named by Isotope; a domain's
+  interfaces refer to them by name, so a VM's definition works on any host where its
+  networks were made (``network_ensure``, before ``define``, a start or a migration).
 """
 
 from __future__ import annotations
@@ -76,6 +79,34 @@ class DomainSpec:
     disks: tuple[DiskSpec, ...] = ()
     """The domain's disks (root ``vda`` first); when given, ``define`` creates no
     volume of its own: the volumes exist already (``volume_create``)."""
+    nics: tuple[NicSpec, ...] = ()
+    """The domain's interfaces on tenant networks; without any, the guest gets one
+    user-mode (SLIRP) interface, which no other guest can reach."""
+
+
+@dataclass(frozen=True)
+class NicSpec:
+    """One virtio interface of a domain on a network (made with ``network_ensure``)."""
+
+    network: str
+    mac: str
+    """``52:54:00:xx:xx:xx``, lowercase; identifies the interface."""
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A host's copy of a tenant network: its own bridge, the gateway's address on it,
+    dnsmasq's DHCP range and host entries (``(mac, ip)`` fixed addresses)."""
+
+    name: str
+    bridge: str
+    gateway: str
+    prefix: int
+    dhcp_start: str
+    dhcp_end: str
+    nat: bool = False
+    hosts: tuple[tuple[str, str], ...] = ()
+    title: str = ""
 
 
 @dataclass(frozen=True)
@@ -305,6 +336,37 @@ class ComputeBackend(ABC):
     def disks(self, name: str) -> list[DiskSpec]:
         """The volume disks in the domain's definition."""
         return []
+
+    # --- Networks (optional: ``capabilities["networks"]``) ----------------------------
+    def network_ensure(self, spec: NetworkSpec) -> None:
+        """Make the network exist and run on this host (defined, started, autostarted),
+        with exactly ``spec.hosts`` as DHCP host entries. Idempotent. Raises
+        BackendError when the host refuses it (e.g. an overlapping network is active)."""
+        raise BackendError("This host's backend has no networks.")
+
+    def network_delete(self, name: str) -> bool:
+        """Stop and undefine the network; False when it was not here."""
+        raise BackendError("This host's backend has no networks.")
+
+    def network_names(self) -> list[str]:
+        """The networks defined on this host (default: none)."""
+        return []
+
+    def nic_attach(self, name: str, nic: NicSpec) -> bool:
+        """Add ``nic`` to domain ``name``: hot-plugged into the running guest and kept
+        in its definition (a stopped domain: its definition). False when an interface
+        with that MAC is there already (nothing done)."""
+        raise BackendError("This host's backend cannot attach interfaces.")
+
+    def nic_detach(self, name: str, mac: str) -> bool:
+        """Remove the interface with ``mac`` from the guest and its definition. False
+        when there is none."""
+        raise BackendError("This host's backend cannot detach interfaces.")
+
+    def interface_addresses(self, name: str) -> dict[str, list[str]]:
+        """The running domain's addresses (``address/prefix``) by interface MAC, from
+        the DHCP leases of its networks. Default: none known."""
+        return {}
 
     # --- Live migration (optional: ``capabilities["live_migration"]``) ----------------
     def migrate(self, name: str, target: ComputeBackend, options: MigrationOptions) -> None:

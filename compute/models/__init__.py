@@ -1,5 +1,5 @@
 """Compute models: hosts, images, flavors, virtual machines, VM pools, volumes,
-idempotency keys, migrations."""
+idempotency keys, migrations, networks."""
 
 from compute.models.console import ConsoleTicket
 from compute.models.hosts import Host
@@ -7,6 +7,7 @@ from compute.models.idempotency import IdempotencyKey
 from compute.models.images import Flavor, Image
 from compute.models.kubernetes import KubernetesCluster, TenantNamespace, Workload
 from compute.models.migrations import HostDrain, Migration, MigrationPolicy
+from compute.models.networks import Network, NetworkInterface
 from compute.models.pools import Autoscaler, VMPool
 from compute.models.snapshots import Snapshot, SnapshotSchedule
 from compute.models.vms import VirtualMachine
@@ -23,6 +24,8 @@ __all__ = [
     "KubernetesCluster",
     "Migration",
     "MigrationPolicy",
+    "Network",
+    "NetworkInterface",
     "Snapshot",
     "SnapshotSchedule",
     "TenantNamespace",

@@ -30,7 +30,8 @@ from compute.choices import (
     Phase,
     RestartPolicy,
 )
-from compute.models import Host, Migration, VirtualMachine
+from compute.models import Host, Migration, NetworkInterface, VirtualMachine
+from compute.services.networks import vm_addresses_observe, vm_nics
 from compute.services.vms import vm_observe
 from compute.services.volumes import vm_disks
 
@@ -92,6 +93,7 @@ def domain_spec(vm: VirtualMachine) -> DomainSpec:
         base_image=image.disk_path if image.kind == ImageKind.DISK else "",
         base_format=image.disk_format or "qcow2",
         disks=vm_disks(vm),
+        nics=vm_nics(vm),
     )
 
 
@@ -128,6 +130,11 @@ def reconcile_host(host: Host) -> dict:
     )
     Host.objects.filter(pk=host.pk).update(reachable=True, last_seen=timezone.now(), message="")
     stuck_before = timezone.now() - timedelta(seconds=settings.ISOTOPE_STUCK_SECONDS)
+    with_nics = set(
+        NetworkInterface.objects.filter(vm__in=[vm.pk for vm in vms]).values_list(
+            "vm_id", flat=True
+        )
+    )
     counts = {"ok": 0, "changed": 0, "drift": 0, "redriven": 0}
     for vm in vms:
         if vm.pk in migrating:  # the migration task owns it until the job has ended
@@ -141,7 +148,17 @@ def reconcile_host(host: Host) -> dict:
             continue
         outcome = _reconcile_vm(vm, status)
         counts[outcome] += 1
+        if status is not None and status.state == "running" and vm.pk in with_nics:
+            _observe_addresses(backend, vm)
     return counts
+
+
+def _observe_addresses(backend, vm: VirtualMachine) -> None:
+    """The DHCP leases of a running VM's interfaces (one call per VM with interfaces)."""
+    try:
+        vm_addresses_observe(vm, backend.interface_addresses(vm.domain_name))
+    except BackendError as error:
+        logger.info("could not read the addresses of %s: %s", vm, error)
 
 
 def _locked(vm: VirtualMachine) -> bool:

@@ -40,6 +40,7 @@ from compute.choices import (
 from compute.labels import label_map_errors
 from compute.models import Flavor, Host, Image, VirtualMachine, Volume
 from compute.scheduler import check_host, schedule
+from compute.services import networks as network_services
 from compute.services import volumes as volume_services
 from compute.services.readiness import ready_condition, ready_on_phase
 from monitoring.formats import timestamp
@@ -246,9 +247,15 @@ def vm_create(
     labels: dict | None = None,
     node_selector: dict | None = None,
     root_volume=None,
+    networks: list | None = None,
     pool=None,
 ) -> VirtualMachine:
     """Validate, reserve quota, place, save ``Pending`` and provision after commit.
+
+    The tenant's first VM also gives it its ``default`` network (when it has none and
+    its ``networks`` quota allows). ``networks`` names the tenant's networks the VM gets
+    an interface on (``nic0``, ``nic1``, … in that order); without any it keeps one
+    user-mode interface.
 
     The root disk (``disk_gib``, or the image's disk) becomes a volume deleted with the
     VM and charged on that volume; with ``root_volume`` (a Ready volume of the tenant)
@@ -325,11 +332,15 @@ def vm_create(
                 kind=ReservationKind.VM,
                 object_id=str(uid),
             )
+            network_services.network_default_ensure(actor=actor, tenant=tenant)
+            # A host where another tenant's overlapping network is active cannot run
+            # this VM's networks too (one route per range on a host).
+            clashing = network_services.hosts_with_overlap(tenant, list(networks or []))
             placement = schedule(
                 vcpus=vcpus,
                 memory_mib=memory_mib,
                 node_selector=node_selector or {},
-                exclude=elsewhere,
+                exclude=(*elsewhere, *clashing),
             )
             vm = VirtualMachine.objects.create(
                 uid=uid,
@@ -348,6 +359,8 @@ def vm_create(
                 pool=pool,
                 created_by=actor if getattr(actor, "is_authenticated", False) else None,
             )
+            if networks:
+                network_services.vm_nics_create(vm=vm, networks=list(networks))
             if boot is not None:
                 volume_services.boot_volume_take(actor=actor, volume=boot, vm=vm)
             elif disk_gib:
@@ -366,6 +379,7 @@ def vm_create(
                     "image": image_obj.name,
                     "host": placement.host.name,
                     **({"root_volume": boot.name} if boot is not None else {}),
+                    **({"networks": list(networks)} if networks else {}),
                 },
             )
             event_publish(
@@ -631,6 +645,7 @@ def vm_finalize_delete(vm: VirtualMachine, backend) -> None:
     volume_services.vm_volumes_release(vm, backend)
     with transaction.atomic():
         released = quota_release(vm.quota_ref)
+        network_services.vm_nics_forget(vm)  # its interfaces go with its row
         VirtualMachine.objects.filter(pk=vm.pk).delete()
         event_publish(
             tenant=vm.tenant,

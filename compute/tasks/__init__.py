@@ -7,6 +7,7 @@ from compute.tasks import (  # noqa: F401  (registers the tasks)
     images,
     kubernetes,
     libvirt,
+    networks,
     pools,
     snapshots,
     volumes,

@@ -18,6 +18,7 @@ from compute.backends import BackendError, DomainNotFound, TransientBackendError
 from compute.choices import ConditionStatus, DesiredState, Phase
 from compute.models import Host, VirtualMachine
 from compute.services import hosts as host_services
+from compute.services import networks as network_services
 from compute.services import reconcile
 from compute.services import volumes as volume_services
 from compute.services.readiness import vm_boot_begin, vm_ready_probe
@@ -100,6 +101,7 @@ def _converge(vm: VirtualMachine, backend, *, force: bool = False) -> None:
             # may run after this one.
             _apply_size(vm, backend)
             vm_observe(vm, Phase.STARTING)
+            network_services.vm_networks_prepare(vm, backend)
             vm_boot_begin(vm, mark=backend.boot_mark(name))
             backend.start(name)
     elif vm.desired_state == DesiredState.PAUSED:
@@ -125,7 +127,9 @@ def _apply_size(vm: VirtualMachine, backend) -> None:
         return
     backend.undefine_keep_volumes(vm.domain_name)
     volume_services.vm_volumes_prepare(vm, backend)
+    network_services.vm_networks_prepare(vm, backend)
     backend.define(reconcile.domain_spec(vm))
+    network_services.vm_nics_attached(vm)
 
 
 def _record(vm: VirtualMachine, backend) -> None:
@@ -138,7 +142,16 @@ def _record(vm: VirtualMachine, backend) -> None:
     elif phase == Phase.STOPPED:
         fields["vnc_port"] = None
     vm_observe(vm, phase, **fields)
+    if phase == Phase.RUNNING and backend.capabilities.get("networks"):
+        _observe_addresses(vm, backend)
     _watch_ready(vm)
+
+
+def _observe_addresses(vm: VirtualMachine, backend) -> None:
+    """The addresses the guest's interfaces hold now (a lease appears seconds after a
+    boot: the reconciler's next pass picks it up)."""
+    if vm.nics.exists():
+        network_services.vm_addresses_observe(vm, backend.interface_addresses(vm.domain_name))
 
 
 def _watch_ready(vm: VirtualMachine) -> None:
@@ -155,8 +168,10 @@ def _watch_ready(vm: VirtualMachine) -> None:
 def _provision(vm: VirtualMachine, backend) -> None:
     vm_observe(vm, Phase.PROVISIONING)
     volume_services.vm_volumes_prepare(vm, backend)
+    network_services.vm_networks_prepare(vm, backend)
     backend_id = backend.define(reconcile.domain_spec(vm))
     volume_services.vm_volumes_attached(vm)
+    network_services.vm_nics_attached(vm)
     vm_observe(vm, Phase.PROVISIONING, backend_id=backend_id)
     failpoint("provision.after_define")
     if vm.desired_state in (DesiredState.RUNNING, DesiredState.PAUSED):

@@ -24,6 +24,7 @@ from compute.choices import MigrationPhase as MP
 from compute.choices import Phase
 from compute.models import Migration, VirtualMachine
 from compute.services import migrations as services
+from compute.services import networks as network_services
 from compute.services import reconcile
 from compute.services import volumes as volume_services
 from compute.tasks.libvirt import Busy, vm_lock
@@ -102,6 +103,17 @@ def _run(migration: Migration) -> None:
         )
         return
     options = dataclasses.replace(options, copy_disks=copy)
+    try:
+        # The guest's interfaces name networks that must run on the target first.
+        network_services.vm_networks_prepare(vm, target, mark_failed=False)
+    except BackendError as error:
+        volume_services.migration_volumes_cleanup(vm, target)
+        services.migration_fail(
+            migration,
+            f"The target host could not make the VM's networks: {error}",
+            vm_phase=_phase_on(vm, source, name),
+        )
+        return
 
     outcome: dict = {}
 

@@ -425,3 +425,20 @@ def test_the_vm_list_pages_long_lists(client, demo, make_host, tiny_image):
     assert second.count('data-vm="') == 30 and 'data-vm="vm-129"' in second
     # A page number past the end shows the last page rather than an error.
     assert client.get("/t/acme/vms/?page=99").content.decode().count('data-vm="') == 30
+
+
+def test_the_form_gives_the_first_vm_an_interface_on_the_default_network(world):
+    from compute.models import Network, NetworkInterface
+
+    page = client_for(world.bob).get(NEW).content.decode()
+    assert "default (made with this VM)" in page  # no network yet: the VM brings it
+    response = client_for(world.bob).post(NEW, form_data(networks=["default"]))
+    assert response.status_code == 302
+    nic = NetworkInterface.objects.select_related("network").get(vm__name="web1")
+    assert (nic.name, nic.network.name) == ("nic0", "default")
+    assert Network.objects.get(tenant=world.acme, name="default").is_default
+    page = client_for(world.bob).get(NEW).content.decode()
+    assert f"default ({nic.network.cidr})" in page
+    refused = client_for(world.bob).post(NEW, form_data(name="web2", networks=["nope"]))
+    assert refused.status_code == 400 and "nope" in refused.content.decode()
+    assert not VirtualMachine.objects.filter(name="web2").exists()

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from compute.choices import MigrationPhase
 from compute.models import KubernetesCluster, Migration, Snapshot, VirtualMachine, Volume
 from compute.services import autoscalers as autoscaler_services
+from compute.services import networks as network_services
 from compute.services import pools as pool_services
 from compute.services import snapshots as snapshot_services
 from compute.services import vms as vm_services
@@ -47,6 +48,9 @@ KNOWN = {
     "username": ["bob", "carol", "alice", "erin"],
     "uid": [MIGRATION_UID],
     "snapshot": ["s1"],
+    "nic": ["nic0"],
+    "network": ["web1", "default"],
+    "cidr": ["10.78.0.0/24", "192.168.9.0/29"],
     # Free names for new VMs and workloads; erin is a user who is no member yet.
     "new_name": ["fuzz-a", "fuzz-b", "fuzz-c", "erin"],
     "image": ["tiny", "nginx:1.27"],
@@ -97,6 +101,11 @@ def fuzz_world(demo, live_url, make_host, tiny_image, flavors):
         actor=demo.alice, volume=Volume.objects.get(pk=volume.pk), name="s1"
     )
     Snapshot.objects.filter(pk=snapshot.pk).update(phase="Ready")
+    # A network named like the VM (path.name) with an interface of web1 on it.
+    network_services.network_create(
+        actor=demo.alice, tenant=demo.acme, name="web1", cidr="10.77.0.0/24"
+    )
+    network_services.nic_create(actor=demo.alice, vm=web1, network="web1")
     # A VM pool "web" with an autoscaler "web" (both reached through path.name).
     pool = pool_services.pool_create(
         actor=demo.alice, tenant=demo.acme, name="web", image="tiny", vcpus=1, memory_mib=256
@@ -142,6 +151,9 @@ def _load_schema() -> schemathesis.BaseSchema:
                 "path.username": {"dictionary": "username", "probability": 0.7},
                 "path.uid": {"dictionary": "uid", "probability": 0.5},
                 "path.snapshot": {"dictionary": "snapshot", "probability": 0.7},
+                "path.nic": {"dictionary": "nic", "probability": 0.7},
+                "body.spec.network": {"dictionary": "network", "probability": 0.7},
+                "body.spec.cidr": {"dictionary": "cidr", "probability": 0.5},
                 "body.metadata.name": {"dictionary": "new_name", "probability": 0.5},
                 "body.spec.image": {"dictionary": "image", "probability": 0.7},
                 "body.spec.template.image": {"dictionary": "image", "probability": 0.7},

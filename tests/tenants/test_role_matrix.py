@@ -17,7 +17,8 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
-from compute.models import Image
+from compute.models import Image, Network
+from compute.services import networks as network_services
 from tenants import services
 from tenants.choices import AuditOutcome, Role
 from tenants.models import ApiToken, AuditLog, Membership, Quota, Tenant
@@ -121,6 +122,17 @@ def golden_deleted(tenant: str) -> bool:
 IMPORT = {"url": "https://images.example.invalid/disk.qcow2", "name": "imported"}
 
 
+def network_created(tenant: str) -> bool:
+    return Network.objects.filter(tenant__slug=tenant, name="made", cidr="10.5.0.0/24").exists()
+
+
+def spare_deleting(tenant: str) -> bool:
+    return Network.objects.filter(tenant__slug=tenant, name="spare", phase="Deleting").exists()
+
+
+NETWORK = {"metadata": {"name": "made"}, "spec": {"cidr": "10.5.0.0/24"}}
+
+
 def quota_changed(tenant: str) -> bool:
     return Quota.objects.get(tenant__slug=tenant).vms == 7
 
@@ -216,8 +228,57 @@ ENDPOINTS = [
         done=golden_deleted,
         redirect="/t/{tenant}/images/",
     ),
+    Endpoint("network-list", "web", "get", "/t/{tenant}/networks/", "read", 200),
+    Endpoint(
+        "network-list:post",
+        "web",
+        "post",
+        "/t/{tenant}/networks/",
+        "operate",
+        302,
+        data={"name": "made", "cidr": "10.5.0.0/24", "kind": "isolated"},
+        audit="network.create",
+        done=network_created,
+        redirect="/t/{tenant}/networks/",
+    ),
+    Endpoint(
+        "network-delete",
+        "web",
+        "post",
+        "/t/{tenant}/networks/spare/delete/",
+        "manage",
+        302,
+        audit="network.delete",
+        done=spare_deleting,
+        redirect="/t/{tenant}/networks/",
+    ),
     # --- API ---
     Endpoint("api-schema", "api", "get", "/api/v1/schema/", "public", 200),
+    Endpoint("network-api-list", "api", "get", "/api/v1/tenants/{tenant}/networks/", "read", 200),
+    Endpoint(
+        "network-api-list:post",
+        "api",
+        "post",
+        "/api/v1/tenants/{tenant}/networks/",
+        "operate",
+        202,
+        data=NETWORK,
+        audit="network.create",
+        done=network_created,
+    ),
+    Endpoint(
+        "network-api-detail", "api", "get", "/api/v1/tenants/{tenant}/networks/spare/", "read", 200
+    ),
+    Endpoint(
+        "network-api-detail:delete",
+        "api",
+        "delete",
+        "/api/v1/tenants/{tenant}/networks/spare/",
+        "manage",
+        202,
+        audit="network.delete",
+        done=spare_deleting,
+    ),
     Endpoint("api-docs", "api", "get", "/api/v1/docs/", "public", 200),
     Endpoint("tenant-list", "api", "get", "/api/v1/tenants/", "login", 200),
     Endpoint("tenant-detail", "api", "get", "/api/v1/tenants/{tenant}/", "read", 200),
@@ -357,6 +418,7 @@ def matrix(demo):
         Image.objects.create(
             name="golden", tenant=tenant, public=False, kind="disk", disk_path="/x", source="url"
         )
+        network_services.network_create(actor=None, tenant=tenant, name="spare", cidr="10.9.0.0/24")
     return demo
 
 
@@ -399,6 +461,8 @@ def snapshot() -> dict:
         ),
         "tenants": sorted(Tenant.objects.values_list("slug", flat=True)),
         "images": sorted(Image.objects.values_list("tenant__slug", "name", "phase")),
+        "networks": sorted(Network.objects.values_list("tenant__slug", "name", "phase")),
+        "networks_used": sorted(Quota.objects.values_list("tenant__slug", "used_networks")),
         "storage_used": sorted(Quota.objects.values_list("tenant__slug", "used_storage")),
         "quota_requests": sorted(QuotaRequest.objects.values_list("tenant__slug", "state")),
     }
@@ -561,6 +625,10 @@ OUTSIDE_MATRIX = {
             "volume-api-detach",
             "volume-api-resize",
         )
+    },
+    **{
+        name: "own role matrix (interfaces need a VM) in tests/compute/test_api_networks.py"
+        for name in ("vm-nic-add", "vm-nic-remove", "nic-api-list", "nic-api-detail")
     },
     **{
         name: "own role matrix (snapshots need a volume on a host) in "

@@ -34,6 +34,7 @@ from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from portal.failpoints import failpoint
+from tenants.choices import ReservationKind
 from tenants.models import Reservation
 from usage.models import (
     ALLOCATED_FIELDS,
@@ -77,6 +78,12 @@ def _ms(moment: datetime) -> int:
 
 
 # --- The interval log (inside the ledger's transaction) ---------------------------------
+def metered(reservation: Reservation) -> bool:
+    """Whether the meter counts ``reservation``: not a network's, which holds only the
+    ``networks`` count (there are no network-hours)."""
+    return reservation.kind != ReservationKind.NETWORK
+
+
 def interval_open(*, reservation: Reservation) -> UsageInterval:
     """Start metering ``reservation`` at its creation time, with its size."""
     subject = _subject_for(reservation)

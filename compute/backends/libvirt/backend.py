@@ -30,6 +30,8 @@ from compute.backends.base import (
     HostFacts,
     MigrationOptions,
     MigrationProgress,
+    NetworkSpec,
+    NicSpec,
     PoolInfo,
     Readiness,
     TransientBackendError,
@@ -229,6 +231,9 @@ class LibvirtBackend(ComputeBackend):
             # backend edits the domain's definition there (all that driver models).
             "disk_hotplug": not self.is_test,
             "online_resize": not self.is_test,
+            "networks": True,
+            # The test driver has no device hot-plug: its definition is edited.
+            "nic_hotplug": not self.is_test,
         }
 
     # --- plumbing -------------------------------------------------------------------
@@ -865,6 +870,169 @@ class LibvirtBackend(ComputeBackend):
             return TransientBackendError(f"{what}: {_text(error)}")
         return BackendError(f"{what}: {_text(error)}")
 
+    # --- Networks ---------------------------------------------------------------------
+    def _network(self, name: str) -> libvirt.virNetwork | None:
+        try:
+            return self.conn.networkLookupByName(name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                return None
+            raise _failure(f"look up network {name}", error, plain="find the network") from error
+
+    def network_ensure(self, spec: NetworkSpec) -> None:
+        network = self._network(spec.name)
+        defined_now = network is None
+        if network is None:
+            network = self._call(
+                f"define network {spec.name}",
+                self.conn.networkDefineXML,
+                xml.network_xml(spec),
+                plain="define the network",
+            )
+        if not network.isActive():
+            try:
+                network.create()
+            except libvirt.libvirtError as error:
+                if defined_now:  # leave the host as it was
+                    try:
+                        network.undefine()
+                    except libvirt.libvirtError:
+                        pass
+                raise _network_refused(spec, error) from error
+        if not self.is_test:
+            try:
+                network.setAutostart(1)
+            except libvirt.libvirtError:
+                pass
+        self._sync_dhcp_hosts(network, spec)
+
+    def _sync_dhcp_hosts(self, network: libvirt.virNetwork, spec: NetworkSpec) -> None:
+        """Make the network's DHCP host entries exactly ``spec.hosts``, in its running
+        dnsmasq and its definition alike."""
+        flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+        if network.isActive():
+            flags |= libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE
+        held = xml.dhcp_hosts(network.XMLDesc(0))
+        wanted = {(mac.lower(), ip) for mac, ip in spec.hosts}
+        for command, entries in (
+            (libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, held - wanted),
+            (libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, wanted - held),
+        ):
+            for mac, address in sorted(entries):
+                self._call(
+                    f"update DHCP host {mac} of network {spec.name}",
+                    network.update,
+                    command,
+                    libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
+                    -1,
+                    xml.dhcp_host_xml(mac, address),
+                    flags,
+                    plain="update the network's fixed addresses",
+                )
+
+    def network_delete(self, name: str) -> bool:
+        network = self._network(name)
+        if network is None:
+            return False
+        if network.isActive():
+            self._call(f"stop network {name}", network.destroy, plain="stop the network")
+        self._call(f"undefine network {name}", network.undefine, plain="remove the network")
+        return True
+
+    def network_names(self) -> list[str]:
+        networks = self._call("list networks", self.conn.listAllNetworks, 0, plain="list networks")
+        return [network.name() for network in networks]
+
+    def _interfaces(self, domain: libvirt.virDomain) -> tuple[set[str], set[str]]:
+        """The network interfaces' MACs: (in the definition, in the running guest)."""
+        config = {
+            n.mac for n in xml.network_interfaces(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        }
+        live = set()
+        if domain.isActive():
+            live = {n.mac for n in xml.network_interfaces(domain.XMLDesc(0))}
+        return config, live
+
+    def nic_attach(self, name: str, nic: NicSpec) -> bool:
+        domain = self._domain(name)
+        config, live = self._interfaces(domain)
+        mac = nic.mac.lower()
+        flags = 0 if mac in config else libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        if domain.isActive() and not self.is_test and mac not in live:
+            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+        if not flags:
+            return False
+        if self.is_test:
+            text = xml.with_interface(
+                domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), add=nic, remove=mac
+            )
+            self._call(f"redefine {name}", self.conn.defineXML, text, name=name)
+            return True
+        self._call(
+            f"attach interface {mac} to {name}",
+            domain.attachDeviceFlags,
+            xml.interface_xml(nic),
+            flags,
+            name=name,
+        )
+        return True
+
+    def nic_detach(self, name: str, mac: str) -> bool:
+        domain = self._domain(name)
+        config, live = self._interfaces(domain)
+        mac = mac.lower()
+        if mac not in config and mac not in live:
+            return False
+        if self.is_test:
+            text = xml.with_interface(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), remove=mac)
+            self._call(f"redefine {name}", self.conn.defineXML, text, name=name)
+            return True
+        for where, flag, source in (
+            (live, libvirt.VIR_DOMAIN_AFFECT_LIVE, 0),
+            (config, libvirt.VIR_DOMAIN_AFFECT_CONFIG, libvirt.VIR_DOMAIN_XML_INACTIVE),
+        ):
+            if mac not in where:
+                continue
+            element = xml.interface_by_mac(domain.XMLDesc(source), mac)
+            self._call(
+                f"detach interface {mac} from {name}",
+                domain.detachDeviceFlags,
+                element,
+                flag,
+                name=name,
+            )
+        # The guest has to let go of a hot-plugged NIC (PCI unplug): wait a little,
+        # then report that it has not (the caller retries).
+        deadline = time.monotonic() + DETACH_WAIT_SECONDS
+        while mac in live and mac in self._interfaces(domain)[1]:
+            if time.monotonic() > deadline:
+                raise TransientBackendError(
+                    f"The guest has not released the interface {mac} yet; trying again."
+                )
+            time.sleep(0.2)
+        return True
+
+    def interface_addresses(self, name: str) -> dict[str, list[str]]:
+        domain = self._domain(name)
+        if not domain.isActive():
+            return {}
+        raw = self._call(
+            f"read addresses of {name}",
+            domain.interfaceAddresses,
+            libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+            name=name,
+        )
+        found: dict[str, list[str]] = {}
+        for entry in (raw or {}).values():
+            mac = (entry.get("hwaddr") or "").lower()
+            if not mac:
+                continue
+            addresses = found.setdefault(mac, [])
+            for addr in entry.get("addrs") or []:
+                if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
+                    addresses.append(f"{addr['addr']}/{addr['prefix']}")
+        return found
+
     # --- Live migration -------------------------------------------------------------
     def migrate(self, name: str, target: ComputeBackend, options: MigrationOptions) -> None:
         """``migrate3`` with PERSIST_DEST | UNDEFINE_SOURCE and LIVE (not for a TCG guest
@@ -1015,6 +1183,18 @@ def _live_migration_safe(conn: libvirt.virConnect, domain: libvirt.virDomain) ->
         return conn.getVersion() >= TCG_LIVE_MIGRATION_SAFE_FROM
     except libvirt.libvirtError:
         return False
+
+
+def _network_refused(spec: NetworkSpec, error: libvirt.libvirtError) -> BackendError:
+    """A network the host would not start: most often because another network with an
+    overlapping address range (or the same bridge) is active on the host already."""
+    text = _text(error)
+    if "already in use" in text or "File exists" in text:
+        return BackendError(
+            "Another network with an overlapping address range is active on this host.",
+            detail=f"start network {spec.name}: {text}",
+        )
+    return _failure(f"start network {spec.name}", error, plain="start the network")
 
 
 def _accepts(port: int) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from compute.backends.base import DiskSpec, DomainSpec, VolumeSpec
+from compute.backends.base import DiskSpec, DomainSpec, NetworkSpec, NicSpec, VolumeSpec
 
 ISOTOPE_NS = "https://isotope.dev/xmlns/vm/1"
 ET.register_namespace("isotope", ISOTOPE_NS)
@@ -79,8 +79,11 @@ def domain_xml(
         _sub(disk, "target", dev="vda", bus="virtio")
     for volume_disk in spec.disks:
         devices.append(disk_element(volume_disk))
-    iface = _sub(devices, "interface", type="user")
-    _sub(iface, "model", type="virtio")
+    for nic in spec.nics:
+        devices.append(interface_element(nic))
+    if not spec.nics:
+        iface = _sub(devices, "interface", type="user")
+        _sub(iface, "model", type="virtio")
     if serial_log:
         serial = _sub(devices, "serial", type="file")
         # append: the destination of a live migration must not truncate the log.
@@ -284,4 +287,94 @@ def with_disk(xml_text: str, *, add: DiskSpec | None = None, remove: str = "") -
             devices.remove(disk)
     if add is not None:
         devices.append(disk_element(add))
+    return ET.tostring(root, encoding="unicode")
+
+
+# --- Networks and interfaces -----------------------------------------------------------
+def network_xml(spec: NetworkSpec) -> str:
+    """A libvirt network: its own bridge, the gateway's address, dnsmasq DHCP over the
+    range with ``spec.hosts`` as fixed entries; ``<forward mode='nat'/>`` for NAT, no
+    forward element (isolated: members and the host only) otherwise."""
+    network = ET.Element("network")
+    _sub(network, "name", spec.name)
+    if spec.title:
+        _sub(network, "title", spec.title)
+    if spec.nat:
+        _sub(network, "forward", mode="nat")
+    _sub(network, "bridge", name=spec.bridge, stp="on", delay="0")
+    ip = _sub(network, "ip", address=spec.gateway, prefix=spec.prefix)
+    dhcp = _sub(ip, "dhcp")
+    _sub(dhcp, "range", start=spec.dhcp_start, end=spec.dhcp_end)
+    for mac, address in spec.hosts:
+        _sub(dhcp, "host", mac=mac, ip=address)
+    return ET.tostring(network, encoding="unicode")
+
+
+def dhcp_host_xml(mac: str, address: str) -> str:
+    return ET.tostring(ET.Element("host", {"mac": mac, "ip": address}), encoding="unicode")
+
+
+def dhcp_hosts(network_xml_text: str) -> set[tuple[str, str]]:
+    """The ``(mac, ip)`` DHCP host entries of a network definition."""
+    root = ET.fromstring(network_xml_text)  # noqa: S314 - XML from our own libvirtd
+    return {
+        (host.get("mac", "").lower(), host.get("ip", ""))
+        for host in root.iterfind("./ip/dhcp/host")
+        if host.get("mac") and host.get("ip")
+    }
+
+
+def network_bridge(network_xml_text: str) -> str:
+    root = ET.fromstring(network_xml_text)  # noqa: S314 - XML from our own libvirtd
+    bridge = root.find("bridge")
+    return bridge.get("name", "") if bridge is not None else ""
+
+
+def interface_element(nic: NicSpec) -> ET.Element:
+    """A virtio interface on a libvirt network, with Isotope's MAC address."""
+    element = ET.Element("interface", {"type": "network"})
+    _sub(element, "mac", address=nic.mac)
+    _sub(element, "source", network=nic.network)
+    _sub(element, "model", type="virtio")
+    return element
+
+
+def interface_xml(nic: NicSpec) -> str:
+    return ET.tostring(interface_element(nic), encoding="unicode")
+
+
+def network_interfaces(xml_text: str) -> list[NicSpec]:
+    """The network interfaces of a domain definition."""
+    root = ET.fromstring(xml_text)  # noqa: S314 - XML from our own libvirtd
+    found = []
+    for iface in root.iterfind("./devices/interface"):
+        mac, source = iface.find("mac"), iface.find("source")
+        if iface.get("type") != "network" or mac is None or source is None:
+            continue
+        found.append(NicSpec(network=source.get("network", ""), mac=mac.get("address", "").lower()))
+    return found
+
+
+def interface_by_mac(xml_text: str, mac: str) -> str | None:
+    """The ``<interface>`` element with ``mac`` as libvirt holds it, or None."""
+    root = ET.fromstring(xml_text)  # noqa: S314 - XML from our own libvirtd
+    for iface in root.iterfind("./devices/interface"):
+        found = iface.find("mac")
+        if found is not None and found.get("address", "").lower() == mac.lower():
+            return ET.tostring(iface, encoding="unicode")
+    return None
+
+
+def with_interface(xml_text: str, *, add: NicSpec | None = None, remove: str = "") -> str:
+    """A domain definition with the interface of MAC ``remove`` taken out and ``add``
+    put in."""
+    root = ET.fromstring(xml_text)  # noqa: S314 - XML from our own libvirtd
+    devices = root.find("devices")
+    for iface in list(devices.iterfind("interface")):
+        mac = iface.find("mac")
+        address = mac.get("address", "").lower() if mac is not None else ""
+        if remove and address == remove.lower():
+            devices.remove(iface)
+    if add is not None:
+        devices.append(interface_element(add))
     return ET.tostring(root, encoding="unicode")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from compute.backends import backend_for_host
 from compute.choices import Phase, PoolPhase
 from compute.models import VirtualMachine, VMPool
 from compute.models.pools import POOL_LABEL
@@ -135,7 +136,7 @@ class TestController:
         assert pool.phase == PoolPhase.DELETING
         assert {vm.phase for vm in members(pool)} == {Phase.DELETING}
         for vm in members(pool):
-            vm_services.vm_finalize_delete(vm)  # what the delete task does at the end
+            vm_services.vm_finalize_delete(vm, backend_for_host(vm.host))  # the delete task's end
         assert pool_services.pool_reconcile(pool.pk) is None
         assert not VMPool.objects.filter(pk=pool.pk).exists()
         assert Quota.objects.get(tenant=demo.acme).used_vms == 0

@@ -29,12 +29,14 @@ def usage(tenant) -> dict:
 def test_a_reservation_charges_every_resource_and_release_gives_it_back(demo):
     reserve(demo.acme, "vm:a", cpu=2, memory=1024, storage=10, vms=1)
     reserve(demo.acme, "pod:b", cpu=Decimal("0.5"), memory=256, pods=3)
+    reserve(demo.acme, "network:c", networks=1)
     assert usage(demo.acme) == {
         "cpu": Decimal("2.5"),
         "memory": 1280,
         "storage": 10,
         "vms": 1,
         "pods": 3,
+        "networks": 1,
     }
     assert services.quota_release("vm:a") is True
     assert usage(demo.acme) == {
@@ -43,6 +45,7 @@ def test_a_reservation_charges_every_resource_and_release_gives_it_back(demo):
         "storage": 0,
         "vms": 0,
         "pods": 3,
+        "networks": 1,
     }
 
 

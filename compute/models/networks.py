@@ -1,0 +1,182 @@
+"""Tenant networks and the VMs' network interfaces on them.
+
+A :class:`Network` is a tenant's IPv4 segment: a CIDR, a gateway (the host's address
+on it) and a DHCP range. It is recorded in the portal and made on a host (a libvirt
+network with its own bridge and dnsmasq) when a VM attached to it is placed there.
+Addresses of different tenants may overlap: each network has a bridge of its own.
+
+A :class:`NetworkInterface` (NIC) is one virtio interface of a VM on a network, with a
+MAC address chosen by Isotope (in QEMU's ``52:54:00`` space) and optionally a fixed
+address, which becomes a DHCP host entry of the network. The addresses the guest got
+are read from the network's DHCP leases and kept on the NIC.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from compute.choices import NetworkKind, NetworkPhase, NicPhase
+from portal.models import Resource
+from tenants.models import DNS_LABEL
+
+
+class Network(Resource):
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        on_delete=models.PROTECT,
+        related_name="networks",
+    )
+    name = models.CharField(
+        max_length=63,
+        validators=[DNS_LABEL],
+    )
+    cidr = models.CharField(
+        max_length=18,
+        help_text="IPv4 network, e.g. 10.0.0.0/24.",
+    )
+    gateway = models.GenericIPAddressField(
+        protocol="IPv4",
+        help_text="The host's address on the network (DHCP server, and router for NAT).",
+    )
+    dhcp_start = models.GenericIPAddressField(
+        protocol="IPv4",
+    )
+    dhcp_end = models.GenericIPAddressField(
+        protocol="IPv4",
+    )
+    kind = models.CharField(
+        max_length=8,
+        choices=NetworkKind.choices,
+        default=NetworkKind.ISOLATED,
+    )
+    is_default = models.BooleanField(
+        default=False,
+        help_text="Made for the tenant with its first VM.",
+    )
+    bridge = models.CharField(
+        max_length=15,
+        unique=True,
+        editable=False,
+        help_text="The Linux bridge of the network on every host (at most 15 characters).",
+    )
+    phase = models.CharField(
+        max_length=10,
+        choices=NetworkPhase.choices,
+        default=NetworkPhase.READY,
+        db_index=True,
+    )
+    message = models.CharField(
+        max_length=1000,
+        blank=True,
+    )
+    phase_changed = models.DateTimeField(
+        auto_now_add=True,
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"],
+                name="%(app_label)s_%(class)s_unique_name_tenant",
+                violation_error_message="A network with this name exists in the tenant.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug}/{self.name}"
+
+    @property
+    def backend_name(self) -> str:
+        """The libvirt network's name on every host."""
+        return f"isonet-{self.uid}"
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.cidr)
+
+    @property
+    def quota_ref(self) -> str:
+        return f"network:{self.uid}"
+
+
+class NetworkInterface(Resource):
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        on_delete=models.PROTECT,
+        related_name="nics",
+    )
+    vm = models.ForeignKey(
+        "compute.VirtualMachine",
+        on_delete=models.CASCADE,
+        related_name="nics",
+    )
+    network = models.ForeignKey(
+        Network,
+        on_delete=models.PROTECT,
+        related_name="nics",
+        help_text="A network with interfaces is not deleted.",
+    )
+    name = models.CharField(
+        max_length=63,
+        validators=[DNS_LABEL],
+        help_text="Unique among the VM's interfaces (nic0, nic1, … unless given).",
+    )
+    mac = models.CharField(
+        max_length=17,
+        unique=True,
+        editable=False,
+        help_text="Chosen by Isotope in 52:54:00:xx:xx:xx.",
+    )
+    fixed_ip = models.GenericIPAddressField(
+        protocol="IPv4",
+        null=True,
+        blank=True,
+        help_text="Reserved for this interface (a DHCP host entry), inside the DHCP range.",
+    )
+    addresses = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="What the guest holds (address/prefix), from the network's DHCP leases.",
+    )
+    phase = models.CharField(
+        max_length=10,
+        choices=NicPhase.choices,
+        default=NicPhase.PENDING,
+        db_index=True,
+    )
+    message = models.CharField(
+        max_length=1000,
+        blank=True,
+    )
+
+    class Meta:
+        ordering = ["vm", "created", "id"]
+        verbose_name = "network interface"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["vm", "name"],
+                name="%(app_label)s_%(class)s_unique_name_vm",
+                violation_error_message="The VM has an interface with this name.",
+            ),
+            models.UniqueConstraint(
+                fields=["network", "fixed_ip"],
+                condition=Q(fixed_ip__isnull=False),
+                name="%(app_label)s_%(class)s_unique_fixed_ip_network",
+                violation_error_message="This address is reserved for another interface.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.vm}/{self.name}"

@@ -1,0 +1,166 @@
+"""Pages for tenant networks (``/t/<tenant>/networks/``) and the VM page's interfaces.
+
+Thin: ``tenant_view`` resolves the tenant (404 for non-members, 403 for the role), the
+selectors read, ``compute.services.networks`` writes and decides; refusals become field
+errors or messages. Deleting a network and removing an interface ask first (a modal
+with JavaScript, the browser's plain form post without).
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from compute import selectors
+from compute.choices import NetworkKind
+from compute.services import networks as network_services
+from compute.views import _live_baseline
+from compute.volume_forms import ServiceErrorsMixin
+from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
+from portal.web import form_service_call, tenant_view
+from tenants import selectors as tenant_selectors
+from tenants import services as tenant_services
+
+
+class NetworkCreateForm(ServiceErrorsMixin, forms.Form):
+    quota_field = "name"
+
+    name = forms.CharField(max_length=200, help_text="A DNS label, e.g. backend.")
+    cidr = forms.CharField(
+        label="Address range (CIDR)", max_length=64, help_text="IPv4, /16 to /29, e.g. 10.1.0.0/24."
+    )
+    kind = forms.ChoiceField(
+        choices=NetworkKind.choices, initial=NetworkKind.ISOLATED, required=False
+    )
+    gateway = forms.CharField(
+        max_length=64, required=False, help_text="Empty: the range's first address."
+    )
+    dhcp_start = forms.CharField(label="DHCP from", max_length=64, required=False)
+    dhcp_end = forms.CharField(label="DHCP to", max_length=64, required=False)
+
+
+def _vm_or_404(request, tenant, name: str):
+    try:
+        return selectors.vm_get(request.user, tenant, name)
+    except NotFound as error:
+        raise Http404(error.message) from None
+
+
+def _call(request, call, done: str) -> bool:
+    try:
+        call()
+    except PermissionDenied as error:
+        raise DjangoPermissionDenied(error.message) from None
+    except Conflict as error:
+        messages.warning(request, error.message)
+    except ApplicationError as error:
+        details = " ".join(m for ms in (error.errors or {}).values() for m in ms)
+        messages.error(request, f"{error.message} {details}".strip())
+    else:
+        messages.success(request, done)
+        return True
+    return False
+
+
+@tenant_view("network.view")
+@require_http_methods(["GET", "POST"])
+def network_list(request, tenant):
+    """The tenant's networks, and the form that creates one (operators)."""
+    can_create = tenant_selectors.can(request.user, tenant, "network.create")
+    form = NetworkCreateForm(request.POST or None)
+    if request.method == "POST":
+        try:
+            tenant_services.authorize(
+                actor=request.user, tenant=tenant, permission="network.create", target=request.path
+            )
+        except PermissionDenied as error:
+            raise DjangoPermissionDenied(error.message) from None
+        if form.is_valid():
+            network = form_service_call(
+                form,
+                lambda: network_services.network_create(
+                    actor=request.user, tenant=tenant, **form.cleaned_data
+                ),
+            )
+            if network is not None:
+                messages.success(request, f"Network {network.name} ({network.cidr}) created.")
+                return redirect("network-list", tenant=tenant.slug)
+    networks = list(selectors.networks_for_tenant(request.user, tenant))
+    for network in networks:
+        network.allowed = network_services.network_actions(network, request.role)
+        network.interface_count = network.nics.count()
+    usage = next(u for u in tenant_selectors.quota_usage(tenant) if u.resource == "networks")
+    return render(
+        request,
+        "compute/network_list.html",
+        {
+            "tenant": tenant,
+            "networks": networks,
+            "form": form,
+            "can_create": can_create,
+            "can_delete": tenant_selectors.can(request.user, tenant, "network.delete"),
+            "quota": usage,
+            "show_bridge": request.user.is_staff,
+            "live_baseline": _live_baseline(tenant),
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@tenant_view("network.delete")
+@require_POST
+def network_delete(request, tenant, name: str):
+    try:
+        network = selectors.network_get(request.user, tenant, name)
+    except NotFound as error:
+        raise Http404(error.message) from None
+    _call(
+        request,
+        lambda: network_services.network_delete(actor=request.user, network=network),
+        f"Deleting network {network.name}.",
+    )
+    return redirect("network-list", tenant=tenant.slug)
+
+
+def _vm_page(tenant, vm) -> str:
+    return reverse("vm-detail", kwargs={"tenant": tenant.slug, "name": vm.name}) + "#nics"
+
+
+@tenant_view("nic.attach")
+@require_POST
+def nic_add(request, tenant, name: str):
+    """The VM page's "Add interface" form."""
+    vm = _vm_or_404(request, tenant, name)
+    network = request.POST.get("network", "")
+    _call(
+        request,
+        lambda: network_services.nic_create(
+            actor=request.user,
+            vm=vm,
+            network=network,
+            fixed_ip=request.POST.get("fixed_ip", ""),
+        ),
+        f"Adding an interface on {network} to {vm.name}.",
+    )
+    return redirect(_vm_page(tenant, vm))
+
+
+@tenant_view("nic.detach")
+@require_POST
+def nic_remove(request, tenant, name: str, nic: str):
+    vm = _vm_or_404(request, tenant, name)
+    try:
+        found = selectors.nic_get(request.user, vm, nic)
+    except NotFound as error:
+        raise Http404(error.message) from None
+    _call(
+        request,
+        lambda: network_services.nic_delete(actor=request.user, nic=found),
+        f"Removing {found.name} from {vm.name}.",
+    )
+    return redirect(_vm_page(tenant, vm))

@@ -1,0 +1,864 @@
+"""Tenant networks and VM network interfaces (NICs).
+
+A network is validated and recorded here (``Ready`` at once: it holds no host state
+yet); each host makes its libvirt network when a VM with an interface on it is
+provisioned, started again, or migrated there (:func:`vm_networks_prepare`, called by
+the libvirt and migration tasks). Deleting one is refused while any interface uses it;
+otherwise it is ``Deleting`` until :func:`compute.tasks.networks.network_remove` has
+removed it from every host.
+
+Quota: a network holds one reservation ``network:<uid>`` of ``networks`` = 1, taken in
+the transaction that records it and released once when it is gone.
+
+A NIC gets a MAC address from Isotope (``52:54:00:xx:xx:xx``, unique) and optionally a
+fixed address inside its network's DHCP range, which becomes a DHCP host entry on
+every host of the network. A NIC added to a VM that has a domain is plugged in by
+:func:`compute.tasks.networks.nic_apply` (hot-plugged when the VM runs); otherwise the
+VM's provisioning puts it in the domain. The addresses a guest holds are read from the
+DHCP leases by the tasks and the reconciler (:func:`vm_addresses_observe`).
+
+Every write is a row-locked read-modify-write bumping ``resource_version``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import secrets
+import uuid
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from compute.backends import NetworkSpec, NicSpec
+from compute.choices import NetworkKind, NetworkPhase, NicPhase, Phase
+from compute.models import Network, NetworkInterface, VirtualMachine
+from monitoring.services import event_publish, resource_forget, resource_publish
+from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
+from tenants.choices import ReservationKind
+from tenants.models import Tenant
+from tenants.services import audit_record, authorize, quota_release, quota_reserve
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_NAME = "default"
+# The smallest network: /29 leaves 6 addresses (gateway + 5 for guests).
+MAX_PREFIX = 29
+# The largest: /16 (dnsmasq hands out leases over the range; larger is never needed).
+MIN_PREFIX = 16
+MAC_PREFIX = "52:54:00"
+# Interfaces a VM may have.
+MAX_NICS = 8
+# Address ranges a tenant network may not use.
+FORBIDDEN = tuple(
+    ipaddress.IPv4Network(n)
+    for n in ("0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4")
+)
+
+NETWORK_ACTIONS: dict[str, tuple[str, frozenset[str]]] = {
+    "delete": (
+        "network.delete",
+        frozenset({NetworkPhase.READY, NetworkPhase.FAILED, NetworkPhase.DELETING}),
+    ),
+}
+NIC_ACTIONS: dict[str, tuple[str, frozenset[str]]] = {
+    "delete": ("nic.detach", frozenset(NicPhase.values)),
+}
+
+
+def _allowed(actions: dict, phase: str, role: str | None) -> list[str]:
+    from tenants.permissions import role_allows
+
+    return [
+        name
+        for name, (permission, phases) in actions.items()
+        if phase in phases and role_allows(role, permission)
+    ]
+
+
+def network_actions(network: Network, role: str | None) -> list[str]:
+    """The network buttons a user with ``role`` sees right now."""
+    return _allowed(NETWORK_ACTIONS, network.phase, role)
+
+
+def nic_actions(nic: NetworkInterface, role: str | None) -> list[str]:
+    return _allowed(NIC_ACTIONS, nic.phase, role)
+
+
+# --- Validation ------------------------------------------------------------------------
+def _check_name(name, errors: dict, field: str = "name") -> str:
+    from compute.services.volumes import NAME_RE
+
+    name = str(name or "").strip()
+    if not name:
+        errors[field] = ["A name is required."]
+    elif len(name) > 63 or not NAME_RE.fullmatch(name):
+        errors[field] = [
+            "Use at most 63 lowercase letters, digits and hyphens, starting and ending "
+            "with a letter or digit (a DNS label)."
+        ]
+    return name
+
+
+def _address(value, field: str, errors: dict) -> ipaddress.IPv4Address | None:
+    text = str(value or "").strip()
+    if not text:
+        return None
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        errors[field] = [f"{text!r} is not an IPv4 address (e.g. 10.0.0.1)."]
+        return None
+
+
+def _cidr(value, errors: dict) -> ipaddress.IPv4Network | None:
+    text = str(value or "").strip()
+    if not text:
+        errors["cidr"] = ["Give the network's address range, e.g. 10.0.0.0/24."]
+        return None
+    try:
+        network = ipaddress.IPv4Network(text, strict=False)
+    except ValueError:
+        errors["cidr"] = [f"{text!r} is not an IPv4 network in CIDR form (e.g. 10.0.0.0/24)."]
+        return None
+    if "/" not in text:
+        errors["cidr"] = [f"Give the prefix length too, e.g. {text}/24."]
+    elif str(network) != text:
+        errors["cidr"] = [f"{text} has host bits set; the network is {network}."]
+    elif network.prefixlen > MAX_PREFIX:
+        errors["cidr"] = [
+            f"/{network.prefixlen} is too small: a network needs at least /{MAX_PREFIX} "
+            "(a gateway and five guests)."
+        ]
+    elif network.prefixlen < MIN_PREFIX:
+        errors["cidr"] = [f"/{network.prefixlen} is too large: at most /{MIN_PREFIX}."]
+    elif any(network.overlaps(bad) for bad in FORBIDDEN):
+        errors["cidr"] = [f"{network} is reserved (loopback, link-local, multicast)."]
+    else:
+        return network
+    return None
+
+
+def _validate_network(tenant: Tenant, *, name, cidr, gateway, dhcp_start, dhcp_end, kind) -> dict:
+    """The clean fields of a new network, or ``ValidationError`` naming each bad one.
+    Unset gateway and range default to the first host and the rest of the network."""
+    errors: dict[str, list[str]] = {}
+    name = _check_name(name, errors)
+    if "name" not in errors and Network.objects.filter(tenant=tenant, name=name).exists():
+        errors["name"] = [f"A network named {name!r} exists already in {tenant.slug}."]
+    kind = str(kind or NetworkKind.ISOLATED)
+    if kind not in NetworkKind.values:
+        errors["kind"] = [f"Choose one of {', '.join(NetworkKind.values)}."]
+    network = _cidr(cidr, errors)
+    gw = _address(gateway, "gateway", errors)
+    start = _address(dhcp_start, "dhcp_start", errors)
+    end = _address(dhcp_end, "dhcp_end", errors)
+    if network is None:
+        raise ValidationError("The network is not valid.", errors=errors)
+    hosts = (network.network_address + 1, network.broadcast_address - 1)
+
+    def usable(address, field: str, what: str) -> None:
+        if address is None or field in errors:
+            return
+        if address not in network:
+            errors[field] = [f"The {what} {address} is outside {network}."]
+        elif address in (network.network_address, network.broadcast_address):
+            errors[field] = [f"The {what} cannot be {network}'s network or broadcast address."]
+
+    usable(gw, "gateway", "gateway")
+    usable(start, "dhcp_start", "DHCP range's start")
+    usable(end, "dhcp_end", "DHCP range's end")
+    gw = gw or hosts[0]
+    base = gw if "gateway" not in errors else hosts[0]
+    if start is None and "dhcp_start" not in errors:
+        start = base + 1 if base < hosts[1] else hosts[0]
+    if end is None and "dhcp_end" not in errors:
+        end = hosts[1] if base != hosts[1] else hosts[1] - 1
+    if not {"dhcp_start", "dhcp_end"} & errors.keys():
+        if start > end:
+            errors["dhcp_end"] = [f"The range ends ({end}) before it starts ({start})."]
+        elif start <= gw <= end and "gateway" not in errors:
+            errors["gateway"] = [f"The gateway {gw} is inside the DHCP range {start}–{end}."]
+    if "cidr" not in errors:
+        for other in Network.objects.filter(tenant=tenant).exclude(phase=NetworkPhase.DELETING):
+            if other.network.overlaps(network):
+                errors["cidr"] = [
+                    f"{network} overlaps {other.name} ({other.cidr}) of this tenant; another "
+                    "tenant's networks may overlap, your own may not."
+                ]
+                break
+    if errors:
+        raise ValidationError("The network is not valid.", errors=errors)
+    return {
+        "name": name,
+        "cidr": str(network),
+        "gateway": str(gw),
+        "dhcp_start": str(start),
+        "dhcp_end": str(end),
+        "kind": kind,
+    }
+
+
+def _bridge_name() -> str:
+    """``isob`` + 10 hex digits: unique (checked), and within Linux's 15 characters."""
+    while True:
+        name = f"isob{secrets.token_hex(5)}"
+        if not Network.objects.filter(bridge=name).exists():
+            return name
+
+
+# --- Networks --------------------------------------------------------------------------
+def network_create(
+    *,
+    actor,
+    tenant: Tenant,
+    name: str,
+    cidr: str,
+    gateway: str = "",
+    dhcp_start: str = "",
+    dhcp_end: str = "",
+    kind: str = NetworkKind.ISOLATED,
+) -> Network:
+    """Validate and record a network (``Ready``), charging one ``networks`` of the
+    quota. Nothing is saved or charged when a check fails; a quota refusal is also a
+    Warning event."""
+    authorize(actor=actor, tenant=tenant, permission="network.create", target=f"network/{name}")
+    fields = _validate_network(
+        tenant,
+        name=name,
+        cidr=cidr,
+        gateway=gateway,
+        dhcp_start=dhcp_start,
+        dhcp_end=dhcp_end,
+        kind=kind,
+    )
+    try:
+        with transaction.atomic():
+            network = _record(actor, tenant, fields)
+    except IntegrityError:
+        raise ValidationError(
+            "A network with this name exists already.", errors={"name": ["Taken."]}
+        ) from None
+    except QuotaExceeded as error:
+        event_publish(
+            tenant=tenant,
+            kind="network",
+            name=fields["name"],
+            type="Warning",
+            reason="QuotaExceeded",
+            message=error.message,
+        )
+        raise
+    return network
+
+
+def _record(actor, tenant: Tenant, fields: dict, *, is_default: bool = False) -> Network:
+    uid = uuid.uuid4()
+    quota_reserve(
+        tenant=tenant,
+        ref=f"network:{uid}",
+        networks=1,
+        kind=ReservationKind.NETWORK,
+        object_id=str(uid),
+    )
+    network = Network.objects.create(
+        uid=uid,
+        tenant=tenant,
+        bridge=_bridge_name(),
+        is_default=is_default,
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        **fields,
+    )
+    audit_record(
+        actor=actor,
+        action="network.create",
+        tenant=tenant,
+        target=f"network/{network.name}",
+        detail={k: fields[k] for k in ("cidr", "gateway", "dhcp_start", "dhcp_end", "kind")},
+    )
+    event_publish(
+        tenant=tenant,
+        kind="network",
+        name=network.name,
+        uid=str(uid),
+        reason="Created",
+        message=f"Network {network.cidr} ({network.get_kind_display()}), DHCP "
+        f"{network.dhcp_start}–{network.dhcp_end}.",
+    )
+    _publish(network)
+    return network
+
+
+def default_cidr(tenant: Tenant) -> str:
+    """A /24 of 10.64.0.0/10 picked from the tenant's id, so that the default networks
+    of different tenants differ and can be active on one host together."""
+    block = tenant.pk % (64 * 256)
+    return f"10.{64 + block // 256}.{block % 256}.0/24"
+
+
+def network_default_ensure(*, actor, tenant: Tenant) -> Network | None:
+    """Inside the caller's transaction (a VM's create): give ``tenant`` its default
+    network when it has no network at all. None when it has networks, or when its
+    ``networks`` quota is used up (the VM is not refused for it)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("network_default_ensure must run inside the VM's transaction")
+    if Network.objects.filter(tenant=tenant).exists():
+        return None
+    fields = _validate_network(
+        tenant,
+        name=DEFAULT_NAME,
+        cidr=default_cidr(tenant),
+        gateway="",
+        dhcp_start="",
+        dhcp_end="",
+        kind=NetworkKind.NAT,
+    )
+    try:
+        with transaction.atomic():
+            return _record(actor, tenant, fields, is_default=True)
+    except QuotaExceeded:
+        logger.info("no default network for %s: its networks quota is used up", tenant)
+        return None
+
+
+def network_delete(*, actor, network: Network) -> Network:
+    """Delete ``network`` (refused while any interface is on it): ``Deleting`` until
+    the task has removed it from every host, then gone and its quota released."""
+    tenant = network.tenant
+    authorize(
+        actor=actor, tenant=tenant, permission="network.delete", target=f"network/{network.name}"
+    )
+    with transaction.atomic():
+        network = _locked(network)
+        users = list(
+            NetworkInterface.objects.filter(network=network)
+            .select_related("vm")
+            .values_list("vm__name", "name")
+        )
+        if users:
+            named = ", ".join(f"{vm}/{nic}" for vm, nic in users[:5])
+            raise Conflict(
+                f"{network.name} has interfaces ({named}{', …' if len(users) > 5 else ''}): "
+                "remove them from their VMs first.",
+                errors={"nics": [f"{len(users)} interface(s) on this network."]},
+            )
+        if network.phase == NetworkPhase.DELETING:
+            # Asked again (a host did not answer before): the task runs again.
+            pk = network.pk
+            transaction.on_commit(lambda: _enqueue("network_remove", pk))
+            return network
+        network = _save(
+            network, phase=NetworkPhase.DELETING, message="", phase_changed=timezone.now()
+        )
+        audit_record(
+            actor=actor, action="network.delete", tenant=tenant, target=f"network/{network.name}"
+        )
+        event_publish(
+            tenant=tenant,
+            kind="network",
+            name=network.name,
+            uid=str(network.uid),
+            reason="Deleting",
+            message=f"Network {network.cidr} is being removed from its hosts.",
+        )
+        _publish(network)
+        pk = network.pk
+        transaction.on_commit(lambda: _enqueue("network_remove", pk))
+    return network
+
+
+def network_finalize_delete(network: Network) -> None:
+    """The network is gone from every host: release its quota, delete its row."""
+    with transaction.atomic():
+        current = Network.objects.select_for_update().filter(pk=network.pk).first()
+        if current is None:
+            return
+        quota_release(current.quota_ref)
+        current.delete()
+        _network_event(
+            network,
+            reason="Deleted",
+            message=f"Network {network.cidr} is gone.",
+        )
+        resource_forget(tenant=network.tenant, kind="network", name=network.name)
+
+
+def network_fail(network: Network, message: str, *, reason: str = "Failed") -> None:
+    """A host refused the network: ``Failed`` with the reason (a deletion retries)."""
+    with transaction.atomic():
+        current = Network.objects.select_for_update().filter(pk=network.pk).first()
+        if current is None:
+            return
+        phase = (
+            NetworkPhase.DELETING if current.phase == NetworkPhase.DELETING else NetworkPhase.FAILED
+        )
+        current = _save(current, phase=phase, message=message[:1000], phase_changed=timezone.now())
+        _network_event(
+            current,
+            type="Warning",
+            reason=reason,
+            message=message,
+        )
+        _publish(current)
+
+
+def network_ready(network: Network) -> None:
+    """A host made the network after a failure: ``Ready`` again."""
+    with transaction.atomic():
+        current = Network.objects.select_for_update().filter(pk=network.pk).first()
+        if current is None or current.phase != NetworkPhase.FAILED:
+            return
+        current = _save(current, phase=NetworkPhase.READY, message="", phase_changed=timezone.now())
+        _publish(current)
+
+
+def network_spec(network: Network) -> NetworkSpec:
+    """The network as every host makes it, with the fixed addresses of its NICs (but
+    of those being removed)."""
+    net = network.network
+    hosts = tuple(
+        sorted(
+            (mac, str(ip))
+            for mac, ip in NetworkInterface.objects.filter(network=network, fixed_ip__isnull=False)
+            .exclude(phase=NicPhase.DETACHING)
+            .values_list("mac", "fixed_ip")
+        )
+    )
+    return NetworkSpec(
+        name=network.backend_name,
+        bridge=network.bridge,
+        gateway=network.gateway,
+        prefix=net.prefixlen,
+        dhcp_start=network.dhcp_start,
+        dhcp_end=network.dhcp_end,
+        nat=network.kind == NetworkKind.NAT,
+        hosts=hosts,
+        title=str(network),
+    )
+
+
+# --- NICs ------------------------------------------------------------------------------
+def _mac() -> str:
+    while True:
+        tail = secrets.token_bytes(3)
+        mac = f"{MAC_PREFIX}:" + ":".join(f"{b:02x}" for b in tail)
+        if not NetworkInterface.objects.filter(mac=mac).exists():
+            return mac
+
+
+def _nic_name(vm: VirtualMachine) -> str:
+    taken = set(NetworkInterface.objects.filter(vm=vm).values_list("name", flat=True))
+    return next(f"nic{i}" for i in range(len(taken) + 1) if f"nic{i}" not in taken)
+
+
+def _resolve_network(tenant: Tenant, network, errors: dict, field: str) -> Network | None:
+    name = network.name if isinstance(network, Network) else str(network or "").strip()
+    found = Network.objects.filter(tenant=tenant, name=name).first() if name else None
+    if found is None:
+        errors[field] = [f"No network named {name!r} in {tenant.slug}."]
+    elif found.phase == NetworkPhase.DELETING:
+        errors[field] = [f"{name} is being deleted."]
+        return None
+    return found
+
+
+def _fixed_ip(network: Network, value, errors: dict) -> str | None:
+    address = _address(value, "fixed_ip", errors)
+    if address is None:
+        return None
+    start = ipaddress.IPv4Address(network.dhcp_start)
+    end = ipaddress.IPv4Address(network.dhcp_end)
+    if not start <= address <= end:
+        errors["fixed_ip"] = [f"{address} is outside {network.name}'s DHCP range {start}–{end}."]
+        return None
+    if NetworkInterface.objects.filter(network=network, fixed_ip=str(address)).exists():
+        errors["fixed_ip"] = [f"{address} is reserved for another interface on {network.name}."]
+        return None
+    return str(address)
+
+
+def _add_nic(vm: VirtualMachine, network: Network, *, name: str, fixed_ip: str | None):
+    return NetworkInterface.objects.create(
+        tenant=vm.tenant,
+        vm=vm,
+        network=network,
+        name=name or _nic_name(vm),
+        mac=_mac(),
+        fixed_ip=fixed_ip,
+    )
+
+
+def hosts_with_overlap(tenant: Tenant, networks: list) -> set[int]:
+    """Hosts running interfaces of other tenants on a network whose range overlaps one
+    of ``networks`` (the tenant's networks, or their names): Linux routes one range to
+    one bridge per host, so libvirt would refuse to start the second network there."""
+    names = {n.name if isinstance(n, Network) else str(n) for n in networks}
+    mine = [n.network for n in Network.objects.filter(tenant=tenant, name__in=names)]
+    if not mine:
+        return set()
+    placed = (
+        NetworkInterface.objects.exclude(tenant=tenant)
+        .filter(vm__host__isnull=False)
+        .values_list("vm__host_id", "network__cidr")
+        .distinct()
+    )
+    return {
+        host
+        for host, cidr in placed
+        if any(ipaddress.IPv4Network(cidr).overlaps(net) for net in mine)
+    }
+
+
+def vm_nics_create(*, vm: VirtualMachine, networks: list) -> list[NetworkInterface]:
+    """Inside the VM's create transaction: one interface per network named (in that
+    order; ``nic0``, ``nic1``, …). ``ValidationError`` on ``networks`` for a name the
+    tenant has no network of."""
+    errors: dict[str, list[str]] = {}
+    if len(networks) > MAX_NICS:
+        raise ValidationError(
+            "Too many interfaces.", errors={"networks": [f"At most {MAX_NICS} interfaces."]}
+        )
+    found = []
+    for item in networks:
+        network = _resolve_network(vm.tenant, item, errors, "networks")
+        if network is not None:
+            found.append(network)
+    if errors:
+        raise ValidationError("The VM's networks are not valid.", errors=errors)
+    nics = [_add_nic(vm, network, name=f"nic{i}", fixed_ip=None) for i, network in enumerate(found)]
+    for nic in nics:
+        _publish_nic(nic)
+    return nics
+
+
+def nic_create(
+    *, actor, vm: VirtualMachine, network, name: str = "", fixed_ip: str = ""
+) -> NetworkInterface:
+    """Add an interface on ``network`` (one of the tenant's) to ``vm``, with a new MAC
+    and optionally a fixed address inside the network's DHCP range. Plugged in by the
+    task (hot-plugged when the VM runs). Nothing is saved when a check fails."""
+    tenant = vm.tenant
+    authorize(actor=actor, tenant=tenant, permission="nic.attach", target=f"vm/{vm.name}")
+    errors: dict[str, list[str]] = {}
+    found = _resolve_network(tenant, network, errors, "network")
+    if name not in (None, ""):
+        name = _check_name(name, errors)
+    if found is not None and fixed_ip not in (None, ""):
+        fixed_ip = _fixed_ip(found, fixed_ip, errors)
+    else:
+        fixed_ip = None
+    if errors:
+        raise ValidationError("The interface is not valid.", errors=errors)
+    try:
+        with transaction.atomic():
+            vm = VirtualMachine.objects.select_for_update(of=("self",)).get(pk=vm.pk)
+            if vm.phase == Phase.DELETING:
+                raise Conflict(f"{vm.name} is being deleted.", errors={"vm": ["Deleting."]})
+            if vm.phase == Phase.MIGRATING:
+                raise Conflict(
+                    f"{vm.name} is migrating: add the interface when it has arrived.",
+                    errors={"vm": ["Migrating."]},
+                )
+            if NetworkInterface.objects.filter(vm=vm).count() >= MAX_NICS:
+                raise Conflict(
+                    f"{vm.name} has {MAX_NICS} interfaces already.",
+                    errors={"network": [f"At most {MAX_NICS} interfaces."]},
+                )
+            if vm.host_id and vm.host_id in hosts_with_overlap(tenant, [found]):
+                raise Conflict(
+                    f"{found.name} ({found.cidr}) overlaps a network of another tenant that "
+                    f"is active on {vm.name}'s host; use a network with another range.",
+                    errors={"network": ["Overlaps another tenant's network on this host."]},
+                )
+            if name and NetworkInterface.objects.filter(vm=vm, name=name).exists():
+                raise ValidationError(
+                    f"{vm.name} has an interface named {name!r}.", errors={"name": ["Taken."]}
+                )
+            nic = _add_nic(vm, found, name=name, fixed_ip=fixed_ip)
+            audit_record(
+                actor=actor,
+                action="nic.attach",
+                tenant=tenant,
+                target=f"vm/{vm.name}/nic/{nic.name}",
+                detail={"network": found.name, "mac": nic.mac, "fixed_ip": fixed_ip},
+            )
+            event_publish(
+                tenant=tenant,
+                kind="vm",
+                name=vm.name,
+                uid=str(vm.uid),
+                reason="InterfaceAdded",
+                message=f"Interface {nic.name} ({nic.mac}) on network {found.name}"
+                + (f", fixed address {fixed_ip}." if fixed_ip else "."),
+            )
+            _publish_nic(nic)
+            pk = nic.pk
+            transaction.on_commit(lambda: _enqueue("nic_apply", pk))
+    except IntegrityError:
+        raise ValidationError(
+            "The interface's name or address is taken.",
+            errors={"name": ["Taken, or the address is reserved."]},
+        ) from None
+    return nic
+
+
+def nic_delete(*, actor, nic: NetworkInterface) -> NetworkInterface:
+    """Take the interface out of its VM (``Detaching`` until the task is done)."""
+    vm = nic.vm
+    authorize(
+        actor=actor,
+        tenant=vm.tenant,
+        permission="nic.detach",
+        target=f"vm/{vm.name}/nic/{nic.name}",
+    )
+    with transaction.atomic():
+        VirtualMachine.objects.select_for_update(of=("self",)).filter(pk=vm.pk).first()
+        nic = _locked_nic(nic)
+        if nic.vm.phase == Phase.MIGRATING:
+            raise Conflict(
+                f"{vm.name} is migrating: remove the interface when it has arrived.",
+                errors={"vm": ["Migrating."]},
+            )
+        if nic.phase == NicPhase.DETACHING:
+            # Asked again (the guest had not let go): the task runs again.
+            pk = nic.pk
+            transaction.on_commit(lambda: _enqueue("nic_apply", pk))
+            return nic
+        nic = _save_nic(nic, phase=NicPhase.DETACHING, message="")
+        audit_record(
+            actor=actor,
+            action="nic.detach",
+            tenant=vm.tenant,
+            target=f"vm/{vm.name}/nic/{nic.name}",
+            detail={"network": nic.network.name, "mac": nic.mac},
+        )
+        _vm_event(
+            vm,
+            reason="InterfaceRemoving",
+            message=f"Interface {nic.name} ({nic.mac}) is being removed.",
+        )
+        _publish_nic(nic)
+        pk = nic.pk
+        transaction.on_commit(lambda: _enqueue("nic_apply", pk))
+    return nic
+
+
+def vm_nic_spec(nic: NetworkInterface) -> NicSpec:
+    return NicSpec(network=nic.network.backend_name, mac=nic.mac)
+
+
+def vm_nics(vm: VirtualMachine) -> tuple[NicSpec, ...]:
+    """The interfaces a VM's domain is defined with (all but those being removed)."""
+    return tuple(
+        vm_nic_spec(nic)
+        for nic in NetworkInterface.objects.filter(vm=vm)
+        .exclude(phase=NicPhase.DETACHING)
+        .select_related("network")
+        .order_by("created", "id")
+    )
+
+
+def vm_networks_prepare(vm: VirtualMachine, backend, *, mark_failed: bool = True) -> None:
+    """Make every network the VM has an interface on exist and run on ``backend``'s
+    host (before a define, start or an incoming migration). A host's refusal raises and,
+    with ``mark_failed`` (not for a migration's target: the network still works where
+    the VM runs), marks the network Failed."""
+    from compute.backends import BackendError, TransientBackendError
+
+    networks = Network.objects.filter(nics__vm=vm).distinct().select_related("tenant")
+    for network in networks:
+        try:
+            backend.network_ensure(network_spec(network))
+        except BackendError as error:
+            if mark_failed and not isinstance(error, TransientBackendError):
+                network_fail(network, f"{vm.host or 'A host'}: {error}")
+            raise
+        if network.phase == NetworkPhase.FAILED:
+            network_ready(network)
+
+
+def vm_nics_attached(vm: VirtualMachine) -> None:
+    """The domain was defined with the VM's interfaces: Pending ones are Attached."""
+    with transaction.atomic():
+        for nic in NetworkInterface.objects.select_for_update().filter(
+            vm=vm, phase__in=(NicPhase.PENDING, NicPhase.FAILED)
+        ):
+            _publish_nic(_save_nic(nic, phase=NicPhase.ATTACHED, message=""))
+
+
+def nic_observe(nic: NetworkInterface, phase: str, message: str = "") -> NetworkInterface | None:
+    """The task's outcome for one interface (a removed one is left alone)."""
+    with transaction.atomic():
+        current = NetworkInterface.objects.select_for_update().filter(pk=nic.pk).first()
+        if current is None:
+            return None
+        current = _save_nic(current, phase=phase, message=message[:1000])
+        if phase == NicPhase.FAILED:
+            _vm_event(
+                current.vm,
+                type="Warning",
+                reason="InterfaceFailed",
+                message=f"Interface {current.name}: {message}",
+            )
+        _publish_nic(current)
+        return current
+
+
+def nic_finalize_delete(nic: NetworkInterface) -> None:
+    """The interface is out of the domain: delete its row (and its fixed address)."""
+    with transaction.atomic():
+        current = NetworkInterface.objects.select_for_update().filter(pk=nic.pk).first()
+        if current is None:
+            return
+        vm = current.vm
+        current.delete()
+        _vm_event(
+            vm,
+            reason="InterfaceRemoved",
+            message=f"Interface {nic.name} ({nic.mac}) was removed.",
+        )
+        resource_forget(tenant=vm.tenant, kind="nic", name=_live_name(nic))
+
+
+def vm_nics_forget(vm: VirtualMachine) -> None:
+    """The VM's row (and with it its interfaces) is about to go: drop their live states."""
+    for name in NetworkInterface.objects.filter(vm=vm).values_list("name", flat=True):
+        resource_forget(tenant=vm.tenant, kind="nic", name=f"{vm.name}/{name}")
+
+
+def vm_addresses_observe(vm: VirtualMachine, addresses: dict[str, list[str]]) -> int:
+    """Record the addresses the host reports (``{mac: ["ip/prefix"]}``) on the VM's
+    interfaces; an interface the report does not name has none. Returns how many
+    interfaces changed (each pushed live)."""
+    changed = 0
+    nics = list(NetworkInterface.objects.filter(vm=vm).only("pk", "mac", "addresses"))
+    for nic in nics:
+        wanted = sorted(addresses.get(nic.mac, []))
+        if wanted == list(nic.addresses or []):
+            continue
+        with transaction.atomic():
+            current = NetworkInterface.objects.select_for_update().filter(pk=nic.pk).first()
+            if current is None or current.addresses == wanted:
+                continue
+            current = _save_nic(current, addresses=wanted)
+            _publish_nic(current)
+            changed += 1
+    return changed
+
+
+# --- Plumbing --------------------------------------------------------------------------
+def _locked(network: Network) -> Network:
+    found = (
+        Network.objects.select_for_update(of=("self",))
+        .select_related("tenant")
+        .filter(pk=network.pk)
+        .first()
+    )
+    if found is None:
+        raise NotFound(f"Network {network.name!r} not found.")
+    return found
+
+
+def _locked_nic(nic: NetworkInterface) -> NetworkInterface:
+    found = (
+        NetworkInterface.objects.select_for_update(of=("self",))
+        .select_related("tenant", "vm", "network")
+        .filter(pk=nic.pk)
+        .first()
+    )
+    if found is None:
+        raise NotFound(f"Interface {nic.name!r} not found.")
+    return found
+
+
+def _save(network: Network, **fields) -> Network:
+    Network.objects.filter(pk=network.pk).update(
+        **fields, updated=timezone.now(), resource_version=F("resource_version") + 1
+    )
+    network.refresh_from_db()
+    return network
+
+
+def _save_nic(nic: NetworkInterface, **fields) -> NetworkInterface:
+    NetworkInterface.objects.filter(pk=nic.pk).update(
+        **fields, updated=timezone.now(), resource_version=F("resource_version") + 1
+    )
+    nic.refresh_from_db()
+    return nic
+
+
+def network_state(network: Network) -> dict:
+    """What the Networks page needs to redraw one row."""
+    return {
+        "name": network.name,
+        "phase": network.phase,
+        "message": network.message,
+        "cidr": network.cidr,
+        "kind": network.kind,
+        "nics": network.nics.count(),
+        "resourceVersion": str(network.resource_version),
+        "actionsByRole": {
+            role: network_actions(network, role) for role in ("viewer", "operator", "admin")
+        },
+    }
+
+
+def nic_state(nic: NetworkInterface) -> dict:
+    """What the VM page needs to redraw one interface row."""
+    return {
+        "vm": nic.vm.name,
+        "name": nic.name,
+        "network": nic.network.name,
+        "mac": nic.mac,
+        "fixedIP": nic.fixed_ip,
+        "addresses": list(nic.addresses or []),
+        "phase": nic.phase,
+        "message": nic.message,
+        "resourceVersion": str(nic.resource_version),
+        "actionsByRole": {role: nic_actions(nic, role) for role in ("viewer", "operator", "admin")},
+    }
+
+
+def _live_name(nic: NetworkInterface) -> str:
+    return f"{nic.vm.name}/{nic.name}"
+
+
+def _publish(network: Network) -> None:
+    resource_publish(
+        tenant=network.tenant, kind="network", name=network.name, data=network_state(network)
+    )
+
+
+def _publish_nic(nic: NetworkInterface) -> None:
+    resource_publish(tenant=nic.tenant, kind="nic", name=_live_name(nic), data=nic_state(nic))
+
+
+def _vm_event(vm: VirtualMachine, *, reason: str, message: str, type: str = "Normal") -> None:
+    event_publish(
+        tenant=vm.tenant,
+        kind="vm",
+        name=vm.name,
+        uid=str(vm.uid),
+        type=type,
+        reason=reason,
+        message=message,
+    )
+
+
+def _network_event(network: Network, *, reason: str, message: str, type: str = "Normal") -> None:
+    event_publish(
+        tenant=network.tenant,
+        kind="network",
+        name=network.name,
+        uid=str(network.uid),
+        type=type,
+        reason=reason,
+        message=message,
+    )
+
+
+def _enqueue(task_name: str, pk: int) -> None:
+    from compute.tasks import networks as tasks
+
+    getattr(tasks, task_name).delay(pk)

@@ -1,0 +1,120 @@
+"""Tasks that make networks and interfaces real on the hosts (queue ``libvirt``).
+
+``network_remove`` removes a deleted network from every host (then its row and its
+quota go); ``nic_apply`` plugs an interface into its VM's domain (hot-plugged when the
+guest runs) or takes it out. Both are safe to run twice: each step looks at what the
+host holds first. ``nic_apply`` holds the VM's task lock, so it never interleaves with
+a start, a redefine or a migration of that VM.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from compute.backends import BackendError, DomainNotFound, TransientBackendError, backend_for_host
+from compute.choices import NicPhase
+from compute.models import Host, Network, NetworkInterface
+from compute.services import networks as services
+from compute.tasks.libvirt import vm_lock
+from compute.tasks.locks import Busy
+
+logger = logging.getLogger(__name__)
+
+MAX_RETRIES = 6
+
+
+def _backoff(task) -> int:
+    return min(2 ** (task.request.retries + 1), 60)
+
+
+@shared_task(bind=True, acks_late=True, name="compute.tasks.libvirt.network_remove")
+def network_remove(self, network_id: int) -> None:
+    """Stop and undefine the network on every host, then delete it."""
+    network = Network.objects.select_related("tenant").filter(pk=network_id).first()
+    if network is None:
+        return
+    try:
+        for host in Host.objects.order_by("pk"):
+            backend = backend_for_host(host)
+            if backend.capabilities.get("networks"):
+                backend.network_delete(network.backend_name)
+    except TransientBackendError as error:
+        if self.request.retries < MAX_RETRIES:
+            raise self.retry(countdown=_backoff(self)) from error
+        services.network_fail(network, f"A host did not answer: {error}", reason="DeleteFailed")
+        return
+    except BackendError as error:
+        services.network_fail(network, str(error), reason="DeleteFailed")
+        return
+    services.network_finalize_delete(network)
+
+
+def _load(nic_id: int) -> NetworkInterface | None:
+    return (
+        NetworkInterface.objects.select_related(
+            "tenant", "vm", "vm__tenant", "vm__host", "network", "network__tenant"
+        )
+        .filter(pk=nic_id)
+        .first()
+    )
+
+
+@shared_task(bind=True, acks_late=True, name="compute.tasks.libvirt.nic_apply")
+def nic_apply(self, nic_id: int) -> None:
+    """Converge one interface: into its VM's domain (Pending → Attached) or out of it
+    (Detaching → gone)."""
+    nic = _load(nic_id)
+    if nic is None:
+        return
+    try:
+        with vm_lock(nic.vm_id):
+            nic = _load(nic_id)
+            if nic is None:
+                return
+            _converge(nic)
+    except Busy:
+        raise self.retry(countdown=1, max_retries=120) from None
+    except TransientBackendError as error:
+        if self.request.retries < MAX_RETRIES:
+            raise self.retry(countdown=_backoff(self)) from error
+        _failed(nic, f"The host did not answer: {error}")
+    except BackendError as error:
+        _failed(nic, str(error))
+
+
+def _failed(nic: NetworkInterface, message: str) -> None:
+    # A removal that failed stays Detaching (deleting it again retries).
+    phase = NicPhase.DETACHING if nic.phase == NicPhase.DETACHING else NicPhase.FAILED
+    services.nic_observe(nic, phase, message)
+
+
+def _converge(nic: NetworkInterface) -> None:
+    vm = nic.vm
+    backend = backend_for_host(vm.host) if vm.host_id else None
+    if nic.phase == NicPhase.DETACHING:
+        if backend is not None:
+            try:
+                backend.nic_detach(vm.domain_name, nic.mac)
+            except DomainNotFound:
+                pass
+        services.nic_finalize_delete(nic)
+        if (
+            backend is not None
+            and nic.fixed_ip
+            and nic.network.backend_name in (backend.network_names())
+        ):
+            # Free its fixed address in the host's dnsmasq.
+            backend.network_ensure(services.network_spec(nic.network))
+        return
+    if backend is None:
+        return  # placed later: its provisioning defines the domain with the interface
+    try:
+        backend.status(vm.domain_name)
+    except DomainNotFound:
+        return  # not defined yet: its provisioning puts the interface in
+    services.vm_networks_prepare(vm, backend)
+    backend.nic_attach(vm.domain_name, services.vm_nic_spec(nic))
+    services.nic_observe(nic, NicPhase.ATTACHED)
+    services.vm_addresses_observe(vm, backend.interface_addresses(vm.domain_name))

@@ -1,0 +1,127 @@
+// The Networks page and the VM page's interfaces panel: apply live network and
+// interface states (compute.services.networks.network_state / nic_state), which
+// live.js leaves to the page — phases, messages, addresses as the DHCP leases appear,
+// buttons by role, interfaces added or removed by someone else. Without JavaScript
+// both pages still work (reload).
+(function () {
+  "use strict";
+
+  const tenant = document.body.dataset.liveTenant;
+
+  function setPhase(el, phase) {
+    el.textContent = phase;
+    el.dataset.phase = phase;
+  }
+
+  function actionsFor(el, state) {
+    const scope = el.closest("[data-live-role]");
+    const byRole = state.actionsByRole || {};
+    return byRole[scope ? scope.dataset.liveRole : ""] || [];
+  }
+
+  function addressesText(state) {
+    if (state.addresses && state.addresses.length) return state.addresses.join(", ");
+    return state.fixedIP ? state.fixedIP + " (reserved)" : "—";
+  }
+
+  function patchNic(row, state) {
+    row.querySelectorAll("[data-nic-field]").forEach((el) => {
+      const field = el.dataset.nicField;
+      if (field === "phase") setPhase(el, state.phase);
+      else if (field === "addresses") el.textContent = addressesText(state);
+      else if (field in state) el.textContent = state[field] || "";
+    });
+    const actions = actionsFor(row, state);
+    row.querySelectorAll("[data-nic-action]").forEach((el) => {
+      el.hidden = actions.indexOf(el.dataset.nicAction) === -1;
+    });
+  }
+
+  function newNicRow(panel, state) {
+    const template = panel.querySelector("template[data-nic-template]");
+    const rows = panel.querySelector("[data-nic-rows]");
+    if (!template || !rows) return null;
+    const row = template.content.firstElementChild.cloneNode(true);
+    row.dataset.nicRow = state.name;
+    row.dataset.testid = "nic-" + state.name;
+    row.setAttribute("data-testid", "nic-" + state.name);
+    const form = row.querySelector("form[data-nic-action]");
+    if (form) {
+      form.action = "/t/" + encodeURIComponent(tenant) + "/vms/" + encodeURIComponent(state.vm) +
+        "/nics/" + encodeURIComponent(state.name) + "/remove/";
+      form.dataset.confirm = "Remove " + state.name + " (" + state.mac + ") from " + state.vm +
+        "? A running guest loses the interface at once.";
+    }
+    rows.appendChild(row);
+    return row;
+  }
+
+  function onNic(data) {
+    const [vm, name] = data.name.split("/");
+    document.querySelectorAll('[data-vm-nics="' + CSS.escape(vm) + '"]').forEach((panel) => {
+      let row = panel.querySelector('[data-nic-row="' + CSS.escape(name) + '"]');
+      if (data.deleted) {
+        if (row) row.remove();
+      } else {
+        row = row || newNicRow(panel, data.state);
+        if (row) patchNic(row, data.state);
+      }
+      const empty = panel.querySelector("[data-nic-empty]");
+      if (empty) empty.hidden = panel.querySelector("[data-nic-row]") !== null;
+    });
+  }
+
+  function onNetwork(data) {
+    const row = document.querySelector('[data-network-row="' + CSS.escape(data.name) + '"]');
+    if (!row) return;
+    if (data.deleted) {
+      row.remove();
+      return;
+    }
+    const state = data.state;
+    row.querySelectorAll("[data-network-field]").forEach((el) => {
+      const field = el.dataset.networkField;
+      if (field === "phase") setPhase(el, state.phase);
+      else if (field in state) el.textContent = state[field];
+    });
+    const actions = actionsFor(row, state);
+    row.querySelectorAll("[data-network-action]").forEach((el) => {
+      el.hidden = actions.indexOf(el.dataset.networkAction) === -1;
+    });
+  }
+
+  // A row whose deletion was announced while the page was not listening: ask the API.
+  function dropIfGone(row, url) {
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then((response) => { if (response.status === 404) row.remove(); })
+      .catch(() => {});
+  }
+
+  document.addEventListener("isotope:snapshot", (event) => {
+    const frame = event.detail || {};
+    if (!tenant || frame.stream !== "tenant." + tenant) return;
+    const resources = (frame.data && frame.data.resources) || [];
+    const known = new Set(resources.map((r) => r.kind + ":" + r.name));
+    const api = "/api/v1/tenants/" + encodeURIComponent(tenant);
+    document.querySelectorAll("[data-network-row]").forEach((row) => {
+      const name = row.dataset.networkRow;
+      if (!known.has("network:" + name)) dropIfGone(row, api + "/networks/" + encodeURIComponent(name) + "/");
+    });
+    document.querySelectorAll("[data-vm-nics]").forEach((panel) => {
+      const vm = panel.dataset.vmNics;
+      panel.querySelectorAll("[data-nic-row]").forEach((row) => {
+        const name = row.dataset.nicRow;
+        if (known.has("nic:" + vm + "/" + name)) return;
+        dropIfGone(row, api + "/virtualmachines/" + encodeURIComponent(vm) + "/nics/" +
+          encodeURIComponent(name) + "/");
+      });
+    });
+  });
+
+  document.addEventListener("isotope:resource", (event) => {
+    const data = event.detail.data;
+    if (!data || data.tenant !== tenant) return;
+    if (data.kind === "nic") onNic(data);
+    else if (data.kind === "network") onNetwork(data);
+  });
+})();
