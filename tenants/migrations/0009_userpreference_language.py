@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0007_sso_groups_and_2fa'),
+        ('tenants', '0008_quota_networks'),
     ]
 
     operations = [
