@@ -56,11 +56,13 @@ class VMCreateForm(forms.Form):
         ),
     )
     networks = forms.MultipleChoiceField(
-        label="Network interfaces",
+        label=_("Network interfaces"),
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="A virtio interface on each network chosen (nic0, nic1, …); none: one "
-        "user-mode interface that no other VM reaches.",
+        help_text=_(
+            "A virtio interface on each network chosen (nic0, nic1, …); none: one "
+            "user-mode interface that no other VM reaches."
+        ),
     )
     start = forms.BooleanField(
         label=_("Start the VM once it is created"),
@@ -79,7 +81,7 @@ class VMCreateForm(forms.Form):
         self.fields["image"].queryset = images
         # No network yet: the tenant's first VM makes "default" (NAT) with it.
         self.fields["networks"].choices = [(n.name, f"{n.name} ({n.cidr})") for n in networks] or [
-            ("default", "default (made with this VM)")
+            ("default", _("default (made with this VM)"))
         ]
         self.fields["root_volume"].choices = [
             ("", gettext("A new disk (the size's disk GiB)")),

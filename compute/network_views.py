@@ -14,6 +14,8 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from compute import selectors
@@ -30,18 +32,25 @@ from tenants import services as tenant_services
 class NetworkCreateForm(ServiceErrorsMixin, forms.Form):
     quota_field = "name"
 
-    name = forms.CharField(max_length=200, help_text="A DNS label, e.g. backend.")
+    name = forms.CharField(
+        max_length=200, label=_("Name"), help_text=_("A DNS label, e.g. backend.")
+    )
     cidr = forms.CharField(
-        label="Address range (CIDR)", max_length=64, help_text="IPv4, /16 to /29, e.g. 10.1.0.0/24."
+        label=_("Address range (CIDR)"),
+        max_length=64,
+        help_text=_("IPv4, /16 to /29, e.g. 10.1.0.0/24."),
     )
     kind = forms.ChoiceField(
-        choices=NetworkKind.choices, initial=NetworkKind.ISOLATED, required=False
+        label=_("Kind"), choices=NetworkKind.choices, initial=NetworkKind.ISOLATED, required=False
     )
     gateway = forms.CharField(
-        max_length=64, required=False, help_text="Empty: the range's first address."
+        label=_("Gateway"),
+        max_length=64,
+        required=False,
+        help_text=_("Empty: the range's first address."),
     )
-    dhcp_start = forms.CharField(label="DHCP from", max_length=64, required=False)
-    dhcp_end = forms.CharField(label="DHCP to", max_length=64, required=False)
+    dhcp_start = forms.CharField(label=_("DHCP from"), max_length=64, required=False)
+    dhcp_end = forms.CharField(label=_("DHCP to"), max_length=64, required=False)
 
 
 def _vm_or_404(request, tenant, name: str):
@@ -88,7 +97,11 @@ def network_list(request, tenant):
                 ),
             )
             if network is not None:
-                messages.success(request, f"Network {network.name} ({network.cidr}) created.")
+                messages.success(
+                    request,
+                    gettext("Network %(name)s (%(cidr)s) created.")
+                    % {"name": network.name, "cidr": network.cidr},
+                )
                 return redirect("network-list", tenant=tenant.slug)
     networks = list(selectors.networks_for_tenant(request.user, tenant))
     for network in networks:
@@ -122,7 +135,7 @@ def network_delete(request, tenant, name: str):
     _call(
         request,
         lambda: network_services.network_delete(actor=request.user, network=network),
-        f"Deleting network {network.name}.",
+        gettext("Deleting network %(name)s.") % {"name": network.name},
     )
     return redirect("network-list", tenant=tenant.slug)
 
@@ -145,7 +158,8 @@ def nic_add(request, tenant, name: str):
             network=network,
             fixed_ip=request.POST.get("fixed_ip", ""),
         ),
-        f"Adding an interface on {network} to {vm.name}.",
+        gettext("Adding an interface on %(network)s to %(name)s.")
+        % {"network": network, "name": vm.name},
     )
     return redirect(_vm_page(tenant, vm))
 
@@ -161,6 +175,6 @@ def nic_remove(request, tenant, name: str, nic: str):
     _call(
         request,
         lambda: network_services.nic_delete(actor=request.user, nic=found),
-        f"Removing {found.name} from {vm.name}.",
+        gettext("Removing %(nic)s from %(name)s.") % {"nic": found.name, "name": vm.name},
     )
     return redirect(_vm_page(tenant, vm))

@@ -9,7 +9,7 @@
   const tenant = document.body.dataset.liveTenant;
 
   function setPhase(el, phase) {
-    el.textContent = phase;
+    el.textContent = window.Isotope && window.Isotope.phaseLabel ? window.Isotope.phaseLabel(phase) : phase;
     el.dataset.phase = phase;
   }
 
@@ -21,7 +21,7 @@
 
   function addressesText(state) {
     if (state.addresses && state.addresses.length) return state.addresses.join(", ");
-    return state.fixedIP ? state.fixedIP + " (reserved)" : "—";
+    return state.fixedIP ? interpolate(gettext("%(ip)s (reserved)"), { ip: state.fixedIP }, true) : "—";
   }
 
   function patchNic(row, state) {
@@ -49,8 +49,9 @@
     if (form) {
       form.action = "/t/" + encodeURIComponent(tenant) + "/vms/" + encodeURIComponent(state.vm) +
         "/nics/" + encodeURIComponent(state.name) + "/remove/";
-      form.dataset.confirm = "Remove " + state.name + " (" + state.mac + ") from " + state.vm +
-        "? A running guest loses the interface at once.";
+      form.dataset.confirm = interpolate(
+        gettext("Remove %(nic)s (%(mac)s) from %(name)s? A running guest loses the interface at once."),
+        { nic: state.name, mac: state.mac, name: state.vm }, true);
     }
     rows.appendChild(row);
     return row;
