@@ -282,8 +282,16 @@ def test_the_quota_has_the_resource_shape_with_hard_used_and_left(demo, api):
         "storage": 200,
         "vms": 20,
         "pods": 50,
+        "networks": 10,
     }
-    assert body["status"]["used"] == {"cpu": 0, "memory": 0, "storage": 0, "vms": 0, "pods": 0}
+    assert body["status"]["used"] == {
+        "cpu": 0,
+        "memory": 0,
+        "storage": 0,
+        "vms": 0,
+        "pods": 0,
+        "networks": 0,
+    }
     assert body["status"]["left"] == body["spec"]["hard"]
     assert body["status"]["units"]["memory"] == "MiB"
 
@@ -364,8 +372,22 @@ def test_the_quota_shows_what_is_used_and_left_after_a_reservation(demo, api):
     with transaction.atomic():
         services.quota_reserve(tenant=demo.acme, ref="vm:web-1", cpu="2.5", memory=2048, vms=1)
     status = api(demo.carol).get(QUOTA).json()["status"]
-    assert status["used"] == {"cpu": 2.5, "memory": 2048, "storage": 0, "vms": 1, "pods": 0}
-    assert status["left"] == {"cpu": 13.5, "memory": 30720, "storage": 200, "vms": 19, "pods": 50}
+    assert status["used"] == {
+        "cpu": 2.5,
+        "memory": 2048,
+        "storage": 0,
+        "vms": 1,
+        "pods": 0,
+        "networks": 0,
+    }
+    assert status["left"] == {
+        "cpu": 13.5,
+        "memory": 30720,
+        "storage": 200,
+        "vms": 19,
+        "pods": 50,
+        "networks": 10,
+    }
 
 
 def test_lowering_a_quota_below_use_warns_and_then_refuses_new_reservations(demo, api):
