@@ -72,7 +72,7 @@ def test_single_sign_on_lands_in_the_tenant_the_group_maps_to(demo, sso, page_fo
     expect(page.get_by_test_id("tenant-card-globex")).to_have_count(0)
     expect(page.get_by_test_id("user-menu")).to_contain_text(name)
     page.goto(f"{sso.base}/t/acme/")
-    expect(page.locator(".iso-sidebar .iso-role")).to_have_text("operator")
+    expect(page.locator(".iso-sidebar .iso-role")).to_have_text("Operator")
     shot(page, "sso-landed-in-acme")
 
 
