@@ -15,6 +15,20 @@
     return !!target.closest("[data-console], .iso-console, canvas");
   }
 
+  // A click on the console's screen that gave focus to nothing (a view-only console
+  // takes no keyboard) still means "typing at the console": keys that follow are not
+  // shortcuts until something else is clicked or focused.
+  let atConsole = false;
+  function inConsole(target) {
+    return target instanceof Element && !!target.closest("[data-console]");
+  }
+  document.addEventListener("pointerdown", function (event) {
+    atConsole = inConsole(event.target);
+  }, true);
+  document.addEventListener("focusin", function (event) {
+    if (!inConsole(event.target)) atConsole = false;
+  }, true);
+
   function openHelp() {
     const dialog = document.getElementById("shortcut-help");
     if (dialog && window.bootstrap) window.bootstrap.Modal.getOrCreateInstance(dialog).show();
@@ -28,6 +42,7 @@
     }
     if (event.defaultPrevented || event.ctrlKey || event.altKey || event.metaKey) return;
     if (typing(event.target)) return;
+    if (atConsole && document.activeElement === document.body) return;
     if (document.querySelector(".modal.show") && event.key !== "?") return;
     if (event.key === "/" && search) {
       event.preventDefault();
