@@ -52,16 +52,9 @@ def vm_get(
     ``If-Match`` check and the change it guards see the same version.
     """
     queryset = vms_for_tenant(user, tenant).filter(name=name)
-    if lock:
-        queryset = queryset.select_for_update(of=("self",))
-    vm = queryset.first()
-    if vm is None:
-        raise NotFound(f"Virtual machine {name!r} not found in {tenant.slug}.")
-    if action != "vm.view" and not can(user, tenant, action):
-        raise PermissionDenied(
-            f"Your role ({role_of(user, tenant)}) does not allow {action} in {tenant.slug}."
-        )
-    return vm
+    return _tenant_object(
+        queryset, user, tenant, action, "vm.view", f"Virtual machine {name!r}", lock
+    )
 
 
 def images_for_tenant(tenant: Tenant) -> QuerySet[Image]:
@@ -144,16 +137,9 @@ def workload_get(user, tenant: Tenant, name: str, action: str = "workload.view",
     """The workload ``name`` of ``tenant``: ``NotFound`` when the user cannot see it,
     ``PermissionDenied`` when the role does not allow ``action``; ``lock`` as vm_get."""
     queryset = workloads_for_tenant(user, tenant).filter(name=name)
-    if lock:
-        queryset = queryset.select_for_update(of=("self",))
-    workload = queryset.first()
-    if workload is None:
-        raise NotFound(f"Workload {name!r} not found in {tenant.slug}.")
-    if action != "workload.view" and not can(user, tenant, action):
-        raise PermissionDenied(
-            f"Your role ({role_of(user, tenant)}) does not allow {action} in {tenant.slug}."
-        )
-    return workload
+    return _tenant_object(
+        queryset, user, tenant, action, "workload.view", f"Workload {name!r}", lock
+    )
 
 
 def workload_phase_counts(user, tenant: Tenant) -> list[PhaseCount]:
@@ -220,16 +206,7 @@ def volume_get(
     """The volume ``name`` of ``tenant``: ``NotFound`` when the user cannot see it,
     ``PermissionDenied`` when the role does not allow ``action``; ``lock`` as vm_get."""
     queryset = volumes_for_tenant(user, tenant).filter(name=name)
-    if lock:
-        queryset = queryset.select_for_update(of=("self",))
-    volume = queryset.first()
-    if volume is None:
-        raise NotFound(f"Volume {name!r} not found in {tenant.slug}.")
-    if action != "volume.view" and not can(user, tenant, action):
-        raise PermissionDenied(
-            f"Your role ({role_of(user, tenant)}) does not allow {action} in {tenant.slug}."
-        )
-    return volume
+    return _tenant_object(queryset, user, tenant, action, "volume.view", f"Volume {name!r}", lock)
 
 
 def vm_volumes(user, tenant: Tenant, vm: VirtualMachine) -> QuerySet[Volume]:
