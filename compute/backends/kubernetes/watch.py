@@ -130,6 +130,9 @@ class ResourceWatch:
         self.reconnects = 0
         self._watch: k8s_watch.Watch | None = None
         self._latest_event: datetime | None = None
+        # A version the next watch request must start from (``interrupt``): kept apart
+        # from ``resource_version`` so an event still in flight cannot overwrite it.
+        self._restart_from: str | None = None
 
     # --- reading objects -------------------------------------------------------------
     def _info(self, raw: dict):
@@ -195,6 +198,8 @@ class ResourceWatch:
     def watch_once(self, stop: threading.Event) -> None:
         """One watch request from ``resource_version`` until the server ends it."""
         self._watch = k8s_watch.Watch()
+        if self._restart_from is not None:
+            self.resource_version, self._restart_from = self._restart_from, None
         stream = self._watch.stream(
             self.list_fn,
             resource_version=self.resource_version,
@@ -222,9 +227,11 @@ class ResourceWatch:
 
     def interrupt(self, *, resource_version: str | None = None) -> None:
         """End the current watch request now (tests: ``resource_version="1"`` makes the
-        next one start from an expired version, i.e. a 410 and a relist)."""
+        next one start from an expired version, i.e. a 410 and a relist). The current
+        request ends at its next event; the events it still delivers are handled as
+        usual, and the next request starts from ``resource_version`` whatever they said."""
         if resource_version is not None:
-            self.resource_version = resource_version
+            self._restart_from = resource_version
         if self._watch is not None:
             self._watch.stop()
 
