@@ -4,6 +4,9 @@ the profile page's confirmation settings)."""
 from __future__ import annotations
 
 from django import template
+from django.urls import reverse
+from django.utils.html import escape, format_html
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 
 from compute import selectors
@@ -41,9 +44,10 @@ def ready_display(phase: str, condition: dict) -> dict:
     return {"state": "none", "label": ""}
 
 
-@register.inclusion_tag("compute/_ready.html")
-def ready_badge(obj):
-    """The Ready badge of a VM or a workload."""
+@register.simple_tag
+def ready_badge(obj) -> str:
+    """The Ready badge of a VM or a workload; live.js redraws it from the resource
+    state's conditions."""
     from compute.models import VirtualMachine
     from compute.services.readiness import ready_condition, workload_ready_condition
 
@@ -51,7 +55,15 @@ def ready_badge(obj):
         condition = ready_condition(obj)
     else:
         condition = workload_ready_condition(obj)
-    return {"condition": condition, "display": ready_display(obj.phase, condition)}
+    display = ready_display(obj.phase, condition)
+    return format_html(
+        '<span class="iso-ready" data-live-field="readyCondition" data-testid="ready" '
+        'data-ready="{}" title="{}"{}>{}</span>',
+        display["state"],
+        condition["message"],
+        "" if display["label"] else mark_safe(" hidden"),
+        display["label"],
+    )
 
 
 @register.filter
@@ -141,3 +153,133 @@ def aria_sort(query, column: str) -> str:
 def page_link(query, number) -> str:
     """A pagination link that keeps the list's search, filters and sort."""
     return "?" + query.params(page=number)
+
+
+# --- Row pieces rendered in Python -----------------------------------------------------
+# The VM list draws up to 100 rows, each with a phase badge, a size, a Ready badge and
+# several action forms; as template includes they were most of the page's time
+# (bench/pages.py). The markup is built once here, for the list and the detail page.
+
+
+@register.simple_tag
+def phase_badge(phase: str, static: bool = False) -> str:
+    """A phase badge; colour from data-phase (the value); the text is its label. Live
+    ones (not ``static``) are rewritten by live.js."""
+    marks = 'data-testid="phase-count"' if static else 'data-live-field="phase" data-testid="phase"'
+    return format_html(
+        '<span class="iso-phase" data-phase="{}" {}>{}</span>',
+        phase,
+        mark_safe(marks),  # noqa: S308 - constant markup
+        phase_label(phase),
+    )
+
+
+@register.simple_tag
+def vm_size(vm) -> str:
+    """vCPUs, memory (GiB when whole) and disk of a VM, with icons."""
+    if vm.memory_mib >= 1024 and vm.memory_mib % 1024 == 0:
+        memory_text = f"{vm.memory_mib // 1024} {gettext('GiB')}"
+    else:
+        memory_text = gettext("%(memory_mib)s MiB") % {"memory_mib": vm.memory_mib}
+    disk = ""
+    if vm.disk_gib:
+        disk = format_html(
+            '<span title="{}"><i class="bi bi-hdd"></i> {}</span>',
+            gettext("Disk"),
+            gettext("%(disk_gib)s GiB") % {"disk_gib": vm.disk_gib},
+        )
+    return format_html(
+        '<span class="iso-size"><span title="{}"><i class="bi bi-cpu"></i> {}</span>'
+        '<span title="{}"><i class="bi bi-memory"></i> {}</span>{}</span>',
+        gettext("vCPUs"),
+        gettext("%(vcpus)s vCPU") % {"vcpus": vm.vcpus},
+        gettext("Memory"),
+        memory_text,
+        disk,
+    )
+
+
+@register.simple_tag(takes_context=True)
+def vm_actions(context, vm, buttons, compact: bool = False) -> str:
+    """The action buttons of one VM: every action the role may take, hidden unless the
+    phase allows it (live updates show and hide them). Destructive ones carry
+    data-confirm: vms.js asks in a modal; without JS the server shows a confirmation
+    page. Force-stop and reboot offer "Don't ask again" (data-confirm-skippable), a
+    per-user preference.
+
+    What does not depend on the VM (each action's button, the form's URL around the
+    name, the hidden inputs) is built once per page render and kept in the render
+    context, so a row costs little more than joining strings."""
+    if not buttons:
+        return ""
+    parts = _action_parts(context, compact)
+    name = escape(vm.name)
+    forms = []
+    for b in buttons:
+        url_head, url_tail, button = parts[b["action"]]
+        attributes = f' data-live-action="{b["action"]}"'
+        if b["hidden"]:
+            attributes += " hidden"
+        if b["confirm"]:
+            attributes += (
+                f' data-confirm="{escape(b["confirm"])}" data-confirm-label="{escape(b["label"])}"'
+            )
+            if b["skippable"]:
+                attributes += " data-confirm-skippable"
+        forms.append(
+            f'<form method="post" action="{url_head}{name}{url_tail}"{attributes}>'
+            f"{parts['inputs']}{button}</form>"
+        )
+    return mark_safe(  # noqa: S308 - every value above is escaped or built by format_html
+        '<div class="iso-actions" data-testid="vm-actions">' + "".join(forms) + "</div>"
+    )
+
+
+def _action_parts(context, compact: bool) -> dict:
+    """Per render: for each VM action, the form URL split around the VM's name and the
+    button's markup; and the hidden inputs (CSRF token, where to come back to)."""
+    from compute.services import vms as vm_services
+
+    key = ("compute_tags.vm_actions", bool(compact))
+    parts = context.render_context.get(key)
+    if parts is not None:
+        return parts
+    tenant = context["tenant"]
+    parts = {
+        "inputs": format_html(
+            '<input type="hidden" name="csrfmiddlewaretoken" value="{}">'
+            '<input type="hidden" name="next" value="{}">',
+            str(context.get("csrf_token", "")),
+            context["request"].get_full_path(),
+        )
+    }
+    from compute.views import ACTION_LABELS, PRIMARY
+
+    marker = "vm-name-placeholder"
+    for action in vm_services.ACTIONS:
+        label, icon, tone = ACTION_LABELS[action][:3]
+        url = reverse("vm-action", args=[tenant.slug, marker, action])
+        head, tail = url.split(marker)
+        if compact and action not in PRIMARY:
+            button = format_html(
+                '<button type="submit" class="btn btn-sm btn-outline-{} iso-icon-btn" '
+                'data-action="{}" aria-label="{}" title="{}">'
+                '<i class="bi bi-{}" aria-hidden="true"></i></button>',
+                tone,
+                action,
+                label,
+                label,
+                icon,
+            )
+        else:
+            button = format_html(
+                '<button type="submit" class="btn btn-sm btn-outline-{}" data-action="{}">'
+                '<i class="bi bi-{}" aria-hidden="true"></i> {}</button>',
+                tone,
+                action,
+                icon,
+                label,
+            )
+        parts[action] = (head, tail, button)
+    context.render_context[key] = parts
+    return parts

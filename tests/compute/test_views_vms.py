@@ -49,7 +49,7 @@ def make_vm(demo, name="web1", phase=None, tenant=None) -> VirtualMachine:
 
 def visible_actions(html: str, vm_name: str) -> list[str]:
     """The actions whose forms are not hidden, for one VM, in page order."""
-    pattern = rf'action="/t/acme/vms/{vm_name}/([a-z-]+)/" data-live-action="[a-z-]+" (hidden)?'
+    pattern = rf'action="/t/acme/vms/{vm_name}/([a-z-]+)/" data-live-action="[a-z-]+"( hidden)?'
     return [action for action, hidden in re.findall(pattern, html) if not hidden]
 
 
