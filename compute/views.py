@@ -11,7 +11,6 @@ import logging
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -24,7 +23,7 @@ from compute import selectors
 from compute.bulk import BulkAction, bulk_view
 from compute.choices import Phase, StorageClass, VolumePhase
 from compute.forms import VMCreateForm
-from compute.listing import list_apply, list_query
+from compute.listing import list_apply, list_page, list_query
 from compute.services import vms as vm_services
 from monitoring import selectors as monitoring_selectors
 from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
@@ -119,7 +118,7 @@ def vm_list(request, tenant):
     hosts = selectors.host_names() if request.user.is_staff else None
     query = list_query(request.GET, phases=Phase.values, hosts=hosts)
     everything = selectors.vms_for_tenant(request.user, tenant)
-    page = Paginator(list_apply(everything, query), VM_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = list_page(list_apply(everything, query), request.GET.get("page"), VM_PAGE_SIZE)
     vms = list(page.object_list)
     counts = selectors.vm_phase_counts(request.user, tenant)
     skipped = tenant_selectors.confirmations_skipped(request.user)
