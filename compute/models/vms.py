@@ -152,7 +152,11 @@ class VirtualMachine(Resource):
                 violation_error_message="A VM needs at least 1 vCPU and 64 MiB.",
             ),
         ]
-        indexes = [models.Index(fields=["host", "phase"])]
+        indexes = [
+            models.Index(fields=["host", "phase"]),
+            # The overview's "most recent VMs" reads the top of this, not every VM.
+            models.Index(fields=["tenant", "-created", "-id"], name="compute_vm_tenant_recent"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.tenant.slug}/{self.name}"
