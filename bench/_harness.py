@@ -99,3 +99,66 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def seed_vms(vms: int, *, role: str):
+    """The tenant ``bench`` with ``vms`` VMs (mostly Running, some Stopped or Failed),
+    each holding its quota reservation as a created VM does, and the member ``bench``
+    with ``role``. Rows are bulk-inserted: listing needs no libvirt."""
+    import uuid
+
+    from django.contrib.auth import get_user_model
+    from django.db.models import F
+
+    from compute.choices import ImageKind, Phase
+    from compute.models import Host, Image, VirtualMachine
+    from tenants import services
+    from tenants.choices import ReservationKind
+    from tenants.models import Quota, Reservation
+
+    tenant = services.tenant_create(
+        actor=None, slug="bench", quota={"vms": vms, "cpu": vms, "memory": vms * 256}
+    )
+    user = get_user_model().objects.create_user("bench")
+    services.membership_add(actor=None, tenant=tenant, user=user, role=role)
+    host = Host.objects.create(name="test", uri="test:///default", reachable=True)
+    image = Image.objects.create(
+        name="tiny", kind=ImageKind.KERNEL, kernel_path="/k", initrd_path="/i"
+    )
+    phases = [Phase.RUNNING] * 8 + [Phase.STOPPED, Phase.FAILED]
+    machines = VirtualMachine.objects.bulk_create(
+        [
+            VirtualMachine(
+                uid=uuid.uuid4(),
+                tenant=tenant,
+                name=f"vm-{i:05d}",
+                vcpus=1,
+                memory_mib=256,
+                image=image,
+                host=host,
+                phase=phases[i % len(phases)],
+                labels={"app": f"app-{i % 50}"},
+            )
+            for i in range(vms)
+        ],
+        batch_size=2000,
+    )
+    Reservation.objects.bulk_create(
+        [
+            Reservation(
+                tenant=tenant,
+                ref=f"vm:{vm.uid}",
+                kind=ReservationKind.VM,
+                object_id=str(vm.uid),
+                cpu=1,
+                memory=256,
+                vms=1,
+            )
+            for vm in machines
+        ],
+        batch_size=2000,
+    )
+    Quota.objects.filter(tenant=tenant).update(
+        used_cpu=F("used_cpu") + vms, used_memory=F("used_memory") + vms * 256, used_vms=vms
+    )
+    return tenant, user

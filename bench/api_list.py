@@ -17,7 +17,6 @@ import random
 import sys
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -27,6 +26,7 @@ from bench._harness import (  # noqa: E402
     django_env,
     free_port,
     percentiles,
+    seed_vms,
     spawn,
     stop,
     wait_http,
@@ -35,36 +35,10 @@ from bench.vm_create import setup_django  # noqa: E402
 
 
 def seed(vms: int) -> str:
-    from django.contrib.auth import get_user_model
-
-    from compute.choices import ImageKind, Phase
-    from compute.models import Host, Image, VirtualMachine
+    """``vms`` VMs in the tenant ``bench`` and a viewer's API token."""
     from tenants import services
-    from tenants.choices import Role
 
-    tenant = services.tenant_create(actor=None, slug="bench", quota={"vms": vms})
-    user = get_user_model().objects.create_user("bench")
-    services.membership_add(actor=None, tenant=tenant, user=user, role=Role.VIEWER)
-    host = Host.objects.create(name="test", uri="test:///default", reachable=True)
-    image = Image.objects.create(
-        name="tiny", kind=ImageKind.KERNEL, kernel_path="/k", initrd_path="/i"
-    )
-    VirtualMachine.objects.bulk_create(
-        [
-            VirtualMachine(
-                uid=uuid.uuid4(),
-                tenant=tenant,
-                name=f"vm-{i:05d}",
-                vcpus=1,
-                memory_mib=256,
-                image=image,
-                host=host,
-                phase=Phase.RUNNING,
-            )
-            for i in range(vms)
-        ],
-        batch_size=2000,
-    )
+    _, user = seed_vms(vms, role="viewer")
     _, key = services.token_create(user=user, name="bench")
     return key
 
