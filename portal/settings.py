@@ -300,13 +300,19 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {
-    "compute.tasks.libvirt.*": {"queue": "libvirt"},
-    "compute.tasks.kubernetes.*": {"queue": "kubernetes"},
-    "monitoring.tasks.*": {"queue": "monitoring"},
-    "usage.tasks.*": {"queue": "monitoring"},
-    "compute.tasks.images.*": {"queue": "storage"},
-}
+# Hosts whose tasks go to their own queue, libvirt.<host name> (comma separated, "*" for
+# every host; compute/queues.py): a worker near each host consumes its queue.
+ISOTOPE_HOST_QUEUES = os.environ.get("ISOTOPE_HOST_QUEUES", "")
+CELERY_TASK_ROUTES = (
+    "compute.queues.route_host_task",
+    {
+        "compute.tasks.libvirt.*": {"queue": "libvirt"},
+        "compute.tasks.kubernetes.*": {"queue": "kubernetes"},
+        "monitoring.tasks.*": {"queue": "monitoring"},
+        "usage.tasks.*": {"queue": "monitoring"},
+        "compute.tasks.images.*": {"queue": "storage"},
+    },
+)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER")
 CELERY_BEAT_SCHEDULE: dict = {
     "reconcile-vms": {
