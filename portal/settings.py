@@ -227,6 +227,8 @@ SECURE_REFERRER_POLICY = "same-origin"
 if not DEBUG and env_bool("ISOTOPE_HTTPS", True):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
+    # Health checks (load balancers, Kubernetes probes) speak plain HTTP to the process.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     LANGUAGE_COOKIE_SECURE = True
@@ -300,13 +302,19 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {
-    "compute.tasks.libvirt.*": {"queue": "libvirt"},
-    "compute.tasks.kubernetes.*": {"queue": "kubernetes"},
-    "monitoring.tasks.*": {"queue": "monitoring"},
-    "usage.tasks.*": {"queue": "monitoring"},
-    "compute.tasks.images.*": {"queue": "storage"},
-}
+# Hosts whose tasks go to their own queue, libvirt.<host name> (comma separated, "*" for
+# every host; compute/queues.py): a worker near each host consumes its queue.
+ISOTOPE_HOST_QUEUES = os.environ.get("ISOTOPE_HOST_QUEUES", "")
+CELERY_TASK_ROUTES = (
+    "compute.queues.route_host_task",
+    {
+        "compute.tasks.libvirt.*": {"queue": "libvirt"},
+        "compute.tasks.kubernetes.*": {"queue": "kubernetes"},
+        "monitoring.tasks.*": {"queue": "monitoring"},
+        "usage.tasks.*": {"queue": "monitoring"},
+        "compute.tasks.images.*": {"queue": "storage"},
+    },
+)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER")
 CELERY_BEAT_SCHEDULE: dict = {
     "reconcile-vms": {

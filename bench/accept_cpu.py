@@ -1,0 +1,175 @@
+"""CPU per VM create on the accept path (API POST → 202), in one process.
+
+Each request goes through Django's ASGI handler in this process (``AsyncClient``: the
+middleware, token authentication, the DRF view, the service, its commit and what runs
+on commit: the Celery enqueue and the live publish), one at a time, and is charged the
+CPU time of this process (every thread) it took: ``time.process_time()`` before and
+after. PostgreSQL's and Redis's own CPU are not counted (other processes). Baseline in
+the same run, interleaved request by request: the same body and token posted to the
+trivial DRF view of ``bench/trivial_urls.py`` (middleware, token auth, permission check,
+no database). Production settings (``DEBUG`` off: no query log). No worker runs: the
+VMs stay Pending. ``--profile`` adds the top functions (cumulative and own CPU) of cProfile over 50
+more creates, and saves the whole profile to ``var/accept_cpu.prof``.
+
+    DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/accept_cpu.py \
+        [--creates 200] [--warmup 20] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._harness import bench_database, django_env  # noqa: E402
+
+TRIVIAL = "/bench/trivial/"
+CREATE = "/api/v1/tenants/bench/virtualmachines/"
+
+
+def setup(database_url: str) -> None:
+    env = django_env(
+        database_url,
+        DJANGO_SETTINGS_MODULE="bench.trivial_settings",
+        ISOTOPE_DEBUG="0",
+        ISOTOPE_HTTPS="0",
+        SECRET_KEY="bench-accept-cpu-" + "k" * 40,
+        ALLOWED_HOSTS="testserver",
+        ISOTOPE_LOG_LEVEL="WARNING",
+    )
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def body(name: str) -> str:
+    return json.dumps(
+        {"metadata": {"name": name}, "spec": {"image": "tiny", "vcpus": 1, "memoryMiB": 64}}
+    )
+
+
+def stats(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+    return {
+        "n": len(ordered),
+        "median_ms": round(statistics.median(ordered) * 1000, 3),
+        "p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))] * 1000, 3),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
+    }
+
+
+async def measure(client, path: str, name: str):
+    wall = time.perf_counter()
+    cpu = time.process_time()
+    response = await client.post(
+        path,
+        body(name),
+        content_type="application/json",
+        headers={"Authorization": f"Token {client.token}"},
+    )
+    cpu = time.process_time() - cpu
+    wall = time.perf_counter() - wall
+    if response.status_code not in (201, 202):
+        raise RuntimeError(f"{path} answered {response.status_code}: {response.content[:300]}")
+    return cpu, wall
+
+
+async def run(key: str, creates: int, warmup: int) -> dict:
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    client.token = key
+    for i in range(warmup):
+        await measure(client, TRIVIAL, f"warm-t{i}")
+        await measure(client, CREATE, f"warm-{i}")
+    cpu = {"trivial": [], "create": []}
+    wall = {"trivial": [], "create": []}
+    for i in range(creates):
+        for kind, path in (("trivial", TRIVIAL), ("create", CREATE)):
+            used, took = await measure(client, path, f"vm-{i}")
+            cpu[kind].append(used)
+            wall[kind].append(took)
+    result = {
+        kind: {"cpu": stats(cpu[kind]), "wall": stats(wall[kind])} for kind in ("trivial", "create")
+    }
+    result["create_minus_trivial_cpu_median_ms"] = round(
+        result["create"]["cpu"]["median_ms"] - result["trivial"]["cpu"]["median_ms"], 3
+    )
+    result["create_vs_trivial_cpu_median"] = round(
+        result["create"]["cpu"]["median_ms"] / result["trivial"]["cpu"]["median_ms"], 2
+    )
+    return result
+
+
+def profile_creates(key: str, creates: int, n: int = 50) -> dict:
+    """cProfile over ``n`` more creates through the WSGI handler (the view runs in the
+    calling thread there; under ASGI it runs in an executor thread cProfile misses)."""
+    from django.test import Client
+
+    client = Client(headers={"Authorization": f"Token {key}"})
+    profile = cProfile.Profile(time.process_time)
+    for i in range(n):
+        profile.enable()
+        response = client.post(CREATE, body(f"prof-{creates + i}"), content_type="application/json")
+        profile.disable()
+        assert response.status_code in (201, 202), response.content[:300]
+    tables = {}
+    for order in ("cumulative", "tottime"):
+        out = io.StringIO()
+        pstats.Stats(profile, stream=out).sort_stats(order).print_stats(35)
+        lines = [line.strip() for line in out.getvalue().splitlines() if line.strip()]
+        tables[order] = lines[-35:]
+    profile.dump_stats(str(Path(__file__).resolve().parent.parent / "var" / "accept_cpu.prof"))
+    return {"creates": n, "file": "var/accept_cpu.prof", "calls_and_cpu_seconds": tables}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--creates", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+
+    setup(bench_database("isotope_bench_accept_cpu"))
+    from bench.vm_create import seed
+
+    key = seed(args.creates + args.warmup + (50 if args.profile else 0))
+    result = asyncio.run(run(key, args.creates, args.warmup))
+    if args.profile:
+        result["profile"] = profile_creates(key, args.creates)
+
+    from portal.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("libvirt")
+    print(
+        json.dumps(
+            {
+                "benchmark": "accept_cpu",
+                "creates": args.creates,
+                "cores": os.cpu_count(),
+                "load_average": [round(x, 2) for x in os.getloadavg()],
+                "channel_layer": os.environ.get("ISOTOPE_CHANNEL_LAYER", "pubsub"),
+                **result,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
