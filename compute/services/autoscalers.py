@@ -46,12 +46,12 @@ from compute.choices import AutoscalerMetric, ConditionStatus, Phase, PoolPhase
 from compute.models import Autoscaler, VirtualMachine, VMPool
 from compute.models.pools import MAX_REPLICAS
 from compute.services import vms as vm_services
-from compute.services.pools import SystemActor, _live, pool_scale
+from compute.services.pools import SystemActor, _active, pool_scale, quota_room
 from monitoring.formats import timestamp
 from monitoring.models import VMSample
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, ValidationError
-from tenants.models import Quota, Tenant
+from tenants.models import Tenant
 from tenants.services import audit_record, authorize
 
 TOLERANCE = 0.1
@@ -143,28 +143,9 @@ def step_limits(autoscaler: Autoscaler, *, current: int, now: float) -> tuple[in
     return max(most, current), min(fewest, current)
 
 
-def quota_room(pool: VMPool) -> tuple[int, str]:
-    """How many more members the tenant's quota holds, and what limits it."""
-    quota = Quota.objects.get(tenant=pool.tenant)
-    need = {
-        "cpu": pool.vcpus,
-        "memory": pool.memory_mib,
-        "storage": pool.disk_gib,
-        "vms": 1,
-    }
-    room, limiting = MAX_REPLICAS, ""
-    for resource, amount in need.items():
-        if not amount:
-            continue
-        fits = int((quota.limit(resource) - quota.used(resource)) // amount)
-        if fits < room:
-            room, limiting = max(fits, 0), resource
-    return room, limiting
-
-
 def members_sample(pool: VMPool, metric: str, *, now: datetime) -> Sample:
     """Classify the live members and measure the Ready ones from their samples."""
-    members = _live(list(VirtualMachine.objects.filter(pool=pool)))
+    members = _active(list(VirtualMachine.objects.filter(pool=pool)))
     measurable = [
         vm
         for vm in members
@@ -268,7 +249,7 @@ def decide(autoscaler: Autoscaler, pool: VMPool, *, now: datetime) -> tuple[Deci
                 current, "ScaleUpBlocked", f"Not scaling up: {pool.message}", utilisation
             ), proposal
         room, limiting = quota_room(pool)
-        cap = max(current, pool.current_replicas + room)
+        cap = max(current, pool.current_replicas + pool.warm_replicas + room)
         if desired > cap:
             reason = "ScaleUpLimitedByQuota"
             message += f" The quota holds {cap - current} more ({limiting} is the limit)."

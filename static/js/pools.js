@@ -37,6 +37,17 @@
       icon.setAttribute("role", "img");
       icon.setAttribute("aria-label", m.ready ? gettext("ready") : gettext("not ready"));
       cell(row, icon);
+      const template = document.createElement("span");
+      template.className = "font-monospace";
+      template.textContent = m.template === null || m.template === undefined ? "—" : m.template;
+      const tcell = cell(row, template);
+      tcell.className = "small";
+      if (m.warm) {
+        const badge = document.createElement("span");
+        badge.className = "badge text-bg-info";
+        badge.textContent = gettext("warm");
+        tcell.append(" ", badge);
+      }
       body.appendChild(row);
     });
     const empty = root.querySelector("[data-members-empty]");
@@ -66,8 +77,33 @@
       const message = state.message || "";
       root.querySelectorAll("[data-live-hide-empty]").forEach((el) => { el.hidden = !message; el.title = message; });
       root.querySelectorAll('[data-live-show-with="message"]').forEach((el) => { el.hidden = !message; });
+      set("warm", state.warmReplicas + "/" + state.warm);
       if (Array.isArray(state.members)) drawMembers(root, state.members);
+      if (root.dataset.testid === "pool-detail") drawRollout(state);
     });
+  }
+
+  // The template card: "Template N: updated X of Y", its bar, the update's message and
+  // which of pause/resume applies.
+  function drawRollout(state) {
+    const card = document.querySelector('[data-testid="pool-template"]');
+    if (!card) return;
+    card.querySelectorAll('[data-pool-field="rollout"]').forEach((el) => text(el, interpolate(
+      gettext("Template %(generation)s: updated %(updated)s of %(replicas)s"),
+      { generation: state.templateGeneration, updated: state.updatedReplicas, replicas: state.replicas }, true)));
+    const bar = card.querySelector("[data-pool-progress]");
+    if (bar) {
+      bar.setAttribute("aria-valuemax", state.replicas);
+      bar.setAttribute("aria-valuenow", state.updatedReplicas);
+      const fill = bar.querySelector(".progress-bar");
+      if (fill) fill.style.width = (state.replicas ? Math.round(100 * state.updatedReplicas / state.replicas) : 100) + "%";
+    }
+    card.querySelectorAll('[data-pool-field="rolloutMessage"]').forEach((el) => {
+      text(el, state.rolloutMessage || "");
+      el.hidden = !state.rolloutMessage;
+    });
+    card.querySelectorAll("[data-pool-pause]").forEach((el) => { el.hidden = !state.updating || state.paused; });
+    card.querySelectorAll("[data-pool-resume]").forEach((el) => { el.hidden = !state.paused; });
   }
 
   function applyAutoscaler(data) {

@@ -139,3 +139,41 @@ def test_an_autoscaler_added_on_the_pool_page_shows_its_decision_live(
     expect(page.get_by_test_id("pool-ready")).to_have_text("4/4", timeout=PHASE_TIMEOUT)
     page.screenshot(path=str(ARTIFACTS / "pool-autoscaler-bob.png"), full_page=True)
     axe(page, "the VM pool page with an autoscaler")
+
+
+def test_bob_edits_the_template_and_watches_the_rolling_update_live(
+    demo, make_host, tiny_image, celery_worker, live_url, new_page, axe
+):
+    """A Ready pool of 2: bob saves a new memory size on the pool page; the members are
+    replaced one at a time by the controller and the page follows without a reload
+    until "updated 2 of 2"."""
+    from compute.services import pools as pool_services
+
+    make_host("node-a")
+    pool = pool_services.pool_create(
+        actor=demo.bob, tenant=demo.acme, name="web", image="tiny", vcpus=1, memory_mib=256
+    )
+    pool_services.pool_scale(actor=demo.bob, pool=pool, replicas=2)
+    wait_for(lambda: VMPool.objects.get(pk=pool.pk).ready_replicas == 2, 30)
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vmpools/web/")
+    card = page.get_by_test_id("pool-template")
+    expect(card.get_by_test_id("pool-rollout")).to_have_text("Template 1: updated 2 of 2")
+    axe(page, "the VM pool page with its template form")
+    form = card.get_by_test_id("pool-template-form")
+    form.get_by_label("Memory per member (MiB)").fill("320")
+    form.get_by_label("Warm members").fill("1")
+    form.get_by_role("button", name="Save the template").click()
+    expect(page.get_by_test_id("messages")).to_contain_text("the new template is rolled out")
+    rollout = page.get_by_test_id("pool-template").get_by_test_id("pool-rollout")
+    # Live: the progress moves through the update and ends at 2 of 2.
+    expect(rollout).to_have_text("Template 2: updated 2 of 2", timeout=60_000)
+    expect(page.get_by_test_id("pool-warm")).to_have_text("1/1", timeout=PHASE_TIMEOUT)
+    expect(page.get_by_test_id("pool-events")).to_contain_text("Every member runs template 2")
+    assert {vm.memory_mib for vm in VirtualMachine.objects.filter(pool=pool, pool_warm=False)} == {
+        320
+    }
+    for name in ("web-0", "web-1"):
+        expect(member(page, name)).to_have_count(0)
+    page.screenshot(path=str(ARTIFACTS / "pool-rollout-bob.png"), full_page=True)
