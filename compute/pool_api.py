@@ -114,7 +114,7 @@ def autoscaler_representation(autoscaler: Autoscaler) -> dict:
         },
         "status": {
             "currentReplicas": autoscaler.pool.replicas,
-            **{k: v for k, v in state.items() if k not in ("uid", "resourceVersion")},
+            **{k: v for k, v in state.items() if k not in ("uid", "resourceVersion", "target")},
         },
     }
 

@@ -21,6 +21,16 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddField(
+            model_name="autoscaler",
+            name="history",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                editable=False,
+                help_text="One point per run of the last hour: time, the pool's replicas, the metric.",
+            ),
+        ),
+        migrations.AddField(
             model_name='virtualmachine',
             name='pool_template',
             field=models.PositiveBigIntegerField(blank=True, help_text="The pool's template generation this member was made from.", null=True),

@@ -188,7 +188,9 @@ class Autoscaler(Resource):
     ``recommendations`` keeps the recent recommendations (``[{"t", "replicas"}]``, the
     scale-down stabilisation window's worth) and ``scale_events`` the recent changes
     (``[{"t", "delta"}]``, one rate-limit period's worth) that the algorithm needs from
-    one run to the next; ``decisions`` the last few changes made, for people."""
+    one run to the next; ``decisions`` the last few changes made, for people;
+    ``history`` the replicas and the measured metric of each run of the last hour (the
+    pool page's chart)."""
 
     tenant = models.ForeignKey(
         "tenants.Tenant",
@@ -282,6 +284,12 @@ class Autoscaler(Resource):
         blank=True,
         editable=False,
         help_text="The last changes made: time, from, to, metric, reason.",
+    )
+    history = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text="One point per run of the last hour: time, the pool's replicas, the metric.",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -59,6 +59,8 @@ TOLERANCE = 0.1
 PERIOD_SECONDS = 15
 MAX_WINDOW_SECONDS = 3600
 DECISIONS_KEPT = 10
+# The chart of replicas against the metric: one point per run for this long.
+HISTORY_SECONDS = 3600
 # Member phases that are on their way to Running (HPA's pending/unready pods).
 BOOTING = frozenset({Phase.PENDING, Phase.PROVISIONING, Phase.STARTING})
 # Reasons that are warnings (something stops the autoscaler from doing its job).
@@ -291,6 +293,9 @@ def autoscaler_reconcile(autoscaler_id: int, *, now: datetime | None = None) -> 
             "scale_events": events,
         }
         before = pool.replicas
+        point = {"t": epoch, "replicas": decision.replicas, "metric": updates["current_metric"]}
+        history = [p for p in autoscaler.history if p["t"] > epoch - HISTORY_SECONDS]
+        updates["history"] = [*history, point]
         if decision.replicas != before:
             pool_scale(
                 actor=SystemActor(f"autoscaler/{autoscaler.name}"),
@@ -533,6 +538,8 @@ def autoscaler_state(autoscaler: Autoscaler) -> dict:
             timestamp(autoscaler.last_scale_time) if autoscaler.last_scale_time else None
         ),
         "decisions": autoscaler.decisions,
+        "target": autoscaler.target,
+        "history": autoscaler.history,
     }
 
 

@@ -106,6 +106,63 @@
     card.querySelectorAll("[data-pool-resume]").forEach((el) => { el.hidden = !state.paused; });
   }
 
+  // The autoscaler's chart: the pool's replicas (stepped, left axis) and the measured
+  // utilisation with its target (percent, right axis), one point per run.
+  let chart = null;
+
+  function chartData(history, target) {
+    const replicas = history.map((p) => ({ x: p.t * 1000, y: p.replicas }));
+    const metric = history.filter((p) => p.metric !== null && p.metric !== undefined).map((p) => ({ x: p.t * 1000, y: p.metric }));
+    const goal = history.length ? [{ x: history[0].t * 1000, y: target }, { x: history[history.length - 1].t * 1000, y: target }] : [];
+    return [replicas, metric, goal];
+  }
+
+  function drawChart(history, target) {
+    const canvas = document.querySelector("[data-autoscaler-chart]");
+    if (!canvas || !window.Chart) return;
+    const data = chartData(history || [], target);
+    const empty = document.querySelector("[data-autoscaler-chart-empty]");
+    if (empty) empty.hidden = (history || []).length > 0;
+    if (chart) {
+      data.forEach((points, i) => { chart.data.datasets[i].data = points; });
+      chart.update("none");
+      return;
+    }
+    const locale = [document.documentElement.lang || "en"];
+    chart = new window.Chart(canvas, {
+      type: "line",
+      data: {
+        datasets: [
+          { label: gettext("Replicas"), data: data[0], yAxisID: "replicas", stepped: true, borderColor: "#4f46e5", backgroundColor: "#4f46e522", fill: true, pointRadius: 0, borderWidth: 2 },
+          { label: gettext("Measured %"), data: data[1], yAxisID: "metric", borderColor: "#ea580c", pointRadius: 0, borderWidth: 1.5, tension: 0.25 },
+          { label: gettext("Target %"), data: data[2], yAxisID: "metric", borderColor: "#64748b", borderDash: [4, 4], pointRadius: 0, borderWidth: 1 },
+        ],
+      },
+      options: {
+        animation: false,
+        responsive: true,
+        maintainAspectRatio: false,
+        parsing: false,
+        interaction: { mode: "index", intersect: false },
+        plugins: { legend: { labels: { boxWidth: 10 } } },
+        scales: {
+          x: { type: "linear", ticks: { maxTicksLimit: 6, callback: (v) => new Date(v).toLocaleTimeString(locale, { hour: "2-digit", minute: "2-digit" }) } },
+          replicas: { position: "left", beginAtZero: true, suggestedMax: 4, ticks: { precision: 0 } },
+          metric: { position: "right", beginAtZero: true, suggestedMax: 100, grid: { drawOnChartArea: false } },
+        },
+      },
+    });
+  }
+
+  function initialChart() {
+    const canvas = document.querySelector("[data-autoscaler-chart]");
+    const source = document.getElementById("autoscaler-history");
+    if (!canvas || !source) return;
+    drawChart(JSON.parse(source.textContent), Number(canvas.dataset.target));
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", initialChart);
+  else initialChart();
+
   function applyAutoscaler(data) {
     const panel = document.querySelector('[data-autoscaler="' + CSS.escape(data.name) + '"]');
     if (!panel || data.deleted) return;
@@ -114,6 +171,7 @@
     set("currentMetric", state.currentMetric === null || state.currentMetric === undefined ? "—" : state.currentMetric + "%");
     set("reason", state.reason || gettext("not run yet"));
     set("message", state.message || "");
+    if (Array.isArray(state.history)) drawChart(state.history, state.target);
     const body = panel.querySelector("[data-decisions]");
     if (!body || !Array.isArray(state.decisions)) return;
     body.replaceChildren();

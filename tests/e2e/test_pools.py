@@ -128,6 +128,7 @@ def test_an_autoscaler_added_on_the_pool_page_shows_its_decision_live(
     expect(page.get_by_test_id("messages")).to_contain_text("The autoscaler of web is saved")
     panel = page.get_by_test_id("autoscaler-panel")
     expect(panel.get_by_test_id("autoscaler-status")).to_contain_text("1–4 members")
+    expect(panel.get_by_test_id("autoscaler-chart-box")).to_be_visible()
 
     from django.utils import timezone
 
@@ -135,6 +136,18 @@ def test_an_autoscaler_added_on_the_pool_page_shows_its_decision_live(
     autoscalers_sweep.delay()
     expect(panel.get_by_test_id("autoscaler-reason")).to_have_text("ScaleUp", timeout=PHASE_TIMEOUT)
     expect(panel.get_by_test_id("autoscaler-decisions")).to_contain_text("2 → 4")
+    # The chart of replicas vs the metric got the run's point, live.
+    page.wait_for_function(
+        """() => {
+            const c = Chart.getChart(document.querySelector('[data-autoscaler-chart]'));
+            if (!c) return false;
+            const [replicas, metric, target] = c.data.datasets;
+            return replicas.data.length >= 1 && replicas.data.at(-1).y === 4
+                && metric.data.at(-1).y === 95 && target.data.at(-1).y === 50;
+        }""",
+        timeout=PHASE_TIMEOUT,
+    )
+    expect(panel.locator("[data-autoscaler-chart-empty]")).to_be_hidden()
     expect(member(page, "web-3")).to_be_visible(timeout=PHASE_TIMEOUT)
     expect(page.get_by_test_id("pool-ready")).to_have_text("4/4", timeout=PHASE_TIMEOUT)
     page.screenshot(path=str(ARTIFACTS / "pool-autoscaler-bob.png"), full_page=True)
