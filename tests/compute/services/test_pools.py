@@ -395,6 +395,23 @@ class TestRollingUpdate:
         assert not pool.rollout_failed
         assert live_templates(pool) == {"web-0": 1, "web-1": 1, "web-3": 3}
 
+    def test_a_scale_down_during_an_update_removes_old_members_first(
+        self, pg, demo, make_host, tiny_image
+    ):
+        make_host()
+        pool = ready_pool(demo, replicas=3)
+        pool = pool_services.pool_update(actor=demo.bob, pool=pool, vcpus=2)
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert live_templates(pool) == {"web-0": 1, "web-1": 1, "web-2": 1, "web-3": 2}
+        pool = pool_services.pool_scale(actor=demo.bob, pool=pool, replicas=1)
+        pool = pool_services.pool_reconcile(pool.pk)
+        # At most replicas + 1 members: the two oldest old ones go, the new one stays.
+        assert live_templates(pool) == {"web-2": 1, "web-3": 2}
+        run_ready(by_name(pool)["web-3"])
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert live_templates(pool) == {"web-3": 2}
+        assert (pool.phase, pool.updated_replicas) == (PoolPhase.READY, 1)
+
     def test_bad_input_changes_nothing_and_a_viewer_may_not_update(
         self, pg, demo, make_host, tiny_image
     ):
