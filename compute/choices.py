@@ -240,11 +240,13 @@ class NicPhase(models.TextChoices):
 # --- VM pools and autoscalers ----------------------------------------------------------
 class PoolPhase(models.TextChoices):
     """Where a VM pool stands: ``Scaling`` while members are created or removed,
-    ``Ready`` when every wanted member is Running and Ready, ``Degraded`` when the pool
+    ``Updating`` while a template change is rolled out, ``Ready`` when every wanted
+    member is Running and Ready (and made from the current template), ``Degraded`` when the pool
     cannot have what it wants (quota, no host: ``message`` says why), ``Deleting``."""
 
     PENDING = "Pending"
     SCALING = "Scaling"
+    UPDATING = "Updating"
     READY = "Ready"
     DEGRADED = "Degraded"
     DELETING = "Deleting"

@@ -41,6 +41,9 @@ POOL_FIELDS = {
     "disk_gib": "spec.template.diskGiB",
     "restart_policy": "spec.template.restartPolicy",
     "replicas": "spec.replicas",
+    "warm": "spec.warm",
+    "max_unavailable": "spec.strategy.maxUnavailable",
+    "paused": "spec.paused",
     "phase": "status.phase",
 }
 AUTOSCALER_FIELDS = {
@@ -64,6 +67,9 @@ def pool_representation(pool: VMPool) -> dict:
         "metadata": metadata(pool, name=pool.name, tenant=pool.tenant.slug, labels=pool.labels),
         "spec": {
             "replicas": pool.replicas,
+            "warm": pool.warm,
+            "paused": pool.paused,
+            "strategy": {"maxSurge": 1, "maxUnavailable": pool.max_unavailable},
             "template": {
                 "image": pool.image.name,
                 "vcpus": pool.vcpus,
@@ -76,7 +82,8 @@ def pool_representation(pool: VMPool) -> dict:
             **{
                 key: value
                 for key, value in pool_services.pool_state(pool, members).items()
-                if key not in ("uid", "resourceVersion", "replicas")
+                if key
+                not in ("uid", "resourceVersion", "replicas", "warm", "maxUnavailable", "paused")
             },
             "observedGeneration": pool.observed_generation,
             "autoscaler": autoscaler.name if autoscaler else None,
@@ -107,7 +114,7 @@ def autoscaler_representation(autoscaler: Autoscaler) -> dict:
         },
         "status": {
             "currentReplicas": autoscaler.pool.replicas,
-            **{k: v for k, v in state.items() if k not in ("uid", "resourceVersion")},
+            **{k: v for k, v in state.items() if k not in ("uid", "resourceVersion", "target")},
         },
     }
 
@@ -137,9 +144,44 @@ class PoolTemplateIn(StrictSerializer):
     )
 
 
+class PoolStrategyIn(StrictSerializer):
+    maxUnavailable = serializers.IntegerField(  # noqa: N815
+        required=False,
+        help_text="Members that may be down at once during a rolling update (default 0; "
+        "one extra member is made first when the quota has room).",
+    )
+
+
 class PoolSpecIn(StrictSerializer):
     replicas = serializers.IntegerField(default=1)
+    warm = serializers.IntegerField(
+        default=0, help_text="Stopped members kept ready beyond the replicas."
+    )
+    strategy = PoolStrategyIn(required=False)
     template = PoolTemplateIn()
+
+
+class PoolTemplatePatchIn(StrictSerializer):
+    image = serializers.CharField(required=False)
+    vcpus = serializers.IntegerField(required=False)
+    memoryMiB = serializers.IntegerField(required=False)  # noqa: N815
+    diskGiB = serializers.IntegerField(required=False)  # noqa: N815
+    restartPolicy = serializers.ChoiceField(  # noqa: N815
+        choices=RestartPolicy.choices, required=False
+    )
+
+
+class PoolPatchSpecIn(StrictSerializer):
+    unknown_message = "This field cannot be changed here (replicas: use the scale action)."
+
+    template = PoolTemplatePatchIn(required=False)
+    warm = serializers.IntegerField(required=False)
+    paused = serializers.BooleanField(required=False)
+    strategy = PoolStrategyIn(required=False)
+
+
+class PoolPatchSerializer(StrictSerializer):
+    spec = PoolPatchSpecIn()
 
 
 class PoolCreateSerializer(StrictSerializer):
@@ -292,6 +334,8 @@ class PoolListView(PoolView):
                 disk_gib=template["diskGiB"],
                 restart_policy=template["restartPolicy"],
                 replicas=spec["replicas"],
+                warm=spec["warm"],
+                max_unavailable=(spec.get("strategy") or {}).get("maxUnavailable", 0),
                 labels=meta.get("labels"),
             )
         except ApplicationError as error:
@@ -303,6 +347,42 @@ class PoolDetailView(PoolView):
     def get(self, request, tenant, name):
         obj = self.tenant("vmpool.view")
         return self.respond(selectors.pool_get(request.user, obj, name))
+
+    @extend_schema(
+        operation_id="vmpools_update",
+        summary="Change the template (rolled out member by member), warm members, the "
+        "update strategy, or pause/resume the update (accepted)",
+        request=PoolPatchSerializer,
+        parameters=[IF_MATCH],
+        responses={
+            202: PoolSerializer,
+            400: PROBLEM_RESPONSE,
+            403: PROBLEM_RESPONSE,
+            409: PROBLEM_RESPONSE,
+            412: PROBLEM_RESPONSE,
+        },
+    )
+    def patch(self, request, tenant, name):
+        obj = self.allowed_tenant("vmpool.update")
+        serializer = PoolPatchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        spec = serializer.validated_data["spec"]
+        template = spec.get("template") or {}
+        return self.change(
+            obj,
+            lambda pool: pool_services.pool_update(
+                actor=request.user,
+                pool=pool,
+                image=template.get("image"),
+                vcpus=template.get("vcpus"),
+                memory_mib=template.get("memoryMiB"),
+                disk_gib=template.get("diskGiB"),
+                restart_policy=template.get("restartPolicy"),
+                warm=spec.get("warm"),
+                paused=spec.get("paused"),
+                max_unavailable=(spec.get("strategy") or {}).get("maxUnavailable"),
+            ),
+        )
 
     @extend_schema(
         operation_id="vmpools_delete",

@@ -59,6 +59,15 @@ class PoolCreateForm(ServiceErrorsMixin, forms.Form):
         initial=RestartPolicy.ON_FAILURE,
         help_text=_("Each member's; a member that fails is replaced by the pool."),
     )
+    warm = forms.IntegerField(
+        label=_("Warm members"),
+        initial=0,
+        required=False,
+        help_text=_(
+            "Members kept defined and stopped beyond the replicas: a scale-up starts them "
+            "instead of provisioning. Each is charged to the quota like any VM."
+        ),
+    )
 
     def __init__(self, *args, images, **kwargs):
         super().__init__(*args, **kwargs)
@@ -69,12 +78,64 @@ class PoolCreateForm(ServiceErrorsMixin, forms.Form):
         return {
             "name": data["name"].strip(),
             "replicas": data["replicas"],
+            "warm": data["warm"] or 0,
             "image": data["image"],
             "vcpus": data["vcpus"],
             "memory_mib": data["memory_mib"],
             "disk_gib": data["disk_gib"],
             "restart_policy": data["restart_policy"],
         }
+
+
+class PoolTemplateForm(ServiceErrorsMixin, forms.Form):
+    """The pool's template and update settings; a changed template is rolled out."""
+
+    image = forms.ModelChoiceField(
+        label=_("Image"),
+        queryset=Image.objects.none(),
+        empty_label=None,
+    )
+    vcpus = forms.IntegerField(
+        label=_("vCPUs per member"),
+    )
+    memory_mib = forms.IntegerField(
+        label=_("Memory per member (MiB)"),
+    )
+    disk_gib = forms.IntegerField(
+        label=_("Disk per member (GiB)"),
+    )
+    restart_policy = forms.ChoiceField(
+        label=_("Restart policy"),
+        choices=RestartPolicy.choices,
+    )
+    max_unavailable = forms.IntegerField(
+        label=_("Max unavailable"),
+        help_text=_(
+            "Members that may be down at once during an update; one extra member is "
+            "made first when the quota has room (else 1 at a time goes first)."
+        ),
+    )
+    warm = forms.IntegerField(
+        label=_("Warm members"),
+        help_text=_("Stopped members kept ready beyond the replicas (charged to the quota)."),
+    )
+
+    FIELDS = (
+        "image",
+        "vcpus",
+        "memory_mib",
+        "disk_gib",
+        "restart_policy",
+        "max_unavailable",
+        "warm",
+    )
+
+    def __init__(self, *args, images, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["image"].queryset = images
+
+    def service_kwargs(self) -> dict:
+        return dict(self.cleaned_data)
 
 
 class AutoscalerForm(ServiceErrorsMixin, forms.Form):

@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compute import selectors
-from compute.pool_forms import AutoscalerForm, PoolCreateForm
+from compute.pool_forms import AutoscalerForm, PoolCreateForm, PoolTemplateForm
 from compute.services import autoscalers as autoscaler_services
 from compute.services import pools as pool_services
 from compute.views import _live_baseline
@@ -101,14 +101,7 @@ def pool_detail(request, tenant, name: str):
     baseline = _live_baseline(tenant)
     pool = _pool_or_404(request, tenant, name)
     autoscaler = getattr(pool, "autoscaler", None)
-    form = None
-    if tenant_selectors.can(request.user, tenant, "autoscaler.manage"):
-        initial = (
-            {field: getattr(autoscaler, field) for field in autoscaler_services.FIELDS}
-            if autoscaler
-            else None
-        )
-        form = AutoscalerForm(initial=initial)
+    form = _autoscaler_form(request, tenant, autoscaler)
     return render(
         request,
         "compute/pool_detail.html",
@@ -116,11 +109,34 @@ def pool_detail(request, tenant, name: str):
     )
 
 
-def _detail_context(request, tenant, pool, autoscaler, form, baseline, monitoring_selectors):
+def _autoscaler_form(request, tenant, autoscaler):
+    if not tenant_selectors.can(request.user, tenant, "autoscaler.manage"):
+        return None
+    initial = (
+        {field: getattr(autoscaler, field) for field in autoscaler_services.FIELDS}
+        if autoscaler
+        else None
+    )
+    return AutoscalerForm(initial=initial)
+
+
+def _template_form(request, tenant, pool, data=None):
+    if not tenant_selectors.can(request.user, tenant, "vmpool.update"):
+        return None
+    initial = {field: getattr(pool, field) for field in PoolTemplateForm.FIELDS}
+    return PoolTemplateForm(data, initial=initial, images=selectors.images_for_tenant(tenant))
+
+
+def _detail_context(
+    request, tenant, pool, autoscaler, form, baseline, monitoring_selectors, template_form=None
+):
     events = monitoring_selectors.events_of_object(
         request.user, tenant, kind="vmpool", name=pool.name
     )
     return {
+        "template_form": template_form or _template_form(request, tenant, pool),
+        "can_update": tenant_selectors.can(request.user, tenant, "vmpool.update"),
+        "updating": pool_services.pool_state(pool, [])["updating"],
         "tenant": tenant,
         "pool": pool,
         "members": list(selectors.pool_members(pool)),
@@ -151,6 +167,64 @@ def pool_scale(request, tenant, name: str):
             % {"name": pool.name, "replicas": replicas},
         )
     return redirect("vmpool-detail", tenant=tenant.slug, name=pool.name)
+
+
+@tenant_view("vmpool.view")
+@require_POST
+def pool_update(request, tenant, name: str):
+    """The template form (a changed template is rolled out), or ``paused`` (1/0) from
+    the pause and resume buttons."""
+    from monitoring import selectors as monitoring_selectors
+
+    pool = _pool_or_404(request, tenant, name)
+    _require(request, tenant, "vmpool.update", f"vmpool/{pool.name}")
+    if "paused" in request.POST:
+        paused = request.POST["paused"] == "1"
+        try:
+            pool_services.pool_update(actor=request.user, pool=pool, paused=paused)
+        except ApplicationError as error:
+            messages.error(request, error.message)
+        else:
+            messages.success(
+                request,
+                (
+                    gettext("The update of %(name)s is paused.")
+                    if paused
+                    else gettext("The update of %(name)s goes on.")
+                )
+                % {"name": pool.name},
+            )
+        return redirect("vmpool-detail", tenant=tenant.slug, name=pool.name)
+    form = _template_form(request, tenant, pool, request.POST)
+    if form.is_valid():
+        before = pool.template_generation
+        saved = form_service_call(
+            form,
+            lambda: pool_services.pool_update(
+                actor=request.user, pool=pool, **form.service_kwargs()
+            ),
+        )
+        if saved is not None:
+            messages.success(
+                request,
+                gettext("%(name)s: the new template is rolled out to its members.")
+                % {"name": pool.name}
+                if saved.template_generation != before
+                else gettext("%(name)s is saved.") % {"name": pool.name},
+            )
+            return redirect("vmpool-detail", tenant=tenant.slug, name=pool.name)
+    autoscaler = getattr(pool, "autoscaler", None)
+    context = _detail_context(
+        request,
+        tenant,
+        pool,
+        autoscaler,
+        _autoscaler_form(request, tenant, autoscaler),
+        _live_baseline(tenant),
+        monitoring_selectors,
+        template_form=form,
+    )
+    return render(request, "compute/pool_detail.html", context, status=400)
 
 
 @tenant_view("vmpool.view")

@@ -297,6 +297,7 @@ pool_pages = [
     path("vmpools/new/", pool_views.pool_create, name="vmpool-create"),
     path("vmpools/<slug:name>/", pool_views.pool_detail, name="vmpool-detail"),
     path("vmpools/<slug:name>/scale/", pool_views.pool_scale, name="vmpool-scale"),
+    path("vmpools/<slug:name>/update/", pool_views.pool_update, name="vmpool-update"),
     path("vmpools/<slug:name>/delete/", pool_views.pool_delete, name="vmpool-delete"),
     path("vmpools/<slug:name>/autoscaler/", pool_views.pool_autoscaler, name="vmpool-autoscaler"),
 ]

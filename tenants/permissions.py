@@ -51,6 +51,7 @@ OPERATE_ACTIONS = frozenset(
         "snapshot.schedule",
         "vmpool.create",
         "vmpool.scale",
+        "vmpool.update",
         "vmpool.delete",
         "autoscaler.manage",
     }

@@ -63,6 +63,27 @@ class VMPool(Resource):
     deleting = models.BooleanField(
         default=False,
     )
+    template_generation = models.PositiveBigIntegerField(
+        default=1,
+        editable=False,
+        help_text="Grows whenever the template (image, size, restart policy) changes.",
+    )
+    max_unavailable = models.PositiveIntegerField(
+        default=0,
+        validators=[MaxValueValidator(MAX_REPLICAS)],
+        help_text="Rolling update: members that may be down at once (one extra member is "
+        "created first when the quota has room for it).",
+    )
+    paused = models.BooleanField(
+        default=False,
+        help_text="A paused rolling update replaces no more members until resumed.",
+    )
+    warm = models.PositiveIntegerField(
+        default=0,
+        validators=[MaxValueValidator(MAX_REPLICAS)],
+        help_text="Members kept defined and stopped beyond the replicas, started first on a "
+        "scale-up (each charged to the quota as any VM).",
+    )
     generation = models.PositiveBigIntegerField(
         default=1,
         editable=False,
@@ -103,6 +124,23 @@ class VMPool(Resource):
         default=0,
         help_text="Members Running with their guest Ready.",
     )
+    updated_replicas = models.PositiveIntegerField(
+        default=0,
+        help_text="Members of the current template that are Running and Ready.",
+    )
+    warm_replicas = models.PositiveIntegerField(
+        default=0,
+        help_text="Warm members defined and Stopped, ready to start.",
+    )
+    rollout_failed = models.BooleanField(
+        default=False,
+        help_text="A member of the current template failed: the rolling update stopped.",
+    )
+    rollout_message = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="How the rolling update goes (why it stopped, a quota fallback).",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -125,6 +163,11 @@ class VMPool(Resource):
                 violation_error_message="A member needs at least 1 vCPU and 64 MiB.",
             ),
             models.CheckConstraint(
+                condition=Q(warm__lte=MAX_REPLICAS) & Q(max_unavailable__lte=MAX_REPLICAS),
+                name="%(app_label)s_%(class)s_warm_at_most_max",
+                violation_error_message=f"A pool keeps at most {MAX_REPLICAS} warm members.",
+            ),
+            models.CheckConstraint(
                 condition=Q(replicas__lte=MAX_REPLICAS),
                 name="%(app_label)s_%(class)s_replicas_at_most_max",
                 violation_error_message=f"A pool has at most {MAX_REPLICAS} replicas.",
@@ -145,7 +188,9 @@ class Autoscaler(Resource):
     ``recommendations`` keeps the recent recommendations (``[{"t", "replicas"}]``, the
     scale-down stabilisation window's worth) and ``scale_events`` the recent changes
     (``[{"t", "delta"}]``, one rate-limit period's worth) that the algorithm needs from
-    one run to the next; ``decisions`` the last few changes made, for people."""
+    one run to the next; ``decisions`` the last few changes made, for people;
+    ``history`` the replicas and the measured metric of each run of the last hour (the
+    pool page's chart)."""
 
     tenant = models.ForeignKey(
         "tenants.Tenant",
@@ -239,6 +284,12 @@ class Autoscaler(Resource):
         blank=True,
         editable=False,
         help_text="The last changes made: time, from, to, metric, reason.",
+    )
+    history = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text="One point per run of the last hour: time, the pool's replicas, the metric.",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -130,6 +130,15 @@ class VirtualMachine(Resource):
         related_name="members",
         help_text="The VM pool this VM is a member of (the pool created it).",
     )
+    pool_template = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The pool's template generation this member was made from.",
+    )
+    pool_warm = models.BooleanField(
+        default=False,
+        help_text="A pool's warm member: defined and stopped, started on a scale-up.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,

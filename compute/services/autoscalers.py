@@ -46,12 +46,12 @@ from compute.choices import AutoscalerMetric, ConditionStatus, Phase, PoolPhase
 from compute.models import Autoscaler, VirtualMachine, VMPool
 from compute.models.pools import MAX_REPLICAS
 from compute.services import vms as vm_services
-from compute.services.pools import SystemActor, _live, pool_scale
+from compute.services.pools import SystemActor, _active, pool_scale, quota_room
 from monitoring.formats import timestamp
 from monitoring.models import VMSample
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, ValidationError
-from tenants.models import Quota, Tenant
+from tenants.models import Tenant
 from tenants.services import audit_record, authorize
 
 TOLERANCE = 0.1
@@ -59,6 +59,8 @@ TOLERANCE = 0.1
 PERIOD_SECONDS = 15
 MAX_WINDOW_SECONDS = 3600
 DECISIONS_KEPT = 10
+# The chart of replicas against the metric: one point per run for this long.
+HISTORY_SECONDS = 3600
 # Member phases that are on their way to Running (HPA's pending/unready pods).
 BOOTING = frozenset({Phase.PENDING, Phase.PROVISIONING, Phase.STARTING})
 # Reasons that are warnings (something stops the autoscaler from doing its job).
@@ -143,28 +145,9 @@ def step_limits(autoscaler: Autoscaler, *, current: int, now: float) -> tuple[in
     return max(most, current), min(fewest, current)
 
 
-def quota_room(pool: VMPool) -> tuple[int, str]:
-    """How many more members the tenant's quota holds, and what limits it."""
-    quota = Quota.objects.get(tenant=pool.tenant)
-    need = {
-        "cpu": pool.vcpus,
-        "memory": pool.memory_mib,
-        "storage": pool.disk_gib,
-        "vms": 1,
-    }
-    room, limiting = MAX_REPLICAS, ""
-    for resource, amount in need.items():
-        if not amount:
-            continue
-        fits = int((quota.limit(resource) - quota.used(resource)) // amount)
-        if fits < room:
-            room, limiting = max(fits, 0), resource
-    return room, limiting
-
-
 def members_sample(pool: VMPool, metric: str, *, now: datetime) -> Sample:
     """Classify the live members and measure the Ready ones from their samples."""
-    members = _live(list(VirtualMachine.objects.filter(pool=pool)))
+    members = _active(list(VirtualMachine.objects.filter(pool=pool)))
     measurable = [
         vm
         for vm in members
@@ -268,7 +251,7 @@ def decide(autoscaler: Autoscaler, pool: VMPool, *, now: datetime) -> tuple[Deci
                 current, "ScaleUpBlocked", f"Not scaling up: {pool.message}", utilisation
             ), proposal
         room, limiting = quota_room(pool)
-        cap = max(current, pool.current_replicas + room)
+        cap = max(current, pool.current_replicas + pool.warm_replicas + room)
         if desired > cap:
             reason = "ScaleUpLimitedByQuota"
             message += f" The quota holds {cap - current} more ({limiting} is the limit)."
@@ -310,6 +293,9 @@ def autoscaler_reconcile(autoscaler_id: int, *, now: datetime | None = None) -> 
             "scale_events": events,
         }
         before = pool.replicas
+        point = {"t": epoch, "replicas": decision.replicas, "metric": updates["current_metric"]}
+        history = [p for p in autoscaler.history if p["t"] > epoch - HISTORY_SECONDS]
+        updates["history"] = [*history, point]
         if decision.replicas != before:
             pool_scale(
                 actor=SystemActor(f"autoscaler/{autoscaler.name}"),
@@ -552,6 +538,8 @@ def autoscaler_state(autoscaler: Autoscaler) -> dict:
             timestamp(autoscaler.last_scale_time) if autoscaler.last_scale_time else None
         ),
         "decisions": autoscaler.decisions,
+        "target": autoscaler.target,
+        "history": autoscaler.history,
     }
 
 

@@ -32,7 +32,7 @@ from compute.services import vms as vm_services
 from monitoring.formats import timestamp
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import ApplicationError, Conflict, QuotaExceeded, ValidationError
-from tenants.models import Tenant
+from tenants.models import Quota, Tenant
 from tenants.services import actor_name, audit_record, authorize
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,8 @@ def pool_create(
     replicas=1,
     restart_policy: str = RestartPolicy.ON_FAILURE,
     labels: dict | None = None,
+    warm=0,
+    max_unavailable=0,
 ) -> VMPool:
     """Validate the template and save the pool; the controller creates its members
     after commit. Nothing is charged here: each member is charged when it is created,
@@ -117,6 +119,8 @@ def pool_create(
         errors, image=image_obj, vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib
     )
     replicas = _check_replicas(replicas, errors)
+    warm = _check_replicas(warm, errors, "warm")
+    max_unavailable = _check_replicas(max_unavailable, errors, "max_unavailable")
     if restart_policy not in RestartPolicy.values:
         errors["restart_policy"] = [f"Choose one of {', '.join(RestartPolicy.values)}."]
     if label_errors := label_map_errors(labels):
@@ -135,6 +139,8 @@ def pool_create(
                 memory_mib=memory_mib,
                 disk_gib=disk_gib,
                 replicas=replicas,
+                warm=warm,
+                max_unavailable=max_unavailable,
                 restart_policy=restart_policy,
                 labels=labels or {},
                 message="Waiting for the controller.",
@@ -147,6 +153,7 @@ def pool_create(
                 target=f"vmpool/{name}",
                 detail={
                     "replicas": replicas,
+                    "warm": warm,
                     "vcpus": vcpus,
                     "memory_mib": memory_mib,
                     "disk_gib": disk_gib,
@@ -209,6 +216,129 @@ def pool_scale(*, actor, pool: VMPool, replicas, reason: str = "") -> VMPool:
     return pool
 
 
+# The template's fields: changing one rolls a new template out to the members.
+TEMPLATE_FIELDS = ("image", "vcpus", "memory_mib", "disk_gib", "restart_policy")
+
+
+def pool_update(
+    *,
+    actor,
+    pool: VMPool,
+    image=None,
+    vcpus=None,
+    memory_mib=None,
+    disk_gib=None,
+    restart_policy: str | None = None,
+    max_unavailable=None,
+    warm=None,
+    paused: bool | None = None,
+) -> VMPool:
+    """Change the template (a rolling update replaces the members, one at a time by
+    default), the update strategy (``max_unavailable``), the number of ``warm``
+    members, or pause/resume the update. Fields left None stay as they are."""
+    authorize(
+        actor=actor, tenant=pool.tenant, permission="vmpool.update", target=f"vmpool/{pool.name}"
+    )
+    with transaction.atomic():
+        pool = VMPool.locked(pool.pk, "tenant", "image")
+        if pool is None:
+            raise Conflict("The VM pool is gone.")
+        if pool.deleting:
+            raise Conflict(
+                f"{pool.name} is being deleted.", errors={"phase": ["The pool is Deleting."]}
+            )
+        errors: dict[str, list[str]] = {}
+        image_obj = pool.image
+        if isinstance(image, Image):
+            visible = vm_services.visible_images(pool.tenant)
+            image_obj = image if visible.filter(pk=image.pk).exists() else None
+        elif image is not None:
+            image_obj = (
+                vm_services.visible_images(pool.tenant)
+                .filter(name=str(image))
+                .order_by("public")
+                .first()
+            )
+        if image_obj is None:
+            errors["image"] = ["Choose one of the images available to this tenant."]
+        new_vcpus, new_memory, new_disk = vm_services._validate_size(
+            errors,
+            image=image_obj,
+            vcpus=pool.vcpus if vcpus is None else vcpus,
+            memory_mib=pool.memory_mib if memory_mib is None else memory_mib,
+            disk_gib=pool.disk_gib if disk_gib is None else disk_gib,
+        )
+        policy = pool.restart_policy if restart_policy is None else restart_policy
+        if policy not in RestartPolicy.values:
+            errors["restart_policy"] = [f"Choose one of {', '.join(RestartPolicy.values)}."]
+        unavailable = pool.max_unavailable
+        if max_unavailable is not None:
+            unavailable = _check_replicas(max_unavailable, errors, "max_unavailable")
+        warm_count = pool.warm if warm is None else _check_replicas(warm, errors, "warm")
+        if errors:
+            raise ValidationError("The VM pool is not valid.", errors=errors)
+        template = {
+            "image": image_obj,
+            "vcpus": new_vcpus,
+            "memory_mib": new_memory,
+            "disk_gib": new_disk,
+            "restart_policy": policy,
+        }
+        changes = {
+            field: value for field, value in template.items() if getattr(pool, field) != value
+        }
+        settings_changes = {
+            field: value
+            for field, value in {
+                "max_unavailable": unavailable,
+                "warm": warm_count,
+                "paused": pool.paused if paused is None else bool(paused),
+            }.items()
+            if getattr(pool, field) != value
+        }
+        if not changes and not settings_changes:
+            return pool
+        fields = {**changes, **settings_changes, "generation": pool.generation + 1}
+        if changes:
+            fields |= {
+                "template_generation": pool.template_generation + 1,
+                "rollout_failed": False,
+                "rollout_message": "",
+            }
+        pool.write_locked(fields)
+        detail = {
+            key: (value.name if isinstance(value, Image) else value)
+            for key, value in {**changes, **settings_changes}.items()
+        }
+        audit_record(
+            actor=actor,
+            action="vmpool.update",
+            tenant=pool.tenant,
+            target=f"vmpool/{pool.name}",
+            detail=detail,
+        )
+        who = actor_name(actor)
+        if changes:
+            _event(
+                pool,
+                reason="TemplateChanged",
+                message=f"Template {pool.template_generation} by {who}: {pool.vcpus} vCPU, "
+                f"{pool.memory_mib} MiB, image {pool.image.name}; replacing the members "
+                f"(at most {pool.max_unavailable} unavailable).",
+            )
+        if "warm" in settings_changes:
+            _event(pool, reason="WarmChanged", message=f"{pool.warm} warm members by {who}.")
+        if "paused" in settings_changes:
+            _event(
+                pool,
+                reason="UpdatePaused" if pool.paused else "UpdateResumed",
+                message=f"Rolling update {'paused' if pool.paused else 'resumed'} by {who}.",
+            )
+        _publish(pool)
+        transaction.on_commit(lambda: pool_kick(pool.pk))
+    return pool
+
+
 def pool_delete(*, actor, pool: VMPool) -> VMPool:
     """Delete the pool: the controller deletes every member, then the pool (and its
     autoscaler). Each member's quota is released when its VM is gone."""
@@ -245,7 +375,7 @@ def pool_delete(*, actor, pool: VMPool) -> VMPool:
 
 # --- The controller -------------------------------------------------------------------
 def _live(members: list[VirtualMachine]) -> list[VirtualMachine]:
-    """Members that count towards the replicas: not being deleted."""
+    """Members that count: not being deleted (warm ones included)."""
     return [
         vm
         for vm in members
@@ -253,8 +383,41 @@ def _live(members: list[VirtualMachine]) -> list[VirtualMachine]:
     ]
 
 
+def _active(members: list[VirtualMachine]) -> list[VirtualMachine]:
+    """Live members that count towards the replicas (not warm)."""
+    return [vm for vm in _live(members) if not vm.pool_warm]
+
+
+def _current(pool: VMPool, vm: VirtualMachine) -> bool:
+    """Made from the pool's template as it is now."""
+    return vm.pool_template == pool.template_generation
+
+
+def _available(vm: VirtualMachine) -> bool:
+    return vm.phase == Phase.RUNNING and vm.ready == ConditionStatus.TRUE
+
+
 def _members(pool: VMPool) -> list[VirtualMachine]:
     return list(VirtualMachine.objects.filter(pool=pool).select_related("tenant").order_by("pk"))
+
+
+def quota_room(pool: VMPool) -> tuple[int, str]:
+    """How many more members the tenant's quota holds, and what limits it."""
+    quota = Quota.objects.get(tenant=pool.tenant)
+    need = {
+        "cpu": pool.vcpus,
+        "memory": pool.memory_mib,
+        "storage": pool.disk_gib,
+        "vms": 1,
+    }
+    room, limiting = MAX_REPLICAS, ""
+    for resource, amount in need.items():
+        if not amount:
+            continue
+        fits = int((quota.limit(resource) - quota.used(resource)) // amount)
+        if fits < room:
+            room, limiting = max(fits, 0), resource
+    return room, limiting
 
 
 def _remove(pool: VMPool, vm: VirtualMachine, why: str) -> bool:
@@ -270,8 +433,22 @@ def _remove(pool: VMPool, vm: VirtualMachine, why: str) -> bool:
     return True
 
 
-def _create(pool: VMPool) -> tuple[VirtualMachine | None, str]:
-    """Create the next member; (None, why) when it is refused."""
+def _remove_first(
+    pool: VMPool, ordered: list[VirtualMachine], count: int, why: str
+) -> list[VirtualMachine]:
+    """Delete up to ``count`` members, in the order given; the ones deleted."""
+    removed: list[VirtualMachine] = []
+    for vm in ordered:
+        if len(removed) >= count:
+            break
+        if _remove(pool, vm, why):
+            removed.append(vm)
+    return removed
+
+
+def _create(pool: VMPool, *, warm: bool = False) -> tuple[VirtualMachine | None, str]:
+    """Create the next member (a warm one: defined, left stopped); (None, why) when it
+    is refused."""
     labels = {**pool.labels, POOL_LABEL: pool.name}
     for _ in range(NAME_ATTEMPTS):
         name = pool.member_name(pool.next_index)
@@ -287,6 +464,8 @@ def _create(pool: VMPool) -> tuple[VirtualMachine | None, str]:
                 restart_policy=pool.restart_policy,
                 labels=labels,
                 pool=pool,
+                start=not warm,
+                pool_warm=warm,
             )
         except QuotaExceeded as error:
             return None, f"Quota: {error.message}"
@@ -299,8 +478,137 @@ def _create(pool: VMPool) -> tuple[VirtualMachine | None, str]:
         except ApplicationError as error:  # no host fits, ...
             return None, error.message
         pool.write_locked({"next_index": pool.next_index + 1})
+        _event(
+            pool,
+            reason="SuccessfulCreate",
+            message=f"Created warm member {vm.name}." if warm else f"Created member {vm.name}.",
+        )
         return vm, ""
     return None, f"The names {pool.name}-<n> are taken by other VMs."
+
+
+def _promote(pool: VMPool, vm: VirtualMachine) -> None:
+    """Start a warm member: it becomes an ordinary member (a resume of a defined
+    domain, not a provisioning)."""
+    VirtualMachine.locked(vm.pk).write_locked({"pool_warm": False}, copies=(vm,))
+    vm_services.vm_action(actor=controller_of(pool), vm=vm, action="start")
+    _event(pool, reason="WarmStarted", message=f"Started warm member {vm.name}.")
+
+
+def _add(pool: VMPool, warm: list[VirtualMachine]) -> tuple[bool, str]:
+    """Add one member of the current template: a Stopped warm one is started, else a
+    new one is created. (added, why not)."""
+    for vm in warm:
+        if vm.pool_warm and vm.phase == Phase.STOPPED and _current(pool, vm):
+            _promote(pool, vm)
+            warm.remove(vm)
+            return True, ""
+    vm, why = _create(pool)
+    if vm is None:
+        _event(
+            pool,
+            type="Warning",
+            reason="FailedCreate",
+            message=f"Cannot create {pool.member_name(pool.next_index)}: {why}",
+        )
+    return vm is not None, why
+
+
+def _scale(pool: VMPool, active: list[VirtualMachine], warm: list[VirtualMachine]) -> str:
+    """No rolling update under way: remove the newest members beyond ``replicas``, add
+    the missing ones. Returns why adding stopped ("" when it did not)."""
+    newest = sorted(active, key=lambda m: m.pk, reverse=True)
+    surplus = len(active) - pool.replicas
+    surplus -= len(_remove_first(pool, newest, surplus, f"scaled down to {pool.replicas}"))
+    for _ in range(max(0, -surplus)):
+        added, why = _add(pool, warm)
+        if not added:
+            return why
+    return ""
+
+
+def _roll(
+    pool: VMPool, active: list[VirtualMachine], warm: list[VirtualMachine]
+) -> tuple[str, str]:
+    """One step of a rolling update (some active members are of an older template).
+
+    At most ``replicas + 1`` members (the extra one when the quota has room for it,
+    else ``maxUnavailable`` is at least 1) and at least ``replicas - maxUnavailable``
+    available ones: an old member is deleted only when that keeps enough members
+    available, and a new one is created while the pool is below its bound. Paused, or
+    stopped by a failed new member, it only replaces what is missing.
+    Returns (why adding stopped, how the update goes)."""
+    old = [vm for vm in active if not _current(pool, vm)]
+    new = [vm for vm in active if _current(pool, vm)]
+    surge = 1 if len(active) > pool.replicas or quota_room(pool)[0] >= 1 else 0
+    unavailable = pool.max_unavailable if surge else max(pool.max_unavailable, 1)
+    notes = []
+    if not surge and not pool.max_unavailable:
+        notes.append(
+            "The quota has no room for an extra member: replacing with 1 member "
+            "unavailable at a time."
+        )
+    # Too many members (scaled down during the update): old ones go first.
+    extra = len(active) - (pool.replicas + surge)
+    by_order = sorted(old, key=lambda m: (_available(m), m.pk)) + sorted(
+        new, key=lambda m: m.pk, reverse=True
+    )
+    for vm in _remove_first(pool, by_order, extra, f"scaled down to {pool.replicas}"):
+        active.remove(vm)
+        (old if vm in old else new).remove(vm)
+    if pool.rollout_failed:
+        notes.insert(0, pool.rollout_message or "A new member failed.")
+    elif pool.paused:
+        notes.insert(0, "The update is paused.")
+    else:
+        removable = sum(1 for vm in active if _available(vm)) - (pool.replicas - unavailable)
+        oldest = sorted(old, key=lambda m: (_available(m), m.pk))
+        why = "replaced by a member of the new template"
+        for vm in _remove_first(pool, oldest, removable, why):
+            active.remove(vm)
+            old.remove(vm)
+    bound = pool.replicas if (pool.paused or pool.rollout_failed) else pool.replicas + surge
+    blocked = ""
+    while len(active) < bound and len(new) < pool.replicas:
+        deleting = VirtualMachine.objects.filter(pool=pool, phase=Phase.DELETING)
+        if (
+            quota_room(pool)[0] < 1
+            and deleting.exists()
+            and not any(vm.phase == Phase.STOPPED and _current(pool, vm) for vm in warm)
+        ):
+            break  # the replaced member's quota comes back when its VM is gone
+        added, why = _add(pool, warm)
+        if not added:
+            blocked = why
+            break
+        active.append(None)  # counted; the run records what exists afterwards
+        new.append(None)
+    return blocked, " ".join(notes)
+
+
+def _refill(pool: VMPool, warm: list[VirtualMachine]) -> str:
+    """Keep ``warm`` warm members of the current template; why some are missing."""
+    newest = sorted(warm, key=lambda m: m.pk, reverse=True)
+    surplus = len(warm) - pool.warm
+    surplus -= len(_remove_first(pool, newest, surplus, f"{pool.warm} warm members wanted"))
+    for _ in range(max(0, -surplus)):
+        room, limiting = quota_room(pool)
+        if room < 1:
+            return f"No quota left for warm members ({limiting})."
+        vm, why = _create(pool, warm=True)
+        if vm is None:
+            return why
+    return ""
+
+
+def _fail_rollout(pool: VMPool, vm: VirtualMachine) -> None:
+    message = (
+        f"{vm.name} (template {pool.template_generation}) failed: "
+        f"{vm.message or 'no reason given'}. The update stopped; change the template to "
+        "try again."
+    )
+    pool.write_locked({"rollout_failed": True, "rollout_message": message[:1000]})
+    _event(pool, type="Warning", reason="RolloutFailed", message=message)
 
 
 def pool_reconcile(pool_id: int, *, announce: bool = True) -> VMPool | None:
@@ -323,71 +631,103 @@ def pool_reconcile(pool_id: int, *, announce: bool = True) -> VMPool | None:
                 return None
             _record(pool, _members(pool), blocked="", announce=announce)
             return pool
+        updating = any(not _current(pool, vm) for vm in _active(members))
         for vm in _live(members):
-            if vm.phase == Phase.FAILED and _remove(pool, vm, f"it failed ({vm.message})"):
+            if vm.phase != Phase.FAILED:
+                continue
+            if updating and not vm.pool_warm and _current(pool, vm):
+                if not pool.rollout_failed:
+                    _fail_rollout(pool, vm)
+                continue  # kept for people to look at; the update waits
+            if _remove(pool, vm, f"it failed ({vm.message})"):
                 _event(
                     pool,
                     type="Warning",
                     reason="MemberFailed",
                     message=f"{vm.name} failed: {vm.message or 'no reason given'}; replacing it.",
                 )
-        live = _live(_members(pool))
-        blocked = ""
-        surplus = len(live) - pool.replicas
-        if surplus > 0:
-            for vm in sorted(live, key=lambda m: m.pk, reverse=True):
-                if surplus == 0:
-                    break
-                if _remove(pool, vm, f"scaled down to {pool.replicas}"):
-                    surplus -= 1
-        for _ in range(max(0, -surplus)):
-            vm, blocked = _create(pool)
-            if vm is None:
-                _event(
-                    pool,
-                    type="Warning",
-                    reason="FailedCreate",
-                    message=f"Cannot create {pool.member_name(pool.next_index)}: {blocked}",
-                )
-                break
-            _event(
-                pool,
-                reason="SuccessfulCreate",
-                message=f"Created member {vm.name}.",
-            )
-        _record(pool, _members(pool), blocked=blocked, announce=announce)
+        members = _members(pool)
+        for vm in _live(members):
+            if vm.pool_warm and not _current(pool, vm):
+                _remove(pool, vm, "a warm member of an older template")
+        members = _members(pool)
+        active = _active(members)
+        warm = [vm for vm in _live(members) if vm.pool_warm]
+        rollout = ""
+        if any(not _current(pool, vm) for vm in active):
+            blocked, rollout = _roll(pool, active, warm)
+        else:
+            blocked = _scale(pool, active, warm)
+        warm_note = "" if blocked else _refill(pool, warm)
+        _record(
+            pool,
+            _members(pool),
+            blocked=blocked,
+            rollout=rollout,
+            warm_note=warm_note,
+            announce=announce,
+        )
         return pool
 
 
 def _record(
-    pool: VMPool, members: list[VirtualMachine], *, blocked: str, announce: bool = True
+    pool: VMPool,
+    members: list[VirtualMachine],
+    *,
+    blocked: str,
+    rollout: str = "",
+    warm_note: str = "",
+    announce: bool = True,
 ) -> None:
     """Write the pool's counts, phase and message (only what changed)."""
-    live = _live(members)
-    running = [vm for vm in live if vm.phase == Phase.RUNNING]
+    active = _active(members)
+    running = [vm for vm in active if vm.phase == Phase.RUNNING]
     ready = [vm for vm in running if vm.ready == ConditionStatus.TRUE]
-    stuck = [vm for vm in live if vm.phase in STUCK_PHASES]
+    updated = [vm for vm in ready if _current(pool, vm)]
+    old = [vm for vm in active if not _current(pool, vm)]
+    warm = [
+        vm
+        for vm in _live(members)
+        if vm.pool_warm and vm.phase == Phase.STOPPED and _current(pool, vm)
+    ]
+    stuck = [vm for vm in active if vm.phase in STUCK_PHASES]
+    finished = not old and not pool.deleting and pool.phase == PoolPhase.UPDATING
+    progress = f"Updated {len(updated)} of {pool.replicas}."
     if pool.deleting:
         phase, message = PoolPhase.DELETING, f"Deleting {len(members)} members."
     elif blocked:
         phase = PoolPhase.DEGRADED
-        message = f"{len(live)} of {pool.replicas} members. {blocked}"
+        message = f"{len(active)} of {pool.replicas} members. {blocked}"
+    elif old and pool.rollout_failed:
+        phase, message = PoolPhase.DEGRADED, f"{progress} {rollout}"
     elif stuck:
         phase = PoolPhase.DEGRADED
         message = "; ".join(f"{vm.name} is {vm.phase}" for vm in stuck) + "."
-    elif len(live) == len(ready) == pool.replicas:
+    elif old:
+        phase, message = PoolPhase.UPDATING, f"{progress} {rollout}".strip()
+    elif len(active) == len(ready) == pool.replicas:
         phase, message = PoolPhase.READY, f"{pool.replicas} of {pool.replicas} members ready."
     else:
         phase = PoolPhase.SCALING
         message = f"{len(ready)} of {pool.replicas} members ready."
+    if pool.warm and not pool.deleting:
+        message += f" {len(warm)} of {pool.warm} warm members." + (
+            f" {warm_note}" if warm_note else ""
+        )
     updates = {
-        "current_replicas": len(live),
+        "current_replicas": len(active),
         "available_replicas": len(running),
         "ready_replicas": len(ready),
+        "updated_replicas": len(updated),
+        "warm_replicas": len(warm),
         "phase": phase,
         "message": message[:1000],
         "observed_generation": pool.generation,
     }
+    if not old:
+        updates |= {"rollout_failed": False, "rollout_message": ""}
+    elif not pool.rollout_failed:
+        updates["rollout_message"] = rollout[:1000]
     changed = {k: v for k, v in updates.items() if getattr(pool, k) != v}
     if not changed:
         if announce:
@@ -402,6 +742,12 @@ def _record(
             type="Warning" if phase == PoolPhase.DEGRADED else "Normal",
             reason=phase,
             message=message,
+        )
+    if finished:
+        _event(
+            pool,
+            reason="UpdateComplete",
+            message=f"Every member runs template {pool.template_generation}.",
         )
     _publish(pool, members)
 
@@ -449,8 +795,24 @@ def pool_state(pool: VMPool, members: list[VirtualMachine] | None = None) -> dic
         "currentReplicas": pool.current_replicas,
         "availableReplicas": pool.available_replicas,
         "readyReplicas": pool.ready_replicas,
+        "updatedReplicas": pool.updated_replicas,
+        "warmReplicas": pool.warm_replicas,
+        "warm": pool.warm,
+        "templateGeneration": pool.template_generation,
+        "maxUnavailable": pool.max_unavailable,
+        "paused": pool.paused,
+        "rolloutFailed": pool.rollout_failed,
+        "rolloutMessage": pool.rollout_message,
+        "updating": pool.phase == PoolPhase.UPDATING
+        or (pool.rollout_failed and pool.phase == PoolPhase.DEGRADED),
         "members": [
-            {"name": vm.name, "phase": vm.phase, "ready": vm.ready == ConditionStatus.TRUE}
+            {
+                "name": vm.name,
+                "phase": vm.phase,
+                "ready": vm.ready == ConditionStatus.TRUE,
+                "warm": vm.pool_warm,
+                "template": vm.pool_template,
+            }
             for vm in members
         ],
     }

@@ -249,6 +249,7 @@ def vm_create(
     root_volume=None,
     networks: list | None = None,
     pool=None,
+    pool_warm: bool = False,
 ) -> VirtualMachine:
     """Validate, reserve quota, place, save ``Pending`` and provision after commit.
 
@@ -261,8 +262,9 @@ def vm_create(
     VM and charged on that volume; with ``root_volume`` (a Ready volume of the tenant)
     the VM boots from it instead, on the host that holds it, and it stays when the VM
     goes. ``pool`` (a VM pool's controller creating a member) makes the VM a member of
-    that pool. Nothing is created and nothing is reserved when any step fails. A quota
-    refusal is recorded as a Warning event for the tenant.
+    that pool, made from its current template (``pool_warm``: one of its warm members,
+    created with ``start`` False). Nothing is created and nothing is reserved when any
+    step fails. A quota refusal is recorded as a Warning event for the tenant.
     """
     authorize(actor=actor, tenant=tenant, permission="vm.create", target=f"vm/{name}")
     if flavor is not None:
@@ -357,6 +359,8 @@ def vm_create(
                 labels=labels or {},
                 node_selector=node_selector or {},
                 pool=pool,
+                pool_template=pool.template_generation if pool is not None else None,
+                pool_warm=pool_warm,
                 created_by=actor if getattr(actor, "is_authenticated", False) else None,
             )
             if networks:

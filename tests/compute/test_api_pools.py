@@ -65,6 +65,9 @@ def test_a_pool_is_accepted_in_the_resource_shape_and_lists_its_members(world, a
     assert data["metadata"]["labels"] == {"tier": "web"}
     assert data["spec"] == {
         "replicas": 2,
+        "warm": 0,
+        "paused": False,
+        "strategy": {"maxSurge": 1, "maxUnavailable": 0},
         "template": {
             "image": "tiny",
             "vcpus": 1,
@@ -105,6 +108,40 @@ def test_scale_is_an_action_with_if_match_and_an_event(world, api):
     assert "spec.replicas" in errors["errors"]
     errors = problem(client.post(f"{POOLS}web/scale/", {"replica": 2}, format="json"), 400)
     assert set(errors["errors"]) == {"replica", "replicas"}
+
+
+def test_a_template_patch_rolls_out_with_if_match_and_shows_progress(world, api):
+    pool = make_pool(world)
+    client = api(world.bob)
+    change = {"spec": {"template": {"memoryMiB": 384}, "strategy": {"maxUnavailable": 1}}}
+    problem(client.patch(f"{POOLS}web/", change, format="json", HTTP_IF_MATCH='"1"'), 412)
+    version = client.get(f"{POOLS}web/")["ETag"]
+    response = client.patch(f"{POOLS}web/", change, format="json", HTTP_IF_MATCH=version)
+    assert response.status_code == 202, response.content
+    data = response.json()
+    assert data["spec"]["template"]["memoryMiB"] == 384
+    assert data["spec"]["strategy"] == {"maxSurge": 1, "maxUnavailable": 1}
+    assert data["status"]["templateGeneration"] == 2
+    pool_services.pool_reconcile(pool.pk)
+    status = client.get(f"{POOLS}web/").json()["status"]
+    assert status["phase"] == "Updating" and status["updatedReplicas"] == 0
+    assert status["message"].startswith("Updated 0 of 2.")
+    templates = {m["name"]: m["template"] for m in status["members"]}
+    assert templates["web-2"] == 2
+    paused = client.patch(f"{POOLS}web/", {"spec": {"paused": True}}, format="json")
+    assert paused.json()["spec"]["paused"] is True
+    assert AuditLog.objects.filter(actor=world.bob, action="vmpool.update").count() == 2
+
+
+def test_a_bad_patch_names_the_api_fields_and_changes_nothing(world, api):
+    make_pool(world)
+    client = api(world.bob)
+    bad = {"spec": {"template": {"image": "nope", "vcpus": 0}, "warm": 101}}
+    errors = problem(client.patch(f"{POOLS}web/", bad, format="json"), 400)["errors"]
+    assert {"spec.template.image", "spec.template.vcpus", "spec.warm"} <= set(errors)
+    errors = problem(client.patch(f"{POOLS}web/", {"spec": {"replicas": 3}}, format="json"), 400)
+    assert "spec.replicas" in errors["errors"] or "replicas" in errors["errors"]
+    assert VMPool.objects.get(name="web").template_generation == 1
 
 
 def test_bad_input_names_the_api_fields_and_creates_nothing(world, api):
@@ -196,12 +233,13 @@ def test_an_autoscaler_for_a_pool_that_does_not_exist_is_404(world, api):
 
 
 ROLE_STATUS = {
-    # who: (pools list, get, create, scale, delete, scalers list, get, create, patch, delete)
-    "alice": (200, 200, 202, 202, 202, 200, 200, 202, 202, 204),
-    "bob": (200, 200, 202, 202, 202, 200, 200, 202, 202, 204),
-    "carol": (200, 200, 403, 403, 403, 200, 200, 403, 403, 403),
-    "dave": (404, 404, 404, 404, 404, 404, 404, 404, 404, 404),
-    "outsider": (404, 404, 404, 404, 404, 404, 404, 404, 404, 404),
+    # who: (pools list, get, create, scale, patch, delete,
+    #       scalers list, get, create, patch, delete)
+    "alice": (200, 200, 202, 202, 202, 202, 200, 200, 202, 202, 204),
+    "bob": (200, 200, 202, 202, 202, 202, 200, 200, 202, 202, 204),
+    "carol": (200, 200, 403, 403, 403, 403, 200, 200, 403, 403, 403),
+    "dave": (404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404),
+    "outsider": (404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404),
 }
 
 
@@ -231,7 +269,7 @@ def test_the_role_matrix_for_every_pool_and_autoscaler_endpoint(world, api, who)
         "spec": {**SCALER["spec"], "scaleTargetRef": {"name": "spare"}},
     }
     before = (
-        set(VMPool.objects.values_list("name", "replicas", "deleting")),
+        set(VMPool.objects.values_list("name", "replicas", "warm", "deleting")),
         set(Autoscaler.objects.values_list("name", "max_replicas")),
     )
     got = (
@@ -239,6 +277,7 @@ def test_the_role_matrix_for_every_pool_and_autoscaler_endpoint(world, api, who)
         client.get(f"{POOLS}web/").status_code,
         client.post(POOLS, {**BODY, "metadata": {"name": "fresh"}}, format="json").status_code,
         client.post(f"{POOLS}web/scale/", {"replicas": 3}, format="json").status_code,
+        client.patch(f"{POOLS}web/", {"spec": {"warm": 1}}, format="json").status_code,
         client.delete(f"{POOLS}other/").status_code,
         client.get(SCALERS).status_code,
         client.get(f"{SCALERS}web/").status_code,
@@ -248,7 +287,7 @@ def test_the_role_matrix_for_every_pool_and_autoscaler_endpoint(world, api, who)
     )
     assert got == ROLE_STATUS[who]
     after = (
-        set(VMPool.objects.values_list("name", "replicas", "deleting")),
+        set(VMPool.objects.values_list("name", "replicas", "warm", "deleting")),
         set(Autoscaler.objects.values_list("name", "max_replicas")),
     )
     if who in ("carol", "dave", "outsider"):
@@ -259,6 +298,7 @@ def test_the_role_matrix_for_every_pool_and_autoscaler_endpoint(world, api, who)
         ).exists()
     if who in ("alice", "bob"):
         assert VMPool.objects.get(name="web").replicas == 3
+        assert VMPool.objects.get(name="web").warm == 1
         assert VMPool.objects.get(name="other").deleting
         assert Autoscaler.objects.get(name="web").max_replicas == 6
         assert not Autoscaler.objects.filter(name="gone").exists()

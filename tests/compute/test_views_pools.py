@@ -130,11 +130,13 @@ def test_pages_by_role(world, who, read, form, write):
     assert client.get(NEW).status_code == form
     got = (
         client.post("/t/acme/vmpools/web/scale/", {"replicas": "4"}).status_code,
+        client.post("/t/acme/vmpools/web/update/", {"paused": "1"}).status_code,
         client.post("/t/acme/vmpools/web/autoscaler/", SCALER_FORM).status_code,
         client.post("/t/acme/vmpools/web/delete/", {"confirm": "yes"}).status_code,
     )
-    assert got == (write, write, write)
+    assert got == (write, write, write, write)
     pool.refresh_from_db()
+    assert pool.paused == (write == 302)
     if write == 302:
         assert pool.replicas == 4 and pool.deleting
         assert Autoscaler.objects.get(pool=pool).max_replicas == 4
@@ -149,12 +151,36 @@ def test_pages_by_role(world, who, read, form, write):
         ).exists()
 
 
+def test_the_template_form_rolls_a_new_template_out_and_refuses_bad_input(world):
+    pool = make_pool(world)
+    client = client_for(world.bob)
+    form = {
+        "image": str(pool.image_id),
+        "vcpus": "1",
+        "memory_mib": "384",
+        "disk_gib": "0",
+        "restart_policy": "OnFailure",
+        "max_unavailable": "0",
+        "warm": "1",
+    }
+    bad = client.post("/t/acme/vmpools/web/update/", {**form, "vcpus": "0"})
+    assert bad.status_code == 400 and 'data-testid="pool-template-form"' in bad.content.decode()
+    assert VMPool.objects.get(pk=pool.pk).template_generation == 1
+    response = client.post("/t/acme/vmpools/web/update/", form, follow=True)
+    assert "the new template is rolled out" in response.content.decode()
+    pool.refresh_from_db()
+    assert (pool.template_generation, pool.memory_mib, pool.warm) == (2, 384, 1)
+    page = client.get("/t/acme/vmpools/web/").content.decode()
+    assert "Template 2: updated 0 of 2" in page
+
+
 def test_another_tenants_pool_is_not_found(world):
     make_pool(world, "secret", tenant=world.globex)
     client = client_for(world.bob)
     assert client.get("/t/acme/vmpools/secret/").status_code == 404
     assert client.get("/t/globex/vmpools/secret/").status_code == 404
     assert client.post("/t/acme/vmpools/secret/scale/", {"replicas": "0"}).status_code == 404
+    assert client.post("/t/acme/vmpools/secret/update/", {"paused": "1"}).status_code == 404
 
 
 def test_staff_see_pools_and_autoscalers_in_admin_read_only(world):

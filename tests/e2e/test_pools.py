@@ -128,6 +128,7 @@ def test_an_autoscaler_added_on_the_pool_page_shows_its_decision_live(
     expect(page.get_by_test_id("messages")).to_contain_text("The autoscaler of web is saved")
     panel = page.get_by_test_id("autoscaler-panel")
     expect(panel.get_by_test_id("autoscaler-status")).to_contain_text("1–4 members")
+    expect(panel.get_by_test_id("autoscaler-chart-box")).to_be_visible()
 
     from django.utils import timezone
 
@@ -135,7 +136,57 @@ def test_an_autoscaler_added_on_the_pool_page_shows_its_decision_live(
     autoscalers_sweep.delay()
     expect(panel.get_by_test_id("autoscaler-reason")).to_have_text("ScaleUp", timeout=PHASE_TIMEOUT)
     expect(panel.get_by_test_id("autoscaler-decisions")).to_contain_text("2 → 4")
+    # The chart of replicas vs the metric got the run's point, live.
+    page.wait_for_function(
+        """() => {
+            const c = Chart.getChart(document.querySelector('[data-autoscaler-chart]'));
+            if (!c) return false;
+            const [replicas, metric, target] = c.data.datasets;
+            return replicas.data.length >= 1 && replicas.data.at(-1).y === 4
+                && metric.data.at(-1).y === 95 && target.data.at(-1).y === 50;
+        }""",
+        timeout=PHASE_TIMEOUT,
+    )
+    expect(panel.locator("[data-autoscaler-chart-empty]")).to_be_hidden()
     expect(member(page, "web-3")).to_be_visible(timeout=PHASE_TIMEOUT)
     expect(page.get_by_test_id("pool-ready")).to_have_text("4/4", timeout=PHASE_TIMEOUT)
     page.screenshot(path=str(ARTIFACTS / "pool-autoscaler-bob.png"), full_page=True)
     axe(page, "the VM pool page with an autoscaler")
+
+
+def test_bob_edits_the_template_and_watches_the_rolling_update_live(
+    demo, make_host, tiny_image, celery_worker, live_url, new_page, axe
+):
+    """A Ready pool of 2: bob saves a new memory size on the pool page; the members are
+    replaced one at a time by the controller and the page follows without a reload
+    until "updated 2 of 2"."""
+    from compute.services import pools as pool_services
+
+    make_host("node-a")
+    pool = pool_services.pool_create(
+        actor=demo.bob, tenant=demo.acme, name="web", image="tiny", vcpus=1, memory_mib=256
+    )
+    pool_services.pool_scale(actor=demo.bob, pool=pool, replicas=2)
+    wait_for(lambda: VMPool.objects.get(pk=pool.pk).ready_replicas == 2, 30)
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vmpools/web/")
+    card = page.get_by_test_id("pool-template")
+    expect(card.get_by_test_id("pool-rollout")).to_have_text("Template 1: updated 2 of 2")
+    axe(page, "the VM pool page with its template form")
+    form = card.get_by_test_id("pool-template-form")
+    form.get_by_label("Memory per member (MiB)").fill("320")
+    form.get_by_label("Warm members").fill("1")
+    form.get_by_role("button", name="Save the template").click()
+    expect(page.get_by_test_id("messages")).to_contain_text("the new template is rolled out")
+    rollout = page.get_by_test_id("pool-template").get_by_test_id("pool-rollout")
+    # Live, without a reload: the progress ends at 2 of 2.
+    expect(rollout).to_have_text("Template 2: updated 2 of 2", timeout=60_000)
+    expect(page.get_by_test_id("pool-warm")).to_have_text("1/1", timeout=PHASE_TIMEOUT)
+    expect(page.get_by_test_id("pool-events")).to_contain_text("Every member runs template 2")
+    # The old members go once deleted (their rows vanish from the live table).
+    for name in ("web-0", "web-1"):
+        expect(member(page, name)).to_have_count(0, timeout=PHASE_TIMEOUT)
+    serving = VirtualMachine.objects.filter(pool=pool, pool_warm=False).exclude(phase="Deleting")
+    assert {vm.memory_mib for vm in serving} == {320}
+    page.screenshot(path=str(ARTIFACTS / "pool-rollout-bob.png"), full_page=True)

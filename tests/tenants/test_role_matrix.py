@@ -661,6 +661,7 @@ OUTSIDE_MATRIX = {
             "vmpool-create",
             "vmpool-detail",
             "vmpool-scale",
+            "vmpool-update",
             "vmpool-delete",
             "vmpool-autoscaler",
             "vmpool-api-detail",

@@ -83,6 +83,12 @@ def test_scale_up_is_ceil_of_replicas_times_utilisation_over_target(
     event = Event.objects.get(kind="autoscaler", name="web", reason="SuccessfulRescale")
     assert event.message.startswith("New size: 4; reason: CPU utilisation 90% (target 50%)")
     assert AuditLog.objects.filter(action="vmpool.scale", actor_name="autoscaler/web").exists()
+    # The chart's history: one point per run (the new size and what was measured).
+    assert scaler.history == [{"t": now.timestamp(), "replicas": 4, "metric": 90.0}]
+    later = now + timedelta(seconds=services.HISTORY_SECONDS + 15)
+    load(pool, later, 90, 90)
+    scaler, _ = run(scaler, later)
+    assert [point["t"] for point in scaler.history] == [later.timestamp()]
 
 
 def test_within_ten_percent_of_the_target_nothing_changes(pg, demo, make_host, tiny_image):

@@ -265,3 +265,254 @@ class TestRaces:
             lambda s: pool_services.pool_scale(actor=roomy.bob, pool=s["pool"], replicas=4),
             check,
         )
+
+
+def run_ready(vm: VirtualMachine) -> None:
+    """What the worker records when a member boots: Running, guest Ready."""
+    from compute.choices import ConditionStatus
+
+    VirtualMachine.locked(vm.pk).write_locked(
+        {"phase": Phase.RUNNING, "ready": ConditionStatus.TRUE}
+    )
+
+
+def by_name(pool) -> dict[str, VirtualMachine]:
+    return {vm.name: vm for vm in members(pool)}
+
+
+def live_templates(pool) -> dict[str, int]:
+    return {vm.name: vm.pool_template for vm in members(pool) if vm.phase != Phase.DELETING}
+
+
+def ready_pool(demo, replicas=2, **kwargs) -> VMPool:
+    pool = pool_services.pool_reconcile(make_pool(demo, replicas=replicas, **kwargs).pk)
+    for vm in members(pool):
+        run_ready(vm)
+    return pool_services.pool_reconcile(pool.pk)
+
+
+@pytest.mark.unit
+class TestRollingUpdate:
+    def test_a_template_change_replaces_members_one_at_a_time(
+        self, pg, demo, make_host, tiny_image
+    ):
+        make_host()
+        pool = ready_pool(demo)
+        assert pool.phase == PoolPhase.READY
+        pool = pool_services.pool_update(actor=demo.bob, pool=pool, memory_mib=384)
+        assert (pool.template_generation, pool.memory_mib) == (2, 384)
+        pool = pool_services.pool_reconcile(pool.pk)
+        # One extra member of the new template first; the old ones all stay.
+        assert live_templates(pool) == {"web-0": 1, "web-1": 1, "web-2": 2}
+        assert by_name(pool)["web-2"].memory_mib == 384
+        assert pool.phase == PoolPhase.UPDATING
+        assert pool.message == "Updated 0 of 2."
+        # Nothing more happens while the new member is not Running and Ready.
+        assert live_templates(pool_services.pool_reconcile(pool.pk)) == live_templates(pool)
+        run_ready(by_name(pool)["web-2"])
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert live_templates(pool) == {"web-1": 1, "web-2": 2, "web-3": 2}
+        assert by_name(pool)["web-0"].phase == Phase.DELETING
+        assert pool.updated_replicas == 1 and pool.message == "Updated 1 of 2."
+        run_ready(by_name(pool)["web-3"])
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert live_templates(pool) == {"web-2": 2, "web-3": 2}
+        assert (pool.phase, pool.updated_replicas, pool.ready_replicas) == (PoolPhase.READY, 2, 2)
+        assert Event.objects.filter(kind="vmpool", name="web", reason="UpdateComplete").exists()
+        changed = Event.objects.get(kind="vmpool", name="web", reason="TemplateChanged")
+        assert "Template 2 by bob: 1 vCPU, 384 MiB" in changed.message
+        audit = AuditLog.objects.get(action="vmpool.update", actor_name="bob")
+        assert audit.detail == {"memory_mib": 384}
+
+    def test_max_unavailable_replaces_several_at_once(self, pg, demo, make_host, tiny_image):
+        make_host()
+        pool = ready_pool(demo, replicas=3)
+        pool = pool_services.pool_update(actor=demo.bob, pool=pool, vcpus=2, max_unavailable=2)
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert live_templates(pool) == {"web-2": 1, "web-3": 2, "web-4": 2, "web-5": 2}
+        assert [vm.name for vm in members(pool) if vm.phase == Phase.DELETING] == [
+            "web-0",
+            "web-1",
+        ]
+
+    def test_without_quota_for_an_extra_member_one_goes_first_and_it_says_so(
+        self, pg, demo, make_host, tiny_image
+    ):
+        make_host()
+        Quota.objects.filter(tenant=demo.acme).update(vms=2)
+        pool = ready_pool(demo)
+        pool = pool_services.pool_update(actor=demo.bob, pool=pool, memory_mib=384)
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert live_templates(pool) == {"web-1": 1}
+        assert by_name(pool)["web-0"].phase == Phase.DELETING
+        assert pool.phase == PoolPhase.UPDATING
+        assert "no room for an extra member" in pool.message
+        assert "1 member unavailable at a time" in pool.rollout_message
+        assert not Event.objects.filter(kind="vmpool", reason="FailedCreate").exists()
+        # The old member's quota comes back when its VM is gone: then its successor.
+        old = by_name(pool)["web-0"]
+        vm_services.vm_finalize_delete(old, backend_for_host(old.host))
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert live_templates(pool) == {"web-1": 1, "web-2": 2}
+        run_ready(by_name(pool)["web-2"])
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert live_templates(pool) == {"web-2": 2}
+        assert Quota.objects.get(tenant=demo.acme).used_vms == 2
+
+    def test_a_paused_update_replaces_nothing_until_resumed(self, pg, demo, make_host, tiny_image):
+        make_host()
+        pool = ready_pool(demo)
+        pool = pool_services.pool_update(actor=demo.bob, pool=pool, paused=True)
+        pool = pool_services.pool_update(actor=demo.bob, pool=pool, vcpus=2)
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert live_templates(pool) == {"web-0": 1, "web-1": 1}
+        assert pool.phase == PoolPhase.UPDATING
+        assert pool.message == "Updated 0 of 2. The update is paused."
+        pool = pool_services.pool_update(actor=demo.bob, pool=pool, paused=False)
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert live_templates(pool) == {"web-0": 1, "web-1": 1, "web-2": 2}
+        assert Event.objects.filter(kind="vmpool", reason="UpdateResumed").exists()
+
+    def test_a_failed_new_member_stops_the_update_with_a_warning(
+        self, pg, demo, make_host, tiny_image
+    ):
+        make_host()
+        pool = ready_pool(demo)
+        pool = pool_services.pool_update(actor=demo.bob, pool=pool, memory_mib=384)
+        pool = pool_services.pool_reconcile(pool.pk)
+        set_phase(by_name(pool)["web-2"], Phase.FAILED, "The guest did not boot.")
+        pool = pool_services.pool_reconcile(pool.pk)
+        pool = pool_services.pool_reconcile(pool.pk)
+        # The old members keep serving; the failed one stays for people to look at.
+        assert live_templates(pool) == {"web-0": 1, "web-1": 1, "web-2": 2}
+        assert pool.phase == PoolPhase.DEGRADED and pool.rollout_failed
+        assert "web-2 (template 2) failed: The guest did not boot." in pool.message
+        warning = Event.objects.get(kind="vmpool", reason="RolloutFailed")
+        assert warning.type == "Warning"
+        # A new template starts over: the failed member goes, a new one comes.
+        pool = pool_services.pool_update(actor=demo.bob, pool=pool, memory_mib=320)
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert not pool.rollout_failed
+        assert live_templates(pool) == {"web-0": 1, "web-1": 1, "web-3": 3}
+
+    def test_a_scale_down_during_an_update_removes_old_members_first(
+        self, pg, demo, make_host, tiny_image
+    ):
+        make_host()
+        pool = ready_pool(demo, replicas=3)
+        pool = pool_services.pool_update(actor=demo.bob, pool=pool, vcpus=2)
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert live_templates(pool) == {"web-0": 1, "web-1": 1, "web-2": 1, "web-3": 2}
+        pool = pool_services.pool_scale(actor=demo.bob, pool=pool, replicas=1)
+        pool = pool_services.pool_reconcile(pool.pk)
+        # At most replicas + 1 members: the two oldest old ones go, the new one stays.
+        assert live_templates(pool) == {"web-2": 1, "web-3": 2}
+        run_ready(by_name(pool)["web-3"])
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert live_templates(pool) == {"web-3": 2}
+        assert (pool.phase, pool.updated_replicas) == (PoolPhase.READY, 1)
+
+    def test_bad_input_changes_nothing_and_a_viewer_may_not_update(
+        self, pg, demo, make_host, tiny_image
+    ):
+        make_host()
+        pool = ready_pool(demo)
+        with pytest.raises(ValidationError) as caught:
+            pool_services.pool_update(
+                actor=demo.bob, pool=pool, image="nope", vcpus=0, warm=101, max_unavailable=-1
+            )
+        assert set(caught.value.errors) == {"image", "vcpus", "warm", "max_unavailable"}
+        with pytest.raises(PermissionDenied):
+            pool_services.pool_update(actor=demo.carol, pool=pool, vcpus=2)
+        again = VMPool.objects.get(pk=pool.pk)
+        assert (again.template_generation, again.vcpus, again.resource_version) == (
+            1,
+            1,
+            pool.resource_version,
+        )
+
+
+@pytest.mark.unit
+class TestWarmMembers:
+    def test_warm_members_are_defined_stopped_charged_and_started_first(
+        self, pg, demo, make_host, tiny_image
+    ):
+        from compute.choices import DesiredState
+
+        make_host()
+        pool = pool_services.pool_reconcile(make_pool(demo, replicas=1, warm=2).pk)
+        vms = by_name(pool)
+        assert [(n, vm.pool_warm) for n, vm in vms.items()] == [
+            ("web-0", False),
+            ("web-1", True),
+            ("web-2", True),
+        ]
+        assert vms["web-1"].desired_state == DesiredState.STOPPED
+        # Warm members are VMs: charged to the quota as any VM.
+        assert Quota.objects.get(tenant=demo.acme).used_vms == 3
+        for name in ("web-1", "web-2"):
+            set_phase(vms[name], Phase.STOPPED)
+        run_ready(vms["web-0"])
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert (pool.phase, pool.warm_replicas, pool.current_replicas) == (PoolPhase.READY, 2, 1)
+        assert pool.message == "1 of 1 members ready. 2 of 2 warm members."
+        # A scale-up starts a warm member (no provisioning) and a new warm one is made.
+        pool = pool_services.pool_scale(actor=demo.bob, pool=pool, replicas=2)
+        pool = pool_services.pool_reconcile(pool.pk)
+        vms = by_name(pool)
+        assert not vms["web-1"].pool_warm
+        assert (vms["web-1"].desired_state, vms["web-1"].phase) == (
+            DesiredState.RUNNING,
+            Phase.STARTING,
+        )
+        assert vms["web-3"].pool_warm
+        assert Event.objects.filter(kind="vmpool", reason="WarmStarted").count() == 1
+        assert Quota.objects.get(tenant=demo.acme).used_vms == 4
+
+    def test_warm_members_get_what_the_quota_leaves_and_say_so(
+        self, pg, demo, make_host, tiny_image
+    ):
+        make_host()
+        Quota.objects.filter(tenant=demo.acme).update(vms=2)
+        pool = pool_services.pool_reconcile(make_pool(demo, replicas=1, warm=3).pk)
+        assert [vm.pool_warm for vm in members(pool)] == [False, True]
+        assert "No quota left for warm members (vms)." in pool.message
+
+    def test_a_template_change_replaces_warm_members_at_once(self, pg, demo, make_host, tiny_image):
+        make_host()
+        pool = pool_services.pool_reconcile(make_pool(demo, replicas=0, warm=1).pk)
+        pool = pool_services.pool_update(actor=demo.bob, pool=pool, memory_mib=384)
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert live_templates(pool) == {"web-1": 2}
+        assert by_name(pool)["web-0"].phase == Phase.DELETING
+
+
+@pytest.mark.libvirt_test_driver
+def test_rolling_update_and_warm_start_through_workers(demo, make_host, tiny_image, celery_worker):
+    """A pool of 2 with 1 warm member on libvirt's test driver: a template change is
+    rolled out (every member replaced, Ready at the end); a scale-up starts the warm
+    member, and a new warm member is made."""
+    make_host()
+    pool = make_pool(demo, replicas=2, warm=1)
+
+    def pool_now() -> VMPool:
+        return VMPool.objects.get(pk=pool.pk)
+
+    def settled(template: int, replicas: int) -> bool:
+        now = pool_now()
+        return (
+            now.phase == PoolPhase.READY
+            and now.updated_replicas == replicas
+            and now.warm_replicas == 1
+            and set(live_templates(now).values()) == {template}
+        )
+
+    wait_for(lambda: settled(1, 2), 30, message="pool never Ready with a warm member")
+    pool_services.pool_update(actor=demo.bob, pool=pool_now(), memory_mib=320)
+    wait_for(lambda: settled(2, 2), 60, message="the update did not finish")
+    assert {vm.memory_mib for vm in members(pool) if vm.phase != Phase.DELETING} == {320}
+    warm = VirtualMachine.objects.get(pool=pool, pool_warm=True)
+    pool_services.pool_scale(actor=demo.bob, pool=pool_now(), replicas=3)
+    wait_for(lambda: settled(2, 3), 30, message="the warm member was not started")
+    started = VirtualMachine.objects.get(pk=warm.pk)
+    assert (started.pool_warm, started.phase) == (False, Phase.RUNNING)
