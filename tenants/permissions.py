@@ -49,6 +49,8 @@ OPERATE_ACTIONS = frozenset(
         "nic.attach",
         "nic.detach",
         "snapshot.schedule",
+        "backup.create",
+        "backup.restore",
         "vmpool.create",
         "vmpool.scale",
         "vmpool.delete",
@@ -67,6 +69,7 @@ ADMIN_ACTIONS = frozenset(
         "volume.delete",
         "quota.request",
         "snapshot.delete",
+        "backup.delete",
         "network.delete",
     }
 )

@@ -72,6 +72,14 @@ class Volume(Resource):
         blank=True,
         related_name="clones",
     )
+    source_backup = models.ForeignKey(
+        "compute.Backup",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="restored_volumes",
+        help_text="The backup its data is restored from (its file for this device).",
+    )
     source_name = models.CharField(
         max_length=200,
         blank=True,

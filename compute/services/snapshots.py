@@ -254,6 +254,13 @@ def snapshot_delete(*, actor, snapshot: Snapshot) -> Snapshot:
 
 
 def _delete(actor, snapshot: Snapshot) -> Snapshot:
+    exporting = list(snapshot.backups.values_list("name", flat=True))
+    if exporting:
+        raise Conflict(
+            f"Snapshot {snapshot.name} is being backed up ({', '.join(exporting)}): delete "
+            "it once the backup is Ready.",
+            errors={"phase": ["Being backed up."]},
+        )
     if snapshot.phase not in SNAPSHOT_ACTIONS["delete"][1]:
         raise Conflict(
             f"Cannot delete snapshot {snapshot.name} while it is {snapshot.phase}.",

@@ -493,7 +493,7 @@ def vm_volumes_prepare(vm: VirtualMachine, backend) -> None:
     """Before the VM's domain is defined: every volume it is defined with exists in its
     host's pool (the provisioning task calls this; safe to repeat)."""
     for volume in Volume.objects.filter(vm=vm, storage_class=StorageClass.LOCAL).select_related(
-        "tenant", "source_image", "source_volume"
+        "tenant", "source_image", "source_volume", "source_backup", "source_backup__tenant"
     ):
         info = _volume_make(volume, backend)
         if volume.phase == VolumePhase.PENDING:
@@ -509,7 +509,12 @@ def vm_volumes_prepare(vm: VirtualMachine, backend) -> None:
 
 def _volume_make(volume: Volume, backend):
     """A VM's disk exists: made blank or on its image, or copied from the volume it is
-    a clone of (a cloned VM's disks; safe to repeat: an existing one is kept)."""
+    a clone of (a cloned VM's disks), or written from the backup it is restored from
+    (safe to repeat: an existing one is kept)."""
+    if volume.created_from == VolumeSource.BACKUP:
+        from compute.services.backups import volume_from_backup
+
+        return volume_from_backup(volume, backend)
     if volume.created_from != VolumeSource.VOLUME:
         return backend.volume_create(volume_spec(volume))
     try:

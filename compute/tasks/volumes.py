@@ -132,7 +132,11 @@ def _ensure(volume: Volume, backend) -> Volume:
 def _make(volume: Volume, backend):
     """Create the volume's storage: blank or on its image, or a full copy of the
     volume it is a clone of (``createXMLFrom`` copies the data, backing chain
-    flattened, so the clone never depends on its source)."""
+    flattened, so the clone never depends on its source), or written from a backup."""
+    if volume.created_from == VolumeSource.BACKUP:
+        from compute.services.backups import volume_from_backup
+
+        return volume_from_backup(volume, backend)
     if volume.created_from != VolumeSource.VOLUME:
         return backend.volume_create(services.volume_spec(volume))
     source = volume.source_volume
