@@ -217,6 +217,7 @@ PHASE_LABELS = {
     "Scaling": _("Scaling"),
     "Degraded": _("Degraded"),
     "Detaching": _("Detaching"),
+    "Exporting": _("Exporting"),
 }
 
 

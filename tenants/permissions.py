@@ -24,6 +24,7 @@ VIEW_ACTIONS = frozenset(
         "network.view",
         "usage.view",
         "vmpool.view",
+        "backup.view",
     }
 )
 

@@ -40,6 +40,7 @@ def vm_snapshots_panel(context, vm):
         "disk_names": [v.name for v in selectors.vm_volumes(request.user, tenant, vm)],
         "stopped": vm.phase == Phase.STOPPED,
         "can_snapshot": tenant_selectors.can(request.user, tenant, "snapshot.create"),
+        "can_backup": tenant_selectors.can(request.user, tenant, "backup.create"),
     }
 
 
