@@ -73,4 +73,22 @@
     });
     syncEmpty();
   });
+
+  // A resync lists what exists: a row it lacks may have been deleted while the page
+  // was loading (its "deleted" message came before the page listened). Ask the API.
+  document.addEventListener("isotope:snapshot", (event) => {
+    const frame = event.detail || {};
+    if (!tenant || frame.stream !== "tenant." + tenant) return;
+    const known = new Set(
+      ((frame.data && frame.data.resources) || []).filter((r) => r.kind === "backup").map((r) => r.name)
+    );
+    rows.querySelectorAll("[data-backup-row]").forEach((row) => {
+      const name = row.dataset.backupRow;
+      if (known.has(name)) return;
+      const url = "/api/v1/tenants/" + encodeURIComponent(tenant) + "/backups/" + encodeURIComponent(name) + "/";
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then((response) => { if (response.status === 404) { row.remove(); syncEmpty(); } })
+        .catch(() => {});
+    });
+  });
 })();
