@@ -72,6 +72,14 @@ class Volume(Resource):
         blank=True,
         related_name="clones",
     )
+    source_snapshot = models.ForeignKey(
+        "compute.Snapshot",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="copies",
+        help_text="The snapshot it is a copy of (a VM cloned from a snapshot).",
+    )
     source_backup = models.ForeignKey(
         "compute.Backup",
         on_delete=models.SET_NULL,

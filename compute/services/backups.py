@@ -40,11 +40,10 @@ from compute.choices import (
     BackupPhase,
     DesiredState,
     Phase,
-    SnapshotPhase,
     VolumePhase,
     VolumeSource,
 )
-from compute.models import Backup, Snapshot, VirtualMachine, Volume
+from compute.models import Backup, VirtualMachine, Volume
 from compute.scheduler import schedule
 from compute.services import snapshots as snapshot_services
 from compute.services import vms as vm_services
@@ -94,21 +93,7 @@ def backup_create(*, actor, vm: VirtualMachine, snapshot: str, name: str) -> Bac
         raise ValidationError("The backup is not valid.", errors=errors)
     try:
         with transaction.atomic():
-            disks = list(
-                Snapshot.objects.select_for_update(of=("self",))
-                .select_related("volume", "tenant")
-                .filter(vm=vm, name=str(snapshot))
-                .order_by("volume__device")
-            )
-            if not disks:
-                raise NotFound(f"Snapshot {snapshot!r} of {vm.name} not found.")
-            busy = [s.volume.name for s in disks if s.phase != SnapshotPhase.READY]
-            if busy:
-                raise Conflict(
-                    f"Snapshot {snapshot} of {vm.name} is not Ready ({', '.join(busy)}): "
-                    "back it up once it is.",
-                    errors={"snapshot": [f"{n} is not Ready." for n in busy]},
-                )
+            vm, disks = snapshot_services.vm_snapshot_ready(vm, str(snapshot))
             if Backup.objects.filter(tenant=tenant, name=name).exists():
                 raise ValidationError(
                     f"A backup named {name!r} exists already.", errors={"name": ["Taken."]}

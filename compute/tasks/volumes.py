@@ -137,15 +137,9 @@ def _make(volume: Volume, backend):
         from compute.services.backups import volume_from_backup
 
         return volume_from_backup(volume, backend)
-    if volume.created_from != VolumeSource.VOLUME:
+    if volume.created_from not in (VolumeSource.VOLUME, VolumeSource.SNAPSHOT):
         return backend.volume_create(services.volume_spec(volume))
-    source = volume.source_volume
-    if source is None:
-        raise BackendError(f"Its source volume {volume.source_name} is gone.")
-    try:
-        return backend.volume_clone(services.volume_spec(source), services.volume_spec(volume))
-    except VolumeNotFound as error:
-        raise BackendError(str(error)) from None
+    return services._copy_source(volume, backend)
 
 
 def _vm_of_domain(domain: str) -> VirtualMachine | None:
