@@ -489,6 +489,33 @@ def backup_files_remove(backup: Backup) -> None:
     shutil.rmtree(backup_dir(backup), ignore_errors=True)
 
 
+# --- Lost tasks ------------------------------------------------------------------------
+def backups_stale() -> list[Backup]:
+    """Backups still Pending, Exporting or Deleting ``ISOTOPE_STUCK_SECONDS`` after their
+    last write (an export writes its progress as it goes) with no task holding them:
+    their task was lost."""
+    from datetime import timedelta
+
+    from django.core.cache import cache
+
+    from compute.tasks.backups import backup_lock_key
+
+    cutoff = timezone.now() - timedelta(seconds=settings.ISOTOPE_STUCK_SECONDS)
+    rows = Backup.objects.filter(
+        phase__in=[BackupPhase.PENDING, BackupPhase.EXPORTING, BackupPhase.DELETING],
+        updated__lt=cutoff,
+    ).select_related("tenant")
+    return [b for b in rows if cache.get(backup_lock_key(b.pk)) is None]
+
+
+def backups_redrive() -> list[int]:
+    """Enqueue the task of every stale backup (beat, with the volume sweep)."""
+    stale = backups_stale()
+    for backup in stale:
+        _enqueue(backup)
+    return [b.pk for b in stale]
+
+
 # --- Live state ------------------------------------------------------------------------
 def backup_state(backup: Backup) -> dict:
     """What the Backups page needs to redraw one row."""

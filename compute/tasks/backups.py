@@ -29,6 +29,10 @@ PROGRESS_SECONDS = 0.5
 LOCK_SECONDS = 6 * 3600
 
 
+def backup_lock_key(backup_id: int) -> str:
+    return f"isotope:backup-lock:{backup_id}"
+
+
 def _load(backup_id: int) -> Backup | None:
     return Backup.objects.select_related("tenant").filter(pk=backup_id).first()
 
@@ -40,7 +44,7 @@ def backup_apply(self, backup_id: int) -> None:
     if backup is None:
         return
     try:
-        with task_lock(f"isotope:backup-lock:{backup_id}", LOCK_SECONDS):
+        with task_lock(backup_lock_key(backup_id), LOCK_SECONDS):
             backup = _load(backup_id)
             if backup is None:
                 return

@@ -222,10 +222,13 @@ def _grow(volume: Volume, backend) -> Volume:
 
 @shared_task(name="compute.tasks.libvirt.volumes_sweep")
 def volumes_sweep() -> list[int]:
-    """Beat: drive again the volumes (and volume snapshots) whose task was lost."""
+    """Beat: drive again the volumes (and volume snapshots, and backups) whose task
+    was lost."""
+    from compute.services.backups import backups_redrive
     from compute.services.snapshots import snapshots_redrive
 
     snapshots_redrive()
+    backups_redrive()
     return services.volumes_redrive()
 
 

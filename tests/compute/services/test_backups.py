@@ -142,3 +142,30 @@ def test_bad_backup_input_and_roles_change_nothing(
     wait_for(lambda: not Backup.objects.exists(), 15, message="backup kept")
     assert not folder.exists()
     assert AuditLog.objects.filter(action="backup.delete", target="backup/b1").exists()
+
+
+def test_a_backup_whose_task_was_lost_is_driven_again_by_the_sweep(
+    demo, make_host, tiny_image, celery_worker, backup_dir, settings
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from compute.tasks.volumes import volumes_sweep
+
+    make_host()
+    settings.ISOTOPE_STUCK_SECONDS = 1
+    backup = ready_backup(demo)
+    # An export whose worker died long ago, its files half written.
+    old = timezone.now() - timedelta(seconds=30)
+    backup_services.backup_files_remove(backup)
+    Backup.objects.filter(pk=backup.pk).update(
+        phase=BackupPhase.EXPORTING, progress=40, updated=old
+    )
+    backup.snapshots.set(Snapshot.objects.filter(vm=backup.vm, name="s1"))
+    assert backup_services.backups_stale() == [backup]
+    volumes_sweep()
+    backup = wait_backup(backup, BackupPhase.READY)
+    path = backup_services.disk_path(backup, backup.disks[0])
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == backup.disks[0]["sha256"]
+    assert backup_services.backups_stale() == []
