@@ -214,7 +214,7 @@ def backup_verify(backup: Backup) -> None:
             problems.append(f"{disk['file']} is corrupt (its sha256 does not match).")
             continue
         try:
-            imagefiles.inspect(path, min_raw_bytes=1, max_virtual_bytes=2**63)
+            check_standalone(path, disk.get("format") or "qcow2")
         except imagefiles.ImageRefused as error:
             problems.append(f"{disk['file']}: {error}")
     if problems:
@@ -222,6 +222,17 @@ def backup_verify(backup: Backup) -> None:
             f"Backup {backup.name} cannot be restored: {' '.join(problems)}",
             errors={"backup": problems},
         )
+
+
+def check_standalone(path: Path, fmt: str) -> None:
+    """A qcow2 backup file is a qcow2 image with no backing or external data file
+    (``qemu-img info``); ``ImageRefused`` otherwise. A raw file is its disk's bytes
+    (whatever they look like: no header to check, nothing it could point at)."""
+    if fmt == "raw":
+        return
+    info = imagefiles.inspect(path, min_raw_bytes=1, max_virtual_bytes=2**63)
+    if info.format != fmt:
+        raise imagefiles.ImageRefused(f"The file is {info.format}, not {fmt}.")
 
 
 def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> VirtualMachine:

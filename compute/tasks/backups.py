@@ -106,7 +106,7 @@ def _export(backup: Backup) -> None:
             lambda done, whole, size=size: report(size * done / whole if whole else 0),
         )
         digest = imagefiles.sha256_file(path, lambda done, whole: None)
-        imagefiles.inspect(path, min_raw_bytes=1, max_virtual_bytes=2**63)
+        services.check_standalone(path, disk.get("format") or "qcow2")
         written.append({**disk, "bytes": written_bytes, "sha256": digest})
         done_gib += size
         report(0)

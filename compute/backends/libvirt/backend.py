@@ -53,13 +53,14 @@ GIB = 1024**3
 STREAM_CHUNK = 1024 * 1024
 
 
-def _blank_qcow2(dest: Path, capacity: int) -> None:
-    """A blank qcow2 file of ``capacity`` bytes at ``dest`` (test driver exports)."""
+def _blank_image(dest: Path, capacity: int, fmt: str) -> None:
+    """A blank ``fmt`` (qcow2 or raw) image of ``capacity`` bytes at ``dest`` (what a
+    test-driver volume, which holds no data, exports as)."""
     binary = shutil.which("qemu-img")
     if binary is None:
         raise BackendError("qemu-img is not installed on this worker (Debian: qemu-utils).")
     done = subprocess.run(  # noqa: S603 - fixed argv, no shell
-        [binary, "create", "-q", "-f", "qcow2", str(dest), str(capacity)],
+        [binary, "create", "-q", "-f", fmt, str(dest), str(capacity)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -801,7 +802,7 @@ class LibvirtBackend(ComputeBackend):
             # The test driver's volumes hold no data and it streams none: what such a
             # volume holds is a blank disk of its capacity, written as one.
             capacity = int(volume.info()[1])
-            _blank_qcow2(Path(dest), capacity)
+            _blank_image(Path(dest), capacity, xml.volume_format(volume.XMLDesc(0)) or "qcow2")
             size = Path(dest).stat().st_size
             on_progress(size, size)
             return size

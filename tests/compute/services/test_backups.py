@@ -169,3 +169,24 @@ def test_a_backup_whose_task_was_lost_is_driven_again_by_the_sweep(
     path = backup_services.disk_path(backup, backup.disks[0])
     assert hashlib.sha256(path.read_bytes()).hexdigest() == backup.disks[0]["sha256"]
     assert backup_services.backups_stale() == []
+
+
+def test_a_backup_file_must_be_a_standalone_image_of_its_disks_format(tmp_path):
+    import subprocess
+
+    from compute import imagefiles
+
+    base, overlay, raw = tmp_path / "base.qcow2", tmp_path / "overlay.qcow2", tmp_path / "d.img"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "1M"], check=True)
+    backup_services.check_standalone(base, "qcow2")
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(overlay)],
+        check=True,
+    )
+    with pytest.raises(imagefiles.ImageRefused, match="backing file"):
+        backup_services.check_standalone(overlay, "qcow2")
+    # A raw disk is its bytes, even when they start like text (a guest wrote a marker).
+    raw.write_bytes(b"marker written by the guest\n".ljust(1024 * 1024, b"\0"))
+    backup_services.check_standalone(raw, "raw")
+    with pytest.raises(imagefiles.ImageRefused):
+        backup_services.check_standalone(raw, "qcow2")
