@@ -1,8 +1,9 @@
 """Backups on a real QEMU guest on libvirt node1 (qemu tier): a marker the guest writes
 on its disk is in the VM snapshot, in the backup exported from it, and — after the
 source VM and its snapshot are deleted — in a new VM restored from the backup, where the
-guest reads it back. The restored disk is also compared with the backup file on the
-host (``qemu-img compare``: the same content the guest sees)."""
+guest reads it back. The restored disk, and that of a VM cloned from the same snapshot,
+are also compared with the backup file on the host (``qemu-img compare``: the same
+content the guest sees)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from compute.backends.libvirt.backend import shared_connection
 from compute.choices import BackupPhase, Phase, SnapshotPhase
 from compute.models import Backup, Snapshot, VirtualMachine, Volume
 from compute.services import backups as backup_services
+from compute.services import clones
 from compute.services import snapshots as snapshot_services
 from compute.services import vms as vm_services
 from tests.compute.services.test_vm_lifecycle import wait_phase, wait_ready
@@ -25,6 +27,21 @@ from tests.compute.test_qemu_volumes import guest_of, pool_cleanup  # noqa: F401
 from tests.conftest import GUEST_BOOT_TIMEOUT, wait_for
 
 pytestmark = pytest.mark.qemu
+
+
+def assert_same_disk(host, exported, backend_name: str) -> None:
+    """The pool volume ``backend_name`` holds what the file ``exported`` holds, as a
+    guest sees it (``qemu-img compare``)."""
+    pool = shared_connection(host.uri).storagePoolLookupByName("isotope-volumes")
+    pool.refresh(0)
+    on_host = pool.storageVolLookupByName(backend_name).path()
+    compared = subprocess.run(
+        [shutil.which("qemu-img"), "compare", "-f", "qcow2", "-F", "qcow2", str(exported), on_host],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert compared.returncode == 0, compared.stdout + compared.stderr
 
 
 def test_a_backup_restored_into_a_new_vm_holds_what_the_source_guest_wrote(
@@ -86,6 +103,11 @@ def test_a_backup_restored_into_a_new_vm_holds_what_the_source_guest_wrote(
     ).stdout
     assert '"format": "qcow2"' in info and "backing-filename" not in info
 
+    # A clone made from the same snapshot holds the same disk (copied on the host).
+    clone = clones.vm_clone(actor=demo.bob, vm=vm, name=f"{name}-snap", snapshot="before")
+    clone = wait_phase(clone, Phase.STOPPED, timeout=300)
+    assert_same_disk(node1, exported, Volume.objects.get(vm=clone).backend_name)
+
     # The source goes: its snapshot, then the VM and its disk.
     snapshot_services.vm_snapshot_delete(actor=demo.alice, vm=vm, name="before")
     wait_for(lambda: not Snapshot.objects.exists(), 300, message="snapshot kept")
@@ -96,17 +118,7 @@ def test_a_backup_restored_into_a_new_vm_holds_what_the_source_guest_wrote(
         actor=demo.bob, backup=backup, name=f"{name}-back", start=False
     )
     restored = wait_phase(restored, Phase.STOPPED, timeout=300)
-    root = Volume.objects.get(vm=restored)
-    path = shared_connection(node1.uri).storagePoolLookupByName("isotope-volumes")
-    path.refresh(0)
-    on_host = path.storageVolLookupByName(root.backend_name).path()
-    compared = subprocess.run(
-        [shutil.which("qemu-img"), "compare", "-f", "qcow2", "-F", "qcow2", str(exported), on_host],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert_same_disk(node1, exported, Volume.objects.get(vm=restored).backend_name)
 
     vm_services.vm_action(actor=demo.bob, vm=restored, action="start")
     restored = wait_ready(
