@@ -169,6 +169,18 @@ class VolumeSource(models.TextChoices):
     IMAGE = "image", _("Image")
     SNAPSHOT = "snapshot", _("Snapshot")
     VOLUME = "volume", _("Another volume")
+    BACKUP = "backup", _("Backup")
+
+
+class BackupPhase(models.TextChoices):
+    """Where a backup stands: ``Pending`` until its task starts, ``Exporting`` while
+    its files are written (with progress), ``Ready``, ``Failed``, ``Deleting``."""
+
+    PENDING = "Pending"
+    EXPORTING = "Exporting"
+    READY = "Ready"
+    FAILED = "Failed"
+    DELETING = "Deleting"
 
 
 # Formats each storage class supports (the first is the default).
@@ -205,6 +217,7 @@ PHASE_LABELS = {
     "Scaling": _("Scaling"),
     "Degraded": _("Degraded"),
     "Detaching": _("Detaching"),
+    "Exporting": _("Exporting"),
 }
 
 

@@ -272,6 +272,23 @@ def snapshot_get(user, volume: Volume, name: str, *, lock: bool = False) -> Snap
     return snapshot
 
 
+def backups_for_tenant(user, tenant: Tenant):
+    """The tenant's backups ``user`` may see, newest first."""
+    from compute.models import Backup
+
+    return (
+        restrict(user, "backup.view", Backup.objects.filter(tenant=tenant))
+        .select_related("tenant", "vm")
+        .order_by("-created", "name")
+    )
+
+
+def backup_get(user, tenant: Tenant, name: str, action: str = "backup.view", *, lock=False):
+    """The backup ``name`` of ``tenant`` (``NotFound``/``PermissionDenied`` as vm_get)."""
+    queryset = backups_for_tenant(user, tenant).filter(name=name)
+    return _tenant_object(queryset, user, tenant, action, "backup.view", f"Backup {name!r}", lock)
+
+
 # --- Global search (the top bar) --------------------------------------------------------
 SEARCH_MAX_LENGTH = 200
 SEARCH_LIMIT = 25

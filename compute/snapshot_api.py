@@ -601,6 +601,13 @@ class VMCloneIn(StrictSerializer):
     start = serializers.BooleanField(
         required=False, default=False, help_text="Start the clone once its disks are copied."
     )
+    snapshot = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Copy the disks from this snapshot of the VM (Ready) instead of its "
+        "current disks; the VM may then be running.",
+    )
 
 
 class VMCloneView(VMView):
@@ -614,13 +621,14 @@ class VMCloneView(VMView):
     def api_errors(self, error: ApplicationError) -> ApplicationError:
         return api_field_errors(
             error,
-            fields={"name": "name", "vm": "vm", "phase": "status.phase"},
+            fields={"name": "name", "vm": "vm", "phase": "status.phase", "snapshot": "snapshot"},
             quota_fields={"cpu": "name", "memory": "name", "storage": "name", "vms": "name"},
         )
 
     @extend_schema(
         operation_id="virtualmachines_clone",
-        summary="Clone a stopped VM: a new VM with full copies of all its disks",
+        summary="Clone a VM: a new VM with full copies of all its disks (of the stopped VM, "
+        "or of one of its snapshots)",
         request=VMCloneIn,
         parameters=[IDEMPOTENCY_KEY],
         responses={
@@ -641,7 +649,11 @@ class VMCloneView(VMView):
         def clone():
             try:
                 return clone_services.vm_clone(
-                    actor=request.user, vm=source, name=data["name"], start=data["start"]
+                    actor=request.user,
+                    vm=source,
+                    name=data["name"],
+                    start=data["start"],
+                    snapshot=data["snapshot"] or None,
                 )
             except ApplicationError as error:
                 raise self.api_errors(error) from None

@@ -302,16 +302,28 @@ def vm_snapshot_schedule(request, tenant, name: str):
 @tenant_view("vm.create")
 @require_POST
 def vm_clone(request, tenant, name: str):
-    """The VM page's "Clone" form: on success, the new VM's page."""
+    """The VM page's "Clone" forms (of its current disks, or of one of its snapshots):
+    on success, the new VM's page."""
     vm = _vm_or_404(request, tenant, name)
     new_name = request.POST.get("name", "").strip()
+    snapshot = request.POST.get("snapshot", "").strip() or None
+    done = (
+        gettext("Cloning %(vm)s into %(name)s from snapshot %(snapshot)s.")
+        % {"vm": vm.name, "name": new_name, "snapshot": snapshot}
+        if snapshot
+        else gettext("Cloning %(vm)s into %(name)s: its disks are being copied.")
+        % {"vm": vm.name, "name": new_name}
+    )
     if _report(
         request,
         lambda: clone_services.vm_clone(
-            actor=request.user, vm=vm, name=new_name, start=bool(request.POST.get("start"))
+            actor=request.user,
+            vm=vm,
+            name=new_name,
+            start=bool(request.POST.get("start")),
+            snapshot=snapshot,
         ),
-        gettext("Cloning %(vm)s into %(name)s: its disks are being copied.")
-        % {"vm": vm.name, "name": new_name},
+        done,
     ):
         return redirect("vm-detail", tenant=tenant.slug, name=new_name)
     return redirect(

@@ -10,6 +10,8 @@ from django.urls import path, re_path
 
 from compute import (  # live migration
     api,
+    backup_api,
+    backup_views,
     image_api,
     image_views,
     manifest_views,
@@ -191,6 +193,17 @@ volume_pages = [
     ),
 ]
 
+backup_pages = [
+    path("backups/", backup_views.backup_list, name="backup-list"),
+    path("backups/<slug:name>/restore/", backup_views.backup_restore, name="backup-restore"),
+    path("backups/<slug:name>/delete/", backup_views.backup_delete, name="backup-delete"),
+    path(
+        "vms/<slug:name>/snapshots/<slug:snapshot>/backup/",
+        backup_views.backup_create,
+        name="backup-create",
+    ),
+]
+
 network_pages = [
     path("networks/", network_views.network_list, name="network-list"),
     path("networks/<slug:name>/delete/", network_views.network_delete, name="network-delete"),
@@ -327,6 +340,21 @@ pool_api_urls = [
         "tenants/<slug:tenant>/autoscalers/<slug:name>/",
         pool_api.AutoscalerDetailView.as_view(),
         name="autoscaler-api-detail",
+    ),
+    path(
+        "tenants/<slug:tenant>/backups/",
+        backup_api.BackupListView.as_view(),
+        name="backup-api-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/backups/<slug:name>/",
+        backup_api.BackupDetailView.as_view(),
+        name="backup-api-detail",
+    ),
+    path(
+        "tenants/<slug:tenant>/backups/<slug:name>/restore/",
+        backup_api.BackupRestoreView.as_view(),
+        name="backup-api-restore",
     ),
 ]
 

@@ -492,6 +492,12 @@ ISOTOPE_LIBVIRT_SOCKETS = env_list(
     ),
 )
 
+# --- Backups (compute/services/backups.py) ----------------------------------------------
+# Where exported VM snapshots are written (<dir>/<tenant>/<backup uid>/<device>.qcow2) by
+# the workers, streamed from the hosts through libvirt; shared by every worker (a network
+# file system in production).
+ISOTOPE_BACKUP_DIR = os.environ.get("ISOTOPE_BACKUP_DIR", str(BASE_DIR / "var" / "backups"))
+
 # --- Image import (compute/services/images.py, compute/imagefiles.py) -----------------
 # Where imported images live (<dir>/tenants/<tenant>/<uid>.qcow2, staging in <dir>/.staging):
 # a path every libvirt host reads (the tiny guest from tools.infra lives here too).

@@ -70,6 +70,7 @@ tenant_pages = [
     *compute_urls.image_pages,
     *compute_urls.volume_pages,
     *compute_urls.network_pages,
+    *compute_urls.backup_pages,
     *compute_urls.pool_pages,
     path("events/", monitoring_views.event_list, name="event-list"),
     path("usage/", usage_views.usage_page, name="usage-page"),

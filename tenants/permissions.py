@@ -24,6 +24,7 @@ VIEW_ACTIONS = frozenset(
         "network.view",
         "usage.view",
         "vmpool.view",
+        "backup.view",
     }
 )
 
@@ -49,6 +50,8 @@ OPERATE_ACTIONS = frozenset(
         "nic.attach",
         "nic.detach",
         "snapshot.schedule",
+        "backup.create",
+        "backup.restore",
         "vmpool.create",
         "vmpool.scale",
         "vmpool.update",
@@ -68,6 +71,7 @@ ADMIN_ACTIONS = frozenset(
         "volume.delete",
         "quota.request",
         "snapshot.delete",
+        "backup.delete",
         "network.delete",
     }
 )

@@ -317,6 +317,19 @@ class ComputeBackend(ABC):
         """The volume's path and sizes. Raises VolumeNotFound."""
         raise BackendError("This host's backend has no volume storage.")
 
+    def volume_export(self, pool: str, name: str, dest, on_progress) -> int:
+        """Write the volume's file, byte for byte, to the local path ``dest`` (a new
+        file; the caller removes it on failure), calling ``on_progress(done, total)``
+        in bytes as it goes; return how many bytes were written. Raises
+        VolumeNotFound. Blocks for the copy."""
+        raise BackendError("This host's backend cannot export volumes.")
+
+    def volume_import(self, spec: VolumeSpec, source, on_progress) -> VolumeInfo:
+        """Create ``spec`` holding the bytes of the local file ``source`` (a standalone
+        image of ``spec.format``); an existing volume of that name is replaced. Blocks
+        for the copy."""
+        raise BackendError("This host's backend cannot import volumes.")
+
     def disk_attach(self, name: str, disk: DiskSpec) -> bool:
         """Attach ``disk`` to domain ``name``: hot-plugged into the running guest and
         kept in its definition (a stopped domain gets it in its definition only).

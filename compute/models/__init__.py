@@ -1,6 +1,7 @@
 """Compute models: hosts, images, flavors, virtual machines, VM pools, volumes,
 idempotency keys, migrations, networks."""
 
+from compute.models.backups import Backup
 from compute.models.console import ConsoleTicket
 from compute.models.hosts import Host
 from compute.models.idempotency import IdempotencyKey
@@ -15,6 +16,7 @@ from compute.models.volumes import Volume
 
 __all__ = [
     "Autoscaler",
+    "Backup",
     "ConsoleTicket",
     "Flavor",
     "Host",

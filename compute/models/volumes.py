@@ -72,6 +72,22 @@ class Volume(Resource):
         blank=True,
         related_name="clones",
     )
+    source_snapshot = models.ForeignKey(
+        "compute.Snapshot",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="copies",
+        help_text="The snapshot it is a copy of (a VM cloned from a snapshot).",
+    )
+    source_backup = models.ForeignKey(
+        "compute.Backup",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="restored_volumes",
+        help_text="The backup its data is restored from (its file for this device).",
+    )
     source_name = models.CharField(
         max_length=200,
         blank=True,

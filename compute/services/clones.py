@@ -21,7 +21,7 @@ import uuid
 from django.db import IntegrityError, transaction
 
 from compute.choices import DesiredState, Phase, VolumePhase, VolumeSource
-from compute.models import Host, VirtualMachine, Volume
+from compute.models import Host, Snapshot, VirtualMachine, Volume
 from compute.scheduler import schedule
 from compute.services import snapshots as snapshot_services
 from compute.services import vms as vm_services
@@ -32,9 +32,13 @@ from tenants.choices import ReservationKind
 from tenants.services import actor_name, audit_record, authorize, quota_check, quota_reserve
 
 
-def vm_clone(*, actor, vm: VirtualMachine, name: str, start: bool = False) -> VirtualMachine:
+def vm_clone(
+    *, actor, vm: VirtualMachine, name: str, start: bool = False, snapshot: str | None = None
+) -> VirtualMachine:
     """A new VM ``name``, a full copy of the stopped ``vm`` and all its disks, charged
-    to the quota; started once its disks are copied when ``start``."""
+    to the quota; started once its disks are copied when ``start``. With ``snapshot``
+    (the name of one of ``vm``'s snapshots, Ready) the disks are copied from that
+    snapshot instead, and ``vm`` may be in any phase (the snapshot is consistent)."""
     tenant = vm.tenant
     authorize(actor=actor, tenant=tenant, permission="vm.create", target=f"vm/{name}")
     image, vcpus, memory_mib, disk_gib = vm_services._validate_create(
@@ -49,7 +53,12 @@ def vm_clone(*, actor, vm: VirtualMachine, name: str, start: bool = False) -> Vi
     uid = uuid.uuid4()
     try:
         with transaction.atomic():
-            source, disks = snapshot_services._stopped_vm_disks(vm, "cloned", need_disks=False)
+            if snapshot:
+                source, disks = snapshot_services.vm_snapshot_ready(vm, str(snapshot))
+                host_id = disks[0].host_id
+            else:
+                source, disks = snapshot_services._stopped_vm_disks(vm, "cloned", need_disks=False)
+                host_id = source.host_id
             storage = sum(d.size_gib for d in disks)
             quota_check(tenant=tenant, cpu=vcpus, memory=memory_mib, storage=storage, vms=1)
             quota_reserve(
@@ -62,7 +71,7 @@ def vm_clone(*, actor, vm: VirtualMachine, name: str, start: bool = False) -> Vi
                 object_id=str(uid),
             )
             # The copies are made in the pool of the source's host: the clone runs there.
-            elsewhere = tuple(Host.objects.exclude(pk=source.host_id).values_list("pk", flat=True))
+            elsewhere = tuple(Host.objects.exclude(pk=host_id).values_list("pk", flat=True))
             placement = schedule(
                 vcpus=vcpus,
                 memory_mib=memory_mib,
@@ -85,7 +94,10 @@ def vm_clone(*, actor, vm: VirtualMachine, name: str, start: bool = False) -> Vi
                 node_selector=dict(source.node_selector),
                 created_by=actor if getattr(actor, "is_authenticated", False) else None,
             )
-            copies = [_disk_copy(actor, clone, disk) for disk in disks]
+            copies = [
+                _snapshot_copy(actor, clone, disk) if snapshot else _disk_copy(actor, clone, disk)
+                for disk in disks
+            ]
             audit_record(
                 actor=actor,
                 action="vm.clone",
@@ -93,12 +105,15 @@ def vm_clone(*, actor, vm: VirtualMachine, name: str, start: bool = False) -> Vi
                 target=f"vm/{name}",
                 detail={
                     "source": source.name,
+                    "snapshot": snapshot or None,
                     "disks": {c.device: c.source_name for c in copies},
                     "storage_gib": storage,
                     "host": placement.host.name,
                 },
             )
             listed = ", ".join(f"{c.source_name} → {c.name}" for c in copies) or "no disks"
+            if snapshot:
+                listed = f"from snapshot {snapshot}: {listed}"
             for who, text in ((source, f"Clone {name} requested"), (clone, "Accepted")):
                 event_publish(
                     tenant=tenant,
@@ -130,11 +145,51 @@ def vm_clone(*, actor, vm: VirtualMachine, name: str, start: bool = False) -> Vi
 def _disk_copy(actor, clone: VirtualMachine, disk: Volume) -> Volume:
     """Inside the clone's transaction: the new volume that will hold a copy of
     ``disk`` at the same device of ``clone``, charged its size."""
+    return _new_disk(
+        actor,
+        clone,
+        disk,
+        size_gib=disk.size_gib,
+        created_from=VolumeSource.VOLUME,
+        source_name=disk.name,
+        host=disk.host,
+        pool=disk.pool,
+    )
+
+
+def _snapshot_copy(actor, clone: VirtualMachine, snapshot: Snapshot) -> Volume:
+    """Inside the clone's transaction: the new volume that will hold a copy of
+    ``snapshot`` at its disk's device of ``clone``, charged the snapshot's size."""
+    return _new_disk(
+        actor,
+        clone,
+        snapshot.volume,
+        size_gib=snapshot.size_gib,
+        created_from=VolumeSource.SNAPSHOT,
+        source_name=f"{snapshot.volume.name}@{snapshot.name}",
+        source_snapshot=snapshot,
+        host=snapshot.host,
+        pool=snapshot.pool,
+    )
+
+
+def _new_disk(
+    actor,
+    clone: VirtualMachine,
+    disk: Volume,
+    *,
+    size_gib: int,
+    created_from: str,
+    source_name: str,
+    host,
+    pool: str,
+    source_snapshot: Snapshot | None = None,
+) -> Volume:
     uid = uuid.uuid4()
     quota_reserve(
         tenant=clone.tenant,
         ref=f"volume:{uid}",
-        storage=disk.size_gib,
+        storage=size_gib,
         kind=ReservationKind.VOLUME,
         object_id=str(uid),
     )
@@ -145,18 +200,19 @@ def _disk_copy(actor, clone: VirtualMachine, disk: Volume) -> Volume:
         name=volume_services.root_volume_name(
             clone.name, clone.tenant, "root" if is_root else disk.device
         ),
-        size_gib=disk.size_gib,
+        size_gib=size_gib,
         storage_class=disk.storage_class,
         format=disk.format,
         phase=VolumePhase.PENDING,
-        created_from=VolumeSource.VOLUME,
+        created_from=created_from,
         source_volume=disk,
-        source_name=disk.name,
+        source_snapshot=source_snapshot,
+        source_name=source_name,
         vm=clone,
         device=disk.device,
         delete_with_vm=disk.delete_with_vm,
-        host=disk.host,
-        pool=disk.pool,
+        host=host,
+        pool=pool,
         backend_name=volume_services._file_name(uid, disk.format),
         labels=dict(disk.labels),
         created_by=clone.created_by,
@@ -166,7 +222,7 @@ def _disk_copy(actor, clone: VirtualMachine, disk: Volume) -> Volume:
         action="volume.clone",
         tenant=clone.tenant,
         target=f"volume/{copy.name}",
-        detail={"source": disk.name, "size_gib": disk.size_gib, "vm": clone.name},
+        detail={"source": source_name, "size_gib": size_gib, "vm": clone.name},
     )
     event_publish(
         tenant=clone.tenant,
@@ -174,7 +230,7 @@ def _disk_copy(actor, clone: VirtualMachine, disk: Volume) -> Volume:
         name=copy.name,
         uid=str(uid),
         reason="Cloning",
-        message=f"Accepted: a full copy of {disk.name} ({disk.size_gib} GiB) as "
+        message=f"Accepted: a full copy of {source_name} ({size_gib} GiB) as "
         f"{disk.device} of {clone.name}.",
     )
     volume_services._publish(copy)

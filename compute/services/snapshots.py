@@ -254,6 +254,20 @@ def snapshot_delete(*, actor, snapshot: Snapshot) -> Snapshot:
 
 
 def _delete(actor, snapshot: Snapshot) -> Snapshot:
+    exporting = list(snapshot.backups.values_list("name", flat=True))
+    if exporting:
+        raise Conflict(
+            f"Snapshot {snapshot.name} is being backed up ({', '.join(exporting)}): delete "
+            "it once the backup is Ready.",
+            errors={"phase": ["Being backed up."]},
+        )
+    copying = list(snapshot.copies.filter(phase=VolumePhase.PENDING).values_list("name", flat=True))
+    if copying:
+        raise Conflict(
+            f"Snapshot {snapshot.name} is being copied into {', '.join(copying)}: delete it "
+            "once the copy is made.",
+            errors={"phase": ["Being copied."]},
+        )
     if snapshot.phase not in SNAPSHOT_ACTIONS["delete"][1]:
         raise Conflict(
             f"Cannot delete snapshot {snapshot.name} while it is {snapshot.phase}.",
@@ -403,6 +417,40 @@ def _vm_snapshot(vm: VirtualMachine, name: str) -> list[Snapshot]:
     if not disks:
         raise NotFound(f"Snapshot {name!r} of {vm.name} not found.")
     return disks
+
+
+def vm_snapshot_ready(vm: VirtualMachine, name: str) -> tuple[VirtualMachine, list[Snapshot]]:
+    """Inside a transaction: ``vm`` and the snapshots of its disks taken together as
+    ``name``, locked (``NotFound`` when there are none); ``Conflict`` unless every one
+    is Ready and still of a disk of ``vm`` (its device is where a copy goes): what a
+    clone or a backup reads."""
+    vm = (
+        VirtualMachine.objects.select_for_update(of=("self",))
+        .select_related("tenant")
+        .get(pk=vm.pk)
+    )
+    disks = list(
+        Snapshot.objects.select_for_update(of=("self",))
+        .select_related("volume", "host")
+        .filter(vm=vm, name=name)
+        .order_by("volume__device")
+    )
+    if not disks:
+        raise NotFound(f"Snapshot {name!r} of {vm.name} not found.")
+    busy = [s.volume.name for s in disks if s.phase != SnapshotPhase.READY]
+    if busy:
+        raise Conflict(
+            f"Snapshot {name} of {vm.name} is not Ready ({', '.join(busy)}).",
+            errors={"snapshot": [f"{n} is not Ready." for n in busy]},
+        )
+    gone = [s.volume.name for s in disks if s.volume.vm_id != vm.pk or not s.volume.device]
+    if gone:
+        raise Conflict(
+            f"{', '.join(gone)} is no longer a disk of {vm.name}: the snapshot cannot say "
+            "where its copy goes.",
+            errors={"snapshot": gone},
+        )
+    return vm, disks
 
 
 def vm_snapshot_restore(*, actor, vm: VirtualMachine, name: str, confirm: str) -> VMSnapshot:

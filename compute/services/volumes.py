@@ -493,7 +493,11 @@ def vm_volumes_prepare(vm: VirtualMachine, backend) -> None:
     """Before the VM's domain is defined: every volume it is defined with exists in its
     host's pool (the provisioning task calls this; safe to repeat)."""
     for volume in Volume.objects.filter(vm=vm, storage_class=StorageClass.LOCAL).select_related(
-        "tenant", "source_image", "source_volume"
+        "tenant",
+        "source_image",
+        "source_volume",
+        "source_snapshot__volume",
+        "source_backup__tenant",
     ):
         info = _volume_make(volume, backend)
         if volume.phase == VolumePhase.PENDING:
@@ -509,8 +513,13 @@ def vm_volumes_prepare(vm: VirtualMachine, backend) -> None:
 
 def _volume_make(volume: Volume, backend):
     """A VM's disk exists: made blank or on its image, or copied from the volume it is
-    a clone of (a cloned VM's disks; safe to repeat: an existing one is kept)."""
-    if volume.created_from != VolumeSource.VOLUME:
+    a clone of (a cloned VM's disks), or written from the backup it is restored from
+    (safe to repeat: an existing one is kept)."""
+    if volume.created_from == VolumeSource.BACKUP:
+        from compute.services.backups import volume_from_backup
+
+        return volume_from_backup(volume, backend)
+    if volume.created_from not in (VolumeSource.VOLUME, VolumeSource.SNAPSHOT):
         return backend.volume_create(volume_spec(volume))
     try:
         return backend.volume_info(volume.pool, volume.backend_name)
@@ -519,11 +528,24 @@ def _volume_make(volume: Volume, backend):
             # Copied once already: copying the source again now would not bring back
             # what this disk held.
             raise BackendError(f"{volume.name}: its storage is gone from the host.") from None
-    source = volume.source_volume
-    if source is None:
-        raise BackendError(f"{volume.name}: its source volume {volume.source_name} is gone.")
+    return _copy_source(volume, backend)
+
+
+def _copy_source(volume: Volume, backend):
+    """Copy the volume (created_from ``volume`` or ``snapshot``) from its source."""
+    if volume.created_from == VolumeSource.SNAPSHOT:
+        from compute.services.snapshots import snapshot_spec
+
+        snapshot = volume.source_snapshot
+        if snapshot is None:
+            raise BackendError(f"{volume.name}: its source snapshot {volume.source_name} is gone.")
+        source = snapshot_spec(snapshot)
+    else:
+        if volume.source_volume is None:
+            raise BackendError(f"{volume.name}: its source volume {volume.source_name} is gone.")
+        source = volume_spec(volume.source_volume)
     try:
-        return backend.volume_clone(volume_spec(source), volume_spec(volume))
+        return backend.volume_clone(source, volume_spec(volume))
     except VolumeNotFound as error:
         raise BackendError(str(error)) from None
 

@@ -132,16 +132,14 @@ def _ensure(volume: Volume, backend) -> Volume:
 def _make(volume: Volume, backend):
     """Create the volume's storage: blank or on its image, or a full copy of the
     volume it is a clone of (``createXMLFrom`` copies the data, backing chain
-    flattened, so the clone never depends on its source)."""
-    if volume.created_from != VolumeSource.VOLUME:
+    flattened, so the clone never depends on its source), or written from a backup."""
+    if volume.created_from == VolumeSource.BACKUP:
+        from compute.services.backups import volume_from_backup
+
+        return volume_from_backup(volume, backend)
+    if volume.created_from not in (VolumeSource.VOLUME, VolumeSource.SNAPSHOT):
         return backend.volume_create(services.volume_spec(volume))
-    source = volume.source_volume
-    if source is None:
-        raise BackendError(f"Its source volume {volume.source_name} is gone.")
-    try:
-        return backend.volume_clone(services.volume_spec(source), services.volume_spec(volume))
-    except VolumeNotFound as error:
-        raise BackendError(str(error)) from None
+    return services._copy_source(volume, backend)
 
 
 def _vm_of_domain(domain: str) -> VirtualMachine | None:
@@ -224,10 +222,13 @@ def _grow(volume: Volume, backend) -> Volume:
 
 @shared_task(name="compute.tasks.libvirt.volumes_sweep")
 def volumes_sweep() -> list[int]:
-    """Beat: drive again the volumes (and volume snapshots) whose task was lost."""
+    """Beat: drive again the volumes (and volume snapshots, and backups) whose task
+    was lost."""
+    from compute.services.backups import backups_redrive
     from compute.services.snapshots import snapshots_redrive
 
     snapshots_redrive()
+    backups_redrive()
     return services.volumes_redrive()
 
 

@@ -6,7 +6,7 @@ from django import template
 from django.urls import reverse
 
 from compute import selectors
-from compute.choices import Phase
+from compute.choices import Phase, SnapshotPhase
 from compute.services import snapshots as snapshot_services
 from tenants import selectors as tenant_selectors
 
@@ -40,6 +40,7 @@ def vm_snapshots_panel(context, vm):
         "disk_names": [v.name for v in selectors.vm_volumes(request.user, tenant, vm)],
         "stopped": vm.phase == Phase.STOPPED,
         "can_snapshot": tenant_selectors.can(request.user, tenant, "snapshot.create"),
+        "can_backup": tenant_selectors.can(request.user, tenant, "backup.create"),
     }
 
 
@@ -73,4 +74,7 @@ def vm_clone_card(context, vm):
         "vm": vm,
         "stopped": vm.phase == Phase.STOPPED,
         "storage_gib": sum(v.size_gib for v in disks if v.local),
+        "snapshots": [
+            g for g in snapshot_services.vm_snapshots(vm) if g.phase == SnapshotPhase.READY
+        ],
     }

@@ -153,7 +153,7 @@
     Succeeded: gettext("Succeeded"), Cancelled: gettext("Cancelled"), Uploading: gettext("Uploading"),
     Importing: gettext("Importing"), Converting: gettext("Converting"), Ready: gettext("Ready"),
     Attached: gettext("Attached"), Restoring: gettext("Restoring"), Scaling: gettext("Scaling"),
-    Degraded: gettext("Degraded"), Detaching: gettext("Detaching"),
+    Degraded: gettext("Degraded"), Detaching: gettext("Detaching"), Exporting: gettext("Exporting"),
   };
   function phaseLabel(phase) { return PHASE_LABELS[phase] || phase; }
 

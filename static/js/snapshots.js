@@ -25,6 +25,8 @@
     badge.dataset.phase = phase;
     row.querySelector("[data-snapshot-size]").textContent =
       disks.reduce((sum, d) => sum + Number(d.dataset.size || 0), 0);
+    // A VM snapshot is backed up once all its disks are Ready.
+    row.querySelectorAll("[data-snapshot-backup]").forEach((el) => { el.hidden = phase !== "Ready"; });
     // A VM snapshot's action is offered when every disk allows it.
     row.querySelectorAll("[data-snapshot-action]").forEach((el) => {
       const action = el.dataset.snapshotAction;
@@ -53,6 +55,7 @@
     row.querySelectorAll("[data-snapshot-action]").forEach((el) => {
       el.href = base + el.dataset.snapshotAction + "/";
     });
+    row.querySelectorAll("[data-snapshot-backup]").forEach((el) => { el.href = base + "backup/"; });
     rows.prepend(row);
     return row;
   }

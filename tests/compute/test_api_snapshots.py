@@ -405,3 +405,25 @@ def test_cloning_a_running_vm_or_a_bad_name_is_a_problem_that_changes_nothing(wo
     )
     assert VirtualMachine.objects.count() == 1 and Volume.objects.count() == 1
     assert used_storage(world.acme) == 5
+
+
+def test_a_running_vm_is_cloned_from_its_snapshot_and_a_bad_snapshot_changes_nothing(world, api):
+    vm = stopped_vm_with_disk(world)
+    snapshot_services.vm_snapshot_create(actor=world.alice, vm=vm, name="s1")
+    snapshot_services.vm_snapshot_create(actor=world.alice, vm=vm, name="s2")
+    Snapshot.objects.filter(name="s1").update(phase=SnapshotPhase.READY)
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING)
+    client = api(world.bob)
+    url = f"{VM_BASE}web1/clone/"
+    used = used_storage(world.acme)
+    problem(client.post(url, {"name": "web2", "snapshot": "nope"}, format="json"), 404)
+    busy = problem(client.post(url, {"name": "web2", "snapshot": "s2"}, format="json"), 409)
+    assert "not Ready" in busy["detail"]
+    assert VirtualMachine.objects.count() == 1 and used_storage(world.acme) == used
+    problem(api(world.carol).post(url, {"name": "web2", "snapshot": "s1"}, format="json"), 403)
+
+    response = client.post(url, {"name": "web2", "snapshot": "s1"}, format="json")
+    assert response.status_code == 202, response.content
+    (copy,) = Volume.objects.filter(vm__name="web2")
+    assert (copy.device, copy.source_name, copy.created_from) == ("vdb", "data1@s1", "snapshot")
+    assert used_storage(world.acme) == used + 5

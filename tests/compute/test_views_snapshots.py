@@ -247,3 +247,21 @@ def test_the_clone_form_opens_the_new_vm_and_refusals_are_messages(world):
     html = running.content.decode()
     assert html.split('id="vm-clone-name"')[1].split(">")[0].rstrip().endswith("disabled")
     assert VirtualMachine.objects.count() == 2
+
+
+def test_the_clone_card_clones_a_running_vm_from_a_ready_snapshot(world):
+    vm = stopped_vm_with_disk(world)
+    snapshot_services.vm_snapshot_create(actor=world.alice, vm=vm, name="s1")
+    bob = client_for(world.bob)
+    assert 'data-testid="vm-clone-snapshot-form"' not in bob.get(VM_PAGE).content.decode()
+    Snapshot.objects.update(phase=SnapshotPhase.READY)
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING)
+    html = bob.get(VM_PAGE).content.decode()
+    form = html.split('data-testid="vm-clone-snapshot-form"')[1].split("</form>")[0]
+    assert '<option value="s1">' in form and "disabled" not in form
+    response = bob.post(f"{VM_PAGE}clone/", {"name": "web2", "snapshot": "s1"})
+    assert response["Location"] == "/t/acme/vms/web2/"
+    assert Volume.objects.get(vm__name="web2").source_name == "data1@s1"
+    missing = bob.post(f"{VM_PAGE}clone/", {"name": "web3", "snapshot": "nope"}, follow=True)
+    assert b"not found" in missing.content
+    assert not VirtualMachine.objects.filter(name="web3").exists()

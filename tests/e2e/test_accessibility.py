@@ -33,6 +33,7 @@ def tenant_pages(slug: str) -> list[str]:
         f"/t/{slug}/vmpools/",
         f"/t/{slug}/vmpools/new/",
         f"/t/{slug}/images/",
+        f"/t/{slug}/backups/",
         f"/t/{slug}/events/",
         f"/t/{slug}/webhooks/",
         f"/t/{slug}/members/",

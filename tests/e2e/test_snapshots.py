@@ -292,3 +292,33 @@ def test_bob_schedules_snapshots_of_a_volume_from_its_page(
     rows = page.get_by_test_id("snapshot-table").locator("tbody tr")
     expect(rows).to_have_count(2)
     expect(page.get_by_test_id("snapshot-schedule-last")).to_contain_text("Succeeded")
+
+
+def test_bob_clones_his_running_vm_from_one_of_its_snapshots(
+    demo, make_host, tiny_image, celery_worker, live_url, new_page, axe
+):
+    make_host("node-a")
+    vm = vm_with_disk(demo, Phase.STOPPED)
+    snapshot_services.vm_snapshot_create(actor=demo.bob, vm=vm, name="before")
+    wait_for(
+        lambda: Snapshot.objects.filter(phase="Ready").exists(), 20, message="snapshot not Ready"
+    )
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="start")
+    wait_phase(vm, Phase.RUNNING)
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vms/web-1/")
+    card = page.get_by_test_id("vm-clone-card")
+    expect(card.get_by_label("New VM name")).to_be_disabled()  # its current disks: stopped only
+    form = card.get_by_test_id("vm-clone-snapshot-form")
+    expect(form.get_by_label("From snapshot")).to_have_value("before")
+    form.get_by_label("Name of the clone").fill("web-1-then")
+    form.get_by_test_id("vm-clone-snapshot-submit").click()
+    page.wait_for_url(f"{live_url}/t/acme/vms/web-1-then/")
+    expect(page.get_by_test_id("messages")).to_contain_text(
+        "Cloning web-1 into web-1-then from snapshot before"
+    )
+    detail = page.get_by_test_id("vm-detail")
+    expect(detail.get_by_test_id("phase").first).to_have_text("Stopped", timeout=PHASE_TIMEOUT)
+    expect(page.get_by_test_id("vm-volume-web-1-then-root")).to_contain_text("Attached")
+    axe(page)

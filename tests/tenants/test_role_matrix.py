@@ -152,6 +152,7 @@ ENDPOINTS = [
     Endpoint("vm-list", "web", "get", "/t/{tenant}/vms/", "read", 200),
     Endpoint("workload-list", "web", "get", "/t/{tenant}/workloads/", "read", 200),
     Endpoint("volume-list", "web", "get", "/t/{tenant}/volumes/", "read", 200),
+    Endpoint("backup-list", "web", "get", "/t/{tenant}/backups/", "read", 200),
     Endpoint("vmpool-list", "web", "get", "/t/{tenant}/vmpools/", "read", 200),
     Endpoint("event-list", "web", "get", "/t/{tenant}/events/", "read", 200),
     Endpoint("webhook-list", "web", "get", "/t/{tenant}/webhooks/", "manage", 200),
@@ -255,6 +256,7 @@ ENDPOINTS = [
     # --- API ---
     Endpoint("api-schema", "api", "get", "/api/v1/schema/", "public", 200),
     Endpoint("network-api-list", "api", "get", "/api/v1/tenants/{tenant}/networks/", "read", 200),
+    Endpoint("backup-api-list", "api", "get", "/api/v1/tenants/{tenant}/backups/", "read", 200),
     Endpoint(
         "network-api-list:post",
         "api",
@@ -652,6 +654,17 @@ OUTSIDE_MATRIX = {
             "vm-snapshot-schedule",
             "vm-clone",
             "vm-api-clone",
+        )
+    },
+    **{
+        name: "own role matrix (backups need a VM snapshot) in "
+        "tests/compute/test_api_backups.py and test_views_backups.py"
+        for name in (
+            "backup-create",
+            "backup-restore",
+            "backup-delete",
+            "backup-api-detail",
+            "backup-api-restore",
         )
     },
     **{

@@ -13,7 +13,7 @@ from compute.services import clones
 from compute.services import vms as vm_services
 from compute.services import volumes as volume_services
 from monitoring.models import Event
-from portal.exceptions import Conflict, PermissionDenied, QuotaExceeded, ValidationError
+from portal.exceptions import Conflict, NotFound, PermissionDenied, QuotaExceeded, ValidationError
 from tenants.models import AuditLog, Quota
 from tests.compute.services.test_vm_lifecycle import wait_phase
 from tests.compute.services.test_volumes import pool_volumes, used_storage, wait_volume
@@ -98,3 +98,52 @@ def test_a_running_source_a_taken_name_or_no_quota_changes_nothing(
     assert "stop it first" in running.value.message
     after = (VirtualMachine.objects.count(), Volume.objects.count(), used_storage(demo.acme))
     assert after == before
+
+
+def test_a_running_vm_is_cloned_from_one_of_its_snapshots(
+    demo, make_host, tiny_image, celery_worker
+):
+    from compute.choices import SnapshotPhase
+    from compute.models import Snapshot
+    from compute.services import snapshots as snapshot_services
+
+    host = make_host()
+    vm = stopped_vm_with_two_disks(demo)
+    group = snapshot_services.vm_snapshot_create(actor=demo.bob, vm=vm, name="s1")
+    snapshot_services.vm_snapshot_create(actor=demo.bob, vm=vm, name="s2")
+    wait_for(
+        lambda: not Snapshot.objects.exclude(phase=SnapshotPhase.READY).exists(),
+        20,
+        message="snapshots not Ready",
+    )
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="start")
+    vm = wait_phase(vm, Phase.RUNNING)
+    used = used_storage(demo.acme)
+    with pytest.raises(NotFound):
+        clones.vm_clone(actor=demo.bob, vm=vm, name="web2", snapshot="nope")
+    assert used_storage(demo.acme) == used and VirtualMachine.objects.count() == 1
+
+    # The source runs on: a snapshot is consistent, its copies are what is cloned.
+    clone = clones.vm_clone(actor=demo.bob, vm=vm, name="web2", snapshot="s1", start=True)
+    assert used_storage(demo.acme) == used + 5  # the copies of the 2 + 3 GiB disks
+    copies = {v.device: v for v in Volume.objects.filter(vm=clone)}
+    by_device = {s.volume.device: s for s in group.disks}
+    assert sorted(copies) == ["vda", "vdb"]
+    for device, copy in copies.items():
+        assert copy.created_from == VolumeSource.SNAPSHOT
+        assert copy.source_snapshot_id == by_device[device].pk
+        assert copy.source_name == f"{by_device[device].volume.name}@s1"
+    # The snapshot is kept while it is copied (or its copy is done already).
+    try:
+        snapshot_services.vm_snapshot_delete(actor=demo.alice, vm=vm, name="s1")
+    except Conflict as busy:
+        assert "being copied" in busy.message
+    clone = wait_phase(clone, Phase.RUNNING)
+    for copy in copies.values():
+        assert wait_volume(copy, VolumePhase.ATTACHED).backend_name in pool_volumes(host)
+    assert AuditLog.objects.filter(action="vm.clone", target="vm/web2").exists()
+
+    Snapshot.objects.filter(vm=vm, name="s2").update(phase=SnapshotPhase.PENDING)
+    with pytest.raises(Conflict):
+        clones.vm_clone(actor=demo.bob, vm=vm, name="web3", snapshot="s2")
+    assert not VirtualMachine.objects.filter(name="web3").exists()

@@ -1,0 +1,143 @@
+"""Pages for backups: the Backups page (``/t/<tenant>/backups/``: the list with live
+progress), "Back up" from a VM snapshot (a page that asks for the backup's name),
+"Restore to new VM" (a page that asks for the new VM's name) and delete (asks first).
+
+Thin, as the other views: ``compute.services.backups`` checks roles, phases, files and
+quota; refusals come back as messages or field errors.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext
+from django.views.decorators.http import require_http_methods
+
+from compute import selectors
+from compute.services import backups as backup_services
+from compute.services import snapshots as snapshot_services
+from compute.views import _live_baseline
+from compute.volume_views import _vm_or_404, _with_fields
+from portal.exceptions import ApplicationError, Conflict, NotFound
+from portal.web import tenant_view
+from tenants import selectors as tenant_selectors
+
+
+def _backup_or_404(request, tenant, name: str):
+    try:
+        return selectors.backup_get(request.user, tenant, name)
+    except NotFound as error:
+        raise Http404(error.message) from None
+
+
+def _refusal(request, error: ApplicationError) -> None:
+    if isinstance(error, Conflict):
+        messages.warning(request, error.message)
+    else:
+        messages.error(request, _with_fields(error))
+
+
+@tenant_view("backup.view")
+def backup_list(request, tenant):
+    """The tenant's backups, newest first, with their export progress."""
+    baseline = _live_baseline(tenant)
+    backups = list(selectors.backups_for_tenant(request.user, tenant))
+    for backup in backups:
+        backup.allowed = backup_services.backup_actions(backup, request.role)
+    return render(
+        request,
+        "compute/backup_list.html",
+        {
+            "tenant": tenant,
+            "backups": backups,
+            "can_restore": tenant_selectors.can(request.user, tenant, "backup.restore"),
+            "can_delete": tenant_selectors.can(request.user, tenant, "backup.delete"),
+            "live_baseline": baseline,
+        },
+    )
+
+
+@tenant_view("backup.create")
+@require_http_methods(["GET", "POST"])
+def backup_create(request, tenant, name: str, snapshot: str):
+    """ "Back up" on a VM snapshot: ask for the backup's name, then start the export."""
+    vm = _vm_or_404(request, tenant, name)
+    found = snapshot_services.vm_snapshots(vm, snapshot)
+    if not found:
+        raise Http404(f"Snapshot {snapshot!r} of {vm.name} not found.")
+    group = found[0]
+    backup_name = request.POST.get("name", f"{vm.name}-{group.name}"[:63]).strip()
+    if request.method == "POST":
+        try:
+            backup_services.backup_create(
+                actor=request.user, vm=vm, snapshot=group.name, name=backup_name
+            )
+        except ApplicationError as error:
+            _refusal(request, error)
+        else:
+            messages.success(
+                request,
+                gettext("Backing up snapshot %(snapshot)s of %(vm)s as %(name)s.")
+                % {"snapshot": group.name, "vm": vm.name, "name": backup_name},
+            )
+            return redirect("backup-list", tenant=tenant.slug)
+    return render(
+        request,
+        "compute/backup_form.html",
+        {
+            "tenant": tenant,
+            "vm": vm,
+            "group": group,
+            "size_gib": sum(d.size_gib for d in group.disks),
+            "name": backup_name,
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@tenant_view("backup.restore")
+@require_http_methods(["GET", "POST"])
+def backup_restore(request, tenant, name: str):
+    """ "Restore to new VM": ask for the new VM's name; on success, the new VM's page."""
+    backup = _backup_or_404(request, tenant, name)
+    vm_name = request.POST.get("name", "").strip()
+    if request.method == "POST":
+        try:
+            vm = backup_services.backup_restore(
+                actor=request.user,
+                backup=backup,
+                name=vm_name,
+                start=bool(request.POST.get("start")),
+            )
+        except ApplicationError as error:
+            _refusal(request, error)
+        else:
+            messages.success(
+                request,
+                gettext("Restoring backup %(backup)s into the new VM %(vm)s.")
+                % {"backup": backup.name, "vm": vm.name},
+            )
+            return redirect("vm-detail", tenant=tenant.slug, name=vm.name)
+    return render(
+        request,
+        "compute/backup_restore.html",
+        {"tenant": tenant, "backup": backup, "name": vm_name},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@tenant_view("backup.delete")
+@require_http_methods(["GET", "POST"])
+def backup_delete(request, tenant, name: str):
+    """Delete a backup: GET asks first, POST deletes."""
+    backup = _backup_or_404(request, tenant, name)
+    if request.method == "POST":
+        try:
+            backup_services.backup_delete(actor=request.user, backup=backup)
+        except ApplicationError as error:
+            _refusal(request, error)
+        else:
+            messages.success(request, gettext("Deleting backup %(name)s.") % {"name": backup.name})
+        return redirect("backup-list", tenant=tenant.slug)
+    return render(request, "compute/backup_delete.html", {"tenant": tenant, "backup": backup})

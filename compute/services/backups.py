@@ -1,0 +1,570 @@
+"""Backups: export a VM snapshot to the backup directory, restore one into a new VM.
+
+    backup_create ─► Pending ─(task)─► Exporting (progress %) ─► Ready
+                                            └──────────────────► Failed
+    backup_delete (Ready/Failed) ─► Deleting ─(task: files removed)─► gone
+
+The task (:func:`compute.tasks.backups.backup_apply`) streams each disk snapshot's file
+from its host through libvirt's storage API into
+``ISOTOPE_BACKUP_DIR/<tenant>/<backup uid>/<device>.<ext>``, then records the file's
+size and sha256. A snapshot is a full, standalone copy of its disk, so each backup file
+is a standalone image (no backing chain); ``qemu-img info`` confirms it before Ready.
+
+A restore makes a *new* VM (new name) with the backed-up VM's image, size and restart
+policy and one new volume per backed-up disk, its quota (cpu, memory, VM count and each
+volume's storage) reserved in the one transaction that records them. Every file is
+checked first (present, same sha256, a standalone image): a missing or corrupt file is
+a clear error and nothing is created. The provisioning task writes each file into the
+new volume (:func:`volume_from_backup`, checking the sha256 again) before the VM is
+defined.
+
+Backups are not charged to the ``storage`` quota: it counts what the hosts' pools hold,
+and backup files live outside them (README, "Backups").
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from compute import imagefiles
+from compute.backends import BackendError, VolumeNotFound, pool_name
+from compute.choices import (
+    BackupPhase,
+    DesiredState,
+    Phase,
+    VolumePhase,
+    VolumeSource,
+)
+from compute.models import Backup, VirtualMachine, Volume
+from compute.scheduler import schedule
+from compute.services import snapshots as snapshot_services
+from compute.services import vms as vm_services
+from compute.services import volumes as volume_services
+from monitoring.services import event_publish, resource_forget, resource_publish
+from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
+from tenants.choices import ReservationKind
+from tenants.services import actor_name, audit_record, authorize, quota_check, quota_reserve
+
+logger = logging.getLogger(__name__)
+
+BACKUP_ACTIONS: dict[str, tuple[str, frozenset[str]]] = {
+    "restore": ("backup.restore", frozenset({BackupPhase.READY})),
+    "delete": ("backup.delete", frozenset({BackupPhase.READY, BackupPhase.FAILED})),
+}
+
+
+def backup_actions(backup: Backup, role: str | None) -> list[str]:
+    """The backup buttons a user with ``role`` sees right now."""
+    from tenants.permissions import role_allows
+
+    return [
+        name
+        for name, (permission, phases) in BACKUP_ACTIONS.items()
+        if backup.phase in phases and role_allows(role, permission)
+    ]
+
+
+def backup_dir(backup: Backup) -> Path:
+    """Where the backup's files are (one directory per backup)."""
+    return Path(settings.ISOTOPE_BACKUP_DIR) / backup.tenant.slug / str(backup.uid)
+
+
+def disk_path(backup: Backup, disk: dict) -> Path:
+    return backup_dir(backup) / disk["file"]
+
+
+# --- Create ----------------------------------------------------------------------------
+def backup_create(*, actor, vm: VirtualMachine, snapshot: str, name: str) -> Backup:
+    """Record a backup ``name`` of ``vm``'s snapshot ``snapshot`` (every disk of it
+    Ready) and export it after commit. The snapshot is kept until the export ends."""
+    tenant = vm.tenant
+    authorize(actor=actor, tenant=tenant, permission="backup.create", target=f"backup/{name}")
+    errors: dict[str, list[str]] = {}
+    name = snapshot_services._check_name(name, errors)
+    if errors:
+        raise ValidationError("The backup is not valid.", errors=errors)
+    try:
+        with transaction.atomic():
+            vm, disks = snapshot_services.vm_snapshot_ready(vm, str(snapshot))
+            if Backup.objects.filter(tenant=tenant, name=name).exists():
+                raise ValidationError(
+                    f"A backup named {name!r} exists already.", errors={"name": ["Taken."]}
+                )
+            backup = Backup.objects.create(
+                tenant=tenant,
+                name=name,
+                vm=vm,
+                vm_name=vm.name,
+                snapshot_name=disks[0].name,
+                vm_spec={
+                    "image": vm.image.name if vm.image_id else "",
+                    "vcpus": vm.vcpus,
+                    "memoryMiB": vm.memory_mib,
+                    "diskGiB": vm.disk_gib,
+                    "restartPolicy": vm.restart_policy,
+                },
+                disks=[
+                    {
+                        "device": s.volume.device,
+                        "volume": s.volume.name,
+                        "sizeGiB": s.size_gib,
+                        "format": s.volume.format,
+                        "file": f"{s.volume.device or s.volume.name}."
+                        f"{'img' if s.volume.format == 'raw' else 'qcow2'}",
+                        "bytes": 0,
+                        "sha256": "",
+                    }
+                    for s in disks
+                ],
+                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+            )
+            backup.snapshots.set(disks)
+            audit_record(
+                actor=actor,
+                action="backup.create",
+                tenant=tenant,
+                target=f"backup/{name}",
+                detail={"vm": vm.name, "snapshot": disks[0].name, "disks": len(disks)},
+            )
+            _event(
+                backup,
+                "BackupRequested",
+                f"Backup {name} of snapshot {disks[0].name} of {vm.name} requested by "
+                f"{actor_name(actor)}.",
+            )
+            _publish(backup)
+            transaction.on_commit(lambda: _enqueue(backup))
+    except IntegrityError:
+        raise ValidationError(
+            "A backup with this name exists already.", errors={"name": ["Taken."]}
+        ) from None
+    return backup
+
+
+# --- Delete ----------------------------------------------------------------------------
+def backup_delete(*, actor, backup: Backup) -> Backup:
+    """Mark a backup Deleting; the task removes its files, then the row goes."""
+    authorize(
+        actor=actor,
+        tenant=backup.tenant,
+        permission="backup.delete",
+        target=f"backup/{backup.name}",
+    )
+    with transaction.atomic():
+        backup = _locked(backup)
+        if backup.phase not in BACKUP_ACTIONS["delete"][1]:
+            raise Conflict(
+                f"Cannot delete backup {backup.name} while it is {backup.phase}.",
+                errors={"phase": [f"delete is not possible in phase {backup.phase}."]},
+            )
+        reading = list(
+            Volume.objects.filter(source_backup=backup, phase=VolumePhase.PENDING).values_list(
+                "name", flat=True
+            )
+        )
+        if reading:
+            raise Conflict(
+                f"Backup {backup.name} is being restored into {', '.join(reading)}: delete "
+                "it once that is done.",
+                errors={"phase": ["Being restored."]},
+            )
+        backup = _save(backup, phase=BackupPhase.DELETING, phase_changed=timezone.now())
+        audit_record(
+            actor=actor,
+            action="backup.delete",
+            tenant=backup.tenant,
+            target=f"backup/{backup.name}",
+            detail={"vm": backup.vm_name, "bytes": backup.size_bytes},
+        )
+        _event(backup, "BackupDeleting", f"Deletion requested by {actor_name(actor)}.")
+        _publish(backup)
+        transaction.on_commit(lambda: _enqueue(backup))
+    return backup
+
+
+def backup_finalize_delete(backup: Backup) -> None:
+    """The files are gone: drop the row, once."""
+    with transaction.atomic():
+        deleted, _ = Backup.objects.filter(pk=backup.pk).delete()
+        if not deleted:
+            return
+        _event(backup, "BackupDeleted", f"Backup {backup.name} deleted; its files were removed.")
+        resource_forget(tenant=backup.tenant, kind="backup", name=backup.name)
+
+
+# --- Restore into a new VM ---------------------------------------------------------------
+def backup_verify(backup: Backup) -> None:
+    """Every file of the backup is there, has the sha256 recorded when it was written,
+    and is a standalone image; ``Conflict`` naming what is wrong otherwise."""
+    problems: list[str] = []
+    for disk in backup.disks:
+        path = disk_path(backup, disk)
+        if not path.is_file():
+            problems.append(f"{disk['file']} is missing from the backup directory.")
+            continue
+        if imagefiles.sha256_file(path, lambda done, total: None) != disk.get("sha256"):
+            problems.append(f"{disk['file']} is corrupt (its sha256 does not match).")
+            continue
+        try:
+            check_standalone(path, disk.get("format") or "qcow2")
+        except imagefiles.ImageRefused as error:
+            problems.append(f"{disk['file']}: {error}")
+    if problems:
+        raise Conflict(
+            f"Backup {backup.name} cannot be restored: {' '.join(problems)}",
+            errors={"backup": problems},
+        )
+
+
+def check_standalone(path: Path, fmt: str) -> None:
+    """A qcow2 backup file is a qcow2 image with no backing or external data file
+    (``qemu-img info``); ``ImageRefused`` otherwise. A raw file is its disk's bytes
+    (whatever they look like: no header to check, nothing it could point at)."""
+    if fmt == "raw":
+        return
+    info = imagefiles.inspect(path, min_raw_bytes=1, max_virtual_bytes=2**63)
+    if info.format != fmt:
+        raise imagefiles.ImageRefused(f"The file is {info.format}, not {fmt}.")
+
+
+def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> VirtualMachine:
+    """A new VM ``name`` with the backed-up VM's image and size and one new volume per
+    backed-up disk, filled from the backup's files (checked first), charged to the
+    quota in the transaction that records it; started once its disks are written when
+    ``start``."""
+    tenant = backup.tenant
+    authorize(actor=actor, tenant=tenant, permission="backup.restore", target=f"vm/{name}")
+    authorize(actor=actor, tenant=tenant, permission="vm.create", target=f"vm/{name}")
+    if backup.phase != BackupPhase.READY:
+        raise Conflict(
+            f"Backup {backup.name} is {backup.phase}: only a Ready one restores.",
+            errors={"phase": [f"restore is not possible in phase {backup.phase}."]},
+        )
+    spec = backup.vm_spec
+    image, vcpus, memory_mib, disk_gib = vm_services._validate_create(
+        tenant=tenant,
+        name=name,
+        image=spec.get("image"),
+        vcpus=spec.get("vcpus"),
+        memory_mib=spec.get("memoryMiB"),
+        disk_gib=spec.get("diskGiB"),
+        restart_policy=spec.get("restartPolicy"),
+    )
+    backup_verify(backup)
+    uid = uuid.uuid4()
+    try:
+        with transaction.atomic():
+            backup = _locked(backup)
+            if backup.phase != BackupPhase.READY:
+                raise Conflict(
+                    f"Backup {backup.name} is {backup.phase}: only a Ready one restores.",
+                    errors={"phase": [f"restore is not possible in phase {backup.phase}."]},
+                )
+            storage = sum(int(d["sizeGiB"]) for d in backup.disks)
+            quota_check(tenant=tenant, cpu=vcpus, memory=memory_mib, storage=storage, vms=1)
+            quota_reserve(
+                tenant=tenant,
+                ref=f"vm:{uid}",
+                cpu=vcpus,
+                memory=memory_mib,
+                vms=1,
+                kind=ReservationKind.VM,
+                object_id=str(uid),
+            )
+            placement = schedule(vcpus=vcpus, memory_mib=memory_mib, node_selector={})
+            vm = VirtualMachine.objects.create(
+                uid=uid,
+                tenant=tenant,
+                name=name,
+                vcpus=vcpus,
+                memory_mib=memory_mib,
+                disk_gib=disk_gib,
+                image=image,
+                host=placement.host,
+                desired_state=DesiredState.RUNNING if start else DesiredState.STOPPED,
+                phase=Phase.PENDING,
+                restart_policy=spec.get("restartPolicy"),
+                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+            )
+            volumes = [_disk_from_backup(actor, vm, backup, disk) for disk in backup.disks]
+            audit_record(
+                actor=actor,
+                action="backup.restore",
+                tenant=tenant,
+                target=f"vm/{name}",
+                detail={
+                    "backup": backup.name,
+                    "disks": {v.device: v.name for v in volumes},
+                    "storage_gib": storage,
+                    "host": placement.host.name,
+                },
+            )
+            event_publish(
+                tenant=tenant,
+                kind="vm",
+                name=vm.name,
+                uid=str(vm.uid),
+                reason="Restoring",
+                message=f"Accepted: restored from backup {backup.name} (of {backup.vm_name}) "
+                f"by {actor_name(actor)}.",
+            )
+            _event(backup, "RestoreRequested", f"Restore into the new VM {name} requested.")
+            vm_services._publish(vm)
+            transaction.on_commit(lambda: vm_services._enqueue("vm_provision", vm.pk))
+    except IntegrityError:
+        raise ValidationError(
+            "A VM with this name exists already.", errors={"name": ["Taken."]}
+        ) from None
+    except QuotaExceeded as error:
+        _event(backup, "QuotaExceeded", f"Restore into {name}: {error.message}", "Warning")
+        raise
+    return vm
+
+
+def _disk_from_backup(actor, vm: VirtualMachine, backup: Backup, disk: dict) -> Volume:
+    """Inside the restore's transaction: the new volume of ``vm`` at the backed-up
+    disk's device, charged its size."""
+    uid = uuid.uuid4()
+    size = int(disk["sizeGiB"])
+    quota_reserve(
+        tenant=vm.tenant,
+        ref=f"volume:{uid}",
+        storage=size,
+        kind=ReservationKind.VOLUME,
+        object_id=str(uid),
+    )
+    device = disk["device"] or volume_services.ROOT_DEVICE
+    is_root = device == volume_services.ROOT_DEVICE
+    volume = Volume.objects.create(
+        uid=uid,
+        tenant=vm.tenant,
+        name=volume_services.root_volume_name(vm.name, vm.tenant, "root" if is_root else device),
+        size_gib=size,
+        format=disk.get("format") or "qcow2",
+        phase=VolumePhase.PENDING,
+        created_from=VolumeSource.BACKUP,
+        source_backup=backup,
+        source_name=f"backup/{backup.name}/{disk['file']}",
+        vm=vm,
+        device=device,
+        delete_with_vm=True,
+        host=vm.host,
+        pool=pool_name(),
+        backend_name=volume_services._file_name(uid, disk.get("format") or "qcow2"),
+        created_by=vm.created_by,
+    )
+    audit_record(
+        actor=actor,
+        action="volume.create",
+        tenant=vm.tenant,
+        target=f"volume/{volume.name}",
+        detail={"backup": backup.name, "file": disk["file"], "size_gib": size, "vm": vm.name},
+    )
+    volume_services._publish(volume)
+    return volume
+
+
+def volume_from_backup(volume: Volume, backend):
+    """The provisioning task's step for a volume restored from a backup: write the
+    backup's file into it (its sha256 checked again first; safe to repeat: a volume
+    written once is kept)."""
+    try:
+        return backend.volume_info(volume.pool, volume.backend_name)
+    except VolumeNotFound:
+        if volume.phase != VolumePhase.PENDING:
+            raise BackendError(f"{volume.name}: its storage is gone from the host.") from None
+    backup = volume.source_backup
+    if backup is None:
+        raise BackendError(f"{volume.name}: the backup it is restored from is gone.")
+    disk = next((d for d in backup.disks if d["device"] == volume.device), None)
+    if disk is None:
+        raise BackendError(f"{volume.name}: backup {backup.name} has no disk {volume.device}.")
+    path = disk_path(backup, disk)
+    if not path.is_file():
+        raise BackendError(f"{volume.name}: {disk['file']} is missing from backup {backup.name}.")
+    if imagefiles.sha256_file(path, lambda done, total: None) != disk.get("sha256"):
+        raise BackendError(f"{volume.name}: {disk['file']} of backup {backup.name} is corrupt.")
+    return backend.volume_import(volume_services.volume_spec(volume), path, lambda d, t: None)
+
+
+# --- Observed state (task) -------------------------------------------------------------
+def _locked(backup: Backup) -> Backup:
+    found = Backup.locked(backup.pk, "tenant")
+    if found is None:
+        raise NotFound(f"Backup {backup.name!r} not found.")
+    return found
+
+
+def _save(backup: Backup, **fields) -> Backup:
+    Backup.objects.filter(pk=backup.pk).update(
+        **fields, updated=timezone.now(), resource_version=F("resource_version") + 1
+    )
+    backup.refresh_from_db()
+    return backup
+
+
+def backup_exporting(backup: Backup) -> Backup | None:
+    """The task starts (or, after a lost worker, restarts) the export: Exporting at
+    0 %. None when the backup is no longer Pending or Exporting."""
+    with transaction.atomic():
+        current = Backup.locked(backup.pk, "tenant")
+        if current is None or current.phase not in (BackupPhase.PENDING, BackupPhase.EXPORTING):
+            return None
+        disks = [{**d, "bytes": 0, "sha256": ""} for d in current.disks]
+        current = _save(
+            current,
+            phase=BackupPhase.EXPORTING,
+            progress=0,
+            size_bytes=0,
+            disks=disks,
+            message="",
+            phase_changed=timezone.now(),
+        )
+        _event(current, "Exporting", f"Exporting {len(disks)} disk(s) to the backup directory.")
+        _publish(current)
+        return current
+
+
+def backup_progress(backup: Backup, percent: int) -> Backup:
+    """Write the export's progress as a compare-and-set on the version the task last
+    saw, and push it live; a backup changed meanwhile (e.g. deleted) is left alone."""
+    percent = max(0, min(100, int(percent)))
+    with transaction.atomic():
+        changed = Backup.objects.filter(
+            pk=backup.pk,
+            resource_version=backup.resource_version,
+            phase=BackupPhase.EXPORTING,
+        ).update(
+            progress=percent,
+            updated=timezone.now(),
+            resource_version=F("resource_version") + 1,
+        )
+        if changed:
+            backup.refresh_from_db()
+            _publish(backup)
+    return backup
+
+
+def backup_ready(backup: Backup, disks: list[dict]) -> Backup | None:
+    """Every file is written and checked: Ready, with each file's size and sha256."""
+    with transaction.atomic():
+        current = Backup.locked(backup.pk, "tenant")
+        if current is None or current.phase != BackupPhase.EXPORTING:
+            return None
+        total = sum(d["bytes"] for d in disks)
+        current = _save(
+            current,
+            phase=BackupPhase.READY,
+            progress=100,
+            disks=disks,
+            size_bytes=total,
+            message="",
+            phase_changed=timezone.now(),
+        )
+        current.snapshots.clear()  # the snapshots may be deleted from now on
+        _event(
+            current,
+            "BackupReady",
+            f"Backup {current.name} is Ready: {len(disks)} file(s), {total:,} bytes.",
+        )
+        _publish(current)
+        return current
+
+
+def backup_failed(backup: Backup, message: str) -> None:
+    """The export failed (its files were removed): Failed with the reason."""
+    with transaction.atomic():
+        current = Backup.locked(backup.pk, "tenant")
+        if current is None or current.phase not in (BackupPhase.PENDING, BackupPhase.EXPORTING):
+            return
+        current = _save(
+            current,
+            phase=BackupPhase.FAILED,
+            message=message[:1000],
+            phase_changed=timezone.now(),
+        )
+        current.snapshots.clear()
+        _event(current, "BackupFailed", message, "Warning")
+        _publish(current)
+
+
+def backup_files_remove(backup: Backup) -> None:
+    shutil.rmtree(backup_dir(backup), ignore_errors=True)
+
+
+# --- Lost tasks ------------------------------------------------------------------------
+def backups_stale() -> list[Backup]:
+    """Backups still Pending, Exporting or Deleting ``ISOTOPE_STUCK_SECONDS`` after their
+    last write (an export writes its progress as it goes) with no task holding them:
+    their task was lost."""
+    from datetime import timedelta
+
+    from django.core.cache import cache
+
+    from compute.tasks.backups import backup_lock_key
+
+    cutoff = timezone.now() - timedelta(seconds=settings.ISOTOPE_STUCK_SECONDS)
+    rows = Backup.objects.filter(
+        phase__in=[BackupPhase.PENDING, BackupPhase.EXPORTING, BackupPhase.DELETING],
+        updated__lt=cutoff,
+    ).select_related("tenant")
+    return [b for b in rows if cache.get(backup_lock_key(b.pk)) is None]
+
+
+def backups_redrive() -> list[int]:
+    """Enqueue the task of every stale backup (beat, with the volume sweep)."""
+    stale = backups_stale()
+    for backup in stale:
+        _enqueue(backup)
+    return [b.pk for b in stale]
+
+
+# --- Live state ------------------------------------------------------------------------
+def backup_state(backup: Backup) -> dict:
+    """What the Backups page needs to redraw one row."""
+    return {
+        "name": backup.name,
+        "vm": backup.vm_name,
+        "snapshot": backup.snapshot_name,
+        "phase": backup.phase,
+        "message": backup.message,
+        "progress": backup.progress,
+        "sizeBytes": backup.size_bytes,
+        "created": backup.created.isoformat(),
+        "resourceVersion": str(backup.resource_version),
+        "actionsByRole": {
+            role: backup_actions(backup, role) for role in ("viewer", "operator", "admin")
+        },
+    }
+
+
+def _publish(backup: Backup) -> None:
+    resource_publish(
+        tenant=backup.tenant, kind="backup", name=backup.name, data=backup_state(backup)
+    )
+
+
+def _event(backup: Backup, reason: str, message: str, event_type: str = "Normal") -> None:
+    event_publish(
+        tenant=backup.tenant,
+        kind="backup",
+        name=backup.name,
+        uid=str(backup.uid),
+        type=event_type,
+        reason=reason,
+        message=message,
+    )
+
+
+def _enqueue(backup: Backup) -> None:
+    from compute.tasks import backups as tasks
+
+    tasks.backup_apply.delay(backup.pk)

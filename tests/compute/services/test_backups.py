@@ -1,0 +1,192 @@
+"""Backups on libvirt's test driver through a real Celery worker: a VM snapshot is
+exported to the backup directory (a file per disk, its sha256 recorded, progress to
+100 %), restored into a new VM charged to the quota, refused with nothing created when
+a file is missing or corrupt, and deleted (admin only, audited, files removed)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from compute.choices import BackupPhase, Phase, SnapshotPhase, VolumeSource
+from compute.models import Backup, Snapshot, VirtualMachine, Volume
+from compute.services import backups as backup_services
+from compute.services import snapshots as snapshot_services
+from compute.services import vms as vm_services
+from portal.exceptions import Conflict, NotFound, PermissionDenied, ValidationError
+from tenants.models import AuditLog
+from tests.compute.services.test_snapshots import wait_snapshot
+from tests.compute.services.test_vm_lifecycle import wait_phase
+from tests.compute.services.test_volumes import running_vm, used_storage
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.libvirt_test_driver
+
+
+@pytest.fixture
+def backup_dir(settings, tmp_path):
+    settings.ISOTOPE_BACKUP_DIR = str(tmp_path / "backups")
+    return tmp_path / "backups"
+
+
+def wait_backup(backup, phase: str, timeout: float = 30) -> Backup:
+    wait_for(
+        lambda: Backup.objects.filter(pk=backup.pk, phase=phase).exists(),
+        timeout,
+        message=f"{backup.name} did not reach {phase}",
+    )
+    return Backup.objects.select_related("tenant").get(pk=backup.pk)
+
+
+def snapshotted_vm(demo):
+    vm = running_vm(demo, disk_gib=2)
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="force-stop")
+    vm = wait_phase(vm, Phase.STOPPED)
+    group = snapshot_services.vm_snapshot_create(actor=demo.bob, vm=vm, name="s1")
+    for disk in group.disks:
+        wait_snapshot(disk, SnapshotPhase.READY)
+    return VirtualMachine.objects.get(pk=vm.pk)
+
+
+def ready_backup(demo, name="b1") -> Backup:
+    vm = snapshotted_vm(demo)
+    backup = backup_services.backup_create(actor=demo.bob, vm=vm, snapshot="s1", name=name)
+    return wait_backup(backup, BackupPhase.READY)
+
+
+def test_a_vm_snapshot_is_exported_with_checksums_and_restored_into_a_new_vm(
+    demo, make_host, tiny_image, celery_worker, backup_dir
+):
+    make_host()
+    backup = ready_backup(demo)
+    assert backup.progress == 100 and backup.size_bytes > 0
+    (disk,) = backup.disks
+    path = backup_dir / "acme" / str(backup.uid) / "vda.qcow2"
+    assert disk["file"] == "vda.qcow2" and disk["sizeGiB"] == 2
+    assert disk["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert path.read_bytes()[:4] == b"QFI\xfb"  # a qcow2 file
+    assert AuditLog.objects.filter(action="backup.create", target="backup/b1").exists()
+    # Its snapshot is free again: it can be deleted, the backup stays.
+    snapshot_services.vm_snapshot_delete(actor=demo.alice, vm=backup.vm, name="s1")
+    wait_for(lambda: not Snapshot.objects.exists(), 15, message="snapshot kept")
+
+    used = used_storage(demo.acme)
+    vm = backup_services.backup_restore(actor=demo.bob, backup=backup, name="back1", start=True)
+    assert used_storage(demo.acme) == used + 2  # the new root disk, charged at once
+    (root,) = Volume.objects.filter(vm=vm)
+    assert root.created_from == VolumeSource.BACKUP and root.source_backup == backup
+    assert (vm.vcpus, vm.memory_mib, vm.image.name) == (1, 256, "tiny")
+    wait_phase(vm, Phase.RUNNING)
+    assert AuditLog.objects.filter(action="backup.restore", target="vm/back1").exists()
+
+
+def test_a_missing_or_corrupt_backup_file_is_refused_and_nothing_is_created(
+    demo, make_host, tiny_image, celery_worker, backup_dir
+):
+    make_host()
+    backup = ready_backup(demo)
+    path = backup_services.disk_path(backup, backup.disks[0])
+    vms, volumes, used = (
+        VirtualMachine.objects.count(),
+        Volume.objects.count(),
+        used_storage(demo.acme),
+    )
+    with path.open("r+b") as file:
+        file.seek(100)
+        file.write(b"rot")
+    with pytest.raises(Conflict) as corrupt:
+        backup_services.backup_restore(actor=demo.bob, backup=backup, name="back1")
+    assert "corrupt" in corrupt.value.message
+    path.unlink()
+    with pytest.raises(Conflict) as missing:
+        backup_services.backup_restore(actor=demo.bob, backup=backup, name="back1")
+    assert "missing" in missing.value.message
+    assert VirtualMachine.objects.count() == vms and Volume.objects.count() == volumes
+    assert used_storage(demo.acme) == used
+
+
+def test_bad_backup_input_and_roles_change_nothing(
+    demo, make_host, tiny_image, celery_worker, backup_dir
+):
+    make_host()
+    vm = snapshotted_vm(demo)
+    for bad in ("", "Bad_Name", "x" * 64):
+        with pytest.raises(ValidationError):
+            backup_services.backup_create(actor=demo.bob, vm=vm, snapshot="s1", name=bad)
+    with pytest.raises(NotFound):
+        backup_services.backup_create(actor=demo.bob, vm=vm, snapshot="nope", name="b1")
+    with pytest.raises(PermissionDenied):
+        backup_services.backup_create(actor=demo.carol, vm=vm, snapshot="s1", name="b1")
+    assert not Backup.objects.exists()
+
+    backup = backup_services.backup_create(actor=demo.bob, vm=vm, snapshot="s1", name="b1")
+    with pytest.raises(ValidationError):
+        backup_services.backup_create(actor=demo.bob, vm=vm, snapshot="s1", name="b1")
+    # The snapshot is kept while it is exported.
+    if Backup.objects.get(pk=backup.pk).phase != BackupPhase.READY:
+        with pytest.raises(Conflict):
+            snapshot_services.vm_snapshot_delete(actor=demo.alice, vm=vm, name="s1")
+    backup = wait_backup(backup, BackupPhase.READY)
+    with pytest.raises(ValidationError):
+        backup_services.backup_restore(actor=demo.bob, backup=backup, name="web1")  # taken
+    with pytest.raises(PermissionDenied):
+        backup_services.backup_restore(actor=demo.carol, backup=backup, name="back1")
+    with pytest.raises(PermissionDenied):
+        backup_services.backup_delete(actor=demo.bob, backup=backup)  # operators cannot
+    assert Backup.objects.get(pk=backup.pk).phase == BackupPhase.READY
+
+    folder = backup_services.backup_dir(backup)
+    assert folder.is_dir()
+    backup_services.backup_delete(actor=demo.alice, backup=backup)
+    wait_for(lambda: not Backup.objects.exists(), 15, message="backup kept")
+    assert not folder.exists()
+    assert AuditLog.objects.filter(action="backup.delete", target="backup/b1").exists()
+
+
+def test_a_backup_whose_task_was_lost_is_driven_again_by_the_sweep(
+    demo, make_host, tiny_image, celery_worker, backup_dir, settings
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from compute.tasks.volumes import volumes_sweep
+
+    make_host()
+    settings.ISOTOPE_STUCK_SECONDS = 1
+    backup = ready_backup(demo)
+    # An export whose worker died long ago, its files half written.
+    old = timezone.now() - timedelta(seconds=30)
+    backup_services.backup_files_remove(backup)
+    Backup.objects.filter(pk=backup.pk).update(
+        phase=BackupPhase.EXPORTING, progress=40, updated=old
+    )
+    backup.snapshots.set(Snapshot.objects.filter(vm=backup.vm, name="s1"))
+    assert backup_services.backups_stale() == [backup]
+    volumes_sweep()
+    backup = wait_backup(backup, BackupPhase.READY)
+    path = backup_services.disk_path(backup, backup.disks[0])
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == backup.disks[0]["sha256"]
+    assert backup_services.backups_stale() == []
+
+
+def test_a_backup_file_must_be_a_standalone_image_of_its_disks_format(tmp_path):
+    import subprocess
+
+    from compute import imagefiles
+
+    base, overlay, raw = tmp_path / "base.qcow2", tmp_path / "overlay.qcow2", tmp_path / "d.img"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "1M"], check=True)
+    backup_services.check_standalone(base, "qcow2")
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(overlay)],
+        check=True,
+    )
+    with pytest.raises(imagefiles.ImageRefused, match="backing file"):
+        backup_services.check_standalone(overlay, "qcow2")
+    # A raw disk is its bytes, even when they start like text (a guest wrote a marker).
+    raw.write_bytes(b"marker written by the guest\n".ljust(1024 * 1024, b"\0"))
+    backup_services.check_standalone(raw, "raw")
+    with pytest.raises(imagefiles.ImageRefused):
+        backup_services.check_standalone(raw, "qcow2")

@@ -1,0 +1,84 @@
+"""The Backups page, "Back up" on a VM snapshot, "Restore to new VM" and delete without
+JavaScript: roles, other tenants, refusals as messages that change nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from compute.choices import BackupPhase
+from compute.models import Backup, VirtualMachine
+from compute.services import backups as backup_services
+from tests.compute.test_api_backups import make_backup, snapshotted
+from tests.compute.test_views_volumes import client_for
+
+pytestmark = [pytest.mark.unit, pytest.mark.libvirt_test_driver]
+
+PAGE = "/t/acme/backups/"
+
+
+@pytest.fixture
+def world(demo, make_host, tiny_image, settings, tmp_path):
+    settings.ISOTOPE_BACKUP_DIR = str(tmp_path / "backups")
+    demo.host = make_host("node-a")
+    return demo
+
+
+def test_the_page_lists_backups_with_the_buttons_the_role_allows(world):
+    make_backup(world)
+    for who, restore, delete in (("alice", 1, 1), ("bob", 1, 0), ("carol", 0, 0)):
+        html = client_for(getattr(world, who)).get(PAGE).content.decode()
+        assert 'data-testid="backup-b1"' in html and "100" in html
+        assert ('data-testid="backup-restore"' in html.split("<template")[0]) == bool(restore)
+        assert ('data-testid="backup-delete"' in html.split("<template")[0]) == bool(delete)
+    assert client_for(world.dave).get(PAGE).status_code == 404
+
+
+def test_back_up_from_the_vm_page_asks_for_a_name_then_starts_the_export(world):
+    snapshotted(world)
+    bob = client_for(world.bob)
+    vm_page = bob.get("/t/acme/vms/web1/").content.decode()
+    assert 'href="/t/acme/vms/web1/snapshots/s1/backup/"' in vm_page
+    form = bob.get("/t/acme/vms/web1/snapshots/s1/backup/")
+    assert form.status_code == 200 and 'value="web1-s1"' in form.content.decode()
+    refused = bob.post("/t/acme/vms/web1/snapshots/s1/backup/", {"name": "Bad_Name"})
+    assert refused.status_code == 400 and not Backup.objects.exists()
+    done = bob.post("/t/acme/vms/web1/snapshots/s1/backup/", {"name": "nightly"}, follow=True)
+    assert done.redirect_chain[-1][0] == PAGE
+    assert Backup.objects.get().name == "nightly"
+    carol = client_for(world.carol)
+    assert 'snapshots/s1/backup/"' not in carol.get("/t/acme/vms/web1/").content.decode()
+    assert carol.post("/t/acme/vms/web1/snapshots/s1/backup/", {"name": "x"}).status_code == 403
+    dave = client_for(world.dave)
+    assert dave.get("/t/acme/vms/web1/snapshots/s1/backup/").status_code == 404
+
+
+def test_restore_to_a_new_vm_and_refusals_change_nothing(world):
+    backup = make_backup(world)
+    bob = client_for(world.bob)
+    url = f"{PAGE}b1/restore/"
+    assert bob.get(url).status_code == 200
+    taken = bob.post(url, {"name": "web1"})
+    assert taken.status_code == 400 and VirtualMachine.objects.count() == 1
+    path = backup_services.disk_path(backup, backup.disks[0])
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + b"!")
+    corrupt = bob.post(url, {"name": "back1"}, follow=True)
+    assert "is corrupt" in corrupt.content.decode() and VirtualMachine.objects.count() == 1
+    path.write_bytes(data)
+    done = bob.post(url, {"name": "back1"})
+    assert done.status_code == 302 and done["Location"] == "/t/acme/vms/back1/"
+    assert VirtualMachine.objects.filter(name="back1").exists()
+    assert client_for(world.carol).post(url, {"name": "back2"}).status_code == 403
+    assert client_for(world.dave).get(url).status_code == 404
+
+
+def test_only_admins_delete_a_backup_after_confirming(world):
+    make_backup(world)
+    url = f"{PAGE}b1/delete/"
+    assert client_for(world.bob).post(url).status_code == 403
+    alice = client_for(world.alice)
+    assert 'data-testid="backup-delete-form"' in alice.get(url).content.decode()
+    assert Backup.objects.get().phase == BackupPhase.READY
+    assert alice.post(url).status_code == 302
+    assert Backup.objects.get().phase == BackupPhase.DELETING
+    assert client_for(world.dave).post(url).status_code == 404
