@@ -22,6 +22,7 @@ VIEW_ACTIONS = frozenset(
         "image.view",
         "volume.view",
         "network.view",
+        "securitygroup.view",
         "usage.view",
         "vmpool.view",
     }
@@ -48,6 +49,8 @@ OPERATE_ACTIONS = frozenset(
         "network.create",
         "nic.attach",
         "nic.detach",
+        "securitygroup.create",
+        "securitygroup.update",
         "snapshot.schedule",
         "vmpool.create",
         "vmpool.scale",
@@ -68,6 +71,7 @@ ADMIN_ACTIONS = frozenset(
         "quota.request",
         "snapshot.delete",
         "network.delete",
+        "securitygroup.delete",
     }
 )
 
