@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import uuid
 import xml.etree.ElementTree as ET
 
 from compute.backends.base import (
@@ -404,6 +405,7 @@ def with_interface(xml_text: str, *, add: NicSpec | None = None, remove: str = "
 _DHCP_PRIORITY = "100"
 _RULE_PRIORITY = "500"
 _DROP_PRIORITY = "1000"
+FILTER_NAMESPACE = uuid.UUID("5b0b6a43-8d8f-4f0e-9c39-2f1e8e7b3c11")
 _PROTOCOL_ELEMENT = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "any": "all"}
 
 
@@ -425,8 +427,11 @@ def _filter_rule(parent: ET.Element, rule: FilterRule) -> None:
 
 
 def filter_xml(spec: FilterSpec) -> str:
-    """An nwfilter in the ``root`` chain (iptables, stateful: replies pass)."""
+    """An nwfilter in the ``root`` chain (iptables, stateful: replies pass). Its UUID
+    follows from its name: libvirt redefines a filter only under the UUID it has, and
+    two tasks may define the same filter at once."""
     root = ET.Element("filter", {"name": spec.name, "chain": "root"})
+    _sub(root, "uuid", str(uuid.uuid5(FILTER_NAMESPACE, spec.name)))
     if spec.drop_rest:
         dhcp_out = _sub(root, "rule", action="accept", direction="out", priority=_DHCP_PRIORITY)
         _sub(dhcp_out, "udp", dstportstart="67", dstportend="67")
