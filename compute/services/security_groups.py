@@ -31,6 +31,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from compute.backends import FilterRule, FilterSpec
+from compute.backends.containers import GroupPolicySpec, PolicyRule
 from compute.choices import NicPhase, RuleDirection, RuleProtocol
 from compute.models import NetworkInterface, SecurityGroup, SecurityGroupRule, VirtualMachine
 from monitoring.services import event_publish
@@ -239,6 +240,7 @@ def group_create(
                 detail={"rules": [rule_text(r) for r in group.rules.all()]},
             )
             _event(group, reason="Created", message=f"Security group {name} created.")
+            _policies_later(tenant)
     except IntegrityError:
         raise ValidationError(
             "The security group is not valid.",
@@ -270,6 +272,7 @@ def default_group(tenant: Tenant) -> SecurityGroup:
                 remote_cidr=ANYWHERE,
             )
             _event(group, reason="Created", message="Default security group created.")
+            _policies_later(tenant)
             return group
     except IntegrityError:
         return SecurityGroup.objects.get(tenant=tenant, name=DEFAULT_NAME)
@@ -390,6 +393,7 @@ def group_delete(*, actor, group: SecurityGroup) -> SecurityGroup:
         _audit(actor, group, "securitygroup.delete")
         _event(group, reason="Deleted", message=f"Security group {group.name} deleted.")
         transaction.on_commit(lambda: _enqueue("security_group_forget", filter_name))
+        _policies_later(group.tenant)
     return group
 
 
@@ -577,8 +581,45 @@ def _event(group: SecurityGroup, *, reason: str, message: str, type: str = "Norm
 
 
 def _apply_later(group: SecurityGroup) -> None:
+    """After the commit: the group's filter on the hosts, its policy on the clusters."""
     pk = group.pk
     transaction.on_commit(lambda: _enqueue("security_group_apply", pk))
+    _policies_later(group.tenant)
+
+
+def _policies_later(tenant: Tenant) -> None:
+    from compute.models import TenantNamespace
+
+    if not TenantNamespace.objects.filter(tenant=tenant).exists():
+        return  # no namespace yet: its provisioning applies the policies
+    pk = tenant.pk
+
+    def enqueue() -> None:
+        from compute.tasks import kubernetes as tasks
+
+        tasks.security_group_policies.delay(pk)
+
+    transaction.on_commit(enqueue)
+
+
+def group_policy_specs(tenant: Tenant) -> list[GroupPolicySpec]:
+    """The tenant's groups as the cluster's NetworkPolicies take them."""
+    specs = []
+    groups = SecurityGroup.objects.filter(tenant=tenant).prefetch_related("rules__remote_group")
+    for group in groups.order_by("name"):
+        rules = tuple(
+            PolicyRule(
+                direction=rule.direction,
+                protocol=rule.protocol,
+                port_min=rule.port_min,
+                port_max=rule.port_max,
+                remote_cidr=rule.remote_cidr,
+                remote_group=rule.remote_group.name if rule.remote_group_id else "",
+            )
+            for rule in sorted(group.rules.all(), key=lambda r: r.pk)
+        )
+        specs.append(GroupPolicySpec(name=group.name, rules=rules))
+    return specs
 
 
 def _enqueue(task_name: str, arg) -> None:
