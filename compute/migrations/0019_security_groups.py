@@ -75,7 +75,8 @@ def default_groups(apps, schema_editor):
     NetworkInterface = apps.get_model("compute", "NetworkInterface")
     SecurityGroup = apps.get_model("compute", "SecurityGroup")
     SecurityGroupRule = apps.get_model("compute", "SecurityGroupRule")
-    for tenant_id in NetworkInterface.objects.values_list("tenant_id", flat=True).distinct():
+    tenants = NetworkInterface.objects.order_by().values_list("tenant_id", flat=True).distinct()
+    for tenant_id in tenants:
         group, made = SecurityGroup.objects.get_or_create(
             tenant_id=tenant_id,
             name="default",
