@@ -27,21 +27,6 @@ from tests.conftest import wait_for
 pytestmark = pytest.mark.qemu
 
 
-@pytest.fixture
-def filters_cleanup(node1):  # noqa: F811 - the fixture imported above
-    """Remove this test's group filters from node1 afterwards (others share it)."""
-    yield
-    conn = shared_connection(node1.uri)
-    ours = {g.filter_name for g in SecurityGroup.objects.all()}
-    ours |= {n.filter_name for n in NetworkInterface.objects.all()}
-    for found in conn.listAllNWFilters(0):
-        if found.name() in ours:
-            try:
-                found.undefine()
-            except Exception:  # noqa: BLE001 - still bound: the VM's deletion failed
-                pass
-
-
 def bindings(conn) -> dict[str, str]:
     """The host's nwfilter bindings: {interface MAC: filter name}."""
     found = {}
@@ -66,7 +51,6 @@ def test_a_running_guests_interface_is_filtered_and_follows_rule_changes(
     demo,
     node1,  # noqa: F811
     networks_cleanup,  # noqa: F811
-    filters_cleanup,
     celery_worker,
 ):
     name = f"qs-{secrets.token_hex(3)}"
