@@ -250,6 +250,21 @@ class NicPhase(models.TextChoices):
     FAILED = "Failed"
 
 
+class RuleDirection(models.TextChoices):
+    """Which traffic a security group rule lets through: into the interface
+    (``ingress``) or out of it (``egress``). Replies to allowed traffic pass too."""
+
+    INGRESS = "ingress", _("Ingress (into the VM)")
+    EGRESS = "egress", _("Egress (out of the VM)")
+
+
+class RuleProtocol(models.TextChoices):
+    TCP = "tcp", "TCP"
+    UDP = "udp", "UDP"
+    ICMP = "icmp", "ICMP"
+    ANY = "any", _("Any")
+
+
 # --- VM pools and autoscalers ----------------------------------------------------------
 class PoolPhase(models.TextChoices):
     """Where a VM pool stands: ``Scaling`` while members are created or removed,

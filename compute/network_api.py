@@ -38,6 +38,7 @@ NIC_FIELDS = {
     "name": "metadata.name",
     "network": "spec.network",
     "fixed_ip": "spec.fixedIP",
+    "security_groups": "spec.securityGroups",
     "vm": "metadata.vm",
     "phase": "status.phase",
 }
@@ -73,7 +74,12 @@ def nic_representation(nic: NetworkInterface, user) -> dict:
     data["vm"] = nic.vm.name
     return {
         "metadata": data,
-        "spec": {"network": nic.network.name, "mac": nic.mac, "fixedIP": nic.fixed_ip},
+        "spec": {
+            "network": nic.network.name,
+            "mac": nic.mac,
+            "fixedIP": nic.fixed_ip,
+            "securityGroups": [g.name for g in nic.security_groups.all()],
+        },
         "status": {
             "phase": nic.phase,
             "message": nic.message,
@@ -122,6 +128,11 @@ class NicSpecIn(StrictSerializer):
     network = serializers.CharField(help_text="One of the tenant's networks.")
     fixedIP = serializers.CharField(  # noqa: N815
         required=False, help_text="Reserve this address (inside the network's DHCP range)."
+    )
+    securityGroups = serializers.ListField(  # noqa: N815
+        child=serializers.CharField(),
+        required=False,
+        help_text="The tenant's security groups the interface is in (default: default).",
     )
 
 
@@ -286,6 +297,7 @@ class NicListView(NicView):
                     network=data["spec"]["network"],
                     name=(data.get("metadata") or {}).get("name", ""),
                     fixed_ip=data["spec"].get("fixedIP", ""),
+                    security_groups=data["spec"].get("securityGroups") or [],
                 )
             except ApplicationError as error:
                 raise self.api_errors(error) from None

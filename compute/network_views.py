@@ -157,6 +157,7 @@ def nic_add(request, tenant, name: str):
             vm=vm,
             network=network,
             fixed_ip=request.POST.get("fixed_ip", ""),
+            security_groups=request.POST.getlist("security_groups"),
         ),
         gettext("Adding an interface on %(network)s to %(name)s.")
         % {"network": network, "name": vm.name},

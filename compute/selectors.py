@@ -17,6 +17,7 @@ from compute.models import (
     Image,
     Network,
     NetworkInterface,
+    SecurityGroup,
     Snapshot,
     VirtualMachine,
     Volume,
@@ -370,6 +371,30 @@ def network_get(user, tenant: Tenant, name: str, *, lock: bool = False) -> Netwo
     if network is None:
         raise NotFound(f"Network {name!r} not found in {tenant.slug}.")
     return network
+
+
+def security_groups_for_tenant(user, tenant: Tenant) -> QuerySet[SecurityGroup]:
+    """The tenant's security groups that ``user`` may see, by name, with their rules."""
+    return (
+        restrict(user, "securitygroup.view", SecurityGroup.objects.filter(tenant=tenant))
+        .select_related("tenant")
+        .prefetch_related("rules__remote_group")
+        .annotate(member_count=Count("nics", distinct=True))
+        .order_by("name")
+    )
+
+
+def security_group_get(user, tenant: Tenant, name: str, *, lock: bool = False) -> SecurityGroup:
+    """The group ``name`` of ``tenant``: ``NotFound`` when the user cannot see it."""
+    queryset = restrict(
+        user, "securitygroup.view", SecurityGroup.objects.filter(tenant=tenant, name=name)
+    ).select_related("tenant")
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    group = queryset.first()
+    if group is None:
+        raise NotFound(f"Security group {name!r} not found in {tenant.slug}.")
+    return group
 
 
 def vm_nics(user, vm: VirtualMachine) -> QuerySet[NetworkInterface]:

@@ -21,6 +21,8 @@ from compute import (  # live migration
     network_views,
     pool_api,
     pool_views,
+    security_group_api,
+    security_group_views,
     snapshot_api,
     snapshot_views,
     views,
@@ -209,6 +211,22 @@ network_pages = [
     path("networks/<slug:name>/delete/", network_views.network_delete, name="network-delete"),
     path("vms/<slug:name>/nics/", network_views.nic_add, name="vm-nic-add"),
     path("vms/<slug:name>/nics/<slug:nic>/remove/", network_views.nic_remove, name="vm-nic-remove"),
+    path("securitygroups/", security_group_views.group_list, name="securitygroup-list"),
+    path(
+        "securitygroups/<slug:name>/",
+        security_group_views.group_detail,
+        name="securitygroup-detail",
+    ),
+    path(
+        "securitygroups/<slug:name>/rules/<int:rule>/remove/",
+        security_group_views.rule_remove,
+        name="securitygroup-rule-remove",
+    ),
+    path(
+        "securitygroups/<slug:name>/delete/",
+        security_group_views.group_delete,
+        name="securitygroup-delete",
+    ),
 ]
 
 network_api_urls = [
@@ -231,6 +249,16 @@ network_api_urls = [
         "tenants/<slug:tenant>/virtualmachines/<slug:name>/nics/<slug:nic>/",
         network_api.NicDetailView.as_view(),
         name="nic-api-detail",
+    ),
+    path(
+        "tenants/<slug:tenant>/securitygroups/",
+        security_group_api.GroupListView.as_view(),
+        name="securitygroup-api-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/securitygroups/<slug:name>/",
+        security_group_api.GroupDetailView.as_view(),
+        name="securitygroup-api-detail",
     ),
 ]
 

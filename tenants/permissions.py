@@ -22,6 +22,7 @@ VIEW_ACTIONS = frozenset(
         "image.view",
         "volume.view",
         "network.view",
+        "securitygroup.view",
         "usage.view",
         "vmpool.view",
         "backup.view",
@@ -49,6 +50,8 @@ OPERATE_ACTIONS = frozenset(
         "network.create",
         "nic.attach",
         "nic.detach",
+        "securitygroup.create",
+        "securitygroup.update",
         "snapshot.schedule",
         "backup.create",
         "backup.restore",
@@ -73,6 +76,7 @@ ADMIN_ACTIONS = frozenset(
         "snapshot.delete",
         "backup.delete",
         "network.delete",
+        "securitygroup.delete",
     }
 )
 

@@ -91,6 +91,34 @@ class NicSpec:
     network: str
     mac: str
     """``52:54:00:xx:xx:xx``, lowercase; identifies the interface."""
+    filter: str = ""
+    """The packet filter the interface is bound to (``filter_define``), if any."""
+
+
+@dataclass(frozen=True)
+class FilterRule:
+    """One allow rule of a packet filter. ``direction`` is ``in`` (to the guest) or
+    ``out`` (from it); ``protocol`` ``tcp``/``udp``/``icmp``/``any``; the other side
+    is ``remote_ip`` (a CIDR) or, for ``in`` only, ``remote_mac``. Replies to what a
+    rule allows pass too."""
+
+    direction: str
+    protocol: str
+    port_min: int | None = None
+    port_max: int | None = None
+    remote_ip: str = ""
+    remote_mac: str = ""
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """A named packet filter of the host: its own rules, the filters it includes
+    and, with ``drop_rest``, DHCP allowed and everything no rule allows dropped."""
+
+    name: str
+    rules: tuple[FilterRule, ...] = ()
+    includes: tuple[str, ...] = ()
+    drop_rest: bool = False
 
 
 @dataclass(frozen=True)
@@ -380,6 +408,20 @@ class ComputeBackend(ABC):
         """The running domain's addresses (``address/prefix``) by interface MAC, from
         the DHCP leases of its networks. Default: none known."""
         return {}
+
+    # --- Packet filters (optional: ``capabilities["filters"]``) ----------------------
+    def filter_define(self, spec: FilterSpec) -> None:
+        """Define or redefine the filter; interfaces bound to it (directly or through a
+        filter including it) get the new rules at once, in running guests too."""
+        raise BackendError("This host's backend has no packet filters.")
+
+    def filter_delete(self, name: str) -> bool:
+        """Remove the filter; False when it was not here or is still in use."""
+        return False
+
+    def filter_names(self, prefix: str = "") -> list[str]:
+        """The filters defined on this host whose name starts with ``prefix``."""
+        return []
 
     # --- Live migration (optional: ``capabilities["live_migration"]``) ----------------
     def migrate(self, name: str, target: ComputeBackend, options: MigrationOptions) -> None:

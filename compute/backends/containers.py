@@ -68,6 +68,29 @@ class TenantSpec:
 
 
 @dataclass(frozen=True)
+class PolicyRule:
+    """One allow rule of a security group as the cluster sees it: ``ingress`` or
+    ``egress``, ``tcp``/``udp``/``any`` (ICMP has no NetworkPolicy form), an optional
+    port range, and the other side: a CIDR or the pods of a group (``remote_group``)."""
+
+    direction: str
+    protocol: str
+    port_min: int | None = None
+    port_max: int | None = None
+    remote_cidr: str = ""
+    remote_group: str = ""
+
+
+@dataclass(frozen=True)
+class GroupPolicySpec:
+    """A tenant's security group as one NetworkPolicy of its namespace, selecting the
+    pods labelled as the group's members."""
+
+    name: str
+    rules: tuple[PolicyRule, ...] = ()
+
+
+@dataclass(frozen=True)
 class ProvisionReport:
     """What ``ensure_tenant`` did, object by object (``Kind/name``)."""
 
@@ -223,6 +246,15 @@ class ContainerBackend(ABC):
     def logs(self, namespace: str, pod: str, *, tail: int = 200) -> Iterator[str]:
         """Stream the pod's log lines (follows). Default: ``LogsUnavailable``."""
         raise LogsUnavailable("This cluster's nodes provide no container logs.")
+
+    # --- Security groups (optional: ``capabilities["security_groups"]``) ------------
+    def group_policies_sync(
+        self, namespace: str, tenant: str, groups: list[GroupPolicySpec]
+    ) -> list[str]:
+        """Make the namespace's security group policies exactly ``groups`` (applied,
+        others of Isotope's removed); the default-deny and the namespace's fixed
+        policies are left alone. Returns the policy names."""
+        raise BackendError("This cluster's backend has no security group policies.")
 
     # --- Volume claims (optional: ``capabilities["volume_claims"]``) ------------------
     def claim_apply(self, spec: ClaimSpec) -> None:

@@ -8,7 +8,7 @@ from compute.models.idempotency import IdempotencyKey
 from compute.models.images import Flavor, Image
 from compute.models.kubernetes import KubernetesCluster, TenantNamespace, Workload
 from compute.models.migrations import HostDrain, Migration, MigrationPolicy
-from compute.models.networks import Network, NetworkInterface
+from compute.models.networks import Network, NetworkInterface, SecurityGroup, SecurityGroupRule
 from compute.models.pools import Autoscaler, VMPool
 from compute.models.snapshots import Snapshot, SnapshotSchedule
 from compute.models.vms import VirtualMachine
@@ -28,6 +28,8 @@ __all__ = [
     "MigrationPolicy",
     "Network",
     "NetworkInterface",
+    "SecurityGroup",
+    "SecurityGroupRule",
     "Snapshot",
     "SnapshotSchedule",
     "TenantNamespace",

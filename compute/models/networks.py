@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from compute.choices import NetworkKind, NetworkPhase, NicPhase
+from compute.choices import NetworkKind, NetworkPhase, NicPhase, RuleDirection, RuleProtocol
 from portal.models import Resource
 from tenants.models import DNS_LABEL
 
@@ -178,5 +178,148 @@ class NetworkInterface(Resource):
             ),
         ]
 
+    security_groups = models.ManyToManyField(
+        "compute.SecurityGroup",
+        related_name="nics",
+        blank=True,
+        help_text="What traffic the interface lets through (the tenant's default group "
+        "when none is chosen).",
+    )
+
     def __str__(self) -> str:
         return f"{self.vm}/{self.name}"
+
+    @property
+    def filter_name(self) -> str:
+        """The libvirt nwfilter of this interface: its groups' filters, then drop."""
+        return f"isotope-nic-{self.uid}"
+
+
+class SecurityGroup(Resource):
+    """A tenant's named set of allow rules for interfaces. An interface in one or more
+    groups takes what any of their rules allows (and replies to it); everything else
+    to or from it is dropped. ``default`` (made with the tenant's first interface)
+    allows traffic from its own members and all egress."""
+
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        on_delete=models.PROTECT,
+        related_name="security_groups",
+    )
+    name = models.CharField(
+        max_length=63,
+        validators=[DNS_LABEL],
+    )
+    description = models.CharField(
+        max_length=200,
+        blank=True,
+    )
+    is_default = models.BooleanField(
+        default=False,
+        help_text="Made for the tenant with its first interface; interfaces that name "
+        "no group are in it.",
+    )
+    message = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="Why the hosts last refused the group's filter (empty when applied).",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        verbose_name = "security group"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"],
+                name="%(app_label)s_%(class)s_unique_name_tenant",
+                violation_error_message="A security group with this name exists in the tenant.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug}/{self.name}"
+
+    @property
+    def filter_name(self) -> str:
+        """The libvirt nwfilter holding the group's rules on every host."""
+        return f"isotope-sg-{self.uid}"
+
+
+class SecurityGroupRule(models.Model):
+    """One allow rule of a group: a direction, a protocol, a port range (TCP/UDP) and
+    the other side: an IPv4 CIDR or the members of a group (the tenant's own)."""
+
+    group = models.ForeignKey(
+        SecurityGroup,
+        on_delete=models.CASCADE,
+        related_name="rules",
+    )
+    direction = models.CharField(
+        max_length=7,
+        choices=RuleDirection.choices,
+    )
+    protocol = models.CharField(
+        max_length=4,
+        choices=RuleProtocol.choices,
+    )
+    port_min = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+    )
+    port_max = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+    )
+    remote_cidr = models.CharField(
+        max_length=18,
+        blank=True,
+        help_text="IPv4 network of the other side (0.0.0.0/0: anywhere).",
+    )
+    remote_group = models.ForeignKey(
+        SecurityGroup,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="referencing_rules",
+        help_text="The other side is any interface in this group; a group that rules "
+        "name is not deleted.",
+    )
+    created = models.DateTimeField(
+        auto_now_add=True,
+    )
+
+    class Meta:
+        ordering = ["group", "id"]
+        verbose_name = "security group rule"
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(remote_cidr="") & Q(remote_group__isnull=False))
+                | (~Q(remote_cidr="") & Q(remote_group__isnull=True)),
+                name="%(app_label)s_%(class)s_one_remote",
+                violation_error_message="A rule names a CIDR or a group, not both.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.group}: {self.direction} {self.protocol} {self.ports_text} {self.remote_text}"
+        )
+
+    @property
+    def ports_text(self) -> str:
+        if self.port_min is None:
+            return "*"
+        if self.port_max in (None, self.port_min):
+            return str(self.port_min)
+        return f"{self.port_min}-{self.port_max}"
+
+    @property
+    def remote_text(self) -> str:
+        return f"group:{self.remote_group.name}" if self.remote_group_id else self.remote_cidr

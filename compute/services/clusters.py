@@ -251,6 +251,18 @@ def tenant_spec(tenant: Tenant) -> TenantSpec:
     )
 
 
+def security_policies_sync(*, tenant: Tenant, cluster: KubernetesCluster) -> list[str]:
+    """Make the tenant's security groups the NetworkPolicies of its namespace on
+    ``cluster`` (one allow policy per group; the default-deny stays). Raises the
+    backend's errors."""
+    from compute.services.security_groups import group_policy_specs
+
+    backend = cluster_backend(cluster)
+    if not backend.capabilities.get("security_groups"):
+        return []
+    return backend.group_policies_sync(tenant.namespace, tenant.slug, group_policy_specs(tenant))
+
+
 def namespace_for(tenant: Tenant, cluster: KubernetesCluster) -> TenantNamespace:
     """The tenant's namespace record on ``cluster`` (created, not yet provisioned)."""
     row, _ = TenantNamespace.objects.get_or_create(
@@ -278,6 +290,7 @@ def tenant_provision(*, tenant: Tenant, cluster: KubernetesCluster) -> Provision
     except BackendError as error:
         TenantNamespace.objects.filter(pk=row.pk).update(ready=False, message=str(error)[:1000])
         raise
+    security_policies_sync(tenant=tenant, cluster=cluster)
     first = row.provisioned is None
     TenantNamespace.objects.filter(pk=row.pk).update(
         ready=True, message="", provisioned=timezone.now()

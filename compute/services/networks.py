@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from compute.backends import NetworkSpec, NicSpec
 from compute.choices import NetworkKind, NetworkPhase, NicPhase, Phase
-from compute.models import Network, NetworkInterface, VirtualMachine
+from compute.models import Network, NetworkInterface, SecurityGroup, VirtualMachine
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from tenants.choices import ReservationKind
@@ -478,8 +478,11 @@ def _fixed_ip(network: Network, value, errors: dict) -> str | None:
     return str(address)
 
 
-def _add_nic(vm: VirtualMachine, network: Network, *, name: str, fixed_ip: str | None):
-    return NetworkInterface.objects.create(
+def _add_nic(vm: VirtualMachine, network: Network, *, name: str, fixed_ip: str | None, groups=None):
+    """A new interface in ``groups`` (the tenant's default group when none)."""
+    from compute.services import security_groups
+
+    nic = NetworkInterface.objects.create(
         tenant=vm.tenant,
         vm=vm,
         network=network,
@@ -487,6 +490,10 @@ def _add_nic(vm: VirtualMachine, network: Network, *, name: str, fixed_ip: str |
         mac=_mac(),
         fixed_ip=fixed_ip,
     )
+    groups = groups or [security_groups.default_group(vm.tenant)]
+    nic.security_groups.set(groups)
+    security_groups.nics_changed(groups)
+    return nic
 
 
 def hosts_with_overlap(tenant: Tenant, networks: list) -> set[int]:
@@ -533,15 +540,25 @@ def vm_nics_create(*, vm: VirtualMachine, networks: list) -> list[NetworkInterfa
 
 
 def nic_create(
-    *, actor, vm: VirtualMachine, network, name: str = "", fixed_ip: str = ""
+    *,
+    actor,
+    vm: VirtualMachine,
+    network,
+    name: str = "",
+    fixed_ip: str = "",
+    security_groups=None,
 ) -> NetworkInterface:
-    """Add an interface on ``network`` (one of the tenant's) to ``vm``, with a new MAC
-    and optionally a fixed address inside the network's DHCP range. Plugged in by the
-    task (hot-plugged when the VM runs). Nothing is saved when a check fails."""
+    """Add an interface on ``network`` (one of the tenant's) to ``vm``, with a new MAC,
+    optionally a fixed address inside the network's DHCP range, in ``security_groups``
+    (names; the tenant's default group when none). Plugged in by the task (hot-plugged
+    when the VM runs). Nothing is saved when a check fails."""
+    from compute.services.security_groups import resolve_groups
+
     tenant = vm.tenant
     authorize(actor=actor, tenant=tenant, permission="nic.attach", target=f"vm/{vm.name}")
     errors: dict[str, list[str]] = {}
     found = _resolve_network(tenant, network, errors, "network")
+    groups = resolve_groups(tenant, security_groups, errors, "security_groups")
     if name not in (None, ""):
         name = _check_name(name, errors)
     if found is not None and fixed_ip not in (None, ""):
@@ -575,13 +592,18 @@ def nic_create(
                 raise ValidationError(
                     f"{vm.name} has an interface named {name!r}.", errors={"name": ["Taken."]}
                 )
-            nic = _add_nic(vm, found, name=name, fixed_ip=fixed_ip)
+            nic = _add_nic(vm, found, name=name, fixed_ip=fixed_ip, groups=groups)
             audit_record(
                 actor=actor,
                 action="nic.attach",
                 tenant=tenant,
                 target=f"vm/{vm.name}/nic/{nic.name}",
-                detail={"network": found.name, "mac": nic.mac, "fixed_ip": fixed_ip},
+                detail={
+                    "network": found.name,
+                    "mac": nic.mac,
+                    "fixed_ip": fixed_ip,
+                    "security_groups": [g.name for g in groups],
+                },
             )
             event_publish(
                 tenant=tenant,
@@ -626,6 +648,9 @@ def nic_delete(*, actor, nic: NetworkInterface) -> NetworkInterface:
             transaction.on_commit(lambda: _enqueue("nic_apply", pk))
             return nic
         nic = _save_nic(nic, phase=NicPhase.DETACHING, message="")
+        from compute.services.security_groups import nics_changed
+
+        nics_changed(list(nic.security_groups.all()))
         audit_record(
             actor=actor,
             action="nic.detach",
@@ -645,7 +670,7 @@ def nic_delete(*, actor, nic: NetworkInterface) -> NetworkInterface:
 
 
 def vm_nic_spec(nic: NetworkInterface) -> NicSpec:
-    return NicSpec(network=nic.network.backend_name, mac=nic.mac)
+    return NicSpec(network=nic.network.backend_name, mac=nic.mac, filter=nic.filter_name)
 
 
 def vm_nics(vm: VirtualMachine) -> tuple[NicSpec, ...]:
@@ -676,6 +701,9 @@ def vm_networks_prepare(vm: VirtualMachine, backend, *, mark_failed: bool = True
             raise
         if network.phase == NetworkPhase.FAILED:
             network_ready(network)
+    from compute.services.security_groups import vm_filters_prepare
+
+    vm_filters_prepare(vm, backend)
 
 
 def vm_nics_attached(vm: VirtualMachine) -> None:
@@ -722,7 +750,11 @@ def nic_finalize_delete(nic: NetworkInterface) -> None:
 
 
 def vm_nics_forget(vm: VirtualMachine) -> None:
-    """The VM's row (and with it its interfaces) is about to go: drop their live states."""
+    """The VM's row (and with it its interfaces) is about to go: drop their live states
+    (and the rules naming their groups lose them as members)."""
+    from compute.services.security_groups import nics_changed
+
+    nics_changed(list(SecurityGroup.objects.filter(nics__vm=vm).distinct()))
     for name in NetworkInterface.objects.filter(vm=vm).values_list("name", flat=True):
         resource_forget(tenant=vm.tenant, kind="nic", name=f"{vm.name}/{name}")
 
@@ -744,6 +776,10 @@ def vm_addresses_observe(vm: VirtualMachine, addresses: dict[str, list[str]]) ->
             current = _save_nic(current, addresses=wanted)
             _publish_nic(current)
             changed += 1
+            from compute.services.security_groups import nics_changed
+
+            # Rules naming the interface's groups now know its new addresses.
+            nics_changed(list(current.security_groups.all()))
     return changed
 
 
@@ -812,6 +848,7 @@ def nic_state(nic: NetworkInterface) -> dict:
         "network": nic.network.name,
         "mac": nic.mac,
         "fixedIP": nic.fixed_ip,
+        "securityGroups": [g.name for g in nic.security_groups.all()],
         "addresses": list(nic.addresses or []),
         "phase": nic.phase,
         "message": nic.message,

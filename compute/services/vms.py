@@ -647,6 +647,9 @@ def vm_finalize_delete(vm: VirtualMachine, backend) -> None:
     """The domain is gone: its volumes go with it (their storage charge ends), then its
     quota is released (once) and the row dropped."""
     volume_services.vm_volumes_release(vm, backend)
+    from compute.services.security_groups import vm_filters_release
+
+    vm_filters_release(vm, backend)
     with transaction.atomic():
         released = quota_release(vm.quota_ref)
         network_services.vm_nics_forget(vm)  # its interfaces go with its row

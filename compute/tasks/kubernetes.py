@@ -111,6 +111,28 @@ def tenant_provision(self, tenant_id: int, cluster_id: int | None = None) -> Non
         logger.error("provisioning %s failed: %s", tenant, error)
 
 
+@shared_task(bind=True, acks_late=True)
+def security_group_policies(self, tenant_id: int) -> None:
+    """The tenant's security groups changed: its NetworkPolicies follow on every
+    cluster where its namespace is ready (one run at a time per tenant)."""
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    if tenant is None:
+        return
+    try:
+        with task_lock(f"isotope:sg-policies:{tenant_id}", 120):
+            rows = TenantNamespace.objects.filter(tenant=tenant, ready=True)
+            for row in rows.select_related("cluster"):
+                cluster_services.security_policies_sync(tenant=tenant, cluster=row.cluster)
+    except Busy:
+        raise self.retry(countdown=1, max_retries=120) from None
+    except TransientBackendError as error:
+        if self.request.retries < MAX_RETRIES:
+            raise self.retry(countdown=min(2 ** (self.request.retries + 1), 60)) from error
+        logger.error("security group policies of %s failed: %s", tenant, error)
+    except BackendError as error:
+        logger.error("security group policies of %s failed: %s", tenant, error)
+
+
 @shared_task(acks_late=True)
 def cluster_check(cluster_id: int) -> None:
     cluster = KubernetesCluster.objects.filter(pk=cluster_id).first()

@@ -5,6 +5,10 @@ quota go); ``nic_apply`` plugs an interface into its VM's domain (hot-plugged wh
 guest runs) or takes it out. Both are safe to run twice: each step looks at what the
 host holds first. ``nic_apply`` holds the VM's task lock, so it never interleaves with
 a start, a redefine or a migration of that VM.
+
+``security_group_apply`` redefines a security group's filter on the hosts of its
+members (libvirt re-applies it to their running interfaces);
+``security_group_forget`` removes a deleted group's filter from every host.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from celery import shared_task
 
 from compute.backends import BackendError, DomainNotFound, TransientBackendError, backend_for_host
 from compute.choices import NicPhase
-from compute.models import Host, Network, NetworkInterface
+from compute.models import Host, Network, NetworkInterface, SecurityGroup
 from compute.services import networks as services
+from compute.services import security_groups as group_services
 from compute.tasks.libvirt import vm_lock
-from compute.tasks.locks import Busy
+from compute.tasks.locks import Busy, task_lock
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +104,8 @@ def _converge(nic: NetworkInterface) -> None:
                 backend.nic_detach(vm.domain_name, nic.mac)
             except DomainNotFound:
                 pass
+            if backend.capabilities.get("filters"):
+                backend.filter_delete(nic.filter_name)
         services.nic_finalize_delete(nic)
         if (
             backend is not None
@@ -118,3 +125,50 @@ def _converge(nic: NetworkInterface) -> None:
     backend.nic_attach(vm.domain_name, services.vm_nic_spec(nic))
     services.nic_observe(nic, NicPhase.ATTACHED)
     services.vm_addresses_observe(vm, backend.interface_addresses(vm.domain_name))
+
+
+@shared_task(bind=True, acks_late=True, name="compute.tasks.libvirt.security_group_apply")
+def security_group_apply(self, group_id: int) -> None:
+    """Define the group's filter, built from its rules as they are now, on every host
+    running a member. One run at a time per group, so the last one defines the newest
+    rules."""
+    try:
+        with task_lock(f"isotope:sg-lock:{group_id}", 120):
+            group = SecurityGroup.objects.select_related("tenant").filter(pk=group_id).first()
+            if group is None:
+                return
+            spec = group_services.group_filter_spec(group)
+            done, host = 0, None
+            for host in group_services.group_hosts(group):
+                backend = backend_for_host(host)
+                if not backend.capabilities.get("filters"):
+                    continue
+                backend.filter_define(spec)
+                done += 1
+    except Busy:
+        raise self.retry(countdown=1, max_retries=120) from None
+    except TransientBackendError as error:
+        if self.request.retries < MAX_RETRIES:
+            raise self.retry(countdown=_backoff(self)) from error
+        group_services.group_applied(group, 0, f"A host did not answer: {error}")
+        return
+    except BackendError as error:
+        group_services.group_applied(group, 0, f"{host or 'A host'}: {error}")
+        return
+    group_services.group_applied(group, done)
+
+
+@shared_task(bind=True, acks_late=True, name="compute.tasks.libvirt.security_group_forget")
+def security_group_forget(self, filter_name: str) -> None:
+    """A deleted group's filter goes from every host (no interface uses it any more)."""
+    try:
+        for host in Host.objects.order_by("pk"):
+            backend = backend_for_host(host)
+            if backend.capabilities.get("filters"):
+                backend.filter_delete(filter_name)
+    except TransientBackendError as error:
+        if self.request.retries < MAX_RETRIES:
+            raise self.retry(countdown=_backoff(self)) from error
+        logger.warning("filter %s may be left on a host: %s", filter_name, error)
+    except BackendError as error:
+        logger.warning("filter %s may be left on a host: %s", filter_name, error)

@@ -17,7 +17,7 @@ def vm_nics_panel(context, vm):
     request = context["request"]
     tenant = vm.tenant
     role = tenant_selectors.role_of(request.user, tenant)
-    nics = list(selectors.vm_nics(request.user, vm))
+    nics = list(selectors.vm_nics(request.user, vm).prefetch_related("security_groups"))
     for nic in nics:
         nic.allowed = network_services.nic_actions(nic, role)
     can_attach = tenant_selectors.can(request.user, tenant, "nic.attach")
@@ -29,6 +29,9 @@ def vm_nics_panel(context, vm):
         "can_attach": can_attach,
         "can_detach": tenant_selectors.can(request.user, tenant, "nic.detach"),
         "networks": list(selectors.networks_for_tenant(request.user, tenant).filter(phase="Ready"))
+        if can_attach
+        else [],
+        "security_groups": list(selectors.security_groups_for_tenant(request.user, tenant))
         if can_attach
         else [],
     }

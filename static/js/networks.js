@@ -29,6 +29,10 @@
       const field = el.dataset.nicField;
       if (field === "phase") setPhase(el, state.phase);
       else if (field === "addresses") el.textContent = addressesText(state);
+      // An interface's groups are chosen when it is made: fill a new row only.
+      else if (field === "securityGroups") {
+        if (!el.textContent) el.textContent = (state.securityGroups || []).join(", ");
+      }
       else if (field in state) el.textContent = state[field] || "";
     });
     const actions = actionsFor(row, state);

@@ -78,6 +78,10 @@ def nodes(transactional_db):
                         domain.undefine()
                 except Exception:  # noqa: BLE001 - best effort, the next name differs
                     pass
+    from tests.compute.test_qemu_networks import filters_forget
+
+    for host in hosts.values():  # unbound now that the guests are gone
+        filters_forget(shared_connection(host.uri))
     for name in ours:
         Path(SERIAL_DIR, f"{name}.log").unlink(missing_ok=True)
 

@@ -16,7 +16,7 @@ import pytest
 
 from compute.backends.libvirt.backend import SERIAL_DIR, shared_connection
 from compute.choices import NicPhase, Phase
-from compute.models import Network, NetworkInterface, VirtualMachine
+from compute.models import Network, NetworkInterface, SecurityGroup, VirtualMachine
 from compute.services import networks as network_services
 from compute.services import vms as vm_services
 from tests.compute.guest import Guest
@@ -27,11 +27,25 @@ from tests.conftest import wait_for
 pytestmark = pytest.mark.qemu
 
 
+def filters_forget(conn) -> None:
+    """Undefine the security group and interface filters this test's rows made (one
+    still bound to a guest stays: libvirt refuses to undefine it)."""
+    filters = {g.filter_name for g in SecurityGroup.objects.all()}
+    filters |= {n.filter_name for n in NetworkInterface.objects.all()}
+    for found in conn.listAllNWFilters(0):
+        if found.name() in filters:
+            try:
+                found.undefine()
+            except libvirt.libvirtError:
+                pass
+
+
 @pytest.fixture
 def networks_cleanup(node1):  # noqa: F811 - the fixture imported above
     """Remove this test's libvirt networks from node1 afterwards (others share it)."""
     yield
     conn = shared_connection(node1.uri)
+    filters_forget(conn)
     ours = {n.backend_name for n in Network.objects.all()}
     for network in conn.listAllNetworks():
         if network.name() in ours:

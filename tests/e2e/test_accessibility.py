@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.test import RequestFactory
 from django.urls import reverse
 
+from compute.services import security_groups
 from compute.services import vms as vm_services
 from tests.conftest import login
 from tests.e2e.axe import axe_violations, describe
@@ -34,6 +35,8 @@ def tenant_pages(slug: str) -> list[str]:
         f"/t/{slug}/vmpools/new/",
         f"/t/{slug}/images/",
         f"/t/{slug}/backups/",
+        f"/t/{slug}/securitygroups/",
+        f"/t/{slug}/securitygroups/default/",
         f"/t/{slug}/events/",
         f"/t/{slug}/webhooks/",
         f"/t/{slug}/members/",
@@ -58,6 +61,7 @@ def walk(page, base: str, paths: list[str]) -> dict[str, str]:
     for path in paths:
         response = page.goto(base + path)
         assert response is not None and response.status < 500, f"{path}: {response.status}"
+        assert "securitygroups" not in path or response.status == 200, path
         violations = axe_violations(page)
         if violations:
             found[path] = describe(violations)
@@ -75,6 +79,7 @@ def test_every_tenant_and_admin_page_has_no_serious_accessibility_violation(
     vm_services.vm_create(
         actor=demo.bob, tenant=demo.acme, name="web-1", image="tiny", vcpus=1, memory_mib=256
     )
+    security_groups.default_group(demo.acme)  # the group pages show one
     page = new_page()
     login(page, live_url, "admin")
     found = walk(page, live_url, tenant_pages("acme") + admin_pages(demo.admin))
@@ -88,6 +93,7 @@ def test_a_viewer_and_a_signed_out_visitor_see_accessible_pages(
     vm_services.vm_create(
         actor=demo.bob, tenant=demo.acme, name="web-1", image="tiny", vcpus=1, memory_mib=256
     )
+    security_groups.default_group(demo.acme)  # the group pages show one
     anonymous = new_page()
     found = walk(anonymous, live_url, ["/login/", "/admin/login/"])
     page = new_page()

@@ -17,8 +17,9 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
-from compute.models import Image, Network
+from compute.models import Image, Network, SecurityGroup
 from compute.services import networks as network_services
+from compute.services import security_groups as group_services
 from tenants import services
 from tenants.choices import AuditOutcome, Role
 from tenants.models import ApiToken, AuditLog, Membership, Quota, Tenant
@@ -131,6 +132,25 @@ def spare_deleting(tenant: str) -> bool:
 
 
 NETWORK = {"metadata": {"name": "made"}, "spec": {"cidr": "10.5.0.0/24"}}
+
+
+def group_created(tenant: str) -> bool:
+    return SecurityGroup.objects.filter(tenant__slug=tenant, name="made").exists()
+
+
+def spare_group_ruled(tenant: str) -> bool:
+    return SecurityGroup.objects.get(tenant__slug=tenant, name="spare").rules.count() == 1
+
+
+def spare_group_patched(tenant: str) -> bool:
+    return SecurityGroup.objects.get(tenant__slug=tenant, name="spare").description == "patched"
+
+
+def spare_group_deleted(tenant: str) -> bool:
+    return not SecurityGroup.objects.filter(tenant__slug=tenant, name="spare").exists()
+
+
+RULE = {"direction": "ingress", "protocol": "tcp", "port_min": "22", "remote_cidr": "0.0.0.0/0"}
 
 
 def quota_changed(tenant: str) -> bool:
@@ -253,8 +273,95 @@ ENDPOINTS = [
         done=spare_deleting,
         redirect="/t/{tenant}/networks/",
     ),
+    Endpoint("securitygroup-list", "web", "get", "/t/{tenant}/securitygroups/", "read", 200),
+    Endpoint(
+        "securitygroup-list:post",
+        "web",
+        "post",
+        "/t/{tenant}/securitygroups/",
+        "operate",
+        302,
+        data={"name": "made", "description": "x"},
+        audit="securitygroup.create",
+        done=group_created,
+        redirect="/t/{tenant}/securitygroups/made/",
+    ),
+    Endpoint(
+        "securitygroup-detail", "web", "get", "/t/{tenant}/securitygroups/spare/", "read", 200
+    ),
+    Endpoint(
+        "securitygroup-detail:post",
+        "web",
+        "post",
+        "/t/{tenant}/securitygroups/spare/",
+        "operate",
+        302,
+        data=RULE,
+        audit="securitygroup.update",
+        done=spare_group_ruled,
+        redirect="/t/{tenant}/securitygroups/spare/",
+    ),
+    Endpoint(
+        "securitygroup-delete",
+        "web",
+        "post",
+        "/t/{tenant}/securitygroups/spare/delete/",
+        "manage",
+        302,
+        audit="securitygroup.delete",
+        done=spare_group_deleted,
+        redirect="/t/{tenant}/securitygroups/",
+    ),
     # --- API ---
     Endpoint("api-schema", "api", "get", "/api/v1/schema/", "public", 200),
+    Endpoint(
+        "securitygroup-api-list",
+        "api",
+        "get",
+        "/api/v1/tenants/{tenant}/securitygroups/",
+        "read",
+        200,
+    ),
+    Endpoint(
+        "securitygroup-api-list:post",
+        "api",
+        "post",
+        "/api/v1/tenants/{tenant}/securitygroups/",
+        "operate",
+        202,
+        data={"metadata": {"name": "made"}},
+        audit="securitygroup.create",
+        done=group_created,
+    ),
+    Endpoint(
+        "securitygroup-api-detail",
+        "api",
+        "get",
+        "/api/v1/tenants/{tenant}/securitygroups/spare/",
+        "read",
+        200,
+    ),
+    Endpoint(
+        "securitygroup-api-detail:patch",
+        "api",
+        "patch",
+        "/api/v1/tenants/{tenant}/securitygroups/spare/",
+        "operate",
+        202,
+        data={"spec": {"description": "patched"}},
+        audit="securitygroup.update",
+        done=spare_group_patched,
+    ),
+    Endpoint(
+        "securitygroup-api-detail:delete",
+        "api",
+        "delete",
+        "/api/v1/tenants/{tenant}/securitygroups/spare/",
+        "manage",
+        204,
+        audit="securitygroup.delete",
+        done=spare_group_deleted,
+    ),
     Endpoint("network-api-list", "api", "get", "/api/v1/tenants/{tenant}/networks/", "read", 200),
     Endpoint("backup-api-list", "api", "get", "/api/v1/tenants/{tenant}/backups/", "read", 200),
     Endpoint(
@@ -421,6 +528,7 @@ def matrix(demo):
             name="golden", tenant=tenant, public=False, kind="disk", disk_path="/x", source="url"
         )
         network_services.network_create(actor=None, tenant=tenant, name="spare", cidr="10.9.0.0/24")
+        group_services.group_create(actor=None, tenant=tenant, name="spare")
     return demo
 
 
@@ -465,6 +573,11 @@ def snapshot() -> dict:
         "images": sorted(Image.objects.values_list("tenant__slug", "name", "phase")),
         "networks": sorted(Network.objects.values_list("tenant__slug", "name", "phase")),
         "networks_used": sorted(Quota.objects.values_list("tenant__slug", "used_networks")),
+        "security_groups": sorted(
+            SecurityGroup.objects.values_list(
+                "tenant__slug", "name", "description", "resource_version"
+            )
+        ),
         "storage_used": sorted(Quota.objects.values_list("tenant__slug", "used_storage")),
         "quota_requests": sorted(QuotaRequest.objects.values_list("tenant__slug", "state")),
     }
@@ -632,6 +745,8 @@ OUTSIDE_MATRIX = {
         name: "own role matrix (interfaces need a VM) in tests/compute/test_api_networks.py"
         for name in ("vm-nic-add", "vm-nic-remove", "nic-api-list", "nic-api-detail")
     },
+    "securitygroup-rule-remove": "own role matrix (a rule's id) in "
+    "tests/compute/test_api_security_groups.py",
     **{
         name: "own role matrix (snapshots need a volume on a host) in "
         "tests/compute/test_api_snapshots.py and test_views_snapshots.py"

@@ -26,6 +26,7 @@ from compute.backends.containers import (
     ClaimStatus,
     ClusterFacts,
     ContainerBackend,
+    GroupPolicySpec,
     LogsUnavailable,
     PodInfo,
     ProvisionReport,
@@ -135,6 +136,7 @@ class KubernetesBackend(ContainerBackend):
         "rollout_restart": True,
         "services": True,
         "volume_claims": True,
+        "security_groups": True,
     }
 
     def __init__(self, *, kubeconfig: str, capabilities: dict | None = None):
@@ -261,6 +263,26 @@ class KubernetesBackend(ContainerBackend):
             f"NetworkPolicy {name}-ingress",
         )
         return self._get(main) is not None or bool(self.pods(namespace, name))
+
+    def group_policies_sync(
+        self, namespace: str, tenant: str, groups: list[GroupPolicySpec]
+    ) -> list[str]:
+        wanted = [manifests.group_policy(namespace, tenant, group) for group in groups]
+        for obj in wanted:
+            self.apply(obj)
+        names = {obj["metadata"]["name"] for obj in wanted}
+        base = f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"
+        held, _ = self._call(
+            "GET",
+            base,
+            query=[("labelSelector", manifests.GROUP_POLICY_LABEL)],
+            what="list the security group policies",
+        )
+        for item in held.get("items", []):
+            name = item["metadata"]["name"]
+            if name not in names:
+                self._delete(f"{base}/{name}", f"NetworkPolicy {name}")
+        return sorted(names)
 
     def workload_exists(self, namespace: str, name: str, kind: str) -> bool:
         plural = "deployments" if kind == "Deployment" else "pods"

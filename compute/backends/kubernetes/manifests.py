@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from compute.backends.containers import ClaimSpec, TenantSpec, WorkloadSpec
+from compute.backends.containers import ClaimSpec, GroupPolicySpec, TenantSpec, WorkloadSpec
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "isotope"
@@ -26,6 +26,12 @@ SAME_NAMESPACE_POLICY = "allow-same-namespace"
 SERVICE_ACCOUNT = "isotope-workload"
 ROLE_BINDING = "isotope-workload-view"
 CONTAINER = "main"
+# Security groups: a pod in group G carries GROUP_LABEL_PREFIX + G; each group is the
+# NetworkPolicy GROUP_POLICY_PREFIX + G, labelled GROUP_POLICY_LABEL = G.
+GROUP_LABEL_PREFIX = "securitygroup.isotope.dev/"
+GROUP_POLICY_LABEL = "isotope.dev/securitygroup"
+GROUP_POLICY_PREFIX = "sg-"
+DEFAULT_GROUP = "default"
 
 # Defaults for containers created without requests/limits (outside the portal).
 DEFAULT_REQUEST = {"cpu": "100m", "memory": "128Mi"}
@@ -258,8 +264,14 @@ def claim_mounts(spec: WorkloadSpec) -> tuple[list[dict], list[dict]]:
     return volumes, mounts
 
 
+def pod_labels(spec: WorkloadSpec) -> dict[str, str]:
+    """A workload's pods are in the tenant's default security group (as VM interfaces
+    that name no group are)."""
+    return {**workload_labels(spec), GROUP_LABEL_PREFIX + DEFAULT_GROUP: "member"}
+
+
 def deployment(spec: WorkloadSpec) -> dict:
-    labels = workload_labels(spec)
+    labels = pod_labels(spec)
     template_meta: dict = {"labels": labels}
     if spec.restarted_at:
         template_meta["annotations"] = {RESTARTED_AT: spec.restarted_at}
@@ -284,7 +296,7 @@ def pod(spec: WorkloadSpec) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": _workload_meta(spec),
+        "metadata": {**_workload_meta(spec), "labels": pod_labels(spec)},
         "spec": {**pod_spec(spec), "restartPolicy": "Always"},
     }
 
@@ -328,6 +340,58 @@ def workload_objects(spec: WorkloadSpec) -> list[dict]:
     """The workload's objects in apply order (the main object first)."""
     main = deployment(spec) if spec.kind == "Deployment" else pod(spec)
     return [obj for obj in (main, service(spec), service_policy(spec)) if obj is not None]
+
+
+# --- Security groups -------------------------------------------------------------------
+def _group_selector(group: str) -> dict:
+    return {"matchExpressions": [{"key": GROUP_LABEL_PREFIX + group, "operator": "Exists"}]}
+
+
+def _policy_peer_rule(rule, side: str) -> dict:
+    if rule.remote_group:
+        peer = {"podSelector": _group_selector(rule.remote_group)}
+    else:
+        peer = {"ipBlock": {"cidr": rule.remote_cidr}}
+    item: dict = {side: [peer]}
+    if rule.protocol != "any":
+        port: dict = {"protocol": rule.protocol.upper()}
+        if rule.port_min is not None:
+            port["port"] = rule.port_min
+            if rule.port_max is not None and rule.port_max > rule.port_min:
+                port["endPort"] = rule.port_max
+        item["ports"] = [port]
+    return item
+
+
+def group_policy(namespace: str, tenant: str, group: GroupPolicySpec) -> dict:
+    """The group's rules as one allow policy for the pods labelled with the group (the
+    namespace's default-deny drops everything no policy allows). ICMP rules have no
+    NetworkPolicy form and are left out."""
+    ingress = [
+        _policy_peer_rule(r, "from")
+        for r in group.rules
+        if r.direction == "ingress" and r.protocol != "icmp"
+    ]
+    egress = [
+        _policy_peer_rule(r, "to")
+        for r in group.rules
+        if r.direction == "egress" and r.protocol != "icmp"
+    ]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": GROUP_POLICY_PREFIX + group.name,
+            "namespace": namespace,
+            "labels": {**tenant_labels(tenant), GROUP_POLICY_LABEL: group.name},
+        },
+        "spec": {
+            "podSelector": _group_selector(group.name),
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": ingress,
+            "egress": egress,
+        },
+    }
 
 
 # --- Volume claims ---------------------------------------------------------------------

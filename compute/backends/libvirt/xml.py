@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
+import uuid
 import xml.etree.ElementTree as ET
 
-from compute.backends.base import DiskSpec, DomainSpec, NetworkSpec, NicSpec, VolumeSpec
+from compute.backends.base import (
+    DiskSpec,
+    DomainSpec,
+    FilterRule,
+    FilterSpec,
+    NetworkSpec,
+    NicSpec,
+    VolumeSpec,
+)
 
 ISOTOPE_NS = "https://isotope.dev/xmlns/vm/1"
 ET.register_namespace("isotope", ISOTOPE_NS)
@@ -336,6 +346,8 @@ def interface_element(nic: NicSpec) -> ET.Element:
     _sub(element, "mac", address=nic.mac)
     _sub(element, "source", network=nic.network)
     _sub(element, "model", type="virtio")
+    if nic.filter:
+        _sub(element, "filterref", filter=nic.filter)
     return element
 
 
@@ -351,7 +363,14 @@ def network_interfaces(xml_text: str) -> list[NicSpec]:
         mac, source = iface.find("mac"), iface.find("source")
         if iface.get("type") != "network" or mac is None or source is None:
             continue
-        found.append(NicSpec(network=source.get("network", ""), mac=mac.get("address", "").lower()))
+        bound = iface.find("filterref")
+        found.append(
+            NicSpec(
+                network=source.get("network", ""),
+                mac=mac.get("address", "").lower(),
+                filter=bound.get("filter", "") if bound is not None else "",
+            )
+        )
     return found
 
 
@@ -377,4 +396,52 @@ def with_interface(xml_text: str, *, add: NicSpec | None = None, remove: str = "
             devices.remove(iface)
     if add is not None:
         devices.append(interface_element(add))
+    return ET.tostring(root, encoding="unicode")
+
+
+# --- Packet filters (nwfilter) ---------------------------------------------------------
+# Rules run in priority order (lower first); the first accept or drop decides. DHCP
+# comes first, the filters' allow rules next, the final drop last.
+_DHCP_PRIORITY = "100"
+_RULE_PRIORITY = "500"
+_DROP_PRIORITY = "1000"
+FILTER_NAMESPACE = uuid.UUID("5b0b6a43-8d8f-4f0e-9c39-2f1e8e7b3c11")
+_PROTOCOL_ELEMENT = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "any": "all"}
+
+
+def _filter_rule(parent: ET.Element, rule: FilterRule) -> None:
+    element = _sub(
+        parent, "rule", action="accept", direction=rule.direction, priority=_RULE_PRIORITY
+    )
+    match = _sub(element, _PROTOCOL_ELEMENT[rule.protocol])
+    side = "src" if rule.direction == "in" else "dst"
+    if rule.remote_ip:
+        network = ipaddress.IPv4Network(rule.remote_ip)
+        match.set(f"{side}ipaddr", str(network.network_address))
+        match.set(f"{side}ipmask", str(network.prefixlen))
+    if rule.remote_mac:
+        match.set("srcmacaddr", rule.remote_mac)
+    if rule.port_min is not None:
+        match.set("dstportstart", str(rule.port_min))
+        match.set("dstportend", str(rule.port_max if rule.port_max is not None else rule.port_min))
+
+
+def filter_xml(spec: FilterSpec) -> str:
+    """An nwfilter in the ``root`` chain (iptables, stateful: replies pass). Its UUID
+    follows from its name: libvirt redefines a filter only under the UUID it has, and
+    two tasks may define the same filter at once."""
+    root = ET.Element("filter", {"name": spec.name, "chain": "root"})
+    _sub(root, "uuid", str(uuid.uuid5(FILTER_NAMESPACE, spec.name)))
+    if spec.drop_rest:
+        dhcp_out = _sub(root, "rule", action="accept", direction="out", priority=_DHCP_PRIORITY)
+        _sub(dhcp_out, "udp", dstportstart="67", dstportend="67")
+        dhcp_in = _sub(root, "rule", action="accept", direction="in", priority=_DHCP_PRIORITY)
+        _sub(dhcp_in, "udp", srcportstart="67", srcportend="67", dstportstart="68", dstportend="68")
+    for rule in spec.rules:
+        _filter_rule(root, rule)
+    for name in spec.includes:
+        _sub(root, "filterref", filter=name)
+    if spec.drop_rest:
+        drop = _sub(root, "rule", action="drop", direction="inout", priority=_DROP_PRIORITY)
+        _sub(drop, "all")
     return ET.tostring(root, encoding="unicode")
