@@ -328,3 +328,25 @@ def test_workload_checks_speak_the_readers_language(demo):
     assert chinese["replicas"] == ["请输入整数。"]
     assert "DNS 标签" in chinese["name"][0]
     assert refusal("en")["replicas"] == ["Enter a whole number."]
+
+
+@pytest.mark.django_db
+def test_django_admin_in_chinese_names_the_models_and_their_fields_in_chinese(
+    demo, make_host, tiny_image
+):
+    make_host("node-a")
+    vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="web-1", image="tiny", vcpus=1, memory_mib=256
+    )
+    staff = Client()
+    staff.force_login(demo.admin)
+    index = staff.get("/admin/", **ZH).content.decode()
+    for plural in ("虚拟机", "工作负载", "租户", "主机", "迁移策略", "Kubernetes 集群", "审计日志"):
+        assert f">{plural}</a>" in index
+    vms = staff.get("/admin/compute/virtualmachine/", **ZH).content.decode()
+    for column in ("名称", "租户", "阶段", "期望状态", "内存（MiB）"):
+        assert column in vms
+    assert "web-1" in vms
+    english = staff.get("/admin/", **EN).content.decode()
+    assert ">Virtual machines</a>" in english and ">Migration policies</a>" in english
+    assert "虚拟机" not in english
