@@ -15,6 +15,7 @@ cp node_modules/bootstrap/dist/css/bootstrap.min.css* "$out.tmp/bootstrap/"
 cp node_modules/bootstrap/dist/js/bootstrap.bundle.min.js* "$out.tmp/bootstrap/"
 cp node_modules/bootstrap-icons/font/bootstrap-icons.min.css "$out.tmp/bootstrap-icons/"
 cp -r node_modules/bootstrap-icons/font/fonts "$out.tmp/bootstrap-icons/"
+# With their source maps: collectstatic (hashed names, DEBUG off) follows sourceMappingURL.
 cp node_modules/chart.js/dist/chart.umd.min.js* "$out.tmp/chartjs/"
 cp node_modules/tus-js-client/dist/tus.min.js* "$out.tmp/tus/"
 if [ -d node_modules/@novnc/novnc/core ]; then

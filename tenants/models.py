@@ -45,22 +45,27 @@ class Tenant(Resource):
         unique=True,
         validators=[DNS_LABEL],
         help_text="Short name used in URLs and the Kubernetes namespace (isotope-<slug>).",
+        verbose_name=_("slug"),
     )
     name = models.CharField(
         max_length=100,
+        verbose_name=_("name"),
     )
     description = models.TextField(
         blank=True,
+        verbose_name=_("description"),
     )
     require_2fa = models.BooleanField(
         default=False,
-        verbose_name="require 2FA",
+        verbose_name=_("require 2FA"),
         help_text="Members must have signed in with a second factor (or through single "
         "sign-on) to open this tenant's pages or its API with a browser session. API "
         "tokens are not asked for one.",
     )
 
     class Meta:
+        verbose_name = _("tenant")
+        verbose_name_plural = _("tenants")
         ordering = ["slug"]
 
     def __str__(self) -> str:
@@ -76,16 +81,19 @@ class Membership(models.Model):
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
         related_name="memberships",
+        verbose_name=_("user"),
     )
     tenant = models.ForeignKey(
         Tenant,
         on_delete=models.CASCADE,
         related_name="memberships",
+        verbose_name=_("tenant"),
     )
     role = models.CharField(
         max_length=16,
         choices=Role.choices,
         default=Role.VIEWER,
+        verbose_name=_("role"),
     )
     source = models.CharField(
         max_length=8,
@@ -93,12 +101,16 @@ class Membership(models.Model):
         default=MembershipSource.LOCAL,
         help_text="Single sign-on memberships follow the provider's groups at each sign-in; "
         "local ones are left alone by it.",
+        verbose_name=_("source"),
     )
     created = models.DateTimeField(
         auto_now_add=True,
+        verbose_name=_("created"),
     )
 
     class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
         ordering = ["tenant__slug", "user__username"]
         constraints = [
             models.UniqueConstraint(
@@ -123,22 +135,28 @@ class GroupMapping(models.Model):
     group = models.CharField(
         max_length=200,
         help_text="The group's name exactly as the provider's groups claim lists it.",
+        verbose_name=_("group"),
     )
     tenant = models.ForeignKey(
         Tenant,
         on_delete=models.CASCADE,
         related_name="group_mappings",
+        verbose_name=_("tenant"),
     )
     role = models.CharField(
         max_length=16,
         choices=Role.choices,
         default=Role.VIEWER,
+        verbose_name=_("role"),
     )
     created = models.DateTimeField(
         auto_now_add=True,
+        verbose_name=_("created"),
     )
 
     class Meta:
+        verbose_name = _("group mapping")
+        verbose_name_plural = _("group mappings")
         ordering = ["group", "tenant__slug"]
         constraints = [
             models.UniqueConstraint(
@@ -164,57 +182,72 @@ class Quota(Resource):
         Tenant,
         on_delete=models.CASCADE,
         related_name="quota",
+        verbose_name=_("tenant"),
     )
     cpu = models.DecimalField(
         max_digits=10,
         decimal_places=3,
         validators=[MinValueValidator(Decimal(0))],
         help_text="CPU cores (VM vCPUs and pod CPU requests together).",
+        verbose_name=_("CPU cores"),
     )
     memory = models.PositiveBigIntegerField(
         help_text="Memory in MiB.",
+        verbose_name=_("memory (MiB)"),
     )
     storage = models.PositiveBigIntegerField(
         help_text="Disk storage in GiB.",
+        verbose_name=_("storage (GiB)"),
     )
     vms = models.PositiveIntegerField(
         help_text="Number of virtual machines.",
+        verbose_name=_("VMs"),
     )
     pods = models.PositiveIntegerField(
         help_text="Number of pods (replicas count one each).",
+        verbose_name=_("pods"),
     )
     networks = models.PositiveIntegerField(
         default=10,
         help_text="Number of tenant networks.",
+        verbose_name=_("networks"),
     )
     used_cpu = models.DecimalField(
         max_digits=10,
         decimal_places=3,
         default=Decimal(0),
         editable=False,
+        verbose_name=_("used CPU"),
     )
     used_memory = models.BigIntegerField(
         default=0,
         editable=False,
+        verbose_name=_("used memory"),
     )
     used_storage = models.BigIntegerField(
         default=0,
         editable=False,
+        verbose_name=_("used storage"),
     )
     used_vms = models.IntegerField(
         default=0,
         editable=False,
+        verbose_name=_("used VMs"),
     )
     used_pods = models.IntegerField(
         default=0,
         editable=False,
+        verbose_name=_("used pods"),
     )
     used_networks = models.IntegerField(
         default=0,
         editable=False,
+        verbose_name=_("used networks"),
     )
 
     class Meta:
+        verbose_name = _("quota")
+        verbose_name_plural = _("quotas")
         constraints = [
             models.CheckConstraint(
                 condition=Q(used_cpu__gte=0)
@@ -245,49 +278,63 @@ class Reservation(models.Model):
         Tenant,
         on_delete=models.CASCADE,
         related_name="reservations",
+        verbose_name=_("tenant"),
     )
     ref = models.CharField(
         max_length=200,
         help_text="Who holds it, e.g. vm:<uid>. One live reservation per ref.",
+        verbose_name=_("reference"),
     )
     kind = models.CharField(
         max_length=16,
         choices=ReservationKind.choices,
         default=ReservationKind.OTHER,
+        verbose_name=_("kind"),
     )
     object_id = models.CharField(
         max_length=64,
         blank=True,
+        verbose_name=_("object ID"),
     )
     cpu = models.DecimalField(
         max_digits=10,
         decimal_places=3,
         default=Decimal(0),
+        verbose_name=_("CPU"),
     )
     memory = models.BigIntegerField(
         default=0,
+        verbose_name=_("memory"),
     )
     storage = models.BigIntegerField(
         default=0,
+        verbose_name=_("storage"),
     )
     vms = models.IntegerField(
         default=0,
+        verbose_name=_("VMs"),
     )
     pods = models.IntegerField(
         default=0,
+        verbose_name=_("pods"),
     )
     networks = models.IntegerField(
         default=0,
+        verbose_name=_("networks"),
     )
     created = models.DateTimeField(
         auto_now_add=True,
+        verbose_name=_("created"),
     )
     released = models.DateTimeField(
         null=True,
         blank=True,
+        verbose_name=_("released"),
     )
 
     class Meta:
+        verbose_name = _("reservation")
+        verbose_name_plural = _("reservations")
         ordering = ["-created"]
         constraints = [
             models.UniqueConstraint(
@@ -309,6 +356,7 @@ class AuditLog(models.Model):
     time = models.DateTimeField(
         auto_now_add=True,
         db_index=True,
+        verbose_name=_("time"),
     )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -316,11 +364,13 @@ class AuditLog(models.Model):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("actor"),
     )
     actor_name = models.CharField(
         max_length=150,
         blank=True,
         help_text="Kept when the user is deleted.",
+        verbose_name=_("actor name"),
     )
     tenant = models.ForeignKey(
         Tenant,
@@ -328,34 +378,43 @@ class AuditLog(models.Model):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("tenant"),
     )
     tenant_slug = models.CharField(
         max_length=40,
         blank=True,
+        verbose_name=_("tenant slug"),
     )
     action = models.CharField(
         max_length=64,
         db_index=True,
+        verbose_name=_("action"),
     )
     target = models.CharField(
         max_length=255,
         blank=True,
+        verbose_name=_("target"),
     )
     outcome = models.CharField(
         max_length=16,
         choices=AuditOutcome.choices,
         default=AuditOutcome.SUCCESS,
+        verbose_name=_("outcome"),
     )
     source_ip = models.GenericIPAddressField(
         null=True,
         blank=True,
+        verbose_name=_("source IP"),
     )
     detail = models.JSONField(
         default=dict,
         blank=True,
+        verbose_name=_("detail"),
     )
 
     class Meta:
+        verbose_name = _("audit log entry")
+        verbose_name_plural = _("audit log")
         ordering = ["-time", "-id"]
 
     def __str__(self) -> str:
@@ -369,35 +428,45 @@ class ApiToken(models.Model):
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
         related_name="api_tokens",
+        verbose_name=_("user"),
     )
     name = models.CharField(
         max_length=100,
+        verbose_name=_("name"),
     )
     key_id = models.CharField(
         max_length=16,
         unique=True,
         help_text="Public part of the token, used to find it.",
+        verbose_name=_("key ID"),
     )
     key_hash = models.CharField(
         max_length=64,
+        verbose_name=_("key hash"),
     )
     created = models.DateTimeField(
         auto_now_add=True,
+        verbose_name=_("created"),
     )
     expires = models.DateTimeField(
         null=True,
         blank=True,
+        verbose_name=_("expires"),
     )
     last_used = models.DateTimeField(
         null=True,
         blank=True,
+        verbose_name=_("last used"),
     )
     revoked = models.DateTimeField(
         null=True,
         blank=True,
+        verbose_name=_("revoked"),
     )
 
     class Meta:
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
         ordering = ["-created"]
 
     def __str__(self) -> str:
@@ -411,27 +480,36 @@ class UserPreference(models.Model):
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
         related_name="portal_preference",
+        verbose_name=_("user"),
     )
     skip_confirmations = models.JSONField(
         default=list,
         blank=True,
         help_text="Confirmations (tenants.choices.Confirmation) this user asked not to see.",
+        verbose_name=_("skip confirmations"),
     )
     theme = models.CharField(
         max_length=8,
         choices=Theme.choices,
         default=Theme.AUTO,
         help_text="Colour theme; auto follows the browser's prefers-color-scheme.",
+        verbose_name=_("theme"),
     )
     language = models.CharField(
         max_length=16,
         blank=True,
         default="",
         help_text="A code from settings.LANGUAGES; empty follows the browser's Accept-Language.",
+        verbose_name=_("language"),
     )
     updated = models.DateTimeField(
         auto_now=True,
+        verbose_name=_("updated"),
     )
+
+    class Meta:
+        verbose_name = _("user preference")
+        verbose_name_plural = _("user preferences")
 
     def __str__(self) -> str:
         return f"Preferences of {self.user}"

@@ -109,7 +109,10 @@ def authorize(*, actor, tenant: Tenant, permission: str, target: str = "") -> No
         outcome=AuditOutcome.DENIED,
     )
     role = selectors.role_of(actor, tenant)
-    raise PermissionDenied(f"Your role ({role}) does not allow {permission} in {tenant.slug}.")
+    raise PermissionDenied(
+        gettext("Your role (%(role)s) does not allow %(permission)s in %(tenant)s.")
+        % {"role": role, "permission": permission, "tenant": tenant.slug}
+    )
 
 
 def tenant_access(*, user, slug: str, action: str, target: str = "") -> Tenant:
@@ -149,7 +152,7 @@ def tenant_create(
     if len(slug) > 40:
         errors["slug"] = ["At most 40 characters."]
     if errors:
-        raise ValidationError("Invalid tenant.", errors=errors)
+        raise ValidationError(gettext("Invalid tenant."), errors=errors)
     limits = _validate_limits({**settings.ISOTOPE_DEFAULT_QUOTA, **(quota or {})})
     taken = Conflict(f"A tenant named {slug!r} exists already.", errors={"slug": ["Taken."]})
     if Tenant.objects.filter(slug=slug).exists():
@@ -175,14 +178,18 @@ def _user_for(username_or_user) -> User:
         return User.objects.get(username=username_or_user)
     except User.DoesNotExist:
         raise ValidationError(
-            f"No user named {username_or_user!r}.", errors={"user": ["Unknown user."]}
+            gettext("No user named %(username)s.") % {"username": repr(username_or_user)},
+            errors={"user": [gettext("Unknown user.")]},
         ) from None
 
 
 def _check_role(role: str) -> None:
     if role not in Role.values:
         raise ValidationError(
-            f"Unknown role {role!r}.", errors={"role": [f"Choose one of {', '.join(Role.values)}."]}
+            gettext("Unknown role %(role)s.") % {"role": repr(role)},
+            errors={
+                "role": [gettext("Choose one of %(codes)s.") % {"codes": ", ".join(Role.values)}]
+            },
         )
 
 
@@ -206,8 +213,9 @@ def membership_add(
             )
     except IntegrityError:
         raise Conflict(
-            f"{member.username} is already a member of {tenant.slug}.",
-            errors={"user": ["Already a member."]},
+            gettext("%(username)s is already a member of %(tenant)s.")
+            % {"username": member.username, "tenant": tenant.slug},
+            errors={"user": [gettext("Already a member.")]},
         ) from None
     audit_record(
         actor=actor,
@@ -226,9 +234,14 @@ def membership_set_role(*, actor, tenant: Tenant, user, role: str) -> Membership
     member = _user_for(user)
     membership = Membership.objects.select_for_update().filter(tenant=tenant, user=member).first()
     if membership is None:
-        raise NotFound(f"{member.username} is not a member of {tenant.slug}.")
+        raise NotFound(
+            gettext("%(username)s is not a member of %(tenant)s.")
+            % {"username": member.username, "tenant": tenant.slug}
+        )
     if membership.role == Role.ADMIN and role != Role.ADMIN and _is_last_admin(membership):
-        raise Conflict("A tenant keeps at least one admin.", errors={"role": ["Last admin."]})
+        raise Conflict(
+            gettext("A tenant keeps at least one admin."), errors={"role": [gettext("Last admin.")]}
+        )
     old = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
@@ -249,9 +262,14 @@ def membership_remove(*, actor, tenant: Tenant, user) -> None:
     member = _user_for(user)
     membership = Membership.objects.select_for_update().filter(tenant=tenant, user=member).first()
     if membership is None:
-        raise NotFound(f"{member.username} is not a member of {tenant.slug}.")
+        raise NotFound(
+            gettext("%(username)s is not a member of %(tenant)s.")
+            % {"username": member.username, "tenant": tenant.slug}
+        )
     if membership.role == Role.ADMIN and _is_last_admin(membership):
-        raise Conflict("A tenant keeps at least one admin.", errors={"user": ["Last admin."]})
+        raise Conflict(
+            gettext("A tenant keeps at least one admin."), errors={"user": [gettext("Last admin.")]}
+        )
     membership.delete()
     audit_record(
         actor=actor,
@@ -290,7 +308,7 @@ def group_mapping_save(*, actor, mapping: GroupMapping, created: bool) -> GroupM
     _check_role(mapping.role)
     mapping.group = (mapping.group or "").strip()
     if not mapping.group:
-        raise ValidationError("Name the group.", errors={"group": ["Required."]})
+        raise ValidationError(gettext("Name the group."), errors={"group": [gettext("Required.")]})
     mapping.save()
     audit_record(
         actor=actor,
@@ -418,7 +436,10 @@ def user_set_active(*, actor, user, active: bool) -> User:
     Staff cannot deactivate themselves (``Conflict``)."""
     member = _user_for(user)
     if not active and getattr(actor, "pk", None) == member.pk:
-        raise Conflict("You cannot deactivate your own account.", errors={"is_active": ["You."]})
+        raise Conflict(
+            gettext("You cannot deactivate your own account."),
+            errors={"is_active": [gettext("You.")]},
+        )
     changed = User.objects.filter(pk=member.pk, is_active=not active).update(is_active=active)
     member.is_active = active
     if not changed:
@@ -444,9 +465,12 @@ def user_delete(*, actor, user) -> None:
     for membership in memberships:
         if membership.role == Role.ADMIN and _is_last_admin(membership):
             raise Conflict(
-                f"{member.username} is the last admin of {membership.tenant.slug}: "
-                "make someone else its admin first.",
-                errors={"user": ["Last admin."]},
+                gettext(
+                    "%(username)s is the last admin of %(tenant)s: make someone else its admin "
+                    "first."
+                )
+                % {"username": member.username, "tenant": membership.tenant.slug},
+                errors={"user": [gettext("Last admin.")]},
             )
     user_id, username = member.pk, member.username
     member.delete()
@@ -486,7 +510,7 @@ def login_lockout_reset(*, actor, username: str = "", ip: str = "") -> int:
     from axes.utils import reset
 
     if not username and not ip:
-        raise ValidationError("Say which username or address to unlock.")
+        raise ValidationError(gettext("Say which username or address to unlock."))
     count = reset(ip=ip or None, username=username or None, ip_or_username=bool(username and ip))
     audit_record(
         actor=actor,
@@ -521,7 +545,7 @@ def _validate_limits(limits: dict) -> dict:
         else:
             clean[resource] = number
     if errors:
-        raise ValidationError("Invalid quota.", errors=errors)
+        raise ValidationError(gettext("Invalid quota."), errors=errors)
     return clean
 
 
@@ -619,7 +643,10 @@ def quota_reserve(
     }
     for resource, amount in request.items():
         if amount < 0:
-            raise ValidationError(f"{resource} cannot be negative.", errors={resource: ["< 0"]})
+            raise ValidationError(
+                gettext("%(resource)s cannot be negative.") % {"resource": resource},
+                errors={resource: ["< 0"]},
+            )
     quota = Quota.objects.select_for_update().get(tenant=tenant)
     existing = Reservation.objects.filter(ref=ref, released__isnull=True).first()
     if existing is not None:
@@ -682,9 +709,13 @@ def token_create(*, user, name: str, expires: datetime | None = None) -> tuple[A
     """Create an API token. Returns the row and the full key, shown to the user once."""
     name = (name or "").strip()
     if not name or len(name) > 100:
-        raise ValidationError("Give the token a name.", errors={"name": ["1 to 100 characters."]})
+        raise ValidationError(
+            gettext("Give the token a name."), errors={"name": [gettext("1 to 100 characters.")]}
+        )
     if expires is not None and expires <= timezone.now():
-        raise ValidationError("Expiry is in the past.", errors={"expires": ["In the past."]})
+        raise ValidationError(
+            gettext("Expiry is in the past."), errors={"expires": [gettext("In the past.")]}
+        )
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
@@ -699,7 +730,7 @@ def token_revoke(*, user, key_id: str) -> ApiToken:
     """Revoke one of ``user``'s tokens."""
     token = ApiToken.objects.filter(user=user, key_id=key_id, revoked__isnull=True).first()
     if token is None:
-        raise NotFound("No such token.")
+        raise NotFound(gettext("No such token."))
     token.revoked = timezone.now()
     token.save(update_fields=["revoked"])
     audit_record(actor=user, action="token.revoke", target=f"token/{key_id}")
@@ -715,8 +746,13 @@ def preference_set_confirmation(*, user, confirmation: str, ask: bool) -> UserPr
     locked while it changes, so two tabs changing different ones keep both."""
     if confirmation not in Confirmation.values:
         raise ValidationError(
-            f"Unknown confirmation {confirmation!r}.",
-            errors={"confirmation": [f"Choose one of {', '.join(Confirmation.values)}."]},
+            gettext("Unknown confirmation %(confirmation)s.")
+            % {"confirmation": repr(confirmation)},
+            errors={
+                "confirmation": [
+                    gettext("Choose one of %(codes)s.") % {"codes": ", ".join(Confirmation.values)}
+                ]
+            },
         )
     UserPreference.objects.get_or_create(user=user)
     preference = UserPreference.objects.select_for_update().get(user=user)
@@ -746,8 +782,10 @@ def preference_set_theme(*, user, theme: str) -> UserPreference:
     changes, as for the confirmations."""
     if theme not in Theme.values:
         raise ValidationError(
-            f"Unknown theme {theme!r}.",
-            errors={"theme": [f"Choose one of {', '.join(Theme.values)}."]},
+            gettext("Unknown theme %(theme)s.") % {"theme": repr(theme)},
+            errors={
+                "theme": [gettext("Choose one of %(codes)s.") % {"codes": ", ".join(Theme.values)}]
+            },
         )
     return _preference_set(user=user, field="theme", value=theme)
 

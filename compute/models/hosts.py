@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from compute.choices import VirtType
 
@@ -35,25 +36,30 @@ class Host(models.Model):
     name = models.SlugField(
         max_length=63,
         unique=True,
+        verbose_name=_("name"),
     )
     uri = models.CharField(
         max_length=255,
         unique=True,
         help_text="libvirt URI, e.g. qemu:///system, qemu+tcp://10.0.0.2/system or "
         "test:///default.",
+        verbose_name=_("URI"),
     )
     virt_type = models.CharField(
         max_length=8,
         choices=VirtType.choices,
         default=VirtType.AUTO,
+        verbose_name=_("virtualisation type"),
     )
     cpus = models.PositiveIntegerField(
         default=0,
         help_text="Physical CPUs, read from the host by 'check now'.",
+        verbose_name=_("CPUs"),
     )
     memory_mib = models.PositiveBigIntegerField(
         default=0,
         help_text="Memory in MiB, read from the host.",
+        verbose_name=_("memory (MiB)"),
     )
     cpu_ratio = models.DecimalField(
         max_digits=5,
@@ -61,6 +67,7 @@ class Host(models.Model):
         default=Decimal("4.00"),
         validators=[MinValueValidator(Decimal("0.1"))],
         help_text="vCPU overcommit: schedulable vCPUs = cpus × ratio.",
+        verbose_name=_("CPU ratio"),
     )
     memory_ratio = models.DecimalField(
         max_digits=5,
@@ -68,69 +75,82 @@ class Host(models.Model):
         default=Decimal("1.00"),
         validators=[MinValueValidator(Decimal("0.1"))],
         help_text="Memory overcommit: schedulable MiB = memory × ratio.",
+        verbose_name=_("memory ratio"),
     )
     enabled = models.BooleanField(
         default=True,
+        verbose_name=_("enabled"),
     )
     maintenance = models.BooleanField(
         default=False,
         help_text="No new VMs are placed here; drain moves the running ones away.",
+        verbose_name=_("maintenance"),
     )
     labels = models.JSONField(
         default=dict,
         blank=True,
         help_text='Key/value labels for placement, e.g. {"zone": "a", "ssd": "true"}.',
+        verbose_name=_("labels"),
     )
     reachable = models.BooleanField(
         default=False,
+        verbose_name=_("reachable"),
     )
     last_seen = models.DateTimeField(
         null=True,
         blank=True,
+        verbose_name=_("last seen"),
     )
     message = models.CharField(
         max_length=500,
         blank=True,
         help_text="Why the host is unreachable, when it is.",
+        verbose_name=_("message"),
     )
     capabilities = models.JSONField(
         default=dict,
         blank=True,
         editable=False,
         help_text="What the backend can do here (live_migration, console, metrics).",
+        verbose_name=_("capabilities"),
     )
     storage_path = models.CharField(
         max_length=500,
         blank=True,
         help_text="Directory of this host's volume pool (a libvirt dir pool); empty: "
         "ISOTOPE_STORAGE_ROOT/<host name>.",
+        verbose_name=_("storage path"),
     )
     storage_gib = models.PositiveBigIntegerField(
         default=0,
         editable=False,
         help_text="Capacity of the volume pool in GiB, read by 'check now'.",
+        verbose_name=_("storage (GiB)"),
     )
     effective_virt_type = models.CharField(
         max_length=8,
         blank=True,
         editable=False,
         help_text="Domain type used for guests: kvm, qemu, or test.",
+        verbose_name=_("effective virtualisation type"),
     )
     vnc_port_min = models.PositiveIntegerField(
-        "first console port",
         default=VNC_PORT_FLOOR,
         validators=[MinValueValidator(VNC_PORT_FLOOR), MaxValueValidator(VNC_PORT_CEILING)],
         help_text="Guests on this host get their VNC console port from this range. Hosts "
         "on one machine (the same libvirt address) need ranges that do not overlap.",
+        verbose_name=_("first console port"),
     )
     vnc_port_max = models.PositiveIntegerField(
-        "last console port",
         default=VNC_PORT_FLOOR + VNC_PORT_BLOCK - 1,
         validators=[MinValueValidator(VNC_PORT_FLOOR), MaxValueValidator(VNC_PORT_CEILING)],
         help_text="Last port of the range (inclusive); it bounds how many guests run here.",
+        verbose_name=_("last console port"),
     )
 
     class Meta:
+        verbose_name = _("host")
+        verbose_name_plural = _("hosts")
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class IdempotencyKey(models.Model):
@@ -18,26 +19,38 @@ class IdempotencyKey(models.Model):
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
         related_name="+",
+        verbose_name=_("user"),
     )
     scope = models.CharField(
         max_length=200,
+        verbose_name=_("scope"),
     )
     key = models.CharField(
         max_length=255,
+        verbose_name=_("idempotency key"),
     )
     fingerprint = models.CharField(
         max_length=64,
+        verbose_name=_("fingerprint"),
     )
-    status_code = models.PositiveSmallIntegerField()
-    body = models.JSONField()
+    status_code = models.PositiveSmallIntegerField(
+        verbose_name=_("status code"),
+    )
+    body = models.JSONField(
+        verbose_name=_("body"),
+    )
     created = models.DateTimeField(
         auto_now_add=True,
+        verbose_name=_("created"),
     )
     expires = models.DateTimeField(
         db_index=True,
+        verbose_name=_("expires"),
     )
 
     class Meta:
+        verbose_name = _("idempotency key")
+        verbose_name_plural = _("idempotency keys")
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "scope", "key"],

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from compute.choices import ImageKind, ImagePhase, ImageSource
 from portal.models import Resource
@@ -23,38 +24,46 @@ class Image(Resource):
 
     name = models.SlugField(
         max_length=63,
+        verbose_name=_("name"),
     )
     display_name = models.CharField(
         max_length=100,
         blank=True,
+        verbose_name=_("display name"),
     )
     kind = models.CharField(
         max_length=8,
         choices=ImageKind.choices,
+        verbose_name=_("kind"),
     )
     kernel_path = models.CharField(
         max_length=500,
         blank=True,
+        verbose_name=_("kernel path"),
     )
     initrd_path = models.CharField(
         max_length=500,
         blank=True,
+        verbose_name=_("initrd path"),
     )
     cmdline = models.CharField(
         max_length=500,
         blank=True,
         default="console=ttyS0 console=tty0",
         help_text="Kernel command line; isotope.hostname=<vm name> is appended.",
+        verbose_name=_("kernel command line"),
     )
     disk_path = models.CharField(
         max_length=500,
         blank=True,
         help_text="Base image for copy-on-write disks (qcow2 or raw).",
+        verbose_name=_("disk path"),
     )
     disk_format = models.CharField(
         max_length=8,
         default="qcow2",
         blank=True,
+        verbose_name=_("disk format"),
     )
     ready_banner = models.CharField(
         max_length=100,
@@ -62,16 +71,20 @@ class Image(Resource):
         help_text="Text the guest prints on its serial console once it has booted: its VMs "
         "turn Ready when it appears. Empty: Ready follows Running, unless a QEMU guest "
         "agent channel is present (then the agent must answer a ping).",
+        verbose_name=_("ready banner"),
     )
     min_memory_mib = models.PositiveIntegerField(
         default=128,
+        verbose_name=_("minimum memory (MiB)"),
     )
     os_label = models.CharField(
         max_length=100,
         blank=True,
+        verbose_name=_("OS label"),
     )
     public = models.BooleanField(
         default=True,
+        verbose_name=_("public"),
     )
     tenant = models.ForeignKey(
         "tenants.Tenant",
@@ -80,72 +93,88 @@ class Image(Resource):
         blank=True,
         related_name="images",
         help_text="Owner of a private image; empty for public images.",
+        verbose_name=_("tenant"),
     )
     phase = models.CharField(
         max_length=16,
         choices=ImagePhase.choices,
         default=ImagePhase.READY,
         db_index=True,
+        verbose_name=_("phase"),
     )
     message = models.CharField(
         max_length=1000,
         blank=True,
+        verbose_name=_("message"),
     )
     phase_changed = models.DateTimeField(
         auto_now_add=True,
+        verbose_name=_("phase changed"),
     )
     source = models.CharField(
         max_length=8,
         choices=ImageSource.choices,
         default=ImageSource.PLATFORM,
         blank=True,
+        verbose_name=_("source"),
     )
     source_url = models.CharField(
         max_length=2000,
         blank=True,
+        verbose_name=_("source URL"),
     )
     expected_sha256 = models.CharField(
         max_length=64,
         blank=True,
         help_text="The checksum the importer gave; the file must match it.",
+        verbose_name=_("expected SHA-256"),
     )
     sha256 = models.CharField(
         max_length=64,
         blank=True,
         help_text="Checksum of the file as received (before conversion).",
+        verbose_name=_("SHA-256"),
     )
     declared_bytes = models.BigIntegerField(
         null=True,
         blank=True,
         help_text="Size announced by the uploader (Upload-Length) or the importer.",
+        verbose_name=_("declared bytes"),
     )
     upload_offset = models.BigIntegerField(
         default=0,
+        verbose_name=_("upload offset"),
     )
     progress_bytes = models.BigIntegerField(
         default=0,
+        verbose_name=_("progress bytes"),
     )
     progress_total = models.BigIntegerField(
         null=True,
         blank=True,
+        verbose_name=_("progress total"),
     )
     source_format = models.CharField(
         max_length=16,
         blank=True,
         help_text="Format detected by qemu-img (qcow2 or raw).",
+        verbose_name=_("source format"),
     )
     size_bytes = models.BigIntegerField(
         null=True,
         blank=True,
         help_text="Size of the stored qcow2 file.",
+        verbose_name=_("size (bytes)"),
     )
     virtual_size_bytes = models.BigIntegerField(
         null=True,
         blank=True,
         help_text="The disk size a guest sees.",
+        verbose_name=_("virtual size (bytes)"),
     )
     attempts = models.PositiveSmallIntegerField(
         default=0,
+        verbose_name=_("attempts"),
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -153,9 +182,12 @@ class Image(Resource):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("created by"),
     )
 
     class Meta:
+        verbose_name = _("image")
+        verbose_name_plural = _("images")
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(
@@ -200,18 +232,24 @@ class Flavor(models.Model):
     name = models.SlugField(
         max_length=40,
         unique=True,
+        verbose_name=_("name"),
     )
     vcpus = models.PositiveSmallIntegerField(
         validators=[MinValueValidator(1), MaxValueValidator(64)],
+        verbose_name=_("vCPUs"),
     )
     memory_mib = models.PositiveIntegerField(
         validators=[MinValueValidator(64)],
+        verbose_name=_("memory (MiB)"),
     )
     disk_gib = models.PositiveIntegerField(
         default=0,
+        verbose_name=_("disk (GiB)"),
     )
 
     class Meta:
+        verbose_name = _("flavor")
+        verbose_name_plural = _("flavors")
         ordering = ["vcpus", "memory_mib", "name"]
 
     def __str__(self) -> str:

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from compute.choices import Phase, ServiceType, WorkloadKind
 from portal.models import Resource
@@ -19,54 +20,67 @@ class KubernetesCluster(models.Model):
     name = models.SlugField(
         max_length=63,
         unique=True,
+        verbose_name=_("name"),
     )
     server = models.CharField(
         max_length=255,
         blank=True,
         editable=False,
         help_text="API server URL, read from the kubeconfig.",
+        verbose_name=_("server"),
     )
     kubeconfig_encrypted = models.TextField(
         editable=False,
+        verbose_name=_("kubeconfig (encrypted)"),
     )
     default = models.BooleanField(
         default=False,
         help_text="New workloads go to the default cluster.",
+        verbose_name=_("default"),
     )
     enabled = models.BooleanField(
         default=True,
+        verbose_name=_("enabled"),
     )
     reachable = models.BooleanField(
         default=False,
+        verbose_name=_("reachable"),
     )
     last_seen = models.DateTimeField(
         null=True,
         blank=True,
+        verbose_name=_("last seen"),
     )
     message = models.CharField(
         max_length=500,
         blank=True,
         help_text="Why the cluster is unreachable, when it is.",
+        verbose_name=_("message"),
     )
     version = models.CharField(
         max_length=64,
         blank=True,
         editable=False,
+        verbose_name=_("version"),
     )
     capacity = models.JSONField(
         default=dict,
         blank=True,
         editable=False,
         help_text="Ready nodes and their allocatable cpu (cores), memory (MiB) and pods.",
+        verbose_name=_("capacity"),
     )
     capabilities = models.JSONField(
         default=dict,
         blank=True,
         editable=False,
         help_text="What the cluster can do (logs: its nodes run containers).",
+        verbose_name=_("capabilities"),
     )
 
     class Meta:
+        verbose_name = _("Kubernetes cluster")
+        verbose_name_plural = _("Kubernetes clusters")
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(
@@ -91,28 +105,36 @@ class TenantNamespace(models.Model):
         "tenants.Tenant",
         on_delete=models.CASCADE,
         related_name="namespaces",
+        verbose_name=_("tenant"),
     )
     cluster = models.ForeignKey(
         KubernetesCluster,
         on_delete=models.CASCADE,
         related_name="namespaces",
+        verbose_name=_("cluster"),
     )
     name = models.CharField(
         max_length=63,
+        verbose_name=_("name"),
     )
     ready = models.BooleanField(
         default=False,
+        verbose_name=_("ready"),
     )
     message = models.CharField(
         max_length=1000,
         blank=True,
+        verbose_name=_("message"),
     )
     provisioned = models.DateTimeField(
         null=True,
         blank=True,
+        verbose_name=_("provisioned"),
     )
 
     class Meta:
+        verbose_name = _("tenant namespace")
+        verbose_name_plural = _("tenant namespaces")
         ordering = ["cluster", "name"]
         constraints = [
             models.UniqueConstraint(
@@ -137,81 +159,100 @@ class Workload(Resource):
         "tenants.Tenant",
         on_delete=models.PROTECT,
         related_name="workloads",
+        verbose_name=_("tenant"),
     )
     cluster = models.ForeignKey(
         KubernetesCluster,
         on_delete=models.PROTECT,
         related_name="workloads",
+        verbose_name=_("cluster"),
     )
     name = models.CharField(
         max_length=63,
         validators=[DNS_LABEL],
+        verbose_name=_("name"),
     )
     kind = models.CharField(
         max_length=12,
         choices=WorkloadKind.choices,
         default=WorkloadKind.DEPLOYMENT,
+        verbose_name=_("kind"),
     )
     image = models.CharField(
         max_length=255,
+        verbose_name=_("image"),
     )
     command = models.JSONField(
         default=list,
         blank=True,
+        verbose_name=_("command"),
     )
     args = models.JSONField(
         default=list,
         blank=True,
+        verbose_name=_("arguments"),
     )
     env = models.JSONField(
         default=dict,
         blank=True,
+        verbose_name=_("environment"),
     )
     ports = models.JSONField(
         default=list,
         blank=True,
         help_text="Container ports (numbers).",
+        verbose_name=_("ports"),
     )
     cpu_request_m = models.PositiveIntegerField(
         help_text="CPU request per pod in millicores.",
+        verbose_name=_("CPU request (millicores)"),
     )
     cpu_limit_m = models.PositiveIntegerField(
         help_text="CPU limit per pod in millicores.",
+        verbose_name=_("CPU limit (millicores)"),
     )
     memory_request = models.PositiveBigIntegerField(
         help_text="Memory request per pod in bytes.",
+        verbose_name=_("memory request"),
     )
     memory_limit = models.PositiveBigIntegerField(
         help_text="Memory limit per pod in bytes.",
+        verbose_name=_("memory limit"),
     )
     replicas = models.PositiveIntegerField(
         default=1,
         validators=[MaxValueValidator(1000)],
+        verbose_name=_("replicas"),
     )
     service_type = models.CharField(
         max_length=12,
         choices=ServiceType.choices,
         default=ServiceType.NONE,
         blank=True,
+        verbose_name=_("service type"),
     )
     volumes = models.JSONField(
         default=list,
         blank=True,
         help_text='Volume claims its pods mount: [{"volume", "mountPath", "readOnly"}].',
+        verbose_name=_("volumes"),
     )
     restarted_at = models.DateTimeField(
         null=True,
         blank=True,
         help_text="When a rollout restart was last asked for.",
+        verbose_name=_("restarted at"),
     )
     deleting = models.BooleanField(
         default=False,
+        verbose_name=_("deleting"),
     )
     generation = models.PositiveBigIntegerField(
         default=1,
         editable=False,
         help_text="Grows whenever the spec changes (scale, restart, delete); applied "
         "objects carry it, so an observation of an older spec is recognised.",
+        verbose_name=_("generation"),
     )
     refused_generation = models.PositiveBigIntegerField(
         null=True,
@@ -219,35 +260,43 @@ class Workload(Resource):
         editable=False,
         help_text="The generation the API server refused for quota (its reservation was "
         "released then); a later spec change is tried again.",
+        verbose_name=_("refused generation"),
     )
     phase = models.CharField(
         max_length=16,
         choices=Phase.choices,
         default=Phase.PENDING,
         db_index=True,
+        verbose_name=_("phase"),
     )
     message = models.CharField(
         max_length=1000,
         blank=True,
+        verbose_name=_("message"),
     )
     phase_changed = models.DateTimeField(
         auto_now_add=True,
+        verbose_name=_("phase changed"),
     )
     ready_replicas = models.PositiveIntegerField(
         default=0,
+        verbose_name=_("ready replicas"),
     )
     available_replicas = models.PositiveIntegerField(
         default=0,
+        verbose_name=_("available replicas"),
     )
     pods = models.JSONField(
         default=list,
         blank=True,
         editable=False,
         help_text="Observed pods: name, phase, node, restarts, ready (from the watch).",
+        verbose_name=_("pods"),
     )
     labels = models.JSONField(
         default=dict,
         blank=True,
+        verbose_name=_("labels"),
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -255,9 +304,12 @@ class Workload(Resource):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("created by"),
     )
 
     class Meta:
+        verbose_name = _("workload")
+        verbose_name_plural = _("workloads")
         ordering = ["tenant", "name"]
         constraints = [
             models.UniqueConstraint(

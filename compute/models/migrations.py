@@ -7,6 +7,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Coalesce
+from django.utils.translation import gettext_lazy as _
 
 from compute.choices import MigrationPhase
 from portal.models import Resource
@@ -27,48 +28,58 @@ class MigrationPolicy(models.Model):
         blank=True,
         related_name="migration_policy",
         help_text="Empty: the cluster defaults. Set: overrides for migrations leaving it.",
+        verbose_name=_("host"),
     )
     bandwidth_mib = models.PositiveIntegerField(
         default=0,
         help_text="Bandwidth cap in MiB/s; 0 = unlimited.",
+        verbose_name=_("bandwidth (MiB/s)"),
     )
     completion_timeout_per_gib = models.PositiveIntegerField(
         default=150,
         validators=[MinValueValidator(1)],
         help_text="Abort when the migration takes longer than this many seconds per GiB "
         "of guest memory (and disk).",
+        verbose_name=_("completion timeout per GiB"),
     )
     progress_timeout = models.PositiveIntegerField(
         default=150,
         validators=[MinValueValidator(1)],
         help_text="Abort when the remaining data has not shrunk for this many seconds.",
+        verbose_name=_("progress timeout"),
     )
     max_downtime_ms = models.PositiveIntegerField(
         default=500,
         validators=[MinValueValidator(1)],
         help_text="Longest pause of the guest allowed when switching over.",
+        verbose_name=_("maximum downtime (ms)"),
     )
     auto_converge = models.BooleanField(
         default=False,
         help_text="Throttle the guest's vCPUs when memory is dirtied faster than sent.",
+        verbose_name=_("auto-converge"),
     )
     post_copy = models.BooleanField(
         default=False,
         help_text="Switch to post-copy when pre-copy does not converge (third iteration).",
+        verbose_name=_("post-copy"),
     )
     max_parallel = models.PositiveIntegerField(
         default=5,
         validators=[MinValueValidator(1)],
         help_text="Migrations running at once in the cluster (cluster row only).",
+        verbose_name=_("maximum parallel"),
     )
     max_outbound = models.PositiveIntegerField(
         default=2,
         validators=[MinValueValidator(1)],
         help_text="Migrations leaving one host at once.",
+        verbose_name=_("maximum outbound"),
     )
 
     class Meta:
-        verbose_name_plural = "migration policies"
+        verbose_name = _("migration policy")
+        verbose_name_plural = _("migration policies")
         constraints = [
             models.UniqueConstraint(
                 Coalesce("host", 0),
@@ -88,6 +99,7 @@ class HostDrain(models.Model):
         "compute.Host",
         on_delete=models.CASCADE,
         related_name="drains",
+        verbose_name=_("host"),
     )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -95,17 +107,22 @@ class HostDrain(models.Model):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("requested by"),
     )
     created = models.DateTimeField(
         auto_now_add=True,
+        verbose_name=_("created"),
     )
     unmovable = models.JSONField(
         default=list,
         blank=True,
         help_text='VMs left behind: [{"tenant", "vm", "reason"}].',
+        verbose_name=_("unmovable"),
     )
 
     class Meta:
+        verbose_name = _("host drain")
+        verbose_name_plural = _("host drains")
         ordering = ["-created"]
 
     def __str__(self) -> str:
@@ -119,6 +136,7 @@ class Migration(Resource):
         "tenants.Tenant",
         on_delete=models.CASCADE,
         related_name="migrations",
+        verbose_name=_("tenant"),
     )
     vm = models.ForeignKey(
         "compute.VirtualMachine",
@@ -126,15 +144,18 @@ class Migration(Resource):
         null=True,
         blank=True,
         related_name="migrations",
+        verbose_name=_("VM"),
     )
     vm_name = models.CharField(
         max_length=63,
         help_text="Kept when the VM is deleted later.",
+        verbose_name=_("VM name"),
     )
     source = models.ForeignKey(
         "compute.Host",
         on_delete=models.PROTECT,
         related_name="outbound_migrations",
+        verbose_name=_("source host"),
     )
     target = models.ForeignKey(
         "compute.Host",
@@ -142,10 +163,12 @@ class Migration(Resource):
         null=True,
         blank=True,
         related_name="inbound_migrations",
+        verbose_name=_("target host"),
     )
     target_pinned = models.BooleanField(
         default=False,
         help_text="Staff chose the target; otherwise the scheduler does.",
+        verbose_name=_("target pinned"),
     )
     drain = models.ForeignKey(
         HostDrain,
@@ -153,22 +176,26 @@ class Migration(Resource):
         null=True,
         blank=True,
         related_name="migrations",
+        verbose_name=_("drain"),
     )
     phase = models.CharField(
         max_length=12,
         choices=MigrationPhase.choices,
         default=MigrationPhase.PENDING,
         db_index=True,
+        verbose_name=_("phase"),
     )
     reason = models.CharField(
         max_length=500,
         blank=True,
         help_text="Why it waits, failed or was cancelled.",
+        verbose_name=_("reason"),
     )
     detail = models.TextField(
         blank=True,
         editable=False,
         help_text="Platform staff only: the hypervisor's own words behind a failure.",
+        verbose_name=_("detail"),
     )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -176,66 +203,85 @@ class Migration(Resource):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("requested by"),
     )
     request_note = models.CharField(
         max_length=200,
         blank=True,
         help_text="Why the requester wanted it.",
+        verbose_name=_("request note"),
     )
     cancel_requested = models.BooleanField(
         default=False,
+        verbose_name=_("cancel requested"),
     )
     started = models.DateTimeField(
         null=True,
         blank=True,
+        verbose_name=_("started"),
     )
     finished = models.DateTimeField(
         null=True,
         blank=True,
+        verbose_name=_("finished"),
     )
     memory_processed = models.PositiveBigIntegerField(
         default=0,
+        verbose_name=_("memory processed"),
     )
     memory_remaining = models.PositiveBigIntegerField(
         default=0,
+        verbose_name=_("memory remaining"),
     )
     memory_total = models.PositiveBigIntegerField(
         default=0,
+        verbose_name=_("memory total"),
     )
     disk_processed = models.PositiveBigIntegerField(
         default=0,
+        verbose_name=_("disk processed"),
     )
     disk_remaining = models.PositiveBigIntegerField(
         default=0,
+        verbose_name=_("disk remaining"),
     )
     disk_total = models.PositiveBigIntegerField(
         default=0,
+        verbose_name=_("disk total"),
     )
     transfer_rate = models.PositiveBigIntegerField(
         default=0,
         help_text="Bytes per second.",
+        verbose_name=_("transfer rate"),
     )
     dirty_rate = models.PositiveBigIntegerField(
         default=0,
         help_text="Bytes of guest memory dirtied per second.",
+        verbose_name=_("dirty rate"),
     )
     iteration = models.PositiveIntegerField(
         default=0,
+        verbose_name=_("iteration"),
     )
     eta_seconds = models.FloatField(
         null=True,
         blank=True,
+        verbose_name=_("ETA (seconds)"),
     )
     downtime_ms = models.PositiveIntegerField(
         null=True,
         blank=True,
+        verbose_name=_("downtime (ms)"),
     )
     samples = models.PositiveIntegerField(
         default=0,
         help_text="How many progress samples were taken.",
+        verbose_name=_("samples"),
     )
 
     class Meta:
+        verbose_name = _("migration")
+        verbose_name_plural = _("migrations")
         ordering = ["-created"]
         constraints = [
             models.UniqueConstraint(

@@ -18,6 +18,7 @@ import ipaddress
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from compute.choices import NetworkKind, NetworkPhase, NicPhase, RuleDirection, RuleProtocol
 from portal.models import Resource
@@ -29,52 +30,64 @@ class Network(Resource):
         "tenants.Tenant",
         on_delete=models.PROTECT,
         related_name="networks",
+        verbose_name=_("tenant"),
     )
     name = models.CharField(
         max_length=63,
         validators=[DNS_LABEL],
+        verbose_name=_("name"),
     )
     cidr = models.CharField(
         max_length=18,
         help_text="IPv4 network, e.g. 10.0.0.0/24.",
+        verbose_name=_("CIDR"),
     )
     gateway = models.GenericIPAddressField(
         protocol="IPv4",
         help_text="The host's address on the network (DHCP server, and router for NAT).",
+        verbose_name=_("gateway"),
     )
     dhcp_start = models.GenericIPAddressField(
         protocol="IPv4",
+        verbose_name=_("DHCP start"),
     )
     dhcp_end = models.GenericIPAddressField(
         protocol="IPv4",
+        verbose_name=_("DHCP end"),
     )
     kind = models.CharField(
         max_length=8,
         choices=NetworkKind.choices,
         default=NetworkKind.ISOLATED,
+        verbose_name=_("kind"),
     )
     is_default = models.BooleanField(
         default=False,
         help_text="Made for the tenant with its first VM.",
+        verbose_name=_("default"),
     )
     bridge = models.CharField(
         max_length=15,
         unique=True,
         editable=False,
         help_text="The Linux bridge of the network on every host (at most 15 characters).",
+        verbose_name=_("bridge"),
     )
     phase = models.CharField(
         max_length=10,
         choices=NetworkPhase.choices,
         default=NetworkPhase.READY,
         db_index=True,
+        verbose_name=_("phase"),
     )
     message = models.CharField(
         max_length=1000,
         blank=True,
+        verbose_name=_("message"),
     )
     phase_changed = models.DateTimeField(
         auto_now_add=True,
+        verbose_name=_("phase changed"),
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -82,9 +95,12 @@ class Network(Resource):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("created by"),
     )
 
     class Meta:
+        verbose_name = _("network")
+        verbose_name_plural = _("networks")
         ordering = ["tenant", "name"]
         constraints = [
             models.UniqueConstraint(
@@ -116,54 +132,64 @@ class NetworkInterface(Resource):
         "tenants.Tenant",
         on_delete=models.PROTECT,
         related_name="nics",
+        verbose_name=_("tenant"),
     )
     vm = models.ForeignKey(
         "compute.VirtualMachine",
         on_delete=models.CASCADE,
         related_name="nics",
+        verbose_name=_("VM"),
     )
     network = models.ForeignKey(
         Network,
         on_delete=models.PROTECT,
         related_name="nics",
         help_text="A network with interfaces is not deleted.",
+        verbose_name=_("network"),
     )
     name = models.CharField(
         max_length=63,
         validators=[DNS_LABEL],
         help_text="Unique among the VM's interfaces (nic0, nic1, … unless given).",
+        verbose_name=_("name"),
     )
     mac = models.CharField(
         max_length=17,
         unique=True,
         editable=False,
         help_text="Chosen by Isotope in 52:54:00:xx:xx:xx.",
+        verbose_name=_("MAC address"),
     )
     fixed_ip = models.GenericIPAddressField(
         protocol="IPv4",
         null=True,
         blank=True,
         help_text="Reserved for this interface (a DHCP host entry), inside the DHCP range.",
+        verbose_name=_("fixed IP"),
     )
     addresses = models.JSONField(
         default=list,
         blank=True,
         help_text="What the guest holds (address/prefix), from the network's DHCP leases.",
+        verbose_name=_("addresses"),
     )
     phase = models.CharField(
         max_length=10,
         choices=NicPhase.choices,
         default=NicPhase.PENDING,
         db_index=True,
+        verbose_name=_("phase"),
     )
     message = models.CharField(
         max_length=1000,
         blank=True,
+        verbose_name=_("message"),
     )
 
     class Meta:
+        verbose_name = _("network interface")
+        verbose_name_plural = _("network interfaces")
         ordering = ["vm", "created", "id"]
-        verbose_name = "network interface"
         constraints = [
             models.UniqueConstraint(
                 fields=["vm", "name"],

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from compute.choices import AutoscalerMetric, PoolPhase, RestartPolicy
 from portal.models import Resource
@@ -31,37 +32,49 @@ class VMPool(Resource):
         "tenants.Tenant",
         on_delete=models.PROTECT,
         related_name="vm_pools",
+        verbose_name=_("tenant"),
     )
     name = models.CharField(
         max_length=MAX_POOL_NAME,
         validators=[DNS_LABEL],
+        verbose_name=_("name"),
     )
     image = models.ForeignKey(
         "compute.Image",
         on_delete=models.PROTECT,
         related_name="pools",
+        verbose_name=_("image"),
     )
-    vcpus = models.PositiveSmallIntegerField()
-    memory_mib = models.PositiveIntegerField()
+    vcpus = models.PositiveSmallIntegerField(
+        verbose_name=_("vCPUs"),
+    )
+    memory_mib = models.PositiveIntegerField(
+        verbose_name=_("memory (MiB)"),
+    )
     disk_gib = models.PositiveIntegerField(
         default=0,
+        verbose_name=_("disk (GiB)"),
     )
     labels = models.JSONField(
         default=dict,
         blank=True,
         help_text="Labels of the pool and of every member (beside isotope.dev/pool).",
+        verbose_name=_("labels"),
     )
     restart_policy = models.CharField(
         max_length=10,
         choices=RestartPolicy.choices,
         default=RestartPolicy.ON_FAILURE,
+        verbose_name=_("restart policy"),
     )
     replicas = models.PositiveIntegerField(
         default=1,
         validators=[MaxValueValidator(MAX_REPLICAS)],
+        verbose_name=_("replicas"),
     )
     deleting = models.BooleanField(
         default=False,
+        verbose_name=_("deleting"),
     )
     template_generation = models.PositiveBigIntegerField(
         default=1,
@@ -88,41 +101,50 @@ class VMPool(Resource):
         default=1,
         editable=False,
         help_text="Grows whenever the spec changes (scale, delete).",
+        verbose_name=_("generation"),
     )
     observed_generation = models.PositiveBigIntegerField(
         default=0,
         editable=False,
         help_text="The generation the controller last converged towards.",
+        verbose_name=_("observed generation"),
     )
     next_index = models.PositiveIntegerField(
         default=0,
         editable=False,
         help_text="The n of the next member's name <pool>-<n>.",
+        verbose_name=_("next index"),
     )
     phase = models.CharField(
         max_length=12,
         choices=PoolPhase.choices,
         default=PoolPhase.PENDING,
         db_index=True,
+        verbose_name=_("phase"),
     )
     message = models.CharField(
         max_length=1000,
         blank=True,
+        verbose_name=_("message"),
     )
     phase_changed = models.DateTimeField(
         auto_now_add=True,
+        verbose_name=_("phase changed"),
     )
     current_replicas = models.PositiveIntegerField(
         default=0,
         help_text="Members that exist and are not being deleted.",
+        verbose_name=_("current replicas"),
     )
     available_replicas = models.PositiveIntegerField(
         default=0,
         help_text="Members whose domain is Running.",
+        verbose_name=_("available replicas"),
     )
     ready_replicas = models.PositiveIntegerField(
         default=0,
         help_text="Members Running with their guest Ready.",
+        verbose_name=_("ready replicas"),
     )
     updated_replicas = models.PositiveIntegerField(
         default=0,
@@ -147,9 +169,12 @@ class VMPool(Resource):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("created by"),
     )
 
     class Meta:
+        verbose_name = _("VM pool")
+        verbose_name_plural = _("VM pools")
         ordering = ["tenant", "name"]
         constraints = [
             models.UniqueConstraint(
@@ -196,94 +221,115 @@ class Autoscaler(Resource):
         "tenants.Tenant",
         on_delete=models.PROTECT,
         related_name="autoscalers",
+        verbose_name=_("tenant"),
     )
     name = models.CharField(
         max_length=63,
         validators=[DNS_LABEL],
+        verbose_name=_("name"),
     )
     pool = models.OneToOneField(
         VMPool,
         on_delete=models.CASCADE,
         related_name="autoscaler",
+        verbose_name=_("pool"),
     )
     min_replicas = models.PositiveIntegerField(
         default=1,
         validators=[MaxValueValidator(MAX_REPLICAS)],
         help_text="0 allows scaling to zero (the pool then stays empty until scaled by hand).",
+        verbose_name=_("minimum replicas"),
     )
     max_replicas = models.PositiveIntegerField(
         validators=[MaxValueValidator(MAX_REPLICAS)],
+        verbose_name=_("maximum replicas"),
     )
     metric = models.CharField(
         max_length=8,
         choices=AutoscalerMetric.choices,
         default=AutoscalerMetric.CPU,
+        verbose_name=_("metric"),
     )
     target = models.PositiveSmallIntegerField(
         help_text="The wanted average utilisation of the members, in percent (1-100).",
+        verbose_name=_("target utilisation (%)"),
     )
     scale_down_window_seconds = models.PositiveIntegerField(
         default=300,
         help_text="Scale down only to the highest recommendation of this window.",
+        verbose_name=_("scale-down window (seconds)"),
     )
     scale_up_pods = models.PositiveIntegerField(
         default=4,
         help_text="Members that may be added per period (or scale_up_percent, the larger).",
+        verbose_name=_("scale up pods"),
     )
     scale_up_percent = models.PositiveIntegerField(
         default=100,
         help_text="Percent of the members that may be added per period.",
+        verbose_name=_("scale up percent"),
     )
     scale_down_percent = models.PositiveIntegerField(
         default=100,
         validators=[MaxValueValidator(100)],
         help_text="Percent of the members that may be removed per period.",
+        verbose_name=_("scale down percent"),
     )
     generation = models.PositiveBigIntegerField(
         default=1,
         editable=False,
+        verbose_name=_("generation"),
     )
     current_metric = models.FloatField(
         null=True,
         blank=True,
         help_text="The members' average utilisation at the last run (percent).",
+        verbose_name=_("current metric"),
     )
     desired_replicas = models.PositiveIntegerField(
         null=True,
         blank=True,
+        verbose_name=_("desired replicas"),
     )
     reason = models.CharField(
         max_length=40,
         blank=True,
         help_text="Why the last run decided as it did (HPA's condition reasons).",
+        verbose_name=_("reason"),
     )
     message = models.CharField(
         max_length=1000,
         blank=True,
+        verbose_name=_("message"),
     )
     last_run = models.DateTimeField(
         null=True,
         blank=True,
+        verbose_name=_("last run"),
     )
     last_scale_time = models.DateTimeField(
         null=True,
         blank=True,
+        verbose_name=_("last scale time"),
     )
     recommendations = models.JSONField(
         default=list,
         blank=True,
         editable=False,
+        verbose_name=_("recommendations"),
     )
     scale_events = models.JSONField(
         default=list,
         blank=True,
         editable=False,
+        verbose_name=_("scale events"),
     )
     decisions = models.JSONField(
         default=list,
         blank=True,
         editable=False,
         help_text="The last changes made: time, from, to, metric, reason.",
+        verbose_name=_("decisions"),
     )
     history = models.JSONField(
         default=list,
@@ -297,9 +343,12 @@ class Autoscaler(Resource):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("created by"),
     )
 
     class Meta:
+        verbose_name = _("autoscaler")
+        verbose_name_plural = _("autoscalers")
         ordering = ["tenant", "name"]
         constraints = [
             models.UniqueConstraint(

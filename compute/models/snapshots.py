@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from compute.choices import SnapshotPhase
 from portal.models import Resource
@@ -24,16 +25,19 @@ class Snapshot(Resource):
         "tenants.Tenant",
         on_delete=models.PROTECT,
         related_name="snapshots",
+        verbose_name=_("tenant"),
     )
     volume = models.ForeignKey(
         "compute.Volume",
         on_delete=models.PROTECT,
         related_name="snapshots",
         help_text="The volume it is a copy of (a volume with snapshots is not deleted).",
+        verbose_name=_("volume"),
     )
     name = models.CharField(
         max_length=63,
         validators=[DNS_LABEL],
+        verbose_name=_("name"),
     )
     vm = models.ForeignKey(
         "compute.VirtualMachine",
@@ -43,22 +47,27 @@ class Snapshot(Resource):
         related_name="snapshots",
         help_text="Set when taken as part of a snapshot of this VM: the snapshots of its "
         "disks with the same name were taken together and restore together.",
+        verbose_name=_("VM"),
     )
     phase = models.CharField(
         max_length=12,
         choices=SnapshotPhase.choices,
         default=SnapshotPhase.PENDING,
         db_index=True,
+        verbose_name=_("phase"),
     )
     message = models.CharField(
         max_length=1000,
         blank=True,
+        verbose_name=_("message"),
     )
     phase_changed = models.DateTimeField(
         auto_now_add=True,
+        verbose_name=_("phase changed"),
     )
     size_gib = models.PositiveIntegerField(
         help_text="The volume's size when taken; charged to the storage quota.",
+        verbose_name=_("size (GiB)"),
     )
     host = models.ForeignKey(
         "compute.Host",
@@ -66,20 +75,24 @@ class Snapshot(Resource):
         null=True,
         blank=True,
         related_name="snapshots",
+        verbose_name=_("host"),
     )
     pool = models.CharField(
         max_length=100,
         blank=True,
+        verbose_name=_("pool"),
     )
     backend_name = models.CharField(
         max_length=255,
         blank=True,
         help_text="The copy's name in the pool.",
+        verbose_name=_("backend name"),
     )
     restored = models.DateTimeField(
         null=True,
         blank=True,
         help_text="When it was last restored onto its volume.",
+        verbose_name=_("restored"),
     )
     schedule = models.ForeignKey(
         "compute.SnapshotSchedule",
@@ -88,6 +101,7 @@ class Snapshot(Resource):
         blank=True,
         related_name="snapshots",
         help_text="The schedule that took it (its retention applies); none when by hand.",
+        verbose_name=_("schedule"),
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -95,9 +109,12 @@ class Snapshot(Resource):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("created by"),
     )
 
     class Meta:
+        verbose_name = _("snapshot")
+        verbose_name_plural = _("snapshots")
         ordering = ["volume", "-created"]
         constraints = [
             models.UniqueConstraint(
@@ -125,6 +142,7 @@ class SnapshotSchedule(Resource):
         "tenants.Tenant",
         on_delete=models.PROTECT,
         related_name="snapshot_schedules",
+        verbose_name=_("tenant"),
     )
     volume = models.OneToOneField(
         "compute.Volume",
@@ -132,6 +150,7 @@ class SnapshotSchedule(Resource):
         null=True,
         blank=True,
         related_name="snapshot_schedule",
+        verbose_name=_("volume"),
     )
     vm = models.OneToOneField(
         "compute.VirtualMachine",
@@ -139,38 +158,47 @@ class SnapshotSchedule(Resource):
         null=True,
         blank=True,
         related_name="snapshot_schedule",
+        verbose_name=_("VM"),
     )
     interval_hours = models.PositiveSmallIntegerField(
         null=True,
         blank=True,
         help_text="Take one every this many hours (or daily_at).",
+        verbose_name=_("interval (hours)"),
     )
     daily_at = models.TimeField(
         null=True,
         blank=True,
         help_text="Take one every day at this time, UTC (or interval_hours).",
+        verbose_name=_("daily at"),
     )
     keep = models.PositiveSmallIntegerField(
         help_text="How many of this schedule's snapshots to keep; older ones are deleted.",
+        verbose_name=_("keep"),
     )
     enabled = models.BooleanField(
         default=True,
+        verbose_name=_("enabled"),
     )
     next_run = models.DateTimeField(
         db_index=True,
+        verbose_name=_("next run"),
     )
     last_run = models.DateTimeField(
         null=True,
         blank=True,
+        verbose_name=_("last run"),
     )
     last_result = models.CharField(
         max_length=12,
         blank=True,
         help_text="Succeeded or Failed (the last run), empty before the first.",
+        verbose_name=_("last result"),
     )
     last_message = models.CharField(
         max_length=1000,
         blank=True,
+        verbose_name=_("last message"),
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -178,9 +206,12 @@ class SnapshotSchedule(Resource):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("created by"),
     )
 
     class Meta:
+        verbose_name = _("snapshot schedule")
+        verbose_name_plural = _("snapshot schedules")
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(volume__isnull=False, vm__isnull=True)

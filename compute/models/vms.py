@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from compute.choices import ConditionStatus, DesiredState, Phase, RestartPolicy
 from portal.models import Resource
@@ -16,20 +17,28 @@ class VirtualMachine(Resource):
         "tenants.Tenant",
         on_delete=models.PROTECT,
         related_name="vms",
+        verbose_name=_("tenant"),
     )
     name = models.CharField(
         max_length=63,
         validators=[DNS_LABEL],
+        verbose_name=_("name"),
     )
-    vcpus = models.PositiveSmallIntegerField()
-    memory_mib = models.PositiveIntegerField()
+    vcpus = models.PositiveSmallIntegerField(
+        verbose_name=_("vCPUs"),
+    )
+    memory_mib = models.PositiveIntegerField(
+        verbose_name=_("memory (MiB)"),
+    )
     disk_gib = models.PositiveIntegerField(
         default=0,
+        verbose_name=_("disk (GiB)"),
     )
     image = models.ForeignKey(
         "compute.Image",
         on_delete=models.PROTECT,
         related_name="vms",
+        verbose_name=_("image"),
     )
     host = models.ForeignKey(
         "compute.Host",
@@ -37,54 +46,65 @@ class VirtualMachine(Resource):
         null=True,
         blank=True,
         related_name="vms",
+        verbose_name=_("host"),
     )
     desired_state = models.CharField(
         max_length=8,
         choices=DesiredState.choices,
         default=DesiredState.RUNNING,
+        verbose_name=_("desired state"),
     )
     generation = models.PositiveBigIntegerField(
         default=1,
         editable=False,
         help_text="Grows whenever what the VM should be (desired state, size) changes; "
         "an observation made against an older generation does not set the phase.",
+        verbose_name=_("generation"),
     )
     phase = models.CharField(
         max_length=16,
         choices=Phase.choices,
         default=Phase.PENDING,
         db_index=True,
+        verbose_name=_("phase"),
     )
     message = models.CharField(
         max_length=1000,
         blank=True,
+        verbose_name=_("message"),
     )
     detail = models.TextField(
         blank=True,
         editable=False,
         help_text="Platform staff only: the hypervisor's own words behind the message.",
+        verbose_name=_("detail"),
     )
     phase_changed = models.DateTimeField(
         auto_now_add=True,
+        verbose_name=_("phase changed"),
     )
     ready = models.CharField(
         max_length=7,
         choices=ConditionStatus.choices,
         default=ConditionStatus.FALSE,
         help_text="The Ready condition: the guest is up (not only its domain running).",
+        verbose_name=_("ready"),
     )
     ready_reason = models.CharField(
         max_length=64,
         blank=True,
+        verbose_name=_("ready reason"),
     )
     ready_message = models.CharField(
         max_length=300,
         blank=True,
+        verbose_name=_("ready message"),
     )
     ready_changed = models.DateTimeField(
         null=True,
         blank=True,
         help_text="When the Ready condition's status last changed.",
+        verbose_name=_("ready changed"),
     )
     boot_log_offset = models.PositiveBigIntegerField(
         null=True,
@@ -92,35 +112,42 @@ class VirtualMachine(Resource):
         editable=False,
         help_text="Where this boot's output starts in the serial console log: a ready "
         "banner counts only after it.",
+        verbose_name=_("boot log offset"),
     )
     restart_policy = models.CharField(
         max_length=10,
         choices=RestartPolicy.choices,
         default=RestartPolicy.ON_FAILURE,
+        verbose_name=_("restart policy"),
     )
     labels = models.JSONField(
         default=dict,
         blank=True,
+        verbose_name=_("labels"),
     )
     node_selector = models.JSONField(
         default=dict,
         blank=True,
         help_text="Host labels the VM requires.",
+        verbose_name=_("node selector"),
     )
     backend_id = models.CharField(
         max_length=64,
         blank=True,
         help_text="libvirt UUID of the domain.",
+        verbose_name=_("backend ID"),
     )
     legacy_domain_name = models.CharField(
         max_length=130,
         blank=True,
         editable=False,
         help_text="Domain name of a VM created before domains were named by uid.",
+        verbose_name=_("legacy domain name"),
     )
     vnc_port = models.IntegerField(
         null=True,
         blank=True,
+        verbose_name=_("VNC port"),
     )
     pool = models.ForeignKey(
         "compute.VMPool",
@@ -129,6 +156,7 @@ class VirtualMachine(Resource):
         blank=True,
         related_name="members",
         help_text="The VM pool this VM is a member of (the pool created it).",
+        verbose_name=_("pool"),
     )
     pool_template = models.PositiveBigIntegerField(
         null=True,
@@ -145,9 +173,12 @@ class VirtualMachine(Resource):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("created by"),
     )
 
     class Meta:
+        verbose_name = _("virtual machine")
+        verbose_name_plural = _("virtual machines")
         ordering = ["tenant", "name"]
         constraints = [
             models.UniqueConstraint(

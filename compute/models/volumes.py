@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from compute.choices import StorageClass, VolumeFormat, VolumePhase, VolumeSource
 from portal.models import Resource
@@ -22,41 +23,50 @@ class Volume(Resource):
         "tenants.Tenant",
         on_delete=models.PROTECT,
         related_name="volumes",
+        verbose_name=_("tenant"),
     )
     name = models.CharField(
         max_length=63,
         validators=[DNS_LABEL],
+        verbose_name=_("name"),
     )
     size_gib = models.PositiveIntegerField(
         help_text="Desired size in GiB; volumes only grow.",
+        verbose_name=_("size (GiB)"),
     )
     storage_class = models.CharField(
         max_length=12,
         choices=StorageClass.choices,
         default=StorageClass.LOCAL,
+        verbose_name=_("storage class"),
     )
     format = models.CharField(
         max_length=12,
         choices=VolumeFormat.choices,
         default=VolumeFormat.QCOW2,
+        verbose_name=_("format"),
     )
     phase = models.CharField(
         max_length=12,
         choices=VolumePhase.choices,
         default=VolumePhase.PENDING,
         db_index=True,
+        verbose_name=_("phase"),
     )
     message = models.CharField(
         max_length=1000,
         blank=True,
+        verbose_name=_("message"),
     )
     phase_changed = models.DateTimeField(
         auto_now_add=True,
+        verbose_name=_("phase changed"),
     )
     created_from = models.CharField(
         max_length=10,
         choices=VolumeSource.choices,
         default=VolumeSource.BLANK,
+        verbose_name=_("created from"),
     )
     source_image = models.ForeignKey(
         "compute.Image",
@@ -64,6 +74,7 @@ class Volume(Resource):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("source image"),
     )
     source_volume = models.ForeignKey(
         "self",
@@ -71,6 +82,7 @@ class Volume(Resource):
         null=True,
         blank=True,
         related_name="clones",
+        verbose_name=_("source volume"),
     )
     source_snapshot = models.ForeignKey(
         "compute.Snapshot",
@@ -92,6 +104,7 @@ class Volume(Resource):
         max_length=200,
         blank=True,
         help_text="What it was created from, kept when the source is gone.",
+        verbose_name=_("source name"),
     )
     vm = models.ForeignKey(
         "compute.VirtualMachine",
@@ -100,15 +113,18 @@ class Volume(Resource):
         blank=True,
         related_name="volumes",
         help_text="The VM it is (to be) attached to.",
+        verbose_name=_("VM"),
     )
     device = models.CharField(
         max_length=8,
         blank=True,
         help_text="Its disk on that VM: vda is the root disk, vdb… data disks.",
+        verbose_name=_("device"),
     )
     delete_with_vm = models.BooleanField(
         default=False,
         help_text="A root disk made with its VM goes when the VM is deleted.",
+        verbose_name=_("delete with VM"),
     )
     host = models.ForeignKey(
         "compute.Host",
@@ -117,16 +133,19 @@ class Volume(Resource):
         blank=True,
         related_name="volumes",
         help_text="The host whose pool holds a local volume.",
+        verbose_name=_("host"),
     )
     pool = models.CharField(
         max_length=100,
         blank=True,
         help_text="libvirt storage pool on that host.",
+        verbose_name=_("pool"),
     )
     backend_name = models.CharField(
         max_length=255,
         blank=True,
         help_text="The volume's name in the pool (or the PVC's name).",
+        verbose_name=_("backend name"),
     )
     cluster = models.ForeignKey(
         "compute.KubernetesCluster",
@@ -134,23 +153,28 @@ class Volume(Resource):
         null=True,
         blank=True,
         related_name="volumes",
+        verbose_name=_("cluster"),
     )
     capacity_gib = models.PositiveIntegerField(
         default=0,
         help_text="Size the backend reports (observed).",
+        verbose_name=_("capacity (GiB)"),
     )
     attached_domain = models.CharField(
         max_length=130,
         blank=True,
         help_text="Domain the backend has it attached to (observed).",
+        verbose_name=_("attached domain"),
     )
     attached_device = models.CharField(
         max_length=8,
         blank=True,
+        verbose_name=_("attached device"),
     )
     labels = models.JSONField(
         default=dict,
         blank=True,
+        verbose_name=_("labels"),
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -158,9 +182,12 @@ class Volume(Resource):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("created by"),
     )
 
     class Meta:
+        verbose_name = _("volume")
+        verbose_name_plural = _("volumes")
         ordering = ["tenant", "name"]
         constraints = [
             models.UniqueConstraint(

@@ -41,6 +41,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Avg
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from compute.choices import AutoscalerMetric, ConditionStatus, Phase, PoolPhase
 from compute.models import Autoscaler, VirtualMachine, VMPool
@@ -369,7 +370,7 @@ def _validate(data: dict) -> dict:
     ):
         errors["min_replicas"] = ["Must not be above the maximum."]
     if errors:
-        raise ValidationError("The autoscaler is not valid.", errors=errors)
+        raise ValidationError(gettext("The autoscaler is not valid."), errors=errors)
     return clean
 
 
@@ -395,7 +396,8 @@ def autoscaler_create(*, actor, tenant: Tenant, pool: VMPool, name: str = "", **
     unknown = set(data) - set(FIELDS)
     if unknown:
         raise ValidationError(
-            "Unknown settings.", errors={field: ["Unknown."] for field in sorted(unknown)}
+            gettext("Unknown settings."),
+            errors={field: [gettext("Unknown.")] for field in sorted(unknown)},
         )
     errors: dict[str, list[str]] = {}
     if error := vm_services.name_error(name):
@@ -407,16 +409,16 @@ def autoscaler_create(*, actor, tenant: Tenant, pool: VMPool, name: str = "", **
     except ValidationError as error:
         errors.update(error.errors)
     if errors:
-        raise ValidationError("The autoscaler is not valid.", errors=errors)
+        raise ValidationError(gettext("The autoscaler is not valid."), errors=errors)
     try:
         with transaction.atomic():
             pool = VMPool.locked(pool.pk, "tenant")
             if pool is None or pool.tenant_id != tenant.pk or pool.deleting:
-                raise Conflict("The VM pool is gone or being deleted.")
+                raise Conflict(gettext("The VM pool is gone or being deleted."))
             if Autoscaler.objects.filter(pool=pool).exists():
                 raise Conflict(
-                    f"{pool.name} has an autoscaler already.",
-                    errors={"pool": ["This pool has an autoscaler already."]},
+                    gettext("%(pool)s has an autoscaler already.") % {"pool": pool.name},
+                    errors={"pool": [gettext("This pool has an autoscaler already.")]},
                 )
             autoscaler = Autoscaler.objects.create(
                 tenant=tenant,
@@ -440,7 +442,8 @@ def autoscaler_create(*, actor, tenant: Tenant, pool: VMPool, name: str = "", **
             transaction.on_commit(lambda: autoscaler_kick(autoscaler.pk))
     except IntegrityError:
         raise ValidationError(
-            "An autoscaler with this name exists already.", errors={"name": ["Taken."]}
+            gettext("An autoscaler with this name exists already."),
+            errors={"name": [gettext("Taken.")]},
         ) from None
     return autoscaler
 
@@ -456,12 +459,13 @@ def autoscaler_update(*, actor, autoscaler: Autoscaler, **changes) -> Autoscaler
     unknown = set(changes) - set(FIELDS)
     if unknown:
         raise ValidationError(
-            "Unknown settings.", errors={field: ["Unknown."] for field in sorted(unknown)}
+            gettext("Unknown settings."),
+            errors={field: [gettext("Unknown.")] for field in sorted(unknown)},
         )
     with transaction.atomic():
         row = Autoscaler.locked(autoscaler.pk, "tenant")
         if row is None:
-            raise Conflict("The autoscaler is gone.")
+            raise Conflict(gettext("The autoscaler is gone."))
         current = {field: getattr(row, field) for field in FIELDS}
         clean = _validate({**current, **{k: v for k, v in changes.items() if v is not None}})
         updates = {k: v for k, v in clean.items() if current[k] != v}

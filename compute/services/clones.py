@@ -19,6 +19,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext
 
 from compute.choices import DesiredState, Phase, VolumePhase, VolumeSource
 from compute.models import Host, Snapshot, VirtualMachine, Volume
@@ -127,7 +128,7 @@ def vm_clone(
             transaction.on_commit(lambda: vm_services._enqueue("vm_provision", clone.pk))
     except IntegrityError:
         raise ValidationError(
-            "A VM with this name exists already.", errors={"name": ["Taken."]}
+            gettext("A VM with this name exists already."), errors={"name": [gettext("Taken.")]}
         ) from None
     except QuotaExceeded as error:
         event_publish(

@@ -31,6 +31,7 @@ import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from compute.backends import BackendError, backend_for_host
 from compute.choices import Phase
@@ -158,7 +159,10 @@ def console_ticket_issue(*, actor, vm: VirtualMachine, session_key: str = "") ->
     and never stored, logged or audited.
     """
     if not tenant_selectors.can(actor, vm.tenant, "vm.console"):
-        raise PermissionDenied(f"Your role does not allow vm.console in {vm.tenant.slug}.")
+        raise PermissionDenied(
+            gettext("Your role does not allow vm.console in %(tenant)s.")
+            % {"tenant": vm.tenant.slug}
+        )
     reason = console_unavailable_reason(vm)
     if reason:
         raise ConsoleUnavailable(reason)
@@ -213,7 +217,7 @@ def console_ticket_redeem(
             target=f"vm/{vm.name}",
             outcome=AuditOutcome.DENIED,
         )
-        raise PermissionDenied("You may no longer open this console.")
+        raise PermissionDenied(gettext("You may no longer open this console."))
     reason = console_unavailable_reason(vm)
     if reason:
         raise ConsoleUnavailable(reason, retry=vm.phase == Phase.MIGRATING)
@@ -246,7 +250,7 @@ def console_endpoint(*, vm_id: int) -> tuple[str, int]:
     the host did not answer or the domain is between hosts)."""
     vm = VirtualMachine.objects.select_related("tenant", "host").filter(pk=vm_id).first()
     if vm is None:
-        raise NotFound("The virtual machine is gone.")
+        raise NotFound(gettext("The virtual machine is gone."))
     reason = console_unavailable_reason(vm)
     if reason:
         raise ConsoleUnavailable(reason, retry=vm.phase == Phase.MIGRATING)

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from compute.models import IdempotencyKey
 from portal.exceptions import ApplicationError, ValidationError
@@ -53,8 +54,12 @@ def idempotency_key_check(key: str) -> str:
     key = (key or "").strip()
     if not key or len(key) > KEY_MAX or not key.isascii() or not key.isprintable():
         raise ValidationError(
-            "Invalid Idempotency-Key header.",
-            errors={"Idempotency-Key": [f"1 to {KEY_MAX} printable ASCII characters."]},
+            gettext("Invalid Idempotency-Key header."),
+            errors={
+                "Idempotency-Key": [
+                    gettext("1 to %(max)s printable ASCII characters.") % {"max": KEY_MAX}
+                ]
+            },
         )
     return key
 

@@ -38,6 +38,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F, ProtectedError, Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from compute import imagefiles
 from compute.choices import IMAGE_IMPORT_PHASES, ImageKind, ImagePhase, ImageSource
@@ -161,7 +162,7 @@ def _validate(
     if len(display_name) > 100 or not display_name.isprintable():
         errors["display_name"] = ["At most 100 printable characters."]
     if errors:
-        raise ValidationError("The image is not valid.", errors=errors)
+        raise ValidationError(gettext("The image is not valid."), errors=errors)
     return name, sha256, size, display_name
 
 
@@ -237,7 +238,7 @@ def _accept(
                 transaction.on_commit(lambda: _enqueue(image.pk))
     except IntegrityError:
         raise ValidationError(
-            "An image with this name exists already.", errors={"name": ["Taken."]}
+            gettext("An image with this name exists already."), errors={"name": [gettext("Taken.")]}
         ) from None
     except QuotaExceeded as error:
         if size is None:
@@ -306,7 +307,7 @@ def image_import_url(
         error.errors.update(errors)
         raise
     if errors:
-        raise ValidationError("The image is not valid.", errors=errors)
+        raise ValidationError(gettext("The image is not valid."), errors=errors)
     return _accept(
         actor=actor,
         tenant=tenant,
@@ -377,32 +378,52 @@ def image_upload_append(*, actor, image: Image, offset: int, stream, length: int
             .first()
         )
         if image is None:
-            raise NotFound("The upload was cancelled.")
+            raise NotFound(gettext("The upload was cancelled."))
         if image.phase != ImagePhase.UPLOADING:
             raise Conflict(
-                f"The upload of {image.name} is complete (phase {image.phase}).",
-                errors={"Upload-Offset": ["The upload is not receiving bytes."]},
+                gettext("The upload of %(image)s is complete (phase %(phase)s).")
+                % {"image": image.name, "phase": image.phase},
+                errors={"Upload-Offset": [gettext("The upload is not receiving bytes.")]},
             )
         if offset != image.upload_offset:
             raise Conflict(
-                f"The upload is at byte {image.upload_offset}, not {offset}: ask (HEAD) "
-                "and continue from there.",
-                errors={"Upload-Offset": [f"Expected {image.upload_offset}."]},
+                gettext(
+                    "The upload is at byte %(upload_offset)s, not %(offset)s: ask (HEAD) and "
+                    "continue from there."
+                )
+                % {"upload_offset": image.upload_offset, "offset": offset},
+                errors={
+                    "Upload-Offset": [
+                        gettext("Expected %(upload_offset)s.")
+                        % {"upload_offset": image.upload_offset}
+                    ]
+                },
             )
         declared = image.declared_bytes or 0
         if length < 0 or offset + length > declared:
             raise ValidationError(
-                f"The upload was declared with {declared:,} bytes; {offset + length:,} is "
-                "more. Nothing was written.",
-                errors={"Content-Length": [f"At most {declared - offset} bytes remain."]},
+                gettext(
+                    "The upload was declared with %(declared)s bytes; %(size)s is more. "
+                    "Nothing was written."
+                )
+                % {"declared": format(declared, ","), "size": format(offset + length, ",")},
+                errors={
+                    "Content-Length": [
+                        gettext("At most %(size)s bytes remain.") % {"size": declared - offset}
+                    ]
+                },
             )
         paths = imagefiles.paths_for(image.tenant.slug, str(image.uid))
         imagefiles.ensure_dirs(paths)
         written = _write_at(paths.upload, offset, stream, length)
         if written != length:
             raise ValidationError(
-                f"The request announced {length} bytes and carried {written}; nothing was kept.",
-                errors={"Content-Length": ["Does not match the body."]},
+                gettext(
+                    "The request announced %(length)s bytes and carried %(written)s; nothing "
+                    "was kept."
+                )
+                % {"length": length, "written": written},
+                errors={"Content-Length": [gettext("Does not match the body.")]},
             )
         complete = offset + length == declared
         updates = {
@@ -459,11 +480,11 @@ def image_upload_cancel(*, actor, image: Image) -> None:
     with transaction.atomic():
         locked = Image.objects.select_for_update(of=("self",)).filter(pk=image.pk).first()
         if locked is None:
-            raise NotFound("No such upload.")
+            raise NotFound(gettext("No such upload."))
         if locked.phase != ImagePhase.UPLOADING:
             raise Conflict(
-                "Only an upload in progress can be cancelled; delete the image instead.",
-                errors={"phase": [f"The image is {locked.phase}."]},
+                gettext("Only an upload in progress can be cancelled; delete the image instead."),
+                errors={"phase": [gettext("The image is %(phase)s.") % {"phase": locked.phase}]},
             )
         _remove(locked, actor=actor, action="image.upload_cancel", reason="UploadCancelled")
 
@@ -474,7 +495,7 @@ def image_delete(*, actor, image: Image) -> None:
     and its quota charge. An import in progress stops at its next step. Refused
     (``Conflict``) while VMs still use the image as their base."""
     if image.tenant_id is None:
-        raise Conflict("Platform images are managed in Django admin.")
+        raise Conflict(gettext("Platform images are managed in Django admin."))
     authorize(
         actor=actor, tenant=image.tenant, permission="image.delete", target=f"image/{image.name}"
     )
@@ -486,12 +507,13 @@ def image_delete(*, actor, image: Image) -> None:
             .first()
         )
         if locked is None:
-            raise NotFound(f"Image {image.name!r} not found.")
+            raise NotFound(gettext("Image %(image)s not found.") % {"image": repr(image.name)})
         users = list(locked.vms.order_by("name").values_list("name", flat=True)[:5])
         if users:
             raise Conflict(
-                f"{locked.name} is the base of VM {', '.join(users)}; delete those first.",
-                errors={"name": ["In use by VMs."]},
+                gettext("%(image)s is the base of VM %(vms)s; delete those first.")
+                % {"image": locked.name, "vms": ", ".join(users)},
+                errors={"name": [gettext("In use by VMs.")]},
             )
         _remove(locked, actor=actor, action="image.delete", reason="Deleted")
 
@@ -505,8 +527,8 @@ def _remove(image: Image, *, actor, action: str, reason: str) -> None:
             Image.objects.filter(pk=image.pk).delete()
     except ProtectedError:
         raise Conflict(
-            f"{image.name} is the base of a VM; delete it first.",
-            errors={"name": ["In use by VMs."]},
+            gettext("%(image)s is the base of a VM; delete it first.") % {"image": image.name},
+            errors={"name": [gettext("In use by VMs.")]},
         ) from None
     released = quota_release(image.quota_ref)
     audit_record(
@@ -527,19 +549,24 @@ def image_publish(*, actor, image: Image, public: bool) -> Image:
     if not getattr(actor, "is_staff", False) and actor is not None:
         from portal.exceptions import PermissionDenied
 
-        raise PermissionDenied("Only platform staff publish images.")
+        raise PermissionDenied(gettext("Only platform staff publish images."))
     with transaction.atomic():
         locked = (
             Image.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=image.pk)
         )
         if locked.tenant_id is None:
-            raise Conflict("Platform images are public already.")
+            raise Conflict(gettext("Platform images are public already."))
         if public and locked.phase != ImagePhase.READY:
-            raise Conflict(f"Only Ready images can be published; {locked.name} is {locked.phase}.")
+            raise Conflict(
+                gettext("Only Ready images can be published; %(image)s is %(phase)s.")
+                % {"image": locked.name, "phase": locked.phase}
+            )
         if locked.public == public:
             return locked
         if public and Image.objects.filter(name=locked.name, tenant__isnull=True).exists():
-            raise Conflict(f"A platform image is named {locked.name} already.")
+            raise Conflict(
+                gettext("A platform image is named %(image)s already.") % {"image": locked.name}
+            )
         Image.objects.filter(pk=locked.pk).update(
             public=public, resource_version=F("resource_version") + 1, updated=timezone.now()
         )

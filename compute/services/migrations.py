@@ -161,10 +161,12 @@ def migration_request(
     """
     _authorize(actor, vm, "vm.migrate", f"vm/{vm.name}")
     if target not in (None, "") and not _is_staff(actor):
-        raise PermissionDenied("Only platform staff choose the target host.")
+        raise PermissionDenied(gettext("Only platform staff choose the target host."))
     note = (note or "").strip()
     if len(note) > 200:
-        raise ValidationError("The reason is too long.", errors={"reason": ["≤ 200 chars."]})
+        raise ValidationError(
+            gettext("The reason is too long."), errors={"reason": [gettext("≤ 200 chars.")]}
+        )
     with transaction.atomic():
         vm = (
             VirtualMachine.objects.select_for_update(of=("self",))
@@ -175,7 +177,10 @@ def migration_request(
         if refusal:
             raise Conflict(refusal, errors={"phase": [refusal]})
         if Migration.objects.filter(vm=vm, phase__in=ACTIVE_MIGRATION_PHASES).exists():
-            raise Conflict(f"{vm.name} is being migrated already.", errors={"vm": ["Busy."]})
+            raise Conflict(
+                gettext("%(vm)s is being migrated already.") % {"vm": vm.name},
+                errors={"vm": [gettext("Busy.")]},
+            )
         pinned = None
         if target not in (None, ""):
             pinned = _resolve_target(vm, target)
@@ -190,7 +195,8 @@ def migration_request(
                 )
             except NoHostAvailable as error:
                 raise Conflict(
-                    f"No other host can take {vm.name} now: {error.message}",
+                    gettext("No other host can take %(vm)s now: %(message)s")
+                    % {"vm": vm.name, "message": error.message},
                     errors={"target": [error.message]},
                 ) from None
         migration = Migration.objects.create(
@@ -506,7 +512,8 @@ def migration_cancel(*, actor, migration: Migration) -> Migration:
         )
         if migration.phase not in ACTIVE_MIGRATION_PHASES:
             raise Conflict(
-                f"The migration has ended ({migration.phase}); there is nothing to cancel.",
+                gettext("The migration has ended (%(phase)s); there is nothing to cancel.")
+                % {"phase": migration.phase},
                 errors={"phase": [migration.phase]},
             )
         audit_record(
@@ -534,7 +541,7 @@ def host_drain(*, actor, host: Host) -> HostDrain:
     recorded in ``HostDrain.unmovable`` with the reason; they stay.
     """
     if actor is not None and not _is_staff(actor):
-        raise PermissionDenied("Only platform staff drain hosts.")
+        raise PermissionDenied(gettext("Only platform staff drain hosts."))
     with transaction.atomic():
         Host.objects.filter(pk=host.pk).update(maintenance=True)
         host.maintenance = True

@@ -30,6 +30,7 @@ import uuid
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from compute.backends import NetworkSpec, NicSpec
 from compute.choices import NetworkKind, NetworkPhase, NicPhase, Phase
@@ -155,7 +156,7 @@ def _validate_network(tenant: Tenant, *, name, cidr, gateway, dhcp_start, dhcp_e
     start = _address(dhcp_start, "dhcp_start", errors)
     end = _address(dhcp_end, "dhcp_end", errors)
     if network is None:
-        raise ValidationError("The network is not valid.", errors=errors)
+        raise ValidationError(gettext("The network is not valid."), errors=errors)
     hosts = (network.network_address + 1, network.broadcast_address - 1)
 
     def usable(address, field: str, what: str) -> None:
@@ -189,7 +190,7 @@ def _validate_network(tenant: Tenant, *, name, cidr, gateway, dhcp_start, dhcp_e
                 ]
                 break
     if errors:
-        raise ValidationError("The network is not valid.", errors=errors)
+        raise ValidationError(gettext("The network is not valid."), errors=errors)
     return {
         "name": name,
         "cidr": str(network),
@@ -238,7 +239,8 @@ def network_create(
             network = _record(actor, tenant, fields)
     except IntegrityError:
         raise ValidationError(
-            "A network with this name exists already.", errors={"name": ["Taken."]}
+            gettext("A network with this name exists already."),
+            errors={"name": [gettext("Taken.")]},
         ) from None
     except QuotaExceeded as error:
         event_publish(
@@ -339,9 +341,20 @@ def network_delete(*, actor, network: Network) -> Network:
         if users:
             named = ", ".join(f"{vm}/{nic}" for vm, nic in users[:5])
             raise Conflict(
-                f"{network.name} has interfaces ({named}{', …' if len(users) > 5 else ''}): "
-                "remove them from their VMs first.",
-                errors={"nics": [f"{len(users)} interface(s) on this network."]},
+                gettext(
+                    "%(network)s has interfaces (%(named)s%(more)s): remove them from their "
+                    "VMs first."
+                )
+                % {
+                    "network": network.name,
+                    "named": named,
+                    "more": ", …" if len(users) > 5 else "",
+                },
+                errors={
+                    "nics": [
+                        gettext("%(count)s interface(s) on this network.") % {"count": len(users)}
+                    ]
+                },
             )
         if network.phase == NetworkPhase.DELETING:
             # Asked again (a host did not answer before): the task runs again.
@@ -524,7 +537,8 @@ def vm_nics_create(*, vm: VirtualMachine, networks: list) -> list[NetworkInterfa
     errors: dict[str, list[str]] = {}
     if len(networks) > MAX_NICS:
         raise ValidationError(
-            "Too many interfaces.", errors={"networks": [f"At most {MAX_NICS} interfaces."]}
+            gettext("Too many interfaces."),
+            errors={"networks": [gettext("At most %(max)s interfaces.") % {"max": MAX_NICS}]},
         )
     found = []
     for item in networks:
@@ -532,7 +546,7 @@ def vm_nics_create(*, vm: VirtualMachine, networks: list) -> list[NetworkInterfa
         if network is not None:
             found.append(network)
     if errors:
-        raise ValidationError("The VM's networks are not valid.", errors=errors)
+        raise ValidationError(gettext("The VM's networks are not valid."), errors=errors)
     nics = [_add_nic(vm, network, name=f"nic{i}", fixed_ip=None) for i, network in enumerate(found)]
     for nic in nics:
         _publish_nic(nic)
@@ -566,31 +580,45 @@ def nic_create(
     else:
         fixed_ip = None
     if errors:
-        raise ValidationError("The interface is not valid.", errors=errors)
+        raise ValidationError(gettext("The interface is not valid."), errors=errors)
     try:
         with transaction.atomic():
             vm = VirtualMachine.objects.select_for_update(of=("self",)).get(pk=vm.pk)
             if vm.phase == Phase.DELETING:
-                raise Conflict(f"{vm.name} is being deleted.", errors={"vm": ["Deleting."]})
+                raise Conflict(
+                    gettext("%(vm)s is being deleted.") % {"vm": vm.name},
+                    errors={"vm": [gettext("Deleting.")]},
+                )
             if vm.phase == Phase.MIGRATING:
                 raise Conflict(
-                    f"{vm.name} is migrating: add the interface when it has arrived.",
-                    errors={"vm": ["Migrating."]},
+                    gettext("%(vm)s is migrating: add the interface when it has arrived.")
+                    % {"vm": vm.name},
+                    errors={"vm": [gettext("Migrating.")]},
                 )
             if NetworkInterface.objects.filter(vm=vm).count() >= MAX_NICS:
                 raise Conflict(
-                    f"{vm.name} has {MAX_NICS} interfaces already.",
-                    errors={"network": [f"At most {MAX_NICS} interfaces."]},
+                    gettext("%(vm)s has %(max)s interfaces already.")
+                    % {"vm": vm.name, "max": MAX_NICS},
+                    errors={
+                        "network": [gettext("At most %(max)s interfaces.") % {"max": MAX_NICS}]
+                    },
                 )
             if vm.host_id and vm.host_id in hosts_with_overlap(tenant, [found]):
                 raise Conflict(
-                    f"{found.name} ({found.cidr}) overlaps a network of another tenant that "
-                    f"is active on {vm.name}'s host; use a network with another range.",
-                    errors={"network": ["Overlaps another tenant's network on this host."]},
+                    gettext(
+                        "%(network)s (%(cidr)s) overlaps a network of another tenant that is "
+                        "active on %(vm)s's host; use a network with another range."
+                    )
+                    % {"network": found.name, "cidr": found.cidr, "vm": vm.name},
+                    errors={
+                        "network": [gettext("Overlaps another tenant's network on this host.")]
+                    },
                 )
             if name and NetworkInterface.objects.filter(vm=vm, name=name).exists():
                 raise ValidationError(
-                    f"{vm.name} has an interface named {name!r}.", errors={"name": ["Taken."]}
+                    gettext("%(vm)s has an interface named %(name)s.")
+                    % {"vm": vm.name, "name": repr(name)},
+                    errors={"name": [gettext("Taken.")]},
                 )
             nic = _add_nic(vm, found, name=name, fixed_ip=fixed_ip, groups=groups)
             audit_record(
@@ -619,8 +647,8 @@ def nic_create(
             transaction.on_commit(lambda: _enqueue("nic_apply", pk))
     except IntegrityError:
         raise ValidationError(
-            "The interface's name or address is taken.",
-            errors={"name": ["Taken, or the address is reserved."]},
+            gettext("The interface's name or address is taken."),
+            errors={"name": [gettext("Taken, or the address is reserved.")]},
         ) from None
     return nic
 
@@ -639,8 +667,9 @@ def nic_delete(*, actor, nic: NetworkInterface) -> NetworkInterface:
         nic = _locked_nic(nic)
         if nic.vm.phase == Phase.MIGRATING:
             raise Conflict(
-                f"{vm.name} is migrating: remove the interface when it has arrived.",
-                errors={"vm": ["Migrating."]},
+                gettext("%(vm)s is migrating: remove the interface when it has arrived.")
+                % {"vm": vm.name},
+                errors={"vm": [gettext("Migrating.")]},
             )
         if nic.phase == NicPhase.DETACHING:
             # Asked again (the guest had not let go): the task runs again.
@@ -792,7 +821,7 @@ def _locked(network: Network) -> Network:
         .first()
     )
     if found is None:
-        raise NotFound(f"Network {network.name!r} not found.")
+        raise NotFound(gettext("Network %(network)s not found.") % {"network": repr(network.name)})
     return found
 
 
@@ -804,7 +833,7 @@ def _locked_nic(nic: NetworkInterface) -> NetworkInterface:
         .first()
     )
     if found is None:
-        raise NotFound(f"Interface {nic.name!r} not found.")
+        raise NotFound(gettext("Interface %(nic)s not found.") % {"nic": repr(nic.name)})
     return found
 
 

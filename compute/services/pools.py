@@ -128,7 +128,7 @@ def pool_create(
     elif labels and POOL_LABEL in labels:
         errors["labels"] = [f"{POOL_LABEL} is set by the pool itself."]
     if errors:
-        raise ValidationError("The VM pool is not valid.", errors=errors)
+        raise ValidationError(gettext("The VM pool is not valid."), errors=errors)
     try:
         with transaction.atomic():
             pool = VMPool.objects.create(
@@ -170,7 +170,8 @@ def pool_create(
             transaction.on_commit(lambda: pool_kick(pool.pk))
     except IntegrityError:
         raise ValidationError(
-            "A VM pool with this name exists already.", errors={"name": ["Taken."]}
+            gettext("A VM pool with this name exists already."),
+            errors={"name": [gettext("Taken.")]},
         ) from None
     return pool
 
@@ -185,14 +186,15 @@ def pool_scale(*, actor, pool: VMPool, replicas, reason: str = "") -> VMPool:
     errors: dict[str, list[str]] = {}
     replicas = _check_replicas(replicas, errors)
     if errors:
-        raise ValidationError("The number of replicas is not valid.", errors=errors)
+        raise ValidationError(gettext("The number of replicas is not valid."), errors=errors)
     with transaction.atomic():
         pool = VMPool.locked(pool.pk, "tenant")
         if pool is None:
-            raise Conflict("The VM pool is gone.")
+            raise Conflict(gettext("The VM pool is gone."))
         if pool.deleting:
             raise Conflict(
-                f"{pool.name} is being deleted.", errors={"phase": ["The pool is Deleting."]}
+                gettext("%(pool)s is being deleted.") % {"pool": pool.name},
+                errors={"phase": [gettext("The pool is Deleting.")]},
             )
         if pool.replicas == replicas:
             return pool
@@ -348,7 +350,7 @@ def pool_delete(*, actor, pool: VMPool) -> VMPool:
     with transaction.atomic():
         pool = VMPool.locked(pool.pk, "tenant")
         if pool is None:
-            raise Conflict("The VM pool is gone.")
+            raise Conflict(gettext("The VM pool is gone."))
         if pool.deleting:
             return pool
         pool.write_locked(

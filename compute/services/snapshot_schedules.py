@@ -26,6 +26,7 @@ from datetime import datetime, time, timedelta
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from compute.choices import SnapshotPhase
 from compute.models import Snapshot, SnapshotSchedule, VirtualMachine, Volume
@@ -102,7 +103,7 @@ def _check(interval_hours, daily_at, keep) -> tuple[int | None, time | None, int
     if not 1 <= keep <= MAX_KEEP:
         errors["keep"] = [f"Keep 1 to {MAX_KEEP} snapshots."]
     if errors:
-        raise ValidationError("The snapshot schedule is not valid.", errors=errors)
+        raise ValidationError(gettext("The snapshot schedule is not valid."), errors=errors)
     return interval, daily, keep
 
 
@@ -140,8 +141,9 @@ def snapshot_schedule_set(
     interval, daily, keep = _check(interval_hours, daily_at, keep)
     if volume is not None and not volume.local:
         raise ValidationError(
-            f"{volume.name} is a Kubernetes volume: only local volumes have snapshots.",
-            errors={"volume": ["Not a local volume."]},
+            gettext("%(volume)s is a Kubernetes volume: only local volumes have snapshots.")
+            % {"volume": volume.name},
+            errors={"volume": [gettext("Not a local volume.")]},
         )
     now = now or timezone.now()
     with transaction.atomic():
@@ -205,7 +207,7 @@ def snapshot_schedule_delete(*, actor, schedule: SnapshotSchedule) -> None:
     with transaction.atomic():
         deleted, _ = SnapshotSchedule.objects.filter(pk=schedule.pk).delete()
         if not deleted:
-            raise NotFound(f"{name} has no snapshot schedule.")
+            raise NotFound(gettext("%(name)s has no snapshot schedule.") % {"name": name})
         audit_record(
             actor=actor,
             action="snapshot.schedule",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext_lazy
 
 from compute.backends import VolumeSpec
 from compute.choices import Phase, SnapshotPhase, StorageClass, VolumePhase, VolumeSource
@@ -37,6 +38,12 @@ from tenants.services import actor_name, audit_record, authorize, quota_release,
 EVENT_KIND = "volume"  # snapshots speak on their volume's timeline
 # A volume is copied (to a snapshot or a clone) or restored only in these phases.
 QUIET_VOLUME_PHASES = frozenset({VolumePhase.READY, VolumePhase.ATTACHED})
+# What is done to the disks, as the refusals word it in the reader's language.
+DONE_TO_DISKS = {
+    "snapshotted": pgettext_lazy("done to disks", "snapshotted"),
+    "restored": pgettext_lazy("done to disks", "restored"),
+    "cloned": pgettext_lazy("done to disks", "cloned"),
+}
 # A Failed volume (a restore that failed half-way, or any other failure) can be restored
 # from its snapshot: that is how it is repaired.
 RESTORABLE_VOLUME_PHASES = QUIET_VOLUME_PHASES | {VolumePhase.FAILED}
@@ -79,27 +86,47 @@ def _quiet(volume: Volume, what: str, phases: frozenset = QUIET_VOLUME_PHASES) -
     locked): it is in ``phases`` (Ready or Attached), attached to no VM or a stopped one."""
     if not volume.local:
         raise Conflict(
-            f"{volume.name} is a Kubernetes volume: only local volumes can be {what}.",
-            errors={"storage_class": ["Not a local volume."]},
+            gettext("%(volume)s is a Kubernetes volume: only local volumes can be %(what)s.")
+            % {"volume": volume.name, "what": DONE_TO_DISKS.get(what, what)},
+            errors={"storage_class": [gettext("Not a local volume.")]},
         )
     if volume.phase not in phases:
         raise Conflict(
-            f"{volume.name} is {volume.phase}: it can be {what} when "
-            + " or ".join(
-                p
-                for p in (VolumePhase.READY, VolumePhase.ATTACHED, VolumePhase.FAILED)
-                if p in phases
-            )
-            + ".",
-            errors={"phase": [f"Not possible in phase {volume.phase}."]},
+            gettext("%(volume)s is %(phase)s: it can be %(what)s when %(phases)s.")
+            % {
+                "volume": volume.name,
+                "phase": volume.phase,
+                "what": DONE_TO_DISKS.get(what, what),
+                "phases": gettext(" or ").join(
+                    p
+                    for p in (VolumePhase.READY, VolumePhase.ATTACHED, VolumePhase.FAILED)
+                    if p in phases
+                ),
+            },
+            errors={
+                "phase": [gettext("Not possible in phase %(phase)s.") % {"phase": volume.phase}]
+            },
         )
     if volume.vm_id is not None:
         vm = VirtualMachine.objects.select_for_update(of=("self",)).get(pk=volume.vm_id)
         if vm.phase != Phase.STOPPED:
             raise Conflict(
-                f"{volume.name} is a disk of {vm.name}, which is {vm.phase}: stop the VM "
-                f"first so that its disk is {what} in a consistent state.",
-                errors={"vm": [f"{vm.name} is {vm.phase}; stop it first."]},
+                gettext(
+                    "%(volume)s is a disk of %(vm)s, which is %(phase)s: stop the VM first so "
+                    "that its disk is %(what)s in a consistent state."
+                )
+                % {
+                    "volume": volume.name,
+                    "vm": vm.name,
+                    "phase": vm.phase,
+                    "what": DONE_TO_DISKS.get(what, what),
+                },
+                errors={
+                    "vm": [
+                        gettext("%(vm)s is %(phase)s; stop it first.")
+                        % {"vm": vm.name, "phase": vm.phase}
+                    ]
+                },
             )
 
 
@@ -129,7 +156,7 @@ def snapshot_create(*, actor, volume: Volume, name: str, schedule=None) -> Snaps
     errors: dict[str, list[str]] = {}
     name = _check_name(name, errors)
     if errors:
-        raise ValidationError("The snapshot is not valid.", errors=errors)
+        raise ValidationError(gettext("The snapshot is not valid."), errors=errors)
     try:
         with transaction.atomic():
             volume = volume_services._locked(volume)
@@ -137,7 +164,8 @@ def snapshot_create(*, actor, volume: Volume, name: str, schedule=None) -> Snaps
             snapshot = _take(actor, volume, name, schedule=schedule)
     except IntegrityError:
         raise ValidationError(
-            "A snapshot with this name exists already.", errors={"name": ["Taken."]}
+            gettext("A snapshot with this name exists already."),
+            errors={"name": [gettext("Taken.")]},
         ) from None
     except QuotaExceeded as error:
         _refused(volume.tenant, volume.name, error)
@@ -151,8 +179,9 @@ def _take(
     """Inside a transaction, ``volume`` locked and quiet: reserve, record, enqueue."""
     if Snapshot.objects.filter(volume=volume, name=name).exists():
         raise ValidationError(
-            f"{volume.name} has a snapshot named {name!r} already.",
-            errors={"name": ["Taken."]},
+            gettext("%(volume)s has a snapshot named %(name)s already.")
+            % {"volume": volume.name, "name": repr(name)},
+            errors={"name": [gettext("Taken.")]},
         )
     uid = uuid.uuid4()
     quota_reserve(
@@ -202,9 +231,12 @@ def snapshot_restore(*, actor, snapshot: Snapshot, confirm: str) -> Snapshot:
     )
     if str(confirm or "").strip() != volume.name:
         raise ValidationError(
-            f"Type the volume's name, {volume.name}, to confirm: its current data is "
-            "replaced by the snapshot's.",
-            errors={"confirm": [f"Type {volume.name} to confirm."]},
+            gettext(
+                "Type the volume's name, %(volume)s, to confirm: its current data is replaced "
+                "by the snapshot's."
+            )
+            % {"volume": volume.name},
+            errors={"confirm": [gettext("Type %(volume)s to confirm.") % {"volume": volume.name}]},
         )
     with transaction.atomic():
         # Lock order volume → VM → snapshot.
@@ -218,8 +250,14 @@ def _restore(actor, volume: Volume, snapshot: Snapshot) -> Snapshot:
     """Inside a transaction, ``volume`` and ``snapshot`` locked, ``volume`` quiet."""
     if snapshot.phase != SnapshotPhase.READY:
         raise Conflict(
-            f"Snapshot {snapshot.name} is {snapshot.phase}: only a Ready one restores.",
-            errors={"phase": [f"restore is not possible in phase {snapshot.phase}."]},
+            gettext("Snapshot %(snapshot)s is %(phase)s: only a Ready one restores.")
+            % {"snapshot": snapshot.name, "phase": snapshot.phase},
+            errors={
+                "phase": [
+                    gettext("restore is not possible in phase %(phase)s.")
+                    % {"phase": snapshot.phase}
+                ]
+            },
         )
     volume_services._save(
         volume,
@@ -270,8 +308,14 @@ def _delete(actor, snapshot: Snapshot) -> Snapshot:
         )
     if snapshot.phase not in SNAPSHOT_ACTIONS["delete"][1]:
         raise Conflict(
-            f"Cannot delete snapshot {snapshot.name} while it is {snapshot.phase}.",
-            errors={"phase": [f"delete is not possible in phase {snapshot.phase}."]},
+            gettext("Cannot delete snapshot %(snapshot)s while it is %(phase)s.")
+            % {"snapshot": snapshot.name, "phase": snapshot.phase},
+            errors={
+                "phase": [
+                    gettext("delete is not possible in phase %(phase)s.")
+                    % {"phase": snapshot.phase}
+                ]
+            },
         )
     snapshot = _save(snapshot, phase=SnapshotPhase.DELETING, phase_changed=timezone.now())
     _requested(
@@ -369,17 +413,29 @@ def _stopped_vm_disks(
     )
     if vm.phase != Phase.STOPPED:
         raise Conflict(
-            f"{vm.name} is {vm.phase}: stop it first so that its disks are {what} in a "
-            "consistent state.",
-            errors={"vm": [f"{vm.name} is {vm.phase}; stop it first."]},
+            gettext(
+                "%(vm)s is %(phase)s: stop it first so that its disks are %(what)s in a "
+                "consistent state."
+            )
+            % {"vm": vm.name, "phase": vm.phase, "what": DONE_TO_DISKS.get(what, what)},
+            errors={
+                "vm": [
+                    gettext("%(vm)s is %(phase)s; stop it first.")
+                    % {"vm": vm.name, "phase": vm.phase}
+                ]
+            },
         )
     if not volumes and need_disks:
-        raise Conflict(f"{vm.name} has no disks to snapshot.", errors={"vm": ["No disks."]})
+        raise Conflict(
+            gettext("%(vm)s has no disks to snapshot.") % {"vm": vm.name},
+            errors={"vm": [gettext("No disks.")]},
+        )
     busy = [v.name for v in volumes if v.phase not in phases]
     if busy:
         raise Conflict(
-            f"{', '.join(busy)} of {vm.name} cannot be {what} now (busy).",
-            errors={"phase": [f"{name} is busy." for name in busy]},
+            gettext("%(disks)s of %(vm)s cannot be %(what)s now (busy).")
+            % {"disks": ", ".join(busy), "vm": vm.name, "what": DONE_TO_DISKS.get(what, what)},
+            errors={"phase": [gettext("%(name)s is busy.") % {"name": name} for name in busy]},
         )
     return vm, volumes
 
@@ -392,14 +448,15 @@ def vm_snapshot_create(*, actor, vm: VirtualMachine, name: str, schedule=None) -
     errors: dict[str, list[str]] = {}
     name = _check_name(name, errors)
     if errors:
-        raise ValidationError("The snapshot is not valid.", errors=errors)
+        raise ValidationError(gettext("The snapshot is not valid."), errors=errors)
     try:
         with transaction.atomic():
             vm, volumes = _stopped_vm_disks(vm, "snapshotted")
             disks = [_take(actor, volume, name, vm, schedule) for volume in volumes]
     except IntegrityError:
         raise ValidationError(
-            "A snapshot with this name exists already.", errors={"name": ["Taken."]}
+            gettext("A snapshot with this name exists already."),
+            errors={"name": [gettext("Taken.")]},
         ) from None
     except QuotaExceeded as error:
         _refused(vm.tenant, volumes[0].name if volumes else vm.name, error)
@@ -415,7 +472,9 @@ def _vm_snapshot(vm: VirtualMachine, name: str) -> list[Snapshot]:
         .order_by("pk")
     )
     if not disks:
-        raise NotFound(f"Snapshot {name!r} of {vm.name} not found.")
+        raise NotFound(
+            gettext("Snapshot %(name)s of %(vm)s not found.") % {"name": repr(name), "vm": vm.name}
+        )
     return disks
 
 
@@ -459,9 +518,12 @@ def vm_snapshot_restore(*, actor, vm: VirtualMachine, name: str, confirm: str) -
     authorize(actor=actor, tenant=vm.tenant, permission="snapshot.restore", target=f"vm/{vm.name}")
     if str(confirm or "").strip() != vm.name:
         raise ValidationError(
-            f"Type the VM's name, {vm.name}, to confirm: its disks' current data is "
-            "replaced by the snapshot's.",
-            errors={"confirm": [f"Type {vm.name} to confirm."]},
+            gettext(
+                "Type the VM's name, %(vm)s, to confirm: its disks' current data is replaced by "
+                "the snapshot's."
+            )
+            % {"vm": vm.name},
+            errors={"confirm": [gettext("Type %(vm)s to confirm.") % {"vm": vm.name}]},
         )
     with transaction.atomic():
         vm, volumes = _stopped_vm_disks(vm, "restored", phases=RESTORABLE_VOLUME_PHASES)
@@ -470,8 +532,10 @@ def vm_snapshot_restore(*, actor, vm: VirtualMachine, name: str, confirm: str) -
         gone = [s.volume.name for s in disks if s.volume_id not in by_pk]
         if gone:
             raise Conflict(
-                f"{', '.join(gone)} is no longer a disk of {vm.name}: restore it from "
-                "its own page instead.",
+                gettext(
+                    "%(disks)s is no longer a disk of %(vm)s: restore it from its own page instead."
+                )
+                % {"disks": ", ".join(gone), "vm": vm.name},
                 errors={"volume": gone},
             )
         disks = [_restore(actor, by_pk[s.volume_id], s) for s in disks]
@@ -495,7 +559,9 @@ def _locked(snapshot: Snapshot) -> Snapshot:
         .first()
     )
     if found is None:
-        raise NotFound(f"Snapshot {snapshot.name!r} not found.")
+        raise NotFound(
+            gettext("Snapshot %(snapshot)s not found.") % {"snapshot": repr(snapshot.name)}
+        )
     return found
 
 
@@ -619,7 +685,7 @@ def volume_clone(*, actor, volume: Volume, name: str) -> Volume:
     errors: dict[str, list[str]] = {}
     name = volume_services._check_name(tenant, name, errors)
     if errors:
-        raise ValidationError("The clone is not valid.", errors=errors)
+        raise ValidationError(gettext("The clone is not valid."), errors=errors)
     uid = uuid.uuid4()
     try:
         with transaction.atomic():
@@ -670,7 +736,7 @@ def volume_clone(*, actor, volume: Volume, name: str) -> Volume:
             transaction.on_commit(lambda: volume_services._enqueue(clone))
     except IntegrityError:
         raise ValidationError(
-            "A volume with this name exists already.", errors={"name": ["Taken."]}
+            gettext("A volume with this name exists already."), errors={"name": [gettext("Taken.")]}
         ) from None
     except QuotaExceeded as error:
         _refused(tenant, name, error)

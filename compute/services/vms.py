@@ -272,7 +272,9 @@ def vm_create(
             flavor if isinstance(flavor, Flavor) else Flavor.objects.filter(name=flavor).first()
         )
         if flavor_obj is None:
-            raise ValidationError("Unknown flavor.", errors={"flavor": ["Unknown flavor."]})
+            raise ValidationError(
+                gettext("Unknown flavor."), errors={"flavor": [gettext("Unknown flavor.")]}
+            )
         vcpus = vcpus or flavor_obj.vcpus
         memory_mib = memory_mib or flavor_obj.memory_mib
         disk_gib = disk_gib if disk_gib is not None else flavor_obj.disk_gib
@@ -282,7 +284,7 @@ def vm_create(
         if (messages := label_map_errors(value))
     }
     if label_errors:
-        raise ValidationError("Invalid labels.", errors=label_errors)
+        raise ValidationError(gettext("Invalid labels."), errors=label_errors)
     if root_volume not in (None, ""):
         from compute.models import Volume
 
@@ -290,8 +292,9 @@ def vm_create(
         found = Volume.objects.filter(tenant=tenant, name=boot_name).first()
         if found is None:
             raise ValidationError(
-                f"No volume named {boot_name!r} in {tenant.slug}.",
-                errors={"root_volume": ["Choose one of the tenant's volumes."]},
+                gettext("No volume named %(name)s in %(tenant)s.")
+                % {"name": repr(boot_name), "tenant": tenant.slug},
+                errors={"root_volume": [gettext("Choose one of the tenant's volumes.")]},
             )
         disk_gib = found.size_gib
         if image in (None, "") and found.source_image_id:
@@ -418,7 +421,10 @@ def vm_action(*, actor, vm: VirtualMachine, action: str) -> VirtualMachine:
     """Ask for ``action`` (start, stop, force-stop, pause, resume, reboot, delete)."""
     rule = ACTIONS.get(action)
     if rule is None:
-        raise ValidationError(f"Unknown action {action!r}.", errors={"action": ["Unknown."]})
+        raise ValidationError(
+            gettext("Unknown action %(action)s.") % {"action": repr(action)},
+            errors={"action": [gettext("Unknown.")]},
+        )
     authorize(actor=actor, tenant=vm.tenant, permission=rule.permission, target=f"vm/{vm.name}")
     with transaction.atomic():
         vm = (
@@ -428,16 +434,23 @@ def vm_action(*, actor, vm: VirtualMachine, action: str) -> VirtualMachine:
         )
         if vm.phase not in rule.phases:
             raise Conflict(
-                f"Cannot {action} {vm.name} while it is {vm.phase}.",
-                errors={"phase": [f"{action} is not possible in phase {vm.phase}."]},
+                gettext("Cannot %(action)s %(vm)s while it is %(phase)s.")
+                % {"action": action, "vm": vm.name, "phase": vm.phase},
+                errors={
+                    "phase": [
+                        gettext("%(action)s is not possible in phase %(phase)s.")
+                        % {"action": action, "phase": vm.phase}
+                    ]
+                },
             )
         restoring = Volume.objects.filter(vm=vm, phase=VolumePhase.RESTORING)
         if action == "start" and restoring.exists():
             # A restore holds this lock when it starts: the VM waits for its disks.
             names = ", ".join(restoring.values_list("name", flat=True))
             raise Conflict(
-                f"Cannot start {vm.name} while a snapshot is restored onto {names}.",
-                errors={"phase": ["A volume is being restored."]},
+                gettext("Cannot start %(vm)s while a snapshot is restored onto %(names)s.")
+                % {"vm": vm.name, "names": names},
+                errors={"phase": [gettext("A volume is being restored.")]},
             )
         fields = ["updated", "resource_version"]
         if rule.desired or rule.phase:
@@ -486,8 +499,8 @@ def vm_update(
         }
         if desired_state not in mapping:
             raise ValidationError(
-                "Invalid desired state.",
-                errors={"desired_state": ["Choose running, stopped or paused."]},
+                gettext("Invalid desired state."),
+                errors={"desired_state": [gettext("Choose running, stopped or paused.")]},
             )
         if vm.desired_state != desired_state:
             vm = vm_action(actor=actor, vm=vm, action=mapping[desired_state])
@@ -501,7 +514,8 @@ def vm_update(
         )
         if vm.phase != Phase.STOPPED:
             raise Conflict(
-                "Stop the VM before resizing it.", errors={"phase": ["Resize needs Stopped."]}
+                gettext("Stop the VM before resizing it."),
+                errors={"phase": [gettext("Resize needs Stopped.")]},
             )
         errors: dict[str, list[str]] = {}
         new_vcpus, new_memory, _ = _validate_size(
@@ -512,7 +526,7 @@ def vm_update(
             disk_gib=vm.disk_gib,
         )
         if errors:
-            raise ValidationError("The new size is not valid.", errors=errors)
+            raise ValidationError(gettext("The new size is not valid."), errors=errors)
         old = (vm.vcpus, vm.memory_mib)
         if (new_vcpus, new_memory) == old:
             return vm

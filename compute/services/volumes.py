@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from compute.backends import BackendError, DiskSpec, VolumeNotFound, VolumeSpec, pool_name
 from compute.choices import (
@@ -154,8 +155,8 @@ def next_device(vm: VirtualMachine) -> str:
         if device not in used:
             return device
     raise Conflict(
-        f"{vm.name} has no free disk device left (vdb to vdz are in use).",
-        errors={"device": ["No free device."]},
+        gettext("%(vm)s has no free disk device left (vdb to vdz are in use).") % {"vm": vm.name},
+        errors={"device": [gettext("No free device.")]},
     )
 
 
@@ -215,7 +216,7 @@ def volume_create(
     if vm is not None and storage_class != StorageClass.LOCAL:
         errors["vm"] = ["Kubernetes volumes are mounted by workloads, not attached to VMs."]
     if errors:
-        raise ValidationError("The volume is not valid.", errors=errors)
+        raise ValidationError(gettext("The volume is not valid."), errors=errors)
     cluster = None
     if storage_class == StorageClass.CLUSTER:
         from compute.services.workloads import default_cluster
@@ -223,8 +224,8 @@ def volume_create(
         cluster = default_cluster()
         if cluster is None:
             raise Conflict(
-                "No Kubernetes cluster is registered; ask a platform admin to add one.",
-                errors={"storage_class": ["No cluster available."]},
+                gettext("No Kubernetes cluster is registered; ask a platform admin to add one."),
+                errors={"storage_class": [gettext("No cluster available.")]},
             )
     uid = uuid.uuid4()
     try:
@@ -240,7 +241,9 @@ def volume_create(
                 vm = _attachable_vm(vm, tenant)
                 if device and Volume.objects.filter(vm=vm, device=device).exists():
                     raise Conflict(
-                        f"{device} of {vm.name} is taken.", errors={"device": ["Taken."]}
+                        gettext("%(device)s of %(vm)s is taken.")
+                        % {"device": device, "vm": vm.name},
+                        errors={"device": [gettext("Taken.")]},
                     )
                 device, host = device or next_device(vm), vm.host
             else:
@@ -304,7 +307,7 @@ def volume_create(
             transaction.on_commit(lambda: _enqueue(volume))
     except IntegrityError:
         raise ValidationError(
-            "A volume with this name exists already.", errors={"name": ["Taken."]}
+            gettext("A volume with this name exists already."), errors={"name": [gettext("Taken.")]}
         ) from None
     except QuotaExceeded as error:
         event_publish(
@@ -327,16 +330,21 @@ def _attachable_vm(vm: VirtualMachine, tenant: Tenant) -> VirtualMachine:
         .get(pk=vm.pk)
     )
     if vm.tenant_id != tenant.pk:
-        raise NotFound(f"Virtual machine {vm.name!r} not found in {tenant.slug}.")
+        raise NotFound(
+            gettext("Virtual machine %(vm)s not found in %(tenant)s.")
+            % {"vm": repr(vm.name), "tenant": tenant.slug}
+        )
     if vm.phase not in ATTACHABLE_VM_PHASES or vm.desired_state == DesiredState.DELETED:
         raise Conflict(
-            f"{vm.name} is {vm.phase}: volumes attach to running, paused or stopped VMs.",
-            errors={"vm": [f"{vm.name} is {vm.phase}."]},
+            gettext("%(vm)s is %(phase)s: volumes attach to running, paused or stopped VMs.")
+            % {"vm": vm.name, "phase": vm.phase},
+            errors={"vm": [gettext("%(vm)s is %(phase)s.") % {"vm": vm.name, "phase": vm.phase}]},
         )
     if Migration.objects.filter(vm=vm, phase__in=ACTIVE_MIGRATION_PHASES).exists():
         raise Conflict(
-            f"{vm.name} is being migrated; attach the volume once it has arrived.",
-            errors={"vm": ["Migrating."]},
+            gettext("%(vm)s is being migrated; attach the volume once it has arrived.")
+            % {"vm": vm.name},
+            errors={"vm": [gettext("Migrating.")]},
         )
     return vm
 
@@ -421,18 +429,25 @@ def boot_volume(tenant: Tenant, volume) -> Volume:
     )
     if found is None:
         raise ValidationError(
-            f"No volume named {name!r} in {tenant.slug}.",
-            errors={"root_volume": ["Choose one of the tenant's volumes."]},
+            gettext("No volume named %(name)s in %(tenant)s.")
+            % {"name": repr(name), "tenant": tenant.slug},
+            errors={"root_volume": [gettext("Choose one of the tenant's volumes.")]},
         )
     if not found.local:
         raise ValidationError(
-            "Only a local volume can be a VM's root disk.",
-            errors={"root_volume": ["A Kubernetes volume cannot boot a VM."]},
+            gettext("Only a local volume can be a VM's root disk."),
+            errors={"root_volume": [gettext("A Kubernetes volume cannot boot a VM.")]},
         )
     if found.phase != VolumePhase.READY or found.vm_id is not None:
         raise Conflict(
-            f"{found.name} is {found.phase}: a VM boots from a Ready volume that no VM uses.",
-            errors={"root_volume": [f"{found.name} is {found.phase}."]},
+            gettext("%(volume)s is %(phase)s: a VM boots from a Ready volume that no VM uses.")
+            % {"volume": found.name, "phase": found.phase},
+            errors={
+                "root_volume": [
+                    gettext("%(volume)s is %(phase)s.")
+                    % {"volume": found.name, "phase": found.phase}
+                ]
+            },
         )
     return found
 
@@ -607,7 +622,7 @@ def _locked(volume: Volume) -> Volume:
         .first()
     )
     if found is None:
-        raise NotFound(f"Volume {volume.name!r} not found.")
+        raise NotFound(gettext("Volume %(volume)s not found.") % {"volume": repr(volume.name)})
     return found
 
 
@@ -657,34 +672,48 @@ def volume_attach(*, actor, volume: Volume, vm: VirtualMachine, device: str = ""
     errors: dict[str, list[str]] = {}
     device = _check_device(device, errors)
     if errors:
-        raise ValidationError("Invalid device.", errors=errors)
+        raise ValidationError(gettext("Invalid device."), errors=errors)
     with transaction.atomic():
         # Lock order volume → VM, as the API (which locks the volume for If-Match).
         volume = _locked(volume)
         vm = _attachable_vm(vm, volume.tenant)
         if volume.vm_id is not None:
             raise Conflict(
-                f"{volume.name} is attached to {volume.vm.name} already.",
-                errors={"vm": [f"Attached to {volume.vm.name}."]},
+                gettext("%(volume)s is attached to %(vm)s already.")
+                % {"volume": volume.name, "vm": volume.vm.name},
+                errors={"vm": [gettext("Attached to %(vm)s.") % {"vm": volume.vm.name}]},
             )
         if not volume.local:
             raise Conflict(
-                f"{volume.name} is a Kubernetes volume: workloads mount it, VMs do not.",
-                errors={"vm": ["Not a local volume."]},
+                gettext("%(volume)s is a Kubernetes volume: workloads mount it, VMs do not.")
+                % {"volume": volume.name},
+                errors={"vm": [gettext("Not a local volume.")]},
             )
         if volume.phase != VolumePhase.READY:
             raise Conflict(
-                f"Cannot attach {volume.name} while it is {volume.phase}.",
-                errors={"phase": [f"attach is not possible in phase {volume.phase}."]},
+                gettext("Cannot attach %(volume)s while it is %(phase)s.")
+                % {"volume": volume.name, "phase": volume.phase},
+                errors={
+                    "phase": [
+                        gettext("attach is not possible in phase %(phase)s.")
+                        % {"phase": volume.phase}
+                    ]
+                },
             )
         if volume.host_id != vm.host_id:
             raise Conflict(
-                f"{volume.name} is stored on another host than {vm.name}: a local volume "
-                "attaches only to VMs on the host that holds it.",
-                errors={"vm": ["On another host."]},
+                gettext(
+                    "%(volume)s is stored on another host than %(vm)s: a local volume attaches "
+                    "only to VMs on the host that holds it."
+                )
+                % {"volume": volume.name, "vm": vm.name},
+                errors={"vm": [gettext("On another host.")]},
             )
         if device and Volume.objects.filter(vm=vm, device=device).exists():
-            raise Conflict(f"{device} of {vm.name} is taken.", errors={"device": ["Taken."]})
+            raise Conflict(
+                gettext("%(device)s of %(vm)s is taken.") % {"device": device, "vm": vm.name},
+                errors={"device": [gettext("Taken.")]},
+            )
         device = device or next_device(vm)
         volume = _save(volume, vm=vm, device=device, message=f"Attaching to {vm.name} as {device}…")
         _requested(
@@ -710,20 +739,23 @@ def volume_detach(*, actor, volume: Volume) -> Volume:
         volume = _locked(volume)
         if volume.vm_id is None:
             raise Conflict(
-                f"{volume.name} is not attached to a VM.", errors={"vm": ["Not attached."]}
+                gettext("%(volume)s is not attached to a VM.") % {"volume": volume.name},
+                errors={"vm": [gettext("Not attached.")]},
             )
         vm = volume.vm
         if volume.is_root:
             raise Conflict(
-                f"{volume.name} is the root disk of {vm.name}; it stays while the VM exists.",
-                errors={"device": ["The root disk."]},
+                gettext("%(volume)s is the root disk of %(vm)s; it stays while the VM exists.")
+                % {"volume": volume.name, "vm": vm.name},
+                errors={"device": [gettext("The root disk.")]},
             )
         if vm.phase == Phase.MIGRATING or (
             Migration.objects.filter(vm=vm, phase__in=ACTIVE_MIGRATION_PHASES).exists()
         ):
             raise Conflict(
-                f"{vm.name} is being migrated; detach the volume once it has arrived.",
-                errors={"vm": ["Migrating."]},
+                gettext("%(vm)s is being migrated; detach the volume once it has arrived.")
+                % {"vm": vm.name},
+                errors={"vm": [gettext("Migrating.")]},
             )
         device = volume.device
         volume = _save(volume, vm=None, device="", message=f"Detaching from {vm.name}…")
@@ -751,7 +783,7 @@ def volume_resize(*, actor, volume: Volume, size_gib) -> Volume:
     errors: dict[str, list[str]] = {}
     size = parse_size(size_gib, errors)
     if errors:
-        raise ValidationError("Invalid size.", errors=errors)
+        raise ValidationError(gettext("Invalid size."), errors=errors)
     try:
         with transaction.atomic():
             volume = _locked(volume)
@@ -763,14 +795,22 @@ def volume_resize(*, actor, volume: Volume, size_gib) -> Volume:
                 raise ValidationError(message, errors={"size_gib": [message]})
             if not volume.local:
                 raise Conflict(
-                    "Kubernetes volume claims cannot grow here: their storage class does "
-                    "not allow expansion.",
-                    errors={"storage_class": ["No expansion."]},
+                    gettext(
+                        "Kubernetes volume claims cannot grow here: their storage class does "
+                        "not allow expansion."
+                    ),
+                    errors={"storage_class": [gettext("No expansion.")]},
                 )
             if volume.phase not in ACTIONS["resize"].phases:
                 raise Conflict(
-                    f"Cannot resize {volume.name} while it is {volume.phase}.",
-                    errors={"phase": [f"resize is not possible in phase {volume.phase}."]},
+                    gettext("Cannot resize %(volume)s while it is %(phase)s.")
+                    % {"volume": volume.name, "phase": volume.phase},
+                    errors={
+                        "phase": [
+                            gettext("resize is not possible in phase %(phase)s.")
+                            % {"phase": volume.phase}
+                        ]
+                    },
                 )
             old = volume.size_gib
             _recharge(volume, size)
@@ -849,26 +889,37 @@ def volume_delete(*, actor, volume: Volume) -> Volume:
         if volume.vm_id is not None or volume.attached_domain:
             where = volume.vm.name if volume.vm_id else "its VM"
             raise Conflict(
-                f"{volume.name} is attached to {where}: detach it first.",
-                errors={"vm": ["Attached."]},
+                gettext("%(volume)s is attached to %(where)s: detach it first.")
+                % {"volume": volume.name, "where": where},
+                errors={"vm": [gettext("Attached.")]},
             )
         if volume.phase not in ACTIONS["delete"].phases:
             raise Conflict(
-                f"Cannot delete {volume.name} while it is {volume.phase}.",
-                errors={"phase": [f"delete is not possible in phase {volume.phase}."]},
+                gettext("Cannot delete %(volume)s while it is %(phase)s.")
+                % {"volume": volume.name, "phase": volume.phase},
+                errors={
+                    "phase": [
+                        gettext("delete is not possible in phase %(phase)s.")
+                        % {"phase": volume.phase}
+                    ]
+                },
             )
         if volume.snapshots.exists():
             names = sorted(volume.snapshots.values_list("name", flat=True))
             raise Conflict(
-                f"{volume.name} has snapshots ({', '.join(names)}): delete them first.",
+                gettext("%(volume)s has snapshots (%(names)s): delete them first.")
+                % {"volume": volume.name, "names": ", ".join(names)},
                 errors={"snapshots": names},
             )
         if not volume.local:
             users = claim_users(volume)
             if users:
                 raise Conflict(
-                    f"{volume.name} is mounted by {', '.join(users)}: delete or change "
-                    "those workloads first.",
+                    gettext(
+                        "%(volume)s is mounted by %(workloads)s: delete or change those workloads "
+                        "first."
+                    )
+                    % {"volume": volume.name, "workloads": ", ".join(users)},
                     errors={"workloads": users},
                 )
         volume = _save(volume, phase=VolumePhase.DELETING, message="", phase_changed=timezone.now())

@@ -326,7 +326,7 @@ def workload_create(
     """
     authorize(actor=actor, tenant=tenant, permission="workload.create", target=f"workload/{name}")
     if label_errors := label_map_errors(labels):
-        raise ValidationError("Invalid labels.", errors={"labels": label_errors})
+        raise ValidationError(gettext("Invalid labels."), errors={"labels": label_errors})
     spec = validate_workload(
         tenant=tenant,
         name=name,
@@ -347,8 +347,8 @@ def workload_create(
     cluster = cluster or default_cluster()
     if cluster is None:
         raise Conflict(
-            "No Kubernetes cluster is registered; ask a platform admin to add one.",
-            errors={"cluster": ["No cluster available."]},
+            gettext("No Kubernetes cluster is registered; ask a platform admin to add one."),
+            errors={"cluster": [gettext("No cluster available.")]},
         )
     uid = uuid.uuid4()
     amounts = charge(
@@ -418,7 +418,8 @@ def workload_create(
             transaction.on_commit(lambda: _enqueue(workload.pk))
     except IntegrityError:
         raise ValidationError(
-            "A workload with this name exists already.", errors={"name": ["Taken."]}
+            gettext("A workload with this name exists already."),
+            errors={"name": [gettext("Taken.")]},
         ) from None
     except QuotaExceeded as error:
         event_publish(
@@ -443,13 +444,19 @@ def _locked(workload: Workload, action: str) -> Workload:
     rule = ACTIONS[action]
     if workload.deleting or workload.phase not in rule.phases:
         raise Conflict(
-            f"Cannot {action} {workload.name} while it is {workload.phase}.",
-            errors={"phase": [f"{action} is not possible in phase {workload.phase}."]},
+            gettext("Cannot %(action)s %(workload)s while it is %(phase)s.")
+            % {"action": action, "workload": workload.name, "phase": workload.phase},
+            errors={
+                "phase": [
+                    gettext("%(action)s is not possible in phase %(phase)s.")
+                    % {"action": action, "phase": workload.phase}
+                ]
+            },
         )
     if workload.kind not in rule.kinds:
         raise Conflict(
-            f"A single pod cannot {action}; use a Deployment.",
-            errors={"kind": [f"{action} needs a Deployment."]},
+            gettext("A single pod cannot %(action)s; use a Deployment.") % {"action": action},
+            errors={"kind": [gettext("%(action)s needs a Deployment.") % {"action": action}]},
         )
     return workload
 
@@ -469,11 +476,13 @@ def workload_scale(*, actor, workload: Workload, replicas) -> Workload:
         replicas = int(str(replicas).strip())
     except (TypeError, ValueError):
         raise ValidationError(
-            "Enter a whole number.", errors={"replicas": ["Enter a whole number."]}
+            gettext("Enter a whole number."),
+            errors={"replicas": [gettext("Enter a whole number.")]},
         ) from None
     if not 0 <= replicas <= MAX_REPLICAS:
         raise ValidationError(
-            "Replicas out of range.", errors={"replicas": [f"Between 0 and {MAX_REPLICAS}."]}
+            gettext("Replicas out of range."),
+            errors={"replicas": [gettext("Between 0 and %(max)s.") % {"max": MAX_REPLICAS}]},
         )
     try:
         with transaction.atomic():
@@ -593,7 +602,10 @@ def workload_action(*, actor, workload: Workload, action: str, **kwargs) -> Work
     """Dispatch one of :data:`ACTIONS` (views and the API call this)."""
     handlers = {"scale": workload_scale, "restart": workload_restart, "delete": workload_delete}
     if action not in handlers:
-        raise ValidationError(f"Unknown action {action!r}.", errors={"action": ["Unknown."]})
+        raise ValidationError(
+            gettext("Unknown action %(action)s.") % {"action": repr(action)},
+            errors={"action": [gettext("Unknown.")]},
+        )
     return handlers[action](actor=actor, workload=workload, **kwargs)
 
 

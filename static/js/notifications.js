@@ -48,7 +48,7 @@
       body.appendChild(message);
     }
     const when = document.createElement("time");
-    when.className = "small text-body-tertiary";
+    when.className = "small text-body-secondary";
     when.dataset.ago = "";
     when.setAttribute("datetime", n.created);
     when.textContent = window.Isotope && window.Isotope.time ? window.Isotope.time.ago(n.created) : "";

@@ -34,7 +34,8 @@
       cell(row, phase);
       const icon = document.createElement("i");
       icon.className = p.ready ? "bi bi-check-circle-fill text-success" : "bi bi-hourglass-split text-body-secondary";
-      icon.setAttribute("aria-label", p.ready ? "ready" : "not ready");
+      icon.setAttribute("role", "img");
+      icon.setAttribute("aria-label", p.ready ? gettext("ready") : gettext("not ready"));
       cell(row, icon);
       cell(row, p.node || "—", "small");
       cell(row, String(p.restarts || 0), "text-end");

@@ -30,7 +30,7 @@ MESSAGES = [
 REASONS = ["Scheduled", "Running", "Stopping", "StoppedOutsidePortal", "QuotaExceeded", "BackOff"]
 
 
-def test_fifty_events_fit_a_readable_page_and_long_messages_expand(demo, live_url, new_page):
+def test_fifty_events_fit_a_readable_page_and_long_messages_expand(demo, live_url, new_page, axe):
     for i in range(50):
         event_publish(
             tenant=demo.acme,
@@ -47,6 +47,7 @@ def test_fifty_events_fit_a_readable_page_and_long_messages_expand(demo, live_ur
     expect(table.locator("tbody tr")).to_have_count(50)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "events-50.png"), full_page=True)
+    axe(page, "events-50")
 
     # The message column gets most of the width; the table fits the card (no sideways
     # scrolling) and 50 rows stay a page a person scrolls, not seven screens.
@@ -78,6 +79,7 @@ def test_fifty_events_fit_a_readable_page_and_long_messages_expand(demo, live_ur
     assert message.bounding_box()["height"] > collapsed
     long_row.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "events-expanded.png"))
+    axe(page, "events-expanded")
     message.press("Enter")
     expect(message).to_have_attribute("aria-expanded", "false")
     # A short message is not a button.
@@ -86,7 +88,7 @@ def test_fifty_events_fit_a_readable_page_and_long_messages_expand(demo, live_ur
 
 
 def test_a_vm_page_s_recent_events_update_live_like_a_workload_page_s(
-    demo, make_host, tiny_image, live_url, new_page
+    demo, make_host, tiny_image, live_url, new_page, axe
 ):
     make_host("node-a")
     vm_services.vm_create(
@@ -137,6 +139,7 @@ def test_a_vm_page_s_recent_events_update_live_like_a_workload_page_s(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     table.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "vm-detail-events-live.png"), full_page=True)
+    axe(page, "vm-detail-events-live")
 
 
 def test_a_vm_page_without_events_loses_its_empty_note_when_the_first_arrives(

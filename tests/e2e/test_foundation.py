@@ -13,7 +13,7 @@ from tests.conftest import ARTIFACTS, login
 pytestmark = pytest.mark.e2e
 
 
-def test_alice_signs_in_and_sees_acmes_quota_bars(demo, live_url, new_page):
+def test_alice_signs_in_and_sees_acmes_quota_bars(demo, live_url, new_page, axe):
     services.quota_set(actor=demo.admin, tenant=demo.acme, limits={"vms": 12, "cpu": 24})
     page = new_page()
     login(page, live_url, "alice")
@@ -29,6 +29,7 @@ def test_alice_signs_in_and_sees_acmes_quota_bars(demo, live_url, new_page):
     expect(page.get_by_test_id("manage-members")).to_be_visible()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "overview-alice.png"), full_page=True)
+    axe(page, "overview-alice")
 
 
 def test_carol_the_viewer_sees_no_admin_controls(demo, live_url, new_page):

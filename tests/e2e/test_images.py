@@ -27,7 +27,7 @@ def image_row(page, name: str):
 
 
 def test_bob_uploads_an_image_through_a_dropped_connection_and_boots_a_vm_from_it(
-    demo, image_dir, make_host, flavors, celery_worker, live_url, new_page, tmp_path, settings
+    demo, image_dir, make_host, flavors, celery_worker, live_url, new_page, tmp_path, settings, axe
 ):
     settings.ISOTOPE_IMAGE_UPLOAD_CHUNK_BYTES = 256 * KIB
     make_host("node-a")
@@ -66,6 +66,7 @@ def test_bob_uploads_an_image_through_a_dropped_connection_and_boots_a_vm_from_i
     )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "images-uploading.png"), full_page=True)
+    axe(page, "images-uploading")
     expect(page.get_by_test_id("upload-progress-text")).to_contain_text(
         "uploaded", timeout=PHASE_TIMEOUT
     )
@@ -76,6 +77,7 @@ def test_bob_uploads_an_image_through_a_dropped_connection_and_boots_a_vm_from_i
     expect(row.get_by_test_id("phase")).to_have_text("Ready", timeout=PHASE_TIMEOUT)
     expect(row).to_contain_text("1.0 GiB disk")
     page.screenshot(path=str(ARTIFACTS / "images-ready.png"), full_page=True)
+    axe(page, "images-ready")
     image = Image.objects.get(tenant=demo.acme, name="web-base")
     assert image.phase == ImagePhase.READY
     assert image.sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
@@ -91,10 +93,11 @@ def test_bob_uploads_an_image_through_a_dropped_connection_and_boots_a_vm_from_i
         "Running", timeout=PHASE_TIMEOUT
     )
     page.screenshot(path=str(ARTIFACTS / "images-vm-running.png"), full_page=True)
+    axe(page, "images-vm-running")
 
 
 def test_a_url_import_shows_live_progress_and_a_refusal_says_why(
-    demo, image_dir, file_server, celery_worker, live_url, new_page
+    demo, image_dir, file_server, celery_worker, live_url, new_page, axe
 ):
     body = os.urandom(4 * 1024 * KIB)  # a raw disk, served slowly
     url = file_server.add("/slow.raw", Route(body=body, delay=0.06))
@@ -114,6 +117,7 @@ def test_a_url_import_shows_live_progress_and_a_refusal_says_why(
         re.compile(r"MiB of 4\.0 MiB · [\d.]+ [KM]iB/s"), timeout=PHASE_TIMEOUT
     )
     page.screenshot(path=str(ARTIFACTS / "images-url-progress.png"), full_page=True)
+    axe(page, "images-url-progress")
     expect(row.get_by_test_id("phase")).to_have_text("Ready", timeout=PHASE_TIMEOUT)
 
     form.get_by_label("URL").fill(bad)
@@ -123,3 +127,4 @@ def test_a_url_import_shows_live_progress_and_a_refusal_says_why(
     expect(row.get_by_test_id("phase")).to_have_text("Failed", timeout=PHASE_TIMEOUT)
     expect(row.get_by_test_id("image-message")).to_contain_text("text (e.g. an HTML page)")
     page.screenshot(path=str(ARTIFACTS / "images-refused.png"), full_page=True)
+    axe(page, "images-refused")

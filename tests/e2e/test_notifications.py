@@ -13,7 +13,7 @@ from tests.conftest import ARTIFACTS, login
 pytestmark = pytest.mark.e2e
 
 
-def test_a_failure_rings_the_bell_live_and_the_list_marks_it_read(demo, live_url, new_page):
+def test_a_failure_rings_the_bell_live_and_the_list_marks_it_read(demo, live_url, new_page, axe):
     page = new_page()
     login(page, live_url, "bob")
     page.goto(f"{live_url}/profile/")  # a page of no tenant: the bell is live anyway
@@ -36,18 +36,20 @@ def test_a_failure_rings_the_bell_live_and_the_list_marks_it_read(demo, live_url
     expect(page.locator("[data-notification-list]")).to_contain_text("VM failed: vm/web1")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "notification-bell.png"))
+    axe(page, "notification-bell", include="[data-testid=notification-bell]")
 
     page.get_by_role("link", name="All notifications").click()
     listing = page.get_by_test_id("notification-page-list")
     expect(listing).to_contain_text("The host did not answer after 5 retries.")
     expect(listing).to_contain_text("A VM failed")
     page.screenshot(path=str(ARTIFACTS / "notification-list.png"), full_page=True)
+    axe(page, "notification-list")
     page.get_by_role("button", name="Mark read").click()
     expect(page.get_by_text("0 unread", exact=False)).to_be_visible()
     expect(count).to_be_hidden()
 
 
-def test_the_profile_page_turns_off_vm_failure_emails(demo, live_url, new_page):
+def test_the_profile_page_turns_off_vm_failure_emails(demo, live_url, new_page, axe):
     page = new_page()
     login(page, live_url, "bob")
     page.goto(f"{live_url}/profile/")
@@ -61,4 +63,5 @@ def test_the_profile_page_turns_off_vm_failure_emails(demo, live_url, new_page):
         page.get_by_test_id("notification-preferences").get_by_label("A VM failed by email")
     ).not_to_be_checked()
     page.screenshot(path=str(ARTIFACTS / "notification-preferences.png"), full_page=True)
+    axe(page, "notification-preferences")
     assert preferences_of(demo.bob)["vm.failed"] == {"in_app": True, "email": False}

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_a_vm_too_big_in_cpu_memory_and_disk_shows_all_three_refusals_on_their_fields(
-    demo, make_host, tiny_image, flavors, live_url, new_page
+    demo, make_host, tiny_image, flavors, live_url, new_page, axe
 ):
     make_host("node-a")
     tenant_services.quota_set(
@@ -42,6 +42,7 @@ def test_a_vm_too_big_in_cpu_memory_and_disk_shows_all_three_refusals_on_their_f
     )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "vm-form-quota-refusal.png"), full_page=True)
+    axe(page, "vm-form-quota-refusal")
 
     # A flavor that is too big: the same refusals, all on the size it was chosen by.
     page.get_by_label(re.compile(r"^medium")).check()

@@ -24,7 +24,7 @@ def notifications_followed(page) -> None:
 
 
 def test_alice_asks_for_two_vms_the_admin_approves_and_her_page_follows_live(
-    demo, live_url, new_page
+    demo, live_url, new_page, axe
 ):
     alice = new_page()
     login(alice, live_url, "alice")
@@ -40,6 +40,7 @@ def test_alice_asks_for_two_vms_the_admin_approves_and_her_page_follows_live(
     form.get_by_label("Why").fill("Two more web servers for the spring launch.")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     alice.screenshot(path=str(ARTIFACTS / "quota-request-form.png"))
+    axe(alice, "quota-request-form")
     form.get_by_role("button", name="Send request").click()
 
     expect(alice.get_by_text(re.compile(r"Quota request qr-\d+ sent"))).to_be_visible()
@@ -62,6 +63,7 @@ def test_alice_asks_for_two_vms_the_admin_approves_and_her_page_follows_live(
     expect(admin.get_by_label("Grant Virtual machines")).to_have_value("2")
     admin.get_by_label("Reason").fill("Enjoy the launch.")
     admin.screenshot(path=str(ARTIFACTS / "quota-request-admin-review.png"), full_page=True)
+    axe(admin, "quota-request-admin-review")
     admin.get_by_test_id("quota-request-approve").click()
     expect(admin.get_by_text(f"{name} of acme: approved.")).to_be_visible()
 
@@ -78,6 +80,7 @@ def test_alice_asks_for_two_vms_the_admin_approves_and_her_page_follows_live(
     expect(bell).to_contain_text("Quota request approved (acme)")
     expect(bell).to_contain_text("approved by admin: +2 VMs. Enjoy the launch.")
     alice.screenshot(path=str(ARTIFACTS / "quota-request-approved-live.png"))
+    axe(alice, "quota-request-approved-live")
 
     assert Quota.objects.get(tenant=demo.acme).vms == 22
     assert AuditLog.objects.filter(action="quota.set", actor=demo.admin).exists()

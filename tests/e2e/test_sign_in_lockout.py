@@ -10,7 +10,7 @@ from tests.conftest import ARTIFACTS, PASSWORD
 pytestmark = pytest.mark.e2e
 
 
-def test_after_ten_wrong_passwords_the_sign_in_page_says_to_wait(demo, live_url, new_page):
+def test_after_ten_wrong_passwords_the_sign_in_page_says_to_wait(demo, live_url, new_page, axe):
     page = new_page()
     page.goto(f"{live_url}/login/")
     for n in range(9):
@@ -30,6 +30,7 @@ def test_after_ten_wrong_passwords_the_sign_in_page_says_to_wait(demo, live_url,
     expect(page.get_by_label("Username")).to_have_value("carol")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "sign-in-lockout.png"))
+    axe(page, "sign-in-lockout")
     # The right password does not get through while the lockout lasts.
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()

@@ -77,7 +77,9 @@ def month_of_usage(demo, make_host, tiny_image):
     return start
 
 
-def test_the_usage_page_charts_and_breaks_down_ten_days(demo, month_of_usage, live_url, new_page):
+def test_the_usage_page_charts_and_breaks_down_ten_days(
+    demo, month_of_usage, live_url, new_page, axe
+):
     first = month_of_usage.date()
     last = timezone.now().date()
     page = new_page(viewport={"width": 1440, "height": 1100})
@@ -108,6 +110,7 @@ def test_the_usage_page_charts_and_breaks_down_ten_days(demo, month_of_usage, li
     page.get_by_test_id("usage-metric").select_option("vcpu_hours")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "usage-page.png"), full_page=True)
+    axe(page, "usage-page")
 
     with page.expect_download() as download:
         page.get_by_test_id("usage-export-csv").click()

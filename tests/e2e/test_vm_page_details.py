@@ -46,7 +46,7 @@ def test_since_follows_the_phase_live_and_keeps_counting(
 
 
 def test_migration_history_says_how_long_it_took_and_a_shared_disk_is_not_copied(
-    demo, make_host, tiny_image, live_url, new_page
+    demo, make_host, tiny_image, live_url, new_page, axe
 ):
     host = make_host("node-a")
     vm = vm_services.vm_create(
@@ -108,3 +108,4 @@ def test_migration_history_says_how_long_it_took_and_a_shared_disk_is_not_copied
     expect(current.locator("[data-m-field=eta]")).to_have_text("1 min 5 s")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     panel.screenshot(path=str(ARTIFACTS / "migration-panel-details.png"))
+    axe(page, "migration-panel-details")

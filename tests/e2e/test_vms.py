@@ -23,7 +23,7 @@ def row(page, name: str):
 
 
 def test_bob_creates_a_vm_watches_it_run_stops_and_starts_it(
-    demo, make_host, tiny_image, flavors, celery_worker, live_url, new_page
+    demo, make_host, tiny_image, flavors, celery_worker, live_url, new_page, axe
 ):
     make_host("node-a")
     page = new_page()
@@ -42,6 +42,7 @@ def test_bob_creates_a_vm_watches_it_run_stops_and_starts_it(
     expect(page.get_by_label("Start the VM once it is created")).to_be_checked()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "vm-form-bob.png"), full_page=True)
+    axe(page, "vm-form-bob")
     page.get_by_role("button", name="Create VM").click()
 
     page.wait_for_url(f"{live_url}/t/acme/vms/web-1/")
@@ -56,6 +57,7 @@ def test_bob_creates_a_vm_watches_it_run_stops_and_starts_it(
     expect(web1.get_by_role("button", name="Stop", exact=True)).to_be_visible()
     expect(web1.get_by_role("button", name="Start", exact=True)).to_be_hidden()
     page.screenshot(path=str(ARTIFACTS / "vm-list-bob.png"), full_page=True)
+    axe(page, "vm-list-bob")
 
     web1.get_by_role("button", name="Stop", exact=True).click()
     expect(page.get_by_test_id("messages")).to_contain_text("Stop requested for web-1")
@@ -73,12 +75,14 @@ def test_bob_creates_a_vm_watches_it_run_stops_and_starts_it(
     expect(detail.get_by_test_id("vm-events")).to_contain_text("Scheduled")
     expect(detail.get_by_test_id("vm-events")).to_contain_text("Stopping")
     page.screenshot(path=str(ARTIFACTS / "vm-detail-bob.png"), full_page=True)
+    axe(page, "vm-detail-bob")
 
     page.goto(f"{live_url}/t/acme/")
     summary = page.get_by_test_id("vm-summary")
     expect(summary).to_contain_text("1 VM")
     expect(summary.get_by_test_id("phase")).to_have_text("Running")
     page.screenshot(path=str(ARTIFACTS / "vm-overview-bob.png"), full_page=True)
+    axe(page, "vm-overview-bob")
 
 
 def test_deleting_asks_first_and_then_the_vm_goes_away(
@@ -115,7 +119,7 @@ def test_deleting_asks_first_and_then_the_vm_goes_away(
 
 
 def test_carol_the_viewer_sees_vms_but_no_action_buttons(
-    demo, make_host, tiny_image, live_url, new_page
+    demo, make_host, tiny_image, live_url, new_page, axe
 ):
     make_host("node-a")
     vm_services.vm_create(
@@ -125,6 +129,7 @@ def test_carol_the_viewer_sees_vms_but_no_action_buttons(
     login(page, live_url, "carol")
     page.goto(f"{live_url}/t/acme/vms/")
     expect(row(page, "web-1")).to_be_visible()
+    axe(page, "vm-list-viewer")
     expect(page.get_by_role("link", name="Create VM")).to_have_count(0)
     expect(page.get_by_test_id("vm-actions")).to_have_count(0)
     expect(page.locator("[data-live-action]")).to_have_count(0)
@@ -186,7 +191,7 @@ def test_a_stop_in_one_browser_shows_live_in_another_without_a_reload(
 
 
 def test_force_stop_and_reboot_ask_first_unless_the_user_said_not_to_ask_again(
-    demo, make_host, tiny_image, celery_worker, live_url, new_page
+    demo, make_host, tiny_image, celery_worker, live_url, new_page, axe
 ):
     from tests.conftest import wait_for
 
@@ -209,6 +214,7 @@ def test_force_stop_and_reboot_ask_first_unless_the_user_said_not_to_ask_again(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(400)  # the modal's fade-in, for the screenshot
     page.screenshot(path=str(ARTIFACTS / "vm-confirm-reboot.png"))
+    axe(page, "vm-confirm-reboot")
     dialog.get_by_role("button", name="Cancel").click()
     expect(dialog).to_be_hidden()
 
@@ -246,6 +252,7 @@ def test_force_stop_and_reboot_ask_first_unless_the_user_said_not_to_ask_again(
     expect(switches.get_by_label("Ask before force-stopping a VM")).not_to_be_checked()
     expect(switches.get_by_label("Ask before rebooting a VM")).to_be_checked()
     page.screenshot(path=str(ARTIFACTS / "profile-confirmations.png"), full_page=True)
+    axe(page, "profile-confirmations")
     switches.get_by_label("Ask before force-stopping a VM").check()
     switches.get_by_role("button", name="Save").click()
     expect(page.get_by_test_id("messages")).to_contain_text("Confirmation settings saved")

@@ -17,7 +17,7 @@ PHASE_TIMEOUT = 20_000
 
 
 def test_bob_creates_a_volume_attaches_it_to_a_running_vm_and_sees_it_there_live(
-    demo, make_host, tiny_image, celery_worker, live_url, new_page
+    demo, make_host, tiny_image, celery_worker, live_url, new_page, axe
 ):
     make_host("node-a")
     vm = vm_services.vm_create(
@@ -50,6 +50,7 @@ def test_bob_creates_a_volume_attaches_it_to_a_running_vm_and_sees_it_there_live
     expect(page.get_by_label("Format")).to_be_hidden()  # local-only fields follow the class
     page.get_by_label("Local disk").check()
     page.screenshot(path=str(ARTIFACTS / "volume-form-bob.png"), full_page=True)
+    axe(page, "volume-form-bob")
     page.get_by_role("button", name="Create volume").click()
 
     page.wait_for_url(f"{live_url}/t/acme/volumes/data-1/")
@@ -61,6 +62,7 @@ def test_bob_creates_a_volume_attaches_it_to_a_running_vm_and_sees_it_there_live
     expect(form).to_be_visible()
     form.get_by_label("Virtual machine").select_option("web-1")
     page.screenshot(path=str(ARTIFACTS / "volume-detail-bob.png"), full_page=True)
+    axe(page, "volume-detail-bob")
     form.get_by_role("button", name="Attach").click()
     expect(page.get_by_test_id("messages")).to_contain_text("Attaching data-1 to web-1")
     expect(detail.get_by_test_id("phase").first).to_have_text("Attached", timeout=PHASE_TIMEOUT)
@@ -73,6 +75,7 @@ def test_bob_creates_a_volume_attaches_it_to_a_running_vm_and_sees_it_there_live
     expect(row).to_contain_text("3 GiB")
     expect(panel.locator("[data-vm-volumes-empty]")).to_be_hidden()
     watcher.screenshot(path=str(ARTIFACTS / "vm-volumes-live.png"), full_page=True)
+    axe(watcher, "vm-volumes-live")
 
     # Detach from the row that arrived live asks first, then the row goes (live).
     row.get_by_role("button", name="Detach").click()

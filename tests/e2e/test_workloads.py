@@ -23,6 +23,7 @@ def test_bob_creates_a_deployment_and_watches_its_replicas_become_ready(
     watcher,
     live_url,
     new_page,
+    axe,
 ):
     tenant = make_tenant(quota={"cpu": 4, "memory": 4096, "pods": 10}, prefix="e2e")
     page = new_page()
@@ -41,6 +42,7 @@ def test_bob_creates_a_deployment_and_watches_its_replicas_become_ready(
     page.get_by_label("Memory request").fill("64Mi")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "workload-form-bob.png"), full_page=True)
+    axe(page, "workload-form-bob")
     page.get_by_role("button", name="Create workload").click()
 
     page.wait_for_url(f"{live_url}/t/{tenant.slug}/workloads/shop/")
@@ -54,6 +56,7 @@ def test_bob_creates_a_deployment_and_watches_its_replicas_become_ready(
     expect(page.get_by_test_id("workload-pods")).to_contain_text("isotope-node-")
     expect(page.get_by_test_id("workload-events")).to_contain_text("Scheduled")
     page.screenshot(path=str(ARTIFACTS / "workload-detail-bob.png"), full_page=True)
+    axe(page, "workload-detail-bob")
 
     # Scale from the page: the count follows live.
     page.get_by_test_id("scale-replicas").fill("5")
@@ -66,13 +69,16 @@ def test_bob_creates_a_deployment_and_watches_its_replicas_become_ready(
         "5/5"
     )
     page.screenshot(path=str(ARTIFACTS / "workload-list-bob.png"), full_page=True)
+    axe(page, "workload-list-bob")
     page.goto(f"{live_url}/t/{tenant.slug}/workloads/shop/logs/")
     expect(page.get_by_test_id("logs-reason")).to_contain_text("KWOK fake nodes")
     page.goto(f"{live_url}/t/{tenant.slug}/")
     expect(page.get_by_test_id("workload-summary")).to_contain_text("5/5")
     page.screenshot(path=str(ARTIFACTS / "tenant-overview-bob.png"), full_page=True)
+    axe(page, "tenant-overview-bob")
     page.goto(f"{live_url}/")
     expect(page.get_by_test_id(f"compute-line-{tenant.slug}")).to_contain_text(
         "1 workload · 5/5 pods ready"
     )
     page.screenshot(path=str(ARTIFACTS / "dashboard-bob.png"), full_page=True)
+    axe(page, "dashboard-bob")

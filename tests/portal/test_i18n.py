@@ -328,3 +328,74 @@ def test_workload_checks_speak_the_readers_language(demo):
     assert chinese["replicas"] == ["请输入整数。"]
     assert "DNS 标签" in chinese["name"][0]
     assert refusal("en")["replicas"] == ["Enter a whole number."]
+
+
+@pytest.mark.django_db
+def test_django_admin_in_chinese_names_the_models_and_their_fields_in_chinese(
+    demo, make_host, tiny_image
+):
+    make_host("node-a")
+    vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="web-1", image="tiny", vcpus=1, memory_mib=256
+    )
+    staff = Client()
+    staff.force_login(demo.admin)
+    index = staff.get("/admin/", **ZH).content.decode()
+    for plural in ("虚拟机", "工作负载", "租户", "主机", "迁移策略", "Kubernetes 集群", "审计日志"):
+        assert f">{plural}</a>" in index
+    vms = staff.get("/admin/compute/virtualmachine/", **ZH).content.decode()
+    for column in ("名称", "租户", "阶段", "期望状态", "内存（MiB）"):
+        assert column in vms
+    assert "web-1" in vms
+    english = staff.get("/admin/", **EN).content.decode()
+    assert ">Virtual machines</a>" in english and ">Migration policies</a>" in english
+    assert "虚拟机" not in english
+
+
+@pytest.mark.django_db
+def test_service_refusals_reach_the_api_in_the_readers_language(demo, make_host, tiny_image):
+    from rest_framework.test import APIClient
+
+    from compute.choices import Phase
+    from compute.models import VirtualMachine
+
+    make_host("node-a")
+    api = APIClient()
+    api.force_authenticate(demo.bob)
+    base = "/api/v1/tenants/acme/virtualmachines/"
+
+    def ask(method: str, url: str, body: dict | None, language: dict) -> dict:
+        response = getattr(api, method)(url, body, format="json", **language)
+        assert response["Content-Type"] == "application/problem+json"
+        return {"status": response.status_code, **response.json()}
+
+    bad_name = {
+        "metadata": {"name": "Web_1"},
+        "spec": {"image": "tiny", "vcpus": 1, "memoryMiB": 256},
+    }
+    chinese = ask("post", base, bad_name, ZH)
+    assert chinese["status"] == 400 and "小写字母、数字和连字符" in chinese["detail"] + str(
+        chinese["errors"]
+    )
+    too_big = {
+        "metadata": {"name": "big"},
+        "spec": {"image": "tiny", "vcpus": 64, "memoryMiB": 256},
+    }
+    assert ask("post", base, too_big, ZH)["detail"].startswith("超出配额")
+    assert ask("post", base, too_big, EN)["detail"].startswith("Quota exceeded")
+
+    vm = vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="web-1", image="tiny", vcpus=1, memory_mib=256
+    )
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING)
+    resize = {"spec": {"vcpus": 2}}
+    chinese = ask("patch", f"{base}web-1/", resize, ZH)
+    assert chinese["status"] == 409 and chinese["title"] == "冲突"
+    assert chinese["detail"] == "调整大小前请先停止虚拟机。"
+    english = ask("patch", f"{base}web-1/", resize, EN)
+    assert english["detail"] == "Stop the VM before resizing it."
+    start = ask("post", f"{base}web-1/start/", None, ZH)
+    assert start["status"] == 409 and start["detail"] == "web-1 处于 Running 阶段，无法执行 start。"
+    english = ask("post", f"{base}web-1/start/", None, EN)
+    assert english["detail"] == "Cannot start web-1 while it is Running."
+    assert VirtualMachine.objects.get(pk=vm.pk).vcpus == 1  # nothing changed
