@@ -21,6 +21,7 @@ from compute import selectors
 from compute.api import IDEMPOTENCY_KEY, IF_MATCH, PROBLEM_RESPONSE, TenantResourceView
 from compute.choices import RuleDirection, RuleProtocol
 from compute.models import SecurityGroup
+from compute.network_api import NameIn
 from compute.services import security_groups as group_services
 from portal.api.resources import StrictSerializer, check_if_match, metadata
 from portal.exceptions import ApplicationError
@@ -109,10 +110,6 @@ def _rules(items: list[dict]) -> list[dict]:
         }
         for item in items
     ]
-
-
-class NameIn(StrictSerializer):
-    name = serializers.CharField(help_text="A DNS label.")
 
 
 class GroupSpecIn(StrictSerializer):
