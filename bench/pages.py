@@ -123,20 +123,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--vms", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--per-page", type=int, default=0, help="rows per list page")
     args = parser.parse_args()
 
     database_url = bench_database("isotope_bench_pages")
     os.environ["SECRET_KEY"] = PRODUCTION["SECRET_KEY"]  # the server must read our session
     setup_django(database_url)
-    from compute.views import VM_PAGE_SIZE
+    from compute.listing import DEFAULT_PER_PAGE
 
     tenant, user = seed_vms(args.vms, role="operator")
     rng = random.Random(11)
-    pages = args.vms // VM_PAGE_SIZE
+    per_page = args.per_page or DEFAULT_PER_PAGE
+    rows = f"&per_page={args.per_page}" if args.per_page else ""
+    pages = args.vms // per_page
     base = f"/t/{tenant.slug}"
     kinds = {
         "vm_list": (
-            [f"{base}/vms/?page={rng.randint(1, pages)}" for _ in range(args.requests)],
+            [f"{base}/vms/?page={rng.randint(1, pages)}{rows}" for _ in range(args.requests)],
             "vm-",
         ),
         "vm_list_search": (
@@ -183,7 +186,7 @@ def main() -> None:
                 "benchmark": "pages",
                 "vms": args.vms,
                 "requests": args.requests,
-                "page_size": VM_PAGE_SIZE,
+                "page_size": per_page,
                 "debug": False,
                 "web_processes": 1,
                 "goals_ms": {"vm_list_p99": 100, "overview_p99": 200},

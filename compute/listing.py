@@ -18,6 +18,10 @@ from django.utils.translation import gettext
 from compute.labels import label_key_error
 
 MAX_SEARCH = 200
+# Rows per page a paged list offers (``per_page``); the first-named default keeps a page of
+# a 10,000-VM tenant within the page-speed goal (bench/pages.py).
+PER_PAGE = (25, 50, 100)
+DEFAULT_PER_PAGE = 50
 # Sort keys people click on, and the ORM ordering behind each (name breaks ties).
 SORTS = {
     "name": ("name",),
@@ -36,6 +40,7 @@ class ListQuery:
     host: str = ""
     label: str = ""
     sort: str = "name"
+    per_page: int = DEFAULT_PER_PAGE
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -46,12 +51,25 @@ class ListQuery:
         """The URL query for this state with ``changes`` (empty values are left out)."""
         state = {"q": self.q, "phase": self.phase, "host": self.host, "label": self.label}
         state["sort"] = "" if self.sort == "name" else self.sort
+        state["per_page"] = self.per_page_param
         state.update(changes)
         return urlencode({k: v for k, v in state.items() if v not in ("", None)})
 
     def sort_link(self, column: str) -> str:
         """Clicking a column sorts by it; clicking the sorted column reverses it."""
         return "?" + self.params(sort=f"-{column}" if self.sort == column else column, page="")
+
+    @property
+    def per_page_param(self) -> str:
+        """``per_page`` as the URL carries it: "" for the default."""
+        return "" if self.per_page == DEFAULT_PER_PAGE else str(self.per_page)
+
+    def per_page_links(self) -> list[tuple[int, str, bool]]:
+        """(rows, URL, chosen) for each rows-per-page choice; a choice starts at page 1."""
+        return [
+            (n, "?" + self.params(per_page="" if n == DEFAULT_PER_PAGE else n), n == self.per_page)
+            for n in PER_PAGE
+        ]
 
     def aria_sort(self, column: str) -> str:
         if self.sort == column:
@@ -63,7 +81,7 @@ class ListQuery:
 
 def list_query(get, *, phases: list[str], hosts: list[str] | None) -> ListQuery:
     """Read ``q``, ``phase``, ``host`` (``hosts`` is None when the user may not filter by
-    host), ``label`` (``key`` or ``key=value``) and ``sort`` from ``get``."""
+    host), ``label`` (``key`` or ``key=value``), ``sort`` and ``per_page`` from ``get``."""
     query = ListQuery()
     query.q = get.get("q", "").strip()
     if len(query.q) > MAX_SEARCH:
@@ -104,6 +122,15 @@ def list_query(get, *, phases: list[str], hosts: list[str] | None) -> ListQuery:
         )
     else:
         query.sort = sort
+    per_page = get.get("per_page", "")
+    if per_page:
+        if per_page in {str(n) for n in PER_PAGE}:
+            query.per_page = int(per_page)
+        else:
+            query.errors.append(
+                gettext("Rows per page is one of %(choices)s.")
+                % {"choices": ", ".join(str(n) for n in PER_PAGE)}
+            )
     return query
 
 

@@ -23,7 +23,7 @@ from compute import selectors
 from compute.bulk import BulkAction, bulk_view
 from compute.choices import Phase, StorageClass, VolumePhase
 from compute.forms import VMCreateForm
-from compute.listing import list_apply, list_page, list_query
+from compute.listing import PER_PAGE, list_apply, list_page, list_query
 from compute.services import vms as vm_services
 from monitoring import selectors as monitoring_selectors
 from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
@@ -104,10 +104,6 @@ def _live_baseline(tenant) -> dict[str, int]:
         return {}
 
 
-# Rows per page of the VM list (the API pages separately, with limit/offset).
-VM_PAGE_SIZE = 100
-
-
 @tenant_view("vm.view")
 @require_http_methods(["GET", "POST"])
 def vm_list(request, tenant):
@@ -118,7 +114,8 @@ def vm_list(request, tenant):
     hosts = selectors.host_names() if request.user.is_staff else None
     query = list_query(request.GET, phases=Phase.values, hosts=hosts)
     everything = selectors.vms_for_tenant(request.user, tenant)
-    page = list_page(list_apply(everything, query), request.GET.get("page"), VM_PAGE_SIZE)
+    # Rows per page: query.per_page (the API pages separately, with limit/offset).
+    page = list_page(list_apply(everything, query), request.GET.get("page"), query.per_page)
     vms = list(page.object_list)
     counts = selectors.vm_phase_counts(request.user, tenant)
     skipped = tenant_selectors.confirmations_skipped(request.user)
@@ -140,6 +137,7 @@ def vm_list(request, tenant):
             "show_host": request.user.is_staff,
             "can_create": tenant_selectors.can(request.user, tenant, "vm.create"),
             "live_baseline": baseline,
+            "per_page_min": PER_PAGE[0],
         },
         status=400 if query.errors else 200,
     )

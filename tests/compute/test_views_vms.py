@@ -418,13 +418,28 @@ def test_the_vm_list_pages_long_lists(client, demo, make_host, tiny_image):
     first = client.get("/t/acme/vms/")
     assert first.status_code == 200
     body = first.content.decode()
-    assert body.count('data-vm="') == 100
-    assert 'data-vm="vm-000"' in body and 'data-vm="vm-100"' not in body
-    assert "1–100 of 130" in body
-    second = client.get("/t/acme/vms/?page=2").content.decode()
-    assert second.count('data-vm="') == 30 and 'data-vm="vm-129"' in second
+    # 50 rows per page unless the reader picks 25 or 100.
+    assert body.count('data-vm="') == 50
+    assert 'data-vm="vm-000"' in body and 'data-vm="vm-050"' not in body
+    assert "1–50 of 130" in body
+    assert '<span class="fw-semibold" aria-current="true">50</span>' in body
+    assert '<a href="?per_page=100">100</a>' in body and '<a href="?per_page=25">25</a>' in body
+    third = client.get("/t/acme/vms/?page=3").content.decode()
+    assert third.count('data-vm="') == 30 and 'data-vm="vm-129"' in third
     # A page number past the end shows the last page rather than an error.
     assert client.get("/t/acme/vms/?page=99").content.decode().count('data-vm="') == 30
+    # 100 per page; the choice stays in the page links, the sort links and the filter form.
+    hundred = client.get("/t/acme/vms/?per_page=100&sort=-name").content.decode()
+    assert hundred.count('data-vm="') == 100 and "1–100 of 130" in hundred
+    assert 'href="?sort=-name&amp;per_page=100&amp;page=2"' in hundred
+    assert '<input type="hidden" name="per_page" value="100">' in hundred
+    second = client.get("/t/acme/vms/?per_page=100&page=2").content.decode()
+    assert second.count('data-vm="') == 30
+    # Anything else is a clear error on the page, and the default rows are shown.
+    wrong = client.get("/t/acme/vms/?per_page=1000")
+    assert wrong.status_code == 400
+    assert "Rows per page is one of 25, 50, 100." in wrong.content.decode()
+    assert wrong.content.decode().count('data-vm="') == 50
 
 
 def test_the_form_gives_the_first_vm_an_interface_on_the_default_network(world):

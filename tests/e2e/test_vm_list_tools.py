@@ -112,3 +112,55 @@ def test_carol_reads_a_vm_as_yaml_and_json_from_its_page(
     page.get_by_test_id("manifest-formats").get_by_role("link", name="JSON").click()
     expect(manifest).to_have_attribute("data-format", "json")
     expect(manifest).to_contain_text('"name": "web-1"')
+
+
+def test_carol_chooses_rows_per_page_and_the_choice_follows_the_pages(
+    demo, make_host, tiny_image, live_url, new_page, axe
+):
+    import uuid
+
+    from compute.models import Host, Image
+
+    make_host("node-a")
+    host, image = Host.objects.get(), Image.objects.get()
+    VirtualMachine.objects.bulk_create(
+        VirtualMachine(
+            uid=uuid.uuid4(),
+            tenant=demo.acme,
+            name=f"vm-{n:03d}",
+            vcpus=1,
+            memory_mib=256,
+            image=image,
+            host=host,
+            phase=Phase.RUNNING,
+        )
+        for n in range(60)
+    )
+    page = new_page()
+    login(page, live_url, "carol")
+    page.goto(f"{live_url}/t/acme/vms/")
+    rows = page.locator('tr[data-live-kind="vm"]')
+    footer = page.get_by_test_id("vm-pages")
+    expect(rows).to_have_count(50)
+    expect(footer).to_contain_text("1–50 of 60")
+    choices = page.get_by_role("group", name="Rows per page")
+    expect(choices.locator('[aria-current="true"]')).to_have_text("50")
+    axe(page)
+
+    choices.get_by_role("link", name="25").click()
+    expect(rows).to_have_count(25)
+    expect(footer).to_contain_text("1–25 of 60")
+    footer.get_by_role("link", name="Next").click()
+    expect(footer).to_contain_text("26–50 of 60")
+    assert parse_qs(urlparse(page.url).query) == {"per_page": ["25"], "page": ["2"]}
+    assert names(page)[0] == "vm-025"
+
+    # Filtering keeps the choice; choosing again starts at the first page.
+    page.get_by_label("Search").fill("vm-0")
+    page.get_by_role("button", name="Apply").click()
+    expect(rows).to_have_count(25)
+    assert parse_qs(urlparse(page.url).query)["per_page"] == ["25"]
+    page.get_by_role("group", name="Rows per page").get_by_role("link", name="100").click()
+    expect(rows).to_have_count(60)
+    expect(page.get_by_test_id("vm-pages")).to_contain_text("1–60 of 60")
+    axe(page)
