@@ -164,3 +164,6 @@ def test_carol_chooses_rows_per_page_and_the_choice_follows_the_pages(
     expect(rows).to_have_count(60)
     expect(page.get_by_test_id("vm-pages")).to_contain_text("1–60 of 60")
     axe(page)
+    page.goto(f"{live_url}/t/acme/vms/?per_page=25&page=2")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.get_by_test_id("vm-pages").screenshot(path=ARTIFACTS / "vm-list-rows-per-page.png")
