@@ -38,20 +38,18 @@ from compute import imagefiles
 from compute.backends import BackendError, VolumeNotFound, pool_name
 from compute.choices import (
     BackupPhase,
-    DesiredState,
-    Phase,
     VolumePhase,
     VolumeSource,
 )
 from compute.models import Backup, VirtualMachine, Volume
-from compute.scheduler import schedule
 from compute.services import snapshots as snapshot_services
 from compute.services import vms as vm_services
 from compute.services import volumes as volume_services
+from compute.services.clones import pending_vm
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from tenants.choices import ReservationKind
-from tenants.services import actor_name, audit_record, authorize, quota_check, quota_reserve
+from tenants.services import actor_name, audit_record, authorize, quota_reserve
 
 logger = logging.getLogger(__name__)
 
@@ -269,30 +267,18 @@ def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> 
                     errors={"phase": [f"restore is not possible in phase {backup.phase}."]},
                 )
             storage = sum(int(d["sizeGiB"]) for d in backup.disks)
-            quota_check(tenant=tenant, cpu=vcpus, memory=memory_mib, storage=storage, vms=1)
-            quota_reserve(
+            vm = pending_vm(
+                actor=actor,
                 tenant=tenant,
-                ref=f"vm:{uid}",
-                cpu=vcpus,
-                memory=memory_mib,
-                vms=1,
-                kind=ReservationKind.VM,
-                object_id=str(uid),
-            )
-            placement = schedule(vcpus=vcpus, memory_mib=memory_mib, node_selector={})
-            vm = VirtualMachine.objects.create(
                 uid=uid,
-                tenant=tenant,
                 name=name,
                 vcpus=vcpus,
                 memory_mib=memory_mib,
                 disk_gib=disk_gib,
                 image=image,
-                host=placement.host,
-                desired_state=DesiredState.RUNNING if start else DesiredState.STOPPED,
-                phase=Phase.PENDING,
+                storage_gib=storage,
+                start=start,
                 restart_policy=spec.get("restartPolicy"),
-                created_by=actor if getattr(actor, "is_authenticated", False) else None,
             )
             volumes = [_disk_from_backup(actor, vm, backup, disk) for disk in backup.disks]
             audit_record(
@@ -304,7 +290,7 @@ def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> 
                     "backup": backup.name,
                     "disks": {v.device: v.name for v in volumes},
                     "storage_gib": storage,
-                    "host": placement.host.name,
+                    "host": vm.host.name,
                 },
             )
             event_publish(

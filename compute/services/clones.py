@@ -60,40 +60,24 @@ def vm_clone(
             else:
                 source, disks = snapshot_services._stopped_vm_disks(vm, "cloned", need_disks=False)
                 host_id = source.host_id
-            storage = sum(d.size_gib for d in disks)
-            quota_check(tenant=tenant, cpu=vcpus, memory=memory_mib, storage=storage, vms=1)
-            quota_reserve(
-                tenant=tenant,
-                ref=f"vm:{uid}",
-                cpu=vcpus,
-                memory=memory_mib,
-                vms=1,
-                kind=ReservationKind.VM,
-                object_id=str(uid),
-            )
             # The copies are made in the pool of the source's host: the clone runs there.
             elsewhere = tuple(Host.objects.exclude(pk=host_id).values_list("pk", flat=True))
-            placement = schedule(
-                vcpus=vcpus,
-                memory_mib=memory_mib,
-                node_selector=source.node_selector or {},
-                exclude=elsewhere,
-            )
-            clone = VirtualMachine.objects.create(
-                uid=uid,
+            storage = sum(d.size_gib for d in disks)
+            clone = pending_vm(
+                actor=actor,
                 tenant=tenant,
+                uid=uid,
                 name=name,
                 vcpus=vcpus,
                 memory_mib=memory_mib,
                 disk_gib=disk_gib,
                 image=image,
-                host=placement.host,
-                desired_state=DesiredState.RUNNING if start else DesiredState.STOPPED,
-                phase=Phase.PENDING,
+                storage_gib=storage,
+                start=start,
+                exclude=elsewhere,
                 restart_policy=source.restart_policy,
                 labels=dict(source.labels),
                 node_selector=dict(source.node_selector),
-                created_by=actor if getattr(actor, "is_authenticated", False) else None,
             )
             copies = [
                 _snapshot_copy(actor, clone, disk) if snapshot else _disk_copy(actor, clone, disk)
@@ -109,7 +93,7 @@ def vm_clone(
                     "snapshot": snapshot or None,
                     "disks": {c.device: c.source_name for c in copies},
                     "storage_gib": storage,
-                    "host": placement.host.name,
+                    "host": clone.host.name,
                 },
             )
             listed = ", ".join(f"{c.source_name} → {c.name}" for c in copies) or "no disks"
@@ -141,6 +125,57 @@ def vm_clone(
         )
         raise
     return clone
+
+
+def pending_vm(
+    *,
+    actor,
+    tenant,
+    uid,
+    name: str,
+    vcpus: int,
+    memory_mib: int,
+    disk_gib: int,
+    image,
+    storage_gib: int,
+    start: bool,
+    exclude: tuple[int, ...] = (),
+    **fields,
+) -> VirtualMachine:
+    """The record of a new VM whose disks are copies (a clone's, a restored backup's),
+    inside the caller's transaction: its size and ``storage_gib`` checked against the
+    quota together, the VM's reservation made, a host chosen (not in ``exclude``), the
+    Pending row created with ``fields`` (restart policy, labels, node selector)."""
+    quota_check(tenant=tenant, cpu=vcpus, memory=memory_mib, storage=storage_gib, vms=1)
+    quota_reserve(
+        tenant=tenant,
+        ref=f"vm:{uid}",
+        cpu=vcpus,
+        memory=memory_mib,
+        vms=1,
+        kind=ReservationKind.VM,
+        object_id=str(uid),
+    )
+    placement = schedule(
+        vcpus=vcpus,
+        memory_mib=memory_mib,
+        node_selector=fields.get("node_selector") or {},
+        exclude=exclude,
+    )
+    return VirtualMachine.objects.create(
+        uid=uid,
+        tenant=tenant,
+        name=name,
+        vcpus=vcpus,
+        memory_mib=memory_mib,
+        disk_gib=disk_gib,
+        image=image,
+        host=placement.host,
+        desired_state=DesiredState.RUNNING if start else DesiredState.STOPPED,
+        phase=Phase.PENDING,
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        **fields,
+    )
 
 
 def _disk_copy(actor, clone: VirtualMachine, disk: Volume) -> Volume:
