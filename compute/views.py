@@ -70,7 +70,8 @@ def _asks(action: str, skipped: frozenset[str]) -> bool:
 
 
 def _buttons(vm, role: str | None, skipped: frozenset[str] = frozenset()) -> list[dict]:
-    """The action buttons of ``vm`` for ``role``: every action the role may ever take,
+    """The action buttons of ``vm`` for ``role`` (their icon, tone and markup are drawn by
+    ``compute_tags.vm_actions``): every action the role may ever take,
     ``hidden`` unless the current phase allows it (``allowed_actions`` decides), so live
     updates can show and hide them as the phase changes. A viewer gets none. ``skipped``
     are the confirmations the user turned off."""
@@ -79,12 +80,9 @@ def _buttons(vm, role: str | None, skipped: frozenset[str] = frozenset()) -> lis
         {
             "action": action,
             "label": ACTION_LABELS[action][0],
-            "icon": ACTION_LABELS[action][1],
-            "tone": ACTION_LABELS[action][2],
             "confirm": CONFIRM[action].format(name=vm.name) if _asks(action, skipped) else "",
             "skippable": SKIPPABLE.get(action, ""),
             "hidden": action not in allowed,
-            "primary": action in PRIMARY,
         }
         for action, rule in vm_services.ACTIONS.items()
         if role_allows(role, rule.permission)
