@@ -280,6 +280,23 @@ class PoolPhase(models.TextChoices):
     DELETING = "Deleting"
 
 
+class PoolStrategy(models.TextChoices):
+    """How a VM pool replaces its members when the template changes: ``rolling`` a few
+    at a time (``max_unavailable``, one extra first), ``recreate`` every old member
+    deleted first, the new ones made once their quota is back."""
+
+    ROLLING = "rolling", _("Rolling")
+    RECREATE = "recreate", _("Recreate")
+
+
+class WarmMode(models.TextChoices):
+    """How a VM pool keeps its warm members: ``stopped`` (defined, a scale-up boots them)
+    or ``paused`` (booted, then suspended: a scale-up resumes them)."""
+
+    STOPPED = "stopped", _("Stopped")
+    PAUSED = "paused", _("Paused")
+
+
 class AutoscalerMetric(models.TextChoices):
     """What an autoscaler measures: the members' average utilisation in percent."""
 

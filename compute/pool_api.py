@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from compute import selectors
 from compute.api import IDEMPOTENCY_KEY, PROBLEM_RESPONSE, TenantResourceView
-from compute.choices import AutoscalerMetric, PoolPhase, RestartPolicy
+from compute.choices import AutoscalerMetric, PoolPhase, PoolStrategy, RestartPolicy, WarmMode
 from compute.models import Autoscaler, VMPool
 from compute.services import autoscalers as autoscaler_services
 from compute.services import pools as pool_services
@@ -43,6 +43,8 @@ POOL_FIELDS = {
     "replicas": "spec.replicas",
     "warm": "spec.warm",
     "max_unavailable": "spec.strategy.maxUnavailable",
+    "strategy": "spec.strategy.type",
+    "warm_mode": "spec.warmMode",
     "paused": "spec.paused",
     "phase": "status.phase",
 }
@@ -68,8 +70,13 @@ def pool_representation(pool: VMPool) -> dict:
         "spec": {
             "replicas": pool.replicas,
             "warm": pool.warm,
+            "warmMode": pool.warm_mode,
             "paused": pool.paused,
-            "strategy": {"maxSurge": 1, "maxUnavailable": pool.max_unavailable},
+            "strategy": {
+                "type": pool.strategy,
+                "maxSurge": 1,
+                "maxUnavailable": pool.max_unavailable,
+            },
             "template": {
                 "image": pool.image.name,
                 "vcpus": pool.vcpus,
@@ -83,7 +90,16 @@ def pool_representation(pool: VMPool) -> dict:
                 key: value
                 for key, value in pool_services.pool_state(pool, members).items()
                 if key
-                not in ("uid", "resourceVersion", "replicas", "warm", "maxUnavailable", "paused")
+                not in (
+                    "uid",
+                    "resourceVersion",
+                    "replicas",
+                    "warm",
+                    "warmMode",
+                    "maxUnavailable",
+                    "strategy",
+                    "paused",
+                )
             },
             "observedGeneration": pool.observed_generation,
             "autoscaler": autoscaler.name if autoscaler else None,
@@ -145,6 +161,12 @@ class PoolTemplateIn(StrictSerializer):
 
 
 class PoolStrategyIn(StrictSerializer):
+    type = serializers.ChoiceField(
+        choices=PoolStrategy.choices,
+        required=False,
+        help_text="rolling (default: a few members at a time) or recreate (every old member "
+        "deleted first, then the new ones made).",
+    )
     maxUnavailable = serializers.IntegerField(  # noqa: N815
         required=False,
         help_text="Members that may be down at once during a rolling update (default 0; "
@@ -154,8 +176,12 @@ class PoolStrategyIn(StrictSerializer):
 
 class PoolSpecIn(StrictSerializer):
     replicas = serializers.IntegerField(default=1)
-    warm = serializers.IntegerField(
-        default=0, help_text="Stopped members kept ready beyond the replicas."
+    warm = serializers.IntegerField(default=0, help_text="Members kept ready beyond the replicas.")
+    warmMode = serializers.ChoiceField(  # noqa: N815
+        choices=WarmMode.choices,
+        default=WarmMode.STOPPED,
+        help_text="stopped (defined and stopped: a scale-up boots them) or paused (booted "
+        "and suspended: a scale-up resumes them; charged as running VMs).",
     )
     strategy = PoolStrategyIn(required=False)
     template = PoolTemplateIn()
@@ -176,6 +202,7 @@ class PoolPatchSpecIn(StrictSerializer):
 
     template = PoolTemplatePatchIn(required=False)
     warm = serializers.IntegerField(required=False)
+    warmMode = serializers.ChoiceField(choices=WarmMode.choices, required=False)  # noqa: N815
     paused = serializers.BooleanField(required=False)
     strategy = PoolStrategyIn(required=False)
 
@@ -335,7 +362,9 @@ class PoolListView(PoolView):
                 restart_policy=template["restartPolicy"],
                 replicas=spec["replicas"],
                 warm=spec["warm"],
+                warm_mode=spec["warmMode"],
                 max_unavailable=(spec.get("strategy") or {}).get("maxUnavailable", 0),
+                strategy=(spec.get("strategy") or {}).get("type", PoolStrategy.ROLLING),
                 labels=meta.get("labels"),
             )
         except ApplicationError as error:
@@ -379,8 +408,10 @@ class PoolDetailView(PoolView):
                 disk_gib=template.get("diskGiB"),
                 restart_policy=template.get("restartPolicy"),
                 warm=spec.get("warm"),
+                warm_mode=spec.get("warmMode"),
                 paused=spec.get("paused"),
                 max_unavailable=(spec.get("strategy") or {}).get("maxUnavailable"),
+                strategy=(spec.get("strategy") or {}).get("type"),
             ),
         )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from compute.choices import AutoscalerMetric, RestartPolicy
+from compute.choices import AutoscalerMetric, PoolStrategy, RestartPolicy, WarmMode
 from compute.models import Image
 from portal.exceptions import ApplicationError, QuotaExceeded
 
@@ -21,6 +21,16 @@ class ServiceErrorsMixin:
         for field, messages in error.errors.items():
             for message in messages:
                 self.add_error(field if field in self.fields else None, message)
+
+
+WARM_MODE_HELP = _(
+    "Paused: booted, then suspended, so a scale-up is a resume, not a boot; a paused "
+    "member is charged to the quota exactly as a running one."
+)
+STRATEGY_HELP = _(
+    "Rolling replaces a few members at a time; recreate deletes every old member first "
+    "(their quota comes back), then makes the new ones."
+)
 
 
 class PoolCreateForm(ServiceErrorsMixin, forms.Form):
@@ -68,6 +78,18 @@ class PoolCreateForm(ServiceErrorsMixin, forms.Form):
             "instead of provisioning. Each is charged to the quota like any VM."
         ),
     )
+    warm_mode = forms.ChoiceField(
+        label=_("Warm members kept"),
+        choices=WarmMode.choices,
+        initial=WarmMode.STOPPED,
+        help_text=WARM_MODE_HELP,
+    )
+    strategy = forms.ChoiceField(
+        label=_("Update strategy"),
+        choices=PoolStrategy.choices,
+        initial=PoolStrategy.ROLLING,
+        help_text=STRATEGY_HELP,
+    )
 
     def __init__(self, *args, images, **kwargs):
         super().__init__(*args, **kwargs)
@@ -79,6 +101,8 @@ class PoolCreateForm(ServiceErrorsMixin, forms.Form):
             "name": data["name"].strip(),
             "replicas": data["replicas"],
             "warm": data["warm"] or 0,
+            "warm_mode": data["warm_mode"],
+            "strategy": data["strategy"],
             "image": data["image"],
             "vcpus": data["vcpus"],
             "memory_mib": data["memory_mib"],
@@ -108,6 +132,11 @@ class PoolTemplateForm(ServiceErrorsMixin, forms.Form):
         label=_("Restart policy"),
         choices=RestartPolicy.choices,
     )
+    strategy = forms.ChoiceField(
+        label=_("Update strategy"),
+        choices=PoolStrategy.choices,
+        help_text=STRATEGY_HELP,
+    )
     max_unavailable = forms.IntegerField(
         label=_("Max unavailable"),
         help_text=_(
@@ -119,6 +148,11 @@ class PoolTemplateForm(ServiceErrorsMixin, forms.Form):
         label=_("Warm members"),
         help_text=_("Stopped members kept ready beyond the replicas (charged to the quota)."),
     )
+    warm_mode = forms.ChoiceField(
+        label=_("Warm members kept"),
+        choices=WarmMode.choices,
+        help_text=WARM_MODE_HELP,
+    )
 
     FIELDS = (
         "image",
@@ -126,8 +160,10 @@ class PoolTemplateForm(ServiceErrorsMixin, forms.Form):
         "memory_mib",
         "disk_gib",
         "restart_policy",
+        "strategy",
         "max_unavailable",
         "warm",
+        "warm_mode",
     )
 
     def __init__(self, *args, images, **kwargs):

@@ -16,7 +16,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from compute.choices import AutoscalerMetric, PoolPhase, RestartPolicy
+from compute.choices import AutoscalerMetric, PoolPhase, PoolStrategy, RestartPolicy, WarmMode
 from portal.models import Resource
 from tenants.models import DNS_LABEL
 
@@ -87,6 +87,14 @@ class VMPool(Resource):
         help_text="Rolling update: members that may be down at once (one extra member is "
         "created first when the quota has room for it).",
     )
+    strategy = models.CharField(
+        max_length=8,
+        choices=PoolStrategy.choices,
+        default=PoolStrategy.ROLLING,
+        help_text="How a template change replaces the members: rolling (a few at a time) "
+        "or recreate (every old member deleted first, then the new ones made).",
+        verbose_name=_("update strategy"),
+    )
     paused = models.BooleanField(
         default=False,
         help_text="A paused rolling update replaces no more members until resumed.",
@@ -96,6 +104,14 @@ class VMPool(Resource):
         validators=[MaxValueValidator(MAX_REPLICAS)],
         help_text="Members kept defined and stopped beyond the replicas, started first on a "
         "scale-up (each charged to the quota as any VM).",
+    )
+    warm_mode = models.CharField(
+        max_length=8,
+        choices=WarmMode.choices,
+        default=WarmMode.STOPPED,
+        help_text="stopped: warm members are defined and stopped (a scale-up boots them); "
+        "paused: booted, then suspended (a scale-up resumes them).",
+        verbose_name=_("warm mode"),
     )
     generation = models.PositiveBigIntegerField(
         default=1,
@@ -152,7 +168,8 @@ class VMPool(Resource):
     )
     warm_replicas = models.PositiveIntegerField(
         default=0,
-        help_text="Warm members defined and Stopped, ready to start.",
+        help_text="Warm members ready to use: Stopped (warm mode stopped) or Paused "
+        "(warm mode paused).",
     )
     rollout_failed = models.BooleanField(
         default=False,

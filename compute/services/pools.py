@@ -24,7 +24,15 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from compute.choices import ConditionStatus, DesiredState, Phase, PoolPhase, RestartPolicy
+from compute.choices import (
+    ConditionStatus,
+    DesiredState,
+    Phase,
+    PoolPhase,
+    PoolStrategy,
+    RestartPolicy,
+    WarmMode,
+)
 from compute.labels import label_map_errors
 from compute.models import Image, VirtualMachine, VMPool
 from compute.models.pools import MAX_POOL_NAME, MAX_REPLICAS, POOL_LABEL
@@ -74,6 +82,13 @@ def _check_replicas(value, errors: dict[str, list[str]], field: str = "replicas"
     return replicas
 
 
+def _check_choice(value, choices, errors: dict[str, list[str]], field: str) -> None:
+    if value not in choices.values:
+        errors[field] = [
+            gettext("Choose one of %(choices)s.") % {"choices": ", ".join(choices.values)}
+        ]
+
+
 def _check_name(tenant: Tenant, name: str, errors: dict[str, list[str]]) -> None:
     if error := vm_services.name_error(
         name, max_length=MAX_POOL_NAME, why=gettext("members are named <pool>-<n>")
@@ -97,6 +112,8 @@ def pool_create(
     labels: dict | None = None,
     warm=0,
     max_unavailable=0,
+    strategy: str = PoolStrategy.ROLLING,
+    warm_mode: str = WarmMode.STOPPED,
 ) -> VMPool:
     """Validate the template and save the pool; the controller creates its members
     after commit. Nothing is charged here: each member is charged when it is created,
@@ -123,6 +140,8 @@ def pool_create(
     max_unavailable = _check_replicas(max_unavailable, errors, "max_unavailable")
     if restart_policy not in RestartPolicy.values:
         errors["restart_policy"] = [f"Choose one of {', '.join(RestartPolicy.values)}."]
+    _check_choice(strategy, PoolStrategy, errors, "strategy")
+    _check_choice(warm_mode, WarmMode, errors, "warm_mode")
     if label_errors := label_map_errors(labels):
         errors["labels"] = label_errors
     elif labels and POOL_LABEL in labels:
@@ -141,6 +160,8 @@ def pool_create(
                 replicas=replicas,
                 warm=warm,
                 max_unavailable=max_unavailable,
+                strategy=strategy,
+                warm_mode=warm_mode,
                 restart_policy=restart_policy,
                 labels=labels or {},
                 message="Waiting for the controller.",
@@ -154,6 +175,8 @@ def pool_create(
                 detail={
                     "replicas": replicas,
                     "warm": warm,
+                    "warm_mode": warm_mode,
+                    "strategy": strategy,
                     "vcpus": vcpus,
                     "memory_mib": memory_mib,
                     "disk_gib": disk_gib,
@@ -234,10 +257,13 @@ def pool_update(
     max_unavailable=None,
     warm=None,
     paused: bool | None = None,
+    strategy: str | None = None,
+    warm_mode: str | None = None,
 ) -> VMPool:
-    """Change the template (a rolling update replaces the members, one at a time by
-    default), the update strategy (``max_unavailable``), the number of ``warm``
-    members, or pause/resume the update. Fields left None stay as they are."""
+    """Change the template (the members are replaced: a rolling update, one at a time by
+    default, or recreate), the update strategy (``strategy``, ``max_unavailable``), the
+    number of ``warm`` members and how they are kept (``warm_mode``), or pause/resume
+    the update. Fields left None stay as they are."""
     authorize(
         actor=actor, tenant=pool.tenant, permission="vmpool.update", target=f"vmpool/{pool.name}"
     )
@@ -277,6 +303,10 @@ def pool_update(
         if max_unavailable is not None:
             unavailable = _check_replicas(max_unavailable, errors, "max_unavailable")
         warm_count = pool.warm if warm is None else _check_replicas(warm, errors, "warm")
+        new_strategy = pool.strategy if strategy is None else strategy
+        _check_choice(new_strategy, PoolStrategy, errors, "strategy")
+        new_warm_mode = pool.warm_mode if warm_mode is None else warm_mode
+        _check_choice(new_warm_mode, WarmMode, errors, "warm_mode")
         if errors:
             raise ValidationError("The VM pool is not valid.", errors=errors)
         template = {
@@ -293,7 +323,9 @@ def pool_update(
             field: value
             for field, value in {
                 "max_unavailable": unavailable,
+                "strategy": new_strategy,
                 "warm": warm_count,
+                "warm_mode": new_warm_mode,
                 "paused": pool.paused if paused is None else bool(paused),
             }.items()
             if getattr(pool, field) != value
@@ -320,16 +352,29 @@ def pool_update(
             detail=detail,
         )
         who = actor_name(actor)
+        if "strategy" in settings_changes:
+            _event(
+                pool, reason="StrategyChanged", message=f"Update strategy {pool.strategy} by {who}."
+            )
         if changes:
+            how = (
+                "deleting every old member first"
+                if pool.strategy == PoolStrategy.RECREATE
+                else f"at most {pool.max_unavailable} unavailable"
+            )
             _event(
                 pool,
                 reason="TemplateChanged",
                 message=f"Template {pool.template_generation} by {who}: {pool.vcpus} vCPU, "
                 f"{pool.memory_mib} MiB, image {pool.image.name}; replacing the members "
-                f"(at most {pool.max_unavailable} unavailable).",
+                f"({how}).",
             )
-        if "warm" in settings_changes:
-            _event(pool, reason="WarmChanged", message=f"{pool.warm} warm members by {who}.")
+        if "warm" in settings_changes or "warm_mode" in settings_changes:
+            _event(
+                pool,
+                reason="WarmChanged",
+                message=f"{pool.warm} warm members, kept {pool.warm_mode}, by {who}.",
+            )
         if "paused" in settings_changes:
             _event(
                 pool,
@@ -449,8 +494,9 @@ def _remove_first(
 
 
 def _create(pool: VMPool, *, warm: bool = False) -> tuple[VirtualMachine | None, str]:
-    """Create the next member (a warm one: defined, left stopped); (None, why) when it
-    is refused."""
+    """Create the next member (a warm one: defined and left stopped, or booted to be
+    paused when the pool keeps its warm members paused); (None, why) when it is
+    refused."""
     labels = {**pool.labels, POOL_LABEL: pool.name}
     for _ in range(NAME_ATTEMPTS):
         name = pool.member_name(pool.next_index)
@@ -466,7 +512,7 @@ def _create(pool: VMPool, *, warm: bool = False) -> tuple[VirtualMachine | None,
                 restart_policy=pool.restart_policy,
                 labels=labels,
                 pool=pool,
-                start=not warm,
+                start=not warm or pool.warm_mode == WarmMode.PAUSED,
                 pool_warm=warm,
             )
         except QuotaExceeded as error:
@@ -489,22 +535,52 @@ def _create(pool: VMPool, *, warm: bool = False) -> tuple[VirtualMachine | None,
     return None, f"The names {pool.name}-<n> are taken by other VMs."
 
 
+def _warm_phase(pool: VMPool) -> str:
+    """The phase a warm member waits in: Stopped or Paused (the pool's warm mode)."""
+    return Phase.PAUSED if pool.warm_mode == WarmMode.PAUSED else Phase.STOPPED
+
+
+# The order a scale-up takes warm members in: resumed, already running, booted.
+WARM_PREFERENCE = (Phase.PAUSED, Phase.RUNNING, Phase.STOPPED)
+
+
+def _usable_warm(pool: VMPool, vm: VirtualMachine) -> bool:
+    """A warm member of the current template that a scale-up can put to work now:
+    Paused (resumed), Stopped (started) or booted and not being paused (taken as is)."""
+    if not vm.pool_warm or not _current(pool, vm):
+        return False
+    if vm.phase == Phase.RUNNING:
+        return vm.desired_state == DesiredState.RUNNING
+    return vm.phase in (Phase.PAUSED, Phase.STOPPED)
+
+
 def _promote(pool: VMPool, vm: VirtualMachine) -> None:
-    """Start a warm member: it becomes an ordinary member (a resume of a defined
-    domain, not a provisioning)."""
+    """Put a warm member to work: it becomes an ordinary member. A Paused one is
+    resumed (its guest runs on where it stopped), a Stopped one started (a domain
+    start, not a provisioning), a booted one only changes hands."""
     VirtualMachine.locked(vm.pk).write_locked({"pool_warm": False}, copies=(vm,))
-    vm_services.vm_action(actor=controller_of(pool), vm=vm, action="start")
-    _event(pool, reason="WarmStarted", message=f"Started warm member {vm.name}.")
+    actor = controller_of(pool)
+    if vm.phase == Phase.PAUSED:
+        vm_services.vm_action(actor=actor, vm=vm, action="resume")
+        _event(pool, reason="WarmResumed", message=f"Resumed warm member {vm.name}.")
+    elif vm.phase == Phase.STOPPED:
+        vm_services.vm_action(actor=actor, vm=vm, action="start")
+        _event(pool, reason="WarmStarted", message=f"Started warm member {vm.name}.")
+    else:
+        _event(pool, reason="WarmTaken", message=f"Took running warm member {vm.name}.")
 
 
 def _add(pool: VMPool, warm: list[VirtualMachine]) -> tuple[bool, str]:
-    """Add one member of the current template: a Stopped warm one is started, else a
-    new one is created. (added, why not)."""
-    for vm in warm:
-        if vm.pool_warm and vm.phase == Phase.STOPPED and _current(pool, vm):
+    """Add one member of the current template: a warm one is put to work (Paused ones
+    first), else a new one is created. (added, why not)."""
+    usable = [vm for vm in warm if _usable_warm(pool, vm)]
+    for vm in sorted(usable, key=lambda m: (WARM_PREFERENCE.index(m.phase), m.pk)):
+        try:
             _promote(pool, vm)
-            warm.remove(vm)
-            return True, ""
+        except Conflict:
+            continue  # its phase changed under us (a worker's observation): the next one
+        warm.remove(vm)
+        return True, ""
     vm, why = _create(pool)
     if vm is None:
         _event(
@@ -576,7 +652,7 @@ def _roll(
         if (
             quota_room(pool)[0] < 1
             and deleting.exists()
-            and not any(vm.phase == Phase.STOPPED and _current(pool, vm) for vm in warm)
+            and not any(_usable_warm(pool, vm) for vm in warm)
         ):
             break  # the replaced member's quota comes back when its VM is gone
         added, why = _add(pool, warm)
@@ -586,6 +662,65 @@ def _roll(
         active.append(None)  # counted; the run records what exists afterwards
         new.append(None)
     return blocked, " ".join(notes)
+
+
+def _recreate(
+    pool: VMPool, members: list[VirtualMachine], active: list[VirtualMachine], warm
+) -> tuple[str, str, bool]:
+    """One step of a recreate update: every member of an older template is deleted
+    first, and the new ones are made only once those VMs are gone (their quota
+    released), then as in a scale. Paused, it deletes nothing and only makes what is
+    missing. Returns (why adding stopped, how the update goes, waiting for the old
+    members to go)."""
+    old = [vm for vm in active if not _current(pool, vm)]
+    if pool.paused and old:
+        return _scale(pool, active, warm), "The update is paused.", False
+    removed = _remove_first(
+        pool, sorted(old, key=lambda m: m.pk), len(old), "recreated from the new template"
+    )
+    for vm in removed:
+        active.remove(vm)
+    going = sum(1 for vm in members if not _current(pool, vm) and vm not in old) + len(removed)
+    left = len(old) - len(removed)
+    if left or going:
+        return (
+            "",
+            f"Recreate: waiting for {left + going} old members to be deleted (their quota "
+            "is released before the new ones are made).",
+            True,
+        )
+    return _scale(pool, active, warm), "Recreate: making the members of the new template.", False
+
+
+def _keep_warm(pool: VMPool, warm: list[VirtualMachine]) -> None:
+    """Bring the warm members to the pool's warm mode. Paused: a Stopped one is booted
+    and, once its guest is Ready, suspended. Stopped: a running or paused one is
+    powered off (a warm member holds no state anyone waits for)."""
+    actor = controller_of(pool)
+    for vm in warm:
+        if not _current(pool, vm):
+            continue
+        if pool.warm_mode == WarmMode.PAUSED:
+            if vm.phase == Phase.STOPPED and vm.desired_state == DesiredState.STOPPED:
+                action = "start"
+            elif (
+                vm.phase == Phase.RUNNING
+                and vm.desired_state == DesiredState.RUNNING
+                and vm.ready == ConditionStatus.TRUE
+            ):
+                action = "pause"
+            else:
+                continue
+        elif vm.phase in (Phase.RUNNING, Phase.PAUSED) and vm.desired_state != DesiredState.STOPPED:
+            action = "force-stop"
+        else:
+            continue
+        try:
+            vm_services.vm_action(actor=actor, vm=vm, action=action)
+        except Conflict:
+            continue  # its phase changed under us: the next run looks again
+        if action == "pause":
+            _event(pool, reason="WarmPaused", message=f"Paused warm member {vm.name}.")
 
 
 def _refill(pool: VMPool, warm: list[VirtualMachine]) -> str:
@@ -655,18 +790,24 @@ def pool_reconcile(pool_id: int, *, announce: bool = True) -> VMPool | None:
         members = _members(pool)
         active = _active(members)
         warm = [vm for vm in _live(members) if vm.pool_warm]
-        rollout = ""
-        if any(not _current(pool, vm) for vm in active):
+        rollout, waiting = "", False
+        stale = any(not _current(pool, vm) for vm in members)
+        recreate = pool.strategy == PoolStrategy.RECREATE
+        if recreate and stale:
+            blocked, rollout, waiting = _recreate(pool, members, active, warm)
+        elif any(not _current(pool, vm) for vm in active):
             blocked, rollout = _roll(pool, active, warm)
         else:
             blocked = _scale(pool, active, warm)
-        warm_note = "" if blocked else _refill(pool, warm)
+        _keep_warm(pool, warm)
+        warm_note = "" if blocked or waiting else _refill(pool, warm)
         _record(
             pool,
             _members(pool),
             blocked=blocked,
             rollout=rollout,
             warm_note=warm_note,
+            recreating=recreate and (stale or pool.phase == PoolPhase.UPDATING),
             announce=announce,
         )
         return pool
@@ -679,9 +820,12 @@ def _record(
     blocked: str,
     rollout: str = "",
     warm_note: str = "",
+    recreating: bool = False,
     announce: bool = True,
 ) -> None:
-    """Write the pool's counts, phase and message (only what changed)."""
+    """Write the pool's counts, phase and message (only what changed). ``recreating``:
+    a recreate update under way, which lasts until every wanted member of the new
+    template is Running and Ready (its old members are gone long before)."""
     active = _active(members)
     running = [vm for vm in active if vm.phase == Phase.RUNNING]
     ready = [vm for vm in running if vm.ready == ConditionStatus.TRUE]
@@ -690,10 +834,17 @@ def _record(
     warm = [
         vm
         for vm in _live(members)
-        if vm.pool_warm and vm.phase == Phase.STOPPED and _current(pool, vm)
+        if vm.pool_warm and vm.phase == _warm_phase(pool) and _current(pool, vm)
     ]
-    stuck = [vm for vm in active if vm.phase in STUCK_PHASES]
-    finished = not old and not pool.deleting and pool.phase == PoolPhase.UPDATING
+    # A member being resumed (a warm one put to work) is Paused until it is observed.
+    stuck = [
+        vm
+        for vm in active
+        if vm.phase in STUCK_PHASES
+        and not (vm.phase == Phase.PAUSED and vm.desired_state == DesiredState.RUNNING)
+    ]
+    updating = bool(old) or (recreating and len(updated) < pool.replicas)
+    finished = not updating and not pool.deleting and pool.phase == PoolPhase.UPDATING
     progress = f"Updated {len(updated)} of {pool.replicas}."
     if pool.deleting:
         phase, message = PoolPhase.DELETING, f"Deleting {len(members)} members."
@@ -705,7 +856,7 @@ def _record(
     elif stuck:
         phase = PoolPhase.DEGRADED
         message = "; ".join(f"{vm.name} is {vm.phase}" for vm in stuck) + "."
-    elif old:
+    elif updating:
         phase, message = PoolPhase.UPDATING, f"{progress} {rollout}".strip()
     elif len(active) == len(ready) == pool.replicas:
         phase, message = PoolPhase.READY, f"{pool.replicas} of {pool.replicas} members ready."
@@ -726,7 +877,7 @@ def _record(
         "message": message[:1000],
         "observed_generation": pool.generation,
     }
-    if not old:
+    if not updating:
         updates |= {"rollout_failed": False, "rollout_message": ""}
     elif not pool.rollout_failed:
         updates["rollout_message"] = rollout[:1000]
@@ -802,6 +953,8 @@ def pool_state(pool: VMPool, members: list[VirtualMachine] | None = None) -> dic
         "warm": pool.warm,
         "templateGeneration": pool.template_generation,
         "maxUnavailable": pool.max_unavailable,
+        "strategy": pool.strategy,
+        "warmMode": pool.warm_mode,
         "paused": pool.paused,
         "rolloutFailed": pool.rollout_failed,
         "rolloutMessage": pool.rollout_message,

@@ -66,8 +66,9 @@ def test_a_pool_is_accepted_in_the_resource_shape_and_lists_its_members(world, a
     assert data["spec"] == {
         "replicas": 2,
         "warm": 0,
+        "warmMode": "stopped",
         "paused": False,
-        "strategy": {"maxSurge": 1, "maxUnavailable": 0},
+        "strategy": {"type": "rolling", "maxSurge": 1, "maxUnavailable": 0},
         "template": {
             "image": "tiny",
             "vcpus": 1,
@@ -120,7 +121,7 @@ def test_a_template_patch_rolls_out_with_if_match_and_shows_progress(world, api)
     assert response.status_code == 202, response.content
     data = response.json()
     assert data["spec"]["template"]["memoryMiB"] == 384
-    assert data["spec"]["strategy"] == {"maxSurge": 1, "maxUnavailable": 1}
+    assert data["spec"]["strategy"] == {"type": "rolling", "maxSurge": 1, "maxUnavailable": 1}
     assert data["status"]["templateGeneration"] == 2
     pool_services.pool_reconcile(pool.pk)
     status = client.get(f"{POOLS}web/").json()["status"]
@@ -131,6 +132,33 @@ def test_a_template_patch_rolls_out_with_if_match_and_shows_progress(world, api)
     paused = client.patch(f"{POOLS}web/", {"spec": {"paused": True}}, format="json")
     assert paused.json()["spec"]["paused"] is True
     assert AuditLog.objects.filter(actor=world.bob, action="vmpool.update").count() == 2
+
+
+def test_the_recreate_strategy_and_paused_warm_members_are_set_by_the_api(world, api):
+    client = api(world.bob)
+    body = {
+        **BODY,
+        "spec": {**BODY["spec"], "warm": 1, "warmMode": "paused", "strategy": {"type": "recreate"}},
+    }
+    response = client.post(POOLS, body, format="json")
+    assert response.status_code == 202, response.content
+    spec = response.json()["spec"]
+    assert (spec["strategy"]["type"], spec["warmMode"]) == ("recreate", "paused")
+    pool = VMPool.objects.get(name="web")
+    assert (pool.strategy, pool.warm_mode) == ("recreate", "paused")
+    change = {"spec": {"strategy": {"type": "rolling"}, "warmMode": "stopped"}}
+    version = client.get(f"{POOLS}web/")["ETag"]
+    response = client.patch(f"{POOLS}web/", change, format="json", HTTP_IF_MATCH=version)
+    assert response.status_code == 202, response.content
+    assert response.json()["spec"]["strategy"]["type"] == "rolling"
+    assert response.json()["spec"]["warmMode"] == "stopped"
+    bad = {"spec": {"strategy": {"type": "blue-green"}, "warmMode": "frozen"}}
+    errors = problem(client.patch(f"{POOLS}web/", bad, format="json"), 400)["errors"]
+    assert {"spec.strategy.type", "spec.warmMode"} <= set(errors)
+    assert (VMPool.objects.get(name="web").strategy, VMPool.objects.get(name="web").warm_mode) == (
+        "rolling",
+        "stopped",
+    )
 
 
 def test_a_bad_patch_names_the_api_fields_and_changes_nothing(world, api):

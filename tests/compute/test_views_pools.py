@@ -39,6 +39,8 @@ FORM = {
     "memory_mib": "256",
     "disk_gib": "0",
     "restart_policy": "OnFailure",
+    "warm_mode": "stopped",
+    "strategy": "rolling",
 }
 SCALER_FORM = {
     "min_replicas": "1",
@@ -160,8 +162,10 @@ def test_the_template_form_rolls_a_new_template_out_and_refuses_bad_input(world)
         "memory_mib": "384",
         "disk_gib": "0",
         "restart_policy": "OnFailure",
+        "strategy": "rolling",
         "max_unavailable": "0",
         "warm": "1",
+        "warm_mode": "stopped",
     }
     bad = client.post("/t/acme/vmpools/web/update/", {**form, "vcpus": "0"})
     assert bad.status_code == 400 and 'data-testid="pool-template-form"' in bad.content.decode()
@@ -172,6 +176,41 @@ def test_the_template_form_rolls_a_new_template_out_and_refuses_bad_input(world)
     assert (pool.template_generation, pool.memory_mib, pool.warm) == (2, 384, 1)
     page = client.get("/t/acme/vmpools/web/").content.decode()
     assert "Template 2: updated 0 of 2" in page
+
+
+def test_the_strategy_and_warm_mode_are_chosen_on_the_forms_and_shown(world, tiny_image):
+    client = client_for(world.bob)
+    new = client.post(
+        NEW, {**FORM, "image": str(tiny_image.pk), "strategy": "recreate", "warm_mode": "paused"}
+    )
+    assert new.status_code == 302
+    pool = VMPool.objects.get(name="web")
+    assert (pool.strategy, pool.warm_mode) == ("recreate", "paused")
+    page = client.get("/t/acme/vmpools/web/").content.decode()
+    assert "a changed template deletes every member, then makes new ones" in page
+    assert "(charged as running VMs)" in page
+    form = {
+        "image": str(pool.image_id),
+        "vcpus": "1",
+        "memory_mib": "256",
+        "disk_gib": "0",
+        "restart_policy": "OnFailure",
+        "strategy": "blue-green",
+        "max_unavailable": "0",
+        "warm": "0",
+        "warm_mode": "paused",
+    }
+    bad = client.post("/t/acme/vmpools/web/update/", form)
+    assert bad.status_code == 400 and "blue-green" in bad.content.decode()
+    assert VMPool.objects.get(pk=pool.pk).strategy == "recreate"
+    response = client.post(
+        "/t/acme/vmpools/web/update/",
+        {**form, "strategy": "rolling", "warm_mode": "stopped"},
+        follow=True,
+    )
+    assert "web is saved." in response.content.decode()
+    pool.refresh_from_db()
+    assert (pool.strategy, pool.warm_mode, pool.template_generation) == ("rolling", "stopped", 1)
 
 
 def test_another_tenants_pool_is_not_found(world):

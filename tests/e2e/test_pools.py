@@ -176,7 +176,7 @@ def test_bob_edits_the_template_and_watches_the_rolling_update_live(
     axe(page, "the VM pool page with its template form")
     form = card.get_by_test_id("pool-template-form")
     form.get_by_label("Memory per member (MiB)").fill("320")
-    form.get_by_label("Warm members").fill("1")
+    form.get_by_label("Warm members", exact=True).fill("1")
     form.get_by_role("button", name="Save the template").click()
     expect(page.get_by_test_id("messages")).to_contain_text("the new template is rolled out")
     rollout = page.get_by_test_id("pool-template").get_by_test_id("pool-rollout")
@@ -190,3 +190,46 @@ def test_bob_edits_the_template_and_watches_the_rolling_update_live(
     serving = VirtualMachine.objects.filter(pool=pool, pool_warm=False).exclude(phase="Deleting")
     assert {vm.memory_mib for vm in serving} == {320}
     page.screenshot(path=str(ARTIFACTS / "pool-rollout-bob.png"), full_page=True)
+
+
+def test_bob_creates_a_recreate_pool_with_a_paused_warm_member_and_updates_it(
+    demo, make_host, tiny_image, celery_worker, live_url, new_page, axe
+):
+    """On the create form bob picks the recreate strategy and paused warm members; the
+    pool page shows both, its warm member turns Paused, and a new template saved on the
+    page deletes the old member before the new one comes, live."""
+    make_host("node-a")
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vmpools/new/")
+    page.get_by_label("Name").fill("web")
+    page.get_by_label("Replicas").fill("1")
+    page.get_by_label("Warm members", exact=True).fill("1")
+    page.get_by_label("Warm members kept").select_option(label="Paused")
+    page.get_by_label("Update strategy").select_option(label="Recreate")
+    expect(page.get_by_text("a paused member is charged to the quota")).to_be_visible()
+    axe(page, "the VM pool form with its strategy and warm mode")
+    page.get_by_label("Image").select_option(label="Tiny guest")
+    page.get_by_role("button", name="Create pool").click()
+
+    page.wait_for_url(f"{live_url}/t/acme/vmpools/web/")
+    expect(page.get_by_test_id("pool-strategy")).to_have_text("Recreate")
+    expect(page.get_by_test_id("pool-warm-mode")).to_contain_text("(charged as running VMs)")
+    expect(page.get_by_test_id("pool-ready")).to_have_text("1/1", timeout=PHASE_TIMEOUT)
+    expect(page.get_by_test_id("pool-warm")).to_have_text("1/1", timeout=PHASE_TIMEOUT)
+    expect(member(page, "web-1").locator(".iso-phase")).to_have_text("Paused")
+    expect(page.get_by_test_id("pool-events")).to_contain_text("Paused warm member web-1")
+
+    form = page.get_by_test_id("pool-template").get_by_test_id("pool-template-form")
+    expect(form.get_by_label("Update strategy")).to_have_value("recreate")
+    form.get_by_label("Memory per member (MiB)").fill("320")
+    form.get_by_role("button", name="Save the template").click()
+    expect(page.get_by_test_id("messages")).to_contain_text("the new template is rolled out")
+    rollout = page.get_by_test_id("pool-template").get_by_test_id("pool-rollout")
+    expect(rollout).to_have_text("Template 2: updated 1 of 1", timeout=60_000)
+    expect(page.get_by_test_id("pool-events")).to_contain_text("recreated from the new template")
+    expect(page.get_by_test_id("pool-events")).to_contain_text("Every member runs template 2")
+    expect(page.get_by_test_id("pool-warm")).to_have_text("1/1", timeout=PHASE_TIMEOUT)
+    expect(member(page, "web-0")).to_have_count(0, timeout=PHASE_TIMEOUT)
+    page.screenshot(path=str(ARTIFACTS / "pool-recreate-bob.png"), full_page=True)
+    axe(page, "the VM pool page of a recreate pool")

@@ -516,3 +516,174 @@ def test_rolling_update_and_warm_start_through_workers(demo, make_host, tiny_ima
     wait_for(lambda: settled(2, 3), 30, message="the warm member was not started")
     started = VirtualMachine.objects.get(pk=warm.pk)
     assert (started.pool_warm, started.phase) == (False, Phase.RUNNING)
+
+
+@pytest.mark.unit
+class TestRecreate:
+    def test_recreate_deletes_every_old_member_before_making_new_ones(
+        self, pg, demo, make_host, tiny_image
+    ):
+        make_host()
+        pool = ready_pool(demo, strategy="recreate")
+        pool = pool_services.pool_update(actor=demo.bob, pool=pool, memory_mib=384)
+        changed = Event.objects.get(kind="vmpool", name="web", reason="TemplateChanged")
+        assert "deleting every old member first" in changed.message
+        pool = pool_services.pool_reconcile(pool.pk)
+        # Both old members go at once and nothing new is made while their VMs exist.
+        assert live_templates(pool) == {}
+        assert [vm.phase for vm in members(pool)] == [Phase.DELETING, Phase.DELETING]
+        assert pool.phase == PoolPhase.UPDATING
+        assert pool.message == (
+            "Updated 0 of 2. Recreate: waiting for 2 old members to be deleted (their quota "
+            "is released before the new ones are made)."
+        )
+        assert live_templates(pool_services.pool_reconcile(pool.pk)) == {}
+        # The quota is freed first (the VMs gone), then charged again for the new ones.
+        for vm in members(pool):
+            vm_services.vm_finalize_delete(vm, backend_for_host(vm.host))
+        assert Quota.objects.get(tenant=demo.acme).used_vms == 0
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert live_templates(pool) == {"web-2": 2, "web-3": 2}
+        assert Quota.objects.get(tenant=demo.acme).used_memory == 768
+        assert pool.phase == PoolPhase.UPDATING and pool.message == "Updated 0 of 2."
+        assert not Event.objects.filter(kind="vmpool", reason="UpdateComplete").exists()
+        for vm in members(pool):
+            run_ready(vm)
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert (pool.phase, pool.updated_replicas) == (PoolPhase.READY, 2)
+        assert Event.objects.filter(kind="vmpool", name="web", reason="UpdateComplete").exists()
+
+    def test_recreate_fits_a_quota_with_no_room_for_an_extra_member(
+        self, pg, demo, make_host, tiny_image
+    ):
+        make_host()
+        Quota.objects.filter(tenant=demo.acme).update(vms=2)
+        pool = ready_pool(demo, strategy="recreate")
+        pool = pool_services.pool_update(actor=demo.bob, pool=pool, vcpus=2)
+        pool = pool_services.pool_reconcile(pool.pk)
+        for vm in members(pool):
+            vm_services.vm_finalize_delete(vm, backend_for_host(vm.host))
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert live_templates(pool) == {"web-2": 2, "web-3": 2}
+        assert not Event.objects.filter(kind="vmpool", reason="FailedCreate").exists()
+
+    def test_a_paused_recreate_deletes_nothing(self, pg, demo, make_host, tiny_image):
+        make_host()
+        pool = ready_pool(demo, strategy="recreate")
+        pool = pool_services.pool_update(actor=demo.bob, pool=pool, paused=True, vcpus=2)
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert live_templates(pool) == {"web-0": 1, "web-1": 1}
+        assert pool.message == "Updated 0 of 2. The update is paused."
+
+    def test_the_strategy_is_validated_audited_and_recorded(self, pg, demo, make_host, tiny_image):
+        make_host()
+        with pytest.raises(ValidationError) as caught:
+            make_pool(demo, strategy="blue-green", warm_mode="frozen")
+        assert set(caught.value.errors) == {"strategy", "warm_mode"}
+        assert not VMPool.objects.exists()
+        pool = ready_pool(demo)
+        with pytest.raises(ValidationError):
+            pool_services.pool_update(actor=demo.bob, pool=pool, strategy="other")
+        pool = pool_services.pool_update(actor=demo.bob, pool=pool, strategy="recreate")
+        assert VMPool.objects.get(pk=pool.pk).strategy == "recreate"
+        audit = AuditLog.objects.get(action="vmpool.update", actor_name="bob")
+        assert audit.detail == {"strategy": "recreate"}
+        assert Event.objects.filter(kind="vmpool", reason="StrategyChanged").exists()
+
+
+@pytest.mark.unit
+class TestPausedWarmMembers:
+    def test_paused_warm_members_boot_are_paused_and_resumed_on_scale_up(
+        self, pg, demo, make_host, tiny_image
+    ):
+        from compute.choices import DesiredState
+
+        make_host()
+        pool = pool_services.pool_reconcile(
+            make_pool(demo, replicas=1, warm=1, warm_mode="paused").pk
+        )
+        vms = by_name(pool)
+        # Booted, not only defined: the controller pauses it once its guest is Ready.
+        assert vms["web-1"].pool_warm and vms["web-1"].desired_state == DesiredState.RUNNING
+        for vm in vms.values():
+            run_ready(vm)
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert VirtualMachine.objects.get(name="web-1").desired_state == DesiredState.PAUSED
+        assert Event.objects.filter(kind="vmpool", reason="WarmPaused").count() == 1
+        set_phase(VirtualMachine.objects.get(name="web-1"), Phase.PAUSED)
+        pool = pool_services.pool_reconcile(pool.pk)
+        assert (pool.phase, pool.warm_replicas) == (PoolPhase.READY, 1)
+        # A paused warm member is charged as a running one.
+        quota = Quota.objects.get(tenant=demo.acme)
+        assert (quota.used_vms, quota.used_cpu, quota.used_memory) == (2, 2, 512)
+        # The scale-up resumes it (no boot), and a new warm member is made.
+        pool = pool_services.pool_scale(actor=demo.bob, pool=pool, replicas=2)
+        pool = pool_services.pool_reconcile(pool.pk)
+        resumed = VirtualMachine.objects.get(name="web-1")
+        assert not resumed.pool_warm and resumed.desired_state == DesiredState.RUNNING
+        assert Event.objects.filter(kind="vmpool", reason="WarmResumed").count() == 1
+        assert by_name(pool)["web-2"].pool_warm
+        # Being resumed, it is not a member Paused by someone's hand.
+        assert pool.phase != PoolPhase.DEGRADED
+
+    def test_changing_the_warm_mode_brings_warm_members_over(self, pg, demo, make_host, tiny_image):
+        from compute.choices import DesiredState
+
+        make_host()
+        pool = pool_services.pool_reconcile(make_pool(demo, replicas=0, warm=1).pk)
+        warm = by_name(pool)["web-0"]
+        set_phase(warm, Phase.STOPPED)
+        pool = pool_services.pool_update(actor=demo.bob, pool=pool, warm_mode="paused")
+        assert Event.objects.get(reason="WarmChanged").message == (
+            "1 warm members, kept paused, by bob."
+        )
+        pool = pool_services.pool_reconcile(pool.pk)
+        warm = VirtualMachine.objects.get(pk=warm.pk)
+        assert (warm.desired_state, warm.phase) == (DesiredState.RUNNING, Phase.STARTING)
+        run_ready(warm)
+        pool = pool_services.pool_update(actor=demo.bob, pool=pool, warm_mode="stopped")
+        pool = pool_services.pool_reconcile(pool.pk)
+        warm = VirtualMachine.objects.get(pk=warm.pk)
+        assert (warm.desired_state, warm.phase) == (DesiredState.STOPPED, Phase.STOPPING)
+
+
+@pytest.mark.libvirt_test_driver
+def test_paused_warm_member_and_recreate_through_workers(
+    demo, make_host, tiny_image, celery_worker
+):
+    """Libvirt's test driver suspends for real: a pool of 1 with 1 paused warm member
+    settles with that member's domain paused; a scale-up resumes it to Running (the
+    same domain, not a new one) and a new warm member is paused; a recreate update then
+    replaces every member."""
+    make_host()
+    pool = make_pool(demo, replicas=1, warm=1, warm_mode="paused", strategy="recreate")
+
+    def pool_now() -> VMPool:
+        return VMPool.objects.get(pk=pool.pk)
+
+    def settled(replicas: int, template: int = 1) -> bool:
+        now = pool_now()
+        return (
+            now.phase == PoolPhase.READY
+            and now.updated_replicas == replicas
+            and now.warm_replicas == 1
+            and set(live_templates(now).values()) == {template}
+        )
+
+    wait_for(lambda: settled(1), 30, message="pool never Ready with a paused warm member")
+    warm = VirtualMachine.objects.get(pool=pool, pool_warm=True)
+    assert warm.phase == Phase.PAUSED
+    backend = backend_for_host(warm.host)
+    assert backend.status(warm.domain_name).state == "paused"
+    pool_services.pool_scale(actor=demo.bob, pool=pool_now(), replicas=2)
+    wait_for(lambda: settled(2), 30, message="the paused warm member was not resumed")
+    resumed = VirtualMachine.objects.get(pk=warm.pk)
+    assert (resumed.pool_warm, resumed.phase) == (False, Phase.RUNNING)
+    assert backend.status(resumed.domain_name).state == "running"
+    assert Event.objects.filter(kind="vmpool", reason="WarmResumed").count() == 1
+    assert VirtualMachine.objects.get(pool=pool, pool_warm=True).phase == Phase.PAUSED
+
+    pool_services.pool_update(actor=demo.bob, pool=pool_now(), memory_mib=320)
+    wait_for(lambda: settled(2, template=2), 60, message="the recreate did not finish")
+    assert Quota.objects.get(tenant=demo.acme).used_memory == 3 * 320
+    assert Event.objects.filter(kind="vmpool", reason="UpdateComplete").count() == 1
