@@ -1,16 +1,28 @@
 """VM pool scale-up on libvirt's test driver: cold (provision every member) vs warm
-(start members defined ahead), against raw libvirt doing the same in the same run.
+(start members defined ahead) vs warm-paused (resume members booted and suspended
+ahead), against raw libvirt doing the same in the same run; and the autoscaler's
+reaction time.
 
 Through the real stack (PostgreSQL + Redis + a Celery worker running the pool
 controller and the VM tasks, as the portal does): for each N, a pool at 0 replicas is
 scaled to N and timed until the pool records N members Running and Ready (``cold``);
-then the same with a pool keeping N warm members (defined and stopped) beforehand
-(``warm``: the scale-up only starts them). Baselines in the same run, in this process
-on ``test:///default``: N ``defineXML()`` + ``create()`` (what cold provisioning does
-at least) and N ``create()`` of domains defined beforehand (what a warm start does).
+then the same with a pool keeping N warm members beforehand, defined and stopped
+(``warm``: the scale-up starts them) or booted and paused (``warm-paused``: the
+scale-up resumes them). Baselines in the same run, in this process on
+``test:///default``: N ``defineXML()`` + ``create()`` (what cold provisioning does at
+least), N ``create()`` of domains defined beforehand (a warm start) and N ``resume()``
+of suspended domains (a paused warm start).
+
+Reaction time (``--reaction-repeat``, 0 to skip): a pool of 1 Ready member with an
+autoscaler (CPU, target 50 %, min 1, max 4); this process enqueues the autoscaler sweep
+every ``--tick`` seconds (what beat does every ``ISOTOPE_AUTOSCALER_SECONDS``, 15 s by
+default) and, at t0, starts writing the member's collector samples at 90 % CPU every
+0.25 s (the test driver's guests do no work, so the load is simulated at the metric).
+Timed from t0 (the metric over target) until the first new member is Running, for a
+cold pool and one keeping a paused warm member.
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/pools.py \
-        [--sizes 1,5,10] [--repeat 3]
+        [--sizes 1,5,10] [--repeat 3] [--tick 1] [--reaction-repeat 3]
 """
 
 from __future__ import annotations
@@ -49,8 +61,18 @@ def raw_libvirt(n: int, prefix: str) -> dict:
     for domain in defined:
         domain.create()
     warm = time.perf_counter() - start
+    for domain in defined:
+        domain.suspend()
+    start = time.perf_counter()
+    for domain in defined:
+        domain.resume()
+    resumed = time.perf_counter() - start
     conn.close()
-    return {"define_start_s": round(cold, 4), "start_defined_s": round(warm, 4)}
+    return {
+        "define_start_s": round(cold, 4),
+        "start_defined_s": round(warm, 4),
+        "resume_paused_s": round(resumed, 4),
+    }
 
 
 def setup_django(database_url: str) -> None:
@@ -91,11 +113,16 @@ def wait(check, timeout: float, what: str) -> float:
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-def one_scale_up(tenant, name: str, n: int, warm: bool) -> float:
-    """Seconds from the scale call until N members are Running and Ready."""
+MODES = {"cold": None, "warm": "stopped", "warm-paused": "paused"}
+
+
+def one_scale_up(tenant, name: str, n: int, warm_mode: str | None) -> float:
+    """Seconds from the scale call until N members are Running and Ready (warm_mode
+    None: no warm members)."""
     from compute.models import VirtualMachine, VMPool
     from compute.services import pools as pool_services
 
+    warm = warm_mode is not None
     pool = pool_services.pool_create(
         actor=None,
         tenant=tenant,
@@ -105,6 +132,7 @@ def one_scale_up(tenant, name: str, n: int, warm: bool) -> float:
         memory_mib=128,
         replicas=0,
         warm=n if warm else 0,
+        warm_mode=warm_mode or "stopped",
     )
 
     def now() -> VMPool:
@@ -125,10 +153,83 @@ def one_scale_up(tenant, name: str, n: int, warm: bool) -> float:
     return done - start
 
 
+def one_reaction(tenant, name: str, warm_mode: str | None, tick: float) -> float:
+    """Seconds from the member's metric going over target until the autoscaler's first
+    new member is Running."""
+    from django.utils import timezone
+
+    from compute.choices import Phase
+    from compute.models import VirtualMachine, VMPool
+    from compute.services import autoscalers as autoscaler_services
+    from compute.services import pools as pool_services
+    from compute.tasks.pools import autoscalers_sweep
+    from monitoring.models import VMSample
+
+    pool = pool_services.pool_create(
+        actor=None,
+        tenant=tenant,
+        name=name,
+        image="tiny",
+        vcpus=1,
+        memory_mib=128,
+        replicas=1,
+        warm=1 if warm_mode else 0,
+        warm_mode=warm_mode or "stopped",
+    )
+
+    def now() -> VMPool:
+        return VMPool.objects.get(pk=pool.pk)
+
+    wait(
+        lambda: now().ready_replicas == 1 and now().warm_replicas == (1 if warm_mode else 0),
+        300,
+        f"{name} ready",
+    )
+    first = VirtualMachine.objects.get(pool=pool, pool_warm=False)
+    autoscaler_services.autoscaler_create(
+        actor=None, tenant=tenant, pool=now(), min_replicas=1, max_replicas=4, target=50
+    )
+    others = VirtualMachine.objects.filter(pool=pool, pool_warm=False).exclude(pk=first.pk)
+    start = time.monotonic()
+    next_sample = next_tick = start
+    while True:
+        moment = time.monotonic()
+        if moment >= next_sample:
+            VMSample.objects.create(
+                vm=first,
+                time=timezone.now(),
+                cpu_percent=90.0,
+                memory_used_mib=64.0,
+                disk_read_bps=0,
+                disk_write_bps=0,
+                net_rx_bps=0,
+                net_tx_bps=0,
+            )
+            next_sample += 0.25
+        if moment >= next_tick:
+            autoscalers_sweep()  # what beat enqueues every ISOTOPE_AUTOSCALER_SECONDS
+            next_tick += tick
+        if others.filter(phase=Phase.RUNNING).exists():
+            done = time.monotonic()
+            break
+        if moment - start > 300:
+            raise RuntimeError(f"{name}: no new member Running after 300 s")
+        time.sleep(0.02)
+    pool_services.pool_delete(actor=None, pool=now())
+    wait(lambda: not VMPool.objects.filter(pk=pool.pk).exists(), 300, f"{name} deleted")
+    return done - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1,5,10", help="pool sizes, comma separated")
     parser.add_argument("--repeat", type=int, default=3, help="runs per size and mode")
+    parser.add_argument(
+        "--tick", type=float, default=1.0, help="autoscaler sweep interval (s) for reaction"
+    )
+    parser.add_argument(
+        "--reaction-repeat", type=int, default=3, help="reaction runs per mode (0: skip)"
+    )
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
 
@@ -142,14 +243,14 @@ def main() -> None:
         "pools-worker.log",
     )
     results = []
+    reaction: dict = {}
     try:
         time.sleep(2)  # the worker connects to Redis
         for n in sizes:
             row: dict = {"members": n}
-            for mode in ("cold", "warm"):
+            for mode, warm_mode in MODES.items():
                 runs = [
-                    one_scale_up(tenant, f"{mode}{n}r{i}", n, warm=mode == "warm")
-                    for i in range(args.repeat)
+                    one_scale_up(tenant, f"{mode}{n}r{i}", n, warm_mode) for i in range(args.repeat)
                 ]
                 row[f"{mode}_s"] = [round(t, 3) for t in runs]
                 row[f"{mode}_median_s"] = round(statistics.median(runs), 3)
@@ -158,8 +259,25 @@ def main() -> None:
             row["raw_start_defined_median_s"] = statistics.median(
                 r["start_defined_s"] for r in raws
             )
+            row["raw_resume_paused_median_s"] = statistics.median(
+                r["resume_paused_s"] for r in raws
+            )
             row["cold_over_warm"] = round(row["cold_median_s"] / max(row["warm_median_s"], 1e-6), 2)
+            row["cold_over_warm_paused"] = round(
+                row["cold_median_s"] / max(row["warm-paused_median_s"], 1e-6), 2
+            )
             results.append(row)
+        for mode, warm_mode in (("cold", None), ("warm-paused", "paused")):
+            if not args.reaction_repeat:
+                break
+            runs = [
+                one_reaction(tenant, f"react-{mode}-{i}", warm_mode, args.tick)
+                for i in range(args.reaction_repeat)
+            ]
+            reaction[mode] = {
+                "runs_s": [round(t, 3) for t in runs],
+                "median_s": round(statistics.median(runs), 3),
+            }
     finally:
         stop(worker)
     print(
@@ -171,6 +289,7 @@ def main() -> None:
                 "cores": os.cpu_count(),
                 "load_average": [round(x, 2) for x in os.getloadavg()],
                 "sizes": results,
+                "reaction": {"tick_s": args.tick, **reaction},
             },
             indent=2,
         )
