@@ -146,7 +146,7 @@ class PoolTemplateForm(ServiceErrorsMixin, forms.Form):
     )
     warm = forms.IntegerField(
         label=_("Warm members"),
-        help_text=_("Stopped members kept ready beyond the replicas (charged to the quota)."),
+        help_text=_("Members kept ready beyond the replicas (charged to the quota)."),
     )
     warm_mode = forms.ChoiceField(
         label=_("Warm members kept"),
