@@ -17,7 +17,7 @@ def open_timeline(new_page, live_url, username, **route):
     page = new_page()
     login(page, live_url, username)
     if route:
-        page.route_web_socket(re.compile(r".*/ws/$"), route["handler"])
+        page.route_web_socket(re.compile(r".*/ws/(\?.*)?$"), route["handler"])
     page.goto(f"{live_url}/t/acme/events/")
     expect(page.get_by_test_id("live-status")).to_contain_text("live")
     return page
