@@ -8,8 +8,9 @@ it; ``--no-batch`` for ``/ws/``); ``--client-processes`` separate processes open
 ``bench``. This process then publishes N events through
 ``monitoring.services.event_publish`` (database row, Redis sequence number, channel
 layer) and measures, for every client and event, publish→receive latency on the
-machine's monotonic clock (shared by all processes); lost = expected − received, and
-each client checks that its sequence numbers have no gaps.
+machine's monotonic clock (shared by all processes); lost = expected − received once
+every client has every event or ``--settle`` seconds after the last publish, and each
+client checks that its sequence numbers have no gaps.
 
 Raw baseline in the same run, with the same client processes and the same number of
 sockets: a trivial broadcast server (one process, ``websockets``' asyncio server, no
@@ -147,7 +148,14 @@ def client_process(url: str, origin: str, keys: list, first: int, pipe) -> None:
         clients = [c for c in clients if c.socket is not None and c.socket.state.name == "OPEN"]
         listeners = [asyncio.create_task(c.listen()) for c in clients]
         pipe.send({"ready": len(clients), "failed": failed})
-        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # "stop"
+        # After the last publish: {"events": n, "settle": s}; wait until every client
+        # has all n events or s seconds have passed (then the rest count as lost).
+        done = await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+        deadline = time.monotonic() + done["settle"]
+        while time.monotonic() < deadline and any(
+            len(c.arrivals) < done["events"] for c in clients
+        ):
+            await asyncio.sleep(0.1)
         for task in listeners:
             task.cancel()
         await asyncio.gather(*(c.socket.close() for c in clients), return_exceptions=True)
@@ -254,12 +262,13 @@ def fanout(args, url: str, origin: str, keys: list, publish) -> dict:
         publish(i)
         publish_calls.append(time.monotonic() - sent[i])
         time.sleep(args.interval)
-    time.sleep(args.settle)  # the last event's frames are still on their way
-    for pipe in pipes:
-        pipe.send("stop")
+    for pipe in pipes:  # the last events' frames may still be on their way
+        pipe.send({"events": args.events, "settle": args.settle})
     arrivals: list[dict[int, float]] = []
     gaps = frames = 0
     for pipe, process in zip(pipes, processes, strict=True):
+        if not pipe.poll(args.settle + 120):
+            raise RuntimeError("a client process did not report")
         report = pipe.recv()
         arrivals += report["arrivals"]
         gaps += report["seq_gaps"]
@@ -342,7 +351,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--events", type=int, default=30)
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between events")
-    parser.add_argument("--settle", type=float, default=10, help="seconds to wait at the end")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=60,
+        help="after the last publish, the longest wait for every event to reach every client",
+    )
     parser.add_argument("--web-processes", type=int, default=1)
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--no-batch", action="store_true", help="open /ws/ (no coalescing)")
@@ -394,6 +408,7 @@ def main() -> None:
                 "clients": args.clients,
                 "events": args.events,
                 "interval_s": args.interval,
+                "settle_s": args.settle,
                 "fd_limit": {"soft": fd_limit, "hard": fd_hard},
                 "server": f"gunicorn, {args.web_processes} uvicorn process(es), websockets-sansio",
                 "web_processes": args.web_processes,
