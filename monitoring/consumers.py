@@ -25,6 +25,19 @@ server → client
   ``invalid`` (malformed frame), ``not_found`` (unknown tenant, or one you may not
   watch: the same answer), ``not_subscribed``, ``limit``.
 
+Coalescing (opt in: open the socket as ``/ws/?batch=1``; ``static/js/live.js`` does): a
+message that arrives after a quiet tick (``ISOTOPE_WS_BATCH_MS``, default 50 ms) goes
+out at once; those that arrive faster wait for the end of the tick and go out as one
+frame, ``{"type": "batch", "messages": [<message>, ...]}``, in the order they arrived
+(a tick with one message sends it bare). Events, resource states and notifications are
+never dropped. A ``metrics`` message may replace an older one of the same series (the
+same VM's points, or a tenant's totals) still waiting in the tick when it is the next
+seq of the same stream: it then carries ``"first_seq": n``, the seq of the oldest
+message it replaced, so it stands for seqs ``first_seq``..``seq`` and a client sees no
+gap. Every other frame (``subscribed``, ``resync``, ``error``, ...) goes out after the
+messages queued before it. A socket opened without ``batch=1`` gets one frame per
+message, as before.
+
 Anonymous sockets are accepted and closed at once with code 4401 so the browser can
 tell "signed out" from a network error. Access is checked on every subscribe and
 resync and re-checked when ``portal.signals.membership_changed`` fires for the user;
@@ -34,13 +47,16 @@ closes with 4401 when its session signs out or its user is deactivated or delete
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from monitoring import live, selectors
@@ -57,6 +73,17 @@ MAX_SUBSCRIPTIONS = 50
 SLUG = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
 CLOSE_UNAUTHENTICATED = 4401
 NOT_FOUND = "No such tenant or object, or you may not watch it."
+BATCH = "batch"
+
+
+def _series(body: dict) -> tuple | None:
+    """What a ``metrics`` message is a sample of (None: anything else, never folded)."""
+    if body.get("type") != "metrics":
+        return None
+    data = body.get("data") or {}
+    if "totals" in data:
+        return ("totals", data.get("tenant"))
+    return ("point", data.get("tenant"), data.get("kind"), data.get("name"))
 
 
 class FrameError(Exception):
@@ -72,6 +99,14 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         user = self.scope.get("user")
         self.subscriptions: dict[str, dict] = {}
         self.user_id = None
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self.tick = max(0.0, getattr(settings, "ISOTOPE_WS_BATCH_MS", 50) / 1000)
+        self.batching = query.get("batch") == ["1"] and self.tick > 0
+        self.outbox: list[dict] = []
+        self.flush_timer: asyncio.TimerHandle | None = None
+        self.flush_task: asyncio.Task | None = None
+        self.flushed_at = float("-inf")
+        self.sending = asyncio.Lock()
         await self.accept()
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -82,6 +117,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
 
     async def disconnect(self, code):
+        if self.flush_timer is not None:
+            self.flush_timer.cancel()
+            self.flush_timer = None
+        self.outbox = []
         if self.user_id is None:
             return
         for stream in list(self.subscriptions):
@@ -232,12 +271,80 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             "resources": live.state_snapshot(tenant.slug, target["kind"], target["name"]),
         }
 
+    # --- Frames out ------------------------------------------------------------------
+    async def send_json(self, content, close=False):
+        """Every frame: after the live messages queued before it, one sender at a time."""
+        async with self.sending:
+            await self.flush()
+            await super().send_json(content)
+        if close:
+            await self.close()
+
+    async def close(self, code=None, reason=None):
+        async with self.sending:
+            await self.flush()
+            await super().close(code=code, reason=reason)
+
+    def enqueue(self, body: dict) -> None:
+        """Queue ``body`` for the end of the tick; a metrics sample replaces the one of
+        its series that is the newest queued message of its stream, one seq before it."""
+        series = _series(body)
+        if series is not None:
+            for index in range(len(self.outbox) - 1, -1, -1):
+                kept = self.outbox[index]
+                if kept["stream"] != body["stream"]:
+                    continue
+                if _series(kept) == series and kept["seq"] + 1 == body["seq"]:
+                    body = {**body, "first_seq": kept.get("first_seq", kept["seq"])}
+                    del self.outbox[index]
+                break
+        self.outbox.append(body)
+
+    async def flush(self) -> None:
+        """Send what the tick collected as one frame (the caller holds ``sending``)."""
+        if self.flush_timer is not None:
+            self.flush_timer.cancel()
+            self.flush_timer = None
+        if not self.outbox:
+            return
+        messages, self.outbox = self.outbox, []
+        self.flushed_at = asyncio.get_running_loop().time()
+        frame = messages[0] if len(messages) == 1 else {"type": BATCH, "messages": messages}
+        await super().send_json(frame)
+
+    async def flush_due(self) -> None:
+        """The end of a tick (a task of its own, beside the consumer's dispatch)."""
+        try:
+            async with self.sending:
+                await self.flush()
+        except Exception:  # noqa: BLE001 - the socket went away; disconnect cleans up
+            logger.debug("live flush failed", exc_info=True)
+
+    def schedule_flush(self, wait: float) -> None:
+        def due() -> None:
+            self.flush_timer = None
+            self.flush_task = asyncio.ensure_future(self.flush_due())
+
+        self.flush_timer = asyncio.get_running_loop().call_later(wait, due)
+
     # --- Channel-layer messages ------------------------------------------------------
     async def live_message(self, message: dict) -> None:
         """An event or resource state for one of our streams (``monitoring.live``)."""
         body = message["message"]
-        if body["stream"] in self.subscriptions:
+        if body["stream"] not in self.subscriptions:
+            return
+        if not self.batching:
             await self.send_json(body)
+            return
+        self.enqueue(body)
+        if self.flush_timer is not None:
+            return  # a frame is due at the end of this tick
+        wait = self.flushed_at + self.tick - asyncio.get_running_loop().time()
+        if wait > 0:
+            self.schedule_flush(wait)
+        else:
+            async with self.sending:  # quiet for a tick: no reason to wait
+                await self.flush()
 
     async def live_control(self, message: dict) -> None:
         """Access changed (re-check subscriptions) or the session ended (close)."""

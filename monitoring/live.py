@@ -103,17 +103,24 @@ def broadcast_many(messages: list[tuple[list[str], str, dict]]) -> list[dict[str
             body = {"type": message_type, "stream": group, "seq": seq, "data": data}
             sends.append((group, {"type": LIVE_MESSAGE, "message": body}))
     layer = get_channel_layer()
+    # One group's messages go out one after another, in seq order (sends in flight at
+    # once take different pooled connections and may reach Redis in any order); groups
+    # go in parallel.
+    per_group: dict[str, list[dict]] = {}
+    for group, message in sends:
+        per_group.setdefault(group, []).append(message)
 
     # Bounded: channels-redis takes a pooled connection per send in flight, and its
     # pool refuses (MaxConnectionsError) past its limit.
     gate = asyncio.Semaphore(SEND_CONCURRENCY)
 
-    async def one(group: str, message: dict) -> None:
+    async def in_order(group: str, messages: list[dict]) -> None:
         async with gate:
-            await layer.group_send(group, message)
+            for message in messages:
+                await layer.group_send(group, message)
 
     async def send() -> None:
-        await asyncio.gather(*(one(group, message) for group, message in sends))
+        await asyncio.gather(*(in_order(group, queue) for group, queue in per_group.items()))
 
     _run(send, timeout=max(10, len(sends) / 100))
     return used

@@ -296,7 +296,9 @@
         if (last !== undefined && frame.seq <= last && frame.seq !== 1) return; // already covered
         lastSeq.set(frame.stream, frame.seq);
         deliver(frame, false);
-        if (last !== undefined && frame.seq > last + 1) resync(frame.stream, "gap");
+        // A coalesced metrics sample stands for seqs first_seq..seq of its stream.
+        const first = typeof frame.first_seq === "number" ? frame.first_seq : frame.seq;
+        if (last !== undefined && first > last + 1) resync(frame.stream, "gap");
         else if (last !== undefined && frame.seq === 1 && last > 1) resync(frame.stream, "reset");
         return;
       }
@@ -344,7 +346,8 @@
     if (stopped) return;
     status("connecting");
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + location.host + "/ws/");
+    // batch=1: messages that pile up within a tick come as one "batch" frame, in order.
+    socket = new WebSocket(scheme + location.host + "/ws/?batch=1");
     socket.onopen = function () {
       attempt = 0;
       pending = [];
@@ -354,7 +357,8 @@
     socket.onmessage = function (message) {
       let frame;
       try { frame = JSON.parse(message.data); } catch (e) { return; }
-      onMessage(frame);
+      if (frame.type === "batch") (frame.messages || []).forEach(onMessage);
+      else onMessage(frame);
     };
     socket.onclose = function (event) {
       socket = null;

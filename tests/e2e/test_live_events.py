@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -17,7 +18,7 @@ def open_timeline(new_page, live_url, username, **route):
     page = new_page()
     login(page, live_url, username)
     if route:
-        page.route_web_socket(re.compile(r".*/ws/$"), route["handler"])
+        page.route_web_socket(re.compile(r".*/ws/(\?.*)?$"), route["handler"])
     page.goto(f"{live_url}/t/acme/events/")
     expect(page.get_by_test_id("live-status")).to_contain_text("live")
     return page
@@ -145,3 +146,56 @@ def test_resource_states_patch_phase_badges_and_action_buttons_in_place(demo, li
     expect(vm.locator("[data-live-field=message]")).to_have_text("Guest crashed.")
     expect(vm.get_by_role("button", name="Start")).to_be_visible()
     expect(vm.get_by_role("button", name="Stop")).to_be_hidden()
+
+
+def test_a_burst_arrives_in_batch_frames_and_the_page_shows_every_event_and_the_last_phase(
+    demo, live_url, new_page
+):
+    from monitoring import live
+    from monitoring.choices import LiveMessageType
+    from monitoring.groups import object_group, tenant_group
+
+    frames = []
+
+    def relay(ws):
+        server = ws.connect_to_server()
+
+        def down(message):
+            frames.append(message)
+            ws.send(message)
+
+        server.on_message(down)
+
+    carol = open_timeline(new_page, live_url, "carol", handler=relay)
+    carol.evaluate(
+        """() => document.querySelector("main").insertAdjacentHTML("afterbegin",
+        '<div data-testid="vm-web1" data-live-kind="vm" data-live-name="web1">' +
+        '<span class="badge text-bg-info" data-live-field="phase">Pending</span></div>')"""
+    )
+    carol.evaluate(
+        "() => { window.__resyncs = 0;"
+        " document.addEventListener('isotope:resync', () => window.__resyncs++); }"
+    )
+    # 30 phase changes in one go (what a host reconnecting after a blip sends), then
+    # 12 events one after another: the page gets them coalesced and applies them all.
+    groups = [tenant_group("acme"), object_group("acme", "vm", "web1")]
+    phases = [("Starting" if i % 2 else "Stopping") for i in range(29)] + ["Running"]
+    live.broadcast_many(
+        [
+            (
+                groups,
+                LiveMessageType.RESOURCE,
+                {"tenant": "acme", "kind": "vm", "name": "web1", "state": {"phase": phase}},
+            )
+            for phase in phases
+        ]
+    )
+    for i in range(12):
+        event_publish(tenant=demo.acme, kind="vm", name=f"burst{i}", reason="Started", message="up")
+    badge = carol.get_by_test_id("vm-web1").locator("[data-live-field=phase]")
+    expect(badge).to_have_text("Running", timeout=5000)
+    rows = carol.get_by_test_id("event-timeline").locator("tbody tr")
+    expect(rows).to_have_count(12, timeout=5000)
+    expect(rows.first).to_contain_text("vm/burst11")
+    assert any(json.loads(f).get("type") == "batch" for f in frames), "no batch frame"
+    assert carol.evaluate("window.__resyncs") == 0  # no gap seen: seqs contiguous
