@@ -1,5 +1,5 @@
 """The backup API: shape, the role matrix, other tenants, bad input, Idempotency-Key,
-If-Match, and a restore that checks the backup's files first.
+If-Match, and a restore whose files are its task's to check.
 
 No Celery worker here: requests are accepted (202) and stay Pending; tests that need a
 Ready backup write its file (a real qcow2 made by ``qemu-img``) and record it as the
