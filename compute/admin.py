@@ -1,13 +1,17 @@
 """Django admin for hosts, images, flavors, (read-mostly) virtual machines, Kubernetes
-clusters, tenant namespaces and (read-only) workloads."""
+clusters, tenant namespaces, (read-only) workloads, and backups (read-only; deleted
+through the backup service)."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from compute.models import (
     Autoscaler,
+    Backup,
     Flavor,
     Host,
     Image,
@@ -434,3 +438,60 @@ class AutoscalerAdmin(ReadOnlyAdmin):
     list_display = ["name", "tenant", "pool", "min_replicas", "max_replicas", "target", "reason"]
     list_filter = ["metric", "tenant"]
     search_fields = ["name", "tenant__slug", "pool__name"]
+
+
+@admin.register(Backup)
+class BackupAdmin(ReadOnlyAdmin):
+    """Every tenant's backups for platform staff: read-only. Deleting one (its page or
+    the "delete selected" action) goes through ``backup_delete`` — the same rules as the
+    portal (Ready or Failed only, not while a restore reads it), the files removed by its
+    task, and an audit entry ``backup.delete`` per backup; a refusal is a message."""
+
+    list_display = [
+        "name",
+        "tenant",
+        "source",
+        "phase",
+        "size",
+        "progress_percent",
+        "created",
+    ]
+    list_filter = ["phase", "tenant"]
+    search_fields = ["name", "tenant__slug", "vm_name", "snapshot_name"]
+    list_select_related = ["tenant"]
+
+    @admin.display(description=_("source"), ordering="vm_name")
+    def source(self, obj: Backup) -> str:
+        return f"{obj.vm_name} @ {obj.snapshot_name}"
+
+    @admin.display(description=_("size"), ordering="size_bytes")
+    def size(self, obj: Backup) -> str:
+        from django.template.defaultfilters import filesizeformat
+
+        return filesizeformat(obj.size_bytes) if obj.size_bytes else "—"
+
+    @admin.display(description=_("progress"), ordering="progress")
+    def progress_percent(self, obj: Backup) -> str:
+        return f"{obj.progress} %"
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)
+
+    def delete_model(self, request, obj):
+        from compute.services.backups import backup_delete
+        from portal.exceptions import ApplicationError
+
+        try:
+            backup_delete(actor=request.user, backup=obj)
+        except ApplicationError as error:
+            self.message_user(request, f"{obj.name}: {error.message}", messages.ERROR)
+        else:
+            self.message_user(
+                request,
+                gettext("%(backup)s: deleting; its files are removed by the worker.")
+                % {"backup": obj.name},
+            )
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset.select_related("tenant"):
+            self.delete_model(request, obj)

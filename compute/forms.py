@@ -96,7 +96,7 @@ class VMCreateForm(forms.Form):
         ]
         self.flavors = {f.name: f for f in flavors}
         self.fields["size"].choices = [
-            *((f.name, _flavor_label(f)) for f in self.flavors.values()),
+            *((f.name, flavor_label(f)) for f in self.flavors.values()),
             (CUSTOM, gettext("Custom size…")),
         ]
         if self.flavors and not self.is_bound:
@@ -148,7 +148,7 @@ class VMCreateForm(forms.Form):
                 self.add_error(target, message)
 
 
-def _flavor_label(flavor: Flavor) -> str:
+def flavor_label(flavor: Flavor) -> str:
     memory = (
         f"{flavor.memory_mib // 1024} GiB"
         if flavor.memory_mib % 1024 == 0

@@ -608,6 +608,22 @@ class VMCloneIn(StrictSerializer):
         help_text="Copy the disks from this snapshot of the VM (Ready) instead of its "
         "current disks; the VM may then be running.",
     )
+    flavor = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Give the clone this flavor's size (vCPUs, memory, and its disk when "
+        "larger than the source's root disk); explicit vcpus/memoryMiB/diskGiB win.",
+    )
+    vcpus = serializers.IntegerField(required=False, help_text="Default: the source's.")
+    memoryMiB = serializers.IntegerField(  # noqa: N815
+        required=False, help_text="Default: the source's."
+    )
+    diskGiB = serializers.IntegerField(  # noqa: N815
+        required=False,
+        help_text="The clone's root disk, at least the source's (disks only grow; a "
+        "smaller one is a 400). Default: the source's, or the flavor's when larger.",
+    )
 
 
 class VMCloneView(VMView):
@@ -621,14 +637,24 @@ class VMCloneView(VMView):
     def api_errors(self, error: ApplicationError) -> ApplicationError:
         return api_field_errors(
             error,
-            fields={"name": "name", "vm": "vm", "phase": "status.phase", "snapshot": "snapshot"},
+            fields={
+                "name": "name",
+                "vm": "vm",
+                "phase": "status.phase",
+                "snapshot": "snapshot",
+                "flavor": "flavor",
+                "vcpus": "vcpus",
+                "memory_mib": "memoryMiB",
+                "disk_gib": "diskGiB",
+            },
             quota_fields={"cpu": "name", "memory": "name", "storage": "name", "vms": "name"},
         )
 
     @extend_schema(
         operation_id="virtualmachines_clone",
         summary="Clone a VM: a new VM with full copies of all its disks (of the stopped VM, "
-        "or of one of its snapshots)",
+        "or of one of its snapshots), of the same size or another (a flavor, vCPUs, memory, "
+        "a larger root disk)",
         request=VMCloneIn,
         parameters=[IDEMPOTENCY_KEY],
         responses={
@@ -654,6 +680,10 @@ class VMCloneView(VMView):
                     name=data["name"],
                     start=data["start"],
                     snapshot=data["snapshot"] or None,
+                    flavor=data["flavor"] or None,
+                    vcpus=data.get("vcpus"),
+                    memory_mib=data.get("memoryMiB"),
+                    disk_gib=data.get("diskGiB"),
                 )
             except ApplicationError as error:
                 raise self.api_errors(error) from None

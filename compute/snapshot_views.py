@@ -302,8 +302,8 @@ def vm_snapshot_schedule(request, tenant, name: str):
 @tenant_view("vm.create")
 @require_POST
 def vm_clone(request, tenant, name: str):
-    """The VM page's "Clone" forms (of its current disks, or of one of its snapshots):
-    on success, the new VM's page."""
+    """The VM page's "Clone" forms (of its current disks, or of one of its snapshots, at
+    the same size or another): on success, the new VM's page."""
     vm = _vm_or_404(request, tenant, name)
     new_name = request.POST.get("name", "").strip()
     snapshot = request.POST.get("snapshot", "").strip() or None
@@ -322,6 +322,10 @@ def vm_clone(request, tenant, name: str):
             name=new_name,
             start=bool(request.POST.get("start")),
             snapshot=snapshot,
+            flavor=request.POST.get("flavor", "").strip() or None,
+            vcpus=request.POST.get("vcpus", "").strip() or None,
+            memory_mib=request.POST.get("memory_mib", "").strip() or None,
+            disk_gib=request.POST.get("disk_gib", "").strip() or None,
         ),
         done,
     ):

@@ -12,10 +12,12 @@ is a standalone image (no backing chain); ``qemu-img info`` confirms it before R
 
 A restore makes a *new* VM (new name) with the backed-up VM's image, size and restart
 policy and one new volume per backed-up disk, its quota (cpu, memory, VM count and each
-volume's storage) reserved in the one transaction that records them. Every file is
-checked first (present, same sha256, a standalone image): a missing or corrupt file is
-a clear error and nothing is created. The provisioning task writes each file into the
-new volume (:func:`volume_from_backup`, checking the sha256 again) before the VM is
+volume's storage) reserved in the one transaction that records them; the request reads
+no file. The provisioning task checks every file first (:func:`vm_restore_verify`:
+present, same sha256, a standalone image): a missing or corrupt file fails the restore
+with a Warning event naming it, and the pending VM and its volumes are removed, their
+quota released once. Then it writes each file into the new volume
+(:func:`volume_from_backup`, checking the sha256 again as it does) before the VM is
 defined.
 
 Backups are not charged to the ``storage`` quota: it counts what the hosts' pools hold,
@@ -38,6 +40,7 @@ from compute import imagefiles
 from compute.backends import BackendError, VolumeNotFound, pool_name
 from compute.choices import (
     BackupPhase,
+    Phase,
     VolumePhase,
     VolumeSource,
 )
@@ -48,7 +51,7 @@ from compute.services import volumes as volume_services
 from compute.services.clones import pending_vm
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
-from tenants.choices import ReservationKind
+from tenants.choices import AuditOutcome, ReservationKind
 from tenants.services import actor_name, audit_record, authorize, quota_reserve
 
 logger = logging.getLogger(__name__)
@@ -199,9 +202,10 @@ def backup_finalize_delete(backup: Backup) -> None:
 
 
 # --- Restore into a new VM ---------------------------------------------------------------
-def backup_verify(backup: Backup) -> None:
-    """Every file of the backup is there, has the sha256 recorded when it was written,
-    and is a standalone image; ``Conflict`` naming what is wrong otherwise."""
+def backup_problems(backup: Backup) -> list[str]:
+    """What is wrong with the backup's files: each must be there, have the sha256
+    recorded when it was written, and be a standalone image (empty: all is well). Reads
+    every file whole: the restore task calls it, never a request."""
     problems: list[str] = []
     for disk in backup.disks:
         path = disk_path(backup, disk)
@@ -215,11 +219,7 @@ def backup_verify(backup: Backup) -> None:
             check_standalone(path, disk.get("format") or "qcow2")
         except imagefiles.ImageRefused as error:
             problems.append(f"{disk['file']}: {error}")
-    if problems:
-        raise Conflict(
-            f"Backup {backup.name} cannot be restored: {' '.join(problems)}",
-            errors={"backup": problems},
-        )
+    return problems
 
 
 def check_standalone(path: Path, fmt: str) -> None:
@@ -235,9 +235,10 @@ def check_standalone(path: Path, fmt: str) -> None:
 
 def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> VirtualMachine:
     """A new VM ``name`` with the backed-up VM's image and size and one new volume per
-    backed-up disk, filled from the backup's files (checked first), charged to the
-    quota in the transaction that records it; started once its disks are written when
-    ``start``."""
+    backed-up disk, charged to the quota in the transaction that records it; its
+    provisioning task checks the backup's files (:func:`vm_restore_verify`), fills the
+    disks from them, and starts it when ``start``. The request itself only checks that
+    the backup is Ready and the quota: reading the files whole is the task's work."""
     tenant = backup.tenant
     authorize(actor=actor, tenant=tenant, permission="backup.restore", target=f"vm/{name}")
     authorize(actor=actor, tenant=tenant, permission="vm.create", target=f"vm/{name}")
@@ -256,7 +257,6 @@ def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> 
         disk_gib=spec.get("diskGiB"),
         restart_policy=spec.get("restartPolicy"),
     )
-    backup_verify(backup)
     uid = uuid.uuid4()
     try:
         with transaction.atomic():
@@ -356,6 +356,56 @@ def _disk_from_backup(actor, vm: VirtualMachine, backup: Backup, disk: dict) -> 
     )
     volume_services._publish(volume)
     return volume
+
+
+def vm_restore_verify(vm: VirtualMachine, backend) -> bool:
+    """The provisioning task's first step for a VM restored from a backup, before any
+    disk is written: every file of the backup checked (:func:`backup_problems`). True
+    when all is well (or the VM restores nothing). On a problem the restore fails: a
+    Warning event on the backup and on the VM naming each file, then the pending VM
+    and its volumes are removed as a delete would (quota released once: a redelivered
+    task finds no VM); returns False, and provisioning stops."""
+    pending = list(
+        Volume.objects.filter(
+            vm=vm, created_from=VolumeSource.BACKUP, phase=VolumePhase.PENDING
+        ).select_related("source_backup__tenant")
+    )
+    if not pending:
+        return True
+    backups = {v.source_backup_id: v.source_backup for v in pending if v.source_backup}
+    problems = [problem for backup in backups.values() for problem in backup_problems(backup)]
+    if any(v.source_backup is None for v in pending):
+        problems.append("The backup it is restored from was deleted.")
+    if not problems:
+        return True
+    text = " ".join(problems)
+    names = ", ".join(sorted(b.name for b in backups.values())) or "(deleted)"
+    for backup in backups.values():
+        _event(
+            backup,
+            "RestoreFailed",
+            f"Restore into {vm.name} failed: {text} The new VM was removed and its quota released.",
+            "Warning",
+        )
+    vm_services.vm_observe(
+        vm,
+        Phase.FAILED,
+        f"Restore from backup {names} failed: {text}",
+        reason="RestoreFailed",
+        event_type="Warning",
+        event_message=f"Restore from backup {names} failed: {text} The VM is removed and "
+        "its quota released.",
+    )
+    audit_record(
+        actor=None,
+        action="backup.restore",
+        tenant=vm.tenant,
+        target=f"vm/{vm.name}",
+        outcome=AuditOutcome.FAILED,
+        detail={"backups": sorted(b.name for b in backups.values()), "problems": problems},
+    )
+    vm_services.vm_finalize_delete(vm, backend)
+    return False
 
 
 def volume_from_backup(volume: Volume, backend):

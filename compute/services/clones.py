@@ -1,9 +1,11 @@
 """Clone a whole VM: a new VM with full copies of every disk of a stopped one.
 
-The clone has the source's size (vCPUs, memory, disk), image, restart policy, labels and
-node selector, a new name, and one new volume per disk of the source (root and data
-disks, same devices, sizes and formats) made by ``createXMLFrom`` in the same host's
-pool, so it runs on the source's host. It is independent: deleting the source (or its
+The clone has the source's image, restart policy, labels and node selector, a new name,
+and one new volume per disk of the source (root and data disks, same devices and formats)
+made by ``createXMLFrom`` in the same host's pool, so it runs on the source's host. Its
+size is the source's unless another is asked for: a flavor, vCPUs, memory, and a root
+disk at least as large as the source's (disks only grow; the copy is grown through the
+storage API's volume resize once it is made). It is independent: deleting the source (or its
 disks) leaves the clone whole. The source must be stopped, so its disks are copied in a
 consistent state without a guest agent, as for a snapshot.
 
@@ -22,7 +24,7 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext
 
 from compute.choices import DesiredState, Phase, VolumePhase, VolumeSource
-from compute.models import Host, Snapshot, VirtualMachine, Volume
+from compute.models import Flavor, Host, Snapshot, VirtualMachine, Volume
 from compute.scheduler import schedule
 from compute.services import snapshots as snapshot_services
 from compute.services import vms as vm_services
@@ -34,21 +36,38 @@ from tenants.services import actor_name, audit_record, authorize, quota_check, q
 
 
 def vm_clone(
-    *, actor, vm: VirtualMachine, name: str, start: bool = False, snapshot: str | None = None
+    *,
+    actor,
+    vm: VirtualMachine,
+    name: str,
+    start: bool = False,
+    snapshot: str | None = None,
+    flavor: Flavor | str | None = None,
+    vcpus=None,
+    memory_mib=None,
+    disk_gib=None,
 ) -> VirtualMachine:
     """A new VM ``name``, a full copy of the stopped ``vm`` and all its disks, charged
     to the quota; started once its disks are copied when ``start``. With ``snapshot``
     (the name of one of ``vm``'s snapshots, Ready) the disks are copied from that
-    snapshot instead, and ``vm`` may be in any phase (the snapshot is consistent)."""
+    snapshot instead, and ``vm`` may be in any phase (the snapshot is consistent).
+
+    The clone's size: ``vcpus`` and ``memory_mib`` when given, else ``flavor``'s, else
+    the source's; its root disk ``disk_gib`` GiB when given, else the flavor's disk when
+    larger than the source's root disk, else the source's. A root disk smaller than the
+    one copied is refused (``ValidationError`` on ``disk_gib``): disks only grow. The
+    copies are charged at their new size in the same transaction."""
     tenant = vm.tenant
     authorize(actor=actor, tenant=tenant, permission="vm.create", target=f"vm/{name}")
+    flavor_obj = _flavor(flavor)
+    asked_disk = disk_gib not in (None, "")
     image, vcpus, memory_mib, disk_gib = vm_services._validate_create(
         tenant=tenant,
         name=name,
         image=vm.image,
-        vcpus=vm.vcpus,
-        memory_mib=vm.memory_mib,
-        disk_gib=vm.disk_gib,
+        vcpus=_given(vcpus, flavor_obj.vcpus if flavor_obj else vm.vcpus),
+        memory_mib=_given(memory_mib, flavor_obj.memory_mib if flavor_obj else vm.memory_mib),
+        disk_gib=disk_gib if asked_disk else vm.disk_gib,
         restart_policy=vm.restart_policy,
     )
     uid = uuid.uuid4()
@@ -62,7 +81,11 @@ def vm_clone(
                 host_id = source.host_id
             # The copies are made in the pool of the source's host: the clone runs there.
             elsewhere = tuple(Host.objects.exclude(pk=host_id).values_list("pk", flat=True))
-            storage = sum(d.size_gib for d in disks)
+            root = _root_size(disks)
+            if not asked_disk and root is not None:
+                disk_gib = max(root, flavor_obj.disk_gib if flavor_obj else 0)
+            sizes = _grown_sizes(source, disks, root, disk_gib)
+            storage = sum(sizes)
             clone = pending_vm(
                 actor=actor,
                 tenant=tenant,
@@ -80,8 +103,10 @@ def vm_clone(
                 node_selector=dict(source.node_selector),
             )
             copies = [
-                _snapshot_copy(actor, clone, disk) if snapshot else _disk_copy(actor, clone, disk)
-                for disk in disks
+                _snapshot_copy(actor, clone, disk, size)
+                if snapshot
+                else _disk_copy(actor, clone, disk, size)
+                for disk, size in zip(disks, sizes, strict=True)
             ]
             audit_record(
                 actor=actor,
@@ -94,9 +119,13 @@ def vm_clone(
                     "disks": {c.device: c.source_name for c in copies},
                     "storage_gib": storage,
                     "host": clone.host.name,
+                    "size": {"vcpus": vcpus, "memory_mib": memory_mib, "disk_gib": disk_gib},
                 },
             )
             listed = ", ".join(f"{c.source_name} → {c.name}" for c in copies) or "no disks"
+            listed += f"; {vcpus} vCPU, {memory_mib} MiB"
+            if root is not None:
+                listed += f", root disk {disk_gib} GiB"
             if snapshot:
                 listed = f"from snapshot {snapshot}: {listed}"
             for who, text in ((source, f"Clone {name} requested"), (clone, "Accepted")):
@@ -125,6 +154,51 @@ def vm_clone(
         )
         raise
     return clone
+
+
+def _given(value, default):
+    """A size given by the caller, else ``default`` (``None`` and blank: not given)."""
+    return default if value is None or (isinstance(value, str) and not value.strip()) else value
+
+
+def _flavor(flavor) -> Flavor | None:
+    if flavor in (None, ""):
+        return None
+    found = flavor if isinstance(flavor, Flavor) else Flavor.objects.filter(name=flavor).first()
+    if found is None:
+        raise ValidationError(
+            gettext("Unknown flavor."), errors={"flavor": [gettext("Unknown flavor.")]}
+        )
+    return found
+
+
+def _is_root(disk) -> bool:
+    volume = disk.volume if isinstance(disk, Snapshot) else disk
+    return volume.device == volume_services.ROOT_DEVICE
+
+
+def _root_size(disks: list) -> int | None:
+    """The size of the root disk the clone copies (its snapshot's when from one);
+    ``None`` when the source has none (it boots a kernel and has data disks only)."""
+    return next((d.size_gib for d in disks if _is_root(d)), None)
+
+
+def _grown_sizes(source: VirtualMachine, disks: list, root: int | None, disk_gib: int) -> list[int]:
+    """The size of each copy: the data disks' as they are, the root disk ``disk_gib``;
+    ``ValidationError`` when that would shrink it, or when there is no root disk to
+    give another size."""
+    if root is None:
+        if disk_gib and disk_gib != source.disk_gib:
+            message = gettext("%(vm)s has no root disk: the clone's disk size cannot change.") % {
+                "vm": source.name
+            }
+            raise ValidationError(message, errors={"disk_gib": [message]})
+    elif disk_gib < root:
+        message = gettext(
+            "Disks only grow: the root disk of %(vm)s is %(old)s GiB; give %(old)s GiB or more."
+        ) % {"vm": source.name, "old": root}
+        raise ValidationError(message, errors={"disk_gib": [message]})
+    return [disk_gib if _is_root(d) else d.size_gib for d in disks]
 
 
 def pending_vm(
@@ -178,14 +252,15 @@ def pending_vm(
     )
 
 
-def _disk_copy(actor, clone: VirtualMachine, disk: Volume) -> Volume:
+def _disk_copy(actor, clone: VirtualMachine, disk: Volume, size_gib: int) -> Volume:
     """Inside the clone's transaction: the new volume that will hold a copy of
-    ``disk`` at the same device of ``clone``, charged its size."""
+    ``disk`` at the same device of ``clone``, charged ``size_gib`` (its size, or
+    larger: grown once copied)."""
     return _new_disk(
         actor,
         clone,
         disk,
-        size_gib=disk.size_gib,
+        size_gib=size_gib,
         created_from=VolumeSource.VOLUME,
         source_name=disk.name,
         host=disk.host,
@@ -193,14 +268,15 @@ def _disk_copy(actor, clone: VirtualMachine, disk: Volume) -> Volume:
     )
 
 
-def _snapshot_copy(actor, clone: VirtualMachine, snapshot: Snapshot) -> Volume:
+def _snapshot_copy(actor, clone: VirtualMachine, snapshot: Snapshot, size_gib: int) -> Volume:
     """Inside the clone's transaction: the new volume that will hold a copy of
-    ``snapshot`` at its disk's device of ``clone``, charged the snapshot's size."""
+    ``snapshot`` at its disk's device of ``clone``, charged ``size_gib`` (the
+    snapshot's size, or larger: grown once copied)."""
     return _new_disk(
         actor,
         clone,
         snapshot.volume,
-        size_gib=snapshot.size_gib,
+        size_gib=size_gib,
         created_from=VolumeSource.SNAPSHOT,
         source_name=f"{snapshot.volume.name}@{snapshot.name}",
         source_snapshot=snapshot,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -537,17 +537,23 @@ def _volume_make(volume: Volume, backend):
     if volume.created_from not in (VolumeSource.VOLUME, VolumeSource.SNAPSHOT):
         return backend.volume_create(volume_spec(volume))
     try:
-        return backend.volume_info(volume.pool, volume.backend_name)
+        info = backend.volume_info(volume.pool, volume.backend_name)
     except VolumeNotFound:
         if volume.phase != VolumePhase.PENDING:
             # Copied once already: copying the source again now would not bring back
             # what this disk held.
             raise BackendError(f"{volume.name}: its storage is gone from the host.") from None
-    return _copy_source(volume, backend)
+        info = _copy_source(volume, backend)
+    if volume.phase == VolumePhase.PENDING and info.capacity < volume.size_gib * GIB:
+        # A copy asked larger than its source (a clone to a bigger size): grown through
+        # the storage API once copied (again on a retry that finds it copied, not grown).
+        info = backend.volume_resize(volume.pool, volume.backend_name, volume.size_gib)
+    return info
 
 
 def _copy_source(volume: Volume, backend):
-    """Copy the volume (created_from ``volume`` or ``snapshot``) from its source."""
+    """Copy the volume (created_from ``volume`` or ``snapshot``) from its source, at
+    the source's size (:func:`_volume_make` grows it when it is asked larger)."""
     if volume.created_from == VolumeSource.SNAPSHOT:
         from compute.services.snapshots import snapshot_spec
 
@@ -560,7 +566,7 @@ def _copy_source(volume: Volume, backend):
             raise BackendError(f"{volume.name}: its source volume {volume.source_name} is gone.")
         source = volume_spec(volume.source_volume)
     try:
-        return backend.volume_clone(source, volume_spec(volume))
+        return backend.volume_clone(source, replace(volume_spec(volume), size_gib=source.size_gib))
     except VolumeNotFound as error:
         raise BackendError(str(error)) from None
 

@@ -21,6 +21,7 @@ from compute.services import hosts as host_services
 from compute.services import networks as network_services
 from compute.services import reconcile
 from compute.services import volumes as volume_services
+from compute.services.backups import vm_restore_verify
 from compute.services.readiness import vm_boot_begin, vm_ready_probe
 from compute.services.vms import vm_fail, vm_finalize_delete, vm_observe
 from compute.tasks.locks import Busy, task_lock
@@ -167,6 +168,8 @@ def _watch_ready(vm: VirtualMachine) -> None:
 
 def _provision(vm: VirtualMachine, backend) -> None:
     vm_observe(vm, Phase.PROVISIONING)
+    if not vm_restore_verify(vm, backend):
+        return  # restored from a bad backup: the VM is gone, its quota released
     volume_services.vm_volumes_prepare(vm, backend)
     network_services.vm_networks_prepare(vm, backend)
     backend_id = backend.define(reconcile.domain_spec(vm))

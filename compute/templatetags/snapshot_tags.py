@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from compute import selectors
 from compute.choices import Phase, SnapshotPhase
+from compute.forms import flavor_label
 from compute.services import snapshots as snapshot_services
 from tenants import selectors as tenant_selectors
 
@@ -74,6 +75,8 @@ def vm_clone_card(context, vm):
         "vm": vm,
         "stopped": vm.phase == Phase.STOPPED,
         "storage_gib": sum(v.size_gib for v in disks if v.local),
+        "root_gib": next((v.size_gib for v in disks if v.local and v.is_root), None),
+        "flavors": [(f.name, flavor_label(f)) for f in selectors.flavors()],
         "snapshots": [
             g for g in snapshot_services.vm_snapshots(vm) if g.phase == SnapshotPhase.READY
         ],

@@ -427,3 +427,55 @@ def test_a_running_vm_is_cloned_from_its_snapshot_and_a_bad_snapshot_changes_not
     (copy,) = Volume.objects.filter(vm__name="web2")
     assert (copy.device, copy.source_name, copy.created_from) == ("vdb", "data1@s1", "snapshot")
     assert used_storage(world.acme) == used + 5
+
+
+def stopped_vm_with_root(world, name="big1") -> VirtualMachine:
+    from compute.services import vms as vm_services
+
+    vm = vm_services.vm_create(
+        actor=None,
+        tenant=world.acme,
+        name=name,
+        image="tiny",
+        vcpus=1,
+        memory_mib=256,
+        disk_gib=2,
+        start=False,
+    )
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.STOPPED)
+    Volume.objects.filter(vm=vm).update(phase=VolumePhase.ATTACHED)
+    return VirtualMachine.objects.get(pk=vm.pk)
+
+
+def test_a_vm_is_cloned_to_another_size_and_a_smaller_disk_is_a_400(world, api, flavors):
+    stopped_vm_with_root(world)
+    client = api(world.bob)
+    url = f"{VM_BASE}big1/clone/"
+    used = used_storage(world.acme)
+    smaller = problem(client.post(url, {"name": "big2", "diskGiB": 1}, format="json"), 400)
+    assert "Disks only grow" in smaller["errors"]["diskGiB"][0]
+    unknown = problem(client.post(url, {"name": "big2", "flavor": "huge"}, format="json"), 400)
+    assert "flavor" in unknown["errors"]
+    bad = problem(client.post(url, {"name": "big2", "vcpus": 0}, format="json"), 400)
+    assert "vcpus" in bad["errors"]
+    assert not VirtualMachine.objects.filter(name="big2").exists()
+    assert used_storage(world.acme) == used
+
+    response = client.post(
+        url, {"name": "big2", "flavor": "small", "memoryMiB": 768, "diskGiB": 6}, format="json"
+    )
+    assert response.status_code == 202, response.content
+    spec = response.json()["spec"]
+    assert (spec["vcpus"], spec["memoryMiB"], spec["diskGiB"]) == (1, 768, 6)
+    (root,) = Volume.objects.filter(vm__name="big2")
+    assert (root.device, root.size_gib, root.source_name) == ("vda", 6, "big1-root")
+    assert used_storage(world.acme) == used + 6
+
+
+def test_a_vm_without_a_root_disk_keeps_its_disk_size_in_a_clone(world, api):
+    stopped_vm_with_disk(world)
+    response = api(world.bob).post(
+        f"{VM_BASE}web1/clone/", {"name": "web2", "diskGiB": 4}, format="json"
+    )
+    assert "no root disk" in problem(response, 400)["errors"]["diskGiB"][0]
+    assert not VirtualMachine.objects.filter(name="web2").exists()

@@ -150,3 +150,40 @@ def test_a_snapshot_restores_what_the_guest_wrote_and_a_clone_outlives_its_sourc
     with pytest.raises(libvirt.libvirtError):
         _volume(node1, volume.backend_name)
     assert read_head(node1, clone.backend_name, len(original)) == original.encode()
+
+
+def test_a_vm_cloned_to_a_bigger_disk_boots_and_its_guest_sees_the_grown_disk(
+    demo,
+    node1,  # noqa: F811
+    pool_cleanup,  # noqa: F811
+    celery_worker,
+):
+    from compute.services import clones
+
+    name = f"qg-{secrets.token_hex(3)}"
+    vm = vm_services.vm_create(
+        actor=demo.bob,
+        tenant=demo.acme,
+        name=name,
+        image="tiny",
+        vcpus=1,
+        memory_mib=256,
+        disk_gib=1,
+        start=False,
+    )
+    vm = wait_phase(vm, Phase.STOPPED, timeout=300)
+    clone = clones.vm_clone(
+        actor=demo.bob, vm=vm, name=f"{name}-big", disk_gib=2, memory_mib=320, start=True
+    )
+    clone = wait_ready(
+        wait_phase(clone, Phase.RUNNING, timeout=300), timeout=GUEST_BOOT_TIMEOUT * 3
+    )
+    root = Volume.objects.get(vm=clone)
+    assert (root.size_gib, root.capacity_gib) == (2, 2)
+    # Grown through the storage API on the host; the source's disk is as it was.
+    assert _volume(node1, root.backend_name).info()[1] == 2 * 1024**3
+    assert _volume(node1, Volume.objects.get(vm=vm).backend_name).info()[1] == 1024**3
+    # The guest sees a 2 GiB vda (in 512-byte sectors).
+    guest_of(clone).until("cat /sys/block/vda/size > /dev/ttyS0", str(2 * 1024**3 // 512))
+    vm_services.vm_action(actor=demo.bob, vm=clone, action="force-stop")
+    wait_phase(clone, Phase.STOPPED, timeout=300)

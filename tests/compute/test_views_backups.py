@@ -7,7 +7,6 @@ import pytest
 
 from compute.choices import BackupPhase
 from compute.models import Backup, VirtualMachine
-from compute.services import backups as backup_services
 from tests.compute.test_api_backups import make_backup, snapshotted
 from tests.compute.test_views_volumes import client_for
 
@@ -53,18 +52,12 @@ def test_back_up_from_the_vm_page_asks_for_a_name_then_starts_the_export(world):
 
 
 def test_restore_to_a_new_vm_and_refusals_change_nothing(world):
-    backup = make_backup(world)
+    make_backup(world)
     bob = client_for(world.bob)
     url = f"{PAGE}b1/restore/"
     assert bob.get(url).status_code == 200
     taken = bob.post(url, {"name": "web1"})
     assert taken.status_code == 400 and VirtualMachine.objects.count() == 1
-    path = backup_services.disk_path(backup, backup.disks[0])
-    data = path.read_bytes()
-    path.write_bytes(data[:-1] + b"!")
-    corrupt = bob.post(url, {"name": "back1"}, follow=True)
-    assert "is corrupt" in corrupt.content.decode() and VirtualMachine.objects.count() == 1
-    path.write_bytes(data)
     done = bob.post(url, {"name": "back1"})
     assert done.status_code == 302 and done["Location"] == "/t/acme/vms/back1/"
     assert VirtualMachine.objects.filter(name="back1").exists()

@@ -8,7 +8,11 @@ import pytest
 from compute.choices import Phase, SnapshotPhase, VolumePhase
 from compute.models import Snapshot, SnapshotSchedule, VirtualMachine, Volume
 from compute.services import snapshots as snapshot_services
-from tests.compute.test_api_snapshots import make_snapshot, stopped_vm_with_disk
+from tests.compute.test_api_snapshots import (
+    make_snapshot,
+    stopped_vm_with_disk,
+    stopped_vm_with_root,
+)
 from tests.compute.test_api_volumes import make_vm, make_volume, used_storage
 from tests.compute.test_views_volumes import client_for
 
@@ -265,3 +269,21 @@ def test_the_clone_card_clones_a_running_vm_from_a_ready_snapshot(world):
     missing = bob.post(f"{VM_PAGE}clone/", {"name": "web3", "snapshot": "nope"}, follow=True)
     assert b"not found" in missing.content
     assert not VirtualMachine.objects.filter(name="web3").exists()
+
+
+def test_the_clone_form_takes_another_size_and_refuses_a_smaller_disk(world, flavors):
+    stopped_vm_with_root(world, name="web1")
+    bob = client_for(world.bob)
+    html = bob.get(VM_PAGE).content.decode()
+    form = html.split('data-testid="vm-clone-form"')[1].split("</form>")[0]
+    assert '<option value="medium">' in form and 'min="2"' in form
+    smaller = bob.post(f"{VM_PAGE}clone/", {"name": "web2", "disk_gib": "1"}, follow=True)
+    assert b"Disks only grow" in smaller.content
+    assert not VirtualMachine.objects.filter(name="web2").exists()
+    response = bob.post(
+        f"{VM_PAGE}clone/", {"name": "web2", "flavor": "medium", "vcpus": "", "disk_gib": "12"}
+    )
+    assert response["Location"] == "/t/acme/vms/web2/"
+    clone = VirtualMachine.objects.get(name="web2")
+    assert (clone.vcpus, clone.memory_mib, clone.disk_gib) == (2, 1024, 12)
+    assert clone.volumes.get().size_gib == 12

@@ -322,3 +322,34 @@ def test_bob_clones_his_running_vm_from_one_of_its_snapshots(
     expect(detail.get_by_test_id("phase").first).to_have_text("Stopped", timeout=PHASE_TIMEOUT)
     expect(page.get_by_test_id("vm-volume-web-1-then-root")).to_contain_text("Attached")
     axe(page)
+
+
+def test_bob_clones_his_stopped_vm_to_a_bigger_size(
+    demo, make_host, tiny_image, flavors, celery_worker, live_url, new_page, axe
+):
+    make_host("node-a")
+    vm_with_disk(demo, Phase.STOPPED)
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vms/web-1/")
+    card = page.get_by_test_id("vm-clone-card")
+    form = card.get_by_test_id("vm-clone-form")
+    disk = form.get_by_test_id("vm-clone-disk")
+    # The root disk can only grow: the field starts at the source's 1 GiB.
+    expect(disk).to_have_attribute("min", "1")
+    expect(disk).to_have_attribute("placeholder", "1")
+    form.get_by_label("New VM name").fill("web-big")
+    form.get_by_test_id("vm-clone-flavor").select_option("medium")
+    disk.fill("12")
+    axe(page)
+    form.get_by_role("button", name="Clone VM").click()
+    page.wait_for_url(f"{live_url}/t/acme/vms/web-big/")
+    expect(page.get_by_test_id("messages")).to_contain_text("Cloning web-1 into web-big")
+    detail = page.get_by_test_id("vm-detail")
+    expect(detail.get_by_test_id("phase").first).to_have_text("Stopped", timeout=PHASE_TIMEOUT)
+    expect(detail).to_contain_text("2 vCPU")
+    root = page.get_by_test_id("vm-volume-web-big-root")
+    expect(root).to_contain_text("Attached")
+    expect(root).to_contain_text("12 GiB")
+    axe(page)
+    page.screenshot(path=str(ARTIFACTS / "vm-clone-bigger-bob.png"), full_page=True)

@@ -1,7 +1,8 @@
 """Backups on libvirt's test driver through a real Celery worker: a VM snapshot is
 exported to the backup directory (a file per disk, its sha256 recorded, progress to
-100 %), restored into a new VM charged to the quota, refused with nothing created when
-a file is missing or corrupt, and deleted (admin only, audited, files removed)."""
+100 %), restored into a new VM charged to the quota (a missing or corrupt file fails the
+restore in its task: the new VM goes, its quota released once), and deleted (admin
+only, audited, files removed)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from compute.models import Backup, Snapshot, VirtualMachine, Volume
 from compute.services import backups as backup_services
 from compute.services import snapshots as snapshot_services
 from compute.services import vms as vm_services
+from compute.tasks.libvirt import vm_provision
+from monitoring.models import Event
 from portal.exceptions import Conflict, NotFound, PermissionDenied, ValidationError
-from tenants.models import AuditLog
+from tenants.models import AuditLog, Quota, Reservation
 from tests.compute.services.test_snapshots import wait_snapshot
 from tests.compute.services.test_vm_lifecycle import wait_phase
 from tests.compute.services.test_volumes import running_vm, used_storage
@@ -81,7 +84,12 @@ def test_a_vm_snapshot_is_exported_with_checksums_and_restored_into_a_new_vm(
     assert AuditLog.objects.filter(action="backup.restore", target="vm/back1").exists()
 
 
-def test_a_missing_or_corrupt_backup_file_is_refused_and_nothing_is_created(
+def quota_used(tenant) -> tuple:
+    quota = Quota.objects.get(tenant=tenant)
+    return (quota.used_cpu, quota.used_memory, quota.used_storage, quota.used_vms)
+
+
+def test_a_corrupt_backup_file_fails_the_restore_in_its_task_and_the_new_vm_goes(
     demo, make_host, tiny_image, celery_worker, backup_dir
 ):
     make_host()
@@ -90,20 +98,46 @@ def test_a_missing_or_corrupt_backup_file_is_refused_and_nothing_is_created(
     vms, volumes, used = (
         VirtualMachine.objects.count(),
         Volume.objects.count(),
-        used_storage(demo.acme),
+        quota_used(demo.acme),
     )
     with path.open("r+b") as file:
         file.seek(100)
         file.write(b"rot")
-    with pytest.raises(Conflict) as corrupt:
-        backup_services.backup_restore(actor=demo.bob, backup=backup, name="back1")
-    assert "corrupt" in corrupt.value.message
-    path.unlink()
-    with pytest.raises(Conflict) as missing:
-        backup_services.backup_restore(actor=demo.bob, backup=backup, name="back1")
-    assert "missing" in missing.value.message
+    # The request reads no file: it checks the backup is Ready and the quota, and
+    # accepts; the new VM is charged at once.
+    vm = backup_services.backup_restore(actor=demo.bob, backup=backup, name="back1", start=True)
+    assert quota_used(demo.acme) != used
+    refs = [f"vm:{vm.uid}", *(f"volume:{v.uid}" for v in Volume.objects.filter(vm=vm))]
+    # The task finds the file corrupt before writing any disk: the restore fails with a
+    # Warning naming it, and the VM and its volume are gone with their quota.
+    wait_for(lambda: not VirtualMachine.objects.filter(pk=vm.pk).exists(), 30, message="kept")
+    warning = Event.objects.get(kind="backup", name="b1", reason="RestoreFailed")
+    assert warning.type == "Warning"
+    assert "vda.qcow2 is corrupt (its sha256 does not match)" in warning.message
+    assert "back1" in warning.message
+    assert Event.objects.filter(
+        kind="vm", name="back1", type="Warning", reason="RestoreFailed"
+    ).exists()
     assert VirtualMachine.objects.count() == vms and Volume.objects.count() == volumes
-    assert used_storage(demo.acme) == used
+    assert quota_used(demo.acme) == used
+    # Released exactly once: each reservation closed one time; a redelivered task
+    # (the same message again) finds no VM and releases nothing more.
+    assert Reservation.objects.filter(ref__in=refs, released__isnull=False).count() == 2
+    vm_provision.apply(args=(vm.pk,))
+    assert quota_used(demo.acme) == used
+    assert AuditLog.objects.filter(
+        action="backup.restore", target="vm/back1", outcome="failed"
+    ).exists()
+    assert Backup.objects.get(pk=backup.pk).phase == BackupPhase.READY
+
+    # A missing file likewise, named.
+    path.unlink()
+    vm = backup_services.backup_restore(actor=demo.bob, backup=backup, name="back2")
+    wait_for(lambda: not VirtualMachine.objects.filter(pk=vm.pk).exists(), 30, message="kept")
+    assert Event.objects.filter(
+        kind="backup", reason="RestoreFailed", message__contains="vda.qcow2 is missing"
+    ).exists()
+    assert quota_used(demo.acme) == used
 
 
 def test_bad_backup_input_and_roles_change_nothing(

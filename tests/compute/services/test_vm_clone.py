@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import pytest
 
+from compute.backends.libvirt.backend import shared_connection
 from compute.choices import Phase, VolumePhase, VolumeSource
 from compute.models import VirtualMachine, Volume
 from compute.services import clones
 from compute.services import vms as vm_services
 from compute.services import volumes as volume_services
+from compute.services.volumes import GIB
 from monitoring.models import Event
 from portal.exceptions import Conflict, NotFound, PermissionDenied, QuotaExceeded, ValidationError
 from tenants.models import AuditLog, Quota
 from tests.compute.services.test_vm_lifecycle import wait_phase
-from tests.compute.services.test_volumes import pool_volumes, used_storage, wait_volume
+from tests.compute.services.test_volumes import POOL, pool_volumes, used_storage, wait_volume
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.libvirt_test_driver
@@ -147,3 +149,59 @@ def test_a_running_vm_is_cloned_from_one_of_its_snapshots(
     with pytest.raises(Conflict):
         clones.vm_clone(actor=demo.bob, vm=vm, name="web3", snapshot="s2")
     assert not VirtualMachine.objects.filter(name="web3").exists()
+
+
+def test_a_clone_gets_another_size_and_a_root_disk_grown_by_the_storage_api(
+    demo, make_host, tiny_image, flavors, celery_worker
+):
+    host = make_host()
+    vm = stopped_vm_with_two_disks(demo)
+    assert used_storage(demo.acme) == 5
+    clone = clones.vm_clone(actor=demo.bob, vm=vm, name="web2", flavor="medium", vcpus=3)
+    # Charged at once for the new size: 3 vCPUs (explicit beats the flavor), the
+    # flavor's memory, its 10 GiB root disk (larger than the source's 2) and the 3 GiB copy.
+    quota = Quota.objects.get(tenant=demo.acme)
+    assert (quota.used_cpu, quota.used_memory, quota.used_storage) == (4, 1280, 18)
+    clone = wait_phase(clone, Phase.STOPPED)
+    assert (clone.vcpus, clone.memory_mib, clone.disk_gib) == (3, 1024, 10)
+    copies = {
+        v.device: wait_volume(v, VolumePhase.ATTACHED) for v in Volume.objects.filter(vm=clone)
+    }
+    assert (copies["vda"].size_gib, copies["vda"].capacity_gib) == (10, 10)
+    assert (copies["vdb"].size_gib, copies["vdb"].capacity_gib) == (3, 3)
+    # The pool's file has the new capacity; the source's root disk is as it was.
+    pool = shared_connection(host.uri).storagePoolLookupByName(POOL)
+    assert pool.storageVolLookupByName(copies["vda"].backend_name).info()[1] == 10 * GIB
+    source_root = Volume.objects.get(name="web1-root")
+    assert pool.storageVolLookupByName(source_root.backend_name).info()[1] == 2 * GIB
+    audit = AuditLog.objects.get(action="vm.clone", target="vm/web2")
+    assert audit.detail["size"] == {"vcpus": 3, "memory_mib": 1024, "disk_gib": 10}
+    assert audit.detail["storage_gib"] == 13
+
+    # A flavor's disk smaller than the source's root is no shrink: the root keeps its size.
+    small = clones.vm_clone(actor=demo.bob, vm=vm, name="web3", flavor="small", disk_gib=None)
+    assert (small.vcpus, small.memory_mib, small.disk_gib) == (1, 512, 2)
+    wait_phase(small, Phase.STOPPED)
+    assert Volume.objects.get(vm=small, device="vda").capacity_gib == 2
+
+
+def test_a_smaller_root_disk_or_a_bad_size_is_refused_and_changes_nothing(
+    demo, make_host, tiny_image, flavors, celery_worker
+):
+    make_host()
+    vm = stopped_vm_with_two_disks(demo)
+    before = (VirtualMachine.objects.count(), Volume.objects.count(), used_storage(demo.acme))
+    with pytest.raises(ValidationError) as smaller:
+        clones.vm_clone(actor=demo.bob, vm=vm, name="web2", disk_gib=1)
+    assert "Disks only grow" in smaller.value.errors["disk_gib"][0]
+    with pytest.raises(ValidationError) as flavor:
+        clones.vm_clone(actor=demo.bob, vm=vm, name="web2", flavor="huge")
+    assert "flavor" in flavor.value.errors
+    with pytest.raises(ValidationError) as vcpus:
+        clones.vm_clone(actor=demo.bob, vm=vm, name="web2", vcpus=0, memory_mib="lots")
+    assert {"vcpus", "memory_mib"} <= set(vcpus.value.errors)
+    Quota.objects.filter(tenant=demo.acme).update(storage=12)
+    with pytest.raises(QuotaExceeded):
+        clones.vm_clone(actor=demo.bob, vm=vm, name="web2", disk_gib=8)  # 5 + 8 + 3 > 12
+    after = (VirtualMachine.objects.count(), Volume.objects.count(), used_storage(demo.acme))
+    assert after == before
