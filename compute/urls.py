@@ -23,6 +23,7 @@ from compute import (  # live migration
     pool_views,
     security_group_api,
     security_group_views,
+    service_api,
     snapshot_api,
     snapshot_views,
     views,
@@ -259,6 +260,16 @@ network_api_urls = [
         "tenants/<slug:tenant>/securitygroups/<slug:name>/",
         security_group_api.GroupDetailView.as_view(),
         name="securitygroup-api-detail",
+    ),
+    path(
+        "tenants/<slug:tenant>/services/",
+        service_api.ServiceListView.as_view(),
+        name="service-api-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/services/<slug:name>/",
+        service_api.ServiceDetailView.as_view(),
+        name="service-api-detail",
     ),
 ]
 
