@@ -129,6 +129,10 @@ class Service(Resource):
     def deleting(self) -> bool:
         return self.phase == ServicePhase.DELETING
 
+    @property
+    def ready_count(self) -> int:
+        return sum(1 for member in self.endpoints or [] if member.get("ready"))
+
     def selects(self, labels: dict | None) -> bool:
         """Whether an object with ``labels`` is a member (an empty selector selects
         nothing, unlike Kubernetes' "everything")."""

@@ -327,6 +327,32 @@ ENDPOINTS = [
         done=spare_group_deleted,
         redirect="/t/{tenant}/securitygroups/",
     ),
+    Endpoint("service-list", "web", "get", "/t/{tenant}/services/", "read", 200),
+    Endpoint(
+        "service-list:post",
+        "web",
+        "post",
+        "/t/{tenant}/services/",
+        "operate",
+        302,
+        data={"name": "made", "service_type": "ClusterIP", "selector": "app=web", "port": "80"}
+        | {"protocol": "TCP"},
+        audit="service.create",
+        done=service_created,
+        redirect="/t/{tenant}/services/made/",
+    ),
+    Endpoint("service-detail", "web", "get", "/t/{tenant}/services/spare/", "read", 200),
+    Endpoint(
+        "service-delete",
+        "web",
+        "post",
+        "/t/{tenant}/services/spare/delete/",
+        "operate",
+        302,
+        audit="service.delete",
+        done=spare_service_deleting,
+        redirect="/t/{tenant}/services/",
+    ),
     # --- API ---
     Endpoint("api-schema", "api", "get", "/api/v1/schema/", "public", 200),
     Endpoint(

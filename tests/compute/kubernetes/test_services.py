@@ -43,13 +43,23 @@ def slice_members(kube, tenant, name: str) -> dict:
     }
 
 
-def test_a_service_lists_a_ready_pod_and_a_running_vm_and_drops_the_vm_when_it_stops(
-    make_tenant, kube, make_host, tiny_image, celery_worker, watcher
-):
-    tenant = make_tenant()
-    make_host("node-a")
-    # A VM labelled app=web on a network of the tenant (the address is its lease).
-    network_services.network_create(actor=None, tenant=tenant, name="lab", cidr="10.77.0.0/24")
+def workload(tenant, name: str, labels: dict) -> None:
+    workload_services.workload_create(
+        actor=None,
+        tenant=tenant,
+        name=name,
+        image="registry.invalid/isotope/web:1",
+        replicas=1,
+        cpu_request="100m",
+        memory_request="32Mi",
+        labels=labels,
+    )
+
+
+def web_members(tenant, cidr: str):
+    """A VM labelled app=web on a network of ``tenant`` (its address is the lease the
+    test driver answers) and a one-pod workload labelled app=web; returns the VM."""
+    network_services.network_create(actor=None, tenant=tenant, name="lab", cidr=cidr)
     vm = vm_services.vm_create(
         actor=None,
         tenant=tenant,
@@ -60,26 +70,17 @@ def test_a_service_lists_a_ready_pod_and_a_running_vm_and_drops_the_vm_when_it_s
         labels={"app": "web"},
         networks=["lab"],
     )
-    workload_services.workload_create(
-        actor=None,
-        tenant=tenant,
-        name="pods-web",
-        image="registry.invalid/isotope/web:1",
-        replicas=1,
-        cpu_request="100m",
-        memory_request="32Mi",
-        labels={"app": "web"},
-    )
-    workload_services.workload_create(
-        actor=None,
-        tenant=tenant,
-        name="other",
-        image="registry.invalid/isotope/web:1",
-        replicas=1,
-        cpu_request="100m",
-        memory_request="32Mi",
-        labels={"app": "db"},
-    )
+    workload(tenant, "pods-web", {"app": "web"})
+    return vm
+
+
+def test_a_service_lists_a_ready_pod_and_a_running_vm_and_drops_the_vm_when_it_stops(
+    make_tenant, kube, make_host, tiny_image, celery_worker, watcher
+):
+    tenant = make_tenant()
+    make_host("node-a")
+    vm = web_members(tenant, "10.77.0.0/24")
+    workload(tenant, "other", {"app": "db"})
     service = service_services.service_create(
         actor=None,
         tenant=tenant,
