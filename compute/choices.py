@@ -304,3 +304,23 @@ class AutoscalerMetric(models.TextChoices):
     CPU = "cpu", _("CPU utilisation (% of the vCPUs)")
     # xgettext:no-python-format
     MEMORY = "memory", _("Memory utilisation (% of the memory)")
+
+
+class ServicePhase(models.TextChoices):
+    """A Service is ``Pending`` until its objects are on the cluster, ``Ready`` once
+    its Service and EndpointSlice are there (whatever the number of members),
+    ``Failed`` when the cluster refused them (``message`` says why), ``Deleting``."""
+
+    PENDING = "Pending"
+    READY = "Ready"
+    FAILED = "Failed"
+    DELETING = "Deleting"
+
+
+# A Service's types: a workload's choices without "no service".
+SERVICE_TYPES = [(value, label) for value, label in ServiceType.choices if value]
+
+
+class PortProtocol(models.TextChoices):
+    TCP = "TCP"
+    UDP = "UDP"

@@ -18,6 +18,7 @@ from compute.models import (
     Network,
     NetworkInterface,
     SecurityGroup,
+    Service,
     Snapshot,
     VirtualMachine,
     Volume,
@@ -395,6 +396,28 @@ def security_group_get(user, tenant: Tenant, name: str, *, lock: bool = False) -
     if group is None:
         raise NotFound(f"Security group {name!r} not found in {tenant.slug}.")
     return group
+
+
+def services_for_tenant(user, tenant: Tenant) -> QuerySet[Service]:
+    """The tenant's Services that ``user`` may see, by name."""
+    return (
+        restrict(user, "service.view", Service.objects.filter(tenant=tenant))
+        .select_related("tenant")
+        .order_by("name")
+    )
+
+
+def service_get(user, tenant: Tenant, name: str, *, lock: bool = False) -> Service:
+    """The Service ``name`` of ``tenant``: ``NotFound`` when the user cannot see it."""
+    queryset = restrict(
+        user, "service.view", Service.objects.filter(tenant=tenant, name=name)
+    ).select_related("tenant", "cluster")
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    service = queryset.first()
+    if service is None:
+        raise NotFound(f"Service {name!r} not found in {tenant.slug}.")
+    return service
 
 
 def vm_nics(user, vm: VirtualMachine) -> QuerySet[NetworkInterface]:

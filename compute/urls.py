@@ -23,6 +23,8 @@ from compute import (  # live migration
     pool_views,
     security_group_api,
     security_group_views,
+    service_api,
+    service_views,
     snapshot_api,
     snapshot_views,
     views,
@@ -211,6 +213,9 @@ network_pages = [
     path("networks/<slug:name>/delete/", network_views.network_delete, name="network-delete"),
     path("vms/<slug:name>/nics/", network_views.nic_add, name="vm-nic-add"),
     path("vms/<slug:name>/nics/<slug:nic>/remove/", network_views.nic_remove, name="vm-nic-remove"),
+    path("services/", service_views.service_list, name="service-list"),
+    path("services/<slug:name>/", service_views.service_detail, name="service-detail"),
+    path("services/<slug:name>/delete/", service_views.service_delete, name="service-delete"),
     path("securitygroups/", security_group_views.group_list, name="securitygroup-list"),
     path(
         "securitygroups/<slug:name>/",
@@ -259,6 +264,16 @@ network_api_urls = [
         "tenants/<slug:tenant>/securitygroups/<slug:name>/",
         security_group_api.GroupDetailView.as_view(),
         name="securitygroup-api-detail",
+    ),
+    path(
+        "tenants/<slug:tenant>/services/",
+        service_api.ServiceListView.as_view(),
+        name="service-api-list",
+    ),
+    path(
+        "tenants/<slug:tenant>/services/<slug:name>/",
+        service_api.ServiceDetailView.as_view(),
+        name="service-api-detail",
     ),
 ]
 

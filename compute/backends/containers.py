@@ -91,6 +91,47 @@ class GroupPolicySpec:
 
 
 @dataclass(frozen=True)
+class ServicePort:
+    name: str
+    protocol: str
+    """``TCP`` or ``UDP``."""
+    port: int
+    target_port: int
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One member of a load-balanced service: a pod (``kind`` ``Pod``, named by a
+    targetRef) or a VM (``VirtualMachine``, named by the endpoint's hostname)."""
+
+    kind: str
+    name: str
+    address: str
+    ready: bool
+
+
+@dataclass(frozen=True)
+class LoadBalancerSpec:
+    """An Isotope Service: a Kubernetes Service without a selector and the one
+    EndpointSlice that lists its members (kept by Isotope, not the cluster)."""
+
+    tenant: str
+    namespace: str
+    name: str
+    service_type: str
+    ports: tuple[ServicePort, ...]
+    endpoints: tuple[Endpoint, ...] = ()
+    portal_uid: str = ""
+
+
+@dataclass(frozen=True)
+class LoadBalancerStatus:
+    cluster_ip: str
+    node_ports: dict[str, int] = field(default_factory=dict)
+    """Port name → the node port the cluster allocated (NodePort)."""
+
+
+@dataclass(frozen=True)
 class ProvisionReport:
     """What ``ensure_tenant`` did, object by object (``Kind/name``)."""
 
@@ -179,6 +220,8 @@ class PodInfo:
     terminating: bool = False
     reason: str = ""
     """Why a container waits or ended (e.g. ImagePullBackOff), when it does."""
+    ip: str = ""
+    """The pod's IPv4 address (``status.podIP``), once it has one."""
 
 
 @dataclass(frozen=True)
@@ -255,6 +298,16 @@ class ContainerBackend(ABC):
         others of Isotope's removed); the default-deny and the namespace's fixed
         policies are left alone. Returns the policy names."""
         raise BackendError("This cluster's backend has no security group policies.")
+
+    # --- Load-balanced services (optional: ``capabilities["load_balancers"]``) --------
+    def load_balancer_apply(self, spec: LoadBalancerSpec) -> LoadBalancerStatus:
+        """Make the Service and its EndpointSlice exactly ``spec`` (idempotent) and
+        return what the cluster allocated. Raises QuotaRefused, BackendError."""
+        raise BackendError("This cluster's backend has no load-balanced services.")
+
+    def load_balancer_delete(self, namespace: str, name: str) -> bool:
+        """Ask for the Service and its EndpointSlice to go. True while either exists."""
+        raise BackendError("This cluster's backend has no load-balanced services.")
 
     # --- Volume claims (optional: ``capabilities["volume_claims"]``) ------------------
     def claim_apply(self, spec: ClaimSpec) -> None:

@@ -1,5 +1,5 @@
 """Compute models: hosts, images, flavors, virtual machines, VM pools, volumes,
-idempotency keys, migrations, networks."""
+idempotency keys, migrations, networks, services."""
 
 from compute.models.backups import Backup
 from compute.models.console import ConsoleTicket
@@ -10,6 +10,7 @@ from compute.models.kubernetes import KubernetesCluster, TenantNamespace, Worklo
 from compute.models.migrations import HostDrain, Migration, MigrationPolicy
 from compute.models.networks import Network, NetworkInterface, SecurityGroup, SecurityGroupRule
 from compute.models.pools import Autoscaler, VMPool
+from compute.models.services import Service
 from compute.models.snapshots import Snapshot, SnapshotSchedule
 from compute.models.vms import VirtualMachine
 from compute.models.volumes import Volume
@@ -30,6 +31,7 @@ __all__ = [
     "NetworkInterface",
     "SecurityGroup",
     "SecurityGroupRule",
+    "Service",
     "Snapshot",
     "SnapshotSchedule",
     "TenantNamespace",

@@ -897,7 +897,10 @@ def _publish(network: Network) -> None:
 
 
 def _publish_nic(nic: NetworkInterface) -> None:
+    from compute.services.load_balancers import vm_changed
+
     resource_publish(tenant=nic.tenant, kind="nic", name=_live_name(nic), data=nic_state(nic))
+    vm_changed(nic.vm)  # its addresses are Service endpoints when the VM is a member
 
 
 def _vm_event(vm: VirtualMachine, *, reason: str, message: str, type: str = "Normal") -> None:

@@ -677,9 +677,11 @@ def vm_finalize_delete(vm: VirtualMachine, backend) -> None:
             message="Deleted; its quota was released." if released else "Deleted.",
         )
         resource_forget(tenant=vm.tenant, kind="vm", name=vm.name)
+        from compute.services.load_balancers import vm_changed
         from compute.services.pools import member_changed
 
         member_changed(vm)
+        vm_changed(vm)
 
 
 def vm_state(vm: VirtualMachine) -> dict:
@@ -699,10 +701,12 @@ def vm_state(vm: VirtualMachine) -> dict:
 
 
 def _publish(vm: VirtualMachine) -> None:
+    from compute.services.load_balancers import vm_changed
     from compute.services.pools import member_changed
 
     resource_publish(tenant=vm.tenant, kind="vm", name=vm.name, data=vm_state(vm))
     member_changed(vm)  # a pool member's state is its pool's too
+    vm_changed(vm)  # and a Service's member's, its Services' endpoints
 
 
 def _enqueue(task_name: str, vm_id: int, **kwargs) -> None:

@@ -838,19 +838,25 @@ def workload_seen_pod(
             )
         if workload is None:
             return None
+        before = next((p for p in workload.pods if p.get("name") == info.name), None)
         pods = [p for p in workload.pods if p.get("name") != info.name]
+        entry = None
         if not deleted:
-            pods.append(
-                {
-                    "name": info.name,
-                    "phase": "Terminating" if info.terminating else info.phase,
-                    "node": info.node,
-                    "restarts": info.restarts,
-                    "ready": info.ready,
-                    "reason": info.reason,
-                }
-            )
+            entry = {
+                "name": info.name,
+                "phase": "Terminating" if info.terminating else info.phase,
+                "node": info.node,
+                "restarts": info.restarts,
+                "ready": info.ready,
+                "reason": info.reason,
+                "ip": info.ip,
+            }
+            pods.append(entry)
         pods.sort(key=lambda p: p["name"])
+        if _serving(before) != _serving(entry):
+            from compute.services.load_balancers import workload_changed
+
+            workload_changed(workload)  # a Service's endpoints follow its pods
         if workload.kind != WorkloadKind.POD:
             workload_observe(workload, workload.phase, workload.message, pods=pods)
         elif deleted:
@@ -871,6 +877,13 @@ def workload_seen_pod(
                 available_replicas=int(info.ready),
             )
     return workload
+
+
+def _serving(pod: dict | None) -> tuple:
+    """What of a pod a Service's endpoint shows (its address, phase and readiness)."""
+    if pod is None:
+        return ()
+    return (pod.get("ip") or "", pod.get("phase"), bool(pod.get("ready")))
 
 
 def _vanished(workload: Workload, what: str, **fields) -> None:

@@ -23,8 +23,9 @@ from django.utils import timezone
 from compute.backends.base import BackendError, TransientBackendError
 from compute.backends.containers import QuotaRefused
 from compute.choices import Phase
-from compute.models import KubernetesCluster, TenantNamespace, Workload
+from compute.models import KubernetesCluster, Service, TenantNamespace, Workload
 from compute.services import clusters as cluster_services
+from compute.services import load_balancers as service_services
 from compute.services import workloads as workload_services
 from compute.tasks.locks import Busy, task_lock
 from monitoring.services import event_publish
@@ -133,6 +134,28 @@ def security_group_policies(self, tenant_id: int) -> None:
         logger.error("security group policies of %s failed: %s", tenant, error)
 
 
+@shared_task(bind=True, acks_late=True)
+def sync_service_endpoints(self, service_id: int) -> None:
+    """Make a Service's Kubernetes Service and EndpointSlice match its spec and its
+    members now (or remove them, for a deleted one). Idempotent; one run at a time
+    per service; a run that finds it busy retries, so the last change is never lost."""
+    try:
+        with task_lock(f"isotope:service-lock:{service_id}", 120):
+            service_services.service_sync(service_id)
+    except Busy:
+        raise self.retry(countdown=1, max_retries=120) from None
+    except TransientBackendError as error:
+        if self.request.retries < MAX_RETRIES:
+            delay = min(2 ** (self.request.retries + 1), 60)
+            logger.warning("retrying service %s in %ss: %s", service_id, delay, error)
+            raise self.retry(countdown=delay) from error
+        service_services.service_fail(
+            service_id, f"The cluster did not answer after {self.request.retries} retries."
+        )
+    except BackendError as error:
+        service_services.service_fail(service_id, str(error))
+
+
 @shared_task(acks_late=True)
 def cluster_check(cluster_id: int) -> None:
     cluster = KubernetesCluster.objects.filter(pk=cluster_id).first()
@@ -187,6 +210,10 @@ def cluster_reconcile(cluster_id: int) -> dict:
             )
             workload_apply.delay(workload.pk)
             counts["reapplied"] += 1
+    # Services: their members are re-derived (a missed change is repaired here).
+    for service_id in Service.objects.filter(cluster=cluster).values_list("pk", flat=True):
+        sync_service_endpoints.delay(service_id)
+        counts["services"] = counts.get("services", 0) + 1
     return counts
 
 

@@ -17,7 +17,8 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
-from compute.models import Image, Network, SecurityGroup
+from compute.models import Image, KubernetesCluster, Network, SecurityGroup, Service
+from compute.services import load_balancers as service_services
 from compute.services import networks as network_services
 from compute.services import security_groups as group_services
 from tenants import services
@@ -149,6 +150,20 @@ def spare_group_patched(tenant: str) -> bool:
 def spare_group_deleted(tenant: str) -> bool:
     return not SecurityGroup.objects.filter(tenant__slug=tenant, name="spare").exists()
 
+
+def service_created(tenant: str) -> bool:
+    return Service.objects.filter(tenant__slug=tenant, name="made").exists()
+
+
+def spare_service_patched(tenant: str) -> bool:
+    return Service.objects.get(tenant__slug=tenant, name="spare").selector == {"app": "api"}
+
+
+def spare_service_deleting(tenant: str) -> bool:
+    return Service.objects.get(tenant__slug=tenant, name="spare").phase == "Deleting"
+
+
+SERVICE = {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]}
 
 RULE = {"direction": "ingress", "protocol": "tcp", "port_min": "22", "remote_cidr": "0.0.0.0/0"}
 
@@ -312,6 +327,32 @@ ENDPOINTS = [
         done=spare_group_deleted,
         redirect="/t/{tenant}/securitygroups/",
     ),
+    Endpoint("service-list", "web", "get", "/t/{tenant}/services/", "read", 200),
+    Endpoint(
+        "service-list:post",
+        "web",
+        "post",
+        "/t/{tenant}/services/",
+        "operate",
+        302,
+        data={"name": "made", "service_type": "ClusterIP", "selector": "app=web", "port": "80"}
+        | {"protocol": "TCP"},
+        audit="service.create",
+        done=service_created,
+        redirect="/t/{tenant}/services/made/",
+    ),
+    Endpoint("service-detail", "web", "get", "/t/{tenant}/services/spare/", "read", 200),
+    Endpoint(
+        "service-delete",
+        "web",
+        "post",
+        "/t/{tenant}/services/spare/delete/",
+        "operate",
+        302,
+        audit="service.delete",
+        done=spare_service_deleting,
+        redirect="/t/{tenant}/services/",
+    ),
     # --- API ---
     Endpoint("api-schema", "api", "get", "/api/v1/schema/", "public", 200),
     Endpoint(
@@ -363,6 +404,47 @@ ENDPOINTS = [
         done=spare_group_deleted,
     ),
     Endpoint("network-api-list", "api", "get", "/api/v1/tenants/{tenant}/networks/", "read", 200),
+    Endpoint("service-api-list", "api", "get", "/api/v1/tenants/{tenant}/services/", "read", 200),
+    Endpoint(
+        "service-api-list:post",
+        "api",
+        "post",
+        "/api/v1/tenants/{tenant}/services/",
+        "operate",
+        202,
+        data={"metadata": {"name": "made"}, "spec": SERVICE},
+        audit="service.create",
+        done=service_created,
+    ),
+    Endpoint(
+        "service-api-detail",
+        "api",
+        "get",
+        "/api/v1/tenants/{tenant}/services/spare/",
+        "read",
+        200,
+    ),
+    Endpoint(
+        "service-api-detail:patch",
+        "api",
+        "patch",
+        "/api/v1/tenants/{tenant}/services/spare/",
+        "operate",
+        202,
+        data={"spec": {"selector": {"app": "api"}}},
+        audit="service.update",
+        done=spare_service_patched,
+    ),
+    Endpoint(
+        "service-api-detail:delete",
+        "api",
+        "delete",
+        "/api/v1/tenants/{tenant}/services/spare/",
+        "operate",
+        202,
+        audit="service.delete",
+        done=spare_service_deleting,
+    ),
     Endpoint("backup-api-list", "api", "get", "/api/v1/tenants/{tenant}/backups/", "read", 200),
     Endpoint(
         "network-api-list:post",
@@ -523,12 +605,23 @@ def matrix(demo):
     User = get_user_model()
     demo.gus = User.objects.create_user("gus", "gus@example.com", "x")
     services.membership_add(actor=None, tenant=demo.globex, user=demo.gus, role=Role.VIEWER)
+    from monitoring import crypto
+
+    KubernetesCluster.objects.create(  # Services need a cluster (nobody reaches this one)
+        name="fake",
+        server="https://127.0.0.1:1",
+        kubeconfig_encrypted=crypto.encrypt("clusters: []", context=crypto.KUBECONFIG),
+        default=True,
+    )
     for tenant in (demo.acme, demo.globex):  # an imported image each, for image endpoints
         Image.objects.create(
             name="golden", tenant=tenant, public=False, kind="disk", disk_path="/x", source="url"
         )
         network_services.network_create(actor=None, tenant=tenant, name="spare", cidr="10.9.0.0/24")
         group_services.group_create(actor=None, tenant=tenant, name="spare")
+        service_services.service_create(
+            actor=None, tenant=tenant, name="spare", selector={"app": "web"}, ports=[{"port": 80}]
+        )
     return demo
 
 
@@ -577,6 +670,9 @@ def snapshot() -> dict:
             SecurityGroup.objects.values_list(
                 "tenant__slug", "name", "description", "resource_version"
             )
+        ),
+        "services": sorted(
+            Service.objects.values_list("tenant__slug", "name", "phase", "resource_version")
         ),
         "storage_used": sorted(Quota.objects.values_list("tenant__slug", "used_storage")),
         "quota_requests": sorted(QuotaRequest.objects.values_list("tenant__slug", "state")),

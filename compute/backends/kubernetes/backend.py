@@ -27,6 +27,8 @@ from compute.backends.containers import (
     ClusterFacts,
     ContainerBackend,
     GroupPolicySpec,
+    LoadBalancerSpec,
+    LoadBalancerStatus,
     LogsUnavailable,
     PodInfo,
     ProvisionReport,
@@ -47,6 +49,7 @@ KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 _GROUPS = {
     "v1": "/api/v1",
     "apps/v1": "/apis/apps/v1",
+    "discovery.k8s.io/v1": "/apis/discovery.k8s.io/v1",
     "networking.k8s.io/v1": "/apis/networking.k8s.io/v1",
     "rbac.authorization.k8s.io/v1": "/apis/rbac.authorization.k8s.io/v1",
     "storage.k8s.io/v1": "/apis/storage.k8s.io/v1",
@@ -61,6 +64,7 @@ _PLURALS = {
     "Deployment": "deployments",
     "Pod": "pods",
     "Service": "services",
+    "EndpointSlice": "endpointslices",
     "PersistentVolumeClaim": "persistentvolumeclaims",
     "PersistentVolume": "persistentvolumes",
     "StorageClass": "storageclasses",
@@ -137,6 +141,7 @@ class KubernetesBackend(ContainerBackend):
         "services": True,
         "volume_claims": True,
         "security_groups": True,
+        "load_balancers": True,
     }
 
     def __init__(self, *, kubeconfig: str, capabilities: dict | None = None):
@@ -284,6 +289,29 @@ class KubernetesBackend(ContainerBackend):
                 self._delete(f"{base}/{name}", f"NetworkPolicy {name}")
         return sorted(names)
 
+    def load_balancer_apply(self, spec: LoadBalancerSpec) -> LoadBalancerStatus:
+        applied = self.apply(manifests.load_balancer_service(spec))
+        self.apply(manifests.endpoint_slice(spec))
+        body = applied.get("spec") or {}
+        return LoadBalancerStatus(
+            cluster_ip=body.get("clusterIP") or "",
+            node_ports={
+                port.get("name") or "": int(port["nodePort"])
+                for port in body.get("ports") or []
+                if port.get("nodePort")
+            },
+        )
+
+    def load_balancer_delete(self, namespace: str, name: str) -> bool:
+        service = f"/api/v1/namespaces/{namespace}/services/{name}"
+        slice_path = (
+            f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices/"
+            f"{manifests.endpoint_slice_name(name)}"
+        )
+        self._delete(slice_path, f"EndpointSlice of {name}")
+        self._delete(service, f"Service {name}")
+        return self._get(service) is not None or self._get(slice_path) is not None
+
     def workload_exists(self, namespace: str, name: str, kind: str) -> bool:
         plural = "deployments" if kind == "Deployment" else "pods"
         group = "/apis/apps/v1" if kind == "Deployment" else "/api/v1"
@@ -401,6 +429,7 @@ def pod_info(raw: dict) -> PodInfo:
         ready=bool(statuses) and all(cs.get("ready") for cs in statuses),
         terminating=bool(meta.get("deletionTimestamp")),
         reason=reason,
+        ip=status.get("podIP") or "",
     )
 
 

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from compute.backends.containers import ClaimSpec, GroupPolicySpec, TenantSpec, WorkloadSpec
+from compute.backends.containers import (
+    ClaimSpec,
+    GroupPolicySpec,
+    LoadBalancerSpec,
+    TenantSpec,
+    WorkloadSpec,
+)
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "isotope"
@@ -18,6 +24,12 @@ WORKLOAD_LABEL = "isotope.dev/workload"
 UID_ANNOTATION = "isotope.dev/uid"
 GENERATION_ANNOTATION = "isotope.dev/generation"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+# An Isotope Service's EndpointSlice: named after it, and marked as Isotope's so that
+# the cluster's EndpointSlice controllers leave it alone.
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+SLICE_MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
+SLICE_MANAGER = "isotope.dev"
+LOAD_BALANCER_LABEL = "isotope.dev/service"
 
 QUOTA_NAME = "isotope-quota"
 LIMITS_NAME = "isotope-defaults"
@@ -472,4 +484,71 @@ def persistent_volume(spec: ClaimSpec) -> dict:
                 "name": spec.name,
             },
         },
+    }
+
+
+# --- Isotope Services (VMs and pods behind one name) -----------------------------------
+def _load_balancer_meta(spec: LoadBalancerSpec, name: str) -> dict:
+    meta = {
+        "name": name,
+        "namespace": spec.namespace,
+        "labels": {**tenant_labels(spec.tenant), LOAD_BALANCER_LABEL: spec.name},
+    }
+    if spec.portal_uid:
+        meta["annotations"] = {UID_ANNOTATION: spec.portal_uid}
+    return meta
+
+
+def load_balancer_service(spec: LoadBalancerSpec) -> dict:
+    """The Service, without a selector: its endpoints are Isotope's EndpointSlice."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _load_balancer_meta(spec, spec.name),
+        "spec": {
+            "type": spec.service_type,
+            "ports": [
+                {
+                    "name": port.name,
+                    "protocol": port.protocol,
+                    "port": port.port,
+                    "targetPort": port.target_port,
+                }
+                for port in spec.ports
+            ],
+        },
+    }
+
+
+def endpoint_slice_name(service: str) -> str:
+    return f"{service}-isotope"
+
+
+def endpoint_slice(spec: LoadBalancerSpec) -> dict:
+    """The members: a pod by its targetRef, a VM by its hostname (a VM is no
+    Kubernetes object), each with its readiness."""
+    meta = _load_balancer_meta(spec, endpoint_slice_name(spec.name))
+    meta["labels"].update({SERVICE_NAME_LABEL: spec.name, SLICE_MANAGED_BY: SLICE_MANAGER})
+    endpoints = []
+    for member in spec.endpoints:
+        ready = bool(member.ready)
+        item: dict = {
+            "addresses": [member.address],
+            "conditions": {"ready": ready, "serving": ready, "terminating": False},
+        }
+        if member.kind == "Pod":
+            item["targetRef"] = {"kind": "Pod", "namespace": spec.namespace, "name": member.name}
+        else:
+            item["hostname"] = member.name
+        endpoints.append(item)
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": meta,
+        "addressType": "IPv4",
+        "ports": [
+            {"name": port.name, "protocol": port.protocol, "port": port.target_port}
+            for port in spec.ports
+        ],
+        "endpoints": endpoints,
     }

@@ -1,0 +1,165 @@
+"""Pages for Services (``/t/<tenant>/services/``): the list with the form that creates
+one (one port; more through the API), and a Service's page with its members (pods and
+VMs, their addresses and readiness), which ``static/js/services.js`` keeps live.
+
+Thin like the other pages: ``tenant_view`` resolves the tenant (404 for non-members,
+403 for the role), the selectors read, ``compute.services.load_balancers`` writes and
+decides; a refusal comes back as field errors on the form.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from compute import selectors
+from compute.choices import SERVICE_TYPES, PortProtocol
+from compute.network_views import _call
+from compute.security_group_views import _authorize
+from compute.services import load_balancers as service_services
+from compute.views import _live_baseline
+from compute.volume_forms import ServiceErrorsMixin
+from portal.exceptions import NotFound
+from portal.web import form_service_call, tenant_view
+from tenants import selectors as tenant_selectors
+
+# The service's error keys for the form's one port.
+_PORT_ERRORS = {
+    "ports[0].name": "port_name",
+    "ports[0].protocol": "protocol",
+    "ports[0].port": "port",
+    "ports[0].target_port": "target_port",
+    "ports": "port",
+}
+
+
+class ServiceCreateForm(ServiceErrorsMixin, forms.Form):
+    quota_field = "name"
+
+    name = forms.CharField(
+        max_length=200,
+        label=_("Name"),
+        help_text=_("A DNS label starting with a letter, e.g. web."),
+    )
+    service_type = forms.ChoiceField(label=_("Type"), choices=SERVICE_TYPES, initial="ClusterIP")
+    selector = forms.CharField(
+        max_length=2000,
+        label=_("Selector"),
+        help_text=_("Labels the members carry, e.g. app=web (several: app=web, tier=front)."),
+    )
+    port_name = forms.CharField(
+        max_length=63, required=False, label=_("Port name"), help_text=_("e.g. http (optional).")
+    )
+    protocol = forms.ChoiceField(label=_("Protocol"), choices=PortProtocol.choices, initial="TCP")
+    port = forms.CharField(max_length=20, label=_("Port"), help_text=_("1–65535, e.g. 80."))
+    target_port = forms.CharField(
+        max_length=20,
+        required=False,
+        label=_("Target port"),
+        help_text=_("The members' port (empty: the same)."),
+    )
+
+    def clean_selector(self) -> dict:
+        labels = {}
+        for part in self.cleaned_data["selector"].split(","):
+            if not part.strip():
+                continue
+            key, equals, value = part.partition("=")
+            if not equals or not key.strip():
+                raise forms.ValidationError(gettext("Write each label as key=value, e.g. app=web."))
+            labels[key.strip()] = value.strip()
+        return labels
+
+    def add_service_error(self, error) -> None:
+        if error.errors:
+            error.errors = {
+                _PORT_ERRORS.get(key, key): messages for key, messages in error.errors.items()
+            }
+        super().add_service_error(error)
+
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "name": data["name"],
+            "service_type": data["service_type"],
+            "selector": data["selector"],
+            "ports": [
+                {
+                    "name": data["port_name"],
+                    "protocol": data["protocol"],
+                    "port": data["port"],
+                    "target_port": data["target_port"],
+                }
+            ],
+        }
+
+
+def _service_or_404(request, tenant, name: str):
+    try:
+        return selectors.service_get(request.user, tenant, name)
+    except NotFound as error:
+        raise Http404(error.message) from None
+
+
+@tenant_view("service.view")
+@require_http_methods(["GET", "POST"])
+def service_list(request, tenant):
+    """The tenant's Services, and the form that creates one (operators)."""
+    form = ServiceCreateForm(request.POST or None)
+    if request.method == "POST":
+        _authorize(request, tenant, "service.create")
+        if form.is_valid():
+            service = form_service_call(
+                form,
+                lambda: service_services.service_create(
+                    actor=request.user, tenant=tenant, **form.service_kwargs()
+                ),
+            )
+            if service is not None:
+                return redirect("service-detail", tenant=tenant.slug, name=service.name)
+    baseline = _live_baseline(tenant)
+    return render(
+        request,
+        "compute/service_list.html",
+        {
+            "tenant": tenant,
+            "services": list(selectors.services_for_tenant(request.user, tenant)),
+            "form": form,
+            "can_create": tenant_selectors.can(request.user, tenant, "service.create"),
+            "live_baseline": baseline,
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@tenant_view("service.view")
+def service_detail(request, tenant, name: str):
+    """One Service: its spec, what the cluster allocated and its members, live."""
+    baseline = _live_baseline(tenant)
+    service = _service_or_404(request, tenant, name)
+    return render(
+        request,
+        "compute/service_detail.html",
+        {
+            "tenant": tenant,
+            "service": service,
+            "allowed": service_services.service_actions(service, request.role),
+            "live_baseline": baseline,
+        },
+    )
+
+
+@tenant_view("service.delete")
+@require_POST
+def service_delete(request, tenant, name: str):
+    service = _service_or_404(request, tenant, name)
+    _call(
+        request,
+        lambda: service_services.service_delete(actor=request.user, service=service),
+        gettext("Service %(name)s is being deleted.") % {"name": service.name},
+    )
+    return redirect("service-list", tenant=tenant.slug)

@@ -1,0 +1,160 @@
+"""Isotope Services on the real API server (KWOK nodes), with a VM on libvirt's test
+driver and a real Celery worker and cluster watch: a Service selecting ``app=web`` is a
+selector-less Kubernetes Service whose EndpointSlice lists a ready pod's address and a
+running VM's address, drops the VM when it stops, and follows a changed selector; a
+deleted Service's objects go from the cluster."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes.client.rest import ApiException
+
+from compute.backends.kubernetes import manifests
+from compute.choices import Phase, ServicePhase
+from compute.models import Service, VirtualMachine
+from compute.services import load_balancers as service_services
+from compute.services import networks as network_services
+from compute.services import vms as vm_services
+from compute.services import workloads as workload_services
+from monitoring.models import Event
+from tests.conftest import wait_for
+
+pytestmark = [pytest.mark.kubernetes, pytest.mark.django_db(transaction=True)]
+
+SLOW = 60
+
+
+def endpoint_slice(kube, tenant, name: str):
+    from kubernetes import client
+
+    api = client.DiscoveryV1Api(kube.api)
+    return api.read_namespaced_endpoint_slice(f"{name}-isotope", tenant.namespace)
+
+
+def slice_members(kube, tenant, name: str) -> dict:
+    """``{name: (address, ready)}``: a pod named by its targetRef, a VM by hostname."""
+    try:
+        found = endpoint_slice(kube, tenant, name)
+    except ApiException:
+        return {}
+    return {
+        (e.target_ref.name if e.target_ref else e.hostname): (e.addresses[0], e.conditions.ready)
+        for e in found.endpoints or []
+    }
+
+
+def workload(tenant, name: str, labels: dict) -> None:
+    workload_services.workload_create(
+        actor=None,
+        tenant=tenant,
+        name=name,
+        image="registry.invalid/isotope/web:1",
+        replicas=1,
+        cpu_request="100m",
+        memory_request="32Mi",
+        labels=labels,
+    )
+
+
+def web_members(tenant, cidr: str):
+    """A VM labelled app=web on a network of ``tenant`` (its address is the lease the
+    test driver answers) and a one-pod workload labelled app=web; returns the VM."""
+    network_services.network_create(actor=None, tenant=tenant, name="lab", cidr=cidr)
+    vm = vm_services.vm_create(
+        actor=None,
+        tenant=tenant,
+        name="vm-web",
+        image="tiny",
+        vcpus=1,
+        memory_mib=128,
+        labels={"app": "web"},
+        networks=["lab"],
+    )
+    workload(tenant, "pods-web", {"app": "web"})
+    return vm
+
+
+def test_a_service_lists_a_ready_pod_and_a_running_vm_and_drops_the_vm_when_it_stops(
+    make_tenant, kube, make_host, tiny_image, celery_worker, watcher
+):
+    tenant = make_tenant()
+    make_host("node-a")
+    vm = web_members(tenant, "10.77.0.0/24")
+    workload(tenant, "other", {"app": "db"})
+    service = service_services.service_create(
+        actor=None,
+        tenant=tenant,
+        name="web",
+        selector={"app": "web"},
+        ports=[{"name": "http", "protocol": "TCP", "port": 80, "target_port": 8080}],
+        service_type="NodePort",
+    )
+
+    def both() -> dict | None:
+        members = slice_members(kube, tenant, "web")
+        kinds = {name.split("-")[0] for name in members}
+        return members if kinds == {"pods", "vm"} else None
+
+    members = wait_for(both, SLOW, 0.3, message="the slice never listed a pod and the VM")
+    vm = VirtualMachine.objects.get(pk=vm.pk)
+    assert vm.phase == Phase.RUNNING
+    (pod_name,) = [n for n in members if n.startswith("pods-web-")]
+    pod = kube.core.read_namespaced_pod(pod_name, tenant.namespace)
+    assert members[pod_name] == (pod.status.pod_ip, True)
+    vm_address = service_services.vm_addresses(vm)[0]
+    assert members["vm-web"][0] == vm_address
+    assert vm_address.startswith("10.77.0.")  # the lease the host reported
+    assert not any(name.startswith("other-") for name in members)
+
+    # The Kubernetes Service has no selector; the slice is Isotope's and names it.
+    k8s_service = kube.core.read_namespaced_service("web", tenant.namespace)
+    assert k8s_service.spec.selector is None
+    assert k8s_service.spec.type == "NodePort"
+    assert [(p.name, p.port, p.target_port) for p in k8s_service.spec.ports] == [("http", 80, 8080)]
+    found = endpoint_slice(kube, tenant, "web")
+    assert found.metadata.labels[manifests.SERVICE_NAME_LABEL] == "web"
+    assert found.metadata.labels[manifests.SLICE_MANAGED_BY] == manifests.SLICE_MANAGER
+    assert found.address_type == "IPv4"
+    assert [(p.name, p.port, p.protocol) for p in found.ports] == [("http", 8080, "TCP")]
+    pod_endpoint = next(e for e in found.endpoints if e.target_ref)
+    assert (pod_endpoint.target_ref.kind, pod_endpoint.target_ref.name) == ("Pod", pod_name)
+
+    # The portal shows the same members, and what the cluster allocated.
+    def recorded() -> Service | None:
+        found = Service.objects.get(pk=service.pk)
+        return found if len(found.endpoints) == 2 else None
+
+    service = wait_for(recorded, SLOW, 0.2, message="the portal did not record both members")
+    assert service.phase == ServicePhase.READY and service.cluster_ip
+    assert service.node_ports["http"] == k8s_service.spec.ports[0].node_port
+    assert {(m["kind"], m["name"]) for m in service.endpoints} == {
+        ("Pod", pod_name),
+        ("VirtualMachine", "vm-web"),
+    }
+
+    # The VM stops: its endpoint goes; the pod's stays.
+    vm_services.vm_action(actor=None, vm=vm, action="stop")
+    wait_for(
+        lambda: set(slice_members(kube, tenant, "web")) == {pod_name},
+        SLOW,
+        0.3,
+        message="the stopped VM stayed in the slice",
+    )
+    assert Event.objects.filter(tenant=tenant, name="web", reason="EndpointsChanged").exists()
+
+    # A changed selector: only the other workload's pod is a member.
+    service_services.service_update(actor=None, service=service, selector={"app": "db"})
+    wait_for(
+        lambda: [n.split("-")[0] for n in slice_members(kube, tenant, "web")] == ["other"],
+        SLOW,
+        0.3,
+        message="the slice did not follow the selector",
+    )
+
+    # Deleted: the Service and its slice go, then the row.
+    service_services.service_delete(actor=None, service=Service.objects.get(pk=service.pk))
+    wait_for(lambda: not Service.objects.filter(pk=service.pk).exists(), SLOW, 0.3)
+    with pytest.raises(ApiException) as gone:
+        kube.core.read_namespaced_service("web", tenant.namespace)
+    assert gone.value.status == 404
+    assert slice_members(kube, tenant, "web") == {}

@@ -1,0 +1,67 @@
+"""The Services pages without a cluster to reach (``fake_cluster``): the create form's
+field errors (a selector not written as key=value, a selector label the service
+refuses, a duplicate name), nothing made on a refusal, the viewer's page without the
+form, and a Service's page listing the members its last sync recorded."""
+
+from __future__ import annotations
+
+import pytest
+
+from compute.models import Service
+from compute.services import load_balancers as service_services
+
+pytestmark = pytest.mark.unit
+
+URL = "/t/acme/services/"
+FORM = {"name": "web", "service_type": "ClusterIP", "selector": "app=web", "protocol": "TCP"}
+
+
+@pytest.fixture
+def world(demo, fake_cluster):
+    return demo
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "words"),
+    [
+        ({"selector": "app"}, "selector", "key=value"),
+        ({"selector": "app=web app"}, "selector", "Invalid value"),
+        ({"port": "0"}, "port", "not a port number"),
+        ({"target_port": "70000"}, "target_port", "70000 is not a port number"),
+        ({"name": "Web"}, "name", "starting with a letter"),
+    ],
+)
+def test_a_refused_form_shows_the_error_on_its_field_and_makes_nothing(
+    world, client, fields, field, words
+):
+    client.force_login(world.bob)
+    response = client.post(URL, {**FORM, "port": "80", **fields})
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert words in " ".join(errors[field]), errors
+    assert f'data-testid="error-{field}"'.encode() in response.content
+    assert not Service.objects.exists()
+
+
+def test_a_viewer_sees_the_list_and_members_but_no_form(world, client):
+    service = service_services.service_create(
+        actor=None, tenant=world.acme, name="web", selector={"app": "web"}, ports=[{"port": 80}]
+    )
+    Service.objects.filter(pk=service.pk).update(
+        endpoints=[
+            {"kind": "VirtualMachine", "name": "vm-1", "owner": "vm-1", "address": "10.0.0.7"}
+            | {"ready": True},
+            {"kind": "Pod", "name": "api-7d9-x", "owner": "api", "address": "10.244.0.9"}
+            | {"ready": False},
+        ]
+    )
+    client.force_login(world.carol)
+    listing = client.get(URL)
+    assert listing.status_code == 200
+    assert b'data-testid="service-form"' not in listing.content
+    assert b"app=web" in listing.content and b"1/2" in listing.content
+    page = client.get(f"{URL}web/").content.decode()
+    assert "10.0.0.7" in page and "10.244.0.9" in page
+    assert "/t/acme/vms/vm-1/" in page and "/t/acme/workloads/api/" in page
+    assert "Not ready" in page and 'data-testid="service-delete"' not in page
+    assert client.post(URL, {**FORM, "port": "80"}).status_code == 403

@@ -1,0 +1,81 @@
+"""Services in the browser against the real API server (KWOK nodes), a real Celery
+worker and cluster watch, and libvirt's test driver: bob creates a Service selecting
+app=web (a bad port first: the field says why), and its page shows the members
+appear by themselves, a pod of a labelled workload and a running labelled VM at its
+address; stopping the VM takes it out of the list, live."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from compute.choices import Phase
+from compute.models import Service
+from compute.services import vms as vm_services
+from compute.services.load_balancers import vm_addresses
+from tests.compute.kubernetes.test_services import web_members
+from tests.compute.services.test_vm_lifecycle import wait_phase
+from tests.conftest import ARTIFACTS, login, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kubernetes]
+
+LIVE_TIMEOUT = 60_000  # ms: members follow Celery tasks and the watch, slow on 2 cores
+
+
+def test_bob_creates_a_service_and_sees_its_pod_and_vm_members_live(
+    make_tenant, make_host, tiny_image, celery_worker, watcher, live_url, new_page, axe
+):
+    tenant = make_tenant(prefix="e2e")
+    slug = tenant.slug
+    make_host("node-a")
+    vm = web_members(tenant, "10.78.0.0/24")
+    vm = wait_phase(vm, Phase.RUNNING, timeout=60)
+    address = wait_for(lambda: vm_addresses(vm), 60, 0.2, message="the VM got no address")[0]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/{slug}/")
+    page.get_by_role("link", name="Services").first.click()
+    page.wait_for_url(f"{live_url}/t/{slug}/services/")
+    expect(page.get_by_test_id("service-empty")).to_be_visible()
+    form = page.get_by_test_id("service-form")
+    form.get_by_label("Name", exact=True).fill("web")
+    form.get_by_label("Type").select_option("NodePort")
+    form.get_by_label("Selector").fill("app=web")
+    form.get_by_label("Port name").fill("http")
+    form.get_by_label("Port", exact=True).fill("70000")
+    form.get_by_role("button", name="Create service").click()
+    # Out of range: the field says why, nothing is made.
+    expect(page.get_by_test_id("error-port")).to_contain_text("70000 is not a port number")
+    assert not Service.objects.filter(tenant=tenant).exists()
+    axe(page, "services page with a field error")
+
+    page.get_by_label("Port", exact=True).fill("80")
+    page.get_by_label("Target port").fill("8080")
+    page.get_by_role("button", name="Create service").click()
+    page.wait_for_url(f"{live_url}/t/{slug}/services/web/")
+
+    # The members arrive by themselves: the pod and the VM at its address.
+    members = page.get_by_test_id("service-members")
+    vm_row = members.get_by_test_id("member-vm-web")
+    expect(vm_row).to_contain_text(address, timeout=LIVE_TIMEOUT)
+    expect(vm_row).to_contain_text("VM")
+    pod_row = members.locator("tr", has_text="pods-web-")
+    expect(pod_row).to_contain_text("Pod", timeout=LIVE_TIMEOUT)
+    expect(pod_row).to_contain_text("Ready")
+    expect(page.get_by_test_id("service-phase")).to_have_text("Ready")
+    page.screenshot(path=str(ARTIFACTS / "service-members.png"), full_page=True)
+    axe(page, "service page with members")
+
+    # The VM stops: its row goes, live; the pod's stays.
+    vm_services.vm_action(actor=None, vm=vm, action="stop")
+    expect(vm_row).to_have_count(0, timeout=LIVE_TIMEOUT)
+    expect(pod_row).to_have_count(1)
+
+    page.goto(f"{live_url}/t/{slug}/services/")
+    row = page.get_by_test_id("service-web")
+    expect(row).to_contain_text("NodePort")
+    expect(row).to_contain_text("app=web")
+    expect(row).to_contain_text("1/1")
+    axe(page, "services page")
