@@ -80,6 +80,16 @@ def disk_path(backup: Backup, disk: dict) -> Path:
     return backup_dir(backup) / disk["file"]
 
 
+def _phase_error(action: str, phase: str) -> dict[str, list[str]]:
+    """The field error of an action the backup's phase does not allow."""
+    return {
+        "phase": [
+            gettext("%(action)s is not possible in phase %(phase)s.")
+            % {"action": action, "phase": phase}
+        ]
+    }
+
+
 # --- Create ----------------------------------------------------------------------------
 def backup_create(*, actor, vm: VirtualMachine, snapshot: str, name: str) -> Backup:
     """Record a backup ``name`` of ``vm``'s snapshot ``snapshot`` (every disk of it
@@ -165,12 +175,7 @@ def backup_delete(*, actor, backup: Backup) -> Backup:
             raise Conflict(
                 gettext("Cannot delete backup %(backup)s while it is %(phase)s.")
                 % {"backup": backup.name, "phase": backup.phase},
-                errors={
-                    "phase": [
-                        gettext("%(action)s is not possible in phase %(phase)s.")
-                        % {"action": "delete", "phase": backup.phase}
-                    ]
-                },
+                errors=_phase_error("delete", backup.phase),
             )
         reading = list(
             Volume.objects.filter(source_backup=backup, phase=VolumePhase.PENDING).values_list(
@@ -265,12 +270,7 @@ def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> 
         raise Conflict(
             gettext("Backup %(backup)s is %(phase)s: only a Ready one restores.")
             % {"backup": backup.name, "phase": backup.phase},
-            errors={
-                "phase": [
-                    gettext("%(action)s is not possible in phase %(phase)s.")
-                    % {"action": "restore", "phase": backup.phase}
-                ]
-            },
+            errors=_phase_error("restore", backup.phase),
         )
     spec = backup.vm_spec
     image, vcpus, memory_mib, disk_gib = vm_services._validate_create(
@@ -291,12 +291,7 @@ def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> 
                 raise Conflict(
                     gettext("Backup %(backup)s is %(phase)s: only a Ready one restores.")
                     % {"backup": backup.name, "phase": backup.phase},
-                    errors={
-                        "phase": [
-                            gettext("%(action)s is not possible in phase %(phase)s.")
-                            % {"action": "restore", "phase": backup.phase}
-                        ]
-                    },
+                    errors=_phase_error("restore", backup.phase),
                 )
             storage = sum(int(d["sizeGiB"]) for d in backup.disks)
             vm = pending_vm(
