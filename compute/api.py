@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db import transaction
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -102,6 +103,56 @@ def root_volume_name(vm: VirtualMachine) -> str | None:
     return root.name if root else None
 
 
+def vm_create_document(vm: VirtualMachine) -> dict:
+    """What ``POST .../virtualmachines/`` would take to make a VM like ``vm`` (its labels,
+    image, size, policies and networks; a new name; not its root volume, which stays
+    with ``vm``): the "Copy as new" of its YAML page."""
+    spec = {
+        "image": vm.image.name,
+        "vcpus": vm.vcpus,
+        "memoryMiB": vm.memory_mib,
+        "diskGiB": vm.disk_gib,
+        # A paused VM's copy starts running; the create takes running or stopped.
+        "desiredState": "stopped" if vm.desired_state == DesiredState.STOPPED else "running",
+        "restartPolicy": vm.restart_policy,
+    }
+    if vm.node_selector:
+        spec["nodeSelector"] = vm.node_selector
+    networks = [nic.network.name for nic in vm.nics.select_related("network").order_by("name")]
+    if networks:
+        spec["networks"] = networks
+    metadata = {"name": f"{vm.name}-copy"}
+    if vm.labels:
+        metadata["labels"] = vm.labels
+    return {"metadata": metadata, "spec": spec}
+
+
+def vm_create_from_api(*, actor, tenant: Tenant, data: dict) -> VirtualMachine:
+    """Create the VM described by ``data`` (``VMCreateSerializer``'s validated data). The
+    API's create and the "Create from YAML" page both come here, so they accept and
+    refuse alike; service errors name the API's field paths (``spec.memoryMiB``)."""
+    spec, meta = data["spec"], data["metadata"]
+    try:
+        return vm_services.vm_create(
+            actor=actor,
+            tenant=tenant,
+            name=meta["name"],
+            image=spec["image"],
+            flavor=spec.get("flavor"),
+            vcpus=spec.get("vcpus"),
+            memory_mib=spec.get("memoryMiB"),
+            disk_gib=spec.get("diskGiB"),
+            start=spec["desiredState"] == DesiredState.RUNNING,
+            restart_policy=spec["restartPolicy"],
+            labels=meta.get("labels"),
+            node_selector=spec.get("nodeSelector"),
+            root_volume=spec.get("rootVolume"),
+            networks=spec.get("networks"),
+        )
+    except ApplicationError as error:
+        raise _api_errors(error) from None
+
+
 # --- Serializers -----------------------------------------------------------------------
 class VMSpecSerializer(serializers.Serializer):
     vcpus = serializers.IntegerField()
@@ -187,7 +238,9 @@ class VMCreateSpecIn(StrictSerializer):
 
     def validate(self, attrs):
         if "flavor" not in attrs and ("vcpus" not in attrs or "memoryMiB" not in attrs):
-            raise serializers.ValidationError({"vcpus": ["Give a flavor, or vcpus and memoryMiB."]})
+            raise serializers.ValidationError(
+                {"vcpus": [_("Give a flavor, or vcpus and memoryMiB.")]}
+            )
         return attrs
 
 
@@ -197,7 +250,7 @@ class VMCreateSerializer(StrictSerializer):
 
 
 class VMPatchSpecIn(StrictSerializer):
-    unknown_message = "This field cannot be changed; only desiredState, vcpus and memoryMiB."
+    unknown_message = _("This field cannot be changed; only desiredState, vcpus and memoryMiB.")
 
     desiredState = serializers.ChoiceField(  # noqa: N815
         choices=[DesiredState.RUNNING, DesiredState.STOPPED, DesiredState.PAUSED],
@@ -368,29 +421,12 @@ class VMListView(VMView):
         obj = self.allowed_tenant("vm.create")
         serializer = VMCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return self.create(obj, lambda: self._create(obj, serializer.validated_data))
-
-    def _create(self, tenant: Tenant, data: dict) -> VirtualMachine:
-        spec, meta = data["spec"], data["metadata"]
-        try:
-            return vm_services.vm_create(
-                actor=self.request.user,
-                tenant=tenant,
-                name=meta["name"],
-                image=spec["image"],
-                flavor=spec.get("flavor"),
-                vcpus=spec.get("vcpus"),
-                memory_mib=spec.get("memoryMiB"),
-                disk_gib=spec.get("diskGiB"),
-                start=spec["desiredState"] == DesiredState.RUNNING,
-                restart_policy=spec["restartPolicy"],
-                labels=meta.get("labels"),
-                node_selector=spec.get("nodeSelector"),
-                root_volume=spec.get("rootVolume"),
-                networks=spec.get("networks"),
-            )
-        except ApplicationError as error:
-            raise _api_errors(error) from None
+        return self.create(
+            obj,
+            lambda: vm_create_from_api(
+                actor=request.user, tenant=obj, data=serializer.validated_data
+            ),
+        )
 
 
 class VMDetailView(VMView):

@@ -41,6 +41,7 @@ _ACTIONS = "|".join(ACTIONS)
 vm_pages = [
     path("vms/", views.vm_list, name="vm-list"),
     path("vms/new/", views.vm_create, name="vm-create"),
+    path("vms/new/yaml/", manifest_views.vm_create_yaml, name="vm-create-yaml"),
     path("vms/<slug:name>/", views.vm_detail, name="vm-detail"),
     path("vms/<slug:name>/migrate/", migration_views.vm_migrate, name="vm-migrate"),
     path("vms/<slug:name>/manifest/", manifest_views.vm_manifest, name="vm-manifest"),
@@ -115,6 +116,7 @@ image_api_urls = [
 workload_pages = [
     path("workloads/", workload_views.workload_list, name="workload-list"),
     path("workloads/new/", workload_views.workload_create, name="workload-create"),
+    path("workloads/new/yaml/", manifest_views.workload_create_yaml, name="workload-create-yaml"),
     path("workloads/<slug:name>/", workload_views.workload_detail, name="workload-detail"),
     path("workloads/<slug:name>/logs/", workload_views.workload_logs, name="workload-logs"),
     path(

@@ -109,6 +109,50 @@ def workload_representation(workload: Workload, user) -> dict:
     }
 
 
+def workload_create_document(workload: Workload) -> dict:
+    """What ``POST .../workloads/`` would take to make a workload like ``workload`` (a new
+    name, the same spec and labels): the "Copy as new" of its YAML page."""
+    spec = workload_representation(workload, None)["spec"]
+    # What the create accepts, without the empty parts (their defaults are the same).
+    document = {key: value for key, value in spec.items() if value not in (None, [], {})}
+    metadata = {"name": f"{workload.name}-copy"}
+    if workload.labels:
+        metadata["labels"] = workload.labels
+    return {"metadata": metadata, "spec": document}
+
+
+def workload_create_from_api(*, actor, tenant: Tenant, data: dict) -> Workload:
+    """Create the workload described by ``data`` (``WorkloadCreateSerializer``'s validated
+    data). The API's create and the "Create from YAML" page both come here; service
+    errors name the API's field paths (``spec.resources.requests.cpu``)."""
+    spec, meta = data["spec"], data["metadata"]
+    resources = spec.get("resources") or {}
+    requests = resources.get("requests") or {}
+    limits = resources.get("limits") or {}
+    try:
+        return workload_services.workload_create(
+            actor=actor,
+            tenant=tenant,
+            name=meta["name"],
+            kind=spec["kind"],
+            image=spec["image"],
+            replicas=spec["replicas"],
+            cpu_request=requests.get("cpu", "100m"),
+            memory_request=requests.get("memory", "128Mi"),
+            cpu_limit=limits.get("cpu"),
+            memory_limit=limits.get("memory"),
+            command=spec.get("command"),
+            args=spec.get("args"),
+            env=spec.get("env"),
+            ports=spec.get("ports"),
+            service_type=(spec.get("service") or {}).get("type", ""),
+            volumes=[dict(m) for m in spec.get("volumes") or []],
+            labels=meta.get("labels"),
+        )
+    except ApplicationError as error:
+        raise _api_errors(error) from None
+
+
 # --- Serializers -----------------------------------------------------------------------
 class QuantitiesSerializer(StrictSerializer):
     cpu = serializers.CharField(required=False, help_text="e.g. 250m or 0.5")
@@ -211,35 +255,12 @@ class WorkloadListView(WorkloadView):
         obj = self.allowed_tenant("workload.create")
         serializer = WorkloadCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return self.create(obj, lambda: self._create(obj, serializer.validated_data))
-
-    def _create(self, tenant: Tenant, data: dict) -> Workload:
-        spec, meta = data["spec"], data["metadata"]
-        resources = spec.get("resources") or {}
-        requests = resources.get("requests") or {}
-        limits = resources.get("limits") or {}
-        try:
-            return workload_services.workload_create(
-                actor=self.request.user,
-                tenant=tenant,
-                name=meta["name"],
-                kind=spec["kind"],
-                image=spec["image"],
-                replicas=spec["replicas"],
-                cpu_request=requests.get("cpu", "100m"),
-                memory_request=requests.get("memory", "128Mi"),
-                cpu_limit=limits.get("cpu"),
-                memory_limit=limits.get("memory"),
-                command=spec.get("command"),
-                args=spec.get("args"),
-                env=spec.get("env"),
-                ports=spec.get("ports"),
-                service_type=(spec.get("service") or {}).get("type", ""),
-                volumes=[dict(m) for m in spec.get("volumes") or []],
-                labels=meta.get("labels"),
-            )
-        except ApplicationError as error:
-            raise _api_errors(error) from None
+        return self.create(
+            obj,
+            lambda: workload_create_from_api(
+                actor=request.user, tenant=obj, data=serializer.validated_data
+            ),
+        )
 
 
 class WorkloadDetailView(WorkloadView):

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
 
 from portal.models import Resource
 from tenants.models import Tenant
@@ -60,6 +61,8 @@ class UsageSubject(models.Model):
     )
 
     class Meta:
+        verbose_name = _("usage subject")
+        verbose_name_plural = _("usage subjects")
         indexes = [models.Index(fields=["kind", "object_id"], name="usage_subject_kind_object")]
 
     def __str__(self) -> str:
@@ -121,6 +124,8 @@ class UsageInterval(models.Model):
     )
 
     class Meta:
+        verbose_name = _("usage interval")
+        verbose_name_plural = _("usage intervals")
         ordering = ["start", "id"]
         constraints = [
             models.UniqueConstraint(
@@ -212,7 +217,8 @@ class UsageHourly(UsageAmounts):
     hour = models.DateTimeField()
 
     class Meta:
-        verbose_name_plural = "usage (hourly)"
+        verbose_name = _("usage (hourly)")
+        verbose_name_plural = _("usage (hourly)")
         constraints = [
             models.UniqueConstraint(
                 fields=["subject", "hour"],
@@ -235,8 +241,8 @@ class UsageDaily(UsageAmounts):
     day = models.DateField()
 
     class Meta:
-        verbose_name = "usage"
-        verbose_name_plural = "usage"
+        verbose_name = _("usage")
+        verbose_name_plural = _("usage")
         constraints = [
             models.UniqueConstraint(
                 fields=["subject", "day"],
@@ -268,11 +274,15 @@ class RollupState(models.Model):
         auto_now=True,
     )
 
+    class Meta:
+        verbose_name = _("rollup state")
+        verbose_name_plural = _("rollup states")
+
     def __str__(self) -> str:
         return f"{self.name} through {self.through}"
 
 
-def _price_field(label: str) -> models.DecimalField:
+def _price_field(label) -> models.DecimalField:
     return models.DecimalField(
         max_digits=14,
         decimal_places=6,
@@ -313,11 +323,11 @@ class PriceList(models.Model):
         blank=True,
         related_name="price_lists",
     )
-    vcpu_hour = _price_field("per vCPU-hour")
-    memory_gib_hour = _price_field("per memory GiB-hour")
-    storage_gib_hour = _price_field("per storage GiB-hour")
-    vm_hour = _price_field("per VM-hour")
-    pod_hour = _price_field("per pod-hour")
+    vcpu_hour = _price_field(_("per vCPU-hour"))
+    memory_gib_hour = _price_field(_("per memory GiB-hour"))
+    storage_gib_hour = _price_field(_("per storage GiB-hour"))
+    vm_hour = _price_field(_("per VM-hour"))
+    pod_hour = _price_field(_("per pod-hour"))
     created = models.DateTimeField(
         auto_now_add=True,
     )
@@ -326,6 +336,8 @@ class PriceList(models.Model):
     )
 
     class Meta:
+        verbose_name = _("price list")
+        verbose_name_plural = _("price lists")
         ordering = ["-effective_from", "name"]
         constraints = [
             models.CheckConstraint(
@@ -422,6 +434,8 @@ class QuotaRequest(Resource):
     )
 
     class Meta:
+        verbose_name = _("quota request")
+        verbose_name_plural = _("quota requests")
         ordering = ["-created", "-id"]
         constraints = [
             models.UniqueConstraint(
@@ -469,7 +483,8 @@ class QuotaAutoApproval(models.Model):
     )
 
     class Meta:
-        verbose_name = "quota auto-approval rule"
+        verbose_name = _("quota auto-approval rule")
+        verbose_name_plural = _("quota auto-approval rules")
 
     def __str__(self) -> str:
         return f"{self.tenant}: up to +{self.max_percent} % every {self.period_days} days"
@@ -495,6 +510,8 @@ class QuotaAlert(models.Model):
     )
 
     class Meta:
+        verbose_name = _("quota alert")
+        verbose_name_plural = _("quota alerts")
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant", "resource"],

@@ -35,6 +35,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from compute import imagefiles
 from compute.backends import BackendError, VolumeNotFound, pool_name
@@ -82,6 +83,16 @@ def disk_path(backup: Backup, disk: dict) -> Path:
     return backup_dir(backup) / disk["file"]
 
 
+def _phase_error(action: str, phase: str) -> dict[str, list[str]]:
+    """The field error of an action the backup's phase does not allow."""
+    return {
+        "phase": [
+            gettext("%(action)s is not possible in phase %(phase)s.")
+            % {"action": action, "phase": phase}
+        ]
+    }
+
+
 # --- Create ----------------------------------------------------------------------------
 def backup_create(*, actor, vm: VirtualMachine, snapshot: str, name: str) -> Backup:
     """Record a backup ``name`` of ``vm``'s snapshot ``snapshot`` (every disk of it
@@ -91,13 +102,14 @@ def backup_create(*, actor, vm: VirtualMachine, snapshot: str, name: str) -> Bac
     errors: dict[str, list[str]] = {}
     name = snapshot_services._check_name(name, errors)
     if errors:
-        raise ValidationError("The backup is not valid.", errors=errors)
+        raise ValidationError(gettext("The backup is not valid."), errors=errors)
     try:
         with transaction.atomic():
             vm, disks = snapshot_services.vm_snapshot_ready(vm, str(snapshot))
             if Backup.objects.filter(tenant=tenant, name=name).exists():
                 raise ValidationError(
-                    f"A backup named {name!r} exists already.", errors={"name": ["Taken."]}
+                    gettext("A backup named %(name)s exists already.") % {"name": repr(name)},
+                    errors={"name": [gettext("Taken.")]},
                 )
             backup = Backup.objects.create(
                 tenant=tenant,
@@ -145,7 +157,8 @@ def backup_create(*, actor, vm: VirtualMachine, snapshot: str, name: str) -> Bac
             transaction.on_commit(lambda: _enqueue(backup))
     except IntegrityError:
         raise ValidationError(
-            "A backup with this name exists already.", errors={"name": ["Taken."]}
+            gettext("A backup with this name exists already."),
+            errors={"name": [gettext("Taken.")]},
         ) from None
     return backup
 
@@ -163,8 +176,9 @@ def backup_delete(*, actor, backup: Backup) -> Backup:
         backup = _locked(backup)
         if backup.phase not in BACKUP_ACTIONS["delete"][1]:
             raise Conflict(
-                f"Cannot delete backup {backup.name} while it is {backup.phase}.",
-                errors={"phase": [f"delete is not possible in phase {backup.phase}."]},
+                gettext("Cannot delete backup %(backup)s while it is %(phase)s.")
+                % {"backup": backup.name, "phase": backup.phase},
+                errors=_phase_error("delete", backup.phase),
             )
         reading = list(
             Volume.objects.filter(source_backup=backup, phase=VolumePhase.PENDING).values_list(
@@ -173,9 +187,12 @@ def backup_delete(*, actor, backup: Backup) -> Backup:
         )
         if reading:
             raise Conflict(
-                f"Backup {backup.name} is being restored into {', '.join(reading)}: delete "
-                "it once that is done.",
-                errors={"phase": ["Being restored."]},
+                gettext(
+                    "Backup %(backup)s is being restored into %(volumes)s: delete it once "
+                    "that is done."
+                )
+                % {"backup": backup.name, "volumes": ", ".join(reading)},
+                errors={"phase": [gettext("Being restored.")]},
             )
         backup = _save(backup, phase=BackupPhase.DELETING, phase_changed=timezone.now())
         audit_record(
@@ -210,10 +227,14 @@ def backup_problems(backup: Backup) -> list[str]:
     for disk in backup.disks:
         path = disk_path(backup, disk)
         if not path.is_file():
-            problems.append(f"{disk['file']} is missing from the backup directory.")
+            problems.append(
+                gettext("%(file)s is missing from the backup directory.") % {"file": disk["file"]}
+            )
             continue
         if imagefiles.sha256_file(path, lambda done, total: None) != disk.get("sha256"):
-            problems.append(f"{disk['file']} is corrupt (its sha256 does not match).")
+            problems.append(
+                gettext("%(file)s is corrupt (its sha256 does not match).") % {"file": disk["file"]}
+            )
             continue
         try:
             check_standalone(path, disk.get("format") or "qcow2")
@@ -230,7 +251,10 @@ def check_standalone(path: Path, fmt: str) -> None:
         return
     info = imagefiles.inspect(path, min_raw_bytes=1, max_virtual_bytes=2**63)
     if info.format != fmt:
-        raise imagefiles.ImageRefused(f"The file is {info.format}, not {fmt}.")
+        raise imagefiles.ImageRefused(
+            gettext("The file is %(found)s, not %(format)s.")
+            % {"found": info.format, "format": fmt}
+        )
 
 
 def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> VirtualMachine:
@@ -244,8 +268,9 @@ def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> 
     authorize(actor=actor, tenant=tenant, permission="vm.create", target=f"vm/{name}")
     if backup.phase != BackupPhase.READY:
         raise Conflict(
-            f"Backup {backup.name} is {backup.phase}: only a Ready one restores.",
-            errors={"phase": [f"restore is not possible in phase {backup.phase}."]},
+            gettext("Backup %(backup)s is %(phase)s: only a Ready one restores.")
+            % {"backup": backup.name, "phase": backup.phase},
+            errors=_phase_error("restore", backup.phase),
         )
     spec = backup.vm_spec
     image, vcpus, memory_mib, disk_gib = vm_services._validate_create(
@@ -263,8 +288,9 @@ def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> 
             backup = _locked(backup)
             if backup.phase != BackupPhase.READY:
                 raise Conflict(
-                    f"Backup {backup.name} is {backup.phase}: only a Ready one restores.",
-                    errors={"phase": [f"restore is not possible in phase {backup.phase}."]},
+                    gettext("Backup %(backup)s is %(phase)s: only a Ready one restores.")
+                    % {"backup": backup.name, "phase": backup.phase},
+                    errors=_phase_error("restore", backup.phase),
                 )
             storage = sum(int(d["sizeGiB"]) for d in backup.disks)
             vm = pending_vm(
@@ -307,7 +333,7 @@ def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> 
             transaction.on_commit(lambda: vm_services._enqueue("vm_provision", vm.pk))
     except IntegrityError:
         raise ValidationError(
-            "A VM with this name exists already.", errors={"name": ["Taken."]}
+            gettext("A VM with this name exists already."), errors={"name": [gettext("Taken.")]}
         ) from None
     except QuotaExceeded as error:
         _event(backup, "QuotaExceeded", f"Restore into {name}: {error.message}", "Warning")
@@ -435,7 +461,7 @@ def volume_from_backup(volume: Volume, backend):
 def _locked(backup: Backup) -> Backup:
     found = Backup.locked(backup.pk, "tenant")
     if found is None:
-        raise NotFound(f"Backup {backup.name!r} not found.")
+        raise NotFound(gettext("Backup %(backup)s not found.") % {"backup": repr(backup.name)})
     return found
 
 

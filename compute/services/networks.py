@@ -93,11 +93,13 @@ def _check_name(name, errors: dict, field: str = "name") -> str:
 
     name = str(name or "").strip()
     if not name:
-        errors[field] = ["A name is required."]
+        errors[field] = [gettext("A name is required.")]
     elif len(name) > 63 or not NAME_RE.fullmatch(name):
         errors[field] = [
-            "Use at most 63 lowercase letters, digits and hyphens, starting and ending "
-            "with a letter or digit (a DNS label)."
+            gettext(
+                "Use at most 63 lowercase letters, digits and hyphens, starting and ending "
+                "with a letter or digit (a DNS label)."
+            )
         ]
     return name
 
@@ -109,33 +111,50 @@ def _address(value, field: str, errors: dict) -> ipaddress.IPv4Address | None:
     try:
         return ipaddress.IPv4Address(text)
     except ValueError:
-        errors[field] = [f"{text!r} is not an IPv4 address (e.g. 10.0.0.1)."]
+        errors[field] = [
+            gettext("%(text)s is not an IPv4 address (e.g. 10.0.0.1).") % {"text": repr(text)}
+        ]
         return None
 
 
 def _cidr(value, errors: dict) -> ipaddress.IPv4Network | None:
     text = str(value or "").strip()
     if not text:
-        errors["cidr"] = ["Give the network's address range, e.g. 10.0.0.0/24."]
+        errors["cidr"] = [gettext("Give the network's address range, e.g. 10.0.0.0/24.")]
         return None
     try:
         network = ipaddress.IPv4Network(text, strict=False)
     except ValueError:
-        errors["cidr"] = [f"{text!r} is not an IPv4 network in CIDR form (e.g. 10.0.0.0/24)."]
+        errors["cidr"] = [
+            gettext("%(text)s is not an IPv4 network in CIDR form (e.g. 10.0.0.0/24).")
+            % {"text": repr(text)}
+        ]
         return None
     if "/" not in text:
-        errors["cidr"] = [f"Give the prefix length too, e.g. {text}/24."]
+        errors["cidr"] = [gettext("Give the prefix length too, e.g. %(text)s/24.") % {"text": text}]
     elif str(network) != text:
-        errors["cidr"] = [f"{text} has host bits set; the network is {network}."]
+        errors["cidr"] = [
+            gettext("%(text)s has host bits set; the network is %(network)s.")
+            % {"text": text, "network": network}
+        ]
     elif network.prefixlen > MAX_PREFIX:
         errors["cidr"] = [
-            f"/{network.prefixlen} is too small: a network needs at least /{MAX_PREFIX} "
-            "(a gateway and five guests)."
+            gettext(
+                "/%(prefix)s is too small: a network needs at least /%(max)s "
+                "(a gateway and five guests)."
+            )
+            % {"prefix": network.prefixlen, "max": MAX_PREFIX}
         ]
     elif network.prefixlen < MIN_PREFIX:
-        errors["cidr"] = [f"/{network.prefixlen} is too large: at most /{MIN_PREFIX}."]
+        errors["cidr"] = [
+            gettext("/%(prefix)s is too large: at most /%(min)s.")
+            % {"prefix": network.prefixlen, "min": MIN_PREFIX}
+        ]
     elif any(network.overlaps(bad) for bad in FORBIDDEN):
-        errors["cidr"] = [f"{network} is reserved (loopback, link-local, multicast)."]
+        errors["cidr"] = [
+            gettext("%(network)s is reserved (loopback, link-local, multicast).")
+            % {"network": network}
+        ]
     else:
         return network
     return None
@@ -147,10 +166,15 @@ def _validate_network(tenant: Tenant, *, name, cidr, gateway, dhcp_start, dhcp_e
     errors: dict[str, list[str]] = {}
     name = _check_name(name, errors)
     if "name" not in errors and Network.objects.filter(tenant=tenant, name=name).exists():
-        errors["name"] = [f"A network named {name!r} exists already in {tenant.slug}."]
+        errors["name"] = [
+            gettext("A network named %(name)s exists already in %(tenant)s.")
+            % {"name": repr(name), "tenant": tenant.slug}
+        ]
     kind = str(kind or NetworkKind.ISOLATED)
     if kind not in NetworkKind.values:
-        errors["kind"] = [f"Choose one of {', '.join(NetworkKind.values)}."]
+        errors["kind"] = [
+            gettext("Choose one of %(choices)s.") % {"choices": ", ".join(NetworkKind.values)}
+        ]
     network = _cidr(cidr, errors)
     gw = _address(gateway, "gateway", errors)
     start = _address(dhcp_start, "dhcp_start", errors)
@@ -159,17 +183,32 @@ def _validate_network(tenant: Tenant, *, name, cidr, gateway, dhcp_start, dhcp_e
         raise ValidationError(gettext("The network is not valid."), errors=errors)
     hosts = (network.network_address + 1, network.broadcast_address - 1)
 
-    def usable(address, field: str, what: str) -> None:
+    def usable(address, field: str, outside: str, edge: str) -> None:
         if address is None or field in errors:
             return
         if address not in network:
-            errors[field] = [f"The {what} {address} is outside {network}."]
+            errors[field] = [outside % {"address": address, "network": network}]
         elif address in (network.network_address, network.broadcast_address):
-            errors[field] = [f"The {what} cannot be {network}'s network or broadcast address."]
+            errors[field] = [edge % {"network": network}]
 
-    usable(gw, "gateway", "gateway")
-    usable(start, "dhcp_start", "DHCP range's start")
-    usable(end, "dhcp_end", "DHCP range's end")
+    usable(
+        gw,
+        "gateway",
+        gettext("The gateway %(address)s is outside %(network)s."),
+        gettext("The gateway cannot be %(network)s's network or broadcast address."),
+    )
+    usable(
+        start,
+        "dhcp_start",
+        gettext("The DHCP range's start %(address)s is outside %(network)s."),
+        gettext("The DHCP range's start cannot be %(network)s's network or broadcast address."),
+    )
+    usable(
+        end,
+        "dhcp_end",
+        gettext("The DHCP range's end %(address)s is outside %(network)s."),
+        gettext("The DHCP range's end cannot be %(network)s's network or broadcast address."),
+    )
     gw = gw or hosts[0]
     base = gw if "gateway" not in errors else hosts[0]
     if start is None and "dhcp_start" not in errors:
@@ -178,15 +217,24 @@ def _validate_network(tenant: Tenant, *, name, cidr, gateway, dhcp_start, dhcp_e
         end = hosts[1] if base != hosts[1] else hosts[1] - 1
     if not {"dhcp_start", "dhcp_end"} & errors.keys():
         if start > end:
-            errors["dhcp_end"] = [f"The range ends ({end}) before it starts ({start})."]
+            errors["dhcp_end"] = [
+                gettext("The range ends (%(high)s) before it starts (%(low)s).")
+                % {"high": end, "low": start}
+            ]
         elif start <= gw <= end and "gateway" not in errors:
-            errors["gateway"] = [f"The gateway {gw} is inside the DHCP range {start}–{end}."]
+            errors["gateway"] = [
+                gettext("The gateway %(gateway)s is inside the DHCP range %(start)s–%(end)s.")
+                % {"gateway": gw, "start": start, "end": end}
+            ]
     if "cidr" not in errors:
         for other in Network.objects.filter(tenant=tenant).exclude(phase=NetworkPhase.DELETING):
             if other.network.overlaps(network):
                 errors["cidr"] = [
-                    f"{network} overlaps {other.name} ({other.cidr}) of this tenant; another "
-                    "tenant's networks may overlap, your own may not."
+                    gettext(
+                        "%(network)s overlaps %(other)s (%(cidr)s) of this tenant; another "
+                        "tenant's networks may overlap, your own may not."
+                    )
+                    % {"network": network, "other": other.name, "cidr": other.cidr}
                 ]
                 break
     if errors:
@@ -469,9 +517,12 @@ def _resolve_network(tenant: Tenant, network, errors: dict, field: str) -> Netwo
     name = network.name if isinstance(network, Network) else str(network or "").strip()
     found = Network.objects.filter(tenant=tenant, name=name).first() if name else None
     if found is None:
-        errors[field] = [f"No network named {name!r} in {tenant.slug}."]
+        errors[field] = [
+            gettext("No network named %(name)s in %(tenant)s.")
+            % {"name": repr(name), "tenant": tenant.slug}
+        ]
     elif found.phase == NetworkPhase.DELETING:
-        errors[field] = [f"{name} is being deleted."]
+        errors[field] = [gettext("%(name)s is being deleted.") % {"name": name}]
         return None
     return found
 
@@ -483,10 +534,16 @@ def _fixed_ip(network: Network, value, errors: dict) -> str | None:
     start = ipaddress.IPv4Address(network.dhcp_start)
     end = ipaddress.IPv4Address(network.dhcp_end)
     if not start <= address <= end:
-        errors["fixed_ip"] = [f"{address} is outside {network.name}'s DHCP range {start}–{end}."]
+        errors["fixed_ip"] = [
+            gettext("%(address)s is outside %(network)s's DHCP range %(start)s–%(end)s.")
+            % {"address": address, "network": network.name, "start": start, "end": end}
+        ]
         return None
     if NetworkInterface.objects.filter(network=network, fixed_ip=str(address)).exists():
-        errors["fixed_ip"] = [f"{address} is reserved for another interface on {network.name}."]
+        errors["fixed_ip"] = [
+            gettext("%(address)s is reserved for another interface on %(network)s.")
+            % {"address": address, "network": network.name}
+        ]
         return None
     return str(address)
 

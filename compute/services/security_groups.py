@@ -29,6 +29,7 @@ import logging
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from compute.backends import FilterRule, FilterSpec
 from compute.backends.containers import GroupPolicySpec, PolicyRule
@@ -72,10 +73,10 @@ def _port(value, field: str, errors: dict) -> int | None:
     try:
         port = int(text)
     except ValueError:
-        errors[field] = [f"{text!r} is not a port number (1–65535)."]
+        errors[field] = [gettext("%(port)s is not a port number (1–65535).") % {"port": repr(text)}]
         return None
     if not 1 <= port <= 65535:
-        errors[field] = [f"{port} is not a port number (1–65535)."]
+        errors[field] = [gettext("%(port)s is not a port number (1–65535).") % {"port": port}]
         return None
     return port
 
@@ -86,15 +87,23 @@ def _remote_cidr(value, errors: dict) -> str:
         network = ipaddress.IPv4Network(text, strict=False)
     except ValueError:
         errors["remote_cidr"] = [
-            f"{text!r} is not an IPv4 network in CIDR form (e.g. 10.0.0.0/24, or "
-            f"{ANYWHERE} for anywhere)."
+            gettext(
+                "%(text)s is not an IPv4 network in CIDR form (e.g. 10.0.0.0/24, or "
+                "%(anywhere)s for anywhere)."
+            )
+            % {"text": repr(text), "anywhere": ANYWHERE}
         ]
         return ""
     if "/" not in text:
-        errors["remote_cidr"] = [f"Give the prefix length too, e.g. {text}/32."]
+        errors["remote_cidr"] = [
+            gettext("Give the prefix length too, e.g. %(text)s/32.") % {"text": text}
+        ]
         return ""
     if str(network) != text:
-        errors["remote_cidr"] = [f"{text} has host bits set; the network is {network}."]
+        errors["remote_cidr"] = [
+            gettext("%(text)s has host bits set; the network is %(network)s.")
+            % {"text": text, "network": network}
+        ]
         return ""
     return text
 
@@ -117,18 +126,27 @@ def validate_rule(
     errors: dict[str, list[str]] = {}
     direction = str(direction or "").strip()
     if direction not in RuleDirection.values:
-        errors["direction"] = [f"Choose one of {', '.join(RuleDirection.values)}."]
+        errors["direction"] = [
+            gettext("Choose one of %(choices)s.") % {"choices": ", ".join(RuleDirection.values)}
+        ]
     protocol = str(protocol or "").strip()
     if protocol not in RuleProtocol.values:
-        errors["protocol"] = [f"Choose one of {', '.join(RuleProtocol.values)}."]
+        errors["protocol"] = [
+            gettext("Choose one of %(choices)s.") % {"choices": ", ".join(RuleProtocol.values)}
+        ]
     low = _port(port_min, "port_min", errors)
     high = _port(port_max, "port_max", errors)
     if protocol in (RuleProtocol.ICMP, RuleProtocol.ANY) and (low or high):
-        errors["port_min"] = [f"Ports apply to TCP and UDP only, not {protocol}."]
+        errors["port_min"] = [
+            gettext("Ports apply to TCP and UDP only, not %(protocol)s.") % {"protocol": protocol}
+        ]
     elif high is not None and low is None and "port_min" not in errors:
-        errors["port_min"] = ["Give the range's first port too."]
+        errors["port_min"] = [gettext("Give the range's first port too.")]
     elif low is not None and high is not None and high < low:
-        errors["port_max"] = [f"The range ends ({high}) before it starts ({low})."]
+        errors["port_max"] = [
+            gettext("The range ends (%(high)s) before it starts (%(low)s).")
+            % {"high": high, "low": low}
+        ]
     elif low is not None and high is None:
         high = low
     cidr_text = str(remote_cidr or "").strip()
@@ -137,7 +155,7 @@ def validate_rule(
     ).strip()
     found = None
     if cidr_text and group_text:
-        errors["remote_cidr"] = ["Give a CIDR or a group, not both."]
+        errors["remote_cidr"] = [gettext("Give a CIDR or a group, not both.")]
     elif cidr_text:
         cidr_text = _remote_cidr(cidr_text, errors)
     elif group_text:
@@ -148,13 +166,16 @@ def validate_rule(
         else:
             found = SecurityGroup.objects.filter(tenant=tenant, name=group_text).first()
             if found is None:
-                errors["remote_group"] = [f"No security group named {group_text!r}."]
+                errors["remote_group"] = [
+                    gettext("No security group named %(name)s.") % {"name": repr(group_text)}
+                ]
     else:
         errors["remote_cidr"] = [
-            f"Give the other side: a CIDR ({ANYWHERE} for anywhere) or a security group."
+            gettext("Give the other side: a CIDR (%(anywhere)s for anywhere) or a security group.")
+            % {"anywhere": ANYWHERE}
         ]
     if errors:
-        raise ValidationError("The rule is not valid.", errors=errors)
+        raise ValidationError(gettext("The rule is not valid."), errors=errors)
     return {
         "direction": direction,
         "protocol": protocol,
@@ -169,7 +190,8 @@ def _validate_rules(tenant: Tenant, rules: list[dict], *, group=None, group_name
     """Each rule validated; errors keyed ``rules[i].field``."""
     if len(rules) > MAX_RULES:
         raise ValidationError(
-            "Too many rules.", errors={"rules": [f"At most {MAX_RULES} rules in a group."]}
+            gettext("Too many rules."),
+            errors={"rules": [gettext("At most %(max)s rules in a group.") % {"max": MAX_RULES}]},
         )
     clean, errors = [], {}
     for index, rule in enumerate(rules):
@@ -179,7 +201,7 @@ def _validate_rules(tenant: Tenant, rules: list[dict], *, group=None, group_name
             for field, messages in (error.errors or {}).items():
                 errors[f"rules[{index}].{field}"] = messages
     if errors:
-        raise ValidationError("A rule is not valid.", errors=errors)
+        raise ValidationError(gettext("A rule is not valid."), errors=errors)
     return clean
 
 
@@ -192,7 +214,7 @@ def _check_name(name, errors: dict) -> str:
 def _check_description(description, errors: dict) -> str:
     text = str(description or "").strip()
     if len(text) > 200:
-        errors["description"] = ["At most 200 characters."]
+        errors["description"] = [gettext("At most %(max)s characters.") % {"max": 200}]
     return text
 
 
@@ -219,9 +241,12 @@ def group_create(
     name = _check_name(name, errors)
     description = _check_description(description, errors)
     if "name" not in errors and SecurityGroup.objects.filter(tenant=tenant, name=name).exists():
-        errors["name"] = [f"A security group named {name!r} exists already in {tenant.slug}."]
+        errors["name"] = [
+            gettext("A security group named %(name)s exists already in %(tenant)s.")
+            % {"name": repr(name), "tenant": tenant.slug}
+        ]
     if errors:
-        raise ValidationError("The security group is not valid.", errors=errors)
+        raise ValidationError(gettext("The security group is not valid."), errors=errors)
     clean = _validate_rules(tenant, list(rules or []), group_name=name)
     try:
         with transaction.atomic():
@@ -243,8 +268,13 @@ def group_create(
             _policies_later(tenant)
     except IntegrityError:
         raise ValidationError(
-            "The security group is not valid.",
-            errors={"name": [f"A security group named {name!r} exists already."]},
+            gettext("The security group is not valid."),
+            errors={
+                "name": [
+                    gettext("A security group named %(name)s exists already.")
+                    % {"name": repr(name)}
+                ]
+            },
         ) from None
     return group
 
@@ -286,7 +316,7 @@ def _locked(group: SecurityGroup) -> SecurityGroup:
         .first()
     )
     if found is None:
-        raise NotFound(f"Security group {group.name!r} not found.")
+        raise NotFound(gettext("Security group %(name)s not found.") % {"name": repr(group.name)})
     return found
 
 
@@ -308,7 +338,7 @@ def group_update(
     if description is not None:
         description = _check_description(description, errors)
     if errors:
-        raise ValidationError("The security group is not valid.", errors=errors)
+        raise ValidationError(gettext("The security group is not valid."), errors=errors)
     clean = _validate_rules(tenant, list(rules), group=group) if rules is not None else None
     with transaction.atomic():
         group = _locked(group)
@@ -335,8 +365,11 @@ def rule_add(*, actor, group: SecurityGroup, **fields) -> SecurityGroupRule:
         group = _locked(group)
         if group.rules.count() >= MAX_RULES:
             raise Conflict(
-                f"{group.name} has {MAX_RULES} rules already.",
-                errors={"rules": [f"At most {MAX_RULES} rules in a group."]},
+                gettext("%(group)s has %(max)s rules already.")
+                % {"group": group.name, "max": MAX_RULES},
+                errors={
+                    "rules": [gettext("At most %(max)s rules in a group.") % {"max": MAX_RULES}]
+                },
             )
         rule = SecurityGroupRule.objects.create(group=group, **clean)
         group = _bump(group)
@@ -352,7 +385,9 @@ def rule_remove(*, actor, group: SecurityGroup, rule_id: int) -> SecurityGroup:
         group = _locked(group)
         rule = group.rules.filter(pk=rule_id).select_related("remote_group").first()
         if rule is None:
-            raise NotFound(f"{group.name} has no such rule (removed already?).")
+            raise NotFound(
+                gettext("%(group)s has no such rule (removed already?).") % {"group": group.name}
+            )
         text = rule_text(rule)
         rule.delete()
         group = _bump(group)
@@ -370,22 +405,26 @@ def group_delete(*, actor, group: SecurityGroup) -> SecurityGroup:
         group = _locked(group)
         if group.is_default:
             raise Conflict(
-                "The default security group is kept: interfaces that name no group are in it.",
-                errors={"name": ["The default group."]},
+                gettext(
+                    "The default security group is kept: interfaces that name no group are in it."
+                ),
+                errors={"name": [gettext("The default group.")]},
             )
         members = group.nics.count()
         if members:
             raise Conflict(
-                f"{group.name} is used by {members} interface(s); remove them from it first.",
-                errors={"name": ["In use."]},
+                gettext("%(group)s is used by %(count)s interface(s); remove them from it first.")
+                % {"group": group.name, "count": members},
+                errors={"name": [gettext("In use.")]},
             )
         users = sorted(
             set(group.referencing_rules.exclude(group=group).values_list("group__name", flat=True))
         )
         if users:
             raise Conflict(
-                f"Rules of {', '.join(users)} name {group.name}; remove those rules first.",
-                errors={"name": ["Named by other groups' rules."]},
+                gettext("Rules of %(groups)s name %(group)s; remove those rules first.")
+                % {"groups": ", ".join(users), "group": group.name},
+                errors={"name": [gettext("Named by other groups' rules.")]},
             )
         filter_name = group.filter_name
         group.rules.all().delete()
@@ -407,12 +446,17 @@ def resolve_groups(tenant: Tenant, names, errors: dict, field: str) -> list[Secu
     if not wanted:
         return []
     if len(wanted) > MAX_GROUPS_PER_NIC:
-        errors[field] = [f"At most {MAX_GROUPS_PER_NIC} security groups per interface."]
+        errors[field] = [
+            gettext("At most %(max)s security groups per interface.") % {"max": MAX_GROUPS_PER_NIC}
+        ]
         return []
     found = {g.name: g for g in SecurityGroup.objects.filter(tenant=tenant, name__in=wanted)}
     missing = [w for w in wanted if w not in found]
     if missing:
-        errors[field] = [f"No security group named {', '.join(repr(m) for m in missing)}."]
+        errors[field] = [
+            gettext("No security group named %(name)s.")
+            % {"name": ", ".join(repr(m) for m in missing)}
+        ]
         return []
     return [found[w] for w in wanted]
 

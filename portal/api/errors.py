@@ -122,7 +122,7 @@ def problem_response(status_code: int, detail: str) -> HttpResponse:
     return JsonResponse(body, status=status_code, content_type=PROBLEM)
 
 
-def _flatten(detail) -> dict[str, list[str]]:
+def flatten_errors(detail) -> dict[str, list[str]]:
     """DRF's nested error detail → ``{"field": ["message", ...]}`` (dotted for nesting)."""
     out: dict[str, list[str]] = {}
 
@@ -177,7 +177,7 @@ def exception_handler(exc, context):
             return problem(
                 status.HTTP_400_BAD_REQUEST,
                 gettext("The request has invalid fields."),
-                errors=_flatten(exc.detail),
+                errors=flatten_errors(exc.detail),
                 headers=headers,
             )
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
@@ -21,7 +22,7 @@ IF_MATCH = OpenApiParameter(
 # ignoring them (documented as ``additionalProperties: false``). A comment, not a
 # docstring: drf-spectacular would show a docstring on every input schema.
 class StrictSerializer(serializers.Serializer):
-    unknown_message = "Unknown field."
+    unknown_message = _("Unknown field.")
 
     def to_internal_value(self, data):
         unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []

@@ -342,6 +342,64 @@ def test_workload_checks_speak_the_readers_language(demo):
     assert refusal("en")["replicas"] == ["Enter a whole number."]
 
 
+def test_security_group_network_and_backup_refusals_speak_the_readers_language(demo):
+    from django.utils import translation
+
+    from compute.services import backups as backup_services
+    from compute.services import networks as network_services
+    from compute.services import security_groups as group_services
+    from portal.exceptions import ApplicationError
+
+    def refusal(language: str, call) -> dict:
+        with translation.override(language), pytest.raises(ApplicationError) as error:
+            call()
+        return {"message": error.value.message, **error.value.errors}
+
+    def bad_group():
+        group_services.group_create(
+            actor=None,
+            tenant=demo.acme,
+            name="web",
+            rules=[{"direction": "ingress", "protocol": "icmp", "port_min": "22"}],
+        )
+
+    assert refusal("zh-hans", bad_group) == {
+        "message": "有规则无效。",
+        "rules[0].port_min": ["端口只适用于 TCP 和 UDP，不适用于 icmp。"],
+        "rules[0].remote_cidr": ["请填写另一端：一个 CIDR（0.0.0.0/0 表示任意地址）或一个安全组。"],
+    }
+    assert refusal("en", bad_group)["message"] == "A rule is not valid."
+
+    def bad_network():
+        network_services.network_create(
+            actor=None, tenant=demo.acme, name="lan", cidr="10.0.0.1/24"
+        )
+
+    chinese = refusal("zh-hans", bad_network)
+    assert chinese == {
+        "message": "网络无效。",
+        "cidr": ["10.0.0.1/24 设置了主机位；网络应为 10.0.0.0/24。"],
+    }
+    assert refusal("en", bad_network)["cidr"] == [
+        "10.0.0.1/24 has host bits set; the network is 10.0.0.0/24."
+    ]
+    with translation.override("zh-hans"):
+        assert backup_services._phase_error("restore", "Failed") == {
+            "phase": ["在 Failed 阶段无法执行 restore。"]
+        }
+
+
+@pytest.mark.django_db
+def test_django_admin_in_chinese_names_the_usage_models_in_chinese(demo):
+    staff = Client()
+    staff.force_login(demo.admin)
+    index = staff.get("/admin/", **ZH).content.decode()
+    for plural in ("价目表", "配额申请", "配额自动批准规则"):
+        assert f">{plural}</a>" in index, plural
+    english = staff.get("/admin/", **EN).content.decode()
+    assert ">Price lists</a>" in english and ">Quota requests</a>" in english
+
+
 @pytest.mark.django_db
 def test_django_admin_in_chinese_names_the_models_and_their_fields_in_chinese(
     demo, make_host, tiny_image

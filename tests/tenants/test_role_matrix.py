@@ -186,6 +186,12 @@ ENDPOINTS = [
     Endpoint("tenant-overview", "web", "get", "/t/{tenant}/", "read", 200),
     Endpoint("vm-list", "web", "get", "/t/{tenant}/vms/", "read", 200),
     Endpoint("workload-list", "web", "get", "/t/{tenant}/workloads/", "read", 200),
+    # Create from YAML; its POST (which needs a host or a cluster) in
+    # tests/compute/test_views_create_from_yaml.py.
+    Endpoint("vm-create-yaml", "web", "get", "/t/{tenant}/vms/new/yaml/", "operate", 200),
+    Endpoint(
+        "workload-create-yaml", "web", "get", "/t/{tenant}/workloads/new/yaml/", "operate", 200
+    ),
     Endpoint("volume-list", "web", "get", "/t/{tenant}/volumes/", "read", 200),
     Endpoint("backup-list", "web", "get", "/t/{tenant}/backups/", "read", 200),
     Endpoint("vmpool-list", "web", "get", "/t/{tenant}/vmpools/", "read", 200),
