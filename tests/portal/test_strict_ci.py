@@ -218,24 +218,17 @@ def test_each_worker_has_its_own_redis_database():
 
 
 def test_each_worker_has_its_own_channel_prefix(tmp_path):
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    (tmp_path / "test_prefix.py").write_text(
-        "import os\n\n"
-        "def test_prefix():\n"
-        "    worker = os.environ['PYTEST_XDIST_WORKER']\n"
-        "    assert os.environ['ISOTOPE_CHANNEL_PREFIX'] == f'isotope:ch:{worker}'\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "tests.parallel", "-p", "no:django"]
-        + ["-p", "no:cacheprovider", "-q", "-n", "2", "--dist", "loadgroup", str(tmp_path)],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    body = """
+    @pytest.mark.parametrize("n", range(2))
+    def test_prefix(n):
+        import os
+
+        worker = os.environ["PYTEST_XDIST_WORKER"]
+        assert os.environ["ISOTOPE_CHANNEL_PREFIX"] == f"isotope:ch:{worker}"
+    """
+    result = run_suite(tmp_path, body, *XDIST)
     assert result.returncode == 0, result.stdout
-    assert "1 passed" in result.stdout
+    assert "2 passed" in result.stdout
 
 
 def test_ci_run_exports_ci_itself_whatever_the_caller_says():
