@@ -167,7 +167,13 @@ CHANNEL_LAYERS = {
         "BACKEND": _LAYERS[os.environ.get("ISOTOPE_CHANNEL_LAYER", "pubsub")],
         # redis-py 8 reads with a 5 s socket timeout by default, the same as the layer's
         # 5 s BZPOPMIN: an idle consumer's receive then races it and crashes the socket.
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "prefix": "isotope:ch"},
+        # Redis pub/sub channels are server-wide, not per database: processes that share
+        # a Redis server but must not hear each other (the test suite's xdist workers,
+        # tests/parallel.py) set ISOTOPE_CHANNEL_PREFIX apart.
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+            "prefix": os.environ.get("ISOTOPE_CHANNEL_PREFIX", "isotope:ch"),
+        },
     }
 }
 

@@ -48,5 +48,12 @@ fi
 if infra_required; then export ISOTOPE_REQUIRE_INFRA=1; fi
 export ISOTOPE_DEBUG=1 PYTHONDONTWRITEBYTECODE=1
 
-say "running the test suite"
-"$VENV/bin/python" -m pytest "$@"
+# pytest-xdist workers (tests/parallel.py): each has its own test database and Redis
+# database; the shared-infrastructure tiers all run on one of them. 0 = no xdist, the
+# default until the whole suite has run green under xdist twice (README "make test").
+WORKERS=${ISOTOPE_TEST_WORKERS:-0}
+XDIST=()
+if [ "$WORKERS" != 0 ]; then XDIST=(-n "$WORKERS" --dist loadgroup); fi
+
+say "running the test suite${XDIST:+ on $WORKERS workers}"
+"$VENV/bin/python" -m pytest "${XDIST[@]}" "$@"

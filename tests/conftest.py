@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import os
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -93,14 +94,13 @@ def django_db_setup(django_db_setup, django_db_blocker):
 
 
 # --- Data ------------------------------------------------------------------------------
-@pytest.fixture
-def demo(db):
-    """Tenants acme and globex with the demo users; returns a namespace of objects."""
+class Demo:
+    """The namespace ``demo`` returns."""
+
+
+def make_demo() -> Demo:
+    """Create tenants acme and globex with the demo users; return a namespace of them."""
     User = get_user_model()
-
-    class Demo:
-        pass
-
     d = Demo()
     d.acme = services.tenant_create(actor=None, slug="acme", name="ACME Corporation")
     d.globex = services.tenant_create(actor=None, slug="globex", name="Globex")
@@ -118,6 +118,44 @@ def demo(db):
         setattr(d, username, user)
     d.outsider = User.objects.create_user("erin", "erin@example.com", PASSWORD)
     return d
+
+
+@pytest.fixture
+def demo(db):
+    """Tenants acme and globex with the demo users; returns a namespace of objects."""
+    return make_demo()
+
+
+def shared_data(django_db_blocker, make):
+    """For a module- or class-scoped fixture (``yield from shared_data(blocker, make)``):
+    the objects ``make()`` returns, made once and seen by every test of that scope, gone
+    after it, like Django's ``setUpTestData``.
+
+    The rows are made in a transaction left open for the whole scope and rolled back at
+    its end. Each test's ``db`` fixture (pytest-django, not transactional) runs the test
+    in a savepoint inside it and rolls that back, so what one test changes, the next
+    does not see. Only for scopes whose tests all use ``db``, never ``transactional_db``
+    (a flush inside the transaction) or threads with connections of their own (they
+    would not see the uncommitted rows). As in a ``TestCase``, ``on_commit`` callbacks
+    of the setup never run. Give each test a deep copy of the objects (a test may change
+    them in memory).
+    """
+    from django.db import transaction
+
+    with django_db_blocker.unblock():
+        atomic = transaction.atomic()
+        atomic.__enter__()
+        try:
+            data = make()
+        except BaseException:
+            atomic.__exit__(*sys.exc_info())
+            raise
+    try:
+        yield data
+    finally:
+        with django_db_blocker.unblock():
+            transaction.set_rollback(True)
+            atomic.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -9,6 +9,10 @@ Loaded by ``tests/conftest.py``; reads the environment only through
 - In CI every tier (the markers in ``TIERS``, declared in pyproject.toml) must have at
   least one passing test; a tier that collected none, or whose tests all failed or were
   deselected, fails the session with a summary of every tier's counts.
+- Under pytest-xdist (``tests/parallel.py``) the controller, which sees every worker's
+  reports, counts and decides; a worker, which runs only part of the tiers, does not.
+  The controller collects no items itself, so there a test counts as collected when its
+  setup is reported (the same number, unless the run stops early with ``-x``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ TIERS = ("unit", "libvirt_test_driver", "qemu", "migration", "kubernetes", "oidc
 _collected: Counter = Counter()
 _passed: Counter = Counter()
 _missing_key = pytest.StashKey[list]()
+_state = {"controller": False}
 
 
 def _reason(report: pytest.TestReport) -> str:
@@ -48,9 +53,25 @@ def pytest_configure(config):
     undeclared = [tier for tier in TIERS if tier not in declared]
     if undeclared:
         raise pytest.UsageError(f"tier markers not declared in pyproject.toml: {undeclared}")
+    _state["controller"] = _controller(config)
+
+
+def _worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _controller(config) -> bool:
+    """True in the process that hands tests to xdist workers (and runs none itself)."""
+    return (
+        config.pluginmanager.hasplugin("xdist")
+        and config.getoption("dist", "no") != "no"
+        and not _worker(config)
+    )
 
 
 def pytest_collection_finish(session):
+    if _controller(session.config):
+        return
     for item in session.items:
         for tier in TIERS:
             if item.get_closest_marker(tier) is not None:
@@ -58,6 +79,10 @@ def pytest_collection_finish(session):
 
 
 def pytest_runtest_logreport(report):
+    if report.when == "setup" and _state["controller"]:
+        for tier in TIERS:
+            if tier in report.keywords:
+                _collected[tier] += 1
     if report.when == "call" and report.passed:
         for tier in TIERS:
             if tier in report.keywords:
@@ -65,7 +90,7 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if not in_ci() or exitstatus == pytest.ExitCode.INTERRUPTED:
+    if not in_ci() or exitstatus == pytest.ExitCode.INTERRUPTED or _worker(session.config):
         return
     missing = [tier for tier in TIERS if _passed[tier] == 0]
     session.config.stash[_missing_key] = missing

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.parallel import SHARED_TIERS, worker_redis_url
 from tests.strict import TIERS
 from tools.infra import env_flag
 
@@ -45,13 +46,13 @@ def test_python_and_shell_read_a_flag_the_same_way(value, monkeypatch):
     assert shell == ("yes" if expected else "no")
 
 
-def run_suite(tmp_path: Path, body: str, **env: str) -> subprocess.CompletedProcess:
+def run_suite(tmp_path: Path, body: str, *args: str, **env: str) -> subprocess.CompletedProcess:
     markers = "\n".join(f"    {tier}: tier" for tier in TIERS)
     (tmp_path / "pytest.ini").write_text(f"[pytest]\nmarkers =\n{markers}\n")
     (tmp_path / "test_sample.py").write_text("import pytest\n\n" + textwrap.dedent(body))
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "tests.strict", "-p", "no:django"]
-        + ["-p", "no:cacheprovider", "-q", "-rA", str(tmp_path)],
+        + ["-p", "no:cacheprovider", "-q", "-rA", *args, str(tmp_path)],
         cwd=tmp_path,
         env=clean_env(**env),
         capture_output=True,
@@ -134,6 +135,100 @@ def test_in_ci_every_tier_passing_is_green(tmp_path):
     result = run_suite(tmp_path, body, CI="1")
     assert result.returncode == 0, result.stdout
     assert "CI: every tier ran" in result.stdout
+
+
+# Under pytest-xdist (tests/parallel.py): the workers run the tests, the controller counts.
+XDIST = ("-p", "tests.parallel", "-n", "2", "--dist", "loadgroup")
+
+
+def test_under_xdist_the_controller_counts_every_worker_and_a_missing_tier_fails(tmp_path):
+    body = "".join(
+        f"""
+        @pytest.mark.{tier}
+        @pytest.mark.parametrize("n", range(3))
+        def test_{tier}(n):
+            {"pytest.skip('down')" if tier == "qemu" else "pass"}
+        """
+        for tier in TIERS
+        if tier != "oidc"
+    )
+    result = run_suite(tmp_path, body, *XDIST, CI="true")
+    assert result.returncode == 1, result.stdout
+    out = result.stdout
+    assert "bringing up nodes" in out  # xdist ran it
+    assert "requires every test to run: down" in out
+    assert "CI: tiers without a passing test" in out
+    assert "qemu                     3 collected     0 passed   <- FAILS the run" in out
+    assert "oidc                     0 collected     0 passed   <- FAILS the run" in out
+    assert "unit                     3 collected     3 passed\n" in out
+    assert "e2e                      3 collected     3 passed\n" in out
+
+
+def test_under_xdist_every_tier_passing_is_green(tmp_path):
+    body = "".join(
+        f"""
+        @pytest.mark.{tier}
+        @pytest.mark.parametrize("n", range(4))
+        def test_{tier}(n):
+            pass
+        """
+        for tier in TIERS
+    )
+    result = run_suite(tmp_path, body, *XDIST, CI="true")
+    assert result.returncode == 0, result.stdout
+    assert "CI: every tier ran" in result.stdout
+    assert "libvirt_test_driver      4 collected     4 passed\n" in result.stdout
+
+
+def test_under_xdist_the_shared_infrastructure_tiers_run_on_one_worker(tmp_path):
+    body = "".join(
+        f"""
+        @pytest.mark.{tier}
+        @pytest.mark.parametrize("n", range(4))
+        def test_{tier}(n):
+            import os
+            import time
+
+            time.sleep({0.2 if tier in SHARED_TIERS else 0})  # keeps the shared worker busy
+            with open("{tmp_path}/{tier}-%d" % n, "w") as f:
+                f.write(os.environ["PYTEST_XDIST_WORKER"])
+        """
+        for tier in TIERS
+    )
+    result = run_suite(tmp_path, body, *XDIST)
+    assert result.returncode == 0, result.stdout
+    shared = {(tmp_path / f"{t}-{n}").read_text() for t in SHARED_TIERS for n in range(4)}
+    assert len(shared) == 1, shared
+    others = {(tmp_path / f"{t}-{n}").read_text() for t in TIERS for n in range(4)} - shared
+    assert others, "the unit and test-driver tests all waited for the shared worker"
+
+
+def test_under_xdist_the_tests_must_be_grouped(tmp_path):
+    result = run_suite(tmp_path, "def test_x():\n    pass\n", "-p", "tests.parallel", "-n", "2")
+    assert result.returncode != 0
+    assert "run xdist with --dist loadgroup" in result.stdout + result.stderr
+
+
+def test_each_worker_has_its_own_redis_database():
+    assert worker_redis_url("redis://127.0.0.1:6379/0", "gw0") == "redis://127.0.0.1:6379/1"
+    assert worker_redis_url("redis://h:1/2", "gw3") == "redis://h:1/6"
+    assert worker_redis_url("redis://:pw@h:1", "gw1") == "redis://:pw@h:1/2"
+    with pytest.raises(pytest.UsageError, match="run fewer workers"):
+        worker_redis_url("redis://h:1/0", "gw15")
+
+
+def test_each_worker_has_its_own_channel_prefix(tmp_path):
+    body = """
+    @pytest.mark.parametrize("n", range(2))
+    def test_prefix(n):
+        import os
+
+        worker = os.environ["PYTEST_XDIST_WORKER"]
+        assert os.environ["ISOTOPE_CHANNEL_PREFIX"] == f"isotope:ch:{worker}"
+    """
+    result = run_suite(tmp_path, body, *XDIST)
+    assert result.returncode == 0, result.stdout
+    assert "2 passed" in result.stdout
 
 
 def test_ci_run_exports_ci_itself_whatever_the_caller_says():

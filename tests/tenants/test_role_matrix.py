@@ -8,6 +8,7 @@ it should and leaves an audit row naming the actor, tenant and client address.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from compute.services import security_groups as group_services
 from tenants import services
 from tenants.choices import AuditOutcome, Role
 from tenants.models import ApiToken, AuditLog, Membership, Quota, Tenant
+from tests.conftest import make_demo, shared_data
 from usage.models import QuotaRequest
 
 pytestmark = pytest.mark.unit
@@ -605,9 +607,9 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def matrix(demo):
+def make_matrix():
     """The demo data plus gus, a viewer of globex (a member the globex requests act on)."""
+    demo = make_demo()
     User = get_user_model()
     demo.gus = User.objects.create_user("gus", "gus@example.com", "x")
     services.membership_add(actor=None, tenant=demo.globex, user=demo.gus, role=Role.VIEWER)
@@ -629,6 +631,18 @@ def matrix(demo):
             actor=None, tenant=tenant, name="spare", selector={"app": "web"}, ports=[{"port": 80}]
         )
     return demo
+
+
+@pytest.fixture(scope="module")
+def matrix_data(django_db_setup, django_db_blocker):
+    """Made once for the ~1200 tests here (see ``shared_data``): each test's changes are
+    rolled back to it, as if each had made its own."""
+    yield from shared_data(django_db_blocker, make_matrix)
+
+
+@pytest.fixture
+def matrix(matrix_data, db):
+    return copy.deepcopy(matrix_data)
 
 
 def client_for(surface: str, user) -> Client:

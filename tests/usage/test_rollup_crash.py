@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,8 +27,9 @@ pytestmark = [pytest.mark.unit, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def rollup_process(**env_extra: str) -> subprocess.Popen:
-    """``manage.py usage_rollup`` in its own process, on the test database."""
+def rollup_process(log: Path, **env_extra: str) -> subprocess.Popen:
+    """``manage.py usage_rollup`` in its own process, on the test database; its log
+    (stderr) goes to ``log``."""
     url = urlsplit(os.environ["DATABASE_URL"])
     env = {
         **os.environ,
@@ -38,17 +38,18 @@ def rollup_process(**env_extra: str) -> subprocess.Popen:
         **env_extra,
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "usage_rollup"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with log.open("w") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "usage_rollup"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
 
 
-def test_a_rollup_killed_mid_day_loses_that_day_and_the_rerun_counts_it_once(demo):
+def test_a_rollup_killed_mid_day_loses_that_day_and_the_rerun_counts_it_once(demo, tmp_path):
     postgres_only()
     begin = floor_hour(timezone.now()) - timedelta(days=3, hours=5)
     with transaction.atomic():
@@ -61,11 +62,21 @@ def test_a_rollup_killed_mid_day_loses_that_day_and_the_rerun_counts_it_once(dem
 
     UsageInterval.objects.filter(reservation_id=reservation.pk).update(start=begin)
 
-    victim = rollup_process(ISOTOPE_FAILPOINTS="usage.rollup.after_hour=sleep:120")
+    log = tmp_path / "rollup.log"
+    victim = rollup_process(log, ISOTOPE_FAILPOINTS="usage.rollup.after_hour=sleep:120")
     try:
-        # The first day's hourly rows are written (not committed) when it sleeps there.
-        time.sleep(8)
-        assert victim.poll() is None, "the rollup process ended before the kill"
+        # The first day's hourly rows are written (not committed) when it sleeps there,
+        # which it logs (portal/failpoints.py) as it starts to.
+        wait_for(
+            lambda: (
+                "failpoint usage.rollup.after_hour: sleeping" in log.read_text()
+                or victim.poll() is not None
+            ),
+            timeout=60,
+            interval=0.1,
+            message="the rollup process never reached its failpoint",
+        )
+        assert victim.poll() is None, f"the rollup process ended before the kill: {log.read_text()}"
         os.killpg(victim.pid, signal.SIGKILL)
         victim.wait(timeout=10)
     finally:

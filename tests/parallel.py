@@ -1,0 +1,129 @@
+"""Running the suite on several pytest-xdist workers (``-n N --dist loadgroup``).
+
+Loaded with ``-p tests.parallel`` (pyproject.toml addopts), before pytest-django imports
+the settings, so that what it sets in the environment is what the settings read.
+
+- Each worker gets its own test database from pytest-django (``test_<name>_gw0``, ...)
+  and, here, its own Redis database: worker ``gwN`` uses database index base + N + 1 of
+  ``REDIS_URL``. The cache (and its throttle counters), the channel layer, the Celery
+  broker and results and the live-state keys all live there, so one worker's purge,
+  wipe or message never reaches another's. Redis pub/sub is server-wide, so each worker
+  also has its own channel-layer prefix (``ISOTOPE_CHANNEL_PREFIX``). Subprocesses a
+  test starts inherit both.
+- Tests of the tiers that use the shared infrastructure (``SHARED_TIERS``: the libvirt
+  nodes, Kubernetes, the OIDC provider, the browser against them) form one group (see
+  ``SharedGroup``): with ``--dist loadgroup`` they all run on one worker, one after
+  another, as they do without xdist; the unit and libvirt test-driver tests spread
+  over the others.
+
+Without xdist (no ``-n``, or ``-n 0``) nothing here changes anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from xdist.scheduler import LoadScopeScheduling  # requirements-dev.txt
+
+SHARED_TIERS = ("qemu", "migration", "kubernetes", "oidc", "e2e")
+SHARED_GROUP = "shared-infrastructure"
+REDIS_DATABASES = 16  # Redis's default ``databases``
+_DIRECTORY_KEY = "isotope_shared_group_directory"
+
+
+def worker_redis_url(url: str, worker: str) -> str:
+    """``url`` moved to the Redis database of xdist worker ``worker`` ("gw0", "gw1", ...)."""
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    index = base + int(worker.removeprefix("gw")) + 1
+    if index >= REDIS_DATABASES:
+        raise pytest.UsageError(
+            f"xdist worker {worker} would need Redis database {index}; Redis has "
+            f"{REDIS_DATABASES} (0-{REDIS_DATABASES - 1}): run fewer workers"
+        )
+    return urlunsplit(parts._replace(path=f"/{index}"))
+
+
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    if "REDIS_URL" in os.environ:
+        os.environ["REDIS_URL"] = worker_redis_url(os.environ["REDIS_URL"], _WORKER)
+    # Pub/sub channels (the channel layer's groups) are not per Redis database.
+    os.environ["ISOTOPE_CHANNEL_PREFIX"] = f"isotope:ch:{_WORKER}"
+
+
+def _distributed(config) -> bool:
+    return config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no"
+
+
+def pytest_configure(config):
+    if _WORKER:
+        return
+    if _distributed(config):
+        if config.getoption("dist") != "loadgroup":
+            raise pytest.UsageError(
+                "run xdist with --dist loadgroup: the shared-infrastructure tiers must stay "
+                f"on one worker (got --dist {config.getoption('dist')})"
+            )
+        config.pluginmanager.register(SharedGroup(), "isotope-shared-group")
+
+
+class SharedGroup:
+    """The controller's side: one group for every shared-infrastructure test.
+
+    xdist's own ``xdist_group`` mark cannot be used: pytest-xdist 3.8 groups by a suffix it
+    writes into ``item._nodeid``, which pytest 9 no longer reads (``item.nodeid`` comes
+    from ``item._id``), so the mark schedules nothing. Instead each worker writes the ids
+    of its shared-infrastructure tests to a file (``pytest_collection_modifyitems`` below,
+    before it reports its collection) and the scheduler, which starts once every worker
+    has reported, reads them.
+    """
+
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="isotope-xdist-"))
+
+    def pytest_configure_node(self, node):
+        node.workerinput[_DIRECTORY_KEY] = str(self.directory)
+
+    def pytest_xdist_make_scheduler(self, config, log):
+        return SharedGroupScheduling(config, log, directory=self.directory)
+
+    def pytest_unconfigure(self, config):
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class SharedGroupScheduling(LoadScopeScheduling):
+    """``--dist loadgroup`` with one group: the shared-infrastructure tests go to one
+    worker as a single unit of work; every other test is scheduled on its own."""
+
+    def __init__(self, config, log=None, *, directory: Path) -> None:
+        super().__init__(config, log)
+        self.directory = directory
+        self.shared: set[str] | None = None
+
+    def _split_scope(self, nodeid: str) -> str:
+        if self.shared is None:  # every worker has written its file by now
+            self.shared = set()
+            for path in self.directory.glob("*.json"):
+                self.shared.update(json.loads(path.read_text()))
+        return SHARED_GROUP if nodeid in self.shared else nodeid
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    directory = getattr(config, "workerinput", {}).get(_DIRECTORY_KEY)
+    if directory is None:
+        return
+    shared = [
+        item.nodeid for item in items if any(item.get_closest_marker(tier) for tier in SHARED_TIERS)
+    ]
+    path = Path(directory) / f"{_WORKER}.json"
+    partial = path.with_suffix(".part")
+    partial.write_text(json.dumps(shared))
+    partial.replace(path)
