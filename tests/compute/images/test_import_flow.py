@@ -43,8 +43,15 @@ def test_an_imported_image_boots_a_vm_on_the_test_driver(
         actor=demo.bob, tenant=demo.acme, name="base", url=url, sha256=sha256(source)
     )
     image = image_phase(image, ImagePhase.READY)
+    # The live state is stored just after the worker's commit (on_commit): wait for it.
+    wait_for(
+        lambda: (
+            (s := live.state_snapshot("acme", "image", "base")) and s[0]["data"]["phase"] == "Ready"
+        ),
+        10,
+        message=f"the live state stayed {live.state_snapshot('acme', 'image', 'base')}",
+    )
     snapshot = live.state_snapshot("acme", "image", "base")
-    assert snapshot and snapshot[0]["data"]["phase"] == "Ready"
     assert snapshot[0]["data"]["progress"]["percent"] == 100
 
     # The VM form lists it; a VM from it gets an overlay over the imported file.
