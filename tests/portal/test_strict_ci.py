@@ -306,3 +306,25 @@ def test_make_test_stops_on_a_lint_failure_before_starting_anything(tmp_path, fa
     else:
         assert result.returncode == 0, result.stderr
         assert "infra up --strict" in calls and "python -m pytest" in calls
+
+
+def test_lint_fails_on_a_tracked_file_with_conflict_markers(tmp_path):
+    tree = fake_checkout(tmp_path, ruff_check_fails=False)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], cwd=tree, check=True)
+    (tree / "notes.md").write_text("intro\n<<<<<<< HEAD\nours\n=======\ntheirs\n>>>>>>> b\n")
+    subprocess.run([*git, "add", "notes.md"], cwd=tree, check=True)
+    env = clean_env()
+    result = subprocess.run(
+        ["bash", "scripts/lint.sh"], cwd=tree, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "notes.md:2:<<<<<<< HEAD" in result.stdout
+    assert "lint failed: conflict markers" in result.stderr
+
+    (tree / "notes.md").write_text("intro\nours\n")
+    subprocess.run([*git, "add", "notes.md"], cwd=tree, check=True)
+    result = subprocess.run(
+        ["bash", "scripts/lint.sh"], cwd=tree, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
