@@ -12,6 +12,7 @@ from compute.services import vms as vm_services
 from tests.compute.services.test_vm_lifecycle import wait_phase
 from tests.compute.test_console_proxy import guest, node1, serial  # noqa: F401 - fixtures
 from tests.conftest import ARTIFACTS, login, wait_for
+from tests.e2e.axe import assert_accessible
 
 LIT_PIXELS = """() => {
   const canvas = document.querySelector('[data-console-screen] canvas');
@@ -56,6 +57,7 @@ def test_bob_types_into_the_console_and_carol_only_watches(guest, live_url, new_
     wait_for(lambda: "isotope-console-ok" in serial(guest), 30, message="bob's line never ran")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     bob.screenshot(path=str(ARTIFACTS / "console-bob.png"), full_page=True)
+    assert_accessible(bob, "console-bob")
 
     carol = new_page()
     open_console(carol, live_url, "carol", guest)
@@ -66,6 +68,7 @@ def test_bob_types_into_the_console_and_carol_only_watches(guest, live_url, new_
     carol.get_by_test_id("console-screen").locator("canvas").click()
     type_like_a_person(carol, f"echo {carol_marker} > /dev/ttyS0")
     carol.screenshot(path=str(ARTIFACTS / "console-carol.png"), full_page=True)
+    assert_accessible(carol, "console-carol")
 
     # Bob's next line runs after carol's would have: hers never reached the guest.
     bob.get_by_test_id("console-screen").locator("canvas").click()
@@ -82,6 +85,7 @@ def test_bob_types_into_the_console_and_carol_only_watches(guest, live_url, new_
     expect(bob.get_by_test_id("console-message")).to_contain_text("is Stopped", timeout=10_000)
     expect(bob.get_by_test_id("console-connect")).to_be_disabled()
     bob.screenshot(path=str(ARTIFACTS / "console-stopped.png"), full_page=True)
+    assert_accessible(bob, "console-stopped")
 
 
 @pytest.mark.e2e
@@ -99,8 +103,10 @@ def test_a_vm_on_a_host_without_console_says_so_on_its_page_and_panel(
     expect(page.get_by_test_id("console-message")).to_contain_text("no graphical console")
     expect(page.get_by_test_id("console-connect")).to_be_disabled()
     page.screenshot(path=str(ARTIFACTS / "console-no-console.png"), full_page=True)
+    assert_accessible(page, "console-no-console")
     page.goto(f"{live_url}/t/acme/vms/web-1/")
     panel = page.get_by_test_id("console")
     expect(panel.get_by_test_id("console-message")).to_contain_text("no graphical console")
     panel.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "vm-detail-console-panel.png"), full_page=True)
+    assert_accessible(page, "vm-detail-console-panel")

@@ -12,6 +12,7 @@ from compute.models import VirtualMachine
 from compute.services import vms as vm_services
 from tests.compute.test_qemu_vms import node1  # noqa: F401 - fixture
 from tests.conftest import ARTIFACTS, login, wait_for
+from tests.e2e.axe import assert_accessible
 
 pytestmark = [pytest.mark.e2e, pytest.mark.qemu]
 
@@ -55,6 +56,7 @@ def test_the_vm_page_shows_booting_then_ready_and_a_clean_serial_log(
     )
     expect(page.get_by_test_id("vm-events")).to_contain_text("after Running")
     page.screenshot(path=str(ARTIFACTS / "vm-detail-ready.png"))
+    assert_accessible(page, "vm-detail-ready")
     assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
 
     # The list says it too.
@@ -75,3 +77,4 @@ def test_the_vm_page_shows_booting_then_ready_and_a_clean_serial_log(
     assert "\x1b" not in content and "[6n" not in content and "\r" not in content
     text.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "vm-serial-log.png"), full_page=True)
+    assert_accessible(page, "vm-serial-log")

@@ -13,6 +13,7 @@ from tenants import services
 from tenants.choices import Role
 from tenants.models import GroupMapping
 from tests.conftest import ARTIFACTS, PASSWORD, login
+from tests.e2e.axe import assert_accessible
 from tests.portal.identity.test_two_factor import totp
 
 pytestmark = pytest.mark.e2e
@@ -42,8 +43,10 @@ def page_for(browser, request):
 
 
 def shot(page, name: str) -> None:
+    """Save the page as shown and check it with axe-core (WCAG 2.2 AA)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    assert_accessible(page, name)
 
 
 def test_single_sign_on_lands_in_the_tenant_the_group_maps_to(demo, sso, page_for):

@@ -9,7 +9,8 @@ import pytest
 from playwright.sync_api import expect
 
 from monitoring.services import event_publish
-from tests.conftest import ARTIFACTS, login
+from tests.conftest import ARTIFACTS, live_subscribed, login
+from tests.e2e.axe import assert_accessible
 
 pytestmark = pytest.mark.e2e
 
@@ -21,6 +22,9 @@ def open_timeline(new_page, live_url, username, **route):
         page.route_web_socket(re.compile(r".*/ws/(\?.*)?$"), route["handler"])
     page.goto(f"{live_url}/t/acme/events/")
     expect(page.get_by_test_id("live-status")).to_contain_text("live")
+    # "live" is the socket being open; what a test publishes next must come after the
+    # server's answer to the subscribe, or the page rightly resyncs from the snapshot.
+    live_subscribed(page)
     return page
 
 
@@ -72,6 +76,7 @@ def test_an_event_appears_on_both_timelines_within_two_seconds_without_reload(
     assert carol.evaluate("window.__loadedAt === performance.timeOrigin"), "page reloaded"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     carol.screenshot(path=str(ARTIFACTS / "events-live-carol.png"), full_page=True)
+    assert_accessible(carol, "events-live-carol")
 
 
 def test_events_missed_while_disconnected_arrive_after_the_reconnect(demo, live_url, new_page):

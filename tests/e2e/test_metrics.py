@@ -19,6 +19,7 @@ from compute.services.reconcile import domain_spec
 from monitoring import collector
 from monitoring.tasks import metrics_collect
 from tests.conftest import ARTIFACTS, login
+from tests.e2e.axe import assert_accessible
 
 pytestmark = pytest.mark.e2e
 
@@ -67,6 +68,7 @@ def test_the_vm_chart_renders_and_gains_points_as_collections_run(
         expect(card).to_have_attribute("data-points", str(expected), timeout=10_000)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     card.screenshot(path=str(ARTIFACTS / "vm-metrics-test-driver.png"))
+    assert_accessible(page, "vm-metrics-test-driver")
 
     page.get_by_role("button", name="24 h").click()
     expect(card.get_by_test_id("metrics-status")).to_contain_text("5-minute averages")
@@ -74,3 +76,4 @@ def test_the_vm_chart_renders_and_gains_points_as_collections_run(
     usage = page.get_by_test_id("tenant-usage")
     expect(usage.locator('[data-metric-total="vmsRunning"]')).to_have_text("1")
     page.screenshot(path=str(ARTIFACTS / "tenant-overview-usage.png"), full_page=True)
+    assert_accessible(page, "tenant-overview-usage")

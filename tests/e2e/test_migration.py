@@ -11,6 +11,7 @@ from compute.models import Host, Migration, VirtualMachine
 from tests.compute.test_console_ports import taken_port
 from tests.compute.test_migration_qemu import boot, nodes, policy, worker  # noqa: F401
 from tests.conftest import ARTIFACTS, live_subscribed, login, wait_for
+from tests.e2e.axe import assert_accessible
 
 pytestmark = [pytest.mark.e2e, pytest.mark.qemu, pytest.mark.migration]
 
@@ -37,11 +38,13 @@ def test_alice_migrates_a_vm_and_the_progress_bar_advances_live(demo, live_url, 
     wait_for(advanced, 60, interval=0.1, message=f"the bar did not advance: {seen}")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "migration-progress.png"), full_page=True)
+    assert_accessible(page, "migration-progress")
     assert seen == sorted(seen), seen
     wait_for(lambda: Migration.objects.filter(phase="Succeeded").exists(), 120)
     history = panel.get_by_test_id("migration-history")
     history.get_by_text("Succeeded").wait_for(timeout=15_000)
     page.screenshot(path=str(ARTIFACTS / "migration-done.png"), full_page=True)
+    assert_accessible(page, "migration-done")
 
     staff = new_page()
     login(staff, live_url, "admin")
@@ -50,6 +53,7 @@ def test_alice_migrates_a_vm_and_the_progress_bar_advances_live(demo, live_url, 
     assert "node1 → node2" in staff.get_by_test_id("migration-hosts").first.inner_text()
     staff.goto(f"{live_url}/staff/migrations/")
     staff.screenshot(path=str(ARTIFACTS / "migration-staff.png"), full_page=True)
+    assert_accessible(staff, "migration-staff")
     assert VirtualMachine.objects.get(pk=vm.pk).host.name == "node2"
 
 
@@ -90,6 +94,7 @@ def test_the_migrate_button_appears_when_a_vm_turns_running_without_a_reload(
     assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     panel.screenshot(path=str(ARTIFACTS / "migration-panel-running.png"))
+    assert_accessible(page, "migration-panel-running")
     # And it goes again while the VM is not running.
     vm_services.vm_action(
         actor=demo.alice, vm=VirtualMachine.objects.get(pk=vm.pk), action="force-stop"
@@ -133,6 +138,7 @@ def test_a_failed_migration_reads_plainly_for_the_tenant_and_in_detail_for_staff
         assert raw not in body, raw
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "migration-failed-tenant.png"), full_page=True)
+    assert_accessible(page, "migration-failed-tenant")
 
     staff = new_page()
     login(staff, live_url, "admin")
@@ -141,4 +147,5 @@ def test_a_failed_migration_reads_plainly_for_the_tenant_and_in_detail_for_staff
     assert str(port) in detail.inner_text() and migration.detail in detail.inner_text()
     assert migration.detail in staff.get_by_test_id("migration-detail-staff").inner_text()
     staff.screenshot(path=str(ARTIFACTS / "migration-failed-staff.png"), full_page=True)
+    assert_accessible(staff, "migration-failed-staff")
     assert VirtualMachine.objects.get(pk=vm.pk).host.name == "node1"
