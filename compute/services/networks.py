@@ -65,6 +65,7 @@ NETWORK_ACTIONS: dict[str, tuple[str, frozenset[str]]] = {
 }
 NIC_ACTIONS: dict[str, tuple[str, frozenset[str]]] = {
     "delete": ("nic.detach", frozenset(NicPhase.values)),
+    "groups": ("nic.attach", frozenset(NicPhase.values) - {NicPhase.DETACHING}),
 }
 
 
