@@ -191,7 +191,7 @@ def nic_remove(request, tenant, name: str, nic: str):
 def nic_groups(request, tenant, name: str, nic: str):
     """The interface row's "Edit groups" form: the checked groups replace its own."""
     vm, found = _nic_or_404(request, tenant, name, nic)
-    groups = request.POST.getlist("security_groups")
+    groups = list(dict.fromkeys(request.POST.getlist("security_groups")))
     _call(
         request,
         lambda: network_services.nic_groups_set(actor=request.user, nic=found, groups=groups),
