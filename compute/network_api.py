@@ -3,7 +3,9 @@
 ``/api/v1/tenants/<t>/networks/`` lists and creates networks (``Idempotency-Key``),
 ``.../networks/<n>/`` reads and deletes one (``If-Match``; 409 while interfaces use it).
 ``/api/v1/tenants/<t>/virtualmachines/<vm>/nics/`` lists and adds a VM's interfaces
-(hot-plugged when it runs), ``.../nics/<nic>/`` reads and removes one (``If-Match``).
+(hot-plugged when it runs), ``.../nics/<nic>/`` reads one, moves it to other security
+groups (PATCH of ``spec.securityGroups``, applied to a running VM in place) and removes
+it (both with ``If-Match``).
 Errors are problem+json with the API's field paths.
 """
 
@@ -134,6 +136,18 @@ class NicSpecIn(StrictSerializer):
         required=False,
         help_text="The tenant's security groups the interface is in (default: default).",
     )
+
+
+class NicSpecPatchIn(StrictSerializer):
+    securityGroups = serializers.ListField(  # noqa: N815
+        child=serializers.CharField(),
+        help_text="The tenant's security groups the interface is in from now on (at least "
+        "one); a running VM's interface is filtered by them at once.",
+    )
+
+
+class NicPatchSerializer(StrictSerializer):
+    spec = NicSpecPatchIn()
 
 
 class NicCreateSerializer(StrictSerializer):
@@ -310,6 +324,23 @@ class NicDetailView(NicView):
     def get(self, request, tenant, name, nic):
         obj = self.tenant("vm.view")
         return self.respond(self.lookup(obj, name))
+
+    @extend_schema(
+        operation_id="nics_update",
+        summary="Move a network interface to other security groups (applied in place)",
+        request=NicPatchSerializer,
+        parameters=[IF_MATCH],
+        responses=_responses(NicSerializer),
+    )
+    def patch(self, request, tenant, name, nic):
+        obj = self.allowed_tenant("nic.attach")
+        serializer = NicPatchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        groups = serializer.validated_data["spec"]["securityGroups"]
+        return self.change(
+            obj,
+            lambda n: network_services.nic_groups_set(actor=request.user, nic=n, groups=groups),
+        )
 
     @extend_schema(
         operation_id="nics_delete",

@@ -3,7 +3,8 @@
 Thin: ``tenant_view`` resolves the tenant (404 for non-members, 403 for the role), the
 selectors read, ``compute.services.networks`` writes and decides; refusals become field
 errors or messages. Deleting a network and removing an interface ask first (a modal
-with JavaScript, the browser's plain form post without).
+with JavaScript, the browser's plain form post without). An interface's row has an
+"Edit groups" form that moves it to other security groups.
 """
 
 from __future__ import annotations
@@ -56,6 +57,14 @@ class NetworkCreateForm(ServiceErrorsMixin, forms.Form):
 def _vm_or_404(request, tenant, name: str):
     try:
         return selectors.vm_get(request.user, tenant, name)
+    except NotFound as error:
+        raise Http404(error.message) from None
+
+
+def _nic_or_404(request, tenant, name: str, nic: str):
+    vm = _vm_or_404(request, tenant, name)
+    try:
+        return vm, selectors.nic_get(request.user, vm, nic)
     except NotFound as error:
         raise Http404(error.message) from None
 
@@ -168,14 +177,25 @@ def nic_add(request, tenant, name: str):
 @tenant_view("nic.detach")
 @require_POST
 def nic_remove(request, tenant, name: str, nic: str):
-    vm = _vm_or_404(request, tenant, name)
-    try:
-        found = selectors.nic_get(request.user, vm, nic)
-    except NotFound as error:
-        raise Http404(error.message) from None
+    vm, found = _nic_or_404(request, tenant, name, nic)
     _call(
         request,
         lambda: network_services.nic_delete(actor=request.user, nic=found),
         gettext("Removing %(nic)s from %(name)s.") % {"nic": found.name, "name": vm.name},
+    )
+    return redirect(_vm_page(tenant, vm))
+
+
+@tenant_view("nic.attach")
+@require_POST
+def nic_groups(request, tenant, name: str, nic: str):
+    """The interface row's "Edit groups" form: the checked groups replace its own."""
+    vm, found = _nic_or_404(request, tenant, name, nic)
+    groups = list(dict.fromkeys(request.POST.getlist("security_groups")))
+    _call(
+        request,
+        lambda: network_services.nic_groups_set(actor=request.user, nic=found, groups=groups),
+        gettext("%(nic)s of %(name)s is in %(groups)s now.")
+        % {"nic": found.name, "name": vm.name, "groups": ", ".join(groups)},
     )
     return redirect(_vm_page(tenant, vm))

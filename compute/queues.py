@@ -80,6 +80,7 @@ HOST_TASKS: dict[str, tuple[str, Callable[[object], str | None]]] = {
     "compute.tasks.libvirt.volume_apply": ("volume_id", _volume_host),
     "compute.tasks.libvirt.snapshot_apply": ("snapshot_id", _snapshot_host),
     "compute.tasks.libvirt.nic_apply": ("nic_id", _nic_host),
+    "compute.tasks.libvirt.nic_filter_apply": ("nic_id", _nic_host),
     "monitoring.tasks.metrics_collect": ("host_id", _host),
 }
 

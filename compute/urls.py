@@ -215,6 +215,7 @@ network_pages = [
     path("networks/<slug:name>/delete/", network_views.network_delete, name="network-delete"),
     path("vms/<slug:name>/nics/", network_views.nic_add, name="vm-nic-add"),
     path("vms/<slug:name>/nics/<slug:nic>/remove/", network_views.nic_remove, name="vm-nic-remove"),
+    path("vms/<slug:name>/nics/<slug:nic>/groups/", network_views.nic_groups, name="vm-nic-groups"),
     path("services/", service_views.service_list, name="service-list"),
     path("services/<slug:name>/", service_views.service_detail, name="service-detail"),
     path("services/<slug:name>/delete/", service_views.service_delete, name="service-delete"),

@@ -65,6 +65,7 @@ NETWORK_ACTIONS: dict[str, tuple[str, frozenset[str]]] = {
 }
 NIC_ACTIONS: dict[str, tuple[str, frozenset[str]]] = {
     "delete": ("nic.detach", frozenset(NicPhase.values)),
+    "groups": ("nic.attach", frozenset(NicPhase.values) - {NicPhase.DETACHING}),
 }
 
 
@@ -753,6 +754,95 @@ def nic_delete(*, actor, nic: NetworkInterface) -> NetworkInterface:
         pk = nic.pk
         transaction.on_commit(lambda: _enqueue("nic_apply", pk))
     return nic
+
+
+def nic_groups_set(*, actor, nic: NetworkInterface, groups) -> NetworkInterface:
+    """Put the interface in ``groups`` (names of the tenant's groups, at least one)
+    instead of the ones it is in. When its VM is on a host and not stopped, its own
+    filter there is redefined by :func:`compute.tasks.networks.nic_filter_apply` after
+    the commit (libvirt re-applies it to the running interface at once); the groups it
+    left and joined, and the groups whose rules name them, are rebuilt by
+    ``security_group_apply`` (their members changed). A stopped VM only records it: its
+    filters are defined again when it starts. Nothing changes when a check fails."""
+    from compute.services.security_groups import apply_later, nics_changed, resolve_groups
+
+    vm = nic.vm
+    tenant = vm.tenant
+    authorize(
+        actor=actor,
+        tenant=tenant,
+        permission="nic.attach",
+        target=f"vm/{vm.name}/nic/{nic.name}",
+    )
+    errors: dict[str, list[str]] = {}
+    found = resolve_groups(tenant, groups, errors, "security_groups")
+    if not found and not errors:
+        errors["security_groups"] = [gettext("Choose at least one security group.")]
+    if errors:
+        raise ValidationError(
+            gettext("The interface's security groups are not valid."), errors=errors
+        )
+    with transaction.atomic():
+        vm = VirtualMachine.objects.select_for_update(of=("self",)).get(pk=vm.pk)
+        nic = _locked_nic(nic)
+        if vm.phase in (Phase.MIGRATING, Phase.DELETING):
+            raise Conflict(
+                gettext("%(vm)s is %(phase)s: change the interface's groups later.")
+                % {"vm": vm.name, "phase": vm.phase},
+                errors={"vm": [vm.phase]},
+            )
+        if nic.phase == NicPhase.DETACHING:
+            raise Conflict(
+                gettext("%(nic)s is being removed.") % {"nic": nic.name},
+                errors={"security_groups": [gettext("Being removed.")]},
+            )
+        before = list(nic.security_groups.order_by("name"))
+        if {g.pk for g in before} == {g.pk for g in found}:
+            return nic  # already so: nothing to record or apply
+        nic.security_groups.set(found)
+        nic = _save_nic(nic)
+        names = [g.name for g in found]
+        audit_record(
+            actor=actor,
+            action="nic.update",
+            tenant=tenant,
+            target=f"vm/{vm.name}/nic/{nic.name}",
+            detail={"security_groups": names, "before": [g.name for g in before]},
+        )
+        _vm_event(
+            vm,
+            reason="InterfaceGroupsChanged",
+            message=f"Interface {nic.name} is in {', '.join(names)} now "
+            f"(was {', '.join(g.name for g in before) or 'none'}).",
+        )
+        _publish_nic(nic)
+        touched = list({g.pk: g for g in [*before, *found]}.values())
+        for group in touched:
+            apply_later(group)
+        nics_changed(touched)
+        if vm.host_id and vm.phase != Phase.STOPPED:
+            pk = nic.pk
+            transaction.on_commit(lambda: _enqueue("nic_filter_apply", pk))
+    return nic
+
+
+def nic_filter_observe(nic: NetworkInterface, failure: str = "") -> None:
+    """The outcome of redefining an interface's filter: a host's refusal is its
+    message and a Warning event; a success clears such a message (an attached
+    interface has no other)."""
+    with transaction.atomic():
+        current = NetworkInterface.objects.select_for_update().filter(pk=nic.pk).first()
+        if current is None:
+            return
+        if failure:
+            message = f"Security groups not applied: {failure}"[:1000]
+            current = _save_nic(current, message=message)
+            _vm_event(current.vm, type="Warning", reason="InterfaceFilterFailed", message=message)
+        elif current.message and current.phase == NicPhase.ATTACHED:
+            current = _save_nic(current, message="")
+        else:
+            return
+        _publish_nic(current)
 
 
 def vm_nic_spec(nic: NetworkInterface) -> NicSpec:

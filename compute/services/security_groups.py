@@ -352,7 +352,7 @@ def group_update(
         _event(
             group, reason="RulesChanged", message=f"{group.name} has {group.rules.count()} rules."
         )
-        _apply_later(group)
+        apply_later(group)
     return group
 
 
@@ -375,7 +375,7 @@ def rule_add(*, actor, group: SecurityGroup, **fields) -> SecurityGroupRule:
         group = _bump(group)
         _audit(actor, group, "securitygroup.update", {"added": rule_text(rule)})
         _event(group, reason="RuleAdded", message=f"Rule added: {rule_text(rule)}.")
-        _apply_later(group)
+        apply_later(group)
     return rule
 
 
@@ -393,7 +393,7 @@ def rule_remove(*, actor, group: SecurityGroup, rule_id: int) -> SecurityGroup:
         group = _bump(group)
         _audit(actor, group, "securitygroup.update", {"removed": text})
         _event(group, reason="RuleRemoved", message=f"Rule removed: {text}.")
-        _apply_later(group)
+        apply_later(group)
     return group
 
 
@@ -466,7 +466,7 @@ def nics_changed(groups) -> None:
     from other members now (inside the caller's transaction)."""
     ids = {g.pk for g in groups}
     for group in SecurityGroup.objects.filter(rules__remote_group_id__in=ids).distinct():
-        _apply_later(group)
+        apply_later(group)
 
 
 # --- Filters ---------------------------------------------------------------------------
@@ -624,7 +624,7 @@ def _event(group: SecurityGroup, *, reason: str, message: str, type: str = "Norm
     )
 
 
-def _apply_later(group: SecurityGroup) -> None:
+def apply_later(group: SecurityGroup) -> None:
     """After the commit: the group's filter on the hosts, its policy on the clusters."""
     pk = group.pk
     transaction.on_commit(lambda: _enqueue("security_group_apply", pk))

@@ -6,7 +6,8 @@ guest runs) or takes it out. Both are safe to run twice: each step looks at what
 host holds first. ``nic_apply`` holds the VM's task lock, so it never interleaves with
 a start, a redefine or a migration of that VM.
 
-``security_group_apply`` redefines a security group's filter on the hosts of its
+``nic_filter_apply`` redefines one interface's filter on its VM's host when its groups
+change; ``security_group_apply`` redefines a security group's filter on the hosts of its
 members (libvirt re-applies it to their running interfaces);
 ``security_group_forget`` removes a deleted group's filter from every host.
 """
@@ -66,10 +67,10 @@ def _load(nic_id: int) -> NetworkInterface | None:
     )
 
 
-@shared_task(bind=True, acks_late=True, name="compute.tasks.libvirt.nic_apply")
-def nic_apply(self, nic_id: int) -> None:
-    """Converge one interface: into its VM's domain (Pending → Attached) or out of it
-    (Detaching → gone)."""
+def _under_vm_lock(task, nic_id: int, work, failed) -> None:
+    """Run ``work(nic)`` holding the interface's VM's task lock (retried while another
+    task holds it); a host's refusal, or its silence after the retries, is ``failed(nic,
+    message)``."""
     nic = _load(nic_id)
     if nic is None:
         return
@@ -78,15 +79,22 @@ def nic_apply(self, nic_id: int) -> None:
             nic = _load(nic_id)
             if nic is None:
                 return
-            _converge(nic)
+            work(nic)
     except Busy:
-        raise self.retry(countdown=1, max_retries=120) from None
+        raise task.retry(countdown=1, max_retries=120) from None
     except TransientBackendError as error:
-        if self.request.retries < MAX_RETRIES:
-            raise self.retry(countdown=_backoff(self)) from error
-        _failed(nic, f"The host did not answer: {error}")
+        if task.request.retries < MAX_RETRIES:
+            raise task.retry(countdown=_backoff(task)) from error
+        failed(nic, f"The host did not answer: {error}")
     except BackendError as error:
-        _failed(nic, str(error))
+        failed(nic, str(error))
+
+
+@shared_task(bind=True, acks_late=True, name="compute.tasks.libvirt.nic_apply")
+def nic_apply(self, nic_id: int) -> None:
+    """Converge one interface: into its VM's domain (Pending → Attached) or out of it
+    (Detaching → gone)."""
+    _under_vm_lock(self, nic_id, _converge, _failed)
 
 
 def _failed(nic: NetworkInterface, message: str) -> None:
@@ -125,6 +133,23 @@ def _converge(nic: NetworkInterface) -> None:
     backend.nic_attach(vm.domain_name, services.vm_nic_spec(nic))
     services.nic_observe(nic, NicPhase.ATTACHED)
     services.vm_addresses_observe(vm, backend.interface_addresses(vm.domain_name))
+
+
+@shared_task(bind=True, acks_late=True, name="compute.tasks.libvirt.nic_filter_apply")
+def nic_filter_apply(self, nic_id: int) -> None:
+    """An interface's groups changed: define its groups' filters and its own filter
+    (now including them) on its VM's host; libvirt re-applies the filter to the running
+    interface. Holds the VM's task lock, so it never interleaves with a start or a
+    migration of that VM (they define the filters themselves)."""
+    _under_vm_lock(self, nic_id, _filters_define, services.nic_filter_observe)
+
+
+def _filters_define(nic: NetworkInterface) -> None:
+    if nic.phase == NicPhase.DETACHING or not nic.vm.host_id:
+        return
+    # A host without packet filters has nothing to apply.
+    group_services.vm_filters_prepare(nic.vm, backend_for_host(nic.vm.host))
+    services.nic_filter_observe(nic)
 
 
 @shared_task(bind=True, acks_late=True, name="compute.tasks.libvirt.security_group_apply")

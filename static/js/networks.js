@@ -1,8 +1,8 @@
 // The Networks page and the VM page's interfaces panel: apply live network and
 // interface states (compute.services.networks.network_state / nic_state), which
 // live.js leaves to the page — phases, messages, addresses as the DHCP leases appear,
-// buttons by role, interfaces added or removed by someone else. Without JavaScript
-// both pages still work (reload).
+// security groups (and the "Edit groups" form's boxes), buttons by role, interfaces
+// added or removed by someone else. Without JavaScript both pages still work (reload).
 (function () {
   "use strict";
 
@@ -24,17 +24,32 @@
     return state.fixedIP ? interpolate(gettext("%(ip)s (reserved)"), { ip: state.fixedIP }, true) : "—";
   }
 
+  function setGroups(el, names) {
+    el.textContent = "";
+    names.forEach((name, index) => {
+      if (index) el.appendChild(document.createTextNode(", "));
+      const link = document.createElement("a");
+      link.href = "/t/" + encodeURIComponent(tenant) + "/securitygroups/" + encodeURIComponent(name) + "/";
+      link.textContent = name;
+      el.appendChild(link);
+    });
+  }
+
   function patchNic(row, state) {
     row.querySelectorAll("[data-nic-field]").forEach((el) => {
       const field = el.dataset.nicField;
       if (field === "phase") setPhase(el, state.phase);
       else if (field === "addresses") el.textContent = addressesText(state);
-      // An interface's groups are chosen when it is made: fill a new row only.
-      else if (field === "securityGroups") {
-        if (!el.textContent) el.textContent = (state.securityGroups || []).join(", ");
-      }
+      else if (field === "securityGroups") setGroups(el, state.securityGroups || []);
       else if (field in state) el.textContent = state[field] || "";
     });
+    // The "Edit groups" form shows the groups it is in now (unless it is being edited).
+    const edit = row.querySelector("details[data-nic-action='groups']");
+    if (edit && !edit.open) {
+      edit.querySelectorAll("input[name='security_groups']").forEach((box) => {
+        box.checked = (state.securityGroups || []).indexOf(box.value) !== -1;
+      });
+    }
     const actions = actionsFor(row, state);
     row.querySelectorAll("[data-nic-action]").forEach((el) => {
       el.hidden = actions.indexOf(el.dataset.nicAction) === -1;
@@ -56,6 +71,17 @@
       form.dataset.confirm = interpolate(
         gettext("Remove %(nic)s (%(mac)s) from %(name)s? A running guest loses the interface at once."),
         { nic: state.name, mac: state.mac, name: state.vm }, true);
+    }
+    const groups = row.querySelector("form[data-nic-groups-form]");
+    if (groups) {
+      const base = "/t/" + encodeURIComponent(tenant) + "/vms/" + encodeURIComponent(state.vm) +
+        "/nics/" + encodeURIComponent(state.name) + "/";
+      groups.action = base + "groups/";
+      groups.querySelectorAll(".form-check").forEach((check) => {
+        const box = check.querySelector("input");
+        box.id = "nic-" + state.name + "-sg-" + box.value;
+        check.querySelector("label").htmlFor = box.id;
+      });
     }
     rows.appendChild(row);
     return row;

@@ -12,6 +12,7 @@ import pytest
 from compute.choices import NetworkPhase, NicPhase
 from compute.models import Network, NetworkInterface
 from compute.services import networks as network_services
+from compute.services import security_groups as group_services
 from tenants.choices import AuditOutcome
 from tenants.models import AuditLog
 from tests.compute.test_api_volumes import make_vm, problem
@@ -108,7 +109,7 @@ def test_interfaces_are_added_listed_and_removed_and_keep_the_network(world, api
         "phase": "Pending",
         "message": "",
         "addresses": [],
-        "actions": ["delete"],
+        "actions": ["delete", "groups"],
     }
     bad = problem(api(world.bob).post(NICS, {"spec": {"network": "nope"}}, format="json"), 400)
     assert "No network named 'nope'" in bad["errors"]["spec.network"][0]
@@ -131,12 +132,12 @@ def test_interfaces_are_added_listed_and_removed_and_keep_the_network(world, api
 
 
 ROLE_STATUS = {
-    # who: (list, get, add, remove)
-    "alice": (200, 200, 202, 202),
-    "bob": (200, 200, 202, 202),
-    "carol": (200, 200, 403, 403),
-    "dave": (404, 404, 404, 404),
-    "outsider": (404, 404, 404, 404),
+    # who: (list, get, add, change groups, remove)
+    "alice": (200, 200, 202, 202, 202),
+    "bob": (200, 200, 202, 202, 202),
+    "carol": (200, 200, 403, 403, 403),
+    "dave": (404, 404, 404, 404, 404),
+    "outsider": (404, 404, 404, 404, 404),
 }
 
 
@@ -144,12 +145,15 @@ ROLE_STATUS = {
 def test_the_role_matrix_for_every_interface_route(world, api, client, who):
     user = getattr(world, who)
     network_services.nic_create(actor=None, vm=world.vm, network="default")
-    before = set(NetworkInterface.objects.values_list("name", "phase"))
+    group_services.group_create(actor=None, tenant=world.acme, name="web")
+    before = set(NetworkInterface.objects.values_list("name", "phase", "security_groups__name"))
     rest = api(user)
+    groups = {"spec": {"securityGroups": ["web"]}}
     got = (
         rest.get(NICS).status_code,
         rest.get(f"{NICS}nic0/").status_code,
         rest.post(NICS, {"spec": {"network": "default"}}, format="json").status_code,
+        rest.patch(f"{NICS}nic0/", groups, format="json").status_code,
         rest.delete(f"{NICS}nic0/").status_code,
     )
     assert got == ROLE_STATUS[who]
@@ -157,16 +161,23 @@ def test_the_role_matrix_for_every_interface_route(world, api, client, who):
     page = "/t/acme/vms/web1/nics/"
     web = (
         client.post(page, {"network": "default"}).status_code,
+        client.post(f"{page}nic1/groups/", {"security_groups": ["web"]}).status_code,
         client.post(f"{page}nic0/remove/").status_code,
     )
     allowed = ROLE_STATUS[who][2] == 202
-    assert web == ((302, 302) if allowed else (ROLE_STATUS[who][2],) * 2)
-    after = set(NetworkInterface.objects.values_list("name", "phase"))
+    assert web == ((302, 302, 302) if allowed else (ROLE_STATUS[who][2],) * 3)
+    after = set(NetworkInterface.objects.values_list("name", "phase", "security_groups__name"))
     if allowed:
-        assert ("nic1", "Pending") in after and ("nic0", "Detaching") in after
+        assert {("nic0", "Detaching", "web"), ("nic1", "Pending", "web")} <= after
         assert AuditLog.objects.filter(
             action="nic.attach", actor=user, outcome=AuditOutcome.SUCCESS
         ).exists()
+        assert (
+            AuditLog.objects.filter(
+                action="nic.update", actor=user, outcome=AuditOutcome.SUCCESS
+            ).count()
+            == 2
+        )
     else:
         assert after == before
     if who == "carol":

@@ -3,7 +3,9 @@ bound to its own nwfilter (the domain's <filterref>, a binding libvirt lists) wh
 includes its groups' filters; the host's firewall holds the rules of that binding; a
 rule added to a group reaches the running guest's firewall rules, and removing it takes
 it out again; a hot-plugged interface in another group is bound to that group; deleting
-the VM removes its interfaces' filters."""
+the VM removes its interfaces' filters. A running guest's interface moved from a group
+that opens one port to a group that opens another is refiltered in place (the same
+binding, its filter now including the new group; the tap's rules follow)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from compute.models import Network, NetworkInterface, SecurityGroup, VirtualMach
 from compute.services import networks as network_services
 from compute.services import security_groups as group_services
 from compute.services import vms as vm_services
+from compute.services.security_groups import ANYWHERE
 from tests.compute.services.test_vm_lifecycle import wait_phase
 from tests.compute.test_qemu_networks import networks_cleanup  # noqa: F401 - the fixture
 from tests.compute.test_qemu_vms import node1  # noqa: F401 - the fixture
@@ -131,3 +134,72 @@ def test_a_running_guests_interface_is_filtered_and_follows_rule_changes(
     names = {f.name() for f in conn.listAllNWFilters(0)}
     assert nic.filter_name not in names and second.filter_name not in names
     assert not Network.objects.filter(nics__vm_id=vm.pk).exists()
+
+
+def test_a_running_guests_interface_moved_to_another_group_is_refiltered_in_place(
+    demo,
+    node1,  # noqa: F811
+    networks_cleanup,  # noqa: F811
+    celery_worker,
+):
+    name = f"qm-{secrets.token_hex(3)}"
+    third = secrets.randbelow(250) + 1
+    network_services.network_create(
+        actor=demo.bob, tenant=demo.acme, name=name, cidr=f"10.204.{third}.0/24"
+    )
+
+    def allowing(group_name: str, port: int) -> SecurityGroup:
+        rules = [
+            {"direction": "ingress", "protocol": "tcp", "port_min": port, "remote_cidr": ANYWHERE}
+        ]
+        return group_services.group_create(
+            actor=demo.bob, tenant=demo.acme, name=group_name, rules=rules
+        )
+
+    a = allowing(f"a-{third}", 18081)
+    b = allowing(f"b-{third}", 18082)
+    vm = vm_services.vm_create(
+        actor=demo.bob,
+        tenant=demo.acme,
+        name=name,
+        image="tiny",
+        vcpus=1,
+        memory_mib=256,
+        networks=[name],
+    )
+    vm = wait_phase(vm, Phase.RUNNING, timeout=300)
+    conn = shared_connection(node1.uri)
+    nic = NetworkInterface.objects.get(vm=vm, name="nic0")
+    domain = conn.lookupByName(vm.domain_name)
+    iface = next(
+        i
+        for i in ET.fromstring(domain.XMLDesc(0)).iterfind("./devices/interface")
+        if i.find("mac").get("address") == nic.mac
+    )
+    device = iface.find("target").get("dev")
+
+    def included() -> list[str]:
+        root = ET.fromstring(conn.nwfilterLookupByName(nic.filter_name).XMLDesc(0))
+        return [f.get("filter") for f in root.iter("filterref")]
+
+    def ports() -> set[str]:
+        return {p for p in ("18081", "18082") if any(p in line for line in device_rules(device))}
+
+    # Into A: its port is open on the running guest's tap.
+    network_services.nic_groups_set(actor=demo.bob, nic=nic, groups=[a.name])
+    wait_for(lambda: ports() == {"18081"}, 120)
+    assert included() == [a.filter_name]
+    # Moved to B: A's port is closed and B's opened, on the same binding.
+    network_services.nic_groups_set(actor=demo.bob, nic=nic, groups=[b.name])
+    wait_for(lambda: ports() == {"18082"}, 120)
+    assert included() == [b.filter_name]
+    binding = ET.fromstring(conn.nwfilterBindingLookupByPortDev(device).XMLDesc(0))
+    assert binding.find("./filterref").get("filter") == nic.filter_name
+    assert bindings(conn)[nic.mac] == nic.filter_name
+    moved = NetworkInterface.objects.get(pk=nic.pk)
+    assert moved.message == "" and [g.name for g in moved.security_groups.all()] == [b.name]
+
+    vm_services.vm_delete(actor=demo.bob, vm=VirtualMachine.objects.get(pk=vm.pk))
+    wait_for(lambda: not VirtualMachine.objects.filter(pk=vm.pk).exists(), 180)
+    for group in (a, b):
+        group_services.group_delete(actor=demo.alice, group=group)

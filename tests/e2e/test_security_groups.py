@@ -1,7 +1,9 @@
 """Security groups in the browser (a real Celery worker, libvirt's test driver): bob
 creates a group, a bad port in the rule editor is a field error, a good rule shows in
 the table and is removed after a confirmation, and a running VM's new interface is put
-in the group; carol, a viewer, reads the groups but cannot edit them."""
+in the group; carol, a viewer, reads the groups but cannot edit them. bob moves an
+interface to other groups with its row's "Edit groups" form (none checked is refused),
+and the row follows a change made elsewhere live."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from playwright.sync_api import expect
 
 from compute.choices import Phase
 from compute.models import NetworkInterface, SecurityGroupRule
+from compute.services import networks as network_services
 from compute.services import security_groups as group_services
 from tests.compute.services.test_networks import vm_on
 from tests.compute.services.test_vm_lifecycle import wait_phase
@@ -116,3 +119,45 @@ def test_a_viewer_reads_security_groups_but_cannot_edit_them(demo, live_url, new
     expect(page.get_by_role("button", name="Remove")).to_have_count(0)
     expect(page.get_by_role("button", name="Delete")).to_have_count(0)
     axe(page, "security group page for a viewer")
+
+
+def test_bob_moves_an_interface_to_other_groups_and_the_row_follows_live(
+    demo, make_host, tiny_image, celery_worker, live_url, new_page, axe
+):
+    make_host("node-a")
+    vm = wait_phase(vm_on(demo, "web-2"), Phase.RUNNING)
+    for name in ("web", "db"):
+        group_services.group_create(actor=None, tenant=demo.acme, name=name)
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vms/web-2/")
+    row = page.get_by_test_id("nic-nic0")
+    expect(row.get_by_test_id("nic-groups")).to_have_text("default")
+    edit = row.get_by_test_id("nic-edit-groups")
+    edit.locator("summary").click()
+    expect(edit.get_by_label("default")).to_be_checked()
+    edit.get_by_label("default").uncheck()
+    edit.get_by_label("web").check()
+    axe(page, "VM page with an interface's groups form open")
+
+    # Nothing checked: refused, nothing changes.
+    edit.get_by_label("web").uncheck()
+    edit.get_by_role("button", name="Save groups").click()
+    expect(page.get_by_test_id("messages")).to_contain_text("Choose at least one security group")
+    expect(row.get_by_test_id("nic-groups")).to_have_text("default")
+
+    edit.locator("summary").click()
+    edit.get_by_label("default").uncheck()
+    edit.get_by_label("web").check()
+    edit.get_by_role("button", name="Save groups").click()
+    expect(page.get_by_test_id("messages")).to_contain_text("nic0 of web-2 is in web now.")
+    expect(row.get_by_test_id("nic-groups")).to_have_text("web")
+    nic = NetworkInterface.objects.get(vm=vm, name="nic0")
+    assert [g.name for g in nic.security_groups.all()] == ["web"]
+
+    # Someone else moves it again: the row and the form's boxes follow without a reload.
+    network_services.nic_groups_set(actor=demo.alice, nic=nic, groups=["db"])
+    expect(row.get_by_test_id("nic-groups")).to_have_text("db", timeout=PHASE_TIMEOUT)
+    expect(edit.get_by_label("db")).to_be_checked()
+    expect(edit.get_by_label("web")).not_to_be_checked()
+    page.screenshot(path=str(ARTIFACTS / "nic-groups-bob.png"), full_page=True)

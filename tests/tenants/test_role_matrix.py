@@ -859,7 +859,13 @@ OUTSIDE_MATRIX = {
     },
     **{
         name: "own role matrix (interfaces need a VM) in tests/compute/test_api_networks.py"
-        for name in ("vm-nic-add", "vm-nic-remove", "nic-api-list", "nic-api-detail")
+        for name in (
+            "vm-nic-add",
+            "vm-nic-remove",
+            "vm-nic-groups",
+            "nic-api-list",
+            "nic-api-detail",
+        )
     },
     "securitygroup-rule-remove": "own role matrix (a rule's id) in "
     "tests/compute/test_api_security_groups.py",
