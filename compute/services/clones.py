@@ -162,14 +162,7 @@ def _given(value, default):
 
 
 def _flavor(flavor) -> Flavor | None:
-    if flavor in (None, ""):
-        return None
-    found = flavor if isinstance(flavor, Flavor) else Flavor.objects.filter(name=flavor).first()
-    if found is None:
-        raise ValidationError(
-            gettext("Unknown flavor."), errors={"flavor": [gettext("Unknown flavor.")]}
-        )
-    return found
+    return None if flavor in (None, "") else vm_services.flavor_named(flavor)
 
 
 def _is_root(disk) -> bool:

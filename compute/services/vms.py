@@ -232,6 +232,17 @@ def _validate_create(
     return image_obj, vcpus, memory_mib, disk_gib
 
 
+def flavor_named(flavor: Flavor | str) -> Flavor:
+    """The flavor ``flavor`` is or names; a field error on ``flavor`` when none has
+    that name."""
+    found = flavor if isinstance(flavor, Flavor) else Flavor.objects.filter(name=flavor).first()
+    if found is None:
+        raise ValidationError(
+            gettext("Unknown flavor."), errors={"flavor": [gettext("Unknown flavor.")]}
+        )
+    return found
+
+
 def vm_create(
     *,
     actor,
@@ -268,13 +279,7 @@ def vm_create(
     """
     authorize(actor=actor, tenant=tenant, permission="vm.create", target=f"vm/{name}")
     if flavor is not None:
-        flavor_obj = (
-            flavor if isinstance(flavor, Flavor) else Flavor.objects.filter(name=flavor).first()
-        )
-        if flavor_obj is None:
-            raise ValidationError(
-                gettext("Unknown flavor."), errors={"flavor": [gettext("Unknown flavor.")]}
-            )
+        flavor_obj = flavor_named(flavor)
         vcpus = vcpus or flavor_obj.vcpus
         memory_mib = memory_mib or flavor_obj.memory_mib
         disk_gib = disk_gib if disk_gib is not None else flavor_obj.disk_gib
