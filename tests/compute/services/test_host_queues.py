@@ -111,7 +111,22 @@ def waiting(queue: str) -> int:
         return conn.default_channel.queue_declare(queue, passive=True).message_count
 
 
+@contextlib.contextmanager
 def worker(queues: list[str], name: str):
+    """A threads worker named ``name`` consuming ``queues``. Two of them run in this one
+    process, so neither takes remote-control commands: the second worker's broadcast
+    (pidbox) consumer could block reading its pub/sub socket and never stop, which is
+    no part of what these tests check (one worker per process in production)."""
+    remote_control = app.conf.worker_enable_remote_control
+    app.conf.worker_enable_remote_control = False
+    try:
+        with _start(queues, name) as started:
+            yield started
+    finally:
+        app.conf.worker_enable_remote_control = remote_control
+
+
+def _start(queues: list[str], name: str):
     return start_worker(
         app,
         pool="threads",
