@@ -26,7 +26,7 @@ from compute.models import (
 )
 from compute.services.clusters import cluster_check, cluster_set_kubeconfig
 from compute.services.hosts import host_check, host_uri_check
-from portal.admin import AuditedModelAdmin
+from portal.admin import AuditedModelAdmin, ServiceDeleteMixin
 from portal.exceptions import ValidationError as AppValidationError
 
 
@@ -116,7 +116,7 @@ class HostAdmin(AuditedModelAdmin):
 
 
 @admin.register(Image)
-class ImageAdmin(AuditedModelAdmin):
+class ImageAdmin(ServiceDeleteMixin, AuditedModelAdmin):
     """Platform images are edited here; tenants' imported images are read-only apart
     from publishing (audited) and deletion, which go through ``compute.services.images``
     (file removed, storage released)."""
@@ -180,17 +180,17 @@ class ImageAdmin(AuditedModelAdmin):
     def unpublish(self, request, queryset):
         self._set_public(request, queryset, False)
 
-    def delete_model(self, request, obj):
+    def delete_through(self, request, obj) -> str | None:
         if not obj.imported:
-            return super().delete_model(request, obj)
+            AuditedModelAdmin.delete_model(self, request, obj)
+            return None
         from compute.services.images import image_delete
-        from portal.exceptions import ApplicationError
 
-        try:
-            image_delete(actor=request.user, image=obj)
-        except ApplicationError as error:
-            self.message_user(request, f"{obj.name}: {error.message}", messages.ERROR)
+        image_delete(actor=request.user, image=obj)
         return None
+
+    def delete_label(self, obj) -> str:
+        return obj.name
 
 
 @admin.register(Flavor)
@@ -441,7 +441,7 @@ class AutoscalerAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Backup)
-class BackupAdmin(ReadOnlyAdmin):
+class BackupAdmin(ServiceDeleteMixin, ReadOnlyAdmin):
     """Every tenant's backups for platform staff: read-only. Deleting one (its page or
     the "delete selected" action) goes through ``backup_delete`` — the same rules as the
     portal (Ready or Failed only, not while a restore reads it), the files removed by its
@@ -477,21 +477,16 @@ class BackupAdmin(ReadOnlyAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return admin.ModelAdmin.has_delete_permission(self, request, obj)
 
-    def delete_model(self, request, obj):
+    def delete_through(self, request, obj) -> str:
         from compute.services.backups import backup_delete
-        from portal.exceptions import ApplicationError
 
-        try:
-            backup_delete(actor=request.user, backup=obj)
-        except ApplicationError as error:
-            self.message_user(request, f"{obj.name}: {error.message}", messages.ERROR)
-        else:
-            self.message_user(
-                request,
-                gettext("%(backup)s: deleting; its files are removed by the worker.")
-                % {"backup": obj.name},
-            )
+        backup_delete(actor=request.user, backup=obj)
+        return gettext("%(backup)s: deleting; its files are removed by the worker.") % {
+            "backup": obj.name
+        }
+
+    def delete_label(self, obj) -> str:
+        return obj.name
 
     def delete_queryset(self, request, queryset):
-        for obj in queryset.select_related("tenant"):
-            self.delete_model(request, obj)
+        super().delete_queryset(request, queryset.select_related("tenant"))

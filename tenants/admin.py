@@ -16,9 +16,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils import timezone
 
+from portal.admin import ServiceDeleteMixin
 from portal.exceptions import ApplicationError
 from tenants import services
 from tenants.models import (
@@ -206,7 +206,7 @@ class TenantAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(ServiceDeleteMixin, admin.ModelAdmin):
     """Memberships across tenants. Removing one goes through ``membership_remove``
     (last-admin rule, audit, the user's sockets for that tenant re-checked)."""
 
@@ -226,34 +226,19 @@ class MembershipAdmin(admin.ModelAdmin):
         actions.pop("delete_selected", None)  # Django's bulk delete bypasses the service
         return actions
 
-    def _remove(self, request, membership: Membership) -> bool:
-        try:
-            services.membership_remove(
-                actor=request.user, tenant=membership.tenant, user=membership.user
-            )
-        except ApplicationError as error:
-            who = f"{membership.user} in {membership.tenant}"
-            self.message_user(request, f"{who}: {error.message}", messages.ERROR)
-            return False
-        return True
+    def delete_through(self, request, obj) -> None:
+        services.membership_remove(actor=request.user, tenant=obj.tenant, user=obj.user)
 
-    def delete_model(self, request, obj):
-        request._isotope_refused = not self._remove(request, obj)
+    def delete_label(self, obj) -> str:
+        return f"{obj.user} in {obj.tenant}"
 
     def delete_queryset(self, request, queryset):
-        for membership in queryset.select_related("user", "tenant"):
-            self._remove(request, membership)
-
-    def response_delete(self, request, obj_display, obj_id):
-        if getattr(request, "_isotope_refused", False):
-            # The service refused (e.g. the last admin): say so, not "deleted".
-            return HttpResponseRedirect(reverse("admin:tenants_membership_changelist"))
-        return super().response_delete(request, obj_display, obj_id)
+        super().delete_queryset(request, queryset.select_related("user", "tenant"))
 
     @admin.action(description="Remove selected memberships", permissions=["delete"])
     def remove_selected(self, request, queryset):
         removed = sum(
-            self._remove(request, membership)
+            self.delete_model(request, membership)
             for membership in queryset.select_related("user", "tenant")
         )
         if removed:
@@ -340,7 +325,7 @@ admin.site.unregister(User)
 
 
 @admin.register(User)
-class IsotopeUserAdmin(UserAdmin):
+class IsotopeUserAdmin(ServiceDeleteMixin, UserAdmin):
     """Accounts. Deactivating or deleting one goes through ``user_set_active`` /
     ``user_delete``: audited, last-admin rule, every open socket of the user closed."""
 
@@ -380,21 +365,8 @@ class IsotopeUserAdmin(UserAdmin):
             except ApplicationError as error:
                 self.message_user(request, error.message, messages.ERROR)
 
-    def delete_model(self, request, obj):
-        try:
-            services.user_delete(actor=request.user, user=obj)
-        except ApplicationError as error:
-            self.message_user(request, error.message, messages.ERROR)
-            request._isotope_refused = True
-
-    def delete_queryset(self, request, queryset):
-        for user in queryset:
-            self.delete_model(request, user)
-
-    def response_delete(self, request, obj_display, obj_id):
-        if getattr(request, "_isotope_refused", False):
-            return HttpResponseRedirect(reverse("admin:auth_user_change", args=[obj_id]))
-        return super().response_delete(request, obj_display, obj_id)
+    def delete_through(self, request, obj) -> None:
+        services.user_delete(actor=request.user, user=obj)
 
     @admin.action(description="Deactivate selected users (closes their sessions)")
     def deactivate(self, request, queryset):

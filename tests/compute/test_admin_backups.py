@@ -46,15 +46,27 @@ def test_deleting_in_admin_goes_through_the_service_and_is_audited(client, world
     entry = AuditLog.objects.get(action="backup.delete", target="backup/b1")
     assert entry.actor == world.admin and entry.tenant == world.acme
     assert b"deleting; its files are removed by the worker" in response.content
+    assert b"deleted successfully" not in response.content  # it is not deleted yet
 
-    # The bulk action too, one audit entry a backup; a busy one is refused, unchanged.
-    response = client.post(
-        LIST,
-        {"action": "delete_selected", "_selected_action": [second.pk, busy.pk], "post": "yes"},
-        follow=True,
-    )
+    # A refusal is said on the backup's own page, and nothing claims it was deleted.
+    response = client.post(f"{LIST}{busy.pk}/delete/", {"post": "yes"}, follow=True)
+    assert response.redirect_chain[-1][0] == f"{LIST}{busy.pk}/change/"
+    assert b"Cannot delete backup b3 while it is Exporting" in response.content
+    assert b"deleted successfully" not in response.content
+    assert Backup.objects.get(pk=busy.pk).phase == BackupPhase.EXPORTING
+
+    # The bulk action keeps Django's confirmation page first.
+    selected = {"action": "delete_selected", "_selected_action": [second.pk, busy.pk]}
+    confirm = client.post(LIST, selected)
+    assert confirm.status_code == 200 and b"Are you sure" in confirm.content
+    assert Backup.objects.get(pk=second.pk).phase == BackupPhase.READY
+
+    # Confirmed: one audit entry a backup; a busy one is refused, unchanged.
+    response = client.post(LIST, {**selected, "post": "yes"}, follow=True)
     assert Backup.objects.get(pk=second.pk).phase == BackupPhase.DELETING
     assert Backup.objects.get(pk=busy.pk).phase == BackupPhase.EXPORTING
     assert AuditLog.objects.filter(action="backup.delete", target="backup/b2").count() == 1
     assert not AuditLog.objects.filter(action="backup.delete", target="backup/b3").exists()
     assert b"Cannot delete backup b3 while it is Exporting" in response.content
+    assert b"1 of 2 selected deleted or being deleted." in response.content
+    assert b"Successfully deleted" not in response.content

@@ -132,3 +132,15 @@ def test_admins_delete_after_confirming(demo, image_dir):
     assert response.status_code == 302
     assert not Image.objects.filter(pk=image.pk).exists()
     assert alice.post("/t/acme/images/tiny/delete/", {"confirm": "yes"}).status_code == 404
+
+
+
+def test_staff_delete_a_tenants_image_in_admin_through_the_service(demo):
+    image = ready_image(demo.acme)
+    response = web(demo.admin).post(
+        f"/admin/compute/image/{image.pk}/delete/", {"post": "yes"}, follow=True
+    )
+    assert "deleted successfully" in response.content.decode()
+    assert not Image.objects.filter(pk=image.pk).exists()
+    row = AuditLog.objects.get(action="image.delete")
+    assert (row.actor, row.tenant, row.target) == (demo.admin, demo.acme, "image/golden")
