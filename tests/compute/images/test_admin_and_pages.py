@@ -134,7 +134,6 @@ def test_admins_delete_after_confirming(demo, image_dir):
     assert alice.post("/t/acme/images/tiny/delete/", {"confirm": "yes"}).status_code == 404
 
 
-
 def test_staff_delete_a_tenants_image_in_admin_through_the_service(demo):
     image = ready_image(demo.acme)
     response = web(demo.admin).post(
