@@ -307,6 +307,12 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A task taken by a worker that then dies (kill -9, power loss) goes back to its queue
+# after this many seconds (Redis broker). It must exceed the longest task (a migration,
+# an image import, a backup export): a task still running after it is delivered twice.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("ISOTOPE_BROKER_VISIBILITY_TIMEOUT", "3600")),
+}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Hosts whose tasks go to their own queue, libvirt.<host name> (comma separated, "*" for
 # every host; compute/queues.py): a worker near each host consumes its queue.
