@@ -7,6 +7,7 @@ import uuid
 
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 logger = logging.getLogger(__name__)
 
@@ -23,16 +24,20 @@ class Resource(models.Model):
         default=uuid.uuid4,
         editable=False,
         unique=True,
+        verbose_name=_("UID"),
     )
     created = models.DateTimeField(
         auto_now_add=True,
+        verbose_name=_("created"),
     )
     updated = models.DateTimeField(
         auto_now=True,
+        verbose_name=_("updated"),
     )
     resource_version = models.PositiveBigIntegerField(
         default=1,
         editable=False,
+        verbose_name=_("resource version"),
     )
 
     class Meta:

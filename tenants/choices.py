@@ -2,12 +2,14 @@
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class Role(models.TextChoices):
     VIEWER = "viewer", _("Viewer")
     OPERATOR = "operator", _("Operator")
-    ADMIN = "admin", _("Admin")
+    # "Admin" alone is also the top bar's link to Django admin, another word in Chinese.
+    ADMIN = "admin", pgettext_lazy("tenant role", "Admin")
 
 
 class MembershipSource(models.TextChoices):

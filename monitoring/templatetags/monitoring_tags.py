@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import template
+from django.utils.translation import gettext_lazy as _
 
 from monitoring import selectors
 from monitoring.groups import tenant_group
@@ -11,10 +12,11 @@ register = template.Library()
 
 RANGE_LABELS = {"1h": "1 h", "6h": "6 h", "24h": "24 h", "7d": "7 d"}
 CHARTS = [
-    ("cpu", "CPU (% of vCPUs)"),
-    ("mem", "Memory used (MiB)"),
-    ("disk", "Disk (bytes/s)"),
-    ("net", "Network (bytes/s)"),
+    # xgettext:no-python-format
+    ("cpu", _("CPU (% of vCPUs)")),
+    ("mem", _("Memory used (MiB)")),
+    ("disk", _("Disk (bytes/s)")),
+    ("net", _("Network (bytes/s)")),
 ]
 
 
@@ -29,7 +31,7 @@ def event_table(
     live: bool = True,
     page_size: int = selectors.RECENT_EVENTS,
     testid: str = "event-timeline",
-    empty_text: str = "No events yet. They appear here as they happen.",
+    empty_text: str = _("No events yet. They appear here as they happen."),
 ):
     """A live event table: the tenant's timeline, or (``kind``/``name``) the recent
     events of one object, compact. ``events`` were read by the view (visible to the

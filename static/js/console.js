@@ -11,6 +11,10 @@ import KeyTable from "../vendor/novnc/core/input/keysym.js";
 import keysyms from "../vendor/novnc/core/input/keysymdef.js";
 
 const RETRYABLE = new Set([4502, 4503]);
+// A phase word in the page's language (live.js owns the catalogue of them).
+function phaseWord(phase) {
+  return window.Isotope && window.Isotope.phaseLabel ? window.Isotope.phaseLabel(phase) : phase;
+}
 const MAX_RETRIES = 8;
 const CLOSE_TEXT = {
   1006: gettext("The connection was lost."),
@@ -131,12 +135,12 @@ class Console {
         this.available = true;
         this.button("connect").disabled = false;
         this.setState("idle", gettext("Not connected"));
-        this.message(`${this.root.dataset.vm} is ${phase}: connect to its console.`, "info");
+        this.message(interpolate(gettext("%(vm)s is %(phase)s: connect to its console."), { vm: this.root.dataset.vm, phase: phaseWord(phase) }, true), "info");
       } else if (!running && !this.rfb) {
         this.available = false;
         this.button("connect").disabled = true;
         this.setState("unavailable", gettext("No console"));
-        this.message(data.deleted ? "This VM was deleted." : `${this.root.dataset.vm} is ${phase}: the console is available while it runs.`);
+        this.message(data.deleted ? gettext("This VM was deleted.") : interpolate(gettext("%(vm)s is %(phase)s: the console is available while it runs."), { vm: this.root.dataset.vm, phase: phaseWord(phase) }, true));
       }
     });
   }
@@ -183,7 +187,7 @@ class Console {
     this.root.querySelectorAll("[data-needs-session]").forEach((el) => { el.disabled = !live; });
     const connect = this.button("connect");
     connect.hidden = state === "connected" || state === "connecting";
-    connect.querySelector("[data-label]").textContent = state === "idle" || state === "unavailable" ? "Connect" : "Reconnect";
+    connect.querySelector("[data-label]").textContent = state === "idle" || state === "unavailable" ? gettext("Connect") : gettext("Reconnect");
     this.button("disconnect").hidden = !(state === "connected" || state === "connecting" || state === "reconnecting");
   }
 
@@ -252,7 +256,7 @@ class Console {
     this.teardown();
     if (this.userClosed) {
       this.setState("idle", gettext("Not connected"));
-      this.message("Disconnected.");
+      this.message(gettext("Disconnected."));
       return;
     }
     if (RETRYABLE.has(event.code) && this.retries < MAX_RETRIES) {
@@ -268,7 +272,7 @@ class Console {
       this.available = false;
       this.button("connect").disabled = true;
     }
-    this.message(event.reason || CLOSE_TEXT[event.code] || `Disconnected (code ${event.code}).`, final ? "secondary" : "warning");
+    this.message(event.reason || CLOSE_TEXT[event.code] || interpolate(gettext("Disconnected (code %(code)s)."), { code: event.code }, true), final ? "secondary" : "warning");
   }
 
   teardown() {
@@ -286,7 +290,7 @@ class Console {
     const ws = this.ws;
     this.teardown();
     this.setState("idle", gettext("Not connected"));
-    this.message("Disconnected.");
+    this.message(gettext("Disconnected."));
     if (ws) ws.close();
   }
 

@@ -124,9 +124,10 @@
       });
       root.dataset.points = String(points.length);
       if (status) {
-        const live = range === "1h" ? " · live" : " · 5-minute averages";
-        const none = range === "1h" ? "— no data yet (collected every few seconds while the VM runs)" : "— no 5-minute averages yet";
-        status.textContent = points.length ? "— " + points.length + (points.length === 1 ? " point" : " points") + live : none;
+        const live = range === "1h" ? gettext("live") : gettext("5-minute averages");
+        const none = range === "1h" ? gettext("no data yet (collected every few seconds while the VM runs)") : gettext("no 5-minute averages yet");
+        const count = interpolate(ngettext("%(n)s point", "%(n)s points", points.length), { n: points.length }, true);
+        status.textContent = "— " + (points.length ? count + " · " + live : none);
       }
     }
 

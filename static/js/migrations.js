@@ -28,29 +28,32 @@
     const el = current.querySelector('[data-m-field="' + field + '"]');
     if (el) el.textContent = text;
   }
+  function progress(sent, remaining, total) {
+    return interpolate(gettext("%(sent)s sent, %(remaining)s of %(total)s left"), { sent: bytes(sent), remaining: bytes(remaining), total: bytes(total) }, true);
+  }
   function syncForm() {
     if (form) form.hidden = migrating || phase !== "Running";
     if (idle) idle.hidden = migrating || phase === "Running";
   }
 
   function disk(s) {
-    if (s.diskTotal) return bytes(s.diskProcessed) + " sent, " + bytes(s.diskRemaining) + " of " + bytes(s.diskTotal) + " left";
+    if (s.diskTotal) return progress(s.diskProcessed, s.diskRemaining, s.diskTotal);
     // Local volumes are copied before memory; disks on storage both hosts see are not.
-    if (copiedGib) return copiedGib + " GiB of local volumes, copied with the guest";
-    return diskGib ? diskGib + " GiB on shared storage — not copied" : "none";
+    if (copiedGib) return interpolate(gettext("%(copied)s GiB of local volumes, copied with the guest"), { copied: copiedGib }, true);
+    return diskGib ? interpolate(gettext("%(disk_gib)s GiB on shared storage — not copied"), { disk_gib: diskGib }, true) : gettext("none");
   }
 
   function draw(uid, s) {
     current.hidden = false;
     current.dataset.uid = uid;
     if (cancel) cancel.action = cancel.dataset.base + uid + "/cancel/";
-    set("phase", s.phase);
+    set("phase", window.Isotope.phaseLabel(s.phase));
     set("reason", s.reason || "");
     const bar = current.querySelector('[data-m-field="bar"]');
     bar.style.width = s.percent + "%";
     bar.textContent = s.percent + "%";
     bar.closest("[role=progressbar]").setAttribute("aria-valuenow", s.percent);
-    set("memory", s.memoryTotal ? bytes(s.memoryProcessed) + " sent, " + bytes(s.memoryRemaining) + " of " + bytes(s.memoryTotal) + " left" : "—");
+    set("memory", s.memoryTotal ? progress(s.memoryProcessed, s.memoryRemaining, s.memoryTotal) : "—");
     set("disk", disk(s));
     set("speed", s.transferRate ? bytes(s.transferRate) + "/s" : "—");
     set("dirty", s.dirtyRate ? bytes(s.dirtyRate) + "/s" : "—");

@@ -27,7 +27,7 @@
       const badge = document.createElement("span");
       badge.className = "iso-phase";
       badge.dataset.phase = POD_PHASE[p.phase] || "Pending";
-      badge.textContent = p.phase;
+      badge.textContent = window.Isotope.phaseLabel(p.phase);
       const phase = document.createElement("span");
       phase.appendChild(badge);
       if (p.reason) phase.append(" " + p.reason);

@@ -469,3 +469,26 @@ def test_service_refusals_reach_the_api_in_the_readers_language(demo, make_host,
     english = ask("post", f"{base}web-1/start/", None, EN)
     assert english["detail"] == "Cannot start web-1 while it is Running."
     assert VirtualMachine.objects.get(pk=vm.pk).vcpus == 1  # nothing changed
+
+
+@pytest.mark.django_db
+def test_the_fields_every_resource_inherits_are_named_in_the_readers_language(
+    demo, make_host, tiny_image
+):
+    """uid, created, updated and resource_version come from ``portal.models.Resource``:
+    Django admin labels them in Chinese on every resource's page."""
+    make_host("node-a")
+    vm = vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="web-1", image="tiny", vcpus=1, memory_mib=256
+    )
+    staff = Client()
+    staff.force_login(demo.admin)
+    page = f"/admin/compute/virtualmachine/{vm.pk}/change/"
+    chinese = staff.get(page, **ZH).content.decode()
+    for label in ("UID", "创建时间", "更新时间", "资源版本"):
+        assert f"<label>{label}:</label>" in chinese, label
+    english = staff.get(page, **EN).content.decode()
+    for label in ("UID", "Created", "Updated", "Resource version"):
+        assert f"<label>{label}:</label>" in english, label
+    tenants = staff.get("/admin/tenants/tenant/", **ZH).content.decode()
+    assert "创建时间" in tenants
