@@ -1,8 +1,9 @@
 """REST API for Services (one load-balanced name in front of VMs and pods).
 
 ``/api/v1/tenants/<t>/services/`` lists (paginated, ``?phase=``) and creates Services
-(``Idempotency-Key``); ``.../services/<s>/`` reads one, ``PATCH`` replaces its selector
-and/or its ports and ``DELETE`` removes it (both ``If-Match``). The members are in
+(``Idempotency-Key``); ``.../services/<s>/`` reads one, ``PATCH`` replaces its type
+(ClusterIP ↔ NodePort), its selector and/or its ports and ``DELETE`` removes it (both
+``If-Match``). The members are in
 ``status.endpoints``, as the last sync wrote them to the cluster's EndpointSlice.
 Errors are problem+json with the API's field paths (``spec.ports[1].targetPort``).
 """
@@ -107,6 +108,7 @@ class ServiceCreateSerializer(StrictSerializer):
 
 
 class ServicePatchSpecIn(StrictSerializer):
+    type = serializers.ChoiceField(choices=SERVICE_TYPES, required=False)
     selector = serializers.JSONField(required=False)
     ports = PortIn(many=True, required=False)
 
@@ -207,7 +209,7 @@ class ServiceDetailView(ServiceView):
 
     @extend_schema(
         operation_id="services_patch",
-        summary="Replace a Service's selector and/or ports (its members follow)",
+        summary="Replace a Service's type, selector and/or ports (its members follow)",
         request=ServicePatchSerializer,
         parameters=[IF_MATCH],
         responses={
@@ -229,6 +231,7 @@ class ServiceDetailView(ServiceView):
             lambda service: service_services.service_update(
                 actor=request.user,
                 service=service,
+                service_type=spec.get("type"),
                 selector=spec.get("selector"),
                 ports=_ports(spec.get("ports")),
             ),

@@ -1,6 +1,7 @@
 """Pages for Services (``/t/<tenant>/services/``): the list with the form that creates
 one (one port; more through the API), and a Service's page with its members (pods and
-VMs, their addresses and readiness), which ``static/js/services.js`` keeps live.
+VMs, their addresses and readiness), which ``static/js/services.js`` keeps live, and
+the form that changes its type (ClusterIP ↔ NodePort) and its one port.
 
 Thin like the other pages: ``tenant_view`` resolves the tenant (404 for non-members,
 403 for the role), the selectors read, ``compute.services.load_balancers`` writes and
@@ -10,6 +11,7 @@ decides; a refusal comes back as field errors on the form.
 from __future__ import annotations
 
 from django import forms
+from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext
@@ -37,20 +39,12 @@ _PORT_ERRORS = {
 }
 
 
-class ServiceCreateForm(ServiceErrorsMixin, forms.Form):
+class ServicePortForm(ServiceErrorsMixin, forms.Form):
+    """The type and the one port the pages edit (more ports: through the API)."""
+
     quota_field = "name"
 
-    name = forms.CharField(
-        max_length=200,
-        label=_("Name"),
-        help_text=_("A DNS label starting with a letter, e.g. web."),
-    )
     service_type = forms.ChoiceField(label=_("Type"), choices=SERVICE_TYPES, initial="ClusterIP")
-    selector = forms.CharField(
-        max_length=2000,
-        label=_("Selector"),
-        help_text=_("Labels the members carry, e.g. app=web (several: app=web, tier=front)."),
-    )
     port_name = forms.CharField(
         max_length=63, required=False, label=_("Port name"), help_text=_("e.g. http (optional).")
     )
@@ -61,6 +55,39 @@ class ServiceCreateForm(ServiceErrorsMixin, forms.Form):
         required=False,
         label=_("Target port"),
         help_text=_("The members' port (empty: the same)."),
+    )
+
+    def add_service_error(self, error) -> None:
+        if error.errors:
+            error.errors = {
+                _PORT_ERRORS.get(key, key): messages for key, messages in error.errors.items()
+            }
+        super().add_service_error(error)
+
+    def ports(self) -> list[dict]:
+        data = self.cleaned_data
+        return [
+            {
+                "name": data["port_name"],
+                "protocol": data["protocol"],
+                "port": data["port"],
+                "target_port": data["target_port"],
+            }
+        ]
+
+
+class ServiceCreateForm(ServicePortForm):
+    field_order = ["name", "service_type", "selector"]
+
+    name = forms.CharField(
+        max_length=200,
+        label=_("Name"),
+        help_text=_("A DNS label starting with a letter, e.g. web."),
+    )
+    selector = forms.CharField(
+        max_length=2000,
+        label=_("Selector"),
+        help_text=_("Labels the members carry, e.g. app=web (several: app=web, tier=front)."),
     )
 
     def clean_selector(self) -> dict:
@@ -74,28 +101,43 @@ class ServiceCreateForm(ServiceErrorsMixin, forms.Form):
             labels[key.strip()] = value.strip()
         return labels
 
-    def add_service_error(self, error) -> None:
-        if error.errors:
-            error.errors = {
-                _PORT_ERRORS.get(key, key): messages for key, messages in error.errors.items()
-            }
-        super().add_service_error(error)
-
     def service_kwargs(self) -> dict:
         data = self.cleaned_data
         return {
             "name": data["name"],
             "service_type": data["service_type"],
             "selector": data["selector"],
-            "ports": [
-                {
-                    "name": data["port_name"],
-                    "protocol": data["protocol"],
-                    "port": data["port"],
-                    "target_port": data["target_port"],
-                }
-            ],
+            "ports": self.ports(),
         }
+
+
+class ServiceChangeForm(ServicePortForm):
+    """A Service's type and, when it has one port, that port (a Service with several
+    ports changes only its type here)."""
+
+    def __init__(self, *args, service, **kwargs):
+        self.one_port = len(service.ports) == 1
+        if not args and "initial" not in kwargs:
+            initial = {"service_type": service.service_type}
+            if self.one_port:
+                (port,) = service.ports
+                initial |= {
+                    "port_name": port["name"],
+                    "protocol": port["protocol"],
+                    "port": port["port"],
+                    "target_port": port["targetPort"],
+                }
+            kwargs["initial"] = initial
+        super().__init__(*args, **kwargs)
+        if not self.one_port:
+            for name in ("port_name", "protocol", "port", "target_port"):
+                del self.fields[name]
+
+    def service_kwargs(self) -> dict:
+        kwargs = {"service_type": self.cleaned_data["service_type"]}
+        if self.one_port:
+            kwargs["ports"] = self.ports()
+        return kwargs
 
 
 def _service_or_404(request, tenant, name: str):
@@ -136,21 +178,55 @@ def service_list(request, tenant):
     )
 
 
-@tenant_view("service.view")
-def service_detail(request, tenant, name: str):
-    """One Service: its spec, what the cluster allocated and its members, live."""
-    baseline = _live_baseline(tenant)
-    service = _service_or_404(request, tenant, name)
+def _detail(request, tenant, service, baseline, form=None, status: int = 200):
+    allowed = service_services.service_actions(service, request.role)
+    if form is None and "update" in allowed:
+        form = ServiceChangeForm(service=service)
     return render(
         request,
         "compute/service_detail.html",
         {
             "tenant": tenant,
             "service": service,
-            "allowed": service_services.service_actions(service, request.role),
+            "allowed": allowed,
+            "form": form,
             "live_baseline": baseline,
         },
+        status=status,
     )
+
+
+@tenant_view("service.view")
+def service_detail(request, tenant, name: str):
+    """One Service: its spec, what the cluster allocated and its members, live; the
+    form that changes its type and port (operators)."""
+    baseline = _live_baseline(tenant)  # before the read: no change falls between
+    return _detail(request, tenant, _service_or_404(request, tenant, name), baseline)
+
+
+@tenant_view("service.update")
+@require_POST
+def service_update(request, tenant, name: str):
+    """Change the Service's type and/or its one port; field errors come back on the
+    form with nothing changed."""
+    baseline = _live_baseline(tenant)
+    service = _service_or_404(request, tenant, name)
+    form = ServiceChangeForm(request.POST, service=service)
+    if form.is_valid():
+        changed = form_service_call(
+            form,
+            lambda: service_services.service_update(
+                actor=request.user, service=service, **form.service_kwargs()
+            ),
+        )
+        if changed is not None:
+            messages.success(
+                request,
+                gettext("Service %(name)s is being changed: %(type)s.")
+                % {"name": changed.name, "type": changed.service_type},
+            )
+            return redirect("service-detail", tenant=tenant.slug, name=service.name)
+    return _detail(request, tenant, service, baseline, form, status=400)
 
 
 @tenant_view("service.delete")

@@ -218,6 +218,7 @@ network_pages = [
     path("vms/<slug:name>/nics/<slug:nic>/groups/", network_views.nic_groups, name="vm-nic-groups"),
     path("services/", service_views.service_list, name="service-list"),
     path("services/<slug:name>/", service_views.service_detail, name="service-detail"),
+    path("services/<slug:name>/edit/", service_views.service_update, name="service-update"),
     path("services/<slug:name>/delete/", service_views.service_delete, name="service-delete"),
     path("securitygroups/", security_group_views.group_list, name="securitygroup-list"),
     path(

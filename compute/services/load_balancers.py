@@ -245,8 +245,16 @@ def _write(service: Service, **fields) -> Service:
     return service
 
 
-def service_update(*, actor, service: Service, selector=None, ports=None) -> Service:
-    """Replace the selector and/or the ports (the API's PATCH); the members follow."""
+# How a changed spec field is named in the service's events.
+_SPEC_WORDS = {"service_type": "type", "selector": "selector", "ports": "ports"}
+
+
+def service_update(
+    *, actor, service: Service, service_type=None, selector=None, ports=None
+) -> Service:
+    """Replace the type (ClusterIP or NodePort), the selector and/or the ports (the
+    API's PATCH, the page's form); the cluster's Service is applied again from the new
+    generation and the members follow."""
     authorize(
         actor=actor,
         tenant=service.tenant,
@@ -255,6 +263,8 @@ def service_update(*, actor, service: Service, selector=None, ports=None) -> Ser
     )
     errors: dict[str, list[str]] = {}
     fields = {}
+    if service_type is not None:
+        fields["service_type"] = _check_type(service_type, errors)
     if selector is not None:
         fields["selector"] = _check_selector(selector, errors)
     if ports is not None:
@@ -276,7 +286,8 @@ def service_update(*, actor, service: Service, selector=None, ports=None) -> Ser
         _event(
             service,
             reason="SpecChanged",
-            message=f"{' and '.join(sorted(changed))} changed (generation {service.generation}).",
+            message=f"{' and '.join(sorted(_SPEC_WORDS[k] for k in changed))} changed "
+            f"(generation {service.generation}).",
         )
         _publish(service)
         _sync_later(service.pk)

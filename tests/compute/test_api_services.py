@@ -158,3 +158,41 @@ def test_another_tenants_service_is_404_and_a_viewer_cannot_write(world, api):
     ).exists()
     assert api(world.carol).delete(f"{BASE}web/").status_code == 403
     assert Service.objects.filter(name="web").exists()
+
+
+def test_the_type_changes_through_patch_audited_with_an_event_and_a_bad_one_changes_nothing(
+    world, api
+):
+    created = api(world.bob).post(BASE, body(), format="json")
+    changed = api(world.bob).patch(
+        f"{BASE}web/",
+        {"spec": {"type": "NodePort", "ports": [{"name": "http", "port": 81}]}},
+        format="json",
+        HTTP_IF_MATCH=created["ETag"],
+    )
+    assert changed.status_code == 202, changed.content
+    spec = changed.json()["spec"]
+    assert spec["type"] == "NodePort"
+    assert spec["ports"] == [{"name": "http", "protocol": "TCP", "port": 81, "targetPort": 81}]
+    service = Service.objects.get(name="web")
+    assert (service.service_type, service.generation) == ("NodePort", 2)
+    audit = AuditLog.objects.get(action="service.update", target="service/web")
+    assert audit.detail["service_type"] == "NodePort"
+    event = Event.objects.get(kind="service", name="web", reason="SpecChanged")
+    assert event.message == "ports and type changed (generation 2)."
+
+    refused = api(world.bob).patch(f"{BASE}web/", {"spec": {"type": "LoadBalancer"}}, format="json")
+    assert "spec.type" in problem(refused, 400)["errors"]
+    same = api(world.bob).patch(f"{BASE}web/", {"spec": {"type": "NodePort"}}, format="json")
+    assert same.status_code == 202
+    back = api(world.bob).patch(f"{BASE}web/", {"spec": {"type": "ClusterIP"}}, format="json")
+    assert back.json()["spec"]["type"] == "ClusterIP"
+    service = Service.objects.get(name="web")
+    assert (service.service_type, service.generation) == ("ClusterIP", 3)
+    assert (
+        api(world.carol)
+        .patch(f"{BASE}web/", {"spec": {"type": "NodePort"}}, format="json")
+        .status_code
+        == 403
+    )
+    assert Service.objects.get(name="web").service_type == "ClusterIP"

@@ -65,3 +65,70 @@ def test_a_viewer_sees_the_list_and_members_but_no_form(world, client):
     assert "/t/acme/vms/vm-1/" in page and "/t/acme/workloads/api/" in page
     assert "Not ready" in page and 'data-testid="service-delete"' not in page
     assert client.post(URL, {**FORM, "port": "80"}).status_code == 403
+
+
+def test_an_operator_changes_the_type_and_port_on_the_services_page(world, client):
+    service = service_services.service_create(
+        actor=None,
+        tenant=world.acme,
+        name="web",
+        selector={"app": "web"},
+        ports=[{"name": "http", "port": 80, "target_port": 8080}],
+    )
+    client.force_login(world.bob)
+    page = client.get(f"{URL}web/")
+    form = page.context["form"]
+    assert form.initial == {
+        "service_type": "ClusterIP",
+        "port_name": "http",
+        "protocol": "TCP",
+        "port": 80,
+        "target_port": 8080,
+    }
+    assert b'data-testid="service-change-form"' in page.content
+    change = {"service_type": "NodePort", "port_name": "http", "protocol": "TCP"}
+    refused = client.post(f"{URL}web/edit/", {**change, "port": "70000"})
+    assert refused.status_code == 400
+    assert "70000 is not a port number" in " ".join(refused.context["form"].errors["port"])
+    assert b'data-testid="error-port"' in refused.content
+    unchanged = Service.objects.get(pk=service.pk)
+    assert (unchanged.service_type, unchanged.generation) == ("ClusterIP", 1)
+
+    done = client.post(f"{URL}web/edit/", {**change, "port": "81", "target_port": ""}, follow=True)
+    assert done.redirect_chain == [(f"{URL}web/", 302)]
+    assert "Service web is being changed: NodePort." in done.content.decode()
+    changed = Service.objects.get(pk=service.pk)
+    assert changed.service_type == "NodePort" and changed.generation == 2
+    assert changed.ports == [{"name": "http", "protocol": "TCP", "port": 81, "targetPort": 81}]
+
+
+def test_a_service_with_several_ports_changes_only_its_type_on_the_page(world, client):
+    ports = [{"name": "http", "port": 80}, {"name": "https", "port": 443}]
+    service_services.service_create(
+        actor=None, tenant=world.acme, name="web", selector={"app": "web"}, ports=ports
+    )
+    client.force_login(world.bob)
+    page = client.get(f"{URL}web/")
+    assert list(page.context["form"].fields) == ["service_type"]
+    assert "change them through the API" in page.content.decode()
+    client.post(f"{URL}web/edit/", {"service_type": "NodePort"})
+    changed = Service.objects.get(name="web")
+    assert changed.service_type == "NodePort" and len(changed.ports) == 2
+
+
+def test_a_viewer_gets_no_change_form_and_cannot_post_one(world, client):
+    service_services.service_create(
+        actor=None, tenant=world.acme, name="web", selector={"app": "web"}, ports=[{"port": 80}]
+    )
+    client.force_login(world.carol)
+    assert b'data-testid="service-change-form"' not in client.get(f"{URL}web/").content
+    assert (
+        client.post(f"{URL}web/edit/", {"service_type": "NodePort", "port": "80"}).status_code
+        == 403
+    )
+    assert Service.objects.get(name="web").service_type == "ClusterIP"
+    client.force_login(world.dave)  # globex
+    assert (
+        client.post(f"{URL}web/edit/", {"service_type": "NodePort", "port": "80"}).status_code
+        == 404
+    )

@@ -2,15 +2,20 @@
 worker and cluster watch, and libvirt's test driver: bob creates a Service selecting
 app=web (a bad port first: the field says why), and its page shows the members
 appear by themselves, a pod of a labelled workload and a running labelled VM at its
-address; stopping the VM takes it out of the list, live."""
+address; stopping the VM takes it out of the list, live. Bob changes a Service to
+NodePort on its page (a bad port first) and sees the allocated node port arrive, then
+changes it back."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from playwright.sync_api import expect
 
 from compute.choices import Phase
 from compute.models import Service
+from compute.services import load_balancers as service_services
 from compute.services import vms as vm_services
 from compute.services.load_balancers import vm_addresses
 from tests.compute.kubernetes.test_services import web_members
@@ -79,3 +84,54 @@ def test_bob_creates_a_service_and_sees_its_pod_and_vm_members_live(
     expect(row).to_contain_text("app=web")
     expect(row).to_contain_text("1/1")
     axe(page, "services page")
+
+
+def test_bob_changes_a_services_type_to_nodeport_and_back_on_its_page(
+    make_tenant, kube, celery_worker, live_url, new_page, axe
+):
+    tenant = make_tenant(prefix="e2e")
+    slug = tenant.slug
+    service_services.service_create(
+        actor=None,
+        tenant=tenant,
+        name="web",
+        selector={"app": "web"},
+        ports=[{"name": "http", "protocol": "TCP", "port": 80, "target_port": 8080}],
+    )
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/{slug}/services/web/")
+    expect(page.get_by_test_id("service-phase")).to_have_text("Ready", timeout=LIVE_TIMEOUT)
+    form = page.get_by_test_id("service-change-form")
+    expect(form.get_by_label("Type")).to_have_value("ClusterIP")
+    expect(form.get_by_label("Target port")).to_have_value("8080")
+    form.get_by_label("Type").select_option("NodePort")
+    form.get_by_label("Port", exact=True).fill("0")
+    form.get_by_role("button", name="Save changes").click()
+    # Refused: the field says why, the Service is unchanged.
+    expect(page.get_by_test_id("error-port")).to_contain_text("not a port number")
+    assert Service.objects.get(tenant=tenant, name="web").service_type == "ClusterIP"
+    axe(page, "service page with a refused change")
+
+    page.get_by_test_id("service-change-form").get_by_label("Port", exact=True).fill("81")
+    page.get_by_role("button", name="Save changes").click()
+    page.wait_for_url(f"{live_url}/t/{slug}/services/web/")
+    expect(page.get_by_test_id("messages")).to_contain_text("Service web is being changed")
+    # The node port the cluster allocates arrives by itself.
+    node_ports = page.locator("[data-service-detail-field=nodePorts]")
+    expect(node_ports).to_have_text(re.compile(r"^http: 3\d{4}$"), timeout=LIVE_TIMEOUT)
+    found = kube.core.read_namespaced_service("web", tenant.namespace)
+    assert found.spec.type == "NodePort" and found.spec.ports[0].port == 81
+    assert node_ports.inner_text() == f"http: {found.spec.ports[0].node_port}"
+    axe(page, "service page after a change to NodePort")
+
+    page.get_by_test_id("service-change-form").get_by_label("Type").select_option("ClusterIP")
+    page.get_by_role("button", name="Save changes").click()
+    page.wait_for_url(f"{live_url}/t/{slug}/services/web/")
+    expect(node_ports).to_have_count(0)
+    wait_for(
+        lambda: kube.core.read_namespaced_service("web", tenant.namespace).spec.type == "ClusterIP",
+        60,
+        0.3,
+        message="the cluster's Service stayed NodePort",
+    )

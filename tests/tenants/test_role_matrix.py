@@ -161,6 +161,10 @@ def spare_service_patched(tenant: str) -> bool:
     return Service.objects.get(tenant__slug=tenant, name="spare").selector == {"app": "api"}
 
 
+def spare_service_nodeport(tenant: str) -> bool:
+    return Service.objects.get(tenant__slug=tenant, name="spare").service_type == "NodePort"
+
+
 def spare_service_deleting(tenant: str) -> bool:
     return Service.objects.get(tenant__slug=tenant, name="spare").phase == "Deleting"
 
@@ -350,6 +354,18 @@ ENDPOINTS = [
         redirect="/t/{tenant}/services/made/",
     ),
     Endpoint("service-detail", "web", "get", "/t/{tenant}/services/spare/", "read", 200),
+    Endpoint(
+        "service-update",
+        "web",
+        "post",
+        "/t/{tenant}/services/spare/edit/",
+        "operate",
+        302,
+        data={"service_type": "NodePort", "protocol": "TCP", "port": "80"},
+        audit="service.update",
+        done=spare_service_nodeport,
+        redirect="/t/{tenant}/services/spare/",
+    ),
     Endpoint(
         "service-delete",
         "web",

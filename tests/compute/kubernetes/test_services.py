@@ -2,7 +2,9 @@
 driver and a real Celery worker and cluster watch: a Service selecting ``app=web`` is a
 selector-less Kubernetes Service whose EndpointSlice lists a ready pod's address and a
 running VM's address, drops the VM when it stops, and follows a changed selector; a
-deleted Service's objects go from the cluster."""
+deleted Service's objects go from the cluster. A Service's type changes ClusterIP →
+NodePort → ClusterIP in place (same Kubernetes Service, same cluster IP; node ports
+allocated, then gone)."""
 
 from __future__ import annotations
 
@@ -158,3 +160,55 @@ def test_a_service_lists_a_ready_pod_and_a_running_vm_and_drops_the_vm_when_it_s
         kube.core.read_namespaced_service("web", tenant.namespace)
     assert gone.value.status == 404
     assert slice_members(kube, tenant, "web") == {}
+
+
+def test_a_services_type_and_ports_change_in_place_on_the_cluster(make_tenant, kube, celery_worker):
+    tenant = make_tenant()
+    service = service_services.service_create(
+        actor=None,
+        tenant=tenant,
+        name="web",
+        selector={"app": "web"},
+        ports=[{"name": "http", "protocol": "TCP", "port": 80, "target_port": 8080}],
+    )
+
+    def written(generation: int):
+        def check() -> Service | None:
+            found = Service.objects.get(pk=service.pk)
+            done = found.observed_generation == generation and found.phase == ServicePhase.READY
+            return found if done else None
+
+        return check
+
+    service = wait_for(written(1), SLOW, 0.2, message="the Service was never written")
+    first = kube.core.read_namespaced_service("web", tenant.namespace)
+    assert first.spec.type == "ClusterIP" and service.node_ports == {}
+    assert service.cluster_ip == first.spec.cluster_ip
+
+    service_services.service_update(
+        actor=None,
+        service=service,
+        service_type="NodePort",
+        ports=[{"name": "http", "protocol": "TCP", "port": 81, "target_port": 8081}],
+    )
+    service = wait_for(written(2), SLOW, 0.2, message="the NodePort change was never written")
+    found = kube.core.read_namespaced_service("web", tenant.namespace)
+    assert found.metadata.uid == first.metadata.uid  # changed in place, not made again
+    assert found.spec.type == "NodePort" and found.spec.cluster_ip == first.spec.cluster_ip
+    (port,) = found.spec.ports
+    assert (port.name, port.port, port.target_port) == ("http", 81, 8081)
+    assert 30000 <= port.node_port <= 32767
+    assert service.node_ports == {"http": port.node_port}
+    assert service.cluster_ip == first.spec.cluster_ip
+
+    service_services.service_update(actor=None, service=service, service_type="ClusterIP")
+    service = wait_for(written(3), SLOW, 0.2, message="the ClusterIP change was never written")
+    found = kube.core.read_namespaced_service("web", tenant.namespace)
+    assert found.metadata.uid == first.metadata.uid
+    assert found.spec.type == "ClusterIP" and found.spec.ports[0].node_port is None
+    assert service.node_ports == {}
+    changes = Event.objects.filter(tenant=tenant, name="web", reason="SpecChanged")
+    assert [e.message for e in changes.order_by("pk")] == [
+        "ports and type changed (generation 2).",
+        "type changed (generation 3).",
+    ]
