@@ -39,7 +39,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Avg
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -95,7 +94,9 @@ def metric_replicas(current: int, sample: Sample, target: float) -> tuple[int, f
     if not sample.utilisations:
         return current, None
     measured = len(sample.utilisations)
-    utilisation = sum(sample.utilisations) / measured
+    # Whole percent, rounded down, as the HPA's integer utilisation: an idle member
+    # (below 1 %) counts as 0, so an idle pool with min 0 can reach zero.
+    utilisation = float(math.floor(sum(sample.utilisations) / measured))
     ratio = utilisation / target
     rebalance_unready = sample.unready > 0 and ratio > 1.0
     if not rebalance_unready and sample.missing == 0:
@@ -147,7 +148,10 @@ def step_limits(autoscaler: Autoscaler, *, current: int, now: float) -> tuple[in
 
 
 def members_sample(pool: VMPool, metric: str, *, now: datetime) -> Sample:
-    """Classify the live members and measure the Ready ones from their samples."""
+    """Classify the live members and measure the Ready ones from their samples. For
+    CPU, as the HPA's CPU initialisation period: samples taken before a member turned
+    Ready (its boot) are not counted, and a Ready member with no later sample yet is
+    counted as not Ready."""
     members = _active(list(VirtualMachine.objects.filter(pool=pool)))
     measurable = [
         vm
@@ -160,22 +164,33 @@ def members_sample(pool: VMPool, metric: str, *, now: datetime) -> Sample:
         if vm.phase in BOOTING or (vm.phase == Phase.RUNNING and vm.ready != ConditionStatus.TRUE)
     )
     since = now - timedelta(seconds=settings.ISOTOPE_AUTOSCALER_METRIC_SECONDS)
-    averages = {
-        row["vm_id"]: row
-        for row in VMSample.objects.filter(vm__in=measurable, time__gt=since, time__lte=now)
-        .values("vm_id")
-        .annotate(cpu=Avg("cpu_percent"), memory=Avg("memory_used_mib"))
-    }
-    utilisations = []
-    for vm in measurable:
-        row = averages.get(vm.pk)
-        if row is None:
+    ready_since = {vm.pk: vm.ready_changed for vm in measurable}
+    values: dict[int, list[float]] = {}
+    booting: set[int] = set()
+    rows = VMSample.objects.filter(vm__in=measurable, time__gt=since, time__lte=now)
+    for vm_id, time, cpu, memory in rows.values_list(
+        "vm_id", "time", "cpu_percent", "memory_used_mib"
+    ):
+        if metric == AutoscalerMetric.CPU and ready_since[vm_id] and time <= ready_since[vm_id]:
+            booting.add(vm_id)
             continue
+        values.setdefault(vm_id, []).append(cpu if metric == AutoscalerMetric.CPU else memory)
+    utilisations = []
+    missing = 0
+    for vm in measurable:
+        row = values.get(vm.pk)
+        if row is None:
+            if vm.pk in booting:
+                unready += 1
+            else:
+                missing += 1
+            continue
+        average = sum(row) / len(row)
         if metric == AutoscalerMetric.MEMORY:
-            utilisations.append(min(row["memory"] / vm.memory_mib * 100, 100.0))
+            utilisations.append(min(average / vm.memory_mib * 100, 100.0))
         else:
-            utilisations.append(row["cpu"])
-    return Sample(tuple(utilisations), missing=len(measurable) - len(utilisations), unready=unready)
+            utilisations.append(average)
+    return Sample(tuple(utilisations), missing=missing, unready=unready)
 
 
 @dataclass(frozen=True)
