@@ -24,7 +24,9 @@ and after a change) does what the HPA controller does in one sync:
    ``max(scale_up_pods, scale_up_percent %)`` members added, at most
    ``scale_down_percent %`` removed; never above ``max`` or below ``min``.
 5. Guardrails: never above what the tenant's quota still holds for another member, and
-   no scale-up while the pool is ``Degraded`` (members failing, creations refused).
+   no scale-up while the pool is ``Degraded`` (members stuck, creations refused) or
+   while its members fail to boot (a ``MemberFailed`` in the last
+   ``BOOT_FAILURE_SECONDS`` and no member Ready since).
 
 Each decision and its reason is written on the autoscaler (``reason``, ``message``,
 ``decisions``), recorded as an event of kind ``autoscaler`` (when it changes the pool,
@@ -48,7 +50,7 @@ from compute.models.pools import MAX_REPLICAS
 from compute.services import vms as vm_services
 from compute.services.pools import SystemActor, _active, pool_scale, quota_room
 from monitoring.formats import timestamp
-from monitoring.models import VMSample
+from monitoring.models import Event, VMSample
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, ValidationError
 from tenants.models import Tenant
@@ -58,6 +60,8 @@ TOLERANCE = 0.1
 # HPA's default scaling-policy period: the step limits count changes within it.
 PERIOD_SECONDS = 15
 MAX_WINDOW_SECONDS = 3600
+# A member failed this recently, and none turned Ready since: no scale-up.
+BOOT_FAILURE_SECONDS = 300
 DECISIONS_KEPT = 10
 # The chart of replicas against the metric: one point per run for this long.
 HISTORY_SECONDS = 3600
@@ -193,6 +197,29 @@ def members_sample(pool: VMPool, metric: str, *, now: datetime) -> Sample:
     return Sample(tuple(utilisations), missing=missing, unready=unready)
 
 
+def boot_failure(pool: VMPool, *, now: datetime) -> str:
+    """Why more members would only fail: the pool's last ``MemberFailed`` of the last
+    ``BOOT_FAILURE_SECONDS`` when no member has turned Ready since it (its message);
+    else ""."""
+    failed = (
+        Event.objects.filter(
+            tenant_id=pool.tenant_id,
+            kind="vmpool",
+            object_uid=str(pool.uid),
+            reason="MemberFailed",
+            last_seen__gt=now - timedelta(seconds=BOOT_FAILURE_SECONDS),
+        )
+        .order_by("-last_seen")
+        .first()
+    )
+    if failed is None:
+        return ""
+    recovered = VirtualMachine.objects.filter(
+        pool=pool, ready=ConditionStatus.TRUE, ready_changed__gt=failed.last_seen
+    ).exists()
+    return "" if recovered else failed.message
+
+
 @dataclass(frozen=True)
 class Decision:
     replicas: int
@@ -265,6 +292,13 @@ def decide(autoscaler: Autoscaler, pool: VMPool, *, now: datetime) -> tuple[Deci
         if pool.phase == PoolPhase.DEGRADED:
             return Decision(
                 current, "ScaleUpBlocked", f"Not scaling up: {pool.message}", utilisation
+            ), proposal
+        if failure := boot_failure(pool, now=now):
+            return Decision(
+                current,
+                "ScaleUpBlocked",
+                f"Not scaling up: members fail to boot ({failure})",
+                utilisation,
             ), proposal
         room, limiting = quota_room(pool)
         cap = max(current, pool.current_replicas + pool.warm_replicas + room)

@@ -272,6 +272,39 @@ def test_a_degraded_pool_is_not_scaled_up(pg, demo, make_host, tiny_image):
     assert "web-0 is Stopped" in scaler.message
 
 
+def test_a_pool_whose_members_fail_to_boot_stops_scaling_up_and_says_so(
+    pg, demo, make_host, tiny_image
+):
+    make_host()
+    pool = running_pool(demo, 2)
+    scaler = autoscaler(demo, pool, max_replicas=4, target=30)
+    broken = live_members(pool)[1]
+    set_phase(broken, Phase.FAILED, "the guest crashed while booting")
+    pool = pool_services.pool_reconcile(pool.pk)  # deleted and replaced: MemberFailed
+    now = timezone.now()
+    # The survivor is busy; its replacement booting counts 0 %: (100 + 0) / 2 over 30 %.
+    load(pool, now, 100)
+    scaler, pool = run(scaler, now)
+    assert (pool.replicas, scaler.reason) == (2, "ScaleUpBlocked")
+    assert scaler.message.startswith("Not scaling up: members fail to boot (web-1 failed:")
+    assert "the guest crashed while booting" in scaler.message
+    warning = Event.objects.get(kind="autoscaler", name="web", reason="ScaleUpBlocked")
+    assert warning.type == "Warning"
+    # A member turning Ready after the failure shows new members boot again.
+    replacement = next(vm for vm in live_members(pool) if vm.pk != live_members(pool)[0].pk)
+    VirtualMachine.locked(replacement.pk).write_locked(
+        {
+            "phase": Phase.RUNNING,
+            "ready": ConditionStatus.TRUE,
+            "ready_changed": timezone.now() + timedelta(seconds=1),
+        }
+    )
+    later = now + timedelta(seconds=30)
+    load(pool, later + timedelta(seconds=2), 100, 100)
+    scaler, pool = run(scaler, later + timedelta(seconds=2))
+    assert (pool.replicas, scaler.decisions[0]["to"]) == (4, 4)
+
+
 def test_bounds_are_applied_before_the_metric(pg, demo, make_host, tiny_image):
     make_host()
     pool = running_pool(demo, 5)
