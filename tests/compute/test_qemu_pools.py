@@ -121,7 +121,7 @@ def settled(pool: VMPool, replicas: int):
     return check
 
 
-# A shared 2-core test machine can be slow to boot guests; the test takes about 3 min.
+# A shared 2-core test machine can be slow to boot guests; the test takes about 2 min.
 @pytest.mark.timeout(420)
 def test_busy_guests_scale_the_pool_up_idle_ones_down_to_min_then_to_zero_and_back(
     demo,
