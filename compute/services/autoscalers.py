@@ -24,7 +24,9 @@ and after a change) does what the HPA controller does in one sync:
    ``max(scale_up_pods, scale_up_percent %)`` members added, at most
    ``scale_down_percent %`` removed; never above ``max`` or below ``min``.
 5. Guardrails: never above what the tenant's quota still holds for another member, and
-   no scale-up while the pool is ``Degraded`` (members failing, creations refused).
+   no scale-up while the pool is ``Degraded`` (members stuck, creations refused) or
+   while its members fail to boot (a ``MemberFailed`` in the last
+   ``BOOT_FAILURE_SECONDS`` and no member Ready since).
 
 Each decision and its reason is written on the autoscaler (``reason``, ``message``,
 ``decisions``), recorded as an event of kind ``autoscaler`` (when it changes the pool,
@@ -39,7 +41,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Avg
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -49,7 +50,7 @@ from compute.models.pools import MAX_REPLICAS
 from compute.services import vms as vm_services
 from compute.services.pools import SystemActor, _active, pool_scale, quota_room
 from monitoring.formats import timestamp
-from monitoring.models import VMSample
+from monitoring.models import Event, VMSample
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, ValidationError
 from tenants.models import Tenant
@@ -59,6 +60,8 @@ TOLERANCE = 0.1
 # HPA's default scaling-policy period: the step limits count changes within it.
 PERIOD_SECONDS = 15
 MAX_WINDOW_SECONDS = 3600
+# A member failed this recently, and none turned Ready since: no scale-up.
+BOOT_FAILURE_SECONDS = 300
 DECISIONS_KEPT = 10
 # The chart of replicas against the metric: one point per run for this long.
 HISTORY_SECONDS = 3600
@@ -95,7 +98,9 @@ def metric_replicas(current: int, sample: Sample, target: float) -> tuple[int, f
     if not sample.utilisations:
         return current, None
     measured = len(sample.utilisations)
-    utilisation = sum(sample.utilisations) / measured
+    # Whole percent, rounded down, as the HPA's integer utilisation: an idle member
+    # (below 1 %) counts as 0, so an idle pool with min 0 can reach zero.
+    utilisation = float(math.floor(sum(sample.utilisations) / measured))
     ratio = utilisation / target
     rebalance_unready = sample.unready > 0 and ratio > 1.0
     if not rebalance_unready and sample.missing == 0:
@@ -147,7 +152,10 @@ def step_limits(autoscaler: Autoscaler, *, current: int, now: float) -> tuple[in
 
 
 def members_sample(pool: VMPool, metric: str, *, now: datetime) -> Sample:
-    """Classify the live members and measure the Ready ones from their samples."""
+    """Classify the live members and measure the Ready ones from their samples. For
+    CPU, as the HPA's CPU initialisation period: samples taken before a member turned
+    Ready (its boot) are not counted, and a Ready member with no later sample yet is
+    counted as not Ready."""
     members = _active(list(VirtualMachine.objects.filter(pool=pool)))
     measurable = [
         vm
@@ -160,22 +168,56 @@ def members_sample(pool: VMPool, metric: str, *, now: datetime) -> Sample:
         if vm.phase in BOOTING or (vm.phase == Phase.RUNNING and vm.ready != ConditionStatus.TRUE)
     )
     since = now - timedelta(seconds=settings.ISOTOPE_AUTOSCALER_METRIC_SECONDS)
-    averages = {
-        row["vm_id"]: row
-        for row in VMSample.objects.filter(vm__in=measurable, time__gt=since, time__lte=now)
-        .values("vm_id")
-        .annotate(cpu=Avg("cpu_percent"), memory=Avg("memory_used_mib"))
-    }
-    utilisations = []
-    for vm in measurable:
-        row = averages.get(vm.pk)
-        if row is None:
+    ready_since = {vm.pk: vm.ready_changed for vm in measurable}
+    values: dict[int, list[float]] = {}
+    booting: set[int] = set()
+    rows = VMSample.objects.filter(vm__in=measurable, time__gt=since, time__lte=now)
+    for vm_id, time, cpu, memory in rows.values_list(
+        "vm_id", "time", "cpu_percent", "memory_used_mib"
+    ):
+        if metric == AutoscalerMetric.CPU and ready_since[vm_id] and time <= ready_since[vm_id]:
+            booting.add(vm_id)
             continue
+        values.setdefault(vm_id, []).append(cpu if metric == AutoscalerMetric.CPU else memory)
+    utilisations = []
+    missing = 0
+    for vm in measurable:
+        row = values.get(vm.pk)
+        if row is None:
+            if vm.pk in booting:
+                unready += 1
+            else:
+                missing += 1
+            continue
+        average = sum(row) / len(row)
         if metric == AutoscalerMetric.MEMORY:
-            utilisations.append(min(row["memory"] / vm.memory_mib * 100, 100.0))
+            utilisations.append(min(average / vm.memory_mib * 100, 100.0))
         else:
-            utilisations.append(row["cpu"])
-    return Sample(tuple(utilisations), missing=len(measurable) - len(utilisations), unready=unready)
+            utilisations.append(average)
+    return Sample(tuple(utilisations), missing=missing, unready=unready)
+
+
+def boot_failure(pool: VMPool, *, now: datetime) -> str:
+    """Why more members would only fail: the pool's last ``MemberFailed`` of the last
+    ``BOOT_FAILURE_SECONDS`` when no member has turned Ready since it (its message);
+    else ""."""
+    failed = (
+        Event.objects.filter(
+            tenant_id=pool.tenant_id,
+            kind="vmpool",
+            object_uid=str(pool.uid),
+            reason="MemberFailed",
+            last_seen__gt=now - timedelta(seconds=BOOT_FAILURE_SECONDS),
+        )
+        .order_by("-last_seen")
+        .first()
+    )
+    if failed is None:
+        return ""
+    recovered = VirtualMachine.objects.filter(
+        pool=pool, ready=ConditionStatus.TRUE, ready_changed__gt=failed.last_seen
+    ).exists()
+    return "" if recovered else failed.message
 
 
 @dataclass(frozen=True)
@@ -250,6 +292,13 @@ def decide(autoscaler: Autoscaler, pool: VMPool, *, now: datetime) -> tuple[Deci
         if pool.phase == PoolPhase.DEGRADED:
             return Decision(
                 current, "ScaleUpBlocked", f"Not scaling up: {pool.message}", utilisation
+            ), proposal
+        if failure := boot_failure(pool, now=now):
+            return Decision(
+                current,
+                "ScaleUpBlocked",
+                f"Not scaling up: members fail to boot ({failure})",
+                utilisation,
             ), proposal
         room, limiting = quota_room(pool)
         cap = max(current, pool.current_replicas + pool.warm_replicas + room)

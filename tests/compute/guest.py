@@ -3,7 +3,9 @@ person at the console would), read what it writes to its serial log.
 
 The guest's tty1 shell runs what is typed; commands send their output to ``/dev/ttyS0``
 (a file on the host). Typing before the shell is up is lost, so :meth:`Guest.until`
-types a command again until its output shows.
+types a command again until its output shows. :meth:`Guest.load_cpu` starts a busy loop
+in the guest (one, however often the command is typed) and :meth:`Guest.unload_cpu`
+stops it: real CPU load for the autoscaler tests, seen by libvirt as the vCPU's time.
 """
 
 from __future__ import annotations
@@ -49,6 +51,25 @@ class Guest:
                         f"serial log since: {fresh[-800:]!r}"
                     )
                 time.sleep(0.2)
+
+    def load_cpu(self) -> None:
+        """Start a shell busy loop in the background (unless one runs already: its pid
+        is in ``/tmp/busy``); it keeps the guest's vCPU busy until :meth:`unload_cpu`."""
+        self.until(
+            "[ -e /tmp/busy ] || { while :; do :; done & echo $! > /tmp/busy; } ; "
+            "echo BUSY-$((6*7)) > /dev/ttyS0",
+            "BUSY-42",
+            timeout=120,
+        )
+
+    def unload_cpu(self) -> None:
+        """Stop the busy loop :meth:`load_cpu` started."""
+        self.until(
+            "[ -e /tmp/busy ] && kill $(cat /tmp/busy) ; rm -f /tmp/busy ; "
+            "echo IDLE-$((6*7)) > /dev/ttyS0",
+            "IDLE-42",
+            timeout=120,
+        )
 
     def never(self, command: str, unexpected: str, settle: float = 6) -> None:
         """Type ``command`` and check that ``unexpected`` does not show within ``settle`` s

@@ -37,16 +37,20 @@ def running_pool(demo, replicas: int, **kwargs) -> VMPool:
 def load(pool: VMPool, at, *cpu: float, memory: float = 64.0) -> None:
     """One collector sample per member (in member order), a second before ``at``."""
     for vm, value in zip(live_members(pool), cpu, strict=False):
-        VMSample.objects.create(
-            vm=vm,
-            time=at - timedelta(seconds=1),
-            cpu_percent=value,
-            memory_used_mib=memory,
-            disk_read_bps=0,
-            disk_write_bps=0,
-            net_rx_bps=0,
-            net_tx_bps=0,
-        )
+        sample(vm, at - timedelta(seconds=1), value, memory)
+
+
+def sample(vm: VirtualMachine, time, cpu: float, memory: float = 64.0) -> None:
+    VMSample.objects.create(
+        vm=vm,
+        time=time,
+        cpu_percent=cpu,
+        memory_used_mib=memory,
+        disk_read_bps=0,
+        disk_write_bps=0,
+        net_rx_bps=0,
+        net_tx_bps=0,
+    )
 
 
 def live_members(pool) -> list[VirtualMachine]:
@@ -222,6 +226,38 @@ def test_min_zero_scales_to_zero_and_waits_there(pg, demo, make_host, tiny_image
     assert (pool.replicas, scaler.reason) == (0, "ScaledToZero")
 
 
+def test_utilisation_is_whole_percent_so_an_idle_pool_below_one_percent_reaches_zero(
+    pg, demo, make_host, tiny_image
+):
+    make_host()
+    pool = running_pool(demo, 2)
+    scaler = autoscaler(demo, pool, min_replicas=0, scale_down_window_seconds=0, target=10)
+    now = timezone.now()
+    load(pool, now, 0.4, 0.9)  # an idle guest's timer ticks: 0 % as the HPA counts
+    scaler, pool = run(scaler, now)
+    assert (scaler.current_metric, pool.replicas) == (0.0, 0)
+    assert scaler.decisions[0]["reason"] == "ScaleDown"
+
+
+def test_cpu_samples_from_before_a_member_turned_ready_are_not_counted(
+    pg, demo, make_host, tiny_image
+):
+    make_host()
+    pool = running_pool(demo, 2)
+    scaler = autoscaler(demo, pool, scale_down_window_seconds=0)
+    now = timezone.now()
+    first, second = live_members(pool)
+    load(pool, now - timedelta(seconds=2), 100, 100)  # both booting flat out
+    VirtualMachine.objects.filter(pk=second.pk).update(ready_changed=now - timedelta(seconds=2))
+    sample(first, now - timedelta(seconds=1), 40)
+    VirtualMachine.objects.filter(pk=first.pk).update(ready_changed=now - timedelta(seconds=1.5))
+    scaler, pool = run(scaler, now)
+    # web-0: only its 40 % after Ready; web-1: no sample since Ready, so not Ready for
+    # the calculator: 40 % against 50 % asks to scale down, the unready one is ignored.
+    assert scaler.current_metric == 40.0
+    assert pool.replicas == 1
+
+
 def test_a_degraded_pool_is_not_scaled_up(pg, demo, make_host, tiny_image):
     make_host()
     pool = running_pool(demo, 3)
@@ -234,6 +270,39 @@ def test_a_degraded_pool_is_not_scaled_up(pg, demo, make_host, tiny_image):
     scaler, pool = run(scaler, now)
     assert (pool.replicas, scaler.reason) == (3, "ScaleUpBlocked")
     assert "web-0 is Stopped" in scaler.message
+
+
+def test_a_pool_whose_members_fail_to_boot_stops_scaling_up_and_says_so(
+    pg, demo, make_host, tiny_image
+):
+    make_host()
+    pool = running_pool(demo, 2)
+    scaler = autoscaler(demo, pool, max_replicas=4, target=30)
+    broken = live_members(pool)[1]
+    set_phase(broken, Phase.FAILED, "the guest crashed while booting")
+    pool = pool_services.pool_reconcile(pool.pk)  # deleted and replaced: MemberFailed
+    now = timezone.now()
+    # The survivor is busy; its replacement booting counts 0 %: (100 + 0) / 2 over 30 %.
+    load(pool, now, 100)
+    scaler, pool = run(scaler, now)
+    assert (pool.replicas, scaler.reason) == (2, "ScaleUpBlocked")
+    assert scaler.message.startswith("Not scaling up: members fail to boot (web-1 failed:")
+    assert "the guest crashed while booting" in scaler.message
+    warning = Event.objects.get(kind="autoscaler", name="web", reason="ScaleUpBlocked")
+    assert warning.type == "Warning"
+    # A member turning Ready after the failure shows new members boot again.
+    replacement = next(vm for vm in live_members(pool) if vm.pk != live_members(pool)[0].pk)
+    VirtualMachine.locked(replacement.pk).write_locked(
+        {
+            "phase": Phase.RUNNING,
+            "ready": ConditionStatus.TRUE,
+            "ready_changed": timezone.now() + timedelta(seconds=1),
+        }
+    )
+    later = now + timedelta(seconds=30)
+    load(pool, later + timedelta(seconds=2), 100, 100)
+    scaler, pool = run(scaler, later + timedelta(seconds=2))
+    assert (pool.replicas, scaler.decisions[0]["to"]) == (4, 4)
 
 
 def test_bounds_are_applied_before_the_metric(pg, demo, make_host, tiny_image):
@@ -282,7 +351,9 @@ def test_autoscaler_scales_a_pool_through_workers(demo, make_host, tiny_image, c
     pool = make_pool(demo, replicas=2)
     wait_for(lambda: VMPool.objects.get(pk=pool.pk).ready_replicas == 2, 30)
     scaler = autoscaler(demo, pool, min_replicas=1, max_replicas=4)
-    load(pool, timezone.now(), 95, 95)
+    # Samples from now on: one taken before a member turned Ready (its boot) is not
+    # counted, and the members have only just turned Ready.
+    load(pool, timezone.now() + timedelta(seconds=1), 95, 95)
     autoscalers_sweep.delay()
     wait_for(
         lambda: VMPool.objects.get(pk=pool.pk).ready_replicas == 4,
@@ -292,7 +363,7 @@ def test_autoscaler_scales_a_pool_through_workers(demo, make_host, tiny_image, c
     assert Autoscaler.objects.get(pk=scaler.pk).decisions[0]["to"] == 4
     services.autoscaler_update(actor=demo.bob, autoscaler=scaler, scale_down_window_seconds=0)
     VMSample.objects.all().delete()  # the busy minute is over
-    load(VMPool.objects.get(pk=pool.pk), timezone.now(), 1, 1, 1, 1)
+    load(VMPool.objects.get(pk=pool.pk), timezone.now() + timedelta(seconds=1), 1, 1, 1, 1)
     autoscalers_sweep.delay()
     wait_for(
         lambda: VirtualMachine.objects.filter(pool=pool).count() == 1,
