@@ -74,7 +74,7 @@ def test_alice_adds_erin_as_viewer_and_erin_then_sees_acme(demo, live_url, new_p
     form.get_by_label("Role").select_option("viewer")
     form.get_by_role("button", name="Add member").click()
     expect(page.get_by_test_id("messages")).to_contain_text("erin added as viewer")
-    expect(page.locator("tr[data-member=erin]")).to_contain_text("viewer")
+    expect(page.locator("tr[data-member=erin]")).to_contain_text("Viewer")
 
     other = new_page()
     login(other, live_url, "erin")
