@@ -105,22 +105,23 @@ def test_a_killed_workers_tasks_run_on_the_other_and_every_workload_runs_once(
 ):
     tenant = make_tenant()
     held_before = broker.hlen("unacked")
+    # The tasks wait in the queue before any worker runs: the first worker then takes
+    # them at its own pace, and is killed the moment it holds one it has not finished
+    # (a workload apply takes 100 ms or more; the kill follows within milliseconds).
+    for i in range(COUNT):
+        services.workload_create(
+            actor=None,
+            tenant=tenant,
+            name=f"web{i}",
+            image="registry.invalid/isotope/web:1",
+            replicas=1,
+            cpu_request="50m",
+            memory_request="16Mi",
+        )
     first = spawn("w1")
     second = None
     try:
-        wait_for(lambda: ready("w1"), 60, 0.2, message="the first worker")
-        for i in range(COUNT):
-            services.workload_create(
-                actor=None,
-                tenant=tenant,
-                name=f"web{i}",
-                image="registry.invalid/isotope/web:1",
-                replicas=1,
-                cpu_request="50m",
-                memory_request="16Mi",
-            )
-        # Killed the moment it holds a task it has not finished.
-        wait_for(lambda: broker.hlen("unacked") > held_before, 30, 0.002, message="a task held")
+        wait_for(lambda: broker.hlen("unacked") > held_before, 60, 0.002, message="a task held")
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
         assert broker.hlen("unacked") > held_before  # taken by the dead worker, not done
