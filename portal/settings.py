@@ -176,13 +176,6 @@ CHANNEL_LAYERS = {
         },
     }
 }
-if CHANNEL_LAYERS["default"]["BACKEND"] == _LAYERS["core"]:
-    # The list-based layer keeps at most ``capacity`` messages waiting on a channel and
-    # drops the rest; each web process's live hub (monitoring/fanout.py) reads every
-    # stream through one channel, so a burst must fit.
-    CHANNEL_LAYERS["default"]["CONFIG"]["capacity"] = int(
-        os.environ.get("ISOTOPE_CHANNEL_CAPACITY", "10000")
-    )
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
