@@ -584,8 +584,6 @@ def _result(dest: Path, inputs: dict, digest: str, seconds: float, built: bool) 
         "cmdline": "console=ttyS0 console=tty0 isotope.hostname=NAME",
         "banner": BANNER,
         "prompt": "NAME:/# ",
-        # udhcpc on a virtio NIC, ISOTOPE-GUEST-ADDRESS on the serial port, httpd on :80.
-        "guest_network": True,
         "inputs": inputs,
         "built": built,
         "seconds": round(seconds, 2),
