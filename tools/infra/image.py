@@ -18,12 +18,6 @@ Two artefacts, built together and installed where both libvirt nodes (and the
   initramfs, mounts ``/dev/vda`` on ``/mnt/disk`` and prints
   ``ISOTOPE-DISK-MOUNTED marker=...`` to the serial port.
 
-With a virtio NIC the guest loads ``virtio_net`` (shipped in the initramfs), runs
-``udhcpc`` on every ``eth*`` (its script sets the leased address and default route and
-prints ``ISOTOPE-GUEST-ADDRESS iface=eth0 ip=10.0.0.5/24`` to the serial port) and
-serves a one-line page (``isotope-guest NAME``) with busybox ``httpd`` on port 80, so a
-test can reach it; busybox ``ping`` and ``nc`` are there too.
-
 The guest also runs busybox ``acpid`` so that an ACPI power-button press (``virsh
 shutdown``) powers it off.
 
@@ -51,7 +45,7 @@ from . import CACHE, read_state, write_state
 
 PART = "image"
 ARTEFACTS = ("vmlinux", "vmlinuz", "initrd.img", "disk.qcow2", "done")
-BUILDER_VERSION = "3"
+BUILDER_VERSION = "2"
 KERNEL_META = "linux-image-amd64"
 BUSYBOX_PKG = "busybox-static"
 INSTALL_ROOT = Path(os.environ.get("ISOTOPE_IMAGE_DIR", "/var/lib/isotope/images"))
@@ -73,12 +67,6 @@ MODULES = (
     "fs/jbd2/jbd2.ko",
     "crypto/crc32c_generic.ko",
     "fs/ext4/ext4.ko",
-)
-# Loaded in this order (after the virtio bus modules above) when a virtio NIC is present.
-NET_MODULES = (
-    "net/core/failover.ko",
-    "drivers/net/net_failover.ko",
-    "drivers/net/virtio_net.ko",
 )
 # Loaded early (they are small) so that an ACPI power button reaches acpid.
 EARLY_MODULES = ("drivers/input/evdev.ko", "drivers/acpi/button.ko")
@@ -124,21 +112,6 @@ console_shell() {
     for m in $(cat /lib/modules/disk/order); do insmod "/lib/modules/disk/$m" 2>/dev/null; done
     break
   done
-  (
-    ip link set lo up
-    for d in /sys/bus/pci/devices/*; do
-      [ "$(cat "$d/vendor" 2>/dev/null)" = 0x1af4 ] || continue
-      case "$(cat "$d/class" 2>/dev/null)" in 0x0200*) ;; *) continue ;; esac
-      for m in $(cat /lib/modules/net/order); do insmod "/lib/modules/net/$m" 2>/dev/null; done
-      for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /sys/class/net/eth0 ] && break; sleep 0.2; done
-      mkdir -p /www && echo "isotope-guest $name" > /www/index.html
-      httpd -p 80 -h /www
-      for nic in /sys/class/net/eth*; do
-        udhcpc -f -i "${nic##*/}" -x "hostname:$name" -s /etc/udhcpc.script > /dev/null 2>&1 &
-      done
-      break
-    done
-  ) &
   for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; sleep 0.2; done
   if [ -b /dev/vda ]; then
     mkdir -p /mnt/disk
@@ -148,26 +121,6 @@ console_shell() {
   fi
 ) &
 console_shell /dev/tty1
-"""
-
-# udhcpc's hook: the leased address on the interface, the default route, and the address
-# on the serial port (tests and bench/network.py read it there).
-UDHCPC_SCRIPT = r"""#!/bin/sh
-case "$1" in
-  deconfig)
-    ip addr flush dev "$interface"
-    ip link set "$interface" up
-    ;;
-  bound|renew)
-    ip addr flush dev "$interface"
-    ip addr add "$ip/$mask" dev "$interface"
-    if [ -n "$router" ]; then
-      ip route replace default via "${router%% *}" dev "$interface"
-    fi
-    echo "ISOTOPE-GUEST-ADDRESS iface=$interface ip=$ip/$mask" > /dev/ttyS0
-    ;;
-esac
-exit 0
 """
 
 POWEROFF_SCRIPT = "#!/bin/sh\necho ISOTOPE-GUEST-POWEROFF > /dev/ttyS0\nsync\npoweroff -f\n"
@@ -314,8 +267,7 @@ def inputs_hash(inputs: dict) -> str:
     h.update(BUILDER_VERSION.encode())
     h.update(INIT_SCRIPT.encode())
     h.update(POWEROFF_SCRIPT.encode())
-    h.update(UDHCPC_SCRIPT.encode())
-    h.update("\n".join(MODULES + NET_MODULES + EARLY_MODULES).encode())
+    h.update("\n".join(MODULES + EARLY_MODULES).encode())
     h.update(f"{DISK_MARKER}/{DISK_SIZE_MIB}".encode())
     return h.hexdigest()[:16]
 
@@ -405,9 +357,7 @@ class _Cpio:
         return self.buf.getvalue()
 
 
-def _build_initrd(
-    busybox: bytes, modules: dict[str, bytes], net: dict[str, bytes], early: dict[str, bytes]
-) -> bytes:
+def _build_initrd(busybox: bytes, modules: dict[str, bytes], early: dict[str, bytes]) -> bytes:
     c = _Cpio()
     for d in (
         "bin",
@@ -427,7 +377,6 @@ def _build_initrd(
         "lib",
         "lib/modules",
         "lib/modules/disk",
-        "lib/modules/net",
         "lib/modules/early",
     ):
         c.dir(d, 0o1777 if d == "tmp" else 0o755)
@@ -439,7 +388,6 @@ def _build_initrd(
     c.symlink("bin/sh", "busybox")
     c.file("init", INIT_SCRIPT.encode(), 0o755)
     c.file("etc/acpi/PWRF/00000080", POWEROFF_SCRIPT.encode(), 0o755)
-    c.file("etc/udhcpc.script", UDHCPC_SCRIPT.encode(), 0o755)
     c.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
     c.file("etc/group", b"root:x:0:\n")
     order = []
@@ -447,9 +395,6 @@ def _build_initrd(
         c.file(f"lib/modules/disk/{name}", data)
         order.append(name)
     c.file("lib/modules/disk/order", ("\n".join(order) + "\n").encode())
-    for name, data in net.items():
-        c.file(f"lib/modules/net/{name}", data)
-    c.file("lib/modules/net/order", ("\n".join(net) + "\n").encode())
     for name, data in early.items():
         c.file(f"lib/modules/early/{name}", data)
     raw = c.finish()
@@ -515,7 +460,7 @@ def build(inputs: dict, digest: str) -> Path:
         bdeb = _download(BUSYBOX_PKG, inputs["busybox_version"])
         kx = work / "kernel"
         wanted = ["./boot/vmlinuz-*"] + [
-            f"./lib/modules/*/kernel/{m}" for m in MODULES + NET_MODULES + EARLY_MODULES
+            f"./lib/modules/*/kernel/{m}" for m in MODULES + EARLY_MODULES
         ]
         _extract(kdeb, wanted, kx)
         vmlinuz = sorted((kx / "boot").glob("vmlinuz-*"))
@@ -525,7 +470,6 @@ def build(inputs: dict, digest: str) -> Path:
         modules = {}
         for m in MODULES:
             modules[Path(m).name] = (kdir / "kernel" / m).read_bytes()
-        net = {Path(m).name: (kdir / "kernel" / m).read_bytes() for m in NET_MODULES}
         early = {Path(m).name: (kdir / "kernel" / m).read_bytes() for m in EARLY_MODULES}
         bx = work / "busybox"
         _extract(bdeb, ["./bin/busybox"], bx)
@@ -535,7 +479,7 @@ def build(inputs: dict, digest: str) -> Path:
         stage.mkdir()
         shutil.copyfile(vmlinuz[0], stage / "vmlinuz")
         (stage / "vmlinux").write_bytes(_extract_vmlinux(vmlinuz[0].read_bytes()))
-        (stage / "initrd.img").write_bytes(_build_initrd(busybox, modules, net, early))
+        (stage / "initrd.img").write_bytes(_build_initrd(busybox, modules, early))
         _build_disk(stage / "disk.qcow2", work)
         (stage / "done").write_text(f"{time.time():.0f}\n")
         if out.exists():
@@ -590,31 +534,26 @@ def _result(dest: Path, inputs: dict, digest: str, seconds: float, built: bool) 
     }
 
 
-def ensure() -> dict:
-    """Build and install this builder's image unless it is installed already; returns
-    what ``up`` records, without recording it (``bench/network.py`` boots the image of
-    the code it runs while the shared state may still name an older one)."""
-    t0 = time.monotonic()
-    why = ensure_packages(["qemu-utils", "e2fsprogs"])
-    if why:
-        raise RuntimeError(why)
-    inputs = resolve_inputs()
-    digest = inputs_hash(inputs)
-    dest = INSTALL_ROOT / digest
-    built = False
-    if not (dest / "done").exists():
-        if not is_root() and not os.access(INSTALL_ROOT.parent, os.W_OK):
-            raise RuntimeError(f"cannot write {INSTALL_ROOT}; run as root or set ISOTOPE_IMAGE_DIR")
-        log(f"building tiny guest image {digest}")
-        src = build(inputs, digest)
-        dest = _install(src, digest)
-        built = True
-    return _result(dest, inputs, digest, time.monotonic() - t0, built)
-
-
 def up() -> dict:
+    t0 = time.monotonic()
     try:
-        return write_state(PART, ensure())
+        why = ensure_packages(["qemu-utils", "e2fsprogs"])
+        if why:
+            raise RuntimeError(why)
+        inputs = resolve_inputs()
+        digest = inputs_hash(inputs)
+        dest = INSTALL_ROOT / digest
+        built = False
+        if not (dest / "done").exists():
+            if not is_root() and not os.access(INSTALL_ROOT.parent, os.W_OK):
+                raise RuntimeError(
+                    f"cannot write {INSTALL_ROOT}; run as root or set ISOTOPE_IMAGE_DIR"
+                )
+            log(f"building tiny guest image {digest}")
+            src = build(inputs, digest)
+            dest = _install(src, digest)
+            built = True
+        return write_state(PART, _result(dest, inputs, digest, time.monotonic() - t0, built))
     except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
         return write_state(PART, {"ok": False, "reason": f"image build failed: {exc}"})
 
@@ -633,4 +572,4 @@ def down() -> None:
     """Nothing runs: the image stays installed and cached."""
 
 
-__all__ = ["up", "down", "status", "ensure"]
+__all__ = ["up", "down", "status"]
