@@ -562,6 +562,9 @@ LOGGING = {
 
 SPECTACULAR_SETTINGS.update(
     {
+        # A Service's type (ClusterIP, NodePort) and an event's type (Normal, Warning)
+        # are both fields named "type": each choice set gets a name of its own.
+        "ENUM_NAME_OVERRIDES": {"ServiceTypeEnum": "compute.choices.SERVICE_TYPES"},
         "SWAGGER_UI_DIST": "SIDECAR",
         "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
         "REDOC_DIST": "SIDECAR",
