@@ -30,16 +30,24 @@ def vm_migrate(request, tenant, name: str):
     except NotFound as error:
         raise Http404(error.message) from None
     target = request.POST.get("target", "") if request.user.is_staff else None
+    # The page's script submits in place (Accept: application/json) and keeps the page,
+    # its console and its live stream; without script the form posts and comes back.
+    in_place = "application/json" in request.headers.get("Accept", "")
     try:
-        services.migration_request(
+        migration = services.migration_request(
             actor=request.user, vm=vm, target=target or None, note=request.POST.get("reason", "")
         )
     except ApplicationError as error:
+        if in_place:
+            return JsonResponse({"level": "error", "message": error.message}, status=error.status)
         messages.error(request, error.message)
     else:
-        messages.success(
-            request, gettext("Live migration of %(name)s requested.") % {"name": vm.name}
-        )
+        text = gettext("Live migration of %(name)s requested.") % {"name": vm.name}
+        if in_place:
+            return JsonResponse(
+                {"level": "success", "message": text, "migration": str(migration.uid)}, status=202
+            )
+        messages.success(request, text)
     return redirect("vm-detail", tenant=tenant.slug, name=vm.name)
 
 

@@ -1,8 +1,10 @@
 // Live migration panel of the VM page: draws the "migration" resource states that
 // live.js receives on the tenant stream (several per second while a job runs) as a
-// progress bar with bytes, speed and ETA; reloads once a migration ends, so the
-// history and the VM's host are redrawn by the server. The Migrate form follows the
-// VM's live phase: shown while the VM is Running and no migration of it is under way.
+// progress bar with bytes, speed and ETA. The Migrate form is sent in place, so the
+// page keeps its console and its live stream (and the live region reads the VM's
+// phase changes out); once a migration ends, the history and the VM's host are
+// fetched from the server and swapped in, without a reload. The Migrate form follows
+// the VM's live phase: shown while the VM is Running and no migration of it is under way.
 (function () {
   "use strict";
   const panel = document.querySelector("[data-migration-vm]");
@@ -14,6 +16,7 @@
   const form = panel.querySelector("[data-migrate-form]");
   const idle = panel.querySelector("[data-migrate-idle]");
   const cancel = panel.querySelector("[data-cancel-form]");
+  const note = panel.querySelector("[data-migrate-note]");
   let phase = panel.dataset.vmPhase;
   let migrating = !current.hidden;
 
@@ -61,6 +64,61 @@
     set("eta", s.etaSeconds != null ? window.Isotope.time.duration(s.etaSeconds) : "—");
   }
 
+  function tell(level, text) {
+    if (!note) return;
+    note.textContent = text;
+    note.classList.toggle("text-danger", level === "error");
+    note.classList.toggle("text-body-secondary", level !== "error");
+    note.hidden = !text;
+  }
+
+  // The server's page after a migration ended: its history rows, the VM's host and
+  // whether a migration is still under way replace what this page shows.
+  function refresh() {
+    fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) {
+        if (!html) return;
+        const doc = new DOMParser().parseFromString(html, "text/html");
+        const rows = doc.querySelector('[data-testid="migration-history"] tbody');
+        const mine = panel.querySelector('[data-testid="migration-history"] tbody');
+        if (rows && mine) mine.replaceChildren.apply(mine, Array.from(rows.childNodes).map(function (n) { return document.importNode(n, true); }));
+        const host = doc.querySelector('[data-testid="vm-host"]');
+        document.querySelectorAll('[data-testid="vm-host"]').forEach(function (el) { if (host) el.textContent = host.textContent; });
+        const fresh = doc.querySelector("[data-migration-current]");
+        if (fresh && fresh.hidden && !migrating) current.hidden = true;
+      })
+      .catch(function () { /* the next reload shows it */ });
+  }
+
+  if (form) {
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      const button = form.querySelector("button[type=submit]");
+      if (button) button.disabled = true;
+      fetch(form.action, {
+        method: "POST",
+        body: new FormData(form),
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      })
+        .then(function (response) {
+          return response.json().catch(function () { return { level: "error", message: gettext("The request failed; reload the page and try again.") }; });
+        })
+        .then(function (body) {
+          tell(body.level, body.message || "");
+          if (body.level !== "error") {
+            migrating = true;
+            syncForm();
+          }
+          // The button is gone while a migration runs: the keyboard stays in the panel.
+          if (note && (form.hidden || document.activeElement === document.body)) note.focus();
+        })
+        .catch(function () { tell("error", gettext("The request failed; reload the page and try again.")); })
+        .finally(function () { if (button) button.disabled = false; });
+    });
+  }
+
   document.addEventListener("isotope:resource", function (event) {
     const data = event.detail && event.detail.data;
     if (!data || !data.state) return;
@@ -77,7 +135,8 @@
     syncForm();
     if (!s.active && !event.detail.resync) {
       current.dataset.finished = s.phase;
-      setTimeout(function () { location.reload(); }, 600);
+      tell("", "");
+      refresh();
     }
   });
 })();

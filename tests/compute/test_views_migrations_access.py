@@ -58,6 +58,22 @@ def test_requesting_a_migration_from_the_vm_page(client, demo, vm, actor, expect
         assert AuditLog.objects.filter(action="vm.migrate", outcome="denied").exists()
 
 
+def test_the_pages_in_place_request_gets_the_refusal_as_json_and_nothing_changes(client, demo, vm):
+    """The VM page's script sends the form in place (Accept: application/json): a
+    refusal comes back as the message the page shows, and no migration is queued."""
+    login(client, demo, "alice")
+    before = Migration.objects.count()
+    response = client.post(
+        f"/t/acme/vms/{vm.name}/migrate/", headers={"Accept": "application/json"}
+    )
+    assert 400 <= response.status_code < 500
+    body = response.json()
+    assert body["level"] == "error"
+    assert body["message"] and "Traceback" not in body["message"]
+    assert Migration.objects.count() == before
+    assert VirtualMachine.objects.get(pk=vm.pk).phase == Phase.RUNNING
+
+
 @pytest.mark.parametrize(
     ("actor", "expected"),
     [("anonymous", "login"), ("erin", 404), ("dave", 404), ("carol", 403), ("bob", 403)],

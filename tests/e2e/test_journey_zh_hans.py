@@ -108,7 +108,7 @@ def test_mei_creates_a_vm_opens_its_console_migrates_it_and_deploys_a_workload_i
     page.goto(f"{base}/vms/{name}/")
     panel = page.get_by_test_id("migration-panel")
     panel.get_by_role("button", name="迁移").click()
-    expect(page.get_by_test_id("messages")).to_contain_text("迁移")
+    expect(panel.get_by_test_id("migrate-note")).to_contain_text("迁移")
     wait_for(lambda: Migration.objects.filter(phase="Succeeded").exists(), 120)
     history = panel.get_by_test_id("migration-history")
     expect(history.get_by_text("已成功")).to_be_visible(timeout=15_000)

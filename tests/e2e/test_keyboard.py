@@ -86,8 +86,14 @@ def test_alice_creates_a_vm_opens_its_console_and_migrates_it_with_the_keyboard_
     assert page.evaluate("() => !!document.activeElement.closest('.iso-console-bar')")
 
     panel = page.get_by_test_id("migration-panel")
+    page.evaluate("window.__sameDocument = true")
     tab_to(page, panel.get_by_role("button", name="Migrate"))
     page.keyboard.press("Enter")
+    # Sent in place: the page (and its console) stays, the request is confirmed in the
+    # panel and the keyboard stays there while the button is gone.
+    note = panel.get_by_test_id("migrate-note")
+    expect(note).to_have_text("Live migration of kb-1 requested.", timeout=20_000)
+    expect(note).to_be_focused()
     expect(panel.get_by_test_id("migration-progress")).to_be_visible(timeout=20_000)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "keyboard-migration.png"), full_page=True)
@@ -99,3 +105,6 @@ def test_alice_creates_a_vm_opens_its_console_and_migrates_it_with_the_keyboard_
         message="the migration did not finish",
     )
     expect(announcer).to_have_text("VM kb-1 is now Running", timeout=30_000)
+    # The history shows the finished migration without a reload.
+    expect(panel.get_by_test_id("migration-history")).to_contain_text("Succeeded", timeout=15_000)
+    assert page.evaluate("window.__sameDocument === true"), "the page reloaded"

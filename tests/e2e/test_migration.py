@@ -24,7 +24,11 @@ def test_alice_migrates_a_vm_and_the_progress_bar_advances_live(demo, live_url, 
     login(page, live_url, "alice")
     page.goto(f"{live_url}/t/acme/vms/{vm.name}/")
     panel = page.get_by_test_id("migration-panel")
+    page.evaluate("window.__sameDocument = true")
     panel.get_by_role("button", name="Migrate").click()
+    expect(panel.get_by_test_id("migrate-note")).to_have_text(
+        f"Live migration of {vm.name} requested.", timeout=20_000
+    )
     bar = panel.get_by_test_id("migration-progress")
     bar.wait_for(state="visible", timeout=20_000)
     seen = []
@@ -43,6 +47,10 @@ def test_alice_migrates_a_vm_and_the_progress_bar_advances_live(demo, live_url, 
     wait_for(lambda: Migration.objects.filter(phase="Succeeded").exists(), 120)
     history = panel.get_by_test_id("migration-history")
     history.get_by_text("Succeeded").wait_for(timeout=15_000)
+    # Swapped in from the server: the page, its console and its live stream stayed.
+    assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
+    expect(panel.get_by_test_id("migration-progress")).to_be_hidden()
+    expect(panel.get_by_role("button", name="Migrate")).to_be_visible(timeout=15_000)
     page.screenshot(path=str(ARTIFACTS / "migration-done.png"), full_page=True)
     assert_accessible(page, "migration-done")
 
