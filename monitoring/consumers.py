@@ -38,6 +38,11 @@ gap. Every other frame (``subscribed``, ``resync``, ``error``, ...) goes out aft
 messages queued before it. A socket opened without ``batch=1`` gets one frame per
 message, as before.
 
+Stored messages (an event's message, a state's message and reason, a notification's)
+are sent in the reader's language: their stored choice, else the language cookie, else
+the socket's Accept-Language (``portal.texts``); the API and webhooks carry them in
+English.
+
 Anonymous sockets are accepted and closed at once with code 4401 so the browser can
 tell "signed out" from a network error. Access is checked on every subscribe and
 resync and re-checked when ``portal.signals.membership_changed`` fires for the user;
@@ -58,11 +63,14 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.http import HttpRequest
+from django.utils import translation
 
 from monitoring import live, selectors
 from monitoring.formats import event_data
 from monitoring.groups import notify_group, object_group, tenant_group, user_group
 from monitoring.services import KIND, NAME_MAX
+from portal import texts
 from portal.exceptions import NotFound, PermissionDenied
 from tenants import selectors as tenant_selectors
 
@@ -114,6 +122,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.user_id = user.pk
         session = self.scope.get("session")
         self.session_key = getattr(session, "session_key", None)
+        self.language = await self.reader_language(user)
         await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
 
     async def disconnect(self, code):
@@ -226,12 +235,40 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def send_resync(self, stream: str, target: dict) -> None:
         seq, data = await self.snapshot(stream, target)
+        if self.language.split("-")[0] != "en":
+            with translation.override(self.language):
+                data = texts.localize_snapshot(data)
         await self.send_json({"type": "resync", "stream": stream, "seq": seq, "data": data})
 
     async def drop(self, stream: str, reason: str) -> None:
         self.subscriptions.pop(stream, None)
         await self.channel_layer.group_discard(stream, self.channel_name)
         await self.send_json({"type": "unsubscribed", "stream": stream, "reason": reason})
+
+    # --- The reader's language ---------------------------------------------------------
+    @database_sync_to_async
+    def reader_language(self, user) -> str:
+        """The language pages are shown to this user in (as the middleware picks it: their
+        stored choice, else the switch's cookie, else the browser's Accept-Language):
+        stored messages on this socket are translated to it (``portal.texts``)."""
+        from tenants.models import UserPreference
+
+        chosen = UserPreference.objects.filter(user=user).values_list("language", flat=True).first()
+        if chosen and translation.check_for_language(chosen):
+            return chosen
+        request = HttpRequest()
+        request.COOKIES = dict(self.scope.get("cookies") or {})
+        for name, value in self.scope.get("headers") or []:
+            if name == b"accept-language":
+                request.META["HTTP_ACCEPT_LANGUAGE"] = value.decode("latin-1")
+        return translation.get_language_from_request(request)
+
+    def localized(self, body: dict) -> dict:
+        """``body`` with its stored messages in the reader's language (a copy)."""
+        if self.language.split("-")[0] == "en":
+            return body
+        with translation.override(self.language):
+            return texts.localize_live(body)
 
     # --- Access and state (database, Redis) ------------------------------------------
     async def may_watch(self, target: dict) -> bool:
@@ -333,6 +370,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         body = message["message"]
         if body["stream"] not in self.subscriptions:
             return
+        body = self.localized(body)
         if not self.batching:
             await self.send_json(body)
             return

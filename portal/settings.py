@@ -119,6 +119,8 @@ TEMPLATES = [
                 "portal.context_processors.navigation",
                 "monitoring.context_processors.notifications",
             ],
+            # ``|localized``: stored messages in the reader's language (portal.texts).
+            "builtins": ["portal.text_tags"],
         },
     },
 ]

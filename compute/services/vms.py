@@ -43,6 +43,8 @@ from compute.scheduler import check_host, schedule
 from compute.services import networks as network_services
 from compute.services import volumes as volume_services
 from compute.services.readiness import ready_condition, ready_on_phase
+from compute.texts import common as common_texts
+from compute.texts import vms as vm_texts
 from monitoring.formats import timestamp
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, QuotaExceeded, ValidationError
@@ -400,7 +402,8 @@ def vm_create(
                 name=name,
                 uid=str(uid),
                 reason="Scheduled",
-                message=f"Accepted: {vcpus} vCPU, {memory_mib} MiB, image {image_obj.name}.",
+                message=vm_texts.ACCEPTED
+                % {"vcpus": vcpus, "memory_mib": memory_mib, "image": image_obj.name},
             )
             _publish(vm)
             transaction.on_commit(lambda: _enqueue("vm_provision", vm.pk))
@@ -641,7 +644,7 @@ def vm_observe(
                 uid=str(row.uid),
                 type=event_type,
                 reason=reason or phase,
-                message=event_message or message or f"Phase is now {phase}.",
+                message=event_message or message or common_texts.PHASE_IS_NOW % {"phase": phase},
             )
         _publish(row)
     return current
