@@ -186,7 +186,9 @@ def localize_live(body: dict) -> dict:
                 if isinstance(notification.get(key), str)
             },
         }
-    return {**body, "data": changed}
+    # Unchanged (nothing in it is a stored message): the very same body, so a sender may
+    # keep what it encoded for everyone.
+    return body if changed == data else {**body, "data": changed}
 
 
 def localize_snapshot(data: dict) -> dict:

@@ -91,6 +91,12 @@ def test_mei_creates_a_vm_opens_its_console_migrates_it_and_deploys_a_workload_i
     expect(console.get_by_test_id("console-connect")).to_have_text("连接")
     expect(console.get_by_test_id("console-screen")).to_have_attribute("data-empty-label", "无画面")
     expect(page.get_by_test_id("vm-metrics")).to_contain_text("CPU（占 vCPU 的 %）")
+    # What happened reads in Chinese too: the event rendered with the page and those
+    # that arrived live on its socket, phase words included.
+    events = page.get_by_test_id("vm-events")
+    expect(events).to_contain_text("已接受：1 个 vCPU，256 MiB，镜像 tiny。")
+    expect(events).to_contain_text("阶段变为运行中。", timeout=BOOT)
+    expect(events).not_to_contain_text("Phase is now")
     shot(page, "03-vm-running")
     axe(page, "journey: VM running")
 

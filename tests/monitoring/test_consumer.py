@@ -317,3 +317,63 @@ def test_signing_out_closes_the_sockets_of_that_session_only(demo):
         await other.disconnect()
 
     run(scenario)
+
+
+def test_each_reader_gets_stored_messages_in_their_own_language(demo):
+    """One event, two readers: alice chose Chinese (stored preference), bob's browser asks
+    for Chinese (Accept-Language) and carol's for English. Both Chinese readers get the
+    message in Chinese, with the phase word translated; carol gets it as stored, and so
+    does the resync of what happened before."""
+    from django.utils import translation
+
+    from compute.texts import common
+    from tenants.models import UserPreference
+
+    UserPreference.objects.update_or_create(user=demo.alice, defaults={"language": "zh-hans"})
+    message = common.PHASE_IS_NOW % {"phase": "Running"}
+    with translation.override("zh-hans"):
+        chinese = translation.gettext(common.PHASE_IS_NOW) % {
+            "phase": translation.gettext("Running")
+        }
+    assert chinese != message
+
+    def browser(user, language: str) -> WebsocketCommunicator:
+        headers = [
+            (b"origin", ORIGIN.encode()),
+            (b"host", b"testserver"),
+            (b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_cookie(user)}".encode()),
+            (b"accept-language", language.encode()),
+        ]
+        return WebsocketCommunicator(application, "/ws/", headers=headers)
+
+    async def scenario():
+        readers = {}
+        for name, user, language in (
+            ("alice", demo.alice, "en-US,en;q=0.9"),
+            ("bob", demo.bob, "zh-CN,zh;q=0.9"),
+            ("carol", demo.carol, "en-GB,en;q=0.8"),
+        ):
+            ws = browser(user, language)
+            ok, _ = await ws.connect()
+            assert ok
+            assert (await subscribe(ws, tenant="acme"))["type"] == "subscribed"
+            readers[name] = ws
+        await publish(tenant=demo.acme, kind="vm", name="web", reason="Running", message=message)
+        got = {
+            name: (await ws.receive_json_from(timeout=5))["data"]["message"]
+            for name, ws in readers.items()
+        }
+        assert got == {"alice": chinese, "bob": chinese, "carol": message}
+        for name, ws in readers.items():
+            await ws.send_json_to({"type": "resync", "stream": "tenant.acme"})
+            frame = await ws.receive_json_from(timeout=5)
+            assert frame["type"] == "resync"
+            shown = [
+                e["message"]
+                for e in frame["data"]["events"]
+                if e["involvedObject"]["name"] == "web"
+            ]
+            assert shown == [got[name]], name
+            await ws.disconnect()
+
+    run(scenario)
