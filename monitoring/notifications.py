@@ -26,7 +26,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext
 
 from monitoring import live
 from monitoring.choices import LiveMessageType, NotificationKind, NotificationLevel
@@ -34,6 +35,7 @@ from monitoring.formats import timestamp
 from monitoring.groups import notify_group
 from monitoring.models import Event, Notification, NotificationPreference
 from portal.exceptions import NotFound, ValidationError
+from portal.texts import localize
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -305,10 +307,23 @@ def notification_email_send(*, notification_id: int) -> bool:
             row.save(update_fields=["email"])
             return False
         base = getattr(settings, "ISOTOPE_PUBLIC_URL", "").rstrip("/")
-        lines = [row.message] if row.message else []
-        if row.link:
-            lines.append(f"{base}{row.link}" if base else f"In the portal: {row.link}")
-        lines += ["", "Change what you are told about on your profile page."]
+        # In the language the recipient chose on their profile (English when none).
+        from tenants.models import UserPreference
+
+        language = (
+            UserPreference.objects.filter(user=row.user).values_list("language", flat=True).first()
+        )
+        if not language or not translation.check_for_language(language):
+            language = settings.LANGUAGE_CODE
+        with translation.override(language):
+            lines = [localize(row.message)] if row.message else []
+            if row.link:
+                lines.append(
+                    f"{base}{row.link}"
+                    if base
+                    else gettext("In the portal: %(link)s") % {"link": row.link}
+                )
+            lines += ["", gettext("Change what you are told about on your profile page.")]
         send_mail(
             subject=f"[Isotope] {row.title}",
             message="\n".join(lines),

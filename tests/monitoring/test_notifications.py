@@ -185,3 +185,34 @@ def test_a_vm_that_fails_and_a_migration_that_fails_notify_through_the_real_serv
     notice = Notification.objects.get(user=demo.carol, kind="migration.failed")
     assert notice.title == "Live migration failed: vm/web1"
     assert "the target refused the connection" in notice.message
+
+
+def test_an_email_reads_in_the_language_its_recipient_chose(demo):
+    """carol chose Chinese on her profile: her email's message and its fixed lines are in
+    Chinese; bob, who chose nothing, reads the same event in English."""
+    from django.utils import translation
+
+    from compute.texts import common
+    from tenants.models import UserPreference
+
+    UserPreference.objects.update_or_create(user=demo.carol, defaults={"language": "zh-hans"})
+    for user in (demo.carol, demo.bob):
+        notifications.notification_preference_set(
+            user=user, kind="vm.failed", in_app=False, email=True
+        )
+    message = common.PHASE_IS_NOW % {"phase": "Failed"}
+    event_publish(tenant=demo.acme, kind="vm", name="web1", reason="Failed", message=message)
+    bodies = {}
+    for user in (demo.carol, demo.bob):
+        row = Notification.objects.get(user=user)
+        assert notifications.notification_email_send(notification_id=row.pk)
+        bodies[user.username] = mail.outbox[-1].body
+    with translation.override("zh-hans"):
+        chinese = translation.gettext(common.PHASE_IS_NOW) % {
+            "phase": translation.gettext("Failed")
+        }
+        profile = translation.gettext("Change what you are told about on your profile page.")
+    assert chinese in bodies["carol"] and profile in bodies["carol"]
+    assert message not in bodies["carol"]
+    assert message in bodies["bob"]
+    assert "Change what you are told about on your profile page." in bodies["bob"]
