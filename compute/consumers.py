@@ -40,12 +40,16 @@ import time
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import translation
 
 from compute.rfb import ClientStreamFilter, RfbProtocolError
 from compute.services import console as console_services
+from compute.texts import console as console_texts
 from monitoring.groups import object_group, user_group
 from portal.exceptions import NotFound, PermissionDenied
-from portal.websockets import origin_allowed
+from portal.texts import localize
+from portal.websockets import origin_allowed, reader_language
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +93,11 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         self.user_id = user.pk if user is not None and user.is_authenticated else None
         self.session_key = getattr(self.scope.get("session"), "session_key", None)
+        self.language = settings.LANGUAGE_CODE
         if not origin_allowed(self.scope):
             await self.close()  # before accept: the handshake is refused (HTTP 403)
             return
+        self.language = await database_sync_to_async(reader_language)(self.scope)
         offered = self.scope.get("subprotocols") or []
         await self.accept(subprotocol=console_services.SUBPROTOCOL if "binary" in offered else None)
         ticket = console_services.ticket_from_subprotocols(offered)
@@ -103,14 +109,19 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     async def ticket_deadline(self) -> None:
         await asyncio.sleep(TICKET_WAIT)
         if self.grant is None and not self.closing:
-            await self.shut(4400, "no-ticket", "No console ticket was presented.")
+            await self.shut(4400, "no-ticket", console_texts.NO_TICKET)
+
+    def redeem(self, ticket: str):
+        """The ticket's grant; a refusal's message in the reader's language."""
+        with translation.override(self.language):
+            return console_services.console_ticket_redeem(
+                ticket=ticket, user_id=self.user_id, session_key=self.session_key
+            )
 
     async def start(self, ticket: str) -> None:
         """Redeem the ticket, join the VM's and user's streams, take a slot, connect."""
         try:
-            grant = await database_sync_to_async(console_services.console_ticket_redeem)(
-                ticket=ticket, user_id=self.user_id, session_key=self.session_key
-            )
+            grant = await database_sync_to_async(self.redeem)(ticket)
             self.grant = grant
             for group in (
                 object_group(grant.tenant_slug, "vm", grant.vm_name),
@@ -129,7 +140,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             code = _close_code(error)
             if code == 4400:
                 logger.exception("console session could not start")
-            await self.shut(code, "refused", getattr(error, "message", "Console refused."))
+            await self.shut(code, "refused", getattr(error, "message", console_texts.REFUSED))
             return
         try:
             reader, self.writer = await asyncio.wait_for(
@@ -139,7 +150,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             logger.warning(
                 "console of %s: VNC %s:%s unreachable: %s", grant.vm_name, host, port, error
             )
-            await self.shut(4502, "unreachable", "The console server could not be reached.")
+            await self.shut(4502, "unreachable", console_texts.UNREACHABLE)
             return
         self.filter = ClientStreamFilter(view_only=grant.view_only)
         self.opened_at = time.monotonic()
@@ -212,9 +223,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             user_id=self.grant.user_id, vm_id=self.grant.vm_id
         )
         if access == "none":
-            await self.shut(4410, "vm-stopped", "The VM stopped.")
+            await self.shut(4410, "vm-stopped", console_texts.VM_STOPPED)
         else:
-            await self.shut(4503, "endpoint-closed", "The console moved; reconnecting.")
+            await self.shut(4503, "endpoint-closed", console_texts.MOVED)
 
     async def watchdog(self) -> None:
         """Renew the session's slot and enforce the idle timeout."""
@@ -225,7 +236,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             while not self.closing:
                 await asyncio.sleep(tick)
                 if time.monotonic() - self.last_input >= idle:
-                    await self.shut(4408, "idle", "Closed after no input for a while.")
+                    await self.shut(4408, "idle", console_texts.IDLE)
                     return
                 try:
                     await renew(grant=self.grant, session_id=self.session_id)
@@ -236,11 +247,16 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
 
     # --- Closing --------------------------------------------------------------------
     async def shut(self, code: int, reason: str, message: str = "") -> None:
+        """Close with ``code`` and ``message`` (English, as made from its format) in the
+        reader's language; a close frame's reason is at most 123 bytes of UTF-8."""
         if self.closing:
             return
         self.closing = True
         self.close_reason = reason
-        await self.close(code=code, reason=message[:120] or None)
+        with translation.override(self.language):
+            shown = localize(message)
+        shown = shown.encode()[:123].decode(errors="ignore")
+        await self.close(code=code, reason=shown or None)
         await self.finish()
 
     async def disconnect(self, code):
@@ -292,7 +308,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             return
         if data.get("deleted") or not console_services.vm_state_keeps_console(data.get("state")):
             phase = (data.get("state") or {}).get("phase") or "deleted"
-            await self.shut(4410, "vm-stopped", f"The VM is {phase}.")
+            await self.shut(4410, "vm-stopped", console_texts.VM_IS % {"phase": phase})
 
     async def live_control(self, message: dict) -> None:
         """Access changed (re-check now) or the session signed out (close)."""
@@ -302,7 +318,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             if message.get("all") or (
                 message.get("session_key") and message["session_key"] == self.session_key
             ):
-                await self.shut(4401, "signed-out", "Signed out.")
+                await self.shut(4401, "signed-out", console_texts.SIGNED_OUT)
             return
         tenant = message.get("tenant") or ""
         if tenant and tenant != self.grant.tenant_slug:
@@ -311,6 +327,6 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             user_id=self.grant.user_id, vm_id=self.grant.vm_id
         )
         if access == "none":
-            await self.shut(4403, "access-lost", "You no longer have access to this console.")
+            await self.shut(4403, "access-lost", console_texts.ACCESS_LOST)
         elif access == "view" and self.filter is not None:
             self.filter.view_only = True

@@ -63,7 +63,6 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.http import HttpRequest
 from django.utils import translation
 
 from monitoring import live, selectors
@@ -72,6 +71,7 @@ from monitoring.groups import notify_group, object_group, tenant_group, user_gro
 from monitoring.services import KIND, NAME_MAX
 from portal import texts
 from portal.exceptions import NotFound, PermissionDenied
+from portal.websockets import reader_language
 from tenants import selectors as tenant_selectors
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.user_id = user.pk
         session = self.scope.get("session")
         self.session_key = getattr(session, "session_key", None)
-        self.language = await self.reader_language(user)
+        self.language = await database_sync_to_async(reader_language)(self.scope)
         await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
 
     async def disconnect(self, code):
@@ -246,23 +246,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "unsubscribed", "stream": stream, "reason": reason})
 
     # --- The reader's language ---------------------------------------------------------
-    @database_sync_to_async
-    def reader_language(self, user) -> str:
-        """The language pages are shown to this user in (as the middleware picks it: their
-        stored choice, else the switch's cookie, else the browser's Accept-Language):
-        stored messages on this socket are translated to it (``portal.texts``)."""
-        from tenants.models import UserPreference
-
-        chosen = UserPreference.objects.filter(user=user).values_list("language", flat=True).first()
-        if chosen and translation.check_for_language(chosen):
-            return chosen
-        request = HttpRequest()
-        request.COOKIES = dict(self.scope.get("cookies") or {})
-        for name, value in self.scope.get("headers") or []:
-            if name == b"accept-language":
-                request.META["HTTP_ACCEPT_LANGUAGE"] = value.decode("latin-1")
-        return translation.get_language_from_request(request)
-
     def localized(self, body: dict) -> dict:
         """``body`` with its stored messages in the reader's language (a copy)."""
         if self.language.split("-")[0] == "en":

@@ -57,3 +57,25 @@ class SameOriginValidator:
         if scope["type"] == "websocket" and not origin_allowed(scope):
             return await WebsocketDenier()(scope, receive, send)
         return await self.application(scope, receive, send)
+
+
+def reader_language(scope: dict) -> str:
+    """The language the socket's reader reads pages in, as the middleware picks it: their
+    stored choice (``UserPreference.language``), else the language cookie, else the
+    handshake's ``Accept-Language``. Touches the database: call it from a sync context."""
+    from django.http import HttpRequest
+    from django.utils import translation
+
+    from tenants.models import UserPreference
+
+    user = scope.get("user")
+    if user is not None and user.is_authenticated:
+        chosen = UserPreference.objects.filter(user=user).values_list("language", flat=True).first()
+        if chosen and translation.check_for_language(chosen):
+            return chosen
+    request = HttpRequest()
+    request.COOKIES = dict(scope.get("cookies") or {})
+    languages = _header(scope, b"accept-language")
+    if languages:
+        request.META["HTTP_ACCEPT_LANGUAGE"] = languages[0]
+    return translation.get_language_from_request(request)

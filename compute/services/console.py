@@ -36,6 +36,7 @@ from django.utils.translation import gettext
 from compute.backends import BackendError, backend_for_host
 from compute.choices import Phase
 from compute.models import ConsoleTicket, VirtualMachine
+from compute.texts import console as console_texts
 from portal.exceptions import Conflict, NotFound, PermissionDenied
 from tenants import selectors as tenant_selectors
 from tenants.choices import AuditOutcome
@@ -193,21 +194,21 @@ def console_ticket_redeem(
     ``PermissionDenied``, ``NotFound`` or ``ConsoleUnavailable``.
     """
     if not ticket or len(ticket) > 128:
-        raise TicketRefused("No valid console ticket was presented.")
+        raise TicketRefused(console_texts.NO_VALID_TICKET)
     digest = ticket_digest(ticket)
     now = timezone.now()
     spent = ConsoleTicket.objects.filter(digest=digest, used__isnull=True, expires__gt=now).update(
         used=now
     )
     if spent != 1:
-        raise TicketRefused("The console ticket is invalid, expired or already used.")
+        raise TicketRefused(console_texts.TICKET_INVALID)
     issued = ConsoleTicket.objects.select_related("user", "vm__tenant", "vm__host").get(
         digest=digest
     )
     if issued.session_key and (session_key != issued.session_key or user_id != issued.user_id):
-        raise TicketRefused("The console ticket belongs to another session.")
+        raise TicketRefused(console_texts.TICKET_OTHER_SESSION)
     if user_id is not None and user_id != issued.user_id:
-        raise TicketRefused("The console ticket belongs to another user.")
+        raise TicketRefused(console_texts.TICKET_OTHER_USER)
     user, vm = issued.user, issued.vm
     if not user.is_active or not tenant_selectors.can(user, vm.tenant, "vm.console"):
         audit_record(
