@@ -30,6 +30,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext
 
 from monitoring import live
+from monitoring import texts as monitoring_texts
 from monitoring.choices import LiveMessageType, NotificationKind, NotificationLevel
 from monitoring.formats import timestamp
 from monitoring.groups import notify_group
@@ -52,28 +53,33 @@ class EventRule:
     reason: str
     notify: str
     kind: str = ""
-    title: str = ""
+    title: str = ""  # a format of monitoring.texts with %(object)s
 
 
 EVENT_RULES: tuple[EventRule, ...] = (
-    EventRule(reason="Failed", kind="vm", notify=NotificationKind.VM_FAILED, title="VM failed"),
+    EventRule(
+        reason="Failed",
+        kind="vm",
+        notify=NotificationKind.VM_FAILED,
+        title=monitoring_texts.VM_FAILED,
+    ),
     EventRule(
         reason="Failed",
         kind="workload",
         notify=NotificationKind.WORKLOAD_FAILED,
-        title="Workload failed",
+        title=monitoring_texts.WORKLOAD_FAILED,
     ),
     EventRule(
         reason="MigrationFailed",
         kind="vm",
         notify=NotificationKind.MIGRATION_FAILED,
-        title="Live migration failed",
+        title=monitoring_texts.MIGRATION_FAILED,
     ),
     # Scheduled snapshots that fail (see the module docstring).
     EventRule(
         reason="SnapshotFailed",
         notify=NotificationKind.SNAPSHOT_FAILED,
-        title="Scheduled snapshot failed",
+        title=monitoring_texts.SNAPSHOT_FAILED,
     ),
 )
 
@@ -187,7 +193,9 @@ def notify_for_event(*, tenant, event: Event) -> list[Notification]:
     return notify(
         users=members,
         kind=rule.notify,
-        title=f"{rule.title or event.reason}: {event.kind}/{event.name}",
+        title=(rule.title % {"object": f"{event.kind}/{event.name}"})
+        if rule.title
+        else f"{event.reason}: {event.kind}/{event.name}",
         message=event.message,
         tenant=tenant,
         link=object_link(tenant.slug, event.kind, event.name),
@@ -316,6 +324,7 @@ def notification_email_send(*, notification_id: int) -> bool:
         if not language or not translation.check_for_language(language):
             language = settings.LANGUAGE_CODE
         with translation.override(language):
+            shown_title = localize(row.title)
             lines = [localize(row.message)] if row.message else []
             if row.link:
                 lines.append(
@@ -325,7 +334,7 @@ def notification_email_send(*, notification_id: int) -> bool:
                 )
             lines += ["", gettext("Change what you are told about on your profile page.")]
         send_mail(
-            subject=f"[Isotope] {row.title}",
+            subject=f"[Isotope] {shown_title}",
             message="\n".join(lines),
             from_email=None,
             recipient_list=[row.user.email],

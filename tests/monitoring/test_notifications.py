@@ -202,11 +202,16 @@ def test_an_email_reads_in_the_language_its_recipient_chose(demo):
         )
     message = common.PHASE_IS_NOW % {"phase": "Failed"}
     event_publish(tenant=demo.acme, kind="vm", name="web1", reason="Failed", message=message)
-    bodies = {}
+    bodies, subjects = {}, {}
     for user in (demo.carol, demo.bob):
         row = Notification.objects.get(user=user)
         assert notifications.notification_email_send(notification_id=row.pk)
         bodies[user.username] = mail.outbox[-1].body
+        subjects[user.username] = mail.outbox[-1].subject
+    assert subjects == {
+        "carol": "[Isotope] 虚拟机故障：vm/web1",
+        "bob": "[Isotope] VM failed: vm/web1",
+    }
     with translation.override("zh-hans"):
         chinese = translation.gettext(common.PHASE_IS_NOW) % {
             "phase": translation.gettext("Failed")
