@@ -102,7 +102,10 @@ def catalog() -> tuple[dict[str, str], tuple[Format, ...], dict[str, Callable[[s
                 formats.append(Format(value, _pattern(value), literal))
             else:
                 plain[value] = value
-    formats.sort(key=lambda f: -f.literal)
+    # A message's first words belong to its outermost format: formats that begin with
+    # words go first (a format that begins with a placeholder is most often one nested
+    # at the end of another), then the more literal characters, the sooner.
+    formats.sort(key=lambda f: (f.msgid.startswith("%("), -f.literal))
     return plain, tuple(formats), arguments
 
 

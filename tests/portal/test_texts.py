@@ -140,3 +140,15 @@ def _literal_messages() -> list[str]:
 
 def test_no_service_writes_a_stored_message_that_no_format_made():
     assert _literal_messages() == []
+
+
+def test_the_outer_format_of_a_nested_message_is_the_one_its_first_words_belong_to():
+    """A format that begins with a placeholder ("%(file)s is ...") must not claim a
+    message that begins with another format's words and ends with it."""
+    from compute.texts import console
+
+    assert texts.parse(console.VM_IS % {"phase": "Paused"}) == (console.VM_IS, {"phase": "Paused"})
+    starts_with_words = [f for f in texts.catalog()[1] if not f.msgid.startswith("%(")]
+    starts_with_placeholder = [f for f in texts.catalog()[1] if f.msgid.startswith("%(")]
+    order = list(texts.catalog()[1])
+    assert order == starts_with_words + starts_with_placeholder
