@@ -93,7 +93,7 @@ def _quiet(volume: Volume, what: str, phases: frozenset = QUIET_VOLUME_PHASES) -
         )
     if volume.phase not in phases:
         raise Conflict(
-            gettext("%(volume)s is %(phase)s: it can be %(what)s when %(phases)s.")
+            gettext(snapshot_texts.VOLUME_NOT_QUIET)
             % {
                 "volume": volume.name,
                 "phase": volume.phase,
@@ -112,10 +112,7 @@ def _quiet(volume: Volume, what: str, phases: frozenset = QUIET_VOLUME_PHASES) -
         vm = VirtualMachine.objects.select_for_update(of=("self",)).get(pk=volume.vm_id)
         if vm.phase != Phase.STOPPED:
             raise Conflict(
-                gettext(
-                    "%(volume)s is a disk of %(vm)s, which is %(phase)s: stop the VM first so "
-                    "that its disk is %(what)s in a consistent state."
-                )
+                gettext(snapshot_texts.VOLUME_VM_NOT_STOPPED)
                 % {
                     "volume": volume.name,
                     "vm": vm.name,
@@ -165,7 +162,7 @@ def snapshot_create(*, actor, volume: Volume, name: str, schedule=None) -> Snaps
             snapshot = _take(actor, volume, name, schedule=schedule)
     except IntegrityError:
         raise ValidationError(
-            gettext("A snapshot with this name exists already."),
+            gettext(snapshot_texts.SNAPSHOT_EXISTS),
             errors={"name": [gettext("Taken.")]},
         ) from None
     except QuotaExceeded as error:
@@ -180,8 +177,7 @@ def _take(
     """Inside a transaction, ``volume`` locked and quiet: reserve, record, enqueue."""
     if Snapshot.objects.filter(volume=volume, name=name).exists():
         raise ValidationError(
-            gettext("%(volume)s has a snapshot named %(name)s already.")
-            % {"volume": volume.name, "name": repr(name)},
+            gettext(snapshot_texts.NAME_TAKEN) % {"volume": volume.name, "name": repr(name)},
             errors={"name": [gettext("Taken.")]},
         )
     uid = uuid.uuid4()
@@ -416,10 +412,7 @@ def _stopped_vm_disks(
     )
     if vm.phase != Phase.STOPPED:
         raise Conflict(
-            gettext(
-                "%(vm)s is %(phase)s: stop it first so that its disks are %(what)s in a "
-                "consistent state."
-            )
+            gettext(snapshot_texts.VM_NOT_STOPPED)
             % {"vm": vm.name, "phase": vm.phase, "what": DONE_TO_DISKS.get(what, what)},
             errors={
                 "vm": [
@@ -430,13 +423,13 @@ def _stopped_vm_disks(
         )
     if not volumes and need_disks:
         raise Conflict(
-            gettext("%(vm)s has no disks to snapshot.") % {"vm": vm.name},
+            gettext(snapshot_texts.VM_NO_DISKS) % {"vm": vm.name},
             errors={"vm": [gettext("No disks.")]},
         )
     busy = [v.name for v in volumes if v.phase not in phases]
     if busy:
         raise Conflict(
-            gettext("%(disks)s of %(vm)s cannot be %(what)s now (busy).")
+            gettext(snapshot_texts.VM_DISKS_BUSY)
             % {"disks": ", ".join(busy), "vm": vm.name, "what": DONE_TO_DISKS.get(what, what)},
             errors={"phase": [gettext("%(name)s is busy.") % {"name": name} for name in busy]},
         )
@@ -458,7 +451,7 @@ def vm_snapshot_create(*, actor, vm: VirtualMachine, name: str, schedule=None) -
             disks = [_take(actor, volume, name, vm, schedule) for volume in volumes]
     except IntegrityError:
         raise ValidationError(
-            gettext("A snapshot with this name exists already."),
+            gettext(snapshot_texts.SNAPSHOT_EXISTS),
             errors={"name": [gettext("Taken.")]},
         ) from None
     except QuotaExceeded as error:

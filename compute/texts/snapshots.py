@@ -2,7 +2,50 @@
 timeline, a snapshot's and its volume's status messages, and what a snapshot schedule
 records of its runs (``portal.texts``)."""
 
-from django.utils.translation import gettext_noop
+from django.utils.translation import gettext, gettext_noop, pgettext
+
+from compute.choices import PHASE_LABELS
+
+# What is done to disks (``what``) and the phases a volume must be in (``phases``, "Ready
+# or Attached"), as the refusals below word them, in the reader's words; any other
+# argument of that name is a message of its own.
+DONE_TO_DISKS = ("snapshotted", "restored", "cloned")
+
+
+def _localized(value: str) -> str:
+    from portal.texts import localize
+
+    return localize(value)
+
+
+def _done(value: str) -> str:
+    return pgettext("done to disks", value) if value in DONE_TO_DISKS else _localized(value)
+
+
+def _phases(value: str) -> str:
+    phases = value.split(" or ")
+    if not all(p in PHASE_LABELS for p in phases):
+        return _localized(value)
+    return gettext(" or ").join(str(PHASE_LABELS[p]) for p in phases)
+
+
+ARGUMENTS = {"what": _done, "phases": _phases}
+
+# --- Refusals ---------------------------------------------------------------------------
+# Raised to the user in their language (``gettext(FORMAT) % ...``); a scheduled run stores
+# them in English as the reason it failed.
+VOLUME_NOT_QUIET = gettext_noop("%(volume)s is %(phase)s: it can be %(what)s when %(phases)s.")
+VOLUME_VM_NOT_STOPPED = gettext_noop(
+    "%(volume)s is a disk of %(vm)s, which is %(phase)s: stop the VM first so that its disk "
+    "is %(what)s in a consistent state."
+)
+VM_NOT_STOPPED = gettext_noop(
+    "%(vm)s is %(phase)s: stop it first so that its disks are %(what)s in a consistent state."
+)
+VM_NO_DISKS = gettext_noop("%(vm)s has no disks to snapshot.")
+VM_DISKS_BUSY = gettext_noop("%(disks)s of %(vm)s cannot be %(what)s now (busy).")
+NAME_TAKEN = gettext_noop("%(volume)s has a snapshot named %(name)s already.")
+SNAPSHOT_EXISTS = gettext_noop("A snapshot with this name exists already.")
 
 # --- Requested (events, by whom) ------------------------------------------------------
 TAKE_REQUESTED = gettext_noop(
