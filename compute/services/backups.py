@@ -50,6 +50,7 @@ from compute.services import snapshots as snapshot_services
 from compute.services import vms as vm_services
 from compute.services import volumes as volume_services
 from compute.services.clones import pending_vm
+from compute.texts import backups as backup_texts
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from tenants.choices import AuditOutcome, ReservationKind
@@ -150,8 +151,13 @@ def backup_create(*, actor, vm: VirtualMachine, snapshot: str, name: str) -> Bac
             _event(
                 backup,
                 "BackupRequested",
-                f"Backup {name} of snapshot {disks[0].name} of {vm.name} requested by "
-                f"{actor_name(actor)}.",
+                backup_texts.REQUESTED
+                % {
+                    "backup": name,
+                    "snapshot": disks[0].name,
+                    "vm": vm.name,
+                    "actor": actor_name(actor),
+                },
             )
             _publish(backup)
             transaction.on_commit(lambda: _enqueue(backup))
@@ -202,7 +208,9 @@ def backup_delete(*, actor, backup: Backup) -> Backup:
             target=f"backup/{backup.name}",
             detail={"vm": backup.vm_name, "bytes": backup.size_bytes},
         )
-        _event(backup, "BackupDeleting", f"Deletion requested by {actor_name(actor)}.")
+        _event(
+            backup, "BackupDeleting", backup_texts.DELETE_REQUESTED % {"actor": actor_name(actor)}
+        )
         _publish(backup)
         transaction.on_commit(lambda: _enqueue(backup))
     return backup
@@ -214,7 +222,7 @@ def backup_finalize_delete(backup: Backup) -> None:
         deleted, _ = Backup.objects.filter(pk=backup.pk).delete()
         if not deleted:
             return
-        _event(backup, "BackupDeleted", f"Backup {backup.name} deleted; its files were removed.")
+        _event(backup, "BackupDeleted", backup_texts.DELETED % {"backup": backup.name})
         resource_forget(tenant=backup.tenant, kind="backup", name=backup.name)
 
 
@@ -227,14 +235,10 @@ def backup_problems(backup: Backup) -> list[str]:
     for disk in backup.disks:
         path = disk_path(backup, disk)
         if not path.is_file():
-            problems.append(
-                gettext("%(file)s is missing from the backup directory.") % {"file": disk["file"]}
-            )
+            problems.append(backup_texts.FILE_MISSING % {"file": disk["file"]})
             continue
         if imagefiles.sha256_file(path, lambda done, total: None) != disk.get("sha256"):
-            problems.append(
-                gettext("%(file)s is corrupt (its sha256 does not match).") % {"file": disk["file"]}
-            )
+            problems.append(backup_texts.FILE_CORRUPT % {"file": disk["file"]})
             continue
         try:
             check_standalone(path, disk.get("format") or "qcow2")
@@ -252,8 +256,7 @@ def check_standalone(path: Path, fmt: str) -> None:
     info = imagefiles.inspect(path, min_raw_bytes=1, max_virtual_bytes=2**63)
     if info.format != fmt:
         raise imagefiles.ImageRefused(
-            gettext("The file is %(found)s, not %(format)s.")
-            % {"found": info.format, "format": fmt}
+            backup_texts.NOT_THE_FORMAT % {"found": info.format, "format": fmt}
         )
 
 
@@ -325,10 +328,10 @@ def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> 
                 name=vm.name,
                 uid=str(vm.uid),
                 reason="Restoring",
-                message=f"Accepted: restored from backup {backup.name} (of {backup.vm_name}) "
-                f"by {actor_name(actor)}.",
+                message=backup_texts.RESTORE_ACCEPTED
+                % {"backup": backup.name, "vm": backup.vm_name, "actor": actor_name(actor)},
             )
-            _event(backup, "RestoreRequested", f"Restore into the new VM {name} requested.")
+            _event(backup, "RestoreRequested", backup_texts.RESTORE_REQUESTED % {"vm": name})
             vm_services._publish(vm)
             transaction.on_commit(lambda: vm_services._enqueue("vm_provision", vm.pk))
     except IntegrityError:
@@ -336,7 +339,12 @@ def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> 
             gettext("A VM with this name exists already."), errors={"name": [gettext("Taken.")]}
         ) from None
     except QuotaExceeded as error:
-        _event(backup, "QuotaExceeded", f"Restore into {name}: {error.message}", "Warning")
+        _event(
+            backup,
+            "QuotaExceeded",
+            backup_texts.RESTORE_QUOTA_EXCEEDED % {"vm": name, "error": error.message},
+            "Warning",
+        )
         raise
     return vm
 
@@ -401,26 +409,36 @@ def vm_restore_verify(vm: VirtualMachine, backend) -> bool:
     backups = {v.source_backup_id: v.source_backup for v in pending if v.source_backup}
     problems = [problem for backup in backups.values() for problem in backup_problems(backup)]
     if any(v.source_backup is None for v in pending):
-        problems.append("The backup it is restored from was deleted.")
+        problems.append(backup_texts.BACKUP_DELETED)
     if not problems:
         return True
     text = " ".join(problems)
-    names = ", ".join(sorted(b.name for b in backups.values())) or "(deleted)"
+    names = ", ".join(sorted(b.name for b in backups.values()))
     for backup in backups.values():
         _event(
             backup,
             "RestoreFailed",
-            f"Restore into {vm.name} failed: {text} The new VM was removed and its quota released.",
+            backup_texts.RESTORE_INTO_FAILED % {"vm": vm.name, "problems": text},
             "Warning",
+        )
+    arguments = {"backups": names, "problems": text}
+    if names:
+        message, removed = (
+            backup_texts.RESTORE_FROM_FAILED,
+            backup_texts.RESTORE_FROM_FAILED_REMOVED,
+        )
+    else:  # every backup it was restored from is deleted
+        message, removed = (
+            backup_texts.RESTORE_FROM_DELETED_FAILED,
+            backup_texts.RESTORE_FROM_DELETED_FAILED_REMOVED,
         )
     vm_services.vm_observe(
         vm,
         Phase.FAILED,
-        f"Restore from backup {names} failed: {text}",
+        message % arguments,
         reason="RestoreFailed",
         event_type="Warning",
-        event_message=f"Restore from backup {names} failed: {text} The VM is removed and "
-        "its quota released.",
+        event_message=removed % arguments,
     )
     audit_record(
         actor=None,
@@ -442,18 +460,27 @@ def volume_from_backup(volume: Volume, backend):
         return backend.volume_info(volume.pool, volume.backend_name)
     except VolumeNotFound:
         if volume.phase != VolumePhase.PENDING:
-            raise BackendError(f"{volume.name}: its storage is gone from the host.") from None
+            raise BackendError(backup_texts.VOLUME_STORAGE_GONE % {"volume": volume.name}) from None
     backup = volume.source_backup
     if backup is None:
-        raise BackendError(f"{volume.name}: the backup it is restored from is gone.")
+        raise BackendError(backup_texts.VOLUME_BACKUP_GONE % {"volume": volume.name})
     disk = next((d for d in backup.disks if d["device"] == volume.device), None)
     if disk is None:
-        raise BackendError(f"{volume.name}: backup {backup.name} has no disk {volume.device}.")
+        raise BackendError(
+            backup_texts.VOLUME_NO_DISK
+            % {"volume": volume.name, "backup": backup.name, "device": volume.device}
+        )
     path = disk_path(backup, disk)
     if not path.is_file():
-        raise BackendError(f"{volume.name}: {disk['file']} is missing from backup {backup.name}.")
+        raise BackendError(
+            backup_texts.VOLUME_FILE_MISSING
+            % {"volume": volume.name, "file": disk["file"], "backup": backup.name}
+        )
     if imagefiles.sha256_file(path, lambda done, total: None) != disk.get("sha256"):
-        raise BackendError(f"{volume.name}: {disk['file']} of backup {backup.name} is corrupt.")
+        raise BackendError(
+            backup_texts.VOLUME_FILE_CORRUPT
+            % {"volume": volume.name, "file": disk["file"], "backup": backup.name}
+        )
     return backend.volume_import(volume_services.volume_spec(volume), path, lambda d, t: None)
 
 
@@ -490,7 +517,7 @@ def backup_exporting(backup: Backup) -> Backup | None:
             message="",
             phase_changed=timezone.now(),
         )
-        _event(current, "Exporting", f"Exporting {len(disks)} disk(s) to the backup directory.")
+        _event(current, "Exporting", backup_texts.EXPORTING % {"disks": len(disks)})
         _publish(current)
         return current
 
@@ -535,7 +562,8 @@ def backup_ready(backup: Backup, disks: list[dict]) -> Backup | None:
         _event(
             current,
             "BackupReady",
-            f"Backup {current.name} is Ready: {len(disks)} file(s), {total:,} bytes.",
+            backup_texts.READY
+            % {"backup": current.name, "files": len(disks), "bytes": f"{total:,}"},
         )
         _publish(current)
         return current

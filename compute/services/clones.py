@@ -29,6 +29,7 @@ from compute.scheduler import schedule
 from compute.services import snapshots as snapshot_services
 from compute.services import vms as vm_services
 from compute.services import volumes as volume_services
+from compute.texts import clones as clone_texts
 from monitoring.services import event_publish
 from portal.exceptions import QuotaExceeded, ValidationError
 from tenants.choices import ReservationKind
@@ -122,20 +123,26 @@ def vm_clone(
                     "size": {"vcpus": vcpus, "memory_mib": memory_mib, "disk_gib": disk_gib},
                 },
             )
-            listed = ", ".join(f"{c.source_name} → {c.name}" for c in copies) or "no disks"
-            listed += f"; {vcpus} vCPU, {memory_mib} MiB"
-            if root is not None:
-                listed += f", root disk {disk_gib} GiB"
-            if snapshot:
-                listed = f"from snapshot {snapshot}: {listed}"
-            for who, text in ((source, f"Clone {name} requested"), (clone, "Accepted")):
+            arguments = {
+                "source": source.name,
+                "disks": ", ".join(f"{c.source_name} → {c.name}" for c in copies),
+                "vcpus": vcpus,
+                "memory_mib": memory_mib,
+                "disk_gib": disk_gib,
+                "snapshot": snapshot,
+                "actor": actor_name(actor),
+            }
+            for who, fmt in (
+                (source, _clone_text(requested=True, copies=copies, snapshot=snapshot, root=root)),
+                (clone, _clone_text(requested=False, copies=copies, snapshot=snapshot, root=root)),
+            ):
                 event_publish(
                     tenant=tenant,
                     kind="vm",
                     name=who.name,
                     uid=str(who.uid),
                     reason="Cloning",
-                    message=f"{text}: a copy of {source.name} ({listed}) by {actor_name(actor)}.",
+                    message=fmt % {**arguments, "clone": name},
                 )
             vm_services._publish(clone)
             transaction.on_commit(lambda: vm_services._enqueue("vm_provision", clone.pk))
@@ -150,10 +157,31 @@ def vm_clone(
             name=vm.name,
             type="Warning",
             reason="QuotaExceeded",
-            message=f"Clone {name}: {error.message}",
+            message=clone_texts.QUOTA_EXCEEDED % {"clone": name, "error": error.message},
         )
         raise
     return clone
+
+
+# A clone's event by (on the source, from a snapshot, with a root disk); with no disks
+# at all (a VM booting a kernel, copied from its disks) the NO_DISKS ones.
+CLONE_TEXTS = {
+    (True, True, True): clone_texts.REQUESTED_FROM_SNAPSHOT,
+    (True, True, False): clone_texts.REQUESTED_FROM_SNAPSHOT_NO_ROOT,
+    (True, False, True): clone_texts.REQUESTED,
+    (True, False, False): clone_texts.REQUESTED_NO_ROOT,
+    (False, True, True): clone_texts.ACCEPTED_FROM_SNAPSHOT,
+    (False, True, False): clone_texts.ACCEPTED_FROM_SNAPSHOT_NO_ROOT,
+    (False, False, True): clone_texts.ACCEPTED,
+    (False, False, False): clone_texts.ACCEPTED_NO_ROOT,
+}
+
+
+def _clone_text(*, requested: bool, copies: list, snapshot, root: int | None) -> str:
+    """The format of a clone's event: on the source (``requested``) or on the clone."""
+    if not copies:
+        return clone_texts.REQUESTED_NO_DISKS if requested else clone_texts.ACCEPTED_NO_DISKS
+    return CLONE_TEXTS[(requested, bool(snapshot), root is not None)]
 
 
 def _given(value, default):
@@ -335,8 +363,8 @@ def _new_disk(
         name=copy.name,
         uid=str(uid),
         reason="Cloning",
-        message=f"Accepted: a full copy of {source_name} ({size_gib} GiB) as "
-        f"{disk.device} of {clone.name}.",
+        message=clone_texts.DISK_ACCEPTED
+        % {"source": source_name, "size_gib": size_gib, "device": disk.device, "vm": clone.name},
     )
     volume_services._publish(copy)
     return copy

@@ -31,6 +31,7 @@ from django.utils.translation import gettext
 from compute.choices import SnapshotPhase
 from compute.models import Snapshot, SnapshotSchedule, VirtualMachine, Volume
 from compute.services import snapshots as snapshot_services
+from compute.texts import snapshots as snapshot_texts
 from monitoring.services import event_publish
 from portal.exceptions import ApplicationError, NotFound, ValidationError
 from tenants.services import actor_name, audit_record, authorize
@@ -107,13 +108,26 @@ def _check(interval_hours, daily_at, keep) -> tuple[int | None, time | None, int
     return interval, daily, keep
 
 
-def _describe(schedule: SnapshotSchedule) -> str:
-    when = (
-        f"every {schedule.interval_hours} h"
-        if schedule.interval_hours
-        else f"daily at {schedule.daily_at:%H:%M} UTC"
-    )
-    return f"{when}, keeping {schedule.keep}"
+# The event of a schedule set, by (every N hours, paused).
+SET_TEXTS = {
+    (True, False): snapshot_texts.SCHEDULE_SET_EVERY,
+    (True, True): snapshot_texts.SCHEDULE_SET_EVERY_PAUSED,
+    (False, False): snapshot_texts.SCHEDULE_SET_DAILY,
+    (False, True): snapshot_texts.SCHEDULE_SET_DAILY_PAUSED,
+}
+
+
+def _set_message(schedule: SnapshotSchedule, actor) -> str:
+    """The event of ``schedule`` set by ``actor``: when it runs, what it keeps, when
+    next."""
+    fmt = SET_TEXTS[(bool(schedule.interval_hours), not schedule.enabled)]
+    return fmt % {
+        "hours": schedule.interval_hours,
+        "time": f"{schedule.daily_at:%H:%M}" if schedule.daily_at else "",
+        "keep": schedule.keep,
+        "actor": actor_name(actor),
+        "next_run": f"{schedule.next_run:%Y-%m-%d %H:%M}",
+    }
 
 
 # --- Set and remove --------------------------------------------------------------------
@@ -169,7 +183,6 @@ def snapshot_schedule_set(
             )
         else:
             schedule = _save(schedule, **fields)
-        state = "" if schedule.enabled else " (paused)"
         audit_record(
             actor=actor,
             action="snapshot.schedule",
@@ -188,8 +201,7 @@ def snapshot_schedule_set(
             name=name,
             uid=str(owner.uid),
             reason="SnapshotScheduleSet",
-            message=f"Snapshots scheduled {_describe(schedule)}{state} by "
-            f"{actor_name(actor)}; next at {schedule.next_run:%Y-%m-%d %H:%M} UTC.",
+            message=_set_message(schedule, actor),
         )
     return schedule
 
@@ -221,8 +233,7 @@ def snapshot_schedule_delete(*, actor, schedule: SnapshotSchedule) -> None:
             name=name,
             uid=str(owner.uid),
             reason="SnapshotScheduleRemoved",
-            message=f"Snapshot schedule removed by {actor_name(actor)}; the "
-            "snapshots it took are kept.",
+            message=snapshot_texts.SCHEDULE_REMOVED % {"actor": actor_name(actor)},
         )
 
 
@@ -268,7 +279,7 @@ def _run_one(pk: int, now: datetime) -> str | None:
         except ApplicationError as error:
             result, message = FAILED, error.message
         else:
-            result, message = SUCCEEDED, f"Took {name}."
+            result, message = SUCCEEDED, snapshot_texts.SCHEDULE_TOOK % {"snapshot": name}
         schedule = _save(
             schedule,
             last_run=now,
@@ -307,8 +318,13 @@ def _failed(schedule: SnapshotSchedule, name: str, message: str) -> None:
         uid=str(owner.uid),
         type="Warning",
         reason="SnapshotFailed",
-        message=f"Scheduled snapshot {name} of {subject} failed: {message} Next try at "
-        f"{schedule.next_run:%Y-%m-%d %H:%M} UTC.",
+        message=snapshot_texts.SCHEDULE_FAILED
+        % {
+            "snapshot": name,
+            "subject": subject,
+            "error": message,
+            "next_run": f"{schedule.next_run:%Y-%m-%d %H:%M}",
+        },
     )
 
 

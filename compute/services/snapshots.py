@@ -30,6 +30,7 @@ from compute.backends import VolumeSpec
 from compute.choices import Phase, SnapshotPhase, StorageClass, VolumePhase, VolumeSource
 from compute.models import Snapshot, VirtualMachine, Volume
 from compute.services import volumes as volume_services
+from compute.texts import snapshots as snapshot_texts
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from tenants.choices import ReservationKind
@@ -92,7 +93,7 @@ def _quiet(volume: Volume, what: str, phases: frozenset = QUIET_VOLUME_PHASES) -
         )
     if volume.phase not in phases:
         raise Conflict(
-            gettext("%(volume)s is %(phase)s: it can be %(what)s when %(phases)s.")
+            gettext(snapshot_texts.VOLUME_NOT_QUIET)
             % {
                 "volume": volume.name,
                 "phase": volume.phase,
@@ -111,10 +112,7 @@ def _quiet(volume: Volume, what: str, phases: frozenset = QUIET_VOLUME_PHASES) -
         vm = VirtualMachine.objects.select_for_update(of=("self",)).get(pk=volume.vm_id)
         if vm.phase != Phase.STOPPED:
             raise Conflict(
-                gettext(
-                    "%(volume)s is a disk of %(vm)s, which is %(phase)s: stop the VM first so "
-                    "that its disk is %(what)s in a consistent state."
-                )
+                gettext(snapshot_texts.VOLUME_VM_NOT_STOPPED)
                 % {
                     "volume": volume.name,
                     "vm": vm.name,
@@ -164,7 +162,7 @@ def snapshot_create(*, actor, volume: Volume, name: str, schedule=None) -> Snaps
             snapshot = _take(actor, volume, name, schedule=schedule)
     except IntegrityError:
         raise ValidationError(
-            gettext("A snapshot with this name exists already."),
+            gettext(snapshot_texts.SNAPSHOT_EXISTS),
             errors={"name": [gettext("Taken.")]},
         ) from None
     except QuotaExceeded as error:
@@ -179,8 +177,7 @@ def _take(
     """Inside a transaction, ``volume`` locked and quiet: reserve, record, enqueue."""
     if Snapshot.objects.filter(volume=volume, name=name).exists():
         raise ValidationError(
-            gettext("%(volume)s has a snapshot named %(name)s already.")
-            % {"volume": volume.name, "name": repr(name)},
+            gettext(snapshot_texts.NAME_TAKEN) % {"volume": volume.name, "name": repr(name)},
             errors={"name": [gettext("Taken.")]},
         )
     uid = uuid.uuid4()
@@ -204,13 +201,13 @@ def _take(
         backend_name=_file_name(uid, volume.format),
         created_by=actor if getattr(actor, "is_authenticated", False) else None,
     )
-    with_vm = f" with {vm.name}'s other disks" if vm is not None else ""
+    arguments = {"snapshot": name, "size_gib": volume.size_gib, "actor": actor_name(actor)}
+    if vm is None:
+        message = snapshot_texts.TAKE_REQUESTED % arguments
+    else:
+        message = snapshot_texts.TAKE_WITH_VM_REQUESTED % {**arguments, "vm": vm.name}
     _requested(
-        actor,
-        snapshot,
-        action="snapshot.create",
-        reason="SnapshotRequested",
-        message=f"Snapshot {name} ({volume.size_gib} GiB copy{with_vm})",
+        actor, snapshot, action="snapshot.create", reason="SnapshotRequested", message=message
     )
     return snapshot
 
@@ -262,7 +259,7 @@ def _restore(actor, volume: Volume, snapshot: Snapshot) -> Snapshot:
     volume_services._save(
         volume,
         phase=VolumePhase.RESTORING,
-        message=f"Restoring snapshot {snapshot.name}…",
+        message=snapshot_texts.RESTORING % {"snapshot": snapshot.name},
         phase_changed=timezone.now(),
     )
     volume_services._publish(volume)
@@ -272,7 +269,8 @@ def _restore(actor, volume: Volume, snapshot: Snapshot) -> Snapshot:
         snapshot,
         action="snapshot.restore",
         reason="RestoreRequested",
-        message=f"Restore of snapshot {snapshot.name} (its current data is replaced)",
+        message=snapshot_texts.RESTORE_REQUESTED
+        % {"snapshot": snapshot.name, "actor": actor_name(actor)},
     )
     return snapshot
 
@@ -323,7 +321,8 @@ def _delete(actor, snapshot: Snapshot) -> Snapshot:
         snapshot,
         action="snapshot.delete",
         reason="SnapshotDeleting",
-        message=f"Deletion of snapshot {snapshot.name}",
+        message=snapshot_texts.DELETE_REQUESTED
+        % {"snapshot": snapshot.name, "actor": actor_name(actor)},
     )
     return snapshot
 
@@ -342,7 +341,7 @@ def snapshot_finalize_delete(snapshot: Snapshot) -> None:
             name=volume.name,
             uid=str(volume.uid),
             reason="SnapshotDeleted",
-            message=f"Snapshot {snapshot.name} deleted; its quota was released.",
+            message=snapshot_texts.DELETED % {"snapshot": snapshot.name},
         )
         resource_forget(tenant=snapshot.tenant, kind="snapshot", name=_live_name(snapshot))
 
@@ -413,10 +412,7 @@ def _stopped_vm_disks(
     )
     if vm.phase != Phase.STOPPED:
         raise Conflict(
-            gettext(
-                "%(vm)s is %(phase)s: stop it first so that its disks are %(what)s in a "
-                "consistent state."
-            )
+            gettext(snapshot_texts.VM_NOT_STOPPED)
             % {"vm": vm.name, "phase": vm.phase, "what": DONE_TO_DISKS.get(what, what)},
             errors={
                 "vm": [
@@ -427,13 +423,13 @@ def _stopped_vm_disks(
         )
     if not volumes and need_disks:
         raise Conflict(
-            gettext("%(vm)s has no disks to snapshot.") % {"vm": vm.name},
+            gettext(snapshot_texts.VM_NO_DISKS) % {"vm": vm.name},
             errors={"vm": [gettext("No disks.")]},
         )
     busy = [v.name for v in volumes if v.phase not in phases]
     if busy:
         raise Conflict(
-            gettext("%(disks)s of %(vm)s cannot be %(what)s now (busy).")
+            gettext(snapshot_texts.VM_DISKS_BUSY)
             % {"disks": ", ".join(busy), "vm": vm.name, "what": DONE_TO_DISKS.get(what, what)},
             errors={"phase": [gettext("%(name)s is busy.") % {"name": name} for name in busy]},
         )
@@ -455,7 +451,7 @@ def vm_snapshot_create(*, actor, vm: VirtualMachine, name: str, schedule=None) -
             disks = [_take(actor, volume, name, vm, schedule) for volume in volumes]
     except IntegrityError:
         raise ValidationError(
-            gettext("A snapshot with this name exists already."),
+            gettext(snapshot_texts.SNAPSHOT_EXISTS),
             errors={"name": [gettext("Taken.")]},
         ) from None
     except QuotaExceeded as error:
@@ -603,7 +599,7 @@ def snapshot_observe(
             uid=str(current.volume.uid),
             type=event_type,
             reason=reason,
-            message=message or f"Snapshot {current.name} is {phase}.",
+            message=message or snapshot_texts.IS_NOW % {"snapshot": current.name, "phase": phase},
         )
         _publish(current)
         return current
@@ -632,7 +628,7 @@ def volume_restored(volume: Volume, snapshot: Snapshot, capacity_gib: int) -> Vo
         VolumePhase.ATTACHED if volume.attached_domain else VolumePhase.READY,
         "",
         reason="Restored",
-        event_message=f"Restored from snapshot {snapshot.name}.",
+        event_message=snapshot_texts.RESTORED_FROM % {"snapshot": snapshot.name},
         capacity_gib=capacity_gib,
     )
 
@@ -643,33 +639,34 @@ def restore_failed(volume: Volume, snapshot: Snapshot, message: str) -> None:
     Ready again, and restoring it again repairs the volume."""
     volume_services.volume_fail(
         volume,
-        f"Restore from {snapshot.name} failed: {message} Its data may be incomplete: "
-        f"restore {snapshot.name} again.",
+        snapshot_texts.RESTORE_FAILED % {"snapshot": snapshot.name, "error": message},
     )
     snapshot_observe(
         snapshot,
         SnapshotPhase.READY,
-        f"Restore onto {volume.name} failed: {message}",
+        snapshot_texts.RESTORE_ONTO_FAILED % {"volume": volume.name, "error": message},
         reason="RestoreFailed",
         event_type="Warning",
     )
 
 
-def restore_refused(volume: Volume, snapshot: Snapshot, message: str) -> None:
-    """The restore stopped before the volume's data was touched (the snapshot's copy is
-    gone): the volume is as before, usable (Ready or Attached); the snapshot, which can
-    never be restored, is Failed (an admin deletes it)."""
+def restore_refused(volume: Volume, snapshot: Snapshot) -> None:
+    """The restore stopped before the volume's data was touched: the snapshot's copy is
+    gone from the host. The volume is as before, usable (Ready or Attached); the
+    snapshot, which can never be restored, is Failed (an admin deletes it)."""
+    copy = snapshot.backend_name
     volume_services.volume_observe(
         volume,
         VolumePhase.ATTACHED if volume.attached_domain else VolumePhase.READY,
-        f"Restore from {snapshot.name} failed: {message} {volume.name} was not changed.",
+        snapshot_texts.RESTORE_REFUSED
+        % {"snapshot": snapshot.name, "file": copy, "volume": volume.name},
         reason="RestoreFailed",
         event_type="Warning",
     )
     snapshot_observe(
         snapshot,
         SnapshotPhase.FAILED,
-        f"Cannot be restored: {message}",
+        snapshot_texts.CANNOT_BE_RESTORED % {"error": snapshot_texts.COPY_GONE % {"file": copy}},
         reason="RestoreFailed",
         event_type="Warning",
     )
@@ -722,15 +719,23 @@ def volume_clone(*, actor, volume: Volume, name: str) -> Volume:
                 target=f"volume/{name}",
                 detail={"source": source.name, "size_gib": source.size_gib},
             )
-            for who, text in ((source, f"Clone {name} requested"), (clone, "Accepted")):
+            arguments = {
+                "clone": name,
+                "source": source.name,
+                "size_gib": source.size_gib,
+                "actor": actor_name(actor),
+            }
+            for who, fmt in (
+                (source, snapshot_texts.VOLUME_CLONE_REQUESTED),
+                (clone, snapshot_texts.VOLUME_CLONE_ACCEPTED),
+            ):
                 event_publish(
                     tenant=tenant,
                     kind=EVENT_KIND,
                     name=who.name,
                     uid=str(who.uid),
                     reason="Cloning",
-                    message=f"{text}: a full copy of {source.name} "
-                    f"({source.size_gib} GiB) by {actor_name(actor)}.",
+                    message=fmt % arguments,
                 )
             volume_services._publish(clone)
             transaction.on_commit(lambda: volume_services._enqueue(clone))
@@ -802,6 +807,8 @@ def _publish(snapshot: Snapshot) -> None:
 
 
 def _requested(actor, snapshot: Snapshot, *, action: str, reason: str, message: str) -> None:
+    """Audit ``action``, tell the volume's timeline (``message``: made from a format of
+    :mod:`compute.texts.snapshots`, naming who asked), publish, enqueue after commit."""
     volume = snapshot.volume
     audit_record(
         actor=actor,
@@ -816,7 +823,7 @@ def _requested(actor, snapshot: Snapshot, *, action: str, reason: str, message: 
         name=volume.name,
         uid=str(volume.uid),
         reason=reason,
-        message=f"{message} requested by {actor_name(actor)}.",
+        message=message,
     )
     _publish(snapshot)
     transaction.on_commit(lambda: _enqueue(snapshot))

@@ -22,6 +22,8 @@ from compute.models import Backup
 from compute.services import backups as services
 from compute.tasks.locks import Busy, task_lock
 from compute.tasks.volumes import MAX_RETRIES
+from compute.texts import backups as backup_texts
+from compute.texts import snapshots as snapshot_texts
 
 logger = logging.getLogger(__name__)
 # Progress is written at most this often (and whenever the percentage reaches 100).
@@ -58,7 +60,9 @@ def backup_apply(self, backup_id: int) -> None:
     except TransientBackendError as error:
         if self.request.retries < MAX_RETRIES:
             raise self.retry(countdown=min(2 ** (self.request.retries + 1), 60)) from error
-        _fail(backup_id, f"No answer after {self.request.retries} retries: {error}")
+        _fail(
+            backup_id, snapshot_texts.NO_ANSWER % {"retries": self.request.retries, "error": error}
+        )
     except (BackendError, imagefiles.ImageRefused, OSError) as error:
         _fail(backup_id, str(error) or error.__class__.__name__)
 
@@ -67,7 +71,7 @@ def _fail(backup_id: int, message: str) -> None:
     backup = _load(backup_id)
     if backup is not None:
         services.backup_files_remove(backup)
-        services.backup_failed(backup, f"Export failed: {message}")
+        services.backup_failed(backup, backup_texts.EXPORT_FAILED % {"error": message})
 
 
 def _export(backup: Backup) -> None:
@@ -96,7 +100,7 @@ def _export(backup: Backup) -> None:
     for disk in backup.disks:
         snapshot = snapshots.get(disk["device"])
         if snapshot is None:
-            raise BackendError(f"The snapshot of {disk['volume']} is gone; nothing to export.")
+            raise BackendError(backup_texts.SNAPSHOT_GONE % {"volume": disk["volume"]})
         size = int(disk["sizeGiB"])
         path = services.disk_path(backup, disk)
         written_bytes = backend_for_host(snapshot.host).volume_export(

@@ -26,6 +26,7 @@ from compute.services import snapshots as services
 from compute.services import volumes as volume_services
 from compute.tasks.locks import Busy
 from compute.tasks.volumes import GIB, MAX_RETRIES, volume_lock
+from compute.texts import snapshots as snapshot_texts
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,10 @@ def snapshot_apply(self, snapshot_id: int) -> None:
             raise self.retry(countdown=min(2 ** (self.request.retries + 1), 60)) from error
         snapshot = _load(snapshot_id)
         if snapshot is not None:
-            _failed(snapshot, f"No answer after {self.request.retries} retries: {error}")
+            _failed(
+                snapshot,
+                snapshot_texts.NO_ANSWER % {"retries": self.request.retries, "error": error},
+            )
     except BackendError as error:
         snapshot = _load(snapshot_id)
         if snapshot is not None:
@@ -89,7 +93,8 @@ def _converge(snapshot: Snapshot, backend) -> None:
         services.snapshot_observe(
             snapshot,
             SnapshotPhase.READY,
-            f"Snapshot {snapshot.name} taken: a {snapshot.size_gib} GiB copy of {volume.name}.",
+            snapshot_texts.TAKEN
+            % {"snapshot": snapshot.name, "size_gib": snapshot.size_gib, "volume": volume.name},
             reason="SnapshotTaken",
         )
     elif snapshot.phase == SnapshotPhase.RESTORING and volume.phase != VolumePhase.RESTORING:
@@ -98,7 +103,7 @@ def _converge(snapshot: Snapshot, backend) -> None:
         services.snapshot_observe(
             snapshot,
             SnapshotPhase.READY,
-            f"Not restored: {volume.name} is {volume.phase}.",
+            snapshot_texts.NOT_RESTORED % {"volume": volume.name, "phase": volume.phase},
             reason="RestoreFailed",
             event_type="Warning",
         )
@@ -108,9 +113,7 @@ def _converge(snapshot: Snapshot, backend) -> None:
         try:
             backend.volume_info(snapshot.pool, snapshot.backend_name)
         except VolumeNotFound:
-            services.restore_refused(
-                volume, snapshot, f"its copy is gone from the host ({snapshot.backend_name})."
-            )
+            services.restore_refused(volume, snapshot)
             return
         target = services.restored_volume_spec(volume)
         backend.volume_delete(target.pool, target.name)
@@ -122,7 +125,7 @@ def _converge(snapshot: Snapshot, backend) -> None:
         services.snapshot_observe(
             snapshot,
             SnapshotPhase.READY,
-            f"Restored onto {volume.name}.",
+            snapshot_texts.RESTORED_ONTO % {"volume": volume.name},
             reason="SnapshotRestored",
             restored=timezone.now(),
         )
