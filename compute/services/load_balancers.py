@@ -42,6 +42,7 @@ from compute.backends.containers import (
 from compute.choices import ConditionStatus, NicPhase, Phase, PortProtocol, ServicePhase
 from compute.labels import label_map_errors
 from compute.models import NetworkInterface, Service, VirtualMachine, Workload
+from compute.texts import services as service_texts
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, ValidationError
 from tenants.models import Tenant
@@ -213,7 +214,12 @@ def service_create(
                 created_by=actor if getattr(actor, "is_authenticated", False) else None,
             )
             _audit(actor, service, "service.create", {"selector": selector, "ports": ports})
-            _event(service, reason="Created", message=f"Service {name} created ({service_type}).")
+            _event(
+                service,
+                reason="Created",
+                message=service_texts.SERVICE_CREATED
+                % {"service": name, "service_type": service_type},
+            )
             _publish(service)
             _sync_later(service.pk)
     except IntegrityError:
@@ -286,8 +292,11 @@ def service_update(
         _event(
             service,
             reason="SpecChanged",
-            message=f"{' and '.join(sorted(_SPEC_WORDS[k] for k in changed))} changed "
-            f"(generation {service.generation}).",
+            message=service_texts.SERVICE_SPEC_CHANGED
+            % {
+                "fields": " and ".join(sorted(_SPEC_WORDS[k] for k in changed)),
+                "generation": service.generation,
+            },
         )
         _publish(service)
         _sync_later(service.pk)
@@ -313,7 +322,11 @@ def service_delete(*, actor, service: Service) -> Service:
                 generation=F("generation") + 1,
             )
             _audit(actor, service, "service.delete")
-            _event(service, reason="Deleting", message=f"Service {service.name} is being deleted.")
+            _event(
+                service,
+                reason="Deleting",
+                message=service_texts.SERVICE_DELETING % {"service": service.name},
+            )
             _publish(service)
         _sync_later(service.pk)
     return service
@@ -465,11 +478,14 @@ def service_synced(service: Service, members: list[dict], status: LoadBalancerSt
         after = _member_keys(row.endpoints)
         if before != after:
             ready = sum(1 for m in members if m["ready"])
+            listed = ", ".join(f"{m['name']} {m['address']}" for m in members)
             _event(
                 row,
                 reason="EndpointsChanged",
-                message=f"{len(members)} member(s), {ready} ready: "
-                + (", ".join(f"{m['name']} {m['address']}" for m in members) or "none"),
+                message=(
+                    service_texts.SERVICE_MEMBERS if listed else service_texts.SERVICE_MEMBERS_NONE
+                )
+                % {"count": len(members), "ready": ready, "members": listed},
             )
         _publish(row)
         return row
@@ -503,7 +519,11 @@ def _finalize_delete(service: Service) -> None:
         deleted, _ = Service.objects.filter(pk=service.pk).delete()
         if not deleted:
             return
-        _event(service, reason="Deleted", message=f"Service {service.name} deleted.")
+        _event(
+            service,
+            reason="Deleted",
+            message=service_texts.SERVICE_DELETED % {"service": service.name},
+        )
         resource_forget(tenant=service.tenant, kind=EVENT_KIND, name=service.name)
 
 

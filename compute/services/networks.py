@@ -29,12 +29,13 @@ import uuid
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext
 
 from compute.backends import NetworkSpec, NicSpec
 from compute.choices import NetworkKind, NetworkPhase, NicPhase, Phase
 from compute.models import Network, NetworkInterface, SecurityGroup, VirtualMachine
+from compute.texts import networks as network_texts
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from tenants.choices import ReservationKind
@@ -334,8 +335,13 @@ def _record(actor, tenant: Tenant, fields: dict, *, is_default: bool = False) ->
         name=network.name,
         uid=str(uid),
         reason="Created",
-        message=f"Network {network.cidr} ({network.get_kind_display()}), DHCP "
-        f"{network.dhcp_start}–{network.dhcp_end}.",
+        message=network_texts.NETWORK_CREATED
+        % {
+            "cidr": network.cidr,
+            "network_kind": _english(network.get_kind_display),
+            "dhcp_start": network.dhcp_start,
+            "dhcp_end": network.dhcp_end,
+        },
     )
     _publish(network)
     return network
@@ -422,7 +428,7 @@ def network_delete(*, actor, network: Network) -> Network:
             name=network.name,
             uid=str(network.uid),
             reason="Deleting",
-            message=f"Network {network.cidr} is being removed from its hosts.",
+            message=network_texts.NETWORK_DELETING % {"cidr": network.cidr},
         )
         _publish(network)
         pk = network.pk
@@ -441,9 +447,18 @@ def network_finalize_delete(network: Network) -> None:
         _network_event(
             network,
             reason="Deleted",
-            message=f"Network {network.cidr} is gone.",
+            message=network_texts.NETWORK_DELETED % {"cidr": network.cidr},
         )
         resource_forget(tenant=network.tenant, kind="network", name=network.name)
+
+
+def host_refused(host, error) -> str:
+    """A host's refusal as a stored message: ``<host>: <the engine's words>`` (a name
+    and an engine's words: nothing of Isotope's to translate), or the words after
+    "A host" when no host is named."""
+    if host:
+        return f"{host}: {error}"
+    return network_texts.A_HOST_REFUSED % {"error": error}
 
 
 def network_fail(network: Network, message: str, *, reason: str = "Failed") -> None:
@@ -697,8 +712,8 @@ def nic_create(
                 name=vm.name,
                 uid=str(vm.uid),
                 reason="InterfaceAdded",
-                message=f"Interface {nic.name} ({nic.mac}) on network {found.name}"
-                + (f", fixed address {fixed_ip}." if fixed_ip else "."),
+                message=(network_texts.NIC_ADDED_FIXED if fixed_ip else network_texts.NIC_ADDED)
+                % {"nic": nic.name, "mac": nic.mac, "network": found.name, "fixed_ip": fixed_ip},
             )
             _publish_nic(nic)
             pk = nic.pk
@@ -748,7 +763,7 @@ def nic_delete(*, actor, nic: NetworkInterface) -> NetworkInterface:
         _vm_event(
             vm,
             reason="InterfaceRemoving",
-            message=f"Interface {nic.name} ({nic.mac}) is being removed.",
+            message=network_texts.NIC_REMOVING % {"nic": nic.name, "mac": nic.mac},
         )
         _publish_nic(nic)
         pk = nic.pk
@@ -809,11 +824,20 @@ def nic_groups_set(*, actor, nic: NetworkInterface, groups) -> NetworkInterface:
             target=f"vm/{vm.name}/nic/{nic.name}",
             detail={"security_groups": names, "before": [g.name for g in before]},
         )
+        changed = (
+            network_texts.NIC_GROUPS_CHANGED
+            if before
+            else network_texts.NIC_GROUPS_CHANGED_FROM_NONE
+        )
         _vm_event(
             vm,
             reason="InterfaceGroupsChanged",
-            message=f"Interface {nic.name} is in {', '.join(names)} now "
-            f"(was {', '.join(g.name for g in before) or 'none'}).",
+            message=changed
+            % {
+                "nic": nic.name,
+                "groups": ", ".join(names),
+                "before": ", ".join(g.name for g in before),
+            },
         )
         _publish_nic(nic)
         touched = list({g.pk: g for g in [*before, *found]}.values())
@@ -835,7 +859,7 @@ def nic_filter_observe(nic: NetworkInterface, failure: str = "") -> None:
         if current is None:
             return
         if failure:
-            message = f"Security groups not applied: {failure}"[:1000]
+            message = (network_texts.NIC_FILTER_FAILED % {"failure": failure})[:1000]
             current = _save_nic(current, message=message)
             _vm_event(current.vm, type="Warning", reason="InterfaceFilterFailed", message=message)
         elif current.message and current.phase == NicPhase.ATTACHED:
@@ -873,7 +897,7 @@ def vm_networks_prepare(vm: VirtualMachine, backend, *, mark_failed: bool = True
             backend.network_ensure(network_spec(network))
         except BackendError as error:
             if mark_failed and not isinstance(error, TransientBackendError):
-                network_fail(network, f"{vm.host or 'A host'}: {error}")
+                network_fail(network, host_refused(vm.host, error))
             raise
         if network.phase == NetworkPhase.FAILED:
             network_ready(network)
@@ -903,7 +927,7 @@ def nic_observe(nic: NetworkInterface, phase: str, message: str = "") -> Network
                 current.vm,
                 type="Warning",
                 reason="InterfaceFailed",
-                message=f"Interface {current.name}: {message}",
+                message=network_texts.NIC_FAILED % {"nic": current.name, "message": message},
             )
         _publish_nic(current)
         return current
@@ -920,7 +944,7 @@ def nic_finalize_delete(nic: NetworkInterface) -> None:
         _vm_event(
             vm,
             reason="InterfaceRemoved",
-            message=f"Interface {nic.name} ({nic.mac}) was removed.",
+            message=network_texts.NIC_REMOVED % {"nic": nic.name, "mac": nic.mac},
         )
         resource_forget(tenant=vm.tenant, kind="nic", name=_live_name(nic))
 
@@ -1048,6 +1072,12 @@ def _publish_nic(nic: NetworkInterface) -> None:
 
     resource_publish(tenant=nic.tenant, kind="nic", name=_live_name(nic), data=nic_state(nic))
     vm_changed(nic.vm)  # its addresses are Service endpoints when the VM is a member
+
+
+def _english(label) -> str:
+    """A choice's label as stored in a message: English, whoever's request wrote it."""
+    with translation.override("en"):
+        return str(label())
 
 
 def _vm_event(vm: VirtualMachine, *, reason: str, message: str, type: str = "Normal") -> None:

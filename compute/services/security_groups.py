@@ -35,6 +35,7 @@ from compute.backends import FilterRule, FilterSpec
 from compute.backends.containers import GroupPolicySpec, PolicyRule
 from compute.choices import NicPhase, RuleDirection, RuleProtocol
 from compute.models import NetworkInterface, SecurityGroup, SecurityGroupRule, VirtualMachine
+from compute.texts import security_groups as group_texts
 from monitoring.services import event_publish
 from portal.exceptions import Conflict, NotFound, ValidationError
 from tenants.models import Tenant
@@ -264,7 +265,7 @@ def group_create(
                 target=f"securitygroup/{name}",
                 detail={"rules": [rule_text(r) for r in group.rules.all()]},
             )
-            _event(group, reason="Created", message=f"Security group {name} created.")
+            _event(group, reason="Created", message=group_texts.GROUP_CREATED % {"group": name})
             _policies_later(tenant)
     except IntegrityError:
         raise ValidationError(
@@ -301,7 +302,7 @@ def default_group(tenant: Tenant) -> SecurityGroup:
                 protocol=RuleProtocol.ANY,
                 remote_cidr=ANYWHERE,
             )
-            _event(group, reason="Created", message="Default security group created.")
+            _event(group, reason="Created", message=group_texts.DEFAULT_GROUP_CREATED)
             _policies_later(tenant)
             return group
     except IntegrityError:
@@ -350,7 +351,10 @@ def group_update(
         rules = [rule_text(r) for r in group.rules.all()]
         _audit(actor, group, "securitygroup.update", {"rules": rules})
         _event(
-            group, reason="RulesChanged", message=f"{group.name} has {group.rules.count()} rules."
+            group,
+            reason="RulesChanged",
+            message=group_texts.RULES_REPLACED
+            % {"group": group.name, "count": group.rules.count()},
         )
         apply_later(group)
     return group
@@ -374,7 +378,9 @@ def rule_add(*, actor, group: SecurityGroup, **fields) -> SecurityGroupRule:
         rule = SecurityGroupRule.objects.create(group=group, **clean)
         group = _bump(group)
         _audit(actor, group, "securitygroup.update", {"added": rule_text(rule)})
-        _event(group, reason="RuleAdded", message=f"Rule added: {rule_text(rule)}.")
+        _event(
+            group, reason="RuleAdded", message=group_texts.RULE_ADDED % {"rule": rule_text(rule)}
+        )
         apply_later(group)
     return rule
 
@@ -392,7 +398,7 @@ def rule_remove(*, actor, group: SecurityGroup, rule_id: int) -> SecurityGroup:
         rule.delete()
         group = _bump(group)
         _audit(actor, group, "securitygroup.update", {"removed": text})
-        _event(group, reason="RuleRemoved", message=f"Rule removed: {text}.")
+        _event(group, reason="RuleRemoved", message=group_texts.RULE_REMOVED % {"rule": text})
         apply_later(group)
     return group
 
@@ -430,7 +436,7 @@ def group_delete(*, actor, group: SecurityGroup) -> SecurityGroup:
         group.rules.all().delete()
         group.delete()
         _audit(actor, group, "securitygroup.delete")
-        _event(group, reason="Deleted", message=f"Security group {group.name} deleted.")
+        _event(group, reason="Deleted", message=group_texts.GROUP_DELETED % {"group": group.name})
         transaction.on_commit(lambda: _enqueue("security_group_forget", filter_name))
         _policies_later(group.tenant)
     return group
@@ -570,7 +576,7 @@ def group_applied(group: SecurityGroup, hosts: int, failure: str = "") -> None:
             _event(
                 current,
                 reason="FilterApplied",
-                message=f"Rules applied on {hosts} host(s) to the running interfaces.",
+                message=group_texts.FILTER_APPLIED % {"hosts": hosts},
             )
 
 

@@ -25,6 +25,7 @@ from compute.services import networks as services
 from compute.services import security_groups as group_services
 from compute.tasks.libvirt import vm_lock
 from compute.tasks.locks import Busy, task_lock
+from compute.texts import networks as network_texts
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,9 @@ def network_remove(self, network_id: int) -> None:
     except TransientBackendError as error:
         if self.request.retries < MAX_RETRIES:
             raise self.retry(countdown=_backoff(self)) from error
-        services.network_fail(network, f"A host did not answer: {error}", reason="DeleteFailed")
+        services.network_fail(
+            network, network_texts.A_HOST_SILENT % {"error": error}, reason="DeleteFailed"
+        )
         return
     except BackendError as error:
         services.network_fail(network, str(error), reason="DeleteFailed")
@@ -85,7 +88,7 @@ def _under_vm_lock(task, nic_id: int, work, failed) -> None:
     except TransientBackendError as error:
         if task.request.retries < MAX_RETRIES:
             raise task.retry(countdown=_backoff(task)) from error
-        failed(nic, f"The host did not answer: {error}")
+        failed(nic, network_texts.THE_HOST_SILENT % {"error": error})
     except BackendError as error:
         failed(nic, str(error))
 
@@ -175,10 +178,10 @@ def security_group_apply(self, group_id: int) -> None:
     except TransientBackendError as error:
         if self.request.retries < MAX_RETRIES:
             raise self.retry(countdown=_backoff(self)) from error
-        group_services.group_applied(group, 0, f"A host did not answer: {error}")
+        group_services.group_applied(group, 0, network_texts.A_HOST_SILENT % {"error": error})
         return
     except BackendError as error:
-        group_services.group_applied(group, 0, f"{host or 'A host'}: {error}")
+        group_services.group_applied(group, 0, services.host_refused(host, error))
         return
     group_services.group_applied(group, done)
 
