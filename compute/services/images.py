@@ -44,7 +44,7 @@ from compute import imagefiles
 from compute.choices import IMAGE_IMPORT_PHASES, ImageKind, ImagePhase, ImageSource
 from compute.imagefiles import ImageRefused, TransientFetchError
 from compute.models import Image
-from compute.texts import images as texts
+from compute.texts import images as image_texts
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from portal.failpoints import failpoint
@@ -204,7 +204,9 @@ def _accept(
                 public=False,
                 os_label="Imported disk image",
                 phase=ImagePhase.UPLOADING if upload else ImagePhase.PENDING,
-                message=texts.WAITING_FOR_UPLOAD if upload else texts.WAITING_FOR_WORKER,
+                message=image_texts.WAITING_FOR_UPLOAD
+                if upload
+                else image_texts.WAITING_FOR_WORKER,
                 source=source,
                 source_url=source_url,
                 expected_sha256=sha256,
@@ -228,9 +230,10 @@ def _accept(
                 image,
                 "UploadStarted" if upload else "ImportAccepted",
                 (
-                    texts.UPLOAD_ACCEPTED % {"size": f"{size:,}", "storage": charge}
+                    image_texts.UPLOAD_ACCEPTED % {"size": f"{size:,}", "storage": charge}
                     if upload
-                    else texts.IMPORT_ACCEPTED % {"host": _host_of(source_url), "storage": charge}
+                    else image_texts.IMPORT_ACCEPTED
+                    % {"host": _host_of(source_url), "storage": charge}
                 ),
             )
             _publish(image)
@@ -433,17 +436,17 @@ def image_upload_append(*, actor, image: Image, offset: int, stream, length: int
             "resource_version": F("resource_version") + 1,
         }
         if not complete:
-            updates["message"] = texts.RECEIVING_UPLOAD
+            updates["message"] = image_texts.RECEIVING_UPLOAD
         else:
             updates.update(
                 phase=ImagePhase.PENDING,
-                message=texts.UPLOADED,
+                message=image_texts.UPLOADED,
                 phase_changed=timezone.now(),
             )
         Image.objects.filter(pk=image.pk, upload_offset=offset).update(**updates)
         image.refresh_from_db()
         if complete:
-            _event(image, "Uploaded", texts.ALL_BYTES_RECEIVED % {"size": f"{declared:,}"})
+            _event(image, "Uploaded", image_texts.ALL_BYTES_RECEIVED % {"size": f"{declared:,}"})
             transaction.on_commit(lambda: _enqueue(image.pk))
         _publish(image)
     return image
@@ -538,7 +541,7 @@ def _remove(image: Image, *, actor, action: str, reason: str) -> None:
         target=f"image/{image.name}",
         detail={"phase": image.phase, "storage_released": released},
     )
-    _event(image, reason, texts.DELETED_STORAGE_RELEASED if released else texts.DELETED)
+    _event(image, reason, image_texts.DELETED_STORAGE_RELEASED if released else image_texts.DELETED)
     resource_forget(tenant=image.tenant, kind="image", name=image.name)
     transaction.on_commit(lambda: imagefiles.remove(*paths.leftovers()))
 
@@ -580,7 +583,7 @@ def image_publish(*, actor, image: Image, public: bool) -> Image:
         _event(
             locked,
             "Published" if public else "Unpublished",
-            texts.PUBLISHED if public else texts.UNPUBLISHED,
+            image_texts.PUBLISHED if public else image_texts.UNPUBLISHED,
         )
         _publish(locked)
     return locked
@@ -678,7 +681,7 @@ def image_import_run(image_id: int, renew=lambda: None) -> None:
         image_fail(image, str(refusal))
     except Exception as error:  # noqa: BLE001 - never leave a half image behind
         logger.exception("image import %s failed", image_id)
-        image_fail(image, texts.FAILED_UNEXPECTEDLY % {"error": type(error).__name__})
+        image_fail(image, image_texts.FAILED_UNEXPECTEDLY % {"error": type(error).__name__})
 
 
 def _import(image: Image, paths: imagefiles.ImagePaths, renew) -> None:
@@ -689,12 +692,16 @@ def _import(image: Image, paths: imagefiles.ImagePaths, renew) -> None:
         image,
         IMAGE_IMPORT_PHASES,
         phase=ImagePhase.IMPORTING,
-        message=texts.DOWNLOADING if image.source == ImageSource.URL else texts.VERIFYING_UPLOAD,
+        message=image_texts.DOWNLOADING
+        if image.source == ImageSource.URL
+        else image_texts.VERIFYING_UPLOAD,
         progress_bytes=0,
         attempts=F("attempts") + 1,
     )
     _event(
-        image, "Importing", texts.ATTEMPT % {"attempt": image.attempts, "message": image.message}
+        image,
+        "Importing",
+        image_texts.ATTEMPT % {"attempt": image.attempts, "message": image.message},
     )
     _publish(image)
     limit = settings.ISOTOPE_IMAGE_MAX_BYTES
@@ -708,13 +715,13 @@ def _import(image: Image, paths: imagefiles.ImagePaths, renew) -> None:
     else:
         source = paths.upload
         if not source.exists() or source.stat().st_size != image.declared_bytes:
-            raise ImageRefused(texts.UPLOAD_INCOMPLETE)
+            raise ImageRefused(image_texts.UPLOAD_INCOMPLETE)
         size = source.stat().st_size
         digest = imagefiles.sha256_file(source, _Progress(image, ImagePhase.IMPORTING, renew))
     failpoint("image.after_fetch")
     if image.expected_sha256 and digest != image.expected_sha256:
         raise ImageRefused(
-            texts.CHECKSUM_MISMATCH % {"digest": digest, "expected": image.expected_sha256}
+            image_texts.CHECKSUM_MISMATCH % {"digest": digest, "expected": image.expected_sha256}
         )
     from compute.services.vms import MAX_DISK_GIB
 
@@ -727,7 +734,7 @@ def _import(image: Image, paths: imagefiles.ImagePaths, renew) -> None:
         image,
         [ImagePhase.IMPORTING],
         phase=ImagePhase.CONVERTING,
-        message=texts.CONVERTING % {"source_format": info.format},
+        message=image_texts.CONVERTING % {"source_format": info.format},
         sha256=digest,
         source_format=info.format,
         virtual_size_bytes=info.virtual_size,
@@ -785,7 +792,9 @@ def _charge(image: Image, size_bytes: int, phase: str) -> Image:
                 object_id=str(image.uid),
             )
         except QuotaExceeded as error:
-            raise ImageRefused(texts.NEEDS_STORAGE % {"gib": gib, "quota": error.message}) from None
+            raise ImageRefused(
+                image_texts.NEEDS_STORAGE % {"gib": gib, "quota": error.message}
+            ) from None
     return image
 
 
@@ -811,7 +820,7 @@ def _finish(image: Image, paths, converted: imagefiles.ImageInfo, received: int)
             _event(
                 image,
                 "Ready",
-                texts.READY
+                image_texts.READY
                 % {
                     "source_format": image.source_format,
                     "received": f"{received:,}",
@@ -866,7 +875,9 @@ def images_sweep() -> dict:
         if import_lock_held(image.pk):
             continue
         if image.attempts >= settings.ISOTOPE_IMAGE_MAX_ATTEMPTS:
-            interrupted = texts.INTERRUPTED if image.attempts != 1 else texts.INTERRUPTED_ONCE
+            interrupted = (
+                image_texts.INTERRUPTED if image.attempts != 1 else image_texts.INTERRUPTED_ONCE
+            )
             if image_fail(image, interrupted % {"attempts": image.attempts}):
                 counts["failed"] += 1
         else:
@@ -876,7 +887,7 @@ def images_sweep() -> dict:
     for image in Image.objects.select_related("tenant").filter(
         phase=ImagePhase.UPLOADING, updated__lt=expiry
     ):
-        if image_fail(image, texts.UPLOAD_ABANDONED):
+        if image_fail(image, image_texts.UPLOAD_ABANDONED):
             counts["expired"] += 1
     counts["orphans"] = _remove_orphans()
     return counts

@@ -45,7 +45,7 @@ from compute.choices import (
 from compute.labels import label_map_errors
 from compute.models import Host, Image, Migration, VirtualMachine, Volume
 from compute.texts import common as common_texts
-from compute.texts import volumes as texts
+from compute.texts import volumes as volume_texts
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from tenants.choices import ReservationKind
@@ -301,13 +301,13 @@ def volume_create(
             if vm is not None:
                 accepted.update(vm=vm.name, device=device)
             if image_obj and vm is not None:
-                message = texts.ACCEPTED_FROM_IMAGE_TO_ATTACH % accepted
+                message = volume_texts.ACCEPTED_FROM_IMAGE_TO_ATTACH % accepted
             elif image_obj:
-                message = texts.ACCEPTED_FROM_IMAGE % accepted
+                message = volume_texts.ACCEPTED_FROM_IMAGE % accepted
             elif vm is not None:
-                message = texts.ACCEPTED_TO_ATTACH % accepted
+                message = volume_texts.ACCEPTED_TO_ATTACH % accepted
             else:
-                message = texts.ACCEPTED % accepted
+                message = volume_texts.ACCEPTED % accepted
             event_publish(
                 tenant=tenant,
                 kind=EVENT_KIND,
@@ -423,10 +423,10 @@ def root_volume_create(*, actor, vm: VirtualMachine, size_gib: int, image: Image
         name=volume.name,
         uid=str(uid),
         reason="Accepted",
-        message=texts.ROOT_ACCEPTED_FROM_IMAGE
+        message=volume_texts.ROOT_ACCEPTED_FROM_IMAGE
         % {"size": size_gib, "vm": vm.name, "image": image.name}
         if from_image
-        else texts.ROOT_ACCEPTED % {"size": size_gib, "vm": vm.name},
+        else volume_texts.ROOT_ACCEPTED % {"size": size_gib, "vm": vm.name},
     )
     _publish(volume)
     return volume
@@ -473,7 +473,7 @@ def boot_volume_take(*, actor, volume: Volume, vm: VirtualMachine) -> Volume:
     Volume.objects.filter(pk=volume.pk).update(
         vm=vm,
         device=ROOT_DEVICE,
-        message=texts.ROOT_DISK_OF % {"vm": vm.name},
+        message=volume_texts.ROOT_DISK_OF % {"vm": vm.name},
         updated=timezone.now(),
         resource_version=F("resource_version") + 1,
     )
@@ -536,7 +536,7 @@ def vm_volumes_prepare(vm: VirtualMachine, backend) -> None:
                 VolumePhase.READY,
                 "",
                 reason="Created",
-                event_message=texts.CREATED_IN_VM_POOL % {"vm": vm.name},
+                event_message=volume_texts.CREATED_IN_VM_POOL % {"vm": vm.name},
                 capacity_gib=info.capacity // GIB,
             )
 
@@ -557,7 +557,7 @@ def _volume_make(volume: Volume, backend):
         if volume.phase != VolumePhase.PENDING:
             # Copied once already: copying the source again now would not bring back
             # what this disk held.
-            raise BackendError(texts.NAMED_STORAGE_GONE % {"volume": volume.name}) from None
+            raise BackendError(volume_texts.NAMED_STORAGE_GONE % {"volume": volume.name}) from None
         info = _copy_source(volume, backend)
     if volume.phase == VolumePhase.PENDING and info.capacity < volume.size_gib * GIB:
         # A copy asked larger than its source (a clone to a bigger size): grown through
@@ -575,13 +575,15 @@ def _copy_source(volume: Volume, backend):
         snapshot = volume.source_snapshot
         if snapshot is None:
             raise BackendError(
-                texts.SOURCE_SNAPSHOT_GONE % {"volume": volume.name, "source": volume.source_name}
+                volume_texts.SOURCE_SNAPSHOT_GONE
+                % {"volume": volume.name, "source": volume.source_name}
             )
         source = snapshot_spec(snapshot)
     else:
         if volume.source_volume is None:
             raise BackendError(
-                texts.SOURCE_VOLUME_GONE % {"volume": volume.name, "source": volume.source_name}
+                volume_texts.SOURCE_VOLUME_GONE
+                % {"volume": volume.name, "source": volume.source_name}
             )
         source = volume_spec(volume.source_volume)
     try:
@@ -607,7 +609,7 @@ def volume_attached(volume: Volume, vm: VirtualMachine) -> Volume:
         VolumePhase.ATTACHED,
         "",
         reason="Attached",
-        event_message=texts.ATTACHED % {"vm": vm.name, "device": volume.device},
+        event_message=volume_texts.ATTACHED % {"vm": vm.name, "device": volume.device},
         attached_domain=vm.domain_name,
         attached_device=volume.device,
     )
@@ -625,9 +627,9 @@ def vm_volumes_release(vm: VirtualMachine, backend) -> None:
             volume_finalize_delete(volume, vm_name=vm.name)
         else:
             detached = (
-                texts.DETACHED_VM_DELETED_KEPT
+                volume_texts.DETACHED_VM_DELETED_KEPT
                 if volume.delete_with_vm
-                else texts.DETACHED_VM_DELETED
+                else volume_texts.DETACHED_VM_DELETED
             )
             volume_observe(
                 volume,
@@ -756,14 +758,14 @@ def volume_attach(*, actor, volume: Volume, vm: VirtualMachine, device: str = ""
             volume,
             vm=vm,
             device=device,
-            message=texts.ATTACHING % {"vm": vm.name, "device": device},
+            message=volume_texts.ATTACHING % {"vm": vm.name, "device": device},
         )
         _requested(
             actor,
             volume,
             action="volume.attach",
             reason="Attaching",
-            message=texts.ATTACH_REQUESTED,
+            message=volume_texts.ATTACH_REQUESTED,
             args={"vm": vm.name, "device": device},
             detail={"vm": vm.name, "device": device},
         )
@@ -801,13 +803,13 @@ def volume_detach(*, actor, volume: Volume) -> Volume:
                 errors={"vm": [gettext("Migrating.")]},
             )
         device = volume.device
-        volume = _save(volume, vm=None, device="", message=texts.DETACHING % {"vm": vm.name})
+        volume = _save(volume, vm=None, device="", message=volume_texts.DETACHING % {"vm": vm.name})
         _requested(
             actor,
             volume,
             action="volume.detach",
             reason="Detaching",
-            message=texts.DETACH_REQUESTED,
+            message=volume_texts.DETACH_REQUESTED,
             args={"vm": vm.name, "device": device},
             detail={"vm": vm.name, "device": device},
         )
@@ -858,7 +860,7 @@ def volume_resize(*, actor, volume: Volume, size_gib) -> Volume:
                 )
             old = volume.size_gib
             _recharge(volume, size)
-            volume = _save(volume, size_gib=size, message=texts.GROWING % {"size": size})
+            volume = _save(volume, size_gib=size, message=volume_texts.GROWING % {"size": size})
             if volume.is_root and volume.vm_id:
                 # The VM's spec shows its root disk's size.
                 VirtualMachine.objects.filter(pk=volume.vm_id).update(
@@ -871,7 +873,7 @@ def volume_resize(*, actor, volume: Volume, size_gib) -> Volume:
                 volume,
                 action="volume.resize",
                 reason="Resizing",
-                message=texts.GROW_REQUESTED,
+                message=volume_texts.GROW_REQUESTED,
                 args={"old": old, "size": size},
                 detail={"from": old, "to": size},
             )
@@ -913,7 +915,7 @@ def volume_resize_failed(volume: Volume, message: str) -> Volume:
         return volume_observe(
             volume,
             volume.phase,
-            texts.GROW_FAILED % {"message": message},
+            volume_texts.GROW_FAILED % {"message": message},
             reason="ResizeFailed",
             event_type="Warning",
         )
@@ -969,7 +971,11 @@ def volume_delete(*, actor, volume: Volume) -> Volume:
                 )
         volume = _save(volume, phase=VolumePhase.DELETING, message="", phase_changed=timezone.now())
         _requested(
-            actor, volume, action="volume.delete", reason="Deleting", message=texts.DELETE_REQUESTED
+            actor,
+            volume,
+            action="volume.delete",
+            reason="Deleting",
+            message=volume_texts.DELETE_REQUESTED,
         )
     return volume
 
@@ -994,9 +1000,13 @@ def volume_finalize_delete(volume: Volume, *, vm_name: str = "") -> None:
             return
         released = quota_release(volume.quota_ref)
         if vm_name:
-            deleted = texts.DELETED_WITH_VM_QUOTA_RELEASED if released else texts.DELETED_WITH_VM
+            deleted = (
+                volume_texts.DELETED_WITH_VM_QUOTA_RELEASED
+                if released
+                else volume_texts.DELETED_WITH_VM
+            )
         else:
-            deleted = texts.DELETED_QUOTA_RELEASED if released else texts.DELETED
+            deleted = volume_texts.DELETED_QUOTA_RELEASED if released else volume_texts.DELETED
         event_publish(
             tenant=volume.tenant,
             kind=EVENT_KIND,
@@ -1057,7 +1067,7 @@ def volume_observe(
                 name=current.vm.name,
                 uid=str(current.vm.uid),
                 reason="VolumeAttached",
-                message=texts.VM_VOLUME_ATTACHED
+                message=volume_texts.VM_VOLUME_ATTACHED
                 % {"volume": current.name, "device": current.device},
             )
         return current
@@ -1076,9 +1086,9 @@ def volume_detached(volume: Volume, *, vm: VirtualMachine | None, device: str) -
         VolumePhase.READY,
         "",
         reason="Detached",
-        event_message=texts.DETACHED % {"vm": vm.name, "device": device}
+        event_message=volume_texts.DETACHED % {"vm": vm.name, "device": device}
         if vm
-        else texts.DETACHED_FROM_ITS_VM % {"device": device},
+        else volume_texts.DETACHED_FROM_ITS_VM % {"device": device},
         attached_domain="",
         attached_device="",
     )
@@ -1089,7 +1099,7 @@ def volume_detached(volume: Volume, *, vm: VirtualMachine | None, device: str) -
             name=vm.name,
             uid=str(vm.uid),
             reason="VolumeDetached",
-            message=texts.VM_VOLUME_DETACHED % {"volume": volume.name, "device": device},
+            message=volume_texts.VM_VOLUME_DETACHED % {"volume": volume.name, "device": device},
         )
     return volume
 
@@ -1099,7 +1109,7 @@ def volume_attach_failed(volume: Volume, message: str) -> Volume:
     return volume_observe(
         volume,
         VolumePhase.READY,
-        texts.ATTACH_FAILED % {"message": message},
+        volume_texts.ATTACH_FAILED % {"message": message},
         reason="AttachFailed",
         event_type="Warning",
         vm=None,
@@ -1129,7 +1139,7 @@ def claim_bound(volume: Volume, status) -> Volume:
         VolumePhase.READY,
         "",
         reason="Bound",
-        event_message=texts.CLAIM_BOUND
+        event_message=volume_texts.CLAIM_BOUND
         % {"claim": volume.backend_name, "capacity": status.capacity_gib},
         capacity_gib=status.capacity_gib,
     )
@@ -1143,7 +1153,7 @@ def volume_refused(volume: Volume, message: str) -> Volume:
         return volume_observe(
             volume,
             VolumePhase.FAILED,
-            texts.CLAIM_REFUSED % {"message": message},
+            volume_texts.CLAIM_REFUSED % {"message": message},
             reason="QuotaRefused",
             event_type="Warning",
         )
