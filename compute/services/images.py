@@ -44,6 +44,7 @@ from compute import imagefiles
 from compute.choices import IMAGE_IMPORT_PHASES, ImageKind, ImagePhase, ImageSource
 from compute.imagefiles import ImageRefused, TransientFetchError
 from compute.models import Image
+from compute.texts import images as image_texts
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from portal.failpoints import failpoint
@@ -203,7 +204,9 @@ def _accept(
                 public=False,
                 os_label="Imported disk image",
                 phase=ImagePhase.UPLOADING if upload else ImagePhase.PENDING,
-                message="Waiting for the upload." if upload else "Waiting for a worker.",
+                message=image_texts.WAITING_FOR_UPLOAD
+                if upload
+                else image_texts.WAITING_FOR_WORKER,
                 source=source,
                 source_url=source_url,
                 expected_sha256=sha256,
@@ -227,10 +230,10 @@ def _accept(
                 image,
                 "UploadStarted" if upload else "ImportAccepted",
                 (
-                    f"Upload of {size:,} bytes accepted; {charge} GiB of storage reserved."
+                    image_texts.UPLOAD_ACCEPTED % {"size": f"{size:,}", "storage": charge}
                     if upload
-                    else f"Import from {_host_of(source_url)} accepted; {charge} GiB of "
-                    "storage reserved until its size is known."
+                    else image_texts.IMPORT_ACCEPTED
+                    % {"host": _host_of(source_url), "storage": charge}
                 ),
             )
             _publish(image)
@@ -433,17 +436,17 @@ def image_upload_append(*, actor, image: Image, offset: int, stream, length: int
             "resource_version": F("resource_version") + 1,
         }
         if not complete:
-            updates["message"] = "Receiving the upload."
+            updates["message"] = image_texts.RECEIVING_UPLOAD
         else:
             updates.update(
                 phase=ImagePhase.PENDING,
-                message="Uploaded; waiting for a worker to check and convert it.",
+                message=image_texts.UPLOADED,
                 phase_changed=timezone.now(),
             )
         Image.objects.filter(pk=image.pk, upload_offset=offset).update(**updates)
         image.refresh_from_db()
         if complete:
-            _event(image, "Uploaded", f"All {declared:,} bytes received.")
+            _event(image, "Uploaded", image_texts.ALL_BYTES_RECEIVED % {"size": f"{declared:,}"})
             transaction.on_commit(lambda: _enqueue(image.pk))
         _publish(image)
     return image
@@ -538,7 +541,7 @@ def _remove(image: Image, *, actor, action: str, reason: str) -> None:
         target=f"image/{image.name}",
         detail={"phase": image.phase, "storage_released": released},
     )
-    _event(image, reason, "Deleted; its storage was released." if released else "Deleted.")
+    _event(image, reason, image_texts.DELETED_STORAGE_RELEASED if released else image_texts.DELETED)
     resource_forget(tenant=image.tenant, kind="image", name=image.name)
     transaction.on_commit(lambda: imagefiles.remove(*paths.leftovers()))
 
@@ -580,9 +583,7 @@ def image_publish(*, actor, image: Image, public: bool) -> Image:
         _event(
             locked,
             "Published" if public else "Unpublished",
-            "Published to every tenant by the platform staff."
-            if public
-            else "Private to this tenant again.",
+            image_texts.PUBLISHED if public else image_texts.UNPUBLISHED,
         )
         _publish(locked)
     return locked
@@ -680,7 +681,7 @@ def image_import_run(image_id: int, renew=lambda: None) -> None:
         image_fail(image, str(refusal))
     except Exception as error:  # noqa: BLE001 - never leave a half image behind
         logger.exception("image import %s failed", image_id)
-        image_fail(image, f"The import failed unexpectedly ({type(error).__name__}).")
+        image_fail(image, image_texts.FAILED_UNEXPECTEDLY % {"error": type(error).__name__})
 
 
 def _import(image: Image, paths: imagefiles.ImagePaths, renew) -> None:
@@ -691,11 +692,17 @@ def _import(image: Image, paths: imagefiles.ImagePaths, renew) -> None:
         image,
         IMAGE_IMPORT_PHASES,
         phase=ImagePhase.IMPORTING,
-        message="Downloading." if image.source == ImageSource.URL else "Verifying the upload.",
+        message=image_texts.DOWNLOADING
+        if image.source == ImageSource.URL
+        else image_texts.VERIFYING_UPLOAD,
         progress_bytes=0,
         attempts=F("attempts") + 1,
     )
-    _event(image, "Importing", f"Attempt {image.attempts}: {image.message}")
+    _event(
+        image,
+        "Importing",
+        image_texts.ATTEMPT % {"attempt": image.attempts, "message": image.message},
+    )
     _publish(image)
     limit = settings.ISOTOPE_IMAGE_MAX_BYTES
     if image.source == ImageSource.URL:
@@ -708,13 +715,13 @@ def _import(image: Image, paths: imagefiles.ImagePaths, renew) -> None:
     else:
         source = paths.upload
         if not source.exists() or source.stat().st_size != image.declared_bytes:
-            raise ImageRefused("The uploaded file is missing or incomplete; upload it again.")
+            raise ImageRefused(image_texts.UPLOAD_INCOMPLETE)
         size = source.stat().st_size
         digest = imagefiles.sha256_file(source, _Progress(image, ImagePhase.IMPORTING, renew))
     failpoint("image.after_fetch")
     if image.expected_sha256 and digest != image.expected_sha256:
         raise ImageRefused(
-            f"Checksum mismatch: the file's sha256 is {digest}, not {image.expected_sha256}."
+            image_texts.CHECKSUM_MISMATCH % {"digest": digest, "expected": image.expected_sha256}
         )
     from compute.services.vms import MAX_DISK_GIB
 
@@ -727,7 +734,7 @@ def _import(image: Image, paths: imagefiles.ImagePaths, renew) -> None:
         image,
         [ImagePhase.IMPORTING],
         phase=ImagePhase.CONVERTING,
-        message=f"Converting {info.format} to qcow2.",
+        message=image_texts.CONVERTING % {"source_format": info.format},
         sha256=digest,
         source_format=info.format,
         virtual_size_bytes=info.virtual_size,
@@ -785,7 +792,9 @@ def _charge(image: Image, size_bytes: int, phase: str) -> Image:
                 object_id=str(image.uid),
             )
         except QuotaExceeded as error:
-            raise ImageRefused(f"The image needs {gib} GiB of storage. {error.message}") from None
+            raise ImageRefused(
+                image_texts.NEEDS_STORAGE % {"gib": gib, "quota": error.message}
+            ) from None
     return image
 
 
@@ -811,8 +820,13 @@ def _finish(image: Image, paths, converted: imagefiles.ImageInfo, received: int)
             _event(
                 image,
                 "Ready",
-                f"Ready: {image.source_format} image of {received:,} bytes stored as qcow2 "
-                f"({converted.file_size:,} bytes, a {disk_gib:.2f} GiB disk).",
+                image_texts.READY
+                % {
+                    "source_format": image.source_format,
+                    "received": f"{received:,}",
+                    "file_size": f"{converted.file_size:,}",
+                    "disk_gib": f"{disk_gib:.2f}",
+                },
             )
             _publish(image)
     except BaseException:
@@ -861,11 +875,10 @@ def images_sweep() -> dict:
         if import_lock_held(image.pk):
             continue
         if image.attempts >= settings.ISOTOPE_IMAGE_MAX_ATTEMPTS:
-            if image_fail(
-                image,
-                f"The import was interrupted {image.attempts} "
-                f"time{'s' if image.attempts != 1 else ''} (its worker stopped); try again.",
-            ):
+            interrupted = (
+                image_texts.INTERRUPTED if image.attempts != 1 else image_texts.INTERRUPTED_ONCE
+            )
+            if image_fail(image, interrupted % {"attempts": image.attempts}):
                 counts["failed"] += 1
         else:
             _enqueue(image.pk)
@@ -874,7 +887,7 @@ def images_sweep() -> dict:
     for image in Image.objects.select_related("tenant").filter(
         phase=ImagePhase.UPLOADING, updated__lt=expiry
     ):
-        if image_fail(image, "The upload was abandoned (no data for too long)."):
+        if image_fail(image, image_texts.UPLOAD_ABANDONED):
             counts["expired"] += 1
     counts["orphans"] = _remove_orphans()
     return counts

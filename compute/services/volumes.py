@@ -44,6 +44,8 @@ from compute.choices import (
 )
 from compute.labels import label_map_errors
 from compute.models import Host, Image, Migration, VirtualMachine, Volume
+from compute.texts import common as common_texts
+from compute.texts import volumes as volume_texts
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from tenants.choices import ReservationKind
@@ -293,15 +295,26 @@ def volume_create(
                 target=f"volume/{name}",
                 detail=detail,
             )
-            source = f" from image {image_obj.name}" if image_obj else ""
-            then = f"; it will be attached to {vm.name} as {device}" if vm else ""
+            accepted = {"size": size, "disk_format": fmt, "storage_class": storage_class}
+            if image_obj:
+                accepted["image"] = image_obj.name
+            if vm is not None:
+                accepted.update(vm=vm.name, device=device)
+            if image_obj and vm is not None:
+                message = volume_texts.ACCEPTED_FROM_IMAGE_TO_ATTACH % accepted
+            elif image_obj:
+                message = volume_texts.ACCEPTED_FROM_IMAGE % accepted
+            elif vm is not None:
+                message = volume_texts.ACCEPTED_TO_ATTACH % accepted
+            else:
+                message = volume_texts.ACCEPTED % accepted
             event_publish(
                 tenant=tenant,
                 kind=EVENT_KIND,
                 name=name,
                 uid=str(uid),
                 reason="Accepted",
-                message=f"Accepted: {size} GiB {fmt} {storage_class} volume{source}{then}.",
+                message=message,
             )
             _publish(volume)
             transaction.on_commit(lambda: _enqueue(volume))
@@ -410,8 +423,10 @@ def root_volume_create(*, actor, vm: VirtualMachine, size_gib: int, image: Image
         name=volume.name,
         uid=str(uid),
         reason="Accepted",
-        message=f"Accepted: {size_gib} GiB root disk of {vm.name}"
-        + (f" from image {image.name}." if from_image else "."),
+        message=volume_texts.ROOT_ACCEPTED_FROM_IMAGE
+        % {"size": size_gib, "vm": vm.name, "image": image.name}
+        if from_image
+        else volume_texts.ROOT_ACCEPTED % {"size": size_gib, "vm": vm.name},
     )
     _publish(volume)
     return volume
@@ -458,7 +473,7 @@ def boot_volume_take(*, actor, volume: Volume, vm: VirtualMachine) -> Volume:
     Volume.objects.filter(pk=volume.pk).update(
         vm=vm,
         device=ROOT_DEVICE,
-        message=f"Root disk of {vm.name}.",
+        message=volume_texts.ROOT_DISK_OF % {"vm": vm.name},
         updated=timezone.now(),
         resource_version=F("resource_version") + 1,
     )
@@ -521,7 +536,7 @@ def vm_volumes_prepare(vm: VirtualMachine, backend) -> None:
                 VolumePhase.READY,
                 "",
                 reason="Created",
-                event_message=f"Created in the pool of {vm.name}'s host.",
+                event_message=volume_texts.CREATED_IN_VM_POOL % {"vm": vm.name},
                 capacity_gib=info.capacity // GIB,
             )
 
@@ -542,7 +557,7 @@ def _volume_make(volume: Volume, backend):
         if volume.phase != VolumePhase.PENDING:
             # Copied once already: copying the source again now would not bring back
             # what this disk held.
-            raise BackendError(f"{volume.name}: its storage is gone from the host.") from None
+            raise BackendError(volume_texts.NAMED_STORAGE_GONE % {"volume": volume.name}) from None
         info = _copy_source(volume, backend)
     if volume.phase == VolumePhase.PENDING and info.capacity < volume.size_gib * GIB:
         # A copy asked larger than its source (a clone to a bigger size): grown through
@@ -559,11 +574,17 @@ def _copy_source(volume: Volume, backend):
 
         snapshot = volume.source_snapshot
         if snapshot is None:
-            raise BackendError(f"{volume.name}: its source snapshot {volume.source_name} is gone.")
+            raise BackendError(
+                volume_texts.SOURCE_SNAPSHOT_GONE
+                % {"volume": volume.name, "source": volume.source_name}
+            )
         source = snapshot_spec(snapshot)
     else:
         if volume.source_volume is None:
-            raise BackendError(f"{volume.name}: its source volume {volume.source_name} is gone.")
+            raise BackendError(
+                volume_texts.SOURCE_VOLUME_GONE
+                % {"volume": volume.name, "source": volume.source_name}
+            )
         source = volume_spec(volume.source_volume)
     try:
         return backend.volume_clone(source, replace(volume_spec(volume), size_gib=source.size_gib))
@@ -588,7 +609,7 @@ def volume_attached(volume: Volume, vm: VirtualMachine) -> Volume:
         VolumePhase.ATTACHED,
         "",
         reason="Attached",
-        event_message=f"Attached to {vm.name} as {volume.device}.",
+        event_message=volume_texts.ATTACHED % {"vm": vm.name, "device": volume.device},
         attached_domain=vm.domain_name,
         attached_device=volume.device,
     )
@@ -603,15 +624,19 @@ def vm_volumes_release(vm: VirtualMachine, backend) -> None:
         if volume.delete_with_vm and not kept:
             if volume.local and volume.host_id:
                 backend.volume_delete(volume.pool, volume.backend_name)
-            volume_finalize_delete(volume, why=f"with its VM {vm.name}")
+            volume_finalize_delete(volume, vm_name=vm.name)
         else:
-            why = " (kept: it has snapshots)" if volume.delete_with_vm else ""
+            detached = (
+                volume_texts.DETACHED_VM_DELETED_KEPT
+                if volume.delete_with_vm
+                else volume_texts.DETACHED_VM_DELETED
+            )
             volume_observe(
                 volume,
                 VolumePhase.READY,
                 "",
                 reason="Detached",
-                event_message=f"Detached: its VM {vm.name} was deleted{why}.",
+                event_message=detached % {"vm": vm.name},
                 vm=None,
                 device="",
                 attached_domain="",
@@ -633,10 +658,18 @@ def _locked(volume: Volume) -> Volume:
 
 
 def _requested(
-    actor, volume: Volume, *, action: str, reason: str, message: str, detail: dict | None = None
+    actor,
+    volume: Volume,
+    *,
+    action: str,
+    reason: str,
+    message: str,
+    args: dict | None = None,
+    detail: dict | None = None,
 ) -> None:
     """Inside a change's transaction: audit it, say it on the volume's timeline, push
-    the new state, and converge after commit."""
+    the new state, and converge after commit. ``message`` is a format of
+    :mod:`compute.texts.volumes`: ``args`` fill it, with who asked as ``actor``."""
     audit_record(
         actor=actor,
         action=action,
@@ -650,7 +683,7 @@ def _requested(
         name=volume.name,
         uid=str(volume.uid),
         reason=reason,
-        message=f"{message} requested by {actor_name(actor)}.",
+        message=message % {**(args or {}), "actor": actor_name(actor)},
     )
     _publish(volume)
     transaction.on_commit(lambda: _enqueue(volume))
@@ -721,13 +754,19 @@ def volume_attach(*, actor, volume: Volume, vm: VirtualMachine, device: str = ""
                 errors={"device": [gettext("Taken.")]},
             )
         device = device or next_device(vm)
-        volume = _save(volume, vm=vm, device=device, message=f"Attaching to {vm.name} as {device}…")
+        volume = _save(
+            volume,
+            vm=vm,
+            device=device,
+            message=volume_texts.ATTACHING % {"vm": vm.name, "device": device},
+        )
         _requested(
             actor,
             volume,
             action="volume.attach",
             reason="Attaching",
-            message=f"Attach to {vm.name} as {device}",
+            message=volume_texts.ATTACH_REQUESTED,
+            args={"vm": vm.name, "device": device},
             detail={"vm": vm.name, "device": device},
         )
     return volume
@@ -764,13 +803,14 @@ def volume_detach(*, actor, volume: Volume) -> Volume:
                 errors={"vm": [gettext("Migrating.")]},
             )
         device = volume.device
-        volume = _save(volume, vm=None, device="", message=f"Detaching from {vm.name}…")
+        volume = _save(volume, vm=None, device="", message=volume_texts.DETACHING % {"vm": vm.name})
         _requested(
             actor,
             volume,
             action="volume.detach",
             reason="Detaching",
-            message=f"Detach from {vm.name} ({device})",
+            message=volume_texts.DETACH_REQUESTED,
+            args={"vm": vm.name, "device": device},
             detail={"vm": vm.name, "device": device},
         )
     return volume
@@ -820,7 +860,7 @@ def volume_resize(*, actor, volume: Volume, size_gib) -> Volume:
                 )
             old = volume.size_gib
             _recharge(volume, size)
-            volume = _save(volume, size_gib=size, message=f"Growing to {size} GiB…")
+            volume = _save(volume, size_gib=size, message=volume_texts.GROWING % {"size": size})
             if volume.is_root and volume.vm_id:
                 # The VM's spec shows its root disk's size.
                 VirtualMachine.objects.filter(pk=volume.vm_id).update(
@@ -833,7 +873,8 @@ def volume_resize(*, actor, volume: Volume, size_gib) -> Volume:
                 volume,
                 action="volume.resize",
                 reason="Resizing",
-                message=f"Grow from {old} to {size} GiB",
+                message=volume_texts.GROW_REQUESTED,
+                args={"old": old, "size": size},
                 detail={"from": old, "to": size},
             )
     except QuotaExceeded as error:
@@ -874,7 +915,7 @@ def volume_resize_failed(volume: Volume, message: str) -> Volume:
         return volume_observe(
             volume,
             volume.phase,
-            f"Could not grow: {message}",
+            volume_texts.GROW_FAILED % {"message": message},
             reason="ResizeFailed",
             event_type="Warning",
         )
@@ -929,7 +970,13 @@ def volume_delete(*, actor, volume: Volume) -> Volume:
                     errors={"workloads": users},
                 )
         volume = _save(volume, phase=VolumePhase.DELETING, message="", phase_changed=timezone.now())
-        _requested(actor, volume, action="volume.delete", reason="Deleting", message="Deletion")
+        _requested(
+            actor,
+            volume,
+            action="volume.delete",
+            reason="Deleting",
+            message=volume_texts.DELETE_REQUESTED,
+        )
     return volume
 
 
@@ -944,23 +991,29 @@ def claim_users(volume: Volume) -> list[str]:
     )
 
 
-def volume_finalize_delete(volume: Volume, *, why: str = "") -> None:
-    """The storage is gone: drop the row and release its quota, both exactly once."""
+def volume_finalize_delete(volume: Volume, *, vm_name: str = "") -> None:
+    """The storage is gone: drop the row and release its quota, both exactly once
+    (``vm_name``: it went with that VM)."""
     with transaction.atomic():
         deleted, _ = Volume.objects.filter(pk=volume.pk).delete()
         if not deleted:
             return
         released = quota_release(volume.quota_ref)
-        suffix = f" {why}" if why else ""
+        if vm_name:
+            deleted = (
+                volume_texts.DELETED_WITH_VM_QUOTA_RELEASED
+                if released
+                else volume_texts.DELETED_WITH_VM
+            )
+        else:
+            deleted = volume_texts.DELETED_QUOTA_RELEASED if released else volume_texts.DELETED
         event_publish(
             tenant=volume.tenant,
             kind=EVENT_KIND,
             name=volume.name,
             uid=str(volume.uid),
             reason="Deleted",
-            message=f"Deleted{suffix}; its quota was released."
-            if released
-            else f"Deleted{suffix}.",
+            message=deleted % {"vm": vm_name},
         )
         resource_forget(tenant=volume.tenant, kind=EVENT_KIND, name=volume.name)
 
@@ -1004,7 +1057,7 @@ def volume_observe(
                 uid=str(current.uid),
                 type=event_type,
                 reason=reason or phase,
-                message=event_message or message or f"Phase is now {phase}.",
+                message=event_message or message or common_texts.PHASE_IS_NOW % {"phase": phase},
             )
         _publish(current)
         if "attached_domain" in updates and current.vm_id and current.attached_domain:
@@ -1014,7 +1067,8 @@ def volume_observe(
                 name=current.vm.name,
                 uid=str(current.vm.uid),
                 reason="VolumeAttached",
-                message=f"Volume {current.name} attached as {current.device}.",
+                message=volume_texts.VM_VOLUME_ATTACHED
+                % {"volume": current.name, "device": current.device},
             )
         return current
 
@@ -1032,7 +1086,9 @@ def volume_detached(volume: Volume, *, vm: VirtualMachine | None, device: str) -
         VolumePhase.READY,
         "",
         reason="Detached",
-        event_message=f"Detached from {vm.name if vm else 'its VM'} ({device}).",
+        event_message=volume_texts.DETACHED % {"vm": vm.name, "device": device}
+        if vm
+        else volume_texts.DETACHED_FROM_ITS_VM % {"device": device},
         attached_domain="",
         attached_device="",
     )
@@ -1043,7 +1099,7 @@ def volume_detached(volume: Volume, *, vm: VirtualMachine | None, device: str) -
             name=vm.name,
             uid=str(vm.uid),
             reason="VolumeDetached",
-            message=f"Volume {volume.name} detached ({device}).",
+            message=volume_texts.VM_VOLUME_DETACHED % {"volume": volume.name, "device": device},
         )
     return volume
 
@@ -1053,7 +1109,7 @@ def volume_attach_failed(volume: Volume, message: str) -> Volume:
     return volume_observe(
         volume,
         VolumePhase.READY,
-        f"Could not attach: {message}",
+        volume_texts.ATTACH_FAILED % {"message": message},
         reason="AttachFailed",
         event_type="Warning",
         vm=None,
@@ -1083,7 +1139,8 @@ def claim_bound(volume: Volume, status) -> Volume:
         VolumePhase.READY,
         "",
         reason="Bound",
-        event_message=f"Claim {volume.backend_name} bound ({status.capacity_gib} GiB).",
+        event_message=volume_texts.CLAIM_BOUND
+        % {"claim": volume.backend_name, "capacity": status.capacity_gib},
         capacity_gib=status.capacity_gib,
     )
 
@@ -1096,7 +1153,7 @@ def volume_refused(volume: Volume, message: str) -> Volume:
         return volume_observe(
             volume,
             VolumePhase.FAILED,
-            f"{message} Its quota reservation was released.",
+            volume_texts.CLAIM_REFUSED % {"message": message},
             reason="QuotaRefused",
             event_type="Warning",
         )

@@ -28,6 +28,7 @@ from compute.models import VirtualMachine, Volume
 from compute.services import volumes as services
 from compute.tasks.libvirt import vm_lock
 from compute.tasks.locks import Busy, task_lock
+from compute.texts import volumes as volume_texts
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def _retry_or_record(task, volume_id: int, error: Exception, record) -> None:
         raise task.retry(countdown=delay) from error
     volume = _load(volume_id)
     if volume is not None:
-        record(volume, f"No answer after {task.request.retries} retries: {error}")
+        record(volume, volume_texts.NO_ANSWER % {"retries": task.request.retries, "error": error})
 
 
 @shared_task(bind=True, acks_late=True, name="compute.tasks.libvirt.volume_apply")
@@ -69,7 +70,7 @@ def volume_apply(self, volume_id: int) -> None:
             if volume is None:
                 return
             if volume.host is None:
-                services.volume_fail(volume, "The volume has no host.")
+                services.volume_fail(volume, volume_texts.NO_HOST)
                 return
             _converge(volume, backend_for_host(volume.host), step)
     except Busy:
@@ -111,17 +112,19 @@ def _ensure(volume: Volume, backend) -> Volume:
         info = backend.volume_info(volume.pool, volume.backend_name)
     except VolumeNotFound:
         if volume.phase not in (VolumePhase.PENDING, VolumePhase.FAILED):
-            raise BackendError("Its storage is gone from the host.") from None
+            raise BackendError(volume_texts.STORAGE_GONE) from None
         info = _make(volume, backend)
     capacity = info.capacity // GIB
     if volume.phase in (VolumePhase.PENDING, VolumePhase.FAILED):
+        created = {"capacity": capacity, "disk_format": volume.format}
         return services.volume_observe(
             volume,
             VolumePhase.ATTACHED if volume.attached_domain else VolumePhase.READY,
             "",
             reason="Created",
-            event_message=f"Created: {capacity} GiB {volume.format}"
-            + (f" on image {volume.source_name}." if volume.source_name else "."),
+            event_message=volume_texts.CREATED_ON_IMAGE % {**created, "image": volume.source_name}
+            if volume.source_name
+            else volume_texts.CREATED % created,
             capacity_gib=capacity,
         )
     if volume.capacity_gib != capacity and volume.capacity_gib >= volume.size_gib:
@@ -174,7 +177,7 @@ def _detach(volume: Volume, backend) -> Volume:
 def _detach_failed(volume: Volume, message: str) -> Volume:
     return services.volume_observe(
         volume,
-        message=f"Could not detach: {message}",
+        message=volume_texts.DETACH_FAILED % {"message": message},
         reason="DetachFailed",
         event_type="Warning",
     )
@@ -183,7 +186,9 @@ def _detach_failed(volume: Volume, message: str) -> Volume:
 def _attach(volume: Volume, backend) -> Volume:
     vm = volume.vm
     if vm.host_id != volume.host_id:
-        return services.volume_attach_failed(volume, f"{vm.name} runs on another host.")
+        return services.volume_attach_failed(
+            volume, volume_texts.VM_ON_ANOTHER_HOST % {"vm": vm.name}
+        )
     with vm_lock(vm.pk):
         try:
             backend.status(vm.domain_name)
@@ -210,12 +215,12 @@ def _grow(volume: Volume, backend) -> Volume:
         backend.volume_resize(volume.pool, volume.backend_name, size)
     info = backend.volume_info(volume.pool, volume.backend_name)
     capacity = info.capacity // GIB
-    how = " online: the guest sees the new size" if online else ""
+    grown = volume_texts.GROWN_ONLINE if online else volume_texts.GROWN
     return services.volume_observe(
         volume,
         message="",
         reason="Resized",
-        event_message=f"Grown to {capacity} GiB{how}.",
+        event_message=grown % {"capacity": capacity},
         capacity_gib=capacity,
     )
 
@@ -256,7 +261,7 @@ def claim_apply(self, volume_id: int) -> None:
             if volume.phase == VolumePhase.DELETING:
                 if backend.claim_delete(namespace, volume.backend_name):
                     if self.request.retries >= DELETE_POLLS:
-                        services.volume_fail(volume, "The claim is still in use by a pod.")
+                        services.volume_fail(volume, volume_texts.CLAIM_IN_USE)
                         return
                     raise self.retry(countdown=2)
                 services.volume_finalize_delete(volume)
@@ -272,8 +277,10 @@ def claim_apply(self, volume_id: int) -> None:
             if self.request.retries >= CLAIM_POLLS:
                 services.volume_fail(
                     volume,
-                    f"The claim is still {status.phase if status else 'missing'} after "
-                    f"{CLAIM_POLLS} s: no volume of its StorageClass was bound to it.",
+                    volume_texts.CLAIM_NOT_BOUND
+                    % {"claim_phase": status.phase, "seconds": CLAIM_POLLS}
+                    if status
+                    else volume_texts.CLAIM_MISSING % {"seconds": CLAIM_POLLS},
                 )
                 return
             raise self.retry(countdown=1)
