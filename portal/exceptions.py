@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.utils import translation
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -120,6 +121,12 @@ class QuotaExceeded(PermissionDenied):
             "resources": "; ".join(f"{s.resource}: {s.amounts}" for s in self.shortfalls)
         }
         super().__init__(message, errors={s.resource: [s.message] for s in self.shortfalls})
+        # What an event stores: English, as every stored message (portal.texts), whatever
+        # the language of the request that was refused.
+        with translation.override("en"):
+            self.stored_message = gettext("Quota exceeded for %(resources)s.") % {
+                "resources": "; ".join(f"{s.resource}: {s.amounts}" for s in self.shortfalls)
+            }
 
 
 # Units counted in things, singular for one ("1 core", "1 VM"), in the reader's language.

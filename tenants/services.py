@@ -30,6 +30,7 @@ from portal.exceptions import (
     ValidationError,
 )
 from portal.middleware import source_ip
+from tenants import texts as tenant_texts
 from tenants.choices import (
     AuditOutcome,
     Confirmation,
@@ -63,7 +64,7 @@ def actor_name(actor) -> str:
         return actor.get_username()
     if isinstance(actor, str) and actor:
         return actor
-    return "the system"
+    return tenant_texts.THE_SYSTEM
 
 
 def audit_record(
