@@ -254,13 +254,13 @@ def decide(autoscaler: Autoscaler, pool: VMPool, *, now: datetime) -> tuple[Deci
             "FailedGetMetrics",
             texts.NO_SAMPLES
             % {
-                "metric": what.lower(),
+                "autoscaler_metric": what.lower(),
                 "seconds": f"{settings.ISOTOPE_AUTOSCALER_METRIC_SECONDS:g}",
             },
             None,
         ), None
     measured = texts.MEASURED % {
-        "metric": what,
+        "autoscaler_metric": what,
         "utilisation": f"{utilisation:.0f}%",
         "target": f"{autoscaler.target}%",
     }
@@ -582,7 +582,7 @@ def _summary(autoscaler: Autoscaler) -> str:
         "high": autoscaler.max_replicas,
         "pool": autoscaler.pool.name,
         "target": f"{autoscaler.target}%",
-        "metric": autoscaler.metric,
+        "autoscaler_metric": autoscaler.metric,
         "window": autoscaler.scale_down_window_seconds,
     }
 

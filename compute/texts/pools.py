@@ -1,15 +1,32 @@
 """Formats of a VM pool's and an autoscaler's stored messages: their events, status
 messages and decisions (``portal.texts``)."""
 
+import re
+
+from django.utils import translation
 from django.utils.translation import gettext_noop
 
-from compute.choices import WarmMode
+from compute.choices import AutoscalerMetric, WarmMode
 
-# The mode warm members are kept in is shown as the reader's word for it.
+
+def _autoscaler_metric(value: str) -> str:
+    """What an autoscaler measures (its value, or its label's English words before the
+    parenthesis, any case) in the reader's words."""
+    for metric in AutoscalerMetric:
+        with translation.override("en"):
+            english = str(metric.label).split(" (")[0]
+        if value.lower() in (metric.value, english.lower()):
+            return re.split(r" \(|（", str(metric.label))[0]
+    return value
+
+
+# The mode warm members are kept in and an autoscaler's metric are shown in the
+# reader's words.
 ARGUMENTS = {
     "warm_mode": lambda value: (
         str(WarmMode(value).label).lower() if value in WarmMode.values else value
-    )
+    ),
+    "autoscaler_metric": _autoscaler_metric,
 }
 
 # --- A pool's events ------------------------------------------------------------------
@@ -95,7 +112,7 @@ STATUS_READY_WARM_NOTE = gettext_noop(
 
 # --- An autoscaler's events and decisions ---------------------------------------------
 AUTOSCALER_SUMMARY = gettext_noop(
-    "%(low)s-%(high)s replicas of %(pool)s at %(target)s %(metric)s, scale-down window "
+    "%(low)s-%(high)s replicas of %(pool)s at %(target)s %(autoscaler_metric)s, scale-down window "
     "%(window)s s."
 )
 AUTOSCALER_DELETED = gettext_noop("Deleted; the pool keeps its size.")
@@ -104,9 +121,11 @@ AT_ZERO = gettext_noop("The pool is at 0 replicas.")
 ABOVE_MAXIMUM = gettext_noop("Above the maximum %(high)s.")
 BELOW_MINIMUM = gettext_noop("Below the minimum %(low)s.")
 SCALED_TO_ZERO = gettext_noop("No member to measure: scale the pool by hand to wake it.")
-NO_SAMPLES = gettext_noop("No %(metric)s samples of Ready members in the last %(seconds)s s.")
+NO_SAMPLES = gettext_noop(
+    "No %(autoscaler_metric)s samples of Ready members in the last %(seconds)s s."
+)
 # What was measured (inside the decisions below); the percentages carry their sign.
-MEASURED = gettext_noop("%(metric)s %(utilisation)s (target %(target)s)")
+MEASURED = gettext_noop("%(autoscaler_metric)s %(utilisation)s (target %(target)s)")
 WITHIN_RANGE = gettext_noop("%(measured)s: %(current)s replicas are right.")
 STABILIZED = gettext_noop(
     "%(measured)s recommends %(proposal)s; keeping %(desired)s, the highest recommendation "
