@@ -9,7 +9,10 @@ from tenants.models import QUOTA_LABELS
 
 
 def _quota_resource(value: str) -> str:
-    """A quota resource's name (written in English) in the reader's language."""
+    """A quota resource's name (written in English, or its key) in the reader's
+    language."""
+    if value in QUOTA_LABELS:
+        return str(QUOTA_LABELS[value])
     for label in QUOTA_LABELS.values():
         with translation.override("en"):
             english = str(label)

@@ -221,6 +221,13 @@ def boot_failure(pool: VMPool, *, now: datetime) -> str:
     return "" if recovered else failed.message
 
 
+# What was measured, by metric (the label's words before its parenthesis).
+MEASURED = {
+    AutoscalerMetric.CPU: texts.MEASURED_CPU,
+    AutoscalerMetric.MEMORY: texts.MEASURED_MEMORY,
+}
+
+
 @dataclass(frozen=True)
 class Decision:
     replicas: int
@@ -259,8 +266,9 @@ def decide(autoscaler: Autoscaler, pool: VMPool, *, now: datetime) -> tuple[Deci
             },
             None,
         ), None
-    measured = texts.MEASURED % {
-        "autoscaler_metric": what,
+    # The metric's words are part of the format: a label of two words could not be read
+    # back apart from the number that follows it.
+    measured = MEASURED[autoscaler.metric] % {
         "utilisation": f"{utilisation:.0f}%",
         "target": f"{autoscaler.target}%",
     }
@@ -321,7 +329,7 @@ def decide(autoscaler: Autoscaler, pool: VMPool, *, now: datetime) -> tuple[Deci
             message = texts.LIMITED_BY_QUOTA % {
                 "decision": message,
                 "more": cap - current,
-                "resource": limiting,
+                "quota_resource": limiting,
             }
             desired = cap
     return Decision(desired, reason, message, utilisation), proposal

@@ -750,7 +750,7 @@ def _refill(pool: VMPool, warm: list[VirtualMachine]) -> str:
     for _ in range(max(0, -surplus)):
         room, limiting = quota_room(pool)
         if room < 1:
-            return texts.NO_QUOTA_FOR_WARM % {"resource": limiting}
+            return texts.NO_QUOTA_FOR_WARM % {"quota_resource": limiting}
         vm, why = _create(pool, warm=True)
         if vm is None:
             return why

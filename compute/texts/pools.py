@@ -88,7 +88,7 @@ RECREATE_WAITING = gettext_noop(
     "before the new ones are made)."
 )
 RECREATE_MAKING = gettext_noop("Recreate: making the members of the new template.")
-NO_QUOTA_FOR_WARM = gettext_noop("No quota left for warm members (%(resource)s).")
+NO_QUOTA_FOR_WARM = gettext_noop("No quota left for warm members (%(quota_resource)s).")
 
 # --- A pool's status message ----------------------------------------------------------
 STATUS_DELETING = gettext_noop("Deleting %(count)s members.")
@@ -125,7 +125,8 @@ NO_SAMPLES = gettext_noop(
     "No %(autoscaler_metric)s samples of Ready members in the last %(seconds)s s."
 )
 # What was measured (inside the decisions below); the percentages carry their sign.
-MEASURED = gettext_noop("%(autoscaler_metric)s %(utilisation)s (target %(target)s)")
+MEASURED_CPU = gettext_noop("CPU utilisation %(utilisation)s (target %(target)s)")
+MEASURED_MEMORY = gettext_noop("Memory utilisation %(utilisation)s (target %(target)s)")
 WITHIN_RANGE = gettext_noop("%(measured)s: %(current)s replicas are right.")
 STABILIZED = gettext_noop(
     "%(measured)s recommends %(proposal)s; keeping %(desired)s, the highest recommendation "
@@ -137,7 +138,7 @@ LIMITED_BY_STEP = gettext_noop("%(decision)s Limited to %(limited)s (step limit)
 LIMITED_BY_MAXIMUM = gettext_noop("%(decision)s Limited to %(limited)s (maximum).")
 LIMITED_BY_MINIMUM = gettext_noop("%(decision)s Limited to %(limited)s (minimum).")
 LIMITED_BY_QUOTA = gettext_noop(
-    "%(decision)s The quota holds %(more)s more (%(resource)s is the limit)."
+    "%(decision)s The quota holds %(more)s more (%(quota_resource)s is the limit)."
 )
 NOT_SCALING_UP = gettext_noop("Not scaling up: %(reason)s")
 NOT_SCALING_UP_BOOT = gettext_noop("Not scaling up: members fail to boot (%(reason)s)")
