@@ -33,6 +33,10 @@ NEARLY_EXHAUSTED_NOTICE = gettext_noop(
 CROSSED = gettext_noop(
     "%(quota_resource)s: %(used)s of %(limit)s %(unit)s (%(percent)s, past %(level)s)"
 )
+# Several resources: the first, then the others (read back one by one).
+CROSSED_AND_MORE = gettext_noop(
+    "%(quota_resource)s: %(used)s of %(limit)s %(unit)s (%(percent)s, past %(level)s); %(more)s"
+)
 NEARLY_EXHAUSTED_TITLE = gettext_noop("%(tenant)s: quota %(percent)s used")
 
 # --- Quota requests -------------------------------------------------------------------

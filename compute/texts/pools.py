@@ -81,6 +81,11 @@ ROLLOUT_FAILED = gettext_noop(
 NO_SURGE = gettext_noop(
     "The quota has no room for an extra member: replacing with 1 member unavailable at a time."
 )
+# A note of how the update goes followed by NO_SURGE (the notes are joined by a space).
+NOTE_AND_NO_SURGE = gettext_noop(
+    "%(note)s The quota has no room for an extra member: replacing with 1 member "
+    "unavailable at a time."
+)
 A_MEMBER_FAILED = gettext_noop("A new member failed.")
 UPDATE_IS_PAUSED = gettext_noop("The update is paused.")
 RECREATE_WAITING = gettext_noop(
