@@ -896,7 +896,8 @@ def _record(
         message = texts.STATUS_UPDATED_NOTE % {**counts, "rollout": rollout} + warm_tail
     elif stuck:
         phase = PoolPhase.DEGRADED
-        # Member names and phases joined: no format reads them back (see the report).
+        # Left as written: "%(vm)s is %(phase)s." would also read back (and garble) an
+        # engine's own sentences, a phase placeholder matching any words.
         message = "; ".join(f"{vm.name} is {vm.phase}" for vm in stuck) + "." + warm_tail
     elif updating and rollout:
         phase = PoolPhase.UPDATING
