@@ -49,6 +49,7 @@ from compute.models import Autoscaler, VirtualMachine, VMPool
 from compute.models.pools import MAX_REPLICAS
 from compute.services import vms as vm_services
 from compute.services.pools import SystemActor, _active, pool_scale, quota_room
+from compute.texts import pools as texts
 from monitoring.formats import timestamp
 from monitoring.models import Event, VMSample
 from monitoring.services import event_publish, resource_forget, resource_publish
@@ -220,6 +221,13 @@ def boot_failure(pool: VMPool, *, now: datetime) -> str:
     return "" if recovered else failed.message
 
 
+# What was measured, by metric (the label's words before its parenthesis).
+MEASURED = {
+    AutoscalerMetric.CPU: texts.MEASURED_CPU,
+    AutoscalerMetric.MEMORY: texts.MEASURED_MEMORY,
+}
+
+
 @dataclass(frozen=True)
 class Decision:
     replicas: int
@@ -236,26 +244,34 @@ def decide(autoscaler: Autoscaler, pool: VMPool, *, now: datetime) -> tuple[Deci
     low, high = autoscaler.min_replicas, autoscaler.max_replicas
     what = AutoscalerMetric(autoscaler.metric).label.split(" (")[0]
     if current == 0 and low > 0:
-        return Decision(0, "ScalingDisabled", "The pool is at 0 replicas.", None), None
+        return Decision(0, "ScalingDisabled", texts.AT_ZERO, None), None
     if current > high:
-        return Decision(high, "TooManyReplicas", f"Above the maximum {high}.", None), None
+        message = texts.ABOVE_MAXIMUM % {"high": high}
+        return Decision(high, "TooManyReplicas", message, None), None
     if current < low:
-        return Decision(low, "TooFewReplicas", f"Below the minimum {low}.", None), None
+        message = texts.BELOW_MINIMUM % {"low": low}
+        return Decision(low, "TooFewReplicas", message, None), None
     if current == 0:
-        return Decision(
-            0, "ScaledToZero", "No member to measure: scale the pool by hand to wake it.", None
-        ), None
+        return Decision(0, "ScaledToZero", texts.SCALED_TO_ZERO, None), None
     sample = members_sample(pool, autoscaler.metric, now=now)
     proposal, utilisation = metric_replicas(current, sample, autoscaler.target)
     if utilisation is None:
         return Decision(
             current,
             "FailedGetMetrics",
-            f"No {what.lower()} samples of Ready members in the last "
-            f"{settings.ISOTOPE_AUTOSCALER_METRIC_SECONDS:g} s.",
+            texts.NO_SAMPLES
+            % {
+                "autoscaler_metric": what.lower(),
+                "seconds": f"{settings.ISOTOPE_AUTOSCALER_METRIC_SECONDS:g}",
+            },
             None,
         ), None
-    measured = f"{what} {utilisation:.0f}% (target {autoscaler.target}%)"
+    # The metric's words are part of the format: a label of two words could not be read
+    # back apart from the number that follows it.
+    measured = MEASURED[autoscaler.metric] % {
+        "utilisation": f"{utilisation:.0f}%",
+        "target": f"{autoscaler.target}%",
+    }
     epoch = now.timestamp()
     desired = stabilised(
         autoscaler.recommendations,
@@ -264,47 +280,57 @@ def decide(autoscaler: Autoscaler, pool: VMPool, *, now: datetime) -> tuple[Deci
         now=epoch,
         window=autoscaler.scale_down_window_seconds,
     )
-    reason, message = "DesiredWithinRange", f"{measured}: {current} replicas are right."
+    values = {
+        "measured": measured,
+        "current": current,
+        "desired": desired,
+        "proposal": proposal,
+        "window": autoscaler.scale_down_window_seconds,
+    }
+    reason, message = "DesiredWithinRange", texts.WITHIN_RANGE % values
     if desired != proposal:
-        reason = "ScaleDownStabilized"
-        message = (
-            f"{measured} recommends {proposal}; keeping {desired}, the highest recommendation "
-            f"of the last {autoscaler.scale_down_window_seconds} s."
-        )
+        reason, message = "ScaleDownStabilized", texts.STABILIZED % values
     elif desired > current:
-        reason, message = "ScaleUp", f"{measured} above target: {current} → {desired}."
+        reason, message = "ScaleUp", texts.SCALE_UP % values
     elif desired < current:
-        reason, message = "ScaleDown", f"{measured} below target: {current} → {desired}."
+        reason, message = "ScaleDown", texts.SCALE_DOWN % values
     most, fewest = step_limits(autoscaler, current=current, now=epoch)
     if desired > min(most, high):
         limited = min(most, high)
         reason = "ScaleUpLimit" if limited == most else "TooManyReplicas"
-        message += f" Limited to {limited} (" + ("step limit)." if limited == most else "maximum).")
+        limit = texts.LIMITED_BY_STEP if limited == most else texts.LIMITED_BY_MAXIMUM
+        message = limit % {"decision": message, "limited": limited}
         desired = limited
     elif desired < max(fewest, low):
         limited = max(fewest, low)
         reason = "ScaleDownLimit" if limited == fewest else "TooFewReplicas"
-        message += f" Limited to {limited} (" + (
-            "step limit)." if limited == fewest else "minimum)."
-        )
+        limit = texts.LIMITED_BY_STEP if limited == fewest else texts.LIMITED_BY_MINIMUM
+        message = limit % {"decision": message, "limited": limited}
         desired = limited
     if desired > current:
         if pool.phase == PoolPhase.DEGRADED:
             return Decision(
-                current, "ScaleUpBlocked", f"Not scaling up: {pool.message}", utilisation
+                current,
+                "ScaleUpBlocked",
+                texts.NOT_SCALING_UP % {"reason": pool.message},
+                utilisation,
             ), proposal
         if failure := boot_failure(pool, now=now):
             return Decision(
                 current,
                 "ScaleUpBlocked",
-                f"Not scaling up: members fail to boot ({failure})",
+                texts.NOT_SCALING_UP_BOOT % {"reason": failure},
                 utilisation,
             ), proposal
         room, limiting = quota_room(pool)
         cap = max(current, pool.current_replicas + pool.warm_replicas + room)
         if desired > cap:
             reason = "ScaleUpLimitedByQuota"
-            message += f" The quota holds {cap - current} more ({limiting} is the limit)."
+            message = texts.LIMITED_BY_QUOTA % {
+                "decision": message,
+                "more": cap - current,
+                "quota_resource": limiting,
+            }
             desired = cap
     return Decision(desired, reason, message, utilisation), proposal
 
@@ -367,7 +393,8 @@ def autoscaler_reconcile(autoscaler_id: int, *, now: datetime | None = None) -> 
             _event(
                 autoscaler,
                 reason="SuccessfulRescale",
-                message=f"New size: {decision.replicas}; reason: {decision.message}",
+                message=texts.RESCALED
+                % {"replicas": decision.replicas, "reason": decision.message},
             )
         elif decision.reason != autoscaler.reason:
             _event(
@@ -553,16 +580,19 @@ def autoscaler_delete(*, actor, autoscaler: Autoscaler) -> None:
             tenant=row.tenant,
             target=f"autoscaler/{row.name}",
         )
-        _event(row, reason="Deleted", message="Deleted; the pool keeps its size.")
+        _event(row, reason="Deleted", message=texts.AUTOSCALER_DELETED)
         resource_forget(tenant=row.tenant, kind="autoscaler", name=row.name)
 
 
 def _summary(autoscaler: Autoscaler) -> str:
-    return (
-        f"{autoscaler.min_replicas}-{autoscaler.max_replicas} replicas of "
-        f"{autoscaler.pool.name} at {autoscaler.target}% {autoscaler.metric}, "
-        f"scale-down window {autoscaler.scale_down_window_seconds} s."
-    )
+    return texts.AUTOSCALER_SUMMARY % {
+        "low": autoscaler.min_replicas,
+        "high": autoscaler.max_replicas,
+        "pool": autoscaler.pool.name,
+        "target": f"{autoscaler.target}%",
+        "autoscaler_metric": autoscaler.metric,
+        "window": autoscaler.scale_down_window_seconds,
+    }
 
 
 def _event(autoscaler: Autoscaler, *, reason: str, message: str, type: str = "Normal") -> None:

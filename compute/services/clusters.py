@@ -32,6 +32,7 @@ from compute.backends.base import BackendError
 from compute.backends.containers import ProvisionReport, TenantSpec
 from compute.backends.kubernetes import KubernetesBackend
 from compute.models import KubernetesCluster, TenantNamespace
+from compute.texts import clusters as texts
 from monitoring import crypto
 from monitoring.services import event_publish
 from portal.exceptions import ValidationError
@@ -301,22 +302,33 @@ def tenant_provision(*, tenant: Tenant, cluster: KubernetesCluster) -> Provision
             kind="namespace",
             name=row.name,
             reason="Provisioned",
-            message=f"Namespace {row.name} on {cluster.name}: " + ", ".join(report.created) + ".",
+            message=texts.PROVISIONED
+            % {
+                "namespace": row.name,
+                "cluster": cluster.name,
+                "objects": ", ".join(report.created),
+            },
         )
     elif report.changed:
-        parts = []
-        if report.created:
-            parts.append("recreated " + ", ".join(report.created))
-        if report.repaired:
-            parts.append("reverted changes to " + ", ".join(report.repaired))
+        drift = (
+            texts.DRIFT_RECREATED_REVERTED
+            if report.created and report.repaired
+            else texts.DRIFT_RECREATED
+            if report.created
+            else texts.DRIFT_REVERTED
+        )
         event_publish(
             tenant=tenant,
             kind="namespace",
             name=row.name,
             type="Warning",
             reason="DriftRepaired",
-            message=f"Namespace {row.name} on {cluster.name} was changed outside the portal: "
-            + "; ".join(parts)
-            + ".",
+            message=drift
+            % {
+                "namespace": row.name,
+                "cluster": cluster.name,
+                "created": ", ".join(report.created),
+                "repaired": ", ".join(report.repaired),
+            },
         )
     return report

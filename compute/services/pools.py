@@ -37,6 +37,7 @@ from compute.labels import label_map_errors
 from compute.models import Image, VirtualMachine, VMPool
 from compute.models.pools import MAX_POOL_NAME, MAX_REPLICAS, POOL_LABEL
 from compute.services import vms as vm_services
+from compute.texts import pools as texts
 from monitoring.formats import timestamp
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import ApplicationError, Conflict, QuotaExceeded, ValidationError
@@ -164,7 +165,7 @@ def pool_create(
                 warm_mode=warm_mode,
                 restart_policy=restart_policy,
                 labels=labels or {},
-                message="Waiting for the controller.",
+                message=texts.WAITING,
                 created_by=actor if getattr(actor, "is_authenticated", False) else None,
             )
             audit_record(
@@ -186,8 +187,13 @@ def pool_create(
             _event(
                 pool,
                 reason="Created",
-                message=f"Created with {replicas} replicas of {vcpus} vCPU, {memory_mib} MiB, "
-                f"image {image_obj.name}.",
+                message=texts.CREATED
+                % {
+                    "replicas": replicas,
+                    "vcpus": vcpus,
+                    "memory_mib": memory_mib,
+                    "image": image_obj.name,
+                },
             )
             _publish(pool)
             transaction.on_commit(lambda: pool_kick(pool.pk))
@@ -233,8 +239,13 @@ def pool_scale(*, actor, pool: VMPool, replicas, reason: str = "") -> VMPool:
         _event(
             pool,
             reason="Scaled",
-            message=f"Scaled from {before} to {replicas} by {actor_name(actor)}"
-            + (f": {reason}" if reason else "."),
+            message=(texts.SCALED_BECAUSE if reason else texts.SCALED)
+            % {
+                "before": before,
+                "replicas": replicas,
+                "actor": actor_name(actor),
+                "reason": reason,
+            },
         )
         _publish(pool)
         transaction.on_commit(lambda: pool_kick(pool.pk))
@@ -354,33 +365,41 @@ def pool_update(
         who = actor_name(actor)
         if "strategy" in settings_changes:
             _event(
-                pool, reason="StrategyChanged", message=f"Update strategy {pool.strategy} by {who}."
+                pool,
+                reason="StrategyChanged",
+                message=texts.STRATEGY_CHANGED % {"strategy": pool.strategy, "actor": who},
             )
         if changes:
             how = (
-                "deleting every old member first"
+                texts.REPLACE_RECREATE
                 if pool.strategy == PoolStrategy.RECREATE
-                else f"at most {pool.max_unavailable} unavailable"
+                else texts.REPLACE_ROLLING % {"max_unavailable": pool.max_unavailable}
             )
             _event(
                 pool,
                 reason="TemplateChanged",
-                message=f"Template {pool.template_generation} by {who}: {pool.vcpus} vCPU, "
-                f"{pool.memory_mib} MiB, image {pool.image.name}; replacing the members "
-                f"({how}).",
+                message=texts.TEMPLATE_CHANGED
+                % {
+                    "template": pool.template_generation,
+                    "actor": who,
+                    "vcpus": pool.vcpus,
+                    "memory_mib": pool.memory_mib,
+                    "image": pool.image.name,
+                    "how": how,
+                },
             )
         if "warm" in settings_changes or "warm_mode" in settings_changes:
             _event(
                 pool,
                 reason="WarmChanged",
-                message=f"{pool.warm} warm members, kept {pool.warm_mode}, by {who}.",
+                message=texts.WARM_CHANGED
+                % {"warm": pool.warm, "warm_mode": pool.warm_mode, "actor": who},
             )
         if "paused" in settings_changes:
-            _event(
-                pool,
-                reason="UpdatePaused" if pool.paused else "UpdateResumed",
-                message=f"Rolling update {'paused' if pool.paused else 'resumed'} by {who}.",
-            )
+            paused = ("UpdatePaused", texts.UPDATE_PAUSED)
+            resumed = ("UpdateResumed", texts.UPDATE_RESUMED)
+            reason, message = paused if pool.paused else resumed
+            _event(pool, reason=reason, message=message % {"actor": who})
         _publish(pool)
         transaction.on_commit(lambda: pool_kick(pool.pk))
     return pool
@@ -403,7 +422,7 @@ def pool_delete(*, actor, pool: VMPool) -> VMPool:
                 "deleting": True,
                 "generation": pool.generation + 1,
                 "phase": PoolPhase.DELETING,
-                "message": "Deleting its members.",
+                "message": texts.DELETING_MEMBERS,
                 "phase_changed": timezone.now(),
             }
         )
@@ -413,7 +432,7 @@ def pool_delete(*, actor, pool: VMPool) -> VMPool:
         _event(
             pool,
             reason="Deleting",
-            message=f"Delete requested by {actor_name(actor)}.",
+            message=texts.DELETE_REQUESTED % {"actor": actor_name(actor)},
         )
         _publish(pool)
         transaction.on_commit(lambda: pool_kick(pool.pk))
@@ -475,7 +494,7 @@ def _remove(pool: VMPool, vm: VirtualMachine, why: str) -> bool:
     _event(
         pool,
         reason="SuccessfulDelete",
-        message=f"Deleted member {vm.name}: {why}.",
+        message=texts.MEMBER_DELETED % {"vm": vm.name, "why": why},
     )
     return True
 
@@ -516,7 +535,7 @@ def _create(pool: VMPool, *, warm: bool = False) -> tuple[VirtualMachine | None,
                 pool_warm=warm,
             )
         except QuotaExceeded as error:
-            return None, f"Quota: {error.message}"
+            return None, texts.QUOTA_REFUSED % {"reason": error.message}
         except ValidationError as error:
             if set(error.errors) == {"name"}:
                 # A VM of this name exists (made outside the pool): skip the number.
@@ -529,10 +548,10 @@ def _create(pool: VMPool, *, warm: bool = False) -> tuple[VirtualMachine | None,
         _event(
             pool,
             reason="SuccessfulCreate",
-            message=f"Created warm member {vm.name}." if warm else f"Created member {vm.name}.",
+            message=(texts.WARM_CREATED if warm else texts.MEMBER_CREATED) % {"vm": vm.name},
         )
         return vm, ""
-    return None, f"The names {pool.name}-<n> are taken by other VMs."
+    return None, texts.NAMES_TAKEN % {"pool": pool.name}
 
 
 def _warm_phase(pool: VMPool) -> str:
@@ -562,12 +581,12 @@ def _promote(pool: VMPool, vm: VirtualMachine) -> None:
     actor = controller_of(pool)
     if vm.phase == Phase.PAUSED:
         vm_services.vm_action(actor=actor, vm=vm, action="resume")
-        _event(pool, reason="WarmResumed", message=f"Resumed warm member {vm.name}.")
+        _event(pool, reason="WarmResumed", message=texts.WARM_RESUMED % {"vm": vm.name})
     elif vm.phase == Phase.STOPPED:
         vm_services.vm_action(actor=actor, vm=vm, action="start")
-        _event(pool, reason="WarmStarted", message=f"Started warm member {vm.name}.")
+        _event(pool, reason="WarmStarted", message=texts.WARM_STARTED % {"vm": vm.name})
     else:
-        _event(pool, reason="WarmTaken", message=f"Took running warm member {vm.name}.")
+        _event(pool, reason="WarmTaken", message=texts.WARM_TAKEN % {"vm": vm.name})
 
 
 def _add(pool: VMPool, warm: list[VirtualMachine]) -> tuple[bool, str]:
@@ -587,7 +606,7 @@ def _add(pool: VMPool, warm: list[VirtualMachine]) -> tuple[bool, str]:
             pool,
             type="Warning",
             reason="FailedCreate",
-            message=f"Cannot create {pool.member_name(pool.next_index)}: {why}",
+            message=texts.CANNOT_CREATE % {"vm": pool.member_name(pool.next_index), "reason": why},
         )
     return vm is not None, why
 
@@ -597,7 +616,9 @@ def _scale(pool: VMPool, active: list[VirtualMachine], warm: list[VirtualMachine
     the missing ones. Returns why adding stopped ("" when it did not)."""
     newest = sorted(active, key=lambda m: m.pk, reverse=True)
     surplus = len(active) - pool.replicas
-    surplus -= len(_remove_first(pool, newest, surplus, f"scaled down to {pool.replicas}"))
+    surplus -= len(
+        _remove_first(pool, newest, surplus, texts.WHY_SCALED_DOWN % {"replicas": pool.replicas})
+    )
     for _ in range(max(0, -surplus)):
         added, why = _add(pool, warm)
         if not added:
@@ -622,26 +643,25 @@ def _roll(
     unavailable = pool.max_unavailable if surge else max(pool.max_unavailable, 1)
     notes = []
     if not surge and not pool.max_unavailable:
-        notes.append(
-            "The quota has no room for an extra member: replacing with 1 member "
-            "unavailable at a time."
-        )
+        notes.append(texts.NO_SURGE)
     # Too many members (scaled down during the update): old ones go first.
     extra = len(active) - (pool.replicas + surge)
     by_order = sorted(old, key=lambda m: (_available(m), m.pk)) + sorted(
         new, key=lambda m: m.pk, reverse=True
     )
-    for vm in _remove_first(pool, by_order, extra, f"scaled down to {pool.replicas}"):
+    for vm in _remove_first(
+        pool, by_order, extra, texts.WHY_SCALED_DOWN % {"replicas": pool.replicas}
+    ):
         active.remove(vm)
         (old if vm in old else new).remove(vm)
     if pool.rollout_failed:
-        notes.insert(0, pool.rollout_message or "A new member failed.")
+        notes.insert(0, pool.rollout_message or texts.A_MEMBER_FAILED)
     elif pool.paused:
-        notes.insert(0, "The update is paused.")
+        notes.insert(0, texts.UPDATE_IS_PAUSED)
     else:
         removable = sum(1 for vm in active if _available(vm)) - (pool.replicas - unavailable)
         oldest = sorted(old, key=lambda m: (_available(m), m.pk))
-        why = "replaced by a member of the new template"
+        why = texts.WHY_REPLACED
         for vm in _remove_first(pool, oldest, removable, why):
             active.remove(vm)
             old.remove(vm)
@@ -674,10 +694,8 @@ def _recreate(
     members to go)."""
     old = [vm for vm in active if not _current(pool, vm)]
     if pool.paused and old:
-        return _scale(pool, active, warm), "The update is paused.", False
-    removed = _remove_first(
-        pool, sorted(old, key=lambda m: m.pk), len(old), "recreated from the new template"
-    )
+        return _scale(pool, active, warm), texts.UPDATE_IS_PAUSED, False
+    removed = _remove_first(pool, sorted(old, key=lambda m: m.pk), len(old), texts.WHY_RECREATED)
     for vm in removed:
         active.remove(vm)
     going = sum(1 for vm in members if not _current(pool, vm) and vm not in old) + len(removed)
@@ -685,11 +703,10 @@ def _recreate(
     if left or going:
         return (
             "",
-            f"Recreate: waiting for {left + going} old members to be deleted (their quota "
-            "is released before the new ones are made).",
+            texts.RECREATE_WAITING % {"count": left + going},
             True,
         )
-    return _scale(pool, active, warm), "Recreate: making the members of the new template.", False
+    return _scale(pool, active, warm), texts.RECREATE_MAKING, False
 
 
 def _keep_warm(pool: VMPool, warm: list[VirtualMachine]) -> None:
@@ -720,18 +737,20 @@ def _keep_warm(pool: VMPool, warm: list[VirtualMachine]) -> None:
         except Conflict:
             continue  # its phase changed under us: the next run looks again
         if action == "pause":
-            _event(pool, reason="WarmPaused", message=f"Paused warm member {vm.name}.")
+            _event(pool, reason="WarmPaused", message=texts.WARM_PAUSED % {"vm": vm.name})
 
 
 def _refill(pool: VMPool, warm: list[VirtualMachine]) -> str:
     """Keep ``warm`` warm members of the current template; why some are missing."""
     newest = sorted(warm, key=lambda m: m.pk, reverse=True)
     surplus = len(warm) - pool.warm
-    surplus -= len(_remove_first(pool, newest, surplus, f"{pool.warm} warm members wanted"))
+    surplus -= len(
+        _remove_first(pool, newest, surplus, texts.WHY_WARM_WANTED % {"warm": pool.warm})
+    )
     for _ in range(max(0, -surplus)):
         room, limiting = quota_room(pool)
         if room < 1:
-            return f"No quota left for warm members ({limiting})."
+            return texts.NO_QUOTA_FOR_WARM % {"quota_resource": limiting}
         vm, why = _create(pool, warm=True)
         if vm is None:
             return why
@@ -739,11 +758,11 @@ def _refill(pool: VMPool, warm: list[VirtualMachine]) -> str:
 
 
 def _fail_rollout(pool: VMPool, vm: VirtualMachine) -> None:
-    message = (
-        f"{vm.name} (template {pool.template_generation}) failed: "
-        f"{vm.message or 'no reason given'}. The update stopped; change the template to "
-        "try again."
-    )
+    message = texts.ROLLOUT_FAILED % {
+        "vm": vm.name,
+        "template": pool.template_generation,
+        "reason": vm.message or texts.NO_REASON,
+    }
     pool.write_locked({"rollout_failed": True, "rollout_message": message[:1000]})
     _event(pool, type="Warning", reason="RolloutFailed", message=message)
 
@@ -762,7 +781,7 @@ def pool_reconcile(pool_id: int, *, announce: bool = True) -> VMPool | None:
         members = _members(pool)
         if pool.deleting:
             for vm in _live(members):
-                _remove(pool, vm, "the pool is being deleted")
+                _remove(pool, vm, texts.WHY_POOL_DELETING)
             if not members:
                 _finalize_delete(pool)
                 return None
@@ -776,17 +795,18 @@ def pool_reconcile(pool_id: int, *, announce: bool = True) -> VMPool | None:
                 if not pool.rollout_failed:
                     _fail_rollout(pool, vm)
                 continue  # kept for people to look at; the update waits
-            if _remove(pool, vm, f"it failed ({vm.message})"):
+            if _remove(pool, vm, texts.WHY_FAILED % {"reason": vm.message}):
                 _event(
                     pool,
                     type="Warning",
                     reason="MemberFailed",
-                    message=f"{vm.name} failed: {vm.message or 'no reason given'}; replacing it.",
+                    message=texts.MEMBER_FAILED
+                    % {"vm": vm.name, "reason": vm.message or texts.NO_REASON},
                 )
         members = _members(pool)
         for vm in _live(members):
             if vm.pool_warm and not _current(pool, vm):
-                _remove(pool, vm, "a warm member of an older template")
+                _remove(pool, vm, texts.WHY_OLD_WARM)
         members = _members(pool)
         active = _active(members)
         warm = [vm for vm in _live(members) if vm.pool_warm]
@@ -845,28 +865,50 @@ def _record(
     ]
     updating = bool(old) or (recreating and len(updated) < pool.replicas)
     finished = not updating and not pool.deleting and pool.phase == PoolPhase.UPDATING
-    progress = f"Updated {len(updated)} of {pool.replicas}."
-    if pool.deleting:
-        phase, message = PoolPhase.DELETING, f"Deleting {len(members)} members."
-    elif blocked:
-        phase = PoolPhase.DEGRADED
-        message = f"{len(active)} of {pool.replicas} members. {blocked}"
-    elif old and pool.rollout_failed:
-        phase, message = PoolPhase.DEGRADED, f"{progress} {rollout}"
-    elif stuck:
-        phase = PoolPhase.DEGRADED
-        message = "; ".join(f"{vm.name} is {vm.phase}" for vm in stuck) + "."
-    elif updating:
-        phase, message = PoolPhase.UPDATING, f"{progress} {rollout}".strip()
-    elif len(active) == len(ready) == pool.replicas:
-        phase, message = PoolPhase.READY, f"{pool.replicas} of {pool.replicas} members ready."
-    else:
-        phase = PoolPhase.SCALING
-        message = f"{len(ready)} of {pool.replicas} members ready."
-    if pool.warm and not pool.deleting:
-        message += f" {len(warm)} of {pool.warm} warm members." + (
+    # The status message is one format per variant; the warm members' count is part of
+    # the format where it can be read back apart from the rest.
+    counts = {
+        "updated": len(updated),
+        "replicas": pool.replicas,
+        "ready": len(ready),
+        "warm": len(warm),
+        "wanted": pool.warm,
+        "note": warm_note,
+    }
+    with_warm = pool.warm and not pool.deleting
+    warm_tail = ""  # the warm count of a variant with no format of its own
+    if with_warm:
+        warm_tail = f" {len(warm)} of {pool.warm} warm members." + (
             f" {warm_note}" if warm_note else ""
         )
+    if pool.deleting:
+        phase, message = PoolPhase.DELETING, texts.STATUS_DELETING % {"count": len(members)}
+    elif blocked:
+        phase = PoolPhase.DEGRADED
+        message = texts.STATUS_BLOCKED % {
+            "active": len(active),
+            "replicas": pool.replicas,
+            "blocked": blocked,
+        }
+        message += warm_tail
+    elif old and pool.rollout_failed:
+        phase = PoolPhase.DEGRADED
+        message = texts.STATUS_UPDATED_NOTE % {**counts, "rollout": rollout} + warm_tail
+    elif stuck:
+        phase = PoolPhase.DEGRADED
+        # Left as written: "%(vm)s is %(phase)s." would also read back (and garble) an
+        # engine's own sentences, a phase placeholder matching any words.
+        message = "; ".join(f"{vm.name} is {vm.phase}" for vm in stuck) + "." + warm_tail
+    elif updating and rollout:
+        phase = PoolPhase.UPDATING
+        message = texts.STATUS_UPDATED_NOTE % {**counts, "rollout": rollout} + warm_tail
+    elif updating:
+        phase = PoolPhase.UPDATING
+        message = _with_warm(texts.STATUS_UPDATED, with_warm, warm_note) % counts
+    else:
+        settled = len(active) == len(ready) == pool.replicas
+        phase = PoolPhase.READY if settled else PoolPhase.SCALING
+        message = _with_warm(texts.STATUS_READY, with_warm, warm_note) % counts
     updates = {
         "current_replicas": len(active),
         "available_replicas": len(running),
@@ -900,9 +942,23 @@ def _record(
         _event(
             pool,
             reason="UpdateComplete",
-            message=f"Every member runs template {pool.template_generation}.",
+            message=texts.UPDATE_COMPLETE % {"template": pool.template_generation},
         )
     _publish(pool, members)
+
+
+# A status format and its variants with the warm members counted.
+WITH_WARM = {
+    texts.STATUS_UPDATED: (texts.STATUS_UPDATED_WARM, texts.STATUS_UPDATED_WARM_NOTE),
+    texts.STATUS_READY: (texts.STATUS_READY_WARM, texts.STATUS_READY_WARM_NOTE),
+}
+
+
+def _with_warm(status: str, with_warm: bool, note: str) -> str:
+    if not with_warm:
+        return status
+    warm, warm_note = WITH_WARM[status]
+    return warm_note if note else warm
 
 
 def _finalize_delete(pool: VMPool) -> None:
@@ -916,7 +972,7 @@ def _finalize_delete(pool: VMPool) -> None:
     _event(
         pool,
         reason="Deleted",
-        message="Deleted with all its members.",
+        message=texts.DELETED,
     )
     resource_forget(tenant=pool.tenant, kind="vmpool", name=pool.name)
 

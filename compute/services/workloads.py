@@ -48,6 +48,8 @@ from compute.labels import label_map_errors
 from compute.models import KubernetesCluster, TenantNamespace, Workload
 from compute.quantities import check_image, format_cpu, format_memory, parse_cpu, parse_memory
 from compute.services.readiness import workload_ready_condition
+from compute.texts import common as common_texts
+from compute.texts import workloads as texts
 from monitoring.formats import timestamp
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, QuotaExceeded, ValidationError
@@ -410,9 +412,14 @@ def workload_create(
                 name=spec.name,
                 uid=str(uid),
                 reason="Accepted",
-                message=f"Accepted: {spec.kind} of {spec.replicas} × "
-                f"{format_cpu(spec.cpu_request_m)} CPU, {format_memory(spec.memory_request)}, "
-                f"image {spec.image}.",
+                message=texts.ACCEPTED
+                % {
+                    "kind": spec.kind,
+                    "replicas": spec.replicas,
+                    "cpu": format_cpu(spec.cpu_request_m),
+                    "memory": format_memory(spec.memory_request),
+                    "image": spec.image,
+                },
             )
             _publish(workload)
             transaction.on_commit(lambda: _enqueue(workload.pk))
@@ -516,9 +523,8 @@ def workload_scale(*, actor, workload: Workload, replicas) -> Workload:
                 name=workload.name,
                 uid=str(workload.uid),
                 reason="Scaling",
-                message=(
-                    f"Scale from {old} to {replicas} replicas requested by {actor_name(actor)}."
-                ),
+                message=texts.SCALE_REQUESTED
+                % {"before": old, "replicas": replicas, "actor": actor_name(actor)},
             )
             _publish(workload)
             transaction.on_commit(lambda: _enqueue(workload.pk))
@@ -559,7 +565,7 @@ def workload_restart(*, actor, workload: Workload) -> Workload:
             name=workload.name,
             uid=str(workload.uid),
             reason="Restarting",
-            message=f"Rollout restart requested by {actor_name(actor)}.",
+            message=texts.RESTART_REQUESTED % {"actor": actor_name(actor)},
         )
         _publish(workload)
         transaction.on_commit(lambda: _enqueue(workload.pk))
@@ -591,7 +597,7 @@ def workload_delete(*, actor, workload: Workload) -> Workload:
             name=workload.name,
             uid=str(workload.uid),
             reason="Deleting",
-            message=f"Deletion requested by {actor_name(actor)}.",
+            message=texts.DELETION_REQUESTED % {"actor": actor_name(actor)},
         )
         _publish(workload)
         transaction.on_commit(lambda: _enqueue(workload.pk))
@@ -666,7 +672,7 @@ def workload_observe(
                 uid=str(row.uid),
                 type=event_type,
                 reason=reason or phase,
-                message=event_message or message or f"Phase is now {phase}.",
+                message=event_message or message or common_texts.PHASE_IS_NOW % {"phase": phase},
             )
         _publish(row)
     return current
@@ -690,7 +696,7 @@ def workload_refused(workload: Workload, message: str) -> bool:
         return workload_observe(
             row,
             Phase.FAILED,
-            f"{message} Its quota reservation was released.",
+            texts.QUOTA_REFUSED % {"reason": message},
             reason="QuotaRefused",
             event_type="Warning",
         )
@@ -713,7 +719,7 @@ def workload_finalize_delete(workload: Workload) -> None:
             name=workload.name,
             uid=str(workload.uid),
             reason="Deleted",
-            message="Deleted; its quota was released." if released else "Deleted.",
+            message=texts.DELETED_RELEASED if released else texts.DELETED,
         )
         resource_forget(tenant=workload.tenant, kind=EVENT_KIND, name=workload.name)
 
@@ -756,7 +762,7 @@ def deployment_phase(workload: Workload, info: DeploymentInfo) -> tuple[str, str
     if info.portal_generation and info.portal_generation < workload.generation:
         return Phase.PENDING, ""
     if info.failure:
-        return Phase.FAILED, f"The cluster cannot create its pods: {info.failure}"
+        return Phase.FAILED, texts.CANNOT_CREATE_PODS % {"reason": info.failure}
     want = workload.replicas
     settled = (
         info.up_to_date
@@ -771,14 +777,12 @@ def deployment_phase(workload: Workload, info: DeploymentInfo) -> tuple[str, str
 
 def pod_phase(info: PodInfo) -> tuple[str, str]:
     if info.terminating:
-        return Phase.PENDING, "The pod is terminating."
+        return Phase.PENDING, texts.POD_TERMINATING
     if info.phase == "Running" and info.ready:
         return Phase.RUNNING, ""
     if info.phase in ("Failed", "Succeeded"):
-        return (
-            Phase.FAILED,
-            f"The pod ended ({info.phase}{', ' + info.reason if info.reason else ''}).",
-        )
+        ended = texts.POD_ENDED_BECAUSE if info.reason else texts.POD_ENDED
+        return Phase.FAILED, ended % {"phase": info.phase, "reason": info.reason}
     return Phase.PENDING, info.reason
 
 
@@ -894,7 +898,7 @@ def _vanished(workload: Workload, what: str, **fields) -> None:
         "",
         reason="DeletedOutsidePortal",
         event_type="Warning",
-        event_message=f"The {what} was deleted outside the portal: recreating it.",
+        event_message=texts.DELETED_OUTSIDE % {"kind": what},
         **fields,
     ):
         transaction.on_commit(lambda: _enqueue(workload.pk))
@@ -932,7 +936,8 @@ def workload_seen_event(cluster: KubernetesCluster, event: ClusterEvent) -> None
         uid=str(workload.uid),
         type="Warning" if event.type == "Warning" else "Normal",
         reason=reason,
-        message=f"{event.object_kind} {event.object_name}: {event.message}",
+        message=texts.EVENT_ABOUT[event.object_kind]
+        % {"name": event.object_name, "message": event.message},
         source="kubernetes",
     )
 
@@ -956,7 +961,7 @@ def cluster_workloads_unknown(cluster: KubernetesCluster, detail: str) -> int:
             workload_observe(
                 workload,
                 Phase.UNKNOWN,
-                f"Cluster {cluster.name} is unreachable; last known phase {workload.phase}.",
+                texts.CLUSTER_UNREACHABLE % {"cluster": cluster.name, "phase": workload.phase},
                 reason="ClusterUnreachable",
                 event_type="Warning",
             )

@@ -28,6 +28,7 @@ from compute.services import clusters as cluster_services
 from compute.services import load_balancers as service_services
 from compute.services import workloads as workload_services
 from compute.tasks.locks import Busy, task_lock
+from compute.texts import workloads as texts
 from monitoring.services import event_publish
 from tenants.models import Tenant
 
@@ -84,7 +85,7 @@ def workload_apply(self, workload_id: int) -> None:
             raise self.retry(countdown=delay) from error
         if loaded:
             workload_services.workload_fail(
-                loaded[0], f"The cluster did not answer after {self.request.retries} retries."
+                loaded[0], texts.NO_ANSWER % {"retries": self.request.retries}
             )
     except BackendError as error:
         if loaded:
@@ -150,7 +151,7 @@ def sync_service_endpoints(self, service_id: int) -> None:
             logger.warning("retrying service %s in %ss: %s", service_id, delay, error)
             raise self.retry(countdown=delay) from error
         service_services.service_fail(
-            service_id, f"The cluster did not answer after {self.request.retries} retries."
+            service_id, texts.NO_ANSWER % {"retries": self.request.retries}
         )
     except BackendError as error:
         service_services.service_fail(service_id, str(error))
@@ -206,7 +207,8 @@ def cluster_reconcile(cluster_id: int) -> dict:
                 uid=str(workload.uid),
                 type="Warning",
                 reason="DriftRepaired",
-                message=f"The {workload.kind} was missing from {cluster.name}: recreating it.",
+                message=texts.MISSING_FROM_CLUSTER
+                % {"kind": workload.kind, "cluster": cluster.name},
             )
             workload_apply.delay(workload.pk)
             counts["reapplied"] += 1

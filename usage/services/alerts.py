@@ -18,6 +18,7 @@ from django.db import transaction
 from monitoring.choices import EventType, NotificationKind, NotificationLevel
 from tenants.choices import Role
 from tenants.models import QUOTA_LABELS, QUOTA_RESOURCES, Membership, Quota, Tenant
+from usage import texts
 from usage.models import QuotaAlert
 
 logger = logging.getLogger(__name__)
@@ -84,11 +85,18 @@ def _announce(tenant: Tenant, crossed: list[dict]) -> None:
     from monitoring.services import event_publish
 
     parts = [
-        f"{QUOTA_LABELS[c['resource']]}: {c['used']} of {c['limit']} {c['unit']} "
-        f"({c['percent']} %, past {c['level']} %)"
+        texts.CROSSED
+        % {
+            "quota_resource": QUOTA_LABELS[c["resource"]],
+            "used": c["used"],
+            "limit": c["limit"],
+            "unit": c["unit"],
+            "percent": f"{c['percent']} %",
+            "level": f"{c['level']} %",
+        }
         for c in crossed
     ]
-    message = "Quota nearly exhausted. " + "; ".join(parts) + "."
+    message = texts.NEARLY_EXHAUSTED % {"crossed": "; ".join(parts)}
     event_publish(
         tenant=tenant,
         kind="quota",
@@ -107,8 +115,8 @@ def _announce(tenant: Tenant, crossed: list[dict]) -> None:
     notify(
         users=admins,
         kind=NotificationKind.QUOTA_THRESHOLD,
-        title=f"{tenant.name}: quota {top} % used",
-        message=message + " Request more from the tenant's overview.",
+        title=texts.NEARLY_EXHAUSTED_TITLE % {"tenant": tenant.name, "percent": f"{top} %"},
+        message=texts.NEARLY_EXHAUSTED_NOTICE % {"crossed": "; ".join(parts)},
         tenant=tenant,
         link=f"/t/{tenant.slug}/",
         level=NotificationLevel.WARNING if top < max(alert_levels()) else NotificationLevel.DANGER,

@@ -26,6 +26,7 @@ from monitoring.choices import EventType, NotificationKind, NotificationLevel
 from portal.exceptions import Conflict, NotFound, PermissionDenied, ValidationError
 from tenants.models import QUOTA_LABELS, QUOTA_RESOURCES, Quota, Tenant
 from tenants.services import audit_record, authorize, quota_set
+from usage import texts
 from usage.choices import QuotaRequestState
 from usage.models import QuotaAutoApproval, QuotaRequest
 
@@ -151,7 +152,12 @@ def _create(actor, tenant: Tenant, amounts: dict, reason: str) -> QuotaRequest:
     _event(
         request,
         "QuotaRequested",
-        f"{request.requester_name} asked for {describe_amounts(request.increase)}: {reason}",
+        texts.REQUESTED
+        % {
+            "requester": request.requester_name,
+            "amounts": describe_amounts(request.increase),
+            "reason": reason,
+        },
     )
     _publish(request)
     rule = _auto_rule(request, quota)
@@ -161,8 +167,8 @@ def _create(actor, tenant: Tenant, amounts: dict, reason: str) -> QuotaRequest:
             actor=None,
             approve=True,
             granted=dict(amounts),
-            reason=f"Approved automatically (up to +{rule.max_percent} % "
-            f"once every {rule.period_days} days).",
+            reason=texts.AUTO_APPROVED
+            % {"percent": f"{rule.max_percent} %", "days": rule.period_days},
             auto=True,
         )
     return request
@@ -286,16 +292,32 @@ def _decide(
             "auto": auto,
         },
     )
+    # (event reason, message format, the same with the decider's reason)
     words = {
-        QuotaRequestState.APPROVED: ("QuotaRequestApproved", "approved"),
-        QuotaRequestState.PARTIALLY_APPROVED: ("QuotaRequestPartiallyApproved", "partly approved"),
-        QuotaRequestState.REJECTED: ("QuotaRequestRejected", "rejected"),
+        QuotaRequestState.APPROVED: (
+            "QuotaRequestApproved",
+            texts.APPROVED,
+            texts.APPROVED_BECAUSE,
+        ),
+        QuotaRequestState.PARTIALLY_APPROVED: (
+            "QuotaRequestPartiallyApproved",
+            texts.PARTLY_APPROVED,
+            texts.PARTLY_APPROVED_BECAUSE,
+        ),
+        QuotaRequestState.REJECTED: (
+            "QuotaRequestRejected",
+            texts.REJECTED,
+            texts.REJECTED_BECAUSE,
+        ),
     }
-    event_reason, word = words[state]
+    event_reason, plain, because = words[state]
     what = describe_amounts(request.granted) if approve else describe_amounts(request.increase)
-    message = f"Quota request {request.name} {word} by {request.decided_by_name}: {what}."
-    if reason:
-        message += f" {reason}"
+    message = (because if reason else plain) % {
+        "request": request.name,
+        "actor": request.decided_by_name,
+        "amounts": what,
+        "reason": reason,
+    }
     _event(request, event_reason, message, warning=state == QuotaRequestState.REJECTED)
     _publish(request)
     _notify(request, message)
@@ -316,6 +338,14 @@ def _event(request: QuotaRequest, reason: str, message: str, *, warning: bool = 
     )
 
 
+# A decided request's notification title.
+TITLES = {
+    QuotaRequestState.APPROVED: texts.APPROVED_TITLE,
+    QuotaRequestState.PARTIALLY_APPROVED: texts.PARTLY_APPROVED_TITLE,
+    QuotaRequestState.REJECTED: texts.REJECTED_TITLE,
+}
+
+
 def _notify(request: QuotaRequest, message: str) -> None:
     from monitoring.notifications import notify
 
@@ -327,7 +357,7 @@ def _notify(request: QuotaRequest, message: str) -> None:
     notify(
         users=[request.requester] if request.requester_id else [],
         kind=NotificationKind.QUOTA_REQUEST,
-        title=f"Quota request {request.get_state_display().lower()} ({request.tenant.slug})",
+        title=TITLES[request.state] % {"tenant": request.tenant.slug},
         message=message,
         tenant=request.tenant,
         link=f"/t/{request.tenant.slug}/",
