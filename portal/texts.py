@@ -64,12 +64,12 @@ def _modules():
 def _pattern(msgid: str) -> re.Pattern:
     parts, seen, at = [], set(), 0
     for match in PLACEHOLDER.finditer(msgid):
-        parts.append(re.escape(msgid[at : match.start()]))
+        parts.append(re.escape(msgid[at : match.start()].replace("%%", "%")))
         name = match["name"]
         parts.append(f"(?P={name})" if name in seen else f"(?P<{name}>.+?)")
         seen.add(name)
         at = match.end()
-    parts.append(re.escape(msgid[at:]))
+    parts.append(re.escape(msgid[at:].replace("%%", "%")))
     return re.compile("".join(parts), re.DOTALL)
 
 
@@ -168,16 +168,17 @@ def localize_live(body: dict) -> dict:
     state = data.get("state")
     if isinstance(state, dict):
         state = dict(state)
-        for key in ("message", "reason"):
+        for key in ("message", "reason", "rolloutMessage"):
             if isinstance(state.get(key), str):
                 state[key] = localize(state[key])
-        if isinstance(state.get("conditions"), list):
-            state["conditions"] = [
-                {**c, "message": localize(c["message"])}
-                if isinstance(c, dict) and isinstance(c.get("message"), str)
-                else c
-                for c in state["conditions"]
-            ]
+        for key in ("conditions", "decisions"):
+            if isinstance(state.get(key), list):
+                state[key] = [
+                    {**c, "message": localize(c["message"])}
+                    if isinstance(c, dict) and isinstance(c.get("message"), str)
+                    else c
+                    for c in state[key]
+                ]
         changed["state"] = state
     notification = data.get("notification")
     if isinstance(notification, dict):
