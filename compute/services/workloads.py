@@ -696,7 +696,7 @@ def workload_refused(workload: Workload, message: str) -> bool:
         return workload_observe(
             row,
             Phase.FAILED,
-            texts.QUOTA_REFUSED % {"reason": message},
+            texts.QUOTA_REFUSED % {"message": message},
             reason="QuotaRefused",
             event_type="Warning",
         )
