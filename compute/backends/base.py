@@ -28,6 +28,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+from compute.texts import vms as vm_texts
+
 
 class BackendError(Exception):
     """A permanent failure. ``str(error)`` is a plain reason shown to tenants (never the
@@ -208,9 +210,7 @@ class Readiness:
     message: str
 
 
-NO_PROBE = Readiness(
-    True, "NoReadinessProbe", "Nothing to probe inside this guest: Ready follows Running."
-)
+NO_PROBE = Readiness(True, "NoReadinessProbe", vm_texts.NO_PROBE)
 
 
 class ComputeBackend(ABC):
