@@ -28,6 +28,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+from compute.texts import hosts as host_texts
+from compute.texts import vms as vm_texts
+
 
 class BackendError(Exception):
     """A permanent failure. ``str(error)`` is a plain reason shown to tenants (never the
@@ -208,9 +211,7 @@ class Readiness:
     message: str
 
 
-NO_PROBE = Readiness(
-    True, "NoReadinessProbe", "Nothing to probe inside this guest: Ready follows Running."
-)
+NO_PROBE = Readiness(True, "NoReadinessProbe", vm_texts.NO_PROBE)
 
 
 class ComputeBackend(ABC):
@@ -320,59 +321,59 @@ class ComputeBackend(ABC):
         """Make sure the host's volume pool exists at ``path`` (a directory on the
         host) and is active; report its size. Raises BackendError when a pool of that
         name exists elsewhere."""
-        raise BackendError("This host's backend has no volume storage.")
+        raise BackendError(host_texts.BACKEND_NO_VOLUME_STORAGE)
 
     def volume_create(self, spec: VolumeSpec) -> VolumeInfo:
         """Create the volume (blank, or an overlay of ``spec.backing``); an existing
         volume of that name is returned as it is."""
-        raise BackendError("This host's backend has no volume storage.")
+        raise BackendError(host_texts.BACKEND_NO_VOLUME_STORAGE)
 
     def volume_clone(self, source: VolumeSpec, spec: VolumeSpec) -> VolumeInfo:
         """Create ``spec`` as a full, independent copy of ``source`` (same host), at
         least as large as ``spec.size_gib``. Blocks for the copy."""
-        raise BackendError("This host's backend cannot clone volumes.")
+        raise BackendError(host_texts.BACKEND_NO_VOLUME_CLONE)
 
     def volume_resize(self, pool: str, name: str, size_gib: int) -> VolumeInfo:
         """Grow a volume that no running domain uses (``disk_resize`` for those).
         A volume at least that large is left as it is; nothing ever shrinks."""
-        raise BackendError("This host's backend cannot resize volumes.")
+        raise BackendError(host_texts.BACKEND_NO_VOLUME_RESIZE)
 
     def volume_delete(self, pool: str, name: str) -> None:
         """Remove the volume and its data; a missing one is fine."""
-        raise BackendError("This host's backend has no volume storage.")
+        raise BackendError(host_texts.BACKEND_NO_VOLUME_STORAGE)
 
     def volume_info(self, pool: str, name: str) -> VolumeInfo:
         """The volume's path and sizes. Raises VolumeNotFound."""
-        raise BackendError("This host's backend has no volume storage.")
+        raise BackendError(host_texts.BACKEND_NO_VOLUME_STORAGE)
 
     def volume_export(self, pool: str, name: str, dest, on_progress) -> int:
         """Write the volume's file, byte for byte, to the local path ``dest`` (a new
         file; the caller removes it on failure), calling ``on_progress(done, total)``
         in bytes as it goes; return how many bytes were written. Raises
         VolumeNotFound. Blocks for the copy."""
-        raise BackendError("This host's backend cannot export volumes.")
+        raise BackendError(host_texts.BACKEND_NO_VOLUME_EXPORT)
 
     def volume_import(self, spec: VolumeSpec, source, on_progress) -> VolumeInfo:
         """Create ``spec`` holding the bytes of the local file ``source`` (a standalone
         image of ``spec.format``); an existing volume of that name is replaced. Blocks
         for the copy."""
-        raise BackendError("This host's backend cannot import volumes.")
+        raise BackendError(host_texts.BACKEND_NO_VOLUME_IMPORT)
 
     def disk_attach(self, name: str, disk: DiskSpec) -> bool:
         """Attach ``disk`` to domain ``name``: hot-plugged into the running guest and
         kept in its definition (a stopped domain gets it in its definition only).
         Returns False when that device already holds this volume (nothing done)."""
-        raise BackendError("This host's backend cannot attach disks.")
+        raise BackendError(host_texts.BACKEND_NO_DISK_ATTACH)
 
     def disk_detach(self, name: str, device: str) -> bool:
         """Detach the disk at ``device`` from the guest and its definition. Returns
         False when no disk is there. Blocks until the guest let go (or raises)."""
-        raise BackendError("This host's backend cannot detach disks.")
+        raise BackendError(host_texts.BACKEND_NO_DISK_DETACH)
 
     def disk_resize(self, name: str, device: str, size_gib: int) -> None:
         """Grow the disk at ``device`` of the running domain ``name`` online, so the
         guest sees the new size at once."""
-        raise BackendError("This host's backend cannot resize disks online.")
+        raise BackendError(host_texts.BACKEND_NO_ONLINE_DISK_RESIZE)
 
     def disks(self, name: str) -> list[DiskSpec]:
         """The volume disks in the domain's definition."""
@@ -383,11 +384,11 @@ class ComputeBackend(ABC):
         """Make the network exist and run on this host (defined, started, autostarted),
         with exactly ``spec.hosts`` as DHCP host entries. Idempotent. Raises
         BackendError when the host refuses it (e.g. an overlapping network is active)."""
-        raise BackendError("This host's backend has no networks.")
+        raise BackendError(host_texts.BACKEND_NO_NETWORKS)
 
     def network_delete(self, name: str) -> bool:
         """Stop and undefine the network; False when it was not here."""
-        raise BackendError("This host's backend has no networks.")
+        raise BackendError(host_texts.BACKEND_NO_NETWORKS)
 
     def network_names(self) -> list[str]:
         """The networks defined on this host (default: none)."""
@@ -397,12 +398,12 @@ class ComputeBackend(ABC):
         """Add ``nic`` to domain ``name``: hot-plugged into the running guest and kept
         in its definition (a stopped domain: its definition). False when an interface
         with that MAC is there already (nothing done)."""
-        raise BackendError("This host's backend cannot attach interfaces.")
+        raise BackendError(host_texts.BACKEND_NO_INTERFACE_ATTACH)
 
     def nic_detach(self, name: str, mac: str) -> bool:
         """Remove the interface with ``mac`` from the guest and its definition. False
         when there is none."""
-        raise BackendError("This host's backend cannot detach interfaces.")
+        raise BackendError(host_texts.BACKEND_NO_INTERFACE_DETACH)
 
     def interface_addresses(self, name: str) -> dict[str, list[str]]:
         """The running domain's addresses (``address/prefix``) by interface MAC, from
@@ -413,7 +414,7 @@ class ComputeBackend(ABC):
     def filter_define(self, spec: FilterSpec) -> None:
         """Define or redefine the filter; interfaces bound to it (directly or through a
         filter including it) get the new rules at once, in running guests too."""
-        raise BackendError("This host's backend has no packet filters.")
+        raise BackendError(host_texts.BACKEND_NO_PACKET_FILTERS)
 
     def filter_delete(self, name: str) -> bool:
         """Remove the filter; False when it was not here or is still in use."""
@@ -433,7 +434,7 @@ class ComputeBackend(ABC):
         reason when the job fails or is aborted; the guest then still runs here.
         The default refuses: the backend has no live migration.
         """
-        raise BackendError("This host's backend does not support live migration.")
+        raise BackendError(host_texts.BACKEND_NO_LIVE_MIGRATION)
 
     def migration_is_live(self, name: str) -> bool:
         """Whether :meth:`migrate` keeps this domain running while its memory is copied
@@ -451,7 +452,7 @@ class ComputeBackend(ABC):
 
     def migration_postcopy(self, name: str) -> None:
         """Switch a running migration started with ``post_copy`` to post-copy."""
-        raise BackendError("This host's backend does not support post-copy.")
+        raise BackendError(host_texts.BACKEND_NO_POST_COPY)
 
 
 @dataclass(frozen=True)

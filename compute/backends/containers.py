@@ -26,6 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from compute.backends.base import BackendError
+from compute.texts import hosts as host_texts
 
 
 class QuotaRefused(BackendError):
@@ -297,17 +298,17 @@ class ContainerBackend(ABC):
         """Make the namespace's security group policies exactly ``groups`` (applied,
         others of Isotope's removed); the default-deny and the namespace's fixed
         policies are left alone. Returns the policy names."""
-        raise BackendError("This cluster's backend has no security group policies.")
+        raise BackendError(host_texts.CLUSTER_NO_SECURITY_GROUPS)
 
     # --- Load-balanced services (optional: ``capabilities["load_balancers"]``) --------
     def load_balancer_apply(self, spec: LoadBalancerSpec) -> LoadBalancerStatus:
         """Make the Service and its EndpointSlice exactly ``spec`` (idempotent) and
         return what the cluster allocated. Raises QuotaRefused, BackendError."""
-        raise BackendError("This cluster's backend has no load-balanced services.")
+        raise BackendError(host_texts.CLUSTER_NO_LOAD_BALANCERS)
 
     def load_balancer_delete(self, namespace: str, name: str) -> bool:
         """Ask for the Service and its EndpointSlice to go. True while either exists."""
-        raise BackendError("This cluster's backend has no load-balanced services.")
+        raise BackendError(host_texts.CLUSTER_NO_LOAD_BALANCERS)
 
     # --- Volume claims (optional: ``capabilities["volume_claims"]``) ------------------
     def claim_apply(self, spec: ClaimSpec) -> None:
@@ -316,13 +317,13 @@ class ContainerBackend(ABC):
         size pre-bound to it, so the cluster's own binder binds them. Raises
         QuotaRefused when the namespace's ResourceQuota refuses the claim, BackendError
         when the StorageClass does not exist."""
-        raise BackendError("This cluster's backend has no volume claims.")
+        raise BackendError(host_texts.CLUSTER_NO_VOLUME_CLAIMS)
 
     def claim_status(self, namespace: str, name: str) -> ClaimStatus | None:
         """The claim's phase and bound size, or None when it does not exist."""
-        raise BackendError("This cluster's backend has no volume claims.")
+        raise BackendError(host_texts.CLUSTER_NO_VOLUME_CLAIMS)
 
     def claim_delete(self, namespace: str, name: str) -> bool:
         """Ask for the claim (and a PersistentVolume made for it) to go. True while the
         claim still exists (a pod using it holds it), False once it is gone."""
-        raise BackendError("This cluster's backend has no volume claims.")
+        raise BackendError(host_texts.CLUSTER_NO_VOLUME_CLAIMS)

@@ -23,6 +23,7 @@ from compute.backends import BackendError, backend_for_host
 from compute.backends.libvirt.backend import LibvirtBackend
 from compute.choices import VirtType
 from compute.models import Host
+from compute.texts import hosts as host_texts
 from portal.exceptions import ValidationError
 from tenants.services import audit_record
 
@@ -44,9 +45,10 @@ PARAMETERS: dict[str, frozenset[str] | None] = {
     "tls_priority": None,
     "name": None,
 }
+# Parameters that run a program, and why each is refused.
 COMMAND_PARAMETERS = {
-    "command": "names a program for the portal host to run",
-    "netcat": "names a program to run",
+    "command": host_texts.URI_COMMAND,
+    "netcat": host_texts.URI_NETCAT,
 }
 FILE_PARAMETERS = frozenset({"keyfile", "known_hosts", "pkipath"})
 # Matched with fullmatch: "$" would also accept a value ending in a newline (%0A).
@@ -56,7 +58,7 @@ USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
 def _refuse(message: str) -> ValidationError:
-    return ValidationError(f"Refused libvirt URI: {message}", errors={"uri": [message]})
+    return ValidationError(host_texts.URI_REFUSED % {"problem": message}, errors={"uri": [message]})
 
 
 def _is_address(text: str) -> bool:
@@ -80,56 +82,54 @@ def host_uri_check(uri: str) -> str:
     """
     uri = (uri or "").strip()
     if not uri or len(uri) > 255:
-        raise _refuse("enter a libvirt URI of at most 255 characters.")
+        raise _refuse(host_texts.URI_TOO_LONG)
     try:
         parts = urlsplit(uri)
         port = parts.port
     except ValueError:
-        raise _refuse("it is not a valid URI.") from None
+        raise _refuse(host_texts.URI_INVALID) from None
     driver, _, transport = parts.scheme.lower().partition("+")
     if driver not in DRIVERS:
-        raise _refuse(f"driver {driver!r} is not supported (use qemu or test).")
+        raise _refuse(host_texts.URI_DRIVER % {"driver": repr(driver)})
     if transport == "ext":
-        raise _refuse("the ext transport runs an arbitrary command on the portal host.")
+        raise _refuse(host_texts.URI_EXT)
     if transport not in TRANSPORTS:
-        raise _refuse(f"transport {transport!r} is not allowed.")
+        raise _refuse(host_texts.URI_TRANSPORT % {"transport": repr(transport)})
     if parts.fragment:
-        raise _refuse("a fragment (#...) has no meaning here.")
+        raise _refuse(host_texts.URI_FRAGMENT)
     host = parts.hostname or ""
     if transport in REMOTE:
         if not host or not (_is_address(host) or HOST_NAME.fullmatch(host)):
-            raise _refuse("a remote transport needs a host name or address (not starting '-').")
+            raise _refuse(host_texts.URI_REMOTE_HOST)
         if parts.username is not None and not USER_NAME.fullmatch(parts.username):
-            raise _refuse("the user name may only hold letters, digits, '.', '_' and '-'.")
+            raise _refuse(host_texts.URI_USER)
         if parts.password is not None:
-            raise _refuse("passwords do not belong in the URI.")
+            raise _refuse(host_texts.URI_PASSWORD)
     elif parts.netloc:
-        raise _refuse(
-            "name the transport for a remote host (qemu+tls://, qemu+tcp://, qemu+ssh://)."
-        )
+        raise _refuse(host_texts.URI_NAME_TRANSPORT)
     if driver == "test" and transport:
-        raise _refuse("the test driver is local only (test:///default).")
+        raise _refuse(host_texts.URI_TEST_LOCAL)
     if port is not None and not 0 < port < 65536:
-        raise _refuse("the port is out of range.")
+        raise _refuse(host_texts.URI_PORT)
     try:
         query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
     except ValueError:
-        raise _refuse("the parameters cannot be read.") from None
+        raise _refuse(host_texts.URI_PARAMETERS) from None
     sockets = set(settings.ISOTOPE_LIBVIRT_SOCKETS)
     for name, value in query:
         if name in COMMAND_PARAMETERS:
-            raise _refuse(f"?{name}= {COMMAND_PARAMETERS[name]}.")
+            raise _refuse(COMMAND_PARAMETERS[name])
         if name in FILE_PARAMETERS:
-            raise _refuse(f"?{name}= names a file on the portal host; configure it there.")
+            raise _refuse(host_texts.URI_FILE % {"parameter": name})
         if name == "socket":
             if value not in sockets:
-                raise _refuse(f"?socket= must be one of {', '.join(sorted(sockets))}.")
+                raise _refuse(host_texts.URI_SOCKET % {"sockets": ", ".join(sorted(sockets))})
             continue
         if name not in PARAMETERS:
-            raise _refuse(f"unknown parameter ?{name}=.")
+            raise _refuse(host_texts.URI_UNKNOWN % {"parameter": name})
         allowed = PARAMETERS[name]
         if (allowed is not None and value not in allowed) or not SAFE_VALUE.fullmatch(value):
-            raise _refuse(f"?{name}={value[:40]} is not allowed.")
+            raise _refuse(host_texts.URI_VALUE % {"parameter": name, "value": value[:40]})
     return uri
 
 
@@ -160,7 +160,7 @@ def host_check(host: Host, *, actor=None) -> Host:
             storage_gib = backend.storage_pool(host.volume_path).capacity // 1024**3
         except BackendError as error:
             capabilities["volumes"] = False
-            note = f"No volume storage: {error}"
+            note = host_texts.NO_VOLUME_STORAGE % {"error": error}
     Host.objects.filter(pk=host.pk).update(
         cpus=facts.cpus,
         memory_mib=facts.memory_mib,

@@ -40,6 +40,7 @@ from compute.models import Host, HostDrain, Migration, MigrationPolicy, VirtualM
 from compute.scheduler import NoHostAvailable, schedule
 from compute.services import volumes as volume_services
 from compute.services.vms import vm_observe
+from compute.texts import migrations as migration_texts
 from monitoring.services import event_publish, resource_publish
 from portal.exceptions import ApplicationError, Conflict, PermissionDenied, ValidationError
 from tenants.services import actor_name, audit_record, authorize
@@ -208,7 +209,7 @@ def migration_request(
             target_pinned=pinned is not None,
             drain=drain,
             phase=MP.PENDING,
-            reason="Waiting for a free migration slot.",
+            reason=migration_texts.WAITING_FOR_SLOT,
             requested_by=actor if getattr(actor, "is_authenticated", False) else None,
             request_note=note,
         )
@@ -230,7 +231,7 @@ def migration_request(
             name=vm.name,
             uid=str(vm.uid),
             reason="MigrationRequested",
-            message=f"Live migration requested by {actor_name(actor)}.",
+            message=migration_texts.REQUESTED % {"actor": actor_name(actor)},
         )
         _publish(migration)
         transaction.on_commit(migrations_dispatch)
@@ -268,15 +269,15 @@ def migrations_dispatch() -> list[int]:
             if source not in limits:
                 limits[source] = policy_for(migration.source).max_outbound
             if running >= cluster.max_parallel:
-                reason = (
-                    f"Queued: {running} migrations are running in the cluster "
-                    f"(at most {cluster.max_parallel} at once)."
-                )
+                reason = migration_texts.QUEUED_CLUSTER % {
+                    "running": running,
+                    "limit": cluster.max_parallel,
+                }
             elif outbound[source] >= limits[source]:
-                reason = (
-                    f"Queued: {outbound[source]} migrations are leaving this VM's host "
-                    f"(at most {limits[source]} at once)."
-                )
+                reason = migration_texts.QUEUED_HOST % {
+                    "leaving": outbound[source],
+                    "limit": limits[source],
+                }
             else:
                 migration.phase, reason = MP.SCHEDULING, ""
                 running += 1
@@ -321,7 +322,7 @@ def migration_begin(migration: Migration) -> Migration | None:
         if migration.phase != MP.SCHEDULING:
             return None
         if migration.cancel_requested:
-            _finish(migration, MP.CANCELLED, "Cancelled before it started.")
+            _finish(migration, MP.CANCELLED, migration_texts.CANCELLED_BEFORE_START)
             return None
         vm = (
             VirtualMachine.objects.select_for_update(of=("self",))
@@ -331,9 +332,9 @@ def migration_begin(migration: Migration) -> Migration | None:
         )
         problem = ""
         if vm is None:
-            problem = "The VM was deleted."
+            problem = migration_texts.VM_DELETED
         elif vm.host_id != migration.source_id or vm.phase != Phase.RUNNING:
-            problem = f"The VM is no longer running where it was (phase {vm.phase})."
+            problem = migration_texts.VM_MOVED % {"phase": vm.phase}
         target = migration.target
         if not problem and target is None:
             try:
@@ -344,7 +345,7 @@ def migration_begin(migration: Migration) -> Migration | None:
                     exclude=(migration.source_id,),
                 ).host
             except NoHostAvailable as error:
-                problem = f"No other host can take the VM: {error.message}"
+                problem = migration_texts.NO_OTHER_HOST % {"reason": error.message}
         if problem:
             _finish(migration, MP.FAILED, problem)
             return None
@@ -358,7 +359,7 @@ def migration_begin(migration: Migration) -> Migration | None:
             Phase.MIGRATING,
             "",
             reason="Migrating",
-            event_message="Live migration started: the VM's memory is being copied to the target.",
+            event_message=migration_texts.STARTED,
         )
         _publish(migration)
     return migration
@@ -445,7 +446,7 @@ def migration_succeed(
             Phase.RUNNING,
             "",
             reason="Migrated",
-            event_message=f"Live migration finished in {seconds:.1f} s; the guest kept running.",
+            event_message=migration_texts.FINISHED % {"seconds": f"{seconds:.1f}"},
             **fields,
         )
         _finish(migration, MP.SUCCEEDED, "")
@@ -471,17 +472,18 @@ def migration_fail(
         )
         vm = VirtualMachine.objects.select_related("tenant").filter(pk=migration.vm_id).first()
         phase = MP.CANCELLED if cancelled else MP.FAILED
+        event = "MigrationCancelled" if cancelled else "MigrationFailed"  # an event's reason
         if vm is not None:
             vm_observe(
                 vm,
                 vm_phase,
-                "" if cancelled else f"Live migration failed: {reason}",
-                reason="MigrationCancelled" if cancelled else "MigrationFailed",
+                "" if cancelled else migration_texts.VM_MESSAGE_FAILED % {"reason": reason},
+                reason=event,
                 event_type="Normal" if cancelled else "Warning",
                 event_message=(
-                    f"Live migration cancelled: {reason}"
+                    migration_texts.EVENT_CANCELLED % {"reason": reason}
                     if cancelled
-                    else f"Live migration failed; the VM keeps running where it was: {reason}"
+                    else migration_texts.EVENT_FAILED % {"reason": reason}
                 ),
                 detail=detail[:4000],
             )
@@ -524,10 +526,14 @@ def migration_cancel(*, actor, migration: Migration) -> Migration:
             detail={"migration": str(migration.uid)},
         )
         if migration.phase == MP.PENDING:
-            _finish(migration, MP.CANCELLED, f"Cancelled by {actor_name(actor)} while queued.")
+            _finish(
+                migration,
+                MP.CANCELLED,
+                migration_texts.CANCELLED_WHILE_QUEUED % {"actor": actor_name(actor)},
+            )
             return migration
         migration.cancel_requested = True
-        migration.reason = f"Cancelling (requested by {actor_name(actor)})…"
+        migration.reason = migration_texts.CANCELLING % {"actor": actor_name(actor)}
         migration.save(update_fields=["cancel_requested", "reason"])
         _publish(migration)
     return migration

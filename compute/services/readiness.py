@@ -35,6 +35,7 @@ from compute.backends import BackendError, backend_for_host
 from compute.backends.base import Readiness
 from compute.choices import ConditionStatus, Phase
 from compute.models import VirtualMachine
+from compute.texts import vms as vm_texts
 from monitoring.formats import timestamp
 
 logger = logging.getLogger(__name__)
@@ -78,12 +79,12 @@ def ready_on_phase(vm: VirtualMachine, phase: str, now: datetime) -> dict:
         if vm.ready == ConditionStatus.TRUE:
             return {}
         status, reason = ConditionStatus.FALSE, "GuestBooting"
-        message = "The domain runs; waiting for the guest to report that it is up."
+        message = vm_texts.GUEST_BOOTING
     elif phase == Phase.UNKNOWN:
         status, reason = ConditionStatus.UNKNOWN, "HostUnreachable"
-        message = "The VM's host does not answer."
+        message = vm_texts.HOST_NOT_ANSWERING
     else:
-        status, reason, message = ConditionStatus.FALSE, phase, f"The VM is {phase}."
+        status, reason, message = ConditionStatus.FALSE, phase, vm_texts.VM_IS[phase]
     updates = {"ready": status, "ready_reason": reason, "ready_message": message}
     if vm.ready != status:
         updates["ready_changed"] = now
@@ -101,9 +102,9 @@ def vm_boot_begin(vm: VirtualMachine, *, mark: int | None, rebooting: bool = Fal
     console output after ``mark`` (the backend's ``boot_mark``) counts for it."""
     now = timezone.now()
     reason, message = (
-        ("Rebooting", "The guest is restarting.")
+        ("Rebooting", vm_texts.GUEST_RESTARTING)
         if rebooting
-        else ("Starting", "The guest is starting.")
+        else ("Starting", vm_texts.GUEST_STARTING)
     )
     with transaction.atomic():
         written = VirtualMachine.objects.filter(pk=vm.pk).update(
@@ -166,7 +167,8 @@ def vm_ready_probe(vm: VirtualMachine) -> Readiness | None:
                     name=fresh.name,
                     uid=str(fresh.uid),
                     reason="Ready",
-                    message=f"{readiness.message} Ready {after:.1f} s after Running.",
+                    message=vm_texts.READY_AFTER_RUNNING
+                    % {"message": readiness.message, "seconds": f"{after:.1f}"},
                 )
     return readiness
 

@@ -34,6 +34,7 @@ from compute.models import Host, Migration, NetworkInterface, VirtualMachine
 from compute.services.networks import vm_addresses_observe, vm_nics
 from compute.services.vms import vm_observe
 from compute.services.volumes import vm_disks
+from compute.texts import vms as vm_texts
 
 logger = logging.getLogger(__name__)
 
@@ -57,22 +58,22 @@ _FOLLOWED = {
     (DesiredState.STOPPED, "running"): (
         DesiredState.RUNNING,
         "StartedOutsidePortal",
-        "The domain was started outside the portal; the portal follows it.",
+        vm_texts.STARTED_OUTSIDE,
     ),
     (DesiredState.STOPPED, "paused"): (
         DesiredState.PAUSED,
         "StartedOutsidePortal",
-        "The domain was started (paused) outside the portal; the portal follows it.",
+        vm_texts.STARTED_PAUSED_OUTSIDE,
     ),
     (DesiredState.RUNNING, "paused"): (
         DesiredState.PAUSED,
         "PausedOutsidePortal",
-        "The domain was paused outside the portal.",
+        vm_texts.PAUSED_OUTSIDE,
     ),
     (DesiredState.PAUSED, "running"): (
         DesiredState.RUNNING,
         "ResumedOutsidePortal",
-        "The domain was resumed outside the portal.",
+        vm_texts.RESUMED_OUTSIDE,
     ),
 }
 
@@ -182,7 +183,7 @@ def _host_unreachable(host: Host, vms: list[VirtualMachine], error: str) -> None
             vm_observe(
                 vm,
                 Phase.UNKNOWN,
-                f"Host {host.name} is unreachable; last known phase {vm.phase}.",
+                vm_texts.HOST_UNREACHABLE % {"host": host.name, "phase": vm.phase},
                 reason="HostUnreachable",
                 event_type="Warning",
             )
@@ -199,7 +200,7 @@ def _reconcile_vm(vm: VirtualMachine, status: DomainStatus | None) -> str:
             vm_observe(
                 vm,
                 Phase.FAILED,
-                "The domain disappeared outside the portal.",
+                vm_texts.DOMAIN_VANISHED,
                 reason="DomainVanished",
                 event_type="Warning",
             )
@@ -209,8 +210,7 @@ def _reconcile_vm(vm: VirtualMachine, status: DomainStatus | None) -> str:
             "",
             reason="DomainVanished",
             event_type="Warning",
-            event_message="The domain disappeared outside the portal; "
-            f"restart policy {policy}: recreating it.",
+            event_message=vm_texts.DOMAIN_VANISHED_RECREATING % {"policy": policy},
         ):
             transaction.on_commit(lambda: tasks.vm_provision.delay(vm.pk))
         return "drift"
@@ -230,19 +230,19 @@ def _reconcile_vm(vm: VirtualMachine, status: DomainStatus | None) -> str:
                 "",
                 reason="StoppedOutsidePortal",
                 event_type="Warning",
-                event_message=f"The guest stopped outside the portal ({why}); "
-                f"restart policy {vm.restart_policy}: starting it again.",
+                event_message=vm_texts.STOPPED_OUTSIDE_RESTARTING
+                % {"why": why, "policy": vm.restart_policy},
             ):
                 transaction.on_commit(lambda: tasks.vm_apply.delay(vm.pk))
         else:
             vm_observe(
                 vm,
                 observed,
-                f"The guest stopped outside the portal ({why})." if failure else "",
+                vm_texts.STOPPED_OUTSIDE % {"why": why} if failure else "",
                 reason="StoppedOutsidePortal",
                 event_type="Warning",
-                event_message=f"The guest stopped outside the portal ({why}); "
-                f"restart policy {vm.restart_policy}: leaving it stopped.",
+                event_message=vm_texts.STOPPED_OUTSIDE_LEFT_STOPPED
+                % {"why": why, "policy": vm.restart_policy},
                 follow=DesiredState.STOPPED,
             )
         return "drift"

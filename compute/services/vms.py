@@ -484,7 +484,7 @@ def vm_action(*, actor, vm: VirtualMachine, action: str) -> VirtualMachine:
             name=vm.name,
             uid=str(vm.uid),
             reason=rule.verb,
-            message=f"{rule.verb} requested by {actor_name(actor)}.",
+            message=vm_texts.REQUESTED_BY[rule.verb] % {"actor": actor_name(actor)},
         )
         _publish(vm)
         task = {"reboot": "vm_reboot"}.get(action, "vm_apply")
@@ -574,7 +574,7 @@ def vm_update(
             name=vm.name,
             uid=str(vm.uid),
             reason="Resized",
-            message=f"Resized to {new_vcpus} vCPU, {new_memory} MiB.",
+            message=vm_texts.RESIZED % {"vcpus": new_vcpus, "memory_mib": new_memory},
         )
         _publish(vm)
         transaction.on_commit(lambda: _enqueue("vm_redefine", vm.pk))
@@ -682,7 +682,7 @@ def vm_finalize_delete(vm: VirtualMachine, backend) -> None:
             name=vm.name,
             uid=str(vm.uid),
             reason="Deleted",
-            message="Deleted; its quota was released." if released else "Deleted.",
+            message=vm_texts.DELETED_QUOTA_RELEASED if released else vm_texts.DELETED,
         )
         resource_forget(tenant=vm.tenant, kind="vm", name=vm.name)
         from compute.services.load_balancers import vm_changed

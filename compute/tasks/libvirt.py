@@ -25,6 +25,7 @@ from compute.services.backups import vm_restore_verify
 from compute.services.readiness import vm_boot_begin, vm_ready_probe
 from compute.services.vms import vm_fail, vm_finalize_delete, vm_observe
 from compute.tasks.locks import Busy, task_lock
+from compute.texts import vms as vm_texts
 from portal.failpoints import failpoint
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def _run(task, vm_id: int, body) -> None:
                 return
             loaded.append(vm)
             if vm.host is None:
-                vm_fail(vm, "The VM has no host.")
+                vm_fail(vm, vm_texts.NO_HOST)
                 return
             body(vm, backend_for_host(vm.host))
     except Busy:
@@ -74,7 +75,7 @@ def _run(task, vm_id: int, body) -> None:
             reason = str(error).removesuffix("; retrying.").rstrip(".")
             vm_fail(
                 loaded[0],
-                f"{reason} (gave up after {task.request.retries + 1} attempts).",
+                vm_texts.GAVE_UP % {"reason": reason, "attempts": task.request.retries + 1},
                 detail=error.detail,
             )
     except BackendError as error:
@@ -216,7 +217,7 @@ def vm_redefine(self, vm_id: int) -> None:
         status = backend.status(vm.domain_name)
         if status.state != "shutoff":
             if backend.defined_size(vm.domain_name) != (vm.vcpus, vm.memory_mib):
-                vm_fail(vm, "The VM must be stopped to apply a new size.")
+                vm_fail(vm, vm_texts.STOP_TO_RESIZE)
             return  # else a start got here first and applied the size
         _apply_size(vm, backend)
         _record(vm, backend)
@@ -244,7 +245,7 @@ def vm_stop_enforce(self, vm_id: int, deadline: float) -> None:
                 Phase.STOPPING,
                 reason="ForcedOff",
                 event_type="Warning",
-                event_message="The guest ignored the shutdown request; forced off.",
+                event_message=vm_texts.FORCED_OFF,
             )
         _record(vm, backend)
 

@@ -28,14 +28,13 @@ from compute.services import networks as network_services
 from compute.services import reconcile
 from compute.services import volumes as volume_services
 from compute.tasks.libvirt import Busy, vm_lock
+from compute.texts import migrations as migration_texts
+from portal import texts
 
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25
-PAUSED_NOTE = (
-    "The guest is paused while its memory is copied: this host's QEMU cannot copy an "
-    "emulated (TCG) guest's memory safely while it runs."
-)
+PAUSED_NOTE = migration_texts.PAUSED_NOTE
 # After an abort, ask again this often until the job has really ended.
 ABORT_REPEAT_SECONDS = 2.0
 
@@ -98,7 +97,7 @@ def _run(migration: Migration) -> None:
         volume_services.migration_volumes_cleanup(vm, target)
         services.migration_fail(
             migration,
-            f"The target host could not make room for the VM's volumes: {error}",
+            migration_texts.VOLUMES_NO_ROOM % {"error": error},
             vm_phase=_phase_on(vm, source, name),
         )
         return
@@ -110,7 +109,7 @@ def _run(migration: Migration) -> None:
         volume_services.migration_volumes_cleanup(vm, target)
         services.migration_fail(
             migration,
-            f"The target host could not make the VM's networks: {error}",
+            migration_texts.NETWORKS_NOT_MADE % {"error": error},
             vm_phase=_phase_on(vm, source, name),
         )
         return
@@ -163,22 +162,17 @@ def _run(migration: Migration) -> None:
             continue
         if services.cancel_requested(migration):
             cancelled = True
-            who = Migration.objects.filter(pk=migration.pk).values_list("reason", flat=True)
-            abort_reason = (who.first() or "").replace("Cancelling", "Cancelled").rstrip("…")
-            abort_reason = abort_reason or "Cancelled on request"
+            abort_reason = _cancelled_reason(migration)
         elif now - started > timeout:
-            abort_reason = (
-                f"Completion timeout: not finished after {timeout:.0f} s "
-                f"({policy.completion_timeout_per_gib} s per GiB of the guest)"
-            )
+            abort_reason = migration_texts.COMPLETION_TIMEOUT % {
+                "seconds": f"{timeout:.0f}",
+                "per_gib": policy.completion_timeout_per_gib,
+            }
         elif now - last_progress > policy.progress_timeout:
-            abort_reason = (
-                f"Progress timeout: the remaining data did not shrink for "
-                f"{policy.progress_timeout} s"
-            )
+            abort_reason = migration_texts.PROGRESS_TIMEOUT % {"seconds": policy.progress_timeout}
         if abort_reason:
             logger.info("aborting migration of %s: %s", name, abort_reason)
-            services.migration_note(migration, f"Aborting — {abort_reason}.")
+            services.migration_note(migration, migration_texts.ABORTING % {"reason": abort_reason})
             aborted_at = now
             _abort(source, name)
     error = outcome.get("error")
@@ -188,8 +182,8 @@ def _run(migration: Migration) -> None:
     if isinstance(error, BackendError):
         plain, detail = str(error), error.detail
     else:  # our own bug: tenants get no traceback text
-        plain, detail = "The live migration failed unexpectedly.", repr(error)
-    reason = f"{abort_reason}." if abort_reason else plain
+        plain, detail = migration_texts.FAILED_UNEXPECTEDLY, repr(error)
+    reason = abort_reason or plain
     if not abort_reason and _running_on(target, name):
         _succeed(migration, vm, target, source)  # an error reported after the switch-over
         return
@@ -201,6 +195,16 @@ def _run(migration: Migration) -> None:
         detail=detail,
     )
     volume_services.migration_volumes_cleanup(vm, target)
+
+
+def _cancelled_reason(migration: Migration) -> str:
+    """Why a cancelled job is aborted: who asked, read back out of the "Cancelling"
+    reason the cancel wrote."""
+    reason = Migration.objects.filter(pk=migration.pk).values_list("reason", flat=True).first()
+    found = texts.parse(reason or "")
+    if found is not None and found[0] == migration_texts.CANCELLING:
+        return migration_texts.CANCELLED_BY_REQUEST % {"actor": found[1]["actor"]}
+    return migration_texts.CANCELLED_ON_REQUEST
 
 
 def _abort(source, name: str) -> None:
@@ -261,7 +265,7 @@ def _settle_lost(migration: Migration) -> None:
         return
     services.migration_fail(
         migration,
-        "The worker running this migration was lost; the job was abandoned.",
+        migration_texts.WORKER_LOST,
         vm_phase=_phase_on(vm, source, name),
     )
     volume_services.migration_volumes_cleanup(vm, target)

@@ -44,6 +44,8 @@ from compute.backends.base import (
     VolumeSpec,
 )
 from compute.backends.libvirt import xml
+from compute.texts import hosts as host_texts
+from compute.texts import vms as vm_texts
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +163,7 @@ def shared_connection(uri: str) -> libvirt.virConnect:
             conn = libvirt.open(uri)
         except libvirt.libvirtError as error:
             raise TransientBackendError(
-                "The host did not answer; retrying.", detail=f"connect to {uri}: {_text(error)}"
+                host_texts.HOST_NOT_ANSWERING, detail=f"connect to {uri}: {_text(error)}"
             ) from error
         _connections[uri] = conn
         return conn
@@ -190,7 +192,7 @@ _PORT_CLASH = re.compile(
     r"Unable to find an unused port",
     re.IGNORECASE,
 )
-CONSOLE_PORT_REASON = "The host could not allocate a console port for this VM"
+CONSOLE_PORT_REASON = host_texts.CONSOLE_PORT
 # Ports tried per start or migration before the task's own retry takes over.
 PORT_ATTEMPTS = 4
 # QEMU before 9.0 loses guest writes while it live-migrates a TCG guest: the fast path
@@ -218,14 +220,16 @@ def _failure(
     plain_what = plain or (what.replace(name, "the VM") if name else what)
     code = error.get_error_code()
     if code == libvirt.VIR_ERR_NO_STORAGE_VOL:
-        return VolumeNotFound(f"The host has no such volume ({plain_what}).", detail=detail)
+        return VolumeNotFound(host_texts.NO_SUCH_VOLUME % {"action": plain_what}, detail=detail)
     if code in _NOT_FOUND_CODES:
-        return DomainNotFound(f"The host has no such domain ({plain_what}).", detail=detail)
+        return DomainNotFound(host_texts.NO_SUCH_DOMAIN % {"action": plain_what}, detail=detail)
     if _port_clash(error):
-        return TransientBackendError(f"{CONSOLE_PORT_REASON}; retrying.", detail=detail)
+        return TransientBackendError(host_texts.CONSOLE_PORT_RETRYING, detail=detail)
     if code in _TRANSIENT_CODES:
-        return TransientBackendError(f"The host could not {plain_what}; retrying.", detail=detail)
-    return BackendError(f"The host could not {plain_what}.", detail=detail)
+        return TransientBackendError(
+            host_texts.COULD_NOT_RETRYING % {"action": plain_what}, detail=detail
+        )
+    return BackendError(host_texts.COULD_NOT % {"action": plain_what}, detail=detail)
 
 
 class LibvirtBackend(ComputeBackend):
@@ -338,10 +342,8 @@ class LibvirtBackend(ComputeBackend):
             # Adopt a domain only when its metadata says it is this VM's.
             owner = xml.owner_uid(existing.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
             if owner != spec.vm_uid:
-                raise BackendError(
-                    f"A domain named {spec.name} exists on this host and belongs to "
-                    f"{'another VM' if owner else 'nobody in Isotope'}; it was left alone."
-                )
+                taken = host_texts.DOMAIN_OF_ANOTHER_VM if owner else host_texts.DOMAIN_OF_NOBODY
+                raise BackendError(taken % {"domain": spec.name})
             return existing.UUIDString()
         disk_path = None
         disk_format = "qcow2"
@@ -446,8 +448,8 @@ class LibvirtBackend(ComputeBackend):
             + (f"; last error: {_text(error)}" if error is not None else "")
         )
         if len(tried) < high - low + 1 and tried:
-            return TransientBackendError(f"{CONSOLE_PORT_REASON}; retrying.", detail=detail)
-        return BackendError(f"{CONSOLE_PORT_REASON}.", detail=detail)
+            return TransientBackendError(host_texts.CONSOLE_PORT_RETRYING, detail=detail)
+        return BackendError(host_texts.CONSOLE_PORT_FAILED, detail=detail)
 
     def _vnc_port_candidates(self):
         """Free ports of this host's range, lowest first: not used by any domain running
@@ -497,7 +499,7 @@ class LibvirtBackend(ComputeBackend):
     def reboot(self, name: str) -> None:
         domain = self._domain(name)
         if not domain.isActive():
-            raise BackendError("The VM is not running.", detail=f"{name} is not running")
+            raise BackendError(host_texts.VM_NOT_RUNNING, detail=f"{name} is not running")
         try:
             domain.reset(0)
         except libvirt.libvirtError:
@@ -529,7 +531,7 @@ class LibvirtBackend(ComputeBackend):
     def undefine_keep_volumes(self, name: str) -> None:
         domain = self._domain(name)
         if domain.isActive():
-            raise BackendError("The VM is running.", detail=f"{name} is running")
+            raise BackendError(host_texts.VM_RUNNING, detail=f"{name} is running")
         self._call(f"undefine {name}", domain.undefine, name=name)
 
     def _delete_volume(self, name: str, disks: list[str]) -> None:
@@ -628,7 +630,7 @@ class LibvirtBackend(ComputeBackend):
             return Readiness(
                 True,
                 "NoReadinessProbe",
-                "libvirt's test driver runs no guest: Ready follows Running.",
+                vm_texts.NO_PROBE_TEST_DRIVER,
             )
         domain = self._domain(name)
         if xml.has_guest_agent(self._call(f"read {name}", domain.XMLDesc, 0)):
@@ -636,23 +638,21 @@ class LibvirtBackend(ComputeBackend):
                 libvirt_qemu.qemuAgentCommand(
                     domain, '{"execute": "guest-ping"}', AGENT_TIMEOUT_SECONDS, 0
                 )
-                return Readiness(True, "GuestAgentResponds", "The QEMU guest agent answers.")
+                return Readiness(True, "GuestAgentResponds", vm_texts.AGENT_ANSWERS)
             except libvirt.libvirtError:
                 if not banner:
                     return Readiness(
                         False,
                         "GuestAgentNotResponding",
-                        "Waiting for the QEMU guest agent to answer.",  # tenants read it
+                        vm_texts.AGENT_WAITING,  # tenants read it
                     )
         if banner:
             if _printed_since(self.serial_log(name), banner, since):
-                return Readiness(
-                    True, "GuestBooted", f"The guest printed {banner} on its serial console."
-                )
+                return Readiness(True, "GuestBooted", vm_texts.BANNER_PRINTED % {"banner": banner})
             return Readiness(
                 False,
                 "GuestBooting",
-                f"Waiting for the guest to print {banner} on its serial console.",
+                vm_texts.BANNER_WAITING % {"banner": banner},
             )
         return NO_PROBE
 
@@ -688,8 +688,7 @@ class LibvirtBackend(ComputeBackend):
         defined = xml.pool_path(pool.XMLDesc(0)).rstrip("/")
         if defined != path.rstrip("/"):
             raise BackendError(
-                f"Pool {name} on this host is at {defined}, not at the host's storage path "
-                f"{path}; fix the host's storage path or the pool."
+                host_texts.POOL_ELSEWHERE % {"pool": name, "defined": defined, "path": path}
             )
         if not pool.isActive():
             # WITH_BUILD makes the directory on the host itself (maybe another machine).
@@ -924,9 +923,7 @@ class LibvirtBackend(ComputeBackend):
             deadline = time.monotonic() + DETACH_WAIT_SECONDS
             while device in self._device_sets(domain)[1]:
                 if time.monotonic() > deadline:
-                    raise TransientBackendError(
-                        f"The guest has not released {device} yet; trying again."
-                    )
+                    raise TransientBackendError(host_texts.DEVICE_NOT_RELEASED % {"device": device})
                 time.sleep(0.2)
         return True
 
@@ -1132,9 +1129,7 @@ class LibvirtBackend(ComputeBackend):
         deadline = time.monotonic() + DETACH_WAIT_SECONDS
         while mac in live and mac in self._interfaces(domain)[1]:
             if time.monotonic() > deadline:
-                raise TransientBackendError(
-                    f"The guest has not released the interface {mac} yet; trying again."
-                )
+                raise TransientBackendError(host_texts.INTERFACE_NOT_RELEASED % {"mac": mac})
             time.sleep(0.2)
         return True
 
@@ -1167,12 +1162,12 @@ class LibvirtBackend(ComputeBackend):
         server moves to a free port of the *target's* range (another one when the
         target's QEMU finds it taken: the guest is still here then)."""
         if self.is_test or not isinstance(target, LibvirtBackend) or target.is_test:
-            raise BackendError("libvirt's test driver does not support live migration.")
+            raise BackendError(host_texts.NO_LIVE_MIGRATION_TEST_DRIVER)
         try:
             source_conn = libvirt.open(self.uri)
         except libvirt.libvirtError as error:
             raise TransientBackendError(
-                "The source host did not answer; retrying.",
+                host_texts.SOURCE_NOT_ANSWERING,
                 detail=f"connect to {self.uri}: {_text(error)}",
             ) from error
         try:
@@ -1180,7 +1175,7 @@ class LibvirtBackend(ComputeBackend):
         except libvirt.libvirtError as error:
             source_conn.close()
             raise TransientBackendError(
-                "The target host did not answer; retrying.",
+                host_texts.TARGET_NOT_ANSWERING,
                 detail=f"connect to {target.uri}: {_text(error)}",
             ) from error
         try:
@@ -1230,11 +1225,11 @@ class LibvirtBackend(ComputeBackend):
         except libvirt.libvirtError as error:
             if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 raise DomainNotFound(
-                    "The VM's domain is not on the source host.",
+                    host_texts.DOMAIN_NOT_ON_SOURCE,
                     detail=f"migrate {name}: {_text(error)}",
                 ) from error
             raise BackendError(
-                "The hosts could not complete the migration.",
+                host_texts.MIGRATION_NOT_COMPLETED,
                 detail=f"migrate {name} to {target.uri}: {_text(error)}",
             ) from error
         finally:
@@ -1317,7 +1312,7 @@ def _network_refused(spec: NetworkSpec, error: libvirt.libvirtError) -> BackendE
     text = _text(error)
     if "already in use" in text or "File exists" in text:
         return BackendError(
-            "Another network with an overlapping address range is active on this host.",
+            host_texts.NETWORK_OVERLAP,
             detail=f"start network {spec.name}: {text}",
         )
     return _failure(f"start network {spec.name}", error, plain="start the network")
