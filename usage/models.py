@@ -96,7 +96,7 @@ class UsageInterval(models.Model):
     reservation_id = models.BigIntegerField(
         null=True,
         blank=True,
-        help_text="The tenants.Reservation this interval meters (gone with its tenant).",
+        help_text=_("The tenants.Reservation this interval meters (gone with its tenant)."),
     )
     start = models.DateTimeField()
     end = models.DateTimeField(
@@ -110,11 +110,11 @@ class UsageInterval(models.Model):
     )
     memory = models.BigIntegerField(
         default=0,
-        help_text="MiB",
+        help_text=_("MiB"),
     )
     storage = models.BigIntegerField(
         default=0,
-        help_text="GiB",
+        help_text=_("GiB"),
     )
     vms = models.IntegerField(
         default=0,
@@ -190,7 +190,7 @@ class UsageAmounts(models.Model):
     )
     samples = models.IntegerField(
         default=0,
-        help_text="Metric samples the used amounts come from.",
+        help_text=_("Metric samples the used amounts come from."),
     )
 
     class Meta:
@@ -312,11 +312,11 @@ class PriceList(models.Model):
     effective_to = models.DateField(
         null=True,
         blank=True,
-        help_text="Last day it applies; empty: until further notice.",
+        help_text=_("Last day it applies; empty: until further notice."),
     )
     applies_to_all = models.BooleanField(
         default=False,
-        help_text="Prices the usage of every tenant that has no list of its own.",
+        help_text=_("Prices the usage of every tenant that has no list of its own."),
     )
     tenants = models.ManyToManyField(
         Tenant,
@@ -387,7 +387,7 @@ class QuotaRequest(Resource):
     )
     increase = models.JSONField(
         default=dict,
-        help_text="Asked-for increase per quota resource, e.g. {'vms': 2}.",
+        help_text=_("Asked-for increase per quota resource, e.g. {'vms': 2}."),
     )
     reason = models.TextField(
         max_length=1000,
@@ -400,7 +400,7 @@ class QuotaRequest(Resource):
     granted = models.JSONField(
         default=dict,
         blank=True,
-        help_text="Increase granted per resource (may be less than asked).",
+        help_text=_("Increase granted per resource (may be less than asked)."),
     )
     limits_before = models.JSONField(
         default=dict,
