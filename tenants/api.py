@@ -280,7 +280,10 @@ class QuotaView(TenantScopedView):
         body = quota_representation(obj, change.quota)
         if change.below_use:
             body["status"]["warnings"] = [
-                f"{r}: limit is below current use; new reservations will be refused"
+                gettext(
+                    "%(resource)s: limit is below current use; new reservations will be refused"
+                )
+                % {"resource": r}
                 for r in change.below_use
             ]
         return Response(body, headers={"ETag": etag(change.quota)})
