@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db import transaction
 from django.urls import reverse
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -370,8 +371,10 @@ class TenantResourceView(TenantScopedView):
         phase = self.request.query_params.get("phase")
         if phase is not None:
             if phase not in self.phases:
+                phases = ", ".join(self.phases)
                 raise ValidationError(
-                    "Unknown phase.", errors={"phase": [f"One of {', '.join(self.phases)}."]}
+                    gettext("Unknown phase."),
+                    errors={"phase": [gettext("One of %(phases)s.") % {"phases": phases}]},
                 )
             queryset = queryset.filter(phase=phase)
         page = self.paginate_queryset(queryset)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.urls import reverse
 from django.utils.http import http_date
+from django.utils.translation import gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -137,7 +138,7 @@ class SourceIn(StrictSerializer):
 
     def validate(self, attrs):
         if ("url" in attrs) == ("upload" in attrs):
-            raise serializers.ValidationError({"url": ["Give either url or upload."]})
+            raise serializers.ValidationError({"url": [gettext("Give either url or upload.")]})
         return attrs
 
 
@@ -190,9 +191,10 @@ class ImageListView(ImageView):
         phase = request.query_params.get("phase")
         if phase is not None:
             if phase not in ImagePhase.values:
+                phases = ", ".join(ImagePhase.values)
                 raise ValidationError(
-                    "Unknown phase.",
-                    errors={"phase": [f"One of {', '.join(ImagePhase.values)}."]},
+                    gettext("Unknown phase."),
+                    errors={"phase": [gettext("One of %(phases)s.") % {"phases": phases}]},
                 )
             queryset = queryset.filter(phase=phase)
         page = self.paginate_queryset(queryset)
@@ -321,11 +323,14 @@ class ImageUploadView(ImageView):
 
     def _check_version(self) -> None:
         if self.request.headers.get("Tus-Resumable") != TUS_VERSION:
+            version = {"version": TUS_VERSION}
             error = ApplicationError(
-                f"Send the header Tus-Resumable: {TUS_VERSION} (the tus protocol version).",
-                errors={"Tus-Resumable": [f"Only {TUS_VERSION} is supported."]},
+                gettext("Send the header Tus-Resumable: %(version)s (the tus protocol version).")
+                % version,
+                errors={"Tus-Resumable": [gettext("Only %(version)s is supported.") % version]},
             )
-            error.status, error.title, error.slug = 412, "Precondition failed", "tus-version"
+            error.status, error.slug = 412, "tus-version"
+            error.title = gettext("Precondition failed")
             raise error
 
     def _upload(self, tenant: Tenant, name: str) -> Image:
@@ -387,11 +392,13 @@ class ImageUploadView(ImageView):
         self._check_version()
         content_type = (request.content_type or "").split(";")[0].strip()
         if content_type != OFFSET_TYPE:
+            media_type = {"type": OFFSET_TYPE}
             error = ApplicationError(
-                f"Send the chunk as {OFFSET_TYPE}.",
-                errors={"Content-Type": [f"Must be {OFFSET_TYPE}."]},
+                gettext("Send the chunk as %(type)s.") % media_type,
+                errors={"Content-Type": [gettext("Must be %(type)s.") % media_type]},
             )
-            error.status, error.title, error.slug = 415, "Unsupported media type", "media-type"
+            error.status, error.slug = 415, "media-type"
+            error.title = gettext("Unsupported media type")
             raise error
         offset = _header_number(request, "Upload-Offset")
         length = _header_number(request, "Content-Length")
@@ -422,7 +429,7 @@ def _header_number(request, header: str) -> int:
     raw = request.headers.get(header)
     if raw is None or not raw.strip().isdigit() or len(raw.strip()) > 19:
         raise ValidationError(
-            f"The {header} header must be a whole number of bytes.",
-            errors={header: ["A whole number of bytes is required."]},
+            gettext("The %(header)s header must be a whole number of bytes.") % {"header": header},
+            errors={header: [gettext("A whole number of bytes is required.")]},
         )
     return int(raw.strip())

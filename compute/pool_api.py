@@ -9,6 +9,7 @@ answering 202, problem+json errors whose fields carry the API's dotted paths.
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -198,7 +199,7 @@ class PoolTemplatePatchIn(StrictSerializer):
 
 
 class PoolPatchSpecIn(StrictSerializer):
-    unknown_message = "This field cannot be changed here (replicas: use the scale action)."
+    unknown_message = _("This field cannot be changed here (replicas: use the scale action).")
 
     template = PoolTemplatePatchIn(required=False)
     warm = serializers.IntegerField(required=False)
@@ -268,7 +269,7 @@ class AutoscalerCreateSerializer(StrictSerializer):
 
 
 class AutoscalerPatchSpecIn(StrictSerializer):
-    unknown_message = "This field cannot be changed (delete and create another)."
+    unknown_message = _("This field cannot be changed (delete and create another).")
 
     minReplicas = serializers.IntegerField(required=False)  # noqa: N815
     maxReplicas = serializers.IntegerField(required=False)  # noqa: N815

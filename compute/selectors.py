@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db.models import Case, Count, Q, QuerySet, When
+from django.utils.translation import gettext, gettext_noop
 
 from compute.choices import ImagePhase, Phase
 from compute.models import (
@@ -27,6 +28,14 @@ from compute.models import (
 from portal.exceptions import NotFound, PermissionDenied
 from tenants.models import Tenant
 from tenants.selectors import can, restrict, role_of
+
+# What ``_tenant_object`` says when the user cannot see the object (translated then).
+VM_NOT_FOUND = gettext_noop("Virtual machine %(name)s not found in %(tenant)s.")
+WORKLOAD_NOT_FOUND = gettext_noop("Workload %(name)s not found in %(tenant)s.")
+VOLUME_NOT_FOUND = gettext_noop("Volume %(name)s not found in %(tenant)s.")
+BACKUP_NOT_FOUND = gettext_noop("Backup %(name)s not found in %(tenant)s.")
+POOL_NOT_FOUND = gettext_noop("VM pool %(name)s not found in %(tenant)s.")
+AUTOSCALER_NOT_FOUND = gettext_noop("Autoscaler %(name)s not found in %(tenant)s.")
 
 
 def vms_for_tenant(user, tenant: Tenant, action: str = "vm.view") -> QuerySet[VirtualMachine]:
@@ -54,9 +63,7 @@ def vm_get(
     ``If-Match`` check and the change it guards see the same version.
     """
     queryset = vms_for_tenant(user, tenant).filter(name=name)
-    return _tenant_object(
-        queryset, user, tenant, action, "vm.view", f"Virtual machine {name!r}", lock
-    )
+    return _tenant_object(queryset, user, tenant, action, "vm.view", VM_NOT_FOUND, name, lock)
 
 
 def images_for_tenant(tenant: Tenant) -> QuerySet[Image]:
@@ -97,7 +104,10 @@ def image_get(user, tenant: Tenant, name: str, *, own: bool = False, lock: bool 
             .first()
         )
     if image is None:
-        raise NotFound(f"Image {name!r} not found in {tenant.slug}.")
+        raise NotFound(
+            gettext("Image %(name)s not found in %(tenant)s.")
+            % {"name": repr(name), "tenant": tenant.slug}
+        )
     return image
 
 
@@ -140,7 +150,7 @@ def workload_get(user, tenant: Tenant, name: str, action: str = "workload.view",
     ``PermissionDenied`` when the role does not allow ``action``; ``lock`` as vm_get."""
     queryset = workloads_for_tenant(user, tenant).filter(name=name)
     return _tenant_object(
-        queryset, user, tenant, action, "workload.view", f"Workload {name!r}", lock
+        queryset, user, tenant, action, "workload.view", WORKLOAD_NOT_FOUND, name, lock
     )
 
 
@@ -185,10 +195,10 @@ def migration_get(user, tenant: Tenant, uid: str):
     try:
         key = uuid.UUID(str(uid))
     except ValueError:
-        raise NotFound("No such migration.") from None
+        raise NotFound(gettext("No such migration.")) from None
     migration = migrations_for_tenant(user, tenant).filter(uid=key).first()
     if migration is None:
-        raise NotFound("No such migration.")
+        raise NotFound(gettext("No such migration."))
     return migration
 
 
@@ -208,7 +218,9 @@ def volume_get(
     """The volume ``name`` of ``tenant``: ``NotFound`` when the user cannot see it,
     ``PermissionDenied`` when the role does not allow ``action``; ``lock`` as vm_get."""
     queryset = volumes_for_tenant(user, tenant).filter(name=name)
-    return _tenant_object(queryset, user, tenant, action, "volume.view", f"Volume {name!r}", lock)
+    return _tenant_object(
+        queryset, user, tenant, action, "volume.view", VOLUME_NOT_FOUND, name, lock
+    )
 
 
 def vm_volumes(user, tenant: Tenant, vm: VirtualMachine) -> QuerySet[Volume]:
@@ -270,7 +282,10 @@ def snapshot_get(user, volume: Volume, name: str, *, lock: bool = False) -> Snap
         queryset = queryset.select_for_update(of=("self",))
     snapshot = queryset.first()
     if snapshot is None:
-        raise NotFound(f"Snapshot {name!r} of volume {volume.name!r} not found.")
+        raise NotFound(
+            gettext("Snapshot %(name)s of volume %(volume)s not found.")
+            % {"name": repr(name), "volume": repr(volume.name)}
+        )
     return snapshot
 
 
@@ -288,7 +303,9 @@ def backups_for_tenant(user, tenant: Tenant):
 def backup_get(user, tenant: Tenant, name: str, action: str = "backup.view", *, lock=False):
     """The backup ``name`` of ``tenant`` (``NotFound``/``PermissionDenied`` as vm_get)."""
     queryset = backups_for_tenant(user, tenant).filter(name=name)
-    return _tenant_object(queryset, user, tenant, action, "backup.view", f"Backup {name!r}", lock)
+    return _tenant_object(
+        queryset, user, tenant, action, "backup.view", BACKUP_NOT_FOUND, name, lock
+    )
 
 
 # --- Global search (the top bar) --------------------------------------------------------
@@ -370,7 +387,10 @@ def network_get(user, tenant: Tenant, name: str, *, lock: bool = False) -> Netwo
         queryset = queryset.select_for_update(of=("self",))
     network = queryset.first()
     if network is None:
-        raise NotFound(f"Network {name!r} not found in {tenant.slug}.")
+        raise NotFound(
+            gettext("Network %(name)s not found in %(tenant)s.")
+            % {"name": repr(name), "tenant": tenant.slug}
+        )
     return network
 
 
@@ -394,7 +414,10 @@ def security_group_get(user, tenant: Tenant, name: str, *, lock: bool = False) -
         queryset = queryset.select_for_update(of=("self",))
     group = queryset.first()
     if group is None:
-        raise NotFound(f"Security group {name!r} not found in {tenant.slug}.")
+        raise NotFound(
+            gettext("Security group %(name)s not found in %(tenant)s.")
+            % {"name": repr(name), "tenant": tenant.slug}
+        )
     return group
 
 
@@ -416,7 +439,10 @@ def service_get(user, tenant: Tenant, name: str, *, lock: bool = False) -> Servi
         queryset = queryset.select_for_update(of=("self",))
     service = queryset.first()
     if service is None:
-        raise NotFound(f"Service {name!r} not found in {tenant.slug}.")
+        raise NotFound(
+            gettext("Service %(name)s not found in %(tenant)s.")
+            % {"name": repr(name), "tenant": tenant.slug}
+        )
     return service
 
 
@@ -435,7 +461,10 @@ def nic_get(user, vm: VirtualMachine, name: str, *, lock: bool = False) -> Netwo
         queryset = queryset.select_for_update(of=("self",))
     nic = queryset.first()
     if nic is None:
-        raise NotFound(f"Interface {name!r} of {vm.name!r} not found.")
+        raise NotFound(
+            gettext("Interface %(name)s of %(vm)s not found.")
+            % {"name": repr(name), "vm": repr(vm.name)}
+        )
     return nic
 
 
@@ -456,18 +485,21 @@ def pool_members(pool) -> QuerySet[VirtualMachine]:
     return VirtualMachine.objects.filter(pool=pool).select_related("tenant").order_by("pk")
 
 
-def _tenant_object(queryset, user, tenant: Tenant, action: str, view: str, what: str, lock: bool):
-    """One object of a restricted ``queryset``: ``NotFound`` when the user cannot see
-    it, ``PermissionDenied`` when the role does not allow ``action``; ``lock`` locks its
-    row (only) until the caller's transaction ends."""
+def _tenant_object(
+    queryset, user, tenant: Tenant, action: str, view: str, not_found: str, name: str, lock: bool
+):
+    """One object of a restricted ``queryset``: ``NotFound`` (the ``not_found`` format,
+    translated) when the user cannot see it, ``PermissionDenied`` when the role does not
+    allow ``action``; ``lock`` locks its row (only) until the caller's transaction ends."""
     if lock:
         queryset = queryset.select_for_update(of=("self",))
     obj = queryset.first()
     if obj is None:
-        raise NotFound(f"{what} not found in {tenant.slug}.")
+        raise NotFound(gettext(not_found) % {"name": repr(name), "tenant": tenant.slug})
     if action != view and not can(user, tenant, action):
         raise PermissionDenied(
-            f"Your role ({role_of(user, tenant)}) does not allow {action} in {tenant.slug}."
+            gettext("Your role (%(role)s) does not allow %(permission)s in %(tenant)s.")
+            % {"role": role_of(user, tenant), "permission": action, "tenant": tenant.slug}
         )
     return obj
 
@@ -475,7 +507,7 @@ def _tenant_object(queryset, user, tenant: Tenant, action: str, view: str, what:
 def pool_get(user, tenant: Tenant, name: str, action: str = "vmpool.view", *, lock=False):
     """The VM pool ``name`` of ``tenant`` (``NotFound``/``PermissionDenied`` as vm_get)."""
     queryset = pools_for_tenant(user, tenant).filter(name=name)
-    return _tenant_object(queryset, user, tenant, action, "vmpool.view", f"VM pool {name!r}", lock)
+    return _tenant_object(queryset, user, tenant, action, "vmpool.view", POOL_NOT_FOUND, name, lock)
 
 
 def autoscalers_for_tenant(user, tenant: Tenant):
@@ -495,5 +527,5 @@ def autoscaler_get(
     """The autoscaler ``name`` of ``tenant`` (``NotFound``/``PermissionDenied``)."""
     queryset = autoscalers_for_tenant(user, tenant).filter(name=name)
     return _tenant_object(
-        queryset, user, tenant, action, "vmpool.view", f"Autoscaler {name!r}", lock
+        queryset, user, tenant, action, "vmpool.view", AUTOSCALER_NOT_FOUND, name, lock
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.urls import reverse
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -310,7 +311,10 @@ class VMSnapshotView(TenantResourceView):
         vm = self.vm(tenant)
         found = snapshot_services.vm_snapshots(vm, self.kwargs["snapshot"])
         if not found:
-            raise NotFound(f"Snapshot {self.kwargs['snapshot']!r} of {vm.name} not found.")
+            raise NotFound(
+                gettext("Snapshot %(name)s of %(vm)s not found.")
+                % {"name": repr(self.kwargs["snapshot"]), "vm": vm.name}
+            )
         return found[0]
 
     def api_errors(self, error: ApplicationError) -> ApplicationError:
@@ -484,7 +488,7 @@ class ScheduleView(TenantResourceView):
             queryset = queryset.select_for_update(of=("self",))
         schedule = queryset.first()
         if schedule is None:
-            raise NotFound(f"{owner.name} has no snapshot schedule.")
+            raise NotFound(gettext("%(name)s has no snapshot schedule.") % {"name": owner.name})
         return schedule
 
     def api_errors(self, error: ApplicationError) -> ApplicationError:

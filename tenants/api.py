@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 from django.db import transaction
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
@@ -100,7 +102,7 @@ class CoresField(serializers.DecimalField):
 
 
 class QuotaHardSerializer(StrictSerializer):
-    unknown_message = "Unknown quota resource."
+    unknown_message = _("Unknown quota resource.")
 
     cpu = CoresField(max_digits=10, decimal_places=3, min_value=0, required=False)
     memory = serializers.IntegerField(min_value=0, max_value=10**9, required=False)
@@ -235,7 +237,10 @@ class QuotaView(TenantScopedView):
         if user.is_staff:
             tenant = Tenant.objects.filter(slug=self.kwargs["tenant"]).first()
             if tenant is None:
-                raise NotFound(f"Tenant {self.kwargs['tenant']!r} not found.")
+                raise NotFound(
+                    gettext("Tenant %(tenant)s not found.")
+                    % {"tenant": repr(self.kwargs["tenant"])}
+                )
             return tenant
         return self.tenant(action)
 
@@ -263,7 +268,7 @@ class QuotaView(TenantScopedView):
                 target=f"quota/{obj.slug}",
                 outcome="denied",
             )
-            raise PermissionDenied("Only platform staff change quotas.")
+            raise PermissionDenied(gettext("Only platform staff change quotas."))
         serializer = QuotaPatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         with transaction.atomic():
@@ -275,7 +280,10 @@ class QuotaView(TenantScopedView):
         body = quota_representation(obj, change.quota)
         if change.below_use:
             body["status"]["warnings"] = [
-                f"{r}: limit is below current use; new reservations will be refused"
+                gettext(
+                    "%(resource)s: limit is below current use; new reservations will be refused"
+                )
+                % {"resource": r}
                 for r in change.below_use
             ]
         return Response(body, headers={"ETag": etag(change.quota)})
@@ -321,7 +329,10 @@ class MemberDetailView(TenantScopedView):
             selectors.memberships_of(obj).filter(user__username=self.kwargs["username"]).first()
         )
         if membership is None:
-            raise NotFound(f"{self.kwargs['username']!r} is not a member of {obj.slug}.")
+            raise NotFound(
+                gettext("%(username)s is not a member of %(tenant)s.")
+                % {"username": repr(self.kwargs["username"]), "tenant": obj.slug}
+            )
         return membership
 
     @extend_schema(operation_id="members_get", summary="One member")

@@ -44,7 +44,7 @@ class Tenant(Resource):
         max_length=40,
         unique=True,
         validators=[DNS_LABEL],
-        help_text="Short name used in URLs and the Kubernetes namespace (isotope-<slug>).",
+        help_text=_("Short name used in URLs and the Kubernetes namespace (isotope-<slug>)."),
         verbose_name=_("slug"),
     )
     name = models.CharField(
@@ -58,9 +58,11 @@ class Tenant(Resource):
     require_2fa = models.BooleanField(
         default=False,
         verbose_name=_("require 2FA"),
-        help_text="Members must have signed in with a second factor (or through single "
-        "sign-on) to open this tenant's pages or its API with a browser session. API "
-        "tokens are not asked for one.",
+        help_text=_(
+            "Members must have signed in with a second factor (or through single "
+            "sign-on) to open this tenant's pages or its API with a browser session. API "
+            "tokens are not asked for one."
+        ),
     )
 
     class Meta:
@@ -99,8 +101,10 @@ class Membership(models.Model):
         max_length=8,
         choices=MembershipSource.choices,
         default=MembershipSource.LOCAL,
-        help_text="Single sign-on memberships follow the provider's groups at each sign-in; "
-        "local ones are left alone by it.",
+        help_text=_(
+            "Single sign-on memberships follow the provider's groups at each sign-in; "
+            "local ones are left alone by it."
+        ),
         verbose_name=_("source"),
     )
     created = models.DateTimeField(
@@ -134,7 +138,7 @@ class GroupMapping(models.Model):
 
     group = models.CharField(
         max_length=200,
-        help_text="The group's name exactly as the provider's groups claim lists it.",
+        help_text=_("The group's name exactly as the provider's groups claim lists it."),
         verbose_name=_("group"),
     )
     tenant = models.ForeignKey(
@@ -188,28 +192,28 @@ class Quota(Resource):
         max_digits=10,
         decimal_places=3,
         validators=[MinValueValidator(Decimal(0))],
-        help_text="CPU cores (VM vCPUs and pod CPU requests together).",
+        help_text=_("CPU cores (VM vCPUs and pod CPU requests together)."),
         verbose_name=_("CPU cores"),
     )
     memory = models.PositiveBigIntegerField(
-        help_text="Memory in MiB.",
+        help_text=_("Memory in MiB."),
         verbose_name=_("memory (MiB)"),
     )
     storage = models.PositiveBigIntegerField(
-        help_text="Disk storage in GiB.",
+        help_text=_("Disk storage in GiB."),
         verbose_name=_("storage (GiB)"),
     )
     vms = models.PositiveIntegerField(
-        help_text="Number of virtual machines.",
+        help_text=_("Number of virtual machines."),
         verbose_name=_("VMs"),
     )
     pods = models.PositiveIntegerField(
-        help_text="Number of pods (replicas count one each).",
+        help_text=_("Number of pods (replicas count one each)."),
         verbose_name=_("pods"),
     )
     networks = models.PositiveIntegerField(
         default=10,
-        help_text="Number of tenant networks.",
+        help_text=_("Number of tenant networks."),
         verbose_name=_("networks"),
     )
     used_cpu = models.DecimalField(
@@ -282,7 +286,7 @@ class Reservation(models.Model):
     )
     ref = models.CharField(
         max_length=200,
-        help_text="Who holds it, e.g. vm:<uid>. One live reservation per ref.",
+        help_text=_("Who holds it, e.g. vm:<uid>. One live reservation per ref."),
         verbose_name=_("reference"),
     )
     kind = models.CharField(
@@ -369,7 +373,7 @@ class AuditLog(models.Model):
     actor_name = models.CharField(
         max_length=150,
         blank=True,
-        help_text="Kept when the user is deleted.",
+        help_text=_("Kept when the user is deleted."),
         verbose_name=_("actor name"),
     )
     tenant = models.ForeignKey(
@@ -437,7 +441,7 @@ class ApiToken(models.Model):
     key_id = models.CharField(
         max_length=16,
         unique=True,
-        help_text="Public part of the token, used to find it.",
+        help_text=_("Public part of the token, used to find it."),
         verbose_name=_("key ID"),
     )
     key_hash = models.CharField(
@@ -485,21 +489,21 @@ class UserPreference(models.Model):
     skip_confirmations = models.JSONField(
         default=list,
         blank=True,
-        help_text="Confirmations (tenants.choices.Confirmation) this user asked not to see.",
+        help_text=_("Confirmations (tenants.choices.Confirmation) this user asked not to see."),
         verbose_name=_("skip confirmations"),
     )
     theme = models.CharField(
         max_length=8,
         choices=Theme.choices,
         default=Theme.AUTO,
-        help_text="Colour theme; auto follows the browser's prefers-color-scheme.",
+        help_text=_("Colour theme; auto follows the browser's prefers-color-scheme."),
         verbose_name=_("theme"),
     )
     language = models.CharField(
         max_length=16,
         blank=True,
         default="",
-        help_text="A code from settings.LANGUAGES; empty follows the browser's Accept-Language.",
+        help_text=_("A code from settings.LANGUAGES; empty follows the browser's Accept-Language."),
         verbose_name=_("language"),
     )
     updated = models.DateTimeField(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db.models import QuerySet
+from django.utils.translation import gettext
 
 from portal.exceptions import NotFound, PermissionDenied
 from tenants.choices import Role
@@ -75,9 +76,12 @@ def tenant_get(user, slug: str, action: str = "tenant.view") -> Tenant:
     tenant = Tenant.objects.filter(slug=slug).first()
     role = role_of(user, tenant) if tenant else None
     if tenant is None or role is None:
-        raise NotFound(f"Tenant {slug!r} not found.")
+        raise NotFound(gettext("Tenant %(tenant)s not found.") % {"tenant": repr(slug)})
     if not role_allows(role, action):
-        raise PermissionDenied(f"Your role ({role}) does not allow {action} in {slug}.")
+        raise PermissionDenied(
+            gettext("Your role (%(role)s) does not allow %(permission)s in %(tenant)s.")
+            % {"role": role, "permission": action, "tenant": slug}
+        )
     return tenant
 
 

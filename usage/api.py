@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -80,7 +81,7 @@ class UsageView(TenantScopedView):
             request.query_params.get("start"), request.query_params.get("end"), strict=True
         )
         if errors:
-            raise ValidationError("Invalid period.", errors=errors)
+            raise ValidationError(gettext("Invalid period."), errors=errors)
         return Response(selectors.usage_report(obj, start=start, end=end).as_dict())
 
 
@@ -99,7 +100,7 @@ class QuotaIncreaseSerializer(serializers.Serializer):
             unknown = set(data) - set(self.fields)
             if unknown:
                 raise serializers.ValidationError(
-                    {name: ["Unknown quota resource."] for name in sorted(unknown)}
+                    {name: [gettext("Unknown quota resource.")] for name in sorted(unknown)}
                 )
         return super().to_internal_value(data)
 

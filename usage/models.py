@@ -30,6 +30,7 @@ class UsageSubject(models.Model):
     ref = models.CharField(
         max_length=200,
         unique=True,
+        verbose_name=_("reference"),
     )
     tenant = models.ForeignKey(
         Tenant,
@@ -37,27 +38,34 @@ class UsageSubject(models.Model):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("tenant"),
     )
     tenant_slug = models.CharField(
         max_length=40,
+        verbose_name=_("tenant slug"),
     )
     kind = models.CharField(
         max_length=16,
+        verbose_name=_("kind"),
     )
     object_id = models.CharField(
         max_length=64,
         blank=True,
+        verbose_name=_("object ID"),
     )
     name = models.CharField(
         max_length=253,
         blank=True,
+        verbose_name=_("name"),
     )
     labels = models.JSONField(
         default=dict,
         blank=True,
+        verbose_name=_("labels"),
     )
     created = models.DateTimeField(
         auto_now_add=True,
+        verbose_name=_("created"),
     )
 
     class Meta:
@@ -85,6 +93,7 @@ class UsageInterval(models.Model):
         UsageSubject,
         on_delete=models.CASCADE,
         related_name="intervals",
+        verbose_name=_("subject"),
     )
     tenant = models.ForeignKey(
         Tenant,
@@ -92,35 +101,43 @@ class UsageInterval(models.Model):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("tenant"),
     )
     reservation_id = models.BigIntegerField(
         null=True,
         blank=True,
-        help_text="The tenants.Reservation this interval meters (gone with its tenant).",
+        help_text=_("The tenants.Reservation this interval meters (gone with its tenant)."),
+        verbose_name=_("reservation ID"),
     )
-    start = models.DateTimeField()
+    start = models.DateTimeField(verbose_name=_("start"))
     end = models.DateTimeField(
         null=True,
         blank=True,
+        verbose_name=_("end"),
     )
     cpu = models.DecimalField(
         max_digits=10,
         decimal_places=3,
         default=Decimal(0),
+        verbose_name=_("CPU"),
     )
     memory = models.BigIntegerField(
         default=0,
-        help_text="MiB",
+        help_text=_("MiB"),
+        verbose_name=_("memory"),
     )
     storage = models.BigIntegerField(
         default=0,
-        help_text="GiB",
+        help_text=_("GiB"),
+        verbose_name=_("storage"),
     )
     vms = models.IntegerField(
         default=0,
+        verbose_name=_("VMs"),
     )
     pods = models.IntegerField(
         default=0,
+        verbose_name=_("pods"),
     )
 
     class Meta:
@@ -159,6 +176,7 @@ class UsageAmounts(models.Model):
         UsageSubject,
         on_delete=models.CASCADE,
         related_name="+",
+        verbose_name=_("subject"),
     )
     tenant = models.ForeignKey(
         Tenant,
@@ -166,31 +184,40 @@ class UsageAmounts(models.Model):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("tenant"),
     )
     cpu_millicore_ms = models.BigIntegerField(
         default=0,
+        verbose_name=_("CPU (millicore-ms)"),
     )
     memory_mib_ms = models.BigIntegerField(
         default=0,
+        verbose_name=_("memory (MiB-ms)"),
     )
     storage_gib_ms = models.BigIntegerField(
         default=0,
+        verbose_name=_("storage (GiB-ms)"),
     )
     vm_ms = models.BigIntegerField(
         default=0,
+        verbose_name=_("VM time (ms)"),
     )
     pod_ms = models.BigIntegerField(
         default=0,
+        verbose_name=_("pod time (ms)"),
     )
     cpu_used_millicore_ms = models.BigIntegerField(
         default=0,
+        verbose_name=_("used CPU (millicore-ms)"),
     )
     memory_used_mib_ms = models.BigIntegerField(
         default=0,
+        verbose_name=_("used memory (MiB-ms)"),
     )
     samples = models.IntegerField(
         default=0,
-        help_text="Metric samples the used amounts come from.",
+        help_text=_("Metric samples the used amounts come from."),
+        verbose_name=_("samples"),
     )
 
     class Meta:
@@ -214,7 +241,7 @@ USED_FIELDS = AMOUNT_FIELDS[5:]
 class UsageHourly(UsageAmounts):
     """One subject's usage in one clock hour (UTC) starting at ``hour``."""
 
-    hour = models.DateTimeField()
+    hour = models.DateTimeField(verbose_name=_("hour"))
 
     class Meta:
         verbose_name = _("usage (hourly)")
@@ -238,7 +265,7 @@ class UsageHourly(UsageAmounts):
 class UsageDaily(UsageAmounts):
     """One subject's usage in one UTC day: the sum of its hourly rows."""
 
-    day = models.DateField()
+    day = models.DateField(verbose_name=_("day"))
 
     class Meta:
         verbose_name = _("usage")
@@ -265,13 +292,16 @@ class RollupState(models.Model):
     name = models.CharField(
         max_length=32,
         primary_key=True,
+        verbose_name=_("name"),
     )
     through = models.DateTimeField(
         null=True,
         blank=True,
+        verbose_name=_("through"),
     )
     updated = models.DateTimeField(
         auto_now=True,
+        verbose_name=_("updated"),
     )
 
     class Meta:
@@ -302,26 +332,31 @@ class PriceList(models.Model):
 
     name = models.CharField(
         max_length=100,
+        verbose_name=_("name"),
     )
     currency = models.CharField(
         max_length=3,
         validators=[CURRENCY],
         default="EUR",
+        verbose_name=_("currency"),
     )
-    effective_from = models.DateField()
+    effective_from = models.DateField(verbose_name=_("effective from"))
     effective_to = models.DateField(
         null=True,
         blank=True,
-        help_text="Last day it applies; empty: until further notice.",
+        help_text=_("Last day it applies; empty: until further notice."),
+        verbose_name=_("effective to"),
     )
     applies_to_all = models.BooleanField(
         default=False,
-        help_text="Prices the usage of every tenant that has no list of its own.",
+        help_text=_("Prices the usage of every tenant that has no list of its own."),
+        verbose_name=_("applies to all"),
     )
     tenants = models.ManyToManyField(
         Tenant,
         blank=True,
         related_name="price_lists",
+        verbose_name=_("tenants"),
     )
     vcpu_hour = _price_field(_("per vCPU-hour"))
     memory_gib_hour = _price_field(_("per memory GiB-hour"))
@@ -330,9 +365,11 @@ class PriceList(models.Model):
     pod_hour = _price_field(_("per pod-hour"))
     created = models.DateTimeField(
         auto_now_add=True,
+        verbose_name=_("created"),
     )
     updated = models.DateTimeField(
         auto_now=True,
+        verbose_name=_("updated"),
     )
 
     class Meta:
@@ -373,6 +410,7 @@ class QuotaRequest(Resource):
         Tenant,
         on_delete=models.CASCADE,
         related_name="quota_requests",
+        verbose_name=_("tenant"),
     )
     requester = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -380,35 +418,43 @@ class QuotaRequest(Resource):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("requester"),
     )
     requester_name = models.CharField(
         max_length=150,
         blank=True,
+        verbose_name=_("requester name"),
     )
     increase = models.JSONField(
         default=dict,
-        help_text="Asked-for increase per quota resource, e.g. {'vms': 2}.",
+        help_text=_("Asked-for increase per quota resource, e.g. {'vms': 2}."),
+        verbose_name=_("increase"),
     )
     reason = models.TextField(
         max_length=1000,
+        verbose_name=_("reason"),
     )
     state = models.CharField(
         max_length=24,
         choices=QuotaRequestState.choices,
         default=QuotaRequestState.PENDING,
+        verbose_name=_("state"),
     )
     granted = models.JSONField(
         default=dict,
         blank=True,
-        help_text="Increase granted per resource (may be less than asked).",
+        help_text=_("Increase granted per resource (may be less than asked)."),
+        verbose_name=_("granted"),
     )
     limits_before = models.JSONField(
         default=dict,
         blank=True,
+        verbose_name=_("limits before"),
     )
     limits_after = models.JSONField(
         default=dict,
         blank=True,
+        verbose_name=_("limits after"),
     )
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -416,21 +462,26 @@ class QuotaRequest(Resource):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("decided by"),
     )
     decided_by_name = models.CharField(
         max_length=150,
         blank=True,
+        verbose_name=_("decided by (name)"),
     )
     decided = models.DateTimeField(
         null=True,
         blank=True,
+        verbose_name=_("decided"),
     )
     decision_reason = models.TextField(
         max_length=1000,
         blank=True,
+        verbose_name=_("decision reason"),
     )
     auto_approved = models.BooleanField(
         default=False,
+        verbose_name=_("auto-approved"),
     )
 
     class Meta:
@@ -469,17 +520,21 @@ class QuotaAutoApproval(models.Model):
         Tenant,
         on_delete=models.CASCADE,
         related_name="quota_auto_approval",
+        verbose_name=_("tenant"),
     )
     enabled = models.BooleanField(
         default=True,
+        verbose_name=_("enabled"),
     )
     max_percent = models.PositiveIntegerField(
         default=20,
         validators=[MinValueValidator(1)],
+        verbose_name=_("max percent"),
     )
     period_days = models.PositiveIntegerField(
         default=30,
         validators=[MinValueValidator(1)],
+        verbose_name=_("period (days)"),
     )
 
     class Meta:
@@ -498,15 +553,19 @@ class QuotaAlert(models.Model):
         Tenant,
         on_delete=models.CASCADE,
         related_name="+",
+        verbose_name=_("tenant"),
     )
     resource = models.CharField(
         max_length=16,
+        verbose_name=_("resource"),
     )
     level = models.PositiveSmallIntegerField(
         default=0,
+        verbose_name=_("level"),
     )
     changed = models.DateTimeField(
         auto_now=True,
+        verbose_name=_("changed"),
     )
 
     class Meta:

@@ -17,6 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from tenants.models import Tenant
 from usage.choices import Metric
@@ -429,16 +430,16 @@ def parse_period(
         try:
             return date.fromisoformat(str(value))
         except ValueError:
-            errors[name] = ["A date as YYYY-MM-DD."]
+            errors[name] = [gettext("A date as YYYY-MM-DD.")]
             return default
 
     first = one("start", start, today.replace(day=1))
     last = one("end", end, today)
     if not errors:
         if last < first:
-            errors["end"] = ["On or after the start."]
+            errors["end"] = [gettext("On or after the start.")]
         elif (last - first).days + 1 > MAX_PERIOD_DAYS:
-            errors["end"] = [f"At most {MAX_PERIOD_DAYS} days at once."]
+            errors["end"] = [gettext("At most %(days)s days at once.") % {"days": MAX_PERIOD_DAYS}]
     return first, last, errors
 
 

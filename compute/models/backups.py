@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from compute.choices import BackupPhase
 from portal.models import Resource
@@ -36,29 +37,31 @@ class Backup(Resource):
         null=True,
         blank=True,
         related_name="backups",
-        help_text="The VM whose snapshot it exports (kept as vm_name when the VM is gone).",
+        help_text=_("The VM whose snapshot it exports (kept as vm_name when the VM is gone)."),
     )
     vm_name = models.CharField(
         max_length=63,
     )
     snapshot_name = models.CharField(
         max_length=63,
-        help_text="The VM snapshot it was exported from.",
+        help_text=_("The VM snapshot it was exported from."),
     )
     snapshots = models.ManyToManyField(
         "compute.Snapshot",
         blank=True,
         related_name="backups",
-        help_text="The disk snapshots it reads while exporting (not deleted meanwhile).",
+        help_text=_("The disk snapshots it reads while exporting (not deleted meanwhile)."),
     )
     vm_spec = models.JSONField(
         default=dict,
-        help_text="The VM's image, vCPUs, memory and restart policy when backed up: "
-        "what a restore creates.",
+        help_text=_(
+            "The VM's image, vCPUs, memory and restart policy when backed up: "
+            "what a restore creates."
+        ),
     )
     disks = models.JSONField(
         default=list,
-        help_text="One entry per exported disk: device, volume, sizeGiB, file, bytes, sha256.",
+        help_text=_("One entry per exported disk: device, volume, sizeGiB, file, bytes, sha256."),
     )
     phase = models.CharField(
         max_length=12,
@@ -75,11 +78,11 @@ class Backup(Resource):
     )
     progress = models.PositiveSmallIntegerField(
         default=0,
-        help_text="Percent of the bytes exported.",
+        help_text=_("Percent of the bytes exported."),
     )
     size_bytes = models.PositiveBigIntegerField(
         default=0,
-        help_text="Total size of the exported files.",
+        help_text=_("Total size of the exported files."),
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

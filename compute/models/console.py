@@ -17,7 +17,7 @@ class ConsoleTicket(models.Model):
     digest = models.CharField(
         max_length=64,
         unique=True,
-        help_text="SHA-256 (hex) of the ticket; the ticket itself is never stored.",
+        help_text=_("SHA-256 (hex) of the ticket; the ticket itself is never stored."),
         verbose_name=_("digest"),
     )
     user = models.ForeignKey(
@@ -35,7 +35,7 @@ class ConsoleTicket(models.Model):
     session_key = models.CharField(
         max_length=40,
         blank=True,
-        help_text="The browser session it was issued to; empty for API-token clients.",
+        help_text=_("The browser session it was issued to; empty for API-token clients."),
         verbose_name=_("session key"),
     )
     view_only = models.BooleanField(

@@ -41,8 +41,9 @@ class Host(models.Model):
     uri = models.CharField(
         max_length=255,
         unique=True,
-        help_text="libvirt URI, e.g. qemu:///system, qemu+tcp://10.0.0.2/system or "
-        "test:///default.",
+        help_text=_(
+            "libvirt URI, e.g. qemu:///system, qemu+tcp://10.0.0.2/system or test:///default."
+        ),
         verbose_name=_("URI"),
     )
     virt_type = models.CharField(
@@ -53,12 +54,12 @@ class Host(models.Model):
     )
     cpus = models.PositiveIntegerField(
         default=0,
-        help_text="Physical CPUs, read from the host by 'check now'.",
+        help_text=_("Physical CPUs, read from the host by 'check now'."),
         verbose_name=_("CPUs"),
     )
     memory_mib = models.PositiveBigIntegerField(
         default=0,
-        help_text="Memory in MiB, read from the host.",
+        help_text=_("Memory in MiB, read from the host."),
         verbose_name=_("memory (MiB)"),
     )
     cpu_ratio = models.DecimalField(
@@ -66,7 +67,7 @@ class Host(models.Model):
         decimal_places=2,
         default=Decimal("4.00"),
         validators=[MinValueValidator(Decimal("0.1"))],
-        help_text="vCPU overcommit: schedulable vCPUs = cpus × ratio.",
+        help_text=_("vCPU overcommit: schedulable vCPUs = cpus × ratio."),
         verbose_name=_("CPU ratio"),
     )
     memory_ratio = models.DecimalField(
@@ -74,7 +75,7 @@ class Host(models.Model):
         decimal_places=2,
         default=Decimal("1.00"),
         validators=[MinValueValidator(Decimal("0.1"))],
-        help_text="Memory overcommit: schedulable MiB = memory × ratio.",
+        help_text=_("Memory overcommit: schedulable MiB = memory × ratio."),
         verbose_name=_("memory ratio"),
     )
     enabled = models.BooleanField(
@@ -83,13 +84,13 @@ class Host(models.Model):
     )
     maintenance = models.BooleanField(
         default=False,
-        help_text="No new VMs are placed here; drain moves the running ones away.",
+        help_text=_("No new VMs are placed here; drain moves the running ones away."),
         verbose_name=_("maintenance"),
     )
     labels = models.JSONField(
         default=dict,
         blank=True,
-        help_text='Key/value labels for placement, e.g. {"zone": "a", "ssd": "true"}.',
+        help_text=_('Key/value labels for placement, e.g. {"zone": "a", "ssd": "true"}.'),
         verbose_name=_("labels"),
     )
     reachable = models.BooleanField(
@@ -104,47 +105,51 @@ class Host(models.Model):
     message = models.CharField(
         max_length=500,
         blank=True,
-        help_text="Why the host is unreachable, when it is.",
+        help_text=_("Why the host is unreachable, when it is."),
         verbose_name=_("message"),
     )
     capabilities = models.JSONField(
         default=dict,
         blank=True,
         editable=False,
-        help_text="What the backend can do here (live_migration, console, metrics).",
+        help_text=_("What the backend can do here (live_migration, console, metrics)."),
         verbose_name=_("capabilities"),
     )
     storage_path = models.CharField(
         max_length=500,
         blank=True,
-        help_text="Directory of this host's volume pool (a libvirt dir pool); empty: "
-        "ISOTOPE_STORAGE_ROOT/<host name>.",
+        help_text=_(
+            "Directory of this host's volume pool (a libvirt dir pool); empty: "
+            "ISOTOPE_STORAGE_ROOT/<host name>."
+        ),
         verbose_name=_("storage path"),
     )
     storage_gib = models.PositiveBigIntegerField(
         default=0,
         editable=False,
-        help_text="Capacity of the volume pool in GiB, read by 'check now'.",
+        help_text=_("Capacity of the volume pool in GiB, read by 'check now'."),
         verbose_name=_("storage (GiB)"),
     )
     effective_virt_type = models.CharField(
         max_length=8,
         blank=True,
         editable=False,
-        help_text="Domain type used for guests: kvm, qemu, or test.",
+        help_text=_("Domain type used for guests: kvm, qemu, or test."),
         verbose_name=_("effective virtualisation type"),
     )
     vnc_port_min = models.PositiveIntegerField(
         default=VNC_PORT_FLOOR,
         validators=[MinValueValidator(VNC_PORT_FLOOR), MaxValueValidator(VNC_PORT_CEILING)],
-        help_text="Guests on this host get their VNC console port from this range. Hosts "
-        "on one machine (the same libvirt address) need ranges that do not overlap.",
+        help_text=_(
+            "Guests on this host get their VNC console port from this range. Hosts "
+            "on one machine (the same libvirt address) need ranges that do not overlap."
+        ),
         verbose_name=_("first console port"),
     )
     vnc_port_max = models.PositiveIntegerField(
         default=VNC_PORT_FLOOR + VNC_PORT_BLOCK - 1,
         validators=[MinValueValidator(VNC_PORT_FLOOR), MaxValueValidator(VNC_PORT_CEILING)],
-        help_text="Last port of the range (inclusive); it bounds how many guests run here.",
+        help_text=_("Last port of the range (inclusive); it bounds how many guests run here."),
         verbose_name=_("last console port"),
     )
 

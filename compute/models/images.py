@@ -50,13 +50,13 @@ class Image(Resource):
         max_length=500,
         blank=True,
         default="console=ttyS0 console=tty0",
-        help_text="Kernel command line; isotope.hostname=<vm name> is appended.",
+        help_text=_("Kernel command line; isotope.hostname=<vm name> is appended."),
         verbose_name=_("kernel command line"),
     )
     disk_path = models.CharField(
         max_length=500,
         blank=True,
-        help_text="Base image for copy-on-write disks (qcow2 or raw).",
+        help_text=_("Base image for copy-on-write disks (qcow2 or raw)."),
         verbose_name=_("disk path"),
     )
     disk_format = models.CharField(
@@ -68,9 +68,11 @@ class Image(Resource):
     ready_banner = models.CharField(
         max_length=100,
         blank=True,
-        help_text="Text the guest prints on its serial console once it has booted: its VMs "
-        "turn Ready when it appears. Empty: Ready follows Running, unless a QEMU guest "
-        "agent channel is present (then the agent must answer a ping).",
+        help_text=_(
+            "Text the guest prints on its serial console once it has booted: its VMs "
+            "turn Ready when it appears. Empty: Ready follows Running, unless a QEMU guest "
+            "agent channel is present (then the agent must answer a ping)."
+        ),
         verbose_name=_("ready banner"),
     )
     min_memory_mib = models.PositiveIntegerField(
@@ -92,7 +94,7 @@ class Image(Resource):
         null=True,
         blank=True,
         related_name="images",
-        help_text="Owner of a private image; empty for public images.",
+        help_text=_("Owner of a private image; empty for public images."),
         verbose_name=_("tenant"),
     )
     phase = models.CharField(
@@ -126,19 +128,19 @@ class Image(Resource):
     expected_sha256 = models.CharField(
         max_length=64,
         blank=True,
-        help_text="The checksum the importer gave; the file must match it.",
+        help_text=_("The checksum the importer gave; the file must match it."),
         verbose_name=_("expected SHA-256"),
     )
     sha256 = models.CharField(
         max_length=64,
         blank=True,
-        help_text="Checksum of the file as received (before conversion).",
+        help_text=_("Checksum of the file as received (before conversion)."),
         verbose_name=_("SHA-256"),
     )
     declared_bytes = models.BigIntegerField(
         null=True,
         blank=True,
-        help_text="Size announced by the uploader (Upload-Length) or the importer.",
+        help_text=_("Size announced by the uploader (Upload-Length) or the importer."),
         verbose_name=_("declared bytes"),
     )
     upload_offset = models.BigIntegerField(
@@ -157,19 +159,19 @@ class Image(Resource):
     source_format = models.CharField(
         max_length=16,
         blank=True,
-        help_text="Format detected by qemu-img (qcow2 or raw).",
+        help_text=_("Format detected by qemu-img (qcow2 or raw)."),
         verbose_name=_("source format"),
     )
     size_bytes = models.BigIntegerField(
         null=True,
         blank=True,
-        help_text="Size of the stored qcow2 file.",
+        help_text=_("Size of the stored qcow2 file."),
         verbose_name=_("size (bytes)"),
     )
     virtual_size_bytes = models.BigIntegerField(
         null=True,
         blank=True,
-        help_text="The disk size a guest sees.",
+        help_text=_("The disk size a guest sees."),
         verbose_name=_("virtual size (bytes)"),
     )
     attempts = models.PositiveSmallIntegerField(

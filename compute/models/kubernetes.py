@@ -26,7 +26,7 @@ class KubernetesCluster(models.Model):
         max_length=255,
         blank=True,
         editable=False,
-        help_text="API server URL, read from the kubeconfig.",
+        help_text=_("API server URL, read from the kubeconfig."),
         verbose_name=_("server"),
     )
     kubeconfig_encrypted = models.TextField(
@@ -35,7 +35,7 @@ class KubernetesCluster(models.Model):
     )
     default = models.BooleanField(
         default=False,
-        help_text="New workloads go to the default cluster.",
+        help_text=_("New workloads go to the default cluster."),
         verbose_name=_("default"),
     )
     enabled = models.BooleanField(
@@ -54,7 +54,7 @@ class KubernetesCluster(models.Model):
     message = models.CharField(
         max_length=500,
         blank=True,
-        help_text="Why the cluster is unreachable, when it is.",
+        help_text=_("Why the cluster is unreachable, when it is."),
         verbose_name=_("message"),
     )
     version = models.CharField(
@@ -67,14 +67,14 @@ class KubernetesCluster(models.Model):
         default=dict,
         blank=True,
         editable=False,
-        help_text="Ready nodes and their allocatable cpu (cores), memory (MiB) and pods.",
+        help_text=_("Ready nodes and their allocatable cpu (cores), memory (MiB) and pods."),
         verbose_name=_("capacity"),
     )
     capabilities = models.JSONField(
         default=dict,
         blank=True,
         editable=False,
-        help_text="What the cluster can do (logs: its nodes run containers).",
+        help_text=_("What the cluster can do (logs: its nodes run containers)."),
         verbose_name=_("capabilities"),
     )
 
@@ -200,23 +200,23 @@ class Workload(Resource):
     ports = models.JSONField(
         default=list,
         blank=True,
-        help_text="Container ports (numbers).",
+        help_text=_("Container ports (numbers)."),
         verbose_name=_("ports"),
     )
     cpu_request_m = models.PositiveIntegerField(
-        help_text="CPU request per pod in millicores.",
+        help_text=_("CPU request per pod in millicores."),
         verbose_name=_("CPU request (millicores)"),
     )
     cpu_limit_m = models.PositiveIntegerField(
-        help_text="CPU limit per pod in millicores.",
+        help_text=_("CPU limit per pod in millicores."),
         verbose_name=_("CPU limit (millicores)"),
     )
     memory_request = models.PositiveBigIntegerField(
-        help_text="Memory request per pod in bytes.",
+        help_text=_("Memory request per pod in bytes."),
         verbose_name=_("memory request"),
     )
     memory_limit = models.PositiveBigIntegerField(
-        help_text="Memory limit per pod in bytes.",
+        help_text=_("Memory limit per pod in bytes."),
         verbose_name=_("memory limit"),
     )
     replicas = models.PositiveIntegerField(
@@ -234,13 +234,13 @@ class Workload(Resource):
     volumes = models.JSONField(
         default=list,
         blank=True,
-        help_text='Volume claims its pods mount: [{"volume", "mountPath", "readOnly"}].',
+        help_text=_('Volume claims its pods mount: [{"volume", "mountPath", "readOnly"}].'),
         verbose_name=_("volumes"),
     )
     restarted_at = models.DateTimeField(
         null=True,
         blank=True,
-        help_text="When a rollout restart was last asked for.",
+        help_text=_("When a rollout restart was last asked for."),
         verbose_name=_("restarted at"),
     )
     deleting = models.BooleanField(
@@ -250,16 +250,20 @@ class Workload(Resource):
     generation = models.PositiveBigIntegerField(
         default=1,
         editable=False,
-        help_text="Grows whenever the spec changes (scale, restart, delete); applied "
-        "objects carry it, so an observation of an older spec is recognised.",
+        help_text=_(
+            "Grows whenever the spec changes (scale, restart, delete); applied "
+            "objects carry it, so an observation of an older spec is recognised."
+        ),
         verbose_name=_("generation"),
     )
     refused_generation = models.PositiveBigIntegerField(
         null=True,
         blank=True,
         editable=False,
-        help_text="The generation the API server refused for quota (its reservation was "
-        "released then); a later spec change is tried again.",
+        help_text=_(
+            "The generation the API server refused for quota (its reservation was "
+            "released then); a later spec change is tried again."
+        ),
         verbose_name=_("refused generation"),
     )
     phase = models.CharField(
@@ -290,7 +294,7 @@ class Workload(Resource):
         default=list,
         blank=True,
         editable=False,
-        help_text="Observed pods: name, phase, node, restarts, ready (from the watch).",
+        help_text=_("Observed pods: name, phase, node, restarts, ready (from the watch)."),
         verbose_name=_("pods"),
     )
     labels = models.JSONField(

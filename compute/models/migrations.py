@@ -27,53 +27,55 @@ class MigrationPolicy(models.Model):
         null=True,
         blank=True,
         related_name="migration_policy",
-        help_text="Empty: the cluster defaults. Set: overrides for migrations leaving it.",
+        help_text=_("Empty: the cluster defaults. Set: overrides for migrations leaving it."),
         verbose_name=_("host"),
     )
     bandwidth_mib = models.PositiveIntegerField(
         default=0,
-        help_text="Bandwidth cap in MiB/s; 0 = unlimited.",
+        help_text=_("Bandwidth cap in MiB/s; 0 = unlimited."),
         verbose_name=_("bandwidth (MiB/s)"),
     )
     completion_timeout_per_gib = models.PositiveIntegerField(
         default=150,
         validators=[MinValueValidator(1)],
-        help_text="Abort when the migration takes longer than this many seconds per GiB "
-        "of guest memory (and disk).",
+        help_text=_(
+            "Abort when the migration takes longer than this many seconds per GiB "
+            "of guest memory (and disk)."
+        ),
         verbose_name=_("completion timeout per GiB"),
     )
     progress_timeout = models.PositiveIntegerField(
         default=150,
         validators=[MinValueValidator(1)],
-        help_text="Abort when the remaining data has not shrunk for this many seconds.",
+        help_text=_("Abort when the remaining data has not shrunk for this many seconds."),
         verbose_name=_("progress timeout"),
     )
     max_downtime_ms = models.PositiveIntegerField(
         default=500,
         validators=[MinValueValidator(1)],
-        help_text="Longest pause of the guest allowed when switching over.",
+        help_text=_("Longest pause of the guest allowed when switching over."),
         verbose_name=_("maximum downtime (ms)"),
     )
     auto_converge = models.BooleanField(
         default=False,
-        help_text="Throttle the guest's vCPUs when memory is dirtied faster than sent.",
+        help_text=_("Throttle the guest's vCPUs when memory is dirtied faster than sent."),
         verbose_name=_("auto-converge"),
     )
     post_copy = models.BooleanField(
         default=False,
-        help_text="Switch to post-copy when pre-copy does not converge (third iteration).",
+        help_text=_("Switch to post-copy when pre-copy does not converge (third iteration)."),
         verbose_name=_("post-copy"),
     )
     max_parallel = models.PositiveIntegerField(
         default=5,
         validators=[MinValueValidator(1)],
-        help_text="Migrations running at once in the cluster (cluster row only).",
+        help_text=_("Migrations running at once in the cluster (cluster row only)."),
         verbose_name=_("maximum parallel"),
     )
     max_outbound = models.PositiveIntegerField(
         default=2,
         validators=[MinValueValidator(1)],
-        help_text="Migrations leaving one host at once.",
+        help_text=_("Migrations leaving one host at once."),
         verbose_name=_("maximum outbound"),
     )
 
@@ -116,7 +118,7 @@ class HostDrain(models.Model):
     unmovable = models.JSONField(
         default=list,
         blank=True,
-        help_text='VMs left behind: [{"tenant", "vm", "reason"}].',
+        help_text=_('VMs left behind: [{"tenant", "vm", "reason"}].'),
         verbose_name=_("unmovable"),
     )
 
@@ -148,7 +150,7 @@ class Migration(Resource):
     )
     vm_name = models.CharField(
         max_length=63,
-        help_text="Kept when the VM is deleted later.",
+        help_text=_("Kept when the VM is deleted later."),
         verbose_name=_("VM name"),
     )
     source = models.ForeignKey(
@@ -167,7 +169,7 @@ class Migration(Resource):
     )
     target_pinned = models.BooleanField(
         default=False,
-        help_text="Staff chose the target; otherwise the scheduler does.",
+        help_text=_("Staff chose the target; otherwise the scheduler does."),
         verbose_name=_("target pinned"),
     )
     drain = models.ForeignKey(
@@ -188,13 +190,13 @@ class Migration(Resource):
     reason = models.CharField(
         max_length=500,
         blank=True,
-        help_text="Why it waits, failed or was cancelled.",
+        help_text=_("Why it waits, failed or was cancelled."),
         verbose_name=_("reason"),
     )
     detail = models.TextField(
         blank=True,
         editable=False,
-        help_text="Platform staff only: the hypervisor's own words behind a failure.",
+        help_text=_("Platform staff only: the hypervisor's own words behind a failure."),
         verbose_name=_("detail"),
     )
     requested_by = models.ForeignKey(
@@ -208,7 +210,7 @@ class Migration(Resource):
     request_note = models.CharField(
         max_length=200,
         blank=True,
-        help_text="Why the requester wanted it.",
+        help_text=_("Why the requester wanted it."),
         verbose_name=_("request note"),
     )
     cancel_requested = models.BooleanField(
@@ -251,12 +253,12 @@ class Migration(Resource):
     )
     transfer_rate = models.PositiveBigIntegerField(
         default=0,
-        help_text="Bytes per second.",
+        help_text=_("Bytes per second."),
         verbose_name=_("transfer rate"),
     )
     dirty_rate = models.PositiveBigIntegerField(
         default=0,
-        help_text="Bytes of guest memory dirtied per second.",
+        help_text=_("Bytes of guest memory dirtied per second."),
         verbose_name=_("dirty rate"),
     )
     iteration = models.PositiveIntegerField(
@@ -275,7 +277,7 @@ class Migration(Resource):
     )
     samples = models.PositiveIntegerField(
         default=0,
-        help_text="How many progress samples were taken.",
+        help_text=_("How many progress samples were taken."),
         verbose_name=_("samples"),
     )
 

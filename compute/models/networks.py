@@ -39,12 +39,12 @@ class Network(Resource):
     )
     cidr = models.CharField(
         max_length=18,
-        help_text="IPv4 network, e.g. 10.0.0.0/24.",
+        help_text=_("IPv4 network, e.g. 10.0.0.0/24."),
         verbose_name=_("CIDR"),
     )
     gateway = models.GenericIPAddressField(
         protocol="IPv4",
-        help_text="The host's address on the network (DHCP server, and router for NAT).",
+        help_text=_("The host's address on the network (DHCP server, and router for NAT)."),
         verbose_name=_("gateway"),
     )
     dhcp_start = models.GenericIPAddressField(
@@ -63,14 +63,14 @@ class Network(Resource):
     )
     is_default = models.BooleanField(
         default=False,
-        help_text="Made for the tenant with its first VM.",
+        help_text=_("Made for the tenant with its first VM."),
         verbose_name=_("default"),
     )
     bridge = models.CharField(
         max_length=15,
         unique=True,
         editable=False,
-        help_text="The Linux bridge of the network on every host (at most 15 characters).",
+        help_text=_("The Linux bridge of the network on every host (at most 15 characters)."),
         verbose_name=_("bridge"),
     )
     phase = models.CharField(
@@ -144,33 +144,33 @@ class NetworkInterface(Resource):
         Network,
         on_delete=models.PROTECT,
         related_name="nics",
-        help_text="A network with interfaces is not deleted.",
+        help_text=_("A network with interfaces is not deleted."),
         verbose_name=_("network"),
     )
     name = models.CharField(
         max_length=63,
         validators=[DNS_LABEL],
-        help_text="Unique among the VM's interfaces (nic0, nic1, … unless given).",
+        help_text=_("Unique among the VM's interfaces (nic0, nic1, … unless given)."),
         verbose_name=_("name"),
     )
     mac = models.CharField(
         max_length=17,
         unique=True,
         editable=False,
-        help_text="Chosen by Isotope in 52:54:00:xx:xx:xx.",
+        help_text=_("Chosen by Isotope in 52:54:00:xx:xx:xx."),
         verbose_name=_("MAC address"),
     )
     fixed_ip = models.GenericIPAddressField(
         protocol="IPv4",
         null=True,
         blank=True,
-        help_text="Reserved for this interface (a DHCP host entry), inside the DHCP range.",
+        help_text=_("Reserved for this interface (a DHCP host entry), inside the DHCP range."),
         verbose_name=_("fixed IP"),
     )
     addresses = models.JSONField(
         default=list,
         blank=True,
-        help_text="What the guest holds (address/prefix), from the network's DHCP leases.",
+        help_text=_("What the guest holds (address/prefix), from the network's DHCP leases."),
         verbose_name=_("addresses"),
     )
     phase = models.CharField(
@@ -208,8 +208,10 @@ class NetworkInterface(Resource):
         "compute.SecurityGroup",
         related_name="nics",
         blank=True,
-        help_text="What traffic the interface lets through (the tenant's default group "
-        "when none is chosen).",
+        help_text=_(
+            "What traffic the interface lets through (the tenant's default group "
+            "when none is chosen)."
+        ),
     )
 
     def __str__(self) -> str:
@@ -242,13 +244,14 @@ class SecurityGroup(Resource):
     )
     is_default = models.BooleanField(
         default=False,
-        help_text="Made for the tenant with its first interface; interfaces that name "
-        "no group are in it.",
+        help_text=_(
+            "Made for the tenant with its first interface; interfaces that name no group are in it."
+        ),
     )
     message = models.CharField(
         max_length=1000,
         blank=True,
-        help_text="Why the hosts last refused the group's filter (empty when applied).",
+        help_text=_("Why the hosts last refused the group's filter (empty when applied)."),
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -306,7 +309,7 @@ class SecurityGroupRule(models.Model):
     remote_cidr = models.CharField(
         max_length=18,
         blank=True,
-        help_text="IPv4 network of the other side (0.0.0.0/0: anywhere).",
+        help_text=_("IPv4 network of the other side (0.0.0.0/0: anywhere)."),
     )
     remote_group = models.ForeignKey(
         SecurityGroup,
@@ -314,8 +317,9 @@ class SecurityGroupRule(models.Model):
         null=True,
         blank=True,
         related_name="referencing_rules",
-        help_text="The other side is any interface in this group; a group that rules "
-        "name is not deleted.",
+        help_text=_(
+            "The other side is any interface in this group; a group that rules name is not deleted."
+        ),
     )
     created = models.DateTimeField(
         auto_now_add=True,

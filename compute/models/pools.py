@@ -58,7 +58,7 @@ class VMPool(Resource):
     labels = models.JSONField(
         default=dict,
         blank=True,
-        help_text="Labels of the pool and of every member (beside isotope.dev/pool).",
+        help_text=_("Labels of the pool and of every member (beside isotope.dev/pool)."),
         verbose_name=_("labels"),
     )
     restart_policy = models.CharField(
@@ -79,56 +79,64 @@ class VMPool(Resource):
     template_generation = models.PositiveBigIntegerField(
         default=1,
         editable=False,
-        help_text="Grows whenever the template (image, size, restart policy) changes.",
+        help_text=_("Grows whenever the template (image, size, restart policy) changes."),
     )
     max_unavailable = models.PositiveIntegerField(
         default=0,
         validators=[MaxValueValidator(MAX_REPLICAS)],
-        help_text="Rolling update: members that may be down at once (one extra member is "
-        "created first when the quota has room for it).",
+        help_text=_(
+            "Rolling update: members that may be down at once (one extra member is "
+            "created first when the quota has room for it)."
+        ),
     )
     strategy = models.CharField(
         max_length=8,
         choices=PoolStrategy.choices,
         default=PoolStrategy.ROLLING,
-        help_text="How a template change replaces the members: rolling (a few at a time) "
-        "or recreate (every old member deleted first, then the new ones made).",
+        help_text=_(
+            "How a template change replaces the members: rolling (a few at a time) "
+            "or recreate (every old member deleted first, then the new ones made)."
+        ),
         verbose_name=_("update strategy"),
     )
     paused = models.BooleanField(
         default=False,
-        help_text="A paused rolling update replaces no more members until resumed.",
+        help_text=_("A paused rolling update replaces no more members until resumed."),
     )
     warm = models.PositiveIntegerField(
         default=0,
         validators=[MaxValueValidator(MAX_REPLICAS)],
-        help_text="Members kept defined and stopped beyond the replicas, started first on a "
-        "scale-up (each charged to the quota as any VM).",
+        help_text=_(
+            "Members kept defined and stopped beyond the replicas, started first on a "
+            "scale-up (each charged to the quota as any VM)."
+        ),
     )
     warm_mode = models.CharField(
         max_length=8,
         choices=WarmMode.choices,
         default=WarmMode.STOPPED,
-        help_text="stopped: warm members are defined and stopped (a scale-up boots them); "
-        "paused: booted, then suspended (a scale-up resumes them).",
+        help_text=_(
+            "stopped: warm members are defined and stopped (a scale-up boots them); "
+            "paused: booted, then suspended (a scale-up resumes them)."
+        ),
         verbose_name=_("warm mode"),
     )
     generation = models.PositiveBigIntegerField(
         default=1,
         editable=False,
-        help_text="Grows whenever the spec changes (scale, delete).",
+        help_text=_("Grows whenever the spec changes (scale, delete)."),
         verbose_name=_("generation"),
     )
     observed_generation = models.PositiveBigIntegerField(
         default=0,
         editable=False,
-        help_text="The generation the controller last converged towards.",
+        help_text=_("The generation the controller last converged towards."),
         verbose_name=_("observed generation"),
     )
     next_index = models.PositiveIntegerField(
         default=0,
         editable=False,
-        help_text="The n of the next member's name <pool>-<n>.",
+        help_text=_("The n of the next member's name <pool>-<n>."),
         verbose_name=_("next index"),
     )
     phase = models.CharField(
@@ -149,36 +157,37 @@ class VMPool(Resource):
     )
     current_replicas = models.PositiveIntegerField(
         default=0,
-        help_text="Members that exist and are not being deleted.",
+        help_text=_("Members that exist and are not being deleted."),
         verbose_name=_("current replicas"),
     )
     available_replicas = models.PositiveIntegerField(
         default=0,
-        help_text="Members whose domain is Running.",
+        help_text=_("Members whose domain is Running."),
         verbose_name=_("available replicas"),
     )
     ready_replicas = models.PositiveIntegerField(
         default=0,
-        help_text="Members Running with their guest Ready.",
+        help_text=_("Members Running with their guest Ready."),
         verbose_name=_("ready replicas"),
     )
     updated_replicas = models.PositiveIntegerField(
         default=0,
-        help_text="Members of the current template that are Running and Ready.",
+        help_text=_("Members of the current template that are Running and Ready."),
     )
     warm_replicas = models.PositiveIntegerField(
         default=0,
-        help_text="Warm members ready to use: Stopped (warm mode stopped) or Paused "
-        "(warm mode paused).",
+        help_text=_(
+            "Warm members ready to use: Stopped (warm mode stopped) or Paused (warm mode paused)."
+        ),
     )
     rollout_failed = models.BooleanField(
         default=False,
-        help_text="A member of the current template failed: the rolling update stopped.",
+        help_text=_("A member of the current template failed: the rolling update stopped."),
     )
     rollout_message = models.CharField(
         max_length=1000,
         blank=True,
-        help_text="How the rolling update goes (why it stopped, a quota fallback).",
+        help_text=_("How the rolling update goes (why it stopped, a quota fallback)."),
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -254,7 +263,7 @@ class Autoscaler(Resource):
     min_replicas = models.PositiveIntegerField(
         default=1,
         validators=[MaxValueValidator(MAX_REPLICAS)],
-        help_text="0 allows scaling to zero (the pool then stays empty until scaled by hand).",
+        help_text=_("0 allows scaling to zero (the pool then stays empty until scaled by hand)."),
         verbose_name=_("minimum replicas"),
     )
     max_replicas = models.PositiveIntegerField(
@@ -268,28 +277,28 @@ class Autoscaler(Resource):
         verbose_name=_("metric"),
     )
     target = models.PositiveSmallIntegerField(
-        help_text="The wanted average utilisation of the members, in percent (1-100).",
+        help_text=_("The wanted average utilisation of the members, in percent (1-100)."),
         verbose_name=_("target utilisation (%)"),
     )
     scale_down_window_seconds = models.PositiveIntegerField(
         default=300,
-        help_text="Scale down only to the highest recommendation of this window.",
+        help_text=_("Scale down only to the highest recommendation of this window."),
         verbose_name=_("scale-down window (seconds)"),
     )
     scale_up_pods = models.PositiveIntegerField(
         default=4,
-        help_text="Members that may be added per period (or scale_up_percent, the larger).",
+        help_text=_("Members that may be added per period (or scale_up_percent, the larger)."),
         verbose_name=_("scale up pods"),
     )
     scale_up_percent = models.PositiveIntegerField(
         default=100,
-        help_text="Percent of the members that may be added per period.",
+        help_text=_("Percent of the members that may be added per period."),
         verbose_name=_("scale up percent"),
     )
     scale_down_percent = models.PositiveIntegerField(
         default=100,
         validators=[MaxValueValidator(100)],
-        help_text="Percent of the members that may be removed per period.",
+        help_text=_("Percent of the members that may be removed per period."),
         verbose_name=_("scale down percent"),
     )
     generation = models.PositiveBigIntegerField(
@@ -300,7 +309,7 @@ class Autoscaler(Resource):
     current_metric = models.FloatField(
         null=True,
         blank=True,
-        help_text="The members' average utilisation at the last run (percent).",
+        help_text=_("The members' average utilisation at the last run (percent)."),
         verbose_name=_("current metric"),
     )
     desired_replicas = models.PositiveIntegerField(
@@ -311,7 +320,7 @@ class Autoscaler(Resource):
     reason = models.CharField(
         max_length=40,
         blank=True,
-        help_text="Why the last run decided as it did (HPA's condition reasons).",
+        help_text=_("Why the last run decided as it did (HPA's condition reasons)."),
         verbose_name=_("reason"),
     )
     message = models.CharField(
@@ -345,14 +354,14 @@ class Autoscaler(Resource):
         default=list,
         blank=True,
         editable=False,
-        help_text="The last changes made: time, from, to, metric, reason.",
+        help_text=_("The last changes made: time, from, to, metric, reason."),
         verbose_name=_("decisions"),
     )
     history = models.JSONField(
         default=list,
         blank=True,
         editable=False,
-        help_text="One point per run of the last hour: time, the pool's replicas, the metric.",
+        help_text=_("One point per run of the last hour: time, the pool's replicas, the metric."),
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -31,7 +31,7 @@ class Snapshot(Resource):
         "compute.Volume",
         on_delete=models.PROTECT,
         related_name="snapshots",
-        help_text="The volume it is a copy of (a volume with snapshots is not deleted).",
+        help_text=_("The volume it is a copy of (a volume with snapshots is not deleted)."),
         verbose_name=_("volume"),
     )
     name = models.CharField(
@@ -45,8 +45,10 @@ class Snapshot(Resource):
         null=True,
         blank=True,
         related_name="snapshots",
-        help_text="Set when taken as part of a snapshot of this VM: the snapshots of its "
-        "disks with the same name were taken together and restore together.",
+        help_text=_(
+            "Set when taken as part of a snapshot of this VM: the snapshots of its "
+            "disks with the same name were taken together and restore together."
+        ),
         verbose_name=_("VM"),
     )
     phase = models.CharField(
@@ -66,7 +68,7 @@ class Snapshot(Resource):
         verbose_name=_("phase changed"),
     )
     size_gib = models.PositiveIntegerField(
-        help_text="The volume's size when taken; charged to the storage quota.",
+        help_text=_("The volume's size when taken; charged to the storage quota."),
         verbose_name=_("size (GiB)"),
     )
     host = models.ForeignKey(
@@ -85,13 +87,13 @@ class Snapshot(Resource):
     backend_name = models.CharField(
         max_length=255,
         blank=True,
-        help_text="The copy's name in the pool.",
+        help_text=_("The copy's name in the pool."),
         verbose_name=_("backend name"),
     )
     restored = models.DateTimeField(
         null=True,
         blank=True,
-        help_text="When it was last restored onto its volume.",
+        help_text=_("When it was last restored onto its volume."),
         verbose_name=_("restored"),
     )
     schedule = models.ForeignKey(
@@ -100,7 +102,7 @@ class Snapshot(Resource):
         null=True,
         blank=True,
         related_name="snapshots",
-        help_text="The schedule that took it (its retention applies); none when by hand.",
+        help_text=_("The schedule that took it (its retention applies); none when by hand."),
         verbose_name=_("schedule"),
     )
     created_by = models.ForeignKey(
@@ -163,17 +165,17 @@ class SnapshotSchedule(Resource):
     interval_hours = models.PositiveSmallIntegerField(
         null=True,
         blank=True,
-        help_text="Take one every this many hours (or daily_at).",
+        help_text=_("Take one every this many hours (or daily_at)."),
         verbose_name=_("interval (hours)"),
     )
     daily_at = models.TimeField(
         null=True,
         blank=True,
-        help_text="Take one every day at this time, UTC (or interval_hours).",
+        help_text=_("Take one every day at this time, UTC (or interval_hours)."),
         verbose_name=_("daily at"),
     )
     keep = models.PositiveSmallIntegerField(
-        help_text="How many of this schedule's snapshots to keep; older ones are deleted.",
+        help_text=_("How many of this schedule's snapshots to keep; older ones are deleted."),
         verbose_name=_("keep"),
     )
     enabled = models.BooleanField(
@@ -192,7 +194,7 @@ class SnapshotSchedule(Resource):
     last_result = models.CharField(
         max_length=12,
         blank=True,
-        help_text="Succeeded or Failed (the last run), empty before the first.",
+        help_text=_("Succeeded or Failed (the last run), empty before the first."),
         verbose_name=_("last result"),
     )
     last_message = models.CharField(

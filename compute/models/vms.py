@@ -57,8 +57,10 @@ class VirtualMachine(Resource):
     generation = models.PositiveBigIntegerField(
         default=1,
         editable=False,
-        help_text="Grows whenever what the VM should be (desired state, size) changes; "
-        "an observation made against an older generation does not set the phase.",
+        help_text=_(
+            "Grows whenever what the VM should be (desired state, size) changes; "
+            "an observation made against an older generation does not set the phase."
+        ),
         verbose_name=_("generation"),
     )
     phase = models.CharField(
@@ -76,7 +78,7 @@ class VirtualMachine(Resource):
     detail = models.TextField(
         blank=True,
         editable=False,
-        help_text="Platform staff only: the hypervisor's own words behind the message.",
+        help_text=_("Platform staff only: the hypervisor's own words behind the message."),
         verbose_name=_("detail"),
     )
     phase_changed = models.DateTimeField(
@@ -87,7 +89,7 @@ class VirtualMachine(Resource):
         max_length=7,
         choices=ConditionStatus.choices,
         default=ConditionStatus.FALSE,
-        help_text="The Ready condition: the guest is up (not only its domain running).",
+        help_text=_("The Ready condition: the guest is up (not only its domain running)."),
         verbose_name=_("ready"),
     )
     ready_reason = models.CharField(
@@ -103,15 +105,17 @@ class VirtualMachine(Resource):
     ready_changed = models.DateTimeField(
         null=True,
         blank=True,
-        help_text="When the Ready condition's status last changed.",
+        help_text=_("When the Ready condition's status last changed."),
         verbose_name=_("ready changed"),
     )
     boot_log_offset = models.PositiveBigIntegerField(
         null=True,
         blank=True,
         editable=False,
-        help_text="Where this boot's output starts in the serial console log: a ready "
-        "banner counts only after it.",
+        help_text=_(
+            "Where this boot's output starts in the serial console log: a ready "
+            "banner counts only after it."
+        ),
         verbose_name=_("boot log offset"),
     )
     restart_policy = models.CharField(
@@ -128,20 +132,20 @@ class VirtualMachine(Resource):
     node_selector = models.JSONField(
         default=dict,
         blank=True,
-        help_text="Host labels the VM requires.",
+        help_text=_("Host labels the VM requires."),
         verbose_name=_("node selector"),
     )
     backend_id = models.CharField(
         max_length=64,
         blank=True,
-        help_text="libvirt UUID of the domain.",
+        help_text=_("libvirt UUID of the domain."),
         verbose_name=_("backend ID"),
     )
     legacy_domain_name = models.CharField(
         max_length=130,
         blank=True,
         editable=False,
-        help_text="Domain name of a VM created before domains were named by uid.",
+        help_text=_("Domain name of a VM created before domains were named by uid."),
         verbose_name=_("legacy domain name"),
     )
     vnc_port = models.IntegerField(
@@ -155,17 +159,17 @@ class VirtualMachine(Resource):
         null=True,
         blank=True,
         related_name="members",
-        help_text="The VM pool this VM is a member of (the pool created it).",
+        help_text=_("The VM pool this VM is a member of (the pool created it)."),
         verbose_name=_("pool"),
     )
     pool_template = models.PositiveBigIntegerField(
         null=True,
         blank=True,
-        help_text="The pool's template generation this member was made from.",
+        help_text=_("The pool's template generation this member was made from."),
     )
     pool_warm = models.BooleanField(
         default=False,
-        help_text="A pool's warm member: defined and stopped, started on a scale-up.",
+        help_text=_("A pool's warm member: defined and stopped, started on a scale-up."),
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

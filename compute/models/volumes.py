@@ -31,7 +31,7 @@ class Volume(Resource):
         verbose_name=_("name"),
     )
     size_gib = models.PositiveIntegerField(
-        help_text="Desired size in GiB; volumes only grow.",
+        help_text=_("Desired size in GiB; volumes only grow."),
         verbose_name=_("size (GiB)"),
     )
     storage_class = models.CharField(
@@ -90,7 +90,7 @@ class Volume(Resource):
         null=True,
         blank=True,
         related_name="copies",
-        help_text="The snapshot it is a copy of (a VM cloned from a snapshot).",
+        help_text=_("The snapshot it is a copy of (a VM cloned from a snapshot)."),
     )
     source_backup = models.ForeignKey(
         "compute.Backup",
@@ -98,12 +98,12 @@ class Volume(Resource):
         null=True,
         blank=True,
         related_name="restored_volumes",
-        help_text="The backup its data is restored from (its file for this device).",
+        help_text=_("The backup its data is restored from (its file for this device)."),
     )
     source_name = models.CharField(
         max_length=200,
         blank=True,
-        help_text="What it was created from, kept when the source is gone.",
+        help_text=_("What it was created from, kept when the source is gone."),
         verbose_name=_("source name"),
     )
     vm = models.ForeignKey(
@@ -112,18 +112,18 @@ class Volume(Resource):
         null=True,
         blank=True,
         related_name="volumes",
-        help_text="The VM it is (to be) attached to.",
+        help_text=_("The VM it is (to be) attached to."),
         verbose_name=_("VM"),
     )
     device = models.CharField(
         max_length=8,
         blank=True,
-        help_text="Its disk on that VM: vda is the root disk, vdb… data disks.",
+        help_text=_("Its disk on that VM: vda is the root disk, vdb… data disks."),
         verbose_name=_("device"),
     )
     delete_with_vm = models.BooleanField(
         default=False,
-        help_text="A root disk made with its VM goes when the VM is deleted.",
+        help_text=_("A root disk made with its VM goes when the VM is deleted."),
         verbose_name=_("delete with VM"),
     )
     host = models.ForeignKey(
@@ -132,19 +132,19 @@ class Volume(Resource):
         null=True,
         blank=True,
         related_name="volumes",
-        help_text="The host whose pool holds a local volume.",
+        help_text=_("The host whose pool holds a local volume."),
         verbose_name=_("host"),
     )
     pool = models.CharField(
         max_length=100,
         blank=True,
-        help_text="libvirt storage pool on that host.",
+        help_text=_("libvirt storage pool on that host."),
         verbose_name=_("pool"),
     )
     backend_name = models.CharField(
         max_length=255,
         blank=True,
-        help_text="The volume's name in the pool (or the PVC's name).",
+        help_text=_("The volume's name in the pool (or the PVC's name)."),
         verbose_name=_("backend name"),
     )
     cluster = models.ForeignKey(
@@ -157,13 +157,13 @@ class Volume(Resource):
     )
     capacity_gib = models.PositiveIntegerField(
         default=0,
-        help_text="Size the backend reports (observed).",
+        help_text=_("Size the backend reports (observed)."),
         verbose_name=_("capacity (GiB)"),
     )
     attached_domain = models.CharField(
         max_length=130,
         blank=True,
-        help_text="Domain the backend has it attached to (observed).",
+        help_text=_("Domain the backend has it attached to (observed)."),
         verbose_name=_("attached domain"),
     )
     attached_device = models.CharField(

@@ -6,6 +6,7 @@ import uuid
 
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from monitoring.choices import EventType
 
@@ -35,28 +36,28 @@ class Event(models.Model):
     )
     reason = models.CharField(
         max_length=64,
-        help_text="Short CamelCase cause, e.g. Started, FailedScheduling, QuotaExceeded.",
+        help_text=_("Short CamelCase cause, e.g. Started, FailedScheduling, QuotaExceeded."),
     )
     message = models.TextField(
         blank=True,
     )
     kind = models.CharField(
         max_length=32,
-        help_text="Kind of the involved object, e.g. vm, workload, migration, tenant.",
+        help_text=_("Kind of the involved object, e.g. vm, workload, migration, tenant."),
     )
     name = models.CharField(
         max_length=253,
-        help_text="Name of the involved object within the tenant.",
+        help_text=_("Name of the involved object within the tenant."),
     )
     object_uid = models.CharField(
         max_length=64,
         blank=True,
-        help_text="The involved object's uid, when it has one.",
+        help_text=_("The involved object's uid, when it has one."),
     )
     source = models.CharField(
         max_length=64,
         default="isotope",
-        help_text="The component that reported it (reconciler, scheduler, api, ...).",
+        help_text=_("The component that reported it (reconciler, scheduler, api, ...)."),
     )
     count = models.PositiveIntegerField(
         default=1,

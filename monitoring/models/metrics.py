@@ -10,6 +10,7 @@ samples) live ``ISOTOPE_METRICS_ROLLUP_DAYS`` (30 days).
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class MetricPoint(models.Model):
@@ -22,7 +23,7 @@ class MetricPoint(models.Model):
     )
     time = models.DateTimeField()
     cpu_percent = models.FloatField(
-        help_text="Busy share of the VM's vCPUs: 100 = every vCPU fully busy.",
+        help_text=_("Busy share of the VM's vCPUs: 100 = every vCPU fully busy."),
     )
     memory_used_mib = models.FloatField()
     disk_read_bps = models.FloatField()
@@ -81,7 +82,7 @@ class VMCounters(models.Model):
     time = models.DateTimeField()
     state = models.CharField(
         max_length=16,
-        help_text="The domain state at the read (running, shutoff, ...).",
+        help_text=_("The domain state at the read (running, shutoff, ...)."),
     )
     cpu_time_ns = models.PositiveBigIntegerField(
         default=0,

@@ -7,6 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from monitoring.choices import NotificationKind, NotificationLevel
 
@@ -55,7 +56,7 @@ class Notification(models.Model):
     link = models.CharField(
         max_length=300,
         blank=True,
-        help_text="A path in the portal, e.g. /t/acme/vms/web1/.",
+        help_text=_("A path in the portal, e.g. /t/acme/vms/web1/."),
     )
     created = models.DateTimeField(
         auto_now_add=True,
@@ -69,7 +70,7 @@ class Notification(models.Model):
     )
     email = models.BooleanField(
         default=False,
-        help_text="The user wants this one by email.",
+        help_text=_("The user wants this one by email."),
     )
     emailed = models.DateTimeField(
         null=True,

@@ -7,6 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from monitoring.choices import DeliveryStatus
 
@@ -115,7 +116,7 @@ class WebhookDelivery(models.Model):
     next_attempt = models.DateTimeField(
         null=True,
         blank=True,
-        help_text="When a pending delivery is due; the sweeper re-enqueues overdue ones.",
+        help_text=_("When a pending delivery is due; the sweeper re-enqueues overdue ones."),
     )
     finished = models.DateTimeField(
         null=True,

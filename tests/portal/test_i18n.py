@@ -492,3 +492,91 @@ def test_the_fields_every_resource_inherits_are_named_in_the_readers_language(
         assert f"<label>{label}:</label>" in english, label
     tenants = staff.get("/admin/tenants/tenant/", **ZH).content.decode()
     assert "创建时间" in tenants
+
+
+# --- Model help texts, usage's field names and the API's own refusals -----------------
+TRANSLATED_APPS = ("compute", "tenants", "monitoring", "usage")
+
+
+@pytest.mark.parametrize("label", TRANSLATED_APPS)
+def test_every_model_field_help_text_is_a_lazy_translation(label):
+    """A plain ``help_text="..."`` is shown in English in every language: it must be
+    ``_("...")`` (gettext_lazy), resolved when Django admin renders the form."""
+    from django.apps import apps
+    from django.db import models
+    from django.utils.functional import Promise
+
+    plain = [
+        f"{model.__name__}.{field.name}"
+        for model in apps.get_app_config(label).get_models()
+        for field in model._meta.get_fields()
+        if isinstance(field, models.Field)
+        and field.help_text
+        and not isinstance(field.help_text, Promise)
+    ]
+    assert plain == []
+
+
+def test_every_usage_model_field_has_a_translated_name():
+    from django.apps import apps
+    from django.db import models
+    from django.utils.functional import Promise
+
+    unnamed = [
+        f"{model.__name__}.{field.name}"
+        for model in apps.get_app_config("usage").get_models()
+        for field in model._meta.get_fields()
+        if isinstance(field, models.Field)
+        and not field.auto_created
+        and not isinstance(field.verbose_name, Promise)
+    ]
+    assert unnamed == []
+
+
+@pytest.mark.django_db
+def test_django_admin_explains_fields_in_the_readers_language(demo):
+    staff = Client()
+    staff.force_login(demo.admin)
+    chinese = staff.get("/admin/usage/pricelist/add/", **ZH).content.decode()
+    assert "生效截止日期" in chinese and "适用的最后一天；留空：长期有效。" in chinese
+    assert "Last day it applies" not in chinese
+    english = staff.get("/admin/usage/pricelist/add/", **EN).content.decode()
+    assert (
+        "Effective to" in english and "Last day it applies; empty: until further notice." in english
+    )
+    host = staff.get("/admin/compute/host/add/", **ZH).content.decode()
+    assert "vCPU 超分：可调度 vCPU 数 = cpus × 比率。" in host
+
+
+@pytest.mark.django_db
+def test_the_apis_own_refusals_follow_accept_language(demo):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(demo.alice)
+
+    def problem(url: str, language: dict) -> dict:
+        response = api.get(url, **language)
+        assert response.status_code == 400
+        return response.json()
+
+    vms = "/api/v1/tenants/acme/virtualmachines/?phase=Nope"
+    chinese = problem(vms, ZH)
+    assert chinese["detail"] == "未知阶段。"
+    assert chinese["errors"]["phase"][0].startswith("须为以下之一：Pending, ")
+    english = problem(vms, EN)
+    assert english["detail"] == "Unknown phase."
+    assert english["errors"]["phase"][0].startswith("One of Pending, ")
+    usage = "/api/v1/tenants/acme/usage/?start=2026-03-05&end=2026-03-01"
+    assert problem(usage, ZH)["errors"]["end"] == ["须不早于开始日期。"]
+    assert problem(usage, EN)["errors"]["end"] == ["On or after the start."]
+
+    def missing(url: str, language: dict) -> str:
+        response = api.get(url, **language)
+        assert response.status_code == 404
+        return response.json()["detail"]
+
+    vm = "/api/v1/tenants/acme/virtualmachines/nope/"
+    assert missing(vm, ZH) == "acme 中未找到虚拟机 'nope'。"
+    assert missing(vm, EN) == "Virtual machine 'nope' not found in acme."
+    assert missing("/api/v1/tenants/nowhere/virtualmachines/", ZH) == "未找到租户 'nowhere'。"
