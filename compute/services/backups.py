@@ -342,7 +342,7 @@ def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> 
         _event(
             backup,
             "QuotaExceeded",
-            backup_texts.RESTORE_QUOTA_EXCEEDED % {"vm": name, "error": error.message},
+            backup_texts.RESTORE_QUOTA_EXCEEDED % {"vm": name, "error": error.stored_message},
             "Warning",
         )
         raise

@@ -157,7 +157,7 @@ def vm_clone(
             name=vm.name,
             type="Warning",
             reason="QuotaExceeded",
-            message=clone_texts.QUOTA_EXCEEDED % {"clone": name, "error": error.message},
+            message=clone_texts.QUOTA_EXCEEDED % {"clone": name, "error": error.stored_message},
         )
         raise
     return clone

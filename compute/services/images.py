@@ -245,11 +245,13 @@ def _accept(
         ) from None
     except QuotaExceeded as error:
         if size is None:
-            error.message += (
+            hint = (
                 " Without a declared size the import reserves the size limit; give the "
                 "file's size to reserve less."
             )
-        _event_refused(tenant, name, error.message)
+            error.message += hint
+            error.stored_message += hint
+        _event_refused(tenant, name, error.stored_message)
         raise
     return image
 
@@ -793,7 +795,7 @@ def _charge(image: Image, size_bytes: int, phase: str) -> Image:
             )
         except QuotaExceeded as error:
             raise ImageRefused(
-                image_texts.NEEDS_STORAGE % {"gib": gib, "quota": error.message}
+                image_texts.NEEDS_STORAGE % {"gib": gib, "quota": error.stored_message}
             ) from None
     return image
 

@@ -299,7 +299,7 @@ def network_create(
             name=fields["name"],
             type="Warning",
             reason="QuotaExceeded",
-            message=error.message,
+            message=error.stored_message,
         )
         raise
     return network

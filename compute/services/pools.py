@@ -535,7 +535,7 @@ def _create(pool: VMPool, *, warm: bool = False) -> tuple[VirtualMachine | None,
                 pool_warm=warm,
             )
         except QuotaExceeded as error:
-            return None, texts.QUOTA_REFUSED % {"reason": error.message}
+            return None, texts.QUOTA_REFUSED % {"reason": error.stored_message}
         except ValidationError as error:
             if set(error.errors) == {"name"}:
                 # A VM of this name exists (made outside the pool): skip the number.

@@ -135,7 +135,7 @@ def _refused(tenant, name: str, error: QuotaExceeded) -> None:
         name=name,
         type="Warning",
         reason="QuotaExceeded",
-        message=error.message,
+        message=error.stored_message,
     )
 
 

@@ -418,7 +418,7 @@ def vm_create(
             name=name,
             type="Warning",
             reason="QuotaExceeded",
-            message=error.message,
+            message=error.stored_message,
         )
         raise
     return vm

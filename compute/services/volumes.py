@@ -329,7 +329,7 @@ def volume_create(
             name=name,
             type="Warning",
             reason="QuotaExceeded",
-            message=error.message,
+            message=error.stored_message,
         )
         raise
     return volume
@@ -884,7 +884,7 @@ def volume_resize(*, actor, volume: Volume, size_gib) -> Volume:
             name=volume.name,
             type="Warning",
             reason="QuotaExceeded",
-            message=error.message,
+            message=error.stored_message,
         )
         raise
     return volume

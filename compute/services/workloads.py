@@ -435,7 +435,7 @@ def workload_create(
             name=spec.name,
             type="Warning",
             reason="QuotaExceeded",
-            message=error.message,
+            message=error.stored_message,
         )
         raise
     return workload
@@ -535,7 +535,7 @@ def workload_scale(*, actor, workload: Workload, replicas) -> Workload:
             name=workload.name,
             type="Warning",
             reason="QuotaExceeded",
-            message=error.message,
+            message=error.stored_message,
         )
         raise
     return workload
