@@ -116,15 +116,36 @@ def formats() -> list[str]:
 
 
 def parse(message: str) -> tuple[str, dict[str, str]] | None:
-    """The format ``message`` was made from and its arguments, or None."""
+    """The format ``message`` was made from and its arguments, or None.
+
+    Several formats may match one message when messages nest ("Restore from backup b1
+    failed: vda.qcow2 is corrupt …" matches both the restore's format and, read from the
+    end, the corrupt file's). The reading that explains the most of the message wins: a
+    format's own words plus those its arguments' own formats explain, to ``DEPTH``.
+    """
+    best = _reading(message, DEPTH)
+    return None if best is None else (best[1], best[2])
+
+
+def _reading(message: str, depth: int) -> tuple[int, str, dict[str, str]] | None:
+    """(characters explained, msgid, arguments) of the best reading of ``message``."""
     plain, found, _ = catalog()
     if message in plain:
-        return message, {}
+        return len(message), message, {}
+    best = None
     for fmt in found:
         match = fmt.pattern.fullmatch(message)
-        if match:
-            return fmt.msgid, match.groupdict()
-    return None
+        if not match:
+            continue
+        args = match.groupdict()
+        score = fmt.literal
+        if depth > 0:
+            for value in args.values():
+                inner = _reading(value, depth - 1)
+                score += inner[0] if inner else 0
+        if best is None or score > best[0]:
+            best = (score, fmt.msgid, args)
+    return best
 
 
 def localize(message, depth: int = DEPTH) -> str:
@@ -132,8 +153,16 @@ def localize(message, depth: int = DEPTH) -> str:
     the active language is the one it was written in)."""
     if not message or not isinstance(message, str):
         return message or ""
-    if (translation.get_language() or "en").split("-")[0] == "en":
+    language = translation.get_language() or "en"
+    if language.split("-")[0] == "en":
         return message
+    return _localized(language, message, depth)
+
+
+# The same message reaches many readers (a state pushed to every socket of a tenant, a
+# page of events that repeat): read back once per language.
+@lru_cache(maxsize=4096)
+def _localized(language: str, message: str, depth: int) -> str:
     found = parse(message)
     if found is None:
         return message
