@@ -30,6 +30,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from compute.texts import imagefiles as texts
 from monitoring.delivery import PinnedHTTPConnection, PinnedHTTPSConnection
 
 logger = logging.getLogger(__name__)
@@ -124,25 +125,25 @@ class Fetched:
 def check_url(url: str) -> urllib.parse.SplitResult:
     """The URL's parts, or ``ImageRefused`` for anything but plain http(s) URLs."""
     if not isinstance(url, str) or not url.strip():
-        raise ImageRefused("Give the URL of a qcow2 or raw image.")
+        raise ImageRefused(texts.URL_MISSING)
     url = url.strip()
     if len(url) > 2000:
-        raise ImageRefused("The URL is longer than 2000 characters.")
+        raise ImageRefused(texts.URL_TOO_LONG)
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError:
-        raise ImageRefused("This is not a valid URL.") from None
+        raise ImageRefused(texts.URL_INVALID) from None
     if parts.scheme not in ("http", "https"):
-        raise ImageRefused("Only http:// and https:// URLs can be imported.")
+        raise ImageRefused(texts.URL_SCHEME)
     if not parts.hostname:
-        raise ImageRefused("The URL has no host.")
+        raise ImageRefused(texts.URL_NO_HOST)
     if parts.username or parts.password:
-        raise ImageRefused("Credentials in the URL are not allowed.")
+        raise ImageRefused(texts.URL_CREDENTIALS)
     if port == 0:
-        raise ImageRefused("The URL's port is not valid.")
+        raise ImageRefused(texts.URL_PORT)
     if any(ch.isspace() or not ch.isprintable() for ch in url):
-        raise ImageRefused("The URL contains spaces or control characters.")
+        raise ImageRefused(texts.URL_SPACES)
     return parts
 
 
@@ -169,7 +170,7 @@ def url_addresses(parts: urllib.parse.SplitResult) -> list[str]:
     if refusal and not addresses:
         raise TransientFetchError(refusal)
     if refusal:
-        raise ImageRefused(f"{refusal} Images are imported from public addresses only.")
+        raise ImageRefused(texts.NOT_PUBLIC % {"refusal": refusal})
     return addresses
 
 
@@ -189,25 +190,29 @@ def _open(url: str) -> tuple[http.client.HTTPConnection, http.client.HTTPRespons
             response = conn.getresponse()
         except ssl.SSLError as error:
             conn.close()
-            raise ImageRefused(f"TLS failed with {parts.hostname}: {error.reason}") from None
+            raise ImageRefused(
+                texts.TLS_FAILED % {"host": parts.hostname, "reason": error.reason}
+            ) from None
         except (OSError, http.client.HTTPException) as error:
             conn.close()
-            raise TransientFetchError(f"Could not fetch from {parts.hostname}: {error}") from None
+            raise TransientFetchError(
+                texts.FETCH_FAILED % {"host": parts.hostname, "error": error}
+            ) from None
         if response.status in (301, 302, 303, 307, 308):
             location = response.getheader("Location") or ""
             conn.close()
             if not location:
-                raise ImageRefused(f"HTTP {response.status} without a Location header.")
+                raise ImageRefused(texts.REDIRECT_WITHOUT_LOCATION % {"status": response.status})
             url = urllib.parse.urljoin(url, location)
             continue
         if response.status != 200:
             conn.close()
-            error = f"The server answered HTTP {response.status} {response.reason}."
+            error = texts.SERVER_ANSWERED % {"status": response.status, "reason": response.reason}
             if response.status >= 500 or response.status == 429:
                 raise TransientFetchError(error)
             raise ImageRefused(error)
         return conn, response
-    raise ImageRefused(f"More than {MAX_REDIRECTS} redirects.")
+    raise ImageRefused(texts.TOO_MANY_REDIRECTS % {"count": MAX_REDIRECTS})
 
 
 def fetch(url: str, dest: Path, *, limit: int, on_progress: Progress) -> Fetched:
@@ -224,8 +229,7 @@ def fetch(url: str, dest: Path, *, limit: int, on_progress: Progress) -> Fetched
         total_bytes = int(total) if total and total.isdigit() else None
         if total_bytes is not None and total_bytes > limit:
             raise ImageRefused(
-                f"The server says the file has {total_bytes:,} bytes, more than the "
-                f"{limit:,} bytes allowed; nothing was downloaded."
+                texts.DECLARED_TOO_LARGE % {"size": f"{total_bytes:,}", "limit": f"{limit:,}"}
             )
         digest = hashlib.sha256()
         received = 0
@@ -236,16 +240,13 @@ def fetch(url: str, dest: Path, *, limit: int, on_progress: Progress) -> Fetched
                     block = response.read1(BLOCK)
                 except (OSError, http.client.HTTPException) as error:
                     raise TransientFetchError(
-                        f"The transfer broke off after {received:,} bytes: {error}"
+                        texts.BROKE_OFF_WITH_ERROR % {"received": f"{received:,}", "error": error}
                     ) from None
                 if not block:
                     break
                 received += len(block)
                 if received > limit:
-                    raise ImageRefused(
-                        f"The download passed {limit:,} bytes (the most allowed for this "
-                        "import); it was stopped and refused."
-                    )
+                    raise ImageRefused(texts.DOWNLOAD_TOO_LARGE % {"limit": f"{limit:,}"})
                 out.write(block)
                 digest.update(block)
                 on_progress(received, total_bytes)
@@ -253,7 +254,7 @@ def fetch(url: str, dest: Path, *, limit: int, on_progress: Progress) -> Fetched
             os.fsync(out.fileno())
         if total_bytes is not None and received < total_bytes:
             raise TransientFetchError(
-                f"The transfer broke off after {received:,} of {total_bytes:,} bytes."
+                texts.BROKE_OFF_SHORT % {"received": f"{received:,}", "total": f"{total_bytes:,}"}
             )
         return Fetched(size=received, sha256=digest.hexdigest())
     finally:
@@ -283,7 +284,7 @@ class ImageInfo:
 def qemu_img() -> str:
     binary = shutil.which("qemu-img")
     if binary is None:
-        raise ImageRefused("qemu-img is not installed on this worker (Debian: qemu-utils).")
+        raise ImageRefused(texts.NO_QEMU_IMG)
     return binary
 
 
@@ -306,14 +307,14 @@ def _info(path: Path, fmt: str | None = None) -> dict:
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise ImageRefused("qemu-img could not read the file in time.") from None
+        raise ImageRefused(texts.INFO_TIMEOUT) from None
     if done.returncode != 0:
         reason = (done.stderr or "").strip().splitlines()[-1:] or ["unreadable"]
-        raise ImageRefused(f"qemu-img cannot read the file: {reason[0][:300]}")
+        raise ImageRefused(texts.INFO_FAILED % {"reason": reason[0][:300]})
     try:
         return json.loads(done.stdout)
     except ValueError:
-        raise ImageRefused("qemu-img gave an unreadable answer.") from None
+        raise ImageRefused(texts.INFO_UNREADABLE) from None
 
 
 def inspect(path: Path, *, min_raw_bytes: int, max_virtual_bytes: int) -> ImageInfo:
@@ -324,47 +325,39 @@ def inspect(path: Path, *, min_raw_bytes: int, max_virtual_bytes: int) -> ImageI
     virtual size past ``max_virtual_bytes``."""
     size = path.stat().st_size
     if size == 0:
-        raise ImageRefused("The file is empty.")
+        raise ImageRefused(texts.FILE_EMPTY)
     info = _info(path)
     fmt = info.get("format", "")
     if fmt not in ACCEPTED_FORMATS:
-        raise ImageRefused(f"The file is {fmt or 'of an unknown format'}; upload qcow2 or raw.")
+        raise ImageRefused(texts.WRONG_FORMAT % {"format": fmt} if fmt else texts.UNKNOWN_FORMAT)
     if fmt == "qcow2":
         if info.get("backing-filename") or info.get("full-backing-filename"):
             raise ImageRefused(
-                "The qcow2 image has a backing file "
-                f"({info.get('backing-filename', '')[:200]!r}); upload a standalone image "
-                "(qemu-img convert -O qcow2 flattens it)."
+                texts.BACKING_FILE % {"file": repr(info.get("backing-filename", "")[:200])}
             )
         data = (info.get("format-specific") or {}).get("data") or {}
         if data.get("data-file"):
-            raise ImageRefused("The qcow2 image keeps its data in an external file; refused.")
+            raise ImageRefused(texts.EXTERNAL_DATA_FILE)
         if info.get("encrypted") or data.get("encrypt"):
-            raise ImageRefused("Encrypted qcow2 images are not supported.")
+            raise ImageRefused(texts.ENCRYPTED)
         if data.get("corrupt"):
-            raise ImageRefused("The qcow2 image is marked corrupt.")
+            raise ImageRefused(texts.CORRUPT)
     else:
         if size < min_raw_bytes:
             raise ImageRefused(
-                f"The file has {size:,} bytes: too small to be a disk image "
-                f"(raw images start at {min_raw_bytes:,} bytes)."
+                texts.RAW_TOO_SMALL % {"size": f"{size:,}", "minimum": f"{min_raw_bytes:,}"}
             )
         if _looks_like_text(path):
-            raise ImageRefused(
-                "The file is text (e.g. an HTML page), not a disk image; upload qcow2 or raw."
-            )
+            raise ImageRefused(texts.TEXT_FILE)
         if size % SECTOR:
-            raise ImageRefused(
-                f"The file is not a disk image: {size:,} bytes is not a whole number of "
-                "512-byte sectors."
-            )
+            raise ImageRefused(texts.NOT_WHOLE_SECTORS % {"size": f"{size:,}"})
     virtual = int(info.get("virtual-size") or 0)
     if virtual <= 0:
-        raise ImageRefused("The image has no size.")
+        raise ImageRefused(texts.NO_SIZE)
     if virtual > max_virtual_bytes:
         raise ImageRefused(
-            f"The image's disk is {virtual / GIB:,.1f} GiB; at most "
-            f"{max_virtual_bytes // GIB:,} GiB are supported."
+            texts.DISK_TOO_LARGE
+            % {"size": f"{virtual / GIB:,.1f}", "maximum": f"{max_virtual_bytes // GIB:,}"}
         )
     return ImageInfo(format=fmt, virtual_size=virtual, file_size=size)
 
@@ -417,11 +410,11 @@ def convert(
         text = _CONVERT_PROGRESS.sub(b"", tail).decode(errors="replace").replace("\r", "\n")
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         reason = lines[-1] if lines else f"exit status {code}"
-        raise ImageRefused(f"qemu-img could not convert the image: {reason[:300]}")
+        raise ImageRefused(texts.CONVERT_FAILED % {"reason": reason[:300]})
     os.chmod(dest, 0o644)
     info = _info(dest, "qcow2")
     if info.get("backing-filename"):
-        raise ImageRefused("The converted image has a backing file; refused.")
+        raise ImageRefused(texts.CONVERTED_HAS_BACKING)
     return ImageInfo(
         format="qcow2",
         virtual_size=int(info.get("virtual-size") or 0),

@@ -48,6 +48,7 @@ from compute.texts import images as image_texts
 from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from portal.failpoints import failpoint
+from portal.texts import localize
 from tenants.choices import ReservationKind
 from tenants.models import Tenant
 from tenants.services import audit_record, authorize, quota_release, quota_reserve
@@ -298,7 +299,7 @@ def image_import_url(
     except TransientFetchError:
         pass
     except ImageRefused as refusal:
-        errors["url"] = [str(refusal)]
+        errors["url"] = [localize(str(refusal))]
     try:
         name, sha256, size, display_name = _validate(
             tenant=tenant,

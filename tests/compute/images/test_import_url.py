@@ -8,6 +8,7 @@ import json
 import subprocess
 
 import pytest
+from django.utils import translation
 
 from compute.choices import ImagePhase
 from compute.models import Image
@@ -205,6 +206,22 @@ def test_urls_other_than_public_http_are_refused_at_once(demo, image_dir, url, p
     assert problem in refused.value.errors["url"][0]
     assert not Image.objects.filter(name="x").exists()
     assert used_storage(demo.acme) == 0
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", "Only http:// and https:// URLs can be imported."),
+        ("zh-hans", "只能导入 http:// 和 https:// 的 URL。"),
+    ],
+)
+def test_the_url_field_error_is_in_the_requesters_language(demo, image_dir, language, expected):
+    with translation.override(language), pytest.raises(ValidationError) as refused:
+        image_services.image_import_url(
+            actor=demo.bob, tenant=demo.acme, name="x", url="ftp://127.0.0.1/disk.qcow2"
+        )
+    assert refused.value.errors["url"] == [expected]
+    assert not Image.objects.filter(name="x").exists()
 
 
 def test_loopback_is_refused_unless_allow_listed(demo, image_dir, file_server, settings):
