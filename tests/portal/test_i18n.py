@@ -517,18 +517,24 @@ def test_every_model_field_help_text_is_a_lazy_translation(label):
     assert plain == []
 
 
-def test_every_usage_model_field_has_a_translated_name():
+@pytest.mark.parametrize("label", ["usage", "monitoring"])
+def test_every_model_and_model_field_has_a_translated_name(label):
     from django.apps import apps
     from django.db import models
     from django.utils.functional import Promise
 
     unnamed = [
         f"{model.__name__}.{field.name}"
-        for model in apps.get_app_config("usage").get_models()
+        for model in apps.get_app_config(label).get_models()
         for field in model._meta.get_fields()
         if isinstance(field, models.Field)
         and not field.auto_created
         and not isinstance(field.verbose_name, Promise)
+    ] + [
+        model.__name__
+        for model in apps.get_app_config(label).get_models()
+        if not isinstance(model._meta.verbose_name, Promise)
+        or not isinstance(model._meta.verbose_name_plural, Promise)
     ]
     assert unnamed == []
 
