@@ -7,6 +7,7 @@ import uuid
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from monitoring.choices import EventType
 
@@ -76,7 +77,7 @@ class Event(models.Model):
         verbose_name=_("first seen"),
     )
     last_seen = models.DateTimeField(
-        verbose_name=_("last seen"),
+        verbose_name=pgettext_lazy("event", "last seen"),
     )
 
     class Meta:
