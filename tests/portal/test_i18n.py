@@ -586,3 +586,20 @@ def test_the_apis_own_refusals_follow_accept_language(demo):
     assert missing(vm, ZH) == "acme 中未找到虚拟机 'nope'。"
     assert missing(vm, EN) == "Virtual machine 'nope' not found in acme."
     assert missing("/api/v1/tenants/nowhere/virtualmachines/", ZH) == "未找到租户 'nowhere'。"
+
+
+@pytest.mark.django_db
+def test_our_admin_titles_columns_and_actions_follow_the_readers_language(demo):
+    staff = Client()
+    staff.force_login(demo.admin)
+    chinese = staff.get("/admin/usage/pricelist/add/", **ZH).content.decode()
+    assert "适用对象" in chinese and "每单位小时价格" in chinese
+    assert "Prices per unit-hour" not in chinese
+    tenants = staff.get("/admin/tenants/tenant/", **ZH).content.decode()
+    assert "已用虚拟机" in tenants and "VMs used" not in tenants
+    users = staff.get("/admin/auth/user/", **ZH).content.decode()
+    assert "解锁所选用户的登录" in users
+    english = staff.get("/admin/usage/pricelist/add/", **EN).content.decode()
+    assert "Prices per unit-hour" in english and ">Who<" in english
+    english_users = staff.get("/admin/auth/user/", **EN).content.decode()
+    assert "Unlock sign-in of selected users" in english_users
