@@ -76,28 +76,37 @@ class HostAdmin(AuditedModelAdmin):
     ]
     actions = ["check_now"]
 
-    @admin.display(description="VMs")
+    @admin.display(description=_("VMs"))
     def vm_count(self, obj: Host) -> int:
         return obj.vms.count()
 
-    @admin.display(description="Console ports")
+    @admin.display(description=_("Console ports"))
     def console_ports(self, obj: Host) -> str:
         return f"{obj.vnc_port_min}–{obj.vnc_port_max}"
 
-    @admin.action(description="Check now (capacity, reachability, the volume pool)")
+    @admin.action(description=_("Check now (capacity, reachability, the volume pool)"))
     def check_now(self, request, queryset):
         for host in queryset:
             host = host_check(host, actor=request.user)
             if host.reachable:
                 self.message_user(
                     request,
-                    f"{host.name}: reachable, {host.cpus} CPUs, {host.memory_mib} MiB, "
-                    f"guests run as {host.effective_virt_type}; "
-                    + (
-                        f"volume pool at {host.volume_path} ({host.storage_gib} GiB)."
-                        if host.can("volumes")
-                        else (host.message or "no volume storage.")
-                    ),
+                    gettext(
+                        "%(host)s: reachable, %(cpus)s CPUs, %(memory)s MiB, "
+                        "guests run as %(virt_type)s; %(storage)s"
+                    )
+                    % {
+                        "host": host.name,
+                        "cpus": host.cpus,
+                        "memory": host.memory_mib,
+                        "virt_type": host.effective_virt_type,
+                        "storage": (
+                            gettext("volume pool at %(path)s (%(gib)s GiB).")
+                            % {"path": host.volume_path, "gib": host.storage_gib}
+                            if host.can("volumes")
+                            else (host.message or gettext("no volume storage."))
+                        ),
+                    },
                     messages.SUCCESS if host.can("volumes") else messages.WARNING,
                 )
             else:
@@ -169,14 +178,18 @@ class ImageAdmin(ServiceDeleteMixin, AuditedModelAdmin):
             except ApplicationError as error:
                 self.message_user(request, f"{image.name}: {error.message}", messages.ERROR)
             else:
-                state = "public" if image.public else "private to its tenant"
-                self.message_user(request, f"{image.name} is {state}.", messages.SUCCESS)
+                said = (
+                    gettext("%(image)s is public.")
+                    if image.public
+                    else gettext("%(image)s is private to its tenant.")
+                )
+                self.message_user(request, said % {"image": image.name}, messages.SUCCESS)
 
-    @admin.action(description="Publish to every tenant (tenant images, Ready)")
+    @admin.action(description=_("Publish to every tenant (tenant images, Ready)"))
     def publish(self, request, queryset):
         self._set_public(request, queryset, True)
 
-    @admin.action(description="Make private to its tenant again")
+    @admin.action(description=_("Make private to its tenant again"))
     def unpublish(self, request, queryset):
         self._set_public(request, queryset, False)
 
@@ -254,8 +267,10 @@ class KubernetesClusterForm(forms.ModelForm):
     kubeconfig = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "autocomplete": "off"}),
-        help_text="Paste a kubeconfig to set or replace the stored one (kept encrypted; "
-        "referenced certificate files are embedded). Leave empty to keep the current one.",
+        help_text=_(
+            "Paste a kubeconfig to set or replace the stored one (kept encrypted; "
+            "referenced certificate files are embedded). Leave empty to keep the current one."
+        ),
     )
 
     class Meta:
@@ -266,7 +281,7 @@ class KubernetesClusterForm(forms.ModelForm):
         data = super().clean()
         text = data.get("kubeconfig") or ""
         if not text and not (self.instance and self.instance.kubeconfig_encrypted):
-            self.add_error("kubeconfig", "A new cluster needs its kubeconfig.")
+            self.add_error("kubeconfig", gettext("A new cluster needs its kubeconfig."))
         elif text:
             try:
                 cluster_set_kubeconfig(self.instance, text)
@@ -303,29 +318,35 @@ class KubernetesClusterAdmin(AuditedModelAdmin):
     ]
     actions = ["check_now"]
 
-    @admin.display(description="Capacity (Ready nodes)")
+    @admin.display(description=_("Capacity (Ready nodes)"))
     def capacity_summary(self, obj: KubernetesCluster) -> str:
         c = obj.capacity or {}
         if not c:
             return "—"
-        return (
-            f"{c.get('nodes', 0)} nodes · {c.get('cpu', 0)} cores · "
-            f"{c.get('memory_mib', 0)} MiB · {c.get('pods', 0)} pods"
-        )
+        return gettext("%(nodes)s nodes · %(cpu)s cores · %(memory)s MiB · %(pods)s pods") % {
+            "nodes": c.get("nodes", 0),
+            "cpu": c.get("cpu", 0),
+            "memory": c.get("memory_mib", 0),
+            "pods": c.get("pods", 0),
+        }
 
-    @admin.display(description="Workloads")
+    @admin.display(description=_("Workloads"))
     def workload_count(self, obj: KubernetesCluster) -> int:
         return obj.workloads.count()
 
-    @admin.action(description="Check now (read version, nodes and reachability)")
+    @admin.action(description=_("Check now (read version, nodes and reachability)"))
     def check_now(self, request, queryset):
         for cluster in queryset:
             cluster = cluster_check(cluster, actor=request.user)
             if cluster.reachable:
                 self.message_user(
                     request,
-                    f"{cluster.name}: reachable, Kubernetes {cluster.version}, "
-                    f"{self.capacity_summary(cluster)}.",
+                    gettext("%(cluster)s: reachable, Kubernetes %(version)s, %(capacity)s.")
+                    % {
+                        "cluster": cluster.name,
+                        "version": cluster.version,
+                        "capacity": self.capacity_summary(cluster),
+                    },
                     messages.SUCCESS,
                 )
             else:
@@ -348,7 +369,7 @@ class TenantNamespaceAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # made when a tenant's first workload lands on a cluster
 
-    @admin.action(description="Provision now (create or repair the namespace's objects)")
+    @admin.action(description=_("Provision now (create or repair the namespace's objects)"))
     def provision_now(self, request, queryset):
         from compute.backends.base import BackendError
         from compute.services.clusters import tenant_provision
@@ -361,8 +382,15 @@ class TenantNamespaceAdmin(admin.ModelAdmin):
                 continue
             self.message_user(
                 request,
-                f"{row}: {len(report.created)} created, {len(report.repaired)} repaired, "
-                f"{len(report.unchanged)} unchanged.",
+                gettext(
+                    "%(row)s: %(created)d created, %(repaired)d repaired, %(unchanged)d unchanged."
+                )
+                % {
+                    "row": row,
+                    "created": len(report.created),
+                    "repaired": len(report.repaired),
+                    "unchanged": len(report.unchanged),
+                },
                 messages.SUCCESS,
             )
 

@@ -17,6 +17,8 @@ from django.contrib.auth.admin import UserAdmin
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from portal.admin import ServiceDeleteMixin
 from portal.exceptions import ApplicationError
@@ -38,13 +40,15 @@ User = get_user_model()
 class TenantAdminForm(forms.ModelForm):
     """The tenant's own fields plus its quota limits, saved through ``quota_set``."""
 
-    quota_cpu = forms.DecimalField(label="CPU cores", min_value=0, decimal_places=3, max_digits=10)
-    quota_memory = forms.IntegerField(label="Memory (MiB)", min_value=0)
-    quota_storage = forms.IntegerField(label="Storage (GiB)", min_value=0)
-    quota_vms = forms.IntegerField(label="Virtual machines", min_value=0)
-    quota_pods = forms.IntegerField(label="Pods", min_value=0)
+    quota_cpu = forms.DecimalField(
+        label=_("CPU cores"), min_value=0, decimal_places=3, max_digits=10
+    )
+    quota_memory = forms.IntegerField(label=_("Memory (MiB)"), min_value=0)
+    quota_storage = forms.IntegerField(label=_("Storage (GiB)"), min_value=0)
+    quota_vms = forms.IntegerField(label=_("Virtual machines"), min_value=0)
+    quota_pods = forms.IntegerField(label=_("Pods"), min_value=0)
     quota_networks = forms.IntegerField(
-        label="Networks", min_value=0, required=False, help_text="Empty: left as it is."
+        label=_("Networks"), min_value=0, required=False, help_text=_("Empty: left as it is.")
     )
 
     class Meta:
@@ -61,7 +65,7 @@ class TenantAdminForm(forms.ModelForm):
             self.fields[f"quota_{resource}"].initial = value
         if self.instance.pk:
             self.fields["slug"].disabled = True
-            self.fields["slug"].help_text = "The slug names the namespace; it cannot change."
+            self.fields["slug"].help_text = _("The slug names the namespace; it cannot change.")
 
     def limits(self) -> dict:
         values = {r: self.cleaned_data.get(f"quota_{r}") for r in QUOTA_RESOURCES}
@@ -87,10 +91,12 @@ class TenantAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["slug", "name", "description", "require_2fa"]}),
         (
-            "Quota",
+            _("Quota"),
             {
-                "description": "Limits for VMs and pods together. Lowering a limit below "
-                "what is in use is allowed; new reservations are then refused.",
+                "description": _(
+                    "Limits for VMs and pods together. Lowering a limit below "
+                    "what is in use is allowed; new reservations are then refused."
+                ),
                 "fields": [
                     "quota_usage",
                     ("quota_cpu", "quota_memory", "quota_storage"),
@@ -98,7 +104,7 @@ class TenantAdmin(admin.ModelAdmin):
                 ],
             },
         ),
-        ("Identity", {"fields": ["uid", "created"], "classes": ["collapse"]}),
+        (_("Identity"), {"fields": ["uid", "created"], "classes": ["collapse"]}),
     ]
 
     def get_queryset(self, request):
@@ -113,7 +119,7 @@ class TenantAdmin(admin.ModelAdmin):
             # transaction has rolled back: nothing was saved. Show the form again.
             return HttpResponseRedirect(request.get_full_path())
 
-    @admin.display(description="Members")
+    @admin.display(description=_("Members"))
     def member_count(self, obj: Tenant) -> int:
         return obj.memberships.count()
 
@@ -123,15 +129,15 @@ class TenantAdmin(admin.ModelAdmin):
             "admin/tenants/quota_bars.html", {"usage": [usage], "compact": True}
         )
 
-    @admin.display(description="VMs used")
+    @admin.display(description=_("VMs used"))
     def vms_usage(self, obj: Tenant) -> str:
         return self._bar(obj, "vms")
 
-    @admin.display(description="CPU used")
+    @admin.display(description=_("CPU used"))
     def cpu_usage(self, obj: Tenant) -> str:
         return self._bar(obj, "cpu")
 
-    @admin.display(description="Usage")
+    @admin.display(description=_("Usage"))
     def quota_usage(self, obj: Tenant) -> str:
         if not obj.pk:
             return "—"
@@ -166,9 +172,11 @@ class TenantAdmin(admin.ModelAdmin):
         if result.below_use:
             self.message_user(
                 request,
-                "The new limit is below current use for "
-                + ", ".join(result.below_use)
-                + ": running resources stay, new reservations will be refused.",
+                gettext(
+                    "The new limit is below current use for %(resources)s: running "
+                    "resources stay, new reservations will be refused."
+                )
+                % {"resources": ", ".join(result.below_use)},
                 messages.WARNING,
             )
 
@@ -230,19 +238,23 @@ class MembershipAdmin(ServiceDeleteMixin, admin.ModelAdmin):
         services.membership_remove(actor=request.user, tenant=obj.tenant, user=obj.user)
 
     def delete_label(self, obj) -> str:
-        return f"{obj.user} in {obj.tenant}"
+        return gettext("%(user)s in %(tenant)s") % {"user": obj.user, "tenant": obj.tenant}
 
     def delete_queryset(self, request, queryset):
         super().delete_queryset(request, queryset.select_related("user", "tenant"))
 
-    @admin.action(description="Remove selected memberships", permissions=["delete"])
+    @admin.action(description=_("Remove selected memberships"), permissions=["delete"])
     def remove_selected(self, request, queryset):
         removed = sum(
             self.delete_model(request, membership)
             for membership in queryset.select_related("user", "tenant")
         )
         if removed:
-            self.message_user(request, f"Removed {removed} membership(s).", messages.SUCCESS)
+            self.message_user(
+                request,
+                gettext("Removed %(count)d membership(s).") % {"count": removed},
+                messages.SUCCESS,
+            )
 
 
 @admin.register(GroupMapping)
@@ -295,7 +307,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Revoke selected tokens")
+    @admin.action(description=_("Revoke selected tokens"))
     def revoke(self, request, queryset):
         for token in queryset.filter(revoked__isnull=True):
             token.revoked = timezone.now()
@@ -315,7 +327,7 @@ class UserMembershipInline(admin.TabularInline):
     fields = ["tenant", "role", "created"]
     readonly_fields = ["tenant", "role", "created"]
     can_delete = False
-    verbose_name_plural = "Memberships (edit them on the tenant's page)"
+    verbose_name_plural = _("Memberships (edit them on the tenant's page)")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -341,7 +353,7 @@ class IsotopeUserAdmin(ServiceDeleteMixin, UserAdmin):
     ]
     actions = ["deactivate", "unlock_sign_in"]
 
-    @admin.display(description="Tenants")
+    @admin.display(description=_("Tenants"))
     def tenants(self, obj) -> str:
         return ", ".join(f"{m.tenant.slug} ({m.role})" for m in obj.memberships.all())
 
@@ -368,7 +380,7 @@ class IsotopeUserAdmin(ServiceDeleteMixin, UserAdmin):
     def delete_through(self, request, obj) -> None:
         services.user_delete(actor=request.user, user=obj)
 
-    @admin.action(description="Deactivate selected users (closes their sessions)")
+    @admin.action(description=_("Deactivate selected users (closes their sessions)"))
     def deactivate(self, request, queryset):
         done = 0
         for user in queryset.filter(is_active=True):
@@ -378,13 +390,17 @@ class IsotopeUserAdmin(ServiceDeleteMixin, UserAdmin):
             except ApplicationError as error:
                 self.message_user(request, f"{user}: {error.message}", messages.ERROR)
         if done:
-            self.message_user(request, f"Deactivated {done} user(s).", messages.SUCCESS)
+            self.message_user(
+                request,
+                gettext("Deactivated %(count)d user(s).") % {"count": done},
+                messages.SUCCESS,
+            )
 
-    @admin.action(description="Unlock sign-in of selected users")
+    @admin.action(description=_("Unlock sign-in of selected users"))
     def unlock_sign_in(self, request, queryset):
         for user in queryset:
             services.login_lockout_reset(actor=request.user, username=user.get_username())
-        self.message_user(request, "Sign-in unlocked.", messages.SUCCESS)
+        self.message_user(request, gettext("Sign-in unlocked."), messages.SUCCESS)
 
 
 @admin.register(AccessAttempt)
@@ -407,7 +423,7 @@ class SignInFailureAdmin(admin.ModelAdmin):
     readonly_fields = fields
     actions = ["unlock"]
 
-    @admin.display(boolean=True, description="Locked out")
+    @admin.display(boolean=True, description=_("Locked out"))
     def locked_out(self, obj: AccessAttempt) -> bool:
         return obj.failures_since_start >= settings.AXES_FAILURE_LIMIT
 
@@ -420,14 +436,18 @@ class SignInFailureAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # "unlock" below: audited, and it clears the username's other rows
 
-    @admin.action(description="Unlock the usernames and addresses of the selected rows")
+    @admin.action(description=_("Unlock the usernames and addresses of the selected rows"))
     def unlock(self, request, queryset):
         pairs = {(a.username or "", a.ip_address or "") for a in queryset}
         for username, ip in sorted(pairs):
             services.login_lockout_reset(actor=request.user, username=username, ip=ip)
-        self.message_user(request, f"Unlocked {len(pairs)} sign-in record(s).", messages.SUCCESS)
+        self.message_user(
+            request,
+            gettext("Unlocked %(count)d sign-in record(s).") % {"count": len(pairs)},
+            messages.SUCCESS,
+        )
 
 
-admin.site.site_header = "Isotope administration"
-admin.site.site_title = "Isotope admin"
-admin.site.index_title = "Platform"
+admin.site.site_header = _("Isotope administration")
+admin.site.site_title = _("Isotope admin")
+admin.site.index_title = _("Platform")

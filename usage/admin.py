@@ -14,7 +14,9 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
+from django.utils import dateformat, timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from portal.exceptions import ApplicationError
 from tenants.models import QUOTA_LABELS, QUOTA_RESOURCES
@@ -71,7 +73,7 @@ class UsageAdmin(admin.ModelAdmin):
         currencies = sorted({c for line in lines for c in line.cost})
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Usage in {month:%B %Y}",
+            "title": gettext("Usage in %(month)s") % {"month": dateformat.format(month, "F Y")},
             "opts": self.model._meta,
             "month": month,
             "previous": previous,
@@ -109,9 +111,9 @@ class PriceListAdmin(admin.ModelAdmin):
     filter_horizontal = ["tenants"]
     fieldsets = [
         (None, {"fields": ["name", "currency", ("effective_from", "effective_to")]}),
-        ("Who", {"fields": ["applies_to_all", "tenants"]}),
+        (_("Who"), {"fields": ["applies_to_all", "tenants"]}),
         (
-            "Prices per unit-hour",
+            _("Prices per unit-hour"),
             {
                 "fields": [
                     ("vcpu_hour", "memory_gib_hour", "storage_gib_hour"),
@@ -121,10 +123,10 @@ class PriceListAdmin(admin.ModelAdmin):
         ),
     ]
 
-    @admin.display(description="Tenants")
+    @admin.display(description=_("Tenants"))
     def tenant_list(self, obj: PriceList) -> str:
         return (
-            "all without their own"
+            gettext("all without their own")
             if obj.applies_to_all
             else ", ".join(t.slug for t in obj.tenants.all())
         )
@@ -184,11 +186,11 @@ class QuotaRequestAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="Name", ordering="id")
+    @admin.display(description=_("Name"), ordering="id")
     def name(self, obj: QuotaRequest) -> str:
         return obj.name
 
-    @admin.display(description="Asked for")
+    @admin.display(description=_("Asked for"))
     def asked(self, obj: QuotaRequest) -> str:
         return request_services.describe_amounts(obj.increase)
 
@@ -231,8 +233,12 @@ class QuotaRequestAdmin(admin.ModelAdmin):
             else:
                 self.message_user(
                     request,
-                    f"{decided.name} of {decided.tenant.slug}: "
-                    f"{decided.get_state_display().lower()}.",
+                    gettext("%(request)s of %(tenant)s: %(state)s.")
+                    % {
+                        "request": decided.name,
+                        "tenant": decided.tenant.slug,
+                        "state": decided.get_state_display().lower(),
+                    },
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(reverse("admin:usage_quotarequest_changelist"))
@@ -253,7 +259,8 @@ class QuotaRequestAdmin(admin.ModelAdmin):
         ]
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Quota request {request_obj.name} of {tenant.slug}",
+            "title": gettext("Quota request %(request)s of %(tenant)s")
+            % {"request": request_obj.name, "tenant": tenant.slug},
             "opts": self.model._meta,
             "original": request_obj,
             "item": request_obj,

@@ -31,10 +31,10 @@ def _shortcuts(today):
     first = today.replace(day=1)
     last_month_end = first - timedelta(days=1)
     return [
-        ("This month", first, today),
-        ("Last month", last_month_end.replace(day=1), last_month_end),
-        ("Last 7 days", today - timedelta(days=6), today),
-        ("Last 30 days", today - timedelta(days=29), today),
+        (gettext("This month"), first, today),
+        (gettext("Last month"), last_month_end.replace(day=1), last_month_end),
+        (gettext("Last 7 days"), today - timedelta(days=6), today),
+        (gettext("Last 30 days"), today - timedelta(days=29), today),
     ]
 
 

@@ -7,6 +7,7 @@ import uuid
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from monitoring.choices import EventType
 
@@ -20,52 +21,68 @@ class Event(models.Model):
     """
 
     uid = models.UUIDField(
+        verbose_name=_("UID"),
         default=uuid.uuid4,
         editable=False,
         unique=True,
     )
     tenant = models.ForeignKey(
         "tenants.Tenant",
+        verbose_name=_("tenant"),
         on_delete=models.CASCADE,
         related_name="events",
     )
     type = models.CharField(
+        verbose_name=_("type"),
         max_length=16,
         choices=EventType.choices,
         default=EventType.NORMAL,
     )
     reason = models.CharField(
+        verbose_name=_("reason"),
         max_length=64,
         help_text=_("Short CamelCase cause, e.g. Started, FailedScheduling, QuotaExceeded."),
     )
     message = models.TextField(
+        verbose_name=_("message"),
         blank=True,
     )
     kind = models.CharField(
+        verbose_name=_("kind"),
         max_length=32,
         help_text=_("Kind of the involved object, e.g. vm, workload, migration, tenant."),
     )
     name = models.CharField(
+        verbose_name=_("name"),
         max_length=253,
         help_text=_("Name of the involved object within the tenant."),
     )
     object_uid = models.CharField(
+        verbose_name=_("object UID"),
         max_length=64,
         blank=True,
         help_text=_("The involved object's uid, when it has one."),
     )
     source = models.CharField(
+        verbose_name=_("source"),
         max_length=64,
         default="isotope",
         help_text=_("The component that reported it (reconciler, scheduler, api, ...)."),
     )
     count = models.PositiveIntegerField(
+        verbose_name=_("count"),
         default=1,
     )
-    first_seen = models.DateTimeField()
-    last_seen = models.DateTimeField()
+    first_seen = models.DateTimeField(
+        verbose_name=_("first seen"),
+    )
+    last_seen = models.DateTimeField(
+        verbose_name=pgettext_lazy("event", "last seen"),
+    )
 
     class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
         ordering = ["-last_seen", "-id"]
         indexes = [
             models.Index(

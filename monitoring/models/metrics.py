@@ -18,18 +18,32 @@ class MetricPoint(models.Model):
 
     vm = models.ForeignKey(
         "compute.VirtualMachine",
+        verbose_name=_("VM"),
         on_delete=models.CASCADE,
         related_name="+",
     )
-    time = models.DateTimeField()
+    time = models.DateTimeField(
+        verbose_name=_("time"),
+    )
     cpu_percent = models.FloatField(
+        verbose_name=_("CPU %"),
         help_text=_("Busy share of the VM's vCPUs: 100 = every vCPU fully busy."),
     )
-    memory_used_mib = models.FloatField()
-    disk_read_bps = models.FloatField()
-    disk_write_bps = models.FloatField()
-    net_rx_bps = models.FloatField()
-    net_tx_bps = models.FloatField()
+    memory_used_mib = models.FloatField(
+        verbose_name=_("memory used (MiB)"),
+    )
+    disk_read_bps = models.FloatField(
+        verbose_name=_("disk read (B/s)"),
+    )
+    disk_write_bps = models.FloatField(
+        verbose_name=_("disk write (B/s)"),
+    )
+    net_rx_bps = models.FloatField(
+        verbose_name=_("network received (B/s)"),
+    )
+    net_tx_bps = models.FloatField(
+        verbose_name=_("network sent (B/s)"),
+    )
 
     class Meta:
         abstract = True
@@ -42,6 +56,8 @@ class VMSample(MetricPoint):
     """One collection's rates for one VM (raw, 10-second resolution)."""
 
     class Meta:
+        verbose_name = _("VM sample")
+        verbose_name_plural = _("VM samples")
         indexes = [
             models.Index(fields=["vm", "time"], name="monitoring_sample_vm_time"),
             models.Index(fields=["time"], name="monitoring_sample_time"),
@@ -51,9 +67,13 @@ class VMSample(MetricPoint):
 class VMRollup(MetricPoint):
     """The average of one VM's samples over a 5-minute bucket starting at ``time``."""
 
-    samples = models.PositiveIntegerField()
+    samples = models.PositiveIntegerField(
+        verbose_name=_("samples"),
+    )
 
     class Meta:
+        verbose_name = _("VM rollup")
+        verbose_name_plural = _("VM rollups")
         constraints = [
             models.UniqueConstraint(
                 fields=["vm", "time"],
@@ -69,57 +89,74 @@ class VMCounters(models.Model):
 
     vm = models.OneToOneField(
         "compute.VirtualMachine",
+        verbose_name=_("VM"),
         on_delete=models.CASCADE,
         related_name="+",
         primary_key=True,
     )
     host = models.ForeignKey(
         "compute.Host",
+        verbose_name=_("host"),
         on_delete=models.SET_NULL,
         null=True,
         related_name="+",
     )
-    time = models.DateTimeField()
+    time = models.DateTimeField(
+        verbose_name=_("time"),
+    )
     state = models.CharField(
+        verbose_name=_("state"),
         max_length=16,
         help_text=_("The domain state at the read (running, shutoff, ...)."),
     )
     cpu_time_ns = models.PositiveBigIntegerField(
+        verbose_name=_("CPU time (ns)"),
         default=0,
     )
     memory_used_kib = models.PositiveBigIntegerField(
+        verbose_name=_("memory used (KiB)"),
         default=0,
     )
     disk_read_bytes = models.PositiveBigIntegerField(
+        verbose_name=_("disk bytes read"),
         default=0,
     )
     disk_write_bytes = models.PositiveBigIntegerField(
+        verbose_name=_("disk bytes written"),
         default=0,
     )
     net_rx_bytes = models.PositiveBigIntegerField(
+        verbose_name=_("network bytes received"),
         default=0,
     )
     net_tx_bytes = models.PositiveBigIntegerField(
+        verbose_name=_("network bytes sent"),
         default=0,
     )
     cpu_percent = models.FloatField(
+        verbose_name=_("CPU %"),
         default=0,
     )
     disk_read_bps = models.FloatField(
+        verbose_name=_("disk read (B/s)"),
         default=0,
     )
     disk_write_bps = models.FloatField(
+        verbose_name=_("disk write (B/s)"),
         default=0,
     )
     net_rx_bps = models.FloatField(
+        verbose_name=_("network received (B/s)"),
         default=0,
     )
     net_tx_bps = models.FloatField(
+        verbose_name=_("network sent (B/s)"),
         default=0,
     )
 
     class Meta:
-        verbose_name_plural = "VM counters"
+        verbose_name = _("VM counters")
+        verbose_name_plural = _("VM counters")
 
     def __str__(self) -> str:
         return f"vm {self.vm_id} counters at {self.time:%Y-%m-%d %H:%M:%S}"

@@ -21,40 +21,50 @@ class Webhook(models.Model):
     """
 
     uid = models.UUIDField(
+        verbose_name=_("UID"),
         default=uuid.uuid4,
         editable=False,
         unique=True,
     )
     tenant = models.ForeignKey(
         "tenants.Tenant",
+        verbose_name=_("tenant"),
         on_delete=models.CASCADE,
         related_name="webhooks",
     )
     url = models.URLField(
+        verbose_name=_("URL"),
         max_length=500,
     )
     description = models.CharField(
+        verbose_name=_("description"),
         max_length=200,
         blank=True,
     )
     secret_encrypted = models.TextField(
+        verbose_name=_("encrypted secret"),
         editable=False,
     )
     active = models.BooleanField(
+        verbose_name=_("active"),
         default=True,
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="+",
     )
     created = models.DateTimeField(
+        verbose_name=_("created"),
         auto_now_add=True,
     )
 
     class Meta:
+        verbose_name = _("webhook")
+        verbose_name_plural = _("webhooks")
         ordering = ["tenant", "created", "id"]
         constraints = [
             models.UniqueConstraint(
@@ -76,56 +86,70 @@ class WebhookDelivery(models.Model):
     """
 
     uid = models.UUIDField(
+        verbose_name=_("UID"),
         default=uuid.uuid4,
         editable=False,
         unique=True,
     )
     webhook = models.ForeignKey(
         Webhook,
+        verbose_name=_("webhook"),
         on_delete=models.CASCADE,
         related_name="deliveries",
     )
     event = models.ForeignKey(
         "monitoring.Event",
+        verbose_name=_("event"),
         on_delete=models.CASCADE,
         related_name="deliveries",
     )
-    payload = models.JSONField()
+    payload = models.JSONField(
+        verbose_name=_("payload"),
+    )
     status = models.CharField(
+        verbose_name=_("status"),
         max_length=16,
         choices=DeliveryStatus.choices,
         default=DeliveryStatus.PENDING,
     )
     attempts = models.PositiveIntegerField(
+        verbose_name=_("attempts"),
         default=0,
     )
     last_status_code = models.PositiveIntegerField(
+        verbose_name=_("last status code"),
         null=True,
         blank=True,
     )
     last_error = models.TextField(
+        verbose_name=_("last error"),
         blank=True,
     )
     created = models.DateTimeField(
+        verbose_name=_("created"),
         auto_now_add=True,
     )
     last_attempt = models.DateTimeField(
+        verbose_name=_("last attempt"),
         null=True,
         blank=True,
     )
     next_attempt = models.DateTimeField(
+        verbose_name=_("next attempt"),
         null=True,
         blank=True,
         help_text=_("When a pending delivery is due; the sweeper re-enqueues overdue ones."),
     )
     finished = models.DateTimeField(
+        verbose_name=_("finished"),
         null=True,
         blank=True,
     )
 
     class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
         ordering = ["-created", "-id"]
-        verbose_name_plural = "webhook deliveries"
         indexes = [
             models.Index(
                 fields=["status", "next_attempt"],

@@ -517,18 +517,24 @@ def test_every_model_field_help_text_is_a_lazy_translation(label):
     assert plain == []
 
 
-def test_every_usage_model_field_has_a_translated_name():
+@pytest.mark.parametrize("label", ["usage", "monitoring"])
+def test_every_model_and_model_field_has_a_translated_name(label):
     from django.apps import apps
     from django.db import models
     from django.utils.functional import Promise
 
     unnamed = [
         f"{model.__name__}.{field.name}"
-        for model in apps.get_app_config("usage").get_models()
+        for model in apps.get_app_config(label).get_models()
         for field in model._meta.get_fields()
         if isinstance(field, models.Field)
         and not field.auto_created
         and not isinstance(field.verbose_name, Promise)
+    ] + [
+        model.__name__
+        for model in apps.get_app_config(label).get_models()
+        if not isinstance(model._meta.verbose_name, Promise)
+        or not isinstance(model._meta.verbose_name_plural, Promise)
     ]
     assert unnamed == []
 
@@ -580,3 +586,20 @@ def test_the_apis_own_refusals_follow_accept_language(demo):
     assert missing(vm, ZH) == "acme 中未找到虚拟机 'nope'。"
     assert missing(vm, EN) == "Virtual machine 'nope' not found in acme."
     assert missing("/api/v1/tenants/nowhere/virtualmachines/", ZH) == "未找到租户 'nowhere'。"
+
+
+@pytest.mark.django_db
+def test_our_admin_titles_columns_and_actions_follow_the_readers_language(demo):
+    staff = Client()
+    staff.force_login(demo.admin)
+    chinese = staff.get("/admin/usage/pricelist/add/", **ZH).content.decode()
+    assert "适用对象" in chinese and "每单位小时价格" in chinese
+    assert "Prices per unit-hour" not in chinese
+    tenants = staff.get("/admin/tenants/tenant/", **ZH).content.decode()
+    assert "已用虚拟机" in tenants and "VMs used" not in tenants
+    users = staff.get("/admin/auth/user/", **ZH).content.decode()
+    assert "解锁所选用户的登录" in users
+    english = staff.get("/admin/usage/pricelist/add/", **EN).content.decode()
+    assert "Prices per unit-hour" in english and ">Who<" in english
+    english_users = staff.get("/admin/auth/user/", **EN).content.decode()
+    assert "Unlock sign-in of selected users" in english_users
