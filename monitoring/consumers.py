@@ -48,6 +48,11 @@ tell "signed out" from a network error. Access is checked on every subscribe and
 resync and re-checked when ``portal.signals.membership_changed`` fires for the user;
 subscriptions no longer allowed are dropped with an ``unsubscribed`` message. A socket
 closes with 4401 when its session signs out or its user is deactivated or deleted.
+
+Live messages come from the process's hub (``monitoring.fanout``), which receives each
+stream's messages once per process and encodes them once; this consumer joins the hub's
+streams after the access check, queues what the hub hands it (``deliver``) and sends
+it from a task of its own.
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import translation
 
-from monitoring import live, selectors
+from monitoring import fanout, live, selectors
 from monitoring.formats import event_data
 from monitoring.groups import notify_group, object_group, tenant_group, user_group
 from monitoring.services import KIND, NAME_MAX
@@ -110,11 +115,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.tick = max(0.0, getattr(settings, "ISOTOPE_WS_BATCH_MS", 50) / 1000)
         self.batching = query.get("batch") == ["1"] and self.tick > 0
-        self.outbox: list[dict] = []
+        # Live messages waiting to go out: [body, its JSON text (None: encode at send)].
+        self.outbox: list[list] = []
         self.flush_timer: asyncio.TimerHandle | None = None
         self.flush_task: asyncio.Task | None = None
         self.flushed_at = float("-inf")
         self.sending = asyncio.Lock()
+        self.hub = fanout.hub(self.channel_layer)
         await self.accept()
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -133,7 +140,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if self.user_id is None:
             return
         for stream in list(self.subscriptions):
-            await self.channel_layer.group_discard(stream, self.channel_name)
+            await self.hub.leave(stream, self)
         await self.channel_layer.group_discard(user_group(self.user_id), self.channel_name)
         self.subscriptions = {}
 
@@ -203,9 +210,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         # as a gap. If something was sent while we joined, follow with a snapshot.
         current = sync_to_async(live.seq_current, thread_sensitive=False)
         before = await current(stream)
-        await self.channel_layer.group_add(stream, self.channel_name)
-        self.subscriptions[stream] = target
-        await self.send_json({"type": "subscribed", "stream": stream, "seq": before})
+        # Holding ``sending``: a message the process hub hands us once we are registered
+        # waits in the outbox until the ``subscribed`` frame is out.
+        async with self.sending:
+            await self.flush()
+            await self.hub.join(stream, self)
+            self.subscriptions[stream] = target
+            await super().send_json({"type": "subscribed", "stream": stream, "seq": before})
         if await current(stream) != before:
             await self.send_resync(stream, target)
 
@@ -242,7 +253,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def drop(self, stream: str, reason: str) -> None:
         self.subscriptions.pop(stream, None)
-        await self.channel_layer.group_discard(stream, self.channel_name)
+        await self.hub.leave(stream, self)
         await self.send_json({"type": "unsubscribed", "stream": stream, "reason": reason})
 
     # --- The reader's language ---------------------------------------------------------
@@ -305,40 +316,63 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.flush()
             await super().close(code=code, reason=reason)
 
-    def enqueue(self, body: dict) -> None:
-        """Queue ``body`` for the end of the tick; a metrics sample replaces the one of
-        its series that is the newest queued message of its stream, one seq before it."""
-        series = _series(body)
+    def enqueue(self, body: dict, text: str | None) -> None:
+        """Queue ``body`` (encoded as ``text``); when batching, a metrics sample
+        replaces the one of its series that is the newest queued message of its stream,
+        one seq before it."""
+        series = _series(body) if self.batching else None
         if series is not None:
             for index in range(len(self.outbox) - 1, -1, -1):
-                kept = self.outbox[index]
+                kept = self.outbox[index][0]
                 if kept["stream"] != body["stream"]:
                     continue
                 if _series(kept) == series and kept["seq"] + 1 == body["seq"]:
                     body = {**body, "first_seq": kept.get("first_seq", kept["seq"])}
+                    text = None  # no longer the text the hub encoded
                     del self.outbox[index]
                 break
-        self.outbox.append(body)
+        self.outbox.append([body, text])
 
     async def flush(self) -> None:
-        """Send what the tick collected as one frame (the caller holds ``sending``)."""
+        """Send the queued live messages (the caller holds ``sending``): batching, what
+        the tick collected as one frame; otherwise one frame each."""
         if self.flush_timer is not None:
             self.flush_timer.cancel()
             self.flush_timer = None
         if not self.outbox:
             return
         messages, self.outbox = self.outbox, []
+        texts = [text if text is not None else self.encode(body) for body, text in messages]
+        if not self.batching:
+            for text in texts:
+                await super().send(text_data=text)
+            return
         self.flushed_at = asyncio.get_running_loop().time()
-        frame = messages[0] if len(messages) == 1 else {"type": BATCH, "messages": messages}
-        await super().send_json(frame)
+        if len(texts) == 1:
+            await super().send(text_data=texts[0])
+            return
+        await super().send(text_data=f'{{"type": "{BATCH}", "messages": [{", ".join(texts)}]}}')
+
+    @staticmethod
+    def encode(body: dict) -> str:
+        return json.dumps(body)
 
     async def flush_due(self) -> None:
-        """The end of a tick (a task of its own, beside the consumer's dispatch)."""
+        """Send what waits (a task of its own, beside the consumer's dispatch and the
+        process hub, so a socket that does not read holds up only itself)."""
         try:
-            async with self.sending:
-                await self.flush()
+            while self.outbox:
+                async with self.sending:
+                    await self.flush()
+                if self.batching:
+                    break  # what came in meanwhile waits for its tick (deliver's timer)
         except Exception:  # noqa: BLE001 - the socket went away; disconnect cleans up
             logger.debug("live flush failed", exc_info=True)
+
+    def kick(self) -> None:
+        """Start sending what waits, unless a send task is already on it."""
+        if self.outbox and (self.flush_task is None or self.flush_task.done()):
+            self.flush_task = asyncio.ensure_future(self.flush_due())
 
     def schedule_flush(self, wait: float) -> None:
         def due() -> None:
@@ -347,25 +381,29 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
         self.flush_timer = asyncio.get_running_loop().call_later(wait, due)
 
-    # --- Channel-layer messages ------------------------------------------------------
-    async def live_message(self, message: dict) -> None:
-        """An event or resource state for one of our streams (``monitoring.live``)."""
-        body = message["message"]
+    def deliver(self, body: dict, text: str | None = None) -> None:
+        """A live message for one of our streams, ``text`` its JSON (encoded once per
+        process by the hub). Never waits: the message is queued and sent by a task."""
         if body["stream"] not in self.subscriptions:
             return
-        body = self.localized(body)
-        if not self.batching:
-            await self.send_json(body)
-            return
-        self.enqueue(body)
-        if self.flush_timer is not None:
-            return  # a frame is due at the end of this tick
-        wait = self.flushed_at + self.tick - asyncio.get_running_loop().time()
-        if wait > 0:
-            self.schedule_flush(wait)
-        else:
-            async with self.sending:  # quiet for a tick: no reason to wait
-                await self.flush()
+        shown = self.localized(body)
+        if shown is not body:  # in the reader's language: not the text the hub encoded
+            body, text = shown, None
+        self.enqueue(body, text)
+        if self.batching:
+            if self.flush_timer is not None:
+                return  # a frame is due at the end of this tick
+            wait = self.flushed_at + self.tick - asyncio.get_running_loop().time()
+            if wait > 0:
+                self.schedule_flush(wait)
+                return
+        self.kick()  # quiet for a tick (or not batching): no reason to wait
+
+    # --- Channel-layer messages ------------------------------------------------------
+    async def live_message(self, message: dict) -> None:
+        """A live message sent to this socket's own channel (streams come through the
+        process hub, ``monitoring.fanout``)."""
+        self.deliver(message["message"])
 
     async def live_control(self, message: dict) -> None:
         """Access changed (re-check subscriptions) or the session ended (close)."""

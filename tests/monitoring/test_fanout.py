@@ -1,0 +1,124 @@
+"""Per-process fan-out (``monitoring.fanout``): the sockets of one process share one
+channel-layer subscription per stream, and each still gets every message of its
+streams, in seq order, with its own mode (plain or ``batch=1``) and its own access."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing.websocket import WebsocketCommunicator
+from django.conf import settings
+
+from monitoring import live
+from monitoring.choices import LiveMessageType
+from monitoring.groups import tenant_group
+from portal.asgi import application
+from tenants import services as tenant_services
+from tests.monitoring.test_consumer import ORIGIN, connected, run, session_cookie, subscribe
+
+pytestmark = [pytest.mark.unit, pytest.mark.django_db(transaction=True)]
+
+STREAM = tenant_group("acme")
+
+
+async def batched(cookie: str) -> WebsocketCommunicator:
+    headers = [
+        (b"origin", ORIGIN.encode()),
+        (b"host", b"testserver"),
+        (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()),
+    ]
+    ws = WebsocketCommunicator(application, "/ws/?batch=1", headers=headers)
+    ok, _ = await ws.connect()
+    assert ok
+    return ws
+
+
+async def messages(ws, count: int) -> list[dict]:
+    """The next ``count`` live messages, batch frames unpacked."""
+    got: list[dict] = []
+    while len(got) < count:
+        frame = await ws.receive_json_from(timeout=10)
+        got.extend(frame["messages"] if frame["type"] == "batch" else [frame])
+    return got
+
+
+def channels_in_group(stream: str) -> int:
+    """How many channels of this process (this event loop) the layer has in ``stream``."""
+    layer = get_channel_layer()
+    return len(layer.groups.get(layer._get_group_channel_name(stream), ()))
+
+
+def burst(count: int, text: str) -> None:
+    live.broadcast_many(
+        [([STREAM], LiveMessageType.EVENT, {"message": f"{text} {n}"}) for n in range(count)]
+    )
+
+
+def test_tabs_in_one_process_share_one_subscription_and_each_gets_every_message(demo):
+    cookie = session_cookie(demo.carol)
+
+    async def scenario():
+        tabs = [await connected(cookie), await connected(cookie), await batched(cookie)]
+        for tab in tabs:
+            assert await subscribe(tab, tenant="acme") == {
+                "type": "subscribed",
+                "stream": STREAM,
+                "seq": 0,
+            }
+        assert channels_in_group(STREAM) == 1
+
+        await sync_to_async(burst)(30, "burst")
+        for tab in tabs:
+            got = await messages(tab, 30)
+            assert [m["seq"] for m in got] == list(range(1, 31))
+            assert [m["data"]["message"] for m in got] == [f"burst {n}" for n in range(30)]
+            assert await tab.receive_nothing(timeout=0.2)
+
+        # One tab leaves the stream, one closes: the last one still gets what follows.
+        await tabs[0].send_json_to({"type": "unsubscribe", "stream": STREAM})
+        assert (await tabs[0].receive_json_from())["type"] == "unsubscribed"
+        await tabs[1].disconnect()
+        assert channels_in_group(STREAM) == 1
+        await sync_to_async(burst)(1, "after")
+        assert [m["seq"] for m in await messages(tabs[2], 1)] == [31]
+        assert await tabs[0].receive_nothing(timeout=0.3)
+
+        # The last subscriber gone, the process leaves the group; a new one joins again.
+        await tabs[2].disconnect()
+        assert channels_in_group(STREAM) == 0
+        assert await subscribe(tabs[0], tenant="acme") == {
+            "type": "subscribed",
+            "stream": STREAM,
+            "seq": 31,
+        }
+        assert channels_in_group(STREAM) == 1
+        await sync_to_async(burst)(1, "again")
+        assert [m["seq"] for m in await messages(tabs[0], 1)] == [32]
+        await tabs[0].disconnect()
+
+    run(scenario)
+
+
+def test_a_tab_whose_access_ends_stops_getting_messages_while_the_others_go_on(demo):
+    carol, bob = session_cookie(demo.carol), session_cookie(demo.bob)
+
+    async def scenario():
+        kept, removed = await connected(carol), await connected(bob)
+        for tab in (kept, removed):
+            assert (await subscribe(tab, tenant="acme"))["type"] == "subscribed"
+        await sync_to_async(tenant_services.membership_remove)(
+            actor=demo.alice, tenant=demo.acme, user=demo.bob
+        )
+        assert await removed.receive_json_from(timeout=10) == {
+            "type": "unsubscribed",
+            "stream": STREAM,
+            "reason": "access",
+        }
+        await sync_to_async(burst)(3, "private")
+        assert [m["seq"] for m in await messages(kept, 3)] == [1, 2, 3]
+        assert await removed.receive_nothing(timeout=0.3)
+        await kept.disconnect()
+        await removed.disconnect()
+
+    run(scenario)
