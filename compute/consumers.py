@@ -46,6 +46,7 @@ from django.utils import translation
 from compute.rfb import ClientStreamFilter, RfbProtocolError
 from compute.services import console as console_services
 from compute.texts import console as console_texts
+from compute.texts import vms as vm_texts
 from monitoring.groups import object_group, user_group
 from portal.exceptions import NotFound, PermissionDenied
 from portal.texts import localize
@@ -308,7 +309,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             return
         if data.get("deleted") or not console_services.vm_state_keeps_console(data.get("state")):
             phase = (data.get("state") or {}).get("phase") or "deleted"
-            await self.shut(4410, "vm-stopped", console_texts.VM_IS % {"phase": phase})
+            await self.shut(4410, "vm-stopped", vm_texts.VM_IS.get(phase, console_texts.VM_DELETED))
 
     async def live_control(self, message: dict) -> None:
         """Access changed (re-check now) or the session signed out (close)."""

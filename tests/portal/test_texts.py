@@ -152,10 +152,4 @@ def test_the_reading_that_explains_most_of_a_nested_message_wins():
     # "The host could not %(action)s." matches too, with the rest as its action.
     assert hosts.COULD_NOT.split("%")[0] in message
     assert texts.parse(message) == (vms.GAVE_UP, {"reason": CONSOLE_PORT_REASON, "attempts": "5"})
-    assert texts.parse(console_vm_is()) is not None
-
-
-def console_vm_is() -> str:
-    from compute.texts import console
-
-    return console.VM_IS % {"phase": "Paused"}
+    assert texts.parse(vms.VM_IS["Paused"]) == (vms.VM_IS["Paused"], {})
