@@ -41,6 +41,12 @@
       return;
     }
     if (event.defaultPrevented || event.ctrlKey || event.altKey || event.metaKey) return;
+    // Escape closes the help dialog even when focus has not reached it yet.
+    const help = document.getElementById("shortcut-help");
+    if (event.key === "Escape" && help && help.classList.contains("show") && !help.contains(event.target) && window.bootstrap) {
+      window.bootstrap.Modal.getOrCreateInstance(help).hide();
+      return;
+    }
     if (typing(event.target)) return;
     if (atConsole && document.activeElement === document.body) return;
     if (document.querySelector(".modal.show") && event.key !== "?") return;

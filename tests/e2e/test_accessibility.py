@@ -100,3 +100,15 @@ def test_a_viewer_and_a_signed_out_visitor_see_accessible_pages(
     login(page, live_url, "carol")
     found |= walk(page, live_url, tenant_pages("acme") + ["/t/acme/nope/"])
     assert not found, report(found)
+
+
+def test_the_check_reports_a_violation_that_stays_and_ignores_none(new_page):
+    # The helper looks twice at a page that fails: a lasting violation is reported.
+    page = new_page()
+    page.set_content(
+        '<html lang="en"><head><title>t</title></head><body><main>'
+        '<h1>Pictures</h1><img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">'
+        "<button></button></main></body></html>"
+    )
+    found = {v["id"] for v in axe_violations(page)}
+    assert {"image-alt", "button-name"} <= found

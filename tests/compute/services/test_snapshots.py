@@ -179,6 +179,7 @@ def test_a_restore_whose_task_was_lost_is_driven_again_by_the_sweep(
 ):
     from datetime import timedelta
 
+    from django.core.cache import cache
     from django.utils import timezone
 
     from compute.tasks.volumes import volumes_sweep
@@ -188,6 +189,9 @@ def test_a_restore_whose_task_was_lost_is_driven_again_by_the_sweep(
     volume = ready_volume(demo)
     snapshot = snapshot_services.snapshot_create(actor=demo.bob, volume=volume, name="s1")
     snapshot = wait_snapshot(snapshot, SnapshotPhase.READY)
+    # The snapshot's task writes Ready before it lets go of the volume: wait for it to
+    # finish, or the sweep rightly takes the volume for one still being worked on.
+    wait_for(lambda: cache.get(f"isotope:volume-lock:{volume.pk}") is None)
     # A restore whose worker died before it ran, long ago: the volume would stay
     # Restoring (and its VM unable to start) for ever.
     old = timezone.now() - timedelta(seconds=30)

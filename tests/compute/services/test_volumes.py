@@ -370,6 +370,7 @@ def test_a_volume_whose_task_was_lost_is_driven_again_by_the_sweep(
 ):
     from datetime import timedelta
 
+    from django.core.cache import cache
     from django.utils import timezone
 
     make_host()
@@ -378,6 +379,8 @@ def test_a_volume_whose_task_was_lost_is_driven_again_by_the_sweep(
         actor=demo.bob, tenant=demo.acme, name="lost", size_gib=1
     )
     volume = wait_volume(volume, VolumePhase.READY)
+    # Its task writes Ready before it lets go of the volume: wait for it to finish.
+    wait_for(lambda: cache.get(f"isotope:volume-lock:{volume.pk}") is None)
     # Pretend its worker died: back to Pending, as if the task never ran, long ago.
     old = timezone.now() - timedelta(seconds=30)
     Volume.objects.filter(pk=volume.pk).update(phase=VolumePhase.PENDING, updated=old)
