@@ -3,8 +3,9 @@
 ``/api/v1/tenants/<t>/backups/`` lists backups and makes one from a VM snapshot (202,
 ``Idempotency-Key``); ``.../backups/<b>/`` reads one and deletes it (admins; 202 with
 ``If-Match``); ``.../backups/<b>/restore/`` restores it into a new VM (202 with the new
-VM and its ``Location``; ``Idempotency-Key``). Errors are problem+json; another
-tenant's backup is 404.
+VM and its ``Location``; ``Idempotency-Key``); ``.../backups/<b>/restore-disk/`` restores
+one of its disks into a new volume (202 with the volume; ``Idempotency-Key``). Errors are
+problem+json; another tenant's backup is 404.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from compute.api import (
 from compute.choices import BackupPhase
 from compute.models import Backup
 from compute.services import backups as backup_services
+from compute.volume_api import VolumeSerializer, VolumeView
 from portal.api.errors import api_field_errors
 from portal.api.resources import StrictSerializer, metadata
 from portal.exceptions import ApplicationError
@@ -109,6 +111,11 @@ class BackupRestoreIn(StrictSerializer):
     start = serializers.BooleanField(
         required=False, default=False, help_text="Start it once its disks are written."
     )
+
+
+class BackupRestoreDiskIn(StrictSerializer):
+    disk = serializers.CharField(help_text="The backed-up disk, by its device (e.g. vdb).")
+    name = serializers.CharField(help_text="The new volume's name (a DNS label).")
 
 
 class BackupView(TenantResourceView):
@@ -240,6 +247,52 @@ class BackupRestoreView(BackupView):
             try:
                 return backup_services.backup_restore(
                     actor=request.user, backup=backup, name=data["name"], start=data["start"]
+                )
+            except ApplicationError as error:
+                raise self.api_errors(error) from None
+
+        return self.create(obj, restore)
+
+
+class BackupRestoreDiskView(VolumeView):
+    """``POST .../backups/<b>/restore-disk/``: one backed-up disk into a new volume,
+    attached to nothing (202 with the volume's ``Location``)."""
+
+    @property
+    def collection(self) -> str:
+        return f"backups/{self.kwargs['name']}/restore-disk"
+
+    def api_errors(self, error: ApplicationError) -> ApplicationError:
+        return api_field_errors(
+            error,
+            fields={"name": "name", "disk": "disk", "phase": "status.phase"},
+            quota_fields={"storage": "disk"},
+        )
+
+    @extend_schema(
+        operation_id="backups_restore_disk",
+        summary="Restore one disk of a backup into a new volume (its file is checked first)",
+        request=BackupRestoreDiskIn,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            202: VolumeSerializer,
+            400: PROBLEM_RESPONSE,
+            403: PROBLEM_RESPONSE,
+            404: PROBLEM_RESPONSE,
+            409: PROBLEM_RESPONSE,
+        },
+    )
+    def post(self, request, tenant, name):
+        obj = self.allowed_tenant("backup.restore")
+        backup = selectors.backup_get(request.user, obj, name)
+        serializer = BackupRestoreDiskIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+
+        def restore():
+            try:
+                return backup_services.backup_restore_disk(
+                    actor=request.user, backup=backup, disk=data["disk"], name=data["name"]
                 )
             except ApplicationError as error:
                 raise self.api_errors(error) from None

@@ -1,6 +1,7 @@
 """Pages for backups: the Backups page (``/t/<tenant>/backups/``: the list with live
 progress), "Back up" from a VM snapshot (a page that asks for the backup's name),
-"Restore to new VM" (a page that asks for the new VM's name) and delete (asks first).
+"Restore to new VM" (a page that asks for the new VM's name), "Restore a disk" (one
+backed-up disk into a new volume) and delete (asks first).
 
 Thin, as the other views: ``compute.services.backups`` checks roles, phases, files and
 quota; refusals come back as messages or field errors.
@@ -123,6 +124,44 @@ def backup_restore(request, tenant, name: str):
         request,
         "compute/backup_restore.html",
         {"tenant": tenant, "backup": backup, "name": vm_name},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@tenant_view("backup.restore")
+@require_http_methods(["GET", "POST"])
+def backup_restore_disk(request, tenant, name: str):
+    """ "Restore a disk": one backed-up disk into a new volume attached to nothing; on
+    success, the new volume's page (where it can be attached to a VM)."""
+    backup = _backup_or_404(request, tenant, name)
+    devices = [d["device"] for d in backup.disks]
+    disk = request.POST.get("disk", request.GET.get("disk", devices[-1] if devices else ""))
+    volume_name = request.POST.get("name", "").strip()
+    if request.method == "POST":
+        try:
+            volume = backup_services.backup_restore_disk(
+                actor=request.user, backup=backup, disk=disk, name=volume_name
+            )
+        except ApplicationError as error:
+            _refusal(request, error)
+        else:
+            messages.success(
+                request,
+                gettext(
+                    "Restoring disk %(disk)s of backup %(backup)s into the new volume %(volume)s."
+                )
+                % {"disk": disk, "backup": backup.name, "volume": volume.name},
+            )
+            return redirect("volume-detail", tenant=tenant.slug, name=volume.name)
+    return render(
+        request,
+        "compute/backup_restore_disk.html",
+        {
+            "tenant": tenant,
+            "backup": backup,
+            "disk": disk,
+            "name": volume_name or f"{backup.name}-{disk}"[:63],
+        },
         status=400 if request.method == "POST" else 200,
     )
 

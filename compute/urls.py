@@ -202,6 +202,11 @@ volume_pages = [
 backup_pages = [
     path("backups/", backup_views.backup_list, name="backup-list"),
     path("backups/<slug:name>/restore/", backup_views.backup_restore, name="backup-restore"),
+    path(
+        "backups/<slug:name>/restore-disk/",
+        backup_views.backup_restore_disk,
+        name="backup-restore-disk",
+    ),
     path("backups/<slug:name>/delete/", backup_views.backup_delete, name="backup-delete"),
     path(
         "vms/<slug:name>/snapshots/<slug:snapshot>/backup/",
@@ -402,6 +407,11 @@ pool_api_urls = [
         "tenants/<slug:tenant>/backups/<slug:name>/restore/",
         backup_api.BackupRestoreView.as_view(),
         name="backup-api-restore",
+    ),
+    path(
+        "tenants/<slug:tenant>/backups/<slug:name>/restore-disk/",
+        backup_api.BackupRestoreDiskView.as_view(),
+        name="backup-api-restore-disk",
     ),
 ]
 

@@ -60,6 +60,7 @@ logger = logging.getLogger(__name__)
 
 BACKUP_ACTIONS: dict[str, tuple[str, frozenset[str]]] = {
     "restore": ("backup.restore", frozenset({BackupPhase.READY})),
+    "restore-disk": ("backup.restore", frozenset({BackupPhase.READY})),
     "delete": ("backup.delete", frozenset({BackupPhase.READY, BackupPhase.FAILED})),
 }
 
@@ -349,6 +350,100 @@ def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> 
     return vm
 
 
+def backup_restore_disk(*, actor, backup: Backup, disk: str, name: str) -> Volume:
+    """A new volume ``name``, attached to nothing, holding the backed-up disk ``disk``
+    (its device when backed up, e.g. ``vdb``): one file brought back without restoring
+    the whole VM. Charged its size in ``storage`` in the transaction that records it and
+    placed like any new volume; its task checks the file's sha256 and writes it
+    (:func:`volume_from_backup`). A missing or corrupt file leaves the volume Failed
+    with the file named; nothing else changes."""
+    tenant = backup.tenant
+    authorize(actor=actor, tenant=tenant, permission="backup.restore", target=f"volume/{name}")
+    authorize(actor=actor, tenant=tenant, permission="volume.create", target=f"volume/{name}")
+    errors: dict[str, list[str]] = {}
+    name = volume_services._check_name(tenant, name, errors)
+    entry = next((d for d in backup.disks if d["device"] == disk), None)
+    if entry is None:
+        errors["disk"] = [
+            gettext("Choose one of the backup's disks: %(disks)s.")
+            % {"disks": ", ".join(d["device"] for d in backup.disks)}
+        ]
+    if errors:
+        raise ValidationError(gettext("The volume is not valid."), errors=errors)
+    uid = uuid.uuid4()
+    size = int(entry["sizeGiB"])
+    fmt = entry.get("format") or "qcow2"
+    arguments = {"disk": disk, "volume": name, "backup": backup.name, "vm": backup.vm_name}
+    try:
+        with transaction.atomic():
+            backup = _locked(backup)
+            if backup.phase != BackupPhase.READY:
+                raise Conflict(
+                    gettext("Backup %(backup)s is %(phase)s: only a Ready one restores.")
+                    % {"backup": backup.name, "phase": backup.phase},
+                    errors=_phase_error("restore", backup.phase),
+                )
+            quota_reserve(
+                tenant=tenant,
+                ref=f"volume:{uid}",
+                storage=size,
+                kind=ReservationKind.VOLUME,
+                object_id=str(uid),
+            )
+            from compute.scheduler import schedule_volume
+
+            host = schedule_volume(size_gib=size)
+            volume = Volume.objects.create(
+                uid=uid,
+                tenant=tenant,
+                name=name,
+                size_gib=size,
+                format=fmt,
+                phase=VolumePhase.PENDING,
+                created_from=VolumeSource.BACKUP,
+                source_backup=backup,
+                source_name=f"backup/{backup.name}/{entry['file']}",
+                host=host,
+                pool=pool_name(),
+                backend_name=volume_services._file_name(uid, fmt),
+                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+            )
+            detail = {"backup": backup.name, "disk": disk, "size_gib": size, "host": host.name}
+            for action in ("backup.restore", "volume.create"):
+                audit_record(
+                    actor=actor,
+                    action=action,
+                    tenant=tenant,
+                    target=f"volume/{name}",
+                    detail=detail,
+                )
+            event_publish(
+                tenant=tenant,
+                kind=volume_services.EVENT_KIND,
+                name=name,
+                uid=str(uid),
+                reason="Restoring",
+                message=backup_texts.DISK_RESTORE_ACCEPTED
+                % {**arguments, "actor": actor_name(actor)},
+            )
+            _event(backup, "RestoreRequested", backup_texts.DISK_RESTORE_REQUESTED % arguments)
+            volume_services._publish(volume)
+            transaction.on_commit(lambda: volume_services._enqueue(volume))
+    except IntegrityError:
+        raise ValidationError(
+            gettext("A volume with this name exists already."), errors={"name": [gettext("Taken.")]}
+        ) from None
+    except QuotaExceeded as error:
+        _event(
+            backup,
+            "QuotaExceeded",
+            backup_texts.DISK_RESTORE_QUOTA_EXCEEDED % {**arguments, "error": error.stored_message},
+            "Warning",
+        )
+        raise
+    return volume
+
+
 def _disk_from_backup(actor, vm: VirtualMachine, backup: Backup, disk: dict) -> Volume:
     """Inside the restore's transaction: the new volume of ``vm`` at the backed-up
     disk's device, charged its size."""
@@ -464,7 +559,12 @@ def volume_from_backup(volume: Volume, backend):
     backup = volume.source_backup
     if backup is None:
         raise BackendError(backup_texts.VOLUME_BACKUP_GONE % {"volume": volume.name})
-    disk = next((d for d in backup.disks if d["device"] == volume.device), None)
+    # The file it was made from (``backup/<backup>/<file>``); volumes of a VM restored
+    # before that was recorded are found by their device.
+    file = volume.source_name.rsplit("/", 1)[-1]
+    disk = next((d for d in backup.disks if d["file"] == file), None) or next(
+        (d for d in backup.disks if d["device"] == volume.device), None
+    )
     if disk is None:
         raise BackendError(
             backup_texts.VOLUME_NO_DISK

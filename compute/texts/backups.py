@@ -24,6 +24,15 @@ RESTORE_ACCEPTED = gettext_noop(
 )
 RESTORE_REQUESTED = gettext_noop("Restore into the new VM %(vm)s requested.")
 RESTORE_QUOTA_EXCEEDED = gettext_noop("Restore into %(vm)s: %(error)s")
+# --- Restore one disk into a new volume -----------------------------------------------
+DISK_RESTORE_ACCEPTED = gettext_noop(
+    "Accepted: disk %(disk)s of backup %(backup)s (of %(vm)s) restored into this volume "
+    "by %(actor)s."
+)
+DISK_RESTORE_REQUESTED = gettext_noop(
+    "Restore of disk %(disk)s into the new volume %(volume)s requested."
+)
+DISK_RESTORE_QUOTA_EXCEEDED = gettext_noop("Restore of %(disk)s into %(volume)s: %(error)s")
 # What is wrong with a backup's files (the restore checks each before writing any).
 FILE_MISSING = gettext_noop("%(file)s is missing from the backup directory.")
 FILE_CORRUPT = gettext_noop("%(file)s is corrupt (its sha256 does not match).")

@@ -105,12 +105,12 @@ def test_an_idempotency_key_makes_a_retried_backup_one_backup(world, api):
 
 
 ROLE_STATUS = {
-    # who: (list, get, create, restore, delete)
-    "alice": (200, 200, 202, 202, 202),
-    "bob": (200, 200, 202, 202, 403),
-    "carol": (200, 200, 403, 403, 403),
-    "dave": (404, 404, 404, 404, 404),
-    "outsider": (404, 404, 404, 404, 404),
+    # who: (list, get, create, restore, restore a disk, delete)
+    "alice": (200, 200, 202, 202, 202, 202),
+    "bob": (200, 200, 202, 202, 202, 403),
+    "carol": (200, 200, 403, 403, 403, 403),
+    "dave": (404, 404, 404, 404, 404, 404),
+    "outsider": (404, 404, 404, 404, 404, 404),
 }
 
 
@@ -130,12 +130,16 @@ def test_the_role_matrix_for_every_backup_endpoint(world, api, who):
             format="json",
         ).status_code,
         client.post(f"{BASE}old/restore/", {"name": "back1"}, format="json").status_code,
+        client.post(
+            f"{BASE}old/restore-disk/", {"disk": "vda", "name": "disk1"}, format="json"
+        ).status_code,
         client.delete(f"{BASE}gone/").status_code,
     )
     assert got == ROLE_STATUS[who]
     if who in ("carol", "dave", "outsider"):
         assert set(Backup.objects.values_list("name", "phase")) == before
         assert not VirtualMachine.objects.filter(name="back1").exists()
+        assert not Volume.objects.filter(name="disk1").exists()
     if who == "bob":
         assert Backup.objects.get(name="gone").phase == BackupPhase.READY
         assert AuditLog.objects.filter(
@@ -145,6 +149,8 @@ def test_the_role_matrix_for_every_backup_endpoint(world, api, who):
         assert Backup.objects.get(name="gone").phase == BackupPhase.DELETING
         restored = VirtualMachine.objects.get(name="back1")
         assert Volume.objects.get(vm=restored).source_backup.name == "old"
+        disk = Volume.objects.get(name="disk1")
+        assert (disk.vm, disk.source_backup.name, disk.size_gib) == (None, "old", 2)
 
 
 def test_another_tenants_backups_are_not_found(world, api):
@@ -155,6 +161,7 @@ def test_another_tenants_backups_are_not_found(world, api):
         client.get(url),
         client.get(url + "secret/"),
         client.post(url + "secret/restore/", {"name": "mine"}, format="json"),
+        client.post(url + "secret/restore-disk/", {"disk": "vda", "name": "mine"}, format="json"),
         client.delete(url + "secret/"),
         client.get(f"{BASE}secret/"),
         client.post(f"{BASE}secret/restore/", {"name": "mine"}, format="json"),
@@ -163,6 +170,7 @@ def test_another_tenants_backups_are_not_found(world, api):
         problem(response, 404, "not-found")
     assert Backup.objects.get().phase == BackupPhase.READY
     assert not VirtualMachine.objects.filter(name="mine").exists()
+    assert not Volume.objects.filter(name="mine").exists()
 
 
 @pytest.mark.parametrize(
@@ -187,6 +195,11 @@ def test_another_tenants_backups_are_not_found(world, api):
         ("b1/restore/", {}, "name", 400),
         ("b1/restore/", {"name": "web1"}, "name", 400),
         ("b1/restore/", {"name": "-x-"}, "name", 400),
+        ("b1/restore-disk/", {"name": "d1"}, "disk", 400),
+        ("b1/restore-disk/", {"disk": "vdz", "name": "d1"}, "disk", 400),
+        ("b1/restore-disk/", {"disk": "vda", "name": "Bad_Name"}, "name", 400),
+        ("b1/restore-disk/", {"disk": "vda", "name": "web1-root"}, "name", 400),
+        ("b1/restore-disk/", {"disk": "vda", "name": "d1", "vm": "web1"}, "vm", 400),
     ],
 )
 def test_bad_input_is_a_clear_error_and_changes_nothing(world, api, path, payload, field, status):
@@ -227,3 +240,33 @@ def test_delete_honours_if_match_and_refuses_a_busy_backup(world, api):
     response = client.delete(f"{BASE}b1/", HTTP_IF_MATCH=f'"{current}"')
     assert response.status_code == 202 and response.json()["status"]["phase"] == "Deleting"
     assert AuditLog.objects.filter(action="backup.delete", target="backup/b1").exists()
+
+
+def test_a_disk_restored_into_a_volume_is_accepted_once_per_idempotency_key(world, api):
+    make_backup(world)
+    used = used_storage(world.acme)
+    client = api(world.bob)
+    body = {"disk": "vda", "name": "old-root"}
+    first = client.post(f"{BASE}b1/restore-disk/", body, format="json", HTTP_IDEMPOTENCY_KEY="r1")
+    again = client.post(f"{BASE}b1/restore-disk/", body, format="json", HTTP_IDEMPOTENCY_KEY="r1")
+    assert first.status_code == again.status_code == 202, first.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert first["Location"].endswith("/api/v1/tenants/acme/volumes/old-root/")
+    data = first.json()
+    assert data["metadata"]["name"] == "old-root"
+    assert data["status"]["phase"] == "Pending"
+    assert Volume.objects.filter(name="old-root").count() == 1
+    assert used_storage(world.acme) == used + 2
+    # The storage quota refuses a disk that does not fit, on the disk field.
+    from tenants import services as tenant_services
+
+    tenant_services.quota_set(
+        actor=None, tenant=world.acme, limits={"storage": used_storage(world.acme) + 1}
+    )
+    data = problem(
+        client.post(f"{BASE}b1/restore-disk/", {"disk": "vda", "name": "again"}, format="json"),
+        403,
+    )
+    assert data["type"].endswith("quota-exceeded")
+    assert "storage" in data["errors"] and "disk" in data["errors"], data
+    assert not Volume.objects.filter(name="again").exists()

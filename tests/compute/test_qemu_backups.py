@@ -2,8 +2,8 @@
 on its disk is in the VM snapshot, in the backup exported from it, and — after the
 source VM and its snapshot are deleted — in a new VM restored from the backup, where the
 guest reads it back. The restored disk, and that of a VM cloned from the same snapshot,
-are also compared with the backup file on the host (``qemu-img compare``: the same
-content the guest sees)."""
+and a volume restored from the backup's one disk, are also compared with the backup file
+on the host (``qemu-img compare``: the same content the guest sees)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from compute.backends.libvirt.backend import shared_connection
-from compute.choices import BackupPhase, Phase, SnapshotPhase
+from compute.choices import BackupPhase, Phase, SnapshotPhase, VolumePhase
 from compute.models import Backup, Snapshot, VirtualMachine, Volume
 from compute.services import backups as backup_services
 from compute.services import clones
@@ -102,6 +102,20 @@ def test_a_backup_restored_into_a_new_vm_holds_what_the_source_guest_wrote(
         check=True,
     ).stdout
     assert '"format": "qcow2"' in info and "backing-filename" not in info
+
+    # One disk of it back as a volume of its own, attached to nothing: the same content.
+    single = backup_services.backup_restore_disk(
+        actor=demo.bob, backup=backup, disk="vda", name=f"{name}-vda"
+    )
+    wait_for(
+        lambda: Volume.objects.get(pk=single.pk).phase in (VolumePhase.READY, VolumePhase.FAILED),
+        300,
+        message="volume not restored",
+    )
+    single = Volume.objects.get(pk=single.pk)
+    assert single.phase == VolumePhase.READY, single.message
+    assert single.host == node1 and single.vm is None
+    assert_same_disk(node1, exported, single.backend_name)
 
     # A clone made from the same snapshot holds the same disk (copied on the host).
     clone = clones.vm_clone(actor=demo.bob, vm=vm, name=f"{name}-snap", snapshot="before")

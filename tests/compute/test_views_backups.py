@@ -1,4 +1,5 @@
-"""The Backups page, "Back up" on a VM snapshot, "Restore to new VM" and delete without
+"""The Backups page, "Back up" on a VM snapshot, "Restore to new VM", "Restore a disk" and
+delete without
 JavaScript: roles, other tenants, refusals as messages that change nothing."""
 
 from __future__ import annotations
@@ -6,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from compute.choices import BackupPhase
-from compute.models import Backup, VirtualMachine
+from compute.models import Backup, VirtualMachine, Volume
 from tests.compute.test_api_backups import make_backup, snapshotted
 from tests.compute.test_views_volumes import client_for
 
@@ -63,6 +64,33 @@ def test_restore_to_a_new_vm_and_refusals_change_nothing(world):
     assert VirtualMachine.objects.filter(name="back1").exists()
     assert client_for(world.carol).post(url, {"name": "back2"}).status_code == 403
     assert client_for(world.dave).get(url).status_code == 404
+
+
+def test_restore_a_disk_into_a_new_volume_and_refusals_change_nothing(world):
+    make_backup(world)
+    bob = client_for(world.bob)
+    url = f"{PAGE}b1/restore-disk/"
+    listing = bob.get(PAGE).content.decode().split("<template")[0]
+    assert f'href="{url}"' in listing
+    form = bob.get(url).content.decode()
+    # The disk chosen and a name offered; the disk's size and its volume then shown.
+    assert 'value="vda"' in form and "checked" in form and 'value="b1-vda"' in form
+    assert "web1-root" in form
+    volumes = Volume.objects.count()
+    for bad in ({"disk": "vdz", "name": "d1"}, {"disk": "vda", "name": "web1-root"}):
+        refused = bob.post(url, bad)
+        assert refused.status_code == 400 and Volume.objects.count() == volumes
+    done = bob.post(url, {"disk": "vda", "name": "old-root"}, follow=True)
+    assert done.redirect_chain[-1][0] == "/t/acme/volumes/old-root/"
+    page = done.content.decode()
+    assert "Restoring disk vda of backup b1 into the new volume old-root" in page
+    assert "backup/b1/vda.qcow2" in page  # where it came from
+    assert Volume.objects.get(name="old-root").vm is None
+    carol = client_for(world.carol)
+    assert f'href="{url}"' not in carol.get(PAGE).content.decode()
+    assert carol.post(url, {"disk": "vda", "name": "d2"}).status_code == 403
+    assert client_for(world.dave).get(url).status_code == 404
+    assert not Volume.objects.filter(name="d2").exists()
 
 
 def test_only_admins_delete_a_backup_after_confirming(world):

@@ -98,6 +98,26 @@ def test_bob_backs_up_a_snapshot_sees_it_ready_live_and_restores_it_to_a_new_vm(
     expect(page.get_by_test_id("vm-volume-web-1-back-root")).to_contain_text("Attached")
     page.screenshot(path=str(ARTIFACTS / "backup-restored-bob.png"), full_page=True)
 
+    # One disk of it back as a volume of its own, to attach wherever it is needed.
+    expect(live_row.get_by_test_id("backup-restore-disk")).to_be_visible()
+    page.goto(f"{live_url}/t/acme/backups/")
+    page.get_by_test_id("backup-web-1-nightly").get_by_test_id("backup-restore-disk").click()
+    form = page.get_by_test_id("backup-restore-disk-form")
+    expect(form.get_by_label("vda")).to_be_checked()
+    expect(form.get_by_label("New volume name")).to_have_value("web-1-nightly-vda")
+    axe(page)
+    form.get_by_label("New volume name").fill("web-1-old")
+    form.get_by_test_id("restore-disk-submit").click()
+    page.wait_for_url(f"{live_url}/t/acme/volumes/web-1-old/")
+    expect(page.get_by_test_id("messages")).to_contain_text(
+        "Restoring disk vda of backup web-1-nightly into the new volume web-1-old"
+    )
+    volume = page.get_by_test_id("volume-detail")
+    expect(volume.get_by_test_id("phase").first).to_have_text("Ready", timeout=PHASE_TIMEOUT)
+    expect(volume.get_by_test_id("volume-spec")).to_contain_text("backup/web-1-nightly/vda.qcow2")
+    axe(page)
+    page.screenshot(path=str(ARTIFACTS / "backup-disk-restored-bob.png"), full_page=True)
+
     # alice deletes the backup (asked first); both tabs lose the row.
     live_row.get_by_test_id("backup-delete").click()
     expect(watcher.get_by_test_id("backup-delete-form")).to_contain_text(
@@ -125,3 +145,4 @@ def test_a_viewer_sees_backups_without_buttons(
     page.goto(f"{live_url}/t/acme/vms/web-1/")
     expect(page.get_by_test_id("snapshot-backup")).to_have_count(0)
     assert page.goto(f"{live_url}/t/acme/backups/b1/restore/").status == 403
+    assert page.goto(f"{live_url}/t/acme/backups/b1/restore-disk/").status == 403

@@ -915,9 +915,11 @@ OUTSIDE_MATRIX = {
         for name in (
             "backup-create",
             "backup-restore",
+            "backup-restore-disk",
             "backup-delete",
             "backup-api-detail",
             "backup-api-restore",
+            "backup-api-restore-disk",
         )
     },
     **{

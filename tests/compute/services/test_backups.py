@@ -224,3 +224,54 @@ def test_a_backup_file_must_be_a_standalone_image_of_its_disks_format(tmp_path):
     backup_services.check_standalone(raw, "raw")
     with pytest.raises(imagefiles.ImageRefused):
         backup_services.check_standalone(raw, "qcow2")
+
+
+def test_one_backed_up_disk_is_restored_into_a_new_volume_and_attaches_to_a_vm(
+    demo, make_host, tiny_image, celery_worker, backup_dir
+):
+    from compute.choices import VolumePhase
+    from compute.services import volumes as volume_services
+    from tests.compute.services.test_volumes import wait_volume
+
+    make_host()
+    backup = ready_backup(demo)
+    used = used_storage(demo.acme)
+    volume = backup_services.backup_restore_disk(
+        actor=demo.bob, backup=backup, disk="vda", name="old-root"
+    )
+    # Charged at once, attached to nothing, made from the backup's file.
+    assert used_storage(demo.acme) == used + 2
+    assert (volume.vm, volume.created_from, volume.source_backup) == (
+        None,
+        VolumeSource.BACKUP,
+        backup,
+    )
+    assert volume.source_name == "backup/b1/vda.qcow2"
+    volume = wait_volume(volume, VolumePhase.READY)
+    assert AuditLog.objects.filter(action="backup.restore", target="volume/old-root").exists()
+    assert Event.objects.filter(kind="volume", name="old-root", reason="Restoring").exists()
+    assert Event.objects.filter(
+        kind="backup", name="b1", reason="RestoreRequested", message__contains="old-root"
+    ).exists()
+    # It attaches to a VM like any volume: the backed-up VM reads its old disk as vdb.
+    volume_services.volume_attach(actor=demo.bob, volume=volume, vm=backup.vm)
+    volume = wait_volume(volume, VolumePhase.ATTACHED)
+    assert volume.device == "vdb"
+
+    # A missing file: accepted, then the volume fails naming it; nothing else changes.
+    backup_services.disk_path(backup, backup.disks[0]).unlink()
+    lost = backup_services.backup_restore_disk(
+        actor=demo.bob, backup=backup, disk="vda", name="lost-root"
+    )
+    lost = wait_volume(lost, VolumePhase.FAILED)
+    assert "vda.qcow2" in lost.message
+    assert Backup.objects.get(pk=backup.pk).phase == BackupPhase.READY
+
+    # Bad input and roles change nothing.
+    before = (Volume.objects.count(), used_storage(demo.acme))
+    for disk, name in (("vdz", "d1"), ("vda", "Bad_Name"), ("vda", "old-root")):
+        with pytest.raises(ValidationError):
+            backup_services.backup_restore_disk(actor=demo.bob, backup=backup, disk=disk, name=name)
+    with pytest.raises(PermissionDenied):
+        backup_services.backup_restore_disk(actor=demo.carol, backup=backup, disk="vda", name="d1")
+    assert (Volume.objects.count(), used_storage(demo.acme)) == before
