@@ -490,7 +490,9 @@ class BackupAdmin(ServiceDeleteMixin, ReadOnlyAdmin):
 
     @admin.display(description=_("source"), ordering="vm_name")
     def source(self, obj: Backup) -> str:
-        return f"{obj.vm_name} @ {obj.snapshot_name}"
+        from compute.services.backups import backup_source
+
+        return f"{backup_source(obj)} @ {obj.snapshot_name}"
 
     @admin.display(description=_("size"), ordering="size_bytes")
     def size(self, obj: Backup) -> str:

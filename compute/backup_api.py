@@ -11,6 +11,7 @@ problem+json; another tenant's backup is 404.
 from __future__ import annotations
 
 from django.urls import reverse
+from django.utils.translation import gettext
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
 from rest_framework import serializers
 
@@ -56,11 +57,11 @@ def backup_representation(backup: Backup, user) -> dict:
     role = tenant_selectors.role_of(user, backup.tenant)
     return {
         "metadata": metadata(backup, name=backup.name, tenant=backup.tenant.slug),
-        "spec": {
-            "vm": backup.vm_name,
-            "snapshot": backup.snapshot_name,
-            "vmSpec": backup.vm_spec,
-        },
+        "spec": (
+            {"vm": backup.vm_name, "snapshot": backup.snapshot_name, "vmSpec": backup.vm_spec}
+            if backup_services.is_vm_backup(backup)
+            else {"volume": backup_services.backup_source(backup), "snapshot": backup.snapshot_name}
+        ),
         "status": {
             "phase": backup.phase,
             "message": backup.message,
@@ -97,8 +98,20 @@ class BackupMetadataIn(StrictSerializer):
 
 
 class BackupSpecIn(StrictSerializer):
-    vm = serializers.CharField(help_text="The VM whose snapshot is backed up.")
-    snapshot = serializers.CharField(help_text="The VM snapshot (all its disks) to export.")
+    vm = serializers.CharField(
+        required=False, help_text="The VM whose snapshot is backed up (or give volume)."
+    )
+    volume = serializers.CharField(
+        required=False, help_text="The volume whose own snapshot is backed up (or give vm)."
+    )
+    snapshot = serializers.CharField(
+        help_text="The VM snapshot (all its disks), or the volume's snapshot, to export."
+    )
+
+    def validate(self, attrs):
+        if ("vm" in attrs) == ("volume" in attrs):
+            raise serializers.ValidationError({"vm": [gettext("Give either vm or volume.")]})
+        return attrs
 
 
 class BackupCreateSerializer(StrictSerializer):
@@ -165,14 +178,25 @@ class BackupListView(BackupView):
         serializer = BackupCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        vm = selectors.vm_get(request.user, obj, data["spec"]["vm"])
+        spec = data["spec"]
+        if "vm" in spec:
+            vm = selectors.vm_get(request.user, obj, spec["vm"])
+        else:
+            volume = selectors.volume_get(request.user, obj, spec["volume"])
 
         def create() -> Backup:
             try:
-                return backup_services.backup_create(
+                if "vm" in spec:
+                    return backup_services.backup_create(
+                        actor=request.user,
+                        vm=vm,
+                        snapshot=spec["snapshot"],
+                        name=data["metadata"]["name"],
+                    )
+                return backup_services.volume_backup_create(
                     actor=request.user,
-                    vm=vm,
-                    snapshot=data["spec"]["snapshot"],
+                    volume=volume,
+                    snapshot=spec["snapshot"],
                     name=data["metadata"]["name"],
                 )
             except ApplicationError as error:

@@ -1,5 +1,5 @@
 """Pages for backups: the Backups page (``/t/<tenant>/backups/``: the list with live
-progress), "Back up" from a VM snapshot (a page that asks for the backup's name),
+progress), "Back up" from a VM's or a volume's snapshot (a page that asks for the backup's name),
 "Restore to new VM" (a page that asks for the new VM's name), "Restore a disk" (one
 backed-up disk into a new volume) and delete (asks first).
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext
 from django.views.decorators.http import require_http_methods
 
@@ -19,7 +20,7 @@ from compute import selectors
 from compute.services import backups as backup_services
 from compute.services import snapshots as snapshot_services
 from compute.views import _live_baseline
-from compute.volume_views import _vm_or_404, _with_fields
+from compute.volume_views import _vm_or_404, _volume_or_404, _with_fields
 from portal.exceptions import ApplicationError, Conflict, NotFound
 from portal.web import tenant_view
 from tenants import selectors as tenant_selectors
@@ -46,6 +47,7 @@ def backup_list(request, tenant):
     backups = list(selectors.backups_for_tenant(request.user, tenant))
     for backup in backups:
         backup.allowed = backup_services.backup_actions(backup, request.role)
+        backup.source = backup_services.backup_source(backup)
     return render(
         request,
         "compute/backup_list.html",
@@ -89,9 +91,53 @@ def backup_create(request, tenant, name: str, snapshot: str):
         {
             "tenant": tenant,
             "vm": vm,
-            "group": group,
+            "source": vm.name,
+            "snapshot": group.name,
+            "disks": group.disks,
             "size_gib": sum(d.size_gib for d in group.disks),
             "name": backup_name,
+            "cancel_url": reverse("vm-detail", args=(tenant.slug, vm.name)) + "#snapshots",
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@tenant_view("backup.create")
+@require_http_methods(["GET", "POST"])
+def volume_backup_create(request, tenant, name: str, snapshot: str):
+    """ "Back up" on a volume's snapshot: ask for the backup's name, then export it."""
+    volume = _volume_or_404(request, tenant, name)
+    try:
+        found = selectors.snapshot_get(request.user, volume, snapshot)
+    except NotFound as error:
+        raise Http404(error.message) from None
+    backup_name = request.POST.get("name", f"{volume.name}-{found.name}"[:63]).strip()
+    if request.method == "POST":
+        try:
+            backup_services.volume_backup_create(
+                actor=request.user, volume=volume, snapshot=found.name, name=backup_name
+            )
+        except ApplicationError as error:
+            _refusal(request, error)
+        else:
+            messages.success(
+                request,
+                gettext("Backing up snapshot %(snapshot)s of %(vm)s as %(name)s.")
+                % {"snapshot": found.name, "vm": volume.name, "name": backup_name},
+            )
+            return redirect("backup-list", tenant=tenant.slug)
+    return render(
+        request,
+        "compute/backup_form.html",
+        {
+            "tenant": tenant,
+            "vm": None,
+            "source": volume.name,
+            "snapshot": found.name,
+            "disks": [found],
+            "size_gib": found.size_gib,
+            "name": backup_name,
+            "cancel_url": reverse("volume-detail", args=(tenant.slug, volume.name)) + "#snapshots",
         },
         status=400 if request.method == "POST" else 200,
     )
@@ -134,7 +180,7 @@ def backup_restore_disk(request, tenant, name: str):
     """ "Restore a disk": one backed-up disk into a new volume attached to nothing; on
     success, the new volume's page (where it can be attached to a VM)."""
     backup = _backup_or_404(request, tenant, name)
-    devices = [d["device"] for d in backup.disks]
+    devices = [backup_services.disk_key(d) for d in backup.disks]
     disk = request.POST.get("disk", request.GET.get("disk", devices[-1] if devices else ""))
     volume_name = request.POST.get("name", "").strip()
     if request.method == "POST":
@@ -159,6 +205,7 @@ def backup_restore_disk(request, tenant, name: str):
         {
             "tenant": tenant,
             "backup": backup,
+            "source": backup_services.backup_source(backup),
             "disk": disk,
             "name": volume_name or f"{backup.name}-{disk}"[:63],
         },

@@ -203,6 +203,11 @@ backup_pages = [
     path("backups/", backup_views.backup_list, name="backup-list"),
     path("backups/<slug:name>/restore/", backup_views.backup_restore, name="backup-restore"),
     path(
+        "volumes/<slug:name>/snapshots/<slug:snapshot>/backup/",
+        backup_views.volume_backup_create,
+        name="volume-backup-create",
+    ),
+    path(
         "backups/<slug:name>/restore-disk/",
         backup_views.backup_restore_disk,
         name="backup-restore-disk",

@@ -42,6 +42,7 @@ from compute.backends import BackendError, VolumeNotFound, pool_name
 from compute.choices import (
     BackupPhase,
     Phase,
+    SnapshotPhase,
     VolumePhase,
     VolumeSource,
 )
@@ -66,14 +67,22 @@ BACKUP_ACTIONS: dict[str, tuple[str, frozenset[str]]] = {
 
 
 def backup_actions(backup: Backup, role: str | None) -> list[str]:
-    """The backup buttons a user with ``role`` sees right now."""
+    """The backup buttons a user with ``role`` sees right now (a volume's backup has no
+    VM to restore: only its disk)."""
     from tenants.permissions import role_allows
 
     return [
         name
         for name, (permission, phases) in BACKUP_ACTIONS.items()
-        if backup.phase in phases and role_allows(role, permission)
+        if backup.phase in phases
+        and role_allows(role, permission)
+        and (name != "restore" or is_vm_backup(backup))
     ]
+
+
+def is_vm_backup(backup: Backup) -> bool:
+    """A VM's backup (restores into a new VM) rather than one volume's."""
+    return bool(backup.vm_spec)
 
 
 def backup_dir(backup: Backup) -> Path:
@@ -168,6 +177,100 @@ def backup_create(*, actor, vm: VirtualMachine, snapshot: str, name: str) -> Bac
             errors={"name": [gettext("Taken.")]},
         ) from None
     return backup
+
+
+def volume_backup_create(*, actor, volume: Volume, snapshot: str, name: str) -> Backup:
+    """Record a backup ``name`` of ``volume``'s Ready snapshot ``snapshot`` (one disk,
+    attached or not) and export it after commit; it restores into a new volume
+    (:func:`backup_restore_disk`). The snapshot is kept until the export ends."""
+    tenant = volume.tenant
+    authorize(actor=actor, tenant=tenant, permission="backup.create", target=f"backup/{name}")
+    errors: dict[str, list[str]] = {}
+    name = snapshot_services._check_name(name, errors)
+    if errors:
+        raise ValidationError(gettext("The backup is not valid."), errors=errors)
+    from compute.models import Snapshot
+
+    try:
+        with transaction.atomic():
+            found = (
+                Snapshot.objects.select_for_update(of=("self",))
+                .select_related("volume", "host")
+                .filter(volume=volume, name=str(snapshot))
+                .first()
+            )
+            if found is None:
+                raise NotFound(
+                    gettext("Snapshot %(snapshot)s of %(volume)s not found.")
+                    % {"snapshot": repr(str(snapshot)), "volume": volume.name}
+                )
+            if found.phase != SnapshotPhase.READY:
+                raise Conflict(
+                    gettext(
+                        "Snapshot %(snapshot)s of %(volume)s is %(phase)s: only a Ready one "
+                        "is backed up."
+                    )
+                    % {"snapshot": found.name, "volume": volume.name, "phase": found.phase},
+                    errors={"snapshot": [gettext("Not Ready.")]},
+                )
+            if Backup.objects.filter(tenant=tenant, name=name).exists():
+                raise ValidationError(
+                    gettext("A backup named %(name)s exists already.") % {"name": repr(name)},
+                    errors={"name": [gettext("Taken.")]},
+                )
+            source = found.volume
+            backup = Backup.objects.create(
+                tenant=tenant,
+                name=name,
+                vm=None,
+                vm_name="",
+                snapshot_name=found.name,
+                vm_spec={},
+                disks=[
+                    {
+                        "device": "",
+                        "volume": source.name,
+                        "sizeGiB": found.size_gib,
+                        "format": source.format,
+                        "file": f"{source.name}.{'img' if source.format == 'raw' else 'qcow2'}",
+                        "bytes": 0,
+                        "sha256": "",
+                    }
+                ],
+                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+            )
+            backup.snapshots.set([found])
+            audit_record(
+                actor=actor,
+                action="backup.create",
+                tenant=tenant,
+                target=f"backup/{name}",
+                detail={"volume": source.name, "snapshot": found.name},
+            )
+            _event(
+                backup,
+                "BackupRequested",
+                backup_texts.VOLUME_REQUESTED
+                % {
+                    "backup": name,
+                    "snapshot": found.name,
+                    "volume": source.name,
+                    "actor": actor_name(actor),
+                },
+            )
+            _publish(backup)
+            transaction.on_commit(lambda: _enqueue(backup))
+    except IntegrityError:
+        raise ValidationError(
+            gettext("A backup with this name exists already."),
+            errors={"name": [gettext("Taken.")]},
+        ) from None
+    return backup
+
+
+def backup_source(backup: Backup) -> str:
+    """What a backup was made from, as its pages name it: ``vm`` or ``volume``."""
+    return backup.vm_name or (backup.disks[0]["volume"] if backup.disks else "")
 
 
 # --- Delete ----------------------------------------------------------------------------
@@ -276,6 +379,15 @@ def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> 
             % {"backup": backup.name, "phase": backup.phase},
             errors=_phase_error("restore", backup.phase),
         )
+    if not is_vm_backup(backup):
+        raise Conflict(
+            gettext(
+                "Backup %(backup)s holds volume %(volume)s, not a VM: restore its disk "
+                "into a new volume."
+            )
+            % {"backup": backup.name, "volume": backup_source(backup)},
+            errors={"backup": [gettext("A volume's backup.")]},
+        )
     spec = backup.vm_spec
     image, vcpus, memory_mib, disk_gib = vm_services._validate_create(
         tenant=tenant,
@@ -350,9 +462,16 @@ def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> 
     return vm
 
 
+def disk_key(disk: dict) -> str:
+    """How a restore names one of a backup's disks: its device in the VM (``vdb``), or
+    the volume's name for a volume's backup."""
+    return disk["device"] or disk["volume"]
+
+
 def backup_restore_disk(*, actor, backup: Backup, disk: str, name: str) -> Volume:
     """A new volume ``name``, attached to nothing, holding the backed-up disk ``disk``
-    (its device when backed up, e.g. ``vdb``): one file brought back without restoring
+    (:func:`disk_key`: its device when backed up, e.g. ``vdb``, or the volume's name
+    for a volume's backup): one file brought back without restoring
     the whole VM. Charged its size in ``storage`` in the transaction that records it and
     placed like any new volume; its task checks the file's sha256 and writes it
     (:func:`volume_from_backup`). A missing or corrupt file leaves the volume Failed
@@ -362,18 +481,18 @@ def backup_restore_disk(*, actor, backup: Backup, disk: str, name: str) -> Volum
     authorize(actor=actor, tenant=tenant, permission="volume.create", target=f"volume/{name}")
     errors: dict[str, list[str]] = {}
     name = volume_services._check_name(tenant, name, errors)
-    entry = next((d for d in backup.disks if d["device"] == disk), None)
+    entry = next((d for d in backup.disks if disk and disk_key(d) == disk), None)
     if entry is None:
         errors["disk"] = [
             gettext("Choose one of the backup's disks: %(disks)s.")
-            % {"disks": ", ".join(d["device"] for d in backup.disks)}
+            % {"disks": ", ".join(disk_key(d) for d in backup.disks)}
         ]
     if errors:
         raise ValidationError(gettext("The volume is not valid."), errors=errors)
     uid = uuid.uuid4()
     size = int(entry["sizeGiB"])
     fmt = entry.get("format") or "qcow2"
-    arguments = {"disk": disk, "volume": name, "backup": backup.name, "vm": backup.vm_name}
+    arguments = {"disk": disk, "volume": name, "backup": backup.name, "vm": backup_source(backup)}
     try:
         with transaction.atomic():
             backup = _locked(backup)
@@ -722,7 +841,7 @@ def backup_state(backup: Backup) -> dict:
     """What the Backups page needs to redraw one row."""
     return {
         "name": backup.name,
-        "vm": backup.vm_name,
+        "vm": backup_source(backup),
         "snapshot": backup.snapshot_name,
         "phase": backup.phase,
         "message": backup.message,

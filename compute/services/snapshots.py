@@ -52,6 +52,7 @@ RESTORABLE_VOLUME_PHASES = QUIET_VOLUME_PHASES | {VolumePhase.FAILED}
 SNAPSHOT_ACTIONS: dict[str, tuple[str, frozenset[str]]] = {
     "restore": ("snapshot.restore", frozenset({SnapshotPhase.READY})),
     "delete": ("snapshot.delete", frozenset({SnapshotPhase.READY, SnapshotPhase.FAILED})),
+    "backup": ("backup.create", frozenset({SnapshotPhase.READY})),
 }
 
 

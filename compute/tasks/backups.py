@@ -79,8 +79,9 @@ def _export(backup: Backup) -> None:
     backup = services.backup_exporting(backup)
     if backup is None:
         return
+    # Each disk's snapshot, by its volume's name (a lone volume's backup has no device).
     snapshots = {
-        s.volume.device: s for s in backup.snapshots.select_related("volume", "host").order_by("pk")
+        s.volume.name: s for s in backup.snapshots.select_related("volume", "host").order_by("pk")
     }
     total = sum(int(d["sizeGiB"]) for d in backup.disks) or 1
     folder = services.backup_dir(backup)
@@ -98,7 +99,7 @@ def _export(backup: Backup) -> None:
             current["backup"] = services.backup_progress(current["backup"], percent)
 
     for disk in backup.disks:
-        snapshot = snapshots.get(disk["device"])
+        snapshot = snapshots.get(disk["volume"])
         if snapshot is None:
             raise BackendError(backup_texts.SNAPSHOT_GONE % {"volume": disk["volume"]})
         size = int(disk["sizeGiB"])

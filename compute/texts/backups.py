@@ -8,6 +8,9 @@ from django.utils.translation import gettext_noop
 REQUESTED = gettext_noop(
     "Backup %(backup)s of snapshot %(snapshot)s of %(vm)s requested by %(actor)s."
 )
+VOLUME_REQUESTED = gettext_noop(
+    "Backup %(backup)s of snapshot %(snapshot)s of volume %(volume)s requested by %(actor)s."
+)
 EXPORTING = gettext_noop("Exporting %(disks)s disk(s) to the backup directory.")
 READY = gettext_noop("Backup %(backup)s is Ready: %(files)s file(s), %(bytes)s bytes.")
 EXPORT_FAILED = gettext_noop("Export failed: %(error)s")

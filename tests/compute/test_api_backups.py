@@ -270,3 +270,40 @@ def test_a_disk_restored_into_a_volume_is_accepted_once_per_idempotency_key(worl
     assert data["type"].endswith("quota-exceeded")
     assert "storage" in data["errors"] and "disk" in data["errors"], data
     assert not Volume.objects.filter(name="again").exists()
+
+
+def test_a_volumes_own_snapshot_is_backed_up_and_its_disk_restored(world, api):
+    from tests.compute.test_api_volumes import make_volume
+
+    volume = make_volume(world, "data1", size=3)
+    taken = snapshot_services.snapshot_create(actor=None, volume=volume, name="s1")
+    Snapshot.objects.filter(pk=taken.pk).update(phase=SnapshotPhase.READY)
+    make_volume(world, "theirs", tenant=world.globex)
+    client = api(world.bob)
+
+    def body(**spec):
+        return {"metadata": {"name": "vb"}, "spec": {"snapshot": "s1", **spec}}
+
+    for spec, field in (({}, "vm"), ({"vm": "web1", "volume": "data1"}, "vm")):
+        data = problem(client.post(BASE, body(**spec), format="json"), 400)
+        assert field in json.dumps(data["errors"]), data
+    problem(client.post(BASE, body(volume="theirs"), format="json"), 404, "not-found")
+    problem(client.post(BASE, body(volume="data1", snapshot="nope"), format="json"), 404)
+    assert not Backup.objects.exists()
+
+    response = client.post(BASE, body(volume="data1"), format="json")
+    assert response.status_code == 202, response.content
+    data = response.json()
+    assert data["spec"] == {"volume": "data1", "snapshot": "s1"}
+    assert data["status"]["disks"][0]["volume"] == "data1"
+    # Made Ready as its export leaves it: then only its disk restores.
+    backup = Backup.objects.get(name="vb")
+    Backup.objects.filter(pk=backup.pk).update(phase=BackupPhase.READY, progress=100)
+    assert client.get(f"{BASE}vb/").json()["status"]["actions"] == ["restore-disk"]
+    problem(client.post(f"{BASE}vb/restore/", {"name": "vm1"}, format="json"), 409)
+    assert not VirtualMachine.objects.filter(name="vm1").exists()
+    restored = client.post(
+        f"{BASE}vb/restore-disk/", {"disk": "data1", "name": "data1-back"}, format="json"
+    )
+    assert restored.status_code == 202, restored.content
+    assert Volume.objects.get(name="data1-back").source_name == "backup/vb/data1.qcow2"

@@ -66,6 +66,35 @@ def test_restore_to_a_new_vm_and_refusals_change_nothing(world):
     assert client_for(world.dave).get(url).status_code == 404
 
 
+def test_back_up_a_volumes_snapshot_from_the_volume_page(world):
+    from compute.choices import SnapshotPhase
+    from compute.models import Snapshot
+    from compute.services import snapshots as snapshot_services
+    from tests.compute.test_api_volumes import make_volume
+
+    volume = make_volume(world, "data1", size=3)
+    taken = snapshot_services.snapshot_create(actor=None, volume=volume, name="s1")
+    Snapshot.objects.filter(pk=taken.pk).update(phase=SnapshotPhase.READY)
+    url = "/t/acme/volumes/data1/snapshots/s1/backup/"
+    bob = client_for(world.bob)
+    shown = f'href="{url}" data-live-action="backup" data-testid="snapshot-backup" >'
+    assert shown in bob.get("/t/acme/volumes/data1/").content.decode()
+    form = bob.get(url).content.decode()
+    assert 'value="data1-s1"' in form and "Export snapshot s1 of volume data1" in form
+    assert bob.post(url, {"name": "Bad_Name"}).status_code == 400
+    assert not Backup.objects.exists()
+    done = bob.post(url, {"name": "data1-nightly"}, follow=True)
+    assert done.redirect_chain[-1][0] == PAGE
+    assert Backup.objects.get().name == "data1-nightly"
+    listing = done.content.decode().split("<template")[0]
+    assert "data1</span> @ <span" in listing  # what it came from
+    carol = client_for(world.carol)
+    assert shown not in carol.get("/t/acme/volumes/data1/").content.decode()
+    assert carol.post(url, {"name": "x"}).status_code == 403
+    assert client_for(world.dave).get(url).status_code == 404
+    assert bob.get("/t/acme/volumes/data1/snapshots/nope/backup/").status_code == 404
+
+
 def test_restore_a_disk_into_a_new_volume_and_refusals_change_nothing(world):
     make_backup(world)
     bob = client_for(world.bob)

@@ -1,7 +1,8 @@
 """Backups in the browser against a real Celery worker and libvirt's test driver: bob
 backs up a VM snapshot from the VM page, the export reaches Ready (100 %) live on the
-Backups page that alice has open, bob restores it into a new VM, alice deletes it; a
-viewer sees backups without buttons."""
+Backups page that alice has open, bob restores it into a new VM and one disk of it into a
+new volume, alice deletes it; bob backs up a lone volume's snapshot and brings its disk
+back; a viewer sees backups without buttons."""
 
 from __future__ import annotations
 
@@ -146,3 +147,48 @@ def test_a_viewer_sees_backups_without_buttons(
     expect(page.get_by_test_id("snapshot-backup")).to_have_count(0)
     assert page.goto(f"{live_url}/t/acme/backups/b1/restore/").status == 403
     assert page.goto(f"{live_url}/t/acme/backups/b1/restore-disk/").status == 403
+
+
+def test_bob_backs_up_a_lone_volumes_snapshot_and_restores_its_disk(
+    demo, make_host, celery_worker, settings, tmp_path, live_url, new_page, axe
+):
+    from compute.choices import VolumePhase
+    from compute.models import Volume
+    from compute.services import volumes as volume_services
+
+    settings.ISOTOPE_BACKUP_DIR = str(tmp_path / "backups")
+    make_host("node-a")
+    volume = volume_services.volume_create(
+        actor=demo.bob, tenant=demo.acme, name="data1", size_gib=2
+    )
+    wait_for(lambda: Volume.objects.get(pk=volume.pk).phase == VolumePhase.READY, 20)
+    taken = snapshot_services.snapshot_create(actor=demo.bob, volume=volume, name="s1")
+    wait_for(lambda: Snapshot.objects.get(pk=taken.pk).phase == SnapshotPhase.READY, 20)
+
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/volumes/data1/")
+    page.get_by_test_id("snapshot-s1").get_by_test_id("snapshot-backup").click()
+    form = page.get_by_test_id("backup-form")
+    expect(form).to_contain_text("Export snapshot s1 of volume data1")
+    axe(page)
+    form.get_by_label("Backup name").fill("data1-weekly")
+    form.get_by_test_id("backup-submit").click()
+    page.wait_for_url(f"{live_url}/t/acme/backups/")
+    row = page.get_by_test_id("backup-data1-weekly")
+    expect(row).to_contain_text("data1 @ s1")
+    expect(row.get_by_test_id("phase")).to_have_text("Ready", timeout=PHASE_TIMEOUT)
+    # A volume's backup restores only into a volume: no "Restore to new VM".
+    expect(row.get_by_test_id("backup-restore")).to_be_hidden()
+    expect(row.get_by_test_id("backup-restore-disk")).to_be_visible()
+    axe(page)
+    row.get_by_test_id("backup-restore-disk").click()
+    form = page.get_by_test_id("backup-restore-disk-form")
+    expect(form.get_by_label("data1")).to_be_checked()
+    form.get_by_label("New volume name").fill("data1-back")
+    form.get_by_test_id("restore-disk-submit").click()
+    page.wait_for_url(f"{live_url}/t/acme/volumes/data1-back/")
+    detail = page.get_by_test_id("volume-detail")
+    expect(detail.get_by_test_id("phase").first).to_have_text("Ready", timeout=PHASE_TIMEOUT)
+    expect(detail.get_by_test_id("volume-spec")).to_contain_text("backup/data1-weekly/data1.qcow2")
+    assert Backup.objects.get(name="data1-weekly").vm is None

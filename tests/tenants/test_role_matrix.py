@@ -914,6 +914,7 @@ OUTSIDE_MATRIX = {
         "tests/compute/test_api_backups.py and test_views_backups.py"
         for name in (
             "backup-create",
+            "volume-backup-create",
             "backup-restore",
             "backup-restore-disk",
             "backup-delete",

@@ -275,3 +275,61 @@ def test_one_backed_up_disk_is_restored_into_a_new_volume_and_attaches_to_a_vm(
     with pytest.raises(PermissionDenied):
         backup_services.backup_restore_disk(actor=demo.carol, backup=backup, disk="vda", name="d1")
     assert (Volume.objects.count(), used_storage(demo.acme)) == before
+
+
+def test_a_lone_volumes_snapshot_is_backed_up_and_restores_into_a_new_volume(
+    demo, make_host, celery_worker, backup_dir
+):
+    from compute.choices import VolumePhase
+    from tests.compute.services.test_snapshots import ready_volume
+    from tests.compute.services.test_volumes import wait_volume
+
+    make_host()
+    volume = ready_volume(demo, size=3)
+    snapshot = snapshot_services.snapshot_create(actor=demo.bob, volume=volume, name="s1")
+    wait_snapshot(snapshot, SnapshotPhase.READY)
+    # Not Ready (as while its copy runs): refused, nothing made.
+    Snapshot.objects.filter(pk=snapshot.pk).update(phase=SnapshotPhase.PENDING)
+    with pytest.raises(Conflict):
+        backup_services.volume_backup_create(
+            actor=demo.bob, volume=volume, snapshot="s1", name="early"
+        )
+    Snapshot.objects.filter(pk=snapshot.pk).update(phase=SnapshotPhase.READY)
+    with pytest.raises(NotFound):
+        backup_services.volume_backup_create(
+            actor=demo.bob, volume=volume, snapshot="nope", name="b1"
+        )
+    with pytest.raises(PermissionDenied):
+        backup_services.volume_backup_create(
+            actor=demo.carol, volume=volume, snapshot="s1", name="b1"
+        )
+    assert not Backup.objects.exists()
+
+    backup = backup_services.volume_backup_create(
+        actor=demo.bob, volume=volume, snapshot="s1", name="b1"
+    )
+    backup = wait_backup(backup, BackupPhase.READY)
+    (disk,) = backup.disks
+    assert (disk["volume"], disk["device"], disk["file"], disk["sizeGiB"]) == (
+        "data1",
+        "",
+        "data1.qcow2",
+        3,
+    )
+    path = backup_dir / "acme" / str(backup.uid) / "data1.qcow2"
+    assert disk["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert backup_services.backup_source(backup) == "data1"
+    assert AuditLog.objects.filter(action="backup.create", target="backup/b1").exists()
+    # A volume's backup has no VM to restore: only its disk comes back.
+    assert backup_services.backup_actions(backup, "operator") == ["restore-disk"]
+    with pytest.raises(Conflict, match="restore its disk"):
+        backup_services.backup_restore(actor=demo.bob, backup=backup, name="vm1")
+    assert not VirtualMachine.objects.exists()
+
+    used = used_storage(demo.acme)
+    restored = backup_services.backup_restore_disk(
+        actor=demo.bob, backup=backup, disk="data1", name="data1-back"
+    )
+    assert used_storage(demo.acme) == used + 3
+    restored = wait_volume(restored, VolumePhase.READY)
+    assert restored.source_name == "backup/b1/data1.qcow2" and restored.vm is None
