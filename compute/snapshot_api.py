@@ -87,6 +87,12 @@ class RestoreIn(StrictSerializer):
 
 class CloneIn(StrictSerializer):
     name = serializers.CharField(help_text="The new volume's name (a DNS label).")
+    snapshot = serializers.CharField(
+        required=False,
+        default="",
+        help_text="Copy this Ready snapshot of the volume instead of its data now "
+        "(the volume may then be in use).",
+    )
 
 
 class SnapshotSerializer(serializers.Serializer):
@@ -220,7 +226,7 @@ class SnapshotRestoreView(SnapshotView):
 class VolumeCloneView(VolumeView):
     @extend_schema(
         operation_id="volumes_clone",
-        summary="Clone a volume: a new, independent full copy (source detached or stopped)",
+        summary="Clone a volume, or one of its snapshots: a new, independent full copy",
         request=CloneIn,
         parameters=[IDEMPOTENCY_KEY],
         responses={
@@ -237,11 +243,12 @@ class VolumeCloneView(VolumeView):
         serializer = CloneIn(data=request.data)
         serializer.is_valid(raise_exception=True)
         new_name = serializer.validated_data["name"]
+        snapshot = serializer.validated_data["snapshot"]
 
         def clone():
             try:
                 return snapshot_services.volume_clone(
-                    actor=request.user, volume=source, name=new_name
+                    actor=request.user, volume=source, name=new_name, snapshot=snapshot
                 )
             except ApplicationError as error:
                 raise self.api_errors(error) from None

@@ -160,13 +160,18 @@ def _ask_then_run(
 @tenant_view("volume.clone")
 @require_POST
 def volume_clone(request, tenant, name: str):
-    """The volume page's "Clone" form: on success, the new volume's page."""
+    """The volume page's "Clone" form (of its data now, or of one of its Ready
+    snapshots): on success, the new volume's page."""
     volume = _volume_or_404(request, tenant, name)
     new_name = request.POST.get("name", "").strip()
+    snapshot = request.POST.get("snapshot", "").strip()
+    source = f"{volume.name}@{snapshot}" if snapshot else volume.name
     if _report(
         request,
-        lambda: snapshot_services.volume_clone(actor=request.user, volume=volume, name=new_name),
-        gettext("Cloning %(volume)s into %(name)s.") % {"volume": volume.name, "name": new_name},
+        lambda: snapshot_services.volume_clone(
+            actor=request.user, volume=volume, name=new_name, snapshot=snapshot
+        ),
+        gettext("Cloning %(volume)s into %(name)s.") % {"volume": source, "name": new_name},
     ):
         return redirect("volume-detail", tenant=tenant.slug, name=new_name)
     return redirect(f"{_detail(tenant, volume)}#clone")

@@ -19,7 +19,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compute import selectors
-from compute.choices import ImageKind
+from compute.choices import ImageKind, SnapshotPhase
 from compute.services import snapshots as snapshot_services
 from compute.services import volumes as volume_services
 from compute.views import _live_baseline
@@ -156,6 +156,7 @@ def volume_detail(request, tenant, name: str):
         ]
     from monitoring import selectors as monitoring_selectors
 
+    snapshots = list(selectors.snapshots_for_volume(request.user, volume)) if volume.local else []
     events = list(
         monitoring_selectors.events_visible(request.user, tenant).filter(
             kind="volume", name=volume.name
@@ -178,11 +179,9 @@ def volume_detail(request, tenant, name: str):
             "events": events,
             "live_baseline": baseline,
             "snapshots": [
-                (s, snapshot_services.snapshot_actions(s, request.role))
-                for s in selectors.snapshots_for_volume(request.user, volume)
-            ]
-            if volume.local
-            else [],
+                (s, snapshot_services.snapshot_actions(s, request.role)) for s in snapshots
+            ],
+            "ready_snapshots": [s for s in snapshots if s.phase == SnapshotPhase.READY],
             "can_snapshot": tenant_selectors.can(request.user, tenant, "snapshot.create"),
             "can_clone": tenant_selectors.can(request.user, tenant, "volume.clone"),
         },

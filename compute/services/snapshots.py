@@ -674,16 +674,20 @@ def restore_refused(volume: Volume, snapshot: Snapshot) -> None:
 
 
 # --- Clone a volume --------------------------------------------------------------------
-def volume_clone(*, actor, volume: Volume, name: str) -> Volume:
+def volume_clone(*, actor, volume: Volume, name: str, snapshot: str = "") -> Volume:
     """A new volume ``name`` holding a full copy of ``volume``'s data, on the same host,
     independent of it (deleting the source leaves the clone whole). The source must be
-    Ready or a disk of a stopped VM; the clone is charged its size in ``storage``."""
+    Ready or a disk of a stopped VM; the clone is charged its size in ``storage``.
+    With ``snapshot``, the copy is of that Ready snapshot of ``volume`` instead (the
+    volume may be in use meanwhile): :func:`volume_from_snapshot`."""
     tenant = volume.tenant
     authorize(actor=actor, tenant=tenant, permission="volume.clone", target=f"volume/{name}")
     errors: dict[str, list[str]] = {}
     name = volume_services._check_name(tenant, name, errors)
     if errors:
         raise ValidationError(gettext("The clone is not valid."), errors=errors)
+    if snapshot:
+        return volume_from_snapshot(actor=actor, volume=volume, snapshot=snapshot, name=name)
     uid = uuid.uuid4()
     try:
         with transaction.atomic():
@@ -724,6 +728,104 @@ def volume_clone(*, actor, volume: Volume, name: str) -> Volume:
                 "clone": name,
                 "source": source.name,
                 "size_gib": source.size_gib,
+                "actor": actor_name(actor),
+            }
+            for who, fmt in (
+                (source, snapshot_texts.VOLUME_CLONE_REQUESTED),
+                (clone, snapshot_texts.VOLUME_CLONE_ACCEPTED),
+            ):
+                event_publish(
+                    tenant=tenant,
+                    kind=EVENT_KIND,
+                    name=who.name,
+                    uid=str(who.uid),
+                    reason="Cloning",
+                    message=fmt % arguments,
+                )
+            volume_services._publish(clone)
+            transaction.on_commit(lambda: volume_services._enqueue(clone))
+    except IntegrityError:
+        raise ValidationError(
+            gettext("A volume with this name exists already."), errors={"name": [gettext("Taken.")]}
+        ) from None
+    except QuotaExceeded as error:
+        _refused(tenant, name, error)
+        raise
+    return clone
+
+
+def volume_from_snapshot(*, actor, volume: Volume, snapshot: str, name: str) -> Volume:
+    """A new volume ``name`` holding a full copy of ``volume``'s Ready snapshot
+    ``snapshot`` (a VM snapshot's disk or the volume's own), on the snapshot's host,
+    independent of both: what the volume held then, while the volume itself stays as
+    it is (in use or not). Charged the snapshot's size in ``storage``; the snapshot
+    cannot be deleted until the copy is made."""
+    tenant = volume.tenant
+    authorize(actor=actor, tenant=tenant, permission="volume.clone", target=f"volume/{name}")
+    errors: dict[str, list[str]] = {}
+    name = volume_services._check_name(tenant, name, errors)
+    if errors:
+        raise ValidationError(gettext("The clone is not valid."), errors=errors)
+    uid = uuid.uuid4()
+    try:
+        with transaction.atomic():
+            found = (
+                Snapshot.objects.select_for_update(of=("self",))
+                .select_related("volume", "host")
+                .filter(volume=volume, name=str(snapshot))
+                .first()
+            )
+            if found is None:
+                raise ValidationError(
+                    gettext("%(volume)s has no snapshot %(snapshot)s.")
+                    % {"volume": volume.name, "snapshot": repr(str(snapshot))},
+                    errors={"snapshot": [gettext("No such snapshot.")]},
+                )
+            if found.phase != SnapshotPhase.READY:
+                raise Conflict(
+                    gettext(
+                        "Snapshot %(snapshot)s of %(volume)s is %(phase)s: only a Ready one "
+                        "is copied."
+                    )
+                    % {"snapshot": found.name, "volume": volume.name, "phase": found.phase},
+                    errors={"snapshot": [gettext("Not Ready.")]},
+                )
+            source = found.volume
+            quota_reserve(
+                tenant=tenant,
+                ref=f"volume:{uid}",
+                storage=found.size_gib,
+                kind=ReservationKind.VOLUME,
+                object_id=str(uid),
+            )
+            clone = Volume.objects.create(
+                uid=uid,
+                tenant=tenant,
+                name=name,
+                size_gib=found.size_gib,
+                storage_class=source.storage_class,
+                format=source.format,
+                phase=VolumePhase.PENDING,
+                created_from=VolumeSource.SNAPSHOT,
+                source_snapshot=found,
+                source_name=f"{source.name}@{found.name}",
+                host=found.host,
+                pool=found.pool,
+                backend_name=volume_services._file_name(uid, source.format),
+                labels=dict(source.labels),
+                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+            )
+            audit_record(
+                actor=actor,
+                action="volume.clone",
+                tenant=tenant,
+                target=f"volume/{name}",
+                detail={"source": source.name, "snapshot": found.name, "size_gib": found.size_gib},
+            )
+            arguments = {
+                "clone": name,
+                "source": f"{source.name}@{found.name}",
+                "size_gib": found.size_gib,
                 "actor": actor_name(actor),
             }
             for who, fmt in (

@@ -155,6 +155,15 @@ def test_restore_of_a_running_vms_disk_is_a_409_and_changes_nothing(world, api):
     problem(client.post(f"{BASE}data1/clone/", {"name": "copy"}, format="json"), 409)
     assert Volume.objects.get(pk=volume.pk).phase == VolumePhase.ATTACHED
     assert Snapshot.objects.get().phase == SnapshotPhase.READY and Volume.objects.count() == 1
+    # Its snapshot is copied all the same: what the disk held then.
+    data = problem(
+        client.post(f"{BASE}data1/clone/", {"name": "x", "snapshot": "nope"}, format="json"), 400
+    )
+    assert "snapshot" in data["errors"], data
+    copy = client.post(f"{BASE}data1/clone/", {"name": "then", "snapshot": "s1"}, format="json")
+    assert copy.status_code == 202, copy.content
+    assert copy["Location"].endswith("/api/v1/tenants/acme/volumes/then/")
+    assert Volume.objects.get(name="then").source_name == "data1@s1"
 
 
 def test_if_match_and_idempotency_key(world, api):

@@ -97,6 +97,14 @@ def test_delete_asks_first_and_clone_opens_the_new_volume(world):
     taken = alice.post(f"{PAGE}clone/", {"name": "data1-copy"}, follow=True)
     assert b"exists already" in taken.content
     assert Volume.objects.count() == 2
+    # The Clone card offers the Ready snapshots: a copy of what the volume held then.
+    make_snapshot(world, volume, "s2")
+    page = alice.get(PAGE).content.decode()
+    assert '<option value="s2">snapshot s2' in page and '<option value="s1">' not in page
+    done = alice.post(f"{PAGE}clone/", {"name": "data1-then", "snapshot": "s2"}, follow=True)
+    assert done.redirect_chain[-1][0] == "/t/acme/volumes/data1-then/"
+    assert b"Cloning data1@s2 into data1-then" in done.content
+    assert Volume.objects.get(name="data1-then").source_name == "data1@s2"
 
 
 # --- The VM page's Snapshots panel --------------------------------------------------------

@@ -74,6 +74,22 @@ def test_bob_takes_and_restores_a_snapshot_and_alice_deletes_it(
     expect(page.get_by_test_id("volume-detail").get_by_test_id("phase").first).to_have_text("Ready")
     expect(row.get_by_test_id("phase")).to_have_text("Ready")
     expect(row).not_to_contain_text("never")
+
+    # A copy of the snapshot as a new volume: what data-1 held then.
+    clone = page.get_by_test_id("volume-clone-form")
+    clone.get_by_label("New volume name").fill("data-1-then")
+    clone.get_by_label("Copy of").select_option("before-upgrade")
+    clone.get_by_role("button", name="Clone").click()
+    page.wait_for_url(f"{live_url}/t/acme/volumes/data-1-then/")
+    expect(page.get_by_test_id("messages")).to_contain_text(
+        "Cloning data-1@before-upgrade into data-1-then"
+    )
+    then = page.get_by_test_id("volume-detail")
+    expect(then.get_by_test_id("phase").first).to_have_text("Ready", timeout=PHASE_TIMEOUT)
+    expect(then.get_by_test_id("volume-spec")).to_contain_text("data-1@before-upgrade")
+    page.goto(f"{live_url}/t/acme/volumes/data-1/")
+    expect(row.get_by_test_id("phase")).to_have_text("Ready")
+
     admin = new_page()
     login(admin, live_url, "alice")
     admin.goto(f"{live_url}/t/acme/volumes/data-1/")

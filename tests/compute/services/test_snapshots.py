@@ -154,6 +154,51 @@ def test_a_clone_is_independent_of_its_source(demo, make_host, celery_worker):
     assert used_storage(demo.acme) == 3
 
 
+def test_a_volume_in_use_is_cloned_from_its_snapshot(demo, make_host, tiny_image, celery_worker):
+    host = make_host()
+    source = ready_volume(demo, "src", size=3)
+    taken = wait_snapshot(
+        snapshot_services.snapshot_create(actor=demo.bob, volume=source, name="s1"),
+        SnapshotPhase.READY,
+    )
+    # The volume goes into use on a running VM: its data now cannot be copied ...
+    vm = wait_phase(running_vm(demo), Phase.RUNNING)
+    volume_services.volume_attach(actor=demo.bob, volume=source, vm=vm)
+    wait_volume(source, VolumePhase.ATTACHED)
+    with pytest.raises(Conflict):
+        snapshot_services.volume_clone(actor=demo.bob, volume=source, name="now")
+    used = used_storage(demo.acme)
+    for snapshot, error in (("nope", ValidationError), ("s1", ValidationError)):
+        with pytest.raises(error):
+            snapshot_services.volume_clone(
+                actor=demo.bob,
+                volume=source,
+                name="src" if snapshot == "s1" else "x",
+                snapshot=snapshot,
+            )
+    with pytest.raises(PermissionDenied):
+        snapshot_services.volume_clone(actor=demo.carol, volume=source, name="x", snapshot="s1")
+    assert used_storage(demo.acme) == used and not Volume.objects.filter(name__in=["now", "x"])
+
+    # ... but its snapshot can: what it held then, the volume left in use.
+    copy = snapshot_services.volume_clone(actor=demo.bob, volume=source, name="then", snapshot="s1")
+    assert (copy.created_from, copy.source_snapshot, copy.source_name) == (
+        "snapshot",
+        taken,
+        "src@s1",
+    )
+    assert used_storage(demo.acme) == used + 3
+    copy = wait_volume(copy, VolumePhase.READY)
+    assert copy.vm is None and copy.host == host and copy.capacity_gib == 3
+    assert copy.backend_name in pool_volumes(host)
+    assert Volume.objects.get(pk=source.pk).phase == VolumePhase.ATTACHED
+    assert AuditLog.objects.filter(action="volume.clone", target="volume/then").exists()
+    # The copy does not depend on the snapshot: it goes, the copy stays.
+    snapshot_services.snapshot_delete(actor=demo.alice, snapshot=taken)
+    wait_for(lambda: not Snapshot.objects.filter(pk=taken.pk).exists(), 15, message="kept")
+    assert Volume.objects.get(pk=copy.pk).phase == VolumePhase.READY
+
+
 def test_bad_snapshot_input_changes_nothing(demo, make_host, celery_worker):
     make_host()
     volume = ready_volume(demo)
