@@ -1,7 +1,8 @@
 """Pages for Services (``/t/<tenant>/services/``): the list with the form that creates
-one (one port; more through the API), and a Service's page with its members (pods and
-VMs, their addresses and readiness), which ``static/js/services.js`` keeps live, and
-the form that changes its type (ClusterIP ↔ NodePort) and its one port.
+one (one port; more on its page), and a Service's page with its members (pods and VMs,
+their addresses and readiness), which ``static/js/services.js`` keeps live, and the form
+that changes its type (ClusterIP ↔ NodePort) and its ports (a table of rows: change,
+add, remove).
 
 Thin like the other pages: ``tenant_view`` resolves the tenant (404 for non-members,
 403 for the role), the selectors read, ``compute.services.load_balancers`` writes and
@@ -10,8 +11,11 @@ decides; a refusal comes back as field errors on the form.
 
 from __future__ import annotations
 
+import re
+
 from django import forms
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext
@@ -25,7 +29,7 @@ from compute.security_group_views import _authorize
 from compute.services import load_balancers as service_services
 from compute.views import _live_baseline
 from compute.volume_forms import ServiceErrorsMixin
-from portal.exceptions import NotFound
+from portal.exceptions import ApplicationError, NotFound, PermissionDenied
 from portal.web import form_service_call, tenant_view
 from tenants import selectors as tenant_selectors
 
@@ -111,33 +115,82 @@ class ServiceCreateForm(ServicePortForm):
         }
 
 
-class ServiceChangeForm(ServicePortForm):
-    """A Service's type and, when it has one port, that port (a Service with several
-    ports changes only its type here)."""
+class ServiceChangeForm(ServiceErrorsMixin, forms.Form):
+    """A Service's type; its ports are the rows of :data:`PortFormSet` beside it."""
 
-    def __init__(self, *args, service, **kwargs):
-        self.one_port = len(service.ports) == 1
-        if not args and "initial" not in kwargs:
-            initial = {"service_type": service.service_type}
-            if self.one_port:
-                (port,) = service.ports
-                initial |= {
-                    "port_name": port["name"],
-                    "protocol": port["protocol"],
-                    "port": port["port"],
-                    "target_port": port["targetPort"],
-                }
-            kwargs["initial"] = initial
-        super().__init__(*args, **kwargs)
-        if not self.one_port:
-            for name in ("port_name", "protocol", "port", "target_port"):
-                del self.fields[name]
+    quota_field = "service_type"
 
-    def service_kwargs(self) -> dict:
-        kwargs = {"service_type": self.cleaned_data["service_type"]}
-        if self.one_port:
-            kwargs["ports"] = self.ports()
-        return kwargs
+    service_type = forms.ChoiceField(label=_("Type"), choices=SERVICE_TYPES, initial="ClusterIP")
+
+
+class PortRowForm(forms.Form):
+    """One row of the ports table: a row with no port number is left out."""
+
+    name = forms.CharField(max_length=63, required=False, label=_("Port name"))
+    protocol = forms.ChoiceField(label=_("Protocol"), choices=PortProtocol.choices, initial="TCP")
+    port = forms.CharField(max_length=20, required=False, label=_("Port"))
+    target_port = forms.CharField(max_length=20, required=False, label=_("Target port"))
+
+
+# The page edits every port of a Service: its rows, one blank row to add one (more with
+# "Add a port"), each with "Remove". The service checks the ports (its errors come back
+# on the row and field they name).
+PortFormSet = forms.formset_factory(
+    PortRowForm, extra=1, can_delete=True, max_num=service_services.MAX_PORTS, absolute_max=64
+)
+_ROW_FIELDS = {"name": "name", "protocol": "protocol", "port": "port", "target_port": "target_port"}
+_ROW_ERROR = re.compile(r"^ports\[(\d+)\](?:\.(\w+))?$")
+
+
+def port_formset(service, data=None):
+    initial = [
+        {
+            "name": port["name"],
+            "protocol": port["protocol"],
+            "port": port["port"],
+            "target_port": port["targetPort"],
+        }
+        for port in service.ports
+    ]
+    return PortFormSet(data, initial=initial, prefix="ports")
+
+
+def formset_ports(formset) -> tuple[list[dict], list[int]]:
+    """The ports the rows give, in order, and the row each came from."""
+    ports, rows = [], []
+    for index, row in enumerate(formset.forms):
+        data = row.cleaned_data
+        if not data or data.get("DELETE") or not str(data.get("port") or "").strip():
+            continue
+        ports.append(
+            {
+                "name": data["name"],
+                "protocol": data["protocol"],
+                "port": data["port"],
+                "target_port": data["target_port"],
+            }
+        )
+        rows.append(index)
+    return ports, rows
+
+
+def formset_service_error(form, formset, rows: list[int], error) -> None:
+    """A refusal on the rows and fields it names (``ports[i].port`` → row i's port)."""
+    other = {}
+    for key, texts in (error.errors or {}).items():
+        found = _ROW_ERROR.match(key)
+        if found and int(found.group(1)) < len(rows):
+            row = formset.forms[rows[int(found.group(1))]]
+            field = _ROW_FIELDS.get(found.group(2) or "")
+            for text in texts:
+                row.add_error(field, text)
+        elif key == "ports":
+            formset._non_form_errors = formset.error_class(texts)
+        else:
+            other[key] = texts
+    if other or not error.errors:
+        error.errors = other
+        form.add_service_error(error)
 
 
 def _service_or_404(request, tenant, name: str):
@@ -178,10 +231,11 @@ def service_list(request, tenant):
     )
 
 
-def _detail(request, tenant, service, baseline, form=None, status: int = 200):
+def _detail(request, tenant, service, baseline, form=None, formset=None, status: int = 200):
     allowed = service_services.service_actions(service, request.role)
     if form is None and "update" in allowed:
-        form = ServiceChangeForm(service=service)
+        form = ServiceChangeForm(initial={"service_type": service.service_type})
+        formset = port_formset(service)
     return render(
         request,
         "compute/service_detail.html",
@@ -190,6 +244,7 @@ def _detail(request, tenant, service, baseline, form=None, status: int = 200):
             "service": service,
             "allowed": allowed,
             "form": form,
+            "formset": formset,
             "live_baseline": baseline,
         },
         status=status,
@@ -207,26 +262,33 @@ def service_detail(request, tenant, name: str):
 @tenant_view("service.update")
 @require_POST
 def service_update(request, tenant, name: str):
-    """Change the Service's type and/or its one port; field errors come back on the
-    form with nothing changed."""
+    """Change the Service's type and its ports (the rows of the ports table: change,
+    add, remove); field errors come back on the rows with nothing changed."""
     baseline = _live_baseline(tenant)
     service = _service_or_404(request, tenant, name)
-    form = ServiceChangeForm(request.POST, service=service)
-    if form.is_valid():
-        changed = form_service_call(
-            form,
-            lambda: service_services.service_update(
-                actor=request.user, service=service, **form.service_kwargs()
-            ),
-        )
-        if changed is not None:
+    form = ServiceChangeForm(request.POST)
+    formset = port_formset(service, request.POST)
+    if form.is_valid() and formset.is_valid():
+        ports, rows = formset_ports(formset)
+        try:
+            changed = service_services.service_update(
+                actor=request.user,
+                service=service,
+                service_type=form.cleaned_data["service_type"],
+                ports=ports,
+            )
+        except PermissionDenied as error:
+            raise DjangoPermissionDenied(error.message) from None
+        except ApplicationError as error:
+            formset_service_error(form, formset, rows, error)
+        else:
             messages.success(
                 request,
                 gettext("Service %(name)s is being changed: %(type)s.")
                 % {"name": changed.name, "type": changed.service_type},
             )
             return redirect("service-detail", tenant=tenant.slug, name=service.name)
-    return _detail(request, tenant, service, baseline, form, status=400)
+    return _detail(request, tenant, service, baseline, form, formset, status=400)
 
 
 @tenant_view("service.delete")

@@ -98,4 +98,30 @@
     if (!data || data.tenant !== tenant || data.kind !== "service") return;
     onService(data);
   });
+
+  // The change form's ports table: "Add a port" appends a blank row (the formset's
+  // empty form, numbered) and counts it in the management form. Without JavaScript the
+  // table always ends with one blank row, which adds a port when filled.
+  const add = document.querySelector("[data-port-add]");
+  const template = document.querySelector("template[data-port-template]");
+  const rows = document.querySelector("[data-port-rows]");
+  const total = document.querySelector('input[name="ports-TOTAL_FORMS"]');
+  const most = document.querySelector('input[name="ports-MAX_NUM_FORMS"]');
+  if (add && template && rows && total) {
+    const full = () => most && Number(total.value) >= Number(most.value);
+    add.hidden = false;
+    add.disabled = full();
+    add.addEventListener("click", () => {
+      if (full()) return;
+      const index = Number(total.value);
+      const html = template.innerHTML
+        .replace(/__prefix__/g, String(index))
+        .replace(/__number__/g, String(index + 1));
+      rows.insertAdjacentHTML("beforeend", html);
+      total.value = String(index + 1);
+      add.disabled = full();
+      const first = rows.lastElementChild && rows.lastElementChild.querySelector("input, select");
+      if (first) first.focus();
+    });
+  }
 })();

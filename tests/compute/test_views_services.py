@@ -67,6 +67,20 @@ def test_a_viewer_sees_the_list_and_members_but_no_form(world, client):
     assert client.post(URL, {**FORM, "port": "80"}).status_code == 403
 
 
+def ports_post(service_type: str, *rows: dict, initial: int = 1) -> dict:
+    """The change form as a browser posts it: the type and the ports table's rows."""
+    data = {
+        "service_type": service_type,
+        "ports-TOTAL_FORMS": str(len(rows)),
+        "ports-INITIAL_FORMS": str(initial),
+        "ports-MIN_NUM_FORMS": "0",
+        "ports-MAX_NUM_FORMS": "20",
+    }
+    for index, row in enumerate(rows):
+        data |= {f"ports-{index}-{key}": value for key, value in row.items()}
+    return data
+
+
 def test_an_operator_changes_the_type_and_port_on_the_services_page(world, client):
     service = service_services.service_create(
         actor=None,
@@ -77,24 +91,29 @@ def test_an_operator_changes_the_type_and_port_on_the_services_page(world, clien
     )
     client.force_login(world.bob)
     page = client.get(f"{URL}web/")
-    form = page.context["form"]
-    assert form.initial == {
-        "service_type": "ClusterIP",
-        "port_name": "http",
-        "protocol": "TCP",
-        "port": 80,
-        "target_port": 8080,
-    }
-    assert b'data-testid="service-change-form"' in page.content
-    change = {"service_type": "NodePort", "port_name": "http", "protocol": "TCP"}
-    refused = client.post(f"{URL}web/edit/", {**change, "port": "70000"})
+    assert page.context["form"].initial == {"service_type": "ClusterIP"}
+    assert [f.initial for f in page.context["formset"].initial_forms] == [
+        {"name": "http", "protocol": "TCP", "port": 80, "target_port": 8080}
+    ]
+    html = page.content.decode()
+    assert 'data-testid="service-change-form"' in html
+    assert 'name="ports-0-target_port" id="id_ports-0-target_port" value="8080"' in html
+    assert 'name="ports-1-port"' in html  # the blank row that adds a port
+
+    http = {"name": "http", "protocol": "TCP"}
+    refused = client.post(f"{URL}web/edit/", ports_post("NodePort", {**http, "port": "70000"}))
     assert refused.status_code == 400
-    assert "70000 is not a port number" in " ".join(refused.context["form"].errors["port"])
-    assert b'data-testid="error-port"' in refused.content
+    row = refused.context["formset"].forms[0]
+    assert "70000 is not a port number" in " ".join(row.errors["port"])
+    assert b'data-testid="error-ports-0-port"' in refused.content
     unchanged = Service.objects.get(pk=service.pk)
     assert (unchanged.service_type, unchanged.generation) == ("ClusterIP", 1)
 
-    done = client.post(f"{URL}web/edit/", {**change, "port": "81", "target_port": ""}, follow=True)
+    done = client.post(
+        f"{URL}web/edit/",
+        ports_post("NodePort", {**http, "port": "81", "target_port": ""}, {"protocol": "TCP"}),
+        follow=True,
+    )
     assert done.redirect_chain == [(f"{URL}web/", 302)]
     assert "Service web is being changed: NodePort." in done.content.decode()
     changed = Service.objects.get(pk=service.pk)
@@ -102,18 +121,49 @@ def test_an_operator_changes_the_type_and_port_on_the_services_page(world, clien
     assert changed.ports == [{"name": "http", "protocol": "TCP", "port": 81, "targetPort": 81}]
 
 
-def test_a_service_with_several_ports_changes_only_its_type_on_the_page(world, client):
+def test_ports_are_added_changed_and_removed_in_the_ports_table(world, client):
     ports = [{"name": "http", "port": 80}, {"name": "https", "port": 443}]
-    service_services.service_create(
+    service = service_services.service_create(
         actor=None, tenant=world.acme, name="web", selector={"app": "web"}, ports=ports
     )
     client.force_login(world.bob)
     page = client.get(f"{URL}web/")
-    assert list(page.context["form"].fields) == ["service_type"]
-    assert "change them through the API" in page.content.decode()
-    client.post(f"{URL}web/edit/", {"service_type": "NodePort"})
-    changed = Service.objects.get(name="web")
-    assert changed.service_type == "NodePort" and len(changed.ports) == 2
+    assert [f.initial["name"] for f in page.context["formset"].initial_forms] == ["http", "https"]
+    http = {"name": "http", "protocol": "TCP", "port": "80"}
+    https = {"name": "https", "protocol": "TCP", "port": "443"}
+    # A third port without a name beside two: its row says why, nothing changes.
+    refused = client.post(
+        f"{URL}web/edit/",
+        ports_post("ClusterIP", http, https, {"protocol": "UDP", "port": "53"}, initial=2),
+    )
+    assert refused.status_code == 400
+    assert "Name each port" in " ".join(refused.context["formset"].forms[2].errors["name"])
+    assert b'data-testid="error-ports-2-name"' in refused.content
+    # Every row removed: the table says a Service needs one.
+    gone = {**http, "DELETE": "on"}
+    refused = client.post(
+        f"{URL}web/edit/", ports_post("ClusterIP", gone, {**https, "DELETE": "on"}, initial=2)
+    )
+    assert refused.status_code == 400 and b'data-testid="error-ports"' in refused.content
+    assert Service.objects.get(pk=service.pk).generation == 1
+
+    # https removed, dns added, http moved to 8080 on the members.
+    client.post(
+        f"{URL}web/edit/",
+        ports_post(
+            "ClusterIP",
+            {**http, "target_port": "8080"},
+            {**https, "DELETE": "on"},
+            {"name": "dns", "protocol": "UDP", "port": "53"},
+            initial=2,
+        ),
+    )
+    changed = Service.objects.get(pk=service.pk)
+    assert changed.ports == [
+        {"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080},
+        {"name": "dns", "protocol": "UDP", "port": 53, "targetPort": 53},
+    ]
+    assert changed.generation == 2
 
 
 def test_a_viewer_gets_no_change_form_and_cannot_post_one(world, client):

@@ -104,25 +104,36 @@ def test_bob_changes_a_services_type_to_nodeport_and_back_on_its_page(
     expect(page.get_by_test_id("service-phase")).to_have_text("Ready", timeout=LIVE_TIMEOUT)
     form = page.get_by_test_id("service-change-form")
     expect(form.get_by_label("Type")).to_have_value("ClusterIP")
-    expect(form.get_by_label("Target port")).to_have_value("8080")
+    expect(form.get_by_label("Target port 1")).to_have_value("8080")
     form.get_by_label("Type").select_option("NodePort")
-    form.get_by_label("Port", exact=True).fill("0")
+    form.get_by_label("Port 1", exact=True).fill("0")
     form.get_by_role("button", name="Save changes").click()
-    # Refused: the field says why, the Service is unchanged.
-    expect(page.get_by_test_id("error-port")).to_contain_text("not a port number")
+    # Refused: the row's field says why, the Service is unchanged.
+    expect(page.get_by_test_id("error-ports-0-port")).to_contain_text("not a port number")
     assert Service.objects.get(tenant=tenant, name="web").service_type == "ClusterIP"
     axe(page, "service page with a refused change")
 
-    page.get_by_test_id("service-change-form").get_by_label("Port", exact=True).fill("81")
+    form = page.get_by_test_id("service-change-form")
+    form.get_by_label("Port 1", exact=True).fill("81")
+    # A second port: "Add a port" gives a third, blank row (the second is blank already).
+    form.get_by_label("Port name 2").fill("metrics")
+    form.get_by_label("Port 2", exact=True).fill("9100")
+    form.get_by_role("button", name="Add a port").click()
+    expect(form.get_by_label("Port name 3")).to_be_focused()
     page.get_by_role("button", name="Save changes").click()
     page.wait_for_url(f"{live_url}/t/{slug}/services/web/")
     expect(page.get_by_test_id("messages")).to_contain_text("Service web is being changed")
     # The node port the cluster allocates arrives by itself.
     node_ports = page.locator("[data-service-detail-field=nodePorts]")
-    expect(node_ports).to_have_text(re.compile(r"^http: 3\d{4}$"), timeout=LIVE_TIMEOUT)
+    expect(node_ports).to_have_text(
+        re.compile(r"^http: 3\d{4}, metrics: 3\d{4}$"), timeout=LIVE_TIMEOUT
+    )
     found = kube.core.read_namespaced_service("web", tenant.namespace)
-    assert found.spec.type == "NodePort" and found.spec.ports[0].port == 81
-    assert node_ports.inner_text() == f"http: {found.spec.ports[0].node_port}"
+    assert found.spec.type == "NodePort"
+    assert [(p.name, p.port) for p in found.spec.ports] == [("http", 81), ("metrics", 9100)]
+    assert node_ports.inner_text() == (
+        f"http: {found.spec.ports[0].node_port}, metrics: {found.spec.ports[1].node_port}"
+    )
     axe(page, "service page after a change to NodePort")
 
     page.get_by_test_id("service-change-form").get_by_label("Type").select_option("ClusterIP")
