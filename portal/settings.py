@@ -468,6 +468,11 @@ ISOTOPE_VM_READY_TIMEOUT = int(os.environ.get("ISOTOPE_VM_READY_TIMEOUT", "300")
 # A VM in a transitional phase for longer than this is re-driven by the reconciler
 # (its task was lost, e.g. the worker was killed).
 ISOTOPE_STUCK_SECONDS = int(os.environ.get("ISOTOPE_STUCK_SECONDS", "60"))
+# Members per EndpointSlice of an Isotope Service (compute.services.load_balancers): more
+# members are spread over more slices, as Kubernetes' --max-endpoints-per-slice (1-1000).
+ISOTOPE_ENDPOINTS_PER_SLICE = min(
+    1000, max(1, int(os.environ.get("ISOTOPE_ENDPOINTS_PER_SLICE", "100")))
+)
 # How long one task may hold a VM's lock (a killed worker's lock expires after this).
 ISOTOPE_VM_LOCK_SECONDS = int(os.environ.get("ISOTOPE_VM_LOCK_SECONDS", "120"))
 

@@ -113,8 +113,9 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class LoadBalancerSpec:
-    """An Isotope Service: a Kubernetes Service without a selector and the one
-    EndpointSlice that lists its members (kept by Isotope, not the cluster)."""
+    """An Isotope Service: a Kubernetes Service without a selector and the
+    EndpointSlices that list its members (kept by Isotope, not the cluster), at most
+    ``endpoints_per_slice`` members in each, as Kubernetes' own controller splits them."""
 
     tenant: str
     namespace: str
@@ -123,6 +124,7 @@ class LoadBalancerSpec:
     ports: tuple[ServicePort, ...]
     endpoints: tuple[Endpoint, ...] = ()
     portal_uid: str = ""
+    endpoints_per_slice: int = 100
 
 
 @dataclass(frozen=True)
@@ -302,12 +304,12 @@ class ContainerBackend(ABC):
 
     # --- Load-balanced services (optional: ``capabilities["load_balancers"]``) --------
     def load_balancer_apply(self, spec: LoadBalancerSpec) -> LoadBalancerStatus:
-        """Make the Service and its EndpointSlice exactly ``spec`` (idempotent) and
+        """Make the Service and its EndpointSlices exactly ``spec`` (idempotent) and
         return what the cluster allocated. Raises QuotaRefused, BackendError."""
         raise BackendError(host_texts.CLUSTER_NO_LOAD_BALANCERS)
 
     def load_balancer_delete(self, namespace: str, name: str) -> bool:
-        """Ask for the Service and its EndpointSlice to go. True while either exists."""
+        """Ask for the Service and its EndpointSlices to go. True while any exists."""
         raise BackendError(host_texts.CLUSTER_NO_LOAD_BALANCERS)
 
     # --- Volume claims (optional: ``capabilities["volume_claims"]``) ------------------

@@ -28,6 +28,7 @@ import ipaddress
 import logging
 import re
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -52,7 +53,9 @@ logger = logging.getLogger(__name__)
 
 EVENT_KIND = "service"
 MAX_PORTS = 20
-MAX_ENDPOINTS = 1000  # one EndpointSlice holds at most 1,000 endpoints
+# The members a Service lists, in EndpointSlices of ISOTOPE_ENDPOINTS_PER_SLICE each
+# (one slice holds at most 1,000; Kubernetes' own controller writes 100 per slice).
+MAX_ENDPOINTS = 10_000
 SERVICE_TYPES = ("ClusterIP", "NodePort")
 # Kubernetes Service names are DNS-1035 labels (a letter first); port names IANA
 # service names (at most 15 characters, at least one letter).
@@ -420,6 +423,7 @@ def load_balancer_spec(service: Service, members: list[dict]) -> LoadBalancerSpe
             for m in members
         ),
         portal_uid=str(service.uid),
+        endpoints_per_slice=settings.ISOTOPE_ENDPOINTS_PER_SLICE,
     )
 
 

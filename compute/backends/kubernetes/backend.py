@@ -289,9 +289,27 @@ class KubernetesBackend(ContainerBackend):
                 self._delete(f"{base}/{name}", f"NetworkPolicy {name}")
         return sorted(names)
 
+    def _endpoint_slice_names(self, namespace: str, service: str) -> list[str]:
+        held, _ = self._call(
+            "GET",
+            f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
+            query=[("labelSelector", manifests.endpoint_slice_selector(service))],
+            what=f"list the EndpointSlices of {service}",
+        )
+        return [item["metadata"]["name"] for item in held.get("items", [])]
+
     def load_balancer_apply(self, spec: LoadBalancerSpec) -> LoadBalancerStatus:
         applied = self.apply(manifests.load_balancer_service(spec))
-        self.apply(manifests.endpoint_slice(spec))
+        wanted = manifests.endpoint_slices(spec)
+        for obj in wanted:
+            self.apply(obj)
+        # Slices no longer needed (fewer members than before) go after the new ones are
+        # written, so no member is ever missing from all of them.
+        names = {obj["metadata"]["name"] for obj in wanted}
+        base = f"/apis/discovery.k8s.io/v1/namespaces/{spec.namespace}/endpointslices"
+        for name in self._endpoint_slice_names(spec.namespace, spec.name):
+            if name not in names:
+                self._delete(f"{base}/{name}", f"EndpointSlice {name}")
         body = applied.get("spec") or {}
         return LoadBalancerStatus(
             cluster_ip=body.get("clusterIP") or "",
@@ -304,13 +322,15 @@ class KubernetesBackend(ContainerBackend):
 
     def load_balancer_delete(self, namespace: str, name: str) -> bool:
         service = f"/api/v1/namespaces/{namespace}/services/{name}"
-        slice_path = (
-            f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices/"
-            f"{manifests.endpoint_slice_name(name)}"
-        )
-        self._delete(slice_path, f"EndpointSlice of {name}")
+        base = f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
+        # The first slice by its name too: one written before slices were labelled
+        # for listing is still found.
+        slices = set(self._endpoint_slice_names(namespace, name))
+        slices.add(manifests.endpoint_slice_name(name))
+        for slice_name in sorted(slices):
+            self._delete(f"{base}/{slice_name}", f"EndpointSlice {slice_name}")
         self._delete(service, f"Service {name}")
-        return self._get(service) is not None or self._get(slice_path) is not None
+        return self._get(service) is not None or bool(self._endpoint_slice_names(namespace, name))
 
     def workload_exists(self, namespace: str, name: str, kind: str) -> bool:
         plural = "deployments" if kind == "Deployment" else "pods"

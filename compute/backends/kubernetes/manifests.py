@@ -520,17 +520,32 @@ def load_balancer_service(spec: LoadBalancerSpec) -> dict:
     }
 
 
-def endpoint_slice_name(service: str) -> str:
-    return f"{service}-isotope"
+def endpoint_slice_name(service: str, index: int = 0) -> str:
+    """The first slice is ``<service>-isotope``, the next ``<service>-isotope-2``, …"""
+    return f"{service}-isotope" if index == 0 else f"{service}-isotope-{index + 1}"
 
 
-def endpoint_slice(spec: LoadBalancerSpec) -> dict:
-    """The members: a pod by its targetRef, a VM by its hostname (a VM is no
-    Kubernetes object), each with its readiness."""
-    meta = _load_balancer_meta(spec, endpoint_slice_name(spec.name))
+def endpoint_slice_selector(service: str) -> str:
+    """The label selector of every slice Isotope keeps for ``service``."""
+    return f"{SERVICE_NAME_LABEL}={service},{SLICE_MANAGED_BY}={SLICE_MANAGER}"
+
+
+def endpoint_slices(spec: LoadBalancerSpec) -> list[dict]:
+    """The members in slices of at most ``spec.endpoints_per_slice`` (one, empty, when
+    there are none): a pod by its targetRef, a VM by its hostname (a VM is no Kubernetes
+    object), each with its readiness. Members are sorted, so each keeps its slice while
+    others come and go after it."""
+    per_slice = max(1, spec.endpoints_per_slice)
+    members = sorted(spec.endpoints, key=lambda m: (m.kind, m.name))
+    chunks = [members[i : i + per_slice] for i in range(0, len(members), per_slice)] or [[]]
+    return [_endpoint_slice(spec, index, chunk) for index, chunk in enumerate(chunks)]
+
+
+def _endpoint_slice(spec: LoadBalancerSpec, index: int, members) -> dict:
+    meta = _load_balancer_meta(spec, endpoint_slice_name(spec.name, index))
     meta["labels"].update({SERVICE_NAME_LABEL: spec.name, SLICE_MANAGED_BY: SLICE_MANAGER})
     endpoints = []
-    for member in spec.endpoints:
+    for member in members:
         ready = bool(member.ready)
         item: dict = {
             "addresses": [member.address],

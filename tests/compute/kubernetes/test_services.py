@@ -4,7 +4,8 @@ selector-less Kubernetes Service whose EndpointSlice lists a ready pod's address
 running VM's address, drops the VM when it stops, and follows a changed selector; a
 deleted Service's objects go from the cluster. A Service's type changes ClusterIP →
 NodePort → ClusterIP in place (same Kubernetes Service, same cluster IP; node ports
-allocated, then gone)."""
+allocated, then gone). Members beyond ISOTOPE_ENDPOINTS_PER_SLICE go into more slices,
+which go again when the members shrink."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from kubernetes.client.rest import ApiException
 
 from compute.backends.kubernetes import manifests
 from compute.choices import Phase, ServicePhase
-from compute.models import Service, VirtualMachine
+from compute.models import Service, VirtualMachine, Workload
 from compute.services import load_balancers as service_services
 from compute.services import networks as network_services
 from compute.services import vms as vm_services
@@ -212,3 +213,64 @@ def test_a_services_type_and_ports_change_in_place_on_the_cluster(make_tenant, k
         "ports and type changed (generation 2).",
         "type changed (generation 3).",
     ]
+
+
+def slice_names(kube, tenant, name: str) -> dict[str, list[str]]:
+    """Every slice Isotope keeps for the Service: ``{slice: [member, …]}``."""
+    from kubernetes import client
+
+    found = client.DiscoveryV1Api(kube.api).list_namespaced_endpoint_slice(
+        tenant.namespace, label_selector=manifests.endpoint_slice_selector(name)
+    )
+    return {
+        s.metadata.name: sorted(e.target_ref.name for e in s.endpoints or []) for s in found.items
+    }
+
+
+def test_members_beyond_a_slice_go_into_more_slices_and_the_extra_ones_go_again(
+    make_tenant, kube, celery_worker, watcher, settings
+):
+    settings.ISOTOPE_ENDPOINTS_PER_SLICE = 2
+    tenant = make_tenant()
+    workload_services.workload_create(
+        actor=None,
+        tenant=tenant,
+        name="pods-web",
+        image="registry.invalid/isotope/web:1",
+        replicas=3,
+        cpu_request="10m",
+        memory_request="16Mi",
+        labels={"app": "web"},
+    )
+    service = service_services.service_create(
+        actor=None,
+        tenant=tenant,
+        name="web",
+        selector={"app": "web"},
+        ports=[{"name": "http", "protocol": "TCP", "port": 80, "target_port": 8080}],
+    )
+
+    def spread() -> dict | None:
+        slices = slice_names(kube, tenant, "web")
+        return slices if sum(len(m) for m in slices.values()) == 3 else None
+
+    slices = wait_for(spread, SLOW, 0.3, message="the three pods were never listed")
+    assert sorted(slices) == ["web-isotope", "web-isotope-2"]
+    assert [len(slices[n]) for n in ("web-isotope", "web-isotope-2")] == [2, 1]
+    pods = {p.metadata.name for p in kube.core.list_namespaced_pod(tenant.namespace).items}
+    assert {m for members in slices.values() for m in members} == pods
+
+    # Down to one pod: the second slice goes, the first lists the one left.
+    workload_services.workload_scale(
+        actor=None, workload=Workload.objects.get(tenant=tenant, name="pods-web"), replicas=1
+    )
+    wait_for(
+        lambda: [len(m) for m in slice_names(kube, tenant, "web").values()] == [1],
+        SLOW,
+        0.3,
+        message="the extra slice stayed",
+    )
+    # Deleted: every slice goes with the Service.
+    service_services.service_delete(actor=None, service=Service.objects.get(pk=service.pk))
+    wait_for(lambda: not Service.objects.filter(pk=service.pk).exists(), SLOW, 0.3)
+    assert slice_names(kube, tenant, "web") == {}
