@@ -38,6 +38,7 @@ from compute.choices import (
 from compute.choices import MigrationPhase as MP
 from compute.models import Host, HostDrain, Migration, MigrationPolicy, VirtualMachine
 from compute.scheduler import NoHostAvailable, schedule
+from compute.services import networks as network_services
 from compute.services import volumes as volume_services
 from compute.services.vms import vm_observe
 from compute.texts import migrations as migration_texts
@@ -183,15 +184,21 @@ def migration_request(
                 errors={"vm": [gettext("Busy.")]},
             )
         pinned = None
+        # Hosts where another tenant's overlapping network is active cannot start this
+        # VM's networks (one route per range on a host): never a target.
+        clashing = network_services.vm_hosts_with_overlap(vm)
         if target not in (None, ""):
             pinned = _resolve_target(vm, target)
+            if pinned.pk in clashing:
+                problem = f"{pinned.name}: {gettext(migration_texts.TARGET_NETWORK_CLASH)}"
+                raise ValidationError(problem, errors={"target": [problem]})
         else:
             try:  # fail now, not late, when no other host could take the VM
                 schedule(
                     vcpus=vm.vcpus,
                     memory_mib=vm.memory_mib,
                     node_selector=vm.node_selector,
-                    exclude=(vm.host_id,),
+                    exclude=(vm.host_id, *clashing),
                     lock=False,
                 )
             except NoHostAvailable as error:
@@ -336,13 +343,16 @@ def migration_begin(migration: Migration) -> Migration | None:
         elif vm.host_id != migration.source_id or vm.phase != Phase.RUNNING:
             problem = migration_texts.VM_MOVED % {"phase": vm.phase}
         target = migration.target
+        clashing = network_services.vm_hosts_with_overlap(vm) if vm is not None else set()
+        if not problem and target is not None and target.pk in clashing:
+            problem = migration_texts.TARGET_NETWORK_CLASH
         if not problem and target is None:
             try:
                 target = schedule(
                     vcpus=vm.vcpus,
                     memory_mib=vm.memory_mib,
                     node_selector=vm.node_selector,
-                    exclude=(migration.source_id,),
+                    exclude=(migration.source_id, *clashing),
                 ).host
             except NoHostAvailable as error:
                 problem = migration_texts.NO_OTHER_HOST % {"reason": error.message}

@@ -603,6 +603,15 @@ def hosts_with_overlap(tenant: Tenant, networks: list) -> set[int]:
     }
 
 
+def vm_hosts_with_overlap(vm: VirtualMachine) -> set[int]:
+    """The hosts ``vm`` cannot move to: another tenant's network active there overlaps
+    one of the networks its interfaces are on (:func:`hosts_with_overlap`)."""
+    names = list(
+        NetworkInterface.objects.filter(vm=vm).values_list("network__name", flat=True).distinct()
+    )
+    return hosts_with_overlap(vm.tenant, names) if names else set()
+
+
 def vm_nics_create(*, vm: VirtualMachine, networks: list) -> list[NetworkInterface]:
     """Inside the VM's create transaction: one interface per network named (in that
     order; ``nic0``, ``nic1``, …). ``ValidationError`` on ``networks`` for a name the

@@ -17,6 +17,10 @@ QUEUED_HOST = gettext_noop(
 CANCELLED_BEFORE_START = gettext_noop("Cancelled before it started.")
 VM_DELETED = gettext_noop("The VM was deleted.")
 VM_MOVED = gettext_noop("The VM is no longer running where it was (phase %(phase)s).")
+TARGET_NETWORK_CLASH = gettext_noop(
+    "The target host runs another tenant's network whose range overlaps one of this VM's "
+    "networks: the VM's network cannot start there."
+)
 NO_OTHER_HOST = gettext_noop("No other host can take the VM: %(reason)s")
 STARTED = gettext_noop("Live migration started: the VM's memory is being copied to the target.")
 FINISHED = gettext_noop("Live migration finished in %(seconds)s s; the guest kept running.")
