@@ -18,6 +18,11 @@ from compute.models import (
     KubernetesCluster,
     Migration,
     MigrationPolicy,
+    Network,
+    NetworkInterface,
+    SecurityGroup,
+    SecurityGroupRule,
+    Service,
     TenantNamespace,
     VirtualMachine,
     VMPool,
@@ -520,3 +525,72 @@ class BackupAdmin(ServiceDeleteMixin, ReadOnlyAdmin):
 
     def delete_queryset(self, request, queryset):
         super().delete_queryset(request, queryset.select_related("tenant"))
+
+
+# --- Networks, security groups and Services: what the tenants made, for platform staff --
+class NetworkInterfaceInline(admin.TabularInline):
+    model = NetworkInterface
+    fields = ["name", "vm", "mac", "fixed_ip", "addresses", "phase"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Network)
+class NetworkAdmin(ReadOnlyAdmin):
+    """Every tenant's networks (read-only: the portal's services make and remove them,
+    and their bridges on the hosts): range, kind, bridge and the interfaces on each."""
+
+    list_display = ["name", "tenant", "cidr", "kind", "bridge", "phase", "interface_count"]
+    list_filter = ["phase", "kind", "tenant"]
+    search_fields = ["name", "tenant__slug", "cidr", "bridge"]
+    inlines = [NetworkInterfaceInline]
+
+    @admin.display(description=_("interfaces"))
+    def interface_count(self, obj: Network) -> int:
+        return obj.nics.count()
+
+
+class SecurityGroupRuleInline(admin.TabularInline):
+    model = SecurityGroupRule
+    fk_name = "group"
+    fields = ["direction", "protocol", "port_min", "port_max", "remote_cidr", "remote_group"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(SecurityGroup)
+class SecurityGroupAdmin(ReadOnlyAdmin):
+    """Every tenant's security groups and their rules (read-only: changed in the portal,
+    which rewrites the hosts' filters and the clusters' policies)."""
+
+    list_display = ["name", "tenant", "is_default", "rule_count", "message"]
+    list_filter = ["is_default", "tenant"]
+    search_fields = ["name", "tenant__slug"]
+    inlines = [SecurityGroupRuleInline]
+
+    @admin.display(description=_("rules"))
+    def rule_count(self, obj: SecurityGroup) -> int:
+        return obj.rules.count()
+
+
+@admin.register(Service)
+class ServiceAdmin(ReadOnlyAdmin):
+    """Every tenant's Services: type, what the cluster allocated and how many members
+    they list (read-only)."""
+
+    list_display = ["name", "tenant", "service_type", "phase", "cluster_ip", "member_count"]
+    list_filter = ["phase", "service_type", "tenant"]
+    search_fields = ["name", "tenant__slug", "cluster_ip"]
+
+    @admin.display(description=_("members"))
+    def member_count(self, obj: Service) -> int:
+        return len(obj.endpoints or [])
