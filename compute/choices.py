@@ -322,5 +322,5 @@ SERVICE_TYPES = [(value, label) for value, label in ServiceType.choices if value
 
 
 class PortProtocol(models.TextChoices):
-    TCP = "TCP"
-    UDP = "UDP"
+    TCP = "TCP", "TCP"
+    UDP = "UDP", "UDP"

@@ -107,6 +107,7 @@ def test_bob_backs_up_a_snapshot_sees_it_ready_live_and_restores_it_to_a_new_vm(
     expect(form.get_by_label("vda")).to_be_checked()
     expect(form.get_by_label("New volume name")).to_have_value("web-1-nightly-vda")
     axe(page)
+    page.screenshot(path=str(ARTIFACTS / "backup-restore-disk-form.png"), full_page=True)
     form.get_by_label("New volume name").fill("web-1-old")
     form.get_by_test_id("restore-disk-submit").click()
     page.wait_for_url(f"{live_url}/t/acme/volumes/web-1-old/")

@@ -128,6 +128,7 @@ def test_bob_changes_a_services_type_to_nodeport_and_back_on_its_page(
     expect(node_ports).to_have_text(
         re.compile(r"^http: 3\d{4}, metrics: 3\d{4}$"), timeout=LIVE_TIMEOUT
     )
+    page.screenshot(path=str(ARTIFACTS / "service-ports-bob.png"), full_page=True)
     found = kube.core.read_namespaced_service("web", tenant.namespace)
     assert found.spec.type == "NodePort"
     assert [(p.name, p.port) for p in found.spec.ports] == [("http", 81), ("metrics", 9100)]
