@@ -61,6 +61,30 @@ def backup_list(request, tenant):
     )
 
 
+def _backup_form(request, tenant, *, source: str, snapshot: str, create, context: dict):
+    """The "Back up" page of ``source``'s snapshot: GET asks for the name; POST runs
+    ``create(name)`` and opens the Backups page, or shows the refusal."""
+    backup_name = request.POST.get("name", f"{source}-{snapshot}"[:63]).strip()
+    if request.method == "POST":
+        try:
+            create(backup_name)
+        except ApplicationError as error:
+            _refusal(request, error)
+        else:
+            messages.success(
+                request,
+                gettext("Backing up snapshot %(snapshot)s of %(vm)s as %(name)s.")
+                % {"snapshot": snapshot, "vm": source, "name": backup_name},
+            )
+            return redirect("backup-list", tenant=tenant.slug)
+    return render(
+        request,
+        "compute/backup_form.html",
+        {"tenant": tenant, "source": source, "snapshot": snapshot, "name": backup_name, **context},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
 @tenant_view("backup.create")
 @require_http_methods(["GET", "POST"])
 def backup_create(request, tenant, name: str, snapshot: str):
@@ -70,35 +94,20 @@ def backup_create(request, tenant, name: str, snapshot: str):
     if not found:
         raise Http404(f"Snapshot {snapshot!r} of {vm.name} not found.")
     group = found[0]
-    backup_name = request.POST.get("name", f"{vm.name}-{group.name}"[:63]).strip()
-    if request.method == "POST":
-        try:
-            backup_services.backup_create(
-                actor=request.user, vm=vm, snapshot=group.name, name=backup_name
-            )
-        except ApplicationError as error:
-            _refusal(request, error)
-        else:
-            messages.success(
-                request,
-                gettext("Backing up snapshot %(snapshot)s of %(vm)s as %(name)s.")
-                % {"snapshot": group.name, "vm": vm.name, "name": backup_name},
-            )
-            return redirect("backup-list", tenant=tenant.slug)
-    return render(
+    return _backup_form(
         request,
-        "compute/backup_form.html",
-        {
-            "tenant": tenant,
+        tenant,
+        source=vm.name,
+        snapshot=group.name,
+        create=lambda backup_name: backup_services.backup_create(
+            actor=request.user, vm=vm, snapshot=group.name, name=backup_name
+        ),
+        context={
             "vm": vm,
-            "source": vm.name,
-            "snapshot": group.name,
             "disks": group.disks,
             "size_gib": sum(d.size_gib for d in group.disks),
-            "name": backup_name,
             "cancel_url": reverse("vm-detail", args=(tenant.slug, vm.name)) + "#snapshots",
         },
-        status=400 if request.method == "POST" else 200,
     )
 
 
@@ -111,35 +120,20 @@ def volume_backup_create(request, tenant, name: str, snapshot: str):
         found = selectors.snapshot_get(request.user, volume, snapshot)
     except NotFound as error:
         raise Http404(error.message) from None
-    backup_name = request.POST.get("name", f"{volume.name}-{found.name}"[:63]).strip()
-    if request.method == "POST":
-        try:
-            backup_services.volume_backup_create(
-                actor=request.user, volume=volume, snapshot=found.name, name=backup_name
-            )
-        except ApplicationError as error:
-            _refusal(request, error)
-        else:
-            messages.success(
-                request,
-                gettext("Backing up snapshot %(snapshot)s of %(vm)s as %(name)s.")
-                % {"snapshot": found.name, "vm": volume.name, "name": backup_name},
-            )
-            return redirect("backup-list", tenant=tenant.slug)
-    return render(
+    return _backup_form(
         request,
-        "compute/backup_form.html",
-        {
-            "tenant": tenant,
+        tenant,
+        source=volume.name,
+        snapshot=found.name,
+        create=lambda backup_name: backup_services.volume_backup_create(
+            actor=request.user, volume=volume, snapshot=found.name, name=backup_name
+        ),
+        context={
             "vm": None,
-            "source": volume.name,
-            "snapshot": found.name,
             "disks": [found],
             "size_gib": found.size_gib,
-            "name": backup_name,
             "cancel_url": reverse("volume-detail", args=(tenant.slug, volume.name)) + "#snapshots",
         },
-        status=400 if request.method == "POST" else 200,
     )
 
 

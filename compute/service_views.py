@@ -267,9 +267,11 @@ def service_update(request, tenant, name: str):
     baseline = _live_baseline(tenant)
     service = _service_or_404(request, tenant, name)
     form = ServiceChangeForm(request.POST)
-    formset = port_formset(service, request.POST)
-    if form.is_valid() and formset.is_valid():
-        ports, rows = formset_ports(formset)
+    # A post without the ports table (an older page, a script) changes only the type.
+    with_ports = "ports-TOTAL_FORMS" in request.POST
+    formset = port_formset(service, request.POST if with_ports else None)
+    if form.is_valid() and (not with_ports or formset.is_valid()):
+        ports, rows = formset_ports(formset) if with_ports else (None, [])
         try:
             changed = service_services.service_update(
                 actor=request.user,

@@ -42,7 +42,6 @@ from compute.backends import BackendError, VolumeNotFound, pool_name
 from compute.choices import (
     BackupPhase,
     Phase,
-    SnapshotPhase,
     VolumePhase,
     VolumeSource,
 )
@@ -117,51 +116,14 @@ def backup_create(*, actor, vm: VirtualMachine, snapshot: str, name: str) -> Bac
     try:
         with transaction.atomic():
             vm, disks = snapshot_services.vm_snapshot_ready(vm, str(snapshot))
-            if Backup.objects.filter(tenant=tenant, name=name).exists():
-                raise ValidationError(
-                    gettext("A backup named %(name)s exists already.") % {"name": repr(name)},
-                    errors={"name": [gettext("Taken.")]},
-                )
-            backup = Backup.objects.create(
+            backup = _record(
+                actor,
                 tenant=tenant,
                 name=name,
+                snapshots=disks,
                 vm=vm,
-                vm_name=vm.name,
-                snapshot_name=disks[0].name,
-                vm_spec={
-                    "image": vm.image.name if vm.image_id else "",
-                    "vcpus": vm.vcpus,
-                    "memoryMiB": vm.memory_mib,
-                    "diskGiB": vm.disk_gib,
-                    "restartPolicy": vm.restart_policy,
-                },
-                disks=[
-                    {
-                        "device": s.volume.device,
-                        "volume": s.volume.name,
-                        "sizeGiB": s.size_gib,
-                        "format": s.volume.format,
-                        "file": f"{s.volume.device or s.volume.name}."
-                        f"{'img' if s.volume.format == 'raw' else 'qcow2'}",
-                        "bytes": 0,
-                        "sha256": "",
-                    }
-                    for s in disks
-                ],
-                created_by=actor if getattr(actor, "is_authenticated", False) else None,
-            )
-            backup.snapshots.set(disks)
-            audit_record(
-                actor=actor,
-                action="backup.create",
-                tenant=tenant,
-                target=f"backup/{name}",
                 detail={"vm": vm.name, "snapshot": disks[0].name, "disks": len(disks)},
-            )
-            _event(
-                backup,
-                "BackupRequested",
-                backup_texts.REQUESTED
+                message=backup_texts.REQUESTED
                 % {
                     "backup": name,
                     "snapshot": disks[0].name,
@@ -169,8 +131,6 @@ def backup_create(*, actor, vm: VirtualMachine, snapshot: str, name: str) -> Bac
                     "actor": actor_name(actor),
                 },
             )
-            _publish(backup)
-            transaction.on_commit(lambda: _enqueue(backup))
     except IntegrityError:
         raise ValidationError(
             gettext("A backup with this name exists already."),
@@ -189,68 +149,20 @@ def volume_backup_create(*, actor, volume: Volume, snapshot: str, name: str) -> 
     name = snapshot_services._check_name(name, errors)
     if errors:
         raise ValidationError(gettext("The backup is not valid."), errors=errors)
-    from compute.models import Snapshot
-
     try:
         with transaction.atomic():
-            found = (
-                Snapshot.objects.select_for_update(of=("self",))
-                .select_related("volume", "host")
-                .filter(volume=volume, name=str(snapshot))
-                .first()
+            found = snapshot_services.ready_snapshot(
+                volume, snapshot, what=snapshot_services.DONE_TO_DISKS["backed up"]
             )
-            if found is None:
-                raise NotFound(
-                    gettext("Snapshot %(snapshot)s of %(volume)s not found.")
-                    % {"snapshot": repr(str(snapshot)), "volume": volume.name}
-                )
-            if found.phase != SnapshotPhase.READY:
-                raise Conflict(
-                    gettext(
-                        "Snapshot %(snapshot)s of %(volume)s is %(phase)s: only a Ready one "
-                        "is backed up."
-                    )
-                    % {"snapshot": found.name, "volume": volume.name, "phase": found.phase},
-                    errors={"snapshot": [gettext("Not Ready.")]},
-                )
-            if Backup.objects.filter(tenant=tenant, name=name).exists():
-                raise ValidationError(
-                    gettext("A backup named %(name)s exists already.") % {"name": repr(name)},
-                    errors={"name": [gettext("Taken.")]},
-                )
             source = found.volume
-            backup = Backup.objects.create(
+            backup = _record(
+                actor,
                 tenant=tenant,
                 name=name,
+                snapshots=[found],
                 vm=None,
-                vm_name="",
-                snapshot_name=found.name,
-                vm_spec={},
-                disks=[
-                    {
-                        "device": "",
-                        "volume": source.name,
-                        "sizeGiB": found.size_gib,
-                        "format": source.format,
-                        "file": f"{source.name}.{'img' if source.format == 'raw' else 'qcow2'}",
-                        "bytes": 0,
-                        "sha256": "",
-                    }
-                ],
-                created_by=actor if getattr(actor, "is_authenticated", False) else None,
-            )
-            backup.snapshots.set([found])
-            audit_record(
-                actor=actor,
-                action="backup.create",
-                tenant=tenant,
-                target=f"backup/{name}",
                 detail={"volume": source.name, "snapshot": found.name},
-            )
-            _event(
-                backup,
-                "BackupRequested",
-                backup_texts.VOLUME_REQUESTED
+                message=backup_texts.VOLUME_REQUESTED
                 % {
                     "backup": name,
                     "snapshot": found.name,
@@ -258,13 +170,66 @@ def volume_backup_create(*, actor, volume: Volume, snapshot: str, name: str) -> 
                     "actor": actor_name(actor),
                 },
             )
-            _publish(backup)
-            transaction.on_commit(lambda: _enqueue(backup))
     except IntegrityError:
         raise ValidationError(
             gettext("A backup with this name exists already."),
             errors={"name": [gettext("Taken.")]},
         ) from None
+    return backup
+
+
+def _record(
+    actor, *, tenant, name: str, snapshots: list, vm: VirtualMachine | None, detail, message
+) -> Backup:
+    """Inside a backup's transaction: its row (one disk entry per snapshot, a VM's with
+    its device and the VM's spec), the snapshots kept, audit, event, and its export
+    after commit."""
+    if Backup.objects.filter(tenant=tenant, name=name).exists():
+        raise ValidationError(
+            gettext("A backup named %(name)s exists already.") % {"name": repr(name)},
+            errors={"name": [gettext("Taken.")]},
+        )
+    vm_spec = {}
+    if vm is not None:
+        vm_spec = {
+            "image": vm.image.name if vm.image_id else "",
+            "vcpus": vm.vcpus,
+            "memoryMiB": vm.memory_mib,
+            "diskGiB": vm.disk_gib,
+            "restartPolicy": vm.restart_policy,
+        }
+    disks = []
+    for s in snapshots:
+        device = s.volume.device if vm is not None else ""
+        extension = "img" if s.volume.format == "raw" else "qcow2"
+        disks.append(
+            {
+                "device": device,
+                "volume": s.volume.name,
+                "sizeGiB": s.size_gib,
+                "format": s.volume.format,
+                "file": f"{device or s.volume.name}.{extension}",
+                "bytes": 0,
+                "sha256": "",
+            }
+        )
+    backup = Backup.objects.create(
+        tenant=tenant,
+        name=name,
+        vm=vm,
+        vm_name=vm.name if vm is not None else "",
+        snapshot_name=snapshots[0].name,
+        vm_spec=vm_spec,
+        disks=disks,
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+    )
+    backup.snapshots.set(snapshots)
+    audit_record(
+        actor=actor, action="backup.create", tenant=tenant, target=f"backup/{name}", detail=detail
+    )
+    _event(backup, "BackupRequested", message)
+    _publish(backup)
+    transaction.on_commit(lambda: _enqueue(backup))
     return backup
 
 

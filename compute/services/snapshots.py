@@ -44,6 +44,8 @@ DONE_TO_DISKS = {
     "snapshotted": pgettext_lazy("done to disks", "snapshotted"),
     "restored": pgettext_lazy("done to disks", "restored"),
     "cloned": pgettext_lazy("done to disks", "cloned"),
+    "copied": pgettext_lazy("done to disks", "copied"),
+    "backed up": pgettext_lazy("done to disks", "backed up"),
 }
 # A Failed volume (a restore that failed half-way, or any other failure) can be restored
 # from its snapshot: that is how it is repaired.
@@ -688,70 +690,121 @@ def volume_clone(*, actor, volume: Volume, name: str, snapshot: str = "") -> Vol
         raise ValidationError(gettext("The clone is not valid."), errors=errors)
     if snapshot:
         return volume_from_snapshot(actor=actor, volume=volume, snapshot=snapshot, name=name)
-    uid = uuid.uuid4()
     try:
         with transaction.atomic():
             source = volume_services._locked(volume)
             _quiet(source, "cloned")
-            quota_reserve(
-                tenant=tenant,
-                ref=f"volume:{uid}",
-                storage=source.size_gib,
-                kind=ReservationKind.VOLUME,
-                object_id=str(uid),
-            )
-            clone = Volume.objects.create(
-                uid=uid,
-                tenant=tenant,
+            clone = _clone_row(
+                actor,
+                source,
                 name=name,
                 size_gib=source.size_gib,
-                storage_class=source.storage_class,
-                format=source.format,
-                phase=VolumePhase.PENDING,
+                host=source.host,
+                pool=source.pool,
                 created_from=VolumeSource.VOLUME,
                 source_volume=source,
                 source_name=source.name,
-                host=source.host,
-                pool=source.pool,
-                backend_name=volume_services._file_name(uid, source.format),
-                labels=dict(source.labels),
-                created_by=actor if getattr(actor, "is_authenticated", False) else None,
             )
-            audit_record(
-                actor=actor,
-                action="volume.clone",
-                tenant=tenant,
-                target=f"volume/{name}",
-                detail={"source": source.name, "size_gib": source.size_gib},
-            )
-            arguments = {
-                "clone": name,
-                "source": source.name,
-                "size_gib": source.size_gib,
-                "actor": actor_name(actor),
-            }
-            for who, fmt in (
-                (source, snapshot_texts.VOLUME_CLONE_REQUESTED),
-                (clone, snapshot_texts.VOLUME_CLONE_ACCEPTED),
-            ):
-                event_publish(
-                    tenant=tenant,
-                    kind=EVENT_KIND,
-                    name=who.name,
-                    uid=str(who.uid),
-                    reason="Cloning",
-                    message=fmt % arguments,
-                )
-            volume_services._publish(clone)
-            transaction.on_commit(lambda: volume_services._enqueue(clone))
+            _clone_accepted(actor, source, clone, source.name, {})
     except IntegrityError:
-        raise ValidationError(
-            gettext("A volume with this name exists already."), errors={"name": [gettext("Taken.")]}
-        ) from None
+        raise _name_taken() from None
     except QuotaExceeded as error:
         _refused(tenant, name, error)
         raise
     return clone
+
+
+def _clone_row(actor, source: Volume, *, name: str, size_gib: int, host, pool: str, **origin):
+    """Inside a clone's transaction: its storage reserved and its row written, Pending,
+    like ``source`` (class, format, labels) and made from what ``origin`` names."""
+    uid = uuid.uuid4()
+    quota_reserve(
+        tenant=source.tenant,
+        ref=f"volume:{uid}",
+        storage=size_gib,
+        kind=ReservationKind.VOLUME,
+        object_id=str(uid),
+    )
+    return Volume.objects.create(
+        uid=uid,
+        tenant=source.tenant,
+        name=name,
+        size_gib=size_gib,
+        storage_class=source.storage_class,
+        format=source.format,
+        phase=VolumePhase.PENDING,
+        host=host,
+        pool=pool,
+        backend_name=volume_services._file_name(uid, source.format),
+        labels=dict(source.labels),
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        **origin,
+    )
+
+
+def _name_taken() -> ValidationError:
+    return ValidationError(
+        gettext("A volume with this name exists already."), errors={"name": [gettext("Taken.")]}
+    )
+
+
+def _clone_accepted(actor, source: Volume, clone: Volume, copied: str, detail: dict) -> None:
+    """Inside a clone's transaction: its audit entry, the events on the source and the
+    clone, and its task after commit."""
+    audit_record(
+        actor=actor,
+        action="volume.clone",
+        tenant=clone.tenant,
+        target=f"volume/{clone.name}",
+        detail={"source": source.name, "size_gib": clone.size_gib, **detail},
+    )
+    arguments = {
+        "clone": clone.name,
+        "source": copied,
+        "size_gib": clone.size_gib,
+        "actor": actor_name(actor),
+    }
+    for who, fmt in (
+        (source, snapshot_texts.VOLUME_CLONE_REQUESTED),
+        (clone, snapshot_texts.VOLUME_CLONE_ACCEPTED),
+    ):
+        event_publish(
+            tenant=clone.tenant,
+            kind=EVENT_KIND,
+            name=who.name,
+            uid=str(who.uid),
+            reason="Cloning",
+            message=fmt % arguments,
+        )
+    volume_services._publish(clone)
+    transaction.on_commit(lambda: volume_services._enqueue(clone))
+
+
+def ready_snapshot(volume: Volume, name: str, *, missing=NotFound, what: str) -> Snapshot:
+    """Inside a transaction: ``volume``'s snapshot ``name``, locked; ``missing`` (an
+    error class) when there is none, ``Conflict`` unless it is Ready (``what``: how the
+    refusal says what only a Ready one is, e.g. "copied")."""
+    found = (
+        Snapshot.objects.select_for_update(of=("self",))
+        .select_related("volume", "host")
+        .filter(volume=volume, name=str(name))
+        .first()
+    )
+    if found is None:
+        raise missing(
+            gettext("%(volume)s has no snapshot %(snapshot)s.")
+            % {"volume": volume.name, "snapshot": repr(str(name))},
+            errors={"snapshot": [gettext("No such snapshot.")]},
+        )
+    if found.phase != SnapshotPhase.READY:
+        raise Conflict(
+            gettext(
+                "Snapshot %(snapshot)s of %(volume)s is %(phase)s: only a Ready one is %(what)s."
+            )
+            % {"snapshot": found.name, "volume": volume.name, "phase": found.phase, "what": what},
+            errors={"snapshot": [gettext("Not Ready.")]},
+        )
+    return found
 
 
 def volume_from_snapshot(*, actor, volume: Volume, snapshot: str, name: str) -> Volume:
@@ -766,86 +819,28 @@ def volume_from_snapshot(*, actor, volume: Volume, snapshot: str, name: str) -> 
     name = volume_services._check_name(tenant, name, errors)
     if errors:
         raise ValidationError(gettext("The clone is not valid."), errors=errors)
-    uid = uuid.uuid4()
     try:
         with transaction.atomic():
-            found = (
-                Snapshot.objects.select_for_update(of=("self",))
-                .select_related("volume", "host")
-                .filter(volume=volume, name=str(snapshot))
-                .first()
+            found = ready_snapshot(
+                volume, snapshot, missing=ValidationError, what=DONE_TO_DISKS["copied"]
             )
-            if found is None:
-                raise ValidationError(
-                    gettext("%(volume)s has no snapshot %(snapshot)s.")
-                    % {"volume": volume.name, "snapshot": repr(str(snapshot))},
-                    errors={"snapshot": [gettext("No such snapshot.")]},
-                )
-            if found.phase != SnapshotPhase.READY:
-                raise Conflict(
-                    gettext(
-                        "Snapshot %(snapshot)s of %(volume)s is %(phase)s: only a Ready one "
-                        "is copied."
-                    )
-                    % {"snapshot": found.name, "volume": volume.name, "phase": found.phase},
-                    errors={"snapshot": [gettext("Not Ready.")]},
-                )
             source = found.volume
-            quota_reserve(
-                tenant=tenant,
-                ref=f"volume:{uid}",
-                storage=found.size_gib,
-                kind=ReservationKind.VOLUME,
-                object_id=str(uid),
-            )
-            clone = Volume.objects.create(
-                uid=uid,
-                tenant=tenant,
+            clone = _clone_row(
+                actor,
+                source,
                 name=name,
                 size_gib=found.size_gib,
-                storage_class=source.storage_class,
-                format=source.format,
-                phase=VolumePhase.PENDING,
+                host=found.host,
+                pool=found.pool,
                 created_from=VolumeSource.SNAPSHOT,
                 source_snapshot=found,
                 source_name=f"{source.name}@{found.name}",
-                host=found.host,
-                pool=found.pool,
-                backend_name=volume_services._file_name(uid, source.format),
-                labels=dict(source.labels),
-                created_by=actor if getattr(actor, "is_authenticated", False) else None,
             )
-            audit_record(
-                actor=actor,
-                action="volume.clone",
-                tenant=tenant,
-                target=f"volume/{name}",
-                detail={"source": source.name, "snapshot": found.name, "size_gib": found.size_gib},
+            _clone_accepted(
+                actor, source, clone, f"{source.name}@{found.name}", {"snapshot": found.name}
             )
-            arguments = {
-                "clone": name,
-                "source": f"{source.name}@{found.name}",
-                "size_gib": found.size_gib,
-                "actor": actor_name(actor),
-            }
-            for who, fmt in (
-                (source, snapshot_texts.VOLUME_CLONE_REQUESTED),
-                (clone, snapshot_texts.VOLUME_CLONE_ACCEPTED),
-            ):
-                event_publish(
-                    tenant=tenant,
-                    kind=EVENT_KIND,
-                    name=who.name,
-                    uid=str(who.uid),
-                    reason="Cloning",
-                    message=fmt % arguments,
-                )
-            volume_services._publish(clone)
-            transaction.on_commit(lambda: volume_services._enqueue(clone))
     except IntegrityError:
-        raise ValidationError(
-            gettext("A volume with this name exists already."), errors={"name": [gettext("Taken.")]}
-        ) from None
+        raise _name_taken() from None
     except QuotaExceeded as error:
         _refused(tenant, name, error)
         raise

@@ -164,6 +164,10 @@ def test_ports_are_added_changed_and_removed_in_the_ports_table(world, client):
         {"name": "dns", "protocol": "UDP", "port": 53, "targetPort": 53},
     ]
     assert changed.generation == 2
+    # A post without the table (a script, an older page) changes only the type.
+    client.post(f"{URL}web/edit/", {"service_type": "NodePort"})
+    changed = Service.objects.get(pk=service.pk)
+    assert changed.service_type == "NodePort" and len(changed.ports) == 2
 
 
 def test_a_viewer_gets_no_change_form_and_cannot_post_one(world, client):
