@@ -207,7 +207,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.error("not_found", NOT_FOUND, "subscribe", tenant=target["tenant"])
             return
         # Read seq before joining: whatever is sent later either reaches us or shows up
-        # as a gap. If something was sent while we joined, follow with a snapshot.
+        # as a gap. If something was sent while we joined, follow with a snapshot. The
+        # second read is taken as soon as we are in the group, before ``subscribed`` goes
+        # out: what is sent after that reaches us in order and needs no snapshot.
         current = sync_to_async(live.seq_current, thread_sensitive=False)
         before = await current(stream)
         # Holding ``sending``: a message the process hub hands us once we are registered
@@ -216,8 +218,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.flush()
             await self.hub.join(stream, self)
             self.subscriptions[stream] = target
+            missed = await current(stream) != before
             await super().send_json({"type": "subscribed", "stream": stream, "seq": before})
-        if await current(stream) != before:
+        if missed:
             await self.send_resync(stream, target)
 
     async def on_unsubscribe(self, content: dict) -> None:
