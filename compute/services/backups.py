@@ -107,43 +107,53 @@ def _phase_error(action: str, phase: str) -> dict[str, list[str]]:
 def backup_create(*, actor, vm: VirtualMachine, snapshot: str, name: str) -> Backup:
     """Record a backup ``name`` of ``vm``'s snapshot ``snapshot`` (every disk of it
     Ready) and export it after commit. The snapshot is kept until the export ends."""
-    tenant = vm.tenant
-    authorize(actor=actor, tenant=tenant, permission="backup.create", target=f"backup/{name}")
-    errors: dict[str, list[str]] = {}
-    name = snapshot_services._check_name(name, errors)
-    if errors:
-        raise ValidationError(gettext("The backup is not valid."), errors=errors)
-    try:
-        with transaction.atomic():
-            vm, disks = snapshot_services.vm_snapshot_ready(vm, str(snapshot))
-            backup = _record(
-                actor,
-                tenant=tenant,
-                name=name,
-                snapshots=disks,
-                vm=vm,
-                detail={"vm": vm.name, "snapshot": disks[0].name, "disks": len(disks)},
-                message=backup_texts.REQUESTED
-                % {
-                    "backup": name,
-                    "snapshot": disks[0].name,
-                    "vm": vm.name,
-                    "actor": actor_name(actor),
-                },
-            )
-    except IntegrityError:
-        raise ValidationError(
-            gettext("A backup with this name exists already."),
-            errors={"name": [gettext("Taken.")]},
-        ) from None
-    return backup
+
+    def choose(name: str) -> dict:
+        locked, disks = snapshot_services.vm_snapshot_ready(vm, str(snapshot))
+        return {
+            "snapshots": disks,
+            "vm": locked,
+            "detail": {"vm": locked.name, "snapshot": disks[0].name, "disks": len(disks)},
+            "message": backup_texts.REQUESTED
+            % {
+                "backup": name,
+                "snapshot": disks[0].name,
+                "vm": locked.name,
+                "actor": actor_name(actor),
+            },
+        }
+
+    return _new_backup(actor, tenant=vm.tenant, name=name, choose=choose)
 
 
 def volume_backup_create(*, actor, volume: Volume, snapshot: str, name: str) -> Backup:
     """Record a backup ``name`` of ``volume``'s Ready snapshot ``snapshot`` (one disk,
     attached or not) and export it after commit; it restores into a new volume
     (:func:`backup_restore_disk`). The snapshot is kept until the export ends."""
-    tenant = volume.tenant
+
+    def choose(name: str) -> dict:
+        found = snapshot_services.ready_snapshot(
+            volume, snapshot, what=snapshot_services.DONE_TO_DISKS["backed up"]
+        )
+        return {
+            "snapshots": [found],
+            "vm": None,
+            "detail": {"volume": found.volume.name, "snapshot": found.name},
+            "message": backup_texts.VOLUME_REQUESTED
+            % {
+                "backup": name,
+                "snapshot": found.name,
+                "volume": found.volume.name,
+                "actor": actor_name(actor),
+            },
+        }
+
+    return _new_backup(actor, tenant=volume.tenant, name=name, choose=choose)
+
+
+def _new_backup(actor, *, tenant, name, choose) -> Backup:
+    """Check the role and the name, then in one transaction ``choose(name)`` (which
+    locks and checks the snapshots to export) and record the backup."""
     authorize(actor=actor, tenant=tenant, permission="backup.create", target=f"backup/{name}")
     errors: dict[str, list[str]] = {}
     name = snapshot_services._check_name(name, errors)
@@ -151,31 +161,12 @@ def volume_backup_create(*, actor, volume: Volume, snapshot: str, name: str) -> 
         raise ValidationError(gettext("The backup is not valid."), errors=errors)
     try:
         with transaction.atomic():
-            found = snapshot_services.ready_snapshot(
-                volume, snapshot, what=snapshot_services.DONE_TO_DISKS["backed up"]
-            )
-            source = found.volume
-            backup = _record(
-                actor,
-                tenant=tenant,
-                name=name,
-                snapshots=[found],
-                vm=None,
-                detail={"volume": source.name, "snapshot": found.name},
-                message=backup_texts.VOLUME_REQUESTED
-                % {
-                    "backup": name,
-                    "snapshot": found.name,
-                    "volume": source.name,
-                    "actor": actor_name(actor),
-                },
-            )
+            return _record(actor, tenant=tenant, name=name, **choose(name))
     except IntegrityError:
         raise ValidationError(
             gettext("A backup with this name exists already."),
             errors={"name": [gettext("Taken.")]},
         ) from None
-    return backup
 
 
 def _record(

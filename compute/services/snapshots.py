@@ -680,104 +680,94 @@ def volume_clone(*, actor, volume: Volume, name: str, snapshot: str = "") -> Vol
     """A new volume ``name`` holding a full copy of ``volume``'s data, on the same host,
     independent of it (deleting the source leaves the clone whole). The source must be
     Ready or a disk of a stopped VM; the clone is charged its size in ``storage``.
-    With ``snapshot``, the copy is of that Ready snapshot of ``volume`` instead (the
-    volume may be in use meanwhile): :func:`volume_from_snapshot`."""
+
+    With ``snapshot``, the copy is of that Ready snapshot of ``volume`` (a VM
+    snapshot's disk or the volume's own) instead, on the snapshot's host: what the
+    volume held then, while the volume itself may stay in use. It is charged the
+    snapshot's size; the snapshot cannot be deleted until the copy is made."""
     tenant = volume.tenant
     authorize(actor=actor, tenant=tenant, permission="volume.clone", target=f"volume/{name}")
     errors: dict[str, list[str]] = {}
     name = volume_services._check_name(tenant, name, errors)
     if errors:
         raise ValidationError(gettext("The clone is not valid."), errors=errors)
-    if snapshot:
-        return volume_from_snapshot(actor=actor, volume=volume, snapshot=snapshot, name=name)
+    uid = uuid.uuid4()
     try:
         with transaction.atomic():
-            source = volume_services._locked(volume)
-            _quiet(source, "cloned")
-            clone = _clone_row(
-                actor,
-                source,
-                name=name,
-                size_gib=source.size_gib,
-                host=source.host,
-                pool=source.pool,
-                created_from=VolumeSource.VOLUME,
-                source_volume=source,
-                source_name=source.name,
+            if snapshot:
+                found = ready_snapshot(
+                    volume, snapshot, missing=ValidationError, what=DONE_TO_DISKS["copied"]
+                )
+                source, copy_of = found.volume, found
+                copied = f"{source.name}@{found.name}"
+                origin = {"created_from": VolumeSource.SNAPSHOT, "source_snapshot": found}
+                detail = {"snapshot": found.name}
+            else:
+                source = volume_services._locked(volume)
+                _quiet(source, "cloned")
+                copy_of, copied = source, source.name
+                origin = {"created_from": VolumeSource.VOLUME, "source_volume": source}
+                detail = {}
+            # What is copied (the snapshot or the volume) gives the size and the place.
+            size_gib = copy_of.size_gib
+            quota_reserve(
+                tenant=tenant,
+                ref=f"volume:{uid}",
+                storage=size_gib,
+                kind=ReservationKind.VOLUME,
+                object_id=str(uid),
             )
-            _clone_accepted(actor, source, clone, source.name, {})
+            clone = Volume.objects.create(
+                uid=uid,
+                tenant=tenant,
+                name=name,
+                size_gib=size_gib,
+                storage_class=source.storage_class,
+                format=source.format,
+                phase=VolumePhase.PENDING,
+                source_name=copied,
+                host=copy_of.host,
+                pool=copy_of.pool,
+                backend_name=volume_services._file_name(uid, source.format),
+                labels=dict(source.labels),
+                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+                **origin,
+            )
+            audit_record(
+                actor=actor,
+                action="volume.clone",
+                tenant=tenant,
+                target=f"volume/{name}",
+                detail={"source": source.name, "size_gib": size_gib, **detail},
+            )
+            arguments = {
+                "clone": name,
+                "source": copied,
+                "size_gib": size_gib,
+                "actor": actor_name(actor),
+            }
+            for who, fmt in (
+                (source, snapshot_texts.VOLUME_CLONE_REQUESTED),
+                (clone, snapshot_texts.VOLUME_CLONE_ACCEPTED),
+            ):
+                event_publish(
+                    tenant=tenant,
+                    kind=EVENT_KIND,
+                    name=who.name,
+                    uid=str(who.uid),
+                    reason="Cloning",
+                    message=fmt % arguments,
+                )
+            volume_services._publish(clone)
+            transaction.on_commit(lambda: volume_services._enqueue(clone))
     except IntegrityError:
-        raise _name_taken() from None
+        raise ValidationError(
+            gettext("A volume with this name exists already."), errors={"name": [gettext("Taken.")]}
+        ) from None
     except QuotaExceeded as error:
         _refused(tenant, name, error)
         raise
     return clone
-
-
-def _clone_row(actor, source: Volume, *, name: str, size_gib: int, host, pool: str, **origin):
-    """Inside a clone's transaction: its storage reserved and its row written, Pending,
-    like ``source`` (class, format, labels) and made from what ``origin`` names."""
-    uid = uuid.uuid4()
-    quota_reserve(
-        tenant=source.tenant,
-        ref=f"volume:{uid}",
-        storage=size_gib,
-        kind=ReservationKind.VOLUME,
-        object_id=str(uid),
-    )
-    return Volume.objects.create(
-        uid=uid,
-        tenant=source.tenant,
-        name=name,
-        size_gib=size_gib,
-        storage_class=source.storage_class,
-        format=source.format,
-        phase=VolumePhase.PENDING,
-        host=host,
-        pool=pool,
-        backend_name=volume_services._file_name(uid, source.format),
-        labels=dict(source.labels),
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
-        **origin,
-    )
-
-
-def _name_taken() -> ValidationError:
-    return ValidationError(
-        gettext("A volume with this name exists already."), errors={"name": [gettext("Taken.")]}
-    )
-
-
-def _clone_accepted(actor, source: Volume, clone: Volume, copied: str, detail: dict) -> None:
-    """Inside a clone's transaction: its audit entry, the events on the source and the
-    clone, and its task after commit."""
-    audit_record(
-        actor=actor,
-        action="volume.clone",
-        tenant=clone.tenant,
-        target=f"volume/{clone.name}",
-        detail={"source": source.name, "size_gib": clone.size_gib, **detail},
-    )
-    arguments = {
-        "clone": clone.name,
-        "source": copied,
-        "size_gib": clone.size_gib,
-        "actor": actor_name(actor),
-    }
-    for who, fmt in (
-        (source, snapshot_texts.VOLUME_CLONE_REQUESTED),
-        (clone, snapshot_texts.VOLUME_CLONE_ACCEPTED),
-    ):
-        event_publish(
-            tenant=clone.tenant,
-            kind=EVENT_KIND,
-            name=who.name,
-            uid=str(who.uid),
-            reason="Cloning",
-            message=fmt % arguments,
-        )
-    volume_services._publish(clone)
-    transaction.on_commit(lambda: volume_services._enqueue(clone))
 
 
 def ready_snapshot(volume: Volume, name: str, *, missing=NotFound, what: str) -> Snapshot:
@@ -805,46 +795,6 @@ def ready_snapshot(volume: Volume, name: str, *, missing=NotFound, what: str) ->
             errors={"snapshot": [gettext("Not Ready.")]},
         )
     return found
-
-
-def volume_from_snapshot(*, actor, volume: Volume, snapshot: str, name: str) -> Volume:
-    """A new volume ``name`` holding a full copy of ``volume``'s Ready snapshot
-    ``snapshot`` (a VM snapshot's disk or the volume's own), on the snapshot's host,
-    independent of both: what the volume held then, while the volume itself stays as
-    it is (in use or not). Charged the snapshot's size in ``storage``; the snapshot
-    cannot be deleted until the copy is made."""
-    tenant = volume.tenant
-    authorize(actor=actor, tenant=tenant, permission="volume.clone", target=f"volume/{name}")
-    errors: dict[str, list[str]] = {}
-    name = volume_services._check_name(tenant, name, errors)
-    if errors:
-        raise ValidationError(gettext("The clone is not valid."), errors=errors)
-    try:
-        with transaction.atomic():
-            found = ready_snapshot(
-                volume, snapshot, missing=ValidationError, what=DONE_TO_DISKS["copied"]
-            )
-            source = found.volume
-            clone = _clone_row(
-                actor,
-                source,
-                name=name,
-                size_gib=found.size_gib,
-                host=found.host,
-                pool=found.pool,
-                created_from=VolumeSource.SNAPSHOT,
-                source_snapshot=found,
-                source_name=f"{source.name}@{found.name}",
-            )
-            _clone_accepted(
-                actor, source, clone, f"{source.name}@{found.name}", {"snapshot": found.name}
-            )
-    except IntegrityError:
-        raise _name_taken() from None
-    except QuotaExceeded as error:
-        _refused(tenant, name, error)
-        raise
-    return clone
 
 
 # --- Lost tasks ------------------------------------------------------------------------
