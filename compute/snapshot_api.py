@@ -79,6 +79,21 @@ class SnapshotCreateSerializer(StrictSerializer):
     metadata = SnapshotMetadataIn()
 
 
+class VMSnapshotSpecIn(StrictSerializer):
+    memory = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Also save the running VM's memory state: restoring the snapshot then "
+        "resumes the guest where it was instead of booting it (hosts that can; charged to "
+        "the storage quota at the VM's memory size).",
+    )
+
+
+class VMSnapshotCreateSerializer(StrictSerializer):
+    metadata = SnapshotMetadataIn()
+    spec = VMSnapshotSpecIn(required=False)
+
+
 class RestoreIn(StrictSerializer):
     confirm = serializers.CharField(
         help_text="The volume's name: its current data is replaced by the snapshot's."
@@ -271,10 +286,14 @@ def vm_snapshot_representation(group: snapshot_services.VMSnapshot, user) -> dic
             "disks": [
                 {"volume": s.volume.name, "device": s.volume.device, "sizeGiB": s.size_gib}
                 for s in group.disks
-            ]
+            ],
+            "live": group.live,
+            "memory": group.memory is not None,
+            "memoryGiB": group.memory.memory_gib if group.memory is not None else 0,
         },
         "status": {
             "phase": group.phase,
+            "quiesced": group.quiesced,
             "disks": [{"volume": s.volume.name, "phase": s.phase} for s in group.disks],
             "actions": [a for a in ("restore", "delete") if a in allowed],
         },
@@ -355,22 +374,24 @@ class VMSnapshotListView(VMSnapshotView):
 
     @extend_schema(
         operation_id="vm_snapshots_create",
-        summary="Snapshot every disk of a stopped VM together",
-        request=SnapshotCreateSerializer,
+        summary="Snapshot every disk of a VM together (stopped, or live: with its memory "
+        "state if asked)",
+        request=VMSnapshotCreateSerializer,
         parameters=[IDEMPOTENCY_KEY],
         responses=VM_CHANGE_RESPONSES,
     )
     def post(self, request, tenant, name):
         obj = self.allowed_tenant("snapshot.create")
         vm = self.vm(obj)
-        serializer = SnapshotCreateSerializer(data=request.data)
+        serializer = VMSnapshotCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         snapshot_name = serializer.validated_data["metadata"]["name"]
+        memory = serializer.validated_data.get("spec", {}).get("memory", False)
 
         def take():
             try:
                 return snapshot_services.vm_snapshot_create(
-                    actor=request.user, vm=vm, name=snapshot_name
+                    actor=request.user, vm=vm, name=snapshot_name, memory=memory
                 )
             except ApplicationError as error:
                 raise _api_errors(error) from None

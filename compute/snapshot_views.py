@@ -202,7 +202,9 @@ def vm_snapshot_take(request, tenant, name: str):
     snapshot_name = request.POST.get("name", "")
     _report(
         request,
-        lambda: snapshot_services.vm_snapshot_create(actor=request.user, vm=vm, name=snapshot_name),
+        lambda: snapshot_services.vm_snapshot_create(
+            actor=request.user, vm=vm, name=snapshot_name, memory=request.POST.get("memory", "")
+        ),
         gettext("Taking snapshot %(snapshot)s of %(vm)s's disks.")
         % {"snapshot": snapshot_name.strip(), "vm": vm.name},
     )

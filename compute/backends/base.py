@@ -25,6 +25,7 @@ Terms:
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -177,6 +178,15 @@ class VolumeInfo:
     capacity: int
     allocation: int
     format: str = ""
+
+
+@dataclass(frozen=True)
+class LiveCopy:
+    """How a live snapshot's copies were made: with the filesystems frozen by the guest
+    agent (``quiesced``), in ``seconds``."""
+
+    quiesced: bool
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -378,6 +388,63 @@ class ComputeBackend(ABC):
     def disks(self, name: str) -> list[DiskSpec]:
         """The volume disks in the domain's definition."""
         return []
+
+    # --- Live snapshots -----------------------------------------------------------------
+    def snapshot_live(
+        self,
+        name: str,
+        copies: list[tuple[str, VolumeSpec, VolumeSpec]],
+        memory: tuple[str, str] | None = None,
+    ) -> LiveCopy:
+        """Copy the disks of the running (or paused) domain ``name`` at one moment:
+        ``copies`` are (device, its volume, the copy to make). The guest's filesystems
+        are frozen first when its agent answers. With ``memory`` (pool, file) the guest
+        is paused through the copies and its memory state is saved too
+        (:meth:`memory_save`), so both agree; it then runs as before. The default
+        pauses the guest while :meth:`volume_clone` copies each disk."""
+        running = self.status(name).state == "running"
+        quiesced = running and self.freeze(name)
+        started = time.monotonic()
+        try:
+            if running:
+                self.suspend(name)
+            for _device, source, target in copies:
+                self.volume_clone(source, target)
+            if memory is not None:
+                self.memory_save(name, *memory)
+        finally:
+            self._live_done(name, resume=running, thaw=quiesced)
+        return LiveCopy(quiesced=quiesced, seconds=time.monotonic() - started)
+
+    def _live_done(self, name: str, *, resume: bool, thaw: bool) -> None:
+        """After a live copy, whatever happened: resume the guest it paused and thaw the
+        filesystems it froze (the thaw even when the resume fails)."""
+        try:
+            if resume:
+                self.resume(name)
+        finally:
+            if thaw:
+                self.thaw(name)
+
+    def freeze(self, name: str) -> bool:
+        """Ask the guest agent to freeze the guest's filesystems; False (nothing done)
+        when no agent answers. The default has no agent."""
+        return False
+
+    def thaw(self, name: str) -> None:
+        """Undo :meth:`freeze` (no-op when nothing is frozen)."""
+        return None
+
+    def memory_save(self, name: str, pool: str, file: str) -> VolumeInfo:
+        """Optional (``capabilities["memory_state"]``): write the paused domain's memory
+        and device state to ``file`` in ``pool`` and start it again from that file at
+        once, still paused. Raises BackendError when unsupported."""
+        raise BackendError(host_texts.BACKEND_NO_MEMORY_STATE)
+
+    def memory_resume(self, name: str, pool: str, file: str) -> None:
+        """Start the stopped domain from the memory state in ``file`` (running), where
+        :meth:`memory_save` left it. Raises VolumeNotFound when the file is gone."""
+        raise BackendError(host_texts.BACKEND_NO_MEMORY_STATE)
 
     # --- Networks (optional: ``capabilities["networks"]``) ----------------------------
     def network_ensure(self, spec: NetworkSpec) -> None:

@@ -90,6 +90,45 @@ class Snapshot(Resource):
         help_text=_("The copy's name in the pool."),
         verbose_name=_("backend name"),
     )
+    live = models.BooleanField(
+        default=False,
+        help_text=_(
+            "Taken while its VM ran: its disks were copied as they were at one moment "
+            "(and its memory saved then, when memory_name is set)."
+        ),
+        verbose_name=_("taken live"),
+    )
+    quiesced = models.BooleanField(
+        default=False,
+        help_text=_(
+            "The guest agent froze the guest's filesystems for the copy; otherwise the "
+            "copy is crash-consistent."
+        ),
+        verbose_name=_("quiesced"),
+    )
+    memory_name = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text=_(
+            "The file in the pool holding the VM's memory state (one disk's snapshot of a "
+            "VM snapshot taken with memory carries it)."
+        ),
+        verbose_name=_("memory state file"),
+    )
+    boot_log_offset = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "With memory state: where the console log of the boot it caught began (its "
+            "readiness is read from there when the VM resumes from it)."
+        ),
+        verbose_name=_("boot log offset"),
+    )
+    memory_gib = models.PositiveIntegerField(
+        default=0,
+        help_text=_("The memory state's size, charged to the storage quota with the copy."),
+        verbose_name=_("memory (GiB)"),
+    )
     restored = models.DateTimeField(
         null=True,
         blank=True,

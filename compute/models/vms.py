@@ -85,6 +85,18 @@ class VirtualMachine(Resource):
         auto_now_add=True,
         verbose_name=_("phase changed"),
     )
+    resume_from = models.ForeignKey(
+        "compute.Snapshot",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=_(
+            "A snapshot with memory state restored onto this VM: its next start resumes "
+            "the guest where the snapshot was taken instead of booting it."
+        ),
+        verbose_name=_("resume from"),
+    )
     ready = models.CharField(
         max_length=7,
         choices=ConditionStatus.choices,

@@ -4,7 +4,8 @@ One bulk call per host (``list_statuses``). Settled VMs get the observed phase; 
 domain that vanished, stopped or started outside the portal is reported as a Warning
 event and handled by the VM's restart policy; an unreachable host marks its VMs
 ``Unknown`` without losing them; VMs stuck in a transitional phase (their task was lost)
-are driven again. VMs in a live migration are left to the migration task.
+are driven again. VMs in a live migration are left to the migration task, and VMs being
+snapshotted live to the snapshot task.
 
 The VM rows are read once per pass, without locks; every write goes through
 :func:`~compute.services.vms.vm_observe`, which locks the row and drops an observation
@@ -29,8 +30,9 @@ from compute.choices import (
     ImageKind,
     Phase,
     RestartPolicy,
+    SnapshotPhase,
 )
-from compute.models import Host, Migration, NetworkInterface, VirtualMachine
+from compute.models import Host, Migration, NetworkInterface, Snapshot, VirtualMachine
 from compute.services.networks import vm_addresses_observe, vm_nics
 from compute.services.vms import vm_observe
 from compute.services.volumes import vm_disks
@@ -127,6 +129,13 @@ def reconcile_host(host: Host) -> dict:
     migrating = set(
         Migration.objects.filter(
             vm__in=[vm.pk for vm in vms], phase__in=SLOT_MIGRATION_PHASES
+        ).values_list("vm_id", flat=True)
+    )
+    # A live snapshot pauses the guest (and, with memory, saves and reloads it): its
+    # task owns the domain until the snapshot is taken.
+    migrating |= set(
+        Snapshot.objects.filter(
+            vm__in=[vm.pk for vm in vms], live=True, phase=SnapshotPhase.PENDING
         ).values_list("vm_id", flat=True)
     )
     Host.objects.filter(pk=host.pk).update(reachable=True, last_seen=timezone.now(), message="")

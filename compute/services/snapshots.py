@@ -26,9 +26,10 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext, pgettext_lazy
 
-from compute.backends import VolumeSpec
+from compute.backends import BackendError, TransientBackendError, VolumeSpec
 from compute.choices import Phase, SnapshotPhase, StorageClass, VolumePhase, VolumeSource
 from compute.models import Snapshot, VirtualMachine, Volume
+from compute.services import readiness
 from compute.services import volumes as volume_services
 from compute.texts import snapshots as snapshot_texts
 from monitoring.services import event_publish, resource_forget, resource_publish
@@ -50,6 +51,9 @@ DONE_TO_DISKS = {
 # A Failed volume (a restore that failed half-way, or any other failure) can be restored
 # from its snapshot: that is how it is repaired.
 RESTORABLE_VOLUME_PHASES = QUIET_VOLUME_PHASES | {VolumePhase.FAILED}
+# A VM's disks are snapshotted together while it is in one of these phases (Running and
+# Paused: live, its disks copied as they were at one moment).
+LIVE_SNAPSHOT_PHASES = frozenset({Phase.STOPPED, Phase.RUNNING, Phase.PAUSED})
 
 SNAPSHOT_ACTIONS: dict[str, tuple[str, frozenset[str]]] = {
     "restore": ("snapshot.restore", frozenset({SnapshotPhase.READY})),
@@ -175,9 +179,18 @@ def snapshot_create(*, actor, volume: Volume, name: str, schedule=None) -> Snaps
 
 
 def _take(
-    actor, volume: Volume, name: str, vm: VirtualMachine | None = None, schedule=None
+    actor,
+    volume: Volume,
+    name: str,
+    vm: VirtualMachine | None = None,
+    schedule=None,
+    *,
+    live: bool = False,
+    memory_gib: int = 0,
 ) -> Snapshot:
-    """Inside a transaction, ``volume`` locked and quiet: reserve, record, enqueue."""
+    """Inside a transaction, ``volume`` locked and quiet (or, ``live``, its VM running):
+    reserve, record, enqueue. ``memory_gib``: this row also carries the VM's memory
+    state, charged with the copy."""
     if Snapshot.objects.filter(volume=volume, name=name).exists():
         raise ValidationError(
             gettext(snapshot_texts.NAME_TAKEN) % {"volume": volume.name, "name": repr(name)},
@@ -187,11 +200,14 @@ def _take(
     quota_reserve(
         tenant=volume.tenant,
         ref=f"snapshot:{uid}",
-        storage=volume.size_gib,
+        storage=volume.size_gib + memory_gib,
         kind=ReservationKind.VOLUME,
         object_id=str(uid),
     )
     snapshot = Snapshot.objects.create(
+        live=live,
+        memory_gib=memory_gib,
+        memory_name=f"mem-{uid}.save" if memory_gib else "",
         uid=uid,
         tenant=volume.tenant,
         volume=volume,
@@ -207,6 +223,14 @@ def _take(
     arguments = {"snapshot": name, "size_gib": volume.size_gib, "actor": actor_name(actor)}
     if vm is None:
         message = snapshot_texts.TAKE_REQUESTED % arguments
+    elif memory_gib:
+        message = snapshot_texts.TAKE_MEMORY_REQUESTED % {
+            **arguments,
+            "vm": vm.name,
+            "memory_gib": memory_gib,
+        }
+    elif live:
+        message = snapshot_texts.TAKE_LIVE_REQUESTED % {**arguments, "vm": vm.name}
     else:
         message = snapshot_texts.TAKE_WITH_VM_REQUESTED % {**arguments, "vm": vm.name}
     _requested(
@@ -243,6 +267,13 @@ def snapshot_restore(*, actor, snapshot: Snapshot, confirm: str) -> Snapshot:
         volume = volume_services._locked(volume)
         _quiet(volume, "restored", RESTORABLE_VOLUME_PHASES)
         snapshot = _restore(actor, volume, _locked(snapshot))
+        if volume.vm_id is not None:
+            # One disk rewritten: a memory state restored before no longer matches it.
+            VirtualMachine.objects.filter(pk=volume.vm_id, resume_from__isnull=False).update(
+                resume_from=None,
+                updated=timezone.now(),
+                resource_version=F("resource_version") + 1,
+            )
     return snapshot
 
 
@@ -376,6 +407,21 @@ class VMSnapshot:
         return max(s.resource_version for s in self.disks)
 
     @property
+    def live(self) -> bool:
+        """Taken while the VM ran (its disks copied as they were at one moment)."""
+        return any(s.live for s in self.disks)
+
+    @property
+    def memory(self) -> Snapshot | None:
+        """The disk's snapshot that carries the VM's memory state, if it was saved."""
+        return next((s for s in self.disks if s.memory_name), None)
+
+    @property
+    def quiesced(self) -> bool:
+        """The guest agent froze the filesystems for every disk's copy."""
+        return all(s.quiesced for s in self.disks)
+
+    @property
     def created(self):
         return min(s.created for s in self.disks)
 
@@ -398,10 +444,12 @@ def _stopped_vm_disks(
     *,
     need_disks: bool = True,
     phases: frozenset = QUIET_VOLUME_PHASES,
+    running_ok: bool = False,
 ) -> tuple[VirtualMachine, list[Volume]]:
     """Inside a transaction: the VM's local volumes, then the VM, locked (the order
-    every volume change locks them in); ``Conflict`` unless the VM is stopped and its
-    disks are quiet (and, with ``need_disks``, it has some)."""
+    every volume change locks them in); ``Conflict`` unless the VM is stopped (or, with
+    ``running_ok``, running or paused: a live snapshot) and its disks are quiet (and,
+    with ``need_disks``, it has some)."""
     volumes = list(
         Volume.objects.select_for_update(of=("self",))
         .select_related("tenant", "vm", "host")
@@ -410,10 +458,20 @@ def _stopped_vm_disks(
     )
     vm = (
         VirtualMachine.objects.select_for_update(of=("self",))
-        .select_related("tenant")
+        .select_related("tenant", "host")
         .get(pk=vm.pk)
     )
-    if vm.phase != Phase.STOPPED:
+    if running_ok and vm.phase not in LIVE_SNAPSHOT_PHASES:
+        raise Conflict(
+            gettext(snapshot_texts.VM_NOT_SNAPSHOTTABLE) % {"vm": vm.name, "phase": vm.phase},
+            errors={
+                "vm": [
+                    gettext("%(vm)s is %(phase)s; wait until it settles.")
+                    % {"vm": vm.name, "phase": vm.phase}
+                ]
+            },
+        )
+    if not running_ok and vm.phase != Phase.STOPPED:
         raise Conflict(
             gettext(snapshot_texts.VM_NOT_STOPPED)
             % {"vm": vm.name, "phase": vm.phase, "what": DONE_TO_DISKS.get(what, what)},
@@ -439,19 +497,58 @@ def _stopped_vm_disks(
     return vm, volumes
 
 
-def vm_snapshot_create(*, actor, vm: VirtualMachine, name: str, schedule=None) -> VMSnapshot:
-    """Snapshot every local disk of a stopped VM together, under one name, in one
-    transaction: all are recorded and charged, or none is (``schedule`` as in
-    :func:`snapshot_create`)."""
+def _memory_flag(value, errors: dict) -> bool:
+    if value in (None, "", False, "false", "0", "off"):
+        return False
+    if value in (True, "true", "1", "on"):
+        return True
+    errors.setdefault("memory", []).append(gettext("Must be true or false."))
+    return False
+
+
+def vm_snapshot_create(
+    *, actor, vm: VirtualMachine, name: str, schedule=None, memory=False
+) -> VMSnapshot:
+    """Snapshot every local disk of a VM together, under one name, in one transaction:
+    all are recorded and charged, or none is (``schedule`` as in
+    :func:`snapshot_create`). A stopped VM's disks are copied as they are; a running or
+    paused VM's as they were at one moment (its filesystems frozen first when a guest
+    agent answers), and with ``memory`` its memory state is saved too, to resume from."""
     authorize(actor=actor, tenant=vm.tenant, permission="snapshot.create", target=f"vm/{vm.name}")
     errors: dict[str, list[str]] = {}
     name = _check_name(name, errors)
+    memory = _memory_flag(memory, errors)
     if errors:
         raise ValidationError(gettext("The snapshot is not valid."), errors=errors)
+    volumes: list[Volume] = []
     try:
         with transaction.atomic():
-            vm, volumes = _stopped_vm_disks(vm, "snapshotted")
-            disks = [_take(actor, volume, name, vm, schedule) for volume in volumes]
+            vm, volumes = _stopped_vm_disks(vm, "snapshotted", running_ok=True)
+            live = vm.phase != Phase.STOPPED
+            if memory and not live:
+                raise ValidationError(
+                    gettext(snapshot_texts.MEMORY_NEEDS_RUNNING)
+                    % {"vm": vm.name, "phase": vm.phase},
+                    errors={"memory": [gettext("Only while the VM runs.")]},
+                )
+            if memory and not (vm.host is not None and vm.host.can("memory_state")):
+                raise Conflict(
+                    gettext(snapshot_texts.MEMORY_UNSUPPORTED) % {"vm": vm.name},
+                    errors={"memory": [gettext("Not on this host.")]},
+                )
+            memory_gib = -(-vm.memory_mib // 1024) if memory else 0
+            disks = [
+                _take(
+                    actor,
+                    volume,
+                    name,
+                    vm,
+                    schedule,
+                    live=live,
+                    memory_gib=memory_gib if index == 0 else 0,
+                )
+                for index, volume in enumerate(volumes)
+            ]
     except IntegrityError:
         raise ValidationError(
             gettext(snapshot_texts.SNAPSHOT_EXISTS),
@@ -537,8 +634,33 @@ def vm_snapshot_restore(*, actor, vm: VirtualMachine, name: str, confirm: str) -
                 % {"disks": ", ".join(gone), "vm": vm.name},
                 errors={"volume": gone},
             )
+        memory = next((s for s in disks if s.memory_name), None)
+        whole = memory is not None and set(by_pk) == {s.volume_id for s in disks}
         disks = [_restore(actor, by_pk[s.volume_id], s) for s in disks]
+        _resume_from(vm, memory if whole else None)
     return VMSnapshot(vm=vm, name=name, disks=disks)
+
+
+def _resume_from(vm: VirtualMachine, memory: Snapshot | None) -> None:
+    """Inside the transaction of a restore, ``vm`` locked: its next start resumes from
+    ``memory`` (a snapshot carrying memory state, restored with all the VM's disks), or
+    boots (None: any other restore of its disks)."""
+    wanted = memory.pk if memory is not None else None
+    if vm.resume_from_id == wanted:
+        return
+    VirtualMachine.objects.filter(pk=vm.pk).update(
+        resume_from=wanted, updated=timezone.now(), resource_version=F("resource_version") + 1
+    )
+    vm.resume_from_id = wanted
+    if memory is not None:
+        event_publish(
+            tenant=vm.tenant,
+            kind="vm",
+            name=vm.name,
+            uid=str(vm.uid),
+            reason="ResumeFromSnapshot",
+            message=snapshot_texts.RESUME_SET % {"snapshot": memory.name, "vm": vm.name},
+        )
 
 
 def vm_snapshot_delete(*, actor, vm: VirtualMachine, name: str) -> VMSnapshot:
@@ -547,6 +669,57 @@ def vm_snapshot_delete(*, actor, vm: VirtualMachine, name: str) -> VMSnapshot:
     with transaction.atomic():
         disks = [_delete(actor, s) for s in _vm_snapshot(vm, name)]
     return VMSnapshot(vm=vm, name=name, disks=disks)
+
+
+def vm_resume_memory(vm: VirtualMachine, backend) -> bool:
+    """At a start of ``vm`` (its task, VM locked): resume the guest from the memory state
+    it was restored with. True when it now runs from it; False when it must boot (none
+    was restored, or it cannot be loaded: a Warning says why, and it is not tried
+    again). A transient backend error is raised, to retry the start."""
+    wanted = vm.resume_from_id
+    if wanted is None:
+        return False
+    snapshot = Snapshot.objects.filter(pk=wanted).exclude(memory_name="").first()
+    error = ""
+    if snapshot is None or snapshot.phase != SnapshotPhase.READY:
+        error = snapshot_texts.IS_NOW % {
+            "snapshot": snapshot.name if snapshot else "?",
+            "phase": snapshot.phase if snapshot else SnapshotPhase.DELETING,
+        }
+    else:
+        try:
+            backend.memory_resume(vm.domain_name, snapshot.pool, snapshot.memory_name)
+        except TransientBackendError:
+            raise
+        except BackendError as failure:
+            error = str(failure)
+    VirtualMachine.objects.filter(pk=vm.pk, resume_from_id=wanted).update(
+        resume_from=None, updated=timezone.now(), resource_version=F("resource_version") + 1
+    )
+    vm.resume_from_id = None
+    name = snapshot.name if snapshot else "?"
+    if error:
+        event_publish(
+            tenant=vm.tenant,
+            kind="vm",
+            name=vm.name,
+            uid=str(vm.uid),
+            type="Warning",
+            reason="ResumeFailed",
+            message=snapshot_texts.RESUME_FAILED % {"snapshot": name, "error": error},
+        )
+        return False
+    # Its readiness is read from the console output of the boot the snapshot caught.
+    readiness.vm_boot_begin(vm, mark=snapshot.boot_log_offset)
+    event_publish(
+        tenant=vm.tenant,
+        kind="vm",
+        name=vm.name,
+        uid=str(vm.uid),
+        reason="ResumedFromSnapshot",
+        message=snapshot_texts.RESUMED % {"snapshot": name},
+    )
+    return True
 
 
 # --- Observed state (task) -------------------------------------------------------------
@@ -880,4 +1053,8 @@ def _requested(actor, snapshot: Snapshot, *, action: str, reason: str, message: 
 def _enqueue(snapshot: Snapshot) -> None:
     from compute.tasks import snapshots as tasks
 
-    tasks.snapshot_apply.delay(snapshot.pk)
+    if snapshot.live and snapshot.vm_id and snapshot.phase == SnapshotPhase.PENDING:
+        # The disks of a running VM are copied together, at one moment, by one task.
+        tasks.vm_snapshot_live.delay(snapshot.vm_id, snapshot.name)
+    else:
+        tasks.snapshot_apply.delay(snapshot.pk)

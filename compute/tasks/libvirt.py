@@ -20,6 +20,7 @@ from compute.models import Host, VirtualMachine
 from compute.services import hosts as host_services
 from compute.services import networks as network_services
 from compute.services import reconcile
+from compute.services import snapshots as snapshot_services
 from compute.services import volumes as volume_services
 from compute.services.backups import vm_restore_verify
 from compute.services.readiness import vm_boot_begin, vm_ready_probe
@@ -104,8 +105,9 @@ def _converge(vm: VirtualMachine, backend, *, force: bool = False) -> None:
             _apply_size(vm, backend)
             vm_observe(vm, Phase.STARTING)
             network_services.vm_networks_prepare(vm, backend)
-            vm_boot_begin(vm, mark=backend.boot_mark(name))
-            backend.start(name)
+            if not snapshot_services.vm_resume_memory(vm, backend):
+                vm_boot_begin(vm, mark=backend.boot_mark(name))
+                backend.start(name)
     elif vm.desired_state == DesiredState.PAUSED:
         if status.state == "running":
             backend.suspend(name)

@@ -9,6 +9,7 @@ checks what already exists. Transient errors retry with backoff.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from celery import shared_task
@@ -20,7 +21,7 @@ from compute.backends import (
     VolumeNotFound,
     backend_for_host,
 )
-from compute.choices import SnapshotPhase, VolumePhase
+from compute.choices import DesiredState, SnapshotPhase, VolumePhase
 from compute.models import Snapshot
 from compute.services import snapshots as services
 from compute.services import volumes as volume_services
@@ -87,7 +88,12 @@ def _converge(snapshot: Snapshot, backend) -> None:
     volume = snapshot.volume
     if snapshot.phase == SnapshotPhase.DELETING:
         backend.volume_delete(snapshot.pool, snapshot.backend_name)
+        if snapshot.memory_name:
+            backend.volume_delete(snapshot.pool, snapshot.memory_name)
         services.snapshot_finalize_delete(snapshot)
+    elif snapshot.phase == SnapshotPhase.PENDING and snapshot.live and snapshot.vm_id:
+        # Lost and driven again by the sweep: its VM's disks are copied together.
+        vm_snapshot_live.delay(snapshot.vm_id, snapshot.name)
     elif snapshot.phase == SnapshotPhase.PENDING:
         backend.volume_clone(volume_services.volume_spec(volume), services.snapshot_spec(snapshot))
         services.snapshot_observe(
@@ -128,6 +134,105 @@ def _converge(snapshot: Snapshot, backend) -> None:
             snapshot_texts.RESTORED_ONTO % {"volume": volume.name},
             reason="SnapshotRestored",
             restored=timezone.now(),
+        )
+
+
+def _live_disks(vm_id: int, name: str) -> list[Snapshot]:
+    return list(
+        Snapshot.objects.select_related(
+            "tenant", "volume", "volume__tenant", "volume__vm", "volume__host", "host", "vm"
+        )
+        .select_related("vm__host", "vm__tenant")
+        .filter(vm_id=vm_id, name=name, live=True, phase=SnapshotPhase.PENDING)
+        .order_by("volume__device")
+    )
+
+
+@shared_task(bind=True, acks_late=True, name="compute.tasks.libvirt.vm_snapshot_live")
+def vm_snapshot_live(self, vm_id: int, name: str) -> None:
+    """Take the Pending snapshots ``name`` of a running (or paused) VM's disks as they
+    are at one moment, and its memory state with them when asked. Holds the VM's task
+    lock (no start, stop or migration meanwhile) and every disk's; safe to run twice:
+    a copy left by an earlier try is of another moment and is made again."""
+    from compute.tasks.libvirt import vm_lock
+
+    disks: list[Snapshot] = []
+    try:
+        with vm_lock(vm_id), contextlib.ExitStack() as held:
+            for disk in _live_disks(vm_id, name):
+                held.enter_context(volume_lock(disk.volume_id))
+            disks = _live_disks(vm_id, name)
+            if disks:
+                _take_live(disks)
+    except Busy:
+        raise self.retry(countdown=1, max_retries=120) from None
+    except TransientBackendError as error:
+        if self.request.retries < MAX_RETRIES:
+            raise self.retry(countdown=min(2 ** (self.request.retries + 1), 60)) from error
+        for disk in _live_disks(vm_id, name):
+            _failed(
+                disk, snapshot_texts.NO_ANSWER % {"retries": self.request.retries, "error": error}
+            )
+    except BackendError as error:
+        for disk in _live_disks(vm_id, name):
+            _failed(disk, str(error))
+
+
+def _take_live(disks: list[Snapshot]) -> None:
+    vm = disks[0].vm
+    backend = backend_for_host(vm.host)
+    domain = vm.domain_name
+    memory = next((d for d in disks if d.memory_name), None)
+    for disk in disks:
+        backend.volume_delete(disk.pool, disk.backend_name)
+    if memory is not None:
+        backend.volume_delete(memory.pool, memory.memory_name)
+    state = backend.status(domain).state
+    if state == "paused" and vm.desired_state == DesiredState.RUNNING:
+        # Paused although asked to run: by an earlier try of this task, killed before it
+        # could resume the guest. Resume it; the copies are made again below.
+        backend.resume(domain)
+        state = "running"
+    if state not in {"running", "paused"}:
+        for disk in disks:
+            _failed(disk, snapshot_texts.LIVE_NOT_RUNNING % {"vm": vm.name, "state": state})
+        return
+    copy = backend.snapshot_live(
+        domain,
+        [
+            (
+                disk.volume.device,
+                volume_services.volume_spec(disk.volume),
+                services.snapshot_spec(disk),
+            )
+            for disk in disks
+        ],
+        (memory.pool, memory.memory_name) if memory is not None else None,
+    )
+    quiesced = copy.quiesced
+    seconds = f"{copy.seconds:.1f}"
+    for disk in disks:
+        arguments = {
+            "snapshot": disk.name,
+            "vm": vm.name,
+            "size_gib": disk.size_gib,
+            "volume": disk.volume.name,
+            "seconds": seconds,
+        }
+        if memory is not None:
+            message = snapshot_texts.TAKEN_LIVE_MEMORY % arguments
+        elif quiesced:
+            message = snapshot_texts.TAKEN_LIVE_QUIESCED % arguments
+        else:
+            message = snapshot_texts.TAKEN_LIVE % arguments
+        extra = {"boot_log_offset": vm.boot_log_offset} if disk is memory else {}
+        services.snapshot_observe(
+            disk,
+            SnapshotPhase.READY,
+            message,
+            reason="SnapshotTaken",
+            quiesced=quiesced,
+            **extra,
         )
 
 

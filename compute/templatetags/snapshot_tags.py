@@ -40,6 +40,9 @@ def vm_snapshots_panel(context, vm):
         "disk_snapshots": disk_snapshots,
         "disk_names": [v.name for v in selectors.vm_volumes(request.user, tenant, vm)],
         "stopped": vm.phase == Phase.STOPPED,
+        "settled": vm.phase in snapshot_services.LIVE_SNAPSHOT_PHASES,
+        "running": vm.phase in (Phase.RUNNING, Phase.PAUSED),
+        "memory_ok": vm.host is not None and vm.host.can("memory_state"),
         "can_snapshot": tenant_selectors.can(request.user, tenant, "snapshot.create"),
         "can_backup": tenant_selectors.can(request.user, tenant, "backup.create"),
     }

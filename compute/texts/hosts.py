@@ -75,6 +75,7 @@ URI_VALUE = gettext_noop("?%(parameter)s=%(value)s is not allowed.")
 
 # compute.backends: what a host's or cluster's backend cannot do (its default answer).
 BACKEND_NO_VOLUME_STORAGE = gettext_noop("This host's backend has no volume storage.")
+BACKEND_NO_MEMORY_STATE = gettext_noop("This host's backend cannot save a running VM's memory.")
 BACKEND_NO_VOLUME_CLONE = gettext_noop("This host's backend cannot clone volumes.")
 BACKEND_NO_VOLUME_RESIZE = gettext_noop("This host's backend cannot resize volumes.")
 BACKEND_NO_VOLUME_EXPORT = gettext_noop("This host's backend cannot export volumes.")

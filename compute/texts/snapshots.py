@@ -43,6 +43,15 @@ VM_NOT_STOPPED = gettext_noop(
     "%(vm)s is %(phase)s: stop it first so that its disks are %(what)s in a consistent state."
 )
 VM_NO_DISKS = gettext_noop("%(vm)s has no disks to snapshot.")
+VM_NOT_SNAPSHOTTABLE = gettext_noop(
+    "%(vm)s is %(phase)s: a snapshot is taken while it is Running, Paused or Stopped."
+)
+MEMORY_NEEDS_RUNNING = gettext_noop(
+    "%(vm)s is %(phase)s: only a running or paused VM has a memory state to save."
+)
+MEMORY_UNSUPPORTED = gettext_noop(
+    "The host of %(vm)s cannot save a running VM's memory: take the snapshot without memory."
+)
 VM_DISKS_BUSY = gettext_noop("%(disks)s of %(vm)s cannot be %(what)s now (busy).")
 NAME_TAKEN = gettext_noop("%(volume)s has a snapshot named %(name)s already.")
 SNAPSHOT_EXISTS = gettext_noop("A snapshot with this name exists already.")
@@ -55,6 +64,14 @@ TAKE_WITH_VM_REQUESTED = gettext_noop(
     "Snapshot %(snapshot)s (%(size_gib)s GiB copy with %(vm)s's other disks) requested by "
     "%(actor)s."
 )
+TAKE_LIVE_REQUESTED = gettext_noop(
+    "Snapshot %(snapshot)s (%(size_gib)s GiB copy with %(vm)s's other disks, taken while it "
+    "runs) requested by %(actor)s."
+)
+TAKE_MEMORY_REQUESTED = gettext_noop(
+    "Snapshot %(snapshot)s (%(size_gib)s GiB copy with %(vm)s's other disks and its "
+    "%(memory_gib)s GiB memory state) requested by %(actor)s."
+)
 RESTORE_REQUESTED = gettext_noop(
     "Restore of snapshot %(snapshot)s (its current data is replaced) requested by %(actor)s."
 )
@@ -65,6 +82,30 @@ RESTORING = gettext_noop("Restoring snapshot %(snapshot)s…")
 DELETED = gettext_noop("Snapshot %(snapshot)s deleted; its quota was released.")
 IS_NOW = gettext_noop("Snapshot %(snapshot)s is %(phase)s.")
 TAKEN = gettext_noop("Snapshot %(snapshot)s taken: a %(size_gib)s GiB copy of %(volume)s.")
+TAKEN_LIVE = gettext_noop(
+    "Snapshot %(snapshot)s taken while %(vm)s ran: a %(size_gib)s GiB copy of %(volume)s, "
+    "crash-consistent (copied in %(seconds)s s; no guest agent froze its filesystems)."
+)
+TAKEN_LIVE_QUIESCED = gettext_noop(
+    "Snapshot %(snapshot)s taken while %(vm)s ran: a %(size_gib)s GiB copy of %(volume)s, "
+    "quiesced (the guest agent froze its filesystems; copied in %(seconds)s s)."
+)
+TAKEN_LIVE_MEMORY = gettext_noop(
+    "Snapshot %(snapshot)s taken while %(vm)s ran: a %(size_gib)s GiB copy of %(volume)s and "
+    "the VM's memory state (the guest was paused for %(seconds)s s)."
+)
+LIVE_NOT_RUNNING = gettext_noop(
+    "Not taken: %(vm)s was %(state)s, not running, when the snapshot's turn came. Take it again."
+)
+RESUME_SET = gettext_noop(
+    "Restored from snapshot %(snapshot)s: the next start resumes %(vm)s where the snapshot "
+    "was taken, from its memory state."
+)
+RESUMED = gettext_noop("Resumed from the memory state of snapshot %(snapshot)s instead of booting.")
+RESUME_FAILED = gettext_noop(
+    "Could not resume from the memory state of snapshot %(snapshot)s (%(error)s): booting "
+    "from the restored disks instead."
+)
 RESTORED_FROM = gettext_noop("Restored from snapshot %(snapshot)s.")
 RESTORED_ONTO = gettext_noop("Restored onto %(volume)s.")
 NOT_RESTORED = gettext_noop("Not restored: %(volume)s is %(phase)s.")

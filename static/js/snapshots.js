@@ -111,8 +111,9 @@
     }).observe(rows, { childList: true, subtree: true });
   });
 
-  // Snapshots and clones are made only while the VM is stopped: the forms follow the
-  // VM's phase, and the notes say why they are off.
+  // Clones are made and snapshots restored only while the VM is stopped; a snapshot is
+  // taken while it is stopped, running or paused (its memory only while it runs): the
+  // forms follow the VM's phase, and the notes say why they are off.
   document.addEventListener("isotope:resource", (event) => {
     const data = event.detail && event.detail.data;
     if (!data || data.kind !== "vm" || data.deleted) return;
@@ -121,6 +122,12 @@
     const stopped = phase === "Stopped";
     const of = (attr) => document.querySelectorAll("[" + attr + '="' + CSS.escape(data.name) + '"]');
     of("data-needs-stopped").forEach((el) => { el.disabled = !stopped; });
+    const running = phase === "Running" || phase === "Paused";
+    of("data-needs-settled").forEach((el) => { el.disabled = !(stopped || running); });
+    of("data-needs-running").forEach((el) => {
+      el.disabled = !running;
+      if (!running) el.checked = false;
+    });
     of("data-stopped-note").forEach((el) => { el.hidden = stopped; });
     of("data-stopped-phase").forEach((el) => { el.textContent = label(phase).toLowerCase(); });
   });

@@ -260,9 +260,20 @@ def test_vm_snapshot_refusals_are_problems_that_change_nothing(world, api):
     snapshot_services.vm_snapshot_create(actor=world.bob, vm=vm, name="s1")
     Snapshot.objects.update(phase=SnapshotPhase.READY)
     problem(client.post(f"{url}s1/restore/", {"confirm": "web2"}, format="json"), 400)
+    # A stopped VM has no memory to save; "memory" is a boolean; nothing else in spec.
+    with_memory = {"metadata": {"name": "s2"}, "spec": {"memory": True}}
+    assert "memory" in problem(client.post(url, with_memory, format="json"), 400)["errors"]
+    odd = {"metadata": {"name": "s2"}, "spec": {"memory": "maybe"}}
+    problem(client.post(url, odd, format="json"), 400)
+    problem(client.post(url, {"metadata": {"name": "s2"}, "spec": {"x": 1}}, format="json"), 400)
     VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING)
     problem(client.post(f"{url}s1/restore/", {"confirm": "web1"}, format="json"), 409)
-    problem(client.post(url, {"metadata": {"name": "s2"}}, format="json"), 409)
+    # The test driver's host cannot save memory: a clear refusal, nothing recorded.
+    refused = problem(client.post(url, with_memory, format="json"), 409)
+    assert "without memory" in refused["detail"]
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.MIGRATING)
+    refused = problem(client.post(url, {"metadata": {"name": "s2"}}, format="json"), 409)
+    assert "Running, Paused or Stopped" in refused["detail"]
     assert list(Snapshot.objects.values_list("name", "phase")) == [("s1", "Ready")]
     assert Volume.objects.get().phase == VolumePhase.ATTACHED
 

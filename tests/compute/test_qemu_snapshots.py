@@ -187,3 +187,174 @@ def test_a_vm_cloned_to_a_bigger_disk_boots_and_its_guest_sees_the_grown_disk(
     guest_of(clone).until("cat /sys/block/vda/size > /dev/ttyS0", str(2 * 1024**3 // 512))
     vm_services.vm_action(actor=demo.bob, vm=clone, action="force-stop")
     wait_phase(clone, Phase.STOPPED, timeout=300)
+
+
+def ready_guest(demo, prefix: str):
+    """A running, Ready tiny guest of bob's with a 1 GiB root disk."""
+    vm = vm_services.vm_create(
+        actor=demo.bob,
+        tenant=demo.acme,
+        name=f"{prefix}-{secrets.token_hex(3)}",
+        image="tiny",
+        vcpus=1,
+        memory_mib=256,
+        disk_gib=1,
+    )
+    return wait_ready(wait_phase(vm, Phase.RUNNING, timeout=300), timeout=GUEST_BOOT_TIMEOUT * 3)
+
+
+def boot_id(guest) -> str:
+    """The guest kernel's boot id: the same while it runs on, a new one at every boot."""
+    out = guest.until(
+        "echo BOOT-$(cat /proc/sys/kernel/random/boot_id)-ID > /dev/ttyS0", "-ID", timeout=300
+    )
+    start = out.rindex("BOOT-") + len("BOOT-")
+    return out[start : out.index("-ID", start)]
+
+
+def test_a_running_guest_snapshotted_with_its_memory_resumes_from_it_after_a_restore(
+    demo,
+    node1,  # noqa: F811
+    pool_cleanup,  # noqa: F811
+    celery_worker,
+):
+    from compute.models import VirtualMachine
+    from monitoring.models import Event
+    from tenants.models import Quota
+
+    def used() -> int:
+        return Quota.objects.get(tenant=demo.acme).used_storage
+
+    vm = ready_guest(demo, "qm")
+    name = vm.name
+    guest = guest_of(vm)
+    booted = boot_id(guest)
+    before = used()
+
+    group = snapshot_services.vm_snapshot_create(actor=demo.bob, vm=vm, name="live1", memory=True)
+    assert used() == before + 1 + 1  # the 1 GiB disk's copy and 1 GiB for 256 MiB of memory
+    for disk in group.disks:
+        wait_for(
+            lambda d=disk: Snapshot.objects.get(pk=d.pk).phase == SnapshotPhase.READY,
+            300,
+            message="snapshot not Ready",
+        )
+    (group,) = snapshot_services.vm_snapshots(vm, "live1")
+    memory = group.memory
+    assert memory is not None and group.live
+    assert not group.quiesced  # the tiny guest has no agent: crash-consistent disks
+    assert memory.memory_name in {v.name() for v in _pool(node1).listAllVolumes()}
+    # The guest went on running the same boot, in the VM that never left Running.
+    assert boot_id(guest) == booted
+    assert VirtualMachine.objects.get(pk=vm.pk).phase == Phase.RUNNING
+
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="force-stop")
+    vm = wait_phase(vm, Phase.STOPPED, timeout=300)
+    snapshot_services.vm_snapshot_restore(actor=demo.bob, vm=vm, name="live1", confirm=name)
+    for volume in Volume.objects.filter(vm=vm):
+        wait_volume(volume, VolumePhase.ATTACHED, timeout=300)
+    vm = VirtualMachine.objects.get(pk=vm.pk)
+    assert vm.resume_from_id == memory.pk
+    assert Event.objects.filter(name=name, reason="ResumeFromSnapshot").exists()
+
+    # The start resumes the guest where the snapshot caught it: the same boot, Ready.
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="start")
+    vm = wait_ready(wait_phase(vm, Phase.RUNNING, timeout=300), timeout=GUEST_BOOT_TIMEOUT * 3)
+    assert Event.objects.filter(name=name, reason="ResumedFromSnapshot").exists()
+    assert boot_id(guest) == booted
+    assert VirtualMachine.objects.get(pk=vm.pk).resume_from_id is None
+
+    # The next start after a stop boots afresh; deleting the snapshot frees its files.
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="force-stop")
+    vm = wait_phase(vm, Phase.STOPPED, timeout=300)
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="start")
+    vm = wait_ready(wait_phase(vm, Phase.RUNNING, timeout=300), timeout=GUEST_BOOT_TIMEOUT * 3)
+    assert boot_id(guest) != booted
+    snapshot_services.vm_snapshot_delete(actor=demo.alice, vm=vm, name="live1")
+    wait_for(lambda: not Snapshot.objects.filter(vm=vm).exists(), 120, message="kept")
+    assert used() == before
+    assert memory.memory_name not in {v.name() for v in _pool(node1).listAllVolumes()}
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="force-stop")
+    wait_phase(vm, Phase.STOPPED, timeout=300)
+
+
+def _pool(host) -> libvirt.virStoragePool:
+    pool = shared_connection(host.uri).storagePoolLookupByName(POOL)
+    pool.refresh(0)
+    return pool
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_live_snapshot_leaves_no_half_copy_and_the_guest_runs_on(
+    demo,
+    node1,  # noqa: F811
+    pool_cleanup,  # noqa: F811
+    settings,
+):
+    """Chaos: SIGKILL the worker while it holds a running guest paused for a snapshot
+    with memory. Nothing half-made is kept, the quota is charged once, and the task
+    driven again by the sweep resumes the guest and takes the snapshot."""
+    from django.core.cache import cache
+
+    from compute.models import VirtualMachine
+    from tenants.models import Quota
+    from tests.compute.test_qemu_vms import _kill, _worker
+
+    def used() -> int:
+        return Quota.objects.get(tenant=demo.acme).used_storage
+
+    def ours_in_pool(group) -> set[str]:
+        names = {v.name() for v in _pool(node1).listAllVolumes()}
+        mine = {d.backend_name for d in group.disks} | {group.memory.memory_name}
+        return names & mine
+
+    settings.ISOTOPE_STUCK_SECONDS = 1
+    first = _worker({})
+    stuck = second = None
+    try:
+        vm = ready_guest(demo, "qk")
+        guest = guest_of(vm)
+        booted = boot_id(guest)
+        _kill(first)
+        stuck = _worker({"ISOTOPE_FAILPOINTS": "snapshot.live.paused=sleep:600"})
+        before = used()
+        group = snapshot_services.vm_snapshot_create(
+            actor=demo.bob, vm=vm, name="live1", memory=True
+        )
+        domain = shared_connection(node1.uri).lookupByName(vm.domain_name)
+        wait_for(
+            lambda: domain.state()[0] == libvirt.VIR_DOMAIN_PAUSED,
+            120,
+            message="the worker never paused the guest",
+        )
+        _kill(stuck)
+        # The killed task left the guest paused and its snapshots Pending, charged once,
+        # with no copy or memory file in the pool.
+        (group,) = snapshot_services.vm_snapshots(vm, "live1")
+        assert group.phase == SnapshotPhase.PENDING and used() == before + 2
+        assert ours_in_pool(group) == set()
+        assert VirtualMachine.objects.get(pk=vm.pk).phase == Phase.RUNNING
+        # Its task locks expire (120 s): let them go now rather than wait.
+        cache.delete(f"isotope:vm-lock:{vm.pk}")
+        for disk in group.disks:
+            cache.delete(f"isotope:volume-lock:{disk.volume_id}")
+        second = _worker({})
+        time.sleep(1.5)  # older than ISOTOPE_STUCK_SECONDS
+        assert snapshot_services.snapshots_redrive()
+        wait_for(
+            lambda: all(s.phase == SnapshotPhase.READY for s in Snapshot.objects.filter(vm=vm)),
+            300,
+            message="the snapshot was not taken again",
+        )
+        (group,) = snapshot_services.vm_snapshots(vm, "live1")
+        assert ours_in_pool(group) == {d.backend_name for d in group.disks} | {
+            group.memory.memory_name
+        }
+        assert used() == before + 2
+        assert domain.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+        assert boot_id(guest) == booted  # resumed, not rebooted
+        assert VirtualMachine.objects.get(pk=vm.pk).phase == Phase.RUNNING
+    finally:
+        for process in (first, stuck, second):
+            if process is not None:
+                _kill(process)

@@ -11,7 +11,7 @@ import pytest
 
 from compute.backends.libvirt.backend import SERIAL_DIR, shared_connection
 from compute.choices import Phase, VolumePhase
-from compute.models import Volume
+from compute.models import Snapshot, Volume
 from compute.services import vms as vm_services
 from compute.services import volumes as volume_services
 from tests.compute.guest import Guest
@@ -30,6 +30,8 @@ def pool_cleanup(node1):  # noqa: F811 - the fixture imported above
     names: list[str] = []
     yield names
     names += list(Volume.objects.values_list("backend_name", flat=True))
+    for copy, memory in Snapshot.objects.values_list("backend_name", "memory_name"):
+        names += [copy, memory] if memory else [copy]
     conn = shared_connection(node1.uri)
     pool = conn.storagePoolLookupByName("isotope-volumes")
     pool.refresh(0)

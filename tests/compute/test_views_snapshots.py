@@ -131,17 +131,40 @@ def test_the_vm_panel_lists_vm_and_disk_snapshots_with_the_buttons_the_role_allo
         assert "hidden" in note  # stopped: no warning
 
 
-def test_a_running_vm_says_to_stop_it_and_a_take_is_refused_with_that_message(world):
+def test_a_running_vm_is_snapshotted_live_and_an_unsettled_one_is_refused(world):
+    from compute.models import Host
+
     vm = stopped_vm_with_disk(world)
     VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING)
     client = client_for(world.bob)
     html = client.get(VM_PAGE).content.decode()
     note = html.split('data-testid="vm-snapshot-stopped"')[1].split("</div>")[0]
-    assert "hidden" not in note.split(">")[0] and "stop it to take or restore" in note
-    assert html.split('id="vm-snapshot-name"')[1].split(">")[0].rstrip().endswith("disabled")
+    assert "hidden" not in note.split(">")[0]
+    assert "copies its disks as they are at that moment while it runs on" in note
+    assert "stop it to restore one" in note
+    assert not html.split('id="vm-snapshot-name"')[1].split(">")[0].rstrip().endswith("disabled")
+    # This host cannot save memory: no "With memory" box.
+    assert 'id="vm-snapshot-memory"' not in html
     response = client.post(f"{VM_PAGE}snapshots/", {"name": "s1"}, follow=True)
-    assert b"stop it first" in response.content
-    assert not Snapshot.objects.exists() and used_storage(world.acme) == 5
+    assert b"Taking snapshot s1" in response.content
+    assert Snapshot.objects.get().live and used_storage(world.acme) == 10
+
+    # A host that can: the box is there and the memory is charged with the first disk.
+    Host.objects.update(capabilities={**vm.host.capabilities, "memory_state": True})
+    html = client.get(VM_PAGE).content.decode()
+    box = html.split('id="vm-snapshot-memory"')[1].split(">")[0]
+    assert "disabled" not in box
+    client.post(f"{VM_PAGE}snapshots/", {"name": "s2", "memory": "1"})
+    taken = Snapshot.objects.get(name="s2")
+    assert taken.memory_name and taken.memory_gib == 1 and used_storage(world.acme) == 16
+
+    # Mid-migration nothing can be taken: the form is off and a post is refused.
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.MIGRATING)
+    html = client.get(VM_PAGE).content.decode()
+    assert html.split('id="vm-snapshot-name"')[1].split(">")[0].rstrip().endswith("disabled")
+    response = client.post(f"{VM_PAGE}snapshots/", {"name": "s3"}, follow=True)
+    assert b"Running, Paused or Stopped" in response.content
+    assert Snapshot.objects.count() == 2 and used_storage(world.acme) == 16
 
 
 def test_take_restore_and_delete_a_vm_snapshot_from_its_page(world):

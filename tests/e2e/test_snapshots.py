@@ -152,7 +152,11 @@ def vm_with_disk(demo, phase: str):
 def test_bob_snapshots_his_stopped_vm_from_its_page_restores_it_and_alice_deletes_it(
     demo, make_host, tiny_image, celery_worker, live_url, new_page, axe
 ):
-    make_host("node-a")
+    from compute.models import Host
+
+    host = make_host("node-a")
+    # As if the host could save memory (real QEMU can; the test driver cannot).
+    Host.objects.filter(pk=host.pk).update(capabilities={**host.capabilities, "memory_state": True})
     vm = vm_with_disk(demo, Phase.RUNNING)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
@@ -161,14 +165,32 @@ def test_bob_snapshots_his_stopped_vm_from_its_page_restores_it_and_alice_delete
     page.goto(f"{live_url}/t/acme/vms/web-1/")
     panel = page.get_by_test_id("vm-snapshots")
     expect(panel).to_contain_text("No snapshots of this VM or its disks yet.")
-    # Running: the panel says to stop it, and the form is off.
+    # Running: a snapshot is taken live; the note says so, and that a restore needs
+    # the VM stopped; "With memory" is offered.
     note = panel.get_by_test_id("vm-snapshot-stopped")
-    expect(note).to_contain_text("web-1 is running: stop it to take or restore a snapshot")
-    expect(panel.get_by_role("button", name="Take VM snapshot")).to_be_disabled()
+    expect(note).to_contain_text(
+        "web-1 is running: a snapshot taken now copies its disks as they are at that moment"
+    )
+    expect(note).to_contain_text("stop it to restore one")
+    memory = panel.get_by_test_id("vm-snapshot-memory")
+    expect(memory).to_be_enabled()
+    panel.get_by_label("Snapshot name").fill("while-running")
+    panel.get_by_role("button", name="Take VM snapshot").click()
+    expect(page.get_by_test_id("messages")).to_contain_text("Taking snapshot while-running")
+    live = page.get_by_test_id("vm-snapshot-while-running")
+    expect(live.get_by_test_id("snapshot-kind")).to_contain_text("taken running")
+    expect(live.get_by_test_id("phase")).to_have_text("Ready", timeout=PHASE_TIMEOUT)
+    # The test driver's guest agent froze the filesystems: the message says quiesced.
+    expect(live).to_contain_text("quiesced (the guest agent froze its filesystems")
+    expect(page.get_by_test_id("vm-detail").get_by_test_id("phase").first).to_have_text("Running")
     axe(page)
+    page.screenshot(path=str(ARTIFACTS / "vm-snapshot-live-bob.png"), full_page=True)
     vm_services.vm_action(actor=demo.bob, vm=vm, action="stop")
-    # Stopped arrives live: the note goes and the form turns on.
+    # Stopped arrives live: the note goes, and a stopped VM has no memory to save.
     expect(note).to_be_hidden(timeout=PHASE_TIMEOUT)
+    expect(memory).to_be_disabled()
+    snapshot_services.vm_snapshot_delete(actor=demo.alice, vm=vm, name="while-running")
+    expect(live).to_have_count(0, timeout=PHASE_TIMEOUT)
     panel.get_by_label("Snapshot name").fill("before-upgrade")
     panel.get_by_role("button", name="Take VM snapshot").click()
     expect(page.get_by_test_id("messages")).to_contain_text("Taking snapshot before-upgrade")

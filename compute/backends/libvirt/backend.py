@@ -32,6 +32,7 @@ from compute.backends.base import (
     DomainStatus,
     FilterSpec,
     HostFacts,
+    LiveCopy,
     MigrationOptions,
     MigrationProgress,
     NetworkSpec,
@@ -46,6 +47,7 @@ from compute.backends.base import (
 from compute.backends.libvirt import xml
 from compute.texts import hosts as host_texts
 from compute.texts import vms as vm_texts
+from portal.failpoints import failpoint
 
 logger = logging.getLogger(__name__)
 
@@ -265,6 +267,8 @@ class LibvirtBackend(ComputeBackend):
             # Security groups as nwfilters; the test driver has no nwfilter driver
             # (interfaces keep their <filterref>, nothing enforces it there).
             "filters": not self.is_test,
+            # The test driver's save files are not in its (simulated) pools.
+            "memory_state": not self.is_test,
         }
 
     # --- plumbing -------------------------------------------------------------------
@@ -938,6 +942,166 @@ class LibvirtBackend(ComputeBackend):
             size_gib * GIB,
             libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES,
         )
+
+    # --- live snapshots ----------------------------------------------------------------
+    def snapshot_live(
+        self,
+        name: str,
+        copies: list[tuple[str, VolumeSpec, VolumeSpec]],
+        memory: tuple[str, str] | None = None,
+    ) -> LiveCopy:
+        if self.is_test:
+            # Its volumes hold no data and it has no backup job: the storage API copies
+            # them while the guest is paused (the default).
+            return super().snapshot_live(name, copies, memory)
+        # QEMU holds its images locked, so QEMU copies them itself: a push-mode backup
+        # job, a copy of every disk as it was when the job began. Without memory the
+        # guest runs on meanwhile; with memory it stays paused until its memory is
+        # saved, so disks and memory are of one moment.
+        domain = self._domain(name)
+        running = domain.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+        quiesced = running and self.freeze(name)
+        frozen = quiesced
+        pause = running and memory is not None
+        started = time.monotonic()
+        try:
+            if pause:
+                self.suspend(name)
+                failpoint("snapshot.live.paused")
+            targets = {}
+            for device, _source, target in copies:
+                storage = self._volume_pool(target.pool)
+                self.volume_delete(target.pool, target.name)
+                path = os.path.join(xml.pool_path(storage.XMLDesc(0)), target.name)
+                targets[device] = (path, target.format)
+            live = self._call(f"read {name}", domain.XMLDesc, 0, name=name)
+            self._call(
+                f"copy the disks of {name}",
+                domain.backupBegin,
+                xml.backup_xml(live, targets),
+                None,
+                0,
+                name=name,
+            )
+            if frozen and not pause:
+                self.thaw(name)  # the copy is of the moment the job began
+                frozen = False
+            self._backup_wait(domain, name)
+            for _device, _source, target in copies:
+                if self._find_volume(self._volume_pool(target.pool), target.name) is None:
+                    raise BackendError(f"The copy {target.name} of {name} was not written.")
+            if memory is not None:
+                self.memory_save(name, *memory)
+        finally:
+            self._live_done(name, resume=pause, thaw=frozen)
+        return LiveCopy(quiesced=quiesced, seconds=time.monotonic() - started)
+
+    def _backup_wait(self, domain: libvirt.virDomain, name: str) -> None:
+        """Until the domain's backup job has ended; BackendError unless it completed."""
+        while True:
+            job = self._call(f"watch the copy of {name}", domain.jobInfo, name=name)
+            if job[0] == libvirt.VIR_DOMAIN_JOB_NONE:
+                break
+            time.sleep(0.2)
+        stats = self._call(
+            f"read the copy of {name}",
+            domain.jobStats,
+            libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED,
+            name=name,
+        )
+        if stats.get("type") != libvirt.VIR_DOMAIN_JOB_COMPLETED:
+            raise BackendError(
+                f"Copying the disks of {name} failed.", detail=str(stats.get("errmsg", stats))
+            )
+
+    def freeze(self, name: str) -> bool:
+        domain = self._domain(name)
+        try:
+            domain.fsFreeze()
+        except libvirt.libvirtError as error:
+            # No agent channel, or nothing answers on it: the copy is crash-consistent.
+            logger.info("%s: filesystems not frozen: %s", name, _text(error))
+            return False
+        return True
+
+    def thaw(self, name: str) -> None:
+        domain = self._domain(name)
+        try:
+            domain.fsThaw()
+        except libvirt.libvirtError as error:
+            logger.warning("%s: could not thaw the filesystems: %s", name, _text(error))
+
+    def memory_save(self, name: str, pool: str, file: str) -> VolumeInfo:
+        if not self.capabilities["memory_state"]:
+            raise BackendError(host_texts.BACKEND_NO_MEMORY_STATE)
+        domain = self._domain(name)
+        storage = self._volume_pool(pool)
+        path = os.path.join(xml.pool_path(storage.XMLDesc(0)), file)
+        self._call(f"save the memory of {name}", domain.saveFlags, path, None, 0, name=name)
+        self._resume_from(name, path, running=False)
+        volume = self._find_volume(storage, file)
+        if volume is None:
+            raise BackendError(f"The memory state of {name} was not written to {file}.")
+        return self._info(pool, volume)
+
+    def memory_resume(self, name: str, pool: str, file: str) -> None:
+        if not self.capabilities["memory_state"]:
+            raise BackendError(host_texts.BACKEND_NO_MEMORY_STATE)
+        volume = self._find_volume(self._volume_pool(pool), file)
+        if volume is None:
+            raise VolumeNotFound(f"No memory state {file} in pool {pool}.")
+        saved = self._call(
+            f"read the memory state of {name}",
+            self.conn.saveImageGetXMLDesc,
+            volume.path(),
+            0,
+            name=name,
+        )
+        defined = self._call(
+            f"read the definition of {name}",
+            self._domain(name).XMLDesc,
+            libvirt.VIR_DOMAIN_XML_INACTIVE,
+            name=name,
+        )
+        then, now = xml.hardware(saved), xml.hardware(defined)
+        changed = sorted(key for key in now if now[key] != then[key])
+        if changed:
+            # Loading it would bring back the old hardware behind the portal's back.
+            raise BackendError(
+                vm_texts.HARDWARE_CHANGED % {"what": ", ".join(changed)},
+                detail=f"saved {then}, defined {now}",
+            )
+        self._resume_from(name, volume.path())
+
+    def _resume_from(self, name: str, path: str, *, running: bool = True) -> None:
+        """Start ``name`` from the saved state at ``path`` (running, or paused), with its
+        console on a free port of this host's range (the one it had may be taken now)."""
+        flags = libvirt.VIR_DOMAIN_SAVE_RUNNING if running else libvirt.VIR_DOMAIN_SAVE_PAUSED
+        if not self.vnc_ports:
+            self._call(
+                f"resume {name} from its memory state",
+                self.conn.restoreFlags,
+                path,
+                None,
+                flags,
+                name=name,
+            )
+            return
+        saved = self._call(
+            f"read the memory state of {name}",
+            self.conn.saveImageGetXMLDesc,
+            path,
+            libvirt.VIR_DOMAIN_SAVE_IMAGE_XML_SECURE,
+            name=name,
+        )
+
+        def restore_on(port: int) -> None:
+            self.conn.restoreFlags(path, xml.with_vnc_port(saved, port), flags)
+
+        try:
+            self._on_free_port(name, restore_on)
+        except libvirt.libvirtError as error:
+            raise _failure(f"resume {name} from its memory state", error, name=name) from error
 
     def disks(self, name: str) -> list[DiskSpec]:
         domain = self._domain(name)

@@ -269,6 +269,45 @@ def volume_disks(xml_text: str) -> list[DiskSpec]:
     return found
 
 
+def hardware(xml_text: str) -> dict:
+    """What a saved memory state must agree with to be loaded into a definition: the
+    vCPUs, the memory, the disks (device, pool, volume) and the interfaces (MAC)."""
+    root = ET.fromstring(xml_text)  # noqa: S314 - XML from our own libvirtd
+    memory = root.find("memory")
+    size = int(memory.text or 0) if memory is not None else 0
+    if memory is not None:
+        size *= {"b": 1, "bytes": 1, "kib": 1024, "k": 1024, "mib": 2**20, "m": 2**20}.get(
+            (memory.get("unit") or "KiB").lower(), 2**30
+        )
+    return {
+        "vcpus": int(root.findtext("vcpu") or 0),
+        "memory": size,
+        "disks": sorted((d.device, d.pool, d.volume) for d in volume_disks(xml_text)),
+        "interfaces": sorted(n.mac for n in network_interfaces(xml_text)),
+    }
+
+
+def backup_xml(xml_text: str, targets: dict[str, tuple[str, str]]) -> str:
+    """A push-mode backup of the domain (``xml_text``, its live definition): each disk
+    whose target device is in ``targets`` is copied to ``(file, format)``, every other
+    disk is left out."""
+    root = ET.fromstring(xml_text)  # noqa: S314 - XML from our own libvirtd
+    backup = ET.Element("domainbackup", {"mode": "push"})
+    disks = _sub(backup, "disks")
+    for disk in root.iterfind("./devices/disk"):
+        target = disk.find("target")
+        device = target.get("dev", "") if target is not None else ""
+        if device not in targets:
+            if device:
+                _sub(disks, "disk", name=device, backup="no")
+            continue
+        file, fmt = targets[device]
+        element = _sub(disks, "disk", name=device, backup="yes", type="file")
+        _sub(element, "target", file=file)
+        _sub(element, "driver", type=fmt)
+    return ET.tostring(backup, encoding="unicode")
+
+
 def disk_target_xml(xml_text: str, device: str) -> str | None:
     """The ``<disk>`` element at ``device`` as written in the definition (detaching
     needs the disk as libvirt knows it), or None."""
