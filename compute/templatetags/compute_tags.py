@@ -149,6 +149,14 @@ def aria_sort(query, column: str) -> str:
     return query.aria_sort(column)
 
 
+@register.filter
+def page_window(page) -> list[tuple[int, str]]:
+    """The numbered links of a list's pager (compute.listing.page_window)."""
+    from compute.listing import page_window as window
+
+    return window(page.number, page.paginator.num_pages)
+
+
 @register.simple_tag
 def page_link(query, number) -> str:
     """A pagination link that keeps the list's search, filters and sort."""
