@@ -52,3 +52,79 @@ def test_the_pager_is_the_same_whichever_way_it_is_built():
                 elif page in (2, last - 1):
                     walked.append((page, "gap"))
             assert page_window(number, last) == walked, (number, last)
+
+
+@pytest.fixture
+def rows(demo, make_host, tiny_image):
+    """acme's VMs: web1 running on node-a with a stored message, web2 pending on no host."""
+    import uuid
+
+    from compute.choices import Phase
+    from compute.models import VirtualMachine
+
+    host = make_host("node-a")
+    for name, phase, on, message in [
+        ("web1", Phase.RUNNING, host, "Starting requested by bob <&> co."),
+        ("web2", Phase.PENDING, None, ""),
+    ]:
+        VirtualMachine.objects.create(
+            uid=uuid.uuid4(),
+            tenant=demo.acme,
+            name=name,
+            vcpus=2,
+            memory_mib=2048,
+            disk_gib=10,
+            image=tiny_image,
+            host=on,
+            phase=phase,
+            message=message,
+        )
+    return demo
+
+
+def row(user, name: str, language: str = "en") -> str:
+    import re
+
+    from django.test import Client
+
+    client = Client(headers={"accept-language": language})
+    client.force_login(user)
+    body = client.get("/t/acme/vms/").content.decode()
+    found = re.search(rf'<tr data-live-kind="vm" data-live-name="{name}".*?</tr>', body, re.S)
+    assert found, body
+    return found.group(0)
+
+
+def test_a_row_reads_as_before_for_an_operator(rows):
+    from compute.models import VirtualMachine
+
+    web1 = row(rows.bob, "web1")
+    assert 'aria-label="Tick web1"' in web1 and 'name="obj" value="web1"' in web1
+    assert '<a class="iso-vm-name" href="/t/acme/vms/web1/">web1</a>' in web1
+    assert 'data-phase="Running"' in web1 and "Booting…" in web1
+    # The stored message, escaped, in the title and the text; shown.
+    assert 'title="Starting requested by bob &lt;&amp;&gt; co." >Starting' in web1
+    assert '<i class="bi bi-memory"></i> 2 GiB' in web1 and "10 GiB" in web1
+    assert '<span title="">Tiny guest</span>' in web1
+    created = VirtualMachine.objects.get(name="web1").created
+    assert f'datetime="{created.isoformat()}"' in web1
+    assert f'title="{created:%Y-%m-%d %H:%M:%S} UTC">just now</time>' in web1
+    assert 'data-live-action="stop"' in web1 and 'data-live-action="delete" hidden' not in web1
+    assert 'data-testid="vm-host"' not in web1  # staff only
+    web2 = row(rows.bob, "web2")
+    assert 'data-live-hide-empty title="" hidden></div>' in web2
+
+
+def test_a_row_in_chinese_for_a_viewer_and_with_the_host_for_staff(rows):
+    from tenants import services
+
+    web1 = row(rows.carol, "web1", "zh-hans")
+    assert "iso-check" not in web1 and "iso-actions" not in web1  # a viewer acts on none
+    assert "bob &lt;&amp;&gt; co 请求启动。" in web1
+    services.membership_add(actor=None, tenant=rows.acme, user=rows.admin, role="admin")
+    staff = row(rows.admin, "web2", "zh-hans")
+    assert 'aria-label="勾选 web2"' in staff
+    assert '<td class="font-monospace small" data-testid="vm-host">—</td>' in staff
+    assert '<td class="font-monospace small" data-testid="vm-host">node-a</td>' in row(
+        rows.admin, "web1"
+    )
