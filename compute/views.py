@@ -111,10 +111,10 @@ def vm_list(request, tenant):
     baseline = _live_baseline(tenant)  # before the query: anything newer arrives live
     hosts = selectors.host_names() if request.user.is_staff else None
     query = list_query(request.GET, phases=Phase.values, hosts=hosts)
-    everything = selectors.vms_for_tenant(request.user, tenant)
+    everything = selectors.vm_list_rows(request.user, tenant)
     # Rows per page: query.per_page (the API pages separately, with limit/offset).
     page = list_page(list_apply(everything, query), request.GET.get("page"), query.per_page)
-    vms = list(page.object_list)
+    vms = selectors.tenant_rows(list(page.object_list), tenant)
     counts = selectors.vm_phase_counts(request.user, tenant)
     skipped = tenant_selectors.confirmations_skipped(request.user)
     for vm in vms:
