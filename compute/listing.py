@@ -157,13 +157,18 @@ def list_apply(queryset: QuerySet, query: ListQuery) -> QuerySet:
     return queryset.order_by(*ordering)
 
 
-def list_page(queryset: QuerySet, number, size: int):
+def list_page(queryset: QuerySet, number, size: int, *, count: int | None = None):
     """One page of ``queryset`` (Django's ``Page``, so templates are unchanged), fetched
     in two steps: the page's primary keys first — the database walks the sort index
     without joining images and hosts into every skipped row — then those rows in full.
     Deep pages of a tenant with 10,000 VMs cost the page, not the offset (bench/pages.py).
+    ``count``: how many rows ``queryset`` has, when the caller knows it already (saves a
+    ``COUNT(*)`` over all of them).
     """
-    page = Paginator(queryset.values_list("pk", flat=True), size).get_page(number)
+    paginator = Paginator(queryset.values_list("pk", flat=True), size)
+    if count is not None:
+        paginator.count = count  # a cached property: not asked of the database then
+    page = paginator.get_page(number)
     keys = list(page.object_list)
     rows = {row.pk: row for row in queryset.filter(pk__in=keys)}
     page.object_list = [rows[key] for key in keys if key in rows]

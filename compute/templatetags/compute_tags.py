@@ -3,12 +3,14 @@ the profile page's confirmation settings)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from django import template
 from django.urls import reverse
 from django.utils.html import conditional_escape, escape, format_html
 from django.utils.safestring import mark_safe
 from django.utils.timezone import template_localtime
-from django.utils.translation import gettext
+from django.utils.translation import get_language, gettext
 
 from compute import selectors
 from monitoring import formats
@@ -58,7 +60,21 @@ def ready_badge(obj) -> str:
         condition = ready_condition(obj)
     else:
         condition = workload_ready_condition(obj)
-    display = ready_display(obj.phase, condition)
+    return _ready_badge(
+        get_language(), obj.phase, condition["status"], condition["reason"], condition["message"]
+    )
+
+
+# The badges and the size of a row depend on a few values and the reader's language
+# (the first argument, the cache's key): a list of many VMs draws the same few over
+# and over, so each is built once and kept (bench/pages.py).
+BADGE_CACHE = 2048
+
+
+@lru_cache(maxsize=BADGE_CACHE)
+def _ready_badge(language: str | None, phase: str, status: str, reason: str, message: str) -> str:
+    condition = {"status": status, "reason": reason, "message": message}
+    display = ready_display(phase, condition)
     return format_html(
         '<span class="iso-ready" data-live-field="readyCondition" data-testid="ready" '
         'data-ready="{}" title="{}"{}>{}</span>',
@@ -176,6 +192,11 @@ def page_link(query, number) -> str:
 def phase_badge(phase: str, static: bool = False) -> str:
     """A phase badge; colour from data-phase (the value); the text is its label. Live
     ones (not ``static``) are rewritten by live.js."""
+    return _phase_badge(get_language(), phase, bool(static))
+
+
+@lru_cache(maxsize=BADGE_CACHE)
+def _phase_badge(language: str | None, phase: str, static: bool) -> str:
     marks = 'data-testid="phase-count"' if static else 'data-live-field="phase" data-testid="phase"'
     return format_html(
         '<span class="iso-phase" data-phase="{}" {}>{}</span>',
@@ -188,22 +209,27 @@ def phase_badge(phase: str, static: bool = False) -> str:
 @register.simple_tag
 def vm_size(vm) -> str:
     """vCPUs, memory (GiB when whole) and disk of a VM, with icons."""
-    if vm.memory_mib >= 1024 and vm.memory_mib % 1024 == 0:
-        memory_text = f"{vm.memory_mib // 1024} {gettext('GiB')}"
+    return _vm_size(get_language(), vm.vcpus, vm.memory_mib, vm.disk_gib)
+
+
+@lru_cache(maxsize=BADGE_CACHE)
+def _vm_size(language: str | None, vcpus: int, memory_mib: int, disk_gib: int) -> str:
+    if memory_mib >= 1024 and memory_mib % 1024 == 0:
+        memory_text = f"{memory_mib // 1024} {gettext('GiB')}"
     else:
-        memory_text = gettext("%(memory_mib)s MiB") % {"memory_mib": vm.memory_mib}
+        memory_text = gettext("%(memory_mib)s MiB") % {"memory_mib": memory_mib}
     disk = ""
-    if vm.disk_gib:
+    if disk_gib:
         disk = format_html(
             '<span title="{}"><i class="bi bi-hdd"></i> {}</span>',
             gettext("Disk"),
-            gettext("%(disk_gib)s GiB") % {"disk_gib": vm.disk_gib},
+            gettext("%(disk_gib)s GiB") % {"disk_gib": disk_gib},
         )
     return format_html(
         '<span class="iso-size"><span title="{}"><i class="bi bi-cpu"></i> {}</span>'
         '<span title="{}"><i class="bi bi-memory"></i> {}</span>{}</span>',
         gettext("vCPUs"),
-        gettext("%(vcpus)s vCPU") % {"vcpus": vm.vcpus},
+        gettext("%(vcpus)s vCPU") % {"vcpus": vcpus},
         gettext("Memory"),
         memory_text,
         disk,

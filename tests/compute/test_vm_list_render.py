@@ -128,3 +128,51 @@ def test_a_row_in_chinese_for_a_viewer_and_with_the_host_for_staff(rows):
     assert '<td class="font-monospace small" data-testid="vm-host">node-a</td>' in row(
         rows.admin, "web1"
     )
+
+
+def test_a_row_leaves_out_the_confirmations_its_reader_turned_off(rows):
+    from tenants import services
+    from tenants.choices import Confirmation
+
+    assert 'data-confirm="Reboot web1?' in row(rows.bob, "web1")
+    services.preference_set_confirmation(
+        user=rows.bob, confirmation=Confirmation.VM_REBOOT, ask=False
+    )
+    web1 = row(rows.bob, "web1")
+    assert 'data-confirm="Reboot' not in web1 and 'data-confirm="Power off web1 at once?' in web1
+    assert 'data-confirm="Delete web1?' in web1  # deleting always asks
+    assert 'data-confirm="Reboot web1?' in row(rows.alice, "web1")  # bob's choice only
+
+
+def test_the_pager_counts_what_the_filters_leave(demo, make_host, tiny_image):
+    import uuid
+
+    from django.test import Client
+
+    from compute.choices import Phase
+    from compute.models import VirtualMachine
+
+    make_host()
+    VirtualMachine.objects.bulk_create(
+        VirtualMachine(
+            uid=uuid.uuid4(),
+            tenant=demo.acme,
+            name=f"vm-{n:02d}",
+            vcpus=1,
+            memory_mib=256,
+            image=tiny_image,
+            phase=Phase.STOPPED if n % 2 else Phase.RUNNING,
+        )
+        for n in range(60)
+    )
+    client = Client()
+    client.force_login(demo.carol)
+    assert "1–50 of 60" in client.get("/t/acme/vms/").content.decode()
+    assert (
+        "26–30 of 30"
+        in client.get("/t/acme/vms/?phase=Stopped&per_page=25&page=2").content.decode()
+    )
+    assert (
+        "1–25 of 30"
+        in client.get("/t/acme/vms/?q=vm-&label=&phase=Running&per_page=25").content.decode()
+    )
