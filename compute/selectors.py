@@ -48,6 +48,27 @@ def vms_for_tenant(user, tenant: Tenant, action: str = "vm.view") -> QuerySet[Vi
     )
 
 
+def vm_list_rows(user, tenant: Tenant) -> QuerySet[VirtualMachine]:
+    """``vms_for_tenant`` as the VM list page draws its rows: the image and the host
+    joined; not the tenant (the page has it: ``tenant_rows``) nor the volumes (the list
+    shows none). Their prefetch and the tenant's copy in every row were a fifth of a
+    50-row page's CPU (bench/pages.py)."""
+    return (
+        vms_for_tenant(user, tenant)
+        .select_related(None)
+        .prefetch_related(None)
+        .select_related("image", "host")
+    )
+
+
+def tenant_rows(rows: list, tenant: Tenant) -> list:
+    """``rows`` (fetched without their tenant) with ``tenant`` set on each, so reading
+    ``row.tenant`` costs no query."""
+    for row in rows:
+        row.tenant = tenant
+    return rows
+
+
 def host_names() -> list[str]:
     """Every libvirt host's name (the staff's host filter on lists)."""
     return list(Host.objects.order_by("name").values_list("name", flat=True))

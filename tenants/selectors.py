@@ -159,10 +159,18 @@ def tenant_by_slug(slug: str) -> Tenant | None:
     return Tenant.objects.filter(slug=slug).first()
 
 
-def confirmations_skipped(user) -> frozenset[str]:
-    """The confirmations (``tenants.choices.Confirmation``) ``user`` asked not to see."""
+# ``confirmations_skipped``'s "no preference row was read yet".
+UNREAD = object()
+
+
+def confirmations_skipped(user, preference=UNREAD) -> frozenset[str]:
+    """The confirmations (``tenants.choices.Confirmation``) ``user`` asked not to see.
+    ``preference``: the user's ``UserPreference`` (or None: they have none) when it was
+    read already (``request.portal_preference``, portal.middleware)."""
     if not getattr(user, "is_authenticated", False):
         return frozenset()
+    if preference is not UNREAD:
+        return frozenset((preference.skip_confirmations if preference else None) or ())
     skipped = (
         UserPreference.objects.filter(user=user)
         .values_list("skip_confirmations", flat=True)
