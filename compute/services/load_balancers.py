@@ -536,14 +536,24 @@ def _member_of(service: Service, kind: str, owner: str) -> bool:
     return any(m["kind"] == kind and m.get("owner") == owner for m in service.endpoints or [])
 
 
-def vm_changed(vm: VirtualMachine) -> None:
-    """A VM's phase, readiness, addresses or existence changed: the services that
-    select it, or list it, sync after the caller's commit."""
+def vm_changed(vm: VirtualMachine, *, before: dict | None = None) -> list[int]:
+    """A VM's phase, readiness, addresses, labels or existence changed: the services
+    that select it, list it, or selected its labels ``before`` a relabel sync after the
+    caller's commit (a sync that read the old labels may not have recorded the VM yet:
+    the old labels, not only the recorded members, say who must drop it). Returns the
+    services' ids."""
+    queued = []
     for service in Service.objects.filter(tenant_id=vm.tenant_id).only(
         "pk", "selector", "endpoints", "phase"
     ):
-        if service.selects(vm.labels) or _member_of(service, "VirtualMachine", vm.name):
+        if (
+            service.selects(vm.labels)
+            or (before is not None and service.selects(before))
+            or _member_of(service, "VirtualMachine", vm.name)
+        ):
             _sync_later(service.pk)
+            queued.append(service.pk)
+    return queued
 
 
 def workload_changed(workload: Workload) -> None:
