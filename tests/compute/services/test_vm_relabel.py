@@ -7,6 +7,7 @@ selected its old labels is synced even when no sync has recorded the VM yet."""
 from __future__ import annotations
 
 import pytest
+from django.utils import translation
 
 from compute.backends.containers import LoadBalancerStatus
 from compute.choices import Phase
@@ -14,6 +15,7 @@ from compute.models import VirtualMachine
 from compute.services import load_balancers as service_services
 from compute.services import vms as vm_services
 from monitoring.models import Event
+from portal import texts
 from portal.exceptions import PermissionDenied, ValidationError
 from tenants.models import AuditLog
 from tests.compute.services.test_load_balancers import labelled_vm, make_service_named
@@ -50,6 +52,8 @@ def test_labels_change_in_any_phase_with_a_new_version_an_audit_row_and_an_event
     assert audit.detail == {"from": {}, "to": {"app": "web", "example.com/tier": "front"}}
     event = Event.objects.get(name="web1", reason="Relabelled")
     assert event.message == "Labels changed to app=web, example.com/tier=front by bob."
+    with translation.override("zh-hans"):
+        assert texts.localize(event.message) == ("bob 将标签改为 app=web, example.com/tier=front。")
 
     vm_services.vm_update(actor=world.bob, vm=row, labels={})
     assert fresh(vm).labels == {} and fresh(vm).resource_version == version + 2
