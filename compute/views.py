@@ -23,6 +23,7 @@ from compute import selectors
 from compute.bulk import BulkAction, bulk_view
 from compute.choices import Phase, StorageClass, VolumePhase
 from compute.forms import LabelsForm, VMCreateForm, labels_lines
+from compute.labels import labels_text
 from compute.listing import PER_PAGE, list_apply, list_page, list_query
 from compute.services import vms as vm_services
 from monitoring import selectors as monitoring_selectors
@@ -225,28 +226,36 @@ def vm_labels(request, tenant, name: str):
     Services that select by them follow). A refusal shows the page again with the lines
     as typed and the reason on the field, and changes nothing."""
     vm = _vm_or_404(request, tenant, name)
-    form = LabelsForm(request.POST)
-    if form.is_valid():
-        try:
-            changed = vm_services.vm_relabel(
-                actor=request.user, vm=vm, labels=form.cleaned_data["labels"]
-            )
-        except PermissionDenied as error:
-            raise DjangoPermissionDenied(error.message) from None
-        except ApplicationError as error:
-            details = [m for ms in (error.errors or {}).values() for m in ms]
-            form.add_error("labels", details or [error.message])
-        else:
-            messages.success(
-                request,
-                gettext("The labels of %(name)s are now: %(labels)s.")
-                % {
-                    "name": changed.name,
-                    "labels": vm_services.labels_text(changed.labels) or gettext("none"),
-                },
-            )
-            return redirect("vm-detail", tenant=tenant.slug, name=vm.name)
+    form = relabel_from_form(
+        request,
+        lambda labels: vm_services.vm_relabel(actor=request.user, vm=vm, labels=labels),
+    )
+    if form is None:
+        return redirect("vm-detail", tenant=tenant.slug, name=vm.name)
     return _detail(request, tenant, vm, form, status=400)
+
+
+def relabel_from_form(request, relabel) -> LabelsForm | None:
+    """Run an "Edit labels" post through ``relabel(labels)`` (a service that returns the
+    object). None when it changed (a message says so); else the form, with the reason on
+    its field."""
+    form = LabelsForm(request.POST)
+    if not form.is_valid():
+        return form
+    try:
+        changed = relabel(form.cleaned_data["labels"])
+    except PermissionDenied as error:
+        raise DjangoPermissionDenied(error.message) from None
+    except ApplicationError as error:
+        reasons = [m for ms in (error.errors or {}).values() for m in ms]
+        form.add_error("labels", reasons or [error.message])
+        return form
+    messages.success(
+        request,
+        gettext("The labels of %(name)s are now: %(labels)s.")
+        % {"name": changed.name, "labels": labels_text(changed.labels) or gettext("none")},
+    )
+    return None
 
 
 @tenant_view("vm.view")

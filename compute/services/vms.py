@@ -37,7 +37,7 @@ from compute.choices import (
     RestartPolicy,
     VolumePhase,
 )
-from compute.labels import label_map_errors
+from compute.labels import label_map_errors, labels_changed_message
 from compute.models import Flavor, Host, Image, VirtualMachine, Volume
 from compute.scheduler import check_host, schedule
 from compute.services import networks as network_services
@@ -590,11 +590,6 @@ def vm_update(
     return vm
 
 
-def labels_text(labels: dict) -> str:
-    """A label map as one line: ``app=web, tier=front`` (sorted by key)."""
-    return ", ".join(f"{key}={value}" for key, value in sorted(labels.items()))
-
-
 def vm_relabel(*, actor, vm: VirtualMachine, labels) -> VirtualMachine:
     """Replace the VM's labels with ``labels`` (the whole map; ``{}`` removes them all),
     in any phase. Checked as at create: invalid labels change nothing. The Services that
@@ -619,18 +614,13 @@ def vm_relabel(*, actor, vm: VirtualMachine, labels) -> VirtualMachine:
             target=f"vm/{vm.name}",
             detail={"from": before, "to": labels},
         )
-        actor_label = actor_name(actor)
         event_publish(
             tenant=vm.tenant,
             kind="vm",
             name=vm.name,
             uid=str(vm.uid),
             reason="Relabelled",
-            message=(
-                vm_texts.LABELS_CHANGED % {"labels": labels_text(labels), "actor": actor_label}
-                if labels
-                else vm_texts.LABELS_REMOVED % {"actor": actor_label}
-            ),
+            message=labels_changed_message(labels, actor_name(actor)),
         )
         _publish(vm, labels_before=before)
     return vm

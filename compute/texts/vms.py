@@ -23,8 +23,6 @@ REQUESTED_BY = {
     "Deleting": DELETING_REQUESTED,
 }
 RESIZED = gettext_noop("Resized to %(vcpus)s vCPU, %(memory_mib)s MiB.")
-LABELS_CHANGED = gettext_noop("Labels changed to %(labels)s by %(actor)s.")
-LABELS_REMOVED = gettext_noop("Labels removed by %(actor)s.")
 DELETED = gettext_noop("Deleted.")
 DELETED_QUOTA_RELEASED = gettext_noop("Deleted; its quota was released.")
 

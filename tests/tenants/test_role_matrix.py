@@ -947,6 +947,7 @@ OUTSIDE_MATRIX = {
         for name in (
             "workload-create",
             "workload-detail",
+            "workload-labels",
             "workload-logs",
             "workload-action",
             "workload-api-list",

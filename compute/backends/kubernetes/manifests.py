@@ -277,9 +277,9 @@ def claim_mounts(spec: WorkloadSpec) -> tuple[list[dict], list[dict]]:
 
 
 def pod_labels(spec: WorkloadSpec) -> dict[str, str]:
-    """A workload's pods are in the tenant's default security group (as VM interfaces
-    that name no group are)."""
-    return {**workload_labels(spec), GROUP_LABEL_PREFIX + DEFAULT_GROUP: "member"}
+    """A workload's pods carry the tenant's labels and Isotope's own (which win); they are
+    in the tenant's default security group (as VM interfaces that name no group are)."""
+    return {**spec.labels, **workload_labels(spec), GROUP_LABEL_PREFIX + DEFAULT_GROUP: "member"}
 
 
 def deployment(spec: WorkloadSpec) -> dict:

@@ -1,8 +1,11 @@
-"""Changing a VM's labels after it was created (``vm_relabel``, also ``vm_update(labels=)``):
+"""Changing a VM's or a workload's labels after it was created (``vm_relabel``, also
+``vm_update(labels=)``; ``workload_relabel``). A VM's:
 the whole map is replaced in any phase, checked as at create (bad labels change nothing),
 with a new resource version, an audit row and an event on the VM's timeline. The
 Services it matched before drop it and the ones it matches now list it; a Service that
-selected its old labels is synced even when no sync has recorded the VM yet."""
+selected its old labels is synced even when no sync has recorded the VM yet. A
+workload's: a new generation whose manifests carry them (a Deployment's pod template,
+the selector unchanged; a Pod's own labels), refused while it is deleted."""
 
 from __future__ import annotations
 
@@ -10,13 +13,15 @@ import pytest
 from django.utils import translation
 
 from compute.backends.containers import LoadBalancerStatus
+from compute.backends.kubernetes import manifests
 from compute.choices import Phase
-from compute.models import VirtualMachine
+from compute.models import VirtualMachine, Workload
 from compute.services import load_balancers as service_services
 from compute.services import vms as vm_services
+from compute.services import workloads as workload_services
 from monitoring.models import Event
 from portal import texts
-from portal.exceptions import PermissionDenied, ValidationError
+from portal.exceptions import Conflict, PermissionDenied, ValidationError
 from tenants.models import AuditLog
 from tests.compute.services.test_load_balancers import labelled_vm, make_service_named
 from tests.compute.test_api_volumes import make_vm
@@ -136,3 +141,84 @@ def test_a_service_that_selected_the_old_labels_syncs_even_before_it_listed_the_
     assert service_services.vm_changed(relabelled) == [api.pk]
     queued = service_services.vm_changed(relabelled, before={"app": "web"})
     assert sorted(queued) == sorted([web.pk, api.pk]) and other.pk not in queued
+
+
+# --- Workloads -------------------------------------------------------------------------
+def make_workload(demo, name: str, kind: str = "Deployment", labels=None, phase=Phase.RUNNING):
+    workload = workload_services.workload_create(
+        actor=None,
+        tenant=demo.acme,
+        name=name,
+        image="nginx:1.27",
+        kind=kind,
+        labels=labels or {},
+    )
+    Workload.objects.filter(pk=workload.pk).update(phase=phase)
+    return Workload.objects.get(pk=workload.pk)
+
+
+@pytest.mark.parametrize(
+    ("kind", "phase", "shown"),
+    [
+        ("Deployment", Phase.RUNNING, Phase.PENDING),  # its pods roll to carry them
+        ("Deployment", Phase.FAILED, Phase.FAILED),
+        ("Pod", Phase.RUNNING, Phase.RUNNING),  # a pod's own labels change in place
+    ],
+)
+def test_a_workloads_labels_change_as_a_new_generation(world, kind, phase, shown):
+    workload = make_workload(world, "web", kind=kind, labels={"app": "web"}, phase=phase)
+    changed = workload_services.workload_relabel(
+        actor=world.bob, workload=workload, labels={"app": "api"}
+    )
+    row = Workload.objects.get(pk=workload.pk)
+    assert row.labels == {"app": "api"} == changed.labels
+    assert row.generation == workload.generation + 1
+    assert row.resource_version == workload.resource_version + 1
+    assert row.phase == shown
+    assert AuditLog.objects.get(action="workload.relabel").detail == {
+        "from": {"app": "web"},
+        "to": {"app": "api"},
+    }
+    assert Event.objects.filter(
+        kind="workload", name="web", message="Labels changed to app=api by bob."
+    ).exists()
+    spec = workload_services.workload_spec(row)
+    main = manifests.workload_objects(spec)[0]
+    if kind == "Deployment":
+        template = main["spec"]["template"]["metadata"]["labels"]
+        assert template["app"] == "api"
+        # The selector is immutable: it stays the workload's own label.
+        assert main["spec"]["selector"] == {"matchLabels": {manifests.WORKLOAD_LABEL: "web"}}
+    else:
+        assert main["metadata"]["labels"]["app"] == "api"
+
+
+def test_isotopes_own_pod_labels_win_over_a_tenants_label_of_the_same_key(world):
+    workload = make_workload(world, "web", labels={manifests.WORKLOAD_LABEL: "other"})
+    labels = manifests.pod_labels(workload_services.workload_spec(workload))
+    assert labels[manifests.WORKLOAD_LABEL] == "web"
+
+
+def test_bad_labels_or_a_deleting_workload_change_nothing(world):
+    workload = make_workload(world, "web", labels={"app": "web"})
+    with pytest.raises(ValidationError):
+        workload_services.workload_relabel(actor=world.bob, workload=workload, labels={"a b": ""})
+    with pytest.raises(PermissionDenied):
+        workload_services.workload_relabel(actor=world.carol, workload=workload, labels={})
+    Workload.objects.filter(pk=workload.pk).update(deleting=True, phase=Phase.DELETING)
+    with pytest.raises(Conflict):
+        workload_services.workload_relabel(actor=world.bob, workload=workload, labels={})
+    row = Workload.objects.get(pk=workload.pk)
+    assert row.labels == {"app": "web"} and row.generation == workload.generation
+    assert not AuditLog.objects.filter(action="workload.relabel").exists()
+
+
+def test_a_service_that_selected_a_workloads_old_labels_syncs_too(world):
+    workload = make_workload(world, "pods", labels={"app": "web"})
+    web = make_service_named(world, "web", {"app": "web"})
+    api = make_service_named(world, "api", {"app": "api"})
+    Workload.objects.filter(pk=workload.pk).update(labels={"app": "api"})
+    relabelled = Workload.objects.get(pk=workload.pk)
+    assert service_services.workload_changed(relabelled) == [api.pk]
+    queued = service_services.workload_changed(relabelled, before={"app": "web"})
+    assert sorted(queued) == sorted([web.pk, api.pk])
