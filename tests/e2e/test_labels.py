@@ -1,7 +1,8 @@
 """Changing a VM's labels in the browser (libvirt's test driver, no worker): an operator
 opens "Edit labels" on the VM page, writes lines of key=value, saves, and sees the new
 labels on the page and the change on its timeline; a bad key comes back on the field as
-typed and changes nothing; a viewer sees the labels without the form."""
+typed and changes nothing; a viewer sees the labels without the form. The same on a
+workload's page (a cluster nobody reaches: the page, not the rollout, is tested here)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import pytest
 from playwright.sync_api import expect
 
 from compute.choices import Phase
-from compute.models import VirtualMachine
+from compute.models import VirtualMachine, Workload
 from compute.services import vms as vm_services
+from compute.services import workloads as workload_services
+from tests.compute.conftest import fake_cluster  # noqa: F401
 from tests.conftest import ARTIFACTS, login
 
 pytestmark = pytest.mark.e2e
@@ -70,3 +73,37 @@ def test_an_operator_edits_a_vms_labels_and_sees_them_on_the_page(
         ["app=web", "tier=front"]
     )
     expect(viewer.get_by_test_id("vm-edit-labels")).to_have_count(0)
+
+
+def test_an_operator_edits_a_workloads_labels_on_its_page(
+    demo,
+    fake_cluster,
+    live_url,
+    new_page,
+    axe,  # noqa: F811
+):
+    workload_services.workload_create(
+        actor=demo.bob, tenant=demo.acme, name="shop", image="nginx:1.27", labels={"app": "web"}
+    )
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/workloads/shop/")
+    labels = page.get_by_test_id("workload-labels")
+    expect(labels).to_have_text("app=web")
+    editor = page.get_by_test_id("workload-edit-labels")
+    editor.get_by_text("Edit labels").click()
+    editor.get_by_label("Labels of shop").fill("app=api\nexample.com/team=payments")
+    editor.get_by_role("button", name="Save labels").click()
+
+    expect(page.get_by_text("The labels of shop are now:")).to_be_visible()
+    expect(labels.locator(".iso-kv")).to_have_text(["app=api", "example.com/team=payments"])
+    expect(page.get_by_test_id("workload-events")).to_contain_text(
+        "Labels changed to app=api, example.com/team=payments by bob."
+    )
+    assert Workload.objects.get(name="shop").labels == {
+        "app": "api",
+        "example.com/team": "payments",
+    }
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.get_by_test_id("workload-spec").screenshot(path=str(ARTIFACTS / "workload-labels.png"))
+    axe(page, "workload-labels")
