@@ -258,15 +258,19 @@ class KubernetesBackend(ContainerBackend):
             )
 
     def _pod_relabel(self, obj: dict, live: dict) -> None:
-        """Bring a live pod's labels and annotations to the manifest's with a merge patch
-        (a label it no longer wants set to null); nothing when they are already equal."""
+        """Bring a live pod's labels and annotations to the manifest's with a merge patch:
+        a tenant label it was given before (its annotation lists their keys) and no longer
+        wants is set to null; labels others put there stay. Nothing when already equal."""
         meta, held = obj["metadata"], live.get("metadata") or {}
         held_labels = held.get("labels") or {}
         held_notes = held.get("annotations") or {}
         notes = meta.get("annotations") or {}
-        if held_labels == meta["labels"] and all(held_notes.get(k) == v for k, v in notes.items()):
+        given = held_notes.get(manifests.TENANT_LABELS_ANNOTATION, "")
+        gone = [key for key in given.split(",") if key and key not in meta["labels"]]
+        current = all(held_labels.get(k) == v for k, v in meta["labels"].items())
+        if current and not gone and all(held_notes.get(k) == v for k, v in notes.items()):
             return
-        labels = {key: None for key in held_labels if key not in meta["labels"]}
+        labels = {key: None for key in gone}
         labels.update(meta["labels"])
         self._call(
             "PATCH",

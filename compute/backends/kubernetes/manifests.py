@@ -23,6 +23,9 @@ TENANT_LABEL = "isotope.dev/tenant"
 WORKLOAD_LABEL = "isotope.dev/workload"
 UID_ANNOTATION = "isotope.dev/uid"
 GENERATION_ANNOTATION = "isotope.dev/generation"
+# On a bare pod: the keys of the tenant's labels it was given, comma separated, so that a
+# relabel removes the ones no longer wanted and never a label someone else put there.
+TENANT_LABELS_ANNOTATION = "isotope.dev/tenant-labels"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 # An Isotope Service's EndpointSlice: named after it, and marked as Isotope's so that
 # the cluster's EndpointSlice controllers leave it alone.
@@ -305,10 +308,15 @@ def deployment(spec: WorkloadSpec) -> dict:
 
 
 def pod(spec: WorkloadSpec) -> dict:
+    meta = {**_workload_meta(spec), "labels": pod_labels(spec)}
+    meta["annotations"] = {
+        **meta.get("annotations", {}),
+        TENANT_LABELS_ANNOTATION: ",".join(sorted(spec.labels)),
+    }
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {**_workload_meta(spec), "labels": pod_labels(spec)},
+        "metadata": meta,
         "spec": {**pod_spec(spec), "restartPolicy": "Always"},
     }
 

@@ -238,6 +238,10 @@ def test_relabelling_rolls_a_deployments_pods_and_patches_a_bare_pods_labels(
 
     # A bare pod keeps running: its own labels change in place.
     (pod,) = running_pods(kube, tenant, "single")
+    # A label someone else puts on the pod is not Isotope's to remove.
+    kube.core.patch_namespaced_pod(
+        pod.metadata.name, tenant.namespace, {"metadata": {"labels": {"owner": "ops"}}}
+    )
     single.refresh_from_db()
     services.workload_relabel(actor=None, workload=single, labels={"app": "db"})
 
@@ -260,3 +264,5 @@ def test_relabelling_rolls_a_deployments_pods_and_patches_a_bare_pods_labels(
         0.2,
         message="a removed label stayed on the pod",
     )
+    labels = kube.core.read_namespaced_pod(pod.metadata.name, tenant.namespace).metadata.labels
+    assert labels["owner"] == "ops"
