@@ -594,19 +594,33 @@ def vm_relabel(*, actor, vm: VirtualMachine, labels) -> VirtualMachine:
     """Replace the VM's labels with ``labels`` (the whole map; ``{}`` removes them all),
     in any phase. Checked as at create: invalid labels change nothing. The Services that
     selected the VM before or select it now sync after the commit, so it leaves the ones
-    it no longer matches and joins the ones it matches now."""
+    it no longer matches and joins the ones it matches now. A pool member keeps the
+    pool's own label (``isotope.dev/pool``), which no other value may replace."""
+    from compute.models.pools import POOL_LABEL
+
     authorize(actor=actor, tenant=vm.tenant, permission="vm.update", target=f"vm/{vm.name}")
     errors = label_map_errors(labels) if labels is not None else [gettext("A map of strings.")]
     if errors:
         raise ValidationError(gettext("Invalid labels."), errors={"labels": errors})
     with transaction.atomic():
-        vm = VirtualMachine.locked(vm.pk, "tenant", "host")
+        vm = VirtualMachine.locked(vm.pk, "tenant", "host", "pool")
         if vm is None:
             raise NotFound(gettext("The VM is gone."))
+        pool = vm.pool.name if vm.pool_id else None
+        if labels.get(POOL_LABEL, pool) != pool:
+            raise ValidationError(
+                gettext("Invalid labels."),
+                errors={
+                    "labels": [
+                        gettext("%(label)s is set by the VM's pool only.") % {"label": POOL_LABEL}
+                    ]
+                },
+            )
+        labels = {**labels, POOL_LABEL: pool} if pool else dict(labels)
         before = dict(vm.labels or {})
         if before == labels:
             return vm
-        vm.write_locked({"labels": dict(labels)})
+        vm.write_locked({"labels": labels})
         audit_record(
             actor=actor,
             action="vm.relabel",

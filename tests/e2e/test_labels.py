@@ -77,10 +77,10 @@ def test_an_operator_edits_a_vms_labels_and_sees_them_on_the_page(
 
 def test_an_operator_edits_a_workloads_labels_on_its_page(
     demo,
-    fake_cluster,
+    fake_cluster,  # noqa: F811
     live_url,
     new_page,
-    axe,  # noqa: F811
+    axe,
 ):
     workload_services.workload_create(
         actor=demo.bob, tenant=demo.acme, name="shop", image="nginx:1.27", labels={"app": "web"}

@@ -96,6 +96,30 @@ def test_bad_labels_are_refused_and_nothing_changes(world, labels, words):
     assert AuditLog.objects.filter(action="vm.relabel").count() == 1
 
 
+def test_a_pool_member_keeps_its_pools_label_and_no_vm_takes_one(world):
+    from compute.models import VMPool
+
+    vm = make_vm(world, name="member")
+    pool = VMPool.objects.create(
+        tenant=world.acme, name="web", image=vm.image, vcpus=1, memory_mib=256
+    )
+    VirtualMachine.objects.filter(pk=vm.pk).update(
+        pool=pool, labels={"isotope.dev/pool": "web", "app": "web"}
+    )
+    changed = vm_services.vm_relabel(actor=world.bob, vm=fresh(vm), labels={"app": "api"})
+    assert changed.labels == fresh(vm).labels == {"app": "api", "isotope.dev/pool": "web"}
+    for vm_labels, target in (
+        ({"isotope.dev/pool": "other"}, vm),
+        ({"isotope.dev/pool": "web"}, None),
+    ):
+        target = target or make_vm(world, name="loner")
+        before = fresh(target)
+        with pytest.raises(ValidationError) as refused:
+            vm_services.vm_relabel(actor=world.bob, vm=before, labels=vm_labels)
+        assert refused.value.errors["labels"] == ["isotope.dev/pool is set by the VM's pool only."]
+        assert fresh(target).resource_version == before.resource_version
+
+
 def test_a_viewer_cannot_change_labels(world):
     vm = make_vm(world)
     with pytest.raises(PermissionDenied):
