@@ -261,8 +261,25 @@ class VMPatchSpecIn(StrictSerializer):
     memoryMiB = serializers.IntegerField(required=False, help_text="Only while Stopped.")  # noqa: N815
 
 
+class VMPatchMetadataIn(StrictSerializer):
+    unknown_message = _("This field cannot be changed; only labels.")
+
+    labels = label_map_field(
+        help_text="The VM's new labels, the whole map ({} removes them all), in any phase. "
+        "Services select their VM members by label."
+    )
+
+
 class VMPatchSerializer(StrictSerializer):
-    spec = VMPatchSpecIn()
+    metadata = VMPatchMetadataIn(required=False)
+    spec = VMPatchSpecIn(required=False)
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError(
+                {"spec": [_("Give metadata.labels, or spec to change.")]}
+            )
+        return attrs
 
 
 IDEMPOTENCY_KEY = OpenApiParameter(
@@ -440,7 +457,7 @@ class VMDetailView(VMView):
 
     @extend_schema(
         operation_id="virtualmachines_patch",
-        summary="Change the desired state, or resize a stopped VM",
+        summary="Change the labels or the desired state, or resize a stopped VM",
         request=VMPatchSerializer,
         parameters=[IF_MATCH],
         responses={
@@ -455,7 +472,8 @@ class VMDetailView(VMView):
         obj = self.allowed_tenant("vm.update")
         serializer = VMPatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        spec = serializer.validated_data["spec"]
+        spec = serializer.validated_data.get("spec", {})
+        labels = serializer.validated_data.get("metadata", {}).get("labels")
         return self.change(
             obj,
             lambda vm: vm_services.vm_update(
@@ -464,6 +482,7 @@ class VMDetailView(VMView):
                 vcpus=spec.get("vcpus"),
                 memory_mib=spec.get("memoryMiB"),
                 desired_state=spec.get("desiredState"),
+                labels=labels,
             ),
         )
 

@@ -210,3 +210,40 @@ class ImageImportForm(forms.Form):
         for field, messages in error.errors.items():
             for message in messages:
                 self.add_error(field if field in self.fields else None, message)
+
+
+class LabelsForm(forms.Form):
+    """A VM's or workload's labels as text, one ``key=value`` per line (the services
+    check the keys and values as at create)."""
+
+    labels = forms.CharField(
+        label=_("Labels"),
+        required=False,
+        max_length=20000,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "font-monospace"}),
+        help_text=_("One key=value per line, e.g. app=web. Empty: no labels."),
+    )
+
+    def clean_labels(self) -> dict[str, str]:
+        labels: dict[str, str] = {}
+        for line in self.cleaned_data["labels"].splitlines():
+            if not line.strip():
+                continue
+            key, equals, value = line.partition("=")
+            key, value = key.strip(), value.strip()
+            if not equals or not key:
+                raise forms.ValidationError(
+                    gettext("Write each label as key=value, e.g. app=web: %(line)s")
+                    % {"line": line.strip()}
+                )
+            if key in labels:
+                raise forms.ValidationError(
+                    gettext("The label %(key)s is given twice.") % {"key": key}
+                )
+            labels[key] = value
+        return labels
+
+
+def labels_lines(labels: dict | None) -> str:
+    """The text :class:`LabelsForm` shows for ``labels``: one ``key=value`` a line."""
+    return "\n".join(f"{key}={value}" for key, value in sorted((labels or {}).items()))

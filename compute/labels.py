@@ -56,3 +56,17 @@ def label_map_errors(value: object) -> list[str]:
 def label_key_error(key: str) -> str | None:
     """What is wrong with ``key`` as a label key (None when it is fine)."""
     return _key_error(key)
+
+
+def labels_text(labels: dict) -> str:
+    """A label map as one line: ``app=web, tier=front`` (sorted by key)."""
+    return ", ".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
+def labels_changed_message(labels: dict, actor: str) -> str:
+    """The event a user's relabel leaves on the VM's or workload's timeline."""
+    from compute.texts import common
+
+    if not labels:
+        return common.LABELS_REMOVED % {"actor": actor}
+    return common.LABELS_CHANGED % {"labels": labels_text(labels), "actor": actor}

@@ -43,6 +43,7 @@ vm_pages = [
     path("vms/new/", views.vm_create, name="vm-create"),
     path("vms/new/yaml/", manifest_views.vm_create_yaml, name="vm-create-yaml"),
     path("vms/<slug:name>/", views.vm_detail, name="vm-detail"),
+    path("vms/<slug:name>/labels/", views.vm_labels, name="vm-labels"),
     path("vms/<slug:name>/migrate/", migration_views.vm_migrate, name="vm-migrate"),
     path("vms/<slug:name>/manifest/", manifest_views.vm_manifest, name="vm-manifest"),
     path(
@@ -118,6 +119,7 @@ workload_pages = [
     path("workloads/new/", workload_views.workload_create, name="workload-create"),
     path("workloads/new/yaml/", manifest_views.workload_create_yaml, name="workload-create-yaml"),
     path("workloads/<slug:name>/", workload_views.workload_detail, name="workload-detail"),
+    path("workloads/<slug:name>/labels/", workload_views.workload_labels, name="workload-labels"),
     path("workloads/<slug:name>/logs/", workload_views.workload_logs, name="workload-logs"),
     path(
         "workloads/<slug:name>/manifest/",

@@ -17,12 +17,13 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compute import selectors
 from compute.bulk import BulkAction, bulk_view
 from compute.choices import Phase, StorageClass, VolumePhase
-from compute.forms import VMCreateForm
+from compute.forms import LabelsForm, VMCreateForm, labels_lines
+from compute.labels import labels_text
 from compute.listing import PER_PAGE, list_apply, list_page, list_query
 from compute.services import vms as vm_services
 from monitoring import selectors as monitoring_selectors
@@ -219,8 +220,14 @@ def vm_create(request, tenant):
 @tenant_view("vm.view")
 @require_GET
 def vm_detail(request, tenant, name: str):
+    return _detail(request, tenant, _vm_or_404(request, tenant, name))
+
+
+def _detail(request, tenant, vm, labels_form: LabelsForm | None = None, status: int = 200):
+    """The VM's page; ``labels_form`` is a refused "Edit labels" form to show again."""
     baseline = _live_baseline(tenant)
-    vm = _vm_or_404(request, tenant, name)
+    if labels_form is None and tenant_selectors.can(request.user, tenant, "vm.update"):
+        labels_form = LabelsForm(initial={"labels": labels_lines(vm.labels)})
     return render(
         request,
         "compute/vm_detail.html",
@@ -232,12 +239,53 @@ def vm_detail(request, tenant, name: str):
             ),
             "show_host": request.user.is_staff,
             "can_clone": tenant_selectors.can(request.user, tenant, "vm.create"),
+            "labels_form": labels_form,
             "events": monitoring_selectors.events_of_object(
                 request.user, tenant, kind="vm", name=vm.name
             ),
             "live_baseline": baseline,
         },
+        status=status,
     )
+
+
+@tenant_view("vm.update")
+@require_POST
+def vm_labels(request, tenant, name: str):
+    """The VM page's "Edit labels" form: the lines given replace the VM's labels (the
+    Services that select by them follow). A refusal shows the page again with the lines
+    as typed and the reason on the field, and changes nothing."""
+    vm = _vm_or_404(request, tenant, name)
+    form = relabel_from_form(
+        request,
+        lambda labels: vm_services.vm_relabel(actor=request.user, vm=vm, labels=labels),
+    )
+    if form is None:
+        return redirect("vm-detail", tenant=tenant.slug, name=vm.name)
+    return _detail(request, tenant, vm, form, status=400)
+
+
+def relabel_from_form(request, relabel) -> LabelsForm | None:
+    """Run an "Edit labels" post through ``relabel(labels)`` (a service that returns the
+    object). None when it changed (a message says so); else the form, with the reason on
+    its field."""
+    form = LabelsForm(request.POST)
+    if not form.is_valid():
+        return form
+    try:
+        changed = relabel(form.cleaned_data["labels"])
+    except PermissionDenied as error:
+        raise DjangoPermissionDenied(error.message) from None
+    except ApplicationError as error:
+        reasons = [m for ms in (error.errors or {}).values() for m in ms]
+        form.add_error("labels", reasons or [error.message])
+        return form
+    messages.success(
+        request,
+        gettext("The labels of %(name)s are now: %(labels)s.")
+        % {"name": changed.name, "labels": labels_text(changed.labels) or gettext("none")},
+    )
+    return None
 
 
 @tenant_view("vm.view")

@@ -7,6 +7,7 @@ answering 202, problem+json errors whose fields carry the API's dotted paths.
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -203,6 +204,20 @@ class ScaleIn(StrictSerializer):
     replicas = serializers.IntegerField()
 
 
+class WorkloadPatchMetadataIn(StrictSerializer):
+    unknown_message = _("This field cannot be changed; only labels.")
+
+    labels = label_map_field(
+        help_text="The workload's new labels, the whole map ({} removes them all): on a "
+        "Deployment's pod template (a rollout; the selector stays) or a Pod's own labels. "
+        "Services select their pod members by label."
+    )
+
+
+class WorkloadPatchSerializer(StrictSerializer):
+    metadata = WorkloadPatchMetadataIn()
+
+
 class WorkloadSerializer(serializers.Serializer):
     metadata = MetadataSerializer()
     spec = serializers.DictField()
@@ -268,6 +283,31 @@ class WorkloadDetailView(WorkloadView):
     def get(self, request, tenant, name):
         obj = self.tenant("workload.view")
         return self.respond(selectors.workload_get(request.user, obj, name))
+
+    @extend_schema(
+        operation_id="workloads_patch",
+        summary="Change a workload's labels",
+        request=WorkloadPatchSerializer,
+        parameters=[IF_MATCH],
+        responses={
+            202: WorkloadSerializer,
+            400: PROBLEM_RESPONSE,
+            403: PROBLEM_RESPONSE,
+            409: PROBLEM_RESPONSE,
+            412: PROBLEM_RESPONSE,
+        },
+    )
+    def patch(self, request, tenant, name):
+        obj = self.allowed_tenant("workload.update")
+        serializer = WorkloadPatchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        labels = serializer.validated_data["metadata"]["labels"]
+        return self.change(
+            obj,
+            lambda w: workload_services.workload_relabel(
+                actor=request.user, workload=w, labels=labels
+            ),
+        )
 
     @extend_schema(
         operation_id="workloads_delete",

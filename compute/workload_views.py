@@ -15,17 +15,18 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compute import selectors
 from compute.backends.base import BackendError
 from compute.backends.containers import LogsUnavailable
 from compute.bulk import BulkAction, bulk_view
 from compute.choices import Phase, StorageClass
+from compute.forms import LabelsForm, labels_lines
 from compute.listing import list_apply, list_query
 from compute.services import clusters as cluster_services
 from compute.services import workloads as workload_services
-from compute.views import _live_baseline
+from compute.views import _live_baseline, relabel_from_form
 from compute.workload_forms import WorkloadCreateForm
 from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from portal.web import form_service_call, tenant_view
@@ -158,13 +159,19 @@ def workload_create(request, tenant):
 @tenant_view("workload.view")
 @require_GET
 def workload_detail(request, tenant, name: str):
+    return _detail(request, tenant, _workload_or_404(request, tenant, name))
+
+
+def _detail(request, tenant, workload, labels_form: LabelsForm | None = None, status: int = 200):
+    """The workload's page; ``labels_form`` is a refused "Edit labels" form to show again."""
     from monitoring import selectors as monitoring_selectors
 
     baseline = _live_baseline(tenant)
-    workload = _workload_or_404(request, tenant, name)
     events = monitoring_selectors.events_of_object(
         request.user, tenant, kind=workload_services.EVENT_KIND, name=workload.name
     )
+    if labels_form is None and tenant_selectors.can(request.user, tenant, "workload.update"):
+        labels_form = LabelsForm(initial={"labels": labels_lines(workload.labels)})
     return render(
         request,
         "compute/workload_detail.html",
@@ -173,10 +180,30 @@ def workload_detail(request, tenant, name: str):
             "workload": workload,
             "buttons": _buttons(workload, request.role),
             "show_cluster": request.user.is_staff,
+            "labels_form": labels_form if not workload.deleting else None,
             "events": events,
             "live_baseline": baseline,
         },
+        status=status,
     )
+
+
+@tenant_view("workload.update")
+@require_POST
+def workload_labels(request, tenant, name: str):
+    """The workload page's "Edit labels" form (a Deployment's pods roll to carry them;
+    the Services that select by them follow). A refusal shows the page again with the
+    lines as typed and the reason on the field, and changes nothing."""
+    workload = _workload_or_404(request, tenant, name)
+    form = relabel_from_form(
+        request,
+        lambda labels: workload_services.workload_relabel(
+            actor=request.user, workload=workload, labels=labels
+        ),
+    )
+    if form is None:
+        return redirect("workload-detail", tenant=tenant.slug, name=workload.name)
+    return _detail(request, tenant, workload, form, status=400)
 
 
 @tenant_view("workload.view")

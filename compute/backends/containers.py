@@ -176,6 +176,9 @@ class WorkloadSpec:
     tell whether what it sees was applied from the newest spec."""
     mounts: list[VolumeMount] = field(default_factory=list)
     """Volume claims of the namespace its pods mount."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """The tenant's labels, on its pods (a Deployment's pod template: a change rolls the
+    pods; a bare pod's own labels). Isotope's own labels win over one of the same key."""
 
 
 @dataclass(frozen=True)

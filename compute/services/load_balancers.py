@@ -536,24 +536,42 @@ def _member_of(service: Service, kind: str, owner: str) -> bool:
     return any(m["kind"] == kind and m.get("owner") == owner for m in service.endpoints or [])
 
 
-def vm_changed(vm: VirtualMachine) -> None:
-    """A VM's phase, readiness, addresses or existence changed: the services that
-    select it, or list it, sync after the caller's commit."""
+def vm_changed(vm: VirtualMachine, *, before: dict | None = None) -> list[int]:
+    """A VM's phase, readiness, addresses, labels or existence changed: the services
+    that select it, list it, or selected its labels ``before`` a relabel sync after the
+    caller's commit (a sync that read the old labels may not have recorded the VM yet:
+    the old labels, not only the recorded members, say who must drop it). Returns the
+    services' ids."""
+    queued = []
     for service in Service.objects.filter(tenant_id=vm.tenant_id).only(
         "pk", "selector", "endpoints", "phase"
     ):
-        if service.selects(vm.labels) or _member_of(service, "VirtualMachine", vm.name):
+        if (
+            service.selects(vm.labels)
+            or (before is not None and service.selects(before))
+            or _member_of(service, "VirtualMachine", vm.name)
+        ):
             _sync_later(service.pk)
+            queued.append(service.pk)
+    return queued
 
 
-def workload_changed(workload: Workload) -> None:
+def workload_changed(workload: Workload, *, before: dict | None = None) -> list[int]:
     """A workload's pods changed (a pod came, went, got an address or changed
-    readiness): the services that select it, or list its pods, sync."""
+    readiness) or its labels did: the services that select it, list its pods, or
+    selected its labels ``before`` a relabel sync. Returns the services' ids."""
+    queued = []
     for service in Service.objects.filter(
         tenant_id=workload.tenant_id, cluster_id=workload.cluster_id
     ).only("pk", "selector", "endpoints", "phase"):
-        if service.selects(workload.labels) or _member_of(service, "Pod", workload.name):
+        if (
+            service.selects(workload.labels)
+            or (before is not None and service.selects(before))
+            or _member_of(service, "Pod", workload.name)
+        ):
             _sync_later(service.pk)
+            queued.append(service.pk)
+    return queued
 
 
 def _sync_later(service_id: int) -> None:

@@ -37,7 +37,7 @@ from compute.choices import (
     RestartPolicy,
     VolumePhase,
 )
-from compute.labels import label_map_errors
+from compute.labels import label_map_errors, labels_changed_message
 from compute.models import Flavor, Host, Image, VirtualMachine, Volume
 from compute.scheduler import check_host, schedule
 from compute.services import networks as network_services
@@ -47,7 +47,7 @@ from compute.texts import common as common_texts
 from compute.texts import vms as vm_texts
 from monitoring.formats import timestamp
 from monitoring.services import event_publish, resource_forget, resource_publish
-from portal.exceptions import Conflict, QuotaExceeded, ValidationError
+from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from portal.models import observation_current
 from tenants.choices import ReservationKind
 from tenants.models import Tenant
@@ -495,10 +495,19 @@ def vm_action(*, actor, vm: VirtualMachine, action: str) -> VirtualMachine:
 
 
 def vm_update(
-    *, actor, vm: VirtualMachine, vcpus=None, memory_mib=None, desired_state: str | None = None
+    *,
+    actor,
+    vm: VirtualMachine,
+    vcpus=None,
+    memory_mib=None,
+    desired_state: str | None = None,
+    labels: dict | None = None,
 ) -> VirtualMachine:
-    """Change the desired state, or resize a stopped VM (quota re-charged)."""
+    """Change the labels (:func:`vm_relabel`), the desired state, or resize a stopped VM
+    (quota re-charged)."""
     authorize(actor=actor, tenant=vm.tenant, permission="vm.update", target=f"vm/{vm.name}")
+    if labels is not None:
+        vm = vm_relabel(actor=actor, vm=vm, labels=labels)
     if desired_state is not None:
         mapping = {
             DesiredState.RUNNING: "start" if vm.phase != Phase.PAUSED else "resume",
@@ -578,6 +587,56 @@ def vm_update(
         )
         _publish(vm)
         transaction.on_commit(lambda: _enqueue("vm_redefine", vm.pk))
+    return vm
+
+
+def vm_relabel(*, actor, vm: VirtualMachine, labels) -> VirtualMachine:
+    """Replace the VM's labels with ``labels`` (the whole map; ``{}`` removes them all),
+    in any phase. Checked as at create: invalid labels change nothing. The Services that
+    selected the VM before or select it now sync after the commit, so it leaves the ones
+    it no longer matches and joins the ones it matches now. A pool member keeps the
+    pool's own label (``isotope.dev/pool``), which no other value may replace."""
+    from compute.models.pools import POOL_LABEL
+
+    authorize(actor=actor, tenant=vm.tenant, permission="vm.update", target=f"vm/{vm.name}")
+    errors = label_map_errors(labels) if labels is not None else [gettext("A map of strings.")]
+    if errors:
+        raise ValidationError(gettext("Invalid labels."), errors={"labels": errors})
+    with transaction.atomic():
+        vm = VirtualMachine.locked(vm.pk, "tenant", "host", "pool")
+        if vm is None:
+            raise NotFound(gettext("The VM is gone."))
+        pool = vm.pool.name if vm.pool_id else None
+        if labels.get(POOL_LABEL, pool) != pool:
+            raise ValidationError(
+                gettext("Invalid labels."),
+                errors={
+                    "labels": [
+                        gettext("%(label)s is set by the VM's pool only.") % {"label": POOL_LABEL}
+                    ]
+                },
+            )
+        labels = {**labels, POOL_LABEL: pool} if pool else dict(labels)
+        before = dict(vm.labels or {})
+        if before == labels:
+            return vm
+        vm.write_locked({"labels": labels})
+        audit_record(
+            actor=actor,
+            action="vm.relabel",
+            tenant=vm.tenant,
+            target=f"vm/{vm.name}",
+            detail={"from": before, "to": labels},
+        )
+        event_publish(
+            tenant=vm.tenant,
+            kind="vm",
+            name=vm.name,
+            uid=str(vm.uid),
+            reason="Relabelled",
+            message=labels_changed_message(labels, actor_name(actor)),
+        )
+        _publish(vm, labels_before=before)
     return vm
 
 
@@ -700,6 +759,7 @@ def vm_state(vm: VirtualMachine) -> dict:
         "phaseChanged": timestamp(vm.phase_changed),
         "conditions": [ready_condition(vm)],
         "desiredState": vm.desired_state,
+        "labels": dict(vm.labels or {}),
         "uid": str(vm.uid),
         "resourceVersion": str(vm.resource_version),
         "actionsByRole": {
@@ -708,13 +768,14 @@ def vm_state(vm: VirtualMachine) -> dict:
     }
 
 
-def _publish(vm: VirtualMachine) -> None:
+def _publish(vm: VirtualMachine, *, labels_before: dict | None = None) -> None:
     from compute.services.load_balancers import vm_changed
     from compute.services.pools import member_changed
 
     resource_publish(tenant=vm.tenant, kind="vm", name=vm.name, data=vm_state(vm))
     member_changed(vm)  # a pool member's state is its pool's too
-    vm_changed(vm)  # and a Service's member's, its Services' endpoints
+    # and a Service's member's, its Services' endpoints (those its old labels selected too)
+    vm_changed(vm, before=labels_before)
 
 
 def _enqueue(task_name: str, vm_id: int, **kwargs) -> None:

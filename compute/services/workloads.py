@@ -44,7 +44,7 @@ from compute.backends.containers import (
     WorkloadSpec,
 )
 from compute.choices import Phase, ServiceType, WorkloadKind
-from compute.labels import label_map_errors
+from compute.labels import label_map_errors, labels_changed_message
 from compute.models import KubernetesCluster, TenantNamespace, Workload
 from compute.quantities import check_image, format_cpu, format_memory, parse_cpu, parse_memory
 from compute.services.readiness import workload_ready_condition
@@ -572,6 +572,62 @@ def workload_restart(*, actor, workload: Workload) -> Workload:
     return workload
 
 
+def workload_relabel(*, actor, workload: Workload, labels) -> Workload:
+    """Replace the workload's labels with ``labels`` (the whole map; ``{}`` removes them
+    all), checked as at create: invalid labels change nothing. A new generation: the task
+    puts them on a Deployment's pod template (a rollout; the selector stays) or patches a
+    bare pod's own labels. The Services that selected the workload before or select it now
+    sync after the commit."""
+    authorize(
+        actor=actor,
+        tenant=workload.tenant,
+        permission="workload.update",
+        target=f"workload/{workload.name}",
+    )
+    errors = label_map_errors(labels) if labels is not None else [gettext("A map of strings.")]
+    if errors:
+        raise ValidationError(gettext("Invalid labels."), errors={"labels": errors})
+    with transaction.atomic():
+        workload = (
+            Workload.objects.select_for_update(of=("self",))
+            .select_related("tenant", "cluster")
+            .get(pk=workload.pk)
+        )
+        if workload.deleting:
+            raise Conflict(
+                gettext("Cannot change the labels of %(workload)s while it is deleted.")
+                % {"workload": workload.name},
+                errors={"phase": [gettext("It is being deleted.")]},
+            )
+        before = dict(workload.labels or {})
+        if before == labels:
+            return workload
+        workload.labels = dict(labels)
+        rolls = workload.kind == WorkloadKind.DEPLOYMENT and workload.phase == Phase.RUNNING
+        _change_spec(workload, ["labels"], Phase.PENDING if rolls else None)
+        audit_record(
+            actor=actor,
+            action="workload.relabel",
+            tenant=workload.tenant,
+            target=f"workload/{workload.name}",
+            detail={"from": before, "to": labels},
+        )
+        event_publish(
+            tenant=workload.tenant,
+            kind=EVENT_KIND,
+            name=workload.name,
+            uid=str(workload.uid),
+            reason="Relabelled",
+            message=labels_changed_message(labels, actor_name(actor)),
+        )
+        _publish(workload)
+        from compute.services.load_balancers import workload_changed
+
+        workload_changed(workload, before=before)
+        transaction.on_commit(lambda: _enqueue(workload.pk))
+    return workload
+
+
 def workload_delete(*, actor, workload: Workload) -> Workload:
     """Mark the workload Deleting; the task removes its objects, then the quota is
     released (once) and the row dropped by :func:`workload_finalize_delete`."""
@@ -742,6 +798,7 @@ def workload_spec(workload: Workload) -> WorkloadSpec:
         ports=list(workload.ports),
         service_type=workload.service_type,
         mounts=mounts_of(workload),
+        labels=dict(workload.labels or {}),
         restarted_at=workload.restarted_at.isoformat() if workload.restarted_at else "",
         portal_uid=str(workload.uid),
         portal_generation=workload.generation,
@@ -982,6 +1039,7 @@ def workload_state(workload: Workload) -> dict:
         "availableReplicas": workload.available_replicas,
         "ready": f"{workload.ready_replicas}/{workload.replicas}",
         "pods": workload.pods,
+        "labels": dict(workload.labels or {}),
         "uid": str(workload.uid),
         "resourceVersion": str(workload.resource_version),
         "actionsByRole": {

@@ -539,6 +539,87 @@ def test_a_bad_patch_is_a_field_error_and_changes_nothing(world, api, spec, fiel
     assert (fresh.vcpus, fresh.resource_version) == (vm.vcpus, vm.resource_version)
 
 
+def test_patch_labels_replaces_them_in_any_phase_and_honours_if_match(world, api):
+    vm = make_vm(world, phase=Phase.RUNNING)
+    client = api(world.bob)
+    etag = client.get(f"{BASE}web1/")["ETag"]
+    response = client.patch(
+        f"{BASE}web1/",
+        {"metadata": {"labels": {"app": "web", "tier": ""}}},
+        format="json",
+        HTTP_IF_MATCH=etag,
+    )
+    assert response.status_code == 202, response.content
+    data = response.json()
+    assert data["metadata"]["labels"] == {"app": "web", "tier": ""}
+    assert data["status"]["phase"] == "Running"
+    assert response["ETag"] == f'"{vm.resource_version + 1}"' != etag
+    assert VirtualMachine.objects.get(pk=vm.pk).labels == {"app": "web", "tier": ""}
+    assert AuditLog.objects.filter(action="vm.relabel", actor=world.bob).exists()
+
+    # The old ETag is stale now: 412, nothing changed.
+    problem(
+        client.patch(
+            f"{BASE}web1/", {"metadata": {"labels": {}}}, format="json", HTTP_IF_MATCH=etag
+        ),
+        412,
+        "precondition-failed",
+    )
+    assert VirtualMachine.objects.get(pk=vm.pk).labels == {"app": "web", "tier": ""}
+    # Labels and a desired state together, in one change.
+    response = client.patch(
+        f"{BASE}web1/",
+        {"metadata": {"labels": {}}, "spec": {"desiredState": "stopped"}},
+        format="json",
+        HTTP_IF_MATCH=response["ETag"],
+    )
+    assert response.status_code == 202, response.content
+    assert response.json()["metadata"]["labels"] == {}
+    assert response.json()["status"]["phase"] == "Stopping"
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"metadata": {"labels": {"bad key": "x"}}}, "metadata.labels"),
+        ({"metadata": {"labels": {"app": "-web"}}}, "metadata.labels"),
+        ({"metadata": {"labels": "app=web"}}, "metadata.labels"),
+        ({"metadata": {}}, "metadata.labels"),
+        ({"metadata": {"name": "other"}}, "metadata.name"),
+        ({}, "spec"),
+    ],
+)
+def test_bad_labels_in_a_patch_are_a_field_error_and_change_nothing(world, api, data, field):
+    vm = make_vm(world, phase=Phase.STOPPED)
+    VirtualMachine.objects.filter(pk=vm.pk).update(labels={"app": "web"})
+    vm.refresh_from_db()
+    response = api(world.bob).patch(f"{BASE}web1/", data, format="json")
+    assert field in problem(response, 400, "invalid")["errors"]
+    fresh = VirtualMachine.objects.get(pk=vm.pk)
+    assert (fresh.labels, fresh.resource_version) == ({"app": "web"}, vm.resource_version)
+
+
+def test_labels_of_a_vm_can_be_changed_by_operators_only_and_not_in_another_tenant(world, api):
+    vm = make_vm(world, phase=Phase.RUNNING)
+    make_vm(world, "secret", tenant=world.globex)
+    change = {"metadata": {"labels": {"app": "web"}}}
+    problem(api(world.carol).patch(f"{BASE}web1/", change, format="json"), 403, "forbidden")
+    assert AuditLog.objects.filter(
+        actor=world.carol, outcome=AuditOutcome.DENIED, tenant=world.acme
+    ).exists()
+    problem(
+        api(world.bob).patch(
+            "/api/v1/tenants/globex/virtualmachines/secret/", change, format="json"
+        ),
+        404,
+        "not-found",
+    )
+    problem(api(world.dave).patch(f"{BASE}web1/", change, format="json"), 404, "not-found")
+    assert VirtualMachine.objects.get(pk=vm.pk).labels == {}
+    assert VirtualMachine.objects.get(name="secret").labels == {}
+    assert api(world.alice).patch(f"{BASE}web1/", change, format="json").status_code == 202
+
+
 def test_delete_is_accepted_and_shows_deleting(world, api):
     make_vm(world, phase=Phase.STOPPED)
     response = api(world.bob).delete(f"{BASE}web1/")

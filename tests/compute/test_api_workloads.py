@@ -264,11 +264,74 @@ def test_role_matrix(world, api, user, list_code, create_code, act_code):
     scale = client.post(f"{BASE}existing/scale/", {"replicas": 1}, format="json")
     assert scale.status_code == act_code
     assert client.post(f"{BASE}existing/restart/").status_code == act_code
+    relabel = {"metadata": {"labels": {"app": "web"}}}
+    assert client.patch(f"{BASE}existing/", relabel, format="json").status_code == act_code
+    labelled = Workload.objects.get(name="existing").labels == {"app": "web"}
+    assert labelled == (act_code == 202)
     assert client.delete(f"{BASE}existing/").status_code == act_code
     if act_code == 403:
         assert AuditLog.objects.filter(
             actor=world.carol, outcome=AuditOutcome.DENIED, action="workload.operate"
         ).exists()
+
+
+def test_patch_labels_is_a_new_generation_audited_with_if_match(world, api):
+    workload = make(world, replicas=1, phase=Phase.RUNNING, labels={"app": "web"})
+    client = api(world.bob)
+    etag = client.get(f"{BASE}web/")["ETag"]
+    response = client.patch(
+        f"{BASE}web/",
+        {"metadata": {"labels": {"app": "api", "tier": "front"}}},
+        format="json",
+        HTTP_IF_MATCH=etag,
+    )
+    assert response.status_code == 202, response.content
+    data = response.json()
+    assert data["metadata"]["labels"] == {"app": "api", "tier": "front"}
+    assert data["status"]["phase"] == "Pending"  # a Deployment's pods roll to carry them
+    row = Workload.objects.get(pk=workload.pk)
+    assert row.labels == {"app": "api", "tier": "front"}
+    assert row.generation == workload.generation + 1
+    assert AuditLog.objects.get(action="workload.relabel").detail == {
+        "from": {"app": "web"},
+        "to": {"app": "api", "tier": "front"},
+    }
+    stale = client.patch(
+        f"{BASE}web/", {"metadata": {"labels": {}}}, format="json", HTTP_IF_MATCH=etag
+    )
+    problem(stale, 412)
+    assert Workload.objects.get(pk=workload.pk).labels == {"app": "api", "tier": "front"}
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"metadata": {"labels": {"bad key": "x"}}}, "metadata.labels"),
+        ({"metadata": {"labels": {"app": "web-"}}}, "metadata.labels"),
+        ({"metadata": {}}, "metadata.labels"),
+        ({"metadata": {"labels": {}, "name": "x"}}, "metadata.name"),
+        ({"spec": {"replicas": 3}}, "spec"),
+    ],
+)
+def test_a_bad_labels_patch_is_a_field_error_and_changes_nothing(world, api, data, field):
+    workload = make(world, replicas=1, phase=Phase.RUNNING, labels={"app": "web"})
+    response = api(world.bob).patch(f"{BASE}web/", data, format="json")
+    assert field in problem(response, 400)["errors"]
+    row = Workload.objects.get(pk=workload.pk)
+    assert (row.labels, row.resource_version) == ({"app": "web"}, workload.resource_version)
+
+
+def test_another_tenants_workload_cannot_be_relabelled(world, api):
+    other = services.workload_create(
+        actor=None, tenant=world.globex, name="secret", image="nginx:1.27"
+    )
+    response = api(world.bob).patch(
+        "/api/v1/tenants/globex/workloads/secret/",
+        {"metadata": {"labels": {"app": "web"}}},
+        format="json",
+    )
+    problem(response, 404)
+    assert Workload.objects.get(pk=other.pk).labels == {}
 
 
 def test_anonymous_requests_are_refused(world, api):

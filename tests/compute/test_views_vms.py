@@ -273,6 +273,52 @@ def test_staff_see_the_host_on_the_detail_page(world):
     assert "node-a" in client_for(world.admin).get(f"{LIST}web1/").content.decode()
 
 
+# --- Labels -----------------------------------------------------------------------------
+def test_an_operator_edits_the_labels_and_a_viewer_sees_them_read_only(world):
+    vm = make_vm(world, "web1", phase=Phase.RUNNING)
+    VirtualMachine.objects.filter(pk=vm.pk).update(labels={"app": "web"})
+    viewer = client_for(world.carol).get(f"{LIST}web1/").content.decode()
+    assert "app=web" in viewer and 'data-testid="vm-edit-labels"' not in viewer
+    assert "/t/acme/vms/web1/labels/" not in viewer
+
+    bob = client_for(world.bob)
+    page = bob.get(f"{LIST}web1/").content.decode()
+    assert 'data-testid="vm-edit-labels"' in page
+    assert re.search(r'<textarea[^>]*name="labels"[^>]*>\s*app=web</textarea>', page)
+    response = bob.post(
+        f"{LIST}web1/labels/", {"labels": "app = api\n\nexample.com/tier=front\n"}, follow=True
+    )
+    assert response.redirect_chain[-1][0] == f"{LIST}web1/"
+    html = response.content.decode()
+    assert "The labels of web1 are now: app=api, example.com/tier=front." in html
+    assert VirtualMachine.objects.get(pk=vm.pk).labels == {
+        "app": "api",
+        "example.com/tier": "front",
+    }
+    assert AuditLog.objects.filter(action="vm.relabel", actor=world.bob).exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("app=web\njust-a-word", "Write each label as key=value, e.g. app=web: just-a-word"),
+        ("app=web\napp=api", "The label app is given twice."),
+        ("bad key=x", "Invalid key &#x27;bad key&#x27;"),
+        ("app=-web", "Invalid value for &#x27;app&#x27;"),
+    ],
+)
+def test_bad_labels_come_back_on_the_field_as_typed_and_change_nothing(world, text, words):
+    vm = make_vm(world, "web1", phase=Phase.STOPPED)
+    response = client_for(world.bob).post(f"{LIST}web1/labels/", {"labels": text})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert words in html and 'data-testid="error-labels"' in html
+    assert re.search(r'data-testid="vm-edit-labels" open', html)
+    assert text.splitlines()[-1] in html  # the lines as typed
+    fresh = VirtualMachine.objects.get(pk=vm.pk)
+    assert (fresh.labels, fresh.resource_version) == ({}, vm.resource_version)
+
+
 # --- Actions ----------------------------------------------------------------------------
 def test_stop_asks_the_service_and_returns_with_a_message(world):
     vm = make_vm(world, "web1", phase=Phase.RUNNING)
@@ -363,15 +409,16 @@ def test_the_overview_summarises_the_vms_by_phase(world):
 
 
 # --- Role matrix over every VM page -----------------------------------------------------
-# who → status for: list, detail, create form, create POST, stop POST, delete confirm page
+# who → status for: list, detail, create form, create POST, stop POST, delete confirm
+# page, labels POST
 WEB_MATRIX = {
-    "anonymous": (302, 302, 302, 302, 302, 302),
-    "outsider": (404, 404, 404, 404, 404, 404),
-    "dave": (404, 404, 404, 404, 404, 404),
-    "carol": (200, 200, 403, 403, 403, 403),
-    "bob": (200, 200, 200, 302, 302, 200),
-    "alice": (200, 200, 200, 302, 302, 200),
-    "admin": (200, 200, 200, 302, 302, 200),
+    "anonymous": (302, 302, 302, 302, 302, 302, 302),
+    "outsider": (404, 404, 404, 404, 404, 404, 404),
+    "dave": (404, 404, 404, 404, 404, 404, 404),
+    "carol": (200, 200, 403, 403, 403, 403, 403),
+    "bob": (200, 200, 200, 302, 302, 200, 302),
+    "alice": (200, 200, 200, 302, 302, 200, 302),
+    "admin": (200, 200, 200, 302, 302, 200, 302),
 }
 
 
@@ -386,11 +433,13 @@ def test_the_role_matrix_for_every_vm_page(world, who):
         client.post(NEW, form_data(name="new1")).status_code,
         client.post(f"{LIST}run1/stop/").status_code,
         client.get(f"{LIST}run1/delete/").status_code,
+        client.post(f"{LIST}run1/labels/", {"labels": "app=web"}).status_code,
     )
     assert got == WEB_MATRIX[who]
     allowed = WEB_MATRIX[who][3] == 302 and who != "anonymous"
     assert VirtualMachine.objects.filter(name="new1").exists() == allowed
     assert (VirtualMachine.objects.get(pk=vm.pk).phase == Phase.STOPPING) == allowed
+    assert (VirtualMachine.objects.get(pk=vm.pk).labels == {"app": "web"}) == allowed
 
 
 def test_the_vm_list_pages_long_lists(client, demo, make_host, tiny_image):

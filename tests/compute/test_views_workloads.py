@@ -197,6 +197,39 @@ def test_other_tenants_workload_pages_are_404_and_viewers_cannot_create(world):
     assert Client().get(LIST).status_code == 302
 
 
+@pytest.mark.parametrize(
+    ("who", "status"),
+    [("bob", 302), ("alice", 302), ("carol", 403), ("dave", 404), ("anonymous", 302)],
+)
+def test_who_may_edit_a_workloads_labels(world, who, status):
+    workload = make(world, "web", labels={"app": "web"})
+    client = Client() if who == "anonymous" else client_for(getattr(world, who))
+    response = client.post(f"{LIST}web/labels/", {"labels": "app=api"})
+    assert response.status_code == status
+    allowed = who in ("bob", "alice")
+    assert (Workload.objects.get(pk=workload.pk).labels == {"app": "api"}) == allowed
+    if allowed:
+        assert response["Location"] == f"{LIST}web/"
+
+
+def test_an_operator_edits_a_workloads_labels_and_a_viewer_reads_them(world):
+    make(world, "web", labels={"app": "web"})
+    viewer = client_for(world.carol).get(f"{LIST}web/").content.decode()
+    assert "app=web" in viewer and 'data-testid="workload-edit-labels"' not in viewer
+    bob = client_for(world.bob)
+    page = bob.get(f"{LIST}web/").content.decode()
+    assert 'data-testid="workload-edit-labels"' in page
+    response = bob.post(f"{LIST}web/labels/", {"labels": "app=api\ntier=front"}, follow=True)
+    html = response.content.decode()
+    assert "The labels of web are now: app=api, tier=front." in html
+    assert "Labels changed to app=api, tier=front by bob." in html  # on its timeline
+
+    refused = bob.post(f"{LIST}web/labels/", {"labels": "app=api\nbad key=1"})
+    assert refused.status_code == 400
+    assert "Invalid key &#x27;bad key&#x27;" in refused.content.decode()
+    assert Workload.objects.get(name="web").labels == {"app": "api", "tier": "front"}
+
+
 def test_the_admin_never_shows_the_kubeconfig_back(world):
     cluster = KubernetesCluster.objects.get(name="fake")
     admin = client_for(world.admin)

@@ -835,6 +835,7 @@ OUTSIDE_MATRIX = {
             "vm-create",
             "vm-detail",
             "vm-action",
+            "vm-labels",
             "vm-api-list",
             "vm-api-detail",
             *(f"vm-api-{a}" for a in ("start", "stop", "force-stop", "pause", "resume", "reboot")),
@@ -946,6 +947,7 @@ OUTSIDE_MATRIX = {
         for name in (
             "workload-create",
             "workload-detail",
+            "workload-labels",
             "workload-logs",
             "workload-action",
             "workload-api-list",

@@ -242,8 +242,11 @@ class KubernetesBackend(ContainerBackend):
 
     def apply_workload(self, spec: WorkloadSpec) -> None:
         for obj in manifests.workload_objects(spec):
-            if obj["kind"] == "Pod" and self._get(path_of(obj)) is not None:
-                continue  # a pod's spec is immutable: it exists, so it is as created
+            if obj["kind"] == "Pod":
+                live = self._get(path_of(obj))
+                if live is not None:  # a pod's spec is immutable, its labels are not
+                    self._pod_relabel(obj, live)
+                    continue
             self.apply(obj)
         if not spec.service_type:
             self._delete(f"/api/v1/namespaces/{spec.namespace}/services/{spec.name}", "the service")
@@ -253,6 +256,29 @@ class KubernetesBackend(ContainerBackend):
                 f"{spec.name}-ingress",
                 "the service's network policy",
             )
+
+    def _pod_relabel(self, obj: dict, live: dict) -> None:
+        """Bring a live pod's labels and annotations to the manifest's with a merge patch:
+        a tenant label it was given before (its annotation lists their keys) and no longer
+        wants is set to null; labels others put there stay. Nothing when already equal."""
+        meta, held = obj["metadata"], live.get("metadata") or {}
+        held_labels = held.get("labels") or {}
+        held_notes = held.get("annotations") or {}
+        notes = meta.get("annotations") or {}
+        given = held_notes.get(manifests.TENANT_LABELS_ANNOTATION, "")
+        gone = [key for key in given.split(",") if key and key not in meta["labels"]]
+        current = all(held_labels.get(k) == v for k, v in meta["labels"].items())
+        if current and not gone and all(held_notes.get(k) == v for k, v in notes.items()):
+            return
+        labels = {key: None for key in gone}
+        labels.update(meta["labels"])
+        self._call(
+            "PATCH",
+            path_of(obj),
+            body={"metadata": {"labels": labels, "annotations": notes}},
+            headers={"Content-Type": "application/merge-patch+json"},
+            what=f"to relabel Pod {meta['name']}",
+        )
 
     def delete_workload(self, namespace: str, name: str, kind: str) -> bool:
         main = (

@@ -23,6 +23,9 @@ TENANT_LABEL = "isotope.dev/tenant"
 WORKLOAD_LABEL = "isotope.dev/workload"
 UID_ANNOTATION = "isotope.dev/uid"
 GENERATION_ANNOTATION = "isotope.dev/generation"
+# On a bare pod: the keys of the tenant's labels it was given, comma separated, so that a
+# relabel removes the ones no longer wanted and never a label someone else put there.
+TENANT_LABELS_ANNOTATION = "isotope.dev/tenant-labels"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 # An Isotope Service's EndpointSlice: named after it, and marked as Isotope's so that
 # the cluster's EndpointSlice controllers leave it alone.
@@ -277,9 +280,9 @@ def claim_mounts(spec: WorkloadSpec) -> tuple[list[dict], list[dict]]:
 
 
 def pod_labels(spec: WorkloadSpec) -> dict[str, str]:
-    """A workload's pods are in the tenant's default security group (as VM interfaces
-    that name no group are)."""
-    return {**workload_labels(spec), GROUP_LABEL_PREFIX + DEFAULT_GROUP: "member"}
+    """A workload's pods carry the tenant's labels and Isotope's own (which win); they are
+    in the tenant's default security group (as VM interfaces that name no group are)."""
+    return {**spec.labels, **workload_labels(spec), GROUP_LABEL_PREFIX + DEFAULT_GROUP: "member"}
 
 
 def deployment(spec: WorkloadSpec) -> dict:
@@ -305,10 +308,15 @@ def deployment(spec: WorkloadSpec) -> dict:
 
 
 def pod(spec: WorkloadSpec) -> dict:
+    meta = {**_workload_meta(spec), "labels": pod_labels(spec)}
+    meta["annotations"] = {
+        **meta.get("annotations", {}),
+        TENANT_LABELS_ANNOTATION: ",".join(sorted(spec.labels)),
+    }
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {**_workload_meta(spec), "labels": pod_labels(spec)},
+        "metadata": meta,
         "spec": {**pod_spec(spec), "restartPolicy": "Always"},
     }
 

@@ -5,7 +5,8 @@ running VM's address, drops the VM when it stops, and follows a changed selector
 deleted Service's objects go from the cluster. A Service's type changes ClusterIP →
 NodePort → ClusterIP in place (same Kubernetes Service, same cluster IP; node ports
 allocated, then gone). Members beyond ISOTOPE_ENDPOINTS_PER_SLICE go into more slices,
-which go again when the members shrink."""
+which go again when the members shrink. A running VM relabelled from app=web to app=api
+leaves web's slice and joins api's at the same address."""
 
 from __future__ import annotations
 
@@ -274,3 +275,52 @@ def test_members_beyond_a_slice_go_into_more_slices_and_the_extra_ones_go_again(
     service_services.service_delete(actor=None, service=Service.objects.get(pk=service.pk))
     wait_for(lambda: not Service.objects.filter(pk=service.pk).exists(), SLOW, 0.3)
     assert slice_names(kube, tenant, "web") == {}
+
+
+def test_a_relabelled_vm_leaves_one_services_slice_and_joins_anothers(
+    make_tenant, kube, make_host, tiny_image, celery_worker, watcher
+):
+    tenant = make_tenant()
+    make_host("node-a")
+    network_services.network_create(actor=None, tenant=tenant, name="lab", cidr="10.78.0.0/24")
+    vm = vm_services.vm_create(
+        actor=None,
+        tenant=tenant,
+        name="vm-moved",
+        image="tiny",
+        vcpus=1,
+        memory_mib=128,
+        labels={"app": "web"},
+        networks=["lab"],
+    )
+    for name, app in (("web", "web"), ("api", "api")):
+        service_services.service_create(
+            actor=None, tenant=tenant, name=name, selector={"app": app}, ports=[{"port": 80}]
+        )
+    wait_for(
+        lambda: list(slice_members(kube, tenant, "web")) == ["vm-moved"],
+        SLOW,
+        0.3,
+        message="the VM never appeared in web's slice",
+    )
+    address = slice_members(kube, tenant, "web")["vm-moved"][0]
+    assert address.startswith("10.78.0.")
+    assert slice_members(kube, tenant, "api") == {}
+
+    # Relabelled while it runs: out of web's slice, into api's, at the same address.
+    vm_services.vm_relabel(
+        actor=None, vm=VirtualMachine.objects.get(pk=vm.pk), labels={"app": "api"}
+    )
+    wait_for(
+        lambda: (
+            list(slice_members(kube, tenant, "api")) == ["vm-moved"]
+            and slice_members(kube, tenant, "web") == {}
+        ),
+        SLOW,
+        0.3,
+        message="the relabelled VM did not move from web's slice to api's",
+    )
+    assert slice_members(kube, tenant, "api")["vm-moved"][0] == address
+    assert VirtualMachine.objects.get(pk=vm.pk).phase == Phase.RUNNING
+    web = Service.objects.get(tenant=tenant, name="web")
+    wait_for(lambda: Service.objects.get(pk=web.pk).endpoints == [], SLOW, 0.2)

@@ -1,6 +1,8 @@
 """Workloads on the real API server with KWOK nodes, status from the watch: a
 Deployment's pods run, scale up and down, delete releases quota once; VMs and pods
-share one quota; the API server's own quota refusal is surfaced and released."""
+share one quota; the API server's own quota refusal is surfaced and released; new labels
+roll a Deployment's pods (the selector unchanged) and change a bare pod's own labels in
+place."""
 
 from __future__ import annotations
 
@@ -192,3 +194,75 @@ def test_a_deployment_deleted_outside_the_portal_is_recreated(
     )
     wait_for(lambda: phase_of("keep", tenant) == (Phase.RUNNING, 1, 1), RUNNING, 0.2)
     assert kube.apps.read_namespaced_deployment("keep", tenant.namespace)
+
+
+def test_relabelling_rolls_a_deployments_pods_and_patches_a_bare_pods_labels(
+    make_tenant, kube, celery_worker, watcher
+):
+    tenant = make_tenant()
+    deployment = services.workload_create(
+        actor=None,
+        tenant=tenant,
+        name="tagged",
+        image="nginx:1.27",
+        replicas=2,
+        labels={"app": "web", "tier": "front"},
+    )
+    single = services.workload_create(
+        actor=None, tenant=tenant, name="single", image="nginx:1.27", kind="Pod", labels={}
+    )
+    wait_for(lambda: phase_of("tagged", tenant) == (Phase.RUNNING, 2, 2), RUNNING, 0.2)
+    wait_for(lambda: phase_of("single", tenant) == (Phase.RUNNING, 1, 1), RUNNING, 0.2)
+    before = {p.metadata.name for p in running_pods(kube, tenant, "tagged")}
+    assert all(p.metadata.labels["app"] == "web" for p in running_pods(kube, tenant, "tagged"))
+
+    deployment.refresh_from_db()
+    services.workload_relabel(actor=None, workload=deployment, labels={"app": "api"})
+
+    def rolled():
+        pods = running_pods(kube, tenant, "tagged")
+        names = {p.metadata.name for p in pods}
+        return (
+            len(pods) == 2
+            and not (names & before)
+            and all(p.metadata.labels.get("app") == "api" for p in pods)
+            and all("tier" not in p.metadata.labels for p in pods)
+            and phase_of("tagged", tenant)[0] == Phase.RUNNING
+        )
+
+    wait_for(rolled, RUNNING, 0.2, message="the Deployment's pods did not roll to the new labels")
+    found = kube.apps.read_namespaced_deployment("tagged", tenant.namespace)
+    assert found.spec.template.metadata.labels["app"] == "api"
+    assert "tier" not in found.spec.template.metadata.labels
+    assert found.spec.selector.match_labels == {"isotope.dev/workload": "tagged"}
+
+    # A bare pod keeps running: its own labels change in place.
+    (pod,) = running_pods(kube, tenant, "single")
+    # A label someone else puts on the pod is not Isotope's to remove.
+    kube.core.patch_namespaced_pod(
+        pod.metadata.name, tenant.namespace, {"metadata": {"labels": {"owner": "ops"}}}
+    )
+    single.refresh_from_db()
+    services.workload_relabel(actor=None, workload=single, labels={"app": "db"})
+
+    def patched():
+        found = kube.core.read_namespaced_pod(pod.metadata.name, tenant.namespace)
+        return found if (found.metadata.labels or {}).get("app") == "db" else None
+
+    found = wait_for(patched, RUNNING, 0.2, message="the pod's labels were not patched")
+    assert found.metadata.uid == pod.metadata.uid  # the same pod, not a new one
+    assert found.metadata.labels["isotope.dev/workload"] == "single"
+    services.workload_relabel(actor=None, workload=Workload.objects.get(pk=single.pk), labels={})
+    wait_for(
+        lambda: (
+            "app"
+            not in kube.core.read_namespaced_pod(
+                pod.metadata.name, tenant.namespace
+            ).metadata.labels
+        ),
+        RUNNING,
+        0.2,
+        message="a removed label stayed on the pod",
+    )
+    labels = kube.core.read_namespaced_pod(pod.metadata.name, tenant.namespace).metadata.labels
+    assert labels["owner"] == "ops"
