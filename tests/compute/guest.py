@@ -18,6 +18,14 @@ import pytest
 
 from tools.infra.image import type_keys
 
+# What Guest.load_cpu types (bench/pools.py types it too): one busy loop however often
+# it is typed, its pid in /tmp/busy, then the mark on the serial port.
+LOAD_CPU = (
+    "[ -e /tmp/busy ] || { while :; do :; done & echo $! > /tmp/busy; } ; "
+    "echo BUSY-$((6*7)) > /dev/ttyS0"
+)
+LOAD_CPU_MARK = "BUSY-42"
+
 
 class Guest:
     """One running guest: ``domain()`` finds its domain wherever it runs now."""
@@ -55,12 +63,7 @@ class Guest:
     def load_cpu(self) -> None:
         """Start a shell busy loop in the background (unless one runs already: its pid
         is in ``/tmp/busy``); it keeps the guest's vCPU busy until :meth:`unload_cpu`."""
-        self.until(
-            "[ -e /tmp/busy ] || { while :; do :; done & echo $! > /tmp/busy; } ; "
-            "echo BUSY-$((6*7)) > /dev/ttyS0",
-            "BUSY-42",
-            timeout=120,
-        )
+        self.until(LOAD_CPU, LOAD_CPU_MARK, timeout=120)
 
     def unload_cpu(self) -> None:
         """Stop the busy loop :meth:`load_cpu` started."""
