@@ -398,7 +398,8 @@ class ComputeBackend(ABC):
     ) -> LiveCopy:
         """Copy the disks of the running (or paused) domain ``name`` at one moment:
         ``copies`` are (device, its volume, the copy to make). The guest's filesystems
-        are frozen first when its agent answers. With ``memory`` (pool, file) the guest
+        are frozen first when its agent answers; no copy may exist yet (the caller drops
+        what an earlier try left). With ``memory`` (pool, file) the guest
         is paused through the copies and its memory state is saved too
         (:meth:`memory_save`), so both agree; it then runs as before. The default
         pauses the guest while :meth:`volume_clone` copies each disk."""

@@ -140,9 +140,14 @@ def _converge(snapshot: Snapshot, backend) -> None:
 def _live_disks(vm_id: int, name: str) -> list[Snapshot]:
     return list(
         Snapshot.objects.select_related(
-            "tenant", "volume", "volume__tenant", "volume__vm", "volume__host", "host", "vm"
+            "tenant",
+            "volume__tenant",
+            "volume__vm",
+            "volume__host",
+            "host",
+            "vm__host",
+            "vm__tenant",
         )
-        .select_related("vm__host", "vm__tenant")
         .filter(vm_id=vm_id, name=name, live=True, phase=SnapshotPhase.PENDING)
         .order_by("volume__device")
     )

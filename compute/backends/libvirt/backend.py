@@ -971,7 +971,6 @@ class LibvirtBackend(ComputeBackend):
             targets = {}
             for device, _source, target in copies:
                 storage = self._volume_pool(target.pool)
-                self.volume_delete(target.pool, target.name)
                 path = os.path.join(xml.pool_path(storage.XMLDesc(0)), target.name)
                 targets[device] = (path, target.format)
             live = self._call(f"read {name}", domain.XMLDesc, 0, name=name)
@@ -1054,7 +1053,7 @@ class LibvirtBackend(ComputeBackend):
             f"read the memory state of {name}",
             self.conn.saveImageGetXMLDesc,
             volume.path(),
-            0,
+            libvirt.VIR_DOMAIN_SAVE_IMAGE_XML_SECURE,
             name=name,
         )
         defined = self._call(
@@ -1071,11 +1070,14 @@ class LibvirtBackend(ComputeBackend):
                 vm_texts.HARDWARE_CHANGED % {"what": ", ".join(changed)},
                 detail=f"saved {then}, defined {now}",
             )
-        self._resume_from(name, volume.path())
+        self._resume_from(name, volume.path(), saved=saved)
 
-    def _resume_from(self, name: str, path: str, *, running: bool = True) -> None:
+    def _resume_from(
+        self, name: str, path: str, *, running: bool = True, saved: str | None = None
+    ) -> None:
         """Start ``name`` from the saved state at ``path`` (running, or paused), with its
-        console on a free port of this host's range (the one it had may be taken now)."""
+        console on a free port of this host's range (the one it had may be taken now).
+        ``saved``: the definition in that file, when the caller has read it already."""
         flags = libvirt.VIR_DOMAIN_SAVE_RUNNING if running else libvirt.VIR_DOMAIN_SAVE_PAUSED
         if not self.vnc_ports:
             self._call(
@@ -1087,13 +1089,14 @@ class LibvirtBackend(ComputeBackend):
                 name=name,
             )
             return
-        saved = self._call(
-            f"read the memory state of {name}",
-            self.conn.saveImageGetXMLDesc,
-            path,
-            libvirt.VIR_DOMAIN_SAVE_IMAGE_XML_SECURE,
-            name=name,
-        )
+        if saved is None:
+            saved = self._call(
+                f"read the memory state of {name}",
+                self.conn.saveImageGetXMLDesc,
+                path,
+                libvirt.VIR_DOMAIN_SAVE_IMAGE_XML_SECURE,
+                name=name,
+            )
 
         def restore_on(port: int) -> None:
             self.conn.restoreFlags(path, xml.with_vnc_port(saved, port), flags)
