@@ -386,6 +386,16 @@ def tiny_guest_spec(name: str, image: dict, memory_mib: int = 256, hostname: str
     )
 
 
+def _django() -> None:
+    """Give Django bare settings unless the caller has some: the domain XML module's
+    texts are marked for translation, and ``python3 -m tools.infra`` runs without the
+    portal's settings (which want a database, a secret key and so on)."""
+    from django.conf import settings
+
+    if not settings.configured and not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        settings.configure(USE_I18N=False)
+
+
 def tiny_guest_xml(
     name: str,
     virt_type: str,
@@ -399,6 +409,7 @@ def tiny_guest_xml(
     (``compute.backends.libvirt.xml.domain_xml``), so that probes and smoke tests run
     what the product runs: serial to ``serial_log``, VNC on the loopback (autoport); a
     TCG guest also gets the host's ``tsc_khz`` when given, as the product passes it."""
+    _django()
     from compute.backends.libvirt.xml import domain_xml
 
     return domain_xml(
