@@ -24,8 +24,8 @@ from compute.choices import NetworkKind
 from compute.services import networks as network_services
 from compute.views import _live_baseline
 from compute.volume_forms import ServiceErrorsMixin
-from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
-from portal.web import form_service_call, tenant_view
+from portal.exceptions import NotFound, PermissionDenied
+from portal.web import form_service_call, message_call, tenant_view
 from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
 
@@ -67,22 +67,6 @@ def _nic_or_404(request, tenant, name: str, nic: str):
         return vm, selectors.nic_get(request.user, vm, nic)
     except NotFound as error:
         raise Http404(error.message) from None
-
-
-def _call(request, call, done: str) -> bool:
-    try:
-        call()
-    except PermissionDenied as error:
-        raise DjangoPermissionDenied(error.message) from None
-    except Conflict as error:
-        messages.warning(request, error.message)
-    except ApplicationError as error:
-        details = " ".join(m for ms in (error.errors or {}).values() for m in ms)
-        messages.error(request, f"{error.message} {details}".strip())
-    else:
-        messages.success(request, done)
-        return True
-    return False
 
 
 @tenant_view("network.view")
@@ -141,7 +125,7 @@ def network_delete(request, tenant, name: str):
         network = selectors.network_get(request.user, tenant, name)
     except NotFound as error:
         raise Http404(error.message) from None
-    _call(
+    message_call(
         request,
         lambda: network_services.network_delete(actor=request.user, network=network),
         gettext("Deleting network %(name)s.") % {"name": network.name},
@@ -159,7 +143,7 @@ def nic_add(request, tenant, name: str):
     """The VM page's "Add interface" form."""
     vm = _vm_or_404(request, tenant, name)
     network = request.POST.get("network", "")
-    _call(
+    message_call(
         request,
         lambda: network_services.nic_create(
             actor=request.user,
@@ -178,7 +162,7 @@ def nic_add(request, tenant, name: str):
 @require_POST
 def nic_remove(request, tenant, name: str, nic: str):
     vm, found = _nic_or_404(request, tenant, name, nic)
-    _call(
+    message_call(
         request,
         lambda: network_services.nic_delete(actor=request.user, nic=found),
         gettext("Removing %(nic)s from %(name)s.") % {"nic": found.name, "name": vm.name},
@@ -192,7 +176,7 @@ def nic_groups(request, tenant, name: str, nic: str):
     """The interface row's "Edit groups" form: the checked groups replace its own."""
     vm, found = _nic_or_404(request, tenant, name, nic)
     groups = list(dict.fromkeys(request.POST.getlist("security_groups")))
-    _call(
+    message_call(
         request,
         lambda: network_services.nic_groups_set(actor=request.user, nic=found, groups=groups),
         gettext("%(nic)s of %(name)s is in %(groups)s now.")

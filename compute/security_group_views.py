@@ -11,6 +11,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext
@@ -19,12 +20,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from compute import selectors
 from compute.choices import RuleDirection, RuleProtocol
-from compute.network_views import _call
 from compute.services import security_groups as group_services
 from compute.views import _live_baseline
 from compute.volume_forms import ServiceErrorsMixin
 from portal.exceptions import NotFound, PermissionDenied
-from portal.web import form_service_call, tenant_view
+from portal.web import form_service_call, message_call, tenant_view
 from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
 
@@ -156,6 +156,13 @@ def group_detail(request, tenant, name: str):
         if tenant_selectors.can(request.user, tenant, "vm.view")
         else []
     )
+    workloads = []
+    if tenant_selectors.can(request.user, tenant, "workload.view"):
+        # The default group also holds the workloads that name no group.
+        in_group = Q(security_groups=group)
+        if group.is_default:
+            in_group |= Q(security_groups__isnull=True)
+        workloads = selectors.workloads_for_tenant(request.user, tenant).filter(in_group).distinct()
     return render(
         request,
         "compute/securitygroup_detail.html",
@@ -164,6 +171,7 @@ def group_detail(request, tenant, name: str):
             "group": group,
             "rules": group.rules.select_related("remote_group").order_by("id"),
             "members": members,
+            "workloads": workloads,
             "form": form,
             "allowed": group_services.group_actions(group, role),
             "live_baseline": _live_baseline(tenant),
@@ -176,7 +184,7 @@ def group_detail(request, tenant, name: str):
 @require_POST
 def rule_remove(request, tenant, name: str, rule: int):
     group = _group_or_404(request, tenant, name)
-    _call(
+    message_call(
         request,
         lambda: group_services.rule_remove(actor=request.user, group=group, rule_id=rule),
         gettext("Rule removed from %(name)s.") % {"name": group.name},
@@ -188,7 +196,7 @@ def rule_remove(request, tenant, name: str, rule: int):
 @require_POST
 def group_delete(request, tenant, name: str):
     group = _group_or_404(request, tenant, name)
-    if _call(
+    if message_call(
         request,
         lambda: group_services.group_delete(actor=request.user, group=group),
         gettext("Security group %(name)s deleted.") % {"name": group.name},

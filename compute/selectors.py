@@ -162,6 +162,7 @@ def workloads_for_tenant(user, tenant: Tenant, action: str = "workload.view"):
     return (
         restrict(user, action, Workload.objects.filter(tenant=tenant))
         .select_related("tenant", "cluster")
+        .prefetch_related("security_groups")
         .order_by("name")
     )
 

@@ -24,13 +24,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from compute import selectors
 from compute.choices import SERVICE_TYPES, PortProtocol
-from compute.network_views import _call
 from compute.security_group_views import _authorize
 from compute.services import load_balancers as service_services
 from compute.views import _live_baseline
 from compute.volume_forms import ServiceErrorsMixin
 from portal.exceptions import ApplicationError, NotFound, PermissionDenied
-from portal.web import form_service_call, tenant_view
+from portal.web import form_service_call, message_call, tenant_view
 from tenants import selectors as tenant_selectors
 
 # The service's error keys for the form's one port.
@@ -297,7 +296,7 @@ def service_update(request, tenant, name: str):
 @require_POST
 def service_delete(request, tenant, name: str):
     service = _service_or_404(request, tenant, name)
-    _call(
+    message_call(
         request,
         lambda: service_services.service_delete(actor=request.user, service=service),
         gettext("Service %(name)s is being deleted.") % {"name": service.name},

@@ -48,6 +48,7 @@ API_FIELDS = {
     "ports": "spec.ports",
     "service_type": "spec.service.type",
     "volumes": "spec.volumes",
+    "security_groups": "spec.securityGroups",
     "phase": "status.phase",
 }
 # Which spec field a quota refusal is about.
@@ -105,6 +106,7 @@ def workload_representation(workload: Workload, user) -> dict:
             "resources": resources,
             "service": {"type": workload.service_type} if workload.service_type else None,
             "volumes": workload.volumes,
+            "securityGroups": workload_services.workload_groups(workload),
         },
         "status": data_status,
     }
@@ -114,6 +116,8 @@ def workload_create_document(workload: Workload) -> dict:
     """What ``POST .../workloads/`` would take to make a workload like ``workload`` (a new
     name, the same spec and labels): the "Copy as new" of its YAML page."""
     spec = workload_representation(workload, None)["spec"]
+    # The groups it names (none: the default group, which the copy gets by naming none).
+    spec["securityGroups"] = sorted(g.name for g in workload.security_groups.all())
     # What the create accepts, without the empty parts (their defaults are the same).
     document = {key: value for key, value in spec.items() if value not in (None, [], {})}
     metadata = {"name": f"{workload.name}-copy"}
@@ -149,6 +153,7 @@ def workload_create_from_api(*, actor, tenant: Tenant, data: dict) -> Workload:
             service_type=(spec.get("service") or {}).get("type", ""),
             volumes=[dict(m) for m in spec.get("volumes") or []],
             labels=meta.get("labels"),
+            security_groups=spec.get("securityGroups"),
         )
     except ApplicationError as error:
         raise _api_errors(error) from None
@@ -193,6 +198,11 @@ class WorkloadSpecIn(StrictSerializer):
     resources = ResourcesIn(required=False)
     service = ServiceIn(required=False, allow_null=True)
     volumes = MountIn(many=True, required=False, help_text="Volume claims the pods mount.")
+    securityGroups = serializers.ListField(  # noqa: N815
+        child=serializers.CharField(),
+        required=False,
+        help_text="Security groups of the tenant its pods are in (default: the default group).",
+    )
 
 
 class WorkloadCreateSerializer(StrictSerializer):
@@ -214,8 +224,26 @@ class WorkloadPatchMetadataIn(StrictSerializer):
     )
 
 
+class WorkloadPatchSpecIn(StrictSerializer):
+    unknown_message = _("This field cannot be changed; only securityGroups.")
+
+    securityGroups = serializers.ListField(  # noqa: N815
+        child=serializers.CharField(),
+        help_text="The security groups its pods are in, all of them (at least one): a "
+        "Deployment's pods roll to carry the new groups' labels; a Pod's are patched.",
+    )
+
+
 class WorkloadPatchSerializer(StrictSerializer):
-    metadata = WorkloadPatchMetadataIn()
+    metadata = WorkloadPatchMetadataIn(required=False)
+    spec = WorkloadPatchSpecIn(required=False)
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError(
+                _("Give metadata.labels, spec.securityGroups or both.")
+            )
+        return attrs
 
 
 class WorkloadSerializer(serializers.Serializer):
@@ -286,7 +314,7 @@ class WorkloadDetailView(WorkloadView):
 
     @extend_schema(
         operation_id="workloads_patch",
-        summary="Change a workload's labels",
+        summary="Change a workload's labels and/or security groups",
         request=WorkloadPatchSerializer,
         parameters=[IF_MATCH],
         responses={
@@ -301,13 +329,23 @@ class WorkloadDetailView(WorkloadView):
         obj = self.allowed_tenant("workload.update")
         serializer = WorkloadPatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        labels = serializer.validated_data["metadata"]["labels"]
-        return self.change(
-            obj,
-            lambda w: workload_services.workload_relabel(
-                actor=request.user, workload=w, labels=labels
-            ),
-        )
+        data = serializer.validated_data
+        labels = data["metadata"]["labels"] if "metadata" in data else None
+        groups = data["spec"]["securityGroups"] if "spec" in data else None
+
+        def change(workload):
+            # In change()'s one transaction: a refused half leaves the other unchanged too.
+            if labels is not None:
+                workload = workload_services.workload_relabel(
+                    actor=request.user, workload=workload, labels=labels
+                )
+            if groups is not None:
+                workload = workload_services.workload_groups_set(
+                    actor=request.user, workload=workload, groups=groups
+                )
+            return workload
+
+        return self.change(obj, change)
 
     @extend_schema(
         operation_id="workloads_delete",

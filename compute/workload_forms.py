@@ -93,6 +93,15 @@ class WorkloadCreateForm(forms.Form):
             "e.g. data:/var/lib/data"
         ),
     )
+    security_groups = forms.MultipleChoiceField(
+        label=_("Security groups"),
+        required=False,
+        help_text=_("What may reach its pods; none chosen: the tenant's default group."),
+    )
+
+    def __init__(self, *args, groups=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["security_groups"].choices = [(g, g) for g in groups]
 
     def clean_command(self) -> list[str]:
         return self._split("command")
@@ -153,6 +162,7 @@ class WorkloadCreateForm(forms.Form):
             "ports": data["ports"],
             "service_type": data["service_type"] or "",
             "volumes": data["volumes"],
+            "security_groups": data["security_groups"],
         }
 
     def add_service_error(self, error: ApplicationError) -> None:

@@ -29,7 +29,7 @@ from compute.services import workloads as workload_services
 from compute.views import _live_baseline, relabel_from_form
 from compute.workload_forms import WorkloadCreateForm
 from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
-from portal.web import form_service_call, tenant_view
+from portal.web import form_service_call, message_call, tenant_view
 from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
 from tenants.permissions import role_allows
@@ -124,7 +124,8 @@ def workload_list(request, tenant):
 @tenant_view("workload.create")
 @require_http_methods(["GET", "POST"])
 def workload_create(request, tenant):
-    form = WorkloadCreateForm(request.POST or None)
+    groups = selectors.security_groups_for_tenant(request.user, tenant)
+    form = WorkloadCreateForm(request.POST or None, groups=[g.name for g in groups])
     if request.method == "POST" and form.is_valid():
         workload = form_service_call(
             form,
@@ -170,8 +171,11 @@ def _detail(request, tenant, workload, labels_form: LabelsForm | None = None, st
     events = monitoring_selectors.events_of_object(
         request.user, tenant, kind=workload_services.EVENT_KIND, name=workload.name
     )
-    if labels_form is None and tenant_selectors.can(request.user, tenant, "workload.update"):
+    can_update = tenant_selectors.can(request.user, tenant, "workload.update")
+    if labels_form is None and can_update:
         labels_form = LabelsForm(initial={"labels": labels_lines(workload.labels)})
+    groups = workload_services.workload_groups(workload)
+    tenant_groups = list(selectors.security_groups_for_tenant(request.user, tenant))
     return render(
         request,
         "compute/workload_detail.html",
@@ -181,6 +185,9 @@ def _detail(request, tenant, workload, labels_form: LabelsForm | None = None, st
             "buttons": _buttons(workload, request.role),
             "show_cluster": request.user.is_staff,
             "labels_form": labels_form if not workload.deleting else None,
+            "groups": groups,
+            "known_groups": {g.name for g in tenant_groups},
+            "group_choices": tenant_groups if can_update and not workload.deleting else None,
             "events": events,
             "live_baseline": baseline,
         },
@@ -204,6 +211,25 @@ def workload_labels(request, tenant, name: str):
     if form is None:
         return redirect("workload-detail", tenant=tenant.slug, name=workload.name)
     return _detail(request, tenant, workload, form, status=400)
+
+
+@tenant_view("workload.update")
+@require_POST
+def workload_groups(request, tenant, name: str):
+    """The workload page's "Edit groups" form: the checked groups replace the ones its
+    pods are in (a Deployment's pods roll to carry them). A refusal is the message and
+    changes nothing."""
+    workload = _workload_or_404(request, tenant, name)
+    groups = list(dict.fromkeys(request.POST.getlist("security_groups")))
+    message_call(
+        request,
+        lambda: workload_services.workload_groups_set(
+            actor=request.user, workload=workload, groups=groups
+        ),
+        gettext("The pods of %(name)s are in %(groups)s now.")
+        % {"name": workload.name, "groups": ", ".join(sorted(groups))},
+    )
+    return redirect("workload-detail", tenant=tenant.slug, name=workload.name)
 
 
 @tenant_view("workload.view")

@@ -9,7 +9,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 
-from portal.exceptions import ApplicationError, NotFound, PermissionDenied, QuotaExceeded
+from portal.exceptions import (
+    ApplicationError,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+)
 from tenants import selectors, services
 
 
@@ -58,3 +64,22 @@ def form_service_call(form, call):
 
 def flash_error(request, error: ApplicationError) -> None:
     messages.error(request, error.message)
+
+
+def message_call(request, call, done: str) -> bool:
+    """Run ``call()`` (a service) for a small form that answers with a redirect: success
+    is the message ``done``, a conflict a warning, any other refusal an error naming its
+    fields' reasons; a role refusal is a 403. Returns whether it succeeded."""
+    try:
+        call()
+    except PermissionDenied as error:
+        raise DjangoPermissionDenied(error.message) from None
+    except Conflict as error:
+        messages.warning(request, error.message)
+    except ApplicationError as error:
+        details = " ".join(m for ms in (error.errors or {}).values() for m in ms)
+        messages.error(request, f"{error.message} {details}".strip())
+    else:
+        messages.success(request, done)
+        return True
+    return False

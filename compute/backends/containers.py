@@ -179,6 +179,9 @@ class WorkloadSpec:
     labels: dict[str, str] = field(default_factory=dict)
     """The tenant's labels, on its pods (a Deployment's pod template: a change rolls the
     pods; a bare pod's own labels). Isotope's own labels win over one of the same key."""
+    security_groups: list[str] = field(default_factory=list)
+    """The tenant's security groups its pods are in (none: the default group): each is
+    one label on the pods, which that group's NetworkPolicy selects."""
 
 
 @dataclass(frozen=True)

@@ -302,6 +302,16 @@ class Workload(Resource):
         blank=True,
         verbose_name=_("labels"),
     )
+    security_groups = models.ManyToManyField(
+        "compute.SecurityGroup",
+        related_name="workloads",
+        blank=True,
+        help_text=_(
+            "What traffic its pods let in (NetworkPolicies of these groups; the tenant's "
+            "default group when none is chosen)."
+        ),
+        verbose_name=_("security groups"),
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,

@@ -423,6 +423,15 @@ def group_delete(*, actor, group: SecurityGroup) -> SecurityGroup:
                 % {"group": group.name, "count": members},
                 errors={"name": [gettext("In use.")]},
             )
+        workloads = sorted(group.workloads.values_list("name", flat=True))
+        if workloads:
+            raise Conflict(
+                gettext(
+                    "The pods of %(workloads)s are in %(group)s; move them to other groups first."
+                )
+                % {"workloads": ", ".join(workloads), "group": group.name},
+                errors={"name": [gettext("In use.")]},
+            )
         users = sorted(
             set(group.referencing_rules.exclude(group=group).values_list("group__name", flat=True))
         )
@@ -452,9 +461,7 @@ def resolve_groups(tenant: Tenant, names, errors: dict, field: str) -> list[Secu
     if not wanted:
         return []
     if len(wanted) > MAX_GROUPS_PER_NIC:
-        errors[field] = [
-            gettext("At most %(max)s security groups per interface.") % {"max": MAX_GROUPS_PER_NIC}
-        ]
+        errors[field] = [gettext("At most %(max)s security groups.") % {"max": MAX_GROUPS_PER_NIC}]
         return []
     found = {g.name: g for g in SecurityGroup.objects.filter(tenant=tenant, name__in=wanted)}
     missing = [w for w in wanted if w not in found]

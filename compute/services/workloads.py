@@ -320,15 +320,18 @@ def workload_create(
     labels: dict | None = None,
     cluster: KubernetesCluster | None = None,
     volumes: list | None = None,
+    security_groups=None,
 ) -> Workload:
     """Validate, reserve quota, save ``Pending`` and create the objects after commit.
 
     Nothing is created and nothing is reserved when any step fails; a quota refusal is
-    recorded as a Warning event for the tenant.
+    recorded as a Warning event for the tenant. ``security_groups`` names groups of the
+    tenant its pods are in (none: the default group).
     """
     authorize(actor=actor, tenant=tenant, permission="workload.create", target=f"workload/{name}")
     if label_errors := label_map_errors(labels):
         raise ValidationError(gettext("Invalid labels."), errors={"labels": label_errors})
+    groups = _groups(tenant, security_groups)
     spec = validate_workload(
         tenant=tenant,
         name=name,
@@ -392,6 +395,8 @@ def workload_create(
                 phase=Phase.PENDING,
                 created_by=actor if getattr(actor, "is_authenticated", False) else None,
             )
+            if groups:
+                workload.security_groups.set(groups)
             audit_record(
                 actor=actor,
                 action="workload.create",
@@ -404,6 +409,7 @@ def workload_create(
                     "cpu_request": format_cpu(spec.cpu_request_m),
                     "memory_request": format_memory(spec.memory_request),
                     "cluster": cluster.name,
+                    "security_groups": [g.name for g in groups],
                 },
             )
             event_publish(
@@ -468,6 +474,44 @@ def _locked(workload: Workload, action: str) -> Workload:
     return workload
 
 
+def _locked_alive(workload: Workload, refusal: str) -> Workload:
+    """The workload's row locked, or ``Conflict`` (``refusal`` % its name) when it is
+    being deleted: for changes allowed in any other phase."""
+    workload = (
+        Workload.objects.select_for_update(of=("self",))
+        .select_related("tenant", "cluster")
+        .get(pk=workload.pk)
+    )
+    if workload.deleting:
+        raise Conflict(
+            refusal % {"workload": workload.name},
+            errors={"phase": [gettext("It is being deleted.")]},
+        )
+    return workload
+
+
+def _record(workload: Workload, *, actor, action: str, reason: str, message, detail=None):
+    """Inside a change's transaction: the audit row, the event on its timeline, the live
+    state, and the task that applies the new generation after the commit."""
+    audit_record(
+        actor=actor,
+        action=action,
+        tenant=workload.tenant,
+        target=f"workload/{workload.name}",
+        detail=detail,
+    )
+    event_publish(
+        tenant=workload.tenant,
+        kind=EVENT_KIND,
+        name=workload.name,
+        uid=str(workload.uid),
+        reason=reason,
+        message=message,
+    )
+    _publish(workload)
+    transaction.on_commit(lambda: _enqueue(workload.pk))
+
+
 def workload_scale(*, actor, workload: Workload, replicas) -> Workload:
     """Change the number of replicas; the quota is re-checked for the new number (the
     old charge released and the new one reserved in one transaction)."""
@@ -510,24 +554,15 @@ def workload_scale(*, actor, workload: Workload, replicas) -> Workload:
             workload.replicas = replicas
             waiting = Phase.PENDING if workload.phase == Phase.RUNNING and replicas != old else None
             _change_spec(workload, ["replicas"], waiting)
-            audit_record(
+            _record(
+                workload,
                 actor=actor,
                 action="workload.scale",
-                tenant=workload.tenant,
-                target=f"workload/{workload.name}",
                 detail={"from": old, "to": replicas},
-            )
-            event_publish(
-                tenant=workload.tenant,
-                kind=EVENT_KIND,
-                name=workload.name,
-                uid=str(workload.uid),
                 reason="Scaling",
                 message=texts.SCALE_REQUESTED
                 % {"before": old, "replicas": replicas, "actor": actor_name(actor)},
             )
-            _publish(workload)
-            transaction.on_commit(lambda: _enqueue(workload.pk))
     except QuotaExceeded as error:
         event_publish(
             tenant=workload.tenant,
@@ -553,22 +588,13 @@ def workload_restart(*, actor, workload: Workload) -> Workload:
         workload = _locked(workload, "restart")
         workload.restarted_at = timezone.now()
         _change_spec(workload, ["restarted_at"], Phase.PENDING)
-        audit_record(
+        _record(
+            workload,
             actor=actor,
             action="workload.restart",
-            tenant=workload.tenant,
-            target=f"workload/{workload.name}",
-        )
-        event_publish(
-            tenant=workload.tenant,
-            kind=EVENT_KIND,
-            name=workload.name,
-            uid=str(workload.uid),
             reason="Restarting",
             message=texts.RESTART_REQUESTED % {"actor": actor_name(actor)},
         )
-        _publish(workload)
-        transaction.on_commit(lambda: _enqueue(workload.pk))
     return workload
 
 
@@ -588,43 +614,111 @@ def workload_relabel(*, actor, workload: Workload, labels) -> Workload:
     if errors:
         raise ValidationError(gettext("Invalid labels."), errors={"labels": errors})
     with transaction.atomic():
-        workload = (
-            Workload.objects.select_for_update(of=("self",))
-            .select_related("tenant", "cluster")
-            .get(pk=workload.pk)
+        workload = _locked_alive(
+            workload, gettext("Cannot change the labels of %(workload)s while it is deleted.")
         )
-        if workload.deleting:
-            raise Conflict(
-                gettext("Cannot change the labels of %(workload)s while it is deleted.")
-                % {"workload": workload.name},
-                errors={"phase": [gettext("It is being deleted.")]},
-            )
         before = dict(workload.labels or {})
         if before == labels:
             return workload
         workload.labels = dict(labels)
         rolls = workload.kind == WorkloadKind.DEPLOYMENT and workload.phase == Phase.RUNNING
         _change_spec(workload, ["labels"], Phase.PENDING if rolls else None)
-        audit_record(
+        _record(
+            workload,
             actor=actor,
             action="workload.relabel",
-            tenant=workload.tenant,
-            target=f"workload/{workload.name}",
             detail={"from": before, "to": labels},
-        )
-        event_publish(
-            tenant=workload.tenant,
-            kind=EVENT_KIND,
-            name=workload.name,
-            uid=str(workload.uid),
             reason="Relabelled",
             message=labels_changed_message(labels, actor_name(actor)),
         )
-        _publish(workload)
         from compute.services.load_balancers import workload_changed
 
         workload_changed(workload, before=before)
-        transaction.on_commit(lambda: _enqueue(workload.pk))
+    return workload
+
+
+def _groups(tenant: Tenant, names) -> list:
+    """The tenant's security groups ``names`` names (``[]`` for none), or a
+    ``ValidationError`` on ``security_groups`` naming the unknown ones. ``default`` is
+    always known: the tenant's default group is made when the rest are valid."""
+    from compute.services.security_groups import (
+        DEFAULT_NAME,
+        MAX_GROUPS_PER_NIC,
+        default_group,
+        resolve_groups,
+    )
+
+    wanted = list(names) if isinstance(names, list | tuple) else names
+    with_default = isinstance(wanted, list) and DEFAULT_NAME in wanted
+    if with_default:
+        wanted = [name for name in wanted if name != DEFAULT_NAME]
+    errors: dict[str, list[str]] = {}
+    found = resolve_groups(tenant, wanted, errors, "security_groups")
+    if errors:
+        raise ValidationError(
+            gettext("The workload's security groups are not valid."), errors=errors
+        )
+    if with_default:
+        if len(found) >= MAX_GROUPS_PER_NIC:
+            raise ValidationError(
+                gettext("The workload's security groups are not valid."),
+                errors={
+                    "security_groups": [
+                        gettext("At most %(max)s security groups.") % {"max": MAX_GROUPS_PER_NIC}
+                    ]
+                },
+            )
+        found.append(default_group(tenant))
+    return found
+
+
+def workload_groups(workload: Workload) -> list[str]:
+    """The names of the security groups the workload's pods are in (the tenant's
+    default group when it names none)."""
+    from compute.backends.kubernetes.manifests import DEFAULT_GROUP
+
+    return sorted(g.name for g in workload.security_groups.all()) or [DEFAULT_GROUP]
+
+
+def workload_groups_set(*, actor, workload: Workload, groups) -> Workload:
+    """Put the workload's pods in ``groups`` (names of the tenant's groups, at least one)
+    instead of the ones they are in: a new generation whose task gives a Deployment's pod
+    template the groups' labels (a rollout, as for labels) or patches a bare pod's. The
+    groups' NetworkPolicies select pods by those labels, so they need no change. Nothing
+    changes when a check fails."""
+    authorize(
+        actor=actor,
+        tenant=workload.tenant,
+        permission="workload.update",
+        target=f"workload/{workload.name}",
+    )
+    found = _groups(workload.tenant, groups)
+    if not found:
+        raise ValidationError(
+            gettext("The workload's security groups are not valid."),
+            errors={"security_groups": [gettext("Choose at least one security group.")]},
+        )
+    with transaction.atomic():
+        workload = _locked_alive(
+            workload,
+            gettext("Cannot change the security groups of %(workload)s while it is deleted."),
+        )
+        before = workload_groups(workload)
+        names = sorted(g.name for g in found)
+        if before == names:
+            return workload
+        workload.security_groups.set(found)
+        rolls = workload.kind == WorkloadKind.DEPLOYMENT and workload.phase == Phase.RUNNING
+        _change_spec(workload, [], Phase.PENDING if rolls else None)
+        _record(
+            workload,
+            actor=actor,
+            action="workload.update",
+            detail={"security_groups": names, "before": before},
+            reason="GroupsChanged",
+            message=texts.GROUPS_CHANGED
+            % {"actor": actor_name(actor), "groups": ", ".join(names), "before": ", ".join(before)},
+        )
     return workload
 
 
@@ -641,22 +735,13 @@ def workload_delete(*, actor, workload: Workload) -> Workload:
         workload = _locked(workload, "delete")
         workload.deleting = True
         _change_spec(workload, ["deleting"], Phase.DELETING)
-        audit_record(
+        _record(
+            workload,
             actor=actor,
             action="workload.delete",
-            tenant=workload.tenant,
-            target=f"workload/{workload.name}",
-        )
-        event_publish(
-            tenant=workload.tenant,
-            kind=EVENT_KIND,
-            name=workload.name,
-            uid=str(workload.uid),
             reason="Deleting",
             message=texts.DELETION_REQUESTED % {"actor": actor_name(actor)},
         )
-        _publish(workload)
-        transaction.on_commit(lambda: _enqueue(workload.pk))
     return workload
 
 
@@ -799,6 +884,7 @@ def workload_spec(workload: Workload) -> WorkloadSpec:
         service_type=workload.service_type,
         mounts=mounts_of(workload),
         labels=dict(workload.labels or {}),
+        security_groups=workload_groups(workload),
         restarted_at=workload.restarted_at.isoformat() if workload.restarted_at else "",
         portal_uid=str(workload.uid),
         portal_generation=workload.generation,
@@ -1040,6 +1126,7 @@ def workload_state(workload: Workload) -> dict:
         "ready": f"{workload.ready_replicas}/{workload.replicas}",
         "pods": workload.pods,
         "labels": dict(workload.labels or {}),
+        "securityGroups": workload_groups(workload),
         "uid": str(workload.uid),
         "resourceVersion": str(workload.resource_version),
         "actionsByRole": {

@@ -36,3 +36,5 @@ EVENT_ABOUT = {
     "Pod": POD_EVENT,
     "Service": SERVICE_EVENT,
 }
+# The workload's security groups changed (its pods' group labels; a Deployment rolls).
+GROUPS_CHANGED = gettext_noop("%(actor)s put its pods in %(groups)s (were in %(before)s).")

@@ -9,6 +9,20 @@
 
   function text(el, value) { if (el) el.textContent = value; }
 
+  // The security groups its pods are in, as links to the groups' pages (data-href-base).
+  function drawGroups(el, names) {
+    if (!Array.isArray(names) || el.dataset.groups === names.join(",")) return;
+    el.dataset.groups = names.join(",");
+    el.replaceChildren();
+    names.forEach((name, i) => {
+      if (i) el.append(", ");
+      const link = document.createElement("a");
+      link.href = el.dataset.hrefBase + encodeURIComponent(name) + "/";
+      link.textContent = name;
+      el.append(link);
+    });
+  }
+
   function cell(row, content, className) {
     const td = document.createElement("td");
     if (className) td.className = className;
@@ -67,6 +81,7 @@
       root.querySelectorAll('[data-live-field="replicas"]').forEach((el) => text(el, state.replicas));
       root.querySelectorAll('[data-live-field="availableReplicas"]').forEach((el) => text(el, state.availableReplicas));
       root.querySelectorAll('[data-live-field="resourceVersion"]').forEach((el) => text(el, state.resourceVersion));
+      root.querySelectorAll('[data-live-field="securityGroups"]').forEach((el) => drawGroups(el, state.securityGroups));
       root.querySelectorAll('input[name="replicas"]').forEach((el) => {
         if (document.activeElement !== el) el.value = state.replicas;
       });

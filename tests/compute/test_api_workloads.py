@@ -310,7 +310,7 @@ def test_patch_labels_is_a_new_generation_audited_with_if_match(world, api):
         ({"metadata": {"labels": {"app": "web-"}}}, "metadata.labels"),
         ({"metadata": {}}, "metadata.labels"),
         ({"metadata": {"labels": {}, "name": "x"}}, "metadata.name"),
-        ({"spec": {"replicas": 3}}, "spec"),
+        ({"spec": {"replicas": 3}}, "spec.replicas"),
     ],
 )
 def test_a_bad_labels_patch_is_a_field_error_and_changes_nothing(world, api, data, field):

@@ -943,11 +943,13 @@ OUTSIDE_MATRIX = {
     "metrics": "token / allow-list, tests/monitoring/test_metrics_views.py",
     "image-api-upload": "tus upload roles in tests/compute/images/test_api_images.py",
     **{
-        name: "own role matrix in tests/compute/test_views_workloads.py and test_api_workloads.py"
+        name: "own role matrix in tests/compute/test_views_workloads.py, test_api_workloads.py "
+        "and test_api_workload_groups.py"
         for name in (
             "workload-create",
             "workload-detail",
             "workload-labels",
+            "workload-groups",
             "workload-logs",
             "workload-action",
             "workload-api-list",

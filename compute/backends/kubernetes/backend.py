@@ -259,14 +259,16 @@ class KubernetesBackend(ContainerBackend):
 
     def _pod_relabel(self, obj: dict, live: dict) -> None:
         """Bring a live pod's labels and annotations to the manifest's with a merge patch:
-        a tenant label it was given before (its annotation lists their keys) and no longer
-        wants is set to null; labels others put there stay. Nothing when already equal."""
+        a tenant label it was given before (its annotation lists their keys) or a security
+        group label (Isotope's own prefix) it no longer wants is set to null; labels others
+        put there stay. Nothing when already equal."""
         meta, held = obj["metadata"], live.get("metadata") or {}
         held_labels = held.get("labels") or {}
         held_notes = held.get("annotations") or {}
         notes = meta.get("annotations") or {}
-        given = held_notes.get(manifests.TENANT_LABELS_ANNOTATION, "")
-        gone = [key for key in given.split(",") if key and key not in meta["labels"]]
+        given = held_notes.get(manifests.TENANT_LABELS_ANNOTATION, "").split(",")
+        given += [key for key in held_labels if key.startswith(manifests.GROUP_LABEL_PREFIX)]
+        gone = [key for key in given if key and key not in meta["labels"]]
         current = all(held_labels.get(k) == v for k, v in meta["labels"].items())
         if current and not gone and all(held_notes.get(k) == v for k, v in notes.items()):
             return

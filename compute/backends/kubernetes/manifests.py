@@ -280,9 +280,15 @@ def claim_mounts(spec: WorkloadSpec) -> tuple[list[dict], list[dict]]:
 
 
 def pod_labels(spec: WorkloadSpec) -> dict[str, str]:
-    """A workload's pods carry the tenant's labels and Isotope's own (which win); they are
-    in the tenant's default security group (as VM interfaces that name no group are)."""
-    return {**spec.labels, **workload_labels(spec), GROUP_LABEL_PREFIX + DEFAULT_GROUP: "member"}
+    """A workload's pods carry the tenant's labels and Isotope's own (which win), one of
+    them per security group they are in: the workload's groups, or the tenant's default
+    group when it names none (as VM interfaces that name no group are)."""
+    groups = spec.security_groups or [DEFAULT_GROUP]
+    return {
+        **spec.labels,
+        **workload_labels(spec),
+        **{GROUP_LABEL_PREFIX + group: "member" for group in groups},
+    }
 
 
 def deployment(spec: WorkloadSpec) -> dict:
