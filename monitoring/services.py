@@ -119,7 +119,9 @@ def event_publish(
         message = message[: MESSAGE_MAX - 1] + "…"
     now = timezone.now()
     window = timedelta(seconds=_setting("ISOTOPE_EVENT_FOLD_SECONDS", 600))
-    with transaction.atomic():
+    # Inside a caller's transaction no savepoint of its own (two statements fewer on
+    # every change): nothing here is an error the caller could recover from.
+    with transaction.atomic(savepoint=False):
         event = (
             Event.objects.select_for_update()
             .filter(

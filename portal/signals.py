@@ -11,4 +11,4 @@ user_signed_out = Signal()  # kwargs: user_id
 # Sent INSIDE the quota ledger's transaction (not after commit) each time a reservation
 # opens (``quota_reserve`` created it) or closes (``quota_release``): receivers write in
 # that transaction, so their rows commit or roll back with the ledger change itself.
-ledger_changed = Signal()  # kwargs: reservation, opened (bool)
+ledger_changed = Signal()  # kwargs: reservation, opened (bool), quota, name, labels

@@ -601,15 +601,18 @@ def _refuse_shortfalls(quota: Quota, request: dict) -> None:
         raise QuotaExceeded(shortfalls)
 
 
-def quota_check(*, tenant: Tenant, **amounts) -> None:
+def quota_check(*, tenant: Tenant, **amounts) -> Quota:
     """Raise ``QuotaExceeded`` naming every resource ``amounts`` (cpu, memory, storage,
     vms, pods, networks) would take past the limit. For a create charged on several reservations
     (a VM and its root disk's volume): checked together first, under the quota row's
-    lock, so the refusal names all of them. Inside the caller's transaction."""
+    lock, so the refusal names all of them. Inside the caller's transaction. Returns the
+    quota row it locked (for ``quota_reserve(locked=…)`` in the same transaction)."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("quota_check must run inside the transaction creating the resource")
     request = {r: Decimal(str(amounts.get(r, 0))) for r in QUOTA_RESOURCES}
-    _refuse_shortfalls(Quota.objects.select_for_update().get(tenant=tenant), request)
+    quota = Quota.objects.select_for_update().get(tenant=tenant)
+    _refuse_shortfalls(quota, request)
+    return quota
 
 
 def quota_reserve(
@@ -624,13 +627,18 @@ def quota_reserve(
     networks: int = 0,
     kind: str = ReservationKind.OTHER,
     object_id: str = "",
+    locked: Quota | None = None,
+    name: str = "",
+    labels: dict | None = None,
 ) -> Reservation:
     """Charge a resource to the tenant's quota, or raise ``QuotaExceeded`` naming every
     resource the request does not fit in.
 
     Must run inside the caller's transaction (the one that creates the resource): it
-    locks the quota row until that transaction ends. Reserving a ``ref`` that already
-    holds a live reservation returns that reservation unchanged.
+    locks the quota row until that transaction ends (``locked``: the row the caller's
+    ``quota_check`` locked in this transaction, not read again). Reserving a ``ref`` that
+    already holds a live reservation returns that reservation unchanged. ``name`` and
+    ``labels`` are the object's, for the usage meter, when the caller knows them already.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("quota_reserve must run inside the transaction creating the resource")
@@ -648,7 +656,10 @@ def quota_reserve(
                 gettext("%(resource)s cannot be negative.") % {"resource": resource},
                 errors={resource: ["< 0"]},
             )
-    quota = Quota.objects.select_for_update().get(tenant=tenant)
+    if locked is not None and locked.tenant_id == tenant.pk:
+        quota = locked
+    else:
+        quota = Quota.objects.select_for_update().get(tenant=tenant)
     existing = Reservation.objects.filter(ref=ref, released__isnull=True).first()
     if existing is not None:
         return existing
@@ -658,10 +669,14 @@ def quota_reserve(
         resource_version=F("resource_version") + 1,
         updated=timezone.now(),
     )
+    # The row stays locked: what it holds now is what it held plus this request.
+    for resource, amount in request.items():
+        setattr(quota, f"used_{resource}", getattr(quota, f"used_{resource}") + amount)
+    quota.resource_version += 1
     reservation = Reservation.objects.create(
         tenant=tenant, ref=ref, kind=kind, object_id=object_id, **request
     )
-    _ledger_changed(reservation, opened=True)
+    _ledger_changed(reservation, opened=True, quota=quota, name=name, labels=labels)
     return reservation
 
 
@@ -683,18 +698,36 @@ def quota_release(ref: str) -> bool:
         resource_version=F("resource_version") + 1,
         updated=timezone.now(),
     )
+    for resource in QUOTA_RESOURCES:
+        used = getattr(quota, f"used_{resource}") - getattr(reservation, resource)
+        setattr(quota, f"used_{resource}", used)
     reservation.released = timezone.now()
     reservation.save(update_fields=["released"])
-    _ledger_changed(reservation, opened=False)
+    _ledger_changed(reservation, opened=False, quota=quota)
     return True
 
 
-def _ledger_changed(reservation: Reservation, *, opened: bool) -> None:
+def _ledger_changed(
+    reservation: Reservation,
+    *,
+    opened: bool,
+    quota: Quota | None = None,
+    name: str = "",
+    labels: dict | None = None,
+) -> None:
     """Tell the usage meter (``usage.receivers``) inside this transaction, so every
-    resource kind that reserves quota is metered without code of its own."""
+    resource kind that reserves quota is metered without code of its own. ``quota``: the
+    locked row with its new counters, when at hand; ``name``/``labels``: the object's."""
     from portal import signals
 
-    signals.ledger_changed.send(sender=Reservation, reservation=reservation, opened=opened)
+    signals.ledger_changed.send(
+        sender=Reservation,
+        reservation=reservation,
+        opened=opened,
+        quota=quota,
+        name=name,
+        labels=labels,
+    )
 
 
 # --- API tokens -----------------------------------------------------------------------

@@ -16,18 +16,21 @@ logger = logging.getLogger(__name__)
 
 
 @receiver(ledger_changed, dispatch_uid="usage.ledger_changed")
-def on_ledger_changed(sender, reservation: Reservation, opened: bool, **kwargs) -> None:
+def on_ledger_changed(
+    sender, reservation: Reservation, opened: bool, quota=None, name="", labels=None, **kwargs
+) -> None:
     """Inside the ledger's transaction: open or close the reservation's interval, and
-    see whether the tenant's use crossed an alert level."""
+    see whether the tenant's use crossed an alert level (on ``quota``, the locked row,
+    when the ledger passes it)."""
     from usage.services import alerts, metering
 
     if not metering.metered(reservation):
         pass  # e.g. a network's: the meter counts no network-hours
     elif opened:
-        metering.interval_open(reservation=reservation)
+        metering.interval_open(reservation=reservation, name=name, labels=labels)
     else:
         metering.interval_close(reservation=reservation)
-    alerts.quota_alerts_check(tenant=reservation.tenant)
+    alerts.quota_alerts_check(tenant=reservation.tenant, locked=quota)
 
 
 @receiver(post_delete, sender=Reservation, dispatch_uid="usage.reservation_deleted")

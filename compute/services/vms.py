@@ -328,7 +328,7 @@ def vm_create(
                 )
             # The root disk's storage is charged on its volume (below), not here; checked
             # together first, so a refusal names every resource that does not fit.
-            quota_check(
+            locked = quota_check(
                 tenant=tenant,
                 cpu=vcpus,
                 memory=memory_mib,
@@ -343,6 +343,9 @@ def vm_create(
                 vms=1,
                 kind=ReservationKind.VM,
                 object_id=str(uid),
+                locked=locked,
+                name=name,
+                labels=labels,
             )
             network_services.network_default_ensure(actor=actor, tenant=tenant)
             # A host where another tenant's overlapping network is active cannot run

@@ -368,6 +368,8 @@ def workload_create(
                 ref=f"workload:{uid}",
                 kind=ReservationKind.WORKLOAD,
                 object_id=str(uid),
+                name=spec.name,
+                labels=labels,
                 **amounts,
             )
             TenantNamespace.objects.get_or_create(

@@ -42,11 +42,15 @@ def _plain(value) -> str:
     return str(value)
 
 
-def quota_alerts_check(*, tenant: Tenant) -> list[dict]:
+def quota_alerts_check(*, tenant: Tenant, locked: Quota | None = None) -> list[dict]:
     """Compare each resource's use with the alert levels; announce new crossings
     (event ``QuotaNearlyExhausted`` + a notification to the tenant's admins). Returns
-    the crossings announced. Must run in a transaction (it locks the quota row)."""
-    quota = Quota.objects.select_for_update().filter(tenant=tenant).first()
+    the crossings announced. Must run in a transaction (it locks the quota row;
+    ``locked``: the row the caller holds locked, its counters current)."""
+    if locked is not None and locked.tenant_id == tenant.pk:
+        quota = locked
+    else:
+        quota = Quota.objects.select_for_update().filter(tenant=tenant).first()
     if quota is None:
         return []
     levels = alert_levels()

@@ -84,9 +84,13 @@ def metered(reservation: Reservation) -> bool:
     return reservation.kind != ReservationKind.NETWORK
 
 
-def interval_open(*, reservation: Reservation) -> UsageInterval:
-    """Start metering ``reservation`` at its creation time, with its size."""
-    subject = _subject_for(reservation)
+def interval_open(
+    *, reservation: Reservation, name: str = "", labels: dict | None = None
+) -> UsageInterval:
+    """Start metering ``reservation`` at its creation time, with its size. ``name`` and
+    ``labels``: the object's, when the ledger's caller knew them (otherwise they are
+    read from the object once the transaction has committed)."""
+    subject = _subject_for(reservation, name=name, labels=labels)
     # A reservation opens once (quota_reserve returns a live one unchanged without
     # signalling); the unique constraint on reservation_id backs that up.
     interval = UsageInterval.objects.create(
@@ -100,9 +104,10 @@ def interval_open(*, reservation: Reservation) -> UsageInterval:
         vms=reservation.vms,
         pods=reservation.pods,
     )
-    # The object is usually created after its reservation, in the same transaction:
-    # learn its name and labels once that has committed.
-    transaction.on_commit(lambda: subject_describe(subject_id=subject.pk), robust=True)
+    if not name:
+        # The object is usually created after its reservation, in the same transaction:
+        # learn its name and labels once that has committed.
+        transaction.on_commit(lambda: subject_describe(subject_id=subject.pk), robust=True)
     return interval
 
 
@@ -123,9 +128,10 @@ def interval_close(*, reservation: Reservation, at: datetime | None = None) -> i
     return closed
 
 
-def _subject_for(reservation: Reservation) -> UsageSubject:
+def _subject_for(reservation: Reservation, name: str = "", labels: dict | None = None):
     # No get_or_create (and its savepoint): two reservations of one ref are serialised
     # by the quota row lock the ledger holds, so nobody else creates it meanwhile.
+    described = {"name": name[:253], "labels": _plain_labels(labels)} if name else {}
     subject = UsageSubject.objects.filter(ref=reservation.ref).first()
     if subject is None:
         subject = UsageSubject.objects.create(
@@ -134,8 +140,15 @@ def _subject_for(reservation: Reservation) -> UsageSubject:
             tenant_slug=reservation.tenant.slug,
             kind=reservation.kind,
             object_id=reservation.object_id,
+            **described,
         )
+    elif described and (subject.name, subject.labels) != (name, described["labels"]):
+        UsageSubject.objects.filter(pk=subject.pk).update(**described)
     return subject
+
+
+def _plain_labels(labels) -> dict[str, str]:
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
 
 
 # --- Names and labels ---------------------------------------------------------------------
@@ -185,8 +198,7 @@ def subject_describe(*, subject_id: int) -> UsageSubject | None:
     if obj is None:
         return subject
     name = str(getattr(obj, "name", "") or "")[:253]
-    labels = getattr(obj, "labels", None)
-    labels = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+    labels = _plain_labels(getattr(obj, "labels", None))
     if (subject.name, subject.labels) != (name, labels):
         UsageSubject.objects.filter(pk=subject.pk).update(name=name, labels=labels)
         subject.name, subject.labels = name, labels
