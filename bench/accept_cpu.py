@@ -8,7 +8,8 @@ after. PostgreSQL's and Redis's own CPU are not counted (other processes). Basel
 the same run, interleaved request by request: the same body and token posted to the
 trivial DRF view of ``bench/trivial_urls.py`` (middleware, token auth, permission check,
 no database). Production settings (``DEBUG`` off: no query log). No worker runs: the
-VMs stay Pending. ``--profile`` adds the top functions (cumulative and own CPU) of cProfile over 50
+VMs stay Pending. ``sql_statements_median``: SQL statements per create and per trivial
+request (10 more of each, what runs on commit included). ``--profile`` adds the top functions (cumulative and own CPU) of cProfile over 50
 more creates, and saves the whole profile to ``var/accept_cpu.prof``.
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/accept_cpu.py \
@@ -137,6 +138,27 @@ def profile_creates(key: str, creates: int, n: int = 50) -> dict:
     return {"creates": n, "file": "var/accept_cpu.prof", "calls_and_cpu_seconds": tables}
 
 
+def count_statements(key: str, creates: int, n: int = 10) -> dict:
+    """SQL statements per request (median of ``n``), what runs on commit included: the
+    same create and trivial request through the WSGI handler, every statement on the
+    connection counted (``CaptureQueriesContext``)."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(headers={"Authorization": f"Token {key}"})
+    counts: dict[str, list[int]] = {"trivial": [], "create": []}
+    for i in range(n):
+        for kind, path in (("trivial", TRIVIAL), ("create", CREATE)):
+            with CaptureQueriesContext(connection) as queries:
+                response = client.post(
+                    path, body(f"count-{creates + i}"), content_type="application/json"
+                )
+            assert response.status_code in (201, 202), response.content[:300]
+            counts[kind].append(len(queries.captured_queries))
+    return {kind: statistics.median(values) for kind, values in counts.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--creates", type=int, default=200)
@@ -147,8 +169,9 @@ def main() -> None:
     setup(bench_database("isotope_bench_accept_cpu"))
     from bench.vm_create import seed
 
-    key = seed(args.creates + args.warmup + (50 if args.profile else 0))
+    key = seed(args.creates + args.warmup + (50 if args.profile else 0) + 10)
     result = asyncio.run(run(key, args.creates, args.warmup))
+    result["sql_statements_median"] = count_statements(key, args.creates + 50)
     if args.profile:
         result["profile"] = profile_creates(key, args.creates)
 
