@@ -234,3 +234,17 @@ def test_hpa_scales_a_deployment_on_simulated_cpu(api, namespace):
     reasons = [e.message for e in events if e.reason == "SuccessfulRescale"]
     assert any("New size: 4" in m for m in reasons), reasons
     assert any("New size: 1" in m for m in reasons), reasons
+
+
+def test_up_names_what_the_metrics_api_lacks(api, monkeypatch):
+    """``status``/``up`` say why the metrics API is not there (read only: an APIService
+    that does not exist; the shared cluster's own stays as it is)."""
+    monkeypatch.setattr(k8s, "METRICS_API", "v1.absent.isotope.dev")
+    ok, reason = k8s.metrics_api_status()
+    assert not ok
+    assert reason == "no APIService v1.absent.isotope.dev (run: python3 -m tools.infra k8s up)"
+    monkeypatch.setattr(k8s, "METRICS_API_TIMEOUT", 1.0)
+    with pytest.raises(RuntimeError) as waited:
+        k8s._wait_metrics_api()
+    assert str(waited.value).startswith("timed out after 1s waiting for the metrics API")
+    assert str(waited.value).endswith(f"; last: {reason}")
