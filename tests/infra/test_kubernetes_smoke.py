@@ -7,12 +7,10 @@ infrastructure is required (CI or ISOTOPE_REQUIRE_INFRA: ``tests.conftest.requir
 
 from __future__ import annotations
 
-import time
-import uuid
-
 import pytest
 
 from tests.conftest import require
+from tests.infra.kube import scratch_namespace, wait_for
 from tools.infra import k8s
 
 pytestmark = pytest.mark.kubernetes
@@ -24,17 +22,6 @@ def _require_cluster() -> dict:
     state = k8s.status()
     require(bool(state.get("ok")), f"local Kubernetes is not ready: {state.get('reason')}")
     return state
-
-
-def _wait_for(what: str, check, timeout: float, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")
@@ -55,76 +42,47 @@ def core(api):
 @pytest.fixture(scope="module")
 def namespace(api, core):
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
 
-    name = f"isotope-smoke-{uuid.uuid4().hex[:8]}"
-    core.create_namespace(
-        client.V1Namespace(
-            metadata=client.V1ObjectMeta(name=name, labels={"isotope.dev/test": "smoke"})
+    with scratch_namespace(core, "smoke") as name:
+        core.create_namespaced_resource_quota(
+            name,
+            client.V1ResourceQuota(
+                metadata=client.V1ObjectMeta(name="smoke-quota"),
+                spec=client.V1ResourceQuotaSpec(
+                    hard={
+                        "pods": "5",
+                        "requests.cpu": "2",
+                        "requests.memory": "2Gi",
+                        "limits.cpu": "4",
+                        "limits.memory": "4Gi",
+                    }
+                ),
+            ),
         )
-    )
-    # The ServiceAccount admission plugin refuses pods until the controller-manager has
-    # made the namespace's default ServiceAccount.
-    _wait_for(
-        "the default ServiceAccount",
-        lambda: any(
-            sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items
-        ),
-        30,
-    )
-    core.create_namespaced_resource_quota(
-        name,
-        client.V1ResourceQuota(
-            metadata=client.V1ObjectMeta(name="smoke-quota"),
-            spec=client.V1ResourceQuotaSpec(
-                hard={
-                    "pods": "5",
-                    "requests.cpu": "2",
-                    "requests.memory": "2Gi",
-                    "limits.cpu": "4",
-                    "limits.memory": "4Gi",
-                }
+        core.create_namespaced_limit_range(
+            name,
+            client.V1LimitRange(
+                metadata=client.V1ObjectMeta(name="smoke-defaults"),
+                spec=client.V1LimitRangeSpec(
+                    limits=[
+                        client.V1LimitRangeItem(
+                            type="Container",
+                            default={"cpu": "200m", "memory": "128Mi"},
+                            default_request={"cpu": "100m", "memory": "64Mi"},
+                        )
+                    ]
+                ),
             ),
-        ),
-    )
-    core.create_namespaced_limit_range(
-        name,
-        client.V1LimitRange(
-            metadata=client.V1ObjectMeta(name="smoke-defaults"),
-            spec=client.V1LimitRangeSpec(
-                limits=[
-                    client.V1LimitRangeItem(
-                        type="Container",
-                        default={"cpu": "200m", "memory": "128Mi"},
-                        default_request={"cpu": "100m", "memory": "64Mi"},
-                    )
-                ]
-            ),
-        ),
-    )
-    # The quota controller must have computed the usage before admission enforces it.
-    _wait_for(
-        "the ResourceQuota status",
-        lambda: (core.read_namespaced_resource_quota("smoke-quota", name).status.hard or {}).get(
-            "pods"
-        ),
-        30,
-    )
-    yield name
-    try:
-        core.delete_namespace(name)
-    except ApiException as error:
-        if error.status != 404:
-            raise
-
-    def gone() -> bool:
-        try:
-            core.read_namespace(name)
-        except ApiException as error:
-            return error.status == 404
-        return False
-
-    _wait_for(f"namespace {name} to be deleted", gone, 60, interval=1.0)
+        )
+        # The quota controller must have computed the usage before admission enforces it.
+        wait_for(
+            "the ResourceQuota status",
+            lambda: (
+                core.read_namespaced_resource_quota("smoke-quota", name).status.hard or {}
+            ).get("pods"),
+            30,
+        )
+        yield name
 
 
 def _pod(name: str, cpu: str | None = None) -> dict:
@@ -170,9 +128,9 @@ def test_deployment_pods_run_on_fake_nodes(api, core, namespace):
         ]
         return live if len(live) == 3 else None
 
-    # _wait_for fails the test after RUNNING_TIMEOUT. How fast pods start is measured by
+    # wait_for fails the test after RUNNING_TIMEOUT. How fast pods start is measured by
     # bench/workloads.py (its raw baseline), not asserted on a shared 2-core machine.
-    pods = _wait_for("3 Running pods", running, RUNNING_TIMEOUT)
+    pods = wait_for("3 Running pods", running, RUNNING_TIMEOUT)
     assert {p.spec.node_name for p in pods} <= set(k8s.NODES)
     for pod in pods:
         assert all(c.ready for c in pod.status.container_statuses)
@@ -186,7 +144,7 @@ def test_deployment_pods_run_on_fake_nodes(api, core, namespace):
         got = client.AppsV1Api(api).read_namespaced_deployment_status("smoke", namespace).status
         return got.ready_replicas == 3 and got.available_replicas == 3
 
-    _wait_for("the Deployment to report 3 ready replicas", status_ready, RUNNING_TIMEOUT)
+    wait_for("the Deployment to report 3 ready replicas", status_ready, RUNNING_TIMEOUT)
 
 
 def test_pod_over_quota_is_refused(core, namespace):

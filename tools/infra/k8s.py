@@ -1,10 +1,13 @@
 """A real local Kubernetes control plane with simulated nodes.
 
 etcd, kube-apiserver, kube-controller-manager and kube-scheduler are built from Go
-modules (``tools/k8s/go.mod``), KWOK from its own module (``tools/k8s/kwok/go.mod``).
-KWOK plays the kubelets of three fake nodes, so scheduled pods reach Running without
-containers. ``up`` also makes the StorageClass of the portal's volume claims
-(``isotope-local``, no provisioner, Immediate binding).
+modules (``tools/k8s/go.mod``), KWOK and metrics-server each from its own module
+(``tools/k8s/kwok/go.mod``, ``tools/k8s/metrics-server/go.mod``). KWOK plays the
+kubelets of three fake nodes, so scheduled pods reach Running without containers, and
+simulates their resource usage (``tools/k8s/kwok/metrics.yaml``), which metrics-server
+serves as the metrics API (``metrics.k8s.io``) for HorizontalPodAutoscalers. ``up`` also
+makes the StorageClass of the portal's volume claims (``isotope-local``, no
+provisioner, Immediate binding).
 
 - ``build()``  compile the binaries into ``CACHE/k8s/<hash>/bin`` (once per go.mod+sum)
 - ``up()``     build if needed, make certificates, start the daemons, wait until ready
@@ -39,6 +42,8 @@ PART = "k8s"
 SRC = ROOT / "tools" / "k8s"
 KWOK_SRC = SRC / "kwok"
 STAGES = KWOK_SRC / "stages.yaml"
+KWOK_METRICS = KWOK_SRC / "metrics.yaml"  # simulated usage + the kubelet-like endpoint
+METRICS_SERVER_SRC = SRC / "metrics-server"
 HOME = VAR / "k8s"
 PKI = HOME / "pki"
 RUN = HOME / "run"
@@ -53,6 +58,7 @@ APISERVER_PORT = 16443
 CONTROLLER_MANAGER_PORT = 16257
 SCHEDULER_PORT = 16259
 KWOK_PORT = 16247
+METRICS_SERVER_PORT = 16263
 SERVER = f"https://{HOST}:{APISERVER_PORT}"
 SERVICE_CIDR = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"  # the first address of SERVICE_CIDR
@@ -62,6 +68,20 @@ NODES = tuple(f"isotope-node-{i}" for i in (1, 2, 3))
 NODE_CPU = "8"
 NODE_MEMORY = "32Gi"
 NODE_PODS = "110"
+
+# The metrics API (aggregated: kube-apiserver proxies metrics.k8s.io to metrics-server).
+METRICS_API = "v1beta1.metrics.k8s.io"
+METRICS_NAMESPACE = "kube-system"
+METRICS_SERVICE = "metrics-server"
+METRICS_USER = "system:metrics-server"  # the CN of metrics-server's client certificate
+# Test-cluster settings, shorter than a production cluster's: metrics-server scrapes
+# every 10 s (its minimum; 60 s by default) and the HPA controller syncs every 5 s
+# (15 s by default), so that autoscaling tests take seconds, not minutes.
+METRIC_RESOLUTION = "10s"
+HPA_SYNC_PERIOD = "5s"
+# Where KWOK serves each fake node's kubelet-like /metrics/resource (kwok/metrics.yaml).
+RESOURCE_METRICS_PATH_ANNOTATION = "metrics.k8s.io/resource-metrics-path"
+METRICS_API_TIMEOUT = 90.0
 
 # Bump when the build command changes in a way that go.mod/go.sum do not show.
 BUILD_REVISION = "1"
@@ -77,6 +97,7 @@ BINARIES = (
     "kube-controller-manager",
     "kube-scheduler",
     "kwok",
+    "metrics-server",
 )
 # Start order; down() stops them in reverse.
 COMPONENTS = (
@@ -85,6 +106,7 @@ COMPONENTS = (
     "kube-controller-manager",
     "kube-scheduler",
     "kwok",
+    "metrics-server",
 )
 
 START_TIMEOUT = 120.0
@@ -114,6 +136,9 @@ def versions() -> dict:
         "kubernetes": _module_version(SRC / "go.mod", "k8s.io/kubernetes"),
         "etcd": _module_version(SRC / "go.mod", "go.etcd.io/etcd/server/v3"),
         "kwok": _module_version(KWOK_SRC / "go.mod", "sigs.k8s.io/kwok"),
+        "metrics_server": _module_version(
+            METRICS_SERVER_SRC / "go.mod", "sigs.k8s.io/metrics-server"
+        ),
     }
 
 
@@ -139,15 +164,11 @@ def _go_env() -> dict:
 
 
 def build_key() -> str:
-    """Hash of every input of the build: both modules' go.mod/go.sum, Go, the recipe."""
+    """Hash of every input of the build: the three modules' go.mod/go.sum, Go, the recipe."""
     digest = hashlib.sha256()
-    for path in (
-        SRC / "go.mod",
-        SRC / "go.sum",
-        KWOK_SRC / "go.mod",
-        KWOK_SRC / "go.sum",
-    ):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for module in (SRC, KWOK_SRC, METRICS_SERVER_SRC):
+        for path in (module / "go.mod", module / "go.sum"):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     go = _go()
     if go:
         out = subprocess.run([go, "version"], capture_output=True, text=True, check=False)
@@ -204,8 +225,11 @@ def build(force: bool = False) -> dict:
         staging.mkdir()
         logfile = root / "build.log"
         logfile.write_text("")
-        log(f"building Kubernetes {vers['kubernetes']}, etcd {vers['etcd']}, KWOK {vers['kwok']}")
-        log(f"into {target} (nice -n 10; a cold build takes 7-12 min on 2 cores)")
+        log(
+            f"building Kubernetes {vers['kubernetes']}, etcd {vers['etcd']}, KWOK {vers['kwok']},"
+            f" metrics-server {vers['metrics_server']}"
+        )
+        log(f"into {target} (nice -n 10; a cold build takes 9-15 min on 2 cores)")
         kube = vers["kubernetes"]
         major, minor = kube.lstrip("v").split(".")[:2]
         pkg = "k8s.io/component-base/version"
@@ -250,6 +274,23 @@ def build(force: bool = False) -> dict:
             KWOK_SRC,
             logfile,
         )
+        kwok_seconds = time.monotonic() - started - kube_seconds
+        log(f"KWOK built in {kwok_seconds:.0f}s")
+        _run_build(
+            [
+                go,
+                "build",
+                "-trimpath",
+                "-ldflags",
+                # metrics-server reports client-go's version variable as its own.
+                f"-s -w -X k8s.io/client-go/pkg/version.gitVersion={vers['metrics_server']}",
+                "-o",
+                f"{staging}/",
+                "sigs.k8s.io/metrics-server/cmd/metrics-server",
+            ],
+            METRICS_SERVER_SRC,
+            logfile,
+        )
         seconds = time.monotonic() - started
         go_version = subprocess.run([go, "version"], capture_output=True, text=True).stdout
         info = {
@@ -259,6 +300,8 @@ def build(force: bool = False) -> dict:
             "go": go_version.strip(),
             "seconds": round(seconds, 1),
             "seconds_control_plane": round(kube_seconds, 1),
+            "seconds_kwok": round(kwok_seconds, 1),
+            "seconds_metrics_server": round(seconds - kube_seconds - kwok_seconds, 1),
             "cpus": os.cpu_count(),
             "sizes_mib": {
                 name: round((staging / name).stat().st_size / 2**20, 1) for name in BINARIES
@@ -350,6 +393,16 @@ def ensure_pki() -> None:
     _cert("scheduler", "/CN=system:kube-scheduler", "clientAuth")
     _cert("kwok", "/CN=isotope-kwok/O=system:masters", "clientAuth")
     _cert("front-proxy-client", "/CN=front-proxy-client", "clientAuth", ca="front-proxy-ca")
+    _cert("metrics-server-client", f"/CN={METRICS_USER}", "clientAuth")
+    # kube-apiserver checks the aggregated server's certificate against the APIService's
+    # caBundle (our CA) for the name <service>.<namespace>.svc.
+    service_dns = f"{METRICS_SERVICE}.{METRICS_NAMESPACE}.svc"
+    _cert(
+        "metrics-server",
+        f"/CN={service_dns}",
+        "serverAuth",
+        alt_names=f"DNS:{service_dns},DNS:localhost,IP:{HOST}",
+    )
     for path in PKI.glob("*.key"):
         os.chmod(path, 0o600)
 
@@ -396,9 +449,23 @@ def write_kubeconfigs() -> None:
     )
     _write_kubeconfig(HOME / "scheduler.kubeconfig", "scheduler", "scheduler")
     _write_kubeconfig(HOME / "kwok.kubeconfig", "kwok", "kwok")
+    _write_kubeconfig(HOME / "metrics-server.kubeconfig", "metrics-server", "metrics-server-client")
 
 
 # --------------------------------------------------------------------------- daemons
+
+
+def _served_client(name: str, port: int) -> list[str]:
+    """Flags of a component that talks to kube-apiserver with ``<name>.kubeconfig`` and
+    serves HTTPS on ``HOST:port``, authenticating and authorizing through the API."""
+    kubeconfig = HOME / f"{name}.kubeconfig"
+    return [
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        f"--bind-address={HOST}",
+        f"--secure-port={port}",
+    ]
 
 
 def _command(name: str, bin_path: Path) -> list[str]:
@@ -467,14 +534,9 @@ def _command(name: str, bin_path: Path) -> list[str]:
             "--v=1",
         ]
     if name == "kube-controller-manager":
-        kubeconfig = HOME / "controller-manager.kubeconfig"
         return [
             binary,
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            f"--bind-address={HOST}",
-            f"--secure-port={CONTROLLER_MANAGER_PORT}",
+            *_served_client("controller-manager", CONTROLLER_MANAGER_PORT),
             "--leader-elect=false",
             "--use-service-account-credentials=true",
             f"--service-account-private-key-file={PKI / 'sa.key'}",
@@ -483,18 +545,16 @@ def _command(name: str, bin_path: Path) -> list[str]:
             f"--cluster-signing-key-file={PKI / 'ca.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             f"--cluster-cidr={POD_CIDR}",
+            # A test-cluster setting (15 s by default): HPAs react within seconds. The
+            # HPA controller reads metrics.k8s.io (metrics-server) as it does by default.
+            f"--horizontal-pod-autoscaler-sync-period={HPA_SYNC_PERIOD}",
             "--profiling=false",
             "--v=1",
         ]
     if name == "kube-scheduler":
-        kubeconfig = HOME / "scheduler.kubeconfig"
         return [
             binary,
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            f"--bind-address={HOST}",
-            f"--secure-port={SCHEDULER_PORT}",
+            *_served_client("scheduler", SCHEDULER_PORT),
             "--leader-elect=false",
             "--profiling=false",
             "--v=1",
@@ -504,6 +564,7 @@ def _command(name: str, bin_path: Path) -> list[str]:
             binary,
             f"--kubeconfig={HOME / 'kwok.kubeconfig'}",
             f"--config={STAGES}",
+            f"--config={KWOK_METRICS}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--node-lease-duration-seconds=40",
@@ -512,12 +573,30 @@ def _command(name: str, bin_path: Path) -> list[str]:
             f"--server-address={HOST}:{KWOK_PORT}",
             "--v=WARN",  # INFO logs every lease renewal
         ]
+    if name == "metrics-server":
+        return [
+            binary,
+            *_served_client("metrics-server", METRICS_SERVER_PORT),
+            f"--tls-cert-file={PKI / 'metrics-server.crt'}",
+            f"--tls-private-key-file={PKI / 'metrics-server.key'}",
+            # The "kubelets" are KWOK's server: every fake node's InternalIP is HOST and
+            # the node annotation RESOURCE_METRICS_PATH_ANNOTATION names its path there.
+            # KWOK serves TLS with a throw-away self-signed certificate.
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-port={KWOK_PORT}",
+            "--kubelet-insecure-tls",
+            # Test-cluster setting (60 s by default; 10 s is the least it takes); the
+            # scrape timeout must stay under 90 % of it.
+            f"--metric-resolution={METRIC_RESOLUTION}",
+            "--kubelet-request-timeout=5s",
+            "--profiling=false",
+        ]
     raise ValueError(name)
 
 
 def _config_digest(name: str) -> str:
     """Hash of the files a daemon reads at start that its command line does not show."""
-    return files_digest([STAGES] if name == "kwok" else [])
+    return files_digest([STAGES, KWOK_METRICS] if name == "kwok" else [])
 
 
 def _start(name: str, argv: list[str], restart: bool = False) -> tuple[dict, bool]:
@@ -546,12 +625,16 @@ def _ssl_context() -> ssl.SSLContext:
 
 
 def _api(
-    method: str, path: str, body: dict | None = None, timeout: float = 5.0
+    method: str,
+    path: str,
+    body: dict | None = None,
+    timeout: float = 5.0,
+    content_type: str = "application/json",
 ) -> tuple[int, dict | str]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(SERVER + path, data=data, method=method)
     if data is not None:
-        request.add_header("Content-Type", "application/json")
+        request.add_header("Content-Type", content_type)
     try:
         with urllib.request.urlopen(request, context=_ssl_context(), timeout=timeout) as response:
             payload = response.read().decode()
@@ -603,6 +686,7 @@ def _node_body(name: str) -> dict:
             "annotations": {
                 "kwok.x-k8s.io/node": "fake",
                 "node.alpha.kubernetes.io/ttl": "0",
+                RESOURCE_METRICS_PATH_ANNOTATION: _resource_metrics_path(name),
             },
             "labels": {
                 "type": "kwok",
@@ -617,15 +701,54 @@ def _node_body(name: str) -> dict:
     }
 
 
+def _resource_metrics_path(node: str) -> str:
+    """Where KWOK serves ``node``'s kubelet-like resource metrics (kwok/metrics.yaml)."""
+    return f"/metrics/nodes/{node}/metrics/resource"
+
+
 def ensure_nodes() -> None:
     for name in NODES:
-        code, _ = _api("GET", f"/api/v1/nodes/{name}")
+        code, body = _api("GET", f"/api/v1/nodes/{name}")
         if code == 404:
             code, body = _api("POST", "/api/v1/nodes", _node_body(name))
             if code not in (200, 201, 409):
                 raise RuntimeError(f"could not create node {name}: {code} {body}")
             size = f"{NODE_CPU} CPU, {NODE_MEMORY}, {NODE_PODS} pods"
             log(f"created fake node {name} ({size})")
+        elif code == 200 and isinstance(body, dict):
+            _annotate_node(name, body)
+
+
+def _annotate_node(name: str, node: dict) -> None:
+    """Give a node made before metrics-server existed its resource-metrics path: a merge
+    patch of that one annotation, carrying the resourceVersion read (compare-and-set;
+    on a conflict read again)."""
+    path = _resource_metrics_path(name)
+    for _ in range(5):
+        metadata = node.get("metadata", {})
+        if (metadata.get("annotations") or {}).get(RESOURCE_METRICS_PATH_ANNOTATION) == path:
+            return
+        patch = {
+            "metadata": {
+                "resourceVersion": metadata.get("resourceVersion"),
+                "annotations": {RESOURCE_METRICS_PATH_ANNOTATION: path},
+            }
+        }
+        code, answer = _api(
+            "PATCH",
+            f"/api/v1/nodes/{name}",
+            patch,
+            content_type="application/merge-patch+json",
+        )
+        if code == 200:
+            log(f"node {name}: resource metrics at {path}")
+            return
+        if code != 409:
+            raise RuntimeError(f"could not annotate node {name}: {code} {answer}")
+        code, node = _api("GET", f"/api/v1/nodes/{name}")
+        if code != 200 or not isinstance(node, dict):
+            raise RuntimeError(f"could not read node {name}: {code} {node}")
+    raise RuntimeError(f"could not annotate node {name}: it kept changing")
 
 
 STORAGE_CLASS = os.environ.get("ISOTOPE_K8S_STORAGE_CLASS", "isotope-local")
@@ -653,6 +776,221 @@ def ensure_storage_class() -> None:
         if code not in (200, 201, 409):
             raise RuntimeError(f"could not create StorageClass {STORAGE_CLASS}: {code} {answer}")
         log(f"created StorageClass {STORAGE_CLASS} (no provisioner, Immediate binding)")
+
+
+# ------------------------------------------------------------------------ metrics API
+
+MANAGED = {"app.kubernetes.io/managed-by": "isotope"}
+
+
+def _metrics_api_objects() -> list[tuple[str, dict, tuple[str, ...]]]:
+    """(collection path, object, the fields ``up`` keeps as written) for metrics-server:
+    its RBAC, the Service kube-apiserver resolves and the APIService."""
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    user = [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": METRICS_USER}]
+
+    def meta(name: str, **extra) -> dict:
+        return {"name": name, "labels": dict(MANAGED), **extra}
+
+    def binding(kind: str, name: str, role_kind: str, role: str, **extra) -> dict:
+        return {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": kind,
+            "metadata": meta(name, **extra),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+            "subjects": user,
+        }
+
+    read = ["get", "list", "watch"]
+    return [
+        (
+            f"{rbac}/clusterroles",
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": meta("system:metrics-server"),
+                "rules": [
+                    {"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]},
+                    {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": read},
+                ],
+            },
+            ("rules",),
+        ),
+        (
+            f"{rbac}/clusterrolebindings",
+            binding(
+                "ClusterRoleBinding",
+                "system:metrics-server",
+                "ClusterRole",
+                "system:metrics-server",
+            ),
+            ("subjects",),
+        ),
+        (
+            # Delegated authentication and authorization: TokenReviews and
+            # SubjectAccessReviews for the requests kube-apiserver forwards.
+            f"{rbac}/clusterrolebindings",
+            binding(
+                "ClusterRoleBinding",
+                "metrics-server:system:auth-delegator",
+                "ClusterRole",
+                "system:auth-delegator",
+            ),
+            ("subjects",),
+        ),
+        (
+            # The front proxy's CA and header names (ConfigMap extension-apiserver-
+            # authentication), to trust the user kube-apiserver names in its headers.
+            f"{rbac}/namespaces/{METRICS_NAMESPACE}/rolebindings",
+            binding(
+                "RoleBinding",
+                "metrics-server-auth-reader",
+                "Role",
+                "extension-apiserver-authentication-reader",
+                namespace=METRICS_NAMESPACE,
+            ),
+            ("subjects",),
+        ),
+        (
+            # Who may view a namespace may read its pods' metrics (kubectl top, the
+            # portal): aggregated into the built-in view/edit/admin roles.
+            f"{rbac}/clusterroles",
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {
+                    "name": "system:aggregated-metrics-reader",
+                    "labels": {
+                        **MANAGED,
+                        "rbac.authorization.k8s.io/aggregate-to-view": "true",
+                        "rbac.authorization.k8s.io/aggregate-to-edit": "true",
+                        "rbac.authorization.k8s.io/aggregate-to-admin": "true",
+                    },
+                },
+                "rules": [
+                    {"apiGroups": ["metrics.k8s.io"], "resources": ["pods", "nodes"], "verbs": read}
+                ],
+            },
+            ("rules",),
+        ),
+        (
+            # There is no kube-proxy, and Endpoints/EndpointSlices refuse loopback
+            # addresses, so the Service is an ExternalName for HOST: kube-apiserver (with
+            # the default --enable-aggregator-routing=false) dials HOST at the
+            # APIService's port itself.
+            f"/api/v1/namespaces/{METRICS_NAMESPACE}/services",
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": meta(METRICS_SERVICE, namespace=METRICS_NAMESPACE),
+                "spec": {
+                    "type": "ExternalName",
+                    "externalName": HOST,
+                    "ports": [{"name": "https", "port": METRICS_SERVER_PORT, "protocol": "TCP"}],
+                },
+            },
+            ("spec",),
+        ),
+        (
+            "/apis/apiregistration.k8s.io/v1/apiservices",
+            {
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": meta(METRICS_API),
+                "spec": {
+                    "group": "metrics.k8s.io",
+                    "version": "v1beta1",
+                    "service": {
+                        "namespace": METRICS_NAMESPACE,
+                        "name": METRICS_SERVICE,
+                        "port": METRICS_SERVER_PORT,
+                    },
+                    "caBundle": _b64(PKI / "ca.crt"),  # TLS verified (not skipped)
+                    "groupPriorityMinimum": 100,
+                    "versionPriority": 100,
+                },
+            },
+            ("spec",),
+        ),
+    ]
+
+
+def _contains(have, want) -> bool:
+    """Whether ``have`` holds every field of ``want`` (the server adds defaults)."""
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(_contains(have.get(k), v) for k, v in want.items())
+    if isinstance(want, list):
+        return (
+            isinstance(have, list)
+            and len(have) == len(want)
+            and all(_contains(h, w) for h, w in zip(have, want, strict=True))
+        )
+    return have == want
+
+
+def _ensure_object(collection: str, body: dict, fields: tuple[str, ...]) -> None:
+    """Create ``body`` or bring ``fields`` of the existing object back to it: a PUT of
+    what was read, which carries its resourceVersion (compare-and-set; on a conflict,
+    read again)."""
+    name = body["metadata"]["name"]
+    what = f"{body['kind']} {name}"
+    for _ in range(5):
+        code, current = _api("GET", f"{collection}/{name}")
+        if code == 404:
+            code, answer = _api("POST", collection, body)
+            if code in (200, 201):
+                log(f"created {what}")
+                return
+            if code == 409:
+                continue  # made meanwhile: compare it
+            raise RuntimeError(f"could not create {what}: {code} {answer}")
+        if code != 200 or not isinstance(current, dict):
+            raise RuntimeError(f"could not read {what}: {code} {current}")
+        if all(_contains(current.get(field), body[field]) for field in fields):
+            return
+        current.update({field: body[field] for field in fields})
+        code, answer = _api("PUT", f"{collection}/{name}", current)
+        if code == 200:
+            log(f"updated {what}")
+            return
+        if code != 409:
+            raise RuntimeError(f"could not update {what}: {code} {answer}")
+    raise RuntimeError(f"could not update {what}: it kept changing")
+
+
+def ensure_metrics_api() -> None:
+    for collection, body, fields in _metrics_api_objects():
+        _ensure_object(collection, body, fields)
+
+
+def metrics_api_status() -> tuple[bool, str]:
+    """Whether the APIService of metrics.k8s.io is Available and the API answers."""
+    try:
+        code, body = _api("GET", f"/apis/apiregistration.k8s.io/v1/apiservices/{METRICS_API}")
+    except (OSError, ssl.SSLError) as error:
+        return False, f"kube-apiserver unreachable: {error}"
+    if code == 404:
+        return False, f"no APIService {METRICS_API} (run: python3 -m tools.infra k8s up)"
+    if code != 200 or not isinstance(body, dict):
+        return False, f"APIService {METRICS_API}: {code} {str(body)[:200]}"
+    available = next(
+        (c for c in body.get("status", {}).get("conditions") or [] if c.get("type") == "Available"),
+        None,
+    )
+    if available is None or available.get("status") != "True":
+        detail = (
+            f"{available.get('reason')}: {available.get('message', '')}".strip()
+            if available
+            else "no Available condition yet"
+        )
+        return False, f"APIService {METRICS_API} not Available ({detail[:300]})"
+    try:
+        code, body = _api("GET", "/apis/metrics.k8s.io/v1beta1/nodes")
+    except (OSError, ssl.SSLError) as error:
+        return False, f"metrics API unreachable: {error}"
+    if code != 200 or not isinstance(body, dict):
+        return False, f"metrics API: GET nodes answered {code} {str(body)[:200]}"
+    return True, f"metrics API answers ({len(body.get('items') or [])} nodes with usage)"
 
 
 def _ready_nodes() -> list[str]:
@@ -707,7 +1045,9 @@ def _base_state() -> dict:
             "controller_manager": CONTROLLER_MANAGER_PORT,
             "scheduler": SCHEDULER_PORT,
             "kwok": KWOK_PORT,
+            "metrics_server": METRICS_SERVER_PORT,
         },
+        "metrics_api": METRICS_API,
         "logs": str(LOGS),
         "storage_class": STORAGE_CLASS,
     }
@@ -754,6 +1094,9 @@ def up() -> dict:
             60,
             COMPONENTS,
         )
+        _start("metrics-server", _command("metrics-server", bins), restarted)
+        ensure_metrics_api()
+        _wait_metrics_api()
     except (RuntimeError, OSError, subprocess.CalledProcessError, ValueError) as error:
         detail = getattr(error, "stderr", None)
         reason = f"cannot start: {error}" + (
@@ -766,11 +1109,26 @@ def up() -> dict:
     state.update(
         ok=True,
         reason=f"Kubernetes {state['versions']['kubernetes']} at {SERVER}, "
-        f"{len(NODES)} KWOK nodes Ready (up in {seconds:.1f}s)",
+        f"{len(NODES)} KWOK nodes Ready, metrics API Available (up in {seconds:.1f}s)",
         startup_seconds=round(seconds, 1),
         processes=DAEMONS.pids(COMPONENTS),
     )
     return write_state(PART, state)
+
+
+def _wait_metrics_api() -> None:
+    """Wait until kube-apiserver serves metrics.k8s.io through metrics-server; on a time-out
+    the error says what the APIService last said."""
+    last = [""]
+
+    def check() -> bool:
+        ok, last[0] = metrics_api_status()
+        return ok
+
+    try:
+        _wait("the metrics API", check, METRICS_API_TIMEOUT, ("metrics-server",))
+    except RuntimeError as error:
+        raise RuntimeError(f"{error}; last: {last[0]}") from None
 
 
 def down() -> None:
@@ -805,10 +1163,15 @@ def status() -> dict:
     if len(nodes) < len(NODES):
         state.update(ok=False, reason=f"only {len(nodes)}/{len(NODES)} nodes Ready")
         return write_state(PART, state)
+    metrics_ok, metrics_detail = metrics_api_status()
+    state["metrics_api_ok"] = metrics_ok
+    if not metrics_ok:
+        state.update(ok=False, reason=f"metrics API not available: {metrics_detail}")
+        return write_state(PART, state)
     state.update(
         ok=True,
         reason=f"Kubernetes {state['versions']['kubernetes']} at {SERVER}, "
-        f"{len(nodes)} nodes Ready",
+        f"{len(nodes)} nodes Ready, {metrics_detail}",
     )
     return write_state(PART, state)
 
