@@ -666,6 +666,12 @@ def autoscaler_delete(*, actor, autoscaler: Autoscaler) -> None:
         _after_change(row)
 
 
+def autoscaler_gone(autoscaler: Autoscaler) -> None:
+    """Its target was deleted and took it along (the row cascaded): say so, live."""
+    autoscaler_event(autoscaler, reason="Deleted", message=texts.AUTOSCALER_TARGET_DELETED)
+    resource_forget(tenant=autoscaler.tenant, kind="autoscaler", name=autoscaler.name)
+
+
 def _summary(autoscaler: Autoscaler) -> str:
     return texts.AUTOSCALER_SUMMARY % {
         "low": autoscaler.min_replicas,

@@ -786,9 +786,14 @@ def workload_fail(workload: Workload, message: str) -> bool:
 def workload_finalize_delete(workload: Workload) -> None:
     """Everything is gone from the cluster: release quota (once) and drop the row."""
     with transaction.atomic():
+        autoscaler = autoscaler_of(workload)  # goes with it (its HPA went first)
         deleted, _ = Workload.objects.filter(pk=workload.pk).delete()
         if not deleted:
             return
+        if autoscaler is not None:
+            from compute.services import autoscalers as autoscaler_services
+
+            autoscaler_services.autoscaler_gone(autoscaler)
         released = quota_release(workload.quota_ref)
         event_publish(
             tenant=workload.tenant,

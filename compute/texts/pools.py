@@ -125,6 +125,7 @@ AUTOSCALER_DELETED = gettext_noop("Deleted; the pool keeps its size.")
 AUTOSCALER_DELETED_HPA = gettext_noop(
     "Deleted with its HorizontalPodAutoscaler; the Deployment keeps its size."
 )
+AUTOSCALER_TARGET_DELETED = gettext_noop("Deleted with what it scaled.")
 HPA_SAYS = gettext_noop("HorizontalPodAutoscaler: %(message)s")
 HPA_DELETED_OUTSIDE = gettext_noop(
     "The HorizontalPodAutoscaler was deleted outside the portal; recreating it."
