@@ -37,6 +37,12 @@ NEW_SIZE = re.compile(r"New size: (\d+); reason: (.*)", re.DOTALL)
 _REASON_CLEAN = re.compile(r"[^A-Za-z0-9]")
 
 
+def _event_reason(text: str) -> str:
+    """A Kubernetes reason as an event reason (one CamelCase word)."""
+    reason = _REASON_CLEAN.sub("", text)[:64] or "Event"
+    return reason[0].upper() + reason[1:]
+
+
 def autoscaler_spec(autoscaler: Autoscaler) -> AutoscalerSpec:
     workload = autoscaler.workload
     return AutoscalerSpec(
@@ -137,7 +143,7 @@ def autoscaler_seen(
         if "reason" in updates and reason:
             autoscaler_services.autoscaler_event(
                 row,
-                reason=_REASON_CLEAN.sub("", reason)[:64] or "Event",
+                reason=_event_reason(reason),
                 message=texts.HPA_SAYS % {"message": message},
                 type="Warning" if warning else "Normal",
                 source="kubernetes",
@@ -155,10 +161,9 @@ def autoscaler_seen_event(cluster: KubernetesCluster, event: ClusterEvent) -> Au
             return None
         found = NEW_SIZE.match(event.message) if event.reason == "SuccessfulRescale" else None
         if found is None:
-            reason = _REASON_CLEAN.sub("", event.reason)[:64] or "Event"
             autoscaler_services.autoscaler_event(
                 row,
-                reason=reason[0].upper() + reason[1:],
+                reason=_event_reason(event.reason),
                 message=texts.HPA_SAYS % {"message": event.message},
                 type="Warning" if event.type == "Warning" else "Normal",
                 source="kubernetes",
