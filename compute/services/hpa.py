@@ -122,9 +122,12 @@ def autoscaler_seen(
             return row
         reason, message, warning = condition_summary(info.conditions)
         metric = None if info.current_utilisation is None else float(info.current_utilisation)
+        # An HPA that could not compute a count says desiredReplicas 0 (its minimum is at
+        # least 1, so 0 is never a decision): no decision, then.
+        desired = info.desired_replicas or None
         updates = {
             "current_replicas": info.current_replicas,
-            "desired_replicas": info.desired_replicas,
+            "desired_replicas": desired,
             "current_metric": metric,
             "conditions": list(info.conditions),
             "reason": reason[:40],
@@ -136,7 +139,7 @@ def autoscaler_seen(
             return row
         now = timezone.now()
         epoch = now.timestamp()
-        point = {"t": epoch, "replicas": info.desired_replicas, "metric": metric}
+        point = {"t": epoch, "replicas": desired or info.current_replicas, "metric": metric}
         history = [p for p in row.history if p["t"] > epoch - autoscaler_services.HISTORY_SECONDS]
         updates["history"] = [*history, point]
         updates["last_run"] = now

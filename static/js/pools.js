@@ -174,6 +174,19 @@
     const count = (value) => (value === null || value === undefined ? "—" : String(value));
     set("currentReplicas", count(state.currentReplicas));
     set("desiredReplicas", count(state.desiredReplicas));
+    const conditions = panel.querySelector("[data-as-conditions]");
+    if (conditions && Array.isArray(state.conditions) && state.conditions.length) {
+      conditions.replaceChildren();
+      state.conditions.forEach((c) => {
+        const line = document.createElement("div");
+        const pair = document.createElement("span");
+        pair.className = "iso-kv";
+        pair.textContent = c.type + "=" + c.status;
+        line.appendChild(pair);
+        line.appendChild(document.createTextNode(" " + c.reason));
+        conditions.appendChild(line);
+      });
+    }
     if (Array.isArray(state.history)) drawChart(state.history, state.target);
     const body = panel.querySelector("[data-decisions]");
     if (!body || !Array.isArray(state.decisions)) return;

@@ -61,6 +61,8 @@ def test_bob_adds_an_autoscaler_to_a_deployment_and_sees_its_status(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "deployment-autoscaler-bob.png"), full_page=True)
     axe(page, "deployment-autoscaler-bob")
-    # The HPA's conditions, as the page renders them.
+    # The HPA's conditions, live and as the page renders them.
+    expect(page.get_by_test_id("autoscaler-conditions")).to_contain_text("AbleToScale")
     page.reload()
     expect(page.get_by_test_id("autoscaler-conditions")).to_contain_text("AbleToScale")
+    expect(page.get_by_test_id("autoscaler-panel")).to_contain_text("1–4 pods")
