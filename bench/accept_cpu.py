@@ -9,8 +9,9 @@ the same run, interleaved request by request: the same body and token posted to 
 trivial DRF view of ``bench/trivial_urls.py`` (middleware, token auth, permission check,
 no database). Production settings (``DEBUG`` off: no query log). No worker runs: the
 VMs stay Pending. ``sql_statements_median``: SQL statements per create and per trivial
-request (10 more of each, what runs on commit included). ``--profile`` adds the top functions (cumulative and own CPU) of cProfile over 50
-more creates, and saves the whole profile to ``var/accept_cpu.prof``.
+request (10 more of each, what runs on commit included). ``--profile`` adds the top
+functions (cumulative and own CPU) of cProfile over 50 more creates, and saves the whole
+profile to ``var/accept_cpu.prof``.
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/accept_cpu.py \
         [--creates 200] [--warmup 20] [--profile]

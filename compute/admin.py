@@ -468,9 +468,18 @@ class VMPoolAdmin(ReadOnlyAdmin):
 
 @admin.register(Autoscaler)
 class AutoscalerAdmin(ReadOnlyAdmin):
-    list_display = ["name", "tenant", "pool", "min_replicas", "max_replicas", "target", "reason"]
+    list_display = [
+        "name",
+        "tenant",
+        "pool",
+        "workload",
+        "min_replicas",
+        "max_replicas",
+        "target",
+        "reason",
+    ]
     list_filter = ["metric", "tenant"]
-    search_fields = ["name", "tenant__slug", "pool__name"]
+    search_fields = ["name", "tenant__slug", "pool__name", "workload__name"]
 
 
 @admin.register(Backup)

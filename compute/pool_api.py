@@ -52,6 +52,8 @@ POOL_FIELDS = {
 AUTOSCALER_FIELDS = {
     "name": "metadata.name",
     "pool": "spec.scaleTargetRef.name",
+    "workload": "spec.scaleTargetRef.name",
+    "scale_target": "spec.scaleTargetRef",
     "min_replicas": "spec.minReplicas",
     "max_replicas": "spec.maxReplicas",
     "metric": "spec.metric",
@@ -113,7 +115,7 @@ def autoscaler_representation(autoscaler: Autoscaler) -> dict:
     return {
         "metadata": metadata(autoscaler, name=autoscaler.name, tenant=autoscaler.tenant.slug),
         "spec": {
-            "scaleTargetRef": {"kind": "VMPool", "name": autoscaler.pool.name},
+            "scaleTargetRef": {"kind": autoscaler.target_kind, "name": autoscaler.target_name},
             "minReplicas": autoscaler.min_replicas,
             "maxReplicas": autoscaler.max_replicas,
             "metric": autoscaler.metric,
@@ -130,8 +132,14 @@ def autoscaler_representation(autoscaler: Autoscaler) -> dict:
             },
         },
         "status": {
-            "currentReplicas": autoscaler.pool.replicas,
-            **{k: v for k, v in state.items() if k not in ("uid", "resourceVersion", "target")},
+            **{
+                k: v
+                for k, v in state.items()
+                if k not in ("uid", "resourceVersion", "target", "targetKind")
+            },
+            "currentReplicas": (
+                autoscaler.pool.replicas if autoscaler.pool_id else autoscaler.current_replicas
+            ),
         },
     }
 
@@ -231,8 +239,12 @@ class AutoscalerSerializer(serializers.Serializer):
 
 
 class TargetRefIn(StrictSerializer):
-    kind = serializers.ChoiceField(choices=["VMPool"], default="VMPool")
-    name = serializers.CharField(help_text="The VM pool to scale.")
+    kind = serializers.ChoiceField(
+        choices=["VMPool", "Deployment"],
+        default="VMPool",
+        help_text="VMPool (Isotope's controller) or Deployment (a HorizontalPodAutoscaler).",
+    )
+    name = serializers.CharField(help_text="The VM pool or Deployment workload to scale.")
 
 
 class ScaleDownIn(StrictSerializer):
@@ -252,7 +264,9 @@ class BehaviorIn(StrictSerializer):
 
 class AutoscalerSpecIn(StrictSerializer):
     scaleTargetRef = TargetRefIn()  # noqa: N815
-    minReplicas = serializers.IntegerField(required=False, help_text="Default 1; 0 allowed.")  # noqa: N815
+    minReplicas = serializers.IntegerField(  # noqa: N815
+        required=False, help_text="Default 1; 0 allowed for a VM pool."
+    )
     maxReplicas = serializers.IntegerField()  # noqa: N815
     metric = serializers.ChoiceField(choices=AutoscalerMetric.choices, default="cpu")
     targetUtilization = serializers.IntegerField(help_text="Percent, 1-100.")  # noqa: N815
@@ -480,7 +494,7 @@ class AutoscalerListView(AutoscalerView):
 
     @extend_schema(
         operation_id="autoscalers_create",
-        summary="Attach an autoscaler to a VM pool (one per pool)",
+        summary="Attach an autoscaler to a VM pool or a Deployment (one per target)",
         request=AutoscalerCreateSerializer,
         parameters=[IDEMPOTENCY_KEY],
         responses={
@@ -500,13 +514,18 @@ class AutoscalerListView(AutoscalerView):
 
     def _create(self, tenant: Tenant, data: dict) -> Autoscaler:
         spec = data["spec"]
+        ref = spec["scaleTargetRef"]
         try:
-            pool = selectors.pool_get(self.request.user, tenant, spec["scaleTargetRef"]["name"])
+            user, name = self.request.user, ref["name"]
+            if ref["kind"] == "Deployment":
+                target = {"workload": selectors.workload_get(user, tenant, name)}
+            else:
+                target = {"pool": selectors.pool_get(user, tenant, name)}
             return autoscaler_services.autoscaler_create(
                 actor=self.request.user,
                 tenant=tenant,
-                pool=pool,
                 name=data["metadata"]["name"],
+                **target,
                 **_settings(spec),
             )
         except ApplicationError as error:
@@ -545,7 +564,7 @@ class AutoscalerDetailView(AutoscalerView):
 
     @extend_schema(
         operation_id="autoscalers_delete",
-        summary="Detach an autoscaler (the pool keeps its size)",
+        summary="Detach an autoscaler (the pool or Deployment keeps its size)",
         parameters=[IF_MATCH],
         responses={204: None, 403: PROBLEM_RESPONSE, 412: PROBLEM_RESPONSE},
     )

@@ -538,7 +538,7 @@ def autoscalers_for_tenant(user, tenant: Tenant):
 
     return (
         restrict(user, "vmpool.view", Autoscaler.objects.filter(tenant=tenant))
-        .select_related("tenant", "pool")
+        .select_related("tenant", "pool", "workload")
         .order_by("name")
     )
 

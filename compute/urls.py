@@ -121,6 +121,11 @@ workload_pages = [
     path("workloads/<slug:name>/", workload_views.workload_detail, name="workload-detail"),
     path("workloads/<slug:name>/labels/", workload_views.workload_labels, name="workload-labels"),
     path("workloads/<slug:name>/groups/", workload_views.workload_groups, name="workload-groups"),
+    path(
+        "workloads/<slug:name>/autoscaler/",
+        workload_views.workload_autoscaler,
+        name="workload-autoscaler",
+    ),
     path("workloads/<slug:name>/logs/", workload_views.workload_logs, name="workload-logs"),
     path(
         "workloads/<slug:name>/manifest/",

@@ -21,9 +21,11 @@ from compute import selectors
 from compute.backends.base import BackendError
 from compute.backends.containers import LogsUnavailable
 from compute.bulk import BulkAction, bulk_view
-from compute.choices import Phase, StorageClass
+from compute.choices import Phase, StorageClass, WorkloadKind
 from compute.forms import LabelsForm, labels_lines
 from compute.listing import list_apply, list_query
+from compute.pool_forms import AutoscalerForm
+from compute.services import autoscalers as autoscaler_services
 from compute.services import clusters as cluster_services
 from compute.services import workloads as workload_services
 from compute.views import _live_baseline, relabel_from_form
@@ -163,8 +165,16 @@ def workload_detail(request, tenant, name: str):
     return _detail(request, tenant, _workload_or_404(request, tenant, name))
 
 
-def _detail(request, tenant, workload, labels_form: LabelsForm | None = None, status: int = 200):
-    """The workload's page; ``labels_form`` is a refused "Edit labels" form to show again."""
+def _detail(
+    request,
+    tenant,
+    workload,
+    labels_form: LabelsForm | None = None,
+    status: int = 200,
+    autoscaler_form=None,
+):
+    """The workload's page; ``labels_form`` (``autoscaler_form``) is a refused "Edit
+    labels" (autoscaler) form to show again."""
     from monitoring import selectors as monitoring_selectors
 
     baseline = _live_baseline(tenant)
@@ -176,6 +186,10 @@ def _detail(request, tenant, workload, labels_form: LabelsForm | None = None, st
         labels_form = LabelsForm(initial={"labels": labels_lines(workload.labels)})
     groups = workload_services.workload_groups(workload)
     tenant_groups = list(selectors.security_groups_for_tenant(request.user, tenant))
+    deployment = workload.kind == WorkloadKind.DEPLOYMENT
+    autoscaler = workload_services.autoscaler_of(workload) if deployment else None
+    if deployment and autoscaler_form is None and not workload.deleting:
+        autoscaler_form = _autoscaler_form(request, tenant, autoscaler)
     return render(
         request,
         "compute/workload_detail.html",
@@ -190,9 +204,77 @@ def _detail(request, tenant, workload, labels_form: LabelsForm | None = None, st
             "group_choices": tenant_groups if can_update and not workload.deleting else None,
             "events": events,
             "live_baseline": baseline,
+            "deployment": deployment,
+            "autoscaler": autoscaler,
+            "autoscaler_form": autoscaler_form,
         },
         status=status,
     )
+
+
+def _autoscaler_form(request, tenant, autoscaler, data=None) -> AutoscalerForm | None:
+    """The pool page's autoscaler form for a Deployment (its minimum at least 1)."""
+    if not tenant_selectors.can(request.user, tenant, "autoscaler.manage"):
+        return None
+    initial = (
+        {field: getattr(autoscaler, field) for field in autoscaler_services.FIELDS}
+        if autoscaler
+        else None
+    )
+    form = AutoscalerForm(data, initial=initial)
+    form.fields["min_replicas"].help_text = _(
+        "At least 1: a HorizontalPodAutoscaler cannot scale to zero."
+    )
+    form.fields["scale_up_pods"].label = _("Add at most (pods per 15 s)")
+    return form
+
+
+@tenant_view("workload.view")
+@require_POST
+def workload_autoscaler(request, tenant, name: str):
+    """Create, change (the form) or remove (``remove``) the Deployment's autoscaler: a
+    HorizontalPodAutoscaler in the tenant's namespace."""
+    workload = _workload_or_404(request, tenant, name)
+    try:
+        tenant_services.authorize(
+            actor=request.user,
+            tenant=tenant,
+            permission="autoscaler.manage",
+            target=f"workload/{workload.name}",
+        )
+    except PermissionDenied as error:
+        raise DjangoPermissionDenied(error.message) from None
+    autoscaler = workload_services.autoscaler_of(workload)
+    done = redirect("workload-detail", tenant=tenant.slug, name=workload.name)
+    if request.POST.get("remove"):
+        if autoscaler is not None:
+            autoscaler_services.autoscaler_delete(actor=request.user, autoscaler=autoscaler)
+            messages.success(
+                request, gettext("The autoscaler of %(name)s is removed.") % {"name": workload.name}
+            )
+        return done
+    form = _autoscaler_form(request, tenant, autoscaler, request.POST)
+    if form.is_valid():
+        if autoscaler is None:
+            saved = form_service_call(
+                form,
+                lambda: autoscaler_services.autoscaler_create(
+                    actor=request.user, tenant=tenant, workload=workload, **form.service_kwargs()
+                ),
+            )
+        else:
+            saved = form_service_call(
+                form,
+                lambda: autoscaler_services.autoscaler_update(
+                    actor=request.user, autoscaler=autoscaler, **form.service_kwargs()
+                ),
+            )
+        if saved is not None:
+            messages.success(
+                request, gettext("The autoscaler of %(name)s is saved.") % {"name": workload.name}
+            )
+            return done
+    return _detail(request, tenant, workload, autoscaler_form=form, status=400)
 
 
 @tenant_view("workload.update")

@@ -176,6 +176,9 @@ class WorkloadSpec:
     tell whether what it sees was applied from the newest spec."""
     mounts: list[VolumeMount] = field(default_factory=list)
     """Volume claims of the namespace its pods mount."""
+    autoscaled: bool = False
+    """A HorizontalPodAutoscaler sizes the Deployment: ``replicas`` is left to it (the
+    applied manifest has none, so Isotope's field manager gives the field up)."""
     labels: dict[str, str] = field(default_factory=dict)
     """The tenant's labels, on its pods (a Deployment's pod template: a change rolls the
     pods; a bare pod's own labels). Isotope's own labels win over one of the same key."""
@@ -254,6 +257,45 @@ class DeploymentInfo:
 
 
 @dataclass(frozen=True)
+class AutoscalerSpec:
+    """A HorizontalPodAutoscaler (``autoscaling/v2``) for one Deployment of a namespace."""
+
+    tenant: str
+    namespace: str
+    name: str
+    deployment: str
+    min_replicas: int
+    max_replicas: int
+    metric: str
+    """``cpu`` or ``memory``: a Resource metric with an average Utilization target."""
+    target: int
+    """Percent of the pods' requests."""
+    scale_down_window_seconds: int
+    scale_down_percent: int
+    scale_up_pods: int
+    scale_up_percent: int
+    portal_uid: str = ""
+    portal_generation: int = 0
+
+
+@dataclass(frozen=True)
+class AutoscalerInfo:
+    """What a HorizontalPodAutoscaler's status says (the watch's observation)."""
+
+    namespace: str
+    name: str
+    current_replicas: int = 0
+    desired_replicas: int = 0
+    current_utilisation: int | None = None
+    """The metric's current average utilisation (percent of the requests), if known."""
+    conditions: tuple = ()
+    """``({"type", "status", "reason", "message"}, ...)``: AbleToScale, ScalingActive,
+    ScalingLimited."""
+    last_scale_time: datetime | None = None
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
 class ClusterEvent:
     """A Kubernetes Event about an object in a tenant namespace."""
 
@@ -317,6 +359,18 @@ class ContainerBackend(ABC):
     def load_balancer_delete(self, namespace: str, name: str) -> bool:
         """Ask for the Service and its EndpointSlices to go. True while any exists."""
         raise BackendError(host_texts.CLUSTER_NO_LOAD_BALANCERS)
+
+    # --- HorizontalPodAutoscalers (optional: ``capabilities["autoscalers"]``) ---------
+    def autoscalers_sync(
+        self, namespace: str, deployment: str, wanted: AutoscalerSpec | None
+    ) -> None:
+        """Make Isotope's HorizontalPodAutoscalers of ``deployment`` exactly ``wanted``
+        (applied; idempotent) or none (each other one of them deleted)."""
+        raise BackendError(host_texts.CLUSTER_NO_AUTOSCALERS)
+
+    def autoscaler_status(self, namespace: str, name: str) -> AutoscalerInfo | None:
+        """The HorizontalPodAutoscaler's status, or None when it does not exist."""
+        raise BackendError(host_texts.CLUSTER_NO_AUTOSCALERS)
 
     # --- Volume claims (optional: ``capabilities["volume_claims"]``) ------------------
     def claim_apply(self, spec: ClaimSpec) -> None:

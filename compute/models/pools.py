@@ -233,8 +233,10 @@ class VMPool(Resource):
 
 
 class Autoscaler(Resource):
-    """Scales one VM pool on its members' utilisation, with the algorithm of the
-    Kubernetes HorizontalPodAutoscaler (v2): see ``compute.services.autoscalers``.
+    """Scales one target: a VM pool on its members' utilisation, with the algorithm of
+    the Kubernetes HorizontalPodAutoscaler (v2) (see ``compute.services.autoscalers``),
+    or a Deployment workload, through a real HorizontalPodAutoscaler object in the
+    tenant's namespace whose status is read back here (``compute.services.hpa``).
 
     ``recommendations`` keeps the recent recommendations (``[{"t", "replicas"}]``, the
     scale-down stabilisation window's worth) and ``scale_events`` the recent changes
@@ -257,8 +259,19 @@ class Autoscaler(Resource):
     pool = models.OneToOneField(
         VMPool,
         on_delete=models.CASCADE,
+        null=True,
+        blank=True,
         related_name="autoscaler",
         verbose_name=_("pool"),
+    )
+    workload = models.OneToOneField(
+        "compute.Workload",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="autoscaler",
+        help_text=_("A Deployment scaled by a HorizontalPodAutoscaler (instead of a pool)."),
+        verbose_name=_("workload"),
     )
     min_replicas = models.PositiveIntegerField(
         default=1,
@@ -328,6 +341,19 @@ class Autoscaler(Resource):
         blank=True,
         verbose_name=_("message"),
     )
+    current_replicas = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=_("A Deployment's replicas as its HorizontalPodAutoscaler last saw them."),
+        verbose_name=_("current replicas"),
+    )
+    conditions = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text=_("A HorizontalPodAutoscaler's conditions: type, status, reason, message."),
+        verbose_name=_("conditions"),
+    )
     last_run = models.DateTimeField(
         null=True,
         blank=True,
@@ -390,6 +416,17 @@ class Autoscaler(Resource):
                 violation_error_message="min ≤ max, and max between 1 and the pool limit.",
             ),
             models.CheckConstraint(
+                condition=Q(pool__isnull=False, workload__isnull=True)
+                | Q(pool__isnull=True, workload__isnull=False),
+                name="%(app_label)s_%(class)s_exactly_one_target",
+                violation_error_message="An autoscaler targets either a VM pool or a Deployment.",
+            ),
+            models.CheckConstraint(
+                condition=Q(workload__isnull=True) | Q(min_replicas__gte=1),
+                name="%(app_label)s_%(class)s_deployment_min_one",
+                violation_error_message="A HorizontalPodAutoscaler needs at least 1 replica.",
+            ),
+            models.CheckConstraint(
                 condition=Q(target__gte=1) & Q(target__lte=100),
                 name="%(app_label)s_%(class)s_target_is_a_percentage",
                 violation_error_message="The target is a percentage (1-100).",
@@ -398,3 +435,12 @@ class Autoscaler(Resource):
 
     def __str__(self) -> str:
         return f"{self.tenant.slug}/{self.name}"
+
+    @property
+    def target_kind(self) -> str:
+        """``VMPool`` or ``Deployment``, as in the API's ``scaleTargetRef``."""
+        return "VMPool" if self.pool_id else "Deployment"
+
+    @property
+    def target_name(self) -> str:
+        return self.pool.name if self.pool_id else self.workload.name

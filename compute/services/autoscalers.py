@@ -44,10 +44,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from compute.choices import AutoscalerMetric, ConditionStatus, Phase, PoolPhase
-from compute.models import Autoscaler, VirtualMachine, VMPool
+from compute.choices import AutoscalerMetric, ConditionStatus, Phase, PoolPhase, WorkloadKind
+from compute.models import Autoscaler, VirtualMachine, VMPool, Workload
 from compute.models.pools import MAX_REPLICAS
 from compute.services import vms as vm_services
+from compute.services import workloads as workload_services
 from compute.services.pools import SystemActor, _active, pool_scale, quota_room
 from compute.texts import pools as texts
 from monitoring.formats import timestamp
@@ -390,21 +391,21 @@ def autoscaler_reconcile(autoscaler_id: int, *, now: datetime | None = None) -> 
             updates["decisions"] = [entry, *decisions][:DECISIONS_KEPT]
             updates["scale_events"] = [*events, {"t": epoch, "delta": decision.replicas - before}]
             updates["last_scale_time"] = now
-            _event(
+            autoscaler_event(
                 autoscaler,
                 reason="SuccessfulRescale",
                 message=texts.RESCALED
                 % {"replicas": decision.replicas, "reason": decision.message},
             )
         elif decision.reason != autoscaler.reason:
-            _event(
+            autoscaler_event(
                 autoscaler,
                 reason=decision.reason,
                 message=decision.message,
                 type="Warning" if decision.reason in WARNING_REASONS else "Normal",
             )
         autoscaler.write_locked(updates)
-        _publish(autoscaler)
+        publish(autoscaler)
     return autoscaler
 
 
@@ -423,8 +424,10 @@ def _number(data: dict, field: str, low: int, high: int, errors: dict) -> int | 
     return number
 
 
-def _validate(data: dict) -> dict:
-    """The settings as numbers within bounds, or ``ValidationError`` naming each field."""
+def _validate(data: dict, *, deployment: bool = False) -> dict:
+    """The settings as numbers within bounds, or ``ValidationError`` naming each field.
+    A Deployment's (a HorizontalPodAutoscaler's) minimum is at least 1: a stock HPA
+    cannot scale to zero (feature gate ``HPAScaleToZero``, alpha)."""
     errors: dict[str, list[str]] = {}
     bounds = {
         "min_replicas": (0, MAX_REPLICAS),
@@ -439,6 +442,13 @@ def _validate(data: dict) -> dict:
     if data.get("metric") not in AutoscalerMetric.values:
         errors["metric"] = [f"Choose one of {', '.join(AutoscalerMetric.values)}."]
     clean["metric"] = data.get("metric")
+    if deployment and clean["min_replicas"] == 0:
+        errors["min_replicas"] = [
+            gettext(
+                "At least 1 for a Deployment: Kubernetes' HorizontalPodAutoscaler cannot "
+                "scale to zero."
+            )
+        ]
     if (
         not errors
         and clean["min_replicas"] is not None
@@ -460,62 +470,89 @@ DEFAULTS = {
 }
 
 
-def autoscaler_create(*, actor, tenant: Tenant, pool: VMPool, name: str = "", **settings_in):
-    """Attach an autoscaler to ``pool`` (one per pool); its first run follows commit.
-    ``settings_in``: the fields of ``FIELDS`` (``max_replicas`` and ``target`` have no
-    default)."""
-    name = name or pool.name
-    authorize(
-        actor=actor, tenant=tenant, permission="autoscaler.manage", target=f"autoscaler/{name}"
-    )
-    data = {**DEFAULTS, **{k: v for k, v in settings_in.items() if v is not None}}
-    unknown = set(data) - set(FIELDS)
+def _unknown(settings_in: dict) -> None:
+    unknown = set(settings_in) - set(FIELDS)
     if unknown:
         raise ValidationError(
             gettext("Unknown settings."),
             errors={field: [gettext("Unknown.")] for field in sorted(unknown)},
         )
+
+
+def autoscaler_create(
+    *,
+    actor,
+    tenant: Tenant,
+    pool: VMPool | None = None,
+    workload: Workload | None = None,
+    name: str = "",
+    **settings_in,
+):
+    """Attach an autoscaler to ``pool`` or to the Deployment ``workload`` (exactly one;
+    one autoscaler per target). A pool's first run follows commit; a Deployment's
+    HorizontalPodAutoscaler is written by the workload's apply task after commit, and
+    the workload's quota charge becomes that of ``max_replicas`` pods (so the HPA can
+    never take the tenant past its quota). ``settings_in``: the fields of ``FIELDS``
+    (``max_replicas`` and ``target`` have no default)."""
+    if (pool is None) == (workload is None):
+        raise ValidationError(
+            gettext("An autoscaler targets a VM pool or a Deployment."),
+            errors={"scale_target": [gettext("Give a VM pool or a Deployment.")]},
+        )
+    target = pool or workload
+    name = name or target.name
+    authorize(
+        actor=actor, tenant=tenant, permission="autoscaler.manage", target=f"autoscaler/{name}"
+    )
+    data = {**DEFAULTS, **{k: v for k, v in settings_in.items() if v is not None}}
+    _unknown(data)
     errors: dict[str, list[str]] = {}
     if error := vm_services.name_error(name):
         errors["name"] = [error]
     elif Autoscaler.objects.filter(tenant=tenant, name=name).exists():
         errors["name"] = [f"An autoscaler named {name!r} exists already in {tenant.slug}."]
+    if workload is not None and workload.kind != WorkloadKind.DEPLOYMENT:
+        errors["workload"] = [gettext("Only a Deployment can be autoscaled, not a single pod.")]
     try:
-        clean = _validate(data)
+        clean = _validate(data, deployment=workload is not None)
     except ValidationError as error:
         errors.update(error.errors)
     if errors:
         raise ValidationError(gettext("The autoscaler is not valid."), errors=errors)
     try:
         with transaction.atomic():
-            pool = VMPool.locked(pool.pk, "tenant")
-            if pool is None or pool.tenant_id != tenant.pk or pool.deleting:
-                raise Conflict(gettext("The VM pool is gone or being deleted."))
-            if Autoscaler.objects.filter(pool=pool).exists():
-                raise Conflict(
-                    gettext("%(pool)s has an autoscaler already.") % {"pool": pool.name},
-                    errors={"pool": [gettext("This pool has an autoscaler already.")]},
+            if pool is not None:
+                pool = _lock_pool(pool, tenant)
+            else:
+                workload = _lock_workload(workload, tenant)
+                # The quota holds the maximum: the HPA may size it anywhere up to that.
+                workload_services.workload_recharge(
+                    workload, max(clean["max_replicas"], workload.replicas)
                 )
             autoscaler = Autoscaler.objects.create(
                 tenant=tenant,
                 name=name,
                 pool=pool,
+                workload=workload,
                 # As the HPA controller seeds a new key: no scale-down before the pool's
                 # size now has left the stabilisation window.
-                recommendations=[{"t": timezone.now().timestamp(), "replicas": pool.replicas}],
+                recommendations=(
+                    [{"t": timezone.now().timestamp(), "replicas": pool.replicas}] if pool else []
+                ),
                 created_by=actor if getattr(actor, "is_authenticated", False) else None,
                 **clean,
             )
+            target_detail = {"pool": pool.name} if pool else {"deployment": workload.name}
             audit_record(
                 actor=actor,
                 action="autoscaler.create",
                 tenant=tenant,
                 target=f"autoscaler/{name}",
-                detail={"pool": pool.name, **clean},
+                detail={**target_detail, **clean},
             )
-            _event(autoscaler, reason="Created", message=_summary(autoscaler))
-            _publish(autoscaler)
-            transaction.on_commit(lambda: autoscaler_kick(autoscaler.pk))
+            autoscaler_event(autoscaler, reason="Created", message=_summary(autoscaler))
+            publish(autoscaler)
+            _after_change(autoscaler)
     except IntegrityError:
         raise ValidationError(
             gettext("An autoscaler with this name exists already."),
@@ -524,29 +561,67 @@ def autoscaler_create(*, actor, tenant: Tenant, pool: VMPool, name: str = "", **
     return autoscaler
 
 
+def _lock_pool(pool: VMPool, tenant: Tenant) -> VMPool:
+    pool = VMPool.locked(pool.pk, "tenant")
+    if pool is None or pool.tenant_id != tenant.pk or pool.deleting:
+        raise Conflict(gettext("The VM pool is gone or being deleted."))
+    if Autoscaler.objects.filter(pool=pool).exists():
+        raise Conflict(
+            gettext("%(pool)s has an autoscaler already.") % {"pool": pool.name},
+            errors={"pool": [gettext("This pool has an autoscaler already.")]},
+        )
+    return pool
+
+
+def _lock_workload(workload: Workload, tenant: Tenant) -> Workload:
+    workload = Workload.locked(workload.pk, "tenant", "cluster")
+    if workload is None or workload.tenant_id != tenant.pk or workload.deleting:
+        raise Conflict(gettext("The Deployment is gone or being deleted."))
+    if Autoscaler.objects.filter(workload=workload).exists():
+        raise Conflict(
+            gettext("%(workload)s has an autoscaler already.") % {"workload": workload.name},
+            errors={"workload": [gettext("This Deployment has an autoscaler already.")]},
+        )
+    return workload
+
+
+def _after_change(autoscaler: Autoscaler) -> None:
+    """After commit: a pool's autoscaler runs; a Deployment's is written to the cluster
+    (its HPA, and the Deployment without ``replicas``, or with them once it is gone)."""
+    if autoscaler.pool_id:
+        transaction.on_commit(lambda: autoscaler_kick(autoscaler.pk))
+    else:
+        workload_id = autoscaler.workload_id
+        transaction.on_commit(lambda: workload_services.enqueue_apply(workload_id))
+
+
 def autoscaler_update(*, actor, autoscaler: Autoscaler, **changes) -> Autoscaler:
-    """Change the settings (the fields of ``FIELDS`` given); a new generation."""
+    """Change the settings (the fields of ``FIELDS`` given); a new generation. A
+    Deployment's quota charge follows a new maximum."""
     authorize(
         actor=actor,
         tenant=autoscaler.tenant,
         permission="autoscaler.manage",
         target=f"autoscaler/{autoscaler.name}",
     )
-    unknown = set(changes) - set(FIELDS)
-    if unknown:
-        raise ValidationError(
-            gettext("Unknown settings."),
-            errors={field: [gettext("Unknown.")] for field in sorted(unknown)},
-        )
+    _unknown(changes)
     with transaction.atomic():
         row = Autoscaler.locked(autoscaler.pk, "tenant")
         if row is None:
             raise Conflict(gettext("The autoscaler is gone."))
         current = {field: getattr(row, field) for field in FIELDS}
-        clean = _validate({**current, **{k: v for k, v in changes.items() if v is not None}})
+        clean = _validate(
+            {**current, **{k: v for k, v in changes.items() if v is not None}},
+            deployment=row.workload_id is not None,
+        )
         updates = {k: v for k, v in clean.items() if current[k] != v}
         if not updates:
             return row
+        if row.workload_id and "max_replicas" in updates:
+            workload = Workload.locked(row.workload_id, "tenant")
+            workload_services.workload_recharge(
+                workload, max(clean["max_replicas"], workload.replicas)
+            )
         row.write_locked({**updates, "generation": row.generation + 1})
         audit_record(
             actor=actor,
@@ -555,14 +630,16 @@ def autoscaler_update(*, actor, autoscaler: Autoscaler, **changes) -> Autoscaler
             target=f"autoscaler/{row.name}",
             detail=updates,
         )
-        _event(row, reason="Updated", message=_summary(row))
-        _publish(row)
-        transaction.on_commit(lambda: autoscaler_kick(row.pk))
+        autoscaler_event(row, reason="Updated", message=_summary(row))
+        publish(row)
+        _after_change(row)
     return row
 
 
 def autoscaler_delete(*, actor, autoscaler: Autoscaler) -> None:
-    """Detach the autoscaler; the pool keeps its current size."""
+    """Detach the autoscaler; the pool (or Deployment) keeps its current size. A
+    Deployment's HorizontalPodAutoscaler is deleted by its apply task after commit,
+    and its quota charge goes back to its current replicas."""
     authorize(
         actor=actor,
         tenant=autoscaler.tenant,
@@ -573,6 +650,9 @@ def autoscaler_delete(*, actor, autoscaler: Autoscaler) -> None:
         row = Autoscaler.locked(autoscaler.pk, "tenant")
         if row is None:
             return
+        if row.workload_id:
+            workload = Workload.locked(row.workload_id, "tenant")
+            workload_services.workload_recharge(workload, workload.replicas)
         row.delete()
         audit_record(
             actor=actor,
@@ -580,22 +660,37 @@ def autoscaler_delete(*, actor, autoscaler: Autoscaler) -> None:
             tenant=row.tenant,
             target=f"autoscaler/{row.name}",
         )
-        _event(row, reason="Deleted", message=texts.AUTOSCALER_DELETED)
+        deleted = texts.AUTOSCALER_DELETED_HPA if row.workload_id else texts.AUTOSCALER_DELETED
+        autoscaler_event(row, reason="Deleted", message=deleted)
         resource_forget(tenant=row.tenant, kind="autoscaler", name=row.name)
+        _after_change(row)
+
+
+def autoscaler_gone(autoscaler: Autoscaler) -> None:
+    """Its target was deleted and took it along (the row cascaded): say so, live."""
+    autoscaler_event(autoscaler, reason="Deleted", message=texts.AUTOSCALER_TARGET_DELETED)
+    resource_forget(tenant=autoscaler.tenant, kind="autoscaler", name=autoscaler.name)
 
 
 def _summary(autoscaler: Autoscaler) -> str:
     return texts.AUTOSCALER_SUMMARY % {
         "low": autoscaler.min_replicas,
         "high": autoscaler.max_replicas,
-        "pool": autoscaler.pool.name,
+        "pool": autoscaler.target_name,
         "target": f"{autoscaler.target}%",
         "autoscaler_metric": autoscaler.metric,
         "window": autoscaler.scale_down_window_seconds,
     }
 
 
-def _event(autoscaler: Autoscaler, *, reason: str, message: str, type: str = "Normal") -> None:
+def autoscaler_event(
+    autoscaler: Autoscaler,
+    *,
+    reason: str,
+    message: str,
+    type: str = "Normal",
+    source: str = "isotope",
+) -> None:
     event_publish(
         tenant=autoscaler.tenant,
         kind="autoscaler",
@@ -604,6 +699,7 @@ def _event(autoscaler: Autoscaler, *, reason: str, message: str, type: str = "No
         type=type,
         reason=reason,
         message=message,
+        source=source,
     )
 
 
@@ -622,11 +718,14 @@ def autoscaler_state(autoscaler: Autoscaler) -> dict:
         ),
         "decisions": autoscaler.decisions,
         "target": autoscaler.target,
+        "targetKind": autoscaler.target_kind,
+        "currentReplicas": autoscaler.current_replicas,
+        "conditions": autoscaler.conditions,
         "history": autoscaler.history,
     }
 
 
-def _publish(autoscaler: Autoscaler) -> None:
+def publish(autoscaler: Autoscaler) -> None:
     resource_publish(
         tenant=autoscaler.tenant,
         kind="autoscaler",

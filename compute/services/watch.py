@@ -1,8 +1,9 @@
 """The cluster watch: Kubernetes changes become workload phases and portal events.
 
 :class:`ClusterWatcher` runs one :class:`~compute.backends.kubernetes.watch.ResourceWatch`
-thread per resource type (Deployments and pods with Isotope's labels, Events in
-``isotope-*`` namespaces) and hands what they see to ``compute.services.workloads``.
+thread per resource type (Deployments, pods and HorizontalPodAutoscalers with Isotope's
+labels, Events in ``isotope-*`` namespaces) and hands what they see to
+``compute.services.workloads`` (and ``compute.services.hpa``).
 When the API server is gone for longer than ``ISOTOPE_K8S_UNKNOWN_AFTER`` seconds the
 cluster's workloads turn ``Unknown``; after reconnecting each watch relists, so every
 phase is derived again from what the server holds.
@@ -25,11 +26,12 @@ from compute.backends.kubernetes.backend import api_client
 from compute.backends.kubernetes.watch import ResourceWatch
 from compute.models import KubernetesCluster
 from compute.services import clusters as cluster_services
+from compute.services import hpa as hpa_services
 from compute.services import workloads as workload_services
 
 logger = logging.getLogger(__name__)
 
-RESOURCES = ("deployments", "pods", "events")
+RESOURCES = ("deployments", "pods", "events", "autoscalers")
 
 
 class ClusterWatcher:
@@ -63,6 +65,8 @@ class ClusterWatcher:
                 )
             elif resource == "pods":
                 workload_services.workload_seen_pod(self.cluster, info, deleted=kind == "DELETED")
+            elif resource == "autoscalers":
+                hpa_services.autoscaler_seen(self.cluster, info, deleted=kind == "DELETED")
             elif kind != "DELETED":
                 workload_services.workload_seen_event(self.cluster, info)
 

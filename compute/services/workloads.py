@@ -540,19 +540,15 @@ def workload_scale(*, actor, workload: Workload, replicas) -> Workload:
     try:
         with transaction.atomic():
             workload = _locked(workload, "scale")
+            autoscaler = autoscaler_of(workload)
+            if autoscaler is not None:
+                message = gettext(texts.SCALED_BY_AUTOSCALER) % {
+                    "workload": workload.name,
+                    "autoscaler": autoscaler.name,
+                }
+                raise Conflict(message, errors={"replicas": [message]})
             old = workload.replicas
-            quota_release(workload.quota_ref)
-            quota_reserve(
-                tenant=workload.tenant,
-                ref=workload.quota_ref,
-                kind=ReservationKind.WORKLOAD,
-                object_id=str(workload.uid),
-                **charge(
-                    cpu_request_m=workload.cpu_request_m,
-                    memory_request=workload.memory_request,
-                    replicas=replicas,
-                ),
-            )
+            workload_recharge(workload, replicas)
             workload.replicas = replicas
             waiting = Phase.PENDING if workload.phase == Phase.RUNNING and replicas != old else None
             _change_spec(workload, ["replicas"], waiting)
@@ -576,6 +572,31 @@ def workload_scale(*, actor, workload: Workload, replicas) -> Workload:
         )
         raise
     return workload
+
+
+def workload_recharge(workload: Workload, replicas: int) -> None:
+    """Inside a transaction, the workload's row locked: its quota charge becomes that of
+    ``replicas`` pods (the old one released, the new one reserved; ``QuotaExceeded``
+    when the tenant's quota has no room, and the transaction rolls both back)."""
+    quota_release(workload.quota_ref)
+    quota_reserve(
+        tenant=workload.tenant,
+        ref=workload.quota_ref,
+        kind=ReservationKind.WORKLOAD,
+        object_id=str(workload.uid),
+        **charge(
+            cpu_request_m=workload.cpu_request_m,
+            memory_request=workload.memory_request,
+            replicas=replicas,
+        ),
+    )
+
+
+def autoscaler_of(workload: Workload):
+    """The autoscaler (a HorizontalPodAutoscaler) that sizes the Deployment, or None."""
+    from compute.models import Autoscaler
+
+    return Autoscaler.objects.filter(workload=workload).first()
 
 
 def workload_restart(*, actor, workload: Workload) -> Workload:
@@ -852,9 +873,14 @@ def workload_fail(workload: Workload, message: str) -> bool:
 def workload_finalize_delete(workload: Workload) -> None:
     """Everything is gone from the cluster: release quota (once) and drop the row."""
     with transaction.atomic():
+        autoscaler = autoscaler_of(workload)  # goes with it (its HPA went first)
         deleted, _ = Workload.objects.filter(pk=workload.pk).delete()
         if not deleted:
             return
+        if autoscaler is not None:
+            from compute.services import autoscalers as autoscaler_services
+
+            autoscaler_services.autoscaler_gone(autoscaler)
         released = quota_release(workload.quota_ref)
         event_publish(
             tenant=workload.tenant,
@@ -887,6 +913,7 @@ def workload_spec(workload: Workload) -> WorkloadSpec:
         mounts=mounts_of(workload),
         labels=dict(workload.labels or {}),
         security_groups=workload_groups(workload),
+        autoscaled=autoscaler_of(workload) is not None,
         restarted_at=workload.restarted_at.isoformat() if workload.restarted_at else "",
         portal_uid=str(workload.uid),
         portal_generation=workload.generation,
@@ -961,6 +988,12 @@ def workload_seen_deployment(
             else:
                 _vanished(workload, "Deployment")
             return workload
+        sized = {}
+        if info.replicas != workload.replicas and autoscaler_of(workload) is not None:
+            # Its HorizontalPodAutoscaler's decision: the workload shows that size (the
+            # quota holds its maximum already) and a later apply keeps it.
+            workload.replicas = info.replicas
+            sized["replicas"] = info.replicas
         phase, message = deployment_phase(workload, info)
         workload_observe(
             workload,
@@ -969,6 +1002,7 @@ def workload_seen_deployment(
             event_type="Warning" if phase == Phase.FAILED else "Normal",
             ready_replicas=info.ready,
             available_replicas=info.available,
+            **sized,
         )
     return workload
 
@@ -1053,14 +1087,23 @@ _REASON_CLEAN = re.compile(r"[^A-Za-z0-9]")
 
 
 def workload_seen_event(cluster: KubernetesCluster, event: ClusterEvent) -> None:
-    """A Kubernetes Event about a workload's Deployment, ReplicaSet or pods: it joins
-    the portal's timeline as an event of the workload (source ``kubernetes``)."""
+    """A Kubernetes Event about a workload's Deployment, ReplicaSet or pods (or its
+    HorizontalPodAutoscaler): it joins the portal's timeline as an event of the workload
+    (source ``kubernetes``)."""
     name = event.object_name
+    if event.object_kind == "HorizontalPodAutoscaler":
+        from compute.services import hpa
+
+        autoscaler = hpa.autoscaler_seen_event(cluster, event)
+        if autoscaler is None:
+            return
+        name = autoscaler.workload.name
     candidates = {
         "Deployment": [name],
         "ReplicaSet": [name.rsplit("-", 1)[0]],
         "Pod": [name, name.rsplit("-", 2)[0]],
         "Service": [name],
+        "HorizontalPodAutoscaler": [name],
     }.get(event.object_kind)
     if not candidates:
         return
@@ -1147,3 +1190,6 @@ def _enqueue(workload_id: int) -> None:
     from compute.tasks import kubernetes as tasks
 
     tasks.workload_apply.delay(workload_id)
+
+
+enqueue_apply = _enqueue

@@ -22,9 +22,10 @@ from django.utils import timezone
 
 from compute.backends.base import BackendError, TransientBackendError
 from compute.backends.containers import QuotaRefused
-from compute.choices import Phase
+from compute.choices import Phase, WorkloadKind
 from compute.models import KubernetesCluster, Service, TenantNamespace, Workload
 from compute.services import clusters as cluster_services
+from compute.services import hpa as hpa_services
 from compute.services import load_balancers as service_services
 from compute.services import workloads as workload_services
 from compute.tasks.locks import Busy, task_lock
@@ -54,7 +55,8 @@ def _ensure_namespace(workload: Workload) -> None:
 
 @shared_task(bind=True, acks_late=True)
 def workload_apply(self, workload_id: int) -> None:
-    """Converge one workload's objects to its spec (create, scale, restart, delete)."""
+    """Converge one workload's objects to its spec (create, scale, restart, delete),
+    a Deployment's HorizontalPodAutoscaler (its autoscaler's) included."""
     loaded: list[Workload] = []
     try:
         with workload_lock(workload_id):
@@ -63,7 +65,10 @@ def workload_apply(self, workload_id: int) -> None:
                 return
             loaded.append(workload)
             backend = cluster_services.cluster_backend(workload.cluster)
+            deployment = workload.kind == WorkloadKind.DEPLOYMENT
             if workload.deleting:
+                if deployment:  # its HorizontalPodAutoscaler first: nothing left to scale
+                    backend.autoscalers_sync(workload.namespace, workload.name, None)
                 remaining = backend.delete_workload(
                     workload.namespace, workload.name, workload.kind
                 )
@@ -76,6 +81,10 @@ def workload_apply(self, workload_id: int) -> None:
                 backend.apply_workload(workload_services.workload_spec(workload))
             except QuotaRefused as error:
                 workload_services.workload_refused(workload, str(error))
+            if deployment:
+                autoscaler = workload_services.autoscaler_of(workload)
+                wanted = hpa_services.autoscaler_spec(autoscaler) if autoscaler else None
+                backend.autoscalers_sync(workload.namespace, workload.name, wanted)
     except Busy:
         raise self.retry(countdown=1, max_retries=120) from None
     except TransientBackendError as error:

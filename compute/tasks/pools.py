@@ -36,7 +36,8 @@ def autoscaler_reconcile_task(autoscaler_id: int) -> None:
 @shared_task
 def autoscalers_sweep() -> int:
     """Beat entry point, every ``ISOTOPE_AUTOSCALER_SECONDS``: one run per autoscaler."""
-    ids = list(Autoscaler.objects.values_list("pk", flat=True))
+    # A Deployment's autoscaler is its HorizontalPodAutoscaler's job (Kubernetes').
+    ids = list(Autoscaler.objects.filter(pool__isnull=False).values_list("pk", flat=True))
     for autoscaler_id in ids:
         autoscaler_reconcile_task.delay(autoscaler_id)
     return len(ids)

@@ -89,6 +89,7 @@ BACKEND_NO_INTERFACE_DETACH = gettext_noop("This host's backend cannot detach in
 BACKEND_NO_PACKET_FILTERS = gettext_noop("This host's backend has no packet filters.")
 BACKEND_NO_LIVE_MIGRATION = gettext_noop("This host's backend does not support live migration.")
 BACKEND_NO_POST_COPY = gettext_noop("This host's backend does not support post-copy.")
+CLUSTER_NO_AUTOSCALERS = gettext_noop("This cluster's backend has no HorizontalPodAutoscalers.")
 CLUSTER_NO_LOAD_BALANCERS = gettext_noop("This cluster's backend has no load-balanced services.")
 CLUSTER_NO_SECURITY_GROUPS = gettext_noop("This cluster's backend has no security group policies.")
 CLUSTER_NO_VOLUME_CLAIMS = gettext_noop("This cluster's backend has no volume claims.")

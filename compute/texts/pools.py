@@ -121,6 +121,15 @@ AUTOSCALER_SUMMARY = gettext_noop(
     "%(window)s s."
 )
 AUTOSCALER_DELETED = gettext_noop("Deleted; the pool keeps its size.")
+# An autoscaler of a Deployment: its HorizontalPodAutoscaler's words.
+AUTOSCALER_DELETED_HPA = gettext_noop(
+    "Deleted with its HorizontalPodAutoscaler; the Deployment keeps its size."
+)
+AUTOSCALER_TARGET_DELETED = gettext_noop("Deleted with what it scaled.")
+HPA_SAYS = gettext_noop("HorizontalPodAutoscaler: %(message)s")
+HPA_DELETED_OUTSIDE = gettext_noop(
+    "The HorizontalPodAutoscaler was deleted outside the portal; recreating it."
+)
 RESCALED = gettext_noop("New size: %(replicas)s; reason: %(reason)s")
 AT_ZERO = gettext_noop("The pool is at 0 replicas.")
 ABOVE_MAXIMUM = gettext_noop("Above the maximum %(high)s.")

@@ -29,12 +29,17 @@ NO_ANSWER = gettext_noop("The cluster did not answer after %(retries)s retries."
 DEPLOYMENT_EVENT = gettext_noop("Deployment %(name)s: %(message)s")
 REPLICA_SET_EVENT = gettext_noop("ReplicaSet %(name)s: %(message)s")
 POD_EVENT = gettext_noop("Pod %(name)s: %(message)s")
+HPA_EVENT = gettext_noop("HorizontalPodAutoscaler %(name)s: %(message)s")
+SCALED_BY_AUTOSCALER = gettext_noop(
+    "%(workload)s is sized by its autoscaler %(autoscaler)s: change or remove the autoscaler."
+)
 SERVICE_EVENT = gettext_noop("Service %(name)s: %(message)s")
 EVENT_ABOUT = {
     "Deployment": DEPLOYMENT_EVENT,
     "ReplicaSet": REPLICA_SET_EVENT,
     "Pod": POD_EVENT,
     "Service": SERVICE_EVENT,
+    "HorizontalPodAutoscaler": HPA_EVENT,
 }
 # The workload's security groups changed (its pods' group labels; a Deployment rolls).
 GROUPS_CHANGED = gettext_noop("%(actor)s put its pods in %(groups)s (were in %(before)s).")

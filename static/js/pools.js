@@ -1,5 +1,5 @@
-// VM pool pages: apply the parts of live pool and autoscaler states that live.js leaves
-// to the page (counts, the members table, the scale input, deletion; the autoscaler's
+// VM pool pages (and a Deployment's autoscaler panel): apply the parts of live pool and
+// autoscaler states that live.js leaves to the page (counts, the members table, the scale input, deletion; the autoscaler's
 // measurement, decision and last decisions). live.js patches the pool's phase and
 // message; the confirm modal for deleting comes from vms.js.
 (function () {
@@ -171,6 +171,22 @@
     set("currentMetric", state.currentMetric === null || state.currentMetric === undefined ? "—" : state.currentMetric + "%");
     set("reason", state.reason || gettext("not run yet"));
     set("message", state.message || "");
+    const count = (value) => (value === null || value === undefined ? "—" : String(value));
+    set("currentReplicas", count(state.currentReplicas));
+    set("desiredReplicas", count(state.desiredReplicas));
+    const conditions = panel.querySelector("[data-as-conditions]");
+    if (conditions && Array.isArray(state.conditions) && state.conditions.length) {
+      conditions.replaceChildren();
+      state.conditions.forEach((c) => {
+        const line = document.createElement("div");
+        const pair = document.createElement("span");
+        pair.className = "iso-kv";
+        pair.textContent = c.type + "=" + c.status;
+        line.appendChild(pair);
+        line.appendChild(document.createTextNode(" " + c.reason));
+        conditions.appendChild(line);
+      });
+    }
     if (Array.isArray(state.history)) drawChart(state.history, state.target);
     const body = panel.querySelector("[data-decisions]");
     if (!body || !Array.isArray(state.decisions)) return;

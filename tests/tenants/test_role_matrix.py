@@ -939,6 +939,8 @@ OUTSIDE_MATRIX = {
             "autoscaler-api-detail",
         )
     },
+    "workload-autoscaler": "own role matrix (a Deployment's autoscaler form) in "
+    "tests/compute/test_views_workload_autoscaler.py",
     "vm-metrics": "own role matrix in tests/monitoring/test_metrics_views.py",
     "metrics": "token / allow-list, tests/monitoring/test_metrics_views.py",
     "image-api-upload": "tus upload roles in tests/compute/images/test_api_images.py",

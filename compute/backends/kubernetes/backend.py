@@ -22,6 +22,8 @@ from kubernetes.client.rest import ApiException
 
 from compute.backends.base import BackendError, TransientBackendError
 from compute.backends.containers import (
+    AutoscalerInfo,
+    AutoscalerSpec,
     ClaimSpec,
     ClaimStatus,
     ClusterFacts,
@@ -43,12 +45,16 @@ logger = logging.getLogger(__name__)
 
 TIMEOUT = 10  # seconds per API call (the watches use their own)
 FIELD_MANAGER = "isotope"
+# Holds a Deployment's replicas for a moment when a HorizontalPodAutoscaler takes them
+# over, so that Isotope giving the field up does not reset it to the default of 1.
+HANDOVER_MANAGER = "isotope-handover"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 
 # apiVersion → URL prefix; kind → plural.
 _GROUPS = {
     "v1": "/api/v1",
     "apps/v1": "/apis/apps/v1",
+    "autoscaling/v2": "/apis/autoscaling/v2",
     "discovery.k8s.io/v1": "/apis/discovery.k8s.io/v1",
     "networking.k8s.io/v1": "/apis/networking.k8s.io/v1",
     "rbac.authorization.k8s.io/v1": "/apis/rbac.authorization.k8s.io/v1",
@@ -62,6 +68,7 @@ _PLURALS = {
     "ServiceAccount": "serviceaccounts",
     "RoleBinding": "rolebindings",
     "Deployment": "deployments",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
     "Pod": "pods",
     "Service": "services",
     "EndpointSlice": "endpointslices",
@@ -142,6 +149,7 @@ class KubernetesBackend(ContainerBackend):
         "volume_claims": True,
         "security_groups": True,
         "load_balancers": True,
+        "autoscalers": True,
     }
 
     def __init__(self, *, kubeconfig: str, capabilities: dict | None = None):
@@ -176,14 +184,14 @@ class KubernetesBackend(ContainerBackend):
             return None
         return data
 
-    def apply(self, obj: dict) -> dict:
+    def apply(self, obj: dict, *, manager: str = FIELD_MANAGER) -> dict:
         """Server-side apply one manifest (creates it when missing)."""
         what = f"{obj['kind']} {obj['metadata']['name']}"
         data, _ = self._call(
             "PATCH",
             path_of(obj),
             body=obj,
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            query=[("fieldManager", manager), ("force", "true")],
             headers={"Content-Type": "application/apply-patch+yaml"},
             what=f"to apply {what}",
         )
@@ -247,6 +255,8 @@ class KubernetesBackend(ContainerBackend):
                 if live is not None:  # a pod's spec is immutable, its labels are not
                     self._pod_relabel(obj, live)
                     continue
+            if obj["kind"] == "Deployment" and spec.autoscaled:
+                self._hand_over_replicas(obj)
             self.apply(obj)
         if not spec.service_type:
             self._delete(f"/api/v1/namespaces/{spec.namespace}/services/{spec.name}", "the service")
@@ -256,6 +266,46 @@ class KubernetesBackend(ContainerBackend):
                 f"{spec.name}-ingress",
                 "the service's network policy",
             )
+
+    def _hand_over_replicas(self, obj: dict) -> None:
+        """Before Isotope's manifest leaves ``replicas`` out (its HorizontalPodAutoscaler
+        sizes the Deployment), a second field manager applies the live value, so the
+        field keeps an owner and its value until the HPA writes it (Kubernetes'
+        "transferring ownership" for server-side apply)."""
+        live = self._get(path_of(obj))
+        replicas = ((live or {}).get("spec") or {}).get("replicas")
+        if replicas is None:
+            return
+        meta = {"name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"]}
+        body = {**{k: obj[k] for k in ("apiVersion", "kind")}, "metadata": meta}
+        self.apply({**body, "spec": {"replicas": replicas}}, manager=HANDOVER_MANAGER)
+
+    def autoscalers_sync(
+        self, namespace: str, deployment: str, wanted: AutoscalerSpec | None
+    ) -> None:
+        if wanted is not None:
+            self.apply(manifests.horizontal_pod_autoscaler(wanted))
+        base = f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
+        selector = (
+            f"{manifests.MANAGED_BY}={manifests.MANAGER},"
+            f"{manifests.WORKLOAD_LABEL}={deployment},{manifests.AUTOSCALER_LABEL}"
+        )
+        held, _ = self._call(
+            "GET",
+            base,
+            query=[("labelSelector", selector)],
+            what=f"list the HorizontalPodAutoscalers of {deployment}",
+        )
+        for item in held.get("items", []):
+            name = item["metadata"]["name"]
+            if wanted is None or name != wanted.name:
+                self._delete(f"{base}/{name}", f"HorizontalPodAutoscaler {name}")
+
+    def autoscaler_status(self, namespace: str, name: str) -> AutoscalerInfo | None:
+        raw = self._get(
+            f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers/{name}"
+        )
+        return None if raw is None else autoscaler_info(raw)
 
     def _pod_relabel(self, obj: dict, live: dict) -> None:
         """Bring a live pod's labels and annotations to the manifest's with a merge patch:
@@ -478,6 +528,40 @@ def pod_info(raw: dict) -> PodInfo:
         terminating=bool(meta.get("deletionTimestamp")),
         reason=reason,
         ip=status.get("podIP") or "",
+    )
+
+
+def autoscaler_info(raw: dict) -> AutoscalerInfo:
+    """A HorizontalPodAutoscaler's status as the contract's observation."""
+    from datetime import datetime
+
+    meta, status = raw.get("metadata", {}), raw.get("status") or {}
+    utilisation = None
+    for metric in status.get("currentMetrics") or []:
+        current = (metric.get("resource") or {}).get("current") or {}
+        if current.get("averageUtilization") is not None:
+            utilisation = int(current["averageUtilization"])
+            break
+    stamp = status.get("lastScaleTime")
+    when = datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+    conditions = tuple(
+        {
+            "type": c.get("type", ""),
+            "status": c.get("status", ""),
+            "reason": c.get("reason", ""),
+            "message": c.get("message", ""),
+        }
+        for c in status.get("conditions") or []
+    )
+    return AutoscalerInfo(
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        current_replicas=int(status.get("currentReplicas") or 0),
+        desired_replicas=int(status.get("desiredReplicas") or 0),
+        current_utilisation=utilisation,
+        conditions=conditions,
+        last_scale_time=when,
+        deleted=bool(meta.get("deletionTimestamp")),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from compute.backends.containers import (
+    AutoscalerSpec,
     ClaimSpec,
     GroupPolicySpec,
     LoadBalancerSpec,
@@ -27,6 +28,11 @@ GENERATION_ANNOTATION = "isotope.dev/generation"
 # relabel removes the ones no longer wanted and never a label someone else put there.
 TENANT_LABELS_ANNOTATION = "isotope.dev/tenant-labels"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+# A HorizontalPodAutoscaler of Isotope's: its autoscaler's name (the HPA's own), and the
+# Deployment it scales under WORKLOAD_LABEL.
+AUTOSCALER_LABEL = "isotope.dev/autoscaler"
+# The period of the step limits, as Isotope's own controller counts them for VM pools.
+SCALE_PERIOD_SECONDS = 15
 # An Isotope Service's EndpointSlice: named after it, and marked as Isotope's so that
 # the cluster's EndpointSlice controllers leave it alone.
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -296,7 +302,7 @@ def deployment(spec: WorkloadSpec) -> dict:
     template_meta: dict = {"labels": labels}
     if spec.restarted_at:
         template_meta["annotations"] = {RESTARTED_AT: spec.restarted_at}
-    return {
+    body = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _workload_meta(spec),
@@ -309,6 +315,82 @@ def deployment(spec: WorkloadSpec) -> dict:
                 "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
             },
             "template": {"metadata": template_meta, "spec": pod_spec(spec)},
+        },
+    }
+    if spec.autoscaled:
+        del body["spec"]["replicas"]  # the HorizontalPodAutoscaler's field
+    return body
+
+
+def horizontal_pod_autoscaler(spec: AutoscalerSpec) -> dict:
+    """An ``autoscaling/v2`` HorizontalPodAutoscaler for one Deployment: a Resource
+    metric with an average Utilization target, and the behaviour Isotope's autoscalers
+    have (scale-down stabilisation window, step limits per 15 s period)."""
+    meta = {
+        "name": spec.name,
+        "namespace": spec.namespace,
+        "labels": {
+            MANAGED_BY: MANAGER,
+            TENANT_LABEL: spec.tenant,
+            WORKLOAD_LABEL: spec.deployment,
+            AUTOSCALER_LABEL: spec.name,
+        },
+    }
+    annotations = {}
+    if spec.portal_uid:
+        annotations[UID_ANNOTATION] = spec.portal_uid
+    if spec.portal_generation:
+        annotations[GENERATION_ANNOTATION] = str(spec.portal_generation)
+    if annotations:
+        meta["annotations"] = annotations
+    up = [{"type": "Pods", "value": spec.scale_up_pods, "periodSeconds": SCALE_PERIOD_SECONDS}]
+    if spec.scale_up_percent > 0:  # 0 % adds nothing: the pods policy alone limits
+        up.append(
+            {
+                "type": "Percent",
+                "value": spec.scale_up_percent,
+                "periodSeconds": SCALE_PERIOD_SECONDS,
+            }
+        )
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta,
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": spec.deployment,
+            },
+            "minReplicas": spec.min_replicas,
+            "maxReplicas": spec.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": spec.metric,
+                        "target": {"type": "Utilization", "averageUtilization": spec.target},
+                    },
+                }
+            ],
+            "behavior": {
+                "scaleUp": {
+                    "stabilizationWindowSeconds": 0,
+                    "selectPolicy": "Max",
+                    "policies": up,
+                },
+                "scaleDown": {
+                    "stabilizationWindowSeconds": spec.scale_down_window_seconds,
+                    "selectPolicy": "Max",
+                    "policies": [
+                        {
+                            "type": "Percent",
+                            "value": spec.scale_down_percent,
+                            "periodSeconds": SCALE_PERIOD_SECONDS,
+                        }
+                    ],
+                },
+            },
         },
     }
 

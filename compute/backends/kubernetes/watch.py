@@ -20,13 +20,14 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.rest import ApiException
 
-from compute.backends.containers import ClusterEvent, DeploymentInfo, PodInfo
+from compute.backends.containers import AutoscalerInfo, ClusterEvent, DeploymentInfo, PodInfo
 from compute.backends.kubernetes import manifests
-from compute.backends.kubernetes.backend import TRANSPORT_ERRORS, pod_info
+from compute.backends.kubernetes.backend import TRANSPORT_ERRORS, autoscaler_info, pod_info
 
 logger = logging.getLogger(__name__)
 
 SELECTOR = f"{manifests.MANAGED_BY}={manifests.MANAGER},{manifests.WORKLOAD_LABEL}"
+AUTOSCALER_SELECTOR = f"{manifests.MANAGED_BY}={manifests.MANAGER},{manifests.AUTOSCALER_LABEL}"
 WATCH_SECONDS = 50  # the server ends each watch after this; we resume from the last rv
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 15.0
 NAMESPACE_PREFIX = "isotope-"
@@ -107,6 +108,11 @@ class ResourceWatch:
         "deployments": ("list_deployment_for_all_namespaces", k8s.AppsV1Api, SELECTOR),
         "pods": ("list_pod_for_all_namespaces", k8s.CoreV1Api, SELECTOR),
         "events": ("list_event_for_all_namespaces", k8s.CoreV1Api, None),
+        "autoscalers": (
+            "list_horizontal_pod_autoscaler_for_all_namespaces",
+            k8s.AutoscalingV2Api,
+            AUTOSCALER_SELECTOR,
+        ),
     }
 
     def __init__(
@@ -140,6 +146,8 @@ class ResourceWatch:
             return deployment_info(raw)
         if self.resource == "pods":
             return pod_info(raw)
+        if self.resource == "autoscalers":
+            return autoscaler_info(raw)
         return event_info(raw)
 
     def _kwargs(self) -> dict:
@@ -184,6 +192,8 @@ class ResourceWatch:
     def _stub(self, namespace: str, name: str):
         if self.resource == "deployments":
             return DeploymentInfo(namespace, name, 0, 0, 0, 0, 0, True, terminating=True)
+        if self.resource == "autoscalers":
+            return AutoscalerInfo(namespace=namespace, name=name, deleted=True)
         return PodInfo(namespace=namespace, name=name, workload="", phase="Unknown")
 
     def _dispatch(self, kind: str, info) -> None:

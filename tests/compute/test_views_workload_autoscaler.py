@@ -1,0 +1,78 @@
+"""A Deployment's page has the pool page's autoscaler panel: operators add, change and
+remove its autoscaler (a HorizontalPodAutoscaler) from the form, a refusal shows on its
+field and changes nothing, viewers read the status, other tenants get 404; a single
+pod's page has no panel."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from compute.models import Autoscaler
+from tests.compute.test_views_workloads import LIST, client_for, make, world  # noqa: F401
+
+pytestmark = pytest.mark.unit
+
+FORM = {
+    "min_replicas": "1",
+    "max_replicas": "4",
+    "metric": "cpu",
+    "target": "50",
+    "scale_down_window_seconds": "60",
+    "scale_up_pods": "4",
+    "scale_up_percent": "100",
+    "scale_down_percent": "100",
+}
+
+
+@pytest.mark.parametrize(
+    ("who", "status"),
+    [("bob", 302), ("alice", 302), ("carol", 403), ("dave", 404), ("anonymous", 302)],
+)
+def test_who_may_add_a_deployments_autoscaler(world, who, status):  # noqa: F811
+    make(world, "web", replicas=2)
+    client = Client() if who == "anonymous" else client_for(getattr(world, who))
+    response = client.post(f"{LIST}web/autoscaler/", FORM)
+    assert response.status_code == status
+    assert Autoscaler.objects.exists() is (who in ("bob", "alice"))
+
+
+def test_an_operator_adds_changes_and_removes_it_and_a_viewer_reads_it(world):  # noqa: F811
+    make(world, "web", replicas=2)
+    bob = client_for(world.bob)
+    page = bob.get(f"{LIST}web/").content.decode()
+    assert 'data-testid="autoscaler-form"' in page and "Add an autoscaler" in page
+
+    refused = bob.post(f"{LIST}web/autoscaler/", {**FORM, "min_replicas": "0"})
+    assert refused.status_code == 400
+    assert "cannot scale to zero" in refused.content.decode()
+    assert not Autoscaler.objects.exists()
+
+    done = bob.post(f"{LIST}web/autoscaler/", FORM, follow=True).content.decode()
+    assert "The autoscaler of web is saved." in done
+    autoscaler = Autoscaler.objects.get()
+    assert autoscaler.workload.name == "web" and autoscaler.max_replicas == 4
+    assert 'data-testid="autoscaler-status"' in done and "no status yet" in done
+
+    bob.post(f"{LIST}web/autoscaler/", {**FORM, "max_replicas": "6"})
+    assert Autoscaler.objects.get().max_replicas == 6
+
+    viewer = client_for(world.carol).get(f"{LIST}web/").content.decode()
+    assert 'data-testid="autoscaler-status"' in viewer
+    assert 'data-testid="autoscaler-form"' not in viewer
+
+    removed = bob.post(f"{LIST}web/autoscaler/", {"remove": "1"}, follow=True).content.decode()
+    assert "The autoscaler of web is removed." in removed
+    assert not Autoscaler.objects.exists()
+
+
+def test_a_single_pod_has_no_autoscaler_panel(world):  # noqa: F811
+    make(world, "one", kind="Pod")
+    page = client_for(world.bob).get(f"{LIST}one/").content.decode()
+    assert 'data-testid="autoscaler-panel"' not in page
+
+
+def test_the_viewer_reads_that_there_is_none(world):  # noqa: F811
+    make(world, "web", replicas=2)
+    page = client_for(world.carol).get(f"{LIST}web/").content.decode()
+    assert "No autoscaler: the Deployment keeps the replicas it is given." in page

@@ -1,0 +1,68 @@
+"""A Deployment's autoscaler in the browser: bob adds one from the Deployment's page
+(the pool page's form), and its HorizontalPodAutoscaler's status arrives on the page
+live from the cluster watch (real API server, KWOK nodes)."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from compute.models import Autoscaler
+from compute.services import workloads as services
+from tests.compute.kubernetes import conftest as k8s
+from tests.conftest import ARTIFACTS, login, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kubernetes]
+
+cluster, kube, make_tenant, watcher = k8s.cluster, k8s.kube, k8s.make_tenant, k8s.watcher
+
+STATUS_TIMEOUT = 60_000
+
+
+def test_bob_adds_an_autoscaler_to_a_deployment_and_sees_its_status(
+    make_tenant, celery_worker, watcher, live_url, new_page, axe
+):
+    tenant = make_tenant(quota={"cpu": 4, "memory": 4096, "pods": 10}, prefix="e2e")
+    services.workload_create(
+        actor=None,
+        tenant=tenant,
+        name="shop",
+        image="registry.invalid/acme/shop:1.0",
+        replicas=2,
+        cpu_request="100m",
+        memory_request="64Mi",
+    )
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/{tenant.slug}/workloads/shop/")
+    panel = page.get_by_test_id("autoscaler-panel")
+    expect(panel).to_contain_text("HorizontalPodAutoscaler")
+
+    # Bad input first: a minimum of 0 is refused on its field, nothing is made.
+    page.get_by_label("Minimum").fill("0")
+    page.get_by_label("Maximum").fill("4")
+    page.get_by_label("Target utilisation (%)").fill("50")
+    page.get_by_test_id("autoscaler-save").click()
+    expect(page.get_by_test_id("autoscaler-form")).to_contain_text("cannot scale to zero")
+    assert not Autoscaler.objects.filter(tenant=tenant).exists()
+
+    page.get_by_label("Minimum").fill("1")
+    page.get_by_test_id("autoscaler-save").click()
+    page.wait_for_url(f"{live_url}/t/{tenant.slug}/workloads/shop/")
+    expect(page.get_by_test_id("messages")).to_contain_text("The autoscaler of shop is saved.")
+    # No reload from here on: the HPA's status comes through the watch, live.
+    expect(page.get_by_test_id("autoscaler-reason")).not_to_have_text(
+        "not run yet", timeout=STATUS_TIMEOUT
+    )
+    replicas = page.get_by_test_id("autoscaler-replicas")
+    expect(replicas).to_contain_text("2 →", timeout=STATUS_TIMEOUT)
+    row = wait_for(lambda: Autoscaler.objects.filter(tenant=tenant).exclude(conditions=[]).first())
+    assert row.workload.name == "shop"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "deployment-autoscaler-bob.png"), full_page=True)
+    axe(page, "deployment-autoscaler-bob")
+    # The HPA's conditions, live and as the page renders them.
+    expect(page.get_by_test_id("autoscaler-conditions")).to_contain_text("AbleToScale")
+    page.reload()
+    expect(page.get_by_test_id("autoscaler-conditions")).to_contain_text("AbleToScale")
+    expect(page.get_by_test_id("autoscaler-panel")).to_contain_text("1–4 pods")
