@@ -90,7 +90,10 @@ class PortIn(StrictSerializer):
         required=False,
         allow_null=True,
         allow_blank=True,
-        help_text="The members' port (default: port).",
+        help_text=(
+            "The members' port (default: port): a number, or the name of the pods' "
+            "container port (resolved per pod; a VM serves numeric target ports only)."
+        ),
     )
 
 

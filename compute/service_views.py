@@ -57,7 +57,10 @@ class ServicePortForm(ServiceErrorsMixin, forms.Form):
         max_length=20,
         required=False,
         label=_("Target port"),
-        help_text=_("The members' port (empty: the same)."),
+        help_text=_(
+            "The members' port (empty: the same), or a pod's container port name "
+            "(VMs serve numbered ports only)."
+        ),
     )
 
     def add_service_error(self, error) -> None:

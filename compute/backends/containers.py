@@ -97,7 +97,8 @@ class ServicePort:
     protocol: str
     """``TCP`` or ``UDP``."""
     port: int
-    target_port: int
+    target_port: int | str
+    """A number, or the name of a pod's container port (resolved per member)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,9 @@ class Endpoint:
     name: str
     address: str
     ready: bool
+    target_ports: tuple = ()
+    """The number each of the service's ports reaches on this member (``None``: the
+    member has no such port); empty: every port's own numeric ``target_port``."""
 
 
 @dataclass(frozen=True)
@@ -234,6 +238,8 @@ class PodInfo:
     """Why a container waits or ended (e.g. ImagePullBackOff), when it does."""
     ip: str = ""
     """The pod's IPv4 address (``status.podIP``), once it has one."""
+    ports: tuple = ()
+    """Its containers' named ports as ``(name, protocol, number)``."""
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,21 @@ def _port_number(value, field: str, index: int, errors: dict) -> int | None:
     return number
 
 
+def _target_port_name(text: str, index: int, errors: dict) -> str | None:
+    """A named targetPort: the name of a pod's container port (as Kubernetes allows)."""
+    has_letter = any("a" <= c <= "z" for c in text)
+    if len(text) > 15 or not _PORT_NAME.fullmatch(text) or "--" in text or not has_letter:
+        errors[f"ports[{index}].target_port"] = [
+            gettext(
+                "%(value)s is neither a port number (1–65535) nor a container port name "
+                "(at most 15 lowercase letters, digits and single hyphens, with a letter)."
+            )
+            % {"value": text}
+        ]
+        return None
+    return text
+
+
 def _check_ports(value, errors: dict) -> list[dict]:
     """Each port as ``{name, protocol, port, targetPort}`` (targetPort defaults to
     port); names unique, required once there is more than one port."""
@@ -169,10 +184,12 @@ def _check_ports(value, errors: dict) -> list[dict]:
             errors[f"ports[{index}].protocol"] = [gettext("Choose TCP or UDP.")]
         port = _port_number(item.get("port"), "port", index, errors)
         target = item.get("target_port")
-        if target not in (None, ""):
-            target = _port_number(target, "target_port", index, errors)
-        else:
+        if target in (None, ""):
             target = port
+        elif isinstance(target, str) and not target.strip().isdigit() and target.strip():
+            target = _target_port_name(target.strip(), index, errors)
+        else:
+            target = _port_number(target, "target_port", index, errors)
         if port is not None and (port, protocol) in pairs:
             errors[f"ports[{index}].port"] = [
                 gettext("Port %(port)s/%(protocol)s is listed twice.")
@@ -348,7 +365,24 @@ def vm_addresses(vm: VirtualMachine) -> list[str]:
     return found
 
 
+def _targets(service: Service, named: dict) -> list:
+    """The number each of the service's ports reaches on a member whose container
+    ports are ``named`` (``{(name, protocol): number}``): a numeric targetPort as it
+    is, a named one looked up (``None`` when the member has no such port)."""
+    return [
+        p["targetPort"]
+        if isinstance(p["targetPort"], int)
+        else named.get((p["targetPort"], p["protocol"]))
+        for p in service.ports
+    ]
+
+
 def _vm_members(service: Service) -> list[dict]:
+    """Matching running VMs at each address. A VM has no container ports: it serves a
+    named targetPort on none of them, so with only named ports it is no member."""
+    targets = _targets(service, {})
+    if all(number is None for number in targets):
+        return []
     members = []
     vms = VirtualMachine.objects.filter(tenant=service.tenant, phase__in=SERVING_PHASES)
     for vm in vms.order_by("name"):
@@ -362,6 +396,7 @@ def _vm_members(service: Service) -> list[dict]:
                     "owner": vm.name,
                     "address": address,
                     "ready": vm.ready == ConditionStatus.TRUE,
+                    "targetPorts": targets,
                 }
             )
     return members
@@ -378,6 +413,9 @@ def _pod_members(service: Service, backend) -> list[dict]:
         for pod in backend.pods(service.namespace, workload.name):
             if not pod.ip or pod.terminating or pod.phase != "Running":
                 continue
+            targets = _targets(service, {(n, proto): num for n, proto, num in pod.ports})
+            if all(number is None for number in targets):
+                continue  # none of the named ports is on this pod
             members.append(
                 {
                     "kind": "Pod",
@@ -385,6 +423,7 @@ def _pod_members(service: Service, backend) -> list[dict]:
                     "owner": workload.name,
                     "address": pod.ip,
                     "ready": pod.ready,
+                    "targetPorts": targets,
                 }
             )
     return members
@@ -419,7 +458,13 @@ def load_balancer_spec(service: Service, members: list[dict]) -> LoadBalancerSpe
             for p in service.ports
         ),
         endpoints=tuple(
-            Endpoint(kind=m["kind"], name=m["name"], address=m["address"], ready=m["ready"])
+            Endpoint(
+                kind=m["kind"],
+                name=m["name"],
+                address=m["address"],
+                ready=m["ready"],
+                target_ports=tuple(m.get("targetPorts") or ()),
+            )
             for m in members
         ),
         portal_uid=str(service.uid),

@@ -24,7 +24,9 @@
  *     "message" the message; elements with data-live-action="stop" are hidden unless
  *     "stop" is in state.actions; a deleted resource gets data-live-deleted;
  *     "phaseChanged" elements (<time>) get the new datetime, "readyCondition" ones the Ready
- *     condition (state.conditions) as a badge, "readyMessage" its message;
+ *     condition (state.conditions) as a badge, "readyMessage" its message; "labels" ones
+ *     the label map (state.labels) as key=value chips, "labelsText" (the closed "Edit
+ *     labels" form's textarea) its lines;
  *   - keeps every <time data-ago datetime="…"> current ("3 minutes ago"), worded like
  *     the server's ``ago`` filter (monitoring/formats.py);
  *   - shows a Bootstrap toast for Warning events.
@@ -181,6 +183,33 @@
     el.hidden = !shown.label;
   }
 
+  // A label map as the pages draw it (templates: vm_detail, workload_detail): one
+  // "key=value" chip per label, or "none".
+  function patchLabels(el, labels) {
+    const keys = Object.keys(labels);
+    el.replaceChildren();
+    keys.forEach(function (key) {
+      const chip = document.createElement("span");
+      chip.className = "iso-kv";
+      chip.textContent = key + "=" + labels[key];
+      el.appendChild(chip);
+    });
+    if (!keys.length) {
+      const none = document.createElement("span");
+      none.className = "text-body-secondary";
+      none.textContent = gettext("none");
+      el.appendChild(none);
+    }
+  }
+
+  // The closed "Edit labels" form starts from the new labels; an open one keeps what is
+  // being typed there.
+  function patchLabelsText(el, labels) {
+    const form = el.closest("details");
+    if (form && form.open) return;
+    el.value = Object.keys(labels).sort().map(function (key) { return key + "=" + labels[key]; }).join("\n");
+  }
+
   function objectsOf(data) {
     const sel = '[data-live-kind="' + CSS.escape(data.kind) + '"][data-live-name="' + CSS.escape(data.name) + '"]';
     return document.querySelectorAll(sel);
@@ -232,6 +261,10 @@
           el.title = state.phaseChanged.replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC");
           if (el.dataset.ago !== undefined) el.textContent = ago(state.phaseChanged);
         });
+      }
+      if (state.labels && typeof state.labels === "object") {
+        within(root, '[data-live-field="labels"]').forEach(function (el) { patchLabels(el, state.labels); });
+        within(root, '[data-live-field="labelsText"]').forEach(function (el) { patchLabelsText(el, state.labels); });
       }
       if (Array.isArray(state.actions)) {
         within(root, "[data-live-action]").forEach(function (el) {

@@ -91,6 +91,17 @@ def test_a_service_is_created_read_changed_and_deleted_in_the_resource_shape(wor
         ({"ports": [{"port": 70000}]}, "spec.ports[0].port", "70000 is not a port number"),
         ({"ports": [{"port": 80, "targetPort": 0}]}, "spec.ports[0].targetPort", "not a port"),
         (
+            {"ports": [{"port": 80, "targetPort": "Web_Port"}]},
+            "spec.ports[0].targetPort",
+            "Web_Port is neither a port number (1–65535) nor a container port name",
+        ),
+        ({"ports": [{"port": 80, "targetPort": "8-0"}]}, "spec.ports[0].targetPort", "neither"),
+        (
+            {"ports": [{"port": 80, "targetPort": "a-very-long-port-name"}]},
+            "spec.ports[0].targetPort",
+            "neither",
+        ),
+        (
             {"ports": [{"name": "http", "port": 80}, {"name": "http", "port": 81}]},
             "spec.ports[1].name",
             "Another port is named http",
@@ -196,3 +207,14 @@ def test_the_type_changes_through_patch_audited_with_an_event_and_a_bad_one_chan
         == 403
     )
     assert Service.objects.get(name="web").service_type == "ClusterIP"
+
+
+def test_a_named_target_port_is_kept_as_the_name(world, api):
+    """A targetPort given as a name is a pod's container port name, resolved per pod."""
+    payload = body(ports=[{"name": "http", "port": 80, "targetPort": "p8080"}])
+    created = api(world.bob).post(BASE, payload, format="json")
+    assert created.status_code == 202, created.content
+    assert created.json()["spec"]["ports"] == [
+        {"name": "http", "protocol": "TCP", "port": 80, "targetPort": "p8080"}
+    ]
+    assert Service.objects.get(name="web").ports[0]["targetPort"] == "p8080"

@@ -2,10 +2,13 @@
 network with its own bridge and dnsmasq on the VM's host, the guest's virtio NIC sits on
 it with Isotope's MAC, a second NIC with a fixed address is hot-plugged into the running
 guest (the guest's PCI bus shows it) and taken out again, and deleting the network
-removes it from the host."""
+removes it from the host. Two guests on one network take DHCP leases on boot (the tiny
+image's udhcpc), Isotope records them, and the guests ping each other and fetch each
+other's busybox httpd page."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import subprocess
 import xml.etree.ElementTree as ET
@@ -16,13 +19,13 @@ import pytest
 
 from compute.backends.libvirt.backend import SERIAL_DIR, shared_connection
 from compute.choices import NicPhase, Phase
-from compute.models import Network, NetworkInterface, SecurityGroup, VirtualMachine
+from compute.models import Image, Network, NetworkInterface, SecurityGroup, VirtualMachine
 from compute.services import networks as network_services
 from compute.services import vms as vm_services
 from tests.compute.guest import Guest
 from tests.compute.services.test_vm_lifecycle import wait_phase
 from tests.compute.test_qemu_vms import node1  # noqa: F401 - the fixture
-from tests.conftest import wait_for
+from tests.conftest import GUEST_BOOT_TIMEOUT, require, wait_for
 
 pytestmark = pytest.mark.qemu
 
@@ -148,3 +151,113 @@ def test_a_second_tenants_overlapping_network_is_refused_by_the_host_in_plain_wo
     assert "already in use" in refused.value.detail
     assert backend.network_delete(mine.backend_name) is True
     assert backend.network_delete(mine.backend_name) is False
+
+
+@pytest.fixture
+def networked_image(node1):  # noqa: F811 - the fixture imported above
+    """Boot the tiny image of this checkout's builder (udhcpc on boot and on hot-plug,
+    httpd): ``image.ensure()`` builds and installs it unless it is there already, without
+    changing the shared infra state other test runs read."""
+    from tools.infra import image
+
+    try:
+        built = image.ensure()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        require(False, f"tiny guest image with networking: {exc}")
+    Image.objects.filter(name="tiny").update(
+        kernel_path=built["kernel"], initrd_path=built["initrd"]
+    )
+    return built
+
+
+def addresses_recorded(host, vms, nic: str, addresses: list[str], prefix: int) -> bool:
+    """Isotope's reconciler pass has recorded each VM's lease on its interface ``nic``."""
+    from compute.services.reconcile import reconcile_host
+
+    reconcile_host(host)
+    found = [NetworkInterface.objects.get(vm=vm, name=nic).addresses for vm in vms]
+    return found == [[f"{a}/{prefix}"] for a in addresses]
+
+
+def test_two_guests_get_leases_on_boot_and_on_a_hot_plugged_nic_shown_by_isotope_and_ping(
+    demo,
+    node1,  # noqa: F811
+    networked_image,
+    networks_cleanup,
+    celery_worker,
+):
+    """The tiny guest's udhcpc takes a lease on boot; the reconciler's pass records it on
+    the interface; the two guests reach each other (the default security group allows
+    traffic within the group) and fetch each other's busybox httpd page. Then a NIC on a
+    second network is hot-plugged into each running guest: the guest runs udhcpc on the
+    new eth1 (busybox uevent), prints its address, Isotope shows it on the new interface,
+    and the guests ping each other over the second network."""
+    name = f"qp-{secrets.token_hex(2)}"
+    third = secrets.randbelow(250) + 1
+    network_services.network_create(
+        actor=demo.bob, tenant=demo.acme, name=name, cidr=f"10.206.{third}.0/24"
+    )
+    vms = [
+        vm_services.vm_create(
+            actor=demo.bob,
+            tenant=demo.acme,
+            name=f"{name}-{index}",
+            image="tiny",
+            vcpus=1,
+            memory_mib=256,
+            networks=[name],
+        )
+        for index in range(2)
+    ]
+    vms = [wait_phase(vm, Phase.RUNNING, timeout=300) for vm in vms]
+    conn = shared_connection(node1.uri)
+    guests = [
+        Guest(
+            lambda vm=vm: conn.lookupByName(vm.domain_name),
+            Path(SERIAL_DIR) / f"{vm.domain_name}.log",
+        )
+        for vm in vms
+    ]
+    pattern = re.compile(rf"ISOTOPE-GUEST-ADDRESS iface=eth0 ip=(10\.206\.{third}\.\d+)/24")
+    addresses = [
+        wait_for(lambda g=g: pattern.search(g.log()), GUEST_BOOT_TIMEOUT, 0.5)[1] for g in guests
+    ]
+    wait_for(
+        lambda: addresses_recorded(node1, vms, "nic0", addresses, 24),
+        120,
+        2,
+        message="Isotope never recorded the guests' leases",
+    )
+
+    first, second = guests
+    first.until(f"ping -c 2 {addresses[1]} > /dev/ttyS0", "2 packets received")
+    first.until(f"wget -q -O /dev/ttyS0 http://{addresses[1]}/", f"isotope-guest {vms[1].name}")
+    second.until(f"wget -q -O /dev/ttyS0 http://{addresses[0]}/", f"isotope-guest {vms[0].name}")
+
+    # A NIC on a second network, hot-plugged into each running guest.
+    other = f"{name}-b"
+    network_services.network_create(
+        actor=demo.bob, tenant=demo.acme, name=other, cidr=f"10.207.{third}.0/25"
+    )
+    plugged = [network_services.nic_create(actor=demo.bob, vm=vm, network=other) for vm in vms]
+    for nic in plugged:
+        wait_for(
+            lambda nic=nic: NetworkInterface.objects.get(pk=nic.pk).phase == NicPhase.ATTACHED,
+            120,
+            message="the second interface was never attached",
+        )
+    assert {nic.name for nic in plugged} == {"nic1"}
+    pattern = re.compile(rf"ISOTOPE-GUEST-ADDRESS iface=eth1 ip=(10\.207\.{third}\.\d+)/25")
+    later = [wait_for(lambda g=g: pattern.search(g.log()), 120, 0.5)[1] for g in guests]
+    wait_for(
+        lambda: addresses_recorded(node1, vms, "nic1", later, 25),
+        120,
+        2,
+        message="Isotope never recorded the hot-plugged interfaces' leases",
+    )
+    second.until(f"ping -c 2 {later[0]} > /dev/ttyS0", "2 packets received")
+    first.until(f"ping -c 2 {later[1]} > /dev/ttyS0", "2 packets received")
+
+    for vm in vms:
+        vm_services.vm_delete(actor=demo.bob, vm=VirtualMachine.objects.get(pk=vm.pk))
+    wait_for(lambda: not VirtualMachine.objects.filter(pk__in=[v.pk for v in vms]).exists(), 180)

@@ -107,3 +107,65 @@ def test_an_operator_edits_a_workloads_labels_on_its_page(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.get_by_test_id("workload-spec").screenshot(path=str(ARTIFACTS / "workload-labels.png"))
     axe(page, "workload-labels")
+
+
+def test_labels_changed_in_one_tab_redraw_in_the_others_without_a_reload(
+    demo,
+    make_host,
+    tiny_image,
+    fake_cluster,  # noqa: F811
+    live_url,
+    new_page,
+):
+    """The VM's and the workload's pages open in other tabs (a viewer's, and the same
+    operator's second tab with its "Edit labels" form closed) redraw the labels from the
+    live stream when they change in one tab; an open form keeps what is typed there."""
+    make_host("node-a")
+    vm = vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="web-1", image="tiny", vcpus=1, memory_mib=256
+    )
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING, labels={"app": "db"})
+    workload_services.workload_create(
+        actor=demo.bob, tenant=demo.acme, name="shop", image="nginx:1.27", labels={"app": "web"}
+    )
+    editing, second, viewer = new_page(), new_page(), new_page()
+    for page, user in ((editing, "bob"), (second, "bob"), (viewer, "carol")):
+        login(page, live_url, user)
+    second.goto(f"{live_url}/t/acme/vms/web-1/")
+    viewer.goto(f"{live_url}/t/acme/vms/web-1/")
+    typing = second.get_by_test_id("vm-edit-labels")
+    editing.goto(f"{live_url}/t/acme/vms/web-1/")
+    for page in (second, viewer):
+        expect(page.get_by_test_id("vm-labels")).to_have_text("app=db")
+
+    editor = editing.get_by_test_id("vm-edit-labels")
+    editor.get_by_text("Edit labels").click()
+    editor.get_by_label("Labels of web-1").fill("tier=front\napp=web")
+    editor.get_by_role("button", name="Save labels").click()
+    expect(editing.get_by_text("The labels of web-1 are now:")).to_be_visible()
+
+    for page in (second, viewer):
+        expect(page.get_by_test_id("vm-labels").locator(".iso-kv")).to_have_text(
+            ["tier=front", "app=web"]
+        )
+    typing.get_by_text("Edit labels").click()
+    expect(typing.get_by_label("Labels of web-1")).to_have_value("app=web\ntier=front")
+
+    # The form open in the second tab keeps its text; the labels beside it still follow.
+    typing.get_by_label("Labels of web-1").fill("app=mine")
+    vm_services.vm_relabel(actor=demo.alice, vm=VirtualMachine.objects.get(pk=vm.pk), labels={})
+    expect(second.get_by_test_id("vm-labels")).to_have_text("none")
+    expect(viewer.get_by_test_id("vm-labels")).to_have_text("none")
+    expect(typing.get_by_label("Labels of web-1")).to_have_value("app=mine")
+
+    # A workload's page the same way.
+    viewer.goto(f"{live_url}/t/acme/workloads/shop/")
+    expect(viewer.get_by_test_id("workload-labels")).to_have_text("app=web")
+    editing.goto(f"{live_url}/t/acme/workloads/shop/")
+    editor = editing.get_by_test_id("workload-edit-labels")
+    editor.get_by_text("Edit labels").click()
+    editor.get_by_label("Labels of shop").fill("app=api\nexample.com/team=payments")
+    editor.get_by_role("button", name="Save labels").click()
+    expect(viewer.get_by_test_id("workload-labels").locator(".iso-kv")).to_have_text(
+        ["app=api", "example.com/team=payments"]
+    )

@@ -86,11 +86,8 @@ def test_bob_creates_a_service_and_sees_its_pod_and_vm_members_live(
     axe(page, "services page")
 
 
-def test_bob_changes_a_services_type_to_nodeport_and_back_on_its_page(
-    make_tenant, kube, celery_worker, live_url, new_page, axe
-):
-    tenant = make_tenant(prefix="e2e")
-    slug = tenant.slug
+def web_service_page(tenant, live_url, new_page):
+    """Service ``web`` (http 80→8080) of ``tenant``, its page open for bob."""
     service_services.service_create(
         actor=None,
         tenant=tenant,
@@ -100,7 +97,16 @@ def test_bob_changes_a_services_type_to_nodeport_and_back_on_its_page(
     )
     page = new_page()
     login(page, live_url, "bob")
-    page.goto(f"{live_url}/t/{slug}/services/web/")
+    page.goto(f"{live_url}/t/{tenant.slug}/services/web/")
+    return page
+
+
+def test_bob_changes_a_services_type_to_nodeport_and_back_on_its_page(
+    make_tenant, kube, celery_worker, live_url, new_page, axe
+):
+    tenant = make_tenant(prefix="e2e")
+    slug = tenant.slug
+    page = web_service_page(tenant, live_url, new_page)
     expect(page.get_by_test_id("service-phase")).to_have_text("Ready", timeout=LIVE_TIMEOUT)
     form = page.get_by_test_id("service-change-form")
     expect(form.get_by_label("Type")).to_have_value("ClusterIP")
@@ -147,3 +153,30 @@ def test_bob_changes_a_services_type_to_nodeport_and_back_on_its_page(
         0.3,
         message="the cluster's Service stayed NodePort",
     )
+
+
+def test_bob_points_a_services_port_at_a_named_container_port_on_its_page(
+    make_tenant, kube, celery_worker, live_url, new_page
+):
+    """A target port may name a pod's container port: a bad name comes back on the row's
+    field with nothing changed; a good one is saved and shown as the Service's port."""
+    tenant = make_tenant(prefix="e2e")
+    page = web_service_page(tenant, live_url, new_page)
+    form = page.get_by_test_id("service-change-form")
+    form.get_by_label("Target port 1").fill("Web_Port")
+    form.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_test_id("error-ports-0-target_port")).to_contain_text(
+        "Web_Port is neither a port number (1–65535) nor a container port name"
+    )
+    assert Service.objects.get(tenant=tenant, name="web").ports[0]["targetPort"] == 8080
+
+    form = page.get_by_test_id("service-change-form")
+    form.get_by_label("Target port 1").fill("p8080")
+    form.get_by_role("button", name="Save changes").click()
+    page.wait_for_url(f"{live_url}/t/{tenant.slug}/services/web/")
+    expect(page.get_by_test_id("messages")).to_contain_text("Service web is being changed")
+    expect(page.locator("[data-service-detail]")).to_contain_text("http: 80→p8080/TCP")
+    expect(page.get_by_test_id("service-change-form").get_by_label("Target port 1")).to_have_value(
+        "p8080"
+    )
+    assert Service.objects.get(tenant=tenant, name="web").ports[0]["targetPort"] == "p8080"

@@ -18,6 +18,13 @@ Two artefacts, built together and installed where both libvirt nodes (and the
   initramfs, mounts ``/dev/vda`` on ``/mnt/disk`` and prints
   ``ISOTOPE-DISK-MOUNTED marker=...`` to the serial port.
 
+With a virtio NIC the guest loads ``virtio_net`` (shipped in the initramfs), runs
+``udhcpc`` on every ``eth*`` (its script sets the leased address and default route and
+prints ``ISOTOPE-GUEST-ADDRESS iface=eth0 ip=10.0.0.5/24`` to the serial port), also on
+one hot-plugged into the running guest (busybox ``uevent`` hands it the kernel's events), and
+serves a one-line page (``isotope-guest NAME``) with busybox ``httpd`` on port 80, so a
+test can reach it; busybox ``ping`` and ``nc`` are there too.
+
 The guest also runs busybox ``acpid`` so that an ACPI power-button press (``virsh
 shutdown``) powers it off.
 
@@ -45,7 +52,7 @@ from . import CACHE, read_state, write_state
 
 PART = "image"
 ARTEFACTS = ("vmlinux", "vmlinuz", "initrd.img", "disk.qcow2", "done")
-BUILDER_VERSION = "2"
+BUILDER_VERSION = "4"
 KERNEL_META = "linux-image-amd64"
 BUSYBOX_PKG = "busybox-static"
 INSTALL_ROOT = Path(os.environ.get("ISOTOPE_IMAGE_DIR", "/var/lib/isotope/images"))
@@ -67,6 +74,12 @@ MODULES = (
     "fs/jbd2/jbd2.ko",
     "crypto/crc32c_generic.ko",
     "fs/ext4/ext4.ko",
+)
+# Loaded in this order (after the virtio bus modules above) when a virtio NIC is present.
+NET_MODULES = (
+    "net/core/failover.ko",
+    "drivers/net/net_failover.ko",
+    "drivers/net/virtio_net.ko",
 )
 # Loaded early (they are small) so that an ACPI power button reaches acpid.
 EARLY_MODULES = ("drivers/input/evdev.ko", "drivers/acpi/button.ko")
@@ -112,6 +125,13 @@ console_shell() {
     for m in $(cat /lib/modules/disk/order); do insmod "/lib/modules/disk/$m" 2>/dev/null; done
     break
   done
+  (
+    ip link set lo up
+    mkdir -p /www && echo "isotope-guest $name" > /www/index.html
+    # Kernel events from here on (a NIC hot-plugged later), then the NICs already there.
+    uevent /etc/nic-event > /dev/null 2>&1 &
+    /etc/nic-event
+  ) &
   for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; sleep 0.2; done
   if [ -b /dev/vda ]; then
     mkdir -p /mnt/disk
@@ -121,6 +141,64 @@ console_shell() {
   fi
 ) &
 console_shell /dev/tty1
+"""
+
+# udhcpc's hook: the leased address on the interface, the default route, and the address
+# on the serial port (tests and bench/network.py read it there).
+UDHCPC_SCRIPT = r"""#!/bin/sh
+case "$1" in
+  deconfig)
+    ip addr flush dev "$interface"
+    ip link set "$interface" up
+    ;;
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/$mask" dev "$interface"
+    if [ -n "$router" ]; then
+      ip route replace default via "${router%% *}" dev "$interface"
+    fi
+    echo "ISOTOPE-GUEST-ADDRESS iface=$interface ip=$ip/$mask" > /dev/ttyS0
+    ;;
+esac
+exit 0
+"""
+
+# The guest's NICs, run once at boot and by busybox ``uevent`` for every kernel event
+# after it (so a NIC hot-plugged into the running guest is brought up too): with a virtio
+# NIC on the PCI bus, load virtio_net (and the virtio bus) once and start httpd; then one
+# udhcpc per eth* (claimed with an atomic mkdir, so the boot scan and an event never start
+# two); a removed eth* stops its udhcpc and frees the name for the next NIC.
+NIC_SCRIPT = r"""#!/bin/sh
+case "$ACTION/$SUBSYSTEM" in
+  /|add/pci|add/net) ;;
+  remove/net)
+    claim="/tmp/udhcpc.$INTERFACE"
+    [ -f "$claim/pid" ] && kill "$(cat "$claim/pid")" 2>/dev/null
+    rm -rf "$claim"
+    exit 0
+    ;;
+  *) exit 0 ;;
+esac
+if [ ! -d /sys/module/virtio_net ]; then
+  for d in /sys/bus/pci/devices/*; do
+    [ "$(cat "$d/vendor" 2>/dev/null)" = 0x1af4 ] || continue
+    case "$(cat "$d/class" 2>/dev/null)" in 0x0200*) ;; *) continue ;; esac
+    for m in $(cat /lib/modules/disk/order); do insmod "/lib/modules/disk/$m" 2>/dev/null; done
+    for m in $(cat /lib/modules/net/order); do insmod "/lib/modules/net/$m" 2>/dev/null; done
+    for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /sys/class/net/eth0 ] && break; sleep 0.2; done
+    break
+  done
+fi
+for nic in /sys/class/net/eth*; do
+  [ -e "$nic" ] || continue
+  mkdir /tmp/httpd.on 2>/dev/null && httpd -p 80 -h /www
+  iface="${nic##*/}"
+  claim="/tmp/udhcpc.$iface"
+  mkdir "$claim" 2>/dev/null || continue
+  udhcpc -f -i "$iface" -p "$claim/pid" -x "hostname:$(hostname)" -s /etc/udhcpc.script \
+    > /dev/null 2>&1 &
+done
+exit 0
 """
 
 POWEROFF_SCRIPT = "#!/bin/sh\necho ISOTOPE-GUEST-POWEROFF > /dev/ttyS0\nsync\npoweroff -f\n"
@@ -267,7 +345,9 @@ def inputs_hash(inputs: dict) -> str:
     h.update(BUILDER_VERSION.encode())
     h.update(INIT_SCRIPT.encode())
     h.update(POWEROFF_SCRIPT.encode())
-    h.update("\n".join(MODULES + EARLY_MODULES).encode())
+    h.update(UDHCPC_SCRIPT.encode())
+    h.update(NIC_SCRIPT.encode())
+    h.update("\n".join(MODULES + NET_MODULES + EARLY_MODULES).encode())
     h.update(f"{DISK_MARKER}/{DISK_SIZE_MIB}".encode())
     return h.hexdigest()[:16]
 
@@ -357,7 +437,9 @@ class _Cpio:
         return self.buf.getvalue()
 
 
-def _build_initrd(busybox: bytes, modules: dict[str, bytes], early: dict[str, bytes]) -> bytes:
+def _build_initrd(
+    busybox: bytes, modules: dict[str, bytes], net: dict[str, bytes], early: dict[str, bytes]
+) -> bytes:
     c = _Cpio()
     for d in (
         "bin",
@@ -377,6 +459,7 @@ def _build_initrd(busybox: bytes, modules: dict[str, bytes], early: dict[str, by
         "lib",
         "lib/modules",
         "lib/modules/disk",
+        "lib/modules/net",
         "lib/modules/early",
     ):
         c.dir(d, 0o1777 if d == "tmp" else 0o755)
@@ -388,6 +471,8 @@ def _build_initrd(busybox: bytes, modules: dict[str, bytes], early: dict[str, by
     c.symlink("bin/sh", "busybox")
     c.file("init", INIT_SCRIPT.encode(), 0o755)
     c.file("etc/acpi/PWRF/00000080", POWEROFF_SCRIPT.encode(), 0o755)
+    c.file("etc/udhcpc.script", UDHCPC_SCRIPT.encode(), 0o755)
+    c.file("etc/nic-event", NIC_SCRIPT.encode(), 0o755)
     c.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
     c.file("etc/group", b"root:x:0:\n")
     order = []
@@ -395,6 +480,9 @@ def _build_initrd(busybox: bytes, modules: dict[str, bytes], early: dict[str, by
         c.file(f"lib/modules/disk/{name}", data)
         order.append(name)
     c.file("lib/modules/disk/order", ("\n".join(order) + "\n").encode())
+    for name, data in net.items():
+        c.file(f"lib/modules/net/{name}", data)
+    c.file("lib/modules/net/order", ("\n".join(net) + "\n").encode())
     for name, data in early.items():
         c.file(f"lib/modules/early/{name}", data)
     raw = c.finish()
@@ -460,7 +548,7 @@ def build(inputs: dict, digest: str) -> Path:
         bdeb = _download(BUSYBOX_PKG, inputs["busybox_version"])
         kx = work / "kernel"
         wanted = ["./boot/vmlinuz-*"] + [
-            f"./lib/modules/*/kernel/{m}" for m in MODULES + EARLY_MODULES
+            f"./lib/modules/*/kernel/{m}" for m in MODULES + NET_MODULES + EARLY_MODULES
         ]
         _extract(kdeb, wanted, kx)
         vmlinuz = sorted((kx / "boot").glob("vmlinuz-*"))
@@ -470,6 +558,7 @@ def build(inputs: dict, digest: str) -> Path:
         modules = {}
         for m in MODULES:
             modules[Path(m).name] = (kdir / "kernel" / m).read_bytes()
+        net = {Path(m).name: (kdir / "kernel" / m).read_bytes() for m in NET_MODULES}
         early = {Path(m).name: (kdir / "kernel" / m).read_bytes() for m in EARLY_MODULES}
         bx = work / "busybox"
         _extract(bdeb, ["./bin/busybox"], bx)
@@ -479,7 +568,7 @@ def build(inputs: dict, digest: str) -> Path:
         stage.mkdir()
         shutil.copyfile(vmlinuz[0], stage / "vmlinuz")
         (stage / "vmlinux").write_bytes(_extract_vmlinux(vmlinuz[0].read_bytes()))
-        (stage / "initrd.img").write_bytes(_build_initrd(busybox, modules, early))
+        (stage / "initrd.img").write_bytes(_build_initrd(busybox, modules, net, early))
         _build_disk(stage / "disk.qcow2", work)
         (stage / "done").write_text(f"{time.time():.0f}\n")
         if out.exists():
@@ -528,32 +617,39 @@ def _result(dest: Path, inputs: dict, digest: str, seconds: float, built: bool) 
         "cmdline": "console=ttyS0 console=tty0 isotope.hostname=NAME",
         "banner": BANNER,
         "prompt": "NAME:/# ",
+        # udhcpc on a virtio NIC, ISOTOPE-GUEST-ADDRESS on the serial port, httpd on :80.
+        "guest_network": True,
         "inputs": inputs,
         "built": built,
         "seconds": round(seconds, 2),
     }
 
 
-def up() -> dict:
+def ensure() -> dict:
+    """Build and install this builder's image unless it is installed already; returns
+    what ``up`` records, without recording it (``bench/network.py`` boots the image of
+    the code it runs while the shared state may still name an older one)."""
     t0 = time.monotonic()
+    why = ensure_packages(["qemu-utils", "e2fsprogs"])
+    if why:
+        raise RuntimeError(why)
+    inputs = resolve_inputs()
+    digest = inputs_hash(inputs)
+    dest = INSTALL_ROOT / digest
+    built = False
+    if not (dest / "done").exists():
+        if not is_root() and not os.access(INSTALL_ROOT.parent, os.W_OK):
+            raise RuntimeError(f"cannot write {INSTALL_ROOT}; run as root or set ISOTOPE_IMAGE_DIR")
+        log(f"building tiny guest image {digest}")
+        src = build(inputs, digest)
+        dest = _install(src, digest)
+        built = True
+    return _result(dest, inputs, digest, time.monotonic() - t0, built)
+
+
+def up() -> dict:
     try:
-        why = ensure_packages(["qemu-utils", "e2fsprogs"])
-        if why:
-            raise RuntimeError(why)
-        inputs = resolve_inputs()
-        digest = inputs_hash(inputs)
-        dest = INSTALL_ROOT / digest
-        built = False
-        if not (dest / "done").exists():
-            if not is_root() and not os.access(INSTALL_ROOT.parent, os.W_OK):
-                raise RuntimeError(
-                    f"cannot write {INSTALL_ROOT}; run as root or set ISOTOPE_IMAGE_DIR"
-                )
-            log(f"building tiny guest image {digest}")
-            src = build(inputs, digest)
-            dest = _install(src, digest)
-            built = True
-        return write_state(PART, _result(dest, inputs, digest, time.monotonic() - t0, built))
+        return write_state(PART, ensure())
     except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
         return write_state(PART, {"ok": False, "reason": f"image build failed: {exc}"})
 
@@ -572,4 +668,4 @@ def down() -> None:
     """Nothing runs: the image stays installed and cached."""
 
 
-__all__ = ["up", "down", "status"]
+__all__ = ["up", "down", "status", "ensure"]

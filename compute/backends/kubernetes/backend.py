@@ -528,6 +528,12 @@ def pod_info(raw: dict) -> PodInfo:
         terminating=bool(meta.get("deletionTimestamp")),
         reason=reason,
         ip=status.get("podIP") or "",
+        ports=tuple(
+            (port["name"], port.get("protocol") or "TCP", int(port["containerPort"]))
+            for container in (raw.get("spec") or {}).get("containers") or []
+            for port in container.get("ports") or []
+            if port.get("name") and port.get("containerPort")
+        ),
     )
 
 

@@ -626,18 +626,40 @@ def endpoint_slice_selector(service: str) -> str:
     return f"{SERVICE_NAME_LABEL}={service},{SLICE_MANAGED_BY}={SLICE_MANAGER}"
 
 
+def _numeric_targets(spec: LoadBalancerSpec) -> tuple:
+    """Each port's target as a number (``None`` for a named one)."""
+    return tuple(p.target_port if isinstance(p.target_port, int) else None for p in spec.ports)
+
+
+def _target_ports(spec: LoadBalancerSpec, member) -> tuple:
+    """The number each port reaches on ``member`` (``None``: it has no such port)."""
+    return tuple(member.target_ports) if member.target_ports else _numeric_targets(spec)
+
+
 def endpoint_slices(spec: LoadBalancerSpec) -> list[dict]:
     """The members in slices of at most ``spec.endpoints_per_slice`` (one, empty, when
     there are none): a pod by its targetRef, a VM by its hostname (a VM is no Kubernetes
-    object), each with its readiness. Members are sorted, so each keeps its slice while
-    others come and go after it."""
+    object), each with its readiness. A slice's ports are one list for all its members,
+    so members whose named target ports resolve to different numbers go into different
+    slices (as Kubernetes' own controller does), grouped by those numbers. Members are
+    sorted, so each keeps its slice while others come and go after it."""
     per_slice = max(1, spec.endpoints_per_slice)
-    members = sorted(spec.endpoints, key=lambda m: (m.kind, m.name))
-    chunks = [members[i : i + per_slice] for i in range(0, len(members), per_slice)] or [[]]
-    return [_endpoint_slice(spec, index, chunk) for index, chunk in enumerate(chunks)]
+    groups: dict[tuple, list] = {}
+    for member in sorted(spec.endpoints, key=lambda m: (m.kind, m.name)):
+        groups.setdefault(_target_ports(spec, member), []).append(member)
+    chunks = []
+    for targets in sorted(groups, key=lambda t: [-1 if n is None else n for n in t]):
+        members = groups[targets]
+        chunks += [(targets, members[i : i + per_slice]) for i in range(0, len(members), per_slice)]
+    if not chunks:
+        chunks = [(_numeric_targets(spec), [])]
+    return [
+        _endpoint_slice(spec, index, members, targets)
+        for index, (targets, members) in enumerate(chunks)
+    ]
 
 
-def _endpoint_slice(spec: LoadBalancerSpec, index: int, members) -> dict:
+def _endpoint_slice(spec: LoadBalancerSpec, index: int, members, targets: tuple) -> dict:
     meta = _load_balancer_meta(spec, endpoint_slice_name(spec.name, index))
     meta["labels"].update({SERVICE_NAME_LABEL: spec.name, SLICE_MANAGED_BY: SLICE_MANAGER})
     endpoints = []
@@ -658,8 +680,9 @@ def _endpoint_slice(spec: LoadBalancerSpec, index: int, members) -> dict:
         "metadata": meta,
         "addressType": "IPv4",
         "ports": [
-            {"name": port.name, "protocol": port.protocol, "port": port.target_port}
-            for port in spec.ports
+            {"name": port.name, "protocol": port.protocol, "port": number}
+            for port, number in zip(spec.ports, targets, strict=True)
+            if number is not None
         ],
         "endpoints": endpoints,
     }

@@ -47,7 +47,7 @@ def slice_members(kube, tenant, name: str) -> dict:
     }
 
 
-def workload(tenant, name: str, labels: dict) -> None:
+def workload(tenant, name: str, labels: dict, ports=None) -> None:
     workload_services.workload_create(
         actor=None,
         tenant=tenant,
@@ -57,12 +57,14 @@ def workload(tenant, name: str, labels: dict) -> None:
         cpu_request="100m",
         memory_request="32Mi",
         labels=labels,
+        ports=ports,
     )
 
 
-def web_members(tenant, cidr: str):
+def web_members(tenant, cidr: str, ports=None):
     """A VM labelled app=web on a network of ``tenant`` (its address is the lease the
-    test driver answers) and a one-pod workload labelled app=web; returns the VM."""
+    test driver answers) and a one-pod workload labelled app=web (with container
+    ``ports``); returns the VM."""
     network_services.network_create(actor=None, tenant=tenant, name="lab", cidr=cidr)
     vm = vm_services.vm_create(
         actor=None,
@@ -74,7 +76,7 @@ def web_members(tenant, cidr: str):
         labels={"app": "web"},
         networks=["lab"],
     )
-    workload(tenant, "pods-web", {"app": "web"})
+    workload(tenant, "pods-web", {"app": "web"}, ports)
     return vm
 
 
@@ -216,6 +218,38 @@ def test_a_services_type_and_ports_change_in_place_on_the_cluster(make_tenant, k
     ]
 
 
+def web_pods(tenant, *, replicas: int, ports=None) -> None:
+    """A workload ``pods-web`` labelled app=web with small requests."""
+    workload_services.workload_create(
+        actor=None,
+        tenant=tenant,
+        name="pods-web",
+        image="registry.invalid/isotope/web:1",
+        replicas=replicas,
+        cpu_request="10m",
+        memory_request="16Mi",
+        labels={"app": "web"},
+        ports=ports,
+    )
+
+
+def slice_ports(kube, tenant, name: str) -> dict[str, tuple[list, list]]:
+    """Every slice of the Service: ``{slice: ([(port name, number)], [member, …])}``
+    (a pod named by its targetRef, a VM by its hostname)."""
+    from kubernetes import client
+
+    found = client.DiscoveryV1Api(kube.api).list_namespaced_endpoint_slice(
+        tenant.namespace, label_selector=manifests.endpoint_slice_selector(name)
+    )
+    return {
+        s.metadata.name: (
+            [(p.name, p.port) for p in s.ports or []],
+            [e.hostname or e.target_ref.name for e in s.endpoints or []],
+        )
+        for s in found.items
+    }
+
+
 def slice_names(kube, tenant, name: str) -> dict[str, list[str]]:
     """Every slice Isotope keeps for the Service: ``{slice: [member, …]}``."""
     from kubernetes import client
@@ -233,16 +267,7 @@ def test_members_beyond_a_slice_go_into_more_slices_and_the_extra_ones_go_again(
 ):
     settings.ISOTOPE_ENDPOINTS_PER_SLICE = 2
     tenant = make_tenant()
-    workload_services.workload_create(
-        actor=None,
-        tenant=tenant,
-        name="pods-web",
-        image="registry.invalid/isotope/web:1",
-        replicas=3,
-        cpu_request="10m",
-        memory_request="16Mi",
-        labels={"app": "web"},
-    )
+    web_pods(tenant, replicas=3)
     service = service_services.service_create(
         actor=None,
         tenant=tenant,
@@ -324,3 +349,62 @@ def test_a_relabelled_vm_leaves_one_services_slice_and_joins_anothers(
     assert VirtualMachine.objects.get(pk=vm.pk).phase == Phase.RUNNING
     web = Service.objects.get(tenant=tenant, name="web")
     wait_for(lambda: Service.objects.get(pk=web.pk).endpoints == [], SLOW, 0.2)
+
+
+def test_a_named_target_port_resolves_from_the_pods_container_ports_and_skips_the_vm(
+    make_tenant, kube, make_host, tiny_image, celery_worker, watcher
+):
+    """targetPort ``p8080`` is the pod's container port of that name (Isotope names a
+    workload's ports ``p<number>``): the pod's slice carries port 8080 for it. A VM has
+    no container ports: it is listed in its own slice with the numbered port only."""
+    tenant = make_tenant()
+    make_host("node-a")
+    web_members(tenant, "10.79.0.0/24", ports=[8080])
+    service = service_services.service_create(
+        actor=None,
+        tenant=tenant,
+        name="web",
+        selector={"app": "web"},
+        ports=[
+            {"name": "http", "protocol": "TCP", "port": 80, "target_port": "p8080"},
+            {"name": "admin", "protocol": "TCP", "port": 81, "target_port": "9000"},
+        ],
+    )
+
+    def slices() -> dict | None:
+        shown = slice_ports(kube, tenant, "web")
+        return shown if sum(len(m) for _, m in shown.values()) == 2 else None
+
+    shown = wait_for(slices, SLOW, 0.3, message="the pod and the VM were never listed")
+    (pod_name,) = [p.metadata.name for p in kube.core.list_namespaced_pod(tenant.namespace).items]
+    assert shown == {
+        "web-isotope": ([("admin", 9000)], ["vm-web"]),
+        "web-isotope-2": ([("http", 8080), ("admin", 9000)], [pod_name]),
+    }
+    k8s_service = kube.core.read_namespaced_service("web", tenant.namespace)
+    assert [(p.name, p.target_port) for p in k8s_service.spec.ports] == [
+        ("http", "p8080"),
+        ("admin", 9000),
+    ]
+
+    # Only the named port left: the VM serves none of the Service's ports and goes.
+    service_services.service_update(
+        actor=None,
+        service=Service.objects.get(pk=service.pk),
+        ports=[{"name": "http", "protocol": "TCP", "port": 80, "target_port": "p8080"}],
+    )
+    wait_for(
+        lambda: slice_ports(kube, tenant, "web") == {"web-isotope": ([("http", 8080)], [pod_name])},
+        SLOW,
+        0.3,
+        message="the VM stayed a member of a Service whose only port is named",
+    )
+    recorded = wait_for(
+        lambda: (
+            (found := Service.objects.get(pk=service.pk)).observed_generation == found.generation
+            and found
+        ),
+        SLOW,
+        0.2,
+    )
+    assert [(m["kind"], m["targetPorts"]) for m in recorded.endpoints] == [("Pod", [8080])]
