@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from compute import selectors
 from compute.api import IDEMPOTENCY_KEY, PROBLEM_RESPONSE, TenantResourceView
 from compute.choices import AutoscalerMetric, PoolPhase, PoolStrategy, RestartPolicy, WarmMode
-from compute.models import Autoscaler, VMPool
+from compute.models import Autoscaler, VMPool, Workload
 from compute.services import autoscalers as autoscaler_services
 from compute.services import pools as pool_services
 from portal.api.errors import api_field_errors
@@ -475,6 +475,14 @@ class AutoscalerView(TenantResourceView):
     collection = "autoscalers"
 
     def lookup(self, tenant: Tenant, name: str, *, lock: bool = False) -> Autoscaler:
+        if lock:
+            # Its target's row first, as the target's own changes and deletion lock them
+            # (target, then autoscaler): the other order could deadlock with them.
+            found = selectors.autoscaler_get(self.request.user, tenant, name)
+            if found.workload_id:
+                Workload.locked(found.workload_id)
+            elif found.pool_id:
+                VMPool.locked(found.pool_id)
         return selectors.autoscaler_get(self.request.user, tenant, name, lock=lock)
 
     def api_errors(self, error: ApplicationError) -> ApplicationError:
