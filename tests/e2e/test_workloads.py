@@ -60,7 +60,7 @@ def test_bob_creates_a_deployment_and_watches_its_replicas_become_ready(
 
     # Scale from the page: the count follows live.
     page.get_by_test_id("scale-replicas").fill("5")
-    page.get_by_role("button", name="Scale").click()
+    page.get_by_test_id("workload-actions").get_by_role("button", name="Scale").click()
     expect(page.get_by_test_id("workload-ready")).to_have_text("5/5", timeout=READY_TIMEOUT)
     expect(page.get_by_test_id("workload-pods").locator("tbody tr")).to_have_count(5)
 
