@@ -248,6 +248,39 @@ def pool_delete(request, tenant, name: str):
     return redirect("vmpool-list", tenant=tenant.slug)
 
 
+def autoscaler_submit(request, tenant, form, autoscaler, name: str, **target) -> bool:
+    """The autoscaler panel's POST, a pool's or a Deployment's (``target``: ``pool=`` or
+    ``workload=``): ``remove`` deletes it, otherwise the valid ``form`` creates or changes
+    it; success is a message. True when done; False leaves the form's errors to show."""
+    if request.POST.get("remove"):
+        if autoscaler is not None:
+            autoscaler_services.autoscaler_delete(actor=request.user, autoscaler=autoscaler)
+            messages.success(
+                request, gettext("The autoscaler of %(name)s is removed.") % {"name": name}
+            )
+        return True
+    if not form.is_valid():
+        return False
+    if autoscaler is None:
+        saved = form_service_call(
+            form,
+            lambda: autoscaler_services.autoscaler_create(
+                actor=request.user, tenant=tenant, **target, **form.service_kwargs()
+            ),
+        )
+    else:
+        saved = form_service_call(
+            form,
+            lambda: autoscaler_services.autoscaler_update(
+                actor=request.user, autoscaler=autoscaler, **form.service_kwargs()
+            ),
+        )
+    if saved is None:
+        return False
+    messages.success(request, gettext("The autoscaler of %(name)s is saved.") % {"name": name})
+    return True
+
+
 @tenant_view("vmpool.view")
 @require_POST
 def pool_autoscaler(request, tenant, name: str):
@@ -257,34 +290,9 @@ def pool_autoscaler(request, tenant, name: str):
     pool = _pool_or_404(request, tenant, name)
     _require(request, tenant, "autoscaler.manage", f"vmpool/{pool.name}")
     autoscaler = getattr(pool, "autoscaler", None)
-    if request.POST.get("remove"):
-        if autoscaler is not None:
-            autoscaler_services.autoscaler_delete(actor=request.user, autoscaler=autoscaler)
-            messages.success(
-                request, gettext("The autoscaler of %(name)s is removed.") % {"name": pool.name}
-            )
-        return redirect("vmpool-detail", tenant=tenant.slug, name=pool.name)
     form = AutoscalerForm(request.POST)
-    if form.is_valid():
-        if autoscaler is None:
-            saved = form_service_call(
-                form,
-                lambda: autoscaler_services.autoscaler_create(
-                    actor=request.user, tenant=tenant, pool=pool, **form.service_kwargs()
-                ),
-            )
-        else:
-            saved = form_service_call(
-                form,
-                lambda: autoscaler_services.autoscaler_update(
-                    actor=request.user, autoscaler=autoscaler, **form.service_kwargs()
-                ),
-            )
-        if saved is not None:
-            messages.success(
-                request, gettext("The autoscaler of %(name)s is saved.") % {"name": pool.name}
-            )
-            return redirect("vmpool-detail", tenant=tenant.slug, name=pool.name)
+    if autoscaler_submit(request, tenant, form, autoscaler, pool.name, pool=pool):
+        return redirect("vmpool-detail", tenant=tenant.slug, name=pool.name)
     context = _detail_context(
         request, tenant, pool, autoscaler, form, _live_baseline(tenant), monitoring_selectors
     )

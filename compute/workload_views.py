@@ -25,6 +25,7 @@ from compute.choices import Phase, StorageClass, WorkloadKind
 from compute.forms import LabelsForm, labels_lines
 from compute.listing import list_apply, list_query
 from compute.pool_forms import AutoscalerForm
+from compute.pool_views import autoscaler_submit
 from compute.services import autoscalers as autoscaler_services
 from compute.services import clusters as cluster_services
 from compute.services import workloads as workload_services
@@ -245,35 +246,9 @@ def workload_autoscaler(request, tenant, name: str):
     except PermissionDenied as error:
         raise DjangoPermissionDenied(error.message) from None
     autoscaler = workload_services.autoscaler_of(workload)
-    done = redirect("workload-detail", tenant=tenant.slug, name=workload.name)
-    if request.POST.get("remove"):
-        if autoscaler is not None:
-            autoscaler_services.autoscaler_delete(actor=request.user, autoscaler=autoscaler)
-            messages.success(
-                request, gettext("The autoscaler of %(name)s is removed.") % {"name": workload.name}
-            )
-        return done
     form = _autoscaler_form(request, tenant, autoscaler, request.POST)
-    if form.is_valid():
-        if autoscaler is None:
-            saved = form_service_call(
-                form,
-                lambda: autoscaler_services.autoscaler_create(
-                    actor=request.user, tenant=tenant, workload=workload, **form.service_kwargs()
-                ),
-            )
-        else:
-            saved = form_service_call(
-                form,
-                lambda: autoscaler_services.autoscaler_update(
-                    actor=request.user, autoscaler=autoscaler, **form.service_kwargs()
-                ),
-            )
-        if saved is not None:
-            messages.success(
-                request, gettext("The autoscaler of %(name)s is saved.") % {"name": workload.name}
-            )
-            return done
+    if autoscaler_submit(request, tenant, form, autoscaler, workload.name, workload=workload):
+        return redirect("workload-detail", tenant=tenant.slug, name=workload.name)
     return _detail(request, tenant, workload, autoscaler_form=form, status=400)
 
 

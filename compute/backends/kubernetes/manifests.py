@@ -215,18 +215,24 @@ def workload_labels(spec: WorkloadSpec) -> dict[str, str]:
     return {MANAGED_BY: MANAGER, TENANT_LABEL: spec.tenant, WORKLOAD_LABEL: spec.name}
 
 
+def portal_annotations(uid: str, generation: int) -> dict[str, str]:
+    """Isotope's uid and spec generation of an object it writes, as annotations (the
+    watch tells by them whether what it sees was applied from the newest spec)."""
+    annotations = {}
+    if uid:
+        annotations[UID_ANNOTATION] = uid
+    if generation:
+        annotations[GENERATION_ANNOTATION] = str(generation)
+    return annotations
+
+
 def _workload_meta(spec: WorkloadSpec, name: str | None = None) -> dict:
     meta = {
         "name": name or spec.name,
         "namespace": spec.namespace,
         "labels": workload_labels(spec),
     }
-    annotations = {}
-    if spec.portal_uid:
-        annotations[UID_ANNOTATION] = spec.portal_uid
-    if spec.portal_generation:
-        annotations[GENERATION_ANNOTATION] = str(spec.portal_generation)
-    if annotations:
+    if annotations := portal_annotations(spec.portal_uid, spec.portal_generation):
         meta["annotations"] = annotations
     return meta
 
@@ -336,12 +342,7 @@ def horizontal_pod_autoscaler(spec: AutoscalerSpec) -> dict:
             AUTOSCALER_LABEL: spec.name,
         },
     }
-    annotations = {}
-    if spec.portal_uid:
-        annotations[UID_ANNOTATION] = spec.portal_uid
-    if spec.portal_generation:
-        annotations[GENERATION_ANNOTATION] = str(spec.portal_generation)
-    if annotations:
+    if annotations := portal_annotations(spec.portal_uid, spec.portal_generation):
         meta["annotations"] = annotations
     up = [{"type": "Pods", "value": spec.scale_up_pods, "periodSeconds": SCALE_PERIOD_SECONDS}]
     if spec.scale_up_percent > 0:  # 0 % adds nothing: the pods policy alone limits
