@@ -73,9 +73,16 @@ class Tenant(Resource):
     def __str__(self) -> str:
         return self.slug
 
+    NAMESPACE_PREFIX = "isotope-"
+
     @property
     def namespace(self) -> str:
-        return f"isotope-{self.slug}"
+        return f"{self.NAMESPACE_PREFIX}{self.slug}"
+
+    @classmethod
+    def slug_of_namespace(cls, namespace: str) -> str:
+        """The slug of the tenant whose Kubernetes namespace is ``namespace``."""
+        return namespace.removeprefix(cls.NAMESPACE_PREFIX)
 
 
 class Membership(models.Model):

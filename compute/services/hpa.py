@@ -30,6 +30,7 @@ from compute.models import Autoscaler, KubernetesCluster
 from compute.services import autoscalers as autoscaler_services
 from compute.texts import pools as texts
 from monitoring.formats import timestamp
+from tenants.models import Tenant
 
 # A Kubernetes HPA's rescale message.
 NEW_SIZE = re.compile(r"New size: (\d+); reason: (.*)", re.DOTALL)
@@ -92,7 +93,7 @@ def _locked_by_namespace(cluster: KubernetesCluster, namespace: str, name: str):
         .select_related("tenant", "workload", "workload__tenant")
         .filter(
             workload__cluster=cluster,
-            tenant__slug=namespace.removeprefix("isotope-"),
+            tenant__slug=Tenant.slug_of_namespace(namespace),
             name=name,
         )
         .first()

@@ -965,7 +965,7 @@ def _by_namespace(
     """The workload ``name`` in ``namespace``; with ``lock`` its row is locked until the
     caller's transaction ends (the watch derives phases from the locked row)."""
     queryset = Workload.objects.select_related("tenant", "cluster").filter(
-        cluster=cluster, tenant__slug=namespace.removeprefix("isotope-"), name=name
+        cluster=cluster, tenant__slug=Tenant.slug_of_namespace(namespace), name=name
     )
     if lock:
         queryset = queryset.select_for_update(of=("self",))
