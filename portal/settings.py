@@ -395,6 +395,9 @@ ISOTOPE_AUTOSCALER_SECONDS = float(os.environ.get("ISOTOPE_AUTOSCALER_SECONDS", 
 ISOTOPE_AUTOSCALER_METRIC_SECONDS = float(
     os.environ.get("ISOTOPE_AUTOSCALER_METRIC_SECONDS", str(3 * ISOTOPE_METRICS_SECONDS))
 )
+# A Deployment's autoscaler chart gets a point at least this often (from beat, the HPA's
+# last status seen) besides one per status change; every chart keeps the last hour.
+ISOTOPE_AUTOSCALER_CHART_SECONDS = float(os.environ.get("ISOTOPE_AUTOSCALER_CHART_SECONDS", "30"))
 CELERY_BEAT_SCHEDULE["autoscalers-sweep"] = {
     "task": "compute.tasks.pools.autoscalers_sweep",
     "schedule": ISOTOPE_AUTOSCALER_SECONDS,

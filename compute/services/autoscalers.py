@@ -370,9 +370,9 @@ def autoscaler_reconcile(autoscaler_id: int, *, now: datetime | None = None) -> 
             "scale_events": events,
         }
         before = pool.replicas
-        point = {"t": epoch, "replicas": decision.replicas, "metric": updates["current_metric"]}
-        history = [p for p in autoscaler.history if p["t"] > epoch - HISTORY_SECONDS]
-        updates["history"] = [*history, point]
+        updates["history"] = history_with(
+            autoscaler, epoch=epoch, replicas=decision.replicas, metric=updates["current_metric"]
+        )
         if decision.replicas != before:
             pool_scale(
                 actor=SystemActor(f"autoscaler/{autoscaler.name}"),
@@ -407,6 +407,13 @@ def autoscaler_reconcile(autoscaler_id: int, *, now: datetime | None = None) -> 
         autoscaler.write_locked(updates)
         publish(autoscaler)
     return autoscaler
+
+
+def history_with(autoscaler: Autoscaler, *, epoch: float, replicas, metric) -> list[dict]:
+    """The chart's points with one more (at ``epoch``), those older than
+    ``HISTORY_SECONDS`` dropped: what every writer of ``history`` stores."""
+    kept = [p for p in autoscaler.history if p["t"] > epoch - HISTORY_SECONDS]
+    return [*kept, {"t": epoch, "replicas": replicas, "metric": metric}]
 
 
 # --- Create, change, delete -----------------------------------------------------------

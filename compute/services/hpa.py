@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -140,9 +141,9 @@ def autoscaler_seen(
             return row
         now = timezone.now()
         epoch = now.timestamp()
-        point = {"t": epoch, "replicas": desired or info.current_replicas, "metric": metric}
-        history = [p for p in row.history if p["t"] > epoch - autoscaler_services.HISTORY_SECONDS]
-        updates["history"] = [*history, point]
+        updates["history"] = autoscaler_services.history_with(
+            row, epoch=epoch, replicas=desired or info.current_replicas, metric=metric
+        )
         updates["last_run"] = now
         if "reason" in updates and reason:
             autoscaler_services.autoscaler_event(
@@ -155,6 +156,35 @@ def autoscaler_seen(
         row.write_locked(updates)
         autoscaler_services.publish(row)
     return row
+
+
+def autoscaler_chart_tick(autoscaler_id: int, *, now=None) -> bool:
+    """Beat's point on a Deployment autoscaler's chart: the HPA's status is written
+    only when it changes, so a steady HPA would leave a gap. When the last point is
+    ``ISOTOPE_AUTOSCALER_CHART_SECONDS`` old or more, add one with the replicas and
+    metric last seen (row locked; the hour's window pruned as every point is).
+    Nothing before the HPA's first status, or while the Deployment is being deleted.
+    True when a point was added."""
+    now = now or timezone.now()
+    epoch = now.timestamp()
+    with transaction.atomic():
+        row = Autoscaler.locked(autoscaler_id, "tenant", "workload")
+        if row is None or row.workload_id is None or row.workload.deleting:
+            return False
+        if row.last_run is None or row.current_replicas is None:
+            return False
+        last = row.history[-1]["t"] if row.history else 0
+        if epoch - last < settings.ISOTOPE_AUTOSCALER_CHART_SECONDS:
+            return False
+        history = autoscaler_services.history_with(
+            row,
+            epoch=epoch,
+            replicas=row.desired_replicas or row.current_replicas,
+            metric=row.current_metric,
+        )
+        row.write_locked({"history": history})
+        autoscaler_services.publish(row)
+    return True
 
 
 def autoscaler_seen_event(cluster: KubernetesCluster, event: ClusterEvent) -> Autoscaler | None:
