@@ -20,7 +20,11 @@ class ServiceErrorsMixin:
             return
         for field, messages in error.errors.items():
             for message in messages:
-                self.add_error(field if field in self.fields else None, message)
+                self.add_error(self.error_field(field), message)
+
+    def error_field(self, field: str) -> str | None:
+        """The form field a service error on ``field`` shows on (None: the form's)."""
+        return field if field in self.fields else None
 
 
 WARM_MODE_HELP = _(
@@ -213,3 +217,56 @@ class AutoscalerForm(ServiceErrorsMixin, forms.Form):
 
     def service_kwargs(self) -> dict:
         return dict(self.cleaned_data)
+
+
+class AutoscalerCreateForm(AutoscalerForm):
+    """The autoscalers page's form: the panel's fields, a target picked from the
+    tenant's VM pools and Deployments, and an optional name. A target that has an
+    autoscaler already is listed disabled; the service refuses it if sent anyway."""
+
+    scale_target = forms.ChoiceField(
+        label=_("Target"),
+        help_text=_("The VM pool or Deployment to scale; one autoscaler per target."),
+    )
+    name = forms.CharField(
+        max_length=200,  # the service enforces the DNS label; this only bounds input
+        required=False,
+        label=_("Name"),
+        help_text=_("Lowercase letters, digits and hyphens; the target's name if empty."),
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+
+    # The service names the target's field after its kind; the form has one picker.
+    TARGET_ERRORS = ("pool", "workload", "scale_target")
+    KINDS = {"VMPool": _("VM pools"), "Deployment": _("Deployments")}
+
+    field_order = ["scale_target", "name"]
+
+    def __init__(self, *args, targets, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.targets = {target.value: target for target in targets}
+        self.fields["scale_target"].choices = [
+            (self.KINDS[kind], [(t.value, t.name) for t in targets if t.kind == kind])
+            for kind in self.KINDS
+        ]
+
+    def groups(self) -> list[tuple[str, list]]:
+        """The picker's option groups: (label, targets), empty groups left out."""
+        return [
+            (label, [t for t in self.targets.values() if t.kind == kind])
+            for kind, label in self.KINDS.items()
+            if any(t.kind == kind for t in self.targets.values())
+        ]
+
+    def error_field(self, field: str) -> str | None:
+        return super().error_field("scale_target" if field in self.TARGET_ERRORS else field)
+
+    def target(self):
+        """The picked target (an ``AutoscalerTarget``)."""
+        return self.targets[self.cleaned_data["scale_target"]]
+
+    def service_kwargs(self) -> dict:
+        data = dict(self.cleaned_data)
+        data.pop("scale_target")
+        data["name"] = data["name"].strip()
+        return data

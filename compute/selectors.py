@@ -543,6 +543,43 @@ def autoscalers_for_tenant(user, tenant: Tenant):
     )
 
 
+@dataclass(frozen=True)
+class AutoscalerTarget:
+    """Something an autoscaler can scale, for the create form's picker: ``kind``
+    (``VMPool`` or ``Deployment``, as the API's ``scaleTargetRef``), its name and the
+    name of the autoscaler it has already ("" when none)."""
+
+    kind: str
+    name: str
+    autoscaler: str
+
+    @property
+    def value(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+def autoscaler_targets(user, tenant: Tenant) -> list[AutoscalerTarget]:
+    """The tenant's VM pools, then its Deployments (each by name), that ``user`` may see
+    and that are not being deleted, with the autoscaler each has already."""
+    from compute.choices import WorkloadKind
+
+    pools = (
+        pools_for_tenant(user, tenant)
+        .filter(deleting=False)
+        .values_list("name", "autoscaler__name")
+    )
+    deployments = (
+        workloads_for_tenant(user, tenant)
+        .filter(kind=WorkloadKind.DEPLOYMENT, deleting=False)
+        .prefetch_related(None)
+        .values_list("name", "autoscaler__name")
+    )
+    return [
+        *(AutoscalerTarget("VMPool", name, scaler or "") for name, scaler in pools),
+        *(AutoscalerTarget("Deployment", name, scaler or "") for name, scaler in deployments),
+    ]
+
+
 def autoscaler_get(
     user, tenant: Tenant, name: str, action: str = "vmpool.view", *, lock: bool = False
 ):

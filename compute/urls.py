@@ -10,6 +10,7 @@ from django.urls import path, re_path
 
 from compute import (  # live migration
     api,
+    autoscaler_views,
     backup_api,
     backup_views,
     image_api,
@@ -378,6 +379,8 @@ pool_pages = [
     path("vmpools/<slug:name>/update/", pool_views.pool_update, name="vmpool-update"),
     path("vmpools/<slug:name>/delete/", pool_views.pool_delete, name="vmpool-delete"),
     path("vmpools/<slug:name>/autoscaler/", pool_views.pool_autoscaler, name="vmpool-autoscaler"),
+    path("autoscalers/", autoscaler_views.autoscaler_list, name="autoscaler-list"),
+    path("autoscalers/new/", autoscaler_views.autoscaler_create, name="autoscaler-create"),
 ]
 
 pool_api_urls = [

@@ -201,6 +201,10 @@ ENDPOINTS = [
     Endpoint("volume-list", "web", "get", "/t/{tenant}/volumes/", "read", 200),
     Endpoint("backup-list", "web", "get", "/t/{tenant}/backups/", "read", 200),
     Endpoint("vmpool-list", "web", "get", "/t/{tenant}/vmpools/", "read", 200),
+    Endpoint("autoscaler-list", "web", "get", "/t/{tenant}/autoscalers/", "read", 200),
+    # Its POST (which needs a pool or a Deployment to pick) in
+    # tests/compute/test_views_autoscalers.py.
+    Endpoint("autoscaler-create", "web", "get", "/t/{tenant}/autoscalers/new/", "operate", 200),
     Endpoint("event-list", "web", "get", "/t/{tenant}/events/", "read", 200),
     Endpoint("webhook-list", "web", "get", "/t/{tenant}/webhooks/", "manage", 200),
     Endpoint("tenant-members", "web", "get", "/t/{tenant}/members/", "read", 200),
