@@ -7,6 +7,7 @@ errors.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, StreamingHttpResponse
@@ -208,6 +209,7 @@ def _detail(
             "deployment": deployment,
             "autoscaler": autoscaler,
             "autoscaler_form": autoscaler_form,
+            "autoscaler_chart_seconds": f"{settings.ISOTOPE_AUTOSCALER_CHART_SECONDS:g}",
         },
         status=status,
     )

@@ -90,6 +90,9 @@ def test_an_operator_adds_a_deployments_autoscaler_named_by_hand(world):
     page = client_for(world.carol).get(LIST).content.decode()
     assert 'href="/t/acme/workloads/api/" data-testid="autoscaler-target">api</a>' in page
     assert "Deployment" in page and "1–5" in page and "not run yet" in page
+    # Its panel on the Deployment's page says how often its chart gets a point.
+    panel = client_for(world.carol).get("/t/acme/workloads/api/").content.decode()
+    assert "whenever the HPA's status changes and at least every 30 s" in panel
 
 
 @pytest.mark.parametrize(
