@@ -33,6 +33,8 @@ def tenant_pages(slug: str) -> list[str]:
         f"/t/{slug}/workloads/new/",
         f"/t/{slug}/vmpools/",
         f"/t/{slug}/vmpools/new/",
+        f"/t/{slug}/autoscalers/",
+        f"/t/{slug}/autoscalers/new/",
         f"/t/{slug}/images/",
         f"/t/{slug}/backups/",
         f"/t/{slug}/securitygroups/",
