@@ -5,6 +5,7 @@ changed outside the portal is converged within one interval."""
 from __future__ import annotations
 
 from celery import shared_task
+from django.db.models import Q
 
 from compute.models import Autoscaler, VMPool
 from compute.services import autoscalers as autoscaler_services
@@ -36,8 +37,10 @@ def autoscaler_reconcile_task(autoscaler_id: int) -> None:
 @shared_task
 def autoscalers_sweep() -> int:
     """Beat entry point, every ``ISOTOPE_AUTOSCALER_SECONDS``: one run per autoscaler."""
-    # A Deployment's autoscaler is its HorizontalPodAutoscaler's job (Kubernetes').
-    ids = list(Autoscaler.objects.filter(pool__isnull=False).values_list("pk", flat=True))
+    # A Deployment's autoscaler is its HorizontalPodAutoscaler's job (Kubernetes'),
+    # except scale to zero (minimum 0), which an HPA cannot do.
+    wanted = Q(pool__isnull=False) | Q(workload__isnull=False, min_replicas=0)
+    ids = list(Autoscaler.objects.filter(wanted).values_list("pk", flat=True))
     for autoscaler_id in ids:
         autoscaler_reconcile_task.delay(autoscaler_id)
     return len(ids)
