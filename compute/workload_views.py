@@ -67,8 +67,8 @@ BULK_ACTIONS = {
 def _buttons(workload, role: str | None, *, sized: bool | None = None) -> list[dict]:
     """Every action the role may take on this kind of workload, hidden unless allowed in
     the current phase (live updates show and hide them). A viewer gets none. Scale is
-    left out while an autoscaler sizes the Deployment (``sized``: looked up when None);
-    the page points to the autoscaler instead."""
+    hidden while an autoscaler sizes the Deployment (``sized``: looked up when None;
+    the page points to the autoscaler instead) and shows, live, once it is at zero."""
     if sized is None:
         sized = workload_services.sized_by_autoscaler(workload)
     allowed = workload_services.allowed_actions(workload, role, sized=sized)
@@ -82,9 +82,7 @@ def _buttons(workload, role: str | None, *, sized: bool | None = None) -> list[d
             "hidden": action not in allowed,
         }
         for action, rule in workload_services.ACTIONS.items()
-        if role_allows(role, rule.permission)
-        and workload.kind in rule.kinds
-        and not (action == "scale" and sized)
+        if role_allows(role, rule.permission) and workload.kind in rule.kinds
     ]
 
 

@@ -79,20 +79,28 @@ def test_the_viewer_reads_that_there_is_none(world):  # noqa: F811
     assert "No autoscaler: the Deployment keeps the replicas it is given." in page
 
 
+def scale_form(page: str) -> str:
+    """ "shown", "hidden" or "none": the Scale action's form on a rendered page."""
+    if 'data-live-action="scale" hidden' in page:
+        return "hidden"
+    return "shown" if 'data-live-action="scale"' in page else "none"
+
+
 def test_minimum_zero_is_accepted_and_scale_gives_way_to_a_note_until_at_zero(world):  # noqa: F811
     workload = make(world, "web", replicas=2)
     bob = client_for(world.bob)
-    assert 'data-action="scale"' in bob.get(f"{LIST}web/").content.decode()
-    assert 'data-live-action="scale"' in bob.get(LIST).content.decode()
+    assert scale_form(bob.get(f"{LIST}web/").content.decode()) == "shown"
+    assert scale_form(bob.get(LIST).content.decode()) == "shown"
     bob.post(f"{LIST}web/autoscaler/", {**FORM, "min_replicas": "0"})
     assert Autoscaler.objects.get().min_replicas == 0
 
     page = bob.get(f"{LIST}web/").content.decode()
-    assert 'data-action="scale"' not in page
+    assert scale_form(page) == "hidden"
     assert 'data-testid="workload-sized-note"' in page and 'href="#autoscaler"' in page
     assert "Scaled to zero, it comes back when scaled by hand." in page
-    assert 'data-live-action="scale"' not in bob.get(LIST).content.decode()
+    assert scale_form(bob.get(LIST).content.decode()) == "hidden"
 
     # At zero by its autoscaler's doing: a scale by hand wakes it, so Scale is there.
     Workload.objects.filter(pk=workload.pk).update(replicas=0)
-    assert 'data-action="scale"' in bob.get(f"{LIST}web/").content.decode()
+    assert scale_form(bob.get(f"{LIST}web/").content.decode()) == "shown"
+    assert scale_form(bob.get(LIST).content.decode()) == "shown"
