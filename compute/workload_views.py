@@ -108,11 +108,11 @@ def workload_list(request, tenant):
     workloads = list(list_apply(selectors.workloads_for_tenant(request.user, tenant), query))
     counts = selectors.workload_phase_counts(request.user, tenant)
     # One query for the list: which Deployments an autoscaler sizes (no scale button).
-    scalers = dict(
-        Autoscaler.objects.filter(workload__in=workloads).values_list("workload_id", "min_replicas")
+    scaled = set(
+        Autoscaler.objects.filter(workload__in=workloads).values_list("workload_id", flat=True)
     )
     for workload in workloads:
-        sized = workload_services.sized_by(scalers.get(workload.pk), workload.replicas)
+        sized = workload_services.sized_by(workload.pk in scaled, workload.replicas)
         workload.buttons = _buttons(workload, request.role, sized=sized)
     return render(
         request,

@@ -117,16 +117,16 @@ def allowed_actions(
 
 def sized_by_autoscaler(workload: Workload) -> bool:
     """Whether an autoscaler sizes the Deployment now, so that a scale by hand is
-    refused: it has one, and is not at zero by its doing (minimum 0), where a scale
-    by hand wakes it."""
-    autoscaler = autoscaler_of(workload) if workload.kind == WorkloadKind.DEPLOYMENT else None
-    return sized_by(autoscaler.min_replicas if autoscaler else None, workload.replicas)
+    refused: it has one, and is not at zero (scaled to zero by a minimum of 0), where
+    its HPA does not act and, as a VM pool at zero, a scale by hand wakes it."""
+    autoscaled = workload.kind == WorkloadKind.DEPLOYMENT and autoscaler_of(workload) is not None
+    return sized_by(autoscaled, workload.replicas)
 
 
-def sized_by(minimum: int | None, replicas: int) -> bool:
-    """The rule of :func:`sized_by_autoscaler`, given the autoscaler's minimum (None
-    without one) and the Deployment's replicas."""
-    return minimum is not None and not (minimum == 0 and replicas == 0)
+def sized_by(autoscaled: bool, replicas: int) -> bool:
+    """The rule of :func:`sized_by_autoscaler`, given whether the Deployment has an
+    autoscaler and its replicas."""
+    return autoscaled and replicas != 0
 
 
 # --- Validation -----------------------------------------------------------------------
@@ -593,10 +593,10 @@ def workload_scale(*, actor, workload: Workload, replicas) -> Workload:
 
 
 def _check_wake(workload: Workload, autoscaler, replicas: int) -> None:
-    """An autoscaled Deployment is sized by its autoscaler (``Conflict``), except one
-    its autoscaler scaled to zero (minimum 0): as a VM pool at zero, it comes back when
-    scaled by hand, to 1 up to the autoscaler's maximum."""
-    if sized_by(autoscaler.min_replicas, workload.replicas):
+    """An autoscaled Deployment is sized by its autoscaler (``Conflict``), except one at
+    zero (its autoscaler's doing, with minimum 0): its HPA does not act at 0 and, as a
+    VM pool at zero, it comes back when scaled by hand, to 1 up to the maximum."""
+    if sized_by(True, workload.replicas):
         message = gettext(texts.SCALED_BY_AUTOSCALER) % {
             "workload": workload.name,
             "autoscaler": autoscaler.name,
@@ -1060,7 +1060,7 @@ def workload_seen_deployment(
         sized = {}
         if (
             info.replicas != workload.replicas
-            and info.portal_generation >= workload.generation
+            and not (info.portal_generation and info.portal_generation < workload.generation)
             and autoscaler_of(workload) is not None
         ):
             # Its HorizontalPodAutoscaler's decision: the workload shows that size (the

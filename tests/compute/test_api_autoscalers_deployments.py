@@ -324,3 +324,21 @@ def condition(kind, status, reason, message=""):
 )
 def test_the_condition_that_matters_most_is_shown(conditions, expected):
     assert hpa.condition_summary(conditions) == expected
+
+
+def test_a_deployment_at_zero_under_an_autoscaler_with_a_minimum_is_woken_by_hand(world, api):
+    # Its minimum raised while it was at zero: the HPA does not act at 0 (ScalingDisabled),
+    # so only a scale by hand brings it back, as a VM pool at zero.
+    workload = deployment(world.acme)
+    client = api(world.bob)
+    assert client.post(SCALERS, scaler(minReplicas=0), format="json").status_code == 202
+    Workload.objects.filter(pk=workload.pk).update(replicas=0)
+    etag = client.get(f"{SCALERS}web/")["ETag"]
+    raised = client.patch(
+        f"{SCALERS}web/", {"spec": {"minReplicas": 2}}, format="json", HTTP_IF_MATCH=etag
+    )
+    assert raised.status_code == 202, raised.content
+    assert Workload.objects.get(pk=workload.pk).replicas == 0  # a change does not wake it
+    scale = "/api/v1/tenants/acme/workloads/web/scale/"
+    assert client.post(scale, {"replicas": 2}, format="json").status_code == 202
+    assert Workload.objects.get(pk=workload.pk).replicas == 2
