@@ -1,5 +1,7 @@
 """Autoscalers for VM pools: the Kubernetes HorizontalPodAutoscaler (v2) algorithm
-applied to a pool's members and the VM metrics Isotope already collects.
+applied to a pool's members and the VM metrics Isotope already collects. (A Deployment's
+autoscaler is a real HPA, ``compute/services/hpa.py``; this module only takes one with
+minimum 0 the last step from 1 to 0, :func:`deployment_reconcile`.)
 
 One run (:func:`autoscaler_reconcile`, from beat every ``ISOTOPE_AUTOSCALER_SECONDS``
 and after a change) does what the HPA controller does in one sync:
@@ -450,11 +452,22 @@ def deployment_reconcile(autoscaler_id: int, *, now: datetime | None = None) -> 
     Above 1 replica the HPA decides; each run there only restarts the window."""
     now = now or timezone.now()
     epoch = now.timestamp()
-    workload_id = Autoscaler.objects.filter(pk=autoscaler_id).values_list("workload_id", flat=True)
+    seen = (
+        Autoscaler.objects.select_related("workload__cluster", "workload__tenant")
+        .filter(pk=autoscaler_id)
+        .first()
+    )
+    if seen is None or seen.workload is None:
+        return seen
+    # Measured before the locks (a call to the cluster); used only if the Deployment is
+    # still at 1 under a minimum of 0 once they are taken.
+    utilisation = None
+    if seen.min_replicas == 0 and seen.workload.replicas == 1:
+        utilisation = pods_utilisation(seen.workload, seen.metric)
     with transaction.atomic():
         # Lock order Deployment → autoscaler, as the autoscaler API and the workload's
         # own changes take them.
-        workload = workload_services.workload_locked_for_autoscaler(workload_id.first() or 0)
+        workload = workload_services.workload_locked_for_autoscaler(seen.workload_id)
         autoscaler = Autoscaler.locked(autoscaler_id, "tenant")
         if workload is None or autoscaler is None or autoscaler.workload_id != workload.pk:
             return autoscaler
@@ -470,7 +483,8 @@ def deployment_reconcile(autoscaler_id: int, *, now: datetime | None = None) -> 
                 autoscaler.write_locked({"recommendations": wanted})
             return autoscaler
         kept = [r for r in autoscaler.recommendations if r["t"] > epoch - window]
-        utilisation = pods_utilisation(workload, autoscaler.metric)
+        if autoscaler.metric != seen.metric:
+            utilisation = None  # changed meanwhile: measure at the next run
         idle = utilisation is not None and math.floor(utilisation) == 0
         # The first run at 1 starts the window: the Deployment goes to 0 only once every
         # run of a whole window found it idle.
