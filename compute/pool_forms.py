@@ -182,7 +182,7 @@ class AutoscalerForm(ServiceErrorsMixin, forms.Form):
     min_replicas = forms.IntegerField(
         label=_("Minimum"),
         initial=1,
-        help_text=_("0 lets an idle pool scale to zero."),
+        help_text=_("0 lets an idle pool or Deployment scale to zero."),
     )
     max_replicas = forms.IntegerField(
         label=_("Maximum"),

@@ -25,6 +25,7 @@ from compute.bulk import BulkAction, bulk_view
 from compute.choices import Phase, StorageClass, WorkloadKind
 from compute.forms import LabelsForm, labels_lines
 from compute.listing import list_apply, list_query
+from compute.models import Autoscaler
 from compute.pool_forms import AutoscalerForm
 from compute.pool_views import autoscaler_submit
 from compute.services import autoscalers as autoscaler_services
@@ -64,10 +65,14 @@ BULK_ACTIONS = {
 }
 
 
-def _buttons(workload, role: str | None) -> list[dict]:
+def _buttons(workload, role: str | None, *, sized: bool | None = None) -> list[dict]:
     """Every action the role may take on this kind of workload, hidden unless allowed in
-    the current phase (live updates show and hide them). A viewer gets none."""
-    allowed = workload_services.allowed_actions(workload, role)
+    the current phase (live updates show and hide them). A viewer gets none. Scale is
+    hidden while an autoscaler sizes the Deployment (``sized``: looked up when None;
+    the page points to the autoscaler instead) and shows, live, once it is at zero."""
+    if sized is None:
+        sized = workload_services.sized_by_autoscaler(workload)
+    allowed = workload_services.allowed_actions(workload, role, sized=sized)
     return [
         {
             "action": action,
@@ -103,8 +108,13 @@ def workload_list(request, tenant):
     query = list_query(request.GET, phases=Phase.values, hosts=None)
     workloads = list(list_apply(selectors.workloads_for_tenant(request.user, tenant), query))
     counts = selectors.workload_phase_counts(request.user, tenant)
+    # One query for the list: which Deployments an autoscaler sizes (no scale button).
+    scaled = set(
+        Autoscaler.objects.filter(workload__in=workloads).values_list("workload_id", flat=True)
+    )
     for workload in workloads:
-        workload.buttons = _buttons(workload, request.role)
+        sized = workload_services.sized_by(workload.pk in scaled, workload.replicas)
+        workload.buttons = _buttons(workload, request.role, sized=sized)
     return render(
         request,
         "compute/workload_list.html",
@@ -190,6 +200,7 @@ def _detail(
     tenant_groups = list(selectors.security_groups_for_tenant(request.user, tenant))
     deployment = workload.kind == WorkloadKind.DEPLOYMENT
     autoscaler = workload_services.autoscaler_of(workload) if deployment else None
+    sized = workload_services.sized_by_autoscaler(workload)
     if deployment and autoscaler_form is None and not workload.deleting:
         autoscaler_form = _autoscaler_form(request, tenant, autoscaler)
     return render(
@@ -198,7 +209,8 @@ def _detail(
         {
             "tenant": tenant,
             "workload": workload,
-            "buttons": _buttons(workload, request.role),
+            "buttons": _buttons(workload, request.role, sized=sized),
+            "sized": sized,
             "show_cluster": request.user.is_staff,
             "labels_form": labels_form if not workload.deleting else None,
             "groups": groups,
@@ -216,7 +228,7 @@ def _detail(
 
 
 def _autoscaler_form(request, tenant, autoscaler, data=None) -> AutoscalerForm | None:
-    """The pool page's autoscaler form for a Deployment (its minimum at least 1)."""
+    """The pool page's autoscaler form for a Deployment."""
     if not tenant_selectors.can(request.user, tenant, "autoscaler.manage"):
         return None
     initial = (
@@ -226,7 +238,8 @@ def _autoscaler_form(request, tenant, autoscaler, data=None) -> AutoscalerForm |
     )
     form = AutoscalerForm(data, initial=initial)
     form.fields["min_replicas"].help_text = _(
-        "At least 1: a HorizontalPodAutoscaler cannot scale to zero."
+        "0 lets an idle Deployment scale to zero (its HorizontalPodAutoscaler keeps 1; "
+        "Isotope takes it from 1 to 0); scale it by hand to wake it."
     )
     form.fields["scale_up_pods"].label = _("Add at most (pods per 15 s)")
     return form

@@ -314,6 +314,14 @@ class ClusterEvent:
     last_seen: datetime | None = None
 
 
+@dataclass(frozen=True)
+class PodUsage:
+    """One pod's usage as the metrics API reports it (summed over its containers)."""
+
+    cpu_m: float
+    memory_bytes: int
+
+
 class ContainerBackend(ABC):
     """One cluster. Instances are cheap; API clients are pooled per process."""
 
@@ -376,6 +384,12 @@ class ContainerBackend(ABC):
 
     def autoscaler_status(self, namespace: str, name: str) -> AutoscalerInfo | None:
         """The HorizontalPodAutoscaler's status, or None when it does not exist."""
+        raise BackendError(host_texts.CLUSTER_NO_AUTOSCALERS)
+
+    def pod_usage(self, namespace: str, workload: str) -> dict[str, PodUsage]:
+        """The current usage of the workload's pods from the cluster's resource metrics
+        API (metrics.k8s.io), by pod name; pods it has no sample of yet are left out.
+        Raises TransientBackendError when the metrics API does not answer."""
         raise BackendError(host_texts.CLUSTER_NO_AUTOSCALERS)
 
     # --- Volume claims (optional: ``capabilities["volume_claims"]``) ------------------

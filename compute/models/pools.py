@@ -276,7 +276,10 @@ class Autoscaler(Resource):
     min_replicas = models.PositiveIntegerField(
         default=1,
         validators=[MaxValueValidator(MAX_REPLICAS)],
-        help_text=_("0 allows scaling to zero (the pool then stays empty until scaled by hand)."),
+        help_text=_(
+            "0 allows scaling to zero (the pool or Deployment then stays at zero until scaled "
+            "by hand)."
+        ),
         verbose_name=_("minimum replicas"),
     )
     max_replicas = models.PositiveIntegerField(
@@ -420,11 +423,6 @@ class Autoscaler(Resource):
                 | Q(pool__isnull=True, workload__isnull=False),
                 name="%(app_label)s_%(class)s_exactly_one_target",
                 violation_error_message="An autoscaler targets either a VM pool or a Deployment.",
-            ),
-            models.CheckConstraint(
-                condition=Q(workload__isnull=True) | Q(min_replicas__gte=1),
-                name="%(app_label)s_%(class)s_deployment_min_one",
-                violation_error_message="A HorizontalPodAutoscaler needs at least 1 replica.",
             ),
             models.CheckConstraint(
                 condition=Q(target__gte=1) & Q(target__lte=100),

@@ -1,5 +1,7 @@
 """Autoscalers for VM pools: the Kubernetes HorizontalPodAutoscaler (v2) algorithm
-applied to a pool's members and the VM metrics Isotope already collects.
+applied to a pool's members and the VM metrics Isotope already collects. (A Deployment's
+autoscaler is a real HPA, ``compute/services/hpa.py``; this module only takes one with
+minimum 0 the last step from 1 to 0, :func:`deployment_reconcile`.)
 
 One run (:func:`autoscaler_reconcile`, from beat every ``ISOTOPE_AUTOSCALER_SECONDS``
 and after a change) does what the HPA controller does in one sync:
@@ -35,6 +37,7 @@ or the reason changes) and pushed live.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,6 +47,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from compute.backends.base import BackendError
 from compute.choices import AutoscalerMetric, ConditionStatus, Phase, PoolPhase, WorkloadKind
 from compute.models import Autoscaler, VirtualMachine, VMPool, Workload
 from compute.models.pools import MAX_REPLICAS
@@ -57,6 +61,8 @@ from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, ValidationError
 from tenants.models import Tenant
 from tenants.services import audit_record, authorize
+
+logger = logging.getLogger(__name__)
 
 TOLERANCE = 0.1
 # HPA's default scaling-policy period: the step limits count changes within it.
@@ -339,8 +345,11 @@ def decide(autoscaler: Autoscaler, pool: VMPool, *, now: datetime) -> tuple[Deci
 # --- The controller -------------------------------------------------------------------
 def autoscaler_reconcile(autoscaler_id: int, *, now: datetime | None = None) -> Autoscaler | None:
     """One run of one autoscaler: decide, scale its pool when the decision says so,
-    record the decision. Returns the autoscaler (None when it is gone)."""
+    record the decision. Returns the autoscaler (None when it is gone). A Deployment's
+    autoscaler: :func:`deployment_reconcile` (its HPA does the rest)."""
     now = now or timezone.now()
+    if Autoscaler.objects.filter(pk=autoscaler_id, workload__isnull=False).exists():
+        return deployment_reconcile(autoscaler_id, now=now)
     pool_id = Autoscaler.objects.filter(pk=autoscaler_id).values_list("pool_id", flat=True)
     with transaction.atomic():
         # Lock order pool → autoscaler, as the pool controller's delete takes them.
@@ -416,6 +425,128 @@ def history_with(autoscaler: Autoscaler, *, epoch: float, replicas, metric) -> l
     return [*kept, {"t": epoch, "replicas": replicas, "metric": metric}]
 
 
+# --- Scale to zero for Deployments ----------------------------------------------------
+def pods_utilisation(workload: Workload, metric: str) -> float | None:
+    """The Deployment's pods' average utilisation of their requests (percent) from the
+    cluster's metrics API, as the HPA computes it; None when there is no sample, no
+    request to measure against, or the metrics API does not answer."""
+    from compute.services.clusters import cluster_backend
+
+    request = workload.cpu_request_m if metric == AutoscalerMetric.CPU else workload.memory_request
+    if not request:
+        return None
+    try:
+        usage = cluster_backend(workload.cluster).pod_usage(workload.namespace, workload.name)
+    except BackendError as error:
+        logger.info("no metrics for %s/%s: %s", workload.namespace, workload.name, error)
+        return None
+    if not usage:
+        return None
+    if metric == AutoscalerMetric.CPU:
+        used = sum(u.cpu_m for u in usage.values())
+    else:
+        used = sum(u.memory_bytes for u in usage.values())
+    return used / (request * len(usage)) * 100
+
+
+def deployment_reconcile(autoscaler_id: int, *, now: datetime | None = None) -> Autoscaler | None:
+    """Scale to zero where a HorizontalPodAutoscaler cannot (its minimum is at least 1):
+    for a Deployment's autoscaler with minimum 0, one run takes the Deployment from 1
+    replica to 0 when its pods' usage (the metrics API) was idle (below 1 %, as a pool's
+    members) in every run of the scale-down window, through the workload's row-locked
+    spec change (a new generation, applied as any other). At 0 its HPA stops acting
+    (``ScalingDisabled``), and as a pool at zero it comes back when scaled by hand.
+    Above 1 replica the HPA decides; each run there only restarts the window."""
+    now = now or timezone.now()
+    epoch = now.timestamp()
+    seen = (
+        Autoscaler.objects.select_related("workload__cluster", "workload__tenant")
+        .filter(pk=autoscaler_id)
+        .first()
+    )
+    if seen is None or seen.workload is None:
+        return seen
+    # Measured before the locks (a call to the cluster); used only if the Deployment is
+    # still at 1 under a minimum of 0 once they are taken.
+    utilisation = None
+    if seen.min_replicas == 0 and seen.workload.replicas == 1:
+        utilisation = pods_utilisation(seen.workload, seen.metric)
+    with transaction.atomic():
+        # Lock order Deployment → autoscaler, as the autoscaler API and the workload's
+        # own changes take them.
+        workload = workload_services.workload_locked_for_autoscaler(seen.workload_id)
+        autoscaler = Autoscaler.locked(autoscaler_id, "tenant")
+        if workload is None or autoscaler is None or autoscaler.workload_id != workload.pk:
+            return autoscaler
+        current = workload.replicas
+        window = autoscaler.scale_down_window_seconds
+        if autoscaler.min_replicas != 0 or current != 1:
+            # At 0 there is nothing to measure; above 1 (or with a minimum) the HPA sizes
+            # it. An idle window starts afresh at the next run at 1 (above 1: once this
+            # run's size has left the window, as a pool's stabilisation would).
+            above = autoscaler.min_replicas == 0 and current > 1
+            wanted = [{"t": epoch, "replicas": current}] if above else []
+            if wanted != autoscaler.recommendations:
+                autoscaler.write_locked({"recommendations": wanted})
+            return autoscaler
+        kept = [r for r in autoscaler.recommendations if r["t"] > epoch - window]
+        if autoscaler.metric != seen.metric:
+            utilisation = None  # changed meanwhile: measure at the next run
+        idle = utilisation is not None and math.floor(utilisation) == 0
+        # The first run at 1 starts the window: the Deployment goes to 0 only once every
+        # run of a whole window found it idle.
+        seed = [] if kept else [{"t": epoch, "replicas": current}]
+        recommendations = [*kept, *seed, {"t": epoch, "replicas": 0 if idle else current}]
+        desired = stabilised(
+            recommendations,
+            desired=0 if idle else current,
+            current=current,
+            now=epoch,
+            window=window,
+        )
+        if desired != 0:
+            autoscaler.write_locked({"recommendations": recommendations})
+            return autoscaler
+        measured = MEASURED[autoscaler.metric] % {
+            "utilisation": f"{utilisation:.0f}%",
+            "target": f"{autoscaler.target}%",
+        }
+        message = texts.SCALE_DOWN % {"measured": measured, "current": current, "desired": 0}
+        workload_services.workload_scale_to_zero(
+            actor=SystemActor(f"autoscaler/{autoscaler.name}"), workload=workload, reason=message
+        )
+        metric = round(utilisation, 1)
+        entry = {
+            "time": timestamp(now),
+            "from": current,
+            "to": 0,
+            "metric": metric,
+            "reason": "ScaledToZero",
+            "message": message,
+        }
+        autoscaler.write_locked(
+            {
+                "recommendations": [],
+                "decisions": [entry, *autoscaler.decisions][:DECISIONS_KEPT],
+                "desired_replicas": 0,
+                "current_metric": metric,
+                "reason": "ScaledToZero",
+                "message": texts.DEPLOYMENT_SCALED_TO_ZERO,
+                "last_run": now,
+                "last_scale_time": now,
+                "history": history_with(autoscaler, epoch=epoch, replicas=0, metric=metric),
+            }
+        )
+        autoscaler_event(
+            autoscaler,
+            reason="ScaledToZero",
+            message=texts.RESCALED % {"replicas": 0, "reason": message},
+        )
+        publish(autoscaler)
+        logger.info("autoscaler %s scaled %s to zero: %s", autoscaler.name, workload.name, message)
+    return autoscaler
+
+
 # --- Create, change, delete -----------------------------------------------------------
 def _number(data: dict, field: str, low: int, high: int, errors: dict) -> int | None:
     value = data.get(field)
@@ -431,10 +562,10 @@ def _number(data: dict, field: str, low: int, high: int, errors: dict) -> int | 
     return number
 
 
-def _validate(data: dict, *, deployment: bool = False) -> dict:
+def _validate(data: dict) -> dict:
     """The settings as numbers within bounds, or ``ValidationError`` naming each field.
-    A Deployment's (a HorizontalPodAutoscaler's) minimum is at least 1: a stock HPA
-    cannot scale to zero (feature gate ``HPAScaleToZero``, alpha)."""
+    A minimum of 0 is allowed for a Deployment too: its HPA keeps 1 and Isotope's
+    controller takes an idle Deployment from 1 to 0 (:func:`deployment_reconcile`)."""
     errors: dict[str, list[str]] = {}
     bounds = {
         "min_replicas": (0, MAX_REPLICAS),
@@ -449,13 +580,6 @@ def _validate(data: dict, *, deployment: bool = False) -> dict:
     if data.get("metric") not in AutoscalerMetric.values:
         errors["metric"] = [f"Choose one of {', '.join(AutoscalerMetric.values)}."]
     clean["metric"] = data.get("metric")
-    if deployment and clean["min_replicas"] == 0:
-        errors["min_replicas"] = [
-            gettext(
-                "At least 1 for a Deployment: Kubernetes' HorizontalPodAutoscaler cannot "
-                "scale to zero."
-            )
-        ]
     if (
         not errors
         and clean["min_replicas"] is not None
@@ -521,7 +645,7 @@ def autoscaler_create(
     if workload is not None and workload.kind != WorkloadKind.DEPLOYMENT:
         errors["workload"] = [gettext("Only a Deployment can be autoscaled, not a single pod.")]
     try:
-        clean = _validate(data, deployment=workload is not None)
+        clean = _validate(data)
     except ValidationError as error:
         errors.update(error.errors)
     if errors:
@@ -617,10 +741,7 @@ def autoscaler_update(*, actor, autoscaler: Autoscaler, **changes) -> Autoscaler
         if row is None:
             raise Conflict(gettext("The autoscaler is gone."))
         current = {field: getattr(row, field) for field in FIELDS}
-        clean = _validate(
-            {**current, **{k: v for k, v in changes.items() if v is not None}},
-            deployment=row.workload_id is not None,
-        )
+        clean = _validate({**current, **{k: v for k, v in changes.items() if v is not None}})
         updates = {k: v for k, v in clean.items() if current[k] != v}
         if not updates:
             return row

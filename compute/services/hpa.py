@@ -52,7 +52,8 @@ def autoscaler_spec(autoscaler: Autoscaler) -> AutoscalerSpec:
         namespace=workload.namespace,
         name=autoscaler.name,
         deployment=workload.name,
-        min_replicas=autoscaler.min_replicas,
+        # A stock HPA's minimum is at least 1: Isotope's controller takes it from 1 to 0.
+        min_replicas=max(autoscaler.min_replicas, 1),
         max_replicas=autoscaler.max_replicas,
         metric=autoscaler.metric,
         target=autoscaler.target,
@@ -123,6 +124,9 @@ def autoscaler_seen(
                 transaction.on_commit(lambda: workload_services.enqueue_apply(workload_id))
             return row
         reason, message, warning = condition_summary(info.conditions)
+        if reason == "ScalingDisabled" and row.min_replicas == 0 and row.workload.replicas == 0:
+            # Isotope scaled it to zero: say so, and how it comes back (as a pool does).
+            reason, message, warning = "ScaledToZero", texts.DEPLOYMENT_SCALED_TO_ZERO, False
         metric = None if info.current_utilisation is None else float(info.current_utilisation)
         # An HPA that could not compute a count says desiredReplicas 0 (its minimum is at
         # least 1, so 0 is never a decision): no decision, then.
@@ -145,7 +149,7 @@ def autoscaler_seen(
             row, epoch=epoch, replicas=desired or info.current_replicas, metric=metric
         )
         updates["last_run"] = now
-        if "reason" in updates and reason:
+        if "reason" in updates and reason and reason != "ScaledToZero":
             autoscaler_services.autoscaler_event(
                 row,
                 reason=_event_reason(reason),

@@ -94,10 +94,16 @@ ACTIONS: dict[str, ActionRule] = {
 }
 
 
-def allowed_actions(workload: Workload, role: str | None) -> list[str]:
-    """The actions whose buttons a user with ``role`` sees for ``workload`` right now."""
+def allowed_actions(
+    workload: Workload, role: str | None, *, sized: bool | None = None
+) -> list[str]:
+    """The actions whose buttons a user with ``role`` sees for ``workload`` right now:
+    no scale while its autoscaler sizes it (``sized``: :func:`sized_by_autoscaler`,
+    looked up when not given)."""
     from tenants.permissions import role_allows
 
+    if sized is None:
+        sized = sized_by_autoscaler(workload)
     return [
         name
         for name, rule in ACTIONS.items()
@@ -105,7 +111,22 @@ def allowed_actions(workload: Workload, role: str | None) -> list[str]:
         and workload.kind in rule.kinds
         and not workload.deleting
         and role_allows(role, rule.permission)
+        and not (name == "scale" and sized)
     ]
+
+
+def sized_by_autoscaler(workload: Workload) -> bool:
+    """Whether an autoscaler sizes the Deployment now, so that a scale by hand is
+    refused: it has one, and is not at zero (scaled to zero by a minimum of 0), where
+    its HPA does not act and, as a VM pool at zero, a scale by hand wakes it."""
+    autoscaled = workload.kind == WorkloadKind.DEPLOYMENT and autoscaler_of(workload) is not None
+    return sized_by(autoscaled, workload.replicas)
+
+
+def sized_by(autoscaled: bool, replicas: int) -> bool:
+    """The rule of :func:`sized_by_autoscaler`, given whether the Deployment has an
+    autoscaler and its replicas."""
+    return autoscaled and replicas != 0
 
 
 # --- Validation -----------------------------------------------------------------------
@@ -542,13 +563,10 @@ def workload_scale(*, actor, workload: Workload, replicas) -> Workload:
             workload = _locked(workload, "scale")
             autoscaler = autoscaler_of(workload)
             if autoscaler is not None:
-                message = gettext(texts.SCALED_BY_AUTOSCALER) % {
-                    "workload": workload.name,
-                    "autoscaler": autoscaler.name,
-                }
-                raise Conflict(message, errors={"replicas": [message]})
+                _check_wake(workload, autoscaler, replicas)
             old = workload.replicas
-            workload_recharge(workload, replicas)
+            if autoscaler is None:
+                workload_recharge(workload, replicas)  # with one, the quota holds its max
             workload.replicas = replicas
             waiting = Phase.PENDING if workload.phase == Phase.RUNNING and replicas != old else None
             _change_spec(workload, ["replicas"], waiting)
@@ -572,6 +590,57 @@ def workload_scale(*, actor, workload: Workload, replicas) -> Workload:
         )
         raise
     return workload
+
+
+def _check_wake(workload: Workload, autoscaler, replicas: int) -> None:
+    """An autoscaled Deployment is sized by its autoscaler (``Conflict``), except one at
+    zero (its autoscaler's doing, with minimum 0): its HPA does not act at 0 and, as a
+    VM pool at zero, it comes back when scaled by hand, to 1 up to the maximum."""
+    if sized_by(True, workload.replicas):
+        message = gettext(texts.SCALED_BY_AUTOSCALER) % {
+            "workload": workload.name,
+            "autoscaler": autoscaler.name,
+        }
+        raise Conflict(message, errors={"replicas": [message]})
+    if not 1 <= replicas <= autoscaler.max_replicas:
+        raise ValidationError(
+            gettext("Replicas out of range."),
+            errors={
+                "replicas": [
+                    gettext("Between 1 and %(max)s (the autoscaler's maximum).")
+                    % {"max": autoscaler.max_replicas}
+                ]
+            },
+        )
+
+
+def workload_scale_to_zero(*, actor, workload: Workload, reason: str) -> None:
+    """Inside the autoscaler's transaction, the workload's row locked (by
+    :func:`workload_locked_for_autoscaler`): replicas 0, a new generation that the
+    apply task writes (the Deployment at 0, where its HPA stops acting)."""
+    old = workload.replicas
+    workload.replicas = 0
+    _change_spec(workload, ["replicas"], Phase.PENDING if workload.phase == Phase.RUNNING else None)
+    _record(
+        workload,
+        actor=actor,
+        action="workload.scale",
+        detail={"from": old, "to": 0, "reason": reason},
+        reason="Scaling",
+        # Named as the autoscaler ("autoscaler/<name>"), not "the system".
+        message=texts.SCALE_REQUESTED % {"before": old, "replicas": 0, "actor": str(actor)},
+    )
+
+
+def workload_locked_for_autoscaler(workload_id: int) -> Workload | None:
+    """The Deployment's row locked (None when gone or being deleted)."""
+    workload = (
+        Workload.objects.select_for_update(of=("self",))
+        .select_related("tenant", "cluster")
+        .filter(pk=workload_id)
+        .first()
+    )
+    return None if workload is None or workload.deleting else workload
 
 
 def workload_recharge(workload: Workload, replicas: int) -> None:
@@ -989,9 +1058,15 @@ def workload_seen_deployment(
                 _vanished(workload, "Deployment")
             return workload
         sized = {}
-        if info.replicas != workload.replicas and autoscaler_of(workload) is not None:
+        if (
+            info.replicas != workload.replicas
+            and not (info.portal_generation and info.portal_generation < workload.generation)
+            and autoscaler_of(workload) is not None
+        ):
             # Its HorizontalPodAutoscaler's decision: the workload shows that size (the
-            # quota holds its maximum already) and a later apply keeps it.
+            # quota holds its maximum already) and a later apply keeps it. A Deployment
+            # of an older generation has not seen the portal's own size change (scale to
+            # zero and back) yet: that one is not a decision.
             workload.replicas = info.replicas
             sized["replicas"] = info.replicas
         phase, message = deployment_phase(workload, info)
@@ -1160,6 +1235,7 @@ def cluster_workloads_unknown(cluster: KubernetesCluster, detail: str) -> int:
 # --- Live state -----------------------------------------------------------------------
 def workload_state(workload: Workload) -> dict:
     """What live pages need to redraw a workload (phase, counts, pods, buttons by role)."""
+    sized = sized_by_autoscaler(workload)
     return {
         "phase": workload.phase,
         "message": workload.message,
@@ -1175,7 +1251,8 @@ def workload_state(workload: Workload) -> dict:
         "uid": str(workload.uid),
         "resourceVersion": str(workload.resource_version),
         "actionsByRole": {
-            role: allowed_actions(workload, role) for role in ("viewer", "operator", "admin")
+            role: allowed_actions(workload, role, sized=sized)
+            for role in ("viewer", "operator", "admin")
         },
     }
 

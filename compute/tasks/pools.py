@@ -45,12 +45,14 @@ def autoscaler_chart_task(autoscaler_id: int) -> None:
 @shared_task
 def autoscalers_sweep() -> int:
     """Beat entry point, every ``ISOTOPE_AUTOSCALER_SECONDS``: one run per pool
-    autoscaler. A Deployment's autoscaler is its HorizontalPodAutoscaler's job
-    (Kubernetes'): beat only keeps its chart going. Returns how many were queued."""
-    rows = list(Autoscaler.objects.values_list("pk", "pool_id"))
-    for autoscaler_id, pool_id in rows:
-        if pool_id:
+    autoscaler and per Deployment autoscaler with minimum 0 (a Deployment's autoscaler
+    is its HorizontalPodAutoscaler's job, Kubernetes', except scale to zero, which an HPA
+    cannot do), and a chart point for every Deployment autoscaler. Returns how many
+    runs were queued."""
+    rows = list(Autoscaler.objects.values_list("pk", "pool_id", "min_replicas"))
+    for autoscaler_id, pool_id, low in rows:
+        if pool_id or low == 0:
             autoscaler_reconcile_task.delay(autoscaler_id)
-        else:
+        if not pool_id:
             autoscaler_chart_task.delay(autoscaler_id)
     return len(rows)

@@ -135,6 +135,9 @@ AT_ZERO = gettext_noop("The pool is at 0 replicas.")
 ABOVE_MAXIMUM = gettext_noop("Above the maximum %(high)s.")
 BELOW_MINIMUM = gettext_noop("Below the minimum %(low)s.")
 SCALED_TO_ZERO = gettext_noop("No member to measure: scale the pool by hand to wake it.")
+DEPLOYMENT_SCALED_TO_ZERO = gettext_noop(
+    "No pod to measure: scale the Deployment by hand to wake it."
+)
 NO_SAMPLES = gettext_noop(
     "No %(autoscaler_metric)s samples of Ready members in the last %(seconds)s s."
 )

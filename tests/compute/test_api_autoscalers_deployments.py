@@ -107,12 +107,42 @@ def test_an_autoscaler_of_a_deployment_is_created_read_changed_and_deleted(world
     assert AuditLog.objects.filter(action="autoscaler.delete", actor=world.bob).exists()
 
 
-def test_minimum_zero_is_refused_for_a_deployment_with_a_field_error(world, api):
+def test_minimum_zero_is_accepted_for_a_deployment_and_its_hpa_keeps_one(world, api):
     deployment(world.acme)
-    response = api(world.bob).post(SCALERS, scaler(minReplicas=0), format="json")
-    body = problem(response, 400)
-    assert "HorizontalPodAutoscaler" in body["errors"]["spec.minReplicas"][0]
-    assert not Autoscaler.objects.exists() and used(world.acme)[2] == 2
+    client = api(world.bob)
+    response = client.post(SCALERS, scaler(minReplicas=0), format="json")
+    assert response.status_code == 202, response.content
+    assert response.json()["spec"]["minReplicas"] == 0
+    row = Autoscaler.objects.get()
+    assert row.min_replicas == 0
+    assert used(world.acme)[2] == 4  # the quota still holds the maximum
+    # A stock HPA cannot go below 1: Isotope's controller does the last step.
+    assert hpa.autoscaler_spec(row).min_replicas == 1
+    # Above zero the HPA sizes it: a scale by hand is refused as with any minimum.
+    refused = client.post(
+        "/api/v1/tenants/acme/workloads/web/scale/", {"replicas": 3}, format="json"
+    )
+    assert problem(refused, 409)["errors"]["spec.replicas"]
+
+
+def test_a_deployment_scaled_to_zero_comes_back_when_scaled_by_hand(world, api):
+    workload = deployment(world.acme)
+    client = api(world.bob)
+    assert client.post(SCALERS, scaler(minReplicas=0), format="json").status_code == 202
+    # As its autoscaler leaves it (tests/compute/kubernetes/test_autoscalers.py runs it).
+    Workload.objects.filter(pk=workload.pk).update(replicas=0)
+    scale = "/api/v1/tenants/acme/workloads/web/scale/"
+    beyond = client.post(scale, {"replicas": 5}, format="json")
+    assert "autoscaler's maximum" in problem(beyond, 400)["errors"]["spec.replicas"][0]
+    assert Workload.objects.get(pk=workload.pk).replicas == 0
+    woken = client.post(scale, {"replicas": 2}, format="json")
+    assert woken.status_code == 202, woken.content
+    assert Workload.objects.get(pk=workload.pk).replicas == 2
+    assert used(world.acme)[2] == 4  # still the maximum, not the 2 asked for
+    audit = AuditLog.objects.filter(action="workload.scale").latest("pk")
+    assert audit.actor == world.bob and audit.detail == {"from": 0, "to": 2}
+    # Back above zero, the HPA sizes it again.
+    problem(client.post(scale, {"replicas": 3}, format="json"), 409)
 
 
 def test_a_single_pod_cannot_be_autoscaled(world, api):
@@ -158,7 +188,7 @@ def test_the_database_holds_exactly_one_target(world):
     with pytest.raises(IntegrityError), transaction.atomic():
         Autoscaler.objects.create(name="none", **common)
     with pytest.raises(IntegrityError), transaction.atomic():
-        Autoscaler.objects.create(name="zero", workload=workload, min_replicas=0, **common)
+        Autoscaler.objects.create(name="both", workload=workload, pool_id=1, **common)
 
 
 def test_the_service_refuses_no_target_and_two_targets(world):
@@ -246,6 +276,9 @@ def test_an_autoscaled_deployment_leaves_its_replicas_to_the_hpa():
     from dataclasses import replace
 
     assert "replicas" not in manifests.deployment(replace(spec, autoscaled=True))["spec"]
+    # Scaled to zero: Isotope holds it at 0, where the HPA does not act.
+    zero = replace(spec, autoscaled=True, replicas=0)
+    assert manifests.deployment(zero)["spec"]["replicas"] == 0
 
 
 def condition(kind, status, reason, message=""):
@@ -291,3 +324,21 @@ def condition(kind, status, reason, message=""):
 )
 def test_the_condition_that_matters_most_is_shown(conditions, expected):
     assert hpa.condition_summary(conditions) == expected
+
+
+def test_a_deployment_at_zero_under_an_autoscaler_with_a_minimum_is_woken_by_hand(world, api):
+    # Its minimum raised while it was at zero: the HPA does not act at 0 (ScalingDisabled),
+    # so only a scale by hand brings it back, as a VM pool at zero.
+    workload = deployment(world.acme)
+    client = api(world.bob)
+    assert client.post(SCALERS, scaler(minReplicas=0), format="json").status_code == 202
+    Workload.objects.filter(pk=workload.pk).update(replicas=0)
+    etag = client.get(f"{SCALERS}web/")["ETag"]
+    raised = client.patch(
+        f"{SCALERS}web/", {"spec": {"minReplicas": 2}}, format="json", HTTP_IF_MATCH=etag
+    )
+    assert raised.status_code == 202, raised.content
+    assert Workload.objects.get(pk=workload.pk).replicas == 0  # a change does not wake it
+    scale = "/api/v1/tenants/acme/workloads/web/scale/"
+    assert client.post(scale, {"replicas": 2}, format="json").status_code == 202
+    assert Workload.objects.get(pk=workload.pk).replicas == 2

@@ -1,14 +1,15 @@
 """A Deployment's page has the pool page's autoscaler panel: operators add, change and
 remove its autoscaler (a HorizontalPodAutoscaler) from the form, a refusal shows on its
 field and changes nothing, viewers read the status, other tenants get 404; a single
-pod's page has no panel."""
+pod's page has no panel. While the autoscaler sizes the Deployment its page has no
+Scale button but a note that points to the panel; scaled to zero, Scale is back."""
 
 from __future__ import annotations
 
 import pytest
 from django.test import Client
 
-from compute.models import Autoscaler
+from compute.models import Autoscaler, Workload
 from tests.compute.test_views_workloads import LIST, client_for, make, world  # noqa: F401
 
 pytestmark = pytest.mark.unit
@@ -43,9 +44,9 @@ def test_an_operator_adds_changes_and_removes_it_and_a_viewer_reads_it(world):  
     page = bob.get(f"{LIST}web/").content.decode()
     assert 'data-testid="autoscaler-form"' in page and "Add an autoscaler" in page
 
-    refused = bob.post(f"{LIST}web/autoscaler/", {**FORM, "min_replicas": "0"})
+    refused = bob.post(f"{LIST}web/autoscaler/", {**FORM, "min_replicas": "5"})
     assert refused.status_code == 400
-    assert "cannot scale to zero" in refused.content.decode()
+    assert "Must not be above the maximum." in refused.content.decode()
     assert not Autoscaler.objects.exists()
 
     done = bob.post(f"{LIST}web/autoscaler/", FORM, follow=True).content.decode()
@@ -76,3 +77,30 @@ def test_the_viewer_reads_that_there_is_none(world):  # noqa: F811
     make(world, "web", replicas=2)
     page = client_for(world.carol).get(f"{LIST}web/").content.decode()
     assert "No autoscaler: the Deployment keeps the replicas it is given." in page
+
+
+def scale_form(page: str) -> str:
+    """ "shown", "hidden" or "none": the Scale action's form on a rendered page."""
+    if 'data-live-action="scale" hidden' in page:
+        return "hidden"
+    return "shown" if 'data-live-action="scale"' in page else "none"
+
+
+def test_minimum_zero_is_accepted_and_scale_gives_way_to_a_note_until_at_zero(world):  # noqa: F811
+    workload = make(world, "web", replicas=2)
+    bob = client_for(world.bob)
+    assert scale_form(bob.get(f"{LIST}web/").content.decode()) == "shown"
+    assert scale_form(bob.get(LIST).content.decode()) == "shown"
+    bob.post(f"{LIST}web/autoscaler/", {**FORM, "min_replicas": "0"})
+    assert Autoscaler.objects.get().min_replicas == 0
+
+    page = bob.get(f"{LIST}web/").content.decode()
+    assert scale_form(page) == "hidden"
+    assert 'data-testid="workload-sized-note"' in page and 'href="#autoscaler"' in page
+    assert "Scaled to zero, it comes back when scaled by hand." in page
+    assert scale_form(bob.get(LIST).content.decode()) == "hidden"
+
+    # At zero by its autoscaler's doing: a scale by hand wakes it, so Scale is there.
+    Workload.objects.filter(pk=workload.pk).update(replicas=0)
+    assert scale_form(bob.get(f"{LIST}web/").content.decode()) == "shown"
+    assert scale_form(bob.get(LIST).content.decode()) == "shown"

@@ -33,6 +33,7 @@ from compute.backends.containers import (
     LoadBalancerStatus,
     LogsUnavailable,
     PodInfo,
+    PodUsage,
     ProvisionReport,
     QuotaRefused,
     TenantSpec,
@@ -255,8 +256,8 @@ class KubernetesBackend(ContainerBackend):
                 if live is not None:  # a pod's spec is immutable, its labels are not
                     self._pod_relabel(obj, live)
                     continue
-            if obj["kind"] == "Deployment" and spec.autoscaled:
-                self._hand_over_replicas(obj)
+            if obj["kind"] == "Deployment" and "replicas" not in obj["spec"]:
+                self._hand_over_replicas(obj, spec.replicas)
             self.apply(obj)
         if not spec.service_type:
             self._delete(f"/api/v1/namespaces/{spec.namespace}/services/{spec.name}", "the service")
@@ -267,15 +268,19 @@ class KubernetesBackend(ContainerBackend):
                 "the service's network policy",
             )
 
-    def _hand_over_replicas(self, obj: dict) -> None:
+    def _hand_over_replicas(self, obj: dict, wanted: int) -> None:
         """Before Isotope's manifest leaves ``replicas`` out (its HorizontalPodAutoscaler
         sizes the Deployment), a second field manager applies the live value, so the
         field keeps an owner and its value until the HPA writes it (Kubernetes'
-        "transferring ownership" for server-side apply)."""
+        "transferring ownership" for server-side apply). A Deployment at 0 (scaled to
+        zero) that the portal wants back at ``wanted`` gets that instead: at 0 the HPA
+        does not act, so nothing else would bring it back."""
         live = self._get(path_of(obj))
         replicas = ((live or {}).get("spec") or {}).get("replicas")
         if replicas is None:
             return
+        if replicas == 0 and wanted > 0:
+            replicas = wanted
         meta = {"name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"]}
         body = {**{k: obj[k] for k in ("apiVersion", "kind")}, "metadata": meta}
         self.apply({**body, "spec": {"replicas": replicas}}, manager=HANDOVER_MANAGER)
@@ -306,6 +311,22 @@ class KubernetesBackend(ContainerBackend):
             f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers/{name}"
         )
         return None if raw is None else autoscaler_info(raw)
+
+    def pod_usage(self, namespace: str, workload: str) -> dict[str, PodUsage]:
+        raw, _ = self._call(
+            "GET",
+            f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods",
+            query=[("labelSelector", f"{manifests.WORKLOAD_LABEL}={workload}")],
+            what=f"read the usage of {workload}'s pods",
+        )
+        usage = {}
+        for item in raw.get("items", []):
+            containers = item.get("containers") or []
+            usage[item["metadata"]["name"]] = PodUsage(
+                cpu_m=float(sum(_cores(c["usage"].get("cpu", "0")) for c in containers) * 1000),
+                memory_bytes=sum(_bytes(c["usage"].get("memory", "0")) for c in containers),
+            )
+        return usage
 
     def _pod_relabel(self, obj: dict, live: dict) -> None:
         """Bring a live pod's labels and annotations to the manifest's with a merge patch:
@@ -594,7 +615,11 @@ def _bytes(text: str) -> int:
     return int(Decimal(text))
 
 
+# Fractions of a core a CPU quantity may carry (the metrics API says nanocores).
+_CORE_SUFFIXES = {"n": Decimal(10) ** -9, "u": Decimal(10) ** -6, "m": Decimal(10) ** -3}
+
+
 def _cores(text: str) -> Decimal:
-    if text.endswith("m"):
-        return Decimal(text[:-1]) / 1000
+    if text and text[-1] in _CORE_SUFFIXES:
+        return Decimal(text[:-1]) * _CORE_SUFFIXES[text[-1]]
     return Decimal(text)

@@ -323,8 +323,10 @@ def deployment(spec: WorkloadSpec) -> dict:
             "template": {"metadata": template_meta, "spec": pod_spec(spec)},
         },
     }
-    if spec.autoscaled:
-        del body["spec"]["replicas"]  # the HorizontalPodAutoscaler's field
+    if spec.autoscaled and spec.replicas > 0:
+        # The HorizontalPodAutoscaler's field, except at 0 (scaled to zero): an HPA
+        # cannot go below 1, so Isotope holds it there and the HPA stops acting.
+        del body["spec"]["replicas"]
     return body
 
 

@@ -52,14 +52,14 @@ def pods_charged(tenant) -> int:
     return Quota.objects.get(tenant=tenant).used_pods
 
 
-def deploy(tenant, name="web", replicas=2):
+def deploy(tenant, name="web", replicas=2, cpu_request="100m"):
     return services.workload_create(
         actor=None,
         tenant=tenant,
         name=name,
         image="registry.invalid/isotope/web:1",
         replicas=replicas,
-        cpu_request="100m",
+        cpu_request=cpu_request,
         memory_request="64Mi",
     )
 
@@ -171,6 +171,16 @@ def test_an_hpa_deleted_outside_comes_back_and_deleting_the_deployment_deletes_i
     assert pods_charged(tenant) == 0
 
 
+def use_cpu(kube, tenant, name: str, usage: str) -> None:
+    """KWOK's simulated CPU usage of each pod of the Deployment's template."""
+    kube.apps.patch_namespaced_deployment(
+        name,
+        tenant.namespace,
+        {"spec": {"template": {"metadata": {"annotations": {CPU_USAGE: usage}}}}},
+        field_manager="isotope-test",
+    )
+
+
 def metrics_api_available(kube) -> tuple[bool, str]:
     """Whether the cluster serves the resource metrics API (metrics-server's APIService
     is Available), and what it says when not."""
@@ -195,12 +205,7 @@ def test_the_hpa_scales_a_busy_deployment_up_and_the_decision_shows_in_the_porta
     workload = deploy(tenant, name="busy", replicas=1)
     wait_for(lambda: running(tenant, "busy", 1), RUNNING, 0.2)
     # KWOK's simulated usage: each pod of the template uses 200m of its 100m request.
-    kube.apps.patch_namespaced_deployment(
-        "busy",
-        tenant.namespace,
-        {"spec": {"template": {"metadata": {"annotations": {CPU_USAGE: "200m"}}}}},
-        field_manager="isotope-test",
-    )
+    use_cpu(kube, tenant, "busy", "200m")
     autoscaler_services.autoscaler_create(
         actor=None, tenant=tenant, workload=workload, min_replicas=1, max_replicas=4, target=50
     )
@@ -222,3 +227,87 @@ def test_the_hpa_scales_a_busy_deployment_up_and_the_decision_shows_in_the_porta
     assert Event.objects.filter(
         tenant=tenant, kind="workload", name="busy", source="kubernetes", reason="SuccessfulRescale"
     ).exists()
+
+
+def test_an_idle_deployment_scales_to_zero_and_comes_back_when_scaled_by_hand(
+    make_tenant, kube, celery_worker, watcher
+):
+    """Minimum 0: the HPA keeps 1, Isotope's controller (the beat sweep) takes the idle
+    Deployment from 1 to 0 after the scale-down window, the HPA then stops acting, and a
+    scale by hand brings it back, as a VM pool at zero."""
+    from compute.tasks import pools as pool_tasks
+
+    available, detail = metrics_api_available(kube)
+    require(available, f"metrics API not available ({METRICS_API}: {detail})")
+    tenant = make_tenant(quota={"cpu": 4, "memory": 4096, "pods": 10})
+    workload = deploy(tenant, name="idle", replicas=1, cpu_request="500m")
+    wait_for(lambda: running(tenant, "idle", 1), RUNNING, 0.2)
+    # KWOK's simulated usage: 2m of 500m, 0.4 %, which counts as 0 (an idle timer tick;
+    # metrics-server drops a pod whose CPU counter stays at 0, so not nothing at all).
+    use_cpu(kube, tenant, "idle", "2m")
+    autoscaler = autoscaler_services.autoscaler_create(
+        actor=None,
+        tenant=tenant,
+        workload=workload,
+        min_replicas=0,
+        max_replicas=3,
+        target=50,
+        scale_down_window_seconds=5,
+    )
+    assert pods_charged(tenant) == 3
+    hpa = wait_for(lambda: hpa_of(kube, tenant, "idle"), 30, 0.2)
+    assert hpa.spec.min_replicas == 1  # a stock HPA cannot go lower
+
+    def at_zero():
+        pool_tasks.autoscalers_sweep()  # what beat runs every ISOTOPE_AUTOSCALER_SECONDS
+        return Workload.objects.get(pk=workload.pk).replicas == 0
+
+    wait_for(at_zero, 180, 2)
+    event = Event.objects.get(tenant=tenant, kind="autoscaler", name="idle", reason="ScaledToZero")
+    assert event.message == (
+        "New size: 0; reason: CPU utilisation 0% (target 50%) below target: 1 → 0."
+    )
+    row = Autoscaler.objects.get(pk=autoscaler.pk)
+    assert (row.decisions[0]["from"], row.decisions[0]["to"]) == (1, 0)
+    assert row.decisions[0]["reason"] == "ScaledToZero"
+    # The workload's own timeline says who scaled it; the cluster follows.
+    assert Event.objects.filter(
+        tenant=tenant, kind="workload", name="idle", message__contains="autoscaler/idle"
+    ).exists()
+    wait_for(lambda: deployment_replicas(kube, tenant, "idle") == 0, 30, 0.2)
+    wait_for(lambda: running(tenant, "idle", 0), RUNNING, 0.2)
+    assert pods_charged(tenant) == 3  # the quota keeps holding the maximum
+
+    # At 0 the HPA stops acting; the portal says how the Deployment comes back.
+    def disabled():
+        row = Autoscaler.objects.get(pk=autoscaler.pk)
+        off = any(c.get("reason") == "ScalingDisabled" for c in row.conditions)
+        return row if off else None
+
+    row = wait_for(disabled, 60, 0.5)
+    assert row.reason == "ScaledToZero" and "by hand" in row.message
+    # Nothing wakes it but a person: the sweep leaves it at 0.
+    pool_pks = pool_tasks.autoscalers_sweep()
+    assert pool_pks >= 1 and Workload.objects.get(pk=workload.pk).replicas == 0
+
+    # The path back: a scale by hand, up to the autoscaler's maximum.
+    services.workload_scale(actor=None, workload=Workload.objects.get(pk=workload.pk), replicas=2)
+    wait_for(lambda: running(tenant, "idle", 2), RUNNING, 0.2)
+    assert deployment_replicas(kube, tenant, "idle") == 2
+    assert pods_charged(tenant) == 3
+    # The HPA acts again (its replicas are its own once more), and a scale by hand is
+    # refused again.
+    wait_for(
+        lambda: (
+            not any(
+                c.get("reason") == "ScalingDisabled"
+                for c in Autoscaler.objects.get(pk=autoscaler.pk).conditions
+            )
+        ),
+        60,
+        0.5,
+    )
+    with pytest.raises(Conflict):
+        services.workload_scale(
+            actor=None, workload=Workload.objects.get(pk=workload.pk), replicas=3
+        )
