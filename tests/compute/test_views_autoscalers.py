@@ -95,6 +95,16 @@ def test_an_operator_adds_a_deployments_autoscaler_named_by_hand(world):
     assert "whenever the HPA's status changes and at least every 30 s" in panel
 
 
+def test_a_deployments_autoscaler_may_have_a_minimum_of_zero(world):
+    workload = make(world, "api", replicas=1)
+    response = client_for(world.alice).post(
+        NEW, {**FORM, "scale_target": "Deployment/api", "min_replicas": "0"}
+    )
+    assert response.status_code == 302
+    autoscaler = Autoscaler.objects.get()
+    assert autoscaler.workload == workload and autoscaler.min_replicas == 0
+
+
 @pytest.mark.parametrize(
     ("change", "field", "says"),
     [
@@ -105,9 +115,9 @@ def test_an_operator_adds_a_deployments_autoscaler_named_by_hand(world):
         ({"max_replicas": "lots"}, "max_replicas", "Enter a whole number."),
         ({"name": "Bad Name!"}, "name", ""),
         (
-            {"scale_target": "Deployment/api", "min_replicas": "0"},
+            {"scale_target": "Deployment/api", "min_replicas": "-1"},
             "min_replicas",
-            "cannot scale to zero",
+            "Must be between 0 and",
         ),
     ],
 )
