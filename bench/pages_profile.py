@@ -4,8 +4,10 @@
 One process with the production settings (``ISOTOPE_DEBUG`` off, so the same template
 loaders and static storage as ``bench/pages.py``'s server); the signed-in bench user
 fetches random list pages through Django's test client (the WSGI handler: the view runs
-in the profiled thread). Prints the CPU per page without the profiler, then the top
-functions by cumulative and by own CPU time, and saves ``var/pages.prof``.
+in the profiled thread). ``--page search`` profiles the list searched by one name (a
+one-row page: mostly the base layout every page pays) and ``--page overview`` the
+tenant overview. Prints the CPU per page without the profiler and the page's SQL
+statements, then the top functions by cumulative and by own CPU time, and saves ``var/pages.prof``.
 
     DATABASE_URL=postgres://... .venv/bin/python bench/pages_profile.py [--requests 100]
 """
@@ -31,6 +33,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument(
+        "--page",
+        choices=("list", "search", "overview"),
+        default="list",
+        help="random list pages, the list searched by one name (one row), or the overview",
+    )
     args = parser.parse_args()
     base = os.environ.get("DATABASE_URL", "")
     if not base.startswith("postgres"):
@@ -49,23 +57,35 @@ def main() -> None:
 
     django.setup()
     from django.contrib.auth import get_user_model
+    from django.db import connection
     from django.test import Client
+    from django.test.utils import CaptureQueriesContext
 
     from compute.listing import DEFAULT_PER_PAGE
     from compute.models import VirtualMachine
 
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(get_user_model().objects.get(username="bench"))
-    pages = max(1, VirtualMachine.objects.filter(tenant__slug="bench").count() // DEFAULT_PER_PAGE)
+    vms = VirtualMachine.objects.filter(tenant__slug="bench").count()
+    pages = max(1, vms // DEFAULT_PER_PAGE)
     rng = random.Random(3)
-    paths = [f"/t/bench/vms/?page={rng.randint(1, pages)}" for _ in range(args.requests)]
+    paths = {
+        "list": [f"/t/bench/vms/?page={rng.randint(1, pages)}" for _ in range(args.requests)],
+        "search": [f"/t/bench/vms/?q=vm-{rng.randrange(vms):05d}" for _ in range(args.requests)],
+        "overview": ["/t/bench/"] * args.requests,
+    }[args.page]
     for path in paths[:10]:  # warm up: templates compiled, caches filled
         assert client.get(path).status_code == 200
     start = time.process_time()
     for path in paths:
         client.get(path)
     cpu_ms = (time.process_time() - start) * 1000 / len(paths)
-    print(f"CPU per page without the profiler: {cpu_ms:.1f} ms")
+    with CaptureQueriesContext(connection) as captured:
+        client.get(paths[0])
+    print(f"{args.page}: CPU per page without the profiler: {cpu_ms:.1f} ms")
+    print(f"SQL statements per page: {len(captured.captured_queries)}")
+    for query in captured.captured_queries:
+        print("  ", query["sql"][:160])
     profile = cProfile.Profile(time.process_time)
     profile.enable()
     for path in paths:

@@ -7,9 +7,7 @@ def notifications(request) -> dict:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    from monitoring.notifications import notifications_recent, unread_count
+    from monitoring.notifications import bell
 
-    return {
-        "notifications_unread": unread_count(user.pk),
-        "notifications_recent": notifications_recent(user.pk, limit=6),
-    }
+    unread, recent = bell(user.pk, limit=6)
+    return {"notifications_unread": unread, "notifications_recent": recent}

@@ -26,6 +26,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Count, Subquery
 from django.utils import timezone, translation
 from django.utils.translation import gettext
 
@@ -235,6 +236,25 @@ def notifications_snapshot(user_id: int) -> dict:
         "notifications": [notification_data(n) for n in notifications_recent(user_id)],
         "unread": unread_count(user_id),
     }
+
+
+def bell(user_id: int, *, limit: int = 6) -> tuple[int, list[Notification]]:
+    """The top bar's bell: the unread count and the latest ``limit`` shown notifications,
+    in one statement (the count is a sub-select each row carries; no rows: none unread,
+    as an unread notification is a shown one)."""
+    unread = (
+        Notification.objects.filter(user_id=user_id, in_app=True, read__isnull=True)
+        .order_by()
+        .values("user_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    rows = list(
+        Notification.objects.filter(user_id=user_id, in_app=True).annotate(
+            unread_total=Subquery(unread)
+        )[:limit]
+    )
+    return ((rows[0].unread_total or 0) if rows else 0), rows
 
 
 def unread_count(user_id: int) -> int:

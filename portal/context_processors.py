@@ -11,7 +11,7 @@ def navigation(request) -> dict:
     if user is None or not user.is_authenticated:
         return {"theme": "auto"}
     from tenants.models import UserPreference
-    from tenants.selectors import tenants_for_user
+    from tenants.selectors import nav_tenants
 
     if hasattr(request, "portal_preference"):
         preference = request.portal_preference
@@ -21,7 +21,7 @@ def navigation(request) -> dict:
     tenant = getattr(request, "tenant", None)
     role = getattr(request, "role", None)
     return {
-        "nav_tenants": list(tenants_for_user(user).only("slug", "name")),
+        "nav_tenants": nav_tenants(user),
         "current_tenant": tenant,
         "current_role": role,
         "current_role_label": Role(role).label if role in Role.values else role,

@@ -155,7 +155,17 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "isotope",
-    }
+    },
+    # The base layout's fragments that depend only on what their key names (the
+    # language, the tenant's slug and name, the role, the page): rendered once per
+    # process and key (``{% cache ... using="fragments" %}`` in templates/base.html).
+    # Nothing to invalidate: a changed input is another key. Per process, no round trip.
+    "fragments": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "isotope-fragments",
+        "TIMEOUT": 3600,
+        "OPTIONS": {"MAX_ENTRIES": 5000},
+    },
 }
 
 # ``pubsub`` publishes a group message once and lets each process's subscription fan it

@@ -19,6 +19,13 @@ from portal.exceptions import (
 from tenants import selectors, services
 
 
+def tenant_row_read(request, slug: str):
+    """The Tenant row named ``slug`` that this request read already (the two-factor
+    middleware reads it before the view), or None."""
+    read = getattr(request, "isotope_tenant_row", None)
+    return read[1] if read and read[0] == slug else None
+
+
 def tenant_view(action: str):
     """Decorate a view taking ``tenant`` (slug): it receives the Tenant and the role.
 
@@ -32,7 +39,11 @@ def tenant_view(action: str):
         def wrapper(request, tenant: str, *args, **kwargs):
             try:
                 obj = services.tenant_access(
-                    user=request.user, slug=tenant, action=action, target=request.path
+                    user=request.user,
+                    slug=tenant,
+                    action=action,
+                    target=request.path,
+                    row=tenant_row_read(request, tenant),
                 )
             except NotFound as error:
                 raise Http404(error.message) from None

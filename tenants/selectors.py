@@ -27,6 +27,9 @@ from tenants.models import (
 )
 from tenants.permissions import role_allows, roles_allowing
 
+# "Not read yet" for a row a caller may pass in (the user's preference, the tenant).
+UNREAD = object()
+
 
 def role_of(user, tenant: Tenant) -> str | None:
     """The user's role in ``tenant`` (``admin`` for superusers), or None."""
@@ -34,11 +37,39 @@ def role_of(user, tenant: Tenant) -> str | None:
         return None
     if user.is_superuser:
         return Role.ADMIN
-    cache = getattr(user, "_isotope_roles", None)
+    membership = _memberships(user).get(tenant.pk)
+    return membership[0] if membership else None
+
+
+def _memberships(user) -> dict[int, tuple[str, str, str]]:
+    """tenant id → (role, slug, name) of ``user``'s memberships: one statement, kept on
+    the user object (a request's ``request.user`` is read anew for every request)."""
+    cache = getattr(user, "_isotope_memberships", None)
     if cache is None:
-        cache = dict(Membership.objects.filter(user=user).values_list("tenant_id", "role"))
-        user._isotope_roles = cache
-    return cache.get(tenant.pk)
+        rows = Membership.objects.filter(user=user).values_list(
+            "tenant_id", "role", "tenant__slug", "tenant__name"
+        )
+        cache = {tenant_id: (role, slug, name) for tenant_id, role, slug, name in rows}
+        user._isotope_memberships = cache
+    return cache
+
+
+def nav_tenants(user) -> list[Tenant]:
+    """The tenants ``user`` may view, by slug, with their ``pk``, ``slug`` and ``name``
+    only (the top bar's tenant switcher): from the memberships ``role_of`` read already,
+    so the layout adds no statement; superusers (every tenant) are one read."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return []
+    if user.is_superuser:
+        return list(Tenant.objects.only("slug", "name"))
+    return sorted(
+        (
+            Tenant(pk=tenant_id, slug=slug, name=name)
+            for tenant_id, (role, slug, name) in _memberships(user).items()
+            if role_allows(role, "tenant.view")
+        ),
+        key=lambda tenant: tenant.slug,
+    )
 
 
 def can(user, tenant: Tenant, action: str) -> bool:
@@ -71,9 +102,11 @@ def restrict(user, action: str, queryset: QuerySet, *, tenant_field: str = "tena
     )
 
 
-def tenant_get(user, slug: str, action: str = "tenant.view") -> Tenant:
-    """The tenant named ``slug`` if ``user`` is a member; 404 otherwise, 403 for the role."""
-    tenant = Tenant.objects.filter(slug=slug).first()
+def tenant_get(user, slug: str, action: str = "tenant.view", *, row=UNREAD) -> Tenant:
+    """The tenant named ``slug`` if ``user`` is a member; 404 otherwise, 403 for the role.
+    ``row``: the tenant row (or None: there is none) when this request read it already
+    (``portal.identity.middleware``)."""
+    tenant = Tenant.objects.filter(slug=slug).first() if row is UNREAD else row
     role = role_of(user, tenant) if tenant else None
     if tenant is None or role is None:
         raise NotFound(gettext("Tenant %(tenant)s not found.") % {"tenant": repr(slug)})
@@ -157,10 +190,6 @@ def audit_for_tenant(tenant: Tenant) -> QuerySet[AuditLog]:
 def tenant_by_slug(slug: str) -> Tenant | None:
     """Unrestricted lookup, for audit records of refused requests only."""
     return Tenant.objects.filter(slug=slug).first()
-
-
-# ``confirmations_skipped``'s "no preference row was read yet".
-UNREAD = object()
 
 
 def confirmations_skipped(user, preference=UNREAD) -> frozenset[str]:

@@ -116,12 +116,14 @@ def authorize(*, actor, tenant: Tenant, permission: str, target: str = "") -> No
     )
 
 
-def tenant_access(*, user, slug: str, action: str, target: str = "") -> Tenant:
-    """``selectors.tenant_get`` for a request: a refused non-read action is audited."""
+def tenant_access(*, user, slug: str, action: str, target: str = "", row=None) -> Tenant:
+    """``selectors.tenant_get`` for a request: a refused non-read action is audited.
+    ``row``: the tenant row this request read already (None: not read)."""
     from tenants import selectors
 
     try:
-        return selectors.tenant_get(user, slug, action)
+        read = selectors.UNREAD if row is None else row
+        return selectors.tenant_get(user, slug, action, row=read)
     except PermissionDenied:
         if not action.endswith(".view"):
             audit_record(

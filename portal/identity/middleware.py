@@ -49,7 +49,10 @@ class SecondFactorRequiredMiddleware:
             why = "Staff accounts need two-factor authentication."
         slug = view_kwargs.get("tenant")
         if not why and isinstance(slug, str):
-            if Tenant.objects.filter(slug=slug, require_2fa=True).exists():
+            # The whole row: the view's tenant lookup uses it (portal.web.tenant_row_read).
+            tenant = Tenant.objects.filter(slug=slug).first()
+            request.isotope_tenant_row = (slug, tenant)
+            if tenant is not None and tenant.require_2fa:
                 why = f"The tenant {slug} requires two-factor authentication."
         if not why or session_has_second_factor(request):
             return None
