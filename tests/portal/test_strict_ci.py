@@ -24,7 +24,15 @@ VALUES += ["github-actions", " TRUE\n"]
 
 
 def clean_env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("CI", "ISOTOPE_REQUIRE_INFRA")}
+    # An inner suite is its own pytest session: when this one runs on an xdist worker,
+    # the worker's own variables (PYTEST_XDIST_WORKER, ..., its channel prefix) would make
+    # the inner controller believe it is a worker too.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CI", "ISOTOPE_REQUIRE_INFRA", "ISOTOPE_CHANNEL_PREFIX")
+        and not k.startswith("PYTEST_XDIST_")
+    }
     env.pop("PYTEST_ADDOPTS", None)
     env.pop("DJANGO_SETTINGS_MODULE", None)
     return {**env, "PYTHONPATH": str(ROOT), **extra}
