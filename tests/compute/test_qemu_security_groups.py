@@ -39,15 +39,14 @@ def bindings(conn) -> dict[str, str]:
     return found
 
 
-def firewall() -> str:
-    """What the host's firewall holds (nwfilter writes iptables rules for IPv4)."""
-    return subprocess.run(
-        ["iptables-save"], capture_output=True, text=True, check=True, timeout=30
-    ).stdout
+def firewall(command: str = "iptables-save") -> str:
+    """What the host's firewall holds (nwfilter writes iptables rules for IPv4,
+    ip6tables rules for IPv6)."""
+    return subprocess.run([command], capture_output=True, text=True, check=True, timeout=30).stdout
 
 
-def device_rules(device: str) -> list[str]:
-    return [line for line in firewall().splitlines() if device in line]
+def device_rules(device: str, command: str = "iptables-save") -> list[str]:
+    return [line for line in firewall(command).splitlines() if device in line]
 
 
 def test_a_running_guests_interface_is_filtered_and_follows_rule_changes(
@@ -93,6 +92,11 @@ def test_a_running_guests_interface_is_filtered_and_follows_rule_changes(
     # The binding's rules are in the host's firewall: chains named after the tap device.
     wait_for(lambda: device_rules(device), 30)
     assert not [line for line in device_rules(device) if "--dport 8443" in line]
+    # IPv6 from and to the guest is dropped (no group rule allows any): link-local
+    # addresses would otherwise reach every guest on the segment past the groups.
+    v6 = device_rules(device, "ip6tables-save")
+    assert any(line.startswith("-A FO-") and line.endswith("-j DROP") for line in v6), v6
+    assert any(line.startswith("-A FI-") and line.endswith("-j DROP") for line in v6), v6
 
     # A rule added to the group reaches the running guest's firewall.
     rule = group_services.rule_add(

@@ -468,7 +468,10 @@ def _filter_rule(parent: ET.Element, rule: FilterRule) -> None:
 def filter_xml(spec: FilterSpec) -> str:
     """An nwfilter in the ``root`` chain (iptables, stateful: replies pass). Its UUID
     follows from its name: libvirt redefines a filter only under the UUID it has, and
-    two tasks may define the same filter at once."""
+    two tasks may define the same filter at once. With ``drop_rest`` all IPv6 is dropped
+    too (ip6tables): tenant networks are IPv4 and no rule allows IPv6, so a guest could
+    otherwise reach any other on its segment over link-local addresses, whatever their
+    groups say."""
     root = ET.Element("filter", {"name": spec.name, "chain": "root"})
     _sub(root, "uuid", str(uuid.uuid5(FILTER_NAMESPACE, spec.name)))
     if spec.drop_rest:
@@ -483,4 +486,6 @@ def filter_xml(spec: FilterSpec) -> str:
     if spec.drop_rest:
         drop = _sub(root, "rule", action="drop", direction="inout", priority=_DROP_PRIORITY)
         _sub(drop, "all")
+        drop6 = _sub(root, "rule", action="drop", direction="inout", priority=_DROP_PRIORITY)
+        _sub(drop6, "all-ipv6")
     return ET.tostring(root, encoding="unicode")
