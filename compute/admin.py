@@ -554,7 +554,16 @@ class NetworkAdmin(ReadOnlyAdmin):
     """Every tenant's networks (read-only: the portal's services make and remove them,
     and their bridges on the hosts): range, kind, bridge and the interfaces on each."""
 
-    list_display = ["name", "tenant", "cidr", "kind", "bridge", "phase", "interface_count"]
+    list_display = [
+        "name",
+        "tenant",
+        "cidr",
+        "kind",
+        "bridge",
+        "home_host",
+        "phase",
+        "interface_count",
+    ]
     list_filter = ["phase", "kind", "tenant"]
     search_fields = ["name", "tenant__slug", "cidr", "bridge"]
     inlines = [NetworkInterfaceInline]

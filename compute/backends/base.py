@@ -139,6 +139,25 @@ class NetworkSpec:
     nat: bool = False
     hosts: tuple[tuple[str, str], ...] = ()
     title: str = ""
+    extension: bool = False
+    """Only the bridge (``bridge``, the host's own): no address, DHCP or forwarding.
+    The network's home host serves those; a tunnel (``tunnel_ensure``) joins this
+    bridge to the home's into one L2 segment."""
+
+
+@dataclass(frozen=True)
+class TunnelSpec:
+    """A VXLAN device of this host joining ``bridge`` to the same network's bridges on
+    ``peers`` (``(address, UDP port)`` of each other host): ``vni`` names the segment,
+    ``local``/``port`` are this host's tunnel address and port. No MAC learning on the
+    device: frames the bridge does not know go to every peer (head-end replication)."""
+
+    name: str
+    bridge: str
+    vni: int
+    local: str
+    port: int
+    peers: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -461,6 +480,22 @@ class ComputeBackend(ABC):
     def network_names(self) -> list[str]:
         """The networks defined on this host (default: none)."""
         return []
+
+    def network_leases(self, name: str) -> dict[str, list[str]]:
+        """The DHCP leases the network's dnsmasq on this host handed out
+        (``address/prefix`` by MAC); none when it is not here or serves no DHCP."""
+        return {}
+
+    # --- Tunnels (optional: ``capabilities["tunnels"]``) ------------------------------
+    def tunnel_ensure(self, spec: TunnelSpec) -> None:
+        """Make the VXLAN device exist, up, in ``spec.bridge``, sending to exactly
+        ``spec.peers``. Idempotent. Raises BackendError when the host's bridge cannot
+        be reached from here (the tunnel is made by a worker on the host itself)."""
+        raise BackendError(host_texts.BACKEND_NO_TUNNELS)
+
+    def tunnel_delete(self, name: str) -> bool:
+        """Remove the VXLAN device; False when it was not there."""
+        return False
 
     def nic_attach(self, name: str, nic: NicSpec) -> bool:
         """Add ``nic`` to domain ``name``: hot-plugged into the running guest and kept

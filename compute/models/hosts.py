@@ -146,6 +146,22 @@ class Host(models.Model):
         ),
         verbose_name=_("first console port"),
     )
+    tunnel_address = models.GenericIPAddressField(
+        protocol="IPv4",
+        null=True,
+        blank=True,
+        help_text=_(
+            "This host's address for the VXLAN tunnels that join a network's bridges on "
+            "several hosts into one segment; empty: the host takes part in no tunnel."
+        ),
+        verbose_name=_("tunnel address"),
+    )
+    tunnel_port = models.PositiveIntegerField(
+        default=4789,
+        validators=[MinValueValidator(1), MaxValueValidator(65535)],
+        help_text=_("The UDP port this host's tunnels listen on (VXLAN's is 4789)."),
+        verbose_name=_("tunnel port"),
+    )
     vnc_port_max = models.PositiveIntegerField(
         default=VNC_PORT_FLOOR + VNC_PORT_BLOCK - 1,
         validators=[MinValueValidator(VNC_PORT_FLOOR), MaxValueValidator(VNC_PORT_CEILING)],

@@ -24,6 +24,9 @@ from compute.choices import NetworkKind, NetworkPhase, NicPhase, RuleDirection, 
 from portal.models import Resource
 from tenants.models import DNS_LABEL
 
+# VXLAN ids of the networks' segments: this + the network's id (24 bits: 16.7 million).
+VNI_BASE = 4096
+
 
 class Network(Resource):
     tenant = models.ForeignKey(
@@ -73,6 +76,19 @@ class Network(Resource):
         help_text=_("The Linux bridge of the network on every host (at most 15 characters)."),
         verbose_name=_("bridge"),
     )
+    home_host = models.ForeignKey(
+        "compute.Host",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+        help_text=_(
+            "The host running the network's gateway and DHCP (the first host it was made "
+            "on); other hosts extend its segment through tunnels."
+        ),
+        verbose_name=_("home host"),
+    )
     phase = models.CharField(
         max_length=10,
         choices=NetworkPhase.choices,
@@ -117,6 +133,14 @@ class Network(Resource):
     def backend_name(self) -> str:
         """The libvirt network's name on every host."""
         return f"isonet-{self.uid}"
+
+    @property
+    def vni(self) -> int:
+        """The VXLAN id of the network's segment across hosts: unique, derived from the
+        row's id (ids 1–4095 are left to whatever else the hosts run). Not a column: a
+        unique column would make the home's claim a key update, which waits for (and
+        deadlocks with) a VM's create adding an interface on the network."""
+        return VNI_BASE + self.pk
 
     @property
     def network(self) -> ipaddress.IPv4Network:

@@ -32,7 +32,7 @@ from django.db.models import F
 from django.utils import timezone, translation
 from django.utils.translation import gettext
 
-from compute.backends import NetworkSpec, NicSpec
+from compute.backends import NetworkSpec, NicSpec, backend_for_host
 from compute.choices import NetworkKind, NetworkPhase, NicPhase, Phase
 from compute.models import Network, NetworkInterface, SecurityGroup, VirtualMachine
 from compute.texts import networks as network_texts
@@ -893,20 +893,29 @@ def vm_nics(vm: VirtualMachine) -> tuple[NicSpec, ...]:
     )
 
 
-def vm_networks_prepare(vm: VirtualMachine, backend, *, mark_failed: bool = True) -> None:
-    """Make every network the VM has an interface on exist and run on ``backend``'s
-    host (before a define, start or an incoming migration). A host's refusal raises and,
+def vm_networks_prepare(
+    vm: VirtualMachine, backend, *, host=None, mark_failed: bool = True
+) -> None:
+    """Make every network the VM has an interface on exist and run on ``host``
+    (``backend``'s; default the VM's host) before a define, start or an incoming
+    migration: the full network at its home host, elsewhere an extension of its segment
+    joined by tunnels (:mod:`compute.services.segments`). A host's refusal raises and,
     with ``mark_failed`` (not for a migration's target: the network still works where
     the VM runs), marks the network Failed."""
     from compute.backends import BackendError, TransientBackendError
+    from compute.services.segments import segment_join
 
+    host = host or vm.host
     networks = Network.objects.filter(nics__vm=vm).distinct().select_related("tenant")
     for network in networks:
         try:
-            backend.network_ensure(network_spec(network))
+            if host is None:
+                backend.network_ensure(network_spec(network))
+            else:
+                segment_join(network, host, network_spec(network))
         except BackendError as error:
             if mark_failed and not isinstance(error, TransientBackendError):
-                network_fail(network, host_refused(vm.host, error))
+                network_fail(network, host_refused(host, error))
             raise
         if network.phase == NetworkPhase.FAILED:
             network_ready(network)
@@ -966,6 +975,26 @@ def vm_nics_forget(vm: VirtualMachine) -> None:
     nics_changed(list(SecurityGroup.objects.filter(nics__vm=vm).distinct()))
     for name in NetworkInterface.objects.filter(vm=vm).values_list("name", flat=True):
         resource_forget(tenant=vm.tenant, kind="nic", name=f"{vm.name}/{name}")
+
+
+def vm_addresses_read(vm: VirtualMachine, backend) -> dict[str, list[str]]:
+    """The addresses of the running VM's interfaces (``{mac: ["ip/prefix"]}``) from
+    the DHCP leases: its host's, and for an interface on a network its host only
+    extends, the leases of the network's home host (whose dnsmasq serves the segment)."""
+    from compute.services.segments import is_extension
+
+    addresses = backend.interface_addresses(vm.domain_name)
+    if vm.host is None:
+        return addresses
+    nics = NetworkInterface.objects.filter(vm=vm).select_related("network__home_host")
+    for network in {nic.network for nic in nics}:
+        if not is_extension(network, vm.host):
+            continue
+        leases = backend_for_host(network.home_host).network_leases(network.backend_name)
+        for nic in nics:
+            if nic.network_id == network.pk and nic.mac in leases:
+                addresses[nic.mac] = leases[nic.mac]
+    return addresses
 
 
 def vm_addresses_observe(vm: VirtualMachine, addresses: dict[str, list[str]]) -> int:

@@ -33,7 +33,7 @@ from compute.choices import (
     SnapshotPhase,
 )
 from compute.models import Host, Migration, NetworkInterface, Snapshot, VirtualMachine
-from compute.services.networks import vm_addresses_observe, vm_nics
+from compute.services.networks import vm_addresses_observe, vm_addresses_read, vm_nics
 from compute.services.vms import vm_observe
 from compute.services.volumes import vm_disks
 from compute.texts import vms as vm_texts
@@ -166,7 +166,7 @@ def reconcile_host(host: Host) -> dict:
 def _observe_addresses(backend, vm: VirtualMachine) -> None:
     """The DHCP leases of a running VM's interfaces (one call per VM with interfaces)."""
     try:
-        vm_addresses_observe(vm, backend.interface_addresses(vm.domain_name))
+        vm_addresses_observe(vm, vm_addresses_read(vm, backend))
     except BackendError as error:
         logger.info("could not read the addresses of %s: %s", vm, error)
 

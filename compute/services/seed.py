@@ -26,7 +26,7 @@ def seed_local_infrastructure() -> list[str]:
     libvirt_state = read_state("libvirt")
     nodes = [n for n in libvirt_state.get("nodes", []) if n.get("reachable")]
     if libvirt_state.get("ok") and nodes:
-        from tools.infra.libvirt import NODE_VNC_PORTS
+        from tools.infra.libvirt import NODE_TUNNELS, NODE_VNC_PORTS
 
         for node in nodes:
             # Each node's console ports, apart from the other's on the shared loopback
@@ -35,6 +35,9 @@ def seed_local_infrastructure() -> list[str]:
             defaults = {"uri": node["uri"], "virt_type": VirtType.AUTO}
             if low and high:
                 defaults.update(vnc_port_min=low, vnc_port_max=high)
+            if node["name"] in NODE_TUNNELS:  # one L2 segment per network across nodes
+                address, port = NODE_TUNNELS[node["name"]]
+                defaults.update(tunnel_address=address, tunnel_port=port)
             host, _ = Host.objects.update_or_create(name=node["name"], defaults=defaults)
             host_check(host)
             lines.append(

@@ -155,7 +155,7 @@ def _observe_addresses(vm: VirtualMachine, backend) -> None:
     """The addresses the guest's interfaces hold now (a lease appears seconds after a
     boot: the reconciler's next pass picks it up)."""
     if vm.nics.exists():
-        network_services.vm_addresses_observe(vm, backend.interface_addresses(vm.domain_name))
+        network_services.vm_addresses_observe(vm, network_services.vm_addresses_read(vm, backend))
 
 
 def _watch_ready(vm: VirtualMachine) -> None:

@@ -26,6 +26,7 @@ from compute.models import Migration, VirtualMachine
 from compute.services import migrations as services
 from compute.services import networks as network_services
 from compute.services import reconcile
+from compute.services import segments as segment_services
 from compute.services import volumes as volume_services
 from compute.tasks.libvirt import Busy, vm_lock
 from compute.texts import migrations as migration_texts
@@ -104,7 +105,9 @@ def _run(migration: Migration) -> None:
     options = dataclasses.replace(options, copy_disks=copy)
     try:
         # The guest's interfaces name networks that must run on the target first.
-        network_services.vm_networks_prepare(vm, target, mark_failed=False)
+        # On another host of the segment's the network is an extension whose tunnels
+        # reach the source before the guest moves (it keeps its address).
+        network_services.vm_networks_prepare(vm, target, host=migration.target, mark_failed=False)
     except BackendError as error:
         volume_services.migration_volumes_cleanup(vm, target)
         services.migration_fail(
@@ -112,6 +115,7 @@ def _run(migration: Migration) -> None:
             migration_texts.NETWORKS_NOT_MADE % {"error": error},
             vm_phase=_phase_on(vm, source, name),
         )
+        segment_services.vm_segments_left(vm, migration.target)
         return
 
     outcome: dict = {}
@@ -195,6 +199,7 @@ def _run(migration: Migration) -> None:
         detail=detail,
     )
     volume_services.migration_volumes_cleanup(vm, target)
+    segment_services.vm_segments_left(vm, migration.target)
 
 
 def _cancelled_reason(migration: Migration) -> str:
@@ -234,6 +239,8 @@ def _succeed(migration: Migration, vm: VirtualMachine, target, source=None) -> N
     if source is not None:
         # The guest's local volumes live on the target now: the source's copies go.
         volume_services.migration_volumes_cleanup(vm, source)
+    # Networks the source only extended for this guest leave it.
+    segment_services.vm_segments_left(vm, migration.source)
 
 
 def _running_on(backend, name: str) -> bool:
@@ -269,3 +276,4 @@ def _settle_lost(migration: Migration) -> None:
         vm_phase=_phase_on(vm, source, name),
     )
     volume_services.migration_volumes_cleanup(vm, target)
+    segment_services.vm_segments_left(vm, migration.target)

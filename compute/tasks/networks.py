@@ -23,6 +23,7 @@ from compute.choices import NicPhase
 from compute.models import Host, Network, NetworkInterface, SecurityGroup
 from compute.services import networks as services
 from compute.services import security_groups as group_services
+from compute.services import segments as segment_services
 from compute.tasks.libvirt import vm_lock
 from compute.tasks.locks import Busy, task_lock
 from compute.texts import networks as network_texts
@@ -46,6 +47,7 @@ def network_remove(self, network_id: int) -> None:
         for host in Host.objects.order_by("pk"):
             backend = backend_for_host(host)
             if backend.capabilities.get("networks"):
+                segment_services.segment_forget(network, host)
                 backend.network_delete(network.backend_name)
     except TransientBackendError as error:
         if self.request.retries < MAX_RETRIES:
@@ -135,7 +137,7 @@ def _converge(nic: NetworkInterface) -> None:
     services.vm_networks_prepare(vm, backend)
     backend.nic_attach(vm.domain_name, services.vm_nic_spec(nic))
     services.nic_observe(nic, NicPhase.ATTACHED)
-    services.vm_addresses_observe(vm, backend.interface_addresses(vm.domain_name))
+    services.vm_addresses_observe(vm, services.vm_addresses_read(vm, backend))
 
 
 @shared_task(bind=True, acks_late=True, name="compute.tasks.libvirt.nic_filter_apply")

@@ -87,6 +87,12 @@ BACKEND_NO_NETWORKS = gettext_noop("This host's backend has no networks.")
 BACKEND_NO_INTERFACE_ATTACH = gettext_noop("This host's backend cannot attach interfaces.")
 BACKEND_NO_INTERFACE_DETACH = gettext_noop("This host's backend cannot detach interfaces.")
 BACKEND_NO_PACKET_FILTERS = gettext_noop("This host's backend has no packet filters.")
+BACKEND_NO_TUNNELS = gettext_noop("This host's backend has no tunnels between hosts.")
+# compute.backends.libvirt.tunnels: the host's bridge is not where the worker runs.
+TUNNEL_NOT_HERE = gettext_noop(
+    "The network's tunnel must be made on the host itself, and this worker does not run "
+    "there (run a host worker on it)."
+)
 BACKEND_NO_LIVE_MIGRATION = gettext_noop("This host's backend does not support live migration.")
 BACKEND_NO_POST_COPY = gettext_noop("This host's backend does not support post-copy.")
 CLUSTER_NO_AUTOSCALERS = gettext_noop("This cluster's backend has no HorizontalPodAutoscalers.")

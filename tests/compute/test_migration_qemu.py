@@ -34,7 +34,7 @@ from tests.compute.services.test_vm_lifecycle import wait_ready
 from tests.conftest import GUEST_BOOT_TIMEOUT, require, wait_for
 from tools.infra import read_state
 from tools.infra.image import MEMORY_CHURN, PANIC_TEXT, type_keys
-from tools.infra.libvirt import NODE_VNC_PORTS
+from tools.infra.libvirt import NODE_TUNNELS, NODE_VNC_PORTS
 
 pytestmark = [pytest.mark.qemu, pytest.mark.migration]
 BANNER = "ISOTOPE-GUEST-BOOTED"
@@ -53,7 +53,15 @@ def nodes(transactional_db):
     for name in ("node1", "node2"):
         # Console ports apart, as seed_local_infrastructure registers them.
         low, high = NODE_VNC_PORTS[name]
-        host = Host.objects.create(name=name, uri=uris[name], vnc_port_min=low, vnc_port_max=high)
+        address, port = NODE_TUNNELS[name]
+        host = Host.objects.create(
+            name=name,
+            uri=uris[name],
+            vnc_port_min=low,
+            vnc_port_max=high,
+            tunnel_address=address,
+            tunnel_port=port,
+        )
         hosts[name] = host_check(host)
         assert hosts[name].reachable, hosts[name].message
         assert hosts[name].can("live_migration")

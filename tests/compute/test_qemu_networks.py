@@ -155,6 +155,10 @@ def test_a_second_tenants_overlapping_network_is_refused_by_the_host_in_plain_wo
 
 @pytest.fixture
 def networked_image(node1):  # noqa: F811 - the fixture imported above
+    return use_networked_image()
+
+
+def use_networked_image() -> dict:
     """Boot the tiny image of this checkout's builder (udhcpc on boot and on hot-plug,
     httpd): ``image.ensure()`` builds and installs it unless it is there already, without
     changing the shared infra state other test runs read."""

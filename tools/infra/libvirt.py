@@ -49,6 +49,10 @@ NODE2_UUID = str(uuid.uuid5(uuid.NAMESPACE_URL, "isotope:libvirt:node2"))
 # host's range (the Host record, seeded from here); node2's libvirtd also allocates its
 # own autoport ports (guests defined outside Isotope) from its range (qemu.conf).
 NODE_VNC_PORTS = {"node1": (5900, 6399), "node2": (6400, 6899)}
+# VXLAN tunnel endpoints per node: both nodes share this machine's network namespace
+# and its loopback address, so each listens on a UDP port of its own (on separate
+# machines every host would use its own address and VXLAN's port 4789).
+NODE_TUNNELS = {"node1": ("127.0.0.1", 4789), "node2": ("127.0.0.1", 4790)}
 PACKAGES = [
     "libvirt-daemon-system",
     "libvirt-daemon-driver-qemu",
@@ -645,7 +649,29 @@ def _destroy_domains(uri: str, everything: bool) -> None:
                 virsh(uri, "undefine", name, timeout=30)
 
 
+def _remove_tunnels() -> None:
+    """Isotope's VXLAN devices (``isov…``, joining networks' bridges across the nodes)
+    outlive the bridges libvirt removes: remove them too."""
+    try:
+        shown = subprocess.run(
+            ["ip", "-j", "link", "show", "type", "vxlan"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        devices = json.loads(shown.stdout or "[]")
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return
+    for device in devices:
+        name = device.get("ifname", "")
+        if name.startswith("isov"):
+            log(f"removing tunnel {name}")
+            subprocess.run(["ip", "link", "del", "dev", name], timeout=10, check=False)
+
+
 def down() -> None:
+    _remove_tunnels()
     # node2 is entirely ours: stop its guests first, or their QEMUs would outlive it.
     if _daemon_pid(NODE2_PIDS["libvirtd"], "libvirtd"):
         _destroy_domains(NODE2_URI, everything=True)

@@ -40,11 +40,12 @@ from compute.backends.base import (
     PoolInfo,
     Readiness,
     TransientBackendError,
+    TunnelSpec,
     VolumeInfo,
     VolumeNotFound,
     VolumeSpec,
 )
-from compute.backends.libvirt import xml
+from compute.backends.libvirt import tunnels, xml
 from compute.texts import hosts as host_texts
 from compute.texts import vms as vm_texts
 from portal.failpoints import failpoint
@@ -269,6 +270,9 @@ class LibvirtBackend(ComputeBackend):
             "filters": not self.is_test,
             # The test driver's save files are not in its (simulated) pools.
             "memory_state": not self.is_test,
+            # VXLAN devices joining a network's bridges across hosts (made on the host
+            # this process runs on: the test driver's bridges exist nowhere).
+            "tunnels": not self.is_test,
         }
 
     # --- plumbing -------------------------------------------------------------------
@@ -1139,28 +1143,37 @@ class LibvirtBackend(ComputeBackend):
         network = self._network(spec.name)
         defined_now = network is None
         if network is None:
-            network = self._call(
-                f"define network {spec.name}",
-                self.conn.networkDefineXML,
-                xml.network_xml(spec),
-                plain="define the network",
-            )
+            try:
+                network = self._call(
+                    f"define network {spec.name}",
+                    self.conn.networkDefineXML,
+                    xml.network_xml(spec),
+                    plain="define the network",
+                )
+            except BackendError:
+                # Another task (a second VM on the network) defined it meanwhile.
+                network = self._network(spec.name)
+                if network is None:
+                    raise
+                defined_now = False
         if not network.isActive():
             try:
                 network.create()
             except libvirt.libvirtError as error:
-                if defined_now:  # leave the host as it was
-                    try:
-                        network.undefine()
-                    except libvirt.libvirtError:
-                        pass
-                raise _network_refused(spec, error) from error
+                if not _is_active(network):  # else another task started it meanwhile
+                    if defined_now:  # leave the host as it was
+                        try:
+                            network.undefine()
+                        except libvirt.libvirtError:
+                            pass
+                    raise _network_refused(spec, error) from error
         if not self.is_test:
             try:
                 network.setAutostart(1)
             except libvirt.libvirtError:
                 pass
-        self._sync_dhcp_hosts(network, spec)
+        if not spec.extension:  # an extension serves no DHCP
+            self._sync_dhcp_hosts(network, spec)
 
     def _sync_dhcp_hosts(self, network: libvirt.virNetwork, spec: NetworkSpec) -> None:
         """Make the network's DHCP host entries exactly ``spec.hosts``, in its running
@@ -1198,6 +1211,50 @@ class LibvirtBackend(ComputeBackend):
     def network_names(self) -> list[str]:
         networks = self._call("list networks", self.conn.listAllNetworks, 0, plain="list networks")
         return [network.name() for network in networks]
+
+    def network_leases(self, name: str) -> dict[str, list[str]]:
+        network = self._network(name)
+        if network is None or self.is_test or not network.isActive():
+            return {}
+        leases = self._call(
+            f"read DHCP leases of network {name}",
+            network.DHCPLeases,
+            plain="read the network's DHCP leases",
+        )
+        found: dict[str, list[str]] = {}
+        for lease in leases or []:
+            mac = (lease.get("mac") or "").lower()
+            if mac and lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
+                found.setdefault(mac, []).append(f"{lease['ipaddr']}/{lease['prefix']}")
+        return found
+
+    # --- Tunnels --------------------------------------------------------------------
+    def tunnel_ensure(self, spec: TunnelSpec) -> None:
+        if self.is_test:
+            raise BackendError(host_texts.BACKEND_NO_TUNNELS)
+        try:
+            tunnels.ensure(spec)
+        except tunnels.TunnelNotHere as error:
+            raise BackendError(
+                host_texts.TUNNEL_NOT_HERE,
+                detail=f"bridge {error} of {self.uri} is not on this worker's machine",
+            ) from error
+        except tunnels.TunnelFailed as error:
+            raise BackendError(
+                host_texts.COULD_NOT % {"action": "make the network's tunnel"},
+                detail=str(error),
+            ) from error
+
+    def tunnel_delete(self, name: str) -> bool:
+        if self.is_test:
+            return False
+        try:
+            return tunnels.delete(name)
+        except tunnels.TunnelFailed as error:
+            raise BackendError(
+                host_texts.COULD_NOT % {"action": "remove the network's tunnel"},
+                detail=str(error),
+            ) from error
 
     # --- Packet filters -----------------------------------------------------------------
     def filter_define(self, spec: FilterSpec) -> None:
@@ -1469,6 +1526,13 @@ def _live_migration_safe(conn: libvirt.virConnect, domain: libvirt.virDomain) ->
         return True  # KVM tracks dirty pages in the kernel
     try:
         return conn.getVersion() >= TCG_LIVE_MIGRATION_SAFE_FROM
+    except libvirt.libvirtError:
+        return False
+
+
+def _is_active(network: libvirt.virNetwork) -> bool:
+    try:
+        return bool(network.isActive())
     except libvirt.libvirtError:
         return False
 

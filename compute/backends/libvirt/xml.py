@@ -343,14 +343,18 @@ def with_disk(xml_text: str, *, add: DiskSpec | None = None, remove: str = "") -
 def network_xml(spec: NetworkSpec) -> str:
     """A libvirt network: its own bridge, the gateway's address, dnsmasq DHCP over the
     range with ``spec.hosts`` as fixed entries; ``<forward mode='nat'/>`` for NAT, no
-    forward element (isolated: members and the host only) otherwise."""
+    forward element (isolated: members and the host only) otherwise. An extension
+    (``spec.extension``) is the bridge alone: no address, so no route and no DHCP server
+    of its own on the segment (its home host serves them through the tunnel)."""
     network = ET.Element("network")
     _sub(network, "name", spec.name)
     if spec.title:
         _sub(network, "title", spec.title)
-    if spec.nat:
+    if spec.nat and not spec.extension:
         _sub(network, "forward", mode="nat")
     _sub(network, "bridge", name=spec.bridge, stp="on", delay="0")
+    if spec.extension:
+        return ET.tostring(network, encoding="unicode")
     ip = _sub(network, "ip", address=spec.gateway, prefix=spec.prefix)
     dhcp = _sub(ip, "dhcp")
     _sub(dhcp, "range", start=spec.dhcp_start, end=spec.dhcp_end)
