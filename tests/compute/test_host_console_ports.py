@@ -27,6 +27,9 @@ def change_host(client, host: Host, **fields):
         "labels": "{}",
         "vnc_port_min": host.vnc_port_min,
         "vnc_port_max": host.vnc_port_max,
+        # A browser posts the tunnel fields as the form shows them.
+        "tunnel_address": host.tunnel_address or "",
+        "tunnel_port": host.tunnel_port,
         **fields,
     }
     return client.post(f"/admin/compute/host/{host.pk}/change/", data)
