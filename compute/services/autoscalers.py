@@ -273,12 +273,7 @@ def decide(autoscaler: Autoscaler, pool: VMPool, *, now: datetime) -> tuple[Deci
             },
             None,
         ), None
-    # The metric's words are part of the format: a label of two words could not be read
-    # back apart from the number that follows it.
-    measured = MEASURED[autoscaler.metric] % {
-        "utilisation": f"{utilisation:.0f}%",
-        "target": f"{autoscaler.target}%",
-    }
+    measured = measured_text(autoscaler, utilisation)
     epoch = now.timestamp()
     desired = stabilised(
         autoscaler.recommendations,
@@ -366,7 +361,6 @@ def autoscaler_reconcile(autoscaler_id: int, *, now: datetime | None = None) -> 
         if proposal is not None:
             recommendations.append({"t": epoch, "replicas": proposal})
         events = [e for e in autoscaler.scale_events if e["t"] > epoch - PERIOD_SECONDS]
-        decisions = autoscaler.decisions
         updates = {
             "current_metric": (
                 round(decision.utilisation, 1) if decision.utilisation is not None else None
@@ -389,15 +383,15 @@ def autoscaler_reconcile(autoscaler_id: int, *, now: datetime | None = None) -> 
                 replicas=decision.replicas,
                 reason=decision.message,
             )
-            entry = {
-                "time": timestamp(now),
-                "from": before,
-                "to": decision.replicas,
-                "metric": updates["current_metric"],
-                "reason": decision.reason,
-                "message": decision.message,
-            }
-            updates["decisions"] = [entry, *decisions][:DECISIONS_KEPT]
+            updates["decisions"] = decisions_with(
+                autoscaler,
+                when=now,
+                before=before,
+                to=decision.replicas,
+                metric=updates["current_metric"],
+                reason=decision.reason,
+                message=decision.message,
+            )
             updates["scale_events"] = [*events, {"t": epoch, "delta": decision.replicas - before}]
             updates["last_scale_time"] = now
             autoscaler_event(
@@ -416,6 +410,33 @@ def autoscaler_reconcile(autoscaler_id: int, *, now: datetime | None = None) -> 
         autoscaler.write_locked(updates)
         publish(autoscaler)
     return autoscaler
+
+
+def measured_text(autoscaler: Autoscaler, utilisation: float) -> str:
+    """ "CPU utilisation 95% (target 50%)": what a decision's message says was measured.
+    The metric's words are part of the format: a label of two words could not be read
+    back apart from the number that follows it."""
+    return MEASURED[autoscaler.metric] % {
+        "utilisation": f"{utilisation:.0f}%",
+        "target": f"{autoscaler.target}%",
+    }
+
+
+def decisions_with(
+    autoscaler: Autoscaler, *, when: datetime, before, to, metric, reason: str, message: str
+) -> list[dict]:
+    """The decisions with one more first (the newest ``DECISIONS_KEPT`` kept): what
+    every writer of ``decisions`` stores (a pool's run, an HPA's rescale event, a
+    Deployment's scale to zero)."""
+    entry = {
+        "time": timestamp(when),
+        "from": before,
+        "to": to,
+        "metric": metric,
+        "reason": reason,
+        "message": message,
+    }
+    return [entry, *autoscaler.decisions][:DECISIONS_KEPT]
 
 
 def history_with(autoscaler: Autoscaler, *, epoch: float, replicas, metric) -> list[dict]:
@@ -507,27 +528,24 @@ def deployment_reconcile(autoscaler_id: int, *, now: datetime | None = None) -> 
         if desired != 0:
             autoscaler.write_locked({"recommendations": recommendations})
             return autoscaler
-        measured = MEASURED[autoscaler.metric] % {
-            "utilisation": f"{utilisation:.0f}%",
-            "target": f"{autoscaler.target}%",
-        }
+        measured = measured_text(autoscaler, utilisation)
         message = texts.SCALE_DOWN % {"measured": measured, "current": current, "desired": 0}
         workload_services.workload_scale_to_zero(
             actor=SystemActor(f"autoscaler/{autoscaler.name}"), workload=workload, reason=message
         )
         metric = round(utilisation, 1)
-        entry = {
-            "time": timestamp(now),
-            "from": current,
-            "to": 0,
-            "metric": metric,
-            "reason": "ScaledToZero",
-            "message": message,
-        }
         autoscaler.write_locked(
             {
                 "recommendations": [],
-                "decisions": [entry, *autoscaler.decisions][:DECISIONS_KEPT],
+                "decisions": decisions_with(
+                    autoscaler,
+                    when=now,
+                    before=current,
+                    to=0,
+                    metric=metric,
+                    reason="ScaledToZero",
+                    message=message,
+                ),
                 "desired_replicas": 0,
                 "current_metric": metric,
                 "reason": "ScaledToZero",

@@ -30,7 +30,6 @@ from compute.backends.containers import AutoscalerInfo, AutoscalerSpec, ClusterE
 from compute.models import Autoscaler, KubernetesCluster
 from compute.services import autoscalers as autoscaler_services
 from compute.texts import pools as texts
-from monitoring.formats import timestamp
 from tenants.models import Tenant
 
 # A Kubernetes HPA's rescale message.
@@ -210,15 +209,15 @@ def autoscaler_seen_event(cluster: KubernetesCluster, event: ClusterEvent) -> Au
         size, why = int(found[1]), found[2].strip()
         when = event.last_seen or timezone.now()
         before = row.current_replicas if row.current_replicas is not None else row.workload.replicas
-        entry = {
-            "time": timestamp(when),
-            "from": before,
-            "to": size,
-            "metric": row.current_metric,
-            "reason": "SuccessfulRescale",
-            "message": why,
-        }
-        decisions = [entry, *row.decisions][: autoscaler_services.DECISIONS_KEPT]
+        decisions = autoscaler_services.decisions_with(
+            row,
+            when=when,
+            before=before,
+            to=size,
+            metric=row.current_metric,
+            reason="SuccessfulRescale",
+            message=why,
+        )
         row.write_locked({"decisions": decisions, "last_scale_time": when})
         autoscaler_services.autoscaler_event(
             row,

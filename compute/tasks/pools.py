@@ -48,7 +48,7 @@ def autoscalers_sweep() -> int:
     autoscaler and per Deployment autoscaler with minimum 0 (a Deployment's autoscaler
     is its HorizontalPodAutoscaler's job, Kubernetes', except scale to zero, which an HPA
     cannot do), and a chart point for every Deployment autoscaler. Returns how many
-    runs were queued."""
+    autoscalers it looked at."""
     rows = list(Autoscaler.objects.values_list("pk", "pool_id", "min_replicas"))
     for autoscaler_id, pool_id, low in rows:
         if pool_id or low == 0:
