@@ -109,13 +109,12 @@ def _run(migration: Migration) -> None:
         # reach the source before the guest moves (it keeps its address).
         network_services.vm_networks_prepare(vm, target, host=migration.target, mark_failed=False)
     except BackendError as error:
-        volume_services.migration_volumes_cleanup(vm, target)
         services.migration_fail(
             migration,
             migration_texts.NETWORKS_NOT_MADE % {"error": error},
             vm_phase=_phase_on(vm, source, name),
         )
-        segment_services.vm_segments_left(vm, migration.target)
+        _target_released(vm, migration, target)
         return
 
     outcome: dict = {}
@@ -198,6 +197,13 @@ def _run(migration: Migration) -> None:
         vm_phase=_phase_on(vm, source, name),
         detail=detail,
     )
+    _target_released(vm, migration, target)
+
+
+def _target_released(vm: VirtualMachine, migration: Migration, target) -> None:
+    """After a failed migration (recorded: it no longer counts its target on the
+    guest's network segments) the target keeps nothing of the guest: neither the
+    copies of its local volumes made for it nor the network extensions."""
     volume_services.migration_volumes_cleanup(vm, target)
     segment_services.vm_segments_left(vm, migration.target)
 
@@ -275,5 +281,4 @@ def _settle_lost(migration: Migration) -> None:
         migration_texts.WORKER_LOST,
         vm_phase=_phase_on(vm, source, name),
     )
-    volume_services.migration_volumes_cleanup(vm, target)
-    segment_services.vm_segments_left(vm, migration.target)
+    _target_released(vm, migration, target)
