@@ -225,9 +225,18 @@ def notification_data(notification: Notification) -> dict:
     }
 
 
+def _shown(user_id: int):
+    """The user's notifications shown in the portal (newest first)."""
+    return Notification.objects.filter(user_id=user_id, in_app=True)
+
+
+def _unread(user_id: int):
+    return _shown(user_id).filter(read__isnull=True)
+
+
 def notifications_recent(user_id: int, *, limit: int = 8) -> list[Notification]:
     """The user's latest notifications shown in the portal, newest first."""
-    return list(Notification.objects.filter(user_id=user_id, in_app=True)[:limit])
+    return list(_shown(user_id)[:limit])
 
 
 def notifications_snapshot(user_id: int) -> dict:
@@ -242,23 +251,13 @@ def bell(user_id: int, *, limit: int = 6) -> tuple[int, list[Notification]]:
     """The top bar's bell: the unread count and the latest ``limit`` shown notifications,
     in one statement (the count is a sub-select each row carries; no rows: none unread,
     as an unread notification is a shown one)."""
-    unread = (
-        Notification.objects.filter(user_id=user_id, in_app=True, read__isnull=True)
-        .order_by()
-        .values("user_id")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    rows = list(
-        Notification.objects.filter(user_id=user_id, in_app=True).annotate(
-            unread_total=Subquery(unread)
-        )[:limit]
-    )
+    unread = _unread(user_id).order_by().values("user_id").annotate(n=Count("pk")).values("n")
+    rows = list(_shown(user_id).annotate(unread_total=Subquery(unread))[:limit])
     return ((rows[0].unread_total or 0) if rows else 0), rows
 
 
 def unread_count(user_id: int) -> int:
-    return Notification.objects.filter(user_id=user_id, in_app=True, read__isnull=True).count()
+    return _unread(user_id).count()
 
 
 def _announce(shown: list[int], mailed: list[int]) -> None:
