@@ -981,10 +981,10 @@ def vm_addresses_read(vm: VirtualMachine, backend) -> dict[str, list[str]]:
     """The addresses of the running VM's interfaces (``{mac: ["ip/prefix"]}``) from
     the DHCP leases: its host's, and for an interface on a network its host only
     extends, the leases of the network's home host (whose dnsmasq serves the segment)."""
-    from compute.services.segments import is_extension
+    from compute.services.segments import is_extension, tunnelled
 
     addresses = backend.interface_addresses(vm.domain_name)
-    if vm.host is None:
+    if not tunnelled(vm.host):  # no host of its extends a segment: nothing more to read
         return addresses
     nics = NetworkInterface.objects.filter(vm=vm).select_related("network__home_host")
     for network in {nic.network for nic in nics}:
