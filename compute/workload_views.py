@@ -65,13 +65,12 @@ BULK_ACTIONS = {
 }
 
 
-def _buttons(workload, role: str | None, *, sized: bool | None = None) -> list[dict]:
+def _buttons(workload, role: str | None, *, sized: bool) -> list[dict]:
     """Every action the role may take on this kind of workload, hidden unless allowed in
     the current phase (live updates show and hide them). A viewer gets none. Scale is
-    hidden while an autoscaler sizes the Deployment (``sized``: looked up when None;
-    the page points to the autoscaler instead) and shows, live, once it is at zero."""
-    if sized is None:
-        sized = workload_services.sized_by_autoscaler(workload)
+    hidden while an autoscaler sizes the Deployment (``sized``, from
+    ``workload_services.sized_by``; the page points to the autoscaler instead) and
+    shows, live, once it is at zero."""
     allowed = workload_services.allowed_actions(workload, role, sized=sized)
     return [
         {
@@ -200,7 +199,7 @@ def _detail(
     tenant_groups = list(selectors.security_groups_for_tenant(request.user, tenant))
     deployment = workload.kind == WorkloadKind.DEPLOYMENT
     autoscaler = workload_services.autoscaler_of(workload) if deployment else None
-    sized = workload_services.sized_by_autoscaler(workload)
+    sized = workload_services.sized_by(autoscaler is not None, workload.replicas)
     if deployment and autoscaler_form is None and not workload.deleting:
         autoscaler_form = _autoscaler_form(request, tenant, autoscaler)
     return render(
