@@ -8,7 +8,8 @@ import pytest
 from playwright.sync_api import expect
 
 from compute.models import VMPool
-from tests.conftest import ARTIFACTS, login, wait_for
+from tests.conftest import ARTIFACTS, login
+from tests.e2e.test_pools import ready_pool
 
 pytestmark = pytest.mark.e2e
 
@@ -20,21 +21,10 @@ def test_bob_adds_an_autoscaler_through_the_picker_and_sees_it_decide_live(
 ):
     from django.utils import timezone
 
-    from compute.services import pools as pool_services
     from compute.tasks.pools import autoscalers_sweep
     from tests.compute.services.test_autoscalers import load
 
-    make_host("node-a")
-    pool = pool_services.pool_create(
-        actor=demo.bob,
-        tenant=demo.acme,
-        name="web",
-        image="tiny",
-        vcpus=1,
-        memory_mib=256,
-        replicas=2,
-    )
-    wait_for(lambda: VMPool.objects.get(pk=pool.pk).ready_replicas == 2, 30)
+    pool = ready_pool(demo, make_host)
     page = new_page()
     login(page, live_url, "bob")
     page.goto(f"{live_url}/t/acme/")

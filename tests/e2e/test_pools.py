@@ -8,6 +8,25 @@ from playwright.sync_api import expect
 from compute.models import VirtualMachine, VMPool
 from tests.conftest import ARTIFACTS, login, wait_for
 
+
+def ready_pool(demo, make_host) -> VMPool:
+    """bob's pool "web" of 2 tiny members on a test-driver host, both Ready."""
+    from compute.services import pools as pool_services
+
+    make_host("node-a")
+    pool = pool_services.pool_create(
+        actor=demo.bob,
+        tenant=demo.acme,
+        name="web",
+        image="tiny",
+        vcpus=1,
+        memory_mib=256,
+        replicas=2,
+    )
+    wait_for(lambda: VMPool.objects.get(pk=pool.pk).ready_replicas == 2, 30)
+    return pool
+
+
 pytestmark = pytest.mark.e2e
 
 # Long enough for provisioning on a busy machine; live updates usually take well under 1 s.
@@ -103,21 +122,10 @@ def test_an_autoscaler_added_on_the_pool_page_shows_its_decision_live(
 ):
     """bob adds an autoscaler to a busy pool of 2; its run (as beat starts it) scales
     the pool to 4, and the decision and the new members appear without a reload."""
-    from compute.services import pools as pool_services
     from compute.tasks.pools import autoscalers_sweep
     from tests.compute.services.test_autoscalers import load
 
-    make_host("node-a")
-    pool = pool_services.pool_create(
-        actor=demo.bob,
-        tenant=demo.acme,
-        name="web",
-        image="tiny",
-        vcpus=1,
-        memory_mib=256,
-        replicas=2,
-    )
-    wait_for(lambda: VMPool.objects.get(pk=pool.pk).ready_replicas == 2, 30)
+    pool = ready_pool(demo, make_host)
     page = new_page()
     login(page, live_url, "bob")
     page.goto(f"{live_url}/t/acme/vmpools/web/")
