@@ -28,7 +28,7 @@ import hashlib
 import logging
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from compute.backends import NetworkSpec, TunnelSpec, backend_for_host
@@ -188,13 +188,25 @@ def _locked(network: Network) -> Network:
 def vm_segments_left(vm: VirtualMachine, host: Host) -> None:
     """``vm`` no longer runs on ``host`` (it migrated away, or its migration there
     failed): the networks it has interfaces on leave ``host`` where nobody else uses
-    them. A host's refusal is logged: what stays is a bridge nobody is on."""
+    them."""
+    networks_left(vm.nics.values_list("network_id", flat=True), host)
+
+
+def networks_left(network_ids, host: Host | None) -> None:
+    """``host`` may no longer need the networks ``network_ids`` (a VM moved away from
+    it or was deleted there, or an interface came out): each one that ``host`` only
+    extends leaves it where nobody else uses it. A host's refusal is logged: what stays
+    is a bridge nobody is on."""
     from compute.backends import BackendError
     from compute.services.networks import network_spec
 
-    for network in Network.objects.filter(
-        Q(nics__vm=vm), ~Q(home_host=host), home_host__isnull=False
-    ).distinct():
+    if not tunnelled(host):
+        return  # it never extends a network
+    for network in (
+        Network.objects.filter(pk__in=set(network_ids), home_host__isnull=False)
+        .exclude(home_host=host)
+        .select_related("tenant", "home_host")
+    ):
         try:
             segment_leave(network, host, network_spec(network))
         except BackendError as error:

@@ -734,6 +734,10 @@ def vm_finalize_delete(vm: VirtualMachine, backend) -> None:
     from compute.services.security_groups import vm_filters_release
 
     vm_filters_release(vm, backend)
+    from compute.services.segments import networks_left, tunnelled
+
+    # The networks this host may have extended for this VM alone (none untunnelled).
+    networks = list(vm.nics.values_list("network_id", flat=True)) if tunnelled(vm.host) else []
     with transaction.atomic():
         released = quota_release(vm.quota_ref)
         network_services.vm_nics_forget(vm)  # its interfaces go with its row
@@ -752,6 +756,7 @@ def vm_finalize_delete(vm: VirtualMachine, backend) -> None:
 
         member_changed(vm)
         vm_changed(vm)
+    networks_left(networks, vm.host)
 
 
 def vm_state(vm: VirtualMachine) -> dict:

@@ -120,6 +120,8 @@ def _converge(nic: NetworkInterface) -> None:
             if backend.capabilities.get("filters"):
                 backend.filter_delete(nic.filter_name)
         services.nic_finalize_delete(nic)
+        # A network this host only extended for this interface leaves it.
+        segment_services.networks_left([nic.network_id], vm.host)
         if (
             backend is not None
             and nic.fixed_ip

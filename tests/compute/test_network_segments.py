@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from compute.backends import BackendError
+from compute.backends import BackendError, backend_for_host
 from compute.backends.libvirt import LibvirtBackend, tunnels
 from compute.backends.libvirt.xml import network_xml
 from compute.choices import MigrationPhase, Phase
@@ -112,6 +112,47 @@ def test_the_segment_is_the_home_the_hosts_of_its_vms_and_their_migrations_targe
     assert segments.segment_hosts(network) == list(hosts.values())
     Migration.objects.update(phase=MigrationPhase.FAILED)
     assert hosts["node-c"] not in segments.segment_hosts(network)
+
+
+def test_a_host_keeps_an_extension_while_a_vm_of_the_network_is_on_it_and_not_after(demo, hosts):
+    """A deleted VM, or an interface taken out, leaves no bridge behind on a host that
+    only extended the network for it (the home keeps its network)."""
+    network = segments.home_claim(lab(demo), hosts["node-a"])
+    spec = network_services.network_spec(network)
+    node_b = hosts["node-b"]
+    backend = backend_for_host(node_b)
+    backend.network_ensure(segments.host_network_spec(network, node_b, spec))
+    vms = [
+        vm_services.vm_create(
+            actor=None,
+            tenant=demo.acme,
+            name=name,
+            image="tiny",
+            vcpus=1,
+            memory_mib=256,
+            networks=["lab"],
+        )
+        for name in ("web1", "web2", "web3")
+    ]
+    VirtualMachine.objects.update(host=node_b)
+
+    def deleted(vm):
+        vm_services.vm_finalize_delete(VirtualMachine.objects.get(pk=vm.pk), backend)
+
+    def extended() -> bool:
+        return network.backend_name in backend.network_names()
+
+    deleted(vms[0])
+    assert extended()  # web2 and web3 are still on it
+    # web2's only interface on the network comes out (as nic_apply ends a removal).
+    VirtualMachine.objects.get(pk=vms[1].pk).nics.all().delete()
+    segments.networks_left([network.pk], node_b)
+    assert extended()  # web3 is still on it
+    deleted(vms[2])
+    assert not extended()
+    # The home never leaves, whoever goes.
+    segments.networks_left([network.pk], hosts["node-a"])
+    assert Network.objects.get(pk=network.pk).home_host == hosts["node-a"]
 
 
 @pytest.fixture
