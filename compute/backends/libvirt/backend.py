@@ -330,14 +330,37 @@ class LibvirtBackend(ComputeBackend):
                 f"<pool type='dir'><name>{POOL_NAME}</name>"
                 f"<target><path>{POOL_PATH}</path></target></pool>"
             )
-            pool = self._call("define pool", conn.storagePoolDefineXML, pool_xml, 0)
+            pool = self._pool_define("define pool", POOL_NAME, pool_xml)
+        self._pool_start("start pool", pool, 0)
+        return pool
+
+    def _pool_define(self, what: str, name: str, pool_xml: str) -> libvirt.virStoragePool:
+        """Define the storage pool ``name`` (autostarted) unless another task did it
+        meanwhile: a fresh host's first VMs provision in parallel, and all find it
+        missing at once."""
+        try:
+            pool = self._call(what, self.conn.storagePoolDefineXML, pool_xml, 0)
+        except BackendError as failure:
+            try:
+                return self.conn.storagePoolLookupByName(name)
+            except libvirt.libvirtError:
+                raise failure from failure.__cause__
+        if not self.is_test:
             try:
                 pool.setAutostart(1)
             except libvirt.libvirtError:
                 pass
-        if not pool.isActive():
-            self._call("start pool", pool.create, 0)
         return pool
+
+    def _pool_start(self, what: str, pool: libvirt.virStoragePool, flags: int) -> None:
+        """Start ``pool`` unless it runs (or another task started it meanwhile)."""
+        if pool.isActive():
+            return
+        try:
+            self._call(what, pool.create, flags)
+        except BackendError:
+            if not pool.isActive():
+                raise
 
     # --- domains --------------------------------------------------------------------
     def define(self, spec: DomainSpec) -> str:
@@ -685,23 +708,15 @@ class LibvirtBackend(ComputeBackend):
         except libvirt.libvirtError as error:
             if error.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
                 raise TransientBackendError(f"look up pool {name}: {_text(error)}") from error
-            pool = self._call(
-                f"define pool {name}", self.conn.storagePoolDefineXML, xml.pool_xml(name, path), 0
-            )
-            if not self.is_test:
-                try:
-                    pool.setAutostart(1)
-                except libvirt.libvirtError:
-                    pass
+            pool = self._pool_define(f"define pool {name}", name, xml.pool_xml(name, path))
         defined = xml.pool_path(pool.XMLDesc(0)).rstrip("/")
         if defined != path.rstrip("/"):
             raise BackendError(
                 host_texts.POOL_ELSEWHERE % {"pool": name, "defined": defined, "path": path}
             )
-        if not pool.isActive():
-            # WITH_BUILD makes the directory on the host itself (maybe another machine).
-            flags = 0 if self.is_test else libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD
-            self._call(f"start pool {name}", pool.create, flags)
+        # WITH_BUILD makes the directory on the host itself (maybe another machine).
+        flags = 0 if self.is_test else libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD
+        self._pool_start(f"start pool {name}", pool, flags)
         return pool
 
     def storage_pool(self, path: str) -> PoolInfo:
