@@ -379,7 +379,13 @@ def wait_for(predicate, timeout: float = 15, interval: float = 0.05, message: st
 
 
 def pytest_configure(config):
-    """Fast password hashing: the suite creates many users; security is not under test."""
+    """Fast password hashing: the suite creates many users; security is not under test.
+    And a CPython 3.11.7 bug drawing a failure's traceback stays one failed test
+    (tests/ast_guard.py)."""
     from django.conf import settings
+
+    from tests import ast_guard
+
+    ast_guard.install()
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
