@@ -628,15 +628,22 @@ def main() -> None:
             while Network.objects.exists() and time.monotonic() < deadline:
                 time.sleep(0.5)
             # The tenant (and its default security group) stays in the bench's database:
-            # its filters, and those of interfaces libvirt kept bound, go from the hosts.
+            # its filters go from the hosts, and so does the interface filter a migration
+            # leaves on its source. node1 and node2 share /etc/libvirt/nwfilter here: a
+            # filter whose file the other node removed cannot be undefined ("cannot
+            # remove config") until it is written again.
             hosts = list(Host.objects.order_by("pk"))
             for each in hosts:
-                for found in shared_connection(each.uri).listAllNWFilters(0):
+                node = shared_connection(each.uri)
+                for found in node.listAllNWFilters(0):
                     if found.name() in ours:
                         try:
                             found.undefine()
                         except libvirt.libvirtError:
-                            pass
+                            try:
+                                node.nwfilterDefineXML(found.XMLDesc(0)).undefine()
+                            except libvirt.libvirtError:
+                                pass
             if "migration" in cross:
                 cross["left_behind"] = left_behind(hosts, net_row, ours)
 
