@@ -1,7 +1,8 @@
 """Tenant networks on real QEMU guests: address shown by Isotope vs the DHCP lease in
 libvirt, and guest-to-guest ping and TCP throughput vs the host bridge alone.
 
-Two parts, one run, all guests the tiny TCG image on node1 (``qemu:///system``):
+Three parts, one run, all guests the tiny TCG image on node1 (``qemu:///system``), one
+of them moved to node2 for the last:
 
 - **Address.** ``--vms`` guests created through ``vm_create`` with one interface on a
   fresh isolated tenant network (a real Celery worker in this process, threads, as the
@@ -26,20 +27,27 @@ Two parts, one run, all guests the tiny TCG image on node1 (``qemu:///system``):
   Host-to-guest baseline: ICMP echo from the host's address on the plain bridge (a raw
   socket in this process), and the same MiB sent from the host to a guest's ``nc -l``
   (timed until the guest closes).
+- **Across node1 and node2.** After the above, node2 is registered (both nodes get
+  their VXLAN endpoints, as the migration tests register them; until then node1 takes
+  part in no tunnel, as before) and the second Isotope guest is live-migrated to node2
+  through Isotope (``migration_request``, the job run by the worker), timed until the VM
+  is ``Running`` on node2 with the address Isotope showed before. The same pings and
+  MiB then go from the first guest (node1) to it: node1's bridge, the VXLAN tunnel
+  (over loopback: both nodes are this one machine), node2's extension bridge. Under
+  ``cross_host`` also its ratios to the same-host Isotope pair and to the bridge alone,
+  and what of the network the clean-up left on the hosts (networks, bridges, VXLAN
+  devices, filters).
 
 Commands are typed on each guest's VGA console (``virDomainSendKey``) and their output
-read from its serial log, as the qemu tests do. Across node1 and node2: not measured —
-a tenant network does not span hosts today (no VXLAN/GRE; node1 and node2 share one
-network namespace here, so a network cannot even be active on both at once); the JSON
-says so under ``cross_host``.
+read from its serial log, as the qemu tests do.
 
 Prints JSON: every sample, medians, and Isotope's figures relative to the baseline's.
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/network.py \\
         [--vms 3] [--pings 20] [--mib 8] [--reconcile-seconds 10]
 
-Needs node1 and the tiny image of this checkout (built and installed here if missing:
-``tools.infra.image.ensure``, which does not change the shared infra state).
+Needs node1, node2 and the tiny image of this checkout (built and installed here if
+missing: ``tools.infra.image.ensure``, which does not change the shared infra state).
 """
 
 from __future__ import annotations
@@ -251,6 +259,109 @@ def iface_addresses(conn, domain_name: str) -> dict[str, list]:
     return {(entry.get("hwaddr") or "").lower(): entry.get("addrs") or [] for entry in raw.values()}
 
 
+def node2_join(node1):
+    """node2 registered from the local infrastructure's state and both nodes given
+    their VXLAN endpoints, as the migration tests register them. Done only after the
+    same-host parts: until then node1 takes part in no tunnel, as before."""
+    from compute.models import Host
+    from compute.services.hosts import host_check
+    from tools.infra import read_state
+    from tools.infra.libvirt import NODE_TUNNELS, NODE_VNC_PORTS
+
+    uris = {node["name"]: node["uri"] for node in read_state("libvirt").get("nodes", [])}
+    if "node2" not in uris:
+        raise SystemExit("node2 is not in the local infrastructure's state")
+    address, port = NODE_TUNNELS["node1"]
+    Host.objects.filter(pk=node1.pk).update(tunnel_address=address, tunnel_port=port)
+    low, high = NODE_VNC_PORTS["node2"]
+    address, port = NODE_TUNNELS["node2"]
+    node2 = host_check(
+        Host.objects.create(
+            name="node2",
+            uri=uris["node2"],
+            vnc_port_min=low,
+            vnc_port_max=high,
+            tunnel_address=address,
+            tunnel_port=port,
+        )
+    )
+    if not (node2.reachable and node2.can("live_migration")):
+        raise SystemExit(f"node2: {node2.message or 'no live migration'}")
+    return node2
+
+
+def migrate_to(vm, node2, timeout: float = 300) -> dict:
+    """Live-migrate ``vm`` through Isotope (``migration_request``; the scheduler's only
+    other host is node2, the worker runs the job) and wait until the VM is Running on
+    node2 with the address Isotope showed before. Returns the timings (s, from the
+    request) and the job's own figures."""
+    from compute.choices import MigrationPhase, Phase
+    from compute.models import Migration, NetworkInterface, VirtualMachine
+    from compute.services import migrations as migration_services
+
+    before = list(NetworkInterface.objects.get(vm=vm).addresses)
+    clock = time.perf_counter()
+    migration = migration_services.migration_request(actor=None, vm=vm)
+    while Migration.objects.get(pk=migration.pk).active:
+        if time.perf_counter() - clock > timeout:
+            raise SystemExit(f"the migration of {vm.name} never ended")
+        time.sleep(0.1)
+    ended = time.perf_counter()
+    migration = Migration.objects.select_related("target").get(pk=migration.pk)
+    if migration.phase != MigrationPhase.SUCCEEDED or migration.target_id != node2.pk:
+        raise SystemExit(f"migration of {vm.name}: {migration.phase} {migration.reason}")
+    while True:
+        fresh = VirtualMachine.objects.get(pk=vm.pk)
+        shown = NetworkInterface.objects.get(vm=vm).addresses
+        if fresh.phase == Phase.RUNNING and fresh.host_id == node2.pk and shown == before:
+            break
+        if time.perf_counter() - ended > 120:
+            raise SystemExit(
+                f"{vm.name} after its migration: {fresh.phase} on host {fresh.host_id}, "
+                f"address {shown} (was {before})"
+            )
+        time.sleep(0.1)
+    settled = time.perf_counter()
+    job = None
+    if migration.started and migration.finished:
+        job = round((migration.finished - migration.started).total_seconds(), 3)
+    return {
+        "request_to_end_s": round(ended - clock, 3),
+        "request_to_running_on_node2_same_address_s": round(settled - clock, 3),
+        "job_started_to_finished_s": job,
+        "downtime_ms": migration.downtime_ms,
+        "memory_total_bytes": migration.memory_total,
+        "memory_processed_bytes": migration.memory_processed,
+        "reason": migration.reason,
+        "address_before": before,
+        "address_after": list(NetworkInterface.objects.get(vm=vm).addresses),
+    }
+
+
+def left_behind(hosts, network, filters: set[str]) -> dict:
+    """What of the bench's network is still on the hosts after the clean-up: libvirt
+    networks of its name, its bridges and VXLAN devices (both nodes share this
+    machine's network namespace, so ``/sys/class/net`` shows node2's too), and
+    nwfilters named by its rows."""
+    from compute.backends.libvirt import tunnels
+    from compute.backends.libvirt.backend import shared_connection
+    from compute.services import segments
+
+    devices = {network.bridge}
+    for host in hosts:
+        devices |= {segments.extension_bridge(network, host), segments.tunnel_name(network, host)}
+    found: dict = {"devices": sorted(d for d in devices if tunnels.exists(d))}
+    for host in hosts:
+        conn = shared_connection(host.uri)
+        found[host.name] = {
+            "networks": [
+                n.name() for n in conn.listAllNetworks() if n.name() == network.backend_name
+            ],
+            "filters": sorted(f.name() for f in conn.listAllNWFilters(0) if f.name() in filters),
+        }
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vms", type=int, default=3, help="Isotope guests (at least 2)")
@@ -284,7 +395,14 @@ def main() -> None:
     from compute.backends.base import DomainSpec, NicSpec
     from compute.backends.libvirt.backend import shared_connection
     from compute.choices import ImageKind, Phase
-    from compute.models import Host, Image, Network, NetworkInterface, VirtualMachine
+    from compute.models import (
+        Host,
+        Image,
+        Network,
+        NetworkInterface,
+        SecurityGroup,
+        VirtualMachine,
+    )
     from compute.services import networks as network_services
     from compute.services import vms as vm_services
     from compute.services.hosts import host_check
@@ -337,6 +455,7 @@ def main() -> None:
     iso_address: list[dict] = []
     raw_address: list[dict] = []
     traffic: dict = {}
+    cross: dict = {}
     with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, queues=queues):
         ticker = threading.Thread(target=beat, daemon=True)
         ticker.start()
@@ -467,6 +586,24 @@ def main() -> None:
                 "lost": args.pings - len(rtts),
                 "tcp": host_throughput(raw_guests[1], peer, args.mib),
             }
+
+            # --- Across node1 and node2: the second guest moves, the first stays ----------
+            node2 = node2_join(host)
+            vm = VirtualMachine.objects.select_related("tenant", "host").get(
+                tenant=tenant, name="g1"
+            )
+            cross["migration"] = migrate_to(vm, node2)
+            far = Guest(shared_connection(node2.uri), second.domain_name, str(second.serial_log))
+            peer = second.address()
+            if [f"{peer}/24"] != cross["migration"]["address_after"]:
+                raise SystemExit(f"g1 shows {cross['migration']['address_after']}, has {peer}")
+            rtts = guest_pings(first, peer, args.pings)
+            cross.update(
+                rtt_ms=rtts,
+                rtt_median_ms=median(rtts),
+                lost=args.pings - len(rtts),
+                tcp=guest_throughput(first, far, peer, args.mib),
+            )
         finally:
             stop.set()
             for name in raw_domains:
@@ -479,6 +616,9 @@ def main() -> None:
                 conn.networkLookupByName(raw_name).destroy()
             except libvirt.libvirtError:
                 pass
+            ours = {g.filter_name for g in SecurityGroup.objects.all()}
+            ours |= {n.filter_name for n in NetworkInterface.objects.all()}
+            net_row = Network.objects.get(pk=network.pk)
             for vm in VirtualMachine.objects.select_related("tenant", "host"):
                 vm_services.vm_delete(actor=None, vm=vm)
             deadline = time.monotonic() + 300
@@ -487,6 +627,25 @@ def main() -> None:
             network_services.network_delete(actor=None, network=Network.objects.get(pk=network.pk))
             while Network.objects.exists() and time.monotonic() < deadline:
                 time.sleep(0.5)
+            # The tenant (and its default security group) stays in the bench's database:
+            # its filters go from the hosts, and so does the interface filter a migration
+            # leaves on its source. node1 and node2 share /etc/libvirt/nwfilter here: a
+            # filter whose file the other node removed cannot be undefined ("cannot
+            # remove config") until it is written again.
+            hosts = list(Host.objects.order_by("pk"))
+            for each in hosts:
+                node = shared_connection(each.uri)
+                for found in node.listAllNWFilters(0):
+                    if found.name() in ours:
+                        try:
+                            found.undefine()
+                        except libvirt.libvirtError:
+                            try:
+                                node.nwfilterDefineXML(found.XMLDesc(0)).undefine()
+                            except libvirt.libvirtError:
+                                pass
+            if "migration" in cross:
+                cross["left_behind"] = left_behind(hosts, net_row, ours)
 
     def column(rows: list[dict], key: str) -> list[float]:
         return [row[key] for row in rows]
@@ -543,9 +702,23 @@ def main() -> None:
                 traffic["bridge_alone"]["tcp"]["mbit_s"],
             ),
         },
-        "cross_host": "not measured: a tenant network does not span hosts (no VXLAN/GRE "
-        "between node1 and node2 yet; here both share one network namespace, so a network "
-        "cannot be active on both at once)",
+        "cross_host": {
+            "pair": "g0 on node1 to g1 live-migrated to node2 (one tenant network, VXLAN "
+            "between the hosts' bridges)",
+            **cross,
+            "vs_isotope_network": {
+                "rtt": ratio(cross["rtt_median_ms"], traffic["isotope_network"]["rtt_median_ms"]),
+                "tcp_mbit_s": ratio(
+                    cross["tcp"]["mbit_s"], traffic["isotope_network"]["tcp"]["mbit_s"]
+                ),
+            },
+            "vs_bridge_alone": {
+                "rtt": ratio(cross["rtt_median_ms"], traffic["bridge_alone"]["rtt_median_ms"]),
+                "tcp_mbit_s": ratio(
+                    cross["tcp"]["mbit_s"], traffic["bridge_alone"]["tcp"]["mbit_s"]
+                ),
+            },
+        },
     }
     print(json.dumps(result, indent=2))
 
