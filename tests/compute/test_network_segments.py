@@ -43,6 +43,19 @@ def lab(demo) -> Network:
     )
 
 
+def on_lab(demo, name: str) -> VirtualMachine:
+    """A VM of acme with one interface on lab (not placed: no worker runs here)."""
+    return vm_services.vm_create(
+        actor=None,
+        tenant=demo.acme,
+        name=name,
+        image="tiny",
+        vcpus=1,
+        memory_mib=256,
+        networks=["lab"],
+    )
+
+
 def test_the_first_host_a_network_is_made_on_is_its_home_with_a_vxlan_id_of_its_own(demo, hosts):
     network = lab(demo)
     assert network.home_host is None
@@ -90,15 +103,7 @@ def test_bridge_and_tunnel_names_fit_linux_and_differ_per_host_and_network(demo,
 
 def test_the_segment_is_the_home_the_hosts_of_its_vms_and_their_migrations_targets(demo, hosts):
     network = segments.home_claim(lab(demo), hosts["node-a"])
-    vm = vm_services.vm_create(
-        actor=None,
-        tenant=demo.acme,
-        name="web",
-        image="tiny",
-        vcpus=1,
-        memory_mib=256,
-        networks=["lab"],
-    )
+    vm = on_lab(demo, "web")
     VirtualMachine.objects.filter(pk=vm.pk).update(host=hosts["node-b"], phase=Phase.RUNNING)
     assert segments.segment_hosts(network) == [hosts["node-a"], hosts["node-b"]]
     Migration.objects.create(
@@ -122,18 +127,7 @@ def test_a_host_keeps_an_extension_while_a_vm_of_the_network_is_on_it_and_not_af
     node_b = hosts["node-b"]
     backend = backend_for_host(node_b)
     backend.network_ensure(segments.host_network_spec(network, node_b, spec))
-    vms = [
-        vm_services.vm_create(
-            actor=None,
-            tenant=demo.acme,
-            name=name,
-            image="tiny",
-            vcpus=1,
-            memory_mib=256,
-            networks=["lab"],
-        )
-        for name in ("web1", "web2", "web3")
-    ]
+    vms = [on_lab(demo, name) for name in ("web1", "web2", "web3")]
     VirtualMachine.objects.update(host=node_b)
 
     def deleted(vm):
