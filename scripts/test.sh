@@ -56,4 +56,5 @@ XDIST=()
 if [ "$WORKERS" != 0 ]; then XDIST=(-n "$WORKERS" --dist loadgroup); fi
 
 say "running the test suite${XDIST:+ on $WORKERS workers}"
-"$VENV/bin/python" -m pytest "${XDIST[@]}" "$@"
+# The 30 slowest tests are named at the end: a run that takes longer says where.
+"$VENV/bin/python" -m pytest "${XDIST[@]}" --durations=30 "$@"
