@@ -326,11 +326,7 @@ class LibvirtBackend(ComputeBackend):
             pool = conn.storagePoolLookupByName(POOL_NAME)
         except libvirt.libvirtError:
             Path(POOL_PATH).mkdir(parents=True, exist_ok=True)
-            pool_xml = (
-                f"<pool type='dir'><name>{POOL_NAME}</name>"
-                f"<target><path>{POOL_PATH}</path></target></pool>"
-            )
-            pool = self._pool_define("define pool", POOL_NAME, pool_xml)
+            pool = self._pool_define("define pool", POOL_NAME, xml.pool_xml(POOL_NAME, POOL_PATH))
         self._pool_start("start pool", pool, 0)
         return pool
 
