@@ -97,8 +97,8 @@ def test_hosts_on_one_machine_share_its_ports():
 @pytest.mark.django_db(transaction=True)
 def test_the_data_migration_gives_hosts_on_one_machine_separate_blocks():
     executor = MigrationExecutor(connection)
-    executor.migrate([("compute", "0008_image_import")])
-    old = executor.loader.project_state([("compute", "0008_image_import")]).apps
+    executor.migrate([("compute", "0011_volumes")])
+    old = executor.loader.project_state([("compute", "0011_volumes")]).apps
     OldHost = old.get_model("compute", "Host")
     for name, uri in [
         ("node1", "qemu:///system"),
