@@ -22,7 +22,11 @@ message on the same Redis.
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/ws_fanout.py \
         [--clients 1000] [--events 30] [--interval 0.5] [--web-processes 1] \
-        [--client-processes 2] [--no-batch] [--no-raw]
+        [--client-processes 2] [--no-batch] [--no-raw] [--db-pool 4]
+
+Each web process keeps a pool of ``--db-pool`` PostgreSQL connections, as
+``deploy/isotope.env.example`` sets ``ISOTOPE_DB_POOL_SIZE=4``; with ``--db-pool 0`` every
+database call of a handshake (session, user, language) opens a connection of its own.
 """
 
 from __future__ import annotations
@@ -361,6 +365,12 @@ def main() -> None:
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--no-batch", action="store_true", help="open /ws/ (no coalescing)")
     parser.add_argument("--no-raw", action="store_true", help="skip the raw baseline")
+    parser.add_argument(
+        "--db-pool",
+        type=int,
+        default=4,
+        help="ISOTOPE_DB_POOL_SIZE of the web processes (4, as deploy/ sets it; 0: none)",
+    )
     args = parser.parse_args()
     # Clients and server sockets share the machine: lift the soft limit (the processes
     # started from here inherit it); the JSON says what it was.
@@ -387,6 +397,7 @@ def main() -> None:
         ISOTOPE_WEB_PROCESSES=str(args.web_processes),
         ISOTOPE_WEB_BIND=f"127.0.0.1:{port}",
         ISOTOPE_LOG_LEVEL="WARNING",
+        ISOTOPE_DB_POOL_SIZE=str(args.db_pool),
     )
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     web = spawn(
@@ -412,6 +423,7 @@ def main() -> None:
                 "fd_limit": {"soft": fd_limit, "hard": fd_hard},
                 "server": f"gunicorn, {args.web_processes} uvicorn process(es), websockets-sansio",
                 "web_processes": args.web_processes,
+                "db_pool_size": args.db_pool,
                 "raw_server_processes": 0 if raw is None else 1,
                 "client_processes": args.client_processes,
                 "cores": os.cpu_count(),
