@@ -5,6 +5,7 @@ headers, language, CSRF, sessions and authentication all apply."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -15,7 +16,11 @@ pytestmark = [pytest.mark.unit, pytest.mark.django_db(transaction=True)]
 
 
 def request(method: str, path: str, body: bytes = b"", headers=()):
-    return asyncio.run(asgi_request(application, method, path, body, headers))
+    # On an event loop of its own, in a thread of its own: the browser tests leave
+    # Playwright's loop running in the main thread.
+    call = asgi_request(application, method, path, body, headers)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, call).result()
 
 
 def test_a_page_gets_every_middlewares_headers_in_the_browsers_language():
