@@ -39,16 +39,17 @@ TRIVIAL = "/bench/trivial/"
 CREATE = "/api/v1/tenants/bench/virtualmachines/"
 
 
-def setup(database_url: str) -> None:
-    env = django_env(
-        database_url,
-        DJANGO_SETTINGS_MODULE="bench.trivial_settings",
-        ISOTOPE_DEBUG="0",
-        ISOTOPE_HTTPS="0",
-        SECRET_KEY="bench-accept-cpu-" + "k" * 40,
-        ALLOWED_HOSTS="testserver",
-        ISOTOPE_LOG_LEVEL="WARNING",
-    )
+def setup(database_url: str, **extra: str) -> None:
+    """Production settings with the trivial view's URLs (``extra`` overrides), migrated."""
+    settings = {
+        "DJANGO_SETTINGS_MODULE": "bench.trivial_settings",
+        "ISOTOPE_DEBUG": "0",
+        "ISOTOPE_HTTPS": "0",
+        "SECRET_KEY": "bench-accept-cpu-" + "k" * 40,
+        "ALLOWED_HOSTS": "testserver",
+        "ISOTOPE_LOG_LEVEL": "WARNING",
+    }
+    env = django_env(database_url, **{**settings, **extra})
     os.environ.update(env)
     import django
 

@@ -24,45 +24,18 @@ import asyncio
 import io
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import bench_database, django_env  # noqa: E402
+from bench._harness import bench_database  # noqa: E402
+from bench.accept_cpu import CREATE, TRIVIAL, setup, stats  # noqa: E402
+from bench.accept_cpu import body as vm_body  # noqa: E402
 from tests.asgi_request import asgi_request  # noqa: E402
 
-TRIVIAL = "/bench/trivial/"
-CREATE = "/api/v1/tenants/bench/virtualmachines/"
 HANDLERS = ("django_asgi", "portal_asgi", "django_wsgi")
-
-
-def setup(database_url: str) -> None:
-    os.environ.update(
-        django_env(
-            database_url,
-            DJANGO_SETTINGS_MODULE="bench.trivial_settings",
-            ISOTOPE_DEBUG="0",
-            ISOTOPE_HTTPS="0",
-            SECRET_KEY="bench-asgi-handler-" + "k" * 40,
-            ALLOWED_HOSTS="localhost,127.0.0.1",
-            ISOTOPE_LOG_LEVEL="WARNING",
-            ISOTOPE_DB_POOL_SIZE="4",
-        )
-    )
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
-def vm_body(name: str) -> bytes:
-    spec = {"image": "tiny", "vcpus": 1, "memoryMiB": 64}
-    return json.dumps({"metadata": {"name": name}, "spec": spec}).encode()
 
 
 def asgi_call(app, method: str, path: str, headers: list, body: bytes) -> tuple[int, bytes]:
@@ -104,7 +77,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     args = parser.parse_args()
 
-    setup(bench_database("isotope_bench_asgi_handler"))
+    setup(
+        bench_database("isotope_bench_asgi_handler"),
+        SECRET_KEY="bench-asgi-handler-" + "k" * 40,
+        ALLOWED_HOSTS="localhost,127.0.0.1",
+        ISOTOPE_DB_POOL_SIZE="4",
+    )
     from django.core.handlers.asgi import ASGIHandler
     from django.core.handlers.wsgi import WSGIHandler
 
@@ -121,12 +99,12 @@ def main() -> None:
     }
     kinds = {
         "healthz": lambda i, h: ("GET", "/healthz", [], b"", 200),
-        "trivial_drf_view": lambda i, h: ("POST", TRIVIAL, auth, vm_body(f"t-{i}"), 202),
+        "trivial_drf_view": lambda i, h: ("POST", TRIVIAL, auth, vm_body(f"t-{i}").encode(), 202),
         "vm_create": lambda i, h: (
             "POST",
             CREATE,
             auth,
-            vm_body(f"vm-{h.replace('_', '-')}-{i}"),
+            vm_body(f"vm-{h.replace('_', '-')}-{i}").encode(),
             202,
         ),
     }
@@ -144,18 +122,13 @@ def main() -> None:
                 if i >= args.warmup:
                     cpu[kind][handler].append(used)
 
-    def median_ms(samples: list[float]) -> float:
-        return round(statistics.median(samples) * 1000, 3)
-
     result = {}
     for kind, per_handler in cpu.items():
-        medians = {handler: median_ms(samples) for handler, samples in per_handler.items()}
+        summary = {handler: stats(samples) for handler, samples in per_handler.items()}
+        medians = {handler: summary[handler]["median_ms"] for handler in HANDLERS}
         result[kind] = {
             "cpu_median_ms": medians,
-            "cpu_p90_ms": {
-                handler: round(sorted(s)[int(0.9 * (len(s) - 1))] * 1000, 3)
-                for handler, s in per_handler.items()
-            },
+            "cpu_p90_ms": {handler: summary[handler]["p90_ms"] for handler in HANDLERS},
             "django_asgi_over_portal_asgi": round(
                 medians["django_asgi"] / medians["portal_asgi"], 2
             ),
