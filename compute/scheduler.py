@@ -7,8 +7,9 @@ Scores: least requested (free fraction after placement, averaged over CPU and me
 plus balanced allocation (1 − |cpu fraction − memory fraction|). The best total wins;
 ties go to the host name for stable results.
 
-:func:`schedule` places a new VM; :func:`check_host` runs the same filter for one host
-(growing a stopped VM where it is) and refuses with the same reason.
+:func:`schedule` places a new VM; :func:`confirm` locks and re-checks a host chosen
+without the lock once the VM's rows are written; :func:`check_host` runs the same filter
+for one host (growing a stopped VM where it is) and refuses with the same reason.
 """
 
 from __future__ import annotations
@@ -129,28 +130,44 @@ def schedule(
             # next is tried (the last one's lock is simply kept until the end).
             with transaction.atomic(savepoint=not last):
                 return _place_locked(candidate.host, vcpus, memory_mib)
-        except _Taken as taken:
+        except HostTaken as taken:
             reasons[taken.reason] = reasons.get(taken.reason, 0) + 1
     raise NoHostAvailable(_refusal(reasons, len(hosts)))
 
 
 def _place_locked(host: Host, vcpus: int, memory_mib: int) -> Placement:
     if not _lock(host.pk):
-        raise _Taken("removed")
+        raise HostTaken("removed")
     # A statement of its own after the lock: its snapshot includes whatever the lock's
     # previous holder committed (the locking statement's own snapshot may not).
     usage = host_usage([host])
     reason = _capacity(host, vcpus, memory_mib, usage.get(host.pk, (0, 0, 0)))
     if reason:
-        raise _Taken(reason)
+        raise HostTaken(reason)
     return Placement(host, _score(host, vcpus, memory_mib, usage))
 
 
-class _Taken(Exception):
+class HostTaken(Exception):
     """The chosen host filled up between the unlocked read and its lock."""
 
     def __init__(self, reason: str):
         self.reason = reason
+
+
+def confirm(vm: VirtualMachine) -> None:
+    """Lock the host of ``vm``, saved in this transaction on a host chosen from an
+    unlocked read (``schedule(lock=False)``), and check that the host still takes it
+    with everything placed there meanwhile; ``HostTaken`` when it does not (the caller
+    places again). The lock is held until the transaction ends, as ``schedule``'s."""
+    if not _lock(vm.host_id):
+        raise HostTaken("removed")
+    # After the lock, in a statement of its own (see _place_locked). The sums count
+    # this transaction's own row: take it out, then ask whether it fits.
+    used_cpu, used_mem, placed = host_usage([vm.host_id]).get(vm.host_id, (0, 0, 0))
+    others = (used_cpu - vm.vcpus, used_mem - vm.memory_mib, placed - 1)
+    reason = _capacity(vm.host, vm.vcpus, vm.memory_mib, others)
+    if reason:
+        raise HostTaken(reason)
 
 
 # Which request field a capacity refusal is about (for field errors).

@@ -11,4 +11,9 @@ user_signed_out = Signal()  # kwargs: user_id
 # Sent INSIDE the quota ledger's transaction (not after commit) each time a reservation
 # opens (``quota_reserve`` created it) or closes (``quota_release``): receivers write in
 # that transaction, so their rows commit or roll back with the ledger change itself.
-ledger_changed = Signal()  # kwargs: reservation, opened (bool), quota, name, labels
+# ``charged`` False: the reservation is not in the quota's counters yet; a
+# ``quota_charged`` follows in the same transaction (``tenants.services.QuotaCharge``).
+ledger_changed = Signal()  # kwargs: reservation, opened (bool), quota, name, labels, charged
+# Sent INSIDE the transaction when ``QuotaCharge.charge`` has added its reservations to
+# the quota row's counters (the row locked, its counters current).
+quota_charged = Signal()  # kwargs: tenant, quota

@@ -617,6 +617,98 @@ def quota_check(*, tenant: Tenant, **amounts) -> Quota:
     return quota
 
 
+def _amounts(amounts: dict) -> dict:
+    """``amounts`` (any of cpu, memory, storage, vms, pods, networks) as one request of
+    every resource; ``ValidationError`` for a negative one."""
+    request = {
+        "cpu": Decimal(str(amounts.get("cpu", 0))),
+        **{r: int(amounts.get(r, 0)) for r in QUOTA_RESOURCES if r != "cpu"},
+    }
+    for resource, amount in request.items():
+        if amount < 0:
+            raise ValidationError(
+                gettext("%(resource)s cannot be negative.") % {"resource": resource},
+                errors={resource: ["< 0"]},
+            )
+    return request
+
+
+class QuotaCharge:
+    """The reservations of one create, recorded as it goes and charged to the quota row
+    at its end, so that the row is locked for the transaction's last statements only.
+
+    ``quota_reserve`` locks the tenant's quota row with its first statement and the row
+    stays locked until the transaction ends: every other create in the tenant waits for
+    all the rest of this one (bench/README.md, ``vm_create``). Here ``reserve`` records a
+    reservation and opens its usage interval without the lock; ``charge`` then locks the
+    row, refuses naming every resource the sum does not fit in (nothing of the
+    transaction is kept: the caller's transaction rolls back), adds the sum to the
+    counters in one statement and checks the alert levels. ``check`` refuses early from
+    an unlocked read, so a create that cannot fit does no work; the locked check in
+    ``charge`` is the one that decides. ``lock`` takes the row's lock now instead (for a
+    caller that must lock the quota before another row, in the order quota → host).
+
+    Inside the caller's transaction: reservations recorded here and never charged would
+    be wrong, so ``charge`` must run before it commits.
+    """
+
+    def __init__(self, tenant: Tenant):
+        self.tenant = tenant
+        self.reservations: list[Reservation] = []
+        self.quota: Quota | None = None
+
+    def check(self, **amounts) -> None:
+        """Refuse now, from an unlocked read, when ``amounts`` do not fit."""
+        _refuse_shortfalls(Quota.objects.get(tenant=self.tenant), _amounts(amounts))
+
+    def lock(self, **amounts) -> Quota:
+        """Lock the quota row now and refuse when ``amounts`` do not fit (``quota_check``)."""
+        self.quota = quota_check(tenant=self.tenant, **amounts)
+        return self.quota
+
+    def reserve(
+        self,
+        *,
+        ref: str,
+        kind: str,
+        object_id: str,
+        name: str = "",
+        labels: dict | None = None,
+        **amounts,
+    ) -> Reservation:
+        if not transaction.get_connection().in_atomic_block:
+            raise RuntimeError("QuotaCharge must run inside the transaction creating the resource")
+        reservation = Reservation.objects.create(
+            tenant=self.tenant, ref=ref, kind=kind, object_id=object_id, **_amounts(amounts)
+        )
+        self.reservations.append(reservation)
+        _ledger_changed(reservation, opened=True, name=name, labels=labels, charged=False)
+        return reservation
+
+    def charge(self) -> Quota:
+        """Lock the row (unless ``lock`` did), refuse or add every reservation's amounts."""
+        if not transaction.get_connection().in_atomic_block:
+            raise RuntimeError("QuotaCharge must run inside the transaction creating the resource")
+        request = _amounts(
+            {r: sum(getattr(x, r) for x in self.reservations) for r in QUOTA_RESOURCES}
+        )
+        quota = self.quota or Quota.objects.select_for_update().get(tenant=self.tenant)
+        _refuse_shortfalls(quota, request)
+        Quota.objects.filter(pk=quota.pk).update(
+            **{f"used_{r}": F(f"used_{r}") + a for r, a in request.items()},
+            resource_version=F("resource_version") + 1,
+            updated=timezone.now(),
+        )
+        for resource, amount in request.items():
+            setattr(quota, f"used_{resource}", quota.used(resource) + amount)
+        quota.resource_version += 1
+        self.quota = quota
+        from portal import signals
+
+        signals.quota_charged.send(sender=Quota, tenant=self.tenant, quota=quota)
+        return quota
+
+
 def quota_reserve(
     *,
     tenant: Tenant,
@@ -644,20 +736,16 @@ def quota_reserve(
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("quota_reserve must run inside the transaction creating the resource")
-    request = {
-        "cpu": Decimal(str(cpu)),
-        "memory": int(memory),
-        "storage": int(storage),
-        "vms": int(vms),
-        "pods": int(pods),
-        "networks": int(networks),
-    }
-    for resource, amount in request.items():
-        if amount < 0:
-            raise ValidationError(
-                gettext("%(resource)s cannot be negative.") % {"resource": resource},
-                errors={resource: ["< 0"]},
-            )
+    request = _amounts(
+        {
+            "cpu": cpu,
+            "memory": memory,
+            "storage": storage,
+            "vms": vms,
+            "pods": pods,
+            "networks": networks,
+        }
+    )
     if locked is not None and locked.tenant_id == tenant.pk:
         quota = locked
     else:
@@ -716,10 +804,12 @@ def _ledger_changed(
     quota: Quota | None = None,
     name: str = "",
     labels: dict | None = None,
+    charged: bool = True,
 ) -> None:
     """Tell the usage meter (``usage.receivers``) inside this transaction, so every
     resource kind that reserves quota is metered without code of its own. ``quota``: the
-    locked row with its new counters, when at hand; ``name``/``labels``: the object's."""
+    locked row with its new counters, when at hand; ``name``/``labels``: the object's;
+    ``charged`` False: the counters do not hold it yet (``QuotaCharge``)."""
     from portal import signals
 
     signals.ledger_changed.send(
@@ -729,6 +819,7 @@ def _ledger_changed(
         quota=quota,
         name=name,
         labels=labels,
+        charged=charged,
     )
 
 

@@ -9,7 +9,7 @@ from django.db.models.signals import post_delete, pre_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
-from portal.signals import ledger_changed, quota_changed
+from portal.signals import ledger_changed, quota_changed, quota_charged
 from tenants.models import Reservation
 
 logger = logging.getLogger(__name__)
@@ -17,11 +17,19 @@ logger = logging.getLogger(__name__)
 
 @receiver(ledger_changed, dispatch_uid="usage.ledger_changed")
 def on_ledger_changed(
-    sender, reservation: Reservation, opened: bool, quota=None, name="", labels=None, **kwargs
+    sender,
+    reservation: Reservation,
+    opened: bool,
+    quota=None,
+    name="",
+    labels=None,
+    charged=True,
+    **kwargs,
 ) -> None:
     """Inside the ledger's transaction: open or close the reservation's interval, and
     see whether the tenant's use crossed an alert level (on ``quota``, the locked row,
-    when the ledger passes it)."""
+    when the ledger passes it; not before the counters hold the reservation: then on
+    ``quota_charged``)."""
     from usage.services import alerts, metering
 
     if not metering.metered(reservation):
@@ -30,7 +38,17 @@ def on_ledger_changed(
         metering.interval_open(reservation=reservation, name=name, labels=labels)
     else:
         metering.interval_close(reservation=reservation)
-    alerts.quota_alerts_check(tenant=reservation.tenant, locked=quota)
+    if charged:
+        alerts.quota_alerts_check(tenant=reservation.tenant, locked=quota)
+
+
+@receiver(quota_charged, dispatch_uid="usage.quota_charged")
+def on_quota_charged(sender, tenant, quota, **kwargs) -> None:
+    """Inside the transaction: reservations recorded before the lock are in the
+    counters now; see whether the use crossed an alert level."""
+    from usage.services import alerts
+
+    alerts.quota_alerts_check(tenant=tenant, locked=quota)
 
 
 @receiver(post_delete, sender=Reservation, dispatch_uid="usage.reservation_deleted")

@@ -40,7 +40,13 @@ from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from tenants.choices import ReservationKind
 from tenants.models import Tenant
-from tenants.services import audit_record, authorize, quota_release, quota_reserve
+from tenants.services import (
+    audit_record,
+    authorize,
+    quota_check,
+    quota_release,
+    quota_reserve,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -360,6 +366,11 @@ def network_default_ensure(*, actor, tenant: Tenant) -> Network | None:
     ``networks`` quota is used up (the VM is not refused for it)."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("network_default_ensure must run inside the VM's transaction")
+    if Network.objects.filter(tenant=tenant).exists():
+        return None
+    # Creates in a tenant lock its quota row last (``QuotaCharge``): lock it now, so
+    # the tenant's first VMs created at once make one default network, and look again.
+    quota_check(tenant=tenant)
     if Network.objects.filter(tenant=tenant).exists():
         return None
     fields = _validate_network(

@@ -39,7 +39,7 @@ from compute.choices import (
 )
 from compute.labels import label_map_errors, labels_changed_message
 from compute.models import Flavor, Host, Image, VirtualMachine, Volume
-from compute.scheduler import check_host, schedule
+from compute.scheduler import HostTaken, check_host, confirm, schedule
 from compute.services import networks as network_services
 from compute.services import volumes as volume_services
 from compute.services.readiness import ready_condition, ready_on_phase
@@ -52,10 +52,10 @@ from portal.models import observation_current
 from tenants.choices import ReservationKind
 from tenants.models import Tenant
 from tenants.services import (
+    QuotaCharge,
     actor_name,
     audit_record,
     authorize,
-    quota_check,
     quota_release,
     quota_reserve,
 )
@@ -315,101 +315,42 @@ def vm_create(
         disk_gib=disk_gib,
         restart_policy=restart_policy,
     )
-    uid = uuid.uuid4()
+    request = {
+        "cpu": vcpus,
+        "memory": memory_mib,
+        # The root disk's storage is charged on its volume, not on the VM; checked
+        # together, so a refusal names every resource that does not fit.
+        "storage": disk_gib if root_volume in (None, "") else 0,
+        "vms": 1,
+    }
     try:
-        with transaction.atomic():
-            boot = None
-            elsewhere: tuple[int, ...] = ()
-            if root_volume not in (None, ""):
-                # Locked before the quota row, in the order a volume resize takes them.
-                boot = volume_services.boot_volume(tenant, root_volume)
-                elsewhere = tuple(
-                    Host.objects.exclude(pk=boot.host_id).values_list("pk", flat=True)
-                )
-            # The root disk's storage is charged on its volume (below), not here; checked
-            # together first, so a refusal names every resource that does not fit.
-            locked = quota_check(
-                tenant=tenant,
-                cpu=vcpus,
-                memory=memory_mib,
-                storage=disk_gib if boot is None else 0,
-                vms=1,
-            )
-            quota_reserve(
-                tenant=tenant,
-                ref=f"vm:{uid}",
-                cpu=vcpus,
-                memory=memory_mib,
-                vms=1,
-                kind=ReservationKind.VM,
-                object_id=str(uid),
-                locked=locked,
-                name=name,
-                labels=labels,
-            )
-            network_services.network_default_ensure(actor=actor, tenant=tenant)
-            # A host where another tenant's overlapping network is active cannot run
-            # this VM's networks too (one route per range on a host).
-            clashing = network_services.hosts_with_overlap(tenant, list(networks or []))
-            placement = schedule(
-                vcpus=vcpus,
-                memory_mib=memory_mib,
-                node_selector=node_selector or {},
-                exclude=(*elsewhere, *clashing),
-            )
-            vm = VirtualMachine.objects.create(
-                uid=uid,
-                tenant=tenant,
-                name=name,
-                vcpus=vcpus,
-                memory_mib=memory_mib,
-                disk_gib=disk_gib,
-                image=image_obj,
-                host=placement.host,
-                desired_state=DesiredState.RUNNING if start else DesiredState.STOPPED,
-                phase=Phase.PENDING,
-                restart_policy=restart_policy,
-                labels=labels or {},
-                node_selector=node_selector or {},
-                pool=pool,
-                pool_template=pool.template_generation if pool is not None else None,
-                pool_warm=pool_warm,
-                created_by=actor if getattr(actor, "is_authenticated", False) else None,
-            )
-            if networks:
-                network_services.vm_nics_create(vm=vm, networks=list(networks))
-            if boot is not None:
-                volume_services.boot_volume_take(actor=actor, volume=boot, vm=vm)
-            elif disk_gib:
-                volume_services.root_volume_create(
-                    actor=actor, vm=vm, size_gib=disk_gib, image=image_obj
-                )
-            audit_record(
-                actor=actor,
-                action="vm.create",
-                tenant=tenant,
-                target=f"vm/{name}",
-                detail={
-                    "vcpus": vcpus,
-                    "memory_mib": memory_mib,
-                    "disk_gib": disk_gib,
-                    "image": image_obj.name,
-                    "host": placement.host.name,
-                    **({"root_volume": boot.name} if boot is not None else {}),
-                    **({"networks": list(networks)} if networks else {}),
-                },
-            )
-            event_publish(
-                tenant=tenant,
-                kind="vm",
-                name=name,
-                uid=str(uid),
-                reason="Scheduled",
-                message=vm_texts.ACCEPTED
-                % {"vcpus": vcpus, "memory_mib": memory_mib, "image": image_obj.name},
-            )
-            _publish(vm)
-            transaction.on_commit(lambda: _enqueue("vm_provision", vm.pk))
+        # Unlocked: a create that cannot fit does no work (the locked check decides).
+        QuotaCharge(tenant).check(**request)
+        for attempt in range(1, PLACEMENT_ATTEMPTS + 1):
+            try:
+                with transaction.atomic():
+                    return _create_rows(
+                        actor=actor,
+                        tenant=tenant,
+                        name=name,
+                        image=image_obj,
+                        vcpus=vcpus,
+                        memory_mib=memory_mib,
+                        disk_gib=disk_gib,
+                        start=start,
+                        restart_policy=restart_policy,
+                        labels=labels,
+                        node_selector=node_selector,
+                        root_volume=root_volume,
+                        networks=networks,
+                        pool=pool,
+                        pool_warm=pool_warm,
+                        request=request,
+                        locks_last=attempt < PLACEMENT_ATTEMPTS,
+                    )
+            except HostTaken:
+                continue  # the host filled up meanwhile: place again, from a fresh read
+        raise AssertionError("the last attempt locks before it places")  # pragma: no cover
     except IntegrityError:
         raise ValidationError(
             gettext("A VM with this name exists already."), errors={"name": [gettext("Taken.")]}
@@ -424,6 +365,131 @@ def vm_create(
             message=error.stored_message,
         )
         raise
+
+
+# Attempts at placing a create from an unlocked read before the last one, which locks
+# the quota row and then the host before it writes anything (as every create did).
+PLACEMENT_ATTEMPTS = 3
+
+
+def _create_rows(
+    *,
+    actor,
+    tenant: Tenant,
+    name: str,
+    image: Image,
+    vcpus: int,
+    memory_mib: int,
+    disk_gib: int,
+    start: bool,
+    restart_policy: str,
+    labels: dict | None,
+    node_selector: dict | None,
+    root_volume,
+    networks: list | None,
+    pool,
+    pool_warm: bool,
+    request: dict,
+    locks_last: bool,
+) -> VirtualMachine:
+    """``vm_create``'s rows, inside its transaction.
+
+    With ``locks_last`` the host is chosen from an unlocked read and every row is
+    written first; the tenant's quota row and then the host's are locked by the last
+    statements (``QuotaCharge.charge``, ``scheduler.confirm``), so other creates in the
+    tenant or on the host wait for those and the commit only, not for the whole
+    create. ``HostTaken`` when the host filled up meanwhile (the caller tries again).
+    Without it (the last attempt), both are locked before the VM is placed and held
+    throughout, in the same order quota → host.
+    """
+    quota = QuotaCharge(tenant)
+    boot = None
+    elsewhere: tuple[int, ...] = ()
+    if root_volume not in (None, ""):
+        # Locked before the quota row, in the order a volume resize takes them.
+        boot = volume_services.boot_volume(tenant, root_volume)
+        elsewhere = tuple(Host.objects.exclude(pk=boot.host_id).values_list("pk", flat=True))
+    if not locks_last:
+        quota.lock(**request)
+    network_services.network_default_ensure(actor=actor, tenant=tenant)
+    # A host where another tenant's overlapping network is active cannot run
+    # this VM's networks too (one route per range on a host).
+    clashing = network_services.hosts_with_overlap(tenant, list(networks or []))
+    placement = schedule(
+        vcpus=vcpus,
+        memory_mib=memory_mib,
+        node_selector=node_selector or {},
+        exclude=(*elsewhere, *clashing),
+        lock=not locks_last,
+    )
+    uid = uuid.uuid4()
+    vm = VirtualMachine.objects.create(
+        uid=uid,
+        tenant=tenant,
+        name=name,
+        vcpus=vcpus,
+        memory_mib=memory_mib,
+        disk_gib=disk_gib,
+        image=image,
+        host=placement.host,
+        desired_state=DesiredState.RUNNING if start else DesiredState.STOPPED,
+        phase=Phase.PENDING,
+        restart_policy=restart_policy,
+        labels=labels or {},
+        node_selector=node_selector or {},
+        pool=pool,
+        pool_template=pool.template_generation if pool is not None else None,
+        pool_warm=pool_warm,
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+    )
+    quota.reserve(
+        ref=f"vm:{uid}",
+        kind=ReservationKind.VM,
+        object_id=str(uid),
+        name=name,
+        labels=labels,
+        cpu=vcpus,
+        memory=memory_mib,
+        vms=1,
+    )
+    if networks:
+        network_services.vm_nics_create(vm=vm, networks=list(networks))
+    if boot is not None:
+        volume_services.boot_volume_take(actor=actor, volume=boot, vm=vm)
+    elif disk_gib:
+        volume_services.root_volume_create(
+            actor=actor, vm=vm, size_gib=disk_gib, image=image, quota=quota
+        )
+    audit_record(
+        actor=actor,
+        action="vm.create",
+        tenant=tenant,
+        target=f"vm/{name}",
+        detail={
+            "vcpus": vcpus,
+            "memory_mib": memory_mib,
+            "disk_gib": disk_gib,
+            "image": image.name,
+            "host": placement.host.name,
+            **({"root_volume": boot.name} if boot is not None else {}),
+            **({"networks": list(networks)} if networks else {}),
+        },
+    )
+    event_publish(
+        tenant=tenant,
+        kind="vm",
+        name=name,
+        uid=str(uid),
+        reason="Scheduled",
+        message=vm_texts.ACCEPTED % {"vcpus": vcpus, "memory_mib": memory_mib, "image": image.name},
+    )
+    _publish(vm)
+    # The locks, last and in the order quota → host (under them only the counters,
+    # the host's sums and the commit).
+    quota.charge()
+    if locks_last:
+        confirm(vm)
+    transaction.on_commit(lambda: _enqueue("vm_provision", vm.pk))
     return vm
 
 

@@ -50,7 +50,14 @@ from monitoring.services import event_publish, resource_forget, resource_publish
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from tenants.choices import ReservationKind
 from tenants.models import Tenant
-from tenants.services import actor_name, audit_record, authorize, quota_release, quota_reserve
+from tenants.services import (
+    QuotaCharge,
+    actor_name,
+    audit_record,
+    authorize,
+    quota_release,
+    quota_reserve,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -379,17 +386,16 @@ def root_volume_name(vm_name: str, tenant: Tenant, disk: str = "root") -> str:
     return name
 
 
-def root_volume_create(*, actor, vm: VirtualMachine, size_gib: int, image: Image) -> Volume:
+def root_volume_create(
+    *, actor, vm: VirtualMachine, size_gib: int, image: Image, quota: QuotaCharge
+) -> Volume:
     """The new VM's root disk (``vda``, deleted with the VM), inside ``vm_create``'s
-    transaction: its storage is charged here, on the volume, and only here."""
+    transaction: its storage is charged here, on the volume, and only here (recorded on
+    the create's ``quota``, charged with the VM's at the create's end)."""
     uid = uuid.uuid4()
     from_image = image.kind == ImageKind.DISK and bool(image.disk_path)
-    quota_reserve(
-        tenant=vm.tenant,
-        ref=f"volume:{uid}",
-        storage=size_gib,
-        kind=ReservationKind.VOLUME,
-        object_id=str(uid),
+    quota.reserve(
+        ref=f"volume:{uid}", kind=ReservationKind.VOLUME, object_id=str(uid), storage=size_gib
     )
     volume = Volume.objects.create(
         uid=uid,

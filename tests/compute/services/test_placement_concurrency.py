@@ -25,12 +25,6 @@ pytestmark = [pytest.mark.unit, pytest.mark.libvirt_test_driver]
 FULL = "0/2 hosts can take this VM: 2 with too few free vCPUs."
 
 
-@pytest.fixture
-def no_worker(monkeypatch):
-    # No worker: the VMs stay Pending and nothing is sent to the broker.
-    monkeypatch.setattr(vm_services, "_enqueue", lambda *args, **kwargs: None)
-
-
 def operators(demo, count: int) -> list:
     """``count`` tenants with roomy quotas, each with an operator: (tenant, user)."""
     from django.contrib.auth import get_user_model

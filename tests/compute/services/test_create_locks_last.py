@@ -1,0 +1,138 @@
+"""A VM create locks its tenant's quota row and its host's row by its last statements
+only (``QuotaCharge``, ``scheduler.confirm``): the next create in the tenant, on the
+host, does not wait for all of it, and the locked check at its end still decides."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import transaction
+
+from compute.models import VirtualMachine, Volume
+from compute.services import networks as network_services
+from compute.services import vms as vm_services
+from monitoring.models import Event
+from portal import signals
+from portal.exceptions import QuotaExceeded
+from tenants import services as tenant_services
+from tenants.models import Quota, Reservation
+from tests.conftest import postgres_only
+from tests.races import run_in_thread, waiting_on_a_lock
+from usage.models import UsageInterval
+
+pytestmark = [pytest.mark.unit, pytest.mark.libvirt_test_driver]
+
+
+@pytest.fixture
+def held_midway():
+    """Hold the create of the VM named ``held["name"]`` where its reservation is
+    recorded (its VM row written, before it locks anything) until ``held["go"]``."""
+    held = {"name": "", "there": threading.Event(), "go": threading.Event()}
+
+    def pause(sender, reservation, opened, name="", **kwargs):
+        if opened and reservation.ref.startswith("vm:") and name == held["name"]:
+            held["there"].set()
+            held["go"].wait(30)
+
+    signals.ledger_changed.connect(pause, dispatch_uid="test.held_midway")
+    try:
+        yield held
+    finally:
+        held["go"].set()
+        signals.ledger_changed.disconnect(dispatch_uid="test.held_midway")
+
+
+def with_its_network(demo) -> None:
+    # A tenant's first VM makes its default network and locks the quota row for that
+    # (one default network however many first VMs): these tests are about the next ones.
+    with transaction.atomic():
+        network_services.network_default_ensure(actor=None, tenant=demo.acme)
+
+
+def create(demo, name: str, disk_gib: int = 0):
+    return lambda: (
+        vm_services.vm_create(
+            actor=demo.alice,
+            tenant=demo.acme,
+            name=name,
+            image="tiny",
+            vcpus=1,
+            memory_mib=128,
+            disk_gib=disk_gib,
+        ).host.name
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_create_writing_its_rows_does_not_hold_up_the_next_in_its_tenant_on_its_host(
+    demo, make_host, tiny_image, no_worker, held_midway
+):
+    postgres_only()
+    make_host("node-a", cpus=8)
+    tenant_services.quota_set(actor=None, tenant=demo.acme, limits={"vms": 10, "cpu": 10})
+    with_its_network(demo)
+    held_midway["name"] = "first"
+    first = run_in_thread(create(demo, "first", disk_gib=1))
+    assert held_midway["there"].wait(30), first
+    # The first create has written its VM, root volume, reservations, audit row and
+    # event and holds them open; the second, in the same tenant on the same host,
+    # goes all the way through meanwhile (before, it waited on the quota row).
+    second = run_in_thread(create(demo, "second", disk_gib=1))
+    second["thread"].join(timeout=30)
+    assert not second["thread"].is_alive(), "the second create waited for the first"
+    assert second.get("result") == "node-a", second
+    assert not waiting_on_a_lock()
+    held_midway["go"].set()
+    first["thread"].join(timeout=30)
+    assert first.get("result") == "node-a", first
+    quota = Quota.objects.get(tenant=demo.acme)
+    assert (quota.used_vms, quota.used_cpu, quota.used_memory, quota.used_storage) == (
+        2,
+        2,
+        256,
+        2,
+    )
+    assert sorted(Volume.objects.filter(tenant=demo.acme).values_list("name", flat=True)) == [
+        "first-root",
+        "second-root",
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_creates_for_the_last_vm_of_the_quota_place_one_and_refuse_the_other_cleanly(
+    demo, make_host, tiny_image, no_worker, held_midway
+):
+    postgres_only()
+    make_host("node-a", cpus=8)
+    used = Quota.objects.get(tenant=demo.acme).used_vms
+    tenant_services.quota_set(
+        actor=None, tenant=demo.acme, limits={"vms": used + 1, "cpu": 10, "storage": 100}
+    )
+    with_its_network(demo)
+    held_midway["name"] = "late"
+    late = run_in_thread(create(demo, "late", disk_gib=1))
+    assert held_midway["there"].wait(30), late
+    # Both passed the early, unlocked check; the one that charges first gets the VM.
+    assert create(demo, "early", disk_gib=1)() == "node-a"
+    held_midway["go"].set()
+    late["thread"].join(timeout=30)
+    error = late.get("error")
+    assert isinstance(error, QuotaExceeded), late
+    assert [(s.resource, s.requested, s.left) for s in error.shortfalls] == [("vms", 1, 0)]
+    # Nothing of the refused create is left: not its VM, volume, reservations or usage.
+    assert not VirtualMachine.objects.filter(tenant=demo.acme, name="late").exists()
+    assert not Volume.objects.filter(tenant=demo.acme, name="late-root").exists()
+    quota = Quota.objects.get(tenant=demo.acme)
+    live = Reservation.objects.filter(tenant=demo.acme, released__isnull=True)
+    assert quota.used_vms == used + 1 == live.filter(kind="vm").count()
+    assert quota.used_storage == sum(live.values_list("storage", flat=True))
+    metered = live.exclude(kind="network")  # the meter counts no network-hours
+    assert set(
+        UsageInterval.objects.filter(tenant=demo.acme, end__isnull=True).values_list(
+            "reservation_id", flat=True
+        )
+    ) == set(metered.values_list("pk", flat=True))
+    refusal = Event.objects.get(tenant=demo.acme, name="late", reason="QuotaExceeded")
+    assert refusal.type == "Warning"
+    assert not Event.objects.filter(tenant=demo.acme, name="late", reason="Scheduled").exists()
