@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -106,6 +107,21 @@ class SharedGroupScheduling(LoadScopeScheduling):
         super().__init__(config, log)
         self.directory = directory
         self.shared: set[str] | None = None
+
+    def schedule(self) -> None:
+        if self.collection is None and self.collection_is_completed:
+            # xdist hands out work by node id: items sharing one would all but one never
+            # run, and nothing would say so (schemathesis's fuzz test yields one item per
+            # API operation, all with the test's own id).
+            collection = next(iter(self.registered_collections.values()), [])
+            repeated = sorted(n for n, count in Counter(collection).items() if count > 1)
+            if repeated:
+                raise pytest.UsageError(
+                    "xdist would run only one of the items sharing each of these node ids: "
+                    + ", ".join(f"{n} ({collection.count(n)} items)" for n in repeated)
+                    + ". Deselect them (-k / -m) or run without -n."
+                )
+        super().schedule()
 
     def _split_scope(self, nodeid: str) -> str:
         if self.shared is None:  # every worker has written its file by now

@@ -211,6 +211,21 @@ def test_under_xdist_the_shared_infrastructure_tiers_run_on_one_worker(tmp_path)
     assert others, "the unit and test-driver tests all waited for the shared worker"
 
 
+def test_under_xdist_items_sharing_a_node_id_stop_the_run_instead_of_all_but_one_vanishing(
+    tmp_path,
+):
+    # As schemathesis's fuzz test: several items with one node id.
+    (tmp_path / "conftest.py").write_text(
+        "def pytest_collection_modifyitems(items):\n    items.extend([items[0]] * 2)\n"
+    )
+    result = run_suite(tmp_path, "def test_x():\n    pass\n", *XDIST)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "xdist would run only one of the items sharing each of these node ids" in out
+    assert "test_sample.py::test_x (3 items)" in out
+    assert " passed" not in result.stdout
+
+
 def test_under_xdist_the_tests_must_be_grouped(tmp_path):
     result = run_suite(tmp_path, "def test_x():\n    pass\n", "-p", "tests.parallel", "-n", "2")
     assert result.returncode != 0
