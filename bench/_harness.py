@@ -90,6 +90,59 @@ def wait_http(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
+def _processes() -> dict[int, tuple[int, float]]:
+    """Every process: pid → (parent pid, CPU seconds it and its reaped children used)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:  # it ended meanwhile
+            continue
+        # After "pid (comm) ": state, ppid, ..., utime, stime, cutime, cstime (fields 14-17).
+        fields = raw[raw.rindex(")") + 2 :].split()
+        used = sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
+        found[int(entry.name)] = (int(fields[1]), used)
+    return found
+
+
+def cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each named process tree (``roots``: name → root pid),
+    and by the whole machine under ``"machine"`` (every core's non-idle time). A
+    process's reaped children count through its own figures, live ones through theirs."""
+    found = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in found.items():
+        children.setdefault(parent, []).append(pid)
+    result = {}
+    for name, root in roots.items():
+        total, todo = 0.0, [root]
+        while todo:
+            pid = todo.pop()
+            total += found.get(pid, (0, 0.0))[1]
+            todo.extend(children.get(pid, []))
+        result[name] = total
+    first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [int(v) for v in first]
+    idle = values[3] + values[4]  # idle + iowait
+    result["machine"] = (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    return result
+
+
+def cpu_per_item(before: dict, after: dict, items: int, wall: float) -> dict:
+    """Between two ``cpu_seconds`` readings: CPU ms per item for each tree and the
+    machine, and how many cores the machine kept busy on average."""
+    return {
+        "cpu_ms_per_item": {
+            name: round((after[name] - before[name]) * 1000 / max(items, 1), 1) for name in after
+        },
+        "machine_cores_busy": round((after["machine"] - before["machine"]) / max(wall, 1e-9), 2),
+        "window_s": round(wall, 1),
+    }
+
+
 def stop(process: subprocess.Popen) -> None:
     import signal
 

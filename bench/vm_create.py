@@ -8,7 +8,10 @@ same run: for each N, the same number of requests with the same body and token t
 trivial DRF view in the same server (``bench/trivial_urls.py``: middleware, token auth,
 permission check, no database write), posted just before the creates; raw libvirt
 define+start calls on a test-driver connection. Also: the cost of one quota check with
-10 and with 10,000 existing reservations.
+10 and with 10,000 existing reservations. Per N, from the first create until every VM
+runs (``cpu_until_running``): CPU milliseconds per create used by the web tier, the
+worker, PostgreSQL (its whole server), this process (the clients) and the machine, and
+the cores the machine kept busy — whether the run was bounded by the CPU it had.
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/vm_create.py \
         [--vms 200] [--clients 20] [--processes 1,2,4]
@@ -29,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._harness import (  # noqa: E402
     bench_database,
+    cpu_per_item,
+    cpu_seconds,
     django_env,
     free_port,
     percentiles,
@@ -186,8 +191,24 @@ def quota_check_cost(existing: int, samples: int = 200) -> dict:
     return percentiles(timings)
 
 
-def one_tier(processes: int, database_url: str, key: str, vms: int, clients: int) -> dict:
-    """The web tier with ``processes`` processes: trivial-view baseline, then creates."""
+def postmaster_pid() -> int:
+    """The bench database's PostgreSQL server process (its backends are children)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def one_tier(
+    processes: int, database_url: str, key: str, vms: int, clients: int, worker_pid: int
+) -> dict:
+    """The web tier with ``processes`` processes: trivial-view baseline, then creates.
+
+    From the first create until every VM runs: the CPU each part used per create (the
+    web tier, the worker, PostgreSQL, this process's clients, the whole machine) and the
+    cores the machine kept busy. PostgreSQL counts whole when its server runs here."""
     env = django_env(
         database_url,
         DJANGO_SETTINGS_MODULE="bench.trivial_settings",
@@ -210,10 +231,15 @@ def one_tier(processes: int, database_url: str, key: str, vms: int, clients: int
             port, key, "/bench/trivial/", [f"t{processes}-{i}" for i in range(vms)], clients
         )
         names = [f"vm{processes}-{i}" for i in range(vms)]
+        roots = {"web": web.pid, "worker": worker_pid, "postgres": postmaster_pid()}
+        before, clock, own = cpu_seconds(roots), time.perf_counter(), time.process_time()
         accept, accepted, _ = post_all(
             port, key, "/api/v1/tenants/bench/virtualmachines/", names, clients
         )
         running = time_to_running(accepted)
+        after = cpu_seconds(roots)
+        after["clients"], before["clients"] = time.process_time(), own
+        cpu = cpu_per_item(before, after, len(accepted), time.perf_counter() - clock)
     finally:
         stop(web)
     return {
@@ -225,6 +251,7 @@ def one_tier(processes: int, database_url: str, key: str, vms: int, clients: int
             accept.get("p99_ms", 0) / max(trivial.get("p99_ms", 0), 0.001), 2
         ),
         "create_to_running": running,
+        "cpu_until_running": cpu,
     }
 
 
@@ -248,7 +275,7 @@ def main() -> None:
     )
     try:
         time.sleep(2)  # the worker connects to Redis
-        tiers = [one_tier(n, database_url, key, args.vms, args.clients) for n in sizes]
+        tiers = [one_tier(n, database_url, key, args.vms, args.clients, worker.pid) for n in sizes]
     finally:
         stop(worker)
     baseline = raw_libvirt(args.vms)
