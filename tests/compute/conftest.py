@@ -74,3 +74,16 @@ def pg(db):
     from tests.conftest import postgres_only
 
     postgres_only()
+
+
+@pytest.fixture
+def latest_schema():
+    """Leave every app at its latest migration, whatever a data-migration test migrated
+    back to and however it ended (later tests need the whole schema)."""
+    yield
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())

@@ -95,7 +95,7 @@ def test_hosts_on_one_machine_share_its_ports():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_data_migration_gives_hosts_on_one_machine_separate_blocks():
+def test_the_data_migration_gives_hosts_on_one_machine_separate_blocks(latest_schema):
     executor = MigrationExecutor(connection)
     executor.migrate([("compute", "0011_volumes")])
     old = executor.loader.project_state([("compute", "0011_volumes")]).apps

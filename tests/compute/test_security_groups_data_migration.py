@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from tests.compute.test_volumes_data_migration import latest_schema, migrate  # noqa: F401
+from tests.compute.test_volumes_data_migration import migrate
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("latest_schema")]
 
 BEFORE = [("compute", "0020_backups")]
 AFTER = [("compute", "0021_security_groups")]

@@ -8,23 +8,13 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("latest_schema")]
 
 BEFORE = [
     ("compute", "0010_observed_generation"),
     ("tenants", "0004_slug_ends_at_end_of_string"),
 ]
 AFTER = [("compute", "0011_volumes"), ("tenants", "0005_reservation_kind_volume")]
-
-
-@pytest.fixture(autouse=True)
-def latest_schema():
-    """Leave every app at its latest migration, whatever the test migrated back to
-    (later tests need the whole schema)."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 def migrate(targets):
