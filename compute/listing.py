@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet, Window
 from django.utils.translation import gettext
 
 from compute.labels import label_key_error
@@ -163,16 +163,43 @@ def list_page(queryset: QuerySet, number, size: int, *, count: int | None = None
     without joining images and hosts into every skipped row — then those rows in full.
     Deep pages of a tenant with 10,000 VMs cost the page, not the offset (bench/pages.py).
     ``count``: how many rows ``queryset`` has, when the caller knows it already (saves a
-    ``COUNT(*)`` over all of them).
+    ``COUNT(*)`` over all of them). Without it (a search or a filter) the keys come with
+    the count of every match (a window ``COUNT(*) OVER ()``): one pass over the matches
+    instead of a count and then the keys; a page past the last asks for the count alone.
     """
-    paginator = Paginator(queryset.values_list("pk", flat=True), size)
+    keys_query = queryset.values_list("pk", flat=True)
+    paginator = Paginator(keys_query, size)
+    keys = None
+    wanted = _page_number(number)
+    if count is None and wanted is not None:
+        start = (wanted - 1) * size
+        found = list(
+            queryset.annotate(matches=Window(Count("pk"))).values_list("pk", "matches")[
+                start : start + size
+            ]
+        )
+        if found:
+            count, keys, number = found[0][1], [pk for pk, _ in found], wanted
+        elif wanted == 1:
+            count, keys, number = 0, [], wanted
     if count is not None:
         paginator.count = count  # a cached property: not asked of the database then
     page = paginator.get_page(number)
-    keys = list(page.object_list)
+    if keys is None or page.number != number:
+        keys = list(page.object_list)
     rows = {row.pk: row for row in queryset.filter(pk__in=keys)}
     page.object_list = [rows[key] for key in keys if key in rows]
     return page
+
+
+def _page_number(number) -> int | None:
+    """``number`` as the page ``Paginator.get_page`` shows when it exists (a whole number
+    from 1); None for anything else (page 1, or the last page below 1: its rules)."""
+    try:
+        wanted = int(number)
+    except (TypeError, ValueError):
+        return None
+    return wanted if wanted >= 1 else None
 
 
 def page_window(number: int, last: int) -> list[tuple[int, str]]:

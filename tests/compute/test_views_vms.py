@@ -491,6 +491,49 @@ def test_the_vm_list_pages_long_lists(client, demo, make_host, tiny_image):
     assert wrong.content.decode().count('data-vm="') == 50
 
 
+def test_a_search_pages_through_its_matches_with_their_count(client, demo, make_host, tiny_image):
+    import uuid
+
+    from compute.choices import Phase
+    from compute.models import Host, Image, VirtualMachine
+
+    make_host()
+    host, image = Host.objects.get(), Image.objects.get()
+    VirtualMachine.objects.bulk_create(
+        VirtualMachine(
+            uid=uuid.uuid4(),
+            tenant=demo.acme,
+            name=f"vm-{n:03d}",
+            vcpus=1,
+            memory_mib=256,
+            image=image,
+            host=host,
+            phase=Phase.RUNNING if n % 2 else Phase.STOPPED,
+        )
+        for n in range(130)
+    )
+    client.force_login(demo.carol)
+
+    def rows(query: str) -> tuple[list[str], str]:
+        body = client.get("/t/acme/vms/?per_page=25&" + query).content.decode()
+        return re.findall(r'data-vm="([^"]+)"', body), body
+
+    # vm-100 … vm-129 match "vm-1": 30 of the 130.
+    first, body = rows("q=vm-1")
+    assert first == [f"vm-{n}" for n in range(100, 125)] and "1–25 of 30" in body
+    second, body = rows("q=vm-1&page=2")
+    assert second == [f"vm-{n}" for n in range(125, 130)] and "26–30 of 30" in body
+    # Past the last page: the last page; not a number: the first; as without a search.
+    assert rows("q=vm-1&page=9")[0] == second
+    assert rows("q=vm-1&page=0")[0] == second
+    assert rows("q=vm-1&page=two")[0] == first
+    # Combined with a filter and a sort; nothing matching is an empty list.
+    running, body = rows("q=vm-1&phase=Running&sort=-name")
+    assert running == [f"vm-{n}" for n in range(129, 99, -2)]
+    assert 'data-testid="vm-pages"' not in body  # 15 fit on one page: no pager
+    assert rows("q=nothing-like-it")[0] == []
+
+
 def test_the_form_gives_the_first_vm_an_interface_on_the_default_network(world):
     from compute.models import Network, NetworkInterface
 
