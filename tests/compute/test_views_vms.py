@@ -442,10 +442,10 @@ def test_the_role_matrix_for_every_vm_page(world, who):
     assert (VirtualMachine.objects.get(pk=vm.pk).labels == {"app": "web"}) == allowed
 
 
-def test_the_vm_list_pages_long_lists(client, demo, make_host, tiny_image):
+def many_vms(demo, make_host, phase_of) -> None:
+    """vm-000 … vm-129 in acme, bulk-inserted; ``phase_of(n)`` gives each its phase."""
     import uuid
 
-    from compute.choices import Phase
     from compute.models import Host, Image, VirtualMachine
 
     make_host()
@@ -459,10 +459,16 @@ def test_the_vm_list_pages_long_lists(client, demo, make_host, tiny_image):
             memory_mib=256,
             image=image,
             host=host,
-            phase=Phase.RUNNING,
+            phase=phase_of(n),
         )
         for n in range(130)
     )
+
+
+def test_the_vm_list_pages_long_lists(client, demo, make_host, tiny_image):
+    from compute.choices import Phase
+
+    many_vms(demo, make_host, lambda n: Phase.RUNNING)
     client.force_login(demo.carol)
     first = client.get("/t/acme/vms/")
     assert first.status_code == 200
@@ -492,26 +498,9 @@ def test_the_vm_list_pages_long_lists(client, demo, make_host, tiny_image):
 
 
 def test_a_search_pages_through_its_matches_with_their_count(client, demo, make_host, tiny_image):
-    import uuid
-
     from compute.choices import Phase
-    from compute.models import Host, Image, VirtualMachine
 
-    make_host()
-    host, image = Host.objects.get(), Image.objects.get()
-    VirtualMachine.objects.bulk_create(
-        VirtualMachine(
-            uid=uuid.uuid4(),
-            tenant=demo.acme,
-            name=f"vm-{n:03d}",
-            vcpus=1,
-            memory_mib=256,
-            image=image,
-            host=host,
-            phase=Phase.RUNNING if n % 2 else Phase.STOPPED,
-        )
-        for n in range(130)
-    )
+    many_vms(demo, make_host, lambda n: Phase.RUNNING if n % 2 else Phase.STOPPED)
     client.force_login(demo.carol)
 
     def rows(query: str) -> tuple[list[str], str]:
