@@ -609,12 +609,30 @@ def quota_check(*, tenant: Tenant, **amounts) -> Quota:
     (a VM and its root disk's volume): checked together first, under the quota row's
     lock, so the refusal names all of them. Inside the caller's transaction. Returns the
     quota row it locked (for ``quota_reserve(locked=…)`` in the same transaction)."""
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("quota_check must run inside the transaction creating the resource")
+    _inside_the_create("quota_check")
     request = {r: Decimal(str(amounts.get(r, 0))) for r in QUOTA_RESOURCES}
     quota = Quota.objects.select_for_update().get(tenant=tenant)
     _refuse_shortfalls(quota, request)
     return quota
+
+
+def _inside_the_create(what: str) -> None:
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError(f"{what} must run inside the transaction creating the resource")
+
+
+def _counters_add(quota: Quota, amounts: dict) -> None:
+    """Add ``amounts`` (negative: give back) to the locked quota row's counters, in the
+    database and on ``quota``: the row stays locked, so what it holds now is what it
+    held plus them."""
+    Quota.objects.filter(pk=quota.pk).update(
+        **{f"used_{r}": F(f"used_{r}") + a for r, a in amounts.items()},
+        resource_version=F("resource_version") + 1,
+        updated=timezone.now(),
+    )
+    for resource, amount in amounts.items():
+        setattr(quota, f"used_{resource}", quota.used(resource) + amount)
+    quota.resource_version += 1
 
 
 def _amounts(amounts: dict) -> dict:
@@ -676,8 +694,7 @@ class QuotaCharge:
         labels: dict | None = None,
         **amounts,
     ) -> Reservation:
-        if not transaction.get_connection().in_atomic_block:
-            raise RuntimeError("QuotaCharge must run inside the transaction creating the resource")
+        _inside_the_create("QuotaCharge")
         reservation = Reservation.objects.create(
             tenant=self.tenant, ref=ref, kind=kind, object_id=object_id, **_amounts(amounts)
         )
@@ -687,21 +704,13 @@ class QuotaCharge:
 
     def charge(self) -> Quota:
         """Lock the row (unless ``lock`` did), refuse or add every reservation's amounts."""
-        if not transaction.get_connection().in_atomic_block:
-            raise RuntimeError("QuotaCharge must run inside the transaction creating the resource")
+        _inside_the_create("QuotaCharge")
         request = _amounts(
             {r: sum(getattr(x, r) for x in self.reservations) for r in QUOTA_RESOURCES}
         )
         quota = self.quota or Quota.objects.select_for_update().get(tenant=self.tenant)
         _refuse_shortfalls(quota, request)
-        Quota.objects.filter(pk=quota.pk).update(
-            **{f"used_{r}": F(f"used_{r}") + a for r, a in request.items()},
-            resource_version=F("resource_version") + 1,
-            updated=timezone.now(),
-        )
-        for resource, amount in request.items():
-            setattr(quota, f"used_{resource}", quota.used(resource) + amount)
-        quota.resource_version += 1
+        _counters_add(quota, request)
         self.quota = quota
         from portal import signals
 
@@ -734,8 +743,7 @@ def quota_reserve(
     already holds a live reservation returns that reservation unchanged. ``name`` and
     ``labels`` are the object's, for the usage meter, when the caller knows them already.
     """
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("quota_reserve must run inside the transaction creating the resource")
+    _inside_the_create("quota_reserve")
     request = _amounts(
         {
             "cpu": cpu,
@@ -754,15 +762,7 @@ def quota_reserve(
     if existing is not None:
         return existing
     _refuse_shortfalls(quota, request)
-    Quota.objects.filter(pk=quota.pk).update(
-        **{f"used_{r}": F(f"used_{r}") + a for r, a in request.items()},
-        resource_version=F("resource_version") + 1,
-        updated=timezone.now(),
-    )
-    # The row stays locked: what it holds now is what it held plus this request.
-    for resource, amount in request.items():
-        setattr(quota, f"used_{resource}", getattr(quota, f"used_{resource}") + amount)
-    quota.resource_version += 1
+    _counters_add(quota, request)
     reservation = Reservation.objects.create(
         tenant=tenant, ref=ref, kind=kind, object_id=object_id, **request
     )
@@ -783,14 +783,7 @@ def quota_release(ref: str) -> bool:
     )
     if reservation is None:
         return False
-    Quota.objects.filter(pk=quota.pk).update(
-        **{f"used_{r}": F(f"used_{r}") - getattr(reservation, r) for r in QUOTA_RESOURCES},
-        resource_version=F("resource_version") + 1,
-        updated=timezone.now(),
-    )
-    for resource in QUOTA_RESOURCES:
-        used = getattr(quota, f"used_{resource}") - getattr(reservation, resource)
-        setattr(quota, f"used_{resource}", used)
+    _counters_add(quota, {r: -getattr(reservation, r) for r in QUOTA_RESOURCES})
     reservation.released = timezone.now()
     reservation.save(update_fields=["released"])
     _ledger_changed(reservation, opened=False, quota=quota)
