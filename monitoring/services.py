@@ -168,7 +168,9 @@ def event_publish(
 
 def _deliveries_create(tenant: Tenant, event: Event, data: dict) -> list[int]:
     """One pending delivery per active webhook, in the event's transaction."""
-    hooks = list(Webhook.objects.filter(tenant=tenant, active=True).values_list("pk", flat=True))
+    hooks = list(
+        Webhook.objects.filter(tenant=tenant, active=True).order_by().values_list("pk", flat=True)
+    )
     if not hooks:
         return []
     payload = {"type": "event", "tenant": tenant.slug, "event": data}

@@ -62,7 +62,7 @@ class Resource(models.Model):
     def locked(cls, pk: int, *related: str):
         """The row ``pk``, locked until the caller's transaction ends (None when gone)."""
         queryset = cls._base_manager.select_for_update(of=("self",)).select_related(*related)
-        return queryset.filter(pk=pk).first()
+        return queryset.filter(pk=pk).order_by().first()  # no Meta.ordering join
 
     def write_locked(self, fields: dict, *, copies: tuple = ()) -> None:
         """With this row locked by the caller's transaction: write ``fields`` and

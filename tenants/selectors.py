@@ -46,8 +46,11 @@ def _memberships(user) -> dict[int, tuple[str, str, str]]:
     the user object (a request's ``request.user`` is read anew for every request)."""
     cache = getattr(user, "_isotope_memberships", None)
     if cache is None:
-        rows = Membership.objects.filter(user=user).values_list(
-            "tenant_id", "role", "tenant__slug", "tenant__name"
+        # In no order (Meta.ordering would join the user table to sort by username).
+        rows = (
+            Membership.objects.filter(user=user)
+            .order_by()
+            .values_list("tenant_id", "role", "tenant__slug", "tenant__name")
         )
         cache = {tenant_id: (role, slug, name) for tenant_id, role, slug, name in rows}
         user._isotope_memberships = cache

@@ -588,8 +588,10 @@ def vm_changed(vm: VirtualMachine, *, before: dict | None = None) -> list[int]:
     the old labels, not only the recorded members, say who must drop it). Returns the
     services' ids."""
     queued = []
-    for service in Service.objects.filter(tenant_id=vm.tenant_id).only(
-        "pk", "selector", "endpoints", "phase"
+    for service in (
+        Service.objects.filter(tenant_id=vm.tenant_id)
+        .order_by()  # in any order: no join for Meta.ordering's tenant slug
+        .only("pk", "selector", "endpoints", "phase")
     ):
         if (
             service.selects(vm.labels)

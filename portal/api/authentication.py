@@ -52,7 +52,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
         if prefix != TOKEN_PREFIX or not KEY_ID.fullmatch(key_id) or not secret:
             self._failed(request, throttle, "")
             raise exceptions.AuthenticationFailed("Malformed token.")
-        token = ApiToken.objects.select_related("user").filter(key_id=key_id).first()
+        token = ApiToken.objects.select_related("user").filter(key_id=key_id).order_by().first()
         now = timezone.now()
         if (
             token is None
