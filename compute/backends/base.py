@@ -327,6 +327,13 @@ class ComputeBackend(ABC):
         Default: nothing to probe, so Ready follows Running (:data:`NO_PROBE`)."""
         return NO_PROBE
 
+    def ready_unprobed(self, name: str) -> Readiness | None:
+        """The guest's readiness when it is known without asking the guest (there is
+        nothing inside to probe), so that it can be recorded with the Running phase;
+        None when only :meth:`guest_ready` can tell. Default: :data:`NO_PROBE`, as
+        :meth:`guest_ready` answers."""
+        return NO_PROBE
+
     def domain_stats(self) -> dict[str, dict]:
         """Resource counters of every domain on the host, by name, from one bulk call.
 

@@ -91,6 +91,51 @@ def ready_on_phase(vm: VirtualMachine, phase: str, now: datetime) -> dict:
     return {key: value for key, value in updates.items() if getattr(vm, key) != value}
 
 
+def boot_fields(vm: VirtualMachine, *, mark: int | None, now: datetime) -> dict:
+    """What :func:`vm_boot_begin` writes, as fields for a write of the locked row ``vm``
+    (its values before it) that also records another change (``vm_observe``'s Starting):
+    a first boot's guest is not Ready until it reports, and only console output after
+    ``mark`` counts for it. Empty when they stay as they are."""
+    updates = {
+        "boot_log_offset": mark,
+        "ready": ConditionStatus.FALSE,
+        "ready_reason": "Starting",
+        "ready_message": vm_texts.GUEST_STARTING,
+    }
+    if vm.ready != ConditionStatus.FALSE:
+        updates["ready_changed"] = now
+    return {key: value for key, value in updates.items() if getattr(vm, key) != value}
+
+
+def ready_fields(readiness: Readiness, *, was: str, now: datetime) -> dict:
+    """The fields that record a Ready answer (``readiness.ready``), as
+    :func:`vm_ready_probe` writes them, for a row whose Ready status was ``was``."""
+    updates = {
+        "ready": ConditionStatus.TRUE,
+        "ready_reason": readiness.reason,
+        "ready_message": readiness.message[:300],
+    }
+    if was != ConditionStatus.TRUE:
+        updates["ready_changed"] = now
+    return updates
+
+
+def ready_event(vm: VirtualMachine, readiness: Readiness) -> None:
+    """The event of ``vm``'s guest turning Ready (``vm`` holds the values written)."""
+    from monitoring.services import event_publish
+
+    after = (vm.ready_changed - vm.phase_changed).total_seconds()
+    event_publish(
+        tenant=vm.tenant,
+        kind="vm",
+        name=vm.name,
+        uid=str(vm.uid),
+        reason="Ready",
+        message=vm_texts.READY_AFTER_RUNNING
+        % {"message": readiness.message, "seconds": f"{after:.1f}"},
+    )
+
+
 def _changed_at(status: str, now: datetime):
     """``ready_changed`` for a write of ``status``: kept when the status stays, else now
     (decided by the database against the row as it is, not a copy)."""
@@ -158,18 +203,7 @@ def vm_ready_probe(vm: VirtualMachine) -> Readiness | None:
         if written:
             fresh = _refresh_and_publish(vm)
             if readiness.ready and fresh is not None and fresh.ready_changed == now:
-                from monitoring.services import event_publish
-
-                after = (now - fresh.phase_changed).total_seconds()
-                event_publish(
-                    tenant=fresh.tenant,
-                    kind="vm",
-                    name=fresh.name,
-                    uid=str(fresh.uid),
-                    reason="Ready",
-                    message=vm_texts.READY_AFTER_RUNNING
-                    % {"message": readiness.message, "seconds": f"{after:.1f}"},
-                )
+                ready_event(fresh, readiness)
     return readiness
 
 
@@ -177,7 +211,7 @@ def _refresh_and_publish(vm: VirtualMachine) -> VirtualMachine | None:
     """Reload ``vm``'s fields from its row and push its state to live pages."""
     from compute.services.vms import _publish
 
-    fresh = VirtualMachine.objects.select_related("tenant").filter(pk=vm.pk).first()
+    fresh = VirtualMachine.objects.select_related("tenant").filter(pk=vm.pk).order_by().first()
     if fresh is None:
         return None
     for field in (

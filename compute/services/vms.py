@@ -30,6 +30,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from compute.choices import (
+    ConditionStatus,
     DesiredState,
     ImageKind,
     ImagePhase,
@@ -42,7 +43,13 @@ from compute.models import Flavor, Host, Image, VirtualMachine, Volume
 from compute.scheduler import HostTaken, check_host, confirm, schedule
 from compute.services import networks as network_services
 from compute.services import volumes as volume_services
-from compute.services.readiness import ready_condition, ready_on_phase
+from compute.services.readiness import (
+    boot_fields,
+    ready_condition,
+    ready_event,
+    ready_fields,
+    ready_on_phase,
+)
 from compute.texts import common as common_texts
 from compute.texts import vms as vm_texts
 from monitoring.formats import timestamp
@@ -723,6 +730,9 @@ def vm_observe(
     event_type: str = "Normal",
     event_message: str | None = None,
     follow: str | None = None,
+    booting: bool = False,
+    boot_mark: int | None = None,
+    ready=None,
     **fields,
 ) -> bool:
     """Record what an observer saw: ``phase`` and facts about the domain in ``fields``
@@ -736,12 +746,22 @@ def vm_observe(
     state together with the phase (the reconciler following a change made outside the
     portal); it makes a new generation, and is likewise dropped when superseded.
 
+    Two more facts can go in the same write, saving the separate writes a boot makes
+    (a create's provisioning records them this way):
+
+    - ``booting``: the guest's first boot begins now (``boot_mark``: where its console
+      output begins), as :func:`~compute.services.readiness.vm_boot_begin` records it,
+      written whether or not the observation is current (the boot happens either way);
+    - ``ready``: the backend's readiness answer (a Ready one), known without probing the
+      guest; recorded with a Running phase of the same boot, with its Ready event.
+
     Every write increments ``resource_version`` in the database. The copy receives the
     values written and its new version but keeps its generation, so the rest of the same
     observer's run is measured against the same intent. Returns whether the observation
     was current (False: superseded, or the VM is gone).
     """
     message = message[:1000]
+    now = timezone.now()
     with transaction.atomic():
         row = VirtualMachine.locked(vm.pk, "tenant")
         if row is None:
@@ -750,12 +770,24 @@ def vm_observe(
         updates = {name: value for name, value in fields.items() if _differs(row, name, value)}
         changed = current and (row.phase != phase or row.message != message)
         if changed:
-            now = timezone.now()
             updates.update(phase=phase, message=message, phase_changed=now)
             updates.update(ready_on_phase(row, phase, now))
             if "detail" not in fields and row.detail:
                 # Staff's detail belongs to the message it explained.
                 updates["detail"] = ""
+        if booting:
+            updates.update(boot_fields(row, mark=boot_mark, now=now))
+        turns_ready = False
+        if (
+            ready is not None
+            and ready.ready
+            and current
+            and phase == Phase.RUNNING
+            and row.boot_log_offset == vm.boot_log_offset
+        ):
+            was = updates.get("ready", row.ready)  # as this write leaves it so far
+            updates.update(ready_fields(ready, was=was, now=now))
+            turns_ready = was != ConditionStatus.TRUE
         if current and follow is not None and follow != row.desired_state:
             # A new intent, decided by the observer: its later observations count.
             updates.update(desired_state=follow, generation=row.generation + 1)
@@ -774,6 +806,8 @@ def vm_observe(
                 reason=reason or phase,
                 message=event_message or message or common_texts.PHASE_IS_NOW % {"phase": phase},
             )
+        if turns_ready:
+            ready_event(row, ready)
         _publish(row)
     return current
 

@@ -45,7 +45,12 @@ def vm_lock(vm_id: int, seconds: int | None = None):
 
 
 def _load(vm_id: int) -> VirtualMachine | None:
-    return VirtualMachine.objects.select_related("tenant", "host", "image").filter(pk=vm_id).first()
+    return (
+        VirtualMachine.objects.select_related("tenant", "host", "image")
+        .filter(pk=vm_id)
+        .order_by()
+        .first()
+    )
 
 
 def _run(task, vm_id: int, body) -> None:
@@ -145,6 +150,9 @@ def _record(vm: VirtualMachine, backend) -> None:
         fields["vnc_port"] = endpoint[1] if endpoint else None
     elif phase == Phase.STOPPED:
         fields["vnc_port"] = None
+    if phase == Phase.RUNNING and vm.ready != ConditionStatus.TRUE:
+        # Where the backend knows without a probe, Ready goes with Running, in one write.
+        fields["ready"] = backend.ready_unprobed(vm.domain_name)
     vm_observe(vm, phase, **fields)
     if phase == Phase.RUNNING and backend.capabilities.get("networks"):
         _observe_addresses(vm, backend)
@@ -181,8 +189,8 @@ def _provision(vm: VirtualMachine, backend) -> None:
     vm_observe(vm, Phase.PROVISIONING, backend_id=backend_id)
     failpoint("provision.after_define")
     if vm.desired_state in (DesiredState.RUNNING, DesiredState.PAUSED):
-        vm_observe(vm, Phase.STARTING)
-        vm_boot_begin(vm, mark=backend.boot_mark(vm.domain_name))
+        # Starting and the boot's Ready fields in one write.
+        vm_observe(vm, Phase.STARTING, booting=True, boot_mark=backend.boot_mark(vm.domain_name))
         backend.start(vm.domain_name)
         if vm.desired_state == DesiredState.PAUSED:
             backend.suspend(vm.domain_name)

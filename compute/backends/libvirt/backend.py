@@ -654,11 +654,7 @@ class LibvirtBackend(ComputeBackend):
         """The guest agent's ping where the domain has an agent channel, else the banner
         on the serial console (the log file the domain appends to)."""
         if self.is_test:
-            return Readiness(
-                True,
-                "NoReadinessProbe",
-                vm_texts.NO_PROBE_TEST_DRIVER,
-            )
+            return self.ready_unprobed(name)
         domain = self._domain(name)
         if xml.has_guest_agent(self._call(f"read {name}", domain.XMLDesc, 0)):
             try:
@@ -682,6 +678,12 @@ class LibvirtBackend(ComputeBackend):
                 vm_texts.BANNER_WAITING % {"banner": banner},
             )
         return NO_PROBE
+
+    def ready_unprobed(self, name: str) -> Readiness | None:
+        """The test driver runs no guest: Ready follows Running. A real guest is probed."""
+        if self.is_test:
+            return Readiness(True, "NoReadinessProbe", vm_texts.NO_PROBE_TEST_DRIVER)
+        return None
 
     # --- Volumes ----------------------------------------------------------------------
     def _volume_pool(self, name: str) -> libvirt.virStoragePool:

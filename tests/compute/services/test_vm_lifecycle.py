@@ -194,6 +194,54 @@ def test_ready_follows_running_where_there_is_nothing_to_probe_and_resets_on_sto
     assert vm.ready_changed > ready_at  # when it went (Stopping), not when it stopped
 
 
+def test_with_nothing_to_probe_a_provisioned_vm_is_running_and_ready_in_one_change(
+    demo, make_host, tiny_image, django_capture_on_commit_callbacks
+):
+    from compute.tasks.libvirt import vm_provision
+    from monitoring.live import state_snapshot
+    from monitoring.models import Event
+
+    make_host()
+    vm = vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="web1", image="tiny", vcpus=1, memory_mib=256
+    )
+    version = VirtualMachine.objects.get(pk=vm.pk).resource_version
+    with django_capture_on_commit_callbacks(execute=True):  # its live pushes too
+        vm_provision.apply(args=(vm.pk,))  # the worker's task, run here
+    vm = VirtualMachine.objects.get(pk=vm.pk)
+    assert (vm.phase, vm.ready, vm.ready_reason) == (Phase.RUNNING, "True", "NoReadinessProbe")
+    # Ready from the moment it runs: no "Running, guest booting" in between to watch.
+    assert vm.ready_changed == vm.phase_changed
+    reasons = list(
+        Event.objects.filter(name="web1").order_by("id").values_list("reason", flat=True)
+    )
+    assert reasons[-4:] == ["Provisioning", "Starting", "Running", "Ready"]
+    ready_event = Event.objects.filter(name="web1", reason="Ready").get()
+    assert "0.0 s" in ready_event.message
+    # Four changes for a watcher: Provisioning, the domain's id, Starting (with the
+    # boot's Ready fields), Running (with Ready).
+    assert vm.resource_version == version + 4
+    [state] = state_snapshot("acme", "vm", "web1")
+    assert state["data"]["phase"] == Phase.RUNNING
+    assert state["data"]["conditions"][0]["status"] == "True"
+
+
+def test_a_ready_answer_is_not_written_with_running_for_another_boot(demo, make_host, tiny_image):
+    from compute.backends.base import NO_PROBE
+
+    make_host()
+    vm = vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="web1", image="tiny", vcpus=1, memory_mib=256
+    )
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.STARTING, boot_log_offset=900)
+    observer = VirtualMachine.objects.select_related("tenant").get(pk=vm.pk)
+    observer.boot_log_offset = 100  # it read the VM before a reboot began
+    assert vm_services.vm_observe(observer, Phase.RUNNING, ready=NO_PROBE)
+    fresh = VirtualMachine.objects.get(pk=vm.pk)
+    assert fresh.phase == Phase.RUNNING
+    assert (fresh.ready, fresh.ready_reason) == ("False", "GuestBooting")
+
+
 def test_a_probe_answer_for_an_older_boot_is_not_written(demo, make_host, tiny_image):
     from compute.services import readiness
 
