@@ -215,3 +215,30 @@ def seed_vms(vms: int, *, role: str):
         used_cpu=F("used_cpu") + vms, used_memory=F("used_memory") + vms * 256, used_vms=vms
     )
     return tenant, user
+
+
+def queues_purge(*queues: str) -> None:
+    """Drop the Celery messages a benchmark left on ``queues`` (work no worker will run:
+    its VMs, images or networks are gone with its database)."""
+    from portal.celery import app
+
+    with app.connection_for_write() as conn:
+        for queue in queues:
+            conn.default_channel.queue_purge(queue)
+
+
+def profile_tables(profile, name: str, rows: int = 35) -> dict:
+    """The top ``rows`` functions of a cProfile run by cumulative and by own CPU, for the
+    JSON; the whole profile is saved as ``var/<name>.prof``."""
+    import io
+    import pstats
+
+    tables = {}
+    for order in ("cumulative", "tottime"):
+        out = io.StringIO()
+        pstats.Stats(profile, stream=out).sort_stats(order).print_stats(rows)
+        lines = [line.strip() for line in out.getvalue().splitlines() if line.strip()]
+        tables[order] = lines[-rows:]
+    path = ROOT / "var" / f"{name}.prof"
+    profile.dump_stats(str(path))
+    return {"file": f"var/{name}.prof", "calls_and_cpu_seconds": tables}

@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import io
 import json
 import os
-import pstats
 import statistics
 import sys
 import time
@@ -33,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import bench_database, django_env  # noqa: E402
+from bench._harness import bench_database, django_env, profile_tables, queues_purge  # noqa: E402
 
 TRIVIAL = "/bench/trivial/"
 CREATE = "/api/v1/tenants/bench/virtualmachines/"
@@ -130,14 +128,7 @@ def profile_creates(key: str, creates: int, n: int = 50) -> dict:
         response = client.post(CREATE, body(f"prof-{creates + i}"), content_type="application/json")
         profile.disable()
         assert response.status_code in (201, 202), response.content[:300]
-    tables = {}
-    for order in ("cumulative", "tottime"):
-        out = io.StringIO()
-        pstats.Stats(profile, stream=out).sort_stats(order).print_stats(35)
-        lines = [line.strip() for line in out.getvalue().splitlines() if line.strip()]
-        tables[order] = lines[-35:]
-    profile.dump_stats(str(Path(__file__).resolve().parent.parent / "var" / "accept_cpu.prof"))
-    return {"creates": n, "file": "var/accept_cpu.prof", "calls_and_cpu_seconds": tables}
+    return {"creates": n, **profile_tables(profile, "accept_cpu")}
 
 
 def count_statements(key: str, creates: int, n: int = 10) -> dict:
@@ -177,10 +168,7 @@ def main() -> None:
     if args.profile:
         result["profile"] = profile_creates(key, args.creates)
 
-    from portal.celery import app
-
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge("libvirt")
+    queues_purge("libvirt")
     print(
         json.dumps(
             {

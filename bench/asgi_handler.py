@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import bench_database  # noqa: E402
+from bench._harness import bench_database, queues_purge  # noqa: E402
 from bench.accept_cpu import CREATE, TRIVIAL, setup, stats  # noqa: E402
 from bench.accept_cpu import body as vm_body  # noqa: E402
 from tests.asgi_request import asgi_request  # noqa: E402
@@ -135,10 +135,7 @@ def main() -> None:
             "portal_asgi_over_wsgi": round(medians["portal_asgi"] / medians["django_wsgi"], 2),
         }
 
-    from portal.celery import app as celery
-
-    with celery.connection_for_write() as conn:
-        conn.default_channel.queue_purge("libvirt")
+    queues_purge("libvirt")
     print(
         json.dumps(
             {
