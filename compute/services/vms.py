@@ -761,11 +761,11 @@ def vm_observe(
     was current (False: superseded, or the VM is gone).
     """
     message = message[:1000]
-    now = timezone.now()
     with transaction.atomic():
         row = VirtualMachine.locked(vm.pk, "tenant")
         if row is None:
             return False
+        now = timezone.now()  # under the lock: after every earlier write's times
         current = observation_current(row, vm, phase)
         updates = {name: value for name, value in fields.items() if _differs(row, name, value)}
         changed = current and (row.phase != phase or row.message != message)
