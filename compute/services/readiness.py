@@ -91,17 +91,36 @@ def ready_on_phase(vm: VirtualMachine, phase: str, now: datetime) -> dict:
     return {key: value for key, value in updates.items() if getattr(vm, key) != value}
 
 
-def boot_fields(vm: VirtualMachine, *, mark: int | None, now: datetime) -> dict:
-    """What :func:`vm_boot_begin` writes, as fields for a write of the locked row ``vm``
-    (its values before it) that also records another change (``vm_observe``'s Starting):
-    a first boot's guest is not Ready until it reports, and only console output after
-    ``mark`` counts for it. Empty when they stay as they are."""
-    updates = {
+def _boot_values(mark: int | None, *, rebooting: bool) -> dict:
+    """The Ready fields a boot begins with: not Ready until the guest reports, and only
+    console output after ``mark`` counts for it."""
+    reason, message = (
+        ("Rebooting", vm_texts.GUEST_RESTARTING)
+        if rebooting
+        else ("Starting", vm_texts.GUEST_STARTING)
+    )
+    return {
         "boot_log_offset": mark,
         "ready": ConditionStatus.FALSE,
-        "ready_reason": "Starting",
-        "ready_message": vm_texts.GUEST_STARTING,
+        "ready_reason": reason,
+        "ready_message": message,
     }
+
+
+def _answer_values(readiness: Readiness) -> dict:
+    """The Ready fields that record a probe's answer."""
+    return {
+        "ready": ConditionStatus.TRUE if readiness.ready else ConditionStatus.FALSE,
+        "ready_reason": readiness.reason,
+        "ready_message": readiness.message[:300],
+    }
+
+
+def boot_fields(vm: VirtualMachine, *, mark: int | None, now: datetime) -> dict:
+    """What :func:`vm_boot_begin` writes for a first boot, as fields for a write of the
+    locked row ``vm`` (its values before it) that also records another change
+    (``vm_observe``'s Starting). Empty when they stay as they are."""
+    updates = _boot_values(mark, rebooting=False)
     if vm.ready != ConditionStatus.FALSE:
         updates["ready_changed"] = now
     return {key: value for key, value in updates.items() if getattr(vm, key) != value}
@@ -110,11 +129,7 @@ def boot_fields(vm: VirtualMachine, *, mark: int | None, now: datetime) -> dict:
 def ready_fields(readiness: Readiness, *, was: str, now: datetime) -> dict:
     """The fields that record a Ready answer (``readiness.ready``), as
     :func:`vm_ready_probe` writes them, for a row whose Ready status was ``was``."""
-    updates = {
-        "ready": ConditionStatus.TRUE,
-        "ready_reason": readiness.reason,
-        "ready_message": readiness.message[:300],
-    }
+    updates = _answer_values(readiness)
     if was != ConditionStatus.TRUE:
         updates["ready_changed"] = now
     return updates
@@ -146,17 +161,9 @@ def vm_boot_begin(vm: VirtualMachine, *, mark: int | None, rebooting: bool = Fal
     """A boot of ``vm``'s guest is about to begin: not Ready until it reports, and only
     console output after ``mark`` (the backend's ``boot_mark``) counts for it."""
     now = timezone.now()
-    reason, message = (
-        ("Rebooting", vm_texts.GUEST_RESTARTING)
-        if rebooting
-        else ("Starting", vm_texts.GUEST_STARTING)
-    )
     with transaction.atomic():
         written = VirtualMachine.objects.filter(pk=vm.pk).update(
-            boot_log_offset=mark,
-            ready=ConditionStatus.FALSE,
-            ready_reason=reason,
-            ready_message=message,
+            **_boot_values(mark, rebooting=rebooting),
             ready_changed=_changed_at(ConditionStatus.FALSE, now),
             updated=now,
             resource_version=F("resource_version") + 1,
@@ -193,9 +200,7 @@ def vm_ready_probe(vm: VirtualMachine) -> Readiness | None:
         written = same_boot.exclude(
             ready=status, ready_reason=readiness.reason, ready_message=readiness.message
         ).update(
-            ready=status,
-            ready_reason=readiness.reason,
-            ready_message=readiness.message[:300],
+            **_answer_values(readiness),
             ready_changed=_changed_at(status, now),
             updated=now,
             resource_version=F("resource_version") + 1,

@@ -150,10 +150,12 @@ def _record(vm: VirtualMachine, backend) -> None:
         fields["vnc_port"] = endpoint[1] if endpoint else None
     elif phase == Phase.STOPPED:
         fields["vnc_port"] = None
+    # Where the backend knows readiness without a probe, it goes with Running, in one
+    # write (the readiness answer, not a value for the row's ``ready`` column).
+    ready = None
     if phase == Phase.RUNNING and vm.ready != ConditionStatus.TRUE:
-        # Where the backend knows without a probe, Ready goes with Running, in one write.
-        fields["ready"] = backend.ready_unprobed(vm.domain_name)
-    vm_observe(vm, phase, **fields)
+        ready = backend.ready_unprobed(vm.domain_name)
+    vm_observe(vm, phase, ready=ready, **fields)
     if phase == Phase.RUNNING and backend.capabilities.get("networks"):
         _observe_addresses(vm, backend)
     _watch_ready(vm)
