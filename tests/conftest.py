@@ -10,6 +10,7 @@ when infrastructure is required (``CI`` or ``ISOTOPE_REQUIRE_INFRA``, read only 
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import os
 import socket
 import sys
@@ -320,6 +321,21 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Every item gets its own node id. schemathesis 4 names each API operation's item
+    ``test[GET /api/v1/...]`` but leaves it the test function's node id, which pytest 9
+    reads from the item's structured id (``item._id``), not from its name: 103 fuzz items
+    shared one id, so ``--durations``, reruns and failures could not say which operation
+    it was, and pytest-xdist (which hands out work by node id) would run one of them.
+    The bracket of the name becomes the id's parameters, as pytest's own parametrize."""
+    for item in items:
+        node_id = item._id
+        base, bracket, params = item.name.partition("[")
+        if bracket and node_id.params is None and node_id.names and node_id.names[-1] == base:
+            item._id = dataclasses.replace(node_id, params=params.removesuffix("]"))
 
 
 def login(page, base_url: str, username: str, password: str = PASSWORD) -> None:

@@ -226,6 +226,26 @@ def test_under_xdist_items_sharing_a_node_id_stop_the_run_instead_of_all_but_one
     assert " passed" not in result.stdout
 
 
+def test_each_fuzzed_api_operation_is_a_test_of_its_own_id():
+    # schemathesis gives one item per operation; pytest 9 would give them all one node id
+    # (tests/conftest.py), which xdist cannot schedule and a failure report cannot name.
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+        + ["tests/portal/test_api_fuzz.py"],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    ids = [line for line in result.stdout.splitlines() if "::" in line]
+    fuzz = "tests/portal/test_api_fuzz.py::test_no_request_gets_a_server_error_and_every_answer"
+    assert len([i for i in ids if i.startswith(fuzz)]) > 100
+    assert len(set(ids)) == len(ids), "node ids repeat"
+    assert f"{fuzz}_matches_the_schema[GET /api/v1/tenants/]" in ids
+    assert f"{fuzz}_matches_the_schema[POST /api/v1/tenants/{{tenant}}/virtualmachines/]" in ids
+
+
 def test_under_xdist_the_tests_must_be_grouped(tmp_path):
     result = run_suite(tmp_path, "def test_x():\n    pass\n", "-p", "tests.parallel", "-n", "2")
     assert result.returncode != 0
