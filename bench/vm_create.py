@@ -260,6 +260,12 @@ def main() -> None:
     parser.add_argument("--vms", type=int, default=200, help="creates per web-tier size")
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--processes", default="1,2,4", help="web-tier sizes, comma separated")
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        help="the Celery worker's nice value (the Procfile runs it at 10; 0 = as the web tier)",
+    )
     args = parser.parse_args()
     sizes = [int(n) for n in args.processes.split(",")]
 
@@ -268,7 +274,8 @@ def main() -> None:
     key = seed(args.vms * len(sizes))
     python = sys.executable
     worker = spawn(
-        [python, "-m", "celery", "-A", "portal", "worker", "-Q", "libvirt,default"]
+        ["nice", "-n", str(args.worker_nice)]
+        + [python, "-m", "celery", "-A", "portal", "worker", "-Q", "libvirt,default"]
         + ["-P", "threads", "-c", "4", "-l", "warning"],
         django_env(database_url, ISOTOPE_LOG_LEVEL="WARNING"),
         "vm_create-worker.log",
@@ -289,6 +296,7 @@ def main() -> None:
                 "cores": os.cpu_count(),
                 "channel_layer": os.environ.get("ISOTOPE_CHANNEL_LAYER", "pubsub"),
                 "db_pool_size": int(os.environ.get("ISOTOPE_DB_POOL_SIZE", "0")),
+                "worker_nice": args.worker_nice,
                 "tiers": tiers,
                 "baseline_raw_libvirt_define_start": baseline,
                 "quota_check": quota,
