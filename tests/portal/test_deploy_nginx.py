@@ -123,8 +123,16 @@ def layout(tmp_path):
         start_new_session=True,
     )
     try:
-        for web in webs:
+        for web, port in zip(webs, web_ports, strict=True):
             wait_for(lambda web=web: len(workers_of(web.pid)) == 1, 60, message="web server")
+            # Each server answers on its own before a socket is opened through nginx: a
+            # process still importing Django holds the connections nginx hands it (the
+            # master listens already), and on a loaded machine that outlasted a handshake.
+            wait_for(
+                lambda port=port: get(f"http://127.0.0.1:{port}", "/healthz", None) == 200,
+                120,
+                message=f"web server on {port}",
+            )
         wait_for(lambda: get(url, "/api/v1/schema/", None) == 200, 60, message="nginx → web")
         yield url, webs
     finally:
