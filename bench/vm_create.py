@@ -264,7 +264,7 @@ def main() -> None:
         "--worker-nice",
         type=int,
         default=0,
-        help="the Celery worker's nice value (the Procfile runs it at 10; 0 = as the web tier)",
+        help="run the Celery worker under nice -n N (0: default priority, as the Procfile runs it)",
     )
     args = parser.parse_args()
     sizes = [int(n) for n in args.processes.split(",")]

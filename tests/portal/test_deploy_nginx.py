@@ -127,7 +127,7 @@ def layout(tmp_path):
             wait_for(lambda web=web: len(workers_of(web.pid)) == 1, 60, message="web server")
             # Each server answers on its own before a socket is opened through nginx: a
             # process still importing Django holds the connections nginx hands it (the
-            # master listens already), and on a loaded machine that outlasted a handshake.
+            # master listens already), which on a loaded machine may outlast a handshake.
             wait_for(
                 lambda port=port: get(f"http://127.0.0.1:{port}", "/healthz", None) == 200,
                 120,
