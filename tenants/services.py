@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -635,6 +635,39 @@ def _counters_add(quota: Quota, amounts: dict) -> None:
     quota.resource_version += 1
 
 
+def _counters_add_if_fits(tenant: Tenant, amounts: dict) -> Quota | None:
+    """Add ``amounts`` to the tenant's counters in one statement when every one of them
+    fits, and return the row as that statement left it (locked by it until the
+    transaction ends); None, having changed nothing, when one does not fit (the caller
+    locks the row and names the shortfalls). A compare-and-set on the counters: the
+    condition and the addition are one ``UPDATE``. PostgreSQL only (``RETURNING`` of
+    an ``UPDATE`` through ``raw``); elsewhere always None."""
+    if connection.vendor != "postgresql":
+        return None
+    quote = connection.ops.quote_name
+    column = {f.name: quote(f.column) for f in Quota._meta.concrete_fields}
+    sets, fits, params = [], [], []
+    for resource, amount in amounts.items():
+        used = column[f"used_{resource}"]
+        sets.append(f"{used} = {used} + %s")
+        params.append(amount)
+    sets += [f"{column['resource_version']} = {column['resource_version']} + 1"]
+    sets += [f"{column['updated']} = %s"]
+    params.append(timezone.now())
+    params.append(tenant.pk)
+    for resource, amount in amounts.items():
+        if amount > 0:
+            fits.append(f"{column[f'used_{resource}']} + %s <= {column[resource]}")
+            params.append(amount)
+    # Identifiers from the model's meta, quoted; every value a parameter.
+    sql = (
+        f"UPDATE {quote(Quota._meta.db_table)} SET {', '.join(sets)}"  # noqa: S608
+        f" WHERE {' AND '.join([column['tenant'] + ' = %s', *fits])}"
+        f" RETURNING {', '.join(column.values())}"
+    )
+    return next(iter(Quota.objects.raw(sql, params)), None)
+
+
 def _amounts(amounts: dict) -> dict:
     """``amounts`` (any of cpu, memory, storage, vms, pods, networks) as one request of
     every resource; ``ValidationError`` for a negative one."""
@@ -661,7 +694,9 @@ class QuotaCharge:
     reservation and opens its usage interval without the lock; ``charge`` then locks the
     row, refuses naming every resource the sum does not fit in (nothing of the
     transaction is kept: the caller's transaction rolls back), adds the sum to the
-    counters in one statement and checks the alert levels. ``check`` refuses early from
+    counters and checks the alert levels; when the sum fits, the lock, the check and the
+    addition are one statement. ``reserve`` takes refs made for the create's new
+    objects (their uids), which no usage subject holds yet. ``check`` refuses early from
     an unlocked read, so a create that cannot fit does no work; the locked check in
     ``charge`` is the one that decides. ``lock`` takes the row's lock now instead (for a
     caller that must lock the quota before another row, in the order quota → host).
@@ -699,7 +734,9 @@ class QuotaCharge:
             tenant=self.tenant, ref=ref, kind=kind, object_id=object_id, **_amounts(amounts)
         )
         self.reservations.append(reservation)
-        _ledger_changed(reservation, opened=True, name=name, labels=labels, charged=False)
+        _ledger_changed(
+            reservation, opened=True, name=name, labels=labels, charged=False, new_ref=True
+        )
         return reservation
 
     def charge(self) -> Quota:
@@ -708,9 +745,13 @@ class QuotaCharge:
         request = _amounts(
             {r: sum(getattr(x, r) for x in self.reservations) for r in QUOTA_RESOURCES}
         )
-        quota = self.quota or Quota.objects.select_for_update().get(tenant=self.tenant)
-        _refuse_shortfalls(quota, request)
-        _counters_add(quota, request)
+        # Unless ``lock`` holds the row: one statement when everything fits; the row
+        # locked and read to name the shortfalls when something does not.
+        quota = self.quota or _counters_add_if_fits(self.tenant, request)
+        if quota is None or quota is self.quota:
+            quota = self.quota or Quota.objects.select_for_update().get(tenant=self.tenant)
+            _refuse_shortfalls(quota, request)
+            _counters_add(quota, request)
         self.quota = quota
         from portal import signals
 
@@ -798,11 +839,13 @@ def _ledger_changed(
     name: str = "",
     labels: dict | None = None,
     charged: bool = True,
+    new_ref: bool = False,
 ) -> None:
     """Tell the usage meter (``usage.receivers``) inside this transaction, so every
     resource kind that reserves quota is metered without code of its own. ``quota``: the
     locked row with its new counters, when at hand; ``name``/``labels``: the object's;
-    ``charged`` False: the counters do not hold it yet (``QuotaCharge``)."""
+    ``charged`` False: the counters do not hold it yet (``QuotaCharge``); ``new_ref``:
+    its ref was made for it (a new object's uid), nothing held it before."""
     from portal import signals
 
     signals.ledger_changed.send(
@@ -813,6 +856,7 @@ def _ledger_changed(
         name=name,
         labels=labels,
         charged=charged,
+        new_ref=new_ref,
     )
 
 

@@ -24,18 +24,19 @@ def on_ledger_changed(
     name="",
     labels=None,
     charged=True,
+    new_ref=False,
     **kwargs,
 ) -> None:
     """Inside the ledger's transaction: open or close the reservation's interval, and
     see whether the tenant's use crossed an alert level (on ``quota``, the locked row,
     when the ledger passes it; not before the counters hold the reservation: then on
-    ``quota_charged``)."""
+    ``quota_charged``). ``new_ref``: the reservation's ref is a new object's."""
     from usage.services import alerts, metering
 
     if not metering.metered(reservation):
         pass  # e.g. a network's: the meter counts no network-hours
     elif opened:
-        metering.interval_open(reservation=reservation, name=name, labels=labels)
+        metering.interval_open(reservation=reservation, name=name, labels=labels, new_ref=new_ref)
     else:
         metering.interval_close(reservation=reservation)
     if charged:
@@ -48,7 +49,7 @@ def on_quota_charged(sender, tenant, quota, **kwargs) -> None:
     counters now; see whether the use crossed an alert level."""
     from usage.services import alerts
 
-    alerts.quota_alerts_check(tenant=tenant, locked=quota)
+    alerts.quota_alerts_check(tenant=tenant, locked=quota, rising=True)
 
 
 @receiver(post_delete, sender=Reservation, dispatch_uid="usage.reservation_deleted")

@@ -461,12 +461,15 @@ def _create_rows(
     )
     if networks:
         network_services.vm_nics_create(vm=vm, networks=list(networks))
+    root = None
     if boot is not None:
-        volume_services.boot_volume_take(actor=actor, volume=boot, vm=vm)
+        root = volume_services.boot_volume_take(actor=actor, volume=boot, vm=vm)
     elif disk_gib:
-        volume_services.root_volume_create(
+        root = volume_services.root_volume_create(
             actor=actor, vm=vm, size_gib=disk_gib, image=image, quota=quota
         )
+    # A new VM's volumes are its root disk at most: what the response shows, not read.
+    vm._prefetched_objects_cache = {"volumes": [root] if root is not None else []}
     audit_record(
         actor=actor,
         action="vm.create",

@@ -80,3 +80,26 @@ def test_the_alert_is_mailed_to_admins_who_want_email(demo):
     assert mail.outbox[0].to == ["alice@example.com"]
     assert mail.outbox[0].subject == "[Isotope] ACME Corporation: quota 95 % used"
     assert "CPU: 4 of 4 cores (100 %, past 95 %)" in mail.outbox[0].body
+
+
+def test_creates_charged_at_their_end_cross_80_once_and_again_after_a_fall(demo):
+    """The path every VM and volume create takes (``QuotaCharge``): use below every
+    level records nothing; crossing tells the admins once; after a release below 80 %,
+    the next crossing is told again."""
+
+    def create(ref: str, vms: int) -> None:
+        with transaction.atomic():
+            charge = tenant_services.QuotaCharge(demo.acme)
+            charge.reserve(ref=ref, kind="other", object_id=ref, vms=vms)
+            charge.charge()
+
+    tenant_services.quota_set(actor=None, tenant=demo.acme, limits={"vms": 10})
+    create("other:a", 7)  # 70 %
+    assert alerts(demo.alice) == []
+    create("other:b", 1)  # 80 %
+    create("other:c", 1)  # 90 %: the same crossing
+    assert alerts(demo.alice) == ["ACME Corporation: quota 80 % used"]
+    tenant_services.quota_release("other:b")
+    tenant_services.quota_release("other:c")  # 70 %: reset
+    create("other:d", 1)  # 80 % again
+    assert alerts(demo.alice) == ["ACME Corporation: quota 80 % used"] * 2

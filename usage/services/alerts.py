@@ -35,6 +35,12 @@ def _percent(used, limit) -> Decimal:
     return Decimal(used) * 100 / Decimal(limit)
 
 
+def _level(quota: Quota, resource: str, levels) -> int:
+    """The highest alert level ``resource``'s use has reached (0: none)."""
+    percent = _percent(quota.used(resource), quota.limit(resource))
+    return max((p for p in levels if percent >= p), default=0)
+
+
 def _plain(value) -> str:
     if isinstance(value, Decimal):
         value = value.normalize()
@@ -42,11 +48,15 @@ def _plain(value) -> str:
     return str(value)
 
 
-def quota_alerts_check(*, tenant: Tenant, locked: Quota | None = None) -> list[dict]:
+def quota_alerts_check(
+    *, tenant: Tenant, locked: Quota | None = None, rising: bool = False
+) -> list[dict]:
     """Compare each resource's use with the alert levels; announce new crossings
     (event ``QuotaNearlyExhausted`` + a notification to the tenant's admins). Returns
     the crossings announced. Must run in a transaction (it locks the quota row;
-    ``locked``: the row the caller holds locked, its counters current)."""
+    ``locked``: the row the caller holds locked, its counters current). ``rising``: the
+    counters only grew since the last check (a charge), so when every resource is
+    below every level now, each was before too and there is nothing to record."""
     if locked is not None and locked.tenant_id == tenant.pk:
         quota = locked
     else:
@@ -54,12 +64,14 @@ def quota_alerts_check(*, tenant: Tenant, locked: Quota | None = None) -> list[d
     if quota is None:
         return []
     levels = alert_levels()
+    if rising and not any(_level(quota, r, levels) for r in QUOTA_RESOURCES):
+        return []
     kept = {a.resource: a for a in QuotaAlert.objects.filter(tenant=tenant)}
     crossed: list[dict] = []
     for resource in QUOTA_RESOURCES:
         used, limit = quota.used(resource), quota.limit(resource)
         percent = _percent(used, limit)
-        level = max((p for p in levels if percent >= p), default=0)
+        level = _level(quota, resource, levels)
         alert = kept.get(resource)
         before = alert.level if alert else 0
         if level == before:

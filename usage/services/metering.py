@@ -85,12 +85,17 @@ def metered(reservation: Reservation) -> bool:
 
 
 def interval_open(
-    *, reservation: Reservation, name: str = "", labels: dict | None = None
+    *,
+    reservation: Reservation,
+    name: str = "",
+    labels: dict | None = None,
+    new_ref: bool = False,
 ) -> UsageInterval:
     """Start metering ``reservation`` at its creation time, with its size. ``name`` and
     ``labels``: the object's, when the ledger's caller knew them (otherwise they are
-    read from the object once the transaction has committed)."""
-    subject = _subject_for(reservation, name=name, labels=labels)
+    read from the object once the transaction has committed). ``new_ref``: the ref was
+    made for this reservation (a new object's uid), so no subject holds it yet."""
+    subject = _subject_for(reservation, name=name, labels=labels, new_ref=new_ref)
     # A reservation opens once (quota_reserve returns a live one unchanged without
     # signalling); the unique constraint on reservation_id backs that up.
     interval = UsageInterval.objects.create(
@@ -128,11 +133,13 @@ def interval_close(*, reservation: Reservation, at: datetime | None = None) -> i
     return closed
 
 
-def _subject_for(reservation: Reservation, name: str = "", labels: dict | None = None):
+def _subject_for(
+    reservation: Reservation, name: str = "", labels: dict | None = None, new_ref: bool = False
+):
     # No get_or_create (and its savepoint): two reservations of one ref are serialised
     # by the quota row lock the ledger holds, so nobody else creates it meanwhile.
     described = {"name": name[:253], "labels": _plain_labels(labels)} if name else {}
-    subject = UsageSubject.objects.filter(ref=reservation.ref).first()
+    subject = None if new_ref else UsageSubject.objects.filter(ref=reservation.ref).first()
     if subject is None:
         subject = UsageSubject.objects.create(
             ref=reservation.ref,

@@ -147,35 +147,45 @@ def test_quota_check_reads_counters_not_the_ledger(demo, django_assert_max_num_q
         reserve(demo.acme, "pod:one-more", pods=1)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_200_concurrent_reservations_against_50_vms_never_overshoot(demo):
-    postgres_only()
-    services.quota_set(actor=demo.admin, tenant=demo.acme, limits={"vms": 50})
-    results: list[str] = []
+def race(attempt, threads: int = 20, each: int = 10) -> list:
+    """``attempt(n)`` for n in 0 … threads × each − 1, from ``threads`` threads released
+    together (each with its own connection); their results, in the order they came."""
+    results: list = []
     lock = threading.Lock()
-    barrier = threading.Barrier(20)
+    barrier = threading.Barrier(threads)
 
     def worker(start: int) -> None:
         try:
             barrier.wait(timeout=30)
-            for n in range(start, start + 10):
-                try:
-                    reserve(demo.acme, f"vm:race-{n}", cpu=0, vms=1)
-                    outcome = "ok"
-                except QuotaExceeded:
-                    outcome = "refused"
+            for n in range(start, start + each):
+                outcome = attempt(n)
                 with lock:
                     results.append(outcome)
         finally:
             close_old_connections()
             connection.close()
 
-    threads = [threading.Thread(target=worker, args=(i * 10,)) for i in range(20)]
-    for thread in threads:
+    running = [threading.Thread(target=worker, args=(i * each,)) for i in range(threads)]
+    for thread in running:
         thread.start()
-    for thread in threads:
+    for thread in running:
         thread.join(timeout=120)
+    return results
 
+
+@pytest.mark.django_db(transaction=True)
+def test_200_concurrent_reservations_against_50_vms_never_overshoot(demo):
+    postgres_only()
+    services.quota_set(actor=demo.admin, tenant=demo.acme, limits={"vms": 50})
+
+    def attempt(n: int) -> str:
+        try:
+            reserve(demo.acme, f"vm:race-{n}", cpu=0, vms=1)
+            return "ok"
+        except QuotaExceeded:
+            return "refused"
+
+    results = race(attempt)
     assert len(results) == 200
     assert results.count("ok") == 50
     assert results.count("refused") == 150
@@ -187,6 +197,7 @@ def test_200_concurrent_reservations_against_50_vms_never_overshoot(demo):
     # Release every reservation twice, concurrently: each gives back exactly once.
     refs = list(live.values_list("ref", flat=True))
     released: list[bool] = []
+    lock = threading.Lock()
 
     def releaser(chunk: list[str]) -> None:
         try:
@@ -207,3 +218,39 @@ def test_200_concurrent_reservations_against_50_vms_never_overshoot(demo):
     assert released.count(False) == 50
     quota.refresh_from_db()
     assert quota.used_vms == 0
+
+
+def charge(tenant, ref: str, **amounts) -> Quota:
+    """One create's charge (``QuotaCharge``: record, then lock and add at the end)."""
+    with transaction.atomic():
+        create = services.QuotaCharge(tenant)
+        create.reserve(ref=ref, kind="other", object_id=ref, **amounts)
+        return create.charge()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_200_concurrent_create_charges_against_50_vms_never_overshoot_and_name_the_shortfall(
+    demo,
+):
+    postgres_only()
+    services.quota_set(actor=demo.admin, tenant=demo.acme, limits={"vms": 50, "memory": 10_000})
+
+    def attempt(n: int) -> object:
+        try:
+            quota = charge(demo.acme, f"other:race-{n}", vms=1, memory=10)
+            return ("ok", quota.used_vms)
+        except QuotaExceeded as error:
+            return [(s.resource, s.requested, s.left) for s in error.shortfalls]
+
+    outcomes = race(attempt)
+    assert len(outcomes) == 200
+    charged = sorted(used for kind, used in (o for o in outcomes if o[0] == "ok"))
+    # Each charge saw the counters it left: 1, 2, ... 50, every one once.
+    assert charged == list(range(1, 51))
+    refusals = [o for o in outcomes if o[0] != "ok"]
+    assert refusals == [[("vms", 1, 0)]] * 150  # memory fits: only the VMs are named
+    live = Reservation.objects.filter(tenant=demo.acme, released__isnull=True)
+    assert live.count() == 50  # the refused creates' reservations rolled back
+    quota = Quota.objects.get(tenant=demo.acme)
+    assert quota.used_vms == 50 and quota.used_memory == 500
+    assert quota.used_vms == live.aggregate(total=Sum("vms"))["total"]
