@@ -598,6 +598,8 @@ def hosts_with_overlap(tenant: Tenant, networks: list) -> set[int]:
     of ``networks`` (the tenant's networks, or their names): Linux routes one range to
     one bridge per host, so libvirt would refuse to start the second network there."""
     names = {n.name if isinstance(n, Network) else str(n) for n in networks}
+    if not names:  # no query to compile (an empty ``__in`` is compiled, then dropped)
+        return set()
     mine = [n.network for n in Network.objects.filter(tenant=tenant, name__in=names)]
     if not mine:
         return set()
