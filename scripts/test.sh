@@ -50,9 +50,12 @@ export ISOTOPE_DEBUG=1 PYTHONDONTWRITEBYTECODE=1
 
 # pytest-xdist workers (tests/parallel.py): each has its own test database and Redis
 # database; the shared-infrastructure tiers all run on one of them, the unit and
-# test-driver tests spread over the others. 0 = one process, no xdist: the default until
-# the whole suite has run green under xdist twice in a row (README "make test").
-WORKERS=${ISOTOPE_TEST_WORKERS:-0}
+# test-driver tests spread over the others. Default: one per core, at most 4; 0 (or a
+# single core) = one process, no xdist (README "make test").
+CORES=$(nproc 2>/dev/null || echo 1)
+DEFAULT_WORKERS=$((CORES > 4 ? 4 : CORES))
+if [ "$DEFAULT_WORKERS" -lt 2 ]; then DEFAULT_WORKERS=0; fi
+WORKERS=${ISOTOPE_TEST_WORKERS:-$DEFAULT_WORKERS}
 XDIST=()
 if [ "$WORKERS" != 0 ]; then XDIST=(-n "$WORKERS" --dist loadgroup); fi
 
