@@ -174,6 +174,13 @@ class TestController:
         assert VMPool.objects.get(pk=pool.pk).replicas == 2
 
 
+# How long each step may take: a liveness bound, not a speed test. Its Celery worker
+# shares the machine with the shared-infrastructure tests on the other xdist worker
+# (guests, browsers); with 30 s the test once failed there and passed on its rerun (the
+# first failure's reason was not kept; a step outlasting 30 s is the likeliest).
+PATIENCE = 120
+
+
 @pytest.mark.libvirt_test_driver
 def test_pool_end_to_end_through_workers(demo, make_host, tiny_image, celery_worker):
     """Create 2 → both Running and Ready; scale to 3; a member deleted by hand comes
@@ -184,12 +191,12 @@ def test_pool_end_to_end_through_workers(demo, make_host, tiny_image, celery_wor
     def pool_now() -> VMPool | None:
         return VMPool.objects.filter(pk=pool.pk).first()
 
-    wait_for(lambda: pool_now().phase == PoolPhase.READY, 30, message="pool never Ready")
+    wait_for(lambda: pool_now().phase == PoolPhase.READY, PATIENCE, message="pool never Ready")
     assert pool_now().ready_replicas == 2
     pool_services.pool_scale(actor=demo.bob, pool=pool_now(), replicas=3)
     wait_for(
         lambda: pool_now().phase == PoolPhase.READY and pool_now().ready_replicas == 3,
-        30,
+        PATIENCE,
         message="pool never reached 3 ready members",
     )
     victim = VirtualMachine.objects.get(name="web-1")
@@ -199,12 +206,12 @@ def test_pool_end_to_end_through_workers(demo, make_host, tiny_image, celery_wor
             not VirtualMachine.objects.filter(pk=victim.pk).exists()
             and pool_now().ready_replicas == 3
         ),
-        30,
+        PATIENCE,
         message="the deleted member was not replaced",
     )
     assert sorted(vm.name for vm in members(pool)) == ["web-0", "web-2", "web-3"]
     pool_services.pool_delete(actor=demo.bob, pool=pool_now())
-    wait_for(lambda: pool_now() is None, 30, message="the pool was not deleted")
+    wait_for(lambda: pool_now() is None, PATIENCE, message="the pool was not deleted")
     assert not VirtualMachine.objects.filter(name__startswith="web-").exists()
     quota = Quota.objects.get(tenant=demo.acme)
     assert (quota.used_vms, quota.used_cpu, quota.used_memory) == (0, 0, 0)
