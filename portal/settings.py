@@ -10,6 +10,7 @@ HTTPS-only cookies, HSTS and the SSL redirect; development generates a secret on
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -502,6 +503,16 @@ ISOTOPE_K8S_STORAGE_CLASS = os.environ.get("ISOTOPE_K8S_STORAGE_CLASS", "isotope
 ISOTOPE_K8S_VOLUME_ROOT = os.environ.get("ISOTOPE_K8S_VOLUME_ROOT", "/var/lib/isotope/k8s-volumes")
 
 # --- Kubernetes workloads (compute/services/workloads.py, clusters.py) ----------------
+# A tenant's namespace is this prefix + its slug (tenants.models.Tenant.namespace); the
+# portal takes a namespace without it for no tenant's. Two installations sharing one
+# cluster (staging and production, say) each set their own.
+ISOTOPE_K8S_NAMESPACE_PREFIX = os.environ.get("ISOTOPE_K8S_NAMESPACE_PREFIX", "isotope-")
+if not re.fullmatch(r"[a-z][-a-z0-9]{0,22}", ISOTOPE_K8S_NAMESPACE_PREFIX):
+    raise ImproperlyConfigured(
+        f"ISOTOPE_K8S_NAMESPACE_PREFIX={ISOTOPE_K8S_NAMESPACE_PREFIX!r}: use 1-23 lowercase "
+        "letters, digits and hyphens, starting with a letter (with a 40-character tenant "
+        "slug it makes a namespace name of at most 63), e.g. isotope-staging-"
+    )
 # Namespace ResourceQuota: limits.cpu/limits.memory = the tenant's cpu/memory × this.
 ISOTOPE_K8S_LIMIT_RATIO = float(os.environ.get("ISOTOPE_K8S_LIMIT_RATIO", "2"))
 # The watch marks a cluster's workloads Unknown after this long without the API server.

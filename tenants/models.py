@@ -73,16 +73,17 @@ class Tenant(Resource):
     def __str__(self) -> str:
         return self.slug
 
-    NAMESPACE_PREFIX = "isotope-"
-
     @property
     def namespace(self) -> str:
-        return f"{self.NAMESPACE_PREFIX}{self.slug}"
+        """Its Kubernetes namespace: ``ISOTOPE_K8S_NAMESPACE_PREFIX`` + its slug."""
+        return f"{settings.ISOTOPE_K8S_NAMESPACE_PREFIX}{self.slug}"
 
     @classmethod
     def slug_of_namespace(cls, namespace: str) -> str:
-        """The slug of the tenant whose Kubernetes namespace is ``namespace``."""
-        return namespace.removeprefix(cls.NAMESPACE_PREFIX)
+        """The slug of the tenant whose Kubernetes namespace is ``namespace``; "" (no
+        tenant's) for a namespace without this installation's prefix."""
+        prefix = settings.ISOTOPE_K8S_NAMESPACE_PREFIX
+        return namespace[len(prefix) :] if namespace.startswith(prefix) else ""
 
 
 class Membership(models.Model):

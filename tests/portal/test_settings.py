@@ -88,3 +88,17 @@ def test_the_database_pool_hands_its_connections_from_request_to_request():
         sessions[size] = int(result.stdout.strip().splitlines()[-1])
     assert sessions["2"] <= 2
     assert sessions["0"] == 6
+
+
+@pytest.mark.parametrize("prefix", ["Isotope-", "1sotope-", "isotope_", "a" * 24, ""])
+def test_a_namespace_prefix_kubernetes_cannot_take_refuses_to_start(prefix):
+    result = manage("check", ISOTOPE_DEBUG="1", ISOTOPE_K8S_NAMESPACE_PREFIX=prefix)
+    assert result.returncode != 0
+    assert f"ISOTOPE_K8S_NAMESPACE_PREFIX={prefix!r}: use 1-23 lowercase" in result.stderr
+
+
+def test_a_namespace_prefix_of_23_characters_starts():
+    result = manage(
+        "check", ISOTOPE_DEBUG="1", ISOTOPE_K8S_NAMESPACE_PREFIX="isotope-staging-eu-001-"
+    )
+    assert result.returncode == 0, result.stderr

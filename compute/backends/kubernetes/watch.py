@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
+from django.conf import settings
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.rest import ApiException
@@ -30,7 +31,6 @@ SELECTOR = f"{manifests.MANAGED_BY}={manifests.MANAGER},{manifests.WORKLOAD_LABE
 AUTOSCALER_SELECTOR = f"{manifests.MANAGED_BY}={manifests.MANAGER},{manifests.AUTOSCALER_LABEL}"
 WATCH_SECONDS = 50  # the server ends each watch after this; we resume from the last rv
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 15.0
-NAMESPACE_PREFIX = "isotope-"
 
 Handler = Callable[[str, object], None]
 """``handler(type, info)`` with type ``SYNC`` (from a list), ``ADDED``, ``MODIFIED`` or
@@ -74,8 +74,8 @@ def _int(value) -> int:
 def event_info(raw: dict) -> ClusterEvent | None:
     meta = raw.get("metadata", {})
     namespace = meta.get("namespace", "")
-    if not namespace.startswith(NAMESPACE_PREFIX):
-        return None
+    if not namespace.startswith(settings.ISOTOPE_K8S_NAMESPACE_PREFIX):
+        return None  # not a namespace of this installation's tenants
     involved = raw.get("involvedObject") or raw.get("regarding") or {}
     stamp = raw.get("lastTimestamp") or raw.get("eventTime") or meta.get("creationTimestamp")
     when = None
