@@ -747,8 +747,8 @@ class QuotaCharge:
         )
         # Unless ``lock`` holds the row: one statement when everything fits; the row
         # locked and read to name the shortfalls when something does not.
-        quota = self.quota or _counters_add_if_fits(self.tenant, request)
-        if quota is None or quota is self.quota:
+        quota = None if self.quota else _counters_add_if_fits(self.tenant, request)
+        if quota is None:
             quota = self.quota or Quota.objects.select_for_update().get(tenant=self.tenant)
             _refuse_shortfalls(quota, request)
             _counters_add(quota, request)

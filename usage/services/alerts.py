@@ -64,14 +64,15 @@ def quota_alerts_check(
     if quota is None:
         return []
     levels = alert_levels()
-    if rising and not any(_level(quota, r, levels) for r in QUOTA_RESOURCES):
+    reached = {r: _level(quota, r, levels) for r in QUOTA_RESOURCES}
+    if rising and not any(reached.values()):
         return []
     kept = {a.resource: a for a in QuotaAlert.objects.filter(tenant=tenant)}
     crossed: list[dict] = []
     for resource in QUOTA_RESOURCES:
         used, limit = quota.used(resource), quota.limit(resource)
         percent = _percent(used, limit)
-        level = _level(quota, resource, levels)
+        level = reached[resource]
         alert = kept.get(resource)
         before = alert.level if alert else 0
         if level == before:
