@@ -11,10 +11,14 @@ the settings, so that what it sets in the environment is what the settings read.
   also has its own channel-layer prefix (``ISOTOPE_CHANNEL_PREFIX``). Subprocesses a
   test starts inherit both.
 - Tests of the tiers that use the shared infrastructure (``SHARED_TIERS``: the libvirt
-  nodes, Kubernetes, the OIDC provider, the browser against them) form one group (see
-  ``SharedGroup``): with ``--dist loadgroup`` they all run on one worker, one after
-  another, as they do without xdist; the unit and libvirt test-driver tests spread
-  over the others.
+  nodes, Kubernetes, the OIDC provider), and any other test that signs in through the
+  OIDC provider (``SHARED_FIXTURES``), form one group (see ``SharedGroup``): with
+  ``--dist loadgroup`` they all run on one worker, one after another, as they do without
+  xdist; every other test spreads over the workers. That includes the browser tests of
+  the ``e2e`` tier that reach none of it: each worker has its own Chromium, live server,
+  database and Redis database, and their libvirt hosts are test-driver instances of
+  their own. (A browser test against a QEMU guest or the cluster carries that tier's
+  mark too.)
 
 Without xdist (no ``-n``, or ``-n 0``) nothing here changes anything.
 """
@@ -32,7 +36,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from xdist.scheduler import LoadScopeScheduling  # requirements-dev.txt
 
-SHARED_TIERS = ("qemu", "migration", "kubernetes", "oidc", "e2e")
+SHARED_TIERS = ("qemu", "migration", "kubernetes", "oidc")
+SHARED_FIXTURES = ("oidc_provider",)
 SHARED_GROUP = "shared-infrastructure"
 REDIS_DATABASES = 16  # Redis's default ``databases``
 _DIRECTORY_KEY = "isotope_shared_group_directory"
@@ -131,14 +136,19 @@ class SharedGroupScheduling(LoadScopeScheduling):
         return SHARED_GROUP if nodeid in self.shared else nodeid
 
 
+def uses_shared_infrastructure(item) -> bool:
+    """Whether ``item`` belongs to the one group that runs on one worker."""
+    return any(item.get_closest_marker(tier) for tier in SHARED_TIERS) or any(
+        name in SHARED_FIXTURES for name in getattr(item, "fixturenames", ())
+    )
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     directory = getattr(config, "workerinput", {}).get(_DIRECTORY_KEY)
     if directory is None:
         return
-    shared = [
-        item.nodeid for item in items if any(item.get_closest_marker(tier) for tier in SHARED_TIERS)
-    ]
+    shared = [item.nodeid for item in items if uses_shared_infrastructure(item)]
     path = Path(directory) / f"{_WORKER}.json"
     partial = path.with_suffix(".part")
     partial.write_text(json.dumps(shared))

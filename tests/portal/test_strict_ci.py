@@ -203,12 +203,33 @@ def test_under_xdist_the_shared_infrastructure_tiers_run_on_one_worker(tmp_path)
         """
         for tier in TIERS
     )
+    # A test of another tier that signs in through the shared OIDC provider joins them.
+    body += f"""
+        @pytest.fixture
+        def oidc_provider():
+            return {{}}
+
+        @pytest.mark.e2e
+        @pytest.mark.parametrize("n", range(4))
+        def test_sso(oidc_provider, n):
+            import os
+
+            with open("{tmp_path}/sso-%d" % n, "w") as f:
+                f.write(os.environ["PYTEST_XDIST_WORKER"])
+        """
     result = run_suite(tmp_path, body, *XDIST)
     assert result.returncode == 0, result.stdout
-    shared = {(tmp_path / f"{t}-{n}").read_text() for t in SHARED_TIERS for n in range(4)}
+
+    def workers(*names: str) -> set[str]:
+        return {(tmp_path / f"{name}-{n}").read_text() for name in names for n in range(4)}
+
+    shared = workers(*SHARED_TIERS, "sso")
     assert len(shared) == 1, shared
-    others = {(tmp_path / f"{t}-{n}").read_text() for t in TIERS for n in range(4)} - shared
-    assert others, "the unit and test-driver tests all waited for the shared worker"
+    # Browser tests that reach none of it (their own Chromium, live server and test-driver
+    # hosts) spread like the unit and test-driver tests.
+    assert "e2e" not in SHARED_TIERS
+    assert workers("e2e") - shared, "the e2e tests all waited for the shared worker"
+    assert workers("unit", "libvirt_test_driver") - shared, "the unit tests all waited"
 
 
 def test_under_xdist_items_sharing_a_node_id_stop_the_run_instead_of_all_but_one_vanishing(
