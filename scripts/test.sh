@@ -49,9 +49,10 @@ if infra_required; then export ISOTOPE_REQUIRE_INFRA=1; fi
 export ISOTOPE_DEBUG=1 PYTHONDONTWRITEBYTECODE=1
 
 # pytest-xdist workers (tests/parallel.py): each has its own test database and Redis
-# database; the shared-infrastructure tiers all run on one of them, the unit and
-# test-driver tests spread over the others. Default: one per core, at most 4; 0 (or a
-# single core) = one process, no xdist (README "make test").
+# database; the shared-infrastructure tiers (qemu, migration, kubernetes, oidc, and tests
+# that sign in through the OIDC provider) run on one of them, every other test, browser
+# tests included, spreads. Default: one per core, at most 4; 0 (or a single core) = one
+# process, no xdist (README "make test").
 CORES=$(nproc 2>/dev/null || echo 1)
 DEFAULT_WORKERS=$((CORES > 4 ? 4 : CORES))
 if [ "$DEFAULT_WORKERS" -lt 2 ]; then DEFAULT_WORKERS=0; fi
