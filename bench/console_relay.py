@@ -1,15 +1,25 @@
 """Console relay: throughput and added latency of /ws/console/ versus direct VNC TCP.
 
-One tiny QEMU guest on node1 (``qemu:///system``, 256 MiB), the portal under uvicorn
-(one process) as a subprocess on a private database. The same RFB client runs over a
-direct TCP connection to the guest's VNC server (the baseline) and over the proxy
-websocket (ticket, Origin, session, filter, relay), in the same run:
+Two upstreams, each measured directly (the baseline) and through the proxy websocket
+(ticket, Origin, session, slot, endpoint lookup, client filter, relay) in the same run:
+
+- ``qemu``: one tiny QEMU guest on node1 (``qemu:///system``, 256 MiB); QEMU paces its
+  framebuffer updates, so this says what a user's session costs on top of the guest;
+- ``synthetic``: an RFB server of this script's own (``--serve-synthetic``, a process of
+  its own) that answers every update request at once with a full raw rectangle, so the
+  relay, not the VNC server, is the limit: the relay's ceiling. The portal's server for
+  this part is ``bench/console_synthetic_asgi.py``: the portal's application with the
+  endpoint lookup's answer (after the lookup itself ran) replaced by the synthetic
+  server's address.
+
+Per upstream and path:
 
 - ``open``: connect until the server's ``RFB 003.008`` arrives (websocket: the ticket is
-  spent, the slot taken, the endpoint looked up and TCP opened inside this time);
+  redeemed, the slot taken, the endpoint looked up and TCP opened inside this time); the
+  ticket is issued before the clock starts and timed apart (``ticket_issue``);
 - ``rtt``: a non-incremental FramebufferUpdateRequest for an 8×8 corner until its raw
-  update has arrived (what a keystroke's echo costs on top of the guest);
-- ``throughput``: full-screen raw updates (720×400×4 bytes each) back to back.
+  update has arrived (what a keystroke's echo costs on top of the VNC server);
+- ``throughput``: full-screen raw updates, ``--depth`` requests kept in flight.
 
     .venv/bin/python bench/console_relay.py --rounds 200 --frames 40
 
@@ -93,9 +103,13 @@ async def rfb_init(stream) -> tuple[int, int, int]:
     return width, height, bpp // 8
 
 
-async def update(stream, x: int, y: int, w: int, h: int, bytes_pp: int) -> int:
-    """Request a non-incremental update of the region; read it; return its bytes."""
+async def request(stream, x: int, y: int, w: int, h: int) -> None:
+    """A non-incremental FramebufferUpdateRequest for the region."""
     await stream.send(struct.pack(">BBHHHH", 3, 0, x, y, w, h))
+
+
+async def read_update(stream, bytes_pp: int) -> int:
+    """Read one FramebufferUpdate (raw rectangles); return its pixel bytes."""
     total = 0
     while True:
         kind = (await stream.read(1))[0]
@@ -113,36 +127,108 @@ async def update(stream, x: int, y: int, w: int, h: int, bytes_pp: int) -> int:
     return total
 
 
-async def measure(open_stream, rounds: int, frames: int, opens: int) -> dict:
-    times = []
+async def measure(prepare, connect, rounds: int, frames: int, opens: int, depth: int) -> dict:
+    """``prepare()`` (untimed for ``open``: the ticket) and ``connect(prepared)`` (timed)."""
+    prepares, times = [], []
     for _ in range(opens):
         start = time.perf_counter()
-        stream = await open_stream()
+        prepared = await prepare()
+        prepares.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        stream = await connect(prepared)
         assert (await stream.read(12)).startswith(b"RFB 003.008")
         times.append(time.perf_counter() - start)
         await stream.close()
         await asyncio.sleep(0.05)
-    stream = await open_stream()
+    stream = await connect(await prepare())
+    extensions = getattr(stream, "extensions", None)
     await stream.read(12)
     width, height, bpp = await rfb_init(stream)
     rtts = []
     for _ in range(rounds):
         start = time.perf_counter()
-        await update(stream, 0, 0, 8, 8, bpp)
+        await request(stream, 0, 0, 8, 8)
+        await read_update(stream, bpp)
         rtts.append(time.perf_counter() - start)
     start = time.perf_counter()
-    moved = 0
+    moved = sent = 0
+    while sent < min(depth, frames):
+        await request(stream, 0, 0, width, height)
+        sent += 1
     for _ in range(frames):
-        moved += await update(stream, 0, 0, width, height, bpp)
+        moved += await read_update(stream, bpp)
+        if sent < frames:
+            await request(stream, 0, 0, width, height)
+            sent += 1
     seconds = time.perf_counter() - start
     await stream.close()
-    return {
+    out = {
         "open": percentiles(times),
         "rtt": percentiles(rtts),
         "throughput_mib_s": round(moved / seconds / 2**20, 1),
         "frame_bytes": width * height * bpp,
         "frames": frames,
+        "depth": depth,
     }
+    if extensions is not None:
+        out["websocket_extensions"] = extensions
+    if max(prepares) > 0.0005:
+        out["ticket_issue"] = percentiles(prepares)
+    return out
+
+
+# --- The synthetic RFB server ---------------------------------------------------------
+async def serve_synthetic(port: int, width: int, height: int) -> None:
+    """RFB 3.8, security None, 32-bit true colour; every FramebufferUpdateRequest gets one
+    raw rectangle of the region at once (never waits for a change)."""
+    pixels = os.urandom(width * height * 4)
+    pixel_format = struct.pack(">BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
+    name = b"isotope-synthetic"
+    sizes = {0: 19, 4: 7, 5: 5}  # SetPixelFormat, KeyEvent, PointerEvent (after the type)
+
+    async def session(reader, writer) -> None:
+        try:
+            writer.write(b"RFB 003.008\n")
+            await reader.readexactly(12)
+            writer.write(b"\x01\x01")  # one security type: None
+            await reader.readexactly(1)
+            writer.write(struct.pack(">I", 0))
+            await reader.readexactly(1)  # ClientInit
+            writer.write(
+                struct.pack(">HH", width, height)
+                + pixel_format
+                + struct.pack(">I", len(name))
+                + name
+            )
+            while True:
+                kind = (await reader.readexactly(1))[0]
+                if kind == 3:
+                    _, x, y, w, h = struct.unpack(">BHHHH", await reader.readexactly(9))
+                    w, h = min(w, width - x), min(h, height - y)
+                    writer.write(
+                        struct.pack(">BxH", 0, 1)
+                        + struct.pack(">HHHHi", x, y, w, h, 0)
+                        + pixels[: w * h * 4]
+                    )
+                    await writer.drain()
+                elif kind == 2:  # SetEncodings
+                    (count,) = struct.unpack(">xH", await reader.readexactly(3))
+                    await reader.readexactly(4 * count)
+                elif kind == 6:  # ClientCutText
+                    (length,) = struct.unpack(">3xI", await reader.readexactly(7))
+                    await reader.readexactly(length)
+                elif kind in sizes:
+                    await reader.readexactly(sizes[kind])
+                else:
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(session, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
 
 
 def setup_django(database_url: str) -> None:
@@ -198,74 +284,150 @@ def create_guest():
     return vm, backend, user, client.session.session_key
 
 
+def proxy_client(port: int, vm, user, session_key: str, deflate: bool = True):
+    """``prepare`` (issue a ticket, as the page's POST does) and ``connect`` (the
+    websocket with it) for the portal on ``port``."""
+    from django.conf import settings
+    from websockets.asyncio.client import connect as ws_connect
+
+    from compute.services import console as console_services
+
+    async def prepare() -> str:
+        return await asyncio.to_thread(
+            lambda: (
+                console_services.console_ticket_issue(
+                    actor=user, vm=vm, session_key=session_key
+                ).ticket
+            )
+        )
+
+    async def connect(ticket: str):
+        ws = await ws_connect(
+            f"ws://127.0.0.1:{port}/ws/console/",
+            subprotocols=["binary", f"isotope-ticket.{ticket}"],
+            additional_headers={
+                "Origin": f"http://127.0.0.1:{port}",
+                "Cookie": f"{settings.SESSION_COOKIE_NAME}={session_key}",
+            },
+            max_size=None,
+            compression="deflate" if deflate else None,
+        )
+        stream = WsStream(ws)
+        stream.extensions = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        return stream
+
+    return prepare, connect
+
+
+def tcp_client(host: str, port: int):
+    async def prepare() -> None:
+        return None
+
+    async def connect(_):
+        return TcpStream(*await asyncio.open_connection(host, port))
+
+    return prepare, connect
+
+
+def summary(direct: dict, proxy: dict) -> dict:
+    return {
+        "added_rtt_p50_ms": round(proxy["rtt"]["p50_ms"] - direct["rtt"]["p50_ms"], 2),
+        "added_rtt_p99_ms": round(proxy["rtt"]["p99_ms"] - direct["rtt"]["p99_ms"], 2),
+        "throughput_mib_s": {
+            "direct": direct["throughput_mib_s"],
+            "proxy": proxy["throughput_mib_s"],
+        },
+        "throughput_ratio": round(proxy["throughput_mib_s"] / direct["throughput_mib_s"], 2),
+        "open_p50_ms": {"direct": direct["open"]["p50_ms"], "proxy": proxy["open"]["p50_ms"]},
+        "ticket_issue_p50_ms": proxy.get("ticket_issue", {}).get("p50_ms"),
+    }
+
+
+def portal_server(module: str, port: int, env: dict, log: str):
+    """The web tier as deployed (gunicorn with ``deploy/gunicorn.conf.py``: uvicorn's
+    options, ``ISOTOPE_WS_DEFLATE`` included), one process."""
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    web_env = {**env, "ISOTOPE_WEB_PROCESSES": "1", "ISOTOPE_WEB_BIND": f"127.0.0.1:{port}"}
+    return spawn([gunicorn, "-c", "deploy/gunicorn.conf.py", f"{module}:application"], web_env, log)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--opens", type=int, default=20)
+    parser.add_argument("--depth", type=int, default=1, help="update requests in flight (QEMU)")
+    parser.add_argument("--synthetic-frames", type=int, default=200)
+    parser.add_argument("--synthetic-depth", type=int, default=4)
+    parser.add_argument("--synthetic-size", default="1280x800")
+    parser.add_argument("--serve-synthetic", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    width, height = (int(v) for v in args.synthetic_size.split("x"))
+    if args.serve_synthetic:
+        asyncio.run(serve_synthetic(args.serve_synthetic, width, height))
+        return
+
     database_url = bench_database("isotope_bench_console")
     env = django_env(database_url)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     setup_django(database_url)
-    from django.conf import settings
-
-    from compute.services import console as console_services
 
     vm, backend, user, session_key = create_guest()
-    port = free_port()
-    server = spawn(
-        [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--port", str(port)]
-        + ["--log-level", "warning", "--ws", "websockets-sansio"],
-        env,
-        "console_relay-uvicorn.log",
-    )
+    results: dict = {}
+    processes = []
     try:
-        wait_http(port)
+        # QEMU's VNC server, directly and through the portal.
+        port = free_port()
+        processes.append(portal_server("portal.asgi", port, env, "console_relay-uvicorn.log"))
+        wait_http(port, timeout=60)
         time.sleep(2)  # the guest's VNC server is up once QEMU runs; let it settle
         host, vnc_port = backend.console_endpoint(vm.domain_name)
-        from websockets.asyncio.client import connect
+        measured = (args.rounds, args.frames, args.opens, args.depth)
+        results["qemu"] = {
+            "direct": asyncio.run(measure(*tcp_client(host, vnc_port), *measured)),
+            "proxy": asyncio.run(measure(*proxy_client(port, vm, user, session_key), *measured)),
+        }
+        stop(processes.pop())
 
-        async def direct():
-            return TcpStream(*await asyncio.open_connection(host, vnc_port))
-
-        async def proxied():
-            ticket = await asyncio.to_thread(
-                lambda: (
-                    console_services.console_ticket_issue(
-                        actor=user, vm=vm, session_key=session_key
-                    ).ticket
-                )
+        # The synthetic server, directly and through the portal.
+        synthetic = free_port()
+        processes.append(
+            spawn(
+                [sys.executable, __file__, "--serve-synthetic", str(synthetic)]
+                + ["--synthetic-size", args.synthetic_size],
+                env,
+                "console_relay-synthetic.log",
             )
-            ws = await connect(
-                f"ws://127.0.0.1:{port}/ws/console/",
-                subprotocols=["binary", f"isotope-ticket.{ticket}"],
-                additional_headers={
-                    "Origin": f"http://127.0.0.1:{port}",
-                    "Cookie": f"{settings.SESSION_COOKIE_NAME}={session_key}",
-                },
-                max_size=None,
+        )
+        wait_http(synthetic)
+        port = free_port()
+        processes.append(
+            portal_server(
+                "bench.console_synthetic_asgi",
+                port,
+                {**env, "ISOTOPE_BENCH_VNC": f"127.0.0.1:{synthetic}"},
+                "console_relay-uvicorn-synthetic.log",
             )
-            return WsStream(ws)
-
-        async def run() -> dict:
-            return {
-                "direct": await measure(direct, args.rounds, args.frames, args.opens),
-                "proxy": await measure(proxied, args.rounds, args.frames, args.opens),
-            }
-
-        results = asyncio.run(run())
+        )
+        wait_http(port, timeout=60)
+        measured = (args.rounds, args.synthetic_frames, args.opens, args.synthetic_depth)
+        results["synthetic"] = {
+            "direct": asyncio.run(measure(*tcp_client("127.0.0.1", synthetic), *measured)),
+            "proxy": asyncio.run(measure(*proxy_client(port, vm, user, session_key), *measured)),
+        }
     finally:
-        stop(server)
+        for process in processes:
+            stop(process)
         backend.delete(vm.domain_name)
-    d, p = results["direct"], results["proxy"]
-    results["summary"] = {
-        "added_rtt_p50_ms": round(p["rtt"]["p50_ms"] - d["rtt"]["p50_ms"], 2),
-        "added_rtt_p99_ms": round(p["rtt"]["p99_ms"] - d["rtt"]["p99_ms"], 2),
-        "throughput_ratio": round(p["throughput_mib_s"] / d["throughput_mib_s"], 2),
-        "open_p50_ms": {"direct": d["open"]["p50_ms"], "proxy": p["open"]["p50_ms"]},
+    results["summary"] = {name: summary(r["direct"], r["proxy"]) for name, r in results.items()}
+    results["setup"] = {
+        "guest_mib": 256,
+        "web": "gunicorn, 1 uvicorn process (deploy/gunicorn.conf.py)",
+        "ISOTOPE_WS_DEFLATE": os.environ.get("ISOTOPE_WS_DEFLATE", ""),
+        "synthetic_size": args.synthetic_size,
+        "cpus": os.cpu_count(),
+        "load_average_end": os.getloadavg(),
     }
-    results["setup"] = {"guest_mib": 256, "uvicorn_processes": 1, "cpus": os.cpu_count()}
     print(json.dumps(results, indent=2))
 
 
