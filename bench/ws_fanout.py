@@ -51,6 +51,7 @@ from bench._harness import (  # noqa: E402
     stop,
     wait_http,
 )
+from portal.workers import ws_per_message_deflate  # noqa: E402
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -423,6 +424,7 @@ def main() -> None:
                 "fd_limit": {"soft": fd_limit, "hard": fd_hard},
                 "server": f"gunicorn, {args.web_processes} uvicorn process(es), websockets-sansio",
                 "web_processes": args.web_processes,
+                "ws_per_message_deflate": ws_per_message_deflate(),
                 "db_pool_size": args.db_pool,
                 "raw_server_processes": 0 if raw is None else 1,
                 "client_processes": args.client_processes,

@@ -8,6 +8,8 @@ environment.
     ISOTOPE_WEB_TIMEOUT    seconds a silent worker lives before gunicorn replaces it (30)
     FORWARDED_ALLOW_IPS    proxies whose X-Forwarded-* headers uvicorn believes
                            (gunicorn's own variable; default 127.0.0.1)
+    ISOTOPE_WS_DEFLATE     websockets accept permessage-deflate (default off; read by
+                           the worker class, ``portal.workers``)
 
 Each worker is a full ASGI server (HTTP and websockets); the channel layer (Redis
 pub/sub) carries live messages to the sockets of every worker on every machine, so

@@ -211,6 +211,8 @@ def live_server(app=None) -> Iterator[str]:
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
     from django.db.backends.signals import connection_created
 
+    from portal.workers import uvicorn_options
+
     opened: list = []
 
     def track(sender, connection, **kwargs) -> None:
@@ -233,8 +235,7 @@ def live_server(app=None) -> Iterator[str]:
         host="127.0.0.1",
         port=port,
         log_level="warning",
-        ws="websockets-sansio",
-        lifespan="off",
+        **uvicorn_options(),
     )
     server = uvicorn.Server(config)
     connection_created.connect(track, weak=False)

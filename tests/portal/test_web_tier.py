@@ -118,6 +118,9 @@ def test_the_web_tier_runs_n_processes_that_all_serve_and_outlive_a_killed_one(d
         additional_headers={"Cookie": cookie},
         open_timeout=10,
     ) as ws:
+        # The client offers permessage-deflate, as browsers do; the tier declines it
+        # (ISOTOPE_WS_DEFLATE is off by default: see portal.workers).
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
         ws.send(json.dumps({"type": "subscribe", "tenant": "acme"}))
         subscribed = json.loads(ws.recv(timeout=10))
         assert subscribed["type"] == "subscribed"
