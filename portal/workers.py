@@ -9,7 +9,8 @@ from uvicorn_worker import UvicornWorker
 
 
 def ws_per_message_deflate() -> bool:
-    """Whether websockets offer permessage-deflate (``ISOTOPE_WS_DEFLATE``, default off).
+    """Whether the web tier accepts permessage-deflate when a client offers it
+    (``ISOTOPE_WS_DEFLATE``, default off).
 
     Off: the console relay forwards VNC framebuffer data, which its RFB encodings have
     already compressed, and zlib on every relayed byte held its throughput to a tenth
