@@ -3,9 +3,9 @@ options the single-process server used (``deploy/gunicorn.conf.py`` selects it).
 
 from __future__ import annotations
 
-import os
-
 from uvicorn_worker import UvicornWorker
+
+from portal.env import env_bool
 
 
 def ws_per_message_deflate() -> bool:
@@ -17,7 +17,7 @@ def ws_per_message_deflate() -> bool:
     (bench/README.md, ``console_relay.py``); a live message is encoded once per process
     and written to each socket as it is, where deflate would compress it once per
     socket. Browsers offer the extension; the server declines it."""
-    return os.environ.get("ISOTOPE_WS_DEFLATE", "").strip().lower() in {"1", "true", "yes", "on"}
+    return env_bool("ISOTOPE_WS_DEFLATE")
 
 
 def uvicorn_options() -> dict:
