@@ -347,6 +347,8 @@ def main() -> None:
         ),
         spawn([python, "manage.py", "watch_kubernetes"], env, "workloads-watcher.log"),
     ]
+    from tenants.models import Tenant
+
     _, core, _ = kube()
     rounds: list[dict] = []
     portal_namespaces: list[str] = []
@@ -357,6 +359,8 @@ def main() -> None:
         for number in range(1, args.rounds + 1):
             slug = f"bench-{uuid.uuid4().hex[:6]}"
             key = seed(slug, args.deployments, args.replicas)
+            namespace = Tenant.objects.get(slug=slug).namespace
+            portal_namespaces.append(namespace)
             waited = namespace_gone(core, previous) if previous else 0.0
             wall = time.perf_counter()
             accept, accepted = api_creates(
@@ -376,13 +380,13 @@ def main() -> None:
                     "p95_ms": running.get("p95_ms", 0),
                 }
             )
-            # Outside the portal's prefix: its watch ignores what happens there.
+            # No tenant's namespace (outside ISOTOPE_K8S_NAMESPACE_PREFIX's default): the
+            # portal's watch ignores what happens there.
             setup, bodies = portal_manifests(slug, f"bench-raw-{uuid.uuid4().hex[:6]}")
             refused = portal_delete_all(port, key, slug, sorted(accepted))
-            waited = pods_gone(core, f"isotope-{slug}")
+            waited = pods_gone(core, namespace)
             raw = raw_kubernetes(setup, bodies, args.replicas, args.clients)
             previous = bodies[0]["metadata"]["namespace"]
-            portal_namespaces.append(f"isotope-{slug}")
             rounds.append(
                 {
                     "round": number,
@@ -397,8 +401,8 @@ def main() -> None:
     finally:
         for process in processes:
             stop(process)
-        for namespace in [previous, *portal_namespaces] if previous else portal_namespaces:
-            namespace_gone(core, namespace)
+        for gone in filter(None, [previous, *portal_namespaces]):
+            namespace_gone(core, gone)
     summary = {}
     for field in ("p50_ms", "p95_ms"):
         portal, raw = median_of(rounds, "portal", field), median_of(rounds, "raw", field)
