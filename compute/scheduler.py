@@ -22,6 +22,7 @@ from django.db.models import Q, Sum
 
 from compute.choices import SLOT_MIGRATION_PHASES
 from compute.models import Host, Migration, VirtualMachine
+from portal import sql
 from portal.exceptions import Conflict
 
 
@@ -94,7 +95,11 @@ def schedule(
     if lock and not transaction.get_connection().in_atomic_block:
         # The lock would end with the statement: nothing would stop an overcommit.
         raise transaction.TransactionManagementError("schedule(lock=True) needs a transaction.")
-    hosts = list(Host.objects.exclude(pk__in=exclude).order_by("pk"))
+    # Written out: every placement reads them (portal.sql).
+    if exclude:
+        hosts = sql.select(Host, f"id NOT IN ({sql.placeholders(exclude)})", exclude, order_by="id")
+    else:
+        hosts = sql.select(Host, "1 = 1", order_by="id")
     if not hosts:
         raise NoHostAvailable("No hosts are registered. Ask a platform admin to add one.")
     reasons: dict[str, int] = {}

@@ -14,6 +14,7 @@ from decimal import Decimal
 from django.db.models import QuerySet
 from django.utils.translation import gettext
 
+from portal import sql
 from portal.exceptions import NotFound, PermissionDenied
 from tenants.choices import Role
 from tenants.models import (
@@ -37,6 +38,9 @@ def role_of(user, tenant: Tenant) -> str | None:
         return None
     if user.is_superuser:
         return Role.ADMIN
+    known = getattr(user, "_isotope_roles", {})
+    if tenant.pk in known and getattr(user, "_isotope_memberships", None) is None:
+        return known[tenant.pk]  # read with the tenant's row (tenant_get)
     membership = _memberships(user).get(tenant.pk)
     return membership[0] if membership else None
 
@@ -109,7 +113,7 @@ def tenant_get(user, slug: str, action: str = "tenant.view", *, row=UNREAD) -> T
     """The tenant named ``slug`` if ``user`` is a member; 404 otherwise, 403 for the role.
     ``row``: the tenant row (or None: there is none) when this request read it already
     (``portal.identity.middleware``)."""
-    tenant = Tenant.objects.filter(slug=slug).first() if row is UNREAD else row
+    tenant = _tenant_and_role(user, slug) if row is UNREAD else row
     role = role_of(user, tenant) if tenant else None
     if tenant is None or role is None:
         raise NotFound(gettext("Tenant %(tenant)s not found.") % {"tenant": repr(slug)})
@@ -188,6 +192,34 @@ def _plain(value):
 
 def audit_for_tenant(tenant: Tenant) -> QuerySet[AuditLog]:
     return AuditLog.objects.filter(tenant=tenant)
+
+
+def _tenant_and_role(user, slug: str) -> Tenant | None:
+    """The tenant named ``slug``, read in one statement with ``user``'s membership role
+    in it, which ``role_of`` then answers from (every API request under
+    ``/tenants/<slug>/`` starts here: two reads became one, written out)."""
+    if (
+        not getattr(user, "is_authenticated", False)
+        or user.is_superuser
+        or getattr(user, "_isotope_memberships", None) is not None
+    ):
+        return sql.first(Tenant, "slug = %s", [slug])
+    tenants, memberships = Tenant._meta.db_table, Membership._meta.db_table
+    role = (
+        f"(SELECT role FROM {memberships} WHERE {memberships}.tenant_id = {tenants}.id "  # noqa: S608
+        f"AND {memberships}.user_id = %s)"
+    )
+    rows = sql.select(
+        Tenant, "slug = %s", [slug], limit=1, annotate={"member_role": (role, [user.pk])}
+    )
+    if not rows:
+        return None
+    tenant = rows[0]
+    roles = getattr(user, "_isotope_roles", None)
+    if roles is None:
+        roles = user._isotope_roles = {}
+    roles[tenant.pk] = tenant.member_role
+    return tenant
 
 
 def tenant_by_slug(slug: str) -> Tenant | None:

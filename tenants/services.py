@@ -21,6 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from portal import sql
 from portal.exceptions import (
     Conflict,
     NotFound,
@@ -712,7 +713,10 @@ class QuotaCharge:
 
     def check(self, **amounts) -> None:
         """Refuse now, from an unlocked read, when ``amounts`` do not fit."""
-        _refuse_shortfalls(Quota.objects.get(tenant=self.tenant), _amounts(amounts))
+        quota = sql.first(Quota, "tenant_id = %s", [self.tenant.pk])
+        if quota is None:
+            raise Quota.DoesNotExist(f"{self.tenant} has no quota row")
+        _refuse_shortfalls(quota, _amounts(amounts))
 
     def lock(self, **amounts) -> Quota:
         """Lock the quota row now and refuse when ``amounts`` do not fit (``quota_check``)."""

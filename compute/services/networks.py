@@ -37,6 +37,7 @@ from compute.choices import NetworkKind, NetworkPhase, NicPhase, Phase
 from compute.models import Network, NetworkInterface, SecurityGroup, VirtualMachine
 from compute.texts import networks as network_texts
 from monitoring.services import event_publish, resource_forget, resource_publish
+from portal import sql
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from tenants.choices import ReservationKind
 from tenants.models import Tenant
@@ -366,7 +367,7 @@ def network_default_ensure(*, actor, tenant: Tenant) -> Network | None:
     ``networks`` quota is used up (the VM is not refused for it)."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("network_default_ensure must run inside the VM's transaction")
-    if Network.objects.filter(tenant=tenant).exists():
+    if sql.exists(Network, "tenant_id = %s", [tenant.pk]):  # every create asks: written out
         return None
     # Creates in a tenant lock its quota row last (``QuotaCharge``): lock it now, so
     # the tenant's first VMs created at once make one default network, and look again.

@@ -54,6 +54,7 @@ from compute.texts import common as common_texts
 from compute.texts import vms as vm_texts
 from monitoring.formats import timestamp
 from monitoring.services import event_publish, resource_forget, resource_publish
+from portal import sql
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from portal.models import observation_current
 from tenants.choices import ReservationKind
@@ -170,7 +171,7 @@ def name_error(name: str, *, max_length: int = 63, why: str | None = None) -> st
 def _validate_name(tenant: Tenant, name: str, errors: dict[str, list[str]]) -> None:
     if error := name_error(name):
         errors["name"] = [error]
-    elif VirtualMachine.objects.filter(tenant=tenant, name=name).exists():
+    elif sql.exists(VirtualMachine, "tenant_id = %s AND name = %s", [tenant.pk, name]):
         errors["name"] = [
             gettext("A VM named %(name)s exists already in %(tenant)s.")
             % {"name": repr(name), "tenant": tenant.slug}
@@ -226,7 +227,13 @@ def _validate_create(
     if isinstance(image, Image):
         image_obj = image if visible_images(tenant).filter(pk=image.pk).exists() else None
     elif image:
-        image_obj = visible_images(tenant).filter(name=str(image)).order_by("public").first()
+        # visible_images(tenant), the tenant's own before a public one of that name.
+        image_obj = sql.first(
+            Image,
+            "(public = %s OR tenant_id = %s) AND phase = %s AND name = %s",
+            [True, tenant.pk, ImagePhase.READY, str(image)],
+            order_by="public",
+        )
     if image_obj is None:
         errors["image"] = [gettext("Choose one of the images available to this tenant.")]
     vcpus, memory_mib, disk_gib = _validate_size(
@@ -492,8 +499,9 @@ def _create_rows(
         uid=str(uid),
         reason="Scheduled",
         message=vm_texts.ACCEPTED % {"vcpus": vcpus, "memory_mib": memory_mib, "image": image.name},
+        new_object=True,
     )
-    _publish(vm)
+    _publish(vm, created=True)
     # The locks, last and in the order quota → host (under them only the counters,
     # the host's sums and the commit).
     quota.charge()
@@ -879,14 +887,21 @@ def vm_state(vm: VirtualMachine) -> dict:
     }
 
 
-def _publish(vm: VirtualMachine, *, labels_before: dict | None = None) -> None:
+def _publish(
+    vm: VirtualMachine, *, labels_before: dict | None = None, created: bool = False
+) -> None:
+    """Push ``vm``'s state and tell its pool and Services. ``created``: it is being
+    created in this transaction, Pending, so no Service's members change (they are VMs
+    in ``load_balancers.SERVING_PHASES``) and none is read: its Services hear of it when
+    it runs."""
     from compute.services.load_balancers import vm_changed
     from compute.services.pools import member_changed
 
     resource_publish(tenant=vm.tenant, kind="vm", name=vm.name, data=vm_state(vm))
     member_changed(vm)  # a pool member's state is its pool's too
     # and a Service's member's, its Services' endpoints (those its old labels selected too)
-    vm_changed(vm, before=labels_before)
+    if not created:
+        vm_changed(vm, before=labels_before)
 
 
 def _enqueue(task_name: str, vm_id: int, **kwargs) -> None:

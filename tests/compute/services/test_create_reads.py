@@ -1,0 +1,78 @@
+"""What a VM create reads: the tenant and the caller's role in it in one statement, no
+Service (a Pending VM serves none), and no earlier event to fold its first one into."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from compute.models import VirtualMachine
+from monitoring.models import Event
+from monitoring.services import event_publish
+from tests.compute.test_api_vms import body
+from tests.conftest import postgres_only
+
+pytestmark = [pytest.mark.unit, pytest.mark.libvirt_test_driver]
+
+BASE = "/api/v1/tenants/acme/virtualmachines/"
+
+
+@pytest.fixture
+def world(demo, make_host, tiny_image):
+    make_host("node-a", cpus=64, memory_mib=256 * 1024)
+    return demo
+
+
+def create(api, user, name: str, labels: dict | None = None):
+    data = body(name)
+    if labels:
+        data["metadata"]["labels"] = labels
+    with CaptureQueriesContext(connection) as captured:
+        response = api(user).post(BASE, data, format="json")
+    assert response.status_code == 202, response.content
+    return [query["sql"] for query in captured.captured_queries]
+
+
+def test_a_vm_made_under_an_earlier_ones_name_has_its_own_first_event(world, api):
+    # What the earlier VM of that name was told, word for word, a moment ago.
+    create(api, world.alice, "web1")
+    earlier = VirtualMachine.objects.get(name="web1")
+    VirtualMachine.objects.filter(pk=earlier.pk).delete()
+    create(api, world.alice, "web1")
+    again = VirtualMachine.objects.get(name="web1")
+
+    scheduled = Event.objects.filter(tenant=world.acme, name="web1", reason="Scheduled")
+    assert sorted(scheduled.values_list("object_uid", "count")) == sorted(
+        [(str(earlier.uid), 1), (str(again.uid), 1)]
+    )
+    # Events about one object still fold as before.
+    for _ in range(2):
+        event_publish(
+            tenant=world.acme,
+            kind="vm",
+            name="web1",
+            uid=str(again.uid),
+            reason="Started",
+            message="Guest is running.",
+        )
+    assert Event.objects.get(name="web1", reason="Started").count == 2
+
+
+def test_a_create_reads_the_tenant_with_the_role_and_no_service(world, api):
+    postgres_only()
+    create(api, world.alice, "warm")  # the tenant's first VM makes its default network
+    statements = create(api, world.alice, "web1", labels={"app": "web"})
+
+    tenant_reads = [s for s in statements if 'FROM "tenants_tenant"' in s]
+    assert len(tenant_reads) == 1 and "tenants_membership" in tenant_reads[0]
+    assert not [s for s in statements if 'FROM "tenants_membership"' in s.split("WHERE")[0]]
+    assert not [s for s in statements if "compute_service" in s]
+    assert not [s for s in statements if s.startswith("SELECT") and "monitoring_event" in s]
+    assert len(statements) <= 20, "\n".join(statements)
+
+
+def test_a_viewer_gets_403_and_a_member_of_another_tenant_404(world, api):
+    assert api(world.carol).post(BASE, body("web1"), format="json").status_code == 403
+    assert api(world.dave).post(BASE, body("web1"), format="json").status_code == 404
+    assert not VirtualMachine.objects.filter(name="web1").exists()
