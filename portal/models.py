@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from django.db import models
+from django.db import connection, models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -60,9 +60,18 @@ class Resource(models.Model):
 
     @classmethod
     def locked(cls, pk: int, *related: str):
-        """The row ``pk``, locked until the caller's transaction ends (None when gone)."""
-        queryset = cls._base_manager.select_for_update(of=("self",)).select_related(*related)
-        return queryset.filter(pk=pk).order_by().first()  # no Meta.ordering join
+        """The row ``pk``, locked until the caller's transaction ends (None when gone),
+        with the foreign keys named in ``related`` read in the same statement.
+
+        Written out (``portal.sql``): every observation and action of every object
+        starts here, and the ORM compiled this query (select_related, locking, the
+        ordering ``first`` adds) for more CPU than the rest of a status write."""
+        from portal import sql
+
+        quote = connection.ops.quote_name
+        key = f"{quote(cls._meta.db_table)}.{quote(cls._meta.pk.column)} = %s"
+        rows = sql.select(cls, key, [pk], related=related, limit=1, for_update=True)
+        return rows[0] if rows else None
 
     def write_locked(self, fields: dict, *, copies: tuple = ()) -> None:
         """With this row locked by the caller's transaction: write ``fields`` and
@@ -70,9 +79,14 @@ class Resource(models.Model):
         observer's copies of the row) receive the values written and the new version,
         which is exact because the row is locked."""
         fields = {**fields, "updated": timezone.now()}
-        type(self)._base_manager.filter(pk=self.pk).update(
-            **fields, resource_version=models.F("resource_version") + 1
-        )
+        if any(hasattr(value, "resolve_expression") for value in fields.values()):
+            type(self)._base_manager.filter(pk=self.pk).update(
+                **fields, resource_version=models.F("resource_version") + 1
+            )
+        else:  # written out (portal.sql): the status writes of every object come here
+            from portal import sql
+
+            sql.update(type(self), self.pk, fields, increment=("resource_version",))
         fields["resource_version"] = self.resource_version + 1
         for obj in (self, *copies):
             for name, value in fields.items():

@@ -22,20 +22,28 @@ M = TypeVar("M", bound=models.Model)
 
 
 @cache
-def _shape(model: type[models.Model], using: str) -> tuple[str, list[str], list]:
-    """The model's column list (qualified by its table), attribute names and, per
-    column, the converters the ORM applies to values read from database ``using``."""
+def _shape(model: type[models.Model], using: str, alias: str) -> tuple[str, list[str], list]:
+    """The model's column list (qualified by ``alias``, its table or a join's name),
+    attribute names and, per column, the converters the ORM applies to values read
+    from database ``using``."""
     connection = connections[using]
-    table = model._meta.db_table
     quote = connection.ops.quote_name
     fields = model._meta.concrete_fields
-    columns = ", ".join(f"{quote(table)}.{quote(field.column)}" for field in fields)
+    columns = ", ".join(f"{quote(alias)}.{quote(field.column)}" for field in fields)
     converters = []
     for field in fields:
-        column = field.get_col(table)
+        column = field.get_col(alias)
         found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
         converters.append((column, found))
     return columns, [field.attname for field in fields], converters
+
+
+def _instance(model, using: str, names: list[str], converters: list, values, connection):
+    values = list(values)
+    for index, (column, functions) in enumerate(converters):
+        for function in functions:
+            values[index] = function(values[index], column, connection)
+    return model.from_db(using, names, values)
 
 
 def select(
@@ -43,6 +51,7 @@ def select(
     where: str,
     params: list | tuple = (),
     *,
+    related: tuple[str, ...] = (),
     order_by: str = "",
     limit: int | None = None,
     using: str = "default",
@@ -51,37 +60,93 @@ def select(
 ) -> list[M]:
     """Instances of ``model`` whose rows satisfy ``where`` (SQL over the model's own
     columns, ``%s`` for each of ``params``), in ``order_by`` (SQL) when given.
-    ``annotate``: attribute name → (SQL expression, its params), set on each instance
-    as the ORM's ``annotate`` would (the value as the driver returns it)."""
+
+    ``related``: foreign keys read in the same statement, as ``select_related`` would
+    (one level; each is joined as a table named after the field, so ``where`` and
+    ``order_by`` must then qualify the model's columns by its table name).
+    ``for_update`` locks the model's rows only. ``annotate``: attribute name → (SQL
+    expression, its params), set on each instance as the ORM's ``annotate`` would
+    (the value as the driver returns it)."""
     connection = connections[using]
-    columns, names, converters = _shape(model, using)
-    table = connection.ops.quote_name(model._meta.db_table)
+    quote = connection.ops.quote_name
+    table = model._meta.db_table
+    columns, names, converters = _shape(model, using, table)
+    joins, shapes = [], []
+    for name in related:
+        field = model._meta.get_field(name)
+        target = field.related_model
+        shape = _shape(target, using, name)
+        shapes.append((field, target, shape))
+        columns += f", {shape[0]}"
+        joins.append(
+            f" LEFT OUTER JOIN {quote(target._meta.db_table)} {quote(name)} ON "
+            f"{quote(name)}.{quote(target._meta.pk.column)} = {quote(table)}.{quote(field.column)}"
+        )
     extra = list((annotate or {}).items())
     for _, (expression, _) in extra:
         columns += f", {expression}"
     params = [value for _, (_, values) in extra for value in values] + list(params)
-    sql = f"SELECT {columns} FROM {table} WHERE {where}"  # noqa: S608
+    sql = f"SELECT {columns} FROM {quote(table)}{''.join(joins)} WHERE {where}"  # noqa: S608
     if order_by:
         sql += f" ORDER BY {order_by}"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     if for_update and connection.features.has_select_for_update:
-        sql += " FOR UPDATE"
+        sql += f" FOR UPDATE OF {quote(table)}" if related else " FOR UPDATE"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     found = []
-    count = len(names)
     for row in rows:
-        values = list(row[:count])
-        for index, (column, functions) in enumerate(converters):
-            for function in functions:
-                values[index] = function(values[index], column, connection)
-        instance = model.from_db(using, names, values)
-        for (name, _), value in zip(extra, row[count:], strict=True):
+        start = len(names)
+        instance = _instance(model, using, names, converters, row[:start], connection)
+        for field, target, (_, target_names, target_converters) in shapes:
+            values = row[start : start + len(target_names)]
+            start += len(target_names)
+            pk_index = target_names.index(target._meta.pk.attname)
+            other = None
+            if values[pk_index] is not None:
+                other = _instance(
+                    target, using, target_names, target_converters, values, connection
+                )
+            field.set_cached_value(instance, other)
+        for (name, _), value in zip(extra, row[start:], strict=True):
             setattr(instance, name, value)
         found.append(instance)
     return found
+
+
+def update(
+    model: type[models.Model],
+    pk,
+    fields: dict,
+    *,
+    increment: tuple[str, ...] = (),
+    using: str = "default",
+) -> int:
+    """``UPDATE`` the row of ``model`` with key ``pk``: each of ``fields`` (field name →
+    value; a model instance for a foreign key) prepared for the database as the ORM's
+    ``update`` prepares it, and each field in ``increment`` + 1 in the database. Returns
+    the number of rows written (0: the row is gone). Values only, no expressions
+    (``TypeError``: use the ORM for those)."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    sets, params = [], []
+    for name, value in fields.items():
+        if hasattr(value, "resolve_expression"):
+            raise TypeError(f"{name}: an expression; portal.sql writes values only")
+        field = model._meta.get_field(name)
+        if hasattr(value, "prepare_database_save"):
+            value = value.prepare_database_save(field)
+        sets.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    for name in increment:
+        column = quote(model._meta.get_field(name).column)
+        sets.append(f"{column} = {column} + 1")
+    table, key = quote(model._meta.db_table), quote(model._meta.pk.column)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET {', '.join(sets)} WHERE {key} = %s", [*params, pk])  # noqa: S608
+        return cursor.rowcount
 
 
 def first(

@@ -898,13 +898,15 @@ def vm_nic_spec(nic: NetworkInterface) -> NicSpec:
 
 def vm_nics(vm: VirtualMachine) -> tuple[NicSpec, ...]:
     """The interfaces a VM's domain is defined with (all but those being removed)."""
-    return tuple(
-        vm_nic_spec(nic)
-        for nic in NetworkInterface.objects.filter(vm=vm)
-        .exclude(phase=NicPhase.DETACHING)
-        .select_related("network")
-        .order_by("created", "id")
+    table = NetworkInterface._meta.db_table
+    nics = sql.select(  # written out (portal.sql): every define reads them
+        NetworkInterface,
+        f"{table}.vm_id = %s AND {table}.phase <> %s",
+        [vm.pk, NicPhase.DETACHING],
+        related=("network",),
+        order_by=f"{table}.created, {table}.id",
     )
+    return tuple(vm_nic_spec(nic) for nic in nics)
 
 
 def vm_networks_prepare(
@@ -920,7 +922,15 @@ def vm_networks_prepare(
     from compute.services.segments import segment_join
 
     host = host or vm.host
-    networks = Network.objects.filter(nics__vm=vm).distinct().select_related("tenant")
+    # Written out (portal.sql): every define, start and migration reads them.
+    table, nics = Network._meta.db_table, NetworkInterface._meta.db_table
+    networks = sql.select(
+        Network,
+        f"{table}.id IN (SELECT network_id FROM {nics} WHERE vm_id = %s)",  # noqa: S608
+        [vm.pk],
+        related=("tenant",),
+        order_by=f"{table}.id",
+    )
     for network in networks:
         try:
             if host is None:
@@ -941,8 +951,12 @@ def vm_networks_prepare(
 def vm_nics_attached(vm: VirtualMachine) -> None:
     """The domain was defined with the VM's interfaces: Pending ones are Attached."""
     with transaction.atomic():
-        for nic in NetworkInterface.objects.select_for_update().filter(
-            vm=vm, phase__in=(NicPhase.PENDING, NicPhase.FAILED)
+        for nic in sql.select(  # written out (portal.sql): every define asks
+            NetworkInterface,
+            "vm_id = %s AND phase IN (%s, %s)",
+            [vm.pk, NicPhase.PENDING, NicPhase.FAILED],
+            order_by="id",
+            for_update=True,
         ):
             _publish_nic(_save_nic(nic, phase=NicPhase.ATTACHED, message=""))
 

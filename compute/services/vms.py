@@ -501,7 +501,7 @@ def _create_rows(
         message=vm_texts.ACCEPTED % {"vcpus": vcpus, "memory_mib": memory_mib, "image": image.name},
         new_object=True,
     )
-    _publish(vm, created=True)
+    _publish(vm, services=False)  # Pending: it serves no Service yet
     # The locks, last and in the order quota → host (under them only the counters,
     # the host's sums and the commit).
     quota.charge()
@@ -771,11 +771,14 @@ def vm_observe(
     observer's run is measured against the same intent. Returns whether the observation
     was current (False: superseded, or the VM is gone).
     """
+    from compute.services.load_balancers import SERVING_PHASES
+
     message = message[:1000]
     with transaction.atomic():
         row = VirtualMachine.locked(vm.pk, "tenant")
         if row is None:
             return False
+        served = row.phase in SERVING_PHASES  # before this write
         now = timezone.now()  # under the lock: after every earlier write's times
         current = observation_current(row, vm, phase)
         updates = {name: value for name, value in fields.items() if _differs(row, name, value)}
@@ -819,7 +822,7 @@ def vm_observe(
             )
         if turns_ready:
             ready_event(row, ready)
-        _publish(row)
+        _publish(row, services=served or row.phase in SERVING_PHASES)
     return current
 
 
@@ -888,19 +891,19 @@ def vm_state(vm: VirtualMachine) -> dict:
 
 
 def _publish(
-    vm: VirtualMachine, *, labels_before: dict | None = None, created: bool = False
+    vm: VirtualMachine, *, labels_before: dict | None = None, services: bool = True
 ) -> None:
-    """Push ``vm``'s state and tell its pool and Services. ``created``: it is being
-    created in this transaction, Pending, so no Service's members change (they are VMs
-    in ``load_balancers.SERVING_PHASES``) and none is read: its Services hear of it when
-    it runs."""
+    """Push ``vm``'s state and tell its pool and Services. ``services`` False: the
+    change cannot concern a Service (members are VMs in
+    ``load_balancers.SERVING_PHASES``, and ``vm`` was in none before the change and is
+    in none after it, like a create's Pending VM), so none is read."""
     from compute.services.load_balancers import vm_changed
     from compute.services.pools import member_changed
 
     resource_publish(tenant=vm.tenant, kind="vm", name=vm.name, data=vm_state(vm))
     member_changed(vm)  # a pool member's state is its pool's too
     # and a Service's member's, its Services' endpoints (those its old labels selected too)
-    if not created:
+    if services:
         vm_changed(vm, before=labels_before)
 
 

@@ -47,6 +47,7 @@ from compute.models import Host, Image, Migration, VirtualMachine, Volume
 from compute.texts import common as common_texts
 from compute.texts import volumes as volume_texts
 from monitoring.services import event_publish, resource_forget, resource_publish
+from portal import sql
 from portal.exceptions import Conflict, NotFound, QuotaExceeded, ValidationError
 from tenants.choices import ReservationKind
 from tenants.models import Tenant
@@ -498,7 +499,9 @@ def boot_volume_take(*, actor, volume: Volume, vm: VirtualMachine) -> Volume:
 def vm_disks(vm: VirtualMachine) -> tuple[DiskSpec, ...]:
     """The disks ``vm``'s domain is defined with: every volume attached (or being
     attached) to it, root first."""
-    volumes = Volume.objects.filter(vm=vm, storage_class=StorageClass.LOCAL).order_by("device")
+    volumes = sql.select(
+        Volume, "vm_id = %s AND storage_class = %s", [vm.pk, StorageClass.LOCAL], order_by="device"
+    )  # written out (portal.sql): every define reads them
     return tuple(disk_spec(volume) for volume in volumes)
 
 
@@ -530,8 +533,8 @@ def vm_volumes_prepare(vm: VirtualMachine, backend) -> None:
     host's pool (the provisioning task calls this; safe to repeat)."""
     # A clone's or a restore's source (rare) loads when its copy is made: joining every
     # source here cost a create's provisioning more than the rest of this function.
-    volumes = Volume.objects.filter(vm=vm, storage_class=StorageClass.LOCAL)
-    for volume in volumes.select_related("tenant", "source_image").order_by("pk"):
+    # Written out (portal.sql): every provisioning reads them.
+    for volume in _local_volumes(vm, related=("tenant", "source_image")):
         info = _volume_make(volume, backend)
         if volume.phase == VolumePhase.PENDING:
             volume_observe(
@@ -595,11 +598,21 @@ def _copy_source(volume: Volume, backend):
         raise BackendError(str(error)) from None
 
 
+def _local_volumes(vm: VirtualMachine, related: tuple[str, ...]) -> list[Volume]:
+    """``vm``'s volumes in a host's pool, by key, with ``related`` (portal.sql)."""
+    table = Volume._meta.db_table
+    return sql.select(
+        Volume,
+        f"{table}.vm_id = %s AND {table}.storage_class = %s",
+        [vm.pk, StorageClass.LOCAL],
+        related=related,
+        order_by=f"{table}.id",
+    )
+
+
 def vm_volumes_attached(vm: VirtualMachine) -> None:
     """The VM's domain is defined with its volumes: they are attached."""
-    for volume in Volume.objects.filter(vm=vm, storage_class=StorageClass.LOCAL).select_related(
-        "tenant"
-    ):
+    for volume in _local_volumes(vm, related=("tenant",)):
         if volume.attached_domain == vm.domain_name and volume.phase == VolumePhase.ATTACHED:
             continue
         volume_attached(volume, vm)

@@ -62,3 +62,60 @@ def test_an_empty_in_list_is_refused_not_compiled():
     assert sql.placeholders([1, 2, 3]) == "%s, %s, %s"
     with pytest.raises(ValueError):
         sql.placeholders([])
+
+
+def test_related_rows_come_in_the_same_statement_and_only_the_row_is_locked(
+    demo, make_host, tiny_image, django_assert_num_queries
+):
+    from django.db import transaction
+
+    make_host("node-a")
+    vm = make_vm(demo, name="web1")
+    table = VirtualMachine._meta.db_table
+    with django_assert_num_queries(1):
+        (found,) = sql.select(
+            VirtualMachine, f"{table}.id = %s", [vm.pk], related=("tenant", "host", "pool")
+        )
+        assert found.tenant.slug == "acme" and found.host.name == "node-a"
+        assert found.pool is None  # no pool: None, not a read
+    same(found, VirtualMachine.objects.get(pk=vm.pk))
+    same(found.tenant, demo.acme)
+    with transaction.atomic(), django_assert_num_queries(1) as captured:
+        locked = VirtualMachine.locked(vm.pk, "tenant", "host")
+        assert locked.host.name == "node-a"
+    assert f'FOR UPDATE OF "{table}"' in captured.captured_queries[0]["sql"]
+    assert VirtualMachine.locked(10**9) is None
+
+
+def test_an_update_writes_values_as_the_orm_would(demo, make_host, tiny_image):
+    from django.utils import timezone
+
+    node_a, node_b = make_host("node-a"), make_host("node-b")
+    vm = make_vm(demo, name="web1")
+    VirtualMachine.objects.filter(pk=vm.pk).update(host=node_a)
+    before = VirtualMachine.objects.get(pk=vm.pk)
+    when = timezone.now()
+    written = sql.update(
+        VirtualMachine,
+        vm.pk,
+        {
+            "labels": {"app": "web's", "n": "1"},
+            "host": node_b,
+            "message": 'it\'s "quoted"',
+            "phase_changed": when,
+            "vnc_port": None,
+        },
+        increment=("resource_version", "generation"),
+    )
+    assert written == 1
+    after = VirtualMachine.objects.get(pk=vm.pk)
+    assert after.labels == {"app": "web's", "n": "1"} and after.host_id == node_b.pk
+    assert after.message == 'it\'s "quoted"' and after.phase_changed == when
+    assert after.vnc_port is None
+    assert after.resource_version == before.resource_version + 1
+    assert after.generation == before.generation + 1
+    assert sql.update(VirtualMachine, 10**9, {"message": "x"}) == 0
+    with pytest.raises(TypeError):
+        from django.db.models import F
+
+        sql.update(VirtualMachine, vm.pk, {"generation": F("generation") + 1})

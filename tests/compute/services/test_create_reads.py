@@ -76,3 +76,22 @@ def test_a_viewer_gets_403_and_a_member_of_another_tenant_404(world, api):
     assert api(world.carol).post(BASE, body("web1"), format="json").status_code == 403
     assert api(world.dave).post(BASE, body("web1"), format="json").status_code == 404
     assert not VirtualMachine.objects.filter(name="web1").exists()
+
+
+def test_services_are_read_when_a_vm_starts_or_stops_serving_only(world, api):
+    from compute.choices import Phase
+    from compute.services.vms import vm_observe
+
+    create(api, world.alice, "web1", labels={"app": "web"})
+    vm = VirtualMachine.objects.get(name="web1")
+
+    def services_read(phase: str) -> bool:
+        with CaptureQueriesContext(connection) as captured:
+            assert vm_observe(vm, phase)
+        return any("compute_service" in query["sql"] for query in captured.captured_queries)
+
+    assert not services_read(Phase.PROVISIONING)
+    assert not services_read(Phase.STARTING)
+    assert services_read(Phase.RUNNING)  # a member now
+    assert services_read(Phase.STOPPING)  # no longer one
+    assert not services_read(Phase.STOPPED)
