@@ -137,7 +137,7 @@ def event_publish(
                 Event,
                 "tenant_id = %s AND kind = %s AND name = %s AND type = %s AND reason = %s "
                 "AND message = %s AND last_seen >= %s",
-                [tenant.pk, kind, name, type, reason, message, now - window],
+                [tenant.pk, kind, name, type, reason, message, sql.moment(now - window)],
                 order_by="last_seen DESC, id DESC",
                 limit=1,
                 for_update=True,

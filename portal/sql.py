@@ -180,6 +180,12 @@ def values(sql: str, params: list | tuple = (), *, using: str = "default") -> li
         return cursor.fetchall()
 
 
+def moment(value, *, using: str = "default"):
+    """A datetime as a parameter compared with a ``DateTimeField``'s column: as the ORM
+    passes it (SQLite stores them as text in its own format; PostgreSQL takes it as is)."""
+    return connections[using].ops.adapt_datetimefield_value(value)
+
+
 def placeholders(items) -> str:
     """``%s, %s, …``: one placeholder per item (an ``IN`` list; never empty)."""
     count = len(items)
