@@ -78,9 +78,10 @@ def select(
         shape = _shape(target, using, name)
         shapes.append((field, target, shape))
         columns += f", {shape[0]}"
+        joined = f"{quote(name)}.{quote(field.target_field.column)}"
         joins.append(
             f" LEFT OUTER JOIN {quote(target._meta.db_table)} {quote(name)} ON "
-            f"{quote(name)}.{quote(target._meta.pk.column)} = {quote(table)}.{quote(field.column)}"
+            f"{joined} = {quote(table)}.{quote(field.column)}"
         )
     extra = list((annotate or {}).items())
     for _, (expression, _) in extra:
