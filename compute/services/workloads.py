@@ -441,6 +441,7 @@ def workload_create(
                 name=spec.name,
                 uid=str(uid),
                 reason="Accepted",
+                new_object=True,
                 message=texts.ACCEPTED
                 % {
                     "kind": spec.kind,

@@ -95,3 +95,21 @@ def test_services_are_read_when_a_vm_starts_or_stops_serving_only(world, api):
     assert services_read(Phase.RUNNING)  # a member now
     assert services_read(Phase.STOPPING)  # no longer one
     assert not services_read(Phase.STOPPED)
+
+
+def test_a_workload_made_under_an_earlier_ones_name_has_its_own_first_event(demo, fake_cluster):
+    from compute.models import Workload
+    from compute.services import workloads as workload_services
+
+    def make():
+        return workload_services.workload_create(
+            actor=None, tenant=demo.acme, name="web", image="nginx:1.27", kind="Deployment"
+        )
+
+    earlier = make()
+    Workload.objects.filter(pk=earlier.pk).delete()
+    again = make()
+    accepted = Event.objects.filter(tenant=demo.acme, name="web", reason="Accepted")
+    assert sorted(accepted.values_list("object_uid", "count")) == sorted(
+        [(str(earlier.uid), 1), (str(again.uid), 1)]
+    )
