@@ -360,7 +360,10 @@ def live_subscribed(page, tenant: str = "acme") -> None:
 def celery_worker(transactional_db):
     """A real Celery worker (threads) consuming every queue from the test Redis.
 
-    Tasks see the test database, so tests that use it are transactional.
+    Tasks see the test database, so tests that use it are transactional. At the end the
+    worker finishes the tasks it is running (a pool's reconcile may be provisioning
+    members) for up to 90 s, a bound for a loaded machine, not a speed: when it gave up
+    after 30 s, its thread ran on into the next test's setup, whose data it then saw.
     """
     from celery.contrib.testing.worker import start_worker
 
@@ -377,7 +380,7 @@ def celery_worker(transactional_db):
         pool="threads",
         concurrency=2,
         perform_ping_check=False,
-        shutdown_timeout=30,
+        shutdown_timeout=90,
         queues=queues.split(","),
     ) as worker:
         yield worker
