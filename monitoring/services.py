@@ -133,16 +133,14 @@ def event_publish(
         if not new_object:
             # The repeat to fold into, locked; written out (portal.sql): every event
             # of every object looks.
-            found = sql.select(
+            event = sql.first(
                 Event,
                 "tenant_id = %s AND kind = %s AND name = %s AND type = %s AND reason = %s "
                 "AND message = %s AND last_seen >= %s",
                 [tenant.pk, kind, name, type, reason, message, sql.moment(now - window)],
                 order_by="last_seen DESC, id DESC",
-                limit=1,
                 for_update=True,
             )
-            event = found[0] if found else None
         if event is not None:
             updates = {"count": F("count") + 1, "last_seen": max(now, event.last_seen)}
             if uid and not event.object_uid:

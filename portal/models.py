@@ -70,8 +70,7 @@ class Resource(models.Model):
 
         quote = connection.ops.quote_name
         key = f"{quote(cls._meta.db_table)}.{quote(cls._meta.pk.column)} = %s"
-        rows = sql.select(cls, key, [pk], related=related, limit=1, for_update=True)
-        return rows[0] if rows else None
+        return sql.first(cls, key, [pk], related=related, for_update=True)
 
     def write_locked(self, fields: dict, *, copies: tuple = ()) -> None:
         """With this row locked by the caller's transaction: write ``fields`` and

@@ -76,7 +76,8 @@ def select(
         field = model._meta.get_field(name)
         target = field.related_model
         shape = _shape(target, using, name)
-        shapes.append((field, target, shape))
+        key = shape[1].index(target._meta.pk.attname)
+        shapes.append((field, target, shape, key))
         columns += f", {shape[0]}"
         joined = f"{quote(name)}.{quote(field.target_field.column)}"
         joins.append(
@@ -101,12 +102,11 @@ def select(
     for row in rows:
         start = len(names)
         instance = _instance(model, using, names, converters, row[:start], connection)
-        for field, target, (_, target_names, target_converters) in shapes:
+        for field, target, (_, target_names, target_converters), key in shapes:
             values = row[start : start + len(target_names)]
             start += len(target_names)
-            pk_index = target_names.index(target._meta.pk.attname)
             other = None
-            if values[pk_index] is not None:
+            if values[key] is not None:
                 other = _instance(
                     target, using, target_names, target_converters, values, connection
                 )
@@ -150,16 +150,10 @@ def update(
         return cursor.rowcount
 
 
-def first(
-    model: type[M],
-    where: str,
-    params: list | tuple = (),
-    *,
-    order_by: str = "",
-    using: str = "default",
-) -> M | None:
-    """The first instance ``select`` finds (in ``order_by``), or None."""
-    rows = select(model, where, params, order_by=order_by, limit=1, using=using)
+def first(model: type[M], where: str, params: list | tuple = (), **options) -> M | None:
+    """The first instance ``select`` finds (in ``order_by``), or None; ``options`` are
+    ``select``'s (``related``, ``for_update``, …)."""
+    rows = select(model, where, params, limit=1, **options)
     return rows[0] if rows else None
 
 

@@ -49,10 +49,9 @@ def _load(vm_id: int) -> VirtualMachine | None:
     """The VM with its tenant, host and image, in one written-out read (portal.sql):
     every task on a VM starts here."""
     table = VirtualMachine._meta.db_table
-    found = sql.select(
+    return sql.first(
         VirtualMachine, f"{table}.id = %s", [vm_id], related=("tenant", "host", "image")
     )
-    return found[0] if found else None
 
 
 def _run(task, vm_id: int, body) -> None:

@@ -55,8 +55,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Malformed token.")
         # Written out (portal.sql): every API request reads it, with its user.
         table = ApiToken._meta.db_table
-        found = sql.select(ApiToken, f"{table}.key_id = %s", [key_id], related=("user",), limit=1)
-        token = found[0] if found else None
+        token = sql.first(ApiToken, f"{table}.key_id = %s", [key_id], related=("user",))
         now = timezone.now()
         if (
             token is None
