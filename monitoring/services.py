@@ -148,17 +148,19 @@ def event_publish(
             Event.objects.filter(pk=event.pk).update(**updates)
             event.refresh_from_db()
         else:
-            event = Event.objects.create(
-                tenant=tenant,
-                kind=kind,
-                name=name,
-                object_uid=uid,
-                type=type,
-                reason=reason,
-                message=message,
-                source=source,
-                first_seen=now,
-                last_seen=now,
+            event = sql.insert(
+                Event(
+                    tenant=tenant,
+                    kind=kind,
+                    name=name,
+                    object_uid=uid,
+                    type=type,
+                    reason=reason,
+                    message=message,
+                    source=source,
+                    first_seen=now,
+                    last_seen=now,
+                )
             )
             # A new event (not a fold of a repeat) may be worth telling people about.
             from monitoring.notifications import notify_for_event

@@ -1,4 +1,4 @@
-"""Hand-written reads for the hot paths, returning what the ORM would return.
+"""Hand-written reads and inserts for the hot paths, doing what the ORM would do.
 
 Building and compiling a queryset costs more CPU than PostgreSQL spends answering it:
 0.3-0.8 ms per read on these machines against about 0.1 ms for the same statement
@@ -6,6 +6,9 @@ written out (bench/README.md, ``accept_cpu``). A VM create reads a dozen rows be
 writes, so the reads on its path are written here as SQL conditions over a model's
 columns; the rows come back as model instances with every concrete field loaded and
 converted as the ORM converts them (JSON, decimals, UUIDs and times on SQLite too).
+The rows a create writes (the object, its reservation, usage interval, audit entry and
+event) go in through ``insert``: the statement is built once per model, the values are
+prepared as the ORM prepares them.
 
 Only identifiers the code names and ``%s`` placeholders go into the SQL text; values
 are always parameters.
@@ -16,7 +19,8 @@ from __future__ import annotations
 from functools import cache
 from typing import TypeVar
 
-from django.db import connections, models
+from django.db import connections, models, transaction
+from django.db.models import NOT_PROVIDED, signals
 
 M = TypeVar("M", bound=models.Model)
 
@@ -145,8 +149,10 @@ def update(
         column = quote(model._meta.get_field(name).column)
         sets.append(f"{column} = {column} + 1")
     table, key = quote(model._meta.db_table), quote(model._meta.pk.column)
-    with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET {', '.join(sets)} WHERE {key} = %s", [*params, pk])  # noqa: S608
+    statement = f"UPDATE {table} SET {', '.join(sets)} WHERE {key} = %s"  # noqa: S608
+    # As the ORM's update: an error inside an atomic block marks it for rollback.
+    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+        cursor.execute(statement, [*params, pk])
         return cursor.rowcount
 
 
@@ -155,6 +161,24 @@ def first(model: type[M], where: str, params: list | tuple = (), **options) -> M
     ``select``'s (``related``, ``for_update``, …)."""
     rows = select(model, where, params, limit=1, **options)
     return rows[0] if rows else None
+
+
+def columns(model: type[models.Model], *, using: str = "default") -> str:
+    """The model's columns, qualified by its table, in the order ``rows`` reads them
+    (for a written-out statement's ``RETURNING``)."""
+    return _shape(model, using, model._meta.db_table)[0]
+
+
+def rows(model: type[M], statement: str, params: list | tuple = (), *, using: str = "default"):
+    """Instances of ``model`` from a written-out statement whose result columns are
+    ``columns(model)`` (an ``UPDATE … RETURNING``), converted as ``select`` converts
+    them."""
+    connection = connections[using]
+    _, names, converters = _shape(model, using, model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(statement, list(params))
+        found = cursor.fetchall()
+    return [_instance(model, using, names, converters, row, connection) for row in found]
 
 
 def exists(
@@ -187,3 +211,61 @@ def placeholders(items) -> str:
     if not count:
         raise ValueError("an empty IN list")
     return ", ".join(["%s"] * count)
+
+
+@cache
+def _insert_statement(model: type[models.Model], using: str, with_key: bool):
+    """The fields an ``INSERT`` of ``model`` writes, in order, its SQL and the field
+    the database returns (the auto key, unless ``with_key``: the caller gave it)."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    meta = model._meta
+    if meta.parents:
+        raise TypeError(f"{meta.label}: multi-table inheritance; use the ORM")
+    fields = [f for f in meta.local_concrete_fields if not getattr(f, "generated", False)]
+    if any(f.db_default is not NOT_PROVIDED for f in fields):
+        raise TypeError(f"{meta.label}: a database default; use the ORM")
+    returned = None if with_key else meta.auto_field
+    if returned is not None:
+        fields = [f for f in fields if f is not returned]
+    columns = ", ".join(quote(f.column) for f in fields)
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608
+        f"VALUES ({placeholders(fields)})"
+    )
+    if returned is not None and connection.features.can_return_columns_from_insert:
+        sql += f" RETURNING {quote(returned.column)}"
+    return fields, sql, returned
+
+
+def insert(instance: M, *, using: str = "default") -> M:
+    """Write ``instance`` as a new row, as ``save(force_insert=True)`` would: each
+    field's ``pre_save`` (``auto_now_add`` and ``auto_now`` times) and database
+    preparation, the auto key read back. Values only (``TypeError`` for an expression).
+    A model with ``pre_save`` or ``post_save`` receivers is saved by the ORM instead, so
+    that they run."""
+    model = type(instance)
+    if signals.pre_save.has_listeners(model) or signals.post_save.has_listeners(model):
+        instance.save(force_insert=True, using=using)
+        return instance
+    connection = connections[using]
+    instance._prepare_related_fields_for_save(operation_name="save")
+    fields, sql, returned = _insert_statement(model, using, instance.pk is not None)
+    params = []
+    for field in fields:
+        value = field.pre_save(instance, True)
+        if hasattr(value, "resolve_expression"):
+            raise TypeError(f"{field.name}: an expression; portal.sql writes values only")
+        params.append(field.get_db_prep_save(value, connection))
+    # As the ORM's save: an error inside an atomic block marks it for rollback.
+    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if returned is not None:
+            if connection.features.can_return_columns_from_insert:
+                key = cursor.fetchone()[0]
+            else:
+                key = connection.ops.last_insert_id(cursor, model._meta.db_table, returned.column)
+            setattr(instance, returned.attname, key)
+    instance._state.adding = False
+    instance._state.db = using
+    return instance

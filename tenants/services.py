@@ -80,16 +80,19 @@ def audit_record(
 ) -> AuditLog:
     """Append one audit entry. ``ip`` defaults to the current request's client."""
     user = actor if getattr(actor, "is_authenticated", False) else None
-    return AuditLog.objects.create(
-        actor=user,
-        actor_name=user.get_username() if user else (str(actor) if actor else "system"),
-        tenant=tenant,
-        tenant_slug=tenant.slug if tenant else "",
-        action=action,
-        target=target,
-        outcome=outcome,
-        source_ip=ip or source_ip.get(),
-        detail=detail or {},
+    # Written in (portal.sql): every privileged action of every request appends one.
+    return sql.insert(
+        AuditLog(
+            actor=user,
+            actor_name=user.get_username() if user else (str(actor) if actor else "system"),
+            tenant=tenant,
+            tenant_slug=tenant.slug if tenant else "",
+            action=action,
+            target=target,
+            outcome=outcome,
+            source_ip=ip or source_ip.get(),
+            detail=detail or {},
+        )
     )
 
 
@@ -641,8 +644,8 @@ def _counters_add_if_fits(tenant: Tenant, amounts: dict) -> Quota | None:
     fits, and return the row as that statement left it (locked by it until the
     transaction ends); None, having changed nothing, when one does not fit (the caller
     locks the row and names the shortfalls). A compare-and-set on the counters: the
-    condition and the addition are one ``UPDATE``. PostgreSQL only (``RETURNING`` of
-    an ``UPDATE`` through ``raw``); elsewhere always None."""
+    condition and the addition are one ``UPDATE``, its row read back by ``RETURNING``
+    (``portal.sql.rows``). PostgreSQL only; elsewhere always None."""
     if connection.vendor != "postgresql":
         return None
     quote = connection.ops.quote_name
@@ -661,12 +664,13 @@ def _counters_add_if_fits(tenant: Tenant, amounts: dict) -> Quota | None:
             fits.append(f"{column[f'used_{resource}']} + %s <= {column[resource]}")
             params.append(amount)
     # Identifiers from the model's meta, quoted; every value a parameter.
-    sql = (
+    statement = (
         f"UPDATE {quote(Quota._meta.db_table)} SET {', '.join(sets)}"  # noqa: S608
         f" WHERE {' AND '.join([column['tenant'] + ' = %s', *fits])}"
-        f" RETURNING {', '.join(column.values())}"
+        f" RETURNING {sql.columns(Quota)}"
     )
-    return next(iter(Quota.objects.raw(sql, params)), None)
+    found = sql.rows(Quota, statement, params)
+    return found[0] if found else None
 
 
 def _amounts(amounts: dict) -> dict:
@@ -734,8 +738,10 @@ class QuotaCharge:
         **amounts,
     ) -> Reservation:
         _inside_the_create("QuotaCharge")
-        reservation = Reservation.objects.create(
-            tenant=self.tenant, ref=ref, kind=kind, object_id=object_id, **_amounts(amounts)
+        reservation = sql.insert(
+            Reservation(
+                tenant=self.tenant, ref=ref, kind=kind, object_id=object_id, **_amounts(amounts)
+            )
         )
         self.reservations.append(reservation)
         _ledger_changed(
@@ -808,8 +814,8 @@ def quota_reserve(
         return existing
     _refuse_shortfalls(quota, request)
     _counters_add(quota, request)
-    reservation = Reservation.objects.create(
-        tenant=tenant, ref=ref, kind=kind, object_id=object_id, **request
+    reservation = sql.insert(
+        Reservation(tenant=tenant, ref=ref, kind=kind, object_id=object_id, **request)
     )
     _ledger_changed(reservation, opened=True, quota=quota, name=name, labels=labels)
     return reservation

@@ -119,3 +119,95 @@ def test_an_update_writes_values_as_the_orm_would(demo, make_host, tiny_image):
         from django.db.models import F
 
         sql.update(VirtualMachine, vm.pk, {"generation": F("generation") + 1})
+
+
+def test_an_insert_writes_the_row_the_orm_would(demo, make_host, tiny_image):
+    """A VM written in and one created through the ORM from the same values read back
+    alike, field by field (times, JSON, UUID, foreign keys, defaults); the key and the
+    automatic times are set on the instance."""
+    import uuid
+
+    from django.utils import timezone
+
+    host = make_host("node-a")
+    values = {
+        "tenant": demo.acme,
+        "vcpus": 2,
+        "memory_mib": 256,
+        "disk_gib": 0,
+        "image": tiny_image,
+        "host": host,
+        "labels": {"app": "web's", "n": "1"},
+        "node_selector": {},
+        "message": 'it\'s "quoted"',
+    }
+    before = timezone.now()
+    written = sql.insert(VirtualMachine(name="a", uid=uuid.uuid4(), **values))
+    orm = VirtualMachine.objects.create(name="b", uid=uuid.uuid4(), **values)
+    assert written.pk is not None and written.pk != orm.pk
+    assert not written._state.adding and written._state.db == "default"
+    assert before <= written.created <= written.updated <= timezone.now()
+    a, b = VirtualMachine.objects.get(pk=written.pk), VirtualMachine.objects.get(pk=orm.pk)
+    assert (a.created, a.updated, a.uid) == (written.created, written.updated, written.uid)
+    assert before <= a.phase_changed <= timezone.now()  # a default: now
+    skip = {"id", "name", "uid", "created", "updated", "phase_changed"}
+    for field in VirtualMachine._meta.concrete_fields:
+        if field.name not in skip:
+            assert getattr(a, field.attname) == getattr(b, field.attname), field.name
+
+
+def test_an_insert_refuses_expressions_and_keeps_receivers(demo):
+    from django.db.models import F, signals
+
+    from tenants.models import AuditLog
+
+    with pytest.raises(TypeError):
+        sql.insert(AuditLog(action="x", actor_name=F("action")))
+    assert not AuditLog.objects.filter(action="x").exists()
+
+    seen = []
+
+    def receiver(sender, instance, created, **kwargs):
+        seen.append((instance.action, created))
+
+    signals.post_save.connect(receiver, sender=AuditLog)
+    try:
+        entry = sql.insert(AuditLog(action="y", actor_name="system"))
+    finally:
+        signals.post_save.disconnect(receiver, sender=AuditLog)
+    assert seen == [("y", True)]
+    assert AuditLog.objects.get(pk=entry.pk).action == "y"
+
+
+def test_rows_of_a_written_out_update_come_back_as_the_orm_reads_them(demo):
+    """``rows`` over an ``UPDATE … RETURNING sql.columns(model)``: the row as written,
+    converted (decimals, times) as a read of it through the ORM."""
+    table = Quota._meta.db_table
+    (quota,) = sql.rows(
+        Quota,
+        f"UPDATE {table} SET cpu = %s, resource_version = resource_version + 1"  # noqa: S608
+        f" WHERE tenant_id = %s RETURNING {sql.columns(Quota)}",
+        [Decimal("3.5"), demo.acme.pk],
+    )
+    same(quota, Quota.objects.get(tenant=demo.acme))
+    assert quota.cpu == Decimal("3.5")
+    assert sql.rows(Quota, f"UPDATE {table} SET cpu = 1 WHERE tenant_id = -1 RETURNING id") == []  # noqa: S608
+
+
+def test_a_refused_insert_raises_as_the_orm_and_marks_the_block_for_rollback(
+    demo, make_host, tiny_image
+):
+    import uuid
+
+    from django.db import IntegrityError, transaction
+
+    make_host("node-a")
+    make_vm(demo, name="web1")
+    twin = VirtualMachine(
+        uid=uuid.uuid4(), tenant=demo.acme, name="web1", vcpus=1, memory_mib=64, image=tiny_image
+    )
+    with transaction.atomic():
+        with pytest.raises(IntegrityError):
+            sql.insert(twin)
+        assert transaction.get_connection().needs_rollback  # the block rolls back
+    assert VirtualMachine.objects.filter(name="web1").count() == 1

@@ -33,6 +33,7 @@ from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
+from portal import sql
 from portal.failpoints import failpoint
 from tenants.choices import ReservationKind
 from tenants.models import Reservation
@@ -98,16 +99,18 @@ def interval_open(
     subject = _subject_for(reservation, name=name, labels=labels, new_ref=new_ref)
     # A reservation opens once (quota_reserve returns a live one unchanged without
     # signalling); the unique constraint on reservation_id backs that up.
-    interval = UsageInterval.objects.create(
-        reservation_id=reservation.pk,
-        subject=subject,
-        tenant_id=reservation.tenant_id,
-        start=reservation.created,
-        cpu=reservation.cpu,
-        memory=reservation.memory,
-        storage=reservation.storage,
-        vms=reservation.vms,
-        pods=reservation.pods,
+    interval = sql.insert(
+        UsageInterval(
+            reservation_id=reservation.pk,
+            subject=subject,
+            tenant_id=reservation.tenant_id,
+            start=reservation.created,
+            cpu=reservation.cpu,
+            memory=reservation.memory,
+            storage=reservation.storage,
+            vms=reservation.vms,
+            pods=reservation.pods,
+        )
     )
     if not name:
         # The object is usually created after its reservation, in the same transaction:
@@ -141,13 +144,15 @@ def _subject_for(
     described = {"name": name[:253], "labels": _plain_labels(labels)} if name else {}
     subject = None if new_ref else UsageSubject.objects.filter(ref=reservation.ref).first()
     if subject is None:
-        subject = UsageSubject.objects.create(
-            ref=reservation.ref,
-            tenant_id=reservation.tenant_id,
-            tenant_slug=reservation.tenant.slug,
-            kind=reservation.kind,
-            object_id=reservation.object_id,
-            **described,
+        subject = sql.insert(
+            UsageSubject(
+                ref=reservation.ref,
+                tenant_id=reservation.tenant_id,
+                tenant_slug=reservation.tenant.slug,
+                kind=reservation.kind,
+                object_id=reservation.object_id,
+                **described,
+            )
         )
     elif described and (subject.name, subject.labels) != (name, described["labels"]):
         UsageSubject.objects.filter(pk=subject.pk).update(**described)
