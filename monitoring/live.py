@@ -78,22 +78,31 @@ def _run(coro_factory, timeout: float = 10) -> None:
     future.result(timeout=timeout)
 
 
-def broadcast(groups: list[str], message_type: str, data: dict) -> dict[str, int]:
-    """Send ``data`` as a ``message_type`` message to each group; returns the seqs used."""
-    return broadcast_many([(groups, message_type, data)])[0]
+def broadcast(
+    groups: list[str], message_type: str, data: dict, *, state: tuple | None = None
+) -> dict[str, int]:
+    """Send ``data`` as a ``message_type`` message to each group; returns the seqs used.
+    ``state``: ``(slug, kind, name, data)`` to keep in the resync snapshot first, as
+    ``state_store`` does, in the same Redis round trip."""
+    return broadcast_many([(groups, message_type, data)], state=state)[0]
 
 
-def broadcast_many(messages: list[tuple[list[str], str, dict]]) -> list[dict[str, int]]:
+def broadcast_many(
+    messages: list[tuple[list[str], str, dict]], *, state: tuple | None = None
+) -> list[dict[str, int]]:
     """Send many ``(groups, message_type, data)`` messages with one Redis round trip for
-    their sequence numbers and one batch of channel-layer sends (metrics publish one
-    message per VM per collection). Returns the seqs used, per message."""
+    their sequence numbers (and ``state``, see ``broadcast``) and one batch of
+    channel-layer sends (metrics publish one message per VM per collection). Returns
+    the seqs used, per message."""
     if not messages:
         return []
-    pipe = redis_client().pipeline(transaction=False)
-    for groups, _, _ in messages:
-        for group in groups:
-            pipe.incr(SEQ_KEY.format(group=group))
-    numbers = iter(pipe.execute())
+    keys = [SEQ_KEY.format(group=group) for groups, _, _ in messages for group in groups]
+    arguments: list = []
+    if state is not None:
+        slug, kind, name, data = state
+        keys.append(STATE_KEY.format(slug=slug))
+        arguments = _state_arguments(kind, name, data)
+    numbers = iter(_script("sequence")(keys=keys, args=arguments))
     sends = []
     used = []
     for groups, message_type, data in messages:
@@ -145,36 +154,73 @@ def _field(kind: str, name: str) -> str:
 # ``resourceVersion``: publishes run after their transactions commit, in threads and
 # processes of their own, so an older state can arrive last; the snapshot must still
 # show the newest. (Another object under the same name, e.g. one deleted and created
-# again, always replaces it.)
+# again, always replaces it.) KEYS[key]: the tenant's hash; ARGV: field, the state's
+# JSON, its resourceVersion, its uid.
 _STORE_NEWEST = """
-local kept = redis.call('HGET', KEYS[1], ARGV[1])
-local version = tonumber(ARGV[3])
-if kept and version and ARGV[4] ~= '' then
-  local ok, old = pcall(cjson.decode, kept)
-  if ok and type(old) == 'table' and old['uid'] == ARGV[4] then
-    local old_version = tonumber(old['resourceVersion'])
-    if old_version and old_version > version then
-      return 0
+local function store(key)
+  local kept = redis.call('HGET', key, ARGV[1])
+  local version = tonumber(ARGV[3])
+  if kept and version and ARGV[4] ~= '' then
+    local ok, old = pcall(cjson.decode, kept)
+    if ok and type(old) == 'table' and old['uid'] == ARGV[4] then
+      local old_version = tonumber(old['resourceVersion'])
+      if old_version and old_version > version then
+        return 0
+      end
     end
   end
+  redis.call('HSET', key, ARGV[1], ARGV[2])
+  return 1
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
 """
+
+_SCRIPTS = {
+    # state_store: KEYS[1] the hash.
+    "store": _STORE_NEWEST + "return store(KEYS[1])",
+    # broadcast_many: each of KEYS + 1, returned in order; with ARGV, the last key is
+    # a state hash to store into first (not counted).
+    "sequence": _STORE_NEWEST
+    + """
+local count = #KEYS
+if #ARGV > 0 then
+  store(KEYS[count])
+  count = count - 1
+end
+local numbers = {}
+for i = 1, count do
+  numbers[i] = redis.call('INCR', KEYS[i])
+end
+return numbers
+""",
+}
+_registered: dict[str, tuple[redis.Redis, object]] = {}
+
+
+def _script(name: str):
+    """The Lua script ``name`` registered with the current client (``EVALSHA``, loaded
+    again if Redis forgot it): one command, no pipeline object to build per call."""
+    client = redis_client()
+    found = _registered.get(name)
+    if found is None or found[0] is not client:
+        found = _registered[name] = (client, client.register_script(_SCRIPTS[name]))
+    return found[1]
+
+
+def _state_arguments(kind: str, name: str, data: dict) -> list:
+    return [
+        _field(kind, name),
+        json.dumps(data),
+        str(data.get("resourceVersion") or ""),
+        str(data.get("uid") or ""),
+    ]
 
 
 def state_store(slug: str, kind: str, name: str, data: dict) -> bool:
     """Remember the last published state of one resource; a state of the same object
     (``uid``) older than the one kept (lower ``resourceVersion``) is ignored. Returns
     whether it was stored."""
-    stored = redis_client().eval(
-        _STORE_NEWEST,
-        1,
-        STATE_KEY.format(slug=slug),
-        _field(kind, name),
-        json.dumps(data),
-        str(data.get("resourceVersion") or ""),
-        str(data.get("uid") or ""),
+    stored = _script("store")(
+        keys=[STATE_KEY.format(slug=slug)], args=_state_arguments(kind, name, data)
     )
     return bool(stored)
 

@@ -229,11 +229,11 @@ def resource_publish(*, tenant: Tenant, kind: str, name: str, data: dict) -> Non
     message = {"tenant": slug, "kind": kind, "name": name, "state": state}
 
     def send() -> None:
-        live.state_store(slug, kind, name, state)
         live.broadcast(
             [tenant_group(slug), object_group(slug, kind, name)],
             LiveMessageType.RESOURCE,
             message,
+            state=(slug, kind, name, state),
         )
 
     transaction.on_commit(send, robust=True)
