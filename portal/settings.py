@@ -144,7 +144,7 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "portal.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "isotope",
     },
@@ -304,6 +304,9 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
+# kombu's Redis transport with one client per channel (portal/broker.py), for plain
+# redis:// URLs; any other scheme keeps kombu's own transport for it.
+CELERY_BROKER_TRANSPORT = "portal.broker:Transport" if REDIS_URL.startswith("redis://") else None
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
