@@ -84,24 +84,26 @@ def broadcast(
     """Send ``data`` as a ``message_type`` message to each group; returns the seqs used.
     ``state``: ``(slug, kind, name, data)`` to keep in the resync snapshot first, as
     ``state_store`` does, in the same Redis round trip."""
-    return broadcast_many([(groups, message_type, data)], state=state)[0]
+    states = [state] if state is not None else []
+    return broadcast_many([(groups, message_type, data)], states=states)[0]
 
 
 def broadcast_many(
-    messages: list[tuple[list[str], str, dict]], *, state: tuple | None = None
+    messages: list[tuple[list[str], str, dict]], *, states: list[tuple] = ()
 ) -> list[dict[str, int]]:
     """Send many ``(groups, message_type, data)`` messages with one Redis round trip for
-    their sequence numbers (and ``state``, see ``broadcast``) and one batch of
-    channel-layer sends (metrics publish one message per VM per collection). Returns
-    the seqs used, per message."""
+    their sequence numbers and one batch of channel-layer sends (metrics publish one
+    message per VM per collection; a transaction's events and states go together).
+    ``states``: ``(slug, kind, name, data)`` each, kept in the resync snapshot in that
+    round trip, before the messages go out (see ``state_store``). Returns the seqs
+    used, per message."""
     if not messages:
         return []
     keys = [SEQ_KEY.format(group=group) for groups, _, _ in messages for group in groups]
-    arguments: list = []
-    if state is not None:
-        slug, kind, name, data = state
+    arguments: list = [len(keys)]
+    for slug, kind, name, data in states:
         keys.append(STATE_KEY.format(slug=slug))
-        arguments = _state_arguments(kind, name, data)
+        arguments += _state_arguments(kind, name, data)
     numbers = iter(_script("sequence")(keys=keys, args=arguments))
     sends = []
     used = []
@@ -154,37 +156,36 @@ def _field(kind: str, name: str) -> str:
 # ``resourceVersion``: publishes run after their transactions commit, in threads and
 # processes of their own, so an older state can arrive last; the snapshot must still
 # show the newest. (Another object under the same name, e.g. one deleted and created
-# again, always replaces it.) KEYS[key]: the tenant's hash; ARGV: field, the state's
-# JSON, its resourceVersion, its uid.
+# again, always replaces it.) ``store(hash, field, JSON, resourceVersion, uid)``.
 _STORE_NEWEST = """
-local function store(key)
-  local kept = redis.call('HGET', key, ARGV[1])
-  local version = tonumber(ARGV[3])
-  if kept and version and ARGV[4] ~= '' then
+local function store(key, field, value, version_text, uid)
+  local kept = redis.call('HGET', key, field)
+  local version = tonumber(version_text)
+  if kept and version and uid ~= '' then
     local ok, old = pcall(cjson.decode, kept)
-    if ok and type(old) == 'table' and old['uid'] == ARGV[4] then
+    if ok and type(old) == 'table' and old['uid'] == uid then
       local old_version = tonumber(old['resourceVersion'])
       if old_version and old_version > version then
         return 0
       end
     end
   end
-  redis.call('HSET', key, ARGV[1], ARGV[2])
+  redis.call('HSET', key, field, value)
   return 1
 end
 """
 
 _SCRIPTS = {
-    # state_store: KEYS[1] the hash.
-    "store": _STORE_NEWEST + "return store(KEYS[1])",
-    # broadcast_many: each of KEYS + 1, returned in order; with ARGV, the last key is
-    # a state hash to store into first (not counted).
+    # state_store: KEYS[1] the hash; ARGV the field, JSON, resourceVersion and uid.
+    "store": _STORE_NEWEST + "return store(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])",
+    # broadcast_many: ARGV[1] = n; KEYS[1..n] + 1 each, returned in order; each key
+    # after them is a state hash, stored into first, with four ARGV of its own.
     "sequence": _STORE_NEWEST
     + """
-local count = #KEYS
-if #ARGV > 0 then
-  store(KEYS[count])
-  count = count - 1
+local count = tonumber(ARGV[1])
+for i = count + 1, #KEYS do
+  local at = 2 + (i - count - 1) * 4
+  store(KEYS[i], ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3])
 end
 local numbers = {}
 for i = 1, count do

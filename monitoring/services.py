@@ -169,7 +169,7 @@ def event_publish(
         data = event_data(event, tenant_slug=tenant.slug)
         delivery_ids = _deliveries_create(tenant, event, data)
         groups = [tenant_group(tenant.slug), object_group(tenant.slug, kind, name)]
-        transaction.on_commit(lambda: _event_announce(groups, data, delivery_ids), robust=True)
+        _live_on_commit((groups, LiveMessageType.EVENT, data), deliveries=delivery_ids)
     return event
 
 
@@ -197,13 +197,51 @@ def _deliveries_create(tenant: Tenant, event: Event, data: dict) -> list[int]:
     return [row.pk for row in rows]
 
 
-def _event_announce(groups: list[str], data: dict, delivery_ids: list[int]) -> None:
-    try:
-        live.broadcast(groups, LiveMessageType.EVENT, data)
-    except Exception:  # noqa: BLE001 - a dead channel layer must not lose the webhooks
-        logger.exception("could not push event %s to %s", data.get("uid"), groups)
-    for delivery_id in delivery_ids:
-        webhook_delivery_enqueue(delivery_id)
+class _LiveBatch:
+    """One on-commit hook for the live messages a transaction publishes one after the
+    other (an object's event, then its state): one Redis round trip for all of their
+    sequence numbers and states and one batch of channel-layer sends, instead of one of
+    each per message. Its events' webhook deliveries are enqueued after it, also when
+    the push failed (a dead channel layer must not lose them)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], str, dict]] = []
+        self.states: list[tuple] = []
+        self.deliveries: list[int] = []
+
+    def __call__(self) -> None:
+        try:
+            live.broadcast_many(self.messages, states=self.states)
+        except Exception:  # noqa: BLE001 - logged; the webhooks still go out
+            groups = sorted({group for groups, _, _ in self.messages for group in groups})
+            logger.exception("could not push %d message(s) to %s", len(self.messages), groups)
+        for delivery_id in self.deliveries:
+            webhook_delivery_enqueue(delivery_id)
+
+
+def _live_on_commit(
+    message: tuple[list[str], str, dict], *, state: tuple | None = None, deliveries=()
+) -> None:
+    """Send ``message`` (and keep ``state`` in the snapshot) once the caller's
+    transaction commits: in the batch of the on-commit hook registered just before this
+    one when that is a batch registered in the same savepoint (which is what a hook of
+    its own would be: the same place among the hooks, dropped by the same rollback),
+    otherwise in a new batch. Outside a transaction: now."""
+    connection = transaction.get_connection()
+    batch = None
+    if connection.in_atomic_block and connection.run_on_commit:
+        last = connection.run_on_commit[-1]
+        if isinstance(last[1], _LiveBatch) and last[0] == set(connection.savepoint_ids):
+            batch = last[1]
+    new = batch is None
+    if new:
+        batch = _LiveBatch()
+    batch.messages.append(message)
+    if state is not None:
+        batch.states.append(state)
+    batch.deliveries.extend(deliveries)
+    if new:
+        transaction.on_commit(batch, robust=True)
 
 
 # --- Resource states -------------------------------------------------------------------
@@ -227,16 +265,8 @@ def resource_publish(*, tenant: Tenant, kind: str, name: str, data: dict) -> Non
         ) from None
     slug = tenant.slug
     message = {"tenant": slug, "kind": kind, "name": name, "state": state}
-
-    def send() -> None:
-        live.broadcast(
-            [tenant_group(slug), object_group(slug, kind, name)],
-            LiveMessageType.RESOURCE,
-            message,
-            state=(slug, kind, name, state),
-        )
-
-    transaction.on_commit(send, robust=True)
+    groups = [tenant_group(slug), object_group(slug, kind, name)]
+    _live_on_commit((groups, LiveMessageType.RESOURCE, message), state=(slug, kind, name, state))
 
 
 def resource_forget(*, tenant: Tenant, kind: str, name: str) -> None:

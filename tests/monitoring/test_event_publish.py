@@ -155,3 +155,55 @@ def test_object_groups_are_valid_channel_names_even_for_odd_names():
     assert len(odd) < 100
     assert odd.startswith("object.acme.workload.h-")
     assert odd == object_group("acme", "workload", "ünïcode name/" + "x" * 200)
+
+
+def test_a_transactions_messages_arrive_together_in_order_and_a_rolled_back_savepoints_never(
+    transactional_db, demo
+):
+    """What one transaction publishes goes out after its commit in the order it was
+    published, with consecutive seqs; what a savepoint rolled back publishes is neither
+    sent nor kept for resyncs, and what follows it still is."""
+    from asgiref.sync import sync_to_async
+
+    from tests.monitoring.test_consumer import connected, run, session_cookie, subscribe
+
+    cookie = session_cookie(demo.carol)
+
+    def transaction_with_a_rolled_back_savepoint() -> None:
+        with transaction.atomic():
+            publish(demo.acme, reason="Scheduled")
+            resource_publish(tenant=demo.acme, kind="vm", name="web1", data={"phase": "Pending"})
+            with pytest.raises(RuntimeError), transaction.atomic():
+                resource_publish(tenant=demo.acme, kind="vm", name="web1", data={"phase": "X"})
+                publish(demo.acme, reason="Lost")
+                raise RuntimeError("rolled back")
+            resource_publish(tenant=demo.acme, kind="vm", name="db", data={"phase": "Pending"})
+            publish(demo.acme, name="db", reason="Scheduled")
+            # Nothing goes out before the commit.
+            assert live.seq_current(tenant_group("acme")) == 0
+
+    got: list[dict] = []
+
+    async def scenario():
+        tab = await connected(cookie)
+        assert (await subscribe(tab, tenant="acme"))["type"] == "subscribed"
+        await sync_to_async(transaction_with_a_rolled_back_savepoint)()
+        got.extend([await tab.receive_json_from(timeout=10) for _ in range(4)])
+        assert await tab.receive_nothing(timeout=0.3)
+        await tab.disconnect()
+
+    run(scenario)
+    assert [m["seq"] for m in got] == [1, 2, 3, 4]
+    assert [(m["type"], m["data"].get("reason") or m["data"]["state"]["phase"]) for m in got] == [
+        ("event", "Scheduled"),
+        ("resource", "Pending"),
+        ("resource", "Pending"),
+        ("event", "Scheduled"),
+    ]
+    names = [m["data"].get("name") or m["data"]["involvedObject"]["name"] for m in got]
+    assert names == ["web1", "web1", "db", "db"]
+    assert {(i["name"], i["data"]["phase"]) for i in live.state_snapshot("acme")} == {
+        ("web1", "Pending"),
+        ("db", "Pending"),
+    }
+    assert not Event.objects.filter(reason="Lost").exists()

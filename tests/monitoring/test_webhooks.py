@@ -294,3 +294,23 @@ def test_the_same_url_twice_is_a_conflict(db, demo):
         webhook_create(actor=demo.alice, tenant=demo.acme, url="https://hooks.example.com/a")
     # Another tenant may use the same URL.
     webhook_create(actor=demo.dave, tenant=demo.globex, url="https://hooks.example.com/a")
+
+
+def test_the_webhook_goes_out_when_the_live_push_fails(
+    transactional_db, demo, receiver, eager, settings, caplog
+):
+    """The live push and the webhook delivery share one on-commit hook: a Redis the push
+    cannot reach (a port nothing listens on, for this test only) is logged, and the
+    delivery is still made."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    webhook, secret = webhook_create(actor=demo.alice, tenant=demo.acme, url=receiver.url)
+    settings.REDIS_URL = f"redis://127.0.0.1:{dead_port}/0"
+    publish(demo)
+    assert "could not push 1 message(s)" in caplog.text
+    assert len(receiver.requests) == 1
+    assert verify(secret, receiver.requests[0])["event"]["reason"] == "Failed"
+    assert WebhookDelivery.objects.get(webhook=webhook).status == DeliveryStatus.SUCCEEDED
