@@ -699,7 +699,9 @@ def autoscaler_create(
                 target=f"autoscaler/{name}",
                 detail={**target_detail, **clean},
             )
-            autoscaler_event(autoscaler, reason="Created", message=_summary(autoscaler))
+            autoscaler_event(
+                autoscaler, reason="Created", message=_summary(autoscaler), new_object=True
+            )
             publish(autoscaler)
             _after_change(autoscaler)
     except IntegrityError:
@@ -836,8 +838,11 @@ def autoscaler_event(
     message: str,
     type: str = "Normal",
     source: str = "isotope",
+    new_object: bool = False,
 ) -> None:
+    """``new_object``: its first event, in the transaction that makes it (see ``event_publish``)."""
     event_publish(
+        new_object=new_object,
         tenant=autoscaler.tenant,
         kind="autoscaler",
         name=autoscaler.name,

@@ -237,6 +237,7 @@ def service_create(
             _audit(actor, service, "service.create", {"selector": selector, "ports": ports})
             _event(
                 service,
+                new_object=True,
                 reason="Created",
                 message=service_texts.SERVICE_CREATED
                 % {"service": name, "service_type": service_type},
@@ -665,8 +666,12 @@ def _audit(actor, service: Service, action: str, detail: dict | None = None) -> 
     )
 
 
-def _event(service: Service, *, reason: str, message: str, type: str = "Normal") -> None:
+def _event(
+    service: Service, *, reason: str, message: str, type: str = "Normal", new_object: bool = False
+) -> None:
+    """``new_object``: its first event, in the transaction that makes it (see ``event_publish``)."""
     event_publish(
+        new_object=new_object,
         tenant=service.tenant,
         kind=EVENT_KIND,
         name=service.name,

@@ -342,6 +342,7 @@ def _record(actor, tenant: Tenant, fields: dict, *, is_default: bool = False) ->
         name=network.name,
         uid=str(uid),
         reason="Created",
+        new_object=True,
         message=network_texts.NETWORK_CREATED
         % {
             "cidr": network.cidr,

@@ -186,6 +186,7 @@ def pool_create(
             )
             _event(
                 pool,
+                new_object=True,
                 reason="Created",
                 message=texts.CREATED
                 % {
@@ -977,8 +978,12 @@ def _finalize_delete(pool: VMPool) -> None:
     resource_forget(tenant=pool.tenant, kind="vmpool", name=pool.name)
 
 
-def _event(pool: VMPool, *, reason: str, message: str, type: str = "Normal") -> None:
+def _event(
+    pool: VMPool, *, reason: str, message: str, type: str = "Normal", new_object: bool = False
+) -> None:
+    """``new_object``: its first event, in the transaction that makes it (see ``event_publish``)."""
     event_publish(
+        new_object=new_object,
         tenant=pool.tenant,
         kind="vmpool",
         name=pool.name,

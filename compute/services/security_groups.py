@@ -265,7 +265,12 @@ def group_create(
                 target=f"securitygroup/{name}",
                 detail={"rules": [rule_text(r) for r in group.rules.all()]},
             )
-            _event(group, reason="Created", message=group_texts.GROUP_CREATED % {"group": name})
+            _event(
+                group,
+                reason="Created",
+                message=group_texts.GROUP_CREATED % {"group": name},
+                new_object=True,
+            )
             _policies_later(tenant)
     except IntegrityError:
         raise ValidationError(
@@ -302,7 +307,9 @@ def default_group(tenant: Tenant) -> SecurityGroup:
                 protocol=RuleProtocol.ANY,
                 remote_cidr=ANYWHERE,
             )
-            _event(group, reason="Created", message=group_texts.DEFAULT_GROUP_CREATED)
+            _event(
+                group, reason="Created", message=group_texts.DEFAULT_GROUP_CREATED, new_object=True
+            )
             _policies_later(tenant)
             return group
     except IntegrityError:
@@ -625,8 +632,17 @@ def _audit(actor, group: SecurityGroup, action: str, detail: dict | None = None)
     )
 
 
-def _event(group: SecurityGroup, *, reason: str, message: str, type: str = "Normal") -> None:
+def _event(
+    group: SecurityGroup,
+    *,
+    reason: str,
+    message: str,
+    type: str = "Normal",
+    new_object: bool = False,
+) -> None:
+    """``new_object``: its first event, in the transaction that makes it (see ``event_publish``)."""
     event_publish(
+        new_object=new_object,
         tenant=group.tenant,
         kind="securitygroup",
         name=group.name,

@@ -323,6 +323,7 @@ def volume_create(
                 uid=str(uid),
                 reason="Accepted",
                 message=message,
+                new_object=True,
             )
             _publish(volume)
             transaction.on_commit(lambda: _enqueue(volume))
@@ -430,6 +431,7 @@ def root_volume_create(
         name=volume.name,
         uid=str(uid),
         reason="Accepted",
+        new_object=True,
         message=volume_texts.ROOT_ACCEPTED_FROM_IMAGE
         % {"size": size_gib, "vm": vm.name, "image": image.name}
         if from_image

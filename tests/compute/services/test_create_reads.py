@@ -113,3 +113,41 @@ def test_a_workload_made_under_an_earlier_ones_name_has_its_own_first_event(demo
     assert sorted(accepted.values_list("object_uid", "count")) == sorted(
         [(str(earlier.uid), 1), (str(again.uid), 1)]
     )
+
+
+@pytest.mark.parametrize("kind", ["volume", "network", "securitygroup"])
+def test_an_object_made_under_an_earlier_ones_name_has_its_own_first_event(world, kind):
+    """Volumes, networks and security groups too: the first event of a new object is its
+    own, never a count on the event of an earlier object of that name."""
+    from compute.models import Network, SecurityGroup, Volume
+    from compute.services import networks, security_groups, volumes
+
+    makers = {
+        "volume": (
+            Volume,
+            "Accepted",
+            lambda: volumes.volume_create(
+                actor=world.alice, tenant=world.acme, name="data", size_gib=1
+            ),
+        ),
+        "network": (
+            Network,
+            "Created",
+            lambda: networks.network_create(
+                actor=world.alice, tenant=world.acme, name="data", cidr="10.77.0.0/24"
+            ),
+        ),
+        "securitygroup": (
+            SecurityGroup,
+            "Created",
+            lambda: security_groups.group_create(actor=world.alice, tenant=world.acme, name="data"),
+        ),
+    }
+    model, reason, make = makers[kind]
+    earlier = make()
+    model.objects.filter(pk=earlier.pk).delete()
+    again = make()
+    first = Event.objects.filter(tenant=world.acme, kind=kind, name="data", reason=reason)
+    assert sorted(first.values_list("object_uid", "count")) == sorted(
+        [(str(earlier.uid), 1), (str(again.uid), 1)]
+    )
