@@ -738,11 +738,19 @@ def _lock_workload(workload: Workload, tenant: Tenant) -> Workload:
 
 def _after_change(autoscaler: Autoscaler) -> None:
     """After commit: a pool's autoscaler runs; a Deployment's is written to the cluster
-    (its HPA, and the Deployment without ``replicas``, or with them once it is gone)."""
+    (its HPA, and the Deployment without ``replicas``, or with them once it is gone).
+    A Deployment's own state is published again in this transaction: whether it may
+    be scaled by hand (its Scale button) follows its autoscaler, and a page that
+    resyncs must not get the state published before the change."""
     if autoscaler.pool_id:
         transaction.on_commit(lambda: autoscaler_kick(autoscaler.pk))
     else:
         workload_id = autoscaler.workload_id
+        # Unlocked (a workload's own writes lock it before its autoscaler): the snapshot
+        # keeps the newer of this and a concurrent write's state (resourceVersion).
+        workload = Workload.objects.select_related("tenant").filter(pk=workload_id).first()
+        if workload is not None:
+            workload_services.publish_state(workload)
         transaction.on_commit(lambda: workload_services.enqueue_apply(workload_id))
 
 

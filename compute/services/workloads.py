@@ -1271,3 +1271,4 @@ def _enqueue(workload_id: int) -> None:
 
 
 enqueue_apply = _enqueue
+publish_state = _publish

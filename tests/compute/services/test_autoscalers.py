@@ -371,3 +371,31 @@ def test_autoscaler_scales_a_pool_through_workers(demo, make_host, tiny_image, c
         message="the autoscaler did not bring the pool back to 1",
     )
     assert VMPool.objects.get(pk=pool.pk).replicas == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deployments_scale_button_follows_its_autoscaler_in_the_resync_snapshot(
+    demo, fake_cluster
+):
+    """An autoscaler sizes its Deployment: the Deployment's state is published again
+    with it, so a page that resyncs (and gets the snapshot) hides Scale — and shows it
+    again once the autoscaler is gone. Before, the snapshot kept the state published
+    before the autoscaler, and a resyncing page put the Scale button back."""
+    from compute.services import workloads as workload_services
+    from monitoring import live
+
+    workload = workload_services.workload_create(
+        actor=None, tenant=demo.acme, name="shop", image="nginx:1.27", kind="Deployment"
+    )
+
+    def operator_actions() -> list[str]:
+        [item] = live.state_snapshot("acme", "workload", "shop")
+        return item["data"]["actionsByRole"]["operator"]
+
+    assert "scale" in operator_actions()
+    autoscaler = services.autoscaler_create(
+        actor=demo.alice, tenant=demo.acme, workload=workload, max_replicas=4, target=50
+    )
+    assert "scale" not in operator_actions()
+    services.autoscaler_delete(actor=demo.alice, autoscaler=autoscaler)
+    assert "scale" in operator_actions()
