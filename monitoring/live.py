@@ -78,14 +78,9 @@ def _run(coro_factory, timeout: float = 10) -> None:
     future.result(timeout=timeout)
 
 
-def broadcast(
-    groups: list[str], message_type: str, data: dict, *, state: tuple | None = None
-) -> dict[str, int]:
-    """Send ``data`` as a ``message_type`` message to each group; returns the seqs used.
-    ``state``: ``(slug, kind, name, data)`` to keep in the resync snapshot first, as
-    ``state_store`` does, in the same Redis round trip."""
-    states = [state] if state is not None else []
-    return broadcast_many([(groups, message_type, data)], states=states)[0]
+def broadcast(groups: list[str], message_type: str, data: dict) -> dict[str, int]:
+    """Send ``data`` as a ``message_type`` message to each group; returns the seqs used."""
+    return broadcast_many([(groups, message_type, data)])[0]
 
 
 def broadcast_many(
@@ -95,7 +90,7 @@ def broadcast_many(
     their sequence numbers and one batch of channel-layer sends (metrics publish one
     message per VM per collection; a transaction's events and states go together).
     ``states``: ``(slug, kind, name, data)`` each, kept in the resync snapshot in that
-    round trip, before the messages go out (see ``state_store``). Returns the seqs
+    round trip, before the messages go out (see ``_SEQUENCE``). Returns the seqs
     used, per message."""
     if not messages:
         return []
@@ -104,7 +99,7 @@ def broadcast_many(
     for slug, kind, name, data in states:
         keys.append(STATE_KEY.format(slug=slug))
         arguments += _state_arguments(kind, name, data)
-    numbers = iter(_script("sequence")(keys=keys, args=arguments))
+    numbers = iter(_sequence_script()(keys=keys, args=arguments))
     sends = []
     used = []
     for groups, message_type, data in messages:
@@ -152,12 +147,15 @@ def _field(kind: str, name: str) -> str:
     return f"{kind}/{name}"
 
 
-# Store a state unless the one kept is of the same object (``uid``) at a higher
-# ``resourceVersion``: publishes run after their transactions commit, in threads and
-# processes of their own, so an older state can arrive last; the snapshot must still
-# show the newest. (Another object under the same name, e.g. one deleted and created
-# again, always replaces it.) ``store(hash, field, JSON, resourceVersion, uid)``.
-_STORE_NEWEST = """
+# One round trip for ``broadcast_many``: ARGV[1] = n; KEYS[1..n] (the streams' seq
+# keys) + 1 each, returned in order; each key after them is a tenant's state hash,
+# stored into first with four ARGV of its own (field, the state's JSON, its
+# resourceVersion, its uid). A state is stored unless the one kept is of the same object
+# (``uid``) at a higher ``resourceVersion``: publishes run after their transactions
+# commit, in threads and processes of their own, so an older state can arrive last; the
+# snapshot must still show the newest. (Another object under the same name, e.g. one
+# deleted and created again, always replaces it.)
+_SEQUENCE = """
 local function store(key, field, value, version_text, uid)
   local kept = redis.call('HGET', key, field)
   local version = tonumber(version_text)
@@ -166,22 +164,12 @@ local function store(key, field, value, version_text, uid)
     if ok and type(old) == 'table' and old['uid'] == uid then
       local old_version = tonumber(old['resourceVersion'])
       if old_version and old_version > version then
-        return 0
+        return
       end
     end
   end
   redis.call('HSET', key, field, value)
-  return 1
 end
-"""
-
-_SCRIPTS = {
-    # state_store: KEYS[1] the hash; ARGV the field, JSON, resourceVersion and uid.
-    "store": _STORE_NEWEST + "return store(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])",
-    # broadcast_many: ARGV[1] = n; KEYS[1..n] + 1 each, returned in order; each key
-    # after them is a state hash, stored into first, with four ARGV of its own.
-    "sequence": _STORE_NEWEST
-    + """
 local count = tonumber(ARGV[1])
 for i = count + 1, #KEYS do
   local at = 2 + (i - count - 1) * 4
@@ -192,19 +180,18 @@ for i = 1, count do
   numbers[i] = redis.call('INCR', KEYS[i])
 end
 return numbers
-""",
-}
-_registered: dict[str, tuple[redis.Redis, object]] = {}
+"""
+_registered: tuple[redis.Redis, object] | None = None
 
 
-def _script(name: str):
-    """The Lua script ``name`` registered with the current client (``EVALSHA``, loaded
-    again if Redis forgot it): one command, no pipeline object to build per call."""
+def _sequence_script():
+    """``_SEQUENCE`` registered with the current client (``EVALSHA``, loaded again if
+    Redis forgot it): one command, no pipeline object to build per call."""
+    global _registered
     client = redis_client()
-    found = _registered.get(name)
-    if found is None or found[0] is not client:
-        found = _registered[name] = (client, client.register_script(_SCRIPTS[name]))
-    return found[1]
+    if _registered is None or _registered[0] is not client:
+        _registered = (client, client.register_script(_SEQUENCE))
+    return _registered[1]
 
 
 def _state_arguments(kind: str, name: str, data: dict) -> list:
@@ -214,16 +201,6 @@ def _state_arguments(kind: str, name: str, data: dict) -> list:
         str(data.get("resourceVersion") or ""),
         str(data.get("uid") or ""),
     ]
-
-
-def state_store(slug: str, kind: str, name: str, data: dict) -> bool:
-    """Remember the last published state of one resource; a state of the same object
-    (``uid``) older than the one kept (lower ``resourceVersion``) is ignored. Returns
-    whether it was stored."""
-    stored = _script("store")(
-        keys=[STATE_KEY.format(slug=slug)], args=_state_arguments(kind, name, data)
-    )
-    return bool(stored)
 
 
 def state_forget(slug: str, kind: str, name: str) -> None:
