@@ -5,11 +5,13 @@ headers, language, CSRF, sessions and authentication all apply."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from portal.asgi import application
+from portal.asgi_http import RequestThreads, SyncChainASGIHandler
 from tests.asgi_request import asgi_request
 
 pytestmark = [pytest.mark.unit, pytest.mark.django_db(transaction=True)]
@@ -49,3 +51,51 @@ def test_an_api_call_without_a_token_is_401_as_json():
     assert status in (401, 403)
     assert head["content-type"][0].startswith("application/")
     assert b"problems" in body
+
+
+class _Recording(SyncChainASGIHandler):
+    """The portal's handler, noting the thread each request's chain ran on and, when a
+    test asks, holding each chain at a barrier."""
+
+    def __init__(self):
+        super().__init__(RequestThreads())
+        self.threads_used: list[threading.Thread] = []
+        self.hold: threading.Barrier | None = None
+
+    def get_response(self, request):
+        self.threads_used.append(threading.current_thread())
+        if self.hold is not None:
+            self.hold.wait(timeout=10)
+        return super().get_response(request)
+
+
+def _in_a_loop(call):
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, call).result()
+
+
+def test_requests_one_after_another_reuse_one_thread():
+    handler = _Recording()
+
+    async def ten():
+        return [await asgi_request(handler, "GET", "/healthz") for _ in range(10)]
+
+    assert [status for status, _, _ in _in_a_loop(ten())] == [200] * 10
+    assert handler.threads.started == 1
+    assert len(set(handler.threads_used)) == 1
+
+
+def test_two_requests_at_once_run_on_two_threads_and_neither_waits_for_the_other():
+    handler = _Recording()
+    # Each request's chain waits for the other's: on one shared thread the barrier
+    # would break after its timeout and both would fail.
+    handler.hold = threading.Barrier(2)
+
+    async def two():
+        return await asyncio.gather(
+            asgi_request(handler, "GET", "/healthz"), asgi_request(handler, "GET", "/healthz")
+        )
+
+    assert [status for status, _, _ in _in_a_loop(two())] == [200, 200]
+    assert len(set(handler.threads_used)) == 2
+    assert handler.threads.started == 2
