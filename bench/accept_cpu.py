@@ -1,17 +1,23 @@
 """CPU per VM create on the accept path (API POST → 202), in one process.
 
-Each request goes through Django's ASGI handler in this process (``AsyncClient``: the
-middleware, token authentication, the DRF view, the service, its commit and what runs
-on commit: the Celery enqueue and the live publish), one at a time, and is charged the
-CPU time of this process (every thread) it took: ``time.process_time()`` before and
-after. PostgreSQL's and Redis's own CPU are not counted (other processes). Baseline in
-the same run, interleaved request by request: the same body and token posted to the
-trivial DRF view of ``bench/trivial_urls.py`` (middleware, token auth, permission check,
-no database). Production settings (``DEBUG`` off: no query log). No worker runs: the
-VMs stay Pending. ``sql_statements_median``: SQL statements per create and per trivial
-request (10 more of each, what runs on commit included). ``--profile`` adds the top
-functions (cumulative and own CPU) of cProfile over 50 more creates, and saves the whole
-profile to ``var/accept_cpu.prof``.
+Each request goes through the portal's ASGI application as uvicorn hands it over
+(``portal.asgi_http``'s handler, no socket: the middleware, token authentication, the
+DRF view, the service, its commit and what runs on commit: the Celery enqueue and the
+live publish), one at a time, and is charged the CPU time of this process (every
+thread) it took: ``time.process_time()`` before and after. PostgreSQL's and Redis's own
+CPU are not counted (other processes). Baseline in the same run, interleaved request by
+request: the same body and token posted to the trivial DRF view of
+``bench/trivial_urls.py`` (middleware, token auth, permission check, no database).
+Production settings as ``deploy/`` sets them (``DEBUG`` off: no query log; a connection
+pool of 4 per process, ``ISOTOPE_DB_POOL_SIZE``). No worker runs: the VMs stay Pending.
+``sql_statements_median``: SQL statements per create and per trivial request (10 more
+of each, what runs on commit included). ``--profile`` adds the top functions
+(cumulative and own CPU) of cProfile over 50 more creates, and saves the whole profile
+to ``var/accept_cpu.prof``.
+
+Until 2026-12-04 the requests went through Django's test ``AsyncClient`` without a
+pool: a handler the portal does not serve with, and a new PostgreSQL connection per
+request. Figures before that date in bench/README.md are from that.
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/accept_cpu.py \
         [--creates 200] [--warmup 20] [--profile]
@@ -44,8 +50,9 @@ def setup(database_url: str, **extra: str) -> None:
         "ISOTOPE_DEBUG": "0",
         "ISOTOPE_HTTPS": "0",
         "SECRET_KEY": "bench-accept-cpu-" + "k" * 40,
-        "ALLOWED_HOSTS": "testserver",
+        "ALLOWED_HOSTS": "testserver,localhost",
         "ISOTOPE_LOG_LEVEL": "WARNING",
+        "ISOTOPE_DB_POOL_SIZE": "4",
     }
     env = django_env(database_url, **{**settings, **extra})
     os.environ.update(env)
@@ -73,35 +80,32 @@ def stats(samples: list[float]) -> dict:
     }
 
 
-async def measure(client, path: str, name: str):
+async def measure(app, key: str, path: str, name: str):
+    from tests.asgi_request import asgi_request
+
+    headers = [(b"authorization", f"Token {key}".encode()), (b"content-type", b"application/json")]
     wall = time.perf_counter()
     cpu = time.process_time()
-    response = await client.post(
-        path,
-        body(name),
-        content_type="application/json",
-        headers={"Authorization": f"Token {client.token}"},
-    )
+    status, _, content = await asgi_request(app, "POST", path, body(name).encode(), headers)
     cpu = time.process_time() - cpu
     wall = time.perf_counter() - wall
-    if response.status_code not in (201, 202):
-        raise RuntimeError(f"{path} answered {response.status_code}: {response.content[:300]}")
+    if status not in (201, 202):
+        raise RuntimeError(f"{path} answered {status}: {content[:300]}")
     return cpu, wall
 
 
 async def run(key: str, creates: int, warmup: int) -> dict:
-    from django.test import AsyncClient
+    from portal.asgi_http import get_asgi_application
 
-    client = AsyncClient()
-    client.token = key
+    app = get_asgi_application()
     for i in range(warmup):
-        await measure(client, TRIVIAL, f"warm-t{i}")
-        await measure(client, CREATE, f"warm-{i}")
+        await measure(app, key, TRIVIAL, f"warm-t{i}")
+        await measure(app, key, CREATE, f"warm-{i}")
     cpu = {"trivial": [], "create": []}
     wall = {"trivial": [], "create": []}
     for i in range(creates):
         for kind, path in (("trivial", TRIVIAL), ("create", CREATE)):
-            used, took = await measure(client, path, f"vm-{i}")
+            used, took = await measure(app, key, path, f"vm-{i}")
             cpu[kind].append(used)
             wall[kind].append(took)
     result = {
@@ -177,6 +181,7 @@ def main() -> None:
                 "cores": os.cpu_count(),
                 "load_average": [round(x, 2) for x in os.getloadavg()],
                 "channel_layer": os.environ.get("ISOTOPE_CHANNEL_LAYER", "pubsub"),
+                "handler": "portal.asgi_http",
                 **result,
             },
             indent=2,
