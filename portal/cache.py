@@ -1,28 +1,50 @@
-"""Django's Redis cache, with one Redis client per connection pool instead of per call.
+"""Django's Redis cache, with one connection pool and one Redis client per server for the
+whole process.
 
-``django.core.cache.backends.redis.RedisCacheClient.get_client`` builds a new
-``redis.Redis`` for every cache operation; with redis-py 8 that object copies its
-table of ~170 response callbacks on construction, which cost about as much CPU as the
-operation's round trip (every API request reads the token throttle: bench/README.md,
-``accept_cpu``). A ``redis.Redis`` is safe to share between threads (each command
-takes a connection from the pool), so one per pool is kept and reused.
+Django keeps a cache backend per context (``django.core.cache.caches`` is an asgiref
+``Local``): under ASGI every request runs in a context of its own, so every request
+builds a new backend, with a new ``redis.ConnectionPool`` and so a new TCP connection to
+Redis, for its first cache operation (every API request reads the token throttle). The
+pools here are kept per process, keyed by server and options, so requests share their
+connections as they share PostgreSQL's pool (Django's open ticket on this: PR 18459).
+
+``django.core.cache.backends.redis.RedisCacheClient.get_client`` also builds a new
+``redis.Redis`` for every cache operation; with redis-py 8 that object copies its table
+of ~170 response callbacks on construction, which costs about as much CPU as the
+operation's round trip. A ``redis.Redis`` is safe to share between threads (each
+command takes a connection from the pool), so one per pool is kept and reused.
+
+redis-py's pools notice a fork (gunicorn's workers) and start afresh in the child.
 """
 
 from __future__ import annotations
 
+import threading
+
 from django.core.cache.backends import redis as django_redis
+
+_lock = threading.Lock()
+_pools: dict[tuple, object] = {}
+_clients: dict[int, object] = {}
 
 
 class RedisCacheClient(django_redis.RedisCacheClient):
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._clients: dict[int, object] = {}
+    def _get_connection_pool(self, write):
+        server = self._servers[self._get_connection_pool_index(write)]
+        key = (self._pool_class, server, repr(sorted(self._pool_options.items())))
+        pool = _pools.get(key)
+        if pool is None:
+            with _lock:
+                pool = _pools.get(key)
+                if pool is None:
+                    pool = _pools[key] = self._pool_class.from_url(server, **self._pool_options)
+        return pool
 
     def get_client(self, key=None, *, write=False):
         pool = self._get_connection_pool(write)
-        client = self._clients.get(id(pool))
+        client = _clients.get(id(pool))
         if client is None or client.connection_pool is not pool:
-            client = self._clients[id(pool)] = self._client(connection_pool=pool)
+            client = _clients[id(pool)] = self._client(connection_pool=pool)
         return client
 
 
