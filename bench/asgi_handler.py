@@ -9,9 +9,11 @@ permission check, no database write) and a VM create through the API (the servic
 commit and what runs on commit). Each request is charged the CPU time of this process
 (every thread) it took, ``time.process_time()`` before and after; PostgreSQL's and
 Redis's own CPU are not counted. The ASGI handlers get a request as uvicorn hands it
-over (scope, body, then a ``receive`` that waits for the client); no socket, no HTTP
-parsing. Production settings (``DEBUG`` off), ``ISOTOPE_DB_POOL_SIZE=4`` as ``deploy/``
-sets it. No worker runs: the VMs stay Pending.
+over (scope, body, then a ``receive`` that waits for the client) and in an empty context,
+as uvicorn starts each request (since 2026-12-04 late: before, they inherited the cache
+backend this thread had built); no socket, no HTTP parsing. Production settings
+(``DEBUG`` off), ``ISOTOPE_DB_POOL_SIZE=4`` as ``deploy/`` sets it. No worker runs: the VMs
+stay Pending.
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/asgi_handler.py \
         [--requests 200] [--warmup 20]
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import io
 import json
 import os
@@ -39,7 +42,10 @@ HANDLERS = ("django_asgi", "portal_asgi", "django_wsgi")
 
 
 def asgi_call(app, method: str, path: str, headers: list, body: bytes) -> tuple[int, bytes]:
-    status, _, content = LOOP.run_until_complete(asgi_request(app, method, path, body, headers))
+    # In an empty context, as uvicorn starts each request: nothing Django keeps per
+    # context (its cache backends, its connections) is inherited from this thread.
+    call = asgi_request(app, method, path, body, headers)
+    status, _, content = contextvars.Context().run(LOOP.run_until_complete, call)
     return status, content
 
 
