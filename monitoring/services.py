@@ -219,6 +219,13 @@ class _LiveBatch:
             webhook_delivery_enqueue(delivery_id)
 
 
+def _savepoints(ids) -> set:
+    """The savepoints among Django's ids of a hook's atomic blocks: a block entered with
+    ``savepoint=False`` (``event_publish`` inside a caller's transaction) is ``None``
+    there, and no rollback of it drops a hook but the whole transaction's."""
+    return {sid for sid in ids if sid is not None}
+
+
 def _live_on_commit(
     message: tuple[list[str], str, dict], *, state: tuple | None = None, deliveries=()
 ) -> None:
@@ -231,7 +238,9 @@ def _live_on_commit(
     batch = None
     if connection.in_atomic_block and connection.run_on_commit:
         last = connection.run_on_commit[-1]
-        if isinstance(last[1], _LiveBatch) and last[0] == set(connection.savepoint_ids):
+        if isinstance(last[1], _LiveBatch) and _savepoints(last[0]) == _savepoints(
+            connection.savepoint_ids
+        ):
             batch = last[1]
     new = batch is None
     if new:

@@ -207,3 +207,20 @@ def test_a_transactions_messages_arrive_together_in_order_and_a_rolled_back_save
         ("db", "Pending"),
     }
     assert not Event.objects.filter(reason="Lost").exists()
+
+
+def test_an_event_and_its_objects_state_published_in_a_transaction_go_out_in_one_hook(
+    demo, django_capture_on_commit_callbacks
+):
+    """event_publish writes inside the caller's transaction without a savepoint of its own
+    (``atomic(savepoint=False)``): the object's state published right after it joins its
+    batch, one Redis round trip and one batch of sends after the commit."""
+    with django_capture_on_commit_callbacks(execute=True) as hooks:
+        with transaction.atomic():
+            publish(demo.acme, reason="Scheduled")
+            resource_publish(tenant=demo.acme, kind="vm", name="web1", data={"phase": "Pending"})
+    assert len(hooks) == 1
+    assert live.seq_current(tenant_group("acme")) == 2
+    assert {(i["name"], i["data"]["phase"]) for i in live.state_snapshot("acme")} == {
+        ("web1", "Pending")
+    }
