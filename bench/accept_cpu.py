@@ -11,16 +11,19 @@ request: the same body and token posted to the trivial DRF view of
 Production settings as ``deploy/`` sets them (``DEBUG`` off: no query log; a connection
 pool of 4 per process, ``ISOTOPE_DB_POOL_SIZE``). No worker runs: the VMs stay Pending.
 ``sql_statements_median``: SQL statements per create and per trivial request (10 more
-of each, what runs on commit included). ``--profile`` adds the top functions
-(cumulative and own CPU) of cProfile over 50 more creates, and saves the whole profile
-to ``var/accept_cpu.prof``.
+of each, what runs on commit included). ``--parts`` adds where a create's CPU goes,
+measured directly (cProfile overstates Python-heavy parts several times over): over 200
+more creates, the CPU time of this process inside each of a list of steps (``PARTS``,
+inclusive: a step's time includes the steps inside it), per create. ``--profile`` adds
+the top functions (cumulative and own CPU) of cProfile over 50 more creates, and saves
+the whole profile to ``var/accept_cpu.prof``.
 
 Until 2026-12-04 the requests went through Django's test ``AsyncClient`` without a
 pool: a handler the portal does not serve with, and a new PostgreSQL connection per
 request. Figures before that date in bench/README.md are from that.
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/accept_cpu.py \
-        [--creates 200] [--warmup 20] [--profile]
+        [--creates 200] [--warmup 20] [--parts] [--profile]
 """
 
 from __future__ import annotations
@@ -120,6 +123,74 @@ async def run(key: str, creates: int, warmup: int) -> dict:
     return result
 
 
+# (module, owner attribute path, step): what ``--parts`` times, in the order reported.
+PARTS = [
+    ("django.core.handlers.base", "BaseHandler.get_response", "the whole chain (get_response)"),
+    ("portal.api.authentication", "TokenAuthentication.authenticate", "token authentication"),
+    ("compute.api", "TenantResourceView.allowed_tenant", "tenant and role"),
+    ("rest_framework.serializers", "BaseSerializer.is_valid", "body validation"),
+    ("compute.api", "vm_create_from_api", "the service, its commit and on-commit work"),
+    ("compute.services.vms", "_validate_create", "· name, image and size checks"),
+    ("tenants.services", "QuotaCharge.check", "· quota check (unlocked)"),
+    ("compute.services.vms", "_create_rows", "· rows, placement and locks"),
+    ("compute.services.vms", "schedule", "·· placement"),
+    ("tenants.services", "QuotaCharge.charge", "·· quota charge"),
+    ("django.db.backends.base.base", "BaseDatabaseWrapper.commit", "· COMMIT"),
+    (
+        "django.db.backends.base.base",
+        "BaseDatabaseWrapper.run_and_clear_commit_hooks",
+        "· on-commit hooks",
+    ),
+    ("monitoring.services", "_LiveBatch.__call__", "·· live push (event and state)"),
+    ("compute.services.vms", "_enqueue", "·· Celery enqueue"),
+    ("compute.api", "TenantResourceView.respond", "response body"),
+]
+
+
+async def parts(key: str, creates: int, n: int = 200) -> dict:
+    """CPU per create inside each step of ``PARTS`` (inclusive), over ``n`` creates."""
+    import importlib
+
+    from portal.asgi_http import get_asgi_application
+
+    totals = {label: 0.0 for _, _, label in PARTS}
+    calls = dict.fromkeys(totals, 0)
+    patched = []
+    for module_name, path, label in PARTS:
+        owner = importlib.import_module(module_name)
+        *outer, name = path.split(".")
+        for part in outer:
+            owner = getattr(owner, part)
+        original = owner.__dict__[name]
+
+        def timed(*args, _original=original, _label=label, **kwargs):
+            started = time.process_time()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                totals[_label] += time.process_time() - started
+                calls[_label] += 1
+
+        setattr(owner, name, timed)
+        patched.append((owner, name, original))
+    try:
+        app = get_asgi_application()
+        whole = []
+        for i in range(n):
+            used, _ = await measure(app, key, CREATE, f"part-{creates + i}")
+            whole.append(used)
+    finally:
+        for owner, name, original in reversed(patched):
+            setattr(owner, name, original)
+    return {
+        "creates": n,
+        "request_cpu_median_ms": round(statistics.median(whole) * 1000, 3),
+        "request_cpu_mean_ms": round(statistics.fmean(whole) * 1000, 3),
+        "cpu_ms_per_create": {label: round(totals[label] / n * 1000, 3) for label in totals},
+        "calls_per_create": {label: round(calls[label] / n, 2) for label in calls},
+    }
+
+
 def profile_creates(key: str, creates: int, n: int = 50) -> dict:
     """cProfile over ``n`` more creates through the WSGI handler (the view runs in the
     calling thread there; under ASGI it runs in an executor thread cProfile misses)."""
@@ -160,15 +231,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--creates", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--parts", action="store_true")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
 
     setup(bench_database("isotope_bench_accept_cpu"))
     from bench.vm_create import seed
 
-    key = seed(args.creates + args.warmup + (50 if args.profile else 0) + 10)
+    extra = (50 if args.profile else 0) + (200 if args.parts else 0)
+    key = seed(args.creates + args.warmup + extra + 10)
     result = asyncio.run(run(key, args.creates, args.warmup))
     result["sql_statements_median"] = count_statements(key, args.creates + 50)
+    if args.parts:
+        result["parts"] = asyncio.run(parts(key, args.creates + 60))
     if args.profile:
         result["profile"] = profile_creates(key, args.creates)
 
