@@ -29,7 +29,8 @@ Coalescing (opt in: open the socket as ``/ws/?batch=1``; ``static/js/live.js`` d
 message that arrives after a quiet tick (``ISOTOPE_WS_BATCH_MS``, default 50 ms) goes
 out at once; those that arrive faster wait for the end of the tick and go out as one
 frame, ``{"type": "batch", "messages": [<message>, ...]}``, in the order they arrived
-(a tick with one message sends it bare). Events, resource states and notifications are
+(a tick with one message sends it bare; one with more than 256 KiB of messages sends
+them as several frames, in order). Events, resource states and notifications are
 never dropped. A ``metrics`` message may replace an older one of the same series (the
 same VM's points, or a tenant's totals) still waiting in the tick when it is the next
 seq of the same stream: it then carries ``"first_seq": n``, the seq of the oldest
@@ -82,6 +83,8 @@ from tenants import selectors as tenant_selectors
 logger = logging.getLogger(__name__)
 
 MAX_FRAME = 4096
+# A batch frame's messages, at most (characters of their JSON).
+BATCH_FRAME_BYTES = 256 * 1024
 MAX_SUBSCRIPTIONS = 50
 SLUG = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
 CLOSE_UNAUTHENTICATED = 4401
@@ -351,6 +354,22 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 await super().send(text_data=text)
             return
         self.flushed_at = asyncio.get_running_loop().time()
+        if len(texts) == 1:
+            await super().send(text_data=texts[0])
+            return
+        # At most BATCH_FRAME_BYTES of messages per frame (one larger message goes alone):
+        # a burst does not become one frame of megabytes a client must take at once.
+        frame: list[str] = []
+        size = 0
+        for text in texts:
+            if frame and size + len(text) > BATCH_FRAME_BYTES:
+                await self.send_batch(frame)
+                frame, size = [], 0
+            frame.append(text)
+            size += len(text) + 2
+        await self.send_batch(frame)
+
+    async def send_batch(self, texts: list[str]) -> None:
         if len(texts) == 1:
             await super().send(text_data=texts[0])
             return

@@ -40,6 +40,7 @@ class Tab:
         self.cookie = cookie
         self.slow = slow
         self.frames: list[list[dict]] = []  # each frame's messages, as received
+        self.sizes: list[int] = []  # each frame's length in characters
         self.messages: list[dict] = []
         self.ws = None
 
@@ -72,6 +73,7 @@ class Tab:
         deadline = time.monotonic() + timeout
         while not done(self):
             raw = await asyncio.wait_for(self.ws.recv(), deadline - time.monotonic())
+            self.sizes.append(len(raw))
             frame = json.loads(raw)
             carried = frame["messages"] if frame["type"] == "batch" else [frame]
             self.frames.append(carried)
@@ -230,6 +232,9 @@ def test_a_tab_that_stops_reading_does_not_hold_up_the_others(demo):
         received = fast.of(stream)
         assert [m["seq"] for m in received] == list(range(before + 1, before + 4 * BURST + 1))
         assert fast_seconds < 15
+        # 2,000 messages of ~1 KB in a few ticks: frames of at most 256 KiB of them.
+        assert len(fast.sizes) >= 8
+        assert max(fast.sizes) < 256 * 1024 + 2048
         # The slow tab reads at last: everything is there, in order.
         await slow.read_until(lambda t: len(t.of(stream)) >= 4 * BURST, timeout=60)
         assert [m["seq"] for m in slow.of(stream)] == [m["seq"] for m in received]
