@@ -354,9 +354,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 await super().send(text_data=text)
             return
         self.flushed_at = asyncio.get_running_loop().time()
-        if len(texts) == 1:
-            await super().send(text_data=texts[0])
-            return
         # At most BATCH_FRAME_BYTES of messages per frame (one larger message goes alone):
         # a burst does not become one frame of megabytes a client must take at once.
         frame: list[str] = []

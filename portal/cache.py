@@ -24,27 +24,24 @@ import threading
 from django.core.cache.backends import redis as django_redis
 
 _lock = threading.Lock()
-_pools: dict[tuple, object] = {}
-_clients: dict[int, object] = {}
+# (pool class, server, options) → the one client of the process, on its pool.
+_clients: dict[tuple, object] = {}
 
 
 class RedisCacheClient(django_redis.RedisCacheClient):
     def _get_connection_pool(self, write):
-        server = self._servers[self._get_connection_pool_index(write)]
-        key = (self._pool_class, server, repr(sorted(self._pool_options.items())))
-        pool = _pools.get(key)
-        if pool is None:
-            with _lock:
-                pool = _pools.get(key)
-                if pool is None:
-                    pool = _pools[key] = self._pool_class.from_url(server, **self._pool_options)
-        return pool
+        return self.get_client(write=write).connection_pool
 
     def get_client(self, key=None, *, write=False):
-        pool = self._get_connection_pool(write)
-        client = _clients.get(id(pool))
-        if client is None or client.connection_pool is not pool:
-            client = _clients[id(pool)] = self._client(connection_pool=pool)
+        server = self._servers[self._get_connection_pool_index(write)]
+        shared = (self._pool_class, server, repr(sorted(self._pool_options.items())))
+        client = _clients.get(shared)
+        if client is None:
+            with _lock:
+                client = _clients.get(shared)
+                if client is None:
+                    pool = self._pool_class.from_url(server, **self._pool_options)
+                    client = _clients[shared] = self._client(connection_pool=pool)
         return client
 
 
