@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing.websocket import WebsocketCommunicator
 from django.conf import settings
+from django.test import override_settings
 
 from monitoring import live
 from monitoring.choices import LiveMessageType
@@ -122,3 +123,36 @@ def test_a_tab_whose_access_ends_stops_getting_messages_while_the_others_go_on(d
         await removed.disconnect()
 
     run(scenario)
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_a_burst_arrives_in_seq_order_pipelined_on_one_server_and_through_the_layer_on_two(
+    demo, shards
+):
+    """On one Redis server a burst is published in one pipeline (``live._pubsub_client``);
+    a layer sharded over two servers (here: the same server twice) takes each message
+    through its own ``group_send``. Either way every tab gets all of it, in order."""
+    layer_settings = settings.CHANNEL_LAYERS["default"]
+    config = layer_settings["CONFIG"]
+    sharded = {
+        "default": {
+            **layer_settings,
+            "CONFIG": {**config, "hosts": config["hosts"] * shards},
+        }
+    }
+    cookie = session_cookie(demo.carol)
+
+    async def scenario():
+        assert (live._pubsub_client(get_channel_layer()) is not None) == (shards == 1)
+        tabs = [await connected(cookie), await batched(cookie)]
+        for tab in tabs:
+            assert (await subscribe(tab, tenant="acme"))["type"] == "subscribed"
+        await sync_to_async(burst)(40, "burst")
+        for tab in tabs:
+            got = await messages(tab, 40)
+            assert [m["seq"] for m in got] == list(range(1, 41))
+            assert [m["data"]["message"] for m in got] == [f"burst {n}" for n in range(40)]
+            await tab.disconnect()
+
+    with override_settings(CHANNEL_LAYERS=sharded):
+        run(scenario)
