@@ -57,7 +57,7 @@ def seed(domains: int, uri: str):
     host = Host.objects.create(
         name="bench1", uri=uri, reachable=True, capabilities={"metrics": True}
     )
-    VirtualMachine.objects.bulk_create(
+    vms = VirtualMachine.objects.bulk_create(
         VirtualMachine(
             tenant=tenant,
             name=f"vm{i:04d}",
@@ -70,9 +70,9 @@ def seed(domains: int, uri: str):
         for i in range(domains)
     )
     conn = shared_connection(uri)
-    for i in range(domains):
+    for vm in vms:
         conn.defineXML(
-            f"<domain type='test'><name>bench--vm{i:04d}</name><memory unit='MiB'>64</memory>"
+            f"<domain type='test'><name>{vm.domain_name}</name><memory unit='MiB'>64</memory>"
             "<vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os></domain>"
         ).create()
     return host, conn
