@@ -103,7 +103,9 @@ def metrics_collect(*, host: Host, now: datetime | None = None) -> Collection:
         vm.domain_name: vm
         for vm in VirtualMachine.objects.filter(host=host)
         .select_related("tenant")
-        .only("id", "name", "vcpus", "tenant__slug")
+        # ``domain_name`` reads uid and legacy_domain_name: without them, two queries
+        # per VM.
+        .only("id", "uid", "legacy_domain_name", "name", "vcpus", "tenant__slug")
     }
     known = {name: vm for name, vm in vms.items() if name in stats}
     previous = VMCounters.objects.in_bulk([vm.pk for vm in known.values()])

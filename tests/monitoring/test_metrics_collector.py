@@ -76,6 +76,15 @@ def test_a_collection_reads_every_domain_with_one_bulk_call_and_stores_rows_in_b
     assert live.seq_current(metrics_group("acme", "web0")) == 1
     assert live.seq_current(tenant_group("acme")) >= 1
 
+    # Twice the VMs, the same statements: nothing is read VM by VM (a VM's domain name
+    # comes from fields the collector reads with it).
+    vms += [running_vm(demo, host, f"api{i}") for i in range(3)]
+    with CaptureQueriesContext(connection) as more:
+        with django_capture_on_commit_callbacks(execute=True):
+            third = collector.metrics_collect(host=host, now=start + timedelta(seconds=20))
+    assert third.samples == 3  # the new VMs' first read: counters only
+    assert len(more) == len(queries), [q["sql"][:120] for q in more]
+
 
 def test_rates_come_from_counter_deltas_and_a_restart_is_not_a_negative_rate(
     demo, make_host, tiny_image
