@@ -14,7 +14,9 @@ pool of 4 per process, ``ISOTOPE_DB_POOL_SIZE``). No worker runs: the VMs stay P
 of each, what runs on commit included). ``--parts`` adds where a create's CPU goes,
 measured directly (cProfile overstates Python-heavy parts several times over): over 200
 more creates, the CPU time of this process inside each of a list of steps (``PARTS``,
-inclusive: a step's time includes the steps inside it), per create. ``--profile`` adds
+inclusive: a step's time includes the steps inside it), per create. ``--publish-paths`` adds the CPU per create
+with the live publish pipelined and through the channel layer's ``group_send``, in
+alternating blocks of 50 over 400 more creates (``publish_paths``). ``--profile`` adds
 the top functions (cumulative and own CPU) of cProfile over 50 more creates, and saves
 the whole profile to ``var/accept_cpu.prof``.
 
@@ -23,7 +25,7 @@ pool: a handler the portal does not serve with, and a new PostgreSQL connection 
 request. Figures before that date in bench/README.md are from that.
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/accept_cpu.py \
-        [--creates 200] [--warmup 20] [--parts] [--profile]
+        [--creates 200] [--warmup 20] [--parts] [--publish-paths] [--profile]
 """
 
 from __future__ import annotations
@@ -194,6 +196,34 @@ async def parts(key: str, creates: int, n: int = 200) -> dict:
     }
 
 
+async def publish_paths(key: str, first: int, n: int = 400, block: int = 50) -> dict:
+    """CPU per create with ``live.broadcast_many``'s two ways of sending: one pipeline of
+    ``PUBLISH``es (the default on the pub/sub layer with one Redis server) and the
+    layer's ``group_send`` through the publisher loop (what a sharded layer does; what
+    every layer did before 2026-12-05). ``n`` creates in alternating blocks of ``block``
+    in this process, so both see the same moment of a noisy machine."""
+    from monitoring import live
+    from portal.asgi_http import get_asgi_application
+
+    pipelined = live._pubsub_client
+    samples: dict[str, list[float]] = {"pipelined": [], "group_send": []}
+    app = get_asgi_application()
+    try:
+        for number in range(n):
+            path = "pipelined" if (number // block) % 2 == 0 else "group_send"
+            live._pubsub_client = pipelined if path == "pipelined" else (lambda layer: None)
+            used, _ = await measure(app, key, CREATE, f"path-{first + number}")
+            samples[path].append(used)
+    finally:
+        live._pubsub_client = pipelined
+    result = {path: stats(values) for path, values in samples.items()}
+    result["block"] = block
+    result["group_send_minus_pipelined_median_ms"] = round(
+        result["group_send"]["median_ms"] - result["pipelined"]["median_ms"], 3
+    )
+    return result
+
+
 def profile_creates(key: str, creates: int, n: int = 50) -> dict:
     """cProfile over ``n`` more creates through the WSGI handler (the view runs in the
     calling thread there; under ASGI it runs in an executor thread cProfile misses)."""
@@ -236,17 +266,21 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--parts", action="store_true")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--publish-paths", action="store_true")
     args = parser.parse_args()
 
     setup(bench_database("isotope_bench_accept_cpu"))
     from bench.vm_create import seed
 
     extra = (50 if args.profile else 0) + (200 if args.parts else 0)
+    extra += 400 if args.publish_paths else 0
     key = seed(args.creates + args.warmup + extra + 10)
     result = asyncio.run(run(key, args.creates, args.warmup))
     result["sql_statements_median"] = count_statements(key, args.creates + 50)
     if args.parts:
         result["parts"] = asyncio.run(parts(key, args.creates + 60))
+    if args.publish_paths:
+        result["publish_paths"] = asyncio.run(publish_paths(key, args.creates + 260))
     if args.profile:
         result["profile"] = profile_creates(key, args.creates)
 
