@@ -14,9 +14,10 @@ pool of 4 per process, ``ISOTOPE_DB_POOL_SIZE``). No worker runs: the VMs stay P
 of each, what runs on commit included). ``--parts`` adds where a create's CPU goes,
 measured directly (cProfile overstates Python-heavy parts several times over): over 200
 more creates, the CPU time of this process inside each of a list of steps (``PARTS``,
-inclusive: a step's time includes the steps inside it), per create. ``--publish-paths`` adds the CPU per create
-with the live publish pipelined and through the channel layer's ``group_send``, in
-alternating blocks of 50 over 400 more creates (``publish_paths``). ``--profile`` adds
+inclusive: a step's time includes the steps inside it), per create.
+``--publish-paths`` adds the CPU per create with the live publish pipelined and through
+the channel layer's ``group_send``, in alternating blocks of 50 over 400 more creates
+(``publish_paths``). ``--profile`` adds
 the top functions (cumulative and own CPU) of cProfile over 50 more creates, and saves
 the whole profile to ``var/accept_cpu.prof``.
 
