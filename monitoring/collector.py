@@ -142,8 +142,9 @@ def metrics_collect(*, host: Host, now: datetime | None = None) -> Collection:
             unique_fields=["vm"],
             update_fields=["host", "time", "state", "memory_used_kib", *COUNTERS, *RATES],
         )
-        tenants = {vm.tenant for vm in known.values()}
-        totals = {t.slug: selectors.tenant_metric_totals(t, now=now) for t in tenants}
+        tenants = {vm.tenant.pk: vm.tenant.slug for vm in known.values()}
+        by_id = selectors.tenants_metric_totals(tenants, now=now)
+        totals = {slug: by_id[tenant_id] for tenant_id, slug in tenants.items()}
         services.metrics_publish(points=points, totals=totals)
     return Collection(
         host=host.name, domains=len(stats), samples=len(samples), stats_seconds=stats_seconds

@@ -21,14 +21,17 @@ from compute.services.reconcile import domain_spec
 from monitoring import collector, live, selectors
 from monitoring.groups import metrics_group, tenant_group
 from monitoring.models import VMCounters, VMRollup, VMSample
+from tenants import services as tenant_services
 
 pytestmark = pytest.mark.libvirt_test_driver
 
 
-def running_vm(demo, host, name: str, vcpus: int = 1) -> VirtualMachine:
-    """A VM accepted by the services whose domain runs on ``host`` (defined directly)."""
+def running_vm(demo, host, name: str, vcpus: int = 1, *, globex: bool = False) -> VirtualMachine:
+    """A VM accepted by the services whose domain runs on ``host`` (defined directly);
+    in acme, or in globex."""
+    actor, tenant = (demo.dave, demo.globex) if globex else (demo.bob, demo.acme)
     vm = vm_services.vm_create(
-        actor=demo.bob, tenant=demo.acme, name=name, image="tiny", vcpus=vcpus, memory_mib=256
+        actor=actor, tenant=tenant, name=name, image="tiny", vcpus=vcpus, memory_mib=256
     )
     backend = backend_for_host(host)
     backend.define(domain_spec(vm))
@@ -76,14 +79,16 @@ def test_a_collection_reads_every_domain_with_one_bulk_call_and_stores_rows_in_b
     assert live.seq_current(metrics_group("acme", "web0")) == 1
     assert live.seq_current(tenant_group("acme")) >= 1
 
-    # Twice the VMs, the same statements: nothing is read VM by VM (a VM's domain name
-    # comes from fields the collector reads with it).
-    vms += [running_vm(demo, host, f"api{i}") for i in range(3)]
+    # Twice the VMs, in two tenants, the same statements: nothing is read VM by VM (a
+    # VM's domain name comes from fields the collector reads with it) nor tenant by
+    # tenant (the totals of every tenant on the host come from one query of each kind).
+    vms += [running_vm(demo, host, f"api{i}", globex=True) for i in range(3)]
     with CaptureQueriesContext(connection) as more:
         with django_capture_on_commit_callbacks(execute=True):
             third = collector.metrics_collect(host=host, now=start + timedelta(seconds=20))
     assert third.samples == 3  # the new VMs' first read: counters only
     assert len(more) == len(queries), [q["sql"][:120] for q in more]
+    assert live.seq_current(tenant_group("globex")) >= 1
 
 
 def test_rates_come_from_counter_deltas_and_a_restart_is_not_a_negative_rate(
@@ -191,3 +196,23 @@ def test_tenant_totals_add_up_the_running_vms(demo, make_host, tiny_image):
     assert totals["vmsRunning"] == 2 and totals["vcpus"] == 4
     assert totals["cpuBusyVcpus"] == 1.5 and totals["cpuPercent"] == 37.5
     assert totals["memoryUsedMib"] == 768.0
+    # Several tenants at once: each its own sums; one without VMs, zeros.
+    g = running_vm(demo, host, "g1", vcpus=1, globex=True)
+    VMCounters.objects.create(
+        vm=g, host=host, time=now, state="running", cpu_percent=80.0, memory_used_kib=1024
+    )
+    empty = tenant_services.tenant_create(actor=None, slug="empty", name="Empty")
+    both = selectors.tenants_metric_totals([demo.acme.pk, demo.globex.pk, empty.pk], now=now)
+    assert both[demo.acme.pk] == totals
+    assert both[demo.globex.pk]["vmsRunning"] == 1
+    assert both[demo.globex.pk]["cpuBusyVcpus"] == 0.8
+    assert both[demo.globex.pk]["memoryUsedMib"] == 1.0
+    assert both[empty.pk] == {
+        "vmsRunning": 0,
+        "vcpus": 0,
+        "cpuBusyVcpus": 0.0,
+        "cpuPercent": 0.0,
+        "memoryUsedMib": 0.0,
+        "diskBps": 0.0,
+        "netBps": 0.0,
+    }
