@@ -1,6 +1,7 @@
 """Metrics collection benchmark on libvirt's test driver.
 
-1,000 running domains on one test-driver host, each an Isotope VM. Measures one
+1,000 running domains on one test-driver host, each an Isotope VM (of one tenant, or
+spread over ``--tenants``: a collection also publishes each tenant's totals). Measures one
 collection cycle (``monitoring.collector.metrics_collect``: the bulk stats call, rates
 from counter deltas, one bulk insert of samples, one bulk upsert of counters, tenant
 totals, and the live publish of 1,000 points through Redis and the channel layer)
@@ -8,7 +9,7 @@ against the raw ``getAllDomainStats`` call alone, in the same run. Also: one 5-m
 rollup over the samples written.
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/metrics_collect.py \
-        [--domains 1000] [--cycles 20]
+        [--domains 1000] [--cycles 20] [--tenants 1]
 """
 
 from __future__ import annotations
@@ -44,22 +45,27 @@ def setup_django(database_url: str) -> None:
     call_command("migrate", verbosity=0)
 
 
-def seed(domains: int, uri: str):
-    """A tenant with ``domains`` Running VMs on one test-driver host, domains started.
-    Uses the backend's shared connection: each open of a test URI is its own instance."""
+def seed(domains: int, uri: str, tenants: int = 1):
+    """``tenants`` tenants with ``domains`` Running VMs between them (round robin) on one
+    test-driver host, domains started. Uses the backend's shared connection: each open
+    of a test URI is its own instance."""
     from compute.backends.libvirt.backend import shared_connection
     from compute.choices import ImageKind, Phase
     from compute.models import Host, Image, VirtualMachine
     from tenants import services as tenant_services
 
-    tenant = tenant_services.tenant_create(actor=None, slug="bench", name="Bench")
+    owners = [tenant_services.tenant_create(actor=None, slug="bench", name="Bench")]
+    owners += [
+        tenant_services.tenant_create(actor=None, slug=f"bench{n}", name=f"Bench {n}")
+        for n in range(1, tenants)
+    ]
     image = Image.objects.create(name="tiny", kind=ImageKind.KERNEL, min_memory_mib=64)
     host = Host.objects.create(
         name="bench1", uri=uri, reachable=True, capabilities={"metrics": True}
     )
     vms = VirtualMachine.objects.bulk_create(
         VirtualMachine(
-            tenant=tenant,
+            tenant=owners[i % len(owners)],
             name=f"vm{i:04d}",
             vcpus=1,
             memory_mib=64,
@@ -82,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domains", type=int, default=1000)
     parser.add_argument("--cycles", type=int, default=20)
+    parser.add_argument("--tenants", type=int, default=1)
     args = parser.parse_args()
 
     setup_django(bench_database("isotope_bench_metrics"))
@@ -96,7 +103,7 @@ def main() -> None:
     node.write_text(NODE_XML.format(memory_kib=args.domains * 64 * 1024 * 2))
     uri = f"test://{node}"
     seeded = time.perf_counter()
-    host, conn = seed(args.domains, uri)
+    host, conn = seed(args.domains, uri, args.tenants)
     seed_seconds = time.perf_counter() - seeded
 
     raw = []
@@ -145,6 +152,7 @@ def main() -> None:
             {
                 "benchmark": "metrics_collect",
                 "domains": args.domains,
+                "tenants": args.tenants,
                 "cycles": args.cycles,
                 "libvirt": libvirt.getVersion(),
                 "seed_seconds": round(seed_seconds, 2),
