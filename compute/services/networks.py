@@ -1006,32 +1006,48 @@ def vm_nics_forget(vm: VirtualMachine) -> None:
         resource_forget(tenant=vm.tenant, kind="nic", name=f"{vm.name}/{name}")
 
 
-def vm_addresses_read(vm: VirtualMachine, backend) -> dict[str, list[str]]:
+def vm_addresses_read(
+    vm: VirtualMachine, backend, *, nics: list | None = None, leases_read: dict | None = None
+) -> dict[str, list[str]]:
     """The addresses of the running VM's interfaces (``{mac: ["ip/prefix"]}``) from
     the DHCP leases: its host's, and for an interface on a network its host only
-    extends, the leases of the network's home host (whose dnsmasq serves the segment)."""
+    extends, the leases of the network's home host (whose dnsmasq serves the segment).
+
+    A caller going through many VMs (the reconciler) passes each one's ``nics`` (read
+    with ``network__home_host``, see :func:`vm_nics_by_vm`) and one ``leases_read`` dict
+    for the pass, so that a home host's leases are read once per network, not per VM."""
     from compute.services.segments import is_extension, tunnelled
 
     addresses = backend.interface_addresses(vm.domain_name)
     if not tunnelled(vm.host):  # no host of its extends a segment: nothing more to read
         return addresses
-    nics = NetworkInterface.objects.filter(vm=vm).select_related("network__home_host")
+    if nics is None:
+        nics = list(NetworkInterface.objects.filter(vm=vm).select_related("network__home_host"))
+    if leases_read is None:
+        leases_read = {}
     for network in {nic.network for nic in nics}:
         if not is_extension(network, vm.host):
             continue
-        leases = backend_for_host(network.home_host).network_leases(network.backend_name)
+        if network.pk not in leases_read:
+            home = backend_for_host(network.home_host)
+            leases_read[network.pk] = home.network_leases(network.backend_name)
+        leases = leases_read[network.pk]
         for nic in nics:
             if nic.network_id == network.pk and nic.mac in leases:
                 addresses[nic.mac] = leases[nic.mac]
     return addresses
 
 
-def vm_addresses_observe(vm: VirtualMachine, addresses: dict[str, list[str]]) -> int:
+def vm_addresses_observe(
+    vm: VirtualMachine, addresses: dict[str, list[str]], *, nics: list | None = None
+) -> int:
     """Record the addresses the host reports (``{mac: ["ip/prefix"]}``) on the VM's
-    interfaces; an interface the report does not name has none. Returns how many
-    interfaces changed (each pushed live)."""
+    interfaces (``nics``: the VM's, when the caller has read them already); an
+    interface the report does not name has none. Returns how many interfaces changed
+    (each pushed live)."""
     changed = 0
-    nics = list(NetworkInterface.objects.filter(vm=vm).only("pk", "mac", "addresses"))
+    if nics is None:
+        nics = list(NetworkInterface.objects.filter(vm=vm).only("pk", "mac", "addresses"))
     for nic in nics:
         wanted = sorted(addresses.get(nic.mac, []))
         if wanted == list(nic.addresses or []):
@@ -1048,6 +1064,16 @@ def vm_addresses_observe(vm: VirtualMachine, addresses: dict[str, list[str]]) ->
             # Rules naming the interface's groups now know its new addresses.
             nics_changed(list(current.security_groups.all()))
     return changed
+
+
+def vm_nics_by_vm(vm_ids) -> dict[int, list[NetworkInterface]]:
+    """The interfaces of many VMs, with their networks and those networks' home hosts,
+    in one query: ``{vm id: [nic, ...]}`` (VMs without any are left out)."""
+    by_vm: dict[int, list[NetworkInterface]] = {}
+    nics = NetworkInterface.objects.filter(vm__in=list(vm_ids)).select_related("network__home_host")
+    for nic in nics.order_by("vm_id", "created", "id"):
+        by_vm.setdefault(nic.vm_id, []).append(nic)
+    return by_vm
 
 
 # --- Plumbing --------------------------------------------------------------------------

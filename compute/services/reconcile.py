@@ -32,8 +32,13 @@ from compute.choices import (
     RestartPolicy,
     SnapshotPhase,
 )
-from compute.models import Host, Migration, NetworkInterface, Snapshot, VirtualMachine
-from compute.services.networks import vm_addresses_observe, vm_addresses_read, vm_nics
+from compute.models import Host, Migration, Snapshot, VirtualMachine
+from compute.services.networks import (
+    vm_addresses_observe,
+    vm_addresses_read,
+    vm_nics,
+    vm_nics_by_vm,
+)
 from compute.services.vms import vm_observe
 from compute.services.volumes import vm_disks
 from compute.texts import vms as vm_texts
@@ -140,11 +145,10 @@ def reconcile_host(host: Host) -> dict:
     )
     Host.objects.filter(pk=host.pk).update(reachable=True, last_seen=timezone.now(), message="")
     stuck_before = timezone.now() - timedelta(seconds=settings.ISOTOPE_STUCK_SECONDS)
-    with_nics = set(
-        NetworkInterface.objects.filter(vm__in=[vm.pk for vm in vms]).values_list(
-            "vm_id", flat=True
-        )
-    )
+    # Every listed VM's interfaces in one query, and each extended network's leases
+    # read once per pass: not one query (or one home-host call) per VM.
+    nics = vm_nics_by_vm(vm.pk for vm in vms)
+    leases_read: dict = {}
     counts = {"ok": 0, "changed": 0, "drift": 0, "redriven": 0}
     for vm in vms:
         if vm.pk in migrating:  # the migration task owns it until the job has ended
@@ -158,15 +162,16 @@ def reconcile_host(host: Host) -> dict:
             continue
         outcome = _reconcile_vm(vm, status)
         counts[outcome] += 1
-        if status is not None and status.state == "running" and vm.pk in with_nics:
-            _observe_addresses(backend, vm)
+        if status is not None and status.state == "running" and vm.pk in nics:
+            _observe_addresses(backend, vm, nics[vm.pk], leases_read)
     return counts
 
 
-def _observe_addresses(backend, vm: VirtualMachine) -> None:
+def _observe_addresses(backend, vm: VirtualMachine, nics: list, leases_read: dict) -> None:
     """The DHCP leases of a running VM's interfaces (one call per VM with interfaces)."""
     try:
-        vm_addresses_observe(vm, vm_addresses_read(vm, backend))
+        addresses = vm_addresses_read(vm, backend, nics=nics, leases_read=leases_read)
+        vm_addresses_observe(vm, addresses, nics=nics)
     except BackendError as error:
         logger.info("could not read the addresses of %s: %s", vm, error)
 

@@ -120,3 +120,44 @@ def test_the_beat_task_reconciles_within_one_interval(demo, make_host, tiny_imag
     reconcile_all.delay()
     wait_for(lambda: warnings_for(vm, "StoppedOutsidePortal").exists(), 10)
     wait_phase(vm, Phase.FAILED)
+
+
+def test_a_pass_reads_the_interfaces_of_all_its_vms_at_once(
+    demo, make_host, tiny_image, celery_worker
+):
+    """Every 10 s per host: the statements of a pass do not grow with the running VMs
+    that have interfaces (their addresses are read from the host's leases each pass)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from compute.services import networks as network_services
+
+    host = make_host()
+    network_services.network_create(
+        actor=demo.bob, tenant=demo.acme, name="lan", cidr="10.77.0.0/24"
+    )
+
+    def more(count: int, start: int) -> None:
+        for index in range(start, start + count):
+            vm = vm_services.vm_create(
+                actor=demo.bob,
+                tenant=demo.acme,
+                name=f"nic{index}",
+                image="tiny",
+                vcpus=1,
+                memory_mib=256,
+                networks=["lan"],
+            )
+            wait_phase(vm, Phase.RUNNING)
+
+    def statements() -> int:
+        reconcile.reconcile_host(host)  # anything the new VMs still change, first
+        with CaptureQueriesContext(connection) as queries:
+            counts = reconcile.reconcile_host(host)
+        assert counts["ok"] == VirtualMachine.objects.filter(host=host).count()
+        return len(queries)
+
+    more(3, 0)
+    three = statements()
+    more(3, 3)
+    assert statements() == three
