@@ -358,13 +358,20 @@ def service_delete(*, actor, service: Service) -> Service:
 def vm_addresses(vm: VirtualMachine) -> list[str]:
     """The IPv4 addresses Isotope knows for the VM's attached interfaces: the
     DHCP leases recorded on each, else its fixed IP (one per interface)."""
-    found = []
-    nics = NetworkInterface.objects.filter(vm=vm, phase=NicPhase.ATTACHED).order_by("created", "id")
-    for held, fixed in nics.values_list("addresses", "fixed_ip"):
+    return vms_addresses([vm.pk]).get(vm.pk, [])
+
+
+def vms_addresses(vm_ids) -> dict[int, list[str]]:
+    """``vm_addresses`` of many VMs in one query: ``{vm id: [address, ...]}`` (VMs with
+    no address are left out)."""
+    found: dict[int, list[str]] = {}
+    nics = NetworkInterface.objects.filter(vm__in=list(vm_ids), phase=NicPhase.ATTACHED)
+    rows = nics.order_by("vm_id", "created", "id").values_list("vm_id", "addresses", "fixed_ip")
+    for vm_id, held, fixed in rows:
         address = str(held[0]).split("/")[0] if held else (str(fixed) if fixed else "")
-        if address and address not in found:
-            found.append(address)
-    return found
+        if address and address not in found.setdefault(vm_id, []):
+            found[vm_id].append(address)
+    return {vm_id: addresses for vm_id, addresses in found.items() if addresses}
 
 
 def _targets(service: Service, named: dict) -> list:
@@ -387,10 +394,10 @@ def _vm_members(service: Service) -> list[dict]:
         return []
     members = []
     vms = VirtualMachine.objects.filter(tenant=service.tenant, phase__in=SERVING_PHASES)
-    for vm in vms.order_by("name"):
-        if not service.selects(vm.labels):
-            continue
-        for address in vm_addresses(vm):
+    selected = [vm for vm in vms.order_by("name") if service.selects(vm.labels)]
+    addresses = vms_addresses(vm.pk for vm in selected) if selected else {}
+    for vm in selected:
+        for address in addresses.get(vm.pk, []):
             members.append(
                 {
                     "kind": "VirtualMachine",

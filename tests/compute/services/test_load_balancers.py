@@ -6,6 +6,8 @@ older selector from overwriting a newer one."""
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from compute.backends.containers import LoadBalancerStatus
 from compute.choices import NicPhase, Phase, ServicePhase
@@ -64,6 +66,16 @@ def test_running_vms_with_every_selected_label_are_members_at_their_known_addres
     two_labels = make_service_named(world, "both", {"app": "web", "tier": "1"})
     assert [m["name"] for m in service_services._vm_members(two_labels)] == ["leased"]
     assert Service(selector={}).selects({"app": "web"}) is False
+
+    # Each sync (every 30 s, and at each member change) reads the members' addresses
+    # in one query: twice the members, the same statements.
+    with CaptureQueriesContext(connection) as two:
+        assert len(service_services._vm_members(service)) == 2
+    for index in range(2):
+        labelled_vm(world, f"more{index}", {"app": "web"}, leases=[f"{base + 20 + index}/24"])
+    with CaptureQueriesContext(connection) as four:
+        assert len(service_services._vm_members(service)) == 4
+    assert len(four) == len(two)
 
 
 def make_service_named(demo, name: str, selector: dict) -> Service:
