@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import libvirt  # noqa: F401
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from compute.backends.libvirt.backend import shared_connection
 from compute.choices import Phase, RestartPolicy
 from compute.models import Host, VirtualMachine
+from compute.services import networks as network_services
 from compute.services import reconcile
 from compute.services import vms as vm_services
 from monitoring.models import Event
@@ -127,11 +130,6 @@ def test_a_pass_reads_the_interfaces_of_all_its_vms_at_once(
 ):
     """Every 10 s per host: the statements of a pass do not grow with the running VMs
     that have interfaces (their addresses are read from the host's leases each pass)."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    from compute.services import networks as network_services
-
     host = make_host()
     network_services.network_create(
         actor=demo.bob, tenant=demo.acme, name="lan", cidr="10.77.0.0/24"
