@@ -279,13 +279,18 @@ def namespace_ready(*, tenant: Tenant, cluster: KubernetesCluster) -> None:
         tenant_provision(tenant=tenant, cluster=cluster)
 
 
-def tenant_provision(*, tenant: Tenant, cluster: KubernetesCluster) -> ProvisionReport:
+def tenant_provision(
+    *, tenant: Tenant, cluster: KubernetesCluster, row: TenantNamespace | None = None
+) -> ProvisionReport:
     """Create or repair the tenant's namespace objects on ``cluster`` (idempotent).
 
     Raises the backend's errors (tasks retry transient ones); records the outcome on the
-    namespace row and as an event of kind ``namespace``.
+    namespace row (``row``: the caller's, when it has read it) and as an event of kind
+    ``namespace``. A pass that finds everything in place and the row ready writes
+    nothing (the reconciler runs this for every tenant every 30 s); ``provisioned`` is
+    when objects were last created or repaired.
     """
-    row = namespace_for(tenant, cluster)
+    row = row or namespace_for(tenant, cluster)
     try:
         report = cluster_backend(cluster).ensure_tenant(tenant_spec(tenant))
     except BackendError as error:
@@ -293,9 +298,11 @@ def tenant_provision(*, tenant: Tenant, cluster: KubernetesCluster) -> Provision
         raise
     security_policies_sync(tenant=tenant, cluster=cluster)
     first = row.provisioned is None
-    TenantNamespace.objects.filter(pk=row.pk).update(
-        ready=True, message="", provisioned=timezone.now()
-    )
+    outcome = TenantNamespace.objects.filter(pk=row.pk)
+    if not (first or report.changed):
+        # Compare-and-set: only a row that is not ready (a failure meanwhile, too).
+        outcome = outcome.exclude(ready=True, message="")
+    outcome.update(ready=True, message="", provisioned=timezone.now())
     if report.created and first:
         event_publish(
             tenant=tenant,

@@ -187,7 +187,7 @@ def cluster_reconcile(cluster_id: int) -> dict:
     counts = {"namespaces": 0, "repaired": 0, "reapplied": 0}
     for row in TenantNamespace.objects.filter(cluster=cluster).select_related("tenant"):
         try:
-            report = cluster_services.tenant_provision(tenant=row.tenant, cluster=cluster)
+            report = cluster_services.tenant_provision(tenant=row.tenant, cluster=cluster, row=row)
         except BackendError as error:
             logger.warning("reconcile of %s failed: %s", row, error)
             continue

@@ -74,11 +74,21 @@ def test_provisioning_again_changes_nothing(make_tenant, cluster, kube):
     tenant_provision(tenant=tenant, cluster=cluster)
     before = objects(kube, tenant.namespace)
 
+    provisioned = TenantNamespace.objects.get(tenant=tenant, cluster=cluster).provisioned
+
     report = tenant_provision(tenant=tenant, cluster=cluster)
 
     assert not report.created and not report.repaired and len(report.unchanged) == 7
     assert objects(kube, tenant.namespace) == before  # every resourceVersion unchanged
     assert not Event.objects.filter(tenant=tenant, reason="DriftRepaired").exists()
+    # The row is not written again (the reconciler does this every 30 s per tenant)...
+    row = TenantNamespace.objects.get(tenant=tenant, cluster=cluster)
+    assert (row.ready, row.message, row.provisioned) == (True, "", provisioned)
+    # ... unless it is not ready: a failure recorded meanwhile is cleared.
+    TenantNamespace.objects.filter(pk=row.pk).update(ready=False, message="API down")
+    tenant_provision(tenant=tenant, cluster=cluster, row=row)  # the caller's older copy
+    row = TenantNamespace.objects.get(pk=row.pk)
+    assert row.ready and row.message == "" and row.provisioned > provisioned
 
 
 def test_a_network_policy_deleted_behind_our_back_is_repaired_and_reported(
