@@ -31,19 +31,25 @@ CONTROL_MESSAGE = "live.control"
 # Channel-layer sends in flight at once from one publisher (see broadcast_many).
 SEND_CONCURRENCY = 16
 
-_client: redis.Redis | None = None
-_client_url: str | None = None
+_clients: dict[tuple, redis.Redis] = {}
 _lock = threading.Lock()
+
+
+def _shared_client(url: str, **options) -> redis.Redis:
+    """The process's one thread-safe Redis client for ``url`` with these options."""
+    key = (url, *sorted((name, repr(value)) for name, value in options.items()))
+    client = _clients.get(key)
+    if client is None:
+        with _lock:
+            client = _clients.get(key)
+            if client is None:
+                client = _clients[key] = redis.Redis.from_url(url, **options)
+    return client
 
 
 def redis_client() -> redis.Redis:
     """A shared, thread-safe Redis client for ``settings.REDIS_URL``."""
-    global _client, _client_url
-    with _lock:
-        if _client is None or _client_url != settings.REDIS_URL:
-            _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
-            _client_url = settings.REDIS_URL
-        return _client
+    return _shared_client(settings.REDIS_URL, socket_timeout=5)
 
 
 def seq_current(group: str) -> int:
@@ -145,9 +151,6 @@ def broadcast_many(
     return used
 
 
-_pubsub_clients: dict[tuple, redis.Redis] = {}
-
-
 def _pubsub_client(layer) -> tuple[redis.Redis, str] | None:
     """``(client, prefix)`` to publish ``layer``'s group messages with, when ``layer``
     is channels-redis's pub/sub layer on one Redis server; otherwise ``None`` (sends go
@@ -167,16 +170,9 @@ def _pubsub_client(layer) -> tuple[redis.Redis, str] | None:
     hosts = decode_hosts(config.get("hosts"))
     if len(hosts) != 1 or "address" not in hosts[0]:
         return None
-    host = dict(hosts[0])
-    prefix = config.get("prefix", "asgi")
-    key = (prefix, *sorted((name, repr(value)) for name, value in host.items()))
-    with _lock:
-        client = _pubsub_clients.get(key)
-        if client is None:
-            address = host.pop("address")
-            host.setdefault("socket_timeout", 5)
-            client = _pubsub_clients[key] = redis.Redis.from_url(address, **host)
-    return client, prefix
+    options = {"socket_timeout": 5, **hosts[0]}
+    address = options.pop("address")
+    return _shared_client(address, **options), config.get("prefix", "asgi")
 
 
 def control(group: str, payload: dict) -> None:
