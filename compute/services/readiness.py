@@ -231,3 +231,46 @@ def _refresh_and_publish(vm: VirtualMachine) -> VirtualMachine | None:
         setattr(vm, field, getattr(fresh, field))
     _publish(fresh)
     return fresh
+
+
+# The readiness sweep's backoff: a Running VM that is not Ready is probed at every sweep
+# for its first ``SWEEP_EAGER`` seconds (since it began Running or its condition last
+# changed), then at intervals that double every doubling of that time, up to
+# ``SWEEP_SLOWEST``. A guest whose banner never comes (a broken image, a guest stuck in
+# its boot loader) is probed every five minutes, not every sweep for as long as it runs.
+SWEEP_EAGER = 300.0
+SWEEP_SLOWEST = 300.0
+
+
+def sweep_interval(waited: float, period: float) -> float:
+    """How often the sweep (every ``period`` seconds) probes a VM not Ready for
+    ``waited`` seconds: ``period`` at first, doubling with each doubling of ``waited``
+    past ``SWEEP_EAGER``, at most ``SWEEP_SLOWEST`` (and never less than ``period``)."""
+    interval = period
+    threshold = SWEEP_EAGER
+    while waited >= threshold and interval * 2 <= SWEEP_SLOWEST:
+        interval *= 2
+        threshold *= 2
+    if waited >= threshold:
+        interval = max(SWEEP_SLOWEST, period)
+    return interval
+
+
+def sweep_due(*, now: datetime, period: float) -> list[int]:
+    """The Running, not Ready VMs the readiness sweep at ``now`` probes. Stateless: a VM
+    is due when its time not Ready falls in the first ``period`` of its interval (one
+    sweep in each), measured from when it last began Running or its condition last
+    changed, whichever is later (a host that comes back restarts the count)."""
+    due = []
+    rows = (
+        VirtualMachine.objects.filter(phase=Phase.RUNNING)
+        .exclude(ready=ConditionStatus.TRUE)
+        .values_list("pk", "phase_changed", "ready_changed")
+    )
+    for pk, phase_changed, ready_changed in rows:
+        since = max(moment for moment in (phase_changed, ready_changed) if moment is not None)
+        waited = max((now - since).total_seconds(), 0.0)
+        interval = sweep_interval(waited, period)
+        if interval <= period or waited % interval < period:
+            due.append(pk)
+    return due

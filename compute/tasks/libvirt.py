@@ -13,6 +13,7 @@ import time
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
 from compute.backends import BackendError, DomainNotFound, TransientBackendError, backend_for_host
 from compute.choices import ConditionStatus, DesiredState, Phase
@@ -23,7 +24,7 @@ from compute.services import reconcile
 from compute.services import snapshots as snapshot_services
 from compute.services import volumes as volume_services
 from compute.services.backups import vm_restore_verify
-from compute.services.readiness import vm_boot_begin, vm_ready_probe
+from compute.services.readiness import sweep_due, vm_boot_begin, vm_ready_probe
 from compute.services.vms import vm_fail, vm_finalize_delete, vm_observe
 from compute.tasks.locks import Busy, task_lock
 from compute.texts import vms as vm_texts
@@ -283,13 +284,11 @@ def vm_ready_watch(self, vm_id: int, deadline: float) -> None:
 
 @shared_task
 def vm_ready_sweep() -> int:
-    """Beat entry point: probe every Running VM that is not Ready (its watcher gave up,
-    the host came back, the portal restarted). Returns how many were probed."""
-    waiting = list(
-        VirtualMachine.objects.filter(phase=Phase.RUNNING)
-        .exclude(ready=ConditionStatus.TRUE)
-        .values_list("pk", flat=True)
-    )
+    """Beat entry point: probe the Running VMs that are not Ready (their watcher gave up,
+    the host came back, the portal restarted), backing off for those that stay so
+    (``readiness.sweep_due``). Returns how many were probed."""
+    period = settings.CELERY_BEAT_SCHEDULE["vm-ready-sweep"]["schedule"]
+    waiting = sweep_due(now=timezone.now(), period=period)
     for vm_id in waiting:
         vm_ready_watch.delay(vm_id, 0)
     return len(waiting)
