@@ -79,6 +79,18 @@ def provisioned(make_tenant, cluster, count: int) -> list:
     return tenants
 
 
+def drift_reported(tenant, cluster, text: str, **objects: str) -> None:
+    """The tenant has exactly one DriftRepaired event of its namespace, a Warning that
+    says ``text`` about ``objects`` (``created=``/``repaired=``)."""
+    event = Event.objects.get(tenant=tenant, kind="namespace", reason="DriftRepaired")
+    assert event.type == "Warning"
+    assert event.message == text % {
+        "namespace": tenant.namespace,
+        "cluster": cluster.name,
+        **objects,
+    }
+
+
 def touching(calls, namespace: str) -> list:
     return [c for c in calls if f"/namespaces/{namespace}/" in c[1] or c[1].endswith(namespace)]
 
@@ -154,36 +166,21 @@ def test_deleted_and_edited_objects_are_repaired_in_one_pass_and_the_others_cost
     quota = kube.core.read_namespaced_resource_quota(manifests.QUOTA_NAME, deleted.namespace)
     assert quota.spec.hard["count/pods"] == str(tenant_spec(deleted).pods)
     assert kube.net.read_namespaced_network_policy("sg-default", deleted.namespace)
-    event = Event.objects.get(tenant=deleted, kind="namespace", reason="DriftRepaired")
-    assert event.type == "Warning"
-    assert event.message == texts.DRIFT_RECREATED % {
-        "namespace": deleted.namespace,
-        "cluster": cluster.name,
-        "created": "ResourceQuota/isotope-quota",
-    }
+    drift_reported(deleted, cluster, texts.DRIFT_RECREATED, created="ResourceQuota/isotope-quota")
 
     deny = kube.net.read_namespaced_network_policy(manifests.DENY_POLICY, edited.namespace)
     assert sorted(deny.spec.policy_types) == ["Egress", "Ingress"]
     quota = kube.core.read_namespaced_resource_quota(manifests.QUOTA_NAME, edited.namespace)
     assert quota.spec.hard["count/pods"] == str(tenant_spec(edited).pods)
-    event = Event.objects.get(tenant=edited, kind="namespace", reason="DriftRepaired")
-    assert event.type == "Warning"
-    assert event.message == texts.DRIFT_REVERTED % {
-        "namespace": edited.namespace,
-        "cluster": cluster.name,
-        "repaired": "ResourceQuota/isotope-quota, NetworkPolicy/default-deny",
-    }
+    repaired = "ResourceQuota/isotope-quota, NetworkPolicy/default-deny"
+    drift_reported(edited, cluster, texts.DRIFT_REVERTED, repaired=repaired)
 
     account = kube.core.read_namespaced_service_account(
         manifests.SERVICE_ACCOUNT, unlabelled.namespace
     )
     assert account.metadata.labels[manifests.MANAGED_BY] == manifests.MANAGER
-    event = Event.objects.get(tenant=unlabelled, kind="namespace", reason="DriftRepaired")
-    assert event.message == texts.DRIFT_REVERTED % {
-        "namespace": unlabelled.namespace,
-        "cluster": cluster.name,
-        "repaired": "ServiceAccount/isotope-workload",
-    }
+    repaired = "ServiceAccount/isotope-workload"
+    drift_reported(unlabelled, cluster, texts.DRIFT_REVERTED, repaired=repaired)
 
     # The next pass finds everything in place again.
     calls = api_calls()
@@ -327,12 +324,7 @@ def test_a_list_the_api_server_refuses_never_counts_as_missing(
     assert "/api/v1/limitranges" in refused and "/apis/apps/v1/deployments" in refused
     # Object by object instead: the deleted one is created, nothing else is reported.
     assert counts["repaired"] == 1 and counts["reapplied"] == 0
-    event = Event.objects.get(tenant=tenant, kind="namespace", reason="DriftRepaired")
-    assert event.message == texts.DRIFT_RECREATED % {
-        "namespace": tenant.namespace,
-        "cluster": cluster.name,
-        "created": "LimitRange/isotope-defaults",
-    }
+    drift_reported(tenant, cluster, texts.DRIFT_RECREATED, created="LimitRange/isotope-defaults")
     assert kube.core.read_namespaced_limit_range(manifests.LIMITS_NAME, tenant.namespace)
     assert not Event.objects.filter(tenant=tenant, name="web", reason="DriftRepaired").exists()
     policies = kube.net.list_namespaced_network_policy(tenant.namespace).items
