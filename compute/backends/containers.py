@@ -322,6 +322,44 @@ class PodUsage:
     memory_bytes: int
 
 
+@dataclass
+class ClusterSnapshot:
+    """Isotope's objects on a cluster, each kind listed once for a reconcile pass.
+
+    ``objects[(kind, namespace, name)]`` is the live object as the backend read it
+    (opaque above the backend; namespace ``""`` for cluster-scoped kinds). ``listed``
+    are the kinds whose list succeeded: of any other kind nothing is known, which is
+    never the same as missing (``failed`` says why, by kind)."""
+
+    objects: dict[tuple[str, str, str], dict] = field(default_factory=dict)
+    listed: frozenset[str] = frozenset()
+    failed: dict[str, str] = field(default_factory=dict)
+    # (kind, namespace) → names, so that a pass over many tenants stays linear.
+    _names: dict[tuple[str, str], list[str]] = field(default_factory=dict, repr=False)
+
+    def add(self, kind: str, namespace: str, name: str, obj: dict) -> None:
+        if (kind, namespace, name) not in self.objects:
+            self._names.setdefault((kind, namespace), []).append(name)
+        self.objects[(kind, namespace, name)] = obj
+
+    def known(self, kind: str) -> bool:
+        return kind in self.listed
+
+    def get(self, kind: str, namespace: str, name: str) -> dict | None:
+        """The live object, or None: missing when ``known(kind)``, else unknown."""
+        return self.objects.get((kind, namespace, name))
+
+    def present(self, kind: str, namespace: str, name: str) -> bool | None:
+        """Whether the object was there; None when its kind could not be listed."""
+        if not self.known(kind):
+            return None
+        return (kind, namespace, name) in self.objects
+
+    def names(self, kind: str, namespace: str) -> list[str]:
+        """The listed objects of ``kind`` in ``namespace``, by name."""
+        return sorted(self._names.get((kind, namespace), []))
+
+
 class ContainerBackend(ABC):
     """One cluster. Instances are cheap; API clients are pooled per process."""
 
@@ -334,9 +372,20 @@ class ContainerBackend(ABC):
         """Version and Ready-node capacity. Raises TransientBackendError."""
 
     @abstractmethod
-    def ensure_tenant(self, spec: TenantSpec) -> ProvisionReport:
+    def ensure_tenant(
+        self, spec: TenantSpec, *, snapshot: ClusterSnapshot | None = None
+    ) -> ProvisionReport:
         """Create or repair the tenant's namespace and its fixed objects (quota, limit
-        range, network policies, service account, role binding). Idempotent."""
+        range, network policies, service account, role binding). Idempotent. With a
+        ``snapshot``, an object it shows in place is reported unchanged without a call;
+        the others (missing, different, or of a kind it could not list) are checked and
+        applied one by one as without it."""
+
+    def snapshot(self) -> ClusterSnapshot | None:
+        """Isotope's objects on the cluster (tenant namespaces' objects, workloads),
+        each kind listed once, for a reconcile pass. A kind whose list fails is left
+        out of ``listed``; never raises. Default: None (callers ask object by object)."""
+        return None
 
     @abstractmethod
     def apply_workload(self, spec: WorkloadSpec) -> None:
@@ -357,11 +406,18 @@ class ContainerBackend(ABC):
 
     # --- Security groups (optional: ``capabilities["security_groups"]``) ------------
     def group_policies_sync(
-        self, namespace: str, tenant: str, groups: list[GroupPolicySpec]
+        self,
+        namespace: str,
+        tenant: str,
+        groups: list[GroupPolicySpec],
+        *,
+        snapshot: ClusterSnapshot | None = None,
     ) -> list[str]:
         """Make the namespace's security group policies exactly ``groups`` (applied,
         others of Isotope's removed); the default-deny and the namespace's fixed
-        policies are left alone. Returns the policy names."""
+        policies are left alone. Returns the policy names. With a ``snapshot`` that
+        listed the policies, those in place are not applied again and the ones to
+        remove are taken from it."""
         raise BackendError(host_texts.CLUSTER_NO_SECURITY_GROUPS)
 
     # --- Load-balanced services (optional: ``capabilities["load_balancers"]``) --------

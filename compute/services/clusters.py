@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,7 +30,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from compute.backends.base import BackendError
-from compute.backends.containers import ProvisionReport, TenantSpec
+from compute.backends.containers import (
+    ClusterSnapshot,
+    GroupPolicySpec,
+    ProvisionReport,
+    TenantSpec,
+)
 from compute.backends.kubernetes import KubernetesBackend
 from compute.models import KubernetesCluster, TenantNamespace
 from compute.texts import clusters as texts
@@ -240,7 +246,10 @@ def cluster_reachability(cluster: KubernetesCluster, *, reachable: bool, message
 
 # --- Tenant namespaces ----------------------------------------------------------------
 def tenant_spec(tenant: Tenant) -> TenantSpec:
-    quota = Quota.objects.get(tenant=tenant)
+    return _tenant_spec(tenant, Quota.objects.get(tenant=tenant))
+
+
+def _tenant_spec(tenant: Tenant, quota: Quota) -> TenantSpec:
     return TenantSpec(
         tenant=tenant.slug,
         namespace=tenant.namespace,
@@ -252,16 +261,70 @@ def tenant_spec(tenant: Tenant) -> TenantSpec:
     )
 
 
-def security_policies_sync(*, tenant: Tenant, cluster: KubernetesCluster) -> list[str]:
-    """Make the tenant's security groups the NetworkPolicies of its namespace on
-    ``cluster`` (one allow policy per group; the default-deny stays). Raises the
-    backend's errors."""
-    from compute.services.security_groups import group_policy_specs
+@dataclass
+class ReconcilePass:
+    """What one reconcile pass over a cluster reads once for all its tenants: the
+    backend, Isotope's objects on the cluster (``snapshot``: each kind listed once;
+    None or a kind left out: ask object by object), and from the database each
+    tenant's spec and security groups (by tenant id, for ``tenant_ids``)."""
+
+    backend: KubernetesBackend
+    snapshot: ClusterSnapshot | None
+    tenant_ids: frozenset[int] = frozenset()
+    specs: dict[int, TenantSpec] = field(default_factory=dict)
+    groups: dict[int, list[GroupPolicySpec]] | None = None
+
+    def spec_of(self, tenant: Tenant) -> TenantSpec:
+        return self.specs.get(tenant.pk) or tenant_spec(tenant)
+
+    def groups_of(self, tenant: Tenant) -> list[GroupPolicySpec]:
+        from compute.services.security_groups import group_policy_specs
+
+        if self.groups is None or tenant.pk not in self.tenant_ids:
+            return group_policy_specs(tenant)
+        return self.groups.get(tenant.pk, [])
+
+
+def reconcile_pass(*, cluster: KubernetesCluster, tenants: list[Tenant]) -> ReconcilePass:
+    """List Isotope's objects on ``cluster`` once (a kind whose list fails is left to
+    per-object calls), then read the tenants' quotas and security groups in a few
+    queries. The lists come first: a security group policy the lists show was made
+    from groups the database read already knows, so it is not taken for a stale one."""
+    from compute.services.security_groups import group_policy_specs_of
 
     backend = cluster_backend(cluster)
+    snapshot = backend.snapshot()
+    ids = [tenant.pk for tenant in tenants]
+    by_id = {tenant.pk: tenant for tenant in tenants}
+    specs = {
+        quota.tenant_id: _tenant_spec(by_id[quota.tenant_id], quota)
+        for quota in Quota.objects.filter(tenant_id__in=ids)
+    }
+    groups = group_policy_specs_of(ids) if backend.capabilities.get("security_groups") else None
+    return ReconcilePass(
+        backend=backend, snapshot=snapshot, tenant_ids=frozenset(ids), specs=specs, groups=groups
+    )
+
+
+def security_policies_sync(
+    *, tenant: Tenant, cluster: KubernetesCluster, batch: ReconcilePass | None = None
+) -> list[str]:
+    """Make the tenant's security groups the NetworkPolicies of its namespace on
+    ``cluster`` (one allow policy per group; the default-deny stays). Raises the
+    backend's errors. ``batch``: the reconcile pass's reads (policies in place cost no
+    call)."""
+    from compute.services.security_groups import group_policy_specs
+
+    backend = batch.backend if batch else cluster_backend(cluster)
     if not backend.capabilities.get("security_groups"):
         return []
-    return backend.group_policies_sync(tenant.namespace, tenant.slug, group_policy_specs(tenant))
+    if batch is None:
+        return backend.group_policies_sync(
+            tenant.namespace, tenant.slug, group_policy_specs(tenant)
+        )
+    return backend.group_policies_sync(
+        tenant.namespace, tenant.slug, batch.groups_of(tenant), snapshot=batch.snapshot
+    )
 
 
 def namespace_for(tenant: Tenant, cluster: KubernetesCluster) -> TenantNamespace:
@@ -280,7 +343,11 @@ def namespace_ready(*, tenant: Tenant, cluster: KubernetesCluster) -> None:
 
 
 def tenant_provision(
-    *, tenant: Tenant, cluster: KubernetesCluster, row: TenantNamespace | None = None
+    *,
+    tenant: Tenant,
+    cluster: KubernetesCluster,
+    row: TenantNamespace | None = None,
+    batch: ReconcilePass | None = None,
 ) -> ProvisionReport:
     """Create or repair the tenant's namespace objects on ``cluster`` (idempotent).
 
@@ -288,15 +355,19 @@ def tenant_provision(
     namespace row (``row``: the caller's, when it has read it) and as an event of kind
     ``namespace``. A pass that finds everything in place and the row ready writes
     nothing (the reconciler runs this for every tenant every 30 s); ``provisioned`` is
-    when objects were last created or repaired.
+    when objects were last created or repaired. ``batch``: the reconcile pass's lists
+    and reads (``reconcile_pass``): objects they show in place cost no API call.
     """
     row = row or namespace_for(tenant, cluster)
     try:
-        report = cluster_backend(cluster).ensure_tenant(tenant_spec(tenant))
+        if batch is None:
+            report = cluster_backend(cluster).ensure_tenant(tenant_spec(tenant))
+        else:
+            report = batch.backend.ensure_tenant(batch.spec_of(tenant), snapshot=batch.snapshot)
     except BackendError as error:
         TenantNamespace.objects.filter(pk=row.pk).update(ready=False, message=str(error)[:1000])
         raise
-    security_policies_sync(tenant=tenant, cluster=cluster)
+    security_policies_sync(tenant=tenant, cluster=cluster, batch=batch)
     first = row.provisioned is None
     outcome = TenantNamespace.objects.filter(pk=row.pk)
     if not (first or report.changed):

@@ -677,9 +677,17 @@ def _policies_later(tenant: Tenant) -> None:
 
 def group_policy_specs(tenant: Tenant) -> list[GroupPolicySpec]:
     """The tenant's groups as the cluster's NetworkPolicies take them."""
-    specs = []
-    groups = SecurityGroup.objects.filter(tenant=tenant).prefetch_related("rules__remote_group")
-    for group in groups.order_by("name"):
+    return group_policy_specs_of([tenant.pk]).get(tenant.pk, [])
+
+
+def group_policy_specs_of(tenant_ids: list[int]) -> dict[int, list[GroupPolicySpec]]:
+    """``group_policy_specs`` of many tenants in three queries (a reconcile pass), by
+    tenant id; a tenant without groups is left out."""
+    specs: dict[int, list[GroupPolicySpec]] = {}
+    groups = SecurityGroup.objects.filter(tenant_id__in=tenant_ids).prefetch_related(
+        "rules__remote_group"
+    )
+    for group in groups.order_by("tenant_id", "name"):
         rules = tuple(
             PolicyRule(
                 direction=rule.direction,
@@ -691,7 +699,7 @@ def group_policy_specs(tenant: Tenant) -> list[GroupPolicySpec]:
             )
             for rule in sorted(group.rules.all(), key=lambda r: r.pk)
         )
-        specs.append(GroupPolicySpec(name=group.name, rules=rules))
+        specs.setdefault(group.tenant_id, []).append(GroupPolicySpec(name=group.name, rules=rules))
     return specs
 
 

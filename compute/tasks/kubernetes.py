@@ -177,7 +177,12 @@ def cluster_check(cluster_id: int) -> None:
 def cluster_reconcile(cluster_id: int) -> dict:
     """Repair drift on one cluster: re-provision every tenant namespace (a deleted or
     edited object comes back, with a Warning event), re-apply workloads whose objects
-    vanished or that are stuck, and finish deletions."""
+    vanished or that are stuck, and finish deletions.
+
+    Isotope's objects are listed once per kind for the whole pass
+    (``reconcile_pass``); an object the lists show in place costs no call, the others
+    are read and applied one by one. A kind whose list failed is checked object by
+    object, as if there were no lists: a failed list never counts as missing."""
     cluster = KubernetesCluster.objects.filter(pk=cluster_id, enabled=True).first()
     if cluster is None:
         return {}
@@ -185,15 +190,19 @@ def cluster_reconcile(cluster_id: int) -> dict:
     if not cluster.reachable:
         return {"unreachable": True}
     counts = {"namespaces": 0, "repaired": 0, "reapplied": 0}
-    for row in TenantNamespace.objects.filter(cluster=cluster).select_related("tenant"):
+    rows = list(TenantNamespace.objects.filter(cluster=cluster).select_related("tenant"))
+    batch = cluster_services.reconcile_pass(cluster=cluster, tenants=[row.tenant for row in rows])
+    for row in rows:
         try:
-            report = cluster_services.tenant_provision(tenant=row.tenant, cluster=cluster, row=row)
+            report = cluster_services.tenant_provision(
+                tenant=row.tenant, cluster=cluster, row=row, batch=batch
+            )
         except BackendError as error:
             logger.warning("reconcile of %s failed: %s", row, error)
             continue
         counts["namespaces"] += 1
         counts["repaired"] += report.changed
-    backend = cluster_services.cluster_backend(cluster)
+    backend, snapshot = batch.backend, batch.snapshot
     stuck = timezone.now() - timedelta(seconds=settings.ISOTOPE_K8S_STUCK_SECONDS)
     for workload in Workload.objects.filter(cluster=cluster).select_related("tenant"):
         if workload.deleting or (
@@ -204,6 +213,12 @@ def cluster_reconcile(cluster_id: int) -> dict:
             continue
         if workload.refused_generation == workload.generation:
             continue  # refused by the cluster: stays failed until its spec changes
+        if snapshot is not None and snapshot.present(
+            workload.kind, workload.namespace, workload.name
+        ):
+            continue
+        # Not in the list (or its kind could not be listed): ask for it by name before
+        # telling anyone it is missing (it may have lost its label, or be newer).
         try:
             exists = backend.workload_exists(workload.namespace, workload.name, workload.kind)
         except BackendError:

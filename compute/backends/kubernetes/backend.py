@@ -27,6 +27,7 @@ from compute.backends.containers import (
     ClaimSpec,
     ClaimStatus,
     ClusterFacts,
+    ClusterSnapshot,
     ContainerBackend,
     GroupPolicySpec,
     LoadBalancerSpec,
@@ -138,6 +139,52 @@ def _reason(error: ApiException) -> str:
 
 TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 
+# What a reconcile pass lists once across the cluster (selected on the managed-by
+# label, which every object Isotope writes carries): the tenant namespaces' objects and
+# the workloads' main objects. A Deployment's pods are left out of the pod list (they
+# carry pod-template-hash); only bare pods are workloads.
+SNAPSHOT_KINDS = (
+    ("v1", "Namespace"),
+    ("v1", "ResourceQuota"),
+    ("v1", "LimitRange"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("v1", "ServiceAccount"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("apps/v1", "Deployment"),
+    ("v1", "Pod"),
+)
+_SNAPSHOT_EXTRA_SELECTOR = {"Pod": "!pod-template-hash"}
+LIST_PAGE = 500  # objects per list request (limit/continue)
+
+
+def in_place(desired: dict, live: dict | None) -> bool:
+    """Whether ``live`` already holds every field of ``desired`` at its path, equal
+    (strict: same type and value; quantities compared as text, so a value the API
+    server wrote in another form counts as different and is applied again, which costs
+    calls, never a wrong report). An object being deleted is never in place.
+    ``apiVersion`` and ``kind`` are not compared: a list's items leave them out (the
+    list says them once)."""
+    if live is None or (live.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return _subset({k: v for k, v in desired.items() if k not in ("apiVersion", "kind")}, live)
+
+
+def _subset(desired, live) -> bool:
+    if isinstance(desired, dict):
+        if live is None:
+            return not desired
+        return isinstance(live, dict) and all(_subset(v, live.get(k)) for k, v in desired.items())
+    if isinstance(desired, list):
+        # An empty list is what the API server leaves out (omitempty), so absent is equal.
+        if live is None:
+            return not desired
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(_subset(d, v) for d, v in zip(desired, live, strict=True))
+        )
+    return type(desired) is type(live) and desired == live
+
 
 class KubernetesBackend(ContainerBackend):
     """One Kubernetes cluster, reached with the kubeconfig it is given."""
@@ -235,10 +282,52 @@ class KubernetesBackend(ContainerBackend):
             capabilities={**self.capabilities, "logs": ready > 0 and fake < ready},
         )
 
-    def ensure_tenant(self, spec: TenantSpec) -> ProvisionReport:
+    def _list(self, path: str, selector: str, what: str) -> list[dict]:
+        """Every object at ``path`` matching ``selector``, page by page."""
+        items: list[dict] = []
+        token = ""
+        while True:
+            query = [("labelSelector", selector), ("limit", str(LIST_PAGE))]
+            if token:
+                query.append(("continue", token))
+            data, _ = self._call("GET", path, query=query, what=what)
+            items += data.get("items") or []
+            token = (data.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return items
+
+    def snapshot(self) -> ClusterSnapshot:
+        snapshot = ClusterSnapshot()
+        listed = set()
+        managed = f"{manifests.MANAGED_BY}={manifests.MANAGER}"
+        for api_version, kind in SNAPSHOT_KINDS:
+            selector = ",".join(filter(None, (managed, _SNAPSHOT_EXTRA_SELECTOR.get(kind))))
+            path = f"{_GROUPS[api_version]}/{_PLURALS[kind]}"
+            try:
+                items = self._list(path, selector, f"list {_PLURALS[kind]}")
+            except BackendError as error:
+                logger.warning("reconcile: listing %s failed: %s", _PLURALS[kind], error)
+                snapshot.failed[kind] = str(error)
+                continue
+            listed.add(kind)
+            for item in items:
+                meta = item.get("metadata") or {}
+                meta.pop("managedFields", None)  # never compared; the bulk of an object
+                snapshot.add(kind, meta.get("namespace") or "", meta.get("name") or "", item)
+        snapshot.listed = frozenset(listed)
+        return snapshot
+
+    def ensure_tenant(
+        self, spec: TenantSpec, *, snapshot: ClusterSnapshot | None = None
+    ) -> ProvisionReport:
         report = ProvisionReport()
         for obj in manifests.tenant_objects(spec):
             label = f"{obj['kind']}/{obj['metadata']['name']}"
+            if _listed_in_place(obj, snapshot):
+                report.unchanged.append(label)
+                continue
+            # Missing, different or not listed: read and apply, and tell by the
+            # resourceVersion whether anything was there and whether it changed.
             before = self._get(path_of(obj))
             after = self.apply(obj)
             if before is None:
@@ -369,21 +458,36 @@ class KubernetesBackend(ContainerBackend):
         return self._get(main) is not None or bool(self.pods(namespace, name))
 
     def group_policies_sync(
-        self, namespace: str, tenant: str, groups: list[GroupPolicySpec]
+        self,
+        namespace: str,
+        tenant: str,
+        groups: list[GroupPolicySpec],
+        *,
+        snapshot: ClusterSnapshot | None = None,
     ) -> list[str]:
         wanted = [manifests.group_policy(namespace, tenant, group) for group in groups]
         for obj in wanted:
-            self.apply(obj)
+            if not _listed_in_place(obj, snapshot):
+                self.apply(obj)
         names = {obj["metadata"]["name"] for obj in wanted}
         base = f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"
-        held, _ = self._call(
-            "GET",
-            base,
-            query=[("labelSelector", manifests.GROUP_POLICY_LABEL)],
-            what="list the security group policies",
-        )
-        for item in held.get("items", []):
-            name = item["metadata"]["name"]
+        if snapshot is not None and snapshot.known("NetworkPolicy"):
+            # The pass's list (Isotope's policies): those labelled as a group's.
+            held = [
+                name
+                for name in snapshot.names("NetworkPolicy", namespace)
+                if manifests.GROUP_POLICY_LABEL
+                in _labels(snapshot.get("NetworkPolicy", namespace, name))
+            ]
+        else:
+            found, _ = self._call(
+                "GET",
+                base,
+                query=[("labelSelector", manifests.GROUP_POLICY_LABEL)],
+                what="list the security group policies",
+            )
+            held = [item["metadata"]["name"] for item in found.get("items", [])]
+        for name in held:
             if name not in names:
                 self._delete(f"{base}/{name}", f"NetworkPolicy {name}")
         return sorted(names)
@@ -527,6 +631,19 @@ class KubernetesBackend(ContainerBackend):
                 pv = volume["metadata"]["name"]
                 self._delete(f"/api/v1/persistentvolumes/{pv}", f"PersistentVolume {pv}")
         return False
+
+
+def _listed_in_place(obj: dict, snapshot: ClusterSnapshot | None) -> bool:
+    """Whether the pass's snapshot shows ``obj`` in place (False when it has no list
+    of its kind: then nothing is known)."""
+    if snapshot is None or not snapshot.known(obj["kind"]):
+        return False
+    meta = obj["metadata"]
+    return in_place(obj, snapshot.get(obj["kind"], meta.get("namespace") or "", meta["name"]))
+
+
+def _labels(obj: dict | None) -> dict:
+    return ((obj or {}).get("metadata") or {}).get("labels") or {}
 
 
 # --- Object readers (shared with the watches) --------------------------------------------
