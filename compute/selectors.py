@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Case, Count, Q, QuerySet, When
+from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, When
 from django.utils.translation import gettext, gettext_noop
 
 from compute.choices import ImagePhase, Phase
@@ -231,6 +231,15 @@ def volumes_for_tenant(user, tenant: Tenant, action: str = "volume.view") -> Que
         restrict(user, action, Volume.objects.filter(tenant=tenant))
         .select_related("tenant", "vm", "host", "source_image", "cluster")
         .order_by("name")
+    )
+
+
+def volume_list_rows(user, tenant: Tenant) -> QuerySet[Volume]:
+    """``volumes_for_tenant`` as the volume lists (API and page) show them: whether each
+    volume has snapshots (a volume with snapshots offers no delete) is read in the same
+    statement (``has_snapshots``) instead of once per row."""
+    return volumes_for_tenant(user, tenant).annotate(
+        has_snapshots=Exists(Snapshot.objects.filter(volume=OuterRef("pk")))
     )
 
 
