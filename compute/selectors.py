@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, When
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    Func,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.utils.translation import gettext, gettext_noop
 
 from compute.choices import ImagePhase, Phase
@@ -407,6 +419,25 @@ def networks_for_tenant(user, tenant: Tenant) -> QuerySet[Network]:
         restrict(user, "network.view", Network.objects.filter(tenant=tenant))
         .select_related("tenant")
         .order_by("name")
+    )
+
+
+def network_list_rows(user, tenant: Tenant) -> QuerySet[Network]:
+    """``networks_for_tenant`` as the network lists (API and page) show them: with how
+    many interfaces each has (``interface_count``), counted in the list's statement."""
+    return networks_for_tenant(user, tenant).annotate(
+        interface_count=row_count(NetworkInterface.objects.filter(network=OuterRef("pk")))
+    )
+
+
+def row_count(queryset: QuerySet) -> Subquery:
+    """How many rows ``queryset`` (filtered on an ``OuterRef``) has, as an annotation: a
+    correlated ``SELECT COUNT(*)``, 0 when none. Unlike ``Count`` over a join it is not
+    multiplied by the list's other joins (``restrict``'s memberships) and needs no
+    GROUP BY over the list's columns."""
+    return Subquery(
+        queryset.order_by().annotate(n=Func(Value(1), function="COUNT")).values("n")[:1],
+        output_field=IntegerField(),
     )
 
 

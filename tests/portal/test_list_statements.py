@@ -147,11 +147,13 @@ def make_backup(world, i):
 
 
 def make_network(world, i):
+    """A network with 0, 1 or 2 interfaces."""
     network_services.network_create(
         actor=None, tenant=world.acme, name=f"net{i}", cidr=f"10.{i}.0.0/24"
     )
-    vm = _vm(world, f"vm{i}")
-    network_services.nic_create(actor=None, vm=vm, network=f"net{i}")
+    for j in range(i % 3):
+        vm = _vm(world, f"vm{i}-{j}")
+        network_services.nic_create(actor=None, vm=vm, network=f"net{i}")
 
 
 def make_nic(world, i):
@@ -333,7 +335,7 @@ LISTS = [
     Listing("snapshots", f"{API}/volumes/snapped/snapshots/", make_snapshot),
     Listing("vm-snapshots", f"{API}/virtualmachines/web/snapshots/", make_vm_snapshot),
     Listing("backups", f"{API}/backups/", make_backup),
-    # TODO Listing("networks", f"{API}/networks/", make_network),
+    Listing("networks", f"{API}/networks/", make_network),
     # TODO Listing("nics", f"{API}/virtualmachines/web/nics/", make_nic),
     # TODO Listing("securitygroups", f"{API}/securitygroups/", make_group),
     Listing("services", f"{API}/services/", make_service),
@@ -355,7 +357,7 @@ LISTS = [
     Listing("vm-detail-page-volumes", "/t/acme/vms/web/", make_vm_volume, page=True),
     Listing("vm-detail-page-nics", "/t/acme/vms/web/", make_nic, page=True),
     Listing("backup-page", "/t/acme/backups/", make_backup, page=True),
-    # TODO Listing("network-page", "/t/acme/networks/", make_network, page=True),
+    Listing("network-page", "/t/acme/networks/", make_network, page=True),
     Listing("securitygroup-page", "/t/acme/securitygroups/", make_group, page=True),
     Listing("service-page", "/t/acme/services/", make_service, page=True),
     Listing("workload-page", "/t/acme/workloads/", make_workload, page=True),
