@@ -294,7 +294,7 @@ class NicListView(NicView):
     )
     def get(self, request, tenant, name):
         obj = self.tenant("vm.view")
-        return self.phase_page(selectors.vm_nics(request.user, self.vm(obj)))
+        return self.phase_page(selectors.vm_nic_rows(request.user, self.vm(obj)))
 
     @extend_schema(
         operation_id="nics_create",

@@ -336,7 +336,7 @@ LISTS = [
     Listing("vm-snapshots", f"{API}/virtualmachines/web/snapshots/", make_vm_snapshot),
     Listing("backups", f"{API}/backups/", make_backup),
     Listing("networks", f"{API}/networks/", make_network),
-    # TODO Listing("nics", f"{API}/virtualmachines/web/nics/", make_nic),
+    Listing("nics", f"{API}/virtualmachines/web/nics/", make_nic),
     # TODO Listing("securitygroups", f"{API}/securitygroups/", make_group),
     Listing("services", f"{API}/services/", make_service),
     # TODO Listing("workloads", f"{API}/workloads/", make_workload),
