@@ -170,13 +170,16 @@ def make_nic(world, i):
 
 
 def make_group(world, i):
+    """A group with a rule from anywhere and one to the group before it, and 0, 1 or 2
+    interfaces in it."""
     rules = [
         {"direction": "ingress", "protocol": "tcp", "port_min": 80, "remote_cidr": "0.0.0.0/0"},
-        {"direction": "egress", "protocol": "any", "remote_group": f"g{i}"},
+        {"direction": "egress", "protocol": "any", "remote_group": f"g{max(i - 1, 0)}"},
     ]
     group_services.group_create(actor=None, tenant=world.acme, name=f"g{i}", rules=rules)
-    vm = _vm(world, f"vm{i}")
-    network_services.nic_create(actor=None, vm=vm, network="default", security_groups=[f"g{i}"])
+    for j in range(i % 3):
+        vm = _vm(world, f"vm{i}-{j}")
+        network_services.nic_create(actor=None, vm=vm, network="default", security_groups=[f"g{i}"])
 
 
 def make_service(world, i):
@@ -337,7 +340,7 @@ LISTS = [
     Listing("backups", f"{API}/backups/", make_backup),
     Listing("networks", f"{API}/networks/", make_network),
     Listing("nics", f"{API}/virtualmachines/web/nics/", make_nic),
-    # TODO Listing("securitygroups", f"{API}/securitygroups/", make_group),
+    Listing("securitygroups", f"{API}/securitygroups/", make_group),
     Listing("services", f"{API}/services/", make_service),
     # TODO Listing("workloads", f"{API}/workloads/", make_workload),
     # TODO Listing("vmpools", f"{API}/vmpools/", make_pool),
