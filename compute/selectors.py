@@ -179,6 +179,17 @@ def workloads_for_tenant(user, tenant: Tenant, action: str = "workload.view"):
     )
 
 
+def workload_list_rows(user, tenant: Tenant) -> QuerySet[Workload]:
+    """``workloads_for_tenant`` as the workload API lists them: whether an autoscaler
+    sizes each (no scale action then) is read in the list's statement
+    (``has_autoscaler``) instead of once per Deployment."""
+    from compute.models import Autoscaler
+
+    return workloads_for_tenant(user, tenant).annotate(
+        has_autoscaler=Exists(Autoscaler.objects.filter(workload=OuterRef("pk")))
+    )
+
+
 def workload_get(user, tenant: Tenant, name: str, action: str = "workload.view", *, lock=False):
     """The workload ``name`` of ``tenant``: ``NotFound`` when the user cannot see it,
     ``PermissionDenied`` when the role does not allow ``action``; ``lock`` as vm_get."""

@@ -26,6 +26,7 @@ from compute.models import (
     Snapshot,
     VirtualMachine,
     Volume,
+    Workload,
 )
 from compute.services import autoscalers as autoscaler_services
 from compute.services import backups as backup_services
@@ -194,8 +195,10 @@ def make_service(world, i):
 
 
 def make_workload(world, i):
+    """A Deployment in a group of its own; every other one sized by an autoscaler (which
+    takes its scale action away)."""
     group_services.group_create(actor=None, tenant=world.acme, name=f"g{i}")
-    workload_services.workload_create(
+    workload = workload_services.workload_create(
         actor=None,
         tenant=world.acme,
         name=f"wl{i}",
@@ -203,6 +206,16 @@ def make_workload(world, i):
         replicas=2,
         security_groups=[f"g{i}"],
     )
+    Workload.objects.filter(pk=workload.pk).update(phase=Phase.RUNNING)
+    if i % 2:
+        autoscaler_services.autoscaler_create(
+            actor=None,
+            tenant=world.acme,
+            workload=Workload.objects.get(pk=workload.pk),
+            min_replicas=1,
+            max_replicas=3,
+            target=60,
+        )
 
 
 def make_pool(world, i):
@@ -342,7 +355,7 @@ LISTS = [
     Listing("nics", f"{API}/virtualmachines/web/nics/", make_nic),
     Listing("securitygroups", f"{API}/securitygroups/", make_group),
     Listing("services", f"{API}/services/", make_service),
-    # TODO Listing("workloads", f"{API}/workloads/", make_workload),
+    Listing("workloads", f"{API}/workloads/", make_workload),
     # TODO Listing("vmpools", f"{API}/vmpools/", make_pool),
     Listing("autoscalers", f"{API}/autoscalers/", make_autoscaler),
     Listing("images", f"{API}/images/", make_image),
