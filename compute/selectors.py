@@ -15,6 +15,7 @@ from django.db.models import (
     Func,
     IntegerField,
     OuterRef,
+    Prefetch,
     Q,
     QuerySet,
     Subquery,
@@ -557,6 +558,20 @@ def pools_for_tenant(user, tenant: Tenant, action: str = "vmpool.view"):
         .select_related("tenant", "image", "autoscaler")
         .order_by("name")
     )
+
+
+def pool_list_rows(user, tenant: Tenant):
+    """``pools_for_tenant`` as the pool API lists them: with their members (the fields
+    the pool's status shows, oldest first) in one read for the page, as ``member_rows``,
+    instead of one read per pool."""
+    members = VirtualMachine.objects.only(*POOL_MEMBER_FIELDS).order_by("pk")
+    return pools_for_tenant(user, tenant).prefetch_related(
+        Prefetch("members", queryset=members, to_attr="member_rows")
+    )
+
+
+# What a pool's status shows of each member (``pool_services.pool_state``).
+POOL_MEMBER_FIELDS = ("pool_id", "name", "phase", "ready", "pool_warm", "pool_template")
 
 
 def pool_members(pool) -> QuerySet[VirtualMachine]:

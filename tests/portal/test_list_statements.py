@@ -219,6 +219,7 @@ def make_workload(world, i):
 
 
 def make_pool(world, i):
+    """A pool of 0, 1 or 2 members; every other one with an autoscaler."""
     pool = pool_services.pool_create(
         actor=None,
         tenant=world.acme,
@@ -226,9 +227,13 @@ def make_pool(world, i):
         image="tiny",
         vcpus=1,
         memory_mib=128,
-        replicas=2,
+        replicas=i % 3,
     )
-    pool_services.pool_reconcile(pool.pk)
+    pool = pool_services.pool_reconcile(pool.pk)
+    if i % 2:
+        autoscaler_services.autoscaler_create(
+            actor=None, tenant=world.acme, pool=pool, min_replicas=0, max_replicas=3, target=60
+        )
 
 
 def make_autoscaler(world, i):
@@ -356,7 +361,7 @@ LISTS = [
     Listing("securitygroups", f"{API}/securitygroups/", make_group),
     Listing("services", f"{API}/services/", make_service),
     Listing("workloads", f"{API}/workloads/", make_workload),
-    # TODO Listing("vmpools", f"{API}/vmpools/", make_pool),
+    Listing("vmpools", f"{API}/vmpools/", make_pool),
     Listing("autoscalers", f"{API}/autoscalers/", make_autoscaler),
     Listing("images", f"{API}/images/", make_image),
     Listing("migrations", f"{API}/migrations/", make_migration),
