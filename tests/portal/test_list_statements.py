@@ -366,7 +366,7 @@ LISTS = [
     Listing("images", f"{API}/images/", make_image),
     Listing("migrations", f"{API}/migrations/", make_migration),
     Listing("events", f"{API}/events/", make_event),
-    # TODO Listing("members", f"{API}/members/", make_member),
+    Listing("members", f"{API}/members/", make_member),
     Listing("quota-requests", f"{API}/quota/requests/", make_quota_request),
     Listing("usage", f"{API}/usage/", make_vm),
     Listing("tenants", "/api/v1/tenants/", make_tenant),
