@@ -188,10 +188,14 @@ def make_group(world, i):
 
 def make_service(world, i):
     _vm(world, f"vm{i}")
+    _service(world, f"svc{i}")
+
+
+def _service(world, name: str):
     service_services.service_create(
         actor=None,
         tenant=world.acme,
-        name=f"svc{i}" if isinstance(i, int) else i,
+        name=name,
         selector={"app": "web"},
         ports=[{"name": "http", "port": 80, "targetPort": 8080}],
     )
@@ -221,18 +225,22 @@ def make_workload(world, i):
         )
 
 
-def make_pool(world, i):
-    """A pool of 0, 1 or 2 members; every other one with an autoscaler."""
+def _pool(world, name: str, *, replicas: int) -> VMPool:
     pool = pool_services.pool_create(
         actor=None,
         tenant=world.acme,
-        name=f"pool{i}",
+        name=name,
         image="tiny",
         vcpus=1,
         memory_mib=128,
-        replicas=i % 3,
+        replicas=replicas,
     )
-    pool = pool_services.pool_reconcile(pool.pk)
+    return pool_services.pool_reconcile(pool.pk)
+
+
+def make_pool(world, i):
+    """A pool of 0, 1 or 2 members; every other one with an autoscaler."""
+    pool = _pool(world, f"pool{i}", replicas=i % 3)
     if i % 2:
         autoscaler_services.autoscaler_create(
             actor=None, tenant=world.acme, pool=pool, min_replicas=0, max_replicas=3, target=60
@@ -242,16 +250,7 @@ def make_pool(world, i):
 def make_pool_member(world, i):
     """One more member of the pool "web"."""
     pool = VMPool.objects.filter(tenant=world.acme, name="web").first()
-    if pool is None:
-        pool = pool_services.pool_create(
-            actor=None,
-            tenant=world.acme,
-            name="web",
-            image="tiny",
-            vcpus=1,
-            memory_mib=128,
-            replicas=0,
-        )
+    pool = pool or _pool(world, "web", replicas=0)
     pool = pool_services.pool_scale(actor=None, pool=pool, replicas=i + 1)
     pool_services.pool_reconcile(pool.pk)
 
@@ -272,7 +271,7 @@ def make_service_member(world, i):
     """One more VM that the Service "web" selects, among its endpoints (as its sync
     writes them: no cluster here)."""
     if i == 0:
-        make_service(world, "web")
+        _service(world, "web")
     vm = _vm(world, f"member{i}")
     service = Service.objects.get(tenant=world.acme, name="web")
     member = {"kind": "vm", "name": vm.name, "address": f"10.0.0.{i + 2}", "ready": True}
@@ -281,16 +280,7 @@ def make_service_member(world, i):
 
 
 def make_autoscaler(world, i):
-    pool = pool_services.pool_create(
-        actor=None,
-        tenant=world.acme,
-        name=f"pool{i}",
-        image="tiny",
-        vcpus=1,
-        memory_mib=128,
-        replicas=1,
-    )
-    pool = pool_services.pool_reconcile(pool.pk)
+    pool = _pool(world, f"pool{i}", replicas=1)
     autoscaler_services.autoscaler_create(
         actor=None, tenant=world.acme, pool=pool, min_replicas=1, max_replicas=3, target=60
     )
