@@ -46,6 +46,13 @@ NIC_FIELDS = {
 }
 
 
+def interface_count(network: Network) -> int:
+    """How many interfaces ``network`` has: as the list counted them
+    (``selectors.network_list_rows``), else one count."""
+    known = getattr(network, "interface_count", None)
+    return network.nics.count() if known is None else known
+
+
 def network_representation(network: Network, user) -> dict:
     role = tenant_selectors.role_of(user, network.tenant)
     data = {
@@ -61,7 +68,7 @@ def network_representation(network: Network, user) -> dict:
             "phase": network.phase,
             "message": network.message,
             "default": network.is_default,
-            "interfaces": network.nics.count(),
+            "interfaces": interface_count(network),
             "actions": network_services.network_actions(network, role),
         },
     }
@@ -198,7 +205,7 @@ class NetworkListView(NetworkView):
     )
     def get(self, request, tenant):
         obj = self.tenant("network.view")
-        return self.phase_page(selectors.networks_for_tenant(request.user, obj))
+        return self.phase_page(selectors.network_list_rows(request.user, obj))
 
     @extend_schema(
         operation_id="networks_create",
@@ -287,7 +294,7 @@ class NicListView(NicView):
     )
     def get(self, request, tenant, name):
         obj = self.tenant("vm.view")
-        return self.phase_page(selectors.vm_nics(request.user, self.vm(obj)))
+        return self.phase_page(selectors.vm_nic_rows(request.user, self.vm(obj)))
 
     @extend_schema(
         operation_id="nics_create",

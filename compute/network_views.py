@@ -96,10 +96,9 @@ def network_list(request, tenant):
                     % {"name": network.name, "cidr": network.cidr},
                 )
                 return redirect("network-list", tenant=tenant.slug)
-    networks = list(selectors.networks_for_tenant(request.user, tenant))
+    networks = list(selectors.network_list_rows(request.user, tenant))  # interface_count
     for network in networks:
         network.allowed = network_services.network_actions(network, request.role)
-        network.interface_count = network.nics.count()
     usage = next(u for u in tenant_selectors.quota_usage(tenant) if u.resource == "networks")
     return render(
         request,

@@ -66,7 +66,9 @@ AUTOSCALER_FIELDS = {
 
 
 def pool_representation(pool: VMPool) -> dict:
-    members = list(selectors.pool_members(pool))
+    members = getattr(pool, "member_rows", None)  # as the list read them
+    if members is None:
+        members = list(selectors.pool_members(pool))
     autoscaler = getattr(pool, "autoscaler", None)
     return {
         "metadata": metadata(pool, name=pool.name, tenant=pool.tenant.slug, labels=pool.labels),
@@ -341,7 +343,7 @@ class PoolListView(PoolView):
     )
     def get(self, request, tenant):
         obj = self.tenant("vmpool.view")
-        return self.phase_page(selectors.pools_for_tenant(request.user, obj))
+        return self.phase_page(selectors.pool_list_rows(request.user, obj))
 
     @extend_schema(
         operation_id="vmpools_create",

@@ -55,7 +55,12 @@ def _api_errors(error: ApplicationError) -> ApplicationError:
 
 def group_representation(group: SecurityGroup, user) -> dict:
     role = tenant_selectors.role_of(user, group.tenant)
-    rules = group.rules.select_related("remote_group").order_by("id")
+    if "rules" in getattr(group, "_prefetched_objects_cache", {}):
+        # The list's prefetch (security_groups_for_tenant), with each rule's remote group.
+        rules = sorted(group.rules.all(), key=lambda rule: rule.pk)
+    else:
+        rules = group.rules.select_related("remote_group").order_by("id")
+    interfaces = getattr(group, "member_count", None)  # counted by the list's statement
     return {
         "metadata": metadata(group, name=group.name, tenant=group.tenant.slug),
         "spec": {
@@ -64,7 +69,7 @@ def group_representation(group: SecurityGroup, user) -> dict:
         },
         "status": {
             "default": group.is_default,
-            "interfaces": group.nics.count(),
+            "interfaces": group.nics.count() if interfaces is None else interfaces,
             "message": group.message,
             "actions": group_services.group_actions(group, role),
         },

@@ -8,7 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Case, Count, Q, QuerySet, When
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    Func,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.utils.translation import gettext, gettext_noop
 
 from compute.choices import ImagePhase, Phase
@@ -167,6 +180,17 @@ def workloads_for_tenant(user, tenant: Tenant, action: str = "workload.view"):
     )
 
 
+def workload_list_rows(user, tenant: Tenant) -> QuerySet[Workload]:
+    """``workloads_for_tenant`` as the workload API lists them: whether an autoscaler
+    sizes each (no scale action then) is read in the list's statement
+    (``has_autoscaler``) instead of once per Deployment."""
+    from compute.models import Autoscaler
+
+    return workloads_for_tenant(user, tenant).annotate(
+        has_autoscaler=Exists(Autoscaler.objects.filter(workload=OuterRef("pk")))
+    )
+
+
 def workload_get(user, tenant: Tenant, name: str, action: str = "workload.view", *, lock=False):
     """The workload ``name`` of ``tenant``: ``NotFound`` when the user cannot see it,
     ``PermissionDenied`` when the role does not allow ``action``; ``lock`` as vm_get."""
@@ -231,6 +255,15 @@ def volumes_for_tenant(user, tenant: Tenant, action: str = "volume.view") -> Que
         restrict(user, action, Volume.objects.filter(tenant=tenant))
         .select_related("tenant", "vm", "host", "source_image", "cluster")
         .order_by("name")
+    )
+
+
+def volume_list_rows(user, tenant: Tenant) -> QuerySet[Volume]:
+    """``volumes_for_tenant`` as the volume lists (API and page) show them: whether each
+    volume has snapshots (a volume with snapshots offers no delete) is read in the same
+    statement (``has_snapshots``) instead of once per row."""
+    return volumes_for_tenant(user, tenant).annotate(
+        has_snapshots=Exists(Snapshot.objects.filter(volume=OuterRef("pk")))
     )
 
 
@@ -401,6 +434,25 @@ def networks_for_tenant(user, tenant: Tenant) -> QuerySet[Network]:
     )
 
 
+def network_list_rows(user, tenant: Tenant) -> QuerySet[Network]:
+    """``networks_for_tenant`` as the network lists (API and page) show them: with how
+    many interfaces each has (``interface_count``), counted in the list's statement."""
+    return networks_for_tenant(user, tenant).annotate(
+        interface_count=row_count(NetworkInterface.objects.filter(network=OuterRef("pk")))
+    )
+
+
+def row_count(queryset: QuerySet) -> Subquery:
+    """How many rows ``queryset`` (filtered on an ``OuterRef``) has, as an annotation: a
+    correlated ``SELECT COUNT(*)``, 0 when none. Unlike ``Count`` over a join it is not
+    multiplied by the list's other joins (``restrict``'s memberships) and needs no
+    GROUP BY over the list's columns."""
+    return Subquery(
+        queryset.order_by().annotate(n=Func(Value(1), function="COUNT")).values("n")[:1],
+        output_field=IntegerField(),
+    )
+
+
 def network_get(user, tenant: Tenant, name: str, *, lock: bool = False) -> Network:
     """The network ``name`` of ``tenant``: ``NotFound`` when the user cannot see it."""
     queryset = restrict(user, "network.view", Network.objects.filter(tenant=tenant, name=name))
@@ -477,6 +529,12 @@ def vm_nics(user, vm: VirtualMachine) -> QuerySet[NetworkInterface]:
     )
 
 
+def vm_nic_rows(user, vm: VirtualMachine) -> QuerySet[NetworkInterface]:
+    """``vm_nics`` as the interface lists (API and the VM page) show them: with their
+    security groups (one read for the page, not one per interface)."""
+    return vm_nics(user, vm).prefetch_related("security_groups")
+
+
 def nic_get(user, vm: VirtualMachine, name: str, *, lock: bool = False) -> NetworkInterface:
     queryset = vm_nics(user, vm).filter(name=name)
     if lock:
@@ -500,6 +558,20 @@ def pools_for_tenant(user, tenant: Tenant, action: str = "vmpool.view"):
         .select_related("tenant", "image", "autoscaler")
         .order_by("name")
     )
+
+
+def pool_list_rows(user, tenant: Tenant):
+    """``pools_for_tenant`` as the pool API lists them: with their members (the fields
+    the pool's status shows, oldest first) in one read for the page, as ``member_rows``,
+    instead of one read per pool."""
+    members = VirtualMachine.objects.only(*POOL_MEMBER_FIELDS).order_by("pk")
+    return pools_for_tenant(user, tenant).prefetch_related(
+        Prefetch("members", queryset=members, to_attr="member_rows")
+    )
+
+
+# What a pool's status shows of each member (``pool_services.pool_state``).
+POOL_MEMBER_FIELDS = ("pool_id", "name", "phase", "ready", "pool_warm", "pool_template")
 
 
 def pool_members(pool) -> QuerySet[VirtualMachine]:

@@ -174,7 +174,7 @@ class VolumeListView(VolumeView):
     )
     def get(self, request, tenant):
         obj = self.tenant("volume.view")
-        return self.phase_page(selectors.volumes_for_tenant(request.user, obj))
+        return self.phase_page(selectors.volume_list_rows(request.user, obj))
 
     @extend_schema(
         operation_id="volumes_create",

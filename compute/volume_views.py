@@ -86,7 +86,7 @@ def _buttons(volume, role: str | None) -> list[dict]:
 @require_GET
 def volume_list(request, tenant):
     baseline = _live_baseline(tenant)
-    volumes = list(selectors.volumes_for_tenant(request.user, tenant))
+    volumes = list(selectors.volume_list_rows(request.user, tenant))
     for volume in volumes:
         volume.buttons = _buttons(volume, request.role)
     return render(

@@ -280,7 +280,7 @@ class WorkloadListView(WorkloadView):
     )
     def get(self, request, tenant):
         obj = self.tenant("workload.view")
-        return self.phase_page(selectors.workloads_for_tenant(request.user, obj))
+        return self.phase_page(selectors.workload_list_rows(request.user, obj))
 
     @extend_schema(
         operation_id="workloads_create",

@@ -300,6 +300,8 @@ class MemberListView(TenantScopedView):
     def get(self, request, tenant):
         obj = self.tenant("member.view")
         page = self.paginate_queryset(selectors.memberships_of(obj))
+        for membership in page:
+            membership.tenant = obj  # every row's tenant: not one read per member
         return self.get_paginated_response(MemberSerializer(page, many=True).data)
 
     @extend_schema(

@@ -100,14 +100,19 @@ def allowed_actions(volume: Volume, role: str | None) -> list[str]:
             continue
         if name == "detach" and (volume.is_root or volume.vm_id is None):
             continue
-        if name == "delete" and (
-            volume.vm_id or volume.attached_domain or volume.snapshots.exists()
-        ):
+        if name == "delete" and (volume.vm_id or volume.attached_domain or has_snapshots(volume)):
             continue
         if name == "resize" and not volume.local:
             continue
         out.append(name)
     return out
+
+
+def has_snapshots(volume: Volume) -> bool:
+    """Whether ``volume`` has snapshots: as a list read it (``selectors.volume_list_rows``
+    annotates ``has_snapshots``), else one read."""
+    known = getattr(volume, "has_snapshots", None)
+    return volume.snapshots.exists() if known is None else known
 
 
 # --- Validation ------------------------------------------------------------------------

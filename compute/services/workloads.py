@@ -119,8 +119,15 @@ def sized_by_autoscaler(workload: Workload) -> bool:
     """Whether an autoscaler sizes the Deployment now, so that a scale by hand is
     refused: it has one, and is not at zero (scaled to zero by a minimum of 0), where
     its HPA does not act and, as a VM pool at zero, a scale by hand wakes it."""
-    autoscaled = workload.kind == WorkloadKind.DEPLOYMENT and autoscaler_of(workload) is not None
+    autoscaled = workload.kind == WorkloadKind.DEPLOYMENT and has_autoscaler(workload)
     return sized_by(autoscaled, workload.replicas)
+
+
+def has_autoscaler(workload: Workload) -> bool:
+    """Whether an autoscaler targets ``workload``: as a list read it
+    (``selectors.workload_list_rows`` annotates ``has_autoscaler``), else one read."""
+    known = getattr(workload, "has_autoscaler", None)
+    return autoscaler_of(workload) is not None if known is None else known
 
 
 def sized_by(autoscaled: bool, replicas: int) -> bool:

@@ -17,7 +17,7 @@ def vm_nics_panel(context, vm):
     request = context["request"]
     tenant = vm.tenant
     role = tenant_selectors.role_of(request.user, tenant)
-    nics = list(selectors.vm_nics(request.user, vm).prefetch_related("security_groups"))
+    nics = list(selectors.vm_nic_rows(request.user, vm))
     for nic in nics:
         nic.allowed = network_services.nic_actions(nic, role)
     can_attach = tenant_selectors.can(request.user, tenant, "nic.attach")
