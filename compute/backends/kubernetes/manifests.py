@@ -61,14 +61,36 @@ DEFAULT_LIMIT = {"cpu": "500m", "memory": "256Mi"}
 MIB = 1024 * 1024
 
 
+# Quantities are written in the form the API server stores them in (its canonical form:
+# the largest suffix that keeps the number whole), so that what a reconcile pass lists
+# compares equal to what Isotope applies: "1024Gi" is stored as "1Ti", 1000 cores as "1k".
+_DECIMAL_SUFFIXES = (("E", 10**18), ("P", 10**15), ("T", 10**12), ("G", 10**9), ("M", 10**6))
+_BINARY_SUFFIXES = (
+    ("Ei", 1024**6),
+    ("Pi", 1024**5),
+    ("Ti", 1024**4),
+    ("Gi", 1024**3),
+    ("Mi", 1024**2),
+    ("Ki", 1024),
+)
+
+
 def cpu_quantity(millicores: int) -> str:
-    """``1500`` → ``1500m``; whole cores as plain numbers (``2000`` → ``2``)."""
-    return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"
+    """``1500`` → ``1500m``; whole cores as plain numbers (``2000`` → ``2``), thousands
+    of them with a decimal suffix (``1000000`` → ``1k``)."""
+    if millicores % 1000:
+        return f"{millicores}m"
+    cores = millicores // 1000
+    for suffix, factor in (*_DECIMAL_SUFFIXES, ("k", 10**3)):
+        if cores and cores % factor == 0:
+            return f"{cores // factor}{suffix}"
+    return str(cores)
 
 
 def memory_quantity(size: int) -> str:
-    """Bytes as ``Gi``/``Mi``/``Ki`` when exact, else plain bytes."""
-    for suffix, factor in (("Gi", 1024**3), ("Mi", MIB), ("Ki", 1024)):
+    """Bytes with the largest binary suffix that keeps them whole (``Ki`` … ``Ei``), else
+    with the largest decimal one (``k`` … ``E``), else plain bytes."""
+    for suffix, factor in (*_BINARY_SUFFIXES, *_DECIMAL_SUFFIXES, ("k", 10**3)):
         if size and size % factor == 0:
             return f"{size // factor}{suffix}"
     return str(size)
@@ -112,7 +134,7 @@ def resource_quota(spec: TenantSpec) -> dict:
     }
     if spec.storage_gib is not None:
         # The tenant's one storage limit; VM disks share it in Isotope's ledger.
-        hard["requests.storage"] = f"{int(spec.storage_gib)}Gi"
+        hard["requests.storage"] = memory_quantity(int(spec.storage_gib) * 1024**3)
     return {
         "apiVersion": "v1",
         "kind": "ResourceQuota",

@@ -364,3 +364,48 @@ def test_a_value_the_api_server_rewrites_counts_as_different_and_is_reported_unc
     assert not k8s_backend.in_place(
         {"spec": {"port": 53}}, {"metadata": {}, "spec": {"port": "53"}}
     )
+
+
+def test_a_tenant_with_terabytes_and_a_thousand_cores_is_in_place_after_provisioning(
+    make_tenant, cluster, kube, api_calls
+):
+    """Isotope writes quantities as the API server stores them ("1Ti", not "1024Gi";
+    "1k" cores, not "1000"): otherwise such a tenant's quota would differ from its
+    listed copy at every pass and be read and applied again every 30 s."""
+    tenant = make_tenant(quota={"cpu": 1000, "memory": 1024 * 1024, "storage": 2048})
+    tenant_provision(tenant=tenant, cluster=cluster)
+    hard = kube.core.read_namespaced_resource_quota(manifests.QUOTA_NAME, tenant.namespace)
+    assert hard.spec.hard["requests.cpu"] == "1k"
+    assert hard.spec.hard["requests.memory"] == "1Ti"
+    assert hard.spec.hard["requests.storage"] == "2Ti"
+
+    calls = api_calls()
+    counts = tasks.cluster_reconcile(cluster.pk)
+
+    assert counts["repaired"] == 0
+    assert not [c for c in calls if c[0] in WRITES]
+    assert not touching(calls, tenant.namespace)
+
+
+@pytest.mark.parametrize(
+    ("millicores", "text"),
+    [(0, "0"), (500, "500m"), (1500, "1500m"), (2000, "2"), (1_000_000, "1k"), (2_500_000, "2500")],
+)
+def test_cpu_quantities_are_written_in_the_servers_form(millicores, text):
+    assert manifests.cpu_quantity(millicores) == text
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (0, "0"),
+        (1000, "1k"),
+        (1500, "1500"),
+        (500_000_000, "500M"),
+        (128 * 1024**2, "128Mi"),
+        (1024**4, "1Ti"),
+        (1536 * 1024**3, "1536Gi"),
+    ],
+)
+def test_memory_quantities_are_written_in_the_servers_form(size, text):
+    assert manifests.memory_quantity(size) == text
