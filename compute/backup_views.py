@@ -17,6 +17,7 @@ from django.utils.translation import gettext
 from django.views.decorators.http import require_http_methods
 
 from compute import selectors
+from compute.listing import PER_PAGE, list_page, search_apply, search_query
 from compute.services import backups as backup_services
 from compute.services import snapshots as snapshot_services
 from compute.views import _live_baseline
@@ -42,9 +43,15 @@ def _refusal(request, error: ApplicationError) -> None:
 
 @tenant_view("backup.view")
 def backup_list(request, tenant):
-    """The tenant's backups, newest first, with their export progress."""
+    """The tenant's backups, newest first, with their export progress, a page at a time
+    (``?page=&per_page=``) and searched by name (``?q=``)."""
     baseline = _live_baseline(tenant)
-    backups = list(selectors.backups_for_tenant(request.user, tenant))
+    query = search_query(request.GET)
+    everything = selectors.backups_for_tenant(request.user, tenant)
+    # No phase counts here: the page's keys come with the count of every match
+    # (list_page's window count), one statement.
+    page = list_page(search_apply(everything, query), request.GET.get("page"), query.per_page)
+    backups = list(page.object_list)
     for backup in backups:
         backup.allowed = backup_services.backup_actions(backup, request.role)
         backup.source = backup_services.backup_source(backup)
@@ -53,11 +60,17 @@ def backup_list(request, tenant):
         "compute/backup_list.html",
         {
             "tenant": tenant,
+            "page": page,
             "backups": backups,
+            # A search that matches nothing asks whether there is any backup at all.
+            "any_backups": bool(page.paginator.count) or (query.active and everything.exists()),
+            "query": query,
             "can_restore": tenant_selectors.can(request.user, tenant, "backup.restore"),
             "can_delete": tenant_selectors.can(request.user, tenant, "backup.delete"),
             "live_baseline": baseline,
+            "per_page_min": PER_PAGE[0],
         },
+        status=400 if query.errors else 200,
     )
 
 

@@ -1,9 +1,11 @@
-"""What a VM or workload list shows: search, filters and sort read from the URL query.
+"""What a paged list shows: search, filters, sort and page size read from the URL query.
 
 ``list_query`` turns ``request.GET`` into a ``ListQuery`` (so the state of a list lives
 in its URL and can be bookmarked or shared); a value it cannot use becomes an error
 message for the page and that one filter is left out, never a 500. ``list_apply`` narrows
-a queryset the selectors already restricted to what the user may see.
+a queryset the selectors already restricted to what the user may see. The VM and workload
+lists take all of it; the volume and backup lists only the name search and the page size
+(``search_query``, ``search_apply``).
 """
 
 from __future__ import annotations
@@ -83,12 +85,7 @@ def list_query(get, *, phases: list[str], hosts: list[str] | None) -> ListQuery:
     """Read ``q``, ``phase``, ``host`` (``hosts`` is None when the user may not filter by
     host), ``label`` (``key`` or ``key=value``), ``sort`` and ``per_page`` from ``get``."""
     query = ListQuery()
-    query.q = get.get("q", "").strip()
-    if len(query.q) > MAX_SEARCH:
-        query.errors.append(
-            gettext("The search is at most %(max)s characters.") % {"max": MAX_SEARCH}
-        )
-        query.q = ""
+    _read_search(get, query)
     phase = get.get("phase", "")
     if phase and phase not in phases:
         query.errors.append(
@@ -122,6 +119,29 @@ def list_query(get, *, phases: list[str], hosts: list[str] | None) -> ListQuery:
         )
     else:
         query.sort = sort
+    _read_per_page(get, query)
+    return query
+
+
+def search_query(get) -> ListQuery:
+    """Only ``q`` and ``per_page`` from ``get``, read as ``list_query`` reads them: a
+    paged list searched by name, without filters or sort headers (volumes, backups)."""
+    query = ListQuery()
+    _read_search(get, query)
+    _read_per_page(get, query)
+    return query
+
+
+def _read_search(get, query: ListQuery) -> None:
+    query.q = get.get("q", "").strip()
+    if len(query.q) > MAX_SEARCH:
+        query.errors.append(
+            gettext("The search is at most %(max)s characters.") % {"max": MAX_SEARCH}
+        )
+        query.q = ""
+
+
+def _read_per_page(get, query: ListQuery) -> None:
     per_page = get.get("per_page", "")
     if per_page:
         if per_page in {str(n) for n in PER_PAGE}:
@@ -131,13 +151,16 @@ def list_query(get, *, phases: list[str], hosts: list[str] | None) -> ListQuery:
                 gettext("Rows per page is one of %(choices)s.")
                 % {"choices": ", ".join(str(n) for n in PER_PAGE)}
             )
-    return query
+
+
+def search_apply(queryset: QuerySet, query: ListQuery) -> QuerySet:
+    """``queryset`` narrowed by ``query``'s name search; its order kept."""
+    return queryset.filter(name__icontains=query.q) if query.q else queryset
 
 
 def list_apply(queryset: QuerySet, query: ListQuery) -> QuerySet:
     """``queryset`` narrowed and ordered by ``query`` (already validated)."""
-    if query.q:
-        queryset = queryset.filter(name__icontains=query.q)
+    queryset = search_apply(queryset, query)
     if query.phase:
         queryset = queryset.filter(phase=query.phase)
     if query.host:

@@ -24,7 +24,7 @@ from compute.backends.containers import LogsUnavailable
 from compute.bulk import BulkAction, bulk_view
 from compute.choices import Phase, StorageClass, WorkloadKind
 from compute.forms import LabelsForm, labels_lines
-from compute.listing import list_apply, list_query
+from compute.listing import PER_PAGE, list_apply, list_page, list_query
 from compute.models import Autoscaler
 from compute.pool_forms import AutoscalerForm
 from compute.pool_views import autoscaler_submit
@@ -105,8 +105,16 @@ def workload_list(request, tenant):
     baseline = _live_baseline(tenant)
     # Workloads run on clusters, not hosts: no host filter or sort here.
     query = list_query(request.GET, phases=Phase.values, hosts=None)
-    workloads = list(list_apply(selectors.workloads_for_tenant(request.user, tenant), query))
     counts = selectors.workload_phase_counts(request.user, tenant)
+    # A page of query.per_page rows; without a search or filter the phase counts' sum is
+    # the page count (no COUNT(*)).
+    page = list_page(
+        list_apply(selectors.workloads_for_tenant(request.user, tenant), query),
+        request.GET.get("page"),
+        query.per_page,
+        count=None if query.active else sum(c.count for c in counts),
+    )
+    workloads = list(page.object_list)
     # One query for the list: which Deployments an autoscaler sizes (no scale button).
     scaled = set(
         Autoscaler.objects.filter(workload__in=workloads).values_list("workload_id", flat=True)
@@ -119,6 +127,7 @@ def workload_list(request, tenant):
         "compute/workload_list.html",
         {
             "tenant": tenant,
+            "page": page,
             "workloads": workloads,
             "any_workloads": bool(counts),
             "query": query,
@@ -129,6 +138,7 @@ def workload_list(request, tenant):
             "show_cluster": request.user.is_staff,
             "can_create": tenant_selectors.can(request.user, tenant, "workload.create"),
             "live_baseline": baseline,
+            "per_page_min": PER_PAGE[0],
         },
         status=400 if query.errors else 200,
     )

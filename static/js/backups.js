@@ -2,7 +2,9 @@
 // phase and message; here its progress bar, size and buttons (by the reader's role)
 // follow compute.services.backups.backup_state, a backup made elsewhere (the API, another
 // tab) gets a row, and a deleted one loses it. Without JavaScript the page still works
-// (reload).
+// (reload). The list is paged, newest first: a new backup belongs at the top of the first
+// page, so only that page (unsearched) gives it a row; another page leaves it out, as the
+// VM list leaves out VMs that are not on its page.
 (function () {
   "use strict";
 
@@ -22,6 +24,8 @@
   }
 
   function syncEmpty() {
+    // Only a page that is the whole list knows that no backup is left.
+    if (rows.dataset.backupWhole === undefined) return;
     const empty = document.querySelector("[data-backups-empty]");
     if (empty) empty.hidden = rows.children.length > 0;
   }
@@ -59,6 +63,7 @@
     if (!row) {
       // Only a new backup gets a row: a late state must not bring back a deleted one.
       if (state.phase !== "Pending" && state.phase !== "Exporting") return;
+      if (rows.dataset.backupFirstPage === undefined) return;
       row = newRow(data.name, state);
     }
     const percent = Math.max(0, Math.min(100, Number(state.progress) || 0));
