@@ -181,8 +181,8 @@ def workloads_for_tenant(user, tenant: Tenant, action: str = "workload.view"):
 
 
 def workload_list_rows(user, tenant: Tenant) -> QuerySet[Workload]:
-    """``workloads_for_tenant`` as the workload API lists them: whether an autoscaler
-    sizes each (no scale action then) is read in the list's statement
+    """``workloads_for_tenant`` as the workload lists (API and page) show them: whether
+    an autoscaler sizes each (no scale action then) is read in the list's statement
     (``has_autoscaler``) instead of once per Deployment."""
     from compute.models import Autoscaler
 

@@ -25,7 +25,6 @@ from compute.bulk import BulkAction, bulk_view
 from compute.choices import Phase, StorageClass, WorkloadKind
 from compute.forms import LabelsForm, labels_lines
 from compute.listing import PER_PAGE, list_apply, list_page, list_query
-from compute.models import Autoscaler
 from compute.pool_forms import AutoscalerForm
 from compute.pool_views import autoscaler_submit
 from compute.services import autoscalers as autoscaler_services
@@ -109,18 +108,15 @@ def workload_list(request, tenant):
     # A page of query.per_page rows; without a search or filter the phase counts' sum is
     # the page count (no COUNT(*)).
     page = list_page(
-        list_apply(selectors.workloads_for_tenant(request.user, tenant), query),
+        list_apply(selectors.workload_list_rows(request.user, tenant), query),
         request.GET.get("page"),
         query.per_page,
         count=None if query.active else sum(c.count for c in counts),
     )
     workloads = list(page.object_list)
-    # One query for the list: which Deployments an autoscaler sizes (no scale button).
-    scaled = set(
-        Autoscaler.objects.filter(workload__in=workloads).values_list("workload_id", flat=True)
-    )
     for workload in workloads:
-        sized = workload_services.sized_by(workload.pk in scaled, workload.replicas)
+        # Whether an autoscaler sizes it (no scale button): read with the page's rows.
+        sized = workload_services.sized_by_autoscaler(workload)
         workload.buttons = _buttons(workload, request.role, sized=sized)
     return render(
         request,
