@@ -270,9 +270,8 @@ class ReconcilePass:
 
     backend: KubernetesBackend
     snapshot: ClusterSnapshot | None
-    tenant_ids: frozenset[int] = frozenset()
     specs: dict[int, TenantSpec] = field(default_factory=dict)
-    groups: dict[int, list[GroupPolicySpec]] | None = None
+    groups: dict[int, list[GroupPolicySpec]] = field(default_factory=dict)
 
     def spec_of(self, tenant: Tenant) -> TenantSpec:
         return self.specs.get(tenant.pk) or tenant_spec(tenant)
@@ -280,9 +279,8 @@ class ReconcilePass:
     def groups_of(self, tenant: Tenant) -> list[GroupPolicySpec]:
         from compute.services.security_groups import group_policy_specs
 
-        if self.groups is None or tenant.pk not in self.tenant_ids:
-            return group_policy_specs(tenant)
-        return self.groups.get(tenant.pk, [])
+        found = self.groups.get(tenant.pk)
+        return group_policy_specs(tenant) if found is None else found
 
 
 def reconcile_pass(*, cluster: KubernetesCluster, tenants: list[Tenant]) -> ReconcilePass:
@@ -300,10 +298,8 @@ def reconcile_pass(*, cluster: KubernetesCluster, tenants: list[Tenant]) -> Reco
         quota.tenant_id: _tenant_spec(by_id[quota.tenant_id], quota)
         for quota in Quota.objects.filter(tenant_id__in=ids)
     }
-    groups = group_policy_specs_of(ids) if backend.capabilities.get("security_groups") else None
-    return ReconcilePass(
-        backend=backend, snapshot=snapshot, tenant_ids=frozenset(ids), specs=specs, groups=groups
-    )
+    groups = group_policy_specs_of(ids) if backend.capabilities.get("security_groups") else {}
+    return ReconcilePass(backend=backend, snapshot=snapshot, specs=specs, groups=groups)
 
 
 def security_policies_sync(
@@ -318,13 +314,9 @@ def security_policies_sync(
     backend = batch.backend if batch else cluster_backend(cluster)
     if not backend.capabilities.get("security_groups"):
         return []
-    if batch is None:
-        return backend.group_policies_sync(
-            tenant.namespace, tenant.slug, group_policy_specs(tenant)
-        )
-    return backend.group_policies_sync(
-        tenant.namespace, tenant.slug, batch.groups_of(tenant), snapshot=batch.snapshot
-    )
+    groups = batch.groups_of(tenant) if batch else group_policy_specs(tenant)
+    snapshot = batch.snapshot if batch else None
+    return backend.group_policies_sync(tenant.namespace, tenant.slug, groups, snapshot=snapshot)
 
 
 def namespace_for(tenant: Tenant, cluster: KubernetesCluster) -> TenantNamespace:
@@ -361,9 +353,8 @@ def tenant_provision(
     row = row or namespace_for(tenant, cluster)
     try:
         if batch is None:
-            report = cluster_backend(cluster).ensure_tenant(tenant_spec(tenant))
-        else:
-            report = batch.backend.ensure_tenant(batch.spec_of(tenant), snapshot=batch.snapshot)
+            batch = ReconcilePass(backend=cluster_backend(cluster), snapshot=None)
+        report = batch.backend.ensure_tenant(batch.spec_of(tenant), snapshot=batch.snapshot)
     except BackendError as error:
         TenantNamespace.objects.filter(pk=row.pk).update(ready=False, message=str(error)[:1000])
         raise

@@ -677,13 +677,13 @@ def _policies_later(tenant: Tenant) -> None:
 
 def group_policy_specs(tenant: Tenant) -> list[GroupPolicySpec]:
     """The tenant's groups as the cluster's NetworkPolicies take them."""
-    return group_policy_specs_of([tenant.pk]).get(tenant.pk, [])
+    return group_policy_specs_of([tenant.pk])[tenant.pk]
 
 
 def group_policy_specs_of(tenant_ids: list[int]) -> dict[int, list[GroupPolicySpec]]:
     """``group_policy_specs`` of many tenants in three queries (a reconcile pass), by
-    tenant id; a tenant without groups is left out."""
-    specs: dict[int, list[GroupPolicySpec]] = {}
+    tenant id (an empty list for a tenant without groups)."""
+    specs: dict[int, list[GroupPolicySpec]] = {tenant_id: [] for tenant_id in tenant_ids}
     groups = SecurityGroup.objects.filter(tenant_id__in=tenant_ids).prefetch_related(
         "rules__remote_group"
     )
@@ -699,7 +699,7 @@ def group_policy_specs_of(tenant_ids: list[int]) -> dict[int, list[GroupPolicySp
             )
             for rule in sorted(group.rules.all(), key=lambda r: r.pk)
         )
-        specs.setdefault(group.tenant_id, []).append(GroupPolicySpec(name=group.name, rules=rules))
+        specs[group.tenant_id].append(GroupPolicySpec(name=group.name, rules=rules))
     return specs
 
 
