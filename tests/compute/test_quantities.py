@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from compute.quantities import check_image, format_cpu, format_memory, parse_cpu, parse_memory
@@ -74,3 +76,40 @@ def test_valid_image_references_are_accepted(reference):
 def test_bad_image_references_are_refused(reference):
     with pytest.raises(ValueError):
         check_image(reference)
+
+
+@pytest.mark.parametrize(
+    "text, cores",
+    [
+        ("2", 2),
+        ("1500m", Decimal("1.5")),
+        ("250000n", Decimal("0.00025")),
+        ("12u", Decimal("0.000012")),
+        ("1k", 1000),  # a node with a thousand cores, as the API server writes it
+        ("1.5k", 1500),
+        ("0", 0),
+    ],
+)
+def test_cpu_the_api_server_reports_is_read_in_any_form_it_writes(text, cores):
+    """Node capacity and pod usage come back in the server's own forms."""
+    from compute.backends.kubernetes.backend import _cores
+
+    assert _cores(text) == cores
+
+
+@pytest.mark.parametrize(
+    "text, size",
+    [
+        ("16Gi", 16 * 2**30),
+        ("1Ti", 2**40),
+        ("129e6", 129 * 10**6),
+        ("500M", 500 * 10**6),
+        ("1k", 1000),
+        ("8000000Ki", 8_000_000 * 1024),
+        ("1500m", 1),  # a millibyte quantity, rounded down to whole bytes
+    ],
+)
+def test_memory_the_api_server_reports_is_read_in_any_form_it_writes(text, size):
+    from compute.backends.kubernetes.backend import _bytes
+
+    assert _bytes(text) == size

@@ -19,6 +19,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
+from kubernetes.utils import parse_quantity
 
 from compute.backends.base import BackendError, TransientBackendError
 from compute.backends.containers import (
@@ -709,34 +710,11 @@ def autoscaler_info(raw: dict) -> AutoscalerInfo:
     )
 
 
-_SUFFIXES = {
-    "Ki": 1024,
-    "Mi": 1024**2,
-    "Gi": 1024**3,
-    "Ti": 1024**4,
-    "Pi": 1024**5,
-    "Ei": 1024**6,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-}
-
-
 def _bytes(text: str) -> int:
-    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
-        if text.endswith(suffix):
-            return int(Decimal(text[: -len(suffix)]) * _SUFFIXES[suffix])
-    return int(Decimal(text))
-
-
-# Fractions of a core a CPU quantity may carry (the metrics API says nanocores).
-_CORE_SUFFIXES = {"n": Decimal(10) ** -9, "u": Decimal(10) ** -6, "m": Decimal(10) ** -3}
+    """A memory or storage quantity as the API server reports it, in whole bytes."""
+    return int(parse_quantity(text))
 
 
 def _cores(text: str) -> Decimal:
-    if text and text[-1] in _CORE_SUFFIXES:
-        return Decimal(text[:-1]) * _CORE_SUFFIXES[text[-1]]
-    return Decimal(text)
+    """A CPU quantity (``2``, ``1500m``, ``250000n`` from the metrics API, ``1k``)."""
+    return parse_quantity(text)
