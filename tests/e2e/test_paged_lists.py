@@ -94,6 +94,8 @@ def test_bob_pages_through_sixty_volumes_picks_rows_per_page_and_searches(
 def test_a_new_backup_gets_a_live_row_on_the_first_page_and_not_on_the_second(
     demo, live_url, new_page, axe
 ):
+    """And the pager's count follows: the first page's total grows with its live row and
+    drops with a live delete, as does the second page's when one of its rows goes."""
     seed_backups(demo.acme, 30)
     first, second = new_page(), new_page()
     for page, query_string in ((first, "per_page=25"), (second, "per_page=25&page=2")):
@@ -111,6 +113,12 @@ def test_a_new_backup_gets_a_live_row_on_the_first_page_and_not_on_the_second(
     expect(first.locator("tbody tr[data-backup-row]").first).to_have_attribute(
         "data-backup-row", "fresh"
     )
+    # Its pager counts it: one more in all, and the range ends at the 26th row shown.
+    first_pager = first.get_by_test_id("backup-pages")
+    expect(first_pager).to_contain_text("1–26 of 31")
+    expect(first.locator("tbody tr[data-backup-row]")).to_have_count(26)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    first.screenshot(path=str(ARTIFACTS / "backup-list-live-total.png"), full_page=True)
     # The second page does not show it (it is not on that page), and keeps its pager.
     second.wait_for_timeout(500)
     expect(second.locator("tbody tr[data-backup-row]")).to_have_count(5)
@@ -118,5 +126,16 @@ def test_a_new_backup_gets_a_live_row_on_the_first_page_and_not_on_the_second(
     expect(second.locator("[data-backups-empty]")).to_be_hidden()
     # A reload shows it where it belongs: first of page 1, and pushes one to page 2.
     second.reload()
-    expect(second.get_by_test_id("backup-pages")).to_contain_text("26–31 of 31")
+    second_pager = second.get_by_test_id("backup-pages")
+    expect(second_pager).to_contain_text("26–31 of 31")
     axe(second, "backup-list-page-2")
+    live_subscribed(second)
+
+    # Live deletes: the new backup goes from page 1, the oldest from page 2; each page
+    # loses its row and one from its total.
+    backup_services.backup_finalize_delete(backup)
+    expect(first.locator('tr[data-backup-row="fresh"]')).to_have_count(0)
+    expect(first_pager).to_contain_text("1–25 of 30")
+    backup_services.backup_finalize_delete(Backup.objects.get(tenant=demo.acme, name="bak-000"))
+    expect(second.locator('tr[data-backup-row="bak-000"]')).to_have_count(0)
+    expect(second_pager).to_contain_text("26–30 of 30")
