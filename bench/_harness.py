@@ -54,6 +54,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# What a spawned server needs to run as ``deploy/`` runs it: ``DEBUG`` off (no query
+# log, no debug pages), behind a proxy that terminates TLS (``ISOTOPE_HTTPS`` off here:
+# the bench talks plain HTTP on loopback).
+PRODUCTION = {"ISOTOPE_DEBUG": "0", "SECRET_KEY": "bench-" + "x" * 50, "ISOTOPE_HTTPS": "0"}
+
+
 def django_env(database_url: str, **extra: str) -> dict:
     env = {
         **os.environ,

@@ -40,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._harness import (  # noqa: E402
+    PRODUCTION,
     bench_database,
     django_env,
     free_port,
@@ -50,8 +51,6 @@ from bench._harness import (  # noqa: E402
     wait_http,
 )
 from bench.vm_create import setup_django  # noqa: E402
-
-PRODUCTION = {"ISOTOPE_DEBUG": "0", "SECRET_KEY": "bench-" + "x" * 50, "ISOTOPE_HTTPS": "0"}
 
 
 def session_cookie(user) -> str:
