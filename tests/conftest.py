@@ -191,6 +191,19 @@ def clean_throttles():
     wipe()
 
 
+@pytest.fixture(autouse=True)
+def default_language():
+    """Django's test client leaves the language of a test's last request active in the
+    thread (its middleware activates one per request; nothing deactivates it): a test
+    whose last request asked for Chinese made the next test's services answer in
+    Chinese. Each test starts and ends in the default language."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
+
+
 # --- Live ASGI server -------------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:
