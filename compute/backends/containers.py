@@ -391,6 +391,13 @@ class ContainerBackend(ABC):
     def apply_workload(self, spec: WorkloadSpec) -> None:
         """Create or update the workload's objects. Raises QuotaRefused."""
 
+    def workload_repair(self, spec: WorkloadSpec, *, snapshot: ClusterSnapshot | None) -> bool:
+        """Apply the workload's main object again when the pass's ``snapshot`` shows it
+        edited outside Isotope (a field Isotope sets holds another value); True when that
+        changed it. Not judged (False, no call) without a listed object applied from
+        ``spec``'s generation. Default: False (a backend without lists cannot tell)."""
+        return False
+
     @abstractmethod
     def delete_workload(self, namespace: str, name: str, kind: str) -> bool:
         """Ask for the workload's objects to go. True while any of them (or its pods)

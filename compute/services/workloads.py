@@ -990,11 +990,18 @@ def workload_spec(workload: Workload) -> WorkloadSpec:
         mounts=mounts_of(workload),
         labels=dict(workload.labels or {}),
         security_groups=workload_groups(workload),
-        autoscaled=autoscaler_of(workload) is not None,
+        autoscaled=_autoscaled(workload),
         restarted_at=workload.restarted_at.isoformat() if workload.restarted_at else "",
         portal_uid=str(workload.uid),
         portal_generation=workload.generation,
     )
+
+
+def _autoscaled(workload: Workload) -> bool:
+    """Whether an autoscaler sizes the workload: read with it (``has_autoscaler``, as
+    ``selectors.workload_list_rows`` and the reconcile pass annotate it) or asked now."""
+    known = getattr(workload, "has_autoscaler", None)
+    return known if known is not None else autoscaler_of(workload) is not None
 
 
 def mounts_of(workload: Workload) -> list[VolumeMount]:

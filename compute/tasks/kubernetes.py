@@ -17,13 +17,13 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from compute.backends.base import BackendError, TransientBackendError
 from compute.backends.containers import QuotaRefused
 from compute.choices import Phase, WorkloadKind
-from compute.models import KubernetesCluster, Service, TenantNamespace, Workload
+from compute.models import Autoscaler, KubernetesCluster, Service, TenantNamespace, Workload
 from compute.services import clusters as cluster_services
 from compute.services import hpa as hpa_services
 from compute.services import load_balancers as service_services
@@ -204,7 +204,14 @@ def cluster_reconcile(cluster_id: int) -> dict:
         counts["repaired"] += report.changed
     backend, snapshot = batch.backend, batch.snapshot
     stuck = timezone.now() - timedelta(seconds=settings.ISOTOPE_K8S_STUCK_SECONDS)
-    for workload in Workload.objects.filter(cluster=cluster).select_related("tenant"):
+    workloads = (
+        Workload.objects.filter(cluster=cluster)
+        .select_related("tenant")
+        # What a workload's spec needs besides its row, for the whole pass at once.
+        .prefetch_related("security_groups")
+        .annotate(has_autoscaler=Exists(Autoscaler.objects.filter(workload=OuterRef("pk"))))
+    )
+    for workload in workloads:
         if workload.deleting or (
             workload.phase == Phase.PENDING and workload.phase_changed < stuck
         ):
@@ -216,6 +223,16 @@ def cluster_reconcile(cluster_id: int) -> dict:
         if snapshot is not None and snapshot.present(
             workload.kind, workload.namespace, workload.name
         ):
+            # There; and as Isotope's spec says? (A kubectl edit or scale is undone.)
+            try:
+                spec = workload_services.workload_spec(workload)
+                repaired = backend.workload_repair(spec, snapshot=snapshot)
+            except BackendError as error:
+                logger.warning("repair of %s failed: %s", workload, error)
+                continue
+            if repaired:
+                _drift_repaired(workload, cluster, texts.EDITED_IN_CLUSTER)
+                counts["edited"] = counts.get("edited", 0) + 1
             continue
         # Not in the list (or its kind could not be listed): ask for it by name before
         # telling anyone it is missing (it may have lost its label, or be newer).
@@ -224,16 +241,7 @@ def cluster_reconcile(cluster_id: int) -> dict:
         except BackendError:
             continue
         if not exists:
-            event_publish(
-                tenant=workload.tenant,
-                kind=workload_services.EVENT_KIND,
-                name=workload.name,
-                uid=str(workload.uid),
-                type="Warning",
-                reason="DriftRepaired",
-                message=texts.MISSING_FROM_CLUSTER
-                % {"kind": workload.kind, "cluster": cluster.name},
-            )
+            _drift_repaired(workload, cluster, texts.MISSING_FROM_CLUSTER)
             workload_apply.delay(workload.pk)
             counts["reapplied"] += 1
     # Services: their members are re-derived (a missed change is repaired here).
@@ -241,6 +249,19 @@ def cluster_reconcile(cluster_id: int) -> dict:
         sync_service_endpoints.delay(service_id)
         counts["services"] = counts.get("services", 0) + 1
     return counts
+
+
+def _drift_repaired(workload: Workload, cluster: KubernetesCluster, text: str) -> None:
+    """The workload's Warning that the pass found it changed or gone (``text``)."""
+    event_publish(
+        tenant=workload.tenant,
+        kind=workload_services.EVENT_KIND,
+        name=workload.name,
+        uid=str(workload.uid),
+        type="Warning",
+        reason="DriftRepaired",
+        message=text % {"kind": workload.kind, "cluster": cluster.name},
+    )
 
 
 @shared_task

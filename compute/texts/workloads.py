@@ -21,6 +21,9 @@ POD_ENDED = gettext_noop("The pod ended (%(phase)s).")
 POD_ENDED_BECAUSE = gettext_noop("The pod ended (%(phase)s, %(reason)s).")
 DELETED_OUTSIDE = gettext_noop("The %(kind)s was deleted outside the portal: recreating it.")
 MISSING_FROM_CLUSTER = gettext_noop("The %(kind)s was missing from %(cluster)s: recreating it.")
+EDITED_IN_CLUSTER = gettext_noop(
+    "The %(kind)s was changed in %(cluster)s outside Isotope: its spec is applied again."
+)
 CLUSTER_UNREACHABLE = gettext_noop(
     "Cluster %(cluster)s is unreachable; last known phase %(phase)s."
 )

@@ -358,6 +358,27 @@ class KubernetesBackend(ContainerBackend):
                 "the service's network policy",
             )
 
+    def workload_repair(self, spec: WorkloadSpec, *, snapshot: ClusterSnapshot | None) -> bool:
+        # Deployments only: a bare pod's spec cannot be changed, so applying it again
+        # could not undo an edit (its labels are re-applied with every spec change).
+        if spec.kind != "Deployment" or snapshot is None:
+            return False
+        live = snapshot.get("Deployment", spec.namespace, spec.name)
+        annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
+        if annotations.get(manifests.GENERATION_ANNOTATION) != str(spec.portal_generation):
+            return False  # not there, or applied from another spec: its apply decides
+        desired = manifests.deployment(spec)
+        if in_place(desired, live):
+            return False
+        # As ensure_tenant: read and apply, and tell by the resourceVersion whether the
+        # apply changed it (a field another manager added, e.g. a second container,
+        # stays: it costs these two calls per pass and is never reported).
+        before = self._get(path_of(desired))
+        if before is None:
+            return False  # gone meanwhile: the next pass finds it missing
+        after = self.apply(desired)
+        return before["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"]
+
     def _hand_over_replicas(self, obj: dict, wanted: int) -> None:
         """Before Isotope's manifest leaves ``replicas`` out (its HorizontalPodAutoscaler
         sizes the Deployment), a second field manager applies the live value, so the

@@ -240,6 +240,99 @@ def test_a_deleted_deployment_is_reapplied_with_its_event_and_intact_workloads_a
     assert [c for c in calls if c[0] == "PATCH" and c[1].endswith("/deployments/gone")]
 
 
+def test_a_deployment_changed_with_kubectl_is_put_back_with_its_event_and_then_left_alone(
+    make_tenant, cluster, kube, api_calls, eager
+):
+    """An image set and a scale done in the cluster behind Isotope's back are undone in
+    one pass, each with a Warning event; the next pass finds everything in place."""
+    from compute.texts import workloads as workload_texts
+
+    (tenant,) = provisioned(make_tenant, cluster, 1)
+    retagged, scaled, kept = (
+        applied(tenant, "retagged"),
+        applied(tenant, "scaled"),
+        applied(tenant, "kept"),
+    )
+    namespace = tenant.namespace
+    kube.apps.patch_namespaced_deployment(
+        "retagged",
+        namespace,
+        {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {"name": manifests.CONTAINER, "image": "registry.invalid/other:2"}
+                        ]
+                    }
+                }
+            }
+        },
+    )
+    kube.apps.patch_namespaced_deployment("scaled", namespace, {"spec": {"replicas": 3}})
+
+    calls = api_calls()
+    counts = tasks.cluster_reconcile(cluster.pk)
+
+    assert counts.get("edited") == 2 and counts["reapplied"] == 0
+    image = (
+        kube.apps.read_namespaced_deployment("retagged", namespace)
+        .spec.template.spec.containers[0]
+        .image
+    )
+    assert image == retagged.image
+    assert (
+        kube.apps.read_namespaced_deployment("scaled", namespace).spec.replicas
+        == scaled.replicas
+        == 1
+    )
+    for workload in (retagged, scaled):
+        event = Event.objects.get(tenant=tenant, name=workload.name, reason="DriftRepaired")
+        assert event.type == "Warning"
+        assert event.message == workload_texts.EDITED_IN_CLUSTER % {
+            "kind": "Deployment",
+            "cluster": cluster.name,
+        }
+    assert not Event.objects.filter(name=kept.name, reason="DriftRepaired").exists()
+    assert not [c for c in calls if c[1].endswith(f"/deployments/{kept.name}")]
+
+    calls = api_calls()
+    with CaptureQueriesContext(connection) as three:
+        counts = tasks.cluster_reconcile(cluster.pk)
+    assert "edited" not in counts
+    assert not [c for c in calls if c[0] in WRITES]
+    assert Event.objects.filter(tenant=tenant, reason="DriftRepaired").count() == 2
+
+    # Comparing every Deployment reads nothing per workload.
+    applied(tenant, "more-1"), applied(tenant, "more-2")
+    with CaptureQueriesContext(connection) as five:
+        tasks.cluster_reconcile(cluster.pk)
+    assert len(five.captured_queries) == len(three.captured_queries)
+
+
+def test_a_deployment_not_yet_applied_from_its_newest_spec_is_not_called_edited(
+    make_tenant, cluster, kube, api_calls, eager
+):
+    """Between a spec change and its apply, the Deployment in the cluster differs from
+    the spec: that is the apply's to do, not drift."""
+    from django.db.models import F
+
+    from compute.models import Workload
+
+    (tenant,) = provisioned(make_tenant, cluster, 1)
+    workload = applied(tenant, "web")
+    # As a scale does before its task runs: a new generation, not applied yet.
+    Workload.objects.filter(pk=workload.pk).update(replicas=2, generation=F("generation") + 1)
+
+    calls = api_calls()
+    counts = tasks.cluster_reconcile(cluster.pk)
+
+    assert "edited" not in counts
+    assert not [c for c in calls if c[0] in WRITES]
+    assert kube.apps.read_namespaced_deployment("web", tenant.namespace).spec.replicas == 1
+    assert not Event.objects.filter(tenant=tenant, reason="DriftRepaired").exists()
+
+
 @pytest.fixture
 def narrow_kubeconfig(cluster, kube):
     """``narrow_kubeconfig(namespace)``: the cluster's kubeconfig for a service account
