@@ -1,6 +1,7 @@
 """List benchmark: one page of a tenant's 10,000 VMs through the REST API.
 
-The real stack serves the requests (uvicorn subprocess, Django, PostgreSQL); 10,000 VM
+The real stack serves the requests (uvicorn subprocess with production settings:
+``DEBUG`` off as ``deploy/`` runs it, since 2026-12-05; Django, PostgreSQL); 10,000 VM
 rows are bulk-inserted (no libvirt needed to list). Pages of 50 at offsets spread over
 the whole list are fetched sequentially with a token; baseline in the same run: the
 same page as one raw SQL query over psycopg (what the database alone costs).
@@ -22,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._harness import (  # noqa: E402
+    PRODUCTION,
     bench_database,
     django_env,
     free_port,
@@ -91,7 +93,7 @@ def main() -> None:
     key = seed(args.vms)
     rng = random.Random(7)
     offsets = [rng.randrange(0, args.vms - args.limit) for _ in range(args.requests)]
-    env = django_env(database_url, ISOTOPE_LOG_LEVEL="WARNING")
+    env = django_env(database_url, ISOTOPE_LOG_LEVEL="WARNING", **PRODUCTION)
     port = free_port()
     web = spawn(
         [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--port", str(port)]
@@ -113,6 +115,7 @@ def main() -> None:
                 "vms": args.vms,
                 "page": args.limit,
                 "requests": args.requests,
+                "server_debug": PRODUCTION["ISOTOPE_DEBUG"] == "1",
                 "api_page": api,
                 "baseline_raw_sql_page": raw,
                 "ratio_p50": round(api["p50_ms"] / max(raw["p50_ms"], 0.001), 1),

@@ -42,6 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._harness import (  # noqa: E402
+    PRODUCTION,
     ROOT,
     bench_database,
     django_env,
@@ -348,9 +349,15 @@ def summary(direct: dict, proxy: dict) -> dict:
 
 def portal_server(module: str, port: int, env: dict, log: str):
     """The web tier as deployed (gunicorn with ``deploy/gunicorn.conf.py``: uvicorn's
-    options, ``ISOTOPE_WS_DEFLATE`` included), one process."""
+    options, ``ISOTOPE_WS_DEFLATE`` included), one process, with production settings
+    (``DEBUG`` off as ``deploy/`` runs it, since 2026-12-05)."""
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    web_env = {**env, "ISOTOPE_WEB_PROCESSES": "1", "ISOTOPE_WEB_BIND": f"127.0.0.1:{port}"}
+    web_env = {
+        **env,
+        **PRODUCTION,
+        "ISOTOPE_WEB_PROCESSES": "1",
+        "ISOTOPE_WEB_BIND": f"127.0.0.1:{port}",
+    }
     return spawn([gunicorn, "-c", "deploy/gunicorn.conf.py", f"{module}:application"], web_env, log)
 
 
@@ -371,6 +378,9 @@ def main() -> None:
         return
 
     database_url = bench_database("isotope_bench_console")
+    # The session made here (signed data, the user's auth hash) must read as valid in
+    # the web tier, which runs with production settings: the same SECRET_KEY.
+    os.environ["SECRET_KEY"] = PRODUCTION["SECRET_KEY"]
     env = django_env(database_url)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     setup_django(database_url)

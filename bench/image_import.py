@@ -6,7 +6,8 @@ served by a local HTTP server on 127.0.0.1. Each round:
 - baseline: ``curl -o`` the file, then ``qemu-img convert -f raw -O qcow2``;
 - baseline+: the same plus ``sha256sum`` and ``qemu-img info`` (the checks Isotope does);
 - Isotope: ``image_import_url`` accepted in this process, the import run by a real
-  Celery worker (queue ``storage``) in a subprocess: download with sha256 while
+  Celery worker (queue ``storage``) in a subprocess (production settings: ``DEBUG`` off
+  as ``deploy/`` runs it, since 2026-12-05): download with sha256 while
   streaming, ``qemu-img info``, convert, the database writes and live progress
   publishes; timed from accept to ``Ready`` (polling the row every 20 ms).
 
@@ -35,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import ROOT, bench_database, django_env, spawn, stop  # noqa: E402
+from bench._harness import PRODUCTION, ROOT, bench_database, django_env, spawn, stop  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -112,7 +113,7 @@ def main() -> None:
     worker = spawn(
         [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", "storage"]
         + ["-P", "solo", "-c", "1", "-l", "warning", "--without-heartbeat", "--without-gossip"],
-        django_env(database, **extra),
+        django_env(database, **extra, **PRODUCTION),
         "image-import-worker.log",
     )
     tenant = tenant_services.tenant_create(actor=None, slug="bench", name="Bench")

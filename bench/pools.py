@@ -5,7 +5,8 @@ warm-paused (resume members booted and suspended ahead), against raw libvirt doi
 same in the same run; and the autoscaler's reaction time.
 
 Through the real stack (PostgreSQL + Redis + a Celery worker running the pool
-controller and the VM tasks, as the portal does): for each N, a pool at 0 replicas is
+controller and the VM tasks, as the portal does, with production settings: ``DEBUG``
+off as ``deploy/`` runs it, since 2026-12-05): for each N, a pool at 0 replicas is
 scaled to N and timed until the pool records N members Running and Ready (``cold``);
 then the same with a pool keeping N warm members beforehand, defined and stopped
 (``warm``: the scale-up starts them) or booted and paused (``warm-paused``: the
@@ -60,7 +61,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import bench_database, django_env, spawn, stop  # noqa: E402
+from bench._harness import PRODUCTION, bench_database, django_env, spawn, stop  # noqa: E402
 
 NODE1 = "qemu:///system"
 # Per driver: default sizes, runs per size and mode, reaction runs; a member's memory.
@@ -580,7 +581,7 @@ def main() -> None:
     worker = spawn(
         [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", queues]
         + ["-P", "threads", "-c", "4", "-l", "warning"],
-        django_env(database_url, ISOTOPE_LOG_LEVEL="WARNING", **timing),
+        django_env(database_url, ISOTOPE_LOG_LEVEL="WARNING", **timing, **PRODUCTION),
         "pools-worker.log",
     )
     raw_guests = None

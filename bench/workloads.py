@@ -1,7 +1,8 @@
 """Workload benchmark on the local Kubernetes API server with KWOK nodes.
 
 Through the real stack (uvicorn + Django + PostgreSQL + Redis + a Celery worker + the
-``watch_kubernetes`` process): N Deployments created through the API by K clients; the
+``watch_kubernetes`` process, all three with production settings: ``DEBUG`` off as
+``deploy/`` runs them, since 2026-12-05): N Deployments created through the API by K clients; the
 API's accept latency (HTTP 202) and create→all replicas Running per Deployment, as the
 portal sees it (the watch sets ``Running`` when every replica is ready). Baseline in
 the same run: the same Deployments — the very manifests the portal applied in the round
@@ -37,6 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._harness import (  # noqa: E402
+    PRODUCTION,
     bench_database,
     django_env,
     free_port,
@@ -51,6 +53,9 @@ CPU, MEMORY = "10m", "16Mi"
 
 
 def setup_django(database_url: str) -> None:
+    # The cluster registered here has its kubeconfig encrypted with SECRET_KEY: the
+    # worker and the watch must read it with the same key.
+    os.environ["SECRET_KEY"] = PRODUCTION["SECRET_KEY"]
     os.environ.update(django_env(database_url))
     import django
 
@@ -329,7 +334,7 @@ def main() -> None:
     lines = seed_local_cluster()
     if "not registered" in lines[0]:
         sys.exit(f"the local cluster is not up: {lines[0]}")
-    env = django_env(database_url, ISOTOPE_LOG_LEVEL="WARNING")
+    env = django_env(database_url, ISOTOPE_LOG_LEVEL="WARNING", **PRODUCTION)
     port = free_port()
     python = sys.executable
     processes = [

@@ -1,8 +1,9 @@
 """Websocket fan-out benchmark: one tenant stream, many browsers, and a raw baseline.
 
 The real web tier (gunicorn with ``deploy/gunicorn.conf.py``, ``--web-processes``
-uvicorn processes, as a subprocess) serves ``/ws/?batch=1`` (as the pages' live.js opens
-it; ``--no-batch`` for ``/ws/``); ``--client-processes`` separate processes open the
+uvicorn processes, as a subprocess, with production settings: ``DEBUG`` off as
+``deploy/`` runs it, since 2026-12-05) serves ``/ws/?batch=1`` (as the pages' live.js
+opens it; ``--no-batch`` for ``/ws/``); ``--client-processes`` separate processes open the
 ``websockets`` clients between them on loopback, each signed in with its own session
 (created directly in the database) and an allowed ``Origin``, subscribed to the tenant
 ``bench``. This process then publishes N events through
@@ -43,6 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._harness import (  # noqa: E402
+    PRODUCTION,
     bench_database,
     django_env,
     free_port,
@@ -381,6 +383,9 @@ def main() -> None:
     raw = None if args.no_raw else run_raw(args, args.clients)
 
     database_url = bench_database("isotope_bench_ws")
+    # The sessions made here (signed data, the user's auth hash) must read as valid in
+    # the web tier: the same SECRET_KEY on both sides.
+    os.environ["SECRET_KEY"] = PRODUCTION["SECRET_KEY"]
     os.environ.update(django_env(database_url))
     import django
 
@@ -399,6 +404,7 @@ def main() -> None:
         ISOTOPE_WEB_BIND=f"127.0.0.1:{port}",
         ISOTOPE_LOG_LEVEL="WARNING",
         ISOTOPE_DB_POOL_SIZE=str(args.db_pool),
+        **PRODUCTION,
     )
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     web = spawn(
@@ -424,6 +430,7 @@ def main() -> None:
                 "fd_limit": {"soft": fd_limit, "hard": fd_hard},
                 "server": f"gunicorn, {args.web_processes} uvicorn process(es), websockets-sansio",
                 "web_processes": args.web_processes,
+                "server_debug": PRODUCTION["ISOTOPE_DEBUG"] == "1",
                 "ws_per_message_deflate": ws_per_message_deflate(),
                 "db_pool_size": args.db_pool,
                 "raw_server_processes": 0 if raw is None else 1,
