@@ -310,6 +310,31 @@ def test_a_deployment_changed_with_kubectl_is_put_back_with_its_event_and_then_l
     assert len(five.captured_queries) == len(three.captured_queries)
 
 
+def test_a_container_another_tool_added_is_left_and_never_reported(
+    make_tenant, cluster, kube, eager
+):
+    """A field that is not Isotope's (a sidecar container added with kubectl) is not
+    taken away, and a pass never reports it: applying Isotope's spec changes nothing."""
+    (tenant,) = provisioned(make_tenant, cluster, 1)
+    applied(tenant, "web")
+    sidecar = {"name": "sidecar", "image": "registry.invalid/sidecar:1"}
+    kube.apps.patch_namespaced_deployment(
+        "web",
+        tenant.namespace,
+        {"spec": {"template": {"spec": {"containers": [sidecar]}}}},
+    )
+
+    for _ in range(2):
+        counts = tasks.cluster_reconcile(cluster.pk)
+        assert "edited" not in counts
+
+    containers = kube.apps.read_namespaced_deployment(
+        "web", tenant.namespace
+    ).spec.template.spec.containers
+    assert sorted(c.name for c in containers) == [manifests.CONTAINER, "sidecar"]
+    assert not Event.objects.filter(tenant=tenant, reason="DriftRepaired").exists()
+
+
 def test_a_deployment_not_yet_applied_from_its_newest_spec_is_not_called_edited(
     make_tenant, cluster, kube, api_calls, eager
 ):
