@@ -25,9 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -250,9 +252,12 @@ def one_tier(
     )
     port = free_port()
     env["ISOTOPE_WEB_BIND"] = f"127.0.0.1:{port}"
+    # Each web process logs its garbage-collector pauses here (bench/gc_gunicorn.conf.py).
+    gc_logs = Path(tempfile.mkdtemp(prefix="vm_create-gc-"))
+    env["ISOTOPE_BENCH_GC_DIR"] = str(gc_logs)
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     web = spawn(
-        [gunicorn, "-c", "deploy/gunicorn.conf.py", "portal.asgi:application"],
+        [gunicorn, "-c", "bench/gc_gunicorn.conf.py", "portal.asgi:application"],
         env,
         f"vm_create-web-{processes}.log",
     )
@@ -314,6 +319,8 @@ def one_tier(
             )
     finally:
         stop(web)
+    pauses = gc_pauses(gc_logs)
+    shutil.rmtree(gc_logs, ignore_errors=True)
     trivial, accept = percentiles(samples["trivial"]), percentiles(samples["create"])
     for kind, result in (("trivial_drf_view", trivial), ("api_accept", accept)):
         result["errors"] = sum(r[kind]["errors"] for r in per_round)
@@ -330,7 +337,28 @@ def one_tier(
             for key in ("create_to_running", "cpu_accept", "cpu_until_running")
         },
         "rounds": per_round if rounds > 1 else [],
+        # Over the web processes' whole life (warm-up and every round).
+        "web_gc_pauses": pauses,
     }
+
+
+def gc_pauses(folder: Path) -> dict:
+    """Per generation: how many pauses the logs in ``folder`` hold, their median and
+    longest (milliseconds), over all the web processes."""
+    pauses: dict[int, list[float]] = {}
+    for path in folder.glob("gc-*.log"):
+        for line in path.read_text().splitlines():
+            generation, took = line.split()
+            pauses.setdefault(int(generation), []).append(float(took))
+    summary = {}
+    for generation, values in sorted(pauses.items()):
+        values.sort()
+        summary[f"gen{generation}" + ("" if generation == 2 else "_over_5ms")] = {
+            "n": len(values),
+            "median_ms": round(values[len(values) // 2], 1),
+            "max_ms": round(values[-1], 1),
+        }
+    return summary
 
 
 def _ratio(accept: dict, trivial: dict) -> float:
