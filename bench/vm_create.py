@@ -14,6 +14,8 @@ define+start calls on a test-driver connection. Also: the cost of one quota chec
 runs (``cpu_until_running``): CPU milliseconds per create used by the web tier, the
 worker, PostgreSQL (its whole server), this process (the clients) and the machine, and
 the cores the machine kept busy — whether the run was bounded by the CPU it had.
+``web_gc_pauses``: the web processes' garbage-collector pauses over their whole life
+(full collections, and the others of 5 ms or more; ``bench/gc_gunicorn.conf.py``).
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/vm_create.py \
         [--vms 200] [--clients 20] [--processes 1,2,4] [--provision during|after] \
