@@ -4,7 +4,7 @@ request, ``portal.asgi_http``), Channels for websockets.
 Once the application is built, the objects loaded so far (Django, the portal's modules,
 every view, the URL patterns) are moved out of the garbage collector's sight
 (``gc.freeze``): they live as long as the process, yet every full collection walked all
-of them — a pause of 90–180 ms of the whole process a few times a minute under load, felt
+of them — a pause of 90–230 ms of the whole process a few times a minute under load, felt
 by every request in flight (bench/README.md, ``vm_create``, "garbage-collector pauses").
 A full collection now walks only what requests made since.
 """
