@@ -182,11 +182,16 @@ def workloads_for_tenant(user, tenant: Tenant, action: str = "workload.view"):
 
 def workload_list_rows(user, tenant: Tenant) -> QuerySet[Workload]:
     """``workloads_for_tenant`` as the workload lists (API and page) show them: whether
-    an autoscaler sizes each (no scale action then) is read in the list's statement
-    (``has_autoscaler``) instead of once per Deployment."""
+    an autoscaler sizes each (no scale action then) is read in the list's statement."""
+    return with_has_autoscaler(workloads_for_tenant(user, tenant))
+
+
+def with_has_autoscaler(workloads: QuerySet[Workload]) -> QuerySet[Workload]:
+    """``workloads`` with ``has_autoscaler`` (whether an autoscaler targets each) read in
+    their statement, for ``workloads.has_autoscaler`` instead of a query per row."""
     from compute.models import Autoscaler
 
-    return workloads_for_tenant(user, tenant).annotate(
+    return workloads.annotate(
         has_autoscaler=Exists(Autoscaler.objects.filter(workload=OuterRef("pk")))
     )
 

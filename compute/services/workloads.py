@@ -124,8 +124,8 @@ def sized_by_autoscaler(workload: Workload) -> bool:
 
 
 def has_autoscaler(workload: Workload) -> bool:
-    """Whether an autoscaler targets ``workload``: as a list read it
-    (``selectors.workload_list_rows`` annotates ``has_autoscaler``), else one read."""
+    """Whether an autoscaler targets ``workload``: as its list read it
+    (``selectors.with_has_autoscaler``), else one read."""
     known = getattr(workload, "has_autoscaler", None)
     return autoscaler_of(workload) is not None if known is None else known
 
@@ -990,18 +990,11 @@ def workload_spec(workload: Workload) -> WorkloadSpec:
         mounts=mounts_of(workload),
         labels=dict(workload.labels or {}),
         security_groups=workload_groups(workload),
-        autoscaled=_autoscaled(workload),
+        autoscaled=has_autoscaler(workload),
         restarted_at=workload.restarted_at.isoformat() if workload.restarted_at else "",
         portal_uid=str(workload.uid),
         portal_generation=workload.generation,
     )
-
-
-def _autoscaled(workload: Workload) -> bool:
-    """Whether an autoscaler sizes the workload: read with it (``has_autoscaler``, as
-    ``selectors.workload_list_rows`` and the reconcile pass annotate it) or asked now."""
-    known = getattr(workload, "has_autoscaler", None)
-    return known if known is not None else autoscaler_of(workload) is not None
 
 
 def mounts_of(workload: Workload) -> list[VolumeMount]:

@@ -17,13 +17,14 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 from django.utils import timezone
 
+from compute import selectors
 from compute.backends.base import BackendError, TransientBackendError
 from compute.backends.containers import QuotaRefused
 from compute.choices import Phase, WorkloadKind
-from compute.models import Autoscaler, KubernetesCluster, Service, TenantNamespace, Workload
+from compute.models import KubernetesCluster, Service, TenantNamespace, Workload
 from compute.services import clusters as cluster_services
 from compute.services import hpa as hpa_services
 from compute.services import load_balancers as service_services
@@ -204,12 +205,11 @@ def cluster_reconcile(cluster_id: int) -> dict:
         counts["repaired"] += report.changed
     backend, snapshot = batch.backend, batch.snapshot
     stuck = timezone.now() - timedelta(seconds=settings.ISOTOPE_K8S_STUCK_SECONDS)
-    workloads = (
+    # What a workload's spec needs besides its row, for the whole pass at once.
+    workloads = selectors.with_has_autoscaler(
         Workload.objects.filter(cluster=cluster)
         .select_related("tenant")
-        # What a workload's spec needs besides its row, for the whole pass at once.
         .prefetch_related("security_groups")
-        .annotate(has_autoscaler=Exists(Autoscaler.objects.filter(workload=OuterRef("pk"))))
     )
     for workload in workloads:
         if workload.deleting or (
