@@ -135,6 +135,20 @@ if ISOTOPE_DB_POOL_SIZE > 0 and DATABASES["default"]["ENGINE"].endswith("postgre
         "max_size": ISOTOPE_DB_POOL_SIZE,
         "timeout": float(os.environ.get("ISOTOPE_DB_POOL_TIMEOUT", "10")),
     }
+# PostgreSQL plans a statement once per connection instead of on every execution: the
+# values travel apart from the SQL (server-side binding) and a statement run
+# ISOTOPE_DB_PREPARE times on a connection is prepared there (psycopg's threshold; its
+# default 5). "off": values inlined client-side and nothing prepared (Django's default;
+# for a PgBouncer in transaction mode that cannot keep prepared statements).
+ISOTOPE_DB_PREPARE = os.environ.get("ISOTOPE_DB_PREPARE", "5").strip().lower()
+if ISOTOPE_DB_PREPARE != "off" and not ISOTOPE_DB_PREPARE.isdigit():
+    raise ImproperlyConfigured(
+        f"ISOTOPE_DB_PREPARE={ISOTOPE_DB_PREPARE!r}: give how many runs of a statement on a "
+        "connection before PostgreSQL prepares it (a whole number, 0 = at once), or off"
+    )
+if ISOTOPE_DB_PREPARE != "off" and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = int(ISOTOPE_DB_PREPARE)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Concurrent Celery workers and the web process share the file: wait, don't fail.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.unit
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    unset = {"ISOTOPE_DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    unset = {"ISOTOPE_DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE", "ISOTOPE_DB_PREPARE"}
     base = {k: v for k, v in os.environ.items() if k not in unset}
     base.update(env)
     return subprocess.run(
@@ -102,3 +102,41 @@ def test_a_namespace_prefix_of_23_characters_starts():
         "check", ISOTOPE_DEBUG="1", ISOTOPE_K8S_NAMESPACE_PREFIX="isotope-staging-eu-001-"
     )
     assert result.returncode == 0, result.stderr
+
+
+PREPARE_PROBE = """
+from django.db import connection
+
+with connection.cursor() as cursor:
+    for name in ("a", "b", "c", "d", "e", "f", "g"):
+        # The same statement seven times on one connection, with other values each time.
+        cursor.execute("SELECT count(*) FROM pg_class WHERE relname = %s", [name])
+    cursor.execute(
+        "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%pg_class%"]
+    )
+    print(cursor.fetchone()[0])
+"""
+
+
+def test_postgresql_plans_a_repeated_statement_once_per_connection_unless_turned_off():
+    """By default a statement run five times on a connection is prepared there (its plan
+    kept, the values sent apart); ``ISOTOPE_DB_PREPARE=off`` (a PgBouncer in transaction
+    mode) prepares nothing."""
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        pytest.skip("needs PostgreSQL (set DATABASE_URL)")
+    prepared = {}
+    for value in (None, "off"):
+        env = {"ISOTOPE_DEBUG": "1", "ISOTOPE_DB_POOL_SIZE": "1"}
+        if value is not None:
+            env["ISOTOPE_DB_PREPARE"] = value
+        result = manage("shell", "-c", PREPARE_PROBE, **env)
+        assert result.returncode == 0, result.stderr
+        prepared[value] = int(result.stdout.strip().splitlines()[-1])
+    assert prepared == {None: 1, "off": 0}
+
+
+@pytest.mark.parametrize("value", ["yes", "-1", "2.5"])
+def test_a_prepare_threshold_that_is_no_count_refuses_to_start(value):
+    result = manage("check", ISOTOPE_DEBUG="1", ISOTOPE_DB_PREPARE=value)
+    assert result.returncode != 0
+    assert f"ISOTOPE_DB_PREPARE={value!r}: give how many runs" in result.stderr
