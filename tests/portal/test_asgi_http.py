@@ -123,3 +123,29 @@ def test_a_web_process_keeps_what_it_loaded_out_of_its_full_garbage_collections(
     assert found["views"], "the views are loaded at start, not by a first request"
     assert found["frozen"] > 50_000
     assert found["tracked"] < found["frozen"] // 100
+
+
+def test_a_worker_freezes_what_it_loaded_before_it_forks_its_pool():
+    """A worker's main process sends ``worker_init`` before it forks its pool: by then
+    every task module is loaded and frozen, so the children's full collections neither
+    walk nor write to the objects they inherited (their pages stay shared)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import gc, json, sys; from celery.signals import worker_init; "
+        "from portal.celery import app; import django; django.setup(); "
+        "worker_init.send(sender=None); "
+        "print(json.dumps({'frozen': gc.get_freeze_count(), 'tracked': len(gc.get_objects()),"
+        " 'tasks': 'compute.tasks.libvirt' in sys.modules}))"
+    )
+    env = {**os.environ, "ISOTOPE_LOG_LEVEL": "WARNING"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["tasks"], "the task modules are loaded before the fork"
+    assert found["frozen"] > 50_000
+    assert found["tracked"] < found["frozen"] // 100
