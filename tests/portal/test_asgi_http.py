@@ -101,26 +101,32 @@ def test_two_requests_at_once_run_on_two_threads_and_neither_waits_for_the_other
     assert handler.threads.started == 2
 
 
-def test_a_web_process_keeps_what_it_loaded_out_of_its_full_garbage_collections():
-    """A full collection pauses every request of the process for as long as it walks the
-    tracked objects; what the web process loaded at start (Django, every view, the URL
-    patterns: about 180,000 objects) is frozen, so it walks only what came after."""
+def _frozen_after(statements: str, loaded: str) -> dict:
+    """In a fresh process: run ``statements``, then how many objects are frozen, how many
+    the collector still tracks, and whether module ``loaded`` is imported."""
     import json
     import os
     import subprocess
     import sys
 
     script = (
-        "import gc, json, sys, portal.asgi; "
+        f"import gc, json, sys; {statements}; "
         "print(json.dumps({'frozen': gc.get_freeze_count(), 'tracked': len(gc.get_objects()),"
-        " 'views': 'compute.views' in sys.modules}))"
+        f" 'loaded': {loaded!r} in sys.modules}}))"
     )
     env = {**os.environ, "ISOTOPE_LOG_LEVEL": "WARNING"}
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )
-    found = json.loads(out.stdout.strip().splitlines()[-1])
-    assert found["views"], "the views are loaded at start, not by a first request"
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_web_process_keeps_what_it_loaded_out_of_its_full_garbage_collections():
+    """A full collection pauses every request of the process for as long as it walks the
+    tracked objects; what the web process loaded at start (Django, every view, the URL
+    patterns: about 180,000 objects) is frozen, so it walks only what came after."""
+    found = _frozen_after("import portal.asgi", "compute.views")
+    assert found["loaded"], "the views are loaded at start, not by a first request"
     assert found["frozen"] > 50_000
     assert found["tracked"] < found["frozen"] // 100
 
@@ -129,23 +135,11 @@ def test_a_worker_freezes_what_it_loaded_before_it_forks_its_pool():
     """A worker's main process sends ``worker_init`` before it forks its pool: by then
     every task module is loaded and frozen, so the children's full collections neither
     walk nor write to the objects they inherited (their pages stay shared)."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    script = (
-        "import gc, json, sys; from celery.signals import worker_init; "
-        "from portal.celery import app; import django; django.setup(); "
-        "worker_init.send(sender=None); "
-        "print(json.dumps({'frozen': gc.get_freeze_count(), 'tracked': len(gc.get_objects()),"
-        " 'tasks': 'compute.tasks.libvirt' in sys.modules}))"
+    found = _frozen_after(
+        "from celery.signals import worker_init; from portal.celery import app; "
+        "import django; django.setup(); worker_init.send(sender=None)",
+        "compute.tasks.libvirt",
     )
-    env = {**os.environ, "ISOTOPE_LOG_LEVEL": "WARNING"}
-    out = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
-    )
-    found = json.loads(out.stdout.strip().splitlines()[-1])
-    assert found["tasks"], "the task modules are loaded before the fork"
+    assert found["loaded"], "the task modules are loaded before the fork"
     assert found["frozen"] > 50_000
     assert found["tracked"] < found["frozen"] // 100
