@@ -123,6 +123,9 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's, with its batches sized for values sent apart (portal/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "portal.postgresql"
 # PostgreSQL connection pool per process (psycopg_pool, Django's "pool" option): with
 # ASGI every request runs in a thread of its own, so persistent connections cannot be
 # reused; a pool hands the same few connections from request to request instead of
