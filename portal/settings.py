@@ -144,7 +144,7 @@ if ISOTOPE_DB_POOL_SIZE > 0 and DATABASES["default"]["ENGINE"].endswith("postgre
 # default 5). "off": values inlined client-side and nothing prepared (Django's default;
 # for a PgBouncer in transaction mode that cannot keep prepared statements).
 ISOTOPE_DB_PREPARE = os.environ.get("ISOTOPE_DB_PREPARE", "5").strip().lower()
-if ISOTOPE_DB_PREPARE != "off" and not ISOTOPE_DB_PREPARE.isdigit():
+if ISOTOPE_DB_PREPARE != "off" and not ISOTOPE_DB_PREPARE.isdecimal():
     raise ImproperlyConfigured(
         f"ISOTOPE_DB_PREPARE={ISOTOPE_DB_PREPARE!r}: give how many runs of a statement on a "
         "connection before PostgreSQL prepares it (a whole number, 0 = at once), or off"

@@ -19,7 +19,9 @@ MAX_PARAMETERS = 65_535
 
 class DatabaseOperations(_Operations):
     def bulk_batch_size(self, fields, objs):
-        return max(min(len(objs), MAX_PARAMETERS // max(len(fields), 1)), 1)
+        # Halved: a bulk update asks with its fields and the key twice, F + 2, but writes
+        # 2F + 1 values per object (a WHEN key THEN value per field, the key in IN).
+        return max(min(len(objs), MAX_PARAMETERS // (2 * max(len(fields), 1))), 1)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
