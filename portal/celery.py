@@ -4,8 +4,9 @@ A worker's main process loads every task module and freezes what it loaded out o
 garbage collector's scans (``gc.freeze``) before it forks its pool. Without that, the
 first full collection in each forked child walked — and so wrote to — every object
 inherited from the parent, and the child's copy-on-write pages became its own: after
-provisioning 300 VMs a pool of 4 held 74 MiB of private memory per process instead of
-27 MiB (bench/README.md, ``worker_memory``), and every full collection paused its task.
+provisioning 300 VMs the median process of a pool of 4 held 74 MiB of private memory
+instead of 27 MiB (bench/README.md, ``worker_memory``), and every full collection paused
+its task.
 """
 
 from __future__ import annotations
@@ -24,10 +25,16 @@ app.autodiscover_tasks()
 
 
 @worker_init.connect
-def freeze_loaded(**_) -> None:
-    """In the worker's main process, before the pool starts: the task modules now, then
-    everything loaded out of the collector's scans (a frozen object is never collected:
-    nothing loaded at start-up is meant to go)."""
-    app.loader.import_default_modules()
+def freeze_loaded(sender=None, **_) -> None:
+    """In the main process of a worker that forks its pool (prefork, as ``deploy/`` and
+    ``make run`` run it), before the pool starts: the task modules (loaded once: a worker
+    has loaded them by now), then everything loaded out of the collector's scans (a
+    frozen object is never collected: nothing loaded at start-up is meant to go). A
+    worker of threads runs in a process that may have loaded other things by then (a
+    test's worker): nothing is frozen there."""
+    pool = getattr(sender, "pool_cls", "")
+    if "prefork" not in (pool if isinstance(pool, str) else getattr(pool, "__module__", "")):
+        return
+    app.loader.init_worker()
     gc.collect()
     gc.freeze()

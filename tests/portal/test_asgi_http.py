@@ -131,15 +131,25 @@ def test_a_web_process_keeps_what_it_loaded_out_of_its_full_garbage_collections(
     assert found["tracked"] < found["frozen"] // 100
 
 
+WORKER_INIT = (
+    "from celery.signals import worker_init; "
+    "from portal.celery import app; import django; django.setup(); "
+    "worker_init.send(sender=type('Worker', (), {{'pool_cls': {pool!r}}})())"
+)
+
+
 def test_a_worker_freezes_what_it_loaded_before_it_forks_its_pool():
     """A worker's main process sends ``worker_init`` before it forks its pool: by then
     every task module is loaded and frozen, so the children's full collections neither
     walk nor write to the objects they inherited (their pages stay shared)."""
-    found = _frozen_after(
-        "from celery.signals import worker_init; from portal.celery import app; "
-        "import django; django.setup(); worker_init.send(sender=None)",
-        "compute.tasks.libvirt",
-    )
+    found = _frozen_after(WORKER_INIT.format(pool="prefork"), "compute.tasks.libvirt")
     assert found["loaded"], "the task modules are loaded before the fork"
     assert found["frozen"] > 50_000
     assert found["tracked"] < found["frozen"] // 100
+
+
+def test_a_worker_of_threads_freezes_nothing():
+    """A worker of threads forks nothing; it may run inside a process that has loaded
+    other things by then (a test's worker), which must stay collectable."""
+    found = _frozen_after(WORKER_INIT.format(pool="threads"), "compute.tasks.libvirt")
+    assert found["frozen"] == 0
