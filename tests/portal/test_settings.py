@@ -135,7 +135,7 @@ def test_postgresql_plans_a_repeated_statement_once_per_connection_unless_turned
     assert prepared == {None: 1, "off": 0}
 
 
-@pytest.mark.parametrize("value", ["yes", "-1", "2.5"])
+@pytest.mark.parametrize("value", ["yes", "-1", "2.5", "²"])
 def test_a_prepare_threshold_that_is_no_count_refuses_to_start(value):
     result = manage("check", ISOTOPE_DEBUG="1", ISOTOPE_DB_PREPARE=value)
     assert result.returncode != 0
