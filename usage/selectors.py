@@ -265,6 +265,9 @@ def _list_ranges(lists: list[PriceList], start: date, end: date):
     return [tuple(r) for r in ranges]
 
 
+SUBJECTS_PER_READ = 10_000
+
+
 def usage_report(
     tenant: Tenant, *, start: date, end: date, now: datetime | None = None
 ) -> UsageReport:
@@ -297,12 +300,15 @@ def usage_report(
         _add(per_subject.setdefault((subject_id, chosen.pk if chosen else None), _zeros()), values)
 
     by_id = {p.pk: p for p in lists}
-    subjects = {
-        pk: (ref, name or ref, kind, labels or {})
+    subjects = {}
+    ids = sorted({key[0] for key in per_subject})
+    # In slices: one statement carries at most 65,535 values (portal/postgresql), and a
+    # year of a busy pool's VMs can be more subjects than that.
+    for at in range(0, len(ids), SUBJECTS_PER_READ):
         for pk, ref, name, kind, labels in UsageSubject.objects.filter(
-            pk__in={key[0] for key in per_subject}
-        ).values_list("pk", "ref", "name", "kind", "labels")
-    }
+            pk__in=ids[at : at + SUBJECTS_PER_READ]
+        ).values_list("pk", "ref", "name", "kind", "labels"):
+            subjects[pk] = (ref, name or ref, kind, labels or {})
 
     def priced_line(key: str, label: str, parts: list[tuple[list[int], PriceList | None]]):
         total = _zeros()
