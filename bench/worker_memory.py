@@ -37,7 +37,7 @@ from bench._harness import (  # noqa: E402
     spawn,
     stop,
 )
-from bench.vm_create import seed, setup_django  # noqa: E402
+from bench.vm_create import seed, setup_django, time_to_running  # noqa: E402
 
 APPS = {"frozen": "portal", "unfrozen": "bench.worker_unfrozen"}
 
@@ -64,19 +64,6 @@ def create(names: list[str]) -> None:
         vm_create(actor=user, tenant=tenant, name=name, image="tiny", vcpus=1, memory_mib=64)
 
 
-def all_running(names: list[str], timeout: float) -> bool:
-    from compute.choices import Phase
-    from compute.models import VirtualMachine
-
-    mine = VirtualMachine.objects.filter(name__in=names, phase=Phase.RUNNING)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if mine.count() >= len(names):
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def one_round(mode: str, names: list[str], database_url: str, concurrency: int) -> dict:
     create(names)
     command = [sys.executable, "-m", "celery", "-A", APPS[mode], "worker", "-Q", "libvirt"]
@@ -85,7 +72,7 @@ def one_round(mode: str, names: list[str], database_url: str, concurrency: int) 
     started = time.perf_counter()
     worker = spawn(command, env, f"worker_memory-{mode}.log")
     try:
-        if not all_running(names, timeout=300):
+        if time_to_running(dict.fromkeys(names, 0.0), timeout=300)["not_running"]:
             raise RuntimeError(f"{mode}: not every VM ran within 300 s (var/bench/)")
         provision_s = time.perf_counter() - started
         time.sleep(1)

@@ -1,5 +1,8 @@
-"""Event retention: the hourly prune deletes every event past the retention, however many
-there are, with their webhook deliveries, and keeps the rest."""
+"""More events than one PostgreSQL statement carries values for (65,535 once they are sent
+apart from the SQL, ``ISOTOPE_DB_PREPARE``): the hourly prune deletes every event past the
+retention, however many there are, with their webhook deliveries, and keeps the rest; a
+bulk update of as many goes through. Every batch Django sizes stays within the limit
+(``portal/postgresql``)."""
 
 from __future__ import annotations
 
@@ -55,3 +58,19 @@ def test_the_prune_deletes_more_old_events_than_one_statement_can_name(demo, set
 
     assert set(Event.objects.values_list("pk", flat=True)) == {e.pk for e in recent}
     assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+def test_a_bulk_update_of_more_values_than_one_statement_carries(demo):
+    """25,000 rows × 3 fields: 7 values per row in Django's statement (a WHEN key THEN
+    value per field, the key in IN), 175,000 in all, in batches that each stay within
+    the limit."""
+    postgres_only()
+    assert connection.settings_dict["OPTIONS"].get("server_side_binding") is True
+    events = _events(demo.acme, 25_000, timezone.now(), "vm")
+    for event in events:
+        event.reason, event.message, event.kind = "Stopped", f"Stopped {event.name}.", "pod"
+
+    assert Event.objects.bulk_update(events, ["reason", "message", "kind"]) == 25_000
+
+    assert Event.objects.filter(reason="Stopped", kind="pod").count() == 25_000
+    assert Event.objects.get(name="vm-24999").message == "Stopped vm-24999."
