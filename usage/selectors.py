@@ -30,7 +30,14 @@ from usage.models import (
     UsageHourly,
     UsageSubject,
 )
-from usage.services.metering import DAY, HOUR, amounts_between, hours_to_days, rollup_through
+from usage.services.metering import (
+    DAY,
+    HOUR,
+    SUBJECTS_PER_READ,
+    amounts_between,
+    hours_to_days,
+    rollup_through,
+)
 
 MS_PER_HOUR = 3_600_000
 # Metric → (amount field, divisor to unit-hours), in display order.
@@ -263,9 +270,6 @@ def _list_ranges(lists: list[PriceList], start: date, end: date):
             ranges.append([cursor, cursor, chosen])
         cursor += timedelta(days=1)
     return [tuple(r) for r in ranges]
-
-
-SUBJECTS_PER_READ = 10_000
 
 
 def usage_report(

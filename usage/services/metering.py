@@ -279,6 +279,10 @@ def amounts_between(
     return result
 
 
+# Subjects named in one statement, well within its 65,535 values.
+SUBJECTS_PER_READ = 10_000
+
+
 def _add_used(
     result: dict[tuple[int, datetime], Amounts],
     start: datetime,
@@ -315,12 +319,16 @@ def _add_used(
     if not rows:
         return
     if subjects is None:
-        uids = {str(row["vm__uid"]) for row in rows}
-        subjects = dict(
-            UsageSubject.objects.filter(kind="vm", object_id__in=uids).values_list(
-                "object_id", "pk"
+        # In slices: one statement carries at most 65,535 values (portal/postgresql),
+        # and a big platform samples more VMs than that in an hour.
+        uids = sorted({str(row["vm__uid"]) for row in rows})
+        subjects = {}
+        for at in range(0, len(uids), SUBJECTS_PER_READ):
+            subjects.update(
+                UsageSubject.objects.filter(
+                    kind="vm", object_id__in=uids[at : at + SUBJECTS_PER_READ]
+                ).values_list("object_id", "pk")
             )
-        )
     sample_ms = int(float(_setting("ISOTOPE_METRICS_SECONDS", 10)) * 1000)
     for row in rows:
         subject_id = subjects.get(str(row["vm__uid"]))
