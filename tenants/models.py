@@ -92,6 +92,7 @@ class Membership(models.Model):
         on_delete=models.CASCADE,
         related_name="memberships",
         verbose_name=_("user"),
+        db_index=False,
     )
     tenant = models.ForeignKey(
         Tenant,
@@ -291,6 +292,7 @@ class Reservation(models.Model):
         on_delete=models.CASCADE,
         related_name="reservations",
         verbose_name=_("tenant"),
+        db_index=False,
     )
     ref = models.CharField(
         max_length=200,

@@ -177,6 +177,7 @@ class UsageAmounts(models.Model):
         on_delete=models.CASCADE,
         related_name="+",
         verbose_name=_("subject"),
+        db_index=False,
     )
     tenant = models.ForeignKey(
         Tenant,
@@ -185,6 +186,7 @@ class UsageAmounts(models.Model):
         blank=True,
         related_name="+",
         verbose_name=_("tenant"),
+        db_index=False,
     )
     cpu_millicore_ms = models.BigIntegerField(
         default=0,
@@ -554,6 +556,7 @@ class QuotaAlert(models.Model):
         on_delete=models.CASCADE,
         related_name="+",
         verbose_name=_("tenant"),
+        db_index=False,
     )
     resource = models.CharField(
         max_length=16,

@@ -26,6 +26,7 @@ class Backup(Resource):
         "tenants.Tenant",
         on_delete=models.PROTECT,
         related_name="backups",
+        db_index=False,
     )
     name = models.CharField(
         max_length=63,

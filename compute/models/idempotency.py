@@ -20,6 +20,7 @@ class IdempotencyKey(models.Model):
         on_delete=models.CASCADE,
         related_name="+",
         verbose_name=_("user"),
+        db_index=False,
     )
     scope = models.CharField(
         max_length=200,

@@ -25,6 +25,7 @@ class Image(Resource):
     name = models.SlugField(
         max_length=63,
         verbose_name=_("name"),
+        db_index=False,
     )
     display_name = models.CharField(
         max_length=100,

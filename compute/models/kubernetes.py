@@ -106,6 +106,7 @@ class TenantNamespace(models.Model):
         on_delete=models.CASCADE,
         related_name="namespaces",
         verbose_name=_("tenant"),
+        db_index=False,
     )
     cluster = models.ForeignKey(
         KubernetesCluster,
@@ -160,12 +161,14 @@ class Workload(Resource):
         on_delete=models.PROTECT,
         related_name="workloads",
         verbose_name=_("tenant"),
+        db_index=False,
     )
     cluster = models.ForeignKey(
         KubernetesCluster,
         on_delete=models.PROTECT,
         related_name="workloads",
         verbose_name=_("cluster"),
+        db_index=False,
     )
     name = models.CharField(
         max_length=63,

@@ -158,6 +158,7 @@ class Migration(Resource):
         on_delete=models.PROTECT,
         related_name="outbound_migrations",
         verbose_name=_("source host"),
+        db_index=False,
     )
     target = models.ForeignKey(
         "compute.Host",

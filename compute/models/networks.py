@@ -34,6 +34,7 @@ class Network(Resource):
         on_delete=models.PROTECT,
         related_name="networks",
         verbose_name=_("tenant"),
+        db_index=False,
     )
     name = models.CharField(
         max_length=63,
@@ -163,6 +164,7 @@ class NetworkInterface(Resource):
         on_delete=models.CASCADE,
         related_name="nics",
         verbose_name=_("VM"),
+        db_index=False,
     )
     network = models.ForeignKey(
         Network,
@@ -257,6 +259,7 @@ class SecurityGroup(Resource):
         "tenants.Tenant",
         on_delete=models.PROTECT,
         related_name="security_groups",
+        db_index=False,
     )
     name = models.CharField(
         max_length=63,

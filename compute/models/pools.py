@@ -33,6 +33,7 @@ class VMPool(Resource):
         on_delete=models.PROTECT,
         related_name="vm_pools",
         verbose_name=_("tenant"),
+        db_index=False,
     )
     name = models.CharField(
         max_length=MAX_POOL_NAME,
@@ -250,6 +251,7 @@ class Autoscaler(Resource):
         on_delete=models.PROTECT,
         related_name="autoscalers",
         verbose_name=_("tenant"),
+        db_index=False,
     )
     name = models.CharField(
         max_length=63,

@@ -25,6 +25,7 @@ class Service(Resource):
         on_delete=models.PROTECT,
         related_name="services",
         verbose_name=_("tenant"),
+        db_index=False,
     )
     cluster = models.ForeignKey(
         "compute.KubernetesCluster",

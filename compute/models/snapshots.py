@@ -33,6 +33,7 @@ class Snapshot(Resource):
         related_name="snapshots",
         help_text=_("The volume it is a copy of (a volume with snapshots is not deleted)."),
         verbose_name=_("volume"),
+        db_index=False,
     )
     name = models.CharField(
         max_length=63,

@@ -18,6 +18,7 @@ class VirtualMachine(Resource):
         on_delete=models.PROTECT,
         related_name="vms",
         verbose_name=_("tenant"),
+        db_index=False,
     )
     name = models.CharField(
         max_length=63,
@@ -47,6 +48,7 @@ class VirtualMachine(Resource):
         blank=True,
         related_name="vms",
         verbose_name=_("host"),
+        db_index=False,
     )
     desired_state = models.CharField(
         max_length=8,

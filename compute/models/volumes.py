@@ -24,6 +24,7 @@ class Volume(Resource):
         on_delete=models.PROTECT,
         related_name="volumes",
         verbose_name=_("tenant"),
+        db_index=False,
     )
     name = models.CharField(
         max_length=63,
@@ -134,6 +135,7 @@ class Volume(Resource):
         related_name="volumes",
         help_text=_("The host whose pool holds a local volume."),
         verbose_name=_("host"),
+        db_index=False,
     )
     pool = models.CharField(
         max_length=100,

@@ -31,6 +31,7 @@ class Event(models.Model):
         verbose_name=_("tenant"),
         on_delete=models.CASCADE,
         related_name="events",
+        db_index=False,
     )
     type = models.CharField(
         verbose_name=_("type"),

@@ -27,6 +27,7 @@ class Notification(models.Model):
         verbose_name=_("user"),
         on_delete=models.CASCADE,
         related_name="notifications",
+        db_index=False,
     )
     tenant = models.ForeignKey(
         "tenants.Tenant",
@@ -117,6 +118,7 @@ class NotificationPreference(models.Model):
         verbose_name=_("user"),
         on_delete=models.CASCADE,
         related_name="notification_preferences",
+        db_index=False,
     )
     kind = models.CharField(
         verbose_name=_("kind"),

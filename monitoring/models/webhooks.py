@@ -31,6 +31,7 @@ class Webhook(models.Model):
         verbose_name=_("tenant"),
         on_delete=models.CASCADE,
         related_name="webhooks",
+        db_index=False,
     )
     url = models.URLField(
         verbose_name=_("URL"),
@@ -96,6 +97,7 @@ class WebhookDelivery(models.Model):
         verbose_name=_("webhook"),
         on_delete=models.CASCADE,
         related_name="deliveries",
+        db_index=False,
     )
     event = models.ForeignKey(
         "monitoring.Event",

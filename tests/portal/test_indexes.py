@@ -1,0 +1,74 @@
+"""No index of ours that another index makes redundant: every row written updates every
+index of its table, so an index whose columns (in order, with the same operator class
+and sort) begin another one costs each insert and each non-HOT update and serves no
+query the other does not. A foreign key's own index is the usual one (its column leads
+a unique constraint or a composite index already)."""
+
+from __future__ import annotations
+
+import pytest
+from django.apps import apps
+from django.db import connection
+
+from tests.conftest import postgres_only
+
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
+
+OURS = ("portal", "identity", "tenants", "compute", "monitoring", "usage")
+
+# (index, the index that covers it) per table, for whole, unconditional indexes on
+# plain columns: a partial or expression index covers no general query.
+REDUNDANT = """
+SELECT a.indrelid::regclass::text, a.indexrelid::regclass::text, b.indexrelid::regclass::text
+FROM pg_index a
+JOIN pg_index b ON b.indrelid = a.indrelid AND b.indexrelid <> a.indexrelid
+WHERE a.indrelid::regclass::text = ANY(%s)
+  AND NOT a.indisunique
+  AND a.indpred IS NULL AND b.indpred IS NULL
+  AND a.indexprs IS NULL AND b.indexprs IS NULL
+  AND a.indnatts <= b.indnatts
+  AND (a.indkey::int2[])[0:a.indnatts - 1] = (b.indkey::int2[])[0:a.indnatts - 1]
+  AND (a.indclass::oid[])[0:a.indnatts - 1] = (b.indclass::oid[])[0:a.indnatts - 1]
+  AND (a.indoption::int2[])[0:a.indnatts - 1] = (b.indoption::int2[])[0:a.indnatts - 1]
+  AND (a.indnatts < b.indnatts OR b.indisunique OR a.indexrelid > b.indexrelid)
+ORDER BY 1, 2, 3
+"""
+
+
+def our_tables() -> list[str]:
+    """The tables of our models, without the join tables Django makes for a
+    many-to-many field (their indexes are Django's)."""
+    return sorted(
+        model._meta.db_table
+        for model in apps.get_models(include_auto_created=False)
+        if model._meta.app_label in OURS and model._meta.managed
+    )
+
+
+def redundant_indexes(tables: list[str]) -> list[tuple[str, str, str]]:
+    with connection.cursor() as cursor:
+        cursor.execute(REDUNDANT, [tables])
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+def test_no_index_of_ours_is_the_beginning_of_another():
+    postgres_only()
+    tables = our_tables()
+    assert "compute_virtualmachine" in tables
+    found = redundant_indexes(tables)
+    assert found == [], "\n".join(f"{t}: {a} is covered by {b}" for t, a, b in found)
+
+
+def test_the_query_finds_a_redundant_index():
+    """The check itself: an index on the leading column of a composite one is found,
+    and a partial one is not counted as covering."""
+    postgres_only()
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE isotope_index_probe (a int, b int, c int)")
+        cursor.execute("CREATE INDEX isotope_probe_ab ON isotope_index_probe (a, b)")
+        cursor.execute("CREATE INDEX isotope_probe_a ON isotope_index_probe (a)")
+        cursor.execute("CREATE INDEX isotope_probe_c ON isotope_index_probe (c)")
+        cursor.execute("CREATE INDEX isotope_probe_cb ON isotope_index_probe (c, b) WHERE b > 0")
+    assert redundant_indexes(["isotope_index_probe"]) == [
+        ("isotope_index_probe", "isotope_probe_a", "isotope_probe_ab")
+    ]
