@@ -68,7 +68,6 @@ class Backup(Resource):
         max_length=12,
         choices=BackupPhase.choices,
         default=BackupPhase.PENDING,
-        db_index=True,
     )
     message = models.CharField(
         max_length=1000,
@@ -107,6 +106,7 @@ class Backup(Resource):
                 violation_error_message="Progress is a percentage.",
             ),
         ]
+        indexes = [models.Index(fields=["phase"], name="compute_backup_phase")]
 
     def __str__(self) -> str:
         return f"{self.tenant.slug}/{self.name}"

@@ -102,7 +102,6 @@ class Image(Resource):
         max_length=16,
         choices=ImagePhase.choices,
         default=ImagePhase.READY,
-        db_index=True,
         verbose_name=_("phase"),
     )
     message = models.CharField(
@@ -205,6 +204,7 @@ class Image(Resource):
                 violation_error_message="This tenant has an image with this name.",
             ),
         ]
+        indexes = [models.Index(fields=["phase"], name="compute_image_phase")]
 
     def __str__(self) -> str:
         return self.display_name or self.name

@@ -273,7 +273,6 @@ class Workload(Resource):
         max_length=16,
         choices=Phase.choices,
         default=Phase.PENDING,
-        db_index=True,
         verbose_name=_("phase"),
     )
     message = models.CharField(
@@ -346,7 +345,10 @@ class Workload(Resource):
                 violation_error_message="A single pod has exactly one replica.",
             ),
         ]
-        indexes = [models.Index(fields=["cluster", "phase"])]
+        indexes = [
+            models.Index(fields=["cluster", "phase"]),
+            models.Index(fields=["phase"], name="compute_workload_phase"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.tenant.slug}/{self.name}"

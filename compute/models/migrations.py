@@ -185,7 +185,6 @@ class Migration(Resource):
         max_length=12,
         choices=MigrationPhase.choices,
         default=MigrationPhase.PENDING,
-        db_index=True,
         verbose_name=_("phase"),
     )
     reason = models.CharField(
@@ -294,7 +293,10 @@ class Migration(Resource):
                 violation_error_message="This VM has a migration in progress already.",
             ),
         ]
-        indexes = [models.Index(fields=["source", "phase"])]
+        indexes = [
+            models.Index(fields=["source", "phase"]),
+            models.Index(fields=["phase"], name="compute_migration_phase"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.tenant.slug}/{self.vm_name} migration {self.uid}"

@@ -94,7 +94,6 @@ class Network(Resource):
         max_length=10,
         choices=NetworkPhase.choices,
         default=NetworkPhase.READY,
-        db_index=True,
         verbose_name=_("phase"),
     )
     message = models.CharField(
@@ -126,6 +125,7 @@ class Network(Resource):
                 violation_error_message="A network with this name exists in the tenant.",
             ),
         ]
+        indexes = [models.Index(fields=["phase"], name="compute_network_phase")]
 
     def __str__(self) -> str:
         return f"{self.tenant.slug}/{self.name}"
@@ -203,7 +203,6 @@ class NetworkInterface(Resource):
         max_length=10,
         choices=NicPhase.choices,
         default=NicPhase.PENDING,
-        db_index=True,
         verbose_name=_("phase"),
     )
     message = models.CharField(
@@ -229,6 +228,7 @@ class NetworkInterface(Resource):
                 violation_error_message="This address is reserved for another interface.",
             ),
         ]
+        indexes = [models.Index(fields=["phase"], name="compute_networkinterface_phase")]
 
     security_groups = models.ManyToManyField(
         "compute.SecurityGroup",

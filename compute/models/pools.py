@@ -144,7 +144,6 @@ class VMPool(Resource):
         max_length=12,
         choices=PoolPhase.choices,
         default=PoolPhase.PENDING,
-        db_index=True,
         verbose_name=_("phase"),
     )
     message = models.CharField(
@@ -225,6 +224,7 @@ class VMPool(Resource):
                 violation_error_message=f"A pool has at most {MAX_REPLICAS} replicas.",
             ),
         ]
+        indexes = [models.Index(fields=["phase"], name="compute_vmpool_phase")]
 
     def __str__(self) -> str:
         return f"{self.tenant.slug}/{self.name}"

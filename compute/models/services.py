@@ -68,7 +68,6 @@ class Service(Resource):
         max_length=10,
         choices=ServicePhase.choices,
         default=ServicePhase.PENDING,
-        db_index=True,
         verbose_name=_("phase"),
     )
     message = models.CharField(
@@ -118,6 +117,7 @@ class Service(Resource):
                 violation_error_message="A service with this name exists in the tenant.",
             ),
         ]
+        indexes = [models.Index(fields=["phase"], name="compute_service_phase")]
 
     def __str__(self) -> str:
         return f"{self.tenant.slug}/{self.name}"

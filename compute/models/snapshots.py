@@ -56,7 +56,6 @@ class Snapshot(Resource):
         max_length=12,
         choices=SnapshotPhase.choices,
         default=SnapshotPhase.PENDING,
-        db_index=True,
         verbose_name=_("phase"),
     )
     message = models.CharField(
@@ -165,6 +164,7 @@ class Snapshot(Resource):
                 violation_error_message="The volume has a snapshot with this name.",
             ),
         ]
+        indexes = [models.Index(fields=["phase"], name="compute_snapshot_phase")]
 
     def __str__(self) -> str:
         return f"{self.volume}@{self.name}"

@@ -51,7 +51,6 @@ class Volume(Resource):
         max_length=12,
         choices=VolumePhase.choices,
         default=VolumePhase.PENDING,
-        db_index=True,
         verbose_name=_("phase"),
     )
     message = models.CharField(
@@ -209,7 +208,10 @@ class Volume(Resource):
                 violation_error_message="A volume holds at least 1 GiB.",
             ),
         ]
-        indexes = [models.Index(fields=["host", "phase"])]
+        indexes = [
+            models.Index(fields=["host", "phase"]),
+            models.Index(fields=["phase"], name="compute_volume_phase"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.tenant.slug}/{self.name}"

@@ -2,7 +2,9 @@
 index of its table, so an index whose columns (in order, with the same operator class
 and sort) begin another one costs each insert and each non-HOT update and serves no
 query the other does not. A foreign key's own index is the usual one (its column leads
-a unique constraint or a composite index already)."""
+a unique constraint or a composite index already). Nor a pattern-matching index (the
+second one Django adds for an indexed text column) on a column of fixed choices, such as
+a phase: nothing matches those with LIKE."""
 
 from __future__ import annotations
 
@@ -72,3 +74,34 @@ def test_the_query_finds_a_redundant_index():
     assert redundant_indexes(["isotope_index_probe"]) == [
         ("isotope_index_probe", "isotope_probe_a", "isotope_probe_ab")
     ]
+
+
+PATTERN_INDEXES = """
+SELECT c.relname, a.attname, i.indexrelid::regclass::text
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_opclass o ON o.oid = ANY(i.indclass::oid[])
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey::int2[])
+WHERE c.relname = ANY(%s) AND o.opcname IN ('varchar_pattern_ops', 'text_pattern_ops')
+ORDER BY 1, 2
+"""
+
+
+def test_no_column_of_fixed_choices_has_a_pattern_matching_index():
+    postgres_only()
+    models = {
+        model._meta.db_table: model
+        for model in apps.get_models(include_auto_created=False)
+        if model._meta.app_label in OURS
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(PATTERN_INDEXES, [sorted(models)])
+        found = cursor.fetchall()
+    columns = {(table, column) for table, column, _ in found}
+    assert ("tenants_auditlog", "action") in columns  # the query sees them
+    choices = [
+        f"{table}.{column}: {index}"
+        for table, column, index in found
+        if any(f.column == column and f.choices for f in models[table]._meta.concrete_fields)
+    ]
+    assert choices == []
