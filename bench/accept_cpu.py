@@ -1,7 +1,8 @@
 """CPU per VM create on the accept path (API POST → 202), in one process.
 
 Each request goes through the portal's ASGI application as uvicorn hands it over
-(``portal.asgi_http``'s handler, no socket: the middleware, token authentication, the
+(``portal.asgi_http``'s handler, with what start-up loaded frozen out of the garbage
+collector's scans as ``portal.asgi`` does; no socket: the middleware, token authentication, the
 DRF view, the service, its commit and what runs on commit: the Celery enqueue and the
 live publish), one at a time, and is charged the CPU time of this process (every
 thread) it took: ``time.process_time()`` before and after. PostgreSQL's and Redis's own
@@ -103,10 +104,23 @@ async def measure(app, key: str, path: str, name: str):
     return cpu, wall
 
 
-async def run(key: str, creates: int, warmup: int) -> dict:
+def served_app():
+    """The HTTP application as a served process holds it: built by ``portal.asgi_http``,
+    then what is loaded out of the collector's scans, as ``portal.asgi`` does at start-up
+    (its ``_freeze_loaded``). Without that, every full collection here walked Django's,
+    whitenoise's (one entry per collected static file) and every view's objects, which a
+    served process does not: 1–2 ms of CPU per create and 0.3–0.5 ms per trivial request
+    more than production (bench/README.md, 2026-12-05)."""
+    from portal.asgi import _freeze_loaded
     from portal.asgi_http import get_asgi_application
 
     app = get_asgi_application()
+    _freeze_loaded()
+    return app
+
+
+async def run(key: str, creates: int, warmup: int) -> dict:
+    app = served_app()
     for i in range(warmup):
         await measure(app, key, TRIVIAL, f"warm-t{i}")
         await measure(app, key, CREATE, f"warm-{i}")
@@ -157,8 +171,6 @@ async def parts(key: str, creates: int, n: int = 200) -> dict:
     """CPU per create inside each step of ``PARTS`` (inclusive), over ``n`` creates."""
     import importlib
 
-    from portal.asgi_http import get_asgi_application
-
     totals = {label: 0.0 for _, _, label in PARTS}
     calls = dict.fromkeys(totals, 0)
     patched = []
@@ -180,7 +192,7 @@ async def parts(key: str, creates: int, n: int = 200) -> dict:
         setattr(owner, name, timed)
         patched.append((owner, name, original))
     try:
-        app = get_asgi_application()
+        app = served_app()
         whole = []
         for i in range(n):
             used, _ = await measure(app, key, CREATE, f"part-{creates + i}")
@@ -204,11 +216,10 @@ async def publish_paths(key: str, first: int, n: int = 400, block: int = 50) -> 
     every layer did before 2026-12-05). ``n`` creates in alternating blocks of ``block``
     in this process, so both see the same moment of a noisy machine."""
     from monitoring import live
-    from portal.asgi_http import get_asgi_application
 
     pipelined = live._pubsub_client
     samples: dict[str, list[float]] = {"pipelined": [], "group_send": []}
-    app = get_asgi_application()
+    app = served_app()
     try:
         for number in range(n):
             path = "pipelined" if (number // block) % 2 == 0 else "group_send"
