@@ -129,7 +129,7 @@ def event_publish(
     # Inside a caller's transaction no savepoint of its own (two statements fewer on
     # every change): nothing here is an error the caller could recover from.
     with transaction.atomic(savepoint=False):
-        event = None
+        event = hooks = None
         if not new_object:
             # The repeat to fold into, locked; written out (portal.sql): every event
             # of every object looks.
@@ -148,7 +148,8 @@ def event_publish(
             Event.objects.filter(pk=event.pk).update(**updates)
             event.refresh_from_db()
         else:
-            event = sql.insert(
+            event, hooks = _event_insert(
+                tenant,
                 Event(
                     tenant=tenant,
                     kind=kind,
@@ -160,30 +161,42 @@ def event_publish(
                     source=source,
                     first_seen=now,
                     last_seen=now,
-                )
+                ),
             )
             # A new event (not a fold of a repeat) may be worth telling people about.
             from monitoring.notifications import notify_for_event
 
             notify_for_event(tenant=tenant, event=event)
         data = event_data(event, tenant_slug=tenant.slug)
-        delivery_ids = _deliveries_create(tenant, event, data)
+        delivery_ids = _deliveries_create(tenant, event, data, hooks)
         groups = [tenant_group(tenant.slug), object_group(tenant.slug, kind, name)]
         _live_on_commit((groups, LiveMessageType.EVENT, data), deliveries=delivery_ids)
     return event
 
 
-def _deliveries_create(tenant: Tenant, event: Event, data: dict) -> list[int]:
-    """One pending delivery per active webhook, in the event's transaction."""
-    # Written out (portal.sql): every event asks, and most tenants have none.
-    table = Webhook._meta.db_table
-    hooks = [
-        pk
-        for (pk,) in sql.values(
-            f"SELECT id FROM {table} WHERE tenant_id = %s AND active = %s",  # noqa: S608
-            [tenant.pk, True],
-        )
-    ]
+# The tenant's active webhooks (written out, portal.sql: every event asks, and most
+# tenants have none).
+_HOOKS = "SELECT id FROM {table} WHERE tenant_id = %s AND active = %s"  # noqa: S608
+
+
+def _event_insert(tenant: Tenant, event: Event) -> tuple[Event, list[int] | None]:
+    """Write a new event; on PostgreSQL with the ids of the tenant's active webhooks
+    from the same statement (one round trip fewer on every new event). None: not
+    read (``_deliveries_create`` reads them)."""
+    if transaction.get_connection().vendor != "postgresql":
+        return sql.insert(event), None
+    query = _HOOKS.format(table=Webhook._meta.db_table)
+    return sql.insert_with(event, f"ARRAY({query} ORDER BY id)", [tenant.pk, True])
+
+
+def _deliveries_create(
+    tenant: Tenant, event: Event, data: dict, hooks: list[int] | None = None
+) -> list[int]:
+    """One pending delivery per active webhook (``hooks``, read here when None), in
+    the event's transaction."""
+    if hooks is None:
+        query = _HOOKS.format(table=Webhook._meta.db_table)
+        hooks = [pk for (pk,) in sql.values(query, [tenant.pk, True])]
     if not hooks:
         return []
     payload = {"type": "event", "tenant": tenant.slug, "event": data}

@@ -244,28 +244,117 @@ def insert(instance: M, *, using: str = "default") -> M:
     preparation, the auto key read back. Values only (``TypeError`` for an expression).
     A model with ``pre_save`` or ``post_save`` receivers is saved by the ORM instead, so
     that they run."""
+    return _insert(instance, using, None)[0]
+
+
+def insert_with(
+    instance: M, expression: str, params: list | tuple = (), *, using: str = "default"
+) -> tuple[M, object]:
+    """``insert``, and the value of one more SQL ``expression`` (such as a scalar
+    subquery) from the same statement: returned with the row's key on a database that
+    returns columns from an ``INSERT``, one round trip instead of two; read by a
+    ``SELECT`` of its own after the row where not (or when the ORM saves the row). The
+    expression reads other tables: what it would see of the new row differs between
+    the two."""
+    return _insert(instance, using, (expression, list(params)))
+
+
+def _insert(instance, using: str, also: tuple[str, list] | None):
     model = type(instance)
+    connection = connections[using]
     if signals.pre_save.has_listeners(model) or signals.post_save.has_listeners(model):
         instance.save(force_insert=True, using=using)
-        return instance
-    connection = connections[using]
-    instance._prepare_related_fields_for_save(operation_name="save")
+        return instance, _select_value(connection, also)
     fields, sql, returned = _insert_statement(model, using, instance.pk is not None)
+    params = _prepared(instance, fields, connection)
+    returning = returned is not None and connection.features.can_return_columns_from_insert
+    extra = None
+    # As the ORM's save: an error inside an atomic block marks it for rollback.
+    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+        if also is not None and returning:
+            cursor.execute(f"{sql}, ({also[0]})", [*params, *also[1]])
+            key, extra = cursor.fetchone()
+        else:
+            cursor.execute(sql, params)
+            if returning:
+                key = cursor.fetchone()[0]
+            elif returned is not None:
+                key = connection.ops.last_insert_id(cursor, model._meta.db_table, returned.column)
+            if also is not None:
+                extra = _select_value(connection, also)
+        if returned is not None:
+            setattr(instance, returned.attname, key)
+    instance._state.adding = False
+    instance._state.db = using
+    return instance, extra
+
+
+def _select_value(connection, also: tuple[str, list] | None):
+    if also is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT ({also[0]})", also[1])
+        return cursor.fetchone()[0]
+
+
+def insert_pair(parent: models.Model, child: M, link: str, *, using: str = "default") -> M:
+    """Write ``parent`` and ``child`` as new rows, ``child``'s foreign key ``link``
+    pointing at ``parent``: on PostgreSQL in one statement (the parent's ``INSERT`` in a
+    ``WITH``), elsewhere one after the other. Both get their keys; ``child`` is
+    returned. The plain case only: auto keys, no receivers (``TypeError`` otherwise)."""
+    connection = connections[using]
+    models_ = (type(parent), type(child))
+    if any(
+        signals.pre_save.has_listeners(m) or signals.post_save.has_listeners(m) for m in models_
+    ):
+        raise TypeError("insert_pair: a model with save receivers; use insert")
+    if (
+        parent.pk is not None
+        or child.pk is not None
+        or not all(m._meta.auto_field for m in models_)
+    ):
+        raise TypeError("insert_pair: new rows with auto keys only")
+    if connection.vendor != "postgresql":
+        insert(parent, using=using)
+        setattr(child, link, parent)
+        return insert(child, using=using)
+    field = child._meta.get_field(link)
+    parent_fields, parent_sql, parent_key = _insert_statement(type(parent), using, False)
+    child_fields, child_sql, child_key = _insert_statement(type(child), using, False)
+    params = _prepared(parent, parent_fields, connection)
+    setattr(child, field.attname, 0)  # a placeholder: the column takes the parent's key
+    values = _prepared(child, child_fields, connection)
+    quote = connection.ops.quote_name
+    # A VALUES list, so each parameter takes its column's type; the key is the WITH's.
+    slots = ", ".join(
+        f"(SELECT {quote(parent_key.column)} FROM p)" if f is field else "%s"  # noqa: S608
+        for f in child_fields
+    )
+    params += [v for f, v in zip(child_fields, values, strict=True) if f is not field]
+    into = child_sql.split(" VALUES ")[0]
+    statement = (
+        f"WITH p AS ({parent_sql}) {into} VALUES ({slots}) "
+        f"RETURNING {quote(child_key.column)}, {quote(field.column)}"
+    )
+    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        child_id, parent_id = cursor.fetchone()
+    for instance, key, value in ((parent, parent_key, parent_id), (child, child_key, child_id)):
+        setattr(instance, key.attname, value)
+        instance._state.adding = False
+        instance._state.db = using
+    setattr(child, link, parent)
+    return child
+
+
+def _prepared(instance, fields, connection) -> list:
+    """The values an ``INSERT`` of ``instance`` writes to ``fields``, as the ORM
+    prepares them."""
+    instance._prepare_related_fields_for_save(operation_name="save")
     params = []
     for field in fields:
         value = field.pre_save(instance, True)
         if hasattr(value, "resolve_expression"):
             raise TypeError(f"{field.name}: an expression; portal.sql writes values only")
         params.append(field.get_db_prep_save(value, connection))
-    # As the ORM's save: an error inside an atomic block marks it for rollback.
-    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        if returned is not None:
-            if connection.features.can_return_columns_from_insert:
-                key = cursor.fetchone()[0]
-            else:
-                key = connection.ops.last_insert_id(cursor, model._meta.db_table, returned.column)
-            setattr(instance, returned.attname, key)
-    instance._state.adding = False
-    instance._state.db = using
-    return instance
+    return params

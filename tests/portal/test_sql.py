@@ -211,3 +211,82 @@ def test_a_refused_insert_raises_as_the_orm_and_marks_the_block_for_rollback(
             sql.insert(twin)
         assert transaction.get_connection().needs_rollback  # the block rolls back
     assert VirtualMachine.objects.filter(name="web1").count() == 1
+
+
+def test_an_insert_with_an_expression_returns_its_value_from_the_same_statement(demo):
+    """``insert_with``: the row written as ``insert`` writes it, and the expression's
+    value as of that statement; one round trip where the database returns columns from
+    an ``INSERT``, and also right where the ORM saves the row (a receiver)."""
+    from django.db import connection
+    from django.db.models import signals
+    from django.test.utils import CaptureQueriesContext
+
+    from tenants.models import AuditLog
+
+    count = f"SELECT COUNT(*) FROM {AuditLog._meta.db_table} WHERE action = %s"  # noqa: S608
+    sql.insert(AuditLog(action="before", actor_name="system"))
+    with CaptureQueriesContext(connection) as statements:
+        entry, seen = sql.insert_with(AuditLog(action="z", actor_name="system"), count, ["before"])
+    assert seen == 1
+    assert AuditLog.objects.get(pk=entry.pk).action == "z"
+    if connection.features.can_return_columns_from_insert:
+        assert len(statements) == 1
+
+    def receiver(sender, instance, created, **kwargs):
+        pass
+
+    signals.post_save.connect(receiver, sender=AuditLog)
+    try:
+        # The row is saved by the ORM (its receiver runs); the value is read after it.
+        entry, seen = sql.insert_with(AuditLog(action="z", actor_name="system"), count, ["before"])
+    finally:
+        signals.post_save.disconnect(receiver, sender=AuditLog)
+    assert seen == 1 and AuditLog.objects.get(pk=entry.pk).action == "z"
+
+
+def test_a_pair_of_new_rows_goes_in_as_one_statement_linked(demo):
+    """``insert_pair``: a parent and its child written as the ORM would, the child's key
+    to the parent filled in, one statement on PostgreSQL; a refused child keeps no
+    parent either; a model with receivers is refused."""
+    from datetime import UTC, datetime
+
+    from django.db import IntegrityError, connection, transaction
+    from django.db.models import signals
+    from django.test.utils import CaptureQueriesContext
+
+    from usage.models import UsageInterval, UsageSubject
+
+    def pair(ref: str, **interval):
+        subject = UsageSubject(
+            ref=ref, tenant=demo.acme, tenant_slug="acme", kind="vm", object_id=ref, name=ref
+        )
+        start = datetime(2026, 3, 2, 10, tzinfo=UTC)
+        return subject, UsageInterval(tenant=demo.acme, start=start, **interval)
+
+    subject, interval = pair("vm:a", cpu=Decimal("1.5"), memory=64, reservation_id=7)
+    with CaptureQueriesContext(connection) as statements:
+        assert sql.insert_pair(subject, interval, "subject") is interval
+    if connection.vendor == "postgresql":
+        assert len(statements) == 1
+    assert subject.pk and interval.pk and interval.subject is subject
+    same(UsageSubject.objects.get(ref="vm:a"), subject)
+    same(UsageInterval.objects.get(subject=subject), interval)
+
+    # The same reservation twice breaks the interval's unique constraint: neither row.
+    subject, interval = pair("vm:b", reservation_id=7)
+    with transaction.atomic():
+        with pytest.raises(IntegrityError):
+            sql.insert_pair(subject, interval, "subject")
+        assert transaction.get_connection().needs_rollback
+    assert not UsageSubject.objects.filter(ref="vm:b").exists()
+
+    def receiver(sender, instance, **kwargs):
+        pass
+
+    signals.post_save.connect(receiver, sender=UsageInterval)
+    try:
+        with pytest.raises(TypeError):
+            sql.insert_pair(*pair("vm:c"), "subject")
+    finally:
+        signals.post_save.disconnect(receiver, sender=UsageInterval)
+    assert not UsageSubject.objects.filter(ref="vm:c").exists()

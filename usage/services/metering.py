@@ -96,22 +96,26 @@ def interval_open(
     ``labels``: the object's, when the ledger's caller knew them (otherwise they are
     read from the object once the transaction has committed). ``new_ref``: the ref was
     made for this reservation (a new object's uid), so no subject holds it yet."""
-    subject = _subject_for(reservation, name=name, labels=labels, new_ref=new_ref)
     # A reservation opens once (quota_reserve returns a live one unchanged without
     # signalling); the unique constraint on reservation_id backs that up.
-    interval = sql.insert(
-        UsageInterval(
-            reservation_id=reservation.pk,
-            subject=subject,
-            tenant_id=reservation.tenant_id,
-            start=reservation.created,
-            cpu=reservation.cpu,
-            memory=reservation.memory,
-            storage=reservation.storage,
-            vms=reservation.vms,
-            pods=reservation.pods,
-        )
+    interval = UsageInterval(
+        reservation_id=reservation.pk,
+        tenant_id=reservation.tenant_id,
+        start=reservation.created,
+        cpu=reservation.cpu,
+        memory=reservation.memory,
+        storage=reservation.storage,
+        vms=reservation.vms,
+        pods=reservation.pods,
     )
+    subject = None if new_ref else _subject_known(reservation, name=name, labels=labels)
+    if subject is None:
+        # A new subject and its first interval: one statement (portal.sql).
+        subject = _subject_new(reservation, name=name, labels=labels)
+        sql.insert_pair(subject, interval, "subject")
+    else:
+        interval.subject = subject
+        sql.insert(interval)
     if not name:
         # The object is usually created after its reservation, in the same transaction:
         # learn its name and labels once that has committed.
@@ -136,27 +140,33 @@ def interval_close(*, reservation: Reservation, at: datetime | None = None) -> i
     return closed
 
 
-def _subject_for(
-    reservation: Reservation, name: str = "", labels: dict | None = None, new_ref: bool = False
-):
+def _described(name: str, labels: dict | None) -> dict:
+    return {"name": name[:253], "labels": _plain_labels(labels)} if name else {}
+
+
+def _subject_known(reservation: Reservation, name: str = "", labels: dict | None = None):
+    """The subject of the reservation's ref, if one holds it (described anew when the
+    caller knows the object's name), or None."""
     # No get_or_create (and its savepoint): two reservations of one ref are serialised
     # by the quota row lock the ledger holds, so nobody else creates it meanwhile.
-    described = {"name": name[:253], "labels": _plain_labels(labels)} if name else {}
-    subject = None if new_ref else UsageSubject.objects.filter(ref=reservation.ref).first()
-    if subject is None:
-        subject = sql.insert(
-            UsageSubject(
-                ref=reservation.ref,
-                tenant_id=reservation.tenant_id,
-                tenant_slug=reservation.tenant.slug,
-                kind=reservation.kind,
-                object_id=reservation.object_id,
-                **described,
-            )
-        )
-    elif described and (subject.name, subject.labels) != (name, described["labels"]):
-        UsageSubject.objects.filter(pk=subject.pk).update(**described)
+    subject = UsageSubject.objects.filter(ref=reservation.ref).first()
+    described = _described(name, labels)
+    if subject is not None and described:
+        if (subject.name, subject.labels) != (name, described["labels"]):
+            UsageSubject.objects.filter(pk=subject.pk).update(**described)
     return subject
+
+
+def _subject_new(reservation: Reservation, name: str = "", labels: dict | None = None):
+    """The subject a reservation's ref gets, not saved yet."""
+    return UsageSubject(
+        ref=reservation.ref,
+        tenant_id=reservation.tenant_id,
+        tenant_slug=reservation.tenant.slug,
+        kind=reservation.kind,
+        object_id=reservation.object_id,
+        **_described(name, labels),
+    )
 
 
 def _plain_labels(labels) -> dict[str, str]:
