@@ -83,7 +83,8 @@ def test_related_rows_come_in_the_same_statement_and_only_the_row_is_locked(
     with transaction.atomic(), django_assert_num_queries(1) as captured:
         locked = VirtualMachine.locked(vm.pk, "tenant", "host")
         assert locked.host.name == "node-a"
-    assert f'FOR UPDATE OF "{table}"' in captured.captured_queries[0]["sql"]
+    if transaction.get_connection().features.has_select_for_update_of:
+        assert f'FOR UPDATE OF "{table}"' in captured.captured_queries[0]["sql"]
     assert VirtualMachine.locked(10**9) is None
 
 
