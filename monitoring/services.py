@@ -176,7 +176,8 @@ def event_publish(
 
 # The tenant's active webhooks (written out, portal.sql: every event asks, and most
 # tenants have none).
-_HOOKS = "SELECT id FROM {table} WHERE tenant_id = %s AND active = %s"  # noqa: S608
+# Qualified: inside the event's RETURNING, a bare name could also be one of its columns.
+_HOOKS = "SELECT w.id FROM {table} w WHERE w.tenant_id = %s AND w.active = %s"  # noqa: S608
 
 
 def _event_insert(tenant: Tenant, event: Event) -> tuple[Event, list[int] | None]:
@@ -186,7 +187,7 @@ def _event_insert(tenant: Tenant, event: Event) -> tuple[Event, list[int] | None
     if transaction.get_connection().vendor != "postgresql":
         return sql.insert(event), None
     query = _HOOKS.format(table=Webhook._meta.db_table)
-    return sql.insert_with(event, f"ARRAY({query} ORDER BY id)", [tenant.pk, True])
+    return sql.insert_with(event, f"ARRAY({query} ORDER BY w.id)", [tenant.pk, True])
 
 
 def _deliveries_create(

@@ -7,11 +7,19 @@ re-rendered its model and the models related to it (all of them, for a foreign k
 which made ``migrate`` on an empty database take a minute and a data-migration test that
 goes back and forth three. The state and the schema changes are those of the
 ``AlterField`` list it replaced; the models are re-rendered once per migration.
+
+``drop_indexes`` is the database side of fields whose own index goes (``db_index=False``
+in the state, through ``SeparateDatabaseAndState``): ``DROP INDEX`` and nothing else.
+Django's ``AlterField`` of a foreign key's ``db_index`` also drops and re-adds the key's
+constraint, which checks every row of the table under exclusive locks on it and on the
+table it refers to, and of a text column it drops every index on the column, a partial
+unique one included, without making it again.
 """
 
 from __future__ import annotations
 
 from django.db.migrations.operations.base import Operation, OperationCategory
+from django.db.migrations.operations.special import RunPython
 from django.db.migrations.utils import field_is_referenced
 
 
@@ -77,3 +85,28 @@ class AlterFields(Operation):
     @property
     def migration_name_fragment(self):
         return "alter_fields"
+
+
+def drop_indexes(*indexes: tuple[str, str, str]) -> RunPython:
+    """Drop each ``(index, table, column)``; backwards, make it again. A column given as
+    ``"name varchar_pattern_ops"`` is PostgreSQL's LIKE index, made again there only.
+    Each statement takes its table's lock for an instant (no scan); in a migration that
+    is not atomic, each is its own transaction."""
+
+    def forwards(apps, schema_editor):
+        for name, _table, _column in indexes:
+            schema_editor.execute(f"DROP INDEX IF EXISTS {schema_editor.quote_name(name)}")
+
+    def backwards(apps, schema_editor):
+        postgresql = schema_editor.connection.vendor == "postgresql"
+        quote = schema_editor.quote_name
+        for name, table, column in indexes:
+            column, _, opclass = column.partition(" ")
+            if opclass and not postgresql:
+                continue
+            schema_editor.execute(
+                f"CREATE INDEX IF NOT EXISTS {quote(name)} ON {quote(table)} "
+                f"({quote(column)}{' ' + opclass if opclass else ''})"
+            )
+
+    return RunPython(forwards, backwards, elidable=False)

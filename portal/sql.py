@@ -300,21 +300,17 @@ def _select_value(connection, also: tuple[str, list] | None):
 def insert_pair(parent: models.Model, child: M, link: str, *, using: str = "default") -> M:
     """Write ``parent`` and ``child`` as new rows, ``child``'s foreign key ``link``
     pointing at ``parent``: on PostgreSQL in one statement (the parent's ``INSERT`` in a
-    ``WITH``), elsewhere one after the other. Both get their keys; ``child`` is
-    returned. The plain case only: auto keys, no receivers (``TypeError`` otherwise)."""
+    ``WITH``), elsewhere, or when either model has save receivers, as two ``insert``s
+    (inside the caller's transaction, so a refused child keeps no parent). Both get
+    their keys; ``child`` is returned. New rows with auto keys only (``TypeError``)."""
     connection = connections[using]
-    models_ = (type(parent), type(child))
-    if any(
-        signals.pre_save.has_listeners(m) or signals.post_save.has_listeners(m) for m in models_
-    ):
-        raise TypeError("insert_pair: a model with save receivers; use insert")
-    if (
-        parent.pk is not None
-        or child.pk is not None
-        or not all(m._meta.auto_field for m in models_)
-    ):
+    pair = (type(parent), type(child))
+    if parent.pk is not None or child.pk is not None or not all(m._meta.auto_field for m in pair):
         raise TypeError("insert_pair: new rows with auto keys only")
-    if connection.vendor != "postgresql":
+    received = any(
+        signals.pre_save.has_listeners(m) or signals.post_save.has_listeners(m) for m in pair
+    )
+    if connection.vendor != "postgresql" or received:
         insert(parent, using=using)
         setattr(child, link, parent)
         return insert(child, using=using)
@@ -322,8 +318,11 @@ def insert_pair(parent: models.Model, child: M, link: str, *, using: str = "defa
     parent_fields, parent_sql, parent_key = _insert_statement(type(parent), using, False)
     child_fields, child_sql, child_key = _insert_statement(type(child), using, False)
     params = _prepared(parent, parent_fields, connection)
-    setattr(child, field.attname, 0)  # a placeholder: the column takes the parent's key
-    values = _prepared(child, child_fields, connection)
+    setattr(child, field.attname, 0)  # stands in for the parent's key while preparing
+    try:
+        values = _prepared(child, child_fields, connection)
+    finally:
+        setattr(child, field.attname, None)
     quote = connection.ops.quote_name
     # A VALUES list, so each parameter takes its column's type; the key is the WITH's.
     slots = ", ".join(

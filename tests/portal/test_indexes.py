@@ -28,11 +28,11 @@ WHERE a.indrelid::regclass::text = ANY(%s)
   AND NOT a.indisunique
   AND a.indpred IS NULL AND b.indpred IS NULL
   AND a.indexprs IS NULL AND b.indexprs IS NULL
-  AND a.indnatts <= b.indnatts
-  AND (a.indkey::int2[])[0:a.indnatts - 1] = (b.indkey::int2[])[0:a.indnatts - 1]
-  AND (a.indclass::oid[])[0:a.indnatts - 1] = (b.indclass::oid[])[0:a.indnatts - 1]
-  AND (a.indoption::int2[])[0:a.indnatts - 1] = (b.indoption::int2[])[0:a.indnatts - 1]
-  AND (a.indnatts < b.indnatts OR b.indisunique OR a.indexrelid > b.indexrelid)
+  AND a.indnkeyatts <= b.indnkeyatts
+  AND (a.indkey::int2[])[0:a.indnkeyatts - 1] = (b.indkey::int2[])[0:a.indnkeyatts - 1]
+  AND (a.indclass::oid[])[0:a.indnkeyatts - 1] = (b.indclass::oid[])[0:a.indnkeyatts - 1]
+  AND (a.indoption::int2[])[0:a.indnkeyatts - 1] = (b.indoption::int2[])[0:a.indnkeyatts - 1]
+  AND (a.indnkeyatts < b.indnkeyatts OR b.indisunique OR a.indexrelid > b.indexrelid)
 ORDER BY 1, 2, 3
 """
 
@@ -105,3 +105,33 @@ def test_no_column_of_fixed_choices_has_a_pattern_matching_index():
         if any(f.column == column and f.choices for f in models[table]._meta.concrete_fields)
     ]
     assert choices == []
+
+
+def test_every_declared_index_and_constraint_is_in_the_database_and_every_key_indexed():
+    """What the models declare is what the migrations made (a migration that dropped a
+    field's index once dropped a partial unique constraint on the column with it), and
+    every foreign key still leads some whole index (so a delete of the row it points to,
+    and a filter on it, reads an index), once its own index is gone."""
+    postgres_only()
+    missing, unindexed = [], []
+    with connection.cursor() as cursor:
+        for model in apps.get_models(include_auto_created=False):
+            meta = model._meta
+            if meta.app_label not in OURS or not meta.managed:
+                continue
+            found = connection.introspection.get_constraints(cursor, meta.db_table)
+            for declared in [*meta.indexes, *meta.constraints]:
+                if declared.name not in found:
+                    missing.append(f"{meta.db_table}: {declared.name}")
+            cursor.execute(
+                "SELECT a.attname FROM pg_index i JOIN pg_attribute a"
+                " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+                " WHERE i.indrelid = %s::regclass AND i.indpred IS NULL",
+                [meta.db_table],
+            )
+            whole = {name for (name,) in cursor.fetchall()}
+            for field in meta.concrete_fields:
+                if field.is_relation and field.column not in whole:
+                    unindexed.append(f"{meta.db_table}.{field.column}")
+    assert missing == []
+    assert unindexed == []
