@@ -175,8 +175,8 @@ def event_publish(
 
 
 # The tenant's active webhooks (written out, portal.sql: every event asks, and most
-# tenants have none).
-# Qualified: inside the event's RETURNING, a bare name could also be one of its columns.
+# tenants have none). Qualified: inside the event's RETURNING, a bare column name could
+# also be one of the event's.
 _HOOKS = "SELECT w.id FROM {table} w WHERE w.tenant_id = %s AND w.active = %s"  # noqa: S608
 
 

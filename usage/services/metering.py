@@ -565,10 +565,6 @@ def used_flush(*, vm) -> int:
     return len(rows)
 
 
-def subjects_by_ids(ids: Iterable[int]) -> dict[int, UsageSubject]:
-    return {s.pk: s for s in UsageSubject.objects.filter(pk__in=list(ids))}
-
-
 def hours_to_days(
     amounts: dict[tuple[int, datetime], Amounts],
 ) -> dict[tuple[int, date], dict[str, int]]:
