@@ -1,0 +1,53 @@
+"""tests.rerun_reasons: a test that passes on its rerun still says why its first try
+failed, at the end of the run and in a file, with and without xdist."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import rerun_reasons
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FLAKY = """
+import os
+from pathlib import Path
+
+def test_fails_once():
+    mark = Path(os.environ["FLAKY_MARK"])
+    if not mark.exists():
+        mark.write_text("tried")
+        assert 1 == 2, "the first try's own reason"
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_the_first_try_s_reason_is_kept(tmp_path, workers):
+    (tmp_path / "test_flaky_once.py").write_text(FLAKY)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAKY_MARK": str(tmp_path / "mark")}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-c", os.devnull, "-p", "no:cacheprovider"]
+        + ["-p", "no:django", "-p", "tests.rerun_reasons", "--reruns", "1", "-q", *workers]
+        + ["test_flaky_once.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 passed, 1 rerun" in run.stdout
+    summary = run.stdout.split("reasons of the reruns", 1)[1]
+    assert "test_flaky_once.py::test_fails_once (call), first try:" in summary
+    assert "AssertionError: the first try's own reason" in summary
+    kept = rerun_reasons.ARTIFACTS / "test_flaky_once.py_test_fails_once-call.txt"
+    assert "the first try's own reason" in kept.read_text()
+    kept.unlink()
