@@ -177,7 +177,10 @@ def event_publish(
 # The tenant's active webhooks (written out, portal.sql: every event asks, and most
 # tenants have none). Qualified: inside the event's RETURNING, a bare column name could
 # also be one of the event's.
-_HOOKS = "SELECT w.id FROM {table} w WHERE w.tenant_id = %s AND w.active = %s"  # noqa: S608
+_HOOKS = (
+    f"SELECT w.id FROM {Webhook._meta.db_table} w "  # noqa: S608
+    "WHERE w.tenant_id = %s AND w.active = %s"
+)
 
 
 def _event_insert(tenant: Tenant, event: Event) -> tuple[Event, list[int] | None]:
@@ -186,8 +189,7 @@ def _event_insert(tenant: Tenant, event: Event) -> tuple[Event, list[int] | None
     read (``_deliveries_create`` reads them)."""
     if transaction.get_connection().vendor != "postgresql":
         return sql.insert(event), None
-    query = _HOOKS.format(table=Webhook._meta.db_table)
-    return sql.insert_with(event, f"ARRAY({query} ORDER BY w.id)", [tenant.pk, True])
+    return sql.insert_with(event, f"ARRAY({_HOOKS} ORDER BY w.id)", [tenant.pk, True])
 
 
 def _deliveries_create(
@@ -196,8 +198,7 @@ def _deliveries_create(
     """One pending delivery per active webhook (``hooks``, read here when None), in
     the event's transaction."""
     if hooks is None:
-        query = _HOOKS.format(table=Webhook._meta.db_table)
-        hooks = [pk for (pk,) in sql.values(query, [tenant.pk, True])]
+        hooks = [pk for (pk,) in sql.values(_HOOKS, [tenant.pk, True])]
     if not hooks:
         return []
     payload = {"type": "event", "tenant": tenant.slug, "event": data}

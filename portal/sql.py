@@ -262,7 +262,7 @@ def insert_with(
 def _insert(instance, using: str, also: tuple[str, list] | None):
     model = type(instance)
     connection = connections[using]
-    if signals.pre_save.has_listeners(model) or signals.post_save.has_listeners(model):
+    if _received(model):
         instance.save(force_insert=True, using=using)
         return instance, _select_value(connection, also)
     fields, sql, returned = _insert_statement(model, using, instance.pk is not None)
@@ -284,9 +284,19 @@ def _insert(instance, using: str, also: tuple[str, list] | None):
                 extra = _select_value(connection, also)
         if returned is not None:
             setattr(instance, returned.attname, key)
+    _saved(instance, using)
+    return instance, extra
+
+
+def _received(model) -> bool:
+    """Whether saving ``model`` has receivers to run (then the ORM saves it)."""
+    return signals.pre_save.has_listeners(model) or signals.post_save.has_listeners(model)
+
+
+def _saved(instance, using: str) -> None:
+    """Mark ``instance`` as a row of database ``using``, as the ORM's save does."""
     instance._state.adding = False
     instance._state.db = using
-    return instance, extra
 
 
 def _select_value(connection, also: tuple[str, list] | None):
@@ -307,10 +317,7 @@ def insert_pair(parent: models.Model, child: M, link: str, *, using: str = "defa
     pair = (type(parent), type(child))
     if parent.pk is not None or child.pk is not None or not all(m._meta.auto_field for m in pair):
         raise TypeError("insert_pair: new rows with auto keys only")
-    received = any(
-        signals.pre_save.has_listeners(m) or signals.post_save.has_listeners(m) for m in pair
-    )
-    if connection.vendor != "postgresql" or received:
+    if connection.vendor != "postgresql" or any(_received(m) for m in pair):
         insert(parent, using=using)
         setattr(child, link, parent)
         return insert(child, using=using)
@@ -340,8 +347,7 @@ def insert_pair(parent: models.Model, child: M, link: str, *, using: str = "defa
         child_id, parent_id = cursor.fetchone()
     for instance, key, value in ((parent, parent_key, parent_id), (child, child_key, child_id)):
         setattr(instance, key.attname, value)
-        instance._state.adding = False
-        instance._state.db = using
+        _saved(instance, using)
     setattr(child, link, parent)
     return child
 

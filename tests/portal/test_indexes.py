@@ -37,14 +37,18 @@ ORDER BY 1, 2, 3
 """
 
 
-def our_tables() -> list[str]:
-    """The tables of our models, without the join tables Django makes for a
-    many-to-many field (their indexes are Django's)."""
-    return sorted(
-        model._meta.db_table
+def our_models() -> dict[str, type]:
+    """Our models by table, without the join tables Django makes for a many-to-many
+    field (their indexes are Django's)."""
+    return {
+        model._meta.db_table: model
         for model in apps.get_models(include_auto_created=False)
         if model._meta.app_label in OURS and model._meta.managed
-    )
+    }
+
+
+def our_tables() -> list[str]:
+    return sorted(our_models())
 
 
 def redundant_indexes(tables: list[str]) -> list[tuple[str, str, str]]:
@@ -89,11 +93,7 @@ ORDER BY 1, 2
 
 def test_no_column_of_fixed_choices_has_a_pattern_matching_index():
     postgres_only()
-    models = {
-        model._meta.db_table: model
-        for model in apps.get_models(include_auto_created=False)
-        if model._meta.app_label in OURS
-    }
+    models = our_models()
     with connection.cursor() as cursor:
         cursor.execute(PATTERN_INDEXES, [sorted(models)])
         found = cursor.fetchall()
@@ -115,10 +115,8 @@ def test_every_declared_index_and_constraint_is_in_the_database_and_every_key_in
     postgres_only()
     missing, unindexed = [], []
     with connection.cursor() as cursor:
-        for model in apps.get_models(include_auto_created=False):
+        for model in our_models().values():
             meta = model._meta
-            if meta.app_label not in OURS or not meta.managed:
-                continue
             found = connection.introspection.get_constraints(cursor, meta.db_table)
             for declared in [*meta.indexes, *meta.constraints]:
                 if declared.name not in found:

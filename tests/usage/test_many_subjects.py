@@ -22,22 +22,27 @@ pytestmark = pytest.mark.unit
 SUBJECTS = 66_000
 
 
-def test_a_report_over_66000_subjects_names_every_one(demo):
-    postgres_only()
-    subjects = UsageSubject.objects.bulk_create(
+def vm_subjects(demo, objects) -> list[UsageSubject]:
+    """A usage subject of acme's for each (VM uid, name) in ``objects``."""
+    return UsageSubject.objects.bulk_create(
         [
             UsageSubject(
-                ref=f"vm:{i}",
+                ref=f"vm:{uid}",
                 tenant=demo.acme,
                 tenant_slug="acme",
                 kind="vm",
-                object_id=str(i),
-                name=f"ci-{i}",
+                object_id=str(uid),
+                name=name,
             )
-            for i in range(SUBJECTS)
+            for uid, name in objects
         ],
         batch_size=10_000,
     )
+
+
+def test_a_report_over_66000_subjects_names_every_one(demo):
+    postgres_only()
+    subjects = vm_subjects(demo, ((i, f"ci-{i}") for i in range(SUBJECTS)))
     hour = 3_600_000
     UsageDaily.objects.bulk_create(
         [
@@ -74,20 +79,7 @@ def test_an_hour_of_samples_from_66000_vms_is_rolled_up_with_what_each_used(
         ],
         batch_size=5_000,
     )
-    subjects = UsageSubject.objects.bulk_create(
-        [
-            UsageSubject(
-                ref=f"vm:{vm.uid}",
-                tenant=demo.acme,
-                tenant_slug="acme",
-                kind="vm",
-                object_id=str(vm.uid),
-                name=vm.name,
-            )
-            for vm in vms
-        ],
-        batch_size=10_000,
-    )
+    subjects = vm_subjects(demo, ((vm.uid, vm.name) for vm in vms))
     # The log's first interval is where the rollup starts.
     UsageInterval.objects.create(
         subject=subjects[0], tenant=demo.acme, start=at("2026-03-02 10:00"), cpu=2, vms=1
