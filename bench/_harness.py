@@ -225,12 +225,15 @@ def seed_vms(vms: int, *, role: str):
 
 def queues_purge(*queues: str) -> None:
     """Drop the Celery messages a benchmark left on ``queues`` (work no worker will run:
-    its VMs, images or networks are gone with its database)."""
+    its VMs, images or networks are gone with its database), and the VMs waiting for a
+    provision dispatch (``compute.services.dispatch``)."""
+    from compute.services.dispatch import provision_requests_clear
     from portal.celery import app
 
     with app.connection_for_write() as conn:
         for queue in queues:
             conn.default_channel.queue_purge(queue)
+    provision_requests_clear()
 
 
 def profile_tables(profile, name: str, rows: int = 35) -> dict:

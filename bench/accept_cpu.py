@@ -11,6 +11,11 @@ request: the same body and token posted to the trivial DRF view of
 ``bench/trivial_urls.py`` (middleware, token auth, permission check, no database).
 Production settings as ``deploy/`` sets them (``DEBUG`` off: no query log; a connection
 pool of 4 per process, ``ISOTOPE_DB_POOL_SIZE``). No worker runs: the VMs stay Pending.
+Two kinds of create, interleaved with the trivial request: ``create``, while a provision
+dispatch is on its way (no worker runs here, so after the first it always is: what a
+create costs under load, with no Celery message of its own, ``compute.services.dispatch``)
+and ``create_at_rest``, with the provision flag cleared (untimed) first, so that it arms
+the flag and sends the dispatch message (what every create cost before 2026-12-05).
 ``sql_statements_median``: SQL statements per create and per trivial request (10 more
 of each, what runs on commit included). ``--parts`` adds where a create's CPU goes,
 measured directly (cProfile overstates Python-heavy parts several times over): over 200
@@ -119,27 +124,34 @@ def served_app():
     return app
 
 
+# (kind, path, the provision flag cleared first): a create while a provision dispatch is
+# on its way (under load: no Celery message of its own) and one that arms the flag and
+# sends the dispatch (at rest), interleaved with the trivial request.
+KINDS = (("trivial", TRIVIAL, False), ("create", CREATE, False), ("create_at_rest", CREATE, True))
+
+
 async def run(key: str, creates: int, warmup: int) -> dict:
+    from compute.services.dispatch import provision_requests_clear
+
     app = served_app()
     for i in range(warmup):
         await measure(app, key, TRIVIAL, f"warm-t{i}")
         await measure(app, key, CREATE, f"warm-{i}")
-    cpu = {"trivial": [], "create": []}
-    wall = {"trivial": [], "create": []}
+    cpu: dict[str, list[float]] = {kind: [] for kind, _, _ in KINDS}
+    wall: dict[str, list[float]] = {kind: [] for kind, _, _ in KINDS}
     for i in range(creates):
-        for kind, path in (("trivial", TRIVIAL), ("create", CREATE)):
-            used, took = await measure(app, key, path, f"vm-{i}")
+        for kind, path, at_rest in KINDS:
+            if at_rest:
+                provision_requests_clear()  # not timed: no dispatch on its way
+            used, took = await measure(app, key, path, f"{kind.replace('_', '-')}-{i}")
             cpu[kind].append(used)
             wall[kind].append(took)
-    result = {
-        kind: {"cpu": stats(cpu[kind]), "wall": stats(wall[kind])} for kind in ("trivial", "create")
-    }
-    result["create_minus_trivial_cpu_median_ms"] = round(
-        result["create"]["cpu"]["median_ms"] - result["trivial"]["cpu"]["median_ms"], 3
-    )
-    result["create_vs_trivial_cpu_median"] = round(
-        result["create"]["cpu"]["median_ms"] / result["trivial"]["cpu"]["median_ms"], 2
-    )
+    result = {kind: {"cpu": stats(cpu[kind]), "wall": stats(wall[kind])} for kind in cpu}
+    trivial = result["trivial"]["cpu"]["median_ms"]
+    for kind, suffix in (("create", ""), ("create_at_rest", "_at_rest")):
+        median = result[kind]["cpu"]["median_ms"]
+        result[f"create_minus_trivial_cpu_median_ms{suffix}"] = round(median - trivial, 3)
+        result[f"create_vs_trivial_cpu_median{suffix}"] = round(median / trivial, 2)
     return result
 
 
@@ -155,6 +167,7 @@ PARTS = [
     ("compute.services.vms", "_create_rows", "· rows, placement and locks"),
     ("compute.services.vms", "schedule", "·· placement"),
     ("tenants.services", "QuotaCharge.charge", "·· quota charge"),
+    ("usage.services.alerts", "quota_alerts_check", "··· quota alert levels"),
     ("django.db.backends.base.base", "BaseDatabaseWrapper.commit", "· COMMIT"),
     (
         "django.db.backends.base.base",
@@ -162,7 +175,7 @@ PARTS = [
         "· on-commit hooks",
     ),
     ("monitoring.services", "_LiveBatch.__call__", "·· live push (event and state)"),
-    ("compute.services.vms", "_enqueue", "·· Celery enqueue"),
+    ("compute.services.dispatch", "provision_request", "·· provision request"),
     ("compute.api", "TenantResourceView.respond", "response body"),
 ]
 
@@ -286,7 +299,7 @@ def main() -> None:
 
     extra = (50 if args.profile else 0) + (200 if args.parts else 0)
     extra += 400 if args.publish_paths else 0
-    key = seed(args.creates + args.warmup + extra + 10)
+    key = seed(2 * args.creates + args.warmup + extra + 10)
     result = asyncio.run(run(key, args.creates, args.warmup))
     result["sql_statements_median"] = count_statements(key, args.creates + 50)
     if args.parts:

@@ -69,7 +69,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import ROOT, bench_database, django_env  # noqa: E402
+from bench._harness import ROOT, bench_database, django_env, queues_purge  # noqa: E402
 
 NODE1 = "qemu:///system"
 ADDRESS = re.compile(r"ISOTOPE-GUEST-ADDRESS iface=eth0 ip=([\d.]+)/")
@@ -413,9 +413,7 @@ def main() -> None:
 
     queues = ["default", "libvirt"]
     app.conf.task_always_eager = False
-    with app.connection_for_write() as conn:
-        for queue in queues:
-            conn.default_channel.queue_purge(queue)
+    queues_purge(*queues)
     host = host_check(Host.objects.create(name="node1", uri=NODE1))
     if not host.reachable:
         raise SystemExit(f"{NODE1}: {host.message}")

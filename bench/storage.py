@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import ROOT, bench_database, django_env  # noqa: E402
+from bench._harness import ROOT, bench_database, django_env, queues_purge  # noqa: E402
 
 OPERATIONS = ("volume_create", "snapshot_create", "clone", "snapshot_delete")
 
@@ -114,9 +114,7 @@ def main() -> None:
 
     queues = ["default", "libvirt", "storage"]
     app.conf.task_always_eager = False
-    with app.connection_for_write() as conn:
-        for queue in queues:
-            conn.default_channel.queue_purge(queue)
+    queues_purge(*queues)
     host = host_check(Host.objects.create(name=args.host, uri=uri))
     if not host.reachable:
         raise SystemExit(f"{uri}: {host.message}")

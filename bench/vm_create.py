@@ -47,6 +47,7 @@ from bench._harness import (  # noqa: E402
     django_env,
     free_port,
     percentiles,
+    queues_purge,
     spawn,
     stop,
     wait_http,
@@ -403,6 +404,7 @@ def main() -> None:
     database_url = bench_database("isotope_bench_vm")
     setup_django(database_url)
     key = seed(sum((args.vms * args.rounds + args.warmup * n) for n in sizes))
+    queues_purge("libvirt", "default")  # an earlier run's messages and waiting provisions
     python = sys.executable
     worker = spawn(
         ["nice", "-n", str(args.worker_nice)]

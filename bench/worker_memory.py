@@ -52,7 +52,9 @@ def memory_kib(pid: int) -> dict[str, int]:
 
 
 def create(names: list[str]) -> None:
-    """Pending VMs, each with its ``vm_provision`` message queued on commit."""
+    """Pending VMs, handed to the workers on commit (``compute.services.dispatch``: the
+    first arms the dispatch, whose message the worker runs first and which sends each VM
+    its ``vm_provision``)."""
     from django.contrib.auth import get_user_model
 
     from compute.services.vms import vm_create
@@ -112,6 +114,7 @@ def main() -> None:
     database_url = bench_database("isotope_bench_worker_memory")
     setup_django(database_url)
     seed(args.vms * args.rounds * len(APPS))
+    queues_purge("libvirt")  # an earlier run's messages and waiting provisions
     rounds = []
     for number in range(args.rounds):
         for mode in APPS:

@@ -173,11 +173,14 @@ def api():
 
 
 @pytest.fixture(autouse=True)
-def clean_throttles():
-    """Rate-limit counters live in the real Redis cache and outlast a test's database:
-    one test's failed tokens or console tickets must not throttle the next."""
+def clean_redis_state():
+    """Rate-limit counters and provision requests live in the real Redis and outlast a
+    test's database: one test's failed tokens or console tickets must not throttle the
+    next, nor a provision flag armed by a test without a worker hold the next test's VMs
+    (``compute.services.dispatch``)."""
     from django.core.cache import cache
 
+    from compute.services.dispatch import provision_requests_clear
     from monitoring.live import redis_client
 
     def wipe() -> None:
@@ -185,6 +188,7 @@ def clean_throttles():
         keys = list(client.scan_iter(cache.make_key("throttle_*"), count=500))
         if keys:
             client.delete(*keys)
+        provision_requests_clear()
 
     wipe()
     yield
@@ -378,8 +382,6 @@ def celery_worker(transactional_db):
     members) for up to 90 s, a bound for a loaded machine, not a speed: when it gave up
     after 30 s, its thread ran on into the next test's setup, whose data it then saw.
     """
-    from celery.contrib.testing.worker import start_worker
-
     from portal.celery import app
 
     app.conf.task_always_eager = False
@@ -388,15 +390,26 @@ def celery_worker(transactional_db):
     with app.connection_for_write() as conn:
         for queue in queues.split(","):
             conn.default_channel.queue_purge(queue)
-    with start_worker(
+    with threads_worker(queues.split(","), shutdown_timeout=90) as worker:
+        yield worker
+
+
+def threads_worker(queues: list[str], *, shutdown_timeout: float = 30, **options):
+    """A real Celery worker of two threads in this process, consuming ``queues`` from the
+    test Redis (a context manager; ``options`` go to Celery's ``start_worker``)."""
+    from celery.contrib.testing.worker import start_worker
+
+    from portal.celery import app
+
+    return start_worker(
         app,
         pool="threads",
         concurrency=2,
         perform_ping_check=False,
-        shutdown_timeout=90,
-        queues=queues.split(","),
-    ) as worker:
-        yield worker
+        shutdown_timeout=shutdown_timeout,
+        queues=queues,
+        **options,
+    )
 
 
 def wait_for(predicate, timeout: float = 15, interval: float = 0.05, message: str = ""):

@@ -46,6 +46,7 @@ from compute.choices import (
     VolumeSource,
 )
 from compute.models import Backup, VirtualMachine, Volume
+from compute.services import dispatch
 from compute.services import snapshots as snapshot_services
 from compute.services import vms as vm_services
 from compute.services import volumes as volume_services
@@ -403,7 +404,7 @@ def backup_restore(*, actor, backup: Backup, name: str, start: bool = False) -> 
             )
             _event(backup, "RestoreRequested", backup_texts.RESTORE_REQUESTED % {"vm": name})
             vm_services._publish(vm)
-            transaction.on_commit(lambda: vm_services._enqueue("vm_provision", vm.pk))
+            transaction.on_commit(lambda: dispatch.provision_request(vm.pk))
     except IntegrityError:
         raise ValidationError(
             gettext("A VM with this name exists already."), errors={"name": [gettext("Taken.")]}

@@ -26,6 +26,7 @@ from django.utils.translation import gettext
 from compute.choices import DesiredState, Phase, VolumePhase, VolumeSource
 from compute.models import Flavor, Host, Snapshot, VirtualMachine, Volume
 from compute.scheduler import schedule
+from compute.services import dispatch
 from compute.services import snapshots as snapshot_services
 from compute.services import vms as vm_services
 from compute.services import volumes as volume_services
@@ -145,7 +146,7 @@ def vm_clone(
                     message=fmt % {**arguments, "clone": name},
                 )
             vm_services._publish(clone)
-            transaction.on_commit(lambda: vm_services._enqueue("vm_provision", clone.pk))
+            transaction.on_commit(lambda: dispatch.provision_request(clone.pk))
     except IntegrityError:
         raise ValidationError(
             gettext("A VM with this name exists already."), errors={"name": [gettext("Taken.")]}

@@ -41,6 +41,7 @@ from compute.choices import (
 from compute.labels import label_map_errors, labels_changed_message
 from compute.models import Flavor, Host, Image, VirtualMachine, Volume
 from compute.scheduler import HostTaken, check_host, confirm, schedule
+from compute.services import dispatch
 from compute.services import networks as network_services
 from compute.services import volumes as volume_services
 from compute.services.readiness import (
@@ -508,7 +509,7 @@ def _create_rows(
     quota.charge()
     if locks_last:
         confirm(vm)
-    transaction.on_commit(lambda: _enqueue("vm_provision", vm.pk))
+    transaction.on_commit(lambda: dispatch.provision_request(vm.pk))
     return vm
 
 

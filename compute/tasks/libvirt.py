@@ -18,9 +18,9 @@ from django.utils import timezone
 from compute.backends import BackendError, DomainNotFound, TransientBackendError, backend_for_host
 from compute.choices import ConditionStatus, DesiredState, Phase
 from compute.models import Host, NetworkInterface, VirtualMachine
+from compute.services import dispatch, reconcile
 from compute.services import hosts as host_services
 from compute.services import networks as network_services
-from compute.services import reconcile
 from compute.services import snapshots as snapshot_services
 from compute.services import volumes as volume_services
 from compute.services.backups import vm_restore_verify
@@ -205,6 +205,15 @@ def _provision(vm: VirtualMachine, backend) -> None:
 def vm_provision(self, vm_id: int) -> None:
     """Create the VM's volume and domain and start it if desired (idempotent)."""
     _run(self, vm_id, _converge)
+
+
+@shared_task(
+    acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=RETRY["max_retries"]
+)
+def vm_provision_dispatch() -> int:
+    """Send each VM waiting for its provision its own ``vm_provision`` (routed to its
+    host's queue), until none waits (``compute.services.dispatch``). Returns how many."""
+    return dispatch.provision_dispatch(vm_provision.delay)
 
 
 @shared_task(bind=True, acks_late=True)

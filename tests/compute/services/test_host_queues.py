@@ -9,7 +9,6 @@ import contextlib
 import threading
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from celery.signals import task_prerun
 from django.test import override_settings
 from django.utils import timezone
@@ -18,7 +17,7 @@ from compute.choices import MigrationPhase, Phase
 from compute.models import Migration, VirtualMachine
 from compute.services import vms as vm_services
 from portal.celery import app
-from tests.conftest import wait_for
+from tests.conftest import threads_worker, wait_for
 
 pytestmark = pytest.mark.libvirt_test_driver
 
@@ -81,6 +80,8 @@ def test_a_hosts_tasks_go_to_its_own_queue_only_when_it_has_one(demo, racks):
         # Tasks tied to no host, and a VM that has no host, stay on the general queue.
         assert route("compute.tasks.libvirt.reconcile_all") == "libvirt"
         assert route("compute.tasks.libvirt.vm_ready_sweep") == "libvirt"
+        # The dispatch of new VMs' provisions: each provision then goes to its host's.
+        assert route("compute.tasks.libvirt.vm_provision_dispatch") == "libvirt"
         VirtualMachine.objects.filter(pk=vm.pk).update(host=None)
         assert route("compute.tasks.libvirt.vm_provision", vm.pk) == "libvirt"
         # A migration runs on its source host's worker, also when the VM is elsewhere.
@@ -127,15 +128,7 @@ def worker(queues: list[str], name: str):
 
 
 def _start(queues: list[str], name: str):
-    return start_worker(
-        app,
-        pool="threads",
-        concurrency=2,
-        perform_ping_check=False,
-        shutdown_timeout=30,
-        queues=queues,
-        hostname=f"{name}@isotope-test",
-    )
+    return threads_worker(queues, hostname=f"{name}@isotope-test")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -155,7 +148,8 @@ def test_node1s_worker_provisions_node1s_vm_and_leaves_node2s_to_node2s_worker(d
         assert ("compute.tasks.libvirt.vm_provision", web1.pk, "libvirt.node1") in seen
 
         # node2's provision waits in node2's queue, untouched by node1's worker.
-        assert waiting("libvirt.node2") == 1
+        # (the dispatch may send it a moment after node1's: the two creates commit apart)
+        wait_for(lambda: waiting("libvirt.node2") == 1)
         assert VirtualMachine.objects.get(pk=web2.pk).phase == Phase.PENDING
         assert not [task for task in seen if task[1] == web2.pk]
 

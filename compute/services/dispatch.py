@@ -1,0 +1,126 @@
+"""Provision requests, coalesced: a new VM reaches the workers with one Redis call instead
+of a Celery message of its own.
+
+Sending a Celery message costs the web process more CPU than any other step after the
+commit (building, routing and serialising it: about a tenth of a create,
+bench/README.md, ``accept_cpu``), and a create sent one for its ``vm_provision``. Now the
+create appends its VM's id to a Redis list and, in the same script, arms a flag; only
+the request that armed the flag sends a message, ``vm_provision_dispatch``. That task,
+on a worker, takes the ids in batches and sends each VM its own ``vm_provision`` (so the
+provisions still run side by side on every worker process, each routed to its host's
+queue), and the script that finds the list empty disarms the flag in the same step: an
+id appended after that arms it again, so no id waits for a dispatch that has ended.
+
+Under load most creates find the flag armed and send no message; at rest every create
+arms it and sends one, as before, after the script's round trip.
+
+A dispatch that is lost (its worker killed after taking ids, the broker restarted) does
+not stall creates for long: the flag expires ``ARMED_SECONDS`` after the dispatch last
+took ids, and the next create arms it again; a VM whose id was taken and never sent is
+driven again by the reconciler once it has been Pending for ``ISOTOPE_STUCK_SECONDS``.
+With ``CELERY_TASK_ALWAYS_EAGER`` (no worker, no queue) the provision runs at once, as
+every other task does then.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+WAITING = "isotope:provision:waiting"
+ARMED = "isotope:provision:armed"
+# How long an armed flag outlives the last sign of its dispatch.
+ARMED_SECONDS = 60
+# Ids a dispatch takes per round trip.
+BATCH = 100
+
+# KEYS: waiting, armed; ARGV: armed seconds, ids... → 1 when this call armed the flag.
+_APPEND = """
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
+  return 1
+end
+return 0
+"""
+# KEYS: waiting, armed; ARGV: batch, armed seconds → the ids taken; none: disarmed.
+_TAKE = """
+local ids = redis.call('LPOP', KEYS[1], ARGV[1])
+if ids then
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  return ids
+end
+redis.call('DEL', KEYS[2])
+return {}
+"""
+_scripts: dict[str, tuple[object, object]] = {}
+
+
+def _script(source: str):
+    """``source`` registered with the process's Redis client (``EVALSHA``)."""
+    from monitoring.live import redis_client
+
+    client = redis_client()
+    kept = _scripts.get(source)
+    if kept is None or kept[0] is not client:
+        kept = _scripts[source] = (client, client.register_script(source))
+    return kept[1]
+
+
+def provision_request(*vm_ids: int) -> None:
+    """Hand VMs committed Pending to the workers: their ids join the waiting list, and a
+    dispatch is sent unless one is already on its way. Call it on commit."""
+    from compute.tasks import libvirt as tasks
+
+    if not vm_ids:
+        return
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        for vm_id in vm_ids:
+            tasks.vm_provision.delay(vm_id)
+        return
+    if requests_append(vm_ids):
+        tasks.vm_provision_dispatch.delay()
+
+
+def requests_append(vm_ids) -> bool:
+    """Append ids to the waiting list; True when this call armed the flag (its caller
+    then sends the dispatch)."""
+    return bool(_script(_APPEND)(keys=[WAITING, ARMED], args=[ARMED_SECONDS, *vm_ids]))
+
+
+def provision_dispatch(send: Callable[[int], None]) -> int:
+    """On a worker: ``send`` every waiting id, in the order they came, until none is
+    left, then disarm. Returns how many were sent. An id whose ``send`` failed, and the
+    ids taken after it, go back to the front of the list before the error is raised
+    (the flag stays armed: the task retries)."""
+    sent = 0
+    take = _script(_TAKE)
+    while True:
+        ids = [int(vm_id) for vm_id in take(keys=[WAITING, ARMED], args=[BATCH, ARMED_SECONDS])]
+        if not ids:
+            return sent
+        for index, vm_id in enumerate(ids):
+            try:
+                send(vm_id)
+            except Exception:
+                _put_back(ids[index:])
+                raise
+            sent += 1
+
+
+def _put_back(vm_ids: list[int]) -> None:
+    from monitoring.live import redis_client
+
+    redis_client().lpush(WAITING, *reversed(vm_ids))
+    logger.warning("provision dispatch failed; %d VM ids put back", len(vm_ids))
+
+
+def provision_requests_clear() -> None:
+    """Forget every waiting id and the flag (tests and benchmarks, with the queues they
+    purge: a flag left armed by a run without a worker would hold the next run's ids)."""
+    from monitoring.live import redis_client
+
+    redis_client().delete(WAITING, ARMED)
