@@ -12,10 +12,12 @@ request: the same body and token posted to the trivial DRF view of
 Production settings as ``deploy/`` sets them (``DEBUG`` off: no query log; a connection
 pool of 4 per process, ``ISOTOPE_DB_POOL_SIZE``). No worker runs: the VMs stay Pending.
 Two kinds of create, interleaved with the trivial request: ``create``, while a provision
-dispatch is on its way (no worker runs here, so after the first it always is: what a
-create costs under load, with no Celery message of its own, ``compute.services.dispatch``)
-and ``create_at_rest``, with the provision flag cleared (untimed) first, so that it arms
-the flag and sends the dispatch message (what every create cost before 2026-12-05).
+dispatch is on its way (no worker runs here, so after the first it always is: the best
+case, what a create costs when creates arrive faster than a worker's dispatch drains
+them, with no Celery message of its own, ``compute.services.dispatch``) and
+``create_at_rest``, with the provision flag cleared (untimed) first, so that it arms the
+flag and sends the dispatch message: a create when the workers are idle, which costs
+what a create cost before 2026-12-05 (one Celery message) plus the script's round trip.
 ``sql_statements_median``: SQL statements per create and per trivial request (10 more
 of each, what runs on commit included). ``--parts`` adds where a create's CPU goes,
 measured directly (cProfile overstates Python-heavy parts several times over): over 200
@@ -309,7 +311,7 @@ def main() -> None:
     if args.profile:
         result["profile"] = profile_creates(key, args.creates)
 
-    queues_purge("libvirt")
+    queues_purge("libvirt", "default")
     print(
         json.dumps(
             {

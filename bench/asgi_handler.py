@@ -141,7 +141,7 @@ def main() -> None:
             "portal_asgi_over_wsgi": round(medians["portal_asgi"] / medians["django_wsgi"], 2),
         }
 
-    queues_purge("libvirt")
+    queues_purge("libvirt", "default")
     print(
         json.dumps(
             {

@@ -68,7 +68,7 @@ def create(names: list[str]) -> None:
 
 def one_round(mode: str, names: list[str], database_url: str, concurrency: int) -> dict:
     create(names)
-    command = [sys.executable, "-m", "celery", "-A", APPS[mode], "worker", "-Q", "libvirt"]
+    command = [sys.executable, "-m", "celery", "-A", APPS[mode], "worker", "-Q", "libvirt,default"]
     command += ["-P", "prefork", "-c", str(concurrency), "-l", "warning"]
     env = django_env(database_url, ISOTOPE_LOG_LEVEL="WARNING", **PRODUCTION)
     started = time.perf_counter()
@@ -114,13 +114,13 @@ def main() -> None:
     database_url = bench_database("isotope_bench_worker_memory")
     setup_django(database_url)
     seed(args.vms * args.rounds * len(APPS))
-    queues_purge("libvirt")  # an earlier run's messages and waiting provisions
+    queues_purge("libvirt", "default")  # an earlier run's messages and waiting provisions
     rounds = []
     for number in range(args.rounds):
         for mode in APPS:
             names = [f"{mode[0]}{number}-{i}" for i in range(args.vms)]
             rounds.append(one_round(mode, names, database_url, args.concurrency))
-    queues_purge("libvirt")
+    queues_purge("libvirt", "default")
     summary = {
         mode: {
             "pool_private_dirty_mib_median": [

@@ -344,6 +344,9 @@ ISOTOPE_HOST_QUEUES = os.environ.get("ISOTOPE_HOST_QUEUES", "")
 CELERY_TASK_ROUTES = (
     "compute.queues.route_host_task",
     {
+        # Needs no hypervisor; on ``libvirt`` it would wait behind the provisions it sends
+        # (compute/services/dispatch.py). An exact name wins over the globs.
+        "compute.tasks.libvirt.vm_provision_dispatch": {"queue": "default"},
         "compute.tasks.libvirt.*": {"queue": "libvirt"},
         "compute.tasks.kubernetes.*": {"queue": "kubernetes"},
         "monitoring.tasks.*": {"queue": "monitoring"},

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from compute.choices import Phase
 from compute.models import IdempotencyKey, Image, VirtualMachine
+from compute.services import dispatch
 from compute.services import vms as vm_services
 from tenants import services as tenant_services
 from tenants.choices import AuditOutcome
@@ -367,7 +368,7 @@ def test_100_concurrent_creates_against_a_quota_of_10_vms_make_exactly_10(
         actor=demo.admin, tenant=demo.acme, limits={"vms": 10, "cpu": 200, "memory": 10**6}
     )
     # No worker: the VMs stay Pending and nothing is sent to the broker.
-    monkeypatch.setattr(vm_services, "_enqueue", lambda *args, **kwargs: None)
+    monkeypatch.setattr(dispatch, "provision_request", lambda *vm_ids: None)
     start = threading.Barrier(20)
 
     def create(n: int) -> int:
@@ -448,7 +449,7 @@ def test_an_overlong_key_is_a_field_error(world, api):
 def test_concurrent_retries_with_one_key_create_one_vm(demo, make_host, tiny_image, monkeypatch):
     postgres_only()
     make_host("node-a")
-    monkeypatch.setattr(vm_services, "_enqueue", lambda *args, **kwargs: None)
+    monkeypatch.setattr(dispatch, "provision_request", lambda *vm_ids: None)
     start = threading.Barrier(8)
 
     def create(_):

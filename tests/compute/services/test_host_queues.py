@@ -80,8 +80,9 @@ def test_a_hosts_tasks_go_to_its_own_queue_only_when_it_has_one(demo, racks):
         # Tasks tied to no host, and a VM that has no host, stay on the general queue.
         assert route("compute.tasks.libvirt.reconcile_all") == "libvirt"
         assert route("compute.tasks.libvirt.vm_ready_sweep") == "libvirt"
-        # The dispatch of new VMs' provisions: each provision then goes to its host's.
-        assert route("compute.tasks.libvirt.vm_provision_dispatch") == "libvirt"
+        # The dispatch of new VMs' provisions needs no host (each provision it sends then
+        # goes to its host's queue): on the queue of tasks that need no hypervisor.
+        assert route("compute.tasks.libvirt.vm_provision_dispatch") == "default"
         VirtualMachine.objects.filter(pk=vm.pk).update(host=None)
         assert route("compute.tasks.libvirt.vm_provision", vm.pk) == "libvirt"
         # A migration runs on its source host's worker, also when the VM is elsewhere.
