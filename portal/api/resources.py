@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
@@ -24,6 +26,23 @@ IF_MATCH = OpenApiParameter(
 class StrictSerializer(serializers.Serializer):
     unknown_message = _("Unknown field.")
 
+    # DRF deep-copies every declared field for every serializer instance, and a deep copy
+    # runs the field's __init__ again: two thirds of validating a VM create's body
+    # (0.65 of 0.87 ms on these machines). A leaf field's state after __init__ is only
+    # read while validating, so a shallow copy of an unbound copy made once per class
+    # does as well; a field that holds fields (a nested serializer, a list's or map's
+    # child) or a mutable default is deep-copied, as DRF does.
+    def get_fields(self):
+        cls = type(self)
+        prototypes = cls.__dict__.get("_field_prototypes")
+        if prototypes is None:
+            prototypes = copy.deepcopy(self._declared_fields)
+            cls._field_prototypes = prototypes
+        return {
+            name: _shallow(field) if _leaf(field) else copy.deepcopy(field)
+            for name, field in prototypes.items()
+        }
+
     def to_internal_value(self, data):
         unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
         errors = {key: [self.unknown_message] for key in unknown}
@@ -36,6 +55,27 @@ class StrictSerializer(serializers.Serializer):
         if errors:
             raise serializers.ValidationError(errors)
         return value
+
+
+def _shallow(field: serializers.Field) -> serializers.Field:
+    """A copy of ``field`` with its own attributes and its own list of validators (one
+    instance's added validator must not reach the others)."""
+    clone = copy.copy(field)
+    if "_validators" in field.__dict__:
+        clone._validators = list(field._validators)
+    return clone
+
+
+def _leaf(field: serializers.Field) -> bool:
+    """Whether a shallow copy of ``field`` shares nothing a validation changes: no
+    serializer, no related field, no mutable default, and a list's or map's child (bound
+    to the unbound prototype, shared by the copies) a leaf too."""
+    if isinstance(field, serializers.BaseSerializer) or hasattr(field, "child_relation"):
+        return False
+    if isinstance(getattr(field, "default", None), (list, dict, set)):
+        return False
+    child = getattr(field, "child", None)
+    return child is None or _leaf(child)
 
 
 def label_map_field(**kwargs) -> serializers.DictField:
