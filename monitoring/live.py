@@ -14,10 +14,12 @@ import json
 import logging
 import threading
 
+import msgpack
 import redis
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
+from channels_redis.serializers import MsgPackSerializer
 from channels_redis.utils import decode_hosts
 from django.conf import settings
 
@@ -95,11 +97,13 @@ def broadcast(groups: list[str], message_type: str, data: dict) -> dict[str, int
 def broadcast_many(
     messages: list[tuple[list[str], str, dict]], *, states: list[tuple] = ()
 ) -> list[dict[str, int]]:
-    """Send many ``(groups, message_type, data)`` messages with one Redis round trip for
-    their sequence numbers and one batch of channel-layer sends (metrics publish one
-    message per VM per collection; a transaction's events and states go together).
-    ``states``: ``(slug, kind, name, data)`` each, kept in the resync snapshot in that
-    round trip, before the messages go out (see ``_SEQUENCE``). Returns the seqs
+    """Send many ``(groups, message_type, data)`` messages (metrics publish one message
+    per VM per collection; a transaction's events and states go together): on the
+    pub/sub layer with REDIS_URL's server and plain MessagePack (the default), in one
+    Redis round trip that numbers and publishes them (``_broadcast_in_script``); else
+    one round trip for their sequence numbers and one batch of channel-layer sends.
+    ``states``: ``(slug, kind, name, data)`` each, kept in the resync snapshot in the
+    first round trip, before the messages go out (see ``_STORE``). Returns the seqs
     used, per message."""
     if not messages:
         return []
@@ -108,7 +112,11 @@ def broadcast_many(
     for slug, kind, name, data in states:
         keys.append(STATE_KEY.format(slug=slug))
         arguments += _state_arguments(kind, name, data)
-    numbers = iter(_sequence_script()(keys=keys, args=arguments))
+    layer = get_channel_layer()
+    direct = _pubsub_client(layer)
+    if direct is not None and _publishable_in_script(layer, direct[0]):
+        return _broadcast_in_script(messages, keys, arguments, prefix=direct[1])
+    numbers = iter(_script(_SEQUENCE)(keys=keys, args=arguments))
     sends = []
     used = []
     for groups, message_type, data in messages:
@@ -117,8 +125,6 @@ def broadcast_many(
         for group, seq in seqs.items():
             body = {"type": message_type, "stream": group, "seq": seq, "data": data}
             sends.append((group, {"type": LIVE_MESSAGE, "message": body}))
-    layer = get_channel_layer()
-    direct = _pubsub_client(layer)
     if direct is not None:
         # Every PUBLISH in one pipeline: one round trip, in seq order per group, and no
         # hop to the publisher loop's thread and back.
@@ -149,6 +155,59 @@ def broadcast_many(
 
     _run(send, timeout=max(10, len(sends) / 100))
     return used
+
+
+def _publishable_in_script(layer, client: redis.Redis) -> bool:
+    """Whether the sequence script can publish ``layer``'s messages itself: they are
+    plain MessagePack (no encryption, no random prefix), so a message's bytes are those
+    of everything but its seq followed by the seq's, and the layer's Redis server is the
+    one the sequence numbers are on (channels are server-wide, not per database)."""
+    serializer = getattr(layer, "_serializer", None)
+    if not isinstance(serializer, MsgPackSerializer):
+        return False
+    if serializer.crypter is not None or serializer.random_prefix_length:
+        return False
+    ours = redis_client().connection_pool.connection_kwargs
+    theirs = client.connection_pool.connection_kwargs
+    where = ("host", "port", "path")
+    return all(ours.get(key) == theirs.get(key) for key in where)
+
+
+def _open_message(message_type: str, group: str, data: dict) -> bytes:
+    """The MessagePack bytes of a live message to ``group`` as the layer sends it, up to
+    its seq's value: ``{"type": LIVE_MESSAGE, "message": {"type", "stream", "data",
+    "seq": `` and the script appends the number (``cmsgpack.pack``). The seq comes last
+    in the innermost map, the last value of the outer one."""
+    pack = msgpack.Packer().pack
+    return b"".join(
+        (
+            b"\x82",  # a map of 2
+            pack("type"),
+            pack(LIVE_MESSAGE),
+            pack("message"),
+            b"\x84",  # a map of 4
+            pack("type"),
+            pack(message_type),
+            pack("stream"),
+            pack(group),
+            pack("data"),
+            pack(data),
+            pack("seq"),
+        )
+    )
+
+
+def _broadcast_in_script(
+    messages: list[tuple[list[str], str, dict]], keys: list[str], arguments: list, *, prefix: str
+) -> list[dict[str, int]]:
+    """``broadcast_many`` in one round trip: the script numbers each message and
+    publishes it in the same step, so each group's messages reach its subscribers in
+    the order of their seqs even when several processes publish to it at once."""
+    for groups, message_type, data in messages:
+        for group in groups:
+            arguments += [f"{prefix}__group__{group}", _open_message(message_type, group, data)]
+    numbers = iter(_script(_SEQUENCE_PUBLISH)(keys=keys, args=arguments))
+    return [{group: next(numbers) for group in groups} for groups, _, _ in messages]
 
 
 def _pubsub_client(layer) -> tuple[redis.Redis, str] | None:
@@ -198,7 +257,7 @@ def _field(kind: str, name: str) -> str:
 # commit, in threads and processes of their own, so an older state can arrive last; the
 # snapshot must still show the newest. (Another object under the same name, e.g. one
 # deleted and created again, always replaces it.)
-_SEQUENCE = """
+_STORE = """
 local function store(key, field, value, version_text, uid)
   local kept = redis.call('HGET', key, field)
   local version = tonumber(version_text)
@@ -218,23 +277,44 @@ for i = count + 1, #KEYS do
   local at = 2 + (i - count - 1) * 4
   store(KEYS[i], ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3])
 end
+"""
+_SEQUENCE = (
+    _STORE
+    + """
 local numbers = {}
 for i = 1, count do
   numbers[i] = redis.call('INCR', KEYS[i])
 end
 return numbers
 """
-_registered: tuple[redis.Redis, object] | None = None
+)
+# As _SEQUENCE, and each message published as its number is taken: after the states'
+# ARGV, two per seq key: the group's channel, the message's bytes up to its seq's value
+# (``_open_message``).
+_SEQUENCE_PUBLISH = (
+    _STORE
+    + """
+local first = 2 + (#KEYS - count) * 4
+local numbers = {}
+for i = 1, count do
+  numbers[i] = redis.call('INCR', KEYS[i])
+  local at = first + (i - 1) * 2
+  redis.call('PUBLISH', ARGV[at], ARGV[at + 1] .. cmsgpack.pack(numbers[i]))
+end
+return numbers
+"""
+)
+_registered: dict[str, tuple[redis.Redis, object]] = {}
 
 
-def _sequence_script():
-    """``_SEQUENCE`` registered with the current client (``EVALSHA``, loaded again if
+def _script(source: str):
+    """``source`` registered with the current client (``EVALSHA``, loaded again if
     Redis forgot it): one command, no pipeline object to build per call."""
-    global _registered
     client = redis_client()
-    if _registered is None or _registered[0] is not client:
-        _registered = (client, client.register_script(_SEQUENCE))
-    return _registered[1]
+    kept = _registered.get(source)
+    if kept is None or kept[0] is not client:
+        kept = _registered[source] = (client, client.register_script(source))
+    return kept[1]
 
 
 def _state_arguments(kind: str, name: str, data: dict) -> list:
