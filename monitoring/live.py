@@ -163,13 +163,14 @@ def _publishable_in_script(layer, client: redis.Redis) -> bool:
     of everything but its seq followed by the seq's, and the layer's Redis server is the
     one the sequence numbers are on (channels are server-wide, not per database)."""
     serializer = getattr(layer, "_serializer", None)
-    if not isinstance(serializer, MsgPackSerializer):
+    if type(serializer) is not MsgPackSerializer:  # not a subclass that packs otherwise
         return False
     if serializer.crypter is not None or serializer.random_prefix_length:
         return False
     ours = redis_client().connection_pool.connection_kwargs
     theirs = client.connection_pool.connection_kwargs
-    where = ("host", "port", "path")
+    # The same server, and the same user: the script publishes as REDIS_URL's.
+    where = ("host", "port", "path", "username", "password")
     return all(ours.get(key) == theirs.get(key) for key in where)
 
 

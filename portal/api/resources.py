@@ -8,7 +8,9 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
+from rest_framework.relations import ManyRelatedField, RelatedField
 from rest_framework.request import Request
+from rest_framework.utils.formatting import lazy_format
 
 from portal.exceptions import PreconditionFailed
 
@@ -30,8 +32,8 @@ class StrictSerializer(serializers.Serializer):
     # runs the field's __init__ again: two thirds of validating a VM create's body
     # (0.65 of 0.87 ms on these machines). A leaf field's state after __init__ is only
     # read while validating, so a shallow copy of an unbound copy made once per class
-    # does as well; a field that holds fields (a nested serializer, a list's or map's
-    # child) or a mutable default is deep-copied, as DRF does.
+    # does as well, with copies of what a validation changes (``_shallow``); a nested
+    # serializer, a related field or a mutable default is deep-copied, as DRF does.
     def get_fields(self):
         cls = type(self)
         prototypes = cls.__dict__.get("_field_prototypes")
@@ -58,19 +60,33 @@ class StrictSerializer(serializers.Serializer):
 
 
 def _shallow(field: serializers.Field) -> serializers.Field:
-    """A copy of ``field`` with its own attributes and its own list of validators (one
-    instance's added validator must not reach the others)."""
+    """A copy of ``field`` with its own attributes, its own validators and, for a list or
+    a map, its own child bound to it. A validator is copied with its message: DRF's
+    bound messages (``lazy_format``: "Ensure this value is less than or equal to 10.")
+    translate once, on first use, and keep that text, so a shared one would answer every
+    later request in the first one's language; the prototype's are never used."""
     clone = copy.copy(field)
     if "_validators" in field.__dict__:
-        clone._validators = list(field._validators)
+        clone._validators = [_validator_copy(v) for v in field._validators]
+    child = field.__dict__.get("child")
+    if child is not None:
+        clone.child = _shallow(child)
+        clone.child.parent = clone
+    return clone
+
+
+def _validator_copy(validator):
+    clone = copy.copy(validator)  # (a function is its own copy)
+    if isinstance(getattr(validator, "message", None), lazy_format):
+        clone.message = copy.copy(validator.message)
     return clone
 
 
 def _leaf(field: serializers.Field) -> bool:
-    """Whether a shallow copy of ``field`` shares nothing a validation changes: no
-    serializer, no related field, no mutable default, and a list's or map's child (bound
-    to the unbound prototype, shared by the copies) a leaf too."""
-    if isinstance(field, serializers.BaseSerializer) or hasattr(field, "child_relation"):
+    """Whether ``_shallow`` copies ``field`` with everything a validation changes: no
+    serializer, no related field, no mutable default, and a list's or map's child a
+    leaf too."""
+    if isinstance(field, (serializers.BaseSerializer, RelatedField, ManyRelatedField)):
         return False
     if isinstance(getattr(field, "default", None), (list, dict, set)):
         return False

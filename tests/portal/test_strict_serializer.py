@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 
+from django.utils import translation
 from rest_framework import serializers
 
 from compute.api import VMCreateSerializer
@@ -96,3 +97,34 @@ def test_a_nested_list_of_serializers_sees_its_own_requests_context():
     assert not first.is_valid()
     assert first.errors == {"ports": {0: {"port": ["Taken in this tenant."]}}}
     assert second.is_valid(), second.errors
+
+
+def test_a_limits_message_is_in_each_requests_own_language():
+    """DRF words a limit's message once, on first use: a copy shared between instances
+    answered an English request in the Chinese of the request before it."""
+
+    class Limited(StrictSerializer):
+        size = serializers.IntegerField(max_value=10)
+        names = serializers.ListField(child=serializers.CharField(max_length=3), max_length=2)
+
+    def errors(language: str) -> dict:
+        with translation.override(language):
+            serializer = Limited(data={"size": 11, "names": ["a", "b", "c"]})
+            assert not serializer.is_valid()
+            return {key: [str(m) for m in value] for key, value in serializer.errors.items()}
+
+    chinese = errors("zh-hans")
+    english = errors("en")
+    assert english == {
+        "size": ["Ensure this value is less than or equal to 10."],
+        "names": ["Ensure this field has no more than 2 elements."],
+    }
+    assert chinese["size"] != english["size"]
+    assert errors("en") == english and errors("zh-hans") == chinese
+    # A list's item (its child's own limit) is worded per request too.
+    with translation.override("zh-hans"):
+        Limited(data={"size": 1, "names": ["abcd"]}).is_valid()
+    with translation.override("en"):
+        item = Limited(data={"size": 1, "names": ["abcd"]})
+        assert not item.is_valid()
+    assert str(item.errors["names"][0][0]) == "Ensure this field has no more than 3 characters."
