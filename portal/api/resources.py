@@ -76,9 +76,12 @@ def _shallow(field: serializers.Field) -> serializers.Field:
 
 
 def _validator_copy(validator):
-    clone = copy.copy(validator)  # (a function is its own copy)
-    if isinstance(getattr(validator, "message", None), lazy_format):
-        clone.message = copy.copy(validator.message)
+    """``validator`` itself unless its message is worded once (``lazy_format``)."""
+    message = getattr(validator, "message", None)
+    if not isinstance(message, lazy_format):
+        return validator  # nothing in it changes when it runs
+    clone = copy.copy(validator)
+    clone.message = copy.copy(message)
     return clone
 
 
