@@ -116,7 +116,7 @@ def broadcast_many(
     direct = _pubsub_client(layer)
     if direct is not None and _publishable_in_script(layer, direct[0]):
         return _broadcast_in_script(messages, keys, arguments, prefix=direct[1])
-    numbers = iter(_script(_SEQUENCE)(keys=keys, args=arguments))
+    numbers = iter(redis_script(_SEQUENCE)(keys=keys, args=arguments))
     sends = []
     used = []
     for groups, message_type, data in messages:
@@ -207,7 +207,7 @@ def _broadcast_in_script(
     for groups, message_type, data in messages:
         for group in groups:
             arguments += [f"{prefix}__group__{group}", _open_message(message_type, group, data)]
-    numbers = iter(_script(_SEQUENCE_PUBLISH)(keys=keys, args=arguments))
+    numbers = iter(redis_script(_SEQUENCE_PUBLISH)(keys=keys, args=arguments))
     return [{group: next(numbers) for group in groups} for groups, _, _ in messages]
 
 
@@ -308,9 +308,9 @@ return numbers
 _registered: dict[str, tuple[redis.Redis, object]] = {}
 
 
-def _script(source: str):
-    """``source`` registered with the current client (``EVALSHA``, loaded again if
-    Redis forgot it): one command, no pipeline object to build per call."""
+def redis_script(source: str):
+    """Lua ``source`` registered with ``redis_client()`` once per process (``EVALSHA``,
+    loaded again if Redis forgot it): one command, no pipeline object to build per call."""
     client = redis_client()
     kept = _registered.get(source)
     if kept is None or kept[0] is not client:

@@ -385,13 +385,33 @@ def celery_worker(transactional_db):
     from portal.celery import app
 
     app.conf.task_always_eager = False
-    queues = "default,libvirt,kubernetes,monitoring,storage"
+    queues = ["default", "libvirt", "kubernetes", "monitoring", "storage"]
     # Tasks left by an earlier test (e.g. a delayed stop enforcement) must not run here.
-    with app.connection_for_write() as conn:
-        for queue in queues.split(","):
-            conn.default_channel.queue_purge(queue)
-    with threads_worker(queues.split(","), shutdown_timeout=90) as worker:
+    queues_purge(queues)
+    with threads_worker(queues, shutdown_timeout=90) as worker:
         yield worker
+
+
+def queues_purge(queues: list[str]) -> None:
+    """Drop every message waiting on ``queues`` in the test Redis."""
+    from portal.celery import app
+
+    with app.connection_for_write() as conn:
+        for queue in queues:
+            conn.default_channel.queue_purge(queue)
+
+
+def queued(queue: str) -> int:
+    """How many messages wait on ``queue`` (0 when Redis holds no list for it)."""
+    from kombu.exceptions import ChannelError
+
+    from portal.celery import app
+
+    with app.connection_for_write() as conn:
+        try:
+            return conn.default_channel.queue_declare(queue, passive=True).message_count
+        except ChannelError:
+            return 0
 
 
 def threads_worker(queues: list[str], *, shutdown_timeout: float = 30, **options):

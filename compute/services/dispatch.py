@@ -38,6 +38,8 @@ import logging
 import secrets
 from collections.abc import Callable
 
+from monitoring.live import redis_client, redis_script
+
 logger = logging.getLogger(__name__)
 
 WAITING = "isotope:provision:waiting"
@@ -74,18 +76,6 @@ end
 redis.call('DEL', KEYS[2])
 return {}
 """
-_scripts: dict[str, tuple[object, object]] = {}
-
-
-def _script(source: str):
-    """``source`` registered with the process's Redis client (``EVALSHA``)."""
-    from monitoring.live import redis_client
-
-    client = redis_client()
-    kept = _scripts.get(source)
-    if kept is None or kept[0] is not client:
-        kept = _scripts[source] = (client, client.register_script(source))
-    return kept[1]
 
 
 def provision_request(*vm_ids: int) -> None:
@@ -105,7 +95,7 @@ def provision_request(*vm_ids: int) -> None:
             tasks.vm_provision_dispatch.delay()
         except BaseException:
             # No dispatch is coming for this flag: the next create must send one.
-            _script(_DISARM)(keys=[ARMED], args=[token])
+            redis_script(_DISARM)(keys=[ARMED], args=[token])
             raise
 
 
@@ -113,7 +103,7 @@ def requests_append(vm_ids) -> str:
     """Append ids to the waiting list. When this call armed the flag, its token (the
     caller then sends the dispatch); else ``""``."""
     token = secrets.token_hex(8)
-    armed = _script(_APPEND)(keys=[WAITING, ARMED], args=[ARMED_SECONDS, token, *vm_ids])
+    armed = redis_script(_APPEND)(keys=[WAITING, ARMED], args=[ARMED_SECONDS, token, *vm_ids])
     return token if armed else ""
 
 
@@ -123,7 +113,7 @@ def provision_dispatch(send: Callable[[int], None]) -> int:
     ids taken after it, go back to the front of the list before the error is raised
     (the flag stays armed: the task retries)."""
     sent = 0
-    take = _script(_TAKE)
+    take = redis_script(_TAKE)
     while True:
         ids = [int(vm_id) for vm_id in take(keys=[WAITING, ARMED], args=[BATCH, ARMED_SECONDS])]
         if not ids:
@@ -138,8 +128,6 @@ def provision_dispatch(send: Callable[[int], None]) -> int:
 
 
 def _put_back(vm_ids: list[int]) -> None:
-    from monitoring.live import redis_client
-
     redis_client().lpush(WAITING, *reversed(vm_ids))
     logger.warning("provision dispatch failed; %d VM ids put back", len(vm_ids))
 
@@ -147,6 +135,4 @@ def _put_back(vm_ids: list[int]) -> None:
 def provision_requests_clear() -> None:
     """Forget every waiting id and the flag (tests and benchmarks, with the queues they
     purge: a flag left armed by a run without a worker would hold the next run's ids)."""
-    from monitoring.live import redis_client
-
     redis_client().delete(WAITING, ARMED)

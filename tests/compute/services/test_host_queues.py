@@ -17,7 +17,7 @@ from compute.choices import MigrationPhase, Phase
 from compute.models import Migration, VirtualMachine
 from compute.services import vms as vm_services
 from portal.celery import app
-from tests.conftest import threads_worker, wait_for
+from tests.conftest import queued, queues_purge, threads_worker, wait_for
 
 pytestmark = pytest.mark.libvirt_test_driver
 
@@ -108,11 +108,6 @@ def deliveries():
         task_prerun.disconnect(record)
 
 
-def waiting(queue: str) -> int:
-    with app.connection_for_write() as conn:
-        return conn.default_channel.queue_declare(queue, passive=True).message_count
-
-
 @contextlib.contextmanager
 def worker(queues: list[str], name: str):
     """A threads worker named ``name`` consuming ``queues``. Two of them run in this one
@@ -137,9 +132,7 @@ def _start(queues: list[str], name: str):
 def test_node1s_worker_provisions_node1s_vm_and_leaves_node2s_to_node2s_worker(demo, racks):
     app.conf.task_always_eager = False
     queues = [*SHARED, "libvirt.node1", "libvirt.node2"]
-    with app.connection_for_write() as conn:
-        for queue in queues:
-            conn.default_channel.queue_purge(queue)
+    queues_purge(queues)
 
     with deliveries() as seen, worker([*SHARED, "libvirt.node1"], "node1"):
         web1 = create(demo, "web1", "1")
@@ -150,7 +143,7 @@ def test_node1s_worker_provisions_node1s_vm_and_leaves_node2s_to_node2s_worker(d
 
         # node2's provision waits in node2's queue, untouched by node1's worker.
         # (the dispatch may send it a moment after node1's: the two creates commit apart)
-        wait_for(lambda: waiting("libvirt.node2") == 1)
+        wait_for(lambda: queued("libvirt.node2") == 1)
         assert VirtualMachine.objects.get(pk=web2.pk).phase == Phase.PENDING
         assert not [task for task in seen if task[1] == web2.pk]
 

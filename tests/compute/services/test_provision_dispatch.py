@@ -8,7 +8,7 @@ import queue
 import threading
 
 import pytest
-from kombu.exceptions import ChannelError, OperationalError
+from kombu.exceptions import OperationalError
 
 from compute.choices import Phase
 from compute.models import VirtualMachine
@@ -17,7 +17,7 @@ from compute.services import vms as vm_services
 from compute.tasks import libvirt as libvirt_tasks
 from monitoring.live import redis_client
 from portal.celery import app
-from tests.conftest import threads_worker, wait_for
+from tests.conftest import queued, queues_purge, threads_worker, wait_for
 
 pytestmark = pytest.mark.libvirt_test_driver
 
@@ -31,20 +31,10 @@ def create(demo, name: str) -> VirtualMachine:
 QUEUES = ["default", "libvirt"]
 
 
-def messages(queue_name: str) -> int:
-    with app.connection_for_write() as conn:
-        try:
-            return conn.default_channel.queue_declare(queue_name, passive=True).message_count
-        except ChannelError:  # Redis holds no list for an empty queue
-            return 0
-
-
 def purge() -> None:
     """Every message on the queues: the dispatch is lost (a broker restarted without its
     data)."""
-    with app.connection_for_write() as conn:
-        for queue_name in QUEUES:
-            conn.default_channel.queue_purge(queue_name)
+    queues_purge(QUEUES)
 
 
 def waiting_ids() -> list[int]:
@@ -77,7 +67,7 @@ def test_ten_creates_send_one_message_and_a_worker_then_runs_all_ten(demo, host)
 
     # One Celery message for the ten (the dispatch, on the queue of tasks that need no
     # hypervisor), and the ten ids in the order they were created.
-    assert (messages("default"), messages("libvirt")) == (1, 0)
+    assert (queued("default"), queued("libvirt")) == (1, 0)
     assert waiting_ids() == [vm.pk for vm in vms]
     assert phases(vms) == {Phase.PENDING}
 
@@ -179,7 +169,7 @@ def test_without_a_worker_in_eager_mode_a_create_provisions_at_once(demo, host, 
     finally:
         app.conf.task_always_eager = False
     assert VirtualMachine.objects.get(pk=vm.pk).phase == Phase.RUNNING
-    assert messages("default") == 0 and waiting_ids() == []
+    assert queued("default") == 0 and waiting_ids() == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -207,6 +197,6 @@ def test_a_dispatch_that_cannot_be_sent_leaves_the_next_create_to_send_one(demo,
     assert not redis_client().exists(dispatch.ARMED)
 
     second = create(demo, "second")
-    assert messages("default") == 1
+    assert queued("default") == 1
     with worker():
         wait_for(lambda: all_running([first, second]), 60, message="the first VM was held")
