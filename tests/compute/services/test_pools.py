@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from compute.backends import backend_for_host
-from compute.choices import Phase, PoolPhase
+from compute.choices import ConditionStatus, Phase, PoolPhase
 from compute.models import VirtualMachine, VMPool
 from compute.models.pools import POOL_LABEL
 from compute.services import pools as pool_services
@@ -201,10 +201,13 @@ def test_pool_end_to_end_through_workers(demo, make_host, tiny_image, celery_wor
     )
     victim = VirtualMachine.objects.get(name="web-1")
     vm_services.vm_delete(actor=demo.bob, vm=victim)
+    # The pool's ready count can still read 3 from before it saw the victim go: wait for
+    # the replacement itself, Ready, too.
     wait_for(
         lambda: (
             not VirtualMachine.objects.filter(pk=victim.pk).exists()
             and pool_now().ready_replicas == 3
+            and [vm.ready for vm in members(pool)] == [ConditionStatus.TRUE] * 3
         ),
         PATIENCE,
         message="the deleted member was not replaced",
