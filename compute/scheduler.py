@@ -64,6 +64,32 @@ def host_usage(hosts) -> dict[int, tuple[int, int, int]]:
         return {h: (int(c or 0), int(m or 0), int(n)) for h, c, m, n in cursor.fetchall()}
 
 
+def _usage_annotations() -> dict[str, tuple[str, list]]:
+    """``host_usage``'s three numbers for each host row a ``portal.sql.select`` of hosts
+    reads, as annotations (``_used_vcpus``, ``_used_memory``, ``_placed``): the hosts
+    and what is placed on them in one statement."""
+    vm, migration, host = (m._meta.db_table for m in (VirtualMachine, Migration, Host))
+    phases = list(SLOT_MIGRATION_PHASES)
+    migrating = (
+        f"FROM {migration} g JOIN {vm} v ON v.id = g.vm_id "
+        f"WHERE g.target_id = {host}.id AND g.phase IN ({sql.placeholders(phases)})"
+    )
+
+    def total(expression: str) -> tuple[str, list]:
+        # Only table and column names are formatted in; values are parameters.
+        placed = (
+            f"(SELECT COALESCE({expression.format('')}, 0) FROM {vm} WHERE host_id = {host}.id)"  # noqa: S608
+        )
+        moving = f"(SELECT COALESCE({expression.format('v.')}, 0) {migrating})"  # noqa: S608
+        return f"({placed} + {moving})", phases
+
+    return {
+        "_used_vcpus": total("SUM({}vcpus)"),
+        "_used_memory": total("SUM({}memory_mib)"),
+        "_placed": total("COUNT({}id)"),
+    }
+
+
 def _lock(host_id: int) -> bool:
     """Lock one host row until the transaction (or savepoint) ends; False if it is gone."""
     if not connection.features.has_select_for_update:
@@ -95,11 +121,11 @@ def schedule(
     if lock and not transaction.get_connection().in_atomic_block:
         # The lock would end with the statement: nothing would stop an overcommit.
         raise transaction.TransactionManagementError("schedule(lock=True) needs a transaction.")
-    # Written out: every placement reads them (portal.sql).
-    if exclude:
-        hosts = sql.select(Host, f"id NOT IN ({sql.placeholders(exclude)})", exclude, order_by="id")
-    else:
-        hosts = sql.select(Host, "1 = 1", order_by="id")
+    # Written out: every placement reads them (portal.sql), with what is placed on each.
+    where, params = (
+        (f"id NOT IN ({sql.placeholders(exclude)})", exclude) if exclude else ("1 = 1", ())
+    )
+    hosts = sql.select(Host, where, params, order_by="id", annotate=_usage_annotations())
     if not hosts:
         raise NoHostAvailable("No hosts are registered. Ask a platform admin to add one.")
     reasons: dict[str, int] = {}
@@ -115,7 +141,7 @@ def schedule(
         # One possible host: the unlocked read could only say what the locked one says.
         candidates = [Placement(eligible[0], 0.0)]
     else:
-        usage = host_usage(eligible)
+        usage = {h.pk: (int(h._used_vcpus), int(h._used_memory), int(h._placed)) for h in eligible}
         candidates = []
         for host in eligible:
             reason = _capacity(host, vcpus, memory_mib, usage.get(host.pk, (0, 0, 0)))

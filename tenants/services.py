@@ -673,6 +673,25 @@ def _counters_add_if_fits(tenant: Tenant, amounts: dict) -> Quota | None:
     return found[0] if found else None
 
 
+def quota_fits_sql(tenant: Tenant, **amounts) -> tuple[str, list]:
+    """Whether ``amounts`` fit the tenant's quota now, as an SQL expression and its
+    params (for a read that asks it on the way; NULL when the tenant has no quota
+    row): what ``QuotaCharge.check`` decides, unlocked, without naming shortfalls."""
+    request = _amounts(amounts)
+    quote = connection.ops.quote_name
+    column = {f.name: quote(f.column) for f in Quota._meta.concrete_fields}
+    fits, params = [], []
+    for resource, amount in request.items():
+        if amount > 0:
+            fits.append(f"{column[f'used_{resource}']} + %s <= {column[resource]}")
+            params.append(amount)
+    table = quote(Quota._meta.db_table)
+    condition = " AND ".join(fits) or "1 = 1"
+    # Identifiers from the model's meta, quoted; every value a parameter.
+    statement = f"(SELECT {condition} FROM {table} WHERE {column['tenant']} = %s)"  # noqa: S608
+    return statement, [*params, tenant.pk]
+
+
 def _amounts(amounts: dict) -> dict:
     """``amounts`` (any of cpu, memory, storage, vms, pods, networks) as one request of
     every resource; ``ValidationError`` for a negative one."""

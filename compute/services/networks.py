@@ -362,13 +362,26 @@ def default_cidr(tenant: Tenant) -> str:
     return f"10.{64 + block // 256}.{block % 256}.0/24"
 
 
-def network_default_ensure(*, actor, tenant: Tenant) -> Network | None:
+def tenant_has_networks_sql(tenant: Tenant) -> tuple[str, list]:
+    """Whether ``tenant`` has any network, as an SQL expression and its params (for a
+    create's read that asks it on the way: ``network_default_ensure(has_networks=…)``)."""
+    table = Network._meta.db_table  # a table name only; the value is a param
+    return f"EXISTS (SELECT 1 FROM {table} WHERE {table}.tenant_id = %s)", [tenant.pk]  # noqa: S608
+
+
+def network_default_ensure(
+    *, actor, tenant: Tenant, has_networks: bool | None = None
+) -> Network | None:
     """Inside the caller's transaction (a VM's create): give ``tenant`` its default
     network when it has no network at all. None when it has networks, or when its
-    ``networks`` quota is used up (the VM is not refused for it)."""
+    ``networks`` quota is used up (the VM is not refused for it). ``has_networks``:
+    what an unlocked read of the caller's found already (``tenant_has_networks_sql``;
+    None: read here)."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("network_default_ensure must run inside the VM's transaction")
-    if sql.exists(Network, "tenant_id = %s", [tenant.pk]):  # every create asks: written out
+    if has_networks is None:  # every create asks: written out
+        has_networks = sql.exists(Network, "tenant_id = %s", [tenant.pk])
+    if has_networks:
         return None
     # Creates in a tenant lock its quota row last (``QuotaCharge``): lock it now, so
     # the tenant's first VMs created at once make one default network, and look again.

@@ -65,6 +65,7 @@ from tenants.services import (
     actor_name,
     audit_record,
     authorize,
+    quota_fits_sql,
     quota_release,
     quota_reserve,
 )
@@ -169,14 +170,30 @@ def name_error(name: str, *, max_length: int = 63, why: str | None = None) -> st
     return None
 
 
-def _validate_name(tenant: Tenant, name: str, errors: dict[str, list[str]]) -> None:
+def _validate_name(
+    tenant: Tenant, name: str, errors: dict[str, list[str]], *, taken: bool | None = None
+) -> None:
+    """``taken``: whether the tenant has a VM of that name, when the caller read it
+    already (None: read here)."""
     if error := name_error(name):
         errors["name"] = [error]
-    elif sql.exists(VirtualMachine, "tenant_id = %s AND name = %s", [tenant.pk, name]):
+    elif taken if taken is not None else _name_taken(tenant, name):
         errors["name"] = [
             gettext("A VM named %(name)s exists already in %(tenant)s.")
             % {"name": repr(name), "tenant": tenant.slug}
         ]
+
+
+def _name_taken_sql(tenant: Tenant, name: str) -> tuple[str, list]:
+    """Whether the tenant has a VM named ``name``, as an SQL expression and its params
+    (for a read that asks it on the way)."""
+    table = VirtualMachine._meta.db_table  # a table name only; the values are params
+    where = f"{table}.tenant_id = %s AND {table}.name = %s"
+    return f"EXISTS (SELECT 1 FROM {table} WHERE {where})", [tenant.pk, name]  # noqa: S608
+
+
+def _name_taken(tenant: Tenant, name: str) -> bool:
+    return sql.exists(VirtualMachine, "tenant_id = %s AND name = %s", [tenant.pk, name])
 
 
 def _validate_size(
@@ -204,42 +221,94 @@ def _validate_size(
     memory_mib = number("memory_mib", memory_mib, 64, MAX_MEMORY_MIB, "MiB")
     disk_gib = number("disk_gib", disk_gib if disk_gib is not None else 0, 0, MAX_DISK_GIB, "GiB")
     if image is not None:
-        if "memory_mib" not in errors and memory_mib < image.min_memory_mib:
-            errors["memory_mib"] = [
-                gettext("%(image)s needs at least %(memory)s MiB.")
-                % {"image": image, "memory": image.min_memory_mib}
-            ]
-        if image.kind == ImageKind.DISK and "disk_gib" not in errors:
-            needed = max(1, -(-(image.virtual_size_bytes or 0) // 1024**3))
-            if disk_gib < needed:
-                errors["disk_gib"] = [
-                    gettext("%(image)s needs a disk of at least %(disk)s GiB.")
-                    % {"image": image, "disk": needed}
-                ]
+        _validate_size_for_image(errors, image=image, memory_mib=memory_mib, disk_gib=disk_gib)
     return vcpus, memory_mib, disk_gib
 
 
+def _validate_size_for_image(
+    errors: dict[str, list[str]], *, image: Image, memory_mib: int, disk_gib: int
+) -> None:
+    """What ``image`` needs of sizes read already (by ``_validate_size``)."""
+    if "memory_mib" not in errors and memory_mib < image.min_memory_mib:
+        errors["memory_mib"] = [
+            gettext("%(image)s needs at least %(memory)s MiB.")
+            % {"image": image, "memory": image.min_memory_mib}
+        ]
+    if image.kind == ImageKind.DISK and "disk_gib" not in errors:
+        needed = max(1, -(-(image.virtual_size_bytes or 0) // 1024**3))
+        if disk_gib < needed:
+            errors["disk_gib"] = [
+                gettext("%(image)s needs a disk of at least %(disk)s GiB.")
+                % {"image": image, "disk": needed}
+            ]
+
+
+def create_request(*, vcpus: int, memory_mib: int, disk_gib: int, root_volume) -> dict:
+    """What a VM create charges to its tenant's quota."""
+    return {
+        "cpu": vcpus,
+        "memory": memory_mib,
+        # The root disk's storage is charged on its volume, not on the VM; checked
+        # together, so a refusal names every resource that does not fit.
+        "storage": disk_gib if root_volume in (None, "") else 0,
+        "vms": 1,
+    }
+
+
 def _validate_create(
-    *, tenant: Tenant, name: str, image, vcpus, memory_mib, disk_gib, restart_policy: str
+    *,
+    tenant: Tenant,
+    name: str,
+    image,
+    vcpus,
+    memory_mib,
+    disk_gib,
+    restart_policy: str,
+    root_volume=None,
+    ask_quota: bool = False,
 ) -> tuple[Image, int, int, int]:
+    """The image and the sizes, or ``ValidationError`` naming every field that is wrong.
+
+    An image given by name is read with the answers ``vm_create`` asks on the way
+    (one statement instead of four): whether the name is taken (``name_taken``),
+    whether the tenant has a network (``tenant_has_networks``) and, with ``ask_quota``,
+    whether ``create_request`` fits the tenant's quota now (``quota_fits``, unlocked:
+    the charge decides)."""
     errors: dict[str, list[str]] = {}
-    _validate_name(tenant, name or "", errors)
-    image_obj = None
+    name = name or ""
+    image_obj = taken = None
+    size_errors: dict[str, list[str]] = {}  # listed after the name's and the image's
+    vcpus, memory_mib, disk_gib = _validate_size(
+        size_errors, image=None, vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib
+    )
     if isinstance(image, Image):
         image_obj = image if visible_images(tenant).filter(pk=image.pk).exists() else None
     elif image:
         # visible_images(tenant), the tenant's own before a public one of that name.
+        asked = {"tenant_has_networks": network_services.tenant_has_networks_sql(tenant)}
+        if not name_error(name):
+            asked["name_taken"] = _name_taken_sql(tenant, name)
+        if ask_quota and not size_errors:
+            request = create_request(
+                vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib, root_volume=root_volume
+            )
+            asked["quota_fits"] = quota_fits_sql(tenant, **request)
         image_obj = sql.first(
             Image,
             "(public = %s OR tenant_id = %s) AND phase = %s AND name = %s",
             [True, tenant.pk, ImagePhase.READY, str(image)],
             order_by="public",
+            annotate=asked,
         )
+        taken = bool(getattr(image_obj, "name_taken", False)) if image_obj else None
+    _validate_name(tenant, name, errors, taken=taken)
     if image_obj is None:
         errors["image"] = [gettext("Choose one of the images available to this tenant.")]
-    vcpus, memory_mib, disk_gib = _validate_size(
-        errors, image=image_obj, vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib
-    )
+    else:
+        _validate_size_for_image(
+            size_errors, image=image_obj, memory_mib=memory_mib, disk_gib=disk_gib
+        )
+    errors.update(size_errors)
     if restart_policy not in RestartPolicy.values:
         errors["restart_policy"] = [
             gettext("Choose one of %(codes)s.") % {"codes": ", ".join(RestartPolicy.values)}
@@ -329,18 +398,18 @@ def vm_create(
         memory_mib=memory_mib,
         disk_gib=disk_gib,
         restart_policy=restart_policy,
+        root_volume=root_volume,
+        ask_quota=True,
     )
-    request = {
-        "cpu": vcpus,
-        "memory": memory_mib,
-        # The root disk's storage is charged on its volume, not on the VM; checked
-        # together, so a refusal names every resource that does not fit.
-        "storage": disk_gib if root_volume in (None, "") else 0,
-        "vms": 1,
-    }
+    request = create_request(
+        vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib, root_volume=root_volume
+    )
     try:
-        # Unlocked: a create that cannot fit does no work (the locked check decides).
-        QuotaCharge(tenant).check(**request)
+        # Unlocked: a create that cannot fit does no work (the locked charge decides).
+        # Asked with the image when it was read by name; read here when not, and to
+        # name what does not fit.
+        if not getattr(image_obj, "quota_fits", False):
+            QuotaCharge(tenant).check(**request)
         for attempt in range(1, PLACEMENT_ATTEMPTS + 1):
             try:
                 with transaction.atomic():
@@ -426,7 +495,12 @@ def _create_rows(
         elsewhere = tuple(Host.objects.exclude(pk=boot.host_id).values_list("pk", flat=True))
     if not locks_last:
         quota.lock(**request)
-    network_services.network_default_ensure(actor=actor, tenant=tenant)
+    has_networks = getattr(image, "tenant_has_networks", None)  # read with the image
+    network_services.network_default_ensure(
+        actor=actor,
+        tenant=tenant,
+        has_networks=None if has_networks is None else bool(has_networks),
+    )
     # A host where another tenant's overlapping network is active cannot run
     # this VM's networks too (one route per range on a host).
     clashing = network_services.hosts_with_overlap(tenant, list(networks or []))

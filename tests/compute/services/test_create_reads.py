@@ -151,3 +151,57 @@ def test_an_object_made_under_an_earlier_ones_name_has_its_own_first_event(world
     assert sorted(first.values_list("object_uid", "count")) == sorted(
         [(str(earlier.uid), 1), (str(again.uid), 1)]
     )
+
+
+def test_a_create_asks_its_name_networks_and_quota_with_the_image(world, api):
+    """One read before the transaction answers the image, whether the name is taken,
+    whether the tenant has a network and whether the VM fits its quota; the hosts come
+    with what is placed on them. What is left is the locks' own statements (the quota's
+    charge, the host row and its sums again under its lock)."""
+    postgres_only()
+    create(api, world.alice, "warm")
+    statements = create(api, world.alice, "web1")
+
+    image_reads = [s for s in statements if 'FROM "compute_image"' in s]
+    assert len(image_reads) == 1
+    for table in ("compute_virtualmachine", "compute_network", "tenants_quota"):
+        assert table in image_reads[0], table
+    quota_reads = [s for s in statements if s.startswith('SELECT "tenants_quota"')]
+    assert not quota_reads, quota_reads
+    standalone = [s for s in statements if s.startswith(("SELECT 1 FROM", "SELECT h, SUM"))]
+    assert len(standalone) == 1 and "FOR UPDATE" not in standalone[0], "\n".join(statements)
+    assert len(statements) <= 15, "\n".join(statements)
+
+
+def test_a_taken_name_is_refused_with_a_known_image_and_with_an_unknown_one(world, api):
+    from tests.compute.test_api_vms import problem
+
+    create(api, world.alice, "web1")
+    known = problem(api(world.alice).post(BASE, body("web1"), format="json"), 400, "invalid")
+    assert list(known["errors"]) == ["metadata.name"]
+    assert "exists already" in known["errors"]["metadata.name"][0]
+    unknown = api(world.alice).post(BASE, body("web1", image="nope"), format="json")
+    errors = problem(unknown, 400, "invalid")["errors"]
+    assert list(errors) == ["metadata.name", "spec.image"]
+    assert errors["metadata.name"] == known["errors"]["metadata.name"]
+    # A malformed name is refused before any lookup, with the image's answer beside it.
+    bad = api(world.alice).post(BASE, body("Web_1"), format="json")
+    assert list(problem(bad, 400, "invalid")["errors"]) == ["metadata.name"]
+    assert VirtualMachine.objects.filter(tenant=world.acme).count() == 1
+
+
+def test_a_tenant_whose_networks_are_all_gone_gets_a_default_network_with_its_next_vm(world, api):
+    from compute.models import Network
+
+    create(api, world.alice, "web1")
+    assert list(Network.objects.filter(tenant=world.acme).values_list("name", flat=True)) == [
+        "default"
+    ]
+    create(api, world.alice, "web2")  # it has one: no second
+    assert Network.objects.filter(tenant=world.acme).count() == 1
+    VirtualMachine.objects.filter(tenant=world.acme).delete()
+    Network.objects.filter(tenant=world.acme).delete()
+    create(api, world.alice, "web3")
+    assert list(Network.objects.filter(tenant=world.acme).values_list("name", flat=True)) == [
+        "default"
+    ]
