@@ -404,11 +404,15 @@ def vm_create(
     request = create_request(
         vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib, root_volume=root_volume
     )
+    # What the image read answered on the way, when this call read it (an Image passed
+    # in may carry the answers of an older create's read: they are not trusted).
+    by_name = not isinstance(image, Image)
+    has_networks = getattr(image_obj, "tenant_has_networks", None) if by_name else None
     try:
         # Unlocked: a create that cannot fit does no work (the locked charge decides).
         # Asked with the image when it was read by name; read here when not, and to
         # name what does not fit.
-        if not getattr(image_obj, "quota_fits", False):
+        if not (by_name and getattr(image_obj, "quota_fits", False)):
             QuotaCharge(tenant).check(**request)
         for attempt in range(1, PLACEMENT_ATTEMPTS + 1):
             try:
@@ -431,6 +435,7 @@ def vm_create(
                         pool_warm=pool_warm,
                         request=request,
                         locks_last=attempt < PLACEMENT_ATTEMPTS,
+                        has_networks=None if has_networks is None else bool(has_networks),
                     )
             except HostTaken:
                 continue  # the host filled up meanwhile: place again, from a fresh read
@@ -475,6 +480,7 @@ def _create_rows(
     pool_warm: bool,
     request: dict,
     locks_last: bool,
+    has_networks: bool | None = None,
 ) -> VirtualMachine:
     """``vm_create``'s rows, inside its transaction.
 
@@ -484,7 +490,9 @@ def _create_rows(
     tenant or on the host wait for those and the commit only, not for the whole
     create. ``HostTaken`` when the host filled up meanwhile (the caller tries again).
     Without it (the last attempt), both are locked before the VM is placed and held
-    throughout, in the same order quota → host.
+    throughout, in the same order quota → host. ``has_networks``: whether the tenant
+    had a network when the image was read (None: read here; the last attempt reads it
+    again under the quota lock).
     """
     quota = QuotaCharge(tenant)
     boot = None
@@ -495,11 +503,8 @@ def _create_rows(
         elsewhere = tuple(Host.objects.exclude(pk=boot.host_id).values_list("pk", flat=True))
     if not locks_last:
         quota.lock(**request)
-    has_networks = getattr(image, "tenant_has_networks", None)  # read with the image
     network_services.network_default_ensure(
-        actor=actor,
-        tenant=tenant,
-        has_networks=None if has_networks is None else bool(has_networks),
+        actor=actor, tenant=tenant, has_networks=has_networks if locks_last else None
     )
     # A host where another tenant's overlapping network is active cannot run
     # this VM's networks too (one route per range on a host).

@@ -205,3 +205,94 @@ def test_a_tenant_whose_networks_are_all_gone_gets_a_default_network_with_its_ne
     assert list(Network.objects.filter(tenant=world.acme).values_list("name", flat=True)) == [
         "default"
     ]
+
+
+def test_a_create_over_quota_on_full_hosts_is_refused_for_its_quota_and_writes_nothing(world, api):
+    """The quota answer read with the image refuses before placement: a create that fits
+    neither gets the quota's 403 naming every shortfall, not the hosts' 409."""
+    from compute.models import Host
+    from tenants import services as tenant_services
+    from tests.compute.test_api_vms import problem
+
+    create(api, world.alice, "web1")
+    tenant_services.quota_set(actor=None, tenant=world.acme, limits={"cpu": 2, "memory": 512})
+    Host.objects.update(enabled=False)
+    response = api(world.alice).post(BASE, body("big", vcpus=4, memoryMiB=1024), format="json")
+    data = problem(response, 403, "quota-exceeded")
+    assert [e["resource"] for e in data["exceeded"]] == ["cpu", "memory"]
+    assert not VirtualMachine.objects.filter(name="big").exists()
+    # Within the quota, the hosts' refusal is what it gets.
+    response = api(world.alice).post(BASE, body("small"), format="json")
+    problem(response, 409, "no-host-available")
+
+
+def test_the_host_read_counts_vms_placed_and_vms_migrating_in(world, tiny_image):
+    """What the scheduler's unlocked read sees on each host: a host with a VM on its way
+    in by live migration is as full as one with that VM placed there."""
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from compute.choices import MigrationPhase
+    from compute.models import Host, Migration
+    from compute.scheduler import schedule
+
+    Host.objects.update(enabled=False)
+
+    def host(name: str) -> Host:
+        return Host.objects.create(
+            name=name,
+            uri=f"test:///{name}",
+            reachable=True,
+            cpus=8,
+            memory_mib=64 * 1024,
+            cpu_ratio=Decimal("1"),
+        )
+
+    a, b = host("spare-a"), host("spare-b")
+    source = host("spare-c")
+    Host.objects.filter(pk=source.pk).update(enabled=False)
+
+    def vm(name: str, on: Host, vcpus: int) -> VirtualMachine:
+        return VirtualMachine.objects.create(
+            tenant=world.acme, name=name, vcpus=vcpus, memory_mib=256, image=tiny_image, host=on
+        )
+
+    vm("placed", a, 3)
+    moving = vm("moving", source, 4)
+    assert schedule(vcpus=1, memory_mib=256, lock=False).host == b  # b is empty
+    migration = Migration.objects.create(
+        tenant=world.acme,
+        vm=moving,
+        vm_name=moving.name,
+        source=source,
+        target=b,
+        phase=MigrationPhase.RUNNING,
+        started=timezone.now(),
+    )
+    assert schedule(vcpus=1, memory_mib=256, lock=False).host == a  # b holds 4 vCPUs now
+    Migration.objects.filter(pk=migration.pk).update(phase=MigrationPhase.FAILED)
+    assert schedule(vcpus=1, memory_mib=256, lock=False).host == b
+
+
+def test_an_image_passed_in_brings_no_answers_of_an_earlier_read(world, tiny_image):
+    """Only the read a create makes itself answers its questions: answers an Image
+    object carries from an earlier create's read are not trusted."""
+    from compute.models import Network
+    from compute.services import vms as vm_services
+    from portal.exceptions import QuotaExceeded
+    from tenants import services as tenant_services
+
+    size = {"vcpus": 1, "memory_mib": 256}
+    tiny_image.quota_fits = True
+    tiny_image.tenant_has_networks = True
+    tenant_services.quota_set(actor=None, tenant=world.acme, limits={"vms": 0})
+    with pytest.raises(QuotaExceeded):
+        vm_services.vm_create(
+            actor=world.alice, tenant=world.acme, name="web1", image=tiny_image, **size
+        )
+    tenant_services.quota_set(actor=None, tenant=world.acme, limits={"vms": 5})
+    vm_services.vm_create(
+        actor=world.alice, tenant=world.acme, name="web1", image=tiny_image, **size
+    )
+    assert Network.objects.filter(tenant=world.acme, name="default").exists()
