@@ -187,6 +187,23 @@ def _subset(desired, live) -> bool:
     return type(desired) is type(live) and desired == live
 
 
+def _apply_changed(desired: dict, before: dict, after: dict) -> bool:
+    """Whether applying ``desired`` over ``before`` changed the object: its spec (the
+    API server counts a spec change in ``metadata.generation``) or one of the labels
+    and annotations ``desired`` sets. Not the ``resourceVersion``: the controller's
+    status and revision writes change it too, and one landing between the read and
+    the apply is no edit of anyone's."""
+    old, new = before.get("metadata") or {}, after.get("metadata") or {}
+    if old.get("generation") != new.get("generation"):
+        return True
+    wanted = desired.get("metadata") or {}
+    return any(
+        (old.get(key) or {}).get(name) != value
+        for key in ("labels", "annotations")
+        for name, value in (wanted.get(key) or {}).items()
+    )
+
+
 class KubernetesBackend(ContainerBackend):
     """One Kubernetes cluster, reached with the kubeconfig it is given."""
 
@@ -370,14 +387,13 @@ class KubernetesBackend(ContainerBackend):
         desired = manifests.deployment(spec)
         if in_place(desired, live):
             return False
-        # As ensure_tenant: read and apply, and tell by the resourceVersion whether the
-        # apply changed it (a field another manager added, e.g. a second container,
-        # stays: it costs these two calls per pass and is never reported).
+        # Read and apply, and tell whether the apply changed what Isotope owns (a field
+        # another manager added, e.g. a second container, stays: it costs these two
+        # calls per pass and is never reported).
         before = self._get(path_of(desired))
         if before is None:
             return False  # gone meanwhile: the next pass finds it missing
-        after = self.apply(desired)
-        return before["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"]
+        return _apply_changed(desired, before, self.apply(desired))
 
     def _hand_over_replicas(self, obj: dict, wanted: int) -> None:
         """Before Isotope's manifest leaves ``replicas`` out (its HorizontalPodAutoscaler

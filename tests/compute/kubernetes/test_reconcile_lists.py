@@ -310,6 +310,40 @@ def test_a_deployment_changed_with_kubectl_is_put_back_with_its_event_and_then_l
     assert len(five.captured_queries) == len(three.captured_queries)
 
 
+def test_a_status_write_between_the_repairs_read_and_its_apply_is_no_edit(
+    make_tenant, cluster, kube, eager, monkeypatch
+):
+    """The controller writes a Deployment's status when it likes (after a rollout, for
+    one): a write landing between the repair's read and its apply changes the object's
+    resourceVersion but is no edit, and is not reported as one."""
+    (tenant,) = provisioned(make_tenant, cluster, 1)
+    applied(tenant, "web")
+    namespace = tenant.namespace
+    sidecar = {"name": "sidecar", "image": "registry.invalid/sidecar:1"}
+    # Not in place (a second container), so the pass reads and applies it.
+    kube.apps.patch_namespaced_deployment(
+        "web", namespace, {"spec": {"template": {"spec": {"containers": [sidecar]}}}}
+    )
+    read = k8s_backend.KubernetesBackend._get
+    writes = []
+
+    def read_then_status_written(self, path: str):
+        found = read(self, path)
+        if found is not None and path.endswith("/deployments/web"):
+            collisions = (found.get("status") or {}).get("collisionCount") or 0
+            kube.apps.patch_namespaced_deployment_status(
+                "web", namespace, {"status": {"collisionCount": collisions + 1}}
+            )
+            writes.append(path)
+        return found
+
+    monkeypatch.setattr(k8s_backend.KubernetesBackend, "_get", read_then_status_written)
+    counts = tasks.cluster_reconcile(cluster.pk)
+    assert writes, "the pass did not read the Deployment before applying it"
+    assert "edited" not in counts
+    assert not Event.objects.filter(tenant=tenant, reason="DriftRepaired").exists()
+
+
 def test_a_container_another_tool_added_is_left_and_never_reported(
     make_tenant, cluster, kube, eager
 ):
