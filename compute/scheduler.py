@@ -46,48 +46,53 @@ def host_usage(hosts) -> dict[int, tuple[int, int, int]]:
     ids = [getattr(host, "pk", host) for host in hosts]
     if not ids:
         return {}
-    vm, migration = VirtualMachine._meta, Migration._meta
-    hosts_in = ", ".join(["%s"] * len(ids))
-    phases_in = ", ".join(["%s"] * len(SLOT_MIGRATION_PHASES))
-    # Only table names and placeholders are formatted in; values are parameters.
-    sql = (
-        f"SELECT h, SUM(c), SUM(m), COUNT(*) FROM ("  # noqa: S608
-        f"SELECT host_id AS h, vcpus AS c, memory_mib AS m FROM {vm.db_table} "
-        f"WHERE host_id IN ({hosts_in}) "
-        f"UNION ALL SELECT g.target_id, v.vcpus, v.memory_mib FROM {migration.db_table} g "
-        f"JOIN {vm.db_table} v ON v.id = g.vm_id "
-        f"WHERE g.target_id IN ({hosts_in}) AND g.phase IN ({phases_in})"
-        f") u GROUP BY h"
-    )
+    statement, params = _usage_statement(ids)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*ids, *ids, *SLOT_MIGRATION_PHASES])
+        cursor.execute(statement, params)
         return {h: (int(c or 0), int(m or 0), int(n)) for h, c, m, n in cursor.fetchall()}
 
 
-def _usage_annotations() -> dict[str, tuple[str, list]]:
-    """``host_usage``'s three numbers for each host row a ``portal.sql.select`` of hosts
-    reads, as annotations (``_used_vcpus``, ``_used_memory``, ``_placed``): the hosts
-    and what is placed on them in one statement."""
-    vm, migration, host = (m._meta.db_table for m in (VirtualMachine, Migration, Host))
+def _usage_statement(ids: list[int] | None) -> tuple[str, list]:
+    """``host_usage``'s statement and its params: one row (h, c, m, n) per host of
+    ``ids`` (None: of every host) with anything placed on it or on its way to it."""
+    vm, migration = VirtualMachine._meta.db_table, Migration._meta.db_table
     phases = list(SLOT_MIGRATION_PHASES)
-    migrating = (
-        f"FROM {migration} g JOIN {vm} v ON v.id = g.vm_id "
-        f"WHERE g.target_id = {host}.id AND g.phase IN ({sql.placeholders(phases)})"
+    if ids is None:
+        on_host, to_host, params = "host_id IS NOT NULL", "", phases
+    else:
+        marks = sql.placeholders(ids)
+        on_host, to_host = f"host_id IN ({marks})", f"g.target_id IN ({marks}) AND "
+        params = [*ids, *ids, *phases]
+    # Only table names and placeholders are formatted in; values are parameters.
+    statement = (
+        f"SELECT h, SUM(c) AS c, SUM(m) AS m, COUNT(*) AS n FROM ("  # noqa: S608
+        f"SELECT host_id AS h, vcpus AS c, memory_mib AS m FROM {vm} WHERE {on_host} "
+        f"UNION ALL SELECT g.target_id, v.vcpus, v.memory_mib FROM {migration} g "
+        f"JOIN {vm} v ON v.id = g.vm_id "
+        f"WHERE {to_host}g.phase IN ({sql.placeholders(phases)})"
+        f") u GROUP BY h"
     )
+    return statement, params
 
-    def total(expression: str) -> tuple[str, list]:
-        # Only table and column names are formatted in; values are parameters.
-        placed = (
-            f"(SELECT COALESCE({expression.format('')}, 0) FROM {vm} WHERE host_id = {host}.id)"  # noqa: S608
-        )
-        moving = f"(SELECT COALESCE({expression.format('v.')}, 0) {migrating})"  # noqa: S608
-        return f"({placed} + {moving})", phases
 
-    return {
-        "_used_vcpus": total("SUM({}vcpus)"),
-        "_used_memory": total("SUM({}memory_mib)"),
-        "_placed": total("COUNT({}id)"),
-    }
+def _hosts_with_usage(where: str, params) -> list[Host]:
+    """The hosts ``where`` selects (in id order), each with ``host_usage``'s numbers
+    as ``_used_vcpus``, ``_used_memory`` and ``_placed``: joined to its grouped
+    statement, one statement that reads every host's VMs once."""
+    usage, usage_params = _usage_statement(None)
+    table = Host._meta.db_table
+    return sql.select(
+        Host,
+        where,
+        params,
+        order_by=f"{table}.id",
+        join=(f" LEFT OUTER JOIN ({usage}) placed ON placed.h = {table}.id", usage_params),
+        annotate={
+            "_used_vcpus": ("COALESCE(placed.c, 0)", []),
+            "_used_memory": ("COALESCE(placed.m, 0)", []),
+            "_placed": ("COALESCE(placed.n, 0)", []),
+        },
+    )
 
 
 def _lock(host_id: int) -> bool:
@@ -122,10 +127,11 @@ def schedule(
         # The lock would end with the statement: nothing would stop an overcommit.
         raise transaction.TransactionManagementError("schedule(lock=True) needs a transaction.")
     # Written out: every placement reads them (portal.sql), with what is placed on each.
+    table = Host._meta.db_table
     where, params = (
-        (f"id NOT IN ({sql.placeholders(exclude)})", exclude) if exclude else ("1 = 1", ())
+        (f"{table}.id NOT IN ({sql.placeholders(exclude)})", exclude) if exclude else ("1 = 1", ())
     )
-    hosts = sql.select(Host, where, params, order_by="id", annotate=_usage_annotations())
+    hosts = _hosts_with_usage(where, params)
     if not hosts:
         raise NoHostAvailable("No hosts are registered. Ask a platform admin to add one.")
     reasons: dict[str, int] = {}

@@ -61,6 +61,7 @@ def select(
     using: str = "default",
     for_update: bool = False,
     annotate: dict[str, tuple[str, list]] | None = None,
+    join: tuple[str, list] | None = None,
 ) -> list[M]:
     """Instances of ``model`` whose rows satisfy ``where`` (SQL over the model's own
     columns, ``%s`` for each of ``params``), in ``order_by`` (SQL) when given.
@@ -70,7 +71,9 @@ def select(
     ``order_by`` must then qualify the model's columns by its table name).
     ``for_update`` locks the model's rows only. ``annotate``: attribute name → (SQL
     expression, its params), set on each instance as the ORM's ``annotate`` would
-    (the value as the driver returns it)."""
+    (the value as the driver returns it). ``join``: SQL (and its params) placed after
+    the joins, such as a ``LEFT OUTER JOIN`` of a derived table whose columns the
+    annotations read (``where`` and ``order_by`` then qualify the model's columns)."""
     connection = connections[using]
     quote = connection.ops.quote_name
     table = model._meta.db_table
@@ -91,7 +94,14 @@ def select(
     extra = list((annotate or {}).items())
     for _, (expression, _) in extra:
         columns += f", {expression}"
-    params = [value for _, (_, values) in extra for value in values] + list(params)
+    if join is not None:
+        joins.append(join[0])
+    # In the order their placeholders come: the annotations', the join's, the where's.
+    params = [
+        *(value for _, (_, values) in extra for value in values),
+        *(join[1] if join is not None else ()),
+        *params,
+    ]
     sql = f"SELECT {columns} FROM {quote(table)}{''.join(joins)} WHERE {where}"  # noqa: S608
     if order_by:
         sql += f" ORDER BY {order_by}"

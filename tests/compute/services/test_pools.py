@@ -279,8 +279,6 @@ class TestRaces:
 
 def run_ready(vm: VirtualMachine) -> None:
     """What the worker records when a member boots: Running, guest Ready."""
-    from compute.choices import ConditionStatus
-
     VirtualMachine.locked(vm.pk).write_locked(
         {"phase": Phase.RUNNING, "ready": ConditionStatus.TRUE}
     )
