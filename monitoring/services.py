@@ -129,7 +129,8 @@ def event_publish(
     # Inside a caller's transaction no savepoint of its own (two statements fewer on
     # every change): nothing here is an error the caller could recover from.
     with transaction.atomic(savepoint=False):
-        event = hooks = None
+        event = None
+        groups = [tenant_group(tenant.slug), object_group(tenant.slug, kind, name)]
         if not new_object:
             # The repeat to fold into, locked; written out (portal.sql): every event
             # of every object looks.
@@ -147,30 +148,35 @@ def event_publish(
                 updates["object_uid"] = uid
             Event.objects.filter(pk=event.pk).update(**updates)
             event.refresh_from_db()
-        else:
-            event, hooks = _event_insert(
-                tenant,
-                Event(
-                    tenant=tenant,
-                    kind=kind,
-                    name=name,
-                    object_uid=uid,
-                    type=type,
-                    reason=reason,
-                    message=message,
-                    source=source,
-                    first_seen=now,
-                    last_seen=now,
-                ),
-            )
-            # A new event (not a fold of a repeat) may be worth telling people about.
-            from monitoring.notifications import notify_for_event
+            data = event_data(event, tenant_slug=tenant.slug)
+            delivery_ids = _deliveries_create(tenant, event, data)
+            _live_on_commit((groups, LiveMessageType.EVENT, data), deliveries=delivery_ids)
+            return event
+        event = Event(
+            tenant=tenant,
+            kind=kind,
+            name=name,
+            object_uid=uid,
+            type=type,
+            reason=reason,
+            message=message,
+            source=source,
+            first_seen=now,
+            last_seen=now,
+        )
+        # A new event (not a fold of a repeat) may be worth telling people about.
+        from monitoring.notifications import notify_for_event
 
-            notify_for_event(tenant=tenant, event=event)
+        notify_for_event(tenant=tenant, event=event)
         data = event_data(event, tenant_slug=tenant.slug)
-        delivery_ids = _deliveries_create(tenant, event, data, hooks)
-        groups = [tenant_group(tenant.slug), object_group(tenant.slug, kind, name)]
-        _live_on_commit((groups, LiveMessageType.EVENT, data), deliveries=delivery_ids)
+        live_batch = _live_on_commit((groups, LiveMessageType.EVENT, data))
+
+        def written(hooks: list[int] | None) -> None:
+            # Its webhooks' deliveries, enqueued after the live push (the batch's hook
+            # runs at commit, after the row is written).
+            live_batch.deliveries.extend(_deliveries_create(tenant, event, data, hooks))
+
+        _event_insert(tenant, event, then=written)
     return event
 
 
@@ -183,13 +189,16 @@ _HOOKS = (
 )
 
 
-def _event_insert(tenant: Tenant, event: Event) -> tuple[Event, list[int] | None]:
-    """Write a new event; on PostgreSQL with the ids of the tenant's active webhooks
-    from the same statement (one round trip fewer on every new event). None: not
-    read (``_deliveries_create`` reads them)."""
+def _event_insert(tenant: Tenant, event: Event, *, then) -> None:
+    """Write a new event, in the caller's batch when it has one (``portal.sql``), and
+    call ``then`` with the ids of the tenant's active webhooks once it is written: on
+    PostgreSQL read in the same statement (one round trip fewer on every new event),
+    elsewhere None (``_deliveries_create`` reads them)."""
     if transaction.get_connection().vendor != "postgresql":
-        return sql.insert(event), None
-    return sql.insert_with(event, f"ARRAY({_HOOKS} ORDER BY w.id)", [tenant.pk, True])
+        sql.insert(event)
+        then(None)
+        return
+    sql.insert_later(event, also=(f"ARRAY({_HOOKS} ORDER BY w.id)", [tenant.pk, True]), then=then)
 
 
 def _deliveries_create(
@@ -243,12 +252,13 @@ def _savepoints(ids) -> set:
 
 def _live_on_commit(
     message: tuple[list[str], str, dict], *, state: tuple | None = None, deliveries=()
-) -> None:
+) -> _LiveBatch:
     """Send ``message`` (and keep ``state`` in the snapshot) once the caller's
     transaction commits: in the batch of the on-commit hook registered just before this
     one when that is a batch registered in the same savepoint (which is what a hook of
     its own would be: the same place among the hooks, dropped by the same rollback),
-    otherwise in a new batch. Outside a transaction: now."""
+    otherwise in a new batch. Outside a transaction: now. Returns the batch (its
+    ``deliveries`` can still grow until it runs)."""
     connection = transaction.get_connection()
     batch = None
     if connection.in_atomic_block and connection.run_on_commit:
@@ -266,6 +276,7 @@ def _live_on_commit(
     batch.deliveries.extend(deliveries)
     if new:
         transaction.on_commit(batch, robust=True)
+    return batch
 
 
 # --- Resource states -------------------------------------------------------------------

@@ -6,9 +6,10 @@ written out (bench/README.md, ``accept_cpu``). A VM create reads a dozen rows be
 writes, so the reads on its path are written here as SQL conditions over a model's
 columns; the rows come back as model instances with every concrete field loaded and
 converted as the ORM converts them (JSON, decimals, UUIDs and times on SQLite too).
-The rows a create writes (the object, its reservation, usage interval, audit entry and
-event) go in through ``insert``: the statement is built once per model, the values are
-prepared as the ORM prepares them.
+The rows a create writes (the object, its reservation, usage subject and interval, audit
+entry and event) go in through ``insert`` and ``insert_later``: the statement is built
+once per model, the values are prepared as the ORM prepares them, and inside a ``batch``
+they are written together, one statement of ``INSERT``s in a ``WITH``.
 
 Only identifiers the code names and ``%s`` placeholders go into the SQL text; values
 are always parameters.
@@ -16,6 +17,7 @@ are always parameters.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import cache
 from typing import TypeVar
 
@@ -317,49 +319,190 @@ def _select_value(connection, also: tuple[str, list] | None):
         return cursor.fetchone()[0]
 
 
-def insert_pair(parent: models.Model, child: M, link: str, *, using: str = "default") -> M:
-    """Write ``parent`` and ``child`` as new rows, ``child``'s foreign key ``link``
-    pointing at ``parent``: on PostgreSQL in one statement (the parent's ``INSERT`` in a
-    ``WITH``), elsewhere, or when either model has save receivers, as two ``insert``s
-    (inside the caller's transaction, so a refused child keeps no parent). Both get
-    their keys; ``child`` is returned. New rows with auto keys only (``TypeError``)."""
+# --- Rows written together -------------------------------------------------------------
+class _Row:
+    """A row ``insert_later`` queued: its values prepared when it was queued, ``links``
+    the fields whose value is the key of a row queued before it (by index)."""
+
+    __slots__ = ("also", "fields", "instance", "key", "links", "then", "values", "into")
+
+    def __init__(self, instance, fields, values, into, key, links, also, then):
+        self.instance, self.fields, self.values, self.into = instance, fields, values, into
+        self.key, self.links, self.also, self.then = key, links, also, then
+
+
+class _Batch:
+    """The rows queued inside ``batch``, and the connection's execute wrapper that
+    writes them before any other statement runs (what comes next reads them)."""
+
+    def __init__(self, using: str):
+        self.using = using
+        self.rows: list[_Row] = []
+        self.flushes = 0
+        self.flushing = False
+
+    def __call__(self, execute, statement, params, many, context):
+        if self.rows and not self.flushing:
+            self.flush()
+        return execute(statement, params, many, context)
+
+    def index(self, instance) -> int | None:
+        return next((n for n, row in enumerate(self.rows) if row.instance is instance), None)
+
+    def flush(self) -> None:
+        """Write the queued rows, one statement (an ``INSERT`` per row in a ``WITH``,
+        a link as the parent's ``RETURNING``), then set their keys and run their
+        ``then``s in the order they were queued."""
+        rows, self.rows = self.rows, []
+        if not rows:
+            return
+        self.flushes += 1
+        connection = connections[self.using]
+        # Only indexes and the models' own identifiers go into the text (S608).
+        parts, params, picks = [], [], []
+        for n, row in enumerate(rows):
+            slots = []
+            for field, value in zip(row.fields, row.values, strict=True):
+                parent = row.links.get(field.attname)
+                if parent is None:
+                    slots.append("%s")
+                    params.append(value)
+                else:
+                    slots.append(f"(SELECT k FROM r{parent})")  # noqa: S608
+            returning = f"{connection.ops.quote_name(row.key.column)} AS k"
+            picks.append(f"(SELECT k FROM r{n})")  # noqa: S608
+            if row.also is not None:
+                returning += f", ({row.also[0]}) AS a"
+                params.extend(row.also[1])
+                picks.append(f"(SELECT a FROM r{n})")  # noqa: S608
+            # The INSERT's own VALUES list: each parameter takes its column's type.
+            values = ", ".join(slots)
+            parts.append(f"r{n} AS ({row.into} VALUES ({values}) RETURNING {returning})")
+        statement = f"WITH {', '.join(parts)} SELECT {', '.join(picks)}"
+        self.flushing = True
+        try:
+            with transaction.mark_for_rollback_on_error(self.using), connection.cursor() as cursor:
+                cursor.execute(statement, params)
+                found = list(cursor.fetchone())
+        finally:
+            self.flushing = False
+        extras = []
+        for row in rows:
+            setattr(row.instance, row.key.attname, found.pop(0))
+            extras.append(found.pop(0) if row.also is not None else None)
+            _saved(row.instance, self.using)
+        for row in rows:
+            for attname, parent in row.links.items():
+                _link(row.instance, attname, rows[parent].instance)
+        for row, extra in zip(rows, extras, strict=True):
+            if row.then is not None:
+                row.then(extra)
+
+
+def _current(using: str) -> _Batch | None:
+    return getattr(connections[using], "isotope_batch", None)
+
+
+@contextmanager
+def batch(*, using: str = "default"):
+    """Rows queued by ``insert_later`` inside are written together: one statement when
+    the block ends or before the next statement of anything else on the connection
+    (which may read them), whichever comes first. Their keys are set then, not when
+    queued. Inside a batch already: part of it. On PostgreSQL, inside a transaction
+    only (its commit is not a statement: the block must end before it); elsewhere
+    ``insert_later`` writes at once. An exception out of the block drops the rows
+    queued in it that are not written yet (the caller's transaction or savepoint rolls
+    back what is)."""
     connection = connections[using]
-    pair = (type(parent), type(child))
-    if parent.pk is not None or child.pk is not None or not all(m._meta.auto_field for m in pair):
-        raise TypeError("insert_pair: new rows with auto keys only")
-    if connection.vendor != "postgresql" or any(_received(m) for m in pair):
-        insert(parent, using=using)
-        setattr(child, link, parent)
-        return insert(child, using=using)
-    field = child._meta.get_field(link)
-    parent_fields, parent_sql, parent_key = _insert_statement(type(parent), using, False)
-    child_fields, child_sql, child_key = _insert_statement(type(child), using, False)
-    params = _prepared(parent, parent_fields, connection)
-    setattr(child, field.attname, 0)  # stands in for the parent's key while preparing
+    current = _current(using)
+    if current is not None:
+        mark, flushes = len(current.rows), current.flushes
+        try:
+            yield current
+        except BaseException:
+            del current.rows[mark if current.flushes == flushes else 0 :]
+            raise
+        return
+    if connection.vendor != "postgresql" or not connection.in_atomic_block:
+        yield None
+        return
+    current = _Batch(using)
+    connection.isotope_batch = current
     try:
-        values = _prepared(child, child_fields, connection)
+        with connection.execute_wrapper(current):
+            yield current
+            current.flush()
     finally:
-        setattr(child, field.attname, None)
-    quote = connection.ops.quote_name
-    # A VALUES list, so each parameter takes its column's type; the key is the WITH's.
-    slots = ", ".join(
-        f"(SELECT {quote(parent_key.column)} FROM p)" if f is field else "%s"  # noqa: S608
-        for f in child_fields
-    )
-    params += [v for f, v in zip(child_fields, values, strict=True) if f is not field]
-    into = child_sql.split(" VALUES ")[0]
-    statement = (
-        f"WITH p AS ({parent_sql}) {into} VALUES ({slots}) "
-        f"RETURNING {quote(child_key.column)}, {quote(field.column)}"
-    )
-    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        child_id, parent_id = cursor.fetchone()
-    for instance, key, value in ((parent, parent_key, parent_id), (child, child_key, child_id)):
-        setattr(instance, key.attname, value)
-        _saved(instance, using)
-    setattr(child, link, parent)
-    return child
+        connection.isotope_batch = None
+
+
+def flush(*, using: str = "default") -> None:
+    """Write what the current batch holds now (its rows' keys are needed)."""
+    current = _current(using)
+    if current is not None:
+        current.flush()
+
+
+def insert_later(
+    instance: M,
+    *,
+    keys: dict[str, models.Model] | None = None,
+    also: tuple[str, list] | None = None,
+    then=None,
+    using: str = "default",
+) -> M:
+    """``insert``, in the current ``batch`` (at once when none): a new row with an auto
+    key. ``keys``: field (attname) → a row whose key it holds, queued before this one
+    or written. ``also``: an SQL expression and its parameters, its value read with
+    the key (as ``insert_with``). ``then``: called with that value (None without one)
+    once the row is written and has its key. A model with save receivers is saved by
+    the ORM at once (``insert``)."""
+    model = type(instance)
+    if instance.pk is not None or model._meta.auto_field is None:
+        raise TypeError("insert_later: new rows with auto keys only")
+    current = _current(using)
+    keys = keys or {}
+    links = {}
+    for attname, parent in keys.items():
+        index = None if parent.pk is not None or current is None else current.index(parent)
+        if index is None:
+            if parent.pk is None:
+                raise TypeError(f"insert_later: {attname} links a row not written or queued")
+            _link(instance, attname, parent)
+        else:
+            links[attname] = index
+    if current is None or _received(model):
+        if links:
+            current.flush()  # its parents first: they get their keys
+            for attname in links:
+                _link(instance, attname, keys[attname])
+        _, extra = _insert(instance, using, also)
+        if then is not None:
+            then(extra)
+        return instance
+    fields, statement, key = _insert_statement(model, using, False)
+    for attname in links:
+        setattr(instance, attname, 0)  # stands in for the parent's key while preparing
+    try:
+        values = _prepared(instance, fields, connections[using])
+    finally:
+        for attname in links:
+            setattr(instance, attname, None)
+    into = statement.split(" VALUES ")[0]
+    current.rows.append(_Row(instance, fields, values, into, key, links, also, then))
+    return instance
+
+
+def _link(child: models.Model, attname: str, parent: models.Model) -> None:
+    """Set ``child``'s ``attname`` to ``parent``'s key, and the related object too when
+    it is a foreign key's."""
+    field = next((f for f in type(child)._meta.concrete_fields if f.attname == attname), None)
+    if field is None:
+        raise TypeError(f"{type(child).__name__} has no field {attname}")
+    if field.is_relation:
+        setattr(child, field.name, parent)
+    else:
+        setattr(child, attname, parent.pk)
 
 
 def _prepared(instance, fields, connection) -> list:

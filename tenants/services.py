@@ -80,8 +80,9 @@ def audit_record(
 ) -> AuditLog:
     """Append one audit entry. ``ip`` defaults to the current request's client."""
     user = actor if getattr(actor, "is_authenticated", False) else None
-    # Written in (portal.sql): every privileged action of every request appends one.
-    return sql.insert(
+    # Written in (portal.sql): every privileged action of every request appends one; in
+    # the caller's batch when it has one (its key is set when the batch is written).
+    return sql.insert_later(
         AuditLog(
             actor=user,
             actor_name=user.get_username() if user else (str(actor) if actor else "system"),
@@ -757,7 +758,8 @@ class QuotaCharge:
         **amounts,
     ) -> Reservation:
         _inside_the_create("QuotaCharge")
-        reservation = sql.insert(
+        # In the create's batch when it has one (portal.sql): written with its other rows.
+        reservation = sql.insert_later(
             Reservation(
                 tenant=self.tenant, ref=ref, kind=kind, object_id=object_id, **_amounts(amounts)
             )

@@ -536,53 +536,61 @@ def _create_rows(
         pool_warm=pool_warm,
         created_by=actor if getattr(actor, "is_authenticated", False) else None,
     )
-    sql.insert(vm)  # written in: the ORM's insert compiles more than this create reads
-    quota.reserve(
-        ref=f"vm:{uid}",
-        kind=ReservationKind.VM,
-        object_id=str(uid),
-        name=name,
-        labels=labels,
-        cpu=vcpus,
-        memory=memory_mib,
-        vms=1,
-    )
-    if networks:
-        network_services.vm_nics_create(vm=vm, networks=list(networks))
-    root = None
-    if boot is not None:
-        root = volume_services.boot_volume_take(actor=actor, volume=boot, vm=vm)
-    elif disk_gib:
-        root = volume_services.root_volume_create(
-            actor=actor, vm=vm, size_gib=disk_gib, image=image, quota=quota
+    # The create's rows, written together (portal.sql.batch): the VM (when nothing below
+    # needs its key at once), its reservation, usage subject and interval, audit entry
+    # and event, in one statement before the quota's compare-and-set.
+    with sql.batch():
+        if networks or boot is not None or disk_gib:
+            sql.insert(vm)  # its NICs and root volume refer to it by its key
+        else:
+            sql.insert_later(vm)
+        quota.reserve(
+            ref=f"vm:{uid}",
+            kind=ReservationKind.VM,
+            object_id=str(uid),
+            name=name,
+            labels=labels,
+            cpu=vcpus,
+            memory=memory_mib,
+            vms=1,
         )
-    # A new VM's volumes are its root disk at most: what the response shows, not read.
-    vm._prefetched_objects_cache = {"volumes": [root] if root is not None else []}
-    audit_record(
-        actor=actor,
-        action="vm.create",
-        tenant=tenant,
-        target=f"vm/{name}",
-        detail={
-            "vcpus": vcpus,
-            "memory_mib": memory_mib,
-            "disk_gib": disk_gib,
-            "image": image.name,
-            "host": placement.host.name,
-            **({"root_volume": boot.name} if boot is not None else {}),
-            **({"networks": list(networks)} if networks else {}),
-        },
-    )
-    event_publish(
-        tenant=tenant,
-        kind="vm",
-        name=name,
-        uid=str(uid),
-        reason="Scheduled",
-        message=vm_texts.ACCEPTED % {"vcpus": vcpus, "memory_mib": memory_mib, "image": image.name},
-        new_object=True,
-    )
-    _publish(vm, services=False)  # Pending: it serves no Service yet
+        if networks:
+            network_services.vm_nics_create(vm=vm, networks=list(networks))
+        root = None
+        if boot is not None:
+            root = volume_services.boot_volume_take(actor=actor, volume=boot, vm=vm)
+        elif disk_gib:
+            root = volume_services.root_volume_create(
+                actor=actor, vm=vm, size_gib=disk_gib, image=image, quota=quota
+            )
+        # A new VM's volumes are its root disk at most: what the response shows, not read.
+        vm._prefetched_objects_cache = {"volumes": [root] if root is not None else []}
+        audit_record(
+            actor=actor,
+            action="vm.create",
+            tenant=tenant,
+            target=f"vm/{name}",
+            detail={
+                "vcpus": vcpus,
+                "memory_mib": memory_mib,
+                "disk_gib": disk_gib,
+                "image": image.name,
+                "host": placement.host.name,
+                **({"root_volume": boot.name} if boot is not None else {}),
+                **({"networks": list(networks)} if networks else {}),
+            },
+        )
+        event_publish(
+            tenant=tenant,
+            kind="vm",
+            name=name,
+            uid=str(uid),
+            reason="Scheduled",
+            message=vm_texts.ACCEPTED
+            % {"vcpus": vcpus, "memory_mib": memory_mib, "image": image.name},
+            new_object=True,
+        )
+        _publish(vm, services=False)  # Pending: it serves no Service yet
     # The locks, last and in the order quota → host (under them only the counters,
     # the host's sums and the commit).
     quota.charge()

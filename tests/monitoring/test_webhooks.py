@@ -314,3 +314,26 @@ def test_the_webhook_goes_out_when_the_live_push_fails(
     assert len(receiver.requests) == 1
     assert verify(secret, receiver.requests[0])["event"]["reason"] == "Failed"
     assert WebhookDelivery.objects.get(webhook=webhook).status == DeliveryStatus.SUCCEEDED
+
+
+def test_a_vm_create_posts_its_first_event_to_the_webhook(
+    transactional_db, demo, receiver, eager, make_host, tiny_image, monkeypatch
+):
+    """A create writes its event with its other rows (``portal.sql.batch``): the
+    tenant's webhook still gets it, once, after the commit."""
+    from compute.services import dispatch
+    from compute.services import vms as vm_services
+
+    monkeypatch.setattr(dispatch, "provision_request", lambda *vm_ids: None)  # no worker
+    make_host("node-a")
+    webhook, secret = webhook_create(actor=demo.alice, tenant=demo.acme, url=receiver.url)
+    vm = vm_services.vm_create(
+        actor=demo.alice, tenant=demo.acme, name="web1", image="tiny", vcpus=1, memory_mib=128
+    )
+    # Its event and its tenant's first network's, each once.
+    events = [verify(secret, request)["event"] for request in receiver.requests]
+    assert sorted(e["involvedObject"]["kind"] for e in events) == ["network", "vm"]
+    scheduled = next(e for e in events if e["involvedObject"]["kind"] == "vm")
+    assert (scheduled["reason"], scheduled["involvedObject"]["uid"]) == ("Scheduled", str(vm.uid))
+    delivery = WebhookDelivery.objects.get(webhook=webhook, event__reason="Scheduled")
+    assert delivery.status == DeliveryStatus.SUCCEEDED

@@ -11,6 +11,7 @@ from portal import sql
 from tenants import services as tenant_services
 from tenants.models import Quota, Tenant
 from tests.compute.test_api_vms import make_vm
+from tests.conftest import postgres_only
 
 pytestmark = [pytest.mark.unit, pytest.mark.libvirt_test_driver]
 
@@ -245,43 +246,145 @@ def test_an_insert_with_an_expression_returns_its_value_from_the_same_statement(
     assert seen == 1 and AuditLog.objects.get(pk=entry.pk).action == "z"
 
 
-def test_a_pair_of_new_rows_goes_in_as_one_statement_linked(demo):
-    """``insert_pair``: a parent and its child written as the ORM would, the child's key
-    to the parent filled in, one statement on PostgreSQL; a refused child keeps no
-    parent either; a model with receivers is saved by the ORM, its receivers run."""
+def _pair(demo, ref: str, **interval):
     from datetime import UTC, datetime
-
-    from django.db import IntegrityError, connection, transaction
-    from django.db.models import signals
-    from django.test.utils import CaptureQueriesContext
 
     from usage.models import UsageInterval, UsageSubject
 
-    def pair(ref: str, **interval):
-        subject = UsageSubject(
-            ref=ref, tenant=demo.acme, tenant_slug="acme", kind="vm", object_id=ref, name=ref
-        )
-        start = datetime(2026, 3, 2, 10, tzinfo=UTC)
-        return subject, UsageInterval(tenant=demo.acme, start=start, **interval)
+    subject = UsageSubject(
+        ref=ref, tenant=demo.acme, tenant_slug="acme", kind="vm", object_id=ref, name=ref
+    )
+    start = datetime(2026, 3, 2, 10, tzinfo=UTC)
+    return subject, UsageInterval(tenant=demo.acme, start=start, **interval)
 
-    subject, interval = pair("vm:a", cpu=Decimal("1.5"), memory=64, reservation_id=7)
-    with CaptureQueriesContext(connection) as statements:
-        assert sql.insert_pair(subject, interval, "subject") is interval
+
+def test_rows_queued_in_a_batch_go_in_as_one_statement_linked(demo):
+    """``batch``: the rows ``insert_later`` queued are written together when it ends,
+    written as the ORM would, a child's key to its parent filled in, each ``then``
+    called with its row's key set and its ``also`` value; one statement on PostgreSQL,
+    a row at a time elsewhere."""
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from tenants.models import AuditLog, Reservation
+    from usage.models import UsageInterval, UsageSubject
+
+    seen = []
+    with transaction.atomic(), CaptureQueriesContext(connection) as statements:
+        with sql.batch():
+            reservation = sql.insert_later(
+                Reservation(tenant=demo.acme, ref="vm:a", kind="vm", object_id="a", cpu=Decimal(1))
+            )
+            subject, interval = _pair(demo, "vm:a", cpu=Decimal("1.5"), memory=64)
+            sql.insert_later(subject)
+            keys = {"subject_id": subject, "reservation_id": reservation}
+            sql.insert_later(interval, keys=keys)
+            entry = AuditLog(action="x", actor_name="system", outcome="success")
+            sql.insert_later(
+                entry,
+                also=("SELECT COUNT(*) FROM tenants_auditlog WHERE action = %s", ["x"]),
+                then=lambda value: seen.append((entry.pk, value)),
+            )
+            if connection.vendor == "postgresql":
+                assert reservation.pk is None and not statements.captured_queries
+        written = [q["sql"] for q in statements.captured_queries if "INSERT" in q["sql"]]
     if connection.vendor == "postgresql":
-        assert len(statements) == 1
-    assert subject.pk and interval.pk and interval.subject is subject
+        assert len(written) == 1 and written[0].startswith("WITH")
+    else:
+        assert len(written) == 4
+    assert reservation.pk and subject.pk and interval.pk and entry.pk
+    assert interval.subject is subject and interval.reservation_id == reservation.pk
+    # The count ran in the same statement as the insert: it did not see the new row.
+    assert seen == [(entry.pk, 0 if connection.vendor == "postgresql" else 1)]
     same(UsageSubject.objects.get(ref="vm:a"), subject)
     same(UsageInterval.objects.get(subject=subject), interval)
+    same(Reservation.objects.get(ref="vm:a"), reservation)
+    same(AuditLog.objects.get(action="x"), entry)
 
-    # The same reservation twice breaks the interval's unique constraint: neither row.
-    subject, interval = pair("vm:b", reservation_id=7)
+
+def test_a_statement_inside_a_batch_reads_the_rows_queued_before_it(demo):
+    from django.db import transaction
+
+    from tenants.models import AuditLog
+
+    with transaction.atomic(), sql.batch():
+        entry = sql.insert_later(AuditLog(action="queued", actor_name="system"))
+        assert AuditLog.objects.filter(action="queued").count() == 1
+        assert entry.pk is not None
+        later = sql.insert_later(AuditLog(action="after", actor_name="system"))
+    assert later.pk is not None
+    mine = AuditLog.objects.filter(action__in=["queued", "after"])
+    assert sorted(mine.values_list("action", flat=True)) == ["after", "queued"]
+
+
+def test_a_batch_that_cannot_be_written_writes_none_of_its_rows(demo):
+    """A unique constraint one row breaks: ``IntegrityError`` where the batch is
+    written, the transaction marked for rollback, no row of the batch kept."""
+    from django.db import IntegrityError, transaction
+
+    from usage.models import UsageSubject
+
+    subject, interval = _pair(demo, "vm:a", reservation_id=7)
+    sql.insert_later(subject)  # no batch (autocommit): written at once
+    sql.insert_later(interval, keys={"subject_id": subject})
+    assert subject.pk and interval.pk
+
+    subject, interval = _pair(demo, "vm:b", reservation_id=7)
     with transaction.atomic():
-        with pytest.raises(IntegrityError):
-            sql.insert_pair(subject, interval, "subject")
+        with pytest.raises(IntegrityError), sql.batch():
+            sql.insert_later(subject)
+            sql.insert_later(interval, keys={"subject_id": subject})
         assert transaction.get_connection().needs_rollback
     assert not UsageSubject.objects.filter(ref="vm:b").exists()
 
-    # With a receiver: two inserts through insert (the ORM's save, so that it runs).
+
+def test_an_error_inside_a_batch_drops_the_rows_it_queued(demo):
+    """Rows queued by a block that raised are not written later by the batch around
+    it; what the outer block queued is (on PostgreSQL: elsewhere rows are written when
+    queued, and only a savepoint's rollback takes them back)."""
+    from django.db import transaction
+
+    postgres_only()
+
+    from tenants.models import AuditLog
+
+    then = []
+    with transaction.atomic(), sql.batch():
+        sql.insert_later(AuditLog(action="outer", actor_name="system"))
+        with pytest.raises(RuntimeError), sql.batch():
+            sql.insert_later(
+                AuditLog(action="inner", actor_name="system"), then=lambda _: then.append(1)
+            )
+            raise RuntimeError("refused")
+    with pytest.raises(RuntimeError), transaction.atomic(), sql.batch():
+        sql.insert_later(AuditLog(action="alone", actor_name="system"))
+        raise RuntimeError("refused")
+    mine = AuditLog.objects.filter(action__in=["outer", "inner", "alone"])
+    assert list(mine.values_list("action", flat=True)) == ["outer"]
+    assert then == []
+
+
+def test_insert_later_refuses_what_it_cannot_write(demo):
+    from django.db import transaction
+
+    from tenants.models import AuditLog
+
+    subject, interval = _pair(demo, "vm:a")
+    with transaction.atomic(), sql.batch():
+        with pytest.raises(TypeError, match="not written or queued"):
+            sql.insert_later(interval, keys={"subject_id": subject})
+        with pytest.raises(TypeError, match="auto keys only"):
+            sql.insert_later(AuditLog(pk=99, action="x", actor_name="system"))
+    assert not AuditLog.objects.filter(action="x").exists()
+
+
+def test_a_model_with_save_receivers_is_saved_by_the_orm_at_once(demo):
+    """Inside a batch too: its receivers run, and it has its key when queued."""
+    from django.db import transaction
+    from django.db.models import signals
+
+    from usage.models import UsageInterval
+
     seen = []
 
     def receiver(sender, instance, **kwargs):
@@ -289,9 +392,11 @@ def test_a_pair_of_new_rows_goes_in_as_one_statement_linked(demo):
 
     signals.post_save.connect(receiver, sender=UsageInterval)
     try:
-        subject, interval = pair("vm:c")
-        sql.insert_pair(subject, interval, "subject")
+        with transaction.atomic(), sql.batch():
+            subject, interval = _pair(demo, "vm:c")
+            sql.insert_later(subject)
+            sql.insert_later(interval, keys={"subject_id": subject})
+            assert seen == [interval] and subject.pk and interval.pk
     finally:
         signals.post_save.disconnect(receiver, sender=UsageInterval)
-    assert seen == [interval]
     assert UsageInterval.objects.get(pk=interval.pk).subject_id == subject.pk

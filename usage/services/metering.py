@@ -99,7 +99,6 @@ def interval_open(
     # A reservation opens once (quota_reserve returns a live one unchanged without
     # signalling); the unique constraint on reservation_id backs that up.
     interval = UsageInterval(
-        reservation_id=reservation.pk,
         tenant_id=reservation.tenant_id,
         start=reservation.created,
         cpu=reservation.cpu,
@@ -109,13 +108,12 @@ def interval_open(
         pods=reservation.pods,
     )
     subject = None if new_ref else _subject_known(reservation, name=name, labels=labels)
-    if subject is None:
-        # A new subject and its first interval: one statement (portal.sql).
-        subject = _subject_new(reservation, name=name, labels=labels)
-        sql.insert_pair(subject, interval, "subject")
-    else:
-        interval.subject = subject
-        sql.insert(interval)
+    # A new subject and its first interval: one statement (portal.sql), or part of the
+    # caller's batch, which may hold the reservation too (its key comes with it).
+    with sql.batch():
+        if subject is None:
+            subject = sql.insert_later(_subject_new(reservation, name=name, labels=labels))
+        sql.insert_later(interval, keys={"subject_id": subject, "reservation_id": reservation})
     if not name:
         # The object is usually created after its reservation, in the same transaction:
         # learn its name and labels once that has committed.

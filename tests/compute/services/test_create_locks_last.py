@@ -16,7 +16,7 @@ from monitoring.models import Event
 from portal import signals
 from portal.exceptions import QuotaExceeded
 from tenants import services as tenant_services
-from tenants.models import Quota, Reservation
+from tenants.models import AuditLog, Quota, Reservation
 from tests.conftest import postgres_only
 from tests.races import run_in_thread, waiting_on_a_lock
 from usage.models import UsageInterval
@@ -136,3 +136,36 @@ def test_two_creates_for_the_last_vm_of_the_quota_place_one_and_refuse_the_other
     refusal = Event.objects.get(tenant=demo.acme, name="late", reason="QuotaExceeded")
     assert refusal.type == "Warning"
     assert not Event.objects.filter(tenant=demo.acme, name="late", reason="Scheduled").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_create_whose_name_is_taken_meanwhile_is_refused_for_its_name_and_leaves_nothing(
+    demo, make_host, tiny_image, no_worker, held_midway
+):
+    """A create's rows are written together before its locks (``portal.sql.batch``):
+    one that finds its name taken there, by a create that passed the same unlocked
+    name check and committed first, gets the name's 400 and leaves no row behind."""
+    from portal.exceptions import ValidationError
+
+    postgres_only()
+    make_host("node-a", cpus=8)
+    with_its_network(demo)
+    held_midway["name"] = "web1"
+    late = run_in_thread(create(demo, "web1"))
+    assert held_midway["there"].wait(30), late
+    held_midway["name"] = ""  # the next create of the name goes through
+    assert create(demo, "web1")() == "node-a"
+    held_midway["go"].set()
+    late["thread"].join(timeout=30)
+    error = late.get("error")
+    assert isinstance(error, ValidationError), late
+    assert "exists already" in error.message and error.errors == {"name": ["Taken."]}
+    vm = VirtualMachine.objects.get(tenant=demo.acme, name="web1")
+    live = Reservation.objects.filter(tenant=demo.acme, released__isnull=True, kind="vm")
+    assert list(live.values_list("object_id", flat=True)) == [str(vm.uid)]
+    assert Quota.objects.get(tenant=demo.acme).used_vms == 1
+    assert UsageInterval.objects.filter(tenant=demo.acme, vms=1).count() == 1
+    scheduled = Event.objects.filter(tenant=demo.acme, name="web1", reason="Scheduled")
+    assert list(scheduled.values_list("object_uid", flat=True)) == [str(vm.uid)]
+    audits = AuditLog.objects.filter(action="vm.create", target="vm/web1")
+    assert audits.count() == 1

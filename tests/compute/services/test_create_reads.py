@@ -170,7 +170,42 @@ def test_a_create_asks_its_name_networks_and_quota_with_the_image(world, api):
     assert not quota_reads, quota_reads
     standalone = [s for s in statements if s.startswith(("SELECT 1 FROM", "SELECT h, SUM"))]
     assert len(standalone) == 1 and "FOR UPDATE" not in standalone[0], "\n".join(statements)
-    assert len(statements) <= 15, "\n".join(statements)
+    assert len(statements) <= 11, "\n".join(statements)
+
+
+def test_a_create_writes_its_rows_in_one_statement(world, api):
+    """The VM, its reservation, usage subject and interval, audit entry and event go in
+    together (``portal.sql.batch``), each row as a user reads it back."""
+    from tenants.models import AuditLog, Reservation
+    from usage.models import UsageInterval, UsageSubject
+
+    postgres_only()
+    create(api, world.alice, "warm")
+    statements = create(api, world.alice, "web1", labels={"app": "web"})
+
+    writes = [s for s in statements if "INSERT INTO" in s]
+    assert len(writes) == 1, "\n".join(writes)
+    for table in (
+        "compute_virtualmachine",
+        "tenants_reservation",
+        "usage_usagesubject",
+        "usage_usageinterval",
+        "tenants_auditlog",
+        "monitoring_event",
+    ):
+        assert f'INSERT INTO "{table}"' in writes[0], table
+    assert len(statements) <= 11, "\n".join(statements)
+    vm = VirtualMachine.objects.get(tenant=world.acme, name="web1")
+    reservation = Reservation.objects.get(ref=f"vm:{vm.uid}")
+    assert (reservation.cpu, reservation.memory, reservation.vms) == (1, 256, 1)
+    interval = UsageInterval.objects.get(reservation_id=reservation.pk)
+    assert interval.start == reservation.created and interval.end is None
+    subject = UsageSubject.objects.get(pk=interval.subject_id)
+    assert (subject.ref, subject.name, subject.labels) == (reservation.ref, "web1", {"app": "web"})
+    entry = AuditLog.objects.get(action="vm.create", target="vm/web1")
+    assert (entry.actor_id, entry.detail["host"]) == (world.alice.pk, "node-a")
+    event = Event.objects.get(tenant=world.acme, name="web1", reason="Scheduled")
+    assert event.object_uid == str(vm.uid)
 
 
 def test_a_taken_name_is_refused_with_a_known_image_and_with_an_unknown_one(world, api):
