@@ -117,6 +117,9 @@ def event_publish(
     "stream", "seq", "data": event_data(event)}``, and one webhook delivery per active
     webhook is enqueued on the ``monitoring`` queue.
 
+    A new event is written in the caller's ``portal.sql.batch`` when it has one (no key
+    until the batch is written; its webhook deliveries are made then).
+
     Raises ``ValidationError`` for a malformed kind, name, reason, type or source.
     """
     _check_object(kind, name)

@@ -322,7 +322,7 @@ def _select_value(connection, also: tuple[str, list] | None):
 # --- Rows written together -------------------------------------------------------------
 class _Row:
     """A row ``insert_later`` queued: its values prepared when it was queued, ``links``
-    the fields whose value is the key of a row queued before it (by index)."""
+    the fields whose value is the key of a row queued before it (that ``_Row``)."""
 
     __slots__ = ("also", "fields", "instance", "key", "links", "then", "values", "into")
 
@@ -343,11 +343,17 @@ class _Batch:
 
     def __call__(self, execute, statement, params, many, context):
         if self.rows and not self.flushing:
-            self.flush()
+            if statement.startswith("ROLLBACK"):
+                # A savepoint's rollback (Django's): the last statement before it, at
+                # the latest its SAVEPOINT, wrote what was queued before it, so what is
+                # queued now was queued inside it: dropped, not written and undone.
+                self.rows.clear()
+            else:
+                self.flush()
         return execute(statement, params, many, context)
 
-    def index(self, instance) -> int | None:
-        return next((n for n, row in enumerate(self.rows) if row.instance is instance), None)
+    def queued(self, instance) -> _Row | None:
+        return next((row for row in self.rows if row.instance is instance), None)
 
     def flush(self) -> None:
         """Write the queued rows, one statement (an ``INSERT`` per row in a ``WITH``,
@@ -358,6 +364,7 @@ class _Batch:
             return
         self.flushes += 1
         connection = connections[self.using]
+        position = {id(row): n for n, row in enumerate(rows)}
         # Only indexes and the models' own identifiers go into the text (S608).
         parts, params, picks = [], [], []
         for n, row in enumerate(rows):
@@ -367,8 +374,11 @@ class _Batch:
                 if parent is None:
                     slots.append("%s")
                     params.append(value)
-                else:
-                    slots.append(f"(SELECT k FROM r{parent})")  # noqa: S608
+                elif id(parent) in position:
+                    slots.append(f"(SELECT k FROM r{position[id(parent)]})")  # noqa: S608
+                else:  # written by an earlier flush: its key is known
+                    slots.append("%s")
+                    params.append(parent.instance.pk)
             returning = f"{connection.ops.quote_name(row.key.column)} AS k"
             picks.append(f"(SELECT k FROM r{n})")  # noqa: S608
             if row.also is not None:
@@ -393,7 +403,7 @@ class _Batch:
             _saved(row.instance, self.using)
         for row in rows:
             for attname, parent in row.links.items():
-                _link(row.instance, attname, rows[parent].instance)
+                _link(row.instance, attname, parent.instance)
         for row, extra in zip(rows, extras, strict=True):
             if row.then is not None:
                 row.then(extra)
@@ -411,8 +421,9 @@ def batch(*, using: str = "default"):
     queued. Inside a batch already: part of it. On PostgreSQL, inside a transaction
     only (its commit is not a statement: the block must end before it); elsewhere
     ``insert_later`` writes at once. An exception out of the block drops the rows
-    queued in it that are not written yet (the caller's transaction or savepoint rolls
-    back what is)."""
+    queued in it that are not written yet, and a savepoint's rollback those queued
+    inside it (the transaction or savepoint rolls back what is written). Rows that a
+    ``then`` queues are written too."""
     connection = connections[using]
     current = _current(using)
     if current is not None:
@@ -431,16 +442,10 @@ def batch(*, using: str = "default"):
     try:
         with connection.execute_wrapper(current):
             yield current
-            current.flush()
+            while current.rows:
+                current.flush()
     finally:
         connection.isotope_batch = None
-
-
-def flush(*, using: str = "default") -> None:
-    """Write what the current batch holds now (its rows' keys are needed)."""
-    current = _current(using)
-    if current is not None:
-        current.flush()
 
 
 def insert_later(
@@ -456,7 +461,8 @@ def insert_later(
     or written. ``also``: an SQL expression and its parameters, its value read with
     the key (as ``insert_with``). ``then``: called with that value (None without one)
     once the row is written and has its key. A model with save receivers is saved by
-    the ORM at once (``insert``)."""
+    the ORM at once (``insert``). Inside a batch the row comes back without its key:
+    a caller that needs it must not ask for it before the batch is written."""
     model = type(instance)
     if instance.pk is not None or model._meta.auto_field is None:
         raise TypeError("insert_later: new rows with auto keys only")
@@ -464,13 +470,13 @@ def insert_later(
     keys = keys or {}
     links = {}
     for attname, parent in keys.items():
-        index = None if parent.pk is not None or current is None else current.index(parent)
-        if index is None:
+        row = None if parent.pk is not None or current is None else current.queued(parent)
+        if row is None:
             if parent.pk is None:
                 raise TypeError(f"insert_later: {attname} links a row not written or queued")
             _link(instance, attname, parent)
         else:
-            links[attname] = index
+            links[attname] = row
     if current is None or _received(model):
         if links:
             current.flush()  # its parents first: they get their keys

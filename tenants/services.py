@@ -78,7 +78,8 @@ def audit_record(
     detail: dict | None = None,
     ip: str | None = None,
 ) -> AuditLog:
-    """Append one audit entry. ``ip`` defaults to the current request's client."""
+    """Append one audit entry. ``ip`` defaults to the current request's client. Inside
+    a ``portal.sql.batch`` the entry is written with the batch (no key until then)."""
     user = actor if getattr(actor, "is_authenticated", False) else None
     # Written in (portal.sql): every privileged action of every request appends one; in
     # the caller's batch when it has one (its key is set when the batch is written).
@@ -757,8 +758,9 @@ class QuotaCharge:
         labels: dict | None = None,
         **amounts,
     ) -> Reservation:
+        """Record a reservation for the create (in its ``portal.sql.batch`` when it has
+        one: written with its other rows, no key until then)."""
         _inside_the_create("QuotaCharge")
-        # In the create's batch when it has one (portal.sql): written with its other rows.
         reservation = sql.insert_later(
             Reservation(
                 tenant=self.tenant, ref=ref, kind=kind, object_id=object_id, **_amounts(amounts)

@@ -316,11 +316,12 @@ def test_the_webhook_goes_out_when_the_live_push_fails(
     assert WebhookDelivery.objects.get(webhook=webhook).status == DeliveryStatus.SUCCEEDED
 
 
-def test_a_vm_create_posts_its_first_event_to_the_webhook(
+def test_a_vm_create_posts_its_first_events_to_the_webhook(
     transactional_db, demo, receiver, eager, make_host, tiny_image, monkeypatch
 ):
-    """A create writes its event with its other rows (``portal.sql.batch``): the
-    tenant's webhook still gets it, once, after the commit."""
+    """A create writes its events with its other rows (``portal.sql.batch``; its root
+    volume's and its own in one statement): the tenant's webhook still gets each of
+    them, once, after the commit."""
     from compute.services import dispatch
     from compute.services import vms as vm_services
 
@@ -328,12 +329,25 @@ def test_a_vm_create_posts_its_first_event_to_the_webhook(
     make_host("node-a")
     webhook, secret = webhook_create(actor=demo.alice, tenant=demo.acme, url=receiver.url)
     vm = vm_services.vm_create(
-        actor=demo.alice, tenant=demo.acme, name="web1", image="tiny", vcpus=1, memory_mib=128
+        actor=demo.alice,
+        tenant=demo.acme,
+        name="web1",
+        image="tiny",
+        vcpus=1,
+        memory_mib=128,
+        disk_gib=1,
     )
-    # Its event and its tenant's first network's, each once.
+    # Its event, its root volume's and its tenant's first network's, each once.
     events = [verify(secret, request)["event"] for request in receiver.requests]
-    assert sorted(e["involvedObject"]["kind"] for e in events) == ["network", "vm"]
-    scheduled = next(e for e in events if e["involvedObject"]["kind"] == "vm")
-    assert (scheduled["reason"], scheduled["involvedObject"]["uid"]) == ("Scheduled", str(vm.uid))
-    delivery = WebhookDelivery.objects.get(webhook=webhook, event__reason="Scheduled")
-    assert delivery.status == DeliveryStatus.SUCCEEDED
+    by_kind = {e["involvedObject"]["kind"]: e for e in events}
+    assert sorted(e["involvedObject"]["kind"] for e in events) == ["network", "vm", "volume"]
+    assert (by_kind["vm"]["reason"], by_kind["vm"]["involvedObject"]["uid"]) == (
+        "Scheduled",
+        str(vm.uid),
+    )
+    assert by_kind["volume"]["involvedObject"]["name"] == "web1-root"
+    deliveries = WebhookDelivery.objects.filter(webhook=webhook)
+    assert sorted(deliveries.values_list("event__reason", flat=True)) == sorted(
+        e["reason"] for e in events
+    )
+    assert set(deliveries.values_list("status", flat=True)) == {DeliveryStatus.SUCCEEDED}

@@ -340,14 +340,14 @@ def test_a_batch_that_cannot_be_written_writes_none_of_its_rows(demo):
 
 def test_an_error_inside_a_batch_drops_the_rows_it_queued(demo):
     """Rows queued by a block that raised are not written later by the batch around
-    it; what the outer block queued is (on PostgreSQL: elsewhere rows are written when
-    queued, and only a savepoint's rollback takes them back)."""
+    it; what the outer block queued is, and what a statement inside the failing block
+    wrote stays for the transaction to keep or roll back (on PostgreSQL: elsewhere
+    rows are written when queued, and only a savepoint's rollback takes them back)."""
     from django.db import transaction
-
-    postgres_only()
 
     from tenants.models import AuditLog
 
+    postgres_only()
     then = []
     with transaction.atomic(), sql.batch():
         sql.insert_later(AuditLog(action="outer", actor_name="system"))
@@ -356,12 +356,50 @@ def test_an_error_inside_a_batch_drops_the_rows_it_queued(demo):
                 AuditLog(action="inner", actor_name="system"), then=lambda _: then.append(1)
             )
             raise RuntimeError("refused")
-    with pytest.raises(RuntimeError), transaction.atomic(), sql.batch():
-        sql.insert_later(AuditLog(action="alone", actor_name="system"))
-        raise RuntimeError("refused")
-    mine = AuditLog.objects.filter(action__in=["outer", "inner", "alone"])
-    assert list(mine.values_list("action", flat=True)) == ["outer"]
+        with pytest.raises(RuntimeError), sql.batch():
+            sql.insert_later(AuditLog(action="read", actor_name="system"))
+            assert AuditLog.objects.filter(action="read").exists()  # written for this
+            sql.insert_later(AuditLog(action="after", actor_name="system"))
+            raise RuntimeError("refused")
+    mine = AuditLog.objects.filter(action__in=["outer", "inner", "read", "after"])
+    assert sorted(mine.values_list("action", flat=True)) == ["outer", "read"]
     assert then == []
+
+
+def test_a_savepoint_rolled_back_inside_a_batch_drops_what_was_queued_in_it(demo):
+    """Neither written and undone (its ``then`` would have run) nor kept: what was
+    queued before the savepoint is written."""
+    from django.db import transaction
+
+    from tenants.models import AuditLog
+
+    then = []
+    with transaction.atomic(), sql.batch():
+        sql.insert_later(AuditLog(action="before", actor_name="system"))
+        with pytest.raises(RuntimeError), transaction.atomic():
+            sql.insert_later(
+                AuditLog(action="inside", actor_name="system"), then=lambda _: then.append(1)
+            )
+            raise RuntimeError("refused")
+        with transaction.atomic():
+            sql.insert_later(AuditLog(action="kept", actor_name="system"))
+    mine = AuditLog.objects.filter(action__in=["before", "inside", "kept"])
+    assert sorted(mine.values_list("action", flat=True)) == ["before", "kept"]
+    assert then == []
+
+
+def test_a_row_queued_by_a_then_is_written_with_the_batch(demo):
+    from django.db import transaction
+
+    from tenants.models import AuditLog
+
+    def follow(_):
+        sql.insert_later(AuditLog(action="second", actor_name="system"))
+
+    with transaction.atomic(), sql.batch():
+        sql.insert_later(AuditLog(action="first", actor_name="system"), then=follow)
+    mine = AuditLog.objects.filter(action__in=["first", "second"])
+    assert sorted(mine.values_list("action", flat=True)) == ["first", "second"]
 
 
 def test_insert_later_refuses_what_it_cannot_write(demo):

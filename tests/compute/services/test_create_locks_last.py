@@ -27,7 +27,8 @@ pytestmark = [pytest.mark.unit, pytest.mark.libvirt_test_driver]
 @pytest.fixture
 def held_midway():
     """Hold the create of the VM named ``held["name"]`` where its reservation is
-    recorded (its VM row written, before it locks anything) until ``held["go"]``."""
+    recorded (before it locks anything; its VM row written when it has a root disk,
+    queued with its other rows when not) until ``held["go"]``."""
     held = {"name": "", "there": threading.Event(), "go": threading.Event()}
 
     def pause(sender, reservation, opened, name="", **kwargs):
