@@ -204,6 +204,25 @@ def _apply_changed(desired: dict, before: dict, after: dict) -> bool:
     )
 
 
+# What a write of an object's status changes besides the status itself.
+_STATUS_WRITE_METADATA = ("resourceVersion", "managedFields")
+
+
+def _changed_beyond_status(before: dict, after: dict) -> bool:
+    """Whether ``after`` differs from ``before`` in more than a status write changes:
+    the status, the ``resourceVersion`` and the field managers. Not the
+    ``resourceVersion`` alone: a ResourceQuota's controller writes its ``used`` as pods
+    come and go, and a write landing between a read and an apply is no edit."""
+
+    def kept(obj: dict) -> dict:
+        meta = dict(obj.get("metadata") or {})
+        for key in _STATUS_WRITE_METADATA:
+            meta.pop(key, None)
+        return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
+
+    return kept(before) != kept(after)
+
+
 class KubernetesBackend(ContainerBackend):
     """One Kubernetes cluster, reached with the kubeconfig it is given."""
 
@@ -344,13 +363,13 @@ class KubernetesBackend(ContainerBackend):
             if _listed_in_place(obj, snapshot):
                 report.unchanged.append(label)
                 continue
-            # Missing, different or not listed: read and apply, and tell by the
-            # resourceVersion whether anything was there and whether it changed.
+            # Missing, different or not listed: read and apply, and tell from the two
+            # whether anything was there and whether the apply changed it.
             before = self._get(path_of(obj))
             after = self.apply(obj)
             if before is None:
                 report.created.append(label)
-            elif before["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"]:
+            elif _changed_beyond_status(before, after):
                 report.repaired.append(label)
             else:
                 report.unchanged.append(label)

@@ -344,6 +344,36 @@ def test_a_status_write_between_the_repairs_read_and_its_apply_is_no_edit(
     assert not Event.objects.filter(tenant=tenant, reason="DriftRepaired").exists()
 
 
+def test_a_quota_status_written_between_the_read_and_the_apply_is_no_repair(
+    make_tenant, cluster, kube, monkeypatch
+):
+    """The quota controller writes a ResourceQuota's ``used`` as pods come and go: a
+    write landing between ``ensure_tenant``'s read of the quota and its apply moves the
+    quota's resourceVersion but repairs nothing, and is not reported as a repair."""
+    (tenant,) = provisioned(make_tenant, cluster, 1)
+    namespace = tenant.namespace
+    read = k8s_backend.KubernetesBackend._get
+    writes = []
+
+    def read_then_status_written(self, path: str):
+        found = read(self, path)
+        if found is not None and path.endswith(f"/resourcequotas/{manifests.QUOTA_NAME}"):
+            used = dict((found.get("status") or {}).get("used") or {})
+            used["count/pods"] = str(int(used.get("count/pods") or 0) + 1)
+            kube.core.patch_namespaced_resource_quota_status(
+                manifests.QUOTA_NAME, namespace, {"status": {"used": used}}
+            )
+            writes.append(path)
+        return found
+
+    monkeypatch.setattr(k8s_backend.KubernetesBackend, "_get", read_then_status_written)
+    # Without a snapshot (a tenant's provisioning): every object is read and applied.
+    report = cluster_backend(cluster).ensure_tenant(tenant_spec(tenant))
+    assert writes, "ensure_tenant did not read the quota before applying it"
+    assert report.repaired == [] and report.created == []
+    assert f"ResourceQuota/{manifests.QUOTA_NAME}" in report.unchanged
+
+
 def test_a_container_another_tool_added_is_left_and_never_reported(
     make_tenant, cluster, kube, eager
 ):
