@@ -46,10 +46,8 @@ def host_usage(hosts) -> dict[int, tuple[int, int, int]]:
     ids = [getattr(host, "pk", host) for host in hosts]
     if not ids:
         return {}
-    statement, params = _usage_statement(ids)
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return {h: (int(c or 0), int(m or 0), int(n)) for h, c, m, n in cursor.fetchall()}
+    rows = sql.values(*_usage_statement(ids))
+    return {h: (int(c or 0), int(m or 0), int(n)) for h, c, m, n in rows}
 
 
 def _usage_statement(ids: list[int] | None) -> tuple[str, list]:

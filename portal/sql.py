@@ -250,6 +250,12 @@ def _insert_statement(model: type[models.Model], using: str, with_key: bool):
     return fields, sql, returned
 
 
+@cache
+def _insert_into(model: type[models.Model], using: str) -> str:
+    """``_insert_statement``'s ``INSERT INTO table (columns)``, before its ``VALUES``."""
+    return _insert_statement(model, using, False)[1].split(" VALUES ")[0]
+
+
 def insert(instance: M, *, using: str = "default") -> M:
     """Write ``instance`` as a new row, as ``save(force_insert=True)`` would: each
     field's ``pre_save`` (``auto_now_add`` and ``auto_now`` times) and database
@@ -486,7 +492,7 @@ def insert_later(
         if then is not None:
             then(extra)
         return instance
-    fields, statement, key = _insert_statement(model, using, False)
+    fields, _, key = _insert_statement(model, using, False)
     for attname in links:
         setattr(instance, attname, 0)  # stands in for the parent's key while preparing
     try:
@@ -494,7 +500,7 @@ def insert_later(
     finally:
         for attname in links:
             setattr(instance, attname, None)
-    into = statement.split(" VALUES ")[0]
+    into = _insert_into(model, using)
     current.rows.append(_Row(instance, fields, values, into, key, links, also, then))
     return instance
 
