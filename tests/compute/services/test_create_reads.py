@@ -208,6 +208,33 @@ def test_a_create_writes_its_rows_in_one_statement(world, api):
     assert event.object_uid == str(vm.uid)
 
 
+def test_a_create_of_a_shape_seen_before_has_every_statement_converted_once(
+    world, api, monkeypatch
+):
+    """psycopg turns ``%s`` into ``$n`` once per statement text and keeps it, within
+    limits portal.postgresql raises: the batch of a create's rows (85 values) is
+    converted at its first create, not at every one."""
+    import psycopg._queries
+
+    postgres_only()
+    create(api, world.alice, "warm")
+    create(api, world.alice, "web1")
+    converted = []
+    for name in ("_query2pg_nocache", "_query2pg_client_nocache"):
+        convert = getattr(psycopg._queries, name)
+        monkeypatch.setattr(
+            psycopg._queries,
+            name,
+            lambda query, encoding, convert=convert: (
+                converted.append(query) or convert(query, encoding)
+            ),
+        )
+    statements = create(api, world.alice, "web2")
+
+    assert [s for s in statements if "INSERT INTO" in s], "no batch: nothing was measured"
+    assert converted == [], [query[:120] for query in converted]
+
+
 def test_a_taken_name_is_refused_with_a_known_image_and_with_an_unknown_one(world, api):
     from tests.compute.test_api_vms import problem
 
