@@ -217,6 +217,13 @@ def moment(value, *, using: str = "default"):
     return connections[using].ops.adapt_datetimefield_value(value)
 
 
+def deadlocked(error: BaseException) -> bool:
+    """Whether ``error`` (Django's, from a statement) is PostgreSQL ending a transaction
+    to break a deadlock (SQLSTATE 40P01): nothing of it is left, so it can be tried
+    again."""
+    return getattr(error.__cause__, "sqlstate", None) == "40P01"
+
+
 def placeholders(items) -> str:
     """``%s, %s, …``: one placeholder per item (an ``IN`` list; never empty)."""
     count = len(items)

@@ -24,7 +24,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -414,7 +414,8 @@ def vm_create(
         # name what does not fit.
         if not (by_name and getattr(image_obj, "quota_fits", False)):
             QuotaCharge(tenant).check(**request)
-        for attempt in range(1, PLACEMENT_ATTEMPTS + 1):
+        attempt, deadlocks = 1, 0
+        while True:
             try:
                 with transaction.atomic():
                     return _create_rows(
@@ -438,8 +439,15 @@ def vm_create(
                         has_networks=None if has_networks is None else bool(has_networks),
                     )
             except HostTaken:
-                continue  # the host filled up meanwhile: place again, from a fresh read
-        raise AssertionError("the last attempt locks before it places")  # pragma: no cover
+                attempt += 1  # the host filled up meanwhile: place again, from a fresh read
+            except OperationalError as error:
+                # PostgreSQL ended this transaction to break a deadlock, e.g. with a
+                # create of the same name that wrote its VM and waits for the quota row
+                # this one locked first (its last attempt): undone, so tried again, and
+                # the other's outcome decides (the name taken: the 400 below).
+                if not sql.deadlocked(error) or deadlocks == DEADLOCK_RETRIES:
+                    raise
+                deadlocks += 1
     except IntegrityError:
         raise ValidationError(
             gettext("A VM with this name exists already."), errors={"name": [gettext("Taken.")]}
@@ -459,6 +467,9 @@ def vm_create(
 # Attempts at placing a create from an unlocked read before the last one, which locks
 # the quota row and then the host before it writes anything (as every create did).
 PLACEMENT_ATTEMPTS = 3
+# Times a create ended by PostgreSQL in a deadlock is tried again before the error is
+# raised (a 500): each try is one more transaction in a new order of arrival.
+DEADLOCK_RETRIES = 3
 
 
 def _create_rows(

@@ -17,7 +17,7 @@ from portal import signals
 from portal.exceptions import QuotaExceeded
 from tenants import services as tenant_services
 from tenants.models import AuditLog, Quota, Reservation
-from tests.conftest import postgres_only
+from tests.conftest import postgres_only, wait_for
 from tests.races import run_in_thread, waiting_on_a_lock
 from usage.models import UsageInterval
 
@@ -170,3 +170,43 @@ def test_a_create_whose_name_is_taken_meanwhile_is_refused_for_its_name_and_leav
     assert list(scheduled.values_list("object_uid", flat=True)) == [str(vm.uid)]
     audits = AuditLog.objects.filter(action="vm.create", target="vm/web1")
     assert audits.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_creates_of_one_name_that_deadlock_end_in_one_vm_and_the_names_400(
+    demo, make_host, tiny_image, no_worker, held_midway, monkeypatch
+):
+    """A create on its last attempt locks the quota row and the host first, then waits
+    to write its VM on another create's uncommitted VM of the same name; that one waits
+    for the quota row. PostgreSQL ends one of them (a deadlock); that one starts again
+    and finds the name taken: the user gets the name's 400, not a 500."""
+    from portal.exceptions import ValidationError
+
+    postgres_only()
+    make_host("node-a", cpus=8)
+    with_its_network(demo)
+    held_midway["name"] = "web1"
+    writing = run_in_thread(create(demo, "web1", disk_gib=1))  # its VM row is written
+    assert held_midway["there"].wait(30), writing
+    held_midway["name"] = ""
+    monkeypatch.setattr(vm_services, "PLACEMENT_ATTEMPTS", 1)  # locks first, as a last try
+    locking = run_in_thread(create(demo, "web1", disk_gib=1))
+    wait_for(waiting_on_a_lock, timeout=30, message="the locking create waits on the name")
+    held_midway["go"].set()
+    for outcome in (writing, locking):
+        outcome["thread"].join(timeout=60)
+        assert not outcome["thread"].is_alive()
+    outcomes = sorted([writing, locking], key=lambda outcome: "error" in outcome)
+    assert outcomes[0].get("result") == "node-a", outcomes
+    error = outcomes[1].get("error")
+    assert isinstance(error, ValidationError), outcomes
+    assert error.errors == {"name": ["Taken."]}
+    vm = VirtualMachine.objects.get(tenant=demo.acme, name="web1")
+    live = Reservation.objects.filter(tenant=demo.acme, released__isnull=True, kind="vm")
+    assert list(live.values_list("object_id", flat=True)) == [str(vm.uid)]
+    quota = Quota.objects.get(tenant=demo.acme)
+    assert (quota.used_vms, quota.used_storage) == (1, 1)
+    assert list(Volume.objects.filter(tenant=demo.acme).values_list("name", flat=True)) == [
+        "web1-root"
+    ]
+    assert AuditLog.objects.filter(action="vm.create", target="vm/web1").count() == 1
