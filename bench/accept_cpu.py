@@ -168,7 +168,12 @@ PARTS = [
     ("tenants.services", "QuotaCharge.check", "· quota check (unlocked)"),
     ("compute.services.vms", "_create_rows", "· rows, placement and locks"),
     ("compute.services.vms", "schedule", "·· placement"),
+    ("portal.sql", "insert_later", "·· rows queued (values prepared)"),
+    ("portal.sql", "_Batch.flush", "·· the rows' one statement"),
+    ("compute.services.vms", "event_publish", "·· event"),
+    ("compute.services.vms", "confirm", "·· host lock and sums"),
     ("tenants.services", "QuotaCharge.charge", "·· quota charge"),
+    ("tenants.services", "_counters_add_if_fits", "··· counters' compare-and-set"),
     ("usage.services.alerts", "quota_alerts_check", "··· quota alert levels"),
     ("django.db.backends.base.base", "BaseDatabaseWrapper.commit", "· COMMIT"),
     (
