@@ -218,9 +218,10 @@ def moment(value, *, using: str = "default"):
 
 
 def deadlocked(error: BaseException) -> bool:
-    """Whether ``error`` (Django's, from a statement) is PostgreSQL ending a transaction
-    to break a deadlock (SQLSTATE 40P01): nothing of it is left, so it can be tried
-    again."""
+    """Whether ``error`` (Django's, from a statement) is PostgreSQL breaking a deadlock
+    (SQLSTATE 40P01) by ending this transaction's statement. Rolled back, an outermost
+    transaction holds nothing and can be tried again; rolled back to a savepoint, the
+    locks taken before it are still held."""
     return getattr(error.__cause__, "sqlstate", None) == "40P01"
 
 

@@ -414,8 +414,13 @@ def vm_create(
         # name what does not fit.
         if not (by_name and getattr(image_obj, "quota_fits", False)):
             QuotaCharge(tenant).check(**request)
+        # A deadlock ends the whole transaction only when this call began it: inside a
+        # caller's (a pool's reconcile), its own locks stay, and it is theirs to retry.
+        retry_deadlocks = not transaction.get_connection().in_atomic_block
         attempt, deadlocks = 1, 0
         while True:
+            if attempt > PLACEMENT_ATTEMPTS:  # pragma: no cover
+                raise AssertionError("the last attempt locks before it places")
             try:
                 with transaction.atomic():
                     return _create_rows(
@@ -445,7 +450,7 @@ def vm_create(
                 # create of the same name that wrote its VM and waits for the quota row
                 # this one locked first (its last attempt): undone, so tried again, and
                 # the other's outcome decides (the name taken: the 400 below).
-                if not sql.deadlocked(error) or deadlocks == DEADLOCK_RETRIES:
+                if not (retry_deadlocks and sql.deadlocked(error)) or deadlocks == DEADLOCK_RETRIES:
                     raise
                 deadlocks += 1
     except IntegrityError:
@@ -467,8 +472,9 @@ def vm_create(
 # Attempts at placing a create from an unlocked read before the last one, which locks
 # the quota row and then the host before it writes anything (as every create did).
 PLACEMENT_ATTEMPTS = 3
-# Times a create ended by PostgreSQL in a deadlock is tried again before the error is
-# raised (a 500): each try is one more transaction in a new order of arrival.
+# Times a create that PostgreSQL ended in a deadlock is tried again before the error is
+# raised (a 500), when the create's transaction is its own: each try is a new
+# transaction, holding nothing, in a new order of arrival.
 DEADLOCK_RETRIES = 3
 
 

@@ -15,11 +15,17 @@ create's rows go in as one statement (``portal.sql.batch``): about 3,000 bytes a
 values, more with networks or a disk, the same text from create to create, and its
 conversion took about 0.45 ms of the create's CPU, every time. ``CACHED_STATEMENT_BYTES``
 and ``CACHED_STATEMENT_VALUES`` raise those limits (psycopg's module settings, read at
-every execution); the 128 entries then take a few MB at most. Bulk statements, with more
-values than that, are still converted afresh, as their text is seldom seen twice.
+every execution, in its private ``_queries``: pinned in requirements.txt, and skipped
+with a warning if a version no longer has them). At these sizes an entry takes up to
+about 60 KB: some 8 MB for a full cache, twice that with the debug query log (which
+converts each statement again, client-side). Statements of up to 256 values whose text
+varies (long ``IN`` lists) now take places in the cache too; bulk statements, with more
+values, are still converted afresh.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import psycopg._queries
 from django.db.backends.postgresql import base
@@ -29,12 +35,18 @@ MAX_PARAMETERS = 65_535
 CACHED_STATEMENT_BYTES = 16_384
 CACHED_STATEMENT_VALUES = 256
 
-psycopg._queries.MAX_CACHED_STATEMENT_LENGTH = max(
-    psycopg._queries.MAX_CACHED_STATEMENT_LENGTH, CACHED_STATEMENT_BYTES
-)
-psycopg._queries.MAX_CACHED_STATEMENT_PARAMS = max(
-    psycopg._queries.MAX_CACHED_STATEMENT_PARAMS, CACHED_STATEMENT_VALUES
-)
+for _name, _value in (
+    ("MAX_CACHED_STATEMENT_LENGTH", CACHED_STATEMENT_BYTES),
+    ("MAX_CACHED_STATEMENT_PARAMS", CACHED_STATEMENT_VALUES),
+):
+    if isinstance(getattr(psycopg._queries, _name, None), int):
+        setattr(psycopg._queries, _name, max(getattr(psycopg._queries, _name), _value))
+    else:
+        warnings.warn(
+            f"psycopg {psycopg.__version__} has no _queries.{_name}: its statement "
+            "cache keeps its own limits (portal/postgresql/base.py)",
+            stacklevel=1,
+        )
 
 
 class DatabaseOperations(_Operations):
