@@ -181,30 +181,15 @@ def columns(model: type[models.Model], *, using: str = "default") -> str:
     return _shape(model, using, model._meta.db_table)[0]
 
 
-def rows(
-    model: type[M],
-    statement: str,
-    params: list | tuple = (),
-    *,
-    using: str = "default",
-    with_batch: bool = False,
-):
+def rows(model: type[M], statement: str, params: list | tuple = (), *, using: str = "default"):
     """Instances of ``model`` from a written-out statement whose result columns are
     ``columns(model)`` (an ``UPDATE … RETURNING``), converted as ``select`` converts
-    them. ``with_batch``: the rows queued in the current ``batch`` are written by this
-    statement too, in its ``WITH`` (one round trip), instead of by one of their own just
-    before it; ``statement`` must then be one a ``WITH`` can hold (a ``SELECT``, or an
-    ``INSERT``/``UPDATE``/``DELETE`` with ``RETURNING``) and must not read those rows
-    (a ``WITH``'s parts do not see each other's writes)."""
+    them."""
     connection = connections[using]
     _, names, converters = _shape(model, using, model._meta.db_table)
-    current = _current(using) if with_batch else None
-    if current is not None and current.rows:
-        found = current.flush(tail=(statement, list(params)))
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(statement, list(params))
-            found = cursor.fetchall()
+    with connection.cursor() as cursor:
+        cursor.execute(statement, list(params))
+        found = cursor.fetchall()
     return [_instance(model, using, names, converters, row, connection) for row in found]
 
 
@@ -384,14 +369,13 @@ class _Batch:
     def queued(self, instance) -> _Row | None:
         return next((row for row in self.rows if row.instance is instance), None)
 
-    def flush(self, tail: tuple[str, list] | None = None) -> list[tuple]:
+    def flush(self) -> None:
         """Write the queued rows, one statement (an ``INSERT`` per row in a ``WITH``,
         a link as the parent's ``RETURNING``), then set their keys and run their
-        ``then``s in the order they were queued. ``tail``: one more statement (and its
-        params) run as the ``WITH``'s last part; its result rows are returned."""
+        ``then``s in the order they were queued."""
         rows, self.rows = self.rows, []
         if not rows:
-            return []
+            return
         self.flushes += 1
         connection = connections[self.using]
         position = {id(row): n for n, row in enumerate(rows)}
@@ -419,26 +403,13 @@ class _Batch:
             values = ", ".join(slots)
             parts.append(f"r{n} AS ({row.into} VALUES ({values}) RETURNING {returning})")
         statement = f"WITH {', '.join(parts)} SELECT {', '.join(picks)}"
-        if tail is not None:
-            # The tail's rows beside the keys, and the keys alone (NULLs for the tail's
-            # columns) when it returns none: a row of the tail is never all NULLs.
-            parts.append(f"tail AS ({tail[0]})")
-            params.extend(tail[1])
-            statement = (
-                f"WITH {', '.join(parts)} SELECT {', '.join(picks)}, tail.*"  # noqa: S608
-                " FROM (VALUES (1)) AS one LEFT JOIN tail ON TRUE"
-            )
         self.flushing = True
         try:
             with transaction.mark_for_rollback_on_error(self.using), connection.cursor() as cursor:
                 cursor.execute(statement, params)
-                results = cursor.fetchall()
+                found = list(cursor.fetchone())
         finally:
             self.flushing = False
-        found = list(results[0][: len(picks)])
-        tails = [row[len(picks) :] for row in results]
-        if tail is not None and all(value is None for value in tails[0]):
-            tails = []
         extras = []
         for row in rows:
             setattr(row.instance, row.key.attname, found.pop(0))
@@ -450,7 +421,6 @@ class _Batch:
         for row, extra in zip(rows, extras, strict=True):
             if row.then is not None:
                 row.then(extra)
-        return tails if tail is not None else []
 
 
 def _current(using: str) -> _Batch | None:

@@ -671,8 +671,7 @@ def _counters_add_if_fits(tenant: Tenant, amounts: dict) -> Quota | None:
         f" WHERE {' AND '.join([column['tenant'] + ' = %s', *fits])}"
         f" RETURNING {sql.columns(Quota)}"
     )
-    # The create's queued rows go in with it (``portal.sql.batch``): one round trip.
-    found = sql.rows(Quota, statement, params, with_batch=True)
+    found = sql.rows(Quota, statement, params)
     return found[0] if found else None
 
 

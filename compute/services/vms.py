@@ -555,7 +555,7 @@ def _create_rows(
     )
     # The create's rows, written together (portal.sql.batch): the VM (when nothing below
     # needs its key at once), its reservation, usage subject and interval, audit entry
-    # and event, in one statement with the quota's compare-and-set.
+    # and event, in one statement before the quota's compare-and-set.
     with sql.batch():
         if networks or boot is not None or disk_gib:
             sql.insert(vm)  # its NICs and root volume refer to it by its key
@@ -608,10 +608,9 @@ def _create_rows(
             new_object=True,
         )
         _publish(vm, services=False)  # Pending: it serves no Service yet
-        # The locks, last and in the order quota → host (under them only the counters,
-        # the host's sums and the commit). The quota's compare-and-set writes the rows
-        # queued above in the same statement.
-        quota.charge()
+    # The locks, last and in the order quota → host (under them only the counters,
+    # the host's sums and the commit).
+    quota.charge()
     if locks_last:
         confirm(vm)
     transaction.on_commit(lambda: dispatch.provision_request(vm.pk))

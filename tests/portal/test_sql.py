@@ -317,41 +317,6 @@ def test_a_statement_inside_a_batch_reads_the_rows_queued_before_it(demo):
     assert sorted(mine.values_list("action", flat=True)) == ["after", "queued"]
 
 
-def test_a_written_out_update_can_write_the_queued_rows_in_its_own_statement(demo):
-    """``rows(..., with_batch=True)``: the batch's queued rows go in with the update, in
-    one statement; the update's rows come back as without the batch, none when it
-    matched none, and the queued rows have their keys either way."""
-    from django.db import connection, transaction
-    from django.test.utils import CaptureQueriesContext
-
-    from tenants.models import AuditLog
-
-    postgres_only()
-    table = Quota._meta.db_table
-    update = (
-        f"UPDATE {table} SET resource_version = resource_version + 1"  # noqa: S608
-        f" WHERE tenant_id = %s RETURNING {sql.columns(Quota)}"
-    )
-    before = Quota.objects.get(tenant=demo.acme).resource_version
-    with transaction.atomic(), CaptureQueriesContext(connection) as statements:
-        with sql.batch():
-            first = sql.insert_later(AuditLog(action="with", actor_name="system"))
-            (quota,) = sql.rows(Quota, update, [demo.acme.pk], with_batch=True)
-            second = sql.insert_later(AuditLog(action="none", actor_name="system"))
-            assert sql.rows(Quota, update, [-1], with_batch=True) == []
-    assert len(statements.captured_queries) == 2, statements.captured_queries
-    assert all("INSERT" in q["sql"] for q in statements.captured_queries)
-    assert quota.resource_version == before + 1
-    same(quota, Quota.objects.get(tenant=demo.acme))
-    assert first.pk and second.pk
-    assert AuditLog.objects.get(pk=first.pk).action == "with"
-    assert AuditLog.objects.get(pk=second.pk).action == "none"
-    # Nothing queued: the statement alone.
-    assert sql.rows(Quota, update, [demo.acme.pk], with_batch=True)[0].resource_version == (
-        before + 2
-    )
-
-
 def test_a_batch_that_cannot_be_written_writes_none_of_its_rows(demo):
     """A unique constraint one row breaks: ``IntegrityError`` where the batch is
     written, the transaction marked for rollback, no row of the batch kept."""
