@@ -208,12 +208,13 @@ def test_a_create_writes_its_rows_in_one_statement(world, api):
     assert event.object_uid == str(vm.uid)
 
 
-def test_a_create_of_a_shape_seen_before_has_every_statement_converted_once(
+def test_a_create_of_a_shape_seen_before_converts_no_statement_outside_the_cache(
     world, api, monkeypatch
 ):
     """psycopg turns ``%s`` into ``$n`` once per statement text and keeps it, within
-    limits portal.postgresql raises: the batch of a create's rows (85 values) is
-    converted at its first create, not at every one."""
+    limits portal.postgresql raises: the batch of a create's rows (85 values) is not
+    converted again outside that cache at every create (what the cache itself does is
+    psycopg's)."""
     import psycopg._queries
 
     postgres_only()
