@@ -10,6 +10,7 @@ stops it: real CPU load for the autoscaler tests, seen by libvirt as the vCPU's 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +60,20 @@ class Guest:
                         f"serial log since: {fresh[-800:]!r}"
                     )
                 time.sleep(0.2)
+
+    def disk(self, serial: str, timeout: float = 300) -> str:
+        """The guest's name (``vdX``) of the disk whose serial is ``serial``, once the
+        guest has probed it. Linux names virtio disks in the order it finds them, not
+        after libvirt's target, so the serial is what says which disk is which. Until
+        it shows, the serial log lists every disk with its serial (what a failure
+        prints)."""
+        log = self.until(
+            'for d in /sys/block/vd*; do echo "disk=${d##*/}:$(cat $d/serial)." ; done '
+            "> /dev/ttyS0",
+            f":{serial}.",
+            timeout=timeout,
+        )
+        return re.findall(rf"disk=(vd[a-z]+):{re.escape(serial)}\.", log)[-1]
 
     def load_cpu(self) -> None:
         """Start a shell busy loop in the background (unless one runs already: its pid

@@ -55,8 +55,8 @@ def write_head(host, name: str, data: bytes) -> None:
     stream.finish()
 
 
-def write_in_guest(guest, host, name: str, text: str) -> None:
-    """The guest writes ``text`` at the start of /dev/vdb and syncs; done once the volume
+def write_in_guest(guest, host, name: str, text: str, disk: str) -> None:
+    """The guest writes ``text`` at the start of ``/dev/<disk>`` and syncs; done once the volume
     file on the host holds it (what the snapshot is then taken of)."""
 
     def arrived() -> bool:
@@ -64,7 +64,7 @@ def write_in_guest(guest, host, name: str, text: str) -> None:
 
     for _ in range(5):
         guest.until(
-            f"echo {text} | dd of=/dev/vdb conv=fsync 2>/dev/null && sync && "
+            f"echo {text} | dd of=/dev/{disk} conv=fsync 2>/dev/null && sync && "
             f"echo wrote{text} > /dev/ttyS0",
             f"wrote{text}",
         )
@@ -73,7 +73,7 @@ def write_in_guest(guest, host, name: str, text: str) -> None:
             if arrived():
                 return
             time.sleep(1)
-    pytest.fail(f"the guest wrote {text!r} to /dev/vdb five times; the volume never held it")
+    pytest.fail(f"the guest wrote {text!r} to /dev/{disk} five times; the volume never held it")
 
 
 def test_a_snapshot_restores_what_the_guest_wrote_and_a_clone_outlives_its_source(
@@ -93,7 +93,7 @@ def test_a_snapshot_restores_what_the_guest_wrote_and_a_clone_outlives_its_sourc
         disk_gib=1,
     )
     vm = wait_ready(wait_phase(vm, Phase.RUNNING, timeout=300), timeout=GUEST_BOOT_TIMEOUT * 3)
-    # A raw volume: what the guest writes at /dev/vdb offset 0 is the file's first bytes.
+    # A raw volume: what the guest writes at its offset 0 is the file's first bytes.
     volume = volume_services.volume_create(
         actor=demo.bob, tenant=demo.acme, name=f"{name}-data", size_gib=1, format="raw", vm=vm
     )
@@ -101,9 +101,9 @@ def test_a_snapshot_restores_what_the_guest_wrote_and_a_clone_outlives_its_sourc
     guest = guest_of(vm)
     # The guest has probed the hot-plugged disk (its partition scan would drop a write
     # made meanwhile) once it reports the volume's serial.
-    guest.until("cat /sys/block/vdb/serial > /dev/ttyS0", volume.serial)
+    disk = guest.disk(volume.serial)
     original = f"orig{secrets.token_hex(4)}"
-    write_in_guest(guest, node1, volume.backend_name, original)
+    write_in_guest(guest, node1, volume.backend_name, original, disk)
     vm_services.vm_action(actor=demo.bob, vm=vm, action="force-stop")
     vm = wait_phase(vm, Phase.STOPPED, timeout=300)
 
@@ -132,7 +132,7 @@ def test_a_snapshot_restores_what_the_guest_wrote_and_a_clone_outlives_its_sourc
     # The guest boots with the restored disk and reads the original marker.
     vm_services.vm_action(actor=demo.bob, vm=vm, action="start")
     vm = wait_ready(wait_phase(vm, Phase.RUNNING, timeout=300), timeout=GUEST_BOOT_TIMEOUT * 3)
-    guest.until("head -c 12 /dev/vdb > /dev/ttyS0", original)
+    guest.until(f"head -c 12 /dev/{guest.disk(volume.serial)} > /dev/ttyS0", original)
     vm_services.vm_action(actor=demo.bob, vm=vm, action="force-stop")
     wait_phase(vm, Phase.STOPPED, timeout=300)
 
