@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -67,13 +68,28 @@ class Guest:
         after libvirt's target, so the serial is what says which disk is which. Until
         it shows, the serial log lists every disk with its serial (what a failure
         prints)."""
-        log = self.until(
-            'for d in /sys/block/vd*; do echo "disk=${d##*/}:$(cat $d/serial)." ; done '
-            "> /dev/ttyS0",
-            f":{serial}.",
-            timeout=timeout,
-        )
+        try:
+            log = self.until(
+                'for d in /sys/block/vd*; do echo "disk=${d##*/}:$(cat $d/serial)." ; done '
+                "> /dev/ttyS0",
+                f":{serial}.",
+                timeout=timeout,
+            )
+        except pytest.fail.Exception as failed:
+            # What tells a guest that renamed its disks (it booted again, and found them
+            # in another order) from a disk that never reached it.
+            boots = self.log().count("ISOTOPE-GUEST-BOOTED")
+            pytest.fail(f"{failed}\nthe guest booted {boots} time(s); {self.disks_defined()}")
         return re.findall(rf"disk=(vd[a-z]+):{re.escape(serial)}\.", log)[-1]
+
+    def disks_defined(self) -> str:
+        """The domain's disks as libvirt has them now: target, serial, PCI slot."""
+        disks = []
+        for disk in ElementTree.fromstring(self.domain().XMLDesc(0)).iter("disk"):
+            target, address = disk.find("target"), disk.find("address")
+            slot = address.get("slot") if address is not None else "?"
+            disks.append(f"{target.get('dev')} serial={disk.findtext('serial')} slot={slot}")
+        return "disks: " + ", ".join(disks)
 
     def load_cpu(self) -> None:
         """Start a shell busy loop in the background (unless one runs already: its pid
