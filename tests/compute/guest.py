@@ -78,9 +78,13 @@ class Guest:
         except pytest.fail.Exception as failed:
             # What tells a guest that renamed its disks (it booted again, and found them
             # in another order) from a disk that never reached it.
-            boots = self.log().count("ISOTOPE-GUEST-BOOTED")
-            pytest.fail(f"{failed}\nthe guest booted {boots} time(s); {self.disks_defined()}")
+            booted = f"the guest booted {self.boots()} time(s)"
+            pytest.fail(f"{failed}\n{booted}; {self.disks_defined()}")
         return re.findall(rf"disk=(vd[a-z]+):{re.escape(serial)}\.", log)[-1]
+
+    def boots(self) -> int:
+        """How many times the guest's kernel started (its banner, once per boot)."""
+        return self.log().count("Linux version ")
 
     def disks_defined(self) -> str:
         """The domain's disks as libvirt has them now: target, serial, PCI slot."""
