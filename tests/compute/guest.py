@@ -76,8 +76,8 @@ class Guest:
                 timeout=timeout,
             )
         except pytest.fail.Exception as failed:
-            # What tells a guest that renamed its disks (it booted again, and found them
-            # in another order) from a disk that never reached it.
+            # What tells a disk the guest named otherwise (found at boot beside the
+            # root disk, or after another boot) from one that never reached it.
             booted = f"the guest booted {self.boots()} time(s)"
             pytest.fail(f"{failed}\n{booted}; {self.disks_defined()}")
         return re.findall(rf"disk=(vd[a-z]+):{re.escape(serial)}\.", log)[-1]

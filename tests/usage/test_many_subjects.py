@@ -26,8 +26,9 @@ SUBJECTS = 66_000
 def copies(template, source: str, where: str = "TRUE", **columns: str) -> None:
     """Copies of ``template``'s row made by PostgreSQL, one per row of ``source`` (a
     FROM item) that ``where`` holds for: each column as the template has it, but those
-    in ``columns``, SQL expressions over ``source`` and the template (``t``). Building
-    66,000 rows of each kind in Python took most of these tests' minutes."""
+    in ``columns``, SQL expressions over ``source`` and the template (``t``; a literal
+    ``%`` written ``%%``). Building 66,000 rows of each kind in Python took most of
+    these tests' minutes."""
     model = type(template)
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
