@@ -83,7 +83,8 @@ class Guest:
         return re.findall(rf"disk=(vd[a-z]+):{re.escape(serial)}\.", log)[-1]
 
     def boots(self) -> int:
-        """How many times the guest's kernel started (its banner, once per boot)."""
+        """How many times the guest's kernel started: its banner, once per boot (the
+        ready banner shows twice in one boot)."""
         return self.log().count("Linux version ")
 
     def disks_defined(self) -> str:

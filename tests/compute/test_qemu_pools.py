@@ -18,13 +18,11 @@ from compute.services import pools as pool_services
 from compute.tasks.pools import autoscalers_sweep
 from monitoring.models import Event
 from monitoring.tasks import metrics_collect_all
-from tests.compute.test_qemu_vms import node1, serial  # noqa: F401 - the fixture
+from tests.compute.test_qemu_vms import node1  # noqa: F401 - the fixture
 from tests.compute.test_qemu_volumes import guest_of
 from tests.conftest import GUEST_BOOT_TIMEOUT, wait_for
 
 pytestmark = pytest.mark.qemu
-# The kernel prints this once per boot (the ready banner shows twice in one boot).
-BOOT = "Linux version"
 
 
 def tiny_pool(demo, name: str, **kwargs) -> VMPool:
@@ -48,7 +46,7 @@ def test_a_paused_warm_member_resumes_to_running_with_its_guest_still_alive(
     warm = VirtualMachine.objects.select_related("host").get(pool=pool, pool_warm=True)
     domain = shared_connection(node1.uri).lookupByName(warm.domain_name)
     assert domain.info()[0] == 3  # VIR_DOMAIN_PAUSED: suspended by libvirt
-    assert serial(warm).count(BOOT) == 1
+    assert guest_of(warm).boots() == 1
 
     pool_services.pool_scale(actor=demo.bob, pool=VMPool.objects.get(pk=pool.pk), replicas=1)
 
@@ -59,7 +57,7 @@ def test_a_paused_warm_member_resumes_to_running_with_its_guest_still_alive(
     wait_for(resumed, 60, message="the paused warm member did not resume to Running")
     # The same guest: it answers on its console and never booted a second time.
     guest_of(warm).until("echo ALIVE-$((40+2)) > /dev/ttyS0", "ALIVE-42", timeout=120)
-    assert serial(warm).count(BOOT) == 1
+    assert guest_of(warm).boots() == 1
     assert not VirtualMachine.objects.get(pk=warm.pk).pool_warm
     pool_services.pool_delete(actor=demo.bob, pool=VMPool.objects.get(pk=pool.pk))
     wait_for(lambda: not VMPool.objects.filter(pk=pool.pk).exists(), 120)
