@@ -221,8 +221,10 @@ def live_server(app=None) -> Iterator[str]:
     yield its base URL.
 
     Every database connection opened on the server's behalf (its event loop and the
-    threads ``sync_to_async`` hands work to) is closed when the server stops: one left
-    open keeps PostgreSQL from dropping the test database at the end of the run.
+    threads ``sync_to_async`` hands work to) stays open from request to request, as a
+    deployment's pooled ones do, instead of one opened per request (the suite's
+    ``CONN_MAX_AGE`` is 0), and is closed when the server stops: one left open keeps
+    PostgreSQL from dropping the test database at the end of the run.
     """
     import uvicorn
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
@@ -236,6 +238,7 @@ def live_server(app=None) -> Iterator[str]:
         # The flag is set in the server thread's context, which asyncio tasks and
         # sync_to_async threads inherit; Celery worker threads in this process lack it.
         if _SERVING.get():
+            connection.close_at = None  # kept, not closed at the request's end
             opened.append(connection)
 
     def serve() -> None:
@@ -273,6 +276,9 @@ def live_server(app=None) -> Iterator[str]:
             raw = wrapper.connection
             if raw is not None and not raw.closed:
                 raw.close()
+            # The request threads outlive this server (the portal keeps idle ones): the
+            # next server's request in one of them connects afresh.
+            wrapper.connection = None
     if thread.is_alive():
         raise RuntimeError("uvicorn did not stop within 30 s")
 
