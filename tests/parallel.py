@@ -10,12 +10,18 @@ the settings, so that what it sets in the environment is what the settings read.
   wipe or message never reaches another's. Redis pub/sub is server-wide, so each worker
   also has its own channel-layer prefix (``ISOTOPE_CHANNEL_PREFIX``). Subprocesses a
   test starts inherit both.
-- Tests of the tiers that use the shared infrastructure (``SHARED_TIERS``: the libvirt
-  nodes, Kubernetes, the OIDC provider), and any other test that signs in through the
-  OIDC provider (``SHARED_FIXTURES``), form one group (see ``SharedGroup``): with
-  ``--dist loadgroup`` they all run on one worker, one after another, as they do without
-  xdist; every other test spreads over the workers. That includes the browser tests of
-  the ``e2e`` tier that reach none of it: each worker has its own Chromium, live server,
+- Tests of the tiers that use the shared infrastructure (``SHARED_TIERS``), and any other
+  test that signs in through the OIDC provider (``SHARED_FIXTURES``), form one group per
+  infrastructure (``SHARED_GROUPS``, see ``SharedGroup``): the libvirt nodes (``qemu``,
+  ``migration``), and the cluster with the OIDC provider (``kubernetes``, ``oidc``: the
+  API server trusts the provider's tokens, and tests of both tiers use both). With
+  ``--dist loadgroup`` each group runs on one worker, one test after another, as without
+  xdist, and the two groups run side by side. A test that uses both (a QEMU guest and a
+  workload) runs with the libvirt group: its objects in the cluster are in a namespace of
+  its own, as every Kubernetes test's are (a tenant with a unique slug,
+  ``tests/compute/kubernetes/conftest.py``).
+- Every other test spreads over the workers. That includes the browser tests of the
+  ``e2e`` tier that reach none of it: each worker has its own Chromium, live server,
   database and Redis database, and their libvirt hosts are test-driver instances of
   their own. (A browser test against a QEMU guest or the cluster carries that tier's
   mark too.)
@@ -36,9 +42,14 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from xdist.scheduler import LoadScopeScheduling  # requirements-dev.txt
 
-SHARED_TIERS = ("qemu", "migration", "kubernetes", "oidc")
-SHARED_FIXTURES = ("oidc_provider",)
-SHARED_GROUP = "shared-infrastructure"
+# Each group's tiers; a test with tiers of both is in the first.
+SHARED_GROUPS = {
+    "shared-libvirt-nodes": ("qemu", "migration"),
+    "shared-cluster-and-oidc-provider": ("kubernetes", "oidc"),
+}
+SHARED_TIERS = tuple(tier for tiers in SHARED_GROUPS.values() for tier in tiers)
+# Fixtures of shared infrastructure that tests of other tiers use, and their group.
+SHARED_FIXTURES = {"oidc_provider": "shared-cluster-and-oidc-provider"}
 REDIS_DATABASES = 16  # Redis's default ``databases``
 _DIRECTORY_KEY = "isotope_shared_group_directory"
 
@@ -81,14 +92,14 @@ def pytest_configure(config):
 
 
 class SharedGroup:
-    """The controller's side: one group for every shared-infrastructure test.
+    """The controller's side: one group per shared infrastructure (``SHARED_GROUPS``).
 
     xdist's own ``xdist_group`` mark cannot be used: pytest-xdist 3.8 groups by a suffix it
     writes into ``item._nodeid``, which pytest 9 no longer reads (``item.nodeid`` comes
     from ``item._id``), so the mark schedules nothing. Instead each worker writes the ids
-    of its shared-infrastructure tests to a file (``pytest_collection_modifyitems`` below,
-    before it reports its collection) and the scheduler, which starts once every worker
-    has reported, reads them.
+    of its shared-infrastructure tests and their groups to a file
+    (``pytest_collection_modifyitems`` below, before it reports its collection) and the
+    scheduler, which starts once every worker has reported, reads them.
     """
 
     def __init__(self) -> None:
@@ -105,13 +116,13 @@ class SharedGroup:
 
 
 class SharedGroupScheduling(LoadScopeScheduling):
-    """``--dist loadgroup`` with one group: the shared-infrastructure tests go to one
-    worker as a single unit of work; every other test is scheduled on its own."""
+    """``--dist loadgroup`` with a group per shared infrastructure: each group's tests go
+    to one worker as a single unit of work; every other test is scheduled on its own."""
 
     def __init__(self, config, log=None, *, directory: Path) -> None:
         super().__init__(config, log)
         self.directory = directory
-        self.shared: set[str] | None = None
+        self.shared: dict[str, str] | None = None  # node id: its group
 
     def schedule(self) -> None:
         if self.collection is None and self.collection_is_completed:
@@ -130,17 +141,21 @@ class SharedGroupScheduling(LoadScopeScheduling):
 
     def _split_scope(self, nodeid: str) -> str:
         if self.shared is None:  # every worker has written its file by now
-            self.shared = set()
+            self.shared = {}
             for path in self.directory.glob("*.json"):
                 self.shared.update(json.loads(path.read_text()))
-        return SHARED_GROUP if nodeid in self.shared else nodeid
+        return self.shared.get(nodeid, nodeid)
 
 
-def uses_shared_infrastructure(item) -> bool:
-    """Whether ``item`` belongs to the one group that runs on one worker."""
-    return any(item.get_closest_marker(tier) for tier in SHARED_TIERS) or any(
-        name in SHARED_FIXTURES for name in getattr(item, "fixturenames", ())
-    )
+def shared_group(item) -> str | None:
+    """The shared-infrastructure group ``item`` runs in (on one worker), or None."""
+    for group, tiers in SHARED_GROUPS.items():
+        if any(item.get_closest_marker(tier) for tier in tiers):
+            return group
+    for name in getattr(item, "fixturenames", ()):
+        if name in SHARED_FIXTURES:
+            return SHARED_FIXTURES[name]
+    return None
 
 
 @pytest.hookimpl(trylast=True)
@@ -148,7 +163,7 @@ def pytest_collection_modifyitems(config, items):
     directory = getattr(config, "workerinput", {}).get(_DIRECTORY_KEY)
     if directory is None:
         return
-    shared = [item.nodeid for item in items if uses_shared_infrastructure(item)]
+    shared = {item.nodeid: group for item in items if (group := shared_group(item))}
     path = Path(directory) / f"{_WORKER}.json"
     partial = path.with_suffix(".part")
     partial.write_text(json.dumps(shared))

@@ -188,7 +188,9 @@ def test_under_xdist_every_tier_passing_is_green(tmp_path):
     assert "libvirt_test_driver      4 collected     4 passed\n" in result.stdout
 
 
-def test_under_xdist_the_shared_infrastructure_tiers_run_on_one_worker(tmp_path):
+def test_under_xdist_each_shared_infrastructure_s_tiers_run_on_one_worker_side_by_side(
+    tmp_path,
+):
     body = "".join(
         f"""
         @pytest.mark.{tier}
@@ -197,13 +199,14 @@ def test_under_xdist_the_shared_infrastructure_tiers_run_on_one_worker(tmp_path)
             import os
             import time
 
-            time.sleep({0.2 if tier in SHARED_TIERS else 0})  # keeps the shared worker busy
+            time.sleep({0.2 if tier in SHARED_TIERS else 0})  # keeps a shared worker busy
             with open("{tmp_path}/{tier}-%d" % n, "w") as f:
                 f.write(os.environ["PYTEST_XDIST_WORKER"])
         """
         for tier in TIERS
     )
-    # A test of another tier that signs in through the shared OIDC provider joins them.
+    # A test of another tier that signs in through the shared OIDC provider joins its
+    # group; a test with a QEMU guest and a workload joins the libvirt nodes'.
     body += f"""
         @pytest.fixture
         def oidc_provider():
@@ -216,19 +219,34 @@ def test_under_xdist_the_shared_infrastructure_tiers_run_on_one_worker(tmp_path)
 
             with open("{tmp_path}/sso-%d" % n, "w") as f:
                 f.write(os.environ["PYTEST_XDIST_WORKER"])
+
+        @pytest.mark.e2e
+        @pytest.mark.qemu
+        @pytest.mark.kubernetes
+        @pytest.mark.parametrize("n", range(4))
+        def test_journey(n):
+            import os
+
+            with open("{tmp_path}/journey-%d" % n, "w") as f:
+                f.write(os.environ["PYTEST_XDIST_WORKER"])
         """
-    result = run_suite(tmp_path, body, *XDIST)
+    # Three workers: one left when each group has one.
+    result = run_suite(tmp_path, body, *XDIST[:-3], "3", *XDIST[-2:])
     assert result.returncode == 0, result.stdout
 
     def workers(*names: str) -> set[str]:
         return {(tmp_path / f"{name}-{n}").read_text() for name in names for n in range(4)}
 
-    shared = workers(*SHARED_TIERS, "sso")
-    assert len(shared) == 1, shared
+    libvirt_nodes = workers("qemu", "migration", "journey")
+    cluster_and_provider = workers("kubernetes", "oidc", "sso")
+    assert len(libvirt_nodes) == 1, libvirt_nodes
+    assert len(cluster_and_provider) == 1, cluster_and_provider
+    assert libvirt_nodes != cluster_and_provider, "the two groups did not run side by side"
+    shared = libvirt_nodes | cluster_and_provider
     # Browser tests that reach none of it (their own Chromium, live server and test-driver
     # hosts) spread like the unit and test-driver tests.
     assert "e2e" not in SHARED_TIERS
-    assert workers("e2e") - shared, "the e2e tests all waited for the shared worker"
+    assert workers("e2e") - shared, "the e2e tests all waited for the shared workers"
     assert workers("unit", "libvirt_test_driver") - shared, "the unit tests all waited"
 
 
