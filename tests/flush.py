@@ -36,14 +36,15 @@ def _fingerprint(cursor) -> str:
     return cursor.fetchone()[0]
 
 
-def _filled_tables(cursor) -> list[str]:
+def filled_tables(cursor) -> list[str]:
+    """The Django tables that have rows, by name, found in one statement."""
     tables = connection.introspection.django_table_names(only_existing=True, include_views=False)
     quote = connection.ops.quote_name
     cursor.execute(
         " UNION ALL ".join(f"SELECT %s WHERE EXISTS (SELECT 1 FROM {quote(t)})" for t in tables),
         tables,
     )
-    return [row[0] for row in cursor.fetchall()]
+    return sorted(row[0] for row in cursor.fetchall())
 
 
 def _delete_written(test) -> bool:
@@ -64,7 +65,7 @@ def _delete_written(test) -> bool:
             if _fingerprint(cursor) != _refilled_as_flushed:
                 return False
             cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-            for table in _filled_tables(cursor):
+            for table in filled_tables(cursor):
                 if table not in REFILLED:
                     cursor.execute(f"DELETE FROM {quote(table)}")
     except DatabaseError:

@@ -44,6 +44,7 @@ from compute.services import workloads as workload_services
 from monitoring import crypto
 from tenants import services as tenant_services
 from tests.compute.conftest import NODE_XML
+from tests.flush import filled_tables
 
 pytestmark = [pytest.mark.unit, pytest.mark.libvirt_test_driver]
 
@@ -112,22 +113,11 @@ def fuzz_world(live_url, world_copy, request, tmp_path):
     }
 
 
-def _filled_tables() -> list[str]:
-    tables = connection.introspection.django_table_names(only_existing=True)
-    with connection.cursor() as cursor:
-        filled = []
-        for table in sorted(tables):
-            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {connection.ops.quote_name(table)})")
-            if cursor.fetchone()[0]:
-                filled.append(table)
-    return filled
-
-
 def _copy_aside() -> list[str]:
     """Copy every filled table into ``fuzz_world``; return their names."""
-    tables = _filled_tables()
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
+        tables = filled_tables(cursor)
         cursor.execute(f"DROP SCHEMA IF EXISTS {WORLD_SCHEMA} CASCADE")
         cursor.execute(f"CREATE SCHEMA {WORLD_SCHEMA}")
         for table in tables:
