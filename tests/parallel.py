@@ -42,14 +42,13 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from xdist.scheduler import LoadScopeScheduling  # requirements-dev.txt
 
+LIBVIRT_NODES = "shared-libvirt-nodes"
+CLUSTER_AND_PROVIDER = "shared-cluster-and-oidc-provider"
 # Each group's tiers; a test with tiers of both is in the first.
-SHARED_GROUPS = {
-    "shared-libvirt-nodes": ("qemu", "migration"),
-    "shared-cluster-and-oidc-provider": ("kubernetes", "oidc"),
-}
+SHARED_GROUPS = {LIBVIRT_NODES: ("qemu", "migration"), CLUSTER_AND_PROVIDER: ("kubernetes", "oidc")}
 SHARED_TIERS = tuple(tier for tiers in SHARED_GROUPS.values() for tier in tiers)
 # Fixtures of shared infrastructure that tests of other tiers use, and their group.
-SHARED_FIXTURES = {"oidc_provider": "shared-cluster-and-oidc-provider"}
+SHARED_FIXTURES = {"oidc_provider": CLUSTER_AND_PROVIDER}
 REDIS_DATABASES = 16  # Redis's default ``databases``
 _DIRECTORY_KEY = "isotope_shared_group_directory"
 

@@ -146,7 +146,11 @@ def test_in_ci_every_tier_passing_is_green(tmp_path):
 
 
 # Under pytest-xdist (tests/parallel.py): the workers run the tests, the controller counts.
-XDIST = ("-p", "tests.parallel", "-n", "2", "--dist", "loadgroup")
+def xdist(workers: int = 2) -> tuple[str, ...]:
+    return ("-p", "tests.parallel", "-n", str(workers), "--dist", "loadgroup")
+
+
+XDIST = xdist()
 
 
 def test_under_xdist_the_controller_counts_every_worker_and_a_missing_tier_fails(tmp_path):
@@ -231,7 +235,7 @@ def test_under_xdist_each_shared_infrastructure_s_tiers_run_on_one_worker_side_b
                 f.write(os.environ["PYTEST_XDIST_WORKER"])
         """
     # Three workers: one left when each group has one.
-    result = run_suite(tmp_path, body, *XDIST[:-3], "3", *XDIST[-2:])
+    result = run_suite(tmp_path, body, *xdist(3))
     assert result.returncode == 0, result.stdout
 
     def workers(*names: str) -> set[str]:
