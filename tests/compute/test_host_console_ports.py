@@ -5,8 +5,7 @@ migration, and counted by the scheduler."""
 from __future__ import annotations
 
 import pytest
-from django.db import connection, transaction
-from django.db.migrations.executor import MigrationExecutor
+from django.db import transaction
 
 from compute.models import Host, VirtualMachine
 from compute.models.hosts import machine_of
@@ -94,11 +93,8 @@ def test_hosts_on_one_machine_share_its_ports():
     assert machine_of("test:///default") == ""
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_data_migration_gives_hosts_on_one_machine_separate_blocks(latest_schema):
-    executor = MigrationExecutor(connection)
-    executor.migrate([("compute", "0011_volumes")])
-    old = executor.loader.project_state([("compute", "0011_volumes")]).apps
+def test_the_data_migration_gives_hosts_on_one_machine_separate_blocks(migrate_to):
+    old = migrate_to([("compute", "0011_volumes")])
     OldHost = old.get_model("compute", "Host")
     for name, uri in [
         ("node1", "qemu:///system"),
@@ -107,10 +103,9 @@ def test_the_data_migration_gives_hosts_on_one_machine_separate_blocks(latest_sc
         ("test", "test:///default"),
     ]:
         OldHost.objects.create(name=name, uri=uri)
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
-    ranges = {h.name: h.vnc_ports for h in Host.objects.all()}
+    new = migrate_to([("compute", "0012_host_vnc_ports")])
+    hosts = new.get_model("compute", "Host").objects.all()
+    ranges = {h.name: (h.vnc_port_min, h.vnc_port_max) for h in hosts}
     assert ranges == {
         "node1": (5900, 6399),
         "node2": (6400, 6899),

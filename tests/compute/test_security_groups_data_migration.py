@@ -7,17 +7,14 @@ import uuid
 
 import pytest
 
-from tests.compute.test_volumes_data_migration import migrate
-
-pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("latest_schema")]
+pytestmark = pytest.mark.unit
 
 BEFORE = [("compute", "0020_backups")]
 AFTER = [("compute", "0021_security_groups")]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_existing_interfaces_join_their_tenants_default_group():
-    old = migrate(BEFORE)
+def test_existing_interfaces_join_their_tenants_default_group(migrate_to):
+    old = migrate_to(BEFORE)
     Tenant = old.get_model("tenants", "Tenant")
     Image = old.get_model("compute", "Image")
     VM = old.get_model("compute", "VirtualMachine")
@@ -43,7 +40,7 @@ def test_existing_interfaces_join_their_tenants_default_group():
             tenant=acme, vm=vm, network=network, name=f"nic{index}", mac=f"52:54:00:00:00:0{index}"
         )
 
-    new = migrate(AFTER)
+    new = migrate_to(AFTER)
     Group = new.get_model("compute", "SecurityGroup")
     NIC = new.get_model("compute", "NetworkInterface")
     (group,) = Group.objects.all()

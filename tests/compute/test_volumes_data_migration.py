@@ -5,10 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
-pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("latest_schema")]
+pytestmark = pytest.mark.unit
 
 BEFORE = [
     ("compute", "0010_observed_generation"),
@@ -17,16 +15,8 @@ BEFORE = [
 AFTER = [("compute", "0011_volumes"), ("tenants", "0005_reservation_kind_volume")]
 
 
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
-@pytest.mark.django_db(transaction=True)
-def test_existing_root_disks_become_volumes_and_their_storage_moves_once():
-    old = migrate(BEFORE)
+def test_existing_root_disks_become_volumes_and_their_storage_moves_once(migrate_to):
+    old = migrate_to(BEFORE)
     Tenant = old.get_model("tenants", "Tenant")
     Quota = old.get_model("tenants", "Quota")
     Reservation = old.get_model("tenants", "Reservation")
@@ -63,7 +53,7 @@ def test_existing_root_disks_become_volumes_and_their_storage_moves_once():
         )
         rows.append(vm)
     # A volume named like the root disk would be cannot exist yet; names are free.
-    new = migrate(AFTER)
+    new = migrate_to(AFTER)
     Volume = new.get_model("compute", "Volume")
     Reservation = new.get_model("tenants", "Reservation")
     Quota = new.get_model("tenants", "Quota")
@@ -87,8 +77,8 @@ def test_existing_root_disks_become_volumes_and_their_storage_moves_once():
     assert Quota.objects.get(tenant_id=tenant.pk).used_storage == 12  # unchanged: charged once
 
     # And back: the storage returns to the VMs' reservations.
-    old = migrate(BEFORE)
+    old = migrate_to(BEFORE)
     Reservation = old.get_model("tenants", "Reservation")
     assert Reservation.objects.get(ref=f"vm:{web.uid}").storage == 10
     assert not Reservation.objects.filter(ref__startswith="volume:").exists()
-    migrate(AFTER)
+    migrate_to(AFTER)
