@@ -18,7 +18,9 @@ server → client
   "state"}}``
   ``{"type": "resync", "stream": s, "seq": n, "data": {"events": [...], "resources":
   [{"kind", "name", "data"}]}}``  state as of seq n: apply, then drop messages ≤ n
-  (for ``notify.<id>``: ``data: {"notifications": [...], "unread": n}``)
+  (for ``notify.<id>``: ``data: {"notifications": [...], "unread": n}``); also sent
+  unasked when the server finds it lost messages of the stream on their way to it
+  (``monitoring.fanout``: within two ``ISOTOPE_LIVE_CHECK_SECONDS``, default 5 s)
   ``{"type": "notification", "stream": "notify.<id>", "seq": n, "data": {"notification":
   {...} | null, "unread": n}}``  a new notification, or only a new unread count
   ``{"type": "error", "code": c, "message": m, "request": <client's type>}``; codes
@@ -249,6 +251,19 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.drop(stream, "access")
             return
         await self.send_resync(stream, target)
+
+    def resend(self, stream: str) -> None:
+        """The process lost messages of ``stream`` (``monitoring.fanout``): send its
+        state, as if the client had asked for a resync. Never waits (a task of its own)."""
+        target = self.subscriptions.get(stream)
+        if target is not None:
+            asyncio.ensure_future(self._resend(stream, target))
+
+    async def _resend(self, stream: str, target: dict) -> None:
+        try:
+            await self.send_resync(stream, target)
+        except Exception:  # noqa: BLE001 - the socket went away; disconnect cleans up
+            logger.debug("live resend failed", exc_info=True)
 
     async def send_resync(self, stream: str, target: dict) -> None:
         seq, data = await self.snapshot(stream, target)

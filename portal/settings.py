@@ -385,6 +385,9 @@ CELERY_BEAT_SCHEDULE: dict = {
 # --- Monitoring: events and webhooks (monitoring/services.py) -------------------------
 # /ws/?batch=1: live messages arriving faster than one per tick share one frame per tick.
 ISOTOPE_WS_BATCH_MS = float(os.environ.get("ISOTOPE_WS_BATCH_MS", "50"))
+# Each ASGI process compares its live streams' seqs with Redis this often: messages lost
+# on their way (a pub/sub reconnect) are made good by resending the stream's state.
+ISOTOPE_LIVE_CHECK_SECONDS = float(os.environ.get("ISOTOPE_LIVE_CHECK_SECONDS", "5"))
 ISOTOPE_EVENT_FOLD_SECONDS = int(os.environ.get("ISOTOPE_EVENT_FOLD_SECONDS", "600"))
 ISOTOPE_EVENT_RETENTION_DAYS = int(os.environ.get("ISOTOPE_EVENT_RETENTION_DAYS", "30"))
 ISOTOPE_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("ISOTOPE_WEBHOOK_MAX_ATTEMPTS", "6"))

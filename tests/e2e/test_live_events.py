@@ -206,3 +206,48 @@ def test_a_burst_arrives_in_batch_frames_and_the_page_shows_every_event_and_the_
     expect(rows.first).to_contain_text("vm/burst11")
     assert any(json.loads(f).get("type") == "batch" for f in frames), "no batch frame"
     assert carol.evaluate("window.__resyncs") == 0  # no gap seen: seqs contiguous
+
+
+def test_a_vm_state_lost_on_its_way_to_the_web_process_still_reaches_the_open_page(
+    demo, make_host, tiny_image, live_url, new_page, settings, caplog
+):
+    """Redis pub/sub delivers at most once. Here the web process's subscription drops a
+    VM's new state (its failpoint, as when its Redis connection breaks with the message
+    on it) and nothing follows that would show the page a gap: the process finds the
+    loss at its next checks and the page shows the state all the same, without a
+    reload."""
+    from compute.models import VirtualMachine
+    from compute.services import vms as vm_services
+    from monitoring.services import resource_publish
+    from portal.failpoints import armed
+    from tests.conftest import wait_for
+
+    settings.ISOTOPE_LIVE_CHECK_SECONDS = 0.5
+    make_host("node-a")
+    vm = vm_services.vm_create(
+        actor=demo.alice, tenant=demo.acme, name="web1", image="tiny", vcpus=1, memory_mib=256
+    )
+
+    def show(phase: str) -> None:
+        VirtualMachine.objects.filter(pk=vm.pk).update(phase=phase)
+        state = vm_services.vm_state(VirtualMachine.objects.get(pk=vm.pk))
+        resource_publish(tenant=demo.acme, kind="vm", name="web1", data=state)
+
+    bob = new_page()
+    login(bob, live_url, "bob")
+    bob.goto(f"{live_url}/t/acme/vms/")
+    live_subscribed(bob)
+    bob.evaluate("window.__samePage = true")
+    phase = bob.locator('tr[data-live-kind="vm"][data-live-name="web1"]').get_by_test_id("phase")
+    show("Running")
+    expect(phase).to_have_text("Running", timeout=5000)
+
+    with armed("live.fanout.received", "raise"):
+        show("Stopped")
+        wait_for(
+            lambda: any(r.getMessage() == "live fan-out receive failed" for r in caplog.records),
+            timeout=10,
+            message="the web process did not drop the state",
+        )
+    expect(phase).to_have_text("Stopped", timeout=15_000)
+    assert bob.evaluate("window.__samePage === true"), "the page was reloaded"

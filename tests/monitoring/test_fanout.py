@@ -4,6 +4,8 @@ streams, in seq order, with its own mode (plain or ``batch=1``) and its own acce
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -15,6 +17,7 @@ from monitoring import live
 from monitoring.choices import LiveMessageType
 from monitoring.groups import tenant_group
 from portal.asgi import application
+from portal.failpoints import armed
 from tenants import services as tenant_services
 from tests.monitoring.test_consumer import ORIGIN, connected, run, session_cookie, subscribe
 
@@ -156,3 +159,54 @@ def test_a_burst_arrives_in_seq_order_pipelined_on_one_server_and_through_the_la
 
     with override_settings(CHANNEL_LAYERS=sharded):
         run(scenario)
+
+
+async def dropped(caplog, count: int) -> None:
+    """Wait until the process's hub has dropped ``count`` messages (its failpoint)."""
+    for _ in range(200):
+        lost = [r for r in caplog.records if r.getMessage() == "live fan-out receive failed"]
+        if len(lost) >= count:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"the hub did not drop {count} message(s)")
+
+
+def test_messages_lost_on_their_way_are_made_good_by_a_resync_sent_unasked(demo, settings, caplog):
+    """Redis pub/sub delivers at most once. A VM's last state lost on its way to a web
+    process left its browsers showing the state before, with nothing later to reveal the
+    gap: the process's next check finds the stream's seq in Redis past what arrived and
+    sends each tab of the stream its state."""
+    settings.ISOTOPE_LIVE_CHECK_SECONDS = 0.2
+    cookie = session_cookie(demo.carol)
+    state = {"phase": "Running", "message": "", "actions": ["stop"]}
+
+    async def scenario():
+        tabs = [await connected(cookie), await batched(cookie)]
+        for tab in tabs:
+            assert (await subscribe(tab, tenant="acme"))["seq"] == 0
+        # Nothing lost, nothing resent: three checks pass while messages come and go.
+        await sync_to_async(burst)(5, "kept")
+        for tab in tabs:
+            assert [m["seq"] for m in await messages(tab, 5)] == [1, 2, 3, 4, 5]
+            assert await tab.receive_nothing(timeout=0.7)
+
+        with armed("live.fanout.received", "raise"):
+            await sync_to_async(live.broadcast_many)(
+                [([STREAM], LiveMessageType.RESOURCE, {"kind": "vm", "name": "web1"})],
+                states=[("acme", "vm", "web1", state)],
+            )
+            await dropped(caplog, 1)
+        for tab in tabs:
+            frame = await tab.receive_json_from(timeout=5)
+            assert (frame["type"], frame["stream"], frame["seq"]) == ("resync", STREAM, 6)
+            assert frame["data"]["resources"] == [{"kind": "vm", "name": "web1", "data": state}]
+        assert any("lost seqs 6..6" in r.getMessage() for r in caplog.records)
+
+        # Once: the next messages arrive as before, and no second resync follows.
+        await sync_to_async(burst)(2, "after")
+        for tab in tabs:
+            assert [m["seq"] for m in await messages(tab, 2)] == [7, 8]
+            assert await tab.receive_nothing(timeout=0.7)
+            await tab.disconnect()
+
+    run(scenario)
