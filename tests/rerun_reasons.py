@@ -6,7 +6,9 @@ where it hung) is lost, and an intermittent failure cannot be looked into afterw
 Loaded with ``-p tests.rerun_reasons``, this keeps it: each failed try that is run again
 is written to ``var/test-artifacts/reruns/`` and its last lines are printed in a
 "reasons of the reruns" section at the end of the run (with xdist, where the
-controller receives the workers' reports).
+controller receives the workers' reports). A report section whose title starts with
+:data:`STATE` (what a test's directory adds at a failure, e.g. the VMs' phases in the
+database for a browser test, ``tests/e2e/conftest.py``) follows the traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artifacts" / "reruns"
 SHOWN_LINES = 60
+STATE = "state at the failure"
 
 _reasons: list[tuple[str, str, str]] = []
 
@@ -26,6 +29,9 @@ def pytest_runtest_logreport(report) -> None:
     if report.outcome != "rerun":
         return
     text = report.longreprtext or "(no traceback)"
+    for title, content in report.sections:
+        if title.startswith(STATE):
+            text += f"\n{title}:\n{content}"
     _reasons.append((report.nodeid, report.when, text))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", report.nodeid)[-150:]

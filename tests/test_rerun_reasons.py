@@ -1,5 +1,6 @@
 """tests.rerun_reasons: a test that passes on its rerun still says why its first try
-failed, at the end of the run and in a file, with and without xdist."""
+failed, at the end of the run and in a file, with and without xdist, with the state its
+directory's conftest reported at the failure."""
 
 from __future__ import annotations
 
@@ -27,10 +28,23 @@ def test_fails_once():
         assert 1 == 2, "the first try's own reason"
 """
 
+# What a directory's conftest adds to a failed test's report (tests/e2e/conftest.py).
+CONFTEST = """
+import pytest
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    if report.when == "call" and report.failed:
+        report.sections.append(("state at the failure: the VMs", "acme/web1: phase Starting"))
+        report.sections.append(("Captured log call", "a log line not shown"))
+"""
+
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_the_first_try_s_reason_is_kept(tmp_path, workers):
     (tmp_path / "test_flaky_once.py").write_text(FLAKY)
+    (tmp_path / "conftest.py").write_text(CONFTEST)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAKY_MARK": str(tmp_path / "mark")}
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-c", os.devnull, "-p", "no:cacheprovider"]
@@ -48,6 +62,8 @@ def test_the_first_try_s_reason_is_kept(tmp_path, workers):
     summary = run.stdout.split("reasons of the reruns", 1)[1]
     assert "test_flaky_once.py::test_fails_once (call), first try:" in summary
     assert "AssertionError: the first try's own reason" in summary
+    assert "state at the failure: the VMs:\n  acme/web1: phase Starting" in summary
+    assert "a log line not shown" not in summary
     kept = rerun_reasons.ARTIFACTS / "test_flaky_once.py_test_fails_once-call.txt"
     assert "the first try's own reason" in kept.read_text()
     kept.unlink()

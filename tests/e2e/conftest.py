@@ -11,6 +11,30 @@ from tests.portal.identity.conftest import (  # noqa: F401
     oidc_provider,
     sso,
 )
+from tests.rerun_reasons import STATE
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A browser test that failed says what the database held for its VMs: a page that
+    still shows Starting after its wait is a late worker when the database says Starting
+    too, and a lost live message when it says Running."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed or "live_url" not in item.fixturenames:
+        return
+    try:
+        from compute.models import VirtualMachine
+
+        vms = [
+            f"{tenant}/{name}: phase {phase}, desired {desired}, message {message!r}"
+            for tenant, name, phase, desired, message in VirtualMachine.objects.order_by(
+                "tenant__slug", "name"
+            ).values_list("tenant__slug", "name", "phase", "desired_state", "message")
+        ]
+    except Exception as error:  # noqa: BLE001 - a report, not a test
+        vms = [f"(not read: {error})"]
+    report.sections.append((f"{STATE}: the VMs in the database", "\n".join(vms) or "(none)"))
 
 
 @pytest.fixture
