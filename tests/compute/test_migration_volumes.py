@@ -106,10 +106,12 @@ def test_a_local_data_volume_follows_its_vm_through_live_migration_with_its_data
     )
     data = wait_volume(data, VolumePhase.ATTACHED, timeout=300)
     root = Volume.objects.get(vm=vm, device="vda")
-    guest.until("cat /sys/block/vdb/serial > /dev/ttyS0", data.serial)
+    # By its serial: Linux names disks in the order it finds them, not after libvirt.
+    disk = guest.disk(data.serial)
     marker = f"isotope{secrets.token_hex(4)}"
     guest.until(
-        f"test -b /dev/vdb && echo {marker} > /dev/vdb && sync && echo wrote{marker} > /dev/ttyS0",
+        f"test -b /dev/{disk} && echo {marker} > /dev/{disk} && sync && "
+        f"echo wrote{marker} > /dev/ttyS0",
         f"wrote{marker}",
     )
     assert {data.backend_name, root.backend_name} <= pool_files(nodes["node1"])
@@ -132,7 +134,7 @@ def test_a_local_data_volume_follows_its_vm_through_live_migration_with_its_data
             message=f"the source copy of {volume.name} stayed on node1",
         )
     # The guest on node2 reads the marker back from the disk, not from its page cache.
-    guest.until("echo 3 > /proc/sys/vm/drop_caches ; head -c 15 /dev/vdb > /dev/ttyS0", marker)
+    guest.until(f"echo 3 > /proc/sys/vm/drop_caches ; head -c 15 /dev/{disk} > /dev/ttyS0", marker)
     assert guest.log().count("ISOTOPE-GUEST-BOOTED") in (1, 2)  # no reboot on the way
 
     # A volume attached after the move is made on node2 and reaches the guest there.
@@ -141,4 +143,4 @@ def test_a_local_data_volume_follows_its_vm_through_live_migration_with_its_data
     )
     late = wait_volume(late, VolumePhase.ATTACHED, timeout=300)
     assert late.host.name == "node2" and late.backend_name in pool_files(nodes["node2"])
-    guest.until("cat /sys/block/vdc/serial > /dev/ttyS0", late.serial)
+    guest.disk(late.serial)
