@@ -4,7 +4,8 @@
 ``failpoint("provision.after_define")`` sleep 5 s (so a test can kill a worker at a known
 moment) and ``failpoint("image.after_fetch")`` raise :class:`FailpointError` (an
 unexpected error in the middle of an operation). Tests in one process use
-:func:`armed`. Reading the table costs one dict lookup when nothing is armed.
+:func:`armed`, and :func:`hits` says how often an armed point was reached since. Reading
+the table costs one dict lookup when nothing is armed.
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ def _parse(spec: str) -> dict[str, str]:
 
 
 _POINTS = _parse(os.environ.get("ISOTOPE_FAILPOINTS", ""))
+_HITS: dict[str, int] = {}
 
 
 def failpoint(name: str) -> None:
     action = _POINTS.get(name)
     if not action:
         return
+    _HITS[name] = _HITS.get(name, 0) + 1
     kind, _, value = action.partition(":")
     if kind == "raise":
         logger.warning("failpoint %s: raising", name)
@@ -52,6 +55,7 @@ def failpoint(name: str) -> None:
 def armed(name: str, action: str) -> Iterator[None]:
     """Arm ``name`` with ``action`` (``raise`` or ``sleep:<s>``) in this process."""
     previous = _POINTS.get(name)
+    _HITS[name] = 0
     _POINTS[name] = action
     try:
         yield
@@ -60,3 +64,8 @@ def armed(name: str, action: str) -> Iterator[None]:
             _POINTS.pop(name, None)
         else:
             _POINTS[name] = previous
+
+
+def hits(name: str) -> int:
+    """How many times an armed ``name`` was reached since :func:`armed` armed it."""
+    return _HITS.get(name, 0)

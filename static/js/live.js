@@ -14,6 +14,10 @@
  *   - tracks seq per stream; on a gap, a reconnect that missed messages, or a seq
  *     behind the baseline, dispatches `isotope:resync` and asks the server for a
  *     snapshot (resource states in it are applied like live messages);
+ *   - never shows a resource's state older than one it showed: two writers' states may
+ *     reach it in the other order than they were written (each is sent after its own
+ *     commit), and a state with the same uid and a lower resourceVersion than the last
+ *     one applied is dropped (neither patched nor dispatched);
  *   - dispatches on document: `isotope:event`, `isotope:resource`, `isotope:metrics`,
  *     `isotope:notification`
  *     (detail = {stream, seq, data, resync?}), `isotope:resync` ({stream, reason}), `isotope:snapshot`
@@ -49,6 +53,7 @@
   const wanted = new Map(); // stream key → {tenant, kind, name}
   const keyToStream = new Map(); // key → stream name the server confirmed
   const lastSeq = new Map(); // stream → last seq applied
+  const versions = new Map(); // "tenant/kind/name" → {uid, version} of the state last applied
   const toasted = new Set();
   let pending = []; // keys of subscribes sent and not yet answered, oldest first
   let socket = null;
@@ -359,9 +364,23 @@
     }
   }
 
+  // Whether a resource state is older than the one last applied for its object (same
+  // uid, lower resourceVersion); remembers it otherwise.
+  function outdated(data) {
+    const state = data.state || {};
+    const version = Number(state.resourceVersion);
+    if (!state.uid || state.resourceVersion === undefined || state.resourceVersion === "" || isNaN(version)) return false;
+    const key = data.tenant + "/" + data.kind + "/" + data.name;
+    const seen = versions.get(key);
+    if (seen && seen.uid === state.uid && seen.version > version) return true;
+    versions.set(key, { uid: state.uid, version: version });
+    return false;
+  }
+
   function deliver(frame, fromResync) {
     const detail = { stream: frame.stream, seq: frame.seq, data: frame.data, resync: fromResync };
     if (frame.type === "resource") {
+      if (outdated(frame.data)) return;
       patchResource(frame.data);
       emit("isotope:resource", detail);
     } else if (frame.type === "metrics") {
