@@ -126,6 +126,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.flush_task: asyncio.Task | None = None
         self.flushed_at = float("-inf")
         self.sending = asyncio.Lock()
+        self.resends: set[asyncio.Task] = set()  # states being resent (``resend``)
         self.hub = fanout.hub(self.channel_layer)
         await self.accept()
         if user is None or not user.is_authenticated:
@@ -257,7 +258,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         state, as if the client had asked for a resync. Never waits (a task of its own)."""
         target = self.subscriptions.get(stream)
         if target is not None:
-            asyncio.ensure_future(self._resend(stream, target))
+            task = asyncio.ensure_future(self._resend(stream, target))
+            self.resends.add(task)
+            task.add_done_callback(self.resends.discard)
 
     async def _resend(self, stream: str, target: dict) -> None:
         try:
@@ -266,11 +269,21 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             logger.debug("live resend failed", exc_info=True)
 
     async def send_resync(self, stream: str, target: dict) -> None:
-        seq, data = await self.snapshot(stream, target)
-        if self.language.split("-")[0] != "en":
-            with translation.override(self.language):
-                data = texts.localize_snapshot(data)
-        await self.send_json({"type": "resync", "stream": stream, "seq": seq, "data": data})
+        """The stream's state as of its current seq. Read holding ``sending``, after what
+        the outbox held went out: a message queued meanwhile follows the frame (the
+        client drops it when the state already has it) instead of going before it and
+        being undone by an older state. Not sent once the subscription is gone (an
+        access re-check dropped it while the state was read)."""
+        async with self.sending:
+            await self.flush()
+            seq, data = await self.snapshot(stream, target)
+            if self.subscriptions.get(stream) is not target:
+                return
+            if self.language.split("-")[0] != "en":
+                with translation.override(self.language):
+                    data = texts.localize_snapshot(data)
+            frame = {"type": "resync", "stream": stream, "seq": seq, "data": data}
+            await super().send_json(frame)
 
     async def drop(self, stream: str, reason: str) -> None:
         self.subscriptions.pop(stream, None)

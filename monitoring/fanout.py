@@ -76,7 +76,9 @@ class Hub:
             members = self.sockets.get(stream)
             if members is None:
                 await self.layer.group_add(stream, self.channel)
-                # Read once in the group: every later seq reaches ``listen``.
+                # Read once in the group: every later seq reaches ``listen``. (What
+                # arrives meanwhile reaches no socket yet: each one's subscribe sees the
+                # seq move while it joined and follows with a resync.)
                 self.received[stream] = (await _seqs([stream]))[0]
                 members = self.sockets[stream] = set()
             members.add(socket)
@@ -178,6 +180,10 @@ class Hub:
             self.received[stream] = now  # the state resent is as of ``now`` or later
             for socket in list(self.sockets[stream]):
                 socket.resend(stream)
+            # Join the group again (the same channel: nothing changes if it was in),
+            # in case the layer had let the process's membership go.
+            if self.channel is not None:
+                await self.layer.group_add(stream, self.channel)
 
 
 async def _seqs(streams: list[str]) -> list[int]:

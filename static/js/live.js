@@ -14,10 +14,11 @@
  *   - tracks seq per stream; on a gap, a reconnect that missed messages, or a seq
  *     behind the baseline, dispatches `isotope:resync` and asks the server for a
  *     snapshot (resource states in it are applied like live messages);
- *   - never shows a resource's state older than one it showed: two writers' states may
- *     reach it in the other order than they were written (each is sent after its own
- *     commit), and a state with the same uid and a lower resourceVersion than the last
- *     one applied is dropped (neither patched nor dispatched);
+ *   - never shows a resource's state older than one it showed, for states that carry
+ *     their uid and resourceVersion: two writers' states may reach it in the other order
+ *     than they were written (each is sent after its own commit), and a state with the
+ *     same uid and a lower resourceVersion than the last one applied is dropped (neither
+ *     patched nor dispatched);
  *   - dispatches on document: `isotope:event`, `isotope:resource`, `isotope:metrics`,
  *     `isotope:notification`
  *     (detail = {stream, seq, data, resync?}), `isotope:resync` ({stream, reason}), `isotope:snapshot`

@@ -90,6 +90,9 @@ def migrate_to(transactional_db):
     from tests.conftest import postgres_only
 
     postgres_only()
+    # The connection is pointed elsewhere for the test (the whole process shares its
+    # settings): a connection pool would keep handing out the test database's.
+    assert "pool" not in connection.settings_dict["OPTIONS"], "migrate_to needs no DB pool"
     test_database = connection.settings_dict["NAME"]
     scratch = f"{test_database}_migrations"
     quoted = connection.ops.quote_name(scratch)

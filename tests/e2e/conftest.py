@@ -13,6 +13,8 @@ from tests.portal.identity.conftest import (  # noqa: F401
 )
 from tests.rerun_reasons import STATE
 
+SHOWN_VMS = 20  # the reruns' summary prints a failure's last lines
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
@@ -34,6 +36,8 @@ def pytest_runtest_makereport(item, call):
         ]
     except Exception as error:  # noqa: BLE001 - a report, not a test
         vms = [f"(not read: {error})"]
+    if len(vms) > SHOWN_VMS:
+        vms = [*vms[:SHOWN_VMS], f"... and {len(vms) - SHOWN_VMS} more"]
     report.sections.append((f"{STATE}: the VMs in the database", "\n".join(vms) or "(none)"))
 
 
