@@ -41,15 +41,18 @@ def pytest_runtest_makereport(item, call):
 """
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
-def test_the_first_try_s_reason_is_kept(tmp_path, workers):
-    (tmp_path / "test_flaky_once.py").write_text(FLAKY)
+@pytest.mark.parametrize("mode, workers", [("serial", []), ("xdist", ["-n", "2"])])
+def test_the_first_try_s_reason_is_kept(tmp_path, mode, workers):
+    # A file name of its own per case: the two cases may run at once on two workers,
+    # and each reads and removes its own kept reason from the one artifacts folder.
+    module = f"test_flaky_once_{mode}.py"
+    (tmp_path / module).write_text(FLAKY)
     (tmp_path / "conftest.py").write_text(CONFTEST)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAKY_MARK": str(tmp_path / "mark")}
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-c", os.devnull, "-p", "no:cacheprovider"]
         + ["-p", "no:django", "-p", "tests.rerun_reasons", "--reruns", "1", "-q", *workers]
-        + ["test_flaky_once.py"],
+        + [module],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -60,10 +63,10 @@ def test_the_first_try_s_reason_is_kept(tmp_path, workers):
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 passed, 1 rerun" in run.stdout
     summary = run.stdout.split("reasons of the reruns", 1)[1]
-    assert "test_flaky_once.py::test_fails_once (call), first try:" in summary
+    assert f"{module}::test_fails_once (call), first try:" in summary
     assert "AssertionError: the first try's own reason" in summary
     assert "state at the failure: the VMs:\n  acme/web1: phase Starting" in summary
     assert "a log line not shown" not in summary
-    kept = rerun_reasons.ARTIFACTS / "test_flaky_once.py_test_fails_once-call.txt"
+    kept = rerun_reasons.ARTIFACTS / f"{module}_test_fails_once-call.txt"
     assert "the first try's own reason" in kept.read_text()
     kept.unlink()
