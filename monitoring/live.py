@@ -56,8 +56,7 @@ def redis_client() -> redis.Redis:
 
 def seq_current(group: str) -> int:
     """The last sequence number sent to ``group`` (0 before the first message)."""
-    value = redis_client().get(SEQ_KEY.format(group=group))
-    return int(value or 0)
+    return seqs_current([group])[0]
 
 
 def seqs_current(groups: list[str]) -> list[int]:
