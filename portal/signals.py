@@ -16,4 +16,4 @@ user_signed_out = Signal()  # kwargs: user_id
 ledger_changed = Signal()  # kwargs: reservation, opened (bool), quota, name, labels, charged
 # Sent INSIDE the transaction when ``QuotaCharge.charge`` has added its reservations to
 # the quota row's counters (the row locked, its counters current).
-quota_charged = Signal()  # kwargs: tenant, quota
+quota_charged = Signal()  # kwargs: tenant, quota, added (the amounts added)

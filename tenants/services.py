@@ -788,7 +788,7 @@ class QuotaCharge:
         self.quota = quota
         from portal import signals
 
-        signals.quota_charged.send(sender=Quota, tenant=self.tenant, quota=quota)
+        signals.quota_charged.send(sender=Quota, tenant=self.tenant, quota=quota, added=request)
         return quota
 
 

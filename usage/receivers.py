@@ -44,12 +44,12 @@ def on_ledger_changed(
 
 
 @receiver(quota_charged, dispatch_uid="usage.quota_charged")
-def on_quota_charged(sender, tenant, quota, **kwargs) -> None:
+def on_quota_charged(sender, tenant, quota, added=None, **kwargs) -> None:
     """Inside the transaction: reservations recorded before the lock are in the
-    counters now; see whether the use crossed an alert level."""
+    counters now (``added``: their sum); see whether the use crossed an alert level."""
     from usage.services import alerts
 
-    alerts.quota_alerts_check(tenant=tenant, locked=quota, rising=True)
+    alerts.quota_alerts_check(tenant=tenant, locked=quota, rising=True, added=added)
 
 
 @receiver(post_delete, sender=Reservation, dispatch_uid="usage.reservation_deleted")
@@ -79,5 +79,5 @@ def on_quota_changed(sender, tenant, **kwargs) -> None:
     try:
         requests.quota_publish(tenant=tenant)
         alerts.quota_alerts_recheck(tenant=tenant)
-    except Exception:  # noqa: BLE001 - the limit change stands; the next change re-checks
+    except Exception:  # noqa: BLE001 - the limit change stands; the next release or crossing re-checks
         logger.exception("could not follow the quota change of %s", tenant)

@@ -103,3 +103,31 @@ def test_creates_charged_at_their_end_cross_80_once_and_again_after_a_fall(demo)
     tenant_services.quota_release("other:c")  # 70 %: reset
     create("other:d", 1)  # 80 % again
     assert alerts(demo.alice) == ["ACME Corporation: quota 80 % used"] * 2
+
+
+def test_a_create_that_crosses_no_level_reads_no_kept_level_and_one_that_does_is_told(demo):
+    """A tenant above 80 % pays no read of its kept levels on each create (bench/README.md,
+    ``accept_cpu``); the create that takes it past 95 % is still told."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from usage.models import QuotaAlert
+
+    def create(ref: str, vms: int) -> list[str]:
+        with CaptureQueriesContext(connection) as queries, transaction.atomic():
+            charge = tenant_services.QuotaCharge(demo.acme)
+            charge.reserve(ref=ref, kind="other", object_id=ref, vms=vms)
+            charge.charge()
+        table = QuotaAlert._meta.db_table
+        return [q["sql"] for q in queries.captured_queries if table in q["sql"]]
+
+    tenant_services.quota_set(actor=None, tenant=demo.acme, limits={"vms": 20})
+    assert create("other:a", 16)  # 80 %: read and recorded
+    assert create("other:b", 1) == []  # 85 %: nothing crossed, nothing read
+    assert create("other:c", 1) == []  # 90 %
+    assert alerts(demo.alice) == ["ACME Corporation: quota 80 % used"]
+    assert create("other:d", 1)  # 95 %
+    assert alerts(demo.alice) == [
+        "ACME Corporation: quota 80 % used",
+        "ACME Corporation: quota 95 % used",
+    ]

@@ -36,9 +36,10 @@ def _percent(used, limit) -> Decimal:
     return Decimal(used) * 100 / Decimal(limit)
 
 
-def _level(quota: Quota, resource: str, levels) -> int:
-    """The highest alert level ``resource``'s use has reached (0: none)."""
-    percent = _percent(quota.used(resource), quota.limit(resource))
+def _level(quota: Quota, resource: str, levels, less=0) -> int:
+    """The highest alert level ``resource``'s use has reached (0: none); ``less``: the
+    level of the use without that amount (before a charge of it)."""
+    percent = _percent(quota.used(resource) - less, quota.limit(resource))
     return max((p for p in levels if percent >= p), default=0)
 
 
@@ -50,14 +51,23 @@ def _plain(value) -> str:
 
 
 def quota_alerts_check(
-    *, tenant: Tenant, locked: Quota | None = None, rising: bool = False
+    *,
+    tenant: Tenant,
+    locked: Quota | None = None,
+    rising: bool = False,
+    added: dict | None = None,
 ) -> list[dict]:
     """Compare each resource's use with the alert levels; announce new crossings
     (event ``QuotaNearlyExhausted`` + a notification to the tenant's admins). Returns
     the crossings announced. Must run in a transaction (it locks the quota row;
     ``locked``: the row the caller holds locked, its counters current). ``rising``: the
     counters only grew since the last check (a charge), so when every resource is
-    below every level now, each was before too and there is nothing to record."""
+    below every level now, each was before too and there is nothing to record.
+    ``added`` (with ``rising``): the amounts this charge added to ``locked``'s counters;
+    when they moved no resource past a level, this charge crossed nothing, and the
+    kept levels are read only when one did (a tenant above a level would read them on
+    every create: bench/README.md, ``accept_cpu``). Kept levels that differ from the
+    use without a crossing are a limit change's, which its own re-check records."""
     if locked is not None and locked.tenant_id == tenant.pk:
         quota = locked
     else:
@@ -67,6 +77,12 @@ def quota_alerts_check(
     levels = alert_levels()
     reached = {r: _level(quota, r, levels) for r in QUOTA_RESOURCES}
     if rising and not any(reached.values()):
+        return []
+    if (
+        rising
+        and added is not None
+        and all(_level(quota, r, levels, less=added.get(r, 0)) == reached[r] for r in reached)
+    ):
         return []
     # Written out (portal.sql): a tenant above a level pays this on every charge.
     kept = {a.resource: a for a in sql.select(QuotaAlert, "tenant_id = %s", [tenant.pk])}
