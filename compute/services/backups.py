@@ -809,6 +809,7 @@ def backup_state(backup: Backup) -> dict:
         "progress": backup.progress,
         "sizeBytes": backup.size_bytes,
         "created": backup.created.isoformat(),
+        "uid": str(backup.uid),
         "resourceVersion": str(backup.resource_version),
         "actionsByRole": {
             role: backup_actions(backup, role) for role in ("viewer", "operator", "admin")

@@ -76,6 +76,7 @@ def image_state(image: Image) -> dict:
         "message": image.message,
         "public": image.public,
         "source": image.source,
+        "uid": str(image.uid),
         "resourceVersion": str(image.resource_version),
         "progress": {
             "bytes": image.progress_bytes,

@@ -650,6 +650,7 @@ def service_state(service: Service) -> dict:
         "endpoints": list(service.endpoints or []),
         "members": len(service.endpoints or []),
         "readyMembers": sum(1 for m in service.endpoints or [] if m.get("ready")),
+        "uid": str(service.uid),
         "resourceVersion": str(service.resource_version),
         "actionsByRole": {
             role: service_actions(service, role) for role in ("viewer", "operator", "admin")

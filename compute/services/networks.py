@@ -1139,6 +1139,7 @@ def network_state(network: Network) -> dict:
         "cidr": network.cidr,
         "kind": network.kind,
         "nics": network.nics.count(),
+        "uid": str(network.uid),
         "resourceVersion": str(network.resource_version),
         "actionsByRole": {
             role: network_actions(network, role) for role in ("viewer", "operator", "admin")
@@ -1158,6 +1159,7 @@ def nic_state(nic: NetworkInterface) -> dict:
         "addresses": list(nic.addresses or []),
         "phase": nic.phase,
         "message": nic.message,
+        "uid": str(nic.uid),
         "resourceVersion": str(nic.resource_version),
         "actionsByRole": {role: nic_actions(nic, role) for role in ("viewer", "operator", "admin")},
     }

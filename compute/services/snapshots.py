@@ -1011,6 +1011,7 @@ def snapshot_state(snapshot: Snapshot) -> dict:
         "message": snapshot.message,
         "sizeGiB": snapshot.size_gib,
         "created": snapshot.created.isoformat(),
+        "uid": str(snapshot.uid),
         "resourceVersion": str(snapshot.resource_version),
         "actionsByRole": {
             role: snapshot_actions(snapshot, role) for role in ("viewer", "operator", "admin")

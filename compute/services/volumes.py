@@ -1316,6 +1316,7 @@ def volume_state(volume: Volume) -> dict:
         "device": volume.device,
         "serial": volume.serial,
         "root": volume.is_root,
+        "uid": str(volume.uid),
         "resourceVersion": str(volume.resource_version),
         "actionsByRole": {
             role: allowed_actions(volume, role) for role in ("viewer", "operator", "admin")
