@@ -236,6 +236,7 @@ def _take(
     _requested(
         actor, snapshot, action="snapshot.create", reason="SnapshotRequested", message=message
     )
+    _volume_actions_changed(volume.pk)
     return snapshot
 
 
@@ -378,6 +379,16 @@ def snapshot_finalize_delete(snapshot: Snapshot) -> None:
             message=snapshot_texts.DELETED % {"snapshot": snapshot.name},
         )
         resource_forget(tenant=snapshot.tenant, kind="snapshot", name=_live_name(snapshot))
+        _volume_actions_changed(volume.pk)
+
+
+def _volume_actions_changed(volume_id: int) -> None:
+    """Push the volume's state again: whether it has snapshots decides its Delete
+    button (``volumes.allowed_actions``), and a snapshot taken or gone changes nothing
+    of the volume's own row (the same resourceVersion, its state read now)."""
+    volume = Volume.objects.select_related("tenant", "vm").filter(pk=volume_id).first()
+    if volume is not None:
+        volume_services._publish(volume)
 
 
 # --- Snapshots of a VM (all its disks, taken and restored together) --------------------

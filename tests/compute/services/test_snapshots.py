@@ -12,6 +12,7 @@ from compute.models import Snapshot, Volume
 from compute.services import snapshots as snapshot_services
 from compute.services import vms as vm_services
 from compute.services import volumes as volume_services
+from monitoring import live
 from monitoring.models import Event
 from portal.exceptions import Conflict, PermissionDenied, QuotaExceeded, ValidationError
 from tenants.models import AuditLog
@@ -49,8 +50,14 @@ def test_take_restore_delete_a_snapshot_with_quota_exact(demo, make_host, celery
     volume = ready_volume(demo)
     assert used_storage(demo.acme) == 5
 
+    def volume_actions() -> list[str]:
+        [shown] = live.state_snapshot("acme", "volume", "data1")
+        return shown["data"]["actionsByRole"]["admin"]
+
+    assert "delete" in volume_actions()
     snapshot = snapshot_services.snapshot_create(actor=demo.bob, volume=volume, name="before")
     assert snapshot.phase == SnapshotPhase.PENDING
+    assert "delete" not in volume_actions()  # an open page hides the volume's Delete
     assert used_storage(demo.acme) == 10  # a full copy is charged in the same transaction
     snapshot = wait_snapshot(snapshot, SnapshotPhase.READY)
     assert snapshot.backend_name in pool_volumes(host)
@@ -86,6 +93,7 @@ def test_take_restore_delete_a_snapshot_with_quota_exact(demo, make_host, celery
     assert snapshot.backend_name not in pool_volumes(host)
     assert used_storage(demo.acme) == 5
     assert not quota_release(snapshot.quota_ref)  # released once, already
+    assert "delete" in volume_actions()  # and shows it again: nothing holds the volume
     volume_services.volume_delete(actor=demo.alice, volume=volume)
     wait_for(lambda: not Volume.objects.filter(pk=volume.pk).exists(), 15, message="kept")
     assert used_storage(demo.acme) == 0
