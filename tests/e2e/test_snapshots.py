@@ -93,10 +93,15 @@ def test_bob_takes_and_restores_a_snapshot_and_alice_deletes_it(
     admin = new_page()
     login(admin, live_url, "alice")
     admin.goto(f"{live_url}/t/acme/volumes/data-1/")
+    # A volume with a snapshot cannot be deleted: no Delete button while it has one.
+    volume_delete = admin.get_by_test_id("volume-actions").locator("[data-live-action=delete]")
+    expect(volume_delete).to_be_hidden()
     admin.get_by_test_id("snapshot-before-upgrade").get_by_test_id("snapshot-delete").click()
     admin.get_by_test_id("snapshot-confirm").click()
     expect(admin.get_by_test_id("messages")).to_contain_text("Deleting snapshot before-upgrade")
     expect(admin.get_by_test_id("snapshot-before-upgrade")).to_have_count(0, timeout=PHASE_TIMEOUT)
+    # The last snapshot gone, the volume's Delete button shows, without a reload.
+    expect(volume_delete).to_be_visible()
     # bob's tab loses the row live.
     expect(row).to_have_count(0, timeout=PHASE_TIMEOUT)
 
