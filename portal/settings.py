@@ -131,6 +131,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 # reused; a pool hands the same few connections from request to request instead of
 # opening one per request. ISOTOPE_DB_POOL_SIZE = the most a process keeps (0: off).
 ISOTOPE_DB_POOL_SIZE = int(os.environ.get("ISOTOPE_DB_POOL_SIZE", "0"))
+# A web process collects its young objects after this many new ones (Python: 700);
+# 0 leaves Python's default (portal/asgi.py, bench/README.md "accept_cpu").
+ISOTOPE_WEB_GC_THRESHOLD = int(os.environ.get("ISOTOPE_WEB_GC_THRESHOLD", "20000"))
 if ISOTOPE_DB_POOL_SIZE > 0 and DATABASES["default"]["ENGINE"].endswith("postgresql"):
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {

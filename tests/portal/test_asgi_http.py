@@ -103,7 +103,8 @@ def test_two_requests_at_once_run_on_two_threads_and_neither_waits_for_the_other
 
 def _frozen_after(statements: str, loaded: str) -> dict:
     """In a fresh process: run ``statements``, then how many objects are frozen, how many
-    the collector still tracks, and whether module ``loaded`` is imported."""
+    the collector still tracks, whether module ``loaded`` is imported, and after how many
+    new objects the youngest generation is collected."""
     import json
     import os
     import subprocess
@@ -112,7 +113,7 @@ def _frozen_after(statements: str, loaded: str) -> dict:
     script = (
         f"import gc, json, sys; {statements}; "
         "print(json.dumps({'frozen': gc.get_freeze_count(), 'tracked': len(gc.get_objects()),"
-        f" 'loaded': {loaded!r} in sys.modules}}))"
+        f" 'loaded': {loaded!r} in sys.modules, 'young': gc.get_threshold()[0]}}))"
     )
     env = {**os.environ, "ISOTOPE_LOG_LEVEL": "WARNING"}
     out = subprocess.run(
@@ -129,6 +130,8 @@ def test_a_web_process_keeps_what_it_loaded_out_of_its_full_garbage_collections(
     assert found["loaded"], "the views are loaded at start, not by a first request"
     assert found["frozen"] > 50_000
     assert found["tracked"] < found["frozen"] // 100
+    # and its young objects are collected after 20,000 new ones, not Python's 700
+    assert found["young"] == 20_000
 
 
 WORKER_INIT = (
