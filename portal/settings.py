@@ -465,6 +465,7 @@ CELERY_BEAT_SCHEDULE.update(
             "task": "monitoring.tasks.notification_emails_requeue",
             "schedule": 300.0,
         },
+        "quota-alerts-sweep": {"task": "usage.tasks.quota_alerts_sweep", "schedule": 3600.0},
     }
 )
 # Email (notifications): Django's backends. Development prints mails on the console.

@@ -78,6 +78,9 @@ def on_quota_changed(sender, tenant, **kwargs) -> None:
 
     try:
         requests.quota_publish(tenant=tenant)
+    except Exception:  # noqa: BLE001 - the limit change stands; the next change publishes
+        logger.exception("could not publish the quota change of %s", tenant)
+    try:
         alerts.quota_alerts_recheck(tenant=tenant)
-    except Exception:  # noqa: BLE001 - the limit change stands; the next release or crossing re-checks
-        logger.exception("could not follow the quota change of %s", tenant)
+    except Exception:  # noqa: BLE001 - the limit change stands; the hourly sweep re-checks
+        logger.exception("could not check the alert levels after the quota change of %s", tenant)

@@ -1,4 +1,4 @@
-"""Celery tasks of the usage app (queue ``monitoring``): the rollup beat."""
+"""Celery tasks of the usage app (queue ``monitoring``): the rollup and alert-level beats."""
 
 from __future__ import annotations
 
@@ -19,3 +19,15 @@ def usage_rollup() -> int:
     if result.hours:
         logger.info("usage: %s hours rolled up (%s rows)", result.hours, result.hourly_rows)
     return result.hours
+
+
+@shared_task(ignore_result=True)
+def quota_alerts_sweep() -> int:
+    """Beat (hourly): tenants whose kept alert levels differ from their use are checked
+    again (``usage.services.alerts.quota_alerts_sweep``)."""
+    from usage.services.alerts import quota_alerts_sweep as sweep
+
+    checked = sweep()
+    if checked:
+        logger.info("usage: alert levels of %s tenants checked again", checked)
+    return checked

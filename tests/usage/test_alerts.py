@@ -131,3 +131,28 @@ def test_a_create_that_crosses_no_level_reads_no_kept_level_and_one_that_does_is
         "ACME Corporation: quota 80 % used",
         "ACME Corporation: quota 95 % used",
     ]
+
+
+def test_the_hourly_sweep_tells_a_crossing_no_create_made(demo, settings):
+    """Creates read the kept levels only when their own amounts cross one. A level added
+    to ISOTOPE_QUOTA_ALERT_LEVELS under a tenant's use, or a limit change whose re-check
+    never ran, is told by the sweep, once; a tenant whose levels are right costs no
+    check."""
+    from usage.services.alerts import quota_alerts_sweep
+
+    tenant_services.quota_set(actor=None, tenant=demo.acme, limits={"vms": 20})
+    reserve(demo.acme, "other:a", 18)  # 90 %: past 80
+    assert alerts(demo.alice) == ["ACME Corporation: quota 80 % used"]
+    assert quota_alerts_sweep() == 0
+
+    settings.ISOTOPE_QUOTA_ALERT_LEVELS = [80, 85, 95]  # 85 added, under the use
+    assert alerts(demo.alice) == ["ACME Corporation: quota 80 % used"]
+    assert quota_alerts_sweep() == 1
+    assert alerts(demo.alice)[-1] == "ACME Corporation: quota 85 % used"
+    assert quota_alerts_sweep() == 0  # told once
+
+    # The limit lowered, its re-check after the commit lost (not run here): 18 of 18.
+    tenant_services.quota_set(actor=None, tenant=demo.acme, limits={"vms": 18})
+    assert quota_alerts_sweep() == 1
+    assert alerts(demo.alice)[-1] == "ACME Corporation: quota 95 % used"
+    assert quota_alerts_sweep() == 0

@@ -4,7 +4,8 @@
 then, so two changes cannot both announce one crossing) and after every limit change.
 Each resource's last announced level is kept in ``QuotaAlert``: rising past a level
 announces it once; falling below lowers the kept level, so the next rise announces
-again.
+again. An hourly sweep (:func:`quota_alerts_sweep`) records what no ledger change
+crossed: a limit change's crossing whose re-check failed, a changed list of levels.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def quota_alerts_check(
     when they moved no resource past a level, this charge crossed nothing, and the
     kept levels are read only when one did (a tenant above a level would read them on
     every create: bench/README.md, ``accept_cpu``). Kept levels that differ from the
-    use without a crossing are a limit change's, which its own re-check records."""
+    use without a crossing are a limit change's, which its own re-check records, or a
+    changed list of levels: the hourly :func:`quota_alerts_sweep` records those."""
     if locked is not None and locked.tenant_id == tenant.pk:
         quota = locked
     else:
@@ -162,3 +164,32 @@ def quota_alerts_recheck(*, tenant: Tenant) -> list[dict]:
     """:func:`quota_alerts_check` in a transaction of its own (after a limit change)."""
     with transaction.atomic():
         return quota_alerts_check(tenant=tenant)
+
+
+def quota_alerts_sweep() -> int:
+    """Check again every tenant whose kept levels are not the levels its use has reached
+    now; returns how many. A charge reads the kept levels only when its own amounts
+    crossed one (``added``), so a level no charge crossed is recorded here: one a limit
+    change crossed whose re-check after its commit never ran or failed, or one that
+    ``ISOTOPE_QUOTA_ALERT_LEVELS`` gained or lost. Two reads for all tenants; a lock
+    and a transaction only for those that differ (beat, hourly)."""
+    levels = alert_levels()
+    kept = {
+        (tenant_id, resource): level
+        for tenant_id, resource, level in QuotaAlert.objects.values_list(
+            "tenant_id", "resource", "level"
+        )
+    }
+    differ = [
+        quota.tenant
+        for quota in Quota.objects.select_related("tenant").iterator(chunk_size=2000)
+        if any(
+            _level(quota, r, levels) != kept.get((quota.tenant_id, r), 0) for r in QUOTA_RESOURCES
+        )
+    ]
+    for tenant in differ:
+        try:
+            quota_alerts_recheck(tenant=tenant)
+        except Exception:  # noqa: BLE001 - one tenant's failure does not stop the others
+            logger.exception("could not check the quota alert levels of %s", tenant)
+    return len(differ)
