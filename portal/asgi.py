@@ -11,8 +11,8 @@ A full collection now walks only what requests made since.
 Then the youngest generation is collected after ``ISOTOPE_WEB_GC_THRESHOLD`` new objects
 (default 20,000) instead of Python's 700. A request's objects mostly go when it ends,
 freed by their reference counts; collected every 700 allocations, many of them were
-walked while their request was still running, several times over. The web tier's CPU per
-create is 3–5 % lower (bench/README.md, ``accept_cpu``, "the young generation").
+walked while their request was still running, several times over. A create's median CPU
+is 3 % lower (bench/README.md, ``accept_cpu``, "the young generation").
 """
 
 from __future__ import annotations

@@ -236,7 +236,8 @@ def _take(
     _requested(
         actor, snapshot, action="snapshot.create", reason="SnapshotRequested", message=message
     )
-    _volume_actions_changed(volume.pk)
+    if volume.vm_id is None:  # a VM's disk offers no Delete either way
+        _volume_actions_changed(volume.pk)
     return snapshot
 
 
@@ -383,10 +384,12 @@ def snapshot_finalize_delete(snapshot: Snapshot) -> None:
 
 
 def _volume_actions_changed(volume_id: int) -> None:
-    """Push the volume's state again: whether it has snapshots decides its Delete
+    """Push a detached volume's state again: whether it has snapshots decides its Delete
     button (``volumes.allowed_actions``), and a snapshot taken or gone changes nothing
     of the volume's own row (the same resourceVersion, its state read now)."""
-    volume = Volume.objects.select_related("tenant", "vm").filter(pk=volume_id).first()
+    volume = (
+        Volume.objects.select_related("tenant", "vm").filter(pk=volume_id, vm__isnull=True).first()
+    )
     if volume is not None:
         volume_services._publish(volume)
 

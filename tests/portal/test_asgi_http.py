@@ -116,6 +116,7 @@ def _frozen_after(statements: str, loaded: str) -> dict:
         f" 'loaded': {loaded!r} in sys.modules, 'young': gc.get_threshold()[0]}}))"
     )
     env = {**os.environ, "ISOTOPE_LOG_LEVEL": "WARNING"}
+    env.pop("ISOTOPE_WEB_GC_THRESHOLD", None)  # the default's
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )

@@ -93,7 +93,8 @@ def test_take_restore_delete_a_snapshot_with_quota_exact(demo, make_host, celery
     assert snapshot.backend_name not in pool_volumes(host)
     assert used_storage(demo.acme) == 5
     assert not quota_release(snapshot.quota_ref)  # released once, already
-    assert "delete" in volume_actions()  # and shows it again: nothing holds the volume
+    # and shows it again, nothing holding the volume (pushed after the task's commit)
+    wait_for(lambda: "delete" in volume_actions(), 10, message="no Delete")
     volume_services.volume_delete(actor=demo.alice, volume=volume)
     wait_for(lambda: not Volume.objects.filter(pk=volume.pk).exists(), 15, message="kept")
     assert used_storage(demo.acme) == 0
