@@ -236,8 +236,7 @@ def _take(
     _requested(
         actor, snapshot, action="snapshot.create", reason="SnapshotRequested", message=message
     )
-    if volume.vm_id is None:  # a VM's disk offers no Delete either way
-        _volume_actions_changed(volume.pk)
+    _volume_actions_changed(volume)  # locked by the caller: as it is now
     return snapshot
 
 
@@ -380,17 +379,17 @@ def snapshot_finalize_delete(snapshot: Snapshot) -> None:
             message=snapshot_texts.DELETED % {"snapshot": snapshot.name},
         )
         resource_forget(tenant=snapshot.tenant, kind="snapshot", name=_live_name(snapshot))
-        _volume_actions_changed(volume.pk)
+        current = Volume.objects.select_related("tenant", "vm").filter(pk=volume.pk).first()
+        if current is not None:
+            _volume_actions_changed(current)
 
 
-def _volume_actions_changed(volume_id: int) -> None:
-    """Push a detached volume's state again: whether it has snapshots decides its Delete
-    button (``volumes.allowed_actions``), and a snapshot taken or gone changes nothing
-    of the volume's own row (the same resourceVersion, its state read now)."""
-    volume = (
-        Volume.objects.select_related("tenant", "vm").filter(pk=volume_id, vm__isnull=True).first()
-    )
-    if volume is not None:
+def _volume_actions_changed(volume: Volume) -> None:
+    """Push a detached volume's state again (``volume`` read in this transaction):
+    whether it has snapshots decides its Delete button (``volumes.allowed_actions``),
+    and a snapshot taken or gone changes nothing of the volume's own row (the same
+    resourceVersion). A VM's disk offers no Delete either way."""
+    if volume.vm_id is None:
         volume_services._publish(volume)
 
 

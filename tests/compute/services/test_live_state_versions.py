@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 from django.db.models import F
 
-from compute.models import Network, Volume
 from compute.services import networks as network_services
 from compute.services import volumes as volume_services
 from monitoring import live
@@ -16,17 +15,20 @@ from monitoring import live
 pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
-def published_late(model, obj, publish, django_capture_on_commit_callbacks, **newer_fields):
-    """Publish a write's state, then a copy read before that write (the late one)."""
+def kept_after_a_late_one(obj, kind: str, publish, capture, **newer_fields) -> tuple:
+    """Publish a write's state, then a copy read before that write (the late one); the
+    copy, and the state the resync snapshot keeps."""
+    model = type(obj)
     stale = model.objects.get(pk=obj.pk)
     model.objects.filter(pk=obj.pk).update(
         resource_version=F("resource_version") + 1, **newer_fields
     )
-    with django_capture_on_commit_callbacks(execute=True):
+    with capture(execute=True):
         publish(model.objects.get(pk=obj.pk))
-    with django_capture_on_commit_callbacks(execute=True):
+    with capture(execute=True):
         publish(stale)
-    return stale
+    [kept] = live.state_snapshot("acme", kind, obj.name)
+    return stale, kept["data"]
 
 
 def test_a_volume_s_and_a_network_s_late_older_state_is_not_kept_over_the_newer(
@@ -36,32 +38,30 @@ def test_a_volume_s_and_a_network_s_late_older_state_is_not_kept_over_the_newer(
     volume = volume_services.volume_create(
         actor=demo.bob, tenant=demo.acme, name="data1", size_gib=1
     )
-    stale = published_late(
-        Volume,
+    stale, kept = kept_after_a_late_one(
         volume,
+        "volume",
         volume_services._publish,
         django_capture_on_commit_callbacks,
         phase="Failed",
         message="the disk is full",
     )
-    [kept] = live.state_snapshot("acme", "volume", "data1")
-    assert kept["data"]["uid"] == str(volume.uid)
-    assert kept["data"]["phase"] == "Failed"
-    assert int(kept["data"]["resourceVersion"]) == stale.resource_version + 1
+    assert kept["uid"] == str(volume.uid)
+    assert kept["phase"] == "Failed"
+    assert int(kept["resourceVersion"]) == stale.resource_version + 1
 
     network = network_services.network_create(
         actor=demo.alice, tenant=demo.acme, name="back", cidr="10.42.0.0/24"
     )
-    published_late(
-        Network,
+    _, kept = kept_after_a_late_one(
         network,
+        "network",
         network_services._publish,
         django_capture_on_commit_callbacks,
         phase="Failed",
         message="host refused",
     )
-    [kept] = live.state_snapshot("acme", "network", "back")
-    assert (kept["data"]["uid"], kept["data"]["phase"]) == (str(network.uid), "Failed")
+    assert (kept["uid"], kept["phase"]) == (str(network.uid), "Failed")
 
 
 def test_an_image_s_state_names_its_object(demo, tiny_image):
