@@ -44,12 +44,12 @@ def on_ledger_changed(
 
 
 @receiver(quota_charged, dispatch_uid="usage.quota_charged")
-def on_quota_charged(sender, tenant, quota, added=None, **kwargs) -> None:
+def on_quota_charged(sender, tenant, quota, added, **kwargs) -> None:
     """Inside the transaction: reservations recorded before the lock are in the
     counters now (``added``: their sum); see whether the use crossed an alert level."""
     from usage.services import alerts
 
-    alerts.quota_alerts_check(tenant=tenant, locked=quota, rising=True, added=added)
+    alerts.quota_alerts_check(tenant=tenant, locked=quota, added=added)
 
 
 @receiver(post_delete, sender=Reservation, dispatch_uid="usage.reservation_deleted")

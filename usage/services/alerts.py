@@ -55,21 +55,19 @@ def quota_alerts_check(
     *,
     tenant: Tenant,
     locked: Quota | None = None,
-    rising: bool = False,
     added: dict | None = None,
 ) -> list[dict]:
     """Compare each resource's use with the alert levels; announce new crossings
     (event ``QuotaNearlyExhausted`` + a notification to the tenant's admins). Returns
     the crossings announced. Must run in a transaction (it locks the quota row;
-    ``locked``: the row the caller holds locked, its counters current). ``rising``: the
-    counters only grew since the last check (a charge), so when every resource is
-    below every level now, each was before too and there is nothing to record.
-    ``added`` (with ``rising``): the amounts this charge added to ``locked``'s counters;
-    when they moved no resource past a level, this charge crossed nothing, and the
-    kept levels are read only when one did (a tenant above a level would read them on
-    every create: bench/README.md, ``accept_cpu``). Kept levels that differ from the
-    use without a crossing are a limit change's, which its own re-check records, or a
-    changed list of levels: the hourly :func:`quota_alerts_sweep` records those."""
+    ``locked``: the row the caller holds locked, its counters current). ``added``: the
+    amounts a charge just added to ``locked``'s counters (they only grew); when they
+    moved no resource past a level (below every level now, each was below before too),
+    this charge crossed nothing, and the kept levels are read only when one did (a
+    tenant above a level would read them on every create: bench/README.md,
+    ``accept_cpu``). Kept levels that differ from the use without a crossing are a
+    limit change's, which its own re-check records, or a changed list of levels: the
+    hourly :func:`quota_alerts_sweep` records those."""
     if locked is not None and locked.tenant_id == tenant.pk:
         quota = locked
     else:
@@ -78,12 +76,9 @@ def quota_alerts_check(
         return []
     levels = alert_levels()
     reached = {r: _level(quota, r, levels) for r in QUOTA_RESOURCES}
-    if rising and not any(reached.values()):
-        return []
-    if (
-        rising
-        and added is not None
-        and all(_level(quota, r, levels, less=added.get(r, 0)) == reached[r] for r in reached)
+    if added is not None and (
+        not any(reached.values())
+        or all(_level(quota, r, levels, less=added.get(r, 0)) == reached[r] for r in reached)
     ):
         return []
     # Written out (portal.sql): a tenant above a level pays this on every charge.
