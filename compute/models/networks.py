@@ -199,6 +199,15 @@ class NetworkInterface(Resource):
         help_text=_("What the guest holds (address/prefix), from the network's DHCP leases."),
         verbose_name=_("addresses"),
     )
+    addresses_read = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "When the host was asked for the addresses shown: a reading taken before it "
+            "does not replace them."
+        ),
+        verbose_name=_("addresses read"),
+    )
     phase = models.CharField(
         max_length=10,
         choices=NicPhase.choices,

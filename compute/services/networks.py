@@ -26,6 +26,8 @@ import ipaddress
 import logging
 import secrets
 import uuid
+from datetime import datetime
+from typing import NamedTuple
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -1019,21 +1021,31 @@ def vm_nics_forget(vm: VirtualMachine) -> None:
         resource_forget(tenant=vm.tenant, kind="nic", name=f"{vm.name}/{name}")
 
 
+class AddressReading(NamedTuple):
+    """What the hosts answered (``{mac: ["ip/prefix"]}``) and when they were asked: the
+    start of the oldest reading it is made of."""
+
+    addresses: dict[str, list[str]]
+    read_at: datetime
+
+
 def vm_addresses_read(
     vm: VirtualMachine, backend, *, nics: list | None = None, leases_read: dict | None = None
-) -> dict[str, list[str]]:
-    """The addresses of the running VM's interfaces (``{mac: ["ip/prefix"]}``) from
-    the DHCP leases: its host's, and for an interface on a network its host only
-    extends, the leases of the network's home host (whose dnsmasq serves the segment).
+) -> AddressReading:
+    """The addresses of the running VM's interfaces from the DHCP leases: its host's,
+    and for an interface on a network its host only extends, the leases of the
+    network's home host (whose dnsmasq serves the segment).
 
     A caller going through many VMs (the reconciler) passes each one's ``nics`` (read
     with ``network__home_host``, see :func:`vm_nics_by_vm`) and one ``leases_read`` dict
-    for the pass, so that a home host's leases are read once per network, not per VM."""
+    for the pass, so that a home host's leases are read once per network, not per VM
+    (the reading is then as old as that read)."""
     from compute.services.segments import is_extension, tunnelled
 
+    read_at = timezone.now()
     addresses = backend.interface_addresses(vm.domain_name)
     if not tunnelled(vm.host):  # no host of its extends a segment: nothing more to read
-        return addresses
+        return AddressReading(addresses, read_at)
     if nics is None:
         nics = list(NetworkInterface.objects.filter(vm=vm).select_related("network__home_host"))
     if leases_read is None:
@@ -1042,34 +1054,40 @@ def vm_addresses_read(
         if not is_extension(network, vm.host):
             continue
         if network.pk not in leases_read:
+            asked = timezone.now()
             home = backend_for_host(network.home_host)
-            leases_read[network.pk] = home.network_leases(network.backend_name)
-        leases = leases_read[network.pk]
+            leases_read[network.pk] = (asked, home.network_leases(network.backend_name))
+        asked, leases = leases_read[network.pk]
+        read_at = min(read_at, asked)
         for nic in nics:
             if nic.network_id == network.pk and nic.mac in leases:
                 addresses[nic.mac] = leases[nic.mac]
-    return addresses
+    return AddressReading(addresses, read_at)
 
 
 def vm_addresses_observe(
-    vm: VirtualMachine, addresses: dict[str, list[str]], *, nics: list | None = None
+    vm: VirtualMachine, reading: AddressReading, *, nics: list | None = None
 ) -> int:
-    """Record the addresses the host reports (``{mac: ["ip/prefix"]}``) on the VM's
+    """Record the addresses the hosts reported (:func:`vm_addresses_read`) on the VM's
     interfaces (``nics``: the VM's, when the caller has read them already); an
-    interface the report does not name has none. Returns how many interfaces changed
-    (each pushed live)."""
+    interface the report does not name has none. A reading older than the one an
+    interface shows leaves it as it is: a task and the reconciler may read the same
+    leases, and the later commit is not always the later reading. Returns how many
+    interfaces changed (each pushed live)."""
     changed = 0
     if nics is None:
         nics = list(NetworkInterface.objects.filter(vm=vm).only("pk", "mac", "addresses"))
     for nic in nics:
-        wanted = sorted(addresses.get(nic.mac, []))
+        wanted = sorted(reading.addresses.get(nic.mac, []))
         if wanted == list(nic.addresses or []):
             continue
         with transaction.atomic():
             current = NetworkInterface.objects.select_for_update().filter(pk=nic.pk).first()
             if current is None or current.addresses == wanted:
                 continue
-            current = _save_nic(current, addresses=wanted)
+            if current.addresses_read is not None and current.addresses_read > reading.read_at:
+                continue  # a newer reading is shown
+            current = _save_nic(current, addresses=wanted, addresses_read=reading.read_at)
             _publish_nic(current)
             changed += 1
             from compute.services.security_groups import nics_changed

@@ -170,8 +170,8 @@ def reconcile_host(host: Host) -> dict:
 def _observe_addresses(backend, vm: VirtualMachine, nics: list, leases_read: dict) -> None:
     """The DHCP leases of a running VM's interfaces (one call per VM with interfaces)."""
     try:
-        addresses = vm_addresses_read(vm, backend, nics=nics, leases_read=leases_read)
-        vm_addresses_observe(vm, addresses, nics=nics)
+        reading = vm_addresses_read(vm, backend, nics=nics, leases_read=leases_read)
+        vm_addresses_observe(vm, reading, nics=nics)
     except BackendError as error:
         logger.info("could not read the addresses of %s: %s", vm, error)
 

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import ipaddress
 import xml.etree.ElementTree as ET
+from datetime import timedelta
 
 import libvirt
 import pytest
+from django.utils import timezone
 
 from compute.backends.libvirt.backend import shared_connection
 from compute.choices import NetworkPhase, NicPhase, Phase
 from compute.models import Network, NetworkInterface, VirtualMachine
 from compute.services import networks as network_services
 from compute.services import vms as vm_services
+from monitoring import live
 from monitoring.models import Event
 from portal.exceptions import Conflict, PermissionDenied, QuotaExceeded, ValidationError
 from tenants.models import AuditLog, Quota
@@ -167,6 +170,38 @@ def test_a_vm_on_two_networks_has_their_interfaces_and_addresses(
 
     # Later VMs of the tenant bring no second default network.
     assert Network.objects.filter(tenant=demo.acme).count() == 2
+
+
+@pytest.mark.unit
+def test_a_reading_of_the_leases_older_than_the_one_shown_does_not_replace_it(
+    demo, make_host, tiny_image, django_capture_on_commit_callbacks
+):
+    """The start task and the reconciler both read a guest's leases and each records
+    what it read after its own read: the reconciler's reading from before the guest
+    had its lease may commit after the task's reading with it. The older reading
+    leaves the address shown, on the API and on open pages; a newer one moves it."""
+    make_host()
+    vm = vm_on(demo, "web1", ["default"])
+    mac = nic(vm, "nic0").mac
+    before = timezone.now()
+    leased = network_services.AddressReading({mac: ["10.0.0.17/24"]}, before + timedelta(seconds=2))
+    late = network_services.AddressReading({}, before + timedelta(seconds=1))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert network_services.vm_addresses_observe(vm, leased) == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert network_services.vm_addresses_observe(vm, late) == 0
+
+    assert nic(vm, "nic0").addresses == ["10.0.0.17/24"]
+    [shown] = live.state_snapshot("acme", "nic", "web1/nic0")
+    assert shown["data"]["addresses"] == ["10.0.0.17/24"]
+    # The guest let go of its lease, and a reading after that says so.
+    gone = network_services.AddressReading({}, before + timedelta(seconds=3))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert network_services.vm_addresses_observe(vm, gone) == 1
+    assert nic(vm, "nic0").addresses == []
+    [shown] = live.state_snapshot("acme", "nic", "web1/nic0")
+    assert shown["data"]["addresses"] == []
 
 
 @pytest.mark.libvirt_test_driver
