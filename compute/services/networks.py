@@ -662,6 +662,7 @@ def vm_nics_create(*, vm: VirtualMachine, networks: list) -> list[NetworkInterfa
     nics = [_add_nic(vm, network, name=f"nic{i}", fixed_ip=None) for i, network in enumerate(found)]
     for nic in nics:
         _publish_nic(nic)
+    _interfaces_changed(network.pk for network in found)
     return nics
 
 
@@ -755,6 +756,7 @@ def nic_create(
                 % {"nic": nic.name, "mac": nic.mac, "network": found.name, "fixed_ip": fixed_ip},
             )
             _publish_nic(nic)
+            _interfaces_changed([found.pk])
             pk = nic.pk
             transaction.on_commit(lambda: _enqueue("nic_apply", pk))
     except IntegrityError:
@@ -1009,6 +1011,7 @@ def nic_finalize_delete(nic: NetworkInterface) -> None:
             message=network_texts.NIC_REMOVED % {"nic": nic.name, "mac": nic.mac},
         )
         resource_forget(tenant=vm.tenant, kind="nic", name=_live_name(nic))
+        _interfaces_changed([current.network_id])
 
 
 def vm_nics_forget(vm: VirtualMachine) -> None:
@@ -1017,8 +1020,13 @@ def vm_nics_forget(vm: VirtualMachine) -> None:
     from compute.services.security_groups import nics_changed
 
     nics_changed(list(SecurityGroup.objects.filter(nics__vm=vm).distinct()))
-    for name in NetworkInterface.objects.filter(vm=vm).values_list("name", flat=True):
+    networks = []
+    for name, network_id in NetworkInterface.objects.filter(vm=vm).values_list(
+        "name", "network_id"
+    ):
         resource_forget(tenant=vm.tenant, kind="nic", name=f"{vm.name}/{name}")
+        networks.append(network_id)
+    _interfaces_changed(networks)
 
 
 class AddressReading(NamedTuple):
@@ -1191,6 +1199,22 @@ def _publish(network: Network) -> None:
     resource_publish(
         tenant=network.tenant, kind="network", name=network.name, data=network_state(network)
     )
+
+
+def _interfaces_changed(network_ids) -> None:
+    """Interfaces were added to or removed from these networks: after the commit, push
+    each network's state again with its interface count read then (the Networks page's
+    column). The count is not a field of the network's row, so its resourceVersion
+    stays; a network written meanwhile is read as it is after that write."""
+    ids = sorted(set(network_ids))
+    if not ids:
+        return
+
+    def push() -> None:
+        for network in Network.objects.filter(pk__in=ids).select_related("tenant"):
+            _publish(network)
+
+    transaction.on_commit(push, robust=True)
 
 
 def _publish_nic(nic: NetworkInterface) -> None:

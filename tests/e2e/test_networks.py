@@ -88,6 +88,8 @@ def test_bob_creates_a_network_and_gives_a_running_vm_a_second_interface_on_it(
     admin.get_by_test_id("network-backend").get_by_role("button", name="Delete").click()
     admin.locator("#vm-confirm").get_by_role("button", name="Delete").click()
     expect(admin.get_by_test_id("messages")).to_contain_text("remove them from their VMs first")
+    interfaces = admin.get_by_test_id("network-backend").locator('[data-network-field="nics"]')
+    expect(interfaces).to_have_text("1")
 
     # Removing it from the live row asks first; the row goes in both tabs.
     live_row.get_by_role("button", name="Remove").click()
@@ -96,6 +98,8 @@ def test_bob_creates_a_network_and_gives_a_running_vm_a_second_interface_on_it(
     modal.get_by_role("button", name="Remove").click()
     expect(watcher.get_by_test_id("nic-nic1")).to_have_count(0, timeout=PHASE_TIMEOUT)
     expect(page.get_by_test_id("nic-nic1")).to_have_count(0, timeout=PHASE_TIMEOUT)
+    # alice's Networks page, open since before, counts the interface gone without a reload.
+    expect(interfaces).to_have_text("0", timeout=PHASE_TIMEOUT)
 
     admin.goto(f"{live_url}/t/acme/networks/")
     admin.get_by_test_id("network-backend").get_by_role("button", name="Delete").click()

@@ -204,6 +204,46 @@ def test_a_reading_of_the_leases_older_than_the_one_shown_does_not_replace_it(
     assert shown["data"]["addresses"] == []
 
 
+@pytest.mark.unit
+def test_a_network_s_live_state_counts_its_interfaces_as_they_come_and_go(
+    demo, make_host, tiny_image, django_capture_on_commit_callbacks
+):
+    """The Networks page shows each network's interface count: an interface added by a
+    VM's create or later, or removed, pushes the network's state again after the
+    commit, at the same resourceVersion (the count is not part of its row)."""
+
+    def shown(name: str) -> dict:
+        [state] = live.state_snapshot("acme", "network", name)
+        return state["data"]
+
+    make_host()
+    with django_capture_on_commit_callbacks(execute=True):
+        vm_on(demo, "web0", ["default"])  # the tenant's first VM brings the network
+    assert shown("default")["nics"] == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        lab = make(demo, name="lab", cidr="192.168.50.0/24")
+    version = shown("lab")["resourceVersion"]
+    assert shown("lab")["nics"] == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        vm = vm_on(demo, "web1", ["default", "lab"])
+    assert (shown("lab")["nics"], shown("default")["nics"]) == (1, 2)
+    with django_capture_on_commit_callbacks(execute=True):
+        added = network_services.nic_create(actor=demo.bob, vm=vm, network="lab")
+    assert shown("lab")["nics"] == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        network_services.nic_finalize_delete(added)
+    assert shown("lab")["nics"] == 1
+    assert (
+        shown("lab")["resourceVersion"]
+        == version
+        == str(Network.objects.get(pk=lab.pk).resource_version)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        network_services.vm_nics_forget(vm)
+        VirtualMachine.objects.filter(pk=vm.pk).delete()  # as vm_finalize_delete does
+    assert (shown("lab")["nics"], shown("default")["nics"]) == (0, 1)
+
+
 @pytest.mark.libvirt_test_driver
 def test_a_vm_without_networks_keeps_its_user_mode_interface(
     demo, make_host, tiny_image, celery_worker
