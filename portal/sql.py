@@ -17,7 +17,9 @@ are always parameters.
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
+from datetime import timedelta
 from functools import cache
 from typing import TypeVar
 
@@ -215,6 +217,35 @@ def moment(value, *, using: str = "default"):
     """A datetime as a parameter compared with a ``DateTimeField``'s column: as the ORM
     passes it (SQLite stores them as text in its own format; PostgreSQL takes it as is)."""
     return connections[using].ops.adapt_datetimefield_value(value)
+
+
+def clock(*, using: str = "default"):
+    """The database server's time now (``clock_timestamp()``, not the transaction's
+    start): one clock for every process on every machine, where two processes' readings
+    of something outside the database are put in order. SQLite (one machine): this
+    process's clock."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        from django.utils import timezone
+
+        return timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        return cursor.fetchone()[0]
+
+
+def clock_anchored(*, using: str = "default"):
+    """A clock for many readings in a row (a reconciler's pass): the database's time,
+    read by the first call only (:func:`clock`), plus this process's monotonic time
+    since that call. One statement however many times it is asked."""
+    anchor: list = []
+
+    def now():
+        if not anchor:
+            anchor.extend((clock(using=using), time.monotonic()))
+        return anchor[0] + timedelta(seconds=time.monotonic() - anchor[1])
+
+    return now
 
 
 def deadlocked(error: BaseException) -> bool:

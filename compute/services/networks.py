@@ -662,7 +662,6 @@ def vm_nics_create(*, vm: VirtualMachine, networks: list) -> list[NetworkInterfa
     nics = [_add_nic(vm, network, name=f"nic{i}", fixed_ip=None) for i, network in enumerate(found)]
     for nic in nics:
         _publish_nic(nic)
-    _interfaces_changed(network.pk for network in found)
     return nics
 
 
@@ -756,7 +755,7 @@ def nic_create(
                 % {"nic": nic.name, "mac": nic.mac, "network": found.name, "fixed_ip": fixed_ip},
             )
             _publish_nic(nic)
-            _interfaces_changed([found.pk])
+            interfaces_changed([found.pk])
             pk = nic.pk
             transaction.on_commit(lambda: _enqueue("nic_apply", pk))
     except IntegrityError:
@@ -1011,7 +1010,7 @@ def nic_finalize_delete(nic: NetworkInterface) -> None:
             message=network_texts.NIC_REMOVED % {"nic": nic.name, "mac": nic.mac},
         )
         resource_forget(tenant=vm.tenant, kind="nic", name=_live_name(nic))
-        _interfaces_changed([current.network_id])
+        interfaces_changed([current.network_id])
 
 
 def vm_nics_forget(vm: VirtualMachine) -> None:
@@ -1026,7 +1025,7 @@ def vm_nics_forget(vm: VirtualMachine) -> None:
     ):
         resource_forget(tenant=vm.tenant, kind="nic", name=f"{vm.name}/{name}")
         networks.append(network_id)
-    _interfaces_changed(networks)
+    interfaces_changed(networks)
 
 
 class AddressReading(NamedTuple):
@@ -1034,11 +1033,16 @@ class AddressReading(NamedTuple):
     start of the oldest reading it is made of."""
 
     addresses: dict[str, list[str]]
-    read_at: datetime
+    read_at: datetime  # by the database's clock (portal.sql.clock)
 
 
 def vm_addresses_read(
-    vm: VirtualMachine, backend, *, nics: list | None = None, leases_read: dict | None = None
+    vm: VirtualMachine,
+    backend,
+    *,
+    nics: list | None = None,
+    leases_read: dict | None = None,
+    now=None,
 ) -> AddressReading:
     """The addresses of the running VM's interfaces from the DHCP leases: its host's,
     and for an interface on a network its host only extends, the leases of the
@@ -1047,10 +1051,13 @@ def vm_addresses_read(
     A caller going through many VMs (the reconciler) passes each one's ``nics`` (read
     with ``network__home_host``, see :func:`vm_nics_by_vm`) and one ``leases_read`` dict
     for the pass, so that a home host's leases are read once per network, not per VM
-    (the reading is then as old as that read)."""
+    (the reading is then as old as that read), and its clock (``now``). Times are the
+    database's (:func:`portal.sql.clock`, or for a pass :func:`portal.sql.clock_anchored`):
+    the processes that compare them may run on different machines."""
     from compute.services.segments import is_extension, tunnelled
 
-    read_at = timezone.now()
+    now = now or sql.clock
+    read_at = now()
     addresses = backend.interface_addresses(vm.domain_name)
     if not tunnelled(vm.host):  # no host of its extends a segment: nothing more to read
         return AddressReading(addresses, read_at)
@@ -1062,7 +1069,7 @@ def vm_addresses_read(
         if not is_extension(network, vm.host):
             continue
         if network.pk not in leases_read:
-            asked = timezone.now()
+            asked = now()
             home = backend_for_host(network.home_host)
             leases_read[network.pk] = (asked, home.network_leases(network.backend_name))
         asked, leases = leases_read[network.pk]
@@ -1201,11 +1208,14 @@ def _publish(network: Network) -> None:
     )
 
 
-def _interfaces_changed(network_ids) -> None:
+def interfaces_changed(network_ids) -> None:
     """Interfaces were added to or removed from these networks: after the commit, push
     each network's state again with its interface count read then (the Networks page's
     column). The count is not a field of the network's row, so its resourceVersion
-    stays; a network written meanwhile is read as it is after that write."""
+    stays; a network written meanwhile is read as it is after that write. A hook of its
+    own: registered between two live publishes of a transaction it would split their
+    batch (``monitoring.services._live_on_commit``), so a caller that publishes more
+    calls it after them."""
     ids = sorted(set(network_ids))
     if not ids:
         return

@@ -42,6 +42,7 @@ from compute.services.networks import (
 from compute.services.vms import vm_observe
 from compute.services.volumes import vm_disks
 from compute.texts import vms as vm_texts
+from portal import sql
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +150,7 @@ def reconcile_host(host: Host) -> dict:
     # read once per pass: not one query (or one home-host call) per VM.
     nics = vm_nics_by_vm(vm.pk for vm in vms)
     leases_read: dict = {}
+    now = sql.clock_anchored()  # the database's time, read once if any VM has interfaces
     counts = {"ok": 0, "changed": 0, "drift": 0, "redriven": 0}
     for vm in vms:
         if vm.pk in migrating:  # the migration task owns it until the job has ended
@@ -163,14 +165,14 @@ def reconcile_host(host: Host) -> dict:
         outcome = _reconcile_vm(vm, status)
         counts[outcome] += 1
         if status is not None and status.state == "running" and vm.pk in nics:
-            _observe_addresses(backend, vm, nics[vm.pk], leases_read)
+            _observe_addresses(backend, vm, nics[vm.pk], leases_read, now)
     return counts
 
 
-def _observe_addresses(backend, vm: VirtualMachine, nics: list, leases_read: dict) -> None:
+def _observe_addresses(backend, vm: VirtualMachine, nics: list, leases_read: dict, now) -> None:
     """The DHCP leases of a running VM's interfaces (one call per VM with interfaces)."""
     try:
-        reading = vm_addresses_read(vm, backend, nics=nics, leases_read=leases_read)
+        reading = vm_addresses_read(vm, backend, nics=nics, leases_read=leases_read, now=now)
         vm_addresses_observe(vm, reading, nics=nics)
     except BackendError as error:
         logger.info("could not read the addresses of %s: %s", vm, error)

@@ -572,7 +572,7 @@ def _create_rows(
             vms=1,
         )
         if networks:
-            network_services.vm_nics_create(vm=vm, networks=list(networks))
+            nics = network_services.vm_nics_create(vm=vm, networks=list(networks))
         root = None
         if boot is not None:
             root = volume_services.boot_volume_take(actor=actor, volume=boot, vm=vm)
@@ -614,6 +614,8 @@ def _create_rows(
     if locks_last:
         confirm(vm)
     transaction.on_commit(lambda: dispatch.provision_request(vm.pk))
+    if networks:  # after the create's live batch (see interfaces_changed)
+        network_services.interfaces_changed(nic.network_id for nic in nics)
     return vm
 
 

@@ -440,3 +440,24 @@ def test_a_model_with_save_receivers_is_saved_by_the_orm_at_once(demo):
     finally:
         signals.post_save.disconnect(receiver, sender=UsageInterval)
     assert UsageInterval.objects.get(pk=interval.pk).subject_id == subject.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_clock_is_the_database_s_and_an_anchored_one_asks_it_once():
+    """Readings of the hosts that two workers on two machines put in order are stamped
+    by one clock, the database's: ``clock`` moves inside a transaction (it is not the
+    transaction's start), and a pass's ``clock_anchored`` asks the database once."""
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    postgres_only()
+    with transaction.atomic():
+        first, second = sql.clock(), sql.clock()
+        [(started,)] = sql.values("SELECT now()")
+    assert started <= first < second
+    with CaptureQueriesContext(connection) as queries:
+        now = sql.clock_anchored()
+        stamps = [now() for _ in range(5)]
+    assert len(queries) == 1
+    assert stamps == sorted(stamps) and stamps[0] < stamps[-1]
+    assert second < stamps[0] <= sql.clock()
