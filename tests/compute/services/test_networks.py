@@ -13,6 +13,7 @@ import libvirt
 import pytest
 from django.utils import timezone
 
+from compute.backends import backend_for_host
 from compute.backends.libvirt.backend import shared_connection
 from compute.choices import NetworkPhase, NicPhase, Phase
 from compute.models import Network, NetworkInterface, VirtualMachine
@@ -20,6 +21,7 @@ from compute.services import networks as network_services
 from compute.services import vms as vm_services
 from monitoring import live
 from monitoring.models import Event
+from portal import sql
 from portal.exceptions import Conflict, PermissionDenied, QuotaExceeded, ValidationError
 from tenants.models import AuditLog, Quota
 from tenants.services import quota_set
@@ -167,6 +169,13 @@ def test_a_vm_on_two_networks_has_their_interfaces_and_addresses(
     wait_for(lambda: nic(vm, "nic1").addresses, message="no address on nic1")
     address = ipaddress.IPv4Interface(nic(vm, "nic1").addresses[0])
     assert address.ip in ipaddress.IPv4Network(lab.cidr)
+    # Each reading is stamped by the database's clock when it begins, and the one that
+    # gave the address is kept with it.
+    assert nic(vm, "nic1").addresses_read <= sql.clock()
+    before = sql.clock()
+    reading = network_services.vm_addresses_read(vm, backend_for_host(vm.host))
+    assert before <= reading.read_at <= sql.clock()
+    assert reading.addresses[nic1.mac] == nic(vm, "nic1").addresses
 
     # Later VMs of the tenant bring no second default network.
     assert Network.objects.filter(tenant=demo.acme).count() == 2
