@@ -1,15 +1,20 @@
 """What placing one VM costs as the VMs already placed grow: 10 against 10,000.
 
 A create chooses its host from an unlocked read of every host with what is placed on
-each (``compute.scheduler.schedule(lock=False)``), then, with its rows written, locks
-the chosen host and sums what is placed there again (``confirm``: ``host_usage`` of one
-host). Both sums are over the VM rows (and the migrations on their way), so they grow
-with the VMs placed. This bench times each step, wall clock in this process (the
-database's time included: PostgreSQL runs the sums), ``--samples`` times, at two sizes
-of the same database: 10 VMs and then 10,000 more, spread over two hosts, after an
-``VACUUM ANALYZE`` of the VM table (what autovacuum does after a burst of writes). The
-baseline is the same step at 10 VMs, in the same run; the ratios are
-what to read. Production settings (``bench/_harness.PRODUCTION``: no query log).
+each (``compute.scheduler.schedule(lock=False)``, in a create's own transaction), then,
+with its rows written, counts its VM on the chosen host, locks the host's row and reads
+its counters (``confirm``: ``count_own`` and the locked read). What is placed is the
+host rows' counters, kept by the database's triggers (migration 0034). Until then both
+steps summed the VM rows (and the migrations on their way), which grew with the VMs
+placed: ``sums`` times that statement for one host (``host_sums``), as ``confirm``
+ran it, to show what the counters replaced, in the same run.
+
+This bench times each step, wall clock in this process (the database's time included),
+``--samples`` times, at two sizes of the same database: 10 VMs and then 10,000 more,
+spread over two hosts, after an ``VACUUM ANALYZE`` of the VM and host tables (what
+autovacuum does after a burst of writes). The baseline is the same step at 10 VMs, in
+the same run; the ratios are what to read. Production settings
+(``bench/_harness.PRODUCTION``: no query log).
 
     DATABASE_URL=postgres://... .venv/bin/python bench/placement.py [--vms 10000] [--samples 300]
 """
@@ -39,20 +44,26 @@ def timed(step, samples: int) -> dict:
 
 
 def steps(hosts) -> dict:
-    """The two reads a create makes, each in a transaction of its own."""
+    """The two reads a create makes, each in a transaction of its own, and the sums
+    the second one made before the counters."""
     from django.db import transaction
 
-    from compute.scheduler import host_usage, schedule
+    from compute.scheduler import _lock_usage, count_own, host_sums, schedule
 
     def place() -> None:
         with transaction.atomic():
-            schedule(vcpus=1, memory_mib=256, lock=False)
+            schedule(vcpus=1, memory_mib=256, lock=False, fresh=True)
 
-    def confirm_sums() -> None:
+    def confirm() -> None:
         with transaction.atomic():
-            host_usage([hosts[0]])
+            count_own()
+            _lock_usage(hosts[0].pk)
 
-    return {"placement_read": place, "confirm_sums": confirm_sums}
+    def sums() -> None:
+        with transaction.atomic():
+            host_sums([hosts[0].pk])
+
+    return {"placement_read": place, "confirm": confirm, "sums": sums}
 
 
 def main() -> None:
@@ -84,6 +95,7 @@ def main() -> None:
     def measure() -> dict:
         with connection.cursor() as cursor:
             cursor.execute(f"VACUUM ANALYZE {VirtualMachine._meta.db_table}")
+            cursor.execute(f"VACUUM ANALYZE {Host._meta.db_table}")
         return {name: timed(step, args.samples) for name, step in run.items()}
 
     small = measure()
@@ -103,6 +115,9 @@ def main() -> None:
         ],
         batch_size=2000,
     )
+    from compute.scheduler import hosts_miscounted
+
+    assert not hosts_miscounted(), hosts_miscounted()  # the triggers counted the rows
     large = measure()
     result = {
         "benchmark": "placement",

@@ -50,6 +50,11 @@ class HostAdminForm(forms.ModelForm):
             raise forms.ValidationError(error.errors["uri"][0]) from None
 
 
+def _number(value) -> str:
+    """A capacity (CPUs or MiB × a ratio) without trailing zeros: 16, 12.5."""
+    return format(value.normalize(), "f")
+
+
 @admin.register(Host)
 class HostAdmin(AuditedModelAdmin):
     audit_noun = "host"
@@ -60,11 +65,11 @@ class HostAdmin(AuditedModelAdmin):
         "reachable",
         "enabled",
         "maintenance",
-        "cpus",
-        "memory_mib",
+        "vcpus_placed",
+        "memory_placed",
+        "vms_placed",
         "effective_virt_type",
         "console_ports",
-        "vm_count",
         "last_seen",
     ]
     list_filter = ["enabled", "maintenance", "reachable", "virt_type"]
@@ -78,12 +83,25 @@ class HostAdmin(AuditedModelAdmin):
         "capabilities",
         "effective_virt_type",
         "storage_gib",
+        "vcpus_placed",
+        "memory_placed",
+        "vms_placed",
     ]
     actions = ["check_now"]
 
+    @admin.display(description=_("vCPUs placed"))
+    def vcpus_placed(self, obj: Host) -> str:
+        """What the scheduler counts here (VMs migrating here included) against what it
+        may place (CPUs × ratio): the host's counters, no query per row."""
+        return f"{obj.placed_vcpus} / {_number(obj.vcpu_capacity)}"
+
+    @admin.display(description=_("memory placed (MiB)"))
+    def memory_placed(self, obj: Host) -> str:
+        return f"{obj.placed_memory_mib} / {_number(obj.memory_capacity)}"
+
     @admin.display(description=_("VMs"))
-    def vm_count(self, obj: Host) -> int:
-        return obj.vms.count()
+    def vms_placed(self, obj: Host) -> int:
+        return obj.placed_vms
 
     @admin.display(description=_("Console ports"))
     def console_ports(self, obj: Host) -> str:

@@ -10,6 +10,10 @@ ties go to the host name for stable results.
 :func:`schedule` places a new VM; :func:`confirm` locks and re-checks a host chosen
 without the lock once the VM's rows are written; :func:`check_host` runs the same filter
 for one host (growing a stopped VM where it is) and refuses with the same reason.
+
+What is placed on a host is read from its row's counters, which database triggers keep
+(migration 0034): a placement reads one row per host, however many VMs there are.
+:func:`hosts_recount` repairs them from the VM and migration rows.
 """
 
 from __future__ import annotations
@@ -39,20 +43,29 @@ class Placement:
 
 def host_usage(hosts) -> dict[int, tuple[int, int, int]]:
     """vCPUs, MiB and VMs placed on each host by VMs that still exist, and by VMs being
-    live-migrated to it (they count on their target too until they have arrived).
-
-    One statement, written out: it runs on every placement, where the ORM's compiling
-    of the equivalent aggregate queries cost more CPU than the database did."""
+    live-migrated to it (they count on their target too until they have arrived): the
+    host rows' counters, which the database keeps (see ``Host.placed_vcpus``)."""
     ids = [getattr(host, "pk", host) for host in hosts]
     if not ids:
         return {}
-    rows = sql.values(*_usage_statement(ids))
-    return {h: (int(c or 0), int(m or 0), int(n)) for h, c, m, n in rows}
+    table = Host._meta.db_table
+    rows = sql.values(
+        f"SELECT id, placed_vcpus, placed_memory_mib, placed_vms FROM {table} "  # noqa: S608
+        f"WHERE id IN ({sql.placeholders(ids)})",
+        ids,
+    )
+    return {h: (int(c), int(m), int(n)) for h, c, m, n in rows}
 
 
-def _usage_statement(ids: list[int] | None) -> tuple[str, list]:
-    """``host_usage``'s statement and its params: one row (h, c, m, n) per host of
-    ``ids`` (None: of every host) with anything placed on it or on its way to it."""
+def host_sums(ids: list[int] | None = None) -> dict[int, tuple[int, int, int]]:
+    """What ``host_usage`` should say, summed from the VM and migration rows (one
+    statement): the check and repair of the counters (``hosts_recount``)."""
+    return {h: (int(c or 0), int(m or 0), int(n)) for h, c, m, n in sql.values(*_sums(ids))}
+
+
+def _sums(ids: list[int] | None) -> tuple[str, list]:
+    """``host_sums``' statement and its params: one row (h, c, m, n) per host of ``ids``
+    (None: of every host) with anything placed on it or on its way to it."""
     vm, migration = VirtualMachine._meta.db_table, Migration._meta.db_table
     phases = list(SLOT_MIGRATION_PHASES)
     if ids is None:
@@ -73,34 +86,78 @@ def _usage_statement(ids: list[int] | None) -> tuple[str, list]:
     return statement, params
 
 
-def _hosts_with_usage(where: str, params) -> list[Host]:
-    """The hosts ``where`` selects (in id order), each with ``host_usage``'s numbers
-    as ``_used_vcpus``, ``_used_memory`` and ``_placed``: joined to its grouped
-    statement, one statement that reads every host's VMs once."""
-    usage, usage_params = _usage_statement(None)
+def hosts_miscounted() -> dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]]:
+    """Hosts whose counters differ from their sums, by name: (counted, summed). One
+    statement, so one snapshot: a commit between two reads cannot look like drift."""
+    sums, params = _sums(None)
     table = Host._meta.db_table
-    return sql.select(
-        Host,
-        where,
+    counted = "h.placed_vcpus, h.placed_memory_mib, h.placed_vms"
+    summed = "COALESCE(s.c, 0), COALESCE(s.m, 0), COALESCE(s.n, 0)"
+    rows = sql.values(
+        f"SELECT h.name, {counted}, {summed} FROM {table} h "  # noqa: S608
+        f"LEFT OUTER JOIN ({sums}) s ON s.h = h.id WHERE ({counted}) <> ({summed})",
         params,
-        order_by=f"{table}.id",
-        join=(f" LEFT OUTER JOIN ({usage}) placed ON placed.h = {table}.id", usage_params),
-        annotate={
-            "_used_vcpus": ("COALESCE(placed.c, 0)", []),
-            "_used_memory": ("COALESCE(placed.m, 0)", []),
-            "_placed": ("COALESCE(placed.n, 0)", []),
-        },
     )
+    return {name: (tuple(map(int, r[:3])), tuple(map(int, r[3:]))) for name, *r in rows}
 
 
-def _lock(host_id: int) -> bool:
-    """Lock one host row until the transaction (or savepoint) ends; False if it is gone."""
-    if not connection.features.has_select_for_update:
-        return Host.objects.filter(pk=host_id).exists()  # SQLite: one writer at a time
-    with connection.cursor() as cursor:
-        table = Host._meta.db_table
-        cursor.execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE", [host_id])  # noqa: S608
-        return cursor.fetchone() is not None
+def hosts_recount(ids: list[int] | None = None) -> dict[str, tuple]:
+    """Set the counters of the hosts ``ids`` (None: all) to their sums, each host's row
+    locked first; the hosts that were off, by name: (counted, summed). The database's
+    triggers keep them right; this is the repair, should a row ever change with them
+    off (a restore, a hand-written ``ALTER TABLE … DISABLE TRIGGER``)."""
+    fixed = {}
+    with transaction.atomic():
+        count_own()  # before the counters are read: this transaction's VMs count
+        hosts = Host.objects.select_for_update().order_by("pk")
+        if ids is not None:
+            hosts = hosts.filter(pk__in=ids)
+        counted = {
+            pk: (name, (c, m, n))
+            for pk, name, c, m, n in hosts.values_list(
+                "pk", "name", "placed_vcpus", "placed_memory_mib", "placed_vms"
+            )
+        }
+        # A statement after the locks: it sees what their previous holders committed.
+        summed = host_sums(list(counted))
+        for pk, (name, was) in counted.items():
+            right = summed.get(pk, (0, 0, 0))
+            if was != right:
+                Host.objects.filter(pk=pk).update(
+                    placed_vcpus=right[0], placed_memory_mib=right[1], placed_vms=right[2]
+                )
+                fixed[name] = (was, right)
+    return fixed
+
+
+# PostgreSQL counts a VM's insert at the commit (migration 0034): a create that writes
+# its rows first takes its host's lock by its last statements only.
+_INSERT_COUNTER = "compute_vm_placed_insert"
+
+
+def count_own() -> None:
+    """Count this transaction's VM inserts on their hosts now, not at the commit (each
+    locks its host's row), so that the counters read next include them. SQLite counts
+    them at the insert."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SET CONSTRAINTS {_INSERT_COUNTER} IMMEDIATE; "
+                f"SET CONSTRAINTS {_INSERT_COUNTER} DEFERRED"
+            )
+
+
+def _lock_usage(host_id: int) -> tuple[int, int, int] | None:
+    """Lock one host row until the transaction (or savepoint) ends and read its
+    counters; None if it is gone. ``FOR UPDATE`` reads the row as its last locker
+    committed it. (SQLite has one writer at a time and no row locks.)"""
+    table = Host._meta.db_table
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    rows = sql.values(
+        f"SELECT placed_vcpus, placed_memory_mib, placed_vms FROM {table} WHERE id = %s{lock}",  # noqa: S608
+        [host_id],
+    )
+    return tuple(int(x) for x in rows[0]) if rows else None
 
 
 def schedule(
@@ -110,6 +167,7 @@ def schedule(
     node_selector: dict | None = None,
     exclude: tuple[int, ...] = (),
     lock: bool = True,
+    fresh: bool = False,
 ) -> Placement:
     """Choose a host or raise ``NoHostAvailable`` saying why each host was filtered.
 
@@ -120,6 +178,10 @@ def schedule(
     back (a savepoint) and the next best candidate is tried, so one placement holds at
     most one host lock at a time and placements on different hosts never wait for each
     other.
+
+    The counters read include this transaction's own VMs (``count_own``). ``fresh``:
+    the caller's transaction has written no VM yet, so there is nothing of its own to
+    count (a create in a transaction of its own: one statement fewer).
     """
     if lock and not transaction.get_connection().in_atomic_block:
         # The lock would end with the statement: nothing would stop an overcommit.
@@ -129,7 +191,9 @@ def schedule(
     where, params = (
         (f"{table}.id NOT IN ({sql.placeholders(exclude)})", exclude) if exclude else ("1 = 1", ())
     )
-    hosts = _hosts_with_usage(where, params)
+    if not fresh:
+        count_own()
+    hosts = sql.select(Host, where, params, order_by=f"{table}.id")
     if not hosts:
         raise NoHostAvailable("No hosts are registered. Ask a platform admin to add one.")
     reasons: dict[str, int] = {}
@@ -145,7 +209,7 @@ def schedule(
         # One possible host: the unlocked read could only say what the locked one says.
         candidates = [Placement(eligible[0], 0.0)]
     else:
-        usage = {h.pk: (int(h._used_vcpus), int(h._used_memory), int(h._placed)) for h in eligible}
+        usage = {h.pk: (h.placed_vcpus, h.placed_memory_mib, h.placed_vms) for h in eligible}
         candidates = []
         for host in eligible:
             reason = _capacity(host, vcpus, memory_mib, usage.get(host.pk, (0, 0, 0)))
@@ -171,15 +235,14 @@ def schedule(
 
 
 def _place_locked(host: Host, vcpus: int, memory_mib: int) -> Placement:
-    if not _lock(host.pk):
+    count_own()  # this transaction's own earlier placements count
+    used = _lock_usage(host.pk)
+    if used is None:
         raise HostTaken("removed")
-    # A statement of its own after the lock: its snapshot includes whatever the lock's
-    # previous holder committed (the locking statement's own snapshot may not).
-    usage = host_usage([host])
-    reason = _capacity(host, vcpus, memory_mib, usage.get(host.pk, (0, 0, 0)))
+    reason = _capacity(host, vcpus, memory_mib, used)
     if reason:
         raise HostTaken(reason)
-    return Placement(host, _score(host, vcpus, memory_mib, usage))
+    return Placement(host, _score(host, vcpus, memory_mib, {host.pk: used}))
 
 
 class HostTaken(Exception):
@@ -194,12 +257,12 @@ def confirm(vm: VirtualMachine) -> None:
     unlocked read (``schedule(lock=False)``), and check that the host still takes it
     with everything placed there meanwhile; ``HostTaken`` when it does not (the caller
     places again). The lock is held until the transaction ends, as ``schedule``'s."""
-    if not _lock(vm.host_id):
+    count_own()  # its own row counts now, which locks the host's row
+    used = _lock_usage(vm.host_id)
+    if used is None:
         raise HostTaken("removed")
-    # After the lock, in a statement of its own (see _place_locked). The sums count
-    # this transaction's own row: take it out, then ask whether it fits.
-    used_cpu, used_mem, placed = host_usage([vm.host_id]).get(vm.host_id, (0, 0, 0))
-    others = (used_cpu - vm.vcpus, used_mem - vm.memory_mib, placed - 1)
+    # The counters include this VM: take it out, then ask whether it fits.
+    others = (used[0] - vm.vcpus, used[1] - vm.memory_mib, used[2] - 1)
     reason = _capacity(vm.host, vm.vcpus, vm.memory_mib, others)
     if reason:
         raise HostTaken(reason)
@@ -227,8 +290,9 @@ def check_host(
     (it is the one being resized). Locks the host row until the caller's transaction
     ends, like ``schedule``, so concurrent placements and resizes see each other.
     """
+    count_own()
     host = Host.objects.select_for_update().get(pk=host.pk)
-    used_cpu, used_mem, placed = host_usage([host]).get(host.pk, (0, 0, 0))
+    used_cpu, used_mem, placed = host.placed_vcpus, host.placed_memory_mib, host.placed_vms
     if resident is not None and resident.host_id == host.pk:
         # The resident keeps its size's share out of the sum and its console port.
         used_cpu, used_mem = used_cpu - resident.vcpus, used_mem - resident.memory_mib

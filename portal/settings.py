@@ -383,6 +383,7 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "compute.tasks.housekeeping.idempotency_keys_prune",
         "schedule": 3600.0,
     },
+    "hosts-recount": {"task": "compute.tasks.housekeeping.hosts_recount", "schedule": 3600.0},
 }
 
 # --- Monitoring: events and webhooks (monitoring/services.py) -------------------------

@@ -17,6 +17,8 @@ VNC_PORT_FLOOR = 5900
 VNC_PORT_CEILING = 65535
 # The block a host gets by default, and the step between hosts on one machine.
 VNC_PORT_BLOCK = 500
+# The counters of what is placed on a host, which only the database writes.
+PLACED_FIELDS = frozenset({"placed_vcpus", "placed_memory_mib", "placed_vms"})
 _LOCAL_ADDRESSES = {"", "localhost", "127.0.0.1", "::1", "localhost.localdomain"}
 
 
@@ -169,6 +171,29 @@ class Host(models.Model):
         verbose_name=_("last console port"),
     )
 
+    # What is placed here (kept by database triggers, see migration 0034): every VM whose
+    # host this is, and every VM on its way here in a live migration that holds a slot
+    # (compute.choices.SLOT_MIGRATION_PHASES), at the VM's size. Never written by Python:
+    # ``save`` leaves them out, and ``compute.scheduler.hosts_recount`` repairs them.
+    placed_vcpus = models.BigIntegerField(
+        default=0,
+        editable=False,
+        help_text=_("vCPUs of the VMs placed here and of those migrating here."),
+        verbose_name=_("placed vCPUs"),
+    )
+    placed_memory_mib = models.BigIntegerField(
+        default=0,
+        editable=False,
+        help_text=_("Memory (MiB) of the VMs placed here and of those migrating here."),
+        verbose_name=_("placed memory (MiB)"),
+    )
+    placed_vms = models.BigIntegerField(
+        default=0,
+        editable=False,
+        help_text=_("VMs placed here and VMs migrating here (each takes a console port)."),
+        verbose_name=_("placed VMs"),
+    )
+
     class Meta:
         verbose_name = _("host")
         verbose_name_plural = _("hosts")
@@ -182,6 +207,17 @@ class Host(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        """An update leaves the placed counters out: they move in the database only
+        (this copy's may be stale), so a full save cannot write an old count back."""
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.name not in PLACED_FIELDS
+            ]
+        super().save(*args, **kwargs)
 
     @property
     def vcpu_capacity(self) -> Decimal:

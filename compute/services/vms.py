@@ -441,6 +441,7 @@ def vm_create(
                         pool_warm=pool_warm,
                         request=request,
                         locks_last=attempt < PLACEMENT_ATTEMPTS,
+                        fresh=retry_deadlocks,
                         has_networks=None if has_networks is None else bool(has_networks),
                     )
             except HostTaken:
@@ -498,6 +499,7 @@ def _create_rows(
     request: dict,
     locks_last: bool,
     has_networks: bool | None = None,
+    fresh: bool = False,
 ) -> VirtualMachine:
     """``vm_create``'s rows, inside its transaction.
 
@@ -509,7 +511,8 @@ def _create_rows(
     Without it (the last attempt), both are locked before the VM is placed and held
     throughout, in the same order quota → host. ``has_networks``: whether the tenant
     had a network when the image was read (None: read here; the last attempt reads it
-    again under the quota lock).
+    again under the quota lock). ``fresh``: the transaction is the create's own (no VM
+    of its own written before, for placement to count).
     """
     quota = QuotaCharge(tenant)
     boot = None
@@ -532,6 +535,7 @@ def _create_rows(
         node_selector=node_selector or {},
         exclude=(*elsewhere, *clashing),
         lock=not locks_last,
+        fresh=fresh,
     )
     uid = uuid.uuid4()
     vm = VirtualMachine(

@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from compute import scheduler
 from compute.choices import MigrationPhase
 from compute.models import (
     Host,
@@ -128,11 +129,11 @@ def _copy_aside() -> list[str]:
 
 
 def _restore(tables: list[str]) -> None:
-    """Put the copied rows back. The flush after the previous test emptied every table
-    but those its post-migrate signal refills (content types, permissions); those are
-    emptied here so that exactly the copied rows are there. Foreign keys are checked at
-    commit (Django's are deferrable), and sequences only ever went up since the copy,
-    so new rows get fresh ids."""
+    """Put the copied rows back (the hosts' placed counters recounted). The flush after
+    the previous test emptied every table but those its post-migrate signal refills
+    (content types, permissions); those are emptied here so that exactly the copied rows
+    are there. Foreign keys are checked at commit (Django's are deferrable), and
+    sequences only ever went up since the copy, so new rows get fresh ids."""
     quote = connection.ops.quote_name
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(quote(table) for table in tables)} CASCADE")
@@ -140,6 +141,9 @@ def _restore(tables: list[str]) -> None:
             cursor.execute(
                 f"INSERT INTO {quote(table)} SELECT * FROM {WORLD_SCHEMA}.{quote(table)}"
             )
+        # The hosts' rows came back with their placed counters, and the VMs' inserts
+        # counted again on top (compute migration 0034's triggers): count afresh.
+        scheduler.hosts_recount()
 
 
 def build_world(demo, make_host) -> dict:

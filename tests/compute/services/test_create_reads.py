@@ -156,8 +156,9 @@ def test_an_object_made_under_an_earlier_ones_name_has_its_own_first_event(world
 def test_a_create_asks_its_name_networks_and_quota_with_the_image(world, api):
     """One read before the transaction answers the image, whether the name is taken,
     whether the tenant has a network and whether the VM fits its quota; the hosts come
-    with what is placed on them. What is left is the locks' own statements (the quota's
-    charge, the host row and its sums again under its lock)."""
+    with what is placed on them (their counters). What is left is the locks' own
+    statements: the quota's charge, and the host's row, its counters read again under
+    its lock once the VM's own insert counted there. Nothing sums the VMs of a host."""
     postgres_only()
     create(api, world.alice, "warm")
     statements = create(api, world.alice, "web1")
@@ -168,8 +169,16 @@ def test_a_create_asks_its_name_networks_and_quota_with_the_image(world, api):
         assert table in image_reads[0], table
     quota_reads = [s for s in statements if s.startswith('SELECT "tenants_quota"')]
     assert not quota_reads, quota_reads
-    standalone = [s for s in statements if s.startswith(("SELECT 1 FROM", "SELECT h, SUM"))]
-    assert len(standalone) == 1 and "FOR UPDATE" not in standalone[0], "\n".join(statements)
+    assert not [s for s in statements if "SUM(" in s], "\n".join(statements)
+    host_reads = [s for s in statements if "FROM compute_host" in s or 'FROM "compute_host"' in s]
+    assert len(host_reads) == 2, "\n".join(statements)
+    assert "FOR UPDATE" not in host_reads[0] and "placed_vcpus" in host_reads[0]
+    assert host_reads[1].endswith("FOR UPDATE") and "placed_vcpus" in host_reads[1]
+    # Its own insert counted on its host just before the locked read (the test's
+    # transaction is not the create's own: the hosts' read counts this transaction's
+    # VMs first too).
+    counted = [i for i, s in enumerate(statements) if s.startswith("SET CONSTRAINTS")]
+    assert [statements[i + 1] for i in counted] == host_reads, "\n".join(statements)
     assert len(statements) <= 11, "\n".join(statements)
 
 
