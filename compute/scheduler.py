@@ -118,6 +118,8 @@ def hosts_recount(ids: list[int] | None = None) -> dict[str, tuple]:
                 "pk", "name", "placed_vcpus", "placed_memory_mib", "placed_vms"
             )
         }
+        if not counted:
+            return fixed  # no such host (any more)
         # A statement after the locks: it sees what their previous holders committed.
         summed = host_sums(list(counted))
         for pk, (name, was) in counted.items():
@@ -140,11 +142,11 @@ def count_own() -> None:
     locks its host's row), so that the counters read next include them. SQLite counts
     them at the insert."""
     if connection.vendor == "postgresql":
+        # Two statements: PostgreSQL prepares no multi-statement string, and psycopg
+        # prepares every statement at once with ISOTOPE_DB_PREPARE=0.
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"SET CONSTRAINTS {_INSERT_COUNTER} IMMEDIATE; "
-                f"SET CONSTRAINTS {_INSERT_COUNTER} DEFERRED"
-            )
+            cursor.execute(f"SET CONSTRAINTS {_INSERT_COUNTER} IMMEDIATE")
+            cursor.execute(f"SET CONSTRAINTS {_INSERT_COUNTER} DEFERRED")
 
 
 def _lock_usage(host_id: int) -> tuple[int, int, int] | None:

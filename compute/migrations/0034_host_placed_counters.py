@@ -44,6 +44,14 @@ class Migration(migrations.Migration):
 # SQLite (one writer at a time): every trigger counts at once.
 #
 # The phases and names are frozen here as they were written (migrations stay as applied).
+#
+# A later migration that alters compute_virtualmachine, compute_migration or compute_host
+# must drop these triggers first and create them again after (import this module's
+# lists): SQLite rebuilds an altered table (a copy, DROP TABLE, a rename), which drops
+# its triggers, and PostgreSQL refuses to change a column's type that a trigger's WHEN
+# reads, while a renamed column breaks the functions' bodies. Their names come from the
+# database's own list (``pg_trigger``, ``sqlite_master``); tests/compute/
+# test_host_counters.py checks that a migrated SQLite database still counts.
 
 SLOTS = "('Scheduling', 'Running')"
 HOST, VM, MIGRATION = "compute_host", "compute_virtualmachine", "compute_migration"

@@ -211,11 +211,13 @@ class Host(models.Model):
     def save(self, *args, **kwargs):
         """An update leaves the placed counters out: they move in the database only
         (this copy's may be stale), so a full save cannot write an old count back."""
-        if not self._state.adding and kwargs.get("update_fields") is None:
+        updating = not (self._state.adding or self.pk is None or kwargs.get("force_insert"))
+        if updating and not args and kwargs.get("update_fields") is None:
+            deferred = self.get_deferred_fields()  # as Django's save of a .only() copy
             kwargs["update_fields"] = [
                 f.name
                 for f in self._meta.concrete_fields
-                if not f.primary_key and f.name not in PLACED_FIELDS
+                if not f.primary_key and f.name not in PLACED_FIELDS and f.attname not in deferred
             ]
         super().save(*args, **kwargs)
 
