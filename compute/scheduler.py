@@ -254,18 +254,25 @@ class HostTaken(Exception):
         self.reason = reason
 
 
-def confirm(vm: VirtualMachine) -> None:
+def confirm(vm: VirtualMachine, *, fresh: bool = False) -> None:
     """Lock the host of ``vm``, saved in this transaction on a host chosen from an
     unlocked read (``schedule(lock=False)``), and check that the host still takes it
     with everything placed there meanwhile; ``HostTaken`` when it does not (the caller
-    places again). The lock is held until the transaction ends, as ``schedule``'s."""
-    count_own()  # its own row counts now, which locks the host's row
+    places again). The lock is held until the transaction ends, as ``schedule``'s.
+
+    ``fresh``: ``vm`` is the only VM this transaction wrote. On PostgreSQL its insert
+    then counts at the commit, under this lock, and the counters read are the others';
+    otherwise this transaction's VMs are counted first (``count_own``) and ``vm`` is
+    taken out of what is read (SQLite counts at the insert)."""
+    own_counted = not (fresh and connection.vendor == "postgresql")
+    if own_counted:
+        count_own()
     used = _lock_usage(vm.host_id)
     if used is None:
         raise HostTaken("removed")
-    # The counters include this VM: take it out, then ask whether it fits.
-    others = (used[0] - vm.vcpus, used[1] - vm.memory_mib, used[2] - 1)
-    reason = _capacity(vm.host, vm.vcpus, vm.memory_mib, others)
+    if own_counted:  # the counters include this VM: take it out
+        used = (used[0] - vm.vcpus, used[1] - vm.memory_mib, used[2] - 1)
+    reason = _capacity(vm.host, vm.vcpus, vm.memory_mib, used)
     if reason:
         raise HostTaken(reason)
 

@@ -616,7 +616,7 @@ def _create_rows(
     # the host's sums and the commit).
     quota.charge()
     if locks_last:
-        confirm(vm)
+        confirm(vm, fresh=fresh)
     transaction.on_commit(lambda: dispatch.provision_request(vm.pk))
     if networks:  # after the create's live batch (see interfaces_changed)
         network_services.interfaces_changed(nic.network_id for nic in nics)
