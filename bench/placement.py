@@ -2,8 +2,9 @@
 
 A create chooses its host from an unlocked read of every host with what is placed on
 each (``compute.scheduler.schedule(lock=False)``, in a create's own transaction), then,
-with its rows written, counts its VM on the chosen host, locks the host's row and reads
-its counters (``confirm``: ``count_own`` and the locked read). What is placed is the
+with its rows written, locks the chosen host's row and reads its counters (``confirm``
+in a create's own transaction: one ``SELECT … FOR UPDATE``; its own VM counts at the
+commit). What is placed is the
 host rows' counters, kept by the database's triggers (migration 0034). Until then both
 steps summed the VM rows (and the migrations on their way), which grew with the VMs
 placed: ``sums`` times that statement for one host (``host_sums``), as ``confirm``
@@ -48,7 +49,7 @@ def steps(hosts) -> dict:
     the second one made before the counters."""
     from django.db import transaction
 
-    from compute.scheduler import _lock_usage, count_own, host_sums, schedule
+    from compute.scheduler import _lock_usage, host_sums, schedule
 
     def place() -> None:
         with transaction.atomic():
@@ -56,7 +57,6 @@ def steps(hosts) -> dict:
 
     def confirm() -> None:
         with transaction.atomic():
-            count_own()
             _lock_usage(hosts[0].pk)
 
     def sums() -> None:
