@@ -171,7 +171,7 @@ PARTS = [
     ("portal.sql", "insert_later", "·· rows queued (values prepared)"),
     ("portal.sql", "_Batch.flush", "·· the rows' one statement"),
     ("compute.services.vms", "event_publish", "·· event"),
-    ("compute.services.vms", "confirm", "·· host lock and sums"),
+    ("compute.services.vms", "confirm", "·· host lock and counters"),
     ("tenants.services", "QuotaCharge.charge", "·· quota charge"),
     ("tenants.services", "_counters_add_if_fits", "··· counters' compare-and-set"),
     ("usage.services.alerts", "quota_alerts_check", "··· quota alert levels"),
