@@ -612,8 +612,8 @@ def _create_rows(
             new_object=True,
         )
         _publish(vm, services=False)  # Pending: it serves no Service yet
-    # The locks, last and in the order quota → host (under them only the counters,
-    # the host's sums and the commit).
+    # The locks, last and in the order quota → host (under them only the quota's
+    # counters, the host's and the commit).
     quota.charge()
     if locks_last:
         confirm(vm, fresh=fresh)
