@@ -149,6 +149,16 @@ def count_own() -> None:
             cursor.execute(f"SET CONSTRAINTS {_INSERT_COUNTER} DEFERRED")
 
 
+def lock_hosts(ids) -> None:
+    """Lock the host rows ``ids`` in id order until the transaction ends: before a write
+    whose triggers move the counters of several hosts (each trigger locks its own when
+    it runs, in the order the rows change), so that two such writes cannot wait on each
+    other's hosts. (SQLite: one writer at a time.)"""
+    wanted = sorted({pk for pk in ids if pk is not None})
+    if wanted and connection.features.has_select_for_update:
+        list(Host.objects.select_for_update().filter(pk__in=wanted).order_by("pk").values("pk"))
+
+
 def _lock_usage(host_id: int) -> tuple[int, int, int] | None:
     """Lock one host row until the transaction (or savepoint) ends and read its
     counters; None if it is gone. ``FOR UPDATE`` reads the row as its last locker

@@ -30,6 +30,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from compute.choices import (
+    SLOT_MIGRATION_PHASES,
     ConditionStatus,
     DesiredState,
     ImageKind,
@@ -39,8 +40,8 @@ from compute.choices import (
     VolumePhase,
 )
 from compute.labels import label_map_errors, labels_changed_message
-from compute.models import Flavor, Host, Image, VirtualMachine, Volume
-from compute.scheduler import HostTaken, check_host, confirm, schedule
+from compute.models import Flavor, Host, Image, Migration, VirtualMachine, Volume
+from compute.scheduler import HostTaken, check_host, confirm, lock_hosts, schedule
 from compute.services import dispatch
 from compute.services import networks as network_services
 from compute.services import volumes as volume_services
@@ -967,6 +968,17 @@ def vm_finalize_delete(vm: VirtualMachine, backend) -> None:
     with transaction.atomic():
         released = quota_release(vm.quota_ref)
         network_services.vm_nics_forget(vm)  # its interfaces go with its row
+        # Its row's delete takes its share off its host and, for a live migration still
+        # holding a slot, off that target (the cascade sets the migration's VM to NULL):
+        # both host rows locked first, in id order, as a migration's end locks them.
+        lock_hosts(
+            [
+                vm.host_id,
+                *Migration.objects.filter(vm_id=vm.pk, phase__in=SLOT_MIGRATION_PHASES).values_list(
+                    "target_id", flat=True
+                ),
+            ]
+        )
         VirtualMachine.objects.filter(pk=vm.pk).delete()
         event_publish(
             tenant=vm.tenant,

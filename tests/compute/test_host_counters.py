@@ -18,10 +18,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from compute import scheduler
+from compute.backends import backend_for_host
 from compute.choices import MigrationPhase
 from compute.models import Host, Migration, VirtualMachine
+from compute.services import vms as vm_services
 from compute.tasks.housekeeping import hosts_recount as hosts_recount_task
-from tests.conftest import postgres_only
+from tests.conftest import postgres_only, wait_for
+from tests.races import held_open, run_in_thread, waiting_on_a_lock
 
 pytestmark = [pytest.mark.unit, pytest.mark.libvirt_test_driver]
 
@@ -173,6 +176,40 @@ def test_counts_written_around_the_triggers_are_found_and_repaired(demo, hosts, 
     assert scheduler.hosts_miscounted() == {}
     assert placed(a) == (2, 256, 1) and placed(b) == (0, 0, 0)
     assert hosts_recount_task() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_vm_deleted_mid_migration_locks_its_hosts_in_id_order(demo, make_host, tiny_image):
+    """The delete's triggers move two hosts' counters: the VM's host and its migration's
+    target. Both rows are locked first, lower id first, as a migration's end locks them:
+    a delete waiting for the lower host holds no lock on the higher one, so the two
+    cannot wait on each other."""
+    postgres_only()
+    low, high = make_host("node-low"), make_host("node-high")
+    assert low.pk < high.pk
+    web = vm(demo, tiny_image, "web", low)
+    Migration.objects.create(
+        tenant=demo.acme, vm=web, vm_name="web", source=low, target=high, phase="Running"
+    )
+    assert placed(low) == placed(high) == (1, 256, 1)
+
+    def lock_the_lower_host() -> None:
+        Host.objects.select_for_update().get(pk=low.pk)
+
+    with held_open(lock_the_lower_host) as commit:
+        deleting = run_in_thread(
+            lambda: vm_services.vm_finalize_delete(
+                VirtualMachine.objects.get(pk=web.pk), backend_for_host(low)
+            )
+        )
+        wait_for(waiting_on_a_lock, timeout=30)
+        with transaction.atomic():  # the higher host is free while the delete waits
+            Host.objects.select_for_update(nowait=True).get(pk=high.pk)
+        commit()
+        deleting["thread"].join(timeout=30)
+    assert "error" not in deleting, repr(deleting.get("error"))
+    assert placed(low) == placed(high) == (0, 0, 0)
+    assert Migration.objects.get(vm_name="web").vm is None
 
 
 BEFORE = [("compute", "0033_nic_addresses_read")]
