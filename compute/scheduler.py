@@ -247,7 +247,8 @@ def schedule(
 
 
 def _place_locked(host: Host, vcpus: int, memory_mib: int) -> Placement:
-    count_own()  # this transaction's own earlier placements count
+    # This transaction's own VMs are counted already: schedule() counted them before its
+    # read, or the transaction had none (fresh).
     used = _lock_usage(host.pk)
     if used is None:
         raise HostTaken("removed")

@@ -39,8 +39,9 @@ class Migration(migrations.Migration):
 # PostgreSQL: a VM's insert counts at the commit (a deferred constraint trigger), so that
 # a create that writes its rows first does not lock its host until its last statements
 # (compute.scheduler.confirm locks it; compute.scheduler.count_own fires a transaction's
-# pending counts early with SET CONSTRAINTS, where it places more than one VM). Updates and deletes count at once. A VM moving between hosts locks both
-# rows in id order first, so two migrations' ends in opposite directions cannot deadlock.
+# pending counts early with SET CONSTRAINTS, where it places more than one VM). Updates
+# and deletes count at once. A VM moving between hosts locks both rows in id order
+# first, so two migrations' ends in opposite directions cannot deadlock.
 # SQLite (one writer at a time): every trigger counts at once.
 #
 # The phases and names are frozen here as they were written (migrations stay as applied).
