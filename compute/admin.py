@@ -33,6 +33,7 @@ from compute.services.clusters import cluster_check, cluster_set_kubeconfig
 from compute.services.hosts import host_check, host_uri_check
 from portal.admin import AuditedModelAdmin, ServiceDeleteMixin
 from portal.exceptions import ValidationError as AppValidationError
+from portal.exceptions import plain_number
 
 
 class HostAdminForm(forms.ModelForm):
@@ -48,11 +49,6 @@ class HostAdminForm(forms.ModelForm):
             return host_uri_check(self.cleaned_data.get("uri", ""))
         except AppValidationError as error:
             raise forms.ValidationError(error.errors["uri"][0]) from None
-
-
-def _number(value) -> str:
-    """A capacity (CPUs or MiB × a ratio) without trailing zeros: 16, 12.5."""
-    return format(value.normalize(), "f")
 
 
 @admin.register(Host)
@@ -93,11 +89,11 @@ class HostAdmin(AuditedModelAdmin):
     def vcpus_placed(self, obj: Host) -> str:
         """What the scheduler counts here (VMs migrating here included) against what it
         may place (CPUs × ratio): the host's counters, no query per row."""
-        return f"{obj.placed_vcpus} / {_number(obj.vcpu_capacity)}"
+        return f"{obj.placed_vcpus} / {plain_number(obj.vcpu_capacity)}"
 
     @admin.display(description=_("memory placed (MiB)"))
     def memory_placed(self, obj: Host) -> str:
-        return f"{obj.placed_memory_mib} / {_number(obj.memory_capacity)}"
+        return f"{obj.placed_memory_mib} / {plain_number(obj.memory_capacity)}"
 
     @admin.display(description=_("VMs"))
     def vms_placed(self, obj: Host) -> int:

@@ -89,9 +89,9 @@ class Shortfall:
         """The API's shape (numbers as strings: CPU is fractional)."""
         return {
             "resource": self.resource,
-            "requested": _fmt(self.requested),
-            "left": _fmt(self.left),
-            "limit": _fmt(self.limit),
+            "requested": plain_number(self.requested),
+            "left": plain_number(self.left),
+            "limit": plain_number(self.limit),
             "unit": self.unit,
         }
 
@@ -139,13 +139,13 @@ _UNITS = {
 
 def _quantity(value: int | Decimal, unit: str) -> str:
     if not unit:
-        return _fmt(value)
+        return plain_number(value)
     one, many = _UNITS.get(unit, (unit, unit))
-    return f"{_fmt(value)} {one if value == 1 else many}"
+    return f"{plain_number(value)} {one if value == 1 else many}"
 
 
-def _fmt(value: int | Decimal) -> str:
-    """Decimal('2.500') → '2.5', Decimal('0.000') → '0'."""
+def plain_number(value: int | Decimal) -> str:
+    """Decimal('2.500') → '2.5', Decimal('0.000') → '0', Decimal('16384.00') → '16384'."""
     if isinstance(value, Decimal):
         text = f"{value.normalize():f}"
         return text
