@@ -39,6 +39,18 @@ def procfile_command(role: str) -> list[str]:
     raise AssertionError(f"no {role} in the Procfile")
 
 
+def start_web_tier(env: dict, output) -> subprocess.Popen:
+    """The Procfile's web command in a session of its own, its output to ``output``."""
+    return subprocess.Popen(
+        procfile_command("web"),
+        cwd=ROOT,
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
 def workers_of(master: int) -> set[int]:
     children = Path(f"/proc/{master}/task/{master}/children")
     return {int(pid) for pid in children.read_text().split()} if children.exists() else set()
@@ -64,14 +76,7 @@ def web_tier():
         "ISOTOPE_LOG_LEVEL": "WARNING",
     }
     log = open(ROOT / "var" / "test-web-tier.log", "w")  # noqa: SIM115 - closed below
-    master = subprocess.Popen(
-        procfile_command("web"),
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    master = start_web_tier(env, log)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: len(workers_of(master.pid)) == 2, 60, message="two web processes")
