@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import ssl
 import subprocess
@@ -29,50 +28,9 @@ from tenants import services
 from tests.conftest import _free_port, postgres_only, require, wait_for
 from tests.portal.test_web_tier import database_url_here, start_web_tier, workers_of
 from tests.portal.test_websocket_origin import session_cookie
+from tools.nginx_site import nginx_binary, start_nginx
 
 pytestmark = [pytest.mark.unit, pytest.mark.django_db(transaction=True)]
-
-ROOT = Path(__file__).resolve().parents[2]
-# nginx's own logs in the test's folder: the error log at "info" names a client that
-# never sent its request, the access log which server answered and how fast.
-NGINX_MAIN = """
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    log_format timed '$time_iso8601 $remote_port "$request" $status up=$upstream_addr '
-                     'upstatus=$upstream_status connect=$upstream_connect_time '
-                     'header=$upstream_header_time total=$request_time';
-    access_log {tmp}/access.log timed;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    include {tmp}/isotope.conf;
-}}
-"""
-
-
-def site_config(tmp: Path, web_ports: list[int], http: int, https: int) -> str:
-    """The shipped site file, pointed at this test's servers, ports and certificate."""
-    text = (ROOT / "deploy" / "nginx" / "isotope.conf").read_text()
-    servers = "".join(f"    server 127.0.0.1:{port} max_fails=0;\n" for port in web_ports)
-    replacements = {
-        "    server 127.0.0.1:8000 max_fails=0;  # ISOTOPE_WEB_BIND\n": servers,
-        "listen 80;": f"listen 127.0.0.1:{http};",
-        "listen [::]:80;": "",
-        "listen 443 ssl http2;": f"listen 127.0.0.1:{https} ssl http2;",
-        "listen [::]:443 ssl http2;": "",
-        "/etc/isotope/tls/fullchain.pem": str(tmp / "cert.pem"),
-        "/etc/isotope/tls/privkey.pem": str(tmp / "key.pem"),
-        "/var/lib/isotope/staticfiles/": str(ROOT / "static") + "/",
-    }
-    for old, new in replacements.items():
-        assert old in text, f"deploy/nginx/isotope.conf no longer has {old!r}"
-        text = text.replace(old, new)
-    return text
 
 
 def start_web(port: int, log: Path, origin: str) -> subprocess.Popen:
@@ -103,27 +61,11 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
 def layout(tmp_path):
     """nginx on loopback in front of two web servers; yields (https url, [web servers])."""
     postgres_only()
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    require(Path(nginx).exists(), "needs nginx (scripts/bootstrap.sh --test installs it)")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-        + ["-subj", "/CN=127.0.0.1", "-keyout", str(tmp_path / "key.pem")]
-        + ["-out", str(tmp_path / "cert.pem")],
-        check=True,
-        capture_output=True,
-    )
+    require(nginx_binary().exists(), "needs nginx (scripts/bootstrap.sh --test installs it)")
     web_ports, http, https = [_free_port(), _free_port()], _free_port(), _free_port()
     url = f"https://127.0.0.1:{https}"
-    (tmp_path / "isotope.conf").write_text(site_config(tmp_path, web_ports, http, https))
-    (tmp_path / "nginx.conf").write_text(NGINX_MAIN.format(tmp=tmp_path))
     webs = [start_web(port, tmp_path / f"web{port}.log", url) for port in web_ports]
-    with (tmp_path / "nginx.out").open("w") as output:
-        proxy = subprocess.Popen(
-            [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL,
-            stderr=output,
-            start_new_session=True,
-        )
+    proxy = start_nginx(tmp_path, web_ports, http, https)
     try:
         for web, port in zip(webs, web_ports, strict=True):
             wait_for(lambda web=web: len(workers_of(web.pid)) == 1, 60, message="web server")
