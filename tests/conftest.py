@@ -177,10 +177,12 @@ def clean_redis_state():
     """Rate-limit counters and provision requests live in the real Redis and outlast a
     test's database: one test's failed tokens or console tickets must not throttle the
     next, nor a provision flag armed by a test without a worker hold the next test's VMs
-    (``compute.services.dispatch``)."""
+    (``compute.services.dispatch``), nor a resync frame shared in this process stand for
+    another test's stream (``monitoring.consumers.SNAPSHOTS``)."""
     from django.core.cache import cache
 
     from compute.services.dispatch import provision_requests_clear
+    from monitoring.consumers import SNAPSHOTS
     from monitoring.live import redis_client
 
     def wipe() -> None:
@@ -189,6 +191,8 @@ def clean_redis_state():
         if keys:
             client.delete(*keys)
         provision_requests_clear()
+        # Resync frames this process shared: the next test's streams count from 0 again.
+        SNAPSHOTS.clear()
 
     wipe()
     yield

@@ -254,6 +254,71 @@ def test_resync_returns_the_current_state_as_of_the_latest_seq(demo):
     run(scenario)
 
 
+def test_tabs_resyncing_at_the_same_seq_share_one_read_and_a_newer_seq_reads_again(
+    demo, monkeypatch
+):
+    """A reconnect storm (a web process died, its tabs came back here): the tabs that
+    resync a tenant's stream at the same seq get the same state, read and encoded once
+    by the process, one after another or at the same moment; after a new event and a
+    state change they get the new state, read once more."""
+    from monitoring import consumers
+
+    reads = []
+    read = consumers.LiveConsumer.resync_text
+
+    async def counted(self, stream, target, seq):
+        reads.append((stream, seq))
+        return await read(self, stream, target, seq)
+
+    monkeypatch.setattr(consumers.LiveConsumer, "resync_text", counted)
+    cookies = [session_cookie(user) for user in (demo.alice, demo.bob, demo.carol)]
+    event_publish(tenant=demo.acme, kind="vm", name="web1", reason="Started", message="up")
+    resource_publish(tenant=demo.acme, kind="vm", name="web1", data={"phase": "Running"})
+
+    async def resync(tabs) -> list[dict]:
+        await asyncio.gather(
+            *(ws.send_json_to({"type": "resync", "stream": "tenant.acme"}) for ws in tabs)
+        )
+        return [await ws.receive_json_from(timeout=5) for ws in tabs]
+
+    async def scenario():
+        tabs = [await connected(cookie) for cookie in cookies]
+        for ws in tabs:
+            assert (await subscribe(ws, tenant="acme"))["seq"] == 2
+        first = []
+        for ws in tabs:  # one after another
+            first += await resync([ws])
+        assert first[0] == first[1] == first[2]
+        assert (first[0]["type"], first[0]["seq"]) == ("resync", 2)
+        assert [e["involvedObject"]["name"] for e in first[0]["data"]["events"]] == ["web1"]
+        assert first[0]["data"]["resources"] == [
+            {"kind": "vm", "name": "web1", "data": {"phase": "Running"}}
+        ]
+        assert reads == [("tenant.acme", 2)]
+
+        await publish(tenant=demo.acme, kind="vm", name="web2", reason="Failed", message="x")
+        await sync_to_async(resource_publish)(
+            tenant=demo.acme, kind="vm", name="web1", data={"phase": "Stopped"}
+        )
+        for ws in tabs:  # the two live messages
+            assert [(await ws.receive_json_from(timeout=5))["seq"] for _ in "ab"] == [3, 4]
+        again = await resync(tabs)  # at the same moment
+        assert again[0] == again[1] == again[2]
+        assert again[0]["seq"] == 4
+        assert [e["involvedObject"]["name"] for e in again[0]["data"]["events"]] == [
+            "web2",
+            "web1",
+        ]
+        assert again[0]["data"]["resources"] == [
+            {"kind": "vm", "name": "web1", "data": {"phase": "Stopped"}}
+        ]
+        assert reads == [("tenant.acme", 2), ("tenant.acme", 4)]
+        for ws in tabs:
+            await ws.disconnect()
+
+    run(scenario)
+
+
 @pytest.mark.parametrize(
     ("frame", "says"),
     [
