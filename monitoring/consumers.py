@@ -113,10 +113,11 @@ class SharedSnapshots:
     what it watched. Read and encoded for each socket, a tenant's frame (its last 50
     events and the state of each of its resources) cost the process 21–25 ms of CPU per
     tab for a tenant of 1,000 VMs, against 7–9 ms with none; shared, 6–7.5 ms
-    (bench/README.md, ``ws_reconnect``). A tenant's or an object's frame holds nothing of its reader but
-    the language, and a stream's state as of a seq is the same whoever asks: the first
-    socket to ask reads and encodes it; those that ask at the same seq while it is being
-    read, or within ``TTL`` seconds after, get the same text. A newer seq reads afresh.
+    (bench/README.md, ``ws_reconnect``). A tenant's or an object's frame holds nothing of
+    its reader but the language, and a stream's state as of a seq is the same whoever
+    asks: the first socket to ask reads and encodes it; those that ask at the same seq
+    while it is being read, or within ``TTL`` seconds after, get the same text. A newer
+    seq reads afresh.
     ``TTL`` bounds what could change without a new seq (events the retention task
     deletes; a Redis that lost its seq counters counting again from 0)."""
 
