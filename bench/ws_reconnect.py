@@ -8,9 +8,10 @@ production settings (``DEBUG`` off, a pool of 4 database connections per process
 ``--tabs`` tabs, in a process of their own: websockets' asyncio client through nginx's
 https port, each signed in with a session of its own, subscribed to tenant ``bench``'s
 stream on ``/ws/?batch=1`` as ``static/js/live.js`` opens it. A tab whose socket closes
-reconnects at once, subscribes again and asks for a resync when the stream moved on
-while it was away (live.js does the same after a back-off of 0.5 s plus jitter, which
-is the page's wait and not measured here).
+reconnects at once and subscribes "since" the seq it holds, and the server follows with
+the state it missed (live.js does the same after a back-off of 0.5 s plus jitter, which
+is the page's wait and not measured here); with ``--no-since`` it subscribes and asks
+for a resync itself when the stream moved on, as live.js did before 2026-12-07.
 
 Each round, one server after the other:
 
@@ -37,7 +38,7 @@ counts the ones missing. Times are the machine's monotonic clock, shared by all
 processes.
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/ws_reconnect.py \
-        [--tabs 200] [--rounds 4] [--states 0] [--timeout 60]
+        [--tabs 200] [--rounds 4] [--states 0] [--no-since] [--timeout 60]
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def messages(frame: dict) -> list[dict]:
 class Tab:
     """One browser tab: a socket through nginx that comes back whenever it drops."""
 
-    def __init__(self, index: int, url: str, cookie: str):
-        self.index, self.url, self.cookie = index, url, cookie
+    def __init__(self, index: int, url: str, cookie: str, since: bool = True):
+        self.index, self.url, self.cookie, self.since = index, url, cookie, since
         self.got: dict[int, float] = {}  # event number → when it was first in hand
         self.last: int | None = None  # the stream's seq this tab is up to
         self.drops = 0
@@ -109,17 +110,22 @@ class Tab:
             open_timeout=60,
             max_queue=None,
         )
-        await self.socket.send(json.dumps({"type": "subscribe", "tenant": "bench"}))
+        subscribe = {"type": "subscribe", "tenant": "bench"}
+        if self.last is not None and self.since:  # as live.js does: the server sends the state
+            subscribe["since"] = self.last
+        await self.socket.send(json.dumps(subscribe))
         while True:
             for message in messages(json.loads(await self.socket.recv())):
                 if message["type"] == "event":
                     self.take(message)
                 elif message["type"] == "subscribed":
-                    moved = self.last is not None and message["seq"] > self.last
-                    self.last = max(self.last or 0, message["seq"])
+                    moved = self.last is not None and message["seq"] != self.last
+                    asked = "since" in subscribe
+                    self.last = message["seq"]
                     if not moved:
                         return
-                    await self.socket.send(json.dumps({"type": "resync", "stream": STREAM}))
+                    if not asked:
+                        await self.socket.send(json.dumps({"type": "resync", "stream": STREAM}))
                 elif message["type"] == "resync":
                     for event in message["data"]["events"]:
                         if event["message"].startswith("bench "):
@@ -155,7 +161,7 @@ class Tab:
         self.socket.transport.abort()
 
 
-def tab_process(url: str, cookies: list[str], pipe) -> None:
+def tab_process(url: str, cookies: list[str], since: bool, pipe) -> None:
     """The tabs: open them (50 at a time), then answer the bench's orders:
     ``{"wait": n, "timeout": s}`` → when every tab holds event n (or s seconds passed),
     each tab's time for n and its drops so far; ``{"abort": [tab, ...]}`` → cut those
@@ -164,7 +170,7 @@ def tab_process(url: str, cookies: list[str], pipe) -> None:
     raise_fd_limit(len(cookies) * 2 + 256)
 
     async def main() -> None:
-        tabs = [Tab(i, url, cookie) for i, cookie in enumerate(cookies)]
+        tabs = [Tab(i, url, cookie, since) for i, cookie in enumerate(cookies)]
         tasks = []
         for first in range(0, len(tabs), 50):
             batch = tabs[first : first + 50]
@@ -267,6 +273,11 @@ def main() -> None:
     parser.add_argument("--tabs", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--states", type=int, default=0, help="VM states of the tenant")
+    parser.add_argument(
+        "--no-since",
+        action="store_true",
+        help="tabs subscribe without their seq and ask for the resync (live.js before 2026-12-07)",
+    )
     parser.add_argument("--timeout", type=float, default=60, help="longest wait for an event")
     args = parser.parse_args()
     raise_fd_limit(args.tabs * 4 + 512)
@@ -313,7 +324,8 @@ def main() -> None:
     ours, theirs = context.Pipe()
     cookies = [f"{settings.SESSION_COOKIE_NAME}={key}" for key in keys]
     tabs = context.Process(
-        target=tab_process, args=(f"wss://127.0.0.1:{https}/ws/?batch=1", cookies, theirs)
+        target=tab_process,
+        args=(f"wss://127.0.0.1:{https}/ws/?batch=1", cookies, not args.no_since, theirs),
     )
     postgres = postmaster_pid()
 
@@ -413,6 +425,7 @@ def main() -> None:
                 "benchmark": "ws_reconnect",
                 "tabs": args.tabs,
                 "resource_states": args.states,
+                "subscribe_since": not args.no_since,
                 "rounds": rounds,
                 "kill_over_baseline": {"p50": ratio("p50_ms"), "p99": ratio("p99_ms")},
                 "events_published": n,

@@ -13,7 +13,8 @@
  *     a 4401 close (signed out) stops it;
  *   - tracks seq per stream; on a gap, a reconnect that missed messages, or a seq
  *     behind the baseline, dispatches `isotope:resync` and asks the server for a
- *     snapshot (resource states in it are applied like live messages);
+ *     snapshot (resource states in it are applied like live messages); a reconnect
+ *     subscribes "since" the seq it holds, and the server sends that snapshot unasked;
  *   - never shows a resource's state older than one it showed, for states that carry
  *     their uid and resourceVersion: two writers' states may reach it in the other order
  *     than they were written (each is sent after its own commit), and a state with the
@@ -56,7 +57,7 @@
   const lastSeq = new Map(); // stream → last seq applied
   const versions = new Map(); // "tenant/kind/name" → {uid, version} of the state last applied
   const toasted = new Set();
-  let pending = []; // keys of subscribes sent and not yet answered, oldest first
+  let pending = []; // subscribes sent and not yet answered, oldest first: {key, since}
   let socket = null;
   let attempt = 0;
   let stopped = false;
@@ -90,7 +91,11 @@
     if (!wanted.has(key)) wanted.set(key, target);
     const frame = target.notifications ? { type: "subscribe", notifications: true } : { type: "subscribe", tenant: target.tenant };
     if (target.kind) { frame.kind = target.kind; frame.name = target.name; }
-    if (send(frame)) pending.push(key);
+    // A reconnect says which seq it holds: the server then sends the state it missed
+    // right after "subscribed", without being asked.
+    const stream = keyToStream.get(key);
+    if (stream !== undefined && lastSeq.has(stream)) frame.since = lastSeq.get(stream);
+    if (send(frame)) pending.push({ key: key, since: frame.since });
   }
 
   function unsubscribe(stream) {
@@ -320,11 +325,16 @@
     switch (frame.type) {
       case "subscribed": {
         // The server answers subscribes in order: the oldest pending one is this.
-        const key = pending.shift();
-        if (key !== undefined) keyToStream.set(key, frame.stream);
+        const asked = pending.shift();
+        if (asked !== undefined) keyToStream.set(asked.key, frame.stream);
         const known = lastSeq.has(frame.stream) ? lastSeq.get(frame.stream) : baseline()[frame.stream];
         lastSeq.set(frame.stream, frame.seq);
-        if (known !== undefined && frame.seq !== known) resync(frame.stream, known > frame.seq ? "reset" : "missed");
+        if (known !== undefined && frame.seq !== known) {
+          const reason = known > frame.seq ? "reset" : "missed";
+          // Subscribed "since" the seq we hold: the server sends the resync itself.
+          if (asked !== undefined && asked.since === known) emit("isotope:resync", { stream: frame.stream, reason: reason });
+          else resync(frame.stream, reason);
+        }
         return;
       }
       case "event":
@@ -357,7 +367,7 @@
       case "error":
         if (frame.request === "subscribe") {
           const refused = pending.shift();
-          if (refused !== undefined) wanted.delete(refused);
+          if (refused !== undefined) wanted.delete(refused.key);
         }
         if (window.console) console.warn("isotope live:", frame.code, frame.message);
         emit("isotope:live-error", frame);

@@ -80,10 +80,21 @@ def test_an_event_appears_on_both_timelines_within_two_seconds_without_reload(
 
 
 def test_events_missed_while_disconnected_arrive_after_the_reconnect(demo, live_url, new_page):
+    """The page comes back subscribed "since" the seq it holds, and the server sends what
+    it missed without the page asking (one round trip)."""
     sockets = []
+    sent = []  # per socket, the frames the page sent on it
 
     def relay(ws):
-        ws.connect_to_server()
+        server = ws.connect_to_server()
+        frames = []
+        sent.append(frames)
+
+        def forward(message):
+            frames.append(json.loads(message))
+            server.send(message)
+
+        ws.on_message(forward)
         sockets.append(ws)
 
     carol = open_timeline(new_page, live_url, "carol", handler=relay)
@@ -98,6 +109,10 @@ def test_events_missed_while_disconnected_arrive_after_the_reconnect(demo, live_
     expect(rows.first).to_contain_text("vm/web2", timeout=5000)
     expect(rows).to_have_count(2)
     assert len(sockets) >= 2, "the page reconnected"
+    back = sent[-1]
+    [acme] = [frame for frame in back if frame.get("tenant") == "acme"]
+    assert acme["type"] == "subscribe" and isinstance(acme.get("since"), int), back
+    assert not [frame for frame in back if frame["type"] == "resync"], back
 
 
 def test_filters_apply_to_live_events(demo, live_url, new_page):

@@ -319,6 +319,41 @@ def test_tabs_resyncing_at_the_same_seq_share_one_read_and_a_newer_seq_reads_aga
     run(scenario)
 
 
+def test_a_reconnect_that_subscribes_since_its_seq_gets_what_it_missed_unasked(demo):
+    """A tab back after a drop says which seq it holds: when the stream moved on (or went
+    back), the state follows ``subscribed`` without being asked; when it did not, only
+    live messages follow."""
+    cookie = session_cookie(demo.carol)
+    event_publish(tenant=demo.acme, kind="vm", name="web1", reason="Started", message="up")
+
+    async def scenario():
+        ws = await connected(cookie)
+        assert (await subscribe(ws, tenant="acme"))["seq"] == 1
+        await ws.disconnect()  # the tab goes away holding seq 1
+        await publish(tenant=demo.acme, kind="vm", name="web2", reason="Failed", message="x")
+
+        back = await connected(cookie)
+        assert (await subscribe(back, tenant="acme", since=1))["seq"] == 2
+        state = await back.receive_json_from(timeout=5)
+        assert (state["type"], state["seq"]) == ("resync", 2)
+        assert [e["involvedObject"]["name"] for e in state["data"]["events"]] == ["web2", "web1"]
+        await back.disconnect()
+
+        current = await connected(cookie)  # holds the latest: nothing to catch up
+        assert (await subscribe(current, tenant="acme", since=2))["seq"] == 2
+        await publish(tenant=demo.acme, kind="vm", name="web3", reason="Started", message="up")
+        live = await current.receive_json_from(timeout=5)
+        assert (live["type"], live["seq"]) == ("event", 3)
+        await current.disconnect()
+
+        reset = await connected(cookie)  # holds a seq the stream never reached
+        assert (await subscribe(reset, tenant="acme", since=9))["seq"] == 3
+        assert (await reset.receive_json_from(timeout=5))["type"] == "resync"
+        await reset.disconnect()
+
+    run(scenario)
+
+
 @pytest.mark.parametrize(
     ("frame", "says"),
     [
@@ -331,6 +366,10 @@ def test_tabs_resyncing_at_the_same_seq_share_one_read_and_a_newer_seq_reads_aga
         ('{"type": "subscribe", "tenant": "acme", "kind": "VM!", "name": "a"}', "'kind'"),
         ('{"type": "subscribe", "tenant": "acme", "kind": "vm", "name": 7}', "'name'"),
         ('{"type": "resync", "stream": ["tenant.acme"]}', "'stream'"),
+        ('{"type": "subscribe", "tenant": "acme", "since": "3"}', "'since'"),
+        ('{"type": "subscribe", "tenant": "acme", "since": -1}', "'since'"),
+        ('{"type": "subscribe", "tenant": "acme", "since": true}', "'since'"),
+        ('{"type": "subscribe", "tenant": "acme", "since": 1.5}', "'since'"),
         ('{"type": "subscribe", "tenant": "acme", "pad": "' + "x" * 5000 + '"}', "too large"),
     ],
 )
