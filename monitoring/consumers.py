@@ -163,6 +163,9 @@ class SharedSnapshots:
 
 SNAPSHOTS = SharedSnapshots()
 
+# A stream's seq in Redis, read off the event loop (no database: any thread).
+_seq_current = sync_to_async(live.seq_current, thread_sensitive=False)
+
 
 class FrameError(Exception):
     """A malformed client frame; ``str`` is the message for the client."""
@@ -195,7 +198,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.user_id = user.pk
         session = self.scope.get("session")
         self.session_key = getattr(session, "session_key", None)
-        self.language = await database_sync_to_async(reader_language)(self.scope)
+        language = await database_sync_to_async(reader_language)(self.scope)
+        # Every English variant reads stored messages as written: one language, "en".
+        self.language = "en" if language.split("-")[0] == "en" else language
         await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
 
     async def disconnect(self, code):
@@ -279,15 +284,14 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         # as a gap. If something was sent while we joined, follow with a snapshot. The
         # second read is taken as soon as we are in the group, before ``subscribed`` goes
         # out: what is sent after that reaches us in order and needs no snapshot.
-        current = sync_to_async(live.seq_current, thread_sensitive=False)
-        before = await current(stream)
+        before = await _seq_current(stream)
         # Holding ``sending``: a message the process hub hands us once we are registered
         # waits in the outbox until the ``subscribed`` frame is out.
         async with self.sending:
             await self.flush()
             await self.hub.join(stream, self)
             self.subscriptions[stream] = target
-            missed = await current(stream) != before
+            missed = await _seq_current(stream) != before
             await super().send_json({"type": "subscribed", "stream": stream, "seq": before})
         if missed or (since is not None and since != before):
             await self.send_resync(stream, target)
@@ -341,13 +345,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         seq in the same language (``SNAPSHOTS``); one's notifications, for each socket."""
         async with self.sending:
             await self.flush()
-            seq = await sync_to_async(live.seq_current, thread_sensitive=False)(stream)
+            seq = await _seq_current(stream)
             if target.get("notifications"):
                 text = await self.resync_text(stream, target, seq)
             else:
-                language = "en" if self.language.split("-")[0] == "en" else self.language
                 text = await SNAPSHOTS.text(
-                    (stream, language), seq, lambda: self.resync_text(stream, target, seq)
+                    (stream, self.language), seq, lambda: self.resync_text(stream, target, seq)
                 )
             if self.subscriptions.get(stream) is not target:
                 return
@@ -357,7 +360,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         """The resync frame of ``stream`` as of ``seq`` (read after it), in the reader's
         language, encoded."""
         data = await self.snapshot(target)
-        if self.language.split("-")[0] != "en":
+        if self.language != "en":
             with translation.override(self.language):
                 data = texts.localize_snapshot(data)
         return self.encode({"type": "resync", "stream": stream, "seq": seq, "data": data})
@@ -370,7 +373,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     # --- The reader's language ---------------------------------------------------------
     def localized(self, body: dict) -> dict:
         """``body`` with its stored messages in the reader's language (a copy)."""
-        if self.language.split("-")[0] == "en":
+        if self.language == "en":
             return body
         with translation.override(self.language):
             return texts.localize_live(body)
