@@ -94,10 +94,11 @@ class Tab:
         self.socket = None
         self.stopping = False
 
-    def take(self, message: dict) -> None:
-        text = message["data"]["message"]
-        if text.startswith("bench ") and int(text.split()[1]) not in self.got:
-            self.got[int(text.split()[1])] = time.monotonic()
+    def take(self, event: dict) -> None:
+        """Note when an event of the bench's (``bench <n>``) was first in hand."""
+        text = event["message"]
+        if text.startswith("bench "):
+            self.got.setdefault(int(text.split()[1]), time.monotonic())
 
     async def open(self) -> None:
         from websockets.asyncio.client import connect
@@ -117,7 +118,7 @@ class Tab:
         while True:
             for message in messages(json.loads(await self.socket.recv())):
                 if message["type"] == "event":
-                    self.take(message)
+                    self.take(message["data"])
                 elif message["type"] == "subscribed":
                     moved = self.last is not None and message["seq"] != self.last
                     asked = "since" in subscribe
@@ -128,8 +129,7 @@ class Tab:
                         await self.socket.send(json.dumps({"type": "resync", "stream": STREAM}))
                 elif message["type"] == "resync":
                     for event in message["data"]["events"]:
-                        if event["message"].startswith("bench "):
-                            self.take({"data": event})
+                        self.take(event)
                     self.last = message["seq"]
                     return
                 elif message["type"] == "error":
@@ -150,7 +150,7 @@ class Tab:
                     for message in messages(json.loads(raw)):
                         if message.get("type") == "event" and message["stream"] == STREAM:
                             self.last = message["seq"]
-                            self.take(message)
+                            self.take(message["data"])
             except ConnectionClosed:
                 pass
             if not self.stopping:
@@ -251,6 +251,11 @@ def seed_states(count: int) -> None:
             for i in range(count)
         },
     )
+
+
+def elapsed(report: dict, tabs: list[int], started: float) -> list[float | None]:
+    """For each of ``tabs``, seconds from ``started`` to the event in hand (None: never)."""
+    return [report["got"][i] - started if report["got"][i] else None for i in tabs]
 
 
 def healthy(port: int, timeout: float = 120) -> None:
@@ -368,7 +373,7 @@ def main() -> None:
             webs[port].wait()
             affected = [i for i, d in enumerate(report["drops"]) if d > drops[i]]
             drops = report["drops"]
-            kill = [report["got"][i] - started if report["got"][i] else None for i in affected]
+            kill = elapsed(report, affected, started)
             kill_cpu = cpu_used(before, kill_cpu, len(affected))
             # the server back
             webs[port] = start_web(port)
@@ -383,7 +388,7 @@ def main() -> None:
             report = wait(n)
             base_cpu = cpu_used(before, cpu_seconds(roots()), len(affected))
             drops = report["drops"]
-            base = [report["got"][i] - started if report["got"][i] else None for i in affected]
+            base = elapsed(report, affected, started)
             rounds.append(
                 {
                     "killed_server": round_ % 2 + 1,
