@@ -9,9 +9,10 @@ import secrets
 import socket
 from contextlib import contextmanager
 
+import libvirt
 import pytest
 
-from compute.backends.libvirt.backend import CONSOLE_PORT_REASON
+from compute.backends.libvirt.backend import CONSOLE_PORT_REASON, LibvirtBackend
 from compute.choices import Phase
 from compute.models import Host, Image, VirtualMachine
 from compute.services import vms as vm_services
@@ -94,6 +95,41 @@ def test_no_free_console_port_fails_the_vm_plainly_and_staff_see_qemus_words(dem
     assert "detail" not in tenant_view and "host" not in tenant_view
     staff_view = api(demo.admin).get(url).json()["status"]
     assert staff_view["detail"] == vm.detail
+
+
+@pytest.mark.usefixtures("node1")
+def test_a_qemu_that_exits_without_words_is_tried_again_on_its_port_to_learn_why():
+    """libvirt may report a QEMU that died during its start as only "qemu unexpectedly
+    closed the monitor": it read QEMU's log before virtlogd had written QEMU's last
+    words (a migration whose only target port was taken read "The hosts could not
+    complete the migration." that way once). The same port is tried once more, so a
+    taken port still reads as one and the next port is tried; a second wordless exit
+    is raised as it is."""
+    wordless = "internal error: qemu unexpectedly closed the monitor"
+    clash = f"internal error: {QEMU_PORT_ERROR[0]}: {QEMU_PORT_ERROR[1]}"
+    with taken_port(free_after=1) as port:
+        uri = Host.objects.get(name="node1").uri
+        backend = LibvirtBackend(uri=uri, vnc_ports=(port, port + 1))
+        tried = []
+
+        def attempt(given: int) -> None:
+            tried.append(given)
+            if len(tried) == 1:
+                raise libvirt.libvirtError(wordless)
+            if given == port:
+                raise libvirt.libvirtError(clash)
+
+        backend._on_free_port("cp-words", attempt)
+        assert tried == [port, port, port + 1]
+
+        def always_wordless(given: int) -> None:
+            tried.append(given)
+            raise libvirt.libvirtError(wordless)
+
+        tried.clear()
+        with pytest.raises(libvirt.libvirtError, match="closed the monitor$"):
+            backend._on_free_port("cp-words", always_wordless)
+        assert tried == [port, port]
 
 
 @pytest.mark.usefixtures("node1", "celery_worker")

@@ -208,6 +208,18 @@ PORT_ATTEMPTS = 4
 TCG_LIVE_MIGRATION_SAFE_FROM = 9_000_000  # QEMU 9.0.0 in libvirt's version numbers
 
 
+# libvirt's report of a QEMU that exited during its start without QEMU's own last words:
+# libvirt read QEMU's log before virtlogd had written them (seen here on a migration
+# whose target port was taken: the same attempt again read "Address already in use").
+_WORDLESS_EXIT = re.compile(
+    r"qemu unexpectedly closed the monitor(?: \(vm='[^']*'\))?:?\s*$", re.IGNORECASE
+)
+
+
+def _wordless_exit(error: libvirt.libvirtError) -> bool:
+    return bool(_WORDLESS_EXIT.search(_text(error)))
+
+
 def _port_clash(error: BaseException) -> bool:
     text = _text(error) if isinstance(error, libvirt.libvirtError) else str(error)
     return bool(_PORT_CLASH.search(text))
@@ -447,12 +459,19 @@ class LibvirtBackend(ComputeBackend):
     def _on_free_port(self, name: str, attempt) -> None:
         """``attempt(port)`` with the first free port of this host's range, and with the
         next one while QEMU finds the port taken (up to :data:`PORT_ATTEMPTS`); any other
-        libvirt error is raised as it is."""
+        libvirt error is raised as it is. A port whose QEMU died without words
+        (:func:`_wordless_exit`) is attempted once more, to learn why."""
         tried: list[int] = []
         last = None
         for port in self._vnc_port_candidates():
             try:
-                attempt(port)
+                try:
+                    attempt(port)
+                except libvirt.libvirtError as error:
+                    if not _wordless_exit(error):
+                        raise
+                    logger.warning("%s: QEMU on %s exited unexplained; again", name, self.uri)
+                    attempt(port)
                 return
             except libvirt.libvirtError as error:
                 if not _port_clash(error):
