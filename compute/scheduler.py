@@ -142,11 +142,13 @@ def count_own() -> None:
     locks its host's row), so that the counters read next include them. SQLite counts
     them at the insert."""
     if connection.vendor == "postgresql":
-        # Two statements: PostgreSQL prepares no multi-statement string, and psycopg
-        # prepares every statement at once with ISOTOPE_DB_PREPARE=0.
+        # One round trip: a string without values is never prepared (portal.postgresql),
+        # so it may hold both commands.
         with connection.cursor() as cursor:
-            cursor.execute(f"SET CONSTRAINTS {_INSERT_COUNTER} IMMEDIATE")
-            cursor.execute(f"SET CONSTRAINTS {_INSERT_COUNTER} DEFERRED")
+            cursor.execute(
+                f"SET CONSTRAINTS {_INSERT_COUNTER} IMMEDIATE; "
+                f"SET CONSTRAINTS {_INSERT_COUNTER} DEFERRED"
+            )
 
 
 def lock_hosts(ids) -> None:

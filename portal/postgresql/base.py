@@ -21,6 +21,11 @@ about 60 KB: some 8 MB for a full cache, twice that with the debug query log (wh
 converts each statement again, client-side). Statements of up to 256 values whose text
 varies (long ``IN`` lists) now take places in the cache too; bulk statements, with more
 values, are still converted afresh.
+
+A statement without values (a migration's DDL, a script of several commands) is never
+prepared (``ServerBindingCursor``): with ``ISOTOPE_DB_PREPARE=0`` psycopg prepared every
+statement at its first run, and ``migrate`` stopped at the first script of several
+commands ("cannot insert multiple commands into a prepared statement").
 """
 
 from __future__ import annotations
@@ -56,5 +61,22 @@ class DatabaseOperations(_Operations):
         return max(min(len(objs), MAX_PARAMETERS // (2 * max(len(fields), 1))), 1)
 
 
+class ServerBindingCursor(base.ServerBindingCursor):
+    """Django's cursor for values sent apart from the SQL, which leaves a statement
+    without values to PostgreSQL's simple protocol: never prepared, and it may hold
+    several commands."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        if not params and prepare is None:
+            prepare = False
+        return super().execute(query, params, prepare=prepare, binary=binary)
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     ops_class = DatabaseOperations
+
+    def get_connection_params(self):
+        params = super().get_connection_params()
+        if params.get("cursor_factory") is base.ServerBindingCursor:
+            params["cursor_factory"] = ServerBindingCursor
+        return params

@@ -140,3 +140,44 @@ def test_a_prepare_threshold_that_is_no_count_refuses_to_start(value):
     result = manage("check", ISOTOPE_DEBUG="1", ISOTOPE_DB_PREPARE=value)
     assert result.returncode != 0
     assert f"ISOTOPE_DB_PREPARE={value!r}: give how many runs" in result.stderr
+
+
+PREPARED_AT_ONCE_PROBE = """
+from django.db import connection
+
+with connection.cursor() as cursor:
+    cursor.execute("SELECT count(*) FROM pg_class WHERE relname = %s", ["a"])
+    cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%pg_class%'")
+    print(cursor.fetchone()[0])
+"""
+
+
+def test_migrate_runs_when_every_statement_is_prepared_at_once():
+    """``ISOTOPE_DB_PREPARE=0`` prepares a statement at its first run; a migration's
+    script of several commands cannot be prepared, and ``migrate`` stopped at the first
+    ("cannot insert multiple commands into a prepared statement"). A statement without
+    values is never prepared; one with values still is, at once."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        pytest.skip("needs PostgreSQL (set DATABASE_URL)")
+    import psycopg
+    from psycopg import sql
+
+    scratch = f"isotope_prepare0_{secrets.token_hex(4)}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
+    env = {
+        "ISOTOPE_DEBUG": "1",
+        "ISOTOPE_DB_PREPARE": "0",
+        "ISOTOPE_DB_POOL_SIZE": "1",
+        "DATABASE_URL": url.rsplit("/", 1)[0] + f"/{scratch}",
+    }
+    try:
+        migrated = manage("migrate", "--no-input", **env)
+        assert migrated.returncode == 0, migrated.stderr[-2000:]
+        probe = manage("shell", "-c", PREPARED_AT_ONCE_PROBE, **env)
+        assert probe.returncode == 0, probe.stderr
+        assert int(probe.stdout.strip().splitlines()[-1]) == 1
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(scratch)))
