@@ -75,7 +75,6 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.utils import translation
 
 from monitoring import fanout, live, selectors
@@ -83,7 +82,6 @@ from monitoring.formats import event_data
 from monitoring.groups import notify_group, object_group, tenant_group, user_group
 from monitoring.services import KIND, NAME_MAX
 from portal import texts
-from portal.exceptions import NotFound, PermissionDenied
 from portal.websockets import reader_language
 from tenants import selectors as tenant_selectors
 
@@ -389,16 +387,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     @database_sync_to_async
     def allowed(self, slug: str) -> bool:
         """May the user (reloaded: roles and is_active may have changed) watch ``slug``?"""
-        if not SLUG.fullmatch(slug):
-            return False
-        user = get_user_model().objects.filter(pk=self.user_id).first()
-        if user is None:
-            return False
-        try:
-            tenant_selectors.tenant_get(user, slug, "event.view")
-        except (NotFound, PermissionDenied):
-            return False
-        return True
+        return bool(SLUG.fullmatch(slug)) and tenant_selectors.user_may(
+            self.user_id, slug, "event.view"
+        )
 
     @database_sync_to_async
     def snapshot(self, target: dict) -> dict:

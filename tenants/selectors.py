@@ -222,6 +222,38 @@ def _tenant_and_role(user, slug: str) -> Tenant | None:
     return tenant
 
 
+def user_may(user_id: int, slug: str, action: str) -> bool:
+    """May the user ``user_id``, read afresh (``is_active``, superuser and roles may have
+    changed since they signed in), do ``action`` in the tenant named ``slug``? The rule
+    is :func:`tenant_get`'s; the user's row, the tenant's id and the user's role in it
+    come in one statement (a page's live socket asks on every subscribe: every page of
+    a reconnect storm)."""
+    from django.contrib.auth import get_user_model
+
+    user_model = get_user_model()
+    users, tenants = user_model._meta.db_table, Tenant._meta.db_table
+    memberships = Membership._meta.db_table
+    tenant_id = f"(SELECT id FROM {tenants} WHERE slug = %s)"  # noqa: S608
+    role = (
+        f"(SELECT role FROM {memberships} WHERE {memberships}.user_id = {users}.id "  # noqa: S608
+        f"AND {memberships}.tenant_id = {tenant_id})"
+    )
+    user = sql.first(
+        user_model,
+        f"{users}.id = %s",
+        [user_id],
+        annotate={"tenant_pk": (tenant_id, [slug]), "tenant_role": (role, [slug])},
+    )
+    if user is None or user.tenant_pk is None:
+        return False
+    user._isotope_roles = {user.tenant_pk: user.tenant_role}
+    try:
+        tenant_get(user, slug, action, row=Tenant(pk=user.tenant_pk, slug=slug))
+    except (NotFound, PermissionDenied):
+        return False
+    return True
+
+
 def tenant_by_slug(slug: str) -> Tenant | None:
     """Unrestricted lookup, for audit records of refused requests only."""
     return Tenant.objects.filter(slug=slug).first()

@@ -201,6 +201,34 @@ def test_a_removed_member_is_dropped_live_and_gets_nothing_more(demo):
     run(scenario)
 
 
+def test_each_subscribe_reads_the_user_afresh(demo):
+    """A user switched off while their socket is open cannot subscribe any more (and can
+    again once switched back on); platform staff watch any tenant that exists."""
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects
+    carol, staff = session_cookie(demo.carol), session_cookie(demo.admin)
+
+    async def scenario():
+        ws = await connected(carol)
+        assert (await subscribe(ws, tenant="acme"))["type"] == "subscribed"
+        await sync_to_async(users.filter(pk=demo.carol.pk).update)(is_active=False)
+        off = await subscribe(ws, tenant="acme", kind="vm", name="web1")
+        assert (off["type"], off["code"]) == ("error", "not_found")
+        await sync_to_async(users.filter(pk=demo.carol.pk).update)(is_active=True)
+        back = await subscribe(ws, tenant="acme", kind="vm", name="web1")
+        assert back["type"] == "subscribed"
+        await ws.disconnect()
+
+        ws = await connected(staff)
+        for slug in ("acme", "globex"):
+            assert (await subscribe(ws, tenant=slug))["type"] == "subscribed"
+        assert (await subscribe(ws, tenant="initech"))["code"] == "not_found"
+        await ws.disconnect()
+
+    run(scenario)
+
+
 def test_a_role_change_that_still_allows_viewing_keeps_the_subscription(demo):
     cookie = session_cookie(demo.carol)
 
