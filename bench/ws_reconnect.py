@@ -26,8 +26,9 @@ Each round, one server after the other:
 
 A resync carries the tenant's events (the last 50) and the live state of each of its
 resources: ``--states N`` gives tenant ``bench`` N VM states first (as a tenant with N
-VMs has; default 0). The tenant's states left in Redis by other benchmarks (same slug)
-are cleared first.
+VMs has; default 0), stored before the tabs open: a tab that subscribes "since" its seq
+gets them by name only (whole with ``--no-since``, as before 2026-12-07). The tenant's
+states left in Redis by other benchmarks (same slug) are cleared first.
 
 For each step, the CPU each part of the machine used per tab that came back (``cpu``:
 the web servers, nginx, the tabs' process, PostgreSQL, the whole machine), from the
@@ -215,13 +216,18 @@ def tab_process(url: str, cookies: list[str], since: bool, pipe) -> None:
 
 def seed_states(count: int) -> None:
     """Tenant ``bench``'s live states: none but ``count`` VMs' (a running VM's state as
-    the portal stores it)."""
+    the portal stores it), each stored at the tenant stream's current seq (as a tenant's
+    states are before its tabs open)."""
     from monitoring import live
+    from monitoring.groups import tenant_group
 
     key = live.STATE_KEY.format(slug="bench")
-    live.redis_client().delete(key)
+    tags = live.STATE_SEQ_KEY.format(slug="bench")
+    live.redis_client().delete(key, tags)
     if not count:
         return
+    seq = live.seq_current(tenant_group("bench"))
+    live.redis_client().hset(tags, mapping={f"vm/vm{i}": seq for i in range(count)})
     state = {
         "phase": "Running",
         "message": "",

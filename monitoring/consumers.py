@@ -6,9 +6,11 @@ client → server
   ``{"type": "subscribe", "tenant": "acme"}``                      the tenant stream
   ``{"type": "subscribe", "tenant": "acme", "kind": "vm", "name": "web1"}``  one object
   ``{"type": "subscribe", "notifications": true}``  your own notifications (``notify.<id>``)
-  any subscribe may add ``"since": n``, the last seq of the stream the client holds (a
-  reconnect): when the stream is no longer at n, the ``subscribed`` frame is followed by
-  a ``resync`` unasked (one access check and one round trip fewer than asking for it)
+  any subscribe may add ``"since": n``, the seq of the stream as of which the client
+  holds all of it (a reconnect): when the stream is no longer at n, the ``subscribed``
+  frame is followed by a ``resync`` unasked (one access check and one round trip fewer
+  than asking for it); for a tenant's stream it says ``"since": n`` and holds whole only
+  the resources whose state was stored after n (the others by kind and name only)
   ``{"type": "unsubscribe", "stream": "tenant.acme"}`` (or the same fields as subscribe)
   ``{"type": "resync", "stream": "tenant.acme"}``  current state, to recover from a gap
 
@@ -19,8 +21,9 @@ server → client
   ``{"type": "event", "stream": s, "seq": n, "data": <event>}``  (monitoring.formats)
   ``{"type": "resource", "stream": s, "seq": n, "data": {"tenant", "kind", "name",
   "state"}}``
-  ``{"type": "resync", "stream": s, "seq": n, "data": {"events": [...], "resources":
-  [{"kind", "name", "data"}]}}``  state as of seq n: apply, then drop messages ≤ n
+  ``{"type": "resync", "stream": s, "seq": n[, "since": m], "data": {"events": [...],
+  "resources": [{"kind", "name"[, "data"]}]}}``  state as of seq n: apply, then drop
+  messages ≤ n (with ``since``: a resource without ``data`` is unchanged since m)
   (for ``notify.<id>``: ``data: {"notifications": [...], "unread": n}``); also sent
   unasked when the server finds it lost messages of the stream on their way to it
   (``monitoring.fanout``: within two ``ISOTOPE_LIVE_CHECK_SECONDS``, default 5 s)
@@ -117,8 +120,8 @@ class SharedSnapshots:
     (bench/README.md, ``ws_reconnect``). A tenant's or an object's frame holds nothing of
     its reader but the language, and a stream's state as of a seq is the same whoever
     asks: the first socket to ask reads and encodes it; those that ask at the same seq
-    while it is being read, or within ``TTL`` seconds after, get the same text. A newer
-    seq reads afresh.
+    (and "since" the same seq, ``LiveConsumer.send_resync``) while it is being read, or
+    within ``TTL`` seconds after, get the same text. A newer seq reads afresh.
     ``TTL`` bounds what could change without a new seq (events the retention task
     deletes; a Redis that lost its seq counters counting again from 0)."""
 
@@ -126,7 +129,7 @@ class SharedSnapshots:
     SIZE = 256  # streams × languages kept
 
     def __init__(self):
-        # (stream, language) → [seq, when read, loop, future of the text, text or None]
+        # (stream, language, since) → [seq, when read, loop, future of the text, text or None]
         self.entries: OrderedDict[tuple, list] = OrderedDict()
 
     def clear(self) -> None:
@@ -292,7 +295,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             missed = await _seq_current(stream) != before
             await super().send_json({"type": "subscribed", "stream": stream, "seq": before})
         if missed or (since is not None and since != before):
-            await self.send_resync(stream, target)
+            await self.send_resync(stream, target, since=since)
 
     async def on_unsubscribe(self, content: dict) -> None:
         stream = content.get("stream")
@@ -333,35 +336,49 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         except Exception:  # noqa: BLE001 - the socket went away; disconnect cleans up
             logger.debug("live resend failed", exc_info=True)
 
-    async def send_resync(self, stream: str, target: dict) -> None:
+    async def send_resync(self, stream: str, target: dict, *, since: int | None = None) -> None:
         """The stream's state as of its current seq. Read holding ``sending``, after what
         the outbox held went out: a message queued meanwhile follows the frame (the
         client drops it when the state already has it) instead of going before it and
         being undone by an older state. Not sent once the subscription is gone (an
         access re-check dropped it while the state was read). A tenant's or an object's
         frame is read and encoded once per process for the sockets that ask at the same
-        seq in the same language (``SNAPSHOTS``); one's notifications, for each socket."""
+        seq in the same language (``SNAPSHOTS``); one's notifications, for each socket.
+
+        ``since``: the seq of a tenant's stream that the tab holds all of (it
+        subscribed "since" it): the states stored after it come whole, the others by
+        name only (the frame says ``since``). Not for an object's stream (one state),
+        nor past the stream's seq (Redis counting again from 0): the whole state."""
         async with self.sending:
             await self.flush()
             seq = await _seq_current(stream)
             if target.get("notifications"):
                 text = await self.resync_text(stream, target, seq)
             else:
+                if target["kind"] or (since is not None and since > seq):
+                    since = None
                 text = await SNAPSHOTS.text(
-                    (stream, self.language), seq, lambda: self.resync_text(stream, target, seq)
+                    (stream, self.language, since),
+                    seq,
+                    lambda: self.resync_text(stream, target, seq, since),
                 )
             if self.subscriptions.get(stream) is not target:
                 return
             await super().send(text_data=text)
 
-    async def resync_text(self, stream: str, target: dict, seq: int) -> str:
+    async def resync_text(
+        self, stream: str, target: dict, seq: int, since: int | None = None
+    ) -> str:
         """The resync frame of ``stream`` as of ``seq`` (read after it), in the reader's
         language, encoded."""
-        data = await self.snapshot(target)
+        data = await self.snapshot(target, since)
         if self.language != "en":
             with translation.override(self.language):
                 data = texts.localize_snapshot(data)
-        return self.encode({"type": "resync", "stream": stream, "seq": seq, "data": data})
+        frame = {"type": "resync", "stream": stream, "seq": seq, "data": data}
+        if since is not None:
+            frame["since"] = since
+        return self.encode(frame)
 
     async def drop(self, stream: str, reason: str) -> None:
         self.subscriptions.pop(stream, None)
@@ -392,8 +409,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         )
 
     @database_sync_to_async
-    def snapshot(self, target: dict) -> dict:
-        """What a resync carries (the caller read the stream's seq before)."""
+    def snapshot(self, target: dict, since: int | None = None) -> dict:
+        """What a resync carries (the caller read the stream's seq before); ``since``:
+        see ``send_resync``."""
         from tenants.models import Tenant
 
         if target.get("notifications"):
@@ -404,7 +422,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         events = selectors.events_recent(tenant, kind=target["kind"], name=target["name"])
         return {
             "events": [event_data(e, tenant_slug=tenant.slug) for e in events],
-            "resources": live.state_snapshot(tenant.slug, target["kind"], target["name"]),
+            "resources": live.state_snapshot(
+                tenant.slug, target["kind"], target["name"], since=since
+            ),
         }
 
     # --- Frames out ------------------------------------------------------------------

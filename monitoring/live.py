@@ -4,7 +4,9 @@ Internal to ``monitoring``: other apps publish through ``monitoring.services``. 
 message sent to a group carries that group's next sequence number (Redis ``INCR`` on
 ``isotope:live:seq:<group>``), so a client that sees ``seq`` jump knows it missed
 something and resyncs. The last published state of each resource is kept in a Redis
-hash per tenant so a resync can return it without asking the resource's app.
+hash per tenant so a resync can return it without asking the resource's app, and
+beside it the tenant stream's seq at which each was stored, so that a tab that comes
+back holding seq n gets only the states stored after n (the others by name).
 """
 
 from __future__ import annotations
@@ -23,10 +25,15 @@ from channels_redis.serializers import MsgPackSerializer
 from channels_redis.utils import decode_hosts
 from django.conf import settings
 
+from monitoring.groups import tenant_group
+
 logger = logging.getLogger(__name__)
 
 SEQ_KEY = "isotope:live:seq:{group}"
 STATE_KEY = "isotope:live:state:{slug}"
+# Field of STATE_KEY → the tenant stream's seq of the script call that stored it last
+# (no entry: not known, so always sent).
+STATE_SEQ_KEY = "isotope:live:stateseq:{slug}"
 # The channel-layer message type the consumer handles (``LiveConsumer.live_message``).
 LIVE_MESSAGE = "live.message"
 CONTROL_MESSAGE = "live.control"
@@ -114,9 +121,12 @@ def broadcast_many(
         return []
     keys = [SEQ_KEY.format(group=group) for groups, _, _ in messages for group in groups]
     arguments: list = [len(keys)]
+    # Each state's tenant stream: the last of its seq keys here (the highest number).
+    last = {key: index for index, key in enumerate(keys, start=1)}
     for slug, kind, name, data in states:
-        keys.append(STATE_KEY.format(slug=slug))
+        keys += [STATE_KEY.format(slug=slug), STATE_SEQ_KEY.format(slug=slug)]
         arguments += _state_arguments(kind, name, data)
+        arguments.append(last.get(SEQ_KEY.format(group=tenant_group(slug)), 0))
     layer = get_channel_layer()
     direct = _pubsub_client(layer)
     if direct is not None and _publishable_in_script(layer, direct[0]):
@@ -256,13 +266,15 @@ def _field(kind: str, name: str) -> str:
 
 
 # One round trip for ``broadcast_many``: ARGV[1] = n; KEYS[1..n] (the streams' seq
-# keys) + 1 each, returned in order; each key after them is a tenant's state hash,
-# stored into first with four ARGV of its own (field, the state's JSON, its
-# resourceVersion, its uid). A state is stored unless the one kept is of the same object
-# (``uid``) at a higher ``resourceVersion``: publishes run after their transactions
-# commit, in threads and processes of their own, so an older state can arrive last; the
-# snapshot must still show the newest. (Another object under the same name, e.g. one
-# deleted and created again, always replaces it.)
+# keys) + 1 each, returned in order; the keys after them come in pairs, a tenant's state
+# hash and its seq hash (STATE_SEQ_KEY), with five ARGV of their own: field, the state's
+# JSON, its resourceVersion, its uid, and which of KEYS[1..n] is the tenant stream's
+# last (0: none). A state is stored unless the one kept is of the same object (``uid``)
+# at a higher ``resourceVersion``: publishes run after their transactions commit, in
+# threads and processes of their own, so an older state can arrive last; the snapshot
+# must still show the newest. (Another object under the same name, e.g. one deleted and
+# created again, always replaces it.) A state stored is tagged with that key's new number
+# (``tag``): a tab holding that seq has had the message that carried it.
 _STORE = """
 local function store(key, field, value, version_text, uid)
   local kept = redis.call('HGET', key, field)
@@ -272,16 +284,31 @@ local function store(key, field, value, version_text, uid)
     if ok and type(old) == 'table' and old['uid'] == uid then
       local old_version = tonumber(old['resourceVersion'])
       if old_version and old_version > version then
-        return
+        return false
       end
     end
   end
   redis.call('HSET', key, field, value)
+  return true
 end
 local count = tonumber(ARGV[1])
-for i = count + 1, #KEYS do
-  local at = 2 + (i - count - 1) * 4
-  store(KEYS[i], ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3])
+local states = (#KEYS - count) / 2
+local stored = {}
+for i = 0, states - 1 do
+  local at = 2 + i * 5
+  local key = KEYS[count + 1 + i * 2]
+  if store(key, ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]) then
+    stored[#stored + 1] = {KEYS[count + 2 + i * 2], ARGV[at], tonumber(ARGV[at + 4])}
+  end
+end
+local function tag(numbers)
+  for _, state in ipairs(stored) do
+    if state[3] > 0 then
+      redis.call('HSET', state[1], state[2], numbers[state[3]])
+    else
+      redis.call('HDEL', state[1], state[2])
+    end
+  end
 end
 """
 _SEQUENCE = (
@@ -291,6 +318,7 @@ local numbers = {}
 for i = 1, count do
   numbers[i] = redis.call('INCR', KEYS[i])
 end
+tag(numbers)
 return numbers
 """
 )
@@ -300,16 +328,39 @@ return numbers
 _SEQUENCE_PUBLISH = (
     _STORE
     + """
-local first = 2 + (#KEYS - count) * 4
+local first = 2 + states * 5
 local numbers = {}
 for i = 1, count do
   numbers[i] = redis.call('INCR', KEYS[i])
   local at = first + (i - 1) * 2
   redis.call('PUBLISH', ARGV[at], ARGV[at + 1] .. cmsgpack.pack(numbers[i]))
 end
+tag(numbers)
 return numbers
 """
 )
+# A tenant's states for a tab holding seq ARGV[1]: KEYS = the state hash, its seq hash.
+# Every field, each followed by its state when it was stored after that seq or its seq
+# is not known, else by nil.
+_CHANGED_SINCE = """
+local since = tonumber(ARGV[1])
+local tags = {}
+local pairs_ = redis.call('HGETALL', KEYS[2])
+for i = 1, #pairs_, 2 do
+  tags[pairs_[i]] = tonumber(pairs_[i + 1])
+end
+local out = {}
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  out[#out + 1] = field
+  local seq = tags[field]
+  if seq and seq <= since then
+    out[#out + 1] = false
+  else
+    out[#out + 1] = redis.call('HGET', KEYS[1], field)
+  end
+end
+return out
+"""
 _registered: dict[str, tuple[redis.Redis, object]] = {}
 
 
@@ -334,17 +385,35 @@ def _state_arguments(kind: str, name: str, data: dict) -> list:
 
 def state_forget(slug: str, kind: str, name: str) -> None:
     """Drop a resource that is gone from the snapshot."""
-    redis_client().hdel(STATE_KEY.format(slug=slug), _field(kind, name))
+    field = _field(kind, name)
+    pipe = redis_client().pipeline(transaction=False)
+    pipe.hdel(STATE_KEY.format(slug=slug), field)
+    pipe.hdel(STATE_SEQ_KEY.format(slug=slug), field)
+    pipe.execute()
 
 
-def state_snapshot(slug: str, kind: str = "", name: str = "") -> list[dict]:
-    """``[{"kind", "name", "data"}]`` for the tenant, or only for one object."""
+def state_snapshot(
+    slug: str, kind: str = "", name: str = "", *, since: int | None = None
+) -> list[dict]:
+    """``[{"kind", "name", "data"}]`` for the tenant, or only for one object. ``since``
+    (a tenant's, by a tab holding the tenant stream's seq ``since``): the states stored
+    after it have their ``data``; the others come without it, by name only."""
     key = STATE_KEY.format(slug=slug)
     if kind:
         raw = redis_client().hget(key, _field(kind, name))
         return [{"kind": kind, "name": name, "data": json.loads(raw)}] if raw else []
+    if since is None:
+        found = redis_client().hgetall(key).items()
+    else:
+        reply = redis_script(_CHANGED_SINCE)(
+            keys=[key, STATE_SEQ_KEY.format(slug=slug)], args=[since]
+        )
+        found = zip(reply[::2], reply[1::2], strict=True)
     items = []
-    for field, raw in sorted(redis_client().hgetall(key).items()):
+    for field, raw in sorted(found):
         obj_kind, _, obj_name = field.decode().partition("/")
-        items.append({"kind": obj_kind, "name": obj_name, "data": json.loads(raw)})
+        item = {"kind": obj_kind, "name": obj_name}
+        if raw is not None:
+            item["data"] = json.loads(raw)
+        items.append(item)
     return items

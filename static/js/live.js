@@ -14,7 +14,8 @@
  *   - tracks seq per stream; on a gap, a reconnect that missed messages, or a seq
  *     behind the baseline, dispatches `isotope:resync` and asks the server for a
  *     snapshot (resource states in it are applied like live messages); a reconnect
- *     subscribes "since" the seq it holds, and the server sends that snapshot unasked;
+ *     subscribes "since" the seq it holds all of, and the server sends that snapshot
+ *     unasked, whole only for the states stored after that seq (the others by name);
  *   - never shows a resource's state older than one it showed, for states that carry
  *     their uid and resourceVersion: two writers' states may reach it in the other order
  *     than they were written (each is sent after its own commit), and a state with the
@@ -55,6 +56,11 @@
   const wanted = new Map(); // stream key → {tenant, kind, name}
   const keyToStream = new Map(); // key → stream name the server confirmed
   const lastSeq = new Map(); // stream → last seq applied
+  // stream → the seq as of which this page holds every state of the stream: set when
+  // nothing is missing (a subscribe at the page's own seq, each message in order, a
+  // resync); left behind while a resync is on its way. A reconnect subscribes "since"
+  // it, and gets whole only the states stored after it.
+  const held = new Map();
   const versions = new Map(); // "tenant/kind/name" → {uid, version} of the state last applied
   const toasted = new Set();
   let pending = []; // subscribes sent and not yet answered, oldest first: {key, since}
@@ -94,13 +100,14 @@
     // A reconnect says which seq it holds: the server then sends the state it missed
     // right after "subscribed", without being asked.
     const stream = keyToStream.get(key);
-    if (stream !== undefined && lastSeq.has(stream)) frame.since = lastSeq.get(stream);
+    if (stream !== undefined && held.has(stream)) frame.since = held.get(stream);
     if (send(frame)) pending.push({ key: key, since: frame.since });
   }
 
   function unsubscribe(stream) {
     keyToStream.forEach(function (s, key) { if (s === stream) { wanted.delete(key); keyToStream.delete(key); } });
     lastSeq.delete(stream);
+    held.delete(stream);
     send({ type: "unsubscribe", stream: stream });
   }
 
@@ -327,14 +334,19 @@
         // The server answers subscribes in order: the oldest pending one is this.
         const asked = pending.shift();
         if (asked !== undefined) keyToStream.set(asked.key, frame.stream);
-        const known = lastSeq.has(frame.stream) ? lastSeq.get(frame.stream) : baseline()[frame.stream];
+        const again = lastSeq.has(frame.stream); // subscribed before: a reconnect
         lastSeq.set(frame.stream, frame.seq);
-        if (known !== undefined && frame.seq !== known) {
-          const reason = known > frame.seq ? "reset" : "missed";
-          // Subscribed "since" the seq we hold: the server sends the resync itself.
-          if (asked !== undefined && asked.since === known) emit("isotope:resync", { stream: frame.stream, reason: reason });
-          else resync(frame.stream, reason);
+        // Subscribed "since" a seq the stream has moved on from: the server sends the
+        // resync itself.
+        if (asked !== undefined && asked.since !== undefined && asked.since !== frame.seq) {
+          emit("isotope:resync", { stream: frame.stream, reason: asked.since > frame.seq ? "reset" : "missed" });
+          return;
         }
+        // The seq as of which the page holds the whole stream: its own, or on a first
+        // subscribe the page's as rendered (none declared: as of now).
+        const have = held.has(frame.stream) ? held.get(frame.stream) : again ? undefined : baseline()[frame.stream];
+        if (have === frame.seq || (have === undefined && !again)) held.set(frame.stream, frame.seq);
+        else resync(frame.stream, have !== undefined && have > frame.seq ? "reset" : "missed");
         return;
       }
       case "event":
@@ -349,11 +361,15 @@
         const first = typeof frame.first_seq === "number" ? frame.first_seq : frame.seq;
         if (last !== undefined && first > last + 1) resync(frame.stream, "gap");
         else if (last !== undefined && frame.seq === 1 && last > 1) resync(frame.stream, "reset");
+        else if (last !== undefined && held.get(frame.stream) === last) held.set(frame.stream, frame.seq);
         return;
       }
       case "resync": {
         lastSeq.set(frame.stream, frame.seq);
+        held.set(frame.stream, frame.seq);
+        // A resync "since" a seq lists by name only (no data) the states stored before.
         (frame.data.resources || []).forEach(function (r) {
+          if (r.data === undefined) return;
           deliver({ type: "resource", stream: frame.stream, seq: frame.seq, data: { tenant: frame.stream.split(".")[1], kind: r.kind, name: r.name, state: r.data } }, true);
         });
         emit("isotope:snapshot", frame);
@@ -361,6 +377,7 @@
       }
       case "unsubscribed":
         lastSeq.delete(frame.stream);
+        held.delete(frame.stream);
         keyToStream.forEach(function (s, key) { if (s === frame.stream) { wanted.delete(key); keyToStream.delete(key); } });
         emit("isotope:unsubscribed", frame);
         return;

@@ -115,6 +115,64 @@ def test_events_missed_while_disconnected_arrive_after_the_reconnect(demo, live_
     assert not [frame for frame in back if frame["type"] == "resync"], back
 
 
+def test_after_a_reconnect_only_the_states_that_changed_come_whole_and_every_row_is_right(
+    demo, live_url, new_page
+):
+    """Two VMs on the page, live; one stops while the page's connection is failing (its
+    message never arrives) and the page reconnects. It gets the tenant's resources with
+    only the stopped VM's state whole (the other by name: the page had it), shows that
+    one stopped and keeps the other running."""
+    from monitoring.services import resource_publish
+
+    sockets, received = [], []  # per socket: the page's end, the frames it was given
+    cut = []  # set: the connection fails, nothing more reaches the page
+
+    def relay(ws):
+        server = ws.connect_to_server()
+        frames = []
+        received.append(frames)
+
+        def forward(message):
+            if not cut:
+                frames.append(json.loads(message))
+                ws.send(message)
+
+        server.on_message(forward)
+        sockets.append(ws)
+
+    bob = open_timeline(new_page, live_url, "bob", handler=relay)
+    bob.evaluate(
+        """() => document.querySelector("main").insertAdjacentHTML("afterbegin",
+        ["a", "b"].map((name) =>
+          '<div data-testid="vm-' + name + '" data-live-kind="vm" data-live-name="' +
+          name + '"><span class="badge" data-live-field="phase">Pending</span></div>'
+        ).join(""))"""
+    )
+    for name in ("a", "b"):
+        resource_publish(tenant=demo.acme, kind="vm", name=name, data={"phase": "Running"})
+    badges = {n: bob.get_by_test_id(f"vm-{n}").locator("[data-live-field=phase]") for n in "ab"}
+    for badge in badges.values():
+        expect(badge).to_have_text("Running", timeout=2000)
+
+    cut.append(True)
+    resource_publish(tenant=demo.acme, kind="vm", name="b", data={"phase": "Stopped"})
+    expect(badges["b"]).to_have_text("Running")  # its message did not get through
+    cut.clear()
+    sockets[-1].close(code=4000, reason="network blip")
+
+    expect(badges["b"]).to_have_text("Stopped", timeout=10000)
+    expect(badges["a"]).to_have_text("Running")
+    assert len(sockets) >= 2, "the page reconnected"
+    [resync] = [f for f in received[-1] if f["type"] == "resync" and f["stream"] == "tenant.acme"]
+    shown = {
+        r["name"]: r.get("data", {}).get("phase")
+        for r in resync["data"]["resources"]
+        if r["kind"] == "vm" and r["name"] in ("a", "b")  # other tests' states may be kept
+    }
+    assert isinstance(resync.get("since"), int), resync
+    assert shown == {"a": None, "b": "Stopped"}, shown
+
+
 def test_filters_apply_to_live_events(demo, live_url, new_page):
     carol = new_page()
     login(carol, live_url, "carol")

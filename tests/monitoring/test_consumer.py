@@ -294,9 +294,9 @@ def test_tabs_resyncing_at_the_same_seq_share_one_read_and_a_newer_seq_reads_aga
     reads = []
     read = consumers.LiveConsumer.resync_text
 
-    async def counted(self, stream, target, seq):
+    async def counted(self, stream, target, seq, since=None):
         reads.append((stream, seq))
-        return await read(self, stream, target, seq)
+        return await read(self, stream, target, seq, since)
 
     monkeypatch.setattr(consumers.LiveConsumer, "resync_text", counted)
     cookies = [session_cookie(user) for user in (demo.alice, demo.bob, demo.carol)]
@@ -378,6 +378,53 @@ def test_a_reconnect_that_subscribes_since_its_seq_gets_what_it_missed_unasked(d
         assert (await subscribe(reset, tenant="acme", since=9))["seq"] == 3
         assert (await reset.receive_json_from(timeout=5))["type"] == "resync"
         await reset.disconnect()
+
+    run(scenario)
+
+
+def test_a_reconnect_since_its_seq_gets_whole_only_the_states_stored_after_it(demo):
+    """A resync "since" the seq a tab holds lists every resource of the tenant, whole
+    only those whose state was stored after that seq (the others, unchanged, by name);
+    a gone resource is not listed. Without "since", or past the stream's seq, all whole."""
+    from monitoring.services import resource_forget
+
+    cookie = session_cookie(demo.carol)
+    for name in ("a", "b", "gone"):
+        resource_publish(tenant=demo.acme, kind="vm", name=name, data={"phase": "Running"})
+
+    def listed(frame: dict) -> dict:
+        return {r["name"]: r.get("data", {}).get("phase") for r in frame["data"]["resources"]}
+
+    async def scenario():
+        ws = await connected(cookie)
+        assert (await subscribe(ws, tenant="acme"))["seq"] == 3
+        await ws.disconnect()  # the tab goes away holding seq 3
+        for name, phase in (("b", "Stopped"), ("c", "Pending")):
+            await sync_to_async(resource_publish)(
+                tenant=demo.acme, kind="vm", name=name, data={"phase": phase}
+            )
+        await sync_to_async(resource_forget)(tenant=demo.acme, kind="vm", name="gone")
+
+        back = await connected(cookie)
+        assert (await subscribe(back, tenant="acme", since=3))["seq"] == 6
+        delta = await back.receive_json_from(timeout=5)
+        assert (delta["type"], delta["seq"], delta["since"]) == ("resync", 6, 3)
+        assert listed(delta) == {"a": None, "b": "Stopped", "c": "Pending"}
+        await back.disconnect()
+
+        for since in (0, 9):  # all of it changed since 0; 9: Redis counting again
+            tab = await connected(cookie)
+            await subscribe(tab, tenant="acme", since=since)
+            whole = await tab.receive_json_from(timeout=5)
+            assert whole.get("since") == (0 if since == 0 else None)
+            assert listed(whole) == {"a": "Running", "b": "Stopped", "c": "Pending"}
+            await tab.disconnect()
+
+        one = await connected(cookie)  # an object's stream: its one state, whole
+        await subscribe(one, tenant="acme", kind="vm", name="a")
+        await one.send_json_to({"type": "resync", "stream": "object.acme.vm.a"})
+        assert listed(await one.receive_json_from(timeout=5)) == {"a": "Running"}
+        await one.disconnect()
 
     run(scenario)
 

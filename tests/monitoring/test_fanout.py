@@ -183,9 +183,13 @@ def test_messages_lost_on_their_way_are_made_good_by_a_resync_sent_unasked(demo,
     def numbered_never_sent(data: dict) -> None:
         """A message that took its seq and was kept in the snapshot, then went nowhere
         (a subscription reconnecting drops it without an error anywhere)."""
-        keys = [live.SEQ_KEY.format(group=STREAM), live.STATE_KEY.format(slug="acme")]
+        keys = [
+            live.SEQ_KEY.format(group=STREAM),
+            live.STATE_KEY.format(slug="acme"),
+            live.STATE_SEQ_KEY.format(slug="acme"),
+        ]
         live.redis_script(live._SEQUENCE)(
-            keys=keys, args=[1, *live._state_arguments("vm", "web1", data)]
+            keys=keys, args=[1, *live._state_arguments("vm", "web1", data), 1]
         )
 
     async def scenario():
