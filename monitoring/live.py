@@ -122,7 +122,8 @@ def broadcast_many(
     keys = [SEQ_KEY.format(group=group) for groups, _, _ in messages for group in groups]
     arguments: list = [len(keys)]
     # Each state's tenant stream: the last of its seq keys here (the highest number).
-    last = {key: index for index, key in enumerate(keys, start=1)}
+    # Only with states: a metrics collection sends a message per VM and no state.
+    last = {key: index for index, key in enumerate(keys, start=1)} if states else {}
     for slug, kind, name, data in states:
         keys += [STATE_KEY.format(slug=slug), STATE_SEQ_KEY.format(slug=slug)]
         arguments += _state_arguments(kind, name, data)
