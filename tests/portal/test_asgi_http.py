@@ -9,10 +9,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.core import signals
+from django.test import override_settings
 
 from portal.asgi import application
 from portal.asgi_http import RequestThreads, SyncChainASGIHandler
 from tests.asgi_request import asgi_request
+from tests.portal import streaming_urls
 
 pytestmark = [pytest.mark.unit, pytest.mark.django_db(transaction=True)]
 
@@ -99,6 +102,147 @@ def test_two_requests_at_once_run_on_two_threads_and_neither_waits_for_the_other
     assert [status for status, _, _ in _in_a_loop(two())] == [200, 200]
     assert len(set(handler.threads_used)) == 2
     assert handler.threads.started == 2
+
+
+class _CountingThreads(RequestThreads):
+    """Request threads that count the calls handed over to them."""
+
+    def __init__(self):
+        super().__init__()
+        self.handed = 0
+
+    def lend(self):
+        if self._idle:
+            return self._idle.pop()
+        self.started += 1
+        threads = self
+
+        class Counting(ThreadPoolExecutor):
+            def submit(self, fn, /, *args, **kwargs):
+                threads.handed += 1
+                return super().submit(fn, *args, **kwargs)
+
+        return Counting(max_workers=1)
+
+
+@pytest.fixture
+def noted():
+    """What a request did in order, with the thread of each signal: its signals
+    (``request_started``, ``request_finished``) and the messages it sent."""
+    order: list[tuple[str, threading.Thread | None]] = []
+
+    def started(**kwargs):
+        order.append(("started", threading.current_thread()))
+
+    def finished(**kwargs):
+        order.append(("finished", threading.current_thread()))
+
+    signals.request_started.connect(started)
+    signals.request_finished.connect(finished)
+    yield order
+    signals.request_started.disconnect(started)
+    signals.request_finished.disconnect(finished)
+
+
+def _noting(handler, order):
+    async def app(scope, receive, send):
+        async def send_noted(message):
+            order.append((message["type"], None))
+            await send(message)
+
+        await handler(scope, receive, send_noted)
+
+    return app
+
+
+def test_a_whole_response_takes_one_hand_over_and_gives_its_connection_back_before_it_is_sent(
+    noted,
+):
+    """The request's synchronous part (its start, the chain, its close, which gives the
+    database connection back) is one call to the request's thread, not three."""
+    threads = _CountingThreads()
+    handler = _Recording()
+    handler.threads = threads
+    status, _, body = _in_a_loop(asgi_request(_noting(handler, noted), "GET", "/healthz"))
+    assert status == 200
+    assert [step for step, _ in noted] == [
+        "started",
+        "finished",
+        "http.response.start",
+        "http.response.body",
+    ]
+    (chain_thread,) = handler.threads_used
+    assert [thread for step, thread in noted if thread] == [chain_thread, chain_thread]
+    assert threads.handed == 1
+
+
+def _stream(handler, path: str, order: list, leave_after: int | None = None):
+    """GET ``path``; the client takes each body part (``streaming_urls.state.taken``)
+    and, with ``leave_after``, goes away once it has that many lines. What it is sent
+    is noted in ``order``."""
+    parts: list[bytes] = []
+    gone = asyncio.Event()
+    scope_body = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive():
+        if scope_body:
+            return scope_body.pop()
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        order.append((message["type"], None))
+        if message["type"] == "http.response.body":
+            parts.append(message.get("body", b""))
+            streaming_urls.state.taken.set()
+            if leave_after is not None and sum(p.count(b"\n") for p in parts) >= leave_after:
+                gone.set()
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"count=3" if leave_after is None else b"",
+        "root_path": "",
+        "headers": [(b"host", b"localhost")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    _in_a_loop(asyncio.wait_for(handler(scope, receive, send), 30))
+    return parts
+
+
+@pytest.fixture
+def lines():
+    streaming_urls.state = streaming_urls.Lines()
+    with override_settings(ROOT_URLCONF="tests.portal.streaming_urls"):
+        yield streaming_urls
+
+
+def test_a_streamed_body_reaches_the_client_part_by_part_then_its_response_closes(lines, noted):
+    """Each line is sent before the next is made (Django's handler reads a synchronous
+    iterator whole first: a followed log would never arrive)."""
+    parts = _stream(SyncChainASGIHandler(), "/lines/", noted)
+    assert b"".join(parts) == b"line 1\nline 2\nline 3\n"
+    assert not lines.state.stalled, "a line was made only after the client had taken it"
+    assert lines.state.closed
+    steps = [step for step, _ in noted]
+    assert steps.count("finished") == 1
+    assert steps.index("finished") > max(i for i, s in enumerate(steps) if s.startswith("http."))
+
+
+def test_a_stream_stops_when_its_client_goes(lines, noted):
+    """An endless stream (a log followed) ends when the client goes: its generator is
+    closed and the request finishes, once."""
+    parts = _stream(SyncChainASGIHandler(), "/lines/", noted, leave_after=3)
+    assert b"".join(parts).startswith(b"line 1\nline 2\nline 3\n")
+    assert not lines.state.stalled
+    assert lines.state.closed
+    assert [step for step, _ in noted].count("finished") == 1
 
 
 def _frozen_after(statements: str, loaded: str) -> dict:
