@@ -54,6 +54,13 @@ def _instance(model, using: str, names: list[str], converters: list, values, con
     return model.from_db(using, names, values)
 
 
+def _setter(name: str):
+    def put(instance, value) -> None:
+        setattr(instance, name, value)
+
+    return put
+
+
 def select(
     model: type[M],
     where: str,
@@ -66,6 +73,7 @@ def select(
     for_update: bool = False,
     annotate: dict[str, tuple[str, list]] | None = None,
     join: tuple[str, list] | None = None,
+    attach: dict[str, type[models.Model]] | None = None,
 ) -> list[M]:
     """Instances of ``model`` whose rows satisfy ``where`` (SQL over the model's own
     columns, ``%s`` for each of ``params``), in ``order_by`` (SQL) when given.
@@ -77,24 +85,34 @@ def select(
     expression, its params), set on each instance as the ORM's ``annotate`` would
     (the value as the driver returns it). ``join``: SQL (and its params) placed after
     the joins, such as a ``LEFT OUTER JOIN`` of a derived table whose columns the
-    annotations read (``where`` and ``order_by`` then qualify the model's columns)."""
+    annotations read (``where`` and ``order_by`` then qualify the model's columns).
+    ``attach``: alias → model of a row that ``join`` joins under that alias (one at
+    most per row, not a foreign key of the model's): its columns are read too and the
+    instance (None where the join found no row) set on each instance as attribute
+    ``alias``."""
     connection = connections[using]
     quote = connection.ops.quote_name
     table = model._meta.db_table
     columns, names, converters = _shape(model, using, table)
+    # (set it on the instance, model, its shape, where its key is), in column order
     joins, shapes = [], []
     for name in related:
         field = model._meta.get_field(name)
         target = field.related_model
         shape = _shape(target, using, name)
         key = shape[1].index(target._meta.pk.attname)
-        shapes.append((field, target, shape, key))
+        shapes.append((field.set_cached_value, target, shape, key))
         columns += f", {shape[0]}"
         joined = f"{quote(name)}.{quote(field.target_field.column)}"
         joins.append(
             f" LEFT OUTER JOIN {quote(target._meta.db_table)} {quote(name)} ON "
             f"{joined} = {quote(table)}.{quote(field.column)}"
         )
+    for alias, target in (attach or {}).items():
+        shape = _shape(target, using, alias)
+        key = shape[1].index(target._meta.pk.attname)
+        shapes.append((_setter(alias), target, shape, key))
+        columns += f", {shape[0]}"
     extra = list((annotate or {}).items())
     for _, (expression, _) in extra:
         columns += f", {expression}"
@@ -120,7 +138,7 @@ def select(
     for row in rows:
         start = len(names)
         instance = _instance(model, using, names, converters, row[:start], connection)
-        for field, target, (_, target_names, target_converters), key in shapes:
+        for put, target, (_, target_names, target_converters), key in shapes:
             values = row[start : start + len(target_names)]
             start += len(target_names)
             other = None
@@ -128,7 +146,7 @@ def select(
                 other = _instance(
                     target, using, target_names, target_converters, values, connection
                 )
-            field.set_cached_value(instance, other)
+            put(instance, other)
         for (name, _), value in zip(extra, row[start:], strict=True):
             setattr(instance, name, value)
         found.append(instance)

@@ -194,10 +194,50 @@ def audit_for_tenant(tenant: Tenant) -> QuerySet[AuditLog]:
     return AuditLog.objects.filter(tenant=tenant)
 
 
+# The alias and attributes under which a statement that reads a user's row (an API
+# token's, with its user) also reads the tenant a request names and the user's role in it.
+TENANT_ALONG = "isotope_tenant"
+ROLE_ALONG = "isotope_tenant_role"
+
+
+def tenant_along(slug: str, user_id_column: str) -> dict:
+    """``portal.sql.select`` options that read, with each row, the tenant named ``slug``
+    (attribute ``TENANT_ALONG``, None when there is none) and the role in it of the user
+    whose id is in ``user_id_column`` (attribute ``ROLE_ALONG``, None for a non-member).
+    ``tenant_along_keep`` then leaves them to ``tenant_get``: a request under
+    ``/tenants/<slug>/`` with a token reads its token, user, tenant and role at once."""
+    tenants, memberships = Tenant._meta.db_table, Membership._meta.db_table
+    role = (
+        f"(SELECT role FROM {memberships} WHERE {memberships}.tenant_id = {TENANT_ALONG}.id "  # noqa: S608
+        f"AND {memberships}.user_id = {user_id_column})"
+    )
+    return {
+        "join": (f" LEFT OUTER JOIN {tenants} {TENANT_ALONG} ON {TENANT_ALONG}.slug = %s", [slug]),
+        "attach": {TENANT_ALONG: Tenant},
+        "annotate": {ROLE_ALONG: (role, [])},
+    }
+
+
+def tenant_along_keep(user, slug: str, row) -> None:
+    """Keep on ``user`` (read anew for each request) the tenant named ``slug`` and the
+    user's role in it that ``row`` was read with (``tenant_along``)."""
+    tenant = getattr(row, TENANT_ALONG)
+    user._isotope_tenant_along = (slug, tenant)
+    if tenant is not None:
+        roles = getattr(user, "_isotope_roles", None)
+        if roles is None:
+            roles = user._isotope_roles = {}
+        roles[tenant.pk] = getattr(row, ROLE_ALONG)
+
+
 def _tenant_and_role(user, slug: str) -> Tenant | None:
     """The tenant named ``slug``, read in one statement with ``user``'s membership role
     in it, which ``role_of`` then answers from (every API request under
-    ``/tenants/<slug>/`` starts here: two reads became one, written out)."""
+    ``/tenants/<slug>/`` starts here: two reads became one, written out), or as read
+    with the user's row (``tenant_along``)."""
+    along = getattr(user, "_isotope_tenant_along", None)
+    if along is not None and along[0] == slug:
+        return along[1]
     if (
         not getattr(user, "is_authenticated", False)
         or user.is_superuser

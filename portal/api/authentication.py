@@ -17,6 +17,7 @@ from rest_framework import authentication, exceptions
 from portal import sql
 from portal.api.throttles import TokenFailureThrottle
 from portal.middleware import client_ip
+from tenants import selectors
 from tenants.choices import AuditOutcome
 from tenants.models import ApiToken
 from tenants.services import TOKEN_PREFIX, audit_record, token_hash
@@ -53,9 +54,12 @@ class TokenAuthentication(authentication.BaseAuthentication):
         if prefix != TOKEN_PREFIX or not KEY_ID.fullmatch(key_id) or not secret:
             self._failed(request, throttle, "")
             raise exceptions.AuthenticationFailed("Malformed token.")
-        # Written out (portal.sql): every API request reads it, with its user.
+        # Written out (portal.sql): every API request reads it, with its user, and under
+        # /tenants/<slug>/ the tenant and the user's role in it (tenant_get's reads).
         table = ApiToken._meta.db_table
-        token = sql.first(ApiToken, f"{table}.key_id = %s", [key_id], related=("user",))
+        slug = (getattr(request, "parser_context", None) or {}).get("kwargs", {}).get("tenant")
+        along = selectors.tenant_along(slug, f"{table}.user_id") if isinstance(slug, str) else {}
+        token = sql.first(ApiToken, f"{table}.key_id = %s", [key_id], related=("user",), **along)
         now = timezone.now()
         if (
             token is None
@@ -68,6 +72,8 @@ class TokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked token.")
         if token.last_used is None or (now - token.last_used).total_seconds() > 60:
             ApiToken.objects.filter(pk=token.pk).update(last_used=now)
+        if along:
+            selectors.tenant_along_keep(token.user, slug, token)
         return token.user, token
 
     @staticmethod

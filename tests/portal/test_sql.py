@@ -89,6 +89,25 @@ def test_related_rows_come_in_the_same_statement_and_only_the_row_is_locked(
     assert VirtualMachine.locked(10**9) is None
 
 
+def test_an_attached_row_comes_in_the_same_statement_and_none_where_the_join_finds_none(
+    demo, django_assert_num_queries
+):
+    """A row joined by hand (not a foreign key) comes back as an instance the ORM would
+    read, on the attribute its alias names."""
+    table = Quota._meta.db_table
+
+    def acme_quota_with(slug: str) -> Quota:
+        join = (" LEFT OUTER JOIN tenants_tenant named ON named.slug = %s", [slug])
+        where = f"{table}.tenant_id = %s"
+        (quota,) = sql.select(Quota, where, [demo.acme.pk], join=join, attach={"named": Tenant})
+        return quota
+
+    with django_assert_num_queries(1):
+        quota = acme_quota_with("globex")
+    same(quota.named, demo.globex)
+    assert acme_quota_with("nobody").named is None
+
+
 def test_an_update_writes_values_as_the_orm_would(demo, make_host, tiny_image):
     from django.utils import timezone
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
 
 from compute.models import VirtualMachine
 from monitoring.models import Event
 from monitoring.services import event_publish
+from tenants.services import token_create
 from tests.compute.test_api_vms import body
 from tests.conftest import postgres_only
 
@@ -76,6 +78,45 @@ def test_a_viewer_gets_403_and_a_member_of_another_tenant_404(world, api):
     assert api(world.carol).post(BASE, body("web1"), format="json").status_code == 403
     assert api(world.dave).post(BASE, body("web1"), format="json").status_code == 404
     assert not VirtualMachine.objects.filter(name="web1").exists()
+
+
+def with_token(user) -> APIClient:
+    _, key = token_create(user=user, name="ci")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return client
+
+
+def test_a_create_with_a_token_reads_token_user_tenant_and_role_in_one_statement(world):
+    postgres_only()
+    alice = with_token(world.alice)
+    assert alice.post(BASE, body("warm"), format="json").status_code == 202
+    with CaptureQueriesContext(connection) as captured:
+        response = alice.post(BASE, body("web1"), format="json")
+    assert response.status_code == 202, response.content
+    statements = [query["sql"] for query in captured.captured_queries]
+    tenant_reads = [s for s in statements if "tenants_tenant" in s]
+    assert len(tenant_reads) == 1, "\n".join(statements)
+    (read,) = tenant_reads
+    assert "tenants_apitoken" in read and "tenants_membership" in read
+    assert VirtualMachine.objects.get(name="web1").created_by == world.alice
+
+
+def test_with_a_token_a_viewer_gets_403_others_404_and_a_superuser_any_tenant(world):
+    assert with_token(world.carol).post(BASE, body("web1"), format="json").status_code == 403
+    assert with_token(world.dave).post(BASE, body("web1"), format="json").status_code == 404
+    missing = "/api/v1/tenants/nope/virtualmachines/"
+    assert with_token(world.alice).post(missing, body("web1"), format="json").status_code == 404
+    assert not VirtualMachine.objects.filter(name="web1").exists()
+    # Not a member of acme: a superuser acts in any tenant.
+    assert not world.acme.memberships.filter(user=world.admin).exists()
+    assert with_token(world.admin).post(BASE, body("web2"), format="json").status_code == 202
+    # A role changed since the token's last request counts at once.
+    world.acme.memberships.filter(user=world.carol).update(role="operator")
+    carol = with_token(world.carol)
+    assert carol.post(BASE, body("web3"), format="json").status_code == 202
+    world.acme.memberships.filter(user=world.carol).delete()
+    assert carol.get(BASE).status_code == 404
 
 
 def test_services_are_read_when_a_vm_starts_or_stops_serving_only(world, api):
