@@ -12,7 +12,9 @@ client → server
   than asking for it); for a tenant's stream it says ``"since": n`` and holds whole only
   the resources whose state was stored after n (the others by kind and name only)
   ``{"type": "unsubscribe", "stream": "tenant.acme"}`` (or the same fields as subscribe)
-  ``{"type": "resync", "stream": "tenant.acme"}``  current state, to recover from a gap
+  ``{"type": "resync", "stream": "tenant.acme"}``  current state, to recover from a gap;
+  with ``"since": n`` (the seq as of which the client holds all of the stream, the last
+  one before the gap) a tenant's stream's resync is a delta as after a subscribe "since"
 
 server → client
   ``{"type": "subscribed", "stream": s, "seq": n}``   n = last seq sent on s before you
@@ -269,11 +271,17 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return object_group(target["tenant"], target["kind"], target["name"])
         return tenant_group(target["tenant"])
 
-    async def on_subscribe(self, content: dict) -> None:
-        target = self.target(content)
+    @staticmethod
+    def since(content: dict) -> int | None:
+        """A frame's ``since``: the seq as of which the client holds all of the stream."""
         since = content.get("since")
         if since is not None and (type(since) is not int or since < 0):
             raise FrameError("'since' must be a seq: a whole number, 0 or more.")
+        return since
+
+    async def on_subscribe(self, content: dict) -> None:
+        target = self.target(content)
+        since = self.since(content)
         stream = self.stream_of(target)
         if stream not in self.subscriptions and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
             await self.error("limit", f"At most {MAX_SUBSCRIPTIONS} subscriptions.", "subscribe")
@@ -312,6 +320,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         stream = content.get("stream")
         if not isinstance(stream, str):
             raise FrameError("'stream' must be a string.")
+        since = self.since(content)
         target = self.subscriptions.get(stream)
         if target is None:
             await self.error("not_subscribed", "Subscribe to the stream first.", "resync")
@@ -319,7 +328,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if not await self.may_watch(target):
             await self.drop(stream, "access")
             return
-        await self.send_resync(stream, target)
+        await self.send_resync(stream, target, since=since)
 
     def resend(self, stream: str) -> None:
         """The process lost messages of ``stream`` (``monitoring.fanout``): send its
@@ -346,7 +355,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         seq in the same language (``SNAPSHOTS``); one's notifications, for each socket.
 
         ``since``: the seq of a tenant's stream that the tab holds all of (it
-        subscribed "since" it): the states stored after it come whole, the others by
+        subscribed or asked for the resync "since" it): the states stored after it come
+        whole, the others by
         name only (the frame says ``since``). Not for an object's stream (one state),
         nor past the stream's seq (Redis counting again from 0): the whole state."""
         async with self.sending:

@@ -111,9 +111,11 @@
     send({ type: "unsubscribe", stream: stream });
   }
 
-  function resync(stream, reason) {
+  // `since`: the seq as of which the page holds all of the stream (a gap's), so that
+  // only the states stored after it come whole.
+  function resync(stream, reason, since) {
     emit("isotope:resync", { stream: stream, reason: reason });
-    send({ type: "resync", stream: stream });
+    send(since === undefined ? { type: "resync", stream: stream } : { type: "resync", stream: stream, since: since });
   }
 
   function baseline() {
@@ -359,7 +361,7 @@
         deliver(frame, false);
         // A coalesced metrics sample stands for seqs first_seq..seq of its stream.
         const first = typeof frame.first_seq === "number" ? frame.first_seq : frame.seq;
-        if (last !== undefined && first > last + 1) resync(frame.stream, "gap");
+        if (last !== undefined && first > last + 1) resync(frame.stream, "gap", held.get(frame.stream));
         else if (last !== undefined && frame.seq === 1 && last > 1) resync(frame.stream, "reset");
         else if (last !== undefined && held.get(frame.stream) === last) held.set(frame.stream, frame.seq);
         return;

@@ -382,6 +382,11 @@ def test_a_reconnect_that_subscribes_since_its_seq_gets_what_it_missed_unasked(d
     run(scenario)
 
 
+def listed(frame: dict) -> dict:
+    """Each resource's phase in a resync frame (None: listed by name only)."""
+    return {r["name"]: r.get("data", {}).get("phase") for r in frame["data"]["resources"]}
+
+
 def test_a_reconnect_since_its_seq_gets_whole_only_the_states_stored_after_it(demo):
     """A resync "since" the seq a tab holds lists every resource of the tenant, whole
     only those whose state was stored after that seq (the others, unchanged, by name);
@@ -391,9 +396,6 @@ def test_a_reconnect_since_its_seq_gets_whole_only_the_states_stored_after_it(de
     cookie = session_cookie(demo.carol)
     for name in ("a", "b", "gone"):
         resource_publish(tenant=demo.acme, kind="vm", name=name, data={"phase": "Running"})
-
-    def listed(frame: dict) -> dict:
-        return {r["name"]: r.get("data", {}).get("phase") for r in frame["data"]["resources"]}
 
     async def scenario():
         ws = await connected(cookie)
@@ -429,6 +431,36 @@ def test_a_reconnect_since_its_seq_gets_whole_only_the_states_stored_after_it(de
     run(scenario)
 
 
+def test_a_resync_asked_since_a_seq_gets_whole_only_the_states_stored_after_it(demo):
+    """A tab that finds a gap asks for a resync "since" the last seq it holds all of: the
+    unchanged resources by name, the changed ones whole. Asked without, all whole."""
+    cookie = session_cookie(demo.carol)
+    for name in ("a", "b"):
+        resource_publish(tenant=demo.acme, kind="vm", name=name, data={"phase": "Running"})
+
+    async def scenario():
+        ws = await connected(cookie)
+        assert (await subscribe(ws, tenant="acme"))["seq"] == 2
+        await sync_to_async(resource_publish)(
+            tenant=demo.acme, kind="vm", name="b", data={"phase": "Stopped"}
+        )
+        assert (await ws.receive_json_from(timeout=5))["seq"] == 3  # say it never arrived
+        await ws.send_json_to({"type": "resync", "stream": "tenant.acme", "since": 2})
+        delta = await ws.receive_json_from(timeout=5)
+        assert (delta["type"], delta["seq"], delta["since"]) == ("resync", 3, 2)
+        assert listed(delta) == {"a": None, "b": "Stopped"}
+        await ws.send_json_to({"type": "resync", "stream": "tenant.acme"})
+        whole = await ws.receive_json_from(timeout=5)
+        assert "since" not in whole and listed(whole) == {"a": "Running", "b": "Stopped"}
+        await ws.send_json_to({"type": "resync", "stream": "tenant.acme", "since": "2"})
+        refused = await ws.receive_json_from(timeout=5)
+        assert (refused["type"], refused["code"]) == ("error", "invalid")
+        assert "'since'" in refused["message"]
+        await ws.disconnect()
+
+    run(scenario)
+
+
 @pytest.mark.parametrize(
     ("frame", "says"),
     [
@@ -443,6 +475,7 @@ def test_a_reconnect_since_its_seq_gets_whole_only_the_states_stored_after_it(de
         ('{"type": "resync", "stream": ["tenant.acme"]}', "'stream'"),
         ('{"type": "subscribe", "tenant": "acme", "since": "3"}', "'since'"),
         ('{"type": "subscribe", "tenant": "acme", "since": -1}', "'since'"),
+        ('{"type": "resync", "stream": "tenant.acme", "since": 1.5}', "'since'"),
         ('{"type": "subscribe", "tenant": "acme", "since": true}', "'since'"),
         ('{"type": "subscribe", "tenant": "acme", "since": 1.5}', "'since'"),
         ('{"type": "subscribe", "tenant": "acme", "pad": "' + "x" * 5000 + '"}', "too large"),
