@@ -7,10 +7,11 @@ client → server
   ``{"type": "subscribe", "tenant": "acme", "kind": "vm", "name": "web1"}``  one object
   ``{"type": "subscribe", "notifications": true}``  your own notifications (``notify.<id>``)
   any subscribe may add ``"since": n``, the seq of the stream as of which the client
-  holds all of it (a reconnect): when the stream is no longer at n, the ``subscribed``
-  frame is followed by a ``resync`` unasked (one access check and one round trip fewer
-  than asking for it); for a tenant's stream it says ``"since": n`` and holds whole only
-  the resources whose state was stored after n (the others by kind and name only)
+  holds all of it (a reconnect; a page's first subscribe, the seq it was rendered at):
+  when the stream is no longer at n, the ``subscribed`` frame is followed by a
+  ``resync`` unasked (one access check and one round trip fewer than asking for it);
+  for a tenant's stream it says ``"since": n`` and holds whole only the resources whose
+  state was stored after n (the others by kind and name only)
   ``{"type": "unsubscribe", "stream": "tenant.acme"}`` (or the same fields as subscribe)
   ``{"type": "resync", "stream": "tenant.acme"}``  current state, to recover from a gap;
   with ``"since": n`` (the seq as of which the client holds all of the stream, the last

@@ -14,8 +14,10 @@
  *   - tracks seq per stream; on a gap, a reconnect that missed messages, or a seq
  *     behind the baseline, dispatches `isotope:resync` and asks the server for a
  *     snapshot (resource states in it are applied like live messages); a reconnect
- *     subscribes "since" the seq it holds all of, and the server sends that snapshot
- *     unasked, whole only for the states stored after that seq (the others by name);
+ *     subscribes "since" the seq it holds all of (a first subscribe to the tenant's
+ *     stream, since the baseline), and the server sends that snapshot unasked, whole
+ *     only for the states stored after that seq (the others by name); a gap's resync
+ *     asks "since" the seq held all of, for the same delta;
  *   - never shows a resource's state older than one it showed, for states that carry
  *     their uid and resourceVersion: two writers' states may reach it in the other order
  *     than they were written (each is sent after its own commit), and a state with the
@@ -98,9 +100,15 @@
     const frame = target.notifications ? { type: "subscribe", notifications: true } : { type: "subscribe", tenant: target.tenant };
     if (target.kind) { frame.kind = target.kind; frame.name = target.name; }
     // A reconnect says which seq it holds: the server then sends the state it missed
-    // right after "subscribed", without being asked.
+    // right after "subscribed", without being asked. So does a page's first subscribe
+    // to its tenant's stream, with the seq the page was rendered at (its baseline): a
+    // stream that moved on meanwhile sends whole only the states stored since.
     const stream = keyToStream.get(key);
     if (stream !== undefined && held.has(stream)) frame.since = held.get(stream);
+    else if (stream === undefined && !target.kind && !target.notifications) {
+      const rendered = baseline()["tenant." + target.tenant];
+      if (typeof rendered === "number") frame.since = rendered;
+    }
     if (send(frame)) pending.push({ key: key, since: frame.since });
   }
 

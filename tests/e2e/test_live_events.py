@@ -245,6 +245,49 @@ def test_after_a_gap_only_the_states_that_changed_come_whole_and_every_row_is_ri
     assert vm_phases(resync, "abc") == {"a": None, "b": "Stopped", "c": "Pending"}
 
 
+def test_a_page_behind_its_stream_at_its_first_subscribe_gets_only_what_changed_whole(
+    demo, live_url, new_page
+):
+    """A VM changes after the page was rendered and before its socket subscribes: the
+    page's first subscribe says the seq it was rendered at, and the resync that follows
+    unasked holds that VM's state whole and the unchanged one by name only."""
+    from monitoring.services import resource_publish
+
+    for name in ("a", "b"):
+        resource_publish(tenant=demo.acme, kind="vm", name=name, data={"phase": "Running"})
+    relay = LossyRelay()
+    changed = []
+
+    def late(ws):
+        if not changed:  # between the render and the first subscribe
+            resource_publish(tenant=demo.acme, kind="vm", name="b", data={"phase": "Stopped"})
+            changed.append(True)
+        relay(ws)
+
+    page = new_page()
+    # The rows as rendered (Running, as published before the page), before live.js runs.
+    page.add_init_script(
+        """document.addEventListener("DOMContentLoaded", () =>
+        document.querySelector("main").insertAdjacentHTML("afterbegin", ["a", "b"].map((n) =>
+          '<div data-testid="vm-' + n + '" data-live-kind="vm" data-live-name="' + n +
+          '"><span class="badge" data-live-field="phase">Running</span></div>').join("")))"""
+    )
+    login(page, live_url, "bob")
+    page.route_web_socket(re.compile(r".*/ws/(\?.*)?$"), late)
+    page.goto(f"{live_url}/t/acme/events/")
+    rendered = json.loads(page.locator("#isotope-live-baseline").text_content())["tenant.acme"]
+
+    badge = {n: page.get_by_test_id(f"vm-{n}").locator("[data-live-field=phase]") for n in "ab"}
+    expect(badge["b"]).to_have_text("Stopped", timeout=5000)
+    expect(badge["a"]).to_have_text("Running")
+    [first] = [f for f in relay.sent if f["type"] == "subscribe" and f.get("tenant") == "acme"]
+    assert first["since"] == rendered, first
+    assert not [f for f in relay.sent if f["type"] == "resync"], "the server sent it unasked"
+    [resync] = [f for f in relay.received if f["type"] == "resync"]
+    assert resync["since"] == rendered
+    assert vm_phases(resync, "ab") == {"a": None, "b": "Stopped"}
+
+
 def test_filters_apply_to_live_events(demo, live_url, new_page):
     carol = new_page()
     login(carol, live_url, "carol")
