@@ -112,16 +112,12 @@ def _buttons(
 
 
 def _live_baseline(tenant) -> dict[str, int]:
-    """The tenant stream's seq as of rendering, so live.js resyncs what it missed since."""
+    """The page's live baseline (``monitoring.live.page_baseline``): as read before the
+    view by ``portal.web.tenant_view`` (a GET), else now (a form shown again)."""
     from monitoring import live
-    from monitoring.groups import tenant_group
 
-    stream = tenant_group(tenant.slug)
-    try:
-        return {stream: live.seq_current(stream)}
-    except Exception:  # noqa: BLE001 - the page still renders, without live updates
-        logger.warning("no live sequence for %s (Redis down?)", stream, exc_info=True)
-        return {}
+    read = getattr(tenant, "isotope_live_baseline", None)
+    return read if read is not None else live.page_baseline(tenant.slug)
 
 
 @tenant_view("vm.view")

@@ -66,6 +66,20 @@ def seq_current(group: str) -> int:
     return seqs_current([group])[0]
 
 
+def page_baseline(slug: str) -> dict[str, int]:
+    """What a tenant's page declares as its baseline (``isotope-live-baseline``): the
+    tenant stream's seq as of now, so that live.js resyncs what the page missed after
+    it. Read before the page reads what it shows (``portal.web.tenant_view`` does, for a
+    GET): a state stored up to this seq is then in the page. {} when Redis cannot say
+    (the page still renders, without live updates)."""
+    stream = tenant_group(slug)
+    try:
+        return {stream: seq_current(stream)}
+    except Exception:  # noqa: BLE001 - the page still renders, without live updates
+        logger.warning("no live sequence for %s (Redis down?)", stream, exc_info=True)
+        return {}
+
+
 def seqs_current(groups: list[str]) -> list[int]:
     """``seq_current`` of each group, in one round trip."""
     values = redis_client().mget([SEQ_KEY.format(group=group) for group in groups])

@@ -51,6 +51,12 @@ def tenant_view(action: str):
                 raise DjangoPermissionDenied(error.message) from None
             request.tenant = obj
             request.role = selectors.role_of(request.user, obj)
+            if request.method in ("GET", "HEAD"):
+                from monitoring import live
+
+                # Before the view reads what the page shows: a state the page does not
+                # show is then stored after its baseline, and live.js resyncs it.
+                obj.isotope_live_baseline = live.page_baseline(obj.slug)
             return view(request, obj, *args, **kwargs)
 
         return wrapper

@@ -268,6 +268,44 @@ def test_the_detail_page_shows_spec_status_actions_and_events(world):
     assert "node-a" not in html
 
 
+def test_a_page_declares_the_live_seq_read_before_what_it_shows(world):
+    """A VM's state published (by another process) while its page reads the VM comes
+    after the seq the page declares as its baseline, so the page's live.js resyncs it.
+    Were the baseline read after the VM, the page would claim to hold a state it does
+    not show, and keep showing the old phase."""
+    import json
+    import threading
+
+    from django.db import connection
+
+    from monitoring import live
+    from monitoring.services import resource_publish
+
+    vm = make_vm(world, phase=Phase.STARTING)
+    before = live.seq_current("tenant.acme")
+    published = []
+
+    def publish_elsewhere():
+        resource_publish(tenant=world.acme, kind="vm", name=vm.name, data={"phase": "Running"})
+
+    def publish_after_the_vm_is_read(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if not published and sql.startswith("SELECT") and "compute_virtualmachine" in sql:
+            published.append(True)
+            other = threading.Thread(target=publish_elsewhere)
+            other.start()
+            other.join()
+        return result
+
+    with connection.execute_wrapper(publish_after_the_vm_is_read):
+        response = client_for(world.bob).get(f"/t/acme/vms/{vm.name}/")
+    assert response.status_code == 200 and published
+    assert live.seq_current("tenant.acme") == before + 1
+    html = response.content.decode()
+    declared = re.search(r'id="isotope-live-baseline" type="application/json">(.*?)<', html)
+    assert json.loads(declared.group(1)) == {"tenant.acme": before}
+
+
 def test_staff_see_the_host_on_the_detail_page(world):
     make_vm(world, "web1")
     assert "node-a" in client_for(world.admin).get(f"{LIST}web1/").content.decode()
