@@ -194,6 +194,25 @@ def audit_for_tenant(tenant: Tenant) -> QuerySet[AuditLog]:
     return AuditLog.objects.filter(tenant=tenant)
 
 
+def _role_sql(tenant_id: str, user_id: str) -> str:
+    """SQL for the role of the user whose id is ``user_id`` (SQL: a column or ``%s``) in
+    the tenant whose id is ``tenant_id`` (SQL), NULL for a non-member."""
+    memberships = Membership._meta.db_table
+    return (
+        f"(SELECT role FROM {memberships} WHERE {memberships}.tenant_id = {tenant_id} "  # noqa: S608
+        f"AND {memberships}.user_id = {user_id})"
+    )
+
+
+def _role_keep(user, tenant_pk: int, role: str | None) -> None:
+    """Note on ``user`` (read anew for each request) its role in a tenant, read with the
+    tenant's row: ``role_of`` answers from it."""
+    roles = getattr(user, "_isotope_roles", None)
+    if roles is None:
+        roles = user._isotope_roles = {}
+    roles[tenant_pk] = role
+
+
 # The alias and attributes under which a statement that reads a user's row (an API
 # token's, with its user) also reads the tenant a request names and the user's role in it.
 TENANT_ALONG = "isotope_tenant"
@@ -206,15 +225,11 @@ def tenant_along(slug: str, user_id_column: str) -> dict:
     whose id is in ``user_id_column`` (attribute ``ROLE_ALONG``, None for a non-member).
     ``tenant_along_keep`` then leaves them to ``tenant_get``: a request under
     ``/tenants/<slug>/`` with a token reads its token, user, tenant and role at once."""
-    tenants, memberships = Tenant._meta.db_table, Membership._meta.db_table
-    role = (
-        f"(SELECT role FROM {memberships} WHERE {memberships}.tenant_id = {TENANT_ALONG}.id "  # noqa: S608
-        f"AND {memberships}.user_id = {user_id_column})"
-    )
+    tenants = Tenant._meta.db_table
     return {
         "join": (f" LEFT OUTER JOIN {tenants} {TENANT_ALONG} ON {TENANT_ALONG}.slug = %s", [slug]),
         "attach": {TENANT_ALONG: Tenant},
-        "annotate": {ROLE_ALONG: (role, [])},
+        "annotate": {ROLE_ALONG: (_role_sql(f"{TENANT_ALONG}.id", user_id_column), [])},
     }
 
 
@@ -224,10 +239,7 @@ def tenant_along_keep(user, slug: str, row) -> None:
     tenant = getattr(row, TENANT_ALONG)
     user._isotope_tenant_along = (slug, tenant)
     if tenant is not None:
-        roles = getattr(user, "_isotope_roles", None)
-        if roles is None:
-            roles = user._isotope_roles = {}
-        roles[tenant.pk] = getattr(row, ROLE_ALONG)
+        _role_keep(user, tenant.pk, getattr(row, ROLE_ALONG))
 
 
 def _tenant_and_role(user, slug: str) -> Tenant | None:
@@ -244,21 +256,14 @@ def _tenant_and_role(user, slug: str) -> Tenant | None:
         or getattr(user, "_isotope_memberships", None) is not None
     ):
         return sql.first(Tenant, "slug = %s", [slug])
-    tenants, memberships = Tenant._meta.db_table, Membership._meta.db_table
-    role = (
-        f"(SELECT role FROM {memberships} WHERE {memberships}.tenant_id = {tenants}.id "  # noqa: S608
-        f"AND {memberships}.user_id = %s)"
-    )
+    role = _role_sql(f"{Tenant._meta.db_table}.id", "%s")
     rows = sql.select(
         Tenant, "slug = %s", [slug], limit=1, annotate={"member_role": (role, [user.pk])}
     )
     if not rows:
         return None
     tenant = rows[0]
-    roles = getattr(user, "_isotope_roles", None)
-    if roles is None:
-        roles = user._isotope_roles = {}
-    roles[tenant.pk] = tenant.member_role
+    _role_keep(user, tenant.pk, tenant.member_role)
     return tenant
 
 
@@ -272,12 +277,8 @@ def user_may(user_id: int, slug: str, action: str) -> bool:
 
     user_model = get_user_model()
     users, tenants = user_model._meta.db_table, Tenant._meta.db_table
-    memberships = Membership._meta.db_table
     tenant_id = f"(SELECT id FROM {tenants} WHERE slug = %s)"  # noqa: S608
-    role = (
-        f"(SELECT role FROM {memberships} WHERE {memberships}.user_id = {users}.id "  # noqa: S608
-        f"AND {memberships}.tenant_id = {tenant_id})"
-    )
+    role = _role_sql(tenant_id, f"{users}.id")
     user = sql.first(
         user_model,
         f"{users}.id = %s",
