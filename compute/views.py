@@ -112,12 +112,10 @@ def _buttons(
 
 
 def _live_baseline(tenant) -> dict[str, int]:
-    """The page's live baseline (``monitoring.live.page_baseline``): as read before the
-    view by ``portal.web.tenant_view`` (a GET), else now (a form shown again)."""
+    """The page's live baseline (``monitoring.live.page_baseline``)."""
     from monitoring import live
 
-    read = getattr(tenant, "isotope_live_baseline", None)
-    return read if read is not None else live.page_baseline(tenant.slug)
+    return live.page_baseline(tenant)
 
 
 @tenant_view("vm.view")

@@ -66,13 +66,17 @@ def seq_current(group: str) -> int:
     return seqs_current([group])[0]
 
 
-def page_baseline(slug: str) -> dict[str, int]:
+def page_baseline(tenant) -> dict[str, int]:
     """What a tenant's page declares as its baseline (``isotope-live-baseline``): the
-    tenant stream's seq as of now, so that live.js resyncs what the page missed after
-    it. Read before the page reads what it shows (``portal.web.tenant_view`` does, for a
-    GET): a state stored up to this seq is then in the page. {} when Redis cannot say
-    (the page still renders, without live updates)."""
-    stream = tenant_group(slug)
+    tenant stream's seq, so that live.js resyncs what the page missed after it. Read
+    before the page reads what it shows: ``portal.web.tenant_view`` reads it for a GET
+    and keeps it on the tenant, and this returns that; otherwise (a form shown again
+    after a POST) it is read now. A state stored up to this seq is then in the page.
+    {} when Redis cannot say (the page still renders, without live updates)."""
+    kept = getattr(tenant, "isotope_live_baseline", None)
+    if kept is not None:
+        return kept
+    stream = tenant_group(tenant.slug)
     try:
         return {stream: seq_current(stream)}
     except Exception:  # noqa: BLE001 - the page still renders, without live updates

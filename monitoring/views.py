@@ -15,7 +15,6 @@ from django.views.decorators.http import require_GET, require_POST
 from monitoring import live, selectors, services
 from monitoring.choices import EventType
 from monitoring.filters import EventFilter
-from monitoring.groups import tenant_group
 from portal.exceptions import ApplicationError, NotFound
 from portal.reveal import reveal_done, reveal_stash, reveal_take
 from portal.web import tenant_view
@@ -25,20 +24,10 @@ PAGE_SIZE = 50
 NEW_SECRET = "webhook_secret"
 
 
-def _baseline(stream: str) -> dict[str, int]:
-    """The stream's seq as of rendering, so live.js can tell what it missed since."""
-    try:
-        return {stream: live.seq_current(stream)}
-    except Exception:  # noqa: BLE001 - the page renders without live updates
-        logger.warning("no sequence number for %s (Redis down?)", stream, exc_info=True)
-        return {}
-
-
 @tenant_view("event.view")
 @require_GET
 def event_list(request, tenant):
-    stream = tenant_group(tenant.slug)
-    baseline = _baseline(stream)  # before the query: anything newer arrives live
+    baseline = live.page_baseline(tenant)  # read before the query (tenant_view)
     events = EventFilter(request.GET, queryset=selectors.events_visible(request.user, tenant))
     page = Paginator(events.qs, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()

@@ -56,7 +56,7 @@ def tenant_view(action: str):
 
                 # Before the view reads what the page shows: a state the page does not
                 # show is then stored after its baseline, and live.js resyncs it.
-                obj.isotope_live_baseline = live.page_baseline(obj.slug)
+                obj.isotope_live_baseline = live.page_baseline(obj)
             return view(request, obj, *args, **kwargs)
 
         return wrapper
