@@ -352,9 +352,10 @@
           emit("isotope:resync", { stream: frame.stream, reason: asked.since > frame.seq ? "reset" : "missed" });
           return;
         }
-        // The seq as of which the page holds the whole stream: its own, or on a first
-        // subscribe the page's as rendered (none declared: as of now).
-        const have = held.has(frame.stream) ? held.get(frame.stream) : again ? undefined : baseline()[frame.stream];
+        // The seq as of which the page holds the whole stream, if it knows one; a first
+        // subscribe holds it as of now (one with a baseline said it as its "since",
+        // above, and the stream is still there).
+        const have = held.get(frame.stream);
         if (have === frame.seq || (have === undefined && !again)) held.set(frame.stream, frame.seq);
         else resync(frame.stream, have !== undefined && have > frame.seq ? "reset" : "missed");
         return;
