@@ -357,9 +357,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
         ``since``: the seq of a tenant's stream that the tab holds all of (it
         subscribed or asked for the resync "since" it): the states stored after it come
-        whole, the others by
-        name only (the frame says ``since``). Not for an object's stream (one state),
-        nor past the stream's seq (Redis counting again from 0): the whole state."""
+        whole, the others by name only (the frame says ``since``). Not for an object's
+        stream (one state), nor past the stream's seq (Redis counting again from 0): the
+        whole state."""
         async with self.sending:
             await self.flush()
             seq = await _seq_current(stream)
