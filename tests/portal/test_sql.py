@@ -423,6 +423,85 @@ def test_a_row_queued_by_a_then_is_written_with_the_batch(demo):
     assert sorted(mine.values_list("action", flat=True)) == ["first", "second"]
 
 
+def _bump(demo, *, fits: bool):
+    """A compare-and-set on the tenant's quota row: ``used_vms`` + 1 where it fits
+    (``fits`` False: a condition no row meets)."""
+    table = Quota._meta.db_table
+    condition = "used_vms + 1 <= vms" if fits else "used_vms < 0"
+    statement = (
+        f"UPDATE {table} SET used_vms = used_vms + 1"  # noqa: S608
+        f" WHERE tenant_id = %s AND {condition} AND {sql.WHEN} RETURNING {sql.columns(Quota)}"
+    )
+    return sql.along(statement, [demo.acme.pk], model=Quota)
+
+
+def test_a_statement_along_a_batch_runs_in_its_rows_statement_and_reads_back_its_row(demo):
+    """``along``: one statement with the queued rows; its row back as the ORM reads it;
+    one gated on an earlier one that returned its row runs too, in the same statement;
+    with nothing queued, at once."""
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from tenants.models import AuditLog
+
+    postgres_only()
+    tenant_services.quota_set(actor=None, tenant=demo.acme, limits={"vms": 5})
+    before = Quota.objects.get(tenant=demo.acme).used_vms
+    host = Host.objects.create(name="node-a", uri="test:///default")
+    lock = f"SELECT id, name FROM {Host._meta.db_table} WHERE id = %s AND {sql.WHEN} FOR UPDATE"  # noqa: S608
+    with transaction.atomic(), CaptureQueriesContext(connection) as statements:
+        with sql.batch():
+            entry = sql.insert_later(AuditLog(action="x", actor_name="system"))
+            charged = _bump(demo, fits=True)
+            held = sql.along(lock, [host.pk], width=2, when=charged)
+            assert not statements.captured_queries
+            with pytest.raises(RuntimeError, match="not run"):
+                charged.result()
+        assert len(statements.captured_queries) == 1
+        assert entry.pk is not None
+        same(charged.result(), Quota.objects.get(tenant=demo.acme))
+        assert charged.result().used_vms == before + 1
+        assert held.result() == (host.pk, "node-a")
+        # Nothing queued: at once, its own statement.
+        ran = len(statements.captured_queries)
+        again = _bump(demo, fits=True)
+        assert len(statements.captured_queries) == ran + 1
+        assert again.result().used_vms == before + 2
+
+
+def test_a_statement_gated_on_one_that_found_no_row_does_not_run(demo):
+    """``when``: in the rows' statement and at once alike, a statement whose gate
+    returned no row changes nothing and returns none; a statement without ``WHEN``
+    is refused."""
+    from django.db import transaction
+
+    from tenants.models import AuditLog
+
+    postgres_only()
+    tenant_services.quota_set(actor=None, tenant=demo.acme, limits={"vms": 5})
+    before = Quota.objects.get(tenant=demo.acme).used_vms
+    with transaction.atomic():
+        with sql.batch():
+            sql.insert_later(AuditLog(action="x", actor_name="system"))
+            refused = _bump(demo, fits=False)
+            gated = sql.along(
+                _bump(demo, fits=True).statement, [demo.acme.pk], model=Quota, when=refused
+            )
+        # (the ungated bump queued to take the statement's text ran too: + 1)
+        assert refused.result() is None and gated.result() is None
+        assert Quota.objects.get(tenant=demo.acme).used_vms == before + 1
+        alone = sql.along(
+            _bump(demo, fits=True).statement,
+            [demo.acme.pk],
+            model=Quota,
+            when=_bump(demo, fits=False),
+        )
+        assert alone.result() is None
+        assert Quota.objects.get(tenant=demo.acme).used_vms == before + 2
+    with pytest.raises(ValueError, match="once"):
+        sql.along("SELECT 1", [], width=1)
+
+
 def test_insert_later_refuses_what_it_cannot_write(demo):
     from django.db import transaction
 

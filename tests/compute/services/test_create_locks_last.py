@@ -65,6 +65,19 @@ def create(demo, name: str, disk_gib: int = 0):
     )
 
 
+def web1_written_and_held(demo, make_host, held_midway) -> dict:
+    """A create of ``web1`` with a root disk, held where its VM row is written and not
+    committed; the next create of that name is not held."""
+    postgres_only()
+    make_host("node-a", cpus=8)
+    with_its_network(demo)
+    held_midway["name"] = "web1"
+    writing = run_in_thread(create(demo, "web1", disk_gib=1))
+    assert held_midway["there"].wait(30), writing
+    held_midway["name"] = ""
+    return writing
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_create_writing_its_rows_does_not_hold_up_the_next_in_its_tenant_on_its_host(
     demo, make_host, tiny_image, no_worker, held_midway
@@ -182,13 +195,7 @@ def test_two_creates_of_one_name_that_deadlock_end_in_one_vm_and_the_names_400(
     and finds the name taken: the user gets the name's 400, not a 500."""
     from portal.exceptions import ValidationError
 
-    postgres_only()
-    make_host("node-a", cpus=8)
-    with_its_network(demo)
-    held_midway["name"] = "web1"
-    writing = run_in_thread(create(demo, "web1", disk_gib=1))  # its VM row is written
-    assert held_midway["there"].wait(30), writing
-    held_midway["name"] = ""
+    writing = web1_written_and_held(demo, make_host, held_midway)
     monkeypatch.setattr(vm_services, "PLACEMENT_ATTEMPTS", 1)  # locks first, as a last try
     locking = run_in_thread(create(demo, "web1", disk_gib=1))
     wait_for(waiting_on_a_lock, timeout=30, message="the locking create waits on the name")
@@ -210,3 +217,99 @@ def test_two_creates_of_one_name_that_deadlock_end_in_one_vm_and_the_names_400(
         "web1-root"
     ]
     assert AuditLog.objects.filter(action="vm.create", target="vm/web1").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_its_own_transaction_a_create_charges_its_quota_and_locks_its_host_with_its_rows(
+    demo, make_host, tiny_image, no_worker
+):
+    """The quota's compare-and-set and the host's lock are parts of the rows'
+    statement (``portal.sql.along``): a create sends one statement after its host
+    read, and the counters come out right."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from compute.models import Host
+
+    postgres_only()
+    make_host("node-a", cpus=8)
+    with_its_network(demo)
+    used = Quota.objects.get(tenant=demo.acme).used_vms
+    with CaptureQueriesContext(connection) as captured:
+        assert create(demo, "web1")() == "node-a"
+    statements = [query["sql"] for query in captured.captured_queries]
+    writes = [s for s in statements if "INSERT INTO" in s or "UPDATE" in s or "FOR UPDATE" in s]
+    assert len(writes) == 1, "\n".join(writes)
+    assert 'UPDATE "tenants_quota"' in writes[0] and "FOR UPDATE" in writes[0]
+    # In its transaction: the hosts' unlocked read, that statement, the commit.
+    begun = statements[statements.index("BEGIN") + 1 :]
+    assert len(begun) == 3 and "FOR UPDATE" not in begun[0], "\n".join(begun)
+    assert begun[1:] == [writes[0], "COMMIT"], "\n".join(begun)
+    assert Quota.objects.get(tenant=demo.acme).used_vms == used + 1
+    host = Host.objects.get(name="node-a")
+    assert (host.placed_vcpus, host.placed_memory_mib, host.placed_vms) == (1, 128, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_create_waiting_on_its_name_holds_no_lock_of_its_tenant(
+    demo, make_host, tiny_image, no_worker, held_midway
+):
+    """Its rows go in first, in its one statement: waiting to write a VM under a name
+    another open create wrote, it has not locked the quota row, and the next create
+    in the tenant goes through meanwhile."""
+    from portal.exceptions import ValidationError
+
+    first = web1_written_and_held(demo, make_host, held_midway)
+    second = run_in_thread(create(demo, "web1"))  # its rows wait on the first's name
+    wait_for(waiting_on_a_lock, timeout=30, message="the second create waits on the name")
+    third = run_in_thread(create(demo, "web2"))
+    third["thread"].join(timeout=30)
+    assert not third["thread"].is_alive(), "the third create waited on the second"
+    assert third.get("result") == "node-a", third
+    assert second["thread"].is_alive()
+    held_midway["go"].set()
+    for outcome in (first, second):
+        outcome["thread"].join(timeout=30)
+    assert first.get("result") == "node-a", first
+    assert isinstance(second.get("error"), ValidationError), second
+    assert Quota.objects.get(tenant=demo.acme).used_vms == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_create_refused_at_its_charge_does_not_wait_for_its_host(
+    demo, make_host, tiny_image, no_worker, held_midway
+):
+    """The host's lock runs only once the quota's counters took the VM: a create that
+    the charge refuses locks the quota row to name what does not fit and never waits
+    on the host (which would lock the two rows in the other order)."""
+    from compute.models import Host
+
+    postgres_only()
+    make_host("node-a", cpus=8)
+    used = Quota.objects.get(tenant=demo.acme).used_vms
+    tenant_services.quota_set(actor=None, tenant=demo.acme, limits={"vms": used + 1, "cpu": 10})
+    with_its_network(demo)
+    held_midway["name"] = "late"
+    late = run_in_thread(create(demo, "late"))
+    assert held_midway["there"].wait(30), late
+    assert create(demo, "early")() == "node-a"  # the quota's last VM
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_host() -> None:
+        with transaction.atomic():
+            Host.objects.select_for_update().get(name="node-a")
+            held.set()
+            release.wait(30)
+
+    holder = run_in_thread(hold_the_host)
+    try:
+        assert held.wait(30), holder
+        held_midway["go"].set()
+        late["thread"].join(timeout=30)
+        assert not late["thread"].is_alive(), "the refused create waited on the host"
+    finally:
+        release.set()
+        holder["thread"].join(timeout=30)
+    assert isinstance(late.get("error"), QuotaExceeded), late
+    assert not VirtualMachine.objects.filter(tenant=demo.acme, name="late").exists()
+    assert Quota.objects.get(tenant=demo.acme).used_vms == used + 1
