@@ -7,8 +7,6 @@ or field errors.
 
 from __future__ import annotations
 
-import logging
-
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
@@ -33,8 +31,6 @@ from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
 from tenants.choices import Confirmation
 from tenants.permissions import role_allows
-
-logger = logging.getLogger(__name__)
 
 # Actions that cannot be undone or lose guest state: confirmed before they are sent.
 CONFIRM = {

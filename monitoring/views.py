@@ -3,8 +3,6 @@ series behind the VM metric charts."""
 
 from __future__ import annotations
 
-import logging
-
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
@@ -19,7 +17,6 @@ from portal.exceptions import ApplicationError, NotFound
 from portal.reveal import reveal_done, reveal_stash, reveal_take
 from portal.web import tenant_view
 
-logger = logging.getLogger(__name__)
 PAGE_SIZE = 50
 NEW_SECRET = "webhook_secret"
 
