@@ -203,10 +203,15 @@ def schedule(
         # The lock would end with the statement: nothing would stop an overcommit.
         raise transaction.TransactionManagementError("schedule(lock=True) needs a transaction.")
     # Written out: every placement reads them (portal.sql), with what is placed on each.
+    # On PostgreSQL one text whatever is excluded, with a value: prepared once and kept
+    # (a text without values is never prepared, portal.postgresql).
     table = Host._meta.db_table
-    where, params = (
-        (f"{table}.id NOT IN ({sql.placeholders(exclude)})", exclude) if exclude else ("1 = 1", ())
-    )
+    if connection.vendor == "postgresql":
+        where, params = f"{table}.id <> ALL(%s)", [list(exclude)]
+    elif exclude:
+        where, params = f"{table}.id NOT IN ({sql.placeholders(exclude)})", list(exclude)
+    else:
+        where, params = "1 = 1", []
     if not fresh:
         count_own()
     hosts = sql.select(Host, where, params, order_by=f"{table}.id")

@@ -214,6 +214,8 @@ def test_a_create_asks_its_name_networks_and_quota_with_the_image(world, api):
     host_reads = [s for s in statements if "FROM compute_host" in s or 'FROM "compute_host"' in s]
     assert len(host_reads) == 2, "\n".join(statements)
     assert "FOR UPDATE" not in host_reads[0] and "placed_vcpus" in host_reads[0]
+    # With a value (the hosts excluded, none here): PostgreSQL keeps it prepared.
+    assert "compute_host.id <> ALL(" in host_reads[0], host_reads[0]
     assert host_reads[1].endswith("FOR UPDATE") and "placed_vcpus" in host_reads[1]
     # Its own insert counted on its host just before the locked read (the test's
     # transaction is not the create's own: the hosts' read counts this transaction's
