@@ -9,7 +9,9 @@ converted as the ORM converts them (JSON, decimals, UUIDs and times on SQLite to
 The rows a create writes (the object, its reservation, usage subject and interval, audit
 entry and event) go in through ``insert`` and ``insert_later``: the statement is built
 once per model, the values are prepared as the ORM prepares them, and inside a ``batch``
-they are written together, one statement of ``INSERT``s in a ``WITH``.
+they are written together, one statement of ``INSERT``s in a ``WITH``; a statement that
+must follow them, such as the quota's compare-and-set and the host's lock, can be one
+more part of that statement (``along``).
 
 Only identifiers the code names and ``%s`` placeholders go into the SQL text; values
 are always parameters.
