@@ -165,15 +165,13 @@ def _lock_usage(host_id: int) -> tuple[int, int, int] | None:
     """Lock one host row until the transaction (or savepoint) ends and read its
     counters; None if it is gone. ``FOR UPDATE`` reads the row as its last locker
     committed it. (SQLite has one writer at a time and no row locks.)"""
+    table = Host._meta.db_table
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    rows = sql.values(_LOCK_USAGE + lock, [host_id])
+    rows = sql.values(
+        f"SELECT placed_vcpus, placed_memory_mib, placed_vms FROM {table} WHERE id = %s{lock}",  # noqa: S608
+        [host_id],
+    )
     return tuple(int(x) for x in rows[0]) if rows else None
-
-
-_LOCK_USAGE = (
-    f"SELECT placed_vcpus, placed_memory_mib, placed_vms FROM {Host._meta.db_table}"  # noqa: S608
-    " WHERE id = %s"
-)
 
 
 def schedule(
@@ -274,19 +272,7 @@ class HostTaken(Exception):
         self.reason = reason
 
 
-def confirm_along(vm: VirtualMachine, *, when: sql.Along) -> sql.Along | None:
-    """``confirm``'s lock of the host of ``vm``, queued with the rows of the create's
-    ``portal.sql.batch`` after ``when`` (the quota's compare-and-set: the order quota →
-    host) and only if that returned its row; ``confirm(held=…)`` then checks what it
-    read. For a VM that is the only one its transaction wrote, on PostgreSQL (``fresh``
-    in ``confirm``); None otherwise (``confirm`` locks it itself)."""
-    if connection.vendor != "postgresql" or not connection.features.has_select_for_update:
-        return None
-    statement = f"{_LOCK_USAGE} AND {sql.WHEN} FOR UPDATE"
-    return sql.along(statement, [vm.host_id], width=3, when=when)
-
-
-def confirm(vm: VirtualMachine, *, fresh: bool = False, held: sql.Along | None = None) -> None:
+def confirm(vm: VirtualMachine, *, fresh: bool = False) -> None:
     """Lock the host of ``vm``, saved in this transaction on a host chosen from an
     unlocked read (``schedule(lock=False)``), and check that the host still takes it
     with everything placed there meanwhile; ``HostTaken`` when it does not (the caller
@@ -295,19 +281,11 @@ def confirm(vm: VirtualMachine, *, fresh: bool = False, held: sql.Along | None =
     ``fresh``: ``vm`` is the only VM this transaction wrote. On PostgreSQL its insert
     then counts at the commit, under this lock, and the counters read are the others';
     otherwise this transaction's VMs are counted first (``count_own``) and ``vm`` is
-    taken out of what is read (SQLite counts at the insert). ``held``: the lock taken
-    already with the create's rows (``confirm_along``), its counters read then."""
+    taken out of what is read (SQLite counts at the insert)."""
     own_counted = not (fresh and connection.vendor == "postgresql")
-    # ``held`` did not run when what it waited for returned no row (the quota row was
-    # locked after it, by the caller): the host is locked now.
-    ran = held is not None and (held.when is None or held.when.result() is not None)
-    if ran and not own_counted:
-        row = held.result()  # the row its lock read, None if the host is gone
-        used = tuple(int(x) for x in row) if row is not None else None
-    else:
-        if own_counted:
-            count_own()
-        used = _lock_usage(vm.host_id)
+    if own_counted:
+        count_own()
+    used = _lock_usage(vm.host_id)
     if used is None:
         raise HostTaken("removed")
     if own_counted:  # the counters include this VM: take it out

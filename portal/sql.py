@@ -9,9 +9,7 @@ converted as the ORM converts them (JSON, decimals, UUIDs and times on SQLite to
 The rows a create writes (the object, its reservation, usage subject and interval, audit
 entry and event) go in through ``insert`` and ``insert_later``: the statement is built
 once per model, the values are prepared as the ORM prepares them, and inside a ``batch``
-they are written together, one statement of ``INSERT``s in a ``WITH``; a statement that
-must follow them, such as the quota's compare-and-set and the host's lock, can be one
-more part of that statement (``along``).
+they are written together, one statement of ``INSERT``s in a ``WITH``.
 
 Only identifiers the code names and ``%s`` placeholders go into the SQL text; values
 are always parameters.
@@ -403,7 +401,6 @@ class _Batch:
     def __init__(self, using: str):
         self.using = using
         self.rows: list[_Row] = []
-        self.along: list[Along] = []
         self.flushes = 0
         self.flushing = False
 
@@ -414,7 +411,6 @@ class _Batch:
                 # the latest its SAVEPOINT, wrote what was queued before it, so what is
                 # queued now was queued inside it: dropped, not written and undone.
                 self.rows.clear()
-                self.along.clear()
             else:
                 self.flush()
         return execute(statement, params, many, context)
@@ -428,9 +424,6 @@ class _Batch:
         ``then``s in the order they were queued."""
         rows, self.rows = self.rows, []
         if not rows:
-            along, self.along = self.along, []
-            for item in along:  # not queued without rows: kept for the invariant's sake
-                _along_now(item, self.using)
             return
         self.flushes += 1
         connection = connections[self.using]
@@ -458,26 +451,7 @@ class _Batch:
             # The INSERT's own VALUES list: each parameter takes its column's type.
             values = ", ".join(slots)
             parts.append(f"r{n} AS ({row.into} VALUES ({values}) RETURNING {returning})")
-        # The statements that run with the rows (``along``), each after them: its gate
-        # reads every row's key (so the rows are written first) and, with ``when``,
-        # the row of the one it waits for. A gate reads no column of the statement's
-        # own tables, so PostgreSQL checks it once, before the statement reads or
-        # locks anything.
-        along, self.along = self.along, []
-        written = " + ".join(f"(SELECT count(*) FROM r{n})" for n in range(len(rows)))  # noqa: S608
-        joins = []
-        for n, item in enumerate(along):
-            gate = [f"{written} > 0"]
-            if item.when is not None:
-                gate.append(f"EXISTS (SELECT 1 FROM s{along.index(item.when)})")  # noqa: S608
-            text = item.statement.replace(WHEN, f"({' AND '.join(gate)})")
-            parts.append(f"s{n} AS ({text})")
-            params.extend(item.params)
-            joins.append(f" LEFT JOIN s{n} ON TRUE")
-            picks.append(f"s{n}.*")
-        statement = f"WITH {', '.join(parts)} SELECT {', '.join(picks)}"  # noqa: S608
-        if joins:
-            statement += f" FROM (SELECT 1) AS one{''.join(joins)}"
+        statement = f"WITH {', '.join(parts)} SELECT {', '.join(picks)}"
         self.flushing = True
         try:
             with transaction.mark_for_rollback_on_error(self.using), connection.cursor() as cursor:
@@ -485,11 +459,6 @@ class _Batch:
                 found = list(cursor.fetchone())
         finally:
             self.flushing = False
-        tail = found[len(found) - sum(item.width for item in along) :]
-        del found[len(found) - len(tail) :]
-        for item in along:
-            item.found(tail[: item.width], connection)
-            del tail[: item.width]
         extras = []
         for row in rows:
             setattr(row.instance, row.key.attname, found.pop(0))
@@ -522,12 +491,10 @@ def batch(*, using: str = "default"):
     current = _current(using)
     if current is not None:
         mark, flushes = len(current.rows), current.flushes
-        along = len(current.along)
         try:
             yield current
         except BaseException:
             del current.rows[mark if current.flushes == flushes else 0 :]
-            del current.along[along if current.flushes == flushes else 0 :]
             raise
         return
     if connection.vendor != "postgresql" or not connection.in_atomic_block:
@@ -538,7 +505,7 @@ def batch(*, using: str = "default"):
     try:
         with connection.execute_wrapper(current):
             yield current
-            while current.rows or current.along:
+            while current.rows:
                 current.flush()
     finally:
         connection.isotope_batch = None
@@ -593,98 +560,6 @@ def insert_later(
     into = _insert_into(model, using)
     current.rows.append(_Row(instance, fields, values, into, key, links, also, then))
     return instance
-
-
-# Where an ``along`` statement's ``WHERE`` takes its gate.
-WHEN = "{when}"
-
-
-class Along:
-    """A statement ``along`` queued with a batch's rows, or ran at once: ``row`` is the
-    one row it returned (a model instance with ``model``, else the driver's tuple), or
-    None when it returned none."""
-
-    __slots__ = ("converters", "done", "model", "names", "params", "row", "statement", "when")
-
-    def __init__(self, statement, params, model, names, converters, when):
-        self.statement, self.params, self.model = statement, params, model
-        self.names, self.converters, self.when = names, converters, when
-        self.row = None
-        self.done = False
-
-    @property
-    def width(self) -> int:
-        return len(self.names)
-
-    def found(self, values, connection) -> None:
-        """Take the statement's row (``values`` all None: it returned none)."""
-        self.done = True
-        if values is None or values[0] is None:
-            self.row = None
-        elif self.model is None:
-            self.row = tuple(values)
-        else:
-            self.row = _instance(
-                self.model, connection.alias, self.names, self.converters, values, connection
-            )
-
-    def result(self):
-        """``row``; ``RuntimeError`` if the statement never ran (dropped by a rollback
-        to a savepoint or an exception before its batch was written)."""
-        if not self.done:
-            raise RuntimeError("portal.sql.along: this statement was not run")
-        return self.row
-
-
-def along(
-    statement: str,
-    params: list | tuple = (),
-    *,
-    model: type[models.Model] | None = None,
-    width: int = 0,
-    when: Along | None = None,
-    using: str = "default",
-) -> Along:
-    """Run ``statement`` (an ``UPDATE … RETURNING`` or a ``SELECT … FOR UPDATE`` that
-    returns one row at most) with the rows queued in the current ``batch``: in their
-    statement, as one more part of its ``WITH``, after they are written (one round
-    trip instead of two). Its ``WHERE`` holds ``WHEN`` once, where the gate goes; the
-    first column of the row it returns is never NULL (a NULL there reads as no row).
-    With ``model`` the statement returns ``columns(model)`` and the row comes back as
-    an instance, converted as ``rows`` converts; else ``width`` columns, as the driver
-    returns them. ``when``: an earlier ``along`` that must have returned its row: this
-    one runs after it, and only then (in the same statement, a gate in its ``WHERE``
-    that PostgreSQL checks before it reads or locks a row; at once, not at all when
-    it returned none). Nothing queued, no batch, or not PostgreSQL: run at once.
-    ``result()`` is the row once the batch is written."""
-    if model is not None:
-        _, names, converters = _shape(model, using, model._meta.db_table)
-    else:
-        names, converters = [""] * width, []
-    if statement.count(WHEN) != 1:
-        raise ValueError(f"portal.sql.along: the statement holds {WHEN} once")
-    item = Along(statement, list(params), model, names, converters, when)
-    current = _current(using)
-    queued = current is not None and bool(current.rows) and (when is None or not when.done)
-    if queued and when is not None and when not in current.along:
-        queued = False
-    if queued:
-        current.along.append(item)
-        return item
-    _along_now(item, using)
-    return item
-
-
-def _along_now(item: Along, using: str) -> None:
-    connection = connections[using]
-    if item.when is not None and item.when.result() is None:
-        item.found(None, connection)  # what it waits for returned no row: not run
-        return
-    text = item.statement.replace(WHEN, "TRUE")
-    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
-        cursor.execute(text, item.params)
-        row = cursor.fetchone()
-    item.found(row, connection)
 
 
 def _link(child: models.Model, attname: str, parent: models.Model) -> None:

@@ -641,14 +641,13 @@ def _counters_add(quota: Quota, amounts: dict) -> None:
     quota.resource_version += 1
 
 
-def _counters_add_if_fits(tenant: Tenant, amounts: dict) -> sql.Along | None:
+def _counters_add_if_fits(tenant: Tenant, amounts: dict) -> Quota | None:
     """Add ``amounts`` to the tenant's counters in one statement when every one of them
-    fits: its ``result()`` is the row as that statement left it (locked by it until
-    the transaction ends), or None, having changed nothing, when one does not fit (the
-    caller locks the row and names the shortfalls). A compare-and-set on the counters:
-    the condition and the addition are one ``UPDATE``, its row read back by
-    ``RETURNING``; inside a ``portal.sql.batch`` with rows queued, part of their
-    statement, after them (``portal.sql.along``). PostgreSQL only; elsewhere None."""
+    fits, and return the row as that statement left it (locked by it until the
+    transaction ends); None, having changed nothing, when one does not fit (the caller
+    locks the row and names the shortfalls). A compare-and-set on the counters: the
+    condition and the addition are one ``UPDATE``, its row read back by ``RETURNING``
+    (``portal.sql.rows``). PostgreSQL only; elsewhere always None."""
     if connection.vendor != "postgresql":
         return None
     quote = connection.ops.quote_name
@@ -669,10 +668,11 @@ def _counters_add_if_fits(tenant: Tenant, amounts: dict) -> sql.Along | None:
     # Identifiers from the model's meta, quoted; every value a parameter.
     statement = (
         f"UPDATE {quote(Quota._meta.db_table)} SET {', '.join(sets)}"  # noqa: S608
-        f" WHERE {' AND '.join([column['tenant'] + ' = %s', *fits, sql.WHEN])}"
+        f" WHERE {' AND '.join([column['tenant'] + ' = %s', *fits])}"
         f" RETURNING {sql.columns(Quota)}"
     )
-    return sql.along(statement, params, model=Quota)
+    found = sql.rows(Quota, statement, params)
+    return found[0] if found else None
 
 
 def quota_fits_sql(tenant: Tenant, **amounts) -> tuple[str, list]:
@@ -735,7 +735,6 @@ class QuotaCharge:
         self.tenant = tenant
         self.reservations: list[Reservation] = []
         self.quota: Quota | None = None
-        self.request: dict = {}
 
     def check(self, **amounts) -> None:
         """Refuse now, from an unlocked read, when ``amounts`` do not fit."""
@@ -775,26 +774,13 @@ class QuotaCharge:
 
     def charge(self) -> Quota:
         """Lock the row (unless ``lock`` did), refuse or add every reservation's amounts."""
-        return self.charged(self.charge_along())
-
-    def charge_along(self) -> sql.Along | None:
-        """``charge``'s compare-and-set, queued with the rows of the create's
-        ``portal.sql.batch`` (one statement with them), or run now when none are
-        queued; ``charged`` then finishes the charge. None: nothing to run (``lock``
-        holds the row, or not PostgreSQL)."""
         _inside_the_create("QuotaCharge")
-        self.request = _amounts(
+        request = _amounts(
             {r: sum(getattr(x, r) for x in self.reservations) for r in QUOTA_RESOURCES}
         )
-        # Unless ``lock`` holds the row: one statement when everything fits.
-        return None if self.quota else _counters_add_if_fits(self.tenant, self.request)
-
-    def charged(self, along: sql.Along | None) -> Quota:
-        """Finish the charge ``charge_along`` began: when its compare-and-set did not
-        run or found that something does not fit, the row is locked and read to name
-        the shortfalls (or, having been released meanwhile, charged)."""
-        request = self.request
-        quota = along.result() if along is not None else None
+        # Unless ``lock`` holds the row: one statement when everything fits; the row
+        # locked and read to name the shortfalls when something does not.
+        quota = None if self.quota else _counters_add_if_fits(self.tenant, request)
         if quota is None:
             quota = self.quota or Quota.objects.select_for_update().get(tenant=self.tenant)
             _refuse_shortfalls(quota, request)

@@ -41,14 +41,7 @@ from compute.choices import (
 )
 from compute.labels import label_map_errors, labels_changed_message
 from compute.models import Flavor, Host, Image, Migration, VirtualMachine, Volume
-from compute.scheduler import (
-    HostTaken,
-    check_host,
-    confirm,
-    confirm_along,
-    lock_hosts,
-    schedule,
-)
+from compute.scheduler import HostTaken, check_host, confirm, lock_hosts, schedule
 from compute.services import dispatch
 from compute.services import networks as network_services
 from compute.services import volumes as volume_services
@@ -620,17 +613,11 @@ def _create_rows(
             new_object=True,
         )
         _publish(vm, services=False)  # Pending: it serves no Service yet
-        # The locks, last and in the order quota → host (under them only the quota's
-        # counters, the host's and the commit), taken by the rows' statement after
-        # the rows (portal.sql.along): the host's only when the quota's counters took
-        # the VM, so a refusal, which locks the quota row then, locks it first too.
-        charging = quota.charge_along()
-        holding = None
-        if locks_last and fresh and charging is not None:
-            holding = confirm_along(vm, when=charging)
-    quota.charged(charging)
+    # The locks, last and in the order quota → host (under them only the quota's
+    # counters, the host's and the commit).
+    quota.charge()
     if locks_last:
-        confirm(vm, fresh=fresh, held=holding)
+        confirm(vm, fresh=fresh)
     transaction.on_commit(lambda: dispatch.provision_request(vm.pk))
     if networks:  # after the create's live batch (see interfaces_changed)
         network_services.interfaces_changed(nic.network_id for nic in nics)

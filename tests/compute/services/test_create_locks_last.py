@@ -220,43 +220,12 @@ def test_two_creates_of_one_name_that_deadlock_end_in_one_vm_and_the_names_400(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_in_its_own_transaction_a_create_charges_its_quota_and_locks_its_host_with_its_rows(
-    demo, make_host, tiny_image, no_worker
-):
-    """The quota's compare-and-set and the host's lock are parts of the rows'
-    statement (``portal.sql.along``): a create sends one statement after its host
-    read, and the counters come out right."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    from compute.models import Host
-
-    postgres_only()
-    make_host("node-a", cpus=8)
-    with_its_network(demo)
-    used = Quota.objects.get(tenant=demo.acme).used_vms
-    with CaptureQueriesContext(connection) as captured:
-        assert create(demo, "web1")() == "node-a"
-    statements = [query["sql"] for query in captured.captured_queries]
-    writes = [s for s in statements if "INSERT INTO" in s or "UPDATE" in s or "FOR UPDATE" in s]
-    assert len(writes) == 1, "\n".join(writes)
-    assert 'UPDATE "tenants_quota"' in writes[0] and "FOR UPDATE" in writes[0]
-    # In its transaction: the hosts' unlocked read, that statement, the commit.
-    begun = statements[statements.index("BEGIN") + 1 :]
-    assert len(begun) == 3 and "FOR UPDATE" not in begun[0], "\n".join(begun)
-    assert begun[1:] == [writes[0], "COMMIT"], "\n".join(begun)
-    assert Quota.objects.get(tenant=demo.acme).used_vms == used + 1
-    host = Host.objects.get(name="node-a")
-    assert (host.placed_vcpus, host.placed_memory_mib, host.placed_vms) == (1, 128, 1)
-
-
-@pytest.mark.django_db(transaction=True)
 def test_a_create_waiting_on_its_name_holds_no_lock_of_its_tenant(
     demo, make_host, tiny_image, no_worker, held_midway
 ):
-    """Its rows go in first, in its one statement: waiting to write a VM under a name
-    another open create wrote, it has not locked the quota row, and the next create
-    in the tenant goes through meanwhile."""
+    """Its rows go in before its locks: waiting to write a VM under a name another open
+    create wrote, it has not locked the quota row, and the next create in the tenant
+    goes through meanwhile."""
     from portal.exceptions import ValidationError
 
     first = web1_written_and_held(demo, make_host, held_midway)
@@ -279,9 +248,9 @@ def test_a_create_waiting_on_its_name_holds_no_lock_of_its_tenant(
 def test_a_create_refused_at_its_charge_does_not_wait_for_its_host(
     demo, make_host, tiny_image, no_worker, held_midway
 ):
-    """The host's lock runs only once the quota's counters took the VM: a create that
-    the charge refuses locks the quota row to name what does not fit and never waits
-    on the host (which would lock the two rows in the other order)."""
+    """The host is locked only once the quota's counters took the VM: a create that the
+    charge refuses locks the quota row to name what does not fit and never waits on
+    the host (which would lock the two rows in the other order)."""
     from compute.models import Host
 
     postgres_only()
