@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from compute import selectors
 from compute.pool_forms import AutoscalerCreateForm
 from compute.services import autoscalers as autoscaler_services
-from compute.views import _live_baseline
+from monitoring import live
 from portal.exceptions import NotFound
 from portal.web import form_service_call, tenant_view
 from tenants import selectors as tenant_selectors
@@ -34,7 +34,7 @@ def autoscaler_list(request, tenant):
             "tenant": tenant,
             "autoscalers": autoscalers,
             "can_create": tenant_selectors.can(request.user, tenant, "autoscaler.manage"),
-            "live_baseline": _live_baseline(tenant),
+            "live_baseline": live.page_baseline(tenant),
         },
     )
 

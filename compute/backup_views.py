@@ -20,8 +20,8 @@ from compute import selectors
 from compute.listing import PER_PAGE, list_page, search_apply, search_query
 from compute.services import backups as backup_services
 from compute.services import snapshots as snapshot_services
-from compute.views import _live_baseline
 from compute.volume_views import _vm_or_404, _volume_or_404, _with_fields
+from monitoring import live
 from portal.exceptions import ApplicationError, Conflict, NotFound
 from portal.web import tenant_view
 from tenants import selectors as tenant_selectors
@@ -45,7 +45,7 @@ def _refusal(request, error: ApplicationError) -> None:
 def backup_list(request, tenant):
     """The tenant's backups, newest first, with their export progress, a page at a time
     (``?page=&per_page=``) and searched by name (``?q=``)."""
-    baseline = _live_baseline(tenant)
+    baseline = live.page_baseline(tenant)
     query = search_query(request.GET)
     everything = selectors.backups_for_tenant(request.user, tenant)
     # No phase counts here: the page's keys come with the count of every match

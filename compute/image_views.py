@@ -17,7 +17,7 @@ from compute.choices import ImagePhase
 from compute.forms import ImageImportForm
 from compute.models import Image
 from compute.services import images as image_services
-from compute.views import _live_baseline
+from monitoring import live
 from portal.exceptions import ApplicationError, Conflict, NotFound
 from portal.web import form_service_call, tenant_view
 from tenants import selectors as tenant_selectors
@@ -26,7 +26,7 @@ TEMPLATE_NAME = "__name__"
 
 
 def _page(request, tenant, form: ImageImportForm | None = None, status: int = 200):
-    baseline = _live_baseline(tenant)
+    baseline = live.page_baseline(tenant)
     images = list(selectors.images_visible(request.user, tenant))
     for image in images:
         image.own = image.tenant_id == tenant.pk

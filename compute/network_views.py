@@ -22,8 +22,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 from compute import selectors
 from compute.choices import NetworkKind
 from compute.services import networks as network_services
-from compute.views import _live_baseline
 from compute.volume_forms import ServiceErrorsMixin
+from monitoring import live
 from portal.exceptions import NotFound, PermissionDenied
 from portal.web import form_service_call, message_call, tenant_view
 from tenants import selectors as tenant_selectors
@@ -111,7 +111,7 @@ def network_list(request, tenant):
             "can_delete": tenant_selectors.can(request.user, tenant, "network.delete"),
             "quota": usage,
             "show_bridge": request.user.is_staff,
-            "live_baseline": _live_baseline(tenant),
+            "live_baseline": live.page_baseline(tenant),
         },
         status=400 if request.method == "POST" else 200,
     )

@@ -19,7 +19,7 @@ from compute import selectors
 from compute.pool_forms import AutoscalerForm, PoolCreateForm, PoolTemplateForm
 from compute.services import autoscalers as autoscaler_services
 from compute.services import pools as pool_services
-from compute.views import _live_baseline
+from monitoring import live
 from portal.exceptions import ApplicationError, NotFound, PermissionDenied
 from portal.web import form_service_call, tenant_view
 from tenants import selectors as tenant_selectors
@@ -58,7 +58,7 @@ def pool_list(request, tenant):
             "tenant": tenant,
             "pools": pools,
             "can_create": tenant_selectors.can(request.user, tenant, "vmpool.create"),
-            "live_baseline": _live_baseline(tenant),
+            "live_baseline": live.page_baseline(tenant),
         },
     )
 
@@ -98,7 +98,7 @@ def pool_create(request, tenant):
 def pool_detail(request, tenant, name: str):
     from monitoring import selectors as monitoring_selectors
 
-    baseline = _live_baseline(tenant)
+    baseline = live.page_baseline(tenant)
     pool = _pool_or_404(request, tenant, name)
     autoscaler = getattr(pool, "autoscaler", None)
     form = _autoscaler_form(request, tenant, autoscaler)
@@ -220,7 +220,7 @@ def pool_update(request, tenant, name: str):
         pool,
         autoscaler,
         _autoscaler_form(request, tenant, autoscaler),
-        _live_baseline(tenant),
+        live.page_baseline(tenant),
         monitoring_selectors,
         template_form=form,
     )
@@ -294,7 +294,7 @@ def pool_autoscaler(request, tenant, name: str):
     if autoscaler_submit(request, tenant, form, autoscaler, pool.name, pool=pool):
         return redirect("vmpool-detail", tenant=tenant.slug, name=pool.name)
     context = _detail_context(
-        request, tenant, pool, autoscaler, form, _live_baseline(tenant), monitoring_selectors
+        request, tenant, pool, autoscaler, form, live.page_baseline(tenant), monitoring_selectors
     )
     return render(request, "compute/pool_detail.html", context, status=400)
 

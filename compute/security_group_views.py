@@ -21,8 +21,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 from compute import selectors
 from compute.choices import RuleDirection, RuleProtocol
 from compute.services import security_groups as group_services
-from compute.views import _live_baseline
 from compute.volume_forms import ServiceErrorsMixin
+from monitoring import live
 from portal.exceptions import NotFound, PermissionDenied
 from portal.web import form_service_call, message_call, tenant_view
 from tenants import selectors as tenant_selectors
@@ -174,7 +174,7 @@ def group_detail(request, tenant, name: str):
             "workloads": workloads,
             "form": form,
             "allowed": group_services.group_actions(group, role),
-            "live_baseline": _live_baseline(tenant),
+            "live_baseline": live.page_baseline(tenant),
         },
         status=400 if request.method == "POST" else 200,
     )

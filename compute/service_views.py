@@ -26,8 +26,8 @@ from compute import selectors
 from compute.choices import SERVICE_TYPES, PortProtocol
 from compute.security_group_views import _authorize
 from compute.services import load_balancers as service_services
-from compute.views import _live_baseline
 from compute.volume_forms import ServiceErrorsMixin
+from monitoring import live
 from portal.exceptions import ApplicationError, NotFound, PermissionDenied
 from portal.web import form_service_call, message_call, tenant_view
 from tenants import selectors as tenant_selectors
@@ -218,7 +218,7 @@ def service_list(request, tenant):
             )
             if service is not None:
                 return redirect("service-detail", tenant=tenant.slug, name=service.name)
-    baseline = _live_baseline(tenant)
+    baseline = live.page_baseline(tenant)
     return render(
         request,
         "compute/service_list.html",
@@ -257,7 +257,7 @@ def _detail(request, tenant, service, baseline, form=None, formset=None, status:
 def service_detail(request, tenant, name: str):
     """One Service: its spec, what the cluster allocated and its members, live; the
     form that changes its type and port (operators)."""
-    baseline = _live_baseline(tenant)  # before the read: no change falls between
+    baseline = live.page_baseline(tenant)  # read before the Service (tenant_view)
     return _detail(request, tenant, _service_or_404(request, tenant, name), baseline)
 
 
@@ -266,7 +266,7 @@ def service_detail(request, tenant, name: str):
 def service_update(request, tenant, name: str):
     """Change the Service's type and its ports (the rows of the ports table: change,
     add, remove); field errors come back on the rows with nothing changed."""
-    baseline = _live_baseline(tenant)
+    baseline = live.page_baseline(tenant)
     service = _service_or_404(request, tenant, name)
     form = ServiceChangeForm(request.POST)
     # A post without the ports table (an older page, a script) changes only the type.

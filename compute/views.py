@@ -24,6 +24,7 @@ from compute.forms import LabelsForm, VMCreateForm, labels_lines
 from compute.labels import labels_text
 from compute.listing import PER_PAGE, list_apply, list_page, list_query
 from compute.services import vms as vm_services
+from monitoring import live
 from monitoring import selectors as monitoring_selectors
 from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from portal.web import form_service_call, tenant_view
@@ -107,20 +108,13 @@ def _buttons(
     ]
 
 
-def _live_baseline(tenant) -> dict[str, int]:
-    """The page's live baseline (``monitoring.live.page_baseline``)."""
-    from monitoring import live
-
-    return live.page_baseline(tenant)
-
-
 @tenant_view("vm.view")
 @require_http_methods(["GET", "POST"])
 def vm_list(request, tenant):
     """The tenant's VMs; a POST is a bulk action on the ticked ones (``_vm_bulk``)."""
     if request.method == "POST":
         return _vm_bulk(request, tenant)
-    baseline = _live_baseline(tenant)  # before the query: anything newer arrives live
+    baseline = live.page_baseline(tenant)  # read before the query (tenant_view)
     hosts = selectors.host_names() if request.user.is_staff else None
     query = list_query(request.GET, phases=Phase.values, hosts=hosts)
     everything = selectors.vm_list_rows(request.user, tenant)
@@ -215,7 +209,7 @@ def vm_detail(request, tenant, name: str):
 
 def _detail(request, tenant, vm, labels_form: LabelsForm | None = None, status: int = 200):
     """The VM's page; ``labels_form`` is a refused "Edit labels" form to show again."""
-    baseline = _live_baseline(tenant)
+    baseline = live.page_baseline(tenant)
     if labels_form is None and tenant_selectors.can(request.user, tenant, "vm.update"):
         labels_form = LabelsForm(initial={"labels": labels_lines(vm.labels)})
     return render(

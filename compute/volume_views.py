@@ -23,8 +23,8 @@ from compute.choices import ImageKind, SnapshotPhase
 from compute.listing import PER_PAGE, list_page, search_apply, search_query
 from compute.services import snapshots as snapshot_services
 from compute.services import volumes as volume_services
-from compute.views import _live_baseline
 from compute.volume_forms import VolumeAttachForm, VolumeCreateForm, VolumeResizeForm
+from monitoring import live
 from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from portal.web import form_service_call, tenant_view
 from tenants import selectors as tenant_selectors
@@ -88,7 +88,7 @@ def _buttons(volume, role: str | None) -> list[dict]:
 def volume_list(request, tenant):
     """The tenant's volumes by name, a page at a time (``?page=&per_page=``), searched
     by name (``?q=``): a tenant with 10,000 VMs has 10,000 root disks."""
-    baseline = _live_baseline(tenant)
+    baseline = live.page_baseline(tenant)
     query = search_query(request.GET)
     counts = selectors.volume_phase_counts(request.user, tenant)
     total = sum(c.count for c in counts)
@@ -163,7 +163,7 @@ def volume_create(request, tenant):
 @tenant_view("volume.view")
 @require_GET
 def volume_detail(request, tenant, name: str):
-    baseline = _live_baseline(tenant)
+    baseline = live.page_baseline(tenant)
     volume = _volume_or_404(request, tenant, name)
     attach_to = []
     if volume.local and volume.vm_id is None:

@@ -30,8 +30,9 @@ from compute.pool_views import autoscaler_submit
 from compute.services import autoscalers as autoscaler_services
 from compute.services import clusters as cluster_services
 from compute.services import workloads as workload_services
-from compute.views import _live_baseline, relabel_from_form
+from compute.views import relabel_from_form
 from compute.workload_forms import WorkloadCreateForm
+from monitoring import live
 from portal.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from portal.web import form_service_call, message_call, tenant_view
 from tenants import selectors as tenant_selectors
@@ -101,7 +102,7 @@ def workload_list(request, tenant):
             noun="workload",
             back=reverse("workload-list", kwargs={"tenant": tenant.slug}),
         )
-    baseline = _live_baseline(tenant)
+    baseline = live.page_baseline(tenant)
     # Workloads run on clusters, not hosts: no host filter or sort here.
     query = list_query(request.GET, phases=Phase.values, hosts=None)
     counts = selectors.workload_phase_counts(request.user, tenant)
@@ -194,7 +195,7 @@ def _detail(
     labels" (autoscaler) form to show again."""
     from monitoring import selectors as monitoring_selectors
 
-    baseline = _live_baseline(tenant)
+    baseline = live.page_baseline(tenant)
     events = monitoring_selectors.events_of_object(
         request.user, tenant, kind=workload_services.EVENT_KIND, name=workload.name
     )
