@@ -106,6 +106,15 @@ def test_deleting_asks_first_and_then_the_vm_goes_away(
     expect(dialog).to_be_hidden()
     assert VirtualMachine.objects.get(name="old").phase == Phase.RUNNING
 
+    # A Cancel clicked while the dialog still fades in closes it too (Bootstrap alone
+    # ignores it and leaves the dialog open over a greyed page).
+    page.get_by_role("button", name="Delete").click()
+    dialog.get_by_role("button", name="Cancel").dispatch_event("click")
+    expect(page.locator(".modal-backdrop")).to_have_count(0)
+    expect(dialog).to_be_hidden()
+    expect(page.locator("body")).not_to_have_class(re.compile(r"\bmodal-open\b"))
+    assert VirtualMachine.objects.get(name="old").phase == Phase.RUNNING
+
     page.get_by_role("button", name="Delete").click()
     dialog.get_by_role("button", name="Delete").click()
     page.wait_for_url(f"{live_url}/t/acme/vms/")
