@@ -33,8 +33,14 @@ def test_alice_asks_for_two_vms_the_admin_approves_and_her_page_follows_live(
     expect(quota_vms).to_have_text("0 / 20 VMs")
     expect(alice.get_by_test_id("notification-count")).to_be_hidden()
 
+    # Closed with × as it opens (a change of mind): it closes, nothing is sent.
     alice.get_by_test_id("quota-request-open").click()
     form = alice.get_by_test_id("quota-request-form")
+    form.get_by_role("button", name="Close").dispatch_event("click")
+    expect(alice.locator(".modal-backdrop")).to_have_count(0)
+    expect(form).to_be_hidden()
+
+    alice.get_by_test_id("quota-request-open").click()
     expect(form).to_be_visible()
     form.get_by_label("Virtual machines (+VMs)").fill("2")
     form.get_by_label("Why").fill("Two more web servers for the spring launch.")
