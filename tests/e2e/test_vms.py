@@ -85,6 +85,45 @@ def test_bob_creates_a_vm_watches_it_run_stops_and_starts_it(
     axe(page, "vm-overview-bob")
 
 
+def test_a_second_click_while_the_create_is_on_its_way_sends_nothing(
+    demo, make_host, tiny_image, flavors, live_url, new_page
+):
+    """An impatient second click on "Create VM" (the first request sent, no answer yet)
+    does not send the form again: one VM, and the page that follows is its own, not a
+    "name taken" error from the second request."""
+    make_host("node-a")
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vms/new/")
+    page.get_by_label("Name").fill("web-1")
+    page.get_by_label("Image").select_option(label="Tiny guest")
+    page.get_by_label(re.compile(r"^small")).check()
+    held = []  # the create requests, held here until the second click is done
+    page.route(f"{live_url}/t/acme/vms/new/", lambda route: held.append(route))
+    # The second click 0.3 s after the first, in the page: while the first request is
+    # held the page stays the form, but Playwright's own calls would wait for the
+    # navigation. What the button showed then is kept in sessionStorage to look at later.
+    page.evaluate(
+        """() => {
+            const button = document.querySelector("[data-testid=vm-form] button[type=submit]");
+            button.click();
+            setTimeout(() => {
+                sessionStorage.setItem("second-click-saw", button.getAttribute("aria-disabled"));
+                button.click();
+            }, 300);
+        }"""
+    )
+    while not held:
+        page.wait_for_timeout(20)
+    page.wait_for_timeout(1000)  # the second click, and the request it would send
+    assert len(held) == 1
+    held[0].continue_()
+    page.wait_for_url(f"{live_url}/t/acme/vms/web-1/")
+    expect(page.get_by_test_id("messages")).to_contain_text("web-1 accepted")
+    assert VirtualMachine.objects.filter(name="web-1").count() == 1
+    assert page.evaluate("sessionStorage.getItem('second-click-saw')") == "true"  # busy
+
+
 def test_deleting_asks_first_and_then_the_vm_goes_away(
     demo, make_host, tiny_image, celery_worker, live_url, new_page
 ):
