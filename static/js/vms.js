@@ -12,12 +12,14 @@
     const skip = modalEl.querySelector("[data-confirm-skip]");
     const skipBox = skip.querySelector("input");
     let pending = null;
+    let pendingButton = null;
     document.addEventListener("submit", (event) => {
       const form = event.target;
       if (!(form instanceof HTMLFormElement) || !form.dataset.confirm) return;
       if (form.querySelector("input[name=confirm]")) return; // confirmed already
       event.preventDefault();
       pending = form;
+      pendingButton = event.submitter;
       modalEl.querySelector("[data-confirm-title]").textContent =
         (form.dataset.confirmLabel || "Confirm") + "?";
       modalEl.querySelector("[data-confirm-text]").textContent = form.dataset.confirm;
@@ -33,6 +35,7 @@
         input.type = "hidden";
         input.name = name;
         input.value = value;
+        input.dataset.confirmAnswer = "";
         pending.appendChild(input);
       };
       hidden("confirm", "yes");
@@ -40,7 +43,19 @@
       // back renders this action's buttons without data-confirm).
       if (!skip.hidden && skipBox.checked) hidden("dont_ask_again", "1");
       modal.hide();
-      pending.submit();
+      // A submit like the button's own (not form.submit(), which fires no submit
+      // event): forms.js counts it, so a second click on the button while the request
+      // is on its way sends nothing (the form holds the answer: it would not ask).
+      const form = pending;
+      const button = pendingButton;
+      pending = pendingButton = null;
+      if (button && button.form === form && button.isConnected) form.requestSubmit(button);
+      else form.requestSubmit();
+    });
+    // A page the browser brings back (Back) asks again: the answers given are dropped.
+    window.addEventListener("pageshow", (event) => {
+      if (!event.persisted) return;
+      document.querySelectorAll("input[data-confirm-answer]").forEach((input) => input.remove());
     });
   }
 
