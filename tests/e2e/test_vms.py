@@ -145,14 +145,23 @@ def test_deleting_asks_first_and_then_the_vm_goes_away(
     expect(dialog).to_be_hidden()
     assert VirtualMachine.objects.get(name="old").phase == Phase.RUNNING
 
-    # A Cancel clicked while the dialog still fades in closes it too (Bootstrap alone
-    # ignores it and leaves the dialog open over a greyed page).
+    # A Cancel clicked as the dialog opens closes it (with Bootstrap's fade it was
+    # ignored and the dialog stayed over a greyed page).
     page.get_by_role("button", name="Delete").click()
     dialog.get_by_role("button", name="Cancel").dispatch_event("click")
     expect(page.locator(".modal-backdrop")).to_have_count(0)
     expect(dialog).to_be_hidden()
     expect(page.locator("body")).not_to_have_class(re.compile(r"\bmodal-open\b"))
     assert VirtualMachine.objects.get(name="old").phase == Phase.RUNNING
+
+    # A double click on Delete opens the dialog and leaves it open: its second click,
+    # on the dialog that is now there, is not taken as a click outside it.
+    page.get_by_role("button", name="Delete").dblclick()
+    expect(dialog).to_be_visible()
+    page.wait_for_timeout(600)  # past the double click's time
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
 
     page.get_by_role("button", name="Delete").click()
     dialog.get_by_role("button", name="Delete").click()
@@ -164,6 +173,50 @@ def test_deleting_asks_first_and_then_the_vm_goes_away(
         timeout=PHASE_TIMEOUT,
     )
     assert not VirtualMachine.objects.filter(name="old").exists()
+
+
+def test_a_confirmed_delete_is_sent_once_however_often_delete_is_clicked(
+    demo, make_host, tiny_image, live_url, new_page
+):
+    """Confirmed, the action's form holds the answer: a second click on Delete while
+    the first request is on its way sent it again, without asking."""
+    make_host("node-a")
+    vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="old", image="tiny", vcpus=1, memory_mib=256
+    )
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vms/old/")
+    page.get_by_role("button", name="Delete").click()
+    expect(page.locator("#vm-confirm")).to_be_visible()
+    held = []  # the POSTs of the VM's actions, held until the second click is done
+
+    def hold(route):
+        if route.request.method == "POST":
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route(f"{live_url}/t/acme/vms/old/**", hold)
+    # Confirm, then Delete again 0.3 s later, in the page: while the first request is
+    # held the page stays the VM's, but Playwright's own calls would wait for the
+    # navigation.
+    page.evaluate(
+        """() => {
+            document.querySelector("#vm-confirm [data-confirm-ok]").click();
+            setTimeout(() => {
+                const form = document.querySelector("input[name=confirm]").form;
+                form.querySelector("button[type=submit]").click();
+            }, 300);
+        }"""
+    )
+    while not held:
+        page.wait_for_timeout(20)
+    page.wait_for_timeout(1000)  # the request a second submit would send
+    assert len(held) == 1
+    held[0].continue_()
+    page.wait_for_url(f"{live_url}/t/acme/vms/")
+    expect(page.get_by_test_id("messages")).to_contain_text("Delete requested for old")
 
 
 def test_carol_the_viewer_sees_vms_but_no_action_buttons(
