@@ -72,7 +72,8 @@
       set("replicas", state.replicas);
       set("resourceVersion", state.resourceVersion);
       document.querySelectorAll('[data-testid="pool-scale-replicas"]').forEach((el) => {
-        if (root.dataset.testid === "pool-detail" && document.activeElement !== el) el.value = state.replicas;
+        // Follows the count until the user edits it (see workloads.js).
+        if (root.dataset.testid === "pool-detail" && document.activeElement !== el) el.defaultValue = state.replicas;
       });
       const message = state.message || "";
       root.querySelectorAll("[data-live-hide-empty]").forEach((el) => { el.hidden = !message; el.title = message; });

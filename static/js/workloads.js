@@ -82,8 +82,10 @@
       root.querySelectorAll('[data-live-field="availableReplicas"]').forEach((el) => text(el, state.availableReplicas));
       root.querySelectorAll('[data-live-field="resourceVersion"]').forEach((el) => text(el, state.resourceVersion));
       root.querySelectorAll('[data-live-field="securityGroups"]').forEach((el) => drawGroups(el, state.securityGroups));
+      // The field follows the count until the user edits it (its default value moves;
+      // the value the user typed stays, as the browser keeps an edited value).
       root.querySelectorAll('input[name="replicas"]').forEach((el) => {
-        if (document.activeElement !== el) el.value = state.replicas;
+        if (document.activeElement !== el) el.defaultValue = state.replicas;
       });
       const message = state.message || "";
       root.querySelectorAll("[data-live-hide-empty]").forEach((el) => { el.hidden = !message; el.title = message; });

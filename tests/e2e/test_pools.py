@@ -80,6 +80,18 @@ def test_bob_creates_a_pool_of_two_scales_it_to_three_and_deletes_it(
     expect(detail.get_by_test_id("pool-ready")).to_have_text("3/3", timeout=PHASE_TIMEOUT)
     expect(page.get_by_test_id("pool-events")).to_contain_text("Created member web-2")
 
+    # A count typed but not sent yet stays while the pool changes under it (someone
+    # else scales it down): the live update moves an untouched field only.
+    field = page.get_by_test_id("pool-scale-replicas")
+    expect(field).to_have_value("3")
+    field.fill("5")
+    field.press("Tab")
+    from compute.services import pools as pool_services
+
+    pool_services.pool_scale(actor=demo.bob, pool=VMPool.objects.get(name="web"), replicas=2)
+    expect(detail.get_by_test_id("pool-ready")).to_have_text("2/2", timeout=PHASE_TIMEOUT)
+    expect(field).to_have_value("5")
+
     page.get_by_test_id("pool-delete").click()
     dialog = page.locator("#vm-confirm")
     expect(dialog).to_contain_text("every one of its member VMs")
