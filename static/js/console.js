@@ -73,6 +73,11 @@ class Console {
     this.ws = null;
     this.retries = 0;
     this.userClosed = false;
+    // Each connect and disconnect starts a new attempt: a connect that finds, after
+    // waiting for its ticket, that another attempt began (the user disconnected, or
+    // connected again) stops there (no second session, no connection after Disconnect).
+    this.attempt = 0;
+    this.retryTimer = null;
     // The guest gets every key, Tab included, so keyboard users need a way out (WCAG
     // 2.1.2): Ctrl+] (virsh console's escape) moves the focus to the toolbar. Captured on
     // the way down, before noVNC sends it to the guest.
@@ -218,6 +223,8 @@ class Console {
   }
 
   async connect() {
+    clearTimeout(this.retryTimer);
+    const attempt = ++this.attempt;
     this.teardown();
     this.userClosed = false;
     this.setState(this.retries ? "reconnecting" : "connecting", this.retries ? gettext("Reconnecting…") : gettext("Connecting…"));
@@ -226,10 +233,12 @@ class Console {
     try {
       ticket = await this.ticket();
     } catch (error) {
+      if (attempt !== this.attempt) return;
       this.setState("error", gettext("Not connected"));
       this.message(error.message, "warning");
       return;
     }
+    if (attempt !== this.attempt) return; // disconnected, or connecting again, meanwhile
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const path = ticket.websocketPath || "/ws/console/";
     const ws = new WebSocket(`${scheme}//${location.host}${path}`, ["binary", `isotope-ticket.${ticket.ticket}`]);
@@ -263,7 +272,7 @@ class Console {
       this.retries += 1;
       this.setState("reconnecting", gettext("Reconnecting…"));
       this.message(event.reason || gettext("The console moved; reconnecting…"), "info");
-      setTimeout(() => this.connect(), Math.min(400 * 2 ** (this.retries - 1), 5000));
+      this.retryTimer = setTimeout(() => this.connect(), Math.min(400 * 2 ** (this.retries - 1), 5000));
       return;
     }
     const final = event.code === 4410 || event.code === 4404;
@@ -286,6 +295,8 @@ class Console {
   }
 
   disconnect() {
+    this.attempt += 1;
+    clearTimeout(this.retryTimer);
     this.userClosed = true;
     const ws = this.ws;
     this.teardown();

@@ -59,6 +59,31 @@ def test_bob_types_into_the_console_and_carol_only_watches(guest, live_url, new_
     bob.screenshot(path=str(ARTIFACTS / "console-bob.png"), full_page=True)
     assert_accessible(bob, "console-bob")
 
+    # Disconnect while connecting (the ticket still on its way): it stays disconnected,
+    # no session opens when the ticket arrives.
+    console = bob.get_by_test_id("console")
+    state = bob.get_by_test_id("console-state")
+    disconnect = console.locator("[data-console-action=disconnect]")
+    disconnect.click()
+    expect(state).to_have_text("Not connected")
+    ticket_url = live_url + console.get_attribute("data-ticket-url")
+    held = []
+    bob.route(ticket_url, lambda route: held.append(route))
+    bob.get_by_test_id("console-connect").click()
+    expect(state).to_have_text("Connecting…")
+    while not held:
+        bob.wait_for_timeout(20)
+    disconnect.click()
+    expect(state).to_have_text("Not connected")
+    held[0].continue_()
+    bob.unroute(ticket_url)
+    bob.wait_for_timeout(1500)  # the ticket's answer, and a session if one were opened
+    expect(state).to_have_text("Not connected")
+    expect(bob.get_by_test_id("console-screen").locator("canvas")).to_have_count(0)
+    bob.get_by_test_id("console-connect").click()
+    expect(state).to_have_text("Connected", timeout=20_000)
+    bob.wait_for_function(f"() => ({LIT_PIXELS})() > 200", timeout=20_000)
+
     carol = new_page()
     open_console(carol, live_url, "carol", guest)
     expect(carol.get_by_test_id("console-view-only")).to_be_visible()
