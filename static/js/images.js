@@ -122,7 +122,9 @@
   const submit = form.querySelector("[type=submit]");
   const cancel = form.querySelector("[data-upload-cancel]");
   const chunkSize = parseInt(form.dataset.chunkBytes, 10) || 8 * 1024 * 1024;
-  let current = null;
+  let current = null; // the tus upload under way
+  let starting = false; // the image being created, its upload not begun yet
+  let cancelStart = false; // Cancel clicked meanwhile
 
   function fieldErrors(errors) {
     form.querySelectorAll("[data-error]").forEach(function (el) { el.textContent = ""; });
@@ -233,6 +235,8 @@
     const sha = form.querySelector("[name=sha256]").value.trim();
     if (sha) body.spec.sha256 = sha;
     busy(true);
+    starting = true;
+    cancelStart = false;
     fetch(form.dataset.api, {
       method: "POST",
       credentials: "same-origin",
@@ -241,6 +245,7 @@
     }).then(function (response) {
       return response.json().then(function (data) { return { ok: response.ok, data: data }; });
     }).then(function (result) {
+      starting = false;
       if (!result.ok) {
         busy(false);
         fieldErrors(result.data.errors);
@@ -248,13 +253,30 @@
         return;
       }
       const image = result.data;
+      if (cancelStart) {
+        // Cancelled while the image was being created: it is dropped before any byte.
+        const url = new URL(image.status.upload.url, location.href).href;
+        window.tus.Upload.terminate(url, { headers: { "X-CSRFToken": csrf() } }).then(function () {
+          text.textContent = gettext("Upload cancelled.");
+          statusBox.hidden = false;
+          busy(false);
+        }).catch(function (error) { fail(gettext("The upload failed: ") + error.message); });
+        return;
+      }
       const row = ensureRow(image.metadata.name);
       if (row) showProgress(row, { phase: image.status.phase, message: image.status.message, progress: image.status.progress, source: "upload" });
       sendFile(file, image.status.upload.url, image.metadata.name);
-    }).catch(function (error) { fail("The upload could not start: " + error.message); });
+    }).catch(function (error) { starting = false; fail("The upload could not start: " + error.message); });
   });
 
   cancel.addEventListener("click", function () {
+    if (starting) {
+      // The image is still being created: cancelled as soon as it exists.
+      cancelStart = true;
+      statusBox.hidden = false;
+      text.textContent = gettext("Cancelling…");
+      return;
+    }
     if (!current) return;
     // Terminate: the server drops the image, its bytes and its storage charge.
     current.abort(true).then(function () {
@@ -269,6 +291,12 @@
   document.addEventListener("click", function (event) {
     const button = event.target.closest("[data-image-resume]");
     if (!button) return;
+    if (current || starting) {
+      // One upload at a time: a second would write to the same image as the first.
+      errorBox.textContent = gettext("Wait for the upload under way to end, or cancel it, first.");
+      errorBox.hidden = false;
+      return;
+    }
     const picker = document.createElement("input");
     picker.type = "file";
     picker.addEventListener("change", function () {

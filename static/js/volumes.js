@@ -108,12 +108,18 @@
         }
         patchPanelRow(row, name, state);
       }
-      // A volume that got attached somewhere is no longer on offer here.
-      if (state && state.vm) {
-        panel.querySelectorAll('select[name="volume"] option').forEach((option) => {
-          if (option.value === name) option.remove();
-        });
-      }
+      // A volume attached somewhere (or gone) is not on offer here; one that comes free
+      // is again. Disabled, not removed: removing the chosen option made the browser
+      // choose the next one without a word, and Attach attached that volume instead.
+      // The chosen one taken, the list shows its placeholder ("Choose a volume"),
+      // which the browser does not send (the select is required).
+      panel.querySelectorAll('select[name="volume"]').forEach((select) => {
+        const option = Array.from(select.options).find((o) => o.value === name);
+        if (!option) return;
+        const taken = !!deleted || !!(state && state.vm);
+        option.disabled = taken;
+        if (taken && option.selected) select.value = "";
+      });
       const empty = panel.querySelector("[data-vm-volumes-empty]");
       if (empty) empty.hidden = rows.children.length > 0;
     });

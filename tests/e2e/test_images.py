@@ -96,6 +96,31 @@ def test_bob_uploads_an_image_through_a_dropped_connection_and_boots_a_vm_from_i
     axe(page, "images-vm-running")
 
 
+def test_an_upload_cancelled_while_its_image_is_created_leaves_nothing(
+    demo, image_dir, live_url, new_page, tmp_path
+):
+    """ "Cancel upload" shows as soon as Upload is clicked, while the image is still
+    being created: a click then cancels (the image dropped, no byte sent), it is not
+    ignored with the upload going on."""
+    source = tmp_path / "cancel-me.qcow2"
+    make_qcow2(source, size="64M", data=os.urandom(256 * KIB))
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/images/")
+    form = page.get_by_test_id("image-upload-form")
+    held = []  # the image's create request, held until Cancel is clicked
+    page.route(live_url + form.get_attribute("data-api"), lambda route: held.append(route))
+    form.get_by_label("qcow2 or raw file").set_input_files(str(source))
+    form.get_by_role("button", name="Upload").click()
+    while not held:
+        page.wait_for_timeout(20)
+    form.get_by_role("button", name="Cancel upload").click()
+    held[0].continue_()
+    expect(page.get_by_test_id("upload-progress-text")).to_have_text("Upload cancelled.")
+    expect(form.get_by_role("button", name="Upload")).to_be_enabled()
+    assert not Image.objects.filter(name="cancel-me").exists()
+
+
 def test_a_url_import_shows_live_progress_and_a_refusal_says_why(
     demo, image_dir, file_server, celery_worker, live_url, new_page, axe
 ):

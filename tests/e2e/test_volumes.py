@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from compute.choices import Phase
+from compute.choices import Phase, VolumePhase
 from compute.models import Volume
 from compute.services import vms as vm_services
+from compute.services import volumes as volume_services
 from tests.compute.services.test_vm_lifecycle import wait_phase
-from tests.conftest import ARTIFACTS, login
+from tests.conftest import ARTIFACTS, live_subscribed, login, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -85,6 +86,48 @@ def test_bob_creates_a_volume_attaches_it_to_a_running_vm_and_sees_it_there_live
     expect(watcher.get_by_test_id("vm-volume-data-1")).to_have_count(0, timeout=PHASE_TIMEOUT)
     volume = Volume.objects.get(name="data-1")
     assert volume.vm is None
+
+
+def test_a_volume_attached_elsewhere_meanwhile_is_not_swapped_for_another(
+    demo, make_host, tiny_image, celery_worker, live_url, new_page
+):
+    """bob picks data-2 on web-1's page; before he clicks Attach, data-2 is attached to
+    web-2 (another tab, another user). The list used to drop data-2 and the browser
+    chose data-1 in its place without a word: Attach attached the wrong disk."""
+    make_host("node-a")
+    vms = [
+        vm_services.vm_create(
+            actor=demo.bob, tenant=demo.acme, name=name, image="tiny", vcpus=1, memory_mib=256
+        )
+        for name in ("web-1", "web-2")
+    ]
+    for vm in vms:
+        wait_phase(vm, Phase.RUNNING)
+    for name in ("data-1", "data-2"):
+        volume_services.volume_create(actor=demo.bob, tenant=demo.acme, name=name, size_gib=1)
+    wait_for(lambda: Volume.objects.filter(phase=VolumePhase.READY).count() == 2, 30)
+
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vms/web-1/")
+    live_subscribed(page)
+    form = page.get_by_test_id("vm-volume-attach-form")
+    choice = form.get_by_label("Attach a volume")
+    choice.select_option("data-2")
+    volume_services.volume_attach(
+        actor=demo.bob, volume=Volume.objects.get(name="data-2"), vm=vms[1]
+    )
+    expect(choice.locator('option[value="data-2"]')).to_be_disabled(timeout=PHASE_TIMEOUT)
+    expect(choice).to_have_value("")  # "Choose a volume", not data-1
+    form.get_by_role("button", name="Attach").click()
+    # The browser asks for a choice: nothing is sent.
+    assert choice.evaluate("el => el.validity.valueMissing")
+    expect(form).not_to_have_attribute("data-iso-sent", "1")
+    assert Volume.objects.get(name="data-1").vm is None
+    # data-1 is still on offer and attaches when chosen.
+    choice.select_option("data-1")
+    form.get_by_role("button", name="Attach").click()
+    expect(page.get_by_test_id("messages")).to_contain_text("Attaching data-1 to web-1")
 
 
 def test_a_viewer_sees_volumes_but_no_buttons_or_forms(
