@@ -410,6 +410,30 @@ def login(page, base_url: str, username: str, password: str = PASSWORD) -> None:
     page.wait_for_url(f"{base_url}/")
 
 
+def requests_held(page, url: str, method: str = "") -> list:
+    """Hold the page's requests to ``url`` (only ``method``'s when given; the others go
+    on) unanswered, as a slow server would: the returned list fills as they are sent,
+    and the test lets one through with ``route.continue_()``. Wait for the first with
+    :func:`first_held`."""
+    held = []
+
+    def hold(route) -> None:
+        if method and route.request.method != method:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(url, hold)
+    return held
+
+
+def first_held(page, held: list):
+    """Wait until a request of :func:`requests_held` is sent; returns it."""
+    while not held:
+        page.wait_for_timeout(20)  # Playwright delivers the route while it waits
+    return held[0]
+
+
 def live_subscribed(page, tenant: str = "acme") -> None:
     """Wait until the page's websocket follows the tenant's stream (live.js)."""
     page.wait_for_function(

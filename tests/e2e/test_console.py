@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from compute.services import vms as vm_services
 from tests.compute.services.test_vm_lifecycle import wait_phase
 from tests.compute.test_console_proxy import guest, node1, serial  # noqa: F401 - fixtures
-from tests.conftest import ARTIFACTS, login, wait_for
+from tests.conftest import ARTIFACTS, first_held, login, requests_held, wait_for
 from tests.e2e.axe import assert_accessible
 
 LIT_PIXELS = """() => {
@@ -67,15 +67,13 @@ def test_bob_types_into_the_console_and_carol_only_watches(guest, live_url, new_
     disconnect.click()
     expect(state).to_have_text("Not connected")
     ticket_url = live_url + console.get_attribute("data-ticket-url")
-    held = []
-    bob.route(ticket_url, lambda route: held.append(route))
+    held = requests_held(bob, ticket_url)
     bob.get_by_test_id("console-connect").click()
     expect(state).to_have_text("Connecting…")
-    while not held:
-        bob.wait_for_timeout(20)
+    ticket = first_held(bob, held)
     disconnect.click()
     expect(state).to_have_text("Not connected")
-    held[0].continue_()
+    ticket.continue_()
     bob.unroute(ticket_url)
     bob.wait_for_timeout(1500)  # the ticket's answer, and a session if one were opened
     expect(state).to_have_text("Not connected")

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 from compute.choices import ImagePhase
 from compute.models import Image
 from tests.compute.images.conftest import Route, make_qcow2
-from tests.conftest import ARTIFACTS, login
+from tests.conftest import ARTIFACTS, first_held, login, requests_held
 
 pytestmark = pytest.mark.e2e
 PHASE_TIMEOUT = 30_000
@@ -108,14 +108,12 @@ def test_an_upload_cancelled_while_its_image_is_created_leaves_nothing(
     login(page, live_url, "bob")
     page.goto(f"{live_url}/t/acme/images/")
     form = page.get_by_test_id("image-upload-form")
-    held = []  # the image's create request, held until Cancel is clicked
-    page.route(live_url + form.get_attribute("data-api"), lambda route: held.append(route))
+    held = requests_held(page, live_url + form.get_attribute("data-api"))  # until Cancel
     form.get_by_label("qcow2 or raw file").set_input_files(str(source))
     form.get_by_role("button", name="Upload").click()
-    while not held:
-        page.wait_for_timeout(20)
+    create = first_held(page, held)
     form.get_by_role("button", name="Cancel upload").click()
-    held[0].continue_()
+    create.continue_()
     expect(page.get_by_test_id("upload-progress-text")).to_have_text("Upload cancelled.")
     expect(form.get_by_role("button", name="Upload")).to_be_enabled()
     assert not Image.objects.filter(name="cancel-me").exists()

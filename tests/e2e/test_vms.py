@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from compute.choices import Phase
 from compute.models import VirtualMachine
 from compute.services import vms as vm_services
-from tests.conftest import ARTIFACTS, login
+from tests.conftest import ARTIFACTS, first_held, login, requests_held
 
 pytestmark = pytest.mark.e2e
 
@@ -98,8 +98,7 @@ def test_a_second_click_while_the_create_is_on_its_way_sends_nothing(
     page.get_by_label("Name").fill("web-1")
     page.get_by_label("Image").select_option(label="Tiny guest")
     page.get_by_label(re.compile(r"^small")).check()
-    held = []  # the create requests, held here until the second click is done
-    page.route(f"{live_url}/t/acme/vms/new/", lambda route: held.append(route))
+    held = requests_held(page, f"{live_url}/t/acme/vms/new/")  # until the second click
     # The second click 0.3 s after the first, in the page: while the first request is
     # held the page stays the form, but Playwright's own calls would wait for the
     # navigation. What the button showed then is kept in sessionStorage to look at later.
@@ -113,11 +112,10 @@ def test_a_second_click_while_the_create_is_on_its_way_sends_nothing(
             }, 300);
         }"""
     )
-    while not held:
-        page.wait_for_timeout(20)
+    first = first_held(page, held)
     page.wait_for_timeout(1000)  # the second click, and the request it would send
     assert len(held) == 1
-    held[0].continue_()
+    first.continue_()
     page.wait_for_url(f"{live_url}/t/acme/vms/web-1/")
     expect(page.get_by_test_id("messages")).to_contain_text("web-1 accepted")
     assert VirtualMachine.objects.filter(name="web-1").count() == 1
@@ -189,15 +187,8 @@ def test_a_confirmed_delete_is_sent_once_however_often_delete_is_clicked(
     page.goto(f"{live_url}/t/acme/vms/old/")
     page.get_by_role("button", name="Delete").click()
     expect(page.locator("#vm-confirm")).to_be_visible()
-    held = []  # the POSTs of the VM's actions, held until the second click is done
-
-    def hold(route):
-        if route.request.method == "POST":
-            held.append(route)
-        else:
-            route.continue_()
-
-    page.route(f"{live_url}/t/acme/vms/old/**", hold)
+    # The POSTs of the VM's actions, held until the second click is done.
+    held = requests_held(page, f"{live_url}/t/acme/vms/old/**", method="POST")
     # Confirm, then Delete again 0.3 s later, in the page: while the first request is
     # held the page stays the VM's, but Playwright's own calls would wait for the
     # navigation.
@@ -210,11 +201,10 @@ def test_a_confirmed_delete_is_sent_once_however_often_delete_is_clicked(
             }, 300);
         }"""
     )
-    while not held:
-        page.wait_for_timeout(20)
+    first = first_held(page, held)
     page.wait_for_timeout(1000)  # the request a second submit would send
     assert len(held) == 1
-    held[0].continue_()
+    first.continue_()
     page.wait_for_url(f"{live_url}/t/acme/vms/")
     expect(page.get_by_test_id("messages")).to_contain_text("Delete requested for old")
 
