@@ -119,6 +119,8 @@ def test_a_volume_attached_elsewhere_meanwhile_is_not_swapped_for_another(
     )
     expect(choice.locator('option[value="data-2"]')).to_be_disabled(timeout=PHASE_TIMEOUT)
     expect(choice).to_have_value("")  # "Choose a volume", not data-1
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    form.screenshot(path=str(ARTIFACTS / "vm-attach-volume-taken.png"))
     form.get_by_role("button", name="Attach").click()
     # The browser asks for a choice: nothing is sent.
     assert choice.evaluate("el => el.validity.valueMissing")
