@@ -91,9 +91,7 @@
       const name = row.dataset.backupRow;
       if (known.has(name)) return;
       const url = "/api/v1/tenants/" + encodeURIComponent(tenant) + "/backups/" + encodeURIComponent(name) + "/";
-      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then((response) => { if (response.status === 404) { row.remove(); syncEmpty(); } })
-        .catch(() => {});
+      window.Isotope.live.check(url, () => { row.remove(); syncEmpty(); });
     });
   });
 })();

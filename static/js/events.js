@@ -122,19 +122,23 @@
   document.addEventListener("isotope:resync", function (ev) {
     tables.forEach(function (t) {
       if (ev.detail.stream !== t.stream || t.refetching) return;
-      t.refetching = fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
-        .then(function (response) { return response.ok ? response.text() : null; })
-        .then(function (html) {
-          if (!html) return;
-          const doc = new DOMParser().parseFromString(html, "text/html");
-          const fresh = doc.querySelector("#" + CSS.escape(t.table.id) + " tbody");
-          if (fresh) t.tbody.replaceChildren.apply(t.tbody, Array.from(fresh.childNodes).map(function (n) { return document.importNode(n, true); }));
-          t.arrived.forEach(function (detail) { show(t, detail); }); // newer than the page, or in it already (no-op)
-          markEmpty(t);
-          t.tbody.querySelectorAll("[data-clamp]").forEach(clampOne);
-        })
-        .catch(function () { /* the next resync or reload repairs it */ })
-        .finally(function () { t.refetching = null; t.arrived = []; });
+      // Retried while the page cannot be had (the banner says the table may be out of
+      // date); events that arrive meanwhile are shown and shown again over the fresh rows.
+      t.refetching = window.Isotope.live.retrying("events " + t.table.id, function () {
+        return fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+          .then(function (response) {
+            if (!response.ok) throw new Error("HTTP " + response.status);
+            return response.text();
+          })
+          .then(function (html) {
+            const doc = new DOMParser().parseFromString(html, "text/html");
+            const fresh = doc.querySelector("#" + CSS.escape(t.table.id) + " tbody");
+            if (fresh) t.tbody.replaceChildren.apply(t.tbody, Array.from(fresh.childNodes).map(function (n) { return document.importNode(n, true); }));
+            t.arrived.forEach(function (detail) { show(t, detail); }); // newer than the page, or in it already (no-op)
+            markEmpty(t);
+            t.tbody.querySelectorAll("[data-clamp]").forEach(clampOne);
+          });
+      }).finally(function () { t.refetching = null; t.arrived = []; });
     });
   });
 

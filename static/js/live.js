@@ -38,8 +38,16 @@
  *     labels" form's textarea) its lines;
  *   - keeps every <time data-ago datetime="…"> current ("3 minutes ago"), worded like
  *     the server's ``ago`` filter (monitoring/formats.py);
- *   - shows a Bootstrap toast for Warning events.
+ *   - shows a Bootstrap toast for Warning events;
+ *   - says so at the bottom of the page when the page may be behind (`#iso-live-banner`):
+ *     the connection has been down for OFFLINE_GRACE_MS (with "Reconnect now", which
+ *     tries at once instead of waiting out the backoff), the user was signed out (4401),
+ *     or a check the page made after a resync (`check`, `retrying`) failed and is being
+ *     retried (with "Reload"); it goes away when the cause does.
  * API: window.Isotope.live.subscribe({tenant, kind, name}), .unsubscribe(stream), .streams;
+ *      .check(url, gone): GET url (the API), gone() on a 404, retried with backoff on a
+ *      failure while the banner says the page may be out of date;
+ *      .retrying(key, run): the same for any run() that returns a promise (one per key);
  *      window.Isotope.time.ago(date), .duration(seconds), .refresh(root)
  */
 (function () {
@@ -80,7 +88,119 @@
       el.textContent = { connecting: "connecting…", live: "live", offline: "offline — reconnecting" }[state] || state;
       el.dataset.liveState = state;
     });
+    if (state === "live") {
+      clearTimeout(offlineTimer);
+      offlineTimer = null;
+      offline = false;
+    } else if (state === "offline" && !offline && offlineTimer === null) {
+      // A blip the first retry mends is not worth a word.
+      offlineTimer = setTimeout(function () { offlineTimer = null; offline = true; banner(); }, OFFLINE_GRACE_MS);
+    }
+    connecting = state === "connecting";
+    banner();
     emit("isotope:live-status", { state: state });
+  }
+
+  // --- When the page may be behind: one line at the bottom --------------------------
+  const OFFLINE_GRACE_MS = 2000;
+  const RETRY_MS = [1000, 2000, 4000, 8000, 16000];
+  let offline = false; // down for longer than the grace
+  let offlineTimer = null;
+  let connecting = false;
+  const stale = new Set(); // keys of checks that failed and have not succeeded since
+  const retries = new Map(); // key → the promise of its checks under way
+
+  function bannerBox() {
+    let box = document.getElementById("iso-live-banner");
+    if (box) return box;
+    box = document.createElement("div");
+    box.id = "iso-live-banner";
+    box.className = "iso-live-banner alert alert-warning shadow py-2 px-3";
+    box.setAttribute("role", "status");
+    box.dataset.testid = "live-banner";
+    box.hidden = true;
+    const icon = document.createElement("i");
+    icon.setAttribute("aria-hidden", "true");
+    const text = document.createElement("span");
+    text.dataset.liveBannerText = "";
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "btn btn-link alert-link p-0";
+    button.addEventListener("click", function () {
+      if (box.dataset.state === "offline") reconnectNow();
+      else location.reload();
+    });
+    box.append(icon, text, button);
+    document.body.appendChild(box);
+    return box;
+  }
+
+  function banner() {
+    if (!document.body) return;
+    const box = bannerBox();
+    const state = stopped ? "signed-out" : offline ? "offline" : stale.size ? "stale" : "";
+    box.hidden = !state;
+    if (box.dataset.state === state && state !== "offline") return;
+    box.dataset.state = state;
+    const [icon, text, button] = box.children;
+    if (state === "signed-out") {
+      icon.className = "bi bi-person-x";
+      text.textContent = gettext("You have been signed out: this page no longer updates.");
+      button.textContent = gettext("Sign in again");
+    } else if (state === "offline") {
+      icon.className = "bi bi-wifi-off";
+      text.textContent = connecting ? gettext("Live updates paused: reconnecting…") : gettext("Live updates paused: the server cannot be reached.");
+      button.textContent = gettext("Reconnect now");
+    } else if (state === "stale") {
+      icon.className = "bi bi-exclamation-triangle";
+      text.textContent = gettext("This page may be out of date: a check with the server failed and is being retried.");
+      button.textContent = gettext("Reload");
+    }
+    button.hidden = state === "offline" && connecting;
+  }
+
+  function reconnectNow() {
+    if (stopped || socket) return;
+    clearTimeout(timer);
+    connect();
+  }
+
+  // Runs `run` (a function returning a promise) until it succeeds, up to
+  // RETRY_MS.length more times, waiting longer each time; while it fails, the banner
+  // says the page may be out of date. One run per key: a second ask while one is under
+  // way gets the first one's promise (true once it succeeded, false when it gave up).
+  function retrying(key, run) {
+    if (retries.has(key)) return retries.get(key);
+    const done = new Promise(function (resolve) {
+      let tries = 0;
+      function once() {
+        Promise.resolve().then(run).then(function () {
+          retries.delete(key);
+          if (stale.delete(key)) banner();
+          resolve(true);
+        }, function () {
+          stale.add(key);
+          banner();
+          if (tries >= RETRY_MS.length) { retries.delete(key); resolve(false); return; }
+          setTimeout(once, RETRY_MS[tries++]);
+        });
+      }
+      once();
+    });
+    retries.set(key, done);
+    return done;
+  }
+
+  // Whether what `url` (the API) names still exists: `gone()` on a 404; any answer but
+  // a 404 or a success is a failed check, retried.
+  function check(url, gone) {
+    return retrying("check " + url, function () {
+      return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) {
+          if (response.status === 404) gone();
+          else if (!response.ok) throw new Error("HTTP " + response.status);
+        });
+    });
   }
 
   function keyOf(target) {
@@ -479,6 +599,9 @@
       phaseBadge(el, (el.dataset.phase || el.textContent).trim());
     });
     declared();
+    // The banner's live region is there before it has something to say (a region
+    // added with its text in it is not read out).
+    bannerBox();
     if (wanted.size) connect();
     refreshTimes();
     setInterval(refreshTimes, 5000);
@@ -491,6 +614,8 @@
     subscribe: function (target) { subscribe(target); if (!socket && !stopped) connect(); },
     unsubscribe: unsubscribe,
     resync: resync,
+    check: check,
+    retrying: retrying,
     get streams() { return new Map(lastSeq); },
     PHASE_BADGES: PHASE_BADGES,
   };

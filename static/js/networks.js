@@ -121,11 +121,10 @@
     });
   }
 
-  // A row whose deletion was announced while the page was not listening: ask the API.
+  // A row whose deletion was announced while the page was not listening: ask the API
+  // (retried while the server cannot say; the page says it may be out of date).
   function dropIfGone(row, url) {
-    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then((response) => { if (response.status === 404) row.remove(); })
-      .catch(() => {});
+    window.Isotope.live.check(url, () => row.remove());
   }
 
   document.addEventListener("isotope:snapshot", (event) => {

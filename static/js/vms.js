@@ -118,9 +118,7 @@
       if (known.has(name) || root.dataset.liveDeleted) return;
       const url = "/api/v1/tenants/" + encodeURIComponent(tenant) + "/virtualmachines/" +
         encodeURIComponent(name) + "/";
-      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then((response) => { if (response.status === 404) markDeleted(root); })
-        .catch(() => {});
+      window.Isotope.live.check(url, () => markDeleted(root));
     });
   });
 

@@ -173,9 +173,7 @@
       const [volume, snapshot] = name.split("/");
       const url = "/api/v1/tenants/" + encodeURIComponent(tenant) + "/volumes/" +
         encodeURIComponent(volume) + "/snapshots/" + encodeURIComponent(snapshot) + "/";
-      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then((response) => { if (response.status === 404) row.remove(); })
-        .catch(() => {});
+      window.Isotope.live.check(url, () => row.remove());
     });
   });
 
