@@ -9,6 +9,7 @@
   const tenant = document.body.dataset.liveTenant;
   const NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
   const RETRY_DELAYS = [0, 1000, 2000, 4000, 8000, 15000, 30000];
+  const TERMINATE_RETRY_DELAYS = [0, 1000, 3000];
 
   function csrf() {
     const input = document.querySelector("input[name=csrfmiddlewaretoken]");
@@ -146,6 +147,23 @@
     busy(false);
   }
 
+  // A cancelled upload's image dropped (tus terminate: DELETE of its upload URL, tried
+  // for a few seconds, not the minute an upload's chunks are). When that fails the bytes
+  // have stopped but the image is still there, and the page says so; tus's error names
+  // the request and its status, for the console.
+  function drop(url) {
+    statusBox.hidden = false;
+    return window.tus.Upload.terminate(url, { headers: { "X-CSRFToken": csrf() }, retryDelays: TERMINATE_RETRY_DELAYS })
+      .then(function () {
+        text.textContent = gettext("Upload cancelled.");
+        busy(false);
+      }, function (error) {
+        if (window.console) console.warn("image upload: terminate failed:", error);
+        text.textContent = gettext("Upload stopped.");
+        fail(gettext("The upload stopped, but the server could not drop the image: delete it from the list."));
+      });
+  }
+
   function busy(on) {
     submit.disabled = on;
     cancel.hidden = !on;
@@ -255,18 +273,13 @@
       const image = result.data;
       if (cancelStart) {
         // Cancelled while the image was being created: it is dropped before any byte.
-        const url = new URL(image.status.upload.url, location.href).href;
-        window.tus.Upload.terminate(url, { headers: { "X-CSRFToken": csrf() } }).then(function () {
-          text.textContent = gettext("Upload cancelled.");
-          statusBox.hidden = false;
-          busy(false);
-        }).catch(function (error) { fail(gettext("The upload failed: ") + error.message); });
+        drop(new URL(image.status.upload.url, location.href).href);
         return;
       }
       const row = ensureRow(image.metadata.name);
       if (row) showProgress(row, { phase: image.status.phase, message: image.status.message, progress: image.status.progress, source: "upload" });
       sendFile(file, image.status.upload.url, image.metadata.name);
-    }).catch(function (error) { starting = false; fail("The upload could not start: " + error.message); });
+    }).catch(function (error) { starting = false; fail(gettext("The upload could not start: ") + error.message); });
   });
 
   cancel.addEventListener("click", function () {
@@ -278,11 +291,10 @@
       return;
     }
     if (!current) return;
-    // Terminate: the server drops the image, its bytes and its storage charge.
-    current.abort(true).then(function () {
-      text.textContent = gettext("Upload cancelled.");
-      busy(false);
-    }).catch(function () { busy(false); });
+    // No more bytes; then the server drops the image, its bytes and its storage charge.
+    text.textContent = gettext("Cancelling…");
+    const url = current.url;
+    current.abort(false).then(function () { drop(url); });
     current = null;
   });
 

@@ -85,7 +85,7 @@
 
   function status(state) {
     document.querySelectorAll("[data-live-status]").forEach(function (el) {
-      el.textContent = { connecting: "connecting…", live: "live", offline: "offline — reconnecting" }[state] || state;
+      el.textContent = { connecting: gettext("connecting…"), live: gettext("live"), offline: gettext("offline — reconnecting") }[state] || state;
       el.dataset.liveState = state;
     });
     if (state === "live") {

@@ -143,7 +143,7 @@
           points.sort(function (a, b) { return a.t - b.t; });
           draw();
         })
-        .catch(function () { if (status) status.textContent = "— could not load metrics"; });
+        .catch(function () { if (status) status.textContent = "— " + gettext("could not load metrics"); });
     }
 
     root.querySelectorAll("[data-metrics-range]").forEach(function (button) {

@@ -17,9 +17,9 @@
   function datasets(metric) {
     if (metric.startsWith("cost:")) {
       const currency = metric.slice(5);
-      return [{ type: "bar", label: "Cost (" + currency + ")", data: data.cost[currency] || [], backgroundColor: "#4f46e5", borderRadius: 3 }];
+      return [{ type: "bar", label: interpolate(gettext("Cost (%(currency)s)"), { currency: currency }, true), data: data.cost[currency] || [], backgroundColor: "#4f46e5", borderRadius: 3 }];
     }
-    const sets = [{ type: "bar", label: data.labels[metric] + " allocated", data: data.metrics[metric] || [], backgroundColor: "rgba(79, 70, 229, .75)", borderRadius: 3 }];
+    const sets = [{ type: "bar", label: interpolate(gettext("%(metric)s allocated"), { metric: data.labels[metric] }, true), data: data.metrics[metric] || [], backgroundColor: "rgba(79, 70, 229, .75)", borderRadius: 3 }];
     if (USED[metric]) {
       sets.push({ type: "line", label: data.labels[USED[metric]], data: data.metrics[USED[metric]] || [], borderColor: "#06b6d4", backgroundColor: "#06b6d4", tension: 0.25, pointRadius: 2 });
     }

@@ -151,3 +151,39 @@ def test_a_url_import_shows_live_progress_and_a_refusal_says_why(
     expect(row.get_by_test_id("image-message")).to_contain_text("text (e.g. an HTML page)")
     page.screenshot(path=str(ARTIFACTS / "images-refused.png"), full_page=True)
     axe(page, "images-refused")
+
+
+def test_a_cancel_the_server_cannot_carry_out_says_the_image_is_still_there(
+    demo, image_dir, live_url, new_page, tmp_path, settings
+):
+    """Cancel stops the bytes and asks the server to drop the image; when that request
+    fails the page says so (it said nothing, and the image stayed half uploaded)."""
+    settings.ISOTOPE_IMAGE_UPLOAD_CHUNK_BYTES = 256 * KIB
+    source = tmp_path / "stuck.qcow2"
+    make_qcow2(source, size="64M", data=os.urandom(2 * 1024 * KIB))
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/images/")
+
+    def slow_and_no_delete(route):
+        if route.request.method == "DELETE":
+            route.abort("connectionreset")
+            return
+        if route.request.method == "PATCH":
+            time.sleep(0.2)
+        route.continue_()
+
+    page.route("**/images/stuck/upload/", slow_and_no_delete)
+    form = page.get_by_test_id("image-upload-form")
+    form.get_by_label("qcow2 or raw file").set_input_files(str(source))
+    form.get_by_role("button", name="Upload").click()
+    expect(page.get_by_test_id("upload-progress-text")).to_contain_text(re.compile(r"of 2\.\d MiB"))
+    form.get_by_role("button", name="Cancel upload").click()
+    expect(page.get_by_test_id("upload-progress-text")).to_have_text("Cancelling…")
+
+    # After the DELETE was tried three times (4 s).
+    expect(form.get_by_role("alert")).to_contain_text("could not drop the image", timeout=15_000)
+    expect(page.get_by_test_id("upload-progress-text")).to_have_text("Upload stopped.")
+    expect(form.get_by_role("button", name="Upload")).to_be_enabled()
+    assert Image.objects.get(tenant=demo.acme, name="stuck").phase == ImagePhase.UPLOADING
+    expect(image_row(page, "stuck")).to_be_visible()  # where it can be deleted

@@ -5,6 +5,8 @@ Chinese gets it. Both languages pass axe-core."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -107,3 +109,40 @@ def test_a_signed_out_browser_that_asks_for_chinese_gets_the_sign_in_page_in_chi
         expect(page.get_by_role("alert")).to_contain_text("用户名或密码错误")
     finally:
         context.close()
+
+
+def test_the_words_pages_write_as_they_live_come_in_chinese_too(
+    demo, make_host, tiny_image, live_url, new_page
+):
+    """What live.js and metrics.js write after the page loaded (the timeline's
+    connection state, the banner of a lost connection, a metrics load that failed)
+    comes from the JavaScript catalogue, not in English."""
+    make_host("node-a")
+    vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="web-1", image="tiny", vcpus=1, memory_mib=256
+    )
+    UserPreference.objects.update_or_create(user=demo.bob, defaults={"language": "zh-hans"})
+    sockets = []
+
+    def unreachable_after_the_first(ws):
+        sockets.append(ws)
+        if len(sockets) > 1:
+            ws.close(code=1011)
+        else:
+            ws.connect_to_server()
+
+    page = new_page()
+    login(page, live_url, "bob")
+    page.route_web_socket(re.compile(r".*/ws/(\?.*)?$"), unreachable_after_the_first)
+    page.goto(f"{live_url}/t/acme/events/")
+    expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
+    status = page.get_by_test_id("live-status")
+    expect(status).to_have_text(re.compile(r"^\s*实时\s*$"))
+    sockets[0].close(code=4000)
+    expect(status).to_contain_text("离线")
+    expect(page.get_by_test_id("live-banner")).to_contain_text("实时更新已暂停", timeout=5000)
+    expect(page.get_by_test_id("live-banner").get_by_role("button")).to_have_text("立即重新连接")
+
+    page.route(re.compile(r".*/vms/web-1/metrics/.*"), lambda route: route.abort("connectionreset"))
+    page.goto(f"{live_url}/t/acme/vms/web-1/")
+    expect(page.get_by_test_id("metrics-status")).to_have_text("— 无法加载指标")
