@@ -1050,10 +1050,18 @@ def volume_observe(
     reason: str | None = None,
     event_type: str = "Normal",
     event_message: str | None = None,
+    deleting: bool = False,
     **fields,
 ) -> Volume:
     """Record what the backend shows (phase, capacity, attachment) under the row lock;
-    an event when the phase or message changes. A deleted volume is left alone."""
+    an event when the phase or message changes. A deleted volume is left alone.
+
+    A delete asked for while a task was on its way stands: a volume now Deleting stays
+    Deleting (with its message, and its ``vm`` and ``device``) unless ``deleting`` (the
+    observation is of the deletion itself, e.g. that it failed). So a create that ends
+    after the delete was asked does not undo it, and the delete's task, next, removes
+    what the create made. What the backend shows (capacity, the attached domain and
+    device) is written either way."""
     with transaction.atomic():
         current = (
             Volume.objects.select_for_update(of=("self",))
@@ -1063,6 +1071,10 @@ def volume_observe(
         )
         if current is None:
             return volume
+        if current.phase == VolumePhase.DELETING and not deleting:
+            phase, message = None, None
+            fields.pop("vm", None)
+            fields.pop("device", None)
         phase = phase or current.phase
         message = current.message if message is None else message[:1000]
         updates = {k: v for k, v in fields.items() if getattr(current, k) != v}
@@ -1097,8 +1109,22 @@ def volume_observe(
 
 
 def volume_fail(volume: Volume, message: str) -> Volume:
+    """The task acting on ``volume`` failed: Failed, saying why (not over a delete
+    asked meanwhile: see :func:`volume_observe`)."""
     return volume_observe(
         volume, VolumePhase.FAILED, message, reason="Failed", event_type="Warning"
+    )
+
+
+def volume_delete_failed(volume: Volume, message: str) -> Volume:
+    """The deletion itself failed: Failed, saying why; a person may delete again."""
+    return volume_observe(
+        volume,
+        VolumePhase.FAILED,
+        message,
+        reason="Failed",
+        event_type="Warning",
+        deleting=True,
     )
 
 

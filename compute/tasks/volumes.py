@@ -85,6 +85,7 @@ def volume_apply(self, volume_id: int) -> None:
 
 def _converge(volume: Volume, backend, step: dict) -> None:
     if volume.phase == VolumePhase.DELETING:
+        step["record"] = services.volume_delete_failed
         if volume.attached_domain:
             volume = _detach(volume, backend)
         backend.volume_delete(volume.pool, volume.backend_name)
@@ -251,6 +252,9 @@ def claim_apply(self, volume_id: int) -> None:
     from compute.backends.containers import QuotaRefused
     from compute.services import clusters as cluster_services
 
+    # What a failure is recorded as: one of the deletion, or of the claim's making (which
+    # does not undo a delete asked meanwhile).
+    record = services.volume_fail
     try:
         with volume_lock(volume_id):
             volume = _load(volume_id)
@@ -259,9 +263,10 @@ def claim_apply(self, volume_id: int) -> None:
             backend = cluster_services.cluster_backend(volume.cluster)
             namespace = volume.tenant.namespace
             if volume.phase == VolumePhase.DELETING:
+                record = services.volume_delete_failed
                 if backend.claim_delete(namespace, volume.backend_name):
                     if self.request.retries >= DELETE_POLLS:
-                        services.volume_fail(volume, volume_texts.CLAIM_IN_USE)
+                        record(volume, volume_texts.CLAIM_IN_USE)
                         return
                     raise self.retry(countdown=2)
                 services.volume_finalize_delete(volume)
@@ -291,8 +296,8 @@ def claim_apply(self, volume_id: int) -> None:
         if volume is not None:
             services.volume_refused(volume, str(error))
     except TransientBackendError as error:
-        _retry_or_record(self, volume_id, error, services.volume_fail)
+        _retry_or_record(self, volume_id, error, record)
     except BackendError as error:
         volume = _load(volume_id)
         if volume is not None:
-            services.volume_fail(volume, str(error))
+            record(volume, str(error))

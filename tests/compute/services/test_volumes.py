@@ -391,3 +391,61 @@ def test_a_volume_whose_task_was_lost_is_driven_again_by_the_sweep(
     wait_volume(volume, VolumePhase.READY)
     wait_volume(fresh_one, VolumePhase.READY)
     assert volume_services.volumes_stale() == []
+
+
+# --- A delete asked while a task is on its way ------------------------------------------
+def test_a_delete_asked_while_the_volume_is_created_is_not_undone_by_the_create(
+    demo, make_host
+):
+    """Bob's volume is being created when alice deletes it. The create's task ends
+    after the delete: its "Created" wrote Ready over Deleting, and the delete's task
+    then found a Ready volume and left it, so the volume, its storage and its quota
+    charge stayed. The delete stands now, and its task removes what the create made."""
+    from compute.backends import backend_for_host
+    from compute.tasks import volumes as volume_tasks
+
+    host = make_host()
+    volume = volume_services.volume_create(
+        actor=demo.bob, tenant=demo.acme, name="brief", size_gib=2
+    )
+    acted = volume_tasks._load(volume.pk)  # the create's task has read it (Pending)
+    volume_services.volume_delete(actor=demo.alice, volume=fresh(volume))
+    volume_tasks._converge(acted, backend_for_host(host), {"record": volume_services.volume_fail})
+    assert fresh(volume).phase == VolumePhase.DELETING
+    assert volume.backend_name in pool_volumes(host)  # made, until the delete's task runs
+
+    volume_tasks.volume_apply.apply(args=(volume.pk,)).get()
+    assert not Volume.objects.filter(pk=volume.pk).exists()
+    assert volume.backend_name not in pool_volumes(host)
+    assert used_storage(demo.acme) == 0
+    reasons = list(
+        Event.objects.filter(kind="volume", name="brief")
+        .order_by("first_seen")
+        .values_list("reason", flat=True)
+    )
+    assert "Created" not in reasons and reasons[-1] == "Deleted", reasons
+
+
+def test_a_create_that_fails_after_the_delete_was_asked_leaves_the_delete_to_run(
+    demo, make_host
+):
+    """The create's failure ends after the delete was asked: Failed over Deleting made
+    the delete's task take the volume for one to create again. Only a failure of the
+    deletion itself turns a Deleting volume Failed (a person may delete it again)."""
+    from compute.tasks import volumes as volume_tasks
+
+    make_host()
+    volume = volume_services.volume_create(
+        actor=demo.bob, tenant=demo.acme, name="brief", size_gib=1
+    )
+    acted = volume_tasks._load(volume.pk)
+    volume_services.volume_delete(actor=demo.alice, volume=fresh(volume))
+    volume_services.volume_fail(acted, "the image could not be read")
+    assert fresh(volume).phase == VolumePhase.DELETING
+    assert fresh(volume).message == ""
+
+    volume_services.volume_delete_failed(fresh(volume), "the pool is gone")
+    failed = fresh(volume)
+    assert (failed.phase, failed.message) == (VolumePhase.FAILED, "the pool is gone")
+    volume_services.volume_delete(actor=demo.alice, volume=failed)  # allowed again
+    assert fresh(volume).phase == VolumePhase.DELETING
