@@ -394,9 +394,7 @@ def test_a_volume_whose_task_was_lost_is_driven_again_by_the_sweep(
 
 
 # --- A delete asked while a task is on its way ------------------------------------------
-def test_a_delete_asked_while_the_volume_is_created_is_not_undone_by_the_create(
-    demo, make_host
-):
+def test_a_delete_asked_while_the_volume_is_created_is_not_undone_by_the_create(demo, make_host):
     """Bob's volume is being created when alice deletes it. The create's task ends
     after the delete: its "Created" wrote Ready over Deleting, and the delete's task
     then found a Ready volume and left it, so the volume, its storage and its quota
@@ -426,9 +424,7 @@ def test_a_delete_asked_while_the_volume_is_created_is_not_undone_by_the_create(
     assert "Created" not in reasons and reasons[-1] == "Deleted", reasons
 
 
-def test_a_create_that_fails_after_the_delete_was_asked_leaves_the_delete_to_run(
-    demo, make_host
-):
+def test_a_create_that_fails_after_the_delete_was_asked_leaves_the_delete_to_run(demo, make_host):
     """The create's failure ends after the delete was asked: Failed over Deleting made
     the delete's task take the volume for one to create again. Only a failure of the
     deletion itself turns a Deleting volume Failed (a person may delete it again)."""
