@@ -979,11 +979,16 @@ def vm_nics_attached(vm: VirtualMachine) -> None:
 
 
 def nic_observe(nic: NetworkInterface, phase: str, message: str = "") -> NetworkInterface | None:
-    """The task's outcome for one interface (a removed one is left alone)."""
+    """The task's outcome for one interface (a removed one is left alone). A removal
+    asked while the task was on its way stands: an interface now Detaching stays so
+    (an attach or its failure that ends after it does not undo it; the removal's task,
+    next, takes the interface out of the domain). A removal's own outcome is Detaching."""
     with transaction.atomic():
         current = NetworkInterface.objects.select_for_update().filter(pk=nic.pk).first()
         if current is None:
             return None
+        if current.phase == NicPhase.DETACHING and phase != NicPhase.DETACHING:
+            return current
         current = _save_nic(current, phase=phase, message=message[:1000])
         if phase == NicPhase.FAILED:
             _vm_event(

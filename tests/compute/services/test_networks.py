@@ -375,3 +375,33 @@ def test_tenants_with_the_same_range_are_placed_on_different_hosts(demo, make_ho
         network_services.nic_create(actor=demo.dave, vm=plain, network="lab")
     assert "overlaps a network of another tenant" in clash.value.message
     assert not NetworkInterface.objects.filter(vm=plain).exists()
+
+
+@pytest.mark.libvirt_test_driver
+def test_an_interface_removed_while_it_is_hot_added_goes(
+    demo, make_host, tiny_image, celery_worker
+):
+    """Bob removes nic1 while its attach is on its way. The attach ended after the
+    removal and wrote Attached over Detaching; the removal's task then took nic1 for
+    one to attach, and it stayed in the VM. The removal stands now."""
+    from django.core.cache import cache
+
+    from compute.tasks import networks as network_tasks
+    from compute.tasks.libvirt import vm_lock
+
+    host = make_host()
+    vm = vm_on(demo, "web1", ["default"])
+    make(demo, name="lab", cidr="192.168.50.0/24")
+    vm = wait_phase(vm, Phase.RUNNING)
+    wait_for(lambda: cache.get(f"isotope:vm-lock:{vm.pk}") is None, message="web1 stays busy")
+    with vm_lock(vm.pk):  # the worker's tasks on web1 wait (and retry)
+        added = network_services.nic_create(actor=demo.bob, vm=vm, network="lab")
+        acted = network_tasks._load(added.pk)  # the attach's task has read it: Pending
+        network_services.nic_delete(actor=demo.bob, nic=nic(vm, "nic1"))
+        network_tasks._converge(acted)  # the attach ends after the removal was asked
+        assert ("network", added.mac) in domain_interfaces(host, vm)
+        assert nic(vm, "nic1").phase == NicPhase.DETACHING
+    wait_for(
+        lambda: not NetworkInterface.objects.filter(pk=added.pk).exists(), message="nic1 stays"
+    )
+    assert ("network", added.mac) not in domain_interfaces(host, vm)
