@@ -596,7 +596,10 @@ def _add(pool: VMPool, warm: list[VirtualMachine]) -> tuple[bool, str]:
     usable = [vm for vm in warm if _usable_warm(pool, vm)]
     for vm in sorted(usable, key=lambda m: (WARM_PREFERENCE.index(m.phase), m.pk)):
         try:
-            _promote(pool, vm)
+            # A savepoint: a member its action refuses stays warm (not a member that
+            # neither runs nor waits warm).
+            with transaction.atomic():
+                _promote(pool, vm)
         except Conflict:
             continue  # its phase changed under us (a worker's observation): the next one
         warm.remove(vm)

@@ -477,6 +477,29 @@ class TestWarmMembers:
         assert Event.objects.filter(kind="vmpool", reason="WarmStarted").count() == 1
         assert Quota.objects.get(tenant=demo.acme).used_vms == 4
 
+    def test_a_warm_member_whose_start_is_refused_stays_warm_and_the_next_one_is_used(
+        self, pg, demo, make_host, tiny_image
+    ):
+        """The scale-up read web-1 Stopped; a worker's observation moved it on before
+        its start was asked, and the start was refused. web-1 had lost its warm flag
+        all the same: neither a member put to work nor a warm one."""
+        from django.db import transaction
+
+        make_host()
+        pool = pool_services.pool_reconcile(make_pool(demo, replicas=1, warm=2).pk)
+        vms = by_name(pool)
+        for name in ("web-1", "web-2"):
+            set_phase(vms[name], Phase.STOPPED)
+        warm = [VirtualMachine.objects.get(pk=vms[n].pk) for n in ("web-1", "web-2")]
+        set_phase(vms["web-1"], Phase.STARTING)  # after the scale-up read it
+        with transaction.atomic():
+            added, _ = pool_services._add(pool, warm)
+        assert added
+        vms = by_name(pool)
+        assert vms["web-1"].pool_warm and vms["web-1"].phase == Phase.STARTING
+        assert not vms["web-2"].pool_warm and vms["web-2"].phase == Phase.STARTING
+        assert Event.objects.filter(kind="vmpool", reason="WarmStarted").count() == 1
+
     def test_warm_members_get_what_the_quota_leaves_and_say_so(
         self, pg, demo, make_host, tiny_image
     ):
