@@ -754,6 +754,17 @@ def _after_change(autoscaler: Autoscaler) -> None:
         transaction.on_commit(lambda: workload_services.enqueue_apply(workload_id))
 
 
+def _its_workload_locked(autoscaler: Autoscaler) -> Workload | None:
+    """A Deployment's autoscaler: its workload's row, locked before the autoscaler's,
+    in the order every writer of both takes them (a workload's own writes,
+    ``deployment_reconcile``); the other order deadlocks with them. Its target never
+    changes, so it is read unlocked."""
+    workload_id = (
+        Autoscaler.objects.filter(pk=autoscaler.pk).values_list("workload_id", flat=True).first()
+    )
+    return Workload.locked(workload_id, "tenant") if workload_id else None
+
+
 def autoscaler_update(*, actor, autoscaler: Autoscaler, **changes) -> Autoscaler:
     """Change the settings (the fields of ``FIELDS`` given); a new generation. A
     Deployment's quota charge follows a new maximum."""
@@ -765,6 +776,7 @@ def autoscaler_update(*, actor, autoscaler: Autoscaler, **changes) -> Autoscaler
     )
     _unknown(changes)
     with transaction.atomic():
+        workload = _its_workload_locked(autoscaler) if "max_replicas" in changes else None
         row = Autoscaler.locked(autoscaler.pk, "tenant")
         if row is None:
             raise Conflict(gettext("The autoscaler is gone."))
@@ -774,7 +786,7 @@ def autoscaler_update(*, actor, autoscaler: Autoscaler, **changes) -> Autoscaler
         if not updates:
             return row
         if row.workload_id and "max_replicas" in updates:
-            workload = Workload.locked(row.workload_id, "tenant")
+            workload = workload or Workload.locked(row.workload_id, "tenant")
             workload_services.workload_recharge(
                 workload, max(clean["max_replicas"], workload.replicas)
             )
@@ -803,11 +815,12 @@ def autoscaler_delete(*, actor, autoscaler: Autoscaler) -> None:
         target=f"autoscaler/{autoscaler.name}",
     )
     with transaction.atomic():
+        workload = _its_workload_locked(autoscaler)
         row = Autoscaler.locked(autoscaler.pk, "tenant")
         if row is None:
             return
         if row.workload_id:
-            workload = Workload.locked(row.workload_id, "tenant")
+            workload = workload or Workload.locked(row.workload_id, "tenant")
             workload_services.workload_recharge(workload, workload.replicas)
         row.delete()
         audit_record(

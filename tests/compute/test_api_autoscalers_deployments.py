@@ -9,6 +9,8 @@ No Celery worker and no API server here (the ``kubernetes`` tier,
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.db import IntegrityError, transaction
 
@@ -23,6 +25,7 @@ from monitoring.models import Event
 from tenants.models import AuditLog, Quota
 from tests.compute.test_api_volumes import problem
 from tests.compute.test_api_workloads import cluster, used  # noqa: F401 - fixtures
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.unit
 
@@ -342,3 +345,55 @@ def test_a_deployment_at_zero_under_an_autoscaler_with_a_minimum_is_woken_by_han
     scale = "/api/v1/tenants/acme/workloads/web/scale/"
     assert client.post(scale, {"replicas": 2}, format="json").status_code == 202
     assert Workload.objects.get(pk=workload.pk).replicas == 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("action", ["raise the maximum", "delete"])
+def test_a_change_to_an_autoscaler_while_its_deployment_is_reconciled_does_not_deadlock(
+    world, action
+):
+    """The reconcile of a Deployment's autoscaler locks the workload, then the
+    autoscaler. A person's change of the maximum (or delete) locked them the other way
+    round: with both under way, PostgreSQL broke the deadlock by failing one of them.
+    The reconcile is held between its two locks until the change waits on a lock."""
+    from django.db import connection
+
+    from tests.conftest import postgres_only
+    from tests.races import run_in_thread, waiting_on_a_lock
+
+    postgres_only()
+    workload = deployment(world.acme)
+    autoscaler = autoscaler_services.autoscaler_create(
+        actor=world.bob,
+        tenant=world.acme,
+        workload=workload,
+        name="web",
+        min_replicas=1,
+        max_replicas=4,
+        target=50,
+    )
+    holding = threading.Event()
+
+    def reconcile():
+        with transaction.atomic():
+            workload_services.workload_locked_for_autoscaler(workload.pk)
+            holding.set()
+            wait_for(waiting_on_a_lock, 10, 0.02, message="the change never waited")
+            Autoscaler.locked(autoscaler.pk)
+        return "done"
+
+    held = run_in_thread(reconcile)
+    assert holding.wait(10)
+    if action == "delete":
+        autoscaler_services.autoscaler_delete(actor=world.bob, autoscaler=autoscaler)
+    else:
+        autoscaler_services.autoscaler_update(
+            actor=world.bob, autoscaler=autoscaler, max_replicas=6
+        )
+    held["thread"].join(30)
+    connection.close()
+    assert held.get("result") == "done", held.get("error")
+    if action == "delete":
+        assert not Autoscaler.objects.exists() and used(world.acme)[2] == 2
+    else:
+        assert Autoscaler.objects.get().max_replicas == 6 and used(world.acme)[2] == 6
