@@ -19,6 +19,10 @@
   const note = panel.querySelector("[data-migrate-note]");
   let phase = panel.dataset.vmPhase;
   let migrating = !current.hidden;
+  // Each migration of this VM the live stream told about, by uid: whether it was still
+  // under way. The stream is newer than a Migrate reply that comes after it (a migration
+  // that failed at once can end before its reply arrives), so the reply does not undo it.
+  const live = new Map();
 
   function bytes(n) {
     if (!n) return "0 B";
@@ -106,8 +110,11 @@
           return response.json().catch(function () { return { level: "error", message: gettext("The request failed; reload the page and try again.") }; });
         })
         .then(function (body) {
+          const seen = live.get(body.migration);
+          // Ended before its reply came: the panel shows that end already, and the form.
+          if (body.level !== "error" && seen === false) return;
           tell(body.level, body.message || "");
-          if (body.level !== "error") {
+          if (body.level !== "error" && seen === undefined) {
             migrating = true;
             syncForm();
           }
@@ -115,7 +122,12 @@
           if (note && (form.hidden || document.activeElement === document.body)) note.focus();
         })
         .catch(function () { tell("error", gettext("The request failed; reload the page and try again.")); })
-        .finally(function () { if (button) button.disabled = false; });
+        .finally(function () {
+          if (!button) return;
+          button.disabled = false;
+          // Disabled while the request was out, it lost the keyboard: it gets it back.
+          if (!form.hidden && document.activeElement === document.body) button.focus();
+        });
     });
   }
 
@@ -132,6 +144,7 @@
     const s = data.state;
     draw(data.name, s);
     migrating = !!s.active;
+    live.set(data.name, migrating);
     syncForm();
     if (!s.active && !event.detail.resync) {
       current.dataset.finished = s.phase;

@@ -10,7 +10,14 @@ from compute.backends.libvirt.backend import CONSOLE_PORT_REASON
 from compute.models import Host, Migration, VirtualMachine
 from tests.compute.test_console_ports import taken_port
 from tests.compute.test_migration_qemu import boot, nodes, policy, worker  # noqa: F401
-from tests.conftest import ARTIFACTS, live_subscribed, login, wait_for
+from tests.conftest import (
+    ARTIFACTS,
+    first_held,
+    live_subscribed,
+    login,
+    requests_held,
+    wait_for,
+)
 from tests.e2e.axe import assert_accessible
 
 pytestmark = [pytest.mark.e2e, pytest.mark.qemu, pytest.mark.migration]
@@ -157,3 +164,39 @@ def test_a_failed_migration_reads_plainly_for_the_tenant_and_in_detail_for_staff
     staff.screenshot(path=str(ARTIFACTS / "migration-failed-staff.png"), full_page=True)
     assert_accessible(staff, "migration-failed-staff")
     assert VirtualMachine.objects.get(pk=vm.pk).host.name == "node1"
+
+
+@pytest.mark.usefixtures("nodes", "worker")
+def test_a_migration_that_fails_before_its_request_is_answered_leaves_the_migrate_button(
+    demo, live_url, new_page
+):
+    """The server takes the Migrate request and the migration fails at once (node2 has
+    no console port for the guest); the answer reaches the page only after the failure
+    did, as on a slow network: the panel keeps offering Migrate."""
+    policy(bandwidth_mib=64)
+    (vm,) = boot(demo)
+    page = new_page()
+    login(page, live_url, "alice")
+    page.goto(f"{live_url}/t/acme/vms/{vm.name}/")
+    live_subscribed(page)
+    panel = page.get_by_test_id("migration-panel")
+    migrate = panel.get_by_role("button", name="Migrate")
+    history = panel.get_by_test_id("migration-history")
+    held = requests_held(page, f"{live_url}/t/acme/vms/{vm.name}/migrate/", "POST")
+    with taken_port() as port:
+        Host.objects.filter(name="node2").update(vnc_port_min=port, vnc_port_max=port)
+        migrate.click()
+        request = first_held(page, held)
+        answer = request.fetch()  # the server has it; the page waits for its answer
+        assert answer.status == 202, answer.text()
+        expect(history).to_contain_text(CONSOLE_PORT_REASON, timeout=120_000)
+    expect(history.get_by_text("Failed")).to_be_visible()
+    expect(panel.get_by_test_id("migration-progress")).to_be_hidden()
+    request.fulfill(response=answer)
+    # Enabled again: the page has read the answer (the button hidden or not).
+    expect(panel.locator("[data-action=migrate]")).to_be_enabled()
+    expect(migrate).to_be_visible()
+    expect(panel.get_by_test_id("migrate-note")).to_be_hidden()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "migration-failed-before-answer.png"), full_page=True)
+    assert Migration.objects.get().phase == "Failed"
