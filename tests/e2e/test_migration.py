@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import time
+from itertools import pairwise
+
 import pytest
 from playwright.sync_api import expect
 
@@ -200,3 +203,58 @@ def test_a_migration_that_fails_before_its_request_is_answered_leaves_the_migrat
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "migration-failed-before-answer.png"), full_page=True)
     assert Migration.objects.get().phase == "Failed"
+
+
+@pytest.mark.usefixtures("nodes", "worker")
+def test_the_panel_says_the_page_may_be_out_of_date_when_it_cannot_fetch_the_history(
+    demo, live_url, new_page
+):
+    """After a migration ends the panel fetches the page for its history: a failed fetch
+    is tried again after 1, 2 and 4 s, then the panel says so; a fetch that fails once
+    and then works updates the history with nothing to say."""
+    policy(bandwidth_mib=64)
+    (vm,) = boot(demo)
+    page = new_page()
+    login(page, live_url, "alice")
+    url = f"{live_url}/t/acme/vms/{vm.name}/"
+    page.goto(url)
+    live_subscribed(page)
+    panel = page.get_by_test_id("migration-panel")
+    migrate = panel.get_by_role("button", name="Migrate")
+    history = panel.get_by_test_id("migration-history")
+    note = panel.get_by_test_id("migrate-note")
+    refused = []
+    page.route(url, lambda route: refused.append(time.monotonic()) or route.abort())
+    with taken_port() as port:
+        Host.objects.filter(name="node2").update(vnc_port_min=port, vnc_port_max=port)
+        migrate.click()
+        expect(panel.locator("[data-m-field=phase]")).to_have_text("Failed", timeout=120_000)
+        expect(note).to_have_text(
+            "This page may be out of date: the migration history and the VM's host could"
+            " not be loaded. Reload the page.",
+            timeout=15_000,
+        )
+        assert len(refused) == 4, refused
+        waits = [later - earlier for earlier, later in pairwise(refused)]
+        assert all(e - 0.1 <= w < e + 2 for e, w in zip([1, 2, 4], waits, strict=True)), waits
+        expect(history).to_contain_text("No migrations yet.")
+        page.screenshot(path=str(ARTIFACTS / "migration-history-stale.png"), full_page=True)
+        assert_accessible(page, "migration-history-stale")
+
+        # A fetch that fails once: the retry brings the history, the note has gone.
+        page.unroute(url)
+        refused.clear()
+
+        def refuse_once(route) -> None:
+            if refused:
+                route.continue_()
+            else:
+                refused.append(time.monotonic())
+                route.abort()
+
+        page.route(url, refuse_once)
+        migrate.click()
+        expect(history.locator("tr", has_text="Failed")).to_have_count(2, timeout=120_000)
+    assert len(refused) == 1
+    expect(note).to_be_hidden()
+    expect(history).not_to_contain_text("No migrations yet.")
