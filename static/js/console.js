@@ -338,26 +338,46 @@ class Console {
   }
 }
 
-// The read-only serial log: fetched while its <details> is open.
+// The read-only serial log: fetched every 3 s while its <details> is open and the page
+// is seen. A hidden tab asks nothing (shown again, it fetches at once); one request is
+// out at a time, the next asked 3 s after its answer; a failed one waits for the next.
+const SERIAL_POLL_MS = 3000;
+
 function serialLog(details) {
   const pre = details.querySelector("[data-serial-text]");
   let timer = null;
+  let asking = false;
+  let again = false; // asked for while a request was out: fetch once it is back
+  const wanted = () => details.open && document.visibilityState === "visible";
   const load = async () => {
+    clearTimeout(timer);
+    timer = null;
+    if (!wanted()) return;
+    if (asking) {
+      again = true;
+      return;
+    }
+    asking = true;
+    again = false;
     try {
       const response = await fetch(details.dataset.url, { credentials: "same-origin" });
-      if (!response.ok) return;
-      const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
-      pre.textContent = (await response.text()) || "(nothing yet)";
-      if (atBottom) pre.scrollTop = pre.scrollHeight;
-    } catch (e) { /* next tick */ }
-  };
-  details.addEventListener("toggle", () => {
-    clearInterval(timer);
-    if (details.open) {
-      load();
-      timer = setInterval(load, 3000);
+      if (response.ok) {
+        const text = await response.text();
+        const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
+        pre.textContent = text || gettext("(nothing yet)");
+        if (atBottom) pre.scrollTop = pre.scrollHeight;
+      }
+    } catch (error) {
+      // The network or the server failed this once: the next poll tries again.
+    } finally {
+      asking = false;
     }
-  });
+    clearTimeout(timer);
+    if (again) load();
+    else if (wanted()) timer = setTimeout(load, SERIAL_POLL_MS);
+  };
+  details.addEventListener("toggle", load);
+  document.addEventListener("visibilitychange", load);
 }
 
 document.querySelectorAll("[data-console]").forEach((root) => { root.isotopeConsole = new Console(root); });

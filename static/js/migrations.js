@@ -19,6 +19,14 @@
   const note = panel.querySelector("[data-migrate-note]");
   let phase = panel.dataset.vmPhase;
   let migrating = !current.hidden;
+  // Each migration of this VM the live stream told about, by uid: whether it was still
+  // under way. The stream is newer than a Migrate reply that comes after it (a migration
+  // that failed at once can end before its reply arrives), so the reply does not undo it.
+  const live = new Map();
+  // Waits before each new try when the page could not be fetched after a migration ended.
+  const RETRY_MS = [1000, 2000, 4000];
+  let refreshes = 0; // the latest refresh's number: an older one's answers and retries stop
+  let retryTimer = null;
 
   function bytes(n) {
     if (!n) return "0 B";
@@ -73,22 +81,40 @@
   }
 
   // The server's page after a migration ended: its history rows, the VM's host and
-  // whether a migration is still under way replace what this page shows.
+  // whether a migration is still under way replace what this page shows. A failed fetch
+  // is tried again a few times, then the panel says the page may be out of date.
   function refresh() {
+    clearTimeout(retryTimer);
+    load(++refreshes, 0);
+  }
+
+  function load(run, tries) {
     fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
-      .then(function (response) { return response.ok ? response.text() : null; })
-      .then(function (html) {
-        if (!html) return;
-        const doc = new DOMParser().parseFromString(html, "text/html");
-        const rows = doc.querySelector('[data-testid="migration-history"] tbody');
-        const mine = panel.querySelector('[data-testid="migration-history"] tbody');
-        if (rows && mine) mine.replaceChildren.apply(mine, Array.from(rows.childNodes).map(function (n) { return document.importNode(n, true); }));
-        const host = doc.querySelector('[data-testid="vm-host"]');
-        document.querySelectorAll('[data-testid="vm-host"]').forEach(function (el) { if (host) el.textContent = host.textContent; });
-        const fresh = doc.querySelector("[data-migration-current]");
-        if (fresh && fresh.hidden && !migrating) current.hidden = true;
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.text();
       })
-      .catch(function () { /* the next reload shows it */ });
+      .then(function (html) {
+        if (run === refreshes) swap(html);
+      }, function () {
+        if (run !== refreshes) return;
+        if (tries < RETRY_MS.length) {
+          retryTimer = setTimeout(function () { load(run, tries + 1); }, RETRY_MS[tries]);
+        } else {
+          tell("error", gettext("This page may be out of date: the migration history and the VM's host could not be loaded. Reload the page."));
+        }
+      });
+  }
+
+  function swap(html) {
+    const doc = new DOMParser().parseFromString(html, "text/html");
+    const rows = doc.querySelector('[data-testid="migration-history"] tbody');
+    const mine = panel.querySelector('[data-testid="migration-history"] tbody');
+    if (rows && mine) mine.replaceChildren.apply(mine, Array.from(rows.childNodes).map(function (n) { return document.importNode(n, true); }));
+    const host = doc.querySelector('[data-testid="vm-host"]');
+    document.querySelectorAll('[data-testid="vm-host"]').forEach(function (el) { if (host) el.textContent = host.textContent; });
+    const fresh = doc.querySelector("[data-migration-current]");
+    if (fresh && fresh.hidden && !migrating) current.hidden = true;
   }
 
   if (form) {
@@ -106,8 +132,11 @@
           return response.json().catch(function () { return { level: "error", message: gettext("The request failed; reload the page and try again.") }; });
         })
         .then(function (body) {
+          const seen = live.get(body.migration);
+          // Ended before its reply came: the panel shows that end already, and the form.
+          if (body.level !== "error" && seen === false) return;
           tell(body.level, body.message || "");
-          if (body.level !== "error") {
+          if (body.level !== "error" && seen === undefined) {
             migrating = true;
             syncForm();
           }
@@ -115,7 +144,12 @@
           if (note && (form.hidden || document.activeElement === document.body)) note.focus();
         })
         .catch(function () { tell("error", gettext("The request failed; reload the page and try again.")); })
-        .finally(function () { if (button) button.disabled = false; });
+        .finally(function () {
+          if (!button) return;
+          button.disabled = false;
+          // Disabled while the request was out, it lost the keyboard: it gets it back.
+          if (!form.hidden && document.activeElement === document.body) button.focus();
+        });
     });
   }
 
@@ -132,6 +166,7 @@
     const s = data.state;
     draw(data.name, s);
     migrating = !!s.active;
+    live.set(data.name, migrating);
     syncForm();
     if (!s.active && !event.detail.resync) {
       current.dataset.finished = s.phase;

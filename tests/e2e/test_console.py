@@ -24,6 +24,15 @@ LIT_PIXELS = """() => {
 }"""
 
 
+# The tab hidden (true) or seen again (false), as a browser tells the page.
+TAB_HIDDEN = """hidden => {
+  const state = hidden ? 'hidden' : 'visible';
+  Object.defineProperty(document, 'visibilityState', { value: state, configurable: true });
+  Object.defineProperty(document, 'hidden', { value: hidden, configurable: true });
+  document.dispatchEvent(new Event('visibilitychange'));
+}"""
+
+
 def type_like_a_person(page, command: str) -> None:
     """Type ``command`` into the focused console and press Enter, holding Shift for
     capitals and ``>`` as a person on a US keyboard does (noVNC sends physical keys)."""
@@ -133,3 +142,41 @@ def test_a_vm_on_a_host_without_console_says_so_on_its_page_and_panel(
     panel.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "vm-detail-console-panel.png"), full_page=True)
     assert_accessible(page, "vm-detail-console-panel")
+
+
+@pytest.mark.e2e
+@pytest.mark.qemu
+def test_the_serial_log_asks_one_request_at_a_time_and_nothing_while_the_tab_is_hidden(
+    guest,  # noqa: F811
+    live_url,
+    new_page,
+):
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vms/{guest.name}/console/")
+    log = page.get_by_test_id("serial-log")
+    url = live_url + log.get_attribute("data-url")
+    held = requests_held(page, url)
+    log.locator("summary").click()
+    first = first_held(page, held)
+    page.wait_for_timeout(7000)  # two polls' time
+    assert len(held) == 1, "a second request while the first was unanswered"
+    first.abort()  # a failed poll: the next one comes all the same
+    page.wait_for_timeout(4000)
+    assert len(held) == 2, "no poll after a failed one"
+    held[1].continue_()
+    page.unroute(url)
+    expect(log.locator("[data-serial-text]")).to_contain_text(f"{guest.name}:/# ")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "console-serial-log.png"), full_page=True)
+    assert_accessible(page, "console-serial-log")
+
+    page.evaluate(TAB_HIDDEN, True)
+    asked = []  # counted from the moment the tab is hidden
+    page.on("request", lambda request: request.url == url and asked.append(request))
+    page.wait_for_timeout(7000)
+    assert asked == [], "the serial log was fetched while the tab was hidden"
+    with page.expect_request(url, timeout=1000):
+        page.evaluate(TAB_HIDDEN, False)  # seen again: fetched at once, not at the next tick
+    with page.expect_request(url, timeout=6000):
+        pass  # and every 3 s again

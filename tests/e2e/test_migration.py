@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import time
+from itertools import pairwise
+
 import pytest
 from playwright.sync_api import expect
 
@@ -10,7 +13,14 @@ from compute.backends.libvirt.backend import CONSOLE_PORT_REASON
 from compute.models import Host, Migration, VirtualMachine
 from tests.compute.test_console_ports import taken_port
 from tests.compute.test_migration_qemu import boot, nodes, policy, worker  # noqa: F401
-from tests.conftest import ARTIFACTS, live_subscribed, login, wait_for
+from tests.conftest import (
+    ARTIFACTS,
+    first_held,
+    live_subscribed,
+    login,
+    requests_held,
+    wait_for,
+)
 from tests.e2e.axe import assert_accessible
 
 pytestmark = [pytest.mark.e2e, pytest.mark.qemu, pytest.mark.migration]
@@ -157,3 +167,94 @@ def test_a_failed_migration_reads_plainly_for_the_tenant_and_in_detail_for_staff
     staff.screenshot(path=str(ARTIFACTS / "migration-failed-staff.png"), full_page=True)
     assert_accessible(staff, "migration-failed-staff")
     assert VirtualMachine.objects.get(pk=vm.pk).host.name == "node1"
+
+
+@pytest.mark.usefixtures("nodes", "worker")
+def test_a_migration_that_fails_before_its_request_is_answered_leaves_the_migrate_button(
+    demo, live_url, new_page
+):
+    """The server takes the Migrate request and the migration fails at once (node2 has
+    no console port for the guest); the answer reaches the page only after the failure
+    did, as on a slow network: the panel keeps offering Migrate."""
+    policy(bandwidth_mib=64)
+    (vm,) = boot(demo)
+    page = new_page()
+    login(page, live_url, "alice")
+    page.goto(f"{live_url}/t/acme/vms/{vm.name}/")
+    live_subscribed(page)
+    panel = page.get_by_test_id("migration-panel")
+    migrate = panel.get_by_role("button", name="Migrate")
+    history = panel.get_by_test_id("migration-history")
+    held = requests_held(page, f"{live_url}/t/acme/vms/{vm.name}/migrate/", "POST")
+    with taken_port() as port:
+        Host.objects.filter(name="node2").update(vnc_port_min=port, vnc_port_max=port)
+        migrate.click()
+        request = first_held(page, held)
+        answer = request.fetch()  # the server has it; the page waits for its answer
+        assert answer.status == 202, answer.text()
+        expect(history).to_contain_text(CONSOLE_PORT_REASON, timeout=120_000)
+    expect(history.get_by_text("Failed")).to_be_visible()
+    expect(panel.get_by_test_id("migration-progress")).to_be_hidden()
+    request.fulfill(response=answer)
+    # Enabled again: the page has read the answer (the button hidden or not).
+    expect(panel.locator("[data-action=migrate]")).to_be_enabled()
+    expect(migrate).to_be_visible()
+    expect(panel.get_by_test_id("migrate-note")).to_be_hidden()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "migration-failed-before-answer.png"), full_page=True)
+    assert Migration.objects.get().phase == "Failed"
+
+
+@pytest.mark.usefixtures("nodes", "worker")
+def test_the_panel_says_the_page_may_be_out_of_date_when_it_cannot_fetch_the_history(
+    demo, live_url, new_page
+):
+    """After a migration ends the panel fetches the page for its history: a failed fetch
+    is tried again after 1, 2 and 4 s, then the panel says so; a fetch that fails once
+    and then works updates the history with nothing to say."""
+    policy(bandwidth_mib=64)
+    (vm,) = boot(demo)
+    page = new_page()
+    login(page, live_url, "alice")
+    url = f"{live_url}/t/acme/vms/{vm.name}/"
+    page.goto(url)
+    live_subscribed(page)
+    panel = page.get_by_test_id("migration-panel")
+    migrate = panel.get_by_role("button", name="Migrate")
+    history = panel.get_by_test_id("migration-history")
+    note = panel.get_by_test_id("migrate-note")
+    refused = []
+    page.route(url, lambda route: refused.append(time.monotonic()) or route.abort())
+    with taken_port() as port:
+        Host.objects.filter(name="node2").update(vnc_port_min=port, vnc_port_max=port)
+        migrate.click()
+        expect(panel.locator("[data-m-field=phase]")).to_have_text("Failed", timeout=120_000)
+        expect(note).to_have_text(
+            "This page may be out of date: the migration history and the VM's host could"
+            " not be loaded. Reload the page.",
+            timeout=15_000,
+        )
+        assert len(refused) == 4, refused
+        waits = [later - earlier for earlier, later in pairwise(refused)]
+        assert all(e - 0.1 <= w < e + 2 for e, w in zip([1, 2, 4], waits, strict=True)), waits
+        expect(history).to_contain_text("No migrations yet.")
+        page.screenshot(path=str(ARTIFACTS / "migration-history-stale.png"), full_page=True)
+        assert_accessible(page, "migration-history-stale")
+
+        # A fetch that fails once: the retry brings the history, the note has gone.
+        page.unroute(url)
+        refused.clear()
+
+        def refuse_once(route) -> None:
+            if refused:
+                route.continue_()
+            else:
+                refused.append(time.monotonic())
+                route.abort()
+
+        page.route(url, refuse_once)
+        migrate.click()
+        expect(history.locator("tr", has_text="Failed")).to_have_count(2, timeout=120_000)
+    assert len(refused) == 1
+    expect(note).to_be_hidden()
+    expect(history).not_to_contain_text("No migrations yet.")
