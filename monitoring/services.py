@@ -612,15 +612,20 @@ def webhook_delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
 
 def webhook_deliveries_requeue(*, overdue: timedelta = timedelta(minutes=2)) -> int:
     """Re-enqueue pending deliveries whose attempt is overdue (a lost task or broker
-    message); returns how many. Safe to run any time: attempts are idempotent."""
+    message); returns how many. Safe to run any time: attempts are idempotent.
+
+    The overdue rows are locked as they are read, and one a worker is claiming right
+    now (locked) is skipped: writing over it after the claim would cut the claim's
+    lease short, and another worker could send it again meanwhile."""
     cutoff = timezone.now() - overdue
-    due = list(
-        WebhookDelivery.objects.filter(
-            status=DeliveryStatus.PENDING, next_attempt__lt=cutoff
-        ).values_list("pk", flat=True)[:1000]
-    )
-    # Push next_attempt out so the next sweep does not enqueue them again meanwhile.
-    WebhookDelivery.objects.filter(pk__in=due).update(next_attempt=timezone.now())
+    with transaction.atomic():
+        due = list(
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .filter(status=DeliveryStatus.PENDING, next_attempt__lt=cutoff)
+            .values_list("pk", flat=True)[:1000]
+        )
+        # Push next_attempt out so the next sweep does not enqueue them again meanwhile.
+        WebhookDelivery.objects.filter(pk__in=due).update(next_attempt=timezone.now())
     for pk in due:
         webhook_delivery_enqueue(pk)
     return len(due)

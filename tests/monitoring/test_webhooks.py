@@ -217,6 +217,49 @@ def test_an_overdue_pending_delivery_is_requeued_by_the_sweeper(
     assert len(receiver.requests) == 1
 
 
+def test_the_sweeper_leaves_a_delivery_whose_attempt_a_worker_is_taking(
+    transactional_db, demo, receiver
+):
+    """An overdue delivery that a worker is claiming as the sweeper runs: the sweeper
+    read it overdue, waited for the worker's lock and then pushed its next attempt to
+    now, cutting the worker's lease short, so a second worker could send it again
+    while the first was still sending."""
+    from django.db import transaction
+
+    from tests.conftest import postgres_only
+    from tests.races import run_in_thread, waiting_on_a_lock
+
+    postgres_only()
+    event = publish(demo)
+    webhook, _ = webhook_create(actor=demo.alice, tenant=demo.acme, url=receiver.url)
+    delivery = WebhookDelivery.objects.create(
+        webhook=webhook,
+        event=event,
+        payload={"type": "event", "tenant": "acme", "event": {"uid": str(event.uid)}},
+        next_attempt=timezone.now() - timedelta(minutes=5),
+    )
+    claimed, release = threading.Event(), threading.Event()
+
+    def worker():
+        with transaction.atomic():  # the claim's row lock held until the attempt is counted
+            services._delivery_claim(delivery.pk)
+            claimed.set()
+            release.wait(10)
+
+    taking = run_in_thread(worker)
+    assert claimed.wait(10)
+    sweep = run_in_thread(services.webhook_deliveries_requeue)
+    wait_for(lambda: "result" in sweep or waiting_on_a_lock(), 10, 0.02)
+    release.set()
+    for outcome in (taking, sweep):
+        outcome["thread"].join(10)
+    assert "error" not in sweep and "error" not in taking, (sweep, taking)
+    assert sweep["result"] == 0
+    delivery.refresh_from_db()
+    assert delivery.attempts == 1
+    assert delivery.next_attempt > timezone.now() + timedelta(seconds=30)  # the lease
+
+
 def test_the_secret_is_stored_encrypted_and_survives_a_key_rotation_with_fallback(
     transactional_db, demo, receiver, eager, settings
 ):
