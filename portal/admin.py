@@ -30,8 +30,10 @@ class ChangedSinceShownMixin:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         for name, field in self.fields.items():
-            if field.disabled or isinstance(field.widget, forms.PasswordInput):
-                continue  # never submitted; or a secret the page must not carry
+            if field.disabled or field.widget.is_hidden:
+                continue  # not edited on the page
+            if isinstance(field.widget, forms.PasswordInput):
+                continue  # a secret the page must not carry
             field.show_hidden_initial = True
             key = self.add_initial_prefix(name)
             if self.is_bound and field.hidden_widget().value_omitted_from_data(

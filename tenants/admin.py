@@ -80,8 +80,14 @@ class TenantAdminForm(ChangedSinceShownMixin, forms.ModelForm):
         }
 
 
+class MembershipInlineForm(ChangedSinceShownMixin, forms.ModelForm):
+    """A member's row on the tenant page: a role changed elsewhere since the page was
+    opened is not written back unless edited here."""
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
+    form = MembershipInlineForm
     extra = 1
     autocomplete_fields = ["user"]
     fields = ["user", "role", "source", "created"]

@@ -312,6 +312,24 @@ def test_changing_and_removing_members_through_the_inline_is_audited(demo, staff
     assert AuditLog.objects.get(action="member.remove").target == "bob"
 
 
+def test_a_tenant_page_opened_before_a_role_change_leaves_that_role_alone(demo, staff):
+    url = change_url(demo.acme)
+    stale = form_data(staff.get(url).content.decode())
+    assert stale[f"memberships-{inline_index(stale, demo.carol.pk)}-role"] == Role.VIEWER
+    # Another admin makes carol an operator after the page was opened.
+    services.membership_set_role(
+        actor=demo.alice, tenant=demo.acme, user=demo.carol, role="operator"
+    )
+
+    stale["description"] = "Rockets"
+    response = staff.post(url, stale)
+    assert response.status_code == 302, text(response.content.decode())[:2000]
+
+    assert Membership.objects.get(tenant=demo.acme, user=demo.carol).role == Role.OPERATOR
+    assert Tenant.objects.get(pk=demo.acme.pk).description == "Rockets"
+    assert not AuditLog.objects.filter(action="member.set_role", actor=demo.admin).exists()
+
+
 def test_removing_the_last_admin_through_the_inline_is_refused_with_a_message(demo, staff):
     data = form_data(staff.get(change_url(demo.acme)).content.decode())
     data[f"memberships-{inline_index(data, demo.alice.pk)}-DELETE"] = "on"
