@@ -31,12 +31,12 @@ from compute.models import (
 )
 from compute.services.clusters import cluster_check, cluster_set_kubeconfig
 from compute.services.hosts import host_check, host_uri_check
-from portal.admin import AuditedModelAdmin, ServiceDeleteMixin
+from portal.admin import AuditedModelAdmin, AuditedModelForm, ServiceDeleteMixin
 from portal.exceptions import ValidationError as AppValidationError
 from portal.exceptions import plain_number
 
 
-class HostAdminForm(forms.ModelForm):
+class HostAdminForm(AuditedModelForm):
     """The URI is checked by ``host_uri_check``: no transport that runs commands or
     reads files on the portal host."""
 
@@ -132,14 +132,10 @@ class HostAdmin(AuditedModelAdmin):
                 self.message_user(request, f"{host.name}: {host.message}", messages.ERROR)
 
     def save_model(self, request, obj, form, change):
-        if change:
-            # Write only what the admin changed: reachability and capacity are observed
-            # by tasks, and maintenance is set by drains, while this form is open.
-            if form.changed_data:
-                obj.save(update_fields=form.changed_data)
-            self._audit(request, obj, "update", list(form.changed_data))
-        else:
-            super().save_model(request, obj, form, change)
+        # A change writes only the fields edited on the page, compared with what the page
+        # showed (AuditedModelAdmin): reachability and capacity are observed by tasks,
+        # maintenance is set by drains, and other admins save, while this form is open.
+        super().save_model(request, obj, form, change)
         host_check(obj, actor=request.user)
 
 
@@ -280,8 +276,10 @@ class MigrationAdmin(admin.ModelAdmin):
 
 
 # --- Kubernetes -------------------------------------------------------------------------
-class KubernetesClusterForm(forms.ModelForm):
+class KubernetesClusterForm(AuditedModelForm):
     """The kubeconfig is write-only: typed in to set or replace it, never shown back."""
+
+    instance_fields = {"kubeconfig": ("kubeconfig_encrypted", "server")}
 
     kubeconfig = forms.CharField(
         required=False,
@@ -372,7 +370,9 @@ class KubernetesClusterAdmin(AuditedModelAdmin):
                 self.message_user(request, f"{cluster.name}: {cluster.message}", messages.ERROR)
 
     def save_model(self, request, obj, form, change):
-        if obj.default:
+        if obj.default and "default" in form.changed_data:
+            # Only when ticked on this page: a page that showed this cluster as the
+            # default must not take it back from a cluster made the default since.
             KubernetesCluster.objects.filter(default=True).exclude(pk=obj.pk).update(default=False)
         super().save_model(request, obj, form, change)
         cluster_check(obj, actor=request.user)

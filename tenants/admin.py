@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from portal.admin import ServiceDeleteMixin
+from portal.admin import ChangedSinceShownMixin, ServiceDeleteMixin
 from portal.exceptions import ApplicationError
 from tenants import services
 from tenants.models import (
@@ -37,8 +37,10 @@ from tenants.selectors import quota_usage
 User = get_user_model()
 
 
-class TenantAdminForm(forms.ModelForm):
-    """The tenant's own fields plus its quota limits, saved through ``quota_set``."""
+class TenantAdminForm(ChangedSinceShownMixin, forms.ModelForm):
+    """The tenant's own fields plus its quota limits, saved through ``quota_set``.
+    ``changed_data`` names what was edited on the page (not what differs from the rows
+    now: the quota may have been changed through the API since)."""
 
     quota_cpu = forms.DecimalField(
         label=_("CPU cores"), min_value=0, decimal_places=3, max_digits=10
@@ -67,13 +69,25 @@ class TenantAdminForm(forms.ModelForm):
             self.fields["slug"].disabled = True
             self.fields["slug"].help_text = _("The slug names the namespace; it cannot change.")
 
-    def limits(self) -> dict:
+    def limits(self, edited_only: bool = False) -> dict:
+        """The limits entered (empty ones left out); ``edited_only``: those edited on
+        the page."""
         values = {r: self.cleaned_data.get(f"quota_{r}") for r in QUOTA_RESOURCES}
-        return {r: v for r, v in values.items() if v is not None}
+        return {
+            r: v
+            for r, v in values.items()
+            if v is not None and (not edited_only or f"quota_{r}" in self.changed_data)
+        }
+
+
+class MembershipInlineForm(ChangedSinceShownMixin, forms.ModelForm):
+    """A member's row on the tenant page: a role changed elsewhere since the page was
+    opened is not written back unless edited here."""
 
 
 class MembershipInline(admin.TabularInline):
     model = Membership
+    form = MembershipInlineForm
     extra = 1
     autocomplete_fields = ["user"]
     fields = ["user", "role", "source", "created"]
@@ -160,16 +174,27 @@ class TenantAdmin(admin.ModelAdmin):
                 if obj.require_2fa:
                     services.tenant_set_require_2fa(actor=request.user, tenant=obj, required=True)
                 return
+            # Only what was edited on the page, each under its row's lock: the quota may
+            # have been raised through the API, 2FA required by another admin, since.
+            edited = {f: getattr(obj, f) for f in services.TENANT_EDITABLE}
+            edited = {f: v for f, v in edited.items() if f in form.changed_data}
+            if edited:
+                services.tenant_update(actor=request.user, tenant=obj, changes=edited)
             if "require_2fa" in form.changed_data:
                 services.tenant_set_require_2fa(
                     actor=request.user, tenant=obj, required=obj.require_2fa
                 )
-            obj.save()
-            result = services.quota_set(actor=request.user, tenant=obj, limits=form.limits())
+            limits = form.limits(edited_only=True)
+            result = (
+                services.quota_set(actor=request.user, tenant=obj, limits=limits)
+                if limits
+                else None
+            )
+            obj.refresh_from_db()  # the row as it is now, not as the page showed it
         except ApplicationError as error:
             self.message_user(request, error.message, messages.ERROR)
             raise
-        if result.below_use:
+        if result and result.below_use:
             self.message_user(
                 request,
                 gettext(

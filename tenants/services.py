@@ -177,6 +177,31 @@ def tenant_create(
     return tenant
 
 
+TENANT_EDITABLE = ("name", "description")
+
+
+@transaction.atomic
+def tenant_update(*, actor, tenant: Tenant, changes: dict) -> Tenant:
+    """Write ``changes`` (name, description) to the tenant's row, locked, and nothing
+    else: its other fields may have been changed since the caller read them (platform
+    staff). Audited with the names of the fields changed."""
+    unknown = set(changes) - set(TENANT_EDITABLE)
+    if unknown:
+        raise ValueError(f"tenant_update cannot change {sorted(unknown)}")
+    locked = Tenant.locked(tenant.pk)
+    if locked is None:
+        raise NotFound(gettext("Tenant %(tenant)s not found.") % {"tenant": repr(tenant.slug)})
+    locked.write_locked(changes, copies=(tenant,))
+    audit_record(
+        actor=actor,
+        action="tenant.update",
+        tenant=locked,
+        target=locked.slug,
+        detail={"fields": sorted(changes)},
+    )
+    return locked
+
+
 def _user_for(username_or_user) -> User:
     if isinstance(username_or_user, User):
         return username_or_user

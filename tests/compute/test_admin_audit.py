@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from compute.models import Flavor, Host
+from compute.models import Flavor, Host, KubernetesCluster
+from monitoring import crypto
 from tenants.models import AuditLog
 from tests.compute.test_host_console_ports import change_host
+from tests.compute.test_platform_input import kubeconfig
+from tests.tenants.test_admin import form_data
 
 pytestmark = pytest.mark.unit
 
@@ -39,3 +42,23 @@ def test_putting_a_host_in_maintenance_in_admin_is_audited(client, demo, make_ho
     assert Host.objects.get(pk=host.pk).maintenance
     entry = AuditLog.objects.get(action="host.update")
     assert "maintenance" in entry.detail["fields"] and entry.actor == demo.admin
+
+
+def test_replacing_a_clusters_kubeconfig_in_admin_stores_it_and_is_audited(client, demo):
+    cluster = KubernetesCluster.objects.create(
+        name="k1",
+        server="https://old.example:6443",
+        kubeconfig_encrypted=crypto.encrypt("clusters: []", context=crypto.KUBECONFIG),
+    )
+    client.force_login(demo.admin)
+    url = f"/admin/compute/kubernetescluster/{cluster.pk}/change/"
+    data = form_data(client.get(url).content.decode(), "kubernetescluster_form")
+    data["kubeconfig"] = kubeconfig({"token": "abc"})
+    response = client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+
+    cluster.refresh_from_db()
+    assert cluster.server == "https://127.0.0.1:9"
+    stored = crypto.decrypt(cluster.kubeconfig_encrypted, context=crypto.KUBECONFIG)
+    assert "abc" in stored
+    assert AuditLog.objects.get(action="cluster.update").detail == {"fields": ["kubeconfig"]}

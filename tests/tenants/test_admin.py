@@ -201,6 +201,42 @@ def test_a_negative_limit_in_admin_is_a_form_error_and_changes_nothing(demo, sta
     assert not AuditLog.objects.filter(action="quota.set").exists()
 
 
+def test_a_tenant_form_opened_before_a_quota_raise_and_2fa_saves_only_its_own_edit(
+    demo, staff, api, django_user_model
+):
+    url = change_url(demo.acme)
+    stale = form_data(staff.get(url).content.decode())
+    assert (stale["quota_vms"], stale["quota_cpu"]) == ("20", "16.000")
+    assert "require_2fa" not in stale
+
+    # After the page was opened: another staff member raises the quota through the API
+    # and requires 2FA on the tenant's page.
+    ops = django_user_model.objects.create_superuser("ops", "ops@example.com", "pw")
+    raised = api(ops).patch(
+        "/api/v1/tenants/acme/quota/", {"spec": {"hard": {"vms": 50, "cpu": 32}}}, format="json"
+    )
+    assert raised.status_code == 200, raised.content
+    other = Client()
+    other.force_login(ops)
+    theirs = form_data(other.get(url).content.decode())
+    theirs["require_2fa"] = "on"
+    assert other.post(url, theirs).status_code == 302
+
+    # The first page, with only the description edited.
+    stale["description"] = "Rockets"
+    response = staff.post(url, stale)
+    assert response.status_code == 302, text(response.content.decode())[:2000]
+
+    tenant, quota = Tenant.objects.get(pk=demo.acme.pk), Quota.objects.get(tenant=demo.acme)
+    assert tenant.description == "Rockets"
+    assert tenant.require_2fa  # the other admin's
+    assert (quota.vms, quota.cpu) == (50, 32)  # the API's
+    mine = AuditLog.objects.filter(actor=demo.admin).values_list("action", "detail")
+    assert list(mine) == [("tenant.update", {"fields": ["description"]})]
+    theirs = AuditLog.objects.filter(actor=ops).order_by("pk").values_list("action", flat=True)
+    assert list(theirs) == ["quota.set", "tenant.require_2fa"]
+
+
 # --- Adding a tenant ------------------------------------------------------------------------
 def test_adding_a_tenant_in_admin_creates_its_quota_from_the_defaults_and_audits(demo, staff):
     data = form_data(staff.get("/admin/tenants/tenant/add/").content.decode())
@@ -274,6 +310,24 @@ def test_changing_and_removing_members_through_the_inline_is_audited(demo, staff
     assert roles == {"alice": "admin", "carol": "admin"}
     assert AuditLog.objects.get(action="member.set_role").target == "carol"
     assert AuditLog.objects.get(action="member.remove").target == "bob"
+
+
+def test_a_tenant_page_opened_before_a_role_change_leaves_that_role_alone(demo, staff):
+    url = change_url(demo.acme)
+    stale = form_data(staff.get(url).content.decode())
+    assert stale[f"memberships-{inline_index(stale, demo.carol.pk)}-role"] == Role.VIEWER
+    # Another admin makes carol an operator after the page was opened.
+    services.membership_set_role(
+        actor=demo.alice, tenant=demo.acme, user=demo.carol, role="operator"
+    )
+
+    stale["description"] = "Rockets"
+    response = staff.post(url, stale)
+    assert response.status_code == 302, text(response.content.decode())[:2000]
+
+    assert Membership.objects.get(tenant=demo.acme, user=demo.carol).role == Role.OPERATOR
+    assert Tenant.objects.get(pk=demo.acme.pk).description == "Rockets"
+    assert not AuditLog.objects.filter(action="member.set_role", actor=demo.admin).exists()
 
 
 def test_removing_the_last_admin_through_the_inline_is_refused_with_a_message(demo, staff):
