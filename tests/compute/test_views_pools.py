@@ -12,6 +12,7 @@ from compute.services import pools as pool_services
 from tenants.choices import AuditOutcome
 from tenants.models import AuditLog
 from tests.compute.test_api_pools import make_pool
+from tests.page_forms import form_data
 
 pytestmark = [pytest.mark.unit, pytest.mark.libvirt_test_driver]
 
@@ -235,3 +236,40 @@ def test_staff_see_pools_and_autoscalers_in_admin_read_only(world):
     assert client.get("/admin/compute/vmpool/add/").status_code == 403
     deleted = client.post(f"/admin/compute/vmpool/{pool.pk}/delete/", {"post": "yes"})
     assert deleted.status_code == 403 and VMPool.objects.filter(pk=pool.pk).exists()
+
+
+def test_a_template_form_opened_before_a_colleagues_change_keeps_that_change(world):
+    """The page was opened, then a colleague gave the members more memory; saving the
+    page with one more warm member adds it and leaves the colleague's memory (and the
+    template generation it started) as they are, instead of writing the page's values
+    back (a rollback rollout)."""
+    pool = make_pool(world)
+    client = client_for(world.bob)
+    page = client.get("/t/acme/vmpools/web/").content.decode()
+    sent = form_data(page, "pool-template-form")
+    assert (sent["memory_mib"], sent["warm"]) == ("256", "0")
+    pool_services.pool_update(actor=world.alice, pool=pool, memory_mib=384)
+
+    response = client.post("/t/acme/vmpools/web/update/", {**sent, "warm": "1"}, follow=True)
+
+    assert "web is saved." in response.content.decode()
+    pool.refresh_from_db()
+    assert (pool.memory_mib, pool.warm, pool.template_generation) == (384, 1, 2)
+
+
+def test_a_field_changed_on_the_page_and_by_a_colleague_is_refused_and_nothing_saved(world):
+    pool = make_pool(world)
+    client = client_for(world.bob)
+    sent = form_data(client.get("/t/acme/vmpools/web/").content.decode(), "pool-template-form")
+    pool_services.pool_update(actor=world.alice, pool=pool, memory_mib=384)
+
+    response = client.post(
+        "/t/acme/vmpools/web/update/", {**sent, "memory_mib": "512", "warm": "1"}
+    )
+
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "web was changed by someone else since you opened this page" in body
+    assert "Changed by someone else since you opened this page: now 384." in body
+    pool.refresh_from_db()
+    assert (pool.memory_mib, pool.warm, pool.template_generation) == (384, 0, 2)
