@@ -259,6 +259,38 @@ class AutoscalerForm(ServiceErrorsMixin, forms.Form):
         return dict(self.cleaned_data)
 
 
+class AutoscalerPanelForm(EditMixin, AutoscalerForm):
+    """The autoscaler panel of a pool's or a Deployment's page. ``autoscaler`` is the uid
+    of the autoscaler the page shows (empty: none, and the form adds one); changing an
+    autoscaler sends only the fields changed on the page (:class:`EditMixin`)."""
+
+    autoscaler = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    EDITED = tuple(AutoscalerForm.base_fields)
+
+    @classmethod
+    def for_autoscaler(cls, autoscaler, data=None) -> AutoscalerPanelForm:
+        """The panel's form showing ``autoscaler`` (or None: the form that adds one)."""
+        if autoscaler is None:
+            return cls(data, initial={"autoscaler": ""})
+        initial = {field: getattr(autoscaler, field) for field in cls.EDITED}
+        return cls(data, initial={**initial, "autoscaler": str(autoscaler.uid)})
+
+    def shown(self) -> str | None:
+        """The uid of the autoscaler the page showed ("" for none); None for a post that
+        does not say (not made by the page)."""
+        return self.data.get("autoscaler")
+
+    def service_kwargs(self) -> dict:
+        """Every setting: the panel adds an autoscaler."""
+        return {field: self.cleaned_data[field] for field in self.EDITED}
+
+    def change_kwargs(self) -> dict:
+        """The settings changed on the page, with the values they had there."""
+        changes, expected = self.edits()
+        return {**changes, "expected": expected}
+
+
 class AutoscalerCreateForm(AutoscalerForm):
     """The autoscalers page's form: the panel's fields, a target picked from the
     tenant's VM pools and Deployments, and an optional name. A target that has an

@@ -25,9 +25,8 @@ from compute.bulk import BulkAction, bulk_view
 from compute.choices import Phase, StorageClass, WorkloadKind
 from compute.forms import LabelsForm, labels_lines
 from compute.listing import PER_PAGE, list_apply, list_page, list_query
-from compute.pool_forms import AutoscalerForm
+from compute.pool_forms import AutoscalerPanelForm
 from compute.pool_views import autoscaler_submit
-from compute.services import autoscalers as autoscaler_services
 from compute.services import clusters as cluster_services
 from compute.services import workloads as workload_services
 from compute.views import relabel_from_form
@@ -233,16 +232,11 @@ def _detail(
     )
 
 
-def _autoscaler_form(request, tenant, autoscaler, data=None) -> AutoscalerForm | None:
+def _autoscaler_form(request, tenant, autoscaler, data=None) -> AutoscalerPanelForm | None:
     """The pool page's autoscaler form for a Deployment."""
     if not tenant_selectors.can(request.user, tenant, "autoscaler.manage"):
         return None
-    initial = (
-        {field: getattr(autoscaler, field) for field in autoscaler_services.FIELDS}
-        if autoscaler
-        else None
-    )
-    form = AutoscalerForm(data, initial=initial)
+    form = AutoscalerPanelForm.for_autoscaler(autoscaler, data)
     form.fields["min_replicas"].help_text = _(
         "0 lets an idle Deployment scale to zero (its HorizontalPodAutoscaler keeps 1; "
         "Isotope takes it from 1 to 0); scale it by hand to wake it."

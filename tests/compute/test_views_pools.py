@@ -273,3 +273,55 @@ def test_a_field_changed_on_the_page_and_by_a_colleague_is_refused_and_nothing_s
     assert "Changed by someone else since you opened this page: now 384." in body
     pool.refresh_from_db()
     assert (pool.memory_mib, pool.warm, pool.template_generation) == (384, 0, 2)
+
+
+def test_an_autoscaler_panel_opened_before_a_colleagues_change_keeps_that_change(world):
+    """bob's page shows the autoscaler; alice then raises its target. bob raises the
+    maximum on his page: the maximum changes, alice's target stays. A field both of
+    them changed is refused with the reason, and nothing is saved."""
+    pool = make_pool(world)
+    autoscaler = autoscaler_services.autoscaler_create(
+        actor=None, tenant=world.acme, pool=pool, max_replicas=4, target=50
+    )
+    client = client_for(world.bob)
+    sent = form_data(client.get("/t/acme/vmpools/web/").content.decode(), "autoscaler-form")
+    autoscaler_services.autoscaler_update(actor=world.alice, autoscaler=autoscaler, target=70)
+
+    saved = client.post("/t/acme/vmpools/web/autoscaler/", {**sent, "max_replicas": "6"})
+
+    assert saved.status_code == 302
+    autoscaler.refresh_from_db()
+    assert (autoscaler.max_replicas, autoscaler.target) == (6, 70)
+
+    refused = client.post("/t/acme/vmpools/web/autoscaler/", {**sent, "target": "60"})
+    assert refused.status_code == 400
+    body = refused.content.decode()
+    assert "The autoscaler of web was changed by someone else since you opened" in body
+    assert "now 70." in body
+    autoscaler.refresh_from_db()
+    assert (autoscaler.max_replicas, autoscaler.target) == (6, 70)
+
+
+def test_a_stale_autoscaler_panel_neither_overwrites_an_added_one_nor_revives_a_removed_one(
+    world,
+):
+    pool = make_pool(world)
+    client = client_for(world.bob)
+    adding = form_data(client.get("/t/acme/vmpools/web/").content.decode(), "autoscaler-form")
+    added = autoscaler_services.autoscaler_create(
+        actor=world.alice, tenant=world.acme, pool=pool, max_replicas=3, target=80
+    )
+
+    refused = client.post("/t/acme/vmpools/web/autoscaler/", adding)
+
+    assert refused.status_code == 400
+    assert "web was given an autoscaler by someone else" in refused.content.decode()
+    added.refresh_from_db()
+    assert (added.max_replicas, added.target) == (3, 80)
+
+    changing = form_data(client.get("/t/acme/vmpools/web/").content.decode(), "autoscaler-form")
+    autoscaler_services.autoscaler_delete(actor=world.alice, autoscaler=added)
+    refused = client.post("/t/acme/vmpools/web/autoscaler/", {**changing, "max_replicas": "5"})
+    assert refused.status_code == 400
+    assert "The autoscaler of web was removed by someone else" in refused.content.decode()
+    assert not Autoscaler.objects.exists()
