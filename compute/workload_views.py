@@ -23,7 +23,7 @@ from compute.backends.base import BackendError
 from compute.backends.containers import LogsUnavailable
 from compute.bulk import BulkAction, bulk_view
 from compute.choices import Phase, StorageClass, WorkloadKind
-from compute.forms import LabelsForm, labels_lines
+from compute.forms import LabelsForm
 from compute.listing import PER_PAGE, list_apply, list_page, list_query
 from compute.pool_forms import AutoscalerPanelForm
 from compute.pool_views import autoscaler_submit
@@ -200,7 +200,7 @@ def _detail(
     )
     can_update = tenant_selectors.can(request.user, tenant, "workload.update")
     if labels_form is None and can_update:
-        labels_form = LabelsForm(initial={"labels": labels_lines(workload.labels)})
+        labels_form = LabelsForm.for_labels(workload.labels)
     groups = workload_services.workload_groups(workload)
     tenant_groups = list(selectors.security_groups_for_tenant(request.user, tenant))
     deployment = workload.kind == WorkloadKind.DEPLOYMENT
@@ -276,8 +276,8 @@ def workload_labels(request, tenant, name: str):
     workload = _workload_or_404(request, tenant, name)
     form = relabel_from_form(
         request,
-        lambda labels: workload_services.workload_relabel(
-            actor=request.user, workload=workload, labels=labels
+        lambda labels, shown: workload_services.workload_relabel(
+            actor=request.user, workload=workload, labels=labels, shown=shown
         ),
     )
     if form is None:

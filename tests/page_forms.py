@@ -56,7 +56,7 @@ class _FormFields(HTMLParser):
             self._textarea = None
 
 
-def form_data(html: str, testid: str) -> dict[str, str]:
+def page_form_data(html: str, testid: str) -> dict[str, str]:
     """The fields the form ``testid`` of the page ``html`` sends as rendered."""
     parser = _FormFields(testid)
     parser.feed(html)

@@ -12,7 +12,7 @@ from compute.services import pools as pool_services
 from tenants.choices import AuditOutcome
 from tenants.models import AuditLog
 from tests.compute.test_api_pools import make_pool
-from tests.page_forms import form_data
+from tests.page_forms import page_form_data
 
 pytestmark = [pytest.mark.unit, pytest.mark.libvirt_test_driver]
 
@@ -246,7 +246,7 @@ def test_a_template_form_opened_before_a_colleagues_change_keeps_that_change(wor
     pool = make_pool(world)
     client = client_for(world.bob)
     page = client.get("/t/acme/vmpools/web/").content.decode()
-    sent = form_data(page, "pool-template-form")
+    sent = page_form_data(page, "pool-template-form")
     assert (sent["memory_mib"], sent["warm"]) == ("256", "0")
     pool_services.pool_update(actor=world.alice, pool=pool, memory_mib=384)
 
@@ -260,7 +260,7 @@ def test_a_template_form_opened_before_a_colleagues_change_keeps_that_change(wor
 def test_a_field_changed_on_the_page_and_by_a_colleague_is_refused_and_nothing_saved(world):
     pool = make_pool(world)
     client = client_for(world.bob)
-    sent = form_data(client.get("/t/acme/vmpools/web/").content.decode(), "pool-template-form")
+    sent = page_form_data(client.get("/t/acme/vmpools/web/").content.decode(), "pool-template-form")
     pool_services.pool_update(actor=world.alice, pool=pool, memory_mib=384)
 
     response = client.post(
@@ -284,7 +284,7 @@ def test_an_autoscaler_panel_opened_before_a_colleagues_change_keeps_that_change
         actor=None, tenant=world.acme, pool=pool, max_replicas=4, target=50
     )
     client = client_for(world.bob)
-    sent = form_data(client.get("/t/acme/vmpools/web/").content.decode(), "autoscaler-form")
+    sent = page_form_data(client.get("/t/acme/vmpools/web/").content.decode(), "autoscaler-form")
     autoscaler_services.autoscaler_update(actor=world.alice, autoscaler=autoscaler, target=70)
 
     saved = client.post("/t/acme/vmpools/web/autoscaler/", {**sent, "max_replicas": "6"})
@@ -307,7 +307,7 @@ def test_a_stale_autoscaler_panel_neither_overwrites_an_added_one_nor_revives_a_
 ):
     pool = make_pool(world)
     client = client_for(world.bob)
-    adding = form_data(client.get("/t/acme/vmpools/web/").content.decode(), "autoscaler-form")
+    adding = page_form_data(client.get("/t/acme/vmpools/web/").content.decode(), "autoscaler-form")
     added = autoscaler_services.autoscaler_create(
         actor=world.alice, tenant=world.acme, pool=pool, max_replicas=3, target=80
     )
@@ -319,7 +319,9 @@ def test_a_stale_autoscaler_panel_neither_overwrites_an_added_one_nor_revives_a_
     added.refresh_from_db()
     assert (added.max_replicas, added.target) == (3, 80)
 
-    changing = form_data(client.get("/t/acme/vmpools/web/").content.decode(), "autoscaler-form")
+    changing = page_form_data(
+        client.get("/t/acme/vmpools/web/").content.decode(), "autoscaler-form"
+    )
     autoscaler_services.autoscaler_delete(actor=world.alice, autoscaler=added)
     refused = client.post("/t/acme/vmpools/web/autoscaler/", {**changing, "max_replicas": "5"})
     assert refused.status_code == 400

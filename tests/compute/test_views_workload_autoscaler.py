@@ -11,7 +11,7 @@ from django.test import Client
 
 from compute.models import Autoscaler, Workload
 from tests.compute.test_views_workloads import LIST, client_for, make, world  # noqa: F401
-from tests.page_forms import form_data
+from tests.page_forms import page_form_data
 
 pytestmark = pytest.mark.unit
 
@@ -117,7 +117,7 @@ def test_a_deployments_autoscaler_panel_opened_earlier_sends_only_what_was_chang
     make(world, "web", replicas=2)
     bob = client_for(world.bob)
     assert bob.post(f"{LIST}web/autoscaler/", FORM).status_code == 302
-    sent = form_data(bob.get(f"{LIST}web/").content.decode(), "autoscaler-form")
+    sent = page_form_data(bob.get(f"{LIST}web/").content.decode(), "autoscaler-form")
     autoscaler_services.autoscaler_update(
         actor=world.alice, autoscaler=Autoscaler.objects.get(), scale_down_window_seconds=30
     )
