@@ -80,7 +80,9 @@ def labels_merge(
             merged[key] = edited[key]
         else:
             merged.pop(key, None)
-    return merged, stale
+    # In the order typed on the page (as a whole-map write keeps it), then the others.
+    ordered = {key: merged[key] for key in edited if key in merged}
+    return ordered | {key: value for key, value in merged.items() if key not in ordered}, stale
 
 
 def refuse_stale_labels(name: str, current: Mapping[str, str], keys: list[str]) -> None:
