@@ -214,7 +214,9 @@ class ImageImportForm(forms.Form):
 
 class LabelsForm(forms.Form):
     """A VM's or workload's labels as text, one ``key=value`` per line (the services
-    check the keys and values as at create)."""
+    check the keys and values as at create). ``shown`` carries the labels the page
+    showed, so that only what was edited there is applied (``compute.services.edits``);
+    a post without it replaces the labels, as before."""
 
     labels = forms.CharField(
         label=_("Labels"),
@@ -223,6 +225,30 @@ class LabelsForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "font-monospace"}),
         help_text=_("One key=value per line, e.g. app=web. Empty: no labels."),
     )
+
+    shown = forms.CharField(
+        required=False,
+        max_length=20000,
+        widget=forms.HiddenInput,
+    )
+
+    @classmethod
+    def for_labels(cls, labels: dict | None) -> LabelsForm:
+        """The form that shows ``labels`` (and says it did)."""
+        text = labels_lines(labels)
+        return cls(initial={"labels": text, "shown": text})
+
+    def clean_shown(self) -> dict[str, str] | None:
+        if "shown" not in self.data:
+            return None
+        # Written by the page (labels_lines): a line that is not key=value is no label.
+        return {
+            key.strip(): value.strip()
+            for key, equals, value in (
+                line.partition("=") for line in self.cleaned_data["shown"].splitlines()
+            )
+            if equals and key.strip()
+        }
 
     def clean_labels(self) -> dict[str, str]:
         labels: dict[str, str] = {}

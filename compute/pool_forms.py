@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from compute.choices import AutoscalerMetric, PoolStrategy, RestartPolicy, WarmMode
 from compute.models import Image
-from portal.exceptions import ApplicationError, QuotaExceeded
+from portal.exceptions import ApplicationError, Conflict, QuotaExceeded
 
 
 class ServiceErrorsMixin:
@@ -25,6 +25,43 @@ class ServiceErrorsMixin:
     def error_field(self, field: str) -> str | None:
         """The form field a service error on ``field`` shows on (None: the form's)."""
         return field if field in self.fields else None
+
+
+class EditMixin:
+    """A form that changes an object others may change too (``compute.services.edits``).
+    Each field of ``EDITED`` carries the value the page showed (Django's hidden
+    ``initial-<name>`` input), so that :meth:`edits` sends the service only the fields
+    the person changed, each with the value it was changed from. A post without those
+    inputs (not made by the page) sends every field, as before."""
+
+    EDITED: tuple[str, ...] = ()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in self.EDITED:
+            self.fields[name].show_hidden_initial = True
+
+    def edits(self) -> tuple[dict, dict]:
+        """``(changes, expected)`` of a valid form: the changed fields' new values, and
+        the values the page showed for them."""
+        changes: dict = {}
+        expected: dict = {}
+        for name in self.EDITED:
+            initial_name = self[name].html_initial_name
+            if initial_name not in self.data:
+                changes[name] = self.cleaned_data[name]
+            elif name in self.changed_data:
+                changes[name] = self.cleaned_data[name]
+                try:
+                    expected[name] = self.fields[name].to_python(self.data[initial_name])
+                except forms.ValidationError:  # e.g. an image no longer offered
+                    expected[name] = None
+        return changes, expected
+
+    def add_service_error(self, error: ApplicationError) -> None:
+        if isinstance(error, Conflict) and error.errors:
+            self.add_error(None, error.message)  # what happened; the fields say what
+        super().add_service_error(error)
 
 
 WARM_MODE_HELP = _(
@@ -115,8 +152,9 @@ class PoolCreateForm(ServiceErrorsMixin, forms.Form):
         }
 
 
-class PoolTemplateForm(ServiceErrorsMixin, forms.Form):
-    """The pool's template and update settings; a changed template is rolled out."""
+class PoolTemplateForm(EditMixin, ServiceErrorsMixin, forms.Form):
+    """The pool's template and update settings; a changed template is rolled out. Only
+    the fields changed on the page are sent (:class:`EditMixin`)."""
 
     image = forms.ModelChoiceField(
         label=_("Image"),
@@ -169,13 +207,15 @@ class PoolTemplateForm(ServiceErrorsMixin, forms.Form):
         "warm",
         "warm_mode",
     )
+    EDITED = FIELDS
 
     def __init__(self, *args, images, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["image"].queryset = images
 
     def service_kwargs(self) -> dict:
-        return dict(self.cleaned_data)
+        changes, expected = self.edits()
+        return {**changes, "expected": expected}
 
 
 class AutoscalerForm(ServiceErrorsMixin, forms.Form):
@@ -217,6 +257,38 @@ class AutoscalerForm(ServiceErrorsMixin, forms.Form):
 
     def service_kwargs(self) -> dict:
         return dict(self.cleaned_data)
+
+
+class AutoscalerPanelForm(EditMixin, AutoscalerForm):
+    """The autoscaler panel of a pool's or a Deployment's page. ``autoscaler`` is the uid
+    of the autoscaler the page shows (empty: none, and the form adds one); changing an
+    autoscaler sends only the fields changed on the page (:class:`EditMixin`)."""
+
+    autoscaler = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    EDITED = tuple(AutoscalerForm.base_fields)
+
+    @classmethod
+    def for_autoscaler(cls, autoscaler, data=None) -> AutoscalerPanelForm:
+        """The panel's form showing ``autoscaler`` (or None: the form that adds one)."""
+        if autoscaler is None:
+            return cls(data, initial={"autoscaler": ""})
+        initial = {field: getattr(autoscaler, field) for field in cls.EDITED}
+        return cls(data, initial={**initial, "autoscaler": str(autoscaler.uid)})
+
+    def shown(self) -> str | None:
+        """The uid of the autoscaler the page showed ("" for none); None for a post that
+        does not say (not made by the page)."""
+        return self.data.get("autoscaler")
+
+    def service_kwargs(self) -> dict:
+        """Every setting: the panel adds an autoscaler."""
+        return {field: self.cleaned_data[field] for field in self.EDITED}
+
+    def change_kwargs(self) -> dict:
+        """The settings changed on the page, with the values they had there."""
+        changes, expected = self.edits()
+        return {**changes, "expected": expected}
 
 
 class AutoscalerCreateForm(AutoscalerForm):

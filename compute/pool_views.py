@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compute import selectors
-from compute.pool_forms import AutoscalerForm, PoolCreateForm, PoolTemplateForm
+from compute.pool_forms import AutoscalerPanelForm, PoolCreateForm, PoolTemplateForm
 from compute.services import autoscalers as autoscaler_services
 from compute.services import pools as pool_services
 from monitoring import live
@@ -28,6 +28,15 @@ from tenants import services as tenant_services
 DELETE_QUESTION = _(
     "Delete %(name)s and every one of its member VMs? Their disks are deleted too and this "
     "cannot be undone."
+)
+
+AUTOSCALER_REMOVED = _(
+    "The autoscaler of %(name)s was removed by someone else since you opened this page; "
+    "reload to see the change. Nothing was saved."
+)
+AUTOSCALER_ADDED = _(
+    "%(name)s was given an autoscaler by someone else since you opened this page; reload "
+    "to see it. Nothing was saved."
 )
 
 
@@ -112,12 +121,7 @@ def pool_detail(request, tenant, name: str):
 def _autoscaler_form(request, tenant, autoscaler):
     if not tenant_selectors.can(request.user, tenant, "autoscaler.manage"):
         return None
-    initial = (
-        {field: getattr(autoscaler, field) for field in autoscaler_services.FIELDS}
-        if autoscaler
-        else None
-    )
-    return AutoscalerForm(initial=initial)
+    return AutoscalerPanelForm.for_autoscaler(autoscaler)
 
 
 def _template_form(request, tenant, pool, data=None):
@@ -248,18 +252,34 @@ def pool_delete(request, tenant, name: str):
     return redirect("vmpool-list", tenant=tenant.slug)
 
 
-def autoscaler_submit(request, tenant, form, autoscaler, name: str, **target) -> bool:
+def autoscaler_submit(
+    request, tenant, form: AutoscalerPanelForm, autoscaler, name: str, **target
+) -> bool:
     """The autoscaler panel's POST, a pool's or a Deployment's (``target``: ``pool=`` or
     ``workload=``): ``remove`` deletes it, otherwise the valid ``form`` creates or changes
-    it; success is a message. True when done; False leaves the form's errors to show."""
+    it; success is a message. True when done; False leaves the form's errors to show.
+
+    What is created, changed or removed is the autoscaler the page showed: a page that
+    showed none adds one (refused if one was added since), a page that showed one whose
+    autoscaler was removed (or replaced) since changes nothing."""
+    shown = form.shown()
+    stale = None
+    if shown is not None and shown != (str(autoscaler.uid) if autoscaler else ""):
+        # A uid is never reused: the autoscaler the page showed is gone for good.
+        stale = (AUTOSCALER_REMOVED if shown else AUTOSCALER_ADDED) % {"name": name}
     if request.POST.get("remove"):
-        if autoscaler is not None:
+        if stale:
+            messages.error(request, stale)
+        elif autoscaler is not None:
             autoscaler_services.autoscaler_delete(actor=request.user, autoscaler=autoscaler)
             messages.success(
                 request, gettext("The autoscaler of %(name)s is removed.") % {"name": name}
             )
         return True
     if not form.is_valid():
+        return False
+    if stale:
+        form.add_error(None, stale)
         return False
     if autoscaler is None:
         saved = form_service_call(
@@ -272,7 +292,7 @@ def autoscaler_submit(request, tenant, form, autoscaler, name: str, **target) ->
         saved = form_service_call(
             form,
             lambda: autoscaler_services.autoscaler_update(
-                actor=request.user, autoscaler=autoscaler, **form.service_kwargs()
+                actor=request.user, autoscaler=autoscaler, **form.change_kwargs()
             ),
         )
     if saved is None:
@@ -290,7 +310,7 @@ def pool_autoscaler(request, tenant, name: str):
     pool = _pool_or_404(request, tenant, name)
     _require(request, tenant, "autoscaler.manage", f"vmpool/{pool.name}")
     autoscaler = getattr(pool, "autoscaler", None)
-    form = AutoscalerForm(request.POST)
+    form = AutoscalerPanelForm.for_autoscaler(autoscaler, request.POST)
     if autoscaler_submit(request, tenant, form, autoscaler, pool.name, pool=pool):
         return redirect("vmpool-detail", tenant=tenant.slug, name=pool.name)
     context = _detail_context(

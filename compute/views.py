@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from compute import selectors
 from compute.bulk import BulkAction, bulk_view
 from compute.choices import Phase, StorageClass, VolumePhase
-from compute.forms import LabelsForm, VMCreateForm, labels_lines
+from compute.forms import LabelsForm, VMCreateForm
 from compute.labels import labels_text
 from compute.listing import PER_PAGE, list_apply, list_page, list_query
 from compute.services import vms as vm_services
@@ -211,7 +211,7 @@ def _detail(request, tenant, vm, labels_form: LabelsForm | None = None, status: 
     """The VM's page; ``labels_form`` is a refused "Edit labels" form to show again."""
     baseline = live.page_baseline(tenant)
     if labels_form is None and tenant_selectors.can(request.user, tenant, "vm.update"):
-        labels_form = LabelsForm(initial={"labels": labels_lines(vm.labels)})
+        labels_form = LabelsForm.for_labels(vm.labels)
     return render(
         request,
         "compute/vm_detail.html",
@@ -242,7 +242,9 @@ def vm_labels(request, tenant, name: str):
     vm = _vm_or_404(request, tenant, name)
     form = relabel_from_form(
         request,
-        lambda labels: vm_services.vm_relabel(actor=request.user, vm=vm, labels=labels),
+        lambda labels, shown: vm_services.vm_relabel(
+            actor=request.user, vm=vm, labels=labels, shown=shown
+        ),
     )
     if form is None:
         return redirect("vm-detail", tenant=tenant.slug, name=vm.name)
@@ -250,14 +252,14 @@ def vm_labels(request, tenant, name: str):
 
 
 def relabel_from_form(request, relabel) -> LabelsForm | None:
-    """Run an "Edit labels" post through ``relabel(labels)`` (a service that returns the
-    object). None when it changed (a message says so); else the form, with the reason on
-    its field."""
+    """Run an "Edit labels" post through ``relabel(labels, shown)`` (a service that
+    returns the object; ``shown``: the labels the page showed). None when it changed (a
+    message says so); else the form, with the reason on its field."""
     form = LabelsForm(request.POST)
     if not form.is_valid():
         return form
     try:
-        changed = relabel(form.cleaned_data["labels"])
+        changed = relabel(form.cleaned_data["labels"], form.cleaned_data["shown"])
     except PermissionDenied as error:
         raise DjangoPermissionDenied(error.message) from None
     except ApplicationError as error:

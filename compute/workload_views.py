@@ -23,11 +23,10 @@ from compute.backends.base import BackendError
 from compute.backends.containers import LogsUnavailable
 from compute.bulk import BulkAction, bulk_view
 from compute.choices import Phase, StorageClass, WorkloadKind
-from compute.forms import LabelsForm, labels_lines
+from compute.forms import LabelsForm
 from compute.listing import PER_PAGE, list_apply, list_page, list_query
-from compute.pool_forms import AutoscalerForm
+from compute.pool_forms import AutoscalerPanelForm
 from compute.pool_views import autoscaler_submit
-from compute.services import autoscalers as autoscaler_services
 from compute.services import clusters as cluster_services
 from compute.services import workloads as workload_services
 from compute.views import relabel_from_form
@@ -201,7 +200,7 @@ def _detail(
     )
     can_update = tenant_selectors.can(request.user, tenant, "workload.update")
     if labels_form is None and can_update:
-        labels_form = LabelsForm(initial={"labels": labels_lines(workload.labels)})
+        labels_form = LabelsForm.for_labels(workload.labels)
     groups = workload_services.workload_groups(workload)
     tenant_groups = list(selectors.security_groups_for_tenant(request.user, tenant))
     deployment = workload.kind == WorkloadKind.DEPLOYMENT
@@ -233,16 +232,11 @@ def _detail(
     )
 
 
-def _autoscaler_form(request, tenant, autoscaler, data=None) -> AutoscalerForm | None:
+def _autoscaler_form(request, tenant, autoscaler, data=None) -> AutoscalerPanelForm | None:
     """The pool page's autoscaler form for a Deployment."""
     if not tenant_selectors.can(request.user, tenant, "autoscaler.manage"):
         return None
-    initial = (
-        {field: getattr(autoscaler, field) for field in autoscaler_services.FIELDS}
-        if autoscaler
-        else None
-    )
-    form = AutoscalerForm(data, initial=initial)
+    form = AutoscalerPanelForm.for_autoscaler(autoscaler, data)
     form.fields["min_replicas"].help_text = _(
         "0 lets an idle Deployment scale to zero (its HorizontalPodAutoscaler keeps 1; "
         "Isotope takes it from 1 to 0); scale it by hand to wake it."
@@ -282,8 +276,8 @@ def workload_labels(request, tenant, name: str):
     workload = _workload_or_404(request, tenant, name)
     form = relabel_from_form(
         request,
-        lambda labels: workload_services.workload_relabel(
-            actor=request.user, workload=workload, labels=labels
+        lambda labels, shown: workload_services.workload_relabel(
+            actor=request.user, workload=workload, labels=labels, shown=shown
         ),
     )
     if form is None:

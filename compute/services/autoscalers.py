@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -51,6 +52,7 @@ from compute.backends.base import BackendError
 from compute.choices import AutoscalerMetric, ConditionStatus, Phase, PoolPhase, WorkloadKind
 from compute.models import Autoscaler, VirtualMachine, VMPool, Workload
 from compute.models.pools import MAX_REPLICAS
+from compute.services import edits
 from compute.services import vms as vm_services
 from compute.services import workloads as workload_services
 from compute.services.pools import SystemActor, _active, pool_scale, quota_room
@@ -765,9 +767,15 @@ def _its_workload_locked(autoscaler: Autoscaler) -> Workload | None:
     return Workload.locked(workload_id, "tenant") if workload_id else None
 
 
-def autoscaler_update(*, actor, autoscaler: Autoscaler, **changes) -> Autoscaler:
+def autoscaler_update(
+    *, actor, autoscaler: Autoscaler, expected: Mapping | None = None, **changes
+) -> Autoscaler:
     """Change the settings (the fields of ``FIELDS`` given); a new generation. A
-    Deployment's quota charge follows a new maximum."""
+    Deployment's quota charge follows a new maximum.
+
+    ``expected`` (a form's edit, ``compute.services.edits``): field → the value the
+    caller's page showed. A field someone changed since to another value than this
+    edit's refuses the whole change (``Conflict``, each such field named)."""
     authorize(
         actor=actor,
         tenant=autoscaler.tenant,
@@ -781,7 +789,12 @@ def autoscaler_update(*, actor, autoscaler: Autoscaler, **changes) -> Autoscaler
         if row is None:
             raise Conflict(gettext("The autoscaler is gone."))
         current = {field: getattr(row, field) for field in FIELDS}
-        clean = _validate({**current, **{k: v for k, v in changes.items() if v is not None}})
+        wanted = {**current, **{k: v for k, v in changes.items() if v is not None}}
+        stale = edits.stale_fields(current, expected or {}, wanted)
+        if stale:
+            name = gettext("The autoscaler of %(target)s") % {"target": row.target_name}
+            edits.refuse_stale(name, current, stale)
+        clean = _validate(wanted)
         updates = {k: v for k, v in clean.items() if current[k] != v}
         if not updates:
             return row

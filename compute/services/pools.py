@@ -18,6 +18,7 @@ creation is refused (quota, no host), which is recorded on the pool (phase
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
@@ -36,6 +37,7 @@ from compute.choices import (
 from compute.labels import label_map_errors
 from compute.models import Image, VirtualMachine, VMPool
 from compute.models.pools import MAX_POOL_NAME, MAX_REPLICAS, POOL_LABEL
+from compute.services import edits
 from compute.services import vms as vm_services
 from compute.texts import pools as texts
 from monitoring.formats import timestamp
@@ -271,11 +273,16 @@ def pool_update(
     paused: bool | None = None,
     strategy: str | None = None,
     warm_mode: str | None = None,
+    expected: Mapping | None = None,
 ) -> VMPool:
     """Change the template (the members are replaced: a rolling update, one at a time by
     default, or recreate), the update strategy (``strategy``, ``max_unavailable``), the
     number of ``warm`` members and how they are kept (``warm_mode``), or pause/resume
-    the update. Fields left None stay as they are."""
+    the update. Fields left None stay as they are.
+
+    ``expected`` (a form's edit, ``compute.services.edits``): field → the value the
+    caller's page showed. A field someone changed since to another value than this
+    edit's refuses the whole update (``Conflict``, each such field named)."""
     authorize(
         actor=actor, tenant=pool.tenant, permission="vmpool.update", target=f"vmpool/{pool.name}"
     )
@@ -319,6 +326,20 @@ def pool_update(
         _check_choice(new_strategy, PoolStrategy, errors, "strategy")
         new_warm_mode = pool.warm_mode if warm_mode is None else warm_mode
         _check_choice(new_warm_mode, WarmMode, errors, "warm_mode")
+        if expected:
+            wanted = {
+                "image": image_obj,
+                "vcpus": new_vcpus,
+                "memory_mib": new_memory,
+                "disk_gib": new_disk,
+                "restart_policy": policy,
+                "max_unavailable": unavailable,
+                "strategy": new_strategy,
+                "warm": warm_count,
+                "warm_mode": new_warm_mode,
+            }
+            current = {field: getattr(pool, field) for field in wanted}
+            edits.refuse_stale(pool.name, current, edits.stale_fields(current, expected, wanted))
         if errors:
             raise ValidationError("The VM pool is not valid.", errors=errors)
         template = {

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.db import IntegrityError, OperationalError, transaction
@@ -42,7 +43,7 @@ from compute.choices import (
 from compute.labels import label_map_errors, labels_changed_message
 from compute.models import Flavor, Host, Image, Migration, VirtualMachine, Volume
 from compute.scheduler import HostTaken, check_host, confirm, lock_hosts, schedule
-from compute.services import dispatch
+from compute.services import dispatch, edits
 from compute.services import networks as network_services
 from compute.services import volumes as volume_services
 from compute.services.readiness import (
@@ -790,12 +791,19 @@ def vm_update(
     return vm
 
 
-def vm_relabel(*, actor, vm: VirtualMachine, labels) -> VirtualMachine:
+def vm_relabel(
+    *, actor, vm: VirtualMachine, labels, shown: Mapping[str, str] | None = None
+) -> VirtualMachine:
     """Replace the VM's labels with ``labels`` (the whole map; ``{}`` removes them all),
     in any phase. Checked as at create: invalid labels change nothing. The Services that
     selected the VM before or select it now sync after the commit, so it leaves the ones
     it no longer matches and joins the ones it matches now. A pool member keeps the
-    pool's own label (``isotope.dev/pool``), which no other value may replace."""
+    pool's own label (``isotope.dev/pool``), which no other value may replace.
+
+    ``shown`` (a form's edit): the labels the caller's page showed, ``labels`` being
+    their edited copy. Then only the keys added, changed or removed there are applied
+    to the labels as they are now; a key someone changed since to another value
+    refuses the whole edit (``Conflict``)."""
     from compute.models.pools import POOL_LABEL
 
     authorize(actor=actor, tenant=vm.tenant, permission="vm.update", target=f"vm/{vm.name}")
@@ -807,6 +815,8 @@ def vm_relabel(*, actor, vm: VirtualMachine, labels) -> VirtualMachine:
         if vm is None:
             raise NotFound(gettext("The VM is gone."))
         pool = vm.pool.name if vm.pool_id else None
+        if shown is not None:
+            labels = edits.labels_edit(vm.name, vm.labels or {}, shown, labels)
         if labels.get(POOL_LABEL, pool) != pool:
             raise ValidationError(
                 gettext("Invalid labels."),

@@ -28,6 +28,7 @@ import logging
 import math
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -47,6 +48,7 @@ from compute.choices import Phase, ServiceType, WorkloadKind
 from compute.labels import label_map_errors, labels_changed_message
 from compute.models import KubernetesCluster, TenantNamespace, Workload
 from compute.quantities import check_image, format_cpu, format_memory, parse_cpu, parse_memory
+from compute.services import edits
 from compute.services.readiness import workload_ready_condition
 from compute.texts import common as common_texts
 from compute.texts import workloads as texts
@@ -698,12 +700,19 @@ def workload_restart(*, actor, workload: Workload) -> Workload:
     return workload
 
 
-def workload_relabel(*, actor, workload: Workload, labels) -> Workload:
+def workload_relabel(
+    *, actor, workload: Workload, labels, shown: Mapping[str, str] | None = None
+) -> Workload:
     """Replace the workload's labels with ``labels`` (the whole map; ``{}`` removes them
     all), checked as at create: invalid labels change nothing. A new generation: the task
     puts them on a Deployment's pod template (a rollout; the selector stays) or patches a
     bare pod's own labels. The Services that selected the workload before or select it now
-    sync after the commit."""
+    sync after the commit.
+
+    ``shown`` (a form's edit): the labels the caller's page showed, ``labels`` being
+    their edited copy. Then only the keys added, changed or removed there are applied
+    to the labels as they are now; a key someone changed since to another value
+    refuses the whole edit (``Conflict``)."""
     authorize(
         actor=actor,
         tenant=workload.tenant,
@@ -718,6 +727,8 @@ def workload_relabel(*, actor, workload: Workload, labels) -> Workload:
             workload, gettext("Cannot change the labels of %(workload)s while it is deleted.")
         )
         before = dict(workload.labels or {})
+        if shown is not None:
+            labels = edits.labels_edit(workload.name, before, shown, labels)
         if before == labels:
             return workload
         workload.labels = dict(labels)

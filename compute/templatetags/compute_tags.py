@@ -406,3 +406,11 @@ def _row_parts(context) -> dict:
     }
     context.render_context[key] = parts
     return parts
+
+
+@register.filter
+def hidden_initial(field) -> str:
+    """The hidden input carrying the value the page shows for ``field`` (a bound field
+    whose form field has ``show_hidden_initial``: ``compute.pool_forms.EditMixin``);
+    empty for other fields."""
+    return field.as_hidden(only_initial=True) if field.field.show_hidden_initial else ""

@@ -12,6 +12,7 @@ from compute.services import pools as pool_services
 from tenants.choices import AuditOutcome
 from tenants.models import AuditLog
 from tests.compute.test_api_pools import make_pool
+from tests.page_forms import page_form_data
 
 pytestmark = [pytest.mark.unit, pytest.mark.libvirt_test_driver]
 
@@ -235,3 +236,94 @@ def test_staff_see_pools_and_autoscalers_in_admin_read_only(world):
     assert client.get("/admin/compute/vmpool/add/").status_code == 403
     deleted = client.post(f"/admin/compute/vmpool/{pool.pk}/delete/", {"post": "yes"})
     assert deleted.status_code == 403 and VMPool.objects.filter(pk=pool.pk).exists()
+
+
+def test_a_template_form_opened_before_a_colleagues_change_keeps_that_change(world):
+    """The page was opened, then a colleague gave the members more memory; saving the
+    page with one more warm member adds it and leaves the colleague's memory (and the
+    template generation it started) as they are, instead of writing the page's values
+    back (a rollback rollout)."""
+    pool = make_pool(world)
+    client = client_for(world.bob)
+    page = client.get("/t/acme/vmpools/web/").content.decode()
+    sent = page_form_data(page, "pool-template-form")
+    assert (sent["memory_mib"], sent["warm"]) == ("256", "0")
+    pool_services.pool_update(actor=world.alice, pool=pool, memory_mib=384)
+
+    response = client.post("/t/acme/vmpools/web/update/", {**sent, "warm": "1"}, follow=True)
+
+    assert "web is saved." in response.content.decode()
+    pool.refresh_from_db()
+    assert (pool.memory_mib, pool.warm, pool.template_generation) == (384, 1, 2)
+
+
+def test_a_field_changed_on_the_page_and_by_a_colleague_is_refused_and_nothing_saved(world):
+    pool = make_pool(world)
+    client = client_for(world.bob)
+    sent = page_form_data(client.get("/t/acme/vmpools/web/").content.decode(), "pool-template-form")
+    pool_services.pool_update(actor=world.alice, pool=pool, memory_mib=384)
+
+    response = client.post(
+        "/t/acme/vmpools/web/update/", {**sent, "memory_mib": "512", "warm": "1"}
+    )
+
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "web was changed by someone else since you opened this page" in body
+    assert "Changed by someone else since you opened this page: now 384." in body
+    pool.refresh_from_db()
+    assert (pool.memory_mib, pool.warm, pool.template_generation) == (384, 0, 2)
+
+
+def test_an_autoscaler_panel_opened_before_a_colleagues_change_keeps_that_change(world):
+    """bob's page shows the autoscaler; alice then raises its target. bob raises the
+    maximum on his page: the maximum changes, alice's target stays. A field both of
+    them changed is refused with the reason, and nothing is saved."""
+    pool = make_pool(world)
+    autoscaler = autoscaler_services.autoscaler_create(
+        actor=None, tenant=world.acme, pool=pool, max_replicas=4, target=50
+    )
+    client = client_for(world.bob)
+    sent = page_form_data(client.get("/t/acme/vmpools/web/").content.decode(), "autoscaler-form")
+    autoscaler_services.autoscaler_update(actor=world.alice, autoscaler=autoscaler, target=70)
+
+    saved = client.post("/t/acme/vmpools/web/autoscaler/", {**sent, "max_replicas": "6"})
+
+    assert saved.status_code == 302
+    autoscaler.refresh_from_db()
+    assert (autoscaler.max_replicas, autoscaler.target) == (6, 70)
+
+    refused = client.post("/t/acme/vmpools/web/autoscaler/", {**sent, "target": "60"})
+    assert refused.status_code == 400
+    body = refused.content.decode()
+    assert "The autoscaler of web was changed by someone else since you opened" in body
+    assert "now 70." in body
+    autoscaler.refresh_from_db()
+    assert (autoscaler.max_replicas, autoscaler.target) == (6, 70)
+
+
+def test_a_stale_autoscaler_panel_neither_overwrites_an_added_one_nor_revives_a_removed_one(
+    world,
+):
+    pool = make_pool(world)
+    client = client_for(world.bob)
+    adding = page_form_data(client.get("/t/acme/vmpools/web/").content.decode(), "autoscaler-form")
+    added = autoscaler_services.autoscaler_create(
+        actor=world.alice, tenant=world.acme, pool=pool, max_replicas=3, target=80
+    )
+
+    refused = client.post("/t/acme/vmpools/web/autoscaler/", adding)
+
+    assert refused.status_code == 400
+    assert "web was given an autoscaler by someone else" in refused.content.decode()
+    added.refresh_from_db()
+    assert (added.max_replicas, added.target) == (3, 80)
+
+    changing = page_form_data(
+        client.get("/t/acme/vmpools/web/").content.decode(), "autoscaler-form"
+    )
+    autoscaler_services.autoscaler_delete(actor=world.alice, autoscaler=added)
+    refused = client.post("/t/acme/vmpools/web/autoscaler/", {**changing, "max_replicas": "5"})
+    assert refused.status_code == 400
+    assert "The autoscaler of web was removed by someone else" in refused.content.decode()
+    assert not Autoscaler.objects.exists()

@@ -18,6 +18,7 @@ from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
 from tenants.choices import AuditOutcome
 from tenants.models import AuditLog, Quota
+from tests.page_forms import page_form_data
 
 pytestmark = [pytest.mark.unit, pytest.mark.libvirt_test_driver]
 
@@ -576,3 +577,42 @@ def test_the_form_gives_the_first_vm_an_interface_on_the_default_network(world):
     refused = client_for(world.bob).post(NEW, form_data(name="web2", networks=["nope"]))
     assert refused.status_code == 400 and "nope" in refused.content.decode()
     assert not VirtualMachine.objects.filter(name="web2").exists()
+
+
+def test_a_labels_form_opened_before_a_colleagues_change_applies_only_its_own_edit(world):
+    """bob's page shows app=web, tier=front; alice then adds svc=lb (a Service selects
+    by it). bob, on his page, changes app and removes tier: svc=lb stays."""
+    vm = make_vm(world, "web1", phase=Phase.RUNNING)
+    VirtualMachine.objects.filter(pk=vm.pk).update(labels={"app": "web", "tier": "front"})
+    bob = client_for(world.bob)
+    sent = page_form_data(bob.get(f"{LIST}web1/").content.decode(), "vm-edit-labels-form")
+    assert sent["labels"] == "app=web\ntier=front"
+    vm_services.vm_relabel(
+        actor=world.alice,
+        vm=VirtualMachine.objects.get(pk=vm.pk),
+        labels={"app": "web", "tier": "front", "svc": "lb"},
+    )
+
+    response = bob.post(f"{LIST}web1/labels/", {**sent, "labels": "app=api"}, follow=True)
+
+    assert "The labels of web1 are now: app=api, svc=lb." in response.content.decode()
+    assert VirtualMachine.objects.get(pk=vm.pk).labels == {"app": "api", "svc": "lb"}
+
+
+def test_a_label_changed_on_the_page_and_by_a_colleague_is_refused_and_nothing_saved(world):
+    vm = make_vm(world, "web1", phase=Phase.RUNNING)
+    VirtualMachine.objects.filter(pk=vm.pk).update(labels={"app": "web", "tier": "front"})
+    bob = client_for(world.bob)
+    sent = page_form_data(bob.get(f"{LIST}web1/").content.decode(), "vm-edit-labels-form")
+    vm_services.vm_relabel(
+        actor=world.alice, vm=VirtualMachine.objects.get(pk=vm.pk), labels={"app": "web"}
+    )
+
+    response = bob.post(f"{LIST}web1/labels/", {**sent, "labels": "app=api\ntier=back"})
+
+    assert response.status_code == 400
+    assert (
+        "The labels of web1 were changed by someone else since you opened this page "
+        "(now tier (removed)); reload to see the change. Nothing was saved."
+    ) in response.content.decode()
+    assert VirtualMachine.objects.get(pk=vm.pk).labels == {"app": "web"}

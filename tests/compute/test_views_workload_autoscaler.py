@@ -11,6 +11,7 @@ from django.test import Client
 
 from compute.models import Autoscaler, Workload
 from tests.compute.test_views_workloads import LIST, client_for, make, world  # noqa: F401
+from tests.page_forms import page_form_data
 
 pytestmark = pytest.mark.unit
 
@@ -104,3 +105,24 @@ def test_minimum_zero_is_accepted_and_scale_gives_way_to_a_note_until_at_zero(wo
     Workload.objects.filter(pk=workload.pk).update(replicas=0)
     assert scale_form(bob.get(f"{LIST}web/").content.decode()) == "shown"
     assert scale_form(bob.get(LIST).content.decode()) == "shown"
+
+
+def test_a_deployments_autoscaler_panel_opened_earlier_sends_only_what_was_changed(
+    world,  # noqa: F811
+):
+    """bob's page shows the Deployment's autoscaler; alice then lowers its scale-down
+    window. bob raises the maximum: alice's window stays."""
+    from compute.services import autoscalers as autoscaler_services
+
+    make(world, "web", replicas=2)
+    bob = client_for(world.bob)
+    assert bob.post(f"{LIST}web/autoscaler/", FORM).status_code == 302
+    sent = page_form_data(bob.get(f"{LIST}web/").content.decode(), "autoscaler-form")
+    autoscaler_services.autoscaler_update(
+        actor=world.alice, autoscaler=Autoscaler.objects.get(), scale_down_window_seconds=30
+    )
+
+    assert bob.post(f"{LIST}web/autoscaler/", {**sent, "max_replicas": "6"}).status_code == 302
+
+    autoscaler = Autoscaler.objects.get()
+    assert (autoscaler.max_replicas, autoscaler.scale_down_window_seconds) == (6, 30)

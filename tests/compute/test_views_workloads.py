@@ -14,6 +14,7 @@ from compute.models import KubernetesCluster, Workload
 from compute.services import workloads as services
 from monitoring import crypto
 from tenants import services as tenant_services
+from tests.page_forms import page_form_data
 
 pytestmark = pytest.mark.unit
 
@@ -293,3 +294,18 @@ def test_a_viewer_gets_no_bulk_boxes_and_a_403(world):
     response = client_for(world.bob).post(LIST, {"action": "scale", "obj": ["shop"]})
     assert response.status_code == 400
     assert "Unknown bulk action &#x27;scale&#x27;" in response.content.decode()
+
+
+def test_a_workloads_labels_form_opened_earlier_keeps_a_label_added_since(world):
+    """bob's page shows app=web; alice then adds tier=front. bob changes app: the
+    workload has app=api and keeps tier=front."""
+    workload = make(world, "web", labels={"app": "web"})
+    bob = client_for(world.bob)
+    sent = page_form_data(bob.get(f"{LIST}web/").content.decode(), "workload-edit-labels-form")
+    services.workload_relabel(
+        actor=world.alice, workload=workload, labels={"app": "web", "tier": "front"}
+    )
+
+    assert bob.post(f"{LIST}web/labels/", {**sent, "labels": "app=api"}).status_code == 302
+
+    assert Workload.objects.get(pk=workload.pk).labels == {"app": "api", "tier": "front"}

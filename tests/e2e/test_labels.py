@@ -14,7 +14,7 @@ from compute.models import VirtualMachine, Workload
 from compute.services import vms as vm_services
 from compute.services import workloads as workload_services
 from tests.compute.conftest import fake_cluster  # noqa: F401
-from tests.conftest import ARTIFACTS, login
+from tests.conftest import ARTIFACTS, live_subscribed, login
 
 pytestmark = pytest.mark.e2e
 
@@ -169,3 +169,53 @@ def test_labels_changed_in_one_tab_redraw_in_the_others_without_a_reload(
     expect(viewer.get_by_test_id("workload-labels").locator(".iso-kv")).to_have_text(
         ["app=api", "example.com/team=payments"]
     )
+
+
+def test_a_labels_form_opened_before_a_colleagues_change_applies_only_its_own_edit(
+    demo, make_host, tiny_image, live_url, new_page
+):
+    """bob has "Edit labels" open while alice adds svc=lb (a Service selects by it):
+    his form keeps his text, and saving it changes app and keeps svc=lb. With the form
+    closed, the page follows alice's next label and bob's removal of it is applied."""
+    make_host("node-a")
+    vm = vm_services.vm_create(
+        actor=demo.bob, tenant=demo.acme, name="web-1", image="tiny", vcpus=1, memory_mib=256
+    )
+    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING, labels={"app": "db"})
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vms/web-1/")
+    live_subscribed(page)
+    editor = page.get_by_test_id("vm-edit-labels")
+    editor.get_by_text("Edit labels").click()
+    field = editor.get_by_label("Labels of web-1")
+    field.fill("app=web")
+
+    vm_services.vm_relabel(
+        actor=demo.alice,
+        vm=VirtualMachine.objects.get(pk=vm.pk),
+        labels={"app": "db", "svc": "lb"},
+    )
+    labels = page.get_by_test_id("vm-labels")
+    expect(labels.locator(".iso-kv")).to_have_text(["app=db", "svc=lb"])
+    expect(field).to_have_value("app=web")
+    editor.get_by_role("button", name="Save labels").click()
+
+    expect(page.get_by_text("The labels of web-1 are now: app=web, svc=lb.")).to_be_visible()
+    assert VirtualMachine.objects.get(pk=vm.pk).labels == {"app": "web", "svc": "lb"}
+
+    # The closed form follows alice's next label; bob removes it and it is removed.
+    live_subscribed(page)
+    vm_services.vm_relabel(
+        actor=demo.alice,
+        vm=VirtualMachine.objects.get(pk=vm.pk),
+        labels={"app": "web", "svc": "lb", "tier": "front"},
+    )
+    expect(labels.locator(".iso-kv")).to_have_text(["app=web", "svc=lb", "tier=front"])
+    editor.get_by_text("Edit labels").click()
+    expect(field).to_have_value("app=web\nsvc=lb\ntier=front")
+    field.fill("app=web\nsvc=lb")
+    editor.get_by_role("button", name="Save labels").click()
+
+    expect(page.get_by_text("The labels of web-1 are now: app=web, svc=lb.")).to_be_visible()
+    assert VirtualMachine.objects.get(pk=vm.pk).labels == {"app": "web", "svc": "lb"}

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from compute.models import VirtualMachine, VMPool
-from tests.conftest import ARTIFACTS, login, wait_for
+from tests.conftest import ARTIFACTS, live_subscribed, login, wait_for
 
 
 def ready_pool(demo, make_host) -> VMPool:
@@ -253,3 +253,61 @@ def test_bob_creates_a_recreate_pool_with_a_paused_warm_member_and_updates_it(
     expect(member(page, "web-0")).to_have_count(0, timeout=PHASE_TIMEOUT)
     page.screenshot(path=str(ARTIFACTS / "pool-recreate-bob.png"), full_page=True)
     axe(page, "the VM pool page of a recreate pool")
+
+
+def test_a_pool_page_opened_before_a_colleagues_new_image_does_not_roll_it_back(
+    demo, make_host, tiny_image, live_url, new_page, axe
+):
+    """bob opened the pool page; alice then rolled the pool to image v2. bob, without a
+    reload, asks for one more warm member: it is added and the pool stays on v2 (no
+    rollback to the image his page still shows). A field both of them changed is
+    refused with the reason and nothing is saved."""
+    from compute.models import Image
+    from compute.services import pools as pool_services
+
+    v2 = Image.objects.create(
+        name="tiny-v2",
+        display_name="Tiny guest v2",
+        kind=tiny_image.kind,
+        kernel_path=tiny_image.kernel_path,
+        initrd_path=tiny_image.initrd_path,
+        min_memory_mib=128,
+    )
+    make_host("node-a")
+    pool = pool_services.pool_create(
+        actor=demo.bob, tenant=demo.acme, name="web", image="tiny", vcpus=1, memory_mib=256
+    )
+    page = new_page()
+    login(page, live_url, "bob")
+    page.goto(f"{live_url}/t/acme/vmpools/web/")
+    live_subscribed(page)
+    card = page.get_by_test_id("pool-template")
+    form = card.get_by_test_id("pool-template-form")
+
+    pool_services.pool_update(actor=demo.alice, pool=pool, image=v2)
+    # The live update reached the page; the form still shows (and would send) v1.
+    expect(card.get_by_test_id("pool-rollout")).to_contain_text("Template 2")
+    expect(form.get_by_label("Image")).to_have_value(str(tiny_image.pk))
+    form.get_by_label("Warm members", exact=True).fill("1")
+    form.get_by_role("button", name="Save the template").click()
+
+    expect(page.get_by_test_id("messages")).to_contain_text("web is saved.")
+    pool.refresh_from_db()
+    assert (pool.image_id, pool.warm, pool.template_generation) == (v2.pk, 1, 2)
+    form = page.get_by_test_id("pool-template").get_by_test_id("pool-template-form")
+    expect(form.get_by_label("Image")).to_have_value(str(v2.pk))
+
+    # Both change the warm members: bob's stale page is refused, alice's 2 stay.
+    pool_services.pool_update(actor=demo.alice, pool=pool, warm=2)
+    form.get_by_label("Warm members", exact=True).fill("3")
+    form.get_by_role("button", name="Save the template").click()
+    form = page.get_by_test_id("pool-template").get_by_test_id("pool-template-form")
+    expect(form.get_by_role("alert")).to_contain_text(
+        "web was changed by someone else since you opened this page; reload to see the change."
+    )
+    expect(form.get_by_test_id("error-warm")).to_contain_text("now 2")
+    pool.refresh_from_db()
+    assert (pool.warm, pool.template_generation) == (2, 2)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    card.screenshot(path=str(ARTIFACTS / "pool-template-stale.png"))
+    axe(page, "the VM pool page with a refused stale template form")
