@@ -798,8 +798,7 @@ def autoscaler_update(
         updates = {k: v for k, v in clean.items() if current[k] != v}
         if not updates:
             return row
-        if row.workload_id and "max_replicas" in updates:
-            workload = workload or Workload.locked(row.workload_id, "tenant")
+        if workload is not None and "max_replicas" in updates:
             workload_services.workload_recharge(
                 workload, max(clean["max_replicas"], workload.replicas)
             )
@@ -832,8 +831,7 @@ def autoscaler_delete(*, actor, autoscaler: Autoscaler) -> None:
         row = Autoscaler.locked(autoscaler.pk, "tenant")
         if row is None:
             return
-        if row.workload_id:
-            workload = workload or Workload.locked(row.workload_id, "tenant")
+        if workload is not None:
             workload_services.workload_recharge(workload, workload.replicas)
         row.delete()
         audit_record(
