@@ -19,9 +19,8 @@ from tests.conftest import ARTIFACTS, live_subscribed, login
 pytestmark = pytest.mark.e2e
 
 
-def test_an_operator_edits_a_vms_labels_and_sees_them_on_the_page(
-    demo, make_host, tiny_image, live_url, new_page, axe
-):
+def bobs_vm_page(demo, make_host, live_url, new_page):
+    """Bob on the page of web-1, Running with the label app=db: the page and the VM."""
     make_host("node-a")
     vm = vm_services.vm_create(
         actor=demo.bob, tenant=demo.acme, name="web-1", image="tiny", vcpus=1, memory_mib=256
@@ -30,6 +29,13 @@ def test_an_operator_edits_a_vms_labels_and_sees_them_on_the_page(
     page = new_page()
     login(page, live_url, "bob")
     page.goto(f"{live_url}/t/acme/vms/web-1/")
+    return page, vm
+
+
+def test_an_operator_edits_a_vms_labels_and_sees_them_on_the_page(
+    demo, make_host, tiny_image, live_url, new_page, axe
+):
+    page, vm = bobs_vm_page(demo, make_host, live_url, new_page)
     labels = page.get_by_test_id("vm-labels")
     expect(labels).to_have_text("app=db")
 
@@ -177,14 +183,7 @@ def test_a_labels_form_opened_before_a_colleagues_change_applies_only_its_own_ed
     """bob has "Edit labels" open while alice adds svc=lb (a Service selects by it):
     his form keeps his text, and saving it changes app and keeps svc=lb. With the form
     closed, the page follows alice's next label and bob's removal of it is applied."""
-    make_host("node-a")
-    vm = vm_services.vm_create(
-        actor=demo.bob, tenant=demo.acme, name="web-1", image="tiny", vcpus=1, memory_mib=256
-    )
-    VirtualMachine.objects.filter(pk=vm.pk).update(phase=Phase.RUNNING, labels={"app": "db"})
-    page = new_page()
-    login(page, live_url, "bob")
-    page.goto(f"{live_url}/t/acme/vms/web-1/")
+    page, vm = bobs_vm_page(demo, make_host, live_url, new_page)
     live_subscribed(page)
     editor = page.get_by_test_id("vm-edit-labels")
     editor.get_by_text("Edit labels").click()

@@ -195,18 +195,23 @@ def test_every_active_webhook_of_the_tenant_and_no_other_gets_the_event(
             server.server_close()
 
 
-def test_an_overdue_pending_delivery_is_requeued_by_the_sweeper(
-    transactional_db, demo, receiver, eager
-):
+def pending_delivery(demo, receiver, next_attempt) -> WebhookDelivery:
+    """An event's delivery to ``receiver`` left pending with no task (as if the process
+    died between commit and enqueue), due at ``next_attempt``."""
     event = publish(demo)
     webhook, _ = webhook_create(actor=demo.alice, tenant=demo.acme, url=receiver.url)
-    # As if the process died between commit and enqueue: a pending row, no task.
-    delivery = WebhookDelivery.objects.create(
+    return WebhookDelivery.objects.create(
         webhook=webhook,
         event=event,
         payload={"type": "event", "tenant": "acme", "event": {"uid": str(event.uid)}},
-        next_attempt=timezone.now(),
+        next_attempt=next_attempt,
     )
+
+
+def test_an_overdue_pending_delivery_is_requeued_by_the_sweeper(
+    transactional_db, demo, receiver, eager
+):
+    delivery = pending_delivery(demo, receiver, timezone.now())
     assert services.webhook_deliveries_requeue() == 0  # not overdue yet
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
         next_attempt=timezone.now() - timedelta(minutes=5)
@@ -230,14 +235,7 @@ def test_the_sweeper_leaves_a_delivery_whose_attempt_a_worker_is_taking(
     from tests.races import run_in_thread, waiting_on_a_lock
 
     postgres_only()
-    event = publish(demo)
-    webhook, _ = webhook_create(actor=demo.alice, tenant=demo.acme, url=receiver.url)
-    delivery = WebhookDelivery.objects.create(
-        webhook=webhook,
-        event=event,
-        payload={"type": "event", "tenant": "acme", "event": {"uid": str(event.uid)}},
-        next_attempt=timezone.now() - timedelta(minutes=5),
-    )
+    delivery = pending_delivery(demo, receiver, timezone.now() - timedelta(minutes=5))
     claimed, release = threading.Event(), threading.Event()
 
     def worker():
