@@ -926,15 +926,34 @@ def _recharge(volume: Volume, size_gib: int) -> None:
     )
 
 
-def volume_resize_failed(volume: Volume, message: str) -> Volume:
-    """The backend could not grow the volume: the spec and the quota go back to the
-    size it really has."""
+def volume_resize_failed(volume: Volume, message: str, *, size_gib: int) -> Volume:
+    """The backend could not grow the volume to ``size_gib`` (the size its task tried):
+    the spec, the quota and a root disk's size on its VM go back to the size the volume
+    really has. A larger size asked for since stands: its own task grows the volume
+    next, and this failure is only said on the timeline."""
     with transaction.atomic():
         volume = _locked(volume)
+        if volume.size_gib != size_gib:
+            event_publish(
+                tenant=volume.tenant,
+                kind=EVENT_KIND,
+                name=volume.name,
+                uid=str(volume.uid),
+                type="Warning",
+                reason="ResizeFailed",
+                message=volume_texts.GROW_TO_FAILED % {"size": size_gib, "message": message},
+            )
+            return volume
         size = max(volume.capacity_gib, 1)
         if volume.size_gib != size:
             _recharge(volume, size)
             volume = _save(volume, size_gib=size)
+            if volume.is_root and volume.vm_id:
+                VirtualMachine.objects.filter(pk=volume.vm_id, disk_gib=size_gib).update(
+                    disk_gib=size,
+                    updated=timezone.now(),
+                    resource_version=F("resource_version") + 1,
+                )
         return volume_observe(
             volume,
             volume.phase,

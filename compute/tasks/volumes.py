@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
+from functools import partial
 
 from celery import shared_task
 
@@ -103,7 +104,7 @@ def _converge(volume: Volume, backend, step: dict) -> None:
         step["record"] = services.volume_attach_failed
         volume = _attach(volume, backend)
     if volume.capacity_gib < volume.size_gib:
-        step["record"] = services.volume_resize_failed
+        step["record"] = partial(services.volume_resize_failed, size_gib=volume.size_gib)
         _grow(volume, backend)
 
 

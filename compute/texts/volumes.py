@@ -57,6 +57,7 @@ GROW_REQUESTED = gettext_noop("Grow from %(old)s to %(size)s GiB requested by %(
 GROWN = gettext_noop("Grown to %(capacity)s GiB.")
 GROWN_ONLINE = gettext_noop("Grown to %(capacity)s GiB online: the guest sees the new size.")
 GROW_FAILED = gettext_noop("Could not grow: %(message)s")
+GROW_TO_FAILED = gettext_noop("Could not grow to %(size)s GiB: %(message)s")
 
 # --- Delete -------------------------------------------------------------------------------
 DELETE_REQUESTED = gettext_noop("Deletion requested by %(actor)s.")

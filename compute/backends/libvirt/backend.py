@@ -815,12 +815,17 @@ class LibvirtBackend(ComputeBackend):
                 raise self._error(f"resize volume {name}", error) from error
             # The test driver cannot resize, and its volumes hold no data: a volume of
             # the same name and the new capacity is the same volume there.
+            # When the pool has no room for the new size, the volume is put back as it
+            # was and the resize fails, as a real pool's does.
             fmt = xml.volume_format(volume.XMLDesc(0)) or "qcow2"
+            before = VolumeSpec(pool=pool, name=name, size_gib=volume.info()[1] // GIB, format=fmt)
             self._call(f"delete volume {name}", volume.delete, 0)
             spec = VolumeSpec(pool=pool, name=name, size_gib=size_gib, format=fmt)
-            volume = self._call(
-                f"create volume {name}", storage.createXML, xml.pool_volume_xml(spec), 0
-            )
+            try:
+                volume = storage.createXML(xml.pool_volume_xml(spec), 0)
+            except libvirt.libvirtError as refused:
+                storage.createXML(xml.pool_volume_xml(before), 0)
+                raise BackendError(f"resize volume {name}: {_text(refused)}") from refused
         return self._info(pool, volume)
 
     def volume_delete(self, pool: str, name: str) -> None:

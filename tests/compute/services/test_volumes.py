@@ -445,3 +445,60 @@ def test_a_create_that_fails_after_the_delete_was_asked_leaves_the_delete_to_run
     assert (failed.phase, failed.message) == (VolumePhase.FAILED, "the pool is gone")
     volume_services.volume_delete(actor=demo.alice, volume=failed)  # allowed again
     assert fresh(volume).phase == VolumePhase.DELETING
+
+
+def test_a_resize_that_fails_leaves_a_larger_one_asked_since_to_its_own_task(demo, make_host):
+    """Bob grows a 10 GiB volume to 150 while his pool has 100 free, then, before that
+    grow has failed, to 160. The first failure put the volume back to 10 GiB: the 160
+    he had asked for (and its quota charge) was dropped without a word, and its task
+    then found nothing to do. The newer size stands until its own grow is tried."""
+    from compute.backends import BackendError, backend_for_host
+    from compute.tasks import volumes as volume_tasks
+
+    host = make_host()
+    tenant_services.quota_set(actor=None, tenant=demo.acme, limits={"storage": 500})
+    volume = volume_services.volume_create(
+        actor=demo.bob, tenant=demo.acme, name="big", size_gib=10
+    )
+    volume_tasks.volume_apply.apply(args=(volume.pk,)).get()
+    volume = wait_volume(volume, VolumePhase.READY)
+
+    volume_services.volume_resize(actor=demo.bob, volume=volume, size_gib=150)
+    acted = volume_tasks._load(volume.pk)  # the first grow's task has read it
+    volume_services.volume_resize(actor=demo.bob, volume=fresh(volume), size_gib=160)
+    step = {"record": volume_services.volume_fail}
+    with pytest.raises(BackendError) as caught:  # as volume_apply runs it
+        volume_tasks._converge(acted, backend_for_host(host), step)
+    step["record"](volume_tasks._load(volume.pk), str(caught.value))
+    asked = fresh(volume)
+    assert (asked.size_gib, asked.capacity_gib, asked.phase) == (160, 10, VolumePhase.READY)
+    assert used_storage(demo.acme) == 160
+    warning = Event.objects.get(kind="volume", name="big", reason="ResizeFailed")
+    assert warning.message.startswith("Could not grow to 150 GiB: ")
+    assert volume.backend_name in pool_volumes(host)  # the storage is still there
+
+    volume_tasks.volume_apply.apply(args=(volume.pk,))  # the 160's own task: no room
+    failed = fresh(volume)
+    assert (failed.size_gib, failed.capacity_gib) == (10, 10)
+    assert failed.message.startswith("Could not grow: ")
+    assert used_storage(demo.acme) == 10
+    assert volume.backend_name in pool_volumes(host)
+
+
+def test_a_root_disk_that_cannot_grow_shows_its_real_size_on_its_vm_too(
+    demo, make_host, tiny_image, celery_worker
+):
+    """The VM's spec shows its root disk's size: a failed grow put the volume back
+    to 3 GiB but left the VM saying 150."""
+    make_host()
+    tenant_services.quota_set(actor=None, tenant=demo.acme, limits={"storage": 500})
+    vm = running_vm(demo, disk_gib=3)
+    vm_services.vm_action(actor=demo.bob, vm=vm, action="force-stop")
+    vm = wait_phase(vm, Phase.STOPPED)
+    root = wait_volume(Volume.objects.get(vm=vm), VolumePhase.ATTACHED)
+    volume_services.volume_resize(actor=demo.bob, volume=root, size_gib=150)
+    assert VirtualMachine.objects.get(pk=vm.pk).disk_gib == 150  # while it grows
+    root = wait_volume(root, VolumePhase.ATTACHED, size_gib=3)
+    assert root.message.startswith("Could not grow: ")
+    assert VirtualMachine.objects.get(pk=vm.pk).disk_gib == 3
+    assert used_storage(demo.acme) == 3
