@@ -149,22 +149,25 @@ def security_group_policies(self, tenant_id: int) -> None:
 def sync_service_endpoints(self, service_id: int) -> None:
     """Make a Service's Kubernetes Service and EndpointSlice match its spec and its
     members now (or remove them, for a deleted one). Idempotent; one run at a time
-    per service; a run that finds it busy retries, so the last change is never lost."""
+    per service; a run that finds it busy retries, so the last change is never lost.
+    A failure is recorded while the run still holds the service, so a later run's
+    outcome is never overwritten by it."""
     try:
         with task_lock(f"isotope:service-lock:{service_id}", 120):
-            service_services.service_sync(service_id)
+            try:
+                service_services.service_sync(service_id)
+            except TransientBackendError as error:
+                if self.request.retries < MAX_RETRIES:
+                    delay = min(2 ** (self.request.retries + 1), 60)
+                    logger.warning("retrying service %s in %ss: %s", service_id, delay, error)
+                    raise self.retry(countdown=delay) from error
+                service_services.service_fail(
+                    service_id, texts.NO_ANSWER % {"retries": self.request.retries}
+                )
+            except BackendError as error:
+                service_services.service_fail(service_id, str(error))
     except Busy:
         raise self.retry(countdown=1, max_retries=120) from None
-    except TransientBackendError as error:
-        if self.request.retries < MAX_RETRIES:
-            delay = min(2 ** (self.request.retries + 1), 60)
-            logger.warning("retrying service %s in %ss: %s", service_id, delay, error)
-            raise self.retry(countdown=delay) from error
-        service_services.service_fail(
-            service_id, texts.NO_ANSWER % {"retries": self.request.retries}
-        )
-    except BackendError as error:
-        service_services.service_fail(service_id, str(error))
 
 
 @shared_task(acks_late=True)

@@ -109,3 +109,30 @@ def test_a_deleted_service_keeps_no_sync_result(world):
     status = LoadBalancerStatus(cluster_ip="10.96.0.10")
     assert service_services.service_synced(Service.objects.get(pk=service.pk), [], status) is None
     assert Service.objects.get(pk=service.pk).phase == ServicePhase.DELETING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_sync_is_recorded_before_the_next_sync_of_the_service_may_run(world, pg):
+    """A sync the cluster refused recorded Failed after it had let go of the service:
+    a sync started in between (a member changed) could record Ready first, and the
+    late Failed then stood over it until the next reconcile. The next sync now waits
+    until the failure is recorded, and its own outcome comes after."""
+    from compute.tasks import kubernetes as kubernetes_tasks
+    from compute.tasks.locks import Busy, task_lock
+    from tests.conftest import wait_for
+    from tests.races import held_open, run_in_thread, waiting_on_a_lock
+
+    service = make_service(world)  # on a cluster whose kubeconfig is not usable
+    with held_open(lambda: Service.objects.select_for_update().get(pk=service.pk)) as commit:
+        failing = run_in_thread(
+            lambda: kubernetes_tasks.sync_service_endpoints.apply(args=(service.pk,))
+        )
+        wait_for(waiting_on_a_lock, 30, 0.02, message="the failure was never recorded")
+        with pytest.raises(Busy), task_lock(f"isotope:service-lock:{service.pk}", 5):
+            pass  # what the next sync does first
+        commit()
+    failing["thread"].join(30)
+    assert "error" not in failing, failing
+    row = Service.objects.get(pk=service.pk)
+    assert row.phase == ServicePhase.FAILED
+    assert row.message.startswith("The kubeconfig is not usable")
