@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -167,6 +168,29 @@ def test_a_live_daemons_files_are_read_from_proc(tmp_path):
             infra / "run" / "node2-libvirtd.pid",
             log,
         ]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_daemon_listening_on_a_port_is_found_by_its_socket(tmp_path):
+    # A stand-in named libvirtd (a link to Python, so /proc calls it that) listening on a
+    # free loopback port, as node2's libvirtd listens on 16510.
+    program = tmp_path / "libvirtd"
+    program.symlink_to(sys.executable)
+    script = (
+        "import socket, sys, time\n"
+        "s = socket.socket()\n"
+        "s.bind(('127.0.0.1', 0))\n"
+        "s.listen()\n"
+        "print(s.getsockname()[1], flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    proc = subprocess.Popen([str(program), "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+
+        assert libvirt._listener_pid(port) == proc.pid
     finally:
         proc.kill()
         proc.wait()
