@@ -558,10 +558,11 @@ def _replace_if_stale(node: str) -> None:
         # bridges would outlive it (and clash with the new node2's).
         _destroy_domains(NODE2_URI, everything=True)
         _destroy_networks(NODE2_URI)
-    # node1's guests survive a libvirtd restart and may be any checkout's: left alone.
+    # node1's guests survive a libvirtd restart and may be any checkout's: left alone, as
+    # is a node1 daemon no checkout started (systemd's virtlogd next to our libvirtd).
     for program in (*DAEMONS, "dnsmasq"):
         for pid, name in found["pids"].items():
-            if name == program:
+            if name == program and (node == "node2" or daemon_files(pid)):
                 _stop(pid, name)
 
 
