@@ -19,6 +19,10 @@ probe's answer is cached per host kernel, CPU, QEMU and image. ``ISOTOPE_VIRT_TY
 
 Daemons run in their own sessions so that they outlive the shell that started them;
 logs go to ``VAR/infra/logs/``, pid files to ``VAR/infra/run/``. Stdlib only.
+
+The nodes are global to the machine, their files are not: a node that answers but that
+another checkout started is used as it is while that checkout's files are there, and
+stopped and started anew by ``up`` once they are gone (a stale node, see ``examine``).
 """
 
 from __future__ import annotations
@@ -211,7 +215,8 @@ def _owned() -> dict:
 
 
 def _start_node1() -> str:
-    """Start this machine's virtlogd/libvirtd when they are not running."""
+    """Start this machine's virtlogd/libvirtd when they are not running (or stale)."""
+    _replace_if_stale("node1")
     owned = _owned()
     for name, cmd in (("virtlogd", ["virtlogd", "-d"]), ("libvirtd", ["libvirtd", "-d"])):
         if _daemon_pid(NODE1_PIDS[name], name):
@@ -324,6 +329,7 @@ def _node2_start_script(names: list[str]) -> str:
 
 
 def _start_node2() -> str:
+    _replace_if_stale("node2")
     RUN.mkdir(parents=True, exist_ok=True)
     pids = {name: _daemon_pid(path, name) for name, path in NODE2_PIDS.items()}
     if all(pids.values()):
@@ -364,6 +370,200 @@ def _which(name: str) -> str:
         if os.access(os.path.join(d, name), os.X_OK):
             return os.path.join(d, name)
     return ""
+
+
+# -- whose nodes -----------------------------------------------------------------------
+#
+# The nodes belong to this machine, but the files they use live under the var/ of the
+# checkout that started them. When that checkout is removed, node2's /etc/libvirt (bind-
+# mounted from it) becomes a deleted directory: it can neither define guests nor start
+# networks. The daemons tell which checkout started them by the paths they were given.
+
+DAEMONS = ("libvirtd", "virtlogd")
+PATH_OPTIONS = ("-f", "--config", "-p", "--pid-file")
+
+
+def infra_dir(path: Path) -> Path | None:
+    """The checkout state directory (``<var>/infra``) that ``path`` is one of this
+    module's files in (``run/``, ``logs/`` or ``node2/``), else None."""
+    parent = path.parent
+    if path.is_absolute() and parent.name in (RUN.name, LOGS.name, NODE2_DIR.name):
+        if parent.parent.name == STATE.name:
+            return parent.parent
+    return None
+
+
+def checkout_files(argv: list[str], environ: dict[str, str]) -> list[Path]:
+    """The files in some checkout's state directory that a libvirtd or virtlogd was
+    started with: its ``-f``/``-p`` arguments (node2's config and pid files) and the file
+    of its ``LIBVIRT_LOG_OUTPUTS`` (which ``_spawn`` gives every daemon it starts)."""
+    found = []
+    for i, arg in enumerate(argv):
+        name, _, value = arg.partition("=")
+        if arg in PATH_OPTIONS and i + 1 < len(argv):
+            found.append(argv[i + 1])
+        elif name in PATH_OPTIONS and name.startswith("--") and value:
+            found.append(value)
+    for output in environ.get("LIBVIRT_LOG_OUTPUTS", "").split():
+        parts = output.split(":", 2)
+        if len(parts) == 3 and parts[1] == "file":
+            found.append(parts[2])
+    return [Path(f) for f in found if infra_dir(Path(f))]
+
+
+def judge_files(files: list[Path], state: Path = STATE) -> dict:
+    """Whose daemon it is, from its ``checkout_files``: ``started_by`` is the state
+    directory of the checkout that started it ("" when none did: systemd's libvirtd, one
+    started by hand), ``ours`` whether that is ``state``, and ``gone`` the directories of
+    those files that no longer exist (directories, not files: a healthy daemon may not
+    have written its log yet). Anything gone makes the daemon stale."""
+    dirs = [d for d in map(infra_dir, files) if d]
+    if not dirs:
+        return {"started_by": "", "ours": False, "gone": []}
+    gone = sorted({str(f.parent) for f in files if not f.parent.is_dir()})
+    ours = os.path.realpath(dirs[0]) == os.path.realpath(state)
+    return {"started_by": str(dirs[0]), "ours": ours, "gone": gone}
+
+
+def mount_replaced(inside: Path, source: Path) -> bool:
+    """Is the directory a daemon sees at ``inside`` (``/proc/PID/root/...``) no longer the
+    ``source`` it was bind-mounted from: deleted, or ``source`` gone or made anew (a
+    checkout removed, then another made at the same path)? False when ``inside`` cannot
+    be looked at (not root)."""
+    try:
+        seen = inside.stat()
+    except OSError:
+        return False
+    if seen.st_nlink == 0:
+        return True
+    try:
+        now = source.stat()
+    except OSError:
+        return True
+    return (seen.st_dev, seen.st_ino) != (now.st_dev, now.st_ino)
+
+
+def _pids(name: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _alive(int(entry.name), name):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _proc_list(pid: int, what: str) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/{what}").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def _mount_ns(pid: int | str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return ""
+
+
+def daemon_files(pid: int) -> list[Path]:
+    """``checkout_files`` of the live process ``pid``, from its ``/proc`` entries."""
+    environ = dict(e.partition("=")[::2] for e in _proc_list(pid, "environ") if e)
+    return checkout_files(_proc_list(pid, "cmdline"), environ)
+
+
+def _listener_pid(port: int) -> int:
+    """The libvirtd listening on TCP ``port``: the one whose descriptors hold that
+    socket's inode (0 when none, or not allowed to look)."""
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return 0
+    inodes = set()
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 9 and fields[3] == "0A" and fields[1].endswith(f":{port:04X}"):
+            inodes.add(f"socket:[{fields[9]}]")
+    for pid in _pids("libvirtd"):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                    return pid
+            except OSError:
+                continue
+    return 0
+
+
+def _node_daemons(node: str) -> dict[int, str]:
+    """``{pid: program}`` of the daemons serving ``node``: node1's are the libvirtd and
+    virtlogd in this mount namespace; node2's every libvirtd, virtlogd and dnsmasq in the
+    mount namespace of the libvirtd listening on its port."""
+    if node == "node1":
+        ns, names = _mount_ns("self"), DAEMONS
+    else:
+        holder = _listener_pid(NODE2_PORT)
+        ns, names = _mount_ns(holder) if holder else "", (*DAEMONS, "dnsmasq")
+        if ns == _mount_ns("self"):
+            ns = ""  # not a namespace of its own: leave it alone
+    if not ns:
+        return {}
+    return {pid: name for name in names for pid in _pids(name) if _mount_ns(pid) == ns}
+
+
+def examine(node: str) -> dict:
+    """Who started ``node``'s daemons and whether they are stale (``judge_files``; for
+    node2 also ``replaced``: its bind-mounted ``/etc/libvirt`` directories that are no
+    longer the checkout's), with their ``pids``."""
+    daemons = _node_daemons(node)
+    files = [f for pid, name in daemons.items() if name in DAEMONS for f in daemon_files(pid)]
+    found = {**judge_files(files), "replaced": [], "pids": daemons}
+    libvirtd = [pid for pid, name in daemons.items() if name == "libvirtd"]
+    if node == "node2" and libvirtd and found["started_by"] and not found["gone"]:
+        etc = Path(found["started_by"]) / NODE2_DIR.name / "etc"
+        for sub in ETC_DIRS:
+            if mount_replaced(Path(f"/proc/{libvirtd[0]}/root/etc/libvirt/{sub}"), etc / sub):
+                found["replaced"].append(str(etc / sub))
+    return found
+
+
+def stale_reason(node: str, found: dict) -> str:
+    """Why ``node`` (as ``examine`` found it) is stale and what to do, or ""."""
+    if found["gone"]:
+        what = f"{', '.join(found['gone'])} no longer exist"
+    elif found.get("replaced"):
+        what = f"its /etc/libvirt dirs are no longer {', '.join(found['replaced'])}"
+    else:
+        return ""
+    return (
+        f"{node} was started by the checkout with state {found['started_by']}, but {what}: "
+        "it is stale (to replace it: sudo python3 -m tools.infra libvirt up)"
+    )
+
+
+def _replace_if_stale(node: str) -> None:
+    """Stop ``node`` when it is stale, so that ``up`` starts this checkout's own; when it
+    is another checkout's, say whose it uses."""
+    found = examine(node)
+    why = stale_reason(node, found)
+    if not why:
+        if found["started_by"] and not found["ours"]:
+            log(f"{node}: using the one started by the checkout with state {found['started_by']}")
+        return
+    log(f"{node}: {why}: stopping it")
+    if node == "node2":
+        # Entirely ours: its guests and networks go with it, or their QEMUs, dnsmasqs and
+        # bridges would outlive it (and clash with the new node2's).
+        _destroy_domains(NODE2_URI, everything=True)
+        _destroy_networks(NODE2_URI)
+    # node1's guests survive a libvirtd restart and may be any checkout's: left alone, as
+    # is a node1 daemon no checkout started (systemd's virtlogd next to our libvirtd).
+    for program in (*DAEMONS, "dnsmasq"):
+        for pid, name in found["pids"].items():
+            if name == program and (node == "node2" or daemon_files(pid)):
+                _stop(pid, name)
 
 
 # -- virtualisation type ----------------------------------------------------------------
@@ -527,8 +727,16 @@ def _ensure_volume_pools() -> dict:
 def _nodes() -> list[dict]:
     nodes = []
     for name, uri in (("node1", NODE1_URI), ("node2", NODE2_URI)):
+        found = examine(name)
         nodes.append(
-            {"name": name, "uri": uri, "vnc_ports": list(NODE_VNC_PORTS[name]), **_probe(uri)}
+            {
+                "name": name,
+                "uri": uri,
+                "vnc_ports": list(NODE_VNC_PORTS[name]),
+                "started_by": found["started_by"],
+                "stale": stale_reason(name, found),
+                **_probe(uri),
+            }
         )
     return nodes
 
@@ -552,6 +760,9 @@ def up() -> dict:
     t0 = time.monotonic()
     if not is_root():
         nodes = _nodes()
+        stale = [n["stale"] for n in nodes if n["stale"]]
+        if stale:
+            return _fail("; ".join(stale), nodes=nodes)
         if all(n["reachable"] for n in nodes):
             prev = read_state(PART)
             return write_state(
@@ -592,12 +803,16 @@ def up() -> dict:
     virt_type, virt_reason = _virt_type()
     nodes = _nodes()
     ok = all(n["reachable"] for n in nodes) and nodes[0]["hostname"] != nodes[1]["hostname"]
-    reason = (
-        f"node1 {nodes[0]['hostname']} ({NODE1_URI}) and node2 {nodes[1]['hostname']} "
-        f"({NODE2_URI}); virt_type {virt_type}: {virt_reason}"
-        if ok
-        else "nodes unreachable or with the same hostname"
-    )
+    stale = [n["stale"] for n in nodes if n["stale"]]
+    if stale:
+        ok, reason = False, "; ".join(stale)
+    elif ok:
+        reason = (
+            f"node1 {nodes[0]['hostname']} ({NODE1_URI}) and node2 {nodes[1]['hostname']} "
+            f"({NODE2_URI}); virt_type {virt_type}: {virt_reason}"
+        )
+    else:
+        reason = "nodes unreachable or with the same hostname"
     return write_state(
         PART,
         {
@@ -622,8 +837,11 @@ def status() -> dict:
     prev = read_state(PART)
     nodes = _nodes()
     ok = all(n["reachable"] for n in nodes) and nodes[0]["hostname"] != nodes[1]["hostname"]
+    stale = [n["stale"] for n in nodes if n["stale"]]
     if not ok:
         reason = "nodes not running (run: python3 -m tools.infra libvirt up)"
+    elif stale:
+        ok, reason = False, "; ".join(stale)
     elif prev.get("ok"):
         reason = prev.get("reason", "")
     else:
@@ -647,6 +865,15 @@ def _destroy_domains(uri: str, everything: bool) -> None:
             virsh(uri, "destroy", name, timeout=30)
             if name.startswith(TEST_PREFIXES):
                 virsh(uri, "undefine", name, timeout=30)
+
+
+def _destroy_networks(uri: str) -> None:
+    res = virsh(uri, "net-list", "--name", timeout=10)
+    if res.returncode != 0:
+        return
+    for name in res.stdout.split():
+        log(f"{uri}: stopping network {name}")
+        virsh(uri, "net-destroy", name, timeout=30)
 
 
 def _remove_tunnels() -> None:
