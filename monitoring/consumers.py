@@ -75,6 +75,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
+from types import SimpleNamespace
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
@@ -200,6 +201,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user_id = user.pk
+        self.second_factor: bool | None = None  # read with the first tenant stream
         session = self.scope.get("session")
         self.session_key = getattr(session, "session_key", None)
         language = await database_sync_to_async(reader_language)(self.scope)
@@ -414,9 +416,18 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def allowed(self, slug: str) -> bool:
-        """May the user (reloaded: roles and is_active may have changed) watch ``slug``?"""
+        """May the user (reloaded: roles and is_active may have changed) watch ``slug``?
+        A session signed in without a second factor may not watch a tenant that
+        requires one, as it may not open its pages."""
+        if self.second_factor is None:
+            from portal.identity.middleware import session_has_second_factor
+
+            signed_in = SimpleNamespace(session=self.scope.get("session"), user=self.scope["user"])
+            self.second_factor = signed_in.session is not None and session_has_second_factor(
+                signed_in
+            )
         return bool(SLUG.fullmatch(slug)) and tenant_selectors.user_may(
-            self.user_id, slug, "event.view"
+            self.user_id, slug, "event.view", second_factor=self.second_factor
         )
 
     @database_sync_to_async

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils.translation import gettext
 
@@ -267,25 +268,30 @@ def _tenant_and_role(user, slug: str) -> Tenant | None:
     return tenant
 
 
-def user_may(user_id: int, slug: str, action: str) -> bool:
+def user_may(user_id: int, slug: str, action: str, *, second_factor: bool = True) -> bool:
     """May the user ``user_id``, read afresh (``is_active``, superuser and roles may have
     changed since they signed in), do ``action`` in the tenant named ``slug``? The rule
     is :func:`tenant_get`'s; the user's row, the tenant's id and the user's role in it
     come in one statement (a page's live socket asks on every subscribe: every page of
-    a reconnect storm)."""
+    a reconnect storm). ``second_factor``: whether the asking session signed in with
+    one; without, a tenant that requires one (or the platform, of staff) refuses, as
+    its pages do (``portal.identity.middleware``)."""
     from django.contrib.auth import get_user_model
 
     user_model = get_user_model()
     users, tenants = user_model._meta.db_table, Tenant._meta.db_table
     tenant_id = f"(SELECT id FROM {tenants} WHERE slug = %s)"  # noqa: S608
     role = _role_sql(tenant_id, f"{users}.id")
-    user = sql.first(
-        user_model,
-        f"{users}.id = %s",
-        [user_id],
-        annotate={"tenant_pk": (tenant_id, [slug]), "tenant_role": (role, [slug])},
-    )
+    annotate = {"tenant_pk": (tenant_id, [slug]), "tenant_role": (role, [slug])}
+    if not second_factor:
+        required = f"(SELECT require_2fa FROM {tenants} WHERE slug = %s)"  # noqa: S608
+        annotate["tenant_2fa"] = (required, [slug])
+    user = sql.first(user_model, f"{users}.id = %s", [user_id], annotate=annotate)
     if user is None or user.tenant_pk is None:
+        return False
+    if not second_factor and (
+        user.tenant_2fa or (settings.ISOTOPE_REQUIRE_2FA_STAFF and user.is_staff)
+    ):
         return False
     user._isotope_roles = {user.tenant_pk: user.tenant_role}
     try:

@@ -319,9 +319,15 @@ ROLE_RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
 
 
 @transaction.atomic
+@transaction.atomic
 def tenant_set_require_2fa(*, actor, tenant: Tenant, required: bool) -> None:
     """Require (or stop requiring) a second factor of the tenant's members for its
-    pages and session API (platform staff). Audited."""
+    pages, session API and live streams (platform staff). Audited. Once required, the
+    members' open live sockets re-check their streams of the tenant (those signed in
+    without a second factor lose them)."""
+    if required:
+        for membership in Membership.objects.filter(tenant=tenant).select_related("user"):
+            _membership_changed(tenant, membership.user)
     Tenant.objects.filter(pk=tenant.pk).update(
         require_2fa=required, resource_version=F("resource_version") + 1, updated=timezone.now()
     )

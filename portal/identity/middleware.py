@@ -3,9 +3,11 @@ staff on every page, ``Tenant.require_2fa`` for a tenant's pages and API).
 
 A session meets a requirement when it was signed in with a second factor (or enrolled
 one since), or through single sign-on — the provider answers for its own factors.
-Requests with ``Authorization: Token`` are automation and never asked: token auth is
-not subject to the requirement. Without a second factor the person is sent to enrol
-one (API: 403 problem+json); the pages that do that stay open.
+API requests with ``Authorization: Token`` are automation and never asked: token auth
+is not subject to the requirement (pages ignore the header: it exempts nothing there).
+A tenant's requirement is told only to its members; to others the tenant is a 404.
+Without a second factor the person is sent to enrol one (API: 403 problem+json); the
+pages that do that stay open.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from django.http import HttpRequest, JsonResponse
 from django.shortcuts import redirect
 
 from tenants.models import Tenant
+from tenants.selectors import role_of
 
 OPEN_PREFIXES = ("/accounts/", "/logout/", "/login/", "/static/", "/healthz", "/metrics")
 STRONG_METHODS = {"mfa", "socialaccount"}
@@ -40,8 +43,12 @@ class SecondFactorRequiredMiddleware:
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated:
             return None
-        if request.headers.get("Authorization", "").split(" ")[0].lower() == "token":
-            return None  # API tokens: automation is not asked for a second factor
+        if request.path.startswith("/api/") and (
+            request.headers.get("Authorization", "").split(" ")[0].lower() == "token"
+        ):
+            # API tokens: automation is not asked for a second factor. The API signs in
+            # with the token alone (a wrong one is 401); pages never read the header.
+            return None
         if request.path.startswith(OPEN_PREFIXES):
             return None
         why = ""
@@ -52,7 +59,8 @@ class SecondFactorRequiredMiddleware:
             # The whole row: the view's tenant lookup uses it (portal.web.tenant_row_read).
             tenant = Tenant.objects.filter(slug=slug).first()
             request.isotope_tenant_row = (slug, tenant)
-            if tenant is not None and tenant.require_2fa:
+            # Only its members are asked: to anyone else the tenant is not there (404).
+            if tenant is not None and tenant.require_2fa and role_of(user, tenant):
                 why = f"The tenant {slug} requires two-factor authentication."
         if not why or session_has_second_factor(request):
             return None

@@ -201,6 +201,40 @@ def test_a_removed_member_is_dropped_live_and_gets_nothing_more(demo):
     run(scenario)
 
 
+def test_a_tenant_requiring_2fa_streams_only_to_sessions_with_a_second_factor(demo, settings):
+    """A password-only session kept watching (and could start watching) a tenant whose
+    pages send it to enrol a second factor. Its streams go when the requirement is
+    turned on; a session that signed in with one keeps its own."""
+    from tests.portal.identity.test_two_factor import enrol, password_session
+
+    settings.MFA_TOTP_TOLERANCE = 1
+    weak = session_cookie(demo.carol)
+    strong_browser = password_session("bob")
+    enrol(strong_browser)
+    strong = strong_browser.cookies[settings.SESSION_COOKIE_NAME].value
+
+    async def scenario():
+        carol, bob = await connected(weak), await connected(strong)
+        for ws in (carol, bob):
+            assert (await subscribe(ws, tenant="acme"))["type"] == "subscribed"
+        await sync_to_async(tenant_services.tenant_set_require_2fa)(
+            actor=demo.admin, tenant=demo.acme, required=True
+        )
+        dropped = await carol.receive_json_from()
+        assert (dropped["type"], dropped["reason"]) == ("unsubscribed", "access")
+        again = await subscribe(carol, tenant="acme", kind="vm", name="web1")
+        assert (again["type"], again["code"]) == ("error", "not_found")
+        await publish(tenant=demo.acme, kind="vm", name="web1", reason="Started", message="up")
+        assert await carol.receive_nothing(timeout=0.3)
+        event = await bob.receive_json_from()
+        assert event["type"] == "event" and event["data"]["reason"] == "Started"
+        assert (await subscribe(carol, tenant="globex"))["code"] == "not_found"
+        for ws in (carol, bob):
+            await ws.disconnect()
+
+    run(scenario)
+
+
 def test_each_subscribe_reads_the_user_afresh(demo):
     """A user switched off while their socket is open cannot subscribe any more (and can
     again once switched back on); platform staff watch any tenant that exists."""

@@ -160,6 +160,44 @@ def test_a_tenant_requiring_2fa_sends_members_to_enrol_but_tokens_still_work(dem
     assert again["Location"].startswith("/accounts/2fa/reauthenticate/")
 
 
+def test_a_token_header_exempts_only_api_requests_signed_in_by_the_token(demo):
+    """Any ``Authorization: Token`` header, valid or not, let a password-only session
+    use the pages of a tenant that requires a second factor: pages never read it."""
+    services.tenant_set_require_2fa(actor=demo.admin, tenant=demo.acme, required=True)
+    browser = password_session("bob")
+    for header in ("Token whatever", "token iso_1_x", "Token"):
+        for path in ("/t/acme/", "/t/acme/vms/", "/t/acme/members/"):
+            page = browser.get(path, HTTP_AUTHORIZATION=header)
+            assert page.status_code == 302, (header, path)
+            assert page["Location"] == "/accounts/2fa/totp/activate/", (header, path)
+        sent = browser.post("/t/acme/vms/new/", {"name": "x"}, HTTP_AUTHORIZATION=header)
+        assert sent.status_code == 302 and sent["Location"] == "/accounts/2fa/totp/activate/"
+        # The API with the session and a token that is not one: the token is asked for.
+        api = browser.get("/api/v1/tenants/acme/virtualmachines/", HTTP_AUTHORIZATION=header)
+        assert api.status_code == 401, header
+
+
+def shown(answer) -> str:
+    """What an answer says, without its per-response CSRF tokens."""
+    return re.sub(r'name="csrfmiddlewaretoken" value="\w+"', "", answer.content.decode())
+
+
+def test_a_tenant_requiring_2fa_is_a_404_to_whoever_is_not_its_member(demo):
+    """carol (acme only) was told that globex exists and requires a second factor:
+    403 "The tenant globex requires two-factor authentication" from the API and a
+    redirect to enrol from its pages, against 404 for a tenant that does not exist."""
+    services.tenant_set_require_2fa(actor=demo.admin, tenant=demo.globex, required=True)
+    carol = password_session("carol")
+    carol.get("/")  # shows the sign-in's message, once
+    for path in ("/api/v1/tenants/{}/virtualmachines/", "/t/{}/vms/", "/t/{}/"):
+        real, missing = carol.get(path.format("globex")), carol.get(path.format("nosuch"))
+        assert real.status_code == missing.status_code == 404, path
+        assert shown(real).replace("globex", "nosuch") == shown(missing), path
+    # Its members are still asked.
+    dave = password_session("dave")
+    assert dave.get("/t/globex/")["Location"] == "/accounts/2fa/totp/activate/"
+
+
 def test_staff_must_have_a_second_factor_when_the_platform_requires_it(demo, settings):
     settings.ISOTOPE_REQUIRE_2FA_STAFF = True
     staff = Client()
