@@ -63,8 +63,13 @@ def _api_errors(error: ApplicationError) -> ApplicationError:
 
 
 def image_representation(image: Image, user, request=None) -> dict:
-    """An image as the API shows it (public platform images have no tenant)."""
-    if image.source == ImageSource.URL:
+    """An image as the API shows it (public platform images have no tenant). A tenant's
+    image published by staff is shown to other tenants as a platform image: neither
+    its owner nor where it came from (an import URL may carry a signed token)."""
+    foreign = image.tenant_id is not None and tenant_selectors.role_of(user, image.tenant) is None
+    if foreign:
+        source = {"platform": True}
+    elif image.source == ImageSource.URL:
         source = {"url": image.source_url}
     elif image.source == ImageSource.UPLOAD:
         source = {"upload": {"sizeBytes": image.declared_bytes}}
@@ -97,7 +102,7 @@ def image_representation(image: Image, user, request=None) -> dict:
         "metadata": metadata(
             image,
             name=image.name,
-            tenant=image.tenant.slug if image.tenant_id else None,
+            tenant=image.tenant.slug if image.tenant_id and not foreign else None,
         ),
         "spec": {
             "displayName": image.display_name,

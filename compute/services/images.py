@@ -38,7 +38,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F, ProtectedError, Q
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 
 from compute import imagefiles
 from compute.choices import IMAGE_IMPORT_PHASES, ImageKind, ImagePhase, ImageSource
@@ -515,11 +515,27 @@ def image_delete(*, actor, image: Image) -> None:
         )
         if locked is None:
             raise NotFound(gettext("Image %(image)s not found.") % {"image": repr(image.name)})
-        users = list(locked.vms.order_by("name").values_list("name", flat=True)[:5])
+        # The tenant's own VMs by name; those of other tenants (a published image) are
+        # only counted: their names are theirs.
+        own = locked.vms.filter(tenant_id=locked.tenant_id)
+        users = list(own.order_by("name").values_list("name", flat=True)[:5])
         if users:
             raise Conflict(
                 gettext("%(image)s is the base of VM %(vms)s; delete those first.")
                 % {"image": locked.name, "vms": ", ".join(users)},
+                errors={"name": [gettext("In use by VMs.")]},
+            )
+        others = locked.vms.exclude(tenant_id=locked.tenant_id).count()
+        if others:
+            raise Conflict(
+                ngettext(
+                    "%(image)s is published, and %(count)s VM of another tenant is based on "
+                    "it: it can be deleted once that VM is gone.",
+                    "%(image)s is published, and %(count)s VMs of other tenants are based on "
+                    "it: it can be deleted once those VMs are gone.",
+                    others,
+                )
+                % {"image": locked.name, "count": others},
                 errors={"name": [gettext("In use by VMs.")]},
             )
         _remove(locked, actor=actor, action="image.delete", reason="Deleted")

@@ -322,3 +322,51 @@ def test_an_upload_cut_mid_chunk_resumes_with_a_tus_client_and_ends_intact(
     assert hashlib.sha256(received.read_bytes()).hexdigest() == sha256(source)
     with transaction.atomic():
         assert Image.objects.get(pk=image.pk).phase == ImagePhase.PENDING
+
+
+@pytest.mark.django_db
+def test_a_published_image_tells_other_tenants_neither_its_owner_its_source_nor_their_vms(
+    demo, api, image_dir, make_host
+):
+    """globex's image, published by staff and imported from a signed URL, showed acme
+    its owner and the URL (with its token); when dave deleted it, the refusal named
+    the acme VM based on it."""
+    from compute.services import vms as vm_services
+
+    make_host()
+    signed = "https://images.example.invalid/disk.qcow2?X-Amz-Signature=s3cr3t"
+    shared = Image.objects.create(
+        name="shared",
+        kind="disk",
+        disk_path="/y",
+        tenant=demo.globex,
+        public=True,
+        source="url",
+        source_url=signed,
+        virtual_size_bytes=MIB,
+    )
+    seen = api(demo.carol).get("/api/v1/tenants/acme/images/shared/").json()
+    assert "tenant" not in seen["metadata"] and seen["spec"]["source"] == {"platform": True}
+    assert "globex" not in str(seen) and "s3cr3t" not in str(seen)
+    own = api(demo.dave).get("/api/v1/tenants/globex/images/shared/").json()
+    assert own["metadata"]["tenant"] == "globex" and own["spec"]["source"] == {"url": signed}
+
+    vm_services.vm_create(
+        actor=demo.bob,
+        tenant=demo.acme,
+        name="acme-secret",
+        image="shared",
+        flavor=None,
+        vcpus=1,
+        memory_mib=256,
+        disk_gib=1,
+    )
+    assert shared.vms.count() == 1
+    refused = api(demo.dave).delete("/api/v1/tenants/globex/images/shared/")
+    assert refused.status_code == 409
+    assert "acme-secret" not in refused.content.decode()
+    assert refused.json()["detail"] == (
+        "shared is published, and 1 VM of another tenant is based on it: it can be "
+        "deleted once that VM is gone."
+    )
+    assert Image.objects.filter(pk=shared.pk).exists()
