@@ -29,7 +29,7 @@ from compute.models import (
     Volume,
     Workload,
 )
-from compute.services.clusters import cluster_check, cluster_set_kubeconfig
+from compute.services.clusters import cluster_check, cluster_set_kubeconfig, default_clear
 from compute.services.hosts import host_check, host_uri_check
 from portal.admin import AuditedModelAdmin, AuditedModelForm, ServiceDeleteMixin
 from portal.exceptions import ValidationError as AppValidationError
@@ -373,7 +373,7 @@ class KubernetesClusterAdmin(AuditedModelAdmin):
         if obj.default and "default" in form.changed_data:
             # Only when ticked on this page: a page that showed this cluster as the
             # default must not take it back from a cluster made the default since.
-            KubernetesCluster.objects.filter(default=True).exclude(pk=obj.pk).update(default=False)
+            default_clear(keep_pk=obj.pk)
         super().save_model(request, obj, form, change)
         cluster_check(obj, actor=request.user)
 

@@ -185,7 +185,7 @@ def cluster_register(
     becomes the cluster new workloads go to."""
     text, server = kubeconfig_inline(kubeconfig, base=base)
     if default:
-        KubernetesCluster.objects.filter(default=True).exclude(name=name).update(default=False)
+        default_clear(keep_name=name)
     cluster, _ = KubernetesCluster.objects.update_or_create(
         name=name,
         defaults={
@@ -198,6 +198,21 @@ def cluster_register(
         actor=actor, action="cluster.register", target=f"cluster/{name}", detail={"server": server}
     )
     return cluster
+
+
+def default_clear(*, keep_name: str = "", keep_pk: int | None = None) -> None:
+    """In the caller's transaction, before it makes a cluster the default: no other is
+    the default any more. Every cluster row is locked first (there are few), so two
+    clusters made the default at the same moment take turns and the later one stays
+    the default (without the lock the later one found nothing to clear, the other's
+    flag being still unwritten, and failed on the one-default constraint)."""
+    list(KubernetesCluster.objects.select_for_update().order_by("pk").values_list("pk"))
+    others = KubernetesCluster.objects.filter(default=True)
+    if keep_name:
+        others = others.exclude(name=keep_name)
+    if keep_pk is not None:
+        others = others.exclude(pk=keep_pk)
+    others.update(default=False)
 
 
 def cluster_set_kubeconfig(cluster: KubernetesCluster, kubeconfig: str) -> None:

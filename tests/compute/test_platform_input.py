@@ -199,3 +199,28 @@ def test_an_exec_kubeconfig_in_admin_is_a_field_error_and_runs_nothing(client, d
     )
     assert not KubernetesCluster.objects.filter(name="evil").exists()
     assert not ran.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_clusters_made_the_default_at_once_leave_one_default(pg):
+    """The later one cleared nothing (the other's flag was not written yet) and then
+    failed on the one-default constraint: an error page for the admin. It waits its
+    turn now, and stays the default."""
+    from compute.services.clusters import cluster_register
+    from tests.races import held_open, run_in_thread
+
+    config = kubeconfig({"token": "abc"})
+    for name in ("a", "b"):
+        cluster_register(actor=None, name=name, kubeconfig=config)
+    with held_open(
+        lambda: cluster_register(actor=None, name="a", kubeconfig=config, default=True)
+    ) as commit:
+        second = run_in_thread(
+            lambda: cluster_register(actor=None, name="b", kubeconfig=config, default=True)
+        )
+        commit()
+    second["thread"].join(30)
+    assert "error" not in second, second
+    assert list(KubernetesCluster.objects.filter(default=True).values_list("name", flat=True)) == [
+        "b"
+    ]
