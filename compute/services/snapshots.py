@@ -768,7 +768,9 @@ def snapshot_observe(
     **fields,
 ) -> Snapshot:
     """Record the task's outcome under the row lock, with an event on the volume's
-    timeline. A deleted snapshot is left alone."""
+    timeline: compare-and-set on the phase the task acted on (``snapshot``'s), so an
+    outcome never lands on a phase that came after it (a delete asked meanwhile). A
+    deleted snapshot is left alone."""
     with transaction.atomic():
         current = (
             Snapshot.objects.select_for_update(of=("self",))
@@ -778,6 +780,8 @@ def snapshot_observe(
         )
         if current is None:
             return snapshot
+        if current.phase != snapshot.phase:
+            return current
         current = _save(
             current, phase=phase, message=message[:1000], phase_changed=timezone.now(), **fields
         )

@@ -452,3 +452,26 @@ def test_a_volume_a_restore_left_failed_is_repaired_by_restoring_again(
     assert volume.message == "" and volume.backend_name in pool_volumes(host)
     assert wait_snapshot(snapshot, SnapshotPhase.READY).restored is not None
     assert used_storage(demo.acme) == 10
+
+
+def test_a_task_outcome_is_recorded_only_over_the_phase_the_task_acted_on(demo, make_host):
+    """The recorder's compare-and-set: a snapshot task's outcome, computed while the
+    snapshot was Pending, does not land once the snapshot has moved on (here Deleting,
+    as an admin's delete would make it) and leaves no event."""
+    from compute.tasks import volumes as volume_tasks
+
+    make_host()
+    volume = volume_services.volume_create(
+        actor=demo.bob, tenant=demo.acme, name="data1", size_gib=1
+    )
+    volume_tasks.volume_apply.apply(args=(volume.pk,))
+    snapshot = snapshot_services.snapshot_create(actor=demo.bob, volume=volume, name="s1")
+    acted = Snapshot.objects.get(pk=snapshot.pk)  # Pending, as the task read it
+    Snapshot.objects.filter(pk=snapshot.pk).update(phase=SnapshotPhase.DELETING)
+    snapshot_services.snapshot_observe(acted, SnapshotPhase.READY, "taken", reason="SnapshotTaken")
+    assert Snapshot.objects.get(pk=snapshot.pk).phase == SnapshotPhase.DELETING
+    assert not Event.objects.filter(reason="SnapshotTaken").exists()
+    snapshot_services.snapshot_observe(
+        Snapshot.objects.get(pk=snapshot.pk), SnapshotPhase.FAILED, "gone", reason="X"
+    )
+    assert Snapshot.objects.get(pk=snapshot.pk).phase == SnapshotPhase.FAILED
