@@ -104,7 +104,11 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(ServiceDeleteMixin, admin.ModelAdmin):
+    """Tenants with their quota and members. Deleting one (its page or "delete
+    selected") goes through ``tenant_delete``: audited, and refused with a message while
+    the tenant still owns VMs, volumes, workloads or anything else that runs."""
+
     form = TenantAdminForm
     inlines = [MembershipInline]
     list_display = ["slug", "name", "member_count", "vms_usage", "cpu_usage", "created"]
@@ -213,6 +217,12 @@ class TenantAdmin(admin.ModelAdmin):
                 % {"resources": ", ".join(result.below_use)},
                 messages.WARNING,
             )
+
+    def delete_through(self, request, obj) -> None:
+        services.tenant_delete(actor=request.user, tenant=obj)
+
+    def delete_label(self, obj) -> str:
+        return obj.slug
 
     def save_formset(self, request, form, formset, change):
         if formset.model is not Membership:

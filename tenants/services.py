@@ -202,6 +202,66 @@ def tenant_update(*, actor, tenant: Tenant, changes: dict) -> Tenant:
     return locked
 
 
+#: Rows of ``compute`` that are a tenant's history, not something it owns: they go with
+#: the tenant (a migration's VM, if still there, is counted itself).
+_TENANT_HISTORY = {("compute", "migration")}
+
+
+def _tenant_owned(tenant: Tenant) -> list[str]:
+    """What ``tenant`` still owns in ``compute`` (what runs or is stored on hosts and
+    clusters, or holds its quota), as "2 virtual machines", in the models' own names."""
+    owned = []
+    for relation in Tenant._meta.related_objects:
+        model = relation.related_model
+        if model._meta.app_label != "compute":
+            continue
+        if (model._meta.app_label, model._meta.model_name) in _TENANT_HISTORY:
+            continue
+        count = model._base_manager.filter(**{relation.field.name: tenant}).count()
+        if count:
+            name = model._meta.verbose_name if count == 1 else model._meta.verbose_name_plural
+            owned.append(f"{count} {name}")
+    return owned
+
+
+@transaction.atomic
+def tenant_delete(*, actor, tenant: Tenant) -> None:
+    """Delete an empty tenant (platform staff): its memberships, quota, group mappings,
+    webhooks, events and quota requests go with it; its audit and usage rows stay, with
+    its slug. Audited in the same transaction.
+
+    Refused (``Conflict``, nothing changed) while it owns anything in ``compute`` (VMs,
+    volumes, snapshots, backups, images, networks, security groups, pools, workloads,
+    Services, namespaces): its row going would leave their libvirt domains, disks and
+    Kubernetes objects running with no tenant to show, bill or delete them. They are
+    deleted through the portal first. The tenant's row is locked first, so a resource
+    created meanwhile waits for this transaction and then finds no tenant."""
+    locked = Tenant.locked(tenant.pk)
+    if locked is None:
+        raise NotFound(gettext("Tenant %(tenant)s not found.") % {"tenant": repr(tenant.slug)})
+    owned = _tenant_owned(locked)
+    if owned:
+        raise Conflict(
+            gettext(
+                "%(tenant)s still owns %(owned)s: delete them in the portal first (a tenant's "
+                "VMs and workloads keep running when only its row goes)."
+            )
+            % {"tenant": locked.slug, "owned": ", ".join(owned)},
+            errors={"tenant": [gettext("Not empty.")]},
+        )
+    members = [m.user for m in Membership.objects.filter(tenant=locked).select_related("user")]
+    audit_record(
+        actor=actor,
+        action="tenant.delete",
+        tenant=locked,
+        target=locked.slug,
+        detail={"name": locked.name, "members": sorted(u.username for u in members)},
+    )
+    locked.delete()  # the audit row keeps the slug; its tenant link becomes NULL
+    for member in members:
+        _membership_changed(tenant, member)
+
+
 def _user_for(username_or_user) -> User:
     if isinstance(username_or_user, User):
         return username_or_user

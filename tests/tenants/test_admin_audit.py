@@ -10,8 +10,10 @@ from django.contrib.auth.models import Group, Permission
 from django.contrib.messages import get_messages
 from django.test import Client
 
+from compute.models import KubernetesCluster, TenantNamespace
+from monitoring import crypto
 from tenants import services
-from tenants.models import AuditLog
+from tenants.models import AuditLog, Membership, Quota, Tenant
 from tests.tenants.test_admin import form_data
 
 pytestmark = [pytest.mark.unit, pytest.mark.django_db]
@@ -180,3 +182,67 @@ def test_a_permission_group_created_changed_and_deleted_in_admin_is_audited(demo
     response = staff.post(f"/admin/auth/group/{group.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302 and not Group.objects.filter(name="support").exists()
     assert AuditLog.objects.get(action="group.delete").target == "group/support"
+
+
+# --- Tenants -----------------------------------------------------------------------------
+def namespace_of(tenant: Tenant) -> TenantNamespace:
+    cluster = KubernetesCluster.objects.create(
+        name="k1",
+        server="https://127.0.0.1:9",
+        kubeconfig_encrypted=crypto.encrypt("clusters: []", context=crypto.KUBECONFIG),
+    )
+    return TenantNamespace.objects.create(
+        tenant=tenant, cluster=cluster, name=tenant.namespace, ready=True
+    )
+
+
+def test_deleting_an_empty_tenant_in_admin_is_audited_and_the_entry_keeps_its_slug(demo, staff):
+    page = staff.get(f"/admin/tenants/tenant/{demo.globex.pk}/delete/")
+    assert page.status_code == 200
+    response = staff.post(f"/admin/tenants/tenant/{demo.globex.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+
+    assert not Tenant.objects.filter(slug="globex").exists()
+    assert not Membership.objects.filter(user=demo.dave).exists()
+    assert not Quota.objects.filter(tenant_id=demo.globex.pk).exists()
+    entry = AuditLog.objects.get(action="tenant.delete")
+    assert (entry.actor, entry.target, entry.tenant_slug) == (demo.admin, "globex", "globex")
+    assert entry.tenant is None  # the tenant is gone; the entry stays
+    assert entry.detail == {"name": "Globex", "members": ["dave"]}
+
+
+def test_deleting_a_tenant_that_owns_a_namespace_is_refused_and_changes_nothing(demo, staff):
+    namespace = namespace_of(demo.acme)
+    response = staff.post(f"/admin/tenants/tenant/{demo.acme.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/tenants/tenant/{demo.acme.pk}/change/"
+
+    assert Tenant.objects.filter(pk=demo.acme.pk).exists()
+    assert TenantNamespace.objects.filter(pk=namespace.pk).exists()
+    assert Membership.objects.filter(tenant=demo.acme).count() == 3
+    said = messages_of(response)
+    assert any("acme still owns 1 tenant namespace" in m for m in said), said
+    assert not any("deleted successfully" in m for m in said), said
+    assert not AuditLog.objects.filter(action="tenant.delete").exists()
+
+
+def test_bulk_deleting_tenants_deletes_only_the_empty_ones_each_audited(demo, staff):
+    namespace_of(demo.acme)
+    selected = [str(demo.acme.pk), str(demo.globex.pk)]
+    confirm = staff.post(
+        "/admin/tenants/tenant/", {"action": "delete_selected", "_selected_action": selected}
+    )
+    assert confirm.status_code == 200  # Django's confirmation page first
+    response = staff.post(
+        "/admin/tenants/tenant/",
+        {"action": "delete_selected", "_selected_action": selected, "post": "yes"},
+    )
+    assert response.status_code == 302
+
+    assert list(Tenant.objects.values_list("slug", flat=True)) == ["acme"]
+    assert list(
+        AuditLog.objects.filter(action="tenant.delete").values_list("target", flat=True)
+    ) == ["globex"]
+    said = messages_of(response)
+    assert any("acme still owns" in m for m in said), said
+    assert any("1 of 2 selected deleted" in m for m in said), said
