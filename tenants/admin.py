@@ -20,7 +20,6 @@ from django.contrib.auth.models import Group
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -341,6 +340,10 @@ class AuditLogAdmin(admin.ModelAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
+    """Every user's API tokens. Staff revoke a token (audited) and never delete one: the
+    revoked row keeps whose key it was and when it was last used, which the audit
+    entries naming ``token/<key id>`` need, and a revoked token is refused already."""
+
     list_display = ["key_id", "user", "name", "created", "expires", "last_used", "revoked"]
     list_filter = ["revoked"]
     search_fields = ["key_id", "user__username", "name"]
@@ -351,17 +354,20 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description=_("Revoke selected tokens"))
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoke instead (above)
+
+    @admin.action(description=_("Revoke selected tokens"), permissions=["change"])
     def revoke(self, request, queryset):
-        for token in queryset.filter(revoked__isnull=True):
-            token.revoked = timezone.now()
-            token.save(update_fields=["revoked"])
-            services.audit_record(
-                actor=request.user,
-                action="token.revoke",
-                target=f"token/{token.key_id}",
-                detail={"owner": token.user.username, "by": "admin"},
-            )
+        revoked = sum(
+            services.token_revoke_as_staff(actor=request.user, token=token)
+            for token in queryset.filter(revoked__isnull=True).select_related("user")
+        )
+        self.message_user(
+            request,
+            gettext("Revoked %(count)d token(s).") % {"count": revoked},
+            messages.SUCCESS,
+        )
 
 
 class UserMembershipInline(admin.TabularInline):

@@ -1159,6 +1159,24 @@ def token_revoke(*, user, key_id: str) -> ApiToken:
     return token
 
 
+@transaction.atomic
+def token_revoke_as_staff(*, actor, token: ApiToken) -> bool:
+    """Revoke anyone's token (platform staff). A compare-and-set on ``revoked``: a token
+    revoked already (by its owner, another admin) is left as it is and not audited;
+    returns whether this call revoked it."""
+    revoked = ApiToken.objects.filter(pk=token.pk, revoked__isnull=True).update(
+        revoked=timezone.now()
+    )
+    if revoked:
+        audit_record(
+            actor=actor,
+            action="token.revoke",
+            target=f"token/{token.key_id}",
+            detail={"owner": token.user.username, "by": "admin"},
+        )
+    return bool(revoked)
+
+
 # --- User preferences -----------------------------------------------------------------
 @transaction.atomic
 def preference_set_confirmation(*, user, confirmation: str, ask: bool) -> UserPreference:

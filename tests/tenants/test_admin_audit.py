@@ -13,7 +13,7 @@ from django.test import Client
 from compute.models import KubernetesCluster, TenantNamespace
 from monitoring import crypto
 from tenants import services
-from tenants.models import AuditLog, Membership, Quota, Tenant
+from tenants.models import ApiToken, AuditLog, Membership, Quota, Tenant
 from tests.tenants.test_admin import form_data
 
 pytestmark = [pytest.mark.unit, pytest.mark.django_db]
@@ -246,3 +246,52 @@ def test_bulk_deleting_tenants_deletes_only_the_empty_ones_each_audited(demo, st
     said = messages_of(response)
     assert any("acme still owns" in m for m in said), said
     assert any("1 of 2 selected deleted" in m for m in said), said
+
+
+def test_a_user_with_api_tokens_can_still_be_deleted_in_admin(demo, staff):
+    """Tokens are never deleted on their own in admin; with their user
+    (``user_delete``) they go."""
+    services.token_create(user=demo.outsider, name="ci")
+    response = staff.post(f"/admin/auth/user/{demo.outsider.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not User.objects.filter(username="erin").exists()
+    assert not ApiToken.objects.filter(name="ci").exists()
+    assert AuditLog.objects.get(action="user.delete").target == "user/erin"
+
+
+# --- API tokens --------------------------------------------------------------------------
+def test_api_tokens_are_revoked_in_admin_never_deleted(demo, staff):
+    token, _key = services.token_create(user=demo.bob, name="ci")
+    AuditLog.objects.all().delete()
+    listing = staff.get("/admin/tenants/apitoken/").content.decode()
+    assert 'value="delete_selected"' not in listing and 'value="revoke"' in listing
+    assert staff.get(f"/admin/tenants/apitoken/{token.pk}/delete/").status_code == 403
+    assert (
+        staff.post(f"/admin/tenants/apitoken/{token.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    bulk = staff.post(
+        "/admin/tenants/apitoken/",
+        {"action": "delete_selected", "_selected_action": [token.pk], "post": "yes"},
+    )
+    assert bulk.status_code == 302  # "no action selected": nothing done
+    assert ApiToken.objects.filter(pk=token.pk, revoked__isnull=True).exists()
+    assert not AuditLog.objects.exists()
+
+    response = staff.post(
+        "/admin/tenants/apitoken/", {"action": "revoke", "_selected_action": [token.pk]}
+    )
+    assert response.status_code == 302
+    assert ApiToken.objects.get(pk=token.pk).revoked is not None
+    entry = AuditLog.objects.get(action="token.revoke")
+    assert (entry.actor, entry.target) == (demo.admin, f"token/{token.key_id}")
+    assert entry.detail == {"owner": "bob", "by": "admin"}
+
+
+def test_revoking_a_token_revoked_meanwhile_keeps_its_time_and_audits_nothing(demo, staff):
+    token, _key = services.token_create(user=demo.bob, name="ci")
+    services.token_revoke(user=demo.bob, key_id=token.key_id)  # bob, after the list was shown
+    revoked = ApiToken.objects.get(pk=token.pk).revoked
+    assert not services.token_revoke_as_staff(actor=demo.admin, token=token)
+    assert ApiToken.objects.get(pk=token.pk).revoked == revoked
+    assert AuditLog.objects.filter(action="token.revoke").count() == 1  # bob's own
