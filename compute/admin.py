@@ -261,7 +261,7 @@ class MigrationPolicyAdmin(AuditedModelAdmin):
 
 @admin.register(Migration)
 class MigrationAdmin(admin.ModelAdmin):
-    """Read-only history of live migrations."""
+    """Read-only history of live migrations: not added, changed or deleted here."""
 
     list_display = ["vm_name", "tenant", "source", "target", "phase", "created", "reason"]
     list_filter = ["phase", "source", "target"]
@@ -272,6 +272,11 @@ class MigrationAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # History (and a running migration's state, which its task and the VM's
+        # placement read): it goes with its tenant, never one row at a time.
         return False
 
 
@@ -380,6 +385,10 @@ class KubernetesClusterAdmin(AuditedModelAdmin):
 
 @admin.register(TenantNamespace)
 class TenantNamespaceAdmin(admin.ModelAdmin):
+    """Each tenant's namespace on each cluster. "Provision now" is audited; a row is
+    never deleted here: the namespace and its objects would stay on the cluster (and the
+    row comes back with the tenant's next workload there)."""
+
     list_display = ["name", "tenant", "cluster", "ready", "provisioned", "message"]
     list_filter = ["cluster", "ready"]
     readonly_fields = ["tenant", "cluster", "name", "ready", "message", "provisioned"]
@@ -388,14 +397,20 @@ class TenantNamespaceAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # made when a tenant's first workload lands on a cluster
 
-    @admin.action(description=_("Provision now (create or repair the namespace's objects)"))
+    def has_delete_permission(self, request, obj=None):
+        return False  # goes with its tenant (tenant_delete) or its cluster
+
+    @admin.action(
+        description=_("Provision now (create or repair the namespace's objects)"),
+        permissions=["change"],
+    )
     def provision_now(self, request, queryset):
         from compute.backends.base import BackendError
-        from compute.services.clusters import tenant_provision
+        from compute.services.clusters import namespace_provision
 
         for row in queryset.select_related("tenant", "cluster"):
             try:
-                report = tenant_provision(tenant=row.tenant, cluster=row.cluster)
+                report = namespace_provision(actor=request.user, row=row)
             except BackendError as error:
                 self.message_user(request, f"{row}: {error}", messages.ERROR)
                 continue

@@ -141,6 +141,13 @@ class ServiceDeleteMixin:
     def delete_label(self, obj) -> str:
         return str(obj)
 
+    def get_deleted_objects(self, objs, request):
+        """Django's list of what goes with ``objs``, without its own refusal when one of
+        them is a model staff may not delete on its own (a namespace, an API token): the
+        service decides what may go along. Protected objects still refuse, as Django's."""
+        deleted, counts, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
+
     def delete_model(self, request, obj) -> bool:
         """Delete ``obj`` through its service; False when the service refused."""
         try:

@@ -12,15 +12,23 @@ from axes.models import AccessAttempt
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import UserAdmin
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model, update_session_auth_hash
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.forms import UserChangeForm
+from django.contrib.auth.models import Group
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.urls import reverse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from portal.admin import ChangedSinceShownMixin, ServiceDeleteMixin
+from portal.admin import (
+    AuditedModelAdmin,
+    AuditedModelForm,
+    ChangedSinceShownMixin,
+    ServiceDeleteMixin,
+)
 from portal.exceptions import ApplicationError
 from tenants import services
 from tenants.models import (
@@ -95,7 +103,11 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(ServiceDeleteMixin, admin.ModelAdmin):
+    """Tenants with their quota and members. Deleting one (its page or "delete
+    selected") goes through ``tenant_delete``: audited, and refused with a message while
+    the tenant still owns VMs, volumes, workloads or anything else that runs."""
+
     form = TenantAdminForm
     inlines = [MembershipInline]
     list_display = ["slug", "name", "member_count", "vms_usage", "cpu_usage", "created"]
@@ -204,6 +216,12 @@ class TenantAdmin(admin.ModelAdmin):
                 % {"resources": ", ".join(result.below_use)},
                 messages.WARNING,
             )
+
+    def delete_through(self, request, obj) -> None:
+        services.tenant_delete(actor=request.user, tenant=obj)
+
+    def delete_label(self, obj) -> str:
+        return obj.slug
 
     def save_formset(self, request, form, formset, change):
         if formset.model is not Membership:
@@ -322,6 +340,10 @@ class AuditLogAdmin(admin.ModelAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
+    """Every user's API tokens. Staff revoke a token (audited) and never delete one: the
+    revoked row keeps whose key it was and when it was last used, which the audit
+    entries naming ``token/<key id>`` need, and a revoked token is refused already."""
+
     list_display = ["key_id", "user", "name", "created", "expires", "last_used", "revoked"]
     list_filter = ["revoked"]
     search_fields = ["key_id", "user__username", "name"]
@@ -332,17 +354,20 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description=_("Revoke selected tokens"))
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoke instead (above)
+
+    @admin.action(description=_("Revoke selected tokens"), permissions=["change"])
     def revoke(self, request, queryset):
-        for token in queryset.filter(revoked__isnull=True):
-            token.revoked = timezone.now()
-            token.save(update_fields=["revoked"])
-            services.audit_record(
-                actor=request.user,
-                action="token.revoke",
-                target=f"token/{token.key_id}",
-                detail={"owner": token.user.username, "by": "admin"},
-            )
+        revoked = sum(
+            services.token_revoke_as_staff(actor=request.user, token=token)
+            for token in queryset.filter(revoked__isnull=True).select_related("user")
+        )
+        self.message_user(
+            request,
+            gettext("Revoked %(count)d token(s).") % {"count": revoked},
+            messages.SUCCESS,
+        )
 
 
 class UserMembershipInline(admin.TabularInline):
@@ -358,14 +383,24 @@ class UserMembershipInline(admin.TabularInline):
         return False
 
 
+class UserChangeAdminForm(ChangedSinceShownMixin, UserChangeForm):
+    """An account's page: ``changed_data`` names what was edited on it, so a privilege
+    granted or an address changed by another admin since is not written back."""
+
+
 admin.site.unregister(User)
+admin.site.unregister(Group)
 
 
 @admin.register(User)
 class IsotopeUserAdmin(ServiceDeleteMixin, UserAdmin):
-    """Accounts. Deactivating or deleting one goes through ``user_set_active`` /
-    ``user_delete``: audited, last-admin rule, every open socket of the user closed."""
+    """Accounts. Every write goes through a service and is audited: creating one
+    (``user_create``), editing it (``user_update``: privileges with their values),
+    its groups and permissions (``user_set_groups`` / ``user_set_permissions``), its
+    password (``user_set_password``), deactivating or deleting it (``user_set_active`` /
+    ``user_delete``: last-admin rule, every open socket of the user closed)."""
 
+    form = UserChangeAdminForm
     inlines = [UserMembershipInline]
     list_display = [
         "username",
@@ -391,16 +426,62 @@ class IsotopeUserAdmin(ServiceDeleteMixin, UserAdmin):
         return actions
 
     def save_model(self, request, obj, form, change):
-        active = obj.is_active
-        toggled = change and "is_active" in form.changed_data
-        if toggled:
-            obj.is_active = not active  # the service makes (and audits) this change
-        super().save_model(request, obj, form, change)
-        if toggled:
+        if not change:
+            services.user_create(actor=request.user, user=obj)
+            return
+        # Only what was edited on the page, under the row's lock.
+        edited = {f: getattr(obj, f) for f in services.USER_EDITABLE if f in form.changed_data}
+        if edited:
+            services.user_update(actor=request.user, user=obj, changes=edited)
+        if "is_active" in form.changed_data:
             try:
-                services.user_set_active(actor=request.user, user=obj, active=active)
+                services.user_set_active(actor=request.user, user=obj, active=obj.is_active)
             except ApplicationError as error:
                 self.message_user(request, error.message, messages.ERROR)
+        obj.refresh_from_db()  # the row as it is now, not as the page showed it
+
+    def save_related(self, request, form, formsets, change):
+        # Not form.save_m2m(): groups and permissions grant admin rights, so they go
+        # through the services (audited); the membership inline is read-only.
+        user = form.instance
+        if "groups" in form.changed_data:
+            services.user_set_groups(
+                actor=request.user, user=user, groups=form.cleaned_data["groups"]
+            )
+        if "user_permissions" in form.changed_data:
+            services.user_set_permissions(
+                actor=request.user, user=user, permissions=form.cleaned_data["user_permissions"]
+            )
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def user_change_password(self, request, id, form_url=""):
+        """Django's password page, the new password (or none) set by
+        ``user_set_password``; a GET or a form with errors is Django's own."""
+        user = self.get_object(request, unquote(id)) if request.method == "POST" else None
+        if user is None or not self.has_change_permission(request, user):
+            return super().user_change_password(request, id, form_url)
+        form = self.change_password_form(user, request.POST)
+        if not form.is_valid():
+            return super().user_change_password(request, id, form_url)
+        usable = form.cleaned_data["set_usable_password"]
+        if not usable and "unset-password" not in request.POST:
+            return super().user_change_password(request, id, form_url)  # Django refuses
+        services.user_set_password(
+            actor=request.user,
+            user=user,
+            password=form.cleaned_data["password1"] if usable else None,
+        )
+        self.log_change(request, user, self.construct_change_message(request, form, None))
+        self.message_user(
+            request,
+            gettext("Password changed successfully.")
+            if usable
+            else gettext("Password-based authentication was disabled."),
+            messages.SUCCESS,
+        )
+        update_session_auth_hash(request, user)  # staff changing their own stay signed in
+        return HttpResponseRedirect(reverse("admin:auth_user_change", args=[user.pk]))
 
     def delete_through(self, request, obj) -> None:
         services.user_delete(actor=request.user, user=obj)
@@ -426,6 +507,22 @@ class IsotopeUserAdmin(ServiceDeleteMixin, UserAdmin):
         for user in queryset:
             services.login_lockout_reset(actor=request.user, username=user.get_username())
         self.message_user(request, gettext("Sign-in unlocked."), messages.SUCCESS)
+
+
+class GroupAdminForm(AuditedModelForm):
+    class Meta:
+        model = Group
+        fields = ["name", "permissions"]
+
+
+@admin.register(Group)
+class IsotopeGroupAdmin(AuditedModelAdmin, GroupAdmin):
+    """Django permission groups: what they grant in admin is a privilege, so creating,
+    changing (permissions by name) and deleting one is audited (``group.*``); who is in
+    a group is edited on the account's page (``user.set_groups``)."""
+
+    audit_noun = "group"
+    form = GroupAdminForm
 
 
 @admin.register(AccessAttempt)

@@ -202,6 +202,66 @@ def tenant_update(*, actor, tenant: Tenant, changes: dict) -> Tenant:
     return locked
 
 
+#: Rows of ``compute`` that are a tenant's history, not something it owns: they go with
+#: the tenant (a migration's VM, if still there, is counted itself).
+_TENANT_HISTORY = {("compute", "migration")}
+
+
+def _tenant_owned(tenant: Tenant) -> list[str]:
+    """What ``tenant`` still owns in ``compute`` (what runs or is stored on hosts and
+    clusters, or holds its quota), as "2 virtual machines", in the models' own names."""
+    owned = []
+    for relation in Tenant._meta.related_objects:
+        model = relation.related_model
+        if model._meta.app_label != "compute":
+            continue
+        if (model._meta.app_label, model._meta.model_name) in _TENANT_HISTORY:
+            continue
+        count = model._base_manager.filter(**{relation.field.name: tenant}).count()
+        if count:
+            name = model._meta.verbose_name if count == 1 else model._meta.verbose_name_plural
+            owned.append(f"{count} {name}")
+    return owned
+
+
+@transaction.atomic
+def tenant_delete(*, actor, tenant: Tenant) -> None:
+    """Delete an empty tenant (platform staff): its memberships, quota, group mappings,
+    webhooks, events and quota requests go with it; its audit and usage rows stay, with
+    its slug. Audited in the same transaction.
+
+    Refused (``Conflict``, nothing changed) while it owns anything in ``compute`` (VMs,
+    volumes, snapshots, backups, images, networks, security groups, pools, workloads,
+    Services, namespaces): its row going would leave their libvirt domains, disks and
+    Kubernetes objects running with no tenant to show, bill or delete them. They are
+    deleted through the portal first. The tenant's row is locked first, so a resource
+    created meanwhile waits for this transaction and then finds no tenant."""
+    locked = Tenant.locked(tenant.pk)
+    if locked is None:
+        raise NotFound(gettext("Tenant %(tenant)s not found.") % {"tenant": repr(tenant.slug)})
+    owned = _tenant_owned(locked)
+    if owned:
+        raise Conflict(
+            gettext(
+                "%(tenant)s still owns %(owned)s: delete them in the portal first (a tenant's "
+                "VMs and workloads keep running when only its row goes)."
+            )
+            % {"tenant": locked.slug, "owned": ", ".join(owned)},
+            errors={"tenant": [gettext("Not empty.")]},
+        )
+    members = [m.user for m in Membership.objects.filter(tenant=locked).select_related("user")]
+    audit_record(
+        actor=actor,
+        action="tenant.delete",
+        tenant=locked,
+        target=locked.slug,
+        detail={"name": locked.name, "members": sorted(u.username for u in members)},
+    )
+    locked.delete()  # the audit row keeps the slug; its tenant link becomes NULL
+    for member in members:
+        _membership_changed(tenant, member)
+
+
 def _user_for(username_or_user) -> User:
     if isinstance(username_or_user, User):
         return username_or_user
@@ -521,6 +581,146 @@ def user_delete(*, actor, user) -> None:
         detail={"tenants": sorted(m.tenant.slug for m in memberships)},
     )
     _user_signed_out(user_id)
+
+
+#: Account fields platform staff edit in Django admin (``is_active`` has
+#: ``user_set_active``, the password ``user_set_password``).
+USER_EDITABLE = (
+    "username",
+    "first_name",
+    "last_name",
+    "email",
+    "is_staff",
+    "is_superuser",
+    "last_login",
+    "date_joined",
+)
+#: Fields whose values (not only names) the audit entry keeps: who became staff.
+USER_PRIVILEGES = ("is_staff", "is_superuser")
+
+
+@transaction.atomic
+def user_create(*, actor, user) -> User:
+    """Save ``user``, a new account built by the caller (its password set or made
+    unusable), for platform staff. Audited with its privileges and whether it can sign
+    in with a password."""
+    if user.pk is not None:
+        raise ValueError("user_create saves new accounts only")
+    user.save()
+    audit_record(
+        actor=actor,
+        action="user.create",
+        target=f"user/{user.username}",
+        detail={
+            **{flag: bool(getattr(user, flag)) for flag in USER_PRIVILEGES},
+            "password": user.has_usable_password(),
+        },
+    )
+    return user
+
+
+@transaction.atomic
+def user_update(*, actor, user, changes: dict) -> User:
+    """Write ``changes`` (``USER_EDITABLE`` fields) to the account's row, locked, and
+    nothing else. Audited with the names of the fields changed, and for a privilege
+    (``is_staff``, ``is_superuser``) its value before and after; a no-op when nothing
+    differs from the row."""
+    unknown = set(changes) - set(USER_EDITABLE)
+    if unknown:
+        raise ValueError(f"user_update cannot change {sorted(unknown)}")
+    locked = User.objects.select_for_update().filter(pk=user.pk).first()
+    if locked is None:
+        raise NotFound(gettext("No user named %(username)s.") % {"username": repr(user.username)})
+    before = {name: getattr(locked, name) for name in changes}
+    changed = {name: value for name, value in changes.items() if before[name] != value}
+    for name, value in changes.items():
+        setattr(user, name, value)
+    if not changed:
+        return user
+    for name, value in changed.items():
+        setattr(locked, name, value)
+    locked.save(update_fields=sorted(changed))
+    detail: dict = {"fields": sorted(changed)}
+    for flag in USER_PRIVILEGES:
+        if flag in changed:
+            detail[flag] = {"from": bool(before[flag]), "to": bool(changed[flag])}
+    if "username" in changed:
+        detail["username_was"] = before["username"]
+    audit_record(actor=actor, action="user.update", target=f"user/{locked.username}", detail=detail)
+    return user
+
+
+def _set_related(*, actor, user, field: str, wanted, label, action: str) -> None:
+    """Make the account's ``field`` (a many-to-many) hold ``wanted``, with its row
+    locked; audit what was added and removed (by ``label``), when anything was."""
+    locked = User.objects.select_for_update().filter(pk=user.pk).first()
+    if locked is None:
+        raise NotFound(gettext("No user named %(username)s.") % {"username": repr(user.username)})
+    manager = getattr(locked, field)
+    current = set(manager.all())
+    wanted = set(wanted)
+    added, removed = wanted - current, current - wanted
+    if not (added or removed):
+        return
+    manager.add(*added)
+    manager.remove(*removed)
+    audit_record(
+        actor=actor,
+        action=action,
+        target=f"user/{locked.username}",
+        detail={"added": sorted(map(label, added)), "removed": sorted(map(label, removed))},
+    )
+
+
+@transaction.atomic
+def user_set_groups(*, actor, user, groups) -> None:
+    """Make ``user`` a member of exactly ``groups`` (Django permission groups: what they
+    grant in admin). Audited with the groups added and removed."""
+    _set_related(
+        actor=actor,
+        user=user,
+        field="groups",
+        wanted=groups,
+        label=lambda group: group.name,
+        action="user.set_groups",
+    )
+
+
+@transaction.atomic
+def user_set_permissions(*, actor, user, permissions) -> None:
+    """Give ``user`` exactly ``permissions`` of their own (besides their groups').
+    Audited with the permissions added and removed (``app_label.codename``)."""
+    _set_related(
+        actor=actor,
+        user=user,
+        field="user_permissions",
+        wanted=permissions,
+        label=lambda p: f"{p.content_type.app_label}.{p.codename}",
+        action="user.set_permissions",
+    )
+
+
+@transaction.atomic
+def user_set_password(*, actor, user, password: str | None) -> User:
+    """Set the account's password (platform staff), or with ``None`` make it unusable:
+    the account then signs in only through single sign-on. Its other sessions stop
+    authenticating (Django checks the password's hash). Audited (never the password)."""
+    locked = User.objects.select_for_update().filter(pk=user.pk).first()
+    if locked is None:
+        raise NotFound(gettext("No user named %(username)s.") % {"username": repr(user.username)})
+    if password is None:
+        locked.set_unusable_password()
+    else:
+        locked.set_password(password)
+    locked.save(update_fields=["password"])
+    user.password = locked.password
+    audit_record(
+        actor=actor,
+        action="user.set_password",
+        target=f"user/{locked.username}",
+        detail={"usable": password is not None},
+    )
+    return user
 
 
 def _user_signed_out(user_id: int) -> None:
@@ -963,6 +1163,24 @@ def token_revoke(*, user, key_id: str) -> ApiToken:
     token.save(update_fields=["revoked"])
     audit_record(actor=user, action="token.revoke", target=f"token/{key_id}")
     return token
+
+
+@transaction.atomic
+def token_revoke_as_staff(*, actor, token: ApiToken) -> bool:
+    """Revoke anyone's token (platform staff). A compare-and-set on ``revoked``: a token
+    revoked already (by its owner, another admin) is left as it is and not audited;
+    returns whether this call revoked it."""
+    revoked = ApiToken.objects.filter(pk=token.pk, revoked__isnull=True).update(
+        revoked=timezone.now()
+    )
+    if revoked:
+        audit_record(
+            actor=actor,
+            action="token.revoke",
+            target=f"token/{token.key_id}",
+            detail={"owner": token.user.username, "by": "admin"},
+        )
+    return bool(revoked)
 
 
 # --- User preferences -----------------------------------------------------------------

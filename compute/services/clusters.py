@@ -42,6 +42,7 @@ from compute.texts import clusters as texts
 from monitoring import crypto
 from monitoring.services import event_publish
 from portal.exceptions import ValidationError
+from tenants.choices import AuditOutcome
 from tenants.models import Quota, Tenant
 from tenants.services import audit_record
 
@@ -223,7 +224,8 @@ def cluster_set_kubeconfig(cluster: KubernetesCluster, kubeconfig: str) -> None:
 
 
 def cluster_check(cluster: KubernetesCluster, *, actor=None) -> KubernetesCluster:
-    """Read version and node capacity; record reachability and capabilities."""
+    """Read version and node capacity; record reachability and capabilities. Asked by
+    ``actor`` (staff): audited, an unreachable cluster as failed with the error."""
     try:
         facts = cluster_backend(cluster).facts()
     except (BackendError, crypto.SecretUnreadable) as error:
@@ -231,6 +233,14 @@ def cluster_check(cluster: KubernetesCluster, *, actor=None) -> KubernetesCluste
             reachable=False, message=str(error)[:500]
         )
         cluster.reachable, cluster.message = False, str(error)[:500]
+        if actor is not None:
+            audit_record(
+                actor=actor,
+                action="cluster.check",
+                target=f"cluster/{cluster.name}",
+                outcome=AuditOutcome.FAILED,
+                detail={"error": cluster.message},
+            )
         return cluster
     KubernetesCluster.objects.filter(pk=cluster.pk).update(
         reachable=True,
@@ -347,6 +357,33 @@ def namespace_ready(*, tenant: Tenant, cluster: KubernetesCluster) -> None:
     row = TenantNamespace.objects.filter(tenant=tenant, cluster=cluster).first()
     if row is None or not row.ready:
         tenant_provision(tenant=tenant, cluster=cluster)
+
+
+def namespace_provision(*, actor, row: TenantNamespace) -> ProvisionReport:
+    """``tenant_provision`` asked by platform staff for one namespace row: audited
+    (``namespace.provision``) with what was created and repaired, or as failed with
+    the backend's error, which is raised on."""
+    target = f"namespace/{row.cluster.name}/{row.name}"
+    try:
+        report = tenant_provision(tenant=row.tenant, cluster=row.cluster, row=row)
+    except BackendError as error:
+        audit_record(
+            actor=actor,
+            action="namespace.provision",
+            tenant=row.tenant,
+            target=target,
+            outcome=AuditOutcome.FAILED,
+            detail={"error": str(error)[:500]},
+        )
+        raise
+    audit_record(
+        actor=actor,
+        action="namespace.provision",
+        tenant=row.tenant,
+        target=target,
+        detail={"created": list(report.created), "repaired": list(report.repaired)},
+    )
+    return report
 
 
 def tenant_provision(

@@ -25,6 +25,7 @@ from compute.choices import VirtType
 from compute.models import Host
 from compute.texts import hosts as host_texts
 from portal.exceptions import ValidationError
+from tenants.choices import AuditOutcome
 from tenants.services import audit_record
 
 logger = logging.getLogger(__name__)
@@ -136,12 +137,14 @@ def host_uri_check(uri: str) -> str:
 def host_check(host: Host, *, actor=None) -> Host:
     """Read capacity and capabilities from the host, make sure its volume pool exists;
     record reachability. A URI that :func:`host_uri_check` refuses is never opened: the
-    host is recorded unreachable."""
+    host is recorded unreachable. Asked by ``actor`` (staff): audited, an unreachable
+    host as failed with the reason."""
     try:
         host_uri_check(host.uri)
     except ValidationError as error:
         Host.objects.filter(pk=host.pk).update(reachable=False, message=error.message[:500])
         host.reachable, host.message = False, error.message[:500]
+        _check_failed(host, actor)
         return host
     backend = backend_for_host(host)
     try:
@@ -149,6 +152,7 @@ def host_check(host: Host, *, actor=None) -> Host:
     except BackendError as error:
         Host.objects.filter(pk=host.pk).update(reachable=False, message=str(error)[:500])
         host.reachable, host.message = False, str(error)[:500]
+        _check_failed(host, actor)
         return host
     virt = facts.virt_type
     if isinstance(backend, LibvirtBackend) and not backend.is_test:
@@ -175,6 +179,19 @@ def host_check(host: Host, *, actor=None) -> Host:
     if actor is not None:
         audit_record(actor=actor, action="host.check", target=f"host/{host.name}")
     return host
+
+
+def _check_failed(host: Host, actor) -> None:
+    """Audit a check staff asked for that found the host unreachable."""
+    if actor is None:
+        return
+    audit_record(
+        actor=actor,
+        action="host.check",
+        target=f"host/{host.name}",
+        outcome=AuditOutcome.FAILED,
+        detail={"error": host.message},
+    )
 
 
 def _probed_virt_type() -> str:

@@ -1,11 +1,17 @@
-"""Platform objects edited in Django admin are audited (who, what, which fields)."""
+"""Platform objects edited in Django admin are audited (who, what, which fields); the
+admin's actions are audited with their outcome, and what must not be deleted on its
+own cannot be."""
 
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
-from compute.models import Flavor, Host, KubernetesCluster
+from compute.choices import MigrationPhase
+from compute.models import Flavor, Host, KubernetesCluster, Migration, TenantNamespace
+from compute.services.vms import vm_create
 from monitoring import crypto
+from tenants.choices import AuditOutcome
 from tenants.models import AuditLog
 from tests.compute.test_host_console_ports import change_host
 from tests.compute.test_platform_input import kubeconfig
@@ -62,3 +68,89 @@ def test_replacing_a_clusters_kubeconfig_in_admin_stores_it_and_is_audited(clien
     stored = crypto.decrypt(cluster.kubeconfig_encrypted, context=crypto.KUBECONFIG)
     assert "abc" in stored
     assert AuditLog.objects.get(action="cluster.update").detail == {"fields": ["kubeconfig"]}
+
+
+# --- Actions and deletions that are audited or refused -----------------------------------
+def unreachable_cluster() -> KubernetesCluster:
+    return KubernetesCluster.objects.create(
+        name="k1",
+        server="https://127.0.0.1:9",
+        kubeconfig_encrypted=crypto.encrypt(
+            kubeconfig({"token": "abc"}), context=crypto.KUBECONFIG
+        ),
+    )
+
+
+def test_provisioning_a_namespace_now_in_admin_is_audited_with_its_outcome(client, demo):
+    row = TenantNamespace.objects.create(
+        tenant=demo.acme, cluster=unreachable_cluster(), name=demo.acme.namespace
+    )
+    client.force_login(demo.admin)
+    response = client.post(
+        "/admin/compute/tenantnamespace/",
+        {"action": "provision_now", "_selected_action": [row.pk]},
+    )
+    assert response.status_code == 302
+    entry = AuditLog.objects.get(action="namespace.provision")
+    assert (entry.actor, entry.tenant, entry.target) == (
+        demo.admin,
+        demo.acme,
+        f"namespace/k1/{demo.acme.namespace}",
+    )
+    assert entry.outcome == AuditOutcome.FAILED and entry.detail["error"]
+    assert not TenantNamespace.objects.get(pk=row.pk).ready
+
+
+def test_a_tenant_namespace_cannot_be_deleted_on_its_own_in_admin(client, demo):
+    row = TenantNamespace.objects.create(
+        tenant=demo.acme, cluster=unreachable_cluster(), name=demo.acme.namespace, ready=True
+    )
+    client.force_login(demo.admin)
+    listing = client.get("/admin/compute/tenantnamespace/").content.decode()
+    assert 'value="delete_selected"' not in listing
+    url = f"/admin/compute/tenantnamespace/{row.pk}/delete/"
+    assert client.get(url).status_code == 403
+    assert client.post(url, {"post": "yes"}).status_code == 403
+    assert TenantNamespace.objects.filter(pk=row.pk, ready=True).exists()
+
+
+def test_checking_an_unreachable_cluster_or_host_in_admin_is_audited_as_failed(
+    client, demo, tmp_path
+):
+    cluster = unreachable_cluster()
+    host = Host.objects.create(name="gone", uri=f"test://{tmp_path}/missing.xml")
+    client.force_login(demo.admin)
+    for url, pk in (
+        ("/admin/compute/kubernetescluster/", cluster.pk),
+        ("/admin/compute/host/", host.pk),
+    ):
+        response = client.post(url, {"action": "check_now", "_selected_action": [pk]})
+        assert response.status_code == 302
+    checked = {e.target: e for e in AuditLog.objects.filter(action__endswith=".check")}
+    assert set(checked) == {"cluster/k1", "host/gone"}
+    for entry in checked.values():
+        assert entry.actor == demo.admin and entry.outcome == AuditOutcome.FAILED
+        assert entry.detail["error"]
+    assert not Host.objects.get(pk=host.pk).reachable
+
+
+@pytest.mark.libvirt_test_driver
+def test_migration_history_cannot_be_deleted_in_admin(client, demo, make_host, tiny_image):
+    source, target = make_host("test1"), make_host("test2", cpus=1, memory_mib=1024)
+    vm = vm_create(actor=None, tenant=demo.acme, name="web1", image="tiny", vcpus=1, memory_mib=256)
+    migration = Migration.objects.create(
+        tenant=demo.acme,
+        vm=vm,
+        vm_name=vm.name,
+        source=source,
+        target=target,
+        phase=MigrationPhase.RUNNING,
+        started=timezone.now(),
+    )
+    client.force_login(demo.admin)
+    listing = client.get("/admin/compute/migration/").content.decode()
+    assert 'value="delete_selected"' not in listing
+    url = f"/admin/compute/migration/{migration.pk}/delete/"
+    assert client.get(url).status_code == 403
+    assert client.post(url, {"post": "yes"}).status_code == 403
+    assert Migration.objects.filter(pk=migration.pk, phase=MigrationPhase.RUNNING).exists()
