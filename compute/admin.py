@@ -352,6 +352,14 @@ class KubernetesClusterAdmin(AuditedModelAdmin):
             "pods": c.get("pods", 0),
         }
 
+    def get_deleted_objects(self, objs, request):
+        """Django's list of what goes with the cluster: its tenants' namespace rows go
+        with it, although staff may not delete one on its own (workloads, which run
+        there, still protect it)."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        perms_needed.discard(TenantNamespace._meta.verbose_name)
+        return deleted, counts, perms_needed, protected
+
     @admin.display(description=_("Workloads"))
     def workload_count(self, obj: KubernetesCluster) -> int:
         return obj.workloads.count()

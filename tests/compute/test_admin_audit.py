@@ -154,3 +154,17 @@ def test_migration_history_cannot_be_deleted_in_admin(client, demo, make_host, t
     assert client.get(url).status_code == 403
     assert client.post(url, {"post": "yes"}).status_code == 403
     assert Migration.objects.filter(pk=migration.pk, phase=MigrationPhase.RUNNING).exists()
+
+
+def test_a_cluster_is_deleted_in_admin_with_its_namespace_rows_and_audited(client, demo):
+    """Namespace rows may not be deleted on their own: Django then refused (403) the
+    cluster they belong to, which has no workload to protect it."""
+    cluster = unreachable_cluster()
+    TenantNamespace.objects.create(tenant=demo.acme, cluster=cluster, name=demo.acme.namespace)
+    client.force_login(demo.admin)
+    url = f"/admin/compute/kubernetescluster/{cluster.pk}/delete/"
+    assert client.get(url).status_code == 200
+    assert client.post(url, {"post": "yes"}).status_code == 302
+    assert not KubernetesCluster.objects.filter(pk=cluster.pk).exists()
+    assert not TenantNamespace.objects.exists()
+    assert AuditLog.objects.get(action="cluster.delete").target == "cluster/k1"
