@@ -379,7 +379,6 @@ ROLE_RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
 
 
 @transaction.atomic
-@transaction.atomic
 def tenant_set_require_2fa(*, actor, tenant: Tenant, required: bool) -> None:
     """Require (or stop requiring) a second factor of the tenant's members for its
     pages, session API and live streams (platform staff). Audited. Once required, the
