@@ -10,12 +10,13 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compute import selectors
@@ -363,9 +364,12 @@ def workload_action(request, tenant, name: str, action: str):
 
 @tenant_view("workload.view")
 @require_GET
+@xframe_options_sameorigin
 def workload_logs(request, tenant, name: str):
-    """The pod's log: streamed as text when the cluster can (``?follow=1``), otherwise
-    a page that says plainly why there is none (KWOK's fake nodes run no containers)."""
+    """The pod's log: streamed as text when the cluster can (``?follow=1``, into the
+    page's frame: framed by this site only), otherwise a page that says plainly why there
+    is none (KWOK's fake nodes run no containers). A stream the node refuses says why
+    in the frame, as text."""
     workload = _workload_or_404(request, tenant, name)
     pods = [p["name"] for p in workload.pods]
     pod = request.GET.get("pod") or (pods[0] if pods else "")
@@ -385,7 +389,11 @@ def workload_logs(request, tenant, name: str):
             lines = backend.logs(workload.namespace, pod)
             first = next(lines, "")
         except (LogsUnavailable, BackendError) as error:
-            reason = str(error)
+            # Shown in the page's frame: the reason alone, not a page in the page.
+            return HttpResponse(
+                gettext("No logs: %(reason)s") % {"reason": error},
+                content_type="text/plain; charset=utf-8",
+            )
         else:
             response = StreamingHttpResponse(
                 _chain(first, lines), content_type="text/plain; charset=utf-8"

@@ -82,3 +82,28 @@ def test_bob_creates_a_deployment_and_watches_its_replicas_become_ready(
     )
     page.screenshot(path=str(ARTIFACTS / "dashboard-bob.png"), full_page=True)
     axe(page, "dashboard-bob")
+
+
+def test_a_pods_log_frame_shows_what_the_node_says(
+    cluster, make_tenant, celery_worker, watcher, live_url, new_page
+):
+    """The log of a pod is shown in a frame of the logs page; the site's own
+    X-Frame-Options (DENY) kept the frame empty. KWOK's nodes serve no logs: the
+    cluster is recorded here as one whose nodes may, so the frame shows the node's
+    refusal, as text."""
+    from compute.models import KubernetesCluster, Workload
+    from compute.services import workloads as services
+    from tests.conftest import wait_for
+
+    tenant = make_tenant(quota={"cpu": 2, "memory": 1024, "pods": 4}, prefix="e2e")
+    services.workload_create(actor=None, tenant=tenant, name="api", image="nginx:1.27")
+    wait_for(lambda: Workload.objects.get(tenant=tenant, name="api").pods, 60)
+    KubernetesCluster.objects.filter(pk=cluster.pk).update(
+        capabilities={**cluster.capabilities, "logs": True}
+    )
+    page = new_page()
+    login(page, live_url, "carol")
+    page.goto(f"{live_url}/t/{tenant.slug}/workloads/api/logs/")
+    frame = page.frame_locator("iframe")
+    expect(frame.locator("body")).to_contain_text("No logs: ", timeout=15_000)
+    page.screenshot(path=str(ARTIFACTS / "workload-log-frame.png"), full_page=True)
