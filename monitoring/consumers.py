@@ -568,7 +568,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def live_control(self, message: dict) -> None:
         """Access changed (re-check subscriptions) or the session ended (close)."""
         if message.get("action") == "close":
-            if message.get("all") or (
+            kept = bool(message.get("keep")) and message["keep"] == self.session_key
+            if (message.get("all") and not kept) or (
                 message.get("session_key") and message["session_key"] == self.session_key
             ):
                 await self.close(code=CLOSE_UNAUTHENTICATED)

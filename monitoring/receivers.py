@@ -38,10 +38,11 @@ def on_logged_out(sender, request, user, **kwargs) -> None:
 
 
 @receiver(user_signed_out, dispatch_uid="monitoring.user_signed_out")
-def on_user_signed_out(sender, user_id, **kwargs) -> None:
-    """Close every socket of a user who was deactivated or deleted."""
+def on_user_signed_out(sender, user_id, keep_session_key: str = "", **kwargs) -> None:
+    """Close every socket of a user who was deactivated or deleted, or whose password
+    staff set (but those of ``keep_session_key``, a session that stays signed in)."""
     try:
-        services.sessions_close(user_id=user_id)
+        services.sessions_close(user_id=user_id, keep_session_key=keep_session_key)
     except Exception:  # noqa: BLE001 - the account change stands without the channel layer
         logger.exception("could not close the sockets of user %s", user_id)
 

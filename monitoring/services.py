@@ -357,12 +357,13 @@ def access_recheck(*, user_id: int, tenant_slug: str = "") -> None:
     live.control(user_group(user_id), {"action": "recheck", "tenant": tenant_slug})
 
 
-def sessions_close(*, user_id: int, session_key: str = "") -> None:
+def sessions_close(*, user_id: int, session_key: str = "", keep_session_key: str = "") -> None:
     """Close the user's sockets that were opened with ``session_key`` (signed out), or
-    every socket of the user without one (deactivated or deleted)."""
+    every socket of the user without one (deactivated or deleted, password set) but
+    those opened with ``keep_session_key`` (a session that stays signed in)."""
     message = {"action": "close", "session_key": session_key}
     if not session_key:
-        message = {"action": "close", "all": True}
+        message = {"action": "close", "all": True, "keep": keep_session_key}
     live.control(user_group(user_id), message)
 
 

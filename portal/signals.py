@@ -6,8 +6,10 @@ from django.dispatch import Signal
 membership_changed = Signal()  # kwargs: tenant, user
 # Sent (after commit) when a tenant's quota limits changed.
 quota_changed = Signal()  # kwargs: tenant
-# Sent (after commit) when a user is deactivated or deleted: close all their sockets.
-user_signed_out = Signal()  # kwargs: user_id
+# Sent (after commit) when a user is deactivated or deleted, or staff set their password:
+# close all their sockets, except those of ``keep_session_key`` when given (the session
+# of staff who changed their own password, which stays signed in).
+user_signed_out = Signal()  # kwargs: user_id, keep_session_key (optional)
 # Sent INSIDE the quota ledger's transaction (not after commit) each time a reservation
 # opens (``quota_reserve`` created it) or closes (``quota_release``): receivers write in
 # that transaction, so their rows commit or roll back with the ledger change itself.

@@ -467,10 +467,13 @@ class IsotopeUserAdmin(ServiceDeleteMixin, UserAdmin):
         usable = form.cleaned_data["set_usable_password"]
         if not usable and "unset-password" not in request.POST:
             return super().user_change_password(request, id, form_url)  # Django refuses
+        own = user.pk == request.user.pk
         services.user_set_password(
             actor=request.user,
             user=user,
             password=form.cleaned_data["password1"] if usable else None,
+            # Their other sessions end; this one stays (update_session_auth_hash below).
+            keep_session_key=(request.session.session_key or "") if own else "",
         )
         self.log_change(request, user, self.construct_change_message(request, form, None))
         self.message_user(

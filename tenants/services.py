@@ -700,10 +700,13 @@ def user_set_permissions(*, actor, user, permissions) -> None:
 
 
 @transaction.atomic
-def user_set_password(*, actor, user, password: str | None) -> User:
+def user_set_password(*, actor, user, password: str | None, keep_session_key: str = "") -> User:
     """Set the account's password (platform staff), or with ``None`` make it unusable:
-    the account then signs in only through single sign-on. Its other sessions stop
-    authenticating (Django checks the password's hash). Audited (never the password)."""
+    the account then signs in only through single sign-on. Its sessions stop
+    authenticating (Django checks the password's hash) and, once committed, their open
+    websockets close: Django never looks at a socket again. ``keep_session_key``: the
+    session of staff setting their own password, which stays signed in (the caller
+    updates its hash) and keeps its sockets. Audited (never the password)."""
     locked = User.objects.select_for_update().filter(pk=user.pk).first()
     if locked is None:
         raise NotFound(gettext("No user named %(username)s.") % {"username": repr(user.username)})
@@ -719,14 +722,20 @@ def user_set_password(*, actor, user, password: str | None) -> User:
         target=f"user/{locked.username}",
         detail={"usable": password is not None},
     )
+    _user_signed_out(locked.pk, keep_session_key=keep_session_key)
     return user
 
 
-def _user_signed_out(user_id: int) -> None:
-    """Close every live session (websocket) of the user once the change is committed."""
+def _user_signed_out(user_id: int, keep_session_key: str = "") -> None:
+    """Close every live session (websocket) of the user once the change is committed,
+    but those of ``keep_session_key``."""
     from portal import signals
 
-    transaction.on_commit(lambda: signals.user_signed_out.send(sender=User, user_id=user_id))
+    transaction.on_commit(
+        lambda: signals.user_signed_out.send(
+            sender=User, user_id=user_id, keep_session_key=keep_session_key
+        )
+    )
 
 
 # --- Sign-in lockouts (django-axes) ---------------------------------------------------

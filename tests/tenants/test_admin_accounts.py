@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 from django.test import Client
@@ -155,3 +156,61 @@ def test_deleting_a_user_in_admin_keeps_last_admins_and_audits(demo, staff):
     entry = AuditLog.objects.get(action="user.delete")
     assert (entry.target, entry.detail) == ("user/bob", {"tenants": ["acme"]})
     assert Membership.objects.filter(tenant=demo.acme, role=Role.ADMIN).exists()
+
+
+# --- Passwords ---------------------------------------------------------------------------
+def test_staff_setting_a_users_password_closes_that_users_sockets(demo, staff):
+    cookie = session_cookie(demo.carol)
+
+    async def scenario():
+        ws = await connected(cookie)
+        response = await sync_to_async(staff.post)(
+            f"/admin/auth/user/{demo.carol.pk}/password/",
+            {
+                "usable_password": "true",
+                "password1": "n3w-Secret-pass",
+                "password2": "n3w-Secret-pass",
+            },
+        )
+        assert response.status_code == 302, response.content[:2000]
+        closing = await ws.receive_output(timeout=10)
+        assert closing == {"type": "websocket.close", "code": 4401}
+
+    run(scenario)
+    entry = AuditLog.objects.get(action="user.set_password")
+    assert (entry.actor_name, entry.target, entry.detail) == (
+        "admin",
+        "user/carol",
+        {"usable": True},
+    )
+    # Her old session no longer signs anything in either.
+    assert Client().get("/", HTTP_COOKIE=f"sessionid={cookie}").status_code == 302
+
+
+def test_staff_setting_their_own_password_keep_this_sessions_sockets_and_close_the_others(
+    demo, staff
+):
+    own = staff.cookies[settings.SESSION_COOKIE_NAME].value
+    elsewhere = session_cookie(demo.admin)
+
+    async def scenario():
+        here = await connected(own)
+        there = await connected(elsewhere)
+        response = await sync_to_async(staff.post)(
+            f"/admin/auth/user/{demo.admin.pk}/password/",
+            {
+                "usable_password": "true",
+                "password1": "n3w-Secret-pass",
+                "password2": "n3w-Secret-pass",
+            },
+        )
+        assert response.status_code == 302, response.content[:2000]
+        closing = await there.receive_output(timeout=10)
+        assert closing == {"type": "websocket.close", "code": 4401}
+        # The page's own socket got the same message and is still open: it answers.
+        assert (await subscribe(here, tenant="acme"))["type"] in {"subscribed", "error"}
+        await here.disconnect()
+
+    run(scenario)
+    assert AuditLog.objects.get(action="user.set_password").target == "user/admin"
+    assert staff.get("/admin/").status_code == 200  # still signed in on this page
