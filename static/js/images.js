@@ -33,14 +33,29 @@
   function ensureRow(name) {
     let row = rowOf(name);
     if (row || !template || !tbody || !NAME.test(name)) return row;
-    const html = template.innerHTML.split("__name__").join(name);
-    const holder = document.createElement("tbody");
-    holder.innerHTML = html.trim();
-    row = holder.firstElementChild;
+    row = template.content.querySelector("tr").cloneNode(true);
+    named(row, name);
     tbody.prepend(row);
     const empty = document.querySelector('[data-testid="image-empty"]');
     if (empty) empty.hidden = true;
     return row;
+  }
+
+  // The template row's "__name__" placeholders, in its text and attributes, become
+  // ``name``: set as text and attribute values, never parsed as HTML.
+  function named(root, name) {
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_ELEMENT | NodeFilter.SHOW_TEXT);
+    for (let node = root; node; node = walker.nextNode()) {
+      if (node.nodeType === Node.TEXT_NODE) {
+        if (node.data.indexOf("__name__") !== -1) node.data = node.data.split("__name__").join(name);
+        continue;
+      }
+      for (const attribute of Array.from(node.attributes)) {
+        if (attribute.value.indexOf("__name__") !== -1) {
+          node.setAttribute(attribute.name, attribute.value.split("__name__").join(name));
+        }
+      }
+    }
   }
 
   // A row cloned from the template says "URL"; an uploaded image says "Upload".
