@@ -223,7 +223,8 @@ class Image(Resource):
 
         if self.kind == ImageKind.KERNEL and not (self.kernel_path and self.initrd_path):
             raise ValidationError("A kernel image needs a kernel and an initrd path.")
-        if self.kind == ImageKind.DISK and not self.disk_path:
+        if self.kind == ImageKind.DISK and not self.disk_path and not self.imported:
+            # A tenant's image gets its file from its import (none while it imports).
             raise ValidationError("A disk image needs a base disk path.")
         if not self.public and self.tenant_id is None:
             raise ValidationError("A private image belongs to a tenant.")

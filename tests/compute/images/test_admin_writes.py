@@ -77,3 +77,18 @@ def test_saving_an_image_in_admin_does_not_bring_back_one_deleted_meanwhile(demo
     assert not Image.objects.filter(pk=imported.pk).exists()
     assert not AuditLog.objects.filter(action="image.update").exists()
     assert AuditLog.objects.filter(action="image.delete").count() == 1
+
+
+def test_an_image_still_importing_can_be_labelled_in_admin(demo, imported):
+    """Its file comes with the import: saving its labels said "A disk image needs a
+    base disk path" and saved nothing."""
+    Image.objects.filter(pk=imported.pk).update(phase=ImagePhase.IMPORTING, disk_path="")
+    staff = Client()
+    staff.force_login(demo.admin)
+    url = f"/admin/compute/image/{imported.pk}/change/"
+    data = form_data(staff.get(url).content.decode(), "image_form")
+    data["os_label"] = "Debian 12"
+    response = staff.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    fresh = Image.objects.get(pk=imported.pk)
+    assert (fresh.os_label, fresh.phase, fresh.disk_path) == ("Debian 12", "Importing", "")
