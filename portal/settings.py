@@ -265,7 +265,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 # style="" attributes are all over the templates and vendor code (Bootstrap, Chart.js,
 # noVNC, Swagger UI) sets them; CSS cannot run script. connect-src 'self' covers the
 # same-origin ws:/wss: of /ws/ and the console (CSP Level 3, as browsers implement it).
-# form-action also gets the SSO provider's origin (portal.csp).
+# form-action also gets the SSO provider's origins (portal.csp).
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
@@ -279,6 +279,9 @@ CONTENT_SECURITY_POLICY = {
         "form-action": [SELF],
     }
 }
+# More origins a form's redirects may reach (portal.csp.form_action_origins): an SSO
+# provider that sends the browser on from its issuer's origin to another one.
+ISOTOPE_CSP_FORM_ACTION = env_list("ISOTOPE_CSP_FORM_ACTION")
 if not DEBUG and env_bool("ISOTOPE_HTTPS", True):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True

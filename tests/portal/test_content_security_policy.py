@@ -118,6 +118,14 @@ def test_forms_may_go_to_the_single_sign_on_provider(demo, settings):
     settings.SOCIALACCOUNT_PROVIDERS = providers
     policy = directives(Client().get("/login/"))
     assert policy["form-action"] == ["'self'", "https://id.example.com:8443"]
+    # A provider whose sign-in pages are on another origin: that one is named too.
+    settings.ISOTOPE_CSP_FORM_ACTION = ["https://login.example.com"]
+    policy = directives(Client().get("/login/"))
+    assert policy["form-action"] == [
+        "'self'",
+        "https://id.example.com:8443",
+        "https://login.example.com",
+    ]
 
 
 def test_no_template_has_an_inline_script_or_event_handler():
