@@ -13,6 +13,7 @@ from compute.services import vms as vm_services
 from tests.compute.test_views_workloads import make as make_workload
 from tests.compute.test_views_workloads import world  # noqa: F401 - a fixture
 from tests.conftest import live_subscribed, login
+from tests.e2e.test_accessibility import admin_pages
 from usage.services import requests as request_services
 
 pytestmark = pytest.mark.e2e
@@ -100,6 +101,16 @@ def test_the_pages_run_under_the_policy_with_no_violation_or_console_error(
             page.wait_for_function("() => window.Chart && Chart.getChart('history-chart')")
         if path == "/api/v1/docs/":  # Swagger UI started from its script file
             expect(page.locator(".swagger-ui .info .title")).to_contain_text("Isotope API")
+    assert not found, "\n".join(found)
+    assert not errors, "\n".join(errors)
+
+
+def test_every_admin_page_runs_under_the_policy(demo, live_url, new_page):
+    page, errors = watched(new_page)
+    login(page, live_url, "admin")
+    found: list[str] = []
+    for path in admin_pages(demo.admin):
+        found += visit(page, live_url + path)
     assert not found, "\n".join(found)
     assert not errors, "\n".join(errors)
 
