@@ -7,6 +7,8 @@ errors.
 
 from __future__ import annotations
 
+from csp.constants import SELF
+from csp.decorators import csp_replace
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -362,6 +364,8 @@ def workload_action(request, tenant, name: str, action: str):
     return redirect(back)
 
 
+# The page frames its own ?follow=1 stream: same-origin framing of this view only.
+@csp_replace({"frame-ancestors": [SELF]})
 @tenant_view("workload.view")
 @require_GET
 @xframe_options_sameorigin

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from portal.env import env_bool, env_list
@@ -60,6 +61,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_filters",
     "axes",
+    "csp",
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
@@ -75,6 +77,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every response (portal.csp, CONTENT_SECURITY_POLICY).
+    "portal.csp.CSPMiddleware",
     "portal.middleware.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -254,6 +258,30 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# What a page may load and run (django-csp; README "Content-Security-Policy"). Scripts
+# come from our own files only: no inline <script> or on...= handler runs, so an escaping
+# mistake cannot become script. A page that must inline one gives it request.csp_nonce
+# (NONCE: the header names it only on pages that used it). Styles allow 'unsafe-inline':
+# style="" attributes are all over the templates and vendor code (Bootstrap, Chart.js,
+# noVNC, Swagger UI) sets them; CSS cannot run script. connect-src 'self' covers the
+# same-origin ws:/wss: of /ws/ and the console (CSP Level 3, as browsers implement it).
+# form-action also gets the SSO provider's origins (portal.csp).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    }
+}
+# More origins a form's redirects may reach (portal.csp.form_action_origins): an SSO
+# provider that sends the browser on from its issuer's origin to another one.
+ISOTOPE_CSP_FORM_ACTION = env_list("ISOTOPE_CSP_FORM_ACTION")
 if not DEBUG and env_bool("ISOTOPE_HTTPS", True):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
@@ -621,6 +649,8 @@ SPECTACULAR_SETTINGS.update(
         "SWAGGER_UI_DIST": "SIDECAR",
         "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
         "REDOC_DIST": "SIDECAR",
+        # No badge from validator.swagger.io: the page loads nothing from elsewhere (CSP).
+        "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     }
 )
 INSTALLED_APPS.append("drf_spectacular_sidecar")

@@ -30,6 +30,14 @@
     });
   });
 
+  // A choice that is the whole form (data-submit-on-change: the workload log's pod):
+  // picking one sends the form.
+  document.addEventListener("change", (event) => {
+    const field = event.target;
+    if (!(field instanceof HTMLSelectElement) || !field.form || !field.hasAttribute("data-submit-on-change")) return;
+    field.form.requestSubmit();
+  });
+
   window.addEventListener("pageshow", (event) => {
     if (!event.persisted) return;
     document.querySelectorAll("form[data-iso-sent]").forEach((form) => {

@@ -147,6 +147,9 @@ def sso(oidc_provider, live_url, settings) -> SSO:
         secret=client["client_secret"],
     )
     configure(settings, result, result.settings_app())
+    # Hydra sends the browser on from its issuer to its login pages, another origin: the
+    # portal's forms (SSO button, sign-out) may lead there (README "Content-Security-Policy").
+    settings.ISOTOPE_CSP_FORM_ACTION = [oidc_provider["login_url"]]
     return result
 
 
