@@ -160,6 +160,23 @@ def shared_data(django_db_blocker, make):
 
 
 @pytest.fixture
+def staff(demo):
+    """A Django test client signed in as the platform admin of the demo."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(demo.admin)
+    return client
+
+
+def messages_of(response) -> list[str]:
+    """The messages a response queued for the next page (Django's messages)."""
+    from django.contrib.messages import get_messages
+
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+@pytest.fixture
 def api():
     """An API client factory: ``api(user)`` is logged in as ``user`` (or anonymous)."""
 

@@ -25,13 +25,6 @@ def fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-@pytest.fixture
-def staff(demo) -> Client:
-    client = Client()
-    client.force_login(demo.admin)
-    return client
-
-
 class _FormParser(HTMLParser):
     """Collects what a browser would submit from the form with ``form_id``."""
 

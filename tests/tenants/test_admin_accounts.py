@@ -8,11 +8,11 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.messages import get_messages
 from django.test import Client
 
 from tenants.choices import Role
 from tenants.models import AuditLog, Membership
+from tests.conftest import messages_of
 from tests.monitoring.test_consumer import connected, run, session_cookie, subscribe
 from tests.tenants.test_admin import form_data
 
@@ -20,19 +20,8 @@ pytestmark = [pytest.mark.unit, pytest.mark.django_db(transaction=True)]
 User = get_user_model()
 
 
-@pytest.fixture
-def staff(demo) -> Client:
-    client = Client()
-    client.force_login(demo.admin)
-    return client
-
-
 def membership(user, tenant) -> Membership:
     return Membership.objects.get(user=user, tenant=tenant)
-
-
-def messages_of(response) -> list[str]:
-    return [str(m) for m in get_messages(response.wsgi_request)]
 
 
 # --- Memberships -------------------------------------------------------------------------
@@ -159,19 +148,20 @@ def test_deleting_a_user_in_admin_keeps_last_admins_and_audits(demo, staff):
 
 
 # --- Passwords ---------------------------------------------------------------------------
+def set_password(staff, user):
+    """Staff set ``user``'s password on the admin's password page."""
+    return staff.post(
+        f"/admin/auth/user/{user.pk}/password/",
+        {"usable_password": "true", "password1": "n3w-Secret-pass", "password2": "n3w-Secret-pass"},
+    )
+
+
 def test_staff_setting_a_users_password_closes_that_users_sockets(demo, staff):
     cookie = session_cookie(demo.carol)
 
     async def scenario():
         ws = await connected(cookie)
-        response = await sync_to_async(staff.post)(
-            f"/admin/auth/user/{demo.carol.pk}/password/",
-            {
-                "usable_password": "true",
-                "password1": "n3w-Secret-pass",
-                "password2": "n3w-Secret-pass",
-            },
-        )
+        response = await sync_to_async(set_password)(staff, demo.carol)
         assert response.status_code == 302, response.content[:2000]
         closing = await ws.receive_output(timeout=10)
         assert closing == {"type": "websocket.close", "code": 4401}
@@ -196,14 +186,7 @@ def test_staff_setting_their_own_password_keep_this_sessions_sockets_and_close_t
     async def scenario():
         here = await connected(own)
         there = await connected(elsewhere)
-        response = await sync_to_async(staff.post)(
-            f"/admin/auth/user/{demo.admin.pk}/password/",
-            {
-                "usable_password": "true",
-                "password1": "n3w-Secret-pass",
-                "password2": "n3w-Secret-pass",
-            },
-        )
+        response = await sync_to_async(set_password)(staff, demo.admin)
         assert response.status_code == 302, response.content[:2000]
         closing = await there.receive_output(timeout=10)
         assert closing == {"type": "websocket.close", "code": 4401}

@@ -7,33 +7,17 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
-from django.contrib.messages import get_messages
 from django.test import Client
 
 from compute.models import KubernetesCluster, TenantNamespace
 from monitoring import crypto
 from tenants import services
 from tenants.models import ApiToken, AuditLog, Membership, Quota, Tenant
-from tests.tenants.test_admin import form_data
+from tests.conftest import messages_of
+from tests.tenants.test_admin import fast_passwords, form_data  # noqa: F401 (autouse here too)
 
 pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 User = get_user_model()
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def staff(demo) -> Client:
-    client = Client()
-    client.force_login(demo.admin)
-    return client
-
-
-def messages_of(response) -> list[str]:
-    return [str(m) for m in get_messages(response.wsgi_request)]
 
 
 def user_page(client: Client, user) -> tuple[str, dict]:

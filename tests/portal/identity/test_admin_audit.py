@@ -13,27 +13,16 @@ from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
 from allauth.mfa.totp.internal.auth import TOTP
 from allauth.socialaccount.models import SocialAccount, SocialApp
 from django.contrib.auth import get_user_model
-from django.contrib.messages import get_messages
 from django.test import Client
 
 from tenants.models import AuditLog
+from tests.conftest import messages_of
 from tests.portal.identity.test_two_factor import sign_in, signed_in
 from tests.tenants.test_admin import form_data
 
 pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 User = get_user_model()
 SECRET = "s3cret-Client-Value-9f2c"
-
-
-@pytest.fixture
-def staff(demo) -> Client:
-    client = Client()
-    client.force_login(demo.admin)
-    return client
-
-
-def messages_of(response) -> list[str]:
-    return [str(m) for m in get_messages(response.wsgi_request)]
 
 
 def audit_text() -> str:
